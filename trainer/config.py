@@ -1,0 +1,254 @@
+"""Configuration of one training run.
+
+One schema, validated by pydantic (unknown keys are errors that name the key). The field
+docstrings double as help text. ``TrainConfig`` is what ``scaletune train FILE.yaml`` reads and
+what every trial of a study builds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
+
+
+class ModelConfig(_Strict):
+    """A GPT decoder (nanoGPT layout) with the switches the seeds discuss."""
+
+    n_layer: int = Field(6, ge=1)
+    """Number of transformer blocks."""
+    n_head: int = Field(8, ge=1)
+    """Attention heads per block; must divide n_embd."""
+    n_embd: int = Field(256, ge=8)
+    """Width of the residual stream (d_model)."""
+    block_size: int = Field(128, ge=2)
+    """Context length in tokens (sequence length of every training window)."""
+    vocab_size: int | None = Field(None, ge=2)
+    """Vocabulary size; None takes it from the tokenizer (rounded up to a multiple of 64 for BPE)."""
+    positions: Literal["learned", "rope"] = "learned"
+    """Position information: learned absolute embeddings (GPT-2) or rotary embeddings (RoPE)."""
+    rope_theta: float = Field(10000.0, gt=0)
+    """RoPE base frequency (used when positions == 'rope')."""
+    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    """Normalization layer of every block and of the final norm."""
+    qkv_bias: bool = False
+    """Bias on the fused Q/K/V projection."""
+    bias: bool = False
+    """Bias in the other linear layers and in LayerNorm."""
+    tie_weights: bool = True
+    """Share the token embedding matrix with the output head."""
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """Default rate for the four dropout sites below (0 for single-epoch pretraining)."""
+    embd_dropout: float | None = Field(None, ge=0.0, lt=1.0)
+    """Dropout on the sum of token and position embeddings; None means `dropout`."""
+    attn_dropout: float | None = Field(None, ge=0.0, lt=1.0)
+    """Dropout on the attention probabilities; None means `dropout`."""
+    resid_dropout: float | None = Field(None, ge=0.0, lt=1.0)
+    """Dropout on each residual branch output before the add; None means `dropout`."""
+    mlp_dropout: float | None = Field(None, ge=0.0, lt=1.0)
+    """Dropout on the MLP hidden activations; None means `dropout`."""
+    init_std: float = Field(0.02, gt=0)
+    """Std of the normal init (GPT-2); residual projections get init_std / sqrt(2 * n_layer)."""
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> ModelConfig:
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_head must divide n_embd, got n_embd={self.n_embd}, n_head={self.n_head}")
+        if self.positions == "rope" and (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"rope needs an even head size, got head size {self.n_embd // self.n_head}")
+        return self
+
+    def rate(self, site: Literal["embd", "attn", "resid", "mlp"]) -> float:
+        """The dropout rate at one of the four sites."""
+        value = getattr(self, f"{site}_dropout")
+        return self.dropout if value is None else value
+
+
+class OptimConfig(_Strict):
+    """Optimizer, its parameter-group policy, and the learning-rate schedule."""
+
+    name: Literal["adamw", "sgd", "muon"] = "adamw"
+    """adamw (decoupled decay), sgd (momentum), or muon (Muon on 2-D hidden matrices, AdamW on the rest)."""
+    lr: float = Field(3e-4, gt=0)
+    """Peak learning rate (reached at the end of warmup)."""
+    weight_decay: float = Field(0.1, ge=0)
+    """Decoupled weight decay lambda (PyTorch AdamW convention: each step subtracts lr*lambda*theta)."""
+    beta1: float = Field(0.9, ge=0, lt=1)
+    """AdamW beta1; also the SGD momentum."""
+    beta2: float = Field(0.95, ge=0, lt=1)
+    """AdamW beta2."""
+    eps: float = Field(1e-8, gt=0)
+    """AdamW epsilon."""
+    nesterov: bool = False
+    """Nesterov momentum for sgd."""
+    muon_lr: float = Field(0.02, gt=0)
+    """Learning rate of the Muon group (2-D hidden matrices) when name == 'muon'."""
+    muon_momentum: float = Field(0.95, ge=0, lt=1)
+    """Muon momentum."""
+    qkv_lr_mult: float = Field(1.0, gt=0)
+    """Learning-rate multiplier for the attention Q/K/V projection (seed 003 uses 2.0)."""
+    decay_embeddings: bool = False
+    """Apply weight decay to the embeddings too (biases and norm gains never decay)."""
+    grad_clip: float | None = Field(1.0, gt=0)
+    """Clip the global gradient norm to this value; None disables clipping."""
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    """Label smoothing of the training cross-entropy (validation loss is always plain)."""
+    schedule: Literal["cosine", "linear", "wsd", "constant"] = "cosine"
+    """After warmup: cosine to min_lr_ratio*lr, linear to zero, warmup-stable-decay, or constant."""
+    warmup_frac: float = Field(0.1, ge=0, lt=1)
+    """Linear warmup length as a fraction of all optimizer steps."""
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    """Final LR of the cosine schedule as a fraction of the peak."""
+    decay_frac: float = Field(0.2, gt=0, le=1)
+    """Fraction of steps spent in the final linear decay to zero of the wsd schedule."""
+
+
+class DataConfig(_Strict):
+    """Where the text comes from and how it becomes tokens."""
+
+    source: Literal["builtin", "text", "hf"] = "builtin"
+    """builtin: real text shipped with Python (offline); text: local text file(s); hf: a `datasets` dataset."""
+    builtin: Literal["pydoc_topics", "stdlib"] = "pydoc_topics"
+    """Which built-in corpus (source == 'builtin'): the prose of Python's docs, or the stdlib's sources."""
+    path: str | None = None
+    """A text file or a glob of them (source == 'text'); relative paths resolve against the config file."""
+    dataset: str | None = None
+    """Hub id, or a `datasets` builder name such as 'text'/'json' with data_files (source == 'hf')."""
+    data_files: str | list[str] | None = None
+    """Local files for a builder dataset (source == 'hf')."""
+    name: str | None = None
+    """Dataset configuration name (source == 'hf')."""
+    split: str = "train"
+    """Dataset split (source == 'hf')."""
+    text_column: str = "text"
+    """Column holding the text (source == 'hf')."""
+    max_documents: int | None = Field(None, ge=1)
+    """Use only the first N documents (source == 'hf')."""
+    tokenizer: str = "byte"
+    """'byte' (vocab 256, offline) or a tiktoken encoding name such as 'gpt2'."""
+    val_fraction: float = Field(0.1, gt=0, lt=0.5)
+    """Fraction of the token stream held out (its tail) for validation."""
+    val_windows: int = Field(64, ge=1)
+    """Number of fixed held-out windows every evaluation averages over (same for every run)."""
+    cache_dir: str | None = None
+    """Where tokenized memmaps are cached; None means $SCALETUNE_CACHE or ~/.cache/scaletune."""
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> DataConfig:
+        if self.source == "text" and not self.path:
+            raise ValueError("data.path is required when data.source is 'text'")
+        if self.source == "hf" and not self.dataset:
+            raise ValueError("data.dataset is required when data.source is 'hf'")
+        return self
+
+
+class TrainConfig(_Strict):
+    """One training run: model, data, optimizer, token budget and run options."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    tokens: int = Field(1_000_000, ge=1)
+    """Training budget in tokens; steps = ceil(tokens / (batch_size * block_size))."""
+    batch_size: int = Field(32, ge=1)
+    """Sequences per optimizer step (global batch)."""
+    micro_batch_size: int | None = Field(None, ge=1)
+    """Sequences per forward/backward; batch_size must be a multiple. None means batch_size."""
+    eval_every_tokens: int | None = Field(None, ge=1)
+    """Evaluate validation loss every this many tokens; None means 10 evaluations per run."""
+    seed: int = 0
+    """Seed of init, data order and dropout: the same seed gives the same run."""
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    """auto picks cuda when available, else cpu."""
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """Autocast dtype: auto is bfloat16 on CUDA (when supported), float32 elsewhere."""
+    compile: bool = False
+    """Wrap the model in torch.compile."""
+    num_threads: int | None = Field(None, ge=1)
+    """torch threads on CPU; None uses all cores this process may run on."""
+    max_loss: float | None = Field(None, gt=0)
+    """Stop as diverged when a training loss exceeds this; None means 1.5 x the initial loss ln(vocab)."""
+    out_dir: str | None = None
+    """Folder for checkpoints and the metrics log; None disables both."""
+    checkpoint_every_tokens: int | None = Field(None, ge=1)
+    """Write an atomic checkpoint this often (needs out_dir); None writes only the final one."""
+    progress: bool = True
+    """Show a progress bar with loss and tokens/s."""
+
+    @model_validator(mode="after")
+    def _batch_divides(self) -> TrainConfig:
+        micro = self.micro_batch_size or self.batch_size
+        if self.batch_size % micro:
+            raise ValueError(
+                f"batch_size must be a multiple of micro_batch_size, got batch_size={self.batch_size}, "
+                f"micro_batch_size={micro}"
+            )
+        return self
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.model.block_size
+
+
+def format_errors(err: ValidationError, prefix: str = "") -> list[str]:
+    """One line per error: the dotted key, the bad value and what is allowed."""
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in (prefix, *e["loc"]) if p != "")
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{key}: unknown key")
+            continue
+        value = e.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"{key or '<top>'}: {msg}{shown}")
+    return lines
+
+
+class ConfigError(ValueError):
+    """A configuration file that does not validate; ``errors`` lists every problem found."""
+
+    def __init__(self, source: str, errors: list[str]):
+        self.source = source
+        self.errors = errors
+        super().__init__(f"{source}: {len(errors)} error(s)\n" + "\n".join(f"  {e}" for e in errors))
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Safe-load a YAML mapping; anything else is a ConfigError."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(str(path), ["file not found"]) from None
+    except yaml.YAMLError as e:
+        raise ConfigError(str(path), [f"not valid YAML: {e}"]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(str(path), [f"top level must be a mapping, got {type(raw).__name__}"])
+    return raw
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """Read ``scaletune train`` YAML; relative data paths resolve against the file's folder."""
+    raw = load_yaml(path)
+    try:
+        cfg = TrainConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(str(path), format_errors(e)) from None
+    return resolve_paths(cfg, Path(path).resolve().parent)
+
+
+def resolve_paths(cfg: TrainConfig, base: Path) -> TrainConfig:
+    """Make data.path and out_dir absolute, relative to ``base``."""
+    updates = {}
+    if cfg.data.path and not Path(cfg.data.path).is_absolute():
+        updates["data"] = cfg.data.model_copy(update={"path": str(base / cfg.data.path)})
+    if cfg.out_dir and not Path(cfg.out_dir).is_absolute():
+        updates["out_dir"] = str(base / cfg.out_dir)
+    return cfg.model_copy(update=updates) if updates else cfg
