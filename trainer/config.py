@@ -196,19 +196,57 @@ class TrainConfig(_Strict):
         return self.batch_size * self.model.block_size
 
 
-def format_errors(err: ValidationError, prefix: str = "") -> list[str]:
+def format_errors(err: ValidationError, root: type[BaseModel] | None = None) -> list[str]:
     """One line per error: the dotted key, the bad value and what is allowed."""
     lines = []
     for e in err.errors():
-        key = ".".join(str(p) for p in (prefix, *e["loc"]) if p != "")
-        msg = e["msg"]
+        key = ".".join(str(p) for p in e["loc"])
         if e["type"] == "extra_forbidden":
-            lines.append(f"{key}: unknown key")
+            allowed = _fields_at(root, e["loc"][:-1]) if root else None
+            hint = f"; allowed: {', '.join(allowed)}" if allowed else ""
+            lines.append(f"{key}: unknown key{hint}")
             continue
         value = e.get("input")
         shown = "" if isinstance(value, dict) else f" (got {value!r})"
-        lines.append(f"{key or '<top>'}: {msg}{shown}")
+        lines.append(f"{key or '<top>'}: {e['msg']}{shown}")
     return lines
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str] | None:
+    """The field names of the (nested) model at ``loc``, following unions and tagged unions."""
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if part not in model.model_fields:
+            # A tagged-union member: pydantic puts the tag in the location.
+            continue
+        found = _models_in(model.model_fields[part].annotation)
+        if not found:
+            return None
+        model = found[0]
+        if len(found) > 1:
+            tagged = [m for m in found if _tag(m) in loc]
+            if not tagged:
+                return None
+            model = tagged[0]
+    return list(model.model_fields)
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    out: list[type[BaseModel]] = []
+    for arg in getattr(annotation, "__args__", ()) + tuple(getattr(annotation, "__metadata__", ())):
+        out += _models_in(arg)
+    if hasattr(annotation, "__origin__") and not out:
+        out += _models_in(annotation.__origin__)
+    return out
+
+
+def _tag(model: type[BaseModel]) -> str | None:
+    field = model.model_fields.get("name")
+    args = getattr(field.annotation, "__args__", ()) if field else ()
+    return args[0] if len(args) == 1 else None
 
 
 class ConfigError(ValueError):
@@ -240,7 +278,7 @@ def load_train_config(path: str | Path) -> TrainConfig:
     try:
         cfg = TrainConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(str(path), format_errors(e)) from None
+        raise ConfigError(str(path), format_errors(e, TrainConfig)) from None
     return resolve_paths(cfg, Path(path).resolve().parent)
 
 

@@ -1,0 +1,586 @@
+"""Priors over the five searched hyperparameters, from the scaling laws in ``heuristics.laws``.
+
+For one model and token budget, ``priors_for`` evaluates every applicable law and turns the
+outputs into a ``Prior`` per hyperparameter: a center, a spread, a suggested search range and
+the provenance (which law, its raw output, whether the model or budget lies outside the law's
+fitted range). Where laws disagree the spread covers them:
+
+    center   the geometric mean of the laws (lr, batch size) or the primary law (tau)
+    sigma    max(floor, RMS of log10(law output / center)); the floor is wider (0.3 dex) when a
+             law is extrapolated than when all are inside their fitted range (0.2 dex)
+    range    center * 10^(+-2 sigma), widened to include every law's output, then clipped to the
+             sane bounds below
+
+Sane bounds (documented clips, applied to center and range):
+
+    lr            [1e-5, 1e-1]; the center stays a factor 2 inside
+    weight_decay  [1e-4, 5]
+    tau           [1e-3, 10]
+    batch_size    powers of two in [1, D / (block_size * 100)]: at least 100 optimizer steps
+    warmup_frac   [0, 0.5]
+    dropout       [0, 0.5]
+
+Counting conventions: TPP uses non-embedding N = 12*n_layer*n_embd^2 (Kaplan); the total-
+parameter TPP (Chinchilla convention) is evaluated too and enters tau's spread. DeepSeek's
+compute uses M*D with seq_len = block_size. All batch sizes are converted to sequences of the
+model's block_size.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+
+from rich.console import Console
+from rich.table import Table
+from scipy.stats import norm
+
+from heuristics import laws
+from heuristics.fit import FittedLaws, PowerLawFit, Prediction
+
+LR_BOUNDS = (1e-5, 1e-1)
+WEIGHT_DECAY_BOUNDS = (1e-4, 5.0)
+TAU_BOUNDS = (1e-3, 10.0)
+WARMUP_BOUNDS = (0.0, 0.5)
+DROPOUT_BOUNDS = (0.0, 0.5)
+MIN_STEPS = 100
+"""The batch-size range never implies fewer optimizer steps than this."""
+FLOOR_LOG10 = 0.2
+"""Smallest sigma (log10 units) of a log prior whose laws are all inside their fitted range."""
+FLOOR_LOG10_EXTRAPOLATED = 0.3
+"""Smallest sigma (log10 units) when any contributing law is extrapolated."""
+FLOOR_LOG10_FITTED = 0.1
+"""Smallest sigma (log10 units) of a prior taken from laws fitted to the user's studies."""
+PRACTICE_WEIGHT_DECAY = 0.1
+"""The common AdamW weight_decay (GPT-3, DeepSeek LLM, seed 002), entered into tau's spread."""
+PRACTICE_WARMUP_FRAC = 0.10
+"""Warmup practice of the seeds: 5-15% of the steps (seed 000), 10% in Power Lines."""
+COVER_SIGMAS = 2.0
+"""Half-width of the suggested search range, in sigmas."""
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The GPT dimensions the laws need (a subset of trainer's ModelConfig)."""
+
+    n_layer: int
+    n_head: int
+    n_embd: int
+    block_size: int
+    """Training context length in tokens; batch sizes are counted in sequences of this length."""
+    vocab_size: int
+    tie_weights: bool = True
+    learned_positions: bool = True
+    """Learned absolute position embeddings (count block_size*n_embd parameters); False for RoPE."""
+
+    def __post_init__(self) -> None:
+        for f in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size"):
+            v = getattr(self, f)
+            if not (isinstance(v, int) and v >= 1):
+                raise ValueError(f"ModelShape.{f} must be a positive integer, got {f}={v!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(
+                f"n_head must divide n_embd, got n_embd={self.n_embd}, n_head={self.n_head}"
+            )
+
+    @property
+    def non_embedding_params(self) -> int:
+        return laws.non_embedding_params(self.n_layer, self.n_embd)
+
+    @property
+    def total_params(self) -> int:
+        return laws.total_params(
+            self.n_layer, self.n_embd, self.vocab_size, self.block_size,
+            tie_weights=self.tie_weights, learned_positions=self.learned_positions,
+        )
+
+
+@dataclass(frozen=True)
+class Source:
+    """One law's raw output that a prior was built from."""
+
+    law: str
+    """Short name of the law, e.g. 'DeepSeek eta_opt(C)'."""
+    citation: str
+    """Paper and arXiv id, or 'fitted from your studies: ...'."""
+    value: float
+    """The law's output, converted to the prior's unit where a conversion is named in ``note``."""
+    unit: str
+    note: str = ""
+    extrapolated: bool = False
+    """True when this model or budget lies outside the range the law was fitted on."""
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A prior over one hyperparameter: a center, a spread and a suggested search range.
+
+    log=True: a log-normal; ``sigma`` is the std of log10(value). log=False: a normal in natural
+    units; ``sigma`` is its std. Always low <= center <= high and low < high; the center sits
+    strictly inside except at a physical bound (dropout 0 for single-epoch runs, which is the
+    published recommendation, not a clip).
+    """
+
+    name: str
+    center: float
+    low: float
+    high: float
+    log: bool
+    sigma: float
+    integer: bool = False
+    sources: tuple[Source, ...] = ()
+    unit: str = ""
+
+    def __post_init__(self) -> None:
+        values = {"center": self.center, "low": self.low, "high": self.high, "sigma": self.sigma}
+        for key, v in values.items():
+            if not math.isfinite(v):
+                raise ValueError(f"prior {self.name!r}: {key} must be finite, got {key}={v!r}")
+        if not (self.low <= self.center <= self.high and self.low < self.high):
+            raise ValueError(
+                f"prior {self.name!r}: need low <= center <= high and low < high, got "
+                f"low={self.low!r}, center={self.center!r}, high={self.high!r}"
+            )
+        if self.sigma <= 0:
+            raise ValueError(f"prior {self.name!r}: sigma must be positive, got sigma={self.sigma!r}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"prior {self.name!r}: a log prior needs low > 0, got low={self.low!r}")
+
+    @property
+    def extrapolated(self) -> bool:
+        """True when any law behind this prior was evaluated outside its fitted range."""
+        return any(s.extrapolated for s in self.sources)
+
+
+@dataclass(frozen=True)
+class Priors:
+    """Priors for one model and token budget. batch_size is in sequences of block_size."""
+
+    lr: Prior
+    weight_decay: Prior
+    tau: Prior
+    dropout: Prior
+    warmup_frac: Prior
+    batch_size: Prior
+    context: tuple[tuple[str, float], ...] = ()
+    """The inputs and derived quantities the laws were evaluated at (N, TPP, C, epochs, ...)."""
+
+    def as_dict(self) -> dict[str, Prior]:
+        """The six priors by hyperparameter name."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "context"}
+
+    def to_json(self) -> dict:
+        """A JSON-serializable record: every prior with its sources, plus the evaluation context."""
+        out: dict = {name: asdict(p) for name, p in self.as_dict().items()}
+        for name, p in self.as_dict().items():
+            out[name]["sources"] = [asdict(s) for s in p.sources]
+            out[name]["extrapolated"] = p.extrapolated
+        out["context"] = dict(self.context)
+        return out
+
+
+# --- building priors ------------------------------------------------------------------------
+
+
+def _rms_log10(center: float, values: Sequence[float]) -> float:
+    return math.sqrt(sum(math.log10(v / center) ** 2 for v in values) / len(values))
+
+
+def _geomean(values: Sequence[float]) -> float:
+    return 10.0 ** (sum(math.log10(v) for v in values) / len(values))
+
+
+def _clip(value: float, bounds: tuple[float, float]) -> float:
+    return min(max(value, bounds[0]), bounds[1])
+
+
+def _floor(sources: Sequence[Source]) -> float:
+    return FLOOR_LOG10_EXTRAPOLATED if any(s.extrapolated for s in sources) else FLOOR_LOG10
+
+
+def _log_prior(
+    name: str,
+    center: float,
+    sources: Sequence[Source],
+    bounds: tuple[float, float],
+    unit: str,
+    floor: float,
+    sigma: float | None = None,
+    center_margin: float = 1.0,
+) -> Prior:
+    """A log-normal prior around ``center`` whose range covers every source, within bounds."""
+    center = _clip(center, (bounds[0] * center_margin, bounds[1] / center_margin))
+    if sigma is None:
+        sigma = _rms_log10(center, [s.value for s in sources])
+    sigma = max(floor, sigma)
+    low = min(center * 10.0 ** (-COVER_SIGMAS * sigma), *(s.value for s in sources))
+    high = max(center * 10.0 ** (COVER_SIGMAS * sigma), *(s.value for s in sources))
+    low, high = _clip(low, bounds), _clip(high, bounds)
+    return Prior(name, center, low, high, log=True, sigma=sigma, sources=tuple(sources), unit=unit)
+
+
+def _normal_prior(
+    name: str,
+    center: float,
+    sigma: float,
+    sources: Sequence[Source],
+    bounds: tuple[float, float],
+    unit: str,
+    cover: Sequence[float] = (),
+) -> Prior:
+    """A normal prior; the range is center +- 2 sigma widened to ``cover``, within bounds."""
+    center = _clip(center, bounds)
+    low = _clip(min(center - COVER_SIGMAS * sigma, *cover, center), bounds)
+    high = _clip(max(center + COVER_SIGMAS * sigma, *cover, center), bounds)
+    return Prior(name, center, low, high, log=False, sigma=sigma, sources=tuple(sources), unit=unit)
+
+
+def _pow2_round(x: float) -> int:
+    return 2 ** round(math.log2(x))
+
+
+def _fitted_source(fit: PowerLawFit, pred: Prediction, value: float, unit: str, note: str) -> Source:
+    return Source(
+        law=f"fitted {fit.target}",
+        citation=f"fitted from your studies: {fit.describe()}",
+        value=value,
+        unit=unit,
+        note=f"{pred.level:.0%} CI [{pred.low:.4g}, {pred.high:.4g}] {fit.unit}{note}",
+        extrapolated=pred.extrapolated,
+    )
+
+
+def _fitted_sigma(pred: Prediction) -> float:
+    """sigma (log10) of a log-normal whose central ``level`` interval is [low, high]."""
+    z = float(norm.ppf(0.5 + pred.level / 2.0))
+    return max(FLOOR_LOG10_FITTED, math.log10(pred.high / pred.low) / (2.0 * z))
+
+
+def _lr_prior(
+    n: int, tokens: float, compute: float, fitted: FittedLaws | None, scale: float
+) -> Prior:
+    unit = "peak LR"
+    if fitted is not None:
+        pred = fitted.lr.predict(scale)
+        src = _fitted_source(fitted.lr, pred, pred.value, unit, "")
+        return _log_prior(
+            "lr", pred.value, [src], LR_BOUNDS, unit, FLOOR_LOG10_FITTED,
+            sigma=_fitted_sigma(pred), center_margin=2.0,
+        )
+    sources = [
+        Source(
+            "DeepSeek eta_opt(C)", "DeepSeek LLM, arXiv 2401.02954",
+            laws.deepseek_lr_opt(compute), unit,
+            note=f"C = M*D = {compute:.3g} FLOPs; fitted 1e17..2e19",
+            extrapolated=laws.outside(compute, laws.DEEPSEEK_COMPUTE_RANGE_FLOPS),
+        ),
+        Source(
+            "Step Law eta_opt(N, D)", "Step Law, arXiv 2503.04715",
+            laws.steplaw_lr_opt(n, tokens), unit,
+            note=f"N = {n:.3g} non-embedding, D = {tokens:.3g}; fitted N 2.1e8-1.07e9, D 4e9-1e11",
+            extrapolated=laws.outside(n, laws.STEPLAW_PARAMS_RANGE)
+            or laws.outside(tokens, laws.STEPLAW_TOKENS_RANGE),
+        ),
+    ]
+    center = _geomean([s.value for s in sources])
+    return _log_prior("lr", center, sources, LR_BOUNDS, unit, _floor(sources), center_margin=2.0)
+
+
+def _batch_prior(
+    model: ModelShape,
+    n_total: int,
+    tokens: float,
+    compute: float,
+    fitted: FittedLaws | None,
+    scale: float,
+) -> Prior:
+    block = model.block_size
+    unit = f"seqs of {block} tokens"
+    max_batch = max(4, 2 ** math.floor(math.log2(max(1.0, tokens / (block * MIN_STEPS)))))
+    to_seqs = laws.batch_tokens_to_seqs
+    if fitted is not None and fitted.batch_size is not None:
+        pred = fitted.batch_size.predict(scale)
+        src = _fitted_source(
+            fitted.batch_size, pred, to_seqs(pred.value, block), unit,
+            f"; converted to sequences of {block}",
+        )
+        sources, floor, sigma = [src], FLOOR_LOG10_FITTED, _fitted_sigma(pred)
+    else:
+        pl = laws.powerlines_batch_opt_seqs2048(tokens)
+        pl_extrapolated = laws.outside(n_total, laws.POWERLINES_PARAMS_RANGE)
+        sources = [
+            Source(
+                "Power Lines B_opt(D)", "Power Lines, arXiv 2505.13738",
+                to_seqs(laws.powerlines_batch_opt_tokens(tokens), block), unit,
+                note=f"{pl:.3g} sequences of 2048 tokens; fitted on 111M-3.3B models",
+                extrapolated=pl_extrapolated,
+            ),
+            Source(
+                "DeepSeek B_opt(C)", "DeepSeek LLM, arXiv 2401.02954",
+                to_seqs(laws.deepseek_batch_opt_tokens(compute), block), unit,
+                note=f"{laws.deepseek_batch_opt_tokens(compute):.3g} tokens; C = {compute:.3g}",
+                extrapolated=laws.outside(compute, laws.DEEPSEEK_COMPUTE_RANGE_FLOPS),
+            ),
+            Source(
+                "Step Law B_opt(D)", "Step Law, arXiv 2503.04715",
+                to_seqs(laws.steplaw_batch_opt_tokens(tokens), block), unit,
+                note=f"{laws.steplaw_batch_opt_tokens(tokens):.3g} tokens; fitted D 4e9-1e11",
+                extrapolated=laws.outside(tokens, laws.STEPLAW_TOKENS_RANGE),
+            ),
+        ]
+        floor, sigma = _floor(sources), None
+    raw_center = _geomean([s.value for s in sources])
+    center = min(max(_pow2_round(raw_center), 2), max_batch // 2)
+    if sigma is None:
+        sigma = _rms_log10(center, [s.value for s in sources])
+    sigma = max(floor, sigma)
+    low = min(center * 10.0 ** (-COVER_SIGMAS * sigma), *(s.value for s in sources))
+    high = max(center * 10.0 ** (COVER_SIGMAS * sigma), *(s.value for s in sources))
+    low = min(max(1, 2 ** math.floor(math.log2(max(low, 1.0)))), center // 2)
+    high = max(min(max_batch, 2 ** math.ceil(math.log2(high))), center * 2)
+    return Prior(
+        "batch_size", float(center), float(low), float(high), log=True, sigma=sigma,
+        integer=True, sources=tuple(sources), unit=unit,
+    )
+
+
+def _tau_prior(
+    n: int,
+    n_total: int,
+    tokens: float,
+    unique_tokens: float | None,
+    steps: float,
+    lr: float,
+    fitted: FittedLaws | None,
+    scale: float,
+) -> Prior:
+    unit = "B/(eta*lambda*D)"
+    if fitted is not None and fitted.tau is not None:
+        pred = fitted.tau.predict(scale)
+        src = _fitted_source(fitted.tau, pred, pred.value, unit, "")
+        return _log_prior(
+            "tau", pred.value, [src], TAU_BOUNDS, unit, FLOOR_LOG10_FITTED,
+            sigma=_fitted_sigma(pred), center_margin=2.0,
+        )
+    pl_extrapolated = laws.outside(n_total, laws.POWERLINES_PARAMS_RANGE)
+    tpp = laws.tokens_per_param(tokens, n)
+    sources = [
+        Source(
+            "Power Lines tau_opt(TPP)", "Power Lines, arXiv 2505.13738",
+            laws.powerlines_tau_opt(tpp), unit,
+            note=f"TPP = {tpp:.3g} with non-embedding N (the convention of the center)",
+            extrapolated=pl_extrapolated,
+        ),
+    ]
+    tpp_total = laws.tokens_per_param(tokens, n_total)
+    sources.append(
+        Source(
+            "Power Lines tau_opt(TPP), total N", "Power Lines, arXiv 2505.13738",
+            laws.powerlines_tau_opt(tpp_total), unit,
+            note=f"TPP = {tpp_total:.3g} with total N (alternative convention; spread only)",
+            extrapolated=pl_extrapolated,
+        )
+    )
+    if unique_tokens is not None and tokens > unique_tokens:
+        effective = laws.muennighoff_effective_tokens(tokens, unique_tokens)
+        tpp_eff = laws.tokens_per_param(effective, n)
+        sources.append(
+            Source(
+                "Power Lines tau_opt(TPP), effective D", "Power Lines 2505.13738 + "
+                "Muennighoff et al. 2305.16264",
+                laws.powerlines_tau_opt(tpp_eff), unit,
+                note=f"TPP = {tpp_eff:.3g} from repeated-data effective tokens {effective:.3g} "
+                "(spread only)",
+                extrapolated=pl_extrapolated,
+            )
+        )
+    sources.append(
+        Source(
+            "practice weight_decay 0.1", "GPT-3 2005.14165, DeepSeek LLM 2401.02954, seed 002",
+            1.0 / (steps * lr * PRACTICE_WEIGHT_DECAY), unit,
+            note=f"tau of lambda = 0.1 at the center lr and batch ({steps:.4g} steps; spread only)",
+        )
+    )
+    return _log_prior(
+        "tau", sources[0].value, sources, TAU_BOUNDS, unit, _floor(sources), center_margin=2.0
+    )
+
+
+def _weight_decay_prior(
+    tau: Prior, lr: Prior, batch: Prior, block_size: int, tokens: float, steps: float
+) -> Prior:
+    unit = "AdamW lambda"
+    center = laws.lambda_from_tau(tau.center, batch.center * block_size, lr.center, tokens)
+    sources = (
+        Source(
+            "lambda = B/(eta*tau*D)", "Power Lines, arXiv 2505.13738", center, unit,
+            note=f"at tau {tau.center:.3g}, lr {lr.center:.3g}, batch {batch.center:.0f} "
+            f"({steps:.4g} steps)",
+            extrapolated=tau.extrapolated or lr.extrapolated or batch.extrapolated,
+        ),
+        Source(
+            "practice weight_decay 0.1", "GPT-3 2005.14165, DeepSeek LLM 2401.02954, seed 002",
+            PRACTICE_WEIGHT_DECAY, unit, note="spread only: the range always includes it",
+        ),
+    )
+    # lambda ~ 1/(eta * tau) * B, so its log-spread adds the three in quadrature.
+    sigma = math.sqrt(tau.sigma**2 + lr.sigma**2 + batch.sigma**2)
+    return _log_prior(
+        "weight_decay", center, sources, WEIGHT_DECAY_BOUNDS, unit, floor=sigma, sigma=sigma,
+        center_margin=2.0,
+    )
+
+
+def _warmup_prior(n: int, tokens: float, steps: float, beta2: float) -> Prior:
+    unit = "fraction of steps"
+    ma_yarats = laws.warmup_steps_ma_yarats(beta2)
+    porian = laws.warmup_tokens_porian(n)
+    sources = (
+        Source(
+            "Ma & Yarats 2/(1-beta2)", "Ma & Yarats, arXiv 1910.04209",
+            min(ma_yarats / steps, WARMUP_BOUNDS[1]), unit,
+            note=f"{ma_yarats:.0f} steps at beta2 = {beta2} of {steps:.4g} steps",
+        ),
+        Source(
+            "Porian warmup ~ N tokens", "Porian et al., arXiv 2406.19146",
+            min(porian / tokens, WARMUP_BOUNDS[1]), unit,
+            note=f"{porian:.3g} tokens (non-embedding N) of {tokens:.3g}",
+        ),
+        Source(
+            "practice 5-15% of steps", "seed 000; Power Lines uses 10%",
+            PRACTICE_WARMUP_FRAC, unit,
+        ),
+    )
+    values = [s.value for s in sources]
+    center = sum(values) / len(values)
+    sigma = max(0.025, math.sqrt(sum((v - center) ** 2 for v in values) / len(values)))
+    return _normal_prior("warmup_frac", center, sigma, sources, WARMUP_BOUNDS, unit, cover=values)
+
+
+def _dropout_prior(tokens: float, unique_tokens: float | None) -> Prior:
+    unit = "probability"
+    epochs = 1.0 if unique_tokens is None else tokens / unique_tokens
+    center = laws.dropout_by_epochs(epochs)
+    sources = [
+        Source(
+            "dropout by epochs (heuristic)",
+            "no published law; Liu et al. 2505.24788 (0 for one epoch), Xue et al. 2305.13230",
+            center, unit,
+            note=f"{epochs:.3g} epochs; 0.2*(1-exp(-(epochs-1)/8)), 0 at <= 1 epoch",
+        )
+    ]
+    if unique_tokens is not None:
+        effective = laws.muennighoff_effective_tokens(tokens, unique_tokens)
+        sources.append(
+            Source(
+                "Muennighoff effective tokens", "Muennighoff et al., arXiv 2305.16264",
+                effective, "tokens",
+                note=f"of {tokens:.3g} trained, {unique_tokens:.3g} unique (context only)",
+            )
+        )
+    sigma = max(0.05, center / 2.0)
+    return _normal_prior("dropout", center, sigma, sources, DROPOUT_BOUNDS, unit)
+
+
+def priors_for(
+    model: ModelShape,
+    tokens: float,
+    unique_tokens: float | None = None,
+    beta2: float = 0.95,
+    fitted: FittedLaws | None = None,
+) -> Priors:
+    """Priors for lr, weight decay (lambda and tau), dropout, warmup fraction and batch size.
+
+    model: the GPT shape. tokens: training tokens per trial. unique_tokens: size of the training
+    split (epochs = tokens / unique_tokens drives dropout and effective data); None means a
+    single pass over fresh data. beta2: AdamW beta2 (sets Ma & Yarats warmup). fitted: laws
+    fitted to the user's studies (``heuristics.fit``); when given, they replace the published
+    laws for lr, tau and batch size.
+    """
+    if not (tokens > 0 and math.isfinite(tokens)):
+        raise ValueError(f"tokens must be positive and finite, got {tokens=}")
+    if unique_tokens is not None and not (unique_tokens > 0 and math.isfinite(unique_tokens)):
+        raise ValueError(f"unique_tokens must be positive and finite or None, got {unique_tokens=}")
+    n, n_total = model.non_embedding_params, model.total_params
+    compute = laws.deepseek_compute_flops(model.n_layer, model.n_embd, model.block_size, tokens)
+    scale = n if fitted is None else fitted.scale_of(n, tokens)
+
+    lr = _lr_prior(n, tokens, compute, fitted, scale)
+    batch = _batch_prior(model, n_total, tokens, compute, fitted, scale)
+    steps = laws.steps_from_tokens(tokens, batch.center, model.block_size)
+    tau = _tau_prior(n, n_total, tokens, unique_tokens, steps, lr.center, fitted, scale)
+    weight_decay = _weight_decay_prior(tau, lr, batch, model.block_size, tokens, steps)
+    warmup = _warmup_prior(n, tokens, steps, beta2)
+    dropout = _dropout_prior(tokens, unique_tokens)
+
+    context = {
+        "tokens": float(tokens),
+        "unique_tokens": float("nan") if unique_tokens is None else float(unique_tokens),
+        "epochs": 1.0 if unique_tokens is None else tokens / unique_tokens,
+        "non_embedding_params": float(n),
+        "total_params": float(n_total),
+        "tpp_non_embedding": laws.tokens_per_param(tokens, n),
+        "tpp_total": laws.tokens_per_param(tokens, n_total),
+        "deepseek_compute_flops": compute,
+        "flops_6nd": laws.flops_6nd(n, tokens),
+        "steps_at_center_batch": steps,
+        "beta2": beta2,
+    }
+    if unique_tokens is None:
+        del context["unique_tokens"]
+    return Priors(
+        lr=lr, weight_decay=weight_decay, tau=tau, dropout=dropout, warmup_frac=warmup,
+        batch_size=batch, context=tuple(context.items()),
+    )
+
+
+# --- rendering --------------------------------------------------------------------------------
+
+
+def _fmt(value: float, prior: Prior) -> str:
+    if prior.integer:
+        return f"{value:.0f}"
+    return f"{value:.3g}" if prior.log else f"{value:.3f}"
+
+
+def priors_table(priors: Priors) -> Table:
+    """A rich table: one row per hyperparameter with center, range, spread and sources."""
+    ctx = dict(priors.context)
+    caption = []
+    if ctx:
+        caption.append(
+            f"N {ctx['non_embedding_params']:.3g} non-embedding ({ctx['total_params']:.3g} total), "
+            f"D {ctx['tokens']:.3g} tokens, TPP {ctx['tpp_non_embedding']:.3g}, "
+            f"{ctx['epochs']:.3g} epochs, C = M*D {ctx['deepseek_compute_flops']:.3g} FLOPs"
+        )
+    if any(p.extrapolated for p in priors.as_dict().values()):
+        caption.append("* law evaluated outside its fitted range: a prior, not an answer")
+    table = Table(title="Priors from scaling laws", caption="\n".join(caption) or None)
+    table.add_column("hyperparameter", style="bold")
+    table.add_column("center", justify="right")
+    table.add_column("search range", justify="right")
+    table.add_column("spread", justify="right")
+    table.add_column("unit")
+    table.add_column("sources: raw law outputs")
+    for name, p in priors.as_dict().items():
+        spread = f"x/ {10.0 ** p.sigma:.2f}" if p.log else f"+- {p.sigma:.3f}"
+        srcs = "\n".join(
+            f"{s.law}{'*' if s.extrapolated else ''}: {s.value:.3g}"
+            + (f" {s.unit}" if s.unit != p.unit else "")
+            for s in p.sources
+        )
+        table.add_row(
+            name, _fmt(p.center, p), f"[{_fmt(p.low, p)}, {_fmt(p.high, p)}]", spread, p.unit, srcs
+        )
+    return table
+
+
+def print_priors(priors: Priors, json_output: bool = False, console: Console | None = None) -> None:
+    """Print the priors as a table (default) or as JSON on stdout (``json_output=True``)."""
+    if json_output:
+        sys.stdout.write(json.dumps(priors.to_json(), indent=2) + "\n")
+        return
+    (console or Console()).print(priors_table(priors))

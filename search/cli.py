@@ -1,0 +1,121 @@
+"""The `scaletune` command: thin subcommands over the packages' functions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.console import Console
+
+from trainer.config import ConfigError
+
+EXIT_BAD_INPUT = 2
+
+
+def _errors(console: Console, e: ConfigError) -> int:
+    console.print(f"[red]error[/] in {e.source}:", highlight=False)
+    for line in e.errors:
+        console.print(f"  {line}", highlight=False, markup=False)
+    return EXIT_BAD_INPUT
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from search.config import load_study
+    from search.runner import best_summary, dumps, run_study
+
+    cfg = load_study(args.study)
+    try:
+        study = run_study(cfg, console)
+    except KeyboardInterrupt:
+        return 130
+    best = best_summary(study)
+    if best is None:
+        console.print("[red]no trial finished[/]")
+        return 1
+    console.print(f"[bold green]best trial {best['number']}[/]: val loss {best['value']:.4f}")
+    console.print(dumps({"params": best["params"], "derived": best["derived"]}), markup=False)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace, console: Console) -> int:
+    from search.config import load_study
+
+    status = 0
+    for path in args.studies:
+        try:
+            load_study(path)
+            console.print(f"{path}: ok", highlight=False)
+        except ConfigError as e:
+            status = _errors(console, e)
+    return status
+
+
+def cmd_priors(args: argparse.Namespace, console: Console) -> int:
+    from heuristics.priors import print_priors
+    from search.config import load_study
+    from search.space import study_priors
+    from trainer.data import prepare_data
+
+    cfg = load_study(args.study)
+    data = prepare_data(cfg.data, cfg.model.block_size)
+    priors = study_priors(cfg, data.vocab_size, data.n_train_tokens)
+    print_priors(priors, json_output=args.json)
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace, console: Console) -> int:
+    from search.dashboard import serve
+
+    return serve(args.study, host=args.host, port=args.port, console=console)
+
+
+def cmd_train(args: argparse.Namespace, console: Console) -> int:
+    from trainer.cli import train_main
+
+    return train_main(args.config, resume=args.resume)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scaletune",
+        description="Hyperparameter search for GPT pretraining, seeded by scaling laws.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run or resume a study")
+    p.add_argument("study", help="study YAML")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("validate", help="check study files; every error at once")
+    p.add_argument("studies", nargs="+", help="study YAML files")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("priors", help="print the scaling-law priors of a study and their sources")
+    p.add_argument("study", help="study YAML")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_priors)
+
+    p = sub.add_parser("dashboard", help="serve optuna-dashboard for a study's storage")
+    p.add_argument("study", help="study YAML")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.set_defaults(func=cmd_dashboard)
+
+    p = sub.add_parser("train", help="one training run from a training YAML")
+    p.add_argument("config", help="training YAML (see trainer/config.py)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=False)
+    try:
+        return args.func(args, console)
+    except ConfigError as e:
+        return _errors(console, e)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

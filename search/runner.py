@@ -1,0 +1,417 @@
+"""Run a study: one driver process owns the Optuna storage, Ray workers train the trials.
+
+The driver asks the study for trials, starts each as a Ray task with the resources the study
+asks for, answers the workers' reports with the pruner's decision, and tells the study how each
+trial ended. Workers never open the storage, so SQLite works with any number of them and
+workers may run on machines that cannot reach the database.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import ray
+from optuna.trial import TrialState
+from rich.console import Console
+
+from search.config import StudyConfig
+from search.progress import StudyProgress
+from search.samplers import make_pruner, make_sampler
+from search.space import build_space, prior_center_params, study_priors, suggest, trial_config
+from search.storage import make_storage, mask_url
+from trainer.config import ConfigError
+from trainer.data import prepare_data
+
+#: Failures of the machinery rather than of the trial: the trial is re-run with the same params.
+RETRYABLE = (
+    ray.exceptions.WorkerCrashedError,
+    ray.exceptions.NodeDiedError,
+    ray.exceptions.ActorDiedError,
+    ray.exceptions.LocalRayletDiedError,
+    ray.exceptions.ObjectLostError,
+    ray.exceptions.OwnerDiedError,
+)
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+@dataclass
+class Running:
+    trial: optuna.Trial
+    ref: Any
+    params: dict[str, Any]
+    started: float = field(default_factory=time.time)
+    last_step: int = -1
+
+
+def preflight(cfg: StudyConfig) -> Any:
+    """Checks that need the outside world, done before anything is written anywhere."""
+    errors = []
+    if cfg.storage is None:
+        errors += _folder_errors(cfg.folder)
+    if cfg.priors.laws == "fitted" and not Path(cfg.priors.fitted_file).is_file():
+        errors.append(f"priors.fitted_file: file not found: {cfg.priors.fitted_file}")
+    data = None
+    try:
+        data = prepare_data(cfg.data, cfg.model.block_size)
+    except FileNotFoundError as e:
+        errors.append(f"data.path: {e}")
+    except (ValueError, RuntimeError, OSError) as e:
+        errors.append(f"data: {e}")
+    if data is not None:
+        needed = cfg.model.block_size + 1
+        if data.n_val_tokens < needed or data.n_train_tokens < needed:
+            errors.append(
+                f"data: too little text for model.block_size={cfg.model.block_size}: "
+                f"{data.n_train_tokens} train / {data.n_val_tokens} validation tokens"
+            )
+    if cfg.storage is not None:
+        try:
+            make_storage(cfg.storage, check=True)
+        except Exception as e:  # noqa: BLE001 - any driver error means unreachable
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            errors.append(f"storage: cannot open {mask_url(cfg.storage)}: {first}")
+    if errors:
+        raise ConfigError("study", errors)
+    return data
+
+
+def _folder_errors(folder: Path) -> list[str]:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-") as f:
+            f.write(b"\0" * 65536)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        return [f"study_dir: cannot write to {folder}: {e.strerror or e}"]
+    return []
+
+
+def provenance() -> dict[str, Any]:
+    """What produced a study: code revision, library versions, machine."""
+    import torch
+
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        rev = ""
+    return {
+        "git_revision": rev or None,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "optuna": optuna.__version__,
+        "ray": ray.__version__,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def recover(study: optuna.Study, max_retries: int) -> list[int]:
+    """Trials left RUNNING by a dead driver become FAIL and their params are re-enqueued."""
+    recovered = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        _fail_and_retry(study, t.number, t._trial_id, t.params, t.user_attrs,
+                        "the driver stopped while this trial ran", max_retries)
+        recovered.append(t.number)
+    return recovered
+
+
+def _fail_and_retry(
+    study: optuna.Study,
+    number: int,
+    trial_id: int,
+    params: dict[str, Any],
+    user_attrs: dict[str, Any],
+    reason: str,
+    max_retries: int,
+    count_attempt: bool = True,
+) -> bool:
+    """Mark a trial FAIL with ``reason``; re-enqueue its params if retries remain."""
+    storage = study._storage
+    attempt = int(user_attrs.get("attempt", 0))
+    retry = attempt < max_retries or not count_attempt
+    storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+    storage.set_trial_user_attr(trial_id, "retried", retry)
+    storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    if retry:
+        study.enqueue_trial(
+            params,
+            user_attrs={"attempt": attempt + (1 if count_attempt else 0), "retry_of": number},
+        )
+    return retry
+
+
+def n_finished(study: optuna.Study) -> int:
+    """Trials that count toward n_trials: complete, pruned, and failures that were not retried."""
+    count = 0
+    for t in study.get_trials(deepcopy=False):
+        if t.state in FINISHED:
+            count += 1
+        elif t.state == TrialState.FAIL and not t.user_attrs.get("retried", False):
+            count += 1
+    return count
+
+
+def init_ray(cfg: StudyConfig) -> None:
+    if ray.is_initialized():
+        return
+    address = cfg.workers.address
+    kwargs: dict[str, Any] = dict(
+        include_dashboard=False, log_to_driver=False, configure_logging=False
+    )
+    if address in (None, "local"):
+        kwargs["num_cpus"] = os.cpu_count()
+        # Trials exchange only small messages: a small object store spares shared memory.
+        kwargs["object_store_memory"] = 256 * 1024**2
+    else:
+        kwargs["address"] = address
+    ray.init(**kwargs)
+
+
+def concurrency(cfg: StudyConfig) -> int:
+    """How many trials the cluster can hold at once, capped by workers.max_concurrent."""
+    res = ray.cluster_resources()
+    w = cfg.workers
+    errors = []
+    cpus = res.get("CPU", 0.0)
+    gpus = res.get("GPU", 0.0)
+    if w.cpus_per_trial > cpus:
+        errors.append(f"workers.cpus_per_trial: {w.cpus_per_trial} but the cluster has {cpus:g} CPUs")
+    if w.gpus_per_trial > gpus:
+        errors.append(f"workers.gpus_per_trial: {w.gpus_per_trial} but the cluster has {gpus:g} GPUs")
+    if errors:
+        raise ConfigError("study", errors)
+    n = int(cpus // w.cpus_per_trial)
+    if w.gpus_per_trial > 0:
+        n = min(n, int(gpus // w.gpus_per_trial + 1e-9))
+    if w.max_concurrent:
+        n = min(n, w.max_concurrent)
+    return max(1, n)
+
+
+def run_study(
+    cfg: StudyConfig, console: Console | None = None, max_consecutive_failures: int = 10
+) -> optuna.Study:
+    """Run (or resume) a study until it has ``cfg.n_trials`` finished trials."""
+    from search.worker import Coordinator, run_trial
+
+    console = console or Console()
+    data = preflight(cfg)
+    priors = study_priors(cfg, data.vocab_size, data.n_train_tokens)
+    storage = make_storage(cfg.storage_url)
+    dims, fixed = build_space(cfg, priors)
+    sampler = make_sampler(cfg, {d.name: d.prior for d in dims if d.prior is not None})
+    study = optuna.create_study(
+        study_name=cfg.name, storage=storage, sampler=sampler, pruner=make_pruner(cfg),
+        direction="minimize", load_if_exists=True,
+    )
+    _check_or_record(study, cfg, priors, data)
+
+    init_ray(cfg)
+    slots = concurrency(cfg)
+
+    recovered = recover(study, cfg.max_retries)
+    if recovered:
+        console.print(f"[yellow]resumed: trials {recovered} were left running by a stopped driver; "
+                      "marked FAIL and queued again[/]")
+    if not study.trials and cfg.seeding == "prior":
+        study.enqueue_trial(prior_center_params(dims), user_attrs={"source": "prior center"})
+
+    threads = max(1, int(cfg.workers.cpus_per_trial))
+    remote = ray.remote(run_trial).options(
+        num_cpus=cfg.workers.cpus_per_trial, num_gpus=cfg.workers.gpus_per_trial, max_retries=0
+    )
+    coordinator = Coordinator.remote()
+    running: dict[int, Running] = {}
+    progress = StudyProgress(console, cfg, study)
+    failures_in_a_row = 0
+    console.print(
+        f"study [bold]{cfg.name}[/] on {mask_url(cfg.storage_url)}: {n_finished(study)}/"
+        f"{cfg.n_trials} trials finished, up to {slots} at once"
+    )
+    try:
+        with progress:
+            while n_finished(study) < cfg.n_trials or running:
+                while (
+                    len(running) < slots
+                    and n_finished(study) + len(running) < cfg.n_trials
+                    and failures_in_a_row < max_consecutive_failures
+                ):
+                    trial = study.ask()
+                    params = suggest(trial, dims)
+                    train_cfg, derived = trial_config(cfg, params, fixed, threads)
+                    for k, v in derived.items():
+                        trial.set_user_attr(k, v)
+                    ref = remote.remote(train_cfg.model_dump(mode="json"), trial.number, coordinator)
+                    running[trial.number] = Running(trial, ref, params)
+                    progress.started(trial.number, params)
+                if not running:
+                    break
+                _answer_reports(study, coordinator, running, progress)
+                done, _ = ray.wait([r.ref for r in running.values()], num_returns=1, timeout=0.2)
+                for ref in done:
+                    number = next(n for n, r in running.items() if r.ref == ref)
+                    _answer_reports(study, coordinator, running, progress)
+                    ok = _finish(study, running.pop(number), ref, cfg, progress)
+                    failures_in_a_row = 0 if ok else failures_in_a_row + 1
+                progress.refresh()
+            if failures_in_a_row >= max_consecutive_failures:
+                console.print(f"[red]stopped: {failures_in_a_row} trials failed in a row; "
+                              "see the fail_reason of the last trials[/]")
+    except KeyboardInterrupt:
+        for number, r in running.items():
+            ray.cancel(r.ref, force=True)
+            _fail_and_retry(study, number, r.trial._trial_id, r.params, _attrs(r.trial),
+                            "interrupted (Ctrl-C)", cfg.max_retries, count_attempt=False)
+        console.print(f"[yellow]interrupted: {len(running)} running trial(s) stopped and queued "
+                      "again; run the same command to resume[/]")
+        raise
+    return study
+
+
+def _check_or_record(study: optuna.Study, cfg: StudyConfig, priors: Any, data: Any) -> None:
+    attrs = study.user_attrs
+    if "fingerprint" in attrs and attrs["fingerprint"] != cfg.fingerprint():
+        raise ConfigError(
+            "study",
+            [
+                f"name: a study named {cfg.name!r} already exists in {mask_url(cfg.storage_url)} "
+                "with a different model, data, trainer, budget or search space; give this study "
+                "a new name (changing only n_trials, workers, sampler or pruner resumes it)"
+            ],
+        )
+    if "fingerprint" in attrs:
+        return
+    config = cfg.model_dump(mode="json", by_alias=True)
+    if config.get("storage"):
+        config["storage"] = mask_url(config["storage"])
+    study.set_user_attr("fingerprint", cfg.fingerprint())
+    study.set_user_attr("config", config)
+    study.set_user_attr("data_fingerprint", data.fingerprint)
+    study.set_user_attr("data_tokens", {"train": data.n_train_tokens, "val": data.n_val_tokens})
+    study.set_user_attr("vocab_size", data.vocab_size)
+    study.set_user_attr("priors", priors.to_json())
+    study.set_user_attr("provenance", provenance())
+
+
+def _attrs(trial: optuna.Trial) -> dict[str, Any]:
+    return trial.study._storage.get_trial(trial._trial_id).user_attrs
+
+
+def _answer_reports(
+    study: optuna.Study, coordinator: Any, running: dict[int, Running], progress: StudyProgress
+) -> None:
+    """Write each report to the study at its token checkpoint and answer with the pruner's call."""
+    decisions = []
+    for msg in ray.get(coordinator.drain.remote()):
+        kind, number = msg[0], msg[1]
+        r = running.get(number)
+        if r is None:
+            if kind == "report":
+                decisions.append((number, msg[2], "prune"))
+            continue
+        if kind == "started":
+            for k, v in msg[2].items():
+                r.trial.set_user_attr(f"worker_{k}", v)
+            continue
+        _, _, tokens, value, metrics = msg
+        step = (tokens // study_eval_interval(study)) * study_eval_interval(study)
+        decision = "continue"
+        if step > r.last_step and math.isfinite(value):
+            r.trial.report(value, step)
+            r.last_step = step
+            if r.trial.should_prune():
+                decision = "prune"
+        progress.reported(number, tokens, value, metrics)
+        decisions.append((number, tokens, decision))
+    if decisions:
+        ray.get(coordinator.answer.remote(decisions))
+
+
+def study_eval_interval(study: optuna.Study) -> int:
+    cfg = study.user_attrs["config"]
+    return int(cfg.get("eval_every_tokens") or max(1, int(cfg["tokens_per_trial"]) // 10))
+
+
+def _finish(
+    study: optuna.Study, r: Running, ref: Any, cfg: StudyConfig, progress: StudyProgress
+) -> bool:
+    """Tell the study how a trial ended. Returns False when the trial failed."""
+    trial = r.trial
+    try:
+        result = ray.get(ref)
+    except RETRYABLE as e:
+        reason = f"worker died: {type(e).__name__}: {_first_line(e)}"
+        retried = _fail_and_retry(study, trial.number, trial._trial_id, r.params, _attrs(trial),
+                                  reason, cfg.max_retries)
+        progress.finished(trial.number, "FAIL", None, reason + (" (queued again)" if retried else ""))
+        return False
+    except ray.exceptions.RayTaskError as e:
+        cause = e.cause if getattr(e, "cause", None) is not None else e
+        reason = f"{type(cause).__name__}: {_first_line(cause)}"
+        trial.set_user_attr("fail_reason", reason)
+        study.tell(trial, state=TrialState.FAIL)
+        progress.finished(trial.number, "FAIL", None, reason)
+        return False
+    for key in ("tokens_seen", "steps", "wall_time_s", "train_time_s", "tokens_per_s", "mfu",
+                "best_val_loss", "final_val_loss"):
+        if result.get(key) is not None:
+            trial.set_user_attr(key, result[key])
+    if result.get("grad_norm"):
+        trial.set_user_attr("grad_norm", result["grad_norm"])
+    status = result["status"]
+    if status == "completed" and result.get("final_val_loss") is not None and math.isfinite(
+        result["final_val_loss"]
+    ):
+        study.tell(trial, result["final_val_loss"])
+        progress.finished(trial.number, "COMPLETE", result["final_val_loss"], None)
+        return True
+    if status in ("stopped", "diverged"):
+        reason = result.get("reason") or "pruned"
+        if status == "diverged":
+            reason = f"diverged: {reason}"
+        trial.set_user_attr("prune_reason", reason)
+        study.tell(trial, state=TrialState.PRUNED)
+        progress.finished(trial.number, "PRUNED", None, reason)
+        return True
+    reason = result.get("reason") or f"trial ended with status {status}"
+    trial.set_user_attr("fail_reason", reason)
+    study.tell(trial, state=TrialState.FAIL)
+    progress.finished(trial.number, "FAIL", None, reason)
+    return False
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else type(e).__name__
+
+
+def best_summary(study: optuna.Study) -> dict[str, Any] | None:
+    """The best finished trial: number, value, sampled params and derived values."""
+    try:
+        best = study.best_trial
+    except ValueError:
+        return None
+    derived = {k: best.user_attrs[k] for k in ("weight_decay", "tau", "steps", "warmup_steps")
+               if k in best.user_attrs}
+    return {"number": best.number, "value": best.value, "params": best.params, "derived": derived}
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=2, default=str)

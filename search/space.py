@@ -1,0 +1,216 @@
+"""From a study's search space and its priors to Optuna distributions and trial configs."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from heuristics.priors import ModelShape, Prior, Priors, priors_for
+from search.config import Param, StudyConfig
+from trainer.config import TrainConfig
+
+# Where each of the five hyperparameters lives in the trainer config.
+TARGETS = {
+    "lr": "optim.lr",
+    "weight_decay": "optim.weight_decay",
+    "dropout": "model.dropout",
+    "warmup_frac": "optim.warmup_frac",
+    "batch_size": "batch_size",
+}
+
+
+@dataclass(frozen=True)
+class Dim:
+    """One searched dimension: the Optuna parameter name, its distribution and its prior."""
+
+    name: str
+    distribution: BaseDistribution
+    prior: Prior | None = None
+
+
+def model_shape(cfg: StudyConfig, vocab_size: int) -> ModelShape:
+    m = cfg.model
+    return ModelShape(
+        n_layer=m.n_layer,
+        n_head=m.n_head,
+        n_embd=m.n_embd,
+        block_size=m.block_size,
+        vocab_size=m.vocab_size or vocab_size,
+        tie_weights=m.tie_weights,
+        learned_positions=m.positions == "learned",
+    )
+
+
+def study_priors(cfg: StudyConfig, vocab_size: int, unique_tokens: float | None) -> Priors:
+    """The priors of this study: published laws, or the user's fitted ones."""
+    fitted = None
+    if cfg.priors.laws == "fitted":
+        from heuristics.fit import FittedLaws
+
+        fitted = FittedLaws.load(cfg.priors.fitted_file)
+    return priors_for(
+        model_shape(cfg, vocab_size),
+        tokens=cfg.tokens_per_trial,
+        unique_tokens=unique_tokens,
+        beta2=cfg.trainer.optim.beta2,
+        fitted=fitted,
+    )
+
+
+def build_space(cfg: StudyConfig, priors: Priors) -> tuple[list[Dim], dict[str, Any]]:
+    """The searched dimensions and the fixed values (dotted trainer keys) of a study."""
+    s = cfg.search
+    wd_name = "tau" if s.weight_decay.as_ == "tau" else "weight_decay"
+    named = {
+        "lr": (s.lr, priors.lr),
+        wd_name: (s.weight_decay, priors.tau if wd_name == "tau" else priors.weight_decay),
+        "dropout": (s.dropout, priors.dropout),
+        "warmup_frac": (s.warmup_frac, priors.warmup_frac),
+        "batch_size": (s.batch_size, priors.batch_size),
+    }
+    dims: list[Dim] = []
+    fixed: dict[str, Any] = {}
+    for name, (param, prior) in named.items():
+        if not param.searched:
+            fixed[name] = param.value
+            continue
+        if name == "batch_size":
+            dist = _batch_distribution(param, prior, cfg.trainer.micro_batch_size or 1)
+        else:
+            dist = _distribution(name, param, prior)
+        dims.append(Dim(name, dist, prior))
+    for dotted, param in s.other.items():
+        if param.searched:
+            dims.append(Dim(dotted, _distribution(dotted, param, None)))
+        else:
+            fixed[dotted] = param.value
+    return dims, fixed
+
+
+def _distribution(name: str, p: Param, prior: Prior | None) -> BaseDistribution:
+    if p.choices is not None:
+        return CategoricalDistribution(p.choices)
+    log_default = name in ("lr", "tau", "weight_decay")
+    if p.prior == "auto":
+        assert prior is not None
+        low = p.low if p.low is not None else prior.low
+        high = p.high if p.high is not None else prior.high
+        log = p.log if p.log is not None else prior.log
+    else:
+        low, high = p.low, p.high
+        log = p.log if p.log is not None else log_default
+    if all(isinstance(v, int) for v in (low, high)) and name not in TARGETS and name != "tau":
+        return IntDistribution(int(low), int(high), log=log)
+    return FloatDistribution(float(low), float(high), log=log)
+
+
+def _batch_distribution(p: Param, prior: Prior, micro: int) -> BaseDistribution:
+    """Batch sizes are searched as powers of two (multiples of the micro-batch) in the range."""
+    if p.choices is not None:
+        return CategoricalDistribution(sorted(int(c) for c in p.choices))
+    low = p.low if p.low is not None else prior.low
+    high = p.high if p.high is not None else prior.high
+    sizes = [2**k for k in range(0, 20) if low <= 2**k <= high and 2**k % micro == 0]
+    if not sizes:
+        sizes = [max(micro, int(micro * round(prior.center / micro)))]
+    return CategoricalDistribution(sizes)
+
+
+def prior_center_params(dims: list[Dim]) -> dict[str, Any]:
+    """The trial the laws point at: each prior's center, snapped into its distribution."""
+    params: dict[str, Any] = {}
+    for d in dims:
+        if d.prior is None:
+            continue
+        params[d.name] = snap(d.distribution, d.prior.center)
+    return params
+
+
+def snap(dist: BaseDistribution, value: float) -> Any:
+    """The value of ``dist`` closest to ``value`` (in log space for positive choices)."""
+    if isinstance(dist, CategoricalDistribution):
+        numeric = [c for c in dist.choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
+        if not numeric:
+            return dist.choices[0]
+        if value > 0 and all(c > 0 for c in numeric):
+            return min(numeric, key=lambda c: abs(math.log(c / value)))
+        return min(numeric, key=lambda c: abs(c - value))
+    if isinstance(dist, (FloatDistribution, IntDistribution)):
+        clipped = min(max(value, dist.low), dist.high)
+        return int(round(clipped)) if isinstance(dist, IntDistribution) else float(clipped)
+    raise TypeError(f"cannot snap to {dist!r}")
+
+
+def suggest(trial: optuna.Trial, dims: list[Dim]) -> dict[str, Any]:
+    params = {}
+    for d in dims:
+        dist = d.distribution
+        if isinstance(dist, CategoricalDistribution):
+            params[d.name] = trial.suggest_categorical(d.name, dist.choices)
+        elif isinstance(dist, IntDistribution):
+            params[d.name] = trial.suggest_int(d.name, dist.low, dist.high, log=dist.log)
+        else:
+            params[d.name] = trial.suggest_float(d.name, dist.low, dist.high, log=dist.log)
+    return params
+
+
+def trial_config(
+    cfg: StudyConfig, params: dict[str, Any], fixed: dict[str, Any], num_threads: int | None
+) -> tuple[TrainConfig, dict[str, Any]]:
+    """The training config of one trial and the values derived from its parameters."""
+    values = {**fixed, **params}
+    base = TrainConfig(
+        model=cfg.model,
+        data=cfg.data,
+        optim=cfg.trainer.optim,
+        tokens=cfg.tokens_per_trial,
+        batch_size=int(values.get("batch_size", 32)),
+        micro_batch_size=cfg.trainer.micro_batch_size,
+        eval_every_tokens=cfg.eval_interval,
+        seed=cfg.seed,
+        device=cfg.trainer.device,
+        dtype=cfg.trainer.dtype,
+        compile=cfg.trainer.compile,
+        num_threads=num_threads,
+        max_loss=cfg.trainer.max_loss,
+        progress=False,
+    )
+    raw = base.model_dump()
+    tokens_per_step = int(values.get("batch_size", 32)) * cfg.model.block_size
+    derived: dict[str, Any] = {}
+    if "tau" in values:
+        lr = values.get("lr", cfg.trainer.optim.lr)
+        # Power Lines: tau = B / (lr * lambda * D) with B and D both in tokens.
+        values["weight_decay"] = tokens_per_step / (lr * values.pop("tau") * cfg.tokens_per_trial)
+        derived["weight_decay"] = values["weight_decay"]
+    for key, value in values.items():
+        _set(raw, TARGETS.get(key, key), value)
+    train_cfg = TrainConfig.model_validate(raw)
+    steps = math.ceil(train_cfg.tokens / train_cfg.tokens_per_step)
+    derived.update(
+        steps=steps,
+        warmup_steps=int(train_cfg.optim.warmup_frac * steps),
+        tokens_per_step=train_cfg.tokens_per_step,
+    )
+    if "tau" not in params and train_cfg.optim.weight_decay > 0:
+        derived["tau"] = train_cfg.tokens_per_step / (
+            train_cfg.optim.lr * train_cfg.optim.weight_decay * train_cfg.tokens
+        )
+    return train_cfg, derived
+
+
+def _set(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = raw
+    for p in parents:
+        node = node[p]
+    node[leaf] = value

@@ -1,0 +1,87 @@
+"""What runs on a Ray worker: one trial's training run, reporting back to the driver.
+
+Workers never touch the study's storage. They send ``(tokens_seen, val_loss)`` to the driver's
+coordinator actor and wait for its answer, which the study's pruner decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from typing import Any
+
+import ray
+
+
+@ray.remote(num_cpus=0)
+class Coordinator:
+    """Mailbox between trials on workers and the one driver process that writes the storage."""
+
+    def __init__(self) -> None:
+        self._inbox: list[tuple] = []
+        self._waiting: dict[tuple[int, int], asyncio.Future] = {}
+
+    async def started(self, number: int, info: dict[str, Any]) -> None:
+        self._inbox.append(("started", number, info))
+
+    async def report(self, number: int, tokens: int, value: float, metrics: dict) -> str:
+        """Queue a report and wait until the driver answers 'continue' or 'prune'."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiting[(number, tokens)] = future
+        self._inbox.append(("report", number, tokens, value, metrics))
+        return await future
+
+    async def drain(self) -> list[tuple]:
+        out, self._inbox = self._inbox, []
+        return out
+
+    async def answer(self, decisions: list[tuple[int, int, str]]) -> None:
+        for number, tokens, decision in decisions:
+            future = self._waiting.pop((number, tokens), None)
+            if future is not None and not future.done():
+                future.set_result(decision)
+
+
+def run_trial(config: dict[str, Any], number: int, coordinator: Any) -> dict[str, Any]:
+    """Train one trial; returns the trainer's Result as a dict (status 'oom' on out-of-memory)."""
+    import torch
+
+    from trainer import TrainConfig, train
+
+    cfg = TrainConfig.model_validate(config)
+    gpu_ids = [str(g) for g in ray.get_gpu_ids()]
+    if gpu_ids and torch.cuda.is_available() and cfg.device in ("auto", "cuda"):
+        cfg = cfg.model_copy(update={"device": "cuda"})
+    elif cfg.device == "auto":
+        cfg = cfg.model_copy(update={"device": "cpu"})
+    info = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "gpu_ids": gpu_ids,
+        "device": cfg.device,
+    }
+    ray.get(coordinator.started.remote(number, info))
+
+    def report(tokens: int, value: float, metrics: dict) -> str | None:
+        plain = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        decision = ray.get(coordinator.report.remote(number, int(tokens), float(value), plain))
+        return "stop" if decision == "prune" else None
+
+    try:
+        result = train(cfg, report)
+    except torch.OutOfMemoryError as e:
+        micro = cfg.micro_batch_size or cfg.batch_size
+        return {
+            "status": "oom",
+            "reason": (
+                f"out of memory with batch_size={cfg.batch_size}, micro_batch_size={micro} on "
+                f"{cfg.device}: set trainer.micro_batch_size to {max(1, micro // 2)} or less "
+                f"(gradient accumulation keeps the batch size) ({str(e).splitlines()[0][:200]})"
+            ),
+            "worker": info,
+        }
+    out = result.as_dict() if hasattr(result, "as_dict") else dict(vars(result))
+    out["worker"] = info
+    return out

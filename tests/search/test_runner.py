@@ -1,0 +1,288 @@
+"""End-to-end studies on a real local Ray cluster with real SQLite storage and real training."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+import ray
+from optuna.trial import TrialState
+
+from search.config import validate_study
+from search.runner import n_finished, run_study
+from tests.search.helpers import tiny_study, write_study
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def local_ray():
+    """A fresh local Ray cluster per test; the study's driver joins it."""
+    started = []
+
+    def start(**kwargs):
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 object_store_memory=100 * 1024**2, **kwargs)
+        started.append(True)
+
+    yield start
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def load(cfg) -> optuna.Study:
+    return optuna.load_study(study_name=cfg.name, storage=cfg.storage_url)
+
+
+def overlaps(a, b) -> bool:
+    return a.datetime_start < b.datetime_complete and b.datetime_start < a.datetime_complete
+
+
+def test_study_runs_prunes_and_records(tmp_path, shakespeare, local_ray):
+    local_ray(num_cpus=2)
+    cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=5))
+    # Three sensible trials first, then one whose learning rate is far too small: at equal
+    # tokens its loss is above the median of the others, so the median pruner must stop it.
+    study = optuna.create_study(study_name=cfg.name, storage=cfg.storage_url)
+    for lr in (3e-3, 5e-3, 8e-3):
+        study.enqueue_trial({"lr": lr, "batch_size": 16, "warmup_frac": 0.05})
+    study.enqueue_trial({"lr": 1e-4, "batch_size": 16, "warmup_frac": 0.05})
+
+    run_study(cfg)
+
+    study = load(cfg)
+    trials = study.trials
+    # The study stops at exactly n_trials finished trials.
+    assert n_finished(study) == 5 and len(trials) == 5
+    slow = trials[3]
+    # The small-lr trial is pruned, before its budget, with the reason recorded.
+    assert slow.params["lr"] == pytest.approx(1e-4)
+    assert slow.state == TrialState.PRUNED
+    assert max(slow.intermediate_values) < cfg.tokens_per_trial
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) >= 3
+    for t in complete:
+        # Intermediate values are keyed by tokens seen, on the study's evaluation grid.
+        steps = sorted(t.intermediate_values)
+        assert all(s % cfg.eval_interval == 0 for s in steps)
+        assert steps[-1] == cfg.tokens_per_trial
+        # The loss goes down over training.
+        assert t.intermediate_values[steps[-1]] < t.intermediate_values[steps[0]]
+        # Derived values sit beside the sampled ones: lambda from tau, steps.
+        b_tokens = t.params["batch_size"] * cfg.model.block_size
+        expected_wd = b_tokens / (t.params["lr"] * t.params["tau"] * cfg.tokens_per_trial)
+        assert t.user_attrs["weight_decay"] == pytest.approx(expected_wd)
+        assert t.user_attrs["steps"] == -(-cfg.tokens_per_trial // b_tokens)
+    # The study records what produced it.
+    attrs = study.user_attrs
+    assert attrs["fingerprint"] == cfg.fingerprint()
+    assert {"lr", "tau", "batch_size"} <= set(attrs["priors"])
+    assert attrs["provenance"]["torch"]
+
+
+def test_prior_center_is_the_first_trial(tmp_path, shakespeare, local_ray):
+    local_ray(num_cpus=2)
+    raw = tiny_study(tmp_path, shakespeare, n_trials=2, pruner={"name": "none"})
+    raw["search"]["lr"] = {"prior": "auto"}
+    cfg = validate_study(raw)
+    run_study(cfg)
+    study = load(cfg)
+    first = study.trials[0]
+    # Seeding: trial 0 is the priors' center, enqueued before any sampling.
+    assert first.user_attrs.get("source") == "prior center"
+    center = study.user_attrs["priors"]["lr"]["center"]
+    assert first.params["lr"] == pytest.approx(min(max(center, 1e-30), 1e30), rel=1e-6)
+
+
+def test_each_concurrent_trial_gets_its_own_gpu(tmp_path, shakespeare, local_ray):
+    local_ray(num_cpus=2, num_gpus=2)
+    cfg = validate_study(
+        tiny_study(tmp_path, shakespeare, n_trials=4, pruner={"name": "none"},
+                   workers={"cpus_per_trial": 1, "gpus_per_trial": 1})
+    )
+    run_study(cfg)
+    trials = load(cfg).trials
+    ids = [t.user_attrs["worker_gpu_ids"] for t in trials]
+    # Every trial was given exactly one GPU by Ray, and both GPUs were used.
+    assert all(len(i) == 1 for i in ids)
+    assert {i[0] for i in ids} == {"0", "1"}
+    # Trials that ran at the same time never shared a GPU.
+    pairs = [(a, b) for a in trials for b in trials if a.number < b.number and overlaps(a, b)]
+    assert pairs, "expected two trials to run concurrently"
+    for a, b in pairs:
+        assert a.user_attrs["worker_gpu_ids"] != b.user_attrs["worker_gpu_ids"]
+
+
+def test_too_many_gpus_per_trial_is_refused_before_any_trial(tmp_path, shakespeare, local_ray):
+    from trainer.config import ConfigError
+
+    local_ray(num_cpus=2, num_gpus=1)
+    cfg = validate_study(
+        tiny_study(tmp_path, shakespeare, workers={"cpus_per_trial": 1, "gpus_per_trial": 2})
+    )
+    with pytest.raises(ConfigError, match="gpus_per_trial"):
+        run_study(cfg)
+    # No trial was created.
+    assert load(cfg).trials == []
+
+
+def test_four_workers_share_sqlite_without_lock_errors(tmp_path, shakespeare, local_ray):
+    local_ray(num_cpus=4)
+    cfg = validate_study(
+        tiny_study(tmp_path, shakespeare, n_trials=8, pruner={"name": "none"},
+                   workers={"cpus_per_trial": 1, "max_concurrent": 4})
+    )
+    run_study(cfg)
+    trials = load(cfg).trials
+    # All eight trials completed; none failed on the storage.
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 8
+    # Four ran at once at some point.
+    most = max(sum(overlaps(a, b) for b in trials if b is not a) + 1 for a in trials)
+    assert most >= 3
+
+
+def test_killed_worker_trial_is_failed_and_rerun(tmp_path, shakespeare, local_ray):
+    local_ray(num_cpus=2)
+    raw = tiny_study(tmp_path, shakespeare, n_trials=3, pruner={"name": "none"},
+                     tokens_per_trial=163_840)
+    cfg = validate_study(raw)
+    killed: dict = {}
+
+    def kill_first_worker():
+        deadline = time.time() + 120
+        while time.time() < deadline and not killed:
+            try:
+                study = optuna.load_study(study_name=cfg.name, storage=cfg.storage_url)
+            except KeyError:
+                time.sleep(0.2)
+                continue
+            for t in study.get_trials(states=(TrialState.RUNNING,)):
+                pid = t.user_attrs.get("worker_pid")
+                if pid and t.number == 1:
+                    time.sleep(0.5)
+                    os.kill(pid, signal.SIGKILL)
+                    killed.update(number=t.number, params=t.params, pid=pid)
+                    return
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=kill_first_worker, daemon=True)
+    watcher.start()
+    run_study(cfg)
+    watcher.join(timeout=5)
+    assert killed, "the watcher never saw trial 1 running"
+
+    study = load(cfg)
+    victim = study.trials[killed["number"]]
+    # The killed trial is FAIL with the reason, and its params ran again to completion.
+    assert victim.state == TrialState.FAIL
+    assert "worker died" in victim.user_attrs["fail_reason"]
+    reruns = [t for t in study.trials if t.user_attrs.get("retry_of") == victim.number]
+    assert len(reruns) == 1 and reruns[0].params == victim.params
+    assert reruns[0].state == TrialState.COMPLETE
+    # The study still ends with the requested number of finished trials, none lost.
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 3
+
+
+def _scaletune(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "search.cli", *args], cwd=REPO, start_new_session=True, **kwargs
+    )
+
+
+def test_resume_after_killing_the_driver_runs_only_the_rest(tmp_path, shakespeare):
+    raw = tiny_study(tmp_path, shakespeare, n_trials=5, pruner={"name": "none"},
+                     tokens_per_trial=81_920)
+    path = write_study(tmp_path, raw)
+    cfg = validate_study(raw)
+    log = open(tmp_path / "first.log", "w")
+    proc = _scaletune("run", str(path), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            time.sleep(0.5)
+            try:
+                study = load(cfg)
+            except KeyError:
+                continue
+            states = [t.state for t in study.get_trials(deepcopy=False)]
+            if states.count(TrialState.COMPLETE) >= 2 and TrialState.RUNNING in states:
+                break
+        else:
+            pytest.fail("first run never got two trials done: " + (tmp_path / "first.log").read_text())
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = load(cfg).trials
+    zombies = [t for t in before if t.state == TrialState.RUNNING]
+    done_before = sum(t.state == TrialState.COMPLETE for t in before)
+    assert zombies, "the driver was killed while a trial ran"
+
+    second = subprocess.run(
+        [sys.executable, "-m", "search.cli", "run", str(path)], cwd=REPO, capture_output=True,
+        text=True, timeout=300,
+    )
+    assert second.returncode == 0, second.stdout + second.stderr
+    after = load(cfg).trials
+    # No RUNNING zombies remain; the zombie is FAIL with a reason and its params ran again.
+    assert not [t for t in after if t.state == TrialState.RUNNING]
+    for z in zombies:
+        t = after[z.number]
+        assert t.state == TrialState.FAIL and "driver" in t.user_attrs["fail_reason"]
+        assert any(r.user_attrs.get("retry_of") == z.number and r.params == z.params for r in after)
+    # Exactly the remaining trials ran: completed trials were kept, the total is n_trials.
+    assert sum(t.state == TrialState.COMPLETE for t in after) == 5
+    assert len(after) == len(before) + (5 - done_before - len(zombies))
+    assert "resumed" in second.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_dashboard_serves_the_study_on_loopback(tmp_path, shakespeare):
+    raw = tiny_study(tmp_path, shakespeare)
+    cfg = validate_study(raw)
+    study = optuna.create_study(study_name=cfg.name, storage=cfg.storage_url)
+    trial = study.ask()
+    trial.report(3.0, 8192)
+    trial.report(2.5, 16384)
+    study.tell(trial, 2.4)
+    path = write_study(tmp_path, raw)
+    port = _free_port()
+    proc = _scaletune("dashboard", str(path), "--port", str(port),
+                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        body = None
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as r:
+                    body = r.read().decode()
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert body is not None, "dashboard did not answer"
+        assert '"tiny"' in body
+        import json
+
+        sid = json.loads(body)["studies"][0]["study_id"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{sid}", timeout=5) as r:
+            detail = json.loads(r.read().decode())
+        # The learning curve (intermediate values keyed by tokens) is served.
+        steps = [iv["step"] for iv in detail["trials"][0]["intermediate_values"]]
+        assert steps == [8192, 16384]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)

@@ -1,0 +1,185 @@
+"""Search space, trial configs and the prior-seeded sampler, through Optuna's public API."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+from heuristics.priors import Prior, Priors
+from search.config import validate_study
+from search.samplers import PriorSampler, draw_from_prior, make_pruner, make_sampler
+from search.space import build_space, prior_center_params, snap, suggest, trial_config
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _prior(name, center, low, high, log=True, sigma=0.3):
+    return Prior(name=name, center=center, low=low, high=high, log=log, sigma=sigma)
+
+
+PRIORS = Priors(
+    lr=_prior("lr", 3e-3, 3e-4, 3e-2),
+    weight_decay=_prior("weight_decay", 0.1, 0.01, 1.0),
+    tau=_prior("tau", 0.5, 0.05, 5.0),
+    dropout=_prior("dropout", 0.05, 0.0, 0.2, log=False, sigma=0.05),
+    warmup_frac=_prior("warmup_frac", 0.1, 0.02, 0.3, log=False, sigma=0.05),
+    batch_size=Prior(name="batch_size", center=24, low=8, high=64, log=True, sigma=0.3,
+                     integer=True),
+)
+
+
+def study_cfg(**overrides):
+    raw = {
+        "name": "s",
+        "model": {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 32},
+        "tokens_per_trial": 100_000,
+        "n_trials": 4,
+    }
+    raw.update(overrides)
+    return validate_study(raw)
+
+
+def test_auto_space_uses_prior_ranges_and_powers_of_two():
+    dims, fixed = build_space(study_cfg(), PRIORS)
+    by_name = {d.name: d.distribution for d in dims}
+    # Weight decay is searched as tau by default, so the space holds tau and not lambda.
+    assert set(by_name) == {"lr", "tau", "dropout", "warmup_frac", "batch_size"}
+    assert fixed == {}
+    assert by_name["lr"] == FloatDistribution(3e-4, 3e-2, log=True)
+    assert by_name["batch_size"] == CategoricalDistribution([8, 16, 32, 64])
+
+
+def test_batch_sizes_respect_the_micro_batch():
+    cfg = study_cfg(trainer={"micro_batch_size": 16})
+    dims, _ = build_space(cfg, PRIORS)
+    batch = next(d for d in dims if d.name == "batch_size").distribution
+    # Only multiples of the micro-batch are offered.
+    assert batch.choices == (16, 32, 64)
+
+
+def test_prior_center_snaps_into_the_space():
+    dims, _ = build_space(study_cfg(), PRIORS)
+    center = prior_center_params(dims)
+    assert center["lr"] == pytest.approx(3e-3)
+    # 24 lies between 16 and 32; in log space it is closer to 32.
+    assert center["batch_size"] == 32
+    assert snap(CategoricalDistribution([0.0, 0.1]), 0.0) == 0.0
+
+
+def test_tau_becomes_lambda_with_b_over_eta_tau_d():
+    cfg = study_cfg()
+    params = {"lr": 1e-3, "tau": 0.5, "dropout": 0.1, "warmup_frac": 0.1, "batch_size": 16}
+    train_cfg, derived = trial_config(cfg, params, {}, num_threads=1)
+    b_tokens = 16 * 32
+    # lambda = B / (eta * tau * D), with B and D in tokens.
+    assert train_cfg.optim.weight_decay == pytest.approx(b_tokens / (1e-3 * 0.5 * 100_000))
+    assert derived["weight_decay"] == train_cfg.optim.weight_decay
+    assert derived["steps"] == math.ceil(100_000 / b_tokens)
+    assert derived["warmup_steps"] == int(0.1 * derived["steps"])
+    assert train_cfg.model.dropout == 0.1 and train_cfg.batch_size == 16
+    assert train_cfg.num_threads == 1 and train_cfg.progress is False
+
+
+def test_doubling_tokens_at_fixed_tau_halves_lambda():
+    params = {"lr": 1e-3, "tau": 0.5, "batch_size": 16, "dropout": 0.0, "warmup_frac": 0.1}
+    short, _ = trial_config(study_cfg(), params, {}, 1)
+    long, _ = trial_config(study_cfg(tokens_per_trial=200_000), params, {}, 1)
+    assert long.optim.weight_decay == pytest.approx(short.optim.weight_decay / 2)
+
+
+def test_other_trainer_fields_can_be_fixed_or_searched():
+    cfg = study_cfg(search={
+        "other": {"model.norm": {"choices": ["layernorm", "rmsnorm"]},
+                  "optim.qkv_lr_mult": {"value": 2.0}},
+    })
+    dims, fixed = build_space(cfg, PRIORS)
+    assert "model.norm" in {d.name for d in dims}
+    assert fixed == {"optim.qkv_lr_mult": 2.0}
+    train_cfg, _ = trial_config(
+        cfg, {"lr": 1e-3, "tau": 1.0, "dropout": 0.0, "warmup_frac": 0.1, "batch_size": 8,
+              "model.norm": "rmsnorm"}, fixed, 1)
+    assert train_cfg.model.norm == "rmsnorm" and train_cfg.optim.qkv_lr_mult == 2.0
+
+
+def test_prior_draws_concentrate_where_the_prior_says():
+    rng = np.random.default_rng(0)
+    prior = _prior("lr", 1e-3, 1e-5, 1e-1, sigma=0.25)
+    dist = FloatDistribution(1e-5, 1e-1, log=True)
+    draws = np.array([draw_from_prior(prior, dist, rng) for _ in range(2000)])
+    logs = np.log10(draws)
+    # Every draw is inside the range; the log10 mean and spread follow the prior.
+    assert draws.min() >= 1e-5 and draws.max() <= 1e-1
+    assert abs(logs.mean() - (-3)) < 0.03
+    assert abs(logs.std() - 0.25) < 0.03
+    # Uniform sampling would put a quarter of the draws below 1e-4; the prior almost none.
+    assert (draws < 1e-4).mean() < 0.001
+
+
+def test_prior_sampler_hands_over_after_startup():
+    priors = {"x": _prior("x", 1e-3, 1e-6, 1.0, sigma=0.1)}
+    base = optuna.samplers.RandomSampler(seed=1)
+    sampler = PriorSampler(base, priors, n_startup_trials=5, seed=0)
+    study = optuna.create_study(sampler=sampler)
+    xs = []
+    for _ in range(60):
+        trial = study.ask()
+        x = trial.suggest_float("x", 1e-6, 1.0, log=True)
+        study.tell(trial, (math.log10(x) + 3) ** 2)
+        xs.append(x)
+    startup, later = np.log10(xs[:5]), np.log10(xs[5:])
+    # The first five trials come from the prior (within 0.5 decades of 1e-3) ...
+    assert np.all(np.abs(startup + 3) < 0.5)
+    # ... and the base sampler explores the whole range afterwards.
+    assert later.min() < -5 and later.max() > -1
+
+
+def test_seeding_none_is_plain_optuna():
+    cfg = study_cfg(seeding="none")
+    assert isinstance(make_sampler(cfg, {}), optuna.samplers.TPESampler)
+    assert isinstance(make_sampler(study_cfg(), {}), PriorSampler)
+
+
+@pytest.mark.parametrize(
+    "pruner, cls",
+    [
+        ({"name": "median"}, optuna.pruners.MedianPruner),
+        ({"name": "percentile", "percentile": 40}, optuna.pruners.PercentilePruner),
+        ({"name": "successive_halving"}, optuna.pruners.SuccessiveHalvingPruner),
+        ({"name": "hyperband"}, optuna.pruners.HyperbandPruner),
+        ({"name": "wilcoxon"}, optuna.pruners.WilcoxonPruner),
+        ({"name": "patient", "patience": 2, "wrapped": {"name": "median"}},
+         optuna.pruners.PatientPruner),
+        ({"name": "none"}, optuna.pruners.NopPruner),
+    ],
+)
+def test_every_pruner_is_built(pruner, cls):
+    assert isinstance(make_pruner(study_cfg(pruner=pruner)), cls)
+
+
+def test_median_pruner_compares_at_equal_tokens():
+    cfg = study_cfg(pruner={"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0})
+    study = optuna.create_study(pruner=make_pruner(cfg))
+    good = study.ask()
+    for tokens, loss in ((10_000, 3.0), (20_000, 2.0)):
+        good.report(loss, tokens)
+    study.tell(good, 2.0)
+    bad = study.ask()
+    bad.report(3.5, 10_000)
+    # Worse than the finished trial at the same token count: pruned.
+    assert bad.should_prune()
+    ok = study.ask()
+    ok.report(2.9, 10_000)
+    assert not ok.should_prune()
+
+
+def test_suggest_uses_every_distribution_kind():
+    dims, _ = build_space(study_cfg(search={"other": {"model.n_layer": {"low": 1, "high": 3}}}),
+                          PRIORS)
+    study = optuna.create_study()
+    params = suggest(study.ask(), dims)
+    assert isinstance(params["model.n_layer"], int) and 1 <= params["model.n_layer"] <= 3
+    assert params["batch_size"] in (8, 16, 32, 64)
