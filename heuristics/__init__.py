@@ -1,0 +1,26 @@
+"""Scaling-law heuristics: formulas (``laws``), priors for a study (``priors``) and laws fitted to
+the user's finished studies (``fit``). Pure functions over numpy/scipy; no torch, optuna or ray."""
+
+from heuristics.fit import FittedLaws, ScalePoint, fit_studies
+from heuristics.priors import (
+    ModelShape,
+    Prior,
+    Priors,
+    Source,
+    print_priors,
+    priors_for,
+    priors_table,
+)
+
+__all__ = [
+    "FittedLaws",
+    "ModelShape",
+    "Prior",
+    "Priors",
+    "ScalePoint",
+    "Source",
+    "fit_studies",
+    "print_priors",
+    "priors_for",
+    "priors_table",
+]

@@ -98,7 +98,10 @@ def total_params(
 
 
 def tokens_per_param(tokens: float, params: float) -> float:
-    """TPP = D / N (unitless). Say which N: non-embedding (Kaplan, Step Law) or total (Chinchilla)."""
+    """TPP = D / N (unitless).
+
+    Say which N: non-embedding (Kaplan, Step Law, this package's default) or total (Chinchilla).
+    """
     _positive(tokens=tokens, params=params)
     return tokens / params
 

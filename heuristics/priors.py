@@ -145,9 +145,9 @@ class Prior:
                 f"low={self.low!r}, center={self.center!r}, high={self.high!r}"
             )
         if self.sigma <= 0:
-            raise ValueError(f"prior {self.name!r}: sigma must be positive, got sigma={self.sigma!r}")
+            raise ValueError(f"prior {self.name!r}: sigma must be > 0, got sigma={self.sigma!r}")
         if self.log and self.low <= 0:
-            raise ValueError(f"prior {self.name!r}: a log prior needs low > 0, got low={self.low!r}")
+            raise ValueError(f"prior {self.name!r}: log prior needs low > 0, got low={self.low!r}")
 
     @property
     def extrapolated(self) -> bool:
@@ -242,7 +242,9 @@ def _pow2_round(x: float) -> int:
     return 2 ** round(math.log2(x))
 
 
-def _fitted_source(fit: PowerLawFit, pred: Prediction, value: float, unit: str, note: str) -> Source:
+def _fitted_source(
+    fit: PowerLawFit, pred: Prediction, value: float, unit: str, note: str
+) -> Source:
     return Source(
         law=f"fitted {fit.target}",
         citation=f"fitted from your studies: {fit.describe()}",
@@ -352,7 +354,7 @@ def _tau_prior(
     n_total: int,
     tokens: float,
     unique_tokens: float | None,
-    steps: float,
+    batch_tokens: float,
     lr: float,
     fitted: FittedLaws | None,
     scale: float,
@@ -400,8 +402,9 @@ def _tau_prior(
     sources.append(
         Source(
             "practice weight_decay 0.1", "GPT-3 2005.14165, DeepSeek LLM 2401.02954, seed 002",
-            1.0 / (steps * lr * PRACTICE_WEIGHT_DECAY), unit,
-            note=f"tau of lambda = 0.1 at the center lr and batch ({steps:.4g} steps; spread only)",
+            laws.tau_from_lambda(batch_tokens, lr, PRACTICE_WEIGHT_DECAY, tokens), unit,
+            note=f"tau of lambda = 0.1 at the center lr and batch ({tokens / batch_tokens:.4g} "
+            "steps; spread only)",
         )
     )
     return _log_prior(
@@ -511,7 +514,9 @@ def priors_for(
     lr = _lr_prior(n, tokens, compute, fitted, scale)
     batch = _batch_prior(model, n_total, tokens, compute, fitted, scale)
     steps = laws.steps_from_tokens(tokens, batch.center, model.block_size)
-    tau = _tau_prior(n, n_total, tokens, unique_tokens, steps, lr.center, fitted, scale)
+    tau = _tau_prior(
+        n, n_total, tokens, unique_tokens, batch.center * model.block_size, lr.center, fitted, scale
+    )
     weight_decay = _weight_decay_prior(tau, lr, batch, model.block_size, tokens, steps)
     warmup = _warmup_prior(n, tokens, steps, beta2)
     dropout = _dropout_prior(tokens, unique_tokens)

@@ -75,6 +75,20 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
     return train_main(args.config, resume=args.resume)
 
 
+def cmd_fit(args: argparse.Namespace, console: Console) -> int:
+    from search.config import load_study
+    from search.fit import fit_from_studies
+
+    laws = fit_from_studies([load_study(p) for p in args.studies], scale_kind=args.by)
+    laws.save(args.output)
+    for fit in (laws.lr, laws.tau, laws.batch_size):
+        if fit is not None:
+            console.print(fit.describe(), highlight=False)
+    console.print(f"wrote {args.output}; use it with  priors: {{laws: fitted, fitted_file: "
+                  f"{args.output}}}", highlight=False, markup=False)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scaletune",
@@ -105,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="training YAML (see trainer/config.py)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("fit", help="fit lr, tau and batch-size laws to finished studies")
+    p.add_argument("studies", nargs="+", help="study YAML files at two or more scales")
+    p.add_argument("--by", choices=["tokens", "params"], default="tokens",
+                   help="the scale the laws are a function of (default tokens per trial)")
+    p.add_argument("-o", "--output", required=True, help="JSON file to write")
+    p.set_defaults(func=cmd_fit)
     return parser
 
 

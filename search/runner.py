@@ -213,6 +213,8 @@ def run_study(
     console = console or Console()
     data = preflight(cfg)
     priors = study_priors(cfg, data.vocab_size, data.n_train_tokens)
+    init_ray(cfg)
+    slots = concurrency(cfg)
     storage = make_storage(cfg.storage_url)
     dims, fixed = build_space(cfg, priors)
     sampler = make_sampler(cfg, {d.name: d.prior for d in dims if d.prior is not None})
@@ -221,9 +223,6 @@ def run_study(
         direction="minimize", load_if_exists=True,
     )
     _check_or_record(study, cfg, priors, data)
-
-    init_ray(cfg)
-    slots = concurrency(cfg)
 
     recovered = recover(study, cfg.max_retries)
     if recovered:

@@ -1,0 +1,158 @@
+"""Laws fitted to synthetic finished studies with a known true law recover that law."""
+
+import math
+
+import numpy as np
+import pytest
+
+from heuristics.fit import FittedLaws, ScalePoint, fit_power_law, fit_studies
+from heuristics.priors import ModelShape, priors_for
+
+# True laws of the synthetic studies (scale = training tokens).
+LR_TRUE = (0.5, -0.25)
+TAU_TRUE = (20.0, -0.3)
+BATCH_TRUE = (0.8, 0.5)  # tokens per step
+
+
+def _law(a_b, x):
+    a, b = a_b
+    return a * x**b
+
+
+def synthetic_points(noise_log10=0.05, seed=1, n=8):
+    """The best trial of n studies at 1e5..1e8 tokens, each off the true law by log-normal noise."""
+    rng = np.random.default_rng(seed)
+    points = []
+    for x in np.logspace(5, 8, n):
+        jitter = 10.0 ** rng.normal(0.0, noise_log10, size=3)
+        points.append(
+            ScalePoint(
+                scale=float(x), scale_kind="tokens",
+                lr=_law(LR_TRUE, x) * jitter[0],
+                tau=_law(TAU_TRUE, x) * jitter[1],
+                batch_size=_law(BATCH_TRUE, x) * jitter[2],
+                value=3.0 - 0.1 * math.log10(x),
+            )
+        )
+    return points
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return fit_studies(synthetic_points(), n_boot=400, seed=0)
+
+
+@pytest.mark.parametrize(
+    "target,truth", [("lr", LR_TRUE), ("tau", TAU_TRUE), ("batch_size", BATCH_TRUE)]
+)
+def test_fit_recovers_the_true_law(fitted, target, truth):
+    fit = getattr(fitted, target)
+    a, b = truth
+    # The exponent is recovered within 0.06 and the constant within a factor of 2 (it sits
+    # five decades below the data, so it inherits the slope's uncertainty).
+    assert fit.exponent == pytest.approx(b, abs=0.06)
+    assert 0.5 < fit.coef / a < 2.0
+    # The bootstrap intervals cover the truth.
+    lo, hi = fit.exponent_interval
+    assert lo <= b <= hi
+    lo, hi = fit.coef_interval
+    assert lo <= a <= hi
+    # Inside the fitted scales, the prediction is within 10% and its interval covers the truth.
+    pred = fit.predict(1e6)
+    assert pred.value == pytest.approx(_law(truth, 1e6), rel=0.10)
+    assert pred.low <= _law(truth, 1e6) <= pred.high
+    assert not pred.extrapolated
+
+
+def test_prediction_outside_the_fitted_scales_is_extrapolated(fitted):
+    # Scales beyond the studies' range are flagged, and the interval widens away from the data.
+    far, near = fitted.lr.predict(1e10), fitted.lr.predict(3e6)
+    assert far.extrapolated
+    assert far.high / far.low > near.high / near.low
+
+
+def test_bootstrap_is_seeded():
+    # The same seed gives the same intervals; the point fit does not depend on the seed.
+    pts = synthetic_points()
+    a, b = fit_studies(pts, n_boot=200, seed=3), fit_studies(pts, n_boot=200, seed=3)
+    c = fit_studies(pts, n_boot=200, seed=4)
+    assert a == b
+    assert c.lr.exponent == a.lr.exponent and c.lr.boot_exponent != a.lr.boot_exponent
+
+
+def test_save_load_roundtrip(fitted, tmp_path):
+    path = tmp_path / "laws.json"
+    fitted.save(path)
+    # What is loaded equals what was saved, down to the bootstrap replicates.
+    assert FittedLaws.load(path) == fitted
+
+
+def test_missing_tau_and_batch_are_not_fitted():
+    pts = [
+        ScalePoint(scale=p.scale, scale_kind="tokens", lr=p.lr, tau=None, batch_size=None,
+                   value=p.value)
+        for p in synthetic_points()
+    ]
+    laws = fit_studies(pts, n_boot=50)
+    # Studies that fixed tau or batch size contribute only to the lr law.
+    assert laws.tau is None and laws.batch_size is None
+
+
+def test_fit_rejects_unfittable_input():
+    one_scale = [
+        ScalePoint(scale=1e6, scale_kind="tokens", lr=1e-3, tau=None, batch_size=None, value=3.0)
+    ] * 3
+    # One distinct scale determines no exponent.
+    with pytest.raises(ValueError, match="distinct scales"):
+        fit_studies(one_scale)
+    # Studies measured in different scale kinds cannot share a law.
+    mixed = [one_scale[0], ScalePoint(2e6, "params", 1e-3, None, None, 3.0)]
+    with pytest.raises(ValueError, match="scale_kind"):
+        fit_studies(mixed)
+    with pytest.raises(ValueError, match="scale_kind"):
+        ScalePoint(1e6, "steps", 1e-3, None, None, 3.0)
+    with pytest.raises(ValueError, match="lr=-0.001"):
+        ScalePoint(1e6, "tokens", -1e-3, None, None, 3.0)
+
+
+def test_exact_power_law_is_exact():
+    x = [1e3, 1e4, 1e5]
+    fit = fit_power_law(x, [2.0 * v**-0.5 for v in x], "lr", "peak LR", "tokens", n_boot=20)
+    # Noise-free data: least squares in log space returns the law itself.
+    assert fit.coef == pytest.approx(2.0) and fit.exponent == pytest.approx(-0.5)
+    assert fit.rmse_log10 == pytest.approx(0.0, abs=1e-12)
+
+
+def test_priors_for_uses_fitted_laws(fitted):
+    model = ModelShape(n_layer=2, n_head=4, n_embd=64, block_size=64, vocab_size=256)
+    tokens = 2e6
+    p = priors_for(model, tokens, unique_tokens=1.1e6, fitted=fitted)
+    # lr and tau centers are the fitted laws at this budget; batch is converted to sequences.
+    assert p.lr.center == pytest.approx(fitted.lr.predict(tokens).value)
+    assert p.tau.center == pytest.approx(fitted.tau.predict(tokens).value)
+    b_seqs = fitted.batch_size.predict(tokens).value / model.block_size
+    assert p.batch_size.center == 2 ** round(math.log2(b_seqs))
+    # Their provenance says so, and the budget lies inside the studies' scales.
+    for prior in (p.lr, p.tau, p.batch_size):
+        assert len(prior.sources) == 1
+        assert prior.sources[0].citation.startswith("fitted from your studies:")
+        assert not prior.extrapolated
+        assert prior.low < prior.center < prior.high
+    # The weight decay follows from the fitted tau at the fitted lr and batch.
+    steps = tokens / (p.batch_size.center * model.block_size)
+    assert p.weight_decay.center == pytest.approx(1 / (steps * p.lr.center * p.tau.center))
+
+
+def test_params_scale_kind_uses_non_embedding_params():
+    model = ModelShape(n_layer=2, n_head=4, n_embd=64, block_size=64, vocab_size=256)
+    pts = [
+        ScalePoint(scale=n, scale_kind="params", lr=3e-3 * (n / 1e5) ** -0.5, tau=None,
+                   batch_size=None, value=3.0)
+        for n in (5e4, 1e5, 2e5, 4e5)
+    ]
+    laws = fit_studies(pts, n_boot=50)
+    p = priors_for(model, 2e6, fitted=laws)
+    # A 'params' law is evaluated at N = 12 * n_layer * n_embd^2 = 98,304.
+    assert p.lr.center == pytest.approx(3e-3 * (98_304 / 1e5) ** -0.5)
+    # tau was not fitted, so it falls back to the published Power Lines law.
+    assert p.tau.sources[0].law == "Power Lines tau_opt(TPP)"

@@ -1,0 +1,192 @@
+"""Priors for tiny CPU models and for GPT-2 small: finite, ordered, bounded, with provenance."""
+
+import json
+import math
+
+import pytest
+from rich.console import Console
+
+from heuristics import laws
+from heuristics.priors import (
+    DROPOUT_BOUNDS,
+    LR_BOUNDS,
+    TAU_BOUNDS,
+    WARMUP_BOUNDS,
+    WEIGHT_DECAY_BOUNDS,
+    ModelShape,
+    Prior,
+    Priors,
+    print_priors,
+    priors_for,
+    priors_table,
+)
+
+TINY = ModelShape(n_layer=2, n_head=4, n_embd=64, block_size=64, vocab_size=256)
+SMALL = ModelShape(n_layer=6, n_head=8, n_embd=256, block_size=256, vocab_size=256)
+GPT2 = ModelShape(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50304)
+
+CASES = {
+    "tiny": (TINY, 2e6, 1.1e6),
+    "small_bytes": (SMALL, 20e6, 1.1e6),
+    "small_bytes_short": (SMALL, 0.5e6, 1.1e6),
+    "gpt2_10B": (GPT2, 10e9, None),
+}
+BOUNDS = {
+    "lr": LR_BOUNDS,
+    "weight_decay": WEIGHT_DECAY_BOUNDS,
+    "tau": TAU_BOUNDS,
+    "dropout": DROPOUT_BOUNDS,
+    "warmup_frac": WARMUP_BOUNDS,
+}
+
+
+@pytest.fixture(params=list(CASES), scope="module")
+def case(request):
+    model, tokens, unique = CASES[request.param]
+    return model, tokens, unique, priors_for(model, tokens, unique_tokens=unique)
+
+
+def test_every_prior_is_finite_ordered_and_bounded(case):
+    model, tokens, unique, priors = case
+    for name, p in priors.as_dict().items():
+        # Every number of a prior is finite.
+        assert all(math.isfinite(v) for v in (p.center, p.low, p.high, p.sigma)), name
+        # The center lies strictly inside the range; the one exception is dropout 0 for a
+        # single-epoch run, which sits on its physical bound.
+        if name == "dropout" and (unique is None or tokens <= unique):
+            assert p.low == p.center == 0.0 < p.high
+        else:
+            assert p.low < p.center < p.high, name
+        # The range stays inside the documented sane bounds.
+        if name in BOUNDS:
+            lo, hi = BOUNDS[name]
+            assert lo <= p.low and p.high <= hi, name
+        # A log prior has a positive low; every prior names its sources.
+        assert not p.log or p.low > 0, name
+        assert p.sources, name
+
+
+def test_batch_size_is_powers_of_two_in_sequences(case):
+    model, tokens, _, priors = case
+    b = priors.batch_size
+    # The batch prior is an integer prior in sequences of block_size, all powers of two, >= 1.
+    assert b.integer and b.log and b.unit == f"seqs of {model.block_size} tokens"
+    for v in (b.low, b.center, b.high):
+        assert v >= 1 and math.log2(v) == int(math.log2(v))
+
+
+def test_tiny_model_is_flagged_extrapolated():
+    priors = priors_for(TINY, 2e6, unique_tokens=1.1e6)
+    # Every published law was fitted far above a 98K-parameter model: lr, batch and tau say so.
+    assert priors.lr.extrapolated and priors.batch_size.extrapolated and priors.tau.extrapolated
+    assert priors.weight_decay.extrapolated
+
+
+def test_gpt2_small_inside_deepseek_outside_steplaw():
+    priors = priors_for(GPT2, 10e9)
+    srcs = {s.law: s for s in priors.lr.sources}
+    # GPT-2 small on 10B tokens: C = M*D = 6.2e18 is inside DeepSeek's 1e17..2e19 ...
+    assert not srcs["DeepSeek eta_opt(C)"].extrapolated
+    # ... but N = 85M non-embedding is below Step Law's 2.1e8.
+    assert srcs["Step Law eta_opt(N, D)"].extrapolated
+
+
+def test_lr_center_is_geometric_mean_and_range_covers_the_laws():
+    priors = priors_for(GPT2, 10e9)
+    values = [s.value for s in priors.lr.sources]
+    # The lr center is the geometric mean of DeepSeek and Step Law ...
+    assert priors.lr.center == pytest.approx(math.sqrt(values[0] * values[1]))
+    # ... and the range covers both laws.
+    assert all(priors.lr.low <= v <= priors.lr.high for v in values)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_batch_range_covers_the_laws_within_the_step_floor(name):
+    model, tokens, unique = CASES[name]
+    b = priors_for(model, tokens, unique).batch_size
+    # Every law's batch (in sequences of block_size) is inside the range unless it would leave
+    # fewer than 100 optimizer steps.
+    for s in b.sources:
+        if laws.steps_from_tokens(tokens, s.value, model.block_size) >= 200:
+            assert b.low <= s.value <= b.high, s.law
+
+
+def test_weight_decay_center_comes_from_tau():
+    model, tokens, unique = CASES["tiny"]
+    p = priors_for(model, tokens, unique)
+    # lambda center = B/(eta*tau*D) at the centers of tau, lr and batch (B and D in tokens).
+    expected = laws.lambda_from_tau(
+        p.tau.center, p.batch_size.center * model.block_size, p.lr.center, tokens
+    )
+    assert p.weight_decay.center == pytest.approx(expected)
+    # tau's center is Power Lines tau_opt at the non-embedding TPP.
+    tpp = tokens / model.non_embedding_params
+    assert p.tau.center == pytest.approx(laws.powerlines_tau_opt(tpp))
+    # The weight-decay range always includes the common 0.1.
+    assert p.weight_decay.low <= 0.1 <= p.weight_decay.high
+
+
+def test_warmup_blends_ma_yarats_with_practice():
+    model, tokens, unique = CASES["tiny"]
+    p = priors_for(model, tokens, unique, beta2=0.95)
+    steps = laws.steps_from_tokens(tokens, p.batch_size.center, model.block_size)
+    srcs = {s.law: s.value for s in p.warmup_frac.sources}
+    # Ma & Yarats' 40 steps as a fraction of the run at the center batch is one source ...
+    assert srcs["Ma & Yarats 2/(1-beta2)"] == pytest.approx(40 / steps)
+    # ... the seeds' 10% practice another; the center lies between the smallest and largest.
+    assert min(srcs.values()) <= p.warmup_frac.center <= max(srcs.values())
+    # A longer-memory beta2 asks for a longer warmup.
+    assert priors_for(model, tokens, unique, beta2=0.99).warmup_frac.center > p.warmup_frac.center
+
+
+def test_dropout_grows_with_epochs():
+    # No repetition -> dropout 0; more epochs over the same data -> more dropout.
+    one = priors_for(SMALL, 1e6, unique_tokens=1e6).dropout.center
+    few = priors_for(SMALL, 4e6, unique_tokens=1e6).dropout.center
+    many = priors_for(SMALL, 40e6, unique_tokens=1e6).dropout.center
+    assert one == 0.0 < few < many <= 0.2
+
+
+def test_priors_json_roundtrip():
+    model, tokens, unique = CASES["tiny"]
+    data = json.loads(json.dumps(priors_for(model, tokens, unique).to_json(), allow_nan=False))
+    # The JSON record holds all five hyperparameters (weight decay twice: lambda and tau) ...
+    assert set(data) >= {"lr", "weight_decay", "tau", "dropout", "warmup_frac", "batch_size"}
+    # ... with their sources and the quantities the laws were evaluated at.
+    assert data["lr"]["sources"][0]["citation"].startswith("DeepSeek LLM")
+    assert data["lr"]["extrapolated"] is True
+    assert data["context"]["non_embedding_params"] == 98304
+
+
+def test_renderers():
+    priors = priors_for(TINY, 2e6, unique_tokens=1.1e6)
+    console = Console(record=True, width=200)
+    console.print(priors_table(priors))
+    text = console.export_text()
+    # The table has one row per hyperparameter and marks extrapolated laws.
+    for name in priors.as_dict():
+        assert name in text
+    assert "DeepSeek eta_opt(C)*" in text
+
+
+def test_print_priors_json(capsys):
+    print_priors(priors_for(TINY, 2e6, 1.1e6), json_output=True)
+    # --json prints plain JSON on stdout.
+    assert json.loads(capsys.readouterr().out)["batch_size"]["integer"] is True
+
+
+def test_prior_validation_quotes_the_value():
+    # A prior whose center is outside its range is an error that names the values.
+    with pytest.raises(ValueError, match="center=5"):
+        Prior("lr", center=5, low=1, high=2, log=True, sigma=0.2)
+    with pytest.raises(ValueError, match="n_head must divide n_embd"):
+        ModelShape(n_layer=2, n_head=3, n_embd=64, block_size=64, vocab_size=256)
+    with pytest.raises(ValueError, match="tokens=0"):
+        priors_for(TINY, 0)
+
+
+def test_as_dict_lists_the_six_priors():
+    p = priors_for(TINY, 2e6, 1.1e6)
+    assert isinstance(p, Priors)
+    names = ["lr", "weight_decay", "tau", "dropout", "warmup_frac", "batch_size"]
+    assert list(p.as_dict()) == names

@@ -1,0 +1,163 @@
+"""Malformed study files: exit code 2, a message naming the key and what is allowed, and
+nothing written to the storage."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from search.cli import main
+from search.config import load_study
+from tests.search.helpers import tiny_study, write_study
+
+
+def _set(study, dotted, value):
+    node = study
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+    if value is _DELETE:
+        node.pop(leaf)
+    else:
+        node[leaf] = value
+
+
+_DELETE = object()
+
+# (case id, dotted key to set, value, text the message must contain)
+CASES = [
+    ("unknown top-level key", "epochs", 3, "epochs: unknown key; allowed: name"),
+    ("unknown model key", "model.nlayer", 3, "model.nlayer: unknown key; allowed: n_layer"),
+    ("wrong type", "n_trials", "many", "n_trials: Input should be a valid integer"),
+    ("missing required key", "tokens_per_trial", _DELETE, "tokens_per_trial: Field required"),
+    ("low above high", "search.lr", {"low": 1e-2, "high": 1e-3}, "low must be < high"),
+    ("log range touching zero", "search.lr", {"low": 0.0, "high": 1e-3, "log": True},
+     "log range must have low > 0"),
+    ("negative lr", "search.lr", {"value": -1e-3}, "search.lr: -0.001 is not allowed"),
+    ("empty choices", "search.dropout", {"choices": []}, "search.dropout: choices must not be empty"),
+    ("dropout out of range", "search.dropout", {"value": 1.5}, "a dropout rate in [0, 0.95]"),
+    ("batch not a multiple of micro-batch", "trainer.micro_batch_size", 6,
+     "multiple of trainer.micro_batch_size=6"),
+    ("fractional batch size", "search.batch_size", {"choices": [8, 12.5]},
+     "search.batch_size: 12.5 is not allowed"),
+    ("unknown pruner", "pruner", {"name": "medain"}, "'median', 'percentile'"),
+    ("unknown pruner argument", "pruner", {"name": "median", "percentile": 3},
+     "percentile: unknown key; allowed: n_startup_trials"),
+    ("unknown sampler", "sampler", {"name": "bayes"}, "sampler.name: Input should be 'tpe'"),
+    ("heads do not divide width", "model.n_head", 3, "n_head must divide n_embd"),
+    ("eval cadence above budget", "eval_every_tokens", 10_000_000,
+     "eval_every_tokens must be <= tokens_per_trial"),
+    ("budget not a number", "tokens_per_trial", "lots", "tokens_per_trial"),
+    ("fitted laws without file", "priors", {"laws": "fitted"}, "priors.fitted_file is required"),
+    ("unknown searched trainer field", "search.other", {"optim.lrr": {"choices": [1, 2]}},
+     "unknown trainer field 'lrr'"),
+    ("searching a data field", "search.other", {"data.path": {"choices": ["a", "b"]}},
+     "set by the study itself"),
+    ("weight decay as what", "search.weight_decay", {"prior": "auto", "as": "gamma"},
+     "Input should be 'lambda' or 'tau'"),
+    ("no CPUs per trial", "workers.cpus_per_trial", 0, "workers.cpus_per_trial"),
+    ("choices with a range", "search.warmup_frac", {"choices": [0.1], "low": 0.0, "high": 0.2},
+     "choices cannot be combined"),
+    ("bad study name", "name", "my study", "name: String should match pattern"),
+    ("unknown tokenizer source", "data.source", "web", "data.source: Input should be 'builtin'"),
+]
+
+
+@pytest.mark.parametrize("case, key, value, expected", CASES, ids=[c[0] for c in CASES])
+def test_bad_study_file(tmp_path, shakespeare, capsys, case, key, value, expected):
+    study = copy.deepcopy(tiny_study(tmp_path, shakespeare))
+    _set(study, key, value)
+    path = write_study(tmp_path, study)
+    code = main(["run", str(path)])
+    out = capsys.readouterr().out
+    assert code == 2, out
+    assert expected in out, out
+    # Nothing was written: no storage, no study folder content.
+    assert not (tmp_path / "study" / "study.db").exists()
+
+
+def test_all_errors_are_reported_at_once(tmp_path, shakespeare, capsys):
+    study = tiny_study(tmp_path, shakespeare)
+    study["epochs"] = 3
+    study["n_trials"] = "many"
+    study["search"]["dropout"] = {"choices": []}
+    code = main(["validate", str(write_study(tmp_path, study))])
+    out = capsys.readouterr().out
+    assert code == 2
+    assert "3 error(s)" in out
+    for key in ("epochs", "n_trials", "search.dropout"):
+        assert key in out
+
+
+def test_missing_data_file_names_the_path(tmp_path, shakespeare, capsys):
+    study = tiny_study(tmp_path, shakespeare)
+    study["data"]["path"] = str(tmp_path / "nowhere.txt")
+    code = main(["run", str(write_study(tmp_path, study))])
+    out = capsys.readouterr().out
+    assert code == 2
+    assert "data.path" in out and "nowhere.txt" in out
+    assert not (tmp_path / "study" / "study.db").exists()
+
+
+def test_unreachable_storage_is_named_without_its_password(tmp_path, shakespeare, capsys):
+    study = tiny_study(tmp_path, shakespeare)
+    study["storage"] = "postgresql://scaletune:hunter2@127.0.0.1:1/studies"
+    code = main(["run", str(write_study(tmp_path, study))])
+    out = capsys.readouterr().out
+    assert code == 2
+    assert "storage: cannot open postgresql://scaletune:***@127.0.0.1:1/studies" in out
+    assert "hunter2" not in out
+
+
+def test_yaml_syntax_error_and_non_mapping(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    assert main(["validate", str(bad)]) == 2
+    assert "not valid YAML" in capsys.readouterr().out
+    bad.write_text("- a\n- b\n")
+    assert main(["validate", str(bad)]) == 2
+    assert "top level must be a mapping" in capsys.readouterr().out
+
+
+def test_yaml_is_loaded_safely(tmp_path, capsys):
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("name: !!python/object/apply:os.system ['echo pwned']\n")
+    assert main(["validate", str(evil)]) == 2
+    assert "not valid YAML" in capsys.readouterr().out
+
+
+def test_read_only_study_folder_is_refused_before_any_trial(tmp_path, shakespeare, capsys):
+    import os
+
+    if os.geteuid() == 0:
+        # root ignores permissions: use a folder below a regular file instead.
+        target = tmp_path / "a-file" / "study"
+        (tmp_path / "a-file").write_text("")
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        target = ro / "study"
+    study = tiny_study(tmp_path, shakespeare, study_dir=str(target))
+    code = main(["run", str(write_study(tmp_path, study))])
+    out = capsys.readouterr().out
+    assert code == 2
+    assert "study_dir: cannot write to" in out
+
+
+def test_every_shipped_study_validates():
+    from pathlib import Path
+
+    from trainer.config import load_train_config
+
+    studies = Path(__file__).resolve().parents[2] / "studies"
+    files = sorted(studies.glob("**/*.yaml"))
+    assert any(f.name == "quickstart.yaml" for f in files)
+    for f in files:
+        raw = yaml.safe_load(f.read_text())
+        if "n_trials" in raw:
+            load_study(f)
+        else:
+            load_train_config(f)
