@@ -13,9 +13,9 @@ EXIT_BAD_INPUT = 2
 
 
 def _errors(console: Console, e: ConfigError) -> int:
-    console.print(f"[red]error[/] in {e.source}:", highlight=False)
+    console.print(f"[red]{len(e.errors)} error(s)[/] in {e.source}:", highlight=False, soft_wrap=True)
     for line in e.errors:
-        console.print(f"  {line}", highlight=False, markup=False)
+        console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
     return EXIT_BAD_INPUT
 
 
@@ -89,6 +89,43 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _tokens(text: str) -> int:
+    """A token count as argparse sees it: 2e9, 2_000_000_000 or 2000000000."""
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of tokens, got {text!r}") from None
+    if not (value >= 1 and value.is_integer()):
+        raise argparse.ArgumentTypeError(f"expected a whole number of tokens >= 1, got {text!r}")
+    return int(value)
+
+
+def cmd_export(args: argparse.Namespace, console: Console) -> int:
+    from search.config import load_study
+    from search.export import export_study, parse_model_overrides, summary_lines
+
+    cfg = load_study(args.study)
+    done = export_study(
+        cfg, args.output, source=args.study, trial=args.trial, tokens=args.tokens,
+        model=parse_model_overrides(args.model), max_batch_size=args.max_batch_size,
+    )
+    for line in summary_lines(done.config.provenance or {}):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    console.print(f"wrote {done.path}", highlight=False, markup=False)
+    console.print(f"train it with:  scaletune train {done.path}", highlight=False, markup=False)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from search.config import load_study
+    from search.report import make_report
+
+    cfg = load_study(args.study)
+    out = args.output or cfg.folder / "report"
+    make_report(cfg, out, source=args.study, console=console)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scaletune",
@@ -126,6 +163,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the scale the laws are a function of (default tokens per trial)")
     p.add_argument("-o", "--output", required=True, help="JSON file to write")
     p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("export", help="write the best trial as the training config of a final run")
+    p.add_argument("study", help="study YAML")
+    p.add_argument("--trial", type=int, help="export this trial number instead of the best")
+    p.add_argument("--tokens", type=_tokens,
+                   help="train this many tokens (e.g. 2e9); lr, batch and weight decay follow "
+                        "the scaling laws")
+    p.add_argument("--model", action="append", default=[], metavar="KEY=VALUE",
+                   help="change a model field, e.g. --model n_embd=512 --model n_layer=12")
+    p.add_argument("--max-batch-size", type=int, help="cap on the transferred batch (sequences)")
+    p.add_argument("-o", "--output", required=True, help="training YAML to write")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("report", help="trials table, plots and compute summary of a study")
+    p.add_argument("study", help="study YAML")
+    p.add_argument("-o", "--output", help="folder to write (default <study folder>/report)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

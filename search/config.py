@@ -10,7 +10,7 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -187,13 +187,7 @@ class NonePrunerConfig(_Strict):
 
 
 _Inner = Annotated[
-    Union[
-        MedianPrunerConfig,
-        PercentilePrunerConfig,
-        SuccessiveHalvingPrunerConfig,
-        HyperbandPrunerConfig,
-        WilcoxonPrunerConfig,
-    ],
+    MedianPrunerConfig | PercentilePrunerConfig | SuccessiveHalvingPrunerConfig | HyperbandPrunerConfig | WilcoxonPrunerConfig,
     Field(discriminator="name"),
 ]
 
@@ -208,15 +202,7 @@ class PatientPrunerConfig(_Strict):
 
 
 PrunerConfig = Annotated[
-    Union[
-        MedianPrunerConfig,
-        PercentilePrunerConfig,
-        SuccessiveHalvingPrunerConfig,
-        HyperbandPrunerConfig,
-        WilcoxonPrunerConfig,
-        PatientPrunerConfig,
-        NonePrunerConfig,
-    ],
+    MedianPrunerConfig | PercentilePrunerConfig | SuccessiveHalvingPrunerConfig | HyperbandPrunerConfig | WilcoxonPrunerConfig | PatientPrunerConfig | NonePrunerConfig,
     Field(discriminator="name"),
 ]
 
@@ -319,12 +305,9 @@ class StudyConfig(_Strict):
                     f"search.batch_size: every batch size must be a multiple of "
                     f"trainer.micro_batch_size={micro}, got {bad}"
                 )
-        for key, label in (("lr", "lr"), ("weight_decay", "weight_decay"), ("dropout", "dropout"),
-                           ("warmup_frac", "warmup_frac")):
-            p = getattr(self.search, key)
-            errors += _range_errors(f"search.{key}", key, p)
-        errors += _range_errors("search.batch_size", "batch_size", batch)
-        for dotted, p in self.search.other.items():
+        for key in ("lr", "weight_decay", "dropout", "warmup_frac", "batch_size"):
+            errors += _range_errors(f"search.{key}", key, getattr(self.search, key))
+        for dotted in self.search.other:
             problem = _check_dotted(dotted)
             if problem:
                 errors.append(f"search.other.{dotted}: {problem}")

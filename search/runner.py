@@ -24,6 +24,7 @@ import optuna
 import ray
 from optuna.trial import TrialState
 from rich.console import Console
+from trainer.data import prepare_data
 
 from search.config import StudyConfig
 from search.progress import StudyProgress
@@ -31,7 +32,6 @@ from search.samplers import make_pruner, make_sampler
 from search.space import build_space, prior_center_params, study_priors, suggest, trial_config
 from search.storage import make_storage, mask_url
 from trainer.config import ConfigError
-from trainer.data import prepare_data
 
 #: Failures of the machinery rather than of the trial: the trial is re-run with the same params.
 RETRYABLE = (

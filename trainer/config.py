@@ -180,6 +180,8 @@ class TrainConfig(_Strict):
     """Write an atomic checkpoint this often (needs out_dir); None writes only the final one."""
     progress: bool = True
     """Show a progress bar with loss and tokens/s."""
+    provenance: dict[str, Any] | None = None
+    """Where this config came from (study, trial, transfer rules); not used by training."""
 
     @model_validator(mode="after")
     def _batch_divides(self) -> TrainConfig:

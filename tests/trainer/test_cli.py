@@ -1,0 +1,65 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from trainer.cli import train_main
+from trainer.config import ConfigError, load_train_config
+
+REPO = Path(__file__).resolve().parents[2]
+SEED_STUDIES = sorted((REPO / "studies").glob("seed000_*.yaml"))
+
+
+def write(tmp_path: Path, cfg: dict) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_unknown_keys_are_errors_that_name_the_key(tmp_path):
+    path = write(tmp_path, {"model": {"n_layers": 6}, "optim": {"lr": -1}, "tokenz": 5})
+    with pytest.raises(ConfigError) as err:
+        load_train_config(path)
+    # The rule: every problem at once, each naming its dotted key.
+    assert any(e.startswith("model.n_layers: unknown key") for e in err.value.errors)
+    assert any(e.startswith("tokenz: unknown key") for e in err.value.errors)
+    assert any(e.startswith("optim.lr:") and "-1" in e for e in err.value.errors)
+
+
+def test_train_main_prints_every_error_and_returns_2(tmp_path, capsys):
+    path = write(tmp_path, {"model": {"n_layers": 6}, "batch": 3})
+    assert train_main(str(path)) == 2
+    err = capsys.readouterr().err
+    assert "model.n_layers: unknown key" in err and "batch: unknown key" in err
+
+
+def test_train_main_reports_a_missing_data_file(tmp_path, capsys):
+    path = write(tmp_path, {"data": {"source": "text", "path": "missing.txt"}})
+    assert train_main(str(path)) == 2
+    assert str(tmp_path / "missing.txt") in capsys.readouterr().err
+
+
+def test_train_main_trains_and_resumes(tmp_path, shakespeare, capsys):
+    cfg = {
+        "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16},
+        "data": {"source": "text", "path": str(shakespeare), "cache_dir": str(tmp_path / "cache")},
+        "batch_size": 4, "tokens": 10 * 4 * 16, "progress": False, "num_threads": 1,
+        "out_dir": "out",  # relative to the YAML file
+    }
+    path = write(tmp_path, cfg)
+    assert train_main(str(path)) == 0
+    out = capsys.readouterr().out
+    assert "completed" in out and "val loss" in out and "tokens/s" in out
+    assert (tmp_path / "out" / "checkpoint.pt").exists()
+    assert train_main(str(path), resume=True) == 0  # already finished: nothing left to train
+
+
+@pytest.mark.parametrize("path", SEED_STUDIES, ids=lambda p: p.name)
+def test_shipped_seed000_configs_validate(path):
+    cfg = load_train_config(path)
+    assert Path(cfg.data.path).exists(), cfg.data.path
+    assert cfg.model.n_layer == 6 and cfg.model.n_head == 8 and cfg.data.tokenizer == "byte"
+
+
+def test_both_seed000_configs_are_shipped():
+    assert [p.name for p in SEED_STUDIES] == ["seed000_baseline.yaml", "seed000_recommended.yaml"]

@@ -1,0 +1,201 @@
+import numpy as np
+import pytest
+import tiktoken
+import tiktoken.load
+import tiktoken.registry
+import torch
+
+import trainer.data
+from trainer.config import DataConfig
+from trainer.data import (
+    DataError,
+    prepare_data,
+    read_documents,
+    sample_batch,
+    val_windows,
+    vocab_size_of,
+)
+
+
+def text_cfg(path, tmp_path, **kw) -> DataConfig:
+    return DataConfig(source="text", path=str(path), cache_dir=str(tmp_path / "cache"), **kw)
+
+
+def test_tokens_are_cached_and_equal_the_tokenization(shakespeare, tmp_path, monkeypatch):
+    raw = shakespeare.read_bytes()
+    first = prepare_data(text_cfg(shakespeare, tmp_path), block_size=64)
+    assert not first.from_cache and first.vocab_size == 256
+    # The fingerprint starts with the file's sha256 (86c4e6aa... for Tiny Shakespeare).
+    assert first.fingerprint.endswith("-byte") and first.fingerprint[:8] == "86c4e6aa"
+    tokens = np.concatenate([first.train, first.val])
+    assert tokens.dtype == np.uint16 and np.array_equal(tokens, np.frombuffer(raw, dtype=np.uint8))
+    # The rule: the validation split is the tail val_fraction of the stream.
+    assert first.n_val_tokens == int(len(raw) * 0.1) and first.n_train_tokens + first.n_val_tokens == len(raw)
+
+    def no_tokenizing(*args):
+        raise AssertionError("tokenized again")
+
+    monkeypatch.setattr(trainer.data, "_encode", no_tokenizing)
+    monkeypatch.setattr(trainer.data, "read_documents", no_tokenizing)
+    second = prepare_data(text_cfg(shakespeare, tmp_path), block_size=64)
+    assert second.from_cache and second.fingerprint == first.fingerprint and second.path == first.path
+    assert isinstance(second.train, np.memmap) and np.array_equal(second.val, first.val)
+    assert not list((tmp_path / "cache").glob("*.tmp"))
+
+
+def test_edited_file_is_tokenized_again(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_text("hello world " * 100)
+    a = prepare_data(text_cfg(path, tmp_path), block_size=8)
+    path.write_text("other words " * 101)
+    b = prepare_data(text_cfg(path, tmp_path), block_size=8)
+    assert not b.from_cache and a.fingerprint != b.fingerprint
+
+
+def test_glob_reads_files_in_sorted_order(tmp_path):
+    for name, text in [("b.txt", "second " * 50), ("a.txt", "first " * 50)]:
+        (tmp_path / name).write_text(text)
+    docs = read_documents(DataConfig(source="text", path=str(tmp_path / "*.txt")))
+    assert docs == ["first " * 50, "second " * 50]
+
+
+def test_missing_files_are_named(tmp_path):
+    missing = tmp_path / "nope.txt"
+    with pytest.raises(DataError, match="nope.txt"):
+        prepare_data(text_cfg(missing, tmp_path), block_size=8)
+    with pytest.raises(DataError, match=r"no file matches .*\*\.md"):
+        prepare_data(text_cfg(tmp_path / "*.md", tmp_path), block_size=8)
+
+
+def test_too_little_text_for_a_window(tmp_path):
+    path = tmp_path / "short.txt"
+    path.write_text("x" * 500)
+    with pytest.raises(DataError, match="block_size"):
+        prepare_data(text_cfg(path, tmp_path), block_size=64)
+
+
+def test_builtin_python_docs_work_offline(tmp_path):
+    data = prepare_data(DataConfig(source="builtin", cache_dir=str(tmp_path)), block_size=128)
+    assert data.n_train_tokens > 100_000 and data.vocab_size == 256
+    assert b"assignment" in np.asarray(data.train[:200_000], dtype=np.uint8).tobytes()
+
+
+def test_stdlib_sources_are_sorted_and_exclude_site_packages():
+    paths = trainer.data._stdlib_sources()
+    assert len(paths) > 100 and paths == sorted(paths)
+    assert not any("site-packages" in p for p in paths)
+
+
+def test_batches_follow_the_generator_seed(shakespeare, tmp_path):
+    data = prepare_data(text_cfg(shakespeare, tmp_path), block_size=32)
+    a = sample_batch(data.train, 4, 32, torch.Generator().manual_seed(7))
+    b = sample_batch(data.train, 4, 32, torch.Generator().manual_seed(7))
+    c = sample_batch(data.train, 4, 32, torch.Generator().manual_seed(8))
+    assert torch.equal(a[0], b[0]) and not torch.equal(a[0], c[0])
+    x, y = a
+    assert x.shape == y.shape == (4, 32) and x.dtype == torch.int64
+    assert torch.equal(x[:, 1:], y[:, :-1])  # targets are the inputs shifted by one
+
+
+def test_validation_windows_are_fixed_and_evenly_spaced(shakespeare, tmp_path):
+    data = prepare_data(text_cfg(shakespeare, tmp_path), block_size=32)
+    w = val_windows(data.val, 32, 8)
+    assert w.shape == (8, 33) and torch.equal(w, val_windows(data.val, 32, 8))
+    val = torch.from_numpy(np.asarray(data.val, dtype=np.int64))
+    offsets = np.linspace(0, len(val) - 33, 8).round().astype(int)
+    assert offsets[0] == 0 and offsets[-1] == len(val) - 33
+    for row, off in zip(w, offsets, strict=True):
+        assert torch.equal(row, val[off : off + 33])
+
+
+def test_hf_text_builder_on_a_local_file(shakespeare, tmp_path, monkeypatch):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    hf = DataConfig(source="hf", dataset="text", data_files=str(shakespeare),
+                    cache_dir=str(tmp_path / "cache"))
+    data = prepare_data(hf, block_size=64)
+    # The rule: the same text gives the same fingerprint and tokens whatever the reader.
+    plain = prepare_data(text_cfg(shakespeare, tmp_path / "other"), block_size=64)
+    assert data.fingerprint == plain.fingerprint
+    assert np.array_equal(data.val, plain.val)
+    bad = hf.model_copy(update={"text_column": "content", "cache_dir": str(tmp_path / "c2")})
+    with pytest.raises(DataError, match="'content' is not a column.*'text'"):
+        prepare_data(bad, block_size=64)
+
+
+def test_hf_json_builder_reads_documents_from_the_text_column(tmp_path, monkeypatch):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(f'{{"body": "document number {i}", "id": {i}}}\n' for i in range(5)))
+    cfg = DataConfig(source="hf", dataset="json", data_files=str(path), text_column="body",
+                     max_documents=3)
+    assert read_documents(cfg) == [f"document number {i}" for i in range(3)]
+
+
+@pytest.fixture
+def offline_encoding(monkeypatch):
+    """A real tiktoken Encoding built offline: bytes plus a few merges, registered by name."""
+    ranks = {bytes([i]): i for i in range(256)}
+    for word in [b"th", b"he", b"the", b" t", b" th", b" the"]:
+        ranks[word] = len(ranks)
+    enc = tiktoken.Encoding(
+        name="scaletune_test",
+        pat_str=r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
+        mergeable_ranks=ranks,
+        special_tokens={"<|endoftext|>": len(ranks)},
+    )
+    tiktoken.registry.list_encoding_names()  # makes sure the constructor table exists
+    monkeypatch.setitem(tiktoken.registry.ENCODING_CONSTRUCTORS, "scaletune_test", lambda: {
+        "name": enc.name, "pat_str": enc._pat_str, "mergeable_ranks": ranks,
+        "special_tokens": enc._special_tokens})
+    monkeypatch.delitem(tiktoken.registry.ENCODINGS, "scaletune_test", raising=False)
+    return enc
+
+
+def test_tiktoken_encoding_tokenizes_documents_with_end_of_text(tmp_path, offline_encoding):
+    enc = offline_encoding
+    for name, text in [("a.txt", "the theme of the thesis " * 40), ("b.txt", "then the other " * 40)]:
+        (tmp_path / name).write_text(text)
+    cfg = text_cfg(tmp_path / "*.txt", tmp_path, tokenizer="scaletune_test")
+    data = prepare_data(cfg, block_size=16)
+    expected = (enc.encode_ordinary("the theme of the thesis " * 40) + [enc.eot_token]
+                + enc.encode_ordinary("then the other " * 40))
+    assert np.array_equal(np.concatenate([data.train, data.val]), expected)
+    assert data.vocab_size == vocab_size_of("scaletune_test") == enc.n_vocab == 263
+    assert data.fingerprint.endswith("-scaletune_test")
+    assert len(expected) < len("the theme of the thesis " * 40) * 2  # merges did shorten it
+
+
+def test_unloadable_tiktoken_encoding_names_the_alternatives(tmp_path, monkeypatch):
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "empty"))
+    monkeypatch.delitem(tiktoken.registry.ENCODINGS, "gpt2", raising=False)
+
+    def no_network(url):
+        raise ConnectionError(f"cannot reach {url}")
+
+    monkeypatch.setattr(tiktoken.load, "read_file", no_network)
+    path = tmp_path / "t.txt"
+    path.write_text("some text " * 100)
+    with pytest.raises(DataError) as err:
+        prepare_data(text_cfg(path, tmp_path, tokenizer="gpt2"), block_size=8)
+    message = str(err.value)
+    assert "could not be loaded offline" in message
+    assert "'byte'" in message and "TIKTOKEN_CACHE_DIR" in message
+    with pytest.raises(DataError, match="could not be loaded offline"):
+        vocab_size_of("gpt2")
+
+
+def test_unknown_tokenizer_lists_the_choices():
+    with pytest.raises(DataError, match=r"unknown tokenizer 'gpt5'.*'byte'.*gpt2"):
+        vocab_size_of("gpt5")
+
+
+def test_real_gpt2_encoding_when_it_is_available():
+    try:
+        tiktoken.get_encoding("gpt2")
+    except Exception:
+        pytest.skip("the gpt2 encoding files cannot be downloaded here")
+    assert vocab_size_of("gpt2") == 50257

@@ -1,0 +1,173 @@
+import json
+import math
+import re
+from collections import Counter
+
+import pytest
+import torch
+
+from trainer.loop import CHECKPOINT, METRICS, GradNormStats, train
+
+STEP_TOKENS = 8 * 32  # the tiny config: batch 8 x block 32
+
+
+def final_params(out_dir) -> dict[str, torch.Tensor]:
+    return torch.load(out_dir / CHECKPOINT, weights_only=True)["model"]
+
+
+def test_accumulation_matches_the_full_batch(tiny, tmp_path):
+    # SGD without clipping moves the weights by lr x gradient, so a wrongly scaled loss shows.
+    optim = {"name": "sgd", "lr": 0.5, "grad_clip": None}
+    full = train(tiny(steps=1, batch_size=32, optim=optim, out_dir=str(tmp_path / "full")))
+    accum = train(tiny(steps=1, batch_size=32, micro_batch_size=8, optim=optim,
+                       out_dir=str(tmp_path / "accum")))
+    a, b = final_params(tmp_path / "full"), final_params(tmp_path / "accum")
+    # The rule: 4 micro-batches of 8 give the gradient of one batch of 32, up to float rounding.
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
+    assert accum.history[0]["train_loss"] == pytest.approx(full.history[0]["train_loss"], rel=1e-5)
+    assert accum.final_val_loss == pytest.approx(full.final_val_loss, rel=1e-5)
+
+
+def test_same_seed_same_run_other_seed_other_run(tiny):
+    cfg = tiny(steps=10, eval_every_tokens=5 * STEP_TOKENS, model={"dropout": 0.1})
+    a, b = train(cfg), train(cfg)
+    c = train(cfg.model_copy(update={"seed": 1}))
+    losses = [[h["val_loss"] for h in r.history] for r in (a, b, c)]
+    assert losses[0] == losses[1]
+    assert losses[0] != losses[2]
+
+
+def test_huge_learning_rate_diverges_early_with_a_reason(tiny):
+    result = train(tiny(steps=100, optim={"name": "sgd", "lr": 1e4, "grad_clip": None}))
+    assert result.status == "diverged"
+    assert re.fullmatch(
+        r"(non-finite training loss|training loss \S+ above max_loss \S+) at step (\d+) \(tokens (\d+)\)",
+        result.reason,
+    ), result.reason
+    step, tokens = map(int, re.findall(r"\d+", result.reason.split(" at ")[1]))
+    # The rule: it stops at once (the loss is read one step late), and says where.
+    assert tokens == step * STEP_TOKENS and result.steps <= step + 1 < 100
+    assert result.final_val_loss is None
+
+
+def test_max_loss_is_enforced(tiny):
+    result = train(tiny(steps=10, max_loss=1.0))  # the first loss is ~ln(256) = 5.5
+    assert result.status == "diverged" and result.reason.startswith("training loss")
+    assert result.steps <= 2
+
+
+@pytest.mark.parametrize("answer", ["stop", False])
+def test_report_can_stop_the_run(tiny, answer):
+    seen = []
+
+    def report(tokens, val_loss, metrics):
+        seen.append((tokens, val_loss, metrics))
+        return answer if len(seen) == 2 else None
+
+    result = train(tiny(steps=20, eval_every_tokens=4 * STEP_TOKENS), report)
+    assert result.status == "stopped" and "report" in result.reason
+    assert [t for t, _, _ in seen] == [4 * STEP_TOKENS, 8 * STEP_TOKENS]
+    assert result.steps == 8 and result.tokens_seen == 8 * STEP_TOKENS
+    assert result.final_val_loss == seen[-1][1]
+    assert {"train_loss", "lr", "grad_norm", "tokens_per_s", "step"} <= set(seen[0][2])
+
+
+def test_report_sees_every_token_checkpoint_and_the_end(tiny):
+    seen = []
+    train(tiny(steps=10, tokens=10 * STEP_TOKENS - 5, eval_every_tokens=3 * STEP_TOKENS),
+          lambda t, v, m: seen.append((t, m["target_tokens"])))
+    assert seen == [(3 * STEP_TOKENS, 3 * STEP_TOKENS), (6 * STEP_TOKENS, 6 * STEP_TOKENS),
+                    (9 * STEP_TOKENS, 9 * STEP_TOKENS), (10 * STEP_TOKENS, 10 * STEP_TOKENS - 5)]
+
+
+def test_resume_continues_bit_for_bit(tiny, tmp_path):
+    # Dropout and a data-order RNG both have to be restored for this to hold.
+    common = {"steps": 20, "model": {"dropout": 0.1}, "eval_every_tokens": 10 * STEP_TOKENS,
+              "checkpoint_every_tokens": 10 * STEP_TOKENS}
+    straight = train(tiny(out_dir=str(tmp_path / "straight"), **common))
+    cfg = tiny(out_dir=str(tmp_path / "resumed"), **common)
+    first = train(cfg, lambda t, v, m: "stop")  # interrupted after 10 steps
+    assert first.status == "stopped" and first.steps == 10
+    second = train(cfg, resume=True)
+    assert second.status == "completed" and second.steps == 20
+    a, b = final_params(tmp_path / "straight"), final_params(tmp_path / "resumed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert second.history == straight.history
+    assert second.final_val_loss == straight.final_val_loss
+    # A resumed, finished run returns its result without training again.
+    assert train(cfg, resume=True).history == straight.history
+
+
+def test_resume_refuses_a_different_config(tiny, tmp_path):
+    cfg = tiny(steps=4, out_dir=str(tmp_path / "run"))
+    train(cfg)
+    changed = cfg.model_copy(update={"optim": cfg.optim.model_copy(update={"lr": 1e-3})})
+    with pytest.raises(ValueError, match=r"optim\.lr"):
+        train(changed, resume=True)
+
+
+def test_run_folder_has_metadata_evals_and_no_temporary_files(tiny, tmp_path):
+    out = tmp_path / "run"
+    result = train(tiny(steps=6, eval_every_tokens=2 * STEP_TOKENS, out_dir=str(out),
+                        checkpoint_every_tokens=STEP_TOKENS))
+    lines = [json.loads(line) for line in (out / METRICS).read_text().splitlines()]
+    start = lines[0]
+    assert start["event"] == "start"
+    assert start["config"]["model"]["n_layer"] == 2
+    assert {"torch", "numpy", "python"} <= set(start["versions"]) and start["versions"]["torch"]
+    assert start["hardware"]["device"] == "cpu" and "git" in start
+    events = Counter(line["event"] for line in lines)
+    assert events == {"start": 1, "eval": 3, "end": 1}
+    assert [line["val_loss"] for line in lines if line["event"] == "eval"] == [
+        h["val_loss"] for h in result.history]
+    assert sorted(p.name for p in out.iterdir()) == [CHECKPOINT, METRICS]
+
+
+def test_result_reports_pre_clip_grad_norms_and_throughput(tiny):
+    result = train(tiny(steps=12, optim={"grad_clip": 1e-3}))
+    # The rule: the logged norm is measured before clipping, so it exceeds the clip value.
+    assert result.grad_norm["mean"] > 1e-3 and result.history[-1]["grad_norm"] > 1e-3
+    assert result.grad_norm["max"] >= result.grad_norm["mean"] > 0
+    assert result.tokens_per_s > 0 and result.flops_per_s > 0 and result.mfu is None
+    assert 0 < result.train_time_s < result.wall_time_s
+
+
+def test_mfu_uses_the_peak_from_the_environment(tiny, monkeypatch):
+    monkeypatch.setenv("SCALETUNE_PEAK_FLOPS", "1e12")
+    result = train(tiny(steps=3))
+    assert result.mfu == pytest.approx(result.flops_per_s / 1e12)
+
+
+def test_grad_norm_spikes_count_against_the_running_median():
+    stats = GradNormStats(window=20)
+    for x in [1.0] * 15 + [2.5, 3.5, 1.0, 10.0]:
+        stats.add(x)
+    s = stats.summary()
+    assert s["n_spikes"] == 2 and s["max"] == 10.0
+    assert s["mean"] == pytest.approx(sum([1.0] * 16 + [2.5, 3.5, 10.0]) / 19)
+
+
+def test_label_smoothing_raises_training_loss_only(tiny):
+    plain = train(tiny(steps=5))
+    smooth = train(tiny(steps=5, optim={"label_smoothing": 0.3}))
+    # Same first step (same weights, same batch): smoothing adds to the training loss only.
+    assert smooth.history[-1]["train_loss"] > plain.history[-1]["train_loss"] + 0.1
+    assert abs(smooth.final_val_loss - plain.final_val_loss) < 0.2
+
+
+def unigram_entropy_nats(data: bytes) -> float:
+    counts = Counter(data)
+    n = len(data)
+    return -sum(c / n * math.log(c / n) for c in counts.values())
+
+
+def test_short_shakespeare_run_beats_the_unigram_entropy(tiny, shakespeare):
+    entropy = unigram_entropy_nats(shakespeare.read_bytes())  # ~3.3 nats
+    cfg = tiny(steps=150, model={"n_layer": 2, "n_head": 4, "n_embd": 64, "block_size": 64},
+               batch_size=16, tokens=150 * 16 * 64, optim={"lr": 3e-3, "warmup_frac": 0.05})
+    result = train(cfg)
+    # The rule: a model that only learned letter frequencies scores the unigram entropy; using
+    # context must do well below it.
+    assert result.status == "completed"
+    assert result.final_val_loss < entropy - 0.6, (result.final_val_loss, entropy)

@@ -1,0 +1,55 @@
+"""`scaletune train CONFIG.yaml`: read the config, train, print a summary."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from trainer.config import ConfigError, load_train_config
+from trainer.data import DataError
+from trainer.loop import Result, train
+
+
+def train_main(path: str, resume: bool = False) -> int:
+    """Exit code: 0 completed (or stopped), 1 diverged, 2 the config or the data is unusable."""
+    try:
+        config = load_train_config(path)
+    except ConfigError as e:
+        print(f"{e.source}: {len(e.errors)} error(s)", file=sys.stderr)
+        for err in e.errors:
+            print(f"  {err}", file=sys.stderr)
+        return 2
+    try:
+        result = train(config, resume=resume)
+    except DataError as e:
+        print(f"{path}: {e}", file=sys.stderr)
+        return 2
+    print(summary(result, config.out_dir))
+    return 1 if result.status == "diverged" else 0
+
+
+def summary(result: Result, out_dir: str | None = None) -> str:
+    def loss(x: float | None) -> str:
+        return "-" if x is None else f"{x:.4f}"
+
+    lines = [
+        f"status          {result.status}: {result.reason}",
+        f"val loss        final {loss(result.final_val_loss)}, best {loss(result.best_val_loss)}",
+        f"trained         {result.tokens_seen:,} tokens in {result.steps:,} steps",
+        f"time            {result.train_time_s:.1f} s training, {result.wall_time_s:.1f} s in all",
+        f"throughput      {result.tokens_per_s:,.0f} tokens/s, {result.flops_per_s / 1e9:.1f} GFLOP/s"
+        + (f", MFU {result.mfu:.1%}" if result.mfu is not None else ""),
+        f"grad norm       mean {result.grad_norm['mean']:.3g}, max {result.grad_norm['max']:.3g}, "
+        f"{result.grad_norm['n_spikes']} spikes",
+    ]
+    if out_dir:
+        lines.append(f"run folder      {out_dir}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m trainer.cli", description=__doc__)
+    parser.add_argument("config", help="a TrainConfig YAML file")
+    parser.add_argument("--resume", action="store_true", help="continue from out_dir's checkpoint")
+    args = parser.parse_args()
+    sys.exit(train_main(args.config, resume=args.resume))

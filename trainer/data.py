@@ -1,0 +1,333 @@
+"""Text -> tokens -> a cached memory-mapped token file -> training batches and validation windows.
+
+Tokenizing happens once per (content, tokenizer): the tokens land in ``cache_dir`` as
+``<fingerprint>.u16.bin`` (or ``.u32.bin``), where the fingerprint is the sha256 of the text plus
+the tokenizer name. A small record keyed by the source description (paths with sizes and mtimes,
+dataset names) points at that file, so a worker that finds the record opens the memmap without
+reading the text or loading the tokenizer. Every file is written to a temporary name and renamed
+into place, so concurrent workers never see half a file.
+
+The token stream is split deterministically: its tail ``val_fraction`` is validation. Training
+batches are random windows drawn with a seeded torch.Generator; validation is a fixed set of
+windows at evenly spaced offsets, the same for every run with the same data config.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import sys
+import sysconfig
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainer.config import DataConfig
+
+BYTE_VOCAB = 256
+# Documents are joined by this text for the byte tokenizer; tiktoken encodings put their
+# end-of-text token between documents instead (as GPT-2 was trained).
+DOC_SEPARATOR = "\n\n"
+
+
+class DataError(ValueError):
+    """Data that cannot be read or tokenized; the message names the path, column or tokenizer."""
+
+
+@dataclass
+class TokenData:
+    """A tokenized corpus split into a training head and a validation tail (both memmaps)."""
+
+    train: np.memmap
+    val: np.memmap
+    vocab_size: int
+    """Size of the tokenizer's vocabulary (the model may pad it, see model.padded_vocab_size)."""
+    fingerprint: str
+    """'<first 16 hex digits of the text's sha256>-<tokenizer>': equal fingerprints, equal tokens."""
+    path: Path
+    """The cached token file."""
+    from_cache: bool
+    """True when the token file already existed (nothing was tokenized)."""
+
+    @property
+    def n_train_tokens(self) -> int:
+        return len(self.train)
+
+    @property
+    def n_val_tokens(self) -> int:
+        return len(self.val)
+
+
+def prepare_data(cfg: DataConfig, block_size: int) -> TokenData:
+    """Tokenize (or find in the cache) the corpus of ``cfg`` and split it.
+
+    The search driver calls this once before it launches workers, so that workers only open the
+    cache. Raises DataError when the text is missing or either split is shorter than one window.
+    """
+    cache = cache_dir(cfg)
+    record_path = cache / f"source-{_digest(_describe_source(cfg))[:16]}.json"
+    meta = _read_json(record_path)
+    from_cache = meta is not None and _token_path(cache, meta).exists()
+    if not from_cache:
+        meta = _tokenize_into_cache(cfg, cache)
+        _write_atomic(record_path, json.dumps(meta, indent=1).encode())
+    tokens = np.memmap(_token_path(cache, meta), dtype=np.dtype(meta["dtype"]), mode="r")
+    return _split(tokens, meta, cfg, block_size, from_cache)
+
+
+def vocab_size_of(tokenizer: str) -> int:
+    """Vocabulary size of a tokenizer name: 256 for 'byte', else the tiktoken encoding's n_vocab."""
+    return BYTE_VOCAB if tokenizer == "byte" else load_tiktoken(tokenizer).n_vocab
+
+
+def cache_dir(cfg: DataConfig) -> Path:
+    """data.cache_dir, else $SCALETUNE_CACHE, else ~/.cache/scaletune."""
+    path = cfg.cache_dir or os.environ.get("SCALETUNE_CACHE") or Path.home() / ".cache" / "scaletune"
+    path = Path(path).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sample_batch(
+    tokens: np.ndarray, batch_size: int, block_size: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random windows (nanoGPT style): inputs x and next-token targets y, each (B, T) int64.
+
+    The offsets come from ``generator`` alone, so a seed fixes the batches, and restoring the
+    generator's state on resume continues the same sequence.
+    """
+    ix = torch.randint(len(tokens) - block_size, (batch_size,), generator=generator)
+    rows = np.asarray(tokens[ix.numpy()[:, None] + np.arange(block_size + 1)], dtype=np.int64)
+    windows = torch.from_numpy(rows)  # (B, T + 1)
+    return windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
+
+
+def val_windows(tokens: np.ndarray, block_size: int, n_windows: int) -> torch.Tensor:
+    """The fixed validation set: n_windows windows of block_size + 1 tokens, evenly spaced.
+
+    Depends only on the tokens and the two sizes, so every trial of a study is scored on the
+    same held-out text.
+    """
+    offsets = np.linspace(0, len(tokens) - (block_size + 1), n_windows).round().astype(np.int64)
+    rows = np.asarray(tokens[offsets[:, None] + np.arange(block_size + 1)], dtype=np.int64)
+    return torch.from_numpy(rows)  # (n_windows, T + 1)
+
+
+def load_tiktoken(name: str) -> Any:
+    """A tiktoken Encoding by name, with errors that say what to do when it cannot be loaded."""
+    import tiktoken
+
+    known = tiktoken.list_encoding_names()
+    if name not in known:
+        raise DataError(f"unknown tokenizer {name!r}: use 'byte' or a tiktoken encoding, one of {known}")
+    try:
+        return tiktoken.get_encoding(name)
+    except Exception as e:  # tiktoken fetches its files over HTTP; any failure there lands here
+        raise DataError(
+            f"tokenizer {name!r}: the tiktoken encoding could not be loaded offline "
+            f"({type(e).__name__}: {e}). Alternatives: use tokenizer 'byte' (needs no files), or "
+            f"pre-populate TIKTOKEN_CACHE_DIR with the encoding's files on a machine with network "
+            f"access and point TIKTOKEN_CACHE_DIR at that folder here."
+        ) from e
+
+
+# ---- reading the text ------------------------------------------------------------------------
+
+
+def read_documents(cfg: DataConfig) -> list[str]:
+    """The corpus as a list of documents, in a deterministic order."""
+    if cfg.source == "builtin":
+        return _builtin_documents(cfg.builtin)
+    if cfg.source == "text":
+        return [_read_text_file(p) for p in _text_paths(cfg.path)]
+    return _hf_documents(cfg)
+
+
+def _builtin_documents(which: str) -> list[str]:
+    if which == "pydoc_topics":
+        from pydoc_data.topics import topics
+
+        return [topics[k] for k in sorted(topics)]
+    return [Path(p).read_text(encoding="utf-8", errors="replace") for p in _stdlib_sources()]
+
+
+def _stdlib_sources() -> list[str]:
+    root = sysconfig.get_paths()["stdlib"]
+    paths = glob.glob(os.path.join(root, "**", "*.py"), recursive=True)
+    rel = sorted(os.path.relpath(p, root) for p in paths)
+    return [os.path.join(root, r) for r in rel if "site-packages" not in Path(r).parts]
+
+
+def _text_paths(pattern: str) -> list[str]:
+    if glob.has_magic(pattern):
+        paths = sorted(glob.glob(pattern, recursive=True))
+        if not paths:
+            raise DataError(f"data.path: no file matches {pattern!r}")
+        return paths
+    if os.path.isdir(pattern):
+        raise DataError(f"data.path: {pattern!r} is a folder; give a file or a glob such as {pattern}/*.txt")
+    if not os.path.exists(pattern):
+        raise DataError(f"data.path: file not found: {pattern!r}")
+    return [pattern]
+
+
+def _read_text_file(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", newline="") as f:  # newline="": keep the bytes as they are
+            return f.read()
+    except FileNotFoundError:
+        raise DataError(f"data.path: file not found: {path!r}") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"data.path: {path!r} is not UTF-8 text ({e})") from None
+
+
+def _hf_documents(cfg: DataConfig) -> list[str]:
+    import datasets
+
+    kwargs: dict[str, Any] = {}
+    if cfg.dataset == "text":
+        # The 'text' builder would make every line a row; a file is one document, as for source 'text'.
+        kwargs["sample_by"] = "document"
+    for f in [cfg.data_files] if isinstance(cfg.data_files, str) else cfg.data_files or []:
+        if cfg.dataset in _LOCAL_BUILDERS and not glob.has_magic(f) and not os.path.exists(f):
+            raise DataError(f"data.data_files: file not found: {f!r}")
+    ds = datasets.load_dataset(
+        cfg.dataset, cfg.name, data_files=cfg.data_files, split=cfg.split, **kwargs
+    )
+    if cfg.text_column not in ds.column_names:
+        raise DataError(
+            f"data.text_column: {cfg.text_column!r} is not a column of {cfg.dataset!r}, "
+            f"which has {ds.column_names}"
+        )
+    if cfg.max_documents is not None:
+        ds = ds.select(range(min(cfg.max_documents, len(ds))))
+    return [t for t in ds[cfg.text_column] if t]
+
+
+_LOCAL_BUILDERS = ("text", "json", "csv", "parquet", "arrow")
+
+
+def _describe_source(cfg: DataConfig) -> dict[str, Any]:
+    """What identifies the text without reading it: paths with size and mtime, dataset names.
+
+    Hub datasets are identified by name only: a dataset updated in place on the hub keeps its
+    cached tokens until the cache entry is deleted.
+    """
+    if cfg.source == "builtin":
+        files = _stdlib_sources() if cfg.builtin == "stdlib" else [_pydoc_topics_file()]
+        desc: dict[str, Any] = {"builtin": cfg.builtin, "python": sys.version, "files": _stats(files)}
+    elif cfg.source == "text":
+        desc = {"text": _stats(_text_paths(cfg.path))}
+    else:
+        files = [cfg.data_files] if isinstance(cfg.data_files, str) else list(cfg.data_files or [])
+        desc = {
+            "hf": [cfg.dataset, cfg.name, cfg.split, cfg.text_column, cfg.max_documents],
+            "data_files": [_stats([f])[0] if os.path.exists(f) else f for f in files],
+        }
+    return {**desc, "tokenizer": cfg.tokenizer}
+
+
+def _pydoc_topics_file() -> str:
+    import pydoc_data.topics
+
+    return pydoc_data.topics.__file__
+
+
+def _stats(paths: list[str]) -> list[list[Any]]:
+    out = []
+    for p in paths:
+        st = os.stat(p)
+        out.append([os.path.abspath(p), st.st_size, st.st_mtime_ns])
+    return out
+
+
+# ---- tokenizing into the cache -----------------------------------------------------------------
+
+
+def _tokenize_into_cache(cfg: DataConfig, cache: Path) -> dict[str, Any]:
+    docs = read_documents(cfg)
+    if not docs:
+        raise DataError(f"data: the {cfg.source} source yielded no text")
+    content = hashlib.sha256()
+    for i, doc in enumerate(docs):
+        content.update(b"\x1e" if i else b"")  # record separator: document boundaries count
+        content.update(doc.encode("utf-8"))
+    fingerprint = f"{content.hexdigest()[:16]}-{cfg.tokenizer}"
+    vocab = vocab_size_of(cfg.tokenizer)
+    dtype = "uint16" if vocab <= 2**16 else "uint32"
+    meta = {"fingerprint": fingerprint, "dtype": dtype, "vocab_size": vocab, "tokenizer": cfg.tokenizer}
+    path = _token_path(cache, meta)
+    if not path.exists():
+        tokens = _encode(docs, cfg.tokenizer).astype(dtype)
+        _write_atomic(path, tokens.tobytes())
+    return meta
+
+
+def _encode(docs: list[str], tokenizer: str) -> np.ndarray:
+    if tokenizer == "byte":
+        return np.frombuffer(DOC_SEPARATOR.join(docs).encode("utf-8"), dtype=np.uint8)
+    enc = load_tiktoken(tokenizer)
+    pieces = enc.encode_ordinary_batch(docs, num_threads=max(1, len(os.sched_getaffinity(0))))
+    out: list[int] = []
+    for i, ids in enumerate(pieces):
+        if i:
+            out.append(enc.eot_token)
+        out.extend(ids)
+    return np.asarray(out, dtype=np.int64)
+
+
+def _token_path(cache: Path, meta: dict[str, Any]) -> Path:
+    suffix = {"uint16": "u16", "uint32": "u32"}[meta["dtype"]]
+    return cache / f"{meta['fingerprint']}.{suffix}.bin"
+
+
+def _split(
+    tokens: np.memmap, meta: dict[str, Any], cfg: DataConfig, block_size: int, from_cache: bool
+) -> TokenData:
+    n_val = int(len(tokens) * cfg.val_fraction)
+    n_train = len(tokens) - n_val
+    need = block_size + 1
+    if n_val < need or n_train < need:
+        raise DataError(
+            f"data: {len(tokens)} tokens give {n_train} training and {n_val} validation tokens; "
+            f"each split needs at least block_size + 1 = {need}: use more text, a shorter "
+            f"block_size or another val_fraction (got val_fraction={cfg.val_fraction})"
+        )
+    return TokenData(
+        train=tokens[:n_train],
+        val=tokens[n_train:],
+        vocab_size=meta["vocab_size"],
+        fingerprint=meta["fingerprint"],
+        path=_token_path(Path(tokens.filename).parent, meta),
+        from_cache=from_cache,
+    )
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename: readers see all or nothing."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; workers of other users read the cache too
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
