@@ -378,7 +378,9 @@ def _check_dotted(dotted: str) -> str | None:
             if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
                 return f"{part!r} has no sub-fields"
             node = ann
-    if parts[0] in ("data", "tokens", "seed") or dotted in ("model.block_size", "model.vocab_size"):
+    if parts[0] in ("data", "tokens", "seed", "provenance") or dotted in (
+        "model.block_size", "model.vocab_size"
+    ):
         return "this field is set by the study itself and cannot be searched"
     return None
 

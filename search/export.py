@@ -68,14 +68,13 @@ def open_study(cfg: StudyConfig, source: str) -> tuple[optuna.Study, StudyConfig
     """
     url = cfg.storage_url
     shown = mask_url(url)
-    if url.startswith("sqlite"):
-        database = make_url(url).database
+    try:
+        database = make_url(url).database if url.startswith("sqlite") else None
         if database and database != ":memory:" and not Path(database).is_file():
             raise ConfigError(source, [
                 f"name: no study {cfg.name!r}: its storage {shown} does not exist; "
                 f"run `scaletune run {source}` first"
             ])
-    try:
         storage = make_storage(url)
         study = optuna.load_study(study_name=cfg.name, storage=storage)
     except KeyError:
@@ -272,9 +271,13 @@ def transfer(
         best.lr, best.tokens_per_step, best.tokens
     ):
         weight_decay = laws.lambda_from_tau(best.tau, batch * block_size, lr, tokens)
+        source = f"AdamW timescale, {POWER_LINES_CITATION}"
+        if n_embd != best.n_embd:
+            source += ("; across width this keeps eta*lambda fixed, lambda ~ width as Wang & "
+                       "Aitchison (arXiv 2405.13698) give for muP")
         rules.append(Rule(
             "weight_decay", f"tau kept at {best.tau:.4g}; lambda = B/(eta*tau*D) with B and D in "
-            "tokens", f"AdamW timescale, {POWER_LINES_CITATION}", weight_decay / best.weight_decay,
+            "tokens", source, weight_decay / best.weight_decay,
         ))
     final = replace(best, lr=lr, weight_decay=weight_decay, batch_size=batch, tokens=tokens,
                     block_size=block_size, n_embd=n_embd, n_layer=n_layer)

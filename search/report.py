@@ -31,6 +31,7 @@ import plotly.graph_objects as go
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 from plotly.subplots import make_subplots
 from rich.console import Console
@@ -50,15 +51,16 @@ STATE_COLOURS = {
     "WAITING": "#bbbbbb",
 }
 LOSS_LABEL = "validation loss (nats/token)"
-DERIVED = ("weight_decay", "tau", "steps", "warmup_steps", "tokens_per_step")
-"""Trial user attrs computed from the sampled parameters (search.space.trial_config)."""
+DERIVED = ("weight_decay", "tau", "warmup_steps", "tokens_per_step")
+"""Trial user attrs computed from the sampled parameters (search.space.trial_config). Its
+``steps`` attr is left out: the runner overwrites it with the steps the trial trained."""
 LABELS = {
     "lr": "peak learning rate",
     "tau": "AdamW timescale tau = B/(lr*lambda*D)",
     "weight_decay": "AdamW weight decay lambda",
     "dropout": "dropout rate",
     "warmup_frac": "warmup (fraction of steps)",
-    "batch_size": "batch size (sequences)",
+    "batch_size": "batch size in sequences",
 }
 DPI = 110
 CONTOUR_MIN_TRIALS = 8
@@ -77,10 +79,14 @@ def tokens_trained(t: FrozenTrial) -> int:
 
 
 def token_budget(t: FrozenTrial, cfg: StudyConfig) -> int:
-    """Tokens the trial would have trained to the end: steps x tokens per step."""
-    steps, per_step = t.user_attrs.get("steps"), t.user_attrs.get("tokens_per_step")
-    if steps and per_step:
-        return int(steps) * int(per_step)
+    """Tokens the trial would have trained to the end: planned steps x tokens per step.
+
+    The trainer runs ceil(tokens_per_trial / tokens_per_step) steps, so the last step may go
+    past tokens_per_trial.
+    """
+    per_step = t.user_attrs.get("tokens_per_step")
+    if per_step:
+        return math.ceil(cfg.tokens_per_trial / int(per_step)) * int(per_step)
     return cfg.tokens_per_trial
 
 
@@ -118,6 +124,7 @@ def trials_frame(study: optuna.Study, cfg: StudyConfig) -> pd.DataFrame:
         n = non_embedding_params(t, cfg)
         trained = tokens_trained(t)
         budget = token_budget(t, cfg)
+        per_step = t.user_attrs.get("tokens_per_step")
         row: dict[str, Any] = {
             "number": t.number,
             "state": t.state.name,
@@ -131,6 +138,8 @@ def trials_frame(study: optuna.Study, cfg: StudyConfig) -> pd.DataFrame:
             "tokens_trained": trained,
             "token_budget": budget,
             "tokens_not_trained": max(0, budget - trained) if t.state == TrialState.PRUNED else 0,
+            "steps_planned": budget // per_step if per_step else None,
+            "steps_trained": trained // per_step if per_step else None,
             "non_embedding_params": n,
             "flops_6nd": flops(n, trained),
             "evaluations": len(t.intermediate_values),
@@ -209,7 +218,7 @@ def summarize(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
             "fraction_saved": saved_tokens / (spent_tokens + saved_tokens)
             if spent_tokens + saved_tokens else 0.0,
             "definition": "tokens each pruned trial did not train of its full budget "
-                          "(steps x tokens per step)",
+                          "(ceil(tokens_per_trial / tokens_per_step) steps x tokens per step)",
         },
     }
 
@@ -332,9 +341,11 @@ def plot_lr_tau(study: optuna.Study, cfg: StudyConfig, out: Path, notes: list[st
     if complete:
         losses = [t.value for t, _, _ in complete]
         norm = Normalize(min(losses), max(losses))
-        if len(complete) >= CONTOUR_MIN_TRIALS:
-            _log_contour(ax, [x for _, x, _ in complete], [y for _, _, y in complete], losses,
-                         norm, notes)
+        if len(complete) >= CONTOUR_MIN_TRIALS and _log_contour(
+            ax, [x for _, x, _ in complete], [y for _, _, y in complete], losses, norm, notes
+        ):
+            ax.text(0.01, 0.01, "shading: loss interpolated between complete trials (log space)",
+                    transform=ax.transAxes, fontsize=8, color="dimgrey")
         sc = ax.scatter([x for _, x, _ in complete], [y for _, _, y in complete], c=losses,
                         cmap="viridis_r", norm=norm, s=60, edgecolors="black", linewidths=0.5,
                         zorder=3, label="complete")
@@ -347,6 +358,9 @@ def plot_lr_tau(study: optuna.Study, cfg: StudyConfig, out: Path, notes: list[st
         if pts:
             ax.scatter(*zip(*pts, strict=True), marker="x", s=50, color=STATE_COLOURS[state],
                        zorder=3, label=state.lower())
+    xs, ys = [x for _, x, _ in points], [y for _, _, y in points]
+    ax.set_xlim(min(xs) / 1.3, max(xs) * 1.3)
+    ax.set_ylim(min(ys) / 1.3, max(ys) * 1.3)
     ax.set_title(title)
     ax.set_xlabel(f"{LABELS['lr']} (log)")
     ax.set_ylabel(f"{LABELS[y_name]} (log)")
@@ -379,18 +393,19 @@ def plot_lr_tau(study: optuna.Study, cfg: StudyConfig, out: Path, notes: list[st
 
 
 def _log_contour(ax: Any, xs: list[float], ys: list[float], zs: list[float], norm: Normalize,
-                 notes: list[str]) -> None:
+                 notes: list[str]) -> bool:
     """Filled contours of the loss, interpolated linearly in log10(x), log10(y) space."""
     lx, ly = np.log10(xs), np.log10(ys)
     if np.ptp(lx) == 0 or np.ptp(ly) == 0:
-        return
-    gx, gy = np.meshgrid(np.linspace(lx.min(), lx.max(), 80), np.linspace(ly.min(), ly.max(), 80))
+        return False
+    gx, gy = np.meshgrid(np.linspace(lx.min(), lx.max(), 160), np.linspace(ly.min(), ly.max(), 160))
     try:
         gz = griddata((lx, ly), np.asarray(zs), (gx, gy), method="linear")
     except (ValueError, RuntimeError):
         notes.append("lr x tau: the trials lie on a line, contour left out")
-        return
+        return False
     ax.contourf(10**gx, 10**gy, gz, levels=12, cmap="viridis_r", norm=norm, alpha=0.35)
+    return True
 
 
 def plot_curves(study: optuna.Study, out: Path, notes: list[str]) -> list[Path]:
@@ -435,6 +450,28 @@ def plot_curves(study: optuna.Study, out: Path, notes: list[str]) -> list[Path]:
     return [png, _save_html(html, out, "curves")]
 
 
+def _search_range(trials: list[FrozenTrial], name: str) -> tuple[float, float] | None:
+    """The range a parameter was searched over, from the trials' Optuna distributions."""
+    for t in trials:
+        dist = t.distributions.get(name)
+        if isinstance(dist, (FloatDistribution, IntDistribution)):
+            return float(dist.low), float(dist.high)
+        if isinstance(dist, CategoricalDistribution):
+            numeric = [float(c) for c in dist.choices
+                       if isinstance(c, (int, float)) and not isinstance(c, bool)]
+            return (min(numeric), max(numeric)) if numeric else None
+    return None
+
+
+def _how(cfg: StudyConfig, name: str, searched: tuple[float, float] | None) -> str:
+    if searched is not None:
+        return "searched"
+    wd_name = "tau" if cfg.search.weight_decay.as_ == "tau" else "weight_decay"
+    if name in ("tau", "weight_decay") and name != wd_name:
+        return f"derived from {wd_name}"
+    return "fixed"
+
+
 def plot_priors(study: optuna.Study, cfg: StudyConfig, out: Path, notes: list[str]) -> list[Path]:
     priors = study.user_attrs.get("priors")
     if not priors:
@@ -453,31 +490,38 @@ def plot_priors(study: optuna.Study, cfg: StudyConfig, out: Path, notes: list[st
         best_value = hparam_value(best, cfg, name) if best is not None else None
         if not tried and best_value is None:
             continue
-        rows.append((name, prior, tried, best_value))
+        searched = _search_range(finished, name)
+        rows.append((name, prior, tried, best_value, searched, _how(cfg, name, searched)))
     if not rows:
         notes.append("priors vs optimum skipped: no trial has values for the priors' parameters")
         return []
-    unit = f"sequences of {cfg.model.block_size} tokens"
-    title = "Priors (scaling laws) vs the values tried and the best trial"
-    fig = Figure(figsize=(9, 1.1 + 1.25 * len(rows)))
+    title = "Priors from the scaling laws vs the values tried and the best trial"
+    labels = {name: LABELS[name] + (f" of {cfg.model.block_size} tokens" if name == "batch_size"
+                                    else "") for name, *_ in rows}
+    fig = Figure(figsize=(9, 1.2 + 1.35 * len(rows)))
     axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
     html = make_subplots(rows=len(rows), cols=1, vertical_spacing=0.5 / len(rows),
-                         subplot_titles=[LABELS[name] for name, *_ in rows])
-    for i, (ax, (name, prior, tried, best_value)) in enumerate(zip(axes, rows, strict=True)):
+                         subplot_titles=[f"{labels[r[0]]}: {r[5]}" for r in rows])
+    for i, (ax, row) in enumerate(zip(axes, rows, strict=True)):
+        name, prior, tried, best_value, searched, how = row
         low, high, center = prior["low"], prior["high"], prior["center"]
-        ax.barh(0, high - low, left=low, height=0.5, color="#9ecae1", alpha=0.8,
-                label="prior range")
+        values = [low, high, center, *tried]
+        ax.barh(0, high - low, left=low, height=0.5, color="#9ecae1", label="prior range")
         ax.plot([center], [0], marker="D", color="#08519c", markersize=8, linestyle="",
                 label="prior center")
+        if searched is not None:
+            ax.errorbar([(searched[0] + searched[1]) / 2], [-0.38],
+                        xerr=[[(searched[1] - searched[0]) / 2]], color="black", capsize=4,
+                        linewidth=1.2, label="search range")
+            values += list(searched)
         if tried:
-            jitter = np.linspace(-0.12, 0.12, len(tried))
+            jitter = np.linspace(-0.15, 0.15, len(tried))
             ax.plot(tried, jitter, marker="o", color="grey", markersize=4, linestyle="",
                     alpha=0.7, label="trials")
         if best_value is not None:
             ax.plot([float(best_value)], [0], marker="*", color="red", markersize=16,
                     markeredgecolor="black", linestyle="", label="best trial")
-        values = [low, high, center, *tried] + ([float(best_value)] if best_value is not None
-                                                else [])
+            values.append(float(best_value))
         if prior["log"]:
             ax.set_xscale("log")
             lo, hi = min(v for v in values if v > 0), max(values)
@@ -486,36 +530,39 @@ def plot_priors(study: optuna.Study, cfg: StudyConfig, out: Path, notes: list[st
             lo, hi = min(values), max(values)
             pad = 0.08 * (hi - lo or 1.0)
             ax.set_xlim(lo - pad, hi + pad)
+        ax.set_ylim(-0.6, 0.4)
         ax.set_yticks([])
-        label = f"{LABELS[name]}" + (f" ({unit})" if name == "batch_size" else "")
-        ax.set_xlabel(label + (" (log)" if prior["log"] else ""))
+        ax.set_ylabel(name, rotation=0, ha="right", va="center")
+        ax.set_xlabel(f"{labels[name]}{' (log)' if prior['log'] else ''}: {how}")
         ax.grid(axis="x", alpha=0.3, which="both")
 
-        row = i + 1
+        r = i + 1
+        first = i == 0
         html.add_trace(go.Bar(x=[high - low], base=[low], y=[name], orientation="h",
-                              marker_color="#9ecae1", name="prior range", showlegend=i == 0,
-                              legendgroup="range"), row=row, col=1)
+                              marker_color="#9ecae1", name="prior range", showlegend=first,
+                              legendgroup="range"), row=r, col=1)
         html.add_trace(go.Scatter(x=[center], y=[name], mode="markers", name="prior center",
                                   marker=dict(symbol="diamond", size=11, color="#08519c"),
-                                  showlegend=i == 0, legendgroup="center"), row=row, col=1)
+                                  showlegend=first, legendgroup="center"), row=r, col=1)
         if tried:
             html.add_trace(go.Scatter(x=tried, y=[name] * len(tried), mode="markers",
                                       name="trials", marker=dict(color="grey", size=6),
-                                      showlegend=i == 0, legendgroup="trials"), row=row, col=1)
+                                      showlegend=first, legendgroup="trials"), row=r, col=1)
         if best_value is not None:
             html.add_trace(go.Scatter(x=[float(best_value)], y=[name], mode="markers",
-                                      name="best trial", showlegend=i == 0, legendgroup="best",
+                                      name="best trial", showlegend=first, legendgroup="best",
                                       marker=dict(symbol="star", size=16, color="red")),
-                           row=row, col=1)
+                           row=r, col=1)
         if prior["log"]:
-            html.update_xaxes(type="log", row=row, col=1)
-    handles, labels = axes[0].get_legend_handles_labels()
-    for ax in axes[1:]:
+            html.update_xaxes(type="log", row=r, col=1)
+    handles: list[Any] = []
+    names: list[str] = []
+    for ax in axes:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            if lab not in labels:
+            if lab not in names:
                 handles.append(h)
-                labels.append(lab)
-    fig.legend(handles, labels, loc="upper center", ncol=4, bbox_to_anchor=(0.5, 0.0),
+                names.append(lab)
+    fig.legend(handles, names, loc="upper center", ncol=5, bbox_to_anchor=(0.5, 0.0),
                frameon=False)
     fig.suptitle(title)
     fig.tight_layout()
@@ -570,7 +617,7 @@ def print_summary(summary: dict[str, Any], out: Path, console: Console) -> None:
     table.add_row("trial time", f"{c['trial_wall_time_s']:.1f} s")
     console.print(table)
     for note in summary["notes"]:
-        console.print(f"note: {note}", highlight=False, markup=False)
+        console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
     console.print(f"wrote {len(summary['files'])} files to {out}", highlight=False)
 
 

@@ -8,10 +8,12 @@ workers may run on machines that cannot reach the database.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,9 +24,10 @@ from typing import Any
 
 import optuna
 import ray
+import sqlalchemy.exc
 from optuna.trial import TrialState
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from rich.console import Console
-from trainer.data import prepare_data
 
 from search.config import StudyConfig
 from search.progress import StudyProgress
@@ -32,6 +35,7 @@ from search.samplers import make_pruner, make_sampler
 from search.space import build_space, prior_center_params, study_priors, suggest, trial_config
 from search.storage import make_storage, mask_url
 from trainer.config import ConfigError
+from trainer.data import prepare_data
 
 #: Failures of the machinery rather than of the trial: the trial is re-run with the same params.
 RETRYABLE = (
@@ -44,6 +48,21 @@ RETRYABLE = (
 )
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+#: A study does not start on a disk with less free space than this: the SQLite storage needs room
+#: for its journal, and every trial adds rows.
+MIN_FREE_BYTES = 50 * 1024**2
+
+#: What a failed write to the storage raises: SQLite's "database or disk is full" or "readonly
+#: database" (SQLAlchemy errors, wrapped by Optuna on commit), a lost database server.
+STORAGE_ERRORS = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)
+#: OSErrors that mean the disk, not the program: full, over quota, read-only, failing.
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG)
+
+
+class StorageWriteError(ConfigError):
+    """A write failed during a study (disk full, storage lost). The storage holds everything
+    told before it; running trials were stopped and run again on resume."""
 
 
 @dataclass
@@ -90,6 +109,10 @@ def preflight(cfg: StudyConfig) -> Any:
 def _folder_errors(folder: Path) -> list[str]:
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(folder).free
+        if free < MIN_FREE_BYTES:
+            return [f"study_dir: only {free:,} bytes free in {folder}, a study needs at least "
+                    f"{MIN_FREE_BYTES:,}: free some space or set study_dir to another disk"]
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-") as f:
             f.write(b"\0" * 65536)
             f.flush()
@@ -207,7 +230,12 @@ def concurrency(cfg: StudyConfig) -> int:
 def run_study(
     cfg: StudyConfig, console: Console | None = None, max_consecutive_failures: int = 10
 ) -> optuna.Study:
-    """Run (or resume) a study until it has ``cfg.n_trials`` finished trials."""
+    """Run (or resume) a study until it has ``cfg.n_trials`` finished trials.
+
+    Ctrl-C stops the running trials, marks them FAIL and queues them again, then re-raises
+    KeyboardInterrupt. A write that fails (disk full, database lost) stops the running trials and
+    raises StorageWriteError; running the study again resumes it.
+    """
     from search.worker import Coordinator, run_trial
 
     console = console or Console()
@@ -215,35 +243,41 @@ def run_study(
     priors = study_priors(cfg, data.vocab_size, data.n_train_tokens)
     init_ray(cfg)
     slots = concurrency(cfg)
-    storage = make_storage(cfg.storage_url)
-    dims, fixed = build_space(cfg, priors)
-    sampler = make_sampler(cfg, {d.name: d.prior for d in dims if d.prior is not None})
-    study = optuna.create_study(
-        study_name=cfg.name, storage=storage, sampler=sampler, pruner=make_pruner(cfg),
-        direction="minimize", load_if_exists=True,
-    )
-    _check_or_record(study, cfg, priors, data)
-
-    recovered = recover(study, cfg.max_retries)
-    if recovered:
-        console.print(f"[yellow]resumed: trials {recovered} were left running by a stopped driver; "
-                      "marked FAIL and queued again[/]")
-    if not study.trials and cfg.seeding == "prior":
-        study.enqueue_trial(prior_center_params(dims), user_attrs={"source": "prior center"})
-
-    threads = max(1, int(cfg.workers.cpus_per_trial))
-    remote = ray.remote(run_trial).options(
-        num_cpus=cfg.workers.cpus_per_trial, num_gpus=cfg.workers.gpus_per_trial, max_retries=0
-    )
-    coordinator = Coordinator.remote()
     running: dict[int, Running] = {}
-    progress = StudyProgress(console, cfg, study)
-    failures_in_a_row = 0
-    console.print(
-        f"study [bold]{cfg.name}[/] on {mask_url(cfg.storage_url)}: {n_finished(study)}/"
-        f"{cfg.n_trials} trials finished, up to {slots} at once"
-    )
     try:
+        storage = make_storage(cfg.storage_url)
+        dims, fixed = build_space(cfg, priors)
+        sampler = make_sampler(cfg, {d.name: d.prior for d in dims if d.prior is not None})
+        study = optuna.create_study(
+            study_name=cfg.name, storage=storage, sampler=sampler, pruner=make_pruner(cfg),
+            direction="minimize", load_if_exists=True,
+        )
+        _check_or_record(study, cfg, priors, data)
+
+        recovered = recover(study, cfg.max_retries)
+        if recovered:
+            console.print(f"[yellow]resumed: trials {recovered} were left running by a stopped "
+                          "driver; marked FAIL and queued again[/]")
+        if not study.trials and cfg.seeding == "prior":
+            study.enqueue_trial(prior_center_params(dims), user_attrs={"source": "prior center"})
+
+        threads = max(1, int(cfg.workers.cpus_per_trial))
+        remote = ray.remote(run_trial).options(
+            num_cpus=cfg.workers.cpus_per_trial, num_gpus=cfg.workers.gpus_per_trial,
+            max_retries=0,
+        )
+        # The coordinator lives on the driver's node: on a worker node, losing that node would
+        # cut every running trial off from the driver.
+        here = ray.get_runtime_context().get_node_id()
+        coordinator = Coordinator.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True)
+        ).remote()
+        progress = StudyProgress(console, cfg, study)
+        failures_in_a_row = 0
+        console.print(
+            f"study [bold]{cfg.name}[/] on {mask_url(cfg.storage_url)}: {n_finished(study)}/"
+            f"{cfg.n_trials} trials finished, up to {slots} at once"
+        )
         with progress:
             while n_finished(study) < cfg.n_trials or running:
                 while (
@@ -280,7 +314,38 @@ def run_study(
         console.print(f"[yellow]interrupted: {len(running)} running trial(s) stopped and queued "
                       "again; run the same command to resume[/]")
         raise
+    except STORAGE_ERRORS as e:
+        raise _write_failed(cfg, running, f"writing the storage {mask_url(cfg.storage_url)}",
+                            e) from e
+    except OSError as e:
+        if e.errno not in DISK_ERRNOS:
+            raise
+        raise _write_failed(cfg, running, "a write", e) from e
     return study
+
+
+def _write_failed(
+    cfg: StudyConfig, running: dict[int, Running], what: str, error: BaseException
+) -> StorageWriteError:
+    """Stop the running trials and explain what failed and how to go on.
+
+    Nothing more is written: SQLite and PostgreSQL commit each write as one transaction, so the
+    storage holds every write before the failed one, and the trials it shows RUNNING become FAIL
+    and run again when the study resumes.
+    """
+    for r in running.values():
+        ray.cancel(r.ref, force=True)
+    cause = error
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    text = str(cause).strip()
+    detail = text.splitlines()[0] if text else type(cause).__name__
+    again = f"; trials {sorted(running)} were stopped and will run again" if running else ""
+    return StorageWriteError(mask_url(cfg.storage_url), [
+        f"the study stopped: {what} failed: {detail}. The storage keeps every trial finished "
+        f"before the failure{again}. Free some disk space (or bring the database back), then run "
+        "the same command to resume."
+    ])
 
 
 def _check_or_record(study: optuna.Study, cfg: StudyConfig, priors: Any, data: Any) -> None:
@@ -367,7 +432,10 @@ def _finish(
         study.tell(trial, state=TrialState.FAIL)
         progress.finished(trial.number, "FAIL", None, reason)
         return False
-    for key in ("tokens_seen", "steps", "wall_time_s", "train_time_s", "tokens_per_s", "mfu",
+    # "steps" stays the planned number of steps; what the trial really trained is beside it.
+    if result.get("steps") is not None:
+        trial.set_user_attr("steps_trained", result["steps"])
+    for key in ("tokens_seen", "wall_time_s", "train_time_s", "tokens_per_s", "mfu",
                 "best_val_loss", "final_val_loss"):
         if result.get(key) is not None:
             trial.set_user_attr(key, result[key])

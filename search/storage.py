@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import re
+import time
 from typing import Any
 
 import optuna
-from sqlalchemy.engine import make_url
+import sqlalchemy.exc
+
+# scheme://user:PASSWORD@host...: the password runs to the last '@' before the host, so that an
+# unescaped '@' in it is hidden too. Parsed by hand: a URL that SQLAlchemy cannot parse (a bad
+# port, say) must not be printed with its password.
+_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][\w+.-]*://[^:@/?#]*:)(?P<password>.*)@(?=[^@/?#]*(?:[/?#]|$))")
+_QUERY_PASSWORD = re.compile(r"(?i)(?P<key>[?&]password=)[^&#]*")
 
 
 def mask_url(url: str) -> str:
     """The URL with its password replaced by ***, for logs, errors and study attrs."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - not an RDB URL: nothing to mask
-        return url
+    url = _PASSWORD.sub(r"\g<head>***@", url, count=1)
+    return _QUERY_PASSWORD.sub(r"\g<key>***", url)
 
 
 def engine_kwargs(url: str) -> dict[str, Any]:
@@ -36,4 +42,10 @@ def make_storage(url: str, check: bool = False) -> optuna.storages.BaseStorage:
         finally:
             engine.dispose()
         return None
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
+    except sqlalchemy.exc.IntegrityError:
+        # Another process (the dashboard, a reader) created the tables of a new storage at the
+        # same moment and stamped their schema version first: the tables are there now.
+        time.sleep(0.5)
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))

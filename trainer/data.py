@@ -53,7 +53,7 @@ class TokenData:
     path: Path
     """The cached token file."""
     from_cache: bool
-    """True when the token file already existed (nothing was tokenized)."""
+    """True when the cache answered without reading the text or loading the tokenizer."""
 
     @property
     def n_train_tokens(self) -> int:
@@ -197,9 +197,15 @@ def _hf_documents(cfg: DataConfig) -> list[str]:
     for f in [cfg.data_files] if isinstance(cfg.data_files, str) else cfg.data_files or []:
         if cfg.dataset in _LOCAL_BUILDERS and not glob.has_magic(f) and not os.path.exists(f):
             raise DataError(f"data.data_files: file not found: {f!r}")
-    ds = datasets.load_dataset(
-        cfg.dataset, cfg.name, data_files=cfg.data_files, split=cfg.split, **kwargs
-    )
+    try:
+        ds = datasets.load_dataset(
+            cfg.dataset, cfg.name, data_files=cfg.data_files, split=cfg.split, **kwargs
+        )
+    except Exception as e:  # hub, network, builder and split errors all mean: cannot read it
+        raise DataError(
+            f"data.dataset: could not load {cfg.dataset!r} (name={cfg.name!r}, split={cfg.split!r}, "
+            f"data_files={cfg.data_files!r}): {type(e).__name__}: {e}"
+        ) from e
     if cfg.text_column not in ds.column_names:
         raise DataError(
             f"data.text_column: {cfg.text_column!r} is not a column of {cfg.dataset!r}, "

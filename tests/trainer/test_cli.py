@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,3 +65,11 @@ def test_shipped_seed000_configs_validate(path):
 
 def test_both_seed000_configs_are_shipped():
     assert [p.name for p in SEED_STUDIES] == ["seed000_baseline.yaml", "seed000_recommended.yaml"]
+
+
+def test_trainer_imports_neither_optuna_nor_ray():
+    code = ("import sys, trainer, trainer.cli, trainer.data, trainer.loop, trainer.model, "
+            "trainer.optim; print(sorted(m for m in ('optuna', 'ray') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

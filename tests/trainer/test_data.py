@@ -122,6 +122,9 @@ def test_hf_text_builder_on_a_local_file(shakespeare, tmp_path, monkeypatch):
     bad = hf.model_copy(update={"text_column": "content", "cache_dir": str(tmp_path / "c2")})
     with pytest.raises(DataError, match="'content' is not a column.*'text'"):
         prepare_data(bad, block_size=64)
+    no_split = hf.model_copy(update={"split": "validation", "cache_dir": str(tmp_path / "c3")})
+    with pytest.raises(DataError, match="could not load 'text'.*split='validation'"):
+        prepare_data(no_split, block_size=64)
 
 
 def test_hf_json_builder_reads_documents_from_the_text_column(tmp_path, monkeypatch):

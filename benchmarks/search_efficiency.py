@@ -1,0 +1,680 @@
+"""Search efficiency: the best validation loss each search strategy finds for a given compute.
+
+The project's issue 6. On one fixed task (a small byte-level GPT on Tiny Shakespeare, a fixed
+number of tokens per trial, validation every tenth of it), six strategies search the same five
+hyperparameters over the same ranges:
+
+    defaults               seed 000's recommended values (Table 4), one run per seed
+    random                 random search, no pruning
+    tpe_median             what a user writes by hand: TPESampler() and MedianPruner() defaults
+    scaletune              the product: prior-seeded sampler + its pruner (seeding: prior)
+    scaletune_no_priors    the product's sampler and pruner with seeding: none
+    scaletune_no_pruning   the product's prior-seeded sampler, no pruner
+
+Compute is counted in TOKENS trained over all trials (a pruned trial counts what it trained), in
+units of one full trial ("full-trial equivalents"). Each (strategy, seed) study runs once up to
+the largest budget; the best loss at a smaller budget is read off the same study. A study stops
+asking for trials once it has used its budget, so it overshoots by less than one trial.
+
+Each study is driven with Optuna's ask/tell in one process, training in-process with
+``trainer.train`` on one torch thread; the report callback reports at the token checkpoints and
+asks the pruner, as the product's runner does. The scaletune strategies build their sampler,
+seeding and pruner with the product's own functions (search.space, search.samplers). Studies
+run in parallel processes (``--workers``) and are stored one SQLite file each under
+``<out>/studies``: re-running the same command skips finished studies and finishes the others
+(a trial that was running when the process died is re-queued with the same parameters).
+
+    python -m benchmarks.search_efficiency --budget 16 --seeds 3 [--workers 2] [--out DIR]
+    python -m benchmarks.search_efficiency --analyze-only      # tables and plot from the studies
+
+Weight decay: random and tpe_median search lambda (PyTorch AdamW weight_decay) directly; the
+scaletune strategies search the AdamW timescale tau = B/(lr*lambda*D) (B tokens per step, D
+tokens per trial) and derive lambda. The tau range is the lambda range mapped at the typical lr
+and batch size, the geometric centers of their ranges:
+tau_low = B_typ/(lr_typ*lambda_high*D), tau_high = B_typ/(lr_typ*lambda_low*D).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
+
+STRATEGIES = (
+    "defaults",
+    "random",
+    "tpe_median",
+    "scaletune",
+    "scaletune_no_priors",
+    "scaletune_no_pruning",
+)
+LABELS = {
+    "defaults": "seed-000 defaults",
+    "random": "random search",
+    "tpe_median": "Optuna TPE + median (defaults)",
+    "scaletune": "scaletune (priors + pruner)",
+    "scaletune_no_priors": "scaletune without priors",
+    "scaletune_no_pruning": "scaletune without pruning",
+}
+
+# The search space, defined once for every strategy.
+LR = (1e-4, 5e-2)
+"""Peak learning rate, log scale."""
+WEIGHT_DECAY = (1e-3, 3.0)
+"""AdamW lambda, log scale: from practice (0.1 and below, 1e-3 ~ no decay in a short run) to the
+value Power Lines implies for a run this short (lambda ~ 0.4 at the priors' lr and batch)."""
+DROPOUT = (0.0, 0.3)
+"""Seed 000, Table 4."""
+WARMUP_FRAC = (0.0, 0.3)
+"""Fraction of the optimizer steps; Table 4 recommends 5-15%."""
+BATCH_SIZES = (8, 16, 32, 64)
+"""Sequences per step (powers of two: 60 to 480 optimizer steps per trial at the default size)."""
+DEFAULTS = {"lr": 3e-4, "weight_decay": 0.1, "dropout": 0.1, "warmup_frac": 0.1, "batch_size": 32}
+"""Seed 000, Table 4 (AdamW 3e-4, wd 0.1, dropout 0.1, 10% warmup); batch 32 as in the project's
+studies/seed000_recommended.yaml and the trainer's default."""
+
+
+@dataclass(frozen=True)
+class Bench:
+    """One benchmark run: the task, the budget and where results go."""
+
+    data: Path = DEFAULT_DATA
+    """Text file of the task (byte-level tokens)."""
+    out: Path = Path("benchmarks/results")
+    """Results folder: CSVs, the plot, and one SQLite study per (strategy, seed) in studies/."""
+    budget: int = 16
+    """Largest compute budget, in full-trial equivalents."""
+    seeds: int = 3
+    workers: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
+    strategies: tuple[str, ...] = STRATEGIES
+    n_layer: int = 2
+    n_head: int = 4
+    n_embd: int = 64
+    block_size: int = 64
+    tie_weights: bool = False
+    """Untied head: with tied weights this tiny model has transient early loss spikes that the
+    trainer's divergence guard (1.5 ln V) ends runs on, which makes the landscape erratic."""
+    tokens_per_trial: int = 245_760
+    """240 steps at batch 16; divisible by every batch size's tokens per step."""
+    val_windows: int = 128
+
+    @property
+    def eval_every(self) -> int:
+        return self.tokens_per_trial // 10
+
+    @property
+    def budgets(self) -> list[int]:
+        """Reported budgets: 4, 8, 16, 32 ... up to ``budget`` (plus ``budget`` itself)."""
+        marks = [b for b in (1, 2, 4, 8, 16, 32, 64, 128) if b <= self.budget and b >= 4]
+        if not marks or marks[-1] != self.budget:
+            marks.append(self.budget)
+        return marks
+
+    def tau_range(self) -> tuple[float, float]:
+        """The lambda range as tau = B/(lr*lambda*D) at the typical lr and batch size."""
+        lr_typ = math.sqrt(LR[0] * LR[1])
+        batch_typ = math.exp(sum(math.log(b) for b in BATCH_SIZES) / len(BATCH_SIZES))
+        steps = self.tokens_per_trial / (batch_typ * self.block_size)
+        return 1.0 / (lr_typ * WEIGHT_DECAY[1] * steps), 1.0 / (lr_typ * WEIGHT_DECAY[0] * steps)
+
+
+# --------------------------------------------------------------------------- one study
+
+
+def study_config(bench: Bench, strategy: str, seed: int) -> Any:
+    """The product's StudyConfig of this task; scaletune strategies search what it defines."""
+    from search.config import StudyConfig
+
+    tau_low, tau_high = bench.tau_range()
+    seeding = "none" if strategy == "scaletune_no_priors" else "prior"
+    study: dict[str, Any] = {
+        "name": f"{strategy}-s{seed}",
+        "study_dir": str(bench.out / "studies"),
+        "model": {"n_layer": bench.n_layer, "n_head": bench.n_head, "n_embd": bench.n_embd,
+                  "block_size": bench.block_size, "tie_weights": bench.tie_weights},
+        "data": {"source": "text", "path": str(bench.data.resolve()), "tokenizer": "byte",
+                 "val_windows": bench.val_windows, "cache_dir": str(bench.out / ".token-cache")},
+        "trainer": {"device": "cpu", "dtype": "float32"},
+        "tokens_per_trial": bench.tokens_per_trial,
+        "eval_every_tokens": bench.eval_every,
+        "search": {
+            "lr": {"prior": "auto", "low": LR[0], "high": LR[1]},
+            "weight_decay": {"prior": "auto", "as": "tau", "low": tau_low, "high": tau_high},
+            "dropout": {"prior": "auto", "low": DROPOUT[0], "high": DROPOUT[1]},
+            "warmup_frac": {"prior": "auto", "low": WARMUP_FRAC[0], "high": WARMUP_FRAC[1]},
+            "batch_size": {"prior": "auto", "low": BATCH_SIZES[0], "high": BATCH_SIZES[-1]},
+        },
+        "seeding": seeding,
+        "n_trials": 10 * bench.budget,
+        "seed": seed,
+    }
+    if strategy == "scaletune_no_pruning":
+        study["pruner"] = {"name": "none"}
+    return StudyConfig.model_validate(study)
+
+
+def plain_params(trial: Any) -> dict[str, Any]:
+    """The objective's search space as a user writes it for plain Optuna."""
+    return {
+        "lr": trial.suggest_float("lr", *LR, log=True),
+        "weight_decay": trial.suggest_float("weight_decay", *WEIGHT_DECAY, log=True),
+        "dropout": trial.suggest_float("dropout", *DROPOUT),
+        "warmup_frac": trial.suggest_float("warmup_frac", *WARMUP_FRAC),
+        "batch_size": trial.suggest_categorical("batch_size", list(BATCH_SIZES)),
+    }
+
+
+def _strategy(bench: Bench, strategy: str, seed: int) -> dict[str, Any]:
+    """Sampler, pruner, parameter suggestion and first trial of one strategy."""
+    import optuna
+
+    from search.samplers import make_pruner, make_sampler
+    from search.space import build_space, prior_center_params, study_priors, suggest
+    from trainer.data import prepare_data
+
+    cfg = study_config(bench, strategy, seed)
+    if strategy in ("defaults", "random", "tpe_median"):
+        sampler = (optuna.samplers.TPESampler(seed=seed) if strategy == "tpe_median"
+                   else optuna.samplers.RandomSampler(seed=seed))
+        pruner = (optuna.pruners.MedianPruner() if strategy == "tpe_median"
+                  else optuna.pruners.NopPruner())
+        first = DEFAULTS if strategy == "defaults" else None
+        return {"cfg": cfg, "sampler": sampler, "pruner": pruner, "suggest": plain_params,
+                "first": first, "fixed": {}, "priors": None}
+    data = prepare_data(cfg.data, cfg.model.block_size)
+    priors = study_priors(cfg, data.vocab_size, data.n_train_tokens)
+    dims, fixed = build_space(cfg, priors)
+    sampler = make_sampler(cfg, {d.name: d.prior for d in dims if d.prior is not None})
+    first = prior_center_params(dims) if cfg.seeding == "prior" else None
+    return {"cfg": cfg, "sampler": sampler, "pruner": make_pruner(cfg),
+            "suggest": lambda trial: suggest(trial, dims), "first": first, "fixed": fixed,
+            "priors": {d.name: d.prior.center for d in dims if d.prior is not None}}
+
+
+def _used_tokens(study: Any) -> int:
+    from optuna.trial import TrialState
+
+    return sum(int(t.user_attrs.get("tokens", 0)) for t in study.get_trials(deepcopy=False)
+               if t.state in (TrialState.COMPLETE, TrialState.PRUNED))
+
+
+def _n_finished(study: Any) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
+def run_study(bench: Bench, strategy: str, seed: int) -> dict[str, Any]:
+    """Run (or resume) one (strategy, seed) study until it has used its token budget."""
+    import optuna
+    import torch
+    from optuna.trial import TrialState
+
+    from search.space import trial_config
+    from trainer import train
+
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    s = _strategy(bench, strategy, seed)
+    cfg = s["cfg"]
+    path = bench.out / "studies" / f"{strategy}-s{seed}.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    study = optuna.create_study(
+        study_name=cfg.name, storage=f"sqlite:///{path.resolve()}", sampler=s["sampler"],
+        pruner=s["pruner"], direction="minimize", load_if_exists=True,
+    )
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        # Left running by a killed process: its work is lost; run the same parameters again.
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+    if not study.trials:
+        if s["first"] is not None:
+            study.enqueue_trial(s["first"], user_attrs={"source": f"{strategy} first trial"})
+        study.set_user_attr("strategy", strategy)
+        study.set_user_attr("seed", seed)
+        study.set_user_attr("bench", {k: str(v) for k, v in asdict(bench).items()})
+        study.set_user_attr("prior_centers", s["priors"])
+
+    limit = bench.tokens_per_trial * (1 if strategy == "defaults" else bench.budget)
+    max_trials = 1 if strategy == "defaults" else None
+    every = bench.eval_every
+    tag = f"{strategy} s{seed}"
+    while _used_tokens(study) < limit and (max_trials is None or _n_finished(study) < max_trials):
+        trial = study.ask()
+        params = s["suggest"](trial)
+        train_cfg, derived = trial_config(cfg, params, s["fixed"], num_threads=1)
+        for k, v in derived.items():
+            trial.set_user_attr(k, v)
+        last = {"step": -1}
+
+        def report(tokens: int, value: float, metrics: dict, trial: Any = trial,
+                   last: dict = last) -> str | None:
+            step = tokens // every * every  # the token checkpoint, equal for every batch size
+            if step <= last["step"] or not math.isfinite(value):
+                return None
+            last["step"] = step
+            trial.report(value, step)
+            return "stop" if trial.should_prune() else None
+
+        result = train(train_cfg, report)
+        for key in ("tokens_seen", "train_time_s", "wall_time_s", "status", "reason"):
+            trial.set_user_attr(key, getattr(result, key))
+        trial.set_user_attr("tokens", result.tokens_seen)
+        trial.set_user_attr("final_weight_decay", train_cfg.optim.weight_decay)
+        if result.status == "completed" and result.final_val_loss is not None and math.isfinite(
+            result.final_val_loss
+        ):
+            study.tell(trial, result.final_val_loss)
+            state = f"loss {result.final_val_loss:.4f}"
+        else:
+            study.tell(trial, state=TrialState.PRUNED)
+            state = f"{result.status} at {result.tokens_seen} tokens"
+        used = _used_tokens(study) / bench.tokens_per_trial
+        print(f"[{tag}] trial {trial.number}: {state} ({result.wall_time_s:.1f} s); "
+              f"compute {used:.2f}/{limit / bench.tokens_per_trial:g}", flush=True)
+    return {"strategy": strategy, "seed": seed, "used": _used_tokens(study) / bench.tokens_per_trial,
+            "trials": _n_finished(study)}
+
+
+def _run_task(args: tuple[Bench, str, int]) -> dict[str, Any]:
+    bench, strategy, seed = args
+    return run_study(bench, strategy, seed)
+
+
+def run_all(bench: Bench) -> None:
+    """Every (strategy, seed) study, ``bench.workers`` at a time (unpruned strategies first)."""
+    order = {"random": 0, "scaletune_no_pruning": 1, "tpe_median": 2, "scaletune": 3,
+             "scaletune_no_priors": 4, "defaults": 5}
+    tasks = sorted(
+        ((bench, st, seed) for st in bench.strategies for seed in range(bench.seeds)),
+        key=lambda t: (order[t[1]], t[2]),
+    )
+    # Each process trains on one torch thread; keep BLAS pools from oversubscribing the cores.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+    start = time.perf_counter()
+    if bench.workers <= 1:
+        done = [_run_task(t) for t in tasks]
+    else:
+        with mp.get_context("spawn").Pool(bench.workers, maxtasksperchild=1) as pool:
+            done = list(pool.imap_unordered(_run_task, tasks))
+    print(f"{len(done)} studies done in {time.perf_counter() - start:.0f} s", flush=True)
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def load_trials(bench: Bench) -> Any:
+    """One row per finished trial of every study, in the order the study ran them."""
+    import optuna
+    import pandas as pd
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rows = []
+    for strategy in bench.strategies:
+        for seed in range(bench.seeds):
+            path = bench.out / "studies" / f"{strategy}-s{seed}.db"
+            if not path.exists():
+                continue
+            study = optuna.load_study(study_name=f"{strategy}-s{seed}",
+                                      storage=f"sqlite:///{path.resolve()}")
+            cum = 0
+            finished = [t for t in study.get_trials(deepcopy=False)
+                        if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+            for t in sorted(finished, key=lambda t: t.number):
+                tokens = int(t.user_attrs.get("tokens", 0))
+                cum += tokens
+                rows.append({
+                    "strategy": strategy, "seed": seed, "number": t.number,
+                    "state": t.state.name, "value": t.value, "status": t.user_attrs.get("status"),
+                    "tokens": tokens, "compute": cum / bench.tokens_per_trial,
+                    "train_time_s": t.user_attrs.get("train_time_s"),
+                    "wall_time_s": t.user_attrs.get("wall_time_s"),
+                    **{f"param_{k}": v for k, v in t.params.items()},
+                    "weight_decay": t.user_attrs.get("final_weight_decay",
+                                                     t.params.get("weight_decay")),
+                    "prior_centers": json.dumps(study.user_attrs.get("prior_centers")),
+                })
+    return pd.DataFrame(rows)
+
+
+def best_at(trials: Any, budget: float) -> float:
+    """Best complete-trial loss among the trials that finished within ``budget``."""
+    done = trials[(trials["compute"] <= budget + 1e-9) & (trials["state"] == "COMPLETE")]
+    return float(done["value"].min()) if len(done) else math.nan
+
+
+def _reached(trials: Any, strategy: str, budget: float) -> bool:
+    return strategy == "defaults" or (len(trials) and trials["compute"].max() >= budget - 1e-9)
+
+
+def budget_table(bench: Bench, trials: Any) -> Any:
+    """Best loss per (strategy, seed, budget): NaN where a study has not yet used that budget."""
+    import pandas as pd
+
+    rows = []
+    for (strategy, seed), t in trials.groupby(["strategy", "seed"]):
+        for b in bench.budgets:
+            ok = _reached(t, strategy, b)
+            rows.append({"strategy": strategy, "seed": seed, "budget": b,
+                         "best_loss": best_at(t, b) if ok else math.nan,
+                         "trials": int((t["compute"] <= b + 1e-9).sum()) if ok else None})
+    return pd.DataFrame(rows)
+
+
+def summarize(per_seed: Any) -> Any:
+    g = per_seed.groupby(["strategy", "budget"])["best_loss"]
+    out = g.agg(["mean", "std", "min", "max", "count"]).reset_index()
+    return out.rename(columns={"count": "n_seeds"})
+
+
+def compute_to_target(bench: Bench, trials: Any, target: float) -> Any:
+    """Compute (full-trial equivalents) each study needed to reach ``target`` (NaN: never)."""
+    import pandas as pd
+
+    rows = []
+    for (strategy, seed), t in trials.groupby(["strategy", "seed"]):
+        t = t[t["compute"] <= bench.budget + 1e-9]
+        hit = t[(t["state"] == "COMPLETE") & (t["value"] <= target)]
+        rows.append({"strategy": strategy, "seed": seed,
+                     "compute": float(hit["compute"].iloc[0]) if len(hit) else math.nan,
+                     "studied_up_to": float(t["compute"].max()) if len(t) else 0.0})
+    return pd.DataFrame(rows)
+
+
+def pruning_table(bench: Bench, trials: Any) -> Any:
+    """scaletune (pruned) against scaletune_no_pruning: compute saved and loss given up."""
+    import pandas as pd
+
+    rows = []
+    for seed in range(bench.seeds):
+        p = trials[(trials["strategy"] == "scaletune") & (trials["seed"] == seed)]
+        n = trials[(trials["strategy"] == "scaletune_no_pruning") & (trials["seed"] == seed)]
+        if p.empty or n.empty:
+            continue
+        p = p[p["compute"] <= bench.budget + 1e-9]
+        n = n[n["compute"] <= bench.budget + 1e-9]
+        k = min(len(p), len(n))  # equal number of trials
+        pk, nk = p.iloc[:k], n.iloc[:k]
+        rows.append({
+            "seed": seed,
+            "trials_pruned": int((p["state"] == "PRUNED").sum()), "trials": len(p),
+            "trials_no_pruning": len(n),
+            "mean_trial_fraction": float(p["tokens"].mean() / bench.tokens_per_trial),
+            "equal_trials": k,
+            "compute_pruned": float(pk["tokens"].sum() / bench.tokens_per_trial),
+            "compute_no_pruning": float(nk["tokens"].sum() / bench.tokens_per_trial),
+            "best_pruned": float(pk.loc[pk["state"] == "COMPLETE", "value"].min()),
+            "best_no_pruning": float(nk.loc[nk["state"] == "COMPLETE", "value"].min()),
+            "best_pruned_at_budget": best_at(p, bench.budget),
+            "best_no_pruning_at_budget": best_at(n, bench.budget),
+        })
+    out = pd.DataFrame(rows)
+    if len(out):
+        out["compute_saved_frac"] = 1 - out["compute_pruned"] / out["compute_no_pruning"]
+        out["loss_given_up"] = out["best_pruned"] - out["best_no_pruning"]
+    return out
+
+
+def prior_quality(bench: Bench, trials: Any) -> Any:
+    """How far each prior center lies from the best value found (scaletune studies).
+
+    lr, tau, lambda and batch size in log10 (signed: log10(best / center)); dropout and warmup
+    fraction in natural units (their centers may be 0).
+    """
+    import pandas as pd
+
+    rows = []
+    for (strategy, seed), t in trials.groupby(["strategy", "seed"]):
+        if not strategy.startswith("scaletune"):
+            continue
+        centers = json.loads(t["prior_centers"].iloc[0])
+        done = t[(t["state"] == "COMPLETE") & (t["compute"] <= bench.budget + 1e-9)]
+        if done.empty or not centers:
+            continue
+        best = done.loc[done["value"].idxmin()]
+        center_batch = centers["batch_size"]
+        steps = bench.tokens_per_trial / (center_batch * bench.block_size)
+        center_wd = 1.0 / (centers["lr"] * centers["tau"] * steps)
+        values = {k: (best[f"param_{k}"], centers[k]) for k in centers}
+        values["weight_decay"] = (best["weight_decay"], center_wd)
+        for name, (found, center) in values.items():
+            log = name in ("lr", "tau", "weight_decay", "batch_size")
+            gap = math.log10(found / center) if log else found - center
+            rows.append({"strategy": strategy, "seed": seed, "param": name, "center": center,
+                         "best": found, "gap": gap, "unit": "log10" if log else "absolute"})
+    return pd.DataFrame(rows)
+
+
+def curves(bench: Bench, trials: Any, grid: Any) -> dict[str, Any]:
+    """Best-so-far loss on ``grid`` (full-trial equivalents) per strategy: seeds x grid."""
+    import numpy as np
+
+    out = {}
+    for strategy, s in trials.groupby("strategy"):
+        rows = []
+        for _, t in s.groupby("seed"):
+            top = 1.0 if strategy == "defaults" else t["compute"].max()
+            rows.append([best_at(t, x) if x <= top + 1e-9 or strategy == "defaults" else np.nan
+                         for x in grid])
+        out[strategy] = np.array(rows)
+    return out
+
+
+def plot(bench: Bench, trials: Any, best_known: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    grid = np.round(np.arange(0.25, bench.budget + 1e-9, 0.05), 4)
+    colors = {"defaults": "#7f7f7f", "random": "#1f77b4", "tpe_median": "#ff7f0e",
+              "scaletune": "#d62728", "scaletune_no_priors": "#9467bd",
+              "scaletune_no_pruning": "#2ca02c"}
+    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=130)
+    hi = []
+    for strategy in bench.strategies:
+        c = curves(bench, trials, grid).get(strategy)
+        if c is None:
+            continue
+        full = ~np.isnan(c).any(axis=0)  # every seed has a complete trial by then
+        if not full.any():
+            continue
+        x, mean = grid[full], c[:, full].mean(axis=0)
+        lo, up = c[:, full].min(axis=0), c[:, full].max(axis=0)
+        style = "--" if strategy == "defaults" else "-"
+        ax.plot(x, mean, style, color=colors[strategy], lw=2,
+                label=f"{LABELS[strategy]} ({c.shape[0]} seeds)", drawstyle="steps-post")
+        ax.fill_between(x, lo, up, color=colors[strategy], alpha=0.15, step="post", lw=0)
+        hi.append(float(np.nanmax(mean[: max(1, len(mean) // 8)])))
+    ax.axhline(best_known * 1.01, color="black", lw=0.8, ls=":",
+               label=f"within 1% of the best found ({best_known:.3f})")
+    ax.set_xscale("log", base=2)
+    ticks = [b for b in (0.25, 0.5, 1, 2, 4, 8, 16, 32, 64) if b <= bench.budget]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.set_xlim(0.25, bench.budget)
+    top = min(max(hi) if hi else best_known * 1.3, best_known * 1.35)
+    ax.set_ylim(best_known * 0.99, top)
+    ax.set_xlabel("compute: tokens trained over all trials, in full-trial equivalents")
+    ax.set_ylabel("best validation loss so far (nats/byte)")
+    ax.set_title(f"Search efficiency: {bench.n_layer}L/{bench.n_embd}d GPT, Tiny Shakespeare "
+                 f"(bytes), {bench.tokens_per_trial:,} tokens/trial\n"
+                 "line: mean over seeds; band: min-max over seeds")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8.5, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _fmt_cell(row: Any) -> str:
+    if row is None or math.isnan(row["mean"]):
+        return "-"
+    spread = 0.0 if math.isnan(row["std"]) else row["std"]
+    return f"{row['mean']:.3f} ± {spread:.3f}"
+
+
+def analyze(bench: Bench, command: str) -> str:
+    """Write the CSVs, the plot and a markdown summary; return the summary."""
+    import pandas as pd
+
+    trials = load_trials(bench)
+    if trials.empty:
+        raise SystemExit(f"no finished trials under {bench.out / 'studies'}")
+    out = bench.out
+    trials.to_csv(out / "search_efficiency_trials.csv", index=False)
+    per_seed = budget_table(bench, trials)
+    per_seed.to_csv(out / "search_efficiency_per_seed.csv", index=False)
+    summary = summarize(per_seed)
+    summary.to_csv(out / "search_efficiency.csv", index=False)
+
+    within = trials[trials["compute"] <= bench.budget + 1e-9]
+    best_known = float(within.loc[within["state"] == "COMPLETE", "value"].min())
+    target = 1.01 * best_known
+    reach = compute_to_target(bench, trials, target)
+    reach.to_csv(out / "search_efficiency_to_1pct.csv", index=False)
+    pruning = pruning_table(bench, trials)
+    pruning.to_csv(out / "search_efficiency_pruning.csv", index=False)
+    priors = prior_quality(bench, trials)
+    priors.to_csv(out / "search_efficiency_priors.csv", index=False)
+    plot(bench, trials, best_known, out / "search_efficiency.png")
+
+    lines = [
+        "# Search efficiency (issue 6)", "",
+        f"Command: `{command}`", "",
+        f"Task: {bench.n_layer}L/{bench.n_head}H/{bench.n_embd}d GPT (untied head), block "
+        f"{bench.block_size}, byte-level Tiny Shakespeare, {bench.tokens_per_trial:,} tokens per "
+        f"trial, validation ({bench.val_windows} windows) every {bench.eval_every:,} tokens.",
+        f"Search space: lr {LR}, weight decay lambda {WEIGHT_DECAY} (scaletune: tau "
+        f"[{bench.tau_range()[0]:.3g}, {bench.tau_range()[1]:.3g}]), dropout {DROPOUT}, "
+        f"warmup fraction {WARMUP_FRAC}, batch size {BATCH_SIZES}.", "",
+        "## Best validation loss at equal compute (mean ± std over seeds)", "",
+        "| strategy | " + " | ".join(f"{b} trials" for b in bench.budgets) + " |",
+        "| --- | " + " | ".join("---:" for _ in bench.budgets) + " |",
+    ]
+    for strategy in bench.strategies:
+        cells = []
+        for b in bench.budgets:
+            r = summary[(summary["strategy"] == strategy) & (summary["budget"] == b)]
+            cells.append(_fmt_cell(r.iloc[0]) if len(r) else "-")
+        lines.append(f"| {LABELS[strategy]} | " + " | ".join(cells) + " |")
+    lines += ["", f"## Compute to reach within 1% of the best loss found ({best_known:.4f} -> "
+              f"{target:.4f})", "",
+              "| strategy | per seed (full-trial equivalents) | mean (not reached = budget) | "
+              "reached |", "| --- | --- | ---: | ---: |"]
+    for strategy in bench.strategies:
+        r = reach[reach["strategy"] == strategy]
+        if r.empty:
+            continue
+        vals = [f"{v:.2f}" if not math.isnan(v) else f">{u:g}"
+                for v, u in zip(r["compute"], r["studied_up_to"], strict=True)]
+        censored = r["compute"].fillna(r["studied_up_to"]).mean()
+        n_hit = int(r["compute"].notna().sum())
+        mark = "" if n_hit == len(r) else ">= "
+        lines.append(f"| {LABELS[strategy]} | {', '.join(vals)} | {mark}{censored:.2f} | "
+                     f"{n_hit}/{len(r)} |")
+    if len(pruning):
+        lines += ["", "## Pruning: scaletune against scaletune without pruning", "",
+                  f"Within the {bench.budget}-trial budget: "
+                  f"{pruning['trials'].mean():.1f} trials with pruning "
+                  f"({pruning['trials_pruned'].mean():.1f} pruned, mean trial "
+                  f"{pruning['mean_trial_fraction'].mean():.2f} of a full one) vs "
+                  f"{pruning['trials_no_pruning'].mean():.1f} without.",
+                  f"At an equal number of trials: compute saved "
+                  f"{pruning['compute_saved_frac'].mean():.0%} (mean over seeds), loss given up "
+                  f"{pruning['loss_given_up'].mean():+.4f} (best with pruning minus best without).",
+                  f"At equal compute ({bench.budget}): best loss "
+                  f"{pruning['best_pruned_at_budget'].mean():.4f} with pruning vs "
+                  f"{pruning['best_no_pruning_at_budget'].mean():.4f} without."]
+    if len(priors):
+        g = priors.groupby("param")
+        lines += ["", "## Prior quality: prior center vs best value found (scaletune studies)", "",
+                  "| hyperparameter | prior center | best found (mean) | gap (mean signed) | "
+                  "abs gap (mean) | unit |", "| --- | ---: | ---: | ---: | ---: | --- |"]
+        for name in ("lr", "tau", "weight_decay", "batch_size", "warmup_frac", "dropout"):
+            if name not in g.groups:
+                continue
+            p = g.get_group(name)
+            best = p["best"]
+            found = (10 ** pd.Series(best).apply(math.log10).mean() if p["unit"].iloc[0] ==
+                     "log10" else best.mean())
+            lines.append(f"| {name} | {p['center'].iloc[0]:.4g} | {found:.4g} | "
+                         f"{p['gap'].mean():+.2f} | {p['gap'].abs().mean():.2f} | "
+                         f"{p['unit'].iloc[0]} |")
+    lines += ["", "Files: search_efficiency.csv (summary), search_efficiency_per_seed.csv, "
+              "search_efficiency_to_1pct.csv, search_efficiency_pruning.csv, "
+              "search_efficiency_priors.csv, search_efficiency_trials.csv, search_efficiency.png; "
+              "studies/*.db (Optuna SQLite, one per strategy and seed).", ""]
+    text = "\n".join(lines)
+    (out / "search_efficiency.md").write_text(text)
+    (out / "search_efficiency_command.txt").write_text(
+        command + "\n" + json.dumps(provenance(bench), indent=1) + "\n")
+    return text
+
+
+def provenance(bench: Bench) -> dict[str, Any]:
+    import importlib.metadata
+
+    from trainer.loop import git_revision
+
+    versions = {}
+    for lib in ("torch", "optuna", "numpy", "pandas"):
+        try:
+            versions[lib] = importlib.metadata.version(lib)
+        except importlib.metadata.PackageNotFoundError:
+            versions[lib] = None
+    return {"git": git_revision(), "python": platform.python_version(), "versions": versions,
+            "platform": platform.platform(), "cpus": len(os.sched_getaffinity(0)),
+            "bench": {k: str(v) for k, v in asdict(bench).items()},
+            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.search_efficiency",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--budget", type=int, default=16,
+                   help="largest compute budget, in full-trial equivalents (default 16)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per strategy (default 3)")
+    p.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                   help="studies run at once, one process each (default: cores)")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--strategies", default=",".join(STRATEGIES),
+                   help=f"comma-separated subset of {','.join(STRATEGIES)}")
+    p.add_argument("--analyze-only", action="store_true",
+                   help="write the tables and plot from the stored studies; train nothing")
+    args = p.parse_args(argv)
+    strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
+    bad = [s for s in strategies if s not in STRATEGIES]
+    if bad:
+        p.error(f"unknown strategies {bad}; choose from {list(STRATEGIES)}")
+    if not args.data.is_file():
+        p.error(f"--data: file not found: {args.data}")
+    bench = replace(Bench(), data=args.data, out=args.out, budget=args.budget, seeds=args.seeds,
+                    workers=args.workers, strategies=strategies)
+    bench.out.mkdir(parents=True, exist_ok=True)
+    command = "python -m benchmarks.search_efficiency " + " ".join(
+        sys.argv[1:] if argv is None else argv)
+    if not args.analyze_only:
+        run_all(bench)
+    print(analyze(bench, command.strip()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,443 @@
+"""`scaletune export`: the best trial as a training config, carried over by the scaling laws.
+
+Unit tests build studies through Optuna's public API (ask -> report -> tell) on a SQLite file,
+with the user attrs the runner records, so they need no training. One slow test runs a real
+tiny study, exports it and trains the exported config.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState
+
+from search.cli import main
+from search.config import StudyConfig, load_study
+from search.export import Hparams, export_study, fixed_values, pow2_round, transfer
+from search.space import study_priors, trial_config
+from search.storage import mask_url
+from tests.search.helpers import tiny_study, write_study
+from trainer.config import ConfigError, load_train_config
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+DISTRIBUTIONS = {
+    "lr": FloatDistribution(1e-4, 3e-2, log=True),
+    "tau": FloatDistribution(1e-3, 10.0, log=True),
+    "warmup_frac": FloatDistribution(0.0, 0.2),
+    "batch_size": CategoricalDistribution([8, 16]),
+}
+EVAL = 8_192
+
+
+def study_file(tmp_path: Path, **overrides: Any) -> tuple[Path, StudyConfig]:
+    """The tiny study of the runner tests, on a small text file of our own."""
+    text = tmp_path / "text.txt"
+    if not text.exists():
+        text.write_text("It is a truth universally acknowledged. " * 6_000)
+    path = write_study(tmp_path, tiny_study(tmp_path, text, **overrides))
+    return path, load_study(path)
+
+
+def make_study(cfg: StudyConfig) -> optuna.Study:
+    """An empty study carrying the study user attrs that `scaletune run` records."""
+    cfg.folder.mkdir(parents=True, exist_ok=True)
+    study = optuna.create_study(study_name=cfg.name, storage=cfg.storage_url)
+    study.set_user_attr("config", cfg.model_dump(mode="json", by_alias=True))
+    study.set_user_attr("fingerprint", cfg.fingerprint())
+    study.set_user_attr("data_tokens", {"train": 200_000, "val": 20_000})
+    study.set_user_attr("vocab_size", 256)
+    study.set_user_attr("priors", study_priors(cfg, 256, 200_000).to_json())
+    study.set_user_attr("provenance", {"git_revision": "0123abcd", "optuna": optuna.__version__})
+    return study
+
+
+def add_trial(
+    study: optuna.Study,
+    cfg: StudyConfig,
+    params: dict[str, Any],
+    value: float,
+    state: TrialState = TrialState.COMPLETE,
+    trained: int | None = None,
+) -> optuna.trial.FrozenTrial:
+    """One trial as the runner leaves it: derived attrs, a loss per token checkpoint, the end."""
+    study.enqueue_trial(params)
+    trial = study.ask(DISTRIBUTIONS)
+    _, derived = trial_config(cfg, trial.params, fixed_values(cfg), 1)
+    for key, v in derived.items():
+        trial.set_user_attr(key, v)
+    budget = derived["steps"] * derived["tokens_per_step"]
+    trained = budget if trained is None else trained
+    for tokens in range(EVAL, trained + 1, EVAL):
+        trial.report(value + 2.0 * (1 - tokens / budget), tokens)
+    trial.set_user_attr("tokens_seen", trained)
+    trial.set_user_attr("wall_time_s", 2.0)
+    if state == TrialState.COMPLETE:
+        trial.set_user_attr("final_val_loss", value)
+        study.tell(trial, value)
+    elif state == TrialState.PRUNED:
+        trial.set_user_attr("prune_reason", "median pruner at 16,384 tokens")
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        trial.set_user_attr("fail_reason", "RuntimeError: boom")
+        study.tell(trial, state=TrialState.FAIL)
+    return study.trials[-1]
+
+
+def params(lr: float, tau: float = 0.5, warmup_frac: float = 0.1, batch_size: int = 16) -> dict:
+    return {"lr": lr, "tau": tau, "warmup_frac": warmup_frac, "batch_size": batch_size}
+
+
+@pytest.fixture
+def finished(tmp_path) -> tuple[Path, StudyConfig, optuna.Study]:
+    """Three complete trials (trial 1 is best) and a pruned one whose last loss is lowest."""
+    path, cfg = study_file(tmp_path)
+    study = make_study(cfg)
+    add_trial(study, cfg, params(1e-3, tau=0.3, warmup_frac=0.05, batch_size=8), 2.6)
+    add_trial(study, cfg, params(4e-3, tau=0.8, warmup_frac=0.15, batch_size=16), 2.2)
+    add_trial(study, cfg, params(2e-2, tau=0.1, warmup_frac=0.10, batch_size=8), 2.9)
+    add_trial(study, cfg, params(9e-3, tau=0.5), 0.5, TrialState.PRUNED, trained=2 * EVAL)
+    return path, cfg, study
+
+
+def best_hparams(**overrides: Any) -> Hparams:
+    """A best trial whose lambda realizes its tau: lambda = B/(eta*tau*D), B and D in tokens."""
+    values = dict(lr=4e-3, tau=0.5, batch_size=16, warmup_frac=0.1, dropout=0.0,
+                  tokens=1_000_000, block_size=32, n_embd=64, n_layer=2)
+    values.update(overrides)
+    if "weight_decay" not in values:
+        values["weight_decay"] = values["batch_size"] * values["block_size"] / (
+            values["lr"] * values["tau"] * values["tokens"]
+        )
+    return Hparams(**values)
+
+
+# --------------------------------------------------------------------------- exact copy
+
+
+def test_export_copies_the_best_trial_exactly(finished, tmp_path):
+    path, cfg, study = finished
+    out = tmp_path / "out" / "final.yaml"
+
+    assert main(["export", str(path), "-o", str(out)]) == 0
+
+    loaded = load_train_config(out)
+    # Rule: the best COMPLETE trial is exported (trial 1), not the pruned one with a lower loss.
+    assert loaded.provenance["trial"] == 1
+    assert loaded.optim.lr == 4e-3
+    assert loaded.optim.warmup_frac == 0.15
+    assert loaded.batch_size == 16
+    assert loaded.model.dropout == 0.0
+    # Rule: lambda is the trial's, derived from its tau with B and D in tokens.
+    tokens_per_step = 16 * cfg.model.block_size
+    assert loaded.optim.weight_decay == pytest.approx(
+        tokens_per_step / (4e-3 * 0.8 * cfg.tokens_per_trial), rel=1e-12
+    )
+    assert loaded.optim.weight_decay == study.trials[1].user_attrs["weight_decay"]
+    # Rule: same model, data, budget and evaluation grid as the study's trials.
+    assert loaded.tokens == cfg.tokens_per_trial
+    assert loaded.model == cfg.model
+    assert loaded.eval_every_tokens == cfg.eval_interval
+    assert loaded.seed == cfg.seed
+    # Rule: everything else equals the trial's own training config.
+    trial_cfg, _ = trial_config(cfg, study.trials[1].params, fixed_values(cfg), None)
+    run_options = {"out_dir", "checkpoint_every_tokens", "progress", "num_threads", "provenance"}
+    assert loaded.model_dump(exclude=run_options) == trial_cfg.model_dump(exclude=run_options)
+    assert loaded.provenance["transfer"].startswith("none")
+    assert loaded.provenance["rules"] == []
+
+
+def test_exported_run_options(finished, tmp_path):
+    path, cfg, _ = finished
+    out = tmp_path / "final.yaml"
+    done = export_study(cfg, out, source=str(path))
+    loaded = load_train_config(out)
+    # Rule: the run writes next to the file; a checkpoint every 5% of its tokens; progress on.
+    assert loaded.out_dir == str(tmp_path / "final-run")
+    assert loaded.checkpoint_every_tokens == cfg.tokens_per_trial // 20
+    assert loaded.progress is True and loaded.num_threads is None
+    # Rule: data paths are absolute, so the file works from any folder.
+    assert Path(loaded.data.path).is_absolute() and Path(loaded.data.path).is_file()
+    # Rule: what was written is what load_train_config reads back.
+    assert loaded == done.config
+    # Rule: no temporary file is left behind.
+    assert list(tmp_path.glob(".final.yaml*")) == []
+
+
+def test_export_records_provenance(finished, tmp_path):
+    path, cfg, study = finished
+    out = tmp_path / "final.yaml"
+    export_study(cfg, out, source=str(path), tokens=4 * cfg.tokens_per_trial)
+    text = out.read_text()
+    record = yaml.safe_load(text)["provenance"]
+    # Rule: the study, masked storage, trial, value, fingerprint and revision are recorded.
+    assert record["study"] == cfg.name
+    assert record["storage"] == mask_url(cfg.storage_url)
+    assert record["trial"] == 1 and record["value"] == pytest.approx(2.2)
+    assert record["fingerprint"] == cfg.fingerprint()
+    assert record["git_revision"] == "0123abcd"
+    assert record["study_file"] == str(path.resolve())
+    # Rule: both the raw best values and the transferred ones are recorded, with formulas.
+    assert record["best"]["lr"] == 4e-3 and record["best"]["tokens"] == cfg.tokens_per_trial
+    assert record["final"]["tokens"] == 4 * cfg.tokens_per_trial
+    assert record["final"]["lr"] == pytest.approx(4e-3 * 4**-0.32)
+    formulas = " ".join(r["formula"] for r in record["rules"])
+    assert "(D_new/D_old)^-0.32" in formulas and "(D_new/D_old)^0.383" in formulas
+    assert "lambda = B/(eta*tau*D)" in formulas
+    # Rule: the same record is readable as comments at the top of the file.
+    head = [line for line in text.splitlines() if line.startswith("#")]
+    assert text.startswith("# scaletune export")
+    assert "# trial        1, val loss 2.2000 (of 3 complete trials)" in head
+    assert any("best trial" in line and "this run" in line for line in head)
+    assert any(line.startswith("# lr ") and "0.004" in line and "*" in line for line in head)
+    assert any("arXiv 2409.19913" in line for line in head)
+
+
+# --------------------------------------------------------------------------- transfer rules
+
+
+def test_unchanged_horizon_and_model_is_an_exact_copy():
+    best = best_hparams()
+    moved = transfer(best, best.tokens)
+    # Rule: nothing changes, no rule fires, and lambda is not recomputed through tau.
+    assert moved.final == best and moved.exact_copy and moved.rules == ()
+
+
+def test_doubling_tokens_with_tau_fixed_halves_lambda_at_fixed_lr_and_batch():
+    best = best_hparams()
+    moved = transfer(best, 2 * best.tokens, batch_size=best.batch_size)
+    final = moved.final
+    # Rule: tau is kept; the batch is held by the caller.
+    assert final.tau == best.tau and final.batch_size == best.batch_size
+    # Rule: lambda = B/(eta*tau*D): at a fixed lr, doubling D halves lambda; the lr rule also
+    # shrinks eta by 2^-0.32, which raises lambda by the inverse factor.
+    assert final.weight_decay * final.lr == pytest.approx(best.weight_decay * best.lr / 2)
+    assert final.weight_decay == pytest.approx(best.weight_decay / 2 / 2**-0.32)
+    # Rule: the timescale B/(eta*lambda*D) of the new run equals the best trial's tau.
+    tokens_per_step = final.batch_size * final.block_size
+    assert tokens_per_step / (final.lr * final.weight_decay * final.tokens) == pytest.approx(0.5)
+
+
+def test_lambda_follows_a_forced_batch():
+    best = best_hparams()
+    moved = transfer(best, best.tokens, batch_size=4 * best.batch_size)
+    # Rule: same horizon and lr, 4x the batch -> 4x lambda (tau fixed, Power Lines).
+    assert moved.final.lr == best.lr
+    assert moved.final.weight_decay == pytest.approx(4 * best.weight_decay)
+
+
+def test_lr_shrinks_with_the_horizon():
+    best = best_hparams()
+    # Rule: eta_new = eta * (D_new/D_old)^-0.32 (Bjorck et al.): x2 tokens -> x2^-0.32,
+    # x4 tokens -> x0.64 (the formula sheet's number).
+    assert transfer(best, 2 * best.tokens).final.lr == pytest.approx(best.lr * 2**-0.32)
+    assert transfer(best, 4 * best.tokens).final.lr == pytest.approx(best.lr * 0.6417, rel=1e-3)
+
+
+def test_batch_grows_with_the_batch_size_law():
+    best = best_hparams(batch_size=16)
+    moved = transfer(best, 2 * best.tokens)
+    # Rule: B_new = B * (D_new/D_old)^0.383 before rounding ...
+    assert moved.batch_size_law == pytest.approx(16 * 2**0.383)
+    # ... then the nearest power of two: 16 * 1.30 = 20.9 -> 16; x8 tokens: 35.5 -> 32.
+    assert moved.final.batch_size == 16
+    moved8 = transfer(best, 8 * best.tokens)
+    assert moved8.batch_size_law == pytest.approx(16 * 8**0.383)
+    assert moved8.final.batch_size == 32
+    # Rule: the law is in tokens per step, so a longer context means fewer sequences.
+    longer = transfer(best, 8 * best.tokens, block_size=4 * best.block_size)
+    assert longer.batch_size_law == pytest.approx(16 * 8**0.383 / 4)
+    assert longer.final.batch_size == 8
+
+
+def test_batch_is_capped_and_at_least_one():
+    best = best_hparams(batch_size=16)
+    # Rule: --max-batch-size caps the law's batch.
+    assert transfer(best, 1000 * best.tokens).final.batch_size == 256
+    assert transfer(best, 1000 * best.tokens, max_batch_size=64).final.batch_size == 64
+    # Rule: a much shorter run never goes below one sequence.
+    tiny = best_hparams(batch_size=1)
+    assert transfer(tiny, best.tokens // 1000).final.batch_size == 1
+    assert [pow2_round(x) for x in (0.3, 1.0, 2.9, 3.0, 5.5, 6.0)] == [1, 1, 4, 4, 4, 8]
+
+
+def test_width_doubling_halves_lr_and_keeps_tau():
+    best = best_hparams(n_embd=64)
+    moved = transfer(best, best.tokens, n_embd=128)
+    # Rule: under the standard parameterization eta * (width_old/width_new) (muP's rule, a
+    # heuristic): 2x width -> lr / 2.
+    assert moved.final.lr == pytest.approx(best.lr / 2)
+    # Rule: the batch does not depend on width; tau is kept, so eta*lambda is unchanged.
+    assert moved.final.batch_size == best.batch_size
+    assert moved.final.lr * moved.final.weight_decay == pytest.approx(best.lr * best.weight_decay)
+    assert any("heuristic" in r.source for r in moved.rules)
+
+
+def test_zero_weight_decay_stays_zero():
+    best = best_hparams(weight_decay=0.0, tau=None)
+    # Rule: without weight decay there is no timescale to keep; lambda stays 0.
+    assert transfer(best, 10 * best.tokens).final.weight_decay == 0.0
+
+
+def test_export_with_longer_horizon_and_wider_model(finished, tmp_path):
+    path, cfg, _ = finished
+    out = tmp_path / "big.yaml"
+    tokens = 64 * cfg.tokens_per_trial
+    code = main(["export", str(path), "--tokens", f"{tokens:.6e}", "--model", "n_embd=64",
+                 "--model", "n_head=4", "--max-batch-size", "32", "-o", str(out)])
+    assert code == 0
+    loaded = load_train_config(out)
+    lr = 4e-3 * 64**-0.32 * (32 / 64)
+    # Rule: the horizon and width rules multiply; the model keys are applied.
+    assert loaded.optim.lr == pytest.approx(lr)
+    assert (loaded.model.n_embd, loaded.model.n_head, loaded.model.n_layer) == (64, 4, 1)
+    assert loaded.tokens == tokens
+    # Rule: 16 * 64^0.383 = 78.9 -> 64, capped at 32 by --max-batch-size.
+    assert loaded.batch_size == 32
+    # Rule: tau (0.8) is kept: lambda re-derived for the new lr, batch and horizon.
+    tau = 32 * cfg.model.block_size / (loaded.optim.lr * loaded.optim.weight_decay * tokens)
+    assert tau == pytest.approx(0.8)
+    # Rule: warmup stays the same fraction of the steps.
+    assert loaded.optim.warmup_frac == 0.15
+    assert loaded.checkpoint_every_tokens == int(tokens * 0.05)
+
+
+def test_export_a_chosen_trial(finished, tmp_path):
+    path, cfg, _ = finished
+    out = tmp_path / "t0.yaml"
+    assert main(["export", str(path), "--trial", "0", "-o", str(out)]) == 0
+    loaded = load_train_config(out)
+    # Rule: --trial N exports trial N even when it is not the best.
+    assert loaded.provenance["trial"] == 0
+    assert loaded.optim.lr == 1e-3 and loaded.batch_size == 8
+
+
+def test_export_uses_the_config_the_study_ran_with(finished, tmp_path):
+    path, cfg, _ = finished
+    raw = yaml.safe_load(path.read_text())
+    raw["model"].update(n_embd=64, n_head=4)
+    path.write_text(yaml.safe_dump(raw))
+    done = export_study(load_study(path), tmp_path / "final.yaml", source=str(path))
+    # Rule: the trials trained the stored config, so the export keeps its model and says why.
+    assert done.config.model.n_embd == cfg.model.n_embd == 32
+    assert any("changed since the study ran" in note for note in done.notes)
+    assert "# note: the study file changed" in (tmp_path / "final.yaml").read_text()
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_unknown_study_is_exit_2_and_creates_nothing(tmp_path, capsys):
+    path, cfg = study_file(tmp_path)
+    code = main(["export", str(path), "-o", str(tmp_path / "final.yaml")])
+    printed = capsys.readouterr().out
+    # Rule: a clear message and exit code 2; no storage file appears; nothing is written.
+    assert code == 2
+    assert "no study 'tiny'" in printed and "scaletune run" in printed
+    assert not (cfg.folder / "study.db").exists()
+    assert not (tmp_path / "final.yaml").exists()
+
+
+def test_unknown_study_name_in_an_existing_storage(finished, tmp_path, capsys):
+    _, cfg, _ = finished
+    raw = yaml.safe_load((tmp_path / "study.yaml").read_text())
+    raw["name"] = "other"
+    other = write_study(tmp_path, raw, name="other.yaml")
+    code = main(["export", str(other), "-o", str(tmp_path / "final.yaml")])
+    printed = capsys.readouterr().out
+    # Rule: the message names the study and lists those that exist.
+    assert code == 2
+    assert "no study named 'other'" in printed and "tiny" in printed
+
+
+def test_study_without_a_complete_trial_is_exit_2(tmp_path, capsys):
+    path, cfg = study_file(tmp_path)
+    study = make_study(cfg)
+    add_trial(study, cfg, params(1e-3), 3.0, TrialState.PRUNED, trained=EVAL)
+    add_trial(study, cfg, params(2e-3), 3.0, TrialState.FAIL, trained=EVAL)
+    code = main(["export", str(path), "-o", str(tmp_path / "final.yaml")])
+    printed = capsys.readouterr().out
+    # Rule: no complete trial -> exit 2 with the states found.
+    assert code == 2
+    assert "no complete trial" in printed and "PRUNED" in printed
+    with pytest.raises(ConfigError, match="PRUNED, not COMPLETE"):
+        export_study(cfg, tmp_path / "final.yaml", source=str(path), trial=0)
+    with pytest.raises(ConfigError, match="no trial 7"):
+        export_study(cfg, tmp_path / "final.yaml", source=str(path), trial=7)
+
+
+def test_bad_model_keys_are_exit_2(finished, tmp_path, capsys):
+    path, _, _ = finished
+    out = tmp_path / "final.yaml"
+    # Rule: an unknown model key names the key and what is allowed.
+    assert main(["export", str(path), "--model", "width=512", "-o", str(out)]) == 2
+    printed = capsys.readouterr().out
+    assert "--model width: unknown model key" in printed and "n_embd" in printed
+    # Rule: a value the model rejects names the field and the problem.
+    assert main(["export", str(path), "--model", "n_embd=33", "-o", str(out)]) == 2
+    printed = capsys.readouterr().out
+    assert "--model" in printed and "n_head must divide n_embd" in printed
+    assert main(["export", str(path), "--model", "n_embd", "-o", str(out)]) == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().out
+    assert not out.exists()
+
+
+def test_bad_tokens_are_exit_2(finished, tmp_path, capsys):
+    path, _, _ = finished
+    # Rule: --tokens must be a whole number >= 1 (argparse exits with 2).
+    for bad in ("lots", "0", "1.5"):
+        with pytest.raises(SystemExit) as e:
+            main(["export", str(path), "--tokens", bad, "-o", str(tmp_path / "f.yaml")])
+        assert e.value.code == 2
+    assert "expected" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.slow
+def test_real_study_export_and_train(tmp_path, shakespeare):
+    import ray
+
+    from search.runner import run_study
+
+    raw = tiny_study(tmp_path, shakespeare, n_trials=2)
+    path = write_study(tmp_path, raw)
+    cfg = load_study(path)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             object_store_memory=100 * 1024**2)
+    try:
+        study = run_study(cfg)
+    finally:
+        ray.shutdown()
+    best = study.best_trial
+    out = tmp_path / "final.yaml"
+    tokens = 2 * cfg.tokens_per_trial
+    assert main(["export", str(path), "--tokens", str(tokens), "-o", str(out)]) == 0
+    exported = load_train_config(out)
+    # Rule: the horizon rule applied to the real best trial.
+    assert exported.optim.lr == pytest.approx(best.params["lr"] * 2**-0.32)
+
+    run = subprocess.run([sys.executable, "-m", "search.cli", "train", str(out)],
+                         capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[2])
+    # Rule: `scaletune train final.yaml` trains the exported config to its end.
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "status          completed" in run.stdout
+    records = [json.loads(ln) for ln in
+               (Path(exported.out_dir) / "metrics.jsonl").read_text().splitlines()]
+    end = [r for r in records if r["event"] == "end"]
+    assert end and end[-1]["status"] == "completed" and end[-1]["tokens_seen"] >= tokens
+    assert math.isfinite(end[-1]["final_val_loss"])
+    # Rule: the run's own record keeps the export's provenance.
+    start = next(r for r in records if r["event"] == "start")
+    assert start["config"]["provenance"]["trial"] == best.number

@@ -1,0 +1,362 @@
+"""Faults during a study, with real processes: a diverging trial, a trial out of memory, a disk
+that is full before or during a study, and Ctrl-C. Each must end the affected trial (or the
+study) with its reason recorded, leave the storage consistent, and let the study finish."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+import pytest
+import ray
+from optuna.trial import TrialState
+
+import search.runner
+from search.cli import main
+from search.config import validate_study
+from search.runner import n_finished, run_study
+from tests.search.helpers import tiny_study, write_study
+
+REPO = Path(__file__).resolve().parents[2]
+
+# A learning rate the simulated out-of-memory error picks out (inside the study's lr range).
+OOM_LR = 1.2345e-3
+
+# Put on PYTHONPATH before Ray starts, this wraps trainer.loop.train in every Ray worker so that
+# the trial with learning rate OOM_LR raises torch.OutOfMemoryError, as a batch that does not fit
+# on the GPU does. The product code runs unchanged.
+SITECUSTOMIZE = '''
+import importlib.machinery
+import os
+import sys
+
+_LR = float(os.environ["SCALETUNE_TEST_OOM_LR"])
+
+
+class _WrapTrain:
+    def find_spec(self, name, path=None, target=None):
+        if name != "trainer.loop":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            real = module.train
+
+            def train(config, report=None, resume=False):
+                if abs(config.optim.lr - _LR) <= 1e-9 * _LR:
+                    import torch
+
+                    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+                return real(config, report, resume)
+
+            module.train = train
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+sys.meta_path.insert(0, _WrapTrain())
+'''
+
+
+def load(cfg) -> optuna.Study:
+    return optuna.load_study(study_name=cfg.name, storage=cfg.storage_url)
+
+
+def trial_rows(db: Path) -> list[tuple[int, str, int | None]]:
+    """(number, state, worker pid) of every trial, read-only: only the driver writes."""
+    if not db.exists():
+        return []
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            return con.execute(
+                "SELECT t.number, t.state, a.value_json FROM trials t LEFT JOIN "
+                "trial_user_attributes a ON a.trial_id = t.trial_id AND a.key = 'worker_pid' "
+                "ORDER BY t.number"
+            ).fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error:  # tables not created yet, or a write in progress
+        return []
+
+
+def wait_for(predicate, what: str, proc: subprocess.Popen, log: Path, timeout: float = 240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the driver exited ({proc.returncode}) before {what}:\n{log.read_text()}")
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    pytest.fail(f"timed out waiting for {what}:\n{log.read_text()}")
+
+
+def scaletune_run(path: Path, log: Path) -> subprocess.Popen:
+    """`scaletune run` in its own process group, as a terminal runs a foreground job."""
+    out = open(log, "w")
+    return subprocess.Popen([sys.executable, "-m", "search.cli", "run", str(path)], cwd=REPO,
+                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def gone(pid: int, timeout: float = 30) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+# --------------------------------------------------------------------------- diverged and OOM
+
+
+@pytest.fixture(scope="module")
+def study_with_bad_trials(tmp_path_factory, shakespeare):
+    """One study, run once for the tests below: its first trial explodes (lr=50), its second
+    runs out of memory."""
+    tmp = tmp_path_factory.mktemp("bad-trials")
+    hook = tmp / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    cfg = validate_study(tiny_study(tmp, shakespeare, n_trials=4, pruner={"name": "none"}))
+    cfg.folder.mkdir(parents=True)
+    study = optuna.create_study(study_name=cfg.name, storage=cfg.storage_url)
+    study.enqueue_trial({"lr": 50.0, "batch_size": 16, "warmup_frac": 0.0})
+    study.enqueue_trial({"lr": OOM_LR, "batch_size": 16, "warmup_frac": 0.0})
+    with pytest.MonkeyPatch.context() as mp:
+        # Ray workers inherit the environment of the process that starts Ray.
+        mp.setenv("PYTHONPATH", os.pathsep.join(
+            p for p in (str(hook), os.environ.get("PYTHONPATH")) if p))
+        mp.setenv("SCALETUNE_TEST_OOM_LR", repr(OOM_LR))
+        mp.setenv("SCALETUNE_CACHE", str(tmp_path_factory.getbasetemp() / "token-cache"))
+        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False, object_store_memory=100 * 1024**2)
+        try:
+            with warnings.catch_warnings():
+                # lr=50 lies outside the searched range on purpose.
+                warnings.filterwarnings("ignore", "Fixed parameter lr", UserWarning)
+                run_study(cfg)
+        finally:
+            ray.shutdown()
+    return cfg, load(cfg)
+
+
+@pytest.mark.slow
+def test_diverging_trial_is_pruned_at_once_and_the_study_goes_on(study_with_bad_trials):
+    cfg, study = study_with_bad_trials
+    exploded = study.trials[0]
+    assert exploded.params["lr"] == 50.0
+    # A trial whose loss explodes ends as PRUNED (the sampler still learns that this region is
+    # bad; a FAIL would be ignored by it), with the reason recorded.
+    assert exploded.state == TrialState.PRUNED
+    assert exploded.user_attrs["prune_reason"].startswith("diverged: ")
+    assert "max_loss" in exploded.user_attrs["prune_reason"] or (
+        "non-finite" in exploded.user_attrs["prune_reason"])
+    # It ended at once: a few optimizer steps, long before the first evaluation.
+    assert exploded.user_attrs["tokens_seen"] < cfg.eval_interval
+    assert exploded.intermediate_values == {}
+    # It is not re-run: divergence is a property of the parameters, not a machine failure.
+    assert not [t for t in study.trials if t.user_attrs.get("retry_of") == exploded.number]
+    # The study goes on to n_trials finished trials.
+    assert n_finished(study) == cfg.n_trials
+
+
+@pytest.mark.slow
+def test_out_of_memory_trial_fails_once_with_advice_and_the_study_goes_on(study_with_bad_trials):
+    cfg, study = study_with_bad_trials
+    oom = study.trials[1]
+    assert oom.params["lr"] == OOM_LR
+    # Out of memory is FAIL, with a reason that names the micro-batch to use instead.
+    assert oom.state == TrialState.FAIL
+    reason = oom.user_attrs["fail_reason"]
+    assert reason.startswith("out of memory with batch_size=16, micro_batch_size=16")
+    assert "set trainer.micro_batch_size to 8 or less" in reason
+    # A deterministic OOM is not queued again: it would fail the same way forever.
+    assert oom.user_attrs.get("retried") is not True
+    assert not [t for t in study.trials if t.user_attrs.get("retry_of") == oom.number]
+    assert sum(t.params.get("lr") == OOM_LR for t in study.trials) == 1
+    # The study still ends: the failed trial counts as finished, the others ran normally.
+    assert n_finished(study) == cfg.n_trials == len(study.trials)
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == cfg.n_trials - 2
+
+
+# --------------------------------------------------------------------------- disk full
+
+
+def test_too_little_free_space_is_refused_before_anything_is_written(
+    tmp_path, shakespeare, capsys, monkeypatch
+):
+    real = shutil.disk_usage
+    free = 12_345_678
+
+    def nearly_full(path):
+        usage = real(path)
+        return usage._replace(free=free)
+
+    monkeypatch.setattr(shutil, "disk_usage", nearly_full)
+    study = tiny_study(tmp_path, shakespeare)
+    code = main(["run", str(write_study(tmp_path, study))])
+    out = capsys.readouterr().out
+    # Refused as bad input, naming the study folder, its free bytes and the minimum.
+    assert code == 2, out
+    folder = tmp_path / "study"
+    assert f"study_dir: only 12,345,678 bytes free in {folder}" in out
+    assert f"at least {search.runner.MIN_FREE_BYTES:,}" in out
+    # Nothing was written: no storage.
+    assert not (folder / "study.db").exists()
+
+
+def test_enough_free_space_passes_the_check(tmp_path, shakespeare, monkeypatch):
+    real = shutil.disk_usage
+    monkeypatch.setattr(search.runner, "MIN_FREE_BYTES", 1)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=1))
+    cfg = validate_study(tiny_study(tmp_path, shakespeare))
+    # Exactly the minimum is enough: the threshold is a constant the check really uses.
+    assert search.runner._folder_errors(cfg.folder) == []
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 64 MB file system (tmpfs): enough to start a study, small enough to fill."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs to fill (needs root): {done.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(folder: Path) -> Path:
+    """Write zeros until the file system is full."""
+    filler = folder / "filler"
+    chunk = b"\0" * (1 << 20)
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(chunk)
+                f.flush()
+        except OSError:
+            pass
+    return filler
+
+
+@pytest.mark.slow
+def test_disk_full_during_a_study_stops_it_cleanly_and_it_resumes(tmp_path, shakespeare,
+                                                                   small_disk):
+    raw = tiny_study(tmp_path, shakespeare, n_trials=4, pruner={"name": "none"},
+                     tokens_per_trial=81_920, study_dir=str(small_disk / "study"))
+    path = write_study(tmp_path, raw)
+    db = small_disk / "study" / "study.db"
+    log = tmp_path / "first.log"
+    proc = scaletune_run(path, log)
+    try:
+        # Fill the disk once a trial has finished and the next one is running.
+        wait_for(lambda: (states := [r[1] for r in trial_rows(db)]).count("COMPLETE") >= 1
+                 and "RUNNING" in states, "a trial to finish", proc, log)
+        filler = fill(small_disk)
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    out = log.read_text()
+    # The driver stops with a clear message and no traceback, naming the cause and the way on.
+    assert code == 2, out
+    assert "the study stopped: writing the storage sqlite:///" in out
+    assert "database or disk is full" in out
+    assert "run the same command to resume" in out
+    assert "Traceback" not in out
+    # The storage is consistent: SQLite's own check passes, finished trials are kept.
+    con = sqlite3.connect(db)
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        con.close()
+    kept = [r for r in trial_rows(db) if r[1] == "COMPLETE"]
+    assert len(kept) >= 1
+
+    filler.unlink()
+    second = subprocess.run([sys.executable, "-m", "search.cli", "run", str(path)], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    study = load(validate_study(raw))
+    # Once there is room again the same command finishes the study: exactly n_trials finished
+    # trials, the trials finished before the failure among them, none left RUNNING.
+    assert n_finished(study) == 4
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    assert {n for n, _, _ in kept} <= {t.number for t in study.trials
+                                       if t.state == TrialState.COMPLETE}
+
+
+# --------------------------------------------------------------------------- Ctrl-C
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_requeues_and_the_same_command_resumes(tmp_path, shakespeare):
+    raw = tiny_study(tmp_path, shakespeare, n_trials=4, pruner={"name": "none"},
+                     tokens_per_trial=163_840, workers={"cpus_per_trial": 1, "max_concurrent": 1})
+    path = write_study(tmp_path, raw)
+    cfg = validate_study(raw)
+    db = cfg.folder / "study.db"
+    log = tmp_path / "first.log"
+    proc = scaletune_run(path, log)
+    try:
+        def running_worker():
+            rows = trial_rows(db)
+            done = sum(r[1] == "COMPLETE" for r in rows)
+            return next((r for r in rows if r[1] == "RUNNING" and r[2] and done >= 1), None)
+
+        number, _, pid = wait_for(running_worker, "a trial to run after one finished", proc, log)
+        pid = int(pid)
+        # Ctrl-C in a terminal sends SIGINT to the whole foreground process group.
+        os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    out = log.read_text()
+    # The conventional exit code of a program ended by SIGINT.
+    assert code == 130, out
+    assert "run the same command to resume" in out
+    # The running trial's worker process was stopped.
+    assert gone(pid), f"worker {pid} still runs"
+    study = load(cfg)
+    trial = study.trials[number]
+    # The interrupted trial is FAIL with the reason and queued again with the same params; the
+    # storage has no RUNNING trial left.
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs["fail_reason"] == "interrupted (Ctrl-C)"
+    waiting = [t for t in study.trials if t.state == TrialState.WAITING]
+    assert [t.user_attrs.get("retry_of") for t in waiting] == [number]
+    assert waiting[0].system_attrs["fixed_params"] == trial.params
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+
+    second = subprocess.run([sys.executable, "-m", "search.cli", "run", str(path)], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    study = load(cfg)
+    # The same command finishes the study: exactly n_trials finished, no RUNNING trial, and
+    # the interrupted parameters ran again to completion.
+    assert n_finished(study) == cfg.n_trials
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == cfg.n_trials
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    rerun = [t for t in study.trials if t.user_attrs.get("retry_of") == number]
+    assert len(rerun) == 1 and rerun[0].params == trial.params
+    assert rerun[0].state == TrialState.COMPLETE

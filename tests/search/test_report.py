@@ -1,0 +1,161 @@
+"""`scaletune report`: trials table, plots and the compute a study spent and pruning saved.
+
+Studies are built through Optuna's public API with the attrs the runner records (see
+tests/search/test_export.py), so no training runs here.
+"""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib.image
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+
+from search.cli import main
+from search.report import make_report, summarize
+from tests.search.test_export import EVAL, add_trial, make_study, params, study_file
+
+PNGS = ("history", "importances", "lr_tau", "curves", "priors")
+
+
+@pytest.fixture
+def mixed(tmp_path):
+    """Three complete trials, one pruned after 2 evaluations, one failed after 1."""
+    path, cfg = study_file(tmp_path)
+    study = make_study(cfg)
+    add_trial(study, cfg, params(1e-3, tau=0.3, batch_size=8), 2.6)
+    add_trial(study, cfg, params(4e-3, tau=0.8), 2.2)
+    add_trial(study, cfg, params(2e-2, tau=0.1, batch_size=8), 2.9)
+    add_trial(study, cfg, params(9e-3, tau=3.0), 3.5, TrialState.PRUNED, trained=2 * EVAL)
+    add_trial(study, cfg, params(3e-2, tau=0.02), 4.0, TrialState.FAIL, trained=EVAL)
+    return path, cfg, study
+
+
+def test_report_writes_every_file(mixed, tmp_path, capsys):
+    path, cfg, study = mixed
+    out = tmp_path / "report"
+
+    assert main(["report", str(path), "-o", str(out)]) == 0
+
+    # Rule: one CSV row per trial, with state, value, sampled and derived params, compute, reasons.
+    frame = pd.read_csv(out / "trials.csv")
+    assert len(frame) == len(study.trials) == 5
+    assert list(frame["state"]) == ["COMPLETE", "COMPLETE", "COMPLETE", "PRUNED", "FAIL"]
+    for column in ("value", "param_lr", "param_tau", "param_batch_size", "param_warmup_frac",
+                   "derived_weight_decay", "steps_planned", "tokens_trained", "wall_time_s",
+                   "flops_6nd", "prune_reason", "fail_reason"):
+        assert column in frame.columns, column
+    assert frame.loc[1, "param_lr"] == pytest.approx(4e-3)
+    assert frame.loc[3, "tokens_trained"] == 2 * EVAL
+    assert frame.loc[3, "tokens_not_trained"] == cfg.tokens_per_trial - 2 * EVAL
+    assert frame.loc[3, "steps_planned"] == cfg.tokens_per_trial // (16 * cfg.model.block_size)
+    assert frame.loc[3, "prune_reason"].startswith("median")
+    assert frame.loc[4, "fail_reason"] == "RuntimeError: boom"
+    # Rule: every plot is a PNG that decodes to a readable size, and an HTML page with plotly.
+    for name in PNGS:
+        image = matplotlib.image.imread(out / f"{name}.png")
+        height, width = image.shape[:2]
+        assert width >= 600 and height >= 250, (name, image.shape)
+        html = (out / f"{name}.html").read_text()
+        assert "Plotly.newPlot" in html and 'src="plotly.min.js"' in html, name
+    assert (out / "plotly.min.js").stat().st_size > 100_000
+    # Rule: summary.json names the best trial and lists what was written.
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["best"]["number"] == 1 and summary["best"]["value"] == pytest.approx(2.2)
+    assert summary["trials"] == {"COMPLETE": 3, "PRUNED": 1, "FAIL": 1}
+    assert set(summary["files"]) == {"trials.csv"} | {f"{n}.{e}" for n in PNGS
+                                                       for e in ("png", "html")}
+    assert summary["notes"] == []
+    # Rule: the summary is printed too.
+    printed = capsys.readouterr().out
+    assert "trial 1: val loss 2.2000" in printed and "pruning saved" in printed
+
+
+def test_compute_spent_and_saved_by_pruning(mixed):
+    _, cfg, study = mixed
+    summary = summarize(study, cfg)
+    n = 12 * cfg.model.n_layer * cfg.model.n_embd**2  # 12 * 1 * 32^2 = 12,288
+    full = cfg.tokens_per_trial  # 40,960 tokens: every trial's steps x tokens per step
+    # Rule: spent = what every trial trained; a pruned trial counts what it trained (2 evals),
+    # the failed one what it trained before it failed (1 eval).
+    spent = 3 * full + 2 * EVAL + EVAL
+    assert summary["compute"]["tokens_trained"] == spent
+    assert summary["compute"]["flops_6nd"] == pytest.approx(6 * n * spent)
+    assert summary["compute"]["by_state"]["PRUNED"]["tokens"] == 2 * EVAL
+    # Rule: saved = the budget the pruned trial did not train; failures save nothing.
+    saved = full - 2 * EVAL
+    assert summary["pruning"]["pruned_trials"] == 1
+    assert summary["pruning"]["tokens_saved"] == saved == 24_576
+    assert summary["pruning"]["flops_saved"] == pytest.approx(6 * n * saved)
+    assert summary["pruning"]["fraction_saved"] == pytest.approx(saved / (spent + saved))
+
+
+def test_pruned_budget_is_steps_times_tokens_per_step(tmp_path):
+    # 40,960 tokens at 48 x 32 = 1,536 tokens per step: 27 steps, the last one overshoots.
+    path, cfg = study_file(tmp_path, search={
+        "lr": {"low": 1e-4, "high": 3e-2, "log": True}, "weight_decay": {"value": 0.1,
+                                                                       "as": "lambda"},
+        "dropout": {"value": 0.0}, "warmup_frac": {"value": 0.1}, "batch_size": {"value": 48},
+    })
+    study = make_study(cfg)
+    study.enqueue_trial({"lr": 1e-3})
+    trial = study.ask()
+    trial.suggest_float("lr", 1e-4, 3e-2, log=True)
+    trial.set_user_attr("tokens_per_step", 1_536)
+    trial.report(3.0, EVAL)
+    # As the runner leaves a pruned trial: steps and tokens_seen are what it trained.
+    trial.set_user_attr("steps", 6)
+    trial.set_user_attr("tokens_seen", 6 * 1_536)
+    study.tell(trial, state=TrialState.PRUNED)
+    summary = summarize(study, cfg)
+    # Rule: the full budget is 27 x 1,536 = 41,472 tokens, not tokens_per_trial (40,960) and
+    # not the steps it trained.
+    assert summary["pruning"]["tokens_saved"] == 27 * 1_536 - 6 * 1_536
+
+
+def test_one_complete_trial_skips_importances_with_a_note(tmp_path):
+    path, cfg = study_file(tmp_path)
+    study = make_study(cfg)
+    add_trial(study, cfg, params(4e-3), 2.2)
+    add_trial(study, cfg, params(9e-3), 3.5, TrialState.PRUNED, trained=EVAL)
+    out = tmp_path / "report"
+    summary = make_report(cfg, out, source=str(path))
+    # Rule: importances need two complete trials: skipped, with the reason in the notes.
+    assert not (out / "importances.png").exists() and not (out / "importances.html").exists()
+    assert any(note.startswith("importances skipped") for note in summary["notes"])
+    # Rule: the other plots are still written.
+    for name in ("history", "lr_tau", "curves", "priors"):
+        assert (out / f"{name}.png").stat().st_size > 10_000, name
+
+
+def test_weight_decay_searched_as_lambda_is_plotted_against_lr(tmp_path):
+    path, cfg = study_file(tmp_path, search={
+        "lr": {"low": 1e-4, "high": 3e-2, "log": True},
+        "weight_decay": {"low": 1e-3, "high": 1.0, "as": "lambda"},
+        "dropout": {"value": 0.0}, "warmup_frac": {"value": 0.1}, "batch_size": {"value": 16},
+    })
+    study = make_study(cfg)
+    for lr, wd, value in ((1e-3, 0.01, 2.5), (5e-3, 0.1, 2.3), (1e-2, 0.5, 2.8)):
+        study.enqueue_trial({"lr": lr, "weight_decay": wd})
+        trial = study.ask()
+        trial.suggest_float("lr", 1e-4, 3e-2, log=True)
+        trial.suggest_float("weight_decay", 1e-3, 1.0, log=True)
+        trial.report(value, cfg.tokens_per_trial)
+        study.tell(trial, value)
+    out = tmp_path / "report"
+    summary = make_report(cfg, out, source=str(path))
+    # Rule: with lambda searched, the pair plot is lr x weight decay and it is written.
+    assert "lr_tau.png" in summary["files"]
+    assert "weight decay" in (out / "lr_tau.html").read_text()
+    frame = pd.read_csv(out / "trials.csv")
+    assert list(frame["param_weight_decay"]) == pytest.approx([0.01, 0.1, 0.5])
+
+
+def test_report_of_a_missing_study_is_exit_2(tmp_path, capsys):
+    path, _ = study_file(tmp_path)
+    # Rule: no study -> a clear message and exit code 2, no report folder.
+    assert main(["report", str(path), "-o", str(tmp_path / "report")]) == 2
+    assert "no study 'tiny'" in capsys.readouterr().out
+    assert not (tmp_path / "report").exists()
