@@ -105,8 +105,8 @@ class Bench:
     tie_weights: bool = False
     """Untied head: with tied weights this tiny model has transient early loss spikes that the
     trainer's divergence guard (1.5 ln V) ends runs on, which makes the landscape erratic."""
-    tokens_per_trial: int = 245_760
-    """240 steps at batch 16; divisible by every batch size's tokens per step."""
+    tokens_per_trial: int = 163_840
+    """160 steps at batch 16; a tenth of it is a whole number of steps at every batch size."""
     val_windows: int = 128
 
     @property
@@ -144,7 +144,7 @@ def study_config(bench: Bench, strategy: str, seed: int) -> Any:
         "model": {"n_layer": bench.n_layer, "n_head": bench.n_head, "n_embd": bench.n_embd,
                   "block_size": bench.block_size, "tie_weights": bench.tie_weights},
         "data": {"source": "text", "path": str(bench.data.resolve()), "tokenizer": "byte",
-                 "val_windows": bench.val_windows, "cache_dir": str(bench.out / ".token-cache")},
+                 "val_windows": bench.val_windows},
         "trainer": {"device": "cpu", "dtype": "float32"},
         "tokens_per_trial": bench.tokens_per_trial,
         "eval_every_tokens": bench.eval_every,
@@ -175,8 +175,12 @@ def plain_params(trial: Any) -> dict[str, Any]:
     }
 
 
-def _strategy(bench: Bench, strategy: str, seed: int) -> dict[str, Any]:
-    """Sampler, pruner, parameter suggestion and first trial of one strategy."""
+def _strategy(bench: Bench, strategy: str, seed: int, resumed_at: int = 0) -> dict[str, Any]:
+    """Sampler, pruner, parameter suggestion and first trial of one strategy.
+
+    A resumed study (``resumed_at`` trials already stored) gets a new sampler seed: a sampler
+    seeded as before would replay its first draws (random search would repeat its trials).
+    """
     import optuna
 
     from search.samplers import make_pruner, make_sampler
@@ -184,9 +188,10 @@ def _strategy(bench: Bench, strategy: str, seed: int) -> dict[str, Any]:
     from trainer.data import prepare_data
 
     cfg = study_config(bench, strategy, seed)
+    sampler_seed = seed + 1000 * resumed_at
     if strategy in ("defaults", "random", "tpe_median"):
-        sampler = (optuna.samplers.TPESampler(seed=seed) if strategy == "tpe_median"
-                   else optuna.samplers.RandomSampler(seed=seed))
+        sampler = (optuna.samplers.TPESampler(seed=sampler_seed) if strategy == "tpe_median"
+                   else optuna.samplers.RandomSampler(seed=sampler_seed))
         pruner = (optuna.pruners.MedianPruner() if strategy == "tpe_median"
                   else optuna.pruners.NopPruner())
         first = DEFAULTS if strategy == "defaults" else None
@@ -195,11 +200,23 @@ def _strategy(bench: Bench, strategy: str, seed: int) -> dict[str, Any]:
     data = prepare_data(cfg.data, cfg.model.block_size)
     priors = study_priors(cfg, data.vocab_size, data.n_train_tokens)
     dims, fixed = build_space(cfg, priors)
-    sampler = make_sampler(cfg, {d.name: d.prior for d in dims if d.prior is not None})
+    # The training seed stays cfg.seed; only the sampler's seed moves on resume.
+    sampler_cfg = cfg.model_copy(update={"seed": sampler_seed})
+    sampler = make_sampler(sampler_cfg, {d.name: d.prior for d in dims if d.prior is not None})
     first = prior_center_params(dims) if cfg.seeding == "prior" else None
     return {"cfg": cfg, "sampler": sampler, "pruner": make_pruner(cfg),
             "suggest": lambda trial: suggest(trial, dims), "first": first, "fixed": fixed,
             "priors": {d.name: d.prior.center for d in dims if d.prior is not None}}
+
+
+def task_record(bench: Bench) -> dict[str, Any]:
+    """What decides a study's trials; a resumed study must have been run on the same task."""
+    keep = ("n_layer", "n_head", "n_embd", "block_size", "tie_weights", "tokens_per_trial",
+            "val_windows")
+    record = {"data": bench.data.name, **{k: getattr(bench, k) for k in keep},
+              "space": {"lr": LR, "weight_decay": WEIGHT_DECAY, "dropout": DROPOUT,
+                        "warmup_frac": WARMUP_FRAC, "batch_size": BATCH_SIZES}}
+    return json.loads(json.dumps(record))  # as the storage gives it back (lists, not tuples)
 
 
 def _used_tokens(study: Any) -> int:
@@ -226,19 +243,25 @@ def run_study(bench: Bench, strategy: str, seed: int) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    s = _strategy(bench, strategy, seed)
-    cfg = s["cfg"]
     path = bench.out / "studies" / f"{strategy}-s{seed}.db"
     path.parent.mkdir(parents=True, exist_ok=True)
     study = optuna.create_study(
-        study_name=cfg.name, storage=f"sqlite:///{path.resolve()}", sampler=s["sampler"],
-        pruner=s["pruner"], direction="minimize", load_if_exists=True,
+        study_name=f"{strategy}-s{seed}", storage=f"sqlite:///{path.resolve()}",
+        direction="minimize", load_if_exists=True,
     )
+    s = _strategy(bench, strategy, seed, resumed_at=len(study.trials))
+    cfg = s["cfg"]
+    study.sampler, study.pruner = s["sampler"], s["pruner"]
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         # Left running by a killed process: its work is lost; run the same parameters again.
         study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+    task = task_record(bench)
+    if study.trials and study.user_attrs.get("task") != task:
+        raise SystemExit(f"{path} holds a study of a different task ({study.user_attrs.get('task')}"
+                         f"); use another --out folder")
     if not study.trials:
+        study.set_user_attr("task", task)
         if s["first"] is not None:
             study.enqueue_trial(s["first"], user_attrs={"source": f"{strategy} first trial"})
         study.set_user_attr("strategy", strategy)
@@ -330,6 +353,9 @@ def load_trials(bench: Bench) -> Any:
                 continue
             study = optuna.load_study(study_name=f"{strategy}-s{seed}",
                                       storage=f"sqlite:///{path.resolve()}")
+            if study.user_attrs.get("task") != task_record(bench):
+                raise SystemExit(f"{path} holds a study of a different task: "
+                                 f"{study.user_attrs.get('task')}")
             cum = 0
             finished = [t for t in study.get_trials(deepcopy=False)
                         if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
@@ -346,6 +372,7 @@ def load_trials(bench: Bench) -> Any:
                     "weight_decay": t.user_attrs.get("final_weight_decay",
                                                      t.params.get("weight_decay")),
                     "prior_centers": json.dumps(study.user_attrs.get("prior_centers")),
+                    "curve": json.dumps({int(k): v for k, v in t.intermediate_values.items()}),
                 })
     return pd.DataFrame(rows)
 
@@ -428,6 +455,47 @@ def pruning_table(bench: Bench, trials: Any) -> Any:
     return out
 
 
+def pruner_audit(bench: Bench, trials: Any) -> Any:
+    """Replay median pruning on the full curves of the unpruned studies (pain 6 of peers.md).
+
+    For each study that trained every trial to the end (random, scaletune_no_pruning), the
+    median rule is applied in trial order as Optuna's MedianPruner would: a trial is stopped at
+    the first checkpoint (after the warmup) where it is worse than the median of the earlier
+    trials at the same tokens. Counted: trials stopped, compute saved, and stopped trials that
+    would have ended within 1% of their study's best (the mistakes that cost a search).
+    """
+    import numpy as np
+    import pandas as pd
+
+    rules = {"scaletune (warmup 25%, 4 start-up)": (0.25, 4),
+             "MedianPruner() defaults (warmup 0, 5 start-up)": (0.0, 5)}
+    rows = []
+    for (strategy, seed), t in trials.groupby(["strategy", "seed"]):
+        if strategy not in ("random", "scaletune_no_pruning"):
+            continue
+        done = t[(t["state"] == "COMPLETE") & (t["compute"] <= bench.budget + 1e-9)]
+        curves = [{int(k): v for k, v in json.loads(c).items()} for c in done["curve"]]
+        best = done["value"].min()
+        for rule, (warmup, startup) in rules.items():
+            stopped = saved = mistakes = 0
+            for i, (curve, final) in enumerate(zip(curves, done["value"], strict=True)):
+                if i < startup:
+                    continue
+                for step in sorted(curve):
+                    if step < warmup * bench.tokens_per_trial or step >= bench.tokens_per_trial:
+                        continue
+                    earlier = [c[step] for c in curves[:i] if step in c]
+                    if earlier and curve[step] > np.median(earlier):
+                        stopped += 1
+                        saved += 1 - step / bench.tokens_per_trial
+                        mistakes += int(final <= 1.01 * best)
+                        break
+            rows.append({"strategy": strategy, "seed": seed, "rule": rule, "trials": len(done),
+                         "stopped": stopped, "compute_saved": saved,
+                         "stopped_within_1pct_of_best": mistakes})
+    return pd.DataFrame(rows)
+
+
 def prior_quality(bench: Bench, trials: Any) -> Any:
     """How far each prior center lies from the best value found (scaletune studies).
 
@@ -474,50 +542,88 @@ def curves(bench: Bench, trials: Any, grid: Any) -> dict[str, Any]:
 
 
 def plot(bench: Bench, trials: Any, best_known: float, path: Path) -> None:
+    """Best loss vs compute, one line per strategy: the whole search (left), the end (right)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    grid = np.round(np.arange(0.25, bench.budget + 1e-9, 0.05), 4)
+    grid = np.round(np.arange(1, bench.budget + 1e-9, 0.05), 4)
     colors = {"defaults": "#7f7f7f", "random": "#1f77b4", "tpe_median": "#ff7f0e",
               "scaletune": "#d62728", "scaletune_no_priors": "#9467bd",
               "scaletune_no_pruning": "#2ca02c"}
-    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=130)
-    hi = []
-    for strategy in bench.strategies:
-        c = curves(bench, trials, grid).get(strategy)
-        if c is None:
-            continue
-        full = ~np.isnan(c).any(axis=0)  # every seed has a complete trial by then
-        if not full.any():
-            continue
-        x, mean = grid[full], c[:, full].mean(axis=0)
-        lo, up = c[:, full].min(axis=0), c[:, full].max(axis=0)
-        style = "--" if strategy == "defaults" else "-"
-        ax.plot(x, mean, style, color=colors[strategy], lw=2,
-                label=f"{LABELS[strategy]} ({c.shape[0]} seeds)", drawstyle="steps-post")
-        ax.fill_between(x, lo, up, color=colors[strategy], alpha=0.15, step="post", lw=0)
-        hi.append(float(np.nanmax(mean[: max(1, len(mean) // 8)])))
-    ax.axhline(best_known * 1.01, color="black", lw=0.8, ls=":",
-               label=f"within 1% of the best found ({best_known:.3f})")
-    ax.set_xscale("log", base=2)
-    ticks = [b for b in (0.25, 0.5, 1, 2, 4, 8, 16, 32, 64) if b <= bench.budget]
-    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-    ax.set_xlim(0.25, bench.budget)
-    top = min(max(hi) if hi else best_known * 1.3, best_known * 1.35)
-    ax.set_ylim(best_known * 0.99, top)
-    ax.set_xlabel("compute: tokens trained over all trials, in full-trial equivalents")
-    ax.set_ylabel("best validation loss so far (nats/byte)")
-    ax.set_title(f"Search efficiency: {bench.n_layer}L/{bench.n_embd}d GPT, Tiny Shakespeare "
-                 f"(bytes), {bench.tokens_per_trial:,} tokens/trial\n"
-                 "line: mean over seeds; band: min-max over seeds")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8.5, loc="upper right")
-    fig.tight_layout()
+    all_curves = curves(bench, trials, grid)
+    fig, axes = plt.subplots(1, 2, figsize=(14, 6), dpi=120)
+    zoom = (best_known * 0.995, best_known * 1.06)
+    for k, ax in enumerate(axes):
+        for strategy in bench.strategies:
+            c = all_curves.get(strategy)
+            if c is None:
+                continue
+            full = ~np.isnan(c).any(axis=0)  # every seed has a complete trial by then
+            if not full.any():
+                continue
+            x, mean = grid[full], c[:, full].mean(axis=0)
+            lo, up = c[:, full].min(axis=0), c[:, full].max(axis=0)
+            label = f"{LABELS[strategy]} ({c.shape[0]} seeds)"
+            if strategy == "defaults":
+                label += f": {mean[-1]:.3f}, above both panels"
+            ax.plot(x, mean, "--" if strategy == "defaults" else "-", color=colors[strategy],
+                    lw=2.2 if strategy == "scaletune" else 1.6, label=label,
+                    drawstyle="steps-post")
+            ax.fill_between(x, lo, up, color=colors[strategy], alpha=0.10, step="post", lw=0)
+        ax.axhline(best_known * 1.01, color="black", lw=1, ls=":",
+                   label=f"within 1% of the best loss found ({best_known:.3f})")
+        ax.set_xscale("log", base=2)
+        ticks = [b for b in (0.25, 0.5, 1, 2, 4, 8, 16, 32, 64) if b <= bench.budget]
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.set_xlim(1, bench.budget)  # no trial completes before one full trial of compute
+        ax.set_ylim(*(zoom if k else (best_known * 0.99, best_known * 1.4)))
+        ax.set_xlabel("compute: tokens trained over all trials, in full-trial equivalents")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("best validation loss so far (nats/byte)")
+    axes[0].set_title("whole search")
+    axes[1].set_title("zoom near the best loss found")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=9, frameon=False)
+    fig.suptitle(f"Search efficiency: {bench.n_layer}L/{bench.n_embd}d GPT on Tiny Shakespeare "
+                 f"(bytes), {bench.tokens_per_trial:,} tokens per trial. Line: mean over seeds; "
+                 "band: min-max over seeds", fontsize=11)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path)
     plt.close(fig)
+
+
+def target_lines(bench: Bench, summary: Any, reach: Any) -> list[str]:
+    """The issue's target: at 8 trials scaletune beats TPE + median and random search on mean
+    best loss, and needs at most a third of TPE + median's compute to get within 1%."""
+    def mean_at(strategy: str, budget: int) -> float:
+        r = summary[(summary["strategy"] == strategy) & (summary["budget"] == budget)]
+        return float(r["mean"].iloc[0]) if len(r) else math.nan
+
+    def needed(strategy: str) -> tuple[float, bool]:
+        r = reach[reach["strategy"] == strategy]
+        return float(r["compute"].fillna(r["studied_up_to"]).mean()), bool(r["compute"].isna().any())
+
+    if not {"scaletune", "tpe_median", "random"} <= set(summary["strategy"]) or 8 > bench.budget:
+        return []
+    st, tpe, rnd = (mean_at(s, 8) for s in ("scaletune", "tpe_median", "random"))
+    (need_st, cens_st), (need_tpe, cens_tpe) = needed("scaletune"), needed("tpe_median")
+    beats = st < tpe and st < rnd
+    ratio = need_st / need_tpe
+    if not cens_st and not cens_tpe:
+        verdict = "met" if ratio <= 1 / 3 else "not met"
+    elif not cens_st and cens_tpe:
+        verdict = "met" if ratio <= 1 / 3 else "undecided (TPE + median's need is a lower bound)"
+    else:
+        verdict = "not shown (a scaletune seed never got within 1%)"
+    return ["", "## Target", "",
+            f"- At 8 trials: scaletune {st:.4f} vs TPE + median {tpe:.4f} and random {rnd:.4f}: "
+            f"{'met' if beats else 'not met'}.",
+            f"- Compute to within 1%: scaletune {'>= ' if cens_st else ''}{need_st:.2f} vs "
+            f"TPE + median {'>= ' if cens_tpe else ''}{need_tpe:.2f} full trials (ratio "
+            f"{ratio:.2f}; target <= 0.33): {verdict}."]
 
 
 def _fmt_cell(row: Any) -> str:
@@ -548,6 +654,8 @@ def analyze(bench: Bench, command: str) -> str:
     reach.to_csv(out / "search_efficiency_to_1pct.csv", index=False)
     pruning = pruning_table(bench, trials)
     pruning.to_csv(out / "search_efficiency_pruning.csv", index=False)
+    audit = pruner_audit(bench, trials)
+    audit.to_csv(out / "search_efficiency_pruner_audit.csv", index=False)
     priors = prior_quality(bench, trials)
     priors.to_csv(out / "search_efficiency_priors.csv", index=False)
     plot(bench, trials, best_known, out / "search_efficiency.png")
@@ -579,13 +687,14 @@ def analyze(bench: Bench, command: str) -> str:
         r = reach[reach["strategy"] == strategy]
         if r.empty:
             continue
-        vals = [f"{v:.2f}" if not math.isnan(v) else f">{u:g}"
+        vals = [f"{v:.2f}" if not math.isnan(v) else f">{u:.2f}"
                 for v, u in zip(r["compute"], r["studied_up_to"], strict=True)]
         censored = r["compute"].fillna(r["studied_up_to"]).mean()
         n_hit = int(r["compute"].notna().sum())
         mark = "" if n_hit == len(r) else ">= "
         lines.append(f"| {LABELS[strategy]} | {', '.join(vals)} | {mark}{censored:.2f} | "
                      f"{n_hit}/{len(r)} |")
+    lines += target_lines(bench, summary, reach)
     if len(pruning):
         lines += ["", "## Pruning: scaletune against scaletune without pruning", "",
                   f"Within the {bench.budget}-trial budget: "
@@ -599,6 +708,14 @@ def analyze(bench: Bench, command: str) -> str:
                   f"At equal compute ({bench.budget}): best loss "
                   f"{pruning['best_pruned_at_budget'].mean():.4f} with pruning vs "
                   f"{pruning['best_no_pruning_at_budget'].mean():.4f} without."]
+    if len(audit):
+        lines += ["", "## Pruner audit: median pruning replayed on the unpruned studies' curves", "",
+                  "| studies | rule | trials | stopped | compute saved (trials) | stopped but "
+                  "within 1% of the study's best |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+        for (strategy, rule), a in audit.groupby(["strategy", "rule"], sort=False):
+            lines.append(f"| {LABELS[strategy]} | {rule} | {a['trials'].sum()} | "
+                         f"{a['stopped'].sum()} | {a['compute_saved'].sum():.1f} | "
+                         f"{a['stopped_within_1pct_of_best'].sum()} |")
     if len(priors):
         g = priors.groupby("param")
         lines += ["", "## Prior quality: prior center vs best value found (scaletune studies)", "",
@@ -616,7 +733,8 @@ def analyze(bench: Bench, command: str) -> str:
                          f"{p['unit'].iloc[0]} |")
     lines += ["", "Files: search_efficiency.csv (summary), search_efficiency_per_seed.csv, "
               "search_efficiency_to_1pct.csv, search_efficiency_pruning.csv, "
-              "search_efficiency_priors.csv, search_efficiency_trials.csv, search_efficiency.png; "
+              "search_efficiency_priors.csv, search_efficiency_pruner_audit.csv, "
+              "search_efficiency_trials.csv, search_efficiency.png; "
               "studies/*.db (Optuna SQLite, one per strategy and seed).", ""]
     text = "\n".join(lines)
     (out / "search_efficiency.md").write_text(text)
@@ -671,6 +789,9 @@ def main(argv: list[str] | None = None) -> None:
     bench.out.mkdir(parents=True, exist_ok=True)
     command = "python -m benchmarks.search_efficiency " + " ".join(
         sys.argv[1:] if argv is None else argv)
+    recorded = bench.out / "search_efficiency_command.txt"
+    if args.analyze_only and recorded.is_file():
+        command = recorded.read_text().splitlines()[0]  # the command that trained the studies
     if not args.analyze_only:
         run_all(bench)
     print(analyze(bench, command.strip()))

@@ -5,9 +5,12 @@ outputs into a ``Prior`` per hyperparameter: a center, a spread, a suggested sea
 the provenance (which law, its raw output, whether the model or budget lies outside the law's
 fitted range). Where laws disagree the spread covers them:
 
-    center   the geometric mean of the laws (lr, batch size) or the primary law (tau)
+    center   the geometric mean of the laws (lr, batch size) or the primary law (tau); each lr
+             law's eta_opt is first carried from its own B_opt to the batch center (Adam's
+             square-root rule), since the laws fit the two together
     sigma    max(floor, RMS of log10(law output / center)); the floor is wider (0.3 dex) when a
-             law is extrapolated than when all are inside their fitted range (0.2 dex)
+             law is extrapolated than when all are inside their fitted range (0.2 dex), and
+             wider still (0.5 dex) for tau when Power Lines' unverified law is extrapolated
     range    center * 10^(+-2 sigma), widened to include every law's output, then clipped to the
              sane bounds below
 
@@ -52,6 +55,10 @@ FLOOR_LOG10 = 0.2
 """Smallest sigma (log10 units) of a log prior whose laws are all inside their fitted range."""
 FLOOR_LOG10_EXTRAPOLATED = 0.3
 """Smallest sigma (log10 units) when any contributing law is extrapolated."""
+FLOOR_LOG10_UNVERIFIED = 0.5
+"""Smallest sigma (log10 units) of a prior centered on a law with unverified constants ([S]/[?]:
+Power Lines' tau_opt) evaluated outside its fitted range. On a 2-layer byte model the best tau
+found lay 1.5 dex above that law's center (benchmarks/results): a 0.3 floor was overconfident."""
 FLOOR_LOG10_FITTED = 0.1
 """Smallest sigma (log10 units) of a prior taken from laws fitted to the user's studies."""
 PRACTICE_WEIGHT_DECAY = 0.1
@@ -261,8 +268,21 @@ def _fitted_sigma(pred: Prediction) -> float:
     return max(FLOOR_LOG10_FITTED, math.log10(pred.high / pred.low) / (2.0 * z))
 
 
+def _at_batch(lr: float, law_batch: float, batch: float) -> float:
+    """Peak LR optimal at ``law_batch`` carried to ``batch`` by Adam's square-root rule.
+
+    eta ~ sqrt(B) for Adam below the critical batch size (Malladi et al. 2022, "On the SDEs and
+    scaling rules for adaptive gradient algorithms", arXiv 2205.10287 [S]). Both batches in the
+    same unit. The laws fit eta_opt and B_opt together; a prior whose batch center differs from a
+    law's B_opt (the at-least-200-steps clip of short trials, powers of two) moves that law's
+    eta_opt with it instead of pairing it with a batch it was never optimal for.
+    """
+    return lr * math.sqrt(batch / law_batch)
+
+
 def _lr_prior(
-    n: int, tokens: float, compute: float, fitted: FittedLaws | None, scale: float
+    n: int, tokens: float, compute: float, fitted: FittedLaws | None, scale: float,
+    batch_seqs: float, block_size: int,
 ) -> Prior:
     unit = "peak LR"
     if fitted is not None:
@@ -272,17 +292,24 @@ def _lr_prior(
             "lr", pred.value, [src], LR_BOUNDS, unit, FLOOR_LOG10_FITTED,
             sigma=_fitted_sigma(pred), center_margin=2.0,
         )
+    # Each law's eta_opt holds at that law's own B_opt: carry it to the prior's batch center.
+    deepseek_batch = laws.batch_tokens_to_seqs(laws.deepseek_batch_opt_tokens(compute), block_size)
+    steplaw_batch = laws.batch_tokens_to_seqs(laws.steplaw_batch_opt_tokens(tokens), block_size)
+    deepseek, steplaw = laws.deepseek_lr_opt(compute), laws.steplaw_lr_opt(n, tokens)
+    rule = f"x sqrt(B ratio) to the batch center {batch_seqs:.0f} (Adam square-root rule)"
     sources = [
         Source(
             "DeepSeek eta_opt(C)", "DeepSeek LLM, arXiv 2401.02954",
-            laws.deepseek_lr_opt(compute), unit,
-            note=f"C = M*D = {compute:.3g} FLOPs; fitted 1e17..2e19",
+            _at_batch(deepseek, deepseek_batch, batch_seqs), unit,
+            note=f"C = M*D = {compute:.3g} FLOPs; fitted 1e17..2e19; {deepseek:.3g} at its B_opt "
+            f"{deepseek_batch:.3g} seqs, {rule}",
             extrapolated=laws.outside(compute, laws.DEEPSEEK_COMPUTE_RANGE_FLOPS),
         ),
         Source(
             "Step Law eta_opt(N, D)", "Step Law, arXiv 2503.04715",
-            laws.steplaw_lr_opt(n, tokens), unit,
-            note=f"N = {n:.3g} non-embedding, D = {tokens:.3g}; fitted N 2.1e8-1.07e9, D 4e9-1e11",
+            _at_batch(steplaw, steplaw_batch, batch_seqs), unit,
+            note=f"N = {n:.3g} non-embedding, D = {tokens:.3g}; fitted N 2.1e8-1.07e9, D 4e9-1e11; "
+            f"{steplaw:.3g} at its B_opt {steplaw_batch:.3g} seqs, {rule}",
             extrapolated=laws.outside(n, laws.STEPLAW_PARAMS_RANGE)
             or laws.outside(tokens, laws.STEPLAW_TOKENS_RANGE),
         ),
@@ -407,9 +434,8 @@ def _tau_prior(
             "steps; spread only)",
         )
     )
-    return _log_prior(
-        "tau", sources[0].value, sources, TAU_BOUNDS, unit, _floor(sources), center_margin=2.0
-    )
+    floor = FLOOR_LOG10_UNVERIFIED if pl_extrapolated else _floor(sources)
+    return _log_prior("tau", sources[0].value, sources, TAU_BOUNDS, unit, floor, center_margin=2.0)
 
 
 def _weight_decay_prior(
@@ -511,8 +537,8 @@ def priors_for(
     compute = laws.deepseek_compute_flops(model.n_layer, model.n_embd, model.block_size, tokens)
     scale = n if fitted is None else fitted.scale_of(n, tokens)
 
-    lr = _lr_prior(n, tokens, compute, fitted, scale)
     batch = _batch_prior(model, n_total, tokens, compute, fitted, scale)
+    lr = _lr_prior(n, tokens, compute, fitted, scale, batch.center, model.block_size)
     steps = laws.steps_from_tokens(tokens, batch.center, model.block_size)
     tau = _tau_prior(
         n, n_total, tokens, unique_tokens, batch.center * model.block_size, lr.center, fitted, scale

@@ -14,9 +14,11 @@ import math
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,11 +268,11 @@ def run_study(
             num_cpus=cfg.workers.cpus_per_trial, num_gpus=cfg.workers.gpus_per_trial,
             max_retries=0,
         )
-        # The coordinator lives on the driver's node: on a worker node, losing that node would
-        # cut every running trial off from the driver.
+        # The coordinator lives on the driver's node (a hard affinity: a soft one lets Ray place
+        # it elsewhere): on a worker node, losing that node would cut every trial off.
         here = ray.get_runtime_context().get_node_id()
         coordinator = Coordinator.options(
-            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True)
+            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)
         ).remote()
         progress = StudyProgress(console, cfg, study)
         failures_in_a_row = 0
@@ -278,13 +280,15 @@ def run_study(
             f"study [bold]{cfg.name}[/] on {mask_url(cfg.storage_url)}: {n_finished(study)}/"
             f"{cfg.n_trials} trials finished, up to {slots} at once"
         )
-        with progress:
+        with progress, DeferredInterrupt() as interrupt:
             while n_finished(study) < cfg.n_trials or running:
+                interrupt.check()
                 while (
                     len(running) < slots
                     and n_finished(study) + len(running) < cfg.n_trials
                     and failures_in_a_row < max_consecutive_failures
                 ):
+                    interrupt.check()
                     trial = study.ask()
                     params = suggest(trial, dims)
                     train_cfg, derived = trial_config(cfg, params, fixed, threads)
@@ -315,13 +319,45 @@ def run_study(
                       "again; run the same command to resume[/]")
         raise
     except STORAGE_ERRORS as e:
-        raise _write_failed(cfg, running, f"writing the storage {mask_url(cfg.storage_url)}",
+        raise _write_failed(cfg, running, f"using the storage {mask_url(cfg.storage_url)}",
                             e) from e
     except OSError as e:
         if e.errno not in DISK_ERRNOS:
             raise
         raise _write_failed(cfg, running, "a write", e) from e
     return study
+
+
+class DeferredInterrupt:
+    """Ctrl-C raises KeyboardInterrupt only where ``check()`` is called, between storage writes.
+
+    A KeyboardInterrupt raised in the middle of a write can leave the storage's connection in a
+    transaction that holds SQLite's lock, so that the clean-up that follows cannot write. A
+    second Ctrl-C raises at once. Only the main thread receives signals; elsewhere this does
+    nothing.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
 
 
 def _write_failed(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import time
 from typing import Any
@@ -30,8 +31,23 @@ def engine_kwargs(url: str) -> dict[str, Any]:
     return {"pool_pre_ping": True, "pool_recycle": 1800}
 
 
+def with_driver(url: str) -> str:
+    """A bare postgresql:// URL made to name the PostgreSQL driver that is installed.
+
+    SQLAlchemy 2.0 reads postgresql:// as psycopg2 (what the postgres extra installs), 2.1 as
+    psycopg 3; either may be the one present. A URL that names its driver is kept as it is.
+    """
+    if not url.startswith("postgresql://"):
+        return url
+    for driver in ("psycopg", "psycopg2"):
+        if importlib.util.find_spec(driver) is not None:
+            return f"postgresql+{driver}://" + url.removeprefix("postgresql://")
+    return url
+
+
 def make_storage(url: str, check: bool = False) -> optuna.storages.BaseStorage:
     """An RDB storage for ``url``. ``check=True`` only connects, creating nothing."""
+    url = with_driver(url)
     if check:
         from sqlalchemy import create_engine, text
 

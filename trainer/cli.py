@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from trainer.config import ConfigError, load_train_config
@@ -43,7 +44,7 @@ def summary(result: Result, out_dir: str | None = None) -> str:
         f"{result.grad_norm['n_spikes']} spikes",
     ]
     if out_dir:
-        lines.append(f"run folder      {out_dir}")
+        lines.append(f"run folder      {os.path.normpath(out_dir)}")
     return "\n".join(lines)
 
 

@@ -38,8 +38,9 @@ Report = Callable[[int, float, dict], object]
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
-# Peak dense bf16 FLOP/s of known GPUs, for MFU when SCALETUNE_PEAK_FLOPS is not set.
-CUDA_BF16_PEAK_FLOPS = {"H100": 989e12, "A100": 312e12, "L4": 121e12, "A10G": 70e12}
+# Dense bf16 peak FLOP/s of known GPUs (datasheets), for MFU when SCALETUNE_PEAK_FLOPS is not
+# set; the first name contained in the device name wins.
+CUDA_BF16_PEAK_FLOPS = {"H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12}
 
 
 @dataclass
@@ -450,7 +451,7 @@ def _log(out_dir: Path, record: dict[str, Any]) -> None:
 # Keys that may change between a run and its resume without changing what is computed (the data
 # itself is compared by fingerprint).
 _RUN_OPTIONS = {"progress", "out_dir", "checkpoint_every_tokens", "eval_every_tokens",
-                "num_threads", "compile", "device", "data.cache_dir", "data.path"}
+                "num_threads", "compile", "device", "data.cache_dir", "data.path", "provenance"}
 
 
 def _save_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: torch.nn.Module,
@@ -483,7 +484,8 @@ def _load_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: t
                      grad_stats: GradNormStats) -> _Progress:
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     old, new = _flat(ckpt["config"]), _flat(config.model_dump(mode="json"))
-    changed = sorted(k for k in old.keys() | new.keys() if k not in _RUN_OPTIONS and old.get(k) != new.get(k))
+    changed = sorted(k for k in old.keys() | new.keys()
+                     if not {k, k.split(".")[0]} & _RUN_OPTIONS and old.get(k) != new.get(k))
     if changed:
         raise ValueError(f"resume: {path} was written with a different config; changed: {changed}")
     if ckpt["fingerprint"] != fingerprint:

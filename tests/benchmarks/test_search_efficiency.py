@@ -1,0 +1,46 @@
+"""Smoke test of the search-efficiency benchmark: a tiny model, budget 2, one seed, two strategies."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from benchmarks.search_efficiency import Bench, analyze, load_trials, run_all
+
+pytestmark = pytest.mark.slow
+
+
+def test_tiny_benchmark_respects_budgets_and_writes_the_table(tmp_path, shakespeare):
+    bench = Bench(
+        data=shakespeare, out=tmp_path / "results", budget=2, seeds=1, workers=1,
+        strategies=("random", "scaletune"), n_layer=1, n_head=2, n_embd=32, block_size=32,
+        tokens_per_trial=20_480, val_windows=16,
+    )
+    bench.out.mkdir(parents=True)
+    run_all(bench)
+    analyze(bench, "smoke")
+
+    summary = pd.read_csv(bench.out / "search_efficiency.csv")
+    # One row per (strategy, budget), each averaged over the one seed.
+    assert sorted(zip(summary["strategy"], summary["budget"], strict=True)) == [
+        ("random", 2), ("scaletune", 2)]
+    assert (summary["n_seeds"] == 1).all()
+    assert summary["mean"].notna().all()
+
+    trials = load_trials(bench)
+    for strategy, t in trials.groupby("strategy"):
+        used = t["tokens"].sum()
+        # A study stops asking once it has used its budget: it overshoots by less than one trial.
+        assert bench.budget * bench.tokens_per_trial <= used, strategy
+        assert used < (bench.budget + 1) * bench.tokens_per_trial, strategy
+        assert (t["tokens"] <= bench.tokens_per_trial).all()
+    # scaletune's first trial is the priors' center.
+    first = trials[trials["strategy"] == "scaletune"].iloc[0]
+    assert first["number"] == 0 and first["state"] == "COMPLETE"
+
+    # Re-running the same command resumes: finished studies train nothing more.
+    run_all(bench)
+    assert len(load_trials(bench)) == len(trials)
+    for name in ("search_efficiency.png", "search_efficiency_to_1pct.csv",
+                 "search_efficiency_command.txt"):
+        assert (bench.out / name).is_file()

@@ -1,0 +1,113 @@
+"""A study on a Ray cluster of two nodes on this machine (loopback only): trials spread over
+both nodes, and losing a node mid-study costs only the trial that ran there."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import ray
+from optuna.trial import TrialState
+from ray.cluster_utils import Cluster
+
+from search.config import validate_study
+from search.runner import n_finished, run_study
+from tests.search.helpers import tiny_study
+
+pytestmark = pytest.mark.slow
+
+# Ray replaces 127.0.0.1 by the host's network address; any other loopback address keeps every
+# connection of the cluster on the loopback interface.
+LOOPBACK = "127.0.0.2"
+NODE = {"num_cpus": 1, "object_store_memory": 80 * 1024**2, "node_ip_address": LOOPBACK}
+
+
+@pytest.fixture
+def two_nodes():
+    """A head node and a second node, one CPU each; the study's driver joins by address."""
+    cluster = Cluster(initialize_head=True, head_node_args={**NODE, "include_dashboard": False})
+    second = cluster.add_node(**NODE)
+    cluster.wait_for_nodes()
+    yield cluster, second
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster.shutdown()
+
+
+def trial_nodes(db: Path) -> list[tuple[int, str, str | None]]:
+    """(number, state, worker node id) of every trial, read-only: only the driver writes."""
+    if not db.exists():
+        return []
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            rows = con.execute(
+                "SELECT t.number, t.state, a.value_json FROM trials t LEFT JOIN "
+                "trial_user_attributes a ON a.trial_id = t.trial_id AND a.key = 'worker_node_id' "
+                "ORDER BY t.number"
+            ).fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error:  # tables not created yet, or a write in progress
+        return []
+    return [(n, s, json.loads(v) if v else None) for n, s, v in rows]
+
+
+def test_trials_spread_over_two_nodes_and_survive_losing_one(tmp_path, shakespeare, two_nodes):
+    cluster, second = two_nodes
+    # (The driver joins the cluster on loopback, by the address a study gives.)
+    assert cluster.address.startswith(LOOPBACK + ":")
+    raw = tiny_study(tmp_path, shakespeare, n_trials=4, pruner={"name": "none"},
+                     tokens_per_trial=81_920,
+                     workers={"address": cluster.address, "cpus_per_trial": 1,
+                              "max_concurrent": 2})
+    cfg = validate_study(raw)
+    db = cfg.folder / "study.db"
+    removed: dict = {}
+
+    def remove_second_node():
+        # Once a trial has finished on the second node, remove that node while its next trial
+        # runs.
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            rows = trial_nodes(db)
+            finished_there = [n for n, s, node in rows
+                              if node == second.node_id and s == "COMPLETE"]
+            running_there = [n for n, s, node in rows
+                             if node == second.node_id and s == "RUNNING"]
+            if finished_there and running_there:
+                time.sleep(0.5)
+                cluster.remove_node(second)
+                removed["number"] = running_there[0]
+                return
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=remove_second_node, daemon=True)
+    watcher.start()
+    run_study(cfg)
+    watcher.join(timeout=5)
+    # (The node was removed while one of its trials ran.)
+    assert removed, "the second node never ran two trials"
+
+    study = optuna.load_study(study_name=cfg.name, storage=cfg.storage_url)
+    nodes = {t.user_attrs.get("worker_node_id") for t in study.trials}
+    # Trials ran on both nodes.
+    assert nodes == {cluster.head_node.node_id, second.node_id}
+    victim = study.trials[removed["number"]]
+    # The trial on the lost node is FAIL, with the reason, and its params ran again elsewhere.
+    assert victim.state == TrialState.FAIL
+    assert victim.user_attrs["fail_reason"].startswith("worker died: ")
+    assert victim.user_attrs["retried"] is True
+    reruns = [t for t in study.trials if t.user_attrs.get("retry_of") == victim.number]
+    assert len(reruns) == 1 and reruns[0].params == victim.params
+    assert reruns[0].state == TrialState.COMPLETE
+    assert reruns[0].user_attrs["worker_node_id"] == cluster.head_node.node_id
+    # The study completes with n_trials finished trials and nothing left RUNNING.
+    assert n_finished(study) == cfg.n_trials
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == cfg.n_trials
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]

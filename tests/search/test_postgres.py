@@ -1,0 +1,135 @@
+"""Studies on a real PostgreSQL server on 127.0.0.1 (tests/run.sh starts one with
+tests/postgres.sh and exports SCALETUNE_TEST_POSTGRES_URL)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
+
+from search.runner import n_finished
+from search.storage import make_storage, mask_url
+from tests.search.helpers import tiny_study, write_study
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> str:
+    url = os.environ.get("SCALETUNE_TEST_POSTGRES_URL")
+    if url:
+        return url
+    why = ("no PostgreSQL server: SCALETUNE_TEST_POSTGRES_URL is not set (tests/run.sh sets it "
+           "with tests/postgres.sh when the postgresql package is installed)")
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true: the PostgreSQL tests must run, but {why}", pytrace=False)
+    pytest.skip(why)
+
+
+def connect(url: str):
+    import psycopg2
+
+    con = psycopg2.connect(url)
+    con.autocommit = True
+    return con
+
+
+def flat(text: str) -> str:
+    """Output with the console's line wrapping undone."""
+    return " ".join(text.split())
+
+
+def study_states(cur, name: str) -> list[str]:
+    cur.execute("SELECT t.state FROM trials t JOIN studies s ON s.study_id = t.study_id "
+                "WHERE s.study_name = %s", (name,))
+    return [str(row[0]) for row in cur.fetchall()]
+
+
+def pg_study(tmp_path: Path, shakespeare: Path, url: str, **overrides) -> dict:
+    # A new name per test: the database outlives the tests of a session.
+    return tiny_study(tmp_path, shakespeare, name=f"pg-{uuid.uuid4().hex[:10]}", storage=url,
+                      **overrides)
+
+
+def test_study_runs_on_postgresql_and_never_shows_the_password(tmp_path, shakespeare, pg_url):
+    password = make_url(pg_url).password
+    raw = pg_study(tmp_path, shakespeare, pg_url, n_trials=3)
+    done = subprocess.run([sys.executable, "-m", "search.cli", "run",
+                           str(write_study(tmp_path, raw))],
+                          cwd=REPO, capture_output=True, text=True, timeout=400)
+    out = done.stdout + done.stderr
+    safe = out.replace(password, "<password>")
+    assert done.returncode == 0, safe
+    # The run's output names the storage, with the password masked, and never the password.
+    assert mask_url(pg_url) in flat(out), safe
+    assert password not in out
+
+    study = optuna.load_study(study_name=raw["name"], storage=make_storage(pg_url))
+    # The study ran end to end on the server: n_trials finished, learning curves stored.
+    assert n_finished(study) == 3
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    assert all(t.intermediate_values for t in study.trials if t.state in
+               (TrialState.COMPLETE, TrialState.PRUNED))
+    with connect(pg_url) as con, con.cursor() as cur:
+        assert len(study_states(cur, raw["name"])) == len(study.trials)
+    # The study's attrs record the storage masked; no attr of the study or of a trial holds
+    # the password.
+    assert study.user_attrs["config"]["storage"] == mask_url(pg_url)
+    assert password not in json.dumps(study.user_attrs, default=str)
+    for t in study.trials:
+        assert password not in json.dumps([t.user_attrs, t.system_attrs], default=str)
+
+
+def test_study_survives_its_server_connections_being_dropped(tmp_path, shakespeare, pg_url):
+    raw = pg_study(tmp_path, shakespeare, pg_url, n_trials=3, pruner={"name": "none"},
+                   tokens_per_trial=81_920)
+    password = make_url(pg_url).password
+    log = tmp_path / "run.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "search.cli", "run",
+                                 str(write_study(tmp_path, raw))],
+                                cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    dropped_mid_study = 0
+    try:
+        with connect(pg_url) as con, con.cursor() as cur:
+            deadline = time.time() + 400
+            while proc.poll() is None and time.time() < deadline:
+                time.sleep(0.7)
+                states = study_states(cur, raw["name"])
+                if "RUNNING" not in states or dropped_mid_study >= 4:
+                    continue
+                # What a server restart, a proxy or a firewall does to connections left idle
+                # during a long trial: the server side of each is ended. Only idle ones: a
+                # connection in the middle of a query fails that query, which is another fault.
+                cur.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                    "current_database() AND usename = current_user AND pid <> pg_backend_pid() "
+                    "AND state = 'idle'")
+                dropped_mid_study += sum(bool(row[0]) for row in cur.fetchall())
+        code = proc.wait(timeout=max(1.0, deadline - time.time()))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text().replace(password, "<password>")
+    # The driver's connections were dropped while trials ran ...
+    assert dropped_mid_study >= 2, text
+    # ... and the study still finished: each dropped connection was noticed when next taken
+    # from the pool (pool_pre_ping) and replaced.
+    assert code == 0, text
+    study = optuna.load_study(study_name=raw["name"], storage=make_storage(pg_url))
+    assert n_finished(study) == 3
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 3
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
