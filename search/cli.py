@@ -72,6 +72,10 @@ def cmd_dashboard(args: argparse.Namespace, console: Console) -> int:
 def cmd_train(args: argparse.Namespace, console: Console) -> int:
     from trainer.cli import train_main
 
+    if args.nproc_per_node > 1:
+        from trainer.cli import launch
+
+        return launch(args.config, args.nproc_per_node, resume=args.resume)
     return train_main(args.config, resume=args.resume)
 
 
@@ -155,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="one training run from a training YAML")
     p.add_argument("config", help="training YAML (see trainer/config.py)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
+                   help="data-parallel processes on this machine (torchrun DDP; one per GPU)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("fit", help="fit lr, tau and batch-size laws to finished studies")

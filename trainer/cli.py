@@ -25,8 +25,22 @@ def train_main(path: str, resume: bool = False) -> int:
     except DataError as e:
         print(f"{path}: {e}", file=sys.stderr)
         return 2
-    print(summary(result, config.out_dir))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(summary(result, config.out_dir))
     return 1 if result.status == "diverged" else 0
+
+
+def launch(path: str, nproc: int, resume: bool = False) -> int:
+    """Data-parallel training on ``nproc`` processes of this machine through torchrun (DDP).
+
+    One process per GPU on a GPU machine; gloo processes on a CPU. torchrun handles rendezvous
+    and restarts; every rank runs ``train_main``.
+    """
+    import subprocess
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc-per-node={nproc}", "-m", "trainer.cli", path]
+    return subprocess.run(cmd + (["--resume"] if resume else [])).returncode
 
 
 def summary(result: Result, out_dir: str | None = None) -> str:
@@ -53,4 +67,9 @@ if __name__ == "__main__":
     parser.add_argument("config", help="a TrainConfig YAML file")
     parser.add_argument("--resume", action="store_true", help="continue from out_dir's checkpoint")
     args = parser.parse_args()
-    sys.exit(train_main(args.config, resume=args.resume))
+    code = train_main(args.config, resume=args.resume)
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    sys.exit(code)

@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from trainer.config import TrainConfig
@@ -134,17 +136,22 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
     caught: the caller decides what a run that does not fit means.
     """
     wall_start = time.perf_counter()
-    torch.set_num_threads(config.num_threads or len(os.sched_getaffinity(0)))
-    device = _device(config.device)
+    rank, world = _distributed(config.device)
+    cores = len(os.sched_getaffinity(0))
+    torch.set_num_threads(config.num_threads or max(1, cores // _local_world(world)))
+    device = _device(config.device, world)
     dtype = _dtype(config.dtype, device)
     if device.type == "cpu":
         _keep_freed_memory()
     out_dir = Path(config.out_dir) if config.out_dir else None
+    lead = rank == 0  # the one process that reports, logs and writes checkpoints
     if resume and out_dir is None:
         raise ValueError("resume needs out_dir: the checkpoint lives there")
 
     block_size, batch_size = config.model.block_size, config.batch_size
     micro = config.micro_batch_size or batch_size
+    local = _local_batch(batch_size, micro, world)
+    micro = min(micro, local)
     tokens_per_step = config.tokens_per_step
     total_steps = math.ceil(config.tokens / tokens_per_step)
     eval_every = config.eval_every_tokens or math.ceil(config.tokens / 10)
@@ -166,7 +173,7 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
     if resumed:
         progress = _load_checkpoint(ckpt_path, config, data.fingerprint, model, optimizers,
                                     data_rng, grad_stats)
-    if out_dir:
+    if out_dir and lead:
         out_dir.mkdir(parents=True, exist_ok=True)
         _log(out_dir, {"event": "start", "resumed_at_step": progress.step if resumed else None,
                        **run_metadata(config, device, dtype), "data": data.fingerprint})
@@ -174,9 +181,12 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
         return _result(progress, grad_stats, tokens_per_step, fpt, device, dtype, 0.0)
     progress.status, progress.reason = "running", ""  # a stopped run may be resumed
 
-    compiled = torch.compile(model) if config.compile else model
-    bar = tqdm(total=total_steps, initial=progress.step, unit="step", disable=not config.progress,
-               dynamic_ncols=True, file=sys.stderr)
+    # Data parallel: every rank draws the same global batch and trains on its own slice of it;
+    # DDP averages the gradients, so the step is the single-process step on the whole batch.
+    wrapped = DistributedDataParallel(model) if world > 1 else model
+    compiled = torch.compile(wrapped) if config.compile else wrapped
+    bar = tqdm(total=total_steps, initial=progress.step, unit="step",
+               disable=not (config.progress and lead), dynamic_ncols=True, file=sys.stderr)
 
     def settle(record: tuple[int, torch.Tensor, torch.Tensor]) -> str | None:
         """Read a finished step's loss and gradient norm: the reason to stop if it diverged."""
@@ -203,8 +213,12 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
             lr_mult = lr_at(step, total_steps, config.optim)
             set_lr(optimizers, lr_mult)
             x, y = sample_batch(data.train, batch_size, block_size, data_rng)
+            x, y = x[rank * local:(rank + 1) * local], y[rank * local:(rank + 1) * local]
             loss, norm = train_step(compiled, optimizers, x, y, micro, config.optim.grad_clip,
                                     config.optim.label_smoothing, autocast, device)
+            if world > 1:  # the batch's loss is the mean of the ranks' losses
+                dist.all_reduce(loss)
+                loss = loss / world
             progress.step = step + 1
             tokens = progress.step * tokens_per_step
             timed_tokens += tokens_per_step
@@ -242,21 +256,21 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
                 metrics = {**entry, "train_time_s": progress.train_time_s,
                            "tokens_per_s": progress.timed_tokens / max(progress.train_time_s, 1e-9),
                            "target_tokens": config.tokens if final else tokens // eval_every * eval_every}
-                if out_dir:
+                if out_dir and lead:
                     _log(out_dir, {"event": "eval", **metrics})
                 if not math.isfinite(val_loss):
                     progress.status = "diverged"
                     progress.reason = f"non-finite validation loss at step {progress.step} (tokens {tokens})"
                     break
                 progress.best_val_loss = min(val_loss, progress.best_val_loss or math.inf)
-                answer = report(tokens, val_loss, metrics) if report else None
-                if (answer == "stop" or answer is False) and not final:
+                answer = report(tokens, val_loss, metrics) if report and lead else None
+                if _agree(answer == "stop" or answer is False, world) and not final:
                     progress.status = "stopped"
                     progress.reason = f"stopped by report at step {progress.step} (tokens {tokens})"
                     do_ckpt = ckpt_path is not None  # so that the run can be resumed
             if final and progress.status == "running":
                 progress.status, progress.reason = "completed", f"trained {tokens} tokens"
-            if do_ckpt:
+            if do_ckpt and lead:
                 _save_checkpoint(ckpt_path, config, data.fingerprint, model, optimizers, data_rng,
                                  grad_stats, progress, wall_start)
             if progress.status != "running":
@@ -267,7 +281,7 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
 
     result = _result(progress, grad_stats, tokens_per_step, fpt, device, dtype,
                      time.perf_counter() - wall_start)
-    if out_dir:
+    if out_dir and lead:
         _log(out_dir, {"event": "end", **{k: v for k, v in result.as_dict().items() if k != "history"}})
     return result
 
@@ -333,10 +347,51 @@ def _crossed(tokens: int, tokens_per_step: int, every: int) -> bool:
     return tokens // every > (tokens - tokens_per_step) // every
 
 
-def _device(name: str) -> torch.device:
+def _device(name: str, world: int = 1) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and world > 1:  # one GPU per process of a torchrun launch
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
     return torch.device(name)
+
+
+# ---- data parallel (torchrun) ------------------------------------------------------------------
+
+
+def _distributed(device_name: str) -> tuple[int, int]:
+    """(rank, world size): from torchrun's environment, joining its process group; else (0, 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    if not dist.is_initialized():
+        cuda = torch.cuda.is_available() and device_name in ("auto", "cuda")
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _local_world(world: int) -> int:
+    return int(os.environ.get("LOCAL_WORLD_SIZE", world))
+
+
+def _local_batch(batch_size: int, micro: int, world: int) -> int:
+    """Sequences per rank; the global batch must split evenly into micro-batches on every rank."""
+    if batch_size % world or (batch_size // world) % min(micro, batch_size // world):
+        raise ValueError(
+            f"batch_size={batch_size} must split into {world} equal parts that are multiples of "
+            f"micro_batch_size={micro}"
+        )
+    return batch_size // world
+
+
+def _agree(flag: bool, world: int) -> bool:
+    """Rank 0's decision, on every rank (the report callback runs on rank 0 only)."""
+    if world == 1:
+        return flag
+    t = torch.tensor([int(flag)])
+    dist.broadcast(t, src=0)
+    return bool(t.item())
 
 
 def _dtype(name: str, device: torch.device) -> torch.dtype:
