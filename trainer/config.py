@@ -180,6 +180,9 @@ class TrainConfig(_Strict):
     """Write an atomic checkpoint this often (needs out_dir); None writes only the final one."""
     progress: bool = True
     """Show a progress bar with loss and tokens/s."""
+    tensorboard: bool = False
+    """Also write every evaluation as TensorBoard scalars into out_dir/tensorboard (needs out_dir
+    and the tensorboard package)."""
     provenance: dict[str, Any] | None = None
     """Where this config came from (study, trial, transfer rules); not used by training."""
 

@@ -185,6 +185,11 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
     # DDP averages the gradients, so the step is the single-process step on the whole batch.
     wrapped = DistributedDataParallel(model) if world > 1 else model
     compiled = torch.compile(wrapped) if config.compile else wrapped
+    board = None
+    if config.tensorboard and out_dir and lead:
+        from torch.utils.tensorboard import SummaryWriter  # optional dependency
+
+        board = SummaryWriter(str(out_dir / "tensorboard"))  # x axis: tokens seen
     bar = tqdm(total=total_steps, initial=progress.step, unit="step",
                disable=not (config.progress and lead), dynamic_ncols=True, file=sys.stderr)
 
@@ -258,6 +263,10 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
                            "target_tokens": config.tokens if final else tokens // eval_every * eval_every}
                 if out_dir and lead:
                     _log(out_dir, {"event": "eval", **metrics})
+                if board is not None:
+                    for key in ("val_loss", "train_loss", "lr", "grad_norm", "tokens_per_s"):
+                        board.add_scalar(key, metrics[key], tokens)
+                    board.flush()
                 if not math.isfinite(val_loss):
                     progress.status = "diverged"
                     progress.reason = f"non-finite validation loss at step {progress.step} (tokens {tokens})"
@@ -278,6 +287,8 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
             timed_from, timed_tokens = time.perf_counter(), 0
     finally:
         bar.close()
+        if board is not None:
+            board.close()
 
     result = _result(progress, grad_stats, tokens_per_step, fpt, device, dtype,
                      time.perf_counter() - wall_start)
@@ -505,7 +516,7 @@ def _log(out_dir: Path, record: dict[str, Any]) -> None:
 
 # Keys that may change between a run and its resume without changing what is computed (the data
 # itself is compared by fingerprint).
-_RUN_OPTIONS = {"progress", "out_dir", "checkpoint_every_tokens", "eval_every_tokens",
+_RUN_OPTIONS = {"progress", "tensorboard", "out_dir", "checkpoint_every_tokens", "eval_every_tokens",
                 "num_threads", "compile", "device", "data.cache_dir", "data.path", "provenance"}
 
 

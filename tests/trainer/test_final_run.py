@@ -1,4 +1,5 @@
-"""Data-parallel training (torchrun, gloo on the CPU) matches single-process training."""
+"""What a long final run needs: data parallel (torchrun, gloo on the CPU) that matches one
+process, and TensorBoard scalars."""
 
 from __future__ import annotations
 
@@ -63,3 +64,19 @@ def test_two_process_data_parallel_matches_one_process(tmp_path, shakespeare):
     events = [json.loads(ln)["event"] for ln in (tmp_path / "ddp" / "metrics.jsonl").read_text()
               .splitlines()]
     assert events.count("start") == 1 and events.count("end") == 1
+
+
+def test_tensorboard_scalars_are_written_per_evaluation(tmp_path, shakespeare):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from trainer.config import load_train_config
+    from trainer.loop import train
+
+    path = _config(tmp_path, shakespeare, "board")
+    cfg = load_train_config(path).model_copy(update={"tensorboard": True})
+    train(cfg)
+    acc = EventAccumulator(str(tmp_path / "board" / "tensorboard"))
+    acc.Reload()
+    steps = [e.step for e in acc.Scalars("val_loss")]
+    # One val_loss point per evaluation, keyed by tokens seen.
+    assert steps == [1024, 2048, 3072]
