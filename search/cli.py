@@ -39,10 +39,17 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     from search.config import load_study
+    from trainer.config import load_train_config, load_yaml
 
     status = 0
     for path in args.studies:
         try:
+            raw = load_yaml(path)
+            # A training config (for `scaletune train`) has a token budget and no trials.
+            if "tokens" in raw and not {"n_trials", "tokens_per_trial"} & raw.keys():
+                load_train_config(path)
+                console.print(f"{path}: ok (training config)", highlight=False)
+                continue
             load_study(path)
             console.print(f"{path}: ok", highlight=False)
         except ConfigError as e:
@@ -141,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study", help="study YAML")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("validate", help="check study files; every error at once")
+    p = sub.add_parser("validate", help="check study (or training) files; every error at once")
     p.add_argument("studies", nargs="+", help="study YAML files")
     p.set_defaults(func=cmd_validate)
 
