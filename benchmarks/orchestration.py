@@ -9,6 +9,7 @@ fresh each time. Reported per worker count:
     overhead           study wall - ideal, and as a fraction of the study wall
     trainer share      sum of (trial wall - train time) / workers: data, model set-up, evaluation
     orchestration      study wall - sum of trial walls / workers: Ray, scheduling, storage, driver
+    Ray start-up       the part of orchestration spent in ray.init (timed on its own)
 
     python -m benchmarks.orchestration [--trials 6] [--workers 1,2] [--out benchmarks/results]
 """
@@ -32,7 +33,7 @@ def measure(bench: Bench, workers: int, n_trials: int) -> dict[str, float]:
     from optuna.trial import TrialState
     from rich.console import Console
 
-    from search.runner import run_study
+    from search.runner import init_ray, run_study
 
     base = study_config(bench, "scaletune_no_pruning", seed=0)
     folder = bench.out / "orchestration" / f"workers-{workers}"
@@ -44,6 +45,8 @@ def measure(bench: Bench, workers: int, n_trials: int) -> dict[str, float]:
     })
     console = Console(quiet=True)
     start = time.perf_counter()
+    init_ray(cfg)  # what run_study does first; timed on its own as well
+    ray_start = time.perf_counter() - start
     study = run_study(cfg, console=console)
     wall = time.perf_counter() - start
     ray.shutdown()
@@ -57,7 +60,7 @@ def measure(bench: Bench, workers: int, n_trials: int) -> dict[str, float]:
         "sum_train_time_s": train, "sum_trial_wall_s": trial_wall, "ideal_s": ideal,
         "overhead_s": wall - ideal, "overhead_frac": (wall - ideal) / wall,
         "trainer_share_s": (trial_wall - train) / workers,
-        "orchestration_s": wall - trial_wall / workers,
+        "orchestration_s": wall - trial_wall / workers, "ray_start_s": ray_start,
     }
 
 
@@ -83,7 +86,8 @@ def main(argv: list[str] | None = None) -> None:
               f"ideal {row['ideal_s']:.1f} s (train time / workers), overhead "
               f"{row['overhead_s']:.1f} s = {row['overhead_frac']:.0%} of the wall "
               f"(trainer set-up and evaluation {row['trainer_share_s']:.1f} s, orchestration "
-              f"{row['orchestration_s']:.1f} s)", flush=True)
+              f"{row['orchestration_s']:.1f} s, of which Ray start-up {row['ray_start_s']:.1f} s)",
+              flush=True)
     pd.DataFrame(rows).to_csv(args.out / "orchestration.csv", index=False)
     command = "python -m benchmarks.orchestration " + " ".join(
         sys.argv[1:] if argv is None else argv)

@@ -249,12 +249,13 @@ def run_study(
     try:
         storage = make_storage(cfg.storage_url)
         dims, fixed = build_space(cfg, priors)
-        sampler = make_sampler(cfg, {d.name: d.prior for d in dims if d.prior is not None})
         study = optuna.create_study(
-            study_name=cfg.name, storage=storage, sampler=sampler, pruner=make_pruner(cfg),
+            study_name=cfg.name, storage=storage, pruner=make_pruner(cfg),
             direction="minimize", load_if_exists=True,
         )
         _check_or_record(study, cfg, priors, data)
+        study.sampler = make_sampler(cfg, {d.name: d.prior for d in dims if d.prior is not None},
+                                     n_existing=len(study.get_trials(deepcopy=False)))
 
         recovered = recover(study, cfg.max_retries)
         if recovered:

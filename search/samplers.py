@@ -142,26 +142,31 @@ def draw_from_prior(prior: Prior, dist: BaseDistribution, rng: np.random.Generat
     raise TypeError(f"cannot draw {dist!r} from a prior")
 
 
-def make_sampler(cfg: StudyConfig, priors: dict[str, Prior]) -> BaseSampler:
-    """The study's sampler, wrapped by PriorSampler unless ``seeding: none``."""
+def make_sampler(cfg: StudyConfig, priors: dict[str, Prior], n_existing: int = 0) -> BaseSampler:
+    """The study's sampler, wrapped by PriorSampler unless ``seeding: none``.
+
+    ``n_existing`` trials already in the storage shift the seed, so that a resumed study does
+    not draw its first trials again.
+    """
     s = cfg.sampler
     n = s.n_startup_trials
+    seed = cfg.seed + 1000 * n_existing
     if s.name == "tpe":
         base: BaseSampler = optuna.samplers.TPESampler(
             n_startup_trials=n,
             multivariate=s.multivariate,
             constant_liar=s.constant_liar,
-            seed=cfg.seed,
+            seed=seed,
         )
     elif s.name == "random":
-        base = optuna.samplers.RandomSampler(seed=cfg.seed)
+        base = optuna.samplers.RandomSampler(seed=seed)
     elif s.name == "gp":
-        base = optuna.samplers.GPSampler(n_startup_trials=n, seed=cfg.seed)
+        base = optuna.samplers.GPSampler(n_startup_trials=n, seed=seed)
     else:
-        base = optuna.samplers.CmaEsSampler(n_startup_trials=n, seed=cfg.seed)
+        base = optuna.samplers.CmaEsSampler(n_startup_trials=n, seed=seed)
     if cfg.seeding == "none" or s.name == "random":
         return base
-    return PriorSampler(base, priors, n_startup_trials=n, seed=cfg.seed + 1)
+    return PriorSampler(base, priors, n_startup_trials=n, seed=seed + 1)
 
 
 def make_pruner(cfg: StudyConfig, p: Any = None) -> optuna.pruners.BasePruner:

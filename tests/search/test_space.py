@@ -183,3 +183,15 @@ def test_suggest_uses_every_distribution_kind():
     params = suggest(study.ask(), dims)
     assert isinstance(params["model.n_layer"], int) and 1 <= params["model.n_layer"] <= 3
     assert params["batch_size"] in (8, 16, 32, 64)
+
+
+def test_a_resumed_study_does_not_draw_its_first_trials_again():
+    cfg = study_cfg(seeding="none", sampler={"name": "random"})
+
+    def first_lr(n_existing):
+        study = optuna.create_study(sampler=make_sampler(cfg, {}, n_existing=n_existing))
+        return study.ask().suggest_float("lr", 1e-5, 1e-1, log=True)
+
+    # The same storage state gives the same draw; more trials in it give a new seed.
+    assert first_lr(0) == first_lr(0)
+    assert first_lr(3) != first_lr(0)
