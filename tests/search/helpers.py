@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +43,26 @@ def write_study(tmp: Path, study: dict[str, Any], name: str = "study.yaml") -> P
     path = tmp / name
     path.write_text(yaml.safe_dump(study, sort_keys=False))
     return path
+
+
+def trial_attr_rows(db: Path, key: str) -> list[tuple[int, str, object]]:
+    """(number, state, user attr ``key``) of every trial in a SQLite study, read-only.
+
+    For watching a study another process runs: only its driver writes, and a reader that opened
+    the storage through Optuna could race it creating the tables."""
+    if not db.exists():
+        return []
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            rows = con.execute(
+                "SELECT t.number, t.state, a.value_json FROM trials t LEFT JOIN "
+                "trial_user_attributes a ON a.trial_id = t.trial_id AND a.key = ? "
+                "ORDER BY t.number",
+                (key,),
+            ).fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error:  # tables not created yet, or a write in progress
+        return []
+    return [(n, s, json.loads(v) if v else None) for n, s, v in rows]

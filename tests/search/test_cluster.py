@@ -3,8 +3,6 @@ both nodes, and losing a node mid-study costs only the trial that ran there."""
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -17,7 +15,7 @@ from ray.cluster_utils import Cluster
 
 from search.config import validate_study
 from search.runner import n_finished, run_study
-from tests.search.helpers import tiny_study
+from tests.search.helpers import tiny_study, trial_attr_rows
 
 pytestmark = pytest.mark.slow
 
@@ -40,22 +38,8 @@ def two_nodes():
 
 
 def trial_nodes(db: Path) -> list[tuple[int, str, str | None]]:
-    """(number, state, worker node id) of every trial, read-only: only the driver writes."""
-    if not db.exists():
-        return []
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        try:
-            rows = con.execute(
-                "SELECT t.number, t.state, a.value_json FROM trials t LEFT JOIN "
-                "trial_user_attributes a ON a.trial_id = t.trial_id AND a.key = 'worker_node_id' "
-                "ORDER BY t.number"
-            ).fetchall()
-        finally:
-            con.close()
-    except sqlite3.Error:  # tables not created yet, or a write in progress
-        return []
-    return [(n, s, json.loads(v) if v else None) for n, s, v in rows]
+    """(number, state, worker node id) of every trial."""
+    return trial_attr_rows(db, "worker_node_id")
 
 
 def test_trials_spread_over_two_nodes_and_survive_losing_one(tmp_path, shakespeare, two_nodes):

@@ -23,7 +23,7 @@ import search.runner
 from search.cli import main
 from search.config import validate_study
 from search.runner import n_finished, run_study
-from tests.search.helpers import tiny_study, write_study
+from tests.search.helpers import tiny_study, trial_attr_rows, write_study
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -74,21 +74,8 @@ def load(cfg) -> optuna.Study:
 
 
 def trial_rows(db: Path) -> list[tuple[int, str, int | None]]:
-    """(number, state, worker pid) of every trial, read-only: only the driver writes."""
-    if not db.exists():
-        return []
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        try:
-            return con.execute(
-                "SELECT t.number, t.state, a.value_json FROM trials t LEFT JOIN "
-                "trial_user_attributes a ON a.trial_id = t.trial_id AND a.key = 'worker_pid' "
-                "ORDER BY t.number"
-            ).fetchall()
-        finally:
-            con.close()
-    except sqlite3.Error:  # tables not created yet, or a write in progress
-        return []
+    """(number, state, worker pid) of every trial."""
+    return trial_attr_rows(db, "worker_pid")
 
 
 def wait_for(predicate, what: str, proc: subprocess.Popen, log: Path, timeout: float = 240):
