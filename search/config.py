@@ -206,7 +206,6 @@ PrunerConfig = Annotated[
     Field(discriminator="name"),
 ]
 
-PRUNER_NAMES = ("median", "percentile", "successive_halving", "hyperband", "wilcoxon", "patient", "none")
 
 
 # --------------------------------------------------------------------------- the rest

@@ -19,8 +19,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +71,6 @@ class Running:
     trial: optuna.Trial
     ref: Any
     params: dict[str, Any]
-    started: float = field(default_factory=time.time)
     last_step: int = -1
 
 
@@ -282,11 +280,12 @@ def run_study(
             f"{cfg.n_trials} trials finished, up to {slots} at once"
         )
         with progress, DeferredInterrupt() as interrupt:
-            while n_finished(study) < cfg.n_trials or running:
+            finished = n_finished(study)
+            while finished < cfg.n_trials or running:
                 interrupt.check()
                 while (
                     len(running) < slots
-                    and n_finished(study) + len(running) < cfg.n_trials
+                    and finished + len(running) < cfg.n_trials
                     and failures_in_a_row < max_consecutive_failures
                 ):
                     interrupt.check()
@@ -300,13 +299,15 @@ def run_study(
                     progress.started(trial.number, params)
                 if not running:
                     break
-                _answer_reports(study, coordinator, running, progress)
+                _answer_reports(study, coordinator, running, progress, cfg.eval_interval)
                 done, _ = ray.wait([r.ref for r in running.values()], num_returns=1, timeout=0.2)
                 for ref in done:
                     number = next(n for n, r in running.items() if r.ref == ref)
-                    _answer_reports(study, coordinator, running, progress)
+                    _answer_reports(study, coordinator, running, progress, cfg.eval_interval)
                     ok = _finish(study, running.pop(number), ref, cfg, progress)
                     failures_in_a_row = 0 if ok else failures_in_a_row + 1
+                if done:  # a retried failure does not count: ask the storage
+                    finished = n_finished(study)
                 progress.refresh()
             if failures_in_a_row >= max_consecutive_failures:
                 console.print(f"[red]stopped: {failures_in_a_row} trials failed in a row; "
@@ -415,7 +416,8 @@ def _attrs(trial: optuna.Trial) -> dict[str, Any]:
 
 
 def _answer_reports(
-    study: optuna.Study, coordinator: Any, running: dict[int, Running], progress: StudyProgress
+    study: optuna.Study, coordinator: Any, running: dict[int, Running], progress: StudyProgress,
+    every: int,
 ) -> None:
     """Write each report to the study at its token checkpoint and answer with the pruner's call."""
     decisions = []
@@ -431,7 +433,7 @@ def _answer_reports(
                 r.trial.set_user_attr(f"worker_{k}", v)
             continue
         _, _, tokens, value, metrics = msg
-        step = (tokens // study_eval_interval(study)) * study_eval_interval(study)
+        step = tokens // every * every  # the study's token grid: equal tokens, equal steps
         decision = "continue"
         if step > r.last_step and math.isfinite(value):
             r.trial.report(value, step)
@@ -442,11 +444,6 @@ def _answer_reports(
         decisions.append((number, tokens, decision))
     if decisions:
         ray.get(coordinator.answer.remote(decisions))
-
-
-def study_eval_interval(study: optuna.Study) -> int:
-    cfg = study.user_attrs["config"]
-    return int(cfg.get("eval_every_tokens") or max(1, int(cfg["tokens_per_trial"]) // 10))
 
 
 def _finish(
