@@ -483,9 +483,10 @@ def _finish(
         progress.finished(trial.number, "COMPLETE", result["final_val_loss"], None)
         return True
     if status in ("stopped", "diverged"):
-        reason = result.get("reason") or "pruned"
         if status == "diverged":
-            reason = f"diverged: {reason}"
+            reason = f"diverged: {result.get('reason')}"
+        else:  # the trainer stopped because the driver answered "prune"
+            reason = f"{cfg.pruner.name} pruner at {r.last_step:,} tokens"
         trial.set_user_attr("prune_reason", reason)
         study.tell(trial, state=TrialState.PRUNED)
         progress.finished(trial.number, "PRUNED", None, reason)

@@ -83,6 +83,8 @@ def test_study_runs_prunes_and_records(tmp_path, shakespeare, local_ray):
     # The small-lr trial is pruned, before its budget, with the reason recorded.
     assert slow.params["lr"] == pytest.approx(1e-4)
     assert slow.state == TrialState.PRUNED
+    assert slow.user_attrs["prune_reason"] == (
+        f"median pruner at {max(slow.intermediate_values):,} tokens")
     assert max(slow.intermediate_values) < cfg.tokens_per_trial
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(complete) >= 3
