@@ -1,4 +1,4 @@
-"""Smoke test of the search-efficiency benchmark: a tiny model, budget 2, one seed, two strategies."""
+"""Smoke test of the search-efficiency benchmark: a tiny model, budget 2, two seeds, two strategies."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 def test_tiny_benchmark_respects_budgets_and_writes_the_table(tmp_path, shakespeare):
     bench = Bench(
-        data=shakespeare, out=tmp_path / "results", budget=2, seeds=1, workers=1,
+        data=shakespeare, out=tmp_path / "results", budget=2, seeds=2, workers=1,
         strategies=("random", "scaletune"), n_layer=1, n_head=2, n_embd=32, block_size=32,
         tokens_per_trial=20_480, val_windows=16,
     )
@@ -21,22 +21,28 @@ def test_tiny_benchmark_respects_budgets_and_writes_the_table(tmp_path, shakespe
     analyze(bench, "smoke")
 
     summary = pd.read_csv(bench.out / "search_efficiency.csv")
-    # One row per (strategy, budget), each averaged over the one seed.
+    # One row per (strategy, budget), each averaged over the two seeds.
     assert sorted(zip(summary["strategy"], summary["budget"], strict=True)) == [
         ("random", 2), ("scaletune", 2)]
-    assert (summary["n_seeds"] == 1).all()
+    assert (summary["n_seeds"] == 2).all()
     assert summary["mean"].notna().all()
 
     trials = load_trials(bench)
-    for strategy, t in trials.groupby("strategy"):
+    for key, t in trials.groupby(["strategy", "seed"]):
         used = t["tokens"].sum()
         # A study stops asking once it has used its budget: it overshoots by less than one trial.
-        assert bench.budget * bench.tokens_per_trial <= used, strategy
-        assert used < (bench.budget + 1) * bench.tokens_per_trial, strategy
+        assert bench.budget * bench.tokens_per_trial <= used, key
+        assert used < (bench.budget + 1) * bench.tokens_per_trial, key
         assert (t["tokens"] <= bench.tokens_per_trial).all()
     # scaletune's first trial is the priors' center.
     first = trials[trials["strategy"] == "scaletune"].iloc[0]
     assert first["number"] == 0 and first["state"] == "COMPLETE"
+    # Every seed trains with the same seed, so the task is one function of the hyperparameters:
+    # the same first trial gives the same loss on both seeds, while the searches differ.
+    firsts = trials[(trials["strategy"] == "scaletune") & (trials["number"] == 0)]
+    assert len(firsts) == 2 and firsts["value"].nunique() == 1
+    draws = trials[(trials["strategy"] == "random") & (trials["number"] == 0)]
+    assert draws["param_lr"].nunique() == 2
 
     # Re-running the same command resumes: finished studies train nothing more.
     run_all(bench)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +69,28 @@ def trial_attr_rows(db: Path, key: str) -> list[tuple[int, str, object]]:
     except sqlite3.Error:  # tables not created yet, or a write in progress
         return []
     return [(n, s, json.loads(v) if v else None) for n, s, v in rows]
+
+
+def act_when(find: Callable[[], Any], act: Callable[[Any], None], timeout: float,
+             settle: float = 0.5) -> tuple[threading.Thread, dict[str, Any]]:
+    """A watcher thread, started: polls ``find()`` until it returns something other than None,
+    waits ``settle`` seconds (so the moment found is well under way), then calls ``act`` on it.
+
+    Returns the thread and a dict that holds the value acted on under "seen" once it has acted.
+    """
+    seen: dict[str, Any] = {}
+
+    def watch() -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            found = find()
+            if found is not None:
+                time.sleep(settle)
+                act(found)
+                seen["seen"] = found
+                return
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread, seen

@@ -3,8 +3,6 @@ both nodes, and losing a node mid-study costs only the trial that ran there."""
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import optuna
@@ -15,7 +13,7 @@ from ray.cluster_utils import Cluster
 
 from search.config import validate_study
 from search.runner import n_finished, run_study
-from tests.search.helpers import tiny_study, trial_attr_rows
+from tests.search.helpers import act_when, tiny_study, trial_attr_rows
 
 pytestmark = pytest.mark.slow
 
@@ -52,27 +50,16 @@ def test_trials_spread_over_two_nodes_and_survive_losing_one(tmp_path, shakespea
                               "max_concurrent": 2})
     cfg = validate_study(raw)
     db = cfg.folder / "study.db"
-    removed: dict = {}
 
-    def remove_second_node():
-        # Once a trial has finished on the second node, remove that node while its next trial
-        # runs.
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            rows = trial_nodes(db)
-            finished_there = [n for n, s, node in rows
-                              if node == second.node_id and s == "COMPLETE"]
-            running_there = [n for n, s, node in rows
-                             if node == second.node_id and s == "RUNNING"]
-            if finished_there and running_there:
-                time.sleep(0.5)
-                cluster.remove_node(second)
-                removed["number"] = running_there[0]
-                return
-            time.sleep(0.2)
+    def running_on_second():
+        # A trial running on the second node after one has finished there.
+        mine = [(n, s) for n, s, node in trial_nodes(db) if node == second.node_id]
+        if any(s == "COMPLETE" for _, s in mine):
+            return next((n for n, s in mine if s == "RUNNING"), None)
+        return None
 
-    watcher = threading.Thread(target=remove_second_node, daemon=True)
-    watcher.start()
+    watcher, removed = act_when(running_on_second, lambda _: cluster.remove_node(second),
+                                timeout=300)
     run_study(cfg)
     watcher.join(timeout=5)
     # (The node was removed while one of its trials ran.)
@@ -82,7 +69,7 @@ def test_trials_spread_over_two_nodes_and_survive_losing_one(tmp_path, shakespea
     nodes = {t.user_attrs.get("worker_node_id") for t in study.trials}
     # Trials ran on both nodes.
     assert nodes == {cluster.head_node.node_id, second.node_id}
-    victim = study.trials[removed["number"]]
+    victim = study.trials[removed["seen"]]
     # The trial on the lost node is FAIL, with the reason, and its params ran again elsewhere.
     assert victim.state == TrialState.FAIL
     assert victim.user_attrs["fail_reason"].startswith("worker died: ")

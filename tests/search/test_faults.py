@@ -4,6 +4,7 @@ study) with its reason recorded, leave the storage consistent, and let the study
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -90,11 +92,21 @@ def wait_for(predicate, what: str, proc: subprocess.Popen, log: Path, timeout: f
     pytest.fail(f"timed out waiting for {what}:\n{log.read_text()}")
 
 
-def scaletune_run(path: Path, log: Path) -> subprocess.Popen:
-    """`scaletune run` in its own process group, as a terminal runs a foreground job."""
-    out = open(log, "w")
-    return subprocess.Popen([sys.executable, "-m", "search.cli", "run", str(path)], cwd=REPO,
-                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+@contextlib.contextmanager
+def scaletune_run(path: Path, log: Path) -> Iterator[subprocess.Popen]:
+    """`scaletune run` in its own process group, as a terminal runs a foreground job.
+
+    Whatever the test does with it, the whole group is gone when the block ends.
+    """
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "search.cli", "run", str(path)], cwd=REPO,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def flat(text: str) -> str:
@@ -257,17 +269,12 @@ def test_disk_full_during_a_study_stops_it_cleanly_and_it_resumes(tmp_path, shak
     path = write_study(tmp_path, raw)
     db = small_disk / "study" / "study.db"
     log = tmp_path / "first.log"
-    proc = scaletune_run(path, log)
-    try:
+    with scaletune_run(path, log) as proc:
         # Fill the disk once a trial has finished and the next one is running.
         wait_for(lambda: (states := [r[1] for r in trial_rows(db)]).count("COMPLETE") >= 1
                  and "RUNNING" in states, "a trial to finish", proc, log)
         filler = fill(small_disk)
         code = proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     out = flat(log.read_text())
     # The driver stops with a clear message and no traceback, naming the cause and the way on
     # (exit code 2, as for the other problems of the study's surroundings found at start).
@@ -316,8 +323,7 @@ def test_ctrl_c_stops_requeues_and_the_same_command_resumes(tmp_path, shakespear
     cfg = validate_study(raw)
     db = cfg.folder / "study.db"
     log = tmp_path / "first.log"
-    proc = scaletune_run(path, log)
-    try:
+    with scaletune_run(path, log) as proc:
         def running_worker():
             rows = trial_rows(db)
             done = sum(r[1] == "COMPLETE" for r in rows)
@@ -328,10 +334,6 @@ def test_ctrl_c_stops_requeues_and_the_same_command_resumes(tmp_path, shakespear
         # Ctrl-C in a terminal sends SIGINT to the whole foreground process group.
         os.killpg(proc.pid, signal.SIGINT)
         code = proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     out = flat(log.read_text())
     # The conventional exit code of a program ended by SIGINT.
     assert code == 130, out

@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -19,7 +18,7 @@ from optuna.trial import TrialState
 
 from search.config import validate_study
 from search.runner import n_finished, run_study
-from tests.search.helpers import tiny_study, write_study
+from tests.search.helpers import act_when, tiny_study, write_study
 
 pytestmark = pytest.mark.slow
 
@@ -173,32 +172,20 @@ def test_killed_worker_trial_is_failed_and_rerun(tmp_path, shakespeare, local_ra
     raw = tiny_study(tmp_path, shakespeare, n_trials=3, pruner={"name": "none"},
                      tokens_per_trial=163_840)
     cfg = validate_study(raw)
-    killed: dict = {}
 
-    def kill_first_worker():
-        deadline = time.time() + 120
-        while time.time() < deadline and not killed:
-            study = peek(cfg)
-            if study is None:
-                time.sleep(0.2)
-                continue
-            for t in study.get_trials(states=(TrialState.RUNNING,)):
-                pid = t.user_attrs.get("worker_pid")
-                if pid and t.number == 1:
-                    time.sleep(0.5)
-                    os.kill(pid, signal.SIGKILL)
-                    killed.update(number=t.number, params=t.params, pid=pid)
-                    return
-            time.sleep(0.1)
+    def trial_1_pid():
+        study = peek(cfg)
+        running = study.get_trials(states=(TrialState.RUNNING,)) if study else []
+        return next((t.user_attrs["worker_pid"] for t in running
+                     if t.number == 1 and t.user_attrs.get("worker_pid")), None)
 
-    watcher = threading.Thread(target=kill_first_worker, daemon=True)
-    watcher.start()
+    watcher, killed = act_when(trial_1_pid, lambda pid: os.kill(pid, signal.SIGKILL), timeout=120)
     run_study(cfg)
     watcher.join(timeout=5)
     assert killed, "the watcher never saw trial 1 running"
 
     study = load(cfg)
-    victim = study.trials[killed["number"]]
+    victim = study.trials[1]
     # The killed trial is FAIL with the reason, and its params ran again to completion.
     assert victim.state == TrialState.FAIL
     assert "worker died" in victim.user_attrs["fail_reason"]
