@@ -411,12 +411,7 @@ def load_study(path: str | Path) -> StudyConfig:
     raw = load_yaml(path)
     cfg = validate_study(raw, str(path))
     base = path.resolve().parent
-    data = cfg.data
-    if data.path and not Path(data.path).is_absolute():
-        data = data.model_copy(update={"path": str(base / data.path)})
-    if isinstance(data.data_files, str) and not Path(data.data_files).is_absolute():
-        data = data.model_copy(update={"data_files": str(base / data.data_files)})
-    updates: dict[str, Any] = {"data": data}
+    updates: dict[str, Any] = {"data": cfg.data.resolved(base)}
     if cfg.priors.fitted_file and not Path(cfg.priors.fitted_file).is_absolute():
         updates["priors"] = cfg.priors.model_copy(
             update={"fitted_file": str(base / cfg.priors.fitted_file)}

@@ -109,6 +109,10 @@ class OptimConfig(_Strict):
     """Fraction of steps spent in the final linear decay to zero of the wsd schedule."""
 
 
+LOCAL_BUILDERS = ("text", "json", "csv", "parquet", "arrow")
+"""`datasets` builders that read local files named by data_files."""
+
+
 class DataConfig(_Strict):
     """Where the text comes from and how it becomes tokens."""
 
@@ -121,7 +125,8 @@ class DataConfig(_Strict):
     dataset: str | None = None
     """Hub id, or a `datasets` builder name such as 'text'/'json' with data_files (source == 'hf')."""
     data_files: str | list[str] | None = None
-    """Local files for a builder dataset (source == 'hf')."""
+    """Files for the dataset (source == 'hf'): local files for the builders text/json/csv/parquet/
+    arrow (relative paths resolve against the config file), or files in a hub dataset's repository."""
     name: str | None = None
     """Dataset configuration name (source == 'hf')."""
     split: str = "train"
@@ -138,6 +143,23 @@ class DataConfig(_Strict):
     """Number of fixed held-out windows every evaluation averages over (same for every run)."""
     cache_dir: str | None = None
     """Where tokenized memmaps are cached; None means $SCALETUNE_CACHE or ~/.cache/scaletune."""
+
+    def resolved(self, base: Path) -> DataConfig:
+        """This config with its relative local paths made absolute against ``base``: ``path``, and
+        ``data_files`` of the local-file builders (a hub dataset's data_files name files in its
+        repository, and URLs are left as they are)."""
+
+        def absolute(p: str) -> str:
+            return p if "://" in p or Path(p).is_absolute() else str(base / p)
+
+        update: dict[str, Any] = {}
+        if self.path:
+            update["path"] = absolute(self.path)
+        if self.dataset in LOCAL_BUILDERS and self.data_files:
+            files = self.data_files
+            update["data_files"] = (absolute(files) if isinstance(files, str)
+                                    else [absolute(f) for f in files])
+        return self.model_copy(update=update)
 
     @model_validator(mode="after")
     def _source_fields(self) -> DataConfig:
@@ -288,10 +310,8 @@ def load_train_config(path: str | Path) -> TrainConfig:
 
 
 def resolve_paths(cfg: TrainConfig, base: Path) -> TrainConfig:
-    """Make data.path and out_dir absolute, relative to ``base``."""
-    updates = {}
-    if cfg.data.path and not Path(cfg.data.path).is_absolute():
-        updates["data"] = cfg.data.model_copy(update={"path": str(base / cfg.data.path)})
+    """Make the local data paths and out_dir absolute, relative to ``base``."""
+    updates: dict[str, Any] = {"data": cfg.data.resolved(base)}
     if cfg.out_dir and not Path(cfg.out_dir).is_absolute():
         updates["out_dir"] = str(base / cfg.out_dir)
-    return cfg.model_copy(update=updates) if updates else cfg
+    return cfg.model_copy(update=updates)

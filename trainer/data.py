@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainer.config import DataConfig
+from trainer.config import LOCAL_BUILDERS, DataConfig
 
 BYTE_VOCAB = 256
 # Documents are joined by this text for the byte tokenizer; tiktoken encodings put their
@@ -195,28 +195,31 @@ def _hf_documents(cfg: DataConfig) -> list[str]:
         # The 'text' builder would make every line a row; a file is one document, as for source 'text'.
         kwargs["sample_by"] = "document"
     for f in [cfg.data_files] if isinstance(cfg.data_files, str) else cfg.data_files or []:
-        if cfg.dataset in _LOCAL_BUILDERS and not glob.has_magic(f) and not os.path.exists(f):
+        if cfg.dataset in LOCAL_BUILDERS and not glob.has_magic(f) and not os.path.exists(f):
             raise DataError(f"data.data_files: file not found: {f!r}")
+    # With max_documents the split is streamed: only its first rows are downloaded and read (a
+    # 2M-document slice of a hub corpus does not fetch the whole corpus first).
+    streaming = cfg.max_documents is not None
     try:
-        ds = datasets.load_dataset(
-            cfg.dataset, cfg.name, data_files=cfg.data_files, split=cfg.split, **kwargs
-        )
+        ds = datasets.load_dataset(cfg.dataset, cfg.name, data_files=cfg.data_files,
+                                   split=cfg.split, streaming=streaming, **kwargs)
+        if streaming:
+            rows = list(ds.take(cfg.max_documents))
+            columns = list(rows[0]) if rows else ds.column_names
     except Exception as e:  # hub, network, builder and split errors all mean: cannot read it
         raise DataError(
             f"data.dataset: could not load {cfg.dataset!r} (name={cfg.name!r}, split={cfg.split!r}, "
             f"data_files={cfg.data_files!r}): {type(e).__name__}: {e}"
         ) from e
-    if cfg.text_column not in ds.column_names:
+    if not streaming:
+        columns = ds.column_names
+    if columns is not None and cfg.text_column not in columns:
         raise DataError(
             f"data.text_column: {cfg.text_column!r} is not a column of {cfg.dataset!r}, "
-            f"which has {ds.column_names}"
+            f"which has {columns}"
         )
-    if cfg.max_documents is not None:
-        ds = ds.select(range(min(cfg.max_documents, len(ds))))
-    return [t for t in ds[cfg.text_column] if t]
-
-
-_LOCAL_BUILDERS = ("text", "json", "csv", "parquet", "arrow")
+    texts = [row[cfg.text_column] for row in rows] if streaming else ds[cfg.text_column]
+    return [t for t in texts if t]
 
 
 def _describe_source(cfg: DataConfig) -> dict[str, Any]:

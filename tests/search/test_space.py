@@ -195,3 +195,15 @@ def test_a_resumed_study_does_not_draw_its_first_trials_again():
     # The same storage state gives the same draw; more trials in it give a new seed.
     assert first_lr(0) == first_lr(0)
     assert first_lr(3) != first_lr(0)
+
+
+def test_study_file_resolves_local_data_files_but_not_hub_files(tmp_path, shakespeare):
+    from search.config import load_study
+    from tests.search.helpers import tiny_study, write_study
+
+    local = {"source": "hf", "dataset": "text", "data_files": ["corpus/a.txt", "/abs/b.txt"]}
+    path = write_study(tmp_path, tiny_study(tmp_path, shakespeare, data=local))
+    assert load_study(path).data.data_files == [str(tmp_path / "corpus" / "a.txt"), "/abs/b.txt"]
+    hub = {"source": "hf", "dataset": "org/corpus", "data_files": "sample/000.parquet"}
+    path = write_study(tmp_path, tiny_study(tmp_path, shakespeare, data=hub))
+    assert load_study(path).data.data_files == "sample/000.parquet"

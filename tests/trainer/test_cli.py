@@ -73,3 +73,24 @@ def test_trainer_imports_neither_optuna_nor_ray():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_relative_local_paths_resolve_against_the_config_file(tmp_path):
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    path = folder / "final.yaml"
+    common = {"tokens": 4096, "out_dir": "runs/final"}
+    path.write_text(yaml.safe_dump({**common, "data": {
+        "source": "hf", "dataset": "json", "data_files": ["a.jsonl", "/abs/b.jsonl",
+                                                           "hf://datasets/x/y/c.jsonl"]}}))
+    cfg = load_train_config(path)
+    # Local files of a local builder are relative to the YAML; absolute paths and URLs stay.
+    assert cfg.data.data_files == [str(folder / "a.jsonl"), "/abs/b.jsonl",
+                                   "hf://datasets/x/y/c.jsonl"]
+    assert cfg.out_dir == str(folder / "runs" / "final")
+    # A hub dataset's data_files name files in its repository: left as written.
+    path.write_text(yaml.safe_dump({**common, "data": {
+        "source": "hf", "dataset": "org/corpus", "data_files": "sample/000.parquet"}}))
+    assert load_train_config(path).data.data_files == "sample/000.parquet"
+    path.write_text(yaml.safe_dump({**common, "data": {"source": "text", "path": "t.txt"}}))
+    assert load_train_config(path).data.path == str(folder / "t.txt")

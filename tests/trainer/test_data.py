@@ -135,7 +135,12 @@ def test_hf_json_builder_reads_documents_from_the_text_column(tmp_path, monkeypa
     path.write_text("".join(f'{{"body": "document number {i}", "id": {i}}}\n' for i in range(5)))
     cfg = DataConfig(source="hf", dataset="json", data_files=str(path), text_column="body",
                      max_documents=3)
+    # max_documents streams the split and keeps its first rows, in order.
     assert read_documents(cfg) == [f"document number {i}" for i in range(3)]
+    with pytest.raises(DataError, match="'text' is not a column.*'body', 'id'"):
+        read_documents(cfg.model_copy(update={"text_column": "text"}))
+    everything = cfg.model_copy(update={"max_documents": None})
+    assert read_documents(everything) == [f"document number {i}" for i in range(5)]
 
 
 @pytest.fixture
