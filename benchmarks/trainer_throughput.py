@@ -2,17 +2,23 @@
 
     python -m benchmarks.trainer_throughput [--steps 50] [--threads N] [--compile]
 
-Measures the fp32 and bf16 matmul peak (best of a few square sizes), then trains the reference
-model of DESIGN.md (6 layers, 8 heads, width 256, block 128, batch 32) with the real trainer:
-fp32, then bf16 autocast. MFU = model FLOPs per token (trainer.model.flops_per_token, the
-nanoGPT/PaLM count) x tokens/s / measured peak. Tokens/s is the trainer's own figure (every step,
-evaluation left out); "steady" leaves out the first steps too (allocator and kernel warm-up).
+Trains the reference model of DESIGN.md (6 layers, 8 heads, width 256, block 128, batch 32)
+with the real trainer, fp32 then bf16 autocast. MFU = model FLOPs per token
+(trainer.model.flops_per_token, the nanoGPT/PaLM count) x tokens/s / the matmul peak.
+
+The host is shared and its speed drifts (the fp32 peak moves between ~145 and ~200 GFLOP/s within
+minutes), so the peak is measured side by side with the training: the run pauses every
+CHUNK_STEPS steps (the trainer's clock stops for evaluation and the report callback), the
+callback measures the peak, and each chunk's tokens/s is divided by the higher of the peaks
+measured right before and right after it. The first chunk (allocator and kernel warm-up) is left
+out; the figure is the median over the others, with their range.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +31,7 @@ from trainer.model import flops_per_token
 SHAKESPEARE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
 MODEL = {"n_layer": 6, "n_head": 8, "n_embd": 256, "block_size": 128}
 BATCH = 32
-WARMUP_STEPS = 5
+CHUNK_STEPS = 5
 
 
 def matmul_peak(dtype: torch.dtype, sizes: tuple[int, ...] = (1024, 2048, 3072), repeats: int = 5) -> float:
@@ -41,21 +47,36 @@ def matmul_peak(dtype: torch.dtype, sizes: tuple[int, ...] = (1024, 2048, 3072),
     return best
 
 
-def run(dtype: str, steps: int, compile: bool, cache: str) -> tuple[float, float]:
-    """(tokens/s over all steps, tokens/s after the first WARMUP_STEPS) of one training run."""
+def quick_peak(dtype: torch.dtype) -> float:
+    """The peak at one size, in about a third of a second: measured at every pause."""
+    return matmul_peak(dtype, sizes=(2048,), repeats=3)
+
+
+def run(dtype: str, steps: int, compile: bool, cache: str) -> list[tuple[float, float]]:
+    """One training run: (tokens/s, peak FLOP/s measured around it) of each chunk after the first.
+
+    The peak is the fp32 peak for an fp32 run and the bf16 peak for a bf16 run.
+    """
     data = ({"source": "text", "path": str(SHAKESPEARE)} if SHAKESPEARE.exists()
             else {"source": "builtin"})
     step_tokens = BATCH * MODEL["block_size"]
     cfg = TrainConfig.model_validate({
         "model": MODEL, "data": {**data, "cache_dir": cache, "val_windows": 8},
         "optim": {"name": "adamw", "lr": 3e-4}, "batch_size": BATCH, "tokens": steps * step_tokens,
-        "eval_every_tokens": WARMUP_STEPS * step_tokens, "dtype": dtype, "device": "cpu",
+        "eval_every_tokens": CHUNK_STEPS * step_tokens, "dtype": dtype, "device": "cpu",
         "compile": compile, "progress": False,
     })
-    marks = []
-    result = train(cfg, lambda tokens, val, m: marks.append((tokens, m["train_time_s"])))
-    (t0, s0), (t1, s1) = marks[0], marks[-1]  # (tokens, seconds of training) at two evaluations
-    return result.tokens_per_s, (t1 - t0) / (s1 - s0)
+    peak_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float32
+    marks = [(0, 0.0, quick_peak(peak_dtype))]  # (tokens, seconds of training, peak) at each pause
+
+    def report(tokens: int, val: float, metrics: dict) -> None:
+        marks.append((tokens, metrics["train_time_s"], quick_peak(peak_dtype)))
+
+    train(cfg, report)
+    chunks = []
+    for (t0, s0, p0), (t1, s1, p1) in zip(marks[1:], marks[2:], strict=False):
+        chunks.append(((t1 - t0) / (s1 - s0), max(p0, p1)))
+    return chunks
 
 
 def main() -> None:
@@ -66,24 +87,23 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    peaks = {"float32": matmul_peak(torch.float32), "bfloat16": matmul_peak(torch.bfloat16)}
     print(f"torch {torch.__version__}, {args.threads} threads, {torch.backends.cpu.get_cpu_capability()}")
-    for name, peak in peaks.items():
-        print(f"matmul peak {name:8s} {peak / 1e9:7.1f} GFLOP/s")
     fpt = flops_per_token(TrainConfig.model_validate({"model": MODEL}).model, vocab_size=256)
     print(f"model 6L/8H/256d block 128 batch 32, byte vocab: {fpt / 1e6:.2f} MFLOP per token")
-
+    print(f"matmul peak at the start: float32 {matmul_peak(torch.float32) / 1e9:.1f} GFLOP/s, "
+          f"bfloat16 {matmul_peak(torch.bfloat16) / 1e9:.1f} GFLOP/s (best of 1024-3072 squares)")
     runs = [("float32", False), ("bfloat16", False)] + ([("float32", True)] if args.compile else [])
     with tempfile.TemporaryDirectory() as cache:
         for dtype, compile in runs:
-            tps, steady = run(dtype, args.steps, compile, cache)
+            chunks = run(dtype, args.steps, compile, cache)
+            rates = [r for r, _ in chunks]
+            mfus = [r * fpt / p for r, p in chunks]
+            peaks = [p / 1e9 for _, p in chunks]
             label = dtype + (" compiled" if compile else "")
-            mfu = ", ".join(f"{tps * fpt / p:.1%} of {n} peak" for n, p in peaks.items()
-                            if n == "float32" or dtype == "bfloat16")
-            print(f"train {label:17s} {tps:7.0f} tokens/s  {tps * fpt / 1e9:6.1f} GFLOP/s  "
-                  f"MFU {mfu}  (steady after {WARMUP_STEPS} steps: {steady:.0f} tokens/s, "
-                  f"{steady * fpt / peaks['float32']:.1%} of float32 peak)")
-
+            print(f"train {label:17s} {statistics.median(rates):7.0f} tokens/s "
+                  f"({min(rates):.0f}-{max(rates):.0f})  MFU {statistics.median(mfus):.1%} of the "
+                  f"{dtype} peak ({min(mfus):.1%}-{max(mfus):.1%}; peak {min(peaks):.0f}-"
+                  f"{max(peaks):.0f} GFLOP/s; median of {len(chunks)} chunks of {CHUNK_STEPS} steps)")
 
 if __name__ == "__main__":
     main()
