@@ -617,20 +617,19 @@ def target_lines(bench: Bench, summary: Any, reach: Any) -> list[str]:
     lines = ["", "## Target", "",
              f"- At 8 trials: scaletune {st:.4f} vs TPE + median {tpe:.4f} and random {rnd:.4f}: "
              f"{'met' if st < tpe and st < rnd else 'not met'}."]
-    for name, table in (("best loss any strategy found", reach),):
-        (need_st, cens_st), (need_tpe, cens_tpe) = needed(table, "scaletune"), needed(
-            table, "tpe_median")
-        ratio = need_st / need_tpe
-        if cens_st:
-            verdict = "not shown (a scaletune seed never got within 1%)"
-        elif ratio <= 1 / 3:
-            verdict = "met" + (" (TPE + median's need is a lower bound)" if cens_tpe else "")
-        else:
-            verdict = "undecided (TPE + median's need is a lower bound)" if cens_tpe else "not met"
-        lines.append(f"- Compute to within 1% of the {name}: scaletune "
-                     f"{'>= ' if cens_st else ''}{need_st:.2f} vs TPE + median "
-                     f"{'>= ' if cens_tpe else ''}{need_tpe:.2f} full trials (ratio {ratio:.2f}; "
-                     f"target <= 0.33): {verdict}.")
+    (need_st, cens_st), (need_tpe, cens_tpe) = needed(reach, "scaletune"), needed(
+        reach, "tpe_median")
+    ratio = need_st / need_tpe
+    if cens_st:
+        verdict = "not shown (a scaletune seed never got within 1%)"
+    elif ratio <= 1 / 3:
+        verdict = "met" + (" (TPE + median's need is a lower bound)" if cens_tpe else "")
+    else:
+        verdict = "undecided (TPE + median's need is a lower bound)" if cens_tpe else "not met"
+    lines.append(f"- Compute to within 1% of the best loss any strategy found: scaletune "
+                 f"{'>= ' if cens_st else ''}{need_st:.2f} vs TPE + median "
+                 f"{'>= ' if cens_tpe else ''}{need_tpe:.2f} full trials (ratio {ratio:.2f}; "
+                 f"target <= 0.33): {verdict}.")
     return lines
 
 
@@ -696,19 +695,17 @@ def analyze(bench: Bench, command: str) -> str:
               "| strategy | per seed | mean | reached |",
               "| --- | --- | ---: | ---: |"]
     for strategy in bench.strategies:
-        cells = []
-        for table in (reach,):
-            r = table[table["strategy"] == strategy]
-            if r.empty:
-                cells += ["-", "-", "-"]
-                continue
-            vals = [f"{v:.2f}" if not math.isnan(v) else f">{u:.2f}"
-                    for v, u in zip(r["compute"], r["studied_up_to"], strict=True)]
-            censored = r["compute"].fillna(r["studied_up_to"]).mean()
-            n_hit = int(r["compute"].notna().sum())
-            mark = "" if n_hit == len(r) else ">= "
-            cells += [", ".join(vals), f"{mark}{censored:.2f}", f"{n_hit}/{len(r)}"]
-        lines.append(f"| {LABELS[strategy]} | " + " | ".join(cells) + " |")
+        r = reach[reach["strategy"] == strategy]
+        if r.empty:
+            lines.append(f"| {LABELS[strategy]} | - | - | - |")
+            continue
+        vals = [f"{v:.2f}" if not math.isnan(v) else f">{u:.2f}"
+                for v, u in zip(r["compute"], r["studied_up_to"], strict=True)]
+        censored = r["compute"].fillna(r["studied_up_to"]).mean()
+        n_hit = int(r["compute"].notna().sum())
+        mark = "" if n_hit == len(r) else ">= "
+        lines.append(f"| {LABELS[strategy]} | {', '.join(vals)} | {mark}{censored:.2f} | "
+                     f"{n_hit}/{len(r)} |")
     lines += target_lines(bench, summary, reach)
     if len(pruning):
         lines += ["", "## Pruning: scaletune against scaletune without pruning", "",
