@@ -12,6 +12,11 @@ CHUNK_STEPS steps (the trainer's clock stops for evaluation and the report callb
 callback measures the peak, and each chunk's tokens/s is divided by the higher of the peaks
 measured right before and right after it. The first chunk (allocator and kernel warm-up) is left
 out; the figure is the median over the others, with their range.
+
+With ``--reference DIR`` (a checkout of nanoGPT, the reference trainer of DESIGN.md) it also times
+nanoGPT's model and optimizer against ours on the same batch, in the same process: rounds of two
+optimizer steps each, alternating, and the median of the per-round ratios. Both sides run the same
+bare step (forward, backward, clip at 1.0, AdamW step, zero grads), fp32.
 """
 
 from __future__ import annotations
@@ -79,11 +84,66 @@ def run(dtype: str, steps: int, compile: bool, cache: str) -> list[tuple[float, 
     return chunks
 
 
+def reference_ratio(reference: Path, rounds: int) -> tuple[float, float, float]:
+    """(our median step s, nanoGPT's median step s, median of per-round speed ratios ours/theirs)."""
+    import contextlib
+    import importlib.util
+
+    from trainer.loop import _keep_freed_memory, train_step
+    from trainer.model import GPT
+    from trainer.optim import build_optimizers
+
+    spec = importlib.util.spec_from_file_location("nanogpt_model", reference / "model.py")
+    if spec is None or spec.loader is None or not (reference / "model.py").is_file():
+        raise SystemExit(f"--reference: no model.py in {reference} (give a nanoGPT checkout)")
+    ref = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ref)
+    _keep_freed_memory()
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (BATCH, MODEL["block_size"]))
+    y = torch.randint(0, 256, (BATCH, MODEL["block_size"]))
+    cpu = torch.device("cpu")
+
+    cfg = TrainConfig.model_validate({"model": MODEL, "optim": {"name": "adamw", "lr": 3e-4}})
+    ours = GPT(cfg.model, 256)
+    our_opts = build_optimizers(ours, cfg.optim, cpu)
+
+    def our_step() -> None:
+        train_step(ours, our_opts, x, y, BATCH, 1.0, 0.0, contextlib.nullcontext(), cpu)
+
+    theirs = ref.GPT(ref.GPTConfig(block_size=MODEL["block_size"], vocab_size=256, dropout=0.0,
+                                   bias=False, n_layer=MODEL["n_layer"], n_head=MODEL["n_head"],
+                                   n_embd=MODEL["n_embd"]))
+    their_opt = theirs.configure_optimizers(0.1, 3e-4, (0.9, 0.95), "cpu")
+
+    def their_step() -> None:
+        _, loss = theirs(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(theirs.parameters(), 1.0)
+        their_opt.step()
+        their_opt.zero_grad(set_to_none=True)
+
+    times: dict[str, list[float]] = {"ours": [], "theirs": []}
+    for _ in range(3):  # warm-up
+        our_step(), their_step()
+    for _ in range(rounds):
+        for name, step in (("ours", our_step), ("theirs", their_step)):
+            t = time.perf_counter()
+            step()
+            step()
+            times[name].append((time.perf_counter() - t) / 2)
+    ratio = statistics.median(b / a for a, b in zip(times["ours"], times["theirs"], strict=True))
+    return statistics.median(times["ours"]), statistics.median(times["theirs"]), ratio
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (fp32)")
+    parser.add_argument("--reference", type=Path, metavar="DIR",
+                        help="a nanoGPT checkout: time its model side by side with ours (fp32)")
+    parser.add_argument("--rounds", type=int, default=30, help="rounds of the --reference timing")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -104,6 +164,12 @@ def main() -> None:
                   f"({min(rates):.0f}-{max(rates):.0f})  MFU {statistics.median(mfus):.1%} of the "
                   f"{dtype} peak ({min(mfus):.1%}-{max(mfus):.1%}; peak {min(peaks):.0f}-"
                   f"{max(peaks):.0f} GFLOP/s; median of {len(chunks)} chunks of {CHUNK_STEPS} steps)")
+    if args.reference:
+        ours, theirs, ratio = reference_ratio(args.reference, args.rounds)
+        print(f"side by side with nanoGPT's model.py ({args.reference}), fp32, {args.rounds} rounds: "
+              f"step {ours * 1e3:.0f} ms (ours) vs {theirs * 1e3:.0f} ms (nanoGPT), ours "
+              f"{ratio:.3f}x as fast (median of the per-round ratios)")
+
 
 if __name__ == "__main__":
     main()
