@@ -82,8 +82,9 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
     if args.nproc_per_node > 1:
         from trainer.cli import launch
 
-        return launch(args.config, args.nproc_per_node, resume=args.resume)
-    return train_main(args.config, resume=args.resume)
+        return launch(args.config, args.nproc_per_node, resume=args.resume,
+                      overwrite=args.overwrite)
+    return train_main(args.config, resume=args.resume, overwrite=args.overwrite)
 
 
 def cmd_fit(args: argparse.Namespace, console: Console) -> int:
@@ -166,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="one training run from a training YAML")
     p.add_argument("config", help="training YAML (see trainer/config.py)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train from scratch even if out_dir already holds a run's checkpoint")
     p.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
                    help="data-parallel processes on this machine (torchrun DDP; one per GPU)")
     p.set_defaults(func=cmd_train)

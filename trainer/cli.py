@@ -5,20 +5,30 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from trainer.config import ConfigError, load_train_config
 from trainer.data import DataError
-from trainer.loop import Result, train
+from trainer.loop import CHECKPOINT, Result, train
 
 
-def train_main(path: str, resume: bool = False) -> int:
-    """Exit code: 0 completed (or stopped), 1 diverged, 2 the config or the data is unusable."""
+def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
+    """Exit code: 0 completed (or stopped), 1 diverged, 2 the config or the data is unusable.
+
+    A run whose out_dir already holds a checkpoint starts only with ``resume`` (continue it) or
+    ``overwrite`` (train from scratch and replace it): a repeated command never loses a run.
+    """
     try:
         config = load_train_config(path)
     except ConfigError as e:
         print(f"{e.source}: {len(e.errors)} error(s)", file=sys.stderr)
         for err in e.errors:
             print(f"  {err}", file=sys.stderr)
+        return 2
+    if config.out_dir and (Path(config.out_dir) / CHECKPOINT).exists() and not (resume or overwrite):
+        print(f"{path}: out_dir {os.path.normpath(config.out_dir)} already holds a run's checkpoint; "
+              "add --resume to continue that run, or --overwrite to train from scratch and "
+              "replace it (or set another out_dir)", file=sys.stderr)
         return 2
     try:
         result = train(config, resume=resume)
@@ -30,7 +40,7 @@ def train_main(path: str, resume: bool = False) -> int:
     return 1 if result.status == "diverged" else 0
 
 
-def launch(path: str, nproc: int, resume: bool = False) -> int:
+def launch(path: str, nproc: int, resume: bool = False, overwrite: bool = False) -> int:
     """Data-parallel training on ``nproc`` processes of this machine through torchrun (DDP).
 
     One process per GPU on a GPU machine; gloo processes on a CPU. torchrun handles rendezvous
@@ -40,7 +50,8 @@ def launch(path: str, nproc: int, resume: bool = False) -> int:
 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            f"--nproc-per-node={nproc}", "-m", "trainer.cli", path]
-    return subprocess.run(cmd + (["--resume"] if resume else [])).returncode
+    flags = (["--resume"] if resume else []) + (["--overwrite"] if overwrite else [])
+    return subprocess.run(cmd + flags).returncode
 
 
 def summary(result: Result, out_dir: str | None = None) -> str:
@@ -66,8 +77,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m trainer.cli", description=__doc__)
     parser.add_argument("config", help="a TrainConfig YAML file")
     parser.add_argument("--resume", action="store_true", help="continue from out_dir's checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="train from scratch even if out_dir holds a checkpoint")
     args = parser.parse_args()
-    code = train_main(args.config, resume=args.resume)
+    code = train_main(args.config, resume=args.resume, overwrite=args.overwrite)
     import torch.distributed as dist
 
     if dist.is_initialized():

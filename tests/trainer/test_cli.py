@@ -55,6 +55,18 @@ def test_train_main_trains_and_resumes(tmp_path, shakespeare, capsys):
     assert (tmp_path / "out" / "checkpoint.pt").exists()
     assert train_main(str(path), resume=True) == 0  # already finished: nothing left to train
 
+    # The same command again, without --resume, would start over: refused, the run kept as it is.
+    ckpt = tmp_path / "out" / "checkpoint.pt"
+    kept = ckpt.read_bytes()
+    capsys.readouterr()
+    assert train_main(str(path)) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run's checkpoint" in err and "--resume" in err and "--overwrite" in err
+    assert ckpt.read_bytes() == kept
+    # --overwrite trains from scratch and replaces it.
+    assert train_main(str(path), overwrite=True) == 0
+    assert "completed" in capsys.readouterr().out
+
 
 @pytest.mark.parametrize("path", SEED_STUDIES, ids=lambda p: p.name)
 def test_shipped_seed000_configs_validate(path):
