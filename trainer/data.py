@@ -203,9 +203,13 @@ def _hf_documents(cfg: DataConfig) -> list[str]:
     try:
         ds = datasets.load_dataset(cfg.dataset, cfg.name, data_files=cfg.data_files,
                                    split=cfg.split, streaming=streaming, **kwargs)
-        if streaming:
-            rows = list(ds.take(cfg.max_documents))
-            columns = list(rows[0]) if rows else ds.column_names
+        if streaming:  # keep only the text of each row
+            texts, columns = [], ds.column_names
+            for row in ds.take(cfg.max_documents):
+                if cfg.text_column not in row:
+                    columns = list(row)
+                    break
+                texts.append(row[cfg.text_column])
     except Exception as e:  # hub, network, builder and split errors all mean: cannot read it
         raise DataError(
             f"data.dataset: could not load {cfg.dataset!r} (name={cfg.name!r}, split={cfg.split!r}, "
@@ -218,8 +222,7 @@ def _hf_documents(cfg: DataConfig) -> list[str]:
             f"data.text_column: {cfg.text_column!r} is not a column of {cfg.dataset!r}, "
             f"which has {columns}"
         )
-    texts = [row[cfg.text_column] for row in rows] if streaming else ds[cfg.text_column]
-    return [t for t in texts if t]
+    return [t for t in (texts if streaming else ds[cfg.text_column]) if t]
 
 
 def _describe_source(cfg: DataConfig) -> dict[str, Any]:
