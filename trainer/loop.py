@@ -219,6 +219,8 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
             set_lr(optimizers, lr_mult)
             x, y = sample_batch(data.train, batch_size, block_size, data_rng)
             x, y = x[rank * local:(rank + 1) * local], y[rank * local:(rank + 1) * local]
+            if device.type == "cuda":  # page-locked, so the non-blocking copies really overlap
+                x, y = x.pin_memory(), y.pin_memory()
             loss, norm = train_step(compiled, optimizers, x, y, micro, config.optim.grad_clip,
                                     config.optim.label_smoothing, autocast, device)
             if world > 1:  # the batch's loss is the mean of the ranks' losses
