@@ -187,13 +187,13 @@ def _strategy(bench: Bench, strategy: str, seed: int, resumed_at: int = 0) -> di
     """
     import optuna
 
-    from search.samplers import make_pruner, make_sampler
+    from search.samplers import make_pruner, make_sampler, resumed_seed
     from search.space import build_space, prior_center_params, study_priors, suggest
     from trainer.data import prepare_data
 
     cfg = study_config(bench, strategy, seed)
-    sampler_seed = seed + 1000 * resumed_at
     if strategy in ("defaults", "random", "tpe_median"):
+        sampler_seed = resumed_seed(seed, resumed_at)
         sampler = (optuna.samplers.TPESampler(seed=sampler_seed) if strategy == "tpe_median"
                    else optuna.samplers.RandomSampler(seed=sampler_seed))
         pruner = (optuna.pruners.MedianPruner() if strategy == "tpe_median"
@@ -204,9 +204,10 @@ def _strategy(bench: Bench, strategy: str, seed: int, resumed_at: int = 0) -> di
     data = prepare_data(cfg.data, cfg.model.block_size)
     priors = study_priors(cfg, data.vocab_size, data.n_train_tokens)
     dims, fixed = build_space(cfg, priors)
-    # The training seed stays cfg.seed; only the sampler's seed moves on resume.
-    sampler_cfg = cfg.model_copy(update={"seed": sampler_seed})
-    sampler = make_sampler(sampler_cfg, {d.name: d.prior for d in dims if d.prior is not None})
+    # cfg.seed is the training seed; the sampler is seeded by the benchmark's seed.
+    sampler = make_sampler(cfg.model_copy(update={"seed": seed}),
+                           {d.name: d.prior for d in dims if d.prior is not None},
+                           n_existing=resumed_at)
     first = prior_center_params(dims) if cfg.seeding == "prior" else None
     return {"cfg": cfg, "sampler": sampler, "pruner": make_pruner(cfg),
             "suggest": lambda trial: suggest(trial, dims), "first": first, "fixed": fixed,

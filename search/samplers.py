@@ -142,15 +142,18 @@ def draw_from_prior(prior: Prior, dist: BaseDistribution, rng: np.random.Generat
     raise TypeError(f"cannot draw {dist!r} from a prior")
 
 
-def make_sampler(cfg: StudyConfig, priors: dict[str, Prior], n_existing: int = 0) -> BaseSampler:
-    """The study's sampler, wrapped by PriorSampler unless ``seeding: none``.
+def resumed_seed(seed: int, n_existing: int) -> int:
+    """The sampler seed of a study that already stores ``n_existing`` trials: shifted, so that a
+    resumed study does not draw its first trials again."""
+    return seed + 1000 * n_existing
 
-    ``n_existing`` trials already in the storage shift the seed, so that a resumed study does
-    not draw its first trials again.
-    """
+
+def make_sampler(cfg: StudyConfig, priors: dict[str, Prior], n_existing: int = 0) -> BaseSampler:
+    """The study's sampler, wrapped by PriorSampler unless ``seeding: none``; its seed is
+    ``cfg.seed`` shifted by resumed_seed for the ``n_existing`` trials already stored."""
     s = cfg.sampler
     n = s.n_startup_trials
-    seed = cfg.seed + 1000 * n_existing
+    seed = resumed_seed(cfg.seed, n_existing)
     if s.name == "tpe":
         base: BaseSampler = optuna.samplers.TPESampler(
             n_startup_trials=n,
