@@ -72,16 +72,15 @@ def run(dtype: str, steps: int, compile: bool, cache: str) -> list[tuple[float, 
         "compile": compile, "progress": False,
     })
     peak_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float32
-    marks = [(0, 0.0, quick_peak(peak_dtype))]  # (tokens, seconds of training, peak) at each pause
+    marks = []  # (tokens, seconds of training, peak) at each pause
 
     def report(tokens: int, val: float, metrics: dict) -> None:
         marks.append((tokens, metrics["train_time_s"], quick_peak(peak_dtype)))
 
     train(cfg, report)
-    chunks = []
-    for (t0, s0, p0), (t1, s1, p1) in zip(marks[1:], marks[2:], strict=False):
-        chunks.append(((t1 - t0) / (s1 - s0), max(p0, p1)))
-    return chunks
+    # A chunk runs between two pauses; the one before the first pause (warm-up) is left out.
+    return [((t1 - t0) / (s1 - s0), max(p0, p1))
+            for (t0, s0, p0), (t1, s1, p1) in zip(marks, marks[1:], strict=False)]
 
 
 def reference_ratio(reference: Path, rounds: int) -> tuple[float, float, float]:
@@ -125,7 +124,8 @@ def reference_ratio(reference: Path, rounds: int) -> tuple[float, float, float]:
 
     times: dict[str, list[float]] = {"ours": [], "theirs": []}
     for _ in range(3):  # warm-up
-        our_step(), their_step()
+        our_step()
+        their_step()
     for _ in range(rounds):
         for name, step in (("ours", our_step), ("theirs", their_step)):
             t = time.perf_counter()
