@@ -1,16 +1,24 @@
-"""Tiny study files for the search tests: a model that trains in about a second on a CPU core."""
+"""Tiny study files for the search tests (a model that trains in about a second on a CPU core),
+and ways to run and watch a study from a test."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def tiny_study(tmp: Path, text: Path, **overrides: Any) -> dict[str, Any]:
@@ -94,3 +102,23 @@ def act_when(find: Callable[[], Any], act: Callable[[Any], None], timeout: float
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
     return thread, seen
+
+
+@contextlib.contextmanager
+def scaletune_run(path: Path, log: Path) -> Iterator[subprocess.Popen]:
+    """`scaletune run` in its own process group, as a terminal runs a foreground job, its output
+    in ``log``. Whatever the test does with it, the whole group is gone when the block ends."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "search.cli", "run", str(path)], cwd=REPO,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def flat(text: str) -> str:
+    """Output with the console's line wrapping undone."""
+    return " ".join(text.split())

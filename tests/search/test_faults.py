@@ -4,7 +4,6 @@ study) with its reason recorded, leave the storage consistent, and let the study
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -13,7 +12,6 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -25,7 +23,7 @@ import search.runner
 from search.cli import main
 from search.config import validate_study
 from search.runner import n_finished, run_study
-from tests.search.helpers import tiny_study, trial_attr_rows, write_study
+from tests.search.helpers import flat, scaletune_run, tiny_study, trial_attr_rows, write_study
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -90,28 +88,6 @@ def wait_for(predicate, what: str, proc: subprocess.Popen, log: Path, timeout: f
             return value
         time.sleep(0.25)
     pytest.fail(f"timed out waiting for {what}:\n{log.read_text()}")
-
-
-@contextlib.contextmanager
-def scaletune_run(path: Path, log: Path) -> Iterator[subprocess.Popen]:
-    """`scaletune run` in its own process group, as a terminal runs a foreground job.
-
-    Whatever the test does with it, the whole group is gone when the block ends.
-    """
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "search.cli", "run", str(path)], cwd=REPO,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def flat(text: str) -> str:
-    """Output with the console's line wrapping undone."""
-    return " ".join(text.split())
 
 
 def gone(pid: int, timeout: float = 30) -> bool:

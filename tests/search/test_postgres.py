@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 from search.runner import n_finished
 from search.storage import make_storage, mask_url
-from tests.search.helpers import tiny_study, write_study
+from tests.search.helpers import flat, scaletune_run, tiny_study, write_study
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -43,11 +43,6 @@ def connect(url: str):
     con = psycopg2.connect(url)
     con.autocommit = True
     return con
-
-
-def flat(text: str) -> str:
-    """Output with the console's line wrapping undone."""
-    return " ".join(text.split())
 
 
 def study_states(cur, name: str) -> list[str]:
@@ -96,13 +91,8 @@ def test_study_survives_its_server_connections_being_dropped(tmp_path, shakespea
                    tokens_per_trial=81_920)
     password = make_url(pg_url).password
     log = tmp_path / "run.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "search.cli", "run",
-                                 str(write_study(tmp_path, raw))],
-                                cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
     dropped_mid_study = 0
-    try:
+    with scaletune_run(write_study(tmp_path, raw), log) as proc:
         with connect(pg_url) as con, con.cursor() as cur:
             deadline = time.time() + 400
             while proc.poll() is None and time.time() < deadline:
@@ -119,10 +109,6 @@ def test_study_survives_its_server_connections_being_dropped(tmp_path, shakespea
                     "AND state = 'idle'")
                 dropped_mid_study += sum(bool(row[0]) for row in cur.fetchall())
         code = proc.wait(timeout=max(1.0, deadline - time.time()))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     text = log.read_text().replace(password, "<password>")
     # The driver's connections were dropped while trials ran ...
     assert dropped_mid_study >= 2, text

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from search.config import validate_study
 from search.runner import n_finished, run_study
-from tests.search.helpers import act_when, tiny_study, write_study
+from tests.search.helpers import act_when, scaletune_run, tiny_study, write_study
 
 pytestmark = pytest.mark.slow
 
@@ -207,9 +207,7 @@ def test_resume_after_killing_the_driver_runs_only_the_rest(tmp_path, shakespear
                      tokens_per_trial=81_920)
     path = write_study(tmp_path, raw)
     cfg = validate_study(raw)
-    log = open(tmp_path / "first.log", "w")
-    proc = _scaletune("run", str(path), stdout=log, stderr=subprocess.STDOUT)
-    try:
+    with scaletune_run(path, tmp_path / "first.log") as proc:
         deadline = time.time() + 240
         while time.time() < deadline:
             time.sleep(0.5)
@@ -221,8 +219,7 @@ def test_resume_after_killing_the_driver_runs_only_the_rest(tmp_path, shakespear
                 break
         else:
             pytest.fail("first run never got two trials done: " + (tmp_path / "first.log").read_text())
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)  # kill -9 the driver while a trial runs
         proc.wait()
     before = load(cfg).trials
     zombies = [t for t in before if t.state == TrialState.RUNNING]
