@@ -30,6 +30,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from trainer import kernels
 from trainer.config import TrainConfig
 from trainer.data import prepare_data, sample_batch, val_windows
 from trainer.model import GPT, flops_per_token
@@ -161,6 +162,8 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
 
     torch.manual_seed(config.seed)  # init, then dropout, draw from here
     model = GPT(config.model, data.vocab_size).to(device)
+    if device.type == "cpu" and config.cpu_matmul == "onednn":
+        model.use_onednn(kernels.onednn_available())
     optimizers = build_optimizers(model, config.optim, device)
     data_rng = torch.Generator().manual_seed(config.seed)  # batch offsets only
     max_loss = config.max_loss or 1.5 * math.log(model.vocab_size)
@@ -484,6 +487,9 @@ def run_metadata(config: TrainConfig, device: torch.device, dtype: torch.dtype) 
                 "threads": torch.get_num_threads(), "cpu": _cpu_name()}
     if device.type == "cuda":
         hardware["gpu"] = torch.cuda.get_device_name(device)
+    elif device.type == "cpu" and dtype == torch.float32:
+        onednn = config.cpu_matmul == "onednn" and kernels.onednn_available()
+        hardware["matmul"] = "onednn" if onednn else "torch"
     return {"config": config.model_dump(mode="json"), "git": git_revision(),
             "versions": versions, "hardware": hardware}
 
@@ -519,7 +525,8 @@ def _log(out_dir: Path, record: dict[str, Any]) -> None:
 # Keys that may change between a run and its resume without changing what is computed (the data
 # itself is compared by fingerprint).
 _RUN_OPTIONS = {"progress", "tensorboard", "out_dir", "checkpoint_every_tokens", "eval_every_tokens",
-                "num_threads", "compile", "device", "data.cache_dir", "data.path", "provenance"}
+                "num_threads", "compile", "cpu_matmul", "device", "data.cache_dir", "data.path",
+                "data.data_files", "provenance"}
 
 
 def _save_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: torch.nn.Module,

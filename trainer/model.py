@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from trainer import kernels
 from trainer.config import ModelConfig
 
 
@@ -50,13 +51,28 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return out.type_as(x)
 
 
+class Linear(nn.Linear):
+    """nn.Linear that can run its float32 CPU matmuls through oneDNN (see trainer.kernels).
+
+    Off by default; GPT.use_onednn switches it on for the whole model. Parameters, init and
+    state_dict are nn.Linear's.
+    """
+
+    onednn = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.onednn:
+            return kernels.linear(x, self.weight, self.bias)
+        return F.linear(x, self.weight, self.bias)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.n_head = cfg.n_head
         # Q, K and V in one matmul; the optimizer policy finds it by name for its lr multiplier.
-        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.qkv_bias)
-        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.c_attn = Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.qkv_bias)
+        self.c_proj = Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.attn_dropout = cfg.rate("attn")
         self.resid_dropout = nn.Dropout(cfg.rate("resid"))
 
@@ -79,11 +95,11 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
+        self.c_fc = Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
         # The exact (erf) GELU, as nanoGPT: on CPU its forward is ~3x faster than GPT-2's tanh form.
         self.gelu = nn.GELU()
         self.dropout = nn.Dropout(cfg.rate("mlp"))
-        self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.c_proj = Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.resid_dropout = nn.Dropout(cfg.rate("resid"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -125,7 +141,7 @@ class GPT(nn.Module):
         self.drop = nn.Dropout(cfg.rate("embd"))
         self.h = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = make_norm(cfg)
-        self.lm_head = nn.Linear(cfg.n_embd, self.vocab_size, bias=False)
+        self.lm_head = Linear(cfg.n_embd, self.vocab_size, bias=False)
         if cfg.tie_weights:
             # One matrix reads tokens in and writes logits out (Press & Wolf 2017). It is
             # registered as wte.weight, so the optimizer policy sees it as the embedding.
@@ -148,6 +164,12 @@ class GPT(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=self.cfg.init_std)
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
+
+    def use_onednn(self, enabled: bool = True) -> None:
+        """Run every linear layer's float32 CPU matmuls through oneDNN (trainer.kernels)."""
+        for module in self.modules():
+            if isinstance(module, Linear):
+                module.onednn = enabled
 
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None, label_smoothing: float = 0.0

@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -63,9 +64,13 @@ def test_train_main_trains_and_resumes(tmp_path, shakespeare, capsys):
     err = capsys.readouterr().err
     assert "already holds a run's checkpoint" in err and "--resume" in err and "--overwrite" in err
     assert ckpt.read_bytes() == kept
-    # --overwrite trains from scratch and replaces it.
+    # --overwrite trains from scratch and replaces it, with a fresh metrics log; other files stay.
+    (tmp_path / "out" / "notes.txt").write_text("mine")
     assert train_main(str(path), overwrite=True) == 0
     assert "completed" in capsys.readouterr().out
+    events = [json.loads(ln)["event"] for ln in (tmp_path / "out" / "metrics.jsonl").open()]
+    assert events.count("start") == 1 and events.count("end") == 1
+    assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize("path", SEED_STUDIES, ids=lambda p: p.name)

@@ -107,6 +107,24 @@ def test_resume_refuses_a_different_config(tiny, tmp_path):
         train(changed, resume=True)
 
 
+def test_resume_follows_moved_data_files_but_refuses_other_data(tiny, tmp_path, shakespeare):
+    # The data is compared by content: a dataset file that moved is the same data.
+    first = tmp_path / "a" / "input.txt"
+    first.parent.mkdir()
+    first.write_bytes(shakespeare.read_bytes())
+    cfg = tiny(steps=8, eval_every_tokens=4 * STEP_TOKENS, out_dir=str(tmp_path / "run"), data={
+        "source": "hf", "dataset": "text", "data_files": str(first), "path": None})
+    assert train(cfg, lambda t, v, m: "stop").steps == 4  # stopped at the first of 2 evaluations
+    moved = tmp_path / "b" / "input.txt"
+    moved.parent.mkdir()
+    first.rename(moved)
+    at_new_place = cfg.model_copy(update={"data": cfg.data.model_copy(update={"data_files": str(moved)})})
+    assert train(at_new_place, resume=True).steps == 8
+    moved.write_text(moved.read_text()[: len(moved.read_text()) // 2])  # other data
+    with pytest.raises(ValueError, match="trained on data"):
+        train(at_new_place, resume=True)
+
+
 def test_run_folder_has_metadata_evals_and_no_temporary_files(tiny, tmp_path):
     out = tmp_path / "run"
     result = train(tiny(steps=6, eval_every_tokens=2 * STEP_TOKENS, out_dir=str(out),

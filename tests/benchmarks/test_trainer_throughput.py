@@ -1,0 +1,29 @@
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from benchmarks.trainer_throughput import matmul_peaks
+from tests.search.helpers import REPO
+from trainer.kernels import onednn_available
+
+
+def test_float32_peaks_cover_both_libraries_and_bf16_one():
+    fp32 = matmul_peaks(torch.float32, sizes=(128,), repeats=1)
+    assert set(fp32) == ({"torch", "onednn"} if onednn_available() else {"torch"})
+    assert all(v > 0 for v in fp32.values())
+    assert set(matmul_peaks(torch.bfloat16, sizes=(128,), repeats=1)) == {"torch"}
+
+
+@pytest.mark.slow
+def test_benchmark_prints_mfu_for_every_run_and_the_side_by_side_ratio():
+    out = subprocess.run([sys.executable, "-m", "benchmarks.trainer_throughput", "--steps", "10",
+                          "--rounds", "1"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    runs = re.findall(r"^train (float32 onednn|float32 torch|bfloat16) .* MFU (\d+\.\d)%",
+                      out.stdout, re.M)
+    assert [name for name, _ in runs] == ["float32 onednn", "float32 torch", "bfloat16"]
+    assert all(0 < float(mfu) < 100 for _, mfu in runs)
+    assert re.search(r"ours, torch .*ours with onednn \d\.\d{3}x as fast", out.stdout)

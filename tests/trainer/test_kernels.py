@@ -1,0 +1,99 @@
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from trainer import kernels
+from trainer.config import TrainConfig
+from trainer.kernels import OneDNNLinear, linear, onednn_available
+from trainer.loop import METRICS, train
+from trainer.model import GPT
+
+pytestmark = pytest.mark.skipif(not onednn_available(), reason="this torch build has no oneDNN")
+
+
+def through_onednn(out: torch.Tensor) -> bool:
+    return type(out.grad_fn).__name__ == "OneDNNLinearBackward"
+
+
+@pytest.fixture
+def every_size(monkeypatch):
+    """Send products of any size through oneDNN, so tiny layers exercise the path."""
+    monkeypatch.setattr(kernels, "MIN_MACS", 0)
+
+
+def test_small_products_stay_with_torch_and_large_ones_take_onednn():
+    w = torch.randn(512, 512, requires_grad=True)
+    assert not through_onednn(linear(torch.randn(4, 512), w, None))
+    assert through_onednn(linear(torch.randn(2, 512, 512), w, None))  # 2^28 multiply-adds
+
+
+@pytest.mark.parametrize("case", ["3d_bias", "2d_no_bias", "strided_input"])
+def test_onednn_linear_matches_f_linear_forward_and_backward(case, every_size):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 6, 24, generator=g) if case == "3d_bias" else torch.randn(24, 10, generator=g)
+    if case == "strided_input":
+        x = x.t()  # (10, 24), not contiguous
+    elif case == "2d_no_bias":
+        x = x.t().contiguous()
+    w = torch.randn(16, 24, generator=g) / 5
+    b = torch.randn(16, generator=g) if case == "3d_bias" else None
+    leaves = [t.detach().clone().requires_grad_() for t in (x, w) + ((b,) if b is not None else ())]
+    refs = [t.detach().clone().requires_grad_() for t in leaves]
+    ours = linear(leaves[0], leaves[1], leaves[2] if b is not None else None)
+    ref = F.linear(refs[0], refs[1], refs[2] if b is not None else None)
+    assert through_onednn(ours) and (case != "strided_input" or not leaves[0].is_contiguous())
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+    grad = torch.randn(ref.shape, generator=g)
+    ours.backward(grad)
+    ref.backward(grad)
+    for a, r in zip(leaves, refs, strict=True):
+        torch.testing.assert_close(a.grad, r.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_only_float32_cpu_outside_autocast_takes_the_onednn_path(every_size):
+    x, w = torch.randn(3, 8, requires_grad=True), torch.randn(5, 8, requires_grad=True)
+    assert through_onednn(linear(x, w, None))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = linear(x, w, None)
+    assert out.dtype == torch.bfloat16 and not through_onednn(out)
+    assert not through_onednn(linear(x.double(), w.double(), None))
+    with torch.no_grad():  # evaluation: plain forward, nothing saved
+        torch.testing.assert_close(OneDNNLinear.apply(x, w, None), x @ w.t())
+
+
+def test_model_with_onednn_matches_the_default_model(every_size):
+    cfg = TrainConfig.model_validate(
+        {"model": {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 16, "bias": True}}
+    ).model
+    torch.manual_seed(0)
+    plain = GPT(cfg, 256)
+    torch.manual_seed(0)
+    fast = GPT(cfg, 256)
+    fast.use_onednn()
+    idx, targets = torch.randint(0, 256, (4, 16)), torch.randint(0, 256, (4, 16))
+    (logits, loss), (ref_logits, ref_loss) = fast(idx, targets), plain(idx, targets)
+    assert through_onednn(logits) and not through_onednn(ref_logits)
+    loss.backward()
+    ref_loss.backward()
+    torch.testing.assert_close(loss, ref_loss)
+    for (name, p), q in zip(fast.named_parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_training_with_either_cpu_matmul_gives_the_same_run(tiny, tmp_path, every_size):
+    runs = {}
+    for choice in ("onednn", "torch"):
+        out = tmp_path / choice
+        runs[choice] = train(tiny(steps=8, cpu_matmul=choice, out_dir=str(out)))
+        start = json.loads((out / METRICS).read_text().splitlines()[0])
+        assert start["hardware"]["matmul"] == choice
+    fast, plain = ([h["val_loss"] for h in runs[c].history] for c in ("onednn", "torch"))
+    assert fast == pytest.approx(plain, rel=1e-4)
+    assert fast[-1] < fast[0]
+
+
+def test_unknown_cpu_matmul_is_an_error_that_lists_the_choices():
+    with pytest.raises(ValueError, match=r"cpu_matmul[\s\S]*'onednn' or 'torch'"):
+        TrainConfig.model_validate({"cpu_matmul": "mkl"})
