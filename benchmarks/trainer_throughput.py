@@ -124,7 +124,7 @@ def side_by_side(reference: Path | None, rounds: int) -> dict[str, list[float]]:
     steps = {}
     for name, onednn in (("ours, onednn", True), ("ours, torch", False)):
         model = GPT(cfg.model, 256)
-        model.use_onednn(onednn and onednn_available())  # as train() does per cpu_matmul
+        model.use_onednn(onednn and onednn_available())  # as train() does with cpu_matmul set
         opts = build_optimizers(model, cfg.optim, cpu)
         steps[name] = functools.partial(train_step, model, opts, x, y, BATCH, 1.0, 0.0,
                                         contextlib.nullcontext(), cpu)

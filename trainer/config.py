@@ -192,12 +192,13 @@ class TrainConfig(_Strict):
     """Autocast dtype: auto is bfloat16 on CUDA (when supported), float32 elsewhere."""
     compile: bool = False
     """Wrap the model in torch.compile."""
-    cpu_matmul: Literal["onednn", "torch"] = "onednn"
+    cpu_matmul: Literal["auto", "onednn", "torch"] = "auto"
     """float32 CPU runs: onednn sends the forward and input-gradient matmuls of large linear
     layers through oneDNN, which reaches the CPU's peak where torch's default BLAS may not
-    (measured 1.07-1.10x per training step of a 6L/256d model on an AMD EPYC; small layers stay
-    with torch, see trainer.kernels); torch uses torch's default for all. onednn falls back to
-    torch where this build has no oneDNN. Results agree up to float32 summation order."""
+    (measured 1.11x per training step of a 6L/256d model on an AMD EPYC; small layers stay with
+    torch, see trainer.kernels); torch uses torch's default for all; auto is onednn on AMD x86
+    CPUs and torch elsewhere. onednn falls back to torch where this build has no oneDNN.
+    Results agree up to float32 summation order."""
     num_threads: int | None = Field(None, ge=1)
     """torch threads on CPU; None uses all cores this process may run on."""
     max_loss: float | None = Field(None, gt=0)

@@ -14,12 +14,15 @@ a 32 -> 128 layer, 0.94x at 4096 tokens through 64 -> 256), above it faster (1.0
 through 128 -> 512, 1.11x through 256 -> 1024; forward and backward, 2 threads).
 
 Used for float32 CPU training only (TrainConfig.cpu_matmul); CUDA, bf16 autocast and
-torch.compile keep F.linear.
+torch.compile keep F.linear. By default (cpu_matmul: auto) only on AMD x86 CPUs, where the gap was
+measured; on Intel CPUs MKL is at peak, and Apple's Accelerate or ARM's BLAS may well beat oneDNN.
+The choice is fixed per machine, not timed per run, so the same config gives the same run.
 """
 
 from __future__ import annotations
 
 import functools
+import platform
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +70,31 @@ def onednn_available() -> bool:
         return torch.allclose(onednn_linear(x, w, b), F.linear(x, w, b), rtol=1e-4, atol=1e-5)
     except (RuntimeError, AttributeError, NotImplementedError):
         return False
+
+
+def cpu_vendor(cpuinfo: str | None = None) -> str:
+    """The CPU's vendor id ('AuthenticAMD', 'GenuineIntel', ...) from /proc/cpuinfo; '' if unknown."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return ""
+    for line in cpuinfo.splitlines():
+        if line.startswith("vendor_id"):
+            return line.split(":", 1)[1].strip()
+    return ""
+
+
+def resolve(choice: str) -> str:
+    """'onednn' or 'torch': what TrainConfig.cpu_matmul means on this machine.
+
+    auto is onednn on AMD x86 CPUs; onednn becomes torch where this build has no oneDNN.
+    """
+    if choice == "auto":
+        amd = platform.machine().lower() in ("x86_64", "amd64") and cpu_vendor() == "AuthenticAMD"
+        choice = "onednn" if amd else "torch"
+    return "onednn" if choice == "onednn" and onednn_available() else "torch"
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

@@ -162,8 +162,8 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
 
     torch.manual_seed(config.seed)  # init, then dropout, draw from here
     model = GPT(config.model, data.vocab_size).to(device)
-    if device.type == "cpu" and config.cpu_matmul == "onednn":
-        model.use_onednn(kernels.onednn_available())
+    if device.type == "cpu":
+        model.use_onednn(kernels.resolve(config.cpu_matmul) == "onednn")
     optimizers = build_optimizers(model, config.optim, device)
     data_rng = torch.Generator().manual_seed(config.seed)  # batch offsets only
     max_loss = config.max_loss or 1.5 * math.log(model.vocab_size)
@@ -488,8 +488,7 @@ def run_metadata(config: TrainConfig, device: torch.device, dtype: torch.dtype) 
     if device.type == "cuda":
         hardware["gpu"] = torch.cuda.get_device_name(device)
     elif device.type == "cpu" and dtype == torch.float32:
-        onednn = config.cpu_matmul == "onednn" and kernels.onednn_available()
-        hardware["matmul"] = "onednn" if onednn else "torch"
+        hardware["matmul"] = kernels.resolve(config.cpu_matmul)
     return {"config": config.model_dump(mode="json"), "git": git_revision(),
             "versions": versions, "hardware": hardware}
 

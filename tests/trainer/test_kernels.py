@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from trainer import kernels
 from trainer.config import TrainConfig
-from trainer.kernels import OneDNNLinear, linear, onednn_available
+from trainer.kernels import OneDNNLinear, cpu_vendor, linear, onednn_available, resolve
 from trainer.loop import METRICS, train
 from trainer.model import GPT
 
@@ -46,6 +46,8 @@ def test_onednn_linear_matches_f_linear_forward_and_backward(case, every_size):
     assert through_onednn(ours) and (case != "strided_input" or not leaves[0].is_contiguous())
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
     grad = torch.randn(ref.shape, generator=g)
+    if case == "strided_input":  # and a strided incoming gradient
+        grad = torch.randn(ref.shape[::-1], generator=g).t()
     ours.backward(grad)
     ref.backward(grad)
     for a, r in zip(leaves, refs, strict=True):
@@ -95,5 +97,20 @@ def test_training_with_either_cpu_matmul_gives_the_same_run(tiny, tmp_path, ever
 
 
 def test_unknown_cpu_matmul_is_an_error_that_lists_the_choices():
-    with pytest.raises(ValueError, match=r"cpu_matmul[\s\S]*'onednn' or 'torch'"):
+    with pytest.raises(ValueError, match=r"cpu_matmul[\s\S]*'auto', 'onednn' or 'torch'"):
         TrainConfig.model_validate({"cpu_matmul": "mkl"})
+
+
+def test_cpu_vendor_is_read_from_cpuinfo():
+    amd = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n"
+    assert cpu_vendor(amd) == "AuthenticAMD"
+    assert cpu_vendor("vendor_id : GenuineIntel\n") == "GenuineIntel"
+    assert cpu_vendor("processor : 0\n") == ""
+
+
+def test_auto_picks_onednn_exactly_on_amd_x86():
+    import platform
+
+    amd = platform.machine().lower() in ("x86_64", "amd64") and cpu_vendor() == "AuthenticAMD"
+    assert resolve("auto") == ("onednn" if amd else "torch")
+    assert (resolve("onednn"), resolve("torch")) == ("onednn", "torch")
