@@ -475,6 +475,8 @@ def _finish(
             trial.set_user_attr(key, result[key])
     if result.get("grad_norm"):
         trial.set_user_attr("grad_norm", result["grad_norm"])
+    if result.get("ended_at") is not None:  # the trial's datetime_complete is the driver's tell
+        trial.set_user_attr("worker_ended_at", result["ended_at"])
     status = result["status"]
     if status == "completed" and result.get("final_val_loss") is not None and math.isfinite(
         result["final_val_loss"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 from typing import Any
 
 import ray
@@ -61,6 +62,7 @@ def run_trial(config: dict[str, Any], number: int, coordinator: Any) -> dict[str
         "node_id": ray.get_runtime_context().get_node_id(),
         "gpu_ids": gpu_ids,
         "device": cfg.device,
+        "started_at": time.time(),  # when the worker began, as the driver learns it only later
     }
     ray.get(coordinator.started.remote(number, info))
 
@@ -81,7 +83,9 @@ def run_trial(config: dict[str, Any], number: int, coordinator: Any) -> dict[str
                 f"(gradient accumulation keeps the batch size) ({str(e).splitlines()[0][:200]})"
             ),
             "worker": info,
+            "ended_at": time.time(),
         }
     out = result.as_dict() if hasattr(result, "as_dict") else dict(vars(result))
     out["worker"] = info
+    out["ended_at"] = time.time()
     return out

@@ -58,7 +58,11 @@ def peek(cfg) -> optuna.Study | None:
 
 
 def overlaps(a, b) -> bool:
-    return a.datetime_start < b.datetime_complete and b.datetime_start < a.datetime_complete
+    """Did two trials train at the same time, by the workers' clocks? (A trial's datetimes are the
+    driver's ask and tell, which may lag the worker: a finished trial's GPU can be in use again
+    before the driver has told the study.)"""
+    start, end = "worker_started_at", "worker_ended_at"
+    return a.user_attrs[start] < b.user_attrs[end] and b.user_attrs[start] < a.user_attrs[end]
 
 
 def test_study_runs_prunes_and_records(tmp_path, shakespeare, local_ray):
