@@ -1,6 +1,7 @@
 """Trainer throughput: tokens/s and model-FLOPs utilization against this machine's matmul peak.
 
     python -m benchmarks.trainer_throughput [--steps 50] [--threads N] [--compile] [--reference DIR]
+        [--rounds 30] [--breakdown]
 
 Trains the reference model of DESIGN.md (6 layers, 8 heads, width 256, block 128, batch 32)
 with the real trainer: fp32 with its default oneDNN matmuls (trainer.kernels), fp32 with torch's
@@ -168,6 +169,76 @@ def nanogpt_step(reference: Path, x: torch.Tensor, y: torch.Tensor) -> Callable[
     return step
 
 
+def step_breakdown(rounds: int) -> dict[str, list[float]]:
+    """Step times (s) of the default fp32 step, whole and with one part taken out at a time.
+
+    "without attention" replaces scaled_dot_product_attention by its values input, "without GELU"
+    the GELU by the identity, and "linear matmuls alone" runs only the forward and backward
+    products of the model's linear layers (same shapes, same library choice) on random tensors.
+    The variants take turns, two steps each per round, so the host's drift falls on all alike.
+    """
+    import contextlib
+
+    import torch.nn.functional as F
+
+    import trainer.model
+    from trainer.kernels import linear
+    from trainer.loop import _keep_freed_memory, train_step
+    from trainer.model import GPT, Linear
+    from trainer.optim import build_optimizers
+
+    _keep_freed_memory()
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (BATCH, MODEL["block_size"]))
+    y = torch.randint(0, 256, (BATCH, MODEL["block_size"]))
+    cpu = torch.device("cpu")
+    cfg = TrainConfig.model_validate({"model": MODEL, "optim": {"name": "adamw", "lr": 3e-4}})
+
+    def model_step(without: str | None) -> Callable[[], None]:
+        model = GPT(cfg.model, 256)
+        model.use_onednn(onednn_available())
+        if without == "gelu":
+            for block in model.h:
+                block.mlp.gelu = torch.nn.Identity()
+        opts = build_optimizers(model, cfg.optim, cpu)
+
+        def step() -> None:
+            sdpa = F.scaled_dot_product_attention
+            if without == "attention":  # the model calls it as trainer.model.F....
+                trainer.model.F.scaled_dot_product_attention = lambda q, k, v, **kw: v * 1.0
+            try:
+                train_step(model, opts, x, y, BATCH, 1.0, 0.0, contextlib.nullcontext(), cpu)
+            finally:
+                trainer.model.F.scaled_dot_product_attention = sdpa
+
+        return step
+
+    tokens = BATCH * MODEL["block_size"]
+    layers = [m for m in GPT(cfg.model, 256).modules() if isinstance(m, Linear)]
+    tensors = [(torch.randn(tokens, m.in_features, requires_grad=True),
+                torch.randn(m.out_features, m.in_features, requires_grad=True),
+                torch.randn(tokens, m.out_features)) for m in layers]
+
+    def matmuls() -> None:
+        for inp, weight, grad in tensors:
+            out = linear(inp, weight, None) if onednn_available() else F.linear(inp, weight)
+            out.backward(grad)
+            inp.grad = weight.grad = None
+
+    steps = {"full step": model_step(None), "without attention": model_step("attention"),
+             "without GELU": model_step("gelu"), "linear matmuls alone": matmuls}
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for step in steps.values():  # warm-up
+        step()
+    for _ in range(rounds):
+        for name, step in steps.items():
+            t = time.perf_counter()
+            step()
+            step()
+            times[name].append((time.perf_counter() - t) / 2)
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=50)
@@ -176,6 +247,9 @@ def main() -> None:
     parser.add_argument("--reference", type=Path, metavar="DIR",
                         help="a nanoGPT checkout: time its model side by side with ours (fp32)")
     parser.add_argument("--rounds", type=int, default=30, help="rounds of the side-by-side timing")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time the fp32 step with attention, then GELU, taken out, and the "
+                             "linear layers' matmuls alone")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -216,6 +290,16 @@ def main() -> None:
         print(f"  {name:13s} {statistics.median(ts) * 1e3:5.0f} ms"
               + ("" if ts is ours else f"  (ours with onednn {ratio:.3f}x as fast; median of "
                                        "the per-round ratios)"))
+    if args.breakdown:
+        rounds = max(3, args.rounds // 3)
+        parts = {k: statistics.median(v) * 1e3 for k, v in step_breakdown(rounds).items()}
+        full = parts["full step"]
+        attention, gelu = full - parts["without attention"], full - parts["without GELU"]
+        matmuls = parts["linear matmuls alone"]
+        print(f"where an fp32 step goes ({rounds} rounds taking turns, medians): full step "
+              f"{full:.0f} ms = linear layers' matmuls {matmuls:.0f} ms (timed alone) + attention "
+              f"{attention:.0f} ms + GELU {gelu:.0f} ms (each: the step without it, subtracted) + "
+              f"the rest {full - matmuls - attention - gelu:.0f} ms")
 
 if __name__ == "__main__":
     main()

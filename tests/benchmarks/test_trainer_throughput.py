@@ -18,12 +18,15 @@ def test_float32_peaks_cover_both_libraries_and_bf16_one():
 
 
 @pytest.mark.slow
-def test_benchmark_prints_mfu_for_every_run_and_the_side_by_side_ratio():
-    out = subprocess.run([sys.executable, "-m", "benchmarks.trainer_throughput", "--steps", "10",
-                          "--rounds", "1"], cwd=REPO, capture_output=True, text=True, timeout=600)
+def test_benchmark_prints_mfu_for_every_run_the_side_by_side_ratio_and_the_breakdown():
+    cmd = [sys.executable, "-m", "benchmarks.trainer_throughput", "--steps", "10", "--rounds", "1",
+           "--breakdown"]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     runs = re.findall(r"^train (float32 onednn|float32 torch|bfloat16) .* MFU (\d+\.\d)%",
                       out.stdout, re.M)
     assert [name for name, _ in runs] == ["float32 onednn", "float32 torch", "bfloat16"]
     assert all(0 < float(mfu) < 100 for _, mfu in runs)
     assert re.search(r"ours, torch .*ours with onednn \d\.\d{3}x as fast", out.stdout)
+    assert re.search(r"full step \d+ ms = linear layers' matmuls \d+ ms .* attention \d+ ms",
+                     out.stdout)
