@@ -131,11 +131,17 @@ def side_by_side(reference: Path | None, rounds: int) -> dict[str, list[float]]:
                                         contextlib.nullcontext(), cpu)
     if reference is not None:
         steps["nanoGPT"] = nanogpt_step(reference, x, y)
+    return take_turns(steps, rounds, warmup=3)
 
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(3):  # warm-up
+
+def take_turns(steps: dict[str, Callable[[], None]], rounds: int,
+               warmup: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of each step: rounds in which every step runs twice in turn, after warmup
+    calls each, so that the host's drift falls on all of them alike."""
+    for _ in range(warmup):
         for step in steps.values():
             step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(rounds):
         for name, step in steps.items():
             t = time.perf_counter()
@@ -227,16 +233,7 @@ def step_breakdown(rounds: int) -> dict[str, list[float]]:
 
     steps = {"full step": model_step(None), "without attention": model_step("attention"),
              "without GELU": model_step("gelu"), "linear matmuls alone": matmuls}
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for step in steps.values():  # warm-up
-        step()
-    for _ in range(rounds):
-        for name, step in steps.items():
-            t = time.perf_counter()
-            step()
-            step()
-            times[name].append((time.perf_counter() - t) / 2)
-    return times
+    return take_turns(steps, rounds)
 
 
 def main() -> None:
