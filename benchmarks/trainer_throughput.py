@@ -1,7 +1,7 @@
 """Trainer throughput: tokens/s and model-FLOPs utilization against this machine's matmul peak.
 
     python -m benchmarks.trainer_throughput [--steps 50] [--threads N] [--compile] [--reference DIR]
-        [--rounds 30] [--breakdown]
+        [--rounds 30] [--breakdown [--breakdown-rounds 10]]
 
 Trains the reference model of DESIGN.md (6 layers, 8 heads, width 256, block 128, batch 32)
 with the real trainer: fp32 with its default oneDNN matmuls (trainer.kernels), fp32 with torch's
@@ -247,12 +247,19 @@ def main() -> None:
     parser.add_argument("--breakdown", action="store_true",
                         help="also time the fp32 step with attention, then GELU, taken out, and the "
                              "linear layers' matmuls alone")
+    parser.add_argument("--breakdown-rounds", type=int, default=10, help="rounds of --breakdown")
+    parser.add_argument("--n-layer", type=int, default=MODEL["n_layer"],
+                        help="a smaller model for a quick check of the script; figures of record "
+                             "use the default")
+    parser.add_argument("--n-embd", type=int, default=MODEL["n_embd"], help="as --n-layer")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    MODEL.update(n_layer=args.n_layer, n_embd=args.n_embd)
 
     print(f"torch {torch.__version__}, {args.threads} threads, {torch.backends.cpu.get_cpu_capability()}")
     fpt = flops_per_token(TrainConfig.model_validate({"model": MODEL}).model, vocab_size=256)
-    print(f"model 6L/8H/256d block 128 batch 32, byte vocab: {fpt / 1e6:.2f} MFLOP per token")
+    print(f"model {MODEL['n_layer']}L/{MODEL['n_head']}H/{MODEL['n_embd']}d block "
+          f"{MODEL['block_size']} batch {BATCH}, byte vocab: {fpt / 1e6:.2f} MFLOP per token")
     start = matmul_peaks(torch.float32)
     print("matmul peak at the start: float32 " + ", ".join(f"{v / 1e9:.1f} GFLOP/s ({k})" for k, v
                                                          in start.items())
@@ -288,7 +295,7 @@ def main() -> None:
               + ("" if ts is ours else f"  (ours with onednn {ratio:.3f}x as fast; median of "
                                        "the per-round ratios)"))
     if args.breakdown:
-        rounds = max(3, args.rounds // 3)
+        rounds = args.breakdown_rounds
         parts = {k: statistics.median(v) * 1e3 for k, v in step_breakdown(rounds).items()}
         full = parts["full step"]
         attention, gelu = full - parts["without attention"], full - parts["without GELU"]

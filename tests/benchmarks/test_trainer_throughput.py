@@ -19,8 +19,9 @@ def test_float32_peaks_cover_both_libraries_and_bf16_one():
 
 @pytest.mark.slow
 def test_benchmark_prints_mfu_for_every_run_the_side_by_side_ratio_and_the_breakdown():
+    # The whole script on a smaller model (2 layers, width 128): the plumbing, not the figures.
     cmd = [sys.executable, "-m", "benchmarks.trainer_throughput", "--steps", "10", "--rounds", "1",
-           "--breakdown"]
+           "--breakdown", "--breakdown-rounds", "1", "--n-layer", "2", "--n-embd", "128"]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     runs = re.findall(r"^train (float32 onednn|float32 torch|bfloat16) .* MFU (\d+\.\d)%",
