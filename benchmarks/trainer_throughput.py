@@ -103,12 +103,11 @@ def run(dtype: str, steps: int, compile: bool, cache: str,
             for (t0, s0, p0), (t1, s1, p1) in zip(marks, marks[1:], strict=False)]
 
 
-def side_by_side(reference: Path | None, rounds: int) -> dict[str, list[float]]:
-    """Step times (s) of our model with oneDNN matmuls, with torch's, and nanoGPT's when given.
+def bare_step(onednn: bool, gelu: bool = True) -> tuple[Callable[[], None], torch.Tensor, torch.Tensor]:
+    """A bare fp32 training step of a fresh model on one fixed batch, and that batch (x, y).
 
-    All train on the same batch in one process, in rounds of two optimizer steps each, taking
-    turns, so the host's drift falls on every side alike. Each does the same bare step: forward,
-    backward, clip at 1.0, AdamW, zero grads, fp32.
+    The step is the trainer's train_step: forward, backward, clip at 1.0, AdamW, zero grads.
+    ``onednn`` as train() does with cpu_matmul set; ``gelu=False`` puts the identity in its place.
     """
     import contextlib
 
@@ -122,13 +121,27 @@ def side_by_side(reference: Path | None, rounds: int) -> dict[str, list[float]]:
     y = torch.randint(0, 256, (BATCH, MODEL["block_size"]))
     cpu = torch.device("cpu")
     cfg = TrainConfig.model_validate({"model": MODEL, "optim": {"name": "adamw", "lr": 3e-4}})
+    model = GPT(cfg.model, 256)
+    model.use_onednn(onednn and onednn_available())
+    if not gelu:
+        for block in model.h:
+            block.mlp.gelu = torch.nn.Identity()
+    opts = build_optimizers(model, cfg.optim, cpu)
+    step = functools.partial(train_step, model, opts, x, y, BATCH, 1.0, 0.0,
+                             contextlib.nullcontext(), cpu)
+    return step, x, y
+
+
+def side_by_side(reference: Path | None, rounds: int) -> dict[str, list[float]]:
+    """Step times (s) of our model with oneDNN matmuls, with torch's, and nanoGPT's when given.
+
+    All train on the same batch in one process, in rounds of two optimizer steps each, taking
+    turns, so the host's drift falls on every side alike. Each does the same bare step (see
+    bare_step; nanoGPT's the same with its own model and optimizer).
+    """
     steps = {}
     for name, onednn in (("ours, onednn", True), ("ours, torch", False)):
-        model = GPT(cfg.model, 256)
-        model.use_onednn(onednn and onednn_available())  # as train() does with cpu_matmul set
-        opts = build_optimizers(model, cfg.optim, cpu)
-        steps[name] = functools.partial(train_step, model, opts, x, y, BATCH, 1.0, 0.0,
-                                        contextlib.nullcontext(), cpu)
+        steps[name], x, y = bare_step(onednn)
     if reference is not None:
         steps["nanoGPT"] = nanogpt_step(reference, x, y)
     return take_turns(steps, rounds, warmup=3)
@@ -183,41 +196,24 @@ def step_breakdown(rounds: int) -> dict[str, list[float]]:
     products of the model's linear layers (same shapes, same library choice) on random tensors.
     The variants take turns, two steps each per round, so the host's drift falls on all alike.
     """
-    import contextlib
-
     import torch.nn.functional as F
 
     from trainer.kernels import linear
-    from trainer.loop import _keep_freed_memory, train_step
     from trainer.model import GPT, Linear
-    from trainer.optim import build_optimizers
 
-    _keep_freed_memory()
-    torch.manual_seed(0)
-    x = torch.randint(0, 256, (BATCH, MODEL["block_size"]))
-    y = torch.randint(0, 256, (BATCH, MODEL["block_size"]))
-    cpu = torch.device("cpu")
-    cfg = TrainConfig.model_validate({"model": MODEL, "optim": {"name": "adamw", "lr": 3e-4}})
+    full, _, _ = bare_step(onednn=True)
+    with_attention, _, _ = bare_step(onednn=True)
+    without_gelu, _, _ = bare_step(onednn=True, gelu=False)
 
-    def model_step(without: str | None) -> Callable[[], None]:
-        model = GPT(cfg.model, 256)
-        model.use_onednn(onednn_available())
-        if without == "gelu":
-            for block in model.h:
-                block.mlp.gelu = torch.nn.Identity()
-        opts = build_optimizers(model, cfg.optim, cpu)
+    def without_attention() -> None:
+        sdpa = F.scaled_dot_product_attention  # the model looks it up here at every call
+        F.scaled_dot_product_attention = lambda q, k, v, **kw: v * 1.0
+        try:
+            with_attention()
+        finally:
+            F.scaled_dot_product_attention = sdpa
 
-        def step() -> None:
-            sdpa = F.scaled_dot_product_attention  # the model looks it up here at every call
-            if without == "attention":
-                F.scaled_dot_product_attention = lambda q, k, v, **kw: v * 1.0
-            try:
-                train_step(model, opts, x, y, BATCH, 1.0, 0.0, contextlib.nullcontext(), cpu)
-            finally:
-                F.scaled_dot_product_attention = sdpa
-
-        return step
-
+    cfg = TrainConfig.model_validate({"model": MODEL})
     tokens = BATCH * MODEL["block_size"]
     layers = [m for m in GPT(cfg.model, 256).modules() if isinstance(m, Linear)]
     tensors = [(torch.randn(tokens, m.in_features, requires_grad=True),
@@ -230,8 +226,8 @@ def step_breakdown(rounds: int) -> dict[str, list[float]]:
             out.backward(grad)
             inp.grad = weight.grad = None
 
-    steps = {"full step": model_step(None), "without attention": model_step("attention"),
-             "without GELU": model_step("gelu"), "linear matmuls alone": matmuls}
+    steps = {"full step": full, "without attention": without_attention,
+             "without GELU": without_gelu, "linear matmuls alone": matmuls}
     return take_turns(steps, rounds)
 
 
