@@ -5,7 +5,8 @@
 
 Trains the reference model of DESIGN.md (6 layers, 8 heads, width 256, block 128, batch 32)
 with the real trainer: fp32 with its default oneDNN matmuls (trainer.kernels), fp32 with torch's
-default matmul for comparison, then bf16 autocast. MFU = model FLOPs per token
+default matmul for comparison, then bf16 autocast (attention in float32 on CPUs without AMX, as
+train() does; see trainer.kernels.float32_attention). MFU = model FLOPs per token
 (trainer.model.flops_per_token, the nanoGPT/PaLM count) x tokens/s / the matmul peak. The fp32
 peak is the better of torch's matmul and oneDNN's (on this AMD host oneDNN's, ~12% higher), so
 the library the trainer picks is measured against the best the machine does, not a slower one.
@@ -20,7 +21,8 @@ out; the figure is the median over the others, with their range.
 Then it times bare training steps side by side in one process, taking turns: our model with
 oneDNN matmuls against the same model with torch's, and with ``--reference DIR`` (a checkout of
 nanoGPT, the reference trainer of DESIGN.md) nanoGPT's model and optimizer too; the figure is the
-median of the per-round speed ratios.
+median of the per-round speed ratios. Then the same for bf16 autocast steps with attention in
+float32 against attention in bf16.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from pathlib import Path
 import torch
 
 from trainer import TrainConfig, train
-from trainer.kernels import onednn_available, onednn_linear
+from trainer.kernels import float32_attention, onednn_available, onednn_linear
 from trainer.model import flops_per_token
 
 SHAKESPEARE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
@@ -103,11 +105,14 @@ def run(dtype: str, steps: int, compile: bool, cache: str,
             for (t0, s0, p0), (t1, s1, p1) in zip(marks, marks[1:], strict=False)]
 
 
-def bare_step(onednn: bool, gelu: bool = True) -> tuple[Callable[[], None], torch.Tensor, torch.Tensor]:
-    """A bare fp32 training step of a fresh model on one fixed batch, and that batch (x, y).
+def bare_step(onednn: bool, gelu: bool = True, bf16_attention: bool | None = None,
+              ) -> tuple[Callable[[], None], torch.Tensor, torch.Tensor]:
+    """A bare training step of a fresh model on one fixed batch, and that batch (x, y).
 
     The step is the trainer's train_step: forward, backward, clip at 1.0, AdamW, zero grads.
-    ``onednn`` as train() does with cpu_matmul set; ``gelu=False`` puts the identity in its place.
+    fp32, ``onednn`` as train() does with cpu_matmul set; ``gelu=False`` puts the identity in its
+    place. With ``bf16_attention`` given, a bf16 autocast step instead, with attention in bf16
+    (True) or float32 (False; see trainer.kernels.float32_attention).
     """
     import contextlib
 
@@ -123,12 +128,14 @@ def bare_step(onednn: bool, gelu: bool = True) -> tuple[Callable[[], None], torc
     cfg = TrainConfig.model_validate({"model": MODEL, "optim": {"name": "adamw", "lr": 3e-4}})
     model = GPT(cfg.model, 256)
     model.use_onednn(onednn and onednn_available())
+    model.use_float32_attention(bf16_attention is False)
     if not gelu:
         for block in model.h:
             block.mlp.gelu = torch.nn.Identity()
     opts = build_optimizers(model, cfg.optim, cpu)
-    step = functools.partial(train_step, model, opts, x, y, BATCH, 1.0, 0.0,
-                             contextlib.nullcontext(), cpu)
+    autocast = (contextlib.nullcontext() if bf16_attention is None
+                else torch.autocast("cpu", dtype=torch.bfloat16))
+    step = functools.partial(train_step, model, opts, x, y, BATCH, 1.0, 0.0, autocast, cpu)
     return step, x, y
 
 
@@ -145,6 +152,13 @@ def side_by_side(reference: Path | None, rounds: int) -> dict[str, list[float]]:
     if reference is not None:
         steps["nanoGPT"] = nanogpt_step(reference, x, y)
     return take_turns(steps, rounds, warmup=3)
+
+
+def bf16_attention_side_by_side(rounds: int) -> dict[str, list[float]]:
+    """Step times (s) of bf16 autocast training with float32 attention and with bf16 attention."""
+    steps = {"float32 attention": bare_step(True, bf16_attention=False)[0],
+             "bf16 attention": bare_step(True, bf16_attention=True)[0]}
+    return take_turns(steps, rounds, warmup=2)
 
 
 def take_turns(steps: dict[str, Callable[[], None]], rounds: int,
@@ -288,6 +302,16 @@ def main() -> None:
         ratio = statistics.median(b / a for a, b in zip(ours, ts, strict=True))
         print(f"  {name:13s} {statistics.median(ts) * 1e3:5.0f} ms"
               + ("" if ts is ours else f"  (ours with onednn {ratio:.3f}x as fast; median of "
+                                       "the per-round ratios)"))
+    times = bf16_attention_side_by_side(args.rounds)
+    chosen = "float32 attention" if float32_attention() else "bf16 attention"
+    print(f"side by side, bf16 autocast, {args.rounds} rounds of 2 steps taking turns, median step "
+          f"(train() picks {chosen} on this CPU):")
+    ours = times["float32 attention"]
+    for name, ts in times.items():
+        ratio = statistics.median(b / a for a, b in zip(ours, ts, strict=True))
+        print(f"  {name:17s} {statistics.median(ts) * 1e3:5.0f} ms"
+              + ("" if ts is ours else f"  (float32 attention {ratio:.3f}x as fast; median of "
                                        "the per-round ratios)"))
     if args.breakdown:
         rounds = args.breakdown_rounds

@@ -189,7 +189,9 @@ class TrainConfig(_Strict):
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     """auto picks cuda when available, else cpu."""
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
-    """Autocast dtype: auto is bfloat16 on CUDA (when supported), float32 elsewhere."""
+    """Autocast dtype: auto is bfloat16 on CUDA (when supported), float32 elsewhere. With
+    bfloat16 on a CPU without AMX, attention runs in float32 (faster there, see
+    trainer.kernels.float32_attention); the linear layers run in bfloat16."""
     compile: bool = False
     """Wrap the model in torch.compile."""
     cpu_matmul: Literal["auto", "onednn", "torch"] = "auto"

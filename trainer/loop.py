@@ -164,6 +164,7 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
     model = GPT(config.model, data.vocab_size).to(device)
     if device.type == "cpu":
         model.use_onednn(kernels.resolve(config.cpu_matmul) == "onednn")
+        model.use_float32_attention(dtype == torch.bfloat16 and kernels.float32_attention())
     optimizers = build_optimizers(model, config.optim, device)
     data_rng = torch.Generator().manual_seed(config.seed)  # batch offsets only
     max_loss = config.max_loss or 1.5 * math.log(model.vocab_size)
@@ -489,6 +490,8 @@ def run_metadata(config: TrainConfig, device: torch.device, dtype: torch.dtype) 
         hardware["gpu"] = torch.cuda.get_device_name(device)
     elif device.type == "cpu" and dtype == torch.float32:
         hardware["matmul"] = kernels.resolve(config.cpu_matmul)
+    elif device.type == "cpu":
+        hardware["attention"] = "float32" if kernels.float32_attention() else "bfloat16"
     return {"config": config.model_dump(mode="json"), "git": git_revision(),
             "versions": versions, "hardware": hardware}
 

@@ -76,6 +76,9 @@ class CausalSelfAttention(nn.Module):
         self.attn_dropout = cfg.rate("attn")
         self.resid_dropout = nn.Dropout(cfg.rate("resid"))
 
+    float32 = False
+    """Run attention in float32 under autocast (GPT.use_float32_attention)."""
+
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(C, dim=2)
@@ -84,10 +87,14 @@ class CausalSelfAttention(nn.Module):
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        dropout = self.attn_dropout if self.training else 0.0
         # Fused kernel: the (T, T) attention matrix is never stored for the backward pass.
-        y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_dropout if self.training else 0.0, is_causal=True
-        )  # (B, nh, T, hs)
+        if self.float32 and q.dtype != torch.float32:
+            with torch.autocast(q.device.type, enabled=False):
+                y = F.scaled_dot_product_attention(
+                    q.float(), k.float(), v.float(), dropout_p=dropout, is_causal=True)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads side by side
         return self.resid_dropout(self.c_proj(y))
 
@@ -170,6 +177,16 @@ class GPT(nn.Module):
         for module in self.modules():
             if isinstance(module, Linear):
                 module.onednn = enabled
+
+    def use_float32_attention(self, enabled: bool = True) -> None:
+        """Compute attention in float32 when autocast hands it bfloat16 q, k, v.
+
+        For CPUs where the bfloat16 attention kernels are the slower ones
+        (trainer.kernels.float32_attention). The linear layers stay in autocast's dtype.
+        """
+        for module in self.modules():
+            if isinstance(module, CausalSelfAttention):
+                module.float32 = enabled
 
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None, label_smoothing: float = 0.0

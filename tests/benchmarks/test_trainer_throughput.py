@@ -18,7 +18,7 @@ def test_float32_peaks_cover_both_libraries_and_bf16_one():
 
 
 @pytest.mark.slow
-def test_benchmark_prints_mfu_for_every_run_the_side_by_side_ratio_and_the_breakdown():
+def test_benchmark_prints_mfu_for_every_run_the_side_by_side_ratios_and_the_breakdown():
     # The whole script on a smaller model (2 layers, width 128): the plumbing, not the figures.
     cmd = [sys.executable, "-m", "benchmarks.trainer_throughput", "--steps", "10", "--rounds", "1",
            "--breakdown", "--breakdown-rounds", "1", "--n-layer", "2", "--n-embd", "128"]
@@ -29,5 +29,6 @@ def test_benchmark_prints_mfu_for_every_run_the_side_by_side_ratio_and_the_break
     assert [name for name, _ in runs] == ["float32 onednn", "float32 torch", "bfloat16"]
     assert all(0 < float(mfu) < 100 for _, mfu in runs)
     assert re.search(r"ours, torch .*ours with onednn \d\.\d{3}x as fast", out.stdout)
+    assert re.search(r"bf16 attention .*float32 attention \d\.\d{3}x as fast", out.stdout)
     assert re.search(r"full step \d+ ms = linear layers' matmuls \d+ ms .* attention \d+ ms",
                      out.stdout)

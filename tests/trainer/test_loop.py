@@ -189,3 +189,15 @@ def test_short_shakespeare_run_beats_the_unigram_entropy(tiny, shakespeare):
     # context must do well below it.
     assert result.status == "completed"
     assert result.final_val_loss < entropy - 0.6, (result.final_val_loss, entropy)
+
+
+def test_bf16_cpu_run_learns_and_records_its_attention_dtype(tiny, tmp_path):
+    from trainer.kernels import float32_attention
+
+    out = tmp_path / "run"
+    result = train(tiny(steps=10, dtype="bfloat16", out_dir=str(out)))
+    start = json.loads((out / METRICS).read_text().splitlines()[0])
+    assert start["hardware"]["dtype"] == "bfloat16"
+    assert start["hardware"]["attention"] == ("float32" if float32_attention() else "bfloat16")
+    assert result.status == "completed"
+    assert result.history[-1]["val_loss"] < result.history[0]["val_loss"]

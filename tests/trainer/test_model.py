@@ -2,10 +2,12 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from trainer.config import ModelConfig
 from trainer.model import (
     GPT,
+    CausalSelfAttention,
     apply_rope,
     flops_per_token,
     padded_vocab_size,
@@ -132,3 +134,38 @@ def test_tied_head_shares_the_embedding():
     assert model.lm_head.weight is model.wte.weight
     untied = GPT(small(tie_weights=False), vocab_size=64)
     assert untied.lm_head.weight is not untied.wte.weight
+
+
+def test_float32_attention_takes_bf16_qkv_under_autocast_and_keeps_the_gradient():
+    torch.manual_seed(0)
+    attn = CausalSelfAttention(small())
+    x = torch.randn(2, 16, 32)
+
+    def run(float32: bool) -> torch.Tensor:
+        attn.float32 = float32
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return attn(x, None)
+
+    # The same layer by hand: bf16 linear layers, the attention itself in float32.
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        q, k, v = (t.view(2, 16, 4, 8).transpose(1, 2) for t in attn.c_attn(x).split(32, dim=2))
+    y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = attn.c_proj(y.transpose(1, 2).reshape(2, 16, 32))
+    on, off = run(True), run(False)
+    assert on.dtype == off.dtype == torch.bfloat16
+    assert torch.equal(on, expected)
+    assert not torch.equal(on, off)  # bf16 attention rounds differently
+    torch.testing.assert_close(on.float(), off.float(), rtol=0.05, atol=0.02)
+    run(True).float().square().sum().backward()
+    assert attn.c_attn.weight.grad is not None and attn.c_attn.weight.grad.abs().sum() > 0
+
+
+def test_float32_attention_leaves_float32_runs_unchanged():
+    torch.manual_seed(0)
+    model = GPT(small(), 64)
+    idx = torch.randint(0, 64, (2, 16))
+    plain = model(idx)[0]
+    model.use_float32_attention()
+    assert all(b.attn.float32 for b in model.h)
+    assert torch.equal(model(idx)[0], plain)
