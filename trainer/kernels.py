@@ -73,8 +73,8 @@ def onednn_available() -> bool:
         return False
 
 
-def cpu_vendor(cpuinfo: str | None = None) -> str:
-    """The CPU's vendor id ('AuthenticAMD', 'GenuineIntel', ...) from /proc/cpuinfo; '' if unknown."""
+def cpuinfo_field(name: str, cpuinfo: str | None = None) -> str:
+    """A field of the first CPU in /proc/cpuinfo ('vendor_id', 'model name', ...); '' if unknown."""
     if cpuinfo is None:
         try:
             with open("/proc/cpuinfo") as f:
@@ -82,9 +82,14 @@ def cpu_vendor(cpuinfo: str | None = None) -> str:
         except OSError:
             return ""
     for line in cpuinfo.splitlines():
-        if line.startswith("vendor_id"):
+        if line.startswith(name):
             return line.split(":", 1)[1].strip()
     return ""
+
+
+def cpu_vendor(cpuinfo: str | None = None) -> str:
+    """The CPU's vendor id ('AuthenticAMD', 'GenuineIntel', ...); '' if unknown."""
+    return cpuinfo_field("vendor_id", cpuinfo)
 
 
 def resolve(choice: str) -> str:

@@ -510,12 +510,7 @@ def git_revision() -> str | None:
 
 
 def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
-                        platform.processor())
-    except OSError:
-        return platform.processor()
+    return kernels.cpuinfo_field("model name") or platform.processor()
 
 
 def _log(out_dir: Path, record: dict[str, Any]) -> None:

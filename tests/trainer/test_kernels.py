@@ -106,6 +106,7 @@ def test_cpu_vendor_is_read_from_cpuinfo():
     assert cpu_vendor(amd) == "AuthenticAMD"
     assert cpu_vendor("vendor_id : GenuineIntel\n") == "GenuineIntel"
     assert cpu_vendor("processor : 0\n") == ""
+    assert kernels.cpuinfo_field("model name", amd + "model name\t: AMD EPYC 9R14\n") == "AMD EPYC 9R14"
 
 
 def test_auto_picks_onednn_exactly_on_amd_x86():
