@@ -244,6 +244,7 @@ def run_study(
     init_ray(cfg)
     slots = concurrency(cfg)
     running: dict[int, Running] = {}
+    mail = None  # the pending Coordinator.next call
     try:
         storage = make_storage(cfg.storage_url)
         dims, fixed = build_space(cfg, priors)
@@ -299,11 +300,21 @@ def run_study(
                     progress.started(trial.number, params)
                 if not running:
                     break
-                _answer_reports(study, coordinator, running, progress, cfg.eval_interval)
-                done, _ = ray.wait([r.ref for r in running.values()], num_returns=1, timeout=0.2)
+                # Wake on whichever comes first: mail from a trial (a report waits for its
+                # answer) or a trial's end; the timeout keeps Ctrl-C and the display lively.
+                if mail is None:
+                    mail = coordinator.next.remote(1.0)
+                ready, _ = ray.wait([mail, *(r.ref for r in running.values())], num_returns=1,
+                                    timeout=0.2)
+                done = [ref for ref in ready if ref != mail]
+                messages = []
+                if ray.wait([mail], timeout=0)[0]:
+                    messages, mail = ray.get(mail), None
+                if done:  # a trial's last messages come before its end: also take the inbox
+                    messages += ray.get(coordinator.drain.remote())
+                _answer_reports(study, coordinator, running, progress, cfg.eval_interval, messages)
                 for ref in done:
                     number = next(n for n, r in running.items() if r.ref == ref)
-                    _answer_reports(study, coordinator, running, progress, cfg.eval_interval)
                     ok = _finish(study, running.pop(number), ref, cfg, progress)
                     failures_in_a_row = 0 if ok else failures_in_a_row + 1
                 if done:  # a retried failure does not count: ask the storage
@@ -417,11 +428,11 @@ def _attrs(trial: optuna.Trial) -> dict[str, Any]:
 
 def _answer_reports(
     study: optuna.Study, coordinator: Any, running: dict[int, Running], progress: StudyProgress,
-    every: int,
+    every: int, messages: list[tuple],
 ) -> None:
     """Write each report to the study at its token checkpoint and answer with the pruner's call."""
     decisions = []
-    for msg in ray.get(coordinator.drain.remote()):
+    for msg in messages:
         kind, number = msg[0], msg[1]
         r = running.get(number)
         if r is None:
@@ -477,6 +488,10 @@ def _finish(
         trial.set_user_attr("grad_norm", result["grad_norm"])
     if result.get("ended_at") is not None:  # the trial's datetime_complete is the driver's tell
         trial.set_user_attr("worker_ended_at", result["ended_at"])
+    known = _attrs(trial)  # the worker's "started" message may come after its end
+    for k, v in (result.get("worker") or {}).items():
+        if f"worker_{k}" not in known:
+            trial.set_user_attr(f"worker_{k}", v)
     status = result["status"]
     if status == "completed" and result.get("final_val_loss") is not None and math.isfinite(
         result["final_val_loss"]

@@ -22,20 +22,41 @@ class Coordinator:
     def __init__(self) -> None:
         self._inbox: list[tuple] = []
         self._waiting: dict[tuple[int, int], asyncio.Future] = {}
+        self._mail: asyncio.Event | None = None  # set while the inbox has something
+
+    def _post(self, message: tuple) -> None:
+        self._inbox.append(message)
+        if self._mail is not None:
+            self._mail.set()
 
     async def started(self, number: int, info: dict[str, Any]) -> None:
-        self._inbox.append(("started", number, info))
+        self._post(("started", number, info))
 
     async def report(self, number: int, tokens: int, value: float, metrics: dict) -> str:
         """Queue a report and wait until the driver answers 'continue' or 'prune'."""
         future = asyncio.get_running_loop().create_future()
         self._waiting[(number, tokens)] = future
-        self._inbox.append(("report", number, tokens, value, metrics))
+        self._post(("report", number, tokens, value, metrics))
         return await future
 
     async def drain(self) -> list[tuple]:
         out, self._inbox = self._inbox, []
         return out
+
+    async def next(self, timeout: float) -> list[tuple]:
+        """The inbox as soon as it has something, or empty after ``timeout`` seconds.
+
+        The driver keeps one call pending and wakes when it returns, so a trial waiting for its
+        pruning decision waits for the driver's storage write, not for its next polling round.
+        """
+        if not self._inbox:
+            self._mail = self._mail or asyncio.Event()
+            self._mail.clear()
+            try:
+                await asyncio.wait_for(self._mail.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+        return await self.drain()
 
     async def answer(self, decisions: list[tuple[int, int, str]]) -> None:
         for number, tokens, decision in decisions:

@@ -65,6 +65,23 @@ def overlaps(a, b) -> bool:
     return a.user_attrs[start] < b.user_attrs[end] and b.user_attrs[start] < a.user_attrs[end]
 
 
+def test_coordinator_hands_the_driver_each_message_as_it_comes(local_ray):
+    from search.worker import Coordinator
+
+    local_ray(num_cpus=1)
+    box = Coordinator.remote()
+    pending = box.next.remote(60.0)
+    assert ray.wait([pending], timeout=0.5)[0] == []  # nothing posted: the call waits
+    ray.get(box.started.remote(3, {"pid": 1}))
+    assert ray.get(pending, timeout=10) == [("started", 3, {"pid": 1})]  # not after 60 s
+    report = box.report.remote(3, 100, 2.5, {})  # the trial waits for its answer
+    assert ray.get(box.next.remote(60.0), timeout=10) == [("report", 3, 100, 2.5, {})]
+    assert ray.wait([report], timeout=0.5)[0] == []
+    ray.get(box.answer.remote([(3, 100, "prune")]))
+    assert ray.get(report, timeout=10) == "prune"
+    assert ray.get(box.next.remote(0.1), timeout=10) == []  # empty once its timeout is up
+
+
 def test_study_runs_prunes_and_records(tmp_path, shakespeare, local_ray):
     local_ray(num_cpus=2)
     cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=5))
