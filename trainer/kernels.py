@@ -118,8 +118,9 @@ def float32_attention() -> bool:
     torch's CPU flash attention backward is slow in bfloat16 where the CPU has no AMX tiles.
     Measured on a 2-core AVX-512 EPYC (avx512_bf16, no AMX), 6L/8H/256d, batch 32 x 128: its
     backward took 229 ms per step in bfloat16 against 86 ms in float32 (forward 41 against 48 ms),
-    and the bfloat16 training step ran 1.22x as fast with float32 attention (x1.56 against float32
-    training instead of x1.29). The float32 product is also the more precise one. CPUs with AMX
+    and the bfloat16 training step ran 1.22x and 1.31x as fast with float32 attention in two
+    side-by-side measurements (benchmarks/trainer_throughput.py prints it). The float32 product
+    of the bfloat16 q, k, v is also the more precise one. CPUs with AMX
     run the bfloat16 kernels on tile matmuls; not measured, so they keep bfloat16 attention.
     """
     try:

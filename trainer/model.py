@@ -67,6 +67,9 @@ class Linear(nn.Linear):
 
 
 class CausalSelfAttention(nn.Module):
+    float32 = False
+    """Run attention in float32 under autocast (GPT.use_float32_attention)."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.n_head = cfg.n_head
@@ -75,9 +78,6 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.attn_dropout = cfg.rate("attn")
         self.resid_dropout = nn.Dropout(cfg.rate("resid"))
-
-    float32 = False
-    """Run attention in float32 under autocast (GPT.use_float32_attention)."""
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         B, T, C = x.size()
