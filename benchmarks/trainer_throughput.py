@@ -245,6 +245,16 @@ def step_breakdown(rounds: int) -> dict[str, list[float]]:
     return take_turns(steps, rounds)
 
 
+def print_side_by_side(times: dict[str, list[float]], base: str, label: str, width: int) -> None:
+    """Each side's median step, and how much faster ``base`` is (median of per-round ratios)."""
+    ours = times[base]
+    for name, ts in times.items():
+        ratio = statistics.median(b / a for a, b in zip(ours, ts, strict=True))
+        print(f"  {name:{width}s} {statistics.median(ts) * 1e3:5.0f} ms"
+              + ("" if name == base else f"  ({label} {ratio:.3f}x as fast; median of the "
+                                         "per-round ratios)"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=50)
@@ -295,24 +305,14 @@ def main() -> None:
                 vs_torch = [r * fpt / p["torch"] for r, p in chunks]
                 line += f"; {statistics.median(vs_torch):.1%} of torch's matmul peak"
             print(line)
-    times = side_by_side(args.reference, args.rounds)
-    ours = times["ours, onednn"]
     print(f"side by side, fp32, {args.rounds} rounds of 2 steps taking turns, median step:")
-    for name, ts in times.items():
-        ratio = statistics.median(b / a for a, b in zip(ours, ts, strict=True))
-        print(f"  {name:13s} {statistics.median(ts) * 1e3:5.0f} ms"
-              + ("" if ts is ours else f"  (ours with onednn {ratio:.3f}x as fast; median of "
-                                       "the per-round ratios)"))
-    times = bf16_attention_side_by_side(args.rounds)
+    print_side_by_side(side_by_side(args.reference, args.rounds), "ours, onednn",
+                       "ours with onednn", width=13)
     chosen = "float32 attention" if float32_attention() else "bf16 attention"
     print(f"side by side, bf16 autocast, {args.rounds} rounds of 2 steps taking turns, median step "
           f"(train() picks {chosen} on this CPU):")
-    ours = times["float32 attention"]
-    for name, ts in times.items():
-        ratio = statistics.median(b / a for a, b in zip(ours, ts, strict=True))
-        print(f"  {name:17s} {statistics.median(ts) * 1e3:5.0f} ms"
-              + ("" if ts is ours else f"  (float32 attention {ratio:.3f}x as fast; median of "
-                                       "the per-round ratios)"))
+    print_side_by_side(bf16_attention_side_by_side(args.rounds), "float32 attention",
+                       "float32 attention", width=17)
     if args.breakdown:
         rounds = args.breakdown_rounds
         parts = {k: statistics.median(v) * 1e3 for k, v in step_breakdown(rounds).items()}
