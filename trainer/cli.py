@@ -8,7 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from trainer.config import ConfigError, load_train_config
+from trainer.config import ConfigError, SetupError, load_train_config
 from trainer.data import DataError
 from trainer.loop import CHECKPOINT, METRICS, Result, train
 
@@ -35,7 +35,7 @@ def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
         clear_run(Path(config.out_dir))
     try:
         result = train(config, resume=resume)
-    except DataError as e:
+    except (DataError, SetupError) as e:
         print(f"{path}: {e}", file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", "0")) == 0:

@@ -7,6 +7,7 @@ what every trial of a study builds.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -86,7 +87,7 @@ class OptimConfig(_Strict):
     eps: float = Field(1e-8, gt=0)
     """AdamW epsilon."""
     nesterov: bool = False
-    """Nesterov momentum for sgd."""
+    """Nesterov momentum for sgd (needs beta1, the momentum, above 0)."""
     muon_lr: float = Field(0.02, gt=0)
     """Learning rate of the Muon group (2-D hidden matrices) when name == 'muon'."""
     muon_momentum: float = Field(0.95, ge=0, lt=1)
@@ -107,6 +108,14 @@ class OptimConfig(_Strict):
     """Final LR of the cosine schedule as a fraction of the peak."""
     decay_frac: float = Field(0.2, gt=0, le=1)
     """Fraction of steps spent in the final linear decay to zero of the wsd schedule."""
+
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> OptimConfig:
+        if self.name == "sgd" and self.nesterov and self.beta1 == 0:
+            raise ValueError("optim.nesterov needs momentum: set optim.beta1 (the SGD momentum) "
+                             "above 0, or optim.nesterov to false")
+        return self
 
 
 LOCAL_BUILDERS = ("text", "json", "csv", "parquet", "arrow")
@@ -142,7 +151,8 @@ class DataConfig(_Strict):
     val_windows: int = Field(64, ge=1)
     """Number of fixed held-out windows every evaluation averages over (same for every run)."""
     cache_dir: str | None = None
-    """Where tokenized memmaps are cached; None means $SCALETUNE_CACHE or ~/.cache/scaletune."""
+    """Where tokenized memmaps are cached (a relative path is taken from the current folder); None
+    means $SCALETUNE_CACHE or ~/.cache/scaletune."""
 
     def resolved(self, base: Path) -> DataConfig:
         """This config with its relative local paths made absolute against ``base``: ``path``, and
@@ -150,7 +160,10 @@ class DataConfig(_Strict):
         repository, and URLs are left as they are)."""
 
         def absolute(p: str) -> str:
-            return p if "://" in p or Path(p).is_absolute() else str(base / p)
+            if "://" in p:
+                return p
+            p = os.path.expanduser(p)
+            return p if Path(p).is_absolute() else str(base / p)
 
         update: dict[str, Any] = {}
         if self.path:
@@ -244,7 +257,11 @@ def format_errors(err: ValidationError, root: type[BaseModel] | None = None) -> 
             continue
         value = e.get("input")
         shown = "" if isinstance(value, dict) else f" (got {value!r})"
-        lines.append(f"{key or '<top>'}: {e['msg']}{shown}")
+        msg = e["msg"].removeprefix("Value error, ")  # a validator's own message names its keys
+        if e["type"] == "value_error" and (not key or msg.startswith(f"{key}.")):
+            lines.append(f"{msg}{shown}")
+        else:
+            lines.append(f"{key or '<top>'}: {msg}{shown}")
     return lines
 
 
@@ -294,6 +311,13 @@ class ConfigError(ValueError):
         super().__init__(f"{source}: {len(errors)} error(s)\n" + "\n".join(f"  {e}" for e in errors))
 
 
+class SetupError(ValueError):
+    """A valid config that cannot run as asked: a checkpoint of another config or other data to
+    resume, a vocabulary smaller than the tokenizer's, a batch that does not split over the
+    processes. ``scaletune train`` prints it and exits with 2, as for a config that does not
+    validate."""
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Safe-load a YAML mapping; anything else is a ConfigError."""
     path = Path(path)
@@ -321,6 +345,7 @@ def load_train_config(path: str | Path) -> TrainConfig:
 def resolve_paths(cfg: TrainConfig, base: Path) -> TrainConfig:
     """Make the local data paths and out_dir absolute, relative to ``base``."""
     updates: dict[str, Any] = {"data": cfg.data.resolved(base)}
-    if cfg.out_dir and not Path(cfg.out_dir).is_absolute():
-        updates["out_dir"] = str(base / cfg.out_dir)
+    if cfg.out_dir:
+        out_dir = Path(cfg.out_dir).expanduser()
+        updates["out_dir"] = str(out_dir if out_dir.is_absolute() else base / out_dir)
     return cfg.model_copy(update=updates)

@@ -238,9 +238,10 @@ def _describe_source(cfg: DataConfig) -> dict[str, Any]:
         desc = {"text": _stats(_text_paths(cfg.path))}
     else:
         files = [cfg.data_files] if isinstance(cfg.data_files, str) else list(cfg.data_files or [])
+        local = cfg.dataset in LOCAL_BUILDERS
         desc = {
             "hf": [cfg.dataset, cfg.name, cfg.split, cfg.text_column, cfg.max_documents],
-            "data_files": [_stats([f])[0] if os.path.exists(f) else f for f in files],
+            "data_files": [entry for f in files for entry in (_local_stats(f) if local else [f])],
         }
     return {**desc, "tokenizer": cfg.tokenizer}
 
@@ -249,6 +250,22 @@ def _pydoc_topics_file() -> str:
     import pydoc_data.topics
 
     return pydoc_data.topics.__file__
+
+
+def _local_stats(pattern: str) -> list[Any]:
+    """Path, size and mtime of each local file a data_files entry names (a file, a glob, or a
+    folder), so that adding, removing or editing one of them makes a new cache entry; the entry
+    itself where it names no local file (datasets reports that when it loads)."""
+    if "://" in pattern:
+        return [pattern]
+    if glob.has_magic(pattern):
+        paths = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+    elif os.path.isdir(pattern):
+        paths = sorted(p for p in glob.glob(os.path.join(glob.escape(pattern), "**", "*"),
+                                             recursive=True) if os.path.isfile(p))
+    else:
+        paths = [pattern] if os.path.isfile(pattern) else []
+    return _stats(paths) if paths else [pattern]
 
 
 def _stats(paths: list[str]) -> list[list[Any]]:
@@ -266,11 +283,7 @@ def _tokenize_into_cache(cfg: DataConfig, cache: Path) -> dict[str, Any]:
     docs = read_documents(cfg)
     if not docs:
         raise DataError(f"data: the {cfg.source} source yielded no text")
-    content = hashlib.sha256()
-    for i, doc in enumerate(docs):
-        content.update(b"\x1e" if i else b"")  # record separator: document boundaries count
-        content.update(doc.encode("utf-8"))
-    fingerprint = f"{content.hexdigest()[:16]}-{cfg.tokenizer}"
+    fingerprint = f"{content_hash(docs)[:16]}-{cfg.tokenizer}"
     vocab = vocab_size_of(cfg.tokenizer)
     dtype = "uint16" if vocab <= 2**16 else "uint32"
     meta = {"fingerprint": fingerprint, "dtype": dtype, "vocab_size": vocab, "tokenizer": cfg.tokenizer}
@@ -279,6 +292,15 @@ def _tokenize_into_cache(cfg: DataConfig, cache: Path) -> dict[str, Any]:
         tokens = _encode(docs, cfg.tokenizer).astype(dtype)
         _write_atomic(path, tokens.tobytes())
     return meta
+
+
+def content_hash(docs: list[str]) -> str:
+    """sha256 of the text: of the one document itself (a single file's hash is its sha256sum),
+    or of the documents' own hashes in order, so that where one document ends counts too."""
+    digests = [hashlib.sha256(doc.encode("utf-8")).digest() for doc in docs]
+    if len(digests) == 1:
+        return digests[0].hex()
+    return hashlib.sha256(b"documents\0" + b"".join(digests)).hexdigest()
 
 
 def _encode(docs: list[str], tokenizer: str) -> np.ndarray:

@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from trainer import kernels
-from trainer.config import TrainConfig
+from trainer.config import SetupError, TrainConfig
 from trainer.data import prepare_data, sample_batch, val_windows
 from trainer.model import GPT, flops_per_token
 from trainer.optim import build_optimizers, lr_at, set_lr
@@ -147,7 +147,7 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
     out_dir = Path(config.out_dir) if config.out_dir else None
     lead = rank == 0  # the one process that reports, logs and writes checkpoints
     if resume and out_dir is None:
-        raise ValueError("resume needs out_dir: the checkpoint lives there")
+        raise SetupError("resume needs out_dir: the checkpoint lives there")
 
     block_size, batch_size = config.model.block_size, config.batch_size
     micro = config.micro_batch_size or batch_size
@@ -177,12 +177,12 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
     if resumed:
         progress = _load_checkpoint(ckpt_path, config, data.fingerprint, model, optimizers,
                                     data_rng, grad_stats)
+    if progress.step >= total_steps:  # the checkpoint is of a finished run: nothing to log
+        return _result(progress, grad_stats, tokens_per_step, fpt, device, dtype, 0.0)
     if out_dir and lead:
         out_dir.mkdir(parents=True, exist_ok=True)
         _log(out_dir, {"event": "start", "resumed_at_step": progress.step if resumed else None,
                        **run_metadata(config, device, dtype), "data": data.fingerprint})
-    if progress.step >= total_steps:  # the checkpoint is of a finished run
-        return _result(progress, grad_stats, tokens_per_step, fpt, device, dtype, 0.0)
     progress.status, progress.reason = "running", ""  # a stopped run may be resumed
 
     # Data parallel: every rank draws the same global batch and trains on its own slice of it;
@@ -279,7 +279,7 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
                     break
                 progress.best_val_loss = min(val_loss, progress.best_val_loss or math.inf)
                 answer = report(tokens, val_loss, metrics) if report and lead else None
-                if _agree(answer == "stop" or answer is False, world) and not final:
+                if _agree(answer == "stop" or answer is False, world, device) and not final:
                     progress.status = "stopped"
                     progress.reason = f"stopped by report at step {progress.step} (tokens {tokens})"
                     do_ckpt = ckpt_path is not None  # so that the run can be resumed
@@ -395,18 +395,22 @@ def _local_world(world: int) -> int:
 def _local_batch(batch_size: int, micro: int, world: int) -> int:
     """Sequences per rank; the global batch must split evenly into micro-batches on every rank."""
     if batch_size % world or (batch_size // world) % min(micro, batch_size // world):
-        raise ValueError(
+        raise SetupError(
             f"batch_size={batch_size} must split into {world} equal parts that are multiples of "
             f"micro_batch_size={micro}"
         )
     return batch_size // world
 
 
-def _agree(flag: bool, world: int) -> bool:
-    """Rank 0's decision, on every rank (the report callback runs on rank 0 only)."""
+def _agree(flag: bool, world: int, device: torch.device) -> bool:
+    """Rank 0's decision, on every rank (the report callback runs on rank 0 only).
+
+    The flag travels on the training device: NCCL, the process group of CUDA runs, carries CUDA
+    tensors only.
+    """
     if world == 1:
         return flag
-    t = torch.tensor([int(flag)])
+    t = torch.tensor([int(flag)], device=device)
     dist.broadcast(t, src=0)
     return bool(t.item())
 
@@ -559,9 +563,9 @@ def _load_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: t
     changed = sorted(k for k in old.keys() | new.keys()
                      if not {k, k.split(".")[0]} & _RUN_OPTIONS and old.get(k) != new.get(k))
     if changed:
-        raise ValueError(f"resume: {path} was written with a different config; changed: {changed}")
+        raise SetupError(f"resume: {path} was written with a different config; changed: {changed}")
     if ckpt["fingerprint"] != fingerprint:
-        raise ValueError(f"resume: {path} was trained on data {ckpt['fingerprint']}, not {fingerprint}")
+        raise SetupError(f"resume: {path} was trained on data {ckpt['fingerprint']}, not {fingerprint}")
     model.load_state_dict(ckpt["model"])
     for opt, state in zip(optimizers, ckpt["optimizers"], strict=True):
         opt.load_state_dict(state)

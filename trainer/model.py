@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from trainer import kernels
-from trainer.config import ModelConfig
+from trainer.config import ModelConfig, SetupError
 
 
 def padded_vocab_size(cfg: ModelConfig, vocab_size: int) -> int:
@@ -25,7 +25,7 @@ def padded_vocab_size(cfg: ModelConfig, vocab_size: int) -> int:
     """
     if cfg.vocab_size is not None:
         if cfg.vocab_size < vocab_size:
-            raise ValueError(
+            raise SetupError(
                 f"model.vocab_size must cover the tokenizer's {vocab_size} tokens, "
                 f"got vocab_size={cfg.vocab_size}"
             )

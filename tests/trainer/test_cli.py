@@ -55,6 +55,8 @@ def test_train_main_trains_and_resumes(tmp_path, shakespeare, capsys):
     assert "completed" in out and "val loss" in out and "tokens/s" in out
     assert (tmp_path / "out" / "checkpoint.pt").exists()
     assert train_main(str(path), resume=True) == 0  # already finished: nothing left to train
+    events = [json.loads(ln)["event"] for ln in (tmp_path / "out" / "metrics.jsonl").open()]
+    assert (events.count("start"), events[-1]) == (1, "end")  # nothing logged for the no-op
 
     # The same command again, without --resume, would start over: refused, the run kept as it is.
     ckpt = tmp_path / "out" / "checkpoint.pt"
@@ -111,3 +113,37 @@ def test_relative_local_paths_resolve_against_the_config_file(tmp_path):
     assert load_train_config(path).data.data_files == "sample/000.parquet"
     path.write_text(yaml.safe_dump({**common, "data": {"source": "text", "path": "t.txt"}}))
     assert load_train_config(path).data.path == str(folder / "t.txt")
+    # A path under the home folder is the user's, wherever the YAML is.
+    path.write_text(yaml.safe_dump({**common, "out_dir": "~/runs/final",
+                                    "data": {"source": "text", "path": "~/t.txt"}}))
+    home = Path.home()
+    cfg = load_train_config(path)
+    assert (cfg.data.path, cfg.out_dir) == (str(home / "t.txt"), str(home / "runs" / "final"))
+
+
+def test_runs_that_cannot_start_as_asked_exit_with_2_and_one_line(tmp_path, shakespeare, capsys):
+    base = {
+        "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16},
+        "data": {"source": "text", "path": str(shakespeare), "cache_dir": str(tmp_path / "cache")},
+        "batch_size": 4, "tokens": 4 * 4 * 16, "progress": False, "num_threads": 1, "out_dir": "out",
+    }
+    small_vocab = write(tmp_path, {**base, "model": {**base["model"], "vocab_size": 100}})
+    assert train_main(str(small_vocab)) == 2
+    assert "model.vocab_size must cover the tokenizer's 256 tokens" in capsys.readouterr().err
+    path = write(tmp_path, base)
+    assert train_main(str(path)) == 0
+    kept = (tmp_path / "out" / "checkpoint.pt").read_bytes()
+    changed = write(tmp_path, {**base, "optim": {"lr": 1e-3}})
+    capsys.readouterr()
+    assert train_main(str(changed), resume=True) == 2
+    err = capsys.readouterr().err
+    assert "different config; changed: ['optim.lr']" in err and "Traceback" not in err
+    assert (tmp_path / "out" / "checkpoint.pt").read_bytes() == kept
+
+
+def test_nesterov_without_momentum_is_a_config_error(tmp_path):
+    path = write(tmp_path, {"optim": {"name": "sgd", "nesterov": True, "beta1": 0}})
+    with pytest.raises(ConfigError) as err:
+        load_train_config(path)
+    assert err.value.errors == ["optim.nesterov needs momentum: set optim.beta1 (the SGD momentum) "
+                                "above 0, or optim.nesterov to false"]

@@ -207,3 +207,33 @@ def test_real_gpt2_encoding_when_it_is_available():
     except Exception:
         pytest.skip("the gpt2 encoding files cannot be downloaded here")
     assert vocab_size_of("gpt2") == 50257
+
+
+def test_where_documents_end_is_part_of_the_fingerprint(tmp_path):
+    # One file holding "A...\x1eB..." and two files "A..." and "B...": different corpora (the
+    # byte tokenizer joins documents with a blank line), so different fingerprints and tokens.
+    (tmp_path / "one.txt").write_text("A" * 400 + "\x1e" + "B" * 400)
+    (tmp_path / "two").mkdir()
+    (tmp_path / "two" / "1.txt").write_text("A" * 400)
+    (tmp_path / "two" / "2.txt").write_text("B" * 400)
+    one = prepare_data(text_cfg(tmp_path / "one.txt", tmp_path), block_size=32)
+    two = prepare_data(text_cfg(tmp_path / "two" / "*.txt", tmp_path), block_size=32)
+    assert one.fingerprint != two.fingerprint and not two.from_cache
+    tokens = np.concatenate([two.train, two.val]).astype(np.uint8).tobytes()
+    assert tokens[398:404] == b"AA\n\nBB"
+
+
+def test_hf_glob_sees_added_and_edited_files(tmp_path, monkeypatch):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.txt").write_text("A" * 1000)
+    cfg = DataConfig(source="hf", dataset="text", data_files=str(tmp_path / "d" / "*.txt"),
+                     cache_dir=str(tmp_path / "cache"))
+    first = prepare_data(cfg, block_size=32)
+    assert prepare_data(cfg, block_size=32).from_cache
+    (tmp_path / "d" / "b.txt").write_text("B" * 5000)  # the glob now matches a second file
+    second = prepare_data(cfg, block_size=32)
+    assert not second.from_cache and second.fingerprint != first.fingerprint
+    assert second.n_train_tokens + second.n_val_tokens == 6002  # both files, a blank line between
