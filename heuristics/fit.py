@@ -79,7 +79,9 @@ class PowerLawFit:
     unit: str
     """Unit of y."""
     scale_kind: ScaleKind
-    coef: float
+    log10_coef: float
+    """log10 of the constant: kept in log space, where a steep law's constant (say 1e-421 from
+    two studies at nearby scales) neither underflows nor overflows."""
     exponent: float
     n_points: int
     x_min: float
@@ -109,24 +111,33 @@ class PowerLawFit:
         low, high = self._percentiles(np.asarray(self.boot_log10_coef))
         return 10.0**low, 10.0**high
 
+    @property
+    def coef(self) -> float:
+        """The constant a of y = a * x^b (0.0 or inf where it leaves the float range)."""
+        return 10.0 ** min(self.log10_coef, 308.0)
+
     def predict(self, scale: float) -> Prediction:
         """The law at ``scale`` (same kind as fitted), with its bootstrap interval."""
         if not (scale > 0 and math.isfinite(scale)):
             raise ValueError(f"scale must be positive and finite, got {scale=}")
         log_x = math.log10(scale)
-        value = self.coef * scale**self.exponent
+        # In log space, clipped to the float range: absurd far from the data, but a number.
+        value = 10.0 ** min(max(self.log10_coef + self.exponent * log_x, -300.0), 300.0)
         boot = np.asarray(self.boot_log10_coef) + np.asarray(self.boot_exponent) * log_x
         low, high = self._percentiles(boot)
         # The point fit always lies inside its own interval, even with very few studies.
-        low, high = min(10.0**low, value), max(10.0**high, value)
+        low, high = (10.0 ** min(max(v, -300.0), 300.0) for v in (low, high))
+        low, high = min(low, value), max(high, value)
         extrapolated = not (self.x_min * (1 - 1e-9) <= scale <= self.x_max * (1 + 1e-9))
         return Prediction(value, low, high, self.level, extrapolated)
 
     def describe(self) -> str:
         """One line: the law, its exponent interval and what it was fitted on."""
         b_low, b_high = self.exponent_interval
+        in_range = -300 < self.log10_coef < 300
+        constant = f"{self.coef:.4g}" if in_range else f"10^{self.log10_coef:.2f}"
         return (
-            f"{self.target} = {self.coef:.4g} * {self.scale_kind}^{self.exponent:.3f} "
+            f"{self.target} = {constant} * {self.scale_kind}^{self.exponent:.3f} "
             f"(b {self.level:.0%} CI [{b_low:.3f}, {b_high:.3f}], {self.n_points} studies, "
             f"{self.scale_kind} {self.x_min:.3g}..{self.x_max:.3g})"
         )
@@ -138,6 +149,8 @@ class PowerLawFit:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PowerLawFit:
         data = dict(data)
+        if "log10_coef" not in data:  # files written before the constant was kept in log space
+            data["log10_coef"] = math.log10(data.pop("coef"))
         data["boot_log10_coef"] = tuple(float(v) for v in data["boot_log10_coef"])
         data["boot_exponent"] = tuple(float(v) for v in data["boot_exponent"])
         return cls(**data)
@@ -169,7 +182,8 @@ def fit_power_law(
     if not (np.all(np.isfinite(lx)) and np.all(np.isfinite(ly))):
         raise ValueError(f"{target}: x and y must be positive and finite")
     if np.unique(lx).size < 2:
-        raise ValueError(f"{target}: need studies at >= 2 distinct scales, got {lx.size} point(s)")
+        raise ValueError(f"{target}: need studies at >= 2 distinct scales, got {lx.size} point(s) "
+                         f"at {np.unique(lx).size} scale")
 
     fit = stats.linregress(lx, ly)
     residuals = ly - (fit.intercept + fit.slope * lx)
@@ -189,7 +203,7 @@ def fit_power_law(
         target=target,
         unit=unit,
         scale_kind=scale_kind,
-        coef=float(10.0**fit.intercept),
+        log10_coef=float(fit.intercept),
         exponent=float(fit.slope),
         n_points=int(lx.size),
         x_min=float(10.0 ** lx.min()),

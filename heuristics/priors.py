@@ -19,7 +19,8 @@ Sane bounds (documented clips, applied to center and range):
     lr            [1e-5, 1e-1]; the center stays a factor 2 inside
     weight_decay  [1e-4, 5]
     tau           [1e-3, 10]
-    batch_size    powers of two in [1, D / (block_size * 100)]: at least 100 optimizer steps
+    batch_size    powers of two in [1, max(4, D / (block_size * 100))]: at least 100 optimizer
+                  steps, where the budget allows more than 4 sequences per step
     warmup_frac   [0, 0.5]
     dropout       [0, 0.5]
 
@@ -308,10 +309,11 @@ def _lr_prior(
         Source(
             "Step Law eta_opt(N, D)", "Step Law, arXiv 2503.04715",
             _at_batch(steplaw, steplaw_batch, batch_seqs), unit,
-            note=f"N = {n:.3g} non-embedding, D = {tokens:.3g}; fitted N 2.1e8-1.07e9, D 4e9-1e11; "
-            f"{steplaw:.3g} at its B_opt {steplaw_batch:.3g} seqs, {rule}",
+            note=f"N = {n:.3g} non-embedding, D = {tokens:.3g}; fitted N 2.1e8-1.07e9, D 4e9-1e11, "
+            f"D/N 19-466; {steplaw:.3g} at its B_opt {steplaw_batch:.3g} seqs, {rule}",
             extrapolated=laws.outside(n, laws.STEPLAW_PARAMS_RANGE)
-            or laws.outside(tokens, laws.STEPLAW_TOKENS_RANGE),
+            or laws.outside(tokens, laws.STEPLAW_TOKENS_RANGE)
+            or laws.outside(tokens / n, laws.STEPLAW_TPP_RANGE),
         ),
     ]
     center = _geomean([s.value for s in sources])

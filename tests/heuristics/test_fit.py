@@ -156,3 +156,29 @@ def test_params_scale_kind_uses_non_embedding_params():
     assert p.lr.center == pytest.approx(3e-3 * (98_304 / 1e5) ** -0.5)
     # tau was not fitted, so it falls back to the published Power Lines law.
     assert p.tau.sources[0].law == "Power Lines tau_opt(TPP)"
+
+
+def test_steep_law_from_nearby_scales_keeps_its_constant():
+    # Two studies at nearly the same scale: exponent ~70, constant 10^-421, below any float.
+    points = [ScalePoint(1e6, "tokens", 1e-3, None, None, 3.0),
+              ScalePoint(1.01e6, "tokens", 2e-3, None, None, 3.0)]
+    laws = fit_studies(points)
+    assert laws.lr.log10_coef == pytest.approx(-420.96, abs=0.01)
+    assert laws.lr.predict(1e6).value == pytest.approx(1e-3, rel=1e-6)  # its own data point
+    far = laws.lr.predict(1e7)  # absurd far away, and flagged, but a number
+    assert far.extrapolated and math.isfinite(far.value)
+    model = ModelShape(n_layer=2, n_head=2, n_embd=32, block_size=32, vocab_size=256)
+    assert math.isfinite(priors_for(model, 1e6, fitted=laws).lr.center)
+
+
+def test_old_laws_files_with_a_linear_constant_still_load(fitted):
+    data = fitted.lr.to_json()
+    data["coef"] = 10.0 ** data.pop("log10_coef")
+    old = type(fitted.lr).from_json(data)
+    assert old.predict(1e7).value == pytest.approx(fitted.lr.predict(1e7).value, rel=1e-12)
+
+
+def test_one_scale_error_counts_points_and_scales():
+    same = [ScalePoint(1e6, "tokens", 1e-3 * k, None, None, 3.0) for k in (1, 2, 3)]
+    with pytest.raises(ValueError, match=r"got 3 point\(s\) at 1 scale"):
+        fit_studies(same)

@@ -190,3 +190,12 @@ def test_as_dict_lists_the_six_priors():
     assert isinstance(p, Priors)
     names = ["lr", "weight_decay", "tau", "dropout", "warmup_frac", "batch_size"]
     assert list(p.as_dict()) == names
+
+
+def test_step_law_flags_tokens_per_parameter_outside_its_fit():
+    # N = 5.97e8 and D = 4e9 are each inside Step Law's fit, but D/N = 6.7 is below its 19-466.
+    model = ModelShape(n_layer=24, n_head=16, n_embd=1440, block_size=1024, vocab_size=50304)
+    low = {s.law: s for s in priors_for(model, 4e9).lr.sources}["Step Law eta_opt(N, D)"]
+    inside = {s.law: s for s in priors_for(model, 3e10).lr.sources}["Step Law eta_opt(N, D)"]
+    assert low.extrapolated and "D/N 19-466" in low.note
+    assert not inside.extrapolated  # D/N = 50
