@@ -40,7 +40,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from heuristics import laws
 from search.config import StudyConfig, validate_study
 from search.space import trial_config
-from search.storage import make_storage, mask_url
+from search.storage import make_storage, mask_url, scrub
 from trainer.config import (
     ConfigError,
     ModelConfig,
@@ -84,7 +84,7 @@ def open_study(cfg: StudyConfig, source: str) -> tuple[optuna.Study, StudyConfig
         ]) from None
     except SQLAlchemyError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(source, [f"storage: cannot open {shown}: {first}"]) from None
+        raise ConfigError(source, [f"storage: cannot open {shown}: {scrub(first, url)}"]) from None
 
     notes: list[str] = []
     stored = study.user_attrs.get("config")

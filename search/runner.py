@@ -34,7 +34,7 @@ from search.config import StudyConfig
 from search.progress import StudyProgress
 from search.samplers import make_pruner, make_sampler
 from search.space import build_space, prior_center_params, study_priors, suggest, trial_config
-from search.storage import make_storage, mask_url
+from search.storage import make_storage, mask_url, scrub
 from trainer.config import ConfigError
 from trainer.data import prepare_data
 
@@ -100,7 +100,8 @@ def preflight(cfg: StudyConfig) -> Any:
             make_storage(cfg.storage, check=True)
         except Exception as e:  # noqa: BLE001 - any driver error means unreachable
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            errors.append(f"storage: cannot open {mask_url(cfg.storage)}: {first}")
+            errors.append(f"storage: cannot open {mask_url(cfg.storage)}: "
+                          f"{scrub(first, cfg.storage)}")
     if errors:
         raise ConfigError("study", errors)
     return data
@@ -388,7 +389,7 @@ def _write_failed(
     while cause.__cause__ is not None:
         cause = cause.__cause__
     text = str(cause).strip()
-    detail = text.splitlines()[0] if text else type(cause).__name__
+    detail = scrub(text.splitlines()[0], cfg.storage_url) if text else type(cause).__name__
     again = f"; trials {sorted(running)} were stopped and will run again" if running else ""
     return StorageWriteError(mask_url(cfg.storage_url), [
         f"the study stopped: {what} failed: {detail}. The storage keeps every trial finished "

@@ -23,6 +23,20 @@ def mask_url(url: str) -> str:
     return _QUERY_PASSWORD.sub(r"\g<key>***", url)
 
 
+def scrub(text: str, url: str) -> str:
+    """``text`` (say, a driver's error about ``url``) with the URL's password taken out.
+
+    A password with an unescaped '@' is split by the driver at its first '@', which then shows
+    the rest as the host name: every '@'-separated piece of the password goes too.
+    """
+    secrets = [m.group("password") for m in [_PASSWORD.match(url)] if m]
+    secrets += [m.group(0).split("=", 1)[1] for m in _QUERY_PASSWORD.finditer(url)]
+    pieces = {p for secret in secrets for p in [secret, *secret.split("@")] if len(p) >= 3}
+    for piece in sorted(pieces, key=len, reverse=True):
+        text = text.replace(piece, "***")
+    return text
+
+
 def engine_kwargs(url: str) -> dict[str, Any]:
     """SQLite waits instead of failing on a lock; servers survive idle-connection drops."""
     if url.startswith("sqlite"):

@@ -25,9 +25,9 @@ import torch
 from rich.console import Console
 
 import search.runner
-from search.config import validate_study
+from search.config import ConfigError, validate_study
 from search.dashboard import serve
-from search.storage import mask_url
+from search.storage import mask_url, scrub
 from tests.search.helpers import tiny_study, write_study
 
 REPO = Path(__file__).resolve().parents[2]
@@ -151,6 +151,20 @@ def test_dashboard_on_loopback_gives_no_warning(tmp_path, shakespeare, monkeypat
 def test_storage_urls_are_masked(url, masked):
     # The password never survives masking; the rest of the URL stays readable.
     assert mask_url(url) == masked
+
+
+def test_a_password_with_an_unescaped_at_sign_stays_out_of_the_storage_error(tmp_path,
+                                                                             shakespeare):
+    # The driver splits "s3cr@tPART" at its first '@' and names "tPART@127.0.0.1" as the host.
+    url = "postgresql://alice:s3cr@tPART@127.0.0.1:1/db"
+    cfg = validate_study(tiny_study(tmp_path, shakespeare, storage=url))
+    with pytest.raises(ConfigError) as err:
+        search.runner.preflight(cfg)
+    text = str(err.value)
+    assert "storage: cannot open postgresql://alice:***@127.0.0.1:1/db" in text
+    assert "tPART" not in text and "s3cr" not in text
+    assert scrub('host "tPART@h"; password=p4ssw0rd', "postgresql://u@h/db?password=p4ssw0rd") == (
+        'host "tPART@h"; password=***')
 
 
 def test_study_attrs_record_the_storage_without_its_password(tmp_path, shakespeare):
