@@ -410,6 +410,16 @@ def _check_or_record(study: optuna.Study, cfg: StudyConfig, priors: Any, data: A
             ],
         )
     if "fingerprint" in attrs:
+        stored = attrs.get("data_fingerprint")
+        if stored is not None and stored != data.fingerprint:
+            before = attrs.get("data_tokens", {}).get("train")
+            raise ConfigError("study", [
+                f"data: the study's trials trained on data {stored}"
+                + (f" ({before:,} training tokens)" if before else "")
+                + f", but the data now reads as {data.fingerprint} ({data.n_train_tokens:,} "
+                "training tokens): one study must not mix trials on different data; restore the "
+                "data, or give this study a new name"
+            ])
         return
     config = cfg.model_dump(mode="json", by_alias=True)
     if config.get("storage"):

@@ -161,3 +161,30 @@ def test_every_shipped_study_validates():
             load_study(f)
         else:
             load_train_config(f)
+
+
+def test_resume_on_changed_data_is_refused_and_the_study_kept(tmp_path, shakespeare):
+    import optuna
+
+    from search.config import ConfigError
+    from search.runner import _check_or_record, preflight
+    from search.space import study_priors
+    from search.storage import make_storage
+
+    cfg = load_study(write_study(tmp_path, tiny_study(tmp_path, shakespeare)))
+
+    def open_study():
+        data = preflight(cfg)
+        study = optuna.create_study(study_name=cfg.name, storage=make_storage(cfg.storage_url),
+                                    load_if_exists=True)
+        _check_or_record(study, cfg, study_priors(cfg, data.vocab_size, data.n_train_tokens), data)
+        return study
+
+    first = open_study().user_attrs["data_fingerprint"]
+    assert open_study().user_attrs["data_fingerprint"] == first  # same data: it resumes
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(shakespeare.read_bytes()[200_000:260_000])  # the corpus was replaced
+    with pytest.raises(ConfigError, match=f"trained on data {first} .* must not mix"):
+        open_study()
+    storage = make_storage(cfg.storage_url)
+    assert optuna.load_study(study_name=cfg.name, storage=storage).user_attrs["data_fingerprint"] == first
