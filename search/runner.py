@@ -146,11 +146,16 @@ def provenance() -> dict[str, Any]:
 
 
 def recover(study: optuna.Study, max_retries: int) -> list[int]:
-    """Trials left RUNNING by a dead driver become FAIL and their params are re-enqueued."""
+    """Trials left RUNNING by a dead driver become FAIL and their params are re-enqueued.
+
+    Always, whatever ``max_retries`` says: the driver's end is not the trial's failure (as for
+    Ctrl-C), and the messages that stopped the study promised the trials would run again.
+    """
     recovered = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         _fail_and_retry(study, t.number, t._trial_id, t.params, t.user_attrs,
-                        "the driver stopped while this trial ran", max_retries)
+                        "the driver stopped while this trial ran", max_retries,
+                        count_attempt=False)
         recovered.append(t.number)
     return recovered
 

@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 import search.runner
 from search.cli import main
 from search.config import validate_study
-from search.runner import n_finished, run_study
+from search.runner import n_finished, recover, run_study
 from tests.search.helpers import flat, scaletune_run, tiny_study, trial_attr_rows, write_study
 
 REPO = Path(__file__).resolve().parents[2]
@@ -340,3 +340,15 @@ def test_ctrl_c_stops_requeues_and_the_same_command_resumes(tmp_path, shakespear
     rerun = [t for t in study.trials if t.user_attrs.get("retry_of") == number]
     assert len(rerun) == 1 and rerun[0].params == trial.params
     assert rerun[0].state == TrialState.COMPLETE
+
+
+def test_trials_a_stopped_driver_left_running_run_again_even_without_retries(tmp_path):
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="s")
+    for _ in range(2):
+        study.ask().suggest_float("lr", 1e-4, 1e-2)
+    assert recover(study, max_retries=0) == [0, 1]
+    # Not the trials' failure: both are queued again and count toward nothing yet.
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert [t.user_attrs["retried"] for t in failed] == [True, True]
+    assert n_finished(study) == 0
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 2
