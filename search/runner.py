@@ -225,9 +225,10 @@ def concurrency(cfg: StudyConfig) -> int:
         errors.append(f"workers.gpus_per_trial: {w.gpus_per_trial} but the cluster has {gpus:g} GPUs")
     if errors:
         raise ConfigError("study", errors)
-    n = int(cpus // w.cpus_per_trial)
+    # Rounded before the floor: 1 // 0.2 is 4.0 in floating point, where Ray fits 5 trials.
+    n = math.floor(cpus / w.cpus_per_trial + 1e-9)
     if w.gpus_per_trial > 0:
-        n = min(n, int(gpus // w.gpus_per_trial + 1e-9))
+        n = min(n, math.floor(gpus / w.gpus_per_trial + 1e-9))
     if w.max_concurrent:
         n = min(n, w.max_concurrent)
     return max(1, n)

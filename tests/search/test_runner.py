@@ -17,7 +17,7 @@ import ray
 from optuna.trial import TrialState
 
 from search.config import validate_study
-from search.runner import n_finished, run_study
+from search.runner import concurrency, n_finished, run_study
 from tests.search.helpers import act_when, scaletune_run, tiny_study, write_study
 
 pytestmark = pytest.mark.slow
@@ -158,6 +158,14 @@ def test_each_concurrent_trial_gets_its_own_gpu(tmp_path, shakespeare, local_ray
     assert pairs, "expected two trials to run concurrently"
     for a, b in pairs:
         assert a.user_attrs["worker_gpu_ids"] != b.user_attrs["worker_gpu_ids"]
+
+
+def test_fractional_gpus_hold_as_many_trials_as_ray_fits(tmp_path, shakespeare, local_ray):
+    local_ray(num_cpus=16, num_gpus=1)
+    for share, fits in ((0.2, 5), (0.1, 10), (0.25, 4), (1 / 3, 3)):
+        study = tiny_study(tmp_path, shakespeare,
+                           workers={"cpus_per_trial": 1, "gpus_per_trial": share})
+        assert concurrency(validate_study(study)) == fits, share  # 1 // 0.2 == 4.0 in floats
 
 
 def test_too_many_gpus_per_trial_is_refused_before_any_trial(tmp_path, shakespeare, local_ray):
