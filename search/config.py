@@ -148,7 +148,7 @@ class _PrunerBase(_Strict):
     n_warmup_steps: TokensOrZero | None = None
     """Tokens a trial trains before it may be pruned (steps are tokens here); default 25% of a trial."""
     interval_steps: int = Field(1, ge=1)
-    """Consider pruning at every n-th evaluation."""
+    """Consider pruning at every n-th evaluation (after the first one past the warmup)."""
 
 
 class MedianPrunerConfig(_PrunerBase):

@@ -182,14 +182,14 @@ def make_pruner(cfg: StudyConfig, p: Any = None) -> optuna.pruners.BasePruner:
         return optuna.pruners.MedianPruner(
             n_startup_trials=p.n_startup_trials,
             n_warmup_steps=warmup(p.n_warmup_steps),
-            interval_steps=p.interval_steps,
+            interval_steps=p.interval_steps * cfg.eval_interval,  # evaluations -> tokens
         )
     if isinstance(p, PercentilePrunerConfig):
         return optuna.pruners.PercentilePruner(
             p.percentile,
             n_startup_trials=p.n_startup_trials,
             n_warmup_steps=warmup(p.n_warmup_steps),
-            interval_steps=p.interval_steps,
+            interval_steps=p.interval_steps * cfg.eval_interval,  # evaluations -> tokens
         )
     if isinstance(p, SuccessiveHalvingPrunerConfig):
         return optuna.pruners.SuccessiveHalvingPruner(

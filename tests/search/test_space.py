@@ -176,6 +176,23 @@ def test_median_pruner_compares_at_equal_tokens():
     assert not ok.should_prune()
 
 
+def test_pruner_interval_counts_evaluations():
+    cfg = study_cfg(eval_every_tokens=1000, tokens_per_trial=10_000, pruner={
+        "name": "median", "n_startup_trials": 1, "n_warmup_steps": 0, "interval_steps": 2})
+    study = optuna.create_study(pruner=make_pruner(cfg))
+    good = study.ask()
+    for tokens in range(1000, 10_001, 1000):
+        good.report(1.0, tokens)
+    study.tell(good, 1.0)
+    bad, pruned_at = study.ask(), []
+    for tokens in range(1000, 10_001, 1000):
+        bad.report(10.0, tokens)
+        if bad.should_prune():
+            pruned_at.append(tokens)
+    # The first evaluation after the warmup, then every 2nd one (before: every evaluation).
+    assert pruned_at == [1000, 2000, 4000, 6000, 8000, 10_000]
+
+
 def test_suggest_uses_every_distribution_kind():
     dims, _ = build_space(study_cfg(search={"other": {"model.n_layer": {"low": 1, "high": 3}}}),
                           PRIORS)
