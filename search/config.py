@@ -305,8 +305,25 @@ class StudyConfig(_Strict):
                 )
         for key in ("lr", "weight_decay", "dropout", "warmup_frac", "batch_size"):
             errors += _range_errors(f"search.{key}", key, getattr(self.search, key))
-        for dotted in self.search.other:
+        wd = self.search.weight_decay
+        taus = [v for v in (wd.low, wd.high, wd.value, *(wd.choices or [])) if v is not None]
+        if wd.as_ == "tau" and any(isinstance(v, (int, float)) and v <= 0 for v in taus):
+            errors.append("search.weight_decay: with as: tau (the default) its values are the "
+                          "AdamW timescale tau, which must be > 0 (for no weight decay write "
+                          "{value: 0, as: lambda})")
+        if batch.low is not None and batch.high is not None:
+            step = micro or 1
+            if not any(batch.low <= 2**k <= batch.high and 2**k % step == 0 for k in range(40)):
+                errors.append(f"search.batch_size: no power of two in [{batch.low}, {batch.high}]"
+                              + (f" that is a multiple of trainer.micro_batch_size={micro}"
+                                 if micro else "")
+                              + ", and batch sizes are searched as powers of two: widen the "
+                              "range, or list the sizes as choices")
+        for dotted, param in self.search.other.items():
             problem = _check_dotted(dotted)
+            if problem is None and param.prior == "auto":
+                problem = ("prior: auto exists for lr, weight_decay, dropout, warmup_frac and "
+                           "batch_size only: give low/high, choices or value")
             if problem:
                 errors.append(f"search.other.{dotted}: {problem}")
         if errors:
@@ -380,6 +397,10 @@ def _check_dotted(dotted: str) -> str | None:
         "model.block_size", "model.vocab_size"
     ):
         return "this field is set by the study itself and cannot be searched"
+    named = {"optim.lr": "lr", "optim.weight_decay": "weight_decay", "model.dropout": "dropout",
+             "optim.warmup_frac": "warmup_frac", "batch_size": "batch_size"}
+    if dotted in named:
+        return f"this is search.{named[dotted]}: set it there (a value fixes it)"
     return None
 
 

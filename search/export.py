@@ -48,6 +48,7 @@ from trainer.config import (
     format_errors,
     load_train_config,
 )
+from trainer.optim import warmup_steps
 
 CHECKPOINT_FRACTION = 0.05
 """A final run writes a checkpoint every 5% of its tokens."""
@@ -170,7 +171,7 @@ class Hparams:
 
     def record(self) -> dict[str, Any]:
         return {**asdict(self), "tokens_per_step": self.tokens_per_step, "steps": self.steps,
-                "warmup_steps": round(self.warmup_frac * self.steps)}
+                "warmup_steps": warmup_steps(self.warmup_frac, self.steps)}
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from optuna.trial import TrialState
 
 from heuristics.fit import FittedLaws, ScalePoint, fit_studies
 from search.config import StudyConfig
-from search.storage import make_storage
+from search.export import open_study
 from trainer.config import ConfigError
 
 
@@ -37,12 +37,8 @@ def fit_from_studies(
     """Fit lr, tau and batch-size laws to the best trials of finished studies at several scales."""
     points = []
     for cfg in cfgs:
-        try:
-            study = optuna.load_study(study_name=cfg.name, storage=make_storage(cfg.storage_url))
-        except KeyError:
-            raise ConfigError(cfg.name, [f"no study named {cfg.name!r} in its storage yet: run it "
-                                         "first"]) from None
-        points.append(scale_point(cfg, study, scale_kind))
+        study, ran_with, _ = open_study(cfg, cfg.name)  # names a missing storage or study
+        points.append(scale_point(ran_with, study, scale_kind))
     if len({p.scale for p in points}) < 2:
         raise ConfigError(
             "fit", [f"the studies must span at least two {scale_kind} scales, got "

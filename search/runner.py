@@ -248,13 +248,13 @@ def run_study(
     console = console or Console()
     data = preflight(cfg)
     priors = study_priors(cfg, data.vocab_size, data.n_train_tokens)
+    dims, fixed = build_space(cfg, priors)  # a space the priors leave empty fails before Ray
     init_ray(cfg)
     slots = concurrency(cfg)
     running: dict[int, Running] = {}
     mail = None  # the pending Coordinator.next call
     try:
         storage = make_storage(cfg.storage_url)
-        dims, fixed = build_space(cfg, priors)
         study = optuna.create_study(
             study_name=cfg.name, storage=storage, pruner=make_pruner(cfg),
             direction="minimize", load_if_exists=True,

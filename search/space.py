@@ -15,8 +15,9 @@ from optuna.distributions import (
 )
 
 from heuristics.priors import ModelShape, Prior, Priors, priors_for
-from search.config import Param, StudyConfig
+from search.config import ConfigError, Param, StudyConfig
 from trainer.config import TrainConfig
+from trainer.optim import warmup_steps
 
 # Where each of the five hyperparameters lives in the trainer config.
 TARGETS = {
@@ -101,10 +102,15 @@ def _distribution(name: str, p: Param, prior: Prior | None) -> BaseDistribution:
         return CategoricalDistribution(p.choices)
     log_default = name in ("lr", "tau", "weight_decay")
     if p.prior == "auto":
-        assert prior is not None
+        assert prior is not None  # config validation allows prior: auto for the five only
         low = p.low if p.low is not None else prior.low
         high = p.high if p.high is not None else prior.high
         log = p.log if p.log is not None else prior.log
+        if not low < high:
+            raise ConfigError("study", [
+                f"search.{name}: low={low:.4g}, high={high:.4g} is an empty range: the prior's "
+                f"range here is [{prior.low:.4g}, {prior.high:.4g}]; give a low and high that "
+                "overlap it, or both"])
     else:
         low, high = p.low, p.high
         log = p.log if p.log is not None else log_default
@@ -121,7 +127,10 @@ def _batch_distribution(p: Param, prior: Prior, micro: int) -> BaseDistribution:
     high = p.high if p.high is not None else prior.high
     sizes = [2**k for k in range(0, 20) if low <= 2**k <= high and 2**k % micro == 0]
     if not sizes:
-        sizes = [max(micro, int(micro * round(prior.center / micro)))]
+        of_micro = f" that is a multiple of trainer.micro_batch_size={micro}" if micro > 1 else ""
+        raise ConfigError("study", [
+            f"search.batch_size: no power of two{of_micro} in [{low:g}, {high:g}] (batch sizes "
+            "are searched as powers of two); widen the range, or list the sizes as choices"])
     return CategoricalDistribution(sizes)
 
 
@@ -198,7 +207,7 @@ def trial_config(
     steps = math.ceil(train_cfg.tokens / train_cfg.tokens_per_step)
     derived.update(
         steps=steps,
-        warmup_steps=int(train_cfg.optim.warmup_frac * steps),
+        warmup_steps=warmup_steps(train_cfg.optim.warmup_frac, steps),  # as the trainer counts
         tokens_per_step=train_cfg.tokens_per_step,
     )
     if "tau" not in params and train_cfg.optim.weight_decay > 0:

@@ -95,6 +95,11 @@ def set_lr(optimizers: list[torch.optim.Optimizer], multiplier: float) -> None:
             g["lr"] = g["base_lr"] * multiplier
 
 
+def warmup_steps(warmup_frac: float, total_steps: int) -> int:
+    """Optimizer steps of linear warmup: warmup_frac of all steps, rounded."""
+    return round(warmup_frac * total_steps)
+
+
 def lr_at(step: int, total_steps: int, cfg: OptimConfig) -> float:
     """Learning-rate multiplier (of the peak) for optimizer step ``step`` in [0, total_steps).
 
@@ -104,7 +109,7 @@ def lr_at(step: int, total_steps: int, cfg: OptimConfig) -> float:
     wsd: 1 (stable) until the final decay_frac of the steps, then straight down to 0;
     constant: 1.
     """
-    warmup = round(cfg.warmup_frac * total_steps)
+    warmup = warmup_steps(cfg.warmup_frac, total_steps)
     if step < warmup:
         return (step + 1) / warmup
     if cfg.schedule == "constant":

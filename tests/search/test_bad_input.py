@@ -62,6 +62,16 @@ CASES = [
      "choices cannot be combined"),
     ("bad study name", "name", "my study", "name: String should match pattern"),
     ("unknown tokenizer source", "data.source", "web", "data.source: Input should be 'builtin'"),
+    ("batch range without a power of two", "search.batch_size", {"low": 40, "high": 60},
+     "search.batch_size: no power of two in [40, 60], and batch"),
+    ("zero read as tau", "search.weight_decay", {"value": 0},
+     "for no weight decay write {value: 0, as: lambda}"),
+    ("prior auto on another field", "search.other", {"model.n_layer": {"prior": "auto"}},
+     "search.other.model.n_layer: prior: auto exists for lr"),
+    ("another field that is one of the five", "search.other", {"optim.lr": {"value": 0.02}},
+     "search.other.optim.lr: this is search.lr: set it there"),
+    ("low above the prior's range", "search.lr", {"prior": "auto", "low": 0.5},
+     "is an empty range: the prior's range here is"),
 ]
 
 
@@ -188,3 +198,13 @@ def test_resume_on_changed_data_is_refused_and_the_study_kept(tmp_path, shakespe
         open_study()
     storage = make_storage(cfg.storage_url)
     assert optuna.load_study(study_name=cfg.name, storage=storage).user_attrs["data_fingerprint"] == first
+
+
+def test_fit_on_a_study_that_never_ran_names_it(tmp_path, shakespeare, capsys):
+    a = write_study(tmp_path, tiny_study(tmp_path, shakespeare, name="small"), "a.yaml")
+    b = write_study(tmp_path, tiny_study(tmp_path, shakespeare, name="large",
+                                         study_dir=str(tmp_path / "large")), "b.yaml")
+    assert main(["fit", str(a), str(b), "-o", str(tmp_path / "laws.json")]) == 2
+    out = capsys.readouterr().out
+    assert "no study 'small'" in out and "run `scaletune run" in out and "Traceback" not in out
+    assert not (tmp_path / "laws.json").exists()

@@ -13,6 +13,7 @@ from heuristics.priors import Prior, Priors
 from search.config import validate_study
 from search.samplers import PriorSampler, draw_from_prior, make_pruner, make_sampler
 from search.space import build_space, prior_center_params, snap, suggest, trial_config
+from trainer.optim import lr_at
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -79,7 +80,11 @@ def test_tau_becomes_lambda_with_b_over_eta_tau_d():
     assert train_cfg.optim.weight_decay == pytest.approx(b_tokens / (1e-3 * 0.5 * 100_000))
     assert derived["weight_decay"] == train_cfg.optim.weight_decay
     assert derived["steps"] == math.ceil(100_000 / b_tokens)
-    assert derived["warmup_steps"] == int(0.1 * derived["steps"])
+    # 10% of 196 steps: the trainer's lr reaches its peak on step 20 (19.6 rounded), not 19.
+    warm = derived["warmup_steps"]
+    assert warm == 20
+    lrs = [lr_at(step, derived["steps"], train_cfg.optim) for step in range(warm + 1)]
+    assert lrs[warm - 2] < 1.0 and lrs[warm - 1] == lrs[warm] == 1.0
     assert train_cfg.model.dropout == 0.1 and train_cfg.batch_size == 16
     assert train_cfg.num_threads == 1 and train_cfg.progress is False
 
