@@ -274,7 +274,9 @@ class StudyConfig(_Strict):
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     pruner: PrunerConfig = Field(default_factory=lambda: MedianPrunerConfig(name="median"))
     seeding: Literal["prior", "none"] = "prior"
-    """prior: enqueue the priors' center, draw start-up trials from the priors. none: plain Optuna."""
+    """prior: enqueue the priors' center, draw start-up trials from the priors. none: plain Optuna.
+    A random sampler draws uniformly either way: it is the baseline the priors are measured
+    against."""
     priors: PriorsConfig = Field(default_factory=PriorsConfig)
     n_trials: int = Field(ge=1)
     """Finished trials (complete or pruned) the study should have."""

@@ -24,7 +24,7 @@ def scale_point(cfg: StudyConfig, study: optuna.Study, scale_kind: str) -> Scale
     return ScalePoint(
         scale=float(scale),
         scale_kind=scale_kind,
-        lr=float(best.params.get("lr", cfg.trainer.optim.lr)),
+        lr=float(best.params.get("lr", cfg.search.lr.value or cfg.trainer.optim.lr)),
         tau=best.params.get("tau", best.user_attrs.get("tau")),
         batch_size=float(tokens_per_step) if batch_searched and tokens_per_step else None,
         value=float(best.value),

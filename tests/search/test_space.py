@@ -229,3 +229,15 @@ def test_study_file_resolves_local_data_files_but_not_hub_files(tmp_path, shakes
     hub = {"source": "hf", "dataset": "org/corpus", "data_files": "sample/000.parquet"}
     path = write_study(tmp_path, tiny_study(tmp_path, shakespeare, data=hub))
     assert load_study(path).data.data_files == "sample/000.parquet"
+
+
+def test_fit_point_takes_a_fixed_lr_from_the_search_space():
+    from search.fit import scale_point
+
+    cfg = study_cfg(search={"lr": {"value": 0.02}})
+    study = optuna.create_study()
+    trial = study.ask()
+    trial.suggest_float("tau", 0.1, 1.0)
+    study.tell(trial, 2.5)
+    # The trials trained with search.lr's value, not the trainer's default lr.
+    assert scale_point(cfg, study, "tokens").lr == 0.02
