@@ -295,12 +295,20 @@ def _tokenize_into_cache(cfg: DataConfig, cache: Path) -> dict[str, Any]:
 
 
 def content_hash(docs: list[str]) -> str:
-    """sha256 of the text: of the one document itself (a single file's hash is its sha256sum),
-    or of the documents' own hashes in order, so that where one document ends counts too."""
-    digests = [hashlib.sha256(doc.encode("utf-8")).digest() for doc in docs]
-    if len(digests) == 1:
-        return digests[0].hex()
-    return hashlib.sha256(b"documents\0" + b"".join(digests)).hexdigest()
+    """sha256 of the documents joined by the record separator 0x1e (one file: its sha256sum).
+
+    Where a document holds that byte itself, the join would not show where documents end (one
+    file "A<0x1e>B" and two files "A" and "B" would hash alike), so such a corpus is hashed as
+    its documents' own hashes in order instead.
+    """
+    if any("\x1e" in doc for doc in docs):
+        digests = b"".join(hashlib.sha256(doc.encode("utf-8")).digest() for doc in docs)
+        return hashlib.sha256(b"documents\0" + digests).hexdigest()
+    content = hashlib.sha256()
+    for i, doc in enumerate(docs):
+        content.update(b"\x1e" if i else b"")
+        content.update(doc.encode("utf-8"))
+    return content.hexdigest()
 
 
 def _encode(docs: list[str], tokenizer: str) -> np.ndarray:
