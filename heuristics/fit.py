@@ -113,7 +113,7 @@ class PowerLawFit:
 
     @property
     def coef(self) -> float:
-        """The constant a of y = a * x^b (0.0 or inf where it leaves the float range)."""
+        """The constant a of y = a * x^b (0.0 where it is below the float range)."""
         return 10.0 ** min(self.log10_coef, 308.0)
 
     def predict(self, scale: float) -> Prediction:
