@@ -109,7 +109,6 @@ class OptimConfig(_Strict):
     decay_frac: float = Field(0.2, gt=0, le=1)
     """Fraction of steps spent in the final linear decay to zero of the wsd schedule."""
 
-
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self) -> OptimConfig:
         if self.name == "sgd" and self.nesterov and self.beta1 == 0:

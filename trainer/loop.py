@@ -162,9 +162,14 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
 
     torch.manual_seed(config.seed)  # init, then dropout, draw from here
     model = GPT(config.model, data.vocab_size).to(device)
+    cpu_kernels: dict[str, str] = {}  # what the run records of the CPU kernel choices below
     if device.type == "cpu":
-        model.use_onednn(kernels.resolve(config.cpu_matmul) == "onednn")
-        model.use_float32_attention(dtype == torch.bfloat16 and kernels.float32_attention())
+        matmul = kernels.resolve(config.cpu_matmul)
+        float32_attention = dtype == torch.bfloat16 and kernels.float32_attention()
+        model.use_onednn(matmul == "onednn")
+        model.use_float32_attention(float32_attention)
+        cpu_kernels = ({"matmul": matmul} if dtype == torch.float32 else
+                       {"attention": "float32" if float32_attention else "bfloat16"})
     optimizers = build_optimizers(model, config.optim, device)
     data_rng = torch.Generator().manual_seed(config.seed)  # batch offsets only
     max_loss = config.max_loss or 1.5 * math.log(model.vocab_size)
@@ -182,7 +187,8 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
     if out_dir and lead:
         out_dir.mkdir(parents=True, exist_ok=True)
         _log(out_dir, {"event": "start", "resumed_at_step": progress.step if resumed else None,
-                       **run_metadata(config, device, dtype), "data": data.fingerprint})
+                       **run_metadata(config, device, dtype, cpu_kernels),
+                       "data": data.fingerprint})
     progress.status, progress.reason = "running", ""  # a stopped run may be resumed
 
     # Data parallel: every rank draws the same global batch and trains on its own slice of it;
@@ -480,8 +486,10 @@ def _result(progress: _Progress, grad_stats: GradNormStats, tokens_per_step: int
 # ---- run records and checkpoints ---------------------------------------------------------------
 
 
-def run_metadata(config: TrainConfig, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
-    """What produced a run: resolved config, code revision, library versions, hardware."""
+def run_metadata(config: TrainConfig, device: torch.device, dtype: torch.dtype,
+                 cpu_kernels: dict[str, str]) -> dict[str, Any]:
+    """What produced a run: resolved config, code revision, library versions, hardware (with the
+    CPU kernels train() chose: ``matmul`` for float32, ``attention`` for bfloat16)."""
     versions = {"python": platform.python_version()}
     for lib in ("torch", "numpy", "tiktoken", "datasets", "pydantic"):
         try:
@@ -492,10 +500,7 @@ def run_metadata(config: TrainConfig, device: torch.device, dtype: torch.dtype) 
                 "threads": torch.get_num_threads(), "cpu": _cpu_name()}
     if device.type == "cuda":
         hardware["gpu"] = torch.cuda.get_device_name(device)
-    elif device.type == "cpu" and dtype == torch.float32:
-        hardware["matmul"] = kernels.resolve(config.cpu_matmul)
-    elif device.type == "cpu":
-        hardware["attention"] = "float32" if kernels.float32_attention() else "bfloat16"
+    hardware.update(cpu_kernels)
     return {"config": config.model_dump(mode="json"), "git": git_revision(),
             "versions": versions, "hardware": hardware}
 
