@@ -314,13 +314,8 @@ class StudyConfig(_Strict):
                           "AdamW timescale tau, which must be > 0 (for no weight decay write "
                           "{value: 0, as: lambda})")
         if batch.low is not None and batch.high is not None:
-            step = micro or 1
-            if not any(batch.low <= 2**k <= batch.high and 2**k % step == 0 for k in range(40)):
-                errors.append(f"search.batch_size: no power of two in [{batch.low}, {batch.high}]"
-                              + (f" that is a multiple of trainer.micro_batch_size={micro}"
-                                 if micro else "")
-                              + ", and batch sizes are searched as powers of two: widen the "
-                              "range, or list the sizes as choices")
+            if not batch_sizes_in(batch.low, batch.high, micro):
+                errors.append(no_batch_sizes(batch.low, batch.high, micro))
         for dotted, param in self.search.other.items():
             problem = _check_dotted(dotted)
             if problem is None and param.prior == "auto":
@@ -380,6 +375,18 @@ def _range_errors(key: str, kind: str, p: Param) -> list[str]:
     if p.low is not None and log and p.low <= 0:
         errors.append(f"{key}.low: a log range must start above 0, got {p.low}")
     return errors
+
+
+def batch_sizes_in(low: float, high: float, micro: int | None) -> list[int]:
+    """The batch sizes a range searches: the powers of two in [low, high] that micro divides."""
+    return [2**k for k in range(20) if low <= 2**k <= high and 2**k % (micro or 1) == 0]
+
+
+def no_batch_sizes(low: float, high: float, micro: int | None) -> str:
+    """The error for a batch-size range that batch_sizes_in finds empty."""
+    of_micro = f" that is a multiple of trainer.micro_batch_size={micro}" if (micro or 1) > 1 else ""
+    return (f"search.batch_size: no power of two{of_micro} in [{low:g}, {high:g}], and batch sizes "
+            "are searched as powers of two: widen the range, or list the sizes as choices")
 
 
 def _check_dotted(dotted: str) -> str | None:

@@ -15,7 +15,7 @@ from optuna.distributions import (
 )
 
 from heuristics.priors import ModelShape, Prior, Priors, priors_for
-from search.config import ConfigError, Param, StudyConfig
+from search.config import ConfigError, Param, StudyConfig, batch_sizes_in, no_batch_sizes
 from trainer.config import TrainConfig
 from trainer.optim import warmup_steps
 
@@ -125,12 +125,9 @@ def _batch_distribution(p: Param, prior: Prior, micro: int) -> BaseDistribution:
         return CategoricalDistribution(sorted(int(c) for c in p.choices))
     low = p.low if p.low is not None else prior.low
     high = p.high if p.high is not None else prior.high
-    sizes = [2**k for k in range(0, 20) if low <= 2**k <= high and 2**k % micro == 0]
+    sizes = batch_sizes_in(low, high, micro)
     if not sizes:
-        of_micro = f" that is a multiple of trainer.micro_batch_size={micro}" if micro > 1 else ""
-        raise ConfigError("study", [
-            f"search.batch_size: no power of two{of_micro} in [{low:g}, {high:g}] (batch sizes "
-            "are searched as powers of two); widen the range, or list the sizes as choices"])
+        raise ConfigError("study", [no_batch_sizes(low, high, micro)])
     return CategoricalDistribution(sizes)
 
 
