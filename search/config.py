@@ -377,6 +377,16 @@ def _range_errors(key: str, kind: str, p: Param) -> list[str]:
     return errors
 
 
+TARGETS = {
+    "lr": "optim.lr",
+    "weight_decay": "optim.weight_decay",
+    "dropout": "model.dropout",
+    "warmup_frac": "optim.warmup_frac",
+    "batch_size": "batch_size",
+}
+"""The trainer field each of the five named hyperparameters sets."""
+
+
 def batch_sizes_in(low: float, high: float, micro: int | None) -> list[int]:
     """The batch sizes a range searches: the powers of two in [low, high] that micro divides."""
     return [2**k for k in range(20) if low <= 2**k <= high and 2**k % (micro or 1) == 0]
@@ -406,10 +416,9 @@ def _check_dotted(dotted: str) -> str | None:
         "model.block_size", "model.vocab_size"
     ):
         return "this field is set by the study itself and cannot be searched"
-    named = {"optim.lr": "lr", "optim.weight_decay": "weight_decay", "model.dropout": "dropout",
-             "optim.warmup_frac": "warmup_frac", "batch_size": "batch_size"}
-    if dotted in named:
-        return f"this is search.{named[dotted]}: set it there (a value fixes it)"
+    named = next((name for name, target in TARGETS.items() if target == dotted), None)
+    if named:
+        return f"this is search.{named}: set it there (a value fixes it)"
     return None
 
 

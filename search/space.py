@@ -15,18 +15,16 @@ from optuna.distributions import (
 )
 
 from heuristics.priors import ModelShape, Prior, Priors, priors_for
-from search.config import ConfigError, Param, StudyConfig, batch_sizes_in, no_batch_sizes
+from search.config import (
+    TARGETS,
+    ConfigError,
+    Param,
+    StudyConfig,
+    batch_sizes_in,
+    no_batch_sizes,
+)
 from trainer.config import TrainConfig
 from trainer.optim import warmup_steps
-
-# Where each of the five hyperparameters lives in the trainer config.
-TARGETS = {
-    "lr": "optim.lr",
-    "weight_decay": "optim.weight_decay",
-    "dropout": "model.dropout",
-    "warmup_frac": "optim.warmup_frac",
-    "batch_size": "batch_size",
-}
 
 
 @dataclass(frozen=True)
