@@ -70,6 +70,12 @@ class Prediction:
     """True when the scale lies outside the scales the law was fitted on."""
 
 
+def _pow10(log10: float) -> float:
+    """10**log10 computed in log space and clipped to 1e-300..1e300: absurd far from the data
+    a law was fitted on, but a number."""
+    return 10.0 ** min(max(log10, -300.0), 300.0)
+
+
 @dataclass(frozen=True)
 class PowerLawFit:
     """y = coef * x^exponent, fitted by least squares on (log10 x, log10 y)."""
@@ -121,13 +127,11 @@ class PowerLawFit:
         if not (scale > 0 and math.isfinite(scale)):
             raise ValueError(f"scale must be positive and finite, got {scale=}")
         log_x = math.log10(scale)
-        # In log space, clipped to the float range: absurd far from the data, but a number.
-        value = 10.0 ** min(max(self.log10_coef + self.exponent * log_x, -300.0), 300.0)
+        value = _pow10(self.log10_coef + self.exponent * log_x)
         boot = np.asarray(self.boot_log10_coef) + np.asarray(self.boot_exponent) * log_x
         low, high = self._percentiles(boot)
         # The point fit always lies inside its own interval, even with very few studies.
-        low, high = (10.0 ** min(max(v, -300.0), 300.0) for v in (low, high))
-        low, high = min(low, value), max(high, value)
+        low, high = min(_pow10(low), value), max(_pow10(high), value)
         extrapolated = not (self.x_min * (1 - 1e-9) <= scale <= self.x_max * (1 + 1e-9))
         return Prediction(value, low, high, self.level, extrapolated)
 
