@@ -138,7 +138,7 @@ class Bench:
 
 def study_config(bench: Bench, strategy: str, seed: int) -> Any:
     """The product's StudyConfig of this task; scaletune strategies search what it defines."""
-    from search.config import StudyConfig
+    from scaletune.search.config import StudyConfig
 
     tau_low, tau_high = bench.tau_range()
     seeding = "none" if strategy == "scaletune_no_priors" else "prior"
@@ -187,9 +187,9 @@ def _strategy(bench: Bench, strategy: str, seed: int, resumed_at: int = 0) -> di
     """
     import optuna
 
-    from search.samplers import make_pruner, make_sampler, resumed_seed
-    from search.space import build_space, prior_center_params, study_priors, suggest
-    from trainer.data import prepare_data
+    from scaletune.search.samplers import make_pruner, make_sampler, resumed_seed
+    from scaletune.search.space import build_space, prior_center_params, study_priors, suggest
+    from scaletune.trainer.data import prepare_data
 
     cfg = study_config(bench, strategy, seed)
     if strategy in ("defaults", "random", "tpe_median"):
@@ -243,8 +243,8 @@ def run_study(bench: Bench, strategy: str, seed: int) -> dict[str, Any]:
     import torch
     from optuna.trial import TrialState
 
-    from search.space import trial_config
-    from trainer import train
+    from scaletune.search.space import trial_config
+    from scaletune.trainer import train
 
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -759,7 +759,7 @@ def analyze(bench: Bench, command: str) -> str:
 def provenance(bench: Bench) -> dict[str, Any]:
     import importlib.metadata
 
-    from trainer.loop import git_revision
+    from scaletune.trainer.loop import git_revision
 
     versions = {}
     for lib in ("torch", "optuna", "numpy", "pandas"):

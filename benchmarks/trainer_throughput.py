@@ -38,9 +38,9 @@ from pathlib import Path
 
 import torch
 
-from trainer import TrainConfig, train
-from trainer.kernels import float32_attention, onednn_available, onednn_linear
-from trainer.model import flops_per_token
+from scaletune.trainer import TrainConfig, train
+from scaletune.trainer.kernels import float32_attention, onednn_available, onednn_linear
+from scaletune.trainer.model import flops_per_token
 
 SHAKESPEARE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
 MODEL = {"n_layer": 6, "n_head": 8, "n_embd": 256, "block_size": 128}
@@ -116,9 +116,9 @@ def bare_step(onednn: bool, gelu: bool = True, bf16_attention: bool | None = Non
     """
     import contextlib
 
-    from trainer.loop import _keep_freed_memory, train_step
-    from trainer.model import GPT
-    from trainer.optim import build_optimizers
+    from scaletune.trainer.loop import _keep_freed_memory, train_step
+    from scaletune.trainer.model import GPT
+    from scaletune.trainer.optim import build_optimizers
 
     _keep_freed_memory()
     torch.manual_seed(0)
@@ -212,8 +212,8 @@ def step_breakdown(rounds: int) -> dict[str, list[float]]:
     """
     import torch.nn.functional as F
 
-    from trainer.kernels import linear
-    from trainer.model import GPT, Linear
+    from scaletune.trainer.kernels import linear
+    from scaletune.trainer.model import GPT, Linear
 
     full, _, _ = bare_step(onednn=True)
     with_attention, _, _ = bare_step(onednn=True)

@@ -1,8 +1,8 @@
 """Scaling-law heuristics: formulas (``laws``), priors for a study (``priors``) and laws fitted to
 the user's finished studies (``fit``). Pure functions over numpy/scipy; no torch, optuna or ray."""
 
-from heuristics.fit import FittedLaws, ScalePoint, fit_studies
-from heuristics.priors import (
+from scaletune.heuristics.fit import FittedLaws, ScalePoint, fit_studies
+from scaletune.heuristics.priors import (
     ModelShape,
     Prior,
     Priors,

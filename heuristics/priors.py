@@ -42,8 +42,8 @@ from rich.console import Console
 from rich.table import Table
 from scipy.stats import norm
 
-from heuristics import laws
-from heuristics.fit import FittedLaws, PowerLawFit, Prediction
+from scaletune.heuristics import laws
+from scaletune.heuristics.fit import FittedLaws, PowerLawFit, Prediction
 
 LR_BOUNDS = (1e-5, 1e-1)
 WEIGHT_DECAY_BOUNDS = (1e-4, 5.0)

@@ -7,21 +7,24 @@ import sys
 
 from rich.console import Console
 
-from trainer.config import ConfigError
+from scaletune.trainer.errors import ConfigError, ScaletuneError
 
 EXIT_BAD_INPUT = 2
 
 
-def _errors(console: Console, e: ConfigError) -> int:
-    console.print(f"[red]{len(e.errors)} error(s)[/] in {e.source}:", highlight=False, soft_wrap=True)
-    for line in e.errors:
+def _errors(console: Console, e: ScaletuneError) -> int:
+    """Print any error of ours as its lines alone (no traceback); exit code 2."""
+    lines = getattr(e, "errors", None) or [str(e)]
+    source = getattr(e, "source", None) or "scaletune"
+    console.print(f"[red]{len(lines)} error(s)[/] in {source}:", highlight=False, soft_wrap=True)
+    for line in lines:
         console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
     return EXIT_BAD_INPUT
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    from search.config import load_study
-    from search.runner import best_summary, dumps, run_study
+    from scaletune.search.config import load_study
+    from scaletune.search.runner import best_summary, dumps, run_study
 
     cfg = load_study(args.study)
     try:
@@ -38,8 +41,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
-    from search.config import load_study
-    from trainer.config import load_train_config, load_yaml
+    from scaletune.search.config import load_study
+    from scaletune.trainer.config import load_train_config, load_yaml
 
     status = 0
     for path in args.studies:
@@ -58,10 +61,10 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_priors(args: argparse.Namespace, console: Console) -> int:
-    from heuristics.priors import print_priors
-    from search.config import load_study
-    from search.space import study_priors
-    from trainer.data import prepare_data
+    from scaletune.heuristics.priors import print_priors
+    from scaletune.search.config import load_study
+    from scaletune.search.space import study_priors
+    from scaletune.trainer.data import prepare_data
 
     cfg = load_study(args.study)
     data = prepare_data(cfg.data, cfg.model.block_size)
@@ -71,16 +74,16 @@ def cmd_priors(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace, console: Console) -> int:
-    from search.dashboard import serve
+    from scaletune.search.dashboard import serve
 
     return serve(args.study, host=args.host, port=args.port, console=console)
 
 
 def cmd_train(args: argparse.Namespace, console: Console) -> int:
-    from trainer.cli import train_main
+    from scaletune.trainer.cli import train_main
 
     if args.nproc_per_node > 1:
-        from trainer.cli import launch
+        from scaletune.trainer.cli import launch
 
         return launch(args.config, args.nproc_per_node, resume=args.resume,
                       overwrite=args.overwrite)
@@ -88,8 +91,8 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_fit(args: argparse.Namespace, console: Console) -> int:
-    from search.config import load_study
-    from search.fit import fit_from_studies
+    from scaletune.search.config import load_study
+    from scaletune.search.fit import fit_from_studies
 
     laws = fit_from_studies([load_study(p) for p in args.studies], scale_kind=args.by)
     laws.save(args.output)
@@ -103,18 +106,19 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
 
 def _tokens(text: str) -> int:
     """A token count as argparse sees it: 2e9, 2_000_000_000 or 2000000000."""
-    try:
-        value = float(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of tokens, got {text!r}") from None
-    if not (value >= 1 and value.is_integer()):
+    from scaletune.trainer.config import parse_number
+
+    value = parse_number(text)
+    if isinstance(value, str):
+        raise argparse.ArgumentTypeError(f"expected a number of tokens, got {text!r}")
+    if not (value >= 1 and float(value).is_integer()):
         raise argparse.ArgumentTypeError(f"expected a whole number of tokens >= 1, got {text!r}")
     return int(value)
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
-    from search.config import load_study
-    from search.export import export_study, parse_model_overrides, summary_lines
+    from scaletune.search.config import load_study
+    from scaletune.search.export import export_study, parse_model_overrides, summary_lines
 
     cfg = load_study(args.study)
     done = export_study(
@@ -129,8 +133,8 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
-    from search.config import load_study
-    from search.report import make_report
+    from scaletune.search.config import load_study
+    from scaletune.search.report import make_report
 
     cfg = load_study(args.study)
     out = args.output or cfg.folder / "report"
@@ -204,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=False)
     try:
         return args.func(args, console)
-    except ConfigError as e:
+    except ScaletuneError as e:
         return _errors(console, e)
 
 

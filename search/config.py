@@ -14,39 +14,24 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
     model_validator,
 )
 
-from trainer.config import (
-    ConfigError,
+from scaletune.trainer.config import (
     DataConfig,
     ModelConfig,
+    Number,
     OptimConfig,
+    Tokens,
+    TokensOrZero,
     TrainConfig,
     format_errors,
     load_yaml,
 )
-
-
-def _number(value: Any) -> Any:
-    """Accept 2e6 and 2_000_000 written as YAML strings (PyYAML reads '2e6' as a string)."""
-    if isinstance(value, str):
-        try:
-            as_float = float(value.replace("_", ""))
-        except ValueError:
-            return value
-        is_int = as_float.is_integer() and "." not in value
-        return int(as_float) if is_int else as_float
-    return value
-
-
-Tokens = Annotated[int, BeforeValidator(_number), Field(ge=1)]
-TokensOrZero = Annotated[int, BeforeValidator(_number), Field(ge=0)]
-Number = Annotated[int | float, BeforeValidator(_number)]
+from scaletune.trainer.errors import ConfigError
 
 
 class _Strict(BaseModel):

@@ -6,8 +6,8 @@ import ipaddress
 
 from rich.console import Console
 
-from search.config import load_study
-from search.storage import make_storage, mask_url
+from scaletune.search.config import load_study
+from scaletune.search.storage import make_storage, mask_url
 
 
 def is_loopback(host: str) -> bool:

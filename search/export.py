@@ -37,18 +37,18 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from heuristics import laws
-from search.config import StudyConfig, validate_study
-from search.space import trial_config
-from search.storage import make_storage, mask_url, scrub
-from trainer.config import (
-    ConfigError,
+from scaletune.heuristics import laws
+from scaletune.search.config import StudyConfig, validate_study
+from scaletune.search.space import trial_config
+from scaletune.search.storage import make_storage, mask_url, scrub
+from scaletune.trainer.config import (
     ModelConfig,
     TrainConfig,
     format_errors,
     load_train_config,
 )
-from trainer.optim import warmup_steps
+from scaletune.trainer.errors import ConfigError
+from scaletune.trainer.optim import warmup_steps
 
 CHECKPOINT_FRACTION = 0.05
 """A final run writes a checkpoint every 5% of its tokens."""

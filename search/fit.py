@@ -5,10 +5,10 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
-from heuristics.fit import FittedLaws, ScalePoint, fit_studies
-from search.config import StudyConfig
-from search.export import open_study
-from trainer.config import ConfigError
+from scaletune.heuristics.fit import FittedLaws, ScalePoint, fit_studies
+from scaletune.search.config import StudyConfig
+from scaletune.search.export import open_study
+from scaletune.trainer.errors import ConfigError
 
 
 def scale_point(cfg: StudyConfig, study: optuna.Study, scale_kind: str) -> ScalePoint:

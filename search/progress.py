@@ -13,7 +13,7 @@ from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from search.config import StudyConfig
+from scaletune.search.config import StudyConfig
 
 
 def fmt_params(params: dict[str, Any]) -> str:

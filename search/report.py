@@ -38,10 +38,10 @@ from rich.console import Console
 from rich.table import Table
 from scipy.interpolate import griddata
 
-from heuristics import laws
-from search.config import StudyConfig
-from search.export import open_study
-from search.storage import mask_url
+from scaletune.heuristics import laws
+from scaletune.search.config import StudyConfig
+from scaletune.search.export import open_study
+from scaletune.search.storage import mask_url
 
 STATE_COLOURS = {
     "COMPLETE": "#1f77b4",

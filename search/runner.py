@@ -30,13 +30,19 @@ from optuna.trial import TrialState
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from rich.console import Console
 
-from search.config import StudyConfig
-from search.progress import StudyProgress
-from search.samplers import make_pruner, make_sampler
-from search.space import build_space, prior_center_params, study_priors, suggest, trial_config
-from search.storage import make_storage, mask_url, scrub
-from trainer.config import ConfigError
-from trainer.data import prepare_data
+from scaletune.search.config import StudyConfig
+from scaletune.search.progress import StudyProgress
+from scaletune.search.samplers import make_pruner, make_sampler
+from scaletune.search.space import (
+    build_space,
+    prior_center_params,
+    study_priors,
+    suggest,
+    trial_config,
+)
+from scaletune.search.storage import make_storage, mask_url, scrub
+from scaletune.trainer.data import prepare_data
+from scaletune.trainer.errors import ConfigError, StorageError
 
 #: Failures of the machinery rather than of the trial: the trial is re-run with the same params.
 RETRYABLE = (
@@ -59,11 +65,6 @@ MIN_FREE_BYTES = 50 * 1024**2
 STORAGE_ERRORS = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)
 #: OSErrors that mean the disk, not the program: full, over quota, read-only, failing.
 DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG)
-
-
-class StorageWriteError(ConfigError):
-    """A write failed during a study (disk full, storage lost). The storage holds everything
-    told before it; running trials were stopped and run again on resume."""
 
 
 @dataclass
@@ -241,9 +242,9 @@ def run_study(
 
     Ctrl-C stops the running trials, marks them FAIL and queues them again, then re-raises
     KeyboardInterrupt. A write that fails (disk full, database lost) stops the running trials and
-    raises StorageWriteError; running the study again resumes it.
+    raises StorageError; running the study again resumes it.
     """
-    from search.worker import Coordinator, run_trial
+    from scaletune.search.worker import Coordinator, run_trial
 
     console = console or Console()
     data = preflight(cfg)
@@ -382,7 +383,7 @@ class DeferredInterrupt:
 
 def _write_failed(
     cfg: StudyConfig, running: dict[int, Running], what: str, error: BaseException
-) -> StorageWriteError:
+) -> StorageError:
     """Stop the running trials and explain what failed and how to go on.
 
     Nothing more is written: SQLite and PostgreSQL commit each write as one transaction, so the
@@ -397,7 +398,7 @@ def _write_failed(
     text = str(cause).strip()
     detail = scrub(text.splitlines()[0], cfg.storage_url) if text else type(cause).__name__
     again = f"; trials {sorted(running)} were stopped and will run again" if running else ""
-    return StorageWriteError(mask_url(cfg.storage_url), [
+    return StorageError(mask_url(cfg.storage_url), [
         f"the study stopped: {what} failed: {detail}. The storage keeps every trial finished "
         f"before the failure{again}. Free some disk space (or bring the database back), then run "
         "the same command to resume."

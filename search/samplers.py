@@ -28,8 +28,8 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 from scipy.stats import truncnorm
 
-from heuristics.priors import Prior
-from search.config import (
+from scaletune.heuristics.priors import Prior
+from scaletune.search.config import (
     HyperbandPrunerConfig,
     MedianPrunerConfig,
     NonePrunerConfig,

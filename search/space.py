@@ -14,17 +14,17 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from heuristics.priors import ModelShape, Prior, Priors, priors_for
-from search.config import (
+from scaletune.heuristics.priors import ModelShape, Prior, Priors, priors_for
+from scaletune.search.config import (
     TARGETS,
-    ConfigError,
     Param,
     StudyConfig,
     batch_sizes_in,
     no_batch_sizes,
 )
-from trainer.config import TrainConfig
-from trainer.optim import warmup_steps
+from scaletune.trainer.config import TrainConfig
+from scaletune.trainer.errors import ConfigError
+from scaletune.trainer.optim import warmup_steps
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def study_priors(cfg: StudyConfig, vocab_size: int, unique_tokens: float | None)
     """The priors of this study: published laws, or the user's fitted ones."""
     fitted = None
     if cfg.priors.laws == "fitted":
-        from heuristics.fit import FittedLaws
+        from scaletune.heuristics.fit import FittedLaws
 
         fitted = FittedLaws.load(cfg.priors.fitted_file)
     return priors_for(

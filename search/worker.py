@@ -69,7 +69,7 @@ def run_trial(config: dict[str, Any], number: int, coordinator: Any) -> dict[str
     """Train one trial; returns the trainer's Result as a dict (status 'oom' on out-of-memory)."""
     import torch
 
-    from trainer import TrainConfig, train
+    from scaletune.trainer import TrainConfig, train
 
     cfg = TrainConfig.model_validate(config)
     gpu_ids = [str(g) for g in ray.get_gpu_ids()]

@@ -8,9 +8,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from trainer.config import ConfigError, SetupError, load_train_config
-from trainer.data import DataError
-from trainer.loop import CHECKPOINT, METRICS, Result, train
+from scaletune.trainer.config import load_train_config
+from scaletune.trainer.errors import ConfigError, DataError, SetupError
+from scaletune.trainer.loop import CHECKPOINT, METRICS, Result, train
 
 
 def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
@@ -60,7 +60,7 @@ def launch(path: str, nproc: int, resume: bool = False, overwrite: bool = False)
     import subprocess
 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc-per-node={nproc}", "-m", "trainer.cli", path]
+           f"--nproc-per-node={nproc}", "-m", "scaletune.trainer.cli", path]
     flags = (["--resume"] if resume else []) + (["--overwrite"] if overwrite else [])
     return subprocess.run(cmd + flags).returncode
 

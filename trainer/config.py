@@ -9,10 +9,33 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from scaletune.trainer.errors import ConfigError
+
+
+def parse_number(value: Any) -> Any:
+    """A number written as text, the one parser of every config file and command line:
+    '2e6', '2_000_000' and '2000000' give 2000000 (an int when whole and written without a
+    decimal point), '0.5' gives 0.5. PyYAML reads 2e6 as a string, so YAML needs this too.
+    Anything else is returned unchanged, for the schema to reject with its own message."""
+    if isinstance(value, str):
+        try:
+            as_float = float(value.replace("_", ""))
+        except ValueError:
+            return value
+        is_int = as_float.is_integer() and "." not in value
+        return int(as_float) if is_int else as_float
+    return value
+
+
+Tokens = Annotated[int, BeforeValidator(parse_number), Field(ge=1)]
+"""A count of tokens >= 1, written as 2e6, 2_000_000 or 2000000."""
+TokensOrZero = Annotated[int, BeforeValidator(parse_number), Field(ge=0)]
+Number = Annotated[int | float, BeforeValidator(parse_number)]
 
 
 class _Strict(BaseModel):
@@ -188,13 +211,13 @@ class TrainConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
-    tokens: int = Field(1_000_000, ge=1)
+    tokens: Tokens = 1_000_000
     """Training budget in tokens; steps = ceil(tokens / (batch_size * block_size))."""
     batch_size: int = Field(32, ge=1)
     """Sequences per optimizer step (global batch)."""
     micro_batch_size: int | None = Field(None, ge=1)
     """Sequences per forward/backward; batch_size must be a multiple. None means batch_size."""
-    eval_every_tokens: int | None = Field(None, ge=1)
+    eval_every_tokens: Tokens | None = None
     """Evaluate validation loss every this many tokens; None means 10 evaluations per run."""
     seed: int = 0
     """Seed of init, data order and dropout: the same seed gives the same run."""
@@ -219,7 +242,7 @@ class TrainConfig(_Strict):
     """Stop as diverged when a training loss exceeds this; None means 1.5 x the initial loss ln(vocab)."""
     out_dir: str | None = None
     """Folder for checkpoints and the metrics log; None disables both."""
-    checkpoint_every_tokens: int | None = Field(None, ge=1)
+    checkpoint_every_tokens: Tokens | None = None
     """Write an atomic checkpoint this often (needs out_dir); None writes only the final one."""
     progress: bool = True
     """Show a progress bar with loss and tokens/s."""
@@ -299,22 +322,6 @@ def _tag(model: type[BaseModel]) -> str | None:
     field = model.model_fields.get("name")
     args = getattr(field.annotation, "__args__", ()) if field else ()
     return args[0] if len(args) == 1 else None
-
-
-class ConfigError(ValueError):
-    """A configuration file that does not validate; ``errors`` lists every problem found."""
-
-    def __init__(self, source: str, errors: list[str]):
-        self.source = source
-        self.errors = errors
-        super().__init__(f"{source}: {len(errors)} error(s)\n" + "\n".join(f"  {e}" for e in errors))
-
-
-class SetupError(ValueError):
-    """A valid config that cannot run as asked: a checkpoint of another config or other data to
-    resume, a vocabulary smaller than the tokenizer's, a batch that does not split over the
-    processes. ``scaletune train`` prints it and exits with 2, as for a config that does not
-    validate."""
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -28,16 +28,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainer.config import LOCAL_BUILDERS, DataConfig
+from scaletune.trainer.config import LOCAL_BUILDERS, DataConfig
+from scaletune.trainer.errors import DataError
 
 BYTE_VOCAB = 256
 # Documents are joined by this text for the byte tokenizer; tiktoken encodings put their
 # end-of-text token between documents instead (as GPT-2 was trained).
 DOC_SEPARATOR = "\n\n"
-
-
-class DataError(ValueError):
-    """Data that cannot be read or tokenized; the message names the path, column or tokenizer."""
 
 
 @dataclass

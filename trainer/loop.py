@@ -30,11 +30,12 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from trainer import kernels
-from trainer.config import SetupError, TrainConfig
-from trainer.data import prepare_data, sample_batch, val_windows
-from trainer.model import GPT, flops_per_token
-from trainer.optim import build_optimizers, lr_at, set_lr
+from scaletune.trainer import kernels
+from scaletune.trainer.config import TrainConfig
+from scaletune.trainer.data import prepare_data, sample_batch, val_windows
+from scaletune.trainer.errors import SetupError
+from scaletune.trainer.model import GPT, flops_per_token
+from scaletune.trainer.optim import build_optimizers, lr_at, set_lr
 
 Report = Callable[[int, float, dict], object]
 """report(tokens_seen, val_loss, metrics) -> "stop" or False to end the run; anything else goes on."""

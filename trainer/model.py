@@ -13,8 +13,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from trainer import kernels
-from trainer.config import ModelConfig, SetupError
+from scaletune.trainer import kernels
+from scaletune.trainer.config import ModelConfig
+from scaletune.trainer.errors import SetupError
 
 
 def padded_vocab_size(cfg: ModelConfig, vocab_size: int) -> int:

@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn as nn
 
-from trainer.config import OptimConfig
+from scaletune.trainer.config import OptimConfig
 
 # group        lr multiplier   weight decay         optimizer when optim.name == 'muon'
 # A string names the OptimConfig field that holds the value. Under adamw and sgd every group uses

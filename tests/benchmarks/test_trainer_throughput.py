@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from benchmarks.trainer_throughput import matmul_peaks
+from scaletune.trainer.kernels import onednn_available
 from tests.search.helpers import REPO
-from trainer.kernels import onednn_available
 
 
 def test_float32_peaks_cover_both_libraries_and_bf16_one():

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from heuristics.fit import FittedLaws, ScalePoint, fit_power_law, fit_studies
-from heuristics.priors import ModelShape, priors_for
+from scaletune.heuristics.fit import FittedLaws, ScalePoint, fit_power_law, fit_studies
+from scaletune.heuristics.priors import ModelShape, priors_for
 
 # True laws of the synthetic studies (scale = training tokens).
 LR_TRUE = (0.5, -0.25)

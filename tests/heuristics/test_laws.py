@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from heuristics import laws
+from scaletune.heuristics import laws
 
 # --- seed 001 (GPT-2 small on 3.26B tokens, the Power Lines formulas) ------------------------
 

@@ -6,8 +6,8 @@ import math
 import pytest
 from rich.console import Console
 
-from heuristics import laws
-from heuristics.priors import (
+from scaletune.heuristics import laws
+from scaletune.heuristics.priors import (
     DROPOUT_BOUNDS,
     LR_BOUNDS,
     TAU_BOUNDS,

@@ -109,7 +109,7 @@ def scaletune_run(path: Path, log: Path) -> Iterator[subprocess.Popen]:
     """`scaletune run` in its own process group, as a terminal runs a foreground job, its output
     in ``log``. Whatever the test does with it, the whole group is gone when the block ends."""
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "search.cli", "run", str(path)], cwd=REPO,
+        proc = subprocess.Popen([sys.executable, "-m", "scaletune.search.cli", "run", str(path)], cwd=REPO,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         yield proc

@@ -8,8 +8,8 @@ import copy
 import pytest
 import yaml
 
-from search.cli import main
-from search.config import load_study
+from scaletune.search.cli import main
+from scaletune.search.config import load_study
 from tests.search.helpers import tiny_study, write_study
 
 
@@ -160,7 +160,7 @@ def test_read_only_study_folder_is_refused_before_any_trial(tmp_path, shakespear
 def test_every_shipped_study_validates():
     from pathlib import Path
 
-    from trainer.config import load_train_config
+    from scaletune.trainer.config import load_train_config
 
     studies = Path(__file__).resolve().parents[2] / "studies"
     files = sorted(studies.glob("**/*.yaml"))
@@ -176,10 +176,10 @@ def test_every_shipped_study_validates():
 def test_resume_on_changed_data_is_refused_and_the_study_kept(tmp_path, shakespeare):
     import optuna
 
-    from search.config import ConfigError
-    from search.runner import _check_or_record, preflight
-    from search.space import study_priors
-    from search.storage import make_storage
+    from scaletune.search.runner import _check_or_record, preflight
+    from scaletune.search.space import study_priors
+    from scaletune.search.storage import make_storage
+    from scaletune.trainer.errors import ConfigError
 
     cfg = load_study(write_study(tmp_path, tiny_study(tmp_path, shakespeare)))
 

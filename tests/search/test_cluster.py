@@ -11,8 +11,8 @@ import ray
 from optuna.trial import TrialState
 from ray.cluster_utils import Cluster
 
-from search.config import validate_study
-from search.runner import n_finished, run_study
+from scaletune.search.config import validate_study
+from scaletune.search.runner import n_finished, run_study
 from tests.search.helpers import act_when, tiny_study, trial_attr_rows
 
 pytestmark = pytest.mark.slow

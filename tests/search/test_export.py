@@ -20,13 +20,14 @@ import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
-from search.cli import main
-from search.config import StudyConfig, load_study
-from search.export import Hparams, export_study, fixed_values, pow2_round, transfer
-from search.space import study_priors, trial_config
-from search.storage import mask_url
+from scaletune.search.cli import main
+from scaletune.search.config import StudyConfig, load_study
+from scaletune.search.export import Hparams, export_study, fixed_values, pow2_round, transfer
+from scaletune.search.space import study_priors, trial_config
+from scaletune.search.storage import mask_url
+from scaletune.trainer.config import load_train_config
+from scaletune.trainer.errors import ConfigError
 from tests.search.helpers import tiny_study, write_study
-from trainer.config import ConfigError, load_train_config
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -408,7 +409,7 @@ def test_bad_tokens_are_exit_2(finished, tmp_path, capsys):
 def test_real_study_export_and_train(tmp_path, shakespeare):
     import ray
 
-    from search.runner import run_study
+    from scaletune.search.runner import run_study
 
     raw = tiny_study(tmp_path, shakespeare, n_trials=2)
     path = write_study(tmp_path, raw)
@@ -427,7 +428,7 @@ def test_real_study_export_and_train(tmp_path, shakespeare):
     # Rule: the horizon rule applied to the real best trial.
     assert exported.optim.lr == pytest.approx(best.params["lr"] * 2**-0.32)
 
-    run = subprocess.run([sys.executable, "-m", "search.cli", "train", str(out)],
+    run = subprocess.run([sys.executable, "-m", "scaletune.search.cli", "train", str(out)],
                          capture_output=True, text=True, timeout=300,
                          cwd=Path(__file__).resolve().parents[2])
     # Rule: `scaletune train final.yaml` trains the exported config to its end.

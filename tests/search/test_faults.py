@@ -19,10 +19,10 @@ import pytest
 import ray
 from optuna.trial import TrialState
 
-import search.runner
-from search.cli import main
-from search.config import validate_study
-from search.runner import n_finished, recover, run_study
+import scaletune.search.runner
+from scaletune.search.cli import main
+from scaletune.search.config import validate_study
+from scaletune.search.runner import n_finished, recover, run_study
 from tests.search.helpers import flat, scaletune_run, tiny_study, trial_attr_rows, write_study
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,7 +43,7 @@ _LR = float(os.environ["SCALETUNE_TEST_OOM_LR"])
 
 class _WrapTrain:
     def find_spec(self, name, path=None, target=None):
-        if name != "trainer.loop":
+        if name != "scaletune.trainer.loop":
             return None
         spec = importlib.machinery.PathFinder.find_spec(name, path)
         run = spec.loader.exec_module
@@ -197,18 +197,18 @@ def test_too_little_free_space_is_refused_before_anything_is_written(
     assert code == 2, out
     folder = tmp_path / "study"
     assert f"study_dir: only 12,345,678 bytes free in {folder}" in out
-    assert f"at least {search.runner.MIN_FREE_BYTES:,}" in out
+    assert f"at least {scaletune.search.runner.MIN_FREE_BYTES:,}" in out
     # Nothing was written: no storage.
     assert not (folder / "study.db").exists()
 
 
 def test_enough_free_space_passes_the_check(tmp_path, shakespeare, monkeypatch):
     real = shutil.disk_usage
-    monkeypatch.setattr(search.runner, "MIN_FREE_BYTES", 1)
+    monkeypatch.setattr(scaletune.search.runner, "MIN_FREE_BYTES", 1)
     monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=1))
     cfg = validate_study(tiny_study(tmp_path, shakespeare))
     # Exactly the minimum is enough: the threshold is a constant the check really uses.
-    assert search.runner._folder_errors(cfg.folder) == []
+    assert scaletune.search.runner._folder_errors(cfg.folder) == []
 
 
 @pytest.fixture
@@ -271,7 +271,7 @@ def test_disk_full_during_a_study_stops_it_cleanly_and_it_resumes(tmp_path, shak
     stopped = [n for n, state, _ in trial_rows(db) if state == "RUNNING"]
 
     filler.unlink()
-    second = subprocess.run([sys.executable, "-m", "search.cli", "run", str(path)], cwd=REPO,
+    second = subprocess.run([sys.executable, "-m", "scaletune.search.cli", "run", str(path)], cwd=REPO,
                             capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stdout + second.stderr
     study = load(validate_study(raw))
@@ -328,7 +328,7 @@ def test_ctrl_c_stops_requeues_and_the_same_command_resumes(tmp_path, shakespear
     assert waiting[0].system_attrs["fixed_params"] == trial.params
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
 
-    second = subprocess.run([sys.executable, "-m", "search.cli", "run", str(path)], cwd=REPO,
+    second = subprocess.run([sys.executable, "-m", "scaletune.search.cli", "run", str(path)], cwd=REPO,
                             capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stdout + second.stderr
     study = load(cfg)

@@ -16,8 +16,8 @@ import pytest
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
-from search.runner import n_finished
-from search.storage import make_storage, mask_url
+from scaletune.search.runner import n_finished
+from scaletune.search.storage import make_storage, mask_url
 from tests.search.helpers import flat, scaletune_run, tiny_study, write_study
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -60,7 +60,7 @@ def pg_study(tmp_path: Path, shakespeare: Path, url: str, **overrides) -> dict:
 def test_study_runs_on_postgresql_and_never_shows_the_password(tmp_path, shakespeare, pg_url):
     password = make_url(pg_url).password
     raw = pg_study(tmp_path, shakespeare, pg_url, n_trials=3)
-    done = subprocess.run([sys.executable, "-m", "search.cli", "run",
+    done = subprocess.run([sys.executable, "-m", "scaletune.search.cli", "run",
                            str(write_study(tmp_path, raw))],
                           cwd=REPO, capture_output=True, text=True, timeout=400)
     out = done.stdout + done.stderr

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from search.cli import main
-from search.report import make_report, summarize
+from scaletune.search.cli import main
+from scaletune.search.report import make_report, summarize
 from tests.search.test_export import EVAL, add_trial, make_study, params, study_file
 
 PNGS = ("history", "importances", "lr_tau", "curves", "priors")

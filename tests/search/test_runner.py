@@ -16,8 +16,8 @@ import pytest
 import ray
 from optuna.trial import TrialState
 
-from search.config import validate_study
-from search.runner import concurrency, n_finished, run_study
+from scaletune.search.config import validate_study
+from scaletune.search.runner import concurrency, n_finished, run_study
 from tests.search.helpers import act_when, scaletune_run, tiny_study, write_study
 
 pytestmark = pytest.mark.slow
@@ -66,7 +66,7 @@ def overlaps(a, b) -> bool:
 
 
 def test_coordinator_hands_the_driver_each_message_as_it_comes(local_ray):
-    from search.worker import Coordinator
+    from scaletune.search.worker import Coordinator
 
     local_ray(num_cpus=1)
     box = Coordinator.remote()
@@ -169,7 +169,7 @@ def test_fractional_gpus_hold_as_many_trials_as_ray_fits(tmp_path, shakespeare, 
 
 
 def test_too_many_gpus_per_trial_is_refused_before_any_trial(tmp_path, shakespeare, local_ray):
-    from trainer.config import ConfigError
+    from scaletune.trainer.errors import ConfigError
 
     local_ray(num_cpus=2, num_gpus=1)
     cfg = validate_study(
@@ -227,7 +227,7 @@ def test_killed_worker_trial_is_failed_and_rerun(tmp_path, shakespeare, local_ra
 
 def _scaletune(*args: str, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "search.cli", *args], cwd=REPO, start_new_session=True, **kwargs
+        [sys.executable, "-m", "scaletune.search.cli", *args], cwd=REPO, start_new_session=True, **kwargs
     )
 
 
@@ -256,7 +256,7 @@ def test_resume_after_killing_the_driver_runs_only_the_rest(tmp_path, shakespear
     assert zombies, "the driver was killed while a trial ran"
 
     second = subprocess.run(
-        [sys.executable, "-m", "search.cli", "run", str(path)], cwd=REPO, capture_output=True,
+        [sys.executable, "-m", "scaletune.search.cli", "run", str(path)], cwd=REPO, capture_output=True,
         text=True, timeout=300,
     )
     assert second.returncode == 0, second.stdout + second.stderr

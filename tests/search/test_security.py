@@ -24,10 +24,11 @@ import pytest
 import torch
 from rich.console import Console
 
-import search.runner
-from search.config import ConfigError, validate_study
-from search.dashboard import serve
-from search.storage import mask_url, scrub
+import scaletune.search.runner
+from scaletune.search.config import validate_study
+from scaletune.search.dashboard import serve
+from scaletune.search.storage import mask_url, scrub
+from scaletune.trainer.errors import ConfigError
 from tests.search.helpers import tiny_study, write_study
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,7 +77,7 @@ def test_dashboard_listens_on_loopback_only_by_default(tmp_path, shakespeare):
     path = study_file(tmp_path, shakespeare)
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "search.cli", "dashboard", str(path), "--port", str(port)],
+        [sys.executable, "-m", "scaletune.search.cli", "dashboard", str(path), "--port", str(port)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
     )
@@ -159,7 +160,7 @@ def test_a_password_with_an_unescaped_at_sign_stays_out_of_the_storage_error(tmp
     url = "postgresql://alice:s3cr@tPART@127.0.0.1:1/db"
     cfg = validate_study(tiny_study(tmp_path, shakespeare, storage=url))
     with pytest.raises(ConfigError) as err:
-        search.runner.preflight(cfg)
+        scaletune.search.runner.preflight(cfg)
     text = str(err.value)
     assert "storage: cannot open postgresql://alice:***@127.0.0.1:1/db" in text
     assert "tPART" not in text and "s3cr" not in text
@@ -172,7 +173,7 @@ def test_study_attrs_record_the_storage_without_its_password(tmp_path, shakespea
     cfg = validate_study(tiny_study(tmp_path, shakespeare, storage=url))
     study = optuna.create_study()
     data = SimpleNamespace(fingerprint="f", n_train_tokens=1, n_val_tokens=1, vocab_size=256)
-    search.runner._check_or_record(study, cfg, SimpleNamespace(to_json=dict), data)
+    scaletune.search.runner._check_or_record(study, cfg, SimpleNamespace(to_json=dict), data)
     # The study records where it lives, masked: user attrs are shown by the dashboard and
     # copied into reports.
     assert study.user_attrs["config"]["storage"] == "postgresql://scaletune:***@127.0.0.1:1/studies"
@@ -197,7 +198,7 @@ class _Trap:
 
 
 def test_checkpoint_with_pickled_code_is_refused(tmp_path, shakespeare):
-    from trainer import TrainConfig, train
+    from scaletune.trainer import TrainConfig, train
 
     out_dir = tmp_path / "run"
     out_dir.mkdir()
@@ -268,7 +269,7 @@ def test_the_study_driver_starts_ray_with_token_authentication(tmp_path, shakesp
 
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     cfg = validate_study(tiny_study(tmp_path, shakespeare))
-    search.runner.init_ray(cfg)
+    scaletune.search.runner.init_ray(cfg)
     try:
         mode = get_authentication_mode()
 

@@ -9,11 +9,11 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-from heuristics.priors import Prior, Priors
-from search.config import validate_study
-from search.samplers import PriorSampler, draw_from_prior, make_pruner, make_sampler
-from search.space import build_space, prior_center_params, snap, suggest, trial_config
-from trainer.optim import lr_at
+from scaletune.heuristics.priors import Prior, Priors
+from scaletune.search.config import validate_study
+from scaletune.search.samplers import PriorSampler, draw_from_prior, make_pruner, make_sampler
+from scaletune.search.space import build_space, prior_center_params, snap, suggest, trial_config
+from scaletune.trainer.optim import lr_at
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -220,7 +220,7 @@ def test_a_resumed_study_does_not_draw_its_first_trials_again():
 
 
 def test_study_file_resolves_local_data_files_but_not_hub_files(tmp_path, shakespeare):
-    from search.config import load_study
+    from scaletune.search.config import load_study
     from tests.search.helpers import tiny_study, write_study
 
     local = {"source": "hf", "dataset": "text", "data_files": ["corpus/a.txt", "/abs/b.txt"]}
@@ -232,7 +232,7 @@ def test_study_file_resolves_local_data_files_but_not_hub_files(tmp_path, shakes
 
 
 def test_fit_point_takes_a_fixed_lr_from_the_search_space():
-    from search.fit import scale_point
+    from scaletune.search.fit import scale_point
 
     cfg = study_cfg(search={"lr": {"value": 0.02}})
     study = optuna.create_study()

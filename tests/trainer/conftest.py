@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from trainer.config import TrainConfig
+from scaletune.trainer.config import TrainConfig
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 SHAKESPEARE = SHARED / "data" / "tinyshakespeare.txt"

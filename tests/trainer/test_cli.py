@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from trainer.cli import train_main
-from trainer.config import ConfigError, load_train_config
+from scaletune.trainer.cli import train_main
+from scaletune.trainer.config import load_train_config
+from scaletune.trainer.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 SEED_STUDIES = sorted((REPO / "studies").glob("seed000_*.yaml"))
@@ -87,8 +88,8 @@ def test_both_seed000_configs_are_shipped():
 
 
 def test_trainer_imports_neither_optuna_nor_ray():
-    code = ("import sys, trainer, trainer.cli, trainer.data, trainer.loop, trainer.model, "
-            "trainer.optim; print(sorted(m for m in ('optuna', 'ray') if m in sys.modules))")
+    code = ("import sys, scaletune.trainer, scaletune.trainer.cli, scaletune.trainer.data, "
+            "scaletune.trainer.loop, scaletune.trainer.model, scaletune.trainer.optim; print(sorted(m for m in ('optuna', 'ray') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"

@@ -5,16 +5,16 @@ import tiktoken.load
 import tiktoken.registry
 import torch
 
-import trainer.data
-from trainer.config import DataConfig
-from trainer.data import (
-    DataError,
+import scaletune.trainer.data
+from scaletune.trainer.config import DataConfig
+from scaletune.trainer.data import (
     prepare_data,
     read_documents,
     sample_batch,
     val_windows,
     vocab_size_of,
 )
+from scaletune.trainer.errors import DataError
 
 
 def text_cfg(path, tmp_path, **kw) -> DataConfig:
@@ -35,8 +35,8 @@ def test_tokens_are_cached_and_equal_the_tokenization(shakespeare, tmp_path, mon
     def no_tokenizing(*args):
         raise AssertionError("tokenized again")
 
-    monkeypatch.setattr(trainer.data, "_encode", no_tokenizing)
-    monkeypatch.setattr(trainer.data, "read_documents", no_tokenizing)
+    monkeypatch.setattr(scaletune.trainer.data, "_encode", no_tokenizing)
+    monkeypatch.setattr(scaletune.trainer.data, "read_documents", no_tokenizing)
     second = prepare_data(text_cfg(shakespeare, tmp_path), block_size=64)
     assert second.from_cache and second.fingerprint == first.fingerprint and second.path == first.path
     assert isinstance(second.train, np.memmap) and np.array_equal(second.val, first.val)
@@ -81,7 +81,7 @@ def test_builtin_python_docs_work_offline(tmp_path):
 
 
 def test_stdlib_sources_are_sorted_and_exclude_site_packages():
-    paths = trainer.data._stdlib_sources()
+    paths = scaletune.trainer.data._stdlib_sources()
     assert len(paths) > 100 and paths == sorted(paths)
     assert not any("site-packages" in p for p in paths)
 

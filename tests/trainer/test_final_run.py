@@ -46,11 +46,11 @@ def _evals(out_dir: Path) -> list[float]:
 def test_two_process_data_parallel_matches_one_process(tmp_path, shakespeare):
     single = _config(tmp_path, shakespeare, "single")
     ddp = _config(tmp_path, shakespeare, "ddp")
-    one = subprocess.run([sys.executable, "-m", "search.cli", "train", str(single)], cwd=REPO,
+    one = subprocess.run([sys.executable, "-m", "scaletune.search.cli", "train", str(single)], cwd=REPO,
                          capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr
     two = subprocess.run(
-        [sys.executable, "-m", "search.cli", "train", str(ddp), "--nproc-per-node", "2"],
+        [sys.executable, "-m", "scaletune.search.cli", "train", str(ddp), "--nproc-per-node", "2"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert two.returncode == 0, two.stdout + two.stderr
@@ -69,8 +69,8 @@ def test_two_process_data_parallel_matches_one_process(tmp_path, shakespeare):
 def test_tensorboard_scalars_are_written_per_evaluation(tmp_path, shakespeare):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from trainer.config import load_train_config
-    from trainer.loop import train
+    from scaletune.trainer.config import load_train_config
+    from scaletune.trainer.loop import train
 
     path = _config(tmp_path, shakespeare, "board")
     cfg = load_train_config(path).model_copy(update={"tensorboard": True})

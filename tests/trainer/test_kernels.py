@@ -4,11 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainer import kernels
-from trainer.config import TrainConfig
-from trainer.kernels import OneDNNLinear, cpu_vendor, linear, onednn_available, resolve
-from trainer.loop import METRICS, train
-from trainer.model import GPT
+from scaletune.trainer import kernels
+from scaletune.trainer.config import TrainConfig
+from scaletune.trainer.kernels import OneDNNLinear, cpu_vendor, linear, onednn_available, resolve
+from scaletune.trainer.loop import METRICS, train
+from scaletune.trainer.model import GPT
 
 pytestmark = pytest.mark.skipif(not onednn_available(), reason="this torch build has no oneDNN")
 

@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 import torch
 
-from trainer.loop import CHECKPOINT, METRICS, GradNormStats, train
+from scaletune.trainer.loop import CHECKPOINT, METRICS, GradNormStats, train
 
 STEP_TOKENS = 8 * 32  # the tiny config: batch 8 x block 32
 
@@ -192,7 +192,7 @@ def test_short_shakespeare_run_beats_the_unigram_entropy(tiny, shakespeare):
 
 
 def test_bf16_cpu_run_learns_and_records_its_attention_dtype(tiny, tmp_path):
-    from trainer.kernels import float32_attention
+    from scaletune.trainer.kernels import float32_attention
 
     out = tmp_path / "run"
     result = train(tiny(steps=10, dtype="bfloat16", out_dir=str(out)))

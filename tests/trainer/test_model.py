@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainer.config import ModelConfig
-from trainer.model import (
+from scaletune.trainer.config import ModelConfig
+from scaletune.trainer.model import (
     GPT,
     CausalSelfAttention,
     apply_rope,

@@ -3,10 +3,10 @@ import math
 import pytest
 import torch
 
-from trainer.config import ModelConfig, OptimConfig
-from trainer.loop import train
-from trainer.model import GPT
-from trainer.optim import POLICY, build_optimizers, group_of, lr_at, set_lr
+from scaletune.trainer.config import ModelConfig, OptimConfig
+from scaletune.trainer.loop import train
+from scaletune.trainer.model import GPT
+from scaletune.trainer.optim import POLICY, build_optimizers, group_of, lr_at, set_lr
 
 CPU = torch.device("cpu")
 

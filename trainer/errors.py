@@ -1,0 +1,51 @@
+"""Every error scaletune shows a user, one class per kind.
+
+The command line prints any ``ScaletuneError`` as its message alone (no traceback) and exits with
+2: the input cannot run as it is, and nothing was written. The kinds say whose move it is:
+
+    ConfigError   a study or training file that does not validate: fix the file
+    SetupError    a valid config that cannot run as asked (a checkpoint of another config, a
+                  batch that does not split over the processes): change the command or the run
+    DataError     the data cannot be read or is too small: fix the data or data.path
+    StorageError  the study's storage cannot be opened or a write to it failed (disk full,
+                  database lost): the storage keeps everything written before; resume later
+
+They live in trainer/ because it is the bottom layer: search/ and the trainer share them.
+"""
+
+from __future__ import annotations
+
+
+class ScaletuneError(Exception):
+    """Base of the errors above."""
+
+
+class ConfigError(ScaletuneError, ValueError):
+    """A configuration file that does not validate; ``errors`` lists every problem found."""
+
+    def __init__(self, source: str, errors: list[str]):
+        self.source = source
+        self.errors = errors
+        super().__init__(f"{source}: {len(errors)} error(s)\n" + "\n".join(f"  {e}" for e in errors))
+
+
+class SetupError(ScaletuneError, ValueError):
+    """A valid config that cannot run as asked: a checkpoint of another config or other data to
+    resume, a vocabulary smaller than the tokenizer's, a batch that does not split over the
+    processes. ``scaletune train`` prints it and exits with 2, as for a config that does not
+    validate."""
+
+
+class DataError(ScaletuneError, ValueError):
+    """The data cannot be read or tokenized, or a split is shorter than one window."""
+
+
+class StorageError(ScaletuneError):
+    """The study's storage failed: it could not be opened, or a write failed during a study
+    (disk full, database lost). The storage holds everything written before the failure; running
+    trials were stopped and run again on resume. ``errors`` holds the lines to show."""
+
+    def __init__(self, source: str, errors: list[str]):
+        self.source = source
+        self.errors = errors
+        super().__init__(f"{source}: {len(errors)} error(s)\n" + "\n".join(f"  {e}" for e in errors))
