@@ -6,9 +6,9 @@ once (``ConfigError.errors``), naming the key, the bad value and what is allowed
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,10 +16,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializeAsAny,
     ValidationError,
+    create_model,
+    model_serializer,
     model_validator,
 )
 
+from scaletune.search import hparams
 from scaletune.trainer.config import (
     DataConfig,
     ModelConfig,
@@ -27,7 +31,6 @@ from scaletune.trainer.config import (
     OptimConfig,
     Tokens,
     TokensOrZero,
-    TrainConfig,
     format_errors,
     load_yaml,
 )
@@ -87,30 +90,87 @@ class Param(_Strict):
         return self.value is None
 
 
-class WeightDecayParam(Param):
-    as_: Literal["lambda", "tau"] = Field("tau", alias="as")
-    """Search lambda directly, or the AdamW timescale tau = B/(lr*lambda*D) with lambda derived."""
+@functools.cache
+def form_param(words: tuple[str, ...]) -> type[Param]:
+    """The Param of a hyperparameter with other forms: ``as:`` names the form searched, one of
+    ``words``, the first by default (weight decay: ``as: tau`` or ``as: lambda``)."""
+    return create_model(
+        "FormParam", __base__=Param,
+        as_=(Literal[tuple(sorted(words))], Field(words[0], alias="as")),
+    )
 
 
-def _auto() -> Param:
-    return Param(prior="auto")
+WeightDecayParam = form_param(tuple(w for w, _ in hparams.HPARAMS["weight_decay"].forms))
+"""How weight decay is searched: as the AdamW timescale tau (default, ``as: tau``) with lambda
+derived, or as lambda itself (``as: lambda``)."""
+
+
+def _param_errors(key: str, raw: Any, model: type[Param]) -> tuple[Param | None, list[str]]:
+    """``raw`` validated as ``model``, or the problems, each line starting with ``key``."""
+    try:
+        return model.model_validate(raw), []
+    except ValidationError as e:
+        lines = []
+        for line in format_errors(e, model):
+            line = line.removeprefix("<top>: ")
+            lines.append(line if line.startswith(key) else f"{key}: {line}")
+        return None, lines
 
 
 class SearchSpace(_Strict):
-    """The five hyperparameters of every study, plus any other trainer field by dotted key."""
+    """The searched hyperparameters (the five of every study, and any other registered in
+    search.hparams), plus any other trainer field by dotted key under ``other``.
 
-    lr: Param = Field(default_factory=_auto)
-    """Peak learning rate."""
-    weight_decay: WeightDecayParam = Field(default_factory=lambda: WeightDecayParam(prior="auto"))
-    """Decoupled weight decay, searched as lambda or as the AdamW timescale tau (default)."""
-    dropout: Param = Field(default_factory=_auto)
-    """Dropout rate at all four sites (model.dropout)."""
-    warmup_frac: Param = Field(default_factory=_auto)
-    """Linear warmup as a fraction of the optimizer steps."""
-    batch_size: Param = Field(default_factory=_auto)
-    """Sequences per optimizer step; prior: auto searches powers of two around the laws' optimum."""
+    In the file each hyperparameter is a key of its own (``search: {lr: {prior: auto}}``); a
+    registered one that the file leaves out takes its registered default."""
+
+    params: dict[str, SerializeAsAny[Param]] = Field(default_factory=dict)
+    """How each registered hyperparameter is searched, by name (see search.hparams)."""
     other: dict[str, Param] = Field(default_factory=dict)
     """Any other trainer field, by dotted key: {'model.norm': {choices: [layernorm, rmsnorm]}}."""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _by_registry(cls, raw: Any, handler: Any) -> SearchSpace:
+        if isinstance(raw, SearchSpace):
+            return raw
+        if not isinstance(raw, dict):
+            raise ValueError(f"search: expected a mapping of hyperparameters, got {raw!r:.80}")
+        names = {hp.name: hp for hp in hparams.searchable()}
+        errors = [f"search.{k}: unknown key; allowed: {', '.join([*names, 'other'])}"
+                  for k in raw if k != "other" and k not in names]
+        params: dict[str, Param] = {}
+        for name, hp in names.items():
+            given = raw.get(name)
+            if given is None and hp.default is None:
+                continue
+            if isinstance(given, Param):
+                params[name] = given
+                continue
+            given = {"prior": hp.default} if given is None else given
+            model = form_param(tuple(w for w, _ in hp.forms)) if hp.forms else Param
+            param, problems = _param_errors(f"search.{name}", given, model)
+            errors += problems
+            if param is not None:
+                params[name] = param
+        if errors:
+            raise ValueError("; ".join(errors))
+        space = handler({"params": {}, "other": raw.get("other") or {}})
+        space.params.update(params)
+        return space
+
+    @model_serializer(mode="wrap")
+    def _as_in_the_file(self, handler: Any) -> dict[str, Any]:
+        out = handler(self)
+        return {**out.pop("params"), **out}
+
+    def __getattr__(self, name: str) -> Any:
+        params = self.__dict__.get("params")
+        if params is not None and name in params:
+            return params[name]
+        if name in hparams.HPARAMS:
+            return None  # registered, but this study does not search it
+        return super().__getattr__(name)
 
 
 # --------------------------------------------------------------------------- sampler and pruner
@@ -290,22 +350,17 @@ class StudyConfig(_Strict):
                     f"search.batch_size: every batch size must be a multiple of "
                     f"trainer.micro_batch_size={micro}, got {bad}"
                 )
-        for key in ("lr", "weight_decay", "dropout", "warmup_frac", "batch_size"):
-            errors += _range_errors(f"search.{key}", key, getattr(self.search, key))
-        wd = self.search.weight_decay
-        taus = [v for v in (wd.low, wd.high, wd.value, *(wd.choices or [])) if v is not None]
-        if wd.as_ == "tau" and any(isinstance(v, (int, float)) and v <= 0 for v in taus):
-            errors.append("search.weight_decay: with as: tau (the default) its values are the "
-                          "AdamW timescale tau, which must be > 0 (for no weight decay write "
-                          "{value: 0, as: lambda})")
+        for name, param in self.search.params.items():
+            errors += _range_errors(f"search.{name}", hparams.HPARAMS[name], param)
         if batch.low is not None and batch.high is not None:
             if not batch_sizes_in(batch.low, batch.high, micro):
                 errors.append(no_batch_sizes(batch.low, batch.high, micro))
         for dotted, param in self.search.other.items():
-            problem = _check_dotted(dotted)
+            problem = check_target(dotted)
             if problem is None and param.prior == "auto":
-                problem = ("prior: auto exists for lr, weight_decay, dropout, warmup_frac and "
-                           "batch_size only: give low/high, choices or value")
+                with_priors = [hp.name for hp in hparams.searchable() if hp.prior is not None]
+                problem = (f"prior: auto exists for {', '.join(with_priors[:-1])} and "
+                           f"{with_priors[-1]} only: give low/high, choices or value")
             if problem:
                 errors.append(f"search.other.{dotted}: {problem}")
         if errors:
@@ -336,40 +391,22 @@ class StudyConfig(_Strict):
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
-_BOUNDS = {
-    "lr": (0.0, 10.0, "a learning rate in (0, 10]"),
-    "weight_decay": (0.0, math.inf, "a weight decay (lambda or tau) >= 0"),
-    "dropout": (0.0, 0.95, "a dropout rate in [0, 0.95]"),
-    "warmup_frac": (0.0, 0.99, "a warmup fraction in [0, 0.99]"),
-    "batch_size": (1, math.inf, "a whole number of sequences >= 1"),
-}
-
-
-def _range_errors(key: str, kind: str, p: Param) -> list[str]:
-    lo, hi, allowed = _BOUNDS[kind]
+def _range_errors(key: str, hp: hparams.HParam, p: Param) -> list[str]:
+    """Values of ``p`` outside the bounds of ``hp``, or outside those of the form it searches."""
     values = [v for v in (p.low, p.high, p.value) if v is not None] + list(p.choices or [])
-    errors = []
-    for v in values:
-        if kind == "batch_size" and (not isinstance(v, (int, float)) or float(v) != int(v)):
-            errors.append(f"{key}: {v!r} is not allowed, expected {allowed}")
-        elif not isinstance(v, (int, float)) or isinstance(v, bool) or not lo <= v <= hi:
-            errors.append(f"{key}: {v!r} is not allowed, expected {allowed}")
-        elif kind == "lr" and v <= 0:
-            errors.append(f"{key}: {v!r} is not allowed, expected {allowed}")
-    log = p.log if p.log is not None else kind in ("lr", "weight_decay")
+    errors = [f"{key}: {v!r} is not allowed, expected {hp.allowed}" for v in values
+              if not hp.accepts(v)]
+    log = p.log if p.log is not None else hp.log
     if p.low is not None and log and p.low <= 0:
         errors.append(f"{key}.low: a log range must start above 0, got {p.low}")
+    form = hparams.form_for(hp, getattr(p, "as_", None))
+    if not errors and form is not hp and not all(form.accepts(v) for v in values):
+        word = getattr(p, "as_", None)
+        itself = next(w for w, name in hp.forms if name == hp.name)
+        default = " (the default)" if word == hp.forms[0][0] else ""
+        errors.append(f"{key}: with as: {word}{default} its values must be {form.allowed} "
+                      f"(for no {hp.name.replace('_', ' ')} write {{value: 0, as: {itself}}})")
     return errors
-
-
-TARGETS = {
-    "lr": "optim.lr",
-    "weight_decay": "optim.weight_decay",
-    "dropout": "model.dropout",
-    "warmup_frac": "optim.warmup_frac",
-    "batch_size": "batch_size",
-}
-"""The trainer field each of the five named hyperparameters sets."""
 
 
 def batch_sizes_in(low: float, high: float, micro: int | None) -> list[int]:
@@ -384,24 +421,12 @@ def no_batch_sizes(low: float, high: float, micro: int | None) -> str:
             "are searched as powers of two: widen the range, or list the sizes as choices")
 
 
-def _check_dotted(dotted: str) -> str | None:
-    """None if ``dotted`` names a TrainConfig field that a study may search, else the problem."""
-    parts = dotted.split(".")
-    node: type[BaseModel] = TrainConfig
-    for i, part in enumerate(parts):
-        fields = node.model_fields
-        if part not in fields:
-            return f"unknown trainer field {part!r}; allowed here: {sorted(fields)}"
-        ann = fields[part].annotation
-        if i < len(parts) - 1:
-            if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
-                return f"{part!r} has no sub-fields"
-            node = ann
-    if parts[0] in ("data", "tokens", "seed", "provenance") or dotted in (
-        "model.block_size", "model.vocab_size"
-    ):
-        return "this field is set by the study itself and cannot be searched"
-    named = next((name for name, target in TARGETS.items() if target == dotted), None)
+def check_target(dotted: str) -> str | None:
+    """None if ``dotted`` names a trainer field that ``search.other`` may search, else why not."""
+    problem = hparams.field_problem(dotted)
+    if problem:
+        return problem
+    named = next((name for name, target in hparams.targets().items() if target == dotted), None)
     if named:
         return f"this is search.{named}: set it there (a value fixes it)"
     return None

@@ -15,8 +15,8 @@ from optuna.distributions import (
 )
 
 from scaletune.heuristics.priors import ModelShape, Prior, Priors, priors_for
+from scaletune.search import hparams
 from scaletune.search.config import (
-    TARGETS,
     Param,
     StudyConfig,
     batch_sizes_in,
@@ -66,58 +66,59 @@ def study_priors(cfg: StudyConfig, vocab_size: int, unique_tokens: float | None)
 
 
 def build_space(cfg: StudyConfig, priors: Priors) -> tuple[list[Dim], dict[str, Any]]:
-    """The searched dimensions and the fixed values (dotted trainer keys) of a study."""
-    s = cfg.search
-    wd_name = "tau" if s.weight_decay.as_ == "tau" else "weight_decay"
-    named = {
-        "lr": (s.lr, priors.lr),
-        wd_name: (s.weight_decay, priors.tau if wd_name == "tau" else priors.weight_decay),
-        "dropout": (s.dropout, priors.dropout),
-        "warmup_frac": (s.warmup_frac, priors.warmup_frac),
-        "batch_size": (s.batch_size, priors.batch_size),
-    }
+    """The searched dimensions and the fixed values of a study, in registry order, then
+    ``search.other``. A dimension is named as its form is (``tau`` for weight decay searched as
+    tau); fixed values are keyed the same way, or by dotted trainer key for ``search.other``."""
     dims: list[Dim] = []
     fixed: dict[str, Any] = {}
-    for name, (param, prior) in named.items():
+    micro = cfg.trainer.micro_batch_size or 1
+    for name, param in cfg.search.params.items():
+        form = hparams.form_for(hparams.HPARAMS[name], getattr(param, "as_", None))
         if not param.searched:
-            fixed[name] = param.value
+            fixed[form.name] = param.value
             continue
-        if name == "batch_size":
-            dist = _batch_distribution(param, prior, cfg.trainer.micro_batch_size or 1)
+        prior = form.prior(priors) if form.prior is not None else None
+        if form.powers_of_two:
+            dist = _batch_distribution(form, param, prior, micro)
         else:
-            dist = _distribution(name, param, prior)
-        dims.append(Dim(name, dist, prior))
-    for dotted, param in s.other.items():
+            dist = _distribution(f"search.{name}", form, param, prior)
+        dims.append(Dim(form.name, dist, prior))
+    for dotted, param in cfg.search.other.items():
         if param.searched:
-            dims.append(Dim(dotted, _distribution(dotted, param, None)))
+            dims.append(Dim(dotted, _distribution(f"search.other.{dotted}", None, param, None)))
         else:
             fixed[dotted] = param.value
     return dims, fixed
 
 
-def _distribution(name: str, p: Param, prior: Prior | None) -> BaseDistribution:
+def _distribution(
+    key: str, hp: hparams.HParam | None, p: Param, prior: Prior | None
+) -> BaseDistribution:
     if p.choices is not None:
         return CategoricalDistribution(p.choices)
-    log_default = name in ("lr", "tau", "weight_decay")
     if p.prior == "auto":
-        assert prior is not None  # config validation allows prior: auto for the five only
+        assert prior is not None  # config validation allows prior: auto where a prior exists
         low = p.low if p.low is not None else prior.low
         high = p.high if p.high is not None else prior.high
         log = p.log if p.log is not None else prior.log
         if not low < high:
             raise ConfigError("study", [
-                f"search.{name}: low={low:.4g}, high={high:.4g} is an empty range: the prior's "
+                f"{key}: low={low:.4g}, high={high:.4g} is an empty range: the prior's "
                 f"range here is [{prior.low:.4g}, {prior.high:.4g}]; give a low and high that "
                 "overlap it, or both"])
     else:
         low, high = p.low, p.high
-        log = p.log if p.log is not None else log_default
-    if all(isinstance(v, int) for v in (low, high)) and name not in TARGETS and name != "tau":
+        log = p.log if p.log is not None else (hp.log if hp else False)
+    # Registered hyperparameters are floats (batch sizes are categorical); an other field given
+    # as whole numbers is searched as an integer.
+    if hp is None and all(isinstance(v, int) for v in (low, high)):
         return IntDistribution(int(low), int(high), log=log)
     return FloatDistribution(float(low), float(high), log=log)
 
 
-def _batch_distribution(p: Param, prior: Prior, micro: int) -> BaseDistribution:
+def _batch_distribution(
+    hp: hparams.HParam, p: Param, prior: Prior | None, micro: int
+) -> BaseDistribution:
     """Batch sizes are searched as powers of two (multiples of the micro-batch) in the range."""
     if p.choices is not None:
         return CategoricalDistribution(sorted(int(c) for c in p.choices))
@@ -189,26 +190,32 @@ def trial_config(
         progress=False,
     )
     raw = base.model_dump()
-    tokens_per_step = int(values.get("batch_size", 32)) * cfg.model.block_size
-    derived: dict[str, Any] = {}
-    if "tau" in values:
-        lr = values.get("lr", cfg.trainer.optim.lr)
-        # Power Lines: tau = B / (lr * lambda * D) with B and D both in tokens.
-        values["weight_decay"] = tokens_per_step / (lr * values.pop("tau") * cfg.tokens_per_trial)
-        derived["weight_decay"] = values["weight_decay"]
+    forms = []  # values that become their target once the others are set (tau -> lambda)
     for key, value in values.items():
-        _set(raw, TARGETS.get(key, key), value)
+        hp = hparams.get(key)
+        if hp is not None and hp.is_form:
+            forms.append((hp, value))
+        else:
+            _set(raw, hp.target if hp else key, value)
     train_cfg = TrainConfig.model_validate(raw)
+    derived: dict[str, Any] = {}
+    if forms:
+        for hp, value in forms:
+            target = hp.to_target(value, train_cfg)
+            _set(raw, hp.target, target)
+            derived[hparams.owner(hp).name] = target
+        train_cfg = TrainConfig.model_validate(raw)
     steps = math.ceil(train_cfg.tokens / train_cfg.tokens_per_step)
     derived.update(
         steps=steps,
         warmup_steps=warmup_steps(train_cfg.optim.warmup_frac, steps),  # as the trainer counts
         tokens_per_step=train_cfg.tokens_per_step,
     )
-    if "tau" not in params and train_cfg.optim.weight_decay > 0:
-        derived["tau"] = train_cfg.tokens_per_step / (
-            train_cfg.optim.lr * train_cfg.optim.weight_decay * train_cfg.tokens
-        )
+    for hp in hparams.HPARAMS.values():  # a form not searched is recorded beside the trial
+        if hp.is_form and hp.name not in params and hp.of_run is not None:
+            seen = hp.of_run(train_cfg)
+            if seen is not None:
+                derived[hp.name] = seen
     return train_cfg, derived
 
 
