@@ -116,11 +116,11 @@ def bare_step(onednn: bool, gelu: bool = True, bf16_attention: bool | None = Non
     """
     import contextlib
 
-    from scaletune.trainer.loop import _keep_freed_memory, train_step
+    from scaletune.trainer.loop import keep_freed_memory, train_step
     from scaletune.trainer.model import GPT
     from scaletune.trainer.optim import build_optimizers
 
-    _keep_freed_memory()
+    keep_freed_memory()
     torch.manual_seed(0)
     x = torch.randint(0, 256, (BATCH, MODEL["block_size"]))
     y = torch.randint(0, 256, (BATCH, MODEL["block_size"]))

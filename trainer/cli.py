@@ -8,9 +8,11 @@ import shutil
 import sys
 from pathlib import Path
 
+from scaletune.trainer.checkpoint import CHECKPOINT
 from scaletune.trainer.config import load_train_config
 from scaletune.trainer.errors import ConfigError, DataError, SetupError
-from scaletune.trainer.loop import CHECKPOINT, METRICS, Result, train
+from scaletune.trainer.loop import Result, train
+from scaletune.trainer.record import METRICS
 
 
 def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:

@@ -1,22 +1,19 @@
 """The training loop: ``train(config, report) -> Result``.
 
-One function in the order things happen: set up (threads, device, data, model, optimizers,
+``train`` reads in the order things happen: set up (threads, device, data, model, optimizers,
 resume), then for each optimizer step: lr from the schedule, a batch in micro-batches, backward,
 clip, step; at token checkpoints: evaluate, report, log, checkpoint. The caller's ``report``
-callback is the only hook; it may return "stop" (or False) to end the run.
+callback is the only hook; it may return "stop" (or False) to end the run. Checkpoint files, the
+run record and torch.distributed each live in a module of their own, so this one is the loop only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import importlib.metadata
-import json
 import math
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections import deque
@@ -26,22 +23,33 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from scaletune.trainer import kernels
+from scaletune.trainer.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from scaletune.trainer.config import TrainConfig
-from scaletune.trainer.data import prepare_data, sample_batch, val_windows
+from scaletune.trainer.data import TokenData, prepare_data, sample_batch, val_windows
+from scaletune.trainer.distributed import (
+    agree,
+    data_parallel,
+    device_for,
+    local_batch,
+    local_world,
+    mean_over_ranks,
+    rank_and_world,
+)
 from scaletune.trainer.errors import SetupError
 from scaletune.trainer.model import GPT, flops_per_token
 from scaletune.trainer.optim import build_optimizers, lr_at, set_lr
 
+# Re-exported because benchmarks/search_efficiency.py imports it from here; it goes once that
+# file imports it from scaletune.trainer.record.
+from scaletune.trainer.record import git_revision as git_revision
+from scaletune.trainer.record import log_event, run_metadata
+
 Report = Callable[[int, float, dict], object]
 """report(tokens_seen, val_loss, metrics) -> "stop" or False to end the run; anything else goes on."""
 
-CHECKPOINT = "checkpoint.pt"
-METRICS = "metrics.jsonl"
 # Dense bf16 peak FLOP/s of known GPUs (datasheets), for MFU when SCALETUNE_PEAK_FLOPS is not
 # set; the first name contained in the device name wins.
 CUDA_BF16_PEAK_FLOPS = {"H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12}
@@ -130,6 +138,37 @@ class _Progress:
     reason: str = ""
 
 
+@dataclass
+class _Run:
+    """What a run fixes before its first step: where it runs, its sizes, data, model, optimizers."""
+
+    rank: int
+    world: int
+    device: torch.device
+    dtype: torch.dtype
+    out_dir: Path | None
+    lead: bool
+    """The one process that reports, logs and writes checkpoints."""
+    local: int
+    """Sequences of the global batch that this rank trains on."""
+    micro: int
+    tokens_per_step: int
+    total_steps: int
+    eval_every: int
+    ckpt_every: int | None
+    ckpt_path: Path | None
+    data: TokenData
+    val: torch.Tensor
+    model: GPT
+    cpu_kernels: dict[str, str]
+    """What the run records of the CPU kernel choices (empty on a GPU)."""
+    optimizers: list[torch.optim.Optimizer]
+    data_rng: torch.Generator
+    max_loss: float
+    fpt: int
+    autocast: torch.autocast
+
+
 def train(config: TrainConfig, report: Report | None = None, resume: bool = False) -> Result:
     """Train a GPT as ``config`` says; ``report`` sees every evaluation and may stop the run.
 
@@ -138,32 +177,65 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
     caught: the caller decides what a run that does not fit means.
     """
     wall_start = time.perf_counter()
-    rank, world = _distributed(config.device)
+    run = _set_up(config, resume)
+    progress, grad_stats = _Progress(), GradNormStats()
+    resumed = resume and run.ckpt_path.exists()
+    if resumed:
+        saved_progress, saved_grad_stats = load_checkpoint(
+            run.ckpt_path, config, run.data.fingerprint, run.model, run.optimizers, run.data_rng)
+        progress = _Progress(**saved_progress)
+        grad_stats.load_state_dict(saved_grad_stats)
+    if progress.step >= run.total_steps:  # the checkpoint is of a finished run: nothing to log
+        return _result(progress, grad_stats, run, 0.0)
+    if run.out_dir and run.lead:
+        run.out_dir.mkdir(parents=True, exist_ok=True)
+        log_event(run.out_dir, {"event": "start",
+                                "resumed_at_step": progress.step if resumed else None,
+                                **run_metadata(config, run.device, run.dtype, run.cpu_kernels),
+                                "data": run.data.fingerprint})
+    progress.status, progress.reason = "running", ""  # a stopped run may be resumed
+
+    parallel = data_parallel(run.model, run.world)
+    compiled = torch.compile(parallel) if config.compile else parallel
+    board = _tensorboard(config, run)
+    bar = tqdm(total=run.total_steps, initial=progress.step, unit="step",
+               disable=not (config.progress and run.lead), dynamic_ncols=True, file=sys.stderr)
+    try:
+        _run_steps(config, report, run, compiled, progress, grad_stats, bar, board, wall_start)
+    finally:
+        bar.close()
+        if board is not None:
+            board.close()
+
+    result = _result(progress, grad_stats, run, time.perf_counter() - wall_start)
+    if run.out_dir and run.lead:
+        log_event(run.out_dir,
+                  {"event": "end", **{k: v for k, v in result.as_dict().items() if k != "history"}})
+    return result
+
+
+def _set_up(config: TrainConfig, resume: bool) -> _Run:
+    """Threads, device and dtype, the data, a freshly initialised model and its optimizers."""
+    rank, world = rank_and_world(config.device)
     cores = len(os.sched_getaffinity(0))
-    torch.set_num_threads(config.num_threads or max(1, cores // _local_world(world)))
-    device = _device(config.device, world)
+    torch.set_num_threads(config.num_threads or max(1, cores // local_world(world)))
+    device = device_for(config.device, world)
     dtype = _dtype(config.dtype, device)
     if device.type == "cpu":
-        _keep_freed_memory()
+        keep_freed_memory()
     out_dir = Path(config.out_dir) if config.out_dir else None
-    lead = rank == 0  # the one process that reports, logs and writes checkpoints
     if resume and out_dir is None:
         raise SetupError("resume needs out_dir: the checkpoint lives there")
 
     block_size, batch_size = config.model.block_size, config.batch_size
     micro = config.micro_batch_size or batch_size
-    local = _local_batch(batch_size, micro, world)
-    micro = min(micro, local)
-    tokens_per_step = config.tokens_per_step
-    total_steps = math.ceil(config.tokens / tokens_per_step)
-    eval_every = config.eval_every_tokens or math.ceil(config.tokens / 10)
-    ckpt_every = config.checkpoint_every_tokens if out_dir else None
+    local = local_batch(batch_size, micro, world)
     data = prepare_data(config.data, block_size)
     val = val_windows(data.val, block_size, config.data.val_windows)
 
     torch.manual_seed(config.seed)  # init, then dropout, draw from here
     model = GPT(config.model, data.vocab_size).to(device)
-    cpu_kernels: dict[str, str] = {}  # what the run records of the CPU kernel choices below
+    cpu_kernels: dict[str, str] = {}
     if device.type == "cpu":
         matmul = kernels.resolve(config.cpu_matmul)
         float32_attention = dtype == torch.bfloat16 and kernels.float32_attention()
@@ -172,142 +244,157 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
         cpu_kernels = ({"matmul": matmul} if dtype == torch.float32 else
                        {"attention": "float32" if float32_attention else "bfloat16"})
     optimizers = build_optimizers(model, config.optim, device)
-    data_rng = torch.Generator().manual_seed(config.seed)  # batch offsets only
-    max_loss = config.max_loss or 1.5 * math.log(model.vocab_size)
-    fpt = flops_per_token(config.model, data.vocab_size)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
+    return _Run(
+        rank=rank, world=world, device=device, dtype=dtype, out_dir=out_dir, lead=rank == 0,
+        local=local, micro=min(micro, local), tokens_per_step=config.tokens_per_step,
+        total_steps=math.ceil(config.tokens / config.tokens_per_step),
+        eval_every=config.eval_every_tokens or math.ceil(config.tokens / 10),
+        ckpt_every=config.checkpoint_every_tokens if out_dir else None,
+        ckpt_path=out_dir / CHECKPOINT if out_dir else None,
+        data=data, val=val, model=model, cpu_kernels=cpu_kernels, optimizers=optimizers,
+        data_rng=torch.Generator().manual_seed(config.seed),  # batch offsets only
+        max_loss=config.max_loss or 1.5 * math.log(model.vocab_size),
+        fpt=flops_per_token(config.model, data.vocab_size),
+        autocast=torch.autocast(device.type, dtype=torch.bfloat16,
+                                enabled=dtype == torch.bfloat16),
+    )
 
-    progress, grad_stats = _Progress(), GradNormStats()
-    ckpt_path = out_dir / CHECKPOINT if out_dir else None
-    resumed = resume and ckpt_path.exists()
-    if resumed:
-        progress = _load_checkpoint(ckpt_path, config, data.fingerprint, model, optimizers,
-                                    data_rng, grad_stats)
-    if progress.step >= total_steps:  # the checkpoint is of a finished run: nothing to log
-        return _result(progress, grad_stats, tokens_per_step, fpt, device, dtype, 0.0)
-    if out_dir and lead:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        _log(out_dir, {"event": "start", "resumed_at_step": progress.step if resumed else None,
-                       **run_metadata(config, device, dtype, cpu_kernels),
-                       "data": data.fingerprint})
-    progress.status, progress.reason = "running", ""  # a stopped run may be resumed
 
-    # Data parallel: every rank draws the same global batch and trains on its own slice of it;
-    # DDP averages the gradients, so the step is the single-process step on the whole batch.
-    wrapped = DistributedDataParallel(model) if world > 1 else model
-    compiled = torch.compile(wrapped) if config.compile else wrapped
-    board = None
-    if config.tensorboard and out_dir and lead:
-        from torch.utils.tensorboard import SummaryWriter  # optional dependency
-
-        board = SummaryWriter(str(out_dir / "tensorboard"))  # x axis: tokens seen
-    bar = tqdm(total=total_steps, initial=progress.step, unit="step",
-               disable=not (config.progress and lead), dynamic_ncols=True, file=sys.stderr)
-
-    def settle(record: tuple[int, torch.Tensor, torch.Tensor]) -> str | None:
-        """Read a finished step's loss and gradient norm: the reason to stop if it diverged."""
-        step, loss_t, norm_t = record
-        loss, norm = torch.stack([loss_t, norm_t]).tolist()
-        reason = _divergence(loss, norm, max_loss)
-        if reason:
-            return f"{reason} at step {step + 1} (tokens {(step + 1) * tokens_per_step})"
-        progress.loss_sum += loss
-        progress.loss_count += 1
-        grad_stats.add(norm)
-        if not bar.disable and step % 10 == 0:
-            rate = (bar.format_dict["rate"] or 0) * tokens_per_step
-            bar.set_postfix_str(f"loss {loss:.3f} | {rate:,.0f} tok/s", refresh=False)
+def _tensorboard(config: TrainConfig, run: _Run) -> Any:
+    """A SummaryWriter in the run's folder when asked for (x axis: tokens seen), else None."""
+    if not (config.tensorboard and run.out_dir and run.lead):
         return None
+    from torch.utils.tensorboard import SummaryWriter  # optional dependency
 
+    return SummaryWriter(str(run.out_dir / "tensorboard"))
+
+
+def _run_steps(config: TrainConfig, report: Report | None, run: _Run, model: torch.nn.Module,
+               progress: _Progress, grad_stats: GradNormStats, bar: tqdm, board: Any,
+               wall_start: float) -> None:
+    """Optimizer steps until the last one, a divergence or the report's stop. At token
+    checkpoints the clock pauses to evaluate, report, log and checkpoint."""
     # Reading a loss makes the host wait for the device. The loss of each step is read after
     # the next step has been queued, so a GPU never idles while the host checks it.
     pending = None
     start_step = progress.step
     timed_from, timed_tokens = time.perf_counter(), 0  # steps since the last pause (eval etc.)
-    try:
-        for step in range(start_step, total_steps):
-            lr_mult = lr_at(step, total_steps, config.optim)
-            set_lr(optimizers, lr_mult)
-            x, y = sample_batch(data.train, batch_size, block_size, data_rng)
-            x, y = x[rank * local:(rank + 1) * local], y[rank * local:(rank + 1) * local]
-            if device.type == "cuda":  # page-locked, so the non-blocking copies really overlap
-                x, y = x.pin_memory(), y.pin_memory()
-            loss, norm = train_step(compiled, optimizers, x, y, micro, config.optim.grad_clip,
-                                    config.optim.label_smoothing, autocast, device)
-            if world > 1:  # the batch's loss is the mean of the ranks' losses
-                dist.all_reduce(loss)
-                loss = loss / world
-            progress.step = step + 1
-            tokens = progress.step * tokens_per_step
-            timed_tokens += tokens_per_step
-            bar.update()
-            record, pending = pending, (step, loss, norm)
-            reason = settle(record) if record else None
-            if config.compile and step == start_step:  # that step compiled the graphs: not timed
-                reason, pending = reason or settle(pending), None
-                _sync(device)
-                timed_from, timed_tokens = time.perf_counter(), 0
-
-            final = progress.step == total_steps
-            do_eval = final or _crossed(tokens, tokens_per_step, eval_every)
-            do_ckpt = ckpt_path is not None and (
-                final or (ckpt_every is not None and _crossed(tokens, tokens_per_step, ckpt_every)))
-            if not (reason or do_eval or do_ckpt):
-                continue
-
-            # A pause: settle the last step, stop the clock, evaluate, report, checkpoint.
-            if reason is None and pending:
-                reason, pending = settle(pending), None
-            _sync(device)
-            progress.train_time_s += time.perf_counter() - timed_from
-            progress.timed_tokens += timed_tokens
-            if reason:
-                progress.status, progress.reason = "diverged", reason
-                break
-            if do_eval:
-                val_loss = evaluate(compiled, val, micro, device, autocast)
-                entry = {"tokens": tokens, "step": progress.step, "val_loss": val_loss,
-                         "train_loss": progress.loss_sum / max(1, progress.loss_count),
-                         "lr": config.optim.lr * lr_mult, "grad_norm": grad_stats.recent[-1]}
-                progress.history.append(entry)
-                progress.loss_sum, progress.loss_count = 0.0, 0
-                metrics = {**entry, "train_time_s": progress.train_time_s,
-                           "tokens_per_s": progress.timed_tokens / max(progress.train_time_s, 1e-9),
-                           "target_tokens": config.tokens if final else tokens // eval_every * eval_every}
-                if out_dir and lead:
-                    _log(out_dir, {"event": "eval", **metrics})
-                if board is not None:
-                    for key in ("val_loss", "train_loss", "lr", "grad_norm", "tokens_per_s"):
-                        board.add_scalar(key, metrics[key], tokens)
-                    board.flush()
-                if not math.isfinite(val_loss):
-                    progress.status = "diverged"
-                    progress.reason = f"non-finite validation loss at step {progress.step} (tokens {tokens})"
-                    break
-                progress.best_val_loss = min(val_loss, progress.best_val_loss or math.inf)
-                answer = report(tokens, val_loss, metrics) if report and lead else None
-                if _agree(answer == "stop" or answer is False, world, device) and not final:
-                    progress.status = "stopped"
-                    progress.reason = f"stopped by report at step {progress.step} (tokens {tokens})"
-                    do_ckpt = ckpt_path is not None  # so that the run can be resumed
-            if final and progress.status == "running":
-                progress.status, progress.reason = "completed", f"trained {tokens} tokens"
-            if do_ckpt and lead:
-                _save_checkpoint(ckpt_path, config, data.fingerprint, model, optimizers, data_rng,
-                                 grad_stats, progress, wall_start)
-            if progress.status != "running":
-                break
+    for step in range(start_step, run.total_steps):
+        lr_mult = lr_at(step, run.total_steps, config.optim)
+        loss, norm = _step(config, run, model, step, lr_mult)
+        progress.step = step + 1
+        tokens = progress.step * run.tokens_per_step
+        timed_tokens += run.tokens_per_step
+        bar.update()
+        record, pending = pending, (step, loss, norm)
+        reason = _settle(record, run, progress, grad_stats, bar) if record else None
+        if config.compile and step == start_step:  # that step compiled the graphs: not timed
+            reason, pending = reason or _settle(pending, run, progress, grad_stats, bar), None
+            _sync(run.device)
             timed_from, timed_tokens = time.perf_counter(), 0
-    finally:
-        bar.close()
-        if board is not None:
-            board.close()
 
-    result = _result(progress, grad_stats, tokens_per_step, fpt, device, dtype,
-                     time.perf_counter() - wall_start)
-    if out_dir and lead:
-        _log(out_dir, {"event": "end", **{k: v for k, v in result.as_dict().items() if k != "history"}})
-    return result
+        final = progress.step == run.total_steps
+        do_eval = final or _crossed(tokens, run.tokens_per_step, run.eval_every)
+        do_ckpt = run.ckpt_path is not None and (final or (
+            run.ckpt_every is not None and _crossed(tokens, run.tokens_per_step, run.ckpt_every)))
+        if not (reason or do_eval or do_ckpt):
+            continue
+
+        # A pause: settle the last step, stop the clock, evaluate, report, checkpoint.
+        if reason is None and pending:
+            reason, pending = _settle(pending, run, progress, grad_stats, bar), None
+        _sync(run.device)
+        progress.train_time_s += time.perf_counter() - timed_from
+        progress.timed_tokens += timed_tokens
+        if reason:
+            progress.status, progress.reason = "diverged", reason
+            return
+        if do_eval:
+            _evaluate_and_report(config, report, run, model, progress, grad_stats, board,
+                                 lr_mult, final)
+            if progress.status == "diverged":
+                return
+            if progress.status == "stopped":
+                do_ckpt = run.ckpt_path is not None  # so that the run can be resumed
+        if final and progress.status == "running":
+            progress.status, progress.reason = "completed", f"trained {tokens} tokens"
+        if do_ckpt and run.lead:
+            _save(config, run, progress, grad_stats, wall_start)
+        if progress.status != "running":
+            return
+        timed_from, timed_tokens = time.perf_counter(), 0
+
+
+def _step(config: TrainConfig, run: _Run, model: torch.nn.Module, step: int,
+          lr_mult: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Optimizer step ``step`` on this rank's slice of the global batch: (loss, grad norm)."""
+    set_lr(run.optimizers, lr_mult)
+    x, y = sample_batch(run.data.train, config.batch_size, config.model.block_size, run.data_rng)
+    mine = slice(run.rank * run.local, (run.rank + 1) * run.local)
+    x, y = x[mine], y[mine]
+    if run.device.type == "cuda":  # page-locked, so the non-blocking copies really overlap
+        x, y = x.pin_memory(), y.pin_memory()
+    loss, norm = train_step(model, run.optimizers, x, y, run.micro, config.optim.grad_clip,
+                            config.optim.label_smoothing, run.autocast, run.device)
+    return mean_over_ranks(loss, run.world), norm
+
+
+def _settle(record: tuple[int, torch.Tensor, torch.Tensor], run: _Run, progress: _Progress,
+            grad_stats: GradNormStats, bar: tqdm) -> str | None:
+    """Read a finished step's loss and gradient norm: the reason to stop if it diverged."""
+    step, loss_t, norm_t = record
+    loss, norm = torch.stack([loss_t, norm_t]).tolist()
+    reason = _divergence(loss, norm, run.max_loss)
+    if reason:
+        return f"{reason} at step {step + 1} (tokens {(step + 1) * run.tokens_per_step})"
+    progress.loss_sum += loss
+    progress.loss_count += 1
+    grad_stats.add(norm)
+    if not bar.disable and step % 10 == 0:
+        rate = (bar.format_dict["rate"] or 0) * run.tokens_per_step
+        bar.set_postfix_str(f"loss {loss:.3f} | {rate:,.0f} tok/s", refresh=False)
+    return None
+
+
+def _evaluate_and_report(config: TrainConfig, report: Report | None, run: _Run,
+                         model: torch.nn.Module, progress: _Progress, grad_stats: GradNormStats,
+                         board: Any, lr_mult: float, final: bool) -> None:
+    """Evaluate, log, and ask ``report``; sets ``progress.status`` to 'diverged' (non-finite
+    validation loss) or 'stopped' (the report said so, before the last step)."""
+    tokens = progress.step * run.tokens_per_step
+    val_loss = evaluate(model, run.val, run.micro, run.device, run.autocast)
+    entry = {"tokens": tokens, "step": progress.step, "val_loss": val_loss,
+             "train_loss": progress.loss_sum / max(1, progress.loss_count),
+             "lr": config.optim.lr * lr_mult, "grad_norm": grad_stats.recent[-1]}
+    progress.history.append(entry)
+    progress.loss_sum, progress.loss_count = 0.0, 0
+    metrics = {**entry, "train_time_s": progress.train_time_s,
+               "tokens_per_s": progress.timed_tokens / max(progress.train_time_s, 1e-9),
+               "target_tokens": config.tokens if final else tokens // run.eval_every * run.eval_every}
+    if run.out_dir and run.lead:
+        log_event(run.out_dir, {"event": "eval", **metrics})
+    if board is not None:
+        for key in ("val_loss", "train_loss", "lr", "grad_norm", "tokens_per_s"):
+            board.add_scalar(key, metrics[key], tokens)
+        board.flush()
+    if not math.isfinite(val_loss):
+        progress.status = "diverged"
+        progress.reason = f"non-finite validation loss at step {progress.step} (tokens {tokens})"
+        return
+    progress.best_val_loss = min(val_loss, progress.best_val_loss or math.inf)
+    answer = report(tokens, val_loss, metrics) if report and run.lead else None
+    if agree(answer == "stop" or answer is False, run.world, run.device) and not final:
+        progress.status = "stopped"
+        progress.reason = f"stopped by report at step {progress.step} (tokens {tokens})"
+
+
+def _save(config: TrainConfig, run: _Run, progress: _Progress, grad_stats: GradNormStats,
+          wall_start: float) -> None:
+    """Checkpoint the run, with the wall time so far added to that of earlier resumes."""
+    state = asdict(progress)
+    state["wall_time_s"] += time.perf_counter() - wall_start
+    save_checkpoint(run.ckpt_path, config, run.data.fingerprint, run.model, run.optimizers,
+                    run.data_rng, state, grad_stats.state_dict())
 
 
 def train_step(model: torch.nn.Module, optimizers: list[torch.optim.Optimizer], x: torch.Tensor,
@@ -371,57 +458,6 @@ def _crossed(tokens: int, tokens_per_step: int, every: int) -> bool:
     return tokens // every > (tokens - tokens_per_step) // every
 
 
-def _device(name: str, world: int = 1) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and world > 1:  # one GPU per process of a torchrun launch
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
-
-
-# ---- data parallel (torchrun) ------------------------------------------------------------------
-
-
-def _distributed(device_name: str) -> tuple[int, int]:
-    """(rank, world size): from torchrun's environment, joining its process group; else (0, 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1
-    if not dist.is_initialized():
-        cuda = torch.cuda.is_available() and device_name in ("auto", "cuda")
-        dist.init_process_group("nccl" if cuda else "gloo")
-    return dist.get_rank(), dist.get_world_size()
-
-
-def _local_world(world: int) -> int:
-    return int(os.environ.get("LOCAL_WORLD_SIZE", world))
-
-
-def _local_batch(batch_size: int, micro: int, world: int) -> int:
-    """Sequences per rank; the global batch must split evenly into micro-batches on every rank."""
-    if batch_size % world or (batch_size // world) % min(micro, batch_size // world):
-        raise SetupError(
-            f"batch_size={batch_size} must split into {world} equal parts that are multiples of "
-            f"micro_batch_size={micro}"
-        )
-    return batch_size // world
-
-
-def _agree(flag: bool, world: int, device: torch.device) -> bool:
-    """Rank 0's decision, on every rank (the report callback runs on rank 0 only).
-
-    The flag travels on the training device: NCCL, the process group of CUDA runs, carries CUDA
-    tensors only.
-    """
-    if world == 1:
-        return flag
-    t = torch.tensor([int(flag)], device=device)
-    dist.broadcast(t, src=0)
-    return bool(t.item())
-
-
 def _dtype(name: str, device: torch.device) -> torch.dtype:
     if name == "auto":
         bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
@@ -434,7 +470,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _keep_freed_memory() -> None:
+def keep_freed_memory() -> None:
     """Keep freed activation buffers in the process instead of handing them back to the kernel.
 
     glibc returns large freed blocks to the OS, so every training step faults the same pages in
@@ -462,132 +498,23 @@ def _peak_flops(device: torch.device, dtype: torch.dtype) -> float | None:
     return None
 
 
-def _result(progress: _Progress, grad_stats: GradNormStats, tokens_per_step: int, fpt: int,
-            device: torch.device, dtype: torch.dtype, wall_time_s: float) -> Result:
+def _result(progress: _Progress, grad_stats: GradNormStats, run: _Run,
+            wall_time_s: float) -> Result:
     tokens_per_s = progress.timed_tokens / progress.train_time_s if progress.train_time_s else 0.0
-    peak = _peak_flops(device, dtype)
+    peak = _peak_flops(run.device, run.dtype)
     last = progress.history[-1]["val_loss"] if progress.history else None
     return Result(
         status=progress.status,
         reason=progress.reason,
         final_val_loss=None if progress.status == "diverged" else last,
         best_val_loss=progress.best_val_loss,
-        tokens_seen=progress.step * tokens_per_step,
+        tokens_seen=progress.step * run.tokens_per_step,
         steps=progress.step,
         wall_time_s=progress.wall_time_s + wall_time_s,
         train_time_s=progress.train_time_s,
         tokens_per_s=tokens_per_s,
-        flops_per_s=fpt * tokens_per_s,
-        mfu=fpt * tokens_per_s / peak if peak else None,
+        flops_per_s=run.fpt * tokens_per_s,
+        mfu=run.fpt * tokens_per_s / peak if peak else None,
         grad_norm=grad_stats.summary(),
         history=progress.history,
     )
-
-
-# ---- run records and checkpoints ---------------------------------------------------------------
-
-
-def run_metadata(config: TrainConfig, device: torch.device, dtype: torch.dtype,
-                 cpu_kernels: dict[str, str]) -> dict[str, Any]:
-    """What produced a run: resolved config, code revision, library versions, hardware (with the
-    CPU kernels train() chose: ``matmul`` for float32, ``attention`` for bfloat16)."""
-    versions = {"python": platform.python_version()}
-    for lib in ("torch", "numpy", "tiktoken", "datasets", "pydantic"):
-        try:
-            versions[lib] = importlib.metadata.version(lib)
-        except importlib.metadata.PackageNotFoundError:
-            versions[lib] = None
-    hardware = {"device": str(device), "dtype": str(dtype).removeprefix("torch."),
-                "threads": torch.get_num_threads(), "cpu": _cpu_name()}
-    if device.type == "cuda":
-        hardware["gpu"] = torch.cuda.get_device_name(device)
-    hardware.update(cpu_kernels)
-    return {"config": config.model_dump(mode="json"), "git": git_revision(),
-            "versions": versions, "hardware": hardware}
-
-
-def git_revision() -> str | None:
-    """The commit of the code, with '-dirty' when it has uncommitted changes; None outside git."""
-    here = Path(__file__).resolve().parent
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return rev + ("-dirty" if dirty else "")
-
-
-def _cpu_name() -> str:
-    return kernels.cpuinfo_field("model name") or platform.processor()
-
-
-def _log(out_dir: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line with a single write, so a killed run leaves whole lines only."""
-    with open(out_dir / METRICS, "a") as f:
-        f.write(json.dumps({"time": time.time(), **record}) + "\n")
-
-
-# Keys that may change between a run and its resume without changing what is computed (the data
-# itself is compared by fingerprint).
-_RUN_OPTIONS = {"progress", "tensorboard", "out_dir", "checkpoint_every_tokens", "eval_every_tokens",
-                "num_threads", "compile", "cpu_matmul", "device", "data.cache_dir", "data.path",
-                "data.data_files", "provenance"}
-
-
-def _save_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: torch.nn.Module,
-                     optimizers: list[torch.optim.Optimizer], data_rng: torch.Generator,
-                     grad_stats: GradNormStats, progress: _Progress, wall_start: float) -> None:
-    """Model, optimizers, counters and every RNG state, written to a temporary file and renamed."""
-    state = asdict(progress)
-    state["wall_time_s"] += time.perf_counter() - wall_start
-    ckpt = {
-        "model": model.state_dict(),
-        "optimizers": [opt.state_dict() for opt in optimizers],
-        "progress": state,
-        "grad_stats": grad_stats.state_dict(),
-        "rng": {"torch": torch.get_rng_state(), "data": data_rng.get_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-        "config": config.model_dump(mode="json"),
-        "fingerprint": fingerprint,
-    }
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(ckpt, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _load_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: torch.nn.Module,
-                     optimizers: list[torch.optim.Optimizer], data_rng: torch.Generator,
-                     grad_stats: GradNormStats) -> _Progress:
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    old, new = _flat(ckpt["config"]), _flat(config.model_dump(mode="json"))
-    changed = sorted(k for k in old.keys() | new.keys()
-                     if not {k, k.split(".")[0]} & _RUN_OPTIONS and old.get(k) != new.get(k))
-    if changed:
-        raise SetupError(f"resume: {path} was written with a different config; changed: {changed}")
-    if ckpt["fingerprint"] != fingerprint:
-        raise SetupError(f"resume: {path} was trained on data {ckpt['fingerprint']}, not {fingerprint}")
-    model.load_state_dict(ckpt["model"])
-    for opt, state in zip(optimizers, ckpt["optimizers"], strict=True):
-        opt.load_state_dict(state)
-    grad_stats.load_state_dict(ckpt["grad_stats"])
-    torch.set_rng_state(ckpt["rng"]["torch"])
-    data_rng.set_state(ckpt["rng"]["data"])
-    if ckpt["rng"]["cuda"]:
-        torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
-    return _Progress(**ckpt["progress"])
-
-
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out

@@ -88,8 +88,10 @@ def test_both_seed000_configs_are_shipped():
 
 
 def test_trainer_imports_neither_optuna_nor_ray():
-    code = ("import sys, scaletune.trainer, scaletune.trainer.cli, scaletune.trainer.data, "
-            "scaletune.trainer.loop, scaletune.trainer.model, scaletune.trainer.optim; print(sorted(m for m in ('optuna', 'ray') if m in sys.modules))")
+    code = ("import sys, scaletune.trainer, scaletune.trainer.checkpoint, scaletune.trainer.cli, "
+            "scaletune.trainer.data, scaletune.trainer.distributed, scaletune.trainer.loop, "
+            "scaletune.trainer.model, scaletune.trainer.optim, scaletune.trainer.record; "
+            "print(sorted(m for m in ('optuna', 'ray') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"

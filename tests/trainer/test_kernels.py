@@ -7,8 +7,9 @@ import torch.nn.functional as F
 from scaletune.trainer import kernels
 from scaletune.trainer.config import TrainConfig
 from scaletune.trainer.kernels import OneDNNLinear, cpu_vendor, linear, onednn_available, resolve
-from scaletune.trainer.loop import METRICS, train
+from scaletune.trainer.loop import train
 from scaletune.trainer.model import GPT
+from scaletune.trainer.record import METRICS
 
 pytestmark = pytest.mark.skipif(not onednn_available(), reason="this torch build has no oneDNN")
 

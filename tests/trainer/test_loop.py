@@ -6,7 +6,9 @@ from collections import Counter
 import pytest
 import torch
 
-from scaletune.trainer.loop import CHECKPOINT, METRICS, GradNormStats, train
+from scaletune.trainer.checkpoint import CHECKPOINT
+from scaletune.trainer.loop import GradNormStats, train
+from scaletune.trainer.record import METRICS
 
 STEP_TOKENS = 8 * 32  # the tiny config: batch 8 x block 32
 

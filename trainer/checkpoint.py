@@ -1,0 +1,91 @@
+"""Checkpoints: everything a run needs to continue exactly (model, optimizers, the loop's counters,
+every RNG state), and the rule for which config changes a resume accepts.
+
+It is separate from the loop because a checkpoint is a file format with its own promises: it is
+written atomically, so a killed run never leaves half a checkpoint, and read with
+``weights_only=True``, so a checkpoint from someone else cannot run code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from scaletune.trainer.config import TrainConfig
+from scaletune.trainer.errors import SetupError
+
+CHECKPOINT = "checkpoint.pt"
+
+# Keys that may change between a run and its resume without changing what is computed (the data
+# itself is compared by fingerprint).
+RUN_OPTIONS = {"progress", "tensorboard", "out_dir", "checkpoint_every_tokens", "eval_every_tokens",
+               "num_threads", "compile", "cpu_matmul", "device", "data.cache_dir", "data.path",
+               "data.data_files", "provenance"}
+
+
+def save_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: torch.nn.Module,
+                    optimizers: list[torch.optim.Optimizer], data_rng: torch.Generator,
+                    progress: dict[str, Any], grad_stats: dict[str, Any]) -> None:
+    """Model, optimizers, the loop's counters (``progress``, ``grad_stats``: plain types) and
+    every RNG state, written to a temporary file and renamed."""
+    ckpt = {
+        "model": model.state_dict(),
+        "optimizers": [opt.state_dict() for opt in optimizers],
+        "progress": progress,
+        "grad_stats": grad_stats,
+        "rng": {"torch": torch.get_rng_state(), "data": data_rng.get_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+        "config": config.model_dump(mode="json"),
+        "fingerprint": fingerprint,
+    }
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(ckpt, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: torch.nn.Module,
+                    optimizers: list[torch.optim.Optimizer], data_rng: torch.Generator,
+                    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Restore model, optimizers and RNG states from ``path``; the loop's counters come back as
+    saved: (progress, grad_stats).
+
+    Refuses a checkpoint of another config (but for ``RUN_OPTIONS``) or of other data.
+    """
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    changed = config_changes(ckpt["config"], config.model_dump(mode="json"))
+    if changed:
+        raise SetupError(f"resume: {path} was written with a different config; changed: {changed}")
+    if ckpt["fingerprint"] != fingerprint:
+        raise SetupError(f"resume: {path} was trained on data {ckpt['fingerprint']}, not {fingerprint}")
+    model.load_state_dict(ckpt["model"])
+    for opt, state in zip(optimizers, ckpt["optimizers"], strict=True):
+        opt.load_state_dict(state)
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    data_rng.set_state(ckpt["rng"]["data"])
+    if ckpt["rng"]["cuda"]:
+        torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+    return ckpt["progress"], ckpt["grad_stats"]
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The dotted keys whose values differ between two dumped configs, ``RUN_OPTIONS`` aside."""
+    old, new = _flat(old), _flat(new)
+    return sorted(k for k in old.keys() | new.keys()
+                  if not {k, k.split(".")[0]} & RUN_OPTIONS and old.get(k) != new.get(k))
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

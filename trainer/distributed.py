@@ -1,0 +1,83 @@
+"""Data parallel under torchrun: rank and world size, the device of each process, its share of the
+batch, and the collectives the loop needs (mean loss, the stop flag).
+
+Everything that touches torch.distributed lives here, so the loop reads the same for one process
+and for many, and a single-process run never initialises a process group.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from scaletune.trainer.errors import SetupError
+
+
+def rank_and_world(device_name: str) -> tuple[int, int]:
+    """(rank, world size): from torchrun's environment, joining its process group; else (0, 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    if not dist.is_initialized():
+        cuda = torch.cuda.is_available() and device_name in ("auto", "cuda")
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def device_for(name: str, world: int = 1) -> torch.device:
+    """The device ``name`` ('auto', 'cuda' or 'cpu') means for this process of ``world``."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and world > 1:  # one GPU per process of a torchrun launch
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def local_world(world: int) -> int:
+    """Processes on this machine: they share its cores."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", world))
+
+
+def local_batch(batch_size: int, micro: int, world: int) -> int:
+    """Sequences per rank; the global batch must split evenly into micro-batches on every rank."""
+    if batch_size % world or (batch_size // world) % min(micro, batch_size // world):
+        raise SetupError(
+            f"batch_size={batch_size} must split into {world} equal parts that are multiples of "
+            f"micro_batch_size={micro}"
+        )
+    return batch_size // world
+
+
+def data_parallel(model: torch.nn.Module, world: int) -> torch.nn.Module:
+    """The model that averages its gradients over the ranks (itself in a single process).
+
+    Every rank draws the same global batch and trains on its own slice of it; DDP averages the
+    gradients, so the step is the single-process step on the whole batch.
+    """
+    return DistributedDataParallel(model) if world > 1 else model
+
+
+def mean_over_ranks(t: torch.Tensor, world: int) -> torch.Tensor:
+    """The mean of ``t`` over the ranks: the batch's loss from the ranks' losses."""
+    if world == 1:
+        return t
+    dist.all_reduce(t)
+    return t / world
+
+
+def agree(flag: bool, world: int, device: torch.device) -> bool:
+    """Rank 0's decision, on every rank (the report callback runs on rank 0 only).
+
+    The flag travels on the training device: NCCL, the process group of CUDA runs, carries CUDA
+    tensors only.
+    """
+    if world == 1:
+        return flag
+    t = torch.tensor([int(flag)], device=device)
+    dist.broadcast(t, src=0)
+    return bool(t.item())

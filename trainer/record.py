@@ -1,0 +1,67 @@
+"""The run record: what produced a run (config, code revision, library versions, hardware) and
+the metrics log, one JSON line per event, in the run's folder.
+
+It is separate from the loop because the record outlives the run: studies and benchmarks ask
+the same questions (which code? which machine?), so they import ``git_revision`` from here
+rather than asking git themselves, and every record spells the revision the same way.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from scaletune.trainer import kernels
+from scaletune.trainer.config import TrainConfig
+
+METRICS = "metrics.jsonl"
+
+
+def run_metadata(config: TrainConfig, device: torch.device, dtype: torch.dtype,
+                 cpu_kernels: dict[str, str]) -> dict[str, Any]:
+    """What produced a run: resolved config, code revision, library versions, hardware (with the
+    CPU kernels train() chose: ``matmul`` for float32, ``attention`` for bfloat16)."""
+    versions = {"python": platform.python_version()}
+    for lib in ("torch", "numpy", "tiktoken", "datasets", "pydantic"):
+        try:
+            versions[lib] = importlib.metadata.version(lib)
+        except importlib.metadata.PackageNotFoundError:
+            versions[lib] = None
+    hardware = {"device": str(device), "dtype": str(dtype).removeprefix("torch."),
+                "threads": torch.get_num_threads(), "cpu": cpu_name()}
+    if device.type == "cuda":
+        hardware["gpu"] = torch.cuda.get_device_name(device)
+    hardware.update(cpu_kernels)
+    return {"config": config.model_dump(mode="json"), "git": git_revision(),
+            "versions": versions, "hardware": hardware}
+
+
+def git_revision() -> str | None:
+    """The commit of the code, with '-dirty' when it has uncommitted changes; None outside git."""
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return rev + ("-dirty" if dirty else "")
+
+
+def cpu_name() -> str:
+    return kernels.cpuinfo_field("model name") or platform.processor()
+
+
+def log_event(out_dir: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line to the run's metrics log with a single write, so a killed run leaves
+    whole lines only."""
+    with open(out_dir / METRICS, "a") as f:
+        f.write(json.dumps({"time": time.time(), **record}) + "\n")
