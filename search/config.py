@@ -6,11 +6,14 @@ once (``ConfigError.errors``), naming the key, the bad value and what is allowed
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -35,6 +38,9 @@ from scaletune.trainer.config import (
     load_yaml,
 )
 from scaletune.trainer.errors import ConfigError
+
+if TYPE_CHECKING:
+    from optuna.pruners import BasePruner
 
 
 class _Strict(BaseModel):
@@ -185,6 +191,13 @@ class SamplerConfig(_Strict):
     """TPE: model the joint distribution of parameters."""
     constant_liar: bool = True
     """TPE: avoid sampling the same point for trials running in parallel."""
+    seed: int | None = None
+    """Seed of the sampler; default the study's seed. Trials train with the study's seed either
+    way, so two studies that differ only here search one and the same function."""
+
+
+# Each pruner config builds its own Optuna pruner (``build(study)``). Steps are tokens seen, so
+# every count handed to Optuna is in tokens.
 
 
 class _PrunerBase(_Strict):
@@ -195,15 +208,33 @@ class _PrunerBase(_Strict):
     interval_steps: int = Field(1, ge=1)
     """Consider pruning at every n-th evaluation (after the first one past the warmup)."""
 
+    def _counts(self, study: StudyConfig) -> dict[str, int]:
+        warmup = self.n_warmup_steps
+        return {
+            "n_startup_trials": self.n_startup_trials,
+            "n_warmup_steps": warmup if warmup is not None else study.tokens_per_trial // 4,
+            "interval_steps": self.interval_steps * study.eval_interval,  # evaluations -> tokens
+        }
+
 
 class MedianPrunerConfig(_PrunerBase):
     name: Literal["median"]
+
+    def build(self, study: StudyConfig) -> BasePruner:
+        import optuna
+
+        return optuna.pruners.MedianPruner(**self._counts(study))
 
 
 class PercentilePrunerConfig(_PrunerBase):
     name: Literal["percentile"]
     percentile: float = Field(25.0, ge=0, le=100)
     """Prune when below this percentile of the other trials at the same tokens."""
+
+    def build(self, study: StudyConfig) -> BasePruner:
+        import optuna
+
+        return optuna.pruners.PercentilePruner(self.percentile, **self._counts(study))
 
 
 class SuccessiveHalvingPrunerConfig(_Strict):
@@ -213,6 +244,15 @@ class SuccessiveHalvingPrunerConfig(_Strict):
     reduction_factor: int = Field(3, ge=2)
     min_early_stopping_rate: int = Field(0, ge=0)
 
+    def build(self, study: StudyConfig) -> BasePruner:
+        import optuna
+
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=self.min_resource or study.eval_interval,
+            reduction_factor=self.reduction_factor,
+            min_early_stopping_rate=self.min_early_stopping_rate,
+        )
+
 
 class HyperbandPrunerConfig(_Strict):
     name: Literal["hyperband"]
@@ -220,15 +260,37 @@ class HyperbandPrunerConfig(_Strict):
     """Tokens of the first rung; default one evaluation interval."""
     reduction_factor: int = Field(3, ge=2)
 
+    def build(self, study: StudyConfig) -> BasePruner:
+        import optuna
+
+        return optuna.pruners.HyperbandPruner(
+            min_resource=self.min_resource or study.eval_interval,
+            max_resource=study.tokens_per_trial,
+            reduction_factor=self.reduction_factor,
+        )
+
 
 class WilcoxonPrunerConfig(_Strict):
     name: Literal["wilcoxon"]
     p_threshold: float = Field(0.1, gt=0, lt=1)
     n_startup_steps: int = Field(2, ge=0)
 
+    def build(self, study: StudyConfig) -> BasePruner:
+        import optuna
+
+        with _experimental_chosen():
+            return optuna.pruners.WilcoxonPruner(
+                p_threshold=self.p_threshold, n_startup_steps=self.n_startup_steps
+            )
+
 
 class NonePrunerConfig(_Strict):
     name: Literal["none"]
+
+    def build(self, study: StudyConfig) -> BasePruner:
+        import optuna
+
+        return optuna.pruners.NopPruner()
 
 
 _Inner = Annotated[
@@ -245,11 +307,30 @@ class PatientPrunerConfig(_Strict):
     wrapped: _Inner | None = None
     """The pruner to consult once patience runs out (none: prune on patience alone)."""
 
+    def build(self, study: StudyConfig) -> BasePruner:
+        import optuna
+
+        inner = self.wrapped.build(study) if self.wrapped is not None else None
+        with _experimental_chosen():
+            return optuna.pruners.PatientPruner(inner, patience=self.patience,
+                                                min_delta=self.min_delta)
+
 
 PrunerConfig = Annotated[
     MedianPrunerConfig | PercentilePrunerConfig | SuccessiveHalvingPrunerConfig | HyperbandPrunerConfig | WilcoxonPrunerConfig | PatientPrunerConfig | NonePrunerConfig,
     Field(discriminator="name"),
 ]
+
+
+@contextlib.contextmanager
+def _experimental_chosen() -> Iterator[None]:
+    """Optuna marks Wilcoxon and Patient experimental; a study that names one chose it knowingly,
+    so their warning is silenced here, where they are built, and nowhere else."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        yield
 
 
 # --------------------------------------------------------------------------- the rest

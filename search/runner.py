@@ -12,14 +12,10 @@ import errno
 import json
 import math
 import os
-import platform
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +27,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from rich.console import Console
 
 from scaletune.search.config import StudyConfig
+from scaletune.search.plan import SearchPlan, TrialRun, n_finished
 from scaletune.search.progress import StudyProgress
-from scaletune.search.samplers import make_pruner, make_sampler
-from scaletune.search.space import (
-    build_space,
-    prior_center_params,
-    study_priors,
-    suggest,
-    trial_config,
-)
 from scaletune.search.storage import make_storage, mask_url, scrub
 from scaletune.trainer.data import prepare_data
 from scaletune.trainer.errors import ConfigError, StorageError
@@ -54,8 +43,6 @@ RETRYABLE = (
     ray.exceptions.OwnerDiedError,
 )
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-
 #: A study does not start on a disk with less free space than this: the SQLite storage needs room
 #: for its journal, and every trial adds rows.
 MIN_FREE_BYTES = 50 * 1024**2
@@ -65,14 +52,6 @@ MIN_FREE_BYTES = 50 * 1024**2
 STORAGE_ERRORS = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)
 #: OSErrors that mean the disk, not the program: full, over quota, read-only, failing.
 DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG)
-
-
-@dataclass
-class Running:
-    trial: optuna.Trial
-    ref: Any
-    params: dict[str, Any]
-    last_step: int = -1
 
 
 def preflight(cfg: StudyConfig) -> Any:
@@ -122,79 +101,6 @@ def _folder_errors(folder: Path) -> list[str]:
     except OSError as e:
         return [f"study_dir: cannot write to {folder}: {e.strerror or e}"]
     return []
-
-
-def provenance() -> dict[str, Any]:
-    """What produced a study: code revision, library versions, machine."""
-    import torch
-
-    try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        rev = ""
-    return {
-        "git_revision": rev or None,
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "optuna": optuna.__version__,
-        "ray": ray.__version__,
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-    }
-
-
-def recover(study: optuna.Study, max_retries: int) -> list[int]:
-    """Trials left RUNNING by a dead driver become FAIL and their params are re-enqueued.
-
-    Always, whatever ``max_retries`` says: the driver's end is not the trial's failure (as for
-    Ctrl-C), and the messages that stopped the study promised the trials would run again.
-    """
-    recovered = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        _fail_and_retry(study, t.number, t._trial_id, t.params, t.user_attrs,
-                        "the driver stopped while this trial ran", max_retries,
-                        count_attempt=False)
-        recovered.append(t.number)
-    return recovered
-
-
-def _fail_and_retry(
-    study: optuna.Study,
-    number: int,
-    trial_id: int,
-    params: dict[str, Any],
-    user_attrs: dict[str, Any],
-    reason: str,
-    max_retries: int,
-    count_attempt: bool = True,
-) -> bool:
-    """Mark a trial FAIL with ``reason``; re-enqueue its params if retries remain."""
-    storage = study._storage
-    attempt = int(user_attrs.get("attempt", 0))
-    retry = attempt < max_retries or not count_attempt
-    storage.set_trial_user_attr(trial_id, "fail_reason", reason)
-    storage.set_trial_user_attr(trial_id, "retried", retry)
-    storage.set_trial_state_values(trial_id, TrialState.FAIL)
-    if retry:
-        study.enqueue_trial(
-            params,
-            user_attrs={"attempt": attempt + (1 if count_attempt else 0), "retry_of": number},
-        )
-    return retry
-
-
-def n_finished(study: optuna.Study) -> int:
-    """Trials that count toward n_trials: complete, pruned, and failures that were not retried."""
-    count = 0
-    for t in study.get_trials(deepcopy=False):
-        if t.state in FINISHED:
-            count += 1
-        elif t.state == TrialState.FAIL and not t.user_attrs.get("retried", False):
-            count += 1
-    return count
 
 
 def init_ray(cfg: StudyConfig) -> None:
@@ -247,29 +153,16 @@ def run_study(
     from scaletune.search.worker import Coordinator, run_trial
 
     console = console or Console()
-    data = preflight(cfg)
-    priors = study_priors(cfg, data.vocab_size, data.n_train_tokens)
-    dims, fixed = build_space(cfg, priors)  # a space the priors leave empty fails before Ray
+    plan = SearchPlan.build(cfg, preflight(cfg))  # a space the priors leave empty fails here
     init_ray(cfg)
     slots = concurrency(cfg)
-    running: dict[int, Running] = {}
+    running: dict[int, TrialRun] = {}
     mail = None  # the pending Coordinator.next call
     try:
-        storage = make_storage(cfg.storage_url)
-        study = optuna.create_study(
-            study_name=cfg.name, storage=storage, pruner=make_pruner(cfg),
-            direction="minimize", load_if_exists=True,
-        )
-        _check_or_record(study, cfg, priors, data)
-        study.sampler = make_sampler(cfg, {d.name: d.prior for d in dims if d.prior is not None},
-                                     n_existing=len(study.get_trials(deepcopy=False)))
-
-        recovered = recover(study, cfg.max_retries)
+        study, recovered = plan.open_study(make_storage(cfg.storage_url))
         if recovered:
             console.print(f"[yellow]resumed: trials {recovered} were left running by a stopped "
                           "driver; marked FAIL and queued again[/]")
-        if not study.trials and cfg.seeding == "prior":
-            study.enqueue_trial(prior_center_params(dims), user_attrs={"source": "prior center"})
 
         threads = max(1, int(cfg.workers.cpus_per_trial))
         remote = ray.remote(run_trial).options(
@@ -298,32 +191,29 @@ def run_study(
                     and failures_in_a_row < max_consecutive_failures
                 ):
                     interrupt.check()
-                    trial = study.ask()
-                    params = suggest(trial, dims)
-                    train_cfg, derived = trial_config(cfg, params, fixed, threads)
-                    for k, v in derived.items():
-                        trial.set_user_attr(k, v)
-                    ref = remote.remote(train_cfg.model_dump(mode="json"), trial.number, coordinator)
-                    running[trial.number] = Running(trial, ref, params)
-                    progress.started(trial.number, params)
+                    run = plan.ask(study, threads)
+                    run.extra["ref"] = remote.remote(run.config.model_dump(mode="json"), run.number,
+                                                     coordinator)
+                    running[run.number] = run
+                    progress.started(run.number, run.params)
                 if not running:
                     break
                 # Wake on whichever comes first: mail from a trial (a report waits for its
                 # answer) or a trial's end; the timeout keeps Ctrl-C and the display lively.
                 if mail is None:
                     mail = coordinator.next.remote(1.0)
-                ready, _ = ray.wait([mail, *(r.ref for r in running.values())], num_returns=1,
-                                    timeout=0.2)
+                ready, _ = ray.wait([mail, *(r.extra["ref"] for r in running.values())],
+                                    num_returns=1, timeout=0.2)
                 done = [ref for ref in ready if ref != mail]
                 messages = []
                 if ray.wait([mail], timeout=0)[0]:
                     messages, mail = ray.get(mail), None
                 if done:  # a trial's last messages come before its end: also take the inbox
                     messages += ray.get(coordinator.drain.remote())
-                _answer_reports(study, coordinator, running, progress, cfg.eval_interval, messages)
+                _answer_reports(coordinator, running, progress, messages)
                 for ref in done:
-                    number = next(n for n, r in running.items() if r.ref == ref)
-                    ok = _finish(study, running.pop(number), ref, cfg, progress)
+                    number = next(n for n, r in running.items() if r.extra["ref"] == ref)
+                    ok = _finish(study, running.pop(number), cfg, progress)
                     failures_in_a_row = 0 if ok else failures_in_a_row + 1
                 if done:  # a retried failure does not count: ask the storage
                     finished = n_finished(study)
@@ -332,10 +222,9 @@ def run_study(
                 console.print(f"[red]stopped: {failures_in_a_row} trials failed in a row; "
                               "see the fail_reason of the last trials[/]")
     except KeyboardInterrupt:
-        for number, r in running.items():
-            ray.cancel(r.ref, force=True)
-            _fail_and_retry(study, number, r.trial._trial_id, r.params, _attrs(r.trial),
-                            "interrupted (Ctrl-C)", cfg.max_retries, count_attempt=False)
+        for r in running.values():
+            ray.cancel(r.extra["ref"], force=True)
+            r.fail(study, "interrupted (Ctrl-C)", cfg.max_retries, count_attempt=False)
         console.print(f"[yellow]interrupted: {len(running)} running trial(s) stopped and queued "
                       "again; run the same command to resume[/]")
         raise
@@ -382,7 +271,7 @@ class DeferredInterrupt:
 
 
 def _write_failed(
-    cfg: StudyConfig, running: dict[int, Running], what: str, error: BaseException
+    cfg: StudyConfig, running: dict[int, TrialRun], what: str, error: BaseException
 ) -> StorageError:
     """Stop the running trials and explain what failed and how to go on.
 
@@ -391,7 +280,7 @@ def _write_failed(
     and run again when the study resumes.
     """
     for r in running.values():
-        ray.cancel(r.ref, force=True)
+        ray.cancel(r.extra["ref"], force=True)
     cause = error
     while cause.__cause__ is not None:
         cause = cause.__cause__
@@ -405,48 +294,8 @@ def _write_failed(
     ])
 
 
-def _check_or_record(study: optuna.Study, cfg: StudyConfig, priors: Any, data: Any) -> None:
-    attrs = study.user_attrs
-    if "fingerprint" in attrs and attrs["fingerprint"] != cfg.fingerprint():
-        raise ConfigError(
-            "study",
-            [
-                f"name: a study named {cfg.name!r} already exists in {mask_url(cfg.storage_url)} "
-                "with a different model, data, trainer, budget or search space; give this study "
-                "a new name (changing only n_trials, workers, sampler or pruner resumes it)"
-            ],
-        )
-    if "fingerprint" in attrs:
-        stored = attrs.get("data_fingerprint")
-        if stored is not None and stored != data.fingerprint:
-            before = attrs.get("data_tokens", {}).get("train")
-            raise ConfigError("study", [
-                f"data: the study's trials trained on data {stored}"
-                + (f" ({before:,} training tokens)" if before else "")
-                + f", but the data now reads as {data.fingerprint} ({data.n_train_tokens:,} "
-                "training tokens): one study must not mix trials on different data; restore the "
-                "data, or give this study a new name"
-            ])
-        return
-    config = cfg.model_dump(mode="json", by_alias=True)
-    if config.get("storage"):
-        config["storage"] = mask_url(config["storage"])
-    study.set_user_attr("fingerprint", cfg.fingerprint())
-    study.set_user_attr("config", config)
-    study.set_user_attr("data_fingerprint", data.fingerprint)
-    study.set_user_attr("data_tokens", {"train": data.n_train_tokens, "val": data.n_val_tokens})
-    study.set_user_attr("vocab_size", data.vocab_size)
-    study.set_user_attr("priors", priors.to_json())
-    study.set_user_attr("provenance", provenance())
-
-
-def _attrs(trial: optuna.Trial) -> dict[str, Any]:
-    return trial.study._storage.get_trial(trial._trial_id).user_attrs
-
-
 def _answer_reports(
-    study: optuna.Study, coordinator: Any, running: dict[int, Running], progress: StudyProgress,
-    every: int, messages: list[tuple],
+    coordinator: Any, running: dict[int, TrialRun], progress: StudyProgress, messages: list[tuple],
 ) -> None:
     """Write each report to the study at its token checkpoint and answer with the pruner's call."""
     decisions = []
@@ -462,78 +311,35 @@ def _answer_reports(
                 r.trial.set_user_attr(f"worker_{k}", v)
             continue
         _, _, tokens, value, metrics = msg
-        step = tokens // every * every  # the study's token grid: equal tokens, equal steps
-        decision = "continue"
-        if step > r.last_step and math.isfinite(value):
-            r.trial.report(value, step)
-            r.last_step = step
-            if r.trial.should_prune():
-                decision = "prune"
+        decisions.append((number, tokens, r.report(tokens, value)))
         progress.reported(number, tokens, value, metrics)
-        decisions.append((number, tokens, decision))
     if decisions:
         ray.get(coordinator.answer.remote(decisions))
 
 
-def _finish(
-    study: optuna.Study, r: Running, ref: Any, cfg: StudyConfig, progress: StudyProgress
-) -> bool:
+def _finish(study: optuna.Study, r: TrialRun, cfg: StudyConfig, progress: StudyProgress) -> bool:
     """Tell the study how a trial ended. Returns False when the trial failed."""
-    trial = r.trial
     try:
-        result = ray.get(ref)
+        result = ray.get(r.extra["ref"])
     except RETRYABLE as e:
-        reason = f"worker died: {type(e).__name__}: {_first_line(e)}"
-        retried = _fail_and_retry(study, trial.number, trial._trial_id, r.params, _attrs(trial),
-                                  reason, cfg.max_retries)
-        progress.finished(trial.number, "FAIL", None, reason + (" (queued again)" if retried else ""))
+        reason = f"worker died: {type(e).__name__}: {_last_line(e)}"
+        retried = r.fail(study, reason, cfg.max_retries)
+        progress.finished(r.number, "FAIL", None, reason + (" (queued again)" if retried else ""))
         return False
     except ray.exceptions.RayTaskError as e:
         cause = e.cause if getattr(e, "cause", None) is not None else e
-        reason = f"{type(cause).__name__}: {_first_line(cause)}"
-        trial.set_user_attr("fail_reason", reason)
-        study.tell(trial, state=TrialState.FAIL)
-        progress.finished(trial.number, "FAIL", None, reason)
+        reason = f"{type(cause).__name__}: {_last_line(cause)}"
+        r.trial.set_user_attr("fail_reason", reason)
+        study.tell(r.trial, state=TrialState.FAIL)
+        progress.finished(r.number, "FAIL", None, reason)
         return False
-    # "steps" stays the planned number of steps; what the trial really trained is beside it.
-    if result.get("steps") is not None:
-        trial.set_user_attr("steps_trained", result["steps"])
-    for key in ("tokens_seen", "wall_time_s", "train_time_s", "tokens_per_s", "mfu",
-                "best_val_loss", "final_val_loss"):
-        if result.get(key) is not None:
-            trial.set_user_attr(key, result[key])
-    if result.get("grad_norm"):
-        trial.set_user_attr("grad_norm", result["grad_norm"])
-    if result.get("ended_at") is not None:  # the trial's datetime_complete is the driver's tell
-        trial.set_user_attr("worker_ended_at", result["ended_at"])
-    known = _attrs(trial)  # the worker's "started" message may come after its end
-    for k, v in (result.get("worker") or {}).items():
-        if f"worker_{k}" not in known:
-            trial.set_user_attr(f"worker_{k}", v)
-    status = result["status"]
-    if status == "completed" and result.get("final_val_loss") is not None and math.isfinite(
-        result["final_val_loss"]
-    ):
-        study.tell(trial, result["final_val_loss"])
-        progress.finished(trial.number, "COMPLETE", result["final_val_loss"], None)
-        return True
-    if status in ("stopped", "diverged"):
-        if status == "diverged":
-            reason = f"diverged: {result.get('reason')}"
-        else:  # the trainer stopped because the driver answered "prune"
-            reason = f"{cfg.pruner.name} pruner at {r.last_step:,} tokens"
-        trial.set_user_attr("prune_reason", reason)
-        study.tell(trial, state=TrialState.PRUNED)
-        progress.finished(trial.number, "PRUNED", None, reason)
-        return True
-    reason = result.get("reason") or f"trial ended with status {status}"
-    trial.set_user_attr("fail_reason", reason)
-    study.tell(trial, state=TrialState.FAIL)
-    progress.finished(trial.number, "FAIL", None, reason)
-    return False
+    state, value, reason = r.tell(study, result)
+    progress.finished(r.number, state, value, reason)
+    return state != "FAIL"
 
 
-def _first_line(e: BaseException) -> str:
+def _last_line(e: BaseException) -> str:
+    """The last non-empty line of an error (a traceback's last line names the error)."""
     text = str(e).strip()
     lines = [ln for ln in text.splitlines() if ln.strip()]
     return lines[-1][:300] if lines else type(e).__name__

@@ -1,4 +1,4 @@
-"""Samplers and pruners of a study, and the sampler that seeds a search with the priors.
+"""The sampler of a study, and the sampler that seeds a search with the priors.
 
 Seeding scheme (see the README): the prior's center is enqueued as the first trial; the next
 ``n_startup_trials`` trials are drawn from the prior distributions (a normal in log10 space for
@@ -11,7 +11,6 @@ budget, which plain Optuna spends uniformly at random, where the laws say the op
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,14 +29,7 @@ from scipy.stats import truncnorm
 
 from scaletune.heuristics.priors import Prior
 from scaletune.search.config import (
-    HyperbandPrunerConfig,
-    MedianPrunerConfig,
-    NonePrunerConfig,
-    PatientPrunerConfig,
-    PercentilePrunerConfig,
     StudyConfig,
-    SuccessiveHalvingPrunerConfig,
-    WilcoxonPrunerConfig,
 )
 
 
@@ -66,9 +58,7 @@ class PriorSampler(BaseSampler):
         self._rng = np.random.default_rng(seed)
 
     def _in_startup(self, study: Study) -> bool:
-        finished = study._get_trials(
-            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED), use_cache=True
-        )
+        finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
         return len(finished) < self._n_startup_trials
 
     def reseed_rng(self) -> None:
@@ -149,11 +139,12 @@ def resumed_seed(seed: int, n_existing: int) -> int:
 
 
 def make_sampler(cfg: StudyConfig, priors: dict[str, Prior], n_existing: int = 0) -> BaseSampler:
-    """The study's sampler, wrapped by PriorSampler unless ``seeding: none``; its seed is
-    ``cfg.seed`` shifted by resumed_seed for the ``n_existing`` trials already stored."""
+    """The study's sampler, wrapped by PriorSampler unless ``seeding: none``. Its seed is
+    ``sampler.seed`` (default ``cfg.seed``) shifted by resumed_seed for the ``n_existing`` trials
+    already stored."""
     s = cfg.sampler
     n = s.n_startup_trials
-    seed = resumed_seed(cfg.seed, n_existing)
+    seed = resumed_seed(cfg.seed if s.seed is None else s.seed, n_existing)
     if s.name == "tpe":
         base: BaseSampler = optuna.samplers.TPESampler(
             n_startup_trials=n,
@@ -170,46 +161,3 @@ def make_sampler(cfg: StudyConfig, priors: dict[str, Prior], n_existing: int = 0
     if cfg.seeding == "none" or s.name == "random":
         return base
     return PriorSampler(base, priors, n_startup_trials=n, seed=seed + 1)
-
-
-def make_pruner(cfg: StudyConfig, p: Any = None) -> optuna.pruners.BasePruner:
-    """The study's pruner. Steps are tokens seen, so every count here is in tokens."""
-    p = p if p is not None else cfg.pruner
-    # Wilcoxon and Patient are marked experimental; the study chose them knowingly.
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    warmup = lambda given: given if given is not None else cfg.tokens_per_trial // 4  # noqa: E731
-    if isinstance(p, MedianPrunerConfig):
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=p.n_startup_trials,
-            n_warmup_steps=warmup(p.n_warmup_steps),
-            interval_steps=p.interval_steps * cfg.eval_interval,  # evaluations -> tokens
-        )
-    if isinstance(p, PercentilePrunerConfig):
-        return optuna.pruners.PercentilePruner(
-            p.percentile,
-            n_startup_trials=p.n_startup_trials,
-            n_warmup_steps=warmup(p.n_warmup_steps),
-            interval_steps=p.interval_steps * cfg.eval_interval,  # evaluations -> tokens
-        )
-    if isinstance(p, SuccessiveHalvingPrunerConfig):
-        return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=p.min_resource or cfg.eval_interval,
-            reduction_factor=p.reduction_factor,
-            min_early_stopping_rate=p.min_early_stopping_rate,
-        )
-    if isinstance(p, HyperbandPrunerConfig):
-        return optuna.pruners.HyperbandPruner(
-            min_resource=p.min_resource or cfg.eval_interval,
-            max_resource=cfg.tokens_per_trial,
-            reduction_factor=p.reduction_factor,
-        )
-    if isinstance(p, WilcoxonPrunerConfig):
-        return optuna.pruners.WilcoxonPruner(
-            p_threshold=p.p_threshold, n_startup_steps=p.n_startup_steps
-        )
-    if isinstance(p, PatientPrunerConfig):
-        inner = make_pruner(cfg, p.wrapped) if p.wrapped is not None else None
-        return optuna.pruners.PatientPruner(inner, patience=p.patience, min_delta=p.min_delta)
-    if isinstance(p, NonePrunerConfig):
-        return optuna.pruners.NopPruner()
-    raise TypeError(f"unknown pruner config {p!r}")

@@ -66,10 +66,11 @@ class Coordinator:
 
 
 def run_trial(config: dict[str, Any], number: int, coordinator: Any) -> dict[str, Any]:
-    """Train one trial; returns the trainer's Result as a dict (status 'oom' on out-of-memory)."""
+    """Train one trial on this worker (search.plan.train_trial), reporting to the driver."""
     import torch
 
-    from scaletune.trainer import TrainConfig, train
+    from scaletune.search.plan import train_trial
+    from scaletune.trainer import TrainConfig
 
     cfg = TrainConfig.model_validate(config)
     gpu_ids = [str(g) for g in ray.get_gpu_ids()]
@@ -87,26 +88,8 @@ def run_trial(config: dict[str, Any], number: int, coordinator: Any) -> dict[str
     }
     ray.get(coordinator.started.remote(number, info))
 
-    def report(tokens: int, value: float, metrics: dict) -> str | None:
+    def report(tokens: int, value: float, metrics: dict) -> str:
         plain = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
-        decision = ray.get(coordinator.report.remote(number, int(tokens), float(value), plain))
-        return "stop" if decision == "prune" else None
+        return ray.get(coordinator.report.remote(number, int(tokens), float(value), plain))
 
-    try:
-        result = train(cfg, report)
-    except torch.OutOfMemoryError as e:
-        micro = cfg.micro_batch_size or cfg.batch_size
-        return {
-            "status": "oom",
-            "reason": (
-                f"out of memory with batch_size={cfg.batch_size}, micro_batch_size={micro} on "
-                f"{cfg.device}: set trainer.micro_batch_size to {max(1, micro // 2)} or less "
-                f"(gradient accumulation keeps the batch size) ({str(e).splitlines()[0][:200]})"
-            ),
-            "worker": info,
-            "ended_at": time.time(),
-        }
-    out = result.as_dict() if hasattr(result, "as_dict") else dict(vars(result))
-    out["worker"] = info
-    out["ended_at"] = time.time()
-    return out
+    return {**train_trial(cfg, report), "worker": info}

@@ -176,7 +176,8 @@ def test_every_shipped_study_validates():
 def test_resume_on_changed_data_is_refused_and_the_study_kept(tmp_path, shakespeare):
     import optuna
 
-    from scaletune.search.runner import _check_or_record, preflight
+    from scaletune.search.plan import record_or_check
+    from scaletune.search.runner import preflight
     from scaletune.search.space import study_priors
     from scaletune.search.storage import make_storage
     from scaletune.trainer.errors import ConfigError
@@ -187,7 +188,7 @@ def test_resume_on_changed_data_is_refused_and_the_study_kept(tmp_path, shakespe
         data = preflight(cfg)
         study = optuna.create_study(study_name=cfg.name, storage=make_storage(cfg.storage_url),
                                     load_if_exists=True)
-        _check_or_record(study, cfg, study_priors(cfg, data.vocab_size, data.n_train_tokens), data)
+        record_or_check(study, cfg, study_priors(cfg, data.vocab_size, data.n_train_tokens), data)
         return study
 
     first = open_study().user_attrs["data_fingerprint"]

@@ -22,7 +22,8 @@ from optuna.trial import TrialState
 import scaletune.search.runner
 from scaletune.search.cli import main
 from scaletune.search.config import validate_study
-from scaletune.search.runner import n_finished, recover, run_study
+from scaletune.search.plan import n_finished, recover
+from scaletune.search.runner import run_study
 from tests.search.helpers import flat, scaletune_run, tiny_study, trial_attr_rows, write_study
 
 REPO = Path(__file__).resolve().parents[2]

@@ -24,6 +24,7 @@ import pytest
 import torch
 from rich.console import Console
 
+import scaletune.search.plan
 import scaletune.search.runner
 from scaletune.search.config import validate_study
 from scaletune.search.dashboard import serve
@@ -173,7 +174,7 @@ def test_study_attrs_record_the_storage_without_its_password(tmp_path, shakespea
     cfg = validate_study(tiny_study(tmp_path, shakespeare, storage=url))
     study = optuna.create_study()
     data = SimpleNamespace(fingerprint="f", n_train_tokens=1, n_val_tokens=1, vocab_size=256)
-    scaletune.search.runner._check_or_record(study, cfg, SimpleNamespace(to_json=dict), data)
+    scaletune.search.plan.record_or_check(study, cfg, SimpleNamespace(to_json=dict), data)
     # The study records where it lives, masked: user attrs are shown by the dashboard and
     # copied into reports.
     assert study.user_attrs["config"]["storage"] == "postgresql://scaletune:***@127.0.0.1:1/studies"

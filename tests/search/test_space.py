@@ -11,7 +11,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from scaletune.heuristics.priors import Prior, Priors
 from scaletune.search.config import validate_study
-from scaletune.search.samplers import PriorSampler, draw_from_prior, make_pruner, make_sampler
+from scaletune.search.samplers import PriorSampler, draw_from_prior, make_sampler
 from scaletune.search.space import build_space, prior_center_params, snap, suggest, trial_config
 from scaletune.trainer.optim import lr_at
 
@@ -162,12 +162,12 @@ def test_seeding_none_is_plain_optuna():
     ],
 )
 def test_every_pruner_is_built(pruner, cls):
-    assert isinstance(make_pruner(study_cfg(pruner=pruner)), cls)
+    assert isinstance(study_cfg(pruner=pruner).pruner.build(study_cfg(pruner=pruner)), cls)
 
 
 def test_median_pruner_compares_at_equal_tokens():
     cfg = study_cfg(pruner={"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0})
-    study = optuna.create_study(pruner=make_pruner(cfg))
+    study = optuna.create_study(pruner=cfg.pruner.build(cfg))
     good = study.ask()
     for tokens, loss in ((10_000, 3.0), (20_000, 2.0)):
         good.report(loss, tokens)
@@ -184,7 +184,7 @@ def test_median_pruner_compares_at_equal_tokens():
 def test_pruner_interval_counts_evaluations():
     cfg = study_cfg(eval_every_tokens=1000, tokens_per_trial=10_000, pruner={
         "name": "median", "n_startup_trials": 1, "n_warmup_steps": 0, "interval_steps": 2})
-    study = optuna.create_study(pruner=make_pruner(cfg))
+    study = optuna.create_study(pruner=cfg.pruner.build(cfg))
     good = study.ask()
     for tokens in range(1000, 10_001, 1000):
         good.report(1.0, tokens)

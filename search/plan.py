@@ -1,0 +1,330 @@
+"""The plan of a search, and the one way a trial runs.
+
+``SearchPlan.build(cfg)`` turns a study config into everything a study needs before its first
+trial: the data, the priors, the search space, the sampler, the pruner and the first trial.
+``plan.open_study(storage)`` creates or resumes the Optuna study on a storage (recording or
+checking what it ran with, recovering trials a stopped driver left running). Then each trial is
+``plan.ask(study)`` -> ``TrialRun``: its params and training config; ``run.report(tokens, loss)``
+puts each evaluation on the study's token grid and asks the pruner; ``run.tell(study, result)``
+ends it from the trainer's result. ``train_trial`` is the training itself.
+
+``scaletune run`` (search.runner: trials on Ray workers, one driver writing the storage) and
+every benchmark (trials in one process) use exactly these, so a published figure measures the
+product and not a copy of its study loop.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from scaletune.heuristics.priors import Priors
+from scaletune.search.config import StudyConfig
+from scaletune.search.samplers import make_sampler
+from scaletune.search.space import (
+    Dim,
+    build_space,
+    prior_center_params,
+    study_priors,
+    suggest,
+    trial_config,
+)
+from scaletune.search.storage import mask_url
+from scaletune.trainer.config import TrainConfig
+from scaletune.trainer.errors import ConfigError
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+@dataclass
+class SearchPlan:
+    """Everything a study of ``cfg`` needs before its first trial."""
+
+    cfg: StudyConfig
+    data: Any
+    """The prepared data (trainer.data), tokenized and cached once for every trial."""
+    priors: Priors
+    dims: list[Dim]
+    """The searched dimensions, in the order they are suggested."""
+    fixed: dict[str, Any]
+    """Values the study fixes instead of searching, keyed as ``dims`` are named."""
+
+    @classmethod
+    def build(cls, cfg: StudyConfig, data: Any = None) -> SearchPlan:
+        """The plan of ``cfg``; ``data`` when it was prepared already (the runner's preflight)."""
+        if data is None:
+            from scaletune.trainer.data import prepare_data
+
+            data = prepare_data(cfg.data, cfg.model.block_size)
+        priors = study_priors(cfg, data.vocab_size, data.n_train_tokens)
+        dims, fixed = build_space(cfg, priors)  # a space the priors leave empty fails here
+        return cls(cfg, data, priors, dims, fixed)
+
+    @property
+    def first_trial(self) -> dict[str, Any] | None:
+        """The trial the laws point at (each prior's center), or None under ``seeding: none``."""
+        if self.cfg.seeding != "prior":
+            return None
+        return prior_center_params(self.dims)
+
+    def distributions(self) -> dict[str, BaseDistribution]:
+        return {d.name: d.distribution for d in self.dims}
+
+    def sampler(self, n_existing: int = 0) -> optuna.samplers.BaseSampler:
+        """The study's sampler, seeded for a study that already holds ``n_existing`` trials."""
+        priors = {d.name: d.prior for d in self.dims if d.prior is not None}
+        return make_sampler(self.cfg, priors, n_existing=n_existing)
+
+    def pruner(self) -> optuna.pruners.BasePruner:
+        return self.cfg.pruner.build(self.cfg)
+
+    def open_study(self, storage: Any) -> tuple[optuna.Study, list[int]]:
+        """Create or resume the study on ``storage``; returns it and the trials recovered.
+
+        A new study records its config, data and priors; a resumed one must match them. Trials a
+        stopped driver left RUNNING become FAIL and run again. A new study under
+        ``seeding: prior`` gets the priors' center as its first trial.
+        """
+        study = optuna.create_study(
+            study_name=self.cfg.name, storage=storage, pruner=self.pruner(),
+            direction="minimize", load_if_exists=True,
+        )
+        record_or_check(study, self.cfg, self.priors, self.data)
+        study.sampler = self.sampler(n_existing=len(study.get_trials(deepcopy=False)))
+        recovered = recover(study, self.cfg.max_retries)
+        first = self.first_trial
+        if not study.get_trials(deepcopy=False) and first is not None:
+            study.enqueue_trial(first, user_attrs={"source": "prior center"})
+        return study, recovered
+
+    def ask(self, study: optuna.Study, num_threads: int | None) -> TrialRun:
+        """A new trial: its params, its training config, and the derived values recorded."""
+        trial = study.ask()
+        params = suggest(trial, self.dims)
+        config, derived = trial_config(self.cfg, params, self.fixed, num_threads)
+        for k, v in derived.items():
+            trial.set_user_attr(k, v)
+        return TrialRun(trial, params, config, self.cfg.eval_interval, self.cfg.pruner.name)
+
+
+@dataclass
+class TrialRun:
+    """One trial from ask to tell: reports on the token grid, and how it ended."""
+
+    trial: optuna.Trial
+    params: dict[str, Any]
+    config: TrainConfig
+    every: int
+    """The study's evaluation interval in tokens: the grid trials are compared on."""
+    pruner_name: str
+    last_step: int = -1
+    """The last grid point reported; a later report at the same point is not reported again."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """What the caller keeps with the trial (the runner: its Ray task)."""
+
+    @property
+    def number(self) -> int:
+        return self.trial.number
+
+    def report(self, tokens: int, value: float) -> str:
+        """Report ``value`` at ``tokens`` seen and answer "continue" or "prune".
+
+        Trials with different batch sizes evaluate at slightly different token counts; each
+        value is reported at the grid point below it, so the pruner compares equal tokens.
+        """
+        step = tokens // self.every * self.every
+        if step <= self.last_step or not math.isfinite(value):
+            return "continue"
+        self.trial.report(value, step)
+        self.last_step = step
+        return "prune" if self.trial.should_prune() else "continue"
+
+    def tell(self, study: optuna.Study, result: dict[str, Any]) -> tuple[str, float | None, str | None]:
+        """End the trial from the trainer's result (``train_trial``'s dict).
+
+        Returns (state, value, reason): COMPLETE with the final validation loss; PRUNED when
+        the pruner stopped it or it diverged (the reason says which); FAIL otherwise.
+        """
+        trial = self.trial
+        # "steps" stays the planned number of steps; what the trial really trained is beside it.
+        if result.get("steps") is not None:
+            trial.set_user_attr("steps_trained", result["steps"])
+        for key in ("tokens_seen", "wall_time_s", "train_time_s", "tokens_per_s", "mfu",
+                    "best_val_loss", "final_val_loss"):
+            if result.get(key) is not None:
+                trial.set_user_attr(key, result[key])
+        if result.get("grad_norm"):
+            trial.set_user_attr("grad_norm", result["grad_norm"])
+        if result.get("ended_at") is not None:  # datetime_complete is the driver's tell
+            trial.set_user_attr("worker_ended_at", result["ended_at"])
+        known = trial.user_attrs  # the worker's "started" message may come after its end
+        for k, v in (result.get("worker") or {}).items():
+            if f"worker_{k}" not in known:
+                trial.set_user_attr(f"worker_{k}", v)
+        status = result["status"]
+        final = result.get("final_val_loss")
+        if status == "completed" and final is not None and math.isfinite(final):
+            study.tell(trial, final)
+            return "COMPLETE", final, None
+        if status in ("stopped", "diverged"):
+            if status == "diverged":
+                reason = f"diverged: {result.get('reason')}"
+            else:  # the trainer stopped because the report was answered "prune"
+                reason = f"{self.pruner_name} pruner at {self.last_step:,} tokens"
+            trial.set_user_attr("prune_reason", reason)
+            study.tell(trial, state=TrialState.PRUNED)
+            return "PRUNED", None, reason
+        reason = result.get("reason") or f"trial ended with status {status}"
+        trial.set_user_attr("fail_reason", reason)
+        study.tell(trial, state=TrialState.FAIL)
+        return "FAIL", None, reason
+
+    def fail(self, study: optuna.Study, reason: str, max_retries: int,
+             count_attempt: bool = True) -> bool:
+        """Mark the trial FAIL with ``reason``; queue its params again if retries remain."""
+        return fail_and_retry(study, self.trial, reason, max_retries, count_attempt)
+
+
+def train_trial(config: TrainConfig, report: Any) -> dict[str, Any]:
+    """Train one trial in this process; the trainer's Result as a dict (status 'oom' when the
+    device ran out of memory). ``report(tokens, loss, metrics)`` answers "continue" or "prune"."""
+    import torch
+
+    from scaletune.trainer import train
+
+    def trainer_report(tokens: int, value: float, metrics: dict) -> str | None:
+        return "stop" if report(tokens, value, metrics) == "prune" else None
+
+    try:
+        result = train(config, trainer_report)
+    except torch.OutOfMemoryError as e:
+        micro = config.micro_batch_size or config.batch_size
+        return {
+            "status": "oom",
+            "reason": (
+                f"out of memory with batch_size={config.batch_size}, micro_batch_size={micro} on "
+                f"{config.device}: set trainer.micro_batch_size to {max(1, micro // 2)} or less "
+                f"(gradient accumulation keeps the batch size) ({str(e).splitlines()[0][:200]})"
+            ),
+            "ended_at": time.time(),
+        }
+    out = result.as_dict()
+    out["ended_at"] = time.time()
+    return out
+
+
+# --------------------------------------------------------------------------- the study's state
+
+
+def n_finished(study: optuna.Study) -> int:
+    """Trials that count toward n_trials: complete, pruned, and failures that were not retried."""
+    count = 0
+    for t in study.get_trials(deepcopy=False):
+        if t.state in FINISHED:
+            count += 1
+        elif t.state == TrialState.FAIL and not t.user_attrs.get("retried", False):
+            count += 1
+    return count
+
+
+def recover(study: optuna.Study, max_retries: int) -> list[int]:
+    """Trials left RUNNING by a dead driver become FAIL and their params are re-enqueued.
+
+    Always, whatever ``max_retries`` says: the driver's end is not the trial's failure (as for
+    Ctrl-C), and the messages that stopped the study promised the trials would run again.
+    """
+    recovered = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        fail_and_retry(study, _live_trial(study, t), "the driver stopped while this trial ran",
+                       max_retries, count_attempt=False)
+        recovered.append(t.number)
+    return recovered
+
+
+def fail_and_retry(study: optuna.Study, trial: optuna.Trial, reason: str, max_retries: int,
+                   count_attempt: bool = True) -> bool:
+    """Mark ``trial`` FAIL with ``reason``; re-enqueue its params if retries remain."""
+    attrs = trial.user_attrs
+    attempt = int(attrs.get("attempt", 0))
+    retry = attempt < max_retries or not count_attempt
+    trial.set_user_attr("fail_reason", reason)
+    trial.set_user_attr("retried", retry)
+    study.tell(trial, state=TrialState.FAIL)
+    if retry:
+        study.enqueue_trial(
+            trial.params,
+            user_attrs={"attempt": attempt + (1 if count_attempt else 0), "retry_of": trial.number},
+        )
+    return retry
+
+
+def _live_trial(study: optuna.Study, frozen: FrozenTrial) -> optuna.Trial:
+    """A Trial handle on a trial this process did not ask for (one a stopped driver left).
+
+    The one use of Optuna's private API in scaletune: a FrozenTrial does not expose its storage
+    id, and there is no public way to write to a trial by number.
+    """
+    return optuna.Trial(study, frozen._trial_id)
+
+
+def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors, data: Any) -> None:
+    """A new study records what it runs with; a resumed one must run with the same."""
+    attrs = study.user_attrs
+    if "fingerprint" in attrs and attrs["fingerprint"] != cfg.fingerprint():
+        raise ConfigError(
+            "study",
+            [
+                f"name: a study named {cfg.name!r} already exists in {mask_url(cfg.storage_url)} "
+                "with a different model, data, trainer, budget or search space; give this study "
+                "a new name (changing only n_trials, workers, sampler or pruner resumes it)"
+            ],
+        )
+    if "fingerprint" in attrs:
+        stored = attrs.get("data_fingerprint")
+        if stored is not None and stored != data.fingerprint:
+            before = attrs.get("data_tokens", {}).get("train")
+            raise ConfigError("study", [
+                f"data: the study's trials trained on data {stored}"
+                + (f" ({before:,} training tokens)" if before else "")
+                + f", but the data now reads as {data.fingerprint} ({data.n_train_tokens:,} "
+                "training tokens): one study must not mix trials on different data; restore the "
+                "data, or give this study a new name"
+            ])
+        return
+    config = cfg.model_dump(mode="json", by_alias=True)
+    if config.get("storage"):
+        config["storage"] = mask_url(config["storage"])
+    study.set_user_attr("fingerprint", cfg.fingerprint())
+    study.set_user_attr("config", config)
+    study.set_user_attr("data_fingerprint", data.fingerprint)
+    study.set_user_attr("data_tokens", {"train": data.n_train_tokens, "val": data.n_val_tokens})
+    study.set_user_attr("vocab_size", data.vocab_size)
+    study.set_user_attr("priors", priors.to_json())
+    study.set_user_attr("provenance", provenance())
+
+
+def provenance() -> dict[str, Any]:
+    """What produced a study: code revision, library versions, machine."""
+    import ray
+    import torch
+
+    from scaletune.trainer.record import git_revision
+
+    return {
+        "git_revision": git_revision(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "optuna": optuna.__version__,
+        "ray": ray.__version__,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+    }
