@@ -16,13 +16,14 @@ units of one full trial ("full-trial equivalents"). Each (strategy, seed) study 
 the largest budget; the best loss at a smaller budget is read off the same study. A study stops
 asking for trials once it has used its budget, so it overshoots by less than one trial.
 
-Each study is driven with Optuna's ask/tell in one process, training in-process with
-``trainer.train`` on one torch thread; the report callback reports at the token checkpoints and
-asks the pruner, as the product's runner does. The scaletune strategies build their sampler,
-seeding and pruner with the product's own functions (search.space, search.samplers). Studies
-run in parallel processes (``--workers``) and are stored one SQLite file each under
-``<out>/studies``: re-running the same command skips finished studies and finishes the others
-(a trial that was running when the process died is re-queued with the same parameters).
+Every strategy is a study file (``study_config``) run through the product's own search plan
+(search.plan): the plan opens or resumes the study, asks each trial, reports its evaluations on
+the study's token grid to the pruner and ends it from the trainer's result, exactly as
+``scaletune run`` does; only here the trial trains in this process, on one torch thread,
+instead of on a Ray worker. Studies run in parallel processes (``--workers``) and are stored one
+SQLite file each under ``<out>/studies``: re-running the same command skips finished studies and
+finishes the others (a trial that was running when the process died is re-queued with the same
+parameters, as the product's resume does).
 
     python -m benchmarks.search_efficiency --budget 16 --seeds 3 [--workers 2] [--out DIR]
     python -m benchmarks.search_efficiency --analyze-only      # tables and plot from the studies
@@ -137,14 +138,54 @@ class Bench:
 
 
 def study_config(bench: Bench, strategy: str, seed: int) -> Any:
-    """The product's StudyConfig of this task; scaletune strategies search what it defines."""
+    """The product's StudyConfig of this task and strategy: every strategy is a study file.
+
+    Every trial trains with ``bench.train_seed``; the benchmark's ``seed`` seeds the sampler
+    (``sampler.seed``), so all studies search one and the same function.
+    """
     from scaletune.search.config import StudyConfig
 
+    # What a user of plain Optuna writes: lambda searched directly, the ranges of the task.
+    plain = {
+        "lr": {"low": LR[0], "high": LR[1], "log": True},
+        "weight_decay": {"low": WEIGHT_DECAY[0], "high": WEIGHT_DECAY[1], "log": True,
+                         "as": "lambda"},
+        "dropout": {"low": DROPOUT[0], "high": DROPOUT[1]},
+        "warmup_frac": {"low": WARMUP_FRAC[0], "high": WARMUP_FRAC[1]},
+        "batch_size": {"choices": list(BATCH_SIZES)},
+    }
     tau_low, tau_high = bench.tau_range()
-    seeding = "none" if strategy == "scaletune_no_priors" else "prior"
+    seeded = {
+        "lr": {"prior": "auto", "low": LR[0], "high": LR[1]},
+        "weight_decay": {"prior": "auto", "as": "tau", "low": tau_low, "high": tau_high},
+        "dropout": {"prior": "auto", "low": DROPOUT[0], "high": DROPOUT[1]},
+        "warmup_frac": {"prior": "auto", "low": WARMUP_FRAC[0], "high": WARMUP_FRAC[1]},
+        "batch_size": {"prior": "auto", "low": BATCH_SIZES[0], "high": BATCH_SIZES[-1]},
+    }
+    fixed = {k: {"value": v} for k, v in DEFAULTS.items()}
+    fixed["weight_decay"]["as"] = "lambda"
+    # Optuna's TPESampler() and MedianPruner() as a user constructs them: their defaults.
+    tpe_defaults = {"name": "tpe", "n_startup_trials": 10, "multivariate": False,
+                    "constant_liar": False}
+    median_defaults = {"name": "median", "n_startup_trials": 5, "n_warmup_steps": 0,
+                       "interval_steps": 1}
+    strategies = {
+        "defaults": {"search": fixed, "sampler": {"name": "random"}, "pruner": {"name": "none"},
+                     "seeding": "none"},
+        "random": {"search": plain, "sampler": {"name": "random"}, "pruner": {"name": "none"},
+                   "seeding": "none"},
+        "tpe_median": {"search": plain, "sampler": tpe_defaults, "pruner": median_defaults,
+                       "seeding": "none"},
+        "scaletune": {"search": seeded},
+        "scaletune_no_priors": {"search": seeded, "seeding": "none"},
+        "scaletune_no_pruning": {"search": seeded, "pruner": {"name": "none"}},
+    }
+    name = f"{strategy}-s{seed}"
+    folder = bench.out / "studies"
     study: dict[str, Any] = {
-        "name": f"{strategy}-s{seed}",
-        "study_dir": str(bench.out / "studies"),
+        "name": name,
+        "study_dir": str(folder),
+        "storage": f"sqlite:///{(folder / f'{name}.db').resolve()}",
         "model": {"n_layer": bench.n_layer, "n_head": bench.n_head, "n_embd": bench.n_embd,
                   "block_size": bench.block_size, "tie_weights": bench.tie_weights},
         "data": {"source": "text", "path": str(bench.data.resolve()), "tokenizer": "byte",
@@ -152,167 +193,56 @@ def study_config(bench: Bench, strategy: str, seed: int) -> Any:
         "trainer": {"device": "cpu", "dtype": "float32"},
         "tokens_per_trial": bench.tokens_per_trial,
         "eval_every_tokens": bench.eval_every,
-        "search": {
-            "lr": {"prior": "auto", "low": LR[0], "high": LR[1]},
-            "weight_decay": {"prior": "auto", "as": "tau", "low": tau_low, "high": tau_high},
-            "dropout": {"prior": "auto", "low": DROPOUT[0], "high": DROPOUT[1]},
-            "warmup_frac": {"prior": "auto", "low": WARMUP_FRAC[0], "high": WARMUP_FRAC[1]},
-            "batch_size": {"prior": "auto", "low": BATCH_SIZES[0], "high": BATCH_SIZES[-1]},
-        },
-        "seeding": seeding,
         "n_trials": 10 * bench.budget,
         "seed": bench.train_seed,
+        **strategies[strategy],
     }
-    if strategy == "scaletune_no_pruning":
-        study["pruner"] = {"name": "none"}
+    study["sampler"] = {**study.get("sampler", {}), "seed": seed}
     return StudyConfig.model_validate(study)
 
 
-def plain_params(trial: Any) -> dict[str, Any]:
-    """The objective's search space as a user writes it for plain Optuna."""
-    return {
-        "lr": trial.suggest_float("lr", *LR, log=True),
-        "weight_decay": trial.suggest_float("weight_decay", *WEIGHT_DECAY, log=True),
-        "dropout": trial.suggest_float("dropout", *DROPOUT),
-        "warmup_frac": trial.suggest_float("warmup_frac", *WARMUP_FRAC),
-        "batch_size": trial.suggest_categorical("batch_size", list(BATCH_SIZES)),
-    }
-
-
-def _strategy(bench: Bench, strategy: str, seed: int, resumed_at: int = 0) -> dict[str, Any]:
-    """Sampler, pruner, parameter suggestion and first trial of one strategy.
-
-    A resumed study (``resumed_at`` trials already stored) gets a new sampler seed: a sampler
-    seeded as before would replay its first draws (random search would repeat its trials).
-    """
-    import optuna
-
-    from scaletune.search.samplers import make_pruner, make_sampler, resumed_seed
-    from scaletune.search.space import build_space, prior_center_params, study_priors, suggest
-    from scaletune.trainer.data import prepare_data
-
-    cfg = study_config(bench, strategy, seed)
-    if strategy in ("defaults", "random", "tpe_median"):
-        sampler_seed = resumed_seed(seed, resumed_at)
-        sampler = (optuna.samplers.TPESampler(seed=sampler_seed) if strategy == "tpe_median"
-                   else optuna.samplers.RandomSampler(seed=sampler_seed))
-        pruner = (optuna.pruners.MedianPruner() if strategy == "tpe_median"
-                  else optuna.pruners.NopPruner())
-        first = DEFAULTS if strategy == "defaults" else None
-        return {"cfg": cfg, "sampler": sampler, "pruner": pruner, "suggest": plain_params,
-                "first": first, "fixed": {}, "priors": None}
-    data = prepare_data(cfg.data, cfg.model.block_size)
-    priors = study_priors(cfg, data.vocab_size, data.n_train_tokens)
-    dims, fixed = build_space(cfg, priors)
-    # cfg.seed is the training seed; the sampler is seeded by the benchmark's seed.
-    sampler = make_sampler(cfg.model_copy(update={"seed": seed}),
-                           {d.name: d.prior for d in dims if d.prior is not None},
-                           n_existing=resumed_at)
-    first = prior_center_params(dims) if cfg.seeding == "prior" else None
-    return {"cfg": cfg, "sampler": sampler, "pruner": make_pruner(cfg),
-            "suggest": lambda trial: suggest(trial, dims), "first": first, "fixed": fixed,
-            "priors": {d.name: d.prior.center for d in dims if d.prior is not None}}
-
-
-def task_record(bench: Bench) -> dict[str, Any]:
-    """What decides a study's trials; a resumed study must have been run on the same task."""
-    keep = ("n_layer", "n_head", "n_embd", "block_size", "tie_weights", "tokens_per_trial",
-            "val_windows", "train_seed")
-    record = {"data": bench.data.name, **{k: getattr(bench, k) for k in keep},
-              "space": {"lr": LR, "weight_decay": WEIGHT_DECAY, "dropout": DROPOUT,
-                        "warmup_frac": WARMUP_FRAC, "batch_size": BATCH_SIZES}}
-    return json.loads(json.dumps(record))  # as the storage gives it back (lists, not tuples)
-
-
 def _used_tokens(study: Any) -> int:
-    from optuna.trial import TrialState
+    from scaletune.search.plan import FINISHED
 
-    return sum(int(t.user_attrs.get("tokens", 0)) for t in study.get_trials(deepcopy=False)
-               if t.state in (TrialState.COMPLETE, TrialState.PRUNED))
-
-
-def _n_finished(study: Any) -> int:
-    from optuna.trial import TrialState
-
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    return sum(int(t.user_attrs.get("tokens_seen", 0))
+               for t in study.get_trials(deepcopy=False, states=FINISHED))
 
 
 def run_study(bench: Bench, strategy: str, seed: int) -> dict[str, Any]:
-    """Run (or resume) one (strategy, seed) study until it has used its token budget."""
+    """Run (or resume) one (strategy, seed) study until it has used its token budget.
+
+    The study is the product's: its plan (search.plan.SearchPlan) opens or resumes it, asks each
+    trial, and ends it from the trainer's result; the trial trains here on one torch thread with
+    search.plan.train_trial, reporting on the study's token grid. Only the stopping rule (a
+    compute budget rather than a number of trials) is the benchmark's.
+    """
     import optuna
     import torch
-    from optuna.trial import TrialState
 
-    from scaletune.search.space import trial_config
-    from scaletune.trainer import train
+    from scaletune.search.plan import SearchPlan, n_finished, train_trial
+    from scaletune.search.storage import make_storage
 
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    path = bench.out / "studies" / f"{strategy}-s{seed}.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    study = optuna.create_study(
-        study_name=f"{strategy}-s{seed}", storage=f"sqlite:///{path.resolve()}",
-        direction="minimize", load_if_exists=True,
-    )
-    s = _strategy(bench, strategy, seed, resumed_at=len(study.trials))
-    cfg = s["cfg"]
-    study.sampler, study.pruner = s["sampler"], s["pruner"]
-    task = task_record(bench)
-    if study.trials and study.user_attrs.get("task") != task:
-        raise SystemExit(f"{path} holds a study of a different task ({study.user_attrs.get('task')}"
-                         f"); use another --out folder")
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        # Left running by a killed process: its work is lost; run the same parameters again.
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
-    if not study.trials:
-        study.set_user_attr("task", task)
-        if s["first"] is not None:
-            study.enqueue_trial(s["first"], user_attrs={"source": f"{strategy} first trial"})
-        study.set_user_attr("strategy", strategy)
-        study.set_user_attr("seed", seed)
-        study.set_user_attr("bench", {k: str(v) for k, v in asdict(bench).items()})
-        study.set_user_attr("prior_centers", s["priors"])
+    cfg = study_config(bench, strategy, seed)
+    cfg.folder.mkdir(parents=True, exist_ok=True)
+    plan = SearchPlan.build(cfg)
+    study, _ = plan.open_study(make_storage(cfg.storage_url))
 
     limit = bench.tokens_per_trial * (1 if strategy == "defaults" else bench.budget)
     max_trials = 1 if strategy == "defaults" else None
-    every = bench.eval_every
     tag = f"{strategy} s{seed}"
-    while _used_tokens(study) < limit and (max_trials is None or _n_finished(study) < max_trials):
-        trial = study.ask()
-        params = s["suggest"](trial)
-        train_cfg, derived = trial_config(cfg, params, s["fixed"], num_threads=1)
-        for k, v in derived.items():
-            trial.set_user_attr(k, v)
-        last = {"step": -1}
-
-        def report(tokens: int, value: float, metrics: dict, trial: Any = trial,
-                   last: dict = last) -> str | None:
-            step = tokens // every * every  # the token checkpoint, equal for every batch size
-            if step <= last["step"] or not math.isfinite(value):
-                return None
-            last["step"] = step
-            trial.report(value, step)
-            return "stop" if trial.should_prune() else None
-
-        result = train(train_cfg, report)
-        for key in ("tokens_seen", "train_time_s", "wall_time_s", "status", "reason"):
-            trial.set_user_attr(key, getattr(result, key))
-        trial.set_user_attr("tokens", result.tokens_seen)
-        trial.set_user_attr("final_weight_decay", train_cfg.optim.weight_decay)
-        if result.status == "completed" and result.final_val_loss is not None and math.isfinite(
-            result.final_val_loss
-        ):
-            study.tell(trial, result.final_val_loss)
-            state = f"loss {result.final_val_loss:.4f}"
-        else:
-            study.tell(trial, state=TrialState.PRUNED)
-            state = f"{result.status} at {result.tokens_seen} tokens"
+    while _used_tokens(study) < limit and (max_trials is None or n_finished(study) < max_trials):
+        run = plan.ask(study, num_threads=1)
+        result = train_trial(run.config, lambda tokens, value, _, run=run: run.report(tokens,
+                                                                                      value))
+        state, value, reason = run.tell(study, result)
+        shown = f"loss {value:.4f}" if state == "COMPLETE" else f"{state.lower()}: {reason}"
         used = _used_tokens(study) / bench.tokens_per_trial
-        print(f"[{tag}] trial {trial.number}: {state} ({result.wall_time_s:.1f} s); "
+        print(f"[{tag}] trial {run.number}: {shown} ({result.get('wall_time_s', 0):.1f} s); "
               f"compute {used:.2f}/{limit / bench.tokens_per_trial:g}", flush=True)
     return {"strategy": strategy, "seed": seed, "used": _used_tokens(study) / bench.tokens_per_trial,
-            "trials": _n_finished(study)}
+            "trials": n_finished(study)}
 
 
 def _run_task(args: tuple[Bench, str, int]) -> dict[str, Any]:
@@ -347,39 +277,54 @@ def load_trials(bench: Bench) -> Any:
     """One row per finished trial of every study, in the order the study ran them."""
     import optuna
     import pandas as pd
-    from optuna.trial import TrialState
+
+    from scaletune.search.export import fixed_values
+    from scaletune.search.plan import FINISHED
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rows = []
     for strategy in bench.strategies:
         for seed in range(bench.seeds):
-            path = bench.out / "studies" / f"{strategy}-s{seed}.db"
+            cfg = study_config(bench, strategy, seed)
+            path = bench.out / "studies" / f"{cfg.name}.db"
             if not path.exists():
                 continue
-            study = optuna.load_study(study_name=f"{strategy}-s{seed}",
-                                      storage=f"sqlite:///{path.resolve()}")
-            if study.user_attrs.get("task") != task_record(bench):
-                raise SystemExit(f"{path} holds a study of a different task: "
-                                 f"{study.user_attrs.get('task')}")
+            study = optuna.load_study(study_name=cfg.name, storage=cfg.storage_url)
+            if study.user_attrs.get("fingerprint") != cfg.fingerprint():
+                raise SystemExit(f"{path} holds a study of another task or search space; use "
+                                 "another --out folder")
+            priors = study.user_attrs.get("priors") or {}
+            finished = sorted(study.get_trials(deepcopy=False, states=FINISHED),
+                              key=lambda t: t.number)
+            searched = finished[0].params if finished else {}
+            centers = ({k: priors[k]["center"] for k in searched if k in priors}
+                       if strategy.startswith("scaletune") else None)
+            fixed = fixed_values(cfg)
             cum = 0
-            finished = [t for t in study.get_trials(deepcopy=False)
-                        if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-            for t in sorted(finished, key=lambda t: t.number):
-                tokens = int(t.user_attrs.get("tokens", 0))
+            for t in finished:
+                tokens = int(t.user_attrs.get("tokens_seen", 0))
                 cum += tokens
+                params = {**fixed, **t.params}
                 rows.append({
                     "strategy": strategy, "seed": seed, "number": t.number,
-                    "state": t.state.name, "value": t.value, "status": t.user_attrs.get("status"),
+                    "state": t.state.name, "value": t.value, "status": _status(t),
                     "tokens": tokens, "compute": cum / bench.tokens_per_trial,
                     "train_time_s": t.user_attrs.get("train_time_s"),
                     "wall_time_s": t.user_attrs.get("wall_time_s"),
-                    **{f"param_{k}": v for k, v in t.params.items()},
-                    "weight_decay": t.user_attrs.get("final_weight_decay",
-                                                     t.params.get("weight_decay")),
-                    "prior_centers": json.dumps(study.user_attrs.get("prior_centers")),
+                    **{f"param_{k}": v for k, v in params.items()},
+                    "weight_decay": t.user_attrs.get("weight_decay", params.get("weight_decay")),
+                    "prior_centers": json.dumps(centers),
                     "curve": json.dumps({int(k): v for k, v in t.intermediate_values.items()}),
                 })
     return pd.DataFrame(rows)
+
+
+def _status(t: Any) -> str:
+    """How the trainer ended a finished trial: completed, stopped (pruned) or diverged."""
+    if t.state.name == "COMPLETE":
+        return "completed"
+    return "diverged" if str(t.user_attrs.get("prune_reason", "")).startswith("diverged") else \
+        "stopped"
 
 
 def best_at(trials: Any, budget: float) -> float:
@@ -759,7 +704,7 @@ def analyze(bench: Bench, command: str) -> str:
 def provenance(bench: Bench) -> dict[str, Any]:
     import importlib.metadata
 
-    from scaletune.trainer.loop import git_revision
+    from scaletune.trainer.record import git_revision
 
     versions = {}
     for lib in ("torch", "optuna", "numpy", "pandas"):

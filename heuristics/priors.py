@@ -275,7 +275,7 @@ def _at_batch(lr: float, law_batch: float, batch: float) -> float:
     eta ~ sqrt(B) for Adam below the critical batch size (Malladi et al. 2022, "On the SDEs and
     scaling rules for adaptive gradient algorithms", arXiv 2205.10287 [S]). Both batches in the
     same unit. The laws fit eta_opt and B_opt together; a prior whose batch center differs from a
-    law's B_opt (the at-least-200-steps clip of short trials, powers of two) moves that law's
+    law's B_opt (the at-least-MIN_STEPS clip of short trials, powers of two) moves that law's
     eta_opt with it instead of pairing it with a batch it was never optimal for.
     """
     return lr * math.sqrt(batch / law_batch)

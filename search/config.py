@@ -160,7 +160,7 @@ class SearchSpace(_Strict):
             if param is not None:
                 params[name] = param
         if errors:
-            raise ValueError("; ".join(errors))
+            raise ValueError("\n".join(errors))
         space = handler({"params": {}, "other": raw.get("other") or {}})
         space.params.update(params)
         return space
@@ -445,7 +445,7 @@ class StudyConfig(_Strict):
             if problem:
                 errors.append(f"search.other.{dotted}: {problem}")
         if errors:
-            raise ValueError("; ".join(errors))
+            raise ValueError("\n".join(errors))
         return self
 
     @property
@@ -529,7 +529,7 @@ def study_errors(err: ValidationError) -> list[str]:
         if e["type"] != "value_error":
             lines += format_errors(ValidationError.from_exception_data(err.title, [e]), StudyConfig)
             continue
-        for part in msg.removeprefix("Value error, ").split("; "):
+        for part in msg.removeprefix("Value error, ").split("\n"):
             lines.append(f"{key}: {part}" if key and not part.startswith(("search.", key)) else part)
     return lines
 

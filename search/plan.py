@@ -309,10 +309,12 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors, data:
     study.set_user_attr("data_tokens", {"train": data.n_train_tokens, "val": data.n_val_tokens})
     study.set_user_attr("vocab_size", data.vocab_size)
     study.set_user_attr("priors", priors.to_json())
-    study.set_user_attr("provenance", provenance())
+    # Stored as "provenance" since the first version (readers of older studies look there); it is
+    # the code and machine, where an exported config's provenance is the study and trial.
+    study.set_user_attr("provenance", code_and_machine())
 
 
-def provenance() -> dict[str, Any]:
+def code_and_machine() -> dict[str, Any]:
     """What produced a study: code revision, library versions, machine."""
     import ray
     import torch

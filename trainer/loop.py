@@ -41,10 +41,6 @@ from scaletune.trainer.distributed import (
 from scaletune.trainer.errors import SetupError
 from scaletune.trainer.model import GPT, flops_per_token
 from scaletune.trainer.optim import build_optimizers, lr_at, set_lr
-
-# Re-exported because benchmarks/search_efficiency.py imports it from here; it goes once that
-# file imports it from scaletune.trainer.record.
-from scaletune.trainer.record import git_revision as git_revision
 from scaletune.trainer.record import log_event, run_metadata
 
 Report = Callable[[int, float, dict], object]

@@ -1,0 +1,87 @@
+"""The registry of searched hyperparameters: a sixth one is one entry, and a study searches it."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from scaletune.heuristics.priors import Prior
+from scaletune.search import hparams
+from scaletune.search.config import validate_study
+from scaletune.search.hparams import HParam
+from scaletune.search.plan import SearchPlan, train_trial
+from scaletune.search.storage import make_storage
+from scaletune.trainer.errors import ConfigError
+from tests.search.helpers import tiny_study
+
+BETA2_PRIOR = Prior(name="beta2", center=0.95, low=0.9, high=0.99, log=False, sigma=0.02)
+
+
+@pytest.fixture
+def beta2(monkeypatch):
+    """Adam's beta2 registered for this test only, with a prior of its own."""
+    monkeypatch.setitem(hparams.HPARAMS, "beta2", HParam(
+        "beta2", target="optim.beta2", label="Adam beta2", unit="", low=0.5, high=0.9999,
+        allowed="a beta2 in [0.5, 0.9999]", prior=lambda priors: BETA2_PRIOR, default=None,
+    ))
+
+
+def test_the_five_are_registered_in_search_order():
+    assert [hp.name for hp in hparams.searchable()] == [
+        "lr", "weight_decay", "dropout", "warmup_frac", "batch_size"]
+    # Weight decay is searched as tau unless the study says lambda; both set one trainer field.
+    wd = hparams.HPARAMS["weight_decay"]
+    assert hparams.form_for(wd, None).name == "tau"
+    assert hparams.form_for(wd, "lambda") is wd
+    assert hparams.HPARAMS["tau"].target == wd.target == "optim.weight_decay"
+
+
+def test_register_refuses_a_target_the_trainer_does_not_have(monkeypatch):
+    monkeypatch.setattr(hparams, "HPARAMS", dict(hparams.HPARAMS))
+    with pytest.raises(ValueError, match="unknown trainer field 'beta3'"):
+        hparams.register(HParam("beta3", target="optim.beta3", label="", unit="", low=0, high=1,
+                                allowed="x"))
+    with pytest.raises(ValueError, match="already registered"):
+        hparams.register(hparams.HPARAMS["lr"])
+
+
+def test_a_study_leaves_an_optional_hyperparameter_to_the_trainer(tmp_path, shakespeare, beta2):
+    cfg = validate_study(tiny_study(tmp_path, shakespeare))
+    assert cfg.search.beta2 is None
+    assert "beta2" not in cfg.model_dump(mode="json", by_alias=True)["search"]
+
+
+def test_a_registered_sixth_hyperparameter_is_checked_like_the_five(tmp_path, shakespeare, beta2):
+    raw = tiny_study(tmp_path, shakespeare)
+    raw["search"]["beta2"] = {"low": 0.2, "high": 0.99}
+    with pytest.raises(ConfigError) as err:
+        validate_study(raw)
+    assert "search.beta2: 0.2 is not allowed, expected a beta2 in [0.5, 0.9999]" in err.value.errors
+    # The key names the allowed ones, the sixth among them, when a key is misspelt.
+    raw["search"]["beta_2"] = raw["search"].pop("beta2")
+    with pytest.raises(ConfigError, match="search.beta_2: unknown key; allowed: .*batch_size, beta2"):
+        validate_study(raw)
+
+
+def test_a_tiny_study_searches_a_registered_sixth_hyperparameter(tmp_path, shakespeare, beta2):
+    raw = tiny_study(tmp_path, shakespeare, n_trials=3, tokens_per_trial=16_384,
+                     pruner={"name": "none"})
+    raw["search"]["beta2"] = {"prior": "auto"}
+    cfg = validate_study(raw)
+    plan = SearchPlan.build(cfg)
+    cfg.folder.mkdir(parents=True)
+    study, _ = plan.open_study(make_storage(cfg.storage_url))
+    # The priors' center trial carries the sixth hyperparameter's center too.
+    assert plan.first_trial["beta2"] == pytest.approx(BETA2_PRIOR.center)
+    for _ in range(cfg.n_trials):
+        run = plan.ask(study, num_threads=1)
+        # The sampled value reaches the trainer's field, inside the prior's range.
+        assert run.config.optim.beta2 == run.params["beta2"]
+        assert BETA2_PRIOR.low <= run.params["beta2"] <= BETA2_PRIOR.high
+        result = train_trial(run.config, lambda t, v, m, run=run: run.report(t, v))
+        assert run.tell(study, result)[0] == "COMPLETE"
+    trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(trials) == 3 and len({t.params["beta2"] for t in trials}) == 3
+    assert trials[0].params["beta2"] == pytest.approx(BETA2_PRIOR.center)
+    # The study records that it searched beta2, as it ran.
+    assert study.user_attrs["config"]["search"]["beta2"]["prior"] == "auto"
