@@ -31,9 +31,9 @@ from scaletune.trainer.config import (
     DataConfig,
     ModelConfig,
     Number,
-    OptimConfig,
     Tokens,
     TokensOrZero,
+    TrainConfig,
     format_errors,
     load_yaml,
 )
@@ -336,17 +336,19 @@ def _experimental_chosen() -> Iterator[None]:
 # --------------------------------------------------------------------------- the rest
 
 
-class TrainerOptions(_Strict):
-    """Trainer fields that are the same in every trial (searched ones are overwritten)."""
+TRAINER_FIELDS = ("optim", "micro_batch_size", "device", "dtype", "compile", "cpu_matmul",
+                  "max_loss")
+"""The TrainConfig fields a study's ``trainer:`` section fixes for every trial. The study sets
+the others itself (model, data, tokens, batch size, evaluation cadence, seed) or per trial
+(threads, progress, where a run writes). A field searched by ``search:`` overrides its value."""
 
-    optim: OptimConfig = Field(default_factory=OptimConfig)
-    micro_batch_size: int | None = Field(None, ge=1)
-    """Sequences per forward/backward; every batch size searched must be a multiple."""
-    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
-    compile: bool = False
-    max_loss: float | None = Field(None, gt=0)
-    """Stop a trial as diverged above this training loss (default 1.5 x ln(vocab))."""
+TrainerOptions = create_model(
+    "TrainerOptions", __base__=_Strict,
+    __doc__="Trainer fields that are the same in every trial: TrainConfig's own fields, with its "
+            "types, defaults and help (searched ones are overwritten per trial).",
+    **{name: (TrainConfig.model_fields[name].annotation, TrainConfig.model_fields[name])
+       for name in TRAINER_FIELDS},
+)
 
 
 class WorkersConfig(_Strict):
@@ -468,6 +470,9 @@ class StudyConfig(_Strict):
             mode="json",
             include={"model", "data", "trainer", "tokens_per_trial", "eval_every_tokens", "search",
                      "seed", "seeding"},
+            # A kernel choice: results agree up to float32 summation order, and "auto" picks by
+            # the machine a study resumes on (search.other may still set it per trial).
+            exclude={"trainer": {"cpu_matmul"}},
         )
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -174,19 +174,14 @@ def trial_config(
     """The training config of one trial and the values derived from its parameters."""
     values = {**fixed, **params}
     base = TrainConfig(
+        **dict(cfg.trainer),  # the trainer: section, TrainConfig's own fields
         model=cfg.model,
         data=cfg.data,
-        optim=cfg.trainer.optim,
         tokens=cfg.tokens_per_trial,
         batch_size=int(values.get("batch_size", 32)),
-        micro_batch_size=cfg.trainer.micro_batch_size,
         eval_every_tokens=cfg.eval_interval,
         seed=cfg.seed,
-        device=cfg.trainer.device,
-        dtype=cfg.trainer.dtype,
-        compile=cfg.trainer.compile,
         num_threads=num_threads,
-        max_loss=cfg.trainer.max_loss,
         progress=False,
     )
     raw = base.model_dump()
