@@ -5,9 +5,10 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
+from scaletune.heuristics import laws
 from scaletune.heuristics.fit import FittedLaws, ScalePoint, fit_studies
 from scaletune.search.config import StudyConfig
-from scaletune.search.export import open_study
+from scaletune.search.studies import fixed_values, open_study
 from scaletune.trainer.errors import ConfigError
 
 
@@ -18,13 +19,15 @@ def scale_point(cfg: StudyConfig, study: optuna.Study, scale_kind: str) -> Scale
         raise ConfigError(cfg.name, [f"study {cfg.name!r} has no complete trial to fit on"])
     best = min(complete, key=lambda t: t.value)
     m = cfg.model
-    scale = cfg.tokens_per_trial if scale_kind == "tokens" else 12 * m.n_layer * m.n_embd**2
+    scale = (cfg.tokens_per_trial if scale_kind == "tokens"
+             else laws.non_embedding_params(m.n_layer, m.n_embd))
     tokens_per_step = best.user_attrs.get("tokens_per_step")
     batch_searched = "batch_size" in best.params
+    values = {**fixed_values(cfg), **best.params}  # keyed by registered name or form
     return ScalePoint(
         scale=float(scale),
         scale_kind=scale_kind,
-        lr=float(best.params.get("lr", cfg.search.lr.value or cfg.trainer.optim.lr)),
+        lr=float(values.get("lr", cfg.trainer.optim.lr)),
         tau=best.params.get("tau", best.user_attrs.get("tau")),
         batch_size=float(tokens_per_step) if batch_searched and tokens_per_step else None,
         value=float(best.value),

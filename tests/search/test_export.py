@@ -22,9 +22,10 @@ from optuna.trial import TrialState
 
 from scaletune.search.cli import main
 from scaletune.search.config import StudyConfig, load_study
-from scaletune.search.export import Hparams, export_study, fixed_values, pow2_round, transfer
+from scaletune.search.export import export_study
 from scaletune.search.space import study_priors, trial_config
 from scaletune.search.storage import mask_url
+from scaletune.search.studies import fixed_values
 from scaletune.trainer.config import load_train_config
 from scaletune.trainer.errors import ConfigError
 from tests.search.helpers import tiny_study, write_study
@@ -110,18 +111,6 @@ def finished(tmp_path) -> tuple[Path, StudyConfig, optuna.Study]:
     return path, cfg, study
 
 
-def best_hparams(**overrides: Any) -> Hparams:
-    """A best trial whose lambda realizes its tau: lambda = B/(eta*tau*D), B and D in tokens."""
-    values = dict(lr=4e-3, tau=0.5, batch_size=16, warmup_frac=0.1, dropout=0.0,
-                  tokens=1_000_000, block_size=32, n_embd=64, n_layer=2)
-    values.update(overrides)
-    if "weight_decay" not in values:
-        values["weight_decay"] = values["batch_size"] * values["block_size"] / (
-            values["lr"] * values["tau"] * values["tokens"]
-        )
-    return Hparams(**values)
-
-
 # --------------------------------------------------------------------------- exact copy
 
 
@@ -203,90 +192,7 @@ def test_export_records_provenance(finished, tmp_path):
     assert any("arXiv 2409.19913" in line for line in head)
 
 
-# --------------------------------------------------------------------------- transfer rules
-
-
-def test_unchanged_horizon_and_model_is_an_exact_copy():
-    best = best_hparams()
-    moved = transfer(best, best.tokens)
-    # Rule: nothing changes, no rule fires, and lambda is not recomputed through tau.
-    assert moved.final == best and moved.exact_copy and moved.rules == ()
-
-
-def test_doubling_tokens_with_tau_fixed_halves_lambda_at_fixed_lr_and_batch():
-    best = best_hparams()
-    moved = transfer(best, 2 * best.tokens, batch_size=best.batch_size)
-    final = moved.final
-    # Rule: tau is kept; the batch is held by the caller.
-    assert final.tau == best.tau and final.batch_size == best.batch_size
-    # Rule: lambda = B/(eta*tau*D): at a fixed lr, doubling D halves lambda; the lr rule also
-    # shrinks eta by 2^-0.32, which raises lambda by the inverse factor.
-    assert final.weight_decay * final.lr == pytest.approx(best.weight_decay * best.lr / 2)
-    assert final.weight_decay == pytest.approx(best.weight_decay / 2 / 2**-0.32)
-    # Rule: the timescale B/(eta*lambda*D) of the new run equals the best trial's tau.
-    tokens_per_step = final.batch_size * final.block_size
-    assert tokens_per_step / (final.lr * final.weight_decay * final.tokens) == pytest.approx(0.5)
-
-
-def test_lambda_follows_a_forced_batch():
-    best = best_hparams()
-    moved = transfer(best, best.tokens, batch_size=4 * best.batch_size)
-    # Rule: same horizon and lr, 4x the batch -> 4x lambda (tau fixed, Power Lines).
-    assert moved.final.lr == best.lr
-    assert moved.final.weight_decay == pytest.approx(4 * best.weight_decay)
-
-
-def test_lr_shrinks_with_the_horizon():
-    best = best_hparams()
-    # Rule: eta_new = eta * (D_new/D_old)^-0.32 (Bjorck et al.): x2 tokens -> x2^-0.32,
-    # x4 tokens -> x0.64 (the formula sheet's number).
-    assert transfer(best, 2 * best.tokens).final.lr == pytest.approx(best.lr * 2**-0.32)
-    assert transfer(best, 4 * best.tokens).final.lr == pytest.approx(best.lr * 0.6417, rel=1e-3)
-
-
-def test_batch_grows_with_the_batch_size_law():
-    best = best_hparams(batch_size=16)
-    moved = transfer(best, 2 * best.tokens)
-    # Rule: B_new = B * (D_new/D_old)^0.383 before rounding ...
-    assert moved.batch_size_law == pytest.approx(16 * 2**0.383)
-    # ... then the nearest power of two: 16 * 1.30 = 20.9 -> 16; x8 tokens: 35.5 -> 32.
-    assert moved.final.batch_size == 16
-    moved8 = transfer(best, 8 * best.tokens)
-    assert moved8.batch_size_law == pytest.approx(16 * 8**0.383)
-    assert moved8.final.batch_size == 32
-    # Rule: the law is in tokens per step, so a longer context means fewer sequences.
-    longer = transfer(best, 8 * best.tokens, block_size=4 * best.block_size)
-    assert longer.batch_size_law == pytest.approx(16 * 8**0.383 / 4)
-    assert longer.final.batch_size == 8
-
-
-def test_batch_is_capped_and_at_least_one():
-    best = best_hparams(batch_size=16)
-    # Rule: --max-batch-size caps the law's batch.
-    assert transfer(best, 1000 * best.tokens).final.batch_size == 256
-    assert transfer(best, 1000 * best.tokens, max_batch_size=64).final.batch_size == 64
-    # Rule: a much shorter run never goes below one sequence.
-    tiny = best_hparams(batch_size=1)
-    assert transfer(tiny, best.tokens // 1000).final.batch_size == 1
-    assert [pow2_round(x) for x in (0.3, 1.0, 2.9, 3.0, 5.5, 6.0)] == [1, 1, 4, 4, 4, 8]
-
-
-def test_width_doubling_halves_lr_and_keeps_tau():
-    best = best_hparams(n_embd=64)
-    moved = transfer(best, best.tokens, n_embd=128)
-    # Rule: under the standard parameterization eta * (width_old/width_new) (muP's rule, a
-    # heuristic): 2x width -> lr / 2.
-    assert moved.final.lr == pytest.approx(best.lr / 2)
-    # Rule: the batch does not depend on width; tau is kept, so eta*lambda is unchanged.
-    assert moved.final.batch_size == best.batch_size
-    assert moved.final.lr * moved.final.weight_decay == pytest.approx(best.lr * best.weight_decay)
-    assert any("heuristic" in r.source for r in moved.rules)
-
-
-def test_zero_weight_decay_stays_zero():
-    best = best_hparams(weight_decay=0.0, tau=None)
-    # Rule: without weight decay there is no timescale to keep; lambda stays 0.
-    assert transfer(best, 10 * best.tokens).final.weight_decay == 0.0
+# --------------------------------------------------------------------------- --tokens, --model, --trial
 
 
 def test_export_with_longer_horizon_and_wider_model(finished, tmp_path):
@@ -400,6 +306,20 @@ def test_bad_tokens_are_exit_2(finished, tmp_path, capsys):
             main(["export", str(path), "--tokens", bad, "-o", str(tmp_path / "f.yaml")])
         assert e.value.code == 2
     assert "expected" in capsys.readouterr().err
+
+
+def test_bad_arguments_through_the_api_name_their_flag(finished, tmp_path):
+    path, cfg, _ = finished
+    out = tmp_path / "final.yaml"
+    # Rule: transfer() rejects a budget or a cap below 1; the export names the flags they set.
+    with pytest.raises(ConfigError, match=r"--tokens/--max-batch-size: tokens must be >= 1"):
+        export_study(cfg, out, source=str(path), tokens=0)
+    with pytest.raises(ConfigError, match=r"max_batch_size must be >= 1, got max_batch_size=0"):
+        export_study(cfg, out, source=str(path), max_batch_size=0)
+    # Rule: ModelConfig rejects an unknown model key, listing the keys allowed.
+    with pytest.raises(ConfigError, match=r"--model width: unknown key; allowed: .*n_embd"):
+        export_study(cfg, out, source=str(path), model={"width": 512})
+    assert not out.exists()
 
 
 # --------------------------------------------------------------------------- end to end

@@ -1,0 +1,194 @@
+"""Carry a tuned trial's hyperparameters to a longer run or a wider model, by the scaling laws.
+
+Pure functions of numbers (no optuna, no torch); ``search.export`` reads the best trial into an
+``Hparams``, calls ``transfer`` and writes the result. The rules, each from ``heuristics.laws``:
+
+    tau      kept: the AdamW timescale B / (eta * lambda * D) is what transfers across horizons
+             (Power Lines, arXiv 2505.13738; Wang & Aitchison, arXiv 2405.13698)
+    lr       eta * (D_new / D_old)^-0.32 for the horizon (Bjorck et al., arXiv 2409.19913), then
+             eta * (width_old / width_new) for the width: muP's hidden-matrix rule eta ~ 1/width
+             applied to the one global LR of the standard parameterization, a heuristic
+             (Yang et al., arXiv 2203.03466)
+    batch    B * (D_new / D_old)^0.383 in tokens per step (Power Lines), rounded to a power of two
+             sequences, capped by max_batch_size, at least 1
+    lambda   re-derived from tau for the new lr, batch and horizon: lambda = B / (eta * tau * D)
+    warmup   the same fraction of the steps; dropout kept (no law; it does not transfer under muP)
+
+Every law was fitted on models and budgets far larger than a study's trials (see the fitted
+ranges in ``heuristics.laws``): transferred values are a start, not an answer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from scaletune.heuristics import laws
+
+HORIZON_CITATION = "Bjorck et al. 2025, arXiv 2409.19913"
+POWER_LINES_CITATION = "Power Lines, Bergsma et al. 2025, arXiv 2505.13738"
+MUP_CITATION = "Yang et al. 2022, arXiv 2203.03466"
+
+
+@dataclass(frozen=True)
+class Hparams:
+    """What the transfer rules act on. Batch in sequences of block_size; tokens in tokens."""
+
+    lr: float
+    """Peak learning rate."""
+    weight_decay: float
+    """PyTorch AdamW weight_decay lambda."""
+    tau: float | None
+    """AdamW timescale B / (eta * lambda * D), unitless; None when weight_decay is 0."""
+    batch_size: int
+    """Sequences of block_size tokens per optimizer step."""
+    warmup_frac: float
+    """Fraction of the optimizer steps spent in linear warmup."""
+    dropout: float
+    tokens: int
+    """Training tokens of the whole run."""
+    block_size: int
+    n_embd: int
+    n_layer: int
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.block_size
+
+    @property
+    def steps(self) -> int:
+        return math.ceil(self.tokens / self.tokens_per_step)
+
+    @property
+    def warmup_steps(self) -> int:
+        # Must match scaletune.trainer.optim.warmup_steps, the trainer's count (heuristics does
+        # not import the trainer: it pulls torch); tests/heuristics/test_transfer.py holds the two
+        # together.
+        return round(self.warmup_frac * self.steps)
+
+    def record(self) -> dict[str, Any]:
+        """The fields and the derived counts, as an export's provenance records them."""
+        return {**asdict(self), "tokens_per_step": self.tokens_per_step, "steps": self.steps,
+                "warmup_steps": self.warmup_steps}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One transfer step: which value, the formula, its factor and where it comes from."""
+
+    value: str
+    formula: str
+    source: str
+    factor: float | None = None
+
+
+@dataclass(frozen=True)
+class Transfer:
+    best: Hparams
+    final: Hparams
+    batch_size_law: float
+    """The batch-size law's output in sequences, before rounding and capping."""
+    rules: tuple[Rule, ...]
+
+    @property
+    def exact_copy(self) -> bool:
+        return self.best == self.final
+
+
+def pow2_round(x: float) -> int:
+    """The power of two nearest to ``x`` in log space (at least 1)."""
+    if x <= 1:
+        return 1
+    return 2 ** round(math.log2(x))
+
+
+def transfer(
+    best: Hparams,
+    tokens: int,
+    n_embd: int | None = None,
+    n_layer: int | None = None,
+    block_size: int | None = None,
+    batch_size: int | None = None,
+    max_batch_size: int | None = None,
+) -> Transfer:
+    """Carry the best trial's hyperparameters to a run of ``tokens`` tokens and this model shape.
+
+    batch_size: None sets it from the batch-size law; a number forces it (pass the best trial's
+    to keep the batch). max_batch_size caps the batch (sequences). Unchanged inputs give back
+    exactly the best trial's values.
+    """
+    if tokens < 1:
+        raise ValueError(f"tokens must be >= 1, got {tokens=}")
+    if max_batch_size is not None and max_batch_size < 1:
+        raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size=}")
+    n_embd = n_embd or best.n_embd
+    n_layer = n_layer or best.n_layer
+    block_size = block_size or best.block_size
+    rules: list[Rule] = []
+
+    lr = best.lr
+    if tokens != best.tokens:
+        lr = laws.lr_transfer_horizon(lr, best.tokens, tokens)
+        rules.append(Rule(
+            "lr", f"eta * (D_new/D_old)^{laws.HORIZON_LR_EXPONENT} = eta * "
+            f"({tokens:,}/{best.tokens:,})^{laws.HORIZON_LR_EXPONENT}",
+            f"horizon rule, {HORIZON_CITATION}", lr / best.lr,
+        ))
+    if n_embd != best.n_embd:
+        before = lr
+        lr = laws.sp_lr_width_drift(lr, best.n_embd, n_embd)
+        rules.append(Rule(
+            "lr", f"eta * (width_old/width_new) = eta * ({best.n_embd}/{n_embd})",
+            f"heuristic: muP's hidden-matrix rule eta ~ 1/width ({MUP_CITATION}) applied to the "
+            "single global LR of the standard parameterization this trainer uses; the real "
+            "optimum drifts less when embeddings matter", lr / before,
+        ))
+    if n_layer != best.n_layer:
+        rules.append(Rule("lr", "no depth rule applied", "no law in the formula sheet"))
+
+    # Power Lines: B_opt ~ D^0.383, independent of N. The ratio of the law at the two horizons
+    # carries the best batch (in tokens per step) over; the law's constant cancels.
+    growth = laws.powerlines_batch_opt_tokens(tokens) / laws.powerlines_batch_opt_tokens(best.tokens)
+    law = best.tokens_per_step * growth / block_size
+    if batch_size is not None:
+        batch = batch_size
+        rules.append(Rule("batch_size", f"set to {batch}", "the caller's choice"))
+    elif law == best.batch_size:
+        batch = best.batch_size
+    else:
+        batch = pow2_round(law)
+        rules.append(Rule(
+            "batch_size", f"B * (D_new/D_old)^0.383 = {law:.4g} sequences of {block_size} tokens,"
+            f" rounded to a power of two", f"batch-size law, {POWER_LINES_CITATION}", growth,
+        ))
+    if max_batch_size is not None and batch > max_batch_size:
+        batch = max_batch_size
+        rules.append(Rule("batch_size", f"capped at {max_batch_size}", "--max-batch-size"))
+    batch = max(1, batch)
+
+    weight_decay = best.weight_decay
+    if best.tau is not None and (lr, batch * block_size, tokens) != (
+        best.lr, best.tokens_per_step, best.tokens
+    ):
+        weight_decay = laws.lambda_from_tau(best.tau, batch * block_size, lr, tokens)
+        source = f"AdamW timescale, {POWER_LINES_CITATION}"
+        if n_embd != best.n_embd:
+            source += ("; across width this keeps eta*lambda fixed, lambda ~ width as Wang & "
+                       "Aitchison (arXiv 2405.13698) give for muP")
+        rules.append(Rule(
+            "weight_decay", f"tau kept at {best.tau:.4g}; lambda = B/(eta*tau*D) with B and D in "
+            "tokens", source, weight_decay / best.weight_decay,
+        ))
+    final = replace(best, lr=lr, weight_decay=weight_decay, batch_size=batch, tokens=tokens,
+                    block_size=block_size, n_embd=n_embd, n_layer=n_layer)
+    if final != best:
+        rules.append(Rule(
+            "warmup_frac", f"kept at {best.warmup_frac:.4g} of the steps: "
+            f"{final.warmup_steps:,} of {final.steps:,} steps",
+            "the study's fraction",
+        ))
+        rules.append(Rule(
+            "dropout", f"kept at {best.dropout:g}", "no law; under muP dropout does not transfer",
+        ))
+    return Transfer(best=best, final=final, batch_size_law=law, rules=tuple(rules))

@@ -1,0 +1,99 @@
+"""A study that has run, as export, fit and report read it: opened with the config its trials
+trained with, one trial picked, and the values the study fixed instead of searching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from scaletune.search import hparams
+from scaletune.search.config import StudyConfig, validate_study
+from scaletune.search.storage import make_storage, mask_url, scrub
+from scaletune.trainer.errors import ConfigError
+
+
+def open_study(cfg: StudyConfig, source: str) -> tuple[optuna.Study, StudyConfig, list[str]]:
+    """The study of ``cfg`` and the config it ran with, plus notes for the user.
+
+    The config stored in the study (user attr ``config``) is what its trials trained with, so it
+    wins over the study file when the two differ; the notes say so. Never creates a storage.
+    """
+    url = cfg.storage_url
+    shown = mask_url(url)
+    try:
+        database = make_url(url).database if url.startswith("sqlite") else None
+        if database and database != ":memory:" and not Path(database).is_file():
+            raise ConfigError(source, [
+                f"name: no study {cfg.name!r}: its storage {shown} does not exist; "
+                f"run `scaletune run {source}` first"
+            ])
+        storage = make_storage(url)
+        study = optuna.load_study(study_name=cfg.name, storage=storage)
+    except KeyError:
+        names = optuna.get_all_study_names(storage)
+        raise ConfigError(source, [
+            f"name: no study named {cfg.name!r} in {shown}; studies there: {names or 'none'}"
+        ]) from None
+    except SQLAlchemyError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(source, [f"storage: cannot open {shown}: {scrub(first, url)}"]) from None
+
+    notes: list[str] = []
+    stored = study.user_attrs.get("config")
+    if stored is None:
+        return study, cfg, ["the study records no config; using the study file as it is now"]
+    try:
+        ran_with = validate_study(stored, f"{shown} (study {cfg.name})")
+    except ConfigError as e:
+        notes.append(f"the config stored in the study no longer validates ({e.errors[0]}); "
+                     "using the study file as it is now")
+        return study, cfg, notes
+    recorded = study.user_attrs.get("fingerprint")
+    if recorded is not None and recorded != cfg.fingerprint():
+        notes.append("the study file changed since the study ran; using the config stored in "
+                     "the study, which its trials trained with")
+    return study, ran_with, notes
+
+
+def pick_trial(study: optuna.Study, number: int | None, source: str) -> FrozenTrial:
+    """Trial ``number``, or the best complete trial; only complete trials have a final loss."""
+    trials = study.get_trials(deepcopy=False)
+    if number is None:
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        if not complete:
+            states = sorted({t.state.name for t in trials})
+            raise ConfigError(source, [
+                f"study {study.study_name!r} has no complete trial to export "
+                f"({len(trials)} trial(s): {', '.join(states) or 'none'})"
+            ])
+        return min(complete, key=lambda t: t.value)
+    found = [t for t in trials if t.number == number]
+    if not found:
+        raise ConfigError(source, [
+            f"--trial: no trial {number} in study {study.study_name!r}; it has trials "
+            f"0..{len(trials) - 1}" if trials else f"--trial: study {study.study_name!r} is empty"
+        ])
+    trial = found[0]
+    if trial.state != TrialState.COMPLETE:
+        raise ConfigError(source, [
+            f"--trial: trial {number} is {trial.state.name}, not COMPLETE; only a trial that "
+            "trained its whole budget can be exported"
+        ])
+    return trial
+
+
+def fixed_values(cfg: StudyConfig) -> dict[str, Any]:
+    """The values a study fixes instead of searching, keyed as ``search.space.build_space`` keys
+    them: by the registered form a hyperparameter is given as (``tau`` for weight decay given
+    ``as: tau``), and by dotted trainer key for ``search.other``."""
+    fixed = {
+        hparams.form_for(hparams.HPARAMS[name], getattr(param, "as_", None)).name: param.value
+        for name, param in cfg.search.params.items() if not param.searched
+    }
+    fixed.update({dotted: p.value for dotted, p in cfg.search.other.items() if not p.searched})
+    return fixed
