@@ -278,8 +278,8 @@ def load_trials(bench: Bench) -> Any:
     import optuna
     import pandas as pd
 
-    from scaletune.search.export import fixed_values
     from scaletune.search.plan import FINISHED
+    from scaletune.search.space import fixed_values
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rows = []

@@ -1,5 +1,7 @@
 """Scaling-law heuristics: formulas (``laws``), priors for a study (``priors``) and laws fitted to
-the user's finished studies (``fit``). Pure functions over numpy/scipy; no torch, optuna or ray."""
+the user's finished studies (``fit``), and the rules that carry a trial's hyperparameters to a
+longer run (``transfer``). Typed functions over numpy/scipy; rich only to print a priors table;
+no torch, optuna or ray."""
 
 from scaletune.heuristics.fit import FittedLaws, ScalePoint, fit_studies
 from scaletune.heuristics.priors import (

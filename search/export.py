@@ -27,9 +27,9 @@ from pydantic import ValidationError
 
 from scaletune.heuristics.transfer import Hparams, Transfer, transfer
 from scaletune.search.config import StudyConfig
-from scaletune.search.space import trial_config
+from scaletune.search.space import fixed_values, trial_config
 from scaletune.search.storage import mask_url
-from scaletune.search.studies import fixed_values, open_study, pick_trial
+from scaletune.search.studies import open_study, pick_trial
 from scaletune.trainer.config import (
     ModelConfig,
     TrainConfig,

@@ -8,7 +8,8 @@ from optuna.trial import TrialState
 from scaletune.heuristics import laws
 from scaletune.heuristics.fit import FittedLaws, ScalePoint, fit_studies
 from scaletune.search.config import StudyConfig
-from scaletune.search.studies import fixed_values, open_study
+from scaletune.search.space import fixed_values
+from scaletune.search.studies import open_study
 from scaletune.trainer.errors import ConfigError
 
 

@@ -70,12 +70,10 @@ def build_space(cfg: StudyConfig, priors: Priors) -> tuple[list[Dim], dict[str, 
     ``search.other``. A dimension is named as its form is (``tau`` for weight decay searched as
     tau); fixed values are keyed the same way, or by dotted trainer key for ``search.other``."""
     dims: list[Dim] = []
-    fixed: dict[str, Any] = {}
     micro = cfg.trainer.micro_batch_size or 1
     for name, param in cfg.search.params.items():
         form = hparams.form_for(hparams.HPARAMS[name], getattr(param, "as_", None))
         if not param.searched:
-            fixed[form.name] = param.value
             continue
         prior = form.prior(priors) if form.prior is not None else None
         if form.powers_of_two:
@@ -86,9 +84,19 @@ def build_space(cfg: StudyConfig, priors: Priors) -> tuple[list[Dim], dict[str, 
     for dotted, param in cfg.search.other.items():
         if param.searched:
             dims.append(Dim(dotted, _distribution(f"search.other.{dotted}", None, param, None)))
-        else:
-            fixed[dotted] = param.value
-    return dims, fixed
+    return dims, fixed_values(cfg)
+
+
+def fixed_values(cfg: StudyConfig) -> dict[str, Any]:
+    """The values a study fixes instead of searching, keyed as ``search.space.build_space`` keys
+    them: by the registered form a hyperparameter is given as (``tau`` for weight decay given
+    ``as: tau``), and by dotted trainer key for ``search.other``."""
+    fixed = {
+        hparams.form_for(hparams.HPARAMS[name], getattr(param, "as_", None)).name: param.value
+        for name, param in cfg.search.params.items() if not param.searched
+    }
+    fixed.update({dotted: p.value for dotted, p in cfg.search.other.items() if not p.searched})
+    return fixed
 
 
 def _distribution(

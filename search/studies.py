@@ -4,14 +4,12 @@ trained with, one trial picked, and the values the study fixed instead of search
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from scaletune.search import hparams
 from scaletune.search.config import StudyConfig, validate_study
 from scaletune.search.storage import make_storage, mask_url, scrub
 from scaletune.trainer.errors import ConfigError
@@ -85,15 +83,3 @@ def pick_trial(study: optuna.Study, number: int | None, source: str) -> FrozenTr
             "trained its whole budget can be exported"
         ])
     return trial
-
-
-def fixed_values(cfg: StudyConfig) -> dict[str, Any]:
-    """The values a study fixes instead of searching, keyed as ``search.space.build_space`` keys
-    them: by the registered form a hyperparameter is given as (``tau`` for weight decay given
-    ``as: tau``), and by dotted trainer key for ``search.other``."""
-    fixed = {
-        hparams.form_for(hparams.HPARAMS[name], getattr(param, "as_", None)).name: param.value
-        for name, param in cfg.search.params.items() if not param.searched
-    }
-    fixed.update({dotted: p.value for dotted, p in cfg.search.other.items() if not p.searched})
-    return fixed

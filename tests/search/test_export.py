@@ -23,9 +23,8 @@ from optuna.trial import TrialState
 from scaletune.search.cli import main
 from scaletune.search.config import StudyConfig, load_study
 from scaletune.search.export import export_study
-from scaletune.search.space import study_priors, trial_config
+from scaletune.search.space import fixed_values, study_priors, trial_config
 from scaletune.search.storage import mask_url
-from scaletune.search.studies import fixed_values
 from scaletune.trainer.config import load_train_config
 from scaletune.trainer.errors import ConfigError
 from tests.search.helpers import tiny_study, write_study
