@@ -4,12 +4,18 @@
 
     trials.csv              one row per trial: state, value, sampled and derived parameters,
                             tokens trained, compute, wall time, why it was pruned or failed
-    history.png/.html       final validation loss per trial and the best so far
+    history.png/.html       final validation loss per trial, the best so far, pruned trials' last
     importances.png/.html   PED-ANOVA parameter importances (needs two complete trials)
-    lr_tau.png/.html        lr x tau (or lr x weight decay), coloured by validation loss
+    lr_tau.png/.html        final validation loss over lr x tau (or lr x weight decay)
     curves.png/.html        validation loss against tokens seen, every trial, coloured by state
     priors.png/.html        each prior's center and range against the values tried and the best
     summary.json            the best trial, compute spent, compute saved by pruning, notes
+
+Every figure with an Optuna equivalent is Optuna's: the PNG from optuna.visualization.matplotlib,
+the HTML from optuna.visualization, both from the same study, parameters and target. What ours
+show beyond Optuna's (pruned and failed trials, the best trial, curves coloured by state) is a
+list of ``Layer``s drawn on both versions. The priors figure has no Optuna equivalent: its rows
+are built once and drawn twice.
 
 Compute is C = 6 * N * D (Kaplan et al., arXiv 2001.08361) with N the non-embedding parameters
 12 * n_layer * n_embd^2 and D the tokens a trial actually trained: a pruned trial counts what it
@@ -19,27 +25,38 @@ share one plotly.min.js written next to them, so they open offline.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import matplotlib.pyplot as plt
 import numpy as np
 import optuna
+import optuna.visualization.matplotlib as optuna_mpl
 import pandas as pd
 import plotly.graph_objects as go
-from matplotlib.colors import Normalize
+from matplotlib.axes import Axes
+from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 from optuna.trial import FrozenTrial, TrialState
 from plotly.subplots import make_subplots
 from rich.console import Console
 from rich.table import Table
-from scipy.interpolate import griddata
 
 from scaletune.heuristics import laws
-from scaletune.search.config import StudyConfig
+from scaletune.search import hparams
+from scaletune.search.config import Param, StudyConfig
 from scaletune.search.export import open_study
 from scaletune.search.storage import mask_url
 
@@ -53,18 +70,13 @@ STATE_COLOURS = {
 LOSS_LABEL = "validation loss (nats/token)"
 DERIVED = ("weight_decay", "tau", "warmup_steps", "tokens_per_step")
 """Trial user attrs computed from the sampled parameters (search.space.trial_config). Its
-``steps`` attr is left out: the runner overwrites it with the steps the trial trained."""
-LABELS = {
-    "lr": "peak learning rate",
-    "tau": "AdamW timescale tau = B/(lr*lambda*D)",
-    "weight_decay": "AdamW weight decay lambda",
-    "dropout": "dropout rate",
-    "warmup_frac": "warmup (fraction of steps)",
-    "batch_size": "batch size in sequences",
-}
+``steps`` attr is left out: it is the planned number of steps, which trials.csv shows as
+``steps_planned`` beside ``steps_trained`` (the runner records what a trial trained as the
+``steps_trained`` attr and keeps ``steps``)."""
 DPI = 110
-CONTOUR_MIN_TRIALS = 8
-"""Complete trials needed before the lr x tau plot interpolates a contour between them."""
+FIGSIZE = (9.0, 5.5)
+MARKERS = {"circle": "o", "x": "x", "star": "*", "diamond": "D", "line-ns": "|"}
+"""Plotly marker symbols and the matplotlib markers that draw the same in the PNG."""
 
 
 # --------------------------------------------------------------------------- per-trial numbers
@@ -101,18 +113,27 @@ def flops(params: int, tokens: int) -> float:
     return laws.flops_6nd(params, tokens) if tokens > 0 else 0.0
 
 
+def params_by_form(cfg: StudyConfig) -> dict[str, Param]:
+    """How the study sets each registered hyperparameter, by the name it is searched under:
+    ``tau`` for weight decay searched as tau, as Optuna names the parameter."""
+    return {hparams.form_for(hparams.HPARAMS[name], getattr(p, "as_", None)).name: p
+            for name, p in cfg.search.params.items()}
+
+
+def weight_decay_form(cfg: StudyConfig) -> str:
+    """``tau`` or ``weight_decay``: the form weight decay is searched (or fixed) in."""
+    return hparams.form_for(hparams.HPARAMS["weight_decay"], cfg.search.weight_decay.as_).name
+
+
 def hparam_value(t: FrozenTrial, cfg: StudyConfig, name: str) -> Any:
-    """A hyperparameter of a trial: sampled, derived (user attr), or fixed by the study."""
+    """A hyperparameter of a trial: sampled, derived (user attr), or fixed by the study. Another
+    form of a fixed one (lambda when tau is fixed) is only known from the trial's user attrs."""
     if name in t.params:
         return t.params[name]
     if name in t.user_attrs:
         return t.user_attrs[name]
-    s = cfg.search
-    param = s.weight_decay if name in ("tau", "weight_decay") else getattr(s, name, None)
+    param = params_by_form(cfg).get(name)
     if param is not None and not param.searched:
-        wd_name = "tau" if s.weight_decay.as_ == "tau" else "weight_decay"
-        if name in ("tau", "weight_decay") and name != wd_name:
-            return None
         return param.value
     return None
 
@@ -184,8 +205,7 @@ def summarize(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
             saved_flops += flops(n, missing)
     spent_tokens = sum(e["tokens"] for e in by_state.values())
     spent_flops = sum(e["flops_6nd"] for e in by_state.values())
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    best = min(complete, key=lambda t: t.value) if complete else None
+    best = _best(trials)
     wall = [t.user_attrs["wall_time_s"] for t in trials if "wall_time_s" in t.user_attrs]
     starts = [t.datetime_start for t in trials if t.datetime_start]
     ends = [t.datetime_complete for t in trials if t.datetime_complete]
@@ -226,9 +246,144 @@ def summarize(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
 # --------------------------------------------------------------------------- plots
 
 
+class Drawn(NamedTuple):
+    """A figure as the report writes it: the PNG's matplotlib Figure, the HTML's plotly Figure
+    and the two files."""
+
+    png: Figure
+    html: go.Figure
+    paths: list[Path]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """Points drawn alike on a matplotlib Axes and on a plotly Figure: what our figures show
+    beyond Optuna's, and the parts of the priors figure."""
+
+    name: str
+    """Legend entry; layers and traces of one name share one entry."""
+    x: list[float]
+    y: list[float]
+    colour: str
+    marker: str | None = "circle"
+    """A plotly marker symbol (a key of MARKERS); None: a line without markers."""
+    size: float = 8.0
+    """Marker diameter: points in the PNG, pixels in the HTML."""
+    line: float = 0.0
+    """Width of a line through the points; 0: markers only."""
+    edge: str | None = None
+    """Colour of the markers' edges; None: the marker's own colour."""
+    text: list[str] | None = None
+    """Hover text of each point in the HTML (a PNG has no hover)."""
+
+
+@contextlib.contextmanager
+def _matplotlib_style() -> Iterator[None]:
+    """Optuna's matplotlib functions switch pyplot to the ggplot style for the whole process and
+    warn that they are experimental: keep both to the figures drawn and saved inside. The priors
+    figure, our own, is drawn in the same style so that the PNGs look alike."""
+    with warnings.catch_warnings(), plt.style.context(["ggplot", {"figure.figsize": FIGSIZE}]):
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # Optuna's history asks for a legend even when it drew nothing (no complete trial yet);
+        # ours replaces it.
+        warnings.filterwarnings("ignore", "No artists with labels found", UserWarning)
+        yield
+
+
+def _draw(layer: Layer, ax: Axes, html: go.Figure, row: int | None = None) -> None:
+    """Draw ``layer`` on the PNG's ``ax`` and on the HTML's ``html`` (in subplot ``row``)."""
+    edge = layer.edge or layer.colour
+    if layer.line:
+        ax.plot(layer.x, layer.y, color=layer.colour, linewidth=layer.line,
+                marker=MARKERS[layer.marker] if layer.marker else "", markersize=layer.size,
+                markeredgecolor=edge, solid_capstyle="butt", label=layer.name, zorder=4)
+    else:
+        ax.scatter(layer.x, layer.y, color=layer.colour, marker=MARKERS[layer.marker or "circle"],
+                   s=layer.size**2, edgecolors=layer.edge, label=layer.name, zorder=4)
+    mode = "+".join(m for m, on in (("lines", layer.line > 0), ("markers", bool(layer.marker)))
+                    if on)
+    html.add_trace(go.Scatter(
+        x=layer.x, y=layer.y, mode=mode, name=layer.name, legendgroup=layer.name, text=layer.text,
+        marker=dict(symbol=layer.marker, size=layer.size, color=layer.colour,
+                    line=dict(width=1.5, color=edge)),
+        line=dict(width=layer.line, color=layer.colour),
+    ), row=row, col=None if row is None else 1)
+
+
+def _titles(ax: Axes, html: go.Figure, title: str, xlabel: str, ylabel: str) -> None:
+    """One title and axis titles on both versions, in place of Optuna's generic ones."""
+    ax.set_title("")
+    ax.set_title(title, loc="left")
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    html.update_layout(title=title)
+    html.update_xaxes(title_text=xlabel)
+    html.update_yaxes(title_text=ylabel)
+
+
+def _span(values: list[float], log: bool) -> tuple[float, float]:
+    """A range that shows every value with a margin (a factor of 1.3 on a log axis)."""
+    if log:
+        positive = [v for v in values if v > 0]
+        return min(positive) / 1.3, max(positive) * 1.3
+    lo, hi = min(values), max(values)
+    pad = 0.08 * (hi - lo or 1.0)
+    return lo - pad, hi + pad
+
+
+def _set_axis(ax: Axes, html: go.Figure, axis: str, span: tuple[float, float], log: bool,
+              row: int | None = None) -> None:
+    """The same scale and range on ``axis`` ('x' or 'y') of both versions."""
+    getattr(ax, f"set_{axis}scale")("log" if log else "linear")
+    getattr(ax, f"set_{axis}lim")(*span)
+    update = html.update_xaxes if axis == "x" else html.update_yaxes
+    update(type="log" if log else "linear",
+           range=[math.log10(v) for v in span] if log else list(span),
+           row=row, col=None if row is None else 1)
+
+
+def _legends(png: Figure, html: go.Figure, axes: list[Axes]) -> None:
+    """One legend entry per name, below the plot, in both versions; none for what has no
+    points (Optuna's scatter of infeasible trials)."""
+    entries: dict[str, Any] = {}
+    for ax in axes:
+        for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
+            if not (isinstance(handle, PathCollection) and len(handle.get_offsets()) == 0):
+                entries.setdefault(name, handle)
+    if len(axes) == 1:
+        axes[0].legend(list(entries.values()), list(entries), loc="upper center",
+                       bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False)
+    else:
+        png.legend(list(entries.values()), list(entries), loc="upper center",
+                   bbox_to_anchor=(0.5, 0.0), ncol=5, frameon=False)
+    shown: set[str] = set()
+    for trace in html.data:
+        if trace.showlegend is False or not trace.name:
+            continue
+        if trace.x is not None and len(trace.x) == 0:
+            trace.showlegend = False
+            continue
+        trace.showlegend = trace.name not in shown
+        shown.add(trace.name)
+    html.update_layout(showlegend=True, legend=dict(orientation="h", x=0.5, xanchor="center",
+                                                    y=-0.2, yanchor="top"))
+
+
+def _save(png: Figure, html: go.Figure, out: Path, name: str) -> Drawn:
+    paths = [out / f"{name}.png", out / f"{name}.html"]
+    png.savefig(paths[0], dpi=DPI, bbox_inches="tight")
+    plt.close(png)  # Optuna draws on pyplot figures, which pyplot keeps until closed
+    html.write_html(paths[1], include_plotlyjs="directory", full_html=True)
+    return Drawn(png, html, paths)
+
+
 def _finished(study: optuna.Study) -> list[FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False)
             if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
+
+
+def _best(trials: list[FrozenTrial]) -> FrozenTrial | None:
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    return min(complete, key=lambda t: t.value) if complete else None
 
 
 def _last_value(t: FrozenTrial) -> float | None:
@@ -238,337 +393,299 @@ def _last_value(t: FrozenTrial) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _save(fig: Figure, out: Path, name: str) -> Path:
-    path = out / f"{name}.png"
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    return path
+def _distribution(trials: list[FrozenTrial], name: str) -> BaseDistribution | None:
+    """The distribution parameter ``name`` was searched with; None: it was not searched."""
+    return next((t.distributions[name] for t in trials if name in t.distributions), None)
 
 
-def _save_html(fig: go.Figure, out: Path, name: str) -> Path:
-    path = out / f"{name}.html"
-    fig.write_html(path, include_plotlyjs="directory", full_html=True)
-    return path
+def _is_log(dist: BaseDistribution | None) -> bool:
+    return isinstance(dist, (FloatDistribution, IntDistribution)) and dist.log
 
 
-def plot_history(study: optuna.Study, out: Path) -> list[Path]:
-    trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    pruned = [(t.number, _last_value(t)) for t in trials if t.state == TrialState.PRUNED]
+def plot_history(study: optuna.Study, out: Path) -> Drawn:
+    """Optuna's optimization history (complete trials, the best so far) and, over it, each
+    pruned trial's last reported loss, which Optuna leaves out."""
+    pruned = [(t.number, _last_value(t))
+              for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))]
     pruned = [(n, v) for n, v in pruned if v is not None]
-    fig = Figure(figsize=(9, 5.5))
-    ax = fig.subplots()
-    if complete:
-        ax.scatter([t.number for t in complete], [t.value for t in complete],
-                   color=STATE_COLOURS["COMPLETE"], label="complete: final loss", zorder=3)
-        best_so_far = np.minimum.accumulate([t.value for t in complete])
-        ax.step([t.number for t in complete], best_so_far, where="post", color="black",
-                label="best so far", zorder=2)
-    if pruned:
-        ax.scatter([n for n, _ in pruned], [v for _, v in pruned], marker="x",
-                   color=STATE_COLOURS["PRUNED"], label="pruned: last reported loss", zorder=3)
-    ax.set_title(f"Optimization history: {study.study_name}")
-    ax.set_xlabel("trial number")
-    ax.set_ylabel(LOSS_LABEL)
-    ax.grid(alpha=0.3)
-    if complete or pruned:
-        ax.legend()
-    png = _save(fig, out, "history")
-    html = optuna.visualization.plot_optimization_history(study, target_name=LOSS_LABEL)
-    html.update_layout(title=f"Optimization history: {study.study_name}")
-    return [png, _save_html(html, out, "history")]
+    layers = [Layer("pruned: last reported loss", [n for n, _ in pruned], [v for _, v in pruned],
+                    STATE_COLOURS["PRUNED"], marker="x", text=[f"trial {n}" for n, _ in pruned])
+              ] if pruned else []
+    with _matplotlib_style():
+        ax = optuna_mpl.plot_optimization_history(study, target_name=LOSS_LABEL)
+        html = optuna.visualization.plot_optimization_history(study, target_name=LOSS_LABEL)
+        for layer in layers:
+            _draw(layer, ax, html)
+        _titles(ax, html, f"Optimization history: {study.study_name}", "trial number", LOSS_LABEL)
+        _legends(ax.figure, html, [ax])
+        return _save(ax.figure, html, out, "history")
 
 
 def importance_evaluator() -> optuna.importance.BaseImportanceEvaluator:
     """PED-ANOVA (Watanabe et al. 2023, arXiv 2304.10255): how much each parameter decides
-    whether a trial reaches the best 10% of complete trials. Deterministic, and unlike fANOVA it
-    needs no scikit-learn."""
+    whether a trial reaches the best 10% of complete trials. Deterministic, so the PNG and the
+    HTML, each computing it, show the same numbers; unlike fANOVA it needs no scikit-learn."""
     return optuna.importance.PedAnovaImportanceEvaluator()
 
 
-def plot_importances(study: optuna.Study, out: Path, notes: list[str]) -> list[Path]:
+def plot_importances(study: optuna.Study, out: Path, notes: list[str]) -> Drawn | None:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(complete) < 2:
         notes.append(f"importances skipped: needs at least 2 complete trials, the study has "
                      f"{len(complete)}")
-        return []
+        return None
     try:
         importances = optuna.importance.get_param_importances(
             study, evaluator=importance_evaluator()
         )
     except (ValueError, RuntimeError) as e:
         notes.append(f"importances skipped: {e}")
-        return []
+        return None
     if not importances:
         notes.append("importances skipped: no parameter varies across the complete trials")
-        return []
-    names = list(importances)[::-1]
-    values = [importances[n] for n in names]
+        return None
     title = f"Parameter importances (PED-ANOVA over {len(complete)} complete trials)"
-    fig = Figure(figsize=(9, 1.0 + 0.55 * len(names)))
-    ax = fig.subplots()
-    bars = ax.barh(names, values, color=STATE_COLOURS["COMPLETE"])
-    ax.bar_label(bars, fmt="%.2f", padding=3)
-    ax.set_xlim(0, max(1.0, max(values) * 1.15))
-    ax.set_title(title)
-    ax.set_xlabel("importance for reaching the best 10% of final losses (sums to 1)")
-    ax.grid(axis="x", alpha=0.3)
-    png = _save(fig, out, "importances")
-    html = optuna.visualization.plot_param_importances(
-        study, evaluator=importance_evaluator(), target_name=LOSS_LABEL
-    )
-    html.update_layout(title=title)
-    return [png, _save_html(html, out, "importances")]
+    with _matplotlib_style():
+        ax = optuna_mpl.plot_param_importances(
+            study, evaluator=importance_evaluator(), target_name=LOSS_LABEL
+        )
+        html = optuna.visualization.plot_param_importances(
+            study, evaluator=importance_evaluator(), target_name=LOSS_LABEL
+        )
+        _titles(ax, html, title, "importance for reaching the best 10% of final losses "
+                "(sums to 1)", "hyperparameter")
+        _legends(ax.figure, html, [ax])
+        return _save(ax.figure, html, out, "importances")
 
 
-def plot_lr_tau(study: optuna.Study, cfg: StudyConfig, out: Path, notes: list[str]) -> list[Path]:
-    y_name = "tau" if cfg.search.weight_decay.as_ == "tau" else "weight_decay"
+def plot_lr_tau(study: optuna.Study, cfg: StudyConfig, out: Path,
+                notes: list[str]) -> Drawn | None:
+    """Final loss over lr x the weight-decay form (tau or lambda): Optuna's contour of the
+    complete trials when both are searched, Optuna's slice of the one searched when the other is
+    fixed. Over it in both versions: the pruned and failed trials, which Optuna leaves out, and
+    a star on the best trial."""
+    wd = weight_decay_form(cfg)
+    by_form = params_by_form(cfg)
+    searched = sorted(n for n in ("lr", wd) if by_form[n].searched)  # Optuna sorts them too
+    finished = _finished(study)
+    if not searched or not finished:
+        notes.append(f"lr x {wd} skipped: needs lr or weight decay searched and a finished "
+                     f"trial ({len(finished)} finished)")
+        return None
+    contour = len(searched) == 2
+    x_name = searched[0]
     points = []
-    for t in _finished(study):
-        lr, y = hparam_value(t, cfg, "lr"), hparam_value(t, cfg, y_name)
-        if lr is not None and y is not None and lr > 0 and y > 0:
-            points.append((t, float(lr), float(y)))
-    if not (cfg.search.lr.searched or cfg.search.weight_decay.searched) or not points:
-        notes.append(f"lr x {y_name} skipped: needs lr or weight decay searched and a finished "
-                     f"trial with both values ({len(points)} such trial(s))")
-        return []
-    complete = [(t, x, y) for t, x, y in points if t.state == TrialState.COMPLETE]
-    others = [(t, x, y) for t, x, y in points if t.state != TrialState.COMPLETE]
-    title = f"lr x {y_name}: final validation loss of each trial"
-    fig = Figure(figsize=(9, 6))
-    ax = fig.subplots()
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    if complete:
-        losses = [t.value for t, _, _ in complete]
-        norm = Normalize(min(losses), max(losses))
-        if len(complete) >= CONTOUR_MIN_TRIALS and _log_contour(
-            ax, [x for _, x, _ in complete], [y for _, _, y in complete], losses, norm, notes
-        ):
-            ax.text(0.01, 0.01, "shading: loss interpolated between complete trials (log space)",
-                    transform=ax.transAxes, fontsize=8, color="dimgrey")
-        sc = ax.scatter([x for _, x, _ in complete], [y for _, _, y in complete], c=losses,
-                        cmap="viridis_r", norm=norm, s=60, edgecolors="black", linewidths=0.5,
-                        zorder=3, label="complete")
-        fig.colorbar(sc, ax=ax, label=f"final {LOSS_LABEL}")
-        best_t, bx, by = min(complete, key=lambda p: p[0].value)
-        ax.scatter([bx], [by], marker="*", s=320, color="red", edgecolors="black", zorder=4,
-                   label=f"best: trial {best_t.number} ({best_t.value:.4f})")
+    for t in finished:
+        y = t.params.get(searched[1]) if contour else (
+            t.value if t.state == TrialState.COMPLETE else _last_value(t))
+        if x_name in t.params and y is not None:
+            points.append((t, float(t.params[x_name]), float(y)))
+    if not points:
+        notes.append(f"lr x {wd} skipped: no finished trial has the values to plot")
+        return None
+    x_log = _is_log(_distribution(finished, x_name))
+    y_log = contour and _is_log(_distribution(finished, searched[1]))
+    if contour:
+        title = f"lr x {wd}: final validation loss of each trial"
+        y_label = hparams.label(searched[1])
+    else:
+        other = wd if x_name == "lr" else "lr"
+        title = (f"{x_name} ({other} fixed at {hparams.HPARAMS[other].show(by_form[other].value)})"
+                 ": final validation loss of each trial")
+        y_label = LOSS_LABEL
+    last = "" if contour else ": last reported loss"
+    layers = []
     for state in ("PRUNED", "FAIL"):
-        pts = [(x, y) for t, x, y in others if t.state.name == state]
+        pts = [(t, x, y) for t, x, y in points if t.state.name == state]
         if pts:
-            ax.scatter(*zip(*pts, strict=True), marker="x", s=50, color=STATE_COLOURS[state],
-                       zorder=3, label=state.lower())
-    xs, ys = [x for _, x, _ in points], [y for _, _, y in points]
-    ax.set_xlim(min(xs) / 1.3, max(xs) * 1.3)
-    ax.set_ylim(min(ys) / 1.3, max(ys) * 1.3)
-    ax.set_title(title)
-    ax.set_xlabel(f"{LABELS['lr']} (log)")
-    ax.set_ylabel(f"{LABELS[y_name]} (log)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=4, frameon=False)
-    png = _save(fig, out, "lr_tau")
-
-    html = go.Figure()
+            layers.append(Layer(f"{state.lower()}{last}", [x for _, x, _ in pts],
+                                [y for _, _, y in pts], STATE_COLOURS[state], marker="x", size=9,
+                                text=[f"trial {t.number}" for t, _, _ in pts]))
+    complete = [p for p in points if p[0].state == TrialState.COMPLETE]
     if complete:
-        html.add_trace(go.Scatter(
-            x=[x for _, x, _ in complete], y=[y for _, _, y in complete], mode="markers",
-            name="complete", text=[f"trial {t.number}" for t, _, _ in complete],
-            marker=dict(size=11, color=[t.value for t, _, _ in complete],
-                        colorscale="Viridis", reversescale=True, showscale=True,
-                        colorbar=dict(title="final val loss"), line=dict(width=1)),
-        ))
-    for state in ("PRUNED", "FAIL"):
-        pts = [(t, x, y) for t, x, y in others if t.state.name == state]
-        if pts:
-            html.add_trace(go.Scatter(
-                x=[x for _, x, _ in pts], y=[y for _, _, y in pts], mode="markers",
-                name=state.lower(), text=[f"trial {t.number}" for t, _, _ in pts],
-                marker=dict(symbol="x", size=10, color=STATE_COLOURS[state]),
-            ))
-    html.update_layout(title=title, xaxis_title=LABELS["lr"], yaxis_title=LABELS[y_name],
-                       legend=dict(x=0, y=1.1, orientation="h"))
-    html.update_xaxes(type="log")
-    html.update_yaxes(type="log")
-    return [png, _save_html(html, out, "lr_tau")]
+        best, bx, by = min(complete, key=lambda p: p[0].value)
+        layers.append(Layer(f"best: trial {best.number} ({best.value:.4f})", [bx], [by], "red",
+                            marker="star", size=18, edge="black", text=[f"trial {best.number}"]))
+    with _matplotlib_style():
+        if contour:
+            target = f"final {LOSS_LABEL}"
+            ax = optuna_mpl.plot_contour(study, params=searched, target_name=target)
+            html = optuna.visualization.plot_contour(study, params=searched, target_name=target)
+        else:
+            ax = optuna_mpl.plot_slice(study, params=searched, target_name=LOSS_LABEL)
+            html = optuna.visualization.plot_slice(study, params=searched, target_name=LOSS_LABEL)
+        for layer in layers:
+            _draw(layer, ax, html)
+        _titles(ax, html, title, hparams.label(x_name), y_label)
+        _set_axis(ax, html, "x", _span([x for _, x, _ in points], x_log), x_log)
+        _set_axis(ax, html, "y", _span([y for _, _, y in points], y_log), y_log)
+        _legends(ax.figure, html, [ax])
+        return _save(ax.figure, html, out, "lr_tau")
 
 
-def _log_contour(ax: Any, xs: list[float], ys: list[float], zs: list[float], norm: Normalize,
-                 notes: list[str]) -> bool:
-    """Filled contours of the loss, interpolated linearly in log10(x), log10(y) space."""
-    lx, ly = np.log10(xs), np.log10(ys)
-    if np.ptp(lx) == 0 or np.ptp(ly) == 0:
-        return False
-    gx, gy = np.meshgrid(np.linspace(lx.min(), lx.max(), 160), np.linspace(ly.min(), ly.max(), 160))
-    try:
-        gz = griddata((lx, ly), np.asarray(zs), (gx, gy), method="linear")
-    except (ValueError, RuntimeError):
-        notes.append("lr x tau: the trials lie on a line, contour left out")
-        return False
-    ax.contourf(10**gx, 10**gy, gz, levels=12, cmap="viridis_r", norm=norm, alpha=0.35)
-    return True
-
-
-def plot_curves(study: optuna.Study, out: Path, notes: list[str]) -> list[Path]:
+def plot_curves(study: optuna.Study, out: Path, notes: list[str]) -> Drawn | None:
+    """Optuna's intermediate values, one curve per trial, coloured by the trial's state with the
+    best trial's curve thicker; the failed trials' curves, which Optuna leaves out, drawn over
+    it. Both versions take the look of every curve from the same Layer."""
     trials = [t for t in study.get_trials(deepcopy=False) if t.intermediate_values]
     if not trials:
         notes.append("learning curves skipped: no trial reported a validation loss")
-        return []
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    best = min(complete, key=lambda t: t.value) if complete else None
+        return None
+    best = _best(trials)
     counts = {s: sum(t.state.name == s for t in trials) for s in STATE_COLOURS}
-    title = f"Learning curves: {study.study_name} ({len(trials)} trials)"
-    fig = Figure(figsize=(9, 5.5))
-    ax = fig.subplots()
-    html = go.Figure()
-    shown: set[str] = set()
+    curves = {}
     for t in trials:
         steps = sorted(t.intermediate_values)
-        values = [t.intermediate_values[s] for s in steps]
-        state = t.state.name
         is_best = best is not None and t.number == best.number
-        ax.plot(steps, values, color=STATE_COLOURS.get(state, "grey"), alpha=0.9 if is_best else 0.6,
-                linewidth=2.8 if is_best else 1.2, marker="o", markersize=3, zorder=3 if is_best else 2)
-        html.add_trace(go.Scatter(
-            x=steps, y=values, mode="lines+markers", name=f"{state.lower()} ({counts[state]})",
-            legendgroup=state, showlegend=state not in shown, text=f"trial {t.number}",
-            line=dict(color=STATE_COLOURS.get(state, "grey"), width=4 if is_best else 1.5),
-        ))
-        shown.add(state)
-    handles = [Line2D([], [], color=STATE_COLOURS[s], label=f"{s.lower()} ({counts[s]})")
-               for s in STATE_COLOURS if counts[s]]
-    if best is not None:
-        handles.append(Line2D([], [], color=STATE_COLOURS["COMPLETE"], linewidth=2.8,
-                              label=f"best: trial {best.number} ({best.value:.4f})"))
-    ax.legend(handles=handles, title="trial state")
-    ax.set_title(title)
-    ax.set_xlabel("tokens seen")
-    ax.set_ylabel(LOSS_LABEL)
-    ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
-    ax.grid(alpha=0.3)
-    png = _save(fig, out, "curves")
-    html.update_layout(title=title, xaxis_title="tokens seen", yaxis_title=LOSS_LABEL)
-    return [png, _save_html(html, out, "curves")]
+        name = (f"best: trial {t.number} ({t.value:.4f})" if is_best
+                else f"{t.state.name.lower()} ({counts[t.state.name]})")
+        curves[f"Trial{t.number}"] = Layer(  # Optuna names each curve "Trial<number>"
+            name, steps, [t.intermediate_values[s] for s in steps],
+            STATE_COLOURS.get(t.state.name, "grey"), size=3, line=2.8 if is_best else 1.2,
+            text=[f"trial {t.number}"] * len(steps),
+        )
+    title = f"Learning curves: {study.study_name} ({len(trials)} trials)"
+    with _matplotlib_style():
+        ax = optuna_mpl.plot_intermediate_values(study)
+        html = optuna.visualization.plot_intermediate_values(study)
+        for optuna_name, layer in curves.items():
+            if not _restyle(optuna_name, layer, ax, html):
+                _draw(layer, ax, html)
+        _titles(ax, html, title, "tokens seen", LOSS_LABEL)
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
+        _legends(ax.figure, html, [ax])
+        return _save(ax.figure, html, out, "curves")
 
 
-def _search_range(trials: list[FrozenTrial], name: str) -> tuple[float, float] | None:
-    """The range a parameter was searched over, from the trials' Optuna distributions."""
-    for t in trials:
-        dist = t.distributions.get(name)
-        if isinstance(dist, (FloatDistribution, IntDistribution)):
-            return float(dist.low), float(dist.high)
-        if isinstance(dist, CategoricalDistribution):
-            numeric = [float(c) for c in dist.choices
-                       if isinstance(c, (int, float)) and not isinstance(c, bool)]
-            return (min(numeric), max(numeric)) if numeric else None
+def _restyle(optuna_name: str, layer: Layer, ax: Axes, html: go.Figure) -> bool:
+    """Give the curve Optuna named ``optuna_name`` the look and legend entry of ``layer`` in
+    both versions; False where Optuna did not draw it."""
+    lines = [line for line in ax.get_lines() if line.get_label() == optuna_name]
+    traces = [trace for trace in html.data if trace.name == optuna_name]
+    if not lines or not traces:
+        return False
+    for line in lines:
+        line.set(color=layer.colour, linewidth=layer.line, markersize=layer.size,
+                 label=layer.name)
+    for trace in traces:
+        trace.update(name=layer.name, legendgroup=layer.name, text=layer.text,
+                     line=dict(color=layer.colour, width=layer.line),
+                     marker=dict(color=layer.colour, size=layer.size))
+    return True
+
+
+@dataclass(frozen=True)
+class PriorRow:
+    """One hyperparameter of the priors figure: the data both versions draw."""
+
+    name: str
+    label: str
+    """The x-axis title: the registry's label and how the study set the value."""
+    log: bool
+    layers: list[Layer]
+
+    def span(self) -> tuple[float, float]:
+        return _span([x for layer in self.layers for x in layer.x], self.log)
+
+
+def prior_rows(study: optuna.Study, cfg: StudyConfig) -> list[PriorRow]:
+    """A row for every registered hyperparameter the study sets, each form of it (tau and
+    lambda) with values in the finished trials: the prior's range and center where the study
+    recorded one, the range searched, the values tried and the best trial's value."""
+    priors = study.user_attrs.get("priors") or {}
+    finished = _finished(study)
+    best = _best(finished)
+    rows = []
+    for key, param in cfg.search.params.items():
+        hp = hparams.HPARAMS[key]
+        searched_as = hparams.form_for(hp, getattr(param, "as_", None)).name
+        for name in dict.fromkeys([searched_as, *(form for _, form in hp.forms)]):
+            tried = []
+            for t in finished:
+                value = hparam_value(t, cfg, name)
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    tried.append((t.number, float(value)))
+            best_value = hparam_value(best, cfg, name) if best is not None else None
+            if not isinstance(best_value, (int, float)):
+                best_value = None
+            if not tried and best_value is None:
+                continue
+            dist = _distribution(finished, name)
+            prior = priors.get(name)
+            how = ("searched" if dist is not None else "fixed" if name == searched_as
+                   else f"derived from {searched_as}")
+            layers = []
+            if prior:
+                layers += [
+                    Layer("prior range", [prior["low"], prior["high"]], [0.0, 0.0], "#9ecae1",
+                          marker=None, line=12),
+                    Layer("prior center", [prior["center"]], [0.0], "#08519c", marker="diamond",
+                          size=9),
+                ]
+            else:
+                how += ", no prior"
+            searched_range = _range(dist)
+            if searched_range is not None:
+                layers.append(Layer("search range", list(searched_range), [-0.38, -0.38], "black",
+                                    marker="line-ns", size=12, line=1.2))
+            if tried:
+                layers.append(Layer("trials", [v for _, v in tried],
+                                    np.linspace(-0.15, 0.15, len(tried)).tolist(), "grey", size=5,
+                                    text=[f"trial {n}" for n, _ in tried]))
+            if best_value is not None:
+                layers.append(Layer("best trial", [float(best_value)], [0.0], "red", marker="star",
+                                    size=16, edge="black", text=[f"trial {best.number}"]))
+            form = hparams.HPARAMS.get(name)
+            of = f" of {cfg.model.block_size} tokens" if form and form.unit == "sequences" else ""
+            log = bool(prior["log"]) if prior else _is_log(dist)
+            rows.append(PriorRow(name, f"{hparams.label(name)}{of}{' (log)' if log else ''}: "
+                                       f"{how}", log, layers))
+    return rows
+
+
+def _range(dist: BaseDistribution | None) -> tuple[float, float] | None:
+    """The range a parameter was searched over (of the numbers among categorical choices)."""
+    if isinstance(dist, (FloatDistribution, IntDistribution)):
+        return float(dist.low), float(dist.high)
+    if isinstance(dist, CategoricalDistribution):
+        numeric = [float(c) for c in dist.choices
+                   if isinstance(c, (int, float)) and not isinstance(c, bool)]
+        return (min(numeric), max(numeric)) if numeric else None
     return None
 
 
-def _how(cfg: StudyConfig, name: str, searched: tuple[float, float] | None) -> str:
-    if searched is not None:
-        return "searched"
-    wd_name = "tau" if cfg.search.weight_decay.as_ == "tau" else "weight_decay"
-    if name in ("tau", "weight_decay") and name != wd_name:
-        return f"derived from {wd_name}"
-    return "fixed"
-
-
-def plot_priors(study: optuna.Study, cfg: StudyConfig, out: Path, notes: list[str]) -> list[Path]:
-    priors = study.user_attrs.get("priors")
-    if not priors:
+def plot_priors(study: optuna.Study, cfg: StudyConfig, out: Path,
+                notes: list[str]) -> Drawn | None:
+    """Each prior's center and range against the values tried and the best trial's. Optuna has
+    no such figure: ours, its rows built once (prior_rows) and drawn on both versions."""
+    if not study.user_attrs.get("priors"):
         notes.append("priors vs optimum skipped: the study records no priors")
-        return []
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    best = min(complete, key=lambda t: t.value) if complete else None
-    finished = _finished(study)
-    rows = []
-    for name in ("lr", "tau", "weight_decay", "dropout", "warmup_frac", "batch_size"):
-        prior = priors.get(name)
-        if not prior:
-            continue
-        tried = [hparam_value(t, cfg, name) for t in finished]
-        tried = [float(v) for v in tried if isinstance(v, (int, float))]
-        best_value = hparam_value(best, cfg, name) if best is not None else None
-        if not tried and best_value is None:
-            continue
-        searched = _search_range(finished, name)
-        rows.append((name, prior, tried, best_value, searched, _how(cfg, name, searched)))
+        return None
+    rows = prior_rows(study, cfg)
     if not rows:
         notes.append("priors vs optimum skipped: no trial has values for the priors' parameters")
-        return []
+        return None
     title = "Priors from the scaling laws vs the values tried and the best trial"
-    labels = {name: LABELS[name] + (f" of {cfg.model.block_size} tokens" if name == "batch_size"
-                                    else "") for name, *_ in rows}
-    fig = Figure(figsize=(9, 1.2 + 1.35 * len(rows)))
-    axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
-    html = make_subplots(rows=len(rows), cols=1, vertical_spacing=0.5 / len(rows),
-                         subplot_titles=[f"{labels[r[0]]}: {r[5]}" for r in rows])
-    for i, (ax, row) in enumerate(zip(axes, rows, strict=True)):
-        name, prior, tried, best_value, searched, how = row
-        low, high, center = prior["low"], prior["high"], prior["center"]
-        values = [low, high, center, *tried]
-        ax.barh(0, high - low, left=low, height=0.5, color="#9ecae1", label="prior range")
-        ax.plot([center], [0], marker="D", color="#08519c", markersize=8, linestyle="",
-                label="prior center")
-        if searched is not None:
-            ax.errorbar([(searched[0] + searched[1]) / 2], [-0.38],
-                        xerr=[[(searched[1] - searched[0]) / 2]], color="black", capsize=4,
-                        linewidth=1.2, label="search range")
-            values += list(searched)
-        if tried:
-            jitter = np.linspace(-0.15, 0.15, len(tried))
-            ax.plot(tried, jitter, marker="o", color="grey", markersize=4, linestyle="",
-                    alpha=0.7, label="trials")
-        if best_value is not None:
-            ax.plot([float(best_value)], [0], marker="*", color="red", markersize=16,
-                    markeredgecolor="black", linestyle="", label="best trial")
-            values.append(float(best_value))
-        if prior["log"]:
-            ax.set_xscale("log")
-            lo, hi = min(v for v in values if v > 0), max(values)
-            ax.set_xlim(lo / 1.5, hi * 1.5)
-        else:
-            lo, hi = min(values), max(values)
-            pad = 0.08 * (hi - lo or 1.0)
-            ax.set_xlim(lo - pad, hi + pad)
-        ax.set_ylim(-0.6, 0.4)
-        ax.set_yticks([])
-        ax.set_ylabel(name, rotation=0, ha="right", va="center")
-        ax.set_xlabel(f"{labels[name]}{' (log)' if prior['log'] else ''}: {how}")
-        ax.grid(axis="x", alpha=0.3, which="both")
-
-        r = i + 1
-        first = i == 0
-        html.add_trace(go.Bar(x=[high - low], base=[low], y=[name], orientation="h",
-                              marker_color="#9ecae1", name="prior range", showlegend=first,
-                              legendgroup="range"), row=r, col=1)
-        html.add_trace(go.Scatter(x=[center], y=[name], mode="markers", name="prior center",
-                                  marker=dict(symbol="diamond", size=11, color="#08519c"),
-                                  showlegend=first, legendgroup="center"), row=r, col=1)
-        if tried:
-            html.add_trace(go.Scatter(x=tried, y=[name] * len(tried), mode="markers",
-                                      name="trials", marker=dict(color="grey", size=6),
-                                      showlegend=first, legendgroup="trials"), row=r, col=1)
-        if best_value is not None:
-            html.add_trace(go.Scatter(x=[float(best_value)], y=[name], mode="markers",
-                                      name="best trial", showlegend=first, legendgroup="best",
-                                      marker=dict(symbol="star", size=16, color="red")),
-                           row=r, col=1)
-        if prior["log"]:
-            html.update_xaxes(type="log", row=r, col=1)
-    handles: list[Any] = []
-    names: list[str] = []
-    for ax in axes:
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            if lab not in names:
-                handles.append(h)
-                names.append(lab)
-    fig.legend(handles, names, loc="upper center", ncol=5, bbox_to_anchor=(0.5, 0.0),
-               frameon=False)
-    fig.suptitle(title)
-    fig.tight_layout()
-    png = _save(fig, out, "priors")
-    html.update_layout(title=title, height=220 * len(rows) + 120, barmode="overlay")
-    return [png, _save_html(html, out, "priors")]
+    n = len(rows)
+    with _matplotlib_style():
+        png = Figure(figsize=(FIGSIZE[0], 1.2 + 1.35 * n))
+        axes = list(png.subplots(n, 1, squeeze=False)[:, 0])
+        html = make_subplots(rows=n, cols=1, vertical_spacing=0.5 / n)
+        for i, (ax, row) in enumerate(zip(axes, rows, strict=True), start=1):
+            for layer in row.layers:
+                _draw(layer, ax, html, row=i)
+            _set_axis(ax, html, "x", row.span(), row.log, row=i)
+            _set_axis(ax, html, "y", (-0.6, 0.4), False, row=i)
+            ax.set_yticks([])
+            ax.set_ylabel(row.name, rotation=0, ha="right", va="center")
+            ax.set_xlabel(row.label)
+            html.update_xaxes(title_text=row.label, row=i, col=1)
+            html.update_yaxes(title_text=row.name, showticklabels=False, row=i, col=1)
+        png.suptitle(title)
+        html.update_layout(title=title, height=220 * n + 120)
+        png.tight_layout()
+        _legends(png, html, axes)
+        return _save(png, html, out, "priors")
 
 
 # --------------------------------------------------------------------------- the report
@@ -583,12 +700,14 @@ def make_report(
     out.mkdir(parents=True, exist_ok=True)
     frame = trials_frame(study, ran_with)
     frame.to_csv(out / "trials.csv", index=False)
-    files = [out / "trials.csv"]
-    files += plot_history(study, out)
-    files += plot_importances(study, out, notes)
-    files += plot_lr_tau(study, ran_with, out, notes)
-    files += plot_curves(study, out, notes)
-    files += plot_priors(study, ran_with, out, notes)
+    drawn = [
+        plot_history(study, out),
+        plot_importances(study, out, notes),
+        plot_lr_tau(study, ran_with, out, notes),
+        plot_curves(study, out, notes),
+        plot_priors(study, ran_with, out, notes),
+    ]
+    files = [out / "trials.csv", *(path for d in drawn if d is not None for path in d.paths)]
     summary = summarize(study, ran_with)
     summary["files"] = [p.name for p in files]
     summary["notes"] = notes

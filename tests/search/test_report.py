@@ -7,15 +7,36 @@ tests/search/test_export.py), so no training runs here.
 from __future__ import annotations
 
 import json
+import warnings
 
+import matplotlib
 import matplotlib.image
+import optuna
 import pandas as pd
 import pytest
+from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
+from scaletune.search import hparams
 from scaletune.search.cli import main
-from scaletune.search.report import make_report, summarize
-from tests.search.test_export import EVAL, add_trial, make_study, params, study_file
+from scaletune.search.report import (
+    STATE_COLOURS,
+    make_report,
+    plot_curves,
+    plot_history,
+    plot_lr_tau,
+    plot_priors,
+    prior_rows,
+    summarize,
+)
+from tests.search.test_export import (
+    DISTRIBUTIONS,
+    EVAL,
+    add_trial,
+    make_study,
+    params,
+    study_file,
+)
 
 PNGS = ("history", "importances", "lr_tau", "curves", "priors")
 
@@ -159,3 +180,118 @@ def test_report_of_a_missing_study_is_exit_2(tmp_path, capsys):
     assert main(["report", str(path), "-o", str(tmp_path / "report")]) == 2
     assert "no study 'tiny'" in capsys.readouterr().out
     assert not (tmp_path / "report").exists()
+
+
+# --------------------------------------------------------------------------- PNG and HTML agree
+
+
+def html_points(fig) -> list[float]:
+    """x of every marker the plotly figure draws (lines without markers left out)."""
+    return sorted(x for t in fig.data if "markers" in (t.mode or "") for x in t.x)
+
+
+def test_history_shows_the_same_trials_in_both_versions_pruned_included(mixed, tmp_path):
+    _, _, study = mixed
+    drawn = plot_history(study, tmp_path)
+    (ax,) = drawn.png.axes
+    png_points = sorted(x for c in ax.collections for x, _ in c.get_offsets())
+    # Rule: both versions mark the three complete trials and the pruned one (at its last
+    # reported loss); the failed trial has no final loss and is in neither.
+    assert png_points == html_points(drawn.html) == [0, 1, 2, 3]
+    pruned = [t for t in drawn.html.data if t.name.startswith("pruned")]
+    assert [list(t.y) for t in pruned] == [[study.trials[3].intermediate_values[2 * EVAL]]]
+
+
+def test_best_trial_is_starred_in_both_lr_tau_versions(mixed, tmp_path):
+    _, cfg, study = mixed
+    notes: list[str] = []
+    drawn = plot_lr_tau(study, cfg, tmp_path, notes)
+    (ax, _colorbar) = drawn.png.axes
+    # Rule: trial 1 (lr 4e-3, tau 0.8) is the best; both versions star it at its lr and tau.
+    png = [c for c in ax.collections if c.get_label().startswith("best: trial 1 ")]
+    html = [t for t in drawn.html.data if (t.name or "").startswith("best: trial 1 ")]
+    assert len(png) == len(html) == 1
+    assert png[0].get_offsets().tolist() == [[4e-3, 0.8]]
+    assert (list(html[0].x), list(html[0].y)) == ([4e-3], [0.8])
+    assert html[0].marker.symbol == "star"
+    # Rule: the pruned and the failed trial, which Optuna's contour leaves out, are in both.
+    for state in ("pruned", "fail"):
+        assert [c.get_label() for c in ax.collections].count(state) == 1, state
+        assert [t.name for t in drawn.html.data].count(state) == 1, state
+    # Rule: both versions have the registry's labels and log axes.
+    assert ax.get_xlabel() == drawn.html.layout.xaxis.title.text == hparams.label("lr")
+    assert ax.get_ylabel() == drawn.html.layout.yaxis.title.text == hparams.label("tau")
+    assert ax.get_xscale() == drawn.html.layout.xaxis.type == "log"
+    assert notes == []
+
+
+def test_curves_are_coloured_by_state_alike_in_both_versions(mixed, tmp_path):
+    _, _, study = mixed
+    drawn = plot_curves(study, tmp_path, [])
+    (ax,) = drawn.png.axes
+    png = sorted((line.get_label(), line.get_color()) for line in ax.get_lines())
+    html = sorted((t.name, t.line.color) for t in drawn.html.data)
+    # Rule: one curve per trial that reported a loss, the failed one included, coloured by its
+    # state; the best trial's curve has an entry of its own; the same in both versions.
+    complete, pruned, fail = (STATE_COLOURS[s] for s in ("COMPLETE", "PRUNED", "FAIL"))
+    assert png == html == sorted([
+        ("best: trial 1 (2.2000)", complete), ("complete (3)", complete),
+        ("complete (3)", complete), ("fail (1)", fail), ("pruned (1)", pruned),
+    ])
+
+
+def test_a_registered_sixth_hyperparameter_appears_in_the_priors_figure(monkeypatch, tmp_path):
+    monkeypatch.setitem(hparams.HPARAMS, "beta2", hparams.HParam(
+        "beta2", target="optim.beta2", label="Adam beta2", unit="", low=0.5, high=0.9999,
+        allowed="a beta2 in [0.5, 0.9999]", default=None,
+    ))
+    path, cfg = study_file(tmp_path, search={
+        "lr": {"low": 1e-4, "high": 3e-2, "log": True},
+        "weight_decay": {"prior": "auto", "as": "tau"},
+        "dropout": {"value": 0.0}, "warmup_frac": {"low": 0.0, "high": 0.2},
+        "batch_size": {"choices": [8, 16]}, "beta2": {"low": 0.9, "high": 0.99},
+    })
+    study = make_study(cfg)
+    for lr, beta2, value in ((1e-3, 0.95, 2.6), (4e-3, 0.98, 2.2), (2e-2, 0.91, 2.9)):
+        study.enqueue_trial({**params(lr), "beta2": beta2})
+        trial = study.ask({**DISTRIBUTIONS, "beta2": FloatDistribution(0.9, 0.99)})
+        trial.report(value, EVAL)
+        study.tell(trial, value)
+    rows = {row.name: row for row in prior_rows(study, cfg)}
+    # Rule: beta2 has a row, labelled from the registry, with the range it was searched over,
+    # the values tried and the best trial's; the laws give it no prior.
+    assert "beta2" in rows and {"lr", "tau", "batch_size"} <= set(rows)
+    layers = {layer.name: layer for layer in rows["beta2"].layers}
+    assert rows["beta2"].label == "Adam beta2: searched, no prior"
+    assert set(layers) == {"search range", "trials", "best trial"}
+    assert layers["search range"].x == [0.9, 0.99]
+    assert layers["trials"].x == [0.95, 0.98, 0.91]
+    assert layers["best trial"].x == [0.98]
+
+    drawn = plot_priors(study, cfg, tmp_path, [])
+    # Rule: both versions draw every row with the same elements: a subplot per row, and in
+    # beta2's the layers of its row.
+    names = list(rows)
+    assert [ax.get_ylabel() for ax in drawn.png.axes] == names
+    assert [drawn.html.layout[f"yaxis{i if i > 1 else ''}"].title.text
+            for i in range(1, len(names) + 1)] == names
+    i = names.index("beta2")
+    png_labels = drawn.png.axes[i].get_legend_handles_labels()[1]
+    html_labels = [t.name for t in drawn.html.data if t.yaxis == f"y{i + 1}"]
+    assert png_labels == html_labels == [layer.name for layer in rows["beta2"].layers]
+    assert drawn.png.axes[i].get_xlabel() == drawn.html.layout[f"xaxis{i + 1}"].title.text
+
+
+def test_report_leaves_warning_filters_and_matplotlib_style_alone(mixed, tmp_path):
+    path, cfg, _ = mixed
+    rc = dict(matplotlib.rcParams)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        filters = list(warnings.filters)
+        make_report(cfg, tmp_path / "report", source=str(path))
+        # Rule: Optuna's experimental warnings are silenced while the report draws, and the
+        # filters are as they were afterwards: nothing process-wide.
+        assert warnings.filters == filters
+    assert not [w for w in caught if issubclass(w.category, optuna.exceptions.ExperimentalWarning)]
+    # Rule: the ggplot style Optuna's matplotlib functions switch to does not outlive them.
+    assert dict(matplotlib.rcParams) == rc
