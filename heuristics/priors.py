@@ -44,6 +44,7 @@ from scipy.stats import norm
 
 from scaletune.heuristics import laws
 from scaletune.heuristics.fit import FittedLaws, PowerLawFit, Prediction
+from scaletune.heuristics.transfer import pow2_round
 
 LR_BOUNDS = (1e-5, 1e-1)
 WEIGHT_DECAY_BOUNDS = (1e-4, 5.0)
@@ -246,10 +247,6 @@ def _normal_prior(
     return Prior(name, center, low, high, log=False, sigma=sigma, sources=tuple(sources), unit=unit)
 
 
-def _pow2_round(x: float) -> int:
-    return 2 ** round(math.log2(x))
-
-
 def _fitted_source(
     fit: PowerLawFit, pred: Prediction, value: float, unit: str, note: str
 ) -> Source:
@@ -364,7 +361,7 @@ def _batch_prior(
         ]
         floor, sigma = _floor(sources), None
     raw_center = _geomean([s.value for s in sources])
-    center = min(max(_pow2_round(raw_center), 2), max_batch // 2)
+    center = min(max(pow2_round(raw_center), 2), max_batch // 2)
     if sigma is None:
         sigma = _rms_log10(center, [s.value for s in sources])
     sigma = max(floor, sigma)

@@ -29,7 +29,7 @@ from rich.console import Console
 from scaletune.search.config import StudyConfig
 from scaletune.search.plan import SearchPlan, TrialRun, n_finished
 from scaletune.search.progress import StudyProgress
-from scaletune.search.storage import make_storage, mask_url, scrub
+from scaletune.search.storage import check_storage, make_storage, mask_url, scrub
 from scaletune.trainer.data import prepare_data
 from scaletune.trainer.errors import ConfigError, StorageError
 
@@ -77,7 +77,7 @@ def preflight(cfg: StudyConfig) -> Any:
             )
     if cfg.storage is not None:
         try:
-            make_storage(cfg.storage, check=True)
+            check_storage(cfg.storage)
         except Exception as e:  # noqa: BLE001 - any driver error means unreachable
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             errors.append(f"storage: cannot open {mask_url(cfg.storage)}: "

@@ -59,19 +59,23 @@ def with_driver(url: str) -> str:
     return url
 
 
-def make_storage(url: str, check: bool = False) -> optuna.storages.BaseStorage:
-    """An RDB storage for ``url``. ``check=True`` only connects, creating nothing."""
-    url = with_driver(url)
-    if check:
-        from sqlalchemy import create_engine, text
+def check_storage(url: str) -> None:
+    """Connect to the database of ``url`` and disconnect, creating nothing; raises the driver's
+    error when it cannot be reached."""
+    from sqlalchemy import create_engine, text
 
-        engine = create_engine(url, **engine_kwargs(url))
-        try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        finally:
-            engine.dispose()
-        return None
+    url = with_driver(url)
+    engine = create_engine(url, **engine_kwargs(url))
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    finally:
+        engine.dispose()
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """An RDB storage for ``url``, creating its tables when they are not there."""
+    url = with_driver(url)
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
     except sqlalchemy.exc.IntegrityError:
