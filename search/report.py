@@ -57,8 +57,8 @@ from rich.table import Table
 from scaletune.heuristics import laws
 from scaletune.search import hparams
 from scaletune.search.config import Param, StudyConfig
-from scaletune.search.export import open_study
 from scaletune.search.storage import mask_url
+from scaletune.search.studies import open_study
 
 STATE_COLOURS = {
     "COMPLETE": "#1f77b4",
