@@ -30,6 +30,19 @@ def test_unknown_keys_are_errors_that_name_the_key(tmp_path):
     assert any(e.startswith("optim.lr:") and "-1" in e for e in err.value.errors)
 
 
+def test_token_counts_read_as_a_study_file_reads_them(tmp_path):
+    # PyYAML reads 2e6 as a string; a training file takes it, and 2_000_000, as a study does.
+    path = tmp_path / "run.yaml"
+    path.write_text("tokens: 2e6\neval_every_tokens: 200_000\ncheckpoint_every_tokens: '1e6'\n")
+    cfg = load_train_config(path)
+    assert (cfg.tokens, cfg.eval_every_tokens, cfg.checkpoint_every_tokens) == (
+        2_000_000, 200_000, 1_000_000)
+    path.write_text("tokens: lots\n")
+    with pytest.raises(ConfigError) as err:
+        load_train_config(path)
+    assert err.value.errors[0].startswith("tokens:") and "'lots'" in err.value.errors[0]
+
+
 def test_train_main_prints_every_error_and_returns_2(tmp_path, capsys):
     path = write(tmp_path, {"model": {"n_layers": 6}, "batch": 3})
     assert train_main(str(path)) == 2
