@@ -164,9 +164,10 @@ def study_config(bench: Bench, strategy: str, seed: int) -> Any:
     }
     fixed = {k: {"value": v} for k, v in DEFAULTS.items()}
     fixed["weight_decay"]["as"] = "lambda"
-    # Optuna's TPESampler() and MedianPruner() as a user constructs them: their defaults.
-    tpe_defaults = {"name": "tpe", "n_startup_trials": 10, "multivariate": False,
-                    "constant_liar": False}
+    # Optuna's TPESampler() and MedianPruner() as a user constructs them: their defaults (TPE in
+    # Optuna 5: 10 start-up trials, multivariate for one objective, constant liar).
+    tpe_defaults = {"name": "tpe", "n_startup_trials": 10, "multivariate": True,
+                    "constant_liar": True}
     median_defaults = {"name": "median", "n_startup_trials": 5, "n_warmup_steps": 0,
                        "interval_steps": 1}
     strategies = {

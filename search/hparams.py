@@ -228,5 +228,5 @@ register(HParam(
 register(HParam(
     "batch_size", target="batch_size", label="batch size in sequences", unit="sequences",
     low=1, high=math.inf, allowed="a whole number of sequences >= 1", whole=True,
-    powers_of_two=True, prior=attrgetter("batch_size"), fmt="d",
+    powers_of_two=True, prior=attrgetter("batch_size"), fmt="g",
 ))

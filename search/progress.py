@@ -13,13 +13,18 @@ from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
+from scaletune.search import hparams
 from scaletune.search.config import StudyConfig
 
 
 def fmt_params(params: dict[str, Any]) -> str:
+    """``lr=0.00523 tau=2.58 ...``: registered hyperparameters as the registry shows them."""
     parts = []
     for k, v in params.items():
-        if isinstance(v, float):
+        hp = hparams.get(k)
+        if hp is not None:
+            parts.append(f"{k}={hp.show(v)}")
+        elif isinstance(v, float):
             parts.append(f"{k}={v:.3g}")
         else:
             parts.append(f"{k}={v}")
