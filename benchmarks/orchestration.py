@@ -39,7 +39,8 @@ def measure(bench: Bench, workers: int, n_trials: int) -> dict[str, float]:
     folder = bench.out / "orchestration" / f"workers-{workers}"
     shutil.rmtree(folder, ignore_errors=True)
     cfg = base.model_copy(update={
-        "name": f"orchestration-w{workers}", "study_dir": str(folder), "n_trials": n_trials,
+        "name": f"orchestration-w{workers}", "study_dir": str(folder), "storage": None,
+        "n_trials": n_trials,
         "workers": base.workers.model_copy(update={"cpus_per_trial": 1.0,
                                                    "max_concurrent": workers}),
     })

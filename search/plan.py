@@ -6,7 +6,7 @@ trial: the data, the priors, the search space, the sampler, the pruner and the f
 checking what it ran with, recovering trials a stopped driver left running). Then each trial is
 ``plan.ask(study)`` -> ``TrialRun``: its params and training config; ``run.report(tokens, loss)``
 puts each evaluation on the study's token grid and asks the pruner; ``run.tell(study, result)``
-ends it from the trainer's result. ``train_trial`` is the training itself.
+ends it from the trainer's result. ``train_trial`` (search.trial) is the training itself.
 
 ``scaletune run`` (search.runner: trials on Ray workers, one driver writing the storage) and
 every benchmark (trials in one process) use exactly these, so a published figure measures the
@@ -19,7 +19,6 @@ import math
 import os
 import platform
 import sys
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,10 +38,14 @@ from scaletune.search.space import (
     trial_config,
 )
 from scaletune.search.storage import mask_url
+from scaletune.search.trial import train_trial
 from scaletune.trainer.config import TrainConfig
 from scaletune.trainer.errors import ConfigError
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+__all__ = ["FINISHED", "SearchPlan", "TrialRun", "n_finished", "recover", "record_or_check",
+           "train_trial"]
 
 
 @dataclass
@@ -192,34 +195,6 @@ class TrialRun:
              count_attempt: bool = True) -> bool:
         """Mark the trial FAIL with ``reason``; queue its params again if retries remain."""
         return fail_and_retry(study, self.trial, reason, max_retries, count_attempt)
-
-
-def train_trial(config: TrainConfig, report: Any) -> dict[str, Any]:
-    """Train one trial in this process; the trainer's Result as a dict (status 'oom' when the
-    device ran out of memory). ``report(tokens, loss, metrics)`` answers "continue" or "prune"."""
-    import torch
-
-    from scaletune.trainer import train
-
-    def trainer_report(tokens: int, value: float, metrics: dict) -> str | None:
-        return "stop" if report(tokens, value, metrics) == "prune" else None
-
-    try:
-        result = train(config, trainer_report)
-    except torch.OutOfMemoryError as e:
-        micro = config.micro_batch_size or config.batch_size
-        return {
-            "status": "oom",
-            "reason": (
-                f"out of memory with batch_size={config.batch_size}, micro_batch_size={micro} on "
-                f"{config.device}: set trainer.micro_batch_size to {max(1, micro // 2)} or less "
-                f"(gradient accumulation keeps the batch size) ({str(e).splitlines()[0][:200]})"
-            ),
-            "ended_at": time.time(),
-        }
-    out = result.as_dict()
-    out["ended_at"] = time.time()
-    return out
 
 
 # --------------------------------------------------------------------------- the study's state

@@ -56,10 +56,17 @@ class PriorSampler(BaseSampler):
         self._priors = priors
         self._n_startup_trials = n_startup_trials
         self._rng = np.random.default_rng(seed)
+        self._startup_of: tuple[tuple[str, int] | None, bool] = (None, True)
 
-    def _in_startup(self, study: Study) -> bool:
-        finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        return len(finished) < self._n_startup_trials
+    def _in_startup(self, study: Study, trial: FrozenTrial) -> bool:
+        """Fewer than n_startup_trials finished when ``trial`` was asked (counted once per trial:
+        before_trial, then every parameter of the trial, read the same count)."""
+        key = (study.study_name, trial.number)
+        if self._startup_of[0] != key:
+            finished = study.get_trials(deepcopy=False,
+                                        states=(TrialState.COMPLETE, TrialState.PRUNED))
+            self._startup_of = (key, len(finished) < self._n_startup_trials)
+        return self._startup_of[1]
 
     def reseed_rng(self) -> None:
         self._rng = np.random.default_rng()
@@ -68,7 +75,7 @@ class PriorSampler(BaseSampler):
     def infer_relative_search_space(
         self, study: Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
-        if self._in_startup(study):
+        if self._in_startup(study, trial):
             return {}
         return self._base.infer_relative_search_space(study, trial)
 
@@ -87,11 +94,12 @@ class PriorSampler(BaseSampler):
         param_distribution: BaseDistribution,
     ) -> Any:
         prior = self._priors.get(param_name)
-        if prior is not None and self._in_startup(study):
+        if prior is not None and self._in_startup(study, trial):
             return draw_from_prior(prior, param_distribution, self._rng)
         return self._base.sample_independent(study, trial, param_name, param_distribution)
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        self._in_startup(study, trial)
         self._base.before_trial(study, trial)
 
     def after_trial(

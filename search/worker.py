@@ -66,10 +66,10 @@ class Coordinator:
 
 
 def run_trial(config: dict[str, Any], number: int, coordinator: Any) -> dict[str, Any]:
-    """Train one trial on this worker (search.plan.train_trial), reporting to the driver."""
+    """Train one trial on this worker (search.trial.train_trial), reporting to the driver."""
     import torch
 
-    from scaletune.search.plan import train_trial
+    from scaletune.search.trial import train_trial
     from scaletune.trainer import TrainConfig
 
     cfg = TrainConfig.model_validate(config)
