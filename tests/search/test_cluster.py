@@ -44,8 +44,10 @@ def test_trials_spread_over_two_nodes_and_survive_losing_one(tmp_path, shakespea
     cluster, second = two_nodes
     # (The driver joins the cluster on loopback, by the address a study gives.)
     assert cluster.address.startswith(LOOPBACK + ":")
+    # Trials of several seconds: the node must go while the watched trial still trains (noticing
+    # it, settling and removing a node take a second or two; a 2-second trial could finish first).
     raw = tiny_study(tmp_path, shakespeare, n_trials=4, pruner={"name": "none"},
-                     tokens_per_trial=81_920,
+                     tokens_per_trial=245_760,
                      workers={"address": cluster.address, "cpus_per_trial": 1,
                               "max_concurrent": 2})
     cfg = validate_study(raw)
