@@ -381,6 +381,12 @@ class PriorsConfig(_Strict):
         return self
 
 
+FINGERPRINTED = ("model", "data", "trainer", "tokens_per_trial", "eval_every_tokens", "search",
+                 "seed", "seeding")
+"""The sections of a study file that decide what its trials train: a study resumes only when
+they are unchanged (StudyConfig.fingerprint)."""
+
+
 class StudyConfig(_Strict):
     """A hyperparameter search: model, data, per-trial budget, search space, sampler, pruner."""
 
@@ -468,8 +474,7 @@ class StudyConfig(_Strict):
         """Hash of what decides trial results; a resumed study must match it."""
         keep = self.model_dump(
             mode="json",
-            include={"model", "data", "trainer", "tokens_per_trial", "eval_every_tokens", "search",
-                     "seed", "seeding"},
+            include=set(FINGERPRINTED),
             # A kernel choice: results agree up to float32 summation order, and "auto" picks by
             # the machine a study resumes on (search.other may still set it per trial).
             exclude={"trainer": {"cpu_matmul"}},

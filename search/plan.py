@@ -27,7 +27,8 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from scaletune.heuristics.priors import Priors
-from scaletune.search.config import StudyConfig
+from scaletune.search.config import FINGERPRINTED, StudyConfig
+from scaletune.search.lease import DriverLease
 from scaletune.search.samplers import make_sampler
 from scaletune.search.space import (
     Dim,
@@ -60,6 +61,8 @@ class SearchPlan:
     """The searched dimensions, in the order they are suggested."""
     fixed: dict[str, Any]
     """Values the study fixes instead of searching, keyed as ``dims`` are named."""
+    lease: DriverLease | None = None
+    """This process's lease on the study, once ``open_study`` took it."""
 
     @classmethod
     def build(cls, cfg: StudyConfig, data: Any = None) -> SearchPlan:
@@ -93,15 +96,23 @@ class SearchPlan:
     def open_study(self, storage: Any) -> tuple[optuna.Study, list[int]]:
         """Create or resume the study on ``storage``; returns it and the trials recovered.
 
-        A new study records its config, data and priors; a resumed one must match them. Trials a
-        stopped driver left RUNNING become FAIL and run again. A new study under
-        ``seeding: prior`` gets the priors' center as its first trial.
+        This process becomes the study's one driver (``self.lease``, search.lease: refresh it
+        while the study runs, release it at the end). A new study records its config, data and
+        priors; a resumed one must match them. Trials a stopped driver left RUNNING become FAIL
+        and run again. A new study under ``seeding: prior`` gets the priors' center as its first
+        trial.
         """
         study = optuna.create_study(
             study_name=self.cfg.name, storage=storage, pruner=self.pruner(),
             direction="minimize", load_if_exists=True,
         )
-        record_or_check(study, self.cfg, self.priors, self.data)
+        self.lease = DriverLease(study)
+        self.lease.acquire()  # before anything here takes a RUNNING trial for a dead driver's
+        try:
+            record_or_check(study, self.cfg, self.priors, self.data)
+        except BaseException:
+            self.lease.release()
+            raise
         study.sampler = self.sampler(n_existing=len(study.get_trials(deepcopy=False)))
         recovered = recover(study, self.cfg.max_retries)
         first = self.first_trial
@@ -251,42 +262,87 @@ def _live_trial(study: optuna.Study, frozen: FrozenTrial) -> optuna.Trial:
     return optuna.Trial(study, frozen._trial_id)
 
 
+RECORD = ("config", "data_fingerprint", "data_tokens", "vocab_size", "priors", "provenance")
+"""What a study records about how it runs, beside its ``fingerprint``."""
+
+
 def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors, data: Any) -> None:
-    """A new study records what it runs with; a resumed one must run with the same."""
+    """A new study records what it runs with; a resumed one must run with the same.
+
+    The fingerprint is written last: a driver killed while it wrote the record leaves no
+    fingerprint, or (a record from before that order) a fingerprint without the rest, and the next
+    run completes the record instead of taking the study as recorded.
+    """
     attrs = study.user_attrs
-    if "fingerprint" in attrs and attrs["fingerprint"] != cfg.fingerprint():
-        raise ConfigError(
-            "study",
-            [
-                f"name: a study named {cfg.name!r} already exists in {mask_url(cfg.storage_url)} "
-                "with a different model, data, trainer, budget or search space; give this study "
-                "a new name (changing only n_trials, workers, sampler or pruner resumes it)"
-            ],
-        )
-    if "fingerprint" in attrs:
-        stored = attrs.get("data_fingerprint")
-        if stored is not None and stored != data.fingerprint:
+    stored = attrs.get("fingerprint")
+    if stored is not None and stored != cfg.fingerprint():
+        raise ConfigError("study", [
+            f"name: a study named {cfg.name!r} already exists in {mask_url(cfg.storage_url)} "
+            f"and this file changes what its trials trained with: {_changes(attrs.get('config'), cfg)}; "
+            "give this study a new name, or undo the change (changing only n_trials, workers, "
+            "sampler or pruner resumes it)"
+        ])
+    if stored is not None:
+        ran_on = attrs.get("data_fingerprint")
+        if ran_on is not None and ran_on != data.fingerprint:
             before = attrs.get("data_tokens", {}).get("train")
             raise ConfigError("study", [
-                f"data: the study's trials trained on data {stored}"
+                f"data: the study's trials trained on data {ran_on}"
                 + (f" ({before:,} training tokens)" if before else "")
                 + f", but the data now reads as {data.fingerprint} ({data.n_train_tokens:,} "
                 "training tokens): one study must not mix trials on different data; restore the "
                 "data, or give this study a new name"
             ])
-        return
+        if all(key in attrs for key in RECORD):
+            return
     config = cfg.model_dump(mode="json", by_alias=True)
     if config.get("storage"):
         config["storage"] = mask_url(config["storage"])
+    record = {
+        "config": config,
+        "data_fingerprint": data.fingerprint,
+        "data_tokens": {"train": data.n_train_tokens, "val": data.n_val_tokens},
+        "vocab_size": data.vocab_size,
+        "priors": priors.to_json(),
+        # Stored as "provenance" since the first version (readers of older studies look there);
+        # it is the code and machine, where an exported config's provenance is the study and
+        # trial it came from.
+        "provenance": code_and_machine(),
+    }
+    for key, value in record.items():
+        if key not in attrs:
+            study.set_user_attr(key, value)
     study.set_user_attr("fingerprint", cfg.fingerprint())
-    study.set_user_attr("config", config)
-    study.set_user_attr("data_fingerprint", data.fingerprint)
-    study.set_user_attr("data_tokens", {"train": data.n_train_tokens, "val": data.n_val_tokens})
-    study.set_user_attr("vocab_size", data.vocab_size)
-    study.set_user_attr("priors", priors.to_json())
-    # Stored as "provenance" since the first version (readers of older studies look there); it is
-    # the code and machine, where an exported config's provenance is the study and trial.
-    study.set_user_attr("provenance", code_and_machine())
+
+
+def _changes(stored: dict[str, Any] | None, cfg: StudyConfig, most: int = 6) -> str:
+    """'search.lr.high: 0.03 -> 0.05, tokens_per_trial: 40960 -> 81920' for the keys that make up
+    the fingerprint; a general phrase when the study recorded no config."""
+    if not isinstance(stored, dict):
+        return "a different model, data, trainer, budget or search space"
+    keep = cfg.model_dump(mode="json", by_alias=True)
+    old, new = _flat({k: stored.get(k) for k in FINGERPRINTED}), _flat(
+        {k: keep.get(k) for k in FINGERPRINTED})
+    changed = [f"{k}: {_short(old.get(k))} -> {_short(new.get(k))}"
+               for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)
+               and k != "trainer.cpu_matmul"]
+    if not changed:
+        return "a different model, data, trainer, budget or search space"
+    more = f" and {len(changed) - most} more" if len(changed) > most else ""
+    return ", ".join(changed[:most]) + more
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    """{'search': {'lr': {'high': 0.03}}} -> {'search.lr.high': 0.03}"""
+    if not isinstance(d, dict) or not d:
+        return {prefix: d}
+    return {key: v for k, sub in d.items()
+            for key, v in _flat(sub, f"{prefix}.{k}" if prefix else str(k)).items()}
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def code_and_machine() -> dict[str, Any]:

@@ -26,10 +26,11 @@ from optuna.trial import TrialState
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from rich.console import Console
 
+from scaletune.search import lease
 from scaletune.search.config import StudyConfig
 from scaletune.search.plan import SearchPlan, TrialRun, n_finished
 from scaletune.search.progress import StudyProgress
-from scaletune.search.storage import check_storage, make_storage, mask_url, scrub
+from scaletune.search.storage import check_storage, make_storage, mask_url, scrub, sqlite_path
 from scaletune.trainer.data import prepare_data
 from scaletune.trainer.errors import ConfigError, StorageError
 
@@ -82,9 +83,45 @@ def preflight(cfg: StudyConfig) -> Any:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             errors.append(f"storage: cannot open {mask_url(cfg.storage)}: "
                           f"{scrub(first, cfg.storage)}")
+    errors += _sqlite_file_errors(cfg.storage_url)
     if errors:
         raise ConfigError("study", errors)
+    _refuse_a_second_driver(cfg)
     return data
+
+
+def _sqlite_file_errors(url: str) -> list[str]:
+    """An SQLite study file that is there but empty or not a database is refused, never taken
+    for a new study or reported as a full disk."""
+    path = sqlite_path(url)
+    if path is None or not path.is_file():
+        return []
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if not head:
+        return [f"storage: {path} is empty (0 bytes): it holds no study. If it held one, it was "
+                "cut short (a full disk, a failed copy): restore it from a backup; to start the "
+                "study afresh, delete the file"]
+    if head != b"SQLite format 3\x00":
+        return [f"storage: {path} is not an SQLite database (corrupt, or another kind of file): "
+                "restore it from a backup, or move it aside to start the study afresh; nothing "
+                "was written to it"]
+    return []
+
+
+def _refuse_a_second_driver(cfg: StudyConfig) -> None:
+    """Refuse before Ray starts when another driver runs the study (open_study takes the lease
+    and checks again; this only spares a second driver Ray's start-up)."""
+    path = sqlite_path(cfg.storage_url)
+    if path is not None and not path.is_file():
+        return
+    try:
+        study = optuna.load_study(study_name=cfg.name, storage=make_storage(cfg.storage_url))
+    except KeyError:  # no such study yet
+        return
+    held = study.user_attrs.get(lease.ATTR)
+    if lease.live(held):
+        raise lease.busy(cfg.name, held)
 
 
 def _folder_errors(folder: Path) -> list[str]:
@@ -146,100 +183,146 @@ def run_study(
 ) -> optuna.Study:
     """Run (or resume) a study until it has ``cfg.n_trials`` finished trials.
 
-    Ctrl-C stops the running trials, marks them FAIL and queues them again, then re-raises
-    KeyboardInterrupt. A write that fails (disk full, database lost) stops the running trials and
+    Ctrl-C or SIGTERM stops the running trials, marks them FAIL and queues them again, then
+    raises Interrupted (a KeyboardInterrupt). Any other error of the driver does the same to the
+    running trials and is raised. A write that fails (disk full, database lost) stops the running trials and
     raises StorageError; running the study again resumes it.
     """
-    from scaletune.search.worker import Coordinator, run_trial
 
     console = console or Console()
     plan = SearchPlan.build(cfg, preflight(cfg))  # a space the priors leave empty fails here
     init_ray(cfg)
     slots = concurrency(cfg)
     running: dict[int, TrialRun] = {}
-    mail = None  # the pending Coordinator.next call
+    # Ctrl-C and SIGTERM (what Slurm, Kubernetes and systemd send) stop the study the same way,
+    # between storage writes; Ray's own SIGTERM handler, installed by ray.init, is replaced here.
+    interrupt = DeferredInterrupt()
     try:
-        study, recovered = plan.open_study(make_storage(cfg.storage_url))
-        if recovered:
-            console.print(f"[yellow]resumed: trials {recovered} were left running by a stopped "
-                          "driver; marked FAIL and queued again[/]")
-
-        threads = max(1, int(cfg.workers.cpus_per_trial))
-        remote = ray.remote(run_trial).options(
-            num_cpus=cfg.workers.cpus_per_trial, num_gpus=cfg.workers.gpus_per_trial,
-            max_retries=0,
-        )
-        # The coordinator lives on the driver's node (a hard affinity: a soft one lets Ray place
-        # it elsewhere): on a worker node, losing that node would cut every trial off.
-        here = ray.get_runtime_context().get_node_id()
-        coordinator = Coordinator.options(
-            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)
-        ).remote()
-        progress = StudyProgress(console, cfg, study)
-        failures_in_a_row = 0
-        console.print(
-            f"study [bold]{cfg.name}[/] on {mask_url(cfg.storage_url)}: {n_finished(study)}/"
-            f"{cfg.n_trials} trials finished, up to {slots} at once"
-        )
-        with progress, DeferredInterrupt() as interrupt:
-            finished = n_finished(study)
-            while finished < cfg.n_trials or running:
-                interrupt.check()
-                while (
-                    len(running) < slots
-                    and finished + len(running) < cfg.n_trials
-                    and failures_in_a_row < max_consecutive_failures
-                ):
-                    interrupt.check()
-                    run = plan.ask(study, threads)
-                    run.extra["ref"] = remote.remote(run.config.model_dump(mode="json"), run.number,
-                                                     coordinator)
-                    running[run.number] = run
-                    progress.started(run.number, run.params)
-                if not running:
-                    break
-                # Wake on whichever comes first: mail from a trial (a report waits for its
-                # answer) or a trial's end; the timeout keeps Ctrl-C and the display lively.
-                if mail is None:
-                    mail = coordinator.next.remote(1.0)
-                ready, _ = ray.wait([mail, *(r.extra["ref"] for r in running.values())],
-                                    num_returns=1, timeout=0.2)
-                done = [ref for ref in ready if ref != mail]
-                messages = []
-                if ray.wait([mail], timeout=0)[0]:
-                    messages, mail = ray.get(mail), None
-                if done:  # a trial's last messages come before its end: also take the inbox
-                    messages += ray.get(coordinator.drain.remote())
-                _answer_reports(coordinator, running, progress, messages)
-                for ref in done:
-                    number = next(n for n, r in running.items() if r.extra["ref"] == ref)
-                    ok = _finish(study, running.pop(number), cfg, progress)
-                    failures_in_a_row = 0 if ok else failures_in_a_row + 1
-                if done:  # a retried failure does not count: ask the storage
-                    finished = n_finished(study)
-                progress.refresh()
-            if failures_in_a_row >= max_consecutive_failures:
-                console.print(f"[red]stopped: {failures_in_a_row} trials failed in a row; "
-                              "see the fail_reason of the last trials[/]")
+        with interrupt:
+            study, recovered = plan.open_study(make_storage(cfg.storage_url))
+            if recovered:
+                console.print(f"[yellow]resumed: trials {recovered} were left running by a "
+                              "stopped driver; marked FAIL and queued again[/]")
+            _drive(plan, study, cfg, console, slots, running, interrupt, max_consecutive_failures)
     except KeyboardInterrupt:
-        for r in running.values():
-            ray.cancel(r.extra["ref"], force=True)
-            r.fail(study, "interrupted (Ctrl-C)", cfg.max_retries, count_attempt=False)
-        console.print(f"[yellow]interrupted: {len(running)} running trial(s) stopped and queued "
+        what = "interrupted (Ctrl-C)" if interrupt.signal != signal.SIGTERM else "stopped (SIGTERM)"
+        _stop_running(plan, running, what, cfg)
+        console.print(f"[yellow]{what}: {len(running)} running trial(s) stopped and queued "
                       "again; run the same command to resume[/]")
-        raise
+        raise Interrupted(interrupt.signal or signal.SIGINT) from None
     except STORAGE_ERRORS as e:
         raise _write_failed(cfg, running, f"using the storage {mask_url(cfg.storage_url)}",
                             e) from e
     except OSError as e:
         if e.errno not in DISK_ERRNOS:
+            _stop_running(plan, running, f"the driver stopped on an error: {e}", cfg)
             raise
         raise _write_failed(cfg, running, "a write", e) from e
+    except Exception as e:
+        # A bug or a failure of ours must not leave trials RUNNING: stop and queue them again,
+        # as for Ctrl-C, then let the error be seen.
+        _stop_running(plan, running, f"the driver stopped on an error: {type(e).__name__}: "
+                                     f"{_last_line(e)}", cfg)
+        if running:
+            console.print(f"[red]the driver stopped on an error; {len(running)} running trial(s) "
+                          "stopped and queued again[/]")
+        raise
+    finally:
+        if plan.lease is not None:
+            plan.lease.release()
     return study
 
 
+class Interrupted(KeyboardInterrupt):
+    """The study was stopped by a signal (``signum``: SIGINT for Ctrl-C, or SIGTERM); its running
+    trials were stopped and queued again."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _drive(
+    plan: SearchPlan, study: optuna.Study, cfg: StudyConfig, console: Console, slots: int,
+    running: dict[int, TrialRun], interrupt: DeferredInterrupt, max_consecutive_failures: int,
+) -> None:
+    """The driver's loop: start trials while there is room, answer reports, tell endings."""
+    from scaletune.search.worker import Coordinator, run_trial
+
+    threads = max(1, int(cfg.workers.cpus_per_trial))
+    remote = ray.remote(run_trial).options(
+        num_cpus=cfg.workers.cpus_per_trial, num_gpus=cfg.workers.gpus_per_trial, max_retries=0,
+    )
+    # The coordinator lives on the driver's node (a hard affinity: a soft one lets Ray place it
+    # elsewhere): on a worker node, losing that node would cut every trial off.
+    here = ray.get_runtime_context().get_node_id()
+    coordinator = Coordinator.options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)
+    ).remote()
+    progress = StudyProgress(console, cfg, study)
+    failures_in_a_row = 0
+    console.print(
+        f"study [bold]{cfg.name}[/] on {mask_url(cfg.storage_url)}: {n_finished(study)}/"
+        f"{cfg.n_trials} trials finished, up to {slots} at once"
+    )
+    mail = None  # the pending Coordinator.next call
+    with progress:
+        finished = n_finished(study)
+        while finished < cfg.n_trials or running:
+            interrupt.check()
+            plan.lease.refresh()
+            while (
+                len(running) < slots
+                and finished + len(running) < cfg.n_trials
+                and failures_in_a_row < max_consecutive_failures
+            ):
+                interrupt.check()
+                run = plan.ask(study, threads)
+                run.extra["ref"] = remote.remote(run.config.model_dump(mode="json"), run.number,
+                                                 coordinator)
+                running[run.number] = run
+                progress.started(run.number, run.params)
+            if not running:
+                break
+            # Wake on whichever comes first: mail from a trial (a report waits for its answer)
+            # or a trial's end; the timeout keeps Ctrl-C and the display lively.
+            if mail is None:
+                mail = coordinator.next.remote(1.0)
+            ready, _ = ray.wait([mail, *(r.extra["ref"] for r in running.values())],
+                                num_returns=1, timeout=0.2)
+            done = [ref for ref in ready if ref != mail]
+            messages = []
+            if ray.wait([mail], timeout=0)[0]:
+                messages, mail = ray.get(mail), None
+            if done:  # a trial's last messages come before its end: also take the inbox
+                messages += ray.get(coordinator.drain.remote())
+            _answer_reports(coordinator, running, progress, messages)
+            for ref in done:
+                number = next(n for n, r in running.items() if r.extra["ref"] == ref)
+                ok = _finish(study, running.pop(number), cfg, progress)
+                failures_in_a_row = 0 if ok else failures_in_a_row + 1
+            if done:  # a retried failure does not count: ask the storage
+                finished = n_finished(study)
+            progress.refresh()
+        if failures_in_a_row >= max_consecutive_failures:
+            console.print(f"[red]stopped: {failures_in_a_row} trials failed in a row; "
+                          "see the fail_reason of the last trials[/]")
+
+
+def _stop_running(plan: SearchPlan, running: dict[int, TrialRun], reason: str,
+                  cfg: StudyConfig) -> None:
+    """Cancel the running trials' tasks and mark them FAIL, queued again with their params."""
+    for r in running.values():
+        try:
+            ray.cancel(r.extra["ref"], force=True)
+        except Exception:  # noqa: BLE001 - Ray itself may be going down (SIGTERM to the group)
+            pass
+        r.fail(r.trial.study, reason, cfg.max_retries, count_attempt=False)
+
+
 class DeferredInterrupt:
-    """Ctrl-C raises KeyboardInterrupt only where ``check()`` is called, between storage writes.
+    """Ctrl-C (or SIGTERM) raises KeyboardInterrupt only where ``check()`` is called, between
+    storage writes.
 
     A KeyboardInterrupt raised in the middle of a write can leave the storage's connection in a
     transaction that holds SQLite's lock, so that the clean-up that follows cannot write. A
@@ -247,23 +330,29 @@ class DeferredInterrupt:
     nothing.
     """
 
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> DeferredInterrupt:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        self.signal = signum
 
     def check(self) -> None:
         if self.requested:

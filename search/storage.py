@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib.util
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import optuna
 import sqlalchemy.exc
+from sqlalchemy.engine import make_url
 
 # scheme://user:PASSWORD@host...: the password runs to the last '@' before the host, so that an
 # unescaped '@' in it is hidden too. Parsed by hand: a URL that SQLAlchemy cannot parse (a bad
@@ -57,6 +59,14 @@ def with_driver(url: str) -> str:
         if importlib.util.find_spec(driver) is not None:
             return f"postgresql+{driver}://" + url.removeprefix("postgresql://")
     return url
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of an SQLite URL (None for other databases and for in-memory SQLite)."""
+    if not url.startswith("sqlite"):
+        return None
+    database = make_url(url).database
+    return Path(database) if database and database != ":memory:" else None
 
 
 def check_storage(url: str) -> None:

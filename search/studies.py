@@ -3,15 +3,12 @@ trained with, one trial picked, and the values the study fixed instead of search
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from scaletune.search.config import StudyConfig, validate_study
-from scaletune.search.storage import make_storage, mask_url, scrub
+from scaletune.search.storage import make_storage, mask_url, scrub, sqlite_path
 from scaletune.trainer.errors import ConfigError
 
 
@@ -24,8 +21,8 @@ def open_study(cfg: StudyConfig, source: str) -> tuple[optuna.Study, StudyConfig
     url = cfg.storage_url
     shown = mask_url(url)
     try:
-        database = make_url(url).database if url.startswith("sqlite") else None
-        if database and database != ":memory:" and not Path(database).is_file():
+        database = sqlite_path(url)
+        if database is not None and not database.is_file():
             raise ConfigError(source, [
                 f"name: no study {cfg.name!r}: its storage {shown} does not exist; "
                 f"run `scaletune run {source}` first"

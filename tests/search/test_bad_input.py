@@ -209,3 +209,22 @@ def test_fit_on_a_study_that_never_ran_names_it(tmp_path, shakespeare, capsys):
     out = capsys.readouterr().out
     assert "no study 'small'" in out and "run `scaletune run" in out and "Traceback" not in out
     assert not (tmp_path / "laws.json").exists()
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"", "is empty (0 bytes): it holds no study"),
+    (b"not a database, some other file" * 100, "is not an SQLite database"),
+], ids=["zero-length", "corrupt"])
+def test_an_empty_or_corrupt_study_file_is_refused_and_kept(tmp_path, shakespeare, capsys,
+                                                            content, expected):
+    study = tiny_study(tmp_path, shakespeare)
+    db = tmp_path / "study" / "study.db"
+    db.parent.mkdir()
+    db.write_bytes(content)
+    code = main(["run", str(write_study(tmp_path, study))])
+    out = " ".join(capsys.readouterr().out.split())
+    # Not taken for a new study, not reported as a full disk: named, with what to do.
+    assert code == 2, out
+    assert expected in out and "free some disk space" not in out.lower()
+    # The file is left exactly as it was.
+    assert db.read_bytes() == content

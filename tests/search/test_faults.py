@@ -353,3 +353,87 @@ def test_trials_a_stopped_driver_left_running_run_again_even_without_retries(tmp
     assert [t.user_attrs["retried"] for t in failed] == [True, True]
     assert n_finished(study) == 0
     assert len(study.get_trials(states=(TrialState.WAITING,))) == 2
+
+
+# --------------------------------------------------------------------------- SIGTERM, two drivers
+
+
+def test_sigterm_stops_requeues_and_exits_cleanly(tmp_path, shakespeare):
+    raw = tiny_study(tmp_path, shakespeare, n_trials=3, pruner={"name": "none"},
+                     tokens_per_trial=81_920)
+    path = write_study(tmp_path, raw)
+    cfg = validate_study(raw)
+    db = cfg.folder / "study.db"
+    log = tmp_path / "run.log"
+    with scaletune_run(path, log) as proc:
+        number, _, pid = wait_for(
+            lambda: next((r for r in trial_rows(db) if r[1] == "RUNNING" and r[2]), None),
+            "a trial to run", proc, log)
+        # What systemd and Kubernetes do: SIGTERM to the main process.
+        os.kill(proc.pid, signal.SIGTERM)
+        code = proc.wait(timeout=120)
+    out = flat(log.read_text())
+    # 128 + SIGTERM, with no crash dump or traceback, and advice to resume.
+    assert code == 128 + signal.SIGTERM, out
+    assert "Traceback" not in out and "run the same command to resume" in out
+    assert gone(int(pid)), f"worker {pid} still runs"
+    study = load(cfg)
+    # As for Ctrl-C: the running trial is FAIL with the reason and queued again; none RUNNING.
+    trial = study.trials[number]
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs["fail_reason"] == "stopped (SIGTERM)"
+    waiting = [t for t in study.trials if t.state == TrialState.WAITING]
+    assert [t.user_attrs.get("retry_of") for t in waiting] == [number]
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    # The driver released the study: the next run takes it at once.
+    assert study.user_attrs["driver"] is None
+
+
+def test_a_second_driver_of_a_running_study_is_refused(tmp_path, shakespeare):
+    # Long enough that the first driver still runs when the second has started Ray (seconds).
+    raw = tiny_study(tmp_path, shakespeare, n_trials=6, pruner={"name": "none"},
+                     tokens_per_trial=163_840)
+    path = write_study(tmp_path, raw)
+    cfg = validate_study(raw)
+    db = cfg.folder / "study.db"
+    log = tmp_path / "first.log"
+    with scaletune_run(path, log) as proc:
+        wait_for(lambda: any(r[1] == "RUNNING" and r[2] for r in trial_rows(db)),
+                 "a trial to run", proc, log)
+        second = subprocess.run([sys.executable, "-m", "scaletune.search.cli", "run", str(path)],
+                                cwd=REPO, capture_output=True, text=True, timeout=120)
+        code = proc.wait(timeout=300)
+    said = flat(second.stdout + second.stderr)
+    # The second driver refuses, naming the first one, and touches nothing.
+    assert second.returncode == 2, said
+    assert f"being run by another driver (pid {proc.pid} on " in said
+    # The first driver was not disturbed: its study ends with every trial complete, none failed.
+    assert code == 0, log.read_text()
+    study = load(cfg)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * cfg.n_trials
+
+
+def test_an_error_in_the_driver_requeues_the_running_trials(tmp_path, shakespeare, monkeypatch):
+    cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=3, pruner={"name": "none"}))
+    real = scaletune.search.runner._answer_reports
+
+    def answer_then_fail(coordinator, running, progress, messages):
+        real(coordinator, running, progress, messages)
+        if any(m[0] == "report" for m in messages):
+            raise RuntimeError("a bug in the driver")
+
+    monkeypatch.setattr(scaletune.search.runner, "_answer_reports", answer_then_fail)
+    try:
+        with pytest.raises(RuntimeError, match="a bug in the driver"):
+            run_study(cfg)
+    finally:
+        ray.shutdown()
+    study = load(cfg)
+    # The trial that was running is FAIL with the reason and queued again; none is RUNNING.
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert len(failed) == 1
+    assert failed[0].user_attrs["fail_reason"].startswith(
+        "the driver stopped on an error: RuntimeError: a bug in the driver")
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert [t.user_attrs["retry_of"] for t in waiting] == [failed[0].number]
+    assert not study.get_trials(states=(TrialState.RUNNING,))

@@ -1,0 +1,131 @@
+"""One driver per study: a lease in the study's storage that a second driver respects.
+
+The driver that opens a study writes its lease (host, pid, when it started, a heartbeat) as the
+study user attr ``driver``, refreshes the heartbeat while it runs and clears the lease when it
+stops. Another driver of the same study refuses to start while the lease is live, with a message
+that names the running driver: two drivers would each take the other's running trials for the
+leftovers of a dead driver, mark them FAIL and queue them again.
+
+A killed driver cannot clear its lease, so a lease also ends by itself: at once on the same host,
+where its process is seen to be gone, and after ``LEASE_S`` without a heartbeat from another host
+(clocks of the two hosts are trusted to within a few seconds).
+
+Acquiring is write, wait ``SETTLE_S``, read back: of two drivers that start at the same moment
+(both read no lease), the one whose write landed last holds it and the other refuses.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import optuna
+
+from scaletune.trainer.errors import SetupError
+
+ATTR = "driver"
+"""The study user attr that holds the lease."""
+HEARTBEAT_S = 10.0
+"""How often a running driver refreshes its heartbeat."""
+LEASE_S = 60.0
+"""A lease without a heartbeat for this long has ended (the driver is gone)."""
+SETTLE_S = 0.2
+"""Wait between writing a lease and reading it back: far longer than a write takes to be seen."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
+
+
+def live(lease: dict[str, Any] | None, now: float | None = None) -> bool:
+    """True while the driver that wrote ``lease`` may still be running."""
+    if not lease or not lease.get("token"):
+        return False
+    now = time.time() if now is None else now
+    if now - float(lease.get("heartbeat", 0)) > LEASE_S:
+        return False
+    if lease.get("host") == socket.gethostname():
+        pid = int(lease.get("pid", 0))
+        # This very process: a run of it that ended without releasing (a notebook's interrupted
+        # cell, a storage that failed); its study loop is over.
+        return pid != os.getpid() and _alive(pid)
+    return True
+
+
+def describe(lease: dict[str, Any]) -> str:
+    """'pid 1234 on host-a, running since ..., last heard from 3 s ago'."""
+    ago = max(0.0, time.time() - float(lease.get("heartbeat", 0)))
+    return (f"pid {lease.get('pid')} on {lease.get('host')}, running since "
+            f"{_when(float(lease.get('since', 0)))}, last heard from {ago:.0f} s ago")
+
+
+@dataclass
+class DriverLease:
+    """This process's lease on one study; ``acquire`` it before touching the study's trials."""
+
+    study: optuna.Study
+    token: str = ""
+    since: float = 0.0
+    last_beat: float = 0.0
+
+    def _record(self, now: float) -> dict[str, Any]:
+        return {"host": socket.gethostname(), "pid": os.getpid(), "since": self.since,
+                "heartbeat": now, "token": self.token}
+
+    def acquire(self) -> None:
+        """Take the lease, or raise SetupError naming the driver that holds it."""
+        held = self.study.user_attrs.get(ATTR)
+        if live(held):
+            raise busy(self.study.study_name, held)
+        self.token = uuid.uuid4().hex
+        self.since = self.last_beat = time.time()
+        self.study.set_user_attr(ATTR, self._record(self.since))
+        time.sleep(SETTLE_S)
+        held = self.study.user_attrs.get(ATTR)
+        if not held or held.get("token") != self.token:
+            self.token = ""
+            raise busy(self.study.study_name, held or {})
+
+    def refresh(self, force: bool = False) -> None:
+        """Write a heartbeat if the last one is ``HEARTBEAT_S`` old (cheap to call often)."""
+        now = time.time()
+        if self.token and (force or now - self.last_beat >= HEARTBEAT_S):
+            self.study.set_user_attr(ATTR, self._record(now))
+            self.last_beat = now
+
+    def release(self) -> None:
+        """Clear the lease if it is still ours; never raises (the storage may be the problem)."""
+        if not self.token:
+            return
+        try:
+            held = self.study.user_attrs.get(ATTR)
+            if held and held.get("token") == self.token:
+                self.study.set_user_attr(ATTR, None)
+        except Exception:  # noqa: BLE001 - a lost storage: the lease expires by itself
+            pass
+        self.token = ""
+
+
+def busy(name: str, held: dict[str, Any]) -> SetupError:
+    """The error of a driver that finds the study held by ``held``."""
+    return SetupError(
+        f"study {name!r} is being run by another driver ({describe(held)}); one study has one "
+        "driver at a time. Wait for it to finish or stop it (Ctrl-C), then run this command "
+        f"again. A driver that was killed releases the study by itself: at once on its own "
+        f"host, within {LEASE_S:.0f} s from elsewhere."
+    )

@@ -1,0 +1,117 @@
+"""What a study records about how it runs, and the one driver it has at a time: a record cut
+short by a kill is completed, a changed study file is refused with the keys that changed, and a
+second driver is refused while the first one lives (tests with real storages, in one process;
+tests/search/test_faults.py has the ones with real processes)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import optuna
+import pytest
+
+from scaletune.search import lease
+from scaletune.search.config import validate_study
+from scaletune.search.plan import RECORD, SearchPlan
+from scaletune.search.storage import make_storage
+from scaletune.trainer.errors import ConfigError, SetupError
+from tests.search.helpers import tiny_study
+
+
+@pytest.fixture
+def cfg(tmp_path, shakespeare):
+    cfg = validate_study(tiny_study(tmp_path, shakespeare))
+    cfg.folder.mkdir(parents=True)
+    return cfg
+
+
+def open_study(cfg):
+    plan = SearchPlan.build(cfg)
+    study, _ = plan.open_study(make_storage(cfg.storage_url))
+    plan.lease.release()
+    return study
+
+
+def test_a_record_cut_short_by_a_kill_is_completed_on_the_next_run(cfg):
+    # A driver killed while it wrote the record of a new study (the order of the first version:
+    # fingerprint first) left the fingerprint and nothing else.
+    study = optuna.create_study(study_name=cfg.name, storage=make_storage(cfg.storage_url))
+    study.set_user_attr("fingerprint", cfg.fingerprint())
+    attrs = open_study(cfg).user_attrs
+    # The next run completes the record, so the data check is on again.
+    assert set(RECORD) <= set(attrs)
+    assert attrs["data_fingerprint"] and attrs["config"]["name"] == cfg.name
+
+
+def test_the_fingerprint_is_written_last(cfg, monkeypatch):
+    # A kill between two writes of a new record leaves no fingerprint: the study is not taken as
+    # recorded, and the next run writes the record again.
+    writes = []
+    real = optuna.Study.set_user_attr
+
+    def set_user_attr(self, key, value):
+        writes.append(key)
+        real(self, key, value)
+
+    monkeypatch.setattr(optuna.Study, "set_user_attr", set_user_attr)
+    open_study(cfg)
+    record_writes = [k for k in writes if k != lease.ATTR]
+    assert record_writes[-1] == "fingerprint" and set(RECORD) <= set(record_writes)
+
+
+def test_a_changed_study_file_is_refused_naming_what_changed(cfg, tmp_path, shakespeare):
+    open_study(cfg)
+    raw = tiny_study(tmp_path, shakespeare, tokens_per_trial=81_920)
+    raw["search"]["lr"]["high"] = 5e-2
+    changed = validate_study(raw)
+    with pytest.raises(ConfigError) as err:
+        open_study(changed)
+    message = err.value.errors[0]
+    assert "search.lr.high: 0.03 -> 0.05" in message
+    assert "tokens_per_trial: 40960 -> 81920" in message
+
+
+def test_a_second_driver_is_refused_while_the_first_lives(cfg):
+    study = optuna.create_study(study_name=cfg.name, storage=make_storage(cfg.storage_url))
+    # A driver on another host that was heard from a moment ago.
+    held = {"host": "node-7", "pid": 4242, "since": time.time() - 60,
+            "heartbeat": time.time() - 2, "token": "abc"}
+    study.set_user_attr(lease.ATTR, held)
+    with pytest.raises(SetupError, match="being run by another driver .*pid 4242 on node-7"):
+        open_study(cfg)
+    # Nothing was taken from it: the lease is still the first driver's, the study unrecorded.
+    assert study.user_attrs[lease.ATTR] == held
+    assert "fingerprint" not in study.user_attrs
+
+
+def test_a_lease_ends_when_its_driver_is_gone(cfg):
+    study = optuna.create_study(study_name=cfg.name, storage=make_storage(cfg.storage_url))
+    dead = os.fork()
+    if dead == 0:
+        os._exit(0)
+    os.waitpid(dead, 0)
+    now = time.time()
+    # On this host, a driver whose process is gone: the study is free at once.
+    study.set_user_attr(lease.ATTR, {"host": socket.gethostname(), "pid": dead, "since": now,
+                                     "heartbeat": now, "token": "x"})
+    open_study(cfg)
+    # From another host, a driver silent for longer than the lease.
+    study.set_user_attr(lease.ATTR, {"host": "node-7", "pid": 1, "since": now - 600,
+                                     "heartbeat": now - lease.LEASE_S - 1, "token": "y"})
+    open_study(cfg)
+    # A driver that stops clears its lease.
+    assert study.user_attrs[lease.ATTR] is None
+
+
+def test_of_two_drivers_that_write_at_once_the_last_write_holds(cfg, monkeypatch):
+    study = optuna.create_study(study_name=cfg.name, storage=make_storage(cfg.storage_url))
+    first = lease.DriverLease(study)
+    # Another driver writes its lease while this one waits to read its own back.
+    other = {"host": "node-7", "pid": 99, "since": time.time(), "heartbeat": time.time(),
+             "token": "other"}
+    monkeypatch.setattr(lease.time, "sleep", lambda s: study.set_user_attr(lease.ATTR, other))
+    with pytest.raises(SetupError, match="pid 99 on node-7"):
+        first.acquire()
+    assert study.user_attrs[lease.ATTR]["token"] == "other"
