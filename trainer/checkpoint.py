@@ -9,6 +9,7 @@ written atomically, so a killed run never leaves half a checkpoint, and read wit
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from scaletune.trainer.config import TrainConfig
 from scaletune.trainer.errors import SetupError
 
 CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_KEYS = {"model", "optimizers", "progress", "grad_stats", "rng", "config", "fingerprint"}
+"""What save_checkpoint writes, all of which load_checkpoint reads."""
 
 # Keys that may change between a run and its resume without changing what is computed (the data
 # itself is compared by fingerprint).
@@ -58,7 +61,7 @@ def load_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: to
 
     Refuses a checkpoint of another config (but for ``RUN_OPTIONS``) or of other data.
     """
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = read_checkpoint(path)
     changed = config_changes(ckpt["config"], config.model_dump(mode="json"))
     if changed:
         raise SetupError(f"resume: {path} was written with a different config; changed: {changed}")
@@ -72,6 +75,43 @@ def load_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: to
     if ckpt["rng"]["cuda"]:
         torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
     return ckpt["progress"], ckpt["grad_stats"]
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint at ``path`` as saved, or a SetupError of one line that says what is wrong
+    with the file and what to do."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # weights_only refused a Python object that save_checkpoint never writes. torch's own
+        # message suggests loading it anyway, which would run whatever code the file holds.
+        raise SetupError(f"resume: {path} is not a scaletune checkpoint: it holds Python objects "
+                         "other than tensors and plain values, and must not be loaded (loading "
+                         "them could run code); move it away, or start again with --overwrite"
+                         ) from None
+    except PermissionError as e:
+        raise SetupError(f"resume: cannot read {path}: {e.strerror}") from None
+    except Exception:  # torch.load reports a malformed file as RuntimeError (its zip reader),
+        # OSError (an empty file), EOFError, KeyError (the legacy format) and more
+        raise SetupError(f"resume: {path} is damaged (cut short or overwritten) and cannot be "
+                         "read; add --overwrite to start the run again from scratch") from None
+    if not isinstance(ckpt, dict) or CHECKPOINT_KEYS - ckpt.keys():
+        raise SetupError(f"resume: {path} is not a scaletune checkpoint (it lacks a run's config, "
+                         "model or optimizer state); move it away, or start again with --overwrite")
+    return ckpt
+
+
+def remove_leftover_writes(out_dir: Path) -> None:
+    """Remove the temporary files of checkpoint writes that were killed before their rename.
+
+    Called once as a run starts or resumes in ``out_dir``, before it writes a checkpoint: any
+    such file is then left over, whether its process is dead or its pid now belongs to another
+    process (a restarted container hands out the same pids again). One run uses an out_dir at a
+    time (``scaletune train`` refuses to start over a run's checkpoint), so none is being written.
+    """
+    for tmp in out_dir.glob(f"{CHECKPOINT}.*.tmp"):
+        if tmp.name.removeprefix(f"{CHECKPOINT}.").removesuffix(".tmp").isdigit():
+            tmp.unlink(missing_ok=True)
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

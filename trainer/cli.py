@@ -14,9 +14,13 @@ from scaletune.trainer.errors import ConfigError, DataError, SetupError
 from scaletune.trainer.loop import Result, train
 from scaletune.trainer.record import METRICS
 
+EXIT_INTERRUPTED = 130
+"""Exit code of a run stopped by Ctrl-C (128 + SIGINT, as a shell reports it)."""
+
 
 def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
-    """Exit code: 0 completed (or stopped), 1 diverged, 2 the config or the data is unusable.
+    """Exit code: 0 completed (or stopped), 1 diverged, 2 the config or the data is unusable,
+    130 interrupted by Ctrl-C (one line says where the last checkpoint is).
 
     A run whose out_dir already holds a checkpoint starts only with ``resume`` (continue it) or
     ``overwrite`` (train from scratch and replace it): a repeated command never loses a run.
@@ -40,9 +44,25 @@ def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
     except (DataError, SetupError) as e:
         print(f"{path}: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"{path}: interrupted; {resume_hint(config.out_dir)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if int(os.environ.get("RANK", "0")) == 0:
         print(summary(result, config.out_dir))
     return 1 if result.status == "diverged" else 0
+
+
+def resume_hint(out_dir: str | None) -> str:
+    """Where an interrupted run can continue from, and how."""
+    if not out_dir:
+        return "the run had no out_dir, so there is no checkpoint to resume from"
+    ckpt = Path(os.path.normpath(out_dir)) / CHECKPOINT
+    if not ckpt.exists():
+        return (f"no checkpoint was written yet in {ckpt.parent}; run the command again to "
+                "start over")
+    return (f"the last checkpoint is {ckpt}; run the command again with --resume to continue "
+            "from it")
 
 
 def clear_run(out_dir: Path) -> None:

@@ -8,6 +8,7 @@ what every trial of a study builds.
 from __future__ import annotations
 
 import os
+import reprlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -267,18 +268,36 @@ class TrainConfig(_Strict):
         return self.batch_size * self.model.block_size
 
 
+SHOWN_CHARS = 80
+"""The most characters of a value or key that an error shows, so that every error is one line."""
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = SHOWN_CHARS
+_short.maxlevel = 3
+
+
+def clip(text: str, limit: int = SHOWN_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, ending in '...' where it was cut."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def shown_value(value: Any) -> str:
+    """The repr of a value as an error shows it: one line of at most SHOWN_CHARS characters.
+    reprlib looks at a few items per level only, so a huge value costs no more than a small one."""
+    return clip(_short.repr(value))
+
+
 def format_errors(err: ValidationError, root: type[BaseModel] | None = None) -> list[str]:
     """One line per error: the dotted key, the bad value and what is allowed."""
     lines = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"])
+        key = clip(".".join(str(p) for p in e["loc"]))
         if e["type"] == "extra_forbidden":
             allowed = _fields_at(root, e["loc"][:-1]) if root else None
             hint = f"; allowed: {', '.join(allowed)}" if allowed else ""
             lines.append(f"{key}: unknown key{hint}")
             continue
         value = e.get("input")
-        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        shown = "" if isinstance(value, dict) else f" (got {shown_value(value)})"
         msg = e["msg"].removeprefix("Value error, ")  # a validator's own message names its keys
         if e["type"] == "value_error" and (not key or msg.startswith(f"{key}.")):
             lines.append(f"{msg}{shown}")
@@ -324,17 +343,179 @@ def _tag(model: type[BaseModel]) -> str | None:
     return args[0] if len(args) == 1 else None
 
 
+MAX_FILE_BYTES = 256 * 1024
+"""The largest config file read. The largest shipped study is under 2 KB; PyYAML's pure-Python
+parser, which the checks below need, takes about 3 s for 256 KB of dense YAML on one core."""
+MAX_DEPTH = 32
+"""The deepest a config file may nest lists and mappings (a study nests about 5 deep)."""
+MAX_VALUES = 10_000
+"""The most nodes (keys, values, lists, mappings) a config file may hold with every alias expanded;
+the shipped studies hold 50 to 130."""
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """Valid YAML that a config file may not be: it names the line and what is allowed."""
+
+    def __init__(self, problem: str, mark: yaml.Mark):
+        super().__init__(problem=problem, problem_mark=mark)
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader with the checks of a config file, made while the file is composed into
+    nodes, before any Python value is built.
+
+    safe_load follows an alias by sharing its anchor's value, so a "billion laughs" file (9
+    aliases of 9 aliases of ... of 9 values) loads small and explodes in whatever walks it later:
+    validation, or an error message that prints the value. Here every node knows how many nodes
+    and levels it stands for with its aliases expanded, so the file is refused at the alias that
+    takes it past MAX_VALUES or MAX_DEPTH. The depth bound also keeps the composer, which
+    recurses, far from Python's recursion limit. A key given twice in one mapping (PyYAML keeps
+    the last) is collected in ``duplicates`` with its dotted path and both lines.
+    """
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.key_path: list[str | None] = []
+        """The dotted key of the node being composed (None for a mapping key or the top)."""
+        self.expanded: dict[int, tuple[int, int]] = {}
+        """id(node) -> (nodes, levels) that node stands for with its aliases expanded."""
+        self.n_nodes = 0
+        """Nodes composed so far, aliases expanded."""
+        self.open_anchors: set[str] = set()
+        """Anchors of the lists and mappings being composed: an alias of one would never end."""
+        self.duplicates: list[tuple[int, str]] = []
+        """(line, error) of every key given a second time in its mapping."""
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            name = clip(event.anchor)
+            if event.anchor in self.open_anchors:
+                raise _Refused(f"alias *{name} is inside its own anchor &{name}, a value without "
+                               "end; an alias may only repeat a value that ends before it",
+                               event.start_mark)
+            node = super().compose_node(parent, index)  # the anchor's node
+            nodes, levels = self.expanded[id(node)]
+            self._count(nodes, len(self.key_path) + levels, event, f"alias *{name} takes the file")
+            return node
+        if event.anchor and isinstance(event, yaml.CollectionStartEvent):
+            self.open_anchors.add(event.anchor)
+        self.key_path.append(_key_segment(parent, index))
+        self._count(1, len(self.key_path), event, "the file goes")
+        node = super().compose_node(parent, index)
+        self.key_path.pop()
+        self.open_anchors.discard(event.anchor)
+        children = (node.value if isinstance(node, yaml.SequenceNode) else
+                    [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
+                    else [])
+        shapes = [self.expanded[id(child)] for child in children]
+        self.expanded[id(node)] = (1 + sum(n for n, _ in shapes),
+                                   1 + max((levels for _, levels in shapes), default=0))
+        return node
+
+    def _count(self, nodes: int, depth: int, event: yaml.Event, what: str) -> None:
+        """Add ``nodes`` to the file's count, refusing it past MAX_VALUES or MAX_DEPTH."""
+        self.n_nodes += nodes
+        if self.n_nodes > MAX_VALUES:
+            raise _Refused(f"{what} past {MAX_VALUES:,} values (every alias counted as the values "
+                           f"it repeats); a config file may hold at most {MAX_VALUES:,}",
+                           event.start_mark)
+        if depth > MAX_DEPTH:
+            raise _Refused(f"{what} deeper than {MAX_DEPTH} levels of lists and mappings; a config "
+                           f"file may nest at most {MAX_DEPTH}", event.start_mark)
+
+    def compose_mapping_node(self, anchor: str | None) -> yaml.MappingNode:
+        node = super().compose_mapping_node(anchor)
+        first: dict[tuple[str, str], yaml.Node] = {}
+        for key, _ in node.value:
+            if not isinstance(key, yaml.ScalarNode):
+                raise _Refused("a key must be text or a number, not a list or a mapping",
+                               key.start_mark)
+            if key.tag == _MERGE:  # `<<: *defaults` keys are meant to be overridden
+                continue
+            seen = first.setdefault((key.tag, key.value), key)
+            if seen is not key:
+                dotted = ".".join(k for k in [*self.key_path, key.value] if k is not None)
+                a, b = seen.start_mark, key.start_mark
+                where = (f"line {a.line + 1} and line {b.line + 1}" if a.line != b.line else
+                         f"line {a.line + 1}, columns {a.column + 1} and {b.column + 1}")
+                self.duplicates.append((b.line, f"{clip(dotted)}: key given twice, on {where}; a "
+                                                "key may appear once in a mapping"))
+        return node
+
+    def construct_undefined(self, node: yaml.Node) -> Any:
+        tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+        raise yaml.constructor.ConstructorError(
+            problem=f"the tag {clip(tag)} is not allowed: a config file holds plain values "
+                    "(numbers, text, true/false, lists and mappings)", problem_mark=node.start_mark)
+
+
+_ConfigLoader.add_constructor(None, _ConfigLoader.construct_undefined)
+
+
+def _key_segment(parent: yaml.Node | None, index: Any) -> str | None:
+    """The part of the dotted key that the node at ``index`` of ``parent`` adds."""
+    if isinstance(parent, yaml.SequenceNode):
+        return str(index)
+    if isinstance(parent, yaml.MappingNode) and isinstance(index, yaml.ScalarNode):
+        return index.value
+    return None  # the top, or a mapping's key
+
+
+def _yaml_error(e: yaml.YAMLError, text: str) -> str:
+    """A PyYAML error as one line: where, and what."""
+    if isinstance(e, yaml.reader.ReaderError):
+        line = text.count("\n", 0, e.position) + 1
+        return f"line {line}: the character #x{e.character:04x} may not appear in a YAML file"
+    if not isinstance(e, yaml.MarkedYAMLError):
+        return clip(f"not valid YAML: {e}".splitlines()[0], 2 * SHOWN_CHARS)
+    mark = e.problem_mark or e.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    what = e.problem or e.context or ""
+    if e.problem and e.context:  # PyYAML's pairs read "while ...", or "expected ...", "but ..."
+        what = (f"{e.context}, {e.problem}" if e.problem.startswith("but ") else
+                f"{e.problem} ({e.context}" + (f" on line {e.context_mark.line + 1})"
+                                              if e.context_mark else ")"))
+    # PyYAML quotes what it found (an alias's name, a tag): a line at most, as for values.
+    prefix = "" if isinstance(e, _Refused) else "not valid YAML at "
+    return prefix + where + clip(what, 2 * SHOWN_CHARS)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Safe-load a YAML mapping; anything else is a ConfigError."""
+    """Read a study or training file: one YAML mapping, within the bounds above. Anything else is
+    a ConfigError whose lines say where and what is allowed (never a traceback)."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)  # bounded: a device such as /dev/zero never ends
     except FileNotFoundError:
         raise ConfigError(str(path), ["file not found"]) from None
+    except OSError as e:
+        raise ConfigError(str(path), [f"cannot read the file: {e.strerror}"]) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(str(path), [f"the file is larger than {MAX_FILE_BYTES // 1024} KB; a "
+                                      "config file is a few KB (is it the right file?)"])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ConfigError(str(path), [f"not UTF-8 text: byte 0x{data[e.start]:02x} at offset "
+                                      f"{e.start} (line {line}); save the file as UTF-8"]) from None
+    try:
+        loader = _ConfigLoader(text)
+        node = loader.get_single_node()
+        raw = None if node is None else loader.construct_document(node)
     except yaml.YAMLError as e:
-        raise ConfigError(str(path), [f"not valid YAML: {e}"]) from None
+        raise ConfigError(str(path), [_yaml_error(e, text)]) from None
+    if loader.duplicates:  # found as each mapping ends, the innermost first: put in file order
+        raise ConfigError(str(path), [error for _, error in sorted(loader.duplicates)])
+    if node is None or node.value == "":  # no document at all, or a lone `---`
+        raise ConfigError(str(path), ["the file is empty (nothing but comments or blank lines); it "
+                                      "must hold a mapping of settings, one `key: value` a line"])
     if not isinstance(raw, dict):
-        raise ConfigError(str(path), [f"top level must be a mapping, got {type(raw).__name__}"])
+        got = "null" if raw is None else type(raw).__name__
+        raise ConfigError(str(path), [f"top level must be a mapping, got {got}"])
     return raw
 
 

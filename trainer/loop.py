@@ -26,7 +26,12 @@ import torch
 from tqdm import tqdm
 
 from scaletune.trainer import kernels
-from scaletune.trainer.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from scaletune.trainer.checkpoint import (
+    CHECKPOINT,
+    load_checkpoint,
+    remove_leftover_writes,
+    save_checkpoint,
+)
 from scaletune.trainer.config import TrainConfig
 from scaletune.trainer.data import TokenData, prepare_data, sample_batch, val_windows
 from scaletune.trainer.distributed import (
@@ -174,6 +179,8 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
     """
     wall_start = time.perf_counter()
     run = _set_up(config, resume)
+    if run.out_dir and run.lead:
+        remove_leftover_writes(run.out_dir)
     progress, grad_stats = _Progress(), GradNormStats()
     resumed = resume and run.ckpt_path.exists()
     if resumed:

@@ -1,0 +1,294 @@
+"""Bad study, training and checkpoint files: each gives one line that names the file and says what
+is wrong, never a traceback, a hang or a blow-up of memory.
+
+Study files go through ``scaletune validate`` (search.cli.main, which prints to stdout); training
+files and checkpoints through ``train_main`` (which prints to stderr), as the command line does.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from scaletune.search.cli import main
+from scaletune.trainer.checkpoint import CHECKPOINT
+from scaletune.trainer.cli import train_main
+from scaletune.trainer.config import (
+    MAX_DEPTH,
+    MAX_FILE_BYTES,
+    MAX_VALUES,
+    SHOWN_CHARS,
+    load_train_config,
+    load_yaml,
+)
+from scaletune.trainer.errors import ConfigError
+from scaletune.trainer.record import METRICS
+
+REPO = Path(__file__).resolve().parents[2]
+STUDY = "name: s\ntokens_per_trial: 1e5\nn_trials: 2\n"
+
+
+def validate(path: Path, capsys) -> tuple[int, list[str]]:
+    """`scaletune validate PATH`: the exit code and the error lines (the header line aside)."""
+    code = main(["validate", str(path)])
+    out = capsys.readouterr().out
+    assert "Traceback" not in out
+    header, *lines = out.splitlines()
+    assert header == f"{len(lines)} error(s) in {path}:"
+    return code, [line.strip() for line in lines]
+
+
+def train_errors(path: Path, capsys, **flags) -> list[str]:
+    """`scaletune train PATH`: its stderr lines, after checking it exited with 2."""
+    assert train_main(str(path), **flags) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.splitlines()
+
+
+def billion_laughs(levels: int = 9) -> str:
+    """Nine aliases of nine aliases ... of nine values: 9**levels values once expanded."""
+    lines = ["l0: &l0 [x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, levels):
+        lines.append(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]")
+    return "\n".join(lines) + f"\nn_trials: *l{levels - 1}\n"
+
+
+def test_an_alias_bomb_is_refused_at_its_alias_in_a_second(tmp_path, capsys):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(billion_laughs())
+    tracemalloc.start()
+    start = time.perf_counter()
+    code, lines = validate(path, capsys)
+    seconds = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    # The rule: the file is refused where an alias takes it past the bound, before anything
+    # walks the expanded value; one line that says what is allowed.
+    assert code == 2 and len(lines) == 1
+    assert lines[0].startswith("line 5, column 10: alias *l3") and f"{MAX_VALUES:,}" in lines[0]
+    assert seconds < 2 and peak < 20e6
+
+
+def test_aliases_that_repeat_a_value_are_fine(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("defaults: &d {lr: 1.0e-3, warmup_frac: 0.0}\n"
+                    "optim:\n  <<: *d\n  lr: 2.0e-3\n"
+                    "sizes: &s [1, 2, 3]\nagain: *s\n")
+    # A merge key's values are meant to be overridden: not a duplicate key.
+    assert load_yaml(path) == {"defaults": {"lr": 1e-3, "warmup_frac": 0.0},
+                               "optim": {"lr": 2e-3, "warmup_frac": 0.0},
+                               "sizes": [1, 2, 3], "again": [1, 2, 3]}
+
+
+def test_an_alias_inside_its_own_anchor_is_refused(tmp_path, capsys):
+    path = tmp_path / "loop.yaml"
+    path.write_text(STUDY + "seed: &a [1, *a]\n")
+    code, lines = validate(path, capsys)
+    assert code == 2 and len(lines) == 1
+    assert lines[0].startswith("line 4, column 14: alias *a is inside its own anchor &a")
+
+
+def test_an_error_shows_at_most_a_line_of_a_value(tmp_path, capsys):
+    # A value that passes the loader's bounds but not the schema: a long text and a long list.
+    path = tmp_path / "long.yaml"
+    path.write_text(STUDY + f"seed: '{'x' * 100_000}'\nworkers: [{', '.join(['1'] * 5000)}]\n")
+    code, lines = validate(path, capsys)
+    assert code == 2
+    for key in ("seed", "workers"):
+        line = next(ln for ln in lines if ln.startswith(f"{key}:"))
+        shown = line[line.index("(got ") + 5:-1]
+        assert len(shown) <= SHOWN_CHARS and "..." in shown, line
+    # The same in a training file, and for a key: an unknown key is cut too.
+    path = tmp_path / "run.yaml"
+    path.write_text(f"tokens: '{'9x' * 1000}'\n? {'k' * 5000}\n: 1\n")
+    with pytest.raises(ConfigError) as err:
+        load_train_config(path)
+    value, key = err.value.errors
+    assert len(value[value.index("(got ") + 5:-1]) <= SHOWN_CHARS
+    assert len(key[:key.index(": unknown key")]) <= SHOWN_CHARS
+
+
+def test_bytes_that_are_not_utf8_name_their_offset(tmp_path, capsys):
+    study = tmp_path / "study.yaml"
+    study.write_bytes(STUDY.encode() + b"description: caf\xe9\n")
+    code, lines = validate(study, capsys)
+    offset = len(STUDY) + len("description: caf")
+    assert code == 2 and lines == [f"not UTF-8 text: byte 0xe9 at offset {offset} (line 4); "
+                                   "save the file as UTF-8"]
+    run = tmp_path / "run.yaml"
+    run.write_bytes(b"tokens: 1000\nseed: \xff\xfe\n")
+    err = train_errors(run, capsys)
+    assert err == [f"{run}: 1 error(s)", "  not UTF-8 text: byte 0xff at offset 19 (line 2); "
+                                         "save the file as UTF-8"]
+
+
+def test_a_list_nested_5000_deep_is_one_error(tmp_path, capsys):
+    path = tmp_path / "deep.yaml"
+    path.write_text(STUDY + "seed: " + "[" * 5000 + "]" * 5000 + "\n")
+    code, lines = validate(path, capsys)
+    assert code == 2 and len(lines) == 1
+    assert lines[0].startswith(f"line 4, column {6 + MAX_DEPTH}: the file goes deeper than "
+                               f"{MAX_DEPTH} levels")
+    # An alias cannot nest deeper than the bound either.
+    half = MAX_DEPTH // 2
+    path.write_text(STUDY + f"a: &a {'[' * half}{']' * half}\nseed: {'[' * half}*a{']' * half}\n")
+    code, lines = validate(path, capsys)
+    assert code == 2 and len(lines) == 1
+    assert lines[0].startswith(f"line 5, column {7 + half}: alias *a takes the file deeper than")
+
+
+def test_a_key_given_twice_is_an_error_naming_both_lines(tmp_path, capsys):
+    path = tmp_path / "twice.yaml"
+    path.write_text(STUDY + "n_trials: 1000\n"
+                    "model:\n  n_layer: 2\n  'n_layer': 3\n"
+                    "search:\n  lr: {prior: auto}\n  other:\n    - {a: 1, a: 2}\n")
+    code, lines = validate(path, capsys)
+    # Every duplicate at once, each with its dotted key: PyYAML alone would keep the last.
+    assert code == 2 and lines == [
+        "n_trials: key given twice, on line 3 and line 4; a key may appear once in a mapping",
+        "model.n_layer: key given twice, on line 6 and line 7; a key may appear once in a mapping",
+        "search.other.0.a: key given twice, on line 11, columns 8 and 14; a key may appear once "
+        "in a mapping",
+    ]
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n# and another\n", "---\n"],
+                         ids=["zero-length", "blank", "comments", "document-marker"])
+def test_an_empty_file_says_it_is_empty(tmp_path, capsys, text):
+    path = tmp_path / "empty.yaml"
+    path.write_text(text)
+    code, lines = validate(path, capsys)
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("the file is empty")
+    assert train_errors(path, capsys)[1].startswith("  the file is empty")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("seed: !!python/object/apply:os.system ['echo hi']\n",
+     "not valid YAML at line 4, column 7: the tag !!python/object/apply:os.system is not "
+     "allowed"),
+    ("? [a, b]\n: 1\n", "line 4, column 3: a key must be text or a number"),
+    ("seed: *nowhere\n", "not valid YAML at line 4, column 7: found undefined alias 'nowhere'"),
+    ("seed: 1\x00\n", "line 4: the character #x0000 may not appear in a YAML file"),
+    ("---\nseed: 1\n", "not valid YAML at line 4, column 1: expected a single document in the "
+                       "stream, but found another document"),
+    ("seed: [" + ", ".join(["1"] * MAX_VALUES) + "]\n", "line 4, column "),
+])
+def test_other_files_a_config_cannot_be_are_one_line(tmp_path, capsys, text, message):
+    path = tmp_path / "odd.yaml"
+    path.write_text(STUDY + text)
+    code, lines = validate(path, capsys)
+    assert code == 2 and len(lines) == 1 and lines[0].startswith(message), lines
+
+
+def test_files_too_large_or_unreadable_are_one_line(tmp_path, capsys):
+    path = tmp_path / "huge.yaml"
+    path.write_text(STUDY + f"description: '{'x' * MAX_FILE_BYTES}'\n")
+    code, lines = validate(path, capsys)
+    assert code == 2 and lines == [f"the file is larger than {MAX_FILE_BYTES // 1024} KB; a config "
+                                   "file is a few KB (is it the right file?)"]
+    # A device that never ends is read no further than the bound.
+    with pytest.raises(ConfigError, match="larger than"):
+        load_yaml("/dev/zero")
+    with pytest.raises(ConfigError, match="cannot read the file: Is a directory"):
+        load_yaml(tmp_path)
+
+
+def test_every_shipped_study_still_loads():
+    for path in sorted((REPO / "studies").glob("*.yaml")):
+        assert isinstance(load_yaml(path), dict), path
+
+
+# Checkpoints -------------------------------------------------------------------------------------
+
+
+class NotACheckpoint:
+    """Any Python object: what a pickle may hold and a scaletune checkpoint never does."""
+
+
+@pytest.fixture
+def run_file(tmp_path, shakespeare):
+    """A training file of a tiny model that checkpoints into tmp_path/out."""
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({
+        "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16},
+        "data": {"source": "text", "path": str(shakespeare), "cache_dir": str(tmp_path / "cache"),
+                 "val_windows": 4},
+        "batch_size": 4, "tokens": 10 * 4 * 16, "progress": False, "num_threads": 1,
+        "out_dir": "out",
+    }))
+    return path
+
+
+def test_a_checkpoint_holding_a_pickle_is_refused_without_loading_it(run_file, capsys):
+    ckpt = run_file.parent / "out" / CHECKPOINT
+    ckpt.parent.mkdir()
+    torch.save({"model": NotACheckpoint()}, ckpt)
+    err = train_errors(run_file, capsys, resume=True)
+    assert len(err) == 1 and f"{ckpt} is not a scaletune checkpoint" in err[0]
+    assert "must not be loaded" in err[0] and "weights_only" not in err[0]
+    # A plain file of other keys is refused too, not a KeyError.
+    torch.save({"a": 1}, ckpt)
+    err = train_errors(run_file, capsys, resume=True)
+    assert len(err) == 1 and f"{ckpt} is not a scaletune checkpoint" in err[0]
+
+
+def test_a_truncated_checkpoint_says_it_is_damaged_and_how_to_start_again(run_file, capsys):
+    assert train_main(str(run_file)) == 0
+    ckpt = run_file.parent / "out" / CHECKPOINT
+    whole = ckpt.read_bytes()
+    for cut in (len(whole) // 2, 0):
+        ckpt.write_bytes(whole[:cut])
+        capsys.readouterr()
+        err = train_errors(run_file, capsys, resume=True)
+        assert len(err) == 1 and f"{ckpt} is damaged" in err[0] and "--overwrite" in err[0]
+    # What the line says to do works.
+    assert train_main(str(run_file), overwrite=True) == 0
+
+
+def test_a_killed_checkpoint_write_is_cleaned_up_when_the_run_resumes(run_file):
+    assert train_main(str(run_file)) == 0
+    out = run_file.parent / "out"
+    # What a write killed mid-way leaves: part of a checkpoint under the name of a process now
+    # gone (a restarted container may hand its pid to another process: it is left over all the
+    # same).
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    leftover = out / f"{CHECKPOINT}.{gone.pid}.tmp"
+    leftover.write_bytes((out / CHECKPOINT).read_bytes()[:1000])
+    other = out / f"{CHECKPOINT}.notes.tmp"  # not a name save_checkpoint writes: kept
+    other.write_text("mine")
+    assert train_main(str(run_file), resume=True) == 0
+    assert not leftover.exists() and other.exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_train_prints_where_to_resume_and_exits_130(run_file, tmp_path):
+    cfg = yaml.safe_load(run_file.read_text())
+    cfg.update(tokens=10**9, eval_every_tokens=640, checkpoint_every_tokens=640)
+    run_file.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "scaletune.search.cli", "train", str(run_file)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not ((out / METRICS).exists() and (out / CHECKPOINT).exists()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    # The rule: one line that says where the last checkpoint is and how to continue; exit 130.
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and stdout == ""
+    assert stderr.splitlines() == [f"{run_file}: interrupted; the last checkpoint is "
+                                   f"{out / CHECKPOINT}; run the command again with --resume to "
+                                   "continue from it"]
