@@ -233,15 +233,20 @@ def run_study(bench: Bench, strategy: str, seed: int) -> dict[str, Any]:
     limit = bench.tokens_per_trial * (1 if strategy == "defaults" else bench.budget)
     max_trials = 1 if strategy == "defaults" else None
     tag = f"{strategy} s{seed}"
-    while _used_tokens(study) < limit and (max_trials is None or n_finished(study) < max_trials):
-        run = plan.ask(study, num_threads=1)
-        result = train_trial(run.config, lambda tokens, value, _, run=run: run.report(tokens,
-                                                                                      value))
-        state, value, reason = run.tell(study, result)
-        shown = f"loss {value:.4f}" if state == "COMPLETE" else f"{state.lower()}: {reason}"
-        used = _used_tokens(study) / bench.tokens_per_trial
-        print(f"[{tag}] trial {run.number}: {shown} ({result.get('wall_time_s', 0):.1f} s); "
-              f"compute {used:.2f}/{limit / bench.tokens_per_trial:g}", flush=True)
+    try:
+        while _used_tokens(study) < limit and (max_trials is None
+                                               or n_finished(study) < max_trials):
+            plan.lease.refresh()
+            run = plan.ask(study, num_threads=1)
+            result = train_trial(run.config,
+                                 lambda tokens, value, _, run=run: run.report(tokens, value))
+            state, value, reason = run.tell(study, result)
+            shown = f"loss {value:.4f}" if state == "COMPLETE" else f"{state.lower()}: {reason}"
+            used = _used_tokens(study) / bench.tokens_per_trial
+            print(f"[{tag}] trial {run.number}: {shown} ({result.get('wall_time_s', 0):.1f} s); "
+                  f"compute {used:.2f}/{limit / bench.tokens_per_trial:g}", flush=True)
+    finally:
+        plan.lease.release()
     return {"strategy": strategy, "seed": seed, "used": _used_tokens(study) / bench.tokens_per_trial,
             "trials": n_finished(study)}
 
