@@ -185,7 +185,7 @@ class SearchSpace(_Strict):
 class SamplerConfig(_Strict):
     name: Literal["tpe", "random", "gp", "cmaes"] = "tpe"
     """tpe (multivariate, constant liar), random, gp (Gaussian process) or cmaes."""
-    n_startup_trials: int = Field(8, ge=0)
+    n_startup_trials: int = Field(8, ge=0, strict=True)
     """Trials drawn before the model-based sampler takes over (from the priors when seeding: prior)."""
     multivariate: bool = True
     """TPE: model the joint distribution of parameters."""
@@ -201,7 +201,7 @@ class SamplerConfig(_Strict):
 
 
 class _PrunerBase(_Strict):
-    n_startup_trials: int = Field(4, ge=0)
+    n_startup_trials: int = Field(4, ge=0, strict=True)
     """Trials that finish before any pruning happens."""
     n_warmup_steps: TokensOrZero | None = None
     """Tokens a trial trains before it may be pruned (steps are tokens here); default 25% of a trial."""
@@ -390,8 +390,9 @@ they are unchanged (StudyConfig.fingerprint)."""
 class StudyConfig(_Strict):
     """A hyperparameter search: model, data, per-trial budget, search space, sampler, pruner."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    """Study name (letters, digits, _ . -); also the default study folder name."""
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
+    """Study name (letters, digits, _ . -, not starting with a dot, so that '..' cannot put the
+    study folder above runs/); also the default study folder name."""
     description: str = ""
     study_dir: str | None = None
     """Folder for the default storage and reports; default runs/<name> under the current folder."""
@@ -412,12 +413,12 @@ class StudyConfig(_Strict):
     A random sampler draws uniformly either way: it is the baseline the priors are measured
     against."""
     priors: PriorsConfig = Field(default_factory=PriorsConfig)
-    n_trials: int = Field(ge=1)
+    n_trials: int = Field(ge=1, strict=True)
     """Finished trials (complete or pruned) the study should have."""
-    max_retries: int = Field(2, ge=0)
+    max_retries: int = Field(2, ge=0, strict=True)
     """Times a trial whose worker died is re-run with the same parameters."""
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
-    seed: int = 0
+    seed: int = Field(0, strict=True)
     """Seed of the sampler and of every trial's training run."""
 
     @model_validator(mode="after")

@@ -76,6 +76,12 @@ def parse_model_overrides(items: list[str], source: str = "--model") -> dict[str
     return out
 
 
+MAX_TOKENS = 1e14
+"""No final run trains on more tokens than this (the largest corpora hold tens of trillions)."""
+LARGE_STEP_TOKENS = 2**24
+"""Tokens per step beyond the largest published batches (DeepSeek LLM's 67B: about 18M)."""
+
+
 def _trial_hparams(run: TrainConfig, tau: float | None) -> Hparams:
     """What the transfer rules act on, read from a trial's training config and its tau."""
     return Hparams(
@@ -117,6 +123,15 @@ def export_study(
     except ValueError as e:  # transfer() checks its arguments; here they are the user's flags
         raise ConfigError(source, [f"--tokens/--max-batch-size: {e}"]) from None
     final = moved.final
+    if final.tokens > MAX_TOKENS:
+        raise ConfigError(source, [
+            f"--tokens: {final.tokens:.3g} is more than any corpus holds ({MAX_TOKENS:.0e} "
+            "tokens, a hundred trillion): give the tokens of the final run"])
+    if final.tokens_per_step > LARGE_STEP_TOKENS and max_batch_size is None:
+        notes.append(f"the batch-size law gives {final.batch_size:,} sequences "
+                     f"({final.tokens_per_step:,} tokens) per step at {final.tokens:.3g} tokens, "
+                     f"beyond the largest batches published ({LARGE_STEP_TOKENS:,} tokens): "
+                     "cap it with --max-batch-size")
     if base.optim.name != "adamw" and not moved.exact_copy:
         notes.append(f"optimizer {base.optim.name}: the rules are for AdamW's lr and weight decay"
                      + ("; muon_lr is kept" if base.optim.name == "muon" else ""))

@@ -44,6 +44,8 @@ from scaletune.trainer.config import TrainConfig
 from scaletune.trainer.errors import ConfigError
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+TRAINING_BYTES_PER_PARAM = 16
+"""float32 weights, gradients and AdamW's two moments: 4 x 4 bytes a parameter."""
 
 __all__ = ["FINISHED", "SearchPlan", "TrialRun", "n_finished", "recover", "record_or_check",
            "train_trial"]
@@ -74,6 +76,31 @@ class SearchPlan:
         priors = study_priors(cfg, data.vocab_size, data.n_train_tokens)
         dims, fixed = build_space(cfg, priors)  # a space the priors leave empty fails here
         return cls(cfg, data, priors, dims, fixed)
+
+    def problems(self) -> list[str]:
+        """What the study implies that no trial could do, found before any trial starts: a
+        budget below one optimizer step of the largest batch, a model whose training state
+        cannot fit in memory."""
+        cfg, errors = self.cfg, []
+        batches = [self.fixed.get("batch_size", 0)]
+        batches += [max(d.distribution.choices) for d in self.dims if d.name == "batch_size"]
+        step = int(max(batches)) * cfg.model.block_size
+        if step > cfg.tokens_per_trial:
+            errors.append(
+                f"tokens_per_trial: {cfg.tokens_per_trial:,} is less than one optimizer step of "
+                f"the largest batch searched ({max(batches)} sequences x block_size "
+                f"{cfg.model.block_size} = {step:,} tokens), so such a trial would train more "
+                f"than its budget: raise tokens_per_trial to at least {step:,}, or search "
+                "smaller batches")
+        params = dict(self.priors.context).get("total_params", 0)
+        need = TRAINING_BYTES_PER_PARAM * params
+        room = _memory_for_a_trial(cfg)
+        if room is not None and need > room[0]:
+            errors.append(
+                f"model: {params:,.0f} parameters need at least {need / 2**30:,.1f} GiB to train "
+                f"(weights, gradients and AdamW state in float32, before activations), more "
+                f"than {room[1]}: make the model smaller")
+        return errors
 
     @property
     def first_trial(self) -> dict[str, Any] | None:
@@ -206,6 +233,20 @@ class TrialRun:
              count_attempt: bool = True) -> bool:
         """Mark the trial FAIL with ``reason``; queue its params again if retries remain."""
         return fail_and_retry(study, self.trial, reason, max_retries, count_attempt)
+
+
+def _memory_for_a_trial(cfg: StudyConfig) -> tuple[float, str] | None:
+    """(bytes, in words) a trial may use at most: this machine's available memory for a local
+    study on CPUs; for GPUs or a cluster only a bound no single device passes (1 TiB)."""
+    if cfg.workers.gpus_per_trial == 0 and cfg.workers.address in (None, "local"):
+        try:
+            for line in open("/proc/meminfo"):
+                if line.startswith("MemAvailable:"):
+                    free = float(line.split()[1]) * 1024
+                    return free, f"the {free / 2**30:,.1f} GiB of memory available on this machine"
+        except OSError:
+            return None
+    return 2.0**40, "any one device holds (1 TiB)"
 
 
 # --------------------------------------------------------------------------- the study's state

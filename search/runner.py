@@ -32,7 +32,7 @@ from scaletune.search.plan import SearchPlan, TrialRun, n_finished
 from scaletune.search.progress import StudyProgress
 from scaletune.search.storage import check_storage, make_storage, mask_url, scrub, sqlite_path
 from scaletune.trainer.data import prepare_data
-from scaletune.trainer.errors import ConfigError, StorageError
+from scaletune.trainer.errors import ConfigError, DataError, StorageError
 
 #: Failures of the machinery rather than of the trial: the trial is re-run with the same params.
 RETRYABLE = (
@@ -65,6 +65,8 @@ def preflight(cfg: StudyConfig) -> Any:
     data = None
     try:
         data = prepare_data(cfg.data, cfg.model.block_size)
+    except DataError as e:  # it names its key
+        errors.append(str(e))
     except FileNotFoundError as e:
         errors.append(f"data.path: {e}")
     except (ValueError, RuntimeError, OSError) as e:
@@ -190,7 +192,16 @@ def run_study(
     """
 
     console = console or Console()
-    plan = SearchPlan.build(cfg, preflight(cfg))  # a space the priors leave empty fails here
+    new_folder = None if cfg.storage is not None or cfg.folder.exists() else cfg.folder
+    try:
+        plan = SearchPlan.build(cfg, preflight(cfg))  # a space the priors leave empty fails here
+        if plan.problems():
+            raise ConfigError("study", plan.problems())
+    except BaseException:
+        # A study refused before it began leaves nothing behind, not even its empty folder.
+        if new_folder is not None and new_folder.is_dir() and not any(new_folder.iterdir()):
+            new_folder.rmdir()
+        raise
     init_ray(cfg)
     slots = concurrency(cfg)
     running: dict[int, TrialRun] = {}

@@ -74,8 +74,20 @@ def prepare_data(cfg: DataConfig, block_size: int) -> TokenData:
     if not from_cache:
         meta = _tokenize_into_cache(cfg, cache)
         _write_atomic(record_path, json.dumps(meta, indent=1).encode())
+    if _token_path(cache, meta).stat().st_size == 0:
+        raise DataError(f"{_where(cfg)}: the data holds no text (0 tokens): point data.path at "
+                        "a file with text in it")
     tokens = np.memmap(_token_path(cache, meta), dtype=np.dtype(meta["dtype"]), mode="r")
     return _split(tokens, meta, cfg, block_size, from_cache)
+
+
+def _where(cfg: DataConfig) -> str:
+    """The data as a message names it: data.path, or the dataset or built-in corpus."""
+    if cfg.source == "text":
+        return f"data.path {cfg.path}"
+    if cfg.source == "hf":
+        return f"data.dataset {cfg.dataset}"
+    return f"data.builtin {cfg.builtin}"
 
 
 def vocab_size_of(tokenizer: str) -> int:

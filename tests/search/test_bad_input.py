@@ -72,6 +72,8 @@ CASES = [
      "search.other.optim.lr: this is search.lr: set it there"),
     ("low above the prior's range", "search.lr", {"prior": "auto", "low": 0.5},
      "is an empty range: the prior's range here is"),
+    ("trials as a yes", "n_trials", True, "n_trials: Input should be a valid integer (got True)"),
+    ("a name that climbs out of runs/", "name", "..", "name: String should match pattern"),
 ]
 
 
@@ -228,3 +230,33 @@ def test_an_empty_or_corrupt_study_file_is_refused_and_kept(tmp_path, shakespear
     assert expected in out and "free some disk space" not in out.lower()
     # The file is left exactly as it was.
     assert db.read_bytes() == content
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({"tokens_per_trial": 256, "eval_every_tokens": 128},
+     "tokens_per_trial: 256 is less than one optimizer step of the largest batch searched "
+     "(16 sequences x block_size 32 = 512 tokens)"),
+    ({"model": {"n_layer": 2, "n_head": 4, "n_embd": 1_000_000_000, "block_size": 32}},
+     "parameters need at least"),
+], ids=["budget below one batch", "model too large to train"])
+def test_a_study_no_trial_could_run_is_refused_before_ray(tmp_path, shakespeare, capsys,
+                                                          overrides, expected):
+    study = tiny_study(tmp_path, shakespeare, **overrides)
+    code = main(["run", str(write_study(tmp_path, study))])
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 2, out
+    assert expected in out
+    # Nothing was written, and no empty study folder is left behind.
+    assert not (tmp_path / "study").exists()
+
+
+def test_an_empty_data_file_names_the_path_and_leaves_nothing(tmp_path, shakespeare, capsys):
+    study = tiny_study(tmp_path, shakespeare)
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    study["data"]["path"] = str(empty)
+    code = main(["run", str(write_study(tmp_path, study))])
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 2, out
+    assert f"data.path {empty}: the data holds no text (0 tokens)" in out
+    assert not (tmp_path / "study").exists()

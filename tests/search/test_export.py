@@ -361,3 +361,11 @@ def test_real_study_export_and_train(tmp_path, shakespeare):
     # Rule: the run's own record keeps the export's provenance.
     start = next(r for r in records if r["event"] == "start")
     assert start["config"]["provenance"]["trial"] == best.number
+
+
+def test_an_export_to_more_tokens_than_any_corpus_is_refused(finished, tmp_path, capsys):
+    path, _, _ = finished
+    code = main(["export", str(path), "--tokens", "1e30", "-o", str(tmp_path / "final.yaml")])
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 2 and "--tokens: 1e+30 is more than any corpus holds" in out
+    assert not (tmp_path / "final.yaml").exists()
