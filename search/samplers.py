@@ -113,31 +113,69 @@ class PriorSampler(BaseSampler):
 
 
 def draw_from_prior(prior: Prior, dist: BaseDistribution, rng: np.random.Generator) -> Any:
-    """One value of ``dist`` drawn from ``prior`` (truncated to the distribution's range)."""
-    log = prior.log
-    to = (lambda v: math.log10(v)) if log else (lambda v: v)
-    mean = to(prior.center)
-    sigma = max(prior.sigma, 1e-9)
+    """One value of ``dist`` drawn from ``prior``: truncated to the distribution's range, snapped
+    to its grid (``step``, integers) and of its type, as every sampler must return.
+
+    A log prior over a range that reaches 0 or below says nothing about where to look there, nor
+    does any prior over choices that are not all numbers: such a draw is uniform.
+    """
     if isinstance(dist, CategoricalDistribution):
-        numeric = [c for c in dist.choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
-        if len(numeric) != len(dist.choices) or (log and min(numeric) <= 0):
-            return dist.choices[rng.integers(len(dist.choices))]
-        z = (np.array([to(c) for c in numeric]) - mean) / sigma
-        weights = np.exp(-0.5 * z**2) + 1e-12
-        return dist.choices[rng.choice(len(numeric), p=weights / weights.sum())]
-    if isinstance(dist, (FloatDistribution, IntDistribution)):
-        if log and dist.low <= 0:
-            return float(rng.uniform(dist.low, dist.high))
-        lo, hi = to(dist.low), to(dist.high)
-        mean = min(max(mean, lo), hi)
-        a, b = (lo - mean) / sigma, (hi - mean) / sigma
-        x = float(truncnorm.rvs(a, b, loc=mean, scale=sigma, random_state=rng))
-        value = 10**x if log else x
-        value = min(max(value, dist.low), dist.high)
-        if isinstance(dist, IntDistribution):
-            return int(min(max(round(value), dist.low), dist.high))
-        return value
-    raise TypeError(f"cannot draw {dist!r} from a prior")
+        return _draw_choice(prior, dist.choices, rng)
+    if not isinstance(dist, (FloatDistribution, IntDistribution)):
+        raise TypeError(f"cannot draw {dist!r} from a prior")
+    n_points = _grid_points(dist)
+    if dist.low == dist.high:
+        value = dist.low
+    elif prior.log and dist.low <= 0 and n_points is None:
+        value = rng.uniform(dist.low, dist.high)
+    elif prior.log and dist.low <= 0:
+        value = dist.low + int(rng.integers(n_points)) * dist.step
+    else:
+        value = _truncated_normal(prior, dist.low, dist.high, rng)
+    return _on_grid(dist, value, n_points)
+
+
+def _draw_choice(prior: Prior, choices: Sequence[Any], rng: np.random.Generator) -> Any:
+    """A choice weighted by the prior's density at it; uniform unless every choice is a finite
+    number (positive, for a log prior)."""
+    numeric = [c for c in choices
+               if isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c)]
+    if len(numeric) != len(choices) or (prior.log and min(numeric) <= 0):
+        return choices[rng.integers(len(choices))]
+    to = math.log10 if prior.log else float
+    z = (np.array([to(c) for c in numeric]) - to(prior.center)) / max(prior.sigma, 1e-9)
+    weights = np.exp(-0.5 * z**2) + 1e-12
+    return choices[rng.choice(len(numeric), p=weights / weights.sum())]
+
+
+def _truncated_normal(prior: Prior, low: float, high: float, rng: np.random.Generator) -> float:
+    """The prior's normal (in log10 units for a log prior) truncated to [low, high], low < high;
+    a center outside the range is moved to its nearer end first."""
+    to = math.log10 if prior.log else float
+    lo, hi = to(low), to(high)
+    sigma = max(prior.sigma, 1e-9)
+    mean = min(max(to(prior.center), lo), hi)
+    a, b = (lo - mean) / sigma, (hi - mean) / sigma
+    x = float(truncnorm.rvs(a, b, loc=mean, scale=sigma, random_state=rng))
+    return 10**x if prior.log else x
+
+
+def _grid_points(dist: FloatDistribution | IntDistribution) -> int | None:
+    """How many values low + k*step lie in [low, high]; None for a float without a step."""
+    if dist.step is None:
+        return None
+    # Optuna moves high onto the grid already; the tolerance only absorbs float error.
+    return int(math.floor((dist.high - dist.low) / dist.step + 1e-8)) + 1
+
+
+def _on_grid(dist: FloatDistribution | IntDistribution, value: float, n_points: int | None) -> Any:
+    """The point of ``dist`` nearest to ``value``: low + k*step with k in [0, n_points), within
+    [low, high], as an int or a float."""
+    if n_points is not None:
+        k = min(max(round((value - dist.low) / dist.step), 0), n_points - 1)
+        value = dist.low + k * dist.step
+    value = min(max(value, dist.low), dist.high)
+    return int(value) if isinstance(dist, IntDistribution) else float(value)
 
 
 def resumed_seed(seed: int, n_existing: int) -> int:

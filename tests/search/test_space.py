@@ -7,7 +7,7 @@ import math
 import numpy as np
 import optuna
 import pytest
-from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from scaletune.heuristics.priors import Prior, Priors
 from scaletune.search.config import validate_study
@@ -122,6 +122,48 @@ def test_prior_draws_concentrate_where_the_prior_says():
     assert abs(logs.std() - 0.25) < 0.03
     # Uniform sampling would put a quarter of the draws below 1e-4; the prior almost none.
     assert (draws < 1e-4).mean() < 0.001
+
+
+def test_prior_draws_land_on_the_grid_and_keep_the_prior_spread():
+    rng = np.random.default_rng(0)
+    prior = _prior("warmup_frac", 0.2, 0.0, 0.5, log=False, sigma=0.05)
+    dist = FloatDistribution(0.0, 0.5, step=0.05)
+    draws = np.array([draw_from_prior(prior, dist, rng) for _ in range(2000)])
+    k = draws / 0.05
+    # Every draw is low + k*step within the range ...
+    np.testing.assert_allclose(k, np.round(k), atol=1e-9)
+    assert draws.min() >= 0.0 and draws.max() <= 0.5
+    # ... and the prior's center and spread survive the snapping (rounding adds step^2 / 12).
+    assert abs(draws.mean() - 0.2) < 0.005
+    assert abs(draws.std() - math.hypot(0.05, 0.05 / math.sqrt(12))) < 0.005
+    ints = [draw_from_prior(prior, IntDistribution(-10, 10, step=2), rng) for _ in range(200)]
+    assert all(type(v) is int and v % 2 == 0 and -10 <= v <= 10 for v in ints)
+
+
+@pytest.mark.parametrize("dist", [
+    FloatDistribution(1.0, 1.0), FloatDistribution(1.0, 1.0, log=True),
+    FloatDistribution(1.0, 1.0, step=1.0), IntDistribution(1, 1), IntDistribution(1, 1, log=True),
+])
+def test_prior_draw_of_a_single_value_range_is_that_value(dist):
+    prior = _prior("x", 3.0, 0.5, 10.0)
+    value = draw_from_prior(prior, dist, np.random.default_rng(0))
+    # Nothing to draw (a zero-width truncated normal is undefined): the one value, of its type.
+    assert value == 1 and type(value) is type(dist.low)
+
+
+def test_log_prior_draws_uniformly_where_a_range_reaches_zero():
+    rng = np.random.default_rng(0)
+    prior = _prior("x", 1e-2, 1e-7, 10.0, sigma=1.0)
+    # A log-normal has no density at or below 0: draws are uniform, on the grid, of its type.
+    ints = [draw_from_prior(prior, IntDistribution(-10, 10, step=2), rng) for _ in range(600)]
+    assert all(type(v) is int for v in ints)
+    assert set(ints) == set(range(-10, 11, 2))
+    steps = [draw_from_prior(prior, FloatDistribution(-1.0, 1.0, step=0.5), rng)
+             for _ in range(200)]
+    assert set(steps) == {-1.0, -0.5, 0.0, 0.5, 1.0}
+    # Choices that are not all numbers are drawn uniformly too.
+    mixed = [draw_from_prior(prior, CategoricalDistribution([1, "a"]), rng) for _ in range(200)]
+    assert set(mixed) == {1, "a"}
 
 
 def test_prior_sampler_hands_over_after_startup():
