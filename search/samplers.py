@@ -56,12 +56,13 @@ class PriorSampler(BaseSampler):
         self._priors = priors
         self._n_startup_trials = n_startup_trials
         self._rng = np.random.default_rng(seed)
-        self._startup_of: tuple[tuple[str, int] | None, bool] = (None, True)
+        self._startup_of: tuple[tuple[Any, ...] | None, bool] = (None, True)
 
     def _in_startup(self, study: Study, trial: FrozenTrial) -> bool:
         """Fewer than n_startup_trials finished when ``trial`` was asked (counted once per trial:
         before_trial, then every parameter of the trial, read the same count)."""
-        key = (study.study_name, trial.number)
+        # The start time tells apart two studies of one name in two storages.
+        key = (study.study_name, trial.number, trial.datetime_start)
         if self._startup_of[0] != key:
             finished = study.get_trials(deepcopy=False,
                                         states=(TrialState.COMPLETE, TrialState.PRUNED))
@@ -203,7 +204,10 @@ def make_sampler(cfg: StudyConfig, priors: dict[str, Prior], n_existing: int = 0
     elif s.name == "gp":
         base = optuna.samplers.GPSampler(n_startup_trials=n, seed=seed)
     else:
-        base = optuna.samplers.CmaEsSampler(n_startup_trials=n, seed=seed)
+        # CMA-ES has no categorical: batch sizes are drawn independently, which is expected here
+        # and need not be warned about on every trial.
+        base = optuna.samplers.CmaEsSampler(n_startup_trials=n, seed=seed,
+                                            warn_independent_sampling=False)
     if cfg.seeding == "none" or s.name == "random":
         return base
     return PriorSampler(base, priors, n_startup_trials=n, seed=seed + 1)
