@@ -1,5 +1,6 @@
-"""Security defaults: the dashboard on loopback, passwords masked, checkpoints loaded without
-running pickled code, and Ray's token authentication left on."""
+"""Security defaults: the dashboard on loopback (and read-only: test_dashboard.py), passwords
+masked, checkpoints loaded without running pickled code, and a local study's Ray on loopback with
+its token authentication left on."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import io
 import ipaddress
 import json
 import os
-import pickle
 import re
 import signal
 import socket
@@ -24,12 +24,14 @@ import pytest
 import torch
 from rich.console import Console
 
+import scaletune.search.cluster
+import scaletune.search.dashboard
 import scaletune.search.plan
 import scaletune.search.runner
 from scaletune.search.config import validate_study
 from scaletune.search.dashboard import serve
 from scaletune.search.storage import mask_url, scrub
-from scaletune.trainer.errors import ConfigError
+from scaletune.trainer.errors import ConfigError, SetupError
 from tests.search.helpers import tiny_study, write_study
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,24 +41,39 @@ PRODUCT = ("search", "trainer", "heuristics")
 # --------------------------------------------------------------------------- dashboard
 
 
-def listening(port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """Addresses of the sockets listening on TCP ``port`` on this machine (from /proc/net)."""
-    found = []
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def listening_sockets() -> dict[str, tuple[IPAddress, int]]:
+    """Every TCP socket listening on this machine, by inode: (address, port), from /proc/net."""
+    found = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
         except OSError:
             continue
         for line in lines:
-            local, state = line.split()[1], line.split()[3]
-            host, hex_port = local.split(":")
-            if state != "0A" or int(hex_port, 16) != port:  # 0A: LISTEN
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state != "0A":  # 0A: LISTEN
                 continue
+            host, hex_port = local.split(":")
             raw = bytes.fromhex(host)
             # The kernel prints each 32-bit word in host (little-endian) order.
             raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
-            found.append(ipaddress.ip_address(raw))
+            found[inode] = (ipaddress.ip_address(raw), int(hex_port, 16))
     return found
+
+
+def listening(port: int) -> list[IPAddress]:
+    """Addresses of the sockets listening on TCP ``port`` on this machine."""
+    return [address for address, p in listening_sockets().values() if p == port]
+
+
+def is_loopback(address: IPAddress) -> bool:
+    """Loopback, also as an IPv4-mapped IPv6 address (::ffff:127.0.0.1, which Python 3.11 does
+    not count as loopback)."""
+    return (getattr(address, "ipv4_mapped", None) or address).is_loopback
 
 
 def free_port() -> int:
@@ -98,34 +115,48 @@ def test_dashboard_listens_on_loopback_only_by_default(tmp_path, shakespeare):
     # The dashboard started, and every socket it listens on is a loopback address: not 0.0.0.0
     # or ::, which would serve the study to the whole network.
     assert addresses, f"nothing listens on port {port}:\n{out}"
-    assert all(a.is_loopback for a in addresses), addresses
+    assert all(is_loopback(a) for a in addresses), addresses
     # Bound to loopback, it gives no warning.
     assert "warning" not in out
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", ""])
-def test_dashboard_warns_when_bound_beyond_loopback(tmp_path, shakespeare, monkeypatch, host):
-    import optuna_dashboard
+class _Bound:
+    """Stands for the server ``serve`` binds: it returns at once instead of serving."""
 
-    calls = []
-    monkeypatch.setattr(optuna_dashboard, "run_server",
-                        lambda storage, host, port: calls.append((host, port)))
+    def __init__(self, binds, app, host, port):
+        binds.append((host, port))
+
+    def serve_forever(self):
+        pass
+
+    def server_close(self):
+        pass
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", ""])
+@pytest.mark.parametrize("allow_writes", [False, True])
+def test_dashboard_warns_when_bound_beyond_loopback(tmp_path, shakespeare, monkeypatch, host,
+                                                    allow_writes):
+    binds = []
+    monkeypatch.setattr(scaletune.search.dashboard, "bind",
+                        lambda app, host, port: _Bound(binds, app, host, port))
     out = io.StringIO()
-    serve(str(study_file(tmp_path, shakespeare)), host=host, port=8123,
-          console=Console(file=out, width=300))
-    text = out.getvalue()
+    serve(str(study_file(tmp_path, shakespeare)), host=host, port=8123, allow_writes=allow_writes,
+          console=Console(file=out, width=400))
+    text = " ".join(out.getvalue().split())
     # Binding elsewhere than loopback is allowed (the user asked for it) but warned about,
-    # naming the address and what it exposes.
+    # naming the address and all that it exposes ...
     assert f"warning: the dashboard binds to {host}: anyone who can reach this address can " \
-           "read the study" in text
-    assert calls == [(host, 8123)]
+           "read the study: every trial, its params, config and user attrs" in text
+    # ... which includes changing the study when writes are allowed.
+    assert ("delete or rename it" in text) == allow_writes
+    assert binds == [(host, 8123)]
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
 def test_dashboard_on_loopback_gives_no_warning(tmp_path, shakespeare, monkeypatch, host):
-    import optuna_dashboard
-
-    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, host, port: None)
+    monkeypatch.setattr(scaletune.search.dashboard, "bind",
+                        lambda app, host, port: _Bound([], app, host, port))
     out = io.StringIO()
     serve(str(study_file(tmp_path, shakespeare)), host=host, console=Console(file=out, width=300))
     # Loopback addresses are private to this machine: no warning.
@@ -213,9 +244,11 @@ def test_checkpoint_with_pickled_code_is_refused(tmp_path, shakespeare):
         "tokens": 2048, "batch_size": 8, "num_threads": 1, "progress": False,
         "out_dir": str(out_dir),
     })
-    # Resuming from a checkpoint that holds an arbitrary object fails to load it ...
-    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+    # Resuming from a checkpoint that holds an arbitrary object refuses to load it, in one line
+    # that never suggests loading it anyway ...
+    with pytest.raises(SetupError, match="not a scaletune checkpoint") as err:
         train(cfg, resume=True)
+    assert "weights_only" not in str(err.value) and "\n" not in str(err.value)
     # ... and the object's code never ran.
     assert not marker.exists()
 
@@ -262,15 +295,73 @@ def test_no_code_or_script_turns_off_ray_token_authentication():
     assert [m for m in mentions if m.split("/")[0] in PRODUCT] == []
 
 
+# --------------------------------------------------------------------------- Ray's local node
+
+
+def process_names(root: int) -> dict[int, str]:
+    """``root`` and every process descended from it, by pid: the script or program it runs
+    (``ray::IDLE`` and the like for Ray's Python workers and agents)."""
+    parents, names = {}, {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        parents[int(proc.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        words = [w.strip() for w in argv if w.strip()]
+        program = next((w for w in words if w.endswith(".py")), words[0] if words else "?")
+        names[int(proc.name)] = program.rsplit("/", 1)[-1]
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return {pid: names.get(pid, "?") for pid in tree}
+
+
+def listening_sockets_of(pids: dict[int, str]) -> list[tuple[str, IPAddress, int]]:
+    """(process, address, port) of every listening TCP socket the processes ``pids`` hold."""
+    sockets = listening_sockets()
+    found = set()
+    for pid, name in pids.items():
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            inode = target.removeprefix("socket:[").removesuffix("]")
+            if target.startswith("socket:[") and inode in sockets:
+                found.add((name, *sockets[inode]))
+    return sorted(found, key=lambda s: (s[0], s[2]))
+
+
+# What this Ray (2.60) starts for a local node, each listening on its ports: the driver's core
+# worker, gcs_server, raylet (node and object manager), a worker, the dashboard agent (gRPC, HTTP
+# and its fixed port 52365), the runtime env agent, the monitor and the dashboard process (their
+# fixed metrics ports 44217 and 44227; the dashboard itself is off).
+RAY_LISTENERS = {"driver", "gcs_server", "raylet", "ray::IDLE", "ray::DashboardAgent",
+                 "ray::RuntimeEnvAgent", "monitor.py", "dashboard.py"}
+
+
 @pytest.mark.slow
-def test_the_study_driver_starts_ray_with_token_authentication(tmp_path, shakespeare,
-                                                               monkeypatch):
+def test_a_local_study_starts_ray_with_token_authentication_on_loopback_only(tmp_path,
+                                                                            shakespeare,
+                                                                            monkeypatch):
     import ray
     from ray._raylet import AuthenticationMode, get_authentication_mode
 
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     cfg = validate_study(tiny_study(tmp_path, shakespeare))
-    scaletune.search.runner.init_ray(cfg)
+    assert cfg.workers.address is None
+    before = set(listening_sockets().values())
+    scaletune.search.cluster.init_ray(cfg)
     try:
         mode = get_authentication_mode()
 
@@ -279,8 +370,20 @@ def test_the_study_driver_starts_ray_with_token_authentication(tmp_path, shakesp
             return "pong"
 
         answer = ray.get(ping.remote(), timeout=60)
+        # The agents and the metrics ports come up a little after ray.init returns.
+        for _ in range(60):
+            pids = process_names(os.getpid()) | {os.getpid(): "driver"}
+            sockets = [s for s in listening_sockets_of(pids) if s[1:] not in before]
+            if RAY_LISTENERS <= {name for name, _, _ in sockets}:
+                break
+            time.sleep(0.5)
     finally:
         ray.shutdown()
     # The local cluster a study starts requires Ray's token, and it works with it.
     assert mode == AuthenticationMode.TOKEN
     assert answer == "pong"
+    # Every process of the local node listens, so the check below looked at all of them ...
+    assert {name for name, _, _ in sockets} >= RAY_LISTENERS, sockets
+    # ... and every port of every one is on loopback: none on 0.0.0.0, :: or the machine's
+    # network address (see search/cluster.py for how, and what Ray does without it).
+    assert [s for s in sockets if not is_loopback(s[1])] == []

@@ -1,0 +1,45 @@
+"""The Ray cluster a study's trials run on: one private to this machine, or the one at
+``workers.address``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import ray
+import ray._private.ray_constants
+
+from scaletune.search.config import StudyConfig
+
+
+def init_ray(cfg: StudyConfig) -> None:
+    """Start Ray on this machine for a local study (``workers.address`` None or 'local'),
+    listening on loopback only, or join the cluster at ``workers.address``."""
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = dict(
+        include_dashboard=False, log_to_driver=False, configure_logging=False
+    )
+    address = cfg.workers.address
+    if address not in (None, "local"):
+        ray.init(address=address, **kwargs)
+        return
+    # Ray (2.60) has no bind-address setting. Its gRPC servers (gcs_server, the raylet's node
+    # and object managers, every core worker, the driver's too) listen on all interfaces (::)
+    # unless the node IP is loopback; the dashboard agent, the runtime env agent and the metrics
+    # ports of the monitor and the dashboard process (44217, 44227) follow the node IP or
+    # 0.0.0.0. ray.init(_node_ip_address="127.0.0.1") is turned back into the machine's address
+    # (services.resolve_ip_for_localhost). Ray's single-machine mode, its default on macOS and
+    # Windows, takes loopback as the node IP: ray_constants.ENABLE_RAY_CLUSTER, read from
+    # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER when Ray is imported, so set here for the start. Then
+    # every port of the node is on loopback (measured from /proc/net/tcp: test_security.py);
+    # loopback is open to every user of this machine, and Ray's token authentication guards it.
+    constants = ray._private.ray_constants
+    multi_node = constants.ENABLE_RAY_CLUSTER
+    constants.ENABLE_RAY_CLUSTER = False
+    try:
+        # Trials exchange only small messages: a small object store spares shared memory.
+        ray.init(num_cpus=os.cpu_count(), object_store_memory=256 * 1024**2, **kwargs)
+    finally:
+        # Once the node is up, Ray answers its node IP (loopback) from the node itself.
+        constants.ENABLE_RAY_CLUSTER = multi_node
