@@ -33,7 +33,8 @@ def measure(bench: Bench, workers: int, n_trials: int) -> dict[str, float]:
     from optuna.trial import TrialState
     from rich.console import Console
 
-    from scaletune.search.runner import init_ray, run_study
+    from scaletune.search.cluster import init_ray
+    from scaletune.search.runner import run_study
 
     base = study_config(bench, "scaletune_no_pruning", seed=0)
     folder = bench.out / "orchestration" / f"workers-{workers}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from rich.console import Console
@@ -29,8 +30,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     cfg = load_study(args.study)
     try:
         study = run_study(cfg, console)
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as e:
+        # The shell's convention: 128 + the signal (130 for Ctrl-C, 143 for SIGTERM).
+        return 128 + getattr(e, "signum", signal.SIGINT)
     best = best_summary(study)
     if best is None:
         console.print("[red]no trial finished[/]")
@@ -76,7 +78,8 @@ def cmd_priors(args: argparse.Namespace, console: Console) -> int:
 def cmd_dashboard(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.dashboard import serve
 
-    return serve(args.study, host=args.host, port=args.port, console=console)
+    return serve(args.study, host=args.host, port=args.port, allow_writes=args.allow_writes,
+                 console=console)
 
 
 def cmd_train(args: argparse.Namespace, console: Console) -> int:
@@ -162,10 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_priors)
 
-    p = sub.add_parser("dashboard", help="serve optuna-dashboard for a study's storage")
+    from scaletune.search.dashboard import tcp_port
+
+    p = sub.add_parser("dashboard", help="serve optuna-dashboard for a study's storage (read-only)")
     p.add_argument("study", help="study YAML")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1); anyone who can reach it reads "
+                        "every trial, config and user attr of the study, with no login")
+    p.add_argument("--port", type=tcp_port, default=8080, help="port 1-65535 (default 8080)")
+    p.add_argument("--allow-writes", action="store_true",
+                   help="let the dashboard change the storage: notes, rename and delete studies, "
+                        "tell trials, edit user attrs (default read-only)")
     p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser("train", help="one training run from a training YAML")

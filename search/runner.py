@@ -27,6 +27,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from rich.console import Console
 
 from scaletune.search import lease
+from scaletune.search.cluster import init_ray
 from scaletune.search.config import StudyConfig
 from scaletune.search.plan import SearchPlan, TrialRun, n_finished
 from scaletune.search.progress import StudyProgress
@@ -142,22 +143,6 @@ def _folder_errors(folder: Path) -> list[str]:
     return []
 
 
-def init_ray(cfg: StudyConfig) -> None:
-    if ray.is_initialized():
-        return
-    address = cfg.workers.address
-    kwargs: dict[str, Any] = dict(
-        include_dashboard=False, log_to_driver=False, configure_logging=False
-    )
-    if address in (None, "local"):
-        kwargs["num_cpus"] = os.cpu_count()
-        # Trials exchange only small messages: a small object store spares shared memory.
-        kwargs["object_store_memory"] = 256 * 1024**2
-    else:
-        kwargs["address"] = address
-    ray.init(**kwargs)
-
-
 def concurrency(cfg: StudyConfig) -> int:
     """How many trials the cluster can hold at once, capped by workers.max_concurrent."""
     res = ray.cluster_resources()
@@ -205,8 +190,8 @@ def run_study(
     init_ray(cfg)
     slots = concurrency(cfg)
     running: dict[int, TrialRun] = {}
-    # Ctrl-C and SIGTERM (what Slurm, Kubernetes and systemd send) stop the study the same way,
-    # between storage writes; Ray's own SIGTERM handler, installed by ray.init, is replaced here.
+    # Ctrl-C, SIGTERM (what Slurm, Kubernetes and systemd send) and SIGHUP stop the study the
+    # same way, between storage writes; Ray's own SIGTERM handler, set by ray.init, is replaced.
     interrupt = DeferredInterrupt()
     try:
         with interrupt:
@@ -216,11 +201,13 @@ def run_study(
                               "stopped driver; marked FAIL and queued again[/]")
             _drive(plan, study, cfg, console, slots, running, interrupt, max_consecutive_failures)
     except KeyboardInterrupt:
-        what = "interrupted (Ctrl-C)" if interrupt.signal != signal.SIGTERM else "stopped (SIGTERM)"
+        signum = interrupt.signal or signal.SIGINT
+        what = ("interrupted (Ctrl-C)" if signum == signal.SIGINT
+                else f"stopped ({signal.Signals(signum).name})")
         _stop_running(plan, running, what, cfg)
         console.print(f"[yellow]{what}: {len(running)} running trial(s) stopped and queued "
                       "again; run the same command to resume[/]")
-        raise Interrupted(interrupt.signal or signal.SIGINT) from None
+        raise Interrupted(signum) from None
     except STORAGE_ERRORS as e:
         raise _write_failed(cfg, running, f"using the storage {mask_url(cfg.storage_url)}",
                             e) from e
@@ -341,7 +328,8 @@ class DeferredInterrupt:
     nothing.
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    """Ctrl-C; what Slurm, Kubernetes and systemd send; a closed terminal (unless nohup)."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -351,6 +339,8 @@ class DeferredInterrupt:
     def __enter__(self) -> DeferredInterrupt:
         if threading.current_thread() is threading.main_thread():
             for signum in self.SIGNALS:
+                if signal.getsignal(signum) is signal.SIG_IGN:
+                    continue  # nohup: the user asked for the study to outlive the terminal
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
 

@@ -358,7 +358,8 @@ def test_trials_a_stopped_driver_left_running_run_again_even_without_retries(tmp
 # --------------------------------------------------------------------------- SIGTERM, two drivers
 
 
-def test_sigterm_stops_requeues_and_exits_cleanly(tmp_path, shakespeare):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_stops_requeues_and_exits_cleanly(tmp_path, shakespeare, signum):
     raw = tiny_study(tmp_path, shakespeare, n_trials=3, pruner={"name": "none"},
                      tokens_per_trial=81_920)
     path = write_study(tmp_path, raw)
@@ -369,19 +370,19 @@ def test_sigterm_stops_requeues_and_exits_cleanly(tmp_path, shakespeare):
         number, _, pid = wait_for(
             lambda: next((r for r in trial_rows(db) if r[1] == "RUNNING" and r[2]), None),
             "a trial to run", proc, log)
-        # What systemd and Kubernetes do: SIGTERM to the main process.
-        os.kill(proc.pid, signal.SIGTERM)
+        # What systemd and Kubernetes do (SIGTERM to the main process), and a closed terminal.
+        os.kill(proc.pid, signum)
         code = proc.wait(timeout=120)
     out = flat(log.read_text())
-    # 128 + SIGTERM, with no crash dump or traceback, and advice to resume.
-    assert code == 128 + signal.SIGTERM, out
+    # 128 + the signal, with no crash dump or traceback, and advice to resume.
+    assert code == 128 + signum, out
     assert "Traceback" not in out and "run the same command to resume" in out
     assert gone(int(pid)), f"worker {pid} still runs"
     study = load(cfg)
     # As for Ctrl-C: the running trial is FAIL with the reason and queued again; none RUNNING.
     trial = study.trials[number]
     assert trial.state == TrialState.FAIL
-    assert trial.user_attrs["fail_reason"] == "stopped (SIGTERM)"
+    assert trial.user_attrs["fail_reason"] == f"stopped ({signal.Signals(signum).name})"
     waiting = [t for t in study.trials if t.state == TrialState.WAITING]
     assert [t.user_attrs.get("retry_of") for t in waiting] == [number]
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
