@@ -79,8 +79,8 @@ class SearchPlan:
 
     def problems(self) -> list[str]:
         """What the study implies that no trial could do, found before any trial starts: a
-        budget below one optimizer step of the largest batch, a model whose training state
-        cannot fit in memory."""
+        budget below one optimizer step of the largest batch, a vocabulary smaller than the
+        tokenizer's, a model whose training state cannot fit in memory."""
         cfg, errors = self.cfg, []
         batches = [self.fixed.get("batch_size", 0)]
         batches += [max(d.distribution.choices) for d in self.dims if d.name == "batch_size"]
@@ -92,6 +92,12 @@ class SearchPlan:
                 f"{cfg.model.block_size} = {step:,} tokens), so such a trial would train more "
                 f"than its budget: raise tokens_per_trial to at least {step:,}, or search "
                 "smaller batches")
+        vocab = cfg.model.vocab_size
+        if vocab is not None and vocab < self.data.vocab_size:
+            errors.append(
+                f"model.vocab_size: {vocab:,} is smaller than the tokenizer's "
+                f"{self.data.vocab_size:,} tokens ({cfg.data.tokenizer}), so no trial could embed "
+                "them: leave model.vocab_size unset, or set it to at least that")
         params = dict(self.priors.context).get("total_params", 0)
         need = TRAINING_BYTES_PER_PARAM * params
         room = _memory_for_a_trial(cfg)

@@ -238,7 +238,9 @@ def test_an_empty_or_corrupt_study_file_is_refused_and_kept(tmp_path, shakespear
      "(16 sequences x block_size 32 = 512 tokens)"),
     ({"model": {"n_layer": 2, "n_head": 4, "n_embd": 1_000_000_000, "block_size": 32}},
      "parameters need at least"),
-], ids=["budget below one batch", "model too large to train"])
+    ({"model": {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 32, "vocab_size": 100}},
+     "model.vocab_size: 100 is smaller than the tokenizer's 256 tokens (byte)"),
+], ids=["budget below one batch", "model too large to train", "vocabulary below the tokenizer's"])
 def test_a_study_no_trial_could_run_is_refused_before_ray(tmp_path, shakespeare, capsys,
                                                           overrides, expected):
     study = tiny_study(tmp_path, shakespeare, **overrides)
