@@ -19,6 +19,7 @@ import math
 import os
 import platform
 import sys
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,8 @@ from scaletune.trainer.config import TrainConfig
 from scaletune.trainer.errors import ConfigError
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+OBJECTIVE = "validation loss (nats/token)"
+"""The study's objective, by name: the final validation loss of a trial."""
 TRAINING_BYTES_PER_PARAM = 16
 """float32 weights, gradients and AdamW's two moments: 4 x 4 bytes a parameter."""
 
@@ -359,6 +362,10 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors, data:
     for key, value in record.items():
         if key not in attrs:
             study.set_user_attr(key, value)
+    if study.metric_names is None:  # what the dashboard calls the objective ("Objective 0")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([OBJECTIVE])
     study.set_user_attr("fingerprint", cfg.fingerprint())
 
 

@@ -115,3 +115,9 @@ def test_of_two_drivers_that_write_at_once_the_last_write_holds(cfg, monkeypatch
     with pytest.raises(SetupError, match="pid 99 on node-7"):
         first.acquire()
     assert study.user_attrs[lease.ATTR]["token"] == "other"
+
+
+def test_the_dashboard_names_the_objective(cfg):
+    from scaletune.search.plan import OBJECTIVE
+
+    assert open_study(cfg).metric_names == [OBJECTIVE]
