@@ -71,6 +71,8 @@ def parse_model_overrides(items: list[str], source: str = "--model") -> dict[str
                 out[key] = yaml.safe_load(text)
             except yaml.YAMLError:
                 out[key] = text
+            except RecursionError:  # [[[[...]]]]: no model field is nested at all
+                errors.append(f"--model {key}: the value is nested too deep; give a plain value")
     if errors:
         raise ConfigError(source, errors)
     return out

@@ -369,3 +369,11 @@ def test_an_export_to_more_tokens_than_any_corpus_is_refused(finished, tmp_path,
     out = " ".join(capsys.readouterr().out.split())
     assert code == 2 and "--tokens: 1e+30 is more than any corpus holds" in out
     assert not (tmp_path / "final.yaml").exists()
+
+
+def test_a_model_value_nested_deep_is_one_error():
+    from scaletune.search.export import parse_model_overrides
+    from scaletune.trainer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--model n_embd: the value is nested too deep"):
+        parse_model_overrides(["n_embd=" + "[" * 5000 + "]" * 5000])
