@@ -488,7 +488,7 @@ def _warmup_prior(n: int, tokens: float, steps: float, beta2: float) -> Prior:
     return _normal_prior("warmup_frac", center, sigma, sources, WARMUP_BOUNDS, unit, cover=values)
 
 
-def _dropout_prior(tokens: float, unique_tokens: float | None) -> Prior:
+def _dropout_prior(tokens: float, unique_tokens: float | None, epochs_from: str) -> Prior:
     unit = "probability"
     epochs = 1.0 if unique_tokens is None else tokens / unique_tokens
     center = laws.dropout_by_epochs(epochs)
@@ -509,6 +509,10 @@ def _dropout_prior(tokens: float, unique_tokens: float | None) -> Prior:
                 note=f"of {tokens:.3g} trained, {unique_tokens:.3g} unique (context only)",
             )
         )
+    if epochs_from:  # the epochs were not counted on the prepared data: say what they rest on
+        law = (f"epochs estimated from {epochs_from}" if unique_tokens is not None
+               else f"epochs unknown ({epochs_from}), assumed")
+        sources.append(Source(law, "this study's data", epochs, "epochs", note=epochs_from))
     sigma = max(0.05, center / 2.0)
     return _normal_prior("dropout", center, sigma, sources, DROPOUT_BOUNDS, unit)
 
@@ -519,6 +523,7 @@ def priors_for(
     unique_tokens: float | None = None,
     beta2: float = 0.95,
     fitted: FittedLaws | None = None,
+    epochs_from: str = "",
 ) -> Priors:
     """Priors for lr, weight decay (lambda and tau), dropout, warmup fraction and batch size.
 
@@ -526,7 +531,9 @@ def priors_for(
     split (epochs = tokens / unique_tokens drives dropout and effective data); None means a
     single pass over fresh data. beta2: AdamW beta2 (sets Ma & Yarats warmup). fitted: laws
     fitted to the user's studies (``heuristics.fit``); when given, they replace the published
-    laws for lr, tau and batch size.
+    laws for lr, tau and batch size. epochs_from: where unique_tokens was not counted on the
+    prepared data, what it was estimated from, or (unique_tokens None) why it is unknown; the
+    dropout prior, the one prior the epochs decide, shows it as a source.
     """
     if not (tokens > 0 and math.isfinite(tokens)):
         raise ValueError(f"tokens must be positive and finite, got {tokens=}")
@@ -544,7 +551,7 @@ def priors_for(
     )
     weight_decay = _weight_decay_prior(tau, lr, batch, model.block_size, tokens, steps)
     warmup = _warmup_prior(n, tokens, steps, beta2)
-    dropout = _dropout_prior(tokens, unique_tokens)
+    dropout = _dropout_prior(tokens, unique_tokens, epochs_from)
 
     context = {
         "tokens": float(tokens),
@@ -581,10 +588,12 @@ def priors_table(priors: Priors) -> Table:
     ctx = dict(priors.context)
     caption = []
     if ctx:
+        epochs = (f"{ctx['epochs']:.3g} epochs" if "unique_tokens" in ctx
+                  else "epochs unknown (1 assumed)")
         caption.append(
             f"N {ctx['non_embedding_params']:.3g} non-embedding ({ctx['total_params']:.3g} total), "
             f"D {ctx['tokens']:.3g} tokens, TPP {ctx['tpp_non_embedding']:.3g}, "
-            f"{ctx['epochs']:.3g} epochs, C = M*D {ctx['deepseek_compute_flops']:.3g} FLOPs"
+            f"{epochs}, C = M*D {ctx['deepseek_compute_flops']:.3g} FLOPs"
         )
     if any(p.extrapolated for p in priors.as_dict().values()):
         caption.append("* law evaluated outside its fitted range: a prior, not an answer")

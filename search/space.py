@@ -23,7 +23,13 @@ from scaletune.search.config import (
     no_batch_sizes,
 )
 from scaletune.trainer.config import TrainConfig
-from scaletune.trainer.errors import ConfigError
+from scaletune.trainer.data import (
+    byte_text_train_tokens,
+    known_vocab_size,
+    prepared_sizes,
+    vocab_size_of,
+)
+from scaletune.trainer.errors import ConfigError, DataError
 from scaletune.trainer.optim import warmup_steps
 
 
@@ -49,8 +55,11 @@ def model_shape(cfg: StudyConfig, vocab_size: int) -> ModelShape:
     )
 
 
-def study_priors(cfg: StudyConfig, vocab_size: int, unique_tokens: float | None) -> Priors:
-    """The priors of this study: published laws, or the user's fitted ones."""
+def study_priors(
+    cfg: StudyConfig, vocab_size: int, unique_tokens: float | None, epochs_from: str = ""
+) -> Priors:
+    """The priors of this study: published laws, or the user's fitted ones. ``epochs_from``
+    says where unique_tokens was not counted on the prepared data (``priors_for``)."""
     fitted = None
     if cfg.priors.laws == "fitted":
         from scaletune.heuristics.fit import FittedLaws
@@ -62,7 +71,36 @@ def study_priors(cfg: StudyConfig, vocab_size: int, unique_tokens: float | None)
         unique_tokens=unique_tokens,
         beta2=cfg.trainer.optim.beta2,
         fitted=fitted,
+        epochs_from=epochs_from,
     )
+
+
+def planning_priors(cfg: StudyConfig) -> Priors:
+    """The priors of this study without preparing its data: nothing is downloaded or tokenized,
+    so a study can be planned on a machine without network (``scaletune priors``).
+
+    lr, batch size, warmup and tau need only the model, the token budget and the vocabulary
+    (total parameters); the vocabulary comes from model.vocab_size or the tokenizer's name
+    (``trainer.data.known_vocab_size``), so they equal those ``scaletune run`` computes (tau's
+    range aside where trials repeat the data: an effective-data law then widens it). Dropout
+    needs the data's size (its epochs): counted from the token cache where the data was prepared
+    already (then every prior equals run's), estimated from the files' sizes for byte-level
+    text, else unknown and one epoch assumed; the dropout prior says which.
+    """
+    try:
+        prepared = prepared_sizes(cfg.data)
+        estimate = None if prepared else byte_text_train_tokens(cfg.data)
+        unknown = "the data is not prepared"
+    except (DataError, OSError) as e:  # a missing file or cache: the epochs are unknown, not lr
+        prepared, estimate, unknown = None, None, str(e)
+    if prepared is not None:
+        unique, vocab = prepared
+        return study_priors(cfg, vocab, unique)  # what `scaletune run` computes
+    tokenizer = cfg.data.tokenizer
+    vocab = cfg.model.vocab_size or known_vocab_size(tokenizer) or vocab_size_of(tokenizer)
+    if estimate is not None:
+        return study_priors(cfg, vocab, estimate, epochs_from="data.path's size, a token per byte")
+    return study_priors(cfg, vocab, None, epochs_from=unknown)
 
 
 def build_space(cfg: StudyConfig, priors: Priors) -> tuple[list[Dim], dict[str, Any]]:

@@ -68,7 +68,7 @@ def prepare_data(cfg: DataConfig, block_size: int) -> TokenData:
     cache. Raises DataError when the text is missing or either split is shorter than one window.
     """
     cache = cache_dir(cfg)
-    record_path = cache / f"source-{_digest(_describe_source(cfg))[:16]}.json"
+    record_path = _record_path(cache, cfg)
     meta = _read_json(record_path)
     from_cache = meta is not None and _token_path(cache, meta).exists()
     if not from_cache:
@@ -90,9 +90,58 @@ def _where(cfg: DataConfig) -> str:
     return f"data.builtin {cfg.builtin}"
 
 
+def prepared_sizes(cfg: DataConfig) -> tuple[int, int] | None:
+    """(training tokens, vocabulary size) of this data when prepare_data has cached it already,
+    else None (also for a cached corpus with no text).
+
+    Reads the cache record and the token file's size only: no text, no tokenizer, no network.
+    Raises DataError where a local path of the data is missing, as prepare_data does.
+    """
+    cache = cache_dir(cfg)
+    meta = _read_json(_record_path(cache, cfg))
+    if meta is None or not _token_path(cache, meta).exists():
+        return None
+    n_tokens = _token_path(cache, meta).stat().st_size // np.dtype(meta["dtype"]).itemsize
+    n_train = n_tokens - _n_val(n_tokens, cfg)
+    return (n_train, meta["vocab_size"]) if n_train > 0 else None
+
+
+def byte_text_train_tokens(cfg: DataConfig) -> int | None:
+    """Training tokens of a ``source: text`` corpus under the byte tokenizer, from its files'
+    sizes without reading them (a token per byte, plus the separator between files); None for
+    any other data. Exact for UTF-8 files, which are the only ones prepare_data accepts."""
+    if cfg.source != "text" or cfg.tokenizer != "byte":
+        return None
+    sizes = [os.path.getsize(p) for p in _text_paths(cfg.path)]
+    n_tokens = sum(sizes) + len(DOC_SEPARATOR.encode()) * (len(sizes) - 1)
+    return n_tokens - _n_val(n_tokens, cfg)
+
+
 def vocab_size_of(tokenizer: str) -> int:
     """Vocabulary size of a tokenizer name: 256 for 'byte', else the tiktoken encoding's n_vocab."""
     return BYTE_VOCAB if tokenizer == "byte" else load_tiktoken(tokenizer).n_vocab
+
+
+# n_vocab of tiktoken's published encodings, so that a study can be planned without their files
+# (tiktoken downloads them on first use). Each is read from its constructor in the installed
+# tiktoken_ext/openai_public.py: its explicit_n_vocab where it states one, else its highest
+# special token + 1 (the merges' ranks all lie below it). tests/trainer/test_tokenizers.py checks
+# every entry against the installed tiktoken.
+TIKTOKEN_VOCAB_SIZES = {
+    "gpt2": 50257,  # explicit_n_vocab
+    "r50k_base": 50257,  # explicit_n_vocab
+    "p50k_base": 50281,  # explicit_n_vocab
+    "p50k_edit": 50284,  # <|fim_suffix|> 50283
+    "cl100k_base": 100277,  # <|endofprompt|> 100276
+    "o200k_base": 200019,  # <|endofprompt|> 200018
+    "o200k_harmony": 201088,  # <|reserved_201087|>
+}
+
+
+def known_vocab_size(tokenizer: str) -> int | None:
+    """Vocabulary size of a tokenizer name without loading it: 256 for 'byte', the table above
+    for tiktoken's published encodings, None for any other (vocab_size_of loads it)."""
+    return BYTE_VOCAB if tokenizer == "byte" else TIKTOKEN_VOCAB_SIZES.get(tokenizer)
 
 
 def cache_dir(cfg: DataConfig) -> Path:
@@ -138,12 +187,34 @@ def load_tiktoken(name: str) -> Any:
     try:
         return tiktoken.get_encoding(name)
     except Exception as e:  # tiktoken fetches its files over HTTP; any failure there lands here
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        files = ", ".join(f"{hashlib.sha1(url.encode()).hexdigest()} for {url}"
+                          for url in _tiktoken_urls(name))
         raise DataError(
             f"tokenizer {name!r}: the tiktoken encoding could not be loaded offline "
-            f"({type(e).__name__}: {e}). Alternatives: use tokenizer 'byte' (needs no files), or "
-            f"pre-populate TIKTOKEN_CACHE_DIR with the encoding's files on a machine with network "
-            f"access and point TIKTOKEN_CACHE_DIR at that folder here."
+            f"({type(e).__name__}: {first}). tiktoken ships no encoding files: it downloads them "
+            "once into its cache. Alternatives: use tokenizer 'byte' (needs no files), or on a "
+            "machine with network access run  TIKTOKEN_CACHE_DIR=tiktoken-cache python -c "
+            f"\"import tiktoken; tiktoken.get_encoding('{name}')\"  , copy the folder "
+            "tiktoken-cache here and set TIKTOKEN_CACHE_DIR to its path"
+            + (f" (tiktoken names each file by the sha1 of its URL: {files})" if files else "")
+            + "."
         ) from e
+
+
+def _tiktoken_urls(name: str) -> list[str]:
+    """The URLs an encoding's constructor downloads, read from its source where it spells them
+    out (an encoding built from another one, such as o200k_harmony, names none itself)."""
+    import inspect
+    import re
+
+    import tiktoken.registry
+
+    try:
+        source = inspect.getsource((tiktoken.registry.ENCODING_CONSTRUCTORS or {})[name])
+    except (KeyError, OSError, TypeError):
+        return []
+    return re.findall(r"https?://[^\s\"']+", source)
 
 
 # ---- reading the text ------------------------------------------------------------------------
@@ -341,7 +412,7 @@ def _token_path(cache: Path, meta: dict[str, Any]) -> Path:
 def _split(
     tokens: np.memmap, meta: dict[str, Any], cfg: DataConfig, block_size: int, from_cache: bool
 ) -> TokenData:
-    n_val = int(len(tokens) * cfg.val_fraction)
+    n_val = _n_val(len(tokens), cfg)
     n_train = len(tokens) - n_val
     need = block_size + 1
     if n_val < need or n_train < need:
@@ -358,6 +429,16 @@ def _split(
         path=_token_path(Path(tokens.filename).parent, meta),
         from_cache=from_cache,
     )
+
+
+def _n_val(n_tokens: int, cfg: DataConfig) -> int:
+    """Tokens of the validation tail of a stream of ``n_tokens``."""
+    return int(n_tokens * cfg.val_fraction)
+
+
+def _record_path(cache: Path, cfg: DataConfig) -> Path:
+    """The cache record of this data, keyed by what identifies it without reading it."""
+    return cache / f"source-{_digest(_describe_source(cfg))[:16]}.json"
 
 
 def _digest(obj: Any) -> str:
