@@ -358,6 +358,7 @@ def test_trials_a_stopped_driver_left_running_run_again_even_without_retries(tmp
 # --------------------------------------------------------------------------- SIGTERM, two drivers
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_sigterm_stops_requeues_and_exits_cleanly(tmp_path, shakespeare, signum):
     raw = tiny_study(tmp_path, shakespeare, n_trials=3, pruner={"name": "none"},
@@ -390,6 +391,7 @@ def test_sigterm_stops_requeues_and_exits_cleanly(tmp_path, shakespeare, signum)
     assert study.user_attrs["driver"] is None
 
 
+@pytest.mark.slow
 def test_a_second_driver_of_a_running_study_is_refused(tmp_path, shakespeare):
     # Long enough that the first driver still runs when the second has started Ray (seconds).
     raw = tiny_study(tmp_path, shakespeare, n_trials=6, pruner={"name": "none"},
@@ -414,6 +416,7 @@ def test_a_second_driver_of_a_running_study_is_refused(tmp_path, shakespeare):
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * cfg.n_trials
 
 
+@pytest.mark.slow
 def test_an_error_in_the_driver_requeues_the_running_trials(tmp_path, shakespeare, monkeypatch):
     cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=3, pruner={"name": "none"}))
     real = scaletune.search.runner._answer_reports
