@@ -1,16 +1,28 @@
-"""The `scaletune` command: thin subcommands over the packages' functions."""
+"""The `scaletune` command: thin subcommands over the packages' functions.
+
+Building the parser imports no torch, ray or optuna (each command imports what it needs), so
+``scaletune --help`` and ``scaletune validate`` answer at once.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
+import time
 
 from rich.console import Console
 
 from scaletune.trainer.errors import ConfigError, ScaletuneError
 
 EXIT_BAD_INPUT = 2
+WIDTH_NOT_A_TERMINAL = 200
+"""Columns for tables written to a file or a pipe, where rich would take 80 and cut cells."""
+RAY_TOKEN_NOTICE = "ray._private.authentication.authentication_token_setup"
+"""The logger of Ray's "Token authentication is enabled for this Ray cluster" notice, which
+ray.init prints at every start of a local Ray (Ray 2.60); silencing it leaves authentication
+on."""
 
 
 def _errors(console: Console, e: ScaletuneError) -> int:
@@ -23,23 +35,39 @@ def _errors(console: Console, e: ScaletuneError) -> int:
     return EXIT_BAD_INPUT
 
 
+def make_console() -> Console:
+    """rich's console in a terminal; elsewhere (a file, a pipe, a scheduler's log) one whose
+    lines are never wrapped and whose tables are not cut at 80 columns."""
+    console = Console()
+    if console.is_terminal:
+        return console
+    return Console(soft_wrap=True, width=WIDTH_NOT_A_TERMINAL)
+
+
+def _quiet_optuna() -> None:
+    """Optuna's INFO lines ("A new study created in RDB ...") say nothing our output does not."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    start = time.monotonic()  # the run's time includes importing torch and Ray
     from scaletune.search.config import load_study
-    from scaletune.search.runner import best_summary, dumps, run_study
+    from scaletune.search.progress import print_run_summary
+    from scaletune.search.runner import run_study
 
     cfg = load_study(args.study)
+    _quiet_optuna()
+    if cfg.workers.address in (None, "local"):  # a cluster's notice is kept: it is shared
+        logging.getLogger(RAY_TOKEN_NOTICE).setLevel(logging.ERROR)
     try:
         study = run_study(cfg, console)
     except KeyboardInterrupt as e:
         # The shell's convention: 128 + the signal (130 for Ctrl-C, 143 for SIGTERM).
         return 128 + getattr(e, "signum", signal.SIGINT)
-    best = best_summary(study)
-    if best is None:
-        console.print("[red]no trial finished[/]")
-        return 1
-    console.print(f"[bold green]best trial {best['number']}[/]: val loss {best['value']:.4f}")
-    console.print(dumps({"params": best["params"], "derived": best["derived"]}), markup=False)
-    return 0
+    summary = print_run_summary(console, study, cfg, args.study, time.monotonic() - start)
+    return 0 if summary["best"] is not None else 1
 
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
@@ -71,13 +99,14 @@ def cmd_priors(args: argparse.Namespace, console: Console) -> int:
     cfg = load_study(args.study)
     data = prepare_data(cfg.data, cfg.model.block_size)
     priors = study_priors(cfg, data.vocab_size, data.n_train_tokens)
-    print_priors(priors, json_output=args.json)
+    print_priors(priors, json_output=args.json, console=console)
     return 0
 
 
 def cmd_dashboard(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.dashboard import serve
 
+    _quiet_optuna()
     return serve(args.study, host=args.host, port=args.port, allow_writes=args.allow_writes,
                  console=console)
 
@@ -97,6 +126,7 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.config import load_study
     from scaletune.search.fit import fit_from_studies
 
+    _quiet_optuna()
     laws = fit_from_studies([load_study(p) for p in args.studies], scale_kind=args.by)
     laws.save(args.output)
     for fit in (laws.lr, laws.tau, laws.batch_size):
@@ -124,6 +154,7 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.export import export_study, parse_model_overrides, summary_lines
 
     cfg = load_study(args.study)
+    _quiet_optuna()
     done = export_study(
         cfg, args.output, source=args.study, trial=args.trial, tokens=args.tokens,
         model=parse_model_overrides(args.model), max_batch_size=args.max_batch_size,
@@ -140,9 +171,33 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.report import make_report
 
     cfg = load_study(args.study)
+    _quiet_optuna()
     out = args.output or cfg.folder / "report"
     make_report(cfg, out, source=args.study, console=console)
     return 0
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed version and the code revision (git), looked up only when
+    asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(version_line())
+        parser.exit()
+
+
+def version_line() -> str:
+    """``scaletune 0.1.0 (revision 0123abcd...)``; the revision is left out outside git."""
+    from importlib.metadata import version
+
+    from scaletune.trainer.record import git_revision
+
+    revision = git_revision()
+    return f"scaletune {version('scaletune')}" + (f" (revision {revision})" if revision else "")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="scaletune",
         description="Hyperparameter search for GPT pretraining, seeded by scaling laws.",
     )
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run or resume a study")
@@ -215,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console(stderr=False)
+    console = make_console()
     try:
         return args.func(args, console)
     except ScaletuneError as e:

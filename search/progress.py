@@ -1,9 +1,12 @@
-"""The live view of a running study in the terminal (plain event lines when not a terminal)."""
+"""The live view of a running study in the terminal (plain event lines when not a terminal),
+and the summary ``scaletune run`` prints at the end."""
 
 from __future__ import annotations
 
 import math
+import shlex
 import time
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -31,18 +34,41 @@ def fmt_params(params: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def fmt_duration(seconds: float) -> str:
+    """``45 s``, ``3 min 20 s``, ``2 h 5 min``: a wall time as a person reads it."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {s % 3600 // 60} min"
+
+
+def fmt_eta(seconds: float) -> str:
+    """``ETA ~3 min``: an estimate, rounded as coarsely as it is known."""
+    if seconds < 90:
+        return f"ETA ~{max(10, round(seconds, -1)):.0f} s"
+    if seconds < 90 * 60:
+        return f"ETA ~{round(seconds / 60)} min"
+    return f"ETA ~{seconds / 3600:.1f} h"
+
+
 class StudyProgress:
-    """Counts of trials by state, the best value so far, and one progress row per running trial."""
+    """Counts of trials by state, the best value so far, and one progress row per running trial.
+
+    The counts are those of ``n_trials``: a FAIL trial whose params were queued again (user attr
+    ``retried``) is not counted, because its re-run is. In a terminal the view is live, with an
+    ETA; elsewhere (a file, a pipe) every event and every evaluation is one plain line.
+    """
 
     def __init__(self, console: Console, cfg: StudyConfig, study: optuna.Study) -> None:
         self.console = console
         self.cfg = cfg
         self.study = study
         self.running: dict[int, dict[str, Any]] = {}
-        self.counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
-        for t in study.get_trials(deepcopy=False):
-            if t.state.name in self.counts:
-                self.counts[t.state.name] += 1
+        self.counts, self.durations = _tally(study)
+        # The most trials seen running at once, for the ETA: the driver fills every slot it has.
+        self.slots = 0
         self.best = _best(study)
         self.t0 = time.time()
         self._live: Live | None = None
@@ -61,16 +87,21 @@ class StudyProgress:
 
     def started(self, number: int, params: dict[str, Any]) -> None:
         self.running[number] = {"params": params, "tokens": 0, "value": None, "t0": time.time()}
+        self.slots = max(self.slots, len(self.running))
         self._log(f"trial {number} started: {fmt_params(params)}")
 
     def reported(self, number: int, tokens: int, value: float, metrics: dict) -> None:
         row = self.running.get(number)
         if row is not None:
             row.update(tokens=tokens, value=value, tps=metrics.get("tokens_per_s"))
+        if self._live is None:  # the live view shows it in the trial's row
+            self.console.print(f"trial {number} at {tokens:,} tokens: val loss {value:.4f}",
+                               highlight=False)
 
     def finished(self, number: int, state: str, value: float | None, reason: str | None) -> None:
+        """Trial ``number`` ended in ``state``; the study has been told (its storage counts)."""
         self.running.pop(number, None)
-        self.counts[state] = self.counts.get(state, 0) + 1
+        self.counts, self.durations = _tally(self.study)
         if value is not None and (self.best is None or value < self.best[1]):
             self.best = (number, value)
         detail = f"{value:.4f}" if value is not None else (reason or "")
@@ -96,6 +127,9 @@ class StudyProgress:
             f"failed {c['FAIL']}  running {len(self.running)}  of {self.cfg.n_trials}  |  {best}  "
             f"|  {time.time() - self.t0:.0f}s"
         )
+        eta = self.eta()
+        if eta:  # None before a trial has finished, 0 once none is left
+            head += f"  |  {fmt_eta(eta)}"
         table = Table(box=None, pad_edge=False)
         for col in ("trial", "progress", "tokens", "val loss", "tok/s", "params"):
             table.add_column(col)
@@ -112,6 +146,33 @@ class StudyProgress:
             )
         return Group(head, table)
 
+    def eta(self) -> float | None:
+        """Seconds until ``n_trials`` have finished: the trials still to run (running ones less
+        what they have done) at the mean wall time of the finished ones, spread over the slots.
+        None before any trial has finished."""
+        if not self.durations:
+            return None
+        mean = sum(self.durations) / len(self.durations)
+        now = time.time()
+        done = sum(self.counts.values())
+        queued = max(0, self.cfg.n_trials - done - len(self.running))
+        left = queued * mean + sum(max(0.0, mean - (now - r["t0"])) for r in self.running.values())
+        return left / max(1, self.slots)
+
+
+def _tally(study: optuna.Study) -> tuple[dict[str, int], list[float]]:
+    """Finished trials by state, and their wall times in seconds, as ``n_trials`` counts them:
+    FAIL trials queued again are left out."""
+    counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
+    durations = []
+    for t in study.get_trials(deepcopy=False):
+        if t.state.name not in counts or t.user_attrs.get("retried", False):
+            continue
+        counts[t.state.name] += 1
+        if t.datetime_start and t.datetime_complete:
+            durations.append((t.datetime_complete - t.datetime_start).total_seconds())
+    return counts, durations
+
 
 def _best(study: optuna.Study) -> tuple[int, float] | None:
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
@@ -119,3 +180,71 @@ def _best(study: optuna.Study) -> tuple[int, float] | None:
         return None
     t = min(done, key=lambda t: t.value)
     return (t.number, t.value)
+
+
+def print_run_summary(console: Console, study: optuna.Study, cfg: StudyConfig, source: str,
+                      wall_s: float) -> dict[str, Any]:
+    """Print what ``scaletune run`` shows at the end: the best trial, trials by state, time,
+    compute and what pruning saved, where the study lives and the commands that come next.
+    ``source`` is the study file as the user named it. Returns the numbers, those of
+    ``scaletune report``'s summary.json (search.report.summarize)."""
+    from scaletune.search.report import summarize  # matplotlib and pandas: only at the end
+
+    s = summarize(study, cfg)
+    best, compute, pruning = s["best"], s["compute"], s["pruning"]
+    rows = []
+    console.print()
+    if best is None:
+        console.print("[red]no trial finished[/]")
+    else:
+        console.print(f"[bold green]best trial {best['number']}[/]: val loss {best['value']:.4f}")
+        derived = {k: v for k, v in best["derived"].items() if k not in best["params"]}
+        rows.append(("params", fmt_params(best["params"])))
+        if derived:
+            rows.append(("derived", fmt_params(derived)))
+    study_file = shlex.quote(source)
+    report_dir = shlex.quote(str(_near(cfg.folder / "report")))
+    rows += [
+        ("trials", _states(study, s["trials"])),
+        ("time", f"{fmt_duration(wall_s)} this run; "
+                 f"{fmt_duration(compute['trial_wall_time_s'])} of training summed over the trials"),
+        ("compute", f"{compute['tokens_trained']:,} tokens, {compute['flops_6nd']:.3g} FLOPs "
+                    f"(6ND); pruning saved {pruning['tokens_saved']:,} tokens "
+                    f"({pruning['fraction_saved']:.0%}) in {pruning['pruned_trials']} pruned "
+                    f"trial{'' if pruning['pruned_trials'] == 1 else 's'}"),
+        ("study", f"{s['study']} in {s['storage']}"),
+        ("next", f"scaletune dashboard {study_file}"),
+        ("", f"scaletune report {study_file} -o {report_dir}"),
+        ("", f"scaletune export {study_file} --tokens {_short_tokens(10 * cfg.tokens_per_trial)} "
+             "-o final.yaml   # a final run of 10x a trial's tokens"),
+    ]
+    for key, text in rows:
+        console.print(f"  {key:<8} {text}", highlight=False, markup=False)
+    return s
+
+
+def _states(study: optuna.Study, by_state: dict[str, int]) -> str:
+    """``6 complete, 10 pruned, 1 failed and run again``."""
+    queued_again = sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+                       if t.user_attrs.get("retried", False))
+    counts = {**by_state, "FAIL": by_state.get("FAIL", 0) - queued_again}
+    first = ["COMPLETE", "PRUNED", "FAIL"]
+    parts = [f"{counts[state]} {'failed' if state == 'FAIL' else state.lower()}"
+             for state in [*first, *sorted(set(counts) - set(first))] if counts.get(state)]
+    if queued_again:
+        parts.append(f"{queued_again} failed and run again")
+    return ", ".join(parts) or "none"
+
+
+def _near(path: Path) -> Path:
+    """``path`` relative to the working directory when it lies below it, as a user types it."""
+    try:
+        return path.resolve().relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
+def _short_tokens(n: int) -> str:
+    """A token count as the CLI takes it: ``3e6``, ``1.64e6``."""
+    mantissa, exponent = f"{n:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"

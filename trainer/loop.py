@@ -355,7 +355,8 @@ def _settle(record: tuple[int, torch.Tensor, torch.Tensor], run: _Run, progress:
     grad_stats.add(norm)
     if not bar.disable and step % 10 == 0:
         rate = (bar.format_dict["rate"] or 0) * run.tokens_per_step
-        bar.set_postfix_str(f"loss {loss:.3f} | {rate:,.0f} tok/s", refresh=False)
+        val = f" | val {progress.history[-1]['val_loss']:.3f}" if progress.history else ""
+        bar.set_postfix_str(f"loss {loss:.3f}{val} | {rate:,.0f} tok/s", refresh=False)
     return None
 
 

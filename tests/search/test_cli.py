@@ -1,0 +1,233 @@
+"""The everyday CLI: it starts without torch, says its version, writes whole lines to a file or
+a pipe, and a study's progress and end-of-run summary say what a user needs."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import io
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console
+
+from scaletune.search.config import load_study, validate_study
+from scaletune.search.progress import StudyProgress, fmt_params
+from scaletune.search.report import summarize
+from scaletune.search.storage import mask_url
+from tests.search.helpers import tiny_study, write_study
+
+REPO = Path(__file__).resolve().parents[2]
+QUICKSTART = REPO / "studies" / "quickstart.yaml"
+HEAVY = ("torch", "ray", "optuna")
+
+
+def python(code: str) -> str:
+    """Run ``code`` in a fresh interpreter; its stdout."""
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def scaletune(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    """``scaletune ARGS`` with its output to a pipe, as under nohup, CI or a scheduler."""
+    return subprocess.run([sys.executable, "-m", "scaletune.search.cli", *args], cwd=REPO,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=timeout)
+
+
+# --------------------------------------------------------------------------- start-up
+
+
+def test_building_the_parser_imports_no_torch_ray_or_optuna():
+    loaded = python(
+        "import sys; from scaletune.search.cli import build_parser; build_parser(); "
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    # Rule: `scaletune --help` costs the parser alone; each command imports what it needs.
+    assert loaded == "[]"
+
+
+def test_validate_imports_no_torch():
+    loaded = python(
+        "import sys; from scaletune.search.cli import main; "
+        f"assert main(['validate', {str(QUICKSTART)!r}]) == 0; "
+        "print('torch' in sys.modules)"
+    )
+    # Rule: checking a study file needs its schemas only.
+    assert loaded.splitlines()[-1] == "False"
+
+
+def test_package_names_load_on_first_use():
+    import scaletune.heuristics
+    import scaletune.trainer
+    from scaletune.trainer import TrainConfig, train
+
+    # Rule: the lazy packages keep their public names, each the object its module defines.
+    from scaletune.trainer.config import TrainConfig as Defined
+    from scaletune.trainer.loop import train as defined_train
+
+    assert (TrainConfig, train) == (Defined, defined_train)
+    for package in (scaletune.trainer, scaletune.heuristics):
+        for name in package.__all__:
+            assert getattr(package, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        scaletune.trainer.nothing  # noqa: B018
+
+
+def test_version_names_the_installed_version():
+    done = scaletune("--version")
+    # Rule: `scaletune --version` prints the package's version (and the code revision in git).
+    assert done.returncode == 0, done.stdout
+    assert re.fullmatch(
+        rf"scaletune {re.escape(importlib.metadata.version('scaletune'))}( \(revision \S+\))?\n",
+        done.stdout,
+    ), done.stdout
+
+
+# --------------------------------------------------------------------------- output to a pipe
+
+
+def test_a_long_line_comes_out_whole_through_a_pipe(tmp_path):
+    deep = tmp_path / ("a-folder-with-a-rather-long-name-" * 3) / "my-study.yaml"
+    deep.parent.mkdir(parents=True)
+    deep.write_text(QUICKSTART.read_text())
+    done = scaletune("validate", str(deep))
+    # Rule: a file or a pipe gets each line whole, however long, never wrapped at 80 columns.
+    assert done.returncode == 0, done.stdout
+    assert len(f"{deep}: ok") > 80
+    assert f"{deep}: ok\n" in done.stdout
+
+
+def test_the_priors_table_is_not_cut_through_a_pipe():
+    done = scaletune("priors", str(QUICKSTART))
+    assert done.returncode == 0, done.stdout
+    # Rule: no table cell is cut short ("hyperparame…"); every source line is whole.
+    assert "…" not in done.stdout
+    assert "hyperparameter" in done.stdout and "Step Law eta_opt(N, D)" in done.stdout
+
+
+# --------------------------------------------------------------------------- the live view
+
+
+def finished_trial(number: int, state: TrialState, seconds: float, value: float | None = None,
+                   **attrs: object) -> FrozenTrial:
+    start = datetime.datetime(2026, 1, 1, 12, 0, 0)
+    return FrozenTrial(
+        number=number, trial_id=number, state=state, value=value,
+        datetime_start=start, datetime_complete=start + datetime.timedelta(seconds=seconds),
+        params={"lr": 0.01}, distributions={"lr": FloatDistribution(1e-4, 1.0, log=True)},
+        user_attrs=dict(attrs), system_attrs={},
+        intermediate_values={30_000: value} if value is not None else {},
+    )
+
+
+def a_study(*trials: FrozenTrial) -> optuna.Study:
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    for t in trials:
+        study.add_trial(t)
+    return study
+
+
+def plain_console() -> tuple[Console, io.StringIO]:
+    out = io.StringIO()
+    return Console(file=out, width=200, soft_wrap=True), out
+
+
+def test_plain_output_has_a_line_per_evaluation():
+    console, out = plain_console()
+    progress = StudyProgress(console, load_study(QUICKSTART), a_study())
+    with progress:
+        progress.started(3, {"lr": 0.00523, "batch_size": 8})
+        progress.reported(3, 40_960, 2.87301, {"tokens_per_s": 5000.0})
+    # Rule: without a terminal every evaluation is one line: trial, tokens seen, val loss.
+    assert "trial 3 at 40,960 tokens: val loss 2.8730\n" in out.getvalue()
+
+
+def test_failed_trials_queued_again_are_not_counted_as_failed():
+    study = a_study(
+        finished_trial(0, TrialState.COMPLETE, 60, 2.5),
+        finished_trial(1, TrialState.FAIL, 10, retried=True, fail_reason="interrupted (Ctrl-C)"),
+        finished_trial(2, TrialState.FAIL, 10, retried=False, fail_reason="out of memory"),
+        finished_trial(3, TrialState.PRUNED, 30, 3.1),
+    )
+    console, _ = plain_console()
+    progress = StudyProgress(console, load_study(QUICKSTART), study)
+    # Rule: a resumed study counts as failed only the failures that count toward n_trials;
+    # those queued again will run again.
+    assert "done 1  pruned 1  failed 1  running 0" in str(progress.render().renderables[0])
+
+    trial = study.ask()
+    trial.set_user_attr("retried", True)
+    study.tell(trial, state=TrialState.FAIL)
+    progress.finished(trial.number, "FAIL", None, "worker died (queued again)")
+    # The same rule for a failure queued again while the study runs.
+    assert progress.counts["FAIL"] == 1
+
+
+def test_the_live_view_shows_an_eta_once_a_trial_has_finished():
+    cfg = load_study(QUICKSTART)  # 16 trials
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=200)
+    progress = StudyProgress(terminal, cfg, a_study())
+    progress.started(0, {"lr": 0.01})
+    progress.started(1, {"lr": 0.02})
+    # Rule: no ETA before a trial has finished: there is nothing to estimate from.
+    assert "ETA" not in str(progress.render().renderables[0])
+
+    study = a_study(finished_trial(0, TrialState.COMPLETE, 60, 2.5),
+                    finished_trial(1, TrialState.PRUNED, 120, 3.0))
+    progress = StudyProgress(terminal, cfg, study)
+    progress.started(2, {"lr": 0.01})
+    progress.started(3, {"lr": 0.02})
+    # Rule: the trials left (14, two of them just started) at the mean wall time of the
+    # finished ones (90 s), over the slots the driver fills (2): 14 * 90 / 2 = 630 s.
+    assert progress.eta() == pytest.approx(630, abs=2)
+    assert "ETA ~10 min" in str(progress.render().renderables[0])
+
+
+# --------------------------------------------------------------------------- a real study
+
+
+@pytest.mark.slow
+def test_a_study_ends_with_a_summary_through_a_pipe(tmp_path, shakespeare):
+    raw = tiny_study(tmp_path, shakespeare, n_trials=3)
+    path = write_study(tmp_path, raw)
+    done = scaletune("run", str(path), timeout=600)
+    out = done.stdout
+    assert done.returncode == 0, out
+    cfg = validate_study(raw)
+    study = optuna.load_study(study_name=cfg.name, storage=cfg.storage_url)
+    best = study.best_trial
+    summary = summarize(study, cfg)
+    lines = out.splitlines()
+
+    # Rule: no notices from the libraries: Optuna's study creation, Ray's token authentication.
+    assert "A new study created" not in out
+    assert "Token authentication is enabled" not in out
+    # Rule: every evaluation of a trial is a line (a complete trial reports at every grid point).
+    for t in study.trials:
+        if t.state == TrialState.COMPLETE:
+            evals = [ln for ln in lines if ln.startswith(f"trial {t.number} at ")]
+            assert len(evals) == len(t.intermediate_values), out
+    # Rule: the summary names the best trial (the line the README shows), its params as the
+    # hyperparameter table prints them, the trials by state, compute and what pruning saved,
+    # where the study lives (masked) and the commands that come next; no 16-digit floats.
+    assert f"best trial {best.number}: val loss {best.value:.4f}" in lines
+    assert f"  params   {fmt_params(best.params)}" in lines
+    n_complete = sum(t.state == TrialState.COMPLETE for t in study.trials)
+    assert any(ln.startswith(f"  trials   {n_complete} complete") for ln in lines), out
+    assert f"{summary['compute']['tokens_trained']:,} tokens" in out
+    assert f"pruning saved {summary['pruning']['tokens_saved']:,} tokens" in out
+    # Long lines (the storage URL in a deep temporary folder) come out whole.
+    assert f"  study    {cfg.name} in {mask_url(cfg.storage_url)}" in lines
+    assert f"scaletune dashboard {path}" in out
+    assert f"scaletune report {path} -o {cfg.folder / 'report'}" in out
+    assert f"scaletune export {path} --tokens " in out
+    assert not re.search(r"\d\.\d{8,}", out), out
