@@ -93,12 +93,11 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
 def cmd_priors(args: argparse.Namespace, console: Console) -> int:
     from scaletune.heuristics.priors import print_priors
     from scaletune.search.config import load_study
-    from scaletune.search.space import study_priors
-    from scaletune.trainer.data import prepare_data
+    from scaletune.search.space import planning_priors
 
-    cfg = load_study(args.study)
-    data = prepare_data(cfg.data, cfg.model.block_size)
-    priors = study_priors(cfg, data.vocab_size, data.n_train_tokens)
+    # From the model, the budget and the tokenizer's name: planning a study downloads and
+    # tokenizes nothing (`scaletune run` prepares the data; only dropout's epochs need it).
+    priors = planning_priors(load_study(args.study))
     print_priors(priors, json_output=args.json, console=console)
     return 0
 

@@ -9,7 +9,6 @@ workers may run on machines that cannot reach the database.
 from __future__ import annotations
 
 import errno
-import json
 import math
 import os
 import shutil
@@ -433,18 +432,3 @@ def _last_line(e: BaseException) -> str:
     text = str(e).strip()
     lines = [ln for ln in text.splitlines() if ln.strip()]
     return lines[-1][:300] if lines else type(e).__name__
-
-
-def best_summary(study: optuna.Study) -> dict[str, Any] | None:
-    """The best finished trial: number, value, sampled params and derived values."""
-    try:
-        best = study.best_trial
-    except ValueError:
-        return None
-    derived = {k: best.user_attrs[k] for k in ("weight_decay", "tau", "steps", "warmup_steps")
-               if k in best.user_attrs}
-    return {"number": best.number, "value": best.value, "params": best.params, "derived": derived}
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, indent=2, default=str)

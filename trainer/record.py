@@ -14,12 +14,12 @@ import platform
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from scaletune.trainer import kernels
 from scaletune.trainer.config import TrainConfig
+
+if TYPE_CHECKING:
+    import torch
 
 METRICS = "metrics.jsonl"
 
@@ -28,6 +28,8 @@ def run_metadata(config: TrainConfig, device: torch.device, dtype: torch.dtype,
                  cpu_kernels: dict[str, str]) -> dict[str, Any]:
     """What produced a run: resolved config, code revision, library versions, hardware (with the
     CPU kernels train() chose: ``matmul`` for float32, ``attention`` for bfloat16)."""
+    import torch  # here, so that `scaletune --version` can ask git_revision without torch
+
     versions = {"python": platform.python_version()}
     for lib in ("torch", "numpy", "tiktoken", "datasets", "pydantic"):
         try:
@@ -57,6 +59,8 @@ def git_revision() -> str | None:
 
 
 def cpu_name() -> str:
+    from scaletune.trainer import kernels
+
     return kernels.cpuinfo_field("model name") or platform.processor()
 
 
