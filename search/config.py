@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SerializeAsAny,
     ValidationError,
     create_model,
@@ -36,6 +37,8 @@ from scaletune.trainer.config import (
     TrainConfig,
     format_errors,
     load_yaml,
+    shown_value,
+    unknown_key,
 )
 from scaletune.trainer.errors import ConfigError
 
@@ -116,11 +119,19 @@ def _param_errors(key: str, raw: Any, model: type[Param]) -> tuple[Param | None,
     try:
         return model.model_validate(raw), []
     except ValidationError as e:
-        lines = []
-        for line in format_errors(e, model):
-            line = line.removeprefix("<top>: ")
-            lines.append(line if line.startswith(key) else f"{key}: {line}")
-        return None, lines
+        return None, format_errors(e, model, prefix=key)
+
+
+def _not_a_search(key: str, given: Any, with_prior: bool) -> str:
+    """The error of a hyperparameter written as a bare value or list: the forms a search takes,
+    the value given put in the one that fits it."""
+    prior = ", {prior: auto}" if with_prior else ""
+    if isinstance(given, list):
+        return (f"{key}: give {{choices: {shown_value(given)}}} to search these values, or "
+                f"{{low: .., high: ..}}{prior} to search a range, {{value: ..}} to fix it")
+    value = ".." if given is None else shown_value(given)
+    return (f"{key}: give {{value: {value}}} to fix it, or {{low: .., high: ..}}, "
+            f"{{choices: [..]}}{prior} to search it")
 
 
 class SearchSpace(_Strict):
@@ -141,9 +152,10 @@ class SearchSpace(_Strict):
         if isinstance(raw, SearchSpace):
             return raw
         if not isinstance(raw, dict):
-            raise ValueError(f"search: expected a mapping of hyperparameters, got {raw!r:.80}")
+            raise ValueError("search: expected a mapping of hyperparameters, such as "
+                             f"{{lr: {{prior: auto}}}} (got {shown_value(raw)})")
         names = {hp.name: hp for hp in hparams.searchable()}
-        errors = [f"search.{k}: unknown key; allowed: {', '.join([*names, 'other'])}"
+        errors = [unknown_key("search", k, [*names, "other"])
                   for k in raw if k != "other" and k not in names]
         params: dict[str, Param] = {}
         for name, hp in names.items():
@@ -153,15 +165,27 @@ class SearchSpace(_Strict):
             if isinstance(given, Param):
                 params[name] = given
                 continue
+            if given is not None and not isinstance(given, dict):
+                errors.append(_not_a_search(f"search.{name}", given, hp.prior is not None))
+                continue
             given = {"prior": hp.default} if given is None else given
             model = form_param(tuple(w for w, _ in hp.forms)) if hp.forms else Param
             param, problems = _param_errors(f"search.{name}", given, model)
             errors += problems
             if param is not None:
                 params[name] = param
+        other = raw.get("other") or {}
+        if isinstance(other, dict):
+            searches = (dict, Param)
+            errors += [_not_a_search(f"search.other.{k}", v, with_prior=False)
+                       for k, v in other.items() if not isinstance(v, searches)]
+            other = {k: v for k, v in other.items() if isinstance(v, searches)}
+        try:
+            space = handler({"params": {}, "other": other})
+        except ValidationError as e:  # reported with the others, all at once
+            errors += format_errors(e, SearchSpace, prefix="search")
         if errors:
             raise ValueError("\n".join(errors))
-        space = handler({"params": {}, "other": raw.get("other") or {}})
         space.params.update(params)
         return space
 
@@ -421,6 +445,14 @@ class StudyConfig(_Strict):
     seed: int = Field(0, strict=True)
     """Seed of the sampler and of every trial's training run."""
 
+    _source: str | None = PrivateAttr(None)
+
+    @property
+    def source(self) -> str:
+        """The study file this config was read from, for errors to name (set by load_study);
+        "study" for a config built in code."""
+        return self._source or "study"
+
     @model_validator(mode="after")
     def _cross_checks(self) -> StudyConfig:
         errors = []
@@ -532,21 +564,14 @@ def validate_study(raw: dict[str, Any], source: str = "<study>") -> StudyConfig:
 
 
 def study_errors(err: ValidationError) -> list[str]:
-    """One line per problem; cross-field checks that were joined by '; ' are split again."""
-    lines = []
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"])
-        msg = e["msg"]
-        if e["type"] != "value_error":
-            lines += format_errors(ValidationError.from_exception_data(err.title, [e]), StudyConfig)
-            continue
-        for part in msg.removeprefix("Value error, ").split("\n"):
-            lines.append(f"{key}: {part}" if key and not part.startswith(("search.", key)) else part)
-    return lines
+    """One line per problem, each naming its key as the study file spells it; the checks that
+    join several problems by newlines are split again."""
+    return format_errors(err, StudyConfig)
 
 
 def load_study(path: str | Path) -> StudyConfig:
-    """Read and validate a study file; relative paths resolve against the file's folder."""
+    """Read and validate a study file; relative paths resolve against the file's folder. The
+    files it names are not looked at here: see check_study_files."""
     path = Path(path)
     raw = load_yaml(path)
     cfg = validate_study(raw, str(path))
@@ -556,4 +581,19 @@ def load_study(path: str | Path) -> StudyConfig:
         updates["priors"] = cfg.priors.model_copy(
             update={"fitted_file": str(base / cfg.priors.fitted_file)}
         )
-    return cfg.model_copy(update=updates)
+    cfg = cfg.model_copy(update=updates)
+    cfg._source = str(path)
+    return cfg
+
+
+def check_study_files(cfg: StudyConfig) -> list[str]:
+    """The files a study names that are not there, one error each, with the path as resolved:
+    the source text (data.path, a file or a glob with matches), the data_files of a local
+    `datasets` builder, and priors.fitted_file when the study uses fitted laws. Nothing is read,
+    tokenized or downloaded, so `scaletune validate` finds these as `scaletune run` would."""
+    errors = cfg.data.file_errors()
+    fitted = cfg.priors.fitted_file
+    if cfg.priors.laws == "fitted" and fitted and not Path(fitted).is_file():
+        errors.append(f"priors.fitted_file: file not found: {fitted!r} (`scaletune fit STUDY... "
+                      "-o FILE` writes it)")
+    return errors

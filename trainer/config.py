@@ -7,13 +7,20 @@ what every trial of a study builds.
 
 from __future__ import annotations
 
+import difflib
+import glob
 import os
+import re
 import reprlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
 
 from scaletune.trainer.errors import ConfigError
 
@@ -145,6 +152,21 @@ LOCAL_BUILDERS = ("text", "json", "csv", "parquet", "arrow")
 """`datasets` builders that read local files named by data_files."""
 
 
+def text_files(pattern: str) -> list[str]:
+    """The files a local path names: a glob's matches (sorted), or the one file. Raises
+    ValueError saying why there are none: no match, a folder, no such file."""
+    if glob.has_magic(pattern):
+        paths = sorted(glob.glob(pattern, recursive=True))
+        if not paths:
+            raise ValueError(f"no file matches {pattern!r}")
+        return paths
+    if os.path.isdir(pattern):
+        raise ValueError(f"{pattern!r} is a folder; give a file or a glob such as {pattern}/*.txt")
+    if not os.path.exists(pattern):
+        raise ValueError(f"file not found: {pattern!r}")
+    return [pattern]
+
+
 class DataConfig(_Strict):
     """Where the text comes from and how it becomes tokens."""
 
@@ -196,6 +218,25 @@ class DataConfig(_Strict):
             update["data_files"] = (absolute(files) if isinstance(files, str)
                                     else [absolute(f) for f in files])
         return self.model_copy(update=update)
+
+    def file_errors(self) -> list[str]:
+        """The local files this config names that are not there, one error each: ``path`` of a
+        text source, ``data_files`` of a local-file builder. Nothing is read (no tokenizing, no
+        download), so a file is checked before any run needs it."""
+        if self.source == "text" and self.path:
+            keyed = [("data.path", self.path)]
+        elif self.source == "hf" and self.dataset in LOCAL_BUILDERS and self.data_files:
+            files = [self.data_files] if isinstance(self.data_files, str) else self.data_files
+            keyed = [("data.data_files", f) for f in files if "://" not in f]
+        else:
+            keyed = []
+        errors = []
+        for key, pattern in keyed:
+            try:
+                text_files(pattern)
+            except ValueError as e:
+                errors.append(f"{key}: {e}")
+        return errors
 
     @model_validator(mode="after")
     def _source_fields(self) -> DataConfig:
@@ -286,61 +327,283 @@ def shown_value(value: Any) -> str:
     return clip(_short.repr(value))
 
 
-def format_errors(err: ValidationError, root: type[BaseModel] | None = None) -> list[str]:
-    """One line per error: the dotted key, the bad value and what is allowed."""
-    lines = []
-    for e in err.errors():
-        key = clip(".".join(str(p) for p in e["loc"]))
-        if e["type"] == "extra_forbidden":
-            allowed = _fields_at(root, e["loc"][:-1]) if root else None
-            hint = f"; allowed: {', '.join(allowed)}" if allowed else ""
-            lines.append(f"{key}: unknown key{hint}")
-            continue
-        value = e.get("input")
-        shown = "" if isinstance(value, dict) else f" (got {shown_value(value)})"
-        msg = e["msg"].removeprefix("Value error, ")  # a validator's own message names its keys
-        if e["type"] == "value_error" and (not key or msg.startswith(f"{key}.")):
-            lines.append(f"{msg}{shown}")
+def unknown_key(parent: str, name: Any, allowed: Sequence[str]) -> str:
+    """The error of a key the schema does not have under ``parent``: the keys allowed there, and
+    after them (where "unknown key; allowed:" stays as readers know it) the closest one."""
+    key = clip(f"{parent}.{name}" if parent else str(name))
+    if not allowed:
+        return f"{key}: unknown key"
+    close = closest(str(name), allowed)
+    hint = f"; did you mean {close}?" if close else ""
+    return f"{key}: unknown key; allowed: {', '.join(allowed)}{hint}"
+
+
+def closest(given: str, allowed: Sequence[Any]) -> Any | None:
+    """The allowed word a misspelt one most likely meant (case aside), or None if none is close:
+    'nlayer' -> 'n_layer', 'medain' -> 'median', but not 'bayes' -> 'cmaes'."""
+    by_lower = {a.lower(): a for a in allowed if isinstance(a, str)}
+    close = difflib.get_close_matches(given[:SHOWN_CHARS].lower(), list(by_lower), n=1, cutoff=0.7)
+    return by_lower[close[0]] if close else None
+
+
+def format_errors(err: ValidationError, root: type[BaseModel] | None = None,
+                  prefix: str = "") -> list[str]:
+    """One line per problem, as advice: the dotted key as the file spells it, what is wrong and
+    what is allowed, then the bad value (cut to a line).
+
+    root: the model validated; it knows the keys, tags, bounds and help of every field, so that a
+    key carries no tag or type name that pydantic puts in its locations (``pruner.median.x`` is
+    ``pruner.x`` in the file). prefix: the dotted key of the value validated, when it is one part
+    of a file (``search.lr``)."""
+    return [line for p in _merge_unions([_Problem.of(e, root, prefix) for e in err.errors()])
+            for line in p.lines()]
+
+
+@dataclass
+class _Place:
+    """Where an error is: pydantic's location walked down the root model."""
+
+    key: str
+    """The dotted key as the file spells it (aliases; no tags, no union member types)."""
+    annotation: Any
+    """The type expected there, without Annotated and None; None where unknown."""
+    field: FieldInfo | None
+    """The field the key names: its help. None inside a dict or list."""
+    constraints: list[Any]
+    """Its bounds and validators (Ge, Lt, BeforeValidator(parse_number), ...)."""
+    union: str | None
+    """The key of a union of plain types (int | float) whose member pydantic named, if any."""
+
+    @classmethod
+    def of(cls, root: type[BaseModel] | None, loc: tuple, prefix: str) -> _Place:
+        parts = [prefix] if prefix else []
+        ann: Any = root
+        field: FieldInfo | None = None
+        meta: list[Any] = []
+        union = None
+        for part in loc:
+            ann, more = _unwrap(ann)
+            meta += more
+            if _is_model(ann):
+                name = next((n for n, f in ann.model_fields.items() if part in (n, f.alias)), None)
+                field = ann.model_fields[name] if name else None
+                parts.append((field.alias or name) if field else str(part))
+                ann, meta = (field.annotation, list(field.metadata)) if field else (None, [])
+            elif get_origin(ann) in (Union, UnionType):
+                # pydantic names the member it tried: a model's tag, or a type ('int', 'list[str]')
+                members = get_args(ann)
+                if not any(_tag(m) for m in members):
+                    union = ".".join(parts)
+                ann = next((m for m in members if part in (_tag(m), _type_name(m))), None)
+            else:
+                parts.append(str(part))
+                inner = get_origin(ann) in (dict, list)
+                ann, field, meta = (get_args(ann)[-1] if inner else None), None, []
+        ann, more = _unwrap(ann)
+        return cls(".".join(parts), ann, field, meta + more, union)
+
+    @property
+    def tags(self) -> list[str]:
+        """The tags of a tagged union of models here (the values of their ``name``)."""
+        members = get_args(self.annotation) if get_origin(self.annotation) in (Union, UnionType) else ()
+        return [t for t in map(_tag, members) if t]
+
+    @property
+    def help(self) -> str:
+        """The first sentence of the field's help (its docstring), on one line."""
+        text = " ".join((self.field.description or "").split()) if self.field else ""
+        return re.split(r"\.\s+(?=[A-Z])|;\s", text)[0].rstrip(".")
+
+    @property
+    def bounds(self) -> str:
+        """The field's bounds as ">= 1", "> 0" or "in [0, 1)"; "" where it has none."""
+        got = {k: getattr(m, k) for m in self.constraints for k in ("ge", "gt", "le", "lt")
+               if getattr(m, k, None) is not None}
+        low = next(((s, got[k]) for k, s in (("ge", "["), ("gt", "(")) if k in got), None)
+        high = next(((s, got[k]) for k, s in (("le", "]"), ("lt", ")")) if k in got), None)
+        if low and high:
+            return f"in {low[0]}{low[1]:g}, {high[1]:g}{high[0]}"
+        if low:
+            return f"{'>=' if low[0] == '[' else '>'} {low[1]:g}"
+        return f"{'<=' if high[0] == ']' else '<'} {high[1]:g}" if high else ""
+
+    @property
+    def reads_numbers(self) -> bool:
+        """True where 2e6 and 2_000_000 are numbers (the field goes through parse_number)."""
+        return any(getattr(m, "func", None) is parse_number for m in self.constraints)
+
+
+def _unwrap(ann: Any) -> tuple[Any, list[Any]]:
+    """``ann`` without Annotated and Optional, and the constraints Annotated carried."""
+    meta: list[Any] = []
+    while True:
+        if get_origin(ann) is Annotated:
+            for m in ann.__metadata__:
+                meta += m.metadata if isinstance(m, FieldInfo) else [m]
+            ann = get_args(ann)[0]
+        elif get_origin(ann) in (Union, UnionType) and type(None) in get_args(ann):
+            rest = [a for a in get_args(ann) if a is not type(None)]
+            if len(rest) > 1:
+                return Union[tuple(rest)], meta  # noqa: UP007 - built from a list
+            ann = rest[0]
         else:
-            lines.append(f"{key or '<top>'}: {msg}{shown}")
-    return lines
+            return ann, meta
 
 
-def _fields_at(model: type[BaseModel], loc: tuple) -> list[str] | None:
-    """The field names of the (nested) model at ``loc``, following unions and tagged unions."""
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        if part not in model.model_fields:
-            # A tagged-union member: pydantic puts the tag in the location.
-            continue
-        found = _models_in(model.model_fields[part].annotation)
-        if not found:
-            return None
-        model = found[0]
-        if len(found) > 1:
-            tagged = [m for m in found if _tag(m) in loc]
-            if not tagged:
-                return None
-            model = tagged[0]
-    return list(model.model_fields)
+def _is_model(ann: Any) -> bool:
+    return isinstance(ann, type) and issubclass(ann, BaseModel)
 
 
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    out: list[type[BaseModel]] = []
-    for arg in getattr(annotation, "__args__", ()) + tuple(getattr(annotation, "__metadata__", ())):
-        out += _models_in(arg)
-    if hasattr(annotation, "__origin__") and not out:
-        out += _models_in(annotation.__origin__)
-    return out
+def _type_name(ann: Any) -> str:
+    return ann.__name__ if isinstance(ann, type) else str(ann)
 
 
-def _tag(model: type[BaseModel]) -> str | None:
-    field = model.model_fields.get("name")
-    args = getattr(field.annotation, "__args__", ()) if field else ()
+def _tag(model: Any) -> str | None:
+    """The tag of a model in a tagged union: the one value its ``name`` may take."""
+    field = model.model_fields.get("name") if _is_model(model) else None
+    args = get_args(field.annotation) if field and get_origin(field.annotation) is Literal else ()
     return args[0] if len(args) == 1 else None
+
+
+def _one_of(values: Sequence[Any]) -> str:
+    """'a', 'b' or 'c', as pydantic lists the values of a Literal."""
+    shown = [repr(v) for v in values]
+    return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} or {shown[-1]}"
+
+
+def _did_you_mean(given: Any, allowed: Sequence[Any]) -> str:
+    close = closest(given, allowed) if isinstance(given, str) else None
+    return f"; did you mean {close!r}?" if close else ""
+
+
+def _mapping(e: dict[str, Any], at: _Place) -> str:
+    if at.tags:
+        return f"expected a mapping with name: one of {_one_of(at.tags)}"
+    if _is_model(at.annotation):
+        keys = [f.alias or n for n, f in at.annotation.model_fields.items()]
+        return f"expected a mapping with keys among: {', '.join(keys)}"
+    return "expected a mapping of keys to values"
+
+
+def _bounded(e: dict[str, Any], at: _Place) -> str:
+    # Both bounds where the field has two, though pydantic names the one crossed.
+    return f"must be {at.bounds or e['msg'].removeprefix('Input should be ')}"
+
+
+def _integer(e: dict[str, Any], at: _Place) -> str:
+    # "Input should be a valid integer" is pydantic's, kept: tests and users search for it.
+    tokens = ", a whole number such as 2e6, 2_000_000 or 2000000" if at.reads_numbers else ""
+    whole = ", a whole number" if e["type"] == "int_from_float" else ""
+    return f"Input should be a valid integer{tokens or whole}"
+
+
+_SAYS: dict[str, Callable[[dict[str, Any], _Place], str]] = {
+    "missing": lambda e, at: "Field required" + (f"; add it: {at.help}" if at.help else ""),
+    "int_type": _integer,
+    "int_parsing": _integer,
+    "int_from_float": _integer,
+    "float_type": lambda e, at: "expected a number, such as 0.5 or 3e-4",
+    "float_parsing": lambda e, at: "expected a number, such as 0.5 or 3e-4",
+    "finite_number": lambda e, at: "expected a finite number",
+    "bool_type": lambda e, at: "expected true or false",
+    "bool_parsing": lambda e, at: "expected true or false",
+    "string_type": lambda e, at: "expected text" + (
+        "; put it in quotes" if isinstance(e["input"], int | float) else ""),
+    "string_too_short": lambda e, at: ("must not be empty" if e["ctx"]["min_length"] == 1 else
+                                       f"needs at least {e['ctx']['min_length']} characters"),
+    "string_pattern_mismatch": lambda e, at: e["msg"] + (f": {at.help}" if at.help else ""),
+    "list_type": lambda e, at: "expected a list, such as [a, b]",
+    "dict_type": _mapping,
+    "model_type": _mapping,
+    "model_attributes_type": _mapping,
+    "greater_than": _bounded,
+    "greater_than_equal": _bounded,
+    "less_than": _bounded,
+    "less_than_equal": _bounded,
+    "union_tag_invalid": lambda e, at: f"Input should be {_one_of(at.tags)}",
+    "union_tag_not_found": lambda e, at: f"Field required; one of {_one_of(at.tags)}",
+}
+"""What each pydantic error a config file can meet says, as advice (pydantic's own words where
+tests and users know them: 'Input should be ...', 'Field required', 'String should match ...')."""
+
+_NOUNS = {"int": "a whole number", "float": "a number", "string": "text", "list": "a list",
+          "bool": "true or false", "dict": "a mapping", "model": "a mapping"}
+"""What a member of a union of plain types takes, by the first word of its error type."""
+
+
+@dataclass
+class _Problem:
+    """One error, ready to print: ``key: message (got value)after``."""
+
+    key: str
+    message: str
+    value: str | None
+    after: str = ""
+    kind: str = ""
+    union: str | None = None
+
+    @classmethod
+    def of(cls, e: dict[str, Any], root: type[BaseModel] | None, prefix: str) -> _Problem:
+        kind, loc = e["type"], e["loc"]
+        if kind == "extra_forbidden":
+            at = _Place.of(root, loc[:-1], prefix)
+            allowed = ([f.alias or n for n, f in at.annotation.model_fields.items()]
+                       if _is_model(at.annotation) else [])
+            line = unknown_key(at.key, loc[-1], allowed)
+            return cls("", line, None, kind=kind)
+        at = _Place.of(root, loc, prefix)
+        if kind == "value_error":  # a validator's own message names its keys and values
+            return cls(at.key, e["msg"].removeprefix("Value error, "), None, kind=kind)
+        say = _SAYS.get(kind)
+        message = say(e, at) if say else e["msg"]
+        value = e.get("input")
+        shown = None if isinstance(value, dict | BaseModel) else shown_value(value)
+        after = ""
+        if kind.startswith("union_tag"):
+            at.key = f"{at.key}.{e['ctx']['discriminator'].strip(chr(39))}"
+            shown = shown_value(e["ctx"]["tag"]) if kind == "union_tag_invalid" else None
+            after = _did_you_mean(e["ctx"].get("tag"), at.tags)
+        elif kind == "literal_error":
+            after = _did_you_mean(value, get_args(at.annotation))
+        elif kind == "missing":
+            shown = None
+        return cls(at.key, message, shown, after, kind, at.union)
+
+    def lines(self) -> list[str]:
+        if self.kind == "extra_forbidden":
+            return [self.message]
+        key = clip(self.key)
+        if self.kind == "value_error":  # a validator may join several lines; each names its key
+            return [f"{key}: {part}" if key and not part.startswith((f"{key}.", f"{key}:"))
+                    else part for part in self.message.split("\n")]
+        got = f" (got {self.value})" if self.value is not None else ""
+        return [f"{key or '<top>'}: {self.message}{got}{self.after}"]
+
+
+def _merge_unions(problems: list[_Problem]) -> list[_Problem]:
+    """pydantic reports a value that fits no member of a union (int | float, str | list[str]) once
+    per member; here it is one line that names every shape allowed. Where the value has the shape
+    of one member (a list, of which an item is wrong), that member's errors alone are kept."""
+    unions: dict[str, list[_Problem]] = {}
+    for p in problems:
+        if p.union is not None:
+            unions.setdefault(p.union, []).append(p)
+    out = []
+    for p in problems:
+        siblings = unions.get(p.union, []) if p.union is not None else []
+        if not siblings:
+            out.append(p)
+        elif any(q.key != p.union for q in siblings):
+            if p.key != p.union:
+                out.append(p)
+        elif any(q.kind.split("_")[0] not in _NOUNS for q in siblings):
+            out.append(p)
+        elif p is siblings[0]:
+            nouns = list(dict.fromkeys(_NOUNS[q.kind.split("_")[0]] for q in siblings))
+            if "a number" in nouns and "a whole number" in nouns:
+                nouns.remove("a whole number")
+            out.append(_Problem(p.key, f"expected {' or '.join(nouns)}", p.value))
+    return out
 
 
 MAX_FILE_BYTES = 256 * 1024
