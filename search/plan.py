@@ -326,7 +326,7 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors, data:
     attrs = study.user_attrs
     stored = attrs.get("fingerprint")
     if stored is not None and stored != cfg.fingerprint():
-        raise ConfigError("study", [
+        raise ConfigError(cfg.source, [
             f"name: a study named {cfg.name!r} already exists in {mask_url(cfg.storage_url)} "
             f"and this file changes what its trials trained with: {_changes(attrs.get('config'), cfg)}; "
             "give this study a new name, or undo the change (changing only n_trials, workers, "
@@ -336,7 +336,7 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors, data:
         ran_on = attrs.get("data_fingerprint")
         if ran_on is not None and ran_on != data.fingerprint:
             before = attrs.get("data_tokens", {}).get("train")
-            raise ConfigError("study", [
+            raise ConfigError(cfg.source, [
                 f"data: the study's trials trained on data {ran_on}"
                 + (f" ({before:,} training tokens)" if before else "")
                 + f", but the data now reads as {data.fingerprint} ({data.n_train_tokens:,} "

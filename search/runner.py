@@ -27,7 +27,7 @@ from rich.console import Console
 
 from scaletune.search import lease
 from scaletune.search.cluster import init_ray
-from scaletune.search.config import StudyConfig
+from scaletune.search.config import StudyConfig, check_study_files
 from scaletune.search.plan import SearchPlan, TrialRun, n_finished
 from scaletune.search.progress import StudyProgress
 from scaletune.search.storage import check_storage, make_storage, mask_url, scrub, sqlite_path
@@ -60,17 +60,18 @@ def preflight(cfg: StudyConfig) -> Any:
     errors = []
     if cfg.storage is None:
         errors += _folder_errors(cfg.folder)
-    if cfg.priors.laws == "fitted" and not Path(cfg.priors.fitted_file).is_file():
-        errors.append(f"priors.fitted_file: file not found: {cfg.priors.fitted_file}")
+    missing = check_study_files(cfg)  # what `scaletune validate` finds too, named once
+    errors += missing
     data = None
     try:
-        data = prepare_data(cfg.data, cfg.model.block_size)
+        if not any(e.startswith("data.") for e in missing):
+            data = prepare_data(cfg.data, cfg.model.block_size)
     except DataError as e:  # it names its key
         errors.append(str(e))
     except FileNotFoundError as e:
         errors.append(f"data.path: {e}")
     except (ValueError, RuntimeError, OSError) as e:
-        errors.append(f"data: {e}")
+        errors.append(str(e) if str(e).startswith("data") else f"data: {e}")
     if data is not None:
         needed = cfg.model.block_size + 1
         if data.n_val_tokens < needed or data.n_train_tokens < needed:
@@ -87,7 +88,7 @@ def preflight(cfg: StudyConfig) -> Any:
                           f"{scrub(first, cfg.storage)}")
     errors += _sqlite_file_errors(cfg.storage_url)
     if errors:
-        raise ConfigError("study", errors)
+        raise ConfigError(cfg.source, errors)
     _refuse_a_second_driver(cfg)
     return data
 
@@ -154,7 +155,7 @@ def concurrency(cfg: StudyConfig) -> int:
     if w.gpus_per_trial > gpus:
         errors.append(f"workers.gpus_per_trial: {w.gpus_per_trial} but the cluster has {gpus:g} GPUs")
     if errors:
-        raise ConfigError("study", errors)
+        raise ConfigError(cfg.source, errors)
     # Rounded before the floor: 1 // 0.2 is 4.0 in floating point, where Ray fits 5 trials.
     n = math.floor(cpus / w.cpus_per_trial + 1e-9)
     if w.gpus_per_trial > 0:
@@ -180,7 +181,7 @@ def run_study(
     try:
         plan = SearchPlan.build(cfg, preflight(cfg))  # a space the priors leave empty fails here
         if plan.problems():
-            raise ConfigError("study", plan.problems())
+            raise ConfigError(cfg.source, plan.problems())
     except BaseException:
         # A study refused before it began leaves nothing behind, not even its empty folder.
         if new_folder is not None and new_folder.is_dir() and not any(new_folder.iterdir()):

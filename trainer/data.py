@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from scaletune.trainer.config import LOCAL_BUILDERS, DataConfig
+from scaletune.trainer.config import LOCAL_BUILDERS, DataConfig, text_files
 from scaletune.trainer.errors import DataError
 
 BYTE_VOCAB = 256
@@ -245,16 +245,10 @@ def _stdlib_sources() -> list[str]:
 
 
 def _text_paths(pattern: str) -> list[str]:
-    if glob.has_magic(pattern):
-        paths = sorted(glob.glob(pattern, recursive=True))
-        if not paths:
-            raise DataError(f"data.path: no file matches {pattern!r}")
-        return paths
-    if os.path.isdir(pattern):
-        raise DataError(f"data.path: {pattern!r} is a folder; give a file or a glob such as {pattern}/*.txt")
-    if not os.path.exists(pattern):
-        raise DataError(f"data.path: file not found: {pattern!r}")
-    return [pattern]
+    try:
+        return text_files(pattern)
+    except ValueError as e:
+        raise DataError(f"data.path: {e}") from None
 
 
 def _read_text_file(path: str) -> str:

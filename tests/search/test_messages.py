@@ -228,3 +228,15 @@ def test_a_config_knows_the_file_it_was_read_from(study_file):
     assert validate_study(copy.deepcopy(STUDY)).source == "study"
     # Where the config came from does not change what its trials train.
     assert cfg.fingerprint() == validate_study(copy.deepcopy(STUDY)).fingerprint()
+
+
+def test_validate_and_run_name_the_study_file_and_a_missing_data_file_once(tmp_path, capsys):
+    from scaletune.search.cli import main
+
+    path = write(tmp_path / "study.yaml", {**STUDY, "study_dir": str(tmp_path / "runs"),
+                                           "data": {"source": "text", "path": "nowhere.txt"}})
+    expected = [f"1 error(s) in {path}:", f"  data.path: file not found: '{tmp_path}/nowhere.txt'"]
+    for command in ("validate", "run"):
+        assert main([command, str(path)]) == 2
+        assert capsys.readouterr().out.splitlines() == expected
+    assert not (tmp_path / "runs").exists()
