@@ -419,7 +419,9 @@ class StudyConfig(_Strict):
     study folder above runs/); also the default study folder name."""
     description: str = ""
     study_dir: str | None = None
-    """Folder for the default storage and reports; default runs/<name> under the current folder."""
+    """Folder for the default storage and reports; default runs/<name> beside the study file (a
+    relative path resolves against the study file's folder, as data paths do), so a study is the
+    same study from whichever folder a command runs."""
     storage: str | None = None
     """Optuna storage URL: default sqlite:///<study_dir>/study.db; postgresql://... on a cluster."""
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -581,9 +583,23 @@ def load_study(path: str | Path) -> StudyConfig:
         updates["priors"] = cfg.priors.model_copy(
             update={"fitted_file": str(base / cfg.priors.fitted_file)}
         )
+    updates["study_dir"] = str(_study_folder(cfg, base))
     cfg = cfg.model_copy(update=updates)
     cfg._source = str(path)
     return cfg
+
+
+def _study_folder(cfg: StudyConfig, base: Path) -> Path:
+    """Where the study of a file lives: study_dir against the file's folder, by default
+    runs/<name> beside the file. Until 0.1 the default was runs/<name> under the current folder:
+    a study found only there is used where it is, so that upgrading never starts it afresh."""
+    if cfg.study_dir is not None:
+        return base / Path(cfg.study_dir).expanduser()
+    beside = base / "runs" / cfg.name
+    earlier = (Path("runs") / cfg.name).resolve()
+    if (earlier / "study.db").is_file() and not (beside / "study.db").is_file():
+        return earlier
+    return beside
 
 
 def check_study_files(cfg: StudyConfig) -> list[str]:

@@ -121,3 +121,34 @@ def test_the_dashboard_names_the_objective(cfg):
     from scaletune.search.plan import OBJECTIVE
 
     assert open_study(cfg).metric_names == [OBJECTIVE]
+
+
+def test_a_study_is_the_same_study_from_any_folder(tmp_path, shakespeare, monkeypatch):
+    from scaletune.search.config import load_study
+    from tests.search.helpers import write_study
+
+    raw = tiny_study(tmp_path, shakespeare)
+    del raw["study_dir"]
+    (tmp_path / "studies").mkdir()
+    path = write_study(tmp_path / "studies", raw)
+    # Run from the study's folder, reported from its parent: one folder, beside the file.
+    monkeypatch.chdir(tmp_path / "studies")
+    here = load_study("study.yaml").folder
+    monkeypatch.chdir(tmp_path)
+    assert load_study(path).folder == here == tmp_path / "studies" / "runs" / "tiny"
+
+
+def test_a_study_where_earlier_versions_kept_it_is_used_there(tmp_path, shakespeare, monkeypatch):
+    from scaletune.search.config import load_study
+    from tests.search.helpers import write_study
+
+    raw = tiny_study(tmp_path, shakespeare)
+    del raw["study_dir"]
+    (tmp_path / "studies").mkdir()
+    path = write_study(tmp_path / "studies", raw)
+    earlier = tmp_path / "runs" / "tiny"
+    earlier.mkdir(parents=True)
+    (earlier / "study.db").write_bytes(b"SQLite format 3\x00")
+    monkeypatch.chdir(tmp_path)
+    # runs/<name> under the current folder was the default: a study there is not started afresh.
+    assert load_study(path).folder == earlier
