@@ -25,6 +25,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import ValidationError
 
+from scaletune.heuristics import laws
 from scaletune.heuristics.transfer import Hparams, Transfer, transfer
 from scaletune.search.config import StudyConfig
 from scaletune.search.space import fixed_values, trial_config
@@ -134,6 +135,10 @@ def export_study(
                      f"({final.tokens_per_step:,} tokens) per step at {final.tokens:.3g} tokens, "
                      f"beyond the largest batches published ({LARGE_STEP_TOKENS:,} tokens): "
                      "cap it with --max-batch-size")
+    epochs_note = repeated_data_note(final.tokens, study.user_attrs.get("data_tokens"),
+                                     final.dropout)
+    if epochs_note is not None:
+        notes.append(epochs_note)
     if base.optim.name != "adamw" and not moved.exact_copy:
         notes.append(f"optimizer {base.optim.name}: the rules are for AdamW's lr and weight decay"
                      + ("; muon_lr is kept" if base.optim.name == "muon" else ""))
@@ -163,6 +168,27 @@ def export_study(
     config = TrainConfig.model_validate({**config.model_dump(), "provenance": record})
     _write_checked(output, config, header(record))
     return Export(path=output, config=config, transfer=moved, trial=chosen, notes=tuple(notes))
+
+
+def repeated_data_note(
+    tokens: int, data_tokens: dict[str, int] | None, dropout: float
+) -> str | None:
+    """The note for a final run that trains its data for more than one epoch, else None.
+
+    ``data_tokens`` is the study's record of its data, {"train": N, "val": M} (None in studies
+    that predate it). The final run trains on the study's data, so tokens beyond its training
+    tokens are repeats: worth less than new data (Muennighoff et al.'s effective data,
+    heuristics.laws.muennighoff_effective_tokens) and where dropout starts to help
+    (heuristics.laws.dropout_by_epochs), while the trial's dropout is kept as it was."""
+    train = (data_tokens or {}).get("train")
+    if not train or tokens <= train:
+        return None
+    epochs = tokens / train
+    return (f"this run trains {tokens:,} tokens, {epochs:.3g} epochs of the {train:,} training "
+            "tokens the study's data holds: repeated data; see dropout (kept at the trial's "
+            f"{dropout:g}; the epochs heuristic gives {laws.dropout_by_epochs(epochs):.2g}) and "
+            "Muennighoff et al.'s effective data (arXiv 2305.16264: a repeat is worth nearly a new "
+            "token up to ~4 epochs, little beyond ~16)")
 
 
 def _absolute_data(cfg: TrainConfig) -> Any:

@@ -2,13 +2,12 @@
 
 ``scaletune report STUDY.yaml -o DIR`` writes into DIR:
 
+    index.html              the page to open: the study, its best trial and compute at the top,
+                            then every figure (a line each on what it shows) and the files below
     trials.csv              one row per trial: state, value, sampled and derived parameters,
                             tokens trained, compute, wall time, why it was pruned or failed
-    history.png/.html       final validation loss per trial, the best so far, pruned trials' last
-    importances.png/.html   PED-ANOVA parameter importances (needs two complete trials)
-    lr_tau.png/.html        final validation loss over lr x tau (or lr x weight decay)
-    curves.png/.html        validation loss against tokens seen, every trial, coloured by state
-    priors.png/.html        each prior's center and range against the values tried and the best
+    NAME.png/.html          a figure for each entry of FIGURES (history, importances, lr_tau,
+                            curves, priors) that the study has the trials for
     summary.json            the best trial, compute spent, compute saved by pruning, notes
 
 Every figure with an Optuna equivalent is Optuna's: the PNG from optuna.visualization.matplotlib,
@@ -20,7 +19,13 @@ are built once and drawn twice.
 Compute is C = 6 * N * D (Kaplan et al., arXiv 2001.08361) with N the non-embedding parameters
 12 * n_layer * n_embd^2 and D the tokens a trial actually trained: a pruned trial counts what it
 trained, and what it did not train of its budget is the compute pruning saved. The HTML files
-share one plotly.min.js written next to them, so they open offline.
+share one plotly.min.js written next to them, and index.html links only files in DIR, so the
+report opens offline.
+
+Optuna calls the x of an intermediate value a step; a trial here reports at the tokens it has
+seen, so every learning-curve axis reads "tokens seen". Choices that are all numbers (batch
+sizes, or an lr given as choices) are numbers on every axis, never categories, which plotly
+would order as listed or as strings (128 before 16).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -77,6 +83,31 @@ DPI = 110
 FIGSIZE = (9.0, 5.5)
 MARKERS = {"circle": "o", "x": "x", "star": "*", "diamond": "D", "line-ns": "|"}
 """Plotly marker symbols and the matplotlib markers that draw the same in the PNG."""
+IMPORTANCE_QUANTILE = 0.1
+"""PED-ANOVA's target: the best 10% of complete trials (Optuna's default, given here because the
+rough-guide note rests on it)."""
+TOKENS_LABEL = "tokens seen"
+"""The x of every intermediate value: a trial reports its validation loss at the tokens it has
+seen (Optuna's ``step``)."""
+FIGURES = {
+    "history": "final validation loss of each trial in trial order and the best so far; a "
+               "pruned trial at its last reported loss",
+    "importances": "how much each hyperparameter decides whether a trial reaches the best "
+                   f"{IMPORTANCE_QUANTILE:.0%} of final losses (PED-ANOVA; they sum to 1)",
+    "lr_tau": "final validation loss over the learning rate and weight decay (as tau or lambda), "
+              "pruned and failed trials marked, the best trial starred",
+    "curves": "validation loss against tokens seen for every trial, coloured by its state, the "
+              "best trial's curve thicker",
+    "priors": "each prior's center and range, from the published laws or laws fitted to your "
+              "studies, against the values tried and the best trial's",
+}
+"""Every figure of the report by file name, with the line index.html shows under it."""
+DATA_FILES = {
+    "trials.csv": "one row per trial: state, value, sampled and derived parameters, tokens "
+                  "trained, compute, wall time, why it was pruned or failed",
+    "summary.json": "the best trial, compute spent and saved by pruning, the notes, the files",
+}
+"""The report's data files, with the line index.html shows beside each."""
 
 
 # --------------------------------------------------------------------------- per-trial numbers
@@ -425,7 +456,23 @@ def importance_evaluator() -> optuna.importance.BaseImportanceEvaluator:
     """PED-ANOVA (Watanabe et al. 2023, arXiv 2304.10255): how much each parameter decides
     whether a trial reaches the best 10% of complete trials. Deterministic, so the PNG and the
     HTML, each computing it, show the same numbers; unlike fANOVA it needs no scikit-learn."""
-    return optuna.importance.PedAnovaImportanceEvaluator()
+    return optuna.importance.PedAnovaImportanceEvaluator(target_quantile=IMPORTANCE_QUANTILE)
+
+
+def importance_caution(n_complete: int) -> str | None:
+    """The note for importances that rest on too few complete trials; None for enough.
+
+    Why 11 trials: PED-ANOVA weighs the values of the best 10% of complete trials against those
+    of all of them, and up to 10 trials that best 10% is one trial (ceil(0.1 * n) = 1): each
+    importance then only says how far that one trial's values sit from the others'. From 11
+    trials on it is two or more, still few (Optuna's documentation asks for 5, about 50 trials,
+    for stable numbers), which is why the figure's title always gives the count.
+    """
+    top = math.ceil(IMPORTANCE_QUANTILE * n_complete)
+    if top >= 2:
+        return None
+    return (f"importances from {n_complete} complete trials: a rough guide (the best "
+            f"{IMPORTANCE_QUANTILE:.0%} that PED-ANOVA weighs against the rest is {top} trial)")
 
 
 def plot_importances(study: optuna.Study, out: Path, notes: list[str]) -> Drawn | None:
@@ -445,6 +492,11 @@ def plot_importances(study: optuna.Study, out: Path, notes: list[str]) -> Drawn 
         notes.append("importances skipped: no parameter varies across the complete trials")
         return None
     title = f"Parameter importances (PED-ANOVA over {len(complete)} complete trials)"
+    caution = importance_caution(len(complete))
+    if caution is not None:
+        notes.append(caution)
+        title = (f"Parameter importances from {len(complete)} complete trials: a rough guide "
+                 "(PED-ANOVA)")
     with _matplotlib_style():
         ax = optuna_mpl.plot_param_importances(
             study, evaluator=importance_evaluator(), target_name=LOSS_LABEL
@@ -452,8 +504,8 @@ def plot_importances(study: optuna.Study, out: Path, notes: list[str]) -> Drawn 
         html = optuna.visualization.plot_param_importances(
             study, evaluator=importance_evaluator(), target_name=LOSS_LABEL
         )
-        _titles(ax, html, title, "importance for reaching the best 10% of final losses "
-                "(sums to 1)", "hyperparameter")
+        _titles(ax, html, title, f"importance for reaching the best {IMPORTANCE_QUANTILE:.0%} of "
+                "final losses (sums to 1)", "hyperparameter")
         _legends(ax.figure, html, [ax])
         return _save(ax.figure, html, out, "importances")
 
@@ -467,6 +519,7 @@ def plot_lr_tau(study: optuna.Study, cfg: StudyConfig, out: Path,
     wd = weight_decay_form(cfg)
     by_form = params_by_form(cfg)
     searched = sorted(n for n in ("lr", wd) if by_form[n].searched)  # Optuna sorts them too
+    study = numeric_choices(study, searched)
     finished = _finished(study)
     if not searched or not finished:
         notes.append(f"lr x {wd} skipped: needs lr or weight decay searched and a finished "
@@ -523,6 +576,33 @@ def plot_lr_tau(study: optuna.Study, cfg: StudyConfig, out: Path,
         return _save(ax.figure, html, out, "lr_tau")
 
 
+def numeric_choices(study: optuna.Study, names: list[str]) -> optuna.Study:
+    """The study as Optuna's plots of ``names`` should see it: a parameter searched over choices
+    that are all numbers becomes a float range over them (log where the registry searches it on
+    a log scale), in a copy in memory; a study without such a parameter comes back as it is.
+
+    Optuna draws a categorical as categories: in the HTML in the order the choices were listed
+    (as strings where the axis is forced numeric), in the PNG at positions 0, 1, 2 under our
+    overlays, which sit at the values."""
+    numeric: dict[str, FloatDistribution] = {}
+    finished = _finished(study)
+    for name in names:
+        dist = _distribution(finished, name)
+        span = _range(dist) if isinstance(dist, CategoricalDistribution) else None
+        if span is not None and len(_numbers(dist.choices)) == len(dist.choices):
+            hp = hparams.HPARAMS.get(name)
+            numeric[name] = FloatDistribution(*span, log=span[0] > 0 and bool(hp and hp.log))
+    if not numeric:
+        return study
+    view = optuna.create_study(study_name=study.study_name, directions=study.directions)
+    for t in study.get_trials(deepcopy=True):  # in order: the copies keep their numbers
+        t.distributions = {**t.distributions, **{n: d for n, d in numeric.items()
+                                                   if n in t.distributions}}
+        t.params = {n: float(v) if n in numeric else v for n, v in t.params.items()}
+        view.add_trial(t)
+    return view
+
+
 def plot_curves(study: optuna.Study, out: Path, notes: list[str]) -> Drawn | None:
     """Optuna's intermediate values, one curve per trial, coloured by the trial's state with the
     best trial's curve thicker; the failed trials' curves, which Optuna leaves out, drawn over
@@ -551,7 +631,7 @@ def plot_curves(study: optuna.Study, out: Path, notes: list[str]) -> Drawn | Non
         for optuna_name, layer in curves.items():
             if not _restyle(optuna_name, layer, ax, html):
                 _draw(layer, ax, html)
-        _titles(ax, html, title, "tokens seen", LOSS_LABEL)
+        _titles(ax, html, title, TOKENS_LABEL, LOSS_LABEL)
         ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
         _legends(ax.figure, html, [ax])
         return _save(ax.figure, html, out, "curves")
@@ -572,6 +652,50 @@ def _restyle(optuna_name: str, layer: Layer, ax: Axes, html: go.Figure) -> bool:
                      line=dict(color=layer.colour, width=layer.line),
                      marker=dict(color=layer.colour, size=layer.size))
     return True
+
+
+FITTED_CITATION = "fitted from your studies"
+"""How heuristics.priors cites a source fitted by `scaletune fit` (``Source.citation``)."""
+
+
+class PriorLook(NamedTuple):
+    """How the priors figure shows a prior of one origin."""
+
+    legend: str
+    words: str
+    """What the row's axis title says of the prior."""
+    range_colour: str
+    center_colour: str
+
+
+PRIOR_LOOKS = {
+    False: PriorLook("prior", "prior from the published laws", "#9ecae1", "#08519c"),
+    True: PriorLook("fitted prior", "prior fitted to your studies", "#a1d99b", "#006d2c"),
+}
+"""By whether the prior was fitted to the user's studies: blue from the published laws, green
+fitted."""
+
+
+def prior_is_fitted(prior: dict[str, Any]) -> bool:
+    """Whether a recorded prior (heuristics.priors.Prior.to_json) rests on laws fitted to the
+    user's studies: what its sources cite, not what the study file says now."""
+    return any(FITTED_CITATION in str(s.get("citation", "")) for s in prior.get("sources", []))
+
+
+def priors_origin(study: optuna.Study, cfg: StudyConfig, notes: list[str]) -> str:
+    """Where the study's recorded priors came from, as the priors figure's title says it. The
+    record decides; the config names the laws file, and a disagreement is a note."""
+    recorded = [p for p in (study.user_attrs.get("priors") or {}).values()
+                if isinstance(p, dict) and "sources" in p]
+    fitted = any(prior_is_fitted(p) for p in recorded)
+    if fitted != (cfg.priors.laws == "fitted"):
+        recorded_as = "fitted to your studies" if fitted else "from the published laws"
+        notes.append(f"priors: the study's config says laws: {cfg.priors.laws}, but the priors "
+                     f"it recorded are {recorded_as}; the priors figure shows what was recorded")
+    if not fitted:
+        return "from the published laws"
+    name = Path(cfg.priors.fitted_file).name if cfg.priors.laws == "fitted" else "file unknown"
+    return f"fitted to your studies ({name})"
 
 
 @dataclass(frozen=True)
@@ -616,12 +740,15 @@ def prior_rows(study: optuna.Study, cfg: StudyConfig) -> list[PriorRow]:
                    else f"derived from {searched_as}")
             layers = []
             if prior:
+                look = PRIOR_LOOKS[prior_is_fitted(prior)]
+                sources = "; ".join(f"{s['law']} ({s['citation']})" for s in prior["sources"])
                 layers += [
-                    Layer("prior range", [prior["low"], prior["high"]], [0.0, 0.0], "#9ecae1",
-                          marker=None, line=12),
-                    Layer("prior center", [prior["center"]], [0.0], "#08519c", marker="diamond",
-                          size=9),
+                    Layer(f"{look.legend} range", [prior["low"], prior["high"]], [0.0, 0.0],
+                          look.range_colour, marker=None, line=12),
+                    Layer(f"{look.legend} center", [prior["center"]], [0.0], look.center_colour,
+                          marker="diamond", size=9, text=[sources]),
                 ]
+                how += f", {look.words}"
             else:
                 how += ", no prior"
             searched_range = _range(dist)
@@ -648,10 +775,14 @@ def _range(dist: BaseDistribution | None) -> tuple[float, float] | None:
     if isinstance(dist, (FloatDistribution, IntDistribution)):
         return float(dist.low), float(dist.high)
     if isinstance(dist, CategoricalDistribution):
-        numeric = [float(c) for c in dist.choices
-                   if isinstance(c, (int, float)) and not isinstance(c, bool)]
+        numeric = _numbers(dist.choices)
         return (min(numeric), max(numeric)) if numeric else None
     return None
+
+
+def _numbers(choices: Any) -> list[float]:
+    """The choices that are numbers (a bool is not)."""
+    return [float(c) for c in choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
 
 
 def plot_priors(study: optuna.Study, cfg: StudyConfig, out: Path,
@@ -665,7 +796,7 @@ def plot_priors(study: optuna.Study, cfg: StudyConfig, out: Path,
     if not rows:
         notes.append("priors vs optimum skipped: no trial has values for the priors' parameters")
         return None
-    title = "Priors from the scaling laws vs the values tried and the best trial"
+    title = f"Priors {priors_origin(study, cfg, notes)} vs the values tried and the best trial"
     n = len(rows)
     with _matplotlib_style():
         png = Figure(figsize=(FIGSIZE[0], 1.2 + 1.35 * n))
@@ -694,50 +825,114 @@ def plot_priors(study: optuna.Study, cfg: StudyConfig, out: Path,
 def make_report(
     cfg: StudyConfig, out_dir: str | Path, source: str, console: Console | None = None
 ) -> dict[str, Any]:
-    """Write the trials table, the plots and summary.json into ``out_dir``; return the summary."""
+    """Write the trials table, the plots, summary.json and index.html into ``out_dir``; return
+    the summary."""
     study, ran_with, notes = open_study(cfg, source)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     frame = trials_frame(study, ran_with)
     frame.to_csv(out / "trials.csv", index=False)
-    drawn = [
-        plot_history(study, out),
-        plot_importances(study, out, notes),
-        plot_lr_tau(study, ran_with, out, notes),
-        plot_curves(study, out, notes),
-        plot_priors(study, ran_with, out, notes),
-    ]
-    files = [out / "trials.csv", *(path for d in drawn if d is not None for path in d.paths)]
+    drawn = {
+        "history": plot_history(study, out),
+        "importances": plot_importances(study, out, notes),
+        "lr_tau": plot_lr_tau(study, ran_with, out, notes),
+        "curves": plot_curves(study, out, notes),
+        "priors": plot_priors(study, ran_with, out, notes),
+    }
+    files = [out / "trials.csv", *(path for d in drawn.values() if d is not None
+                                   for path in d.paths)]
     summary = summarize(study, ran_with)
     summary["files"] = [p.name for p in files]
     summary["notes"] = notes
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    index = write_index(summary, out, drawn)
     if console is not None:
-        print_summary(summary, out, console)
+        print_summary(summary, index, console)
     return summary
 
 
-def print_summary(summary: dict[str, Any], out: Path, console: Console) -> None:
+def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """The summary for people, a (what, value) pair per row: the console's table and the top of
+    index.html."""
+    trials = ", ".join(f"{n} {s.lower()}" for s, n in sorted(summary["trials"].items()))
+    rows = [("storage", summary["storage"]), ("trials", trials or "none")]
+    best = summary["best"]
+    if best:
+        rows.append(("best", f"trial {best['number']}: val loss {best['value']:.4f}"))
+        rows.append(("", ", ".join(f"{k}={_short(v)}" for k, v in best["params"].items())))
+    c, p = summary["compute"], summary["pruning"]
+    rows += [
+        ("compute", f"{c['tokens_trained']:,} tokens, {c['flops_6nd']:.3g} FLOPs (6ND)"),
+        ("pruning saved", f"{p['tokens_saved']:,} tokens, {p['flops_saved']:.3g} FLOPs "
+                          f"({p['fraction_saved']:.0%} of what the study would have cost) in "
+                          f"{p['pruned_trials']} pruned trial(s)"),
+        ("trial time", f"{c['trial_wall_time_s']:.1f} s"),
+    ]
+    if c["study_wall_time_s"] is not None:
+        rows.append(("study time", f"{c['study_wall_time_s']:.1f} s, first start to last end"))
+    return rows
+
+
+def print_summary(summary: dict[str, Any], index: Path, console: Console) -> None:
     table = Table(title=f"study {summary['study']}", show_header=False)
     table.add_column("", style="bold")
     table.add_column("")
-    trials = ", ".join(f"{n} {s.lower()}" for s, n in sorted(summary["trials"].items()))
-    table.add_row("trials", trials or "none")
-    best = summary["best"]
-    if best:
-        params = ", ".join(f"{k}={_short(v)}" for k, v in best["params"].items())
-        table.add_row("best", f"trial {best['number']}: val loss {best['value']:.4f}")
-        table.add_row("", params)
-    c, p = summary["compute"], summary["pruning"]
-    table.add_row("compute", f"{c['tokens_trained']:,} tokens, {c['flops_6nd']:.3g} FLOPs (6ND)")
-    table.add_row("pruning saved", f"{p['tokens_saved']:,} tokens, {p['flops_saved']:.3g} FLOPs "
-                  f"({p['fraction_saved']:.0%} of what the study would have cost) in "
-                  f"{p['pruned_trials']} pruned trial(s)")
-    table.add_row("trial time", f"{c['trial_wall_time_s']:.1f} s")
+    for what, value in summary_rows(summary):
+        table.add_row(what, value)
     console.print(table)
     for note in summary["notes"]:
         console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
-    console.print(f"wrote {len(summary['files'])} files to {out}", highlight=False)
+    console.print(f"wrote {len(summary['files'])} files to {index.parent}", highlight=False)
+    console.print(f"report: {index.resolve()}", highlight=False, markup=False, soft_wrap=True)
+
+
+INDEX_STYLE = (
+    "body{font-family:sans-serif;max-width:64em;margin:2em auto;padding:0 1em;color:#222}"
+    "th,td{text-align:left;vertical-align:top;padding:.15em 1em .15em 0}"
+    "img{max-width:100%;border:1px solid #ddd}section{margin:2em 0}"
+)
+
+
+def write_index(summary: dict[str, Any], out: Path, drawn: dict[str, Drawn | None]) -> Path:
+    """index.html: the summary's rows and notes, then every figure of FIGURES with its line, its
+    PNG shown and both versions linked (or why it is missing), then the data files. Plain HTML
+    whose every link is a file beside it, so it opens offline."""
+    def link(path: Path, text: str) -> str:
+        return f'<a href="{escape(path.name)}">{escape(text)}</a>'
+
+    rows = "".join(f"<tr><th>{escape(what)}</th><td>{escape(value)}</td></tr>\n"
+                   for what, value in summary_rows(summary))
+    notes = "".join(f"<li>{escape(note)}</li>\n" for note in summary["notes"])
+    parts = [
+        "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>scaletune report: {escape(summary['study'])}</title>",
+        f"<style>{INDEX_STYLE}</style></head><body>",
+        f"<h1>Study {escape(summary['study'])}</h1>", f"<table>\n{rows}</table>",
+    ]
+    if notes:
+        parts.append(f"<h2>Notes</h2>\n<ul>\n{notes}</ul>")
+    parts.append("<h2>Figures</h2>")
+    for name, about in FIGURES.items():
+        d = drawn.get(name)
+        if d is None:
+            parts.append(f"<section><h3>{name}</h3><p>{escape(about)}.</p>"
+                         "<p><em>Not drawn: the notes above say why.</em></p></section>")
+            continue
+        png, page = d.paths
+        title = escape(d.html.layout.title.text or name)
+        parts.append(
+            f"<section><h3>{title}</h3><p>{escape(about)}.<br>{link(page, 'interactive (HTML)')}"
+            f" &middot; {link(png, 'image (PNG)')}</p>\n"
+            f'<a href="{escape(page.name)}"><img src="{escape(png.name)}" alt="{name}"></a>'
+            "</section>"
+        )
+    parts.append("<h2>Data</h2><ul>")
+    parts += [f"<li>{link(out / name, name)}: {escape(about)}</li>" for name, about in
+              DATA_FILES.items()]
+    parts.append("</ul></body></html>")
+    index = out / "index.html"
+    index.write_text("\n".join(parts) + "\n")
+    return index
 
 
 def _short(v: Any) -> str:

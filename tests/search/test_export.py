@@ -377,3 +377,24 @@ def test_a_model_value_nested_deep_is_one_error():
 
     with pytest.raises(ConfigError, match="--model n_embd: the value is nested too deep"):
         parse_model_overrides(["n_embd=" + "[" * 5000 + "]" * 5000])
+
+
+def test_a_final_run_past_its_data_notes_the_epochs_and_dropout(finished, tmp_path):
+    path, cfg, study = finished
+    train = study.user_attrs["data_tokens"]["train"]  # 200,000 tokens (make_study)
+    out = tmp_path / "long.yaml"
+    export = export_study(cfg, out, source=str(path), tokens=5 * train)
+    # Rule: a run of more tokens than the study's data holds says how many epochs that is and
+    # points at dropout and at effective data, in the notes, the header and the provenance.
+    expected = ("this run trains 1,000,000 tokens, 5 epochs of the 200,000 training tokens the "
+                "study's data holds: repeated data; see dropout (kept at the trial's 0; the "
+                "epochs heuristic gives 0.079)")
+    (note,) = [n for n in export.notes if n.startswith("this run trains")]
+    assert note.startswith(expected) and "arXiv 2305.16264" in note
+    head = " ".join(line[2:] for line in out.read_text().splitlines() if line.startswith("# "))
+    assert f"note: {note}" in " ".join(head.split())
+    assert note in yaml.safe_load(out.read_text())["provenance"]["notes"]
+    # Rule: a run inside the data (the trial's own 40,960 tokens) has no such note.
+    within = export_study(cfg, tmp_path / "copy.yaml", source=str(path))
+    assert within.config.tokens <= train
+    assert not [n for n in within.notes if "epochs" in n]

@@ -6,29 +6,40 @@ tests/search/test_export.py), so no training runs here.
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import warnings
+from html.parser import HTMLParser
+from pathlib import Path
 
 import matplotlib
 import matplotlib.image
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
-from optuna.distributions import FloatDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
+from scaletune.heuristics.fit import ScalePoint, fit_studies
 from scaletune.search import hparams
 from scaletune.search.cli import main
 from scaletune.search.report import (
+    FIGURES,
     STATE_COLOURS,
+    importance_caution,
     make_report,
     plot_curves,
     plot_history,
+    plot_importances,
     plot_lr_tau,
     plot_priors,
     prior_rows,
     summarize,
+    write_index,
 )
+from scaletune.search.storage import mask_url
 from tests.search.test_export import (
     DISTRIBUTIONS,
     EVAL,
@@ -88,7 +99,8 @@ def test_report_writes_every_file(mixed, tmp_path, capsys):
     assert summary["trials"] == {"COMPLETE": 3, "PRUNED": 1, "FAIL": 1}
     assert set(summary["files"]) == {"trials.csv"} | {f"{n}.{e}" for n in PNGS
                                                        for e in ("png", "html")}
-    assert summary["notes"] == []
+    # Rule: nothing was skipped; the one note is that 3 complete trials make rough importances.
+    assert summary["notes"] == [importance_caution(3)]
     # Rule: the summary is printed too.
     printed = capsys.readouterr().out
     assert "trial 1: val loss 2.2000" in printed and "pruning saved" in printed
@@ -295,3 +307,179 @@ def test_report_leaves_warning_filters_and_matplotlib_style_alone(mixed, tmp_pat
     assert not [w for w in caught if issubclass(w.category, optuna.exceptions.ExperimentalWarning)]
     # Rule: the ggplot style Optuna's matplotlib functions switch to does not outlive them.
     assert dict(matplotlib.rcParams) == rc
+
+
+# --------------------------------------------------------------------------- what to trust
+
+
+class Links(HTMLParser):
+    """Every href and src of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.targets: list[str] = []
+
+    def handle_starttag(self, tag, attrs) -> None:
+        self.targets += [value for key, value in attrs if key in ("href", "src")]
+
+
+def page_text(page: str) -> str:
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+
+
+def test_index_links_every_file_and_opens_offline(mixed, tmp_path, capsys):
+    path, cfg, _ = mixed
+    out = tmp_path / "report"
+    assert main(["report", str(path), "-o", str(out)]) == 0
+    index = out / "index.html"
+    # Rule: `scaletune report` prints the index's path.
+    assert f"report: {index.resolve()}" in capsys.readouterr().out
+    page = index.read_text()
+    links = Links()
+    links.feed(page)
+    summary = json.loads((out / "summary.json").read_text())
+    # Rule: the index links every file the report wrote: each figure as HTML and PNG, trials.csv
+    # and summary.json.
+    assert set(summary["files"]) | {"summary.json"} <= set(links.targets)
+    # Rule: every link is a file beside it and the figures load the plotly.min.js beside them:
+    # nothing to fetch, so it opens offline.
+    assert all((out / target).is_file() for target in links.targets)
+    for name in FIGURES:
+        assert 'src="http' not in (out / f"{name}.html").read_text(), name
+    # Rule: the top says the study, its storage (masked), the best trial and the compute; then
+    # each figure with its line.
+    text = page_text(page)
+    top = text[:text.index("Figures")]
+    assert "Study tiny" in top and mask_url(cfg.storage_url) in top
+    assert "trial 1: val loss 2.2000" in top
+    assert f"{summary['compute']['tokens_trained']:,} tokens" in top
+    assert f"{summary['pruning']['tokens_saved']:,} tokens" in top
+    for about in FIGURES.values():
+        assert about in text, about
+
+
+def test_index_masks_the_storage_password(mixed, tmp_path):
+    _, cfg, study = mixed
+    url = "postgresql://scale:hunter2@db.example/studies"
+    summary = summarize(study, cfg.model_copy(update={"storage": url}))
+    summary.update(files=[], notes=[])
+    page = write_index(summary, tmp_path, {}).read_text()
+    # Rule: the index shows the storage as mask_url does, never its password.
+    assert "hunter2" not in page and mask_url(url) in page_text(page)
+
+
+def test_importances_from_few_trials_say_they_are_a_rough_guide(tmp_path):
+    _, cfg = study_file(tmp_path)
+    study = make_study(cfg)
+    lrs = np.geomspace(1e-3, 2e-2, 11).tolist()
+    for i, lr in enumerate(lrs[:10]):
+        add_trial(study, cfg, params(lr, tau=0.1 * (i + 1)), 2.0 + 0.05 * ((3 * i) % 7))
+    notes: list[str] = []
+    drawn = plot_importances(study, tmp_path, notes)
+    # Rule: with 10 complete trials the best 10% is one trial: both titles and the notes say
+    # the importances are a rough guide, and from how many trials.
+    rough = "from 10 complete trials: a rough guide"
+    assert rough in drawn.png.axes[0].get_title(loc="left")
+    assert rough in drawn.html.layout.title.text
+    assert notes == [importance_caution(10)]
+    assert notes[0].startswith(f"importances {rough}")
+    # Rule: from 11 complete trials the best 10% is two trials: no note, the title counts them.
+    add_trial(study, cfg, params(lrs[10], tau=1.2), 2.3)
+    notes = []
+    drawn = plot_importances(study, tmp_path, notes)
+    assert notes == [] and importance_caution(11) is None
+    assert "over 11 complete trials" in drawn.png.axes[0].get_title(loc="left")
+    assert "rough" not in drawn.html.layout.title.text
+
+
+def laws_file(tmp_path) -> Path:
+    """Laws (`scaletune fit`'s file) fitted to three studies around the tiny study's budget."""
+    points = [ScalePoint(scale=x, scale_kind="tokens", lr=0.5 * x**-0.5, tau=0.5,
+                         batch_size=512.0 * (x / 1e4) ** 0.3, value=3.0)
+              for x in (1e4, 4e4, 1.6e5)]
+    path = tmp_path / "laws.json"
+    fit_studies(points, n_boot=50).save(path)
+    return path
+
+
+def test_priors_fitted_to_your_studies_say_so_in_both_versions(tmp_path):
+    fitted = {"laws": "fitted", "fitted_file": str(laws_file(tmp_path))}
+    _, cfg = study_file(tmp_path, priors=fitted)
+    study = make_study(cfg)
+    for lr, tau, value in ((1e-3, 0.3, 2.6), (4e-3, 0.8, 2.2), (2e-2, 0.1, 2.9)):
+        add_trial(study, cfg, params(lr, tau=tau), value)
+    notes: list[str] = []
+    drawn = plot_priors(study, cfg, tmp_path, notes)
+    # Rule: the recorded priors cite laws fitted to your studies: both titles say so and name
+    # the laws file.
+    title = "Priors fitted to your studies (laws.json) vs the values tried and the best trial"
+    assert drawn.png.get_suptitle() == drawn.html.layout.title.text == title
+    assert notes == []
+    # Rule: each row says where its prior came from; fitted ones have entries of their own in
+    # both versions' legends.
+    rows = {row.name: row for row in prior_rows(study, cfg)}
+    for name in ("lr", "tau", "batch_size"):
+        assert rows[name].label.endswith(", prior fitted to your studies"), name
+        layers = {layer.name for layer in rows[name].layers}
+        assert {"fitted prior range", "fitted prior center"} <= layers, name
+    assert rows["warmup_frac"].label.endswith(", prior from the published laws")
+    png_legend = {text.get_text() for text in drawn.png.legends[0].get_texts()}
+    html_legend = {t.name for t in drawn.html.data if t.showlegend is not False}
+    assert {"fitted prior center", "prior center"} <= png_legend & html_legend
+
+
+def test_priors_from_the_published_laws_follow_the_record_not_the_config(mixed, tmp_path):
+    _, cfg, study = mixed
+    drawn = plot_priors(study, cfg, tmp_path, [])
+    # Rule: priors from the published laws say so in both titles, and no row says fitted.
+    title = "Priors from the published laws vs the values tried and the best trial"
+    assert drawn.png.get_suptitle() == drawn.html.layout.title.text == title
+    assert not [t.name for t in drawn.html.data if "fitted" in t.name]
+    # Rule: a config that names fitted laws does not make the recorded priors fitted: the title
+    # follows the record and a note says they disagree.
+    says_fitted = cfg.model_copy(update={"priors": cfg.priors.model_copy(
+        update={"laws": "fitted", "fitted_file": str(tmp_path / "laws.json")})})
+    notes: list[str] = []
+    drawn = plot_priors(study, says_fitted, tmp_path, notes)
+    assert drawn.html.layout.title.text == title
+    assert notes == ["priors: the study's config says laws: fitted, but the priors it recorded "
+                     "are from the published laws; the priors figure shows what was recorded"]
+
+
+def test_learning_curves_are_over_tokens_seen_in_both_versions(mixed, tmp_path):
+    _, _, study = mixed
+    drawn = plot_curves(study, tmp_path, [])
+    # Rule: a trial's intermediate values are at the tokens it has seen, not Optuna's "step".
+    assert drawn.png.axes[0].get_xlabel() == drawn.html.layout.xaxis.title.text == "tokens seen"
+
+
+def test_numeric_choices_are_numbers_on_every_axis_in_both_versions(tmp_path):
+    lrs, batches = [3e-2, 1e-3, 1e-2, 3e-3], [16, 128, 32]  # listed out of order, as a file may
+    _, cfg = study_file(tmp_path, search={
+        "lr": {"choices": lrs}, "weight_decay": {"value": 0.5, "as": "tau"},
+        "dropout": {"value": 0.0}, "warmup_frac": {"value": 0.1},
+        "batch_size": {"choices": batches},
+    })
+    study = make_study(cfg)
+    space = {"lr": CategoricalDistribution(lrs), "batch_size": CategoricalDistribution(batches)}
+    for i, lr in enumerate(lrs):
+        study.enqueue_trial({"lr": lr, "batch_size": batches[i % 3]})
+        trial = study.ask(space)
+        trial.report(2.2 + 0.1 * i, cfg.tokens_per_trial)
+        study.tell(trial, 2.2 + 0.1 * i)
+    drawn = plot_lr_tau(study, cfg, tmp_path, [])
+    # Rule: Optuna's slice puts each trial at its lr in both versions, on the log axis lr is
+    # searched on, not at the choice's place in the list (0, 1, 2, 3) or ordered as strings.
+    png_x = {x for c in drawn.png.axes[0].collections for x, _ in c.get_offsets()}
+    html_x = {x for t in drawn.html.data for x in t.x}
+    assert png_x == html_x == set(lrs)
+    assert drawn.png.axes[0].get_xscale() == drawn.html.layout.xaxis.type == "log"
+    assert drawn.html.layout.xaxis.categoryarray is None
+    # Rule: batch sizes are numbers on the priors figure, 16 < 32 < 128 on a log axis.
+    rows = [row.name for row in prior_rows(study, cfg)]
+    i = rows.index("batch_size")
+    drawn = plot_priors(study, cfg, tmp_path, [])
+    axis = drawn.html.layout[f"xaxis{i + 1}"]
+    assert drawn.png.axes[i].get_xscale() == axis.type == "log" and axis.categoryarray is None
+    tried = [t for t in drawn.html.data if t.name == "trials" and t.xaxis == f"x{i + 1}"]
+    assert sorted(tried[0].x) == [16, 16, 32, 128]
