@@ -67,6 +67,8 @@ PRACTICE_WEIGHT_DECAY = 0.1
 """The common AdamW weight_decay (GPT-3, DeepSeek LLM, seed 002), entered into tau's spread."""
 PRACTICE_WARMUP_FRAC = 0.10
 """Warmup practice of the seeds: 5-15% of the steps (seed 000), 10% in Power Lines."""
+FITTED_CITATION = "fitted from your studies"
+"""How the citation of a prior fitted to the user's studies begins (reports look for it)."""
 COVER_SIGMAS = 2.0
 """Half-width of the suggested search range, in sigmas."""
 
@@ -252,7 +254,7 @@ def _fitted_source(
 ) -> Source:
     return Source(
         law=f"fitted {fit.target}",
-        citation=f"fitted from your studies: {fit.describe()}",
+        citation=f"{FITTED_CITATION}: {fit.describe()}",
         value=value,
         unit=unit,
         note=f"{pred.level:.0%} CI [{pred.low:.4g}, {pred.high:.4g}] {fit.unit}{note}",
@@ -442,9 +444,13 @@ def _weight_decay_prior(
 ) -> Prior:
     unit = "AdamW lambda"
     center = laws.lambda_from_tau(tau.center, batch.center * block_size, lr.center, tokens)
+    fitted = [p.name for p in (tau, lr, batch)
+              if any(s.citation.startswith(FITTED_CITATION) for s in p.sources)]
+    citation = "Power Lines, arXiv 2505.13738" + (
+        f", at {', '.join(fitted)} {FITTED_CITATION}" if fitted else "")
     sources = (
         Source(
-            "lambda = B/(eta*tau*D)", "Power Lines, arXiv 2505.13738", center, unit,
+            "lambda = B/(eta*tau*D)", citation, center, unit,
             note=f"at tau {tau.center:.3g}, lr {lr.center:.3g}, batch {batch.center:.0f} "
             f"({steps:.4g} steps)",
             extrapolated=tau.extrapolated or lr.extrapolated or batch.extrapolated,

@@ -61,6 +61,7 @@ from rich.console import Console
 from rich.table import Table
 
 from scaletune.heuristics import laws
+from scaletune.heuristics.priors import FITTED_CITATION
 from scaletune.search import hparams
 from scaletune.search.config import Param, StudyConfig
 from scaletune.search.storage import mask_url
@@ -652,10 +653,6 @@ def _restyle(optuna_name: str, layer: Layer, ax: Axes, html: go.Figure) -> bool:
                      line=dict(color=layer.colour, width=layer.line),
                      marker=dict(color=layer.colour, size=layer.size))
     return True
-
-
-FITTED_CITATION = "fitted from your studies"
-"""How heuristics.priors cites a source fitted by `scaletune fit` (``Source.citation``)."""
 
 
 class PriorLook(NamedTuple):
