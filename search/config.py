@@ -405,6 +405,39 @@ class PriorsConfig(_Strict):
         return self
 
 
+class WandbConfig(_Strict):
+    project: str = Field(min_length=1)
+    """W&B project; each trial is a W&B run of it, grouped and tagged by the study name."""
+    entity: str | None = None
+    """W&B user or team that owns the project; default your W&B default entity."""
+
+
+class MLflowConfig(_Strict):
+    tracking_uri: str | None = None
+    """Where MLflow writes (a server URL or a local folder, as mlflow.set_tracking_uri takes it);
+    default MLflow's own (MLFLOW_TRACKING_URI). Keep credentials in MLflow's environment
+    variables, not here: the study records its config."""
+    experiment: str | None = None
+    """MLflow experiment the trials are runs of; default the study's name."""
+
+
+class TrackingConfig(_Strict):
+    """Where the driver also logs each trial, beside the study's storage. It does not change what
+    trials train, so a study resumes with tracking turned on or off."""
+
+    tensorboard: bool = False
+    """Write each trial's validation and training loss by tokens seen, and when it ends its
+    params, derived values and state (the HPARAMS tab) with its final loss and results, to
+    <study folder>/tensorboard/trial-<number>/ (needs the tensorboard package: pip install
+    "scaletune[tensorboard]")."""
+    wandb: WandbConfig | None = None
+    """Log each finished trial's params and final loss to Weights & Biases with Optuna's
+    WeightsAndBiasesCallback (pip install "scaletune[wandb]")."""
+    mlflow: MLflowConfig | None = None
+    """Log each finished trial's params, final loss, state and user attrs to MLflow with Optuna's
+    MLflowCallback (pip install "scaletune[mlflow]")."""
+
+
 FINGERPRINTED = ("model", "data", "trainer", "tokens_per_trial", "eval_every_tokens", "search",
                  "seed", "seeding")
 """The sections of a study file that decide what its trials train: a study resumes only when
@@ -444,6 +477,8 @@ class StudyConfig(_Strict):
     max_retries: int = Field(2, ge=0, strict=True)
     """Times a trial whose worker died is re-run with the same parameters."""
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    """TensorBoard, Weights & Biases or MLflow logs of every trial, written by the driver."""
     seed: int = Field(0, strict=True)
     """Seed of the sampler and of every trial's training run."""
 

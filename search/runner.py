@@ -31,6 +31,7 @@ from scaletune.search.config import StudyConfig, check_study_files
 from scaletune.search.plan import SearchPlan, TrialRun, n_finished
 from scaletune.search.progress import StudyProgress
 from scaletune.search.storage import check_storage, make_storage, mask_url, scrub, sqlite_path
+from scaletune.search.tracking import Tracker, missing_packages
 from scaletune.trainer.data import prepare_data
 from scaletune.trainer.errors import ConfigError, DataError, StorageError
 
@@ -62,6 +63,7 @@ def preflight(cfg: StudyConfig) -> Any:
         errors += _folder_errors(cfg.folder)
     missing = check_study_files(cfg)  # what `scaletune validate` finds too, named once
     errors += missing
+    errors += missing_packages(cfg.tracking)
     data = None
     try:
         if not any(e.startswith("data.") for e in missing):
@@ -182,6 +184,7 @@ def run_study(
         plan = SearchPlan.build(cfg, preflight(cfg))  # a space the priors leave empty fails here
         if plan.problems():
             raise ConfigError(cfg.source, plan.problems())
+        tracker = Tracker(cfg, console)
     except BaseException:
         # A study refused before it began leaves nothing behind, not even its empty folder.
         if new_folder is not None and new_folder.is_dir() and not any(new_folder.iterdir()):
@@ -199,7 +202,8 @@ def run_study(
             if recovered:
                 console.print(f"[yellow]resumed: trials {recovered} were left running by a "
                               "stopped driver; marked FAIL and queued again[/]")
-            _drive(plan, study, cfg, console, slots, running, interrupt, max_consecutive_failures)
+            _drive(plan, study, cfg, console, slots, running, interrupt, max_consecutive_failures,
+                   tracker)
     except KeyboardInterrupt:
         signum = interrupt.signal or signal.SIGINT
         what = ("interrupted (Ctrl-C)" if signum == signal.SIGINT
@@ -226,6 +230,7 @@ def run_study(
                           "stopped and queued again[/]")
         raise
     finally:
+        tracker.close()
         if plan.lease is not None:
             plan.lease.release()
     return study
@@ -243,6 +248,7 @@ class Interrupted(KeyboardInterrupt):
 def _drive(
     plan: SearchPlan, study: optuna.Study, cfg: StudyConfig, console: Console, slots: int,
     running: dict[int, TrialRun], interrupt: DeferredInterrupt, max_consecutive_failures: int,
+    tracker: Tracker,
 ) -> None:
     """The driver's loop: start trials while there is room, answer reports, tell endings."""
     from scaletune.search.worker import Coordinator, run_trial
@@ -280,6 +286,7 @@ def _drive(
                                                  coordinator)
                 running[run.number] = run
                 progress.started(run.number, run.params)
+                tracker.started(run.trial)
             if not running:
                 break
             # Wake on whichever comes first: mail from a trial (a report waits for its answer)
@@ -295,9 +302,13 @@ def _drive(
             if done:  # a trial's last messages come before its end: also take the inbox
                 messages += ray.get(coordinator.drain.remote())
             _answer_reports(coordinator, running, progress, messages)
+            for msg in messages:  # once answered: logging never keeps a trial waiting
+                if msg[0] == "report" and msg[1] in running:
+                    tracker.reported(*msg[1:])
             for ref in done:
                 number = next(n for n, r in running.items() if r.extra["ref"] == ref)
                 ok = _finish(study, running.pop(number), cfg, progress)
+                tracker.finished(study, number)
                 failures_in_a_row = 0 if ok else failures_in_a_row + 1
             if done:  # a retried failure does not count: ask the storage
                 finished = n_finished(study)

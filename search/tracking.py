@@ -1,0 +1,254 @@
+"""Each trial's curve and config in TensorBoard, Weights & Biases or MLflow, written by the driver.
+
+The study file's ``tracking:`` section turns each on. The driver (search.runner) hands the
+``Tracker`` every trial it starts (``started``), every evaluation report once it has answered it
+(``reported``) and every trial it has told the study about (``finished``); workers log nothing,
+since they may run on machines that cannot reach the study folder or the tracking server.
+
+TensorBoard gets one run per trial in ``<study folder>/tensorboard/trial-<number>/``: the
+validation (and training) loss with tokens seen as its step; when the trial ends, its params,
+derived values and state as the HPARAMS tab's columns, its objective value and results as
+scalars (the tab's metric columns), and a text summary of all it holds. W&B and MLflow get what
+Optuna's own integration callbacks log, called as ``study.optimize`` would call them: ``(study,
+frozen_trial)`` after each trial is told.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from scaletune.trainer.errors import ConfigError
+
+if TYPE_CHECKING:  # optuna is imported where it is used: `scaletune validate` stays quick
+    import optuna
+    from optuna.trial import FrozenTrial
+
+    from scaletune.search.config import MLflowConfig, StudyConfig, TrackingConfig, WandbConfig
+
+    Callback = Callable[[optuna.Study, FrozenTrial], None]
+
+METRIC = "val_loss"
+"""The name of the validation loss everywhere it is logged: the curve's tag, the callbacks'
+metric (MLflow allows no parentheses in a metric name, so not search.plan.OBJECTIVE)."""
+ALSO_LOGGED = ("train_loss",)
+"""Report metrics drawn beside the validation loss: together they tell a trial that did not
+learn from one that overfit. (Not the scheduled lr: a scalar named lr would share its name with
+the lr column of the HPARAMS table, and the schedule follows from the columns.)"""
+TENSORBOARD_PACKAGES = ("tensorboard",)
+
+
+def _wandb(cfg: WandbConfig, study_name: str) -> Callback:
+    from optuna_integration.wandb import WeightsAndBiasesCallback
+
+    # One W&B run per trial (as_multirun), so each trial has its own config panel.
+    kwargs = {"project": cfg.project, "entity": cfg.entity, "group": study_name}
+    return WeightsAndBiasesCallback(metric_name=METRIC, wandb_kwargs=kwargs, as_multirun=True)
+
+
+def _mlflow(cfg: MLflowConfig, study_name: str) -> Callback:
+    from optuna_integration.mlflow import MLflowCallback
+
+    if cfg.experiment is not None:  # the callback itself only names experiments after studies
+        import mlflow
+
+        if cfg.tracking_uri is not None:
+            mlflow.set_tracking_uri(cfg.tracking_uri)
+        mlflow.set_experiment(cfg.experiment)
+    return MLflowCallback(tracking_uri=cfg.tracking_uri, metric_name=METRIC,
+                          create_experiment=cfg.experiment is None)
+
+
+@dataclass(frozen=True)
+class Integration:
+    """An Optuna integration callback, turned on by the tracking: key of its name."""
+
+    packages: tuple[str, ...]
+    """Modules it needs; a study that turns it on without them is refused before Ray starts,
+    naming the extra of the same name (pip install "scaletune[<name>]")."""
+    build: Callable[[Any, str], Callback]
+    """(its tracking: section, the study's name) -> the callback."""
+
+
+INTEGRATIONS: dict[str, Integration] = {
+    "wandb": Integration(("optuna_integration", "wandb"), _wandb),
+    "mlflow": Integration(("optuna_integration", "mlflow"), _mlflow),
+}
+
+
+def missing_packages(tracking: TrackingConfig) -> list[str]:
+    """One error for each tracker turned on whose packages are not installed. Nothing is
+    imported: ``scaletune validate`` stays quick."""
+    wanted = {name: i.packages for name, i in INTEGRATIONS.items()
+              if getattr(tracking, name) is not None}
+    if tracking.tensorboard:
+        wanted = {"tensorboard": TENSORBOARD_PACKAGES, **wanted}
+    errors = []
+    for name, packages in wanted.items():
+        missing = [p.replace("_", "-") for p in packages if not _installed(p)]
+        if missing:
+            errors.append(f"tracking.{name}: {' and '.join(missing)} "
+                          f"{'is' if len(missing) == 1 else 'are'} not installed: "
+                          f'pip install "scaletune[{name}]"')
+    return errors
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken install, or a module without a spec
+        return False
+
+
+class Tracker:
+    """What the driver writes about each trial outside the storage; does nothing when the study
+    turns no tracking on.
+
+    Args:
+        cfg: The study: its ``tracking:`` section, its folder (TensorBoard writes under
+            ``<folder>/tensorboard``) and its name (the W&B group, the default MLflow experiment).
+        console: Where a failed callback is reported (the study goes on without that log).
+    """
+
+    def __init__(self, cfg: StudyConfig, console: Console | None = None) -> None:
+        from optuna.exceptions import ExperimentalWarning
+
+        tracking = cfg.tracking
+        self.board_dir = cfg.folder / "tensorboard" if tracking.tensorboard else None
+        self.console = console or Console(stderr=True)
+        self._writers: dict[int, Any] = {}
+        self._last_tokens: dict[int, int] = {}
+        self._config_keys: dict[int, set[str]] = {}
+        self.callbacks: dict[str, Callback] = {}
+        errors = []
+        for name, integration in INTEGRATIONS.items():
+            section = getattr(tracking, name)
+            if section is None:
+                continue
+            try:
+                with warnings.catch_warnings():
+                    # Optuna marks its callbacks experimental; a study that names one chose it.
+                    warnings.simplefilter("ignore", ExperimentalWarning)
+                    self.callbacks[name] = integration.build(section, cfg.name)
+            except Exception as e:  # noqa: BLE001 - a server that is not there, a bad URI
+                errors.append(f"tracking.{name}: {type(e).__name__}: {e}")
+        if errors:
+            raise ConfigError(cfg.source, errors)
+
+    @property
+    def enabled(self) -> bool:
+        return self.board_dir is not None or bool(self.callbacks)
+
+    def started(self, trial: optuna.Trial) -> None:
+        """Trial ``trial`` was asked for: the user attrs it has now are its config (values
+        derived from its params, its attempt); those it gets later are what it did."""
+        if self.board_dir is not None:
+            self._config_keys[trial.number] = set(trial.user_attrs)
+
+    def reported(self, number: int, tokens: int, value: float, metrics: dict[str, Any]) -> None:
+        """Trial ``number`` evaluated ``value`` after ``tokens`` seen. Buffered, not flushed:
+        the driver answers reports within milliseconds."""
+        if self.board_dir is None:
+            return
+        writer = self._writer(number)
+        # A non-finite point (a diverged trial) would flatten every other curve on the chart;
+        # the trial's state and reason say it diverged.
+        for tag, v in ((METRIC, value), *((k, metrics.get(k)) for k in ALSO_LOGGED)):
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                writer.add_scalar(tag, v, tokens)
+        self._last_tokens[number] = tokens
+
+    def finished(self, study: optuna.Study, number: int) -> None:
+        """Trial ``number`` was told: log how it ended, close its TensorBoard run, then call each
+        callback with ``(study, frozen_trial)``."""
+        if not self.enabled:
+            return
+        trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+        if self.board_dir is not None:
+            self._write_end(trial)
+        for name, callback in self.callbacks.items():
+            try:
+                callback(study, trial)
+            except Exception as e:  # noqa: BLE001 - an unreachable server must not stop a study
+                self.console.print(f"[yellow]tracking.{name}: trial {number} was not logged: "
+                                   f"{type(e).__name__}: {escape(str(e))}[/]", highlight=False)
+
+    def close(self) -> None:
+        """Flush and close the TensorBoard runs still open (trials stopped with the study)."""
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+
+    def _writer(self, number: int) -> Any:
+        writer = self._writers.get(number)
+        if writer is None:
+            from torch.utils.tensorboard import SummaryWriter  # optional dependency
+
+            writer = SummaryWriter(str(self.board_dir / f"trial-{number}"))
+            self._writers[number] = writer
+        return writer
+
+    def _write_end(self, trial: FrozenTrial) -> None:
+        from tensorboard.plugins.hparams.summary_v2 import hparams_pb
+
+        writer = self._writer(trial.number)
+        tokens = self._last_tokens.pop(trial.number, None)
+        tokens = trial.user_attrs.get("tokens_seen", tokens) or 0
+        config_keys = self._config_keys.pop(trial.number, set())
+        # Scalars are the HPARAMS table's metric columns: what the trial did, at its last tokens.
+        for key, value in results_of(trial, config_keys).items():
+            writer.add_scalar(key, value, tokens)
+        # No experiment summary of our own: TensorBoard builds the HPARAMS table from every
+        # run's values, so trials with different keys (a retry's attempt) all show.
+        row = hparams_pb(hparams_of(trial, config_keys), trial_id=f"trial-{trial.number}")
+        writer.file_writer.add_summary(row)
+        writer.add_text("trial", summary_text(trial), tokens)
+        writer.close()
+        del self._writers[trial.number]
+
+
+def hparams_of(trial: FrozenTrial, config_keys: set[str]) -> dict[str, bool | int | float | str]:
+    """The HPARAMS row of a trial: its params, the user attrs it was asked with (``config_keys``:
+    derived values such as weight_decay, tau and steps), and its state."""
+    row: dict[str, bool | int | float | str] = {}
+    for key in sorted(config_keys & trial.user_attrs.keys()):
+        value = trial.user_attrs[key]
+        if isinstance(value, (bool, int, float, str)):
+            row[key] = value
+    for key, value in trial.params.items():
+        row[key] = value if isinstance(value, (bool, int, float, str)) else str(value)
+    row["state"] = trial.state.name
+    return row
+
+
+def results_of(trial: FrozenTrial, config_keys: set[str]) -> dict[str, float]:
+    """What a trial did, as numbers: the objective's value when it completed, and the numeric
+    user attrs it got after it was asked for (final and best loss, tokens per second, MFU). The
+    worker's machine, the reasons and flags are only in the text summary."""
+    out = {key: float(value) for key, value in trial.user_attrs.items()
+           if key not in config_keys and not key.startswith("worker_")
+           and isinstance(value, (int, float)) and not isinstance(value, bool)}
+    if trial.state.name == "COMPLETE":
+        out["value"] = float(trial.value)
+    return {key: v for key, v in out.items() if math.isfinite(v)}
+
+
+def summary_text(trial: FrozenTrial) -> str:
+    """A markdown table of everything the study holds about a trial."""
+    rows = [("state", trial.state.name), ("value", trial.value)]
+    rows += [(f"param {k}", v) for k, v in trial.params.items()]
+    rows += sorted(trial.user_attrs.items())
+    lines = ["| key | value |", "| --- | --- |"]
+    lines += [f"| {k} | {_cell(v)} |" for k, v in rows]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")

@@ -1,0 +1,348 @@
+"""Tracking: each trial's curve and config in TensorBoard, and Optuna's W&B / MLflow callbacks,
+all written by the driver (search.tracking, hooked into search.runner)."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import math
+import sys
+
+import optuna
+import pytest
+import ray
+from optuna.trial import TrialState
+from rich.console import Console
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import metadata as hparams_metadata
+
+from scaletune.search import tracking
+from scaletune.search.config import validate_study
+from scaletune.search.runner import preflight, run_study
+from scaletune.search.tracking import Integration, Tracker, missing_packages
+from scaletune.trainer.errors import ConfigError
+from tests.search.helpers import tiny_study
+
+
+def study_cfg(tmp_path, shakespeare, **tracking_section):
+    return validate_study(tiny_study(tmp_path, shakespeare, tracking=tracking_section))
+
+
+def board(cfg, number: int) -> EventAccumulator:
+    acc = EventAccumulator(str(cfg.folder / "tensorboard" / f"trial-{number}"))
+    acc.Reload()
+    return acc
+
+
+def curve(acc: EventAccumulator, tag: str = "val_loss") -> list[tuple[int, float]]:
+    return [(e.step, e.value) for e in acc.Scalars(tag)]
+
+
+def hparams_row(acc: EventAccumulator) -> dict[str, object]:
+    """The HPARAMS values a run holds, as TensorBoard's hparams plugin reads them."""
+    content = acc.PluginTagToContent(hparams_metadata.PLUGIN_NAME)
+    info = hparams_metadata.parse_session_start_info_plugin_data(
+        content[hparams_metadata.SESSION_START_INFO_TAG])
+    return {k: getattr(v, v.WhichOneof("kind")) for k, v in info.hparams.items()}
+
+
+def ask(study: optuna.Study, lr: float, tracker: Tracker | None = None) -> optuna.Trial:
+    """A trial as SearchPlan.ask leaves it (params suggested, derived values as user attrs),
+    started as the driver starts it, then given the worker's attrs."""
+    trial = study.ask()
+    trial.suggest_float("lr", lr, lr)
+    trial.suggest_categorical("batch_size", [8, 16])
+    trial.set_user_attr("weight_decay", 0.01)
+    trial.set_user_attr("steps", 80)
+    if tracker is not None:
+        tracker.started(trial)
+    trial.set_user_attr("worker_hostname", "node-1")
+    trial.set_user_attr("worker_pid", 4242)
+    return trial
+
+
+# --------------------------------------------------------------------------- the study file
+
+
+def test_tracking_is_off_unless_the_study_file_turns_it_on(tmp_path, shakespeare):
+    cfg = validate_study(tiny_study(tmp_path, shakespeare))
+    assert not cfg.tracking.tensorboard and cfg.tracking.wandb is None and cfg.tracking.mlflow is None
+    assert not Tracker(cfg).enabled
+
+
+def test_tracking_does_not_change_the_study_fingerprint(tmp_path, shakespeare):
+    # A study resumes with tracking turned on or off: it does not change what trials train.
+    plain = validate_study(tiny_study(tmp_path, shakespeare))
+    tracked = study_cfg(tmp_path, shakespeare, tensorboard=True, mlflow={"experiment": "x"})
+    assert tracked.fingerprint() == plain.fingerprint()
+
+
+def test_an_unknown_tracking_key_is_refused_by_name(tmp_path, shakespeare):
+    with pytest.raises(ConfigError) as e:
+        study_cfg(tmp_path, shakespeare, tensorbord=True)
+    assert "tracking" in str(e.value) and "tensorbord" in str(e.value)
+
+
+def test_wandb_needs_a_project(tmp_path, shakespeare):
+    with pytest.raises(ConfigError, match="tracking.wandb.project"):
+        study_cfg(tmp_path, shakespeare, wandb={"entity": "me"})
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+@pytest.mark.parametrize("name, section, packages", [
+    ("wandb", {"project": "p"}, ("optuna_integration", "wandb")),
+    ("mlflow", {}, ("optuna_integration", "mlflow")),
+])
+def test_an_integration_whose_packages_are_missing_is_refused_with_its_extra(
+        tmp_path, shakespeare, name, section, packages):
+    if all(importlib.util.find_spec(p) for p in packages):
+        pytest.skip(f"{' and '.join(packages)} installed here")
+    cfg = study_cfg(tmp_path, shakespeare, **{name: section})
+    # The rule: one line naming the key and the extra to install.
+    [line] = missing_packages(cfg.tracking)
+    assert line.startswith(f"tracking.{name}: ") and "\n" not in line
+    assert line.endswith(f'pip install "scaletune[{name}]"')
+
+
+def test_tensorboard_missing_is_refused_with_its_extra(tmp_path, shakespeare, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if not installed
+    cfg = study_cfg(tmp_path, shakespeare, tensorboard=True)
+    assert missing_packages(cfg.tracking) == [
+        'tracking.tensorboard: tensorboard is not installed: pip install "scaletune[tensorboard]"']
+
+
+def test_a_study_with_a_missing_tracker_is_refused_before_ray_starts(tmp_path, shakespeare,
+                                                                    monkeypatch):
+    monkeypatch.setitem(tracking.INTEGRATIONS, "wandb",
+                        Integration(("scaletune_no_such_module",), lambda *a: None))
+    cfg = study_cfg(tmp_path, shakespeare, wandb={"project": "p"})
+    if ray.is_initialized():
+        pytest.skip("Ray already runs in this process")
+    with pytest.raises(ConfigError, match=r'pip install "scaletune\[wandb\]"'):
+        run_study(cfg)
+    assert not ray.is_initialized()
+    assert not cfg.folder.exists()  # a refused study leaves nothing behind
+    with pytest.raises(ConfigError, match=r"tracking\.wandb: scaletune-no-such-module is not"):
+        preflight(cfg)
+
+
+def test_a_callback_that_cannot_be_built_refuses_the_study_naming_its_key(tmp_path, shakespeare,
+                                                                         monkeypatch):
+    def unreachable(section, study_name):
+        raise ConnectionError("no server at http://mlflow:5000")
+
+    monkeypatch.setitem(tracking.INTEGRATIONS, "mlflow", Integration((), unreachable))
+    cfg = study_cfg(tmp_path, shakespeare, mlflow={"tracking_uri": "http://mlflow:5000"})
+    with pytest.raises(ConfigError, match="tracking.mlflow: ConnectionError: no server"):
+        Tracker(cfg)
+
+
+# --------------------------------------------------------------------------- TensorBoard
+
+
+def test_each_trial_is_a_run_with_its_curve_by_tokens_and_its_hparams(tmp_path, shakespeare):
+    cfg = study_cfg(tmp_path, shakespeare, tensorboard=True)
+    tracker = Tracker(cfg)
+    study = optuna.create_study()
+    trial = ask(study, lr=3e-3, tracker=tracker)
+    for tokens, loss in ((8_192, 3.0), (16_384, 2.5), (24_576, 2.2)):
+        tracker.reported(trial.number, tokens, loss, {"train_loss": loss + 0.1, "lr": 1e-3})
+    trial.set_user_attr("tokens_seen", 24_576)
+    trial.set_user_attr("tokens_per_s", 1e5)
+    study.tell(trial, 2.2)
+    tracker.finished(study, trial.number)
+
+    acc = board(cfg, 0)
+    # The x axis is tokens seen; every report is a point.
+    assert curve(acc) == [(8_192, 3.0), (16_384, 2.5), (24_576, pytest.approx(2.2))]
+    assert [s for s, _ in curve(acc, "train_loss")] == [8_192, 16_384, 24_576]
+    # The objective and what the trial did are scalars at its last tokens: metric columns.
+    assert curve(acc, "value") == [(24_576, pytest.approx(2.2))]
+    assert curve(acc, "tokens_per_s") == [(24_576, 1e5)]
+    assert "lr" not in acc.Tags()["scalars"]  # the lr column is the searched one
+    row = hparams_row(acc)
+    # Params, derived values and the state are columns; what the trial did is not.
+    assert row == {"lr": pytest.approx(3e-3), "batch_size": row["batch_size"],
+                   "weight_decay": pytest.approx(0.01), "steps": 80, "state": "COMPLETE"}
+    assert row["batch_size"] in (8, 16)
+    text = acc.Tensors("trial/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "| worker_hostname | node-1 |" in text and "| state | COMPLETE |" in text
+
+
+def test_a_pruned_trial_has_its_state_and_no_final_loss(tmp_path, shakespeare):
+    cfg = study_cfg(tmp_path, shakespeare, tensorboard=True)
+    tracker = Tracker(cfg)
+    study = optuna.create_study()
+    trial = ask(study, lr=3e-2, tracker=tracker)
+    tracker.reported(trial.number, 8_192, 4.0, {})
+    tracker.reported(trial.number, 16_384, math.inf, {})  # diverged: no point off the chart
+    trial.set_user_attr("final_val_loss", math.inf)
+    trial.set_user_attr("prune_reason", "diverged: non-finite validation loss")
+    study.tell(trial, state=TrialState.PRUNED)
+    tracker.finished(study, trial.number)
+
+    acc = board(cfg, 0)
+    assert curve(acc) == [(8_192, 4.0)]
+    assert {"value", "final_val_loss"}.isdisjoint(acc.Tags()["scalars"])
+    assert hparams_row(acc)["state"] == "PRUNED"
+
+
+def test_a_trial_that_failed_before_reporting_still_gets_its_run(tmp_path, shakespeare):
+    cfg = study_cfg(tmp_path, shakespeare, tensorboard=True)
+    tracker = Tracker(cfg)
+    study = optuna.create_study()
+    trial = ask(study, lr=1e-3, tracker=tracker)
+    trial.set_user_attr("fail_reason", "worker died: WorkerCrashedError")
+    study.tell(trial, state=TrialState.FAIL)
+    tracker.finished(study, trial.number)
+    assert hparams_row(board(cfg, 0))["state"] == "FAIL"
+
+
+def test_runs_close_when_their_trial_ends_and_the_rest_when_the_study_stops(tmp_path, shakespeare):
+    cfg = study_cfg(tmp_path, shakespeare, tensorboard=True)
+    tracker = Tracker(cfg)
+    study = optuna.create_study()
+    first, second = ask(study, lr=1e-3, tracker=tracker), ask(study, lr=2e-3, tracker=tracker)
+    tracker.reported(first.number, 8_192, 3.0, {})
+    tracker.reported(second.number, 8_192, 3.1, {})
+    study.tell(first, 3.0)
+    tracker.finished(study, first.number)
+    # The rule: a trial's writer lives from its first report to its end, no longer.
+    assert list(tracker._writers) == [second.number]
+    tracker.close()  # the study stopped (Ctrl-C) while the second trial ran
+    assert tracker._writers == {}
+    assert curve(board(cfg, second.number)) == [(8_192, pytest.approx(3.1))]
+
+
+def test_reports_are_buffered_not_flushed_each_time(tmp_path, shakespeare, monkeypatch):
+    from torch.utils.tensorboard import SummaryWriter
+
+    flushes = []
+    monkeypatch.setattr(SummaryWriter, "flush", lambda self: flushes.append(self))
+    cfg = study_cfg(tmp_path, shakespeare, tensorboard=True)
+    tracker = Tracker(cfg)
+    for i in range(20):
+        tracker.reported(0, 8_192 * (i + 1), 3.0 - i / 100, {})
+    assert flushes == []
+    tracker.close()
+
+
+# --------------------------------------------------------------------------- W&B and MLflow
+
+
+class FakeCallback:
+    """Stands in for an optuna_integration callback: records what the driver hands it."""
+
+    def __init__(self, section, study_name: str, calls: list) -> None:
+        self.section, self.study_name, self.calls = section, study_name, calls
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        stored = study.get_trials(deepcopy=False)[trial.number].state  # what the storage says
+        self.calls.append((self.study_name, study, trial, stored))
+
+
+class FailingCallback:
+    """A callback whose server cannot be reached."""
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        raise ConnectionError("api.wandb.ai unreachable")
+
+
+def fake_integrations(monkeypatch, calls: list, fail: str | None = None) -> dict:
+    """Both integrations replaced, through the table the Tracker builds them from, by fakes that
+    need no package; ``fail`` names one whose calls raise."""
+    built = {}
+
+    def factory(name):
+        def build(section, study_name):
+            if name == fail:
+                return FailingCallback()
+            built[name] = FakeCallback(section, study_name, calls)
+            return built[name]
+        return build
+
+    for name in ("wandb", "mlflow"):
+        monkeypatch.setitem(tracking.INTEGRATIONS, name, Integration((), factory(name)))
+    return built
+
+
+def test_callbacks_get_the_study_and_each_trial_as_told(tmp_path, shakespeare, monkeypatch):
+    calls: list = []
+    built = fake_integrations(monkeypatch, calls)
+    cfg = study_cfg(tmp_path, shakespeare, wandb={"project": "gpt", "entity": "me"},
+                    mlflow={"experiment": "sweeps"})
+    tracker = Tracker(cfg)
+    # Each callback is built from its own section and the study's name.
+    assert built["wandb"].section.project == "gpt" and built["wandb"].study_name == "tiny"
+    assert built["mlflow"].section.experiment == "sweeps"
+    study = optuna.create_study(study_name="tiny")
+    trial = ask(study, lr=3e-3)
+    study.tell(trial, 2.5)
+    tracker.finished(study, trial.number)
+    # As study.optimize calls them: (study, frozen_trial), after the trial is told, once each.
+    assert len(calls) == 2
+    for _, seen_study, frozen, stored in calls:
+        assert seen_study is study
+        assert isinstance(frozen, optuna.trial.FrozenTrial) and frozen.number == trial.number
+        assert frozen.state == stored == TrialState.COMPLETE and frozen.value == 2.5
+        assert frozen.params["lr"] == pytest.approx(3e-3)
+        assert frozen.user_attrs["weight_decay"] == 0.01
+
+
+def test_a_failing_callback_is_reported_and_the_study_goes_on(tmp_path, shakespeare, monkeypatch):
+    calls: list = []
+    fake_integrations(monkeypatch, calls, fail="wandb")
+    cfg = study_cfg(tmp_path, shakespeare, wandb={"project": "gpt"}, mlflow={})
+    out = io.StringIO()
+    tracker = Tracker(cfg, Console(file=out, width=200))
+    study = optuna.create_study()
+    trial = ask(study, lr=3e-3)
+    study.tell(trial, 2.5)
+    tracker.finished(study, trial.number)
+    assert "tracking.wandb: trial 0 was not logged: ConnectionError" in out.getvalue()
+    assert len(calls) == 1  # mlflow's still ran
+
+
+# --------------------------------------------------------------------------- a real study
+
+
+@pytest.mark.slow
+def test_a_study_writes_each_trial_to_tensorboard_and_calls_back_in_order(
+        tmp_path, shakespeare, monkeypatch):
+    calls: list = []
+    fake_integrations(monkeypatch, calls)
+    cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=3,
+                                    tracking={"tensorboard": True, "wandb": {"project": "gpt"}}))
+    try:
+        study = run_study(cfg, Console(file=io.StringIO()))
+    finally:
+        ray.shutdown()
+    trials = study.get_trials()
+    assert len(trials) == 3 and all(t.state.is_finished() for t in trials)
+    # One run per trial, no other.
+    runs = sorted(p.name for p in (cfg.folder / "tensorboard").iterdir())
+    assert runs == [f"trial-{t.number}" for t in trials]
+    every = cfg.eval_interval
+    for t in trials:
+        acc = board(cfg, t.number)
+        points = curve(acc)
+        assert points, f"trial {t.number} has no curve"
+        # The curve's points are the reports the pruner saw: the same values, each at the tokens
+        # the trial had seen, which the study puts on its grid of eval_every_tokens.
+        assert {s // every * every for s, _ in points} == set(t.intermediate_values)
+        for s, v in points:
+            assert v == pytest.approx(t.intermediate_values[s // every * every], rel=1e-6)
+        row = hparams_row(acc)
+        assert row["state"] == t.state.name
+        assert row["lr"] == pytest.approx(t.params["lr"])
+        assert row["weight_decay"] == pytest.approx(t.user_attrs["weight_decay"])
+        assert row["steps"] == t.user_attrs["steps"]
+        if t.state == TrialState.COMPLETE:
+            assert curve(acc, "value")[0][1] == pytest.approx(t.value, rel=1e-6)
+    # The driver calls back once per trial, in the order it told them, each already told.
+    assert [frozen.number for _, _, frozen, _ in calls] == [
+        t.number for t in sorted(trials, key=lambda t: t.datetime_complete)]
+    assert all(stored.is_finished() and frozen.state == stored for *_, frozen, stored in calls)
+    assert all(seen.study_name == cfg.name for _, seen, _, _ in calls)
