@@ -647,4 +647,7 @@ def check_study_files(cfg: StudyConfig) -> list[str]:
     if cfg.priors.laws == "fitted" and fitted and not Path(fitted).is_file():
         errors.append(f"priors.fitted_file: file not found: {fitted!r} (`scaletune fit STUDY... "
                       "-o FILE` writes it)")
+    from scaletune.search.tracking import missing_packages  # looks modules up, imports none
+
+    errors += missing_packages(cfg.tracking)
     return errors

@@ -348,6 +348,9 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors, data:
     config = cfg.model_dump(mode="json", by_alias=True)
     if config.get("storage"):
         config["storage"] = mask_url(config["storage"])
+    mlflow = (config.get("tracking") or {}).get("mlflow") or {}
+    if mlflow.get("tracking_uri"):  # may carry a password too
+        mlflow["tracking_uri"] = mask_url(mlflow["tracking_uri"])
     record = {
         "config": config,
         "data_fingerprint": data.fingerprint,

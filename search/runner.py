@@ -31,7 +31,7 @@ from scaletune.search.config import StudyConfig, check_study_files
 from scaletune.search.plan import SearchPlan, TrialRun, n_finished
 from scaletune.search.progress import StudyProgress
 from scaletune.search.storage import check_storage, make_storage, mask_url, scrub, sqlite_path
-from scaletune.search.tracking import Tracker, missing_packages
+from scaletune.search.tracking import Tracker
 from scaletune.trainer.data import prepare_data
 from scaletune.trainer.errors import ConfigError, DataError, StorageError
 
@@ -63,7 +63,6 @@ def preflight(cfg: StudyConfig) -> Any:
         errors += _folder_errors(cfg.folder)
     missing = check_study_files(cfg)  # what `scaletune validate` finds too, named once
     errors += missing
-    errors += missing_packages(cfg.tracking)
     data = None
     try:
         if not any(e.startswith("data.") for e in missing):
@@ -81,7 +80,15 @@ def preflight(cfg: StudyConfig) -> Any:
                 f"data: too little text for model.block_size={cfg.model.block_size}: "
                 f"{data.n_train_tokens} train / {data.n_val_tokens} validation tokens"
             )
-    if cfg.storage is not None:
+    sqlite = sqlite_path(cfg.storage_url)
+    if cfg.storage is not None and sqlite is not None:
+        # Connecting would create the file: check its folder instead (the file itself below).
+        if not sqlite.parent.is_dir():
+            errors.append(f"storage: the folder of {sqlite} does not exist: create it, or give "
+                          "another path")
+        elif not os.access(sqlite.parent, os.W_OK):
+            errors.append(f"storage: cannot write to the folder of {sqlite}")
+    elif cfg.storage is not None:
         try:
             check_storage(cfg.storage)
         except Exception as e:  # noqa: BLE001 - any driver error means unreachable
