@@ -11,10 +11,14 @@ import logging
 import signal
 import sys
 import time
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from scaletune.trainer.errors import ConfigError, ScaletuneError
+
+if TYPE_CHECKING:
+    from scaletune.search.config import StudyConfig
 
 EXIT_BAD_INPUT = 2
 WIDTH_NOT_A_TERMINAL = 200
@@ -54,11 +58,19 @@ def _quiet_optuna() -> None:
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     start = time.monotonic()  # the run's time includes importing torch and Ray
     from scaletune.search.config import load_study
+    from scaletune.search.manage import with_options
+
+    cfg = with_options(load_study(args.study), n_trials=args.n_trials, address=args.address,
+                       max_concurrent=args.max_concurrent, storage=args.storage)
+    _quiet_optuna()
+    if args.dry_run:
+        from scaletune.search.manage import print_plan
+
+        print_plan(cfg, console)
+        return 0
     from scaletune.search.progress import print_run_summary
     from scaletune.search.runner import run_study
 
-    cfg = load_study(args.study)
-    _quiet_optuna()
     if cfg.workers.address in (None, "local"):  # a cluster's notice is kept: it is shared
         logging.getLogger(RAY_TOKEN_NOTICE).setLevel(logging.ERROR)
     try:
@@ -176,6 +188,47 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _study(args: argparse.Namespace) -> StudyConfig:
+    """The study file of a command, with its storage replaced by ``--storage`` where given."""
+    from scaletune.search.config import load_study
+    from scaletune.search.manage import with_options
+
+    return with_options(load_study(args.study), storage=args.storage)
+
+
+def cmd_studies(args: argparse.Namespace, console: Console) -> int:
+    from scaletune.search.config import load_study
+    from scaletune.search.manage import list_studies
+
+    _quiet_optuna()
+    url = args.storage or load_study(args.study).storage_url
+    return list_studies(url, console)
+
+
+def cmd_show(args: argparse.Namespace, console: Console) -> int:
+    from scaletune.search.manage import show_study
+
+    cfg = _study(args)
+    _quiet_optuna()
+    return show_study(cfg, console)
+
+
+def cmd_best(args: argparse.Namespace, console: Console) -> int:
+    from scaletune.search.manage import print_best
+
+    cfg = _study(args)
+    _quiet_optuna()
+    return print_best(cfg, args.json, console)
+
+
+def cmd_delete(args: argparse.Namespace, console: Console) -> int:
+    from scaletune.search.manage import delete_study
+
+    cfg = _study(args)
+    _quiet_optuna()
+    return delete_study(cfg, args.yes, console)
+
+
 class _Version(argparse.Action):
     """``--version``: the installed version and the code revision (git), looked up only when
     asked for."""
@@ -199,6 +252,15 @@ def version_line() -> str:
     return f"scaletune {version('scaletune')}" + (f" (revision {revision})" if revision else "")
 
 
+def _stored_study_args(p: argparse.ArgumentParser, func: Any) -> None:
+    """The arguments of a command on a study that has run: its file, and the storage where
+    `run --storage` put it elsewhere."""
+    p.add_argument("study", help="study YAML")
+    p.add_argument("--storage", metavar="URL",
+                   help="the storage the study ran on, where `run --storage` gave another")
+    p.set_defaults(func=func)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scaletune",
@@ -209,7 +271,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run or resume a study")
     p.add_argument("study", help="study YAML")
+    p.add_argument("--n-trials", type=int, metavar="N",
+                   help="the study's n_trials for this launch: finished trials it should have in "
+                        "all (a resumed study runs the missing ones)")
+    p.add_argument("--address", metavar="ADDR",
+                   help="workers.address: 'auto' or ray://host:10001 joins a cluster, 'local' "
+                        "starts Ray on this machine")
+    p.add_argument("--max-concurrent", type=int, metavar="N",
+                   help="workers.max_concurrent: trials running at once at most")
+    p.add_argument("--storage", metavar="URL",
+                   help="storage: the Optuna storage URL (sqlite:///..., postgresql://...)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (priors, search space, first trial, sampler, pruner, "
+                        "workers, storage, budget) and start nothing")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("studies", help="list the studies in a storage")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("study", nargs="?", help="study YAML: the studies in its storage")
+    where.add_argument("--storage", metavar="URL", help="a storage URL")
+    p.set_defaults(func=cmd_studies)
+
+    p = sub.add_parser("show", help="one study: trials by state, best trial, config, priors, "
+                                    "driver")
+    _stored_study_args(p, cmd_show)
+
+    p = sub.add_parser("best", help="the best trial's parameters as name=value lines")
+    _stored_study_args(p, cmd_best)
+    p.add_argument("--json", action="store_true", help="one JSON object instead")
+
+    p = sub.add_parser("delete", help="delete a study from its storage, after a confirmation")
+    _stored_study_args(p, cmd_delete)
+    p.add_argument("--yes", action="store_true",
+                   help="delete without asking (needed where stdin is not a terminal)")
 
     p = sub.add_parser("validate", help="check study (or training) files; every error at once")
     p.add_argument("studies", nargs="+", help="study YAML files")

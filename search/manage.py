@@ -1,0 +1,455 @@
+"""Studies as a user manages them from the command line, as Optuna's, Ray Tune's and W&B's own
+commands do: a launch changed on the command line, the plan of a run before it starts, the
+studies in a storage, one study, its best parameters, its deletion.
+
+``with_options`` puts ``scaletune run``'s options into a study config, validated as the file is.
+``print_plan`` is ``run --dry-run``: priors, search space, first trial, sampler, pruner,
+resources, storage and budget, from the study file alone (no data prepared, no Ray, nothing
+written). ``list_studies``, ``show_study``, ``print_best`` and ``delete_study`` read a storage;
+all but ``list_studies`` open their study through ``search.studies.open_study``, which never
+creates a storage.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sys
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import FrozenTrial, TrialState
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
+
+from scaletune.heuristics import laws
+from scaletune.heuristics.priors import Priors, priors_table
+from scaletune.search import hparams, lease
+from scaletune.search.config import StudyConfig, check_study_files, validate_study
+from scaletune.search.plan import n_finished
+from scaletune.search.progress import fmt_duration, fmt_params
+from scaletune.search.report import DERIVED
+from scaletune.search.space import build_space, planning_priors, prior_center_params, trial_config
+from scaletune.search.storage import (
+    engine_kwargs,
+    make_storage,
+    mask_url,
+    scrub,
+    sqlite_path,
+    with_driver,
+)
+from scaletune.search.studies import open_study
+from scaletune.trainer.errors import ConfigError, SetupError
+
+OPTIONS = {
+    "n_trials": ("--n-trials", "n_trials"),
+    "address": ("--address", "workers.address"),
+    "max_concurrent": ("--max-concurrent", "workers.max_concurrent"),
+    "storage": ("--storage", "storage"),
+}
+"""The study fields a launch may change on the command line: option -> (flag, key in the file).
+None of them is in the study's fingerprint (search.config.FINGERPRINTED), so a study resumes
+with any of them changed."""
+STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+
+
+# --------------------------------------------------------------------------- run's options
+
+
+def with_options(cfg: StudyConfig, **options: Any) -> StudyConfig:
+    """``cfg`` with the options given (not None) in place of its fields, validated as the study
+    file is; a bad value is a ConfigError that names its option."""
+    given = {k: v for k, v in options.items() if v is not None}
+    unknown = given.keys() - OPTIONS.keys()
+    if unknown:
+        raise TypeError(f"with_options: unknown options {sorted(unknown)}; allowed: {list(OPTIONS)}")
+    if not given:
+        return cfg
+    raw = cfg.model_dump(by_alias=True)
+    for option, value in given.items():
+        *parents, leaf = OPTIONS[option][1].split(".")
+        node = raw
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    try:
+        checked = validate_study(raw, "the command line")
+    except ConfigError as e:
+        flags = {key: flag for flag, key in OPTIONS.values()}
+        lines = []
+        for line in e.errors:
+            key, _, rest = line.partition(": ")
+            lines.append(f"{flags[key]}: {rest}" if key in flags else line)
+        raise ConfigError("the command line", lines) from None
+    # The fields only: the rest stays as load_study resolved it (data paths, the study file).
+    return cfg.model_copy(update={"n_trials": checked.n_trials, "storage": checked.storage,
+                                  "workers": checked.workers})
+
+
+# --------------------------------------------------------------------------- run --dry-run
+
+
+def print_plan(cfg: StudyConfig, console: Console) -> None:
+    """What ``scaletune run`` would do with ``cfg``, from the study file alone: nothing is
+    prepared, started or written (the priors plan as ``scaletune priors`` does)."""
+    problems = check_study_files(cfg)
+    if problems:
+        raise ConfigError(cfg.source, problems)
+    priors = planning_priors(cfg)
+    dims, fixed = build_space(cfg, priors)
+    out = _printer(console)
+    out(f"plan of study {cfg.name} ({cfg.source}); a dry run: nothing starts, nothing is written")
+    console.print()
+    console.print(priors_table(priors))
+    console.print()
+    console.print(_space_table(dims, fixed))
+    console.print()
+    rows: list[tuple[str, str]] = []
+    if cfg.seeding == "prior":
+        first = prior_center_params(dims)
+        _, derived = trial_config(cfg, first, fixed, None)
+        rows.append(("first", f"trial 0, the priors' center: {fmt_params(first)}"))
+        shown = {k: v for k, v in derived.items() if k in DERIVED and k not in first}
+        rows.append(("", f"derived {fmt_params(shown)}; {derived['steps']:,} steps"))
+    rows += [
+        ("sampler", describe_sampler(cfg)),
+        ("pruner", describe_pruner(cfg)),
+        ("workers", _resources(cfg)),
+        ("storage", _storage_state(cfg.storage_url)),
+        ("budget", _budget(cfg, priors)),
+    ]
+    _rows(out, rows)
+
+
+def _space_table(dims: list[Any], fixed: dict[str, Any]) -> Table:
+    table = Table(title="Search space")
+    for column in ("parameter", "searched over", "scale", "prior center"):
+        table.add_column(column)
+    for d in dims:
+        dist, hp = d.distribution, hparams.get(d.name)
+        show = hp.show if hp is not None else _plain
+        if isinstance(dist, CategoricalDistribution):
+            over, scale = "choices " + ", ".join(show(c) for c in dist.choices), ""
+        else:
+            over, scale = f"[{show(dist.low)}, {show(dist.high)}]", "log" if dist.log else "linear"
+        center = show(d.prior.center) if d.prior is not None else ""
+        table.add_row(d.name, over, scale, center)
+    for name, value in fixed.items():
+        hp = hparams.get(name)
+        table.add_row(name, f"fixed at {hp.show(value) if hp else _plain(value)}", "", "")
+    return table
+
+
+def describe_sampler(cfg: StudyConfig) -> str:
+    """``tpe (multivariate, constant liar), seed 0: the priors' center, then 6 trials drawn
+    from the priors, then TPE``, as search.samplers.make_sampler builds it."""
+    s = cfg.sampler
+    seed = cfg.seed if s.seed is None else s.seed
+    flags = [w for w, on in (("multivariate", s.multivariate), ("constant liar", s.constant_liar))
+             if on and s.name == "tpe"]
+    head = f"{s.name} ({', '.join(flags)})" if flags else s.name
+    head += f", seed {seed}"
+    center = "the priors' center, then " if cfg.seeding == "prior" else ""
+    if s.name == "random":
+        return f"{head}: {center}uniform draws (the baseline: the priors seed no draw)"
+    if cfg.seeding == "none":
+        return f"{head}: {s.n_startup_trials} start-up trials at random, then {s.name} (plain Optuna)"
+    return f"{head}: {center}{s.n_startup_trials} start-up trials drawn from the priors, then {s.name}"
+
+
+def describe_pruner(cfg: StudyConfig) -> str:
+    """``median: n_startup_trials=3, n_warmup_steps=default, interval_steps=1``."""
+    return _fields(cfg.pruner)
+
+
+def _fields(model: BaseModel) -> str:
+    """``name: key=value, ...``; a field left to its default says what the default is, as its
+    docstring does ("...; default 25% of a trial")."""
+    name = getattr(model, "name", type(model).__name__)
+    parts = []
+    for key, field in type(model).model_fields.items():
+        if key == "name":
+            continue
+        value = getattr(model, key)
+        if isinstance(value, BaseModel):
+            parts.append(f"{key}=({_fields(value)})")
+        elif value is None:
+            said = re.search(r"\bdefault ([^.;]+)", field.description or "")
+            parts.append(f"{key}=default" + (f" ({said.group(1)})" if said else ""))
+        else:
+            parts.append(f"{key}={_plain(value)}")
+    return f"{name}: {', '.join(parts)}" if parts else name
+
+
+def _resources(cfg: StudyConfig) -> str:
+    w = cfg.workers
+    each = f"{w.cpus_per_trial:g} CPU and {w.gpus_per_trial:g} GPU per trial"
+    cap = f", at most {w.max_concurrent}" if w.max_concurrent else ""
+    if w.address not in (None, "local"):
+        where = "this machine's" if w.address == "auto" else f"at {w.address}"
+        return (f"the Ray cluster {where}; {each}; concurrency is decided when Ray "
+                f"starts (the cluster's CPUs and GPUs over a trial's){cap}")
+    cores = os.cpu_count() or 1
+    fit = math.floor(cores / w.cpus_per_trial + 1e-9)  # as search.runner.concurrency rounds
+    if fit == 0:
+        return (f"Ray on this machine; {each}: no trial fits on its {cores} cores (lower "
+                "workers.cpus_per_trial)")
+    slots = min(fit, w.max_concurrent or fit)
+    gpus = "; GPUs are counted when Ray starts" if w.gpus_per_trial else ""
+    return (f"Ray on this machine; {each}; {slots} trial(s) at once ({cores} cores"
+            f"{f', max_concurrent {w.max_concurrent}' if w.max_concurrent else ''}){gpus}")
+
+
+def _storage_state(url: str) -> str:
+    database = sqlite_path(url)
+    if database is None:
+        return mask_url(url)
+    there = ("the file exists: a study of this name in it resumes" if database.is_file()
+             else "not there yet")
+    return f"{mask_url(url)} ({there})"
+
+
+def _budget(cfg: StudyConfig, priors: Priors) -> str:
+    n = int(dict(priors.context)["non_embedding_params"])
+    tokens = cfg.n_trials * cfg.tokens_per_trial
+    return (f"{cfg.n_trials} trials x {cfg.tokens_per_trial:,} tokens = {tokens:,} tokens, "
+            f"{laws.flops_6nd(n, tokens):.3g} FLOPs (6ND, N = {n:,} non-embedding params) "
+            "at most: pruned trials train less")
+
+
+# --------------------------------------------------------------------------- studies in a storage
+
+
+def list_studies(url: str, console: Console) -> int:
+    """A table of the studies in ``url``: trials by state, best value, last activity. Reads
+    only; an SQLite file that is not there is an error, never created."""
+    shown = mask_url(url)
+    database = sqlite_path(url)
+    if database is not None and not database.is_file():
+        raise ConfigError("storage", [f"storage: {database.resolve()} does not exist: no study has run "
+                                      "there (`scaletune run STUDY.yaml` creates it)"])
+    try:
+        storage = optuna.storages.RDBStorage(with_driver(url), engine_kwargs=engine_kwargs(url),
+                                             skip_table_creation=True)
+        names = sorted(optuna.get_all_study_names(storage))
+        studies = [optuna.load_study(study_name=n, storage=storage) for n in names]
+    except (SQLAlchemyError, optuna.exceptions.StorageInternalError, RuntimeError) as e:
+        cause: BaseException = e
+        while cause.__cause__ is not None:  # Optuna's wrapper says less than the database
+            cause = cause.__cause__
+        text = str(cause).strip()
+        first = text.splitlines()[0] if text else type(cause).__name__
+        raise ConfigError("storage", [f"storage: cannot list the studies in {shown} (is it an "
+                                      f"Optuna storage?): {scrub(first, url)}"]) from None
+    if not studies:
+        _printer(console)(f"no studies in {shown}")
+        return 0
+    table = Table(title=f"Studies in {shown}")
+    for column in ("study", "trials", "best", "last activity"):
+        table.add_column(column)
+    for study in studies:
+        trials = study.get_trials(deepcopy=False)
+        best = _best(trials)
+        table.add_row(study.study_name, by_state(trials) or "none",
+                      f"{best.value:.4f} (trial {best.number})" if best else "",
+                      _running(study) or _last_activity(trials))
+    console.print(table)
+    return 0
+
+
+def by_state(trials: list[FrozenTrial]) -> str:
+    """``6 complete, 10 pruned, 1 failed and run again``; FAIL trials queued again (user attr
+    ``retried``) are counted apart, as ``n_trials`` does not count them."""
+    counts = Counter(t.state.name for t in trials)
+    again = sum(1 for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("retried"))
+    counts["FAIL"] -= again
+    words = {"FAIL": "failed"}
+    parts = [f"{counts[s]} {words.get(s, s.lower())}"
+             for s in [*STATES, *sorted(counts.keys() - set(STATES))] if counts[s] > 0]
+    if again:
+        parts.append(f"{again} failed and run again")
+    return ", ".join(parts)
+
+
+def _best(trials: list[FrozenTrial]) -> FrozenTrial | None:
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    return min(complete, key=lambda t: t.value) if complete else None
+
+
+def _running(study: optuna.Study) -> str:
+    """``running now (pid 1234 on host-a, ...)`` while a driver holds the study's lease."""
+    held = study.user_attrs.get(lease.ATTR)
+    return f"running now ({lease.describe(held)})" if lease.live(held) else ""
+
+
+def _last_activity(trials: list[FrozenTrial]) -> str:
+    """When a trial last started or ended: ``2026-01-01 12:03 (5 min ago)``."""
+    times = [t.datetime_complete or t.datetime_start for t in trials]
+    times = [t for t in times if t is not None]
+    if not times:
+        return ""
+    last = max(times)  # Optuna stores local time without a zone
+    ago = fmt_duration(max(0.0, (datetime.now() - last).total_seconds()))
+    return f"{last:%Y-%m-%d %H:%M} ({ago} ago)"
+
+
+# --------------------------------------------------------------------------- one study
+
+
+def show_study(cfg: StudyConfig, console: Console) -> int:
+    """One study: where it lives, its driver, trials by state, the best trial, the config it
+    ran with and its priors' centers."""
+    study, ran_with, notes = open_study(cfg, cfg.source)
+    trials = study.get_trials(deepcopy=False)
+    out = _printer(console)
+    out(f"study {study.study_name} ({cfg.source})")
+    running = _running(study)
+    # n_trials as the file (or `--n-trials`) says now: the stored config is that of the first run.
+    rows = [
+        ("storage", mask_url(cfg.storage_url)),
+        ("driver", running or "none running"),
+        ("trials", f"{by_state(trials) or 'none'}; {n_finished(study)} finished of n_trials "
+                   f"{cfg.n_trials}; last activity {_last_activity(trials) or 'none'}"),
+    ]
+    best = _best(trials)
+    if best is not None:
+        rows.append(("best", f"trial {best.number}: val loss {best.value:.4f}"))
+        rows.append(("", fmt_params(best.params)))
+        derived = {k: best.user_attrs[k] for k in DERIVED
+                   if k in best.user_attrs and k not in best.params}
+        if derived:
+            rows.append(("", f"derived {fmt_params(derived)}"))
+    rows += _config_rows(ran_with)
+    centers = _prior_centers(study.user_attrs.get("priors"))
+    if centers:
+        rows.append(("priors", centers))
+    provenance = study.user_attrs.get("provenance") or {}
+    if provenance:
+        rows.append(("ran with", ", ".join(f"{k} {provenance[k]}" for k in
+                                           ("git_revision", "torch", "optuna", "ray")
+                                           if provenance.get(k))))
+    _rows(out, rows + [("note", n) for n in notes])
+    return 0
+
+
+def _config_rows(cfg: StudyConfig) -> list[tuple[str, str]]:
+    m, d = cfg.model, cfg.data
+    where = {"builtin": d.builtin, "text": d.path, "hf": d.dataset}.get(d.source, "")
+    searched = [f"{name}{f' as {p.as_}' if getattr(p, 'as_', None) else ''} ({_how(p)})"
+                for name, p in {**cfg.search.params, **cfg.search.other}.items()]
+    return [
+        ("model", f"{m.n_layer} layers, {m.n_head} heads, width {m.n_embd}, block {m.block_size} "
+                  f"({m.positions} positions, {m.norm})"),
+        ("data", f"{d.source} {where}, tokenizer {d.tokenizer}"),
+        ("budget", f"{cfg.tokens_per_trial:,} tokens per trial, evaluated every "
+                   f"{cfg.eval_interval:,}"),
+        ("search", ", ".join(searched)),
+        ("sampler", describe_sampler(cfg)),
+        ("pruner", describe_pruner(cfg)),
+    ]
+
+
+def _how(p: Any) -> str:
+    """How a study file searches one parameter, in a word."""
+    if not p.searched:
+        return f"fixed at {_plain(p.value)}"
+    if p.prior:
+        return "prior"
+    return "choices" if p.choices is not None else "range"
+
+
+def _prior_centers(stored: Any) -> str:
+    """``lr 0.0127, tau 3.24, ...`` from the study user attr ``priors`` (Priors.to_json)."""
+    if not isinstance(stored, dict):
+        return ""
+    parts = []
+    for name, prior in stored.items():
+        if isinstance(prior, dict) and "center" in prior:
+            hp = hparams.get(name)
+            parts.append(f"{name} {hp.show(prior['center']) if hp else _plain(prior['center'])}")
+    return ", ".join(parts)
+
+
+def print_best(cfg: StudyConfig, json_output: bool, console: Console) -> int:
+    """The best trial's parameters: ``name=value`` lines, or one JSON object, on stdout (exact
+    values, for scripts); notes go to stderr."""
+    study, _, notes = open_study(cfg, cfg.source)
+    trials = study.get_trials(deepcopy=False)
+    best = _best(trials)
+    if best is None:
+        raise ConfigError(cfg.source, [f"study {study.study_name!r} has no complete trial yet "
+                                       f"({by_state(trials) or 'no trials'})"])
+    for note in notes:
+        Console(stderr=True).print(f"note: {note}", highlight=False, markup=False)
+    if json_output:
+        derived = {k: best.user_attrs[k] for k in DERIVED
+                   if k in best.user_attrs and k not in best.params}
+        record = {"study": study.study_name, "trial": best.number, "value": best.value,
+                  "params": best.params, "derived": derived}
+        sys.stdout.write(json.dumps(record, indent=2) + "\n")
+    else:
+        sys.stdout.write("".join(f"{k}={v}\n" for k, v in best.params.items()))
+    return 0
+
+
+def delete_study(cfg: StudyConfig, yes: bool, console: Console) -> int:
+    """Delete the study from its storage, after a confirmation: ``yes``, or a "y" typed on a
+    terminal. Refused while a driver runs it; the storage file and the study folder stay."""
+    study, _, _ = open_study(cfg, cfg.source)
+    name, shown = study.study_name, mask_url(cfg.storage_url)
+    _refuse_while_running(study)
+    n = len(study.get_trials(deepcopy=False))
+    if not yes:
+        if not sys.stdin.isatty():
+            raise SetupError(f"delete: not deleting study {name!r} ({n} trials) in {shown} "
+                             "without a confirmation, and there is no terminal to ask on: "
+                             "add --yes")
+        try:
+            answer = input(f"delete study {name!r} ({n} trials) from {shown}? "
+                           "This cannot be undone. [y/N] ")
+        except (EOFError, KeyboardInterrupt):
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
+            _printer(console)("not deleted")
+            return 1
+        _refuse_while_running(study)  # a driver may have started while we asked
+    optuna.delete_study(study_name=name, storage=make_storage(cfg.storage_url))
+    _printer(console)(f"deleted study {name!r} ({n} trials) from {shown}")
+    return 0
+
+
+def _refuse_while_running(study: optuna.Study) -> None:
+    held = study.user_attrs.get(lease.ATTR)
+    if lease.live(held):
+        raise lease.busy(study.study_name, held)
+
+
+# --------------------------------------------------------------------------- printing
+
+
+def _printer(console: Console) -> Any:
+    """A print of plain text: no markup, no highlighting, never wrapped."""
+    return lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+def _rows(out: Any, rows: list[tuple[str, str]]) -> None:
+    for key, text in rows:
+        out(f"  {key:<9} {text}")
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+

@@ -1,0 +1,280 @@
+"""Study management from the command line: `scaletune studies`, `show`, `best`, `delete`, and
+`fit` naming the file of a study that has not run.
+
+Studies are built through Optuna's public API on a SQLite file, with the user attrs the runner
+records (tests/search/test_export.py's make_study and add_trial), so they need no training. One
+slow test runs a real tiny study through the CLI end to end.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import socket
+import time
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from scaletune.search.cli import main
+from scaletune.search.storage import make_storage
+from tests.search.helpers import flat, tiny_study, write_study
+from tests.search.test_export import EVAL, add_trial, make_study, params, study_file
+from tests.search.test_export import finished as finished  # a fixture, used by name
+
+
+def scaletune(capsys, *args: str) -> tuple[int, str]:
+    """`scaletune ARGS` in this process: exit code and output as words (lines unwrapped, table
+    borders taken out)."""
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, flat(re.sub("[│┃]", " ", captured.out + captured.err))
+
+
+def hold_lease(study: optuna.Study) -> int:
+    """Write the lease of a live driver: another process of this host (our parent)."""
+    now = time.time()
+    study.set_user_attr("driver", {"host": socket.gethostname(), "pid": os.getppid(),
+                                   "since": now, "heartbeat": now, "token": "a-driver"})
+    return os.getppid()
+
+
+def names_in(url: str) -> list[str]:
+    return optuna.get_all_study_names(make_storage(url))
+
+
+class Terminal(io.StringIO):
+    """A stdin that is a terminal on which the user types ``text``."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+# --------------------------------------------------------------------------- studies
+
+
+def test_studies_lists_each_study_of_a_storage(finished, capsys):
+    path, cfg, _ = finished
+    other = cfg.model_copy(update={"name": "tiny-wide"})
+    make_study(other)
+    code, out = scaletune(capsys, "studies", str(path))
+    assert code == 0, out
+    # Rule: one row a study: name, trials by state, best value and trial, last activity.
+    assert f"Studies in {cfg.storage_url}" in out
+    assert re.search(r"tiny 3 complete, 1 pruned 2\.2000 \(trial 1\) \d{4}-\d\d-\d\d \d\d:\d\d "
+                     r"\(\d+ s ago\)", out), out
+    assert "tiny-wide none" in out
+
+
+def test_studies_takes_a_storage_url(finished, capsys):
+    _, cfg, study = finished
+    pid = hold_lease(study)
+    code, out = scaletune(capsys, "studies", "--storage", cfg.storage_url)
+    assert code == 0, out
+    # Rule: a study a driver runs says so, naming the driver.
+    assert f"running now (pid {pid} on {socket.gethostname()}" in out
+
+
+def test_studies_of_a_missing_sqlite_file_is_an_error_and_creates_nothing(tmp_path, capsys):
+    missing = tmp_path / "none" / "study.db"
+    code, out = scaletune(capsys, "studies", "--storage", f"sqlite:///{missing}")
+    # Rule: listing never creates a storage; the error names the file.
+    assert code == 2, out
+    assert f"storage: {missing} does not exist" in out
+    assert not missing.exists() and not missing.parent.exists()
+
+
+def test_studies_of_a_file_that_is_not_a_storage_is_an_error_and_writes_nothing(tmp_path, capsys):
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    code, out = scaletune(capsys, "studies", "--storage", f"sqlite:///{empty}")
+    # Rule: an SQLite file without Optuna's tables is not given them by a listing.
+    assert code == 2, out
+    assert "cannot list the studies" in out
+    assert empty.read_bytes() == b""
+
+
+def test_studies_of_an_empty_storage_says_so(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    make_storage(url)
+    code, out = scaletune(capsys, "studies", "--storage", url)
+    assert code == 0, out
+    assert f"no studies in {url}" in out
+
+
+def test_studies_needs_a_study_file_or_a_storage(capsys):
+    # Rule: one of the two, not both and not neither (argparse's usage error, exit 2).
+    with pytest.raises(SystemExit) as e:
+        main(["studies"])
+    assert e.value.code == 2
+
+
+# --------------------------------------------------------------------------- show
+
+
+def test_show_gives_state_best_config_priors_and_storage(finished, capsys):
+    path, cfg, study = finished
+    code, out = scaletune(capsys, "show", str(path))
+    assert code == 0, out
+    assert f"study tiny ({path})" in out
+    assert f"storage {cfg.storage_url}" in out
+    assert "driver none running" in out
+    assert "trials 3 complete, 1 pruned; 4 finished of n_trials 4" in out
+    # Rule: the best trial's params as the registry shows them, and what was derived from them.
+    assert "best trial 1: val loss 2.2000 lr=0.004 tau=0.8 warmup_frac=0.15 batch_size=16" in out
+    assert "derived weight_decay=" in out
+    assert "model 1 layers, 2 heads, width 32, block 32" in out
+    assert "sampler tpe" in out and "pruner median" in out
+    # Rule: the priors' centers come from what the study recorded.
+    lr = study.user_attrs["priors"]["lr"]["center"]
+    assert f"priors lr {lr:.3g}, weight_decay" in out
+    assert "ran with git_revision 0123abcd" in out
+
+
+def test_show_names_the_driver_that_runs_the_study(finished, capsys):
+    path, _, study = finished
+    pid = hold_lease(study)
+    code, out = scaletune(capsys, "show", str(path))
+    assert code == 0, out
+    assert f"driver running now (pid {pid} on {socket.gethostname()}, running since" in out
+
+
+def test_show_of_a_study_that_never_ran_names_its_file_and_creates_nothing(tmp_path, capsys):
+    path, cfg = study_file(tmp_path)
+    code, out = scaletune(capsys, "show", str(path))
+    # Rule: a study is read through open_study, which never creates a storage.
+    assert code == 2, out
+    assert f"run `scaletune run {path}` first" in out
+    assert not cfg.folder.exists()
+
+
+def test_show_reads_the_storage_given_on_the_command_line(tmp_path, capsys):
+    path, cfg = study_file(tmp_path)
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    moved = cfg.model_copy(update={"storage": elsewhere})
+    add_trial(make_study(moved), moved, params(3e-3), 2.4)
+    code, out = scaletune(capsys, "show", str(path), "--storage", elsewhere)
+    # Rule: `--storage` finds a study that `run --storage` put elsewhere.
+    assert code == 0, out
+    assert "best trial 0: val loss 2.4000" in out
+
+
+# --------------------------------------------------------------------------- best
+
+
+def test_best_prints_exact_name_value_lines(finished, capsys):
+    path, _, _ = finished
+    code = main(["best", str(path)])
+    out = capsys.readouterr().out
+    # Rule: one name=value line a parameter, exact values, nothing else on stdout (for scripts).
+    assert code == 0
+    assert out.splitlines() == ["lr=0.004", "tau=0.8", "warmup_frac=0.15", "batch_size=16"]
+
+
+def test_best_json_has_the_trial_its_value_params_and_derived_values(finished, capsys):
+    path, _, study = finished
+    assert main(["best", str(path), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    best = study.best_trial
+    assert record == {"study": "tiny", "trial": 1, "value": 2.2, "params": best.params,
+                      "derived": {k: best.user_attrs[k] for k in
+                                  ("weight_decay", "warmup_steps", "tokens_per_step")}}
+
+
+def test_best_of_a_study_without_a_complete_trial_is_an_error(tmp_path, capsys):
+    path, cfg = study_file(tmp_path)
+    study = make_study(cfg)
+    add_trial(study, cfg, params(9e-3), 2.5, TrialState.PRUNED, trained=EVAL)
+    code, out = scaletune(capsys, "best", str(path))
+    assert code == 2, out
+    assert "study 'tiny' has no complete trial yet (1 pruned)" in out
+
+
+# --------------------------------------------------------------------------- delete
+
+
+def test_delete_with_yes_deletes_the_study_and_no_other(finished, capsys):
+    path, cfg, _ = finished
+    make_study(cfg.model_copy(update={"name": "tiny-wide"}))
+    code, out = scaletune(capsys, "delete", str(path), "--yes")
+    assert code == 0, out
+    assert f"deleted study 'tiny' (4 trials) from {cfg.storage_url}" in out
+    assert names_in(cfg.storage_url) == ["tiny-wide"]
+
+
+def test_delete_without_a_terminal_refuses_without_yes(finished, capsys, monkeypatch):
+    path, cfg, _ = finished
+    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
+    code, out = scaletune(capsys, "delete", str(path))
+    # Rule: no terminal to confirm on (a script, a pipe) and no --yes: nothing is deleted.
+    assert code == 2, out
+    assert "add --yes" in out
+    assert names_in(cfg.storage_url) == ["tiny"]
+
+
+@pytest.mark.parametrize("typed, deleted", [("y\n", True), ("yes\n", True), ("n\n", False),
+                                            ("\n", False), ("", False)])
+def test_delete_asks_on_a_terminal(finished, capsys, monkeypatch, typed, deleted):
+    path, cfg, _ = finished
+    monkeypatch.setattr("sys.stdin", Terminal(typed))
+    code, out = scaletune(capsys, "delete", str(path))
+    # Rule: only a "y" deletes; anything else (Enter, "n", end of input) keeps the study.
+    assert "delete study 'tiny' (4 trials)" in out and "cannot be undone" in out
+    assert (code, names_in(cfg.storage_url)) == ((0, []) if deleted else (1, ["tiny"]))
+
+
+def test_delete_refuses_while_a_driver_runs_the_study(finished, capsys):
+    path, cfg, study = finished
+    pid = hold_lease(study)
+    code, out = scaletune(capsys, "delete", str(path), "--yes")
+    # Rule: a running study is not pulled from under its driver, --yes or not.
+    assert code == 2, out
+    assert f"is being run by another driver (pid {pid}" in out
+    assert names_in(cfg.storage_url) == ["tiny"]
+
+
+# --------------------------------------------------------------------------- fit
+
+
+def test_fit_names_the_file_of_a_study_that_has_not_run(finished, tmp_path, capsys):
+    ran, _, _ = finished
+    other = tmp_path / "b"
+    other.mkdir()
+    text = tmp_path / "corpus.txt"
+    never = write_study(other, tiny_study(other, text, name="tiny-b", study_dir=str(other / "s")))
+    code, out = scaletune(capsys, "fit", str(ran), str(never), "-o", str(tmp_path / "laws.json"))
+    # Rule: the message names the file to run, not the study's name.
+    assert code == 2, out
+    assert f"run `scaletune run {never}` first" in out
+    assert not (other / "s").exists()
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.slow
+def test_a_real_study_through_every_command(tmp_path, capsys):
+    path, cfg = study_file(tmp_path, n_trials=6)
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    assert main(["run", str(path), "--n-trials", "2", "--storage", url]) == 0
+    capsys.readouterr()
+    # Rule: --n-trials and --storage replaced the file's values for this launch.
+    study = optuna.load_study(study_name="tiny", storage=make_storage(url))
+    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 2
+    assert not cfg.folder.exists()
+
+    code, out = scaletune(capsys, "studies", "--storage", url)
+    assert code == 0 and "tiny 2 complete" in out, out
+    code, out = scaletune(capsys, "show", str(path), "--storage", url)
+    assert code == 0 and "2 finished of n_trials 6" in out, out
+    assert main(["best", str(path), "--storage", url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("=")[0] for line in lines] == list(study.best_trial.params)
+    code, out = scaletune(capsys, "delete", str(path), "--storage", url, "--yes")
+    assert code == 0, out
+    assert names_in(url) == []
+    assert yaml.safe_load(path.read_text())["n_trials"] == 6  # the file is never changed

@@ -1,0 +1,164 @@
+"""`scaletune run`'s options: what people change per launch (trials, cluster, concurrency,
+storage) replaces the study file's field, validated as the file is, and `--dry-run` prints the
+plan without starting or writing anything."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from scaletune.search.cli import main
+from scaletune.search.manage import with_options
+from scaletune.trainer.errors import ConfigError
+from tests.search.helpers import REPO, flat
+from tests.search.test_export import study_file
+
+
+def run(capsys, *args: str) -> tuple[int, str]:
+    """`scaletune run ARGS` in this process: its exit code and its output as words (lines
+    unwrapped, table borders taken out)."""
+    code = main(["run", *args])
+    return code, flat(re.sub("[│┃]", " ", capsys.readouterr().out))
+
+
+# --------------------------------------------------------------------------- the options
+
+
+def test_options_replace_their_fields_and_leave_the_fingerprint(tmp_path):
+    _, cfg = study_file(tmp_path)
+    changed = with_options(cfg, n_trials=9, address="auto", max_concurrent=3,
+                           storage="sqlite:////elsewhere/study.db")
+    # Rule: each option replaces its field; the rest stays as load_study resolved it.
+    assert (changed.n_trials, changed.workers.address, changed.workers.max_concurrent,
+            changed.storage) == (9, "auto", 3, "sqlite:////elsewhere/study.db")
+    assert changed.workers.cpus_per_trial == cfg.workers.cpus_per_trial
+    assert changed.data == cfg.data and changed.source == cfg.source
+    # Rule: none of them is fingerprinted, so the study resumes with them changed.
+    assert changed.fingerprint() == cfg.fingerprint()
+
+
+def test_no_option_leaves_the_config_as_it_is(tmp_path):
+    _, cfg = study_file(tmp_path)
+    # Rule: an option not given (None) keeps the file's value.
+    assert with_options(cfg, n_trials=None, storage=None) is cfg
+
+
+@pytest.mark.parametrize("flag, value, error", [
+    ("--n-trials", "0", "--n-trials: must be >= 1 (got 0)"),
+    ("--max-concurrent", "0", "--max-concurrent: must be >= 1 (got 0)"),
+])
+def test_a_bad_option_is_an_error_that_names_the_flag(tmp_path, capsys, flag, value, error):
+    path, cfg = study_file(tmp_path)
+    code, out = run(capsys, str(path), flag, value)
+    # Rule: validated as the file is; one line naming the option, exit 2, nothing written.
+    assert code == 2, out
+    assert error in out
+    assert not cfg.folder.exists()
+
+
+# --------------------------------------------------------------------------- --dry-run
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
+    path, cfg = study_file(tmp_path)
+    code, out = run(capsys, str(path), "--dry-run")
+    assert code == 0, out
+    # Rule: no study folder, no storage.
+    assert not cfg.folder.exists()
+    # Rule: the plan has every part: priors, space, first trial, sampler, pruner, workers,
+    # storage, budget.
+    for part in ("Priors from scaling laws", "Search space", "trial 0, the priors' center: lr=",
+                 "sampler tpe (multivariate, constant liar), seed 0", "then 3 start-up trials",
+                 "pruner median: n_startup_trials=2, n_warmup_steps=8,192, interval_steps=1",
+                 f"storage {cfg.storage_url} (not there yet)"):
+        assert part in out, part
+    # The space: a range with its scale, choices, and the value the study fixes.
+    assert "lr [0.0001, 0.03] log" in out
+    assert "warmup_frac [0, 0.2] linear" in out
+    assert "batch_size choices 8, 16" in out
+    assert "dropout fixed at 0" in out
+    # Rule: the budget is n_trials x tokens_per_trial, and 6ND with N non-embedding
+    # (12 * 1 layer * 32^2 = 12,288).
+    assert ("budget 4 trials x 40,960 tokens = 163,840 tokens, "
+            f"{6 * 12_288 * 163_840:.3g} FLOPs (6ND, N = 12,288 non-embedding params)") in out
+
+
+def test_dry_run_shows_the_options_and_masks_the_password(tmp_path, capsys):
+    path, _ = study_file(tmp_path)
+    code, out = run(capsys, str(path), "--dry-run", "--n-trials", "7", "--address", "auto",
+                    "--max-concurrent", "5", "--storage", "postgresql://me:s3cret-pw@db:5432/x")
+    assert code == 0, out
+    assert "7 trials x 40,960 tokens" in out
+    # Rule: a cluster's concurrency is its own; the cap is said.
+    assert "concurrency is decided when Ray starts" in out and "at most 5" in out
+    # Rule: a dry run does not connect to the storage, and never shows its password.
+    assert "storage postgresql://me:***@db:5432/x" in out
+    assert "s3cret-pw" not in out
+
+
+@pytest.mark.parametrize("cores, cap, fits", [(8, None, 8), (8, 3, 3), (3, None, 1)])
+def test_a_local_study_fits_the_cores_over_cpus_per_trial(tmp_path, capsys, monkeypatch,
+                                                          cores, cap, fits):
+    path, _ = study_file(tmp_path, workers={"cpus_per_trial": 2 if cores == 3 else 1,
+                                            "max_concurrent": cap})
+    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    code, out = run(capsys, str(path), "--dry-run")
+    assert code == 0, out
+    # Rule: this machine's cores // cpus_per_trial, capped by max_concurrent.
+    assert f"{fits} trial(s) at once ({cores} cores" in out
+
+
+def test_a_study_without_priors_seeding_has_no_first_trial(tmp_path, capsys):
+    path, _ = study_file(tmp_path, seeding="none")
+    code, out = run(capsys, str(path), "--dry-run")
+    assert code == 0, out
+    # Rule: the priors' center is trial 0 only under seeding: prior.
+    assert "priors' center" not in out
+    assert "3 start-up trials at random, then tpe (plain Optuna)" in out
+
+
+def test_dry_run_refuses_a_study_whose_data_is_missing(tmp_path, capsys):
+    path, _ = study_file(tmp_path)
+    (tmp_path / "corpus.txt").unlink()
+    code, out = run(capsys, str(path), "--dry-run")
+    # Rule: what `run` would refuse for a missing file, the plan refuses too (exit 2).
+    assert code == 2, out
+    assert "data.path" in out and "corpus.txt" in out
+
+
+def test_dry_run_starts_no_ray(tmp_path):
+    path, _ = study_file(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from scaletune.search.cli import main; "
+         f"code = main(['run', {str(path)!r}, '--dry-run']); print(code, 'ray' in sys.modules)"],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    # Rule: planning imports no Ray, let alone starts it.
+    assert done.stdout.strip().splitlines()[-1] == "0 False", done.stdout + done.stderr
+
+
+# --------------------------------------------------------------------------- a new storage
+
+
+def test_the_storage_option_may_name_a_new_sqlite_file(tmp_path):
+    from scaletune.search.runner import preflight
+
+    _, cfg = study_file(tmp_path)
+    db = tmp_path / "new.db"
+    preflight(with_options(cfg, storage=f"sqlite:///{db}"))
+    # Rule: a file that is not there is a new study's storage: accepted, and not created
+    # (empty, it would be refused as a cut-short study by this run and the next).
+    assert not db.exists()
+
+
+def test_the_storage_option_in_a_missing_folder_is_an_error(tmp_path):
+    from scaletune.search.runner import preflight
+
+    _, cfg = study_file(tmp_path)
+    db = tmp_path / "nowhere" / "new.db"
+    # Rule: refused before Ray starts, naming the file, rather than failing at the first write.
+    with pytest.raises(ConfigError, match="storage: the folder of .*nowhere/new.db does not exist"):
+        preflight(with_options(cfg, storage=f"sqlite:///{db}"))
+    assert not db.parent.exists()
