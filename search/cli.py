@@ -83,7 +83,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
-    from scaletune.search.config import load_study
+    from scaletune.search.config import check_study_files, load_study
     from scaletune.trainer.config import load_train_config, load_yaml
 
     status = 0
@@ -92,11 +92,15 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
             raw = load_yaml(path)
             # A training config (for `scaletune train`) has a token budget and no trials.
             if "tokens" in raw and not {"n_trials", "tokens_per_trial"} & raw.keys():
-                load_train_config(path)
-                console.print(f"{path}: ok (training config)", highlight=False)
-                continue
-            load_study(path)
-            console.print(f"{path}: ok", highlight=False)
+                missing = load_train_config(path).data.file_errors()
+                kind = " (training config)"
+            else:
+                missing = check_study_files(load_study(path))
+                kind = ""
+            # What `run` or `train` would find first: the files the config names are there.
+            if missing:
+                raise ConfigError(path, missing)
+            console.print(f"{path}: ok{kind}", highlight=False)
         except ConfigError as e:
             status = _errors(console, e)
     return status

@@ -41,7 +41,7 @@ def fit_from_studies(
     """Fit lr, tau and batch-size laws to the best trials of finished studies at several scales."""
     points = []
     for cfg in cfgs:
-        study, ran_with, _ = open_study(cfg, cfg.name)  # names a missing storage or study
+        study, ran_with, _ = open_study(cfg, cfg.source)  # names a missing storage or study
         points.append(scale_point(ran_with, study, scale_kind))
     if len({p.scale for p in points}) < 2:
         raise ConfigError(
