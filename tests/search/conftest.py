@@ -1,0 +1,16 @@
+"""Every search test leaves Ray as it found it: a test that runs a study in this process (through
+`run_study` or the CLI's `main`) starts Ray, and the next test may start its own."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def no_ray_left_running():
+    yield
+    ray = sys.modules.get("ray")  # never imported here: most tests do not use Ray
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
