@@ -179,12 +179,12 @@ def run_study(
 ) -> optuna.Study:
     """Run (or resume) a study until it has ``cfg.n_trials`` finished trials.
 
-    Ctrl-C or SIGTERM stops the running trials, marks them FAIL and queues them again, then
-    raises Interrupted (a KeyboardInterrupt). Any other error of the driver does the same to the
-    running trials and is raised. A write that fails (disk full, database lost) stops the running trials and
-    raises StorageError; running the study again resumes it.
+    Ctrl-C, SIGTERM or SIGHUP stops the running trials, marks them FAIL and queues them again,
+    then raises Interrupted (a KeyboardInterrupt). Any other error of the driver does the same to
+    the running trials and is raised. A write that fails (disk full, database lost) stops the
+    running trials and raises StorageError; running the study again resumes it. The study's
+    driver lease (search.lease) is held from opening the study to the end.
     """
-
     console = console or Console()
     new_folder = None if cfg.storage is not None or cfg.folder.exists() else cfg.folder
     try:
