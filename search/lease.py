@@ -102,9 +102,20 @@ class DriverLease:
             raise busy(self.study.study_name, held or {})
 
     def refresh(self, force: bool = False) -> None:
-        """Write a heartbeat if the last one is ``HEARTBEAT_S`` old (cheap to call often)."""
+        """Write a heartbeat if the last one is ``HEARTBEAT_S`` old (cheap to call often).
+
+        A driver that was paused past ``LEASE_S`` (a suspended laptop) may find the study taken
+        by another driver: it raises SetupError rather than write over that driver's lease.
+        """
         now = time.time()
         if self.token and (force or now - self.last_beat >= HEARTBEAT_S):
+            held = self.study.user_attrs.get(ATTR)
+            if held and held.get("token") not in (None, self.token):
+                self.token = ""
+                raise SetupError(
+                    f"study {self.study.study_name!r} was taken over by another driver "
+                    f"({describe(held)}) while this one was silent for {now - self.last_beat:.0f}"
+                    " s; this driver stops and leaves the study to it")
             self.study.set_user_attr(ATTR, self._record(now))
             self.last_beat = now
 

@@ -333,7 +333,10 @@ def _stop_running(plan: SearchPlan, running: dict[int, TrialRun], reason: str,
             ray.cancel(r.extra["ref"], force=True)
         except Exception:  # noqa: BLE001 - Ray itself may be going down (SIGTERM to the group)
             pass
-        r.fail(r.trial.study, reason, cfg.max_retries, count_attempt=False)
+        try:
+            r.fail(r.trial.study, reason, cfg.max_retries, count_attempt=False)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another driver that took the study over has ended it already
 
 
 class DeferredInterrupt:

@@ -152,3 +152,19 @@ def test_a_study_where_earlier_versions_kept_it_is_used_there(tmp_path, shakespe
     monkeypatch.chdir(tmp_path)
     # runs/<name> under the current folder was the default: a study there is not started afresh.
     assert load_study(path).folder == earlier
+
+
+def test_a_driver_paused_past_its_lease_does_not_write_over_the_next_one(cfg, monkeypatch):
+    study = optuna.create_study(study_name=cfg.name, storage=make_storage(cfg.storage_url))
+    mine = lease.DriverLease(study)
+    monkeypatch.setattr(lease, "SETTLE_S", 0.0)
+    mine.acquire()
+    # While this driver was suspended, another took the study over.
+    other = {"host": "node-7", "pid": 5, "since": time.time(), "heartbeat": time.time(),
+             "token": "other"}
+    study.set_user_attr(lease.ATTR, other)
+    with pytest.raises(SetupError, match="taken over by another driver .*pid 5 on node-7"):
+        mine.refresh(force=True)
+    # The other driver's lease stands, and this one no longer releases it.
+    mine.release()
+    assert study.user_attrs[lease.ATTR] == other
