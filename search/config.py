@@ -442,6 +442,9 @@ FINGERPRINTED = ("model", "data", "trainer", "tokens_per_trial", "eval_every_tok
                  "seed", "seeding")
 """The sections of a study file that decide what its trials train: a study resumes only when
 they are unchanged (StudyConfig.fingerprint)."""
+NOT_FINGERPRINTED = ("trainer.cpu_matmul",)
+"""Keys inside those sections left out of the fingerprint: a kernel choice, whose results agree
+up to float32 summation order and whose "auto" picks by the machine a study resumes on."""
 
 
 class StudyConfig(_Strict):
@@ -545,9 +548,7 @@ class StudyConfig(_Strict):
         keep = self.model_dump(
             mode="json",
             include=set(FINGERPRINTED),
-            # A kernel choice: results agree up to float32 summation order, and "auto" picks by
-            # the machine a study resumes on (search.other may still set it per trial).
-            exclude={"trainer": {"cpu_matmul"}},
+            exclude=_nested(NOT_FINGERPRINTED),
         )
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -580,6 +581,15 @@ def no_batch_sizes(low: float, high: float, micro: int | None) -> str:
     of_micro = f" that is a multiple of trainer.micro_batch_size={micro}" if (micro or 1) > 1 else ""
     return (f"search.batch_size: no power of two{of_micro} in [{low:g}, {high:g}], and batch sizes "
             "are searched as powers of two: widen the range, or list the sizes as choices")
+
+
+def _nested(dotted: tuple[str, ...]) -> dict[str, set[str]]:
+    """("trainer.cpu_matmul",) -> {"trainer": {"cpu_matmul"}}, as model_dump's exclude takes it."""
+    out: dict[str, set[str]] = {}
+    for key in dotted:
+        section, _, field = key.partition(".")
+        out.setdefault(section, set()).add(field)
+    return out
 
 
 def check_target(dotted: str) -> str | None:

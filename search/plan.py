@@ -28,7 +28,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from scaletune.heuristics.priors import Priors
-from scaletune.search.config import FINGERPRINTED, StudyConfig
+from scaletune.search.config import FINGERPRINTED, NOT_FINGERPRINTED, StudyConfig
 from scaletune.search.lease import DriverLease
 from scaletune.search.samplers import make_sampler
 from scaletune.search.space import (
@@ -41,7 +41,7 @@ from scaletune.search.space import (
 )
 from scaletune.search.storage import mask_url
 from scaletune.search.trial import train_trial
-from scaletune.trainer.config import TrainConfig
+from scaletune.trainer.config import TrainConfig, flat_keys
 from scaletune.trainer.errors import ConfigError
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -378,23 +378,15 @@ def _changes(stored: dict[str, Any] | None, cfg: StudyConfig, most: int = 6) -> 
     if not isinstance(stored, dict):
         return "a different model, data, trainer, budget or search space"
     keep = cfg.model_dump(mode="json", by_alias=True)
-    old, new = _flat({k: stored.get(k) for k in FINGERPRINTED}), _flat(
-        {k: keep.get(k) for k in FINGERPRINTED})
+    old = flat_keys({k: stored.get(k) for k in FINGERPRINTED})
+    new = flat_keys({k: keep.get(k) for k in FINGERPRINTED})
     changed = [f"{k}: {_short(old.get(k))} -> {_short(new.get(k))}"
-               for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)
-               and k != "trainer.cpu_matmul"]
+               for k in sorted((old.keys() | new.keys()) - set(NOT_FINGERPRINTED))
+               if old.get(k) != new.get(k)]
     if not changed:
         return "a different model, data, trainer, budget or search space"
     more = f" and {len(changed) - most} more" if len(changed) > most else ""
     return ", ".join(changed[:most]) + more
-
-
-def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    """{'search': {'lr': {'high': 0.03}}} -> {'search.lr.high': 0.03}"""
-    if not isinstance(d, dict) or not d:
-        return {prefix: d}
-    return {key: v for k, sub in d.items()
-            for key, v in _flat(sub, f"{prefix}.{k}" if prefix else str(k)).items()}
 
 
 def _short(value: Any) -> str:

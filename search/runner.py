@@ -189,8 +189,9 @@ def run_study(
     new_folder = None if cfg.storage is not None or cfg.folder.exists() else cfg.folder
     try:
         plan = SearchPlan.build(cfg, preflight(cfg))  # a space the priors leave empty fails here
-        if plan.problems():
-            raise ConfigError(cfg.source, plan.problems())
+        problems = plan.problems()
+        if problems:
+            raise ConfigError(cfg.source, problems)
         tracker = Tracker(cfg, console)
     except BaseException:
         # A study refused before it began leaves nothing behind, not even its empty folder.

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from scaletune.trainer.config import TrainConfig
+from scaletune.trainer.config import TrainConfig, flat_keys
 from scaletune.trainer.errors import SetupError
 
 CHECKPOINT = "checkpoint.pt"
@@ -116,16 +116,6 @@ def remove_leftover_writes(out_dir: Path) -> None:
 
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """The dotted keys whose values differ between two dumped configs, ``RUN_OPTIONS`` aside."""
-    old, new = _flat(old), _flat(new)
+    old, new = flat_keys(old), flat_keys(new)
     return sorted(k for k in old.keys() | new.keys()
                   if not {k, k.split(".")[0]} & RUN_OPTIONS and old.get(k) != new.get(k))
-
-
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out

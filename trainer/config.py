@@ -745,6 +745,18 @@ def _yaml_error(e: yaml.YAMLError, text: str) -> str:
     return prefix + where + clip(what, 2 * SHOWN_CHARS)
 
 
+def flat_keys(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A dumped config by dotted key: {'optim': {'lr': 3e-4}} -> {'optim.lr': 3e-4}. Config diffs
+    (a checkpoint's resume check, a study's resume refusal) compare these."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flat_keys(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a study or training file: one YAML mapping, within the bounds above. Anything else is
     a ConfigError whose lines say where and what is allowed (never a traceback)."""

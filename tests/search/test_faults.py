@@ -17,7 +17,7 @@ from pathlib import Path
 import optuna
 import pytest
 import ray
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 import scaletune.search.runner
 from scaletune.search.cli import main
@@ -89,6 +89,19 @@ def wait_for(predicate, what: str, proc: subprocess.Popen, log: Path, timeout: f
             return value
         time.sleep(0.25)
     pytest.fail(f"timed out waiting for {what}:\n{log.read_text()}")
+
+
+def assert_stopped_and_queued(study: optuna.Study, number: int, reason: str) -> FrozenTrial:
+    """Trial ``number`` was stopped with the driver: FAIL with ``reason``, queued again with the
+    same params, and the storage holds no RUNNING trial. Returns it."""
+    trial = study.trials[number]
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs["fail_reason"] == reason
+    waiting = [t for t in study.trials if t.state == TrialState.WAITING]
+    assert [t.user_attrs.get("retry_of") for t in waiting] == [number]
+    assert waiting[0].system_attrs["fixed_params"] == trial.params
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    return trial
 
 
 def gone(pid: int, timeout: float = 30) -> bool:
@@ -319,15 +332,7 @@ def test_ctrl_c_stops_requeues_and_the_same_command_resumes(tmp_path, shakespear
     # The running trial's worker process was stopped.
     assert gone(pid), f"worker {pid} still runs"
     study = load(cfg)
-    trial = study.trials[number]
-    # The interrupted trial is FAIL with the reason and queued again with the same params; the
-    # storage has no RUNNING trial left.
-    assert trial.state == TrialState.FAIL
-    assert trial.user_attrs["fail_reason"] == "interrupted (Ctrl-C)"
-    waiting = [t for t in study.trials if t.state == TrialState.WAITING]
-    assert [t.user_attrs.get("retry_of") for t in waiting] == [number]
-    assert waiting[0].system_attrs["fixed_params"] == trial.params
-    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    trial = assert_stopped_and_queued(study, number, "interrupted (Ctrl-C)")
 
     second = subprocess.run([sys.executable, "-m", "scaletune.search.cli", "run", str(path)], cwd=REPO,
                             capture_output=True, text=True, timeout=300)
@@ -380,13 +385,8 @@ def test_sigterm_stops_requeues_and_exits_cleanly(tmp_path, shakespeare, signum)
     assert "Traceback" not in out and "run the same command to resume" in out
     assert gone(int(pid)), f"worker {pid} still runs"
     study = load(cfg)
-    # As for Ctrl-C: the running trial is FAIL with the reason and queued again; none RUNNING.
-    trial = study.trials[number]
-    assert trial.state == TrialState.FAIL
-    assert trial.user_attrs["fail_reason"] == f"stopped ({signal.Signals(signum).name})"
-    waiting = [t for t in study.trials if t.state == TrialState.WAITING]
-    assert [t.user_attrs.get("retry_of") for t in waiting] == [number]
-    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    # As for Ctrl-C.
+    assert_stopped_and_queued(study, number, f"stopped ({signal.Signals(signum).name})")
     # The driver released the study: the next run takes it at once.
     assert study.user_attrs["driver"] is None
 
