@@ -23,10 +23,11 @@ CHECKPOINT_KEYS = {"model", "optimizers", "progress", "grad_stats", "rng", "conf
 """What save_checkpoint writes, all of which load_checkpoint reads."""
 
 # Keys that may change between a run and its resume without changing what is computed (the data
-# itself is compared by fingerprint).
+# itself is compared by fingerprint, which holds the tokenizer's name or its file's hash, so a
+# tokenizer file may move too).
 RUN_OPTIONS = {"progress", "tensorboard", "out_dir", "checkpoint_every_tokens", "eval_every_tokens",
                "num_threads", "compile", "cpu_matmul", "device", "data.cache_dir", "data.path",
-               "data.data_files", "provenance"}
+               "data.data_files", "data.tokenizer", "provenance"}
 
 
 def save_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: torch.nn.Module,

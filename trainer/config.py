@@ -62,7 +62,7 @@ class ModelConfig(_Strict):
     block_size: int = Field(128, ge=2)
     """Context length in tokens (sequence length of every training window)."""
     vocab_size: int | None = Field(None, ge=2)
-    """Vocabulary size; None takes it from the tokenizer (rounded up to a multiple of 64 for BPE)."""
+    """Vocabulary size; None takes it from the tokenizer, rounded up to a multiple of 64."""
     positions: Literal["learned", "rope"] = "learned"
     """Position information: learned absolute embeddings (GPT-2) or rotary embeddings (RoPE)."""
     rope_theta: float = Field(10000.0, gt=0)
@@ -167,6 +167,26 @@ def text_files(pattern: str) -> list[str]:
     return [pattern]
 
 
+TOKENIZERS_ALLOWED = ("'byte', a tiktoken encoding name such as 'gpt2', or the path of a "
+                      "tokenizer.json file of the Hugging Face tokenizers library")
+"""What data.tokenizer takes, as its errors say it."""
+
+
+def is_tokenizer_file(tokenizer: str) -> bool:
+    """Whether data.tokenizer names a file rather than 'byte' or a tiktoken encoding: a value
+    ending in .json or holding a path separator (no encoding name does either)."""
+    return tokenizer.lower().endswith(".json") or "/" in tokenizer or os.sep in tokenizer
+
+
+def tokenizer_file_error(path: str) -> str | None:
+    """Why data.tokenizer's file cannot be opened (missing, a folder), or None; nothing is read."""
+    if os.path.isdir(path):
+        return f"data.tokenizer: {path!r} is a folder; give the tokenizer.json file in it"
+    if not os.path.isfile(path):
+        return f"data.tokenizer: file not found: {path!r}"
+    return None
+
+
 class DataConfig(_Strict):
     """Where the text comes from and how it becomes tokens."""
 
@@ -190,7 +210,11 @@ class DataConfig(_Strict):
     max_documents: int | None = Field(None, ge=1)
     """Use only the first N documents (source == 'hf')."""
     tokenizer: str = "byte"
-    """'byte' (vocab 256, offline) or a tiktoken encoding name such as 'gpt2'."""
+    """'byte' (vocab 256, offline), a tiktoken encoding name such as 'gpt2', or the path of a
+    tokenizer.json of the Hugging Face tokenizers library (offline; a value ending in .json or
+    holding a / is a path, relative to the config file). With a file, documents are joined by its
+    end-of-text token (<|endoftext|>, <|end_of_text|>, </s> or <eos>, the first it has), else by
+    the tokens of a blank line, as for 'byte'."""
     val_fraction: float = Field(0.1, gt=0, lt=0.5)
     """Fraction of the token stream held out (its tail) for validation."""
     val_windows: int = Field(64, ge=1)
@@ -200,9 +224,9 @@ class DataConfig(_Strict):
     means $SCALETUNE_CACHE or ~/.cache/scaletune."""
 
     def resolved(self, base: Path) -> DataConfig:
-        """This config with its relative local paths made absolute against ``base``: ``path``, and
-        ``data_files`` of the local-file builders (a hub dataset's data_files name files in its
-        repository, and URLs are left as they are)."""
+        """This config with its relative local paths made absolute against ``base``: ``path``, a
+        tokenizer file, and ``data_files`` of the local-file builders (a hub dataset's data_files
+        name files in its repository, and URLs are left as they are)."""
 
         def absolute(p: str) -> str:
             if "://" in p:
@@ -213,6 +237,8 @@ class DataConfig(_Strict):
         update: dict[str, Any] = {}
         if self.path:
             update["path"] = absolute(self.path)
+        if is_tokenizer_file(self.tokenizer):
+            update["tokenizer"] = absolute(self.tokenizer)
         if self.dataset in LOCAL_BUILDERS and self.data_files:
             files = self.data_files
             update["data_files"] = (absolute(files) if isinstance(files, str)
@@ -221,8 +247,8 @@ class DataConfig(_Strict):
 
     def file_errors(self) -> list[str]:
         """The local files this config names that are not there, one error each: ``path`` of a
-        text source, ``data_files`` of a local-file builder. Nothing is read (no tokenizing, no
-        download), so a file is checked before any run needs it."""
+        text source, ``data_files`` of a local-file builder, a tokenizer file. Nothing is read (no
+        tokenizing, no download), so a file is checked before any run needs it."""
         if self.source == "text" and self.path:
             keyed = [("data.path", self.path)]
         elif self.source == "hf" and self.dataset in LOCAL_BUILDERS and self.data_files:
@@ -236,6 +262,8 @@ class DataConfig(_Strict):
                 text_files(pattern)
             except ValueError as e:
                 errors.append(f"{key}: {e}")
+        if is_tokenizer_file(self.tokenizer) and (problem := tokenizer_file_error(self.tokenizer)):
+            errors.append(problem)
         return errors
 
     @model_validator(mode="after")

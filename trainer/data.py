@@ -2,10 +2,11 @@
 
 Tokenizing happens once per (content, tokenizer): the tokens land in ``cache_dir`` as
 ``<fingerprint>.u16.bin`` (or ``.u32.bin``), where the fingerprint is the sha256 of the text plus
-the tokenizer name. A small record keyed by the source description (paths with sizes and mtimes,
-dataset names) points at that file, so a worker that finds the record opens the memmap without
-reading the text or loading the tokenizer. Every file is written to a temporary name and renamed
-into place, so concurrent workers never see half a file.
+the tokenizer name (for a tokenizer file, the sha256 of the file). A small record keyed by the
+source description (paths with sizes and mtimes, dataset names, the tokenizer) points at that
+file, so a worker that finds the record opens the memmap without reading the text or loading the
+tokenizer. Every file is written to a temporary name and renamed into place, so concurrent
+workers never see half a file.
 
 The token stream is split deterministically: its tail ``val_fraction`` is validation. Training
 batches are random windows drawn with a seeded torch.Generator; validation is a fixed set of
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import itertools
 import json
 import os
 import sys
@@ -28,13 +30,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from scaletune.trainer.config import LOCAL_BUILDERS, DataConfig, text_files
+from scaletune.trainer.config import (
+    LOCAL_BUILDERS,
+    TOKENIZERS_ALLOWED,
+    DataConfig,
+    is_tokenizer_file,
+    text_files,
+    tokenizer_file_error,
+)
 from scaletune.trainer.errors import DataError
 
 BYTE_VOCAB = 256
-# Documents are joined by this text for the byte tokenizer; tiktoken encodings put their
-# end-of-text token between documents instead (as GPT-2 was trained).
+# Documents are joined by this text for the byte tokenizer and for a tokenizer file without an
+# end-of-text token; tiktoken encodings and files with one put that token between documents
+# instead (as GPT-2 was trained).
 DOC_SEPARATOR = "\n\n"
+END_OF_TEXT = ("<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>")
+"""End-of-text tokens of tokenizer files, looked for in this order (GPT-2 and most byte-level
+BPEs, Llama 3, Llama 2/Mistral/T5, Gemma)."""
 
 
 @dataclass
@@ -46,7 +59,8 @@ class TokenData:
     vocab_size: int
     """Size of the tokenizer's vocabulary (the model may pad it, see model.padded_vocab_size)."""
     fingerprint: str
-    """'<first 16 hex digits of the text's sha256>-<tokenizer>': equal fingerprints, equal tokens."""
+    """'<first 16 hex digits of the text's sha256>-<tokenizer_key>': equal fingerprints, equal
+    tokens."""
     path: Path
     """The cached token file."""
     from_cache: bool
@@ -94,7 +108,8 @@ def prepared_sizes(cfg: DataConfig) -> tuple[int, int] | None:
     """(training tokens, vocabulary size) of this data when prepare_data has cached it already,
     else None (also for a cached corpus with no text).
 
-    Reads the cache record and the token file's size only: no text, no tokenizer, no network.
+    Reads the cache record and the token file's size only (and hashes a tokenizer file): no
+    text, no tokenizing, no network.
     Raises DataError where a local path of the data is missing, as prepare_data does.
     """
     cache = cache_dir(cfg)
@@ -118,8 +133,16 @@ def byte_text_train_tokens(cfg: DataConfig) -> int | None:
 
 
 def vocab_size_of(tokenizer: str) -> int:
-    """Vocabulary size of a tokenizer name: 256 for 'byte', else the tiktoken encoding's n_vocab."""
-    return BYTE_VOCAB if tokenizer == "byte" else load_tiktoken(tokenizer).n_vocab
+    """Vocabulary size of data.tokenizer: 256 for 'byte', a tokenizer file's highest id + 1, else
+    the tiktoken encoding's n_vocab."""
+    if tokenizer == "byte":
+        return BYTE_VOCAB
+    if is_tokenizer_file(tokenizer):
+        # Ids index the embedding's rows: the highest id + 1, not get_vocab_size(), which counts
+        # tokens and is smaller where the file's ids leave gaps.
+        vocab = load_tokenizer_file(tokenizer).get_vocab(with_added_tokens=True)
+        return max(vocab.values(), default=-1) + 1
+    return load_tiktoken(tokenizer).n_vocab
 
 
 # n_vocab of tiktoken's published encodings, so that a study can be planned without their files
@@ -139,9 +162,38 @@ TIKTOKEN_VOCAB_SIZES = {
 
 
 def known_vocab_size(tokenizer: str) -> int | None:
-    """Vocabulary size of a tokenizer name without loading it: 256 for 'byte', the table above
-    for tiktoken's published encodings, None for any other (vocab_size_of loads it)."""
+    """Vocabulary size of data.tokenizer without network: 256 for 'byte', a tokenizer file's (read
+    from the file), the table above for tiktoken's published encodings, None for any other
+    encoding (vocab_size_of loads it)."""
+    if is_tokenizer_file(tokenizer):
+        return vocab_size_of(tokenizer)
     return BYTE_VOCAB if tokenizer == "byte" else TIKTOKEN_VOCAB_SIZES.get(tokenizer)
+
+
+def tokenizer_key(tokenizer: str) -> str:
+    """data.tokenizer as the token cache names it: 'byte' or the encoding's name, or for a file
+    'file-' and the first 16 hex digits of its sha256. The content, not the path: an edited file
+    makes new tokens, a moved project keeps its cache."""
+    if not is_tokenizer_file(tokenizer):
+        return tokenizer
+    if problem := tokenizer_file_error(tokenizer):
+        raise DataError(problem)
+    return f"file-{hashlib.sha256(Path(tokenizer).read_bytes()).hexdigest()[:16]}"
+
+
+def load_tokenizer_file(path: str) -> Any:
+    """A ``tokenizers.Tokenizer`` from a tokenizer.json, with errors that name data.tokenizer."""
+    from tokenizers import Tokenizer
+
+    if problem := tokenizer_file_error(path):
+        raise DataError(problem)
+    try:
+        return Tokenizer.from_file(path)
+    except Exception as e:  # the library raises a bare Exception for unreadable or invalid files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"data.tokenizer: {path!r} is not a tokenizer file of the Hugging Face "
+                        f"tokenizers library ({first}); data.tokenizer takes {TOKENIZERS_ALLOWED}"
+                        ) from None
 
 
 def cache_dir(cfg: DataConfig) -> Path:
@@ -183,7 +235,8 @@ def load_tiktoken(name: str) -> Any:
 
     known = tiktoken.list_encoding_names()
     if name not in known:
-        raise DataError(f"unknown tokenizer {name!r}: use 'byte' or a tiktoken encoding, one of {known}")
+        raise DataError(f"unknown tokenizer {name!r}: data.tokenizer takes {TOKENIZERS_ALLOWED} "
+                        f"(tiktoken's encodings: {known})")
     try:
         return tiktoken.get_encoding(name)
     except Exception as e:  # tiktoken fetches its files over HTTP; any failure there lands here
@@ -193,7 +246,8 @@ def load_tiktoken(name: str) -> Any:
         raise DataError(
             f"tokenizer {name!r}: the tiktoken encoding could not be loaded offline "
             f"({type(e).__name__}: {first}). tiktoken ships no encoding files: it downloads them "
-            "once into its cache. Alternatives: use tokenizer 'byte' (needs no files), or on a "
+            "once into its cache. Alternatives: use tokenizer 'byte' (needs no files) or a "
+            "tokenizer.json of the Hugging Face tokenizers library (a local file), or on a "
             "machine with network access run  TIKTOKEN_CACHE_DIR=tiktoken-cache python -c "
             f"\"import tiktoken; tiktoken.get_encoding('{name}')\"  , copy the folder "
             "tiktoken-cache here and set TIKTOKEN_CACHE_DIR to its path"
@@ -317,7 +371,7 @@ def _describe_source(cfg: DataConfig) -> dict[str, Any]:
             "hf": [cfg.dataset, cfg.name, cfg.split, cfg.text_column, cfg.max_documents],
             "data_files": [entry for f in files for entry in (_local_stats(f) if local else [f])],
         }
-    return {**desc, "tokenizer": cfg.tokenizer}
+    return {**desc, "tokenizer": tokenizer_key(cfg.tokenizer)}
 
 
 def _pydoc_topics_file() -> str:
@@ -357,7 +411,7 @@ def _tokenize_into_cache(cfg: DataConfig, cache: Path) -> dict[str, Any]:
     docs = read_documents(cfg)
     if not docs:
         raise DataError(f"data: the {cfg.source} source yielded no text")
-    fingerprint = f"{content_hash(docs)[:16]}-{cfg.tokenizer}"
+    fingerprint = f"{content_hash(docs)[:16]}-{tokenizer_key(cfg.tokenizer)}"
     vocab = vocab_size_of(cfg.tokenizer)
     dtype = "uint16" if vocab <= 2**16 else "uint32"
     meta = {"fingerprint": fingerprint, "dtype": dtype, "vocab_size": vocab, "tokenizer": cfg.tokenizer}
@@ -388,6 +442,8 @@ def content_hash(docs: list[str]) -> str:
 def _encode(docs: list[str], tokenizer: str) -> np.ndarray:
     if tokenizer == "byte":
         return np.frombuffer(DOC_SEPARATOR.join(docs).encode("utf-8"), dtype=np.uint8)
+    if is_tokenizer_file(tokenizer):
+        return _encode_with_file(docs, load_tokenizer_file(tokenizer))
     enc = load_tiktoken(tokenizer)
     pieces = enc.encode_ordinary_batch(docs, num_threads=max(1, len(os.sched_getaffinity(0))))
     out: list[int] = []
@@ -396,6 +452,21 @@ def _encode(docs: list[str], tokenizer: str) -> np.ndarray:
             out.append(enc.eot_token)
         out.extend(ids)
     return np.asarray(out, dtype=np.int64)
+
+
+def _encode_with_file(docs: list[str], tok: Any) -> np.ndarray:
+    """Documents through a tokenizer file, joined by its end-of-text token, else by the tokens of
+    DOC_SEPARATOR. add_special_tokens=False leaves out the file's post-processor (a BOS/EOS
+    template per text): the join alone marks where documents end, as for tiktoken. Unlike
+    tiktoken's encode_ordinary, the library matches a special token written in the text."""
+    eot = next((i for i in map(tok.token_to_id, END_OF_TEXT) if i is not None), None)
+    sep = [eot] if eot is not None else tok.encode(DOC_SEPARATOR, add_special_tokens=False).ids
+    pieces: list[list[int]] = []
+    batch = 256  # documents at a time: an Encoding holds offsets and token strings beside its ids
+    for start in range(0, len(docs), batch):
+        for i, enc in enumerate(tok.encode_batch(docs[start:start + batch], add_special_tokens=False)):
+            pieces += [sep, enc.ids] if start + i else [enc.ids]
+    return np.fromiter(itertools.chain.from_iterable(pieces), dtype=np.int64)
 
 
 def _token_path(cache: Path, meta: dict[str, Any]) -> Path:

@@ -21,8 +21,9 @@ from scaletune.trainer.errors import SetupError
 def padded_vocab_size(cfg: ModelConfig, vocab_size: int) -> int:
     """The model's vocabulary for a tokenizer of ``vocab_size`` tokens.
 
-    ModelConfig.vocab_size wins when set; otherwise BPE vocabularies are rounded up to a multiple
-    of 64 (50257 -> 50304) so the head's matmul hits fast kernel shapes. Byte level (256) already is.
+    ModelConfig.vocab_size wins when set; otherwise the vocabulary is rounded up to a multiple of
+    64 (gpt2's 50257 -> 50304, a tokenizer file's 1000 -> 1024) so the head's matmul hits fast
+    kernel shapes. Byte level (256) already is one.
     """
     if cfg.vocab_size is not None:
         if cfg.vocab_size < vocab_size:

@@ -1,0 +1,176 @@
+"""data.tokenizer as a tokenizer.json of the Hugging Face tokenizers library: BPEs trained here on
+Tiny Shakespeare, through the same data path as 'byte' and tiktoken's encodings."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from scaletune.trainer.checkpoint import CHECKPOINT
+from scaletune.trainer.cli import train_main
+from scaletune.trainer.config import DataConfig, load_train_config
+from scaletune.trainer.data import known_vocab_size, prepare_data, vocab_size_of
+from scaletune.trainer.errors import DataError
+from scaletune.trainer.loop import train
+
+
+def byte_level_bpe(path: Path, text: str, vocab_size: int = 300, eot: bool = True) -> Tokenizer:
+    """Train a lossless byte-level BPE (GPT-2's layout) on ``text`` and save it at ``path``."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  special_tokens=["<|endoftext|>"] if eot else [])
+    tok.train_from_iterator([text], trainer)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tok.save(str(path))
+    return tok
+
+
+def text_cfg(path, tmp_path, tokenizer) -> DataConfig:
+    return DataConfig(source="text", path=str(path), cache_dir=str(tmp_path / "cache"),
+                      tokenizer=str(tokenizer))
+
+
+def all_tokens(data) -> np.ndarray:
+    return np.concatenate([data.train, data.val])
+
+
+@pytest.fixture
+def play(shakespeare) -> str:
+    """The first 100 KB of Tiny Shakespeare: enough text to train and split, quick to tokenize."""
+    return shakespeare.read_text()[:100_000]
+
+
+def test_vocab_size_comes_from_the_file(tmp_path, play):
+    path = tmp_path / "tok" / "tokenizer.json"
+    byte_level_bpe(path, play, vocab_size=300)
+    (tmp_path / "play.txt").write_text(play)
+    # The rule: every way of asking, the planning one included, reads the file's 300 tokens.
+    assert vocab_size_of(str(path)) == known_vocab_size(str(path)) == 300
+    data = prepare_data(text_cfg(tmp_path / "play.txt", tmp_path, path), block_size=32)
+    assert data.vocab_size == 300 and data.train.dtype == np.uint16
+    assert all_tokens(data).max() < 300
+
+
+def test_cached_tokens_decode_to_the_text(tmp_path, shakespeare, play):
+    path = tmp_path / "tokenizer.json"
+    tok = byte_level_bpe(path, play)
+    data = prepare_data(text_cfg(shakespeare, tmp_path, path), block_size=64)
+    tokens = all_tokens(data)
+    # One document, a lossless BPE: the cached tokens are the text, in fewer tokens than bytes.
+    assert tok.decode(tokens.tolist()) == shakespeare.read_text()
+    assert len(tokens) < 0.8 * shakespeare.stat().st_size
+
+
+def test_documents_are_joined_by_end_of_text_else_by_a_blank_line(tmp_path, play):
+    (tmp_path / "a.txt").write_text(play[:3000])
+    (tmp_path / "b.txt").write_text(play[3000:6000])
+    with_eot = byte_level_bpe(tmp_path / "eot.json", play)
+    data = prepare_data(text_cfg(tmp_path / "*.txt", tmp_path, tmp_path / "eot.json"), block_size=16)
+    eot = with_eot.token_to_id("<|endoftext|>")
+    expected = (with_eot.encode(play[:3000]).ids + [eot] + with_eot.encode(play[3000:6000]).ids)
+    assert all_tokens(data).tolist() == expected
+    # A file without an end-of-text token joins documents as the byte tokenizer does.
+    plain = byte_level_bpe(tmp_path / "plain.json", play, eot=False)
+    data = prepare_data(text_cfg(tmp_path / "*.txt", tmp_path, tmp_path / "plain.json"), block_size=16)
+    assert plain.decode(all_tokens(data).tolist()) == play[:3000] + "\n\n" + play[3000:6000]
+
+
+def test_ids_past_65535_are_stored_as_uint32(tmp_path):
+    # Ids with gaps: three tokens, the highest id 70000, so the vocabulary is 70001.
+    tok = Tokenizer(models.WordLevel({"small": 0, "[UNK]": 1, "big": 70_000}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.save(str(tmp_path / "words.json"))
+    (tmp_path / "t.txt").write_text("small big other " * 200)
+    data = prepare_data(text_cfg(tmp_path / "t.txt", tmp_path, tmp_path / "words.json"), block_size=8)
+    assert data.vocab_size == 70_001 and data.train.dtype == np.uint32
+    assert all_tokens(data)[:3].tolist() == [0, 70_000, 1]
+
+
+def test_an_edited_tokenizer_makes_new_tokens_and_a_moved_one_keeps_them(tmp_path, play):
+    (tmp_path / "play.txt").write_text(play)
+    path = tmp_path / "tokenizer.json"
+    byte_level_bpe(path, play, vocab_size=300)
+    first = prepare_data(text_cfg(tmp_path / "play.txt", tmp_path, path), block_size=32)
+    # The fingerprint names the file by its content, never by its path.
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    assert first.fingerprint.endswith(f"-file-{sha}") and str(tmp_path) not in first.fingerprint
+    byte_level_bpe(path, play, vocab_size=400)  # the same path, another tokenizer
+    edited = prepare_data(text_cfg(tmp_path / "play.txt", tmp_path, path), block_size=32)
+    assert not edited.from_cache and edited.vocab_size == 400
+    assert edited.fingerprint != first.fingerprint and edited.path != first.path
+    moved = tmp_path / "elsewhere" / "bpe.json"
+    moved.parent.mkdir()
+    shutil.move(path, moved)
+    again = prepare_data(text_cfg(tmp_path / "play.txt", tmp_path, moved), block_size=32)
+    assert again.from_cache and again.fingerprint == edited.fingerprint
+
+
+def test_a_relative_tokenizer_path_resolves_against_the_config_file(tmp_path):
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    path = folder / "run.yaml"
+    data = {"source": "text", "path": "t.txt", "tokenizer": "tok/tokenizer.json"}
+    path.write_text(yaml.safe_dump({"tokens": 4096, "data": data}))
+    assert load_train_config(path).data.tokenizer == str(folder / "tok" / "tokenizer.json")
+    # A name is no path: 'gpt2' and 'byte' stay as written.
+    path.write_text(yaml.safe_dump({"tokens": 4096, "data": {**data, "tokenizer": "gpt2"}}))
+    assert load_train_config(path).data.tokenizer == "gpt2"
+
+
+def test_a_missing_tokenizer_file_is_found_before_any_run(tmp_path, capsys):
+    (tmp_path / "t.txt").write_text("some text " * 100)
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"tokens": 4096, "data": {
+        "source": "text", "path": "t.txt", "tokenizer": "nope/tokenizer.json",
+        "cache_dir": str(tmp_path / "cache")}}))
+    missing = str(tmp_path / "nope" / "tokenizer.json")
+    errors = load_train_config(path).data.file_errors()
+    assert len(errors) == 1 and errors[0].startswith(f"data.tokenizer: file not found: {missing!r}")
+    assert train_main(str(path)) == 2
+    assert f"data.tokenizer: file not found: {missing!r}" in capsys.readouterr().err
+    folder = DataConfig(source="text", path=str(tmp_path / "t.txt"), tokenizer=str(tmp_path))
+    assert folder.file_errors() == [f"data.tokenizer: {str(tmp_path)!r} is a folder; give the "
+                                    "tokenizer.json file in it"]
+
+
+def test_an_invalid_tokenizer_file_is_one_line_naming_the_key(tmp_path):
+    (tmp_path / "t.txt").write_text("some text " * 100)
+    bad = tmp_path / "tokenizer.json"
+    bad.write_text('{"model": "not a tokenizer"}')
+    with pytest.raises(DataError) as err:
+        prepare_data(text_cfg(tmp_path / "t.txt", tmp_path, bad), block_size=8)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"data.tokenizer: {str(bad)!r} is not a ")
+    assert "'byte'" in message and "'gpt2'" in message and "tokenizers library" in message
+    with pytest.raises(DataError, match=r"^data\.tokenizer: .* is not a tokenizer file"):
+        vocab_size_of(str(bad))
+
+
+def test_a_tiny_run_trains_on_a_tokenizer_file_and_resumes_where_it_moved(tiny, tmp_path, play):
+    path = tmp_path / "tok" / "tokenizer.json"
+    byte_level_bpe(path, play, vocab_size=300)
+    cfg = tiny(steps=8, eval_every_tokens=4 * 8 * 32, out_dir=str(tmp_path / "run"),
+               data={"tokenizer": str(path)})
+    first = train(cfg, lambda t, v, m: "stop")  # stopped at the first of 2 evaluations
+    assert first.steps == 4 and all(np.isfinite(h["val_loss"]) for h in first.history)
+    # The model's vocabulary is the file's 300 rounded up to a multiple of 64.
+    weights = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)["model"]
+    assert weights["wte.weight"].shape[0] == 320
+    moved = tmp_path / "moved.json"
+    shutil.move(path, moved)
+    at_new_place = cfg.model_copy(update={"data": cfg.data.model_copy(update={"tokenizer": str(moved)})})
+    assert train(at_new_place, resume=True).steps == 8
+    # Another tokenizer at that place is other data: refused, as other text is.
+    byte_level_bpe(moved, play, vocab_size=400)
+    with pytest.raises(ValueError, match="trained on data"):
+        train(at_new_place, resume=True)
