@@ -80,8 +80,8 @@ def planning_priors(cfg: StudyConfig) -> Priors:
     so a study can be planned on a machine without network (``scaletune priors``).
 
     lr, batch size, warmup and tau need only the model, the token budget and the vocabulary
-    (total parameters); the vocabulary comes from model.vocab_size or the tokenizer's name
-    (``trainer.data.known_vocab_size``), so they equal those ``scaletune run`` computes (tau's
+    (total parameters); the vocabulary comes from model.vocab_size, the tokenizer's name or its
+    file (``trainer.data.known_vocab_size``), so they equal those ``scaletune run`` computes (tau's
     range aside where trials repeat the data: an effective-data law then widens it). Dropout
     needs the data's size (its epochs): counted from the token cache where the data was prepared
     already (then every prior equals run's), estimated from the files' sizes for byte-level

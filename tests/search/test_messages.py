@@ -191,7 +191,8 @@ def test_check_study_files_is_empty_when_every_file_is_there(tmp_path, study_fil
                                         "such as {d}/sub/*.txt"),
     ({"source": "hf", "dataset": "json", "data_files": ["a.json", "b.json"]},
      "data.data_files: file not found: '{d}/b.json'"),
-], ids=["missing file", "glob without a match", "a folder", "local data_files"])
+    ({"tokenizer": "tok/tokenizer.json"}, "data.tokenizer: file not found: '{d}/tok/tokenizer.json'"),
+], ids=["missing file", "glob without a match", "a folder", "local data_files", "tokenizer file"])
 def test_a_missing_data_file_is_named_as_resolved(tmp_path, study_file, data, expected):
     (tmp_path / "a.json").write_text("{}")
     (tmp_path / "sub").mkdir()

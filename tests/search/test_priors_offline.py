@@ -11,6 +11,7 @@ import tiktoken
 import tiktoken.load
 import tiktoken.registry
 from rich.console import Console
+from tokenizers import Tokenizer, models
 
 from scaletune.heuristics.priors import priors_table
 from scaletune.search.config import validate_study
@@ -115,6 +116,17 @@ def test_gpt2_study_priors_need_neither_network_nor_encoding_files(
         assert getattr(priors, name) == getattr(prepared, name), name
     assert "epochs unknown (the data is not prepared), assumed" in {
         s.law for s in priors.dropout.sources}
+
+
+def test_a_tokenizer_file_study_plans_with_the_files_vocabulary(tmp_path, no_network):
+    path = tmp_path / "tokenizer.json"
+    Tokenizer(models.WordLevel({f"w{i}": i for i in range(300)}, unk_token="w0")).save(str(path))
+    priors, seconds = timed_planning_priors(hub_study(tmp_path, tokenizer=str(path)))
+    assert no_network == [] and seconds < 3
+    # The vocabulary is the file's 300 (it counts in the total parameters), read offline.
+    params = dict(priors.context)["total_params"]
+    assert params == dict(run_priors(tmp_path, 4 * TOKENS, vocab_size=300).context)["total_params"]
+    assert params != dict(run_priors(tmp_path, 4 * TOKENS, vocab_size=256).context)["total_params"]
 
 
 def test_a_hub_dataset_prepared_before_is_counted_from_the_cache(tmp_path, no_network,
