@@ -91,11 +91,22 @@ class Bench:
     """One benchmark run: the task, the budget and where results go."""
 
     data: Path = DEFAULT_DATA
-    """Text file of the task (byte-level tokens)."""
+    """Text file of the task."""
+    corpus: str = "Tiny Shakespeare"
+    """What the text is, as the results name it."""
+    tokenizer: str = "byte"
+    """The study's data.tokenizer: 'byte' or a path to a tokenizer file."""
+    tokenizer_label: str = "bytes"
+    batch_sizes: tuple[int, ...] = BATCH_SIZES
+    """Batch size choices (sequences per step), for every strategy."""
     out: Path = Path("benchmarks/results")
     """Results folder: CSVs, the plot, and one SQLite study per (strategy, seed) in studies/."""
     budget: int = 16
     """Largest compute budget, in full-trial equivalents."""
+    tpe_budget: int = 0
+    """Budget of TPE + median when larger than ``budget``: where it does not get within 1% of the
+    best loss in ``budget``, its compute to get there is only a lower bound, and a longer run
+    decides the ratio to scaletune's."""
     seeds: int = 3
     workers: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
     strategies: tuple[str, ...] = STRATEGIES
@@ -114,6 +125,12 @@ class Bench:
     is one deterministic function of the hyperparameters and "the best loss any strategy found"
     means the same thing for every seed. The benchmark's seeds move only the search."""
 
+    def limit(self, strategy: str) -> int:
+        """The compute budget (full-trial equivalents) of one strategy's studies."""
+        if strategy == "defaults":
+            return 1
+        return max(self.budget, self.tpe_budget) if strategy == "tpe_median" else self.budget
+
     @property
     def eval_every(self) -> int:
         return self.tokens_per_trial // 10
@@ -129,7 +146,7 @@ class Bench:
     def tau_range(self) -> tuple[float, float]:
         """The lambda range as tau = B/(lr*lambda*D) at the typical lr and batch size."""
         lr_typ = math.sqrt(LR[0] * LR[1])
-        batch_typ = math.exp(sum(math.log(b) for b in BATCH_SIZES) / len(BATCH_SIZES))
+        batch_typ = math.exp(sum(math.log(b) for b in self.batch_sizes) / len(self.batch_sizes))
         steps = self.tokens_per_trial / (batch_typ * self.block_size)
         return 1.0 / (lr_typ * WEIGHT_DECAY[1] * steps), 1.0 / (lr_typ * WEIGHT_DECAY[0] * steps)
 
@@ -152,7 +169,7 @@ def study_config(bench: Bench, strategy: str, seed: int) -> Any:
                          "as": "lambda"},
         "dropout": {"low": DROPOUT[0], "high": DROPOUT[1]},
         "warmup_frac": {"low": WARMUP_FRAC[0], "high": WARMUP_FRAC[1]},
-        "batch_size": {"choices": list(BATCH_SIZES)},
+        "batch_size": {"choices": list(bench.batch_sizes)},
     }
     tau_low, tau_high = bench.tau_range()
     seeded = {
@@ -160,9 +177,11 @@ def study_config(bench: Bench, strategy: str, seed: int) -> Any:
         "weight_decay": {"prior": "auto", "as": "tau", "low": tau_low, "high": tau_high},
         "dropout": {"prior": "auto", "low": DROPOUT[0], "high": DROPOUT[1]},
         "warmup_frac": {"prior": "auto", "low": WARMUP_FRAC[0], "high": WARMUP_FRAC[1]},
-        "batch_size": {"prior": "auto", "low": BATCH_SIZES[0], "high": BATCH_SIZES[-1]},
+        "batch_size": {"prior": "auto", "low": bench.batch_sizes[0],
+                       "high": bench.batch_sizes[-1]},
     }
     fixed = {k: {"value": v} for k, v in DEFAULTS.items()}
+    fixed["batch_size"]["value"] = min(bench.batch_sizes, key=lambda b: abs(math.log(b / 32)))
     fixed["weight_decay"]["as"] = "lambda"
     # Optuna's TPESampler() and MedianPruner() as a user constructs them: their defaults (TPE in
     # Optuna 5: 10 start-up trials, multivariate for one objective, constant liar).
@@ -189,12 +208,13 @@ def study_config(bench: Bench, strategy: str, seed: int) -> Any:
         "storage": f"sqlite:///{(folder / f'{name}.db').resolve()}",
         "model": {"n_layer": bench.n_layer, "n_head": bench.n_head, "n_embd": bench.n_embd,
                   "block_size": bench.block_size, "tie_weights": bench.tie_weights},
-        "data": {"source": "text", "path": str(bench.data.resolve()), "tokenizer": "byte",
+        "data": {"source": "text", "path": str(bench.data.resolve()),
+                 "tokenizer": bench.tokenizer,
                  "val_windows": bench.val_windows},
         "trainer": {"device": "cpu", "dtype": "float32"},
         "tokens_per_trial": bench.tokens_per_trial,
         "eval_every_tokens": bench.eval_every,
-        "n_trials": 10 * bench.budget,
+        "n_trials": 10 * bench.limit(strategy),
         "seed": bench.train_seed,
         **strategies[strategy],
     }
@@ -230,7 +250,7 @@ def run_study(bench: Bench, strategy: str, seed: int) -> dict[str, Any]:
     plan = SearchPlan.build(cfg)
     study, _ = plan.open_study(make_storage(cfg.storage_url))
 
-    limit = bench.tokens_per_trial * (1 if strategy == "defaults" else bench.budget)
+    limit = bench.tokens_per_trial * bench.limit(strategy)
     max_trials = 1 if strategy == "defaults" else None
     tag = f"{strategy} s{seed}"
     try:
@@ -369,7 +389,7 @@ def compute_to_target(bench: Bench, trials: Any, targets: dict[int, float]) -> A
 
     rows = []
     for (strategy, seed), t in trials.groupby(["strategy", "seed"]):
-        t = t[t["compute"] <= bench.budget + 1e-9]
+        t = t[t["compute"] <= bench.limit(strategy) + 1e-9]
         hit = t[(t["state"] == "COMPLETE") & (t["value"] <= targets[seed])]
         rows.append({"strategy": strategy, "seed": seed, "target": targets[seed],
                      "compute": float(hit["compute"].iloc[0]) if len(hit) else math.nan,
@@ -505,7 +525,8 @@ def plot(bench: Bench, trials: Any, best_known: float, path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    grid = np.round(np.arange(1, bench.budget + 1e-9, 0.05), 4)
+    top = max(bench.limit(s) for s in bench.strategies)
+    grid = np.round(np.arange(1, top + 1e-9, 0.05), 4)
     colors = {"defaults": "#7f7f7f", "random": "#1f77b4", "tpe_median": "#ff7f0e",
               "scaletune": "#d62728", "scaletune_no_priors": "#9467bd",
               "scaletune_no_pruning": "#2ca02c"}
@@ -533,19 +554,21 @@ def plot(bench: Bench, trials: Any, best_known: float, path: Path) -> None:
                    label=f"1% above the best loss found ({best_known:.3f} -> "
                          f"{1.01 * best_known:.3f})")
         ax.set_xscale("log", base=2)
-        ticks = [b for b in (0.25, 0.5, 1, 2, 4, 8, 16, 32, 64) if b <= bench.budget]
+        ticks = [b for b in (1, 2, 4, 8, 16, 32, 48, 64) if b <= top]
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-        ax.set_xlim(1, bench.budget)  # no trial completes before one full trial of compute
+        ax.set_xlim(1, top)  # no trial completes before one full trial of compute
         ax.set_ylim(*(zoom if k else (best_known * 0.99, best_known * 1.4)))
         ax.set_xlabel("compute: tokens trained over all trials, in full-trial equivalents")
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylabel("best validation loss so far (nats/byte)")
+    unit = "nats/byte" if bench.tokenizer == "byte" else "nats/token"
+    axes[0].set_ylabel(f"best validation loss so far ({unit})")
     axes[0].set_title("whole search")
     axes[1].set_title("zoom near the best loss found")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=9, frameon=False)
-    fig.suptitle(f"Search efficiency: {bench.n_layer}L/{bench.n_embd}d GPT on Tiny Shakespeare "
-                 f"(bytes), {bench.tokens_per_trial:,} tokens per trial. Line: mean over seeds; "
+    fig.suptitle(f"Search efficiency: {bench.n_layer}L/{bench.n_embd}d GPT on {bench.corpus} "
+                 f"({bench.tokenizer_label}), block {bench.block_size}, "
+                 f"{bench.tokens_per_trial:,} tokens per trial. Line: mean over seeds; "
                  "band: min-max over seeds", fontsize=11)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path)
@@ -607,7 +630,7 @@ def analyze(bench: Bench, command: str) -> str:
     summary = summarize(per_seed)
     summary.to_csv(out / "search_efficiency.csv", index=False)
 
-    within = trials[trials["compute"] <= bench.budget + 1e-9]
+    within = trials[trials["compute"] <= trials["strategy"].map(bench.limit) + 1e-9]
     best_known = float(within.loc[within["state"] == "COMPLETE", "value"].min())
     target = 1.01 * best_known
     reach = compute_to_target(bench, trials, {seed: target for seed in range(bench.seeds)})
@@ -624,11 +647,12 @@ def analyze(bench: Bench, command: str) -> str:
         "# Search efficiency (issue 6)", "",
         f"Command: `{command}`", "",
         f"Task: {bench.n_layer}L/{bench.n_head}H/{bench.n_embd}d GPT (untied head), block "
-        f"{bench.block_size}, byte-level Tiny Shakespeare, {bench.tokens_per_trial:,} tokens per "
-        f"trial, validation ({bench.val_windows} windows) every {bench.eval_every:,} tokens.",
+        f"{bench.block_size}, {bench.corpus} ({bench.tokenizer_label}), "
+        f"{bench.tokens_per_trial:,} tokens per trial, validation ({bench.val_windows} windows) "
+        f"every {bench.eval_every:,} tokens.",
         f"Search space: lr {LR}, weight decay lambda {WEIGHT_DECAY} (scaletune: tau "
         f"[{bench.tau_range()[0]:.3g}, {bench.tau_range()[1]:.3g}]), dropout {DROPOUT}, "
-        f"warmup fraction {WARMUP_FRAC}, batch size {BATCH_SIZES}.", "",
+        f"warmup fraction {WARMUP_FRAC}, batch size {bench.batch_sizes}.", "",
         "## Best validation loss at equal compute (mean ± std over seeds)", "",
         "| strategy | " + " | ".join(f"{b} trials" for b in bench.budgets) + " |",
         "| --- | " + " | ".join("---:" for _ in bench.budgets) + " |",

@@ -219,6 +219,18 @@ class SamplerConfig(_Strict):
     """Seed of the sampler; default the study's seed. Trials train with the study's seed either
     way, so two studies that differ only here search one and the same function."""
 
+    prior_weight: float = Field(10.0, ge=0, allow_inf_nan=False)
+    """TPE under seeding: prior: after the start-up trials the priors keep steering, fading as
+    trials finish. TPE's acquisition is weighted by the priors' density to the power
+    prior_weight / n after n finished trials (piBO, Hvarfner et al. 2022, arXiv 2204.11051; 10 is
+    the beta of NePS's piBO). 0: plain TPE after the start-up trials."""
+
+    @model_validator(mode="after")
+    def _prior_weight_needs_tpe(self) -> SamplerConfig:
+        if "prior_weight" in self.model_fields_set and self.prior_weight > 0 and self.name != "tpe":
+            raise ValueError(f"prior_weight weights TPE's acquisition; sampler {self.name} has "
+                             "none: use name: tpe, or leave prior_weight out")
+        return self
 
 # Each pruner config builds its own Optuna pruner (``build(study)``). Steps are tokens seen, so
 # every count handed to Optuna is in tokens.

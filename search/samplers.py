@@ -4,8 +4,10 @@ Seeding scheme (see the README): the prior's center is enqueued as the first tri
 ``n_startup_trials`` trials are drawn from the prior distributions (a normal in log10 space for
 lr, tau, weight decay and batch size, in natural units for dropout and warmup, truncated to the
 search range); after that the model-based sampler (TPE by default) takes over with everything
-the start-up trials taught it. This keeps Optuna's samplers untouched and spends the start-up
-budget, which plain Optuna spends uniformly at random, where the laws say the optimum is.
+the start-up trials taught it. The start-up budget, which plain Optuna spends uniformly at random,
+goes where the laws say the optimum is; after it, TPE's acquisition stays weighted by the priors
+with a weight that fades as trials finish (``PriorWeightedTPESampler``, piBO; ``sampler.
+prior_weight: 0`` turns it off).
 """
 
 from __future__ import annotations
@@ -113,6 +115,91 @@ class PriorSampler(BaseSampler):
         self._base.after_trial(study, trial, state, values)
 
 
+class PriorWeightedTPESampler(optuna.samplers.TPESampler):
+    """TPE whose acquisition the priors keep weighting after the start-up trials (piBO).
+
+    piBO (Hvarfner et al. 2022, arXiv 2204.11051) multiplies an acquisition function by the
+    prior's density to the power beta / n after n evaluations: at first the prior steers the
+    search, and its pull fades as the data accumulate, so a misplaced prior slows the search
+    down instead of trapping it. TPE picks, among candidates drawn from its good-trial density
+    l(x), the one with the largest log l(x) - log g(x); here that log ratio gains
+    (beta / n) * log prior(x), with log prior(x) = -z^2 / 2 summed over the parameters that have
+    a prior (z: distance from the prior's center in sigmas, in log10 units for a log prior).
+
+    Args:
+        priors: Prior per parameter name; parameters without one are not weighted.
+        beta: The weight; 0 is plain TPE.
+        **kwargs: TPESampler's arguments.
+    """
+
+    def __init__(self, priors: dict[str, Prior], beta: float, **kwargs: Any) -> None:
+        if not (beta >= 0 and math.isfinite(beta)):
+            raise ValueError(f"beta must be finite and >= 0, got {beta=}")
+        super().__init__(**kwargs)
+        self._priors = priors
+        self._beta = beta
+        self._space: dict[str, BaseDistribution] = {}
+        self._n_finished = 0
+
+    def _prepare(self, study: Study, space: dict[str, BaseDistribution]) -> None:
+        self._space = space
+        self._n_finished = len(study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        self._prepare(study, search_space)
+        return super().sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        self._prepare(study, {param_name: param_distribution})
+        return super().sample_independent(study, trial, param_name, param_distribution)
+
+    def _compute_acquisition_func(
+        self, samples: dict[str, np.ndarray], mpe_below: Any, mpe_above: Any
+    ) -> np.ndarray:
+        acq = super()._compute_acquisition_func(samples, mpe_below, mpe_above)
+        if self._beta == 0 or self._n_finished == 0:
+            return acq
+        return acq + self._beta / self._n_finished * self.log_prior(samples)
+
+    def log_prior(self, samples: dict[str, np.ndarray]) -> np.ndarray:
+        """sum over parameters of -z^2 / 2 for candidates in Optuna's internal representation
+        (a float's value, a categorical's index)."""
+        total = np.zeros(next(iter(samples.values())).shape, dtype=float)
+        for name, internal in samples.items():
+            prior, dist = self._priors.get(name), self._space.get(name)
+            if prior is None or dist is None:
+                continue
+            values = _external_numbers(dist, internal)
+            if values is None or (prior.log and (values <= 0).any()):
+                continue
+            to = np.log10 if prior.log else np.asarray
+            center = math.log10(prior.center) if prior.log else prior.center
+            z = (to(values) - center) / max(prior.sigma, 1e-9)
+            total -= 0.5 * z**2
+        return total
+
+
+def _external_numbers(dist: BaseDistribution, internal: np.ndarray) -> np.ndarray | None:
+    """Candidates as the numbers they stand for: a categorical's indices mapped to its choices;
+    None when the choices are not all finite numbers."""
+    if not isinstance(dist, CategoricalDistribution):
+        return np.asarray(internal, dtype=float)
+    choices = dist.choices
+    if not all(isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c)
+               for c in choices):
+        return None
+    return np.asarray([float(c) for c in choices])[np.asarray(internal, dtype=int)]
+
+
 def draw_from_prior(prior: Prior, dist: BaseDistribution, rng: np.random.Generator) -> Any:
     """One value of ``dist`` drawn from ``prior``: truncated to the distribution's range, snapped
     to its grid (``step``, integers) and of its type, as every sampler must return.
@@ -192,8 +279,14 @@ def make_sampler(cfg: StudyConfig, priors: dict[str, Prior], n_existing: int = 0
     s = cfg.sampler
     n = s.n_startup_trials
     seed = resumed_seed(cfg.seed if s.seed is None else s.seed, n_existing)
-    if s.name == "tpe":
-        base: BaseSampler = optuna.samplers.TPESampler(
+    weighted = s.name == "tpe" and cfg.seeding != "none" and s.prior_weight > 0
+    if weighted:
+        base: BaseSampler = PriorWeightedTPESampler(
+            priors, s.prior_weight, n_startup_trials=n, multivariate=s.multivariate,
+            constant_liar=s.constant_liar, seed=seed,
+        )
+    elif s.name == "tpe":
+        base = optuna.samplers.TPESampler(
             n_startup_trials=n,
             multivariate=s.multivariate,
             constant_liar=s.constant_liar,

@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from scaletune.heuristics.priors import Prior
 from scaletune.search.config import SamplerConfig
-from scaletune.search.samplers import PriorSampler, make_sampler
+from scaletune.search.samplers import PriorSampler, PriorWeightedTPESampler, make_sampler
 from scaletune.search.space import build_space, suggest
 from tests.search.test_space import PRIORS, study_cfg
 
@@ -49,7 +49,12 @@ def _priors(log: bool) -> dict[str, Prior]:
 
 def _build(name: str, wrapped: str | None, n_startup: int) -> optuna.samplers.BaseSampler:
     """The base ``make_sampler`` builds for ``name``, wrapped in PriorSampler with natural or log
-    priors, or bare (``wrapped=None``)."""
+    priors, or bare (``wrapped=None``). "pibo-natural" and "pibo-log": the prior-weighted TPE
+    that ``seeding: prior`` gives a tpe study, inside PriorSampler, with those priors."""
+    if wrapped is not None and wrapped.startswith("pibo-"):
+        priors = _priors(log=wrapped == "pibo-log")
+        base = PriorWeightedTPESampler(priors, 10.0, n_startup_trials=n_startup, seed=0)
+        return PriorSampler(base, priors, n_startup_trials=n_startup, seed=1)
     cfg = study_cfg(seeding="none", sampler={"name": name, "n_startup_trials": n_startup})
     base = make_sampler(cfg, {})
     if wrapped is None:
@@ -60,7 +65,9 @@ def _build(name: str, wrapped: str | None, n_startup: int) -> optuna.samplers.Ba
 def _cases(names: tuple[str, ...]) -> list:
     cases = [pytest.param((n, "natural"), id=f"prior-{n}") for n in names]
     if "tpe" in names:
-        cases.append(pytest.param(("tpe", "log"), id="prior-tpe-log"))
+        cases += [pytest.param(("tpe", "log"), id="prior-tpe-log"),
+                  pytest.param(("tpe", "pibo-natural"), id="pibo-tpe"),
+                  pytest.param(("tpe", "pibo-log"), id="pibo-tpe-log")]
     return cases + [pytest.param((n, None), id=f"bare-{n}") for n in names]
 
 

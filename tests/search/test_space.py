@@ -11,7 +11,12 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from scaletune.heuristics.priors import Prior, Priors
 from scaletune.search.config import validate_study
-from scaletune.search.samplers import PriorSampler, draw_from_prior, make_sampler
+from scaletune.search.samplers import (
+    PriorSampler,
+    PriorWeightedTPESampler,
+    draw_from_prior,
+    make_sampler,
+)
 from scaletune.search.space import build_space, prior_center_params, snap, suggest, trial_config
 from scaletune.trainer.optim import lr_at
 
@@ -182,6 +187,56 @@ def test_prior_sampler_hands_over_after_startup():
     assert np.all(np.abs(startup + 3) < 0.5)
     # ... and the base sampler explores the whole range afterwards.
     assert later.min() < -5 and later.max() > -1
+
+
+def _spread_after_startup(beta: float) -> float:
+    """Median distance (decades) from the prior's center of trials 6-40 of a TPE study on a flat
+    objective, whose acquisition the prior weights with ``beta``."""
+    priors = {"x": _prior("x", 1e-3, 1e-6, 1.0, sigma=0.2)}
+    base = PriorWeightedTPESampler(priors, beta, n_startup_trials=5, seed=3)
+    study = optuna.create_study(sampler=PriorSampler(base, priors, n_startup_trials=5, seed=0))
+    xs = []
+    for _ in range(40):
+        trial = study.ask()
+        xs.append(trial.suggest_float("x", 1e-6, 1.0, log=True))
+        study.tell(trial, 1.0 + 1e-3 * trial.number % 7)  # flat: nothing to learn from
+    return float(np.median(np.abs(np.log10(xs[5:]) + 3)))
+
+
+def test_prior_weighted_tpe_keeps_steering_after_startup():
+    # With nothing to learn, plain TPE wanders over its good-trial density; the prior-weighted
+    # one keeps proposing near the prior's center.
+    plain, weighted = _spread_after_startup(0.0), _spread_after_startup(10.0)
+    assert weighted < 0.5 * plain, (weighted, plain)
+
+
+def test_prior_weight_fades_as_trials_finish():
+    priors = {"x": _prior("x", 1e-3, 1e-6, 1.0, sigma=0.2)}
+    sampler = PriorWeightedTPESampler(priors, 10.0, seed=0)
+    sampler._space = {"x": FloatDistribution(1e-6, 1.0, log=True)}
+    samples = {"x": np.array([1e-3, 1e-1])}
+    # Two decades from the center: log prior -0.5 * (2 / 0.2)^2 = -50; at the center 0.
+    assert sampler.log_prior(samples).tolist() == pytest.approx([0.0, -50.0])
+    below = above = type("Flat", (), {"log_pdf": staticmethod(lambda s: np.zeros(2))})()
+    sampler._n_finished = 10
+    early = sampler._compute_acquisition_func(samples, below, above)
+    sampler._n_finished = 1000
+    late = sampler._compute_acquisition_func(samples, below, above)
+    assert early.tolist() == pytest.approx([0.0, -50.0])  # weight 10 / 10
+    assert late.tolist() == pytest.approx([0.0, -0.5])  # weight 10 / 1000
+
+
+def test_prior_weight_zero_or_seeding_none_is_plain_tpe():
+    weighted = make_sampler(study_cfg(), {"lr": PRIORS.lr})
+    assert isinstance(weighted._base, PriorWeightedTPESampler)
+    off = make_sampler(study_cfg(sampler={"prior_weight": 0}), {"lr": PRIORS.lr})
+    assert type(off._base) is optuna.samplers.TPESampler
+
+
+def test_prior_weight_is_refused_for_samplers_without_an_acquisition():
+    with pytest.raises(ValueError, match="prior_weight weights TPE's acquisition; sampler gp"):
+        study_cfg(sampler={"name": "gp", "prior_weight": 5})
+    assert study_cfg(sampler={"name": "gp", "prior_weight": 0}).sampler.prior_weight == 0
 
 
 def test_seeding_none_is_plain_optuna():

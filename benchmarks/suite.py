@@ -1,0 +1,490 @@
+"""Search efficiency on a suite of tasks: is the priors' head start real beyond the task they were
+first adjusted on?
+
+Each task is one small GPT pretraining problem, defined once in ``TASKS``: a corpus, a tokenizer,
+a model shape and a token budget per trial. The tasks differ in all four:
+
+    corpus      Tiny Shakespeare (../shared/data), Python's own documentation (the pydoc topics
+                that ship with every Python), the docstrings of Python's standard library, and
+                the standard library's source code
+    tokenizer   bytes, or a byte-level BPE of 1024 or 2048 tokens trained on the task's corpus
+                with Hugging Face ``tokenizers`` (deterministic: same corpus, same file)
+    model       64 to 128 wide, 2 to 4 layers, block 64 to 256
+    horizon     1x to 4x the 163,840 tokens per trial of the first benchmark (issue 6)
+
+Every (task, strategy, seed) is a study run by ``benchmarks.search_efficiency.run_study``: a study
+file of the product run through its own search plan and trial runner. The search space is the
+same for every task except the batch sizes, which follow the token budget by one rule
+(``batch_choices``: four powers of two giving 320 down to 40 optimizer steps). Each task's
+results land in ``<out>/<task>/`` (the single-task benchmark's tables, CSVs and plot), and the
+suite's own tables in ``<out>/suite.md``: the best loss per strategy and task at 8 and 16
+full-trial equivalents, the compute each needs to get within 1% of the best loss any strategy
+found, and the calibration of the priors (where the best values found lie in the priors' 1- and
+2-sigma ranges).
+
+The suite is resumable: re-running the same command finishes the studies that are not done and
+skips the others, so it can be spread over several sessions.
+
+    python -m benchmarks.suite [--tasks a,b] [--seeds 3] [--budget 16] [--tpe-budget 48]
+                               [--workers 2] [--out benchmarks/results/suite]
+    python -m benchmarks.suite --analyze-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import math
+import multiprocessing as mp
+import os
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks import search_efficiency as se
+
+BASE_TOKENS = 163_840
+"""Tokens per trial of the first benchmark's task; every horizon is a multiple of it."""
+STEPS_RANGE = (40, 320)
+"""Optimizer steps per trial the batch-size choices span (fewest at the largest batch)."""
+
+
+@dataclass(frozen=True)
+class Corpus:
+    name: str
+    label: str
+    """What the text is, for the results."""
+    description: str
+
+
+CORPORA = {
+    "shakespeare": Corpus("shakespeare", "Tiny Shakespeare",
+                          "../shared/data/tinyshakespeare.txt: 1.1 MB of plays"),
+    "pydoc": Corpus("pydoc", "Python documentation (pydoc topics)",
+                    "pydoc_data.topics of this Python: the language reference's prose, 0.46 MB"),
+    "docstrings": Corpus("docstrings", "Python standard library docstrings",
+                         "every module, class and function docstring of over 80 characters in "
+                         "the standard library (tests, idlelib and lib2to3 left out), 1.5 MB"),
+    "stdlib_code": Corpus("stdlib_code", "Python standard library source code",
+                          "the standard library's top-level modules, in name order, up to 1.5 MB"),
+}
+
+
+@dataclass(frozen=True)
+class Task:
+    """One search problem of the suite."""
+
+    name: str
+    corpus: str
+    """Key of CORPORA."""
+    bpe_vocab: int
+    """0: bytes; else a byte-level BPE of this many tokens trained on the corpus."""
+    n_layer: int
+    n_head: int
+    n_embd: int
+    block_size: int
+    horizon: float
+    """Tokens per trial, in multiples of BASE_TOKENS."""
+    why: str
+    """What this task adds to the suite."""
+
+    @property
+    def tokens_per_trial(self) -> int:
+        return round(BASE_TOKENS * self.horizon)
+
+    @property
+    def tokenizer_label(self) -> str:
+        return f"byte-level BPE, {self.bpe_vocab} tokens" if self.bpe_vocab else "bytes"
+
+    @property
+    def model_label(self) -> str:
+        return f"{self.n_layer}L/{self.n_head}H/{self.n_embd}d, block {self.block_size}"
+
+
+TASKS = (
+    Task("shakespeare-byte", "shakespeare", 0, 2, 4, 64, 64, 1,
+         "the first benchmark's task, on which the priors were first adjusted"),
+    Task("pydoc-byte", "pydoc", 0, 2, 4, 128, 128, 1,
+         "technical prose, twice the width and block"),
+    Task("shakespeare-bpe", "shakespeare", 1024, 2, 4, 64, 128, 2,
+         "a BPE vocabulary (a larger embedding and head), twice the tokens"),
+    Task("docstrings-byte", "docstrings", 0, 4, 4, 64, 64, 1,
+         "twice the depth, reST-formatted technical prose"),
+    Task("code-bpe", "stdlib_code", 2048, 3, 4, 96, 256, 1,
+         "source code, the largest vocabulary and block"),
+    Task("pydoc-long", "pydoc", 0, 2, 4, 64, 64, 4,
+         "4x the tokens: 1.6 epochs of a small corpus (dropout and weight decay matter)"),
+)
+TASK_NAMES = tuple(t.name for t in TASKS)
+SUITE_STRATEGIES = ("defaults", "random", "tpe_median", "scaletune")
+
+
+# --------------------------------------------------------------------------- corpora
+
+
+def _shakespeare() -> str:
+    return se.DEFAULT_DATA.read_text(encoding="utf-8")
+
+
+def _pydoc() -> str:
+    from pydoc_data.topics import topics
+
+    return "\n\n".join(topics[k].strip() for k in sorted(topics))
+
+
+def _stdlib() -> Path:
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
+def _docstrings() -> str:
+    skip = {"test", "tests", "idlelib", "lib2to3", "site-packages", "dist-packages"}
+    docs = []
+    lib = _stdlib()
+    for path in sorted(lib.rglob("*.py")):
+        if any(part in skip or part.startswith("test") for part in path.relative_to(lib).parts[:-1]):
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node)
+                if doc and len(doc) > 80:
+                    docs.append(doc)
+    return "\n\n".join(docs)
+
+
+def _stdlib_code(limit: int = 1_500_000) -> str:
+    parts, size = [], 0
+    for path in sorted(_stdlib().glob("*.py")):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        parts.append(text)
+        size += len(text)
+        if size >= limit:
+            break
+    return "\n".join(parts)[:limit]
+
+
+BUILDERS = {"shakespeare": _shakespeare, "pydoc": _pydoc, "docstrings": _docstrings,
+            "stdlib_code": _stdlib_code}
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """Write ``path`` only when its content would change: the data cache keys on mtimes."""
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def corpus_file(corpus: str, root: Path) -> Path:
+    """The corpus as one text file under ``root/corpora`` (Tiny Shakespeare is used in place)."""
+    if corpus == "shakespeare":
+        return se.DEFAULT_DATA
+    path = root / "corpora" / f"{corpus}.txt"
+    _write_if_changed(path, BUILDERS[corpus]())
+    return path
+
+
+def bpe_file(corpus: str, vocab: int, root: Path) -> Path:
+    """A byte-level BPE of ``vocab`` tokens trained on the corpus, saved as tokenizer.json.
+
+    Byte-level: every byte is in the alphabet, so any text round-trips. The end-of-text token
+    separates documents. Trained on the whole corpus, validation tail included: the tokenizer
+    sees the text, the model never trains on it.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    path = root / "corpora" / f"{corpus}-bpe{vocab}.json"
+    text = corpus_file(corpus, root).read_text(encoding="utf-8")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(text.splitlines(keepends=True), trainer=trainer)
+    _write_if_changed(path, tok.to_str(pretty=True))
+    return path
+
+
+def batch_choices(tokens: int, block_size: int) -> tuple[int, ...]:
+    """Four powers of two from the batch giving at most STEPS_RANGE[1] optimizer steps up to
+    the one giving STEPS_RANGE[0]: the same span of steps for every task."""
+    low = 2 ** math.ceil(math.log2(tokens / (block_size * STEPS_RANGE[1])))
+    return tuple(low * 2**k for k in range(4))
+
+
+def bench_of(task: Task, root: Path, **kw: Any) -> se.Bench:
+    """The single-task benchmark of ``task``, its studies and tables under ``root/<task>``."""
+    data = corpus_file(task.corpus, root)
+    tokenizer = str(bpe_file(task.corpus, task.bpe_vocab, root)) if task.bpe_vocab else "byte"
+    return se.Bench(
+        data=data, corpus=CORPORA[task.corpus].label, tokenizer=tokenizer,
+        tokenizer_label=task.tokenizer_label, out=root / task.name,
+        n_layer=task.n_layer, n_head=task.n_head, n_embd=task.n_embd,
+        block_size=task.block_size, tokens_per_trial=task.tokens_per_trial,
+        batch_sizes=batch_choices(task.tokens_per_trial, task.block_size), val_windows=64, **kw)
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _run_one(args: tuple[se.Bench, str, int]) -> dict[str, Any]:
+    return se.run_study(*args)
+
+
+def run_suite(benches: list[se.Bench], workers: int) -> None:
+    """Every (task, strategy, seed) study, ``workers`` at a time: the first seed of every task
+    first, so that an interrupted suite has every task's first results."""
+    order = {s: i for i, s in enumerate(("random", "tpe_median", "scaletune", "defaults"))}
+    jobs = [(b, s, seed) for seed in range(max(b.seeds for b in benches)) for b in benches
+            for s in sorted(b.strategies, key=lambda s: order.get(s, 9)) if seed < b.seeds]
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+    start = time.perf_counter()
+    if workers <= 1:
+        done = [_run_one(j) for j in jobs]
+    else:
+        with mp.get_context("spawn").Pool(workers, maxtasksperchild=1) as pool:
+            done = list(pool.imap_unordered(_run_one, jobs))
+    print(f"{len(done)} studies done in {time.perf_counter() - start:.0f} s", flush=True)
+
+
+# --------------------------------------------------------------------------- analysis
+
+CALIBRATED = ("lr", "tau", "batch_size", "warmup_frac", "dropout")
+"""The hyperparameters whose priors are checked against the best values found (weight decay as
+tau, the form scaletune searches)."""
+
+
+def best_trial(bench: se.Bench, trials: Any) -> Any:
+    """The best complete trial any strategy found on the task, within each strategy's budget."""
+    within = trials[(trials["compute"] <= trials["strategy"].map(bench.limit) + 1e-9)
+                    & (trials["state"] == "COMPLETE")]
+    return within.loc[within["value"].idxmin()]
+
+
+def calibration(task: Task, bench: se.Bench, trials: Any) -> list[dict[str, Any]]:
+    """Where the best values found lie relative to the task's priors, one row per hyperparameter.
+
+    The priors are the product's own for the scaletune study file of the task (SearchPlan); z is
+    the signed distance from the prior's center in sigmas (log10 units for log priors). A best
+    value at the edge of the benchmark's range is marked: the optimum may lie beyond it.
+    """
+    from scaletune.search.plan import SearchPlan
+
+    plan = SearchPlan.build(se.study_config(bench, "scaletune", 0))
+    priors = plan.priors.as_dict()
+    best = best_trial(bench, trials)
+    batch = float(best["param_batch_size"])
+    lam = float(best["weight_decay"])
+    lr = float(best["param_lr"])
+    steps = bench.tokens_per_trial / (batch * bench.block_size)
+    found = {"lr": lr, "tau": 1.0 / (lr * lam * steps), "batch_size": batch,
+             "warmup_frac": float(best["param_warmup_frac"]), "dropout": float(best["param_dropout"])}
+    tau_low, tau_high = bench.tau_range()
+    ranges = {"lr": se.LR, "tau": (tau_low, tau_high),
+              "batch_size": (bench.batch_sizes[0], bench.batch_sizes[-1]),
+              "warmup_frac": se.WARMUP_FRAC, "dropout": se.DROPOUT}
+    rows = []
+    for name in CALIBRATED:
+        p, value = priors[name], found[name]
+        to = math.log10 if p.log else float
+        z = (to(value) - to(p.center)) / p.sigma
+        low, high = ranges[name]
+        edge = name not in ("warmup_frac", "dropout") and (
+            to(value) <= to(low) + 0.05 or to(value) >= to(high) - 0.05)
+        rows.append({"task": task.name, "param": name, "center": p.center, "sigma": p.sigma,
+                     "log": p.log, "best": value, "z": z, "in_1sigma": abs(z) <= 1,
+                     "in_2sigma": abs(z) <= 2, "at_range_edge": bool(edge),
+                     "gap": to(value) - to(p.center), "best_loss": float(best["value"]),
+                     "best_strategy": best["strategy"]})
+    return rows
+
+
+def _mean_best(per_seed: Any, strategy: str, budget: int) -> tuple[float, int]:
+    r = per_seed[(per_seed["strategy"] == strategy) & (per_seed["budget"] == budget)]
+    r = r.dropna(subset=["best_loss"])
+    return (float(r["best_loss"].mean()) if len(r) else math.nan), len(r)
+
+
+def _need(reach: Any, strategy: str) -> tuple[float, bool, int]:
+    """Mean compute to within 1% (not reached counted as the compute used: a lower bound)."""
+    r = reach[reach["strategy"] == strategy]
+    if r.empty:
+        return math.nan, False, 0
+    return (float(r["compute"].fillna(r["studied_up_to"]).mean()),
+            bool(r["compute"].isna().any()), len(r))
+
+
+def analyze_suite(tasks: list[Task], benches: list[se.Bench], root: Path, command: str) -> str:
+    """Each task's own tables (via the single-task analysis), then the suite's summary."""
+    import pandas as pd
+
+    summary_rows, calib_rows, sections = [], [], []
+    for task, bench in zip(tasks, benches, strict=True):
+        trials = se.load_trials(bench)
+        if trials.empty:
+            sections.append(f"- {task.name}: no finished trials yet")
+            continue
+        se.analyze(bench, command)
+        per_seed = pd.read_csv(bench.out / "search_efficiency_per_seed.csv")
+        reach = pd.read_csv(bench.out / "search_efficiency_to_1pct.csv")
+        calib_rows += calibration(task, bench, trials)
+        for strategy in bench.strategies:
+            (b8, n8), (b16, n16) = (_mean_best(per_seed, strategy, b) for b in (8, 16))
+            need, censored, n = _need(reach, strategy)
+            summary_rows.append({"task": task.name, "strategy": strategy, "best_at_8": b8,
+                                 "seeds_at_8": n8, "best_at_16": b16, "seeds_at_16": n16,
+                                 "compute_to_1pct": need, "censored": censored, "seeds": n})
+    summary = pd.DataFrame(summary_rows)
+    calib = pd.DataFrame(calib_rows)
+    summary.to_csv(root / "suite_summary.csv", index=False)
+    calib.to_csv(root / "suite_calibration.csv", index=False)
+    text = suite_markdown(tasks, benches, summary, calib, command, sections)
+    (root / "suite.md").write_text(text)
+    return text
+
+
+def _cell(value: float, n: int, seeds: int) -> str:
+    if math.isnan(value):
+        return "-"
+    return f"{value:.3f}" + ("" if n == seeds else f" ({n}/{seeds})")
+
+
+def suite_markdown(tasks: list[Task], benches: list[se.Bench], summary: Any, calib: Any,
+                   command: str, notes: list[str]) -> str:
+    seeds = benches[0].seeds
+    lines = ["# Search efficiency on the task suite", "", f"Command: `{command}`", "",
+             "| task | corpus | tokenizer | model | tokens per trial | batch choices | why |",
+             "| --- | --- | --- | --- | ---: | --- | --- |"]
+    for t, b in zip(tasks, benches, strict=True):
+        lines.append(f"| {t.name} | {CORPORA[t.corpus].label} | {t.tokenizer_label} | "
+                     f"{t.model_label} | {t.tokens_per_trial:,} | {b.batch_sizes} | {t.why} |")
+    lines += notes
+    if summary.empty:
+        return "\n".join(lines + ["", "No results yet.", ""])
+    names = [t.name for t in tasks if t.name in set(summary["task"])]
+    for budget in (8, 16):
+        lines += ["", f"## Best validation loss at {budget} full-trial equivalents (mean of "
+                  f"{seeds} seeds; (k/{seeds}): seeds that have used that budget so far)", "",
+                  "| strategy | " + " | ".join(names) + " |",
+                  "| --- | " + " | ".join("---:" for _ in names) + " |"]
+        for strategy in SUITE_STRATEGIES:
+            cells = []
+            for name in names:
+                r = summary[(summary["task"] == name) & (summary["strategy"] == strategy)]
+                cells.append(_cell(float(r[f"best_at_{budget}"].iloc[0]),
+                                   int(r[f"seeds_at_{budget}"].iloc[0]), seeds)
+                             if len(r) else "-")
+            lines.append(f"| {se.LABELS[strategy]} | " + " | ".join(cells) + " |")
+    lines += ["", "## Compute to within 1% of the best loss any strategy found (full-trial "
+              "equivalents, mean of seeds; >=: some seed never got there, a lower bound)", "",
+              "| task | scaletune | TPE + median | random | ratio scaletune / TPE + median | "
+              "target <= 0.33 |", "| --- | ---: | ---: | ---: | ---: | --- |"]
+    for name in names:
+        row = {}
+        for strategy in ("scaletune", "tpe_median", "random"):
+            r = summary[(summary["task"] == name) & (summary["strategy"] == strategy)]
+            row[strategy] = (float(r["compute_to_1pct"].iloc[0]), bool(r["censored"].iloc[0])) \
+                if len(r) else (math.nan, False)
+        (st, st_c), (tpe, tpe_c) = row["scaletune"], row["tpe_median"]
+        ratio = st / tpe if tpe and not math.isnan(st) and not math.isnan(tpe) else math.nan
+        if math.isnan(ratio):
+            verdict = "-"
+        elif st_c:
+            verdict = "not shown"
+        elif ratio <= 1 / 3:
+            verdict = "met"
+        else:
+            verdict = "undecided" if tpe_c else "missed"
+        fmt = {k: "-" if math.isnan(v) else f"{'>= ' if c else ''}{v:.2f}"
+               for k, (v, c) in row.items()}
+        lines.append(f"| {name} | {fmt['scaletune']} | {fmt['tpe_median']} | {fmt['random']} | "
+                     f"{'-' if math.isnan(ratio) else f'{ratio:.2f}'} | {verdict} |")
+    if not calib.empty:
+        lines += ["", "## Prior calibration: the best value found against the task's prior", "",
+                  "z: signed distance of the best value from the prior's center, in sigmas (log10 "
+                  "for lr, tau and batch size). edge: the best value lies at the end of the "
+                  "benchmark's range, so the optimum may lie beyond it.", "",
+                  "| task | " + " | ".join(CALIBRATED) + " |",
+                  "| --- | " + " | ".join("---:" for _ in CALIBRATED) + " |"]
+        for name, c in calib.groupby("task", sort=False):
+            cells = []
+            for p in CALIBRATED:
+                r = c[c["param"] == p].iloc[0]
+                cells.append(f"{r['z']:+.1f}{' edge' if r['at_range_edge'] else ''}")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        g = calib.groupby("param")
+        lines += ["", "| hyperparameter | inside 1 sigma | inside 2 sigma | mean z | mean gap |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        for p in CALIBRATED:
+            if p not in g.groups:
+                continue
+            c = g.get_group(p)
+            lines.append(f"| {p} | {c['in_1sigma'].mean():.0%} | {c['in_2sigma'].mean():.0%} | "
+                         f"{c['z'].mean():+.2f} | {c['gap'].mean():+.2f} |")
+        lines.append(f"| all | {calib['in_1sigma'].mean():.0%} | {calib['in_2sigma'].mean():.0%} "
+                     "| | |")
+    lines += ["", "Files: suite_summary.csv, suite_calibration.csv; each task's tables, CSVs and "
+              "plot in its folder (search_efficiency.md, search_efficiency.png).", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.suite",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--tasks", default=",".join(TASK_NAMES),
+                   help=f"comma-separated subset of {','.join(TASK_NAMES)}")
+    p.add_argument("--strategies", default=",".join(SUITE_STRATEGIES),
+                   help=f"comma-separated subset of {','.join(se.STRATEGIES)}")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per strategy (default 3)")
+    p.add_argument("--budget", type=int, default=16,
+                   help="compute budget in full-trial equivalents (default 16)")
+    p.add_argument("--tpe-budget", type=int, default=48,
+                   help="TPE + median's longer budget (default 48)")
+    p.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                   help="studies at once, one process each (default: cores)")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/suite"))
+    p.add_argument("--analyze-only", action="store_true",
+                   help="write the tables from the stored studies; train nothing")
+    args = p.parse_args(argv)
+    picked = [s.strip() for s in args.tasks.split(",") if s.strip()]
+    unknown = [s for s in picked if s not in TASK_NAMES]
+    if unknown:
+        p.error(f"--tasks: unknown {unknown}; choose from {list(TASK_NAMES)}")
+    strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
+    bad = [s for s in strategies if s not in se.STRATEGIES]
+    if bad:
+        p.error(f"--strategies: unknown {bad}; choose from {list(se.STRATEGIES)}")
+    tasks = [t for t in TASKS if t.name in picked]
+    benches = [bench_of(t, args.out, budget=args.budget, tpe_budget=args.tpe_budget,
+                        seeds=args.seeds, workers=args.workers, strategies=strategies)
+               for t in tasks]
+    for b in benches:
+        b.out.mkdir(parents=True, exist_ok=True)
+    command = "python -m benchmarks.suite " + " ".join(sys.argv[1:] if argv is None else argv)
+    recorded = args.out / "suite_command.txt"
+    if args.analyze_only and recorded.is_file():
+        command = recorded.read_text().splitlines()[0]
+    if not args.analyze_only:
+        recorded.write_text(command.strip() + "\n")
+        run_suite(benches, args.workers)
+    print(analyze_suite(tasks, benches, args.out, command.strip()))
+
+
+if __name__ == "__main__":
+    main()
