@@ -252,7 +252,7 @@ def run_study(bench: Bench, strategy: str, seed: int) -> dict[str, Any]:
 
     limit = bench.tokens_per_trial * bench.limit(strategy)
     max_trials = 1 if strategy == "defaults" else None
-    tag = f"{strategy} s{seed}"
+    tag = f"{bench.out.name}: {strategy} s{seed}"
     try:
         while _used_tokens(study) < limit and (max_trials is None
                                                or n_finished(study) < max_trials):
