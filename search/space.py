@@ -176,6 +176,42 @@ def _batch_distribution(
     return CategoricalDistribution(sizes)
 
 
+def centers_outside(dims: list[Dim]) -> list[str]:
+    """One line per searched dimension whose prior's center lies outside the range searched:
+    such a study's first trial sits at the range's end, and its start-up draws crowd there. A
+    batch-size center counts as outside beyond half a doubling from the extreme choices."""
+    notes = []
+    for d in dims:
+        p, dist = d.prior, d.distribution
+        if p is None:
+            continue
+        if isinstance(dist, CategoricalDistribution):
+            numeric = [c for c in dist.choices
+                       if isinstance(c, (int, float)) and not isinstance(c, bool)]
+            if not numeric or min(numeric) <= 0:
+                continue
+            low, high, slack = min(numeric), max(numeric), math.sqrt(2)
+        elif isinstance(dist, (FloatDistribution, IntDistribution)):
+            low, high, slack = dist.low, dist.high, 1.0
+        else:
+            continue
+        if low / slack <= p.center <= high * slack:
+            continue
+        hp = hparams.HPARAMS.get(d.name)
+        key = f"search.{hparams.owner(hp).name}" if hp else d.name
+        shown = hp.show if hp else str
+        side = "below" if p.center < low else "above"
+        fix = ("add choices toward the center, or give no choices" if
+               isinstance(dist, CategoricalDistribution) else
+               "widen the range toward the center, or give no low and high")
+        notes.append(
+            f"{key}: the priors' center {d.name} = {shown(float(p.center))} lies {side} the range "
+            f"searched [{shown(float(low))}, {shown(float(high))}], so the first trial starts at "
+            f"{shown(float(snap(dist, p.center)))} and the start-up draws crowd that end; {fix} "
+            "to search the priors' range")
+    return notes
+
+
 def prior_center_params(dims: list[Dim]) -> dict[str, Any]:
     """The trial the laws point at: each prior's center, snapped into its distribution."""
     params: dict[str, Any] = {}

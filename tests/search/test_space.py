@@ -17,7 +17,14 @@ from scaletune.search.samplers import (
     draw_from_prior,
     make_sampler,
 )
-from scaletune.search.space import build_space, prior_center_params, snap, suggest, trial_config
+from scaletune.search.space import (
+    build_space,
+    centers_outside,
+    prior_center_params,
+    snap,
+    suggest,
+    trial_config,
+)
 from scaletune.trainer.optim import lr_at
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -65,6 +72,26 @@ def test_batch_sizes_respect_the_micro_batch():
     batch = next(d for d in dims if d.name == "batch_size").distribution
     # Only multiples of the micro-batch are offered.
     assert batch.choices == (16, 32, 64)
+
+
+def test_a_prior_center_outside_the_range_is_said_not_silently_snapped():
+    cfg = study_cfg(search={
+        "weight_decay": {"prior": "auto", "as": "tau", "low": 2.0, "high": 100.0},
+        "lr": {"prior": "auto"},
+        "batch_size": {"choices": [64, 128]},
+    })
+    dims, _ = build_space(cfg, PRIORS)
+    notes = centers_outside(dims)
+    # tau's center 0.5 lies below [2, 100]; batch 16 lies below the choices [64, 128]; lr's
+    # center lies in its own prior range.
+    assert len(notes) == 2, notes
+    tau, batch = sorted(notes, key=lambda n: "batch" in n)
+    assert tau.startswith("search.weight_decay: the priors' center tau = 0.5") and "below" in tau
+    assert "first trial starts at 2" in tau
+    assert batch.startswith("search.batch_size: ") and "starts at 64" in batch
+    inside = study_cfg(search={"weight_decay": {"prior": "auto", "as": "tau", "low": 0.1,
+                                                "high": 3.0}})
+    assert centers_outside(build_space(inside, PRIORS)[0]) == []
 
 
 def test_prior_center_snaps_into_the_space():
