@@ -1,10 +1,15 @@
-"""optuna-dashboard for a study's storage: read-only and on loopback unless told otherwise.
+"""optuna-dashboard for a study's storage: read-only and on loopback unless told otherwise; and
+the notes the driver writes for it (how to read the study's plots, its config, each trial's).
 
 optuna-dashboard (0.21) has no read-only mode and no login: its ``allow_unsafe`` only lets notes
 render raw HTML. Every route that changes the storage is a POST, PUT or DELETE (create, rename or
 delete a study, notes, tell a trial, trial user attrs, skip, preferences, the schema upgrade of
 ``/incompatible-rdb-schema``), and every GET only reads. So the dashboard is read-only by answering
 405 to every other method, in front of its WSGI app; ``--allow-writes`` lets them through.
+
+It merges the choices of a study's trials through a Python set, which gives batch sizes in the
+set's order (32, 1, 2, 4, 8, 16) on the study page; numeric choices go back to numeric order, in
+front of its WSGI app too.
 """
 
 from __future__ import annotations
@@ -13,15 +18,25 @@ import argparse
 import errno
 import ipaddress
 import json
+import re
 import socket
 from collections.abc import Callable, Iterable
+from operator import attrgetter
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIServer, make_server
 
 from rich.console import Console
 
+from scaletune.search import hparams
 from scaletune.trainer.errors import SetupError
+
+if TYPE_CHECKING:
+    import optuna
+
+    from scaletune.heuristics.priors import Priors
+    from scaletune.search.config import StudyConfig
+    from scaletune.trainer.config import TrainConfig
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -103,24 +118,74 @@ def exposure_warning(host: str, allow_writes: bool) -> str:
             f"{what}, with no login. Use 127.0.0.1 and an SSH tunnel unless you mean it.")
 
 
+STUDY_PAGE = re.compile(r"/api/studies/\d+")
+"""The route of a study's page: its trials and its search space."""
+NUMBERS = ("<class 'int'>", "<class 'float'>")
+"""How optuna-dashboard names the Python type of a numeric choice."""
+
+
+def numeric_choices_in_order(app: WSGIApp) -> WSGIApp:
+    """``app`` answering a study's page with the numeric choices of its search space (the
+    union and the intersection of its trials') in numeric order; everything else unchanged."""
+
+    def ordered(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if (environ.get("REQUEST_METHOD", "GET").upper() != "GET"
+                or not STUDY_PAGE.fullmatch(environ.get("PATH_INFO", ""))):
+            return app(environ, start_response)
+        started: list[Any] = []
+        chunks: list[bytes] = []
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            started[:] = [status, headers, exc_info]
+            return chunks.append
+
+        result = app(environ, start)
+        try:
+            chunks.extend(result)
+        finally:
+            getattr(result, "close", lambda: None)()
+        status, headers, exc_info = started
+        body = b"".join(chunks)
+        if status.startswith("200"):
+            detail = json.loads(body)
+            for key in ("union_search_space", "intersection_search_space"):
+                for param in detail.get(key) or []:
+                    choices = param["distribution"].get("choices")
+                    if choices and all(c["pytype"] in NUMBERS for c in choices):
+                        choices.sort(key=lambda c: float(c["value"]))
+            body = json.dumps(detail).encode()
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        start_response(status, [*headers, ("Content-Length", str(len(body)))], exc_info)
+        return [body]
+
+    return ordered
+
+
+def dashboard_app(url: str, allow_writes: bool = False) -> WSGIApp:
+    """optuna-dashboard's WSGI app on the storage ``url``, as ``scaletune dashboard`` serves it:
+    numeric choices in order, read-only unless ``allow_writes``."""
+    from optuna_dashboard import wsgi
+
+    from scaletune.search.storage import make_storage
+
+    app = numeric_choices_in_order(wsgi(make_storage(url)))
+    return app if allow_writes else read_only(app)
+
+
 def serve(study_path: str, host: str = "127.0.0.1", port: int = 8080,
           allow_writes: bool = False, console: Console | None = None) -> int:
     """Serve the dashboard until interrupted. Intermediate values show as learning curves.
 
     The study must have run: a storage that does not exist is not created.
     """
-    from optuna_dashboard import wsgi
-
     from scaletune.search.config import load_study
-    from scaletune.search.storage import make_storage, mask_url
+    from scaletune.search.storage import mask_url
     from scaletune.search.studies import open_study
 
     console = console or Console()
     cfg = load_study(study_path)
     open_study(cfg, study_path)
-    app = wsgi(make_storage(cfg.storage_url))
-    if not allow_writes:
-        app = read_only(app)
+    app = dashboard_app(cfg.storage_url, allow_writes)
     if not is_loopback(host):
         console.print(exposure_warning(host, allow_writes), style="yellow", highlight=False,
                       markup=False)
@@ -136,3 +201,95 @@ def serve(study_path: str, host: str = "127.0.0.1", port: int = 8080,
     finally:
         server.server_close()
     return 0
+
+
+# --------------------------------------------------------------------------- notes
+
+
+def study_note(cfg: StudyConfig, config: dict[str, Any], priors: Priors) -> str:
+    """The study's note (Markdown) in the dashboard: what its axes mean where the dashboard's
+    own labels cannot say it, the config every trial shares (``config``, the recorded dump with
+    passwords masked) and the priors' centers and ranges.
+
+    optuna-dashboard (0.21) titles the intermediate values' x axis "Step", whatever a step is.
+    Its slice and parallel-coordinate plots and its trial table follow the order of the choices
+    (ascending for batch sizes: search.space, and numeric_choices_in_order for the trial table);
+    its contour and rank plots sort choices as text in the browser, which no server can change.
+    """
+    import yaml
+
+    from scaletune.search.plan import OBJECTIVE
+
+    lines = [
+        f"**Objective**: the {OBJECTIVE} after each trial's {cfg.tokens_per_trial:,} "
+        "training tokens.",
+        "",
+        "**Intermediate values**: the x axis, which the dashboard calls *Step*, is **tokens "
+        f"seen**. Every trial reports its validation loss each {cfg.eval_interval:,} tokens, "
+        "so trials of every batch size are compared, and pruned, at equal tokens.",
+        "",
+        "**Batch sizes** are choices in ascending order, as the slice and parallel-coordinate "
+        "plots and the trial table show them. The contour and rank plots sort choices as text "
+        "(128 before 16) unless *Settings > Use Plotly Python library* is on.",
+        "",
+        "**Each trial's note** lists the values it trained with; the rest of its config is the "
+        "study's, below.",
+        "",
+        "### Priors from the scaling laws: center and range",
+        "",
+        "| hyperparameter | center | range |",
+        "| --- | --- | --- |",
+    ]
+    for name, prior in priors.as_dict().items():
+        show = hparams.HPARAMS[name].show
+        lines.append(f"| {name} | {show(prior.center)} | {show(prior.low)} to "
+                     f"{show(prior.high)} |")
+    lines += ["", f"### Config ({cfg.source}, when the study was created; unset keys left out)",
+              "", "```yaml", yaml.safe_dump(_set_keys(config), sort_keys=False).rstrip(), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def _set_keys(node: Any) -> Any:
+    """``node`` without the keys whose value is None or an empty mapping, at every depth."""
+    if not isinstance(node, dict):
+        return node
+    kept = {k: _set_keys(v) for k, v in node.items()}
+    return {k: v for k, v in kept.items() if v is not None and v != {}}
+
+
+def trial_note(number: int, params: dict[str, Any], fixed: dict[str, Any], run: TrainConfig,
+               derived: dict[str, Any]) -> str:
+    """A trial's note (Markdown): each value the study searches or fixes, as the trainer field it
+    set (weight decay from tau, say) and as the run has it, and its steps."""
+    lines = [f"**Trial {number}** trains with", "", "| trainer field | value | what |",
+             "| --- | --- | --- |"]
+    for name, value in {**params, **fixed}.items():
+        hp = hparams.get(name)
+        target = hp.target if hp is not None else name
+        setting = attrgetter(target)(run)
+        owner = hparams.owner(hp) if hp is not None else None
+        shown = owner.show(setting) if owner is not None else _plain(setting)
+        how = "searched" if name in params else "fixed by the study"
+        if hp is not None and hp.is_form:
+            how += f", as {name} = {hp.show(value)}"
+        what = f"{owner.label}; {how}" if owner is not None else how
+        lines.append(f"| `{target}` | {shown} | {what} |")
+    lines += ["", f"{derived['steps']:,} steps of {derived['tokens_per_step']:,} tokens, the "
+                  f"first {derived['warmup_steps']:,} of them warmup; every other setting is the "
+                  "study's (the study's note)."]
+    return "\n".join(lines) + "\n"
+
+
+def _plain(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def write_note(study_or_trial: optuna.Study | optuna.Trial, text: str,
+               keep: bool = False) -> None:
+    """Save ``text`` as the note the dashboard shows for a study or a trial; with ``keep``, a
+    note already there (one a user wrote with --allow-writes) stays as it is."""
+    from optuna_dashboard import get_note, save_note
+
+    if keep and get_note(study_or_trial):
+        return
+    save_note(study_or_trial, text)

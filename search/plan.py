@@ -29,6 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from scaletune.heuristics.priors import Priors
 from scaletune.search.config import FINGERPRINTED, NOT_FINGERPRINTED, StudyConfig
+from scaletune.search.dashboard import study_note, trial_note, write_note
 from scaletune.search.lease import DriverLease
 from scaletune.search.samplers import make_sampler
 from scaletune.search.space import (
@@ -163,6 +164,7 @@ class SearchPlan:
         config, derived = trial_config(self.cfg, params, self.fixed, num_threads)
         for k, v in derived.items():
             trial.set_user_attr(k, v)
+        write_note(trial, trial_note(trial.number, params, self.fixed, config, derived))
         return TrialRun(trial, params, config, self.cfg.eval_interval, self.cfg.pruner.name)
 
 
@@ -344,6 +346,7 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors, data:
                 "data, or give this study a new name"
             ])
         if all(key in attrs for key in RECORD):
+            write_note(study, study_note(cfg, attrs["config"], priors), keep=True)
             return
     config = cfg.model_dump(mode="json", by_alias=True)
     if config.get("storage"):
@@ -365,6 +368,7 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors, data:
     for key, value in record.items():
         if key not in attrs:
             study.set_user_attr(key, value)
+    write_note(study, study_note(cfg, attrs.get("config", config), priors), keep=True)
     if study.metric_names is None:  # what the dashboard calls the objective ("Objective 0")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -50,6 +50,22 @@ def tiny_study(tmp: Path, text: Path, **overrides: Any) -> dict[str, Any]:
     return study
 
 
+def dashboard_api(url: str, path: str) -> Any:
+    """GET ``path`` (``/api/studies``, say) from the dashboard `scaletune dashboard` serves on
+    the storage ``url``, as JSON: what the dashboard's pages show."""
+    from wsgiref.util import setup_testing_defaults
+
+    from scaletune.search.dashboard import dashboard_app
+
+    app = dashboard_app(url)
+    environ = {"PATH_INFO": path}
+    setup_testing_defaults(environ)
+    status = []
+    body = b"".join(app(environ, lambda s, headers, exc_info=None: status.append(s)))
+    assert status == ["200 OK"], (status, body[:300])
+    return json.loads(body)
+
+
 def write_study(tmp: Path, study: dict[str, Any], name: str = "study.yaml") -> Path:
     path = tmp / name
     path.write_text(yaml.safe_dump(study, sort_keys=False))

@@ -16,13 +16,16 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from rich.console import Console
 
 import scaletune.search.dashboard as dashboard
 from scaletune.search.cli import main
 from scaletune.search.config import validate_study
+from scaletune.search.plan import SearchPlan
+from scaletune.search.storage import make_storage
 from scaletune.trainer.errors import SetupError
-from tests.search.helpers import tiny_study, write_study
+from tests.search.helpers import dashboard_api, tiny_study, write_study
 from tests.search.test_security import free_port
 
 
@@ -180,3 +183,91 @@ def test_a_study_that_never_ran_is_one_line_and_creates_no_storage(tmp_path, sha
     # ... and no storage was created: no study.db, and no folder where there was none.
     assert not (cfg.folder / "study.db").exists()
     assert cfg.folder.exists() == folder_exists
+
+
+# --------------------------------------------------------------------------- what it shows
+
+
+def opened(tmp_path: Path, shakespeare: Path, **overrides) -> tuple[str, optuna.Study]:
+    """A study opened by its driver, with two complete trials, as `scaletune run` leaves it; and
+    its storage URL."""
+    raw = tiny_study(tmp_path, shakespeare, **overrides)
+    cfg = validate_study(raw)
+    cfg.folder.mkdir(parents=True, exist_ok=True)
+    plan = SearchPlan.build(cfg)
+    study, _ = plan.open_study(make_storage(cfg.storage_url))
+    for value in (2.5, 2.4):
+        study.tell(plan.ask(study, 1).trial, value)
+    plan.lease.release()
+    return cfg.storage_url, study
+
+
+def shown(url: str, study: optuna.Study) -> dict:
+    """The study as the dashboard's study page reads it."""
+    listing = dashboard_api(url, "/api/studies")["study_summaries"]
+    study_id = next(s["study_id"] for s in listing if s["study_name"] == study.study_name)
+    return dashboard_api(url, f"/api/studies/{study_id}")
+
+
+def test_the_study_note_says_the_step_axis_is_tokens_seen(tmp_path, shakespeare):
+    url, study = opened(tmp_path, shakespeare)
+    note = shown(url, study)["note"]["body"]
+    # Rule: the dashboard titles the intermediate values' x axis "Step"; the study's note, on
+    # its page, says a step is tokens seen, on the study's grid.
+    assert "the x axis, which the dashboard calls *Step*, is **tokens seen**" in note
+    assert "reports its validation loss each 8,192 tokens" in note
+    # Rule: the config every trial shares reads as YAML, without the keys left unset.
+    config = yaml.safe_load(note.split("```yaml\n", 1)[1].split("```", 1)[0])
+    assert config["tokens_per_trial"] == 40_960
+    assert config["search"]["batch_size"] == {"choices": [8, 16]}
+    assert "vocab_size" not in config["model"]
+
+
+def test_each_trial_note_gives_its_values_as_trainer_fields(tmp_path, shakespeare):
+    url, study = opened(tmp_path, shakespeare)
+    trial = study.trials[0]
+    note = shown(url, study)["trials"][0]["note"]["body"]
+    attrs, p = trial.user_attrs, trial.params
+    # Rule: a row per value the study searches or fixes, as the trainer field it sets, shown as
+    # the hyperparameter table shows it; weight decay with the tau it came from.
+    assert f"| `optim.lr` | {format(p['lr'], '.3g')} | peak learning rate; searched |" in note
+    assert (f"| `optim.weight_decay` | {format(attrs['weight_decay'], '.3g')} | AdamW weight "
+            f"decay lambda; searched, as tau = {format(p['tau'], '.3g')} |") in note
+    assert f"| `batch_size` | {p['batch_size']} | batch size in sequences; searched |" in note
+    assert "| `model.dropout` | 0 | dropout rate; fixed by the study |" in note
+    assert (f"{attrs['steps']:,} steps of {attrs['tokens_per_step']:,} tokens, the first "
+            f"{attrs['warmup_steps']:,} of them warmup") in note
+
+
+@pytest.mark.parametrize("batch_size, expected", [
+    ({"choices": [16, 8, 32, 128]}, ["8", "16", "32", "128"]),
+    ({"low": 1, "high": 32}, ["1", "2", "4", "8", "16", "32"]),
+], ids=["choices", "range"])
+def test_batch_sizes_reach_the_dashboard_in_ascending_order(tmp_path, shakespeare, batch_size,
+                                                            expected):
+    search = {**tiny_study(tmp_path, shakespeare)["search"], "batch_size": batch_size}
+    url, study = opened(tmp_path, shakespeare, search=search, tokens_per_trial=131_072)
+    detail = shown(url, study)
+    # Rule: every trial searches the choices in numeric order; a trial's value is its index.
+    for trial in detail["trials"]:
+        param = next(p for p in trial["params"] if p["name"] == "batch_size")
+        assert [c["value"] for c in param["distribution"]["choices"]] == expected
+        assert expected[param["param_internal_value"]] == param["param_external_value"]
+    # Rule: so does the study's search space, which optuna-dashboard merges from its trials'
+    # through a set (the trial table's filters list it), in the union and the intersection.
+    for key in ("union_search_space", "intersection_search_space"):
+        space = {d["name"]: d["distribution"] for d in detail[key]}
+        assert [c["value"] for c in space["batch_size"]["choices"]] == expected, key
+
+
+def test_a_note_written_in_the_dashboard_is_kept_on_resume(tmp_path, shakespeare):
+    from optuna_dashboard import get_note, save_note
+
+    _, study = opened(tmp_path, shakespeare)
+    save_note(study, "lr above 0.01 diverges on this data")
+    cfg = validate_study(tiny_study(tmp_path, shakespeare))
+    plan = SearchPlan.build(cfg)
+    resumed, _ = plan.open_study(make_storage(cfg.storage_url))
+    plan.lease.release()
+    # Rule: the driver writes the study's note only where there is none.
+    assert get_note(resumed) == "lr above 0.01 diverges on this data"

@@ -22,6 +22,7 @@ from types import SimpleNamespace
 import optuna
 import pytest
 import torch
+from optuna_dashboard import get_note
 from rich.console import Console
 
 import scaletune.search.cluster
@@ -205,11 +206,15 @@ def test_study_attrs_record_the_storage_without_its_password(tmp_path, shakespea
     cfg = validate_study(tiny_study(tmp_path, shakespeare, storage=url))
     study = optuna.create_study()
     data = SimpleNamespace(fingerprint="f", n_train_tokens=1, n_val_tokens=1, vocab_size=256)
-    scaletune.search.plan.record_or_check(study, cfg, SimpleNamespace(to_json=dict), data)
-    # The study records where it lives, masked: user attrs are shown by the dashboard and
-    # copied into reports.
+    priors = SimpleNamespace(to_json=dict, as_dict=dict)
+    scaletune.search.plan.record_or_check(study, cfg, priors, data)
+    # The study records where it lives, masked: user attrs and the study's note are shown by the
+    # dashboard, and user attrs are copied into reports.
     assert study.user_attrs["config"]["storage"] == "postgresql://scaletune:***@127.0.0.1:1/studies"
     assert "hunter2" not in json.dumps(study.user_attrs)
+    note = get_note(study)
+    assert "storage: postgresql://scaletune:***@127.0.0.1:1/studies" in note
+    assert "hunter2" not in note
 
 
 # --------------------------------------------------------------------------- checkpoints
