@@ -320,11 +320,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from scaletune.search.dashboard import tcp_port
 
-    p = sub.add_parser("dashboard", help="serve optuna-dashboard for a study's storage (read-only)")
+    p = sub.add_parser("dashboard", help="serve optuna-dashboard for a study's storage and every "
+                                         "study in it (read-only)")
     p.add_argument("study", help="study YAML")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1); anyone who can reach it reads "
-                        "every trial, config and user attr of the study, with no login")
+                        "every trial, config and user attr of every study in the storage, with "
+                        "no login")
     p.add_argument("--port", type=tcp_port, default=8080, help="port 1-65535 (default 8080)")
     p.add_argument("--allow-writes", action="store_true",
                    help="let the dashboard change the storage: notes, rename and delete studies, "

@@ -10,6 +10,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import sqlite3
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -467,11 +468,15 @@ class StudyConfig(_Strict):
     study folder above runs/); also the default study folder name."""
     description: str = ""
     study_dir: str | None = None
-    """Folder for the default storage and reports; default runs/<name> beside the study file (a
-    relative path resolves against the study file's folder, as data paths do), so a study is the
-    same study from whichever folder a command runs."""
+    """Folder for the study's reports and TensorBoard runs, and for its default storage
+    (study.db) when set; default runs/<name> beside the study file. A relative path resolves
+    against the study file's folder, as data paths do, so a study is the same study from
+    whichever folder a command runs."""
     storage: str | None = None
-    """Optuna storage URL: default sqlite:///<study_dir>/study.db; postgresql://... on a cluster."""
+    """Optuna storage URL. Default: runs/studies.db beside the study file, which the studies
+    there share, so that optuna-dashboard lists and compares them (a study that ran with its own
+    runs/<name>/study.db under scaletune 0.1 keeps it); study.db in study_dir for a study that
+    sets study_dir. postgresql://... on a cluster."""
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     trainer: TrainerOptions = Field(default_factory=TrainerOptions)
@@ -498,6 +503,8 @@ class StudyConfig(_Strict):
     """Seed of the sampler and of every trial's training run."""
 
     _source: str | None = PrivateAttr(None)
+    _folder_by_default: bool = PrivateAttr(False)
+    """study_dir is the default folder that load_study filled in, not the file's own."""
 
     @property
     def source(self) -> str:
@@ -553,7 +560,8 @@ class StudyConfig(_Strict):
     def storage_url(self) -> str:
         if self.storage:
             return self.storage
-        return f"sqlite:///{(self.folder / 'study.db').resolve()}"
+        shared = self.study_dir is None or self._folder_by_default
+        return f"sqlite:///{default_database(self.folder, self.name, shared).resolve()}"
 
     def fingerprint(self) -> str:
         """Hash of what decides trial results; a resumed study must match it."""
@@ -641,9 +649,51 @@ def load_study(path: str | Path) -> StudyConfig:
             update={"fitted_file": str(base / cfg.priors.fitted_file)}
         )
     updates["study_dir"] = str(_study_folder(cfg, base))
+    by_default = cfg.study_dir is None
     cfg = cfg.model_copy(update=updates)
     cfg._source = str(path)
+    cfg._folder_by_default = by_default
     return cfg
+
+
+SHARED_DATABASE = "studies.db"
+"""The default storage: one SQLite file beside the default study folders (runs/studies.db)."""
+OWN_DATABASE = "study.db"
+"""The SQLite file in a study's own folder: the default storage of a study that sets study_dir,
+and of every study under scaletune 0.1."""
+
+
+def default_database(folder: Path, name: str, shared: bool) -> Path:
+    """The SQLite file of study ``name`` when its file names no storage: study.db in its folder
+    (``folder``) where the study file set that folder; else studies.db beside it (``shared``),
+    which every study in the default folders runs/<name> shares. A study that ran with its own
+    study.db there keeps it, so that it resumes where it ran; a file that cannot be read (empty,
+    corrupt) is kept too, for ``scaletune run`` to refuse it."""
+    own = folder / OWN_DATABASE
+    if not shared:
+        return own
+    if own.is_file():
+        names = stored_study_names(own)
+        if names is None or name in names:
+            return own
+    return folder.parent / SHARED_DATABASE
+
+
+def stored_study_names(database: Path) -> list[str] | None:
+    """The names of the studies in an SQLite storage file, read without writing or creating
+    anything; [] for an SQLite database without Optuna's tables, None for a file that cannot be
+    read as SQLite (empty, corrupt, locked by a write for over 5 s)."""
+    if not database.is_file() or database.stat().st_size == 0:
+        return None
+    try:
+        con = sqlite3.connect(database.resolve().as_uri() + "?mode=ro", uri=True, timeout=5)
+        try:
+            rows = con.execute("SELECT study_name FROM studies ORDER BY study_name").fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error as e:
+        return [] if "no such table" in str(e) else None
+    return [name for (name,) in rows]
 
 
 def _study_folder(cfg: StudyConfig, base: Path) -> Path:
@@ -654,7 +704,7 @@ def _study_folder(cfg: StudyConfig, base: Path) -> Path:
         return base / Path(cfg.study_dir).expanduser()
     beside = base / "runs" / cfg.name
     earlier = (Path("runs") / cfg.name).resolve()
-    if (earlier / "study.db").is_file() and not (beside / "study.db").is_file():
+    if (earlier / OWN_DATABASE).is_file() and not (beside / OWN_DATABASE).is_file():
         return earlier
     return beside
 

@@ -111,9 +111,9 @@ def bind(app: WSGIApp, host: str, port: int) -> WSGIServer:
 
 
 def exposure_warning(host: str, allow_writes: bool) -> str:
-    what = "read the study: every trial, its params, config and user attrs"
+    what = "read every study in the storage: every trial, its params, config and user attrs"
     if allow_writes:
-        what += ", and (--allow-writes) delete or rename it, write notes and tell trials"
+        what += ", and (--allow-writes) delete or rename studies, write notes and tell trials"
     return (f"warning: the dashboard binds to {host}: anyone who can reach this address can "
             f"{what}, with no login. Use 127.0.0.1 and an SSH tunnel unless you mean it.")
 
@@ -174,7 +174,8 @@ def dashboard_app(url: str, allow_writes: bool = False) -> WSGIApp:
 
 def serve(study_path: str, host: str = "127.0.0.1", port: int = 8080,
           allow_writes: bool = False, console: Console | None = None) -> int:
-    """Serve the dashboard until interrupted. Intermediate values show as learning curves.
+    """Serve the dashboard of the study's storage, which lists every study in it, until
+    interrupted. Intermediate values show as learning curves.
 
     The study must have run: a storage that does not exist is not created.
     """

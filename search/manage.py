@@ -32,7 +32,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from scaletune.heuristics import laws
 from scaletune.heuristics.priors import Priors, priors_table
 from scaletune.search import hparams, lease
-from scaletune.search.config import StudyConfig, check_study_files, validate_study
+from scaletune.search.config import (
+    StudyConfig,
+    check_study_files,
+    stored_study_names,
+    validate_study,
+)
 from scaletune.search.plan import n_finished
 from scaletune.search.progress import fmt_duration, fmt_params
 from scaletune.search.report import DERIVED
@@ -122,7 +127,7 @@ def print_plan(cfg: StudyConfig, console: Console) -> None:
         ("sampler", describe_sampler(cfg)),
         ("pruner", describe_pruner(cfg)),
         ("workers", _resources(cfg)),
-        ("storage", _storage_state(cfg.storage_url)),
+        ("storage", _storage_state(cfg.storage_url, cfg.name)),
         ("budget", _budget(cfg, priors)),
     ]
     _rows(out, rows)
@@ -207,12 +212,21 @@ def _resources(cfg: StudyConfig) -> str:
             f"{f', max_concurrent {w.max_concurrent}' if w.max_concurrent else ''}){gpus}")
 
 
-def _storage_state(url: str) -> str:
+def _storage_state(url: str, name: str) -> str:
+    """The storage and, for an SQLite file, whether the study of ``name`` resumes there."""
     database = sqlite_path(url)
     if database is None:
         return mask_url(url)
-    there = ("the file exists: a study of this name in it resumes" if database.is_file()
-             else "not there yet")
+    names = stored_study_names(database) if database.is_file() else None
+    if not database.is_file():
+        there = "not there yet"
+    elif names is None:
+        there = "the file exists but cannot be read as SQLite: run refuses it"
+    elif name in names:
+        there = "it holds this study: the run resumes it"
+    else:
+        others = f"{len(names)} other stud{'y' if len(names) == 1 else 'ies'}" if names else "no study"
+        there = f"the file exists and holds {others}: the study starts there"
     return f"{mask_url(url)} ({there})"
 
 

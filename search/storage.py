@@ -39,10 +39,21 @@ def scrub(text: str, url: str) -> str:
     return text
 
 
+SQLITE_BUSY_TIMEOUT_S = 60
+"""How long a write to an SQLite storage waits for another connection's write (the driver of
+another study in the same file, the dashboard reading it) before it fails with "database is
+locked". Each write is short; a wait this long means something holds the file."""
+
+
 def engine_kwargs(url: str) -> dict[str, Any]:
-    """SQLite waits instead of failing on a lock; servers survive idle-connection drops."""
+    """SQLite waits instead of failing on a lock; servers survive idle-connection drops.
+
+    SQLite keeps its default rollback journal, not WAL: WAL would let readers go on during a
+    write, but it fails on network file systems, where home and project folders of clusters
+    live, and changes the file for every program that opens it.
+    """
     if url.startswith("sqlite"):
-        return {"connect_args": {"timeout": 60}}
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
     # Long trials leave the connection idle for hours; servers and proxies drop it.
     return {"pool_pre_ping": True, "pool_recycle": 1800}
 

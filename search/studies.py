@@ -32,7 +32,8 @@ def open_study(cfg: StudyConfig, source: str) -> tuple[optuna.Study, StudyConfig
     except KeyError:
         names = optuna.get_all_study_names(storage)
         raise ConfigError(source, [
-            f"name: no study named {cfg.name!r} in {shown}; studies there: {names or 'none'}"
+            f"name: no study named {cfg.name!r} in {shown}; studies there: {names or 'none'}; "
+            f"run `scaletune run {source}` first, or give the storage it ran on with --storage"
         ]) from None
     except SQLAlchemyError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

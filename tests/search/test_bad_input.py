@@ -213,15 +213,19 @@ def test_fit_on_a_study_that_never_ran_names_it(tmp_path, shakespeare, capsys):
     assert not (tmp_path / "laws.json").exists()
 
 
+@pytest.mark.parametrize("file", ["runs/studies.db", "runs/tiny/study.db", "study/study.db"],
+                         ids=["shared", "own-of-0.1", "in-study_dir"])
 @pytest.mark.parametrize("content, expected", [
     (b"", "is empty (0 bytes): it holds no study"),
     (b"not a database, some other file" * 100, "is not an SQLite database"),
 ], ids=["zero-length", "corrupt"])
 def test_an_empty_or_corrupt_study_file_is_refused_and_kept(tmp_path, shakespeare, capsys,
-                                                            content, expected):
+                                                            content, expected, file):
     study = tiny_study(tmp_path, shakespeare)
-    db = tmp_path / "study" / "study.db"
-    db.parent.mkdir()
+    if file.startswith("runs/"):  # the default folder: the storage the studies there share, or
+        del study["study_dir"]    # the study's own file of scaletune 0.1
+    db = tmp_path / file
+    db.parent.mkdir(parents=True)
     db.write_bytes(content)
     code = main(["run", str(write_study(tmp_path, study))])
     out = " ".join(capsys.readouterr().out.split())

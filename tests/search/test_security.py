@@ -148,9 +148,10 @@ def test_dashboard_warns_when_bound_beyond_loopback(tmp_path, shakespeare, monke
     # Binding elsewhere than loopback is allowed (the user asked for it) but warned about,
     # naming the address and all that it exposes ...
     assert f"warning: the dashboard binds to {host}: anyone who can reach this address can " \
-           "read the study: every trial, its params, config and user attrs" in text
-    # ... which includes changing the study when writes are allowed.
-    assert ("delete or rename it" in text) == allow_writes
+           "read every study in the storage: every trial, its params, config and user attrs" \
+           in text
+    # ... which includes changing the studies when writes are allowed.
+    assert ("delete or rename studies" in text) == allow_writes
     assert binds == [(host, 8123)]
 
 
