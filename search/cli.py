@@ -78,7 +78,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     except KeyboardInterrupt as e:
         # The shell's convention: 128 + the signal (130 for Ctrl-C, 143 for SIGTERM).
         return 128 + getattr(e, "signum", signal.SIGINT)
-    summary = print_run_summary(console, study, cfg, args.study, time.monotonic() - start)
+    summary = print_run_summary(console, study, cfg, args.study, time.monotonic() - start,
+                                storage=args.storage)
     return 0 if summary["best"] is not None else 1
 
 
@@ -123,7 +124,7 @@ def cmd_dashboard(args: argparse.Namespace, console: Console) -> int:
 
     _quiet_optuna()
     return serve(args.study, host=args.host, port=args.port, allow_writes=args.allow_writes,
-                 console=console)
+                 console=console, storage=args.storage)
 
 
 def cmd_train(args: argparse.Namespace, console: Console) -> int:
@@ -140,9 +141,11 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
 def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.config import load_study
     from scaletune.search.fit import fit_from_studies
+    from scaletune.search.manage import with_options
 
     _quiet_optuna()
-    laws = fit_from_studies([load_study(p) for p in args.studies], scale_kind=args.by)
+    studies = [with_options(load_study(p), storage=args.storage) for p in args.studies]
+    laws = fit_from_studies(studies, scale_kind=args.by)
     laws.save(args.output)
     for fit in (laws.lr, laws.tau, laws.batch_size):
         if fit is not None:
@@ -165,10 +168,9 @@ def _tokens(text: str) -> int:
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
-    from scaletune.search.config import load_study
     from scaletune.search.export import export_study, parse_model_overrides, summary_lines
 
-    cfg = load_study(args.study)
+    cfg = _study(args)
     _quiet_optuna()
     done = export_study(
         cfg, args.output, source=args.study, trial=args.trial, tokens=args.tokens,
@@ -182,10 +184,9 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
-    from scaletune.search.config import load_study
     from scaletune.search.report import make_report
 
-    cfg = load_study(args.study)
+    cfg = _study(args)
     _quiet_optuna()
     out = args.output or cfg.folder / "report"
     make_report(cfg, out, source=args.study, console=console)
@@ -322,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dashboard", help="serve optuna-dashboard for a study's storage and every "
                                          "study in it (read-only)")
-    p.add_argument("study", help="study YAML")
+    _stored_study_args(p, cmd_dashboard)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1); anyone who can reach it reads "
                         "every trial, config and user attr of every study in the storage, with "
@@ -331,7 +332,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-writes", action="store_true",
                    help="let the dashboard change the storage: notes, rename and delete studies, "
                         "tell trials, edit user attrs (default read-only)")
-    p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser("train", help="one training run from a training YAML")
     p.add_argument("config", help="training YAML (see trainer/config.py)")
@@ -347,10 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by", choices=["tokens", "params"], default="tokens",
                    help="the scale the laws are a function of (default tokens per trial)")
     p.add_argument("-o", "--output", required=True, help="JSON file to write")
+    p.add_argument("--storage", metavar="URL",
+                   help="the storage the studies ran on, where `run --storage` gave another")
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("export", help="write the best trial as the training config of a final run")
-    p.add_argument("study", help="study YAML")
+    _stored_study_args(p, cmd_export)
     p.add_argument("--trial", type=int, help="export this trial number instead of the best")
     p.add_argument("--tokens", type=_tokens,
                    help="train this many tokens (e.g. 2e9); lr, batch and weight decay follow "
@@ -359,12 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="change a model field, e.g. --model n_embd=512 --model n_layer=12")
     p.add_argument("--max-batch-size", type=int, help="cap on the transferred batch (sequences)")
     p.add_argument("-o", "--output", required=True, help="training YAML to write")
-    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("report", help="trials table, plots and compute summary of a study")
-    p.add_argument("study", help="study YAML")
+    _stored_study_args(p, cmd_report)
     p.add_argument("-o", "--output", help="folder to write (default <study folder>/report)")
-    p.set_defaults(func=cmd_report)
     return parser
 
 

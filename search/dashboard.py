@@ -173,18 +173,21 @@ def dashboard_app(url: str, allow_writes: bool = False) -> WSGIApp:
 
 
 def serve(study_path: str, host: str = "127.0.0.1", port: int = 8080,
-          allow_writes: bool = False, console: Console | None = None) -> int:
-    """Serve the dashboard of the study's storage, which lists every study in it, until
-    interrupted. Intermediate values show as learning curves.
+          allow_writes: bool = False, console: Console | None = None,
+          storage: str | None = None) -> int:
+    """Serve the dashboard of the study's storage (``storage`` where given instead of the
+    file's), which lists every study in it, until interrupted. Intermediate values show as
+    learning curves.
 
     The study must have run: a storage that does not exist is not created.
     """
     from scaletune.search.config import load_study
+    from scaletune.search.manage import with_options
     from scaletune.search.storage import mask_url
     from scaletune.search.studies import open_study
 
     console = console or Console()
-    cfg = load_study(study_path)
+    cfg = with_options(load_study(study_path), storage=storage)
     open_study(cfg, study_path)
     app = dashboard_app(cfg.storage_url, allow_writes)
     if not is_loopback(host):

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from scaletune.search import hparams
 from scaletune.search.config import StudyConfig
+from scaletune.search.storage import mask_url
 
 
 def fmt_params(params: dict[str, Any]) -> str:
@@ -183,11 +184,12 @@ def _best(study: optuna.Study) -> tuple[int, float] | None:
 
 
 def print_run_summary(console: Console, study: optuna.Study, cfg: StudyConfig, source: str,
-                      wall_s: float) -> dict[str, Any]:
+                      wall_s: float, storage: str | None = None) -> dict[str, Any]:
     """Print what ``scaletune run`` shows at the end: the best trial, trials by state, time,
     compute and what pruning saved, where the study lives and the commands that come next.
-    ``source`` is the study file as the user named it. Returns the numbers, those of
-    ``scaletune report``'s summary.json (search.report.summarize)."""
+    ``source`` is the study file as the user named it; ``storage`` the URL of ``run --storage``,
+    which the next commands then name too. Returns the numbers, those of ``scaletune report``'s
+    summary.json (search.report.summarize)."""
     from scaletune.search.report import summarize  # matplotlib and pandas: only at the end
 
     s = summarize(study, cfg)
@@ -202,7 +204,7 @@ def print_run_summary(console: Console, study: optuna.Study, cfg: StudyConfig, s
         rows.append(("params", fmt_params(best["params"])))
         if derived:
             rows.append(("derived", fmt_params(derived)))
-    study_file = shlex.quote(source)
+    study_file, setting = _study_and_storage(source, storage)
     report_dir = shlex.quote(str(_near(cfg.folder / "report")))
     rows += [
         ("trials", _states(study, s["trials"])),
@@ -213,14 +215,37 @@ def print_run_summary(console: Console, study: optuna.Study, cfg: StudyConfig, s
                     f"({pruning['fraction_saved']:.0%}) in {pruning['pruned_trials']} pruned "
                     f"trial{'' if pruning['pruned_trials'] == 1 else 's'}"),
         ("study", f"{s['study']} in {s['storage']}"),
-        ("next", f"scaletune dashboard {study_file}"),
-        ("", f"scaletune report {study_file} -o {report_dir}"),
-        ("", f"scaletune export {study_file} --tokens {_short_tokens(10 * cfg.tokens_per_trial)} "
-             "-o final.yaml   # a final run of 10x a trial's tokens"),
     ]
+    commands = [
+        *setting,
+        f"scaletune dashboard {study_file}",
+        f"scaletune report {study_file} -o {report_dir}",
+        f"scaletune export {study_file} --tokens {_short_tokens(10 * cfg.tokens_per_trial)} "
+        "-o final.yaml   # a final run of 10x a trial's tokens",
+    ]
+    rows += [("next" if i == 0 else "", command) for i, command in enumerate(commands)]
     for key, text in rows:
         console.print(f"  {key:<8} {text}", highlight=False, markup=False)
     return s
+
+
+STORAGE_VARIABLE = "SCALETUNE_STORAGE"
+"""The shell variable by which the next commands name a storage whose URL has a password: the
+summary never prints a password."""
+
+
+def _study_and_storage(source: str, url: str | None) -> tuple[str, list[str]]:
+    """How the next commands name the study: its file, and ``--storage URL`` when it ran on the
+    storage of ``run --storage``; a URL with a password as a shell variable, with the command
+    that sets it (password masked) to go first."""
+    study_file = shlex.quote(source)
+    if url is None:
+        return study_file, []
+    shown = mask_url(url)
+    if shown == url:
+        return f"{study_file} --storage {shlex.quote(url)}", []
+    return (f'{study_file} --storage "${STORAGE_VARIABLE}"',
+            [f"{STORAGE_VARIABLE}={shlex.quote(shown)}   # with the password in place of ***"])
 
 
 def _states(study: optuna.Study, by_state: dict[str, int]) -> str:

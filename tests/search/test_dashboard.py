@@ -41,8 +41,8 @@ def ran_study(tmp_path: Path, shakespeare: Path) -> tuple[Path, str]:
 
 
 @contextlib.contextmanager
-def served(path: Path, monkeypatch, allow_writes: bool = False) -> Iterator[str]:
-    """The dashboard of ``path`` served by ``serve`` in a thread; yields its base URL."""
+def served(path: Path, monkeypatch, *options: str) -> Iterator[str]:
+    """`scaletune dashboard PATH OPTIONS` served in a thread; yields its base URL."""
     servers = []
     bind = dashboard.bind
 
@@ -53,8 +53,7 @@ def served(path: Path, monkeypatch, allow_writes: bool = False) -> Iterator[str]
     monkeypatch.setattr(dashboard, "bind", keep)
     port = free_port()
     thread = threading.Thread(
-        target=dashboard.serve, args=(str(path),), daemon=True,
-        kwargs=dict(port=port, allow_writes=allow_writes, console=Console(file=io.StringIO())),
+        target=main, args=(["dashboard", str(path), "--port", str(port), *options],), daemon=True,
     )
     thread.start()
     for _ in range(300):
@@ -112,9 +111,23 @@ def test_the_dashboard_is_read_only_by_default(tmp_path, shakespeare, monkeypatc
     assert detail["user_attrs"] == [{"key": "config", "value": '{"name": "tiny"}'}]
 
 
+def test_the_dashboard_serves_the_storage_given_on_the_command_line(tmp_path, shakespeare,
+                                                                  monkeypatch):
+    path, _ = ran_study(tmp_path, shakespeare)
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    moved = optuna.create_study(study_name="tiny", storage=elsewhere)
+    moved.optimize(lambda t: t.suggest_float("lr", 1e-4, 1e-2, log=True), n_trials=3)
+    with served(path, monkeypatch, "--storage", elsewhere) as base:
+        study_id = json.loads(call("GET", f"{base}/api/studies")[1])["study_summaries"][0][
+            "study_id"]
+        detail = json.loads(call("GET", f"{base}/api/studies/{study_id}")[1])
+    # Rule: `--storage` serves the storage that `run --storage` used, not the file's.
+    assert len(detail["trials"]) == 3
+
+
 def test_allow_writes_lets_the_dashboard_delete_the_study(tmp_path, shakespeare, monkeypatch):
     path, url = ran_study(tmp_path, shakespeare)
-    with served(path, monkeypatch, allow_writes=True) as base:
+    with served(path, monkeypatch, "--allow-writes") as base:
         study_id = json.loads(call("GET", f"{base}/api/studies")[1])["study_summaries"][0][
             "study_id"]
         status, _ = call("DELETE", f"{base}/api/studies/{study_id}",

@@ -14,6 +14,7 @@ import os
 import re
 import socket
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -21,6 +22,7 @@ import yaml
 from optuna.trial import TrialState
 
 from scaletune.search.cli import main
+from scaletune.search.config import load_study
 from scaletune.search.storage import make_storage
 from tests.search.helpers import flat, tiny_study, write_study
 from tests.search.test_export import EVAL, add_trial, make_study, params, study_file
@@ -161,6 +163,28 @@ def test_show_reads_the_storage_given_on_the_command_line(tmp_path, capsys):
     # Rule: `--storage` finds a study that `run --storage` put elsewhere.
     assert code == 0, out
     assert "best trial 0: val loss 2.4000" in out
+
+
+@pytest.mark.parametrize("command", ["report", "export", "fit"])
+def test_report_export_and_fit_read_the_storage_given_on_the_command_line(tmp_path, capsys,
+                                                                         command):
+    path, cfg = study_file(tmp_path)
+    longer = write_study(tmp_path, tiny_study(tmp_path, tmp_path / "text.txt", name="tiny-long",
+                                              tokens_per_trial=81_920), "long.yaml")
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    for study, lr in ((path, 3e-3), (longer, 2e-3)):
+        moved = load_study(study).model_copy(update={"storage": elsewhere})
+        add_trial(make_study(moved), moved, params(lr), 2.4)
+    args = {"report": [str(path), "-o", str(tmp_path / "report")],
+            "export": [str(path), "-o", str(tmp_path / "final.yaml")],
+            "fit": [str(path), str(longer), "-o", str(tmp_path / "laws.json")]}[command]
+    # Rule: without `--storage` the study is looked for in the file's storage, and not found
+    # there; with it, the command reads the study where `run --storage` put it.
+    code, out = scaletune(capsys, command, *args)
+    assert code == 2 and "run `scaletune run" in out, out
+    code, out = scaletune(capsys, command, *args, "--storage", elsewhere)
+    assert code == 0, out
+    assert Path(args[-1]).exists()
 
 
 # --------------------------------------------------------------------------- best

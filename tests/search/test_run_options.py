@@ -4,17 +4,21 @@ plan without starting or writing anything."""
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from scaletune.search.cli import main
 from scaletune.search.manage import with_options
+from scaletune.search.progress import print_run_summary
 from scaletune.trainer.errors import ConfigError
 from tests.search.helpers import REPO, flat
-from tests.search.test_export import study_file
+from tests.search.test_export import add_trial, make_study, params, study_file
 
 
 def run(capsys, *args: str) -> tuple[int, str]:
@@ -57,6 +61,46 @@ def test_a_bad_option_is_an_error_that_names_the_flag(tmp_path, capsys, flag, va
     assert code == 2, out
     assert error in out
     assert not cfg.folder.exists()
+
+
+# --------------------------------------------------------------------------- the summary
+
+
+def summary_next_lines(tmp_path: Path, storage: str | None) -> list[str]:
+    """The "next" rows of the end-of-run summary of a study run with ``run --storage``."""
+    path, cfg = study_file(tmp_path)
+    ran = with_options(cfg, storage=storage)
+    study = make_study(ran.model_copy(update={"storage": f"sqlite:///{tmp_path / 'other.db'}"}))
+    add_trial(study, ran, params(3e-3), 2.4)
+    out = io.StringIO()
+    print_run_summary(Console(file=out, width=300), study, ran, str(path), 5.0, storage=storage)
+    lines = out.getvalue().splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("  next"))
+    return [line[11:] for line in lines[first:]]
+
+
+def test_the_next_commands_name_the_storage_of_run_storage(tmp_path):
+    url = f"sqlite:///{tmp_path / 'other.db'}"
+    study = tmp_path / "study.yaml"
+    # Rule: a study run on `run --storage` is found by the next commands with the same option.
+    assert summary_next_lines(tmp_path, url)[:2] == [
+        f"scaletune dashboard {study} --storage {url}",
+        f"scaletune report {study} --storage {url} -o {tmp_path / 'study' / 'report'}",
+    ]
+    # ... and the study file's own storage needs none.
+    (tmp_path / "plain").mkdir()
+    assert not any("--storage" in line for line in summary_next_lines(tmp_path / "plain", None))
+
+
+def test_the_next_commands_never_print_a_password(tmp_path):
+    url = "postgresql://me:s3cret-pw@db:5432/x"
+    lines = summary_next_lines(tmp_path, url)
+    # Rule: the URL goes into a shell variable whose line masks the password; the commands
+    # name the variable.
+    assert lines[0] == ("SCALETUNE_STORAGE='postgresql://me:***@db:5432/x'   # with the password "
+                        "in place of ***")
+    assert lines[1] == f'scaletune dashboard {tmp_path / "study.yaml"} --storage "$SCALETUNE_STORAGE"'
+    assert not any("s3cret-pw" in line for line in lines)
 
 
 # --------------------------------------------------------------------------- --dry-run
