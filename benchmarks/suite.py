@@ -37,6 +37,7 @@ import ast
 import math
 import multiprocessing as mp
 import os
+import statistics
 import sys
 import sysconfig
 import time
@@ -286,12 +287,13 @@ def calibration(task: Task, bench: se.Bench, trials: Any) -> list[dict[str, Any]
     plan = SearchPlan.build(se.study_config(bench, "scaletune", 0))
     priors = plan.priors.as_dict()
     best = best_trial(bench, trials)
-    batch = float(best["param_batch_size"])
-    lam = float(best["weight_decay"])
-    lr = float(best["param_lr"])
-    steps = bench.tokens_per_trial / (batch * bench.block_size)
-    found = {"lr": lr, "tau": 1.0 / (lr * lam * steps), "batch_size": batch,
-             "warmup_frac": float(best["param_warmup_frac"]), "dropout": float(best["param_dropout"])}
+    found = _values(bench, best)
+    # The trials within 1% of the best loss: where the loss is flat in a hyperparameter (tau in
+    # short runs), the single best value is one draw from a plateau, and their median is the
+    # steadier estimate of where the optimum lies.
+    within = trials[(trials["compute"] <= trials["strategy"].map(bench.limit) + 1e-9)
+                    & (trials["state"] == "COMPLETE") & (trials["value"] <= 1.01 * best["value"])]
+    near = [_values(bench, r) for _, r in within.iterrows()]
     tau_low, tau_high = bench.tau_range()
     ranges = {"lr": se.LR, "tau": (tau_low, tau_high),
               "batch_size": (bench.batch_sizes[0], bench.batch_sizes[-1]),
@@ -304,19 +306,32 @@ def calibration(task: Task, bench: se.Bench, trials: Any) -> list[dict[str, Any]
         low, high = ranges[name]
         edge = name not in ("warmup_frac", "dropout") and (
             to(value) <= to(low) + 0.05 or to(value) >= to(high) - 0.05)
+        near_values = sorted(to(v[name]) for v in near)
         rows.append({"task": task.name, "param": name, "center": p.center, "sigma": p.sigma,
                      "log": p.log, "best": value, "z": z, "in_1sigma": abs(z) <= 1,
                      "in_2sigma": abs(z) <= 2, "at_range_edge": bool(edge),
-                     "gap": to(value) - to(p.center), "best_loss": float(best["value"]),
-                     "best_strategy": best["strategy"]})
+                     "gap": to(value) - to(p.center),
+                     "near_best_n": len(near), "near_best_low": near_values[0],
+                     "near_best_high": near_values[-1],
+                     "gap_near_best": statistics.median(near_values) - to(p.center),
+                     "best_loss": float(best["value"]), "best_strategy": best["strategy"]})
     return rows
+
+
+def _values(bench: se.Bench, trial: Any) -> dict[str, float]:
+    """A trial's hyperparameters as the priors state them (weight decay as tau)."""
+    batch, lam, lr = (float(trial[k]) for k in ("param_batch_size", "weight_decay", "param_lr"))
+    steps = bench.tokens_per_trial / (batch * bench.block_size)
+    return {"lr": lr, "tau": 1.0 / (lr * lam * steps), "batch_size": batch,
+            "warmup_frac": float(trial["param_warmup_frac"]),
+            "dropout": float(trial["param_dropout"])}
 
 
 def loto_shift(calib: Any) -> Any:
     """Leave-one-task-out check of correcting each prior's center by a constant shift.
 
-    For each hyperparameter and task, the shift is the mean gap (best found minus center, log10
-    or natural units) on the OTHER tasks; the table gives the held-out task's |gap| before and
+    For each hyperparameter and task, the shift is the mean gap (median of the near-best values
+    minus the center, log10 or natural units) on the OTHER tasks; the table gives the held-out task's |gap| before and
     after that shift, and whether its best value lies inside 2 sigma before and after. A shift
     that only helps on the tasks it was fitted on shows up here as no gain on held-out tasks.
     """
@@ -328,7 +343,7 @@ def loto_shift(calib: Any) -> Any:
             continue
         for _, r in c.iterrows():
             others = c[c["task"] != r["task"]]
-            shift = float(others["gap"].mean())
+            shift = float(others["gap_near_best"].mean())
             after = r["gap"] - shift
             rows.append({"param": param, "task": r["task"], "shift": shift,
                          "abs_gap": abs(r["gap"]), "abs_gap_after": abs(after),
@@ -404,7 +419,8 @@ def suite_markdown(tasks: list[Task], benches: list[se.Bench], summary: Any, cal
     names = [t.name for t in tasks if t.name in set(summary["task"])]
     for budget in (8, 16):
         lines += ["", f"## Best validation loss at {budget} full-trial equivalents (mean of "
-                  f"{seeds} seeds; (k/{seeds}): seeds that have used that budget so far)", "",
+                  f"{seeds} seed{'s' if seeds != 1 else ''}; (k/{seeds}): seeds that have used "
+                  "that budget so far)", "",
                   "| strategy | " + " | ".join(names) + " |",
                   "| --- | " + " | ".join("---:" for _ in names) + " |"]
         for strategy in SUITE_STRATEGIES:

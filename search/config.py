@@ -219,7 +219,6 @@ class SamplerConfig(_Strict):
     seed: int | None = None
     """Seed of the sampler; default the study's seed. Trials train with the study's seed either
     way, so two studies that differ only here search one and the same function."""
-
     prior_weight: float = Field(10.0, ge=0, allow_inf_nan=False)
     """TPE under seeding: prior: after the start-up trials the priors keep steering, fading as
     trials finish. TPE's acquisition is weighted by the priors' density to the power
@@ -232,6 +231,7 @@ class SamplerConfig(_Strict):
             raise ValueError(f"prior_weight weights TPE's acquisition; sampler {self.name} has "
                              "none: use name: tpe, or leave prior_weight out")
         return self
+
 
 # Each pruner config builds its own Optuna pruner (``build(study)``). Steps are tokens seen, so
 # every count handed to Optuna is in tokens.

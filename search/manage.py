@@ -41,7 +41,13 @@ from scaletune.search.config import (
 from scaletune.search.plan import n_finished
 from scaletune.search.progress import fmt_duration, fmt_params
 from scaletune.search.report import DERIVED
-from scaletune.search.space import build_space, planning_priors, prior_center_params, trial_config
+from scaletune.search.space import (
+    build_space,
+    centers_outside,
+    planning_priors,
+    prior_center_params,
+    trial_config,
+)
 from scaletune.search.storage import (
     engine_kwargs,
     make_storage,
@@ -115,6 +121,8 @@ def print_plan(cfg: StudyConfig, console: Console) -> None:
     console.print(priors_table(priors))
     console.print()
     console.print(_space_table(dims, fixed))
+    for note in centers_outside(dims) if cfg.seeding == "prior" else []:
+        console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
     console.print()
     rows: list[tuple[str, str]] = []
     if cfg.seeding == "prior":
@@ -166,7 +174,11 @@ def describe_sampler(cfg: StudyConfig) -> str:
         return f"{head}: {center}uniform draws (the baseline: the priors seed no draw)"
     if cfg.seeding == "none":
         return f"{head}: {s.n_startup_trials} start-up trials at random, then {s.name} (plain Optuna)"
-    return f"{head}: {center}{s.n_startup_trials} start-up trials drawn from the priors, then {s.name}"
+    then = s.name
+    if s.name == "tpe" and s.prior_weight > 0:
+        then = (f"tpe weighted by the priors (prior_weight {s.prior_weight:g}: a pull that fades "
+                "as 1/n over n finished trials)")
+    return f"{head}: {center}{s.n_startup_trials} start-up trials drawn from the priors, then {then}"
 
 
 def describe_pruner(cfg: StudyConfig) -> str:

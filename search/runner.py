@@ -30,6 +30,7 @@ from scaletune.search.cluster import init_ray
 from scaletune.search.config import StudyConfig, check_study_files
 from scaletune.search.plan import SearchPlan, TrialRun, n_finished
 from scaletune.search.progress import StudyProgress
+from scaletune.search.space import centers_outside
 from scaletune.search.storage import check_storage, make_storage, mask_url, scrub, sqlite_path
 from scaletune.search.tracking import Tracker
 from scaletune.trainer.data import prepare_data
@@ -192,6 +193,8 @@ def run_study(
         problems = plan.problems()
         if problems:
             raise ConfigError(cfg.source, problems)
+        for note in centers_outside(plan.dims) if cfg.seeding == "prior" else []:
+            console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
         tracker = Tracker(cfg, console)
     except BaseException:
         # A study refused before it began leaves nothing behind, not even its empty folder.

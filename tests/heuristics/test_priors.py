@@ -10,6 +10,9 @@ from scaletune.heuristics import laws
 from scaletune.heuristics.priors import (
     DROPOUT_BOUNDS,
     LR_BOUNDS,
+    SHORT_RUN_LR_SHIFT_LOG10,
+    SHORT_RUN_TAU_SHIFT_LOG10,
+    SHORT_RUN_TAU_SIGMA,
     TAU_BOUNDS,
     WARMUP_BOUNDS,
     WEIGHT_DECAY_BOUNDS,
@@ -111,6 +114,35 @@ def test_batch_range_covers_the_laws_within_the_step_floor(name):
             assert b.low <= s.value <= b.high, s.law
 
 
+def test_short_runs_far_below_the_laws_get_the_suite_corrections():
+    # A 2-layer byte model on 2M tokens: both lr laws and Power Lines are extrapolated.
+    assert SHORT_RUN_LR_SHIFT_LOG10 < 0 < SHORT_RUN_TAU_SHIFT_LOG10  # what the suite found
+    model, tokens, unique = CASES["tiny"]
+    p = priors_for(model, tokens, unique)
+    lr_laws = [s for s in p.lr.sources if s.law != "short-run correction"]
+    assert all(s.extrapolated for s in lr_laws)
+    geomean = math.sqrt(lr_laws[0].value * lr_laws[1].value)
+    assert p.lr.center == pytest.approx(geomean * 10**SHORT_RUN_LR_SHIFT_LOG10)
+    # The correction is a named source, and the range still covers the laws as published.
+    (corr,) = [s for s in p.lr.sources if s.law == "short-run correction"]
+    assert "leave-one-task-out" in corr.citation
+    assert all(p.lr.low <= s.value <= p.lr.high for s in lr_laws)
+    tpp = tokens / model.non_embedding_params
+    assert p.tau.center == pytest.approx(
+        laws.powerlines_tau_opt(tpp) * 10**SHORT_RUN_TAU_SHIFT_LOG10)
+    assert p.tau.sigma == SHORT_RUN_TAU_SIGMA
+    assert p.tau.low <= laws.powerlines_tau_opt(tpp)  # the law as published stays in range
+
+
+def test_a_study_inside_the_laws_ranges_gets_the_laws_as_published():
+    p = priors_for(GPT2, 10e9)
+    # DeepSeek is inside its range here, so lr is not corrected; GPT-2 small lies inside Power
+    # Lines' 111M-3.3B, so tau is not either.
+    assert all(s.law != "short-run correction" for s in p.lr.sources + p.tau.sources)
+    tpp = 10e9 / GPT2.non_embedding_params
+    assert p.tau.center == pytest.approx(laws.powerlines_tau_opt(tpp))
+
+
 def test_weight_decay_center_comes_from_tau():
     model, tokens, unique = CASES["tiny"]
     p = priors_for(model, tokens, unique)
@@ -119,9 +151,10 @@ def test_weight_decay_center_comes_from_tau():
         p.tau.center, p.batch_size.center * model.block_size, p.lr.center, tokens
     )
     assert p.weight_decay.center == pytest.approx(expected)
-    # tau's center is Power Lines tau_opt at the non-embedding TPP.
+    # tau's center is Power Lines tau_opt at the non-embedding TPP, corrected for short runs.
     tpp = tokens / model.non_embedding_params
-    assert p.tau.center == pytest.approx(laws.powerlines_tau_opt(tpp))
+    assert p.tau.center == pytest.approx(
+        laws.powerlines_tau_opt(tpp) * 10**SHORT_RUN_TAU_SHIFT_LOG10)
     # The weight-decay range always includes the common 0.1.
     assert p.weight_decay.low <= 0.1 <= p.weight_decay.high
 

@@ -116,6 +116,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     # storage, budget.
     for part in ("Priors from scaling laws", "Search space", "trial 0, the priors' center: lr=",
                  "sampler tpe (multivariate, constant liar), seed 0", "then 3 start-up trials",
+                 "then tpe weighted by the priors (prior_weight 10",
                  "pruner median: n_startup_trials=2, n_warmup_steps=8,192, interval_steps=1",
                  f"storage {cfg.storage_url} (not there yet)"):
         assert part in out, part
@@ -128,6 +129,18 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     # (12 * 1 layer * 32^2 = 12,288).
     assert ("budget 4 trials x 40,960 tokens = 163,840 tokens, "
             f"{6 * 12_288 * 163_840:.3g} FLOPs (6ND, N = 12,288 non-embedding params)") in out
+
+
+def test_dry_run_says_when_a_prior_center_lies_outside_the_range(tmp_path, capsys):
+    search = {"lr": {"prior": "auto"}, "dropout": {"value": 0.0},
+              "weight_decay": {"prior": "auto", "as": "tau", "low": 1e-3, "high": 1e-2}}
+    path, _ = study_file(tmp_path, search=search)
+    code, out = run(capsys, str(path), "--dry-run")
+    assert code == 0, out
+    # The tau range is far below the priors' center: said, with where trial 0 starts.
+    assert "note: search.weight_decay: the priors' center tau =" in out
+    assert "lies above the range searched [0.001, 0.01], so the first trial starts at 0.01" in out
+    assert "search.lr:" not in out  # lr's own prior range holds its center
 
 
 def test_dry_run_shows_the_options_and_masks_the_password(tmp_path, capsys):
