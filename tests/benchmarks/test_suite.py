@@ -44,6 +44,14 @@ def test_tiny_suite_runs_every_task_and_writes_the_tables(tmp_path):
     # z is the best value's distance from the prior's center in sigmas.
     lr = calib[(calib["task"] == "tiny-byte") & (calib["param"] == "lr")].iloc[0]
     assert lr["z"] == pytest.approx(math.log10(lr["best"] / lr["center"]) / lr["sigma"])
+    # The tiny models lie far below every law: the priors carry the short-run corrections, and
+    # the calibration gives the published center they moved from.
+    from scaletune.heuristics.priors import SHORT_RUN_LR_SHIFT_LOG10
+    lr_rows = calib[calib["param"] == "lr"]
+    assert lr_rows["correction"].tolist() == pytest.approx([SHORT_RUN_LR_SHIFT_LOG10] * 2)
+    assert lr_rows["baseline_near_best_n"].min() >= 1
+    # Two tasks are too few to leave one out and fit on the others: no shift is claimed.
+    assert "Leave-one-task-out" not in (tmp_path / "suite.md").read_text()
     for heading in ("Best validation loss at 8", "Compute to within 1%", "Prior calibration",
                     "Python documentation (pydoc topics)", "byte-level BPE, 320 tokens"):
         assert heading in text

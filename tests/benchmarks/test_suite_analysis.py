@@ -1,0 +1,29 @@
+"""The suite's leave-one-task-out check, on a calibration table written by hand."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from benchmarks.suite import loto_shift
+
+
+def test_the_shift_for_a_task_is_fitted_on_the_other_tasks_only():
+    calib = pd.DataFrame({
+        "param": ["tau"] * 4,
+        "task": ["a", "b", "c", "d"],
+        "gap_published": [2.0, 1.0, 3.0, -2.0],
+        "sigma": [0.5] * 4,
+        "correction": [1.8] * 4,
+    })
+    loto = loto_shift(calib).set_index("task")
+    # Task a's shift is the mean over b, c and d: (1 + 3 - 2) / 3.
+    assert loto.loc["a", "shift"] == pytest.approx(2 / 3)
+    assert loto.loc["a", "abs_gap_after"] == pytest.approx(abs(2.0 - 2 / 3))
+    # d lies 2 dex below the others' mean of 2: its held-out gap grows, and the table says so.
+    assert loto.loc["d", "shift"] == pytest.approx(2.0)
+    assert loto.loc["d", "abs_gap_after"] == pytest.approx(4.0)
+    assert not loto.loc["d", "in_2sigma_after"]
+    assert loto["applied"].eq(1.8).all()
+    # A hyperparameter seen on fewer than three tasks is not fitted.
+    assert loto_shift(calib.iloc[:2]).empty
