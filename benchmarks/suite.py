@@ -455,7 +455,8 @@ def suite_markdown(tasks: list[Task], benches: list[se.Bench], summary: Any, cal
                   "that budget so far)", "",
                   "| strategy | " + " | ".join(names) + " |",
                   "| --- | " + " | ".join("---:" for _ in names) + " |"]
-        for strategy in SUITE_STRATEGIES:
+        shown = [s for s in se.STRATEGIES if s in set(summary["strategy"])]
+        for strategy in shown:
             cells = []
             for name in names:
                 r = summary[(summary["task"] == name) & (summary["strategy"] == strategy)]
