@@ -5,7 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from benchmarks.suite import loto_shift
+from benchmarks.suite import loto_shift, published_center
+from scaletune.heuristics.priors import (
+    SHORT_RUN_LR_SHIFT_LOG10,
+    SHORT_RUN_TAU_SHIFT_LOG10,
+    ModelShape,
+    priors_for,
+)
 
 
 def test_the_shift_for_a_task_is_fitted_on_the_other_tasks_only():
@@ -27,3 +33,11 @@ def test_the_shift_for_a_task_is_fitted_on_the_other_tasks_only():
     assert loto["applied"].eq(1.8).all()
     # A hyperparameter seen on fewer than three tasks is not fitted.
     assert loto_shift(calib.iloc[:2]).empty
+
+
+def test_the_published_center_undoes_the_short_run_correction():
+    tiny = ModelShape(n_layer=2, n_head=4, n_embd=64, block_size=64, vocab_size=256)
+    p = priors_for(tiny, 2e6)
+    assert published_center(p.lr) == pytest.approx(p.lr.center / 10**SHORT_RUN_LR_SHIFT_LOG10)
+    assert published_center(p.tau) == pytest.approx(p.tau.center / 10**SHORT_RUN_TAU_SHIFT_LOG10)
+    assert published_center(p.batch_size) == p.batch_size.center  # never corrected
