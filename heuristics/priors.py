@@ -89,7 +89,10 @@ random search and TPE + median, 2026-11-30): the best lr found lay 0.05-0.94 dex
 geometric mean on all six tasks, mean of the near-best trials' medians -0.52; fitted on five
 tasks the shift is -0.43 to -0.60, and the held-out task's best lr then lies inside 2 sigma on
 6 of 6 tasks (4 of 6 uncorrected). Both laws are carried there from 1e8+ parameters (Step Law's
-N^-0.713 over three decades of N) and DeepSeek's compute range (six decades of C)."""
+N^-0.713 over three decades of N) and DeepSeek's compute range (six decades of C). With all
+three seeds of those studies the same fit gives -0.32 (-0.25 to -0.38 leave-one-task-out): this
+value is on the large side, and refitting it is pending a re-run of the suite's scaletune
+studies."""
 SHORT_RUN_TAU_SHIFT_LOG10 = 1.8
 """Added to log10 of the tau center when Power Lines' tau law is extrapolated. Suite fit (same
 studies): the best tau lay 0.1-3.0 dex above the law on all six tasks, mean of the near-best
