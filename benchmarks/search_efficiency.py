@@ -649,7 +649,8 @@ def analyze(bench: Bench, command: str) -> str:
     plot(bench, trials, best_known, out / "search_efficiency.png")
 
     lines = [
-        "# Search efficiency (issue 6)", "",
+        f"# Search efficiency: {bench.n_layer}L/{bench.n_embd}d GPT on {bench.corpus} "
+        f"({bench.tokenizer_label})", "",
         f"Command: `{command}`", "",
         f"Task: {bench.n_layer}L/{bench.n_head}H/{bench.n_embd}d GPT (untied head), block "
         f"{bench.block_size}, {bench.corpus} ({bench.tokenizer_label}), "

@@ -572,7 +572,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.analyze_only and recorded.is_file():
         command = recorded.read_text().splitlines()[0]
     if not args.analyze_only:
-        recorded.write_text(command.strip() + "\n")
+        if set(strategies) >= set(SUITE_STRATEGIES):  # a run of some strategies adds to it
+            recorded.write_text(command.strip() + "\n")
         run_suite(benches, args.workers)
     print(analyze_suite(tasks, benches, args.out, command.strip()))
 
