@@ -98,12 +98,13 @@ SHORT_RUN_TAU_SHIFT_LOG10 = 1.8
 studies): the best tau lay 0.1-3.0 dex above the law on all six tasks, mean of the near-best
 medians +1.80; fitted on five tasks the shift is +1.56 to +2.15. The loss of these short runs
 is flat for tau from about 10 up (weight decay that barely acts within the run), steep below 1:
-the law's center sat on the steep side. A likely cause besides the extrapolation (TPP 0.4-7):
-Power Lines' eta is muP's base learning rate, so its hidden matrices decayed at eta/m * lambda
-for a width multiplier m > 1, a timescale m times the tau it reports."""
+the law's center sat on the steep side. Besides the extrapolation (TPP 0.4-7), a possible
+cause, not verified here: Power Lines' eta is muP's base learning rate, so if its hidden matrices
+decayed at eta/m * lambda for a width multiplier m > 1, their timescale was m times the tau it
+reports, while a standard-parametrized model like ours decays every matrix at eta * lambda."""
 SHORT_RUN_TAU_SIGMA = 1.0
 """sigma (log10) of the tau prior when Power Lines' law is extrapolated: the RMS (1.08 dex) of the
-held-out tasks' best tau around the shifted center fitted on the other five. Wide because the
+held-out tasks' best tau around the shifted center fitted on the other five (seed-0 studies). Wide because the
 loss is flat over two decades of tau there, so the best value found lands anywhere on it."""
 WARMUP_SIGMA_FLOOR = 0.05
 """Smallest sigma of the warmup prior: half the 5-15% of the steps that practice spans (seed
