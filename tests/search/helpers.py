@@ -120,13 +120,22 @@ def act_when(find: Callable[[], Any], act: Callable[[Any], None], timeout: float
     return thread, seen
 
 
+def as_foreground_job() -> None:
+    """For ``preexec_fn``: SIGINT, SIGTERM and SIGHUP at their defaults, as a terminal's foreground
+    job has them. A test run started in the background of a shell without job control (or under
+    nohup) inherits them ignored, and scaletune rightly leaves an ignored signal ignored."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def scaletune_run(path: Path, log: Path) -> Iterator[subprocess.Popen]:
     """`scaletune run` in its own process group, as a terminal runs a foreground job, its output
     in ``log``. Whatever the test does with it, the whole group is gone when the block ends."""
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "scaletune.search.cli", "run", str(path)], cwd=REPO,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=as_foreground_job)
     try:
         yield proc
     finally:

@@ -18,7 +18,13 @@ from optuna.trial import TrialState
 
 from scaletune.search.config import validate_study
 from scaletune.search.runner import concurrency, n_finished, run_study
-from tests.search.helpers import act_when, scaletune_run, tiny_study, write_study
+from tests.search.helpers import (
+    act_when,
+    as_foreground_job,
+    scaletune_run,
+    tiny_study,
+    write_study,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -227,7 +233,8 @@ def test_killed_worker_trial_is_failed_and_rerun(tmp_path, shakespeare, local_ra
 
 def _scaletune(*args: str, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "scaletune.search.cli", *args], cwd=REPO, start_new_session=True, **kwargs
+        [sys.executable, "-m", "scaletune.search.cli", *args], cwd=REPO, start_new_session=True,
+        preexec_fn=as_foreground_job, **kwargs
     )
 
 

@@ -32,6 +32,7 @@ from scaletune.trainer.config import (
 )
 from scaletune.trainer.errors import ConfigError
 from scaletune.trainer.record import METRICS
+from tests.search.helpers import as_foreground_job
 
 REPO = Path(__file__).resolve().parents[2]
 STUDY = "name: s\ntokens_per_trial: 1e5\nn_trials: 2\n"
@@ -279,7 +280,8 @@ def test_ctrl_c_on_train_prints_where_to_resume_and_exits_130(run_file, tmp_path
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "scaletune.search.cli", "train", str(run_file)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=as_foreground_job)
     deadline = time.monotonic() + 120
     while not ((out / METRICS).exists() and (out / CHECKPOINT).exists()):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
