@@ -350,6 +350,12 @@ def load_trials(bench: Bench) -> Any:
     return pd.DataFrame(rows)
 
 
+def completed_within_budget(bench: Bench, trials: Any) -> Any:
+    """The complete trials of ``trials`` that each strategy finished within its own budget."""
+    return trials[(trials["compute"] <= trials["strategy"].map(bench.limit) + 1e-9)
+                  & (trials["state"] == "COMPLETE")]
+
+
 def _status(t: Any) -> str:
     """How the trainer ended a finished trial: completed, stopped (pruned) or diverged."""
     if t.state.name == "COMPLETE":
@@ -621,11 +627,12 @@ def _fmt_cell(row: Any, seeds: int) -> str:
     return f"{row['mean']:.3f} ± {spread:.3f}{partial}"
 
 
-def analyze(bench: Bench, command: str) -> str:
+def analyze(bench: Bench, command: str, trials: Any = None) -> str:
     """Write the CSVs, the plot and a markdown summary; return the summary."""
     import pandas as pd
 
-    trials = load_trials(bench)
+    if trials is None:
+        trials = load_trials(bench)
     if trials.empty:
         raise SystemExit(f"no finished trials under {bench.out / 'studies'}")
     out = bench.out
@@ -635,8 +642,7 @@ def analyze(bench: Bench, command: str) -> str:
     summary = summarize(per_seed)
     summary.to_csv(out / "search_efficiency.csv", index=False)
 
-    within = trials[trials["compute"] <= trials["strategy"].map(bench.limit) + 1e-9]
-    best_known = float(within.loc[within["state"] == "COMPLETE", "value"].min())
+    best_known = float(completed_within_budget(bench, trials)["value"].min())
     target = 1.01 * best_known
     reach = compute_to_target(bench, trials, {seed: target for seed in range(bench.seeds)})
     reach.to_csv(out / "search_efficiency_to_1pct.csv", index=False)

@@ -270,9 +270,8 @@ tau, the form scaletune searches)."""
 
 def best_trial(bench: se.Bench, trials: Any) -> Any:
     """The best complete trial any strategy found on the task, within each strategy's budget."""
-    within = trials[(trials["compute"] <= trials["strategy"].map(bench.limit) + 1e-9)
-                    & (trials["state"] == "COMPLETE")]
-    return within.loc[within["value"].idxmin()]
+    done = se.completed_within_budget(bench, trials)
+    return done.loc[done["value"].idxmin()]
 
 
 BASELINES = ("random", "tpe_median")
@@ -316,10 +315,8 @@ def calibration(task: Task, bench: se.Bench, trials: Any) -> list[dict[str, Any]
     base = trials[trials["strategy"].isin(BASELINES)]
     near = []
     if len(base):
-        base_best = best_trial(bench, base)
-        within = base[(base["compute"] <= base["strategy"].map(bench.limit) + 1e-9)
-                      & (base["state"] == "COMPLETE")
-                      & (base["value"] <= 1.01 * base_best["value"])]
+        done = se.completed_within_budget(bench, base)
+        within = done[done["value"] <= 1.01 * done["value"].min()]
         near = [_values(bench, r) for _, r in within.iterrows()]
     tau_low, tau_high = bench.tau_range()
     ranges = {"lr": se.LR, "tau": (tau_low, tau_high),
@@ -409,7 +406,7 @@ def analyze_suite(tasks: list[Task], benches: list[se.Bench], root: Path, comman
         if trials.empty:
             sections.append(f"- {task.name}: no finished trials yet")
             continue
-        se.analyze(bench, command)
+        se.analyze(bench, command, trials)
         per_seed = pd.read_csv(bench.out / "search_efficiency_per_seed.csv")
         reach = pd.read_csv(bench.out / "search_efficiency_to_1pct.csv")
         calib_rows += calibration(task, bench, trials)

@@ -91,7 +91,7 @@ class HParam:
 
     def accepts(self, value: object) -> bool:
         """True when ``value`` is a number within the bounds (and whole where it must be)."""
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if not is_number(value):
             return False
         if math.isnan(value):
             return False
@@ -106,6 +106,12 @@ class HParam:
         if isinstance(value, float):
             return format(value, self.fmt)
         return str(value)
+
+
+def is_number(value: object) -> bool:
+    """True for an int or float (a bool is not a number here): a value or choice that stands for
+    a quantity, as priors, snapping and plots need."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _lambda_from_tau(tau: float, run: TrainConfig) -> float:

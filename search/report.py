@@ -779,7 +779,7 @@ def _range(dist: BaseDistribution | None) -> tuple[float, float] | None:
 
 def _numbers(choices: Any) -> list[float]:
     """The choices that are numbers (a bool is not)."""
-    return [float(c) for c in choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
+    return [float(c) for c in choices if hparams.is_number(c)]
 
 
 def plot_priors(study: optuna.Study, cfg: StudyConfig, out: Path,

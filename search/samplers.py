@@ -30,6 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 from scipy.stats import truncnorm
 
 from scaletune.heuristics.priors import Prior
+from scaletune.search import hparams
 from scaletune.search.config import (
     StudyConfig,
 )
@@ -197,10 +198,13 @@ def _external_numbers(dist: BaseDistribution, internal: np.ndarray) -> np.ndarra
     if not isinstance(dist, CategoricalDistribution):
         return np.asarray(internal, dtype=float)
     choices = dist.choices
-    if not all(isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c)
-               for c in choices):
+    if not all(_finite_number(c) for c in choices):
         return None
     return np.asarray([float(c) for c in choices])[np.asarray(internal, dtype=int)]
+
+
+def _finite_number(value: Any) -> bool:
+    return hparams.is_number(value) and math.isfinite(value)
 
 
 def draw_from_prior(prior: Prior, dist: BaseDistribution, rng: np.random.Generator) -> Any:
@@ -229,8 +233,7 @@ def draw_from_prior(prior: Prior, dist: BaseDistribution, rng: np.random.Generat
 def _draw_choice(prior: Prior, choices: Sequence[Any], rng: np.random.Generator) -> Any:
     """A choice weighted by the prior's density at it; uniform unless every choice is a finite
     number (positive, for a log prior)."""
-    numeric = [c for c in choices
-               if isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c)]
+    numeric = [c for c in choices if _finite_number(c)]
     if len(numeric) != len(choices) or (prior.log and min(numeric) <= 0):
         return choices[rng.integers(len(choices))]
     to = math.log10 if prior.log else float

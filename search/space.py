@@ -186,8 +186,7 @@ def centers_outside(dims: list[Dim]) -> list[str]:
         if p is None:
             continue
         if isinstance(dist, CategoricalDistribution):
-            numeric = [c for c in dist.choices
-                       if isinstance(c, (int, float)) and not isinstance(c, bool)]
+            numeric = [c for c in dist.choices if hparams.is_number(c)]
             if not numeric or min(numeric) <= 0:
                 continue
             low, high, slack = min(numeric), max(numeric), math.sqrt(2)
@@ -225,7 +224,7 @@ def prior_center_params(dims: list[Dim]) -> dict[str, Any]:
 def snap(dist: BaseDistribution, value: float) -> Any:
     """The value of ``dist`` closest to ``value`` (in log space for positive choices)."""
     if isinstance(dist, CategoricalDistribution):
-        numeric = [c for c in dist.choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
+        numeric = [c for c in dist.choices if hparams.is_number(c)]
         if not numeric:
             return dist.choices[0]
         if value > 0 and all(c > 0 for c in numeric):
