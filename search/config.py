@@ -321,6 +321,50 @@ class WilcoxonPrunerConfig(_Strict):
             )
 
 
+class PredictedPrunerConfig(_Strict):
+    """Prune on the predicted final loss (search.pruners.PredictedFinalPruner): a trial is
+    stopped only when even the optimistic end of its predicted final loss is worse than the
+    study's k-th best final loss by more than the noise between training seeds."""
+
+    name: Literal["predicted"]
+    n_startup_trials: int = Field(4, ge=0, strict=True)
+    """Complete trials before any pruning; also the fewest complete curves a prediction uses
+    (at least 2)."""
+    n_warmup_steps: TokensOrZero = 0
+    """Tokens a trial trains before it may be stopped (the prediction's interval already
+    widens early, where the curves say less)."""
+    rank: int = Field(1, ge=1, strict=True)
+    """Compare with the rank-th best final loss of the complete trials (1: the best); a larger
+    rank stops fewer trials."""
+    noise_floor: float = Field(0.01, ge=0, lt=1, allow_inf_nan=False)
+    """Relative difference in final loss within which trials are not told apart: the spread of
+    final loss between training seeds of one config (0.01: three seeds of one config on the
+    issue-6 task ended 0.88% apart; search.pruners.NOISE_FLOOR)."""
+    margin: float = Field(0.5, ge=0, allow_inf_nan=False)
+    """Widening of the prediction's interval, in units of the spread of the drops the complete
+    trials show from the same point of the schedule to the end (search.pruners.MARGIN)."""
+    progress: Literal["lr_area", "tokens"] = "lr_area"
+    """Where a trial is in its schedule: lr_area, the fraction of its learning rate's integral
+    used (warmup and decay of each trial taken into account); tokens, the fraction of the
+    budget seen."""
+
+    def build(self, study: StudyConfig) -> BasePruner:
+        from scaletune.search.pruners import (
+            PredictedFinalPruner,
+            budget_fraction,
+            lr_area_progress,
+        )
+
+        budget = study.tokens_per_trial
+        progress = (lr_area_progress(budget, study.trainer.optim) if self.progress == "lr_area"
+                    else budget_fraction(budget))
+        return PredictedFinalPruner(
+            budget, progress, n_startup_trials=self.n_startup_trials,
+            n_warmup_steps=self.n_warmup_steps, rank=self.rank, noise_floor=self.noise_floor,
+            margin=self.margin,
+        )
+
+
 class NonePrunerConfig(_Strict):
     name: Literal["none"]
 
@@ -354,7 +398,7 @@ class PatientPrunerConfig(_Strict):
 
 
 PrunerConfig = Annotated[
-    MedianPrunerConfig | PercentilePrunerConfig | SuccessiveHalvingPrunerConfig | HyperbandPrunerConfig | WilcoxonPrunerConfig | PatientPrunerConfig | NonePrunerConfig,
+    MedianPrunerConfig | PercentilePrunerConfig | SuccessiveHalvingPrunerConfig | HyperbandPrunerConfig | WilcoxonPrunerConfig | PatientPrunerConfig | PredictedPrunerConfig | NonePrunerConfig,
     Field(discriminator="name"),
 ]
 

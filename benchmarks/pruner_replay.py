@@ -1,0 +1,171 @@
+"""Pruners replayed on the suite's unpruned studies (issue 15).
+
+The suite's random-search studies trained every trial to the end (``pruner: none``), so their
+curves show what each pruner would have stopped and what those trials went on to reach. Each
+pruner is built from the study's own config (the product's ``pruner:`` section) and replayed
+with ``search.pruners.replay``: a fresh in-memory Optuna study, the complete trials in their
+order, each reporting its curve and asking ``should_prune()``. Diverged trials (which the trainer
+stops by itself) are left out. Counted per study: compute saved against no pruning (tokens not
+trained over the tokens of every trial run to the end) and false prunes (stopped trials that
+ended within 1% of their study's best).
+
+The predicted pruner's ``margin`` is the one constant chosen on these studies; its
+leave-one-task-out check is part of the output: for each task, the margin chosen on the five
+others (the smallest with no false prune there) is scored on the task left out.
+
+    python -m benchmarks.pruner_replay [--suite benchmarks/results/suite]
+
+The studies are copied to a temporary folder and opened there, so a suite that is still being
+written is never touched. Writes benchmarks/results/pruners/pruner_replay.csv and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+TASKS = ("code-bpe", "docstrings-byte", "pydoc-byte", "pydoc-long", "shakespeare-bpe",
+         "shakespeare-byte")
+SEEDS = (0, 1, 2)
+PRUNERS = {
+    "predicted (scaletune)": {"name": "predicted"},
+    "median (scaletune: 25% warmup, 4 start-up)": {"name": "median"},
+    "wilcoxon": {"name": "wilcoxon"},
+    "successive halving": {"name": "successive_halving"},
+    "hyperband": {"name": "hyperband"},
+    "none": {"name": "none"},
+}
+"""Each pruner as a study file's ``pruner:`` section spells it, with scaletune's defaults."""
+MARGINS = (0.0, 0.25, 0.5, 1.0)
+OUT = Path(__file__).parent / "results" / "pruners"
+
+
+def load(suite: Path, workdir: Path) -> dict[tuple[str, int], tuple[Any, list[Any]]]:
+    """(task, seed) -> (study config, complete trials in order), from copies in ``workdir``."""
+    import optuna
+
+    from scaletune.search.config import StudyConfig
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    studies = {}
+    for task in TASKS:
+        for seed in SEEDS:
+            source = suite / task / "studies" / f"random-s{seed}.db"
+            if not source.exists():
+                continue
+            copy = workdir / f"{task}-random-s{seed}.db"
+            shutil.copyfile(source, copy)
+            study = optuna.load_study(study_name=f"random-s{seed}", storage=f"sqlite:///{copy}")
+            raw = dict(study.user_attrs["config"], storage=None, study_dir=None)
+            del raw["sampler"]  # recorded with every field set; the replay samples nothing
+            cfg = StudyConfig.model_validate(raw)
+            trials = sorted(study.get_trials(deepcopy=True, states=(optuna.trial.TrialState.COMPLETE,)),
+                            key=lambda t: t.number)
+            studies[(task, seed)] = (cfg, trials)
+    return studies
+
+
+def replay_all(studies: dict[tuple[str, int], tuple[Any, list[Any]]]) -> Any:
+    import pandas as pd
+    from pydantic import TypeAdapter
+
+    from scaletune.search.config import PrunerConfig
+    from scaletune.search.pruners import audit, replay
+
+    pruner_config = TypeAdapter(PrunerConfig)
+    runs = [(label, spec) for label, spec in PRUNERS.items()]
+    runs += [(f"predicted, margin {m:g}", {"name": "predicted", "margin": m}) for m in MARGINS]
+    rows = []
+    for (task, seed), (cfg, trials) in studies.items():
+        for label, spec in runs:
+            pruner = pruner_config.validate_python(spec).build(cfg)
+            result = audit(replay(pruner, trials), cfg.tokens_per_trial)
+            rows.append({"task": task, "seed": seed, "pruner": label, **result})
+    return pd.DataFrame(rows)
+
+
+def loto(rows: Any) -> Any:
+    """For each task: the margin chosen on the other tasks (smallest with no false prune there,
+    else the one with the fewest), scored on that task."""
+    import pandas as pd
+
+    grid = rows[rows["pruner"].str.startswith("predicted, margin")].copy()
+    grid["margin"] = grid["pruner"].str.removeprefix("predicted, margin ").astype(float)
+    out = []
+    for task in sorted(grid["task"].unique()):
+        others = grid[grid["task"] != task].groupby("margin")["false_prunes"].sum()
+        chosen = min(others.index, key=lambda m: (others[m], m))
+        held = grid[(grid["task"] == task) & (grid["margin"] == chosen)]
+        out.append({"task": task, "margin_chosen_on_others": chosen,
+                    "compute_saved": held["compute_saved"].mean(),
+                    "false_prunes": int(held["false_prunes"].sum()),
+                    "trials": int(held["trials"].sum())})
+    return pd.DataFrame(out)
+
+
+def table(rows: Any) -> Any:
+    return (rows.groupby("pruner", sort=False)
+            .agg(studies=("trials", "size"), trials=("trials", "sum"), stopped=("stopped", "sum"),
+                 compute_saved=("compute_saved", "mean"),
+                 compute_saved_min=("compute_saved", "min"),
+                 false_prunes=("false_prunes", "sum"))
+            .reset_index())
+
+
+def markdown(summary: Any, held_out: Any, command: str) -> str:
+    lines = [
+        "# Pruners replayed on the suite's unpruned studies (issue 15)", "",
+        f"Command: `{command}`", "",
+        "Studies: the suite's random-search studies (6 tasks x 3 seeds), which trained every "
+        "trial to the end. Each pruner is built from the study's config with scaletune's "
+        "defaults and replayed with real Optuna pruner objects (search.pruners.replay: a fresh "
+        "in-memory study, trials in their order, one at a time, should_prune() after every "
+        "evaluation). Compute saved: tokens not trained over those of every complete trial run "
+        "to the end, mean over studies (and the worst study). False prunes: stopped trials that "
+        "ended within 1% of their study's best. Diverged trials are left out.", "",
+        "| pruner | studies | trials | stopped | compute saved (mean) | worst study | false prunes |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in summary.itertuples():
+        lines.append(f"| {r.pruner} | {r.studies} | {r.trials} | {r.stopped} | "
+                     f"{r.compute_saved:.1%} | {r.compute_saved_min:.1%} | {r.false_prunes} |")
+    lines += [
+        "", "## The predicted pruner's margin, left one task out", "",
+        "For each task, the margin chosen on the other five (the smallest with no false prune "
+        "there) and what it does on the task left out.", "",
+        "| task left out | margin chosen on the others | compute saved | false prunes |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for r in held_out.itertuples():
+        lines.append(f"| {r.task} | {r.margin_chosen_on_others:g} | {r.compute_saved:.1%} | "
+                     f"{r.false_prunes} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--suite", type=Path, default=Path("benchmarks/results/suite"),
+                        help="the suite's results folder (its <task>/studies/random-s*.db)")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as workdir:
+        studies = load(args.suite, Path(workdir))
+        if not studies:
+            sys.exit(f"no random-search studies under {args.suite}/<task>/studies/")
+        rows = replay_all(studies)
+    summary, held_out = table(rows), loto(rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(args.out / "pruner_replay.csv", index=False)
+    held_out.to_csv(args.out / "pruner_replay_loto.csv", index=False)
+    command = "python -m benchmarks.pruner_replay" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
+    (args.out / "pruner_replay.md").write_text(markdown(summary, held_out, command))
+    print(summary.to_string(index=False))
+    print(held_out.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
