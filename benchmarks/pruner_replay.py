@@ -78,6 +78,8 @@ def replay_all(studies: dict[tuple[str, int], tuple[Any, list[Any]]]) -> Any:
 
     pruner_config = TypeAdapter(PrunerConfig)
     runs = [(label, spec) for label, spec in PRUNERS.items()]
+    runs.append(("predicted, progress: tokens (not the lr schedule's)",
+                 {"name": "predicted", "progress": "tokens"}))
     runs += [(f"predicted, margin {m:g}", {"name": "predicted", "margin": m}) for m in MARGINS]
     rows = []
     for (task, seed), (cfg, trials) in studies.items():

@@ -247,9 +247,11 @@ def replay(pruner: BasePruner, trials: Sequence[FrozenTrial]) -> list[Replayed]:
     each, so any Optuna pruner (median, successive halving, hyperband, Wilcoxon, this one)
     decides by its own logic on what the trials before it showed. A stopped trial is told
     PRUNED, the others COMPLETE with their final loss. Trials run one after another here,
-    whereas a study with several workers finishes some later than it starts others.
+    whereas a study with several workers finishes some later than it starts others. The
+    study is named "replay", so that a replay is the same every time.
     """
-    study = optuna.create_study(direction="minimize", pruner=pruner,
+    # A fixed name: Hyperband puts trials in brackets by a hash of the study name.
+    study = optuna.create_study(study_name="replay", direction="minimize", pruner=pruner,
                                 sampler=optuna.samplers.RandomSampler(seed=0))
     out = []
     for original in trials:
