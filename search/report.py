@@ -8,7 +8,8 @@
                             tokens trained, compute, wall time, why it was pruned or failed
     NAME.png/.html          a figure for each entry of FIGURES (history, importances, lr_tau,
                             curves, priors) that the study has the trials for
-    summary.json            the best trial, compute spent, compute saved by pruning, notes
+    summary.json            the best trial, compute spent, compute saved by pruning, the
+                            pruner audit, notes
 
 Every figure with an Optuna equivalent is Optuna's: the PNG from optuna.visualization.matplotlib,
 the HTML from optuna.visualization, both from the same study, parameters and target. What ours
@@ -26,6 +27,12 @@ Optuna calls the x of an intermediate value a step; a trial here reports at the 
 seen, so every learning-curve axis reads "tokens seen". Choices that are all numbers (batch
 sizes, or an lr given as choices) are numbers on every axis, never categories, which plotly
 would order as listed or as strings (128 before 16).
+
+The pruner audit replays the study's pruner, and the median pruner beside it, on the curves of
+the study's complete trials (search.pruners.replay, real Optuna pruners in a fresh in-memory
+study): what each would have stopped, the compute that saves, and how many of the stopped
+trials ended within 1% of the best (false prunes). Trials the predicted pruner stopped show the
+prediction that stopped them.
 """
 
 from __future__ import annotations
@@ -63,7 +70,8 @@ from rich.table import Table
 from scaletune.heuristics import laws
 from scaletune.heuristics.priors import FITTED_CITATION
 from scaletune.search import hparams
-from scaletune.search.config import Param, StudyConfig
+from scaletune.search.config import MedianPrunerConfig, Param, StudyConfig
+from scaletune.search.pruners import PREDICTION_ATTRS, audit, replay
 from scaletune.search.storage import mask_url
 from scaletune.search.studies import open_study
 
@@ -106,7 +114,8 @@ FIGURES = {
 DATA_FILES = {
     "trials.csv": "one row per trial: state, value, sampled and derived parameters, tokens "
                   "trained, compute, wall time, why it was pruned or failed",
-    "summary.json": "the best trial, compute spent and saved by pruning, the notes, the files",
+    "summary.json": "the best trial, compute spent and saved by pruning, the pruner audit, the "
+                    "notes, the files",
 }
 """The report's data files, with the line index.html shows beside each."""
 
@@ -205,6 +214,7 @@ def trials_frame(study: optuna.Study, cfg: StudyConfig) -> pd.DataFrame:
             "attempt": t.user_attrs.get("attempt"),
             "retry_of": t.user_attrs.get("retry_of"),
             "prune_reason": t.user_attrs.get("prune_reason"),
+            **{k: t.user_attrs.get(k) for k in PREDICTION_ATTRS},
             "fail_reason": t.user_attrs.get("fail_reason"),
         })
         rows.append(row)
@@ -272,6 +282,31 @@ def summarize(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
             "definition": "tokens each pruned trial did not train of its full budget "
                           "(ceil(tokens_per_trial / tokens_per_step) steps x tokens per step)",
         },
+    }
+
+
+def pruner_audit(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
+    """What the study's pruner, and the median pruner for comparison, would have done to the
+    study's complete trials, replayed on their curves in trial order (search.pruners.replay);
+    and the prediction that stopped each trial the predicted pruner pruned."""
+    complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+                      key=lambda t: t.number)
+    configs = {cfg.pruner.name: cfg.pruner}
+    configs.setdefault("median", MedianPrunerConfig(name="median"))
+    replayed = {name: audit(replay(c.build(cfg), complete), cfg.tokens_per_trial)
+                for name, c in configs.items()}
+    predictions = [
+        {"number": t.number, **{k: t.user_attrs[k] for k in PREDICTION_ATTRS}}
+        for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+        if PREDICTION_ATTRS[0] in t.user_attrs
+    ]
+    return {
+        "replayed": replayed,
+        "predictions": predictions,
+        "definition": "each pruner replayed on the complete trials' curves in trial order, one "
+                      "trial after another; compute saved: tokens not trained over the tokens of "
+                      "those trials; false prunes: stopped trials that ended within 1% of the "
+                      "best",
     }
 
 
@@ -839,6 +874,7 @@ def make_report(
     files = [out / "trials.csv", *(path for d in drawn.values() if d is not None
                                    for path in d.paths)]
     summary = summarize(study, ran_with)
+    summary["pruner_audit"] = pruner_audit(study, ran_with)
     summary["files"] = [p.name for p in files]
     summary["notes"] = notes
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
@@ -863,10 +899,38 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ("pruning saved", f"{p['tokens_saved']:,} tokens, {p['flops_saved']:.3g} FLOPs "
                           f"({p['fraction_saved']:.0%} of what the study would have cost) in "
                           f"{p['pruned_trials']} pruned trial(s)"),
-        ("trial time", f"{c['trial_wall_time_s']:.1f} s"),
     ]
+    rows += audit_rows(summary.get("pruner_audit"))
+    rows.append(("trial time", f"{c['trial_wall_time_s']:.1f} s"))
     if c["study_wall_time_s"] is not None:
         rows.append(("study time", f"{c['study_wall_time_s']:.1f} s, first start to last end"))
+    return rows
+
+
+SHOWN_PREDICTIONS = 10
+"""Pruned trials whose prediction the summary shows; trials.csv has them all."""
+
+
+def audit_rows(audit: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The pruner audit for people: one row per pruner replayed, then the predictions that
+    stopped the pruned trials."""
+    if not audit:
+        return []
+    rows = []
+    for i, (name, r) in enumerate(audit["replayed"].items()):
+        rows.append(("pruner audit" if i == 0 else "",
+                     f"{name}: replayed on the {r['trials']} complete trial(s), would stop "
+                     f"{r['stopped']} and save {r['compute_saved']:.0%} of their compute; "
+                     f"{r['false_prunes']} of those stopped ended within 1% of the best"))
+    shown = audit["predictions"][:SHOWN_PREDICTIONS]
+    for i, p in enumerate(shown):
+        rows.append(("pruned on prediction" if i == 0 else "",
+                     f"trial {p['number']} at {p['predicted_at_tokens']:,} tokens: final loss "
+                     f"predicted {p['predicted_final_loss']:.4f} "
+                     f"[{p['predicted_final_loss_low']:.4f}, {p['predicted_final_loss_high']:.4f}]"))
+    more = len(audit["predictions"]) - len(shown)
+    if more > 0:
+        rows.append(("", f"and {more} more (trials.csv)"))
     return rows
 
 
