@@ -445,41 +445,37 @@ def pruning_table(bench: Bench, trials: Any) -> Any:
 def pruner_audit(bench: Bench, trials: Any) -> Any:
     """Replay median pruning on the full curves of the unpruned studies (pain 6 of peers.md).
 
-    For each study that trained every trial to the end (random, scaletune_no_pruning), the
-    median rule is applied in trial order as Optuna's MedianPruner would: a trial is stopped at
-    the first checkpoint (after the warmup) where it is worse than the median of the earlier
-    trials at the same tokens. Counted: trials stopped, compute saved, and stopped trials that
-    would have ended within 1% of their study's best (the mistakes that cost a search).
+    For each study that trained every trial to the end (random, scaletune_no_pruning), Optuna's
+    MedianPruner, with scaletune's settings and with Optuna's defaults, is replayed on the
+    complete trials' curves in trial order (search.pruners.replay, as `scaletune report` does).
+    Counted: trials stopped, compute saved (in full trials), and stopped trials that would have
+    ended within 1% of their study's best (the mistakes that cost a search).
     """
-    import numpy as np
+    import optuna
     import pandas as pd
 
-    rules = {"scaletune (warmup 25%, 4 start-up)": (0.25, 4),
-             "MedianPruner() defaults (warmup 0, 5 start-up)": (0.0, 5)}
+    from scaletune.search.config import MedianPrunerConfig
+    from scaletune.search.pruners import audit, replay
+
+    cfg = study_config(bench, "random", 0)
+    rules = {"scaletune (warmup 25%, 4 start-up)": MedianPrunerConfig(name="median").build,
+             "MedianPruner() defaults (warmup 0, 5 start-up)":
+                 lambda cfg: optuna.pruners.MedianPruner()}
     rows = []
     for (strategy, seed), t in trials.groupby(["strategy", "seed"]):
         if strategy not in ("random", "scaletune_no_pruning"):
             continue
         done = t[(t["state"] == "COMPLETE") & (t["compute"] <= bench.budget + 1e-9)]
-        curves = [{int(k): v for k, v in json.loads(c).items()} for c in done["curve"]]
-        best = done["value"].min()
-        for rule, (warmup, startup) in rules.items():
-            stopped = saved = mistakes = 0
-            for i, (curve, final) in enumerate(zip(curves, done["value"], strict=True)):
-                if i < startup:
-                    continue
-                for step in sorted(curve):
-                    if step < warmup * bench.tokens_per_trial or step >= bench.tokens_per_trial:
-                        continue
-                    earlier = [c[step] for c in curves[:i] if step in c]
-                    if earlier and curve[step] > np.median(earlier):
-                        stopped += 1
-                        saved += 1 - step / bench.tokens_per_trial
-                        mistakes += int(final <= 1.01 * best)
-                        break
+        curves = [optuna.trial.create_trial(
+                      value=final, intermediate_values={int(k): v for k, v in
+                                                        json.loads(curve).items()})
+                  for curve, final in zip(done["curve"], done["value"], strict=True)]
+        for rule, build in rules.items():
+            result = audit(replay(build(cfg), curves), bench.tokens_per_trial)
             rows.append({"strategy": strategy, "seed": seed, "rule": rule, "trials": len(done),
-                         "stopped": stopped, "compute_saved": saved,
-                         "stopped_within_1pct_of_best": mistakes})
+                         "stopped": result["stopped"],
+                         "compute_saved": result["compute_saved"] * result["trials"],
+                         "stopped_within_1pct_of_best": result["false_prunes"]})
     return pd.DataFrame(rows)
 
 

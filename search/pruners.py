@@ -244,7 +244,7 @@ def replay(pruner: BasePruner, trials: Sequence[FrozenTrial]) -> list[Replayed]:
 
     A fresh in-memory study gets each trial by ``study.ask()`` with its params and user attrs;
     the trial reports its intermediate values step by step and asks ``should_prune()`` after
-    each, so any Optuna pruner (median, successive halving, hyperband, Wilcoxon, this one)
+    each (the answer to the last one is ignored, as the trainer ignores it), so any Optuna pruner (median, successive halving, hyperband, Wilcoxon, this one)
     decides by its own logic on what the trials before it showed. A stopped trial is told
     PRUNED, the others COMPLETE with their final loss. Trials run one after another here,
     whereas a study with several workers finishes some later than it starts others. The
@@ -259,9 +259,11 @@ def replay(pruner: BasePruner, trials: Sequence[FrozenTrial]) -> list[Replayed]:
                             skip_if_exists=False)
         trial = study.ask(original.distributions)
         stopped_at = None
-        for step, value in sorted(original.intermediate_values.items()):
+        curve = sorted(original.intermediate_values.items())
+        for i, (step, value) in enumerate(curve):
             trial.report(value, step)
-            if trial.should_prune():
+            # The trainer ignores a "prune" answered to its last evaluation: the run is done.
+            if trial.should_prune() and i < len(curve) - 1:
                 stopped_at = step
                 break
         if stopped_at is None:
