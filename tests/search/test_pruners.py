@@ -1,0 +1,218 @@
+"""The predicted-final-loss pruner and the replay of pruners, on curves reported to real
+in-memory Optuna studies through the public API (ask -> report -> should_prune -> tell)."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from scaletune.search.config import validate_study
+from scaletune.search.pruners import (
+    PREDICTION_ATTRS,
+    PredictedFinalPruner,
+    audit,
+    lr_area_progress,
+    replay,
+)
+from scaletune.search.report import audit_rows, pruner_audit
+from scaletune.trainer.config import OptimConfig
+from tests.search.helpers import tiny_study
+from tests.search.test_export import EVAL, add_trial, make_study, params, study_file
+
+BUDGET = 1_000
+STEPS = range(100, BUDGET + 1, 100)
+
+
+def curve(final: float, drop: float) -> dict[int, float]:
+    """A loss curve that ends at ``final`` and starts ``drop`` times higher, falling linearly
+    in the fraction of the budget seen."""
+    return {s: final * (1 + (drop - 1) * (1 - s / BUDGET)) for s in STEPS}
+
+
+def run(study: optuna.Study, points: dict[int, float]) -> optuna.Trial:
+    """Report ``points`` one by one; tell PRUNED at the first should_prune, else COMPLETE."""
+    trial = study.ask()
+    for step, value in sorted(points.items()):
+        trial.report(value, step)
+        if trial.should_prune():
+            study.tell(trial, state=TrialState.PRUNED)
+            return trial
+    study.tell(trial, points[max(points)])
+    return trial
+
+
+@pytest.fixture
+def study() -> optuna.Study:
+    """Three complete trials whose loss falls by 1.8x to 2.2x over training; best final 2.0."""
+    pruner = PredictedFinalPruner(BUDGET, n_startup_trials=3)
+    study = optuna.create_study(direction="minimize", pruner=pruner)
+    for final, drop in ((2.0, 2.0), (2.3, 1.8), (2.1, 2.2)):
+        run(study, curve(final, drop))
+    return study
+
+
+def test_a_clearly_bad_trial_is_stopped_with_its_prediction(study):
+    bad = run(study, curve(6.0, 2.0))
+    frozen = study.trials[bad.number]
+    # Rule: a curve three times the best's is stopped at its first evaluation.
+    assert frozen.state == TrialState.PRUNED
+    assert frozen.last_step == 100
+    # Rule: the prediction that stopped it is on the trial, an interval around the prediction,
+    # whose optimistic end is still worse than the best final loss plus the noise floor.
+    attrs = frozen.user_attrs
+    assert set(PREDICTION_ATTRS) <= set(attrs)
+    assert attrs["predicted_at_tokens"] == 100
+    low, mid, high = (attrs[k] for k in ("predicted_final_loss_low", "predicted_final_loss",
+                                         "predicted_final_loss_high"))
+    assert low < mid < high
+    assert low > 2.0 * 1.01
+    assert mid == pytest.approx(6.0, rel=0.1)
+
+
+def test_a_trial_worse_early_but_predicted_good_is_kept(study):
+    # Early it is worse than every complete trial at the same tokens (the median pruner's
+    # view), but it falls a little more than they did (2.4x), to the best final loss.
+    late_bloomer = curve(2.0, 2.4)
+    assert all(late_bloomer[100] > t.intermediate_values[100] for t in study.trials)
+    trial = run(study, late_bloomer)
+    # Rule: it runs to the end, and records no prediction (none stopped it).
+    frozen = study.trials[trial.number]
+    assert frozen.state == TrialState.COMPLETE
+    assert "predicted_final_loss" not in frozen.user_attrs
+    # Rule: the median pruner, on the same curves, would have stopped it.
+    median = [r for r in replay(optuna.pruners.MedianPruner(n_startup_trials=3), study.trials)
+              if r.number == trial.number]
+    assert median[0].stopped_at is not None
+
+
+def test_nothing_is_stopped_before_the_startup_trials_or_after_the_budget():
+    pruner = PredictedFinalPruner(BUDGET, n_startup_trials=3)
+    study = optuna.create_study(direction="minimize", pruner=pruner)
+    run(study, curve(2.0, 2.0))
+    run(study, curve(2.1, 2.0))
+    # Rule: with two complete trials of the three start-up trials, even a terrible one runs on.
+    terrible = run(study, curve(9.0, 2.0))
+    assert study.trials[terrible.number].state == TrialState.COMPLETE
+    # Rule: at the budget's last evaluation there is nothing left to save.
+    trial = study.ask()
+    trial.report(9.0, BUDGET)
+    assert not trial.should_prune()
+
+
+def test_a_longer_warmup_is_compared_at_the_same_point_of_its_schedule():
+    # Curves that depend on how much of the learning rate's integral a trial has used: a trial
+    # with a long warmup is higher at equal tokens and ends at the same loss.
+    optim = OptimConfig()
+    progress = lr_area_progress(BUDGET, optim)
+
+    def study_with(progress_fn):
+        pruner = PredictedFinalPruner(BUDGET, progress_fn, n_startup_trials=3)
+        study = optuna.create_study(direction="minimize", pruner=pruner)
+        for final, warmup in ((2.0, 0), (2.1, 2), (2.2, 4)):
+            add(study, final, warmup)
+        return study, pruner
+
+    def add(study, final, warmup, upto=BUDGET):
+        trial = study.ask()
+        trial.set_user_attr("steps", 50)
+        trial.set_user_attr("warmup_steps", warmup)
+        trial.set_user_attr("tokens_per_step", BUDGET // 50)
+        frozen = study._storage.get_trial(trial._trial_id)
+        for s in STEPS:
+            if s <= upto:
+                trial.report(final * (1 + 2 * (1 - progress(frozen, s))), s)
+        if upto == BUDGET:
+            study.tell(trial, final)
+        return trial
+
+    errors = {}
+    for name, fn in (("lr_area", progress), ("tokens", None)):
+        study, pruner = study_with(fn)
+        slow_start = add(study, 2.0, warmup=15, upto=300)
+        frozen = study._storage.get_trial(slow_start._trial_id)
+        complete = study.get_trials(states=(TrialState.COMPLETE,))
+        errors[name] = abs(pruner.predict(frozen, complete).final / 2.0 - 1)
+    # Rule: read at the same point of the schedule, the prediction is within 1% of the final
+    # loss; read at the same tokens it is further off.
+    assert errors["lr_area"] < 0.01
+    assert errors["tokens"] > 2 * errors["lr_area"]
+
+
+def test_replay_and_audit_count_stops_saved_compute_and_false_prunes():
+    trials = [optuna.trial.create_trial(value=c[BUDGET], intermediate_values=c)
+              for c in (curve(2.0, 2.0), curve(2.3, 1.8), curve(2.1, 2.2), curve(6.0, 2.0),
+                        curve(2.01, 2.0))]
+    replayed = replay(PredictedFinalPruner(BUDGET, n_startup_trials=3), trials)
+    # Rule: only the bad fourth trial is stopped, at its first evaluation.
+    assert [r.stopped_at for r in replayed] == [None, None, None, 100, None]
+    result = audit(replayed, BUDGET)
+    # Rule: it saves 90% of one trial in five; it ended far from the best, so no false prune.
+    assert result == {"trials": 5, "stopped": 1, "compute_saved": pytest.approx(0.9 / 5),
+                      "false_prunes": 0}
+    # Rule: a stopped trial that ended within 1% of the best is a false prune.
+    assert audit(replayed[:3] + [replayed[3].__class__(9, 2.01, 500)], BUDGET)["false_prunes"] == 1
+
+
+def test_replay_runs_successive_halving_and_hyperband_by_their_own_logic():
+    trials = [optuna.trial.create_trial(value=c[BUDGET], intermediate_values=c)
+              for c in (curve(2.0 + i / 10, 2.0) for i in range(6))]
+    for pruner in (optuna.pruners.SuccessiveHalvingPruner(min_resource=100),
+                   optuna.pruners.HyperbandPruner(min_resource=100, max_resource=BUDGET)):
+        replayed = replay(pruner, trials)
+        # Rule: a replay is the same every time, and some worse trials are stopped.
+        assert replayed == replay(pruner, trials)
+        assert 0 < sum(r.stopped_at is not None for r in replayed) < len(trials)
+
+
+def test_report_audit_counts_the_constructed_study(tmp_path):
+    path, cfg = study_file(tmp_path, pruner={"name": "predicted", "n_startup_trials": 3})
+    study = make_study(cfg)
+    study.pruner = cfg.pruner.build(cfg)
+    # Curves fall by 2.0 over the budget to the final loss (add_trial's shape).
+    for value in (2.0, 2.2, 2.1, 6.0, 2.01):
+        add_trial(study, cfg, params(3e-3, tau=1.0), value)
+    # One trial the predicted pruner stops as the runner would: report, should_prune, tell
+    # (with the same params, so the same schedule, as the others).
+    trial = study.ask()
+    for key in ("steps", "warmup_steps", "tokens_per_step"):
+        trial.set_user_attr(key, study.trials[0].user_attrs[key])
+    trial.report(9.0, EVAL)
+    assert trial.should_prune()
+    study.tell(trial, state=TrialState.PRUNED)
+
+    result = pruner_audit(study, cfg)
+    # Rule: replayed on the five complete trials, the predicted pruner stops only the 6.0 one,
+    # at its first evaluation; the median pruner (4 start-up trials, 25% warmup) stops none.
+    budget = cfg.tokens_per_trial
+    assert result["replayed"]["predicted"] == {
+        "trials": 5, "stopped": 1, "compute_saved": pytest.approx((1 - EVAL / budget) / 5),
+        "false_prunes": 0}
+    assert result["replayed"]["median"]["stopped"] == 0
+    # Rule: the pruned trial's prediction is listed, and shown in the summary's rows.
+    assert [p["number"] for p in result["predictions"]] == [trial.number]
+    assert result["predictions"][0]["predicted_at_tokens"] == EVAL
+    text = " ".join(v for _, v in audit_rows(result))
+    assert "predicted: replayed on the 5 complete trial(s), would stop 1" in text
+    assert f"trial {trial.number} at {EVAL:,} tokens: final loss predicted" in text
+    assert math.isfinite(result["predictions"][0]["predicted_final_loss"])
+
+
+@pytest.mark.parametrize("option", [
+    {"rank": 2}, {"noise_floor": 0.0}, {"margin": 0.0}, {"progress": "tokens"},
+    {"n_startup_trials": 2}, {"n_warmup_steps": 16_384},
+])
+def test_every_option_builds_a_pruner_that_prunes(tmp_path, option):
+    text = tmp_path / "t.txt"
+    text.write_text("x")
+    cfg = validate_study(tiny_study(tmp_path, text, pruner={"name": "predicted", **option}))
+    pruner = cfg.pruner.build(cfg)
+    study = optuna.create_study(direction="minimize", pruner=pruner)
+    grid = range(cfg.eval_interval, cfg.tokens_per_trial + 1, cfg.eval_interval)
+    for final in (2.0, 2.1, 2.2, 2.05):
+        run(study, {s: final + 2 * (1 - s / cfg.tokens_per_trial) for s in grid})
+    # Rule: each option still stops a hopeless trial once it may.
+    bad = run(study, {s: 20.0 for s in grid})
+    assert study.trials[bad.number].state == TrialState.PRUNED
