@@ -133,6 +133,32 @@ def test_study_runs_prunes_and_records(tmp_path, shakespeare, local_ray):
     assert attrs["provenance"]["torch"]
 
 
+def test_predicted_pruner_stops_a_hopeless_trial_in_a_real_study(tmp_path, shakespeare,
+                                                                 local_ray):
+    local_ray(num_cpus=2)
+    cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=4,
+                                    pruner={"name": "predicted", "n_startup_trials": 2}))
+    # Two sensible trials, then one whose learning rate is far too small to get anywhere.
+    cfg.folder.mkdir(parents=True)
+    study = optuna.create_study(study_name=cfg.name, storage=cfg.storage_url)
+    for lr in (5e-3, 8e-3, 1e-4):
+        study.enqueue_trial({"lr": lr, "batch_size": 16, "warmup_frac": 0.05})
+
+    run_study(cfg)
+
+    trials = load(cfg).trials
+    slow = trials[2]
+    # The small-lr trial is stopped before its budget, with the prediction that stopped it:
+    # its optimistic end above the best complete trial's final loss plus the noise floor.
+    assert slow.state == TrialState.PRUNED
+    stopped_at = max(slow.intermediate_values)
+    assert stopped_at < cfg.tokens_per_trial
+    assert slow.user_attrs["prune_reason"] == f"predicted pruner at {stopped_at:,} tokens"
+    assert slow.user_attrs["predicted_at_tokens"] == stopped_at
+    best = min(t.value for t in trials if t.state == TrialState.COMPLETE)
+    assert slow.user_attrs["predicted_final_loss_low"] > best * 1.01
+
+
 def test_prior_center_is_the_first_trial(tmp_path, shakespeare, local_ray):
     local_ray(num_cpus=2)
     raw = tiny_study(tmp_path, shakespeare, n_trials=2, pruner={"name": "none"})
