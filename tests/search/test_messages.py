@@ -65,13 +65,13 @@ LINES = [
      "max_concurrent (got [1, 2])"),
     ("a pruner that is not a mapping", {"pruner": 3},
      "pruner: expected a mapping with name: one of 'median', 'percentile', 'successive_halving', "
-     "'hyperband', 'wilcoxon', 'patient' or 'none' (got 3)"),
+     "'hyperband', 'wilcoxon', 'patient', 'predicted' or 'none' (got 3)"),
     ("a pruner without a name", {"pruner": {"n_startup_trials": 2}},
      "pruner.name: Field required; one of 'median', 'percentile', 'successive_halving', "
-     "'hyperband', 'wilcoxon', 'patient' or 'none'"),
+     "'hyperband', 'wilcoxon', 'patient', 'predicted' or 'none'"),
     ("a misspelt pruner", {"pruner": {"name": "medain"}},
      "pruner.name: Input should be 'median', 'percentile', 'successive_halving', 'hyperband', "
-     "'wilcoxon', 'patient' or 'none' (got 'medain'); did you mean 'median'?"),
+     "'wilcoxon', 'patient', 'predicted' or 'none' (got 'medain'); did you mean 'median'?"),
     ("a misspelt literal", {"model__positions": "rop"},
      "model.positions: Input should be 'learned' or 'rope' (got 'rop'); did you mean 'rope'?"),
     ("a literal with nothing close", {"sampler__name": "bayes"},

@@ -11,6 +11,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from scaletune.heuristics.priors import Prior, Priors
 from scaletune.search.config import validate_study
+from scaletune.search.pruners import PredictedFinalPruner
 from scaletune.search.samplers import (
     PriorSampler,
     PriorWeightedTPESampler,
@@ -282,6 +283,7 @@ def test_seeding_none_is_plain_optuna():
         ({"name": "wilcoxon"}, optuna.pruners.WilcoxonPruner),
         ({"name": "patient", "patience": 2, "wrapped": {"name": "median"}},
          optuna.pruners.PatientPruner),
+        ({"name": "predicted"}, PredictedFinalPruner),
         ({"name": "none"}, optuna.pruners.NopPruner),
     ],
 )
