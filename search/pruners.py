@@ -35,26 +35,12 @@ from optuna.pruners import BasePruner
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
+from scaletune.search.config import MARGIN, NOISE_FLOOR
+
 PREDICTION_ATTRS = ("predicted_final_loss", "predicted_final_loss_low",
                     "predicted_final_loss_high", "predicted_at_tokens")
 """User attrs a pruned trial gets from PredictedFinalPruner: the predicted final loss, its
 interval, and the tokens seen when it was stopped."""
-
-NOISE_FLOOR = 0.01
-"""Default noise floor, relative to the k-th best final loss: final losses of one config that
-differ by less are not told apart. Source: the one config trained with three training seeds on
-the issue-6 task (2L/4H/64d, byte Tiny Shakespeare, 163,840 tokens; benchmarks/results/
-v2_train_seed_per_seed, the prior-center trial): final losses 2.4480, 2.4641, 2.4695, a range of
-0.88% and a standard deviation of 0.45%; 0.01 is that range, about two standard deviations."""
-
-MARGIN = 0.5
-"""Default margin of the prediction's interval, in units of the spread of the complete trials'
-drops. Chosen on the suite's random-search studies (benchmarks/results/pruners): 0.25 is the
-smallest of 0, 0.25, 0.5, 1 with no false prune on all 18 studies; left one task out, that rule
-picks 0.25 for five tasks (no false prune on them) and 0 for shakespeare-bpe (one false prune
-there). The default goes one step past the fit, to 0.5, for tasks the suite does not hold; it
-costs 3 points of compute saved on the suite (40% -> 38%)."""
-
 
 @dataclass(frozen=True)
 class Prediction:
