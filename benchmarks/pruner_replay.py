@@ -100,6 +100,8 @@ def loto(rows: Any) -> Any:
     out = []
     for task in sorted(grid["task"].unique()):
         others = grid[grid["task"] != task].groupby("margin")["false_prunes"].sum()
+        if others.empty:  # one task: nothing to choose on
+            continue
         chosen = min(others.index, key=lambda m: (others[m], m))
         held = grid[(grid["task"] == task) & (grid["margin"] == chosen)]
         out.append({"task": task, "margin_chosen_on_others": chosen,
@@ -142,6 +144,8 @@ def markdown(summary: Any, held_out: Any, command: str) -> str:
         "| task left out | margin chosen on the others | compute saved | false prunes |",
         "| --- | ---: | ---: | ---: |",
     ]
+    if held_out.empty:
+        lines.append("| (needs two tasks or more) | | | |")
     for r in held_out.itertuples():
         lines.append(f"| {r.task} | {r.margin_chosen_on_others:g} | {r.compute_saved:.1%} | "
                      f"{r.false_prunes} |")

@@ -1,0 +1,42 @@
+"""The pruner replay benchmark on a suite folder of one small constructed study."""
+
+from __future__ import annotations
+
+import optuna
+import pandas as pd
+
+from benchmarks import pruner_replay
+from scaletune.search.config import validate_study
+from tests.search.helpers import tiny_study
+
+
+def test_replay_writes_a_row_per_pruner_and_study_and_leaves_the_suite_alone(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("x")
+    cfg = validate_study(tiny_study(tmp_path, text, pruner={"name": "none"}))
+    studies = tmp_path / "suite" / "code-bpe" / "studies"
+    studies.mkdir(parents=True)
+    db = studies / "random-s0.db"
+    study = optuna.create_study(study_name="random-s0", storage=f"sqlite:///{db}")
+    study.set_user_attr("config", cfg.model_dump(mode="json", by_alias=True))
+    budget, every = cfg.tokens_per_trial, cfg.eval_interval
+    for final in (2.0, 2.2, 2.1, 2.3, 6.0, 2.05):
+        study.add_trial(optuna.trial.create_trial(
+            value=final,
+            intermediate_values={s: final + 2 * (1 - s / budget)
+                                 for s in range(every, budget + 1, every)}))
+    before = db.read_bytes()
+
+    pruner_replay.main(["--suite", str(tmp_path / "suite"), "--out", str(tmp_path / "out")])
+
+    rows = pd.read_csv(tmp_path / "out" / "pruner_replay.csv")
+    # Rule: one row per pruner for the one study, each over its six complete trials.
+    assert set(pruner_replay.PRUNERS) <= set(rows["pruner"])
+    assert (rows["trials"] == 6).all()
+    # Rule: the predicted pruner stops the hopeless trial and none near the best; none stops none.
+    predicted = rows[rows["pruner"] == "predicted (scaletune)"].iloc[0]
+    assert predicted["stopped"] >= 1 and predicted["false_prunes"] == 0
+    assert rows[rows["pruner"] == "none"].iloc[0]["stopped"] == 0
+    assert "| predicted (scaletune) | 1 | 6 |" in (tmp_path / "out" / "pruner_replay.md").read_text()
+    # Rule: the suite's study was read from a copy, not opened where it lies.
+    assert db.read_bytes() == before
