@@ -153,7 +153,11 @@ def test_predicted_pruner_stops_a_hopeless_trial_in_a_real_study(tmp_path, shake
     assert slow.state == TrialState.PRUNED
     stopped_at = max(slow.intermediate_values)
     assert stopped_at < cfg.tokens_per_trial
-    assert slow.user_attrs["prune_reason"] == f"predicted pruner at {stopped_at:,} tokens"
+    attrs = slow.user_attrs
+    assert attrs["prune_reason"] == (
+        f"predicted pruner at {stopped_at:,} tokens: final loss predicted "
+        f"{attrs['predicted_final_loss']:.4f} [{attrs['predicted_final_loss_low']:.4f}, "
+        f"{attrs['predicted_final_loss_high']:.4f}]")
     assert slow.user_attrs["predicted_at_tokens"] == stopped_at
     best = min(t.value for t in trials if t.state == TrialState.COMPLETE)
     assert slow.user_attrs["predicted_final_loss_low"] > best * 1.01
