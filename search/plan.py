@@ -232,13 +232,9 @@ class TrialRun:
                 reason = f"diverged: {result.get('reason')}"
             else:  # the trainer stopped because the report was answered "prune"
                 reason = f"{self.pruner_name} pruner at {self.last_step:,} tokens"
-                # What the predicted pruner recorded, through the storage (trial.user_attrs is
-                # the Trial's own cache, which does not see it).
-                predicted = study._storage.get_trial_user_attrs(trial._trial_id)
-                if "predicted_final_loss" in predicted:
-                    reason += (f": final loss predicted {predicted['predicted_final_loss']:.4f} "
-                               f"[{predicted['predicted_final_loss_low']:.4f}, "
-                               f"{predicted['predicted_final_loss_high']:.4f}]")
+                stopped_on = getattr(study.pruner, "stopped_on", None)  # the predicted pruner
+                if (p := stopped_on and stopped_on(trial.number)) is not None:
+                    reason += (f": final loss predicted {p.final:.4f} [{p.low:.4f}, {p.high:.4f}]")
             trial.set_user_attr("prune_reason", reason)
             study.tell(trial, state=TrialState.PRUNED)
             return "PRUNED", None, reason

@@ -123,6 +123,7 @@ class PredictedFinalPruner(BasePruner):
         self._rank = rank
         self._noise_floor = noise_floor
         self._margin = margin
+        self._stopped: dict[int, Prediction] = {}
 
     def prune(self, study: Study, trial: FrozenTrial) -> bool:
         step = trial.last_step
@@ -137,11 +138,16 @@ class PredictedFinalPruner(BasePruner):
         kth_best = sorted(t.value for t in complete)[self._rank - 1]
         if prediction.low <= kth_best * (1 + self._noise_floor):
             return False
+        self._stopped[trial.number] = prediction
         for key, value in prediction.attrs().items():
             # As Optuna's SuccessiveHalvingPruner records its rungs: through the study's storage,
             # which the one driver writes (a FrozenTrial cannot set attrs itself).
             study._storage.set_trial_user_attr(trial._trial_id, key, value)
         return True
+
+    def stopped_on(self, number: int) -> Prediction | None:
+        """The prediction that stopped trial ``number`` (None: this pruner did not stop it)."""
+        return self._stopped.get(number)
 
     def predict(self, trial: FrozenTrial, complete: Sequence[FrozenTrial]) -> Prediction | None:
         """The final loss of ``trial`` predicted from its last evaluation and the curves of
