@@ -11,6 +11,7 @@ hyperparameters over the same ranges:
     scaletune_no_priors    the product's sampler and pruner with seeding: none
     scaletune_no_pruning   the product's prior-seeded sampler, no pruner
     scaletune_no_prior_weight  the product without the priors' weight on TPE after start-up
+    scaletune_predicted    the product with the pruner on the predicted final loss
 
 Compute is counted in TOKENS trained over all trials (a pruned trial counts what it trained), in
 units of one full trial ("full-trial equivalents"). Each (strategy, seed) study runs once up to
@@ -61,6 +62,7 @@ STRATEGIES = (
     "scaletune_no_priors",
     "scaletune_no_pruning",
     "scaletune_no_prior_weight",
+    "scaletune_predicted",
 )
 LABELS = {
     "defaults": "seed-000 defaults",
@@ -70,6 +72,7 @@ LABELS = {
     "scaletune_no_priors": "scaletune without priors",
     "scaletune_no_pruning": "scaletune without pruning",
     "scaletune_no_prior_weight": "scaletune, TPE not weighted by the priors",
+    "scaletune_predicted": "scaletune, pruning on the predicted final loss",
 }
 
 # The search space, defined once for every strategy.
@@ -203,6 +206,7 @@ def study_config(bench: Bench, strategy: str, seed: int) -> Any:
         "scaletune_no_priors": {"search": seeded, "seeding": "none"},
         "scaletune_no_pruning": {"search": seeded, "pruner": {"name": "none"}},
         "scaletune_no_prior_weight": {"search": seeded, "sampler": {"prior_weight": 0}},
+        "scaletune_predicted": {"search": seeded, "pruner": {"name": "predicted"}},
     }
     name = f"{strategy}-s{seed}"
     folder = bench.out / "studies"
@@ -283,7 +287,7 @@ def _run_task(args: tuple[Bench, str, int]) -> dict[str, Any]:
 def run_all(bench: Bench) -> None:
     """Every (strategy, seed) study, ``bench.workers`` at a time (unpruned strategies first)."""
     order = {"random": 0, "scaletune_no_pruning": 1, "tpe_median": 2, "scaletune": 3,
-             "scaletune_no_prior_weight": 3,
+             "scaletune_no_prior_weight": 3, "scaletune_predicted": 3,
              "scaletune_no_priors": 4, "defaults": 5}
     tasks = sorted(
         ((bench, st, seed) for st in bench.strategies for seed in range(bench.seeds)),
@@ -536,7 +540,8 @@ def plot(bench: Bench, trials: Any, best_known: float, path: Path) -> None:
     grid = np.round(np.arange(1, top + 1e-9, 0.05), 4)
     colors = {"defaults": "#7f7f7f", "random": "#1f77b4", "tpe_median": "#ff7f0e",
               "scaletune": "#d62728", "scaletune_no_priors": "#9467bd",
-              "scaletune_no_pruning": "#2ca02c", "scaletune_no_prior_weight": "#8c564b"}
+              "scaletune_no_pruning": "#2ca02c", "scaletune_no_prior_weight": "#8c564b",
+              "scaletune_predicted": "#e377c2"}
     all_curves = curves(bench, trials, grid)
     fig, axes = plt.subplots(1, 2, figsize=(14, 6), dpi=120)
     zoom = (best_known * 0.995, best_known * 1.06)
