@@ -38,6 +38,7 @@ from scaletune.trainer.distributed import (
     agree,
     data_parallel,
     device_for,
+    full_tensor,
     local_batch,
     local_world,
     mean_over_ranks,
@@ -161,6 +162,9 @@ class _Run:
     data: TokenData
     val: torch.Tensor
     model: GPT
+    """The model whose state is checkpointed (sharded in place under fsdp)."""
+    trained: torch.nn.Module
+    """The model the steps run: ``model``, or ``model`` in DDP."""
     cpu_kernels: dict[str, str]
     """What the run records of the CPU kernel choices (empty on a GPU)."""
     optimizers: list[torch.optim.Optimizer]
@@ -198,8 +202,7 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
                                 "data": run.data.fingerprint})
     progress.status, progress.reason = "running", ""  # a stopped run may be resumed
 
-    parallel = data_parallel(run.model, run.world)
-    compiled = torch.compile(parallel) if config.compile else parallel
+    compiled = torch.compile(run.trained) if config.compile else run.trained
     board = _tensorboard(config, run)
     bar = tqdm(total=run.total_steps, initial=progress.step, unit="step",
                disable=not (config.progress and run.lead), dynamic_ncols=True, file=sys.stderr)
@@ -246,6 +249,7 @@ def _set_up(config: TrainConfig, resume: bool) -> _Run:
         model.use_float32_attention(float32_attention)
         cpu_kernels = ({"matmul": matmul} if dtype == torch.float32 else
                        {"attention": "float32" if float32_attention else "bfloat16"})
+    trained = data_parallel(model, world, config.parallel)  # before the optimizers: fsdp shards
     optimizers = build_optimizers(model, config.optim, device)
     return _Run(
         rank=rank, world=world, device=device, dtype=dtype, out_dir=out_dir, lead=rank == 0,
@@ -254,7 +258,7 @@ def _set_up(config: TrainConfig, resume: bool) -> _Run:
         eval_every=config.eval_every_tokens or math.ceil(config.tokens / 10),
         ckpt_every=config.checkpoint_every_tokens if out_dir else None,
         ckpt_path=out_dir / CHECKPOINT if out_dir else None,
-        data=data, val=val, model=model, cpu_kernels=cpu_kernels, optimizers=optimizers,
+        data=data, val=val, model=model, trained=trained, cpu_kernels=cpu_kernels, optimizers=optimizers,
         data_rng=torch.Generator().manual_seed(config.seed),  # batch offsets only
         max_loss=config.max_loss or 1.5 * math.log(model.vocab_size),
         fpt=flops_per_token(config.model, data.vocab_size),
@@ -321,7 +325,7 @@ def _run_steps(config: TrainConfig, report: Report | None, run: _Run, model: tor
                 do_ckpt = run.ckpt_path is not None  # so that the run can be resumed
         if final and progress.status == "running":
             progress.status, progress.reason = "completed", f"trained {tokens} tokens"
-        if do_ckpt and run.lead:
+        if do_ckpt:  # every rank: a sharded model's state is gathered
             _save(config, run, progress, grad_stats, wall_start)
         if progress.status != "running":
             return
@@ -398,7 +402,7 @@ def _save(config: TrainConfig, run: _Run, progress: _Progress, grad_stats: GradN
     state = asdict(progress)
     state["wall_time_s"] += time.perf_counter() - wall_start
     save_checkpoint(run.ckpt_path, config, run.data.fingerprint, run.model, run.optimizers,
-                    run.data_rng, state, grad_stats.state_dict())
+                    run.data_rng, state, grad_stats.state_dict(), lead=run.lead)
 
 
 def train_step(model: torch.nn.Module, optimizers: list[torch.optim.Optimizer], x: torch.Tensor,
@@ -429,7 +433,7 @@ def train_step(model: torch.nn.Module, optimizers: list[torch.optim.Optimizer], 
         opt.step()
     for opt in optimizers:
         opt.zero_grad(set_to_none=True)
-    return loss_sum / n_micro, norm
+    return loss_sum / n_micro, full_tensor(norm)
 
 
 def _divergence(loss: float, grad_norm: float, max_loss: float) -> str | None:
