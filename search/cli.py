@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import signal
 import sys
 import time
@@ -180,8 +181,22 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
     for line in summary_lines(done.config.provenance or {}):
         console.print(line, highlight=False, markup=False, soft_wrap=True)
     console.print(f"wrote {done.path}", highlight=False, markup=False)
-    console.print(f"train it with:  scaletune train {done.path}", highlight=False, markup=False)
+    for line in run_commands(str(done.path)):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     return 0
+
+
+def run_commands(path: str) -> list[str]:
+    """How to train an exported file: one process, the GPUs of one machine, several machines."""
+    train = f"scaletune train {shlex.quote(path)}"
+    return [
+        f"train it with:  {train}",
+        f"  on N GPUs:    {train} --nproc-per-node N",
+        "  on M machines, on each (R = 0..M-1; out_dir on a file system they share):",
+        f"                {train} --nproc-per-node N --nnodes M --node-rank R "
+        "--rdzv-endpoint NODE0:29500",
+        "  parallel: fsdp in the file shards a model that does not fit one GPU",
+    ]
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
