@@ -54,7 +54,7 @@ Report = Callable[[int, float, dict], object]
 
 # Dense bf16 peak FLOP/s of known GPUs (datasheets), for MFU when SCALETUNE_PEAK_FLOPS is not
 # set; the first name contained in the device name wins.
-CUDA_BF16_PEAK_FLOPS = {"H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12}
+CUDA_BF16_PEAK_FLOPS = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
 @dataclass
@@ -497,7 +497,9 @@ def keep_freed_memory() -> None:
     mallopt(m_trim_threshold, 1 << 30)
 
 
-def _peak_flops(device: torch.device, dtype: torch.dtype) -> float | None:
+def peak_flops(device: torch.device, dtype: torch.dtype) -> float | None:
+    """The FLOP/s that MFU divides by: $SCALETUNE_PEAK_FLOPS, else a known GPU's bf16 datasheet
+    peak (bf16 runs on CUDA), else None."""
     if os.environ.get("SCALETUNE_PEAK_FLOPS"):
         return float(os.environ["SCALETUNE_PEAK_FLOPS"])
     if device.type == "cuda" and dtype == torch.bfloat16:
@@ -509,7 +511,7 @@ def _peak_flops(device: torch.device, dtype: torch.dtype) -> float | None:
 def _result(progress: _Progress, grad_stats: GradNormStats, run: _Run,
             wall_time_s: float) -> Result:
     tokens_per_s = progress.timed_tokens / progress.train_time_s if progress.train_time_s else 0.0
-    peak = _peak_flops(run.device, run.dtype)
+    peak = peak_flops(run.device, run.dtype)
     last = progress.history[-1]["val_loss"] if progress.history else None
     return Result(
         status=progress.status,
