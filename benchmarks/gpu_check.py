@@ -127,7 +127,8 @@ from scaletune.trainer.config import load_train_config
 from scaletune.trainer.loop import train
 
 stop_at = int(sys.argv[2])
-train(load_train_config(sys.argv[1]), report=lambda tokens, *_: "stop" if tokens >= stop_at else None)
+train(load_train_config(sys.argv[1]),
+      report=lambda tokens, *_: "stop" if tokens >= stop_at else None)
 """
 
 
@@ -205,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"GPT-2 small, bf16{' compiled' if compile else ''}: "
                   f"{r['tokens_per_s']:,.0f} tokens/s ({r['range'][0]:,.0f}-{r['range'][1]:,.0f} "
                   f"over {r['chunks']} chunks); MFU {r['mfu_of_matmul_peak']:.1%} of the measured "
-                  f"bf16 matmul peak {r['matmul_peak_flops'] / 1e12:.0f} TFLOP/s{sheet}", flush=True)
+                  f"bf16 matmul peak {r['matmul_peak_flops'] / 1e12:.0f} TFLOP/s{sheet}",
+                  flush=True)
         s = results["study"] = study(study_file(folder))
         print(f"study of 4 trials at gpus_per_trial 0.25: exit {s['exit_code']}, states "
               f"{s['states']}, devices {s['devices']}, at most {s['most_at_once']} at once, "

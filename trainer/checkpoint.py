@@ -41,8 +41,7 @@ CHECKPOINT_KEYS = {"model", "optimizers", "progress", "grad_stats", "rng", "conf
 # tokenizer file may move too; ddp and fsdp take the same steps).
 RUN_OPTIONS = {"progress", "tensorboard", "out_dir", "checkpoint_every_tokens", "eval_every_tokens",
                "num_threads", "compile", "cpu_matmul", "device", "parallel", "data.cache_dir",
-               "data.path",
-               "data.data_files", "data.tokenizer", "provenance"}
+               "data.path", "data.data_files", "data.tokenizer", "provenance"}
 
 
 FULL_ON_RANK_0 = StateDictOptions(full_state_dict=True, cpu_offload=True)

@@ -86,7 +86,8 @@ def torchrun_command(path: str, nproc: int, nnodes: int = 1, node_rank: int = 0,
     if nnodes == 1:
         cmd.append("--standalone")
     else:
-        cmd += [f"--nnodes={nnodes}", f"--node-rank={node_rank}", f"--rdzv-endpoint={rdzv_endpoint}"]
+        cmd += [f"--nnodes={nnodes}", f"--node-rank={node_rank}",
+                f"--rdzv-endpoint={rdzv_endpoint}"]
     return cmd + ["-m", "scaletune.trainer.cli", path]
 
 

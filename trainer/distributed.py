@@ -71,11 +71,11 @@ def data_parallel(model: torch.nn.Module, world: int, parallel: str) -> torch.nn
     gradients, so the step is the single-process step on the whole batch. Under fsdp the model is
     sharded in place, one FSDP2 unit per block plus the root (embeddings, final norm and the
     head, which tie_weights shares with the embedding): a block's weights are gathered just
-    before it runs and freed after, so a process holds only a block or two whole at a time. Build the
-    optimizers from ``model`` after this call, so that they hold the shards. The weights are
-    gathered in float32 and autocast casts them, as in a single process. The model is built whole
-    on each device before it is sharded: its weights (a quarter of what AdamW training keeps per
-    parameter, with the gradients and two moments) must fit one device once.
+    before it runs and freed after, so a process holds only a block or two whole at a time.
+    Build the optimizers from ``model`` after this call, so that they hold the shards. The
+    weights are gathered in float32 and autocast casts them, as in a single process. The model
+    is built whole on each device before it is sharded: its weights (a quarter of what AdamW
+    training keeps per parameter, with the gradients and two moments) must fit one device once.
     """
     if world == 1:
         return model

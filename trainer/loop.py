@@ -258,7 +258,8 @@ def _set_up(config: TrainConfig, resume: bool) -> _Run:
         eval_every=config.eval_every_tokens or math.ceil(config.tokens / 10),
         ckpt_every=config.checkpoint_every_tokens if out_dir else None,
         ckpt_path=out_dir / CHECKPOINT if out_dir else None,
-        data=data, val=val, model=model, trained=trained, cpu_kernels=cpu_kernels, optimizers=optimizers,
+        data=data, val=val, model=model, trained=trained, cpu_kernels=cpu_kernels,
+        optimizers=optimizers,
         data_rng=torch.Generator().manual_seed(config.seed),  # batch offsets only
         max_loss=config.max_loss or 1.5 * math.log(model.vocab_size),
         fpt=flops_per_token(config.model, data.vocab_size),

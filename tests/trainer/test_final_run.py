@@ -96,7 +96,8 @@ from scaletune.trainer.config import load_train_config
 from scaletune.trainer.loop import train
 
 stop_at = int(sys.argv[2])
-train(load_train_config(sys.argv[1]), report=lambda tokens, *_: "stop" if tokens >= stop_at else None)
+train(load_train_config(sys.argv[1]),
+      report=lambda tokens, *_: "stop" if tokens >= stop_at else None)
 """
 
 
