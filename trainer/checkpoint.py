@@ -21,13 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_model_state_dict,
-    get_optimizer_state_dict,
-    set_model_state_dict,
-    set_optimizer_state_dict,
-)
 
 from scaletune.trainer.config import TrainConfig, flat_keys
 from scaletune.trainer.errors import SetupError
@@ -44,12 +37,6 @@ RUN_OPTIONS = {"progress", "tensorboard", "out_dir", "checkpoint_every_tokens", 
                "data.path", "data.data_files", "data.tokenizer", "provenance"}
 
 
-FULL_ON_RANK_0 = StateDictOptions(full_state_dict=True, cpu_offload=True)
-"""Gather the whole state onto rank 0's CPU (other ranks get nothing); a no-op in one process."""
-FULL = StateDictOptions(full_state_dict=True)
-"""Load from the whole state; a sharded model keeps its own shard of it."""
-
-
 def save_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: torch.nn.Module,
                     optimizers: list[torch.optim.Optimizer], data_rng: torch.Generator,
                     progress: dict[str, Any], grad_stats: dict[str, Any], lead: bool = True,
@@ -61,8 +48,18 @@ def save_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: to
     is keyed by parameter name, not position, so the file does not depend on how the parameters
     were split over processes or optimizers.
     """
-    model_state = get_model_state_dict(model, options=FULL_ON_RANK_0)
-    optim_state = get_optimizer_state_dict(model, optimizers, options=FULL_ON_RANK_0)
+    # Imported here: torch.distributed.checkpoint takes about a second to import, which a trial
+    # (no out_dir, no checkpoint) would pay before its first step.
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    # The whole state, gathered onto rank 0's CPU (other ranks get nothing); as it is in one process.
+    on_rank_0 = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    model_state = get_model_state_dict(model, options=on_rank_0)
+    optim_state = get_optimizer_state_dict(model, optimizers, options=on_rank_0)
     if not lead:
         return
     ckpt = {
@@ -98,12 +95,19 @@ def load_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: to
         raise SetupError(f"resume: {path} was written with a different config; changed: {changed}")
     if ckpt["fingerprint"] != fingerprint:
         raise SetupError(f"resume: {path} was trained on data {ckpt['fingerprint']}, not {fingerprint}")
-    set_model_state_dict(model, ckpt["model"], options=FULL)
+    from torch.distributed.checkpoint.state_dict import (  # see save_checkpoint
+        StateDictOptions,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    whole = StateDictOptions(full_state_dict=True)  # a sharded model keeps its shard of it
+    set_model_state_dict(model, ckpt["model"], options=whole)
     if isinstance(ckpt["optimizers"], list):  # written before sharding came: one per optimizer
         for opt, state in zip(optimizers, ckpt["optimizers"], strict=True):
             opt.load_state_dict(state)
     else:
-        set_optimizer_state_dict(model, optimizers, ckpt["optimizers"], options=FULL)
+        set_optimizer_state_dict(model, optimizers, ckpt["optimizers"], options=whole)
     torch.set_rng_state(ckpt["rng"]["torch"])
     data_rng.set_state(ckpt["rng"]["data"])
     if ckpt["rng"]["cuda"]:

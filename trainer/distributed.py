@@ -18,8 +18,6 @@ import os
 
 import torch
 import torch.distributed as dist
-from torch.distributed.fsdp import fully_shard
-from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 
 from scaletune.trainer.errors import SetupError
@@ -81,6 +79,8 @@ def data_parallel(model: torch.nn.Module, world: int, parallel: str) -> torch.nn
         return model
     if parallel == "ddp":
         return DistributedDataParallel(model)
+    from torch.distributed.fsdp import fully_shard  # here: with DTensor, ~1 s to import
+
     for block in model.h:
         fully_shard(block)
     fully_shard(model)
@@ -88,8 +88,11 @@ def data_parallel(model: torch.nn.Module, world: int, parallel: str) -> torch.nn
 
 
 def full_tensor(t: torch.Tensor) -> torch.Tensor:
-    """A plain tensor of ``t``'s whole value: the gradient norm of a sharded model is a DTensor."""
-    return t.full_tensor() if isinstance(t, DTensor) else t
+    """A plain tensor of ``t``'s whole value: the gradient norm of a sharded model is a DTensor.
+
+    Asked by its method rather than isinstance, so that a process that shards nothing never
+    imports torch.distributed.tensor (about a second, which every trial would pay)."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
 
 
 def mean_over_ranks(t: torch.Tensor, world: int) -> torch.Tensor:
