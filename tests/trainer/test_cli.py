@@ -110,6 +110,17 @@ def test_trainer_imports_neither_optuna_nor_ray():
     assert out.strip() == "[]"
 
 
+def test_the_trainer_imports_sharding_and_its_checkpoints_only_when_a_run_needs_them():
+    # torch.distributed.tensor and .checkpoint take about a second to import, which every trial
+    # (one process, no checkpoint) would pay before its first step.
+    code = ("import sys, scaletune.trainer.loop, scaletune.trainer.cli; print(sorted(m for m in "
+            "('torch.distributed.tensor', 'torch.distributed.checkpoint', "
+            "'torch.distributed.fsdp') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_relative_local_paths_resolve_against_the_config_file(tmp_path):
     folder = tmp_path / "configs"
     folder.mkdir()
