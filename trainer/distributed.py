@@ -8,8 +8,10 @@ single-process run never initialises a process group. torchrun starts the proces
 machine or on several (``--nnodes``); nothing here depends on which.
 
 Checked on the CPU with gloo processes (tests/trainer/test_final_run.py): DDP and FSDP2 give the
-single-process losses, a run on two processes resumes on one. On GPUs (NCCL, one device per
-process) the same code runs, but only the GPU check (benchmarks/gpu_check.py) exercises it.
+single-process losses, a run on two processes resumes on one, two torchrun nodes on loopback meet
+at their rendezvous endpoint. On GPUs (NCCL, one device per process) the same code runs, but only
+the GPU check (benchmarks/gpu_check.py) exercises it, and nothing here measures the memory that
+sharding saves.
 """
 
 from __future__ import annotations
