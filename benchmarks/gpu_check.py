@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -73,7 +74,7 @@ def throughput(cache: str, steps: int, micro: int, compile: bool) -> dict[str, A
             "mfu_of_datasheet_peak": fpt * tokens_per_s / datasheet if datasheet else None}
 
 
-def study_file(folder: Path, device: str = "cuda", tokens: int = 2_000_000) -> Path:
+def study_file(folder: Path, device: str = "cuda", tokens: int = 4_000_000) -> Path:
     """The study of the check: 4 trials of the tiny model, a quarter GPU each (on ``device``
     'cpu', for the tests, one core each and no GPU)."""
     path = folder / "gpu-check.yaml"
@@ -92,15 +93,18 @@ def study_file(folder: Path, device: str = "cuda", tokens: int = 2_000_000) -> P
 
 
 def study(path: Path) -> dict[str, Any]:
-    """Run the study at ``path`` with ``scaletune run``: how its trials ended, where they ran
-    and how many ran at once."""
+    """Run the study at ``path`` with ``scaletune run`` on this machine's first GPU alone (Ray
+    could spread fractions over several): how its trials ended, where they ran and how many ran
+    at once."""
     import optuna
 
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES") or "0"
     start = time.perf_counter()
-    done = _scaletune("run", str(path))
+    done = _scaletune("run", str(path), env={"CUDA_VISIBLE_DEVICES": visible.split(",")[0]})
     wall = time.perf_counter() - start
-    trials = optuna.load_study(study_name="gpu-check",
-                               storage=f"sqlite:///{path.parent / 'runs' / 'studies.db'}").trials
+    db = path.parent / "runs" / "studies.db"
+    trials = (optuna.load_study(study_name="gpu-check", storage=f"sqlite:///{db}").trials
+              if done.returncode == 0 else [])
     spans = [(t.user_attrs.get("worker_started_at"), t.user_attrs.get("worker_ended_at"))
              for t in trials]
     return {"exit_code": done.returncode, "wall_time_s": wall,
@@ -108,7 +112,8 @@ def study(path: Path) -> dict[str, Any]:
             "devices": [t.user_attrs.get("worker_device") for t in trials],
             "gpu_ids": [t.user_attrs.get("worker_gpu_ids") for t in trials],
             "most_at_once": most_at_once([s for s in spans if None not in s]),
-            "values": [t.value for t in trials], "output_tail": done.stdout[-2000:]}
+            "values": [t.value for t in trials],
+            "output_tail": (done.stdout + done.stderr)[-2000:]}
 
 
 def most_at_once(spans: list[tuple[float, float]]) -> int:
@@ -151,8 +156,8 @@ def data_parallel(folder: Path, device: str = "cuda", steps: int = 200) -> dict[
     out: dict[str, Any] = {}
     for name, parallel, nproc in [("one", "ddp", 1), ("ddp", "ddp", 2), ("fsdp", "fsdp", 2)]:
         path = train_file(folder, name, parallel, device, steps)
-        done = _scaletune("train", str(path), "--nproc-per-node", str(nproc))
-        out[name] = {"exit_code": done.returncode, "final_val_loss": _final_loss(folder / name)}
+        out[name] = _outcome(_scaletune("train", str(path), "--nproc-per-node", str(nproc)),
+                             folder / name)
     script = folder / "stop_at.py"
     script.write_text(STOP_AT)
     resumed = train_file(folder, "fsdp_resumed_on_one", "fsdp", device, steps)
@@ -160,10 +165,23 @@ def data_parallel(folder: Path, device: str = "cuda", steps: int = 200) -> dict[
                               "--nproc-per-node=2", str(script), str(resumed),
                               str(64 * 128 * steps // 2)], cwd=REPO, capture_output=True,
                              text=True)
-    done = _scaletune("train", str(resumed), "--resume")
-    out["fsdp_resumed_on_one"] = {"exit_code": stopped.returncode or done.returncode,
-                                  "final_val_loss": _final_loss(folder / resumed.stem)}
+    # The stopped run is judged by its checkpoint: the script, unlike `scaletune train`, leaves
+    # torch.distributed's teardown to the interpreter, which can abort after a finished run.
+    if not (folder / resumed.stem / "checkpoint.pt").exists():
+        out["fsdp_resumed_on_one"] = {**_outcome(stopped, folder / resumed.stem),
+                                      "exit_code": stopped.returncode or 1}
+    else:
+        out["fsdp_resumed_on_one"] = _outcome(_scaletune("train", str(resumed), "--resume"),
+                                              folder / resumed.stem)
     return out
+
+
+def _outcome(done: subprocess.CompletedProcess, out_dir: Path) -> dict[str, Any]:
+    """A run's exit code and final validation loss, and the end of its output if it failed."""
+    outcome = {"exit_code": done.returncode or 0, "final_val_loss": _final_loss(out_dir)}
+    if done.returncode:
+        outcome["output_tail"] = (done.stdout + done.stderr)[-2000:]
+    return outcome
 
 
 def _final_loss(out_dir: Path) -> float | None:
@@ -172,9 +190,9 @@ def _final_loss(out_dir: Path) -> float | None:
     return evals[-1]["val_loss"] if evals else None
 
 
-def _scaletune(*args: str) -> subprocess.CompletedProcess:
+def _scaletune(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "scaletune.search.cli", *args], cwd=REPO,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env={**os.environ, **(env or {})})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,7 +216,14 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(tmp)
         results["throughput"] = []
         for compile in (False, True):
-            r = throughput(str(folder / "cache"), args.steps, args.micro_batch_size, compile)
+            try:
+                r = throughput(str(folder / "cache"), args.steps, args.micro_batch_size, compile)
+            except torch.OutOfMemoryError:
+                print(f"GPT-2 small, bf16{' compiled' if compile else ''}: out of GPU memory at "
+                      f"--micro-batch-size {args.micro_batch_size}; run again with a smaller one")
+                results["throughput"].append({"compile": compile, "error": "out of memory"})
+                torch.cuda.empty_cache()
+                continue
             results["throughput"].append(r)
             sheet = (f", {r['mfu_of_datasheet_peak']:.1%} of the datasheet's "
                      f"{r['datasheet_peak_flops'] / 1e12:.0f} TFLOP/s"
@@ -212,11 +237,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"study of 4 trials at gpus_per_trial 0.25: exit {s['exit_code']}, states "
               f"{s['states']}, devices {s['devices']}, at most {s['most_at_once']} at once, "
               f"{s['wall_time_s']:.0f} s", flush=True)
+        if s["exit_code"]:
+            print(s["output_tail"])
         if n_gpus >= 2:
             dp = results["data_parallel"] = data_parallel(folder)
             for name, r in dp.items():
                 loss = "-" if r["final_val_loss"] is None else f"{r['final_val_loss']:.4f}"
                 print(f"data parallel {name:20s} exit {r['exit_code']}, final val loss {loss}")
+                if r["exit_code"]:
+                    print(r.get("output_tail", ""))
         else:
             print("data parallel: skipped (needs two GPUs)")
     ok = _all_ok(results)
@@ -228,11 +257,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _all_ok(results: dict[str, Any]) -> bool:
-    """Every run exited 0; the study's four trials completed on CUDA, all at once; the
-    data-parallel losses agree with one GPU's to 2% (bf16)."""
+    """Every run fitted and exited 0; the study's four trials completed on CUDA, on one GPU, all
+    at once; the data-parallel losses agree with one GPU's to 2% (bf16)."""
     s = results["study"]
-    ok = (s["exit_code"] == 0 and s["states"] == ["COMPLETE"] * 4
-          and set(s["devices"]) == {"cuda"} and s["most_at_once"] == 4)
+    ok = (not any("error" in r for r in results["throughput"])
+          and s["exit_code"] == 0 and s["states"] == ["COMPLETE"] * 4
+          and set(s["devices"]) == {"cuda"} and len({str(g) for g in s["gpu_ids"]}) == 1
+          and s["most_at_once"] == 4)
     dp = results.get("data_parallel")
     if dp:
         one = dp["one"]["final_val_loss"]
