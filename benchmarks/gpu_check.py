@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(r.get("output_tail", ""))
         else:
             print("data parallel: skipped (needs two GPUs)")
-    ok = _all_ok(results)
+    ok = all_ok(results)
     results["ok"] = ok
     if args.output:
         args.output.write_text(json.dumps(results, indent=2))
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if ok else 1
 
 
-def _all_ok(results: dict[str, Any]) -> bool:
+def all_ok(results: dict[str, Any]) -> bool:
     """Every run fitted and exited 0; the study's four trials completed on CUDA, on one GPU, all
     at once; the data-parallel losses agree with one GPU's to 2% (bf16)."""
     s = results["study"]

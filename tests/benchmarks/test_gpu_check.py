@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmarks.gpu_check import _all_ok, main, most_at_once, study_file, train_file
+from benchmarks.gpu_check import all_ok, main, most_at_once, study_file, train_file
 from scaletune.search.config import load_study
 from scaletune.trainer.config import load_train_config
 
@@ -37,11 +37,11 @@ def test_the_check_passes_only_when_every_part_did():
              "gpu_ids": [["0"]] * 4, "most_at_once": 4}
     runs = {name: {"exit_code": 0, "final_val_loss": 3.0} for name in ("one", "ddp", "fsdp")}
     good = {"throughput": [{"tokens_per_s": 1.0}], "study": study, "data_parallel": runs}
-    assert _all_ok(good)
+    assert all_ok(good)
     # Each rule on its own: trials one after another, a trial on a second GPU, a sharded run
     # 3% off the single GPU's loss, a throughput run that did not fit.
-    assert not _all_ok({**good, "study": {**study, "most_at_once": 3}})
-    assert not _all_ok({**good, "study": {**study, "gpu_ids": [["0"]] * 3 + [["1"]]}})
+    assert not all_ok({**good, "study": {**study, "most_at_once": 3}})
+    assert not all_ok({**good, "study": {**study, "gpu_ids": [["0"]] * 3 + [["1"]]}})
     off = {**runs, "fsdp": {"exit_code": 0, "final_val_loss": 3.09}}
-    assert not _all_ok({**good, "data_parallel": off})
-    assert not _all_ok({**good, "throughput": [{"error": "out of memory"}]})
+    assert not all_ok({**good, "data_parallel": off})
+    assert not all_ok({**good, "throughput": [{"error": "out of memory"}]})
