@@ -42,6 +42,10 @@ def device_for(name: str, world: int = 1) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and world > 1:  # one GPU per process of a torchrun launch
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if local_rank >= torch.cuda.device_count():
+            raise SetupError(f"process {local_rank} of this machine has no GPU of its own: the "
+                             f"machine has {torch.cuda.device_count()}; start at most that many "
+                             "processes per machine (--nproc-per-node)")
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
     return torch.device(name)

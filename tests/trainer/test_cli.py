@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from scaletune.trainer.cli import check_launch, torchrun_command, train_main
@@ -219,3 +220,14 @@ def test_a_bad_launch_exits_with_2_before_starting_torchrun(tmp_path, capsys):
     assert main(["train", str(write(tmp_path, {})), "--nnodes", "2"]) == 2
     err = capsys.readouterr().err
     assert "--rdzv-endpoint is needed with --nnodes above 1" in err and "launching" not in err
+
+
+def test_a_process_without_a_gpu_of_its_own_is_refused(monkeypatch):
+    from scaletune.trainer.distributed import device_for
+    from scaletune.trainer.errors import SetupError
+
+    # torchrun numbers the processes of a machine by LOCAL_RANK; each takes the GPU of that number.
+    monkeypatch.setenv("LOCAL_RANK", str(torch.cuda.device_count()))
+    with pytest.raises(SetupError, match=r"has no GPU of its own: the machine has \d+; start at "
+                                         r"most that many processes per machine"):
+        device_for("cuda", world=2)
