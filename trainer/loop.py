@@ -198,6 +198,7 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
         run.out_dir.mkdir(parents=True, exist_ok=True)
         log_event(run.out_dir, {"event": "start",
                                 "resumed_at_step": progress.step if resumed else None,
+                                "processes": run.world,  # torchrun's, on all machines
                                 **run_metadata(config, run.device, run.dtype, run.cpu_kernels),
                                 "data": run.data.fingerprint})
     progress.status, progress.reason = "running", ""  # a stopped run may be resumed

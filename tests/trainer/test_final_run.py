@@ -139,6 +139,8 @@ def test_two_machines_meet_at_the_rendezvous_endpoint(tmp_path, shakespeare):
     assert [p.returncode for p in launches] == [0, 0], outputs
     assert "--nnodes=2 --node-rank=0 --rdzv-endpoint=127.0.0.1:" in outputs[0]
     assert _evals(tmp_path / "nodes") == pytest.approx(_evals(tmp_path / "single"), abs=2e-4)
+    start = json.loads((tmp_path / "nodes" / "metrics.jsonl").read_text().splitlines()[0])
+    assert start["event"] == "start" and start["processes"] == 2
 
 
 def test_tensorboard_scalars_are_written_per_evaluation(tmp_path, shakespeare):
