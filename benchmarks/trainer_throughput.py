@@ -35,6 +35,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -49,25 +50,30 @@ CHUNK_STEPS = 5
 
 
 def matmul_peaks(dtype: torch.dtype, sizes: tuple[int, ...] = (1024, 2048, 3072),
-                 repeats: int = 5) -> dict[str, float]:
+                 repeats: int = 5, device: str = "cpu") -> dict[str, float]:
     """Best FLOP/s of an (n x n) @ (n x n) matmul over a few sizes, per library.
 
     "torch" is torch's matmul (its default BLAS, MKL on x86); for float32 also "onednn", the
     product the trainer uses on CPU (trainer.kernels). MFU divides by the higher of the two: the
     peak is what this machine reaches by either road, so the faster library in the trainer is not
     credited against the slower one's peak. (bf16 matmuls already go through oneDNN in torch.)
+    On a GPU (``device`` 'cuda'), torch's matmul alone, each product timed to its end.
     """
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     libraries = {"torch": lambda a, b: a @ b}
-    if dtype == torch.float32 and onednn_available():
+    if dtype == torch.float32 and device == "cpu" and onednn_available():
         libraries["onednn"] = lambda a, b: onednn_linear(a, b.t(), None)
     peaks = dict.fromkeys(libraries, 0.0)
     for name, product in libraries.items():
         for n in sizes:
-            a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+            a = torch.randn(n, n, dtype=dtype, device=device)
+            b = torch.randn(n, n, dtype=dtype, device=device)
             product(a, b)  # warm-up: thread pool, packing buffers
+            sync()
             for _ in range(repeats):
                 t = time.perf_counter()
                 product(a, b)
+                sync()
                 peaks[name] = max(peaks[name], 2 * n**3 / (time.perf_counter() - t))
     return peaks
 
@@ -77,26 +83,30 @@ def quick_peaks(dtype: torch.dtype) -> dict[str, float]:
     return matmul_peaks(dtype, sizes=(2048,), repeats=3)
 
 
-def run(dtype: str, steps: int, compile: bool, cache: str,
-        cpu_matmul: str = "onednn") -> list[tuple[float, dict[str, float]]]:
+def run(dtype: str, steps: int, compile: bool, cache: str, cpu_matmul: str = "onednn",
+        **overrides: Any) -> list[tuple[float, dict[str, float]]]:
     """One training run: (tokens/s, peaks measured around it) of each chunk after the first.
 
-    The peaks are the fp32 ones for an fp32 run and the bf16 one for a bf16 run.
+    The peaks are the fp32 ones for an fp32 run and the bf16 one for a bf16 run. ``overrides``
+    replace fields of the training config (benchmarks.gpu_check: the model, batch and device);
+    on a GPU no peaks are measured at the pauses (the dicts are empty).
     """
     data = ({"source": "text", "path": str(SHAKESPEARE)} if SHAKESPEARE.exists()
             else {"source": "builtin"})
-    step_tokens = BATCH * MODEL["block_size"]
+    model, batch = overrides.get("model", MODEL), overrides.get("batch_size", BATCH)
+    step_tokens = batch * model["block_size"]
     cfg = TrainConfig.model_validate({
-        "model": MODEL, "data": {**data, "cache_dir": cache, "val_windows": 8},
-        "optim": {"name": "adamw", "lr": 3e-4}, "batch_size": BATCH, "tokens": steps * step_tokens,
+        "model": model, "data": {**data, "cache_dir": cache, "val_windows": 8},
+        "optim": {"name": "adamw", "lr": 3e-4}, "batch_size": batch, "tokens": steps * step_tokens,
         "eval_every_tokens": CHUNK_STEPS * step_tokens, "dtype": dtype, "device": "cpu",
-        "compile": compile, "cpu_matmul": cpu_matmul, "progress": False,
+        "compile": compile, "cpu_matmul": cpu_matmul, "progress": False, **overrides,
     })
     peak_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float32
     marks = []  # (tokens, seconds of training, peaks) at each pause
 
     def report(tokens: int, val: float, metrics: dict) -> None:
-        marks.append((tokens, metrics["train_time_s"], quick_peaks(peak_dtype)))
+        peaks = quick_peaks(peak_dtype) if cfg.device == "cpu" else {}
+        marks.append((tokens, metrics["train_time_s"], peaks))
 
     train(cfg, report)
     # A chunk runs between two pauses; the one before the first pause (warm-up) is left out.

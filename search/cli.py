@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import signal
 import sys
 import time
@@ -130,11 +131,12 @@ def cmd_dashboard(args: argparse.Namespace, console: Console) -> int:
 def cmd_train(args: argparse.Namespace, console: Console) -> int:
     from scaletune.trainer.cli import train_main
 
-    if args.nproc_per_node > 1:
+    if args.nproc_per_node != 1 or args.nnodes != 1 or args.rdzv_endpoint is not None:
         from scaletune.trainer.cli import launch
 
         return launch(args.config, args.nproc_per_node, resume=args.resume,
-                      overwrite=args.overwrite)
+                      overwrite=args.overwrite, nnodes=args.nnodes, node_rank=args.node_rank,
+                      rdzv_endpoint=args.rdzv_endpoint)
     return train_main(args.config, resume=args.resume, overwrite=args.overwrite)
 
 
@@ -179,8 +181,22 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
     for line in summary_lines(done.config.provenance or {}):
         console.print(line, highlight=False, markup=False, soft_wrap=True)
     console.print(f"wrote {done.path}", highlight=False, markup=False)
-    console.print(f"train it with:  scaletune train {done.path}", highlight=False, markup=False)
+    for line in run_commands(str(done.path)):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     return 0
+
+
+def run_commands(path: str) -> list[str]:
+    """How to train an exported file: one process, the GPUs of one machine, several machines."""
+    train = f"scaletune train {shlex.quote(path)}"
+    return [
+        f"train it with:  {train}",
+        f"  on N GPUs:    {train} --nproc-per-node N",
+        "  on M machines, on each (R = 0..M-1; out_dir on a file system they share):",
+        f"                {train} --nproc-per-node N --nnodes M --node-rank R "
+        "--rdzv-endpoint NODE0:29500",
+        "  parallel: fsdp in the file shards a model that does not fit one GPU",
+    ]
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
@@ -339,7 +355,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="train from scratch even if out_dir already holds a run's checkpoint")
     p.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
-                   help="data-parallel processes on this machine (torchrun DDP; one per GPU)")
+                   help="data-parallel processes on this machine (torchrun; one per GPU); "
+                        "the config's parallel: ddp or fsdp says how they split the work")
+    p.add_argument("--nnodes", type=int, default=1, metavar="N",
+                   help="machines in the run; run the same command on each, with its own "
+                        "--node-rank")
+    p.add_argument("--node-rank", type=int, default=0, metavar="R",
+                   help="this machine's number, 0 to N-1; node 0 holds rank 0, which logs and "
+                        "writes the checkpoints")
+    p.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
+                   help="where the machines meet: node 0's address and a free port, the same "
+                        "on every node (with --nnodes above 1)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("fit", help="fit lr, tau and batch-size laws to finished studies")

@@ -4,6 +4,13 @@ every RNG state), and the rule for which config changes a resume accepts.
 It is separate from the loop because a checkpoint is a file format with its own promises: it is
 written atomically, so a killed run never leaves half a checkpoint, and read with
 ``weights_only=True``, so a checkpoint from someone else cannot run code.
+
+One file holds the whole state, whatever the number of processes that wrote it: a sharded
+(fsdp) run gathers its model and optimizer state to rank 0 to save (torch.distributed.checkpoint's
+full state dicts), and each process takes its shard back on load. So a run resumes on any number
+of processes, with ddp or fsdp. The price is that rank 0's CPU memory must hold the whole model
+and optimizer state once, and that every process of a resumed run reads the file: on several
+machines, out_dir must be a folder they all see (a shared file system).
 """
 
 from __future__ import annotations
@@ -24,20 +31,40 @@ CHECKPOINT_KEYS = {"model", "optimizers", "progress", "grad_stats", "rng", "conf
 
 # Keys that may change between a run and its resume without changing what is computed (the data
 # itself is compared by fingerprint, which holds the tokenizer's name or its file's hash, so a
-# tokenizer file may move too).
+# tokenizer file may move too; ddp and fsdp take the same steps).
 RUN_OPTIONS = {"progress", "tensorboard", "out_dir", "checkpoint_every_tokens", "eval_every_tokens",
-               "num_threads", "compile", "cpu_matmul", "device", "data.cache_dir", "data.path",
-               "data.data_files", "data.tokenizer", "provenance"}
+               "num_threads", "compile", "cpu_matmul", "device", "parallel", "data.cache_dir",
+               "data.path", "data.data_files", "data.tokenizer", "provenance"}
 
 
 def save_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: torch.nn.Module,
                     optimizers: list[torch.optim.Optimizer], data_rng: torch.Generator,
-                    progress: dict[str, Any], grad_stats: dict[str, Any]) -> None:
+                    progress: dict[str, Any], grad_stats: dict[str, Any], lead: bool = True,
+                    ) -> None:
     """Model, optimizers, the loop's counters (``progress``, ``grad_stats``: plain types) and
-    every RNG state, written to a temporary file and renamed."""
+    every RNG state, written by the ``lead`` process to a temporary file and renamed.
+
+    Every process calls it: gathering a sharded model's state is a collective. Optimizer state
+    is keyed by parameter name, not position, so the file does not depend on how the parameters
+    were split over processes or optimizers.
+    """
+    # Imported here: torch.distributed.checkpoint takes about a second to import, which a trial
+    # (no out_dir, no checkpoint) would pay before its first step.
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    # The whole state, gathered onto rank 0's CPU (other ranks get nothing); as it is in one process.
+    on_rank_0 = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    model_state = get_model_state_dict(model, options=on_rank_0)
+    optim_state = get_optimizer_state_dict(model, optimizers, options=on_rank_0)
+    if not lead:
+        return
     ckpt = {
-        "model": model.state_dict(),
-        "optimizers": [opt.state_dict() for opt in optimizers],
+        "model": model_state,
+        "optimizers": optim_state,
         "progress": progress,
         "grad_stats": grad_stats,
         "rng": {"torch": torch.get_rng_state(), "data": data_rng.get_state(),
@@ -68,9 +95,19 @@ def load_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: to
         raise SetupError(f"resume: {path} was written with a different config; changed: {changed}")
     if ckpt["fingerprint"] != fingerprint:
         raise SetupError(f"resume: {path} was trained on data {ckpt['fingerprint']}, not {fingerprint}")
-    model.load_state_dict(ckpt["model"])
-    for opt, state in zip(optimizers, ckpt["optimizers"], strict=True):
-        opt.load_state_dict(state)
+    from torch.distributed.checkpoint.state_dict import (  # see save_checkpoint
+        StateDictOptions,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    whole = StateDictOptions(full_state_dict=True)  # a sharded model keeps its shard of it
+    set_model_state_dict(model, ckpt["model"], options=whole)
+    if isinstance(ckpt["optimizers"], list):  # written before sharding came: one per optimizer
+        for opt, state in zip(optimizers, ckpt["optimizers"], strict=True):
+            opt.load_state_dict(state)
+    else:
+        set_optimizer_state_dict(model, optimizers, ckpt["optimizers"], options=whole)
     torch.set_rng_state(ckpt["rng"]["torch"])
     data_rng.set_state(ckpt["rng"]["data"])
     if ckpt["rng"]["cuda"]:

@@ -73,18 +73,68 @@ def clear_run(out_dir: Path) -> None:
     shutil.rmtree(out_dir / "tensorboard", ignore_errors=True)
 
 
-def launch(path: str, nproc: int, resume: bool = False, overwrite: bool = False) -> int:
-    """Data-parallel training on ``nproc`` processes of this machine through torchrun (DDP).
+def torchrun_command(path: str, nproc: int, nnodes: int = 1, node_rank: int = 0,
+                     rdzv_endpoint: str | None = None) -> list[str]:
+    """The torchrun command that trains ``path`` on ``nproc`` processes of this machine, one of
+    ``nnodes`` machines (``node_rank`` 0 to nnodes - 1) that meet at ``rdzv_endpoint``
+    (host:port of node 0, which holds rank 0: it logs and writes the checkpoints).
+
+    Rendezvous is torchrun's static one: every node runs the same command but for its
+    ``--node-rank``, and the run starts when all have joined.
+    """
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}"]
+    if nnodes == 1:
+        cmd.append("--standalone")
+    else:
+        cmd += [f"--nnodes={nnodes}", f"--node-rank={node_rank}",
+                f"--rdzv-endpoint={rdzv_endpoint}"]
+    return cmd + ["-m", "scaletune.trainer.cli", path]
+
+
+def check_launch(nproc: int, nnodes: int, node_rank: int, rdzv_endpoint: str | None) -> list[str]:
+    """What is wrong with a launch's options, one line each, naming the option."""
+    errors = []
+    if nproc < 1:
+        errors.append(f"--nproc-per-node must be 1 or more, got {nproc}")
+    if nnodes < 1:
+        errors.append(f"--nnodes must be 1 or more, got {nnodes}")
+    if not 0 <= node_rank < max(nnodes, 1):
+        errors.append(f"--node-rank must be in 0..{max(nnodes, 1) - 1} (--nnodes {nnodes}), "
+                      f"got {node_rank}")
+    if nnodes > 1 and rdzv_endpoint is None:
+        errors.append("--rdzv-endpoint is needed with --nnodes above 1: host:port of node 0, "
+                      "which every node can reach (e.g. --rdzv-endpoint node0:29500)")
+    if rdzv_endpoint is not None:
+        host, _, port = rdzv_endpoint.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            errors.append(f"--rdzv-endpoint must be host:port with a port in 1-65535, "
+                          f"got {rdzv_endpoint!r}")
+        elif nnodes == 1:
+            errors.append("--rdzv-endpoint is for runs over several machines: add --nnodes N")
+    return errors
+
+
+def launch(path: str, nproc: int, resume: bool = False, overwrite: bool = False,
+           nnodes: int = 1, node_rank: int = 0, rdzv_endpoint: str | None = None) -> int:
+    """Data-parallel training (DDP, or FSDP2 with ``parallel: fsdp``) on ``nproc`` processes of
+    this machine, one of ``nnodes`` machines, through torchrun.
 
     One process per GPU on a GPU machine; gloo processes on a CPU. torchrun handles rendezvous
-    and restarts; every rank runs ``train_main``.
+    and restarts; every rank runs ``train_main``. The command is printed first, so that it can
+    be run by hand or put in a batch script.
     """
+    import shlex
     import subprocess
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc-per-node={nproc}", "-m", "scaletune.trainer.cli", path]
+    errors = check_launch(nproc, nnodes, node_rank, rdzv_endpoint)
+    if errors:
+        for err in errors:
+            print(f"scaletune train: {err}", file=sys.stderr)
+        return 2
     flags = (["--resume"] if resume else []) + (["--overwrite"] if overwrite else [])
-    return subprocess.run(cmd + flags).returncode
+    cmd = torchrun_command(path, nproc, nnodes, node_rank, rdzv_endpoint) + flags
+    print(f"launching: {shlex.join(cmd)}", file=sys.stderr, flush=True)
+    return subprocess.run(cmd).returncode
 
 
 def summary(result: Result, out_dir: str | None = None) -> str:

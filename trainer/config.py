@@ -299,6 +299,13 @@ class TrainConfig(_Strict):
     trainer.kernels.float32_attention); the linear layers run in bfloat16."""
     compile: bool = False
     """Wrap the model in torch.compile."""
+    parallel: Literal["ddp", "fsdp"] = "ddp"
+    """How a run on several processes (torchrun, ``--nproc-per-node``/``--nnodes``) splits the
+    work. ddp: every process holds the whole model and optimizer state, and gradients are
+    averaged (DistributedDataParallel). fsdp: weights, gradients and optimizer state are sharded
+    over the processes (PyTorch FSDP2, fully_shard per block), for a model whose weights and
+    optimizer state do not fit one device. Both take the same step on the same global batch; a
+    single process ignores this."""
     cpu_matmul: Literal["auto", "onednn", "torch"] = "auto"
     """float32 CPU runs: onednn sends the forward and input-gradient matmuls of large linear
     layers through oneDNN, which reaches the CPU's peak where torch's default BLAS may not
@@ -330,6 +337,11 @@ class TrainConfig(_Strict):
                 f"batch_size must be a multiple of micro_batch_size, got batch_size={self.batch_size}, "
                 f"micro_batch_size={micro}"
             )
+        if self.parallel == "fsdp" and self.optim.name == "muon":
+            # Muon orthogonalizes each whole weight matrix; under fsdp a process holds a slice.
+            raise ValueError("parallel: fsdp shards every weight matrix over the processes, and "
+                             "Muon needs whole matrices; use parallel: ddp with optim.name: muon, "
+                             "or optim.name adamw or sgd with fsdp")
         return self
 
     @property

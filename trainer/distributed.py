@@ -1,8 +1,17 @@
 """Data parallel under torchrun: rank and world size, the device of each process, its share of the
-batch, and the collectives the loop needs (mean loss, the stop flag).
+batch, the model that averages gradients (DDP) or shards itself (FSDP2), and the collectives the
+loop needs (mean loss, the stop flag).
 
-Everything that touches torch.distributed lives here, so the loop reads the same for one process
-and for many, and a single-process run never initialises a process group.
+Everything that touches torch.distributed lives here (and the checkpoint's gather in
+trainer/checkpoint.py), so the loop reads the same for one process and for many, and a
+single-process run never initialises a process group. torchrun starts the processes, on one
+machine or on several (``--nnodes``); nothing here depends on which.
+
+Checked on the CPU with gloo processes (tests/trainer/test_final_run.py): DDP and FSDP2 give the
+single-process losses, a run on two processes resumes on one, two torchrun nodes on loopback meet
+at their rendezvous endpoint. On GPUs (NCCL, one device per process) the same code runs, but only
+the GPU check (benchmarks/gpu_check.py) exercises it, and nothing here measures the memory that
+sharding saves.
 """
 
 from __future__ import annotations
@@ -33,6 +42,10 @@ def device_for(name: str, world: int = 1) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and world > 1:  # one GPU per process of a torchrun launch
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if local_rank >= torch.cuda.device_count():
+            raise SetupError(f"process {local_rank} of this machine has no GPU of its own: the "
+                             f"machine has {torch.cuda.device_count()}; start at most that many "
+                             "processes per machine (--nproc-per-node)")
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
     return torch.device(name)
@@ -53,13 +66,39 @@ def local_batch(batch_size: int, micro: int, world: int) -> int:
     return batch_size // world
 
 
-def data_parallel(model: torch.nn.Module, world: int) -> torch.nn.Module:
-    """The model that averages its gradients over the ranks (itself in a single process).
+def data_parallel(model: torch.nn.Module, world: int, parallel: str) -> torch.nn.Module:
+    """The model to train: it averages its gradients over the ranks (``parallel`` 'ddp') or
+    shards its weights, gradients and optimizer state over them ('fsdp'); itself in a single
+    process.
 
-    Every rank draws the same global batch and trains on its own slice of it; DDP averages the
-    gradients, so the step is the single-process step on the whole batch.
+    Every rank draws the same global batch and trains on its own slice of it; both average the
+    gradients, so the step is the single-process step on the whole batch. Under fsdp the model is
+    sharded in place, one FSDP2 unit per block plus the root (embeddings, final norm and the
+    head, which tie_weights shares with the embedding): a block's weights are gathered just
+    before it runs and freed after, so a process holds only a block or two whole at a time.
+    Build the optimizers from ``model`` after this call, so that they hold the shards. The
+    weights are gathered in float32 and autocast casts them, as in a single process. The model
+    is built whole on each device before it is sharded: its weights (a quarter of what AdamW
+    training keeps per parameter, with the gradients and two moments) must fit one device once.
     """
-    return DistributedDataParallel(model) if world > 1 else model
+    if world == 1:
+        return model
+    if parallel == "ddp":
+        return DistributedDataParallel(model)
+    from torch.distributed.fsdp import fully_shard  # here: with DTensor, ~1 s to import
+
+    for block in model.h:
+        fully_shard(block)
+    fully_shard(model)
+    return model
+
+
+def full_tensor(t: torch.Tensor) -> torch.Tensor:
+    """A plain tensor of ``t``'s whole value: the gradient norm of a sharded model is a DTensor.
+
+    Asked by its method rather than isinstance, so that a process that shards nothing never
+    imports torch.distributed.tensor (about a second, which every trial would pay)."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
 
 
 def mean_over_ranks(t: torch.Tensor, world: int) -> torch.Tensor:

@@ -38,6 +38,7 @@ from scaletune.trainer.distributed import (
     agree,
     data_parallel,
     device_for,
+    full_tensor,
     local_batch,
     local_world,
     mean_over_ranks,
@@ -53,7 +54,7 @@ Report = Callable[[int, float, dict], object]
 
 # Dense bf16 peak FLOP/s of known GPUs (datasheets), for MFU when SCALETUNE_PEAK_FLOPS is not
 # set; the first name contained in the device name wins.
-CUDA_BF16_PEAK_FLOPS = {"H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12}
+CUDA_BF16_PEAK_FLOPS = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
 @dataclass
@@ -161,6 +162,9 @@ class _Run:
     data: TokenData
     val: torch.Tensor
     model: GPT
+    """The model whose state is checkpointed (sharded in place under fsdp)."""
+    trained: torch.nn.Module
+    """The model the steps run: ``model``, or ``model`` in DDP."""
     cpu_kernels: dict[str, str]
     """What the run records of the CPU kernel choices (empty on a GPU)."""
     optimizers: list[torch.optim.Optimizer]
@@ -194,12 +198,12 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
         run.out_dir.mkdir(parents=True, exist_ok=True)
         log_event(run.out_dir, {"event": "start",
                                 "resumed_at_step": progress.step if resumed else None,
+                                "processes": run.world,  # torchrun's, on all machines
                                 **run_metadata(config, run.device, run.dtype, run.cpu_kernels),
                                 "data": run.data.fingerprint})
     progress.status, progress.reason = "running", ""  # a stopped run may be resumed
 
-    parallel = data_parallel(run.model, run.world)
-    compiled = torch.compile(parallel) if config.compile else parallel
+    compiled = torch.compile(run.trained) if config.compile else run.trained
     board = _tensorboard(config, run)
     bar = tqdm(total=run.total_steps, initial=progress.step, unit="step",
                disable=not (config.progress and run.lead), dynamic_ncols=True, file=sys.stderr)
@@ -246,6 +250,7 @@ def _set_up(config: TrainConfig, resume: bool) -> _Run:
         model.use_float32_attention(float32_attention)
         cpu_kernels = ({"matmul": matmul} if dtype == torch.float32 else
                        {"attention": "float32" if float32_attention else "bfloat16"})
+    trained = data_parallel(model, world, config.parallel)  # before the optimizers: fsdp shards
     optimizers = build_optimizers(model, config.optim, device)
     return _Run(
         rank=rank, world=world, device=device, dtype=dtype, out_dir=out_dir, lead=rank == 0,
@@ -254,7 +259,8 @@ def _set_up(config: TrainConfig, resume: bool) -> _Run:
         eval_every=config.eval_every_tokens or math.ceil(config.tokens / 10),
         ckpt_every=config.checkpoint_every_tokens if out_dir else None,
         ckpt_path=out_dir / CHECKPOINT if out_dir else None,
-        data=data, val=val, model=model, cpu_kernels=cpu_kernels, optimizers=optimizers,
+        data=data, val=val, model=model, trained=trained, cpu_kernels=cpu_kernels,
+        optimizers=optimizers,
         data_rng=torch.Generator().manual_seed(config.seed),  # batch offsets only
         max_loss=config.max_loss or 1.5 * math.log(model.vocab_size),
         fpt=flops_per_token(config.model, data.vocab_size),
@@ -321,7 +327,7 @@ def _run_steps(config: TrainConfig, report: Report | None, run: _Run, model: tor
                 do_ckpt = run.ckpt_path is not None  # so that the run can be resumed
         if final and progress.status == "running":
             progress.status, progress.reason = "completed", f"trained {tokens} tokens"
-        if do_ckpt and run.lead:
+        if do_ckpt:  # every rank: a sharded model's state is gathered
             _save(config, run, progress, grad_stats, wall_start)
         if progress.status != "running":
             return
@@ -398,7 +404,7 @@ def _save(config: TrainConfig, run: _Run, progress: _Progress, grad_stats: GradN
     state = asdict(progress)
     state["wall_time_s"] += time.perf_counter() - wall_start
     save_checkpoint(run.ckpt_path, config, run.data.fingerprint, run.model, run.optimizers,
-                    run.data_rng, state, grad_stats.state_dict())
+                    run.data_rng, state, grad_stats.state_dict(), lead=run.lead)
 
 
 def train_step(model: torch.nn.Module, optimizers: list[torch.optim.Optimizer], x: torch.Tensor,
@@ -429,7 +435,7 @@ def train_step(model: torch.nn.Module, optimizers: list[torch.optim.Optimizer], 
         opt.step()
     for opt in optimizers:
         opt.zero_grad(set_to_none=True)
-    return loss_sum / n_micro, norm
+    return loss_sum / n_micro, full_tensor(norm)
 
 
 def _divergence(loss: float, grad_norm: float, max_loss: float) -> str | None:
@@ -493,7 +499,9 @@ def keep_freed_memory() -> None:
     mallopt(m_trim_threshold, 1 << 30)
 
 
-def _peak_flops(device: torch.device, dtype: torch.dtype) -> float | None:
+def peak_flops(device: torch.device, dtype: torch.dtype) -> float | None:
+    """The FLOP/s that MFU divides by: $SCALETUNE_PEAK_FLOPS, else a known GPU's bf16 datasheet
+    peak (bf16 runs on CUDA), else None."""
     if os.environ.get("SCALETUNE_PEAK_FLOPS"):
         return float(os.environ["SCALETUNE_PEAK_FLOPS"])
     if device.type == "cuda" and dtype == torch.bfloat16:
@@ -505,7 +513,7 @@ def _peak_flops(device: torch.device, dtype: torch.dtype) -> float | None:
 def _result(progress: _Progress, grad_stats: GradNormStats, run: _Run,
             wall_time_s: float) -> Result:
     tokens_per_s = progress.timed_tokens / progress.train_time_s if progress.train_time_s else 0.0
-    peak = _peak_flops(run.device, run.dtype)
+    peak = peak_flops(run.device, run.dtype)
     last = progress.history[-1]["val_loss"] if progress.history else None
     return Result(
         status=progress.status,

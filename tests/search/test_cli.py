@@ -231,3 +231,14 @@ def test_a_study_ends_with_a_summary_through_a_pipe(tmp_path, shakespeare):
     assert f"scaletune report {path} -o {cfg.folder / 'report'}" in out
     assert f"scaletune export {path} --tokens " in out
     assert not re.search(r"\d\.\d{8,}", out), out
+
+
+def test_an_export_says_how_to_train_on_one_machine_or_several():
+    from scaletune.search.cli import run_commands
+
+    lines = run_commands("my runs/final.yaml")
+    # The path is quoted for a shell; every node runs the same command but for its node rank.
+    assert lines[0] == "train it with:  scaletune train 'my runs/final.yaml'"
+    assert lines[1].endswith("scaletune train 'my runs/final.yaml' --nproc-per-node N")
+    assert lines[3].strip() == ("scaletune train 'my runs/final.yaml' --nproc-per-node N --nnodes M "
+                                "--node-rank R --rdzv-endpoint NODE0:29500")

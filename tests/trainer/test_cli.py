@@ -4,9 +4,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
-from scaletune.trainer.cli import train_main
+from scaletune.trainer.cli import check_launch, torchrun_command, train_main
 from scaletune.trainer.config import load_train_config
 from scaletune.trainer.errors import ConfigError
 
@@ -110,6 +111,17 @@ def test_trainer_imports_neither_optuna_nor_ray():
     assert out.strip() == "[]"
 
 
+def test_the_trainer_imports_sharding_and_its_checkpoints_only_when_a_run_needs_them():
+    # torch.distributed.tensor and .checkpoint take about a second to import, which every trial
+    # (one process, no checkpoint) would pay before its first step.
+    code = ("import sys, scaletune.trainer.loop, scaletune.trainer.cli; print(sorted(m for m in "
+            "('torch.distributed.tensor', 'torch.distributed.checkpoint', "
+            "'torch.distributed.fsdp') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_relative_local_paths_resolve_against_the_config_file(tmp_path):
     folder = tmp_path / "configs"
     folder.mkdir()
@@ -163,3 +175,59 @@ def test_nesterov_without_momentum_is_a_config_error(tmp_path):
         load_train_config(path)
     assert err.value.errors == ["optim.nesterov needs momentum: set optim.beta1 (the SGD momentum) "
                                 "above 0, or optim.nesterov to false"]
+
+
+def test_parallel_takes_ddp_or_fsdp_and_fsdp_refuses_muon(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_train_config(write(tmp_path, {"parallel": "zero3"}))
+    assert err.value.errors == ["parallel: Input should be 'ddp' or 'fsdp' (got 'zero3')"]
+    # Muon orthogonalizes whole matrices; a sharded process holds a slice of each.
+    with pytest.raises(ConfigError) as err:
+        load_train_config(write(tmp_path, {"parallel": "fsdp", "optim": {"name": "muon"}}))
+    assert err.value.errors[0].startswith("parallel: fsdp shards every weight matrix")
+    assert load_train_config(write(tmp_path, {"parallel": "fsdp"})).parallel == "fsdp"
+
+
+def test_the_torchrun_command_of_one_machine_and_of_several():
+    one = torchrun_command("final.yaml", 4)
+    assert one[1:] == ["-m", "torch.distributed.run", "--nproc-per-node=4", "--standalone", "-m",
+                       "scaletune.trainer.cli", "final.yaml"]
+    # Every node runs the same command but for its node rank; they meet at node 0's host:port.
+    node = torchrun_command("final.yaml", 8, nnodes=2, node_rank=1, rdzv_endpoint="node0:29500")
+    assert node[1:] == ["-m", "torch.distributed.run", "--nproc-per-node=8", "--nnodes=2",
+                        "--node-rank=1", "--rdzv-endpoint=node0:29500", "-m",
+                        "scaletune.trainer.cli", "final.yaml"]
+
+
+@pytest.mark.parametrize(("options", "error"), [
+    ({"nproc": 0}, "--nproc-per-node must be 1 or more, got 0"),
+    ({"nnodes": 0}, "--nnodes must be 1 or more, got 0"),
+    ({"nnodes": 2, "node_rank": 2, "rdzv_endpoint": "h:1"}, "--node-rank must be in 0..1"),
+    ({"nnodes": 2}, "--rdzv-endpoint is needed with --nnodes above 1"),
+    ({"nnodes": 2, "rdzv_endpoint": "node0"}, "--rdzv-endpoint must be host:port"),
+    ({"nnodes": 2, "rdzv_endpoint": "node0:99999"}, "--rdzv-endpoint must be host:port"),
+    ({"rdzv_endpoint": "node0:29500"}, "--rdzv-endpoint is for runs over several machines"),
+])
+def test_bad_launch_options_name_the_option(options, error):
+    args = {"nproc": 2, "nnodes": 1, "node_rank": 0, "rdzv_endpoint": None, **options}
+    errors = check_launch(**args)
+    assert len(errors) == 1 and errors[0].startswith(error)
+
+
+def test_a_bad_launch_exits_with_2_before_starting_torchrun(tmp_path, capsys):
+    from scaletune.search.cli import main
+
+    assert main(["train", str(write(tmp_path, {})), "--nnodes", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--rdzv-endpoint is needed with --nnodes above 1" in err and "launching" not in err
+
+
+def test_a_process_without_a_gpu_of_its_own_is_refused(monkeypatch):
+    from scaletune.trainer.distributed import device_for
+    from scaletune.trainer.errors import SetupError
+
+    # torchrun numbers the processes of a machine by LOCAL_RANK; each takes the GPU of that number.
+    monkeypatch.setenv("LOCAL_RANK", str(torch.cuda.device_count()))
+    with pytest.raises(SetupError, match=r"has no GPU of its own: the machine has \d+; start at "
+                                         r"most that many processes per machine"):
+        device_for("cuda", world=2)

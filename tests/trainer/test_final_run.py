@@ -1,9 +1,14 @@
 """What a long final run needs: data parallel (torchrun, gloo on the CPU) that matches one
-process, and TensorBoard scalars."""
+process, replicated (DDP) or sharded (FSDP2), on one machine or several; checkpoints that resume
+on another number of processes; and TensorBoard scalars.
+
+Every run here is on the CPU with gloo. NCCL on GPUs, and machines that are really apart, are
+left to benchmarks/gpu_check.py and to the person running it."""
 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +21,7 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _config(tmp_path: Path, text: Path, name: str) -> Path:
+def _config(tmp_path: Path, text: Path, name: str, **fields) -> Path:
     corpus = tmp_path / "corpus.txt"
     if not corpus.exists():
         corpus.write_bytes(text.read_bytes()[:100_000])
@@ -32,6 +37,7 @@ def _config(tmp_path: Path, text: Path, name: str) -> Path:
         "num_threads": 1,
         "progress": False,
         "out_dir": str(tmp_path / name),
+        **fields,
     }
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -64,6 +70,77 @@ def test_two_process_data_parallel_matches_one_process(tmp_path, shakespeare):
     events = [json.loads(ln)["event"] for ln in (tmp_path / "ddp" / "metrics.jsonl").read_text()
               .splitlines()]
     assert events.count("start") == 1 and events.count("end") == 1
+
+
+def _train(config: Path, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "scaletune.search.cli", "train", str(config),
+                           *flags], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_two_sharded_processes_learn_as_one_process_does(tmp_path, shakespeare):
+    single = _config(tmp_path, shakespeare, "single")
+    fsdp = _config(tmp_path, shakespeare, "fsdp", parallel="fsdp")
+    assert _train(single).returncode == 0
+    two = _train(fsdp, "--nproc-per-node", "2")
+    assert two.returncode == 0, two.stdout + two.stderr
+    a, b = _evals(tmp_path / "single"), _evals(tmp_path / "fsdp")
+    # FSDP2 gathers each block's weights, and reduce-scatters the gradients as a mean over the
+    # ranks: the step is the single-process step on the whole batch, and the loss goes down.
+    assert len(b) == 3 and b[-1] < b[0]
+    assert b == pytest.approx(a, abs=2e-4)
+
+
+STOP_AT = """
+import sys
+from scaletune.trainer.config import load_train_config
+from scaletune.trainer.loop import train
+
+stop_at = int(sys.argv[2])
+train(load_train_config(sys.argv[1]),
+      report=lambda tokens, *_: "stop" if tokens >= stop_at else None)
+"""
+
+
+def test_a_checkpoint_of_two_sharded_processes_resumes_on_one(tmp_path, shakespeare):
+    single = _config(tmp_path, shakespeare, "single")
+    fsdp = _config(tmp_path, shakespeare, "fsdp", parallel="fsdp")
+    assert _train(single).returncode == 0
+    script = tmp_path / "stop_at.py"
+    script.write_text(STOP_AT)
+    stopped = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                              "--nproc-per-node=2", str(script), str(fsdp), "2048"],
+                             cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert (tmp_path / "fsdp" / "checkpoint.pt").exists(), stopped.stdout + stopped.stderr
+    assert len(_evals(tmp_path / "fsdp")) == 2
+    resumed = _train(fsdp, "--resume")  # one process, not sharded
+    assert resumed.returncode == 0, resumed.stderr
+    # The shards were gathered into one file; one process takes all of it and ends where the
+    # uninterrupted single-process run ends.
+    a, b = _evals(tmp_path / "single"), _evals(tmp_path / "fsdp")
+    assert len(b) == 3 and b[-1] < b[1]
+    assert b == pytest.approx(a, abs=2e-4)
+
+
+def test_two_machines_meet_at_the_rendezvous_endpoint(tmp_path, shakespeare):
+    # Two "machines" on loopback, one process each: what --nnodes 2 runs on every node, with
+    # its own --node-rank. Node 0 holds rank 0, which writes the run folder.
+    single = _config(tmp_path, shakespeare, "single")
+    nodes = _config(tmp_path, shakespeare, "nodes")
+    assert _train(single).returncode == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launches = [subprocess.Popen(
+        [sys.executable, "-m", "scaletune.search.cli", "train", str(nodes), "--nnodes", "2",
+         "--node-rank", str(rank), "--rdzv-endpoint", f"127.0.0.1:{port}"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for rank in (0, 1)]
+    outputs = [p.communicate(timeout=300)[0] for p in launches]
+    assert [p.returncode for p in launches] == [0, 0], outputs
+    assert "--nnodes=2 --node-rank=0 --rdzv-endpoint=127.0.0.1:" in outputs[0]
+    assert _evals(tmp_path / "nodes") == pytest.approx(_evals(tmp_path / "single"), abs=2e-4)
+    start = json.loads((tmp_path / "nodes" / "metrics.jsonl").read_text().splitlines()[0])
+    assert start["event"] == "start" and start["processes"] == 2
 
 
 def test_tensorboard_scalars_are_written_per_evaluation(tmp_path, shakespeare):

@@ -5,9 +5,12 @@ from collections import Counter
 
 import pytest
 import torch
+from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
 from scaletune.trainer.checkpoint import CHECKPOINT
 from scaletune.trainer.loop import GradNormStats, train
+from scaletune.trainer.model import GPT
+from scaletune.trainer.optim import build_optimizers
 from scaletune.trainer.record import METRICS
 
 STEP_TOKENS = 8 * 32  # the tiny config: batch 8 x block 32
@@ -99,6 +102,29 @@ def test_resume_continues_bit_for_bit(tiny, tmp_path):
     assert second.final_val_loss == straight.final_val_loss
     # A resumed, finished run returns its result without training again.
     assert train(cfg, resume=True).history == straight.history
+
+
+def test_a_checkpoint_of_two_optimizers_resumes_by_name_or_by_position(tiny, tmp_path):
+    # Under muon the run has two optimizers. A checkpoint keys their state by parameter name (so
+    # that it does not depend on how processes shard the parameters); one written before that,
+    # a list with one state per optimizer, resumes the same.
+    common = {"steps": 8, "optim": {"name": "muon"}, "checkpoint_every_tokens": 4 * STEP_TOKENS}
+    straight = train(tiny(out_dir=str(tmp_path / "straight"), **common))
+    for name in ("by_name", "by_position"):
+        cfg = tiny(out_dir=str(tmp_path / name), **common)
+        train(cfg, lambda t, v, m: "stop")
+        if name == "by_position":
+            path = tmp_path / name / CHECKPOINT
+            ckpt = torch.load(path, weights_only=True)
+            model = GPT(cfg.model, 256)
+            optimizers = build_optimizers(model, cfg.optim, torch.device("cpu"))
+            set_optimizer_state_dict(model, optimizers, ckpt["optimizers"],
+                                     options=StateDictOptions(full_state_dict=True))
+            ckpt["optimizers"] = [opt.state_dict() for opt in optimizers]
+            torch.save(ckpt, path)
+        resumed = train(cfg, resume=True)
+        assert resumed.history == straight.history
+        assert resumed.final_val_loss == straight.final_val_loss
 
 
 def test_resume_refuses_a_different_config(tiny, tmp_path):

@@ -1,0 +1,47 @@
+"""The GPU check runs on GPUs only; here: its message on a machine without CUDA, and that the
+files it writes are ones the product accepts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmarks.gpu_check import all_ok, main, most_at_once, study_file, train_file
+from scaletune.search.config import load_study
+from scaletune.trainer.config import load_train_config
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_without_cuda_it_exits_2_and_says_why(capsys):
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gpu_check needs a CUDA GPU, and torch sees none on this machine")
+    assert f"torch {torch.__version__}" in err
+
+
+def test_the_study_and_the_runs_it_writes_are_valid(tmp_path):
+    study = load_study(study_file(tmp_path))
+    assert (study.n_trials, study.workers.gpus_per_trial, study.trainer.device) == (4, 0.25, "cuda")
+    run = load_train_config(train_file(tmp_path, "fsdp", "fsdp"))
+    assert (run.parallel, run.device, run.dtype) == ("fsdp", "cuda", "bfloat16")
+
+
+def test_most_at_once_counts_overlapping_trials():
+    # Four trials, the last starting after the first ended: at most three ran together.
+    assert most_at_once([(0, 10), (1, 5), (2, 11), (10.5, 12)]) == 3
+    assert most_at_once([]) == 0
+
+
+def test_the_check_passes_only_when_every_part_did():
+    study = {"exit_code": 0, "states": ["COMPLETE"] * 4, "devices": ["cuda"] * 4,
+             "gpu_ids": [["0"]] * 4, "most_at_once": 4}
+    runs = {name: {"exit_code": 0, "final_val_loss": 3.0} for name in ("one", "ddp", "fsdp")}
+    good = {"throughput": [{"tokens_per_s": 1.0}], "study": study, "data_parallel": runs}
+    assert all_ok(good)
+    # Each rule on its own: trials one after another, a trial on a second GPU, a sharded run
+    # 3% off the single GPU's loss, a throughput run that did not fit.
+    assert not all_ok({**good, "study": {**study, "most_at_once": 3}})
+    assert not all_ok({**good, "study": {**study, "gpu_ids": [["0"]] * 3 + [["1"]]}})
+    off = {**runs, "fsdp": {"exit_code": 0, "final_val_loss": 3.09}}
+    assert not all_ok({**good, "data_parallel": off})
+    assert not all_ok({**good, "throughput": [{"error": "out of memory"}]})
