@@ -147,12 +147,19 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     studies = [with_options(load_study(p), storage=args.storage) for p in args.studies]
     laws = fit_from_studies(studies, scale_kind=args.by)
     laws.save(args.output)
-    for fit in (laws.lr, laws.tau, laws.batch_size):
-        if fit is not None:
-            console.print(fit.describe(), highlight=False)
+    print_laws(laws, console)
     console.print(f"wrote {args.output}; use it with  priors: {{laws: fitted, fitted_file: "
                   f"{args.output}}}", highlight=False, markup=False)
     return 0
+
+
+def print_laws(laws: Any, console: Console) -> None:
+    """Each fitted law on a line, then what the fits do not know, in yellow."""
+    for fit in laws.fits():
+        console.print(fit.describe(), highlight=False, markup=False, soft_wrap=True)
+    for warning in laws.warnings:
+        console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False,
+                      soft_wrap=True)
 
 
 def _tokens(text: str) -> int:
