@@ -162,13 +162,14 @@ def test_priors_for_uses_fitted_laws(fitted):
 def test_params_scale_kind_uses_non_embedding_params():
     model = ModelShape(n_layer=2, n_head=4, n_embd=64, block_size=64, vocab_size=256)
     pts = [
-        ScalePoint(scale=n, scale_kind="params", lr=3e-3 * (n / 1e5) ** -0.5, tau=None,
+        ScalePoint(scale=n, scale_kind="params", lr=3e-3 * (n / 1e5) ** -0.5 * jitter, tau=None,
                    batch_size=None, value=3.0)
-        for n in (5e4, 1e5, 2e5, 4e5)
+        for n in (5e4, 1e5, 2e5, 4e5) for jitter in (0.9, 1 / 0.9)
     ]
     laws = fit_studies(pts, n_boot=50)
     p = priors_for(model, 2e6, fitted=laws)
     # A 'params' law is evaluated at N = 12 * n_layer * n_embd^2 = 98,304.
+    assert laws.warnings == ()
     assert p.lr.center == pytest.approx(3e-3 * (98_304 / 1e5) ** -0.5)
     # tau was not fitted, so it falls back to the published Power Lines law.
     assert p.tau.sources[0].law == "Power Lines tau_opt(TPP)"
@@ -278,3 +279,30 @@ def test_near_best_weights_fall_with_the_gap():
     w = near_best_weights([3.0, 3.03, 3.045, 3.2], near=0.03)
     # The best weighs 1; 1% above weighs 2/3, 1.5% above 1/2; 3% or more above is left out.
     assert w == pytest.approx([1.0, 2 / 3, 0.5, 0.0])
+
+
+def test_a_weak_fit_widens_the_prior_toward_the_published_laws():
+    model = ModelShape(n_layer=2, n_head=4, n_embd=64, block_size=64, vocab_size=256)
+    tokens = 3e5
+    strong = fit_studies(synthetic_points(n=4), n_boot=200)
+    weak = fit_studies(synthetic_points(n=2), n_boot=200)
+    published = priors_for(model, tokens)
+    from_strong = priors_for(model, tokens, fitted=strong)
+    from_weak = priors_for(model, tokens, fitted=weak)
+    # Rule: a fit that warns does not stand alone: the published laws' sources join its prior,
+    # its center lies between the fit's prediction and the published center, and its spread is
+    # at least that of the fit's own prediction interval.
+    assert [s.law for s in from_strong.lr.sources] == ["fitted lr"]
+    assert [s.law for s in from_weak.lr.sources][0] == "fitted lr"
+    assert {s.law for s in published.lr.sources} <= {s.law for s in from_weak.lr.sources}
+    fit_value = weak.lr.predict(tokens).value
+    low, high = sorted((fit_value, published.lr.center))
+    assert low < from_weak.lr.center < high
+    z = 1.959964
+    assert from_weak.lr.sigma >= math.log10(weak.lr.predict(tokens).high
+                                            / weak.lr.predict(tokens).low) / (2 * z) - 1e-12
+    # The priors record which laws they used and what the fit warned of.
+    record = from_weak.to_json()["laws"]
+    assert record["kind"] == "fitted" and len(record["fits"]) == 3
+    assert any("fitted on 2 rungs" in w for w in record["warnings"])
+    assert published.to_json()["laws"] == {"kind": "published", "fits": [], "warnings": []}
