@@ -83,6 +83,29 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     return 0 if summary["best"] is not None else 1
 
 
+def cmd_ladder(args: argparse.Namespace, console: Console) -> int:
+    from scaletune.search.ladder import load_ladder, plan_table
+
+    ladder = load_ladder(args.ladder)
+    _quiet_optuna()
+    if args.dry_run:
+        console.print(plan_table(ladder))
+        return 0
+    from scaletune.search.ladder import run_ladder
+    from scaletune.search.progress import print_run_summary
+
+    if ladder.target.workers.address in (None, "local"):
+        logging.getLogger(RAY_TOKEN_NOTICE).setLevel(logging.ERROR)
+    start = time.monotonic()
+    try:
+        study = run_ladder(ladder, console)
+    except KeyboardInterrupt as e:
+        return 128 + getattr(e, "signum", signal.SIGINT)
+    summary = print_run_summary(console, study, ladder.target, args.ladder,
+                                time.monotonic() - start)
+    return 0 if summary["best"] is not None else 1
+
+
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.config import check_study_files, load_study
     from scaletune.trainer.config import load_train_config, load_yaml
@@ -201,11 +224,14 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 
 def _study(args: argparse.Namespace) -> StudyConfig:
-    """The study file of a command, with its storage replaced by ``--storage`` where given."""
+    """The study file of a command, with its storage replaced by ``--storage`` where given; for a
+    ladder file, its target study."""
     from scaletune.search.config import load_study
+    from scaletune.search.ladder import is_ladder, load_ladder
     from scaletune.search.manage import with_options
 
-    return with_options(load_study(args.study), storage=args.storage)
+    cfg = load_ladder(args.study).target if is_ladder(args.study) else load_study(args.study)
+    return with_options(cfg, storage=args.storage)
 
 
 def cmd_studies(args: argparse.Namespace, console: Console) -> int:
@@ -297,6 +323,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the plan (priors, search space, first trial, sampler, pruner, "
                         "workers, storage, budget) and start nothing")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("ladder", help="run a scale ladder: studies at smaller scales cheapest "
+                                      "first, laws fitted after each, then the target study "
+                                      "seeded from them (resumable)")
+    p.add_argument("ladder", help="ladder YAML (a target study file and its rungs)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the rungs in the order they run, with their state, and start nothing")
+    p.set_defaults(func=cmd_ladder)
 
     p = sub.add_parser("studies", help="list the studies in a storage")
     where = p.add_mutually_exclusive_group(required=True)
