@@ -118,6 +118,12 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
             if "tokens" in raw and not {"n_trials", "tokens_per_trial"} & raw.keys():
                 missing = load_train_config(path).data.file_errors()
                 kind = " (training config)"
+            elif "rungs" in raw:
+                from scaletune.search.ladder import load_ladder
+
+                # The laws file is the ladder's to write: only the rungs' files must be there.
+                missing = check_study_files(load_ladder(path).rungs[0].cfg)
+                kind = " (ladder)"
             else:
                 missing = check_study_files(load_study(path))
                 kind = ""

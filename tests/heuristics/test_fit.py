@@ -97,7 +97,7 @@ def test_save_load_roundtrip(fitted, tmp_path):
     assert FittedLaws.load(path) == fitted
     # The file is a summary a person can read: no bootstrap samples, a few kB for 8 rungs.
     text = path.read_text()
-    assert "boot" not in text and len(text) < 12_000
+    assert "boot_" not in text and len(text) < 12_000
     data = json.loads(text)
     assert data["laws"][0].startswith("lr = ") and data["warnings"] == []
     assert len(data["lr"]["rungs"]) == 8 and data["lr"]["n_points"] == 32
