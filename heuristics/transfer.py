@@ -86,6 +86,11 @@ class Rule:
     factor: float | None = None
 
 
+HORIZON_EXPONENTS = {"lr": laws.HORIZON_LR_EXPONENT, "tau": 0.0, "batch_size": 0.383}
+"""The published rules' exponents in D at fixed N, as ``transfer`` applies them: Bjorck et al.'s
+lr, tau kept (Power Lines), Power Lines' batch size."""
+
+
 @dataclass(frozen=True)
 class FittedExponents:
     """Exponents in tokens of laws fitted to the user's studies; None where none was fitted."""

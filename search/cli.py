@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -220,24 +221,46 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from scaletune.search.ladder import is_ladder
     from scaletune.search.report import make_report
 
     cfg = _study(args)
     _quiet_optuna()
-    out = args.output or cfg.folder / "report"
+    out = Path(args.output or cfg.folder / "report")
+    if is_ladder(args.study):
+        return _ladder_report(args, cfg, out, console)
     make_report(cfg, out, source=args.study, console=console)
+    return 0
+
+
+def _ladder_report(args: argparse.Namespace, target: StudyConfig, out: Path,
+                   console: Console) -> int:
+    """A ladder's figures, then its target study's report once the target has trials."""
+    from scaletune.heuristics.fit import FittedLaws
+    from scaletune.search.ladder import finished_trials, load_ladder
+    from scaletune.search.ladder_report import make_ladder_figures
+    from scaletune.search.report import make_report
+
+    ladder = load_ladder(args.study)
+    drawn = make_ladder_figures(ladder, out)
+    console.print(f"wrote {len(drawn)} ladder figure(s) to {out}: "
+                  f"{', '.join(d.paths[0].name for d in drawn)}", highlight=False, markup=False)
+    print_laws(FittedLaws.load(ladder.laws_file), console)
+    if finished_trials(target):
+        make_report(target, out, source=args.study, console=console)
+    else:
+        console.print(f"the target study {target.name} has not run yet: its report comes once "
+                      f"it has (scaletune ladder {args.study})", highlight=False, markup=False)
     return 0
 
 
 def _study(args: argparse.Namespace) -> StudyConfig:
     """The study file of a command, with its storage replaced by ``--storage`` where given; for a
     ladder file, its target study."""
-    from scaletune.search.config import load_study
-    from scaletune.search.ladder import is_ladder, load_ladder
+    from scaletune.search.ladder import study_or_target
     from scaletune.search.manage import with_options
 
-    cfg = load_ladder(args.study).target if is_ladder(args.study) else load_study(args.study)
-    return with_options(cfg, storage=args.storage)
+    return with_options(study_or_target(args.study), storage=args.storage)
 
 
 def cmd_studies(args: argparse.Namespace, console: Console) -> int:

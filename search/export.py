@@ -26,7 +26,13 @@ from optuna.trial import FrozenTrial, TrialState
 from pydantic import ValidationError
 
 from scaletune.heuristics import laws
-from scaletune.heuristics.transfer import FittedExponents, Hparams, Transfer, transfer
+from scaletune.heuristics.transfer import (
+    HORIZON_EXPONENTS,
+    FittedExponents,
+    Hparams,
+    Transfer,
+    transfer,
+)
 from scaletune.search.config import StudyConfig
 from scaletune.search.space import fixed_values, trial_config
 from scaletune.search.storage import mask_url
@@ -114,12 +120,18 @@ def fitted_exponents(cfg: StudyConfig, notes: list[str]) -> FittedExponents | No
     if fitted.scale_kind != "tokens":
         return None
     notes += [f"fitted laws: {w}" for w in fitted.warnings]
-    return FittedExponents(
-        lr=fitted.lr.exponent,
-        tau=None if fitted.tau is None else fitted.tau.exponent,
-        batch_size=None if fitted.batch_size is None else fitted.batch_size.exponent,
-        source=f"fitted on {fitted.lr.n_rungs} rungs ({path.name})",
-    )
+    exponents: dict[str, float | None] = {}
+    for name in HORIZON_EXPONENTS:
+        fit = getattr(fitted, name)
+        # A fit that warns is blended half and half with the published rule, as its prior is.
+        exponents[name] = (None if fit is None else fit.exponent if not fit.weak
+                           else (fit.exponent + HORIZON_EXPONENTS[name]) / 2)
+    weak = [f.target for f in fitted.fits() if f.weak]
+    if weak:
+        notes.append(f"the fitted {', '.join(weak)} law(s) warn: their horizon exponents are "
+                     "the mean of the fitted and the published ones")
+    return FittedExponents(**exponents,
+                           source=f"fitted on {fitted.lr.n_rungs} rungs ({path.name})")
 
 
 def export_study(

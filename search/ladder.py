@@ -149,6 +149,14 @@ def is_ladder(path: str | Path) -> bool:
     return "rungs" in load_yaml(path)
 
 
+def study_or_target(path: str | Path) -> StudyConfig:
+    """The study of a study file, or the target study of a ladder file: what the commands that
+    read one study (report, export, show, best, dashboard) take either for."""
+    from scaletune.search.config import load_study
+
+    return load_ladder(path).target if is_ladder(path) else load_study(path)
+
+
 def load_ladder(path: str | Path) -> Ladder:
     """Read and validate a ladder file and the target study it names; every problem at once,
     each naming its key (a rung's problems name the rung: ``rungs[1]: model.n_head: ...``)."""

@@ -146,7 +146,8 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     assert ladder.laws_file.read_text() == laws_before
     # The ladder file stands for its target study in the commands that read a study.
     assert main(["best", str(path), "--json"]) == 0
-    assert "lr" in json.loads(capsys.readouterr().out)
+    best = json.loads(capsys.readouterr().out)
+    assert best["study"] == "ladder-target" and "lr" in best["params"]
     assert load_study(tmp_path / "target.yaml").name == "tiny"
 
 
@@ -175,3 +176,28 @@ def test_export_carries_the_horizon_with_the_fitted_exponents(tmp_path):
     assert sources["batch_size"].startswith("fitted batch-size law")
     assert "fitted tau law" in next(r.formula for r in done.transfer.rules
                                     if r.value == "weight_decay")
+
+
+def test_the_ladder_figure_shows_rungs_law_published_prior_and_prediction(tmp_path, shakespeare):
+    from scaletune.heuristics.fit import ScalePoint, fit_studies
+    from scaletune.search.ladder_report import make_ladder_figures
+
+    ladder = load_ladder(ladder_files(tmp_path, shakespeare))
+    points = [ScalePoint(r.scale, "tokens", 0.5 * r.scale**-0.3 * j, 10 * r.scale**-0.2 * j,
+                         None, 3.0) for r in ladder.rungs for j in (0.9, 1 / 0.9)]
+    fitted = fit_studies(points, n_boot=100)
+    drawn = make_ladder_figures(ladder, tmp_path / "report", fitted)
+    # Rule: one figure per fitted law (no batch law here), PNG and HTML each.
+    assert [d.paths[0].name for d in drawn] == ["ladder_lr.png", "ladder_tau.png"]
+    assert all(path.is_file() for d in drawn for path in d.paths)
+    html = drawn[0].html
+    names = {trace.name for trace in html.data}
+    assert {"fitted law", "95% prediction interval", "published laws' prior center",
+            "prediction at the target"} <= {n for n in names}
+    assert any(n.startswith("rung optimum") for n in names)
+    # The prediction's star sits at the target's tokens, at the law's value there.
+    star = next(t for t in html.data if t.name == "prediction at the target" and len(t.x) == 1)
+    assert star.x[0] == ladder.target_scale
+    assert star.y[0] == pytest.approx(fitted.lr.predict(ladder.target_scale).value)
+    # The title gives the exponent with its interval.
+    assert "lr ~ tokens^-0.300" in drawn[0].png.axes[0].get_title(loc="left")
