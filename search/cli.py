@@ -139,12 +139,18 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_priors(args: argparse.Namespace, console: Console) -> int:
     from scaletune.heuristics.priors import print_priors
-    from scaletune.search.config import load_study
+    from scaletune.search.ladder import study_or_target
     from scaletune.search.space import planning_priors
 
     # From the model, the budget and the tokenizer's name: planning a study downloads and
     # tokenizes nothing (`scaletune run` prepares the data; only dropout's epochs need it).
-    priors = planning_priors(load_study(args.study))
+    cfg = study_or_target(args.study)
+    if cfg.priors.laws == "fitted" and not Path(cfg.priors.fitted_file or "").is_file():
+        # A ladder's target has priors once two rungs have finished and its laws are written.
+        raise ConfigError(args.study, [f"priors.fitted_file: file not found: "
+                                       f"{cfg.priors.fitted_file!r} (`scaletune fit` or "
+                                       "`scaletune ladder` writes it)"])
+    priors = planning_priors(cfg)
     print_priors(priors, json_output=args.json, console=console)
     return 0
 

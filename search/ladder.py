@@ -324,6 +324,12 @@ def run_ladder(ladder: Ladder, console: Console | None = None) -> optuna.Study:
                           highlight=False)
             break
         before = fitted
-    console.print(f"[bold]target[/] {ladder.target.name}: priors from {ladder.laws_file}",
+    target = ladder.target
+    have = finished_trials(target)
+    if have >= target.n_trials:
+        console.print(f"target {target.name}: finished ({have}/{target.n_trials} trials)",
+                      highlight=False)
+        return optuna.load_study(study_name=target.name, storage=make_storage(target.storage_url))
+    console.print(f"[bold]target[/] {target.name}: priors from {ladder.laws_file}",
                   highlight=False)
-    return run_study(ladder.target, console)
+    return run_study(target, console)

@@ -143,6 +143,7 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     out = flat(capsys.readouterr().out)
     assert finished_counts(first.storage_url) == counts
     assert len(re.findall(r"rung \d/3 \S+: finished \(2/2 trials\)", out)) == 3
+    assert "target ladder-target: finished (2/2 trials)" in out
     assert ladder.laws_file.read_text() == laws_before
     # The ladder file stands for its target study in the commands that read a study.
     assert main(["best", str(path), "--json"]) == 0
