@@ -202,3 +202,27 @@ def test_the_ladder_figure_shows_rungs_law_published_prior_and_prediction(tmp_pa
     assert star.y[0] == pytest.approx(fitted.lr.predict(ladder.target_scale).value)
     # The title gives the exponent with its interval.
     assert "lr ~ tokens^-0.300" in drawn[0].png.axes[0].get_title(loc="left")
+
+
+def test_a_ladder_settles_only_on_three_agreeing_rungs_without_warnings(tmp_path, shakespeare):
+    from scaletune.heuristics.fit import ScalePoint, fit_studies
+    from scaletune.search.ladder import settled
+
+    ladder = load_ladder(ladder_files(tmp_path, shakespeare))
+
+    def laws(exponent, scales):
+        return fit_studies([ScalePoint(x, "tokens", 0.5 * x**exponent * j, None, None, 3.0)
+                            for x in scales for j in (0.9, 1 / 0.9)], n_boot=100)
+
+    two, three = (4e3, 8e3), (4e3, 8e3, 16e3)
+    # Rule: the target's prediction moved by less than settle_log10 (0.05) with the third rung.
+    assert settled(ladder, laws(-0.3, two), laws(-0.3, three), n_rungs=3)
+    # Not when it moved more, not on two rungs, not when a law warns (lr rising with tokens).
+    assert not settled(ladder, laws(-0.2, two), laws(-0.3, three), n_rungs=3)
+    assert not settled(ladder, laws(-0.3, two), laws(-0.3, two), n_rungs=2)
+    assert not settled(ladder, laws(0.3, two), laws(0.3, three), n_rungs=3)
+    # settle_log10: null runs every rung.
+    every = ladder.cfg.model_copy(update={"settle_log10": None})
+    assert not settled(ladder.__class__(every, ladder.source, ladder.rungs, ladder.target,
+                                        ladder.laws_file),
+                       laws(-0.3, two), laws(-0.3, three), n_rungs=3)
