@@ -416,11 +416,18 @@ class FittedLaws:
             batch_size=None if data["batch_size"] is None else read(data["batch_size"]),
         )
 
-    def save(self, path: str | Path) -> None:
-        """Write the laws as JSON (atomically: a temporary file, then a rename)."""
+    def save(self, path: str | Path, predict_at: dict[str, float] | None = None) -> None:
+        """Write the laws as JSON (atomically: a temporary file, then a rename), with each law's
+        prediction at the scales of ``predict_at`` by name (a ladder's target) for people to
+        read; loading recomputes them."""
+        out = self.to_json()
+        if predict_at:
+            out["predictions"] = {
+                name: {"scale": scale, **{f.target: asdict(f.predict(scale)) for f in self.fits()}}
+                for name, scale in predict_at.items()}
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        tmp.write_text(json.dumps(out, indent=2) + "\n")
         tmp.replace(path)
 
     @classmethod

@@ -314,7 +314,7 @@ def run_ladder(ladder: Ladder, console: Console | None = None) -> optuna.Study:
         if len({r.scale for r in done}) < 2:
             continue
         fitted = fit_rungs(ladder, done)
-        fitted.save(ladder.laws_file)
+        fitted.save(ladder.laws_file, predict_at={"target": ladder.target_scale})
         console.print(f"laws fitted on {len(done)} rung(s), written to {ladder.laws_file}:",
                       highlight=False, markup=False)
         print_fit(ladder, fitted, console)

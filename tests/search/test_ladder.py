@@ -127,6 +127,10 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     assert "warning: lr law: fitted on 2 rungs" in out
     saved = json.loads(ladder.laws_file.read_text())
     assert saved["format_version"] == 2 and saved["lr"]["n_rungs"] == 3
+    # It gives each law's prediction at the target's tokens with its interval.
+    at_target = saved["predictions"]["target"]
+    assert at_target["scale"] == ladder.target_scale == 40_960
+    assert at_target["lr"]["low"] < at_target["lr"]["value"] < at_target["lr"]["high"]
     assert "boot_" not in ladder.laws_file.read_text()
 
     # The target's priors came from the fitted laws, and its record says so.
