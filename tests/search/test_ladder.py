@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
 import optuna
 import pytest
@@ -226,7 +227,5 @@ def test_a_ladder_settles_only_on_three_agreeing_rungs_without_warnings(tmp_path
     assert not settled(ladder, laws(-0.3, two), laws(-0.3, two), n_rungs=2)
     assert not settled(ladder, laws(0.3, two), laws(0.3, three), n_rungs=3)
     # settle_log10: null runs every rung.
-    every = ladder.cfg.model_copy(update={"settle_log10": None})
-    assert not settled(ladder.__class__(every, ladder.source, ladder.rungs, ladder.target,
-                                        ladder.laws_file),
-                       laws(-0.3, two), laws(-0.3, three), n_rungs=3)
+    every = replace(ladder, cfg=ladder.cfg.model_copy(update={"settle_log10": None}))
+    assert not settled(every, laws(-0.3, two), laws(-0.3, three), n_rungs=3)
