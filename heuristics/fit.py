@@ -1,11 +1,17 @@
-"""Scaling laws fitted to the user's own finished studies.
+"""Scaling laws fitted to the user's own finished studies (the rungs of a scale ladder).
 
-Each finished study contributes one ``ScalePoint``: its scale (training tokens, or non-embedding
-parameters) and the hyperparameters of its best trial. For each of the optimal peak LR, the
-AdamW timescale tau and the batch size we fit a power law y = a * x^b by least squares in
-log10 space, with bootstrap confidence intervals (resampling studies with replacement). The
-result, ``FittedLaws``, is saved as JSON and can replace the published laws in
-``heuristics.priors.priors_for(..., fitted=...)``.
+Each finished study is a rung at one scale (training tokens, or non-embedding parameters). Every
+near-optimal trial of a rung is a ``ScalePoint``: its loss within ``NEAR_BEST`` of the rung's
+best, weighted by how close (``near_best_weights``). For each of the optimal peak LR, the AdamW
+timescale tau and the batch size we fit a power law y = a * x^b by weighted least squares in
+log10 space over all those trials, with a seeded bootstrap that resamples rungs and, within each,
+its trials. A fit says what it does not know: fewer than three rungs, an interval of zero width
+and an exponent of the opposite sign to the published law each give a warning in plain words,
+and ``heuristics.priors`` widens a prior built on such a fit toward the published laws.
+
+The result, ``FittedLaws``, is saved as a small JSON summary (coefficients, their covariance,
+intervals, each rung's optimum, warnings; no bootstrap samples) and can replace the published
+laws in ``heuristics.priors.priors_for(..., fitted=...)``.
 
 The search package builds the points from Optuna storage; nothing here touches Optuna.
 """
@@ -15,36 +21,61 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from scipy import stats
 
+from scaletune.heuristics import laws
+
 ScaleKind = Literal["tokens", "params"]
 SCALE_KINDS: tuple[str, ...] = ("tokens", "params")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: summaries (covariance of the coefficients, rung optima, warnings); 1: bootstrap samples
+and one best trial per study, still read (``FittedLaws.from_json``)."""
+NEAR_BEST = 0.03
+"""A trial is near-optimal when its loss is within this fraction of its rung's best loss."""
+MIN_RUNGS = 3
+"""Fewer rungs than this leave a law untested: two points always lie on a line."""
+DEGENERATE_WIDTH = 1e-3
+"""An exponent interval narrower than this is taken as degenerate (nothing was resampled)."""
+
+PUBLISHED_EXPONENTS: dict[tuple[str, str], tuple[float, str]] = {
+    ("tokens", "lr"): (laws.HORIZON_LR_EXPONENT,
+                       "the horizon rule eta ~ D^-0.32 (Bjorck et al., arXiv 2409.19913)"),
+    ("tokens", "tau"): (-0.527, "Power Lines' tau ~ TPP^-0.527 at fixed N (arXiv 2505.13738)"),
+    ("tokens", "batch_size"): (0.383, "Power Lines' B ~ D^0.383 (arXiv 2505.13738)"),
+    ("params", "lr"): (-0.713, "Step Law's eta ~ N^-0.713 at fixed D (arXiv 2503.04715)"),
+    ("params", "tau"): (0.527, "Power Lines' tau ~ TPP^-0.527 = N^0.527 at fixed D "
+                               "(arXiv 2505.13738)"),
+}
+"""The exponent each published law gives along a scale, with where it comes from: a fitted
+exponent of the opposite sign is warned about. Power Lines' batch size does not depend on N, so
+a law in parameters has no sign to check."""
 
 
 @dataclass(frozen=True)
 class ScalePoint:
-    """The best trial of one finished study, at that study's scale."""
+    """One near-optimal trial of a finished study (a rung), at that study's scale."""
 
     scale: float
     """Training tokens per trial (scale_kind 'tokens') or non-embedding parameters
-    12*n_layer*n_embd^2 (scale_kind 'params')."""
+    12*n_layer*n_embd^2 (scale_kind 'params'). Trials at one scale form one rung."""
     scale_kind: ScaleKind
     """What ``scale`` counts: 'tokens' or 'params'."""
     lr: float
-    """Peak learning rate of the best trial."""
+    """Peak learning rate of the trial."""
     tau: float | None
-    """AdamW timescale B/(eta*lambda*D) of the best trial (unitless); None if unknown."""
+    """AdamW timescale B/(eta*lambda*D) of the trial (unitless); None if unknown."""
     batch_size: float | None
-    """Batch of the best trial in TOKENS per optimizer step (sequences * block_size), so that
+    """Batch of the trial in TOKENS per optimizer step (sequences * block_size), so that
     studies with different block sizes are comparable; None if the study fixed it."""
     value: float
-    """Objective (validation loss) of the best trial; recorded for provenance, not fitted."""
+    """Objective (validation loss) of the trial; recorded for provenance, not fitted."""
+    weight: float = 1.0
+    """How much the trial counts, in (0, 1]: 1 for the rung's best (``near_best_weights``)."""
 
     def __post_init__(self) -> None:
         if self.scale_kind not in SCALE_KINDS:
@@ -55,11 +86,22 @@ class ScalePoint:
                 raise ValueError(f"ScalePoint.{name} must be positive and finite, got {name}={v!r}")
         if not math.isfinite(self.value):
             raise ValueError(f"ScalePoint.value must be finite, got value={self.value!r}")
+        if not 0.0 < self.weight <= 1.0:
+            raise ValueError(f"ScalePoint.weight must be in (0, 1], got weight={self.weight!r}")
+
+
+def near_best_weights(losses: Sequence[float], near: float = NEAR_BEST) -> list[float]:
+    """The weight of each trial of one rung: 1 - gap/near, where gap is its loss above the best
+    as a fraction of the best; 0 (left out) from a gap of ``near`` on. The best trial weighs 1."""
+    if not near > 0:
+        raise ValueError(f"near must be > 0, got {near=}")
+    best = min(losses)
+    return [max(0.0, 1.0 - (v - best) / (abs(best) or 1.0) / near) for v in losses]
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """A fitted law evaluated at one scale: point value and bootstrap interval."""
+    """A fitted law evaluated at one scale: point value and prediction interval."""
 
     value: float
     low: float
@@ -70,15 +112,32 @@ class Prediction:
     """True when the scale lies outside the scales the law was fitted on."""
 
 
+@dataclass(frozen=True)
+class RungOptimum:
+    """Where one rung's near-optimal trials put the optimum: their weighted geometric mean, and
+    the weighted spread of log10 y among them (how flat the optimum is) as an interval."""
+
+    scale: float
+    value: float
+    low: float
+    high: float
+    n_trials: int
+    """Near-optimal trials of the rung that the fit used."""
+
+
 def _pow10(log10: float) -> float:
     """10**log10 computed in log space and clipped to 1e-300..1e300: absurd far from the data
     a law was fitted on, but a number."""
     return 10.0 ** min(max(log10, -300.0), 300.0)
 
 
+def _z(level: float) -> float:
+    return float(stats.norm.ppf(0.5 + level / 2.0))
+
+
 @dataclass(frozen=True)
 class PowerLawFit:
-    """y = coef * x^exponent, fitted by least squares on (log10 x, log10 y)."""
+    """y = coef * x^exponent, fitted by weighted least squares on (log10 x, log10 y)."""
 
     target: str
     """What y is: 'lr', 'tau' or 'batch_size'."""
@@ -90,32 +149,40 @@ class PowerLawFit:
     two studies at nearby scales) neither underflows nor overflows."""
     exponent: float
     n_points: int
+    """Near-optimal trials fitted, over all rungs."""
+    n_rungs: int
+    """Distinct scales (rungs) fitted."""
     x_min: float
     x_max: float
     rmse_log10: float
-    """Root-mean-square residual of the fit, in log10 units (scatter of the studies)."""
+    """Root-mean-square residual of the rungs' optima around the law, in log10 units."""
     level: float
-    """Coverage of the bootstrap intervals."""
-    boot_log10_coef: tuple[float, ...]
-    """Bootstrap replicates of log10(coef) (resamples with a single distinct scale dropped)."""
-    boot_exponent: tuple[float, ...]
-    """Bootstrap replicates of the exponent, paired with ``boot_log10_coef``."""
+    """Coverage of the intervals."""
+    cov: tuple[float, float, float]
+    """Bootstrap covariance of (log10 coef, exponent): var, covariance, var."""
+    scatter_log10: float
+    """Spread (log10) of a new rung's optimum around the law: the rungs' residual standard
+    error with three rungs or more, 0 with two (unknown; the fit warns instead)."""
+    rungs: tuple[RungOptimum, ...]
+    warnings: tuple[str, ...] = ()
+    """What the fit does not know, in plain words; empty for a fit that can be trusted."""
 
-    def _percentiles(self, samples: np.ndarray) -> tuple[float, float]:
-        tail = 50.0 * (1.0 - self.level)
-        low, high = np.percentile(samples, [tail, 100.0 - tail])
-        return float(low), float(high)
+    @property
+    def weak(self) -> bool:
+        """True when a warning applies: priors built on this fit are widened."""
+        return bool(self.warnings)
 
     @property
     def exponent_interval(self) -> tuple[float, float]:
-        """Bootstrap interval of the exponent b."""
-        return self._percentiles(np.asarray(self.boot_exponent))
+        """Interval of the exponent b (bootstrap standard error, normal)."""
+        half = _z(self.level) * math.sqrt(max(self.cov[2], 0.0))
+        return self.exponent - half, self.exponent + half
 
     @property
     def coef_interval(self) -> tuple[float, float]:
-        """Bootstrap interval of the constant a."""
-        low, high = self._percentiles(np.asarray(self.boot_log10_coef))
-        return 10.0**low, 10.0**high
+        """Interval of the constant a."""
+        half = _z(self.level) * math.sqrt(max(self.cov[0], 0.0))
+        return _pow10(self.log10_coef - half), _pow10(self.log10_coef + half)
 
     @property
     def coef(self) -> float:
@@ -123,17 +190,19 @@ class PowerLawFit:
         return 10.0 ** min(self.log10_coef, 308.0)
 
     def predict(self, scale: float) -> Prediction:
-        """The law at ``scale`` (same kind as fitted), with its bootstrap interval."""
+        """The law at ``scale`` (same kind as fitted), with a prediction interval: where the
+        optimum of a study at that scale lies (the law's own uncertainty plus the rungs'
+        scatter around it)."""
         if not (scale > 0 and math.isfinite(scale)):
             raise ValueError(f"scale must be positive and finite, got {scale=}")
-        log_x = math.log10(scale)
-        value = _pow10(self.log10_coef + self.exponent * log_x)
-        boot = np.asarray(self.boot_log10_coef) + np.asarray(self.boot_exponent) * log_x
-        low, high = self._percentiles(boot)
-        # The point fit always lies inside its own interval, even with very few studies.
-        low, high = min(_pow10(low), value), max(_pow10(high), value)
+        lx = math.log10(scale)
+        mean = self.log10_coef + self.exponent * lx
+        var_a, cov_ab, var_b = self.cov
+        var = max(var_a + 2.0 * lx * cov_ab + lx * lx * var_b, 0.0) + self.scatter_log10**2
+        half = _z(self.level) * math.sqrt(var)
         extrapolated = not (self.x_min * (1 - 1e-9) <= scale <= self.x_max * (1 + 1e-9))
-        return Prediction(value, low, high, self.level, extrapolated)
+        return Prediction(_pow10(mean), _pow10(mean - half), _pow10(mean + half), self.level,
+                          extrapolated)
 
     def describe(self) -> str:
         """One line: the law, its exponent interval and what it was fitted on."""
@@ -142,22 +211,80 @@ class PowerLawFit:
         constant = f"{self.coef:.4g}" if in_range else f"10^{self.log10_coef:.2f}"
         return (
             f"{self.target} = {constant} * {self.scale_kind}^{self.exponent:.3f} "
-            f"(b {self.level:.0%} CI [{b_low:.3f}, {b_high:.3f}], {self.n_points} studies, "
-            f"{self.scale_kind} {self.x_min:.3g}..{self.x_max:.3g})"
+            f"(b {self.level:.0%} CI [{b_low:.3f}, {b_high:.3f}], {self.n_rungs} rungs, "
+            f"{self.n_points} near-best trials, {self.scale_kind} {self.x_min:.3g}..{self.x_max:.3g})"
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "boot_log10_coef": list(self.boot_log10_coef),
-                "boot_exponent": list(self.boot_exponent)}
+        out = asdict(self)
+        out["exponent_interval"] = list(self.exponent_interval)
+        out["rungs"] = [asdict(r) for r in self.rungs]
+        out["cov"], out["warnings"] = list(self.cov), list(self.warnings)
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PowerLawFit:
-        data = dict(data)
-        if "log10_coef" not in data:  # files written before the constant was kept in log space
-            data["log10_coef"] = math.log10(data.pop("coef"))
-        data["boot_log10_coef"] = tuple(float(v) for v in data["boot_log10_coef"])
-        data["boot_exponent"] = tuple(float(v) for v in data["boot_exponent"])
+        data = {k: v for k, v in data.items() if k != "exponent_interval"}
+        data["cov"] = tuple(float(v) for v in data["cov"])
+        data["rungs"] = tuple(RungOptimum(**r) for r in data["rungs"])
+        data["warnings"] = tuple(data.get("warnings", ()))
         return cls(**data)
+
+    @classmethod
+    def from_version_1(cls, data: dict[str, Any], points: list[dict[str, Any]]) -> PowerLawFit:
+        """A fit of a version-1 file: its bootstrap samples become their covariance, its
+        studies' best trials the rungs; the warnings are worked out as for a new fit."""
+        data = dict(data)
+        log10_coef = data.get("log10_coef")
+        if log10_coef is None:  # files written before the constant was kept in log space
+            log10_coef = math.log10(data["coef"])
+        boot = np.array([data["boot_log10_coef"], data["boot_exponent"]], dtype=float)
+        c = np.cov(boot) if boot.shape[1] > 1 else np.zeros((2, 2))
+        target = data["target"]
+        rungs = tuple(RungOptimum(p["scale"], p[target], p[target], p[target], 1)
+                      for p in points if p.get(target) is not None)
+        fit = cls(
+            target=target, unit=data["unit"], scale_kind=data["scale_kind"],
+            log10_coef=float(log10_coef), exponent=float(data["exponent"]),
+            n_points=int(data["n_points"]), n_rungs=len({r.scale for r in rungs}),
+            x_min=float(data["x_min"]), x_max=float(data["x_max"]),
+            rmse_log10=float(data["rmse_log10"]), level=float(data["level"]),
+            cov=(float(c[0, 0]), float(c[0, 1]), float(c[1, 1])), scatter_log10=0.0, rungs=rungs,
+        )
+        return _with_warnings(fit)
+
+
+def _wls(lx: np.ndarray, ly: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    """Weighted least squares of ly on lx: (intercept, slope)."""
+    mx, my = np.average(lx, weights=w), np.average(ly, weights=w)
+    sxx = float(np.sum(w * (lx - mx) ** 2))
+    slope = float(np.sum(w * (lx - mx) * (ly - my)) / sxx)
+    return float(my - slope * mx), slope
+
+
+def _with_warnings(fit: PowerLawFit) -> PowerLawFit:
+    """``fit`` with the warnings its numbers call for, each a sentence that says what to do."""
+    said = []
+    what = f"{fit.target} law"
+    if fit.n_rungs < MIN_RUNGS:
+        said.append(
+            f"{what}: fitted on {fit.n_rungs} rungs; a line always passes through two points, so "
+            "nothing tests the law and its interval reflects only the spread within each rung: "
+            "add a third rung; until then the prior is widened toward the published laws")
+    low, high = fit.exponent_interval
+    if high - low < DEGENERATE_WIDTH:
+        said.append(
+            f"{what}: the exponent's {fit.level:.0%} interval [{low:.3f}, {high:.3f}] has zero "
+            "width because the bootstrap had nothing to vary (one near-best trial per rung), not "
+            "because the exponent is known: run more trials per rung; the prior is widened")
+    published = PUBLISHED_EXPONENTS.get((fit.scale_kind, fit.target))
+    if published is not None and fit.exponent * published[0] < 0:
+        said.append(
+            f"{what}: the fitted exponent {fit.exponent:+.3f} has the opposite sign to "
+            f"{published[1]} ({published[0]:+.3f}); check the rungs (a best value at the edge of "
+            "its range, too few trials) before trusting it; the prior is widened toward the "
+            "published laws")
+    return replace(fit, warnings=tuple(said))
 
 
 def fit_power_law(
@@ -166,14 +293,16 @@ def fit_power_law(
     target: str,
     unit: str,
     scale_kind: ScaleKind,
+    weights: Sequence[float] | None = None,
     n_boot: int = 1000,
     seed: int = 0,
     level: float = 0.95,
 ) -> PowerLawFit:
-    """Fit y = a * x^b by least squares in log10 space, with a seeded bootstrap over points.
+    """Fit y = a * x^b by weighted least squares in log10 space over trials at several scales.
 
-    Needs at least two distinct x. With only two or three studies the bootstrap interval is
-    narrow or degenerate; callers add a floor to any spread they derive from it.
+    Trials at one x form a rung. The seeded bootstrap resamples rungs with replacement and,
+    within each, its trials (a resample with a single distinct scale is drawn again), so the
+    interval grows with the scatter of the trials and of the rungs. Needs two distinct x.
     """
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot=}")
@@ -181,42 +310,55 @@ def fit_power_law(
         raise ValueError(f"level must be in (0, 1), got {level=}")
     lx = np.log10(np.asarray(x, dtype=float))
     ly = np.log10(np.asarray(y, dtype=float))
-    if lx.shape != ly.shape or lx.ndim != 1:
-        raise ValueError(f"x and y must be 1-D and of equal length, got {len(x)} and {len(y)}")
+    w = np.ones_like(lx) if weights is None else np.asarray(weights, dtype=float)
+    if lx.shape != ly.shape or lx.shape != w.shape or lx.ndim != 1:
+        raise ValueError(f"x, y and weights must be 1-D and of equal length, got {len(x)}, "
+                         f"{len(y)} and {w.size}")
     if not (np.all(np.isfinite(lx)) and np.all(np.isfinite(ly))):
         raise ValueError(f"{target}: x and y must be positive and finite")
-    if np.unique(lx).size < 2:
+    if not np.all(w > 0):
+        raise ValueError(f"{target}: weights must be > 0")
+    scales = np.unique(lx)
+    if scales.size < 2:
         raise ValueError(f"{target}: need studies at >= 2 distinct scales, got {lx.size} point(s) "
-                         f"at {np.unique(lx).size} scale")
+                         f"at {scales.size} scale")
 
-    fit = stats.linregress(lx, ly)
-    residuals = ly - (fit.intercept + fit.slope * lx)
+    intercept, slope = _wls(lx, ly, w)
+    groups = [np.flatnonzero(lx == s) for s in scales]
+    rungs, residuals = [], []
+    for s, g in zip(scales, groups, strict=True):
+        mean = float(np.average(ly[g], weights=w[g]))
+        sd = float(np.sqrt(np.average((ly[g] - mean) ** 2, weights=w[g])))
+        rungs.append(RungOptimum(float(10.0**s), _pow10(mean), _pow10(mean - sd),
+                                 _pow10(mean + sd), int(g.size)))
+        residuals.append(mean - (intercept + slope * s))
+    residuals_a = np.asarray(residuals)
 
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, lx.size, size=(n_boot, lx.size))
-    bx, by = lx[idx], ly[idx]
-    mx, my = bx.mean(axis=1, keepdims=True), by.mean(axis=1, keepdims=True)
-    sxx = ((bx - mx) ** 2).sum(axis=1)
-    ok = sxx > 1e-12  # a resample of a single distinct scale determines no slope
-    slopes = ((bx - mx) * (by - my)).sum(axis=1)[ok] / sxx[ok]
-    intercepts = my[ok, 0] - slopes * mx[ok, 0]
-    if slopes.size == 0:
-        slopes, intercepts = np.array([fit.slope]), np.array([fit.intercept])
+    boot = []
+    for _ in range(n_boot):
+        for _attempt in range(20):
+            chosen = rng.integers(0, len(groups), size=len(groups))
+            if np.unique(chosen).size >= 2:
+                break
+        else:
+            continue
+        idx = np.concatenate([groups[k][rng.integers(0, groups[k].size, size=groups[k].size)]
+                              for k in chosen])
+        boot.append(_wls(lx[idx], ly[idx], w[idx]))
+    samples = np.asarray(boot or [(intercept, slope)]).T
+    c = np.cov(samples) if samples.shape[1] > 1 else np.zeros((2, 2))
+    dof = len(groups) - 2
+    scatter = float(np.sqrt(np.sum(residuals_a**2) / dof)) if dof > 0 else 0.0
 
-    return PowerLawFit(
-        target=target,
-        unit=unit,
-        scale_kind=scale_kind,
-        log10_coef=float(fit.intercept),
-        exponent=float(fit.slope),
-        n_points=int(lx.size),
-        x_min=float(10.0 ** lx.min()),
-        x_max=float(10.0 ** lx.max()),
-        rmse_log10=float(np.sqrt(np.mean(residuals**2))),
-        level=level,
-        boot_log10_coef=tuple(float(v) for v in intercepts),
-        boot_exponent=tuple(float(v) for v in slopes),
-    )
+    return _with_warnings(PowerLawFit(
+        target=target, unit=unit, scale_kind=scale_kind, log10_coef=intercept, exponent=slope,
+        n_points=int(lx.size), n_rungs=len(groups),
+        x_min=float(10.0 ** scales.min()), x_max=float(10.0 ** scales.max()),
+        rmse_log10=float(np.sqrt(np.mean(residuals_a**2))), level=level,
+        cov=(float(c[0, 0]), float(c[0, 1]), float(c[1, 1])), scatter_log10=scatter,
+        rungs=tuple(rungs),
+    ))
 
 
 @dataclass(frozen=True)
@@ -229,49 +371,72 @@ class FittedLaws:
     """None when fewer than two distinct scales recorded a tau."""
     batch_size: PowerLawFit | None
     """Batch in tokens per step; None when fewer than two distinct scales recorded one."""
-    points: tuple[ScalePoint, ...]
-    """The studies' best trials the laws were fitted on (provenance)."""
 
     def scale_of(self, non_embedding_params: float, tokens: float) -> float:
         """Pick the quantity these laws are a function of: tokens or non-embedding params."""
         return tokens if self.scale_kind == "tokens" else non_embedding_params
 
+    def fits(self) -> tuple[PowerLawFit, ...]:
+        """The laws that were fitted, in the order lr, tau, batch size."""
+        return tuple(f for f in (self.lr, self.tau, self.batch_size) if f is not None)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return tuple(w for f in self.fits() for w in f.warnings)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "format_version": FORMAT_VERSION,
             "scale_kind": self.scale_kind,
+            "laws": [f.describe() for f in self.fits()],
+            "warnings": list(self.warnings),
             "lr": self.lr.to_json(),
             "tau": None if self.tau is None else self.tau.to_json(),
             "batch_size": None if self.batch_size is None else self.batch_size.to_json(),
-            "points": [asdict(p) for p in self.points],
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FittedLaws:
         version = data.get("format_version")
-        if version != FORMAT_VERSION:
-            raise ValueError(f"unsupported fitted-laws format_version, got {version!r}")
+        if version == 1:
+            points = data.get("points", [])
+
+            def read(d: dict[str, Any]) -> PowerLawFit:
+                return PowerLawFit.from_version_1(d, points)
+        elif version == FORMAT_VERSION:
+            read = PowerLawFit.from_json
+        else:
+            raise ValueError(f"unsupported fitted-laws format_version {version!r}: this scaletune "
+                             f"reads 1 and {FORMAT_VERSION}; fit the studies again with "
+                             "`scaletune fit` (or `scaletune ladder`)")
         return cls(
             scale_kind=data["scale_kind"],
-            lr=PowerLawFit.from_json(data["lr"]),
-            tau=None if data["tau"] is None else PowerLawFit.from_json(data["tau"]),
-            batch_size=(
-                None if data["batch_size"] is None else PowerLawFit.from_json(data["batch_size"])
-            ),
-            points=tuple(ScalePoint(**p) for p in data["points"]),
+            lr=read(data["lr"]),
+            tau=None if data["tau"] is None else read(data["tau"]),
+            batch_size=None if data["batch_size"] is None else read(data["batch_size"]),
         )
 
-    def save(self, path: str | Path) -> None:
-        """Write the laws as JSON (atomically: a temporary file, then a rename)."""
+    def save(self, path: str | Path, predict_at: dict[str, float] | None = None) -> None:
+        """Write the laws as JSON (atomically: a temporary file, then a rename), with each law's
+        prediction at the scales of ``predict_at`` by name (a ladder's target) for people to
+        read; loading recomputes them."""
+        out = self.to_json()
+        if predict_at:
+            out["predictions"] = {
+                name: {"scale": scale, **{f.target: asdict(f.predict(scale)) for f in self.fits()}}
+                for name, scale in predict_at.items()}
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        tmp.write_text(json.dumps(out, indent=2) + "\n")
         tmp.replace(path)
 
     @classmethod
     def load(cls, path: str | Path) -> FittedLaws:
-        """Read laws written by ``save``."""
-        return cls.from_json(json.loads(Path(path).read_text()))
+        """Read laws written by ``save`` (this version's or version 1's)."""
+        try:
+            return cls.from_json(json.loads(Path(path).read_text()))
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}: not a fitted-laws file this scaletune reads: {e}") from None
 
 
 def _fit_optional(
@@ -282,14 +447,16 @@ def _fit_optional(
         return None
     return fit_power_law(
         [p.scale for p in have], [getattr(p, attr) for p in have], attr, unit,
-        points[0].scale_kind, n_boot=n_boot, seed=seed, level=level,
+        points[0].scale_kind, weights=[p.weight for p in have], n_boot=n_boot, seed=seed,
+        level=level,
     )
 
 
 def fit_studies(
     points: Sequence[ScalePoint], n_boot: int = 1000, seed: int = 0, level: float = 0.95
 ) -> FittedLaws:
-    """Fit lr(scale), tau(scale) and batch_size(scale) to the best trials of finished studies.
+    """Fit lr(scale), tau(scale) and batch_size(scale) to the near-optimal trials of finished
+    studies (rungs).
 
     All points must share one scale_kind and span at least two distinct scales. tau and
     batch_size are fitted only from the points that record them (at least two scales).
@@ -303,12 +470,11 @@ def fit_studies(
     kind = points[0].scale_kind
     lr = fit_power_law(
         [p.scale for p in points], [p.lr for p in points], "lr", "peak learning rate",
-        kind, n_boot=n_boot, seed=seed, level=level,
+        kind, weights=[p.weight for p in points], n_boot=n_boot, seed=seed, level=level,
     )
     return FittedLaws(
         scale_kind=kind,
         lr=lr,
         tau=_fit_optional(points, "tau", "unitless (B/(eta*lambda*D))", n_boot, seed, level),
         batch_size=_fit_optional(points, "batch_size", "tokens per step", n_boot, seed, level),
-        points=points,
     )

@@ -63,6 +63,10 @@ Power Lines' tau_opt) evaluated outside its fitted range. On a 2-layer byte mode
 found lay 1.5 dex above that law's center (benchmarks/results): a 0.3 floor was overconfident."""
 FLOOR_LOG10_FITTED = 0.1
 """Smallest sigma (log10 units) of a prior taken from laws fitted to the user's studies."""
+FIT_WEIGHT_WEAK = 0.5
+"""Weight of a fitted law that warns (fewer than three rungs, a zero-width interval, an exponent
+against the published sign) in its prior: the prior is the mixture of the fitted prediction and
+the published laws' prior, in log space, never narrower than the fit's own interval."""
 PRACTICE_WEIGHT_DECAY = 0.1
 """The common AdamW weight_decay (GPT-3, DeepSeek LLM, seed 002), entered into tau's spread."""
 PRACTICE_WARMUP_FRAC = 0.10
@@ -207,6 +211,18 @@ class Prior:
 
 
 @dataclass(frozen=True)
+class LawsUsed:
+    """Which laws the priors come from, as a study records it."""
+
+    kind: str = "published"
+    """'published' (the formula sheet) or 'fitted' (laws fitted to the user's studies)."""
+    fits: tuple[str, ...] = ()
+    """Each fitted law in one line (``PowerLawFit.describe``)."""
+    warnings: tuple[str, ...] = ()
+    """What the fitted laws do not know; the priors built on them are widened."""
+
+
+@dataclass(frozen=True)
 class Priors:
     """Priors for one model and token budget. batch_size is in sequences of block_size."""
 
@@ -218,10 +234,13 @@ class Priors:
     batch_size: Prior
     context: tuple[tuple[str, float], ...] = ()
     """The inputs and derived quantities the laws were evaluated at (N, TPP, C, epochs, ...)."""
+    laws: LawsUsed = LawsUsed()
+    """Published or fitted laws, and the fitted laws' warnings."""
 
     def as_dict(self) -> dict[str, Prior]:
         """The six priors by hyperparameter name."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "context"}
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in ("context", "laws")}
 
     def to_json(self) -> dict:
         """A JSON-serializable record: every prior with its sources, plus the evaluation context."""
@@ -230,6 +249,8 @@ class Priors:
             out[name]["sources"] = [asdict(s) for s in p.sources]
             out[name]["extrapolated"] = p.extrapolated
         out["context"] = dict(self.context)
+        laws_ = self.laws
+        out["laws"] = {"kind": laws_.kind, "fits": list(laws_.fits), "warnings": list(laws_.warnings)}
         return out
 
 
@@ -308,6 +329,28 @@ def _fitted_sigma(pred: Prediction) -> float:
     return max(FLOOR_LOG10_FITTED, math.log10(pred.high / pred.low) / (2.0 * z))
 
 
+def _with_fit(
+    published: Prior, fit: PowerLawFit, scale: float, to_unit: float = 1.0, note: str = ""
+) -> tuple[float, float, list[Source]]:
+    """Center, sigma (log10) and sources of a prior from a fitted law at ``scale`` (its value
+    times ``to_unit``). A fit that warns is blended with the ``published`` prior: a mixture in
+    log space with weight FIT_WEIGHT_WEAK, never narrower than the fit's prediction interval."""
+    pred = fit.predict(scale)
+    value = pred.value * to_unit
+    sigma_fit = _fitted_sigma(pred)
+    if not fit.weak:
+        return value, sigma_fit, [_fitted_source(fit, pred, value, published.unit, note)]
+    w = FIT_WEIGHT_WEAK
+    log_fit, log_pub = math.log10(value), math.log10(published.center)
+    center = 10.0 ** (w * log_fit + (1 - w) * log_pub)
+    mixture = math.sqrt(w * sigma_fit**2 + (1 - w) * published.sigma**2
+                        + w * (1 - w) * (log_fit - log_pub) ** 2)
+    weak = (f"{note}; the fit warns ({len(fit.warnings)} warning(s)), so the prior blends it "
+            f"half and half with the published laws' {published.center:.4g}")
+    sources = [_fitted_source(fit, pred, value, published.unit, weak), *published.sources]
+    return center, max(sigma_fit, mixture), sources
+
+
 def _at_batch(lr: float, law_batch: float, batch: float) -> float:
     """Peak LR optimal at ``law_batch`` carried to ``batch`` by Adam's square-root rule.
 
@@ -324,14 +367,18 @@ def _lr_prior(
     n: int, tokens: float, compute: float, fitted: FittedLaws | None, scale: float,
     batch_seqs: float, block_size: int,
 ) -> Prior:
+    published = _published_lr_prior(n, tokens, compute, batch_seqs, block_size)
+    if fitted is None:
+        return published
+    center, sigma, sources = _with_fit(published, fitted.lr, scale)
+    return _log_prior("lr", center, sources, LR_BOUNDS, published.unit, FLOOR_LOG10_FITTED,
+                      sigma=sigma, center_margin=2.0)
+
+
+def _published_lr_prior(
+    n: int, tokens: float, compute: float, batch_seqs: float, block_size: int
+) -> Prior:
     unit = "peak LR"
-    if fitted is not None:
-        pred = fitted.lr.predict(scale)
-        src = _fitted_source(fitted.lr, pred, pred.value, unit, "")
-        return _log_prior(
-            "lr", pred.value, [src], LR_BOUNDS, unit, FLOOR_LOG10_FITTED,
-            sigma=_fitted_sigma(pred), center_margin=2.0,
-        )
     # Each law's eta_opt holds at that law's own B_opt: carry it to the prior's batch center.
     deepseek_batch = laws.batch_tokens_to_seqs(laws.deepseek_batch_opt_tokens(compute), block_size)
     steplaw_batch = laws.batch_tokens_to_seqs(laws.steplaw_batch_opt_tokens(tokens), block_size)
@@ -379,39 +426,54 @@ def _batch_prior(
     block = model.block_size
     unit = f"seqs of {block} tokens"
     max_batch = max(4, 2 ** math.floor(math.log2(max(1.0, tokens / (block * MIN_STEPS)))))
+    sources, floor = _published_batch_sources(n_total, tokens, compute, block)
+    published = _pow2_prior(sources, floor, None, max_batch, unit)
+    if fitted is None or fitted.batch_size is None:
+        return published
+    center, sigma, sources = _with_fit(published, fitted.batch_size, scale, 1.0 / block,
+                                       f"; converted to sequences of {block}")
+    return _pow2_prior(sources, FLOOR_LOG10_FITTED, sigma, max_batch, unit, center)
+
+
+def _published_batch_sources(
+    n_total: int, tokens: float, compute: float, block: int
+) -> tuple[list[Source], float]:
+    """The batch-size laws in sequences of ``block``, and the floor of their spread."""
+    unit = f"seqs of {block} tokens"
     to_seqs = laws.batch_tokens_to_seqs
-    if fitted is not None and fitted.batch_size is not None:
-        pred = fitted.batch_size.predict(scale)
-        src = _fitted_source(
-            fitted.batch_size, pred, to_seqs(pred.value, block), unit,
-            f"; converted to sequences of {block}",
-        )
-        sources, floor, sigma = [src], FLOOR_LOG10_FITTED, _fitted_sigma(pred)
-    else:
-        pl = laws.powerlines_batch_opt_seqs2048(tokens)
-        pl_extrapolated = laws.outside(n_total, laws.POWERLINES_PARAMS_RANGE)
-        sources = [
-            Source(
-                "Power Lines B_opt(D)", "Power Lines, arXiv 2505.13738",
-                to_seqs(laws.powerlines_batch_opt_tokens(tokens), block), unit,
-                note=f"{pl:.3g} sequences of 2048 tokens; fitted on 111M-3.3B models",
-                extrapolated=pl_extrapolated,
-            ),
-            Source(
-                "DeepSeek B_opt(C)", "DeepSeek LLM, arXiv 2401.02954",
-                to_seqs(laws.deepseek_batch_opt_tokens(compute), block), unit,
-                note=f"{laws.deepseek_batch_opt_tokens(compute):.3g} tokens; C = {compute:.3g}",
-                extrapolated=laws.outside(compute, laws.DEEPSEEK_COMPUTE_RANGE_FLOPS),
-            ),
-            Source(
-                "Step Law B_opt(D)", "Step Law, arXiv 2503.04715",
-                to_seqs(laws.steplaw_batch_opt_tokens(tokens), block), unit,
-                note=f"{laws.steplaw_batch_opt_tokens(tokens):.3g} tokens; fitted D 4e9-1e11",
-                extrapolated=laws.outside(tokens, laws.STEPLAW_TOKENS_RANGE),
-            ),
-        ]
-        floor, sigma = _floor(sources), None
-    raw_center = _geomean([s.value for s in sources])
+    pl = laws.powerlines_batch_opt_seqs2048(tokens)
+    pl_extrapolated = laws.outside(n_total, laws.POWERLINES_PARAMS_RANGE)
+    sources = [
+        Source(
+            "Power Lines B_opt(D)", "Power Lines, arXiv 2505.13738",
+            to_seqs(laws.powerlines_batch_opt_tokens(tokens), block), unit,
+            note=f"{pl:.3g} sequences of 2048 tokens; fitted on 111M-3.3B models",
+            extrapolated=pl_extrapolated,
+        ),
+        Source(
+            "DeepSeek B_opt(C)", "DeepSeek LLM, arXiv 2401.02954",
+            to_seqs(laws.deepseek_batch_opt_tokens(compute), block), unit,
+            note=f"{laws.deepseek_batch_opt_tokens(compute):.3g} tokens; C = {compute:.3g}",
+            extrapolated=laws.outside(compute, laws.DEEPSEEK_COMPUTE_RANGE_FLOPS),
+        ),
+        Source(
+            "Step Law B_opt(D)", "Step Law, arXiv 2503.04715",
+            to_seqs(laws.steplaw_batch_opt_tokens(tokens), block), unit,
+            note=f"{laws.steplaw_batch_opt_tokens(tokens):.3g} tokens; fitted D 4e9-1e11",
+            extrapolated=laws.outside(tokens, laws.STEPLAW_TOKENS_RANGE),
+        ),
+    ]
+    return sources, _floor(sources)
+
+
+def _pow2_prior(
+    sources: Sequence[Source], floor: float, sigma: float | None, max_batch: int, unit: str,
+    raw_center: float | None = None,
+) -> Prior:
+    """A batch-size prior on powers of two: the center ``raw_center`` (default the sources'
+    geometric mean) rounded, its range covering every source within 1..max_batch."""
+    if raw_center is None:
+        raw_center = _geomean([s.value for s in sources])
     center = min(max(pow2_round(raw_center), 2), max_batch // 2)
     if sigma is None:
         sigma = _rms_log10(center, [s.value for s in sources])
@@ -436,14 +498,19 @@ def _tau_prior(
     fitted: FittedLaws | None,
     scale: float,
 ) -> Prior:
+    published = _published_tau_prior(n, n_total, tokens, unique_tokens, batch_tokens, lr)
+    if fitted is None or fitted.tau is None:
+        return published
+    center, sigma, sources = _with_fit(published, fitted.tau, scale)
+    return _log_prior("tau", center, sources, TAU_BOUNDS, published.unit, FLOOR_LOG10_FITTED,
+                      sigma=sigma, center_margin=2.0)
+
+
+def _published_tau_prior(
+    n: int, n_total: int, tokens: float, unique_tokens: float | None, batch_tokens: float,
+    lr: float,
+) -> Prior:
     unit = "B/(eta*lambda*D)"
-    if fitted is not None and fitted.tau is not None:
-        pred = fitted.tau.predict(scale)
-        src = _fitted_source(fitted.tau, pred, pred.value, unit, "")
-        return _log_prior(
-            "tau", pred.value, [src], TAU_BOUNDS, unit, FLOOR_LOG10_FITTED,
-            sigma=_fitted_sigma(pred), center_margin=2.0,
-        )
     pl_extrapolated = laws.outside(n_total, laws.POWERLINES_PARAMS_RANGE)
     tpp = laws.tokens_per_param(tokens, n)
     sources = [
@@ -636,6 +703,8 @@ def priors_for(
     return Priors(
         lr=lr, weight_decay=weight_decay, tau=tau, dropout=dropout, warmup_frac=warmup,
         batch_size=batch, context=tuple(context.items()),
+        laws=LawsUsed() if fitted is None else LawsUsed(
+            "fitted", tuple(f.describe() for f in fitted.fits()), fitted.warnings),
     )
 
 

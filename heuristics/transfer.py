@@ -15,7 +15,10 @@ Pure functions of numbers (no optuna, no torch); ``search.export`` reads the bes
     warmup   the same fraction of the steps; dropout kept (no law; it does not transfer under muP)
 
 Every law was fitted on models and budgets far larger than a study's trials (see the fitted
-ranges in ``heuristics.laws``): transferred values are a start, not an answer.
+ranges in ``heuristics.laws``): transferred values are a start, not an answer. Where the user
+fitted laws in tokens on their own studies (a scale ladder, ``heuristics.fit``), their exponents
+replace the published ones for the horizon: lr * (D_new/D_old)^b_lr, batch * (D_new/D_old)^b_B,
+and tau * (D_new/D_old)^b_tau instead of tau kept.
 """
 
 from __future__ import annotations
@@ -83,6 +86,22 @@ class Rule:
     factor: float | None = None
 
 
+HORIZON_EXPONENTS = {"lr": laws.HORIZON_LR_EXPONENT, "tau": 0.0, "batch_size": 0.383}
+"""The published rules' exponents in D at fixed N, as ``transfer`` applies them: Bjorck et al.'s
+lr, tau kept (Power Lines), Power Lines' batch size."""
+
+
+@dataclass(frozen=True)
+class FittedExponents:
+    """Exponents in tokens of laws fitted to the user's studies; None where none was fitted."""
+
+    lr: float | None
+    tau: float | None
+    batch_size: float | None
+    source: str
+    """Where they come from, as a rule cites it: 'laws fitted on 3 rungs (laws.json)'."""
+
+
 @dataclass(frozen=True)
 class Transfer:
     best: Hparams
@@ -111,12 +130,14 @@ def transfer(
     block_size: int | None = None,
     batch_size: int | None = None,
     max_batch_size: int | None = None,
+    fitted: FittedExponents | None = None,
 ) -> Transfer:
     """Carry the best trial's hyperparameters to a run of ``tokens`` tokens and this model shape.
 
     batch_size: None sets it from the batch-size law; a number forces it (pass the best trial's
-    to keep the batch). max_batch_size caps the batch (sequences). Unchanged inputs give back
-    exactly the best trial's values.
+    to keep the batch). max_batch_size caps the batch (sequences). fitted: exponents in tokens
+    fitted to the user's studies, used for the horizon instead of the published ones. Unchanged
+    inputs give back exactly the best trial's values.
     """
     if tokens < 1:
         raise ValueError(f"tokens must be >= 1, got {tokens=}")
@@ -128,12 +149,16 @@ def transfer(
     rules: list[Rule] = []
 
     lr = best.lr
+    ratio = tokens / best.tokens
     if tokens != best.tokens:
-        lr = laws.lr_transfer_horizon(lr, best.tokens, tokens)
+        own = fitted is not None and fitted.lr is not None
+        exponent = fitted.lr if own else laws.HORIZON_LR_EXPONENT
+        lr = laws.lr_transfer_horizon(lr, best.tokens, tokens, exponent=exponent)
         rules.append(Rule(
-            "lr", f"eta * (D_new/D_old)^{laws.HORIZON_LR_EXPONENT} = eta * "
-            f"({tokens:,}/{best.tokens:,})^{laws.HORIZON_LR_EXPONENT}",
-            f"horizon rule, {HORIZON_CITATION}", lr / best.lr,
+            "lr", f"eta * (D_new/D_old)^{exponent:.3g} = eta * "
+            f"({tokens:,}/{best.tokens:,})^{exponent:.3g}",
+            f"fitted lr law, {fitted.source}" if own else f"horizon rule, {HORIZON_CITATION}",
+            lr / best.lr,
         ))
     if n_embd != best.n_embd:
         before = lr
@@ -149,7 +174,15 @@ def transfer(
 
     # Power Lines: B_opt ~ D^0.383, independent of N. The ratio of the law at the two horizons
     # carries the best batch (in tokens per step) over; the law's constant cancels.
-    growth = laws.powerlines_batch_opt_tokens(tokens) / laws.powerlines_batch_opt_tokens(best.tokens)
+    own_batch = fitted is not None and fitted.batch_size is not None
+    if own_batch:
+        growth = ratio**fitted.batch_size
+        batch_rule = (f"B * (D_new/D_old)^{fitted.batch_size:.3g}",
+                      f"fitted batch-size law, {fitted.source}")
+    else:
+        growth = (laws.powerlines_batch_opt_tokens(tokens)
+                  / laws.powerlines_batch_opt_tokens(best.tokens))
+        batch_rule = ("B * (D_new/D_old)^0.383", f"batch-size law, {POWER_LINES_CITATION}")
     law = best.tokens_per_step * growth / block_size
     if batch_size is not None:
         batch = batch_size
@@ -159,29 +192,35 @@ def transfer(
     else:
         batch = pow2_round(law)
         rules.append(Rule(
-            "batch_size", f"B * (D_new/D_old)^0.383 = {law:.4g} sequences of {block_size} tokens,"
-            f" rounded to a power of two", f"batch-size law, {POWER_LINES_CITATION}", growth,
+            "batch_size", f"{batch_rule[0]} = {law:.4g} sequences of {block_size} tokens,"
+            f" rounded to a power of two", batch_rule[1], growth,
         ))
     if max_batch_size is not None and batch > max_batch_size:
         batch = max_batch_size
         rules.append(Rule("batch_size", f"capped at {max_batch_size}", "--max-batch-size"))
     batch = max(1, batch)
 
-    weight_decay = best.weight_decay
+    weight_decay, tau = best.weight_decay, best.tau
     if best.tau is not None and (lr, batch * block_size, tokens) != (
         best.lr, best.tokens_per_step, best.tokens
     ):
-        weight_decay = laws.lambda_from_tau(best.tau, batch * block_size, lr, tokens)
         source = f"AdamW timescale, {POWER_LINES_CITATION}"
+        if fitted is not None and fitted.tau is not None and tokens != best.tokens:
+            tau = best.tau * ratio**fitted.tau
+            kept = (f"tau * (D_new/D_old)^{fitted.tau:.3g} = {tau:.4g} (fitted tau law, "
+                    f"{fitted.source})")
+        else:
+            kept = f"tau kept at {best.tau:.4g}"
+        weight_decay = laws.lambda_from_tau(tau, batch * block_size, lr, tokens)
         if n_embd != best.n_embd:
             source += ("; across width this keeps eta*lambda fixed, lambda ~ width as Wang & "
                        "Aitchison (arXiv 2405.13698) give for muP")
         rules.append(Rule(
-            "weight_decay", f"tau kept at {best.tau:.4g}; lambda = B/(eta*tau*D) with B and D in "
-            "tokens", source, weight_decay / best.weight_decay,
+            "weight_decay", f"{kept}; lambda = B/(eta*tau*D) with B and D in tokens", source,
+            weight_decay / best.weight_decay,
         ))
-    final = replace(best, lr=lr, weight_decay=weight_decay, batch_size=batch, tokens=tokens,
-                    block_size=block_size, n_embd=n_embd, n_layer=n_layer)
+    final = replace(best, lr=lr, weight_decay=weight_decay, tau=tau, batch_size=batch,
+                    tokens=tokens, block_size=block_size, n_embd=n_embd, n_layer=n_layer)
     if final != best:
         rules.append(Rule(
             "warmup_frac", f"kept at {best.warmup_frac:.4g} of the steps: "

@@ -12,6 +12,7 @@ import shlex
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -84,6 +85,29 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     return 0 if summary["best"] is not None else 1
 
 
+def cmd_ladder(args: argparse.Namespace, console: Console) -> int:
+    from scaletune.search.ladder import load_ladder, plan_table
+
+    ladder = load_ladder(args.ladder)
+    _quiet_optuna()
+    if args.dry_run:
+        console.print(plan_table(ladder))
+        return 0
+    from scaletune.search.ladder import run_ladder
+    from scaletune.search.progress import print_run_summary
+
+    if ladder.target.workers.address in (None, "local"):
+        logging.getLogger(RAY_TOKEN_NOTICE).setLevel(logging.ERROR)
+    start = time.monotonic()
+    try:
+        study = run_ladder(ladder, console)
+    except KeyboardInterrupt as e:
+        return 128 + getattr(e, "signum", signal.SIGINT)
+    summary = print_run_summary(console, study, ladder.target, args.ladder,
+                                time.monotonic() - start)
+    return 0 if summary["best"] is not None else 1
+
+
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.config import check_study_files, load_study
     from scaletune.trainer.config import load_train_config, load_yaml
@@ -96,6 +120,12 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
             if "tokens" in raw and not {"n_trials", "tokens_per_trial"} & raw.keys():
                 missing = load_train_config(path).data.file_errors()
                 kind = " (training config)"
+            elif "rungs" in raw:
+                from scaletune.search.ladder import load_ladder
+
+                # The laws file is the ladder's to write: only the rungs' files must be there.
+                missing = check_study_files(load_ladder(path).rungs[0].cfg)
+                kind = " (ladder)"
             else:
                 missing = check_study_files(load_study(path))
                 kind = ""
@@ -110,12 +140,18 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_priors(args: argparse.Namespace, console: Console) -> int:
     from scaletune.heuristics.priors import print_priors
-    from scaletune.search.config import load_study
+    from scaletune.search.ladder import study_or_target
     from scaletune.search.space import planning_priors
 
     # From the model, the budget and the tokenizer's name: planning a study downloads and
     # tokenizes nothing (`scaletune run` prepares the data; only dropout's epochs need it).
-    priors = planning_priors(load_study(args.study))
+    cfg = study_or_target(args.study)
+    if cfg.priors.laws == "fitted" and not Path(cfg.priors.fitted_file or "").is_file():
+        # A ladder's target has priors once two rungs have finished and its laws are written.
+        raise ConfigError(args.study, [f"priors.fitted_file: file not found: "
+                                       f"{cfg.priors.fitted_file!r} (`scaletune fit` or "
+                                       "`scaletune ladder` writes it)"])
+    priors = planning_priors(cfg)
     print_priors(priors, json_output=args.json, console=console)
     return 0
 
@@ -149,12 +185,19 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     studies = [with_options(load_study(p), storage=args.storage) for p in args.studies]
     laws = fit_from_studies(studies, scale_kind=args.by)
     laws.save(args.output)
-    for fit in (laws.lr, laws.tau, laws.batch_size):
-        if fit is not None:
-            console.print(fit.describe(), highlight=False)
+    print_laws(laws, console)
     console.print(f"wrote {args.output}; use it with  priors: {{laws: fitted, fitted_file: "
                   f"{args.output}}}", highlight=False, markup=False)
     return 0
+
+
+def print_laws(laws: Any, console: Console) -> None:
+    """Each fitted law on a line, then what the fits do not know, in yellow."""
+    for fit in laws.fits():
+        console.print(fit.describe(), highlight=False, markup=False, soft_wrap=True)
+    for warning in laws.warnings:
+        console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False,
+                      soft_wrap=True)
 
 
 def _tokens(text: str) -> int:
@@ -200,21 +243,46 @@ def run_commands(path: str) -> list[str]:
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from scaletune.search.ladder import is_ladder
     from scaletune.search.report import make_report
 
     cfg = _study(args)
     _quiet_optuna()
-    out = args.output or cfg.folder / "report"
+    out = Path(args.output or cfg.folder / "report")
+    if is_ladder(args.study):
+        return _ladder_report(args, cfg, out, console)
     make_report(cfg, out, source=args.study, console=console)
     return 0
 
 
+def _ladder_report(args: argparse.Namespace, target: StudyConfig, out: Path,
+                   console: Console) -> int:
+    """A ladder's figures, then its target study's report once the target has trials."""
+    from scaletune.heuristics.fit import FittedLaws
+    from scaletune.search.ladder import finished_trials, load_ladder
+    from scaletune.search.ladder_report import make_ladder_figures
+    from scaletune.search.report import make_report
+
+    ladder = load_ladder(args.study)
+    drawn = make_ladder_figures(ladder, out)
+    console.print(f"wrote {len(drawn)} ladder figure(s) to {out}: "
+                  f"{', '.join(d.paths[0].name for d in drawn)}", highlight=False, markup=False)
+    print_laws(FittedLaws.load(ladder.laws_file), console)
+    if finished_trials(target):
+        make_report(target, out, source=args.study, console=console)
+    else:
+        console.print(f"the target study {target.name} has not run yet: its report comes once "
+                      f"it has (scaletune ladder {args.study})", highlight=False, markup=False)
+    return 0
+
+
 def _study(args: argparse.Namespace) -> StudyConfig:
-    """The study file of a command, with its storage replaced by ``--storage`` where given."""
-    from scaletune.search.config import load_study
+    """The study file of a command, with its storage replaced by ``--storage`` where given; for a
+    ladder file, its target study."""
+    from scaletune.search.ladder import study_or_target
     from scaletune.search.manage import with_options
 
-    return with_options(load_study(args.study), storage=args.storage)
+    return with_options(study_or_target(args.study), storage=args.storage)
 
 
 def cmd_studies(args: argparse.Namespace, console: Console) -> int:
@@ -306,6 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the plan (priors, search space, first trial, sampler, pruner, "
                         "workers, storage, budget) and start nothing")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("ladder", help="run a scale ladder: studies at smaller scales cheapest "
+                                      "first, laws fitted after each, then the target study "
+                                      "seeded from them (resumable)")
+    p.add_argument("ladder", help="ladder YAML (a target study file and its rungs)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the rungs in the order they run, with their state, and start nothing")
+    p.set_defaults(func=cmd_ladder)
 
     p = sub.add_parser("studies", help="list the studies in a storage")
     where = p.add_mutually_exclusive_group(required=True)

@@ -703,8 +703,12 @@ def load_study(path: str | Path) -> StudyConfig:
     """Read and validate a study file; relative paths resolve against the file's folder. The
     files it names are not looked at here: see check_study_files."""
     path = Path(path)
-    raw = load_yaml(path)
-    cfg = validate_study(raw, str(path))
+    return resolve_study(validate_study(load_yaml(path), str(path)), path)
+
+
+def resolve_study(cfg: StudyConfig, path: Path) -> StudyConfig:
+    """``cfg`` as read from the file ``path``: its data, fitted laws and study folder resolved
+    against the file's folder, and ``path`` the source its errors name."""
     base = path.resolve().parent
     updates: dict[str, Any] = {"data": cfg.data.resolved(base)}
     if cfg.priors.fitted_file and not Path(cfg.priors.fitted_file).is_absolute():

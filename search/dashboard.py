@@ -181,13 +181,13 @@ def serve(study_path: str, host: str = "127.0.0.1", port: int = 8080,
 
     The study must have run: a storage that does not exist is not created.
     """
-    from scaletune.search.config import load_study
+    from scaletune.search.ladder import study_or_target
     from scaletune.search.manage import with_options
     from scaletune.search.storage import mask_url
     from scaletune.search.studies import open_study
 
     console = console or Console()
-    cfg = with_options(load_study(study_path), storage=storage)
+    cfg = with_options(study_or_target(study_path), storage=storage)
     open_study(cfg, study_path)
     app = dashboard_app(cfg.storage_url, allow_writes)
     if not is_loopback(host):

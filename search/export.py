@@ -26,7 +26,13 @@ from optuna.trial import FrozenTrial, TrialState
 from pydantic import ValidationError
 
 from scaletune.heuristics import laws
-from scaletune.heuristics.transfer import Hparams, Transfer, transfer
+from scaletune.heuristics.transfer import (
+    HORIZON_EXPONENTS,
+    FittedExponents,
+    Hparams,
+    Transfer,
+    transfer,
+)
 from scaletune.search.config import StudyConfig
 from scaletune.search.space import fixed_values, trial_config
 from scaletune.search.storage import mask_url
@@ -96,6 +102,38 @@ def _trial_hparams(run: TrainConfig, tau: float | None) -> Hparams:
     )
 
 
+def fitted_exponents(cfg: StudyConfig, notes: list[str]) -> FittedExponents | None:
+    """The exponents in tokens of the laws a study's priors were fitted with (a ladder's
+    target), for the horizon transfer; None for published priors, laws in parameters, or a laws
+    file that is gone (a note says so). The fit's warnings become notes."""
+    from scaletune.heuristics.fit import FittedLaws
+
+    if cfg.priors.laws != "fitted" or not cfg.priors.fitted_file:
+        return None
+    path = Path(cfg.priors.fitted_file)
+    try:
+        fitted = FittedLaws.load(path)
+    except (OSError, ValueError) as e:
+        notes.append(f"the study's fitted laws cannot be read ({e}); the published horizon "
+                     "rules are used")
+        return None
+    if fitted.scale_kind != "tokens":
+        return None
+    notes += [f"fitted laws: {w}" for w in fitted.warnings]
+    exponents: dict[str, float | None] = {}
+    for name in HORIZON_EXPONENTS:
+        fit = getattr(fitted, name)
+        # A fit that warns is blended half and half with the published rule, as its prior is.
+        exponents[name] = (None if fit is None else fit.exponent if not fit.weak
+                           else (fit.exponent + HORIZON_EXPONENTS[name]) / 2)
+    weak = [f.target for f in fitted.fits() if f.weak]
+    if weak:
+        notes.append(f"the fitted {', '.join(weak)} law(s) warn: their horizon exponents are "
+                     "the mean of the fitted and the published ones")
+    return FittedExponents(**exponents,
+                           source=f"fitted on {fitted.lr.n_rungs} rungs ({path.name})")
+
+
 def export_study(
     cfg: StudyConfig,
     output: str | Path,
@@ -119,10 +157,11 @@ def export_study(
         raise ConfigError(source, [f"--model {line}" for line in lines]) from None
 
     best = _trial_hparams(base, chosen.params.get("tau", derived.get("tau")))
+    fitted = fitted_exponents(ran_with, notes)
     try:
         moved = transfer(best, base.tokens if tokens is None else tokens, n_embd=new_model.n_embd,
                          n_layer=new_model.n_layer, block_size=new_model.block_size,
-                         max_batch_size=max_batch_size)
+                         max_batch_size=max_batch_size, fitted=fitted)
     except ValueError as e:  # transfer() checks its arguments; here they are the user's flags
         raise ConfigError(source, [f"--tokens/--max-batch-size: {e}"]) from None
     final = moved.final

@@ -3,46 +3,68 @@
 from __future__ import annotations
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from scaletune.heuristics import laws
-from scaletune.heuristics.fit import FittedLaws, ScalePoint, fit_studies
+from scaletune.heuristics.fit import (
+    NEAR_BEST,
+    FittedLaws,
+    ScalePoint,
+    fit_studies,
+    near_best_weights,
+)
 from scaletune.search.config import StudyConfig
 from scaletune.search.space import fixed_values
 from scaletune.search.studies import open_study
 from scaletune.trainer.errors import ConfigError
 
 
-def scale_point(cfg: StudyConfig, study: optuna.Study, scale_kind: str) -> ScalePoint:
-    """The best complete trial of ``study`` as one point of a law (batch in tokens per step)."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not complete:
-        raise ConfigError(cfg.name, [f"study {cfg.name!r} has no complete trial to fit on"])
-    best = min(complete, key=lambda t: t.value)
+def study_scale(cfg: StudyConfig, scale_kind: str) -> float:
+    """The scale of a study: its tokens per trial, or its non-embedding parameters."""
     m = cfg.model
-    scale = (cfg.tokens_per_trial if scale_kind == "tokens"
-             else laws.non_embedding_params(m.n_layer, m.n_embd))
-    tokens_per_step = best.user_attrs.get("tokens_per_step")
-    batch_searched = "batch_size" in best.params
-    values = {**fixed_values(cfg), **best.params}  # keyed by registered name or form
+    return float(cfg.tokens_per_trial if scale_kind == "tokens"
+                 else laws.non_embedding_params(m.n_layer, m.n_embd))
+
+
+def _point(cfg: StudyConfig, trial: FrozenTrial, scale_kind: str, weight: float) -> ScalePoint:
+    """One complete trial of ``cfg`` as a point of a law (batch in tokens per step)."""
+    tokens_per_step = trial.user_attrs.get("tokens_per_step")
+    batch_searched = "batch_size" in trial.params
+    values = {**fixed_values(cfg), **trial.params}  # keyed by registered name or form
     return ScalePoint(
-        scale=float(scale),
+        scale=study_scale(cfg, scale_kind),
         scale_kind=scale_kind,
         lr=float(values.get("lr", cfg.trainer.optim.lr)),
-        tau=best.params.get("tau", best.user_attrs.get("tau")),
+        tau=trial.params.get("tau", trial.user_attrs.get("tau")),
         batch_size=float(tokens_per_step) if batch_searched and tokens_per_step else None,
-        value=float(best.value),
+        value=float(trial.value),
+        weight=weight,
     )
 
 
+def scale_points(
+    cfg: StudyConfig, study: optuna.Study, scale_kind: str, near: float = NEAR_BEST
+) -> list[ScalePoint]:
+    """The near-optimal complete trials of ``study`` (loss within ``near`` of its best),
+    weighted by how close they are (``heuristics.fit.near_best_weights``), best first."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise ConfigError(cfg.name, [f"study {cfg.name!r} has no complete trial to fit on"])
+    complete.sort(key=lambda t: t.value)
+    weights = near_best_weights([t.value for t in complete], near)
+    return [_point(cfg, t, scale_kind, w) for t, w in zip(complete, weights, strict=True) if w > 0]
+
+
 def fit_from_studies(
-    cfgs: list[StudyConfig], scale_kind: str = "tokens", n_boot: int = 1000
+    cfgs: list[StudyConfig], scale_kind: str = "tokens", n_boot: int = 1000,
+    near: float = NEAR_BEST,
 ) -> FittedLaws:
-    """Fit lr, tau and batch-size laws to the best trials of finished studies at several scales."""
+    """Fit lr, tau and batch-size laws to the near-optimal trials of finished studies at
+    several scales."""
     points = []
     for cfg in cfgs:
         study, ran_with, _ = open_study(cfg, cfg.source)  # names a missing storage or study
-        points.append(scale_point(ran_with, study, scale_kind))
+        points += scale_points(ran_with, study, scale_kind, near)
     if len({p.scale for p in points}) < 2:
         raise ConfigError(
             "fit", [f"the studies must span at least two {scale_kind} scales, got "

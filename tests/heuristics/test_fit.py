@@ -1,11 +1,18 @@
 """Laws fitted to synthetic finished studies with a known true law recover that law."""
 
+import json
 import math
 
 import numpy as np
 import pytest
 
-from scaletune.heuristics.fit import FittedLaws, ScalePoint, fit_power_law, fit_studies
+from scaletune.heuristics.fit import (
+    FittedLaws,
+    ScalePoint,
+    fit_power_law,
+    fit_studies,
+    near_best_weights,
+)
 from scaletune.heuristics.priors import ModelShape, priors_for
 
 # True laws of the synthetic studies (scale = training tokens).
@@ -19,21 +26,24 @@ def _law(a_b, x):
     return a * x**b
 
 
-def synthetic_points(noise_log10=0.05, seed=1, n=8):
-    """The best trial of n studies at 1e5..1e8 tokens, each off the true law by log-normal noise."""
+def synthetic_points(noise_log10=0.05, seed=1, n=8, per_rung=4):
+    """Near-best trials of n rungs at 1e5..1e8 tokens, ``per_rung`` each, each off the true law
+    by log-normal noise, weighted 1, 0.8, 0.6, ... as near_best_weights would."""
     rng = np.random.default_rng(seed)
     points = []
     for x in np.logspace(5, 8, n):
-        jitter = 10.0 ** rng.normal(0.0, noise_log10, size=3)
-        points.append(
-            ScalePoint(
-                scale=float(x), scale_kind="tokens",
-                lr=_law(LR_TRUE, x) * jitter[0],
-                tau=_law(TAU_TRUE, x) * jitter[1],
-                batch_size=_law(BATCH_TRUE, x) * jitter[2],
-                value=3.0 - 0.1 * math.log10(x),
+        for k in range(per_rung):
+            jitter = 10.0 ** rng.normal(0.0, noise_log10, size=3)
+            points.append(
+                ScalePoint(
+                    scale=float(x), scale_kind="tokens",
+                    lr=_law(LR_TRUE, x) * jitter[0],
+                    tau=_law(TAU_TRUE, x) * jitter[1],
+                    batch_size=_law(BATCH_TRUE, x) * jitter[2],
+                    value=3.0 - 0.1 * math.log10(x) + 0.01 * k,
+                    weight=1.0 - 0.2 * k,
+                )
             )
-        )
     return points
 
 
@@ -77,14 +87,20 @@ def test_bootstrap_is_seeded():
     a, b = fit_studies(pts, n_boot=200, seed=3), fit_studies(pts, n_boot=200, seed=3)
     c = fit_studies(pts, n_boot=200, seed=4)
     assert a == b
-    assert c.lr.exponent == a.lr.exponent and c.lr.boot_exponent != a.lr.boot_exponent
+    assert c.lr.exponent == a.lr.exponent and c.lr.cov != a.lr.cov
 
 
 def test_save_load_roundtrip(fitted, tmp_path):
     path = tmp_path / "laws.json"
     fitted.save(path)
-    # What is loaded equals what was saved, down to the bootstrap replicates.
+    # What is loaded equals what was saved.
     assert FittedLaws.load(path) == fitted
+    # The file is a summary a person can read: no bootstrap samples, a few kB for 8 rungs.
+    text = path.read_text()
+    assert "boot_" not in text and len(text) < 12_000
+    data = json.loads(text)
+    assert data["laws"][0].startswith("lr = ") and data["warnings"] == []
+    assert len(data["lr"]["rungs"]) == 8 and data["lr"]["n_points"] == 32
 
 
 def test_missing_tau_and_batch_are_not_fitted():
@@ -146,13 +162,14 @@ def test_priors_for_uses_fitted_laws(fitted):
 def test_params_scale_kind_uses_non_embedding_params():
     model = ModelShape(n_layer=2, n_head=4, n_embd=64, block_size=64, vocab_size=256)
     pts = [
-        ScalePoint(scale=n, scale_kind="params", lr=3e-3 * (n / 1e5) ** -0.5, tau=None,
+        ScalePoint(scale=n, scale_kind="params", lr=3e-3 * (n / 1e5) ** -0.5 * jitter, tau=None,
                    batch_size=None, value=3.0)
-        for n in (5e4, 1e5, 2e5, 4e5)
+        for n in (5e4, 1e5, 2e5, 4e5) for jitter in (0.9, 1 / 0.9)
     ]
     laws = fit_studies(pts, n_boot=50)
     p = priors_for(model, 2e6, fitted=laws)
     # A 'params' law is evaluated at N = 12 * n_layer * n_embd^2 = 98,304.
+    assert laws.warnings == ()
     assert p.lr.center == pytest.approx(3e-3 * (98_304 / 1e5) ** -0.5)
     # tau was not fitted, so it falls back to the published Power Lines law.
     assert p.tau.sources[0].law == "Power Lines tau_opt(TPP)"
@@ -171,14 +188,121 @@ def test_steep_law_from_nearby_scales_keeps_its_constant():
     assert math.isfinite(priors_for(model, 1e6, fitted=laws).lr.center)
 
 
-def test_old_laws_files_with_a_linear_constant_still_load(fitted):
-    data = fitted.lr.to_json()
-    data["coef"] = 10.0 ** data.pop("log10_coef")
-    old = type(fitted.lr).from_json(data)
-    assert old.predict(1e7).value == pytest.approx(fitted.lr.predict(1e7).value, rel=1e-12)
+def version_1_file(tmp_path, coef_key="log10_coef"):
+    """A laws.json as scaletune wrote it before format 2: bootstrap samples, one best trial per
+    study (lr = 0.01 * tokens^-0.3 at three scales)."""
+    boot_b = [-0.31, -0.29, -0.30, -0.32, -0.28]
+    lr = {"target": "lr", "unit": "peak learning rate", "scale_kind": "tokens",
+          coef_key: -2.0 if coef_key == "log10_coef" else 0.01, "exponent": -0.3, "n_points": 3,
+          "x_min": 1e5, "x_max": 1e7, "rmse_log10": 0.0, "level": 0.95,
+          "boot_log10_coef": [-2.0 - 5 * (b + 0.3) for b in boot_b], "boot_exponent": boot_b}
+    points = [{"scale": x, "scale_kind": "tokens", "lr": 0.01 * x**-0.3, "tau": None,
+               "batch_size": None, "value": 3.0} for x in (1e5, 1e6, 1e7)]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"format_version": 1, "scale_kind": "tokens", "lr": lr,
+                                "tau": None, "batch_size": None, "points": points}))
+    return path
+
+
+@pytest.mark.parametrize("coef_key", ["log10_coef", "coef"])
+def test_old_laws_files_still_load(tmp_path, coef_key):
+    laws = FittedLaws.load(version_1_file(tmp_path, coef_key))
+    # The law is the one written; its studies' best trials become the rungs.
+    assert laws.lr.predict(1e6).value == pytest.approx(0.01 * 1e6**-0.3, rel=1e-9)
+    assert laws.lr.n_rungs == 3 and [r.scale for r in laws.lr.rungs] == [1e5, 1e6, 1e7]
+    # The samples' spread becomes the exponent's interval.
+    low, high = laws.lr.exponent_interval
+    assert low < -0.3 < high and high - low > 0.01
+
+
+def test_an_unknown_format_is_a_clear_error(tmp_path):
+    path = tmp_path / "future.json"
+    path.write_text(json.dumps({"format_version": 99}))
+    with pytest.raises(ValueError, match="format_version 99: this scaletune reads 1 and 2"):
+        FittedLaws.load(path)
 
 
 def test_one_scale_error_counts_points_and_scales():
     same = [ScalePoint(1e6, "tokens", 1e-3 * k, None, None, 3.0) for k in (1, 2, 3)]
     with pytest.raises(ValueError, match=r"got 3 point\(s\) at 1 scale"):
         fit_studies(same)
+
+
+def test_intervals_widen_with_noise():
+    # Rule: the noisier the trials, the wider the exponent's interval and the prediction's.
+    quiet = fit_studies(synthetic_points(noise_log10=0.02), n_boot=300)
+    noisy = fit_studies(synthetic_points(noise_log10=0.2), n_boot=300)
+    width = lambda f: f.lr.exponent_interval[1] - f.lr.exponent_interval[0]  # noqa: E731
+    assert width(noisy) > 3 * width(quiet)
+    far = 1e10
+    assert (noisy.lr.predict(far).high / noisy.lr.predict(far).low
+            > quiet.lr.predict(far).high / quiet.lr.predict(far).low)
+    # A trustworthy fit (8 rungs, exponents of the published signs) warns of nothing.
+    assert quiet.warnings == () and noisy.lr.warnings == ()
+
+
+def test_two_rungs_warn_in_plain_words():
+    pts = [p for p in synthetic_points(n=2)]
+    laws = fit_studies(pts, n_boot=200)
+    # Rule: two rungs always fit a line; every law says so and names the fix.
+    for fit in laws.fits():
+        assert fit.n_rungs == 2 and fit.weak
+        assert any("fitted on 2 rungs" in w and "add a third rung" in w for w in fit.warnings)
+
+
+def test_one_trial_per_rung_gives_a_zero_width_interval_and_says_so():
+    # The case of the issue: two studies, their best trials only; lr rising with tokens.
+    points = [ScalePoint(1e5, "tokens", 0.0047, None, None, 3.0),
+              ScalePoint(4e5, "tokens", 0.0066, None, None, 2.8)]
+    fit = fit_studies(points, n_boot=200).lr
+    low, high = fit.exponent_interval
+    assert high - low < 1e-6
+    said = " ".join(fit.warnings)
+    # Rule: each of the three problems is named: too few rungs, a degenerate interval, and an
+    # exponent of the opposite sign to the horizon rule that `export` applies.
+    assert "fitted on 2 rungs" in said
+    assert "has zero width" in said
+    assert "opposite sign to the horizon rule" in said and "+0.245" in said
+
+
+def test_a_law_of_the_published_sign_is_not_warned_about():
+    x = [1e5, 1e6, 1e7]
+    rising = fit_power_law(x * 2, [1e-3 * v**0.2 * (1.1 if k else 0.9) for k in (0, 1) for v in x],
+                           "lr", "peak LR", "tokens", n_boot=100)
+    falling = fit_power_law(x * 2, [1e-1 * v**-0.2 * (1.1 if k else 0.9) for k in (0, 1) for v in x],
+                            "lr", "peak LR", "tokens", n_boot=100)
+    assert any("opposite sign" in w for w in rising.warnings)
+    assert not falling.warnings
+
+
+def test_near_best_weights_fall_with_the_gap():
+    w = near_best_weights([3.0, 3.03, 3.045, 3.2], near=0.03)
+    # The best weighs 1; 1% above weighs 2/3, 1.5% above 1/2; 3% or more above is left out.
+    assert w == pytest.approx([1.0, 2 / 3, 0.5, 0.0])
+
+
+def test_a_weak_fit_widens_the_prior_toward_the_published_laws():
+    model = ModelShape(n_layer=2, n_head=4, n_embd=64, block_size=64, vocab_size=256)
+    tokens = 3e5
+    strong = fit_studies(synthetic_points(n=4), n_boot=200)
+    weak = fit_studies(synthetic_points(n=2), n_boot=200)
+    published = priors_for(model, tokens)
+    from_strong = priors_for(model, tokens, fitted=strong)
+    from_weak = priors_for(model, tokens, fitted=weak)
+    # Rule: a fit that warns does not stand alone: the published laws' sources join its prior,
+    # its center lies between the fit's prediction and the published center, and its spread is
+    # at least that of the fit's own prediction interval.
+    assert [s.law for s in from_strong.lr.sources] == ["fitted lr"]
+    assert [s.law for s in from_weak.lr.sources][0] == "fitted lr"
+    assert {s.law for s in published.lr.sources} <= {s.law for s in from_weak.lr.sources}
+    fit_value = weak.lr.predict(tokens).value
+    low, high = sorted((fit_value, published.lr.center))
+    assert low < from_weak.lr.center < high
+    z = 1.959964
+    assert from_weak.lr.sigma >= math.log10(weak.lr.predict(tokens).high
+                                            / weak.lr.predict(tokens).low) / (2 * z) - 1e-12
+    # The priors record which laws they used and what the fit warned of.
+    record = from_weak.to_json()["laws"]
+    assert record["kind"] == "fitted" and len(record["fits"]) == 3
+    assert any("fitted on 2 rungs" in w for w in record["warnings"])
+    assert published.to_json()["laws"] == {"kind": "published", "fits": [], "warnings": []}

@@ -170,6 +170,7 @@ def test_read_only_study_folder_is_refused_before_any_trial(tmp_path, shakespear
 def test_every_shipped_study_validates():
     from pathlib import Path
 
+    from scaletune.search.ladder import load_ladder
     from scaletune.trainer.config import load_train_config
 
     studies = Path(__file__).resolve().parents[2] / "studies"
@@ -179,6 +180,8 @@ def test_every_shipped_study_validates():
         raw = yaml.safe_load(f.read_text())
         if "n_trials" in raw:
             load_study(f)
+        elif "rungs" in raw:
+            load_ladder(f)
         else:
             load_train_config(f)
 

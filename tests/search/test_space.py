@@ -358,7 +358,7 @@ def test_study_file_resolves_local_data_files_but_not_hub_files(tmp_path, shakes
 
 
 def test_fit_point_takes_a_fixed_lr_from_the_search_space():
-    from scaletune.search.fit import scale_point
+    from scaletune.search.fit import scale_points
 
     cfg = study_cfg(search={"lr": {"value": 0.02}})
     study = optuna.create_study()
@@ -366,4 +366,4 @@ def test_fit_point_takes_a_fixed_lr_from_the_search_space():
     trial.suggest_float("tau", 0.1, 1.0)
     study.tell(trial, 2.5)
     # The trials trained with search.lr's value, not the trainer's default lr.
-    assert scale_point(cfg, study, "tokens").lr == 0.02
+    assert [p.lr for p in scale_points(cfg, study, "tokens")] == [0.02]

@@ -1,0 +1,335 @@
+"""The scale ladder: studies at smaller scales (rungs), laws fitted to them, the target seeded.
+
+A ladder file names a target study file and the rungs below it. Each rung is an ordinary study
+(the target's file with a smaller budget, a narrower model, or both), run by the same runner as
+`scaletune run`, in the same storage, cheapest first. After each rung the lr, tau and batch-size
+laws are fitted on every rung so far (``search.fit``) and written to the ladder's laws file;
+once three rungs agree on the target (the last one moved no prediction by more than
+``settle_log10``) and no law warns, the rest are skipped. The target study then runs with
+``priors: {laws: fitted}`` on that file. Running the command again resumes: finished rungs are
+skipped, a rung cut short runs its missing trials.
+
+    scaletune ladder studies/quickstart-ladder.yaml
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import optuna
+from pydantic import Field, ValidationError, model_validator
+from rich.console import Console
+from rich.table import Table
+
+from scaletune.heuristics import laws
+from scaletune.heuristics.fit import NEAR_BEST, FittedLaws
+from scaletune.search.config import StudyConfig, _Strict, resolve_study, validate_study
+from scaletune.search.fit import fit_from_studies, study_scale
+from scaletune.search.plan import n_finished
+from scaletune.search.storage import make_storage, sqlite_path
+from scaletune.trainer.config import ModelConfig, Tokens, format_errors, load_yaml
+from scaletune.trainer.errors import ConfigError
+
+SETTLE_LOG10 = 0.05
+"""Default settle_log10: a prediction that moves less than 12% (0.05 dex) with a new rung."""
+MIN_SETTLE_RUNGS = 3
+"""A ladder may stop early only after this many rungs (two always fit a line)."""
+
+
+class RungModel(_Strict):
+    """The model fields a rung changes; the others are the target's."""
+
+    n_layer: int | None = Field(None, ge=1)
+    n_head: int | None = Field(None, ge=1)
+    n_embd: int | None = Field(None, ge=1)
+
+
+class RungConfig(_Strict):
+    """One rung: a smaller study than the target, along tokens, width or both."""
+
+    tokens_per_trial: Tokens
+    """Training tokens of each trial of this rung."""
+    model: RungModel = Field(default_factory=RungModel)
+    """Model fields that differ from the target's (n_layer, n_head, n_embd)."""
+    n_trials: int | None = Field(None, ge=1, strict=True)
+    """Finished trials of this rung; default the ladder's rung_trials."""
+
+
+class TargetConfig(_Strict):
+    """The study the ladder climbs to."""
+
+    study: str = Field(min_length=1)
+    """The target's study file (relative to the ladder file): model, data, search space,
+    sampler, pruner and workers of every rung and of the target."""
+    tokens_per_trial: Tokens | None = None
+    """Tokens per trial of the target; default the study file's."""
+    n_trials: int | None = Field(None, ge=1, strict=True)
+    """Finished trials of the target study; default the study file's."""
+
+
+class LadderConfig(_Strict):
+    """A ladder: a target study and the rungs below it."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
+    """The ladder's name: its rungs are studies <name>-rung-..., its target <name>-target."""
+    target: TargetConfig
+    rungs: list[RungConfig] = Field(min_length=2)
+    """At least two; three or more for a law that something tests."""
+    rung_trials: int = Field(8, ge=1, strict=True)
+    """Finished trials of each rung that sets no n_trials."""
+    scale: Literal["tokens", "params"] = "tokens"
+    """What the laws are a function of: tokens per trial, or non-embedding parameters."""
+    near_best: float = Field(NEAR_BEST, gt=0, lt=1)
+    """Trials within this fraction of their rung's best loss enter the fit, weighted by the gap."""
+    settle_log10: float | None = Field(SETTLE_LOG10, gt=0)
+    """Skip the remaining rungs once, from the third rung on, the last rung moved each predicted
+    target value by less than this (log10) and no law warns; null runs every rung."""
+    laws_file: str | None = None
+    """Where the fitted laws are written; default runs/<name>/laws.json beside the ladder file."""
+
+    @model_validator(mode="after")
+    def _distinct_rungs(self) -> LadderConfig:
+        seen = [(r.tokens_per_trial, r.model.model_dump_json()) for r in self.rungs]
+        twice = sorted({i for i, key in enumerate(seen) if seen.index(key) != i})
+        if twice:
+            raise ValueError(f"rungs[{twice[0]}] repeats an earlier rung: give each rung its "
+                             "own tokens_per_trial or model")
+        return self
+
+
+@dataclass(frozen=True)
+class Rung:
+    """A rung as it runs: its study config, scale and cost."""
+
+    cfg: StudyConfig
+    scale: float
+    tokens_per_param: float
+    flops: float
+    """Compute of the whole rung: 6 * N * D per trial times its trials (N non-embedding)."""
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """A validated ladder file: rungs cheapest first, the target study, where the laws go."""
+
+    cfg: LadderConfig
+    source: str
+    rungs: tuple[Rung, ...]
+    target: StudyConfig
+    laws_file: Path
+
+    @property
+    def target_scale(self) -> float:
+        return study_scale(self.target, self.cfg.scale)
+
+
+def _tokens_label(tokens: int) -> str:
+    for unit, size in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        if tokens >= size and tokens % (size // 1000 or 1) == 0:
+            return f"{tokens / size:g}{unit}"
+    return str(tokens)
+
+
+def _study(raw: dict[str, Any], changes: dict[str, Any], where: str, path: Path,
+           errors: list[str]) -> StudyConfig | None:
+    """The target's study file with ``changes``, validated; its problems named by ``where``."""
+    try:
+        cfg = validate_study({**raw, **changes}, where)
+    except ConfigError as e:
+        errors += [f"{where}: {line}" for line in e.errors]
+        return None
+    return resolve_study(cfg, path)
+
+
+def is_ladder(path: str | Path) -> bool:
+    """True for a ladder file (it has rungs), False for a study file."""
+    return "rungs" in load_yaml(path)
+
+
+def study_or_target(path: str | Path) -> StudyConfig:
+    """The study of a study file, or the target study of a ladder file: what the commands that
+    read one study (report, export, show, best, dashboard) take either for."""
+    from scaletune.search.config import load_study
+
+    return load_ladder(path).target if is_ladder(path) else load_study(path)
+
+
+def load_ladder(path: str | Path) -> Ladder:
+    """Read and validate a ladder file and the target study it names; every problem at once,
+    each naming its key (a rung's problems name the rung: ``rungs[1]: model.n_head: ...``)."""
+    path = Path(path)
+    raw = load_yaml(path)
+    raw.setdefault("name", path.stem)
+    try:
+        cfg = LadderConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(str(path), format_errors(e, LadderConfig)) from None
+    study_path = path.resolve().parent / cfg.target.study
+    try:
+        target_raw = load_yaml(study_path)
+    except ConfigError as e:
+        raise ConfigError(str(path), [f"target.study: {line}" for line in e.errors]) from None
+    errors: list[str] = []
+    base = {k: v for k, v in target_raw.items() if k not in ("study_dir", "priors")}
+    base.pop("eval_every_tokens", None)  # a tenth of each rung's budget, not the target's cadence
+    rungs = []
+    for i, rung in enumerate(cfg.rungs):
+        model = {**target_raw.get("model", {}), **rung.model.model_dump(exclude_none=True)}
+        shape = {**ModelConfig().model_dump(), **model}
+        name = (f"{cfg.name}-rung-{_tokens_label(rung.tokens_per_trial)}-"
+                f"{shape['n_layer']}x{shape['n_embd']}")
+        study = _study(base, {"name": name, "model": model,
+                              "tokens_per_trial": rung.tokens_per_trial,
+                              "n_trials": rung.n_trials or cfg.rung_trials},
+                       f"rungs[{i}]", study_path, errors)
+        if study is not None:
+            n = laws.non_embedding_params(study.model.n_layer, study.model.n_embd)
+            rungs.append(Rung(study, study_scale(study, cfg.scale), rung.tokens_per_trial / n,
+                              laws.flops_6nd(n, rung.tokens_per_trial) * study.n_trials))
+    laws_file = (path.resolve().parent / cfg.laws_file if cfg.laws_file
+                 else path.resolve().parent / "runs" / cfg.name / "laws.json")
+    target_changes: dict[str, Any] = {
+        "name": f"{cfg.name}-target",
+        "priors": {"laws": "fitted", "fitted_file": str(laws_file)},
+    }
+    if cfg.target.tokens_per_trial is not None:
+        target_changes["tokens_per_trial"] = cfg.target.tokens_per_trial
+        target_changes["eval_every_tokens"] = None
+    if cfg.target.n_trials is not None:
+        target_changes["n_trials"] = cfg.target.n_trials
+    target = _study({k: v for k, v in target_raw.items() if k != "study_dir"}, target_changes,
+                     "target", study_path, errors)
+    if rungs and len({r.scale for r in rungs}) < 2:
+        errors.append(f"rungs: every rung has the same {cfg.scale} ({rungs[0].scale:,.0f}), so no "
+                      f"law in {cfg.scale} can be fitted: vary "
+                      + ("tokens_per_trial" if cfg.scale == "tokens" else "model.n_embd or n_layer"))
+    tpp = sorted(r.tokens_per_param for r in rungs)
+    if len(rungs) >= 2 and tpp[-1] / tpp[0] < 1.5:
+        errors.append(f"rungs: every rung trains {tpp[0]:.3g}-{tpp[-1]:.3g} tokens per parameter; "
+                      "vary it (by 1.5x or more: change tokens_per_trial at a fixed width) so "
+                      "that the fit sees how the optimum moves with the horizon, which the "
+                      "target's may differ in")
+    if target is not None and len(rungs) == len(cfg.rungs):
+        top = study_scale(target, cfg.scale)
+        errors += [f"rungs[{i}]: its {cfg.scale} ({r.scale:,.0f}) is not below the target's "
+                   f"({top:,.0f}): a rung is a smaller study" for i, r in enumerate(rungs)
+                   if r.scale > top * (1 + 1e-9)]
+    if errors:
+        raise ConfigError(str(path), errors)
+    assert target is not None
+    ordered = tuple(sorted(rungs, key=lambda r: r.flops))
+    return Ladder(cfg, str(path), ordered, target, laws_file)
+
+
+# --------------------------------------------------------------------------- running
+
+
+def finished_trials(cfg: StudyConfig) -> int:
+    """Finished trials of the study of ``cfg`` in its storage; 0 where it has not run. Never
+    creates a storage."""
+    database = sqlite_path(cfg.storage_url)
+    if database is not None and not database.is_file():
+        return 0
+    try:
+        study = optuna.load_study(study_name=cfg.name, storage=make_storage(cfg.storage_url))
+    except KeyError:
+        return 0
+    return n_finished(study)
+
+
+def fit_rungs(ladder: Ladder, rungs: tuple[Rung, ...] | list[Rung]) -> FittedLaws:
+    """The laws fitted on the near-best trials of ``rungs`` (finished studies)."""
+    return fit_from_studies([r.cfg for r in rungs], scale_kind=ladder.cfg.scale,
+                            near=ladder.cfg.near_best)
+
+
+def predictions(laws_: FittedLaws, scale: float) -> dict[str, float]:
+    """log10 of each fitted law at ``scale``, by target."""
+    return {f.target: math.log10(f.predict(scale).value) for f in laws_.fits()}
+
+
+def settled(ladder: Ladder, before: FittedLaws | None, now: FittedLaws, n_rungs: int) -> bool:
+    """True when the last rung moved no prediction for the target by settle_log10 or more, from
+    the third rung on, and no law warns."""
+    limit = ladder.cfg.settle_log10
+    if limit is None or before is None or n_rungs < MIN_SETTLE_RUNGS or now.warnings:
+        return False
+    was, is_ = predictions(before, ladder.target_scale), predictions(now, ladder.target_scale)
+    return all(k in was and abs(v - was[k]) < limit for k, v in is_.items())
+
+
+def plan_table(ladder: Ladder) -> Table:
+    """The rungs cheapest first, then the target, with their scale and state."""
+    table = Table(title=f"Ladder {ladder.cfg.name}: rungs cheapest first, then the target")
+    for column in ("study", "tokens/trial", "model", "N non-emb.", "tokens/param", "trials",
+                   "compute (6ND)", "finished"):
+        table.add_column(column, justify="left" if column in ("study", "model") else "right")
+    for cfg in [r.cfg for r in ladder.rungs] + [ladder.target]:
+        n = laws.non_embedding_params(cfg.model.n_layer, cfg.model.n_embd)
+        m = cfg.model
+        table.add_row(cfg.name, f"{cfg.tokens_per_trial:,}", f"{m.n_layer}x{m.n_embd}",
+                      f"{n:,}", f"{cfg.tokens_per_trial / n:.3g}", str(cfg.n_trials),
+                      f"{laws.flops_6nd(n, cfg.tokens_per_trial) * cfg.n_trials:.3g}",
+                      f"{finished_trials(cfg)}/{cfg.n_trials}")
+    return table
+
+
+def print_fit(ladder: Ladder, fitted: FittedLaws, console: Console) -> None:
+    """Each law, its prediction at the target with the interval, and its warnings."""
+    scale = ladder.target_scale
+    for fit in fitted.fits():
+        pred = fit.predict(scale)
+        console.print(f"  {fit.describe()}", highlight=False, markup=False, soft_wrap=True)
+        console.print(f"    at the target ({ladder.cfg.scale} {scale:,.0f}): {pred.value:.4g} "
+                      f"{fit.unit}, {pred.level:.0%} prediction interval [{pred.low:.4g}, "
+                      f"{pred.high:.4g}]", highlight=False, markup=False, soft_wrap=True)
+    for warning in fitted.warnings:
+        console.print(f"  warning: {warning}", style="yellow", highlight=False, markup=False,
+                      soft_wrap=True)
+
+
+def run_ladder(ladder: Ladder, console: Console | None = None) -> optuna.Study:
+    """Run (or resume) every rung cheapest first, fitting after each, then the target study
+    seeded from the fitted laws. Returns the target study."""
+    from scaletune.search.runner import run_study
+
+    console = console or Console()
+    console.print(plan_table(ladder))
+    ladder.laws_file.parent.mkdir(parents=True, exist_ok=True)
+    done: list[Rung] = []
+    before: FittedLaws | None = None
+    fitted: FittedLaws | None = None
+    for i, rung in enumerate(ladder.rungs):
+        have = finished_trials(rung.cfg)
+        if have >= rung.cfg.n_trials:
+            console.print(f"rung {i + 1}/{len(ladder.rungs)} {rung.cfg.name}: finished "
+                          f"({have}/{rung.cfg.n_trials} trials)", highlight=False)
+        else:
+            console.print(f"[bold]rung {i + 1}/{len(ladder.rungs)}[/] {rung.cfg.name}", highlight=False)
+            run_study(rung.cfg, console)
+        done.append(rung)
+        if len({r.scale for r in done}) < 2:
+            continue
+        fitted = fit_rungs(ladder, done)
+        fitted.save(ladder.laws_file, predict_at={"target": ladder.target_scale})
+        console.print(f"laws fitted on {len(done)} rung(s), written to {ladder.laws_file}:",
+                      highlight=False, markup=False)
+        print_fit(ladder, fitted, console)
+        if settled(ladder, before, fitted, len(done)) and i + 1 < len(ladder.rungs):
+            console.print(f"the target's predictions moved less than {ladder.cfg.settle_log10} "
+                          f"dex with the last rung: {len(ladder.rungs) - i - 1} rung(s) skipped",
+                          highlight=False)
+            break
+        before = fitted
+    target = ladder.target
+    have = finished_trials(target)
+    if have >= target.n_trials:
+        console.print(f"target {target.name}: finished ({have}/{target.n_trials} trials)",
+                      highlight=False)
+        return optuna.load_study(study_name=target.name, storage=make_storage(target.storage_url))
+    console.print(f"[bold]target[/] {target.name}: priors from {ladder.laws_file}",
+                  highlight=False)
+    return run_study(target, console)

@@ -1,0 +1,125 @@
+"""The ladder's figures: one per fitted hyperparameter, drawn as ``search.report`` draws.
+
+Each shows, over the scale (tokens per trial or non-embedding parameters): the optimum each
+rung found (the weighted mean of its near-best trials, with their spread), the fitted law and its
+prediction interval out to the target, the published laws' prior center at every rung and at
+the target, the prediction at the target, and the best trial of the target study once it ran.
+``scaletune report LADDER.yaml`` writes them beside the target study's report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+from matplotlib.figure import Figure
+
+from scaletune.heuristics.fit import FittedLaws, PowerLawFit, ScalePoint
+from scaletune.search.config import PriorsConfig, StudyConfig
+from scaletune.search.fit import scale_points
+from scaletune.search.ladder import Ladder, finished_trials
+from scaletune.search.report import (
+    FIGSIZE,
+    Drawn,
+    Layer,
+    _draw,
+    _legends,
+    _matplotlib_style,
+    _save,
+    _set_axis,
+    _span,
+    _titles,
+)
+from scaletune.search.space import planning_priors
+from scaletune.search.studies import open_study
+from scaletune.trainer.errors import ConfigError
+
+COLOURS = {"rung": "#1f77b4", "fit": "#d62728", "published": "#7f7f7f", "target": "#2ca02c"}
+LABELS = {"lr": "peak learning rate", "tau": "AdamW timescale tau = B/(eta*lambda*D)",
+          "batch_size": "batch (tokens per step)"}
+
+
+def published_center(cfg: StudyConfig, target: str) -> float:
+    """The published laws' prior center of ``target`` for the study ``cfg`` (batch in tokens
+    per step, as the fit counts it)."""
+    priors = planning_priors(cfg.model_copy(update={"priors": PriorsConfig()}))
+    prior = getattr(priors, target)
+    return prior.center * (cfg.model.block_size if target == "batch_size" else 1)
+
+
+def target_best(ladder: Ladder) -> ScalePoint | None:
+    """The target study's best trial as a point of the laws; None before it finished a trial."""
+    if finished_trials(ladder.target) == 0:
+        return None
+    study, ran_with, _ = open_study(ladder.target, ladder.source)
+    try:
+        return scale_points(ran_with, study, ladder.cfg.scale)[0]
+    except ConfigError:  # no complete trial yet
+        return None
+
+
+def plot_fit(ladder: Ladder, fit: PowerLawFit, best: ScalePoint | None, out: Path) -> Drawn:
+    """The figure of one fitted law (see the module)."""
+    top = ladder.target_scale
+    xs = [float(x) for x in np.logspace(np.log10(fit.x_min) - 0.05, np.log10(top) + 0.05, 40)]
+    line = [fit.predict(x) for x in xs]
+    at_target = fit.predict(top)
+    layers = [
+        Layer("fitted law", xs, [p.value for p in line], COLOURS["fit"], marker=None, line=2.0),
+        Layer(f"{fit.level:.0%} prediction interval", xs, [p.low for p in line], COLOURS["fit"],
+              marker=None, line=0.8),
+        Layer(f"{fit.level:.0%} prediction interval", xs, [p.high for p in line],
+              COLOURS["fit"], marker=None, line=0.8),
+    ]
+    for r in fit.rungs:  # the spread of each rung's near-best trials, as a bar
+        layers.append(Layer("rung optimum (spread of its near-best trials)", [r.scale, r.scale],
+                            [r.low, r.high], COLOURS["rung"], marker=None, line=2.0))
+    layers.append(Layer("rung optimum (spread of its near-best trials)",
+                        [r.scale for r in fit.rungs], [r.value for r in fit.rungs],
+                        COLOURS["rung"], text=[f"{r.n_trials} near-best trials"
+                                               for r in fit.rungs]))
+    cfgs = [r.cfg for r in ladder.rungs] + [ladder.target]
+    published = sorted((s, published_center(c, fit.target)) for s, c in
+                       zip([r.scale for r in ladder.rungs] + [top], cfgs, strict=True))
+    layers.append(Layer("published laws' prior center", [p[0] for p in published],
+                        [p[1] for p in published], COLOURS["published"], marker="x", line=1.0))
+    layers.append(Layer("prediction at the target", [top, top], [at_target.low, at_target.high],
+                        COLOURS["fit"], marker=None, line=3.0))
+    layers.append(Layer("prediction at the target", [top], [at_target.value], COLOURS["fit"],
+                        marker="star", size=14))
+    found = None if best is None else getattr(best, fit.target)
+    if found is not None:
+        layers.append(Layer("target study's best trial", [top], [found], COLOURS["target"],
+                            marker="diamond", size=11, edge="black"))
+    low, high = fit.exponent_interval
+    title = (f"{fit.target} ~ {ladder.cfg.scale}^{fit.exponent:.3f} "
+             f"({fit.level:.0%} CI [{low:.3f}, {high:.3f}]) over {fit.n_rungs} rungs")
+    if fit.warnings:
+        title += f"; {len(fit.warnings)} warning(s) in laws.json"
+    ys = [v for layer in layers for v in layer.y]
+    with _matplotlib_style():
+        png = Figure(figsize=FIGSIZE)
+        ax = png.subplots()
+        html = go.Figure()
+        for layer in layers:
+            _draw(layer, ax, html)
+        _titles(ax, html, title, f"{ladder.cfg.scale} per trial" if ladder.cfg.scale == "tokens"
+                else "non-embedding parameters", LABELS.get(fit.target, fit.target))
+        _set_axis(ax, html, "x", _span(xs, True), True)
+        _set_axis(ax, html, "y", _span(ys, True), True)
+        _legends(png, html, [ax])
+        return _save(png, html, out, f"ladder_{fit.target}")
+
+
+def make_ladder_figures(ladder: Ladder, out: Path, laws_: FittedLaws | None = None) -> list[Drawn]:
+    """A figure per fitted law into ``out``, from the ladder's laws file."""
+    if laws_ is None:
+        if not ladder.laws_file.is_file():
+            raise ConfigError(ladder.source, [
+                f"laws_file: {ladder.laws_file} does not exist yet: `scaletune ladder "
+                f"{ladder.source}` writes it once two rungs have finished"])
+        laws_ = FittedLaws.load(ladder.laws_file)
+    out.mkdir(parents=True, exist_ok=True)
+    best = target_best(ladder)
+    return [plot_fit(ladder, fit, best, out) for fit in laws_.fits()]

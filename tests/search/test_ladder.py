@@ -1,0 +1,231 @@
+"""The scale ladder: its file names every bad key, and a tiny ladder runs end to end through
+the real runner, resumes without training a trial twice, and seeds its target from the fit."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+
+import optuna
+import pytest
+import yaml
+
+from scaletune.search.cli import main
+from scaletune.search.config import load_study
+from scaletune.search.ladder import load_ladder
+from scaletune.search.runner import run_study
+from scaletune.search.storage import make_storage
+from scaletune.trainer.errors import ConfigError
+from tests.search.helpers import flat, tiny_study, write_study
+
+
+def ladder_files(tmp_path, shakespeare, **ladder):
+    """A tiny target study (1x32 model, 40,960 tokens, 2 trials) and a ladder of three rungs."""
+    study = tiny_study(tmp_path, shakespeare, name="tiny", n_trials=2,
+                       search={"lr": {"prior": "auto"}, "weight_decay": {"prior": "auto", "as": "tau"},
+                               "dropout": {"value": 0.0}, "warmup_frac": {"value": 0.05},
+                               "batch_size": {"choices": [4, 8]}},
+                       sampler={"name": "tpe", "n_startup_trials": 2},
+                       pruner={"name": "none"})
+    study.pop("study_dir")  # runs/<name> beside the file, one storage for every rung
+    write_study(tmp_path, study, "target.yaml")
+    raw = {"target": {"study": "target.yaml"},
+           "rungs": [{"tokens_per_trial": 16_384}, {"tokens_per_trial": 4_096},
+                     {"tokens_per_trial": 8_192}],
+           "rung_trials": 2, **ladder}
+    path = tmp_path / "ladder.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def errors_of(path) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_ladder(path)
+    return info.value.errors
+
+
+def test_a_ladder_runs_its_rungs_cheapest_first_under_names_of_their_own(tmp_path, shakespeare):
+    ladder = load_ladder(ladder_files(tmp_path, shakespeare))
+    # Rule: rungs run cheapest first, whatever the file's order; each is its own study in the
+    # target's storage; the target study is the ladder's, seeded from its laws file.
+    assert [r.cfg.tokens_per_trial for r in ladder.rungs] == [4_096, 8_192, 16_384]
+    assert [r.cfg.name for r in ladder.rungs] == ["ladder-rung-4.096k-1x32",
+                                                  "ladder-rung-8.192k-1x32",
+                                                  "ladder-rung-16.384k-1x32"]
+    assert {r.cfg.storage_url for r in ladder.rungs} == {ladder.target.storage_url}
+    assert ladder.target.name == "ladder-target"
+    assert ladder.target.priors.laws == "fitted"
+    assert ladder.target.priors.fitted_file == str(ladder.laws_file)
+    # A rung evaluates a tenth of its own budget at a time, not the target's cadence.
+    assert [r.cfg.eval_interval for r in ladder.rungs] == [409, 819, 1638]
+
+
+def test_bad_ladder_input_names_the_key(tmp_path, shakespeare):
+    path = ladder_files(tmp_path, shakespeare)
+    raw = yaml.safe_load(path.read_text())
+    raw["rungs"][0]["modle"] = {"n_embd": 16}
+    raw["rungs"][1]["tokens_per_trial"] = -5
+    raw["near_best"] = 2
+    raw["target"]["n_trials"] = 0
+    path.write_text(yaml.safe_dump(raw))
+    said = "\n".join(errors_of(path))
+    # Rule: every problem at once, each under its own key.
+    assert "rungs.0.modle" in said
+    assert "rungs.1.tokens_per_trial" in said
+    assert "near_best" in said
+    assert "target.n_trials" in said
+
+    raw = yaml.safe_load(ladder_files(tmp_path, shakespeare).read_text())
+    raw["rungs"][1]["model"] = {"n_embd": 30}  # n_head 2 divides it, the rung is fine
+    raw["rungs"][2]["model"] = {"n_head": 3}  # 3 does not divide 32
+    path.write_text(yaml.safe_dump(raw))
+    said = errors_of(path)
+    # A rung's own study problems are named by the rung, then the study key.
+    assert len(said) == 1 and said[0].startswith("rungs[2]: model") and "n_head" in said[0], said
+
+    raw = yaml.safe_load(ladder_files(tmp_path, shakespeare).read_text())
+    raw["rungs"] = [{"tokens_per_trial": 20_000, "model": {"n_embd": 16}},
+                    {"tokens_per_trial": 80_000}]
+    path.write_text(yaml.safe_dump(raw))
+    said = errors_of(path)
+    # Two rungs at one tokens per parameter (and above the target's budget) are refused.
+    assert any(e.startswith("rungs: every rung trains") for e in said), said
+    assert any(e.startswith("rungs[1]: its tokens (80,000) is not below the target's") for e in said)
+
+    raw["target"]["study"] = "missing.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert errors_of(path)[0].startswith("target.study: ")
+
+
+def finished_counts(url: str) -> dict[str, int]:
+    storage = make_storage(url)
+    counts = {}
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        counts[summary.study_name] = len([t for t in study.get_trials(deepcopy=False)
+                                          if t.state.is_finished()])
+    return counts
+
+
+@pytest.mark.slow
+def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys):
+    path = ladder_files(tmp_path, shakespeare, settle_log10=None)
+    ladder = load_ladder(path)
+    # A ladder cut short: its cheapest rung ran one of its two trials.
+    first = ladder.rungs[0].cfg
+    run_study(first.model_copy(update={"n_trials": 1}))
+    assert finished_counts(first.storage_url) == {first.name: 1}
+
+    assert main(["ladder", str(path)]) == 0
+    out = flat(capsys.readouterr().out)
+    counts = finished_counts(first.storage_url)
+    # Rule: every rung and the target have exactly their trials; the cut rung ran only the
+    # trial it missed.
+    assert counts == {r.cfg.name: 2 for r in ladder.rungs} | {"ladder-target": 2}
+    assert "laws fitted on 2 rung(s)" in out and "laws fitted on 3 rung(s)" in out
+    # The fit after two rungs says it is untested; the laws file is a small summary.
+    assert "warning: lr law: fitted on 2 rungs" in out
+    saved = json.loads(ladder.laws_file.read_text())
+    assert saved["format_version"] == 2 and saved["lr"]["n_rungs"] == 3
+    # It gives each law's prediction at the target's tokens with its interval.
+    at_target = saved["predictions"]["target"]
+    assert at_target["scale"] == ladder.target_scale == 40_960
+    assert at_target["lr"]["low"] < at_target["lr"]["value"] < at_target["lr"]["high"]
+    assert "boot_" not in ladder.laws_file.read_text()
+
+    # The target's priors came from the fitted laws, and its record says so.
+    storage = make_storage(first.storage_url)
+    target = optuna.load_study(study_name="ladder-target", storage=storage)
+    recorded = target.user_attrs["priors"]
+    assert recorded["laws"]["kind"] == "fitted" and len(recorded["laws"]["fits"]) >= 1
+    assert recorded["lr"]["sources"][0]["law"] == "fitted lr"
+    assert target.user_attrs["config"]["priors"]["laws"] == "fitted"
+
+    # Rule: running it again trains nothing: every rung and the target are finished.
+    laws_before = ladder.laws_file.read_text()
+    assert main(["ladder", str(path)]) == 0
+    out = flat(capsys.readouterr().out)
+    assert finished_counts(first.storage_url) == counts
+    assert len(re.findall(r"rung \d/3 \S+: finished \(2/2 trials\)", out)) == 3
+    assert "target ladder-target: finished (2/2 trials)" in out
+    assert ladder.laws_file.read_text() == laws_before
+    # The ladder file stands for its target study in the commands that read a study.
+    assert main(["best", str(path), "--json"]) == 0
+    best = json.loads(capsys.readouterr().out)
+    assert best["study"] == "ladder-target" and "lr" in best["params"]
+    assert load_study(tmp_path / "target.yaml").name == "tiny"
+
+
+def test_export_carries_the_horizon_with_the_fitted_exponents(tmp_path):
+    from scaletune.heuristics.fit import ScalePoint, fit_studies
+    from scaletune.search.export import export_study
+    from tests.search.test_export import add_trial, make_study, params, study_file
+
+    points = [ScalePoint(x, "tokens", 0.3 * x**-0.5 * j, 50 * x**-0.2 * j, 0.5 * x**0.5 * j, 3.0)
+              for x in (1e4, 2e4, 4e4, 8e4) for j in (0.95, 1 / 0.95)]
+    laws_path = tmp_path / "laws.json"
+    fit_studies(points, n_boot=100).save(laws_path)
+    path, cfg = study_file(tmp_path, priors={"laws": "fitted", "fitted_file": str(laws_path)})
+    study = make_study(cfg)
+    add_trial(study, cfg, params(4e-3, tau=0.8, batch_size=16), 2.2)
+    done = export_study(cfg, tmp_path / "final.yaml", source=str(path),
+                        tokens=16 * cfg.tokens_per_trial)
+    # Rule: with laws fitted in tokens, the horizon uses their exponents: lr * 16^-0.5,
+    # tau * 16^-0.2, batch * 16^0.5 (64 sequences), each rule citing the fitted law.
+    final = done.transfer.final
+    assert final.lr == pytest.approx(4e-3 * 16**-0.5, rel=1e-6)
+    assert final.tau == pytest.approx(0.8 * 16**-0.2, rel=1e-6)
+    assert final.batch_size == 64
+    sources = {r.value: r.source for r in done.transfer.rules}
+    assert sources["lr"].startswith("fitted lr law, fitted on 4 rungs (laws.json)")
+    assert sources["batch_size"].startswith("fitted batch-size law")
+    assert "fitted tau law" in next(r.formula for r in done.transfer.rules
+                                    if r.value == "weight_decay")
+
+
+def test_the_ladder_figure_shows_rungs_law_published_prior_and_prediction(tmp_path, shakespeare):
+    from scaletune.heuristics.fit import ScalePoint, fit_studies
+    from scaletune.search.ladder_report import make_ladder_figures
+
+    ladder = load_ladder(ladder_files(tmp_path, shakespeare))
+    points = [ScalePoint(r.scale, "tokens", 0.5 * r.scale**-0.3 * j, 10 * r.scale**-0.2 * j,
+                         None, 3.0) for r in ladder.rungs for j in (0.9, 1 / 0.9)]
+    fitted = fit_studies(points, n_boot=100)
+    drawn = make_ladder_figures(ladder, tmp_path / "report", fitted)
+    # Rule: one figure per fitted law (no batch law here), PNG and HTML each.
+    assert [d.paths[0].name for d in drawn] == ["ladder_lr.png", "ladder_tau.png"]
+    assert all(path.is_file() for d in drawn for path in d.paths)
+    html = drawn[0].html
+    names = {trace.name for trace in html.data}
+    assert {"fitted law", "95% prediction interval", "published laws' prior center",
+            "prediction at the target"} <= {n for n in names}
+    assert any(n.startswith("rung optimum") for n in names)
+    # The prediction's star sits at the target's tokens, at the law's value there.
+    star = next(t for t in html.data if t.name == "prediction at the target" and len(t.x) == 1)
+    assert star.x[0] == ladder.target_scale
+    assert star.y[0] == pytest.approx(fitted.lr.predict(ladder.target_scale).value)
+    # The title gives the exponent with its interval.
+    assert "lr ~ tokens^-0.300" in drawn[0].png.axes[0].get_title(loc="left")
+
+
+def test_a_ladder_settles_only_on_three_agreeing_rungs_without_warnings(tmp_path, shakespeare):
+    from scaletune.heuristics.fit import ScalePoint, fit_studies
+    from scaletune.search.ladder import settled
+
+    ladder = load_ladder(ladder_files(tmp_path, shakespeare))
+
+    def laws(exponent, scales):
+        return fit_studies([ScalePoint(x, "tokens", 0.5 * x**exponent * j, None, None, 3.0)
+                            for x in scales for j in (0.9, 1 / 0.9)], n_boot=100)
+
+    two, three = (4e3, 8e3), (4e3, 8e3, 16e3)
+    # Rule: the target's prediction moved by less than settle_log10 (0.05) with the third rung.
+    assert settled(ladder, laws(-0.3, two), laws(-0.3, three), n_rungs=3)
+    # Not when it moved more, not on two rungs, not when a law warns (lr rising with tokens).
+    assert not settled(ladder, laws(-0.2, two), laws(-0.3, three), n_rungs=3)
+    assert not settled(ladder, laws(-0.3, two), laws(-0.3, two), n_rungs=2)
+    assert not settled(ladder, laws(0.3, two), laws(0.3, three), n_rungs=3)
+    # settle_log10: null runs every rung.
+    every = replace(ladder, cfg=ladder.cfg.model_copy(update={"settle_log10": None}))
+    assert not settled(every, laws(-0.3, two), laws(-0.3, three), n_rungs=3)
