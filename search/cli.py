@@ -349,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     job_server = ("the Ray cluster's job server, http://HEAD:8265 (default the study's "
-                  "workers.address, else RAY_ADDRESS)")
+                  "workers.address, else RAY_API_SERVER_ADDRESS or RAY_ADDRESS)")
     p = sub.add_parser("jobs", help="studies run as Ray jobs (run --detach): status and progress")
     p.add_argument("study", nargs="?", help="study YAML: its jobs only")
     p.add_argument("--address", metavar="URL", help=job_server)

@@ -53,14 +53,15 @@ STARTED = re.compile(r"^study \S+ on .*trials finished, up to \d+ at once", re.M
 """The line a driver prints once it holds the study's lease (search.runner._drive)."""
 TALLY = re.compile(r"^\S+  done \d+  pruned \d+  failed \d+  running \d+  of \d+ .*$", re.M)
 """The tally a driver prints after each finished trial (search.progress.StudyProgress)."""
-STOPPED = re.compile(r"^(interrupted|stopped) .*queued again.*$", re.M)
+STOPPED = re.compile(r"^(?:interrupted|stopped) .*queued again.*$", re.M)
 
 
 def job_server(cfg: StudyConfig | None, address: str | None) -> str:
     """The job server's URL: ``--address``, else the study's ``workers.address`` where it is a
-    job server, else ``RAY_ADDRESS`` (as Ray's own ``ray job`` reads it)."""
+    job server, else ``RAY_API_SERVER_ADDRESS`` or ``RAY_ADDRESS``."""
     url = address or (cfg.workers.job_server if cfg is not None else None)
-    url = url or os.environ.get("RAY_ADDRESS")
+    # As Ray's own `ray job` reads them: RAY_API_SERVER_ADDRESS first, then RAY_ADDRESS.
+    url = url or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
     if not url:
         raise SetupError("no Ray job server: give --address http://HEAD:8265 (the cluster's "
                          "dashboard), or set workers.address or RAY_ADDRESS to it")
@@ -74,8 +75,14 @@ def client(url: str) -> Any:
     """Ray's JobSubmissionClient for ``url``, or SetupError naming the address."""
     from ray.job_submission import JobSubmissionClient
 
+    from ray.exceptions import AuthenticationError
+
     try:
         return JobSubmissionClient(url)
+    except AuthenticationError:
+        raise SetupError(f"the Ray job server at {url} asks for the cluster's token: set "
+                         "RAY_AUTH_MODE=token and the token in RAY_AUTH_TOKEN (or in the file "
+                         "RAY_AUTH_TOKEN_PATH names, by default ~/.ray/auth_token)") from None
     except (ConnectionError, RuntimeError, ValueError) as e:
         said = _first_line(e).rstrip(".")
         raise SetupError(f"cannot reach the Ray job server at {url}: {said}; is the cluster up, "
@@ -128,9 +135,12 @@ def submit(cfg: StudyConfig, study_file: str, url: str, options: dict[str, Any],
     where = "" if url == cfg.workers.job_server else f" --address {url}"
     quoted = shlex.quote(study_file)
     out("this machine may go now. Follow the study from any machine that reaches the cluster:")
-    out(f"  scaletune jobs{where}                  progress of every study's job")
-    out(f"  scaletune logs {quoted}{where} --follow   the driver's output")
-    out(f"  scaletune stop {quoted}{where}          stop it; run --detach again resumes it")
+    follow = [(f"scaletune jobs {quoted}{where}", "its progress"),
+              (f"scaletune logs {quoted}{where} --follow", "the driver's output"),
+              (f"scaletune stop {quoted}{where}", "stop it; run --detach again resumes it")]
+    width = max(len(command) for command, _ in follow)
+    for command, what in follow:
+        out(f"  {command:<{width}}   {what}")
     return 0
 
 
@@ -169,13 +179,20 @@ def _progress(logs: str, status: str) -> str:
     """The last tally in a driver's log, or the last line that says how the job went."""
     tallies = TALLY.findall(logs)
     last = tallies[-1] if tallies else ""
-    stopped = STOPPED.findall(logs)
-    if stopped and status not in ACTIVE:
-        last = f"{last}; {stopped[-1]}" if last else stopped[-1]
+    said = _stop_said(logs)
+    if said and status not in ACTIVE:
+        last = f"{last}; {said}" if last else said
     if not last:
         lines = [ln for ln in logs.strip().splitlines() if ln.strip()]
         last = lines[-1] if lines else ""
     return last
+
+
+def _stop_said(logs: str) -> str:
+    """What a stopped driver said last (``stopped (SIGTERM): 1 running trial(s) stopped and
+    queued again``), less its advice to run the same command: a job resumes with run --detach."""
+    found = STOPPED.findall(logs)
+    return found[-1].split("; run the same command")[0] if found else ""
 
 
 def find_job(url: str, target: str) -> tuple[Any, str]:
@@ -228,8 +245,8 @@ def stop(url: str, target: str, console: Console) -> int:
     if status in ACTIVE:
         out(f"asked Ray job {job_id} to stop; it is still {status}")
         return 1
-    said = STOPPED.findall(jobs.get_job_logs(job_id))
-    out(f"Ray job {job_id}: {status}" + (f"; the driver: {said[-1]}" if said else ""))
+    said = _stop_said(jobs.get_job_logs(job_id))
+    out(f"Ray job {job_id}: {status}" + (f"; the driver: {said}" if said else ""))
     study = target if not target.startswith(PREFIX) else "STUDY.yaml"
     out(f"resume it with  scaletune run {shlex.quote(study)} --detach")
     return 0
