@@ -73,9 +73,8 @@ def job_server(cfg: StudyConfig | None, address: str | None) -> str:
 
 def client(url: str) -> Any:
     """Ray's JobSubmissionClient for ``url``, or SetupError naming the address."""
-    from ray.job_submission import JobSubmissionClient
-
     from ray.exceptions import AuthenticationError
+    from ray.job_submission import JobSubmissionClient
 
     try:
         return JobSubmissionClient(url)
