@@ -160,6 +160,10 @@ def test_a_detached_study_is_followed_stopped_and_resumed_from_outside(tmp_path,
     assert "the driver runs on the cluster: study tiny on sqlite:///" in out
     assert f"scaletune stop {path}" in out
 
+    # A second job of the same study is refused before it is submitted.
+    second = scaletune("run", str(path), "--detach")
+    assert second.returncode == 2
+    assert f"study 'tiny' is being run by Ray job {job} (RUNNING" in flat(second.stdout)
     # A local driver of the same study is refused with the lease's message, naming the job.
     local = scaletune("run", str(path), "--address", "local")
     assert local.returncode == 2
