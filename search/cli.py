@@ -114,10 +114,9 @@ def _job_server(args: argparse.Namespace) -> str:
     """The job server of a command on a study file or a job id (a job id needs --address or
     RAY_ADDRESS)."""
     from scaletune.search.config import load_study
-    from scaletune.search.jobs import PREFIX, job_server
+    from scaletune.search.jobs import is_job_id, job_server
 
-    is_file = not args.target.startswith(PREFIX) or args.target.endswith((".yaml", ".yml"))
-    return job_server(load_study(args.target) if is_file else None, args.address)
+    return job_server(None if is_job_id(args.target) else load_study(args.target), args.address)
 
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:

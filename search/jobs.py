@@ -64,7 +64,7 @@ def job_server(cfg: StudyConfig | None, address: str | None) -> str:
     url = url or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
     if not url:
         raise SetupError("no Ray job server: give --address http://HEAD:8265 (the cluster's "
-                         "dashboard), or set workers.address or RAY_ADDRESS to it")
+                         "dashboard), or set workers.address or RAY_API_SERVER_ADDRESS to it")
     if not url.startswith(("http://", "https://")):
         raise SetupError(f"--address: {url} is not a Ray job server: give the cluster's "
                          "dashboard address, http://HEAD:8265")
@@ -194,10 +194,15 @@ def _stop_said(logs: str) -> str:
     return found[-1].split("; run the same command")[0] if found else ""
 
 
+def is_job_id(target: str) -> bool:
+    """A command's STUDY|JOB argument names a job (``scaletune-tiny-0a1b2c3d``), not a file."""
+    return target.startswith(PREFIX) and not target.endswith((".yaml", ".yml"))
+
+
 def find_job(url: str, target: str) -> tuple[Any, str]:
     """The job a command names: a job id, or a study file's latest job (a running one first)."""
     jobs = client(url)
-    if target.startswith(PREFIX) and not target.endswith((".yaml", ".yml")):
+    if is_job_id(target):
         return jobs, target
     name = load_study(target).name
     found = _study_jobs(jobs, name)
@@ -246,7 +251,7 @@ def stop(url: str, target: str, console: Console) -> int:
         return 1
     said = _stop_said(jobs.get_job_logs(job_id))
     out(f"Ray job {job_id}: {status}" + (f"; the driver: {said}" if said else ""))
-    study = target if not target.startswith(PREFIX) else "STUDY.yaml"
+    study = "STUDY.yaml" if is_job_id(target) else target
     out(f"resume it with  scaletune run {shlex.quote(study)} --detach")
     return 0
 
