@@ -144,15 +144,18 @@ def submit(cfg: StudyConfig, study_file: str, url: str, options: dict[str, Any],
 
 
 def _wait_for_driver(jobs: Any, job_id: str) -> tuple[str, str]:
-    """Wait until the job's driver opened the study, or the job ended, or START_WAIT_S passed;
-    the job's status and log then."""
+    """Wait until the job's driver opened the study, or the job ended, or START_WAIT_S passed,
+    or Ctrl-C (which leaves the job running); the job's status and log then."""
     deadline = time.monotonic() + START_WAIT_S
     while True:
         status = str(jobs.get_job_status(job_id))
         logs = jobs.get_job_logs(job_id)
         if status not in ACTIVE or STARTED.search(logs) or time.monotonic() > deadline:
             return status, logs
-        time.sleep(1.0)
+        try:
+            time.sleep(1.0)
+        except KeyboardInterrupt:
+            return status, logs
 
 
 def list_jobs(url: str, study: str | None, console: Console) -> int:
