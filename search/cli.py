@@ -70,6 +70,12 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
         print_plan(cfg, console)
         return 0
+    if args.detach:
+        from scaletune.search.jobs import job_server, submit
+
+        options = {"--n-trials": args.n_trials, "--max-concurrent": args.max_concurrent,
+                   "--storage": args.storage}
+        return submit(cfg, args.study, job_server(cfg, None), options, console)
     from scaletune.search.progress import print_run_summary
     from scaletune.search.runner import run_study
 
@@ -106,6 +112,35 @@ def cmd_ladder(args: argparse.Namespace, console: Console) -> int:
     summary = print_run_summary(console, study, ladder.target, args.ladder,
                                 time.monotonic() - start)
     return 0 if summary["best"] is not None else 1
+
+
+def cmd_jobs(args: argparse.Namespace, console: Console) -> int:
+    from scaletune.search.config import load_study
+    from scaletune.search.jobs import job_server, list_jobs
+
+    cfg = load_study(args.study) if args.study else None
+    return list_jobs(job_server(cfg, args.address), cfg.name if cfg else None, console)
+
+
+def cmd_logs(args: argparse.Namespace, console: Console) -> int:
+    from scaletune.search.jobs import print_logs
+
+    return print_logs(_job_server(args), args.target, args.follow, console)
+
+
+def cmd_stop(args: argparse.Namespace, console: Console) -> int:
+    from scaletune.search.jobs import stop
+
+    return stop(_job_server(args), args.target, console)
+
+
+def _job_server(args: argparse.Namespace) -> str:
+    """The job server of a command on a study file or a job id (a job id needs --address or
+    RAY_ADDRESS)."""
+    from scaletune.search.config import load_study
+    from scaletune.search.jobs import is_job_id, job_server
+
+    return job_server(None if is_job_id(args.target) else load_study(args.target), args.address)
 
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
@@ -365,7 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "all (a resumed study runs the missing ones)")
     p.add_argument("--address", metavar="ADDR",
                    help="workers.address: 'auto' or ray://host:10001 joins a cluster, 'local' "
-                        "starts Ray on this machine")
+                        "starts Ray on this machine, http://HEAD:8265 is a cluster's job server "
+                        "(with --detach)")
     p.add_argument("--max-concurrent", type=int, metavar="N",
                    help="workers.max_concurrent: trials running at once at most")
     p.add_argument("--storage", metavar="URL",
@@ -373,6 +409,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan (priors, search space, first trial, sampler, pruner, "
                         "workers, storage, budget) and start nothing")
+    p.add_argument("--detach", action="store_true",
+                   help="hand the driver to the Ray cluster whose job server workers.address "
+                        "(or --address) gives, http://HEAD:8265, and return; the study file, "
+                        "its data and storage must be at the same path there")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("ladder", help="run a scale ladder: studies at smaller scales cheapest "
@@ -382,6 +422,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="print the rungs in the order they run, with their state, and start nothing")
     p.set_defaults(func=cmd_ladder)
+
+    job_server = ("the Ray cluster's job server, http://HEAD:8265 (default the study's "
+                  "workers.address, else RAY_API_SERVER_ADDRESS or RAY_ADDRESS)")
+    p = sub.add_parser("jobs", help="studies run as Ray jobs (run --detach): status and progress")
+    p.add_argument("study", nargs="?", help="study YAML: its jobs only")
+    p.add_argument("--address", metavar="URL", help=job_server)
+    p.set_defaults(func=cmd_jobs)
+
+    p = sub.add_parser("logs", help="the driver's output of a study run as a Ray job")
+    p.add_argument("target", metavar="STUDY|JOB", help="study YAML (its latest job) or a job id")
+    p.add_argument("--address", metavar="URL", help=job_server)
+    p.add_argument("--follow", "-f", action="store_true",
+                   help="keep printing until the job ends (Ctrl-C leaves it running)")
+    p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser("stop", help="stop a study run as a Ray job; run --detach resumes it")
+    p.add_argument("target", metavar="STUDY|JOB", help="study YAML (its running job) or a job id")
+    p.add_argument("--address", metavar="URL", help=job_server)
+    p.set_defaults(func=cmd_stop)
 
     p = sub.add_parser("studies", help="list the studies in a storage")
     where = p.add_mutually_exclusive_group(required=True)

@@ -453,13 +453,22 @@ TrainerOptions = create_model(
 
 class WorkersConfig(_Strict):
     address: str | None = None
-    """None or 'local' starts Ray on this machine; 'auto' or 'ray://host:port' joins a cluster."""
+    """None or 'local' starts Ray on this machine; 'auto' or 'ray://host:port' joins a cluster;
+    'http://host:8265' is a cluster's job server (Ray's dashboard), where `scaletune run
+    --detach` hands the driver to the cluster."""
     gpus_per_trial: float = Field(0.0, ge=0)
     """GPUs each trial asks Ray for (fractions allowed: 0.5 puts two trials on one GPU)."""
     cpus_per_trial: float = Field(1.0, gt=0)
     """CPU cores each trial asks Ray for; torch uses that many threads."""
     max_concurrent: int | None = Field(None, ge=1)
     """Cap on trials running at once; default what the cluster can hold."""
+
+    @property
+    def job_server(self) -> str | None:
+        """The address when it is a job server's URL (http or https), else None."""
+        if self.address and self.address.startswith(("http://", "https://")):
+            return self.address
+        return None
 
     @model_validator(mode="after")
     def _fractions(self) -> WorkersConfig:

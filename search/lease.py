@@ -36,6 +36,9 @@ LEASE_S = 60.0
 """A lease without a heartbeat for this long has ended (the driver is gone)."""
 SETTLE_S = 0.2
 """Wait between writing a lease and reading it back: far longer than a write takes to be seen."""
+JOB_ENV = "SCALETUNE_JOB"
+"""The environment variable that names the Ray job a detached driver runs as (search.jobs sets
+it); the lease records it, so that whoever is refused learns which job to stop."""
 
 
 def _alive(pid: int) -> bool:
@@ -68,9 +71,11 @@ def live(lease: dict[str, Any] | None, now: float | None = None) -> bool:
 
 
 def describe(lease: dict[str, Any]) -> str:
-    """'pid 1234 on host-a, running since ..., last heard from 3 s ago'."""
+    """'pid 1234 on host-a, running since ..., last heard from 3 s ago'; a detached driver adds
+    its Ray job: 'pid 1234 on head-1 as Ray job scaletune-tiny-0a1b2c3d, ...'."""
     ago = max(0.0, time.time() - float(lease.get("heartbeat", 0)))
-    return (f"pid {lease.get('pid')} on {lease.get('host')}, running since "
+    job = f" as Ray job {lease['job']}" if lease.get("job") else ""
+    return (f"pid {lease.get('pid')} on {lease.get('host')}{job}, running since "
             f"{_when(float(lease.get('since', 0)))}, last heard from {ago:.0f} s ago")
 
 
@@ -84,8 +89,11 @@ class DriverLease:
     last_beat: float = 0.0
 
     def _record(self, now: float) -> dict[str, Any]:
-        return {"host": socket.gethostname(), "pid": os.getpid(), "since": self.since,
-                "heartbeat": now, "token": self.token}
+        record = {"host": socket.gethostname(), "pid": os.getpid(), "since": self.since,
+                  "heartbeat": now, "token": self.token}
+        if os.environ.get(JOB_ENV):
+            record["job"] = os.environ[JOB_ENV]
+        return record
 
     def acquire(self) -> None:
         """Take the lease, or raise SetupError naming the driver that holds it."""
@@ -136,7 +144,7 @@ def busy(name: str, held: dict[str, Any]) -> SetupError:
     """The error of a driver that finds the study held by ``held``."""
     return SetupError(
         f"study {name!r} is being run by another driver ({describe(held)}); one study has one "
-        "driver at a time. Wait for it to finish or stop it (Ctrl-C), then run this command "
-        f"again. A driver that was killed releases the study by itself: at once on its own "
-        f"host, within {LEASE_S:.0f} s from elsewhere."
+        "driver at a time. Wait for it to finish or stop it (Ctrl-C; `scaletune stop STUDY.yaml` "
+        "for a Ray job), then run this command again. A driver that was killed releases the "
+        f"study by itself: at once on its own host, within {LEASE_S:.0f} s from elsewhere."
     )

@@ -108,6 +108,8 @@ class StudyProgress:
         detail = f"{value:.4f}" if value is not None else (reason or "")
         style = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red"}[state]
         self._log(f"trial {number} [{style}]{state.lower()}[/]: {detail}")
+        if self._live is None:  # the tally a log reader (`scaletune jobs`) shows as progress
+            self.console.print(self.headline(), highlight=False)
 
     def _log(self, line: str) -> None:
         if self._live is not None:
@@ -120,7 +122,9 @@ class StudyProgress:
         if self._live is not None:
             self._live.update(self.render(), refresh=True)
 
-    def render(self) -> Group:
+    def headline(self) -> str:
+        """``tiny  done 3  pruned 1  failed 0  running 2  of 10  |  best 2.8123 (trial 2)  |
+        41s  |  ETA ~80 s``: the study's tally (search.jobs reads it back from a job's log)."""
         c = self.counts
         best = f"best {self.best[1]:.4f} (trial {self.best[0]})" if self.best else "best -"
         head = (
@@ -131,6 +135,10 @@ class StudyProgress:
         eta = self.eta()
         if eta:  # None before a trial has finished, 0 once none is left
             head += f"  |  {fmt_eta(eta)}"
+        return head
+
+    def render(self) -> Group:
+        head = self.headline()
         table = Table(box=None, pad_edge=False)
         for col in ("trial", "progress", "tokens", "val loss", "tok/s", "params"):
             table.add_column(col)

@@ -60,6 +60,10 @@ DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG)
 def preflight(cfg: StudyConfig) -> Any:
     """Checks that need the outside world, done before anything is written anywhere."""
     errors = []
+    if cfg.workers.job_server:
+        errors.append(f"workers.address: {cfg.workers.job_server} is a Ray cluster's job server: "
+                      "`scaletune run --detach` hands the driver to that cluster; to drive the "
+                      "study from here, give auto or ray://HOST:10001")
     if cfg.storage is None:
         errors += _folder_errors(cfg.folder)
     missing = check_study_files(cfg)  # what `scaletune validate` finds too, named once

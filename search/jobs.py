@@ -1,0 +1,278 @@
+"""A study that outlives the machine that started it: its driver runs on a Ray cluster as a Ray
+job, handed over through the cluster's job server (Ray's dashboard, ``http://HEAD:8265``).
+
+``submit`` is ``scaletune run --detach``: it submits ``scaletune run STUDY.yaml --address auto``
+as a job, waits until the driver has opened the study on the cluster (or says why it could not),
+prints the job id and the commands that follow it, and returns. ``list_jobs``, ``print_logs`` and
+``stop`` are ``scaletune jobs``, ``logs`` and ``stop``, from any machine that reaches the job
+server. The driver of a job is the same ``scaletune run`` as a local one: it takes the same lease
+(search.lease, which records the job's id), so a second driver is refused as ever. ``stop`` is
+Ray's: SIGTERM to the driver, which stops its running trials and queues them again, as for
+Ctrl-C; submitting the study again resumes it.
+
+The study file is not uploaded: the job runs it at the same absolute path, so the file, its data
+and its storage must be there on the cluster's head node (a file system the cluster shares, or
+a copy at the same path). A copy uploaded with the job would keep an SQLite storage in the job's
+temporary folder, and a resubmitted job would start the study afresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shlex
+import socket
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from scaletune.search import lease
+from scaletune.search.config import StudyConfig, load_study
+from scaletune.search.manage import _printer
+from scaletune.trainer.errors import SetupError
+
+PREFIX = "scaletune-"
+"""Every job id this module submits starts so; ``scaletune logs`` and ``stop`` tell a job id
+from a study file by it."""
+METADATA = "scaletune_study"
+"""The job metadata key that names the study a job drives."""
+STOP_WAIT_S = 60
+"""How long Ray waits after its SIGTERM for the driver to stop its trials before SIGKILL (Ray's
+RAY_JOB_STOP_WAIT_TIME_S; its default, 3 s, is less than a driver takes to cancel its trials)."""
+START_WAIT_S = 180.0
+"""How long ``submit`` waits for the driver to open the study (the cluster imports torch and
+Ray, prepares the data and checks the storage first)."""
+ACTIVE = ("PENDING", "RUNNING")
+STARTED = re.compile(r"^study \S+ on .*trials finished, up to \d+ at once", re.M)
+"""The line a driver prints once it holds the study's lease (search.runner._drive)."""
+TALLY = re.compile(r"^\S+  done \d+  pruned \d+  failed \d+  running \d+  of \d+ .*$", re.M)
+"""The tally a driver prints after each finished trial (search.progress.StudyProgress)."""
+STOPPED = re.compile(r"^(?:interrupted|stopped) .*queued again.*$", re.M)
+
+
+def job_server(cfg: StudyConfig | None, address: str | None) -> str:
+    """The job server's URL: ``--address``, else the study's ``workers.address`` where it is a
+    job server, else ``RAY_API_SERVER_ADDRESS`` or ``RAY_ADDRESS``."""
+    url = address or (cfg.workers.job_server if cfg is not None else None)
+    # As Ray's own `ray job` reads them: RAY_API_SERVER_ADDRESS first, then RAY_ADDRESS.
+    url = url or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
+    if not url:
+        raise SetupError("no Ray job server: give --address http://HEAD:8265 (the cluster's "
+                         "dashboard), or set workers.address or RAY_API_SERVER_ADDRESS to it")
+    if not url.startswith(("http://", "https://")):
+        raise SetupError(f"--address: {url} is not a Ray job server: give the cluster's "
+                         "dashboard address, http://HEAD:8265")
+    return url
+
+
+def client(url: str) -> Any:
+    """Ray's JobSubmissionClient for ``url``, or SetupError naming the address."""
+    from ray.exceptions import AuthenticationError
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        return JobSubmissionClient(url)
+    except AuthenticationError:
+        raise SetupError(f"the Ray job server at {url} asks for the cluster's token: set "
+                         "RAY_AUTH_MODE=token and the token in RAY_AUTH_TOKEN (or in the file "
+                         "RAY_AUTH_TOKEN_PATH names, by default ~/.ray/auth_token)") from None
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        said = _first_line(e).rstrip(".")
+        raise SetupError(f"cannot reach the Ray job server at {url}: {said}; is the cluster up, "
+                         "with its dashboard on that address and port?") from None
+
+
+def entrypoint(path: Path, options: dict[str, Any]) -> str:
+    """The command the job runs: this study's ``scaletune run``, joined to the cluster it runs
+    on (Ray sets RAY_ADDRESS in a job), with the launch's other options."""
+    words = ["scaletune", "run", str(path), "--address", "auto"]
+    for flag, value in options.items():
+        if value is not None:
+            words += [flag, str(value)]
+    return shlex.join(words)
+
+
+def submit(cfg: StudyConfig, study_file: str, url: str, options: dict[str, Any],
+           console: Console) -> int:
+    """Submit the study's driver as a Ray job; see the module's docstring."""
+    jobs = client(url)
+    path = Path(study_file).resolve()
+    running = [j for j in _study_jobs(jobs, cfg.name) if str(j.status) in ACTIVE]
+    if running:
+        j = running[0]
+        raise SetupError(
+            f"study {cfg.name!r} is being run by Ray job {j.submission_id} ({j.status}, since "
+            f"{_when(j.start_time)}); one study has one driver at a time. Wait for it to "
+            f"finish or stop it (`scaletune stop {study_file}`), then run this command again.")
+    job_id = f"{PREFIX}{re.sub(r'[^A-Za-z0-9_.-]', '-', cfg.name)}-{uuid.uuid4().hex[:8]}"
+    jobs.submit_job(
+        entrypoint=entrypoint(path, options), submission_id=job_id,
+        metadata={METADATA: cfg.name, "study_file": str(path),
+                  "submitted_from": socket.gethostname()},
+        runtime_env={"env_vars": {lease.JOB_ENV: job_id,
+                                  "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_WAIT_S)}},
+    )
+    out = _printer(console)
+    out(f"submitted study {cfg.name} as Ray job {job_id} to {url}")
+    status, logs = _wait_for_driver(jobs, job_id)
+    if status not in ACTIVE and status != "SUCCEEDED":
+        out(f"the job {status}; its log ends:")
+        for line in logs.strip().splitlines()[-20:]:
+            out(f"  {line}")
+        return 2
+    started = STARTED.search(logs)
+    if started:
+        out(f"the driver runs on the cluster: {started.group(0)}")
+    elif status in ACTIVE:
+        out(f"the job is {status}; the driver has not opened the study yet")
+    where = "" if url == cfg.workers.job_server else f" --address {url}"
+    quoted = shlex.quote(study_file)
+    out("this machine may go now. Follow the study from any machine that reaches the cluster:")
+    follow = [(f"scaletune jobs {quoted}{where}", "its progress"),
+              (f"scaletune logs {quoted}{where} --follow", "the driver's output"),
+              (f"scaletune stop {quoted}{where}", "stop it; run --detach again resumes it")]
+    width = max(len(command) for command, _ in follow)
+    for command, what in follow:
+        out(f"  {command:<{width}}   {what}")
+    return 0
+
+
+def _wait_for_driver(jobs: Any, job_id: str) -> tuple[str, str]:
+    """Wait until the job's driver opened the study, or the job ended, or START_WAIT_S passed,
+    or Ctrl-C (which leaves the job running); the job's status and log then."""
+    deadline = time.monotonic() + START_WAIT_S
+    while True:
+        status = str(jobs.get_job_status(job_id))
+        logs = jobs.get_job_logs(job_id)
+        if status not in ACTIVE or STARTED.search(logs) or time.monotonic() > deadline:
+            return status, logs
+        try:
+            time.sleep(1.0)
+        except KeyboardInterrupt:
+            return status, logs
+
+
+def list_jobs(url: str, study: str | None, console: Console) -> int:
+    """A table of the studies' jobs on the cluster: id, study, status, when, and progress, the
+    last tally its driver printed."""
+    jobs = client(url)
+    found = _study_jobs(jobs, study)
+    if not found:
+        _printer(console)(f"no scaletune jobs{f' of study {study}' if study else ''} on {url}")
+        return 0
+    table = Table(title=f"Studies run as Ray jobs on {url}")
+    for column in ("job", "study", "status", "started", "progress"):
+        table.add_column(column)
+    for j in found:
+        logs = jobs.get_job_logs(j.submission_id)
+        table.add_row(j.submission_id, j.metadata.get(METADATA, ""), str(j.status),
+                      _when(j.start_time), _progress(logs, str(j.status)))
+    console.print(table)
+    return 0
+
+
+def _progress(logs: str, status: str) -> str:
+    """The last tally in a driver's log, or the last line that says how the job went."""
+    tallies = TALLY.findall(logs)
+    last = tallies[-1] if tallies else ""
+    said = _stop_said(logs)
+    if said and status not in ACTIVE:
+        last = f"{last}; {said}" if last else said
+    if not last:
+        lines = [ln for ln in logs.strip().splitlines() if ln.strip()]
+        last = lines[-1] if lines else ""
+    return last
+
+
+def _stop_said(logs: str) -> str:
+    """What a stopped driver said last (``stopped (SIGTERM): 1 running trial(s) stopped and
+    queued again``), less its advice to run the same command: a job resumes with run --detach."""
+    found = STOPPED.findall(logs)
+    return found[-1].split("; run the same command")[0] if found else ""
+
+
+def is_job_id(target: str) -> bool:
+    """A command's STUDY|JOB argument names a job (``scaletune-tiny-0a1b2c3d``), not a file."""
+    return target.startswith(PREFIX) and not target.endswith((".yaml", ".yml"))
+
+
+def find_job(url: str, target: str) -> tuple[Any, str]:
+    """The job a command names: a job id, or a study file's latest job (a running one first)."""
+    jobs = client(url)
+    if is_job_id(target):
+        return jobs, target
+    name = load_study(target).name
+    found = _study_jobs(jobs, name)
+    if not found:
+        raise SetupError(f"no Ray job of study {name!r} ({target}) on {url}; "
+                         f"`scaletune run {target} --detach` submits one")
+    running = [j for j in found if str(j.status) in ACTIVE]
+    return jobs, (running or found)[0].submission_id
+
+
+def print_logs(url: str, target: str, follow: bool, console: Console) -> int:
+    """The driver's output of a job; with ``follow``, until the job ends (Ctrl-C leaves the
+    job running)."""
+    jobs, job_id = find_job(url, target)
+    if not follow:
+        console.file.write(jobs.get_job_logs(job_id))
+        return 0
+
+    async def tail() -> None:
+        async for chunk in jobs.tail_job_logs(job_id):
+            console.file.write(chunk)
+            console.file.flush()
+
+    try:
+        asyncio.run(tail())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def stop(url: str, target: str, console: Console) -> int:
+    """Stop a study's running job and wait for its driver to queue its running trials again."""
+    jobs, job_id = find_job(url, target)
+    out = _printer(console)
+    status = str(jobs.get_job_status(job_id))
+    if status not in ACTIVE:
+        out(f"Ray job {job_id} is not running ({status}); nothing to stop")
+        return 0
+    jobs.stop_job(job_id)
+    deadline = time.monotonic() + STOP_WAIT_S + 30
+    while status in ACTIVE and time.monotonic() < deadline:
+        time.sleep(0.5)
+        status = str(jobs.get_job_status(job_id))
+    if status in ACTIVE:
+        out(f"asked Ray job {job_id} to stop; it is still {status}")
+        return 1
+    said = _stop_said(jobs.get_job_logs(job_id))
+    out(f"Ray job {job_id}: {status}" + (f"; the driver: {said}" if said else ""))
+    study = "STUDY.yaml" if is_job_id(target) else target
+    out(f"resume it with  scaletune run {shlex.quote(study)} --detach")
+    return 0
+
+
+def _study_jobs(jobs: Any, name: str | None) -> list[Any]:
+    """The jobs this module submitted (of study ``name``), the latest first."""
+    found = [j for j in jobs.list_jobs()
+             if j.metadata and METADATA in j.metadata and (name is None or
+                                                           j.metadata[METADATA] == name)]
+    return sorted(found, key=lambda j: j.start_time or 0, reverse=True)
+
+
+def _when(ms: int | None) -> str:
+    if not ms:
+        return ""
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

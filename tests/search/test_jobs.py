@@ -1,0 +1,220 @@
+"""A study handed to a Ray cluster as a Ray job (`run --detach`), followed, stopped and resumed
+from outside it (`jobs`, `logs`, `stop`), against a real cluster whose job server listens on
+loopback; and the refusals that need no cluster."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from scaletune.search import lease
+from scaletune.search.cli import main
+from scaletune.search.config import validate_study
+from scaletune.search.jobs import entrypoint
+from scaletune.search.plan import n_finished
+from tests.search.helpers import REPO, flat, tiny_study, trial_attr_rows, write_study
+
+
+def closed_port() -> int:
+    """A port on loopback that nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scaletune(*args: str) -> subprocess.CompletedProcess:
+    """The command as a user on another machine types it: a process of its own, which reaches
+    the cluster only through its job server."""
+    return subprocess.run([sys.executable, "-m", "scaletune.search.cli", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_an_unreachable_job_server_is_one_line_that_names_it(capsys):
+    url = f"http://127.0.0.1:{closed_port()}"
+    assert main(["jobs", "--address", url]) == 2
+    out = flat(capsys.readouterr().out)
+    # One error, naming the address and what to check.
+    assert "1 error(s)" in out
+    assert f"cannot reach the Ray job server at {url}" in out
+    assert "is the cluster up" in out
+
+
+def test_a_command_on_a_job_needs_a_job_server(capsys, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)
+    assert main(["logs", "scaletune-tiny-0a1b2c3d"]) == 2
+    # A job id says nothing about its cluster: the error says how to name one.
+    assert "no Ray job server: give --address http://HEAD:8265" in flat(capsys.readouterr().out)
+    assert main(["stop", "scaletune-tiny-0a1b2c3d", "--address", "ray://head:10001"]) == 2
+    # A Ray Client address is not a job server.
+    assert "ray://head:10001 is not a Ray job server" in flat(capsys.readouterr().out)
+
+
+def test_a_job_server_address_is_refused_without_detach(tmp_path, shakespeare, capsys):
+    study = tiny_study(tmp_path, shakespeare, workers={"address": "http://127.0.0.1:8265"})
+    path = write_study(tmp_path, study)
+    assert main(["run", str(path)]) == 2
+    out = flat(capsys.readouterr().out)
+    # The driver would run here, where Ray cannot join a cluster by its job server's URL.
+    assert "workers.address: http://127.0.0.1:8265 is a Ray cluster's job server" in out
+    assert "`scaletune run --detach`" in out
+    # Refused before anything was written.
+    assert not (tmp_path / "study").exists()
+
+
+def test_the_job_runs_the_study_file_at_its_path_joined_to_its_cluster():
+    command = entrypoint(Path("/shared/my studies/s.yaml"),
+                         {"--n-trials": 6, "--max-concurrent": None, "--storage": None})
+    # The same `scaletune run`, quoted for the shell, with `auto` for the cluster it runs on.
+    assert command == "scaletune run '/shared/my studies/s.yaml' --address auto --n-trials 6"
+
+
+def test_the_lease_of_a_detached_driver_names_its_job(monkeypatch):
+    monkeypatch.setenv(lease.JOB_ENV, "scaletune-tiny-0a1b2c3d")
+    study = optuna.create_study()
+    held = lease.DriverLease(study)
+    held.acquire()
+    record = study.user_attrs[lease.ATTR]
+    # Whoever is refused learns which job to stop.
+    assert record["job"] == "scaletune-tiny-0a1b2c3d"
+    assert "as Ray job scaletune-tiny-0a1b2c3d, running since" in lease.describe(record)
+    assert "`scaletune stop STUDY.yaml` for a Ray job" in str(lease.busy("tiny", record))
+    held.release()
+
+
+CLUSTER = """
+import sys
+from ray.cluster_utils import Cluster
+
+cluster = Cluster(initialize_head=True, head_node_args={
+    "num_cpus": 2, "object_store_memory": 80 * 1024**2, "node_ip_address": "127.0.0.2",
+    "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": int(sys.argv[1]),
+})
+print("http://" + cluster.head_node.address_info["webui_url"], flush=True)
+sys.stdin.read()  # until the test closes it
+cluster.shutdown()
+"""
+"""A one-node Ray cluster with its job server (the dashboard) on loopback, in a process of its
+own: Ray reads RAY_AUTH_MODE once, when it is imported, and this test process imported it
+before the cluster's token was chosen."""
+
+
+@pytest.fixture
+def job_server(monkeypatch):
+    """The job server's URL of a cluster under a token of its own; the test's `scaletune`
+    commands hold the token, as a user's machine would."""
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(16))
+    # The job's `scaletune run` is found on the PATH the cluster was started with.
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    proc = subprocess.Popen([sys.executable, "-c", CLUSTER, str(closed_port())], cwd=REPO,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), "the cluster did not start"
+        yield url
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def job_status(path: Path, job: str) -> str:
+    said = scaletune("jobs", str(path))
+    found = re.search(rf"{job}\s*│\s*\S+\s*│\s*(\w+)", said.stdout)
+    return found.group(1) if found else said.stdout + said.stderr
+
+
+@pytest.mark.slow
+def test_a_detached_study_is_followed_stopped_and_resumed_from_outside(tmp_path, shakespeare,
+                                                                      job_server):
+    # Trials of a few seconds, one at a time: the study is still running when it is stopped.
+    raw = tiny_study(tmp_path, shakespeare, n_trials=30, tokens_per_trial=245_760,
+                     pruner={"name": "none"},
+                     workers={"address": job_server, "cpus_per_trial": 1, "max_concurrent": 1})
+    path = write_study(tmp_path, raw)
+    cfg = validate_study(raw)
+    db = cfg.folder / "study.db"
+
+    submitted = scaletune("run", str(path), "--detach")
+    out = flat(submitted.stdout)
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    job = re.search(r"as Ray job (scaletune-tiny-\w+)", out).group(1)
+    # The command returns once the driver holds the study on the cluster, with what follows it.
+    assert f"submitted study tiny as Ray job {job} to {job_server}" in out
+    assert "the driver runs on the cluster: study tiny on sqlite:///" in out
+    assert f"scaletune stop {path}" in out
+
+    # A second job of the same study is refused before it is submitted.
+    second = scaletune("run", str(path), "--detach")
+    assert second.returncode == 2
+    assert f"study 'tiny' is being run by Ray job {job} (RUNNING" in flat(second.stdout)
+    # A local driver of the same study is refused with the lease's message, naming the job.
+    local = scaletune("run", str(path), "--address", "local")
+    assert local.returncode == 2
+    assert "is being run by another driver (pid " in flat(local.stdout)
+    assert f"as Ray job {job}" in flat(local.stdout)
+
+    deadline = time.time() + 180
+    while not any(s == "COMPLETE" for _, s, _ in trial_attr_rows(db, "x")):
+        assert time.time() < deadline, "no trial completed on the cluster"
+        time.sleep(1)
+    listed = scaletune("jobs", str(path))
+    # Progress from the driver's log: the tally after each finished trial.
+    assert job in listed.stdout and "RUNNING" in listed.stdout
+    assert re.search(r"tiny  done [1-9]\d*  pruned 0  failed 0  running \d  of 30", listed.stdout)
+
+    stopped = scaletune("stop", str(path))
+    out = flat(stopped.stdout)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    # Ray's SIGTERM stopped the driver as Ctrl-C does: its running trial is queued again.
+    assert f"Ray job {job}: STOPPED; the driver: stopped (SIGTERM): 1 running trial(s) " \
+           "stopped and queued again" in out
+    assert f"resume it with scaletune run {path} --detach" in out
+    study = optuna.load_study(study_name="tiny", storage=cfg.storage_url)
+    done = n_finished(study)
+    assert 1 <= done < 30
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    # The lease was released: the next driver starts at once.
+    assert study.user_attrs.get(lease.ATTR) is None
+    logs = scaletune("logs", job, "--address", job_server)
+    assert "stopped (SIGTERM)" in logs.stdout
+
+    # Submitted again, the study resumes to the number of trials asked for.
+    resumed = scaletune("run", str(path), "--detach", "--n-trials", str(done + 2))
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"study tiny on sqlite:///{db.resolve()}: {done}/{done + 2} trials finished" \
+           in flat(resumed.stdout)
+    again = re.search(r"as Ray job (scaletune-tiny-\w+)", resumed.stdout).group(1)
+    deadline = time.time() + 180
+    while (status := job_status(path, again)) != "SUCCEEDED":
+        assert status in ("PENDING", "RUNNING") and time.time() < deadline, status
+        time.sleep(2)
+    study = optuna.load_study(study_name="tiny", storage=cfg.storage_url)
+    assert n_finished(study) == done + 2
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == done + 2
+
+    # A file the study names that the cluster lacks: the job fails and the command says which.
+    broken = write_study(tmp_path, {**raw, "name": "broken",
+                                    "data": {**raw["data"], "path": str(tmp_path / "gone.txt")}},
+                         "broken.yaml")
+    failed = scaletune("run", str(broken), "--detach")
+    out = flat(failed.stdout)
+    assert failed.returncode == 2
+    assert "the job FAILED; its log ends:" in out
+    assert f"data.path: file not found: '{tmp_path / 'gone.txt'}'" in out
