@@ -35,6 +35,7 @@ from rich.table import Table
 from scaletune.search import lease
 from scaletune.search.config import StudyConfig, load_study
 from scaletune.search.manage import _printer
+from scaletune.search.storage import mask_url
 from scaletune.trainer.errors import SetupError
 
 PREFIX = "scaletune-"
@@ -101,6 +102,12 @@ def entrypoint(path: Path, options: dict[str, Any]) -> str:
 def submit(cfg: StudyConfig, study_file: str, url: str, options: dict[str, Any],
            console: Console) -> int:
     """Submit the study's driver as a Ray job; see the module's docstring."""
+    storage = options.get("--storage")
+    if storage and mask_url(storage) != storage:
+        raise SetupError(
+            f"--storage {mask_url(storage)}: a password would be part of the job's command line, "
+            "which `ray job list` shows to anyone who reaches the cluster; keep it in ~/.pgpass "
+            "on the head node and give the URL without it")
     jobs = client(url)
     path = Path(study_file).resolve()
     running = [j for j in _study_jobs(jobs, cfg.name) if str(j.status) in ACTIVE]

@@ -73,6 +73,21 @@ def test_a_job_server_address_is_refused_without_detach(tmp_path, shakespeare, c
     assert not (tmp_path / "study").exists()
 
 
+def test_a_storage_password_is_refused_before_it_reaches_the_job_command_line(tmp_path,
+                                                                             shakespeare, capsys):
+    study = tiny_study(tmp_path, shakespeare,
+                       workers={"address": f"http://127.0.0.1:{closed_port()}"})
+    path = write_study(tmp_path, study)
+    url = "postgresql://tuner:s3cret-pw@db.example:5432/studies"
+    assert main(["run", str(path), "--detach", "--storage", url]) == 2
+    out = flat(capsys.readouterr().out)
+    # Refused before the job server is asked: `ray job list` would show the command line.
+    assert "--storage postgresql://tuner:***@db.example:5432/studies" in out
+    assert "~/.pgpass" in out
+    assert "s3cret-pw" not in out
+    assert "cannot reach" not in out
+
+
 def test_the_job_runs_the_study_file_at_its_path_joined_to_its_cluster():
     command = entrypoint(Path("/shared/my studies/s.yaml"),
                          {"--n-trials": 6, "--max-concurrent": None, "--storage": None})
