@@ -53,6 +53,10 @@ def open_study(cfg: StudyConfig, source: str) -> tuple[optuna.Study, StudyConfig
     if recorded is not None and recorded != cfg.fingerprint():
         notes.append("the study file changed since the study ran; using the config stored in "
                      "the study, which its trials trained with")
+    # Where the study lives is where it was just opened: the stored config's storage has its
+    # password masked, and its folder lost whether it was the default (the shared storage).
+    ran_with = ran_with.model_copy(update={"storage": cfg.storage, "study_dir": cfg.study_dir})
+    ran_with._source, ran_with._folder_by_default = cfg._source, cfg._folder_by_default
     return study, ran_with, notes
 
 

@@ -20,6 +20,7 @@ from scaletune.search.config import load_study
 from scaletune.search.plan import SearchPlan
 from scaletune.search.runner import _refuse_a_second_driver
 from scaletune.search.storage import make_storage, sqlite_path
+from scaletune.search.studies import open_study
 from scaletune.trainer.errors import SetupError
 from tests.search.helpers import dashboard_api, flat, scaletune_run, tiny_study, write_study
 from tests.search.test_export import add_trial, make_study, params
@@ -197,6 +198,16 @@ def test_studies_and_the_dashboard_list_every_study_of_a_folder(tmp_path, capsys
     # ... and so does the dashboard's.
     listing = dashboard_api(load_study(a).storage_url, "/api/studies")["study_summaries"]
     assert sorted(s["study_name"] for s in listing) == ["tiny", "tiny-b"]
+
+
+def test_a_study_opened_for_export_or_report_is_where_it_was_opened(tmp_path):
+    a, _ = made(tmp_path)
+    cfg = load_study(a)
+    _, ran_with, _ = open_study(cfg, str(a))
+    # The config the trials trained with, at the storage and folder the study lives in: the
+    # shared runs/studies.db, not a runs/tiny/study.db that does not exist.
+    assert ran_with.storage_url == cfg.storage_url == f"sqlite:///{tmp_path / 'runs' / 'studies.db'}"
+    assert ran_with.folder == cfg.folder and ran_with.source == str(a)
 
 
 def test_delete_deletes_one_study_and_keeps_the_shared_file(tmp_path, capsys):
