@@ -243,6 +243,15 @@ def replay(pruner: BasePruner, trials: Sequence[FrozenTrial]) -> list[Replayed]:
     study is named "replay", so that a replay is the same every time.
     """
     # A fixed name: Hyperband puts trials in brackets by a hash of the study name.
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no study-created or trial-finished lines
+    try:
+        return _replay(pruner, trials)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def _replay(pruner: BasePruner, trials: Sequence[FrozenTrial]) -> list[Replayed]:
     study = optuna.create_study(study_name="replay", direction="minimize", pruner=pruner,
                                 sampler=optuna.samplers.RandomSampler(seed=0))
     out = []

@@ -156,6 +156,16 @@ def test_replay_and_audit_count_stops_saved_compute_and_false_prunes():
     assert audit(replayed[:3] + [replayed[3].__class__(9, 2.01, 500)], BUDGET)["false_prunes"] == 1
 
 
+def test_a_replay_prints_nothing_and_leaves_optunas_verbosity_alone(capfd):
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    trials = [optuna.trial.create_trial(value=c[BUDGET], intermediate_values=c)
+              for c in (curve(2.0, 2.0), curve(2.3, 1.8), curve(6.0, 2.0))]
+    replay(optuna.pruners.MedianPruner(n_startup_trials=1), trials)
+    # Rule: a report's audit does not fill the terminal with the replay study's INFO lines.
+    assert "A new study created" not in capfd.readouterr().err
+    assert optuna.logging.get_verbosity() == optuna.logging.INFO
+
+
 def test_replay_runs_successive_halving_and_hyperband_by_their_own_logic():
     trials = [optuna.trial.create_trial(value=c[BUDGET], intermediate_values=c)
               for c in (curve(2.0 + i / 10, 2.0) for i in range(6))]
