@@ -36,7 +36,7 @@ from scaletune.search import lease
 from scaletune.search.config import StudyConfig, load_study
 from scaletune.search.manage import _printer
 from scaletune.search.storage import mask_url
-from scaletune.trainer.errors import SetupError
+from scaletune.trainer.errors import SetupError, first_line
 
 PREFIX = "scaletune-"
 """Every job id this module submits starts so; ``scaletune logs`` and ``stop`` tell a job id
@@ -84,7 +84,7 @@ def client(url: str) -> Any:
                          "RAY_AUTH_MODE=token and the token in RAY_AUTH_TOKEN (or in the file "
                          "RAY_AUTH_TOKEN_PATH names, by default ~/.ray/auth_token)") from None
     except (ConnectionError, RuntimeError, ValueError) as e:
-        said = _first_line(e).rstrip(".")
+        said = first_line(e).rstrip(".")
         raise SetupError(f"cannot reach the Ray job server at {url}: {said}; is the cluster up, "
                          "with its dashboard on that address and port?") from None
 
@@ -278,8 +278,3 @@ def _when(ms: int | None) -> str:
     if not ms:
         return ""
     return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

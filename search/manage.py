@@ -57,7 +57,7 @@ from scaletune.search.storage import (
     with_driver,
 )
 from scaletune.search.studies import open_study
-from scaletune.trainer.errors import ConfigError, SetupError
+from scaletune.trainer.errors import ConfigError, SetupError, first_line
 
 OPTIONS = {
     "n_trials": ("--n-trials", "n_trials"),
@@ -270,8 +270,7 @@ def list_studies(url: str, console: Console) -> int:
         cause: BaseException = e
         while cause.__cause__ is not None:  # Optuna's wrapper says less than the database
             cause = cause.__cause__
-        text = str(cause).strip()
-        first = text.splitlines()[0] if text else type(cause).__name__
+        first = first_line(cause)
         raise ConfigError("storage", [f"storage: cannot list the studies in {shown} (is it an "
                                       f"Optuna storage?): {scrub(first, url)}"]) from None
     if not studies:

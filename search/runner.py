@@ -34,7 +34,7 @@ from scaletune.search.space import centers_outside
 from scaletune.search.storage import check_storage, make_storage, mask_url, scrub, sqlite_path
 from scaletune.search.tracking import Tracker
 from scaletune.trainer.data import prepare_data
-from scaletune.trainer.errors import ConfigError, DataError, StorageError
+from scaletune.trainer.errors import ConfigError, DataError, StorageError, first_line
 
 #: Failures of the machinery rather than of the trial: the trial is re-run with the same params.
 RETRYABLE = (
@@ -97,7 +97,7 @@ def preflight(cfg: StudyConfig) -> Any:
         try:
             check_storage(cfg.storage)
         except Exception as e:  # noqa: BLE001 - any driver error means unreachable
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             errors.append(f"storage: cannot open {mask_url(cfg.storage)}: "
                           f"{scrub(first, cfg.storage)}")
     errors += _sqlite_file_errors(cfg.storage_url)

@@ -9,7 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from scaletune.search.config import StudyConfig, validate_study
 from scaletune.search.storage import make_storage, mask_url, scrub, sqlite_path
-from scaletune.trainer.errors import ConfigError
+from scaletune.trainer.errors import ConfigError, first_line
 
 
 def open_study(cfg: StudyConfig, source: str) -> tuple[optuna.Study, StudyConfig, list[str]]:
@@ -36,7 +36,7 @@ def open_study(cfg: StudyConfig, source: str) -> tuple[optuna.Study, StudyConfig
             f"run `scaletune run {source}` first, or give the storage it ran on with --storage"
         ]) from None
     except SQLAlchemyError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise ConfigError(source, [f"storage: cannot open {shown}: {scrub(first, url)}"]) from None
 
     notes: list[str] = []

@@ -38,7 +38,7 @@ from scaletune.trainer.config import (
     text_files,
     tokenizer_file_error,
 )
-from scaletune.trainer.errors import DataError
+from scaletune.trainer.errors import DataError, first_line
 
 BYTE_VOCAB = 256
 # Documents are joined by this text for the byte tokenizer and for a tokenizer file without an
@@ -190,7 +190,7 @@ def load_tokenizer_file(path: str) -> Any:
     try:
         return Tokenizer.from_file(path)
     except Exception as e:  # the library raises a bare Exception for unreadable or invalid files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise DataError(f"data.tokenizer: {path!r} is not a tokenizer file of the Hugging Face "
                         f"tokenizers library ({first}); data.tokenizer takes {TOKENIZERS_ALLOWED}"
                         ) from None

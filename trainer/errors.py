@@ -49,3 +49,10 @@ class StorageError(ScaletuneError):
         self.source = source
         self.errors = errors
         super().__init__(f"{source}: {len(errors)} error(s)\n" + "\n".join(f"  {e}" for e in errors))
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an error's message (a driver's or a library's), or its type's name when
+    it has none: what a one-line error quotes."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
