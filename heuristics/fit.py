@@ -23,10 +23,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any, Literal
 
 import numpy as np
-from scipy import stats
 
 from scaletune.heuristics import laws
 
@@ -132,7 +132,7 @@ def _pow10(log10: float) -> float:
 
 
 def _z(level: float) -> float:
-    return float(stats.norm.ppf(0.5 + level / 2.0))
+    return NormalDist().inv_cdf(0.5 + level / 2.0)
 
 
 @dataclass(frozen=True)

@@ -37,10 +37,10 @@ import math
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
+from statistics import NormalDist
 
 from rich.console import Console
 from rich.table import Table
-from scipy.stats import norm
 
 from scaletune.heuristics import laws
 from scaletune.heuristics.fit import FittedLaws, PowerLawFit, Prediction
@@ -328,7 +328,7 @@ def _fitted_source(
 
 def _fitted_sigma(pred: Prediction) -> float:
     """sigma (log10) of a log-normal whose central ``level`` interval is [low, high]."""
-    z = float(norm.ppf(0.5 + pred.level / 2.0))
+    z = NormalDist().inv_cdf(0.5 + pred.level / 2.0)
     return max(FLOOR_LOG10_FITTED, math.log10(pred.high / pred.low) / (2.0 * z))
 
 

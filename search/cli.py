@@ -81,6 +81,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
     if cfg.workers.address in (None, "local"):  # a cluster's notice is kept: it is shared
         logging.getLogger(RAY_TOKEN_NOTICE).setLevel(logging.ERROR)
+    import ray
+
+    ours = not ray.is_initialized()
     try:
         study = run_study(cfg, console)
     except KeyboardInterrupt as e:
@@ -88,6 +91,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         return 128 + getattr(e, "signum", signal.SIGINT)
     summary = print_run_summary(console, study, cfg, args.study, time.monotonic() - start,
                                 storage=args.storage)
+    if ours:  # now, not at exit: Ray's exit hook first sleeps 0.5 s for messages we do not show
+        ray.shutdown()
     return 0 if summary["best"] is not None else 1
 
 

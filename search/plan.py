@@ -403,15 +403,16 @@ def _short(value: Any) -> str:
 
 def code_and_machine() -> dict[str, Any]:
     """What produced a study: code revision, library versions, machine."""
+    import importlib.metadata
+
     import ray
-    import torch
 
     from scaletune.trainer.record import git_revision
 
     return {
         "git_revision": git_revision(),
         "python": sys.version.split()[0],
-        "torch": torch.__version__,
+        "torch": importlib.metadata.version("torch"),  # not torch.__version__: 1 s to import
         "optuna": optuna.__version__,
         "ray": ray.__version__,
         "platform": platform.platform(),

@@ -15,6 +15,7 @@ import shutil
 import signal
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -205,20 +206,26 @@ def run_study(
         if new_folder is not None and new_folder.is_dir() and not any(new_folder.iterdir()):
             new_folder.rmdir()
         raise
+    # Opening the storage (SQLAlchemy, Alembic, a new file's tables: ~0.5 s) overlaps Ray's
+    # start-up (~2.5 s), which spends its time waiting for its own processes.
+    opening = ThreadPoolExecutor(1, thread_name_prefix="open-storage")
+    storage = opening.submit(make_storage, cfg.storage_url)
+    opening.shutdown(wait=False)
     init_ray(cfg)
     slots = concurrency(cfg)
+    coordinator = _start_workers(cfg, slots)
     running: dict[int, TrialRun] = {}
     # Ctrl-C, SIGTERM (what Slurm, Kubernetes and systemd send) and SIGHUP stop the study the
     # same way, between storage writes; Ray's own SIGTERM handler, set by ray.init, is replaced.
     interrupt = DeferredInterrupt()
     try:
         with interrupt:
-            study, recovered = plan.open_study(make_storage(cfg.storage_url))
+            study, recovered = plan.open_study(storage.result())
             if recovered:
                 console.print(f"[yellow]resumed: trials {recovered} were left running by a "
                               "stopped driver; marked FAIL and queued again[/]")
             _drive(plan, study, cfg, console, slots, running, interrupt, max_consecutive_failures,
-                   tracker)
+                   tracker, coordinator)
     except KeyboardInterrupt:
         signum = interrupt.signal or signal.SIGINT
         what = ("interrupted (Ctrl-C)" if signum == signal.SIGINT
@@ -263,21 +270,15 @@ class Interrupted(KeyboardInterrupt):
 def _drive(
     plan: SearchPlan, study: optuna.Study, cfg: StudyConfig, console: Console, slots: int,
     running: dict[int, TrialRun], interrupt: DeferredInterrupt, max_consecutive_failures: int,
-    tracker: Tracker,
+    tracker: Tracker, coordinator: Any,
 ) -> None:
     """The driver's loop: start trials while there is room, answer reports, tell endings."""
-    from scaletune.search.worker import Coordinator, run_trial
+    from scaletune.search.worker import run_trial
 
     threads = max(1, int(cfg.workers.cpus_per_trial))
     remote = ray.remote(run_trial).options(
         num_cpus=cfg.workers.cpus_per_trial, num_gpus=cfg.workers.gpus_per_trial, max_retries=0,
     )
-    # The coordinator lives on the driver's node (a hard affinity: a soft one lets Ray place it
-    # elsewhere): on a worker node, losing that node would cut every trial off.
-    here = ray.get_runtime_context().get_node_id()
-    coordinator = Coordinator.options(
-        scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)
-    ).remote()
     progress = StudyProgress(console, cfg, study)
     failures_in_a_row = 0
     console.print(
@@ -331,6 +332,33 @@ def _drive(
         if failures_in_a_row >= max_consecutive_failures:
             console.print(f"[red]stopped: {failures_in_a_row} trials failed in a row; "
                           "see the fail_reason of the last trials[/]")
+
+
+def _start_workers(cfg: StudyConfig, slots: int) -> Any:
+    """The coordinator actor, and on this machine's own cluster, trial workers warming up.
+
+    Started as soon as Ray is up, so that both run while the driver opens the study and draws
+    the first trials. A local cluster's first trials then find their worker processes with torch
+    and the trainer imported (search.worker.warm_up: ~2 s per process on a laptop, once); a
+    shared cluster's workers are left alone.
+    """
+    from scaletune.search.worker import Coordinator, warm_up
+
+    # The coordinator lives on the driver's node (a hard affinity: a soft one lets Ray place it
+    # elsewhere): on a worker node, losing that node would cut every trial off. Created first,
+    # it takes an idle worker process before the warm-ups do.
+    here = ray.get_runtime_context().get_node_id()
+    coordinator = Coordinator.options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)
+    ).remote()
+    if cfg.workers.address in (None, "local"):
+        # With a trial's resources, so that each warms a process a trial will get; nobody waits
+        # for them: a trial queues behind a warm-up as it would behind its own imports.
+        warm = ray.remote(warm_up).options(num_cpus=cfg.workers.cpus_per_trial,
+                                           num_gpus=cfg.workers.gpus_per_trial, max_retries=0)
+        for _ in range(slots):
+            warm.remote()
+    return coordinator
 
 
 def _stop_running(plan: SearchPlan, running: dict[int, TrialRun], reason: str,

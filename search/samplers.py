@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,6 @@ from optuna.distributions import (
 from optuna.samplers import BaseSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
-from scipy.stats import truncnorm
 
 from scaletune.heuristics.priors import Prior
 from scaletune.search import hparams
@@ -250,7 +250,14 @@ def _truncated_normal(prior: Prior, low: float, high: float, rng: np.random.Gene
     sigma = max(prior.sigma, 1e-9)
     mean = min(max(to(prior.center), lo), hi)
     a, b = (lo - mean) / sigma, (hi - mean) / sigma
-    x = float(truncnorm.rvs(a, b, loc=mean, scale=sigma, random_state=rng))
+    # Inverse-CDF sampling, as scipy.stats.truncnorm.rvs does with the same generator (one
+    # uniform per draw; equal to 1e-12), without importing scipy.stats in the driver (0.4 s).
+    # The center lies in [lo, hi], so a <= 0 <= b and the two CDF values never cancel.
+    unit = NormalDist()
+    cdf_a, cdf_b = unit.cdf(a), unit.cdf(b)
+    p = cdf_a + float(rng.uniform()) * (cdf_b - cdf_a)
+    x = mean + sigma * unit.inv_cdf(min(max(p, 1e-300), 1.0 - 2.0**-53))
+    x = min(max(x, lo), hi)
     return 10**x if prior.log else x
 
 

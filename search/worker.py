@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sys
 import time
 from typing import Any
 
@@ -65,8 +66,24 @@ class Coordinator:
                 future.set_result(decision)
 
 
+def warm_up() -> None:
+    """Import what a trial needs into this worker process, ahead of its first trial: torch, the
+    trainer, and torch._dynamo, which AdamW imports when the first optimizer is built (~1 s).
+
+    Ray reuses a job's worker processes, so the trials that follow find them loaded. Never
+    raises: a trial that cannot import the trainer fails with that error itself.
+    """
+    try:
+        import torch._dynamo  # noqa: F401
+
+        import scaletune.trainer.loop  # noqa: F401
+    except Exception:  # noqa: BLE001 - the trial reports it, with its own traceback
+        pass
+
+
 def run_trial(config: dict[str, Any], number: int, coordinator: Any) -> dict[str, Any]:
     """Train one trial on this worker (search.trial.train_trial), reporting to the driver."""
+    warm = "scaletune.trainer.loop" in sys.modules  # loaded by warm_up or an earlier trial
     import torch
 
     from scaletune.search.trial import train_trial
@@ -85,6 +102,7 @@ def run_trial(config: dict[str, Any], number: int, coordinator: Any) -> dict[str
         "gpu_ids": gpu_ids,
         "device": cfg.device,
         "started_at": time.time(),  # when the worker began, as the driver learns it only later
+        "warm": warm,  # False: this trial paid for importing torch and the trainer (~2 s)
     }
     ray.get(coordinator.started.remote(number, info))
 

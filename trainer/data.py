@@ -25,10 +25,9 @@ import sysconfig
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from scaletune.trainer.config import (
     LOCAL_BUILDERS,
@@ -39,6 +38,9 @@ from scaletune.trainer.config import (
     tokenizer_file_error,
 )
 from scaletune.trainer.errors import DataError, first_line
+
+if TYPE_CHECKING:  # torch is imported where batches are drawn: the search driver never needs it
+    import torch
 
 BYTE_VOCAB = 256
 # Documents are joined by this text for the byte tokenizer and for a tokenizer file without an
@@ -212,6 +214,8 @@ def sample_batch(
     The offsets come from ``generator`` alone, so a seed fixes the batches, and restoring the
     generator's state on resume continues the same sequence.
     """
+    import torch
+
     ix = torch.randint(len(tokens) - block_size, (batch_size,), generator=generator)
     rows = np.asarray(tokens[ix.numpy()[:, None] + np.arange(block_size + 1)], dtype=np.int64)
     windows = torch.from_numpy(rows)  # (B, T + 1)
@@ -224,6 +228,8 @@ def val_windows(tokens: np.ndarray, block_size: int, n_windows: int) -> torch.Te
     Depends only on the tokens and the two sizes, so every trial of a study is scored on the
     same held-out text.
     """
+    import torch
+
     offsets = np.linspace(0, len(tokens) - (block_size + 1), n_windows).round().astype(np.int64)
     rows = np.asarray(tokens[offsets[:, None] + np.arange(block_size + 1)], dtype=np.int64)
     return torch.from_numpy(rows)  # (n_windows, T + 1)

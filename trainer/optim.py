@@ -7,11 +7,13 @@ the POLICY table below; the rest of this file only applies it.
 from __future__ import annotations
 
 import math
-
-import torch
-import torch.nn as nn
+from typing import TYPE_CHECKING
 
 from scaletune.trainer.config import OptimConfig
+
+if TYPE_CHECKING:  # the schedule (lr_at, warmup_steps) is plain math: the search driver imports
+    import torch  # it without torch
+    import torch.nn as nn
 
 # group        lr multiplier   weight decay         optimizer when optim.name == 'muon'
 # A string names the OptimConfig field that holds the value. Under adamw and sgd every group uses
@@ -53,6 +55,8 @@ def build_optimizers(model: nn.Module, cfg: OptimConfig, device: torch.device) -
     Every param group carries 'base_lr' (the peak lr times its multiplier) and 'group' (the
     POLICY row); set_lr scales base_lr by the schedule.
     """
+    import torch
+
     by_group: dict[str, list[nn.Parameter]] = {}
     for name, p in model.named_parameters():  # each shared (tied) tensor once
         by_group.setdefault(group_of(name, p), []).append(p)
