@@ -27,4 +27,4 @@ run_pytest() {
 }
 
 run_pytest -m "not slow"
-run_pytest -m slow
+run_pytest -m slow --durations=10  # the slowest end-to-end tests, for keeping CI short
