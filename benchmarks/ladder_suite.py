@@ -60,8 +60,9 @@ SUITE = Path("benchmarks/results/suite")
 
 
 def _bench(task: suite.Task) -> se.Bench:
-    """The suite's benchmark of ``task``, its corpora under the suite's folder (gitignored)."""
-    return suite.bench_of(task, SUITE, budget=BUDGET, seeds=1, workers=1,
+    """The suite's benchmark of ``task``, its corpora under the suite's folder (gitignored), by
+    absolute path: a study file reads a relative tokenizer path from its own folder."""
+    return suite.bench_of(task, SUITE.resolve(), budget=BUDGET, seeds=1, workers=1,
                           strategies=("scaletune",))
 
 
@@ -105,7 +106,10 @@ def run_one(args: tuple[str, Path, int]) -> str:
     task = next(t for t in suite.TASKS if t.name == name)
     path = write_ladder(task, out, seed)
     start = time.perf_counter()
-    run_ladder(load_ladder(path), Console(width=140, force_terminal=False))
+    try:
+        run_ladder(load_ladder(path), Console(width=140, force_terminal=False))
+    except Exception as e:  # said here: not every error survives the way back from a worker
+        return f"{name} s{seed}: FAILED: {type(e).__name__}: {e}"
     return f"{name} s{seed}: ladder done in {time.perf_counter() - start:.0f} s"
 
 
@@ -242,11 +246,13 @@ def predicted_optimum(laws_: Any, tokens_per_trial: int, block_size: int) -> dic
 
 def load_runs(task: suite.Task, out: Path, seeds: int
               ) -> list[tuple[int, Any, float, dict[str, float]]]:
-    """The ladder runs of ``task`` that have run, as ``measure`` takes them."""
+    """The ladder runs of ``task`` whose target has trials, as ``measure`` takes them."""
+    from scaletune.search.ladder import finished_trials, load_ladder
+
     runs = []
     for seed in range(seeds):
         path = out / task.name / f"s{seed}" / "ladder.yaml"
-        if path.is_file():
+        if path.is_file() and finished_trials(load_ladder(path).target):
             trials, rung_te, laws_ = ladder_trials(path)
             runs.append((seed, trials, rung_te,
                          predicted_optimum(laws_, task.tokens_per_trial, task.block_size)))
@@ -321,24 +327,28 @@ def _ratio_cell(ratio: float) -> str:
 
 def verdicts(rows: list[dict[str, Any]]) -> list[str]:
     """The issue's three targets on one task's ladder runs (one per seed): met on how many
-    seeds, with each seed's number."""
+    seeds, with each seed's number. Where TPE + median's need is a lower bound, a ratio above
+    1/3 is undecided rather than missed."""
     n = len(rows)
     first = [r["first_vs_best_pct"] for r in rows]
     gaps = [r["gap_lr"] for r in rows]
     ratios = [r["ratio_to_tpe"] for r in rows]
-    first_met = sum(f <= 100 * WITHIN for f in first)
-    lr_met = sum(abs(g) <= 0.15 for g in gaps)
-    ratio_met = sum(x <= 1 / 3 for x in ratios if not math.isnan(x))
     censored = rows[0]["tpe_median_censored"]
-    bound = (" (TPE + median's need is a lower bound, so each ratio is an upper bound)"
-             if censored else "")
-    return [f"first target trial within 1% of the best: {first_met}/{n} seeds ("
-            + ", ".join(f"{f:+.2f}%" for f in first) + ")",
-            f"lr predicted within 0.15 dex of the best trial's: {lr_met}/{n} seeds ("
-            + ", ".join(f"{g:+.2f}" for g in gaps) + " dex; to the median lr of the trials within "
-            "1% of the best: " + ", ".join(f"{r['gap_lr_near_best']:+.2f}" for r in rows) + ")",
-            f"ladder + target within 1% at <= 1/3 of TPE + median's compute: {ratio_met}/{n} seeds "
-            "(ratio " + ", ".join(_ratio_cell(x) for x in ratios) + f"){bound}"]
+    met = sum(x <= 1 / 3 for x in ratios)
+    never = sum(math.isnan(x) for x in ratios)
+    above = n - met - never
+    rest = ([f"{above} {'undecided' if censored else 'missed'}"] if above else []) + (
+        [f"{never} never within 1%"] if never else [])
+    bound = "; TPE + median's need is a lower bound, so each ratio an upper one" if censored else ""
+    return [f"first target trial within 1% of the best: {sum(f <= 100 * WITHIN for f in first)}"
+            f"/{n} seeds (" + ", ".join(f"{f:+.2f}%" for f in first) + ")",
+            f"lr predicted within 0.15 dex of the best trial's: {sum(abs(g) <= 0.15 for g in gaps)}"
+            f"/{n} seeds (" + ", ".join(f"{g:+.2f}" for g in gaps) + " dex; to the median lr of "
+            "the trials within 1% of the best: "
+            + ", ".join(f"{r['gap_lr_near_best']:+.2f}" for r in rows) + ")",
+            f"ladder + target within 1% at <= 1/3 of TPE + median's compute: {met}/{n} seeds"
+            + (f", {', '.join(rest)}" if rest else "") + " (ratio "
+            + ", ".join("never" if math.isnan(x) else f"{x:.2f}" for x in ratios) + f"{bound})"]
 
 
 def markdown(rows: list[dict[str, Any]], command: str) -> str:
@@ -492,7 +502,8 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     command = "python -m benchmarks.ladder_suite " + " ".join(sys.argv[1:] if argv is None else argv)
     if not args.analyze_only:
-        (args.out / "ladder_suite_command.txt").write_text(command.strip() + "\n")
+        with open(args.out / "ladder_suite_command.txt", "a") as f:  # every run that trained
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC  {command.strip()}\n")
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         jobs = [(t.name, args.out, seed) for seed in range(args.seeds) for t in tasks]
         if args.workers <= 1:
@@ -502,6 +513,8 @@ def main(argv: list[str] | None = None) -> None:
                 done = list(pool.imap_unordered(run_one, jobs))
         print("\n".join(done), flush=True)
     print(analyze(tasks, args.out, args.seeds, args.suite, command.strip()))
+    if not args.analyze_only and any("FAILED" in d for d in done):
+        raise SystemExit("some ladders failed (above); the tables hold those that ran")
 
 
 if __name__ == "__main__":
