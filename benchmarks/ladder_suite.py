@@ -407,9 +407,9 @@ def markdown(rows: list[dict[str, Any]], command: str) -> str:
 
 
 def _best_so_far(trials: Any, offset: float = 0.0) -> tuple[Any, Any]:
-    """Compute and best complete loss so far after each trial (steps: NaN before the first)."""
+    """Compute and best complete loss so far after each trial (NaN before the first)."""
     x = offset + trials["tokens_te"].cumsum()
-    y = trials["value"].where(trials["state"] == "COMPLETE").cummin()
+    y = trials["value"].where(trials["state"] == "COMPLETE").cummin().ffill()
     return x.to_numpy(), y.to_numpy()
 
 
@@ -421,12 +421,15 @@ def plot(panels: list[tuple[str, Any, list[Any], float]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8), dpi=110,
-                             squeeze=False)
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4.8 * rows), dpi=110, squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
     colors = {"ladder": "#2ca02c", "scaletune": "#d62728", "tpe_median": "#ff7f0e"}
     labels = {"ladder": "ladder + target", "scaletune": "scaletune, published laws",
               "tpe_median": "TPE + median"}
-    for ax, (task, base, runs, best) in zip(axes[0], panels, strict=True):
+    for ax, (task, base, runs, best) in zip(axes.flat, panels, strict=False):
         seen = set()
 
         def draw(key: str, x: Any, y: Any, ax: Any = ax, seen: set[str] = seen) -> None:
@@ -449,7 +452,8 @@ def plot(panels: list[tuple[str, Any, list[Any], float]], path: Path) -> None:
         ax.set_xlabel("compute: target trial-equivalents, rungs included")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    axes[0][0].set_ylabel("best validation loss so far")
+    for row in axes:
+        row[0].set_ylabel("best validation loss so far")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
