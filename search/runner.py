@@ -15,6 +15,7 @@ import shutil
 import signal
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +181,8 @@ def concurrency(cfg: StudyConfig) -> int:
 
 
 def run_study(
-    cfg: StudyConfig, console: Console | None = None, max_consecutive_failures: int = 10
+    cfg: StudyConfig, console: Console | None = None, max_consecutive_failures: int = 10,
+    launch: Launch | None = None,
 ) -> optuna.Study:
     """Run (or resume) a study until it has ``cfg.n_trials`` finished trials.
 
@@ -189,6 +191,10 @@ def run_study(
     the running trials and is raised. A write that fails (disk full, database lost) stops the
     running trials and raises StorageError; running the study again resumes it. The study's
     driver lease (search.lease) is held from opening the study to the end.
+
+    ``launch(run, coordinator)`` starts a trial and returns the Ray reference of its result;
+    by default a Ray task of search.worker.run_trial. benchmarks/driver_scale.py gives trials
+    that follow synthetic curves instead, to load this driver with hundreds of them.
     """
     console = console or Console()
     new_folder = None if cfg.storage is not None or cfg.folder.exists() else cfg.folder
@@ -218,7 +224,7 @@ def run_study(
                 console.print(f"[yellow]resumed: trials {recovered} were left running by a "
                               "stopped driver; marked FAIL and queued again[/]")
             _drive(plan, study, cfg, console, slots, running, interrupt, max_consecutive_failures,
-                   tracker)
+                   tracker, launch)
     except KeyboardInterrupt:
         signum = interrupt.signal or signal.SIGINT
         what = ("interrupted (Ctrl-C)" if signum == signal.SIGINT
@@ -251,6 +257,10 @@ def run_study(
     return study
 
 
+Launch = Callable[[TrialRun, Any], Any]
+"""Starts a trial: (the run, the coordinator actor) -> the Ray reference of its result dict."""
+
+
 class Interrupted(KeyboardInterrupt):
     """The study was stopped by a signal (``signum``: SIGINT for Ctrl-C, or SIGTERM); its running
     trials were stopped and queued again."""
@@ -263,15 +273,20 @@ class Interrupted(KeyboardInterrupt):
 def _drive(
     plan: SearchPlan, study: optuna.Study, cfg: StudyConfig, console: Console, slots: int,
     running: dict[int, TrialRun], interrupt: DeferredInterrupt, max_consecutive_failures: int,
-    tracker: Tracker,
+    tracker: Tracker, launch: Launch | None = None,
 ) -> None:
     """The driver's loop: start trials while there is room, answer reports, tell endings."""
     from scaletune.search.worker import Coordinator, run_trial
 
     threads = max(1, int(cfg.workers.cpus_per_trial))
-    remote = ray.remote(run_trial).options(
-        num_cpus=cfg.workers.cpus_per_trial, num_gpus=cfg.workers.gpus_per_trial, max_retries=0,
-    )
+    if launch is None:
+        remote = ray.remote(run_trial).options(
+            num_cpus=cfg.workers.cpus_per_trial, num_gpus=cfg.workers.gpus_per_trial,
+            max_retries=0,
+        )
+
+        def launch(run: TrialRun, coordinator: Any) -> Any:
+            return remote.remote(run.config.model_dump(mode="json"), run.number, coordinator)
     # The coordinator lives on the driver's node (a hard affinity: a soft one lets Ray place it
     # elsewhere): on a worker node, losing that node would cut every trial off.
     here = ray.get_runtime_context().get_node_id()
@@ -297,8 +312,7 @@ def _drive(
             ):
                 interrupt.check()
                 run = plan.ask(study, threads)
-                run.extra["ref"] = remote.remote(run.config.model_dump(mode="json"), run.number,
-                                                 coordinator)
+                run.extra["ref"] = launch(run, coordinator)
                 running[run.number] = run
                 progress.started(run.number, run.params)
                 tracker.started(run.trial)
