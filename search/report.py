@@ -41,6 +41,7 @@ import contextlib
 import json
 import math
 import warnings
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html import escape
@@ -285,15 +286,35 @@ def summarize(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
     }
 
 
+AUDIT_TRIALS = 500
+"""Complete trials the pruner audit replays at most. Each report of a replay reads the curves
+of the trials before it, so a replay's time grows with the square of the trials: the report of a
+study of 10,000 trials did not finish in 5 minutes (benchmarks/driver_scale.py). A larger study
+is replayed on this many of its complete trials, evenly spaced in trial order, and says so."""
+
+
+def audit_sample(trials: list[FrozenTrial], most: int | None = None) -> list[FrozenTrial]:
+    """``trials`` (in trial order), or ``most`` of them evenly spaced from the first to the
+    last where there are more (default ``AUDIT_TRIALS``)."""
+    most = AUDIT_TRIALS if most is None else most
+    if len(trials) <= most:
+        return list(trials)
+    if most < 2:
+        return list(trials[-most:]) if most else []
+    return [trials[round(i * (len(trials) - 1) / (most - 1))] for i in range(most)]
+
+
 def pruner_audit(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
     """What the study's pruner, and the median pruner for comparison, would have done to the
-    study's complete trials, replayed on their curves in trial order (search.pruners.replay);
-    and the prediction that stopped each trial the predicted pruner pruned."""
+    study's complete trials, replayed on their curves in trial order (search.pruners.replay),
+    at most ``AUDIT_TRIALS`` of them; and the prediction that stopped each trial the predicted
+    pruner pruned."""
     complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
                       key=lambda t: t.number)
+    sample = audit_sample(complete)
     configs = {cfg.pruner.name: cfg.pruner}
     configs.setdefault("median", MedianPrunerConfig(name="median"))
-    replayed = {name: audit(replay(c.build(cfg), complete), cfg.tokens_per_trial)
+    replayed = {name: audit(replay(c.build(cfg), sample), cfg.tokens_per_trial)
                 for name, c in configs.items()}
     predictions = [
         {"number": t.number, **{k: t.user_attrs[k] for k in PREDICTION_ATTRS}}
@@ -302,11 +323,14 @@ def pruner_audit(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
     ]
     return {
         "replayed": replayed,
+        "complete": len(complete),
         "predictions": predictions,
         "definition": "each pruner replayed on the complete trials' curves in trial order, one "
                       "trial after another; compute saved: tokens not trained over the tokens of "
                       "those trials; false prunes: stopped trials that ended within 1% of the "
-                      "best",
+                      "best"
+                      + (f"; replayed on {len(sample)} of the {len(complete)} complete trials, "
+                         "evenly spaced in trial order" if len(sample) < len(complete) else ""),
     }
 
 
@@ -664,8 +688,15 @@ def plot_curves(study: optuna.Study, out: Path, notes: list[str]) -> Drawn | Non
     with _matplotlib_style():
         ax = optuna_mpl.plot_intermediate_values(study)
         html = optuna.visualization.plot_intermediate_values(study)
+        # Optuna's curves by name, found once: looking each up among all of them took hours
+        # at 10,000 trials (benchmarks/driver_scale.py).
+        lines, traces = defaultdict(list), defaultdict(list)
+        for line in ax.get_lines():
+            lines[line.get_label()].append(line)
+        for trace in html.data:
+            traces[trace.name].append(trace)
         for optuna_name, layer in curves.items():
-            if not _restyle(optuna_name, layer, ax, html):
+            if not _restyle(layer, lines.get(optuna_name, []), traces.get(optuna_name, [])):
                 _draw(layer, ax, html)
         _titles(ax, html, title, TOKENS_LABEL, LOSS_LABEL)
         ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
@@ -673,11 +704,9 @@ def plot_curves(study: optuna.Study, out: Path, notes: list[str]) -> Drawn | Non
         return _save(ax.figure, html, out, "curves")
 
 
-def _restyle(optuna_name: str, layer: Layer, ax: Axes, html: go.Figure) -> bool:
-    """Give the curve Optuna named ``optuna_name`` the look and legend entry of ``layer`` in
-    both versions; False where Optuna did not draw it."""
-    lines = [line for line in ax.get_lines() if line.get_label() == optuna_name]
-    traces = [trace for trace in html.data if trace.name == optuna_name]
+def _restyle(layer: Layer, lines: list[Any], traces: list[Any]) -> bool:
+    """Give Optuna's ``lines`` (PNG) and ``traces`` (HTML) of one curve the look and legend
+    entry of ``layer``; False where Optuna did not draw it."""
     if not lines or not traces:
         return False
     for line in lines:
@@ -918,8 +947,11 @@ def audit_rows(audit: dict[str, Any] | None) -> list[tuple[str, str]]:
         return []
     rows = []
     for i, (name, r) in enumerate(audit["replayed"].items()):
+        complete = audit.get("complete", r["trials"])
+        on = (f"the {r['trials']} complete trial(s)" if r["trials"] >= complete else
+              f"{r['trials']} of the {complete:,} complete trials (evenly spaced)")
         rows.append(("pruner audit" if i == 0 else "",
-                     f"{name}: replayed on the {r['trials']} complete trial(s), would stop "
+                     f"{name}: replayed on {on}, would stop "
                      f"{r['stopped']} and save {r['compute_saved']:.0%} of their compute; "
                      f"{r['false_prunes']} of those stopped ended within 1% of the best"))
     shown = audit["predictions"][:SHOWN_PREDICTIONS]
