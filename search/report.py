@@ -293,10 +293,9 @@ study of 10,000 trials did not finish in 5 minutes (benchmarks/driver_scale.py).
 is replayed on this many of its complete trials, evenly spaced in trial order, and says so."""
 
 
-def audit_sample(trials: list[FrozenTrial], most: int | None = None) -> list[FrozenTrial]:
+def evenly_spaced(trials: list[FrozenTrial], most: int) -> list[FrozenTrial]:
     """``trials`` (in trial order), or ``most`` of them evenly spaced from the first to the
-    last where there are more (default ``AUDIT_TRIALS``)."""
-    most = AUDIT_TRIALS if most is None else most
+    last where there are more."""
     if len(trials) <= most:
         return list(trials)
     if most < 2:
@@ -311,7 +310,7 @@ def pruner_audit(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
     pruner pruned."""
     complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
                       key=lambda t: t.number)
-    sample = audit_sample(complete)
+    sample = evenly_spaced(complete, AUDIT_TRIALS)
     configs = {cfg.pruner.name: cfg.pruner}
     configs.setdefault("median", MedianPrunerConfig(name="median"))
     replayed = {name: audit(replay(c.build(cfg), sample), cfg.tokens_per_trial)
@@ -685,6 +684,8 @@ def plot_curves(study: optuna.Study, out: Path, notes: list[str]) -> Drawn | Non
             text=[f"trial {t.number}"] * len(steps),
         )
     title = f"Learning curves: {study.study_name} ({len(trials)} trials)"
+    if len(trials) > CURVES_SHOWN:
+        return _plot_some_curves(study.study_name, trials, best, curves, out)
     with _matplotlib_style():
         ax = optuna_mpl.plot_intermediate_values(study)
         html = optuna.visualization.plot_intermediate_values(study)
@@ -702,6 +703,32 @@ def plot_curves(study: optuna.Study, out: Path, notes: list[str]) -> Drawn | Non
         ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
         _legends(ax.figure, html, [ax])
         return _save(ax.figure, html, out, "curves")
+
+
+CURVES_SHOWN = 1000
+"""Trials the learning-curves figure draws at most: ten thousand curves on one chart are a
+solid band, and drawing them took most of the report's time (benchmarks/driver_scale.py)."""
+
+
+def _plot_some_curves(name: str, trials: list[FrozenTrial], best: FrozenTrial | None,
+                      curves: dict[str, Layer], out: Path) -> Drawn:
+    """The learning curves of ``CURVES_SHOWN`` of ``trials``: the best trial's and the others
+    evenly spaced in trial order; the title says how many of how many."""
+    shown = evenly_spaced(trials, CURVES_SHOWN - (best is not None))
+    if best is not None and best not in shown:
+        shown.append(best)
+    title = (f"Learning curves: {name} ({len(shown):,} of {len(trials):,} trials: "
+             f"evenly spaced{' and the best' if best is not None else ''})")
+    with _matplotlib_style():
+        fig = plt.figure()
+        ax = fig.add_subplot()
+        html = go.Figure()
+        for t in sorted(shown, key=lambda t: (t is best, t.number)):  # the best drawn on top
+            _draw(curves[f"Trial{t.number}"], ax, html)
+        _titles(ax, html, title, TOKENS_LABEL, LOSS_LABEL)
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
+        _legends(fig, html, [ax])
+        return _save(fig, html, out, "curves")
 
 
 def _restyle(layer: Layer, lines: list[Any], traces: list[Any]) -> bool:

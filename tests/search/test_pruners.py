@@ -18,7 +18,7 @@ from scaletune.search.pruners import (
     lr_area_progress,
     replay,
 )
-from scaletune.search.report import audit_rows, audit_sample, pruner_audit
+from scaletune.search.report import audit_rows, evenly_spaced, pruner_audit
 from scaletune.trainer.config import OptimConfig
 from tests.search.helpers import tiny_study
 from tests.search.test_export import EVAL, add_trial, make_study, params, study_file
@@ -219,8 +219,8 @@ def test_the_audit_of_a_large_study_replays_an_evenly_spaced_sample_and_says_so(
         add_trial(study, cfg, params(3e-3, tau=1.0), value)
     complete = sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.number)
     # Rule: at most AUDIT_TRIALS trials, the first, the last and evenly spaced between, in order.
-    assert [t.number for t in audit_sample(complete, 3)] == [complete[i].number for i in (0, 3, 6)]
-    assert audit_sample(complete, 10) == complete
+    assert [t.number for t in evenly_spaced(complete, 3)] == [complete[i].number for i in (0, 3, 6)]
+    assert evenly_spaced(complete, 10) == complete
     monkeypatch.setattr(report, "AUDIT_TRIALS", 3)
     result = pruner_audit(study, cfg)
     # Rule: the replay's time grows with the square of the trials, so a large study is replayed
