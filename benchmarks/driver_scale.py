@@ -17,12 +17,17 @@ Measured, for each storage (SQLite file, PostgreSQL when ``--postgres URL``) and
 (concurrent trials, seconds between a trial's reports), over a window after every slot is
 filled: report-to-answer latency seen by the trial (median, p99), reports answered per second,
 the driver process's CPU (user + system over the window's wall) and its resident memory. Each
-point runs for ``--seconds`` and is then stopped as a user stops a study (SIGINT).
+point runs for ``--seconds`` and is then stopped as a scheduler stops a study (SIGTERM: a job run
+in the background ignores SIGINT).
 
 Then a study of ``--big`` finished trials (built with ``study.add_trials``) is timed: ``scaletune
 report``, ``scaletune studies``, ``scaletune show`` and the dashboard's first response.
 
-    python -m benchmarks.driver_scale [--postgres URL] [--out benchmarks/results]
+    python -m benchmarks.driver_scale [--postgres URL] [--costs] [--out benchmarks/results]
+
+"The driver's part" of a report is the time spent in ``TrialRun.report`` (the storage write and
+the pruner's decision); ``--costs`` also times one report through Optuna's own study beside the
+driver's study, and one redraw of the live view of every row beside the rows it draws now.
 """
 
 from __future__ import annotations
@@ -193,7 +198,9 @@ def measure(bench: Bench, point: Point, url: str, folder: Path, seconds: float, 
     import optuna
     from rich.console import Console
 
+    from scaletune.search.plan import TrialRun
     from scaletune.search.runner import Interrupted, run_study
+    from scaletune.search.storage import make_storage
 
     name = f"scale-{point.storage}-{point.trials}-{str(point.interval_s).replace('.', 'p')}"
     cfg, _ = new_study(bench, name, url, folder, point.trials, history)
@@ -201,26 +208,44 @@ def measure(bench: Bench, point: Point, url: str, folder: Path, seconds: float, 
              for _ in range(actors)]
     rng = random.Random(point.trials)
 
-    def launch(run: Any, coordinator: Any) -> Any:
-        actor = fakes[run.number % actors]
-        return actor.run.remote(run.number, run.params, cfg.eval_interval, cfg.tokens_per_trial,
-                                point.interval_s, rng.uniform(0, point.interval_s), coordinator)
-
-    # A terminal nobody reads: the live view renders as it would for a person.
-    console = Console(file=io.StringIO(), force_terminal=True, width=160)
-    # Every slot is filled at once; after one interval every trial has reported at least once.
-    warmup = point.interval_s + 5.0
-    start = time.time()
-    timer = threading.Timer(seconds, lambda: os.kill(os.getpid(), signal.SIGINT))
+    # The window opens one interval after the last slot is filled, when every trial has
+    # reported at least once, and closes ``seconds`` later with a SIGTERM.
     marks: dict[str, Any] = {}
+    timers: list[threading.Timer] = []
 
     def mark() -> None:
         marks["rusage"] = resource.getrusage(resource.RUSAGE_SELF)
         marks["t"] = time.time()
 
-    marker = threading.Timer(warmup, mark)
-    timer.start()
-    marker.start()
+    def launch(run: Any, coordinator: Any) -> Any:
+        actor = fakes[run.number % actors]
+        ref = actor.run.remote(run.number, run.params, cfg.eval_interval, cfg.tokens_per_trial,
+                               point.interval_s, rng.uniform(0, point.interval_s), coordinator)
+        marks["launched"] = marks.get("launched", 0) + 1
+        if marks["launched"] == point.trials:
+            marks["full"] = time.time()
+            timers.extend([threading.Timer(point.interval_s, mark),
+                           threading.Timer(point.interval_s + seconds,
+                                           lambda: os.kill(os.getpid(), signal.SIGTERM))])
+            for timer in timers:
+                timer.start()
+        return ref
+
+    # The driver's own part of each report (the storage write and the pruner's decision), timed
+    # apart from the round trip the trial sees.
+    spent: list[tuple[float, float]] = []
+    report = TrialRun.report
+
+    def timed_report(self: TrialRun, tokens: int, value: float) -> str:
+        began = time.perf_counter()
+        answer = report(self, tokens, value)
+        spent.append((time.time(), time.perf_counter() - began))
+        return answer
+
+    # A terminal nobody reads: the live view renders as it would for a person.
+    console = Console(file=io.StringIO(), force_terminal=True, width=160)
+    start = time.time()
+    TrialRun.report = timed_report
     profiler = None
     if profile is not None:
         import cProfile
@@ -235,8 +260,9 @@ def measure(bench: Bench, point: Point, url: str, folder: Path, seconds: float, 
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(profile)
-        timer.cancel()
-        marker.cancel()
+        for timer in timers:
+            timer.cancel()
+        TrialRun.report = report
     end = time.time()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     rss, peak = driver_rss()
@@ -245,14 +271,15 @@ def measure(bench: Bench, point: Point, url: str, folder: Path, seconds: float, 
         got, _ = ray.get(actor.take.remote())
         records += got
         ray.kill(actor)
-    t_from = marks.get("t", start + warmup)
+    t_from = marks["t"]
     window = [lat for sent, lat in records if t_from <= sent <= end - 1.0]
     span = max(1e-9, end - 1.0 - t_from)
     cpu = ((usage.ru_utime + usage.ru_stime) - (marks["rusage"].ru_utime + marks["rusage"].ru_stime)
            if "rusage" in marks else math.nan)
-    study = optuna.load_study(study_name=cfg.name, storage=cfg.storage_url)
+    study = optuna.load_study(study_name=cfg.name, storage=make_storage(cfg.storage_url))
     states = [t.state.name for t in study.get_trials(deepcopy=False)]
     lat = sorted(window)
+    own = sorted(d for at, d in spent if t_from <= at <= end - 1.0)
     return {
         "storage": point.storage, "trials": point.trials, "interval_s": point.interval_s,
         "offered_per_s": point.trials / point.interval_s, "window_s": round(span, 1),
@@ -260,9 +287,12 @@ def measure(bench: Bench, point: Point, url: str, folder: Path, seconds: float, 
         "latency_median_ms": 1e3 * statistics.median(lat) if lat else math.nan,
         "latency_p99_ms": 1e3 * lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else math.nan,
         "latency_max_ms": 1e3 * lat[-1] if lat else math.nan,
+        "driver_report_median_ms": 1e3 * statistics.median(own) if own else math.nan,
+        "driver_report_p99_ms": 1e3 * own[min(len(own) - 1, int(0.99 * len(own)))] if own
+        else math.nan,
         "driver_cpu": cpu / span, "driver_rss_mib": rss, "driver_peak_mib": peak,
         "pruned": states.count("PRUNED") - 0, "complete": states.count("COMPLETE"),
-        "history": history,
+        "history": history, "fill_s": round(marks["full"] - start, 1),
     }
 
 
@@ -301,6 +331,33 @@ def report_cost(bench: Bench, label: str, url: str, folder: Path, running: int, 
     return out
 
 
+def render_cost(cfg: Any, running: int = 256, draws: int = 20) -> dict[str, Any]:
+    """Milliseconds to draw the live view of ``running`` trials in a terminal: every row (as
+    before), and the rows it draws now (search.progress.SHOWN_ROWS)."""
+    import optuna
+    from rich.console import Console
+
+    from scaletune.search import progress
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=160)
+    view = progress.StudyProgress(console, cfg, optuna.create_study())
+    for number in range(running):
+        view.started(number, {"lr": 1e-3, "batch_size": 16})
+        view.reported(number, 1000 * number, 3.0, {"tokens_per_s": 1e5})
+    out: dict[str, Any] = {"running": running}
+    shown = progress.SHOWN_ROWS
+    try:
+        for kind, rows in (("every_row_ms", running), ("shown_rows_ms", shown)):
+            progress.SHOWN_ROWS = rows
+            start = time.perf_counter()
+            for _ in range(draws):
+                console.print(view.render())
+            out[kind] = 1e3 * (time.perf_counter() - start) / draws
+    finally:
+        progress.SHOWN_ROWS = shown
+    return out
+
+
 # --------------------------------------------------------------------------- a big study
 
 
@@ -334,23 +391,59 @@ def dashboard_first_response(url: str, name: str) -> tuple[float, float]:
     return times[0], times[1]
 
 
+def copy_rows(source: str, target: str) -> None:
+    """Every study of the SQLite storage ``source`` added to the storage ``target`` (Optuna's
+    schema, made by ``make_storage``) in bulk, row ids shifted past the target's own: a study of
+    10,000 trials written through Optuna takes half an hour on a loaded machine."""
+    from sqlalchemy import MetaData, create_engine, func, select, text
+
+    from scaletune.search.storage import make_storage, with_driver
+
+    make_storage(target)  # its tables
+    src, dst = create_engine(source), create_engine(with_driver(target))
+    meta = MetaData()
+    meta.reflect(src)
+    shift: dict[str, int] = {}
+    with src.connect() as read, dst.begin() as write:
+        for table in meta.sorted_tables:
+            if table.name in ("version_info", "alembic_version"):
+                continue
+            key = next(iter(table.primary_key.columns)).name
+            # Past the ids a driver writing the target meanwhile takes from the sequence.
+            shift[key] = 1_000_000 + write.execute(select(func.coalesce(func.max(text(key)), 0))
+                                                   .select_from(text(table.name))).scalar_one()
+            rows = [dict(r._mapping) for r in read.execute(select(table))]
+            for row in rows:
+                for col in row:
+                    if col in shift and (col == key or col in ("study_id", "trial_id")):
+                        row[col] += shift[col]
+            for i in range(0, len(rows), 5000):
+                write.execute(table.insert(), rows[i:i + 5000])
+            if dst.dialect.name == "postgresql":  # the ids the server hands out next
+                write.execute(text(f"SELECT setval(pg_get_serial_sequence('{table.name}', "
+                                   f"'{key}'), (SELECT max({key}) FROM {table.name}))"))
+
+
 def big_study(bench: Bench, label: str, url: str, folder: Path, n: int) -> dict[str, Any]:
     """A study of ``n`` finished trials; the time of report, studies, show and the dashboard."""
+    import optuna
     import yaml
 
-    from scaletune.search.storage import sqlite_path
+    from scaletune.search.storage import make_storage, sqlite_path
 
     name = f"big-{label}-{n}"
     start = time.perf_counter()
-    target = sqlite_path(url)
-    if target is None:
-        cfg, _ = new_study(bench, name, url, folder, 1, n, pruned_share=0.6)
-    else:  # written in memory (tmpfs) and copied: 10,000 commits to a disk take minutes
-        scratch = Path("/dev/shm") / f"scaletune-{os.getpid()}-{target.name}"
-        scratch.unlink(missing_ok=True)
-        cfg, _ = new_study(bench, name, f"sqlite:///{scratch}", folder, 1, n, pruned_share=0.6)
-        shutil.move(scratch, target)
-        cfg = cfg.model_copy(update={"storage": url})
+    # Written to SQLite in memory (tmpfs), then moved or copied in bulk: 10,000 trials written
+    # through Optuna take minutes on a disk and half an hour on PostgreSQL.
+    scratch = Path("/dev/shm") / f"scaletune-{os.getpid()}-{name}.db"
+    scratch.unlink(missing_ok=True)
+    cfg, _ = new_study(bench, name, f"sqlite:///{scratch}", folder, 1, n, pruned_share=0.6)
+    if sqlite_path(url) is not None:
+        shutil.move(scratch, sqlite_path(url))
+    else:
+        copy_rows(f"sqlite:///{scratch}", url)
+        scratch.unlink()
+    cfg = cfg.model_copy(update={"storage": url})
     build = time.perf_counter() - start
     study_file = folder / f"{name}.yaml"
     study_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json", by_alias=True,
@@ -368,7 +461,64 @@ def big_study(bench: Bench, label: str, url: str, folder: Path, n: int) -> dict[
             raise RuntimeError(f"{what} failed ({rc}): {tail}")
         row[f"{what}_s"] = seconds
     row["dashboard_first_s"], row["dashboard_study_s"] = dashboard_first_response(url, name)
+    # What `scaletune studies` did before it counted in the database, and what report and
+    # show still do first: load every trial through Optuna.
+    start = time.perf_counter()
+    optuna.load_study(study_name=name, storage=make_storage(url)).get_trials(deepcopy=False)
+    row["load_every_trial_s"] = time.perf_counter() - start
     return row
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def write_tables(out: Path, tag: str) -> Path:
+    """``<tag>.md`` from the CSVs in ``out``: the driver at each point, one report and one
+    redraw side by side, the big study."""
+    import pandas as pd
+
+    from scaletune.search.progress import SHOWN_ROWS
+
+    parts = []
+    if (out / f"{tag}.csv").is_file():
+        df = pd.read_csv(out / f"{tag}.csv")
+        lines = ["| storage | trials | every (s) | reports/s | latency median (ms) | p99 (ms) | "
+                 "driver's part median / p99 (ms) | driver CPU | driver RSS (MiB) | pruned | "
+                 "slots filled in (s) |", "|" + "---|" * 11]
+        for r in df.itertuples():
+            lines.append(
+                f"| {r.storage} | {r.trials} | {r.interval_s:g} | {r.reports_per_s:.1f} | "
+                f"{r.latency_median_ms:.0f} | {r.latency_p99_ms:.0f} | "
+                f"{r.driver_report_median_ms:.1f} / {r.driver_report_p99_ms:.1f} | "
+                f"{r.driver_cpu:.0%} | {r.driver_rss_mib:.0f} | {r.pruned} | {r.fill_s:.0f} |")
+        parts.append("## The driver under load\n\n" + "\n".join(lines))
+    if (out / f"{tag}_costs.csv").is_file():
+        df = pd.read_csv(out / f"{tag}_costs.csv")
+        lines = ["| storage | running | one report, Optuna's study (ms) | the driver's study (ms) "
+                 "| ratio |", "|---|---|---|---|---|"]
+        for r in df[df["storage"] != "terminal"].itertuples():
+            lines.append(f"| {r.storage} | {r.running} | {r.optuna_study_ms:.1f} | "
+                         f"{r.driver_study_ms:.1f} | {r.optuna_study_ms / r.driver_study_ms:.1f}x |")
+        for r in df[df["storage"] == "terminal"].itertuples():
+            lines.append(f"\nOne redraw of the live view of {r.running} running trials: every row "
+                         f"{r.every_row_ms:.1f} ms, the {SHOWN_ROWS} rows shown now "
+                         f"{r.shown_rows_ms:.1f} ms ({r.every_row_ms / r.shown_rows_ms:.1f}x).")
+        parts.append("## One report and one redraw, before and after, side by side\n\n"
+                     + "\n".join(lines))
+    for big in sorted(out.glob(f"{tag}*_big.csv")):
+        df = pd.read_csv(big)
+        lines = ["| storage | trials | `scaletune report` (s) | `scaletune studies` (s) | "
+                 "`scaletune show` (s) | dashboard: study list (s) | its study page (s) | "
+                 "loading every trial through Optuna (s) |", "|" + "---|" * 8]
+        for r in df.itertuples():
+            lines.append(f"| {r.storage} | {r.trials:,} | {r.report_s:.1f} | {r.studies_s:.1f} | "
+                         f"{r.show_s:.1f} | {r.dashboard_first_s:.1f} | {r.dashboard_study_s:.1f}"
+                         f" | {r.load_every_trial_s:.1f} |")
+        parts.append("## A study of finished trials\n\n" + "\n".join(lines))
+    path = out / f"{tag}.md"
+    path.write_text("# The driver at scale (benchmarks/driver_scale.py)\n\n"
+                    + "\n\n".join(parts) + "\n")
+    return path
 
 
 # --------------------------------------------------------------------------- command line
@@ -396,6 +546,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--actors", type=int, default=4, help="actors the fake trials run on")
     p.add_argument("--big", type=int, default=10_000,
                    help="finished trials of the study whose report is timed (0: skip)")
+    p.add_argument("--costs", action="store_true",
+                   help="also time one report (Optuna's study beside the driver's) and one "
+                        "redraw of the live view, side by side")
+    p.add_argument("--storages", default="sqlite,postgresql",
+                   help="which of the storages to measure (default both; PostgreSQL needs "
+                        "--postgres)")
     p.add_argument("--postgres", metavar="URL", help="PostgreSQL storage, besides SQLite")
     p.add_argument("--profile", action="store_true",
                    help="cProfile the driver at the largest point: driver_scale_<storage>.prof")
@@ -413,6 +569,7 @@ def main(argv: list[str] | None = None) -> None:
     storages = {"sqlite": lambda name: f"sqlite:///{(work / f'{name}.db').resolve()}"}
     if args.postgres:
         storages["postgresql"] = lambda name: args.postgres
+    storages = {k: v for k, v in storages.items() if k in args.storages.split(",")}
     counts = [int(x) for x in args.trials.split(",") if x]
     fast = [float(x) for x in args.fast.split(",") if x and counts]
     points = [(n, args.interval) for n in counts] + [(max(counts), s) for s in fast]
@@ -429,14 +586,30 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(row)
             print(f"{label:10} {n:4} trials every {interval:5g} s: {row['reports_per_s']:7.1f} "
                   f"reports/s, latency median {row['latency_median_ms']:7.1f} ms, p99 "
-                  f"{row['latency_p99_ms']:7.1f} ms, driver CPU {row['driver_cpu']:.0%}, RSS "
+                  f"{row['latency_p99_ms']:7.1f} ms (the driver's part {row['driver_report_median_ms']:.1f}, "
+                  f"{row['driver_report_p99_ms']:.1f} ms), driver CPU {row['driver_cpu']:.0%}, RSS "
                   f"{row['driver_rss_mib']:.0f} MiB, {row['pruned']} pruned", flush=True)
     if points:
         ray.shutdown()
+    costs = []
+    for label, url_of in storages.items():
+        for n in counts if args.costs else []:
+            costs.append(report_cost(bench, label, url_of(f"cost-{n}"), work, n, args.history))
+            print(f"{label:10} one report with {n:4} running: Optuna's study "
+                  f"{costs[-1]['optuna_study_ms']:.1f} ms, the driver's study "
+                  f"{costs[-1]['driver_study_ms']:.1f} ms", flush=True)
+    if args.costs:
+        drawn = render_cost(make_config(bench, "render", "sqlite://", work, max(counts)),
+                            max(counts))
+        print(f"live view of {drawn['running']} trials: every row {drawn['every_row_ms']:.1f} ms, "
+              f"the rows shown {drawn['shown_rows_ms']:.1f} ms", flush=True)
+        costs.append({"storage": "terminal", "running": drawn["running"],
+                      "optuna_study_ms": math.nan, "driver_study_ms": math.nan, **drawn})
     if args.big:
         for label, url_of in storages.items():
             row = big_study(bench, label, url_of(f"big-{args.big}"), work, args.big)
             big.append(row)
+            pd.DataFrame(big).to_csv(args.out / f"{args.tag}_big.csv", index=False)
             print(f"{label:10} {args.big} trials: report {row['report_s']:.1f} s, studies "
                   f"{row['studies_s']:.1f} s, show {row['show_s']:.1f} s, dashboard "
                   f"{row['dashboard_first_s']:.1f} s, its study page {row['dashboard_study_s']:.1f} s (built in {row['build_s']:.0f} s)",
@@ -444,9 +617,13 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     if rows:
         pd.DataFrame(rows).to_csv(args.out / f"{args.tag}.csv", index=False)
-    if big:
-        pd.DataFrame(big).to_csv(args.out / f"{args.tag}_big.csv", index=False)
-    command = "python -m benchmarks.driver_scale " + " ".join(sys.argv[1:] if argv is None else argv)
+    if costs:
+        pd.DataFrame(costs).to_csv(args.out / f"{args.tag}_costs.csv", index=False)
+    from scaletune.search.storage import mask_url
+
+    write_tables(args.out, args.tag)
+    command = "python -m benchmarks.driver_scale " + " ".join(
+        mask_url(a) for a in (sys.argv[1:] if argv is None else argv))
     (args.out / f"{args.tag}_command.txt").write_text(
         command.strip() + "\n" + json.dumps(provenance(bench), indent=1) + "\n")
     shutil.rmtree(work, ignore_errors=True)
