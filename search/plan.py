@@ -32,7 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from scaletune.heuristics.priors import Priors
 from scaletune.search.config import FINGERPRINTED, NOT_FINGERPRINTED, StudyConfig
-from scaletune.search.dashboard import study_note, trial_note, write_note
+from scaletune.search.dashboard import study_note, trial_note, write_first_note, write_note
 from scaletune.search.lease import DriverLease
 from scaletune.search.samplers import make_sampler
 from scaletune.search.space import (
@@ -170,7 +170,7 @@ class SearchPlan:
         config, derived = trial_config(self.cfg, params, self.fixed, num_threads)
         for k, v in derived.items():
             trial.set_user_attr(k, v)
-        write_note(trial, trial_note(trial.number, params, self.fixed, config, derived))
+        write_first_note(trial, trial_note(trial.number, params, self.fixed, config, derived))
         return TrialRun(trial, params, config, self.cfg.eval_interval, self.cfg.pruner.name)
 
 
