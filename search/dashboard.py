@@ -297,3 +297,20 @@ def write_note(study_or_trial: optuna.Study | optuna.Trial, text: str,
     if keep and get_note(study_or_trial):
         return
     save_note(study_or_trial, text)
+
+
+def write_first_note(trial: optuna.Trial, text: str) -> None:
+    """Save ``text`` as the note of a trial that has none yet (one just asked): version 1 of
+    its note, as ``save_note`` writes it.
+
+    The dashboard keeps every trial's note in the study's system attrs, and ``save_note`` reads
+    all of them twice to number the version and clear older chunks: each trial asked read every
+    note of the study, a cost that grows with the study (56 ms of a 240 ms ask at 256 trials
+    running, benchmarks/driver_scale.py). A new trial has neither.
+    """
+    from optuna_dashboard._note import note_ver_key, split_body
+
+    storage, study_id = trial.storage, trial.study._study_id
+    storage.set_study_system_attr(study_id, note_ver_key(trial._trial_id), 1)
+    for key, chunk in split_body(text, trial._trial_id).items():
+        storage.set_study_system_attr(study_id, key, chunk)

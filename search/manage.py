@@ -23,6 +23,7 @@ from typing import Any
 
 import optuna
 from optuna.distributions import CategoricalDistribution
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel
 from rich.console import Console
@@ -54,6 +55,7 @@ from scaletune.search.storage import (
     mask_url,
     scrub,
     sqlite_path,
+    tally,
     with_driver,
 )
 from scaletune.search.studies import open_study
@@ -280,11 +282,11 @@ def list_studies(url: str, console: Console) -> int:
     for column in ("study", "trials", "best", "last activity"):
         table.add_column(column)
     for study in studies:
-        trials = study.get_trials(deepcopy=False)
-        best = _best(trials)
-        table.add_row(study.study_name, by_state(trials) or "none",
-                      f"{best.value:.4f} (trial {best.number})" if best else "",
-                      _running(study) or _last_activity(trials))
+        # Counted by the database: loading 10,000 trials to count them took half a minute.
+        t = tally(storage, study.study_name, study.direction == StudyDirection.MINIMIZE)
+        table.add_row(study.study_name, state_words(Counter(t.by_state), t.retried) or "none",
+                      f"{t.best[1]:.4f} (trial {t.best[0]})" if t.best else "",
+                      _running(study) or _when(t.last))
     console.print(table)
     return 0
 
@@ -292,8 +294,13 @@ def list_studies(url: str, console: Console) -> int:
 def by_state(trials: list[FrozenTrial]) -> str:
     """``6 complete, 10 pruned, 1 failed and run again``; FAIL trials queued again (user attr
     ``retried``) are counted apart, as ``n_trials`` does not count them."""
-    counts = Counter(t.state.name for t in trials)
     again = sum(1 for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("retried"))
+    return state_words(Counter(t.state.name for t in trials), again)
+
+
+def state_words(counts: Counter[str], again: int) -> str:
+    """``by_state`` from trials counted by state and the FAIL ones queued ``again``."""
+    counts = Counter(counts)
     counts["FAIL"] -= again
     words = {"FAIL": "failed"}
     parts = [f"{counts[s]} {words.get(s, s.lower())}"
@@ -317,10 +324,14 @@ def _running(study: optuna.Study) -> str:
 def _last_activity(trials: list[FrozenTrial]) -> str:
     """When a trial last started or ended: ``2026-01-01 12:03 (5 min ago)``."""
     times = [t.datetime_complete or t.datetime_start for t in trials]
-    times = [t for t in times if t is not None]
-    if not times:
+    return _when(max((t for t in times if t is not None), default=None))
+
+
+def _when(last: datetime | None) -> str:
+    """``2026-01-01 12:03 (5 min ago)``, or nothing for None."""
+    if last is None:
         return ""
-    last = max(times)  # Optuna stores local time without a zone
+    # Optuna stores local time without a zone
     ago = fmt_duration(max(0.0, (datetime.now() - last).total_seconds()))
     return f"{last:%Y-%m-%d %H:%M} ({ago} ago)"
 

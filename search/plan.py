@@ -15,11 +15,14 @@ product and not a copy of its study loop.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import platform
 import sys
+import time
 import warnings
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from scaletune.heuristics.priors import Priors
 from scaletune.search.config import FINGERPRINTED, NOT_FINGERPRINTED, StudyConfig
-from scaletune.search.dashboard import study_note, trial_note, write_note
+from scaletune.search.dashboard import study_note, trial_note, write_first_note, write_note
 from scaletune.search.lease import DriverLease
 from scaletune.search.samplers import make_sampler
 from scaletune.search.space import (
@@ -46,12 +49,14 @@ from scaletune.trainer.config import TrainConfig, flat_keys
 from scaletune.trainer.errors import ConfigError
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+ENDED = tuple(s for s in TrialState if s.is_finished())
+"""Every state a trial ends in: COMPLETE, PRUNED and FAIL."""
 OBJECTIVE = "validation loss (nats/token)"
 """The study's objective, by name: the final validation loss of a trial."""
 TRAINING_BYTES_PER_PARAM = 16
 """float32 weights, gradients and AdamW's two moments: 4 x 4 bytes a parameter."""
 
-__all__ = ["FINISHED", "SearchPlan", "TrialRun", "n_finished", "recover", "record_or_check",
+__all__ = ["FINISHED", "DriverStudy", "SearchPlan", "TrialRun", "n_finished", "recover", "record_or_check",
            "train_trial"]
 
 
@@ -139,10 +144,11 @@ class SearchPlan:
         and run again. A new study under ``seeding: prior`` gets the priors' center as its first
         trial.
         """
-        study = optuna.create_study(
+        optuna.create_study(
             study_name=self.cfg.name, storage=storage, pruner=self.pruner(),
             direction="minimize", load_if_exists=True,
         )
+        study = DriverStudy(study_name=self.cfg.name, storage=storage, pruner=self.pruner())
         self.lease = DriverLease(study)
         self.lease.acquire()  # before anything here takes a RUNNING trial for a dead driver's
         try:
@@ -164,8 +170,54 @@ class SearchPlan:
         config, derived = trial_config(self.cfg, params, self.fixed, num_threads)
         for k, v in derived.items():
             trial.set_user_attr(k, v)
-        write_note(trial, trial_note(trial.number, params, self.fixed, config, derived))
+        write_first_note(trial, trial_note(trial.number, params, self.fixed, config, derived))
         return TrialRun(trial, params, config, self.cfg.eval_interval, self.cfg.pruner.name)
+
+
+class DriverStudy(optuna.Study):
+    """The study as its one driver holds it: the finished trials are read from the storage once
+    and again only after the driver ends a trial, not at every report.
+
+    Optuna's pruners read the finished trials at every report (MedianPruner: every COMPLETE
+    trial's value at the reported step). Through the RDB storage's cache, every such read also
+    re-reads every RUNNING trial from the database (params, user attrs, curves), since another
+    process might have written them: the cost of a report grew with the trials running, to most
+    of the driver's time at 256 of them (benchmarks/driver_scale.py). Here one driver writes the
+    study (search.lease), a finished trial's curve and value do not change, and every trial this
+    driver ends goes through ``tell``; so the finished trials are kept until the next ``tell``
+    or ``add_trial``, or for ``FINISHED_TTL_S`` at most (a write from elsewhere: the dashboard
+    with ``--allow-writes``). Any read that includes unfinished trials goes to the storage.
+    """
+
+    FINISHED_TTL_S = 30.0
+    """How old the kept finished trials may be before they are read again."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._finished: list[FrozenTrial] | None = None
+        self._finished_at = 0.0
+
+    def get_trials(self, deepcopy: bool = True,
+                   states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+        wanted = tuple(states) if isinstance(states, Iterable) else None
+        if not wanted or not all(TrialState(s).is_finished() for s in wanted):
+            return super().get_trials(deepcopy=deepcopy, states=states)
+        if self._finished is None or time.monotonic() - self._finished_at > self.FINISHED_TTL_S:
+            self._finished = super().get_trials(deepcopy=False, states=ENDED)
+            self._finished_at = time.monotonic()
+        trials = [t for t in self._finished if t.state in wanted]
+        return copy.deepcopy(trials) if deepcopy else trials
+
+    def tell(self, *args: Any, **kwargs: Any) -> FrozenTrial:
+        self._finished = None
+        try:
+            return super().tell(*args, **kwargs)
+        finally:
+            self._finished = None
+
+    def add_trial(self, trial: FrozenTrial) -> None:
+        self._finished = None
+        super().add_trial(trial)
 
 
 @dataclass

@@ -54,6 +54,12 @@ def fmt_eta(seconds: float) -> str:
     return f"ETA ~{seconds / 3600:.1f} h"
 
 
+SHOWN_ROWS = 24
+"""Running trials the live view shows a row for; the others are counted below the table."""
+REDRAW_S = 0.25
+"""Shortest time between two redraws of the live view."""
+
+
 class StudyProgress:
     """Counts of trials by state, the best value so far, and one progress row per running trial.
 
@@ -73,6 +79,7 @@ class StudyProgress:
         self.best = _best(study)
         self.t0 = time.time()
         self._live: Live | None = None
+        self._drawn = -math.inf  # when the live view was last redrawn (time.monotonic)
 
     def __enter__(self) -> StudyProgress:
         if self.console.is_terminal:
@@ -119,7 +126,11 @@ class StudyProgress:
         self.refresh()
 
     def refresh(self) -> None:
-        if self._live is not None:
+        """Redraw the live view, at most every ``REDRAW_S``: the driver calls this after every
+        batch of reports, hundreds a second on a large cluster."""
+        now = time.monotonic()
+        if self._live is not None and now - self._drawn >= REDRAW_S:
+            self._drawn = now
             self._live.update(self.render(), refresh=True)
 
     def headline(self) -> str:
@@ -143,7 +154,10 @@ class StudyProgress:
         for col in ("trial", "progress", "tokens", "val loss", "tok/s", "params"):
             table.add_column(col)
         total = self.cfg.tokens_per_trial
-        for number, row in sorted(self.running.items()):
+        # The trials furthest along first: a terminal shows a few dozen rows, and each row drawn
+        # costs the driver time that its trials wait for their answers.
+        shown = sorted(self.running.items(), key=lambda kv: (-kv[1]["tokens"], kv[0]))
+        for number, row in sorted(shown[:SHOWN_ROWS]):
             value = row["value"]
             table.add_row(
                 str(number),
@@ -153,6 +167,8 @@ class StudyProgress:
                 f"{row.get('tps') or 0:,.0f}",
                 fmt_params(row["params"]),
             )
+        if len(shown) > SHOWN_ROWS:
+            return Group(head, table, f"... and {len(shown) - SHOWN_ROWS} more trials running")
         return Group(head, table)
 
     def eta(self) -> float | None:

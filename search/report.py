@@ -41,6 +41,7 @@ import contextlib
 import json
 import math
 import warnings
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html import escape
@@ -285,15 +286,34 @@ def summarize(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
     }
 
 
+AUDIT_TRIALS = 500
+"""Complete trials the pruner audit replays at most. Each report of a replay reads the curves
+of the trials before it, so a replay's time grows with the square of the trials: the report of a
+study of 10,000 trials did not finish in 5 minutes (benchmarks/driver_scale.py). A larger study
+is replayed on this many of its complete trials, evenly spaced in trial order, and says so."""
+
+
+def evenly_spaced(trials: list[FrozenTrial], most: int) -> list[FrozenTrial]:
+    """``trials`` (in trial order), or ``most`` of them evenly spaced from the first to the
+    last where there are more."""
+    if len(trials) <= most:
+        return list(trials)
+    if most < 2:
+        return list(trials[-most:]) if most else []
+    return [trials[round(i * (len(trials) - 1) / (most - 1))] for i in range(most)]
+
+
 def pruner_audit(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
     """What the study's pruner, and the median pruner for comparison, would have done to the
-    study's complete trials, replayed on their curves in trial order (search.pruners.replay);
-    and the prediction that stopped each trial the predicted pruner pruned."""
+    study's complete trials, replayed on their curves in trial order (search.pruners.replay),
+    at most ``AUDIT_TRIALS`` of them; and the prediction that stopped each trial the predicted
+    pruner pruned."""
     complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
                       key=lambda t: t.number)
+    sample = evenly_spaced(complete, AUDIT_TRIALS)
     configs = {cfg.pruner.name: cfg.pruner}
     configs.setdefault("median", MedianPrunerConfig(name="median"))
-    replayed = {name: audit(replay(c.build(cfg), complete), cfg.tokens_per_trial)
+    replayed = {name: audit(replay(c.build(cfg), sample), cfg.tokens_per_trial)
                 for name, c in configs.items()}
     predictions = [
         {"number": t.number, **{k: t.user_attrs[k] for k in PREDICTION_ATTRS}}
@@ -302,11 +322,14 @@ def pruner_audit(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
     ]
     return {
         "replayed": replayed,
+        "complete": len(complete),
         "predictions": predictions,
         "definition": "each pruner replayed on the complete trials' curves in trial order, one "
                       "trial after another; compute saved: tokens not trained over the tokens of "
                       "those trials; false prunes: stopped trials that ended within 1% of the "
-                      "best",
+                      "best"
+                      + (f"; replayed on {len(sample)} of the {len(complete)} complete trials, "
+                         "evenly spaced in trial order" if len(sample) < len(complete) else ""),
     }
 
 
@@ -661,11 +684,20 @@ def plot_curves(study: optuna.Study, out: Path, notes: list[str]) -> Drawn | Non
             text=[f"trial {t.number}"] * len(steps),
         )
     title = f"Learning curves: {study.study_name} ({len(trials)} trials)"
+    if len(trials) > CURVES_SHOWN:
+        return _plot_some_curves(study.study_name, trials, best, curves, out)
     with _matplotlib_style():
         ax = optuna_mpl.plot_intermediate_values(study)
         html = optuna.visualization.plot_intermediate_values(study)
+        # Optuna's curves by name, found once: looking each up among all of them took hours
+        # at 10,000 trials (benchmarks/driver_scale.py).
+        lines, traces = defaultdict(list), defaultdict(list)
+        for line in ax.get_lines():
+            lines[line.get_label()].append(line)
+        for trace in html.data:
+            traces[trace.name].append(trace)
         for optuna_name, layer in curves.items():
-            if not _restyle(optuna_name, layer, ax, html):
+            if not _restyle(layer, lines.get(optuna_name, []), traces.get(optuna_name, [])):
                 _draw(layer, ax, html)
         _titles(ax, html, title, TOKENS_LABEL, LOSS_LABEL)
         ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
@@ -673,11 +705,35 @@ def plot_curves(study: optuna.Study, out: Path, notes: list[str]) -> Drawn | Non
         return _save(ax.figure, html, out, "curves")
 
 
-def _restyle(optuna_name: str, layer: Layer, ax: Axes, html: go.Figure) -> bool:
-    """Give the curve Optuna named ``optuna_name`` the look and legend entry of ``layer`` in
-    both versions; False where Optuna did not draw it."""
-    lines = [line for line in ax.get_lines() if line.get_label() == optuna_name]
-    traces = [trace for trace in html.data if trace.name == optuna_name]
+CURVES_SHOWN = 1000
+"""Trials the learning-curves figure draws at most: ten thousand curves on one chart are a
+solid band, and drawing them took most of the report's time (benchmarks/driver_scale.py)."""
+
+
+def _plot_some_curves(name: str, trials: list[FrozenTrial], best: FrozenTrial | None,
+                      curves: dict[str, Layer], out: Path) -> Drawn:
+    """The learning curves of ``CURVES_SHOWN`` of ``trials``: the best trial's and the others
+    evenly spaced in trial order; the title says how many of how many."""
+    shown = evenly_spaced(trials, CURVES_SHOWN - (best is not None))
+    if best is not None and best not in shown:
+        shown.append(best)
+    title = (f"Learning curves: {name} ({len(shown):,} of {len(trials):,} trials: "
+             f"evenly spaced{' and the best' if best is not None else ''})")
+    with _matplotlib_style():
+        fig = plt.figure()
+        ax = fig.add_subplot()
+        html = go.Figure()
+        for t in sorted(shown, key=lambda t: (t is best, t.number)):  # the best drawn on top
+            _draw(curves[f"Trial{t.number}"], ax, html)
+        _titles(ax, html, title, TOKENS_LABEL, LOSS_LABEL)
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
+        _legends(fig, html, [ax])
+        return _save(fig, html, out, "curves")
+
+
+def _restyle(layer: Layer, lines: list[Any], traces: list[Any]) -> bool:
+    """Give Optuna's ``lines`` (PNG) and ``traces`` (HTML) of one curve the look and legend
+    entry of ``layer``; False where Optuna did not draw it."""
     if not lines or not traces:
         return False
     for line in lines:
@@ -918,8 +974,11 @@ def audit_rows(audit: dict[str, Any] | None) -> list[tuple[str, str]]:
         return []
     rows = []
     for i, (name, r) in enumerate(audit["replayed"].items()):
+        complete = audit.get("complete", r["trials"])
+        on = (f"the {r['trials']} complete trial(s)" if r["trials"] >= complete else
+              f"{r['trials']} of the {complete:,} complete trials (evenly spaced)")
         rows.append(("pruner audit" if i == 0 else "",
-                     f"{name}: replayed on the {r['trials']} complete trial(s), would stop "
+                     f"{name}: replayed on {on}, would stop "
                      f"{r['stopped']} and save {r['compute_saved']:.0%} of their compute; "
                      f"{r['false_prunes']} of those stopped ended within 1% of the best"))
     shown = audit["predictions"][:SHOWN_PREDICTIONS]

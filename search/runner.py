@@ -15,6 +15,7 @@ import shutil
 import signal
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -181,7 +182,8 @@ def concurrency(cfg: StudyConfig) -> int:
 
 
 def run_study(
-    cfg: StudyConfig, console: Console | None = None, max_consecutive_failures: int = 10
+    cfg: StudyConfig, console: Console | None = None, max_consecutive_failures: int = 10,
+    launch: Launch | None = None,
 ) -> optuna.Study:
     """Run (or resume) a study until it has ``cfg.n_trials`` finished trials.
 
@@ -190,6 +192,10 @@ def run_study(
     the running trials and is raised. A write that fails (disk full, database lost) stops the
     running trials and raises StorageError; running the study again resumes it. The study's
     driver lease (search.lease) is held from opening the study to the end.
+
+    ``launch(run, coordinator)`` starts a trial and returns the Ray reference of its result;
+    by default a Ray task of search.worker.run_trial. benchmarks/driver_scale.py gives trials
+    that follow synthetic curves instead, to load this driver with hundreds of them.
     """
     console = console or Console()
     new_folder = None if cfg.storage is not None or cfg.folder.exists() else cfg.folder
@@ -214,7 +220,8 @@ def run_study(
     loading.shutdown(wait=False)
     init_ray(cfg)
     slots = concurrency(cfg)
-    coordinator = _start_workers(cfg, slots)
+    # Trials that the caller launches (benchmarks/driver_scale.py) train nothing: no warm-up.
+    coordinator = _start_workers(cfg, slots, warm=launch is None)
     running: dict[int, TrialRun] = {}
     # Ctrl-C, SIGTERM (what Slurm, Kubernetes and systemd send) and SIGHUP stop the study the
     # same way, between storage writes; Ray's own SIGTERM handler, set by ray.init, is replaced.
@@ -227,7 +234,7 @@ def run_study(
                 console.print(f"[yellow]resumed: trials {recovered} were left running by a "
                               "stopped driver; marked FAIL and queued again[/]")
             _drive(plan, study, cfg, console, slots, running, interrupt, max_consecutive_failures,
-                   tracker, coordinator)
+                   tracker, coordinator, launch)
     except KeyboardInterrupt:
         signum = interrupt.signal or signal.SIGINT
         what = ("interrupted (Ctrl-C)" if signum == signal.SIGINT
@@ -260,6 +267,10 @@ def run_study(
     return study
 
 
+Launch = Callable[[TrialRun, Any], Any]
+"""Starts a trial: (the run, the coordinator actor) -> the Ray reference of its result dict."""
+
+
 class Interrupted(KeyboardInterrupt):
     """The study was stopped by a signal (``signum``: SIGINT for Ctrl-C, or SIGTERM); its running
     trials were stopped and queued again."""
@@ -272,15 +283,20 @@ class Interrupted(KeyboardInterrupt):
 def _drive(
     plan: SearchPlan, study: optuna.Study, cfg: StudyConfig, console: Console, slots: int,
     running: dict[int, TrialRun], interrupt: DeferredInterrupt, max_consecutive_failures: int,
-    tracker: Tracker, coordinator: Any,
+    tracker: Tracker, coordinator: Any, launch: Launch | None = None,
 ) -> None:
     """The driver's loop: start trials while there is room, answer reports, tell endings."""
     from scaletune.search.worker import run_trial
 
     threads = max(1, int(cfg.workers.cpus_per_trial))
-    remote = ray.remote(run_trial).options(
-        num_cpus=cfg.workers.cpus_per_trial, num_gpus=cfg.workers.gpus_per_trial, max_retries=0,
-    )
+    if launch is None:
+        remote = ray.remote(run_trial).options(
+            num_cpus=cfg.workers.cpus_per_trial, num_gpus=cfg.workers.gpus_per_trial,
+            max_retries=0,
+        )
+
+        def launch(run: TrialRun, coordinator: Any) -> Any:
+            return remote.remote(run.config.model_dump(mode="json"), run.number, coordinator)
     progress = StudyProgress(console, cfg, study)
     failures_in_a_row = 0
     console.print(
@@ -300,8 +316,7 @@ def _drive(
             ):
                 interrupt.check()
                 run = plan.ask(study, threads)
-                run.extra["ref"] = remote.remote(run.config.model_dump(mode="json"), run.number,
-                                                 coordinator)
+                run.extra["ref"] = launch(run, coordinator)
                 running[run.number] = run
                 progress.started(run.number, run.params)
                 tracker.started(run.trial)
@@ -345,7 +360,7 @@ def _import_storage_modules() -> None:
     import sqlalchemy.orm  # noqa: F401
 
 
-def _start_workers(cfg: StudyConfig, slots: int) -> Any:
+def _start_workers(cfg: StudyConfig, slots: int, warm: bool = True) -> Any:
     """The coordinator actor, and on this machine's own cluster, trial workers warming up.
 
     Started as soon as Ray is up, so that both run while the driver opens the study and draws
@@ -362,7 +377,7 @@ def _start_workers(cfg: StudyConfig, slots: int) -> Any:
     coordinator = Coordinator.options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)
     ).remote()
-    if cfg.workers.address in (None, "local"):
+    if warm and cfg.workers.address in (None, "local"):
         # With a trial's resources, so that each warms a process a trial will get; nobody waits
         # for them: a trial queues behind a warm-up as it would behind its own imports.
         warm = ray.remote(warm_up).options(num_cpus=cfg.workers.cpus_per_trial,

@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 
 from scaletune.search.config import load_study, validate_study
-from scaletune.search.progress import StudyProgress, fmt_params
+from scaletune.search.progress import SHOWN_ROWS, StudyProgress, fmt_params
 from scaletune.search.report import summarize
 from scaletune.search.storage import mask_url
 from tests.search.helpers import tiny_study, write_study
@@ -190,6 +190,20 @@ def test_the_live_view_shows_an_eta_once_a_trial_has_finished():
     # finished ones (90 s), over the slots the driver fills (2): 14 * 90 / 2 = 630 s.
     assert progress.eta() == pytest.approx(630, abs=2)
     assert "ETA ~10 min" in str(progress.render().renderables[0])
+
+
+def test_the_live_view_of_hundreds_of_trials_draws_a_screenful():
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=200)
+    progress = StudyProgress(terminal, load_study(QUICKSTART), a_study())
+    for number in range(256):
+        progress.started(number, {"lr": 0.01})
+        progress.reported(number, 1_000 * number, 3.0, {})
+    table, more = progress.render().renderables[1:]
+    # Rule: a row for each of the SHOWN_ROWS trials furthest along, the others counted below:
+    # redrawing 256 rows after every batch of reports kept the trials waiting for answers.
+    assert table.row_count == SHOWN_ROWS
+    assert table.columns[0]._cells[0] == str(256 - SHOWN_ROWS)
+    assert more == f"... and {256 - SHOWN_ROWS} more trials running"
 
 
 # --------------------------------------------------------------------------- a real study

@@ -284,3 +284,25 @@ def test_a_note_written_in_the_dashboard_is_kept_on_resume(tmp_path, shakespeare
     plan.lease.release()
     # Rule: the driver writes the study's note only where there is none.
     assert get_note(resumed) == "lr above 0.01 diverges on this data"
+
+
+def test_a_new_trials_note_is_stored_as_the_dashboards_own_save_note_stores_it(tmp_path):
+    from optuna_dashboard import get_note, save_note
+
+    from scaletune.search.dashboard import write_first_note
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'notes.db'}")
+    ours, theirs = study.ask(), study.ask()
+    text = "## trial\n\n" + "a long line of the note " * 200  # more than one chunk
+    write_first_note(ours, text)
+    save_note(theirs, text)
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+
+    def stored(trial: optuna.Trial) -> dict[str, object]:
+        mark = f"dashboard:{trial._trial_id}:"
+        return {k.removeprefix(mark): v for k, v in attrs.items() if k.startswith(mark)}
+
+    # Rule: the note of a trial just asked reads back as written, under the same keys and
+    # version as optuna-dashboard's save_note writes, without reading the study's other notes.
+    assert get_note(ours) == text
+    assert stored(ours) == stored(theirs) and len(stored(ours)) > 2

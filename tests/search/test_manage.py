@@ -14,6 +14,7 @@ import os
 import re
 import socket
 import time
+from collections import Counter
 from pathlib import Path
 
 import optuna
@@ -23,7 +24,8 @@ from optuna.trial import TrialState
 
 from scaletune.search.cli import main
 from scaletune.search.config import load_study
-from scaletune.search.storage import make_storage
+from scaletune.search.manage import by_state, state_words
+from scaletune.search.storage import make_storage, tally
 from tests.search.helpers import flat, tiny_study, write_study
 from tests.search.test_export import EVAL, add_trial, make_study, params, study_file
 from tests.search.test_export import finished as finished  # a fixture, used by name
@@ -79,6 +81,26 @@ def test_studies_takes_a_storage_url(finished, capsys):
     assert code == 0, out
     # Rule: a study a driver runs says so, naming the driver.
     assert f"running now (pid {pid} on {socket.gethostname()}" in out
+
+
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_the_listing_counts_in_the_database_what_loading_the_trials_gives(tmp_path, direction):
+    url = f"sqlite:///{tmp_path / 'tally.db'}"
+    study = optuna.create_study(study_name="t", storage=make_storage(url), direction=direction)
+    for value in (2.5, 1.5, 3.5):
+        study.add_trial(optuna.trial.create_trial(value=value))
+    study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED))
+    for retried in (True, True, False):
+        study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL,
+                                                  user_attrs={"retried": retried}))
+    study.ask()  # running
+    trials = study.get_trials(deepcopy=False)
+    counted = tally(make_storage(url), "t", minimize=direction == "minimize")
+    # Rule: the listing's counts, best trial and last activity are those of the loaded trials.
+    assert state_words(Counter(counted.by_state), counted.retried) == by_state(trials)
+    assert by_state(trials) == "3 complete, 1 pruned, 1 failed, 1 running, 2 failed and run again"
+    assert counted.best == (study.best_trial.number, study.best_value)
+    assert counted.last == max(t.datetime_complete or t.datetime_start for t in trials)
 
 
 def test_studies_of_a_missing_sqlite_file_is_an_error_and_creates_nothing(tmp_path, capsys):

@@ -9,6 +9,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from scaletune.search import report
 from scaletune.search.config import validate_study
 from scaletune.search.pruners import (
     PREDICTION_ATTRS,
@@ -17,7 +18,7 @@ from scaletune.search.pruners import (
     lr_area_progress,
     replay,
 )
-from scaletune.search.report import audit_rows, pruner_audit
+from scaletune.search.report import audit_rows, evenly_spaced, pruner_audit
 from scaletune.trainer.config import OptimConfig
 from tests.search.helpers import tiny_study
 from tests.search.test_export import EVAL, add_trial, make_study, params, study_file
@@ -208,6 +209,26 @@ def test_report_audit_counts_the_constructed_study(tmp_path):
     assert "predicted: replayed on the 5 complete trial(s), would stop 1" in text
     assert f"trial {trial.number} at {EVAL:,} tokens: final loss predicted" in text
     assert math.isfinite(result["predictions"][0]["predicted_final_loss"])
+
+
+def test_the_audit_of_a_large_study_replays_an_evenly_spaced_sample_and_says_so(tmp_path,
+                                                                               monkeypatch):
+    path, cfg = study_file(tmp_path, pruner={"name": "median", "n_startup_trials": 2})
+    study = make_study(cfg)
+    for value in (2.0, 2.2, 2.1, 6.0, 2.01, 2.3, 2.05):
+        add_trial(study, cfg, params(3e-3, tau=1.0), value)
+    complete = sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.number)
+    # Rule: at most AUDIT_TRIALS trials, the first, the last and evenly spaced between, in order.
+    assert [t.number for t in evenly_spaced(complete, 3)] == [complete[i].number for i in (0, 3, 6)]
+    assert evenly_spaced(complete, 10) == complete
+    monkeypatch.setattr(report, "AUDIT_TRIALS", 3)
+    result = pruner_audit(study, cfg)
+    # Rule: the replay's time grows with the square of the trials, so a large study is replayed
+    # on a sample, and the audit says on how many of how many.
+    assert result["replayed"]["median"]["trials"] == 3
+    assert result["complete"] == 7
+    text = " ".join(v for _, v in audit_rows(result))
+    assert "median: replayed on 3 of the 7 complete trials (evenly spaced)" in text
 
 
 @pytest.mark.parametrize("option", [

@@ -23,7 +23,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
 from scaletune.heuristics.fit import ScalePoint, fit_studies
-from scaletune.search import hparams
+from scaletune.search import hparams, report
 from scaletune.search.cli import main
 from scaletune.search.report import (
     FIGURES,
@@ -250,6 +250,20 @@ def test_curves_are_coloured_by_state_alike_in_both_versions(mixed, tmp_path):
         ("best: trial 1 (2.2000)", complete), ("complete (3)", complete),
         ("complete (3)", complete), ("fail (1)", fail), ("pruned (1)", pruned),
     ])
+
+
+def test_the_curves_of_a_large_study_are_a_sample_with_the_best(mixed, tmp_path, monkeypatch):
+    _, _, study = mixed
+    monkeypatch.setattr(report, "CURVES_SHOWN", 3)
+    drawn = plot_curves(study, tmp_path, [])
+    (ax,) = drawn.png.axes
+    labels = sorted(line.get_label() for line in ax.get_lines())
+    # Rule: past CURVES_SHOWN trials, the figure draws that many: evenly spaced ones and the
+    # best, in both versions, and its title says how many of how many.
+    assert len(labels) == len(drawn.html.data) == 3
+    assert "best: trial 1 (2.2000)" in labels
+    assert "(3 of 5 trials: evenly spaced and the best)" in ax.get_title("left")
+    assert "3 of 5 trials" in drawn.html.layout.title.text
 
 
 def test_a_registered_sixth_hyperparameter_appears_in_the_priors_figure(monkeypatch, tmp_path):

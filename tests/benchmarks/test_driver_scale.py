@@ -1,0 +1,26 @@
+"""Smoke test of the driver-at-scale benchmark: four fake trials on SQLite for a few seconds."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import ray
+
+from benchmarks.driver_scale import main
+
+pytestmark = pytest.mark.slow
+
+
+def test_tiny_run_measures_latencies_and_prunes(tmp_path, shakespeare):
+    if ray.is_initialized():
+        ray.shutdown()
+    main(["--trials", "4", "--interval", "0.3", "--fast", "", "--seconds", "10",
+          "--history", "12", "--actors", "1", "--big", "0", "--data", str(shakespeare),
+          "--out", str(tmp_path)])
+    row = pd.read_csv(tmp_path / "driver_scale.csv").iloc[0]
+    # Rule: the real driver answered the fake trials' reports, and the trials saw the latency.
+    assert row["reports"] > 0
+    assert 0 < row["latency_median_ms"] <= row["latency_p99_ms"]
+    assert row["driver_rss_mib"] > 0
+    # The median pruner, given the study's complete trials, stopped some of them.
+    assert row["pruned"] > 0
