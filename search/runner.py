@@ -304,6 +304,13 @@ def _drive(
         f"{cfg.n_trials} trials finished, up to {slots} at once"
     )
     mail = None  # the pending Coordinator.next call
+
+    def serve(messages: list[tuple]) -> None:
+        _answer_reports(coordinator, running, progress, messages)
+        for msg in messages:  # once answered: logging never keeps a trial waiting
+            if msg[0] == "report" and msg[1] in running:
+                tracker.reported(*msg[1:])
+
     with progress:
         finished = n_finished(study)
         while finished < cfg.n_trials or running:
@@ -320,6 +327,14 @@ def _drive(
                 running[run.number] = run
                 progress.started(run.number, run.params)
                 tracker.started(run.trial)
+                # An ask reads and writes the storage (0.1-0.7 s with hundreds of trials
+                # running): reports that came in meanwhile are answered before the next one,
+                # so filling many slots does not keep the running trials waiting.
+                if mail is None:
+                    mail = coordinator.next.remote(1.0)
+                elif ray.wait([mail], timeout=0)[0]:
+                    messages, mail = ray.get(mail), None
+                    serve(messages)
             if not running:
                 break
             # Wake on whichever comes first: mail from a trial (a report waits for its answer)
@@ -334,10 +349,7 @@ def _drive(
                 messages, mail = ray.get(mail), None
             if done:  # a trial's last messages come before its end: also take the inbox
                 messages += ray.get(coordinator.drain.remote())
-            _answer_reports(coordinator, running, progress, messages)
-            for msg in messages:  # once answered: logging never keeps a trial waiting
-                if msg[0] == "report" and msg[1] in running:
-                    tracker.reported(*msg[1:])
+            serve(messages)
             for ref in done:
                 number = next(n for n, r in running.items() if r.extra["ref"] == ref)
                 ok = _finish(study, running.pop(number), cfg, progress)
