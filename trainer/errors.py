@@ -20,13 +20,22 @@ class ScaletuneError(Exception):
     """Base of the errors above."""
 
 
-class ConfigError(ScaletuneError, ValueError):
-    """A configuration file that does not validate; ``errors`` lists every problem found."""
+class _WithErrors(ScaletuneError):
+    """An error of ``source`` with one line per problem in ``errors``."""
 
     def __init__(self, source: str, errors: list[str]):
         self.source = source
         self.errors = errors
         super().__init__(f"{source}: {len(errors)} error(s)\n" + "\n".join(f"  {e}" for e in errors))
+
+    def __reduce__(self) -> tuple:
+        # Rebuilt from its two arguments (the default would pass the message alone, and
+        # unpickling would fail): the error crosses process pools and Ray tasks intact.
+        return type(self), (self.source, self.errors)
+
+
+class ConfigError(_WithErrors, ValueError):
+    """A configuration file that does not validate; ``errors`` lists every problem found."""
 
 
 class SetupError(ScaletuneError, ValueError):
@@ -40,15 +49,10 @@ class DataError(ScaletuneError, ValueError):
     """The data cannot be read or tokenized, or a split is shorter than one window."""
 
 
-class StorageError(ScaletuneError):
+class StorageError(_WithErrors):
     """The study's storage failed: it could not be opened, or a write failed during a study
     (disk full, database lost). The storage holds everything written before the failure; running
     trials were stopped and run again on resume. ``errors`` holds the lines to show."""
-
-    def __init__(self, source: str, errors: list[str]):
-        self.source = source
-        self.errors = errors
-        super().__init__(f"{source}: {len(errors)} error(s)\n" + "\n".join(f"  {e}" for e in errors))
 
 
 def first_line(e: BaseException) -> str:

@@ -125,3 +125,16 @@ def test_without_the_root_model_a_line_still_reads_as_advice():
         TrainConfig.model_validate({"batch_size": 0, "compile": "maybe"})
     assert format_errors(err.value) == ["batch_size: must be greater than or equal to 1 (got 0)",
                                         "compile: expected true or false (got 'maybe')"]
+
+
+@pytest.mark.parametrize("kind", ["ConfigError", "StorageError"])
+def test_an_error_with_its_lines_survives_pickling_as_a_process_pool_or_ray_sends_it(kind):
+    import pickle
+
+    from scaletune.trainer import errors
+
+    error = getattr(errors, kind)("ladder.yaml", ["rungs[1].tokens_per_trial: must be > 0",
+                                                 "target: no such file"])
+    back = pickle.loads(pickle.dumps(error))
+    assert type(back) is type(error)
+    assert (back.source, back.errors, str(back)) == (error.source, error.errors, str(error))
