@@ -186,7 +186,8 @@ class DriverStudy(optuna.Study):
     study (search.lease), a finished trial's curve and value do not change, and every trial this
     driver ends goes through ``tell``; so the finished trials are kept until the next ``tell``
     or ``add_trial``, or for ``FINISHED_TTL_S`` at most (a write from elsewhere: the dashboard
-    with ``--allow-writes``). Any read that includes unfinished trials goes to the storage.
+    with ``--allow-writes``). Any read that includes unfinished trials goes to the storage. The
+    samplers' reads of finished trials (TPE's, at every ask) are served the same way.
     """
 
     FINISHED_TTL_S = 30.0
@@ -197,13 +198,15 @@ class DriverStudy(optuna.Study):
         self._finished: list[FrozenTrial] | None = None
         self._finished_at = 0.0
 
-    def get_trials(self, deepcopy: bool = True,
-                   states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+    def _get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None,
+                    use_cache: bool = False) -> list[FrozenTrial]:
+        # Under get_trials, and what Optuna's samplers call directly: TPE reads the finished
+        # trials once per ask this way, another read of every running trial (0.13 s at 256).
         wanted = tuple(states) if isinstance(states, Iterable) else None
         if not wanted or not all(TrialState(s).is_finished() for s in wanted):
-            return super().get_trials(deepcopy=deepcopy, states=states)
+            return super()._get_trials(deepcopy, states, use_cache)
         if self._finished is None or time.monotonic() - self._finished_at > self.FINISHED_TTL_S:
-            self._finished = super().get_trials(deepcopy=False, states=ENDED)
+            self._finished = super()._get_trials(False, ENDED, False)
             self._finished_at = time.monotonic()
         trials = [t for t in self._finished if t.state in wanted]
         return copy.deepcopy(trials) if deepcopy else trials
