@@ -392,10 +392,10 @@ def _start_workers(cfg: StudyConfig, slots: int, warm: bool = True) -> Any:
     if warm and cfg.workers.address in (None, "local"):
         # With a trial's resources, so that each warms a process a trial will get; nobody waits
         # for them: a trial queues behind a warm-up as it would behind its own imports.
-        warm = ray.remote(warm_up).options(num_cpus=cfg.workers.cpus_per_trial,
-                                           num_gpus=cfg.workers.gpus_per_trial, max_retries=0)
+        warming = ray.remote(warm_up).options(num_cpus=cfg.workers.cpus_per_trial,
+                                              num_gpus=cfg.workers.gpus_per_trial, max_retries=0)
         for _ in range(slots):
-            warm.remote()
+            warming.remote()
     return coordinator
 
 
