@@ -41,6 +41,7 @@ import yaml
 
 from benchmarks import search_efficiency as se
 from benchmarks import suite
+from scaletune.heuristics import laws
 
 RUNG_FRACTIONS = (1 / 16, 1 / 8, 1 / 4)
 """Tokens per trial of each rung, as a fraction of the target's."""
@@ -118,9 +119,11 @@ def run_one(args: tuple[str, Path, int]) -> str:
 
 def tau_of(lr: float, weight_decay: float, batch_size: float, tokens_per_trial: int,
            block_size: int) -> float:
-    """AdamW timescale in optimizer steps over the run's steps: tau = 1/(lr * lambda * steps)."""
-    steps = tokens_per_trial / (batch_size * block_size)
-    return 1.0 / (lr * weight_decay * steps)
+    """AdamW timescale in optimizer steps over the run's steps: tau = 1/(lr * lambda * steps),
+    Power Lines' tau (heuristics.laws) with the batch in tokens; NaN for an unknown decay."""
+    if math.isnan(weight_decay):
+        return math.nan
+    return laws.tau_from_lambda(batch_size * block_size, lr, weight_decay, tokens_per_trial)
 
 
 def dex_gaps(predicted: dict[str, float], best: dict[str, float]) -> dict[str, float]:
