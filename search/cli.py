@@ -62,6 +62,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.config import load_study
     from scaletune.search.manage import with_options
 
+    if args.repeat_best < 0:
+        raise ConfigError(args.study, [f"--repeat-best: must be >= 0 repeats (got {args.repeat_best})"])
     cfg = with_options(load_study(args.study), n_trials=args.n_trials, address=args.address,
                        max_concurrent=args.max_concurrent, storage=args.storage)
     _quiet_optuna()
@@ -70,11 +72,13 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
         print_plan(cfg, console)
         return 0
+    if args.repeat_best:
+        _check_repeatable(cfg, args.study)
     if args.detach:
         from scaletune.search.jobs import job_server, submit
 
         options = {"--n-trials": args.n_trials, "--max-concurrent": args.max_concurrent,
-                   "--storage": args.storage}
+                   "--storage": args.storage, "--repeat-best": args.repeat_best or None}
         return submit(cfg, args.study, job_server(cfg, None), options, console)
     from scaletune.search.progress import print_run_summary
     from scaletune.search.runner import run_study
@@ -85,7 +89,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
     ours = not ray.is_initialized()
     try:
-        study = run_study(cfg, console)
+        study = run_study(cfg, console, repeat_best=args.repeat_best)
     except KeyboardInterrupt as e:
         # The shell's convention: 128 + the signal (130 for Ctrl-C, 143 for SIGTERM).
         return 128 + getattr(e, "signum", signal.SIGINT)
@@ -94,6 +98,19 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     if ours:  # now, not at exit: Ray's exit hook first sleeps 0.5 s for messages we do not show
         ray.shutdown()
     return 0 if summary["best"] is not None else 1
+
+
+def _check_repeatable(cfg: Any, source: str) -> None:
+    """--repeat-best needs a study with a complete trial; refused before anything starts, so
+    that a study is not created only to be refused."""
+    from optuna.trial import TrialState
+
+    from scaletune.search.studies import open_study
+
+    study, _, _ = open_study(cfg, source)  # refuses a study that does not exist, creates nothing
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        raise ConfigError(source, [f"--repeat-best: study {cfg.name!r} has no complete trial to "
+                                   "repeat yet; run it first"])
 
 
 def cmd_ladder(args: argparse.Namespace, console: Console) -> int:
@@ -411,6 +428,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="workers.max_concurrent: trials running at once at most")
     p.add_argument("--storage", metavar="URL",
                    help="storage: the Optuna storage URL (sqlite:///..., postgresql://...)")
+    p.add_argument("--repeat-best", type=int, metavar="N", default=0,
+                   help="queue N repeats of the best trial with training seeds its config has not "
+                        "used and run them (never pruned; on top of n_trials): the noise between "
+                        "seeds, shown by `scaletune report`, sets the predicted pruner's floor")
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan (priors, search space, first trial, sampler, pruner, "
                         "workers, storage, budget) and start nothing")

@@ -24,6 +24,7 @@ from pydantic import (
     SerializeAsAny,
     ValidationError,
     create_model,
+    field_validator,
     model_serializer,
     model_validator,
 )
@@ -354,10 +355,22 @@ class PredictedPrunerConfig(_Strict):
     rank: int = Field(1, ge=1, strict=True)
     """Compare with the rank-th best final loss of the complete trials (1: the best); a larger
     rank stops fewer trials."""
-    noise_floor: float = Field(NOISE_FLOOR, ge=0, lt=1, allow_inf_nan=False)
+    noise_floor: float | Literal["auto"] = "auto"
     """Relative difference in final loss within which trials are not told apart: the spread of
-    final loss between training seeds of one config (default 0.01: three seeds of one config on
-    the issue-6 task ended 0.88% apart; NOISE_FLOOR says where from)."""
+    final loss between training seeds of one config. ``auto`` (default): twice the standard
+    deviation of final loss between seeds that the study's repeats measure (``scaletune run
+    --repeat-best N``, search.noise), never below 0.01, and 0.01 until there are repeats (three
+    seeds of one config on the issue-6 task ended 0.88% apart; NOISE_FLOOR says where from).
+    A number fixes the floor."""
+
+    @field_validator("noise_floor", mode="before")
+    @classmethod
+    def _floor(cls, v: Any) -> Any:
+        if v == "auto":
+            return v
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1:
+            raise ValueError(f"must be 'auto' or a number in [0, 1) (got {shown_value(v)})")
+        return float(v)
     margin: float = Field(MARGIN, ge=0, allow_inf_nan=False)
     """Widening of the prediction's interval, in units of the spread of the drops the complete
     trials show from the same point of the schedule to the end (default 0.5; MARGIN says how
@@ -379,8 +392,9 @@ class PredictedPrunerConfig(_Strict):
                     else budget_fraction(budget))
         return PredictedFinalPruner(
             budget, progress, n_startup_trials=self.n_startup_trials,
-            n_warmup_steps=self.n_warmup_steps, rank=self.rank, noise_floor=self.noise_floor,
-            margin=self.margin,
+            n_warmup_steps=self.n_warmup_steps, rank=self.rank,
+            noise_floor=None if self.noise_floor == "auto" else self.noise_floor,
+            margin=self.margin, study_seed=study.seed,
         )
 
 

@@ -34,6 +34,7 @@ from scaletune.heuristics.priors import Priors
 from scaletune.search.config import FINGERPRINTED, NOT_FINGERPRINTED, StudyConfig
 from scaletune.search.dashboard import study_note, trial_note, write_first_note, write_note
 from scaletune.search.lease import DriverLease
+from scaletune.search.noise import REPEAT_OF, TRAIN_SEED
 from scaletune.search.samplers import make_sampler
 from scaletune.search.space import (
     Dim,
@@ -167,11 +168,14 @@ class SearchPlan:
         """A new trial: its params, its training config, and the derived values recorded."""
         trial = study.ask()
         params = suggest(trial, self.dims)
-        config, derived = trial_config(self.cfg, params, self.fixed, num_threads)
+        attrs = trial.user_attrs  # an enqueued repeat's (search.noise)
+        config, derived = trial_config(self.cfg, params, self.fixed, num_threads,
+                                       seed=attrs.get(TRAIN_SEED))
         for k, v in derived.items():
             trial.set_user_attr(k, v)
         write_first_note(trial, trial_note(trial.number, params, self.fixed, config, derived))
-        return TrialRun(trial, params, config, self.cfg.eval_interval, self.cfg.pruner.name)
+        return TrialRun(trial, params, config, self.cfg.eval_interval, self.cfg.pruner.name,
+                        prunable=REPEAT_OF not in attrs)
 
 
 class DriverStudy(optuna.Study):
@@ -233,6 +237,9 @@ class TrialRun:
     every: int
     """The study's evaluation interval in tokens: the grid trials are compared on."""
     pruner_name: str
+    prunable: bool = True
+    """False for a repeat of a config with another training seed: it measures the noise between
+    seeds only if it runs to the end (its curve is still reported)."""
     last_step: int = -1
     """The last grid point reported; a later report at the same point is not reported again."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -253,7 +260,7 @@ class TrialRun:
             return "continue"
         self.trial.report(value, step)
         self.last_step = step
-        return "prune" if self.trial.should_prune() else "continue"
+        return "prune" if self.prunable and self.trial.should_prune() else "continue"
 
     def tell(self, study: optuna.Study, result: dict[str, Any]) -> tuple[str, float | None, str | None]:
         """End the trial from the trainer's result (``train_trial``'s dict).
@@ -356,9 +363,11 @@ def fail_and_retry(study: optuna.Study, trial: optuna.Trial, reason: str, max_re
     trial.set_user_attr("retried", retry)
     study.tell(trial, state=TrialState.FAIL)
     if retry:
+        carried = {k: attrs[k] for k in (REPEAT_OF, TRAIN_SEED) if k in attrs}  # a repeat's
         study.enqueue_trial(
             trial.params,
-            user_attrs={"attempt": attempt + (1 if count_attempt else 0), "retry_of": trial.number},
+            user_attrs={"attempt": attempt + (1 if count_attempt else 0), "retry_of": trial.number,
+                        **carried},
         )
     return retry
 

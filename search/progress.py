@@ -66,11 +66,14 @@ class StudyProgress:
     The counts are those of ``n_trials``: a FAIL trial whose params were queued again (user attr
     ``retried``) is not counted, because its re-run is. In a terminal the view is live, with an
     ETA; elsewhere (a file, a pipe) every event and every evaluation is one plain line.
+    ``total``: the finished trials the run ends with (default ``n_trials``; more with repeats).
     """
 
-    def __init__(self, console: Console, cfg: StudyConfig, study: optuna.Study) -> None:
+    def __init__(self, console: Console, cfg: StudyConfig, study: optuna.Study,
+                 total: int | None = None) -> None:
         self.console = console
         self.cfg = cfg
+        self.total = cfg.n_trials if total is None else total
         self.study = study
         self.running: dict[int, dict[str, Any]] = {}
         self.counts, self.durations = _tally(study)
@@ -140,7 +143,7 @@ class StudyProgress:
         best = f"best {self.best[1]:.4f} (trial {self.best[0]})" if self.best else "best -"
         head = (
             f"[bold]{self.cfg.name}[/]  done {c['COMPLETE']}  pruned {c['PRUNED']}  "
-            f"failed {c['FAIL']}  running {len(self.running)}  of {self.cfg.n_trials}  |  {best}  "
+            f"failed {c['FAIL']}  running {len(self.running)}  of {self.total}  |  {best}  "
             f"|  {time.time() - self.t0:.0f}s"
         )
         eta = self.eta()
@@ -180,7 +183,7 @@ class StudyProgress:
         mean = sum(self.durations) / len(self.durations)
         now = time.time()
         done = sum(self.counts.values())
-        queued = max(0, self.cfg.n_trials - done - len(self.running))
+        queued = max(0, self.total - done - len(self.running))
         left = queued * mean + sum(max(0.0, mean - (now - r["t0"])) for r in self.running.values())
         return left / max(1, self.slots)
 

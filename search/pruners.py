@@ -35,6 +35,7 @@ from optuna.pruners import BasePruner
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
+from scaletune.search import noise
 from scaletune.search.config import MARGIN, NOISE_FLOOR
 
 PREDICTION_ATTRS = ("predicted_final_loss", "predicted_final_loss_low",
@@ -89,8 +90,11 @@ class PredictedFinalPruner(BasePruner):
             prediction is made from (at least 2).
         n_warmup_steps: Tokens a trial trains before it may be stopped.
         rank: Compare with the rank-th best final loss (1: the best).
-        noise_floor: Relative difference in final loss below which trials are not told apart.
+        noise_floor: Relative difference in final loss below which trials are not told apart;
+            None: what the study's repeats of a config with other training seeds measure, never
+            below NOISE_FLOOR (search.noise.noise_floor).
         margin: Widening of the interval, in units of the spread of the drops.
+        study_seed: The training seed of trials that record none (for ``noise_floor=None``).
     """
 
     def __init__(
@@ -101,8 +105,9 @@ class PredictedFinalPruner(BasePruner):
         n_startup_trials: int = 4,
         n_warmup_steps: int = 0,
         rank: int = 1,
-        noise_floor: float = NOISE_FLOOR,
+        noise_floor: float | None = NOISE_FLOOR,
         margin: float = MARGIN,
+        study_seed: int = 0,
     ) -> None:
         if budget < 1:
             raise ValueError(f"budget must be >= 1 token, got {budget=}")
@@ -112,7 +117,7 @@ class PredictedFinalPruner(BasePruner):
             raise ValueError(f"n_warmup_steps must be >= 0, got {n_warmup_steps=}")
         if rank < 1:
             raise ValueError(f"rank must be >= 1, got {rank=}")
-        if not 0 <= noise_floor < 1:
+        if noise_floor is not None and not 0 <= noise_floor < 1:
             raise ValueError(f"noise_floor must be in [0, 1), got {noise_floor=}")
         if not 0 <= margin < math.inf:
             raise ValueError(f"margin must be >= 0 and finite, got {margin=}")
@@ -123,6 +128,8 @@ class PredictedFinalPruner(BasePruner):
         self._rank = rank
         self._noise_floor = noise_floor
         self._margin = margin
+        self._study_seed = study_seed
+        self._measured: tuple[int, float] = (-1, NOISE_FLOOR)  # (complete trials, floor)
         self._stopped: dict[int, Prediction] = {}
 
     def prune(self, study: Study, trial: FrozenTrial) -> bool:
@@ -136,7 +143,7 @@ class PredictedFinalPruner(BasePruner):
         if prediction is None:
             return False
         kth_best = sorted(t.value for t in complete)[self._rank - 1]
-        if prediction.low <= kth_best * (1 + self._noise_floor):
+        if prediction.low <= kth_best * (1 + self.floor(complete)):
             return False
         self._stopped[trial.number] = prediction
         for key, value in prediction.attrs().items():
@@ -144,6 +151,14 @@ class PredictedFinalPruner(BasePruner):
             # which the one driver writes (a FrozenTrial cannot set attrs itself).
             study._storage.set_trial_user_attr(trial._trial_id, key, value)
         return True
+
+    def floor(self, complete: Sequence[FrozenTrial]) -> float:
+        """The noise floor against ``complete``, the study's complete trials."""
+        if self._noise_floor is not None:
+            return self._noise_floor
+        if self._measured[0] != len(complete):  # only a new complete trial changes it
+            self._measured = (len(complete), noise.noise_floor(complete, self._study_seed)[0])
+        return self._measured[1]
 
     def stopped_on(self, number: int) -> Prediction | None:
         """The prediction that stopped trial ``number`` (None: this pruner did not stop it)."""

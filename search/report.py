@@ -72,6 +72,7 @@ from scaletune.heuristics import laws
 from scaletune.heuristics.priors import FITTED_CITATION
 from scaletune.search import hparams
 from scaletune.search.config import MedianPrunerConfig, Param, StudyConfig
+from scaletune.search.noise import measured_floor, noise_floor, seed_groups
 from scaletune.search.pruners import PREDICTION_ATTRS, audit, replay
 from scaletune.search.storage import mask_url
 from scaletune.search.studies import open_study
@@ -331,6 +332,41 @@ def pruner_audit(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
                       + (f"; replayed on {len(sample)} of the {len(complete)} complete trials, "
                          "evenly spaced in trial order" if len(sample) < len(complete) else ""),
     }
+
+
+def seed_noise(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
+    """The configs the study re-ran with other training seeds (search.noise), their final
+    losses and spread, and the noise floor they measure."""
+    trials = study.get_trials(deepcopy=False)
+    groups = seed_groups(trials, cfg.seed)
+    floor, where = noise_floor(trials, cfg.seed)
+    return {
+        "groups": [{"trial": g.trial, "seeds": list(g.seeds), "values": list(g.values),
+                    "spread": g.spread} for g in groups],
+        "measured_floor": measured_floor(groups),
+        "floor": floor,
+        "floor_source": where,
+        "definition": "spread: (worst - best) / best final loss of one config over training "
+                      "seeds; measured floor: twice the pooled relative standard deviation; the "
+                      "predicted pruner's floor under noise_floor: auto is that, at least 1%",
+    }
+
+
+def noise_rows(noise: dict[str, Any] | None, pruner: str) -> list[tuple[str, str]]:
+    """The seed noise for people: one row per repeated config, then the floor."""
+    if noise is None:
+        return []
+    if not noise["groups"]:
+        return [("seed noise", "not measured: `scaletune run STUDY.yaml --repeat-best 2` re-runs "
+                               "the best trial with two other training seeds")]
+    rows = [("seed noise" if i == 0 else "",
+             f"trial {g['trial']}, seeds {', '.join(map(str, g['seeds']))}: final loss "
+             f"{', '.join(f'{v:.4f}' for v in g['values'])}, spread {g['spread']:.2%}")
+            for i, g in enumerate(noise["groups"])]
+    rows.append(("", f"noise floor {noise['measured_floor']:.2%} (2 standard deviations)"
+                     + (f"; the predicted pruner uses {noise['floor']:.2%}"
+                        if pruner == "predicted" else "")))
+    return rows
 
 
 # --------------------------------------------------------------------------- plots
@@ -931,6 +967,8 @@ def make_report(
                                    for path in d.paths)]
     summary = summarize(study, ran_with)
     summary["pruner_audit"] = pruner_audit(study, ran_with)
+    summary["seed_noise"] = seed_noise(study, ran_with)
+    summary["pruner"] = ran_with.pruner.name
     summary["files"] = [p.name for p in files]
     summary["notes"] = notes
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
@@ -957,6 +995,7 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
                           f"{p['pruned_trials']} pruned trial(s)"),
     ]
     rows += audit_rows(summary.get("pruner_audit"))
+    rows += noise_rows(summary.get("seed_noise"), summary.get("pruner", ""))
     rows.append(("trial time", f"{c['trial_wall_time_s']:.1f} s"))
     if c["study_wall_time_s"] is not None:
         rows.append(("study time", f"{c['study_wall_time_s']:.1f} s, first start to last end"))

@@ -30,6 +30,7 @@ from rich.console import Console
 from scaletune.search import lease
 from scaletune.search.cluster import init_ray
 from scaletune.search.config import StudyConfig, check_study_files
+from scaletune.search.noise import n_repeats, queue_repeats
 from scaletune.search.plan import SearchPlan, TrialRun, n_finished
 from scaletune.search.progress import StudyProgress
 from scaletune.search.space import centers_outside
@@ -183,9 +184,12 @@ def concurrency(cfg: StudyConfig) -> int:
 
 def run_study(
     cfg: StudyConfig, console: Console | None = None, max_consecutive_failures: int = 10,
-    launch: Launch | None = None,
+    launch: Launch | None = None, repeat_best: int = 0,
 ) -> optuna.Study:
     """Run (or resume) a study until it has ``cfg.n_trials`` finished trials.
+
+    ``repeat_best`` queues that many repeats of the best trial with training seeds its config
+    has not used (search.noise); repeats run first, never pruned, on top of ``cfg.n_trials``.
 
     Ctrl-C, SIGTERM or SIGHUP stops the running trials, marks them FAIL and queues them again,
     then raises Interrupted (a KeyboardInterrupt). Any other error of the driver does the same to
@@ -233,6 +237,11 @@ def run_study(
             if recovered:
                 console.print(f"[yellow]resumed: trials {recovered} were left running by a "
                               "stopped driver; marked FAIL and queued again[/]")
+            if repeat_best:
+                number, seeds = queue_repeats(study, repeat_best, cfg.seed)
+                console.print(f"repeating trial {number} with training seed(s) "
+                              f"{', '.join(map(str, seeds))} (never pruned): the noise between "
+                              "seeds is in `scaletune report`")
             _drive(plan, study, cfg, console, slots, running, interrupt, max_consecutive_failures,
                    tracker, coordinator, launch)
     except KeyboardInterrupt:
@@ -297,11 +306,13 @@ def _drive(
 
         def launch(run: TrialRun, coordinator: Any) -> Any:
             return remote.remote(run.config.model_dump(mode="json"), run.number, coordinator)
-    progress = StudyProgress(console, cfg, study)
+    # Repeats of a config with other seeds (search.noise) run on top of the study's n_trials.
+    total = cfg.n_trials + n_repeats(study.get_trials(deepcopy=False))
+    progress = StudyProgress(console, cfg, study, total=total)
     failures_in_a_row = 0
     console.print(
         f"study [bold]{cfg.name}[/] on {mask_url(cfg.storage_url)}: {n_finished(study)}/"
-        f"{cfg.n_trials} trials finished, up to {slots} at once"
+        f"{total} trials finished, up to {slots} at once"
     )
     mail = None  # the pending Coordinator.next call
 
@@ -313,12 +324,12 @@ def _drive(
 
     with progress:
         finished = n_finished(study)
-        while finished < cfg.n_trials or running:
+        while finished < total or running:
             interrupt.check()
             plan.lease.refresh()
             while (
                 len(running) < slots
-                and finished + len(running) < cfg.n_trials
+                and finished + len(running) < total
                 and failures_in_a_row < max_consecutive_failures
             ):
                 interrupt.check()

@@ -250,9 +250,11 @@ def suggest(trial: optuna.Trial, dims: list[Dim]) -> dict[str, Any]:
 
 
 def trial_config(
-    cfg: StudyConfig, params: dict[str, Any], fixed: dict[str, Any], num_threads: int | None
+    cfg: StudyConfig, params: dict[str, Any], fixed: dict[str, Any], num_threads: int | None,
+    seed: int | None = None,
 ) -> tuple[TrainConfig, dict[str, Any]]:
-    """The training config of one trial and the values derived from its parameters."""
+    """The training config of one trial and the values derived from its parameters; ``seed``,
+    the training seed, is the study's unless given (a repeat of a config, search.noise)."""
     values = {**fixed, **params}
     base = TrainConfig(
         **dict(cfg.trainer),  # the trainer: section, TrainConfig's own fields
@@ -261,7 +263,7 @@ def trial_config(
         tokens=cfg.tokens_per_trial,
         batch_size=int(values.get("batch_size", 32)),
         eval_every_tokens=cfg.eval_interval,
-        seed=cfg.seed,
+        seed=cfg.seed if seed is None else seed,
         num_threads=num_threads,
         progress=False,
     )

@@ -48,7 +48,7 @@ CASES = [
     ("predicted pruner's rank", "pruner", {"name": "predicted", "rank": 0},
      "pruner.rank: must be >= 1 (got 0)"),
     ("predicted pruner's noise floor", "pruner", {"name": "predicted", "noise_floor": 1.5},
-     "pruner.noise_floor: must be in [0, 1) (got 1.5)"),
+     "pruner.noise_floor: must be 'auto' or a number in [0, 1) (got 1.5)"),
     ("predicted pruner's progress", "pruner", {"name": "predicted", "progress": "steps"},
      "pruner.progress: Input should be 'lr_area' or 'tokens'"),
     ("predicted pruner's unknown key", "pruner", {"name": "predicted", "k": 3},

@@ -133,6 +133,42 @@ def test_study_runs_prunes_and_records(tmp_path, shakespeare, local_ray):
     assert attrs["provenance"]["torch"]
 
 
+def test_repeat_best_reruns_the_best_config_with_other_seeds_to_the_end(tmp_path, shakespeare,
+                                                                        local_ray):
+    from scaletune.search.report import make_report
+
+    local_ray(num_cpus=2)
+    path = write_study(tmp_path, tiny_study(tmp_path, shakespeare, n_trials=3,
+                                            pruner={"name": "predicted", "n_startup_trials": 2}))
+    cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=3,
+                                    pruner={"name": "predicted", "n_startup_trials": 2}))
+    run_study(cfg)
+    best = load(cfg).best_trial
+    run_study(cfg, repeat_best=2)  # the study had its 3 trials: exactly the 2 repeats run
+
+    trials = load(cfg).trials
+    assert len(trials) == 5 and n_finished(load(cfg)) == 5
+    repeats = trials[3:]
+    assert [t.user_attrs.get("repeat_of") for t in repeats] == [best.number] * 2
+    assert sorted(t.user_attrs["train_seed"] for t in repeats) == [1, 2]
+    for t in repeats:
+        # The best's params, trained to the end (never pruned), under another seed: another loss.
+        assert t.params == best.params
+        assert t.state == TrialState.COMPLETE
+        assert max(t.intermediate_values) == cfg.tokens_per_trial
+    assert len({best.value, *(t.value for t in repeats)}) == 3
+    # Run again as it stands: the repeats count on top of n_trials, nothing more runs.
+    run_study(cfg)
+    assert len(load(cfg).trials) == 5
+    # The report measures the spread of the three runs.
+    noise = make_report(cfg, tmp_path / "report", source=str(path))["seed_noise"]
+    [group] = noise["groups"]
+    assert group["trial"] == best.number and group["seeds"] == [0, 1, 2]
+    assert group["values"] == [best.value] + [t.value for t in sorted(
+        repeats, key=lambda t: t.user_attrs["train_seed"])]
+    assert 0 < group["spread"] < 0.2 and noise["measured_floor"] > 0
+
+
 def test_predicted_pruner_stops_a_hopeless_trial_in_a_real_study(tmp_path, shakespeare,
                                                                  local_ray):
     local_ray(num_cpus=2)

@@ -1,0 +1,128 @@
+"""The noise between training seeds: re-run a study's best config with other seeds, and measure.
+
+Two runs of one config that differ only in their training seed (init, data order, dropout) end at
+different losses. Below that spread a search cannot tell configs apart, and a pruner that stops
+a trial for being worse by less is stopping it on noise. ``scaletune run STUDY.yaml
+--repeat-best N`` queues N repeats of the best trial, each with a training seed its config has
+not used; they run as trials of the study (never pruned) and the report shows what they measure.
+The predicted-final-loss pruner's default floor (``noise_floor: auto``) is read from them.
+
+A repeat is a trial with user attrs ``repeat_of`` (the number of the trial it repeats, the first
+of its config) and ``train_seed``; a trial without ``train_seed`` trained with the study's seed.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from scaletune.search.config import NOISE_FLOOR
+from scaletune.trainer.errors import SetupError
+
+REPEAT_OF = "repeat_of"
+TRAIN_SEED = "train_seed"
+
+
+@dataclass(frozen=True)
+class SeedGroup:
+    """One config's complete runs under different training seeds."""
+
+    trial: int
+    """The first trial of the config (the one repeated)."""
+    seeds: tuple[int, ...]
+    values: tuple[float, ...]
+    """Final losses, in the order of ``seeds``."""
+
+    @property
+    def spread(self) -> float:
+        """(worst - best) / best."""
+        return (max(self.values) - min(self.values)) / min(self.values)
+
+
+def root(trial: FrozenTrial) -> int:
+    """The number of the first trial of ``trial``'s config: itself unless it is a repeat."""
+    return int(trial.user_attrs.get(REPEAT_OF, trial.number))
+
+
+def seed_groups(trials: Iterable[FrozenTrial], study_seed: int = 0) -> list[SeedGroup]:
+    """The configs of ``trials`` that were repeated, each with its complete runs (seed, final
+    loss); groups with fewer than two complete runs are left out."""
+    runs: dict[int, list[tuple[int, float]]] = {}
+    repeated = set()
+    for t in trials:
+        if REPEAT_OF in t.user_attrs:
+            repeated.add(root(t))
+        if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value):
+            runs.setdefault(root(t), []).append(
+                (int(t.user_attrs.get(TRAIN_SEED, study_seed)), float(t.value)))
+    groups = []
+    for number in sorted(repeated):
+        pairs = sorted(runs.get(number, []))
+        if len(pairs) >= 2:
+            seeds, values = zip(*pairs, strict=True)
+            groups.append(SeedGroup(number, seeds, values))
+    return groups
+
+
+def measured_floor(groups: Iterable[SeedGroup]) -> float | None:
+    """Twice the pooled relative standard deviation of final loss between seeds (each group's
+    deviations taken from its own mean), the noise floor the repeats measure; None without a
+    repeated config. Two standard deviations: what NOISE_FLOOR is for its three seeds."""
+    squares, dof = 0.0, 0
+    for g in groups:
+        mean = statistics.fmean(g.values)
+        squares += sum(((v - mean) / mean) ** 2 for v in g.values)
+        dof += len(g.values) - 1
+    return 2 * math.sqrt(squares / dof) if dof else None
+
+
+def noise_floor(trials: Iterable[FrozenTrial], study_seed: int = 0) -> tuple[float, str]:
+    """The floor ``noise_floor: auto`` uses, and where it comes from: what the study's repeats
+    measure, but never below NOISE_FLOOR (two or three seeds measure a spread loosely, and a
+    floor set too low stops trials on noise); NOISE_FLOOR when nothing was repeated."""
+    groups = seed_groups(trials, study_seed)
+    measured = measured_floor(groups)
+    if measured is None:
+        return NOISE_FLOOR, "the default (no repeats of a config with other training seeds yet)"
+    runs = sum(len(g.values) for g in groups)
+    where = f"measured on {runs} runs of {len(groups)} config(s): {measured:.2%}"
+    if measured < NOISE_FLOOR:
+        return NOISE_FLOOR, f"{where}, below the default {NOISE_FLOOR:.0%}, which is kept"
+    return measured, where
+
+
+def queue_repeats(study: optuna.Study, n: int, study_seed: int = 0) -> tuple[int, list[int]]:
+    """Queue ``n`` repeats of the study's best complete trial, each with a training seed its
+    config has not used; returns the repeated trial's number and the seeds.
+
+    Raises SetupError when the study has no complete trial.
+    """
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    if not complete:
+        raise SetupError(f"--repeat-best: study {study.study_name!r} has no complete trial to "
+                         "repeat yet; run it first")
+    best = min(complete, key=lambda t: t.value)
+    first = root(best)
+    used = {int(t.user_attrs.get(TRAIN_SEED, study_seed)) for t in trials
+            if root(t) == first and t.state != TrialState.FAIL}
+    seeds, seed = [], study_seed
+    while len(seeds) < n:
+        seed += 1
+        if seed not in used:
+            seeds.append(seed)
+    for s in seeds:
+        study.enqueue_trial(best.params, user_attrs={REPEAT_OF: first, TRAIN_SEED: s},
+                            skip_if_exists=False)
+    return first, seeds
+
+
+def n_repeats(trials: Iterable[FrozenTrial]) -> int:
+    """Repeats that count on top of the study's n_trials: all but those that failed (a failed
+    repeat's re-run is counted instead)."""
+    return sum(REPEAT_OF in t.user_attrs and t.state != TrialState.FAIL for t in trials)

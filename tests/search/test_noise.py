@@ -1,0 +1,203 @@
+"""The noise between training seeds: repeats of the best trial, what they measure, and the
+predicted pruner's floor read from them. Real in-memory Optuna studies; the end-to-end run of
+`scaletune run --repeat-best` is in tests/search/test_runner.py."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from scaletune.search.config import NOISE_FLOOR, validate_study
+from scaletune.search.noise import (
+    REPEAT_OF,
+    TRAIN_SEED,
+    measured_floor,
+    n_repeats,
+    noise_floor,
+    queue_repeats,
+    seed_groups,
+)
+from scaletune.search.plan import TrialRun, fail_and_retry
+from scaletune.search.pruners import PredictedFinalPruner
+from scaletune.search.report import noise_rows, seed_noise
+from scaletune.search.space import trial_config
+from scaletune.trainer.errors import SetupError
+from tests.search.helpers import tiny_study
+from tests.search.test_pruners import BUDGET, curve, run
+
+X = optuna.distributions.FloatDistribution(0.0, 1.0)
+
+
+def tell(study: optuna.Study, x: float, value: float | None, **attrs) -> optuna.trial.FrozenTrial:
+    """A trial at ``x``, COMPLETE with ``value`` (PRUNED when None), with user ``attrs``."""
+    study.enqueue_trial({"x": x}, user_attrs=attrs)
+    trial = study.ask({"x": X})
+    if value is None:
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        study.tell(trial, value)
+    return study.trials[trial.number]
+
+
+def test_repeats_of_the_best_get_its_params_and_seeds_it_has_not_used():
+    study = optuna.create_study()
+    tell(study, 0.1, 3.0)
+    tell(study, 0.2, 2.5)  # the best
+    tell(study, 0.3, 2.8)
+    first, seeds = queue_repeats(study, 2, study_seed=0)
+    assert (first, seeds) == (1, [1, 2])
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert [t.user_attrs for t in waiting] == [{REPEAT_OF: 1, TRAIN_SEED: 1},
+                                               {REPEAT_OF: 1, TRAIN_SEED: 2}]
+    # They are asked first, with the best's params.
+    a = study.ask({"x": X})
+    assert a.params == {"x": 0.2} and a.user_attrs[TRAIN_SEED] == 1
+    study.tell(a, 2.4)  # a repeat that ends best: its config's first trial is still trial 1
+    b = study.ask({"x": X})
+    study.tell(b, 2.6)
+    # Asked again, the best is the repeat; the seeds go on past the ones used.
+    assert queue_repeats(study, 1, study_seed=0) == (1, [3])
+    assert n_repeats(study.trials) == 3
+
+
+def test_seeds_skip_the_study_seed_and_a_failed_repeat_frees_its_seed():
+    study = optuna.create_study()
+    tell(study, 0.2, 2.5)
+    # The study trains with seed 5; the repeats take 6 and 7.
+    assert queue_repeats(study, 2, study_seed=5) == (0, [6, 7])
+    failed = study.ask({"x": X})
+    study.tell(failed, state=TrialState.FAIL)  # seed 6 failed: it may be used again
+    assert n_repeats(study.trials) == 1  # the failed one does not count; seed 7's does
+    assert queue_repeats(study, 1, study_seed=5) == (0, [6])
+
+
+def test_a_study_without_a_complete_trial_cannot_be_repeated():
+    study = optuna.create_study(study_name="empty")
+    tell(study, 0.2, None)
+    with pytest.raises(SetupError, match="'empty' has no complete trial to repeat yet"):
+        queue_repeats(study, 2)
+    assert len(study.trials) == 1  # nothing queued
+
+
+def test_groups_and_the_measured_floor():
+    study = optuna.create_study()
+    tell(study, 0.2, 2.00)
+    tell(study, 0.5, 3.00)  # never repeated: no group
+    tell(study, 0.2, 2.02, repeat_of=0, train_seed=1)
+    tell(study, 0.2, 2.05, repeat_of=0, train_seed=2)
+    tell(study, 0.2, None, repeat_of=0, train_seed=3)  # a pruned repeat measures nothing
+    groups = seed_groups(study.trials)
+    assert len(groups) == 1
+    g = groups[0]
+    assert (g.trial, g.seeds, g.values) == (0, (0, 1, 2), (2.00, 2.02, 2.05))
+    assert g.spread == pytest.approx(0.025)
+    mean = statistics.fmean(g.values)
+    assert measured_floor(groups) == pytest.approx(2 * statistics.stdev(g.values) / mean)
+    # 2 standard deviations of 1.26%: above the default, so the study's own floor is used.
+    floor, where = noise_floor(study.trials)
+    assert floor == pytest.approx(measured_floor(groups)) and floor > NOISE_FLOOR
+    assert "measured on 3 runs of 1 config" in where
+
+
+def test_the_floor_pools_configs_and_never_goes_below_the_default():
+    study = optuna.create_study()
+    tell(study, 0.2, 2.000)
+    tell(study, 0.2, 2.002, repeat_of=0, train_seed=1)
+    tell(study, 0.7, 2.100)
+    tell(study, 0.7, 2.104, repeat_of=2, train_seed=1)
+    groups = seed_groups(study.trials)
+    assert [g.trial for g in groups] == [0, 2]
+    # Pooled over both pairs (one degree of freedom each), far below 1%.
+    squares = sum(((v - statistics.fmean(g.values)) / statistics.fmean(g.values)) ** 2
+                  for g in groups for v in g.values)
+    assert measured_floor(groups) == pytest.approx(2 * math.sqrt(squares / 2))
+    floor, where = noise_floor(study.trials)
+    assert floor == NOISE_FLOOR and "below the default 1%, which is kept" in where
+    # Nothing repeated: the default, and it says so.
+    assert noise_floor(study.trials[:1])[0] == NOISE_FLOOR
+    assert measured_floor([]) is None
+
+
+def test_the_predicted_pruner_reads_its_floor_from_the_repeats():
+    """A trial predicted 3% worse than the best is stopped under a 1% floor, and kept once the
+    study's repeats measure a 4% spread between seeds."""
+
+    def pruned(repeats: bool) -> bool:
+        pruner = PredictedFinalPruner(BUDGET, n_startup_trials=3, noise_floor=None, margin=0.0)
+        study = optuna.create_study(pruner=pruner)
+        for final in (2.0, 2.3, 2.1):
+            run(study, curve(final, 2.0))
+        if repeats:  # two more runs of trial 0's config: 2.0, 2.08, 2.04 (spread 4%)
+            for final, seed in ((2.08, 1), (2.04, 2)):
+                study.enqueue_trial({}, user_attrs={REPEAT_OF: 0, TRAIN_SEED: seed})
+                trial = study.ask()  # a repeat runs to the end, as TrialRun lets it
+                for step, value in curve(final, 2.0).items():
+                    trial.report(value, step)
+                study.tell(trial, final)
+        number = run(study, curve(2.06, 2.0)).number
+        return study.trials[number].state == TrialState.PRUNED
+
+    assert pruned(repeats=False)
+    assert not pruned(repeats=True)
+
+
+def test_a_repeat_is_never_pruned_and_its_retry_keeps_its_seed(tmp_path, shakespeare):
+    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=1.0))
+    cfg = validate_study(tiny_study(tmp_path, shakespeare))
+    ordinary = TrialRun(study.ask({"x": X}), {}, None, 100, "threshold")
+    assert ordinary.report(100, 5.0) == "prune"
+    study.enqueue_trial({"x": 0.3}, user_attrs={REPEAT_OF: 0, TRAIN_SEED: 4})
+    trial = study.ask({"x": X})
+    repeat = TrialRun(trial, {}, None, 100, "threshold", prunable=False)
+    assert repeat.report(100, 5.0) == "continue"
+    assert study.trials[trial.number].intermediate_values == {100: 5.0}  # still recorded
+    # Its worker died: the re-run is the same repeat, with the same seed.
+    assert fail_and_retry(study, trial, "worker died", max_retries=1)
+    retry = study.get_trials(states=(TrialState.WAITING,))[0]
+    assert retry.user_attrs[REPEAT_OF] == 0 and retry.user_attrs[TRAIN_SEED] == 4
+    # The seed reaches the trainer's config; other trials train with the study's seed.
+    assert trial_config(cfg, {}, {}, 1, seed=4)[0].seed == 4
+    assert trial_config(cfg, {}, {}, 1)[0].seed == cfg.seed
+
+
+def test_the_report_shows_each_repeated_config_and_the_floor(tmp_path, shakespeare):
+    cfg = validate_study(tiny_study(tmp_path, shakespeare,
+                                    pruner={"name": "predicted"}))
+    study = optuna.create_study()
+    rows = noise_rows(seed_noise(study, cfg), "predicted")
+    assert rows == [("seed noise", "not measured: `scaletune run STUDY.yaml --repeat-best 2` "
+                                   "re-runs the best trial with two other training seeds")]
+    tell(study, 0.2, 2.00)
+    tell(study, 0.2, 2.05, repeat_of=0, train_seed=1)
+    noise = seed_noise(study, cfg)
+    assert noise["groups"] == [{"trial": 0, "seeds": [0, 1], "values": [2.0, 2.05],
+                                "spread": pytest.approx(0.025)}]
+    text = "\n".join(v for _, v in noise_rows(noise, "predicted"))
+    assert "trial 0, seeds 0, 1: final loss 2.0000, 2.0500, spread 2.50%" in text
+    assert f"noise floor {noise['measured_floor']:.2%}" in text
+    assert f"the predicted pruner uses {noise['measured_floor']:.2%}" in text
+    assert "predicted pruner" not in "\n".join(v for _, v in noise_rows(noise, "median"))
+
+
+def test_run_repeat_best_refuses_a_study_with_nothing_to_repeat(tmp_path, capsys):
+    from scaletune.search.cli import main
+    from tests.search.test_export import EVAL, add_trial, make_study, params, study_file
+
+    path, cfg = study_file(tmp_path)
+    # No study yet: refused, and no storage is created for it.
+    assert main(["run", str(path), "--repeat-best", "2"]) == 2
+    assert "no study 'tiny'" in capsys.readouterr().out
+    assert not cfg.folder.exists()
+    # A study whose only trial was pruned: refused, the study untouched.
+    study = make_study(cfg)
+    add_trial(study, cfg, params(1e-3), 2.6, TrialState.PRUNED, trained=2 * EVAL)
+    assert main(["run", str(path), "--repeat-best", "2"]) == 2
+    out = capsys.readouterr().out
+    assert "--repeat-best: study 'tiny' has no complete trial to repeat yet; run it first" in out
+    assert len(optuna.load_study(study_name="tiny", storage=cfg.storage_url).trials) == 1
+    assert main(["run", str(path), "--repeat-best", "-1"]) == 2
+    assert "--repeat-best: must be >= 0 repeats (got -1)" in capsys.readouterr().out
