@@ -1,0 +1,33 @@
+"""The seed-noise benchmark's table: per-task spread, the pooled floor, and left one task out."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+
+from benchmarks import seed_noise
+from scaletune.search.noise import SeedGroup
+
+
+def group(task, values, lost=()):
+    return {"task": task, "trial": 3, "seeds": list(range(len(values))), "values": list(values),
+            "lost": list(lost)}
+
+
+def test_the_table_says_which_tasks_the_default_floor_covers_and_pools_the_rest():
+    quiet = group("a", [2.00, 2.01, 2.005])       # 2 sd 0.5%: covered by 1%
+    loud = group("b", [3.00, 3.09, 3.03], ["seed 3 diverged: spike"])  # 2 sd ~3%: not
+    text = seed_noise.table([quiet, loud], "python -m benchmarks.seed_noise")
+    rows = [line for line in text.splitlines() if line.startswith(("| a ", "| b "))]
+    two_sd_b = 2 * statistics.stdev([3.00, 3.09, 3.03]) / statistics.fmean([3.00, 3.09, 3.03])
+    assert f"| {two_sd_b:.2%} | no |" in text
+    assert "| 0.50% | yes |" in text
+    assert "seed 3 diverged: spike |" in text
+    # The repeats' mean over seed 0: what picking seed 0 as the best owed to luck.
+    assert seed_noise.lucky(SeedGroup(3, (0, 1, 2), (2.0, 2.02, 2.04))) == pytest.approx(0.015)
+    assert "| +0.37% | none |" in text  # task a: (2.01 + 2.005) / 2 / 2.00 - 1 = 0.375%
+    # Left one task out: each task against the floor the other one measures.
+    assert f"| a | {two_sd_b:.2%} | 0.50% | yes |" in text
+    assert f"| b | 0.50% | {two_sd_b:.2%} | no |" in text
+    assert len(rows) == 4  # a row each in both tables
