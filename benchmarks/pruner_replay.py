@@ -9,9 +9,10 @@ stops by itself) are left out. Counted per study: compute saved against no pruni
 trained over the tokens of every trial run to the end) and false prunes (stopped trials that
 ended within 1% of their study's best).
 
-The predicted pruner's ``margin`` is the one constant chosen on these studies; its
-leave-one-task-out check is part of the output: for each task, the margin chosen on the five
-others (the smallest with no false prune there) is scored on the task left out.
+The predicted pruner's ``n_startup_trials`` and ``margin`` are the constants chosen on these
+studies (the grid point with the fewest false prunes, then the most compute saved); their
+leave-one-task-out check is part of the output: for each task, the point chosen on the five
+others is scored on the task left out.
 
     python -m benchmarks.pruner_replay [--suite benchmarks/results/suite]
 
@@ -40,7 +41,10 @@ PRUNERS = {
     "none": {"name": "none"},
 }
 """Each pruner as a study file's ``pruner:`` section spells it, with scaletune's defaults."""
-MARGINS = (0.0, 0.25, 0.5, 1.0)
+MARGINS = (0.0, 0.25, 0.5, 1.0, 1.5)
+STARTUPS = (2, 4)
+"""The predicted pruner's grid: its two constants chosen on these studies (n_startup_trials,
+margin), each pair replayed on every study."""
 OUT = Path(__file__).parent / "results" / "pruners"
 
 
@@ -80,7 +84,10 @@ def replay_all(studies: dict[tuple[str, int], tuple[Any, list[Any]]]) -> Any:
     runs = [(label, spec) for label, spec in PRUNERS.items()]
     runs.append(("predicted, progress: tokens (not the lr schedule's)",
                  {"name": "predicted", "progress": "tokens"}))
-    runs += [(f"predicted, margin {m:g}", {"name": "predicted", "margin": m}) for m in MARGINS]
+    runs.append(("predicted, condition_on: none (drops not regressed on lr)",
+                 {"name": "predicted", "condition_on": "none"}))
+    runs += [(grid_label(n, m), {"name": "predicted", "n_startup_trials": n, "margin": m})
+             for n in STARTUPS for m in MARGINS]
     rows = []
     for (task, seed), (cfg, trials) in studies.items():
         for label, spec in runs:
@@ -90,21 +97,31 @@ def replay_all(studies: dict[tuple[str, int], tuple[Any, list[Any]]]) -> Any:
     return pd.DataFrame(rows)
 
 
+def grid_label(n_startup: int, margin: float) -> str:
+    return f"predicted, n_startup_trials {n_startup}, margin {margin:g}"
+
+
+def choose(grid: Any) -> str:
+    """The grid point with the fewest false prunes on ``grid``'s studies, and of those the most
+    compute saved (mean over studies)."""
+    score = grid.groupby("pruner").agg(fp=("false_prunes", "sum"), saved=("compute_saved", "mean"))
+    return min(score.index, key=lambda p: (score.loc[p, "fp"], -score.loc[p, "saved"]))
+
+
 def loto(rows: Any) -> Any:
-    """For each task: the margin chosen on the other tasks (smallest with no false prune there,
-    else the one with the fewest), scored on that task."""
+    """For each task: the grid point (n_startup_trials, margin) chosen on the other tasks by
+    ``choose``, scored on that task."""
     import pandas as pd
 
-    grid = rows[rows["pruner"].str.startswith("predicted, margin")].copy()
-    grid["margin"] = grid["pruner"].str.removeprefix("predicted, margin ").astype(float)
+    grid = rows[rows["pruner"].str.startswith("predicted, n_startup_trials")]
     out = []
     for task in sorted(grid["task"].unique()):
-        others = grid[grid["task"] != task].groupby("margin")["false_prunes"].sum()
+        others = grid[grid["task"] != task]
         if others.empty:  # one task: nothing to choose on
             continue
-        chosen = min(others.index, key=lambda m: (others[m], m))
-        held = grid[(grid["task"] == task) & (grid["margin"] == chosen)]
-        out.append({"task": task, "margin_chosen_on_others": chosen,
+        chosen = choose(others)
+        held = grid[(grid["task"] == task) & (grid["pruner"] == chosen)]
+        out.append({"task": task, "chosen_on_others": chosen.removeprefix("predicted, "),
                     "compute_saved": held["compute_saved"].mean(),
                     "false_prunes": int(held["false_prunes"].sum()),
                     "trials": int(held["trials"].sum())})
@@ -138,16 +155,17 @@ def markdown(summary: Any, held_out: Any, command: str) -> str:
         lines.append(f"| {r.pruner} | {r.studies} | {r.trials} | {r.stopped} | "
                      f"{r.compute_saved:.1%} | {r.compute_saved_min:.1%} | {r.false_prunes} |")
     lines += [
-        "", "## The predicted pruner's margin, left one task out", "",
-        "For each task, the margin chosen on the other five (the smallest with no false prune "
-        "there) and what it does on the task left out.", "",
-        "| task left out | margin chosen on the others | compute saved | false prunes |",
+        "", "## The predicted pruner's constants, left one task out", "",
+        "For each task, the grid point (n_startup_trials, margin) chosen on the other five (the "
+        "fewest false prunes there, then the most compute saved) and what it does on the task "
+        "left out.", "",
+        "| task left out | chosen on the others | compute saved | false prunes |",
         "| --- | ---: | ---: | ---: |",
     ]
     if held_out.empty:
         lines.append("| (needs two tasks or more) | | | |")
     for r in held_out.itertuples():
-        lines.append(f"| {r.task} | {r.margin_chosen_on_others:g} | {r.compute_saved:.1%} | "
+        lines.append(f"| {r.task} | {r.chosen_on_others} | {r.compute_saved:.1%} | "
                      f"{r.false_prunes} |")
     return "\n".join(lines) + "\n"
 
