@@ -7,7 +7,8 @@ fitted range). Where laws disagree the spread covers them:
 
     center   the geometric mean of the laws (lr, batch size) or the primary law (tau); each lr
              law's eta_opt is first carried from its own B_opt to the batch center (Adam's
-             square-root rule), since the laws fit the two together
+             square-root rule), since the laws fit the two together, or to the nearest batch
+             the study trains where the center lies outside them (``at_batch``)
     sigma    max(floor, RMS of log10(law output / center)); the floor is wider (0.3 dex) when a
              law is extrapolated than when all are inside their fitted range (0.2 dex), and
              wider still (0.5 dex) for tau when Power Lines' unverified law is extrapolated
@@ -366,6 +367,16 @@ def _at_batch(lr: float, law_batch: float, batch: float) -> float:
     return lr * math.sqrt(batch / law_batch)
 
 
+def at_batch(center: float, trained: tuple[float, float] | None) -> float:
+    """The batch size (sequences) the lr, tau and warmup priors are taken at: the batch size
+    prior's ``center``, or the nearest end of the ``trained`` range (smallest, largest) when the
+    center lies outside it."""
+    if trained is None:
+        return center
+    low, high = trained
+    return float(min(max(center, low), high))
+
+
 def _lr_prior(
     n: int, tokens: float, compute: float, fitted: FittedLaws | None, scale: float,
     batch_seqs: float, block_size: int,
@@ -386,7 +397,7 @@ def _published_lr_prior(
     deepseek_batch = laws.batch_tokens_to_seqs(laws.deepseek_batch_opt_tokens(compute), block_size)
     steplaw_batch = laws.batch_tokens_to_seqs(laws.steplaw_batch_opt_tokens(tokens), block_size)
     deepseek, steplaw = laws.deepseek_lr_opt(compute), laws.steplaw_lr_opt(n, tokens)
-    rule = f"x sqrt(B ratio) to the batch center {batch_seqs:.0f} (Adam square-root rule)"
+    rule = f"x sqrt(B ratio) to the batch {batch_seqs:.0f} (Adam square-root rule)"
     sources = [
         Source(
             "DeepSeek eta_opt(C)", "DeepSeek LLM, arXiv 2401.02954",
@@ -569,10 +580,10 @@ def _published_tau_prior(
 
 
 def _weight_decay_prior(
-    tau: Prior, lr: Prior, batch: Prior, block_size: int, tokens: float, steps: float
+    tau: Prior, lr: Prior, batch: Prior, at: float, block_size: int, tokens: float, steps: float
 ) -> Prior:
     unit = "AdamW lambda"
-    center = laws.lambda_from_tau(tau.center, batch.center * block_size, lr.center, tokens)
+    center = laws.lambda_from_tau(tau.center, at * block_size, lr.center, tokens)
     fitted = [p.name for p in (tau, lr, batch)
               if any(s.citation.startswith(FITTED_CITATION) for s in p.sources)]
     citation = "Power Lines, arXiv 2505.13738" + (
@@ -580,7 +591,7 @@ def _weight_decay_prior(
     sources = (
         Source(
             "lambda = B/(eta*tau*D)", citation, center, unit,
-            note=f"at tau {tau.center:.3g}, lr {lr.center:.3g}, batch {batch.center:.0f} "
+            note=f"at tau {tau.center:.3g}, lr {lr.center:.3g}, batch {at:.0f} "
             f"({steps:.4g} steps)",
             extrapolated=tau.extrapolated or lr.extrapolated or batch.extrapolated,
         ),
@@ -659,6 +670,7 @@ def priors_for(
     beta2: float = 0.95,
     fitted: FittedLaws | None = None,
     epochs_from: str = "",
+    trained_batches: tuple[float, float] | None = None,
 ) -> Priors:
     """Priors for lr, weight decay (lambda and tau), dropout, warmup fraction and batch size.
 
@@ -668,7 +680,11 @@ def priors_for(
     fitted to the user's studies (``heuristics.fit``); when given, they replace the published
     laws for lr, tau and batch size. epochs_from: where unique_tokens was not counted on the
     prepared data, what it was estimated from, or (unique_tokens None) why it is unknown; the
-    dropout prior, the one prior the epochs decide, shows it as a source.
+    dropout prior, the one prior the epochs decide, shows it as a source. trained_batches: the
+    smallest and largest batch size (sequences) the study trains; where the batch size prior's
+    center lies outside them, lr, tau, lambda and warmup are those of the nearest batch trained
+    (``at_batch``), since no trial trains at the center (a ladder's rung, whose shorter budget
+    puts the laws' batch below the target's choices it searches; a batch size fixed elsewhere).
     """
     if not (tokens > 0 and math.isfinite(tokens)):
         raise ValueError(f"tokens must be positive and finite, got {tokens=}")
@@ -679,12 +695,13 @@ def priors_for(
     scale = n if fitted is None else fitted.scale_of(n, tokens)
 
     batch = _batch_prior(model, n_total, tokens, compute, fitted, scale)
-    lr = _lr_prior(n, tokens, compute, fitted, scale, batch.center, model.block_size)
-    steps = laws.steps_from_tokens(tokens, batch.center, model.block_size)
+    at = at_batch(batch.center, trained_batches)
+    lr = _lr_prior(n, tokens, compute, fitted, scale, at, model.block_size)
+    steps = laws.steps_from_tokens(tokens, at, model.block_size)
     tau = _tau_prior(
-        n, n_total, tokens, unique_tokens, batch.center * model.block_size, lr.center, fitted, scale
+        n, n_total, tokens, unique_tokens, at * model.block_size, lr.center, fitted, scale
     )
-    weight_decay = _weight_decay_prior(tau, lr, batch, model.block_size, tokens, steps)
+    weight_decay = _weight_decay_prior(tau, lr, batch, at, model.block_size, tokens, steps)
     warmup = _warmup_prior(n, tokens, steps, beta2)
     dropout = _dropout_prior(tokens, unique_tokens, epochs_from)
 
@@ -699,6 +716,7 @@ def priors_for(
         "deepseek_compute_flops": compute,
         "flops_6nd": laws.flops_6nd(n, tokens),
         "steps_at_center_batch": steps,
+        "batch_of_lr": at,
         "beta2": beta2,
     }
     if unique_tokens is None:

@@ -72,7 +72,24 @@ def study_priors(
         beta2=cfg.trainer.optim.beta2,
         fitted=fitted,
         epochs_from=epochs_from,
+        trained_batches=trained_batches(cfg),
     )
+
+
+def trained_batches(cfg: StudyConfig) -> tuple[float, float] | None:
+    """The smallest and largest batch size (sequences) the study trains: its choices, its low
+    and high, or its fixed value; None where the batch size prior's own range is searched."""
+    param = cfg.search.params.get("batch_size")
+    if param is None:
+        return None
+    if not param.searched:
+        return (float(param.value), float(param.value)) if hparams.is_number(param.value) else None
+    if param.choices is not None:
+        numeric = [float(c) for c in param.choices if hparams.is_number(c)]
+        return (min(numeric), max(numeric)) if numeric else None
+    if param.low is None or param.high is None:
+        return None  # one end from the prior: the prior's center is inside
+    return float(param.low), float(param.high)
 
 
 def planning_priors(cfg: StudyConfig) -> Priors:

@@ -232,3 +232,25 @@ def test_step_law_flags_tokens_per_parameter_outside_its_fit():
     inside = {s.law: s for s in priors_for(model, 3e10).lr.sources}["Step Law eta_opt(N, D)"]
     assert low.extrapolated and "D/N 19-466" in low.note
     assert not inside.extrapolated  # D/N = 50
+
+
+def test_lr_tau_and_warmup_are_taken_at_the_nearest_batch_the_study_trains():
+    """A study that trains only batches above the laws' batch center (a ladder's short rung
+    searching the target's choices) gets the lr of the smallest batch it trains: Adam's
+    square-root rule, as each law's lr is carried to the center; tau, lambda and the warmup's
+    steps follow that batch too. Batches that include the center change nothing."""
+    model, tokens, unique = CASES["tiny"]
+    free = priors_for(model, tokens, unique)
+    center = free.batch_size.center
+    assert priors_for(model, tokens, unique, trained_batches=(center / 2, center * 4)) == free
+    above = priors_for(model, tokens, unique, trained_batches=(center * 4, center * 32))
+    assert above.batch_size == free.batch_size  # the batch prior itself is the laws'
+    assert above.lr.center == pytest.approx(free.lr.center * 2)  # sqrt(4)
+    assert dict(above.context)["batch_of_lr"] == center * 4
+    assert above.weight_decay.center == pytest.approx(laws.lambda_from_tau(
+        above.tau.center, center * 4 * model.block_size, above.lr.center, tokens))
+    assert dict(above.context)["steps_at_center_batch"] == pytest.approx(
+        laws.steps_from_tokens(tokens, center * 4, model.block_size))
+    # A fixed batch below the center: the lr of that batch.
+    below = priors_for(model, tokens, unique, trained_batches=(center / 4, center / 4))
+    assert below.lr.center == pytest.approx(free.lr.center / 2)

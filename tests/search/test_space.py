@@ -367,3 +367,27 @@ def test_fit_point_takes_a_fixed_lr_from_the_search_space():
     study.tell(trial, 2.5)
     # The trials trained with search.lr's value, not the trainer's default lr.
     assert [p.lr for p in scale_points(cfg, study, "tokens")] == [0.02]
+
+
+def test_a_study_gets_the_lr_of_the_batches_it_trains():
+    from scaletune.heuristics.priors import priors_for
+    from scaletune.search.space import model_shape, study_priors, trained_batches
+
+    free = priors_for(model_shape(study_cfg(), 256), 100_000)
+    center = free.batch_size.center
+    above = study_cfg(search={"lr": {"prior": "auto"},
+                              "batch_size": {"choices": [center * 4, center * 8]}})
+    assert trained_batches(above) == (center * 4, center * 8)
+    # The first trial trains batch center*4 at the lr of that batch, not of the laws' center.
+    priors = study_priors(above, 256, None)
+    assert priors.lr.center == pytest.approx(free.lr.center * 2)
+    dims, _ = build_space(above, priors)
+    assert prior_center_params(dims)["batch_size"] == center * 4
+    assert prior_center_params(dims)["lr"] == pytest.approx(free.lr.center * 2)
+    # A fixed batch, a range, and the prior's own range (nothing to carry).
+    fixed = study_cfg(search={"batch_size": {"value": 64}})
+    assert trained_batches(fixed) == (64.0, 64.0)
+    ranged = study_cfg(search={"batch_size": {"prior": "auto", "low": 16, "high": 128}})
+    assert trained_batches(ranged) == (16.0, 128.0)
+    assert trained_batches(study_cfg()) is None
+    assert study_priors(study_cfg(), 256, None) == free
