@@ -39,7 +39,10 @@ def init_ray(cfg: StudyConfig) -> None:
     constants.ENABLE_RAY_CLUSTER = False
     try:
         # Trials exchange only small messages: a small object store spares shared memory.
-        ray.init(num_cpus=os.cpu_count(), object_store_memory=256 * 1024**2, **kwargs)
+        # address="local": a cluster of this machine's own, even while another Ray cluster runs
+        # here (`ray start`, a job server): without it Ray joins that one, and refuses num_cpus.
+        ray.init(address="local", num_cpus=os.cpu_count(), object_store_memory=256 * 1024**2,
+                 **kwargs)
     finally:
         # Once the node is up, Ray answers its node IP (loopback) from the node itself.
         constants.ENABLE_RAY_CLUSTER = multi_node

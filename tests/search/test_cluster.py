@@ -84,3 +84,19 @@ def test_trials_spread_over_two_nodes_and_survive_losing_one(tmp_path, shakespea
     assert n_finished(study) == cfg.n_trials
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == cfg.n_trials
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+
+
+def test_a_local_study_starts_a_cluster_of_its_own_beside_a_running_one(tmp_path, shakespeare,
+                                                                        two_nodes):
+    """Another Ray cluster on this machine (`ray start`, a job server) is not joined by a study
+    whose workers.address is local: Ray would join it by default and refuse the study's
+    num_cpus ("When connecting to an existing cluster, num_cpus ... must not be provided")."""
+    cluster, second = two_nodes
+    cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=2, pruner={"name": "none"}))
+    assert cfg.workers.address is None
+    run_study(cfg)
+    study = optuna.load_study(study_name=cfg.name, storage=cfg.storage_url)
+    assert n_finished(study) == 2
+    theirs = {cluster.head_node.unique_id, second.unique_id}
+    ours = {node for _, _, node in trial_nodes(cfg.folder / "study.db")}
+    assert ours and not ours & theirs
