@@ -201,3 +201,19 @@ def test_run_repeat_best_refuses_a_study_with_nothing_to_repeat(tmp_path, capsys
     assert len(optuna.load_study(study_name="tiny", storage=cfg.storage_url).trials) == 1
     assert main(["run", str(path), "--repeat-best", "-1"]) == 2
     assert "--repeat-best: must be >= 0 repeats (got -1)" in capsys.readouterr().out
+
+
+def test_a_study_without_a_pruner_section_prunes_on_the_prediction_with_the_measured_floor(
+        tmp_path, shakespeare):
+    raw = tiny_study(tmp_path, shakespeare)
+    del raw["pruner"]
+    cfg = validate_study(raw)
+    pruner = cfg.pruner.build(cfg)
+    assert isinstance(pruner, PredictedFinalPruner)
+    # noise_floor: auto by default: the floor the study's repeats measure (none yet: 1%).
+    study = optuna.create_study()
+    tell(study, 0.2, 2.00)
+    tell(study, 0.2, 2.08, repeat_of=0, train_seed=1)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert pruner.floor(complete) == pytest.approx(measured_floor(seed_groups(complete)))
+    assert pruner.floor(complete[:1]) == NOISE_FLOOR
