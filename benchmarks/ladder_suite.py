@@ -22,7 +22,7 @@ them there from the machine that ran the suite). Resumable: the same command aga
 is missing and rewrites the tables.
 
     python -m benchmarks.ladder_suite [--tasks shakespeare-byte,pydoc-byte] [--seeds 1]
-                                      [--workers 2] [--out benchmarks/results/ladder]
+                                      [--workers 2] [--out benchmarks/results/ladder_v2]
     python -m benchmarks.ladder_suite --analyze-only [--tasks ...] [--seeds ...]
 """
 
@@ -495,7 +495,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, default=1, help="ladders per task, sampler seeds 0.. "
                    "(default 1)")
     p.add_argument("--workers", type=int, default=1, help="ladders at once, one process each")
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results/ladder"))
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/ladder_v2"))
     p.add_argument("--suite", type=Path, default=SUITE,
                    help="the suite's results folder, whose <task>/studies/*.db are read")
     p.add_argument("--analyze-only", action="store_true",
