@@ -72,7 +72,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
         print_plan(cfg, console)
         return 0
-    if args.repeat_best:
+    if args.repeat_best and not args.detach:  # a detached study's storage may be the cluster's
         _check_repeatable(cfg, args.study)
     if args.detach:
         from scaletune.search.jobs import job_server, submit
