@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import multiprocessing as mp
-import os
 import sys
 import time
 from pathlib import Path
@@ -511,13 +509,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.analyze_only:
         with open(args.out / "ladder_suite_command.txt", "a") as f:  # every run that trained
             f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC  {command.strip()}\n")
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
         jobs = [(t.name, args.out, seed) for seed in range(args.seeds) for t in tasks]
-        if args.workers <= 1:
-            done = [run_one(j) for j in jobs]
-        else:
-            with mp.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:
-                done = list(pool.imap_unordered(run_one, jobs))
+        done = se.map_jobs(run_one, jobs, args.workers)
         print("\n".join(done), flush=True)
     print(analyze(tasks, args.out, args.seeds, args.suite, command.strip()))
     if not args.analyze_only and any("FAILED" in d for d in done):

@@ -47,6 +47,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -297,16 +298,23 @@ def run_all(bench: Bench) -> None:
         ((bench, st, seed) for st in bench.strategies for seed in range(bench.seeds)),
         key=lambda t: (order[t[1]], t[2]),
     )
-    # Each process trains on one torch thread; keep BLAS pools from oversubscribing the cores.
+    start = time.perf_counter()
+    done = map_jobs(_run_task, tasks, bench.workers)
+    print(f"{len(done)} studies done in {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def map_jobs(fn: Callable[[Any], Any], jobs: list[Any], workers: int,
+             ordered: bool = False) -> list[Any]:
+    """``fn`` of every job: in this process when ``workers`` <= 1, else ``workers`` spawned
+    processes at a time, each for one job; results in the jobs' order when ``ordered``, else as
+    they finish. The benchmarks' jobs train on one torch thread each: the BLAS pools are kept
+    from oversubscribing the cores."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
-    start = time.perf_counter()
-    if bench.workers <= 1:
-        done = [_run_task(t) for t in tasks]
-    else:
-        with mp.get_context("spawn").Pool(bench.workers, maxtasksperchild=1) as pool:
-            done = list(pool.imap_unordered(_run_task, tasks))
-    print(f"{len(done)} studies done in {time.perf_counter() - start:.0f} s", flush=True)
+    if workers <= 1:
+        return [fn(j) for j in jobs]
+    with mp.get_context("spawn").Pool(workers, maxtasksperchild=1) as pool:
+        return list((pool.imap if ordered else pool.imap_unordered)(fn, jobs))
 
 
 # --------------------------------------------------------------------------- analysis

@@ -17,7 +17,6 @@ Needs the suite's studies and corpora (python -m benchmarks.suite). Run:
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import shutil
 import statistics
@@ -95,11 +94,6 @@ def repeat_best(args: tuple[suite.Task, Path, Path, int]) -> dict[str, Any]:
             "values": group.values, "lost": lost}
 
 
-def two_sd(values: list[float] | tuple[float, ...]) -> float:
-    """Twice the relative standard deviation of ``values``."""
-    return 2 * statistics.stdev(values) / statistics.fmean(values)
-
-
 def lucky(g: Any) -> float:
     """How much worse the repeats end, on average, than the run the study picked as best (its
     training seed 0): what picking the best of many runs owes to a lucky seed."""
@@ -127,7 +121,7 @@ def table(groups: list[dict[str, Any]], command: str) -> str:
         "| --- | ---: | --- | --- | ---: | ---: | --- | ---: | --- |",
     ]
     for name, g in seed_groups.items():
-        sd2 = two_sd(g.values)
+        sd2 = measured_floor([g])
         lines.append(
             f"| {name} | {g.trial} | {', '.join(map(str, g.seeds))} | "
             f"{', '.join(f'{v:.4f}' for v in g.values)} | {g.spread:.2%} | {sd2:.2%} | "
@@ -145,7 +139,7 @@ def table(groups: list[dict[str, Any]], command: str) -> str:
         others = measured_floor(h for n, h in seed_groups.items() if n != name)
         if others is None:  # one task: nothing to leave out
             break
-        own = two_sd(g.values)
+        own = measured_floor([g])
         lines.append(f"| {name} | {others:.2%} | {own:.2%} | "
                      f"{'yes' if own <= others else 'no'} |")
     return "\n".join(lines) + "\n"
@@ -166,14 +160,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     picked = [t for t in suite.TASKS if t.name in args.tasks.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     jobs = [(t, args.suite, args.out, args.repeats) for t in picked]
     start = time.perf_counter()
-    if args.workers <= 1:
-        groups = [repeat_best(j) for j in jobs]
-    else:
-        with mp.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:
-            groups = list(pool.imap(repeat_best, jobs))
+    groups = se.map_jobs(repeat_best, jobs, args.workers, ordered=True)
     print(f"{len(groups)} tasks in {time.perf_counter() - start:.0f} s", flush=True)
     command = "python -m benchmarks.seed_noise " + " ".join(sys.argv[1:] if argv is None else argv)
     text = table(groups, command.strip())

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import ast
 import math
-import multiprocessing as mp
 import os
 import statistics
 import sys
@@ -250,14 +249,8 @@ def run_suite(benches: list[se.Bench], workers: int) -> None:
     order = {s: i for i, s in enumerate(("random", "tpe_median", "scaletune", "defaults"))}
     jobs = [(b, s, seed) for seed in range(max(b.seeds for b in benches)) for b in benches
             for s in sorted(b.strategies, key=lambda s: order.get(s, 9)) if seed < b.seeds]
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    os.environ.setdefault("MKL_NUM_THREADS", "1")
     start = time.perf_counter()
-    if workers <= 1:
-        done = [_run_one(j) for j in jobs]
-    else:
-        with mp.get_context("spawn").Pool(workers, maxtasksperchild=1) as pool:
-            done = list(pool.imap_unordered(_run_one, jobs))
+    done = se.map_jobs(_run_one, jobs, workers)
     print(f"{len(done)} studies done in {time.perf_counter() - start:.0f} s", flush=True)
 
 
