@@ -8,7 +8,7 @@ fitted range). Where laws disagree the spread covers them:
     center   the geometric mean of the laws (lr, batch size) or the primary law (tau); each lr
              law's eta_opt is first carried from its own B_opt to the batch center (Adam's
              square-root rule), since the laws fit the two together, or to the nearest batch
-             the study trains where the center lies outside them (``at_batch``)
+             the study trains where the center lies outside them (``batch_of_lr``)
     sigma    max(floor, RMS of log10(law output / center)); the floor is wider (0.3 dex) when a
              law is extrapolated than when all are inside their fitted range (0.2 dex), and
              wider still (0.5 dex) for tau when Power Lines' unverified law is extrapolated
@@ -367,7 +367,7 @@ def _at_batch(lr: float, law_batch: float, batch: float) -> float:
     return lr * math.sqrt(batch / law_batch)
 
 
-def at_batch(center: float, trained: tuple[float, float] | None) -> float:
+def batch_of_lr(center: float, trained: tuple[float, float] | None) -> float:
     """The batch size (sequences) the lr, tau and warmup priors are taken at: the batch size
     prior's ``center``, or the nearest end of the ``trained`` range (smallest, largest) when the
     center lies outside it."""
@@ -683,7 +683,7 @@ def priors_for(
     dropout prior, the one prior the epochs decide, shows it as a source. trained_batches: the
     smallest and largest batch size (sequences) the study trains; where the batch size prior's
     center lies outside them, lr, tau, lambda and warmup are those of the nearest batch trained
-    (``at_batch``), since no trial trains at the center (a ladder's rung, whose shorter budget
+    (``batch_of_lr``), since no trial trains at the center (a ladder's rung, whose shorter budget
     puts the laws' batch below the target's choices it searches; a batch size fixed elsewhere).
     """
     if not (tokens > 0 and math.isfinite(tokens)):
@@ -695,7 +695,7 @@ def priors_for(
     scale = n if fitted is None else fitted.scale_of(n, tokens)
 
     batch = _batch_prior(model, n_total, tokens, compute, fitted, scale)
-    at = at_batch(batch.center, trained_batches)
+    at = batch_of_lr(batch.center, trained_batches)
     lr = _lr_prior(n, tokens, compute, fitted, scale, at, model.block_size)
     steps = laws.steps_from_tokens(tokens, at, model.block_size)
     tau = _tau_prior(

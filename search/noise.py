@@ -85,7 +85,11 @@ def noise_floor(trials: Iterable[FrozenTrial], study_seed: int = 0) -> tuple[flo
     """The floor ``noise_floor: auto`` uses, and where it comes from: what the study's repeats
     measure, but never below NOISE_FLOOR (two or three seeds measure a spread loosely, and a
     floor set too low stops trials on noise); NOISE_FLOOR when nothing was repeated."""
-    groups = seed_groups(trials, study_seed)
+    return floor_of(seed_groups(trials, study_seed))
+
+
+def floor_of(groups: list[SeedGroup]) -> tuple[float, str]:
+    """``noise_floor`` of the seed groups ``seed_groups`` found."""
     measured = measured_floor(groups)
     if measured is None:
         return NOISE_FLOOR, "the default (no repeats of a config with other training seeds yet)"

@@ -72,7 +72,7 @@ from scaletune.heuristics import laws
 from scaletune.heuristics.priors import FITTED_CITATION
 from scaletune.search import hparams
 from scaletune.search.config import MedianPrunerConfig, Param, StudyConfig
-from scaletune.search.noise import measured_floor, noise_floor, seed_groups
+from scaletune.search.noise import floor_of, measured_floor, seed_groups
 from scaletune.search.pruners import PREDICTION_ATTRS, audit, replay
 from scaletune.search.storage import mask_url
 from scaletune.search.studies import open_study
@@ -339,7 +339,7 @@ def seed_noise(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
     losses and spread, and the noise floor they measure."""
     trials = study.get_trials(deepcopy=False)
     groups = seed_groups(trials, cfg.seed)
-    floor, where = noise_floor(trials, cfg.seed)
+    floor, where = floor_of(groups)
     return {
         "groups": [{"trial": g.trial, "seeds": list(g.seeds), "values": list(g.values),
                     "spread": g.spread} for g in groups],
