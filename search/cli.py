@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from scaletune.trainer.errors import ConfigError, ScaletuneError
+from scaletune.trainer.errors import ConfigError, ScaletuneError, SetupError
 
 if TYPE_CHECKING:
     from scaletune.search.config import StudyConfig
@@ -103,14 +103,14 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 def _check_repeatable(cfg: Any, source: str) -> None:
     """--repeat-best needs a study with a complete trial; refused before anything starts, so
     that a study is not created only to be refused."""
-    from optuna.trial import TrialState
-
+    from scaletune.search.noise import best_to_repeat
     from scaletune.search.studies import open_study
 
     study, _, _ = open_study(cfg, source)  # refuses a study that does not exist, creates nothing
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        raise ConfigError(source, [f"--repeat-best: study {cfg.name!r} has no complete trial to "
-                                   "repeat yet; run it first"])
+    try:
+        best_to_repeat(cfg.name, study.get_trials(deepcopy=False))
+    except SetupError as e:  # said as the study file's error, as open_study's are
+        raise ConfigError(source, [str(e)]) from None
 
 
 def cmd_ladder(args: argparse.Namespace, console: Console) -> int:

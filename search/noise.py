@@ -100,6 +100,15 @@ def floor_of(groups: list[SeedGroup]) -> tuple[float, str]:
     return measured, where
 
 
+def best_to_repeat(name: str, trials: Iterable[FrozenTrial]) -> FrozenTrial:
+    """The best complete trial of study ``name``; SetupError when there is none."""
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    if not complete:
+        raise SetupError(f"--repeat-best: study {name!r} has no complete trial to repeat yet; "
+                         "run it first")
+    return min(complete, key=lambda t: t.value)
+
+
 def queue_repeats(study: optuna.Study, n: int, study_seed: int = 0) -> tuple[int, list[int]]:
     """Queue ``n`` repeats of the study's best complete trial, each with a training seed its
     config has not used; returns the repeated trial's number and the seeds.
@@ -107,11 +116,7 @@ def queue_repeats(study: optuna.Study, n: int, study_seed: int = 0) -> tuple[int
     Raises SetupError when the study has no complete trial.
     """
     trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    if not complete:
-        raise SetupError(f"--repeat-best: study {study.study_name!r} has no complete trial to "
-                         "repeat yet; run it first")
-    best = min(complete, key=lambda t: t.value)
+    best = best_to_repeat(study.study_name, trials)
     first = root(best)
     used = {int(t.user_attrs.get(TRAIN_SEED, study_seed)) for t in trials
             if root(t) == first and t.state != TrialState.FAIL}
