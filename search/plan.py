@@ -15,14 +15,16 @@ product and not a copy of its study loop.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
 import platform
 import sys
+import threading
 import time
 import warnings
-from collections.abc import Container, Iterable
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,8 +168,9 @@ class SearchPlan:
 
     def ask(self, study: optuna.Study, num_threads: int | None) -> TrialRun:
         """A new trial: its params, its training config, and the derived values recorded."""
-        trial = study.ask()
-        params = suggest(trial, self.dims)
+        with study.sampling() if isinstance(study, DriverStudy) else contextlib.nullcontext():
+            trial = study.ask()
+            params = suggest(trial, self.dims)
         attrs = trial.user_attrs  # an enqueued repeat's (search.noise)
         config, derived = trial_config(self.cfg, params, self.fixed, num_threads,
                                        seed=attrs.get(TRAIN_SEED))
@@ -179,19 +182,26 @@ class SearchPlan:
 
 
 class DriverStudy(optuna.Study):
-    """The study as its one driver holds it: the finished trials are read from the storage once
-    and again only after the driver ends a trial, not at every report.
+    """The study as its one driver holds it: what only this driver writes is not read back from
+    the storage at every report and every ask.
 
     Optuna's pruners read the finished trials at every report (MedianPruner: every COMPLETE
-    trial's value at the reported step). Through the RDB storage's cache, every such read also
-    re-reads every RUNNING trial from the database (params, user attrs, curves), since another
-    process might have written them: the cost of a report grew with the trials running, to most
-    of the driver's time at 256 of them (benchmarks/driver_scale.py). Here one driver writes the
-    study (search.lease), a finished trial's curve and value do not change, and every trial this
-    driver ends goes through ``tell``; so the finished trials are kept until the next ``tell``
-    or ``add_trial``, or for ``FINISHED_TTL_S`` at most (a write from elsewhere: the dashboard
-    with ``--allow-writes``). Any read that includes unfinished trials goes to the storage. The
-    samplers' reads of finished trials (TPE's, at every ask) are served the same way.
+    trial's value at the reported step), and its samplers at every ask. Through the RDB storage's
+    cache, every such read also re-reads every RUNNING trial from the database (params, user
+    attrs, curves), since another process might have written them: 0.09 s at 256 running, and an
+    ask made three such reads (benchmarks/driver_scale.py). Here one driver writes the study
+    (search.lease), a finished trial does not change, and every trial this driver ends goes
+    through ``tell``. So:
+
+    - the finished trials are read once and kept; a trial this driver tells is read alone and
+      added, and the whole list is read again after ``add_trial`` or ``FINISHED_TTL_S`` at most
+      (a write from elsewhere: the dashboard with ``--allow-writes``);
+    - inside ``sampling()`` (SearchPlan.ask: drawing a trial), the running trials are the ones
+      this driver asked for and has not told, as the driver holds them (their params, curves and
+      attrs), and the storage is only asked for WAITING trials;
+    - any other read that includes unfinished trials goes to the storage.
+
+    The runner asks on a thread of its own while its main thread answers reports and tells.
     """
 
     FINISHED_TTL_S = 30.0
@@ -201,30 +211,111 @@ class DriverStudy(optuna.Study):
         super().__init__(*args, **kwargs)
         self._finished: list[FrozenTrial] | None = None
         self._finished_at = 0.0
+        self._ended = 0  # bumped at every change: a read begun before one must not be kept
+        self._own: dict[int, optuna.Trial] = {}  # asked here, not told yet
+        self._keeping = threading.Lock()
+        self._drawing = threading.local()
+
+    @contextlib.contextmanager
+    def sampling(self) -> Iterator[None]:
+        """Reads of running trials made inside, in this thread, are served from this driver's
+        own trials (see the class)."""
+        self._drawing.on = True
+        try:
+            yield
+        finally:
+            self._drawing.on = False
 
     def _get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None,
                     use_cache: bool = False) -> list[FrozenTrial]:
-        # Under get_trials, and what Optuna's samplers call directly: TPE reads the finished
-        # trials once per ask this way, another read of every running trial (0.13 s at 256).
-        wanted = tuple(states) if isinstance(states, Iterable) else None
-        if not wanted or not all(TrialState(s).is_finished() for s in wanted):
+        # Under get_trials, and what Optuna's samplers call directly (TPE, the intersection
+        # search space, PriorSampler).
+        wanted = set(states) if isinstance(states, Iterable) else set(TrialState)
+        drawing = getattr(self._drawing, "on", False)
+        if not drawing and not all(TrialState(s).is_finished() for s in wanted):
             return super()._get_trials(deepcopy, states, use_cache)
-        if self._finished is None or time.monotonic() - self._finished_at > self.FINISHED_TTL_S:
-            self._finished = super()._get_trials(False, ENDED, False)
-            self._finished_at = time.monotonic()
-        trials = [t for t in self._finished if t.state in wanted]
+        trials = [t for t in self._kept() if t.state in wanted]
+        if drawing and TrialState.RUNNING in wanted:
+            with self._keeping:
+                own = list(self._own.values())
+            trials += [_snapshot(t) for t in own]
+        if drawing and TrialState.WAITING in wanted:
+            trials += self._waiting()
+        trials.sort(key=lambda t: t.number)
         return copy.deepcopy(trials) if deepcopy else trials
 
-    def tell(self, *args: Any, **kwargs: Any) -> FrozenTrial:
-        self._finished = None
+    def _kept(self) -> list[FrozenTrial]:
+        """Every ended trial, read from the storage when not kept (or kept too long)."""
+        with self._keeping:
+            kept, ended = self._finished, self._ended
+            if kept is not None and time.monotonic() - self._finished_at > self.FINISHED_TTL_S:
+                kept = None
+        if kept is None:
+            kept = super()._get_trials(False, ENDED, False)
+            with self._keeping:
+                if self._ended == ended:  # nothing ended while it was read
+                    self._finished, self._finished_at = kept, time.monotonic()
+        return kept
+
+    def _waiting(self) -> list[FrozenTrial]:
+        """The WAITING trials: through the RDB storage's cache, this read would re-read every
+        running trial too; its backend filters by state in the database."""
+        backend = getattr(self._storage, "_backend", None)
+        if isinstance(backend, optuna.storages.RDBStorage):
+            return backend.get_all_trials(self._study_id, deepcopy=False,
+                                          states=(TrialState.WAITING,))
+        return super()._get_trials(False, (TrialState.WAITING,), False)
+
+    def _pop_waiting_trial_id(self) -> int | None:
+        # Optuna's reads every unfinished trial to find the queued ones, at every ask.
+        if not self._waiting():
+            return None
+        return super()._pop_waiting_trial_id()
+
+    def ask(self, fixed_distributions: dict[str, BaseDistribution] | None = None) -> optuna.Trial:
+        trial = super().ask(fixed_distributions)
+        with self._keeping:
+            self._own[trial.number] = trial
+        return trial
+
+    def tell(self, trial: Any, *args: Any, **kwargs: Any) -> FrozenTrial:
         try:
-            return super().tell(*args, **kwargs)
-        finally:
-            self._finished = None
+            frozen = super().tell(trial, *args, **kwargs)
+        except BaseException:
+            self._changed(None)
+            raise
+        self._changed(self._storage.get_trial(frozen._trial_id))
+        return frozen
 
     def add_trial(self, trial: FrozenTrial) -> None:
-        self._finished = None
         super().add_trial(trial)
+        self._changed(None)
+
+    def _changed(self, ended: FrozenTrial | None) -> None:
+        """Keep ``ended``, just told, beside the kept trials; None: read them all again."""
+        with self._keeping:
+            self._ended += 1
+            if ended is None:
+                self._finished = None
+                return
+            self._own.pop(ended.number, None)
+            if self._finished is not None:
+                self._finished = [t for t in self._finished if t.number != ended.number]
+                self._finished.append(ended)
+                self._finished.sort(key=lambda t: t.number)
+
+
+def _snapshot(trial: optuna.Trial) -> FrozenTrial:
+    """A running trial as its driver holds it, copied (the driver's main thread may be adding a
+    report to it): params and distributions from its suggestions, curve and user attrs from its
+    reports and ``set_user_attr``."""
+    f = trial._cached_frozen_trial
+    return FrozenTrial(
+        number=f.number, state=TrialState.RUNNING, value=None, datetime_start=f.datetime_start,
+        datetime_complete=None, params=dict(f.params), distributions=dict(f.distributions),
+        user_attrs=dict(f.user_attrs), system_attrs=dict(f.system_attrs),
+        intermediate_values=dict(f.intermediate_values), trial_id=f._trial_id,
+    )
 
 
 @dataclass
@@ -331,7 +422,7 @@ def _memory_for_a_trial(cfg: StudyConfig) -> tuple[float, str] | None:
 def n_finished(study: optuna.Study) -> int:
     """Trials that count toward n_trials: complete, pruned, and failures that were not retried."""
     count = 0
-    for t in study.get_trials(deepcopy=False):
+    for t in study.get_trials(deepcopy=False, states=ENDED):  # the driver's study keeps these
         if t.state in FINISHED:
             count += 1
         elif t.state == TrialState.FAIL and not t.user_attrs.get("retried", False):

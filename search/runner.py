@@ -16,7 +16,7 @@ import signal
 import tempfile
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,10 @@ MIN_FREE_BYTES = 50 * 1024**2
 STORAGE_ERRORS = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)
 #: OSErrors that mean the disk, not the program: full, over quota, read-only, failing.
 DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG)
+
+STORAGE_POLL_S = 0.01
+"""How often the driver looks whether its storage thread is done (a trial asked for, to launch;
+a trial told, to count), while it waits for reports: an ask takes 5-50 ms on a laptop."""
 
 
 def preflight(cfg: StudyConfig) -> Any:
@@ -315,63 +319,105 @@ def _drive(
         f"{total} trials finished, up to {slots} at once"
     )
     mail = None  # the pending Coordinator.next call
+    # The main thread answers reports: a report's storage write and the pruner's decision, a
+    # few ms. Everything else that writes the storage runs on one thread beside it, in the order
+    # given: asking for a trial (0.3-0.75 s with hundreds running, before DriverStudy served
+    # them), a trial's start (its worker's attrs) and end (its results and state, then the
+    # live view's tally). A report waits for none of them (benchmarks/driver_scale.py). An ask
+    # is given only when every trial that ended has been told, so it sees them all, as in a loop
+    # of one thread.
+    storage = ThreadPoolExecutor(1, thread_name_prefix="storage")
+    asking: Future | None = None
+    ending: dict[int, Future] = {}  # trial number -> its tell, in the order they ended
+    writes: list[Future] = []  # the workers' attrs of trials that started
 
     def serve(messages: list[tuple]) -> None:
         _answer_reports(coordinator, running, progress, messages)
         for msg in messages:  # once answered: logging never keeps a trial waiting
             if msg[0] == "report" and msg[1] in running:
                 tracker.reported(*msg[1:])
+            elif msg[0] == "started" and msg[1] in running:
+                writes.append(storage.submit(_record_start, running[msg[1]].trial, msg[2]))
 
-    with progress:
-        finished = n_finished(study)
-        while finished < total or running:
-            interrupt.check()
-            plan.lease.refresh()
-            while (
-                len(running) < slots
-                and finished + len(running) < total
-                and failures_in_a_row < max_consecutive_failures
-            ):
+    try:
+        with progress:
+            finished = n_finished(study)
+            while finished < total or running or ending or asking is not None:
                 interrupt.check()
-                run = plan.ask(study, threads)
-                run.extra["ref"] = launch(run, coordinator)
-                running[run.number] = run
-                progress.started(run.number, run.params)
-                tracker.started(run.trial)
-                # An ask reads and writes the storage (0.1-0.7 s with hundreds of trials
-                # running): reports that came in meanwhile are answered before the next one,
-                # so filling many slots does not keep the running trials waiting.
+                plan.lease.refresh()
+                told = False
+                while ending and next(iter(ending.values())).done():
+                    number, future = next(iter(ending.items()))
+                    del ending[number]
+                    state, value, reason = future.result()
+                    progress.finished(number, state, value, reason)
+                    tracker.finished(study, number)
+                    failures_in_a_row = 0 if state != "FAIL" else failures_in_a_row + 1
+                    told = True
+                if told:  # a retried failure does not count: ask the storage
+                    finished = n_finished(study)
+                for future in [f for f in writes if f.done()]:
+                    writes.remove(future)
+                    future.result()  # a failed write is raised here
+                if asking is not None and asking.done():
+                    run, asking = asking.result(), None
+                    run.extra["ref"] = launch(run, coordinator)
+                    running[run.number] = run
+                    progress.started(run.number, run.params)
+                    tracker.started(run.trial)
+                if (
+                    asking is None
+                    and not ending
+                    and len(running) < slots
+                    and finished + len(running) < total
+                    and failures_in_a_row < max_consecutive_failures
+                ):
+                    asking = storage.submit(plan.ask, study, threads)
+                if not running and not ending and asking is None:
+                    break
+                # Wake on whichever comes first: mail from a trial (a report waits for its
+                # answer), a trial's end, or, while the storage thread works, soon enough to
+                # launch or count what it did; the timeout keeps Ctrl-C and the display lively.
                 if mail is None:
                     mail = coordinator.next.remote(1.0)
-                elif ray.wait([mail], timeout=0)[0]:
+                busy = asking is not None or ending or writes
+                ready, _ = ray.wait([mail, *(r.extra["ref"] for r in running.values())],
+                                    num_returns=1, timeout=STORAGE_POLL_S if busy else 0.2)
+                done = [ref for ref in ready if ref != mail]
+                messages = []
+                if ray.wait([mail], timeout=0)[0]:
                     messages, mail = ray.get(mail), None
-                    serve(messages)
-            if not running:
-                break
-            # Wake on whichever comes first: mail from a trial (a report waits for its answer)
-            # or a trial's end; the timeout keeps Ctrl-C and the display lively.
-            if mail is None:
-                mail = coordinator.next.remote(1.0)
-            ready, _ = ray.wait([mail, *(r.extra["ref"] for r in running.values())],
-                                num_returns=1, timeout=0.2)
-            done = [ref for ref in ready if ref != mail]
-            messages = []
-            if ray.wait([mail], timeout=0)[0]:
-                messages, mail = ray.get(mail), None
-            if done:  # a trial's last messages come before its end: also take the inbox
-                messages += ray.get(coordinator.drain.remote())
-            serve(messages)
-            for ref in done:
-                number = next(n for n, r in running.items() if r.extra["ref"] == ref)
-                ok = _finish(study, running.pop(number), cfg, progress)
-                tracker.finished(study, number)
-                failures_in_a_row = 0 if ok else failures_in_a_row + 1
-            if done:  # a retried failure does not count: ask the storage
-                finished = n_finished(study)
-            progress.refresh()
-        if failures_in_a_row >= max_consecutive_failures:
-            console.print(f"[red]stopped: {failures_in_a_row} trials failed in a row; "
-                          "see the fail_reason of the last trials[/]")
+                if done:  # a trial's last messages come before its end: also take the inbox
+                    messages += ray.get(coordinator.drain.remote())
+                serve(messages)
+                for ref in done:
+                    number = next(n for n, r in running.items() if r.extra["ref"] == ref)
+                    ending[number] = storage.submit(_finish, study, running.pop(number), cfg)
+                progress.refresh()
+            if failures_in_a_row >= max_consecutive_failures:
+                console.print(f"[red]stopped: {failures_in_a_row} trials failed in a row; "
+                              "see the fail_reason of the last trials[/]")
+    finally:
+        # Stopped (Ctrl-C, an error) while the storage thread worked: its writes finish; a
+        # trial asked for but not launched is stopped and queued again with the running ones.
+        for future in [*writes, *ending.values()]:
+            try:
+                future.result()
+            except Exception:  # noqa: BLE001 - raised in the loop, or the study stops anyway
+                pass
+        if asking is not None:
+            try:
+                run = asking.result()
+                running[run.number] = run
+            except Exception:  # noqa: BLE001 - the ask's own error, raised in the loop
+                pass
+        storage.shutdown(wait=False)
+
+
+def _record_start(trial: optuna.Trial, info: dict[str, Any]) -> None:
+    """What the worker said as the trial began (pid, host, GPUs, warm): user attrs worker_*."""
+    for k, v in info.items():
+        trial.set_user_attr(f"worker_{k}", v)
 
 
 def _import_storage_modules() -> None:
@@ -415,7 +461,8 @@ def _stop_running(plan: SearchPlan, running: dict[int, TrialRun], reason: str,
     """Cancel the running trials' tasks and mark them FAIL, queued again with their params."""
     for r in running.values():
         try:
-            ray.cancel(r.extra["ref"], force=True)
+            if "ref" in r.extra:  # a trial asked for but not launched has none
+                ray.cancel(r.extra["ref"], force=True)
         except Exception:  # noqa: BLE001 - Ray itself may be going down (SIGTERM to the group)
             pass
         try:
@@ -476,7 +523,8 @@ def _write_failed(
     and run again when the study resumes.
     """
     for r in running.values():
-        ray.cancel(r.extra["ref"], force=True)
+        if "ref" in r.extra:
+            ray.cancel(r.extra["ref"], force=True)
     cause = error
     while cause.__cause__ is not None:
         cause = cause.__cause__
@@ -502,9 +550,7 @@ def _answer_reports(
             if kind == "report":
                 decisions.append((number, msg[2], "prune"))
             continue
-        if kind == "started":
-            for k, v in msg[2].items():
-                r.trial.set_user_attr(f"worker_{k}", v)
+        if kind == "started":  # recorded on the storage thread (_drive)
             continue
         _, _, tokens, value, metrics = msg
         decisions.append((number, tokens, r.report(tokens, value)))
@@ -513,25 +559,21 @@ def _answer_reports(
         ray.get(coordinator.answer.remote(decisions))
 
 
-def _finish(study: optuna.Study, r: TrialRun, cfg: StudyConfig, progress: StudyProgress) -> bool:
-    """Tell the study how a trial ended. Returns False when the trial failed."""
+def _finish(study: optuna.Study, r: TrialRun, cfg: StudyConfig) -> tuple[str, float | None, str]:
+    """Tell the study how a trial ended: (state, final loss or None, reason)."""
     try:
         result = ray.get(r.extra["ref"])
     except RETRYABLE as e:
         reason = f"worker died: {type(e).__name__}: {_last_line(e)}"
         retried = r.fail(study, reason, cfg.max_retries)
-        progress.finished(r.number, "FAIL", None, reason + (" (queued again)" if retried else ""))
-        return False
+        return "FAIL", None, reason + (" (queued again)" if retried else "")
     except ray.exceptions.RayTaskError as e:
         cause = e.cause if getattr(e, "cause", None) is not None else e
         reason = f"{type(cause).__name__}: {_last_line(cause)}"
         r.trial.set_user_attr("fail_reason", reason)
         study.tell(r.trial, state=TrialState.FAIL)
-        progress.finished(r.number, "FAIL", None, reason)
-        return False
-    state, value, reason = r.tell(study, result)
-    progress.finished(r.number, state, value, reason)
-    return state != "FAIL"
+        return "FAIL", None, reason
+    return r.tell(study, result)
 
 
 def _last_line(e: BaseException) -> str:

@@ -170,7 +170,11 @@ class Tracker:
         callback with ``(study, frozen_trial)``."""
         if not self.enabled:
             return
-        trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+        from optuna.trial import TrialState
+
+        # The ended trials only: the driver's study keeps them (search.plan.DriverStudy).
+        ended = study.get_trials(deepcopy=False, states=[s for s in TrialState if s.is_finished()])
+        trial = next(t for t in ended if t.number == number)
         if self.board_dir is not None:
             self._write_end(trial)
         for name, callback in self.callbacks.items():

@@ -3,6 +3,9 @@ while a report no longer re-reads every running trial from the storage."""
 
 from __future__ import annotations
 
+import contextlib
+import math
+import random
 from pathlib import Path
 
 import optuna
@@ -69,3 +72,74 @@ def test_a_report_does_not_read_the_running_trials_again(tmp_path, monkeypatch):
     # Rule: the finished trials are read once for all these reports, not once for each; a
     # read from the storage re-reads every running trial.
     assert len(reads) <= 1
+
+
+def _draw(study: optuna.Study) -> optuna.Trial:
+    """Ask for a trial and suggest its params, as SearchPlan.ask does."""
+    sampling = study.sampling() if isinstance(study, DriverStudy) else contextlib.nullcontext()
+    with sampling:
+        trial = study.ask()
+        trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        trial.suggest_float("warmup", 0.0, 0.3)
+        trial.suggest_categorical("batch", [8, 16, 32])
+    return trial
+
+
+def _run(study: optuna.Study) -> list[dict]:
+    """A study under way, with up to 4 trials running at once, some reporting, one enqueued,
+    one failing; returns every trial's params in the order drawn."""
+    rng = random.Random(0)
+    running, drawn = [], []
+    for i in range(24):
+        if i == 9:
+            study.enqueue_trial({"lr": 3e-3, "warmup": 0.1, "batch": 16})
+        trial = _draw(study)
+        drawn.append(trial.params)
+        trial.report(3.0 + rng.random(), 0)
+        running.append(trial)
+        if len(running) == 4:
+            done = running.pop(rng.randrange(4))
+            if i == 13:
+                study.tell(done, state=TrialState.FAIL)
+            else:
+                study.tell(done, 2.0 + abs(math.log10(done.params["lr"] / 3e-3)) + rng.random() / 10)
+    return drawn
+
+
+def test_the_sampler_draws_what_it_draws_on_optunas_study(tmp_path):
+    def sampler():
+        return optuna.samplers.TPESampler(n_startup_trials=4, multivariate=True,
+                                          constant_liar=True, seed=3)
+
+    plain = optuna.create_study(storage=f"sqlite:///{tmp_path / 'plain.db'}", sampler=sampler())
+    url = f"sqlite:///{tmp_path / 'driver.db'}"
+    optuna.create_study(study_name="s", storage=url)
+    driver = DriverStudy(study_name="s", storage=url, sampler=sampler())
+    # Rule: serving the running trials from the driver changes nothing the sampler sees (TPE's
+    # constant liar reads their params; the search space reads their numbers).
+    assert _run(driver) == _run(plain)
+    assert len({tuple(p.items()) for p in _run(plain)}) > 20  # it did draw, not repeat
+
+
+def test_an_ask_reads_no_running_trial_from_the_storage(tmp_path, monkeypatch):
+    _, driver, _ = _studies(tmp_path)
+    driver.sampler = optuna.samplers.TPESampler(n_startup_trials=2, constant_liar=True,
+                                                multivariate=True, seed=0)
+    for curve in ([3.0, 2.0], [3.1, 2.2], [3.3, 2.5]):
+        _complete(driver, curve)
+    for _ in range(6):
+        _draw(driver).report(2.9, 0)
+    reads = []
+    original = type(driver._storage._backend)._get_trials
+    monkeypatch.setattr(type(driver._storage._backend), "_get_trials",
+                        lambda self, study_id, states, *a: reads.append(states)
+                        or original(self, study_id, states, *a))
+    trial = _draw(driver)
+    # Rule: drawing a trial reads at most the queued (WAITING) trials from the storage: the
+    # running ones are this driver's own (Optuna's path reads all of them three times).
+    assert all(states is not None and set(states) == {TrialState.WAITING} for states in reads), reads
+    # The trial drawn is running, and the one the driver tells next is kept as finished.
+    driver.tell(trial, 2.0)
+    reads.clear()
+    complete = driver.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    assert [t.number for t in complete][-1] == trial.number and reads == []

@@ -297,6 +297,92 @@ def test_killed_worker_trial_is_failed_and_rerun(tmp_path, shakespeare, local_ra
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 3
 
 
+@ray.remote(num_cpus=0)
+def _reporting_trial(number: int, every: int, reports: int, interval: float,
+                     coordinator) -> dict:
+    """A trial that trains nothing: it reports a falling loss ``reports`` times through the real
+    coordinator, ``interval`` s apart, and returns how long each answer took, beside a result
+    shaped like train_trial's."""
+    waited = []
+    for k in range(1, reports + 1):
+        sent = time.monotonic()
+        ray.get(coordinator.report.remote(number, k * every, 3.0 - 0.01 * k, {}))
+        waited.append(time.monotonic() - sent)
+        time.sleep(interval)
+    return {"status": "completed", "final_val_loss": 3.0 - 0.01 * reports, "steps": reports,
+            "waited": waited}
+
+
+def _slow_third_ask(monkeypatch, seconds: float, during=None):
+    """Asking for trial 2 takes ``seconds`` longer (a sampler busy with hundreds of running
+    trials); ``during()`` is called as that ask begins."""
+    from scaletune.search.plan import SearchPlan
+
+    ask = SearchPlan.ask
+
+    def slow(self, study, num_threads):
+        run = ask(self, study, num_threads)
+        if run.number == 2:
+            if during is not None:
+                during()
+            time.sleep(seconds)
+        return run
+
+    monkeypatch.setattr(SearchPlan, "ask", slow)
+
+
+def test_reports_are_answered_while_the_driver_asks_for_a_trial(tmp_path, shakespeare,
+                                                                local_ray, monkeypatch):
+    local_ray(num_cpus=2)
+    cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=3, pruner={"name": "none"},
+                                    workers={"cpus_per_trial": 1, "max_concurrent": 2}))
+    _slow_third_ask(monkeypatch, 3.0)
+    refs = {}
+
+    def launch(run, coordinator):
+        # Trial 0 reports every 0.1 s for 6 s; trial 1 ends at once, so trial 2 is asked for
+        # while trial 0 reports.
+        reports = 60 if run.number == 0 else 1
+        refs[run.number] = _reporting_trial.remote(run.number, cfg.eval_interval, reports, 0.1,
+                                                   coordinator)
+        return refs[run.number]
+
+    run_study(cfg, launch=launch)
+
+    study = load(cfg)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    # The 3 s ask did not hold up trial 0's reports: each was answered well within it.
+    waited = ray.get(refs[0])["waited"]
+    assert len(waited) == 60 and max(waited) < 1.0, max(waited)
+
+
+def test_a_study_stopped_during_an_ask_queues_the_asked_trial_again(tmp_path, shakespeare,
+                                                                    local_ray, monkeypatch):
+    local_ray(num_cpus=2)
+    cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=3, pruner={"name": "none"},
+                                    workers={"cpus_per_trial": 1, "max_concurrent": 2}))
+    # Ctrl-C arrives while trial 2 is being asked for, before it runs.
+    _slow_third_ask(monkeypatch, 2.0, during=lambda: os.kill(os.getpid(), signal.SIGINT))
+
+    def launch(run, coordinator):
+        reports = 60 if run.number == 0 else 1
+        return _reporting_trial.remote(run.number, cfg.eval_interval, reports, 0.1, coordinator)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_study(cfg, launch=launch)
+
+    trials = load(cfg).trials
+    # Trial 2 was asked for but never launched: it is FAIL, not left RUNNING, and its params
+    # wait to run again, as do those of trial 0, which was running.
+    assert trials[1].state == TrialState.COMPLETE
+    for stopped in (trials[0], trials[2]):
+        assert stopped.state == TrialState.FAIL
+        assert stopped.user_attrs["fail_reason"] == "interrupted (Ctrl-C)"
+        again = [t for t in trials if t.user_attrs.get("retry_of") == stopped.number]
+        assert [t.state for t in again] == [TrialState.WAITING]
+        assert again[0].system_attrs["fixed_params"] == stopped.params
+
+
 def _scaletune(*args: str, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "scaletune.search.cli", *args], cwd=REPO, start_new_session=True,
