@@ -59,10 +59,6 @@ STORAGE_ERRORS = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlch
 #: OSErrors that mean the disk, not the program: full, over quota, read-only, failing.
 DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG)
 
-STORAGE_POLL_S = 0.01
-"""How often the driver looks whether its storage thread is done (a trial asked for, to launch;
-a trial told, to count), while it waits for reports: an ask takes 5-50 ms on a laptop."""
-
 
 def preflight(cfg: StudyConfig) -> Any:
     """Checks that need the outside world, done before anything is written anywhere."""
@@ -326,10 +322,16 @@ def _drive(
     # live view's tally). A report waits for none of them (benchmarks/driver_scale.py). An ask
     # is given only when every trial that ended has been told, so it sees them all, as in a loop
     # of one thread.
-    storage = ThreadPoolExecutor(1, thread_name_prefix="storage")
+    pool = ThreadPoolExecutor(1, thread_name_prefix="storage")
     asking: Future | None = None
     ending: dict[int, Future] = {}  # trial number -> its tell, in the order they ended
     writes: list[Future] = []  # the workers' attrs of trials that started
+
+    def storage(job: Callable[..., Any], *args: Any) -> Future:
+        """Run ``job`` on the storage thread; when it is done, the driver wakes (no polling)."""
+        future = pool.submit(job, *args)
+        future.add_done_callback(lambda _: _wake(coordinator))
+        return future
 
     def serve(messages: list[tuple]) -> None:
         _answer_reports(coordinator, running, progress, messages)
@@ -337,7 +339,7 @@ def _drive(
             if msg[0] == "report" and msg[1] in running:
                 tracker.reported(*msg[1:])
             elif msg[0] == "started" and msg[1] in running:
-                writes.append(storage.submit(_record_start, running[msg[1]].trial, msg[2]))
+                writes.append(storage(_record_start, running[msg[1]].trial, msg[2]))
 
     try:
         with progress:
@@ -372,17 +374,16 @@ def _drive(
                     and finished + len(running) < total
                     and failures_in_a_row < max_consecutive_failures
                 ):
-                    asking = storage.submit(plan.ask, study, threads)
+                    asking = storage(plan.ask, study, threads)
                 if not running and not ending and asking is None:
                     break
                 # Wake on whichever comes first: mail from a trial (a report waits for its
-                # answer), a trial's end, or, while the storage thread works, soon enough to
-                # launch or count what it did; the timeout keeps Ctrl-C and the display lively.
+                # answer) or from the storage thread (a job done), or a trial's end; the
+                # timeout keeps Ctrl-C and the display lively.
                 if mail is None:
                     mail = coordinator.next.remote(1.0)
-                busy = asking is not None or ending or writes
                 ready, _ = ray.wait([mail, *(r.extra["ref"] for r in running.values())],
-                                    num_returns=1, timeout=STORAGE_POLL_S if busy else 0.2)
+                                    num_returns=1, timeout=0.2)
                 done = [ref for ref in ready if ref != mail]
                 messages = []
                 if ray.wait([mail], timeout=0)[0]:
@@ -392,7 +393,7 @@ def _drive(
                 serve(messages)
                 for ref in done:
                     number = next(n for n, r in running.items() if r.extra["ref"] == ref)
-                    ending[number] = storage.submit(_finish, study, running.pop(number), cfg)
+                    ending[number] = storage(_finish, study, running.pop(number), cfg)
                 progress.refresh()
             if failures_in_a_row >= max_consecutive_failures:
                 console.print(f"[red]stopped: {failures_in_a_row} trials failed in a row; "
@@ -411,7 +412,14 @@ def _drive(
                 running[run.number] = run
             except Exception:  # noqa: BLE001 - the ask's own error, raised in the loop
                 pass
-        storage.shutdown(wait=False)
+        pool.shutdown(wait=False)
+
+
+def _wake(coordinator: Any) -> None:
+    try:
+        coordinator.wake.remote()
+    except Exception:  # noqa: BLE001 - Ray is going down with the study: nobody waits to wake
+        pass
 
 
 def _record_start(trial: optuna.Trial, info: dict[str, Any]) -> None:

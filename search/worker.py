@@ -40,6 +40,11 @@ class Coordinator:
         self._post(("report", number, tokens, value, metrics))
         return await future
 
+    async def wake(self) -> None:
+        """Wake the driver's pending ``next`` call: its storage thread has done a job (a trial
+        asked for, to launch; a trial told, to count)."""
+        self._post(("wake", -1))
+
     async def drain(self) -> list[tuple]:
         out, self._inbox = self._inbox, []
         return out
