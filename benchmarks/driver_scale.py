@@ -300,9 +300,10 @@ def measure(bench: Bench, point: Point, url: str, folder: Path, seconds: float, 
 
 
 def report_cost(bench: Bench, label: str, url: str, folder: Path, running: int, history: int,
-                reports: int = 60) -> dict[str, Any]:
+                reports: int = 60, asks: int = 10) -> dict[str, Any]:
     """Milliseconds the driver spends on one report (``TrialRun.report``: the write and the
-    median pruner's decision) with ``running`` trials running and ``history`` complete, through
+    median pruner's decision) and on one ask (``SearchPlan.ask`` with the study's sampler, TPE
+    with its constant liar) with ``running`` trials running and ``history`` complete, through
     a plain ``optuna.Study`` (Optuna's own path) and through ``DriverStudy`` (the driver's),
     side by side on one storage."""
     import optuna
@@ -328,6 +329,11 @@ def report_cost(bench: Bench, label: str, url: str, folder: Path, running: int, 
             tokens = (r.last_step // cfg.eval_interval + 1) * cfg.eval_interval + 7
             r.report(tokens, 2.0 + rng.random())
         out[kind] = 1e3 * (time.perf_counter() - start) / reports
+    for kind, study in studies.items():
+        study.sampler = plan.sampler()
+        start = time.perf_counter()
+        asked[kind] += [plan.ask(study, 1) for _ in range(asks)]
+        out[kind.replace("_study_ms", "_ask_ms")] = 1e3 * (time.perf_counter() - start) / asks
     return out
 
 
@@ -495,15 +501,18 @@ def write_tables(out: Path, tag: str) -> Path:
     if (out / f"{tag}_costs.csv").is_file():
         df = pd.read_csv(out / f"{tag}_costs.csv")
         lines = ["| storage | running | one report, Optuna's study (ms) | the driver's study (ms) "
-                 "| ratio |", "|---|---|---|---|---|"]
+                 "| ratio | one ask, Optuna's study (ms) | the driver's study (ms) | ratio |",
+                 "|---|---|---|---|---|---|---|---|"]
         for r in df[df["storage"] != "terminal"].itertuples():
+            o_ask, d_ask = getattr(r, "optuna_ask_ms", math.nan), getattr(r, "driver_ask_ms", math.nan)
             lines.append(f"| {r.storage} | {r.running} | {r.optuna_study_ms:.1f} | "
-                         f"{r.driver_study_ms:.1f} | {r.optuna_study_ms / r.driver_study_ms:.1f}x |")
+                         f"{r.driver_study_ms:.1f} | {r.optuna_study_ms / r.driver_study_ms:.1f}x | "
+                         f"{o_ask:.1f} | {d_ask:.1f} | {o_ask / d_ask:.1f}x |")
         for r in df[df["storage"] == "terminal"].itertuples():
             lines.append(f"\nOne redraw of the live view of {r.running} running trials: every row "
                          f"{r.every_row_ms:.1f} ms, the {SHOWN_ROWS} rows shown now "
                          f"{r.shown_rows_ms:.1f} ms ({r.every_row_ms / r.shown_rows_ms:.1f}x).")
-        parts.append("## One report and one redraw, before and after, side by side\n\n"
+        parts.append("## One report, one ask and one redraw, before and after, side by side\n\n"
                      + "\n".join(lines))
     for big in sorted(out.glob(f"{tag}*_big.csv")):
         df = pd.read_csv(big)
@@ -540,7 +549,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fast", default="2,0.5,0.2",
                    help="shorter intervals tried at the largest trial count, for the highest "
                         "rate the driver sustains ('' for none)")
-    p.add_argument("--seconds", type=float, default=60.0, help="each point's run (default 60)")
+    p.add_argument("--seconds", type=float, default=60.0,
+                   help="each point's run (default 60; 0: no run under load, for --costs or "
+                        "--big alone)")
     p.add_argument("--history", type=int, default=100,
                    help="complete trials the study holds before each point (default 100)")
     p.add_argument("--actors", type=int, default=4, help="actors the fake trials run on")
@@ -573,6 +584,7 @@ def main(argv: list[str] | None = None) -> None:
     counts = [int(x) for x in args.trials.split(",") if x]
     fast = [float(x) for x in args.fast.split(",") if x and counts]
     points = [(n, args.interval) for n in counts] + [(max(counts), s) for s in fast]
+    points = points if args.seconds > 0 else []
     if points:
         start_ray(max(counts))
     rows, big = [], []
@@ -595,16 +607,19 @@ def main(argv: list[str] | None = None) -> None:
     for label, url_of in storages.items():
         for n in counts if args.costs else []:
             costs.append(report_cost(bench, label, url_of(f"cost-{n}"), work, n, args.history))
-            print(f"{label:10} one report with {n:4} running: Optuna's study "
-                  f"{costs[-1]['optuna_study_ms']:.1f} ms, the driver's study "
-                  f"{costs[-1]['driver_study_ms']:.1f} ms", flush=True)
+            c = costs[-1]
+            print(f"{label:10} with {n:4} running, one report: Optuna's study "
+                  f"{c['optuna_study_ms']:.1f} ms, the driver's study {c['driver_study_ms']:.1f} "
+                  f"ms; one ask: {c['optuna_ask_ms']:.1f} and {c['driver_ask_ms']:.1f} ms",
+                  flush=True)
     if args.costs:
         drawn = render_cost(make_config(bench, "render", "sqlite://", work, max(counts)),
                             max(counts))
         print(f"live view of {drawn['running']} trials: every row {drawn['every_row_ms']:.1f} ms, "
               f"the rows shown {drawn['shown_rows_ms']:.1f} ms", flush=True)
         costs.append({"storage": "terminal", "running": drawn["running"],
-                      "optuna_study_ms": math.nan, "driver_study_ms": math.nan, **drawn})
+                      "optuna_study_ms": math.nan, "driver_study_ms": math.nan,
+                      "optuna_ask_ms": math.nan, "driver_ask_ms": math.nan, **drawn})
     if args.big:
         for label, url_of in storages.items():
             row = big_study(bench, label, url_of(f"big-{args.big}"), work, args.big)
