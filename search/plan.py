@@ -201,7 +201,7 @@ class DriverStudy(optuna.Study):
       attrs), and the storage is only asked for WAITING trials;
     - any other read that includes unfinished trials goes to the storage.
 
-    The runner asks on a thread of its own while its main thread answers reports and tells.
+    The runner asks and tells on a thread of its own while its main thread answers reports.
     """
 
     FINISHED_TTL_S = 30.0
