@@ -147,9 +147,8 @@ class SearchPlan:
         and run again. A new study under ``seeding: prior`` gets the priors' center as its first
         trial.
         """
-        optuna.create_study(
-            study_name=self.cfg.name, storage=storage, pruner=self.pruner(),
-            direction="minimize", load_if_exists=True,
+        optuna.create_study(  # creates the study in the storage; the driver's study is below
+            study_name=self.cfg.name, storage=storage, direction="minimize", load_if_exists=True,
         )
         study = DriverStudy(study_name=self.cfg.name, storage=storage, pruner=self.pruner())
         self.lease = DriverLease(study)

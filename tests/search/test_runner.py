@@ -361,8 +361,9 @@ def test_a_study_stopped_during_an_ask_queues_the_asked_trial_again(tmp_path, sh
     local_ray(num_cpus=2)
     cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=3, pruner={"name": "none"},
                                     workers={"cpus_per_trial": 1, "max_concurrent": 2}))
-    # Ctrl-C arrives while trial 2 is being asked for, before it runs.
-    _slow_third_ask(monkeypatch, 2.0, during=lambda: os.kill(os.getpid(), signal.SIGINT))
+    # SIGTERM (what a scheduler sends; Ctrl-C is handled the same way, but a shell ignores it in
+    # background jobs) arrives while trial 2 is being asked for, before it runs.
+    _slow_third_ask(monkeypatch, 2.0, during=lambda: os.kill(os.getpid(), signal.SIGTERM))
 
     def launch(run, coordinator):
         reports = 60 if run.number == 0 else 1
@@ -377,7 +378,7 @@ def test_a_study_stopped_during_an_ask_queues_the_asked_trial_again(tmp_path, sh
     assert trials[1].state == TrialState.COMPLETE
     for stopped in (trials[0], trials[2]):
         assert stopped.state == TrialState.FAIL
-        assert stopped.user_attrs["fail_reason"] == "interrupted (Ctrl-C)"
+        assert stopped.user_attrs["fail_reason"] == "stopped (SIGTERM)"
         again = [t for t in trials if t.user_attrs.get("retry_of") == stopped.number]
         assert [t.state for t in again] == [TrialState.WAITING]
         assert again[0].system_attrs["fixed_params"] == stopped.params
