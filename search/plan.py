@@ -281,6 +281,11 @@ class DriverStudy(optuna.Study):
         try:
             frozen = super().tell(trial, *args, **kwargs)
         except BaseException:
+            # Perhaps ended elsewhere (the dashboard): read them all again, and never lie about
+            # this trial as a running one.
+            number = trial if isinstance(trial, int) else getattr(trial, "number", None)
+            with self._keeping:
+                self._own.pop(number, None)
             self._changed(None)
             raise
         self._changed(self._storage.get_trial(frozen._trial_id))

@@ -9,6 +9,7 @@ import random
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from scaletune.search.plan import DriverStudy
@@ -143,3 +144,17 @@ def test_an_ask_reads_no_running_trial_from_the_storage(tmp_path, monkeypatch):
     reads.clear()
     complete = driver.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     assert [t.number for t in complete][-1] == trial.number and reads == []
+
+
+def test_a_trial_ended_elsewhere_is_no_longer_served_as_running(tmp_path):
+    plain, driver, _ = _studies(tmp_path)
+    trial = _draw(driver)
+    # Someone else (the dashboard with --allow-writes) ends the trial; the driver's tell fails.
+    plain.tell(trial.number, 1.0)
+    with pytest.raises(ValueError, match="Cannot tell a COMPLETE trial"):
+        driver.tell(trial, 2.0)
+    with driver.sampling():
+        running = driver.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        complete = driver.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    # Rule: the sampler sees it as it is stored: complete (1.0), not running.
+    assert running == [] and [t.value for t in complete] == [1.0]
