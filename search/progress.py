@@ -193,10 +193,11 @@ def _tally(study: optuna.Study) -> tuple[dict[str, int], list[float]]:
     FAIL trials queued again are left out."""
     counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
     durations = []
+    from scaletune.search.plan import ENDED
+
     # The ended trials only: the driver's study keeps them, where a read of every trial re-reads
     # the running ones from the storage (0.26 s at 256 running; search.plan.DriverStudy).
-    ended = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    for t in study.get_trials(deepcopy=False, states=ended):
+    for t in study.get_trials(deepcopy=False, states=ENDED):
         if t.user_attrs.get("retried", False):
             continue
         counts[t.state.name] += 1

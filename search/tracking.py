@@ -170,11 +170,11 @@ class Tracker:
         callback with ``(study, frozen_trial)``."""
         if not self.enabled:
             return
-        from optuna.trial import TrialState
+        from scaletune.search.plan import ENDED
 
         # The ended trials only: the driver's study keeps them (search.plan.DriverStudy).
-        ended = study.get_trials(deepcopy=False, states=[s for s in TrialState if s.is_finished()])
-        trial = next(t for t in ended if t.number == number)
+        trial = next(t for t in study.get_trials(deepcopy=False, states=ENDED)
+                     if t.number == number)
         if self.board_dir is not None:
             self._write_end(trial)
         for name, callback in self.callbacks.items():
