@@ -41,7 +41,6 @@ from scaletune.search.config import (
 )
 from scaletune.search.plan import n_finished
 from scaletune.search.progress import fmt_duration, fmt_params
-from scaletune.search.report import DERIVED
 from scaletune.search.space import (
     build_space,
     centers_outside,
@@ -59,6 +58,7 @@ from scaletune.search.storage import (
     with_driver,
 )
 from scaletune.search.studies import open_study
+from scaletune.search.summary import DERIVED
 from scaletune.trainer.errors import ConfigError, SetupError, first_line
 
 OPTIONS = {

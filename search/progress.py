@@ -220,8 +220,8 @@ def print_run_summary(console: Console, study: optuna.Study, cfg: StudyConfig, s
     compute and what pruning saved, where the study lives and the commands that come next.
     ``source`` is the study file as the user named it; ``storage`` the URL of ``run --storage``,
     which the next commands then name too. Returns the numbers, those of ``scaletune report``'s
-    summary.json (search.report.summarize)."""
-    from scaletune.search.report import summarize  # matplotlib and pandas: only at the end
+    summary.json (search.summary.summarize)."""
+    from scaletune.search.summary import summarize
 
     s = summarize(study, cfg)
     best, compute, pruning = s["best"], s["compute"], s["pruning"]

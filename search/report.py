@@ -68,14 +68,21 @@ from plotly.subplots import make_subplots
 from rich.console import Console
 from rich.table import Table
 
-from scaletune.heuristics import laws
 from scaletune.heuristics.priors import FITTED_CITATION
 from scaletune.search import hparams
 from scaletune.search.config import MedianPrunerConfig, Param, StudyConfig
 from scaletune.search.noise import floor_of, measured_floor, seed_groups
 from scaletune.search.pruners import PREDICTION_ATTRS, audit, replay
-from scaletune.search.storage import mask_url
 from scaletune.search.studies import open_study
+from scaletune.search.summary import (
+    DERIVED,
+    best_trial,
+    flops,
+    non_embedding_params,
+    summarize,
+    token_budget,
+    tokens_trained,
+)
 
 STATE_COLOURS = {
     "COMPLETE": "#1f77b4",
@@ -85,11 +92,6 @@ STATE_COLOURS = {
     "WAITING": "#bbbbbb",
 }
 LOSS_LABEL = "validation loss (nats/token)"
-DERIVED = ("weight_decay", "tau", "warmup_steps", "tokens_per_step")
-"""Trial user attrs computed from the sampled parameters (search.space.trial_config). Its
-``steps`` attr is left out: it is the planned number of steps, which trials.csv shows as
-``steps_planned`` beside ``steps_trained`` (the runner records what a trial trained as the
-``steps_trained`` attr and keeps ``steps``)."""
 DPI = 110
 FIGSIZE = (9.0, 5.5)
 MARKERS = {"circle": "o", "x": "x", "star": "*", "diamond": "D", "line-ns": "|"}
@@ -123,37 +125,6 @@ DATA_FILES = {
 
 
 # --------------------------------------------------------------------------- per-trial numbers
-
-
-def tokens_trained(t: FrozenTrial) -> int:
-    """Tokens a trial trained: what its worker reported, else its last evaluation."""
-    seen = t.user_attrs.get("tokens_seen")
-    if seen is not None:
-        return int(seen)
-    return int(max(t.intermediate_values, default=0))
-
-
-def token_budget(t: FrozenTrial, cfg: StudyConfig) -> int:
-    """Tokens the trial would have trained to the end: planned steps x tokens per step.
-
-    The trainer runs ceil(tokens_per_trial / tokens_per_step) steps, so the last step may go
-    past tokens_per_trial.
-    """
-    per_step = t.user_attrs.get("tokens_per_step")
-    if per_step:
-        return math.ceil(cfg.tokens_per_trial / int(per_step)) * int(per_step)
-    return cfg.tokens_per_trial
-
-
-def non_embedding_params(t: FrozenTrial, cfg: StudyConfig) -> int:
-    """N = 12 * n_layer * n_embd^2 of this trial's model (a study may search model.n_embd)."""
-    n_layer = int(t.params.get("model.n_layer", cfg.model.n_layer))
-    n_embd = int(t.params.get("model.n_embd", cfg.model.n_embd))
-    return laws.non_embedding_params(n_layer, n_embd)
-
-
-def flops(params: int, tokens: int) -> float:
-    return laws.flops_6nd(params, tokens) if tokens > 0 else 0.0
 
 
 def params_by_form(cfg: StudyConfig) -> dict[str, Param]:
@@ -228,63 +199,6 @@ def trials_frame(study: optuna.Study, cfg: StudyConfig) -> pd.DataFrame:
     head = ["number", "state", "value", "best_val_loss", "final_val_loss"]
     rest = [c for c in frame.columns if c not in head + params + derived]
     return frame[head + params + derived + rest]
-
-
-def summarize(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
-    """Best trial, trials by state, compute spent and compute saved by pruning."""
-    trials = study.get_trials(deepcopy=False)
-    by_state: dict[str, dict[str, float]] = {}
-    saved_tokens = 0
-    saved_flops = 0.0
-    for t in trials:
-        n = non_embedding_params(t, cfg)
-        trained = tokens_trained(t)
-        entry = by_state.setdefault(t.state.name, {"trials": 0, "tokens": 0, "flops_6nd": 0.0})
-        entry["trials"] += 1
-        entry["tokens"] += trained
-        entry["flops_6nd"] += flops(n, trained)
-        if t.state == TrialState.PRUNED:
-            missing = max(0, token_budget(t, cfg) - trained)
-            saved_tokens += missing
-            saved_flops += flops(n, missing)
-    spent_tokens = sum(e["tokens"] for e in by_state.values())
-    spent_flops = sum(e["flops_6nd"] for e in by_state.values())
-    best = _best(trials)
-    wall = [t.user_attrs["wall_time_s"] for t in trials if "wall_time_s" in t.user_attrs]
-    starts = [t.datetime_start for t in trials if t.datetime_start]
-    ends = [t.datetime_complete for t in trials if t.datetime_complete]
-    return {
-        "study": study.study_name,
-        "storage": mask_url(cfg.storage_url),
-        "tokens_per_trial": cfg.tokens_per_trial,
-        "trials": {state: int(e["trials"]) for state, e in by_state.items()},
-        "best": None if best is None else {
-            "number": best.number,
-            "value": best.value,
-            "params": dict(best.params),
-            "derived": {k: best.user_attrs[k] for k in DERIVED if k in best.user_attrs},
-            "tokens_trained": tokens_trained(best),
-        },
-        "compute": {
-            "tokens_trained": int(spent_tokens),
-            "flops_6nd": spent_flops,
-            "by_state": by_state,
-            "trial_wall_time_s": float(sum(wall)),
-            "study_wall_time_s": (max(ends) - min(starts)).total_seconds() if starts and ends
-            else None,
-            "convention": "C = 6*N*D; N non-embedding = 12*n_layer*n_embd^2 (Kaplan, "
-                          "arXiv 2001.08361); D the tokens each trial trained",
-        },
-        "pruning": {
-            "pruned_trials": int(by_state.get("PRUNED", {}).get("trials", 0)),
-            "tokens_saved": int(saved_tokens),
-            "flops_saved": saved_flops,
-            "fraction_saved": saved_tokens / (spent_tokens + saved_tokens)
-            if spent_tokens + saved_tokens else 0.0,
-            "definition": "tokens each pruned trial did not train of its full budget "
-                          "(ceil(tokens_per_trial / tokens_per_step) steps x tokens per step)",
-        },
-    }
 
 
 AUDIT_TRIALS = 500
@@ -507,11 +421,6 @@ def _finished(study: optuna.Study) -> list[FrozenTrial]:
             if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
 
 
-def _best(trials: list[FrozenTrial]) -> FrozenTrial | None:
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    return min(complete, key=lambda t: t.value) if complete else None
-
-
 def _last_value(t: FrozenTrial) -> float | None:
     if not t.intermediate_values:
         return None
@@ -706,7 +615,7 @@ def plot_curves(study: optuna.Study, out: Path, notes: list[str]) -> Drawn | Non
     if not trials:
         notes.append("learning curves skipped: no trial reported a validation loss")
         return None
-    best = _best(trials)
+    best = best_trial(trials)
     counts = {s: sum(t.state.name == s for t in trials) for s in STATE_COLOURS}
     curves = {}
     for t in trials:
@@ -842,7 +751,7 @@ def prior_rows(study: optuna.Study, cfg: StudyConfig) -> list[PriorRow]:
     recorded one, the range searched, the values tried and the best trial's value."""
     priors = study.user_attrs.get("priors") or {}
     finished = _finished(study)
-    best = _best(finished)
+    best = best_trial(finished)
     rows = []
     for key, param in cfg.search.params.items():
         hp = hparams.HPARAMS[key]

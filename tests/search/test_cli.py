@@ -19,8 +19,8 @@ from rich.console import Console
 
 from scaletune.search.config import load_study, validate_study
 from scaletune.search.progress import SHOWN_ROWS, StudyProgress, fmt_params
-from scaletune.search.report import summarize
 from scaletune.search.storage import mask_url
+from scaletune.search.summary import summarize
 from tests.search.helpers import tiny_study, write_study
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,0 +1,121 @@
+"""What ``scaletune run`` prints at its end and ``scaletune report`` writes to summary.json: the
+best trial, the trials by state, the compute spent and what pruning saved.
+
+Apart from the report's figures (search.report), so that the end of a run imports no plotting
+library: matplotlib, pandas and plotly cost a laptop about 0.8 s to import.
+
+Compute is C = 6 * N * D (Kaplan et al., arXiv 2001.08361) with N the non-embedding parameters
+12 * n_layer * n_embd^2 and D the tokens a trial actually trained: a pruned trial counts what it
+trained, and what it did not train of its budget is the compute pruning saved.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from scaletune.heuristics import laws
+from scaletune.search.config import StudyConfig
+from scaletune.search.storage import mask_url
+
+DERIVED = ("weight_decay", "tau", "warmup_steps", "tokens_per_step")
+"""Trial user attrs computed from the sampled parameters (search.space.trial_config). Its
+``steps`` attr is left out: it is the planned number of steps, which trials.csv shows as
+``steps_planned`` beside ``steps_trained`` (the runner records what a trial trained as the
+``steps_trained`` attr and keeps ``steps``)."""
+
+
+def tokens_trained(t: FrozenTrial) -> int:
+    """Tokens a trial trained: what its worker reported, else its last evaluation."""
+    seen = t.user_attrs.get("tokens_seen")
+    if seen is not None:
+        return int(seen)
+    return int(max(t.intermediate_values, default=0))
+
+
+def token_budget(t: FrozenTrial, cfg: StudyConfig) -> int:
+    """Tokens the trial would have trained to the end: planned steps x tokens per step.
+
+    The trainer runs ceil(tokens_per_trial / tokens_per_step) steps, so the last step may go
+    past tokens_per_trial.
+    """
+    per_step = t.user_attrs.get("tokens_per_step")
+    if per_step:
+        return math.ceil(cfg.tokens_per_trial / int(per_step)) * int(per_step)
+    return cfg.tokens_per_trial
+
+
+def non_embedding_params(t: FrozenTrial, cfg: StudyConfig) -> int:
+    """N = 12 * n_layer * n_embd^2 of this trial's model (a study may search model.n_embd)."""
+    n_layer = int(t.params.get("model.n_layer", cfg.model.n_layer))
+    n_embd = int(t.params.get("model.n_embd", cfg.model.n_embd))
+    return laws.non_embedding_params(n_layer, n_embd)
+
+
+def flops(params: int, tokens: int) -> float:
+    return laws.flops_6nd(params, tokens) if tokens > 0 else 0.0
+
+
+def best_trial(trials: list[FrozenTrial]) -> FrozenTrial | None:
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    return min(complete, key=lambda t: t.value) if complete else None
+
+
+def summarize(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
+    """Best trial, trials by state, compute spent and compute saved by pruning."""
+    trials = study.get_trials(deepcopy=False)
+    by_state: dict[str, dict[str, float]] = {}
+    saved_tokens = 0
+    saved_flops = 0.0
+    for t in trials:
+        n = non_embedding_params(t, cfg)
+        trained = tokens_trained(t)
+        entry = by_state.setdefault(t.state.name, {"trials": 0, "tokens": 0, "flops_6nd": 0.0})
+        entry["trials"] += 1
+        entry["tokens"] += trained
+        entry["flops_6nd"] += flops(n, trained)
+        if t.state == TrialState.PRUNED:
+            missing = max(0, token_budget(t, cfg) - trained)
+            saved_tokens += missing
+            saved_flops += flops(n, missing)
+    spent_tokens = sum(e["tokens"] for e in by_state.values())
+    spent_flops = sum(e["flops_6nd"] for e in by_state.values())
+    best = best_trial(trials)
+    wall = [t.user_attrs["wall_time_s"] for t in trials if "wall_time_s" in t.user_attrs]
+    starts = [t.datetime_start for t in trials if t.datetime_start]
+    ends = [t.datetime_complete for t in trials if t.datetime_complete]
+    return {
+        "study": study.study_name,
+        "storage": mask_url(cfg.storage_url),
+        "tokens_per_trial": cfg.tokens_per_trial,
+        "trials": {state: int(e["trials"]) for state, e in by_state.items()},
+        "best": None if best is None else {
+            "number": best.number,
+            "value": best.value,
+            "params": dict(best.params),
+            "derived": {k: best.user_attrs[k] for k in DERIVED if k in best.user_attrs},
+            "tokens_trained": tokens_trained(best),
+        },
+        "compute": {
+            "tokens_trained": int(spent_tokens),
+            "flops_6nd": spent_flops,
+            "by_state": by_state,
+            "trial_wall_time_s": float(sum(wall)),
+            "study_wall_time_s": (max(ends) - min(starts)).total_seconds() if starts and ends
+            else None,
+            "convention": "C = 6*N*D; N non-embedding = 12*n_layer*n_embd^2 (Kaplan, "
+                          "arXiv 2001.08361); D the tokens each trial trained",
+        },
+        "pruning": {
+            "pruned_trials": int(by_state.get("PRUNED", {}).get("trials", 0)),
+            "tokens_saved": int(saved_tokens),
+            "flops_saved": saved_flops,
+            "fraction_saved": saved_tokens / (spent_tokens + saved_tokens)
+            if spent_tokens + saved_tokens else 0.0,
+            "definition": "tokens each pruned trial did not train of its full budget "
+                          "(ceil(tokens_per_trial / tokens_per_step) steps x tokens per step)",
+        },
+    }
