@@ -324,7 +324,9 @@ def _drive(
     # of one thread.
     pool = ThreadPoolExecutor(1, thread_name_prefix="storage")
     asking: Future | None = None
-    ending: dict[int, Future] = {}  # trial number -> its tell, in the order they ended
+    # Trial number -> its tell and the trial, in the order they ended. A trial whose tell
+    # fails is running again for the stop: stopped, queued again or named (_write_failed).
+    ending: dict[int, tuple[Future, TrialRun]] = {}
     writes: list[Future] = []  # the workers' attrs of trials that started
 
     def storage(job: Callable[..., Any], *args: Any) -> Future:
@@ -348,10 +350,14 @@ def _drive(
                 interrupt.check()
                 plan.lease.refresh()
                 told = False
-                while ending and next(iter(ending.values())).done():
-                    number, future = next(iter(ending.items()))
+                while ending and next(iter(ending.values()))[0].done():
+                    number, (future, ended) = next(iter(ending.items()))
                     del ending[number]
-                    state, value, reason = future.result()
+                    try:
+                        state, value, reason = future.result()
+                    except BaseException:
+                        running[number] = ended
+                        raise
                     progress.finished(number, state, value, reason)
                     tracker.finished(study, number)
                     failures_in_a_row = 0 if state != "FAIL" else failures_in_a_row + 1
@@ -393,7 +399,8 @@ def _drive(
                 serve(messages)
                 for ref in done:
                     number = next(n for n, r in running.items() if r.extra["ref"] == ref)
-                    ending[number] = storage(_finish, study, running.pop(number), cfg)
+                    ended = running.pop(number)
+                    ending[number] = (storage(_finish, study, ended, cfg), ended)
                 progress.refresh()
             if failures_in_a_row >= max_consecutive_failures:
                 console.print(f"[red]stopped: {failures_in_a_row} trials failed in a row; "
@@ -401,11 +408,16 @@ def _drive(
     finally:
         # Stopped (Ctrl-C, an error) while the storage thread worked: its writes finish; a
         # trial asked for but not launched is stopped and queued again with the running ones.
-        for future in [*writes, *ending.values()]:
+        for future in writes:
             try:
                 future.result()
             except Exception:  # noqa: BLE001 - raised in the loop, or the study stops anyway
                 pass
+        for number, (future, ended) in ending.items():
+            try:
+                future.result()
+            except Exception:  # noqa: BLE001 - the study stops anyway; the trial with the others
+                running[number] = ended
         if asking is not None:
             try:
                 run = asking.result()

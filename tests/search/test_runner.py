@@ -480,3 +480,41 @@ def test_dashboard_serves_the_study_on_loopback(tmp_path, shakespeare):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=10)
+
+
+def test_a_trial_whose_end_cannot_be_written_is_named_and_runs_again(tmp_path, shakespeare,
+                                                                     local_ray, monkeypatch):
+    import sqlalchemy.exc
+
+    from scaletune.search import runner
+    from scaletune.trainer.errors import StorageError
+
+    local_ray(num_cpus=2)
+    cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=3, pruner={"name": "none"},
+                                    workers={"cpus_per_trial": 1, "max_concurrent": 1}))
+    finish = runner._finish
+
+    def full_disk_at_trial_1(study, run, cfg):
+        if run.number == 1:  # the disk fills as trial 1's end is written
+            raise sqlalchemy.exc.OperationalError(
+                "UPDATE trials SET state=?", {}, Exception("database or disk is full"))
+        return finish(study, run, cfg)
+
+    def launch(run, coordinator):
+        return _reporting_trial.remote(run.number, cfg.eval_interval, 2, 0.0, coordinator)
+
+    monkeypatch.setattr(runner, "_finish", full_disk_at_trial_1)
+    with pytest.raises(StorageError) as stopped:
+        run_study(cfg, launch=launch)
+    # The stop names trial 1, which is left RUNNING (nothing more is written once a write
+    # failed), beside trial 0, which was told.
+    assert "trials [1] were stopped and will run again" in str(stopped.value)
+    assert [t.state for t in load(cfg).trials] == [TrialState.COMPLETE, TrialState.RUNNING]
+
+    monkeypatch.setattr(runner, "_finish", finish)
+    run_study(cfg, launch=launch)  # the same study again, once there is room
+    trials = load(cfg).trials
+    assert trials[1].state == TrialState.FAIL  # recovered as a stopped driver's trial
+    again = [t for t in trials if t.user_attrs.get("retry_of") == 1]
+    assert [t.state for t in again] == [TrialState.COMPLETE]
+    assert n_finished(load(cfg)) == 3
