@@ -16,6 +16,12 @@ others is scored on the task left out.
 
     python -m benchmarks.pruner_replay [--suite benchmarks/results/suite]
 
+Two rows are not pruners but ceilings, for reading the others: a pruner that knew every trial's
+final loss and stopped, at its first evaluation, each trial that would end worse than the best
+complete trial before it by more than the noise floor (1%), as the predicted pruner compares; and
+the same pruner allowed to decide only from 20% of the budget on. No pruner that compares with
+the complete trials can save more than the first without false prunes.
+
 The studies are copied to a temporary folder and opened there, so a suite that is still being
 written is never touched. Writes benchmarks/results/pruners/pruner_replay.csv and .md.
 """
@@ -46,6 +52,37 @@ STARTUPS = (2, 4)
 """The predicted pruner's grid: its two constants chosen on these studies (n_startup_trials,
 margin), each pair replayed on every study."""
 OUT = Path(__file__).parent / "results" / "pruners"
+
+
+CEILINGS = {
+    "ceiling: final losses known, stopped at the first evaluation": 0.0,
+    "ceiling: final losses known, stopped from 20% of the budget": 0.2,
+}
+"""Rows of a pruner that knows each trial's final loss (Hindsight), by the earliest fraction of
+the budget it may stop a trial at."""
+
+
+def hindsight(trials: list[Any], budget: int, after: float) -> Any:
+    """An Optuna pruner for a replay of ``trials``: it knows each one's final loss, and stops a
+    trial at its first evaluation from ``after`` x ``budget`` tokens on when that loss is worse
+    than the best of the complete trials before it by more than the noise floor (two of them
+    first, as the predicted pruner's default ``n_startup_trials``)."""
+    from optuna.pruners import BasePruner
+    from optuna.trial import TrialState
+
+    from scaletune.search.config import NOISE_FLOOR, PREDICTED_STARTUP
+
+    finals = [t.value for t in trials]  # the replay's trial i is trials[i]
+
+    class Hindsight(BasePruner):
+        def prune(self, study: Any, trial: Any) -> bool:
+            complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if len(complete) < PREDICTED_STARTUP or trial.last_step < after * budget:
+                return False
+            best = min(t.value for t in complete)
+            return finals[trial.number] > best * (1 + NOISE_FLOOR)
+
+    return Hindsight()
 
 
 def load(suite: Path, workdir: Path) -> dict[tuple[str, int], tuple[Any, list[Any]]]:
@@ -92,6 +129,10 @@ def replay_all(studies: dict[tuple[str, int], tuple[Any, list[Any]]]) -> Any:
     for (task, seed), (cfg, trials) in studies.items():
         for label, spec in runs:
             pruner = pruner_config.validate_python(spec).build(cfg)
+            result = audit(replay(pruner, trials), cfg.tokens_per_trial)
+            rows.append({"task": task, "seed": seed, "pruner": label, **result})
+        for label, after in CEILINGS.items():
+            pruner = hindsight(trials, cfg.tokens_per_trial, after)
             result = audit(replay(pruner, trials), cfg.tokens_per_trial)
             rows.append({"task": task, "seed": seed, "pruner": label, **result})
     return pd.DataFrame(rows)
@@ -147,7 +188,10 @@ def markdown(summary: Any, held_out: Any, command: str) -> str:
         "in-memory study, trials in their order, one at a time, should_prune() after every "
         "evaluation). Compute saved: tokens not trained over those of every complete trial run "
         "to the end, mean over studies (and the worst study). False prunes: stopped trials that "
-        "ended within 1% of their study's best. Diverged trials are left out.", "",
+        "ended within 1% of their study's best. Diverged trials are left out. The two ceilings "
+        "are not pruners: they know each trial's final loss and stop, at the first evaluation "
+        "allowed, every trial that ends worse than the best complete trial before it by more "
+        "than 1%.", "",
         "| pruner | studies | trials | stopped | compute saved (mean) | worst study | false prunes |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import optuna
 import pandas as pd
+import pytest
 
 from benchmarks import pruner_replay
 from scaletune.search.config import validate_study
@@ -40,3 +41,12 @@ def test_replay_writes_a_row_per_pruner_and_study_and_leaves_the_suite_alone(tmp
     assert "| predicted (scaletune) | 1 | 6 |" in (tmp_path / "out" / "pruner_replay.md").read_text()
     # Rule: the suite's study was read from a copy, not opened where it lies.
     assert db.read_bytes() == before
+    # Rule: the ceiling stops, at the first evaluation, every trial after the first two that
+    # ends more than 1% above the best complete trial before it (2.1, 2.3, 6.0 and 2.05 > 2.02).
+    first, later = (rows[rows["pruner"] == label].iloc[0] for label in pruner_replay.CEILINGS)
+    assert first["stopped"] == 4 and first["false_prunes"] == 0
+    assert first["compute_saved"] == pytest.approx(4 / 6 * (1 - every / budget))
+    # From 20% of the budget on: the same four, at the first evaluation there.
+    at = min(s for s in range(every, budget + 1, every) if s >= 0.2 * budget)
+    assert later["stopped"] == 4
+    assert later["compute_saved"] == pytest.approx(4 / 6 * (1 - at / budget))
