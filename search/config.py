@@ -336,14 +336,14 @@ MARGIN = 1.5
 drops. Chosen with PREDICTED_STARTUP on the suite's random-search studies (python -m
 benchmarks.pruner_replay, benchmarks/results/pruners), drops regressed on lr: of the grid
 n_startup_trials 2 or 4 x margin 0, 0.25, 0.5, 1, 1.5, the point with no false prune on all 18
-studies that saves the most is (2, 1): 43.9% saved. Left one task out, that rule picks (2, 1) for
-five tasks (no false prune on any of them) and (2, 0) for shakespeare-bpe (five false prunes
+studies that saves the most is (2, 1): 43.4% saved. Left one task out, that rule picks (2, 1) for
+five tasks (no false prune on any of them) and (2, 0) for shakespeare-bpe (four false prunes
 there: its high-lr runs fall the most at the end). As before, the default goes one step past the
-fit, to 1.5, for tasks the suite does not hold: 40.5% saved, no false prune."""
+fit, to 1.5, for tasks the suite does not hold: 40.1% saved, no false prune."""
 
 PREDICTED_STARTUP = 2
 """Default n_startup_trials of the predicted pruner: see MARGIN (4 saves 9 points less at
-margin 1.5, 31.5%, with no false prune either)."""
+margin 1.5, 30.9%, with no false prune either)."""
 
 
 class PredictedPrunerConfig(_Strict):
@@ -587,7 +587,7 @@ class StudyConfig(_Strict):
     """Default: pruning on the predicted final loss. On the suite's six tasks (3 seeds each,
     benchmarks/results/suite/suite.md) its studies' mean best loss at 8 trial-equivalents is no
     worse than the median pruner's on any task and lower on two (by 1.3% and 1.2%); replayed on
-    unpruned studies it saves more compute (40.5% against 31.4%) with no false prune (median:
+    unpruned studies it saves more compute (40.1% against 31.4%) with no false prune (median:
     one). ``pruner: {name: median}`` is the pruner that was the default before."""
     seeding: Literal["prior", "none"] = "prior"
     """prior: enqueue the priors' center, draw start-up trials from the priors. none: plain Optuna.

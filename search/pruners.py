@@ -90,7 +90,9 @@ class PredictedFinalPruner(BasePruner):
     same point of the schedule, by the noise of its large steps that the decay takes away, so
     the drops of low-lr runs understate what is left to a high-lr run (the replay on the suite
     saw exactly such runs pruned and ending within 1% of the best). The prediction is then the
-    fitted drop at the trial's lr, its interval the residuals around it. The trial is stopped
+    fitted drop at the trial's lr, its interval the residuals around it, widened by ``beyond``
+    for a trial whose lr lies outside the complete trials' (the line is extrapolated there, and
+    the wider the further out). The trial is stopped
     when the interval's low end is above the k-th best final loss times ``1 + noise_floor``.
 
     Args:
@@ -205,7 +207,9 @@ class PredictedFinalPruner(BasePruner):
             design = np.column_stack([np.ones(len(x)), x])
             coef = np.linalg.lstsq(design, d, rcond=None)[0]
             mid = float(coef[0] + coef[1] * x0)
-            d = mid + (d - design @ coef)  # the residuals around the drop at this trial's lr
+            # The residuals around the drop at this trial's lr; beyond the complete trials' lrs
+            # the line is extrapolated, and they widen as a regression's prediction does.
+            d = mid + (d - design @ coef) * beyond(x, x0)
         wide = self._margin * float(d.max() - d.min())
         log_loss = math.log(loss)
         return Prediction(
@@ -229,6 +233,22 @@ class PredictedFinalPruner(BasePruner):
             return None
         at, loss = zip(*points, strict=True)
         return math.log(t.value) - float(np.interp(here, at, np.log(loss)))
+
+
+def beyond(x: Sequence[float], x0: float) -> float:
+    """How much wider a fitted line's prediction interval is at ``x0`` than at the nearest end
+    of the range of ``x``: sqrt((1 + h(x0)) / (1 + h(end))), with h the leverage
+    1/n + (v - mean)^2 / Sxx of ordinary least squares. 1 within the range."""
+    xs = np.asarray(x, dtype=float)
+    end = min(max(x0, float(xs.min())), float(xs.max()))
+    if end == x0:
+        return 1.0
+    mean, sxx = float(xs.mean()), float(((xs - xs.mean()) ** 2).sum())
+
+    def leverage(v: float) -> float:
+        return 1 / len(xs) + (v - mean) ** 2 / sxx
+
+    return math.sqrt((1 + leverage(x0)) / (1 + leverage(end)))
 
 
 def lr_area_progress(budget: int, optim: Any) -> Progress:

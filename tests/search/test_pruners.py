@@ -278,3 +278,32 @@ def test_a_high_lr_trial_is_predicted_from_the_drop_fitted_at_its_lr():
 
     assert not stopped("lr")
     assert stopped(None)
+
+
+def test_an_lr_beyond_the_complete_trials_widens_the_interval_the_further_out_it_lies():
+    """The drop regressed on lr is extrapolated for a trial whose lr lies outside the complete
+    trials' lrs: its interval widens with the distance, as a regression's prediction interval
+    does; within the range it is the residuals' spread."""
+    lr = optuna.distributions.FloatDistribution(1e-5, 10.0, log=True)
+    pruner = PredictedFinalPruner(BUDGET, n_startup_trials=4, margin=0.0)
+    study = optuna.create_study(direction="minimize", pruner=optuna.pruners.NopPruner())
+    # Drops that grow with lr, with some scatter around the line.
+    for k, scatter in ((0, 0.02), (1, -0.03), (2, 0.01), (3, -0.01), (4, 0.02)):
+        c = 0.3 + 0.1 * k + scatter
+        final = 2.0
+        study.add_trial(optuna.trial.create_trial(
+            params={"lr": 1e-3 * 2**k}, distributions={"lr": lr}, value=final,
+            intermediate_values={s: final * math.exp(c * (1 - s / BUDGET)) for s in STEPS}))
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+
+    def width(k: float) -> float:
+        running = optuna.trial.create_trial(
+            params={"lr": 1e-3 * 2**k}, distributions={"lr": lr}, state=TrialState.RUNNING,
+            intermediate_values={300: 3.0})
+        p = pruner.predict(running, complete)
+        return math.log(p.high / p.low)
+
+    inside, edge, out, far = width(2.5), width(4), width(6), width(10)
+    assert inside == pytest.approx(edge)  # the residuals' spread, within the range
+    assert edge < out < far
+    assert far > 1.5 * edge
