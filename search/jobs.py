@@ -118,13 +118,12 @@ def submit(cfg: StudyConfig, study_file: str, url: str, options: dict[str, Any],
             f"{_when(j.start_time)}); one study has one driver at a time. Wait for it to "
             f"finish or stop it (`scaletune stop {study_file}`), then run this command again.")
     job_id = f"{PREFIX}{re.sub(r'[^A-Za-z0-9_.-]', '-', cfg.name)}-{uuid.uuid4().hex[:8]}"
-    jobs.submit_job(
-        entrypoint=entrypoint(path, options), submission_id=job_id,
-        metadata={METADATA: cfg.name, "study_file": str(path),
-                  "submitted_from": socket.gethostname()},
-        runtime_env={"env_vars": {lease.JOB_ENV: job_id,
-                                  "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_WAIT_S)}},
-    )
+    _submit(jobs, url,
+            entrypoint=entrypoint(path, options), submission_id=job_id,
+            metadata={METADATA: cfg.name, "study_file": str(path),
+                      "submitted_from": socket.gethostname()},
+            runtime_env={"env_vars": {lease.JOB_ENV: job_id,
+                                      "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_WAIT_S)}})
     out = _printer(console)
     out(f"submitted study {cfg.name} as Ray job {job_id} to {url}")
     status, logs = _wait_for_driver(jobs, job_id)
@@ -148,6 +147,31 @@ def submit(cfg: StudyConfig, study_file: str, url: str, options: dict[str, Any],
     for command, what in follow:
         out(f"  {command:<{width}}   {what}")
     return 0
+
+
+AGENT_WAIT_S = 30.0
+"""How long ``submit`` keeps offering a job to a cluster whose job agent is not up yet: a head
+node just started (``ray start --head``) answers "No available agent to submit job, please try
+again later" for a few seconds, longer on a busy machine."""
+NO_AGENT = "No available agent to submit job"
+
+
+def _submit(jobs: Any, url: str, **job: Any) -> None:
+    """``jobs.submit_job(**job)``, tried again every second for up to AGENT_WAIT_S while the
+    cluster's job agent is still starting; SetupError naming the server when it fails."""
+    deadline = time.monotonic() + AGENT_WAIT_S
+    while True:
+        try:
+            jobs.submit_job(**job)
+            return
+        except RuntimeError as e:
+            said = first_line(e).rstrip(".")
+            if NO_AGENT in said and time.monotonic() < deadline:
+                time.sleep(1.0)
+                continue
+            waited = f" (for {AGENT_WAIT_S:.0f} s)" if NO_AGENT in said else ""
+            raise SetupError(f"the Ray job server at {url} refused the study's job{waited}: "
+                             f"{said}") from None
 
 
 def _wait_for_driver(jobs: Any, job_id: str) -> tuple[str, str]:

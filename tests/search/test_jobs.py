@@ -95,6 +95,40 @@ def test_the_job_runs_the_study_file_at_its_path_joined_to_its_cluster():
     assert command == "scaletune run '/shared/my studies/s.yaml' --address auto --n-trials 6"
 
 
+class _StartingHead:
+    """Ray's job client as a head node just started answers it: its job agent is not up for
+    the first ``refusals`` submissions (the message is Ray 2.60's)."""
+
+    def __init__(self, refusals: int) -> None:
+        self.refusals, self.submitted = refusals, []
+
+    def submit_job(self, **job) -> str:
+        if self.refusals:
+            self.refusals -= 1
+            raise RuntimeError("Request failed with status code 500: No available agent to "
+                               "submit job, please try again later..")
+        self.submitted.append(job)
+        return job["submission_id"]
+
+
+def test_a_job_is_offered_again_while_the_clusters_job_agent_starts(monkeypatch):
+    from scaletune.search import jobs
+    from scaletune.trainer.errors import SetupError
+
+    slept = []
+    monkeypatch.setattr(jobs.time, "sleep", slept.append)
+    head = _StartingHead(refusals=3)
+    jobs._submit(head, "http://127.0.0.1:8265", submission_id="scaletune-s-1", entrypoint="x")
+    # Rule: refused three times while the agent starts, submitted on the fourth, once.
+    assert [j["submission_id"] for j in head.submitted] == ["scaletune-s-1"]
+    assert slept == [1.0, 1.0, 1.0]
+    # Rule: a cluster whose agent never comes is one clear error, after AGENT_WAIT_S.
+    monkeypatch.setattr(jobs, "AGENT_WAIT_S", 0.0)
+    with pytest.raises(SetupError, match=r"the Ray job server at http://127.0.0.1:8265 refused "
+                                         r"the study's job \(for 0 s\): .*No available agent"):
+        jobs._submit(_StartingHead(refusals=1), "http://127.0.0.1:8265", submission_id="b")
+
+
 def test_the_lease_of_a_detached_driver_names_its_job(monkeypatch):
     monkeypatch.setenv(lease.JOB_ENV, "scaletune-tiny-0a1b2c3d")
     study = optuna.create_study()
