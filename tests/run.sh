@@ -26,5 +26,9 @@ run_pytest() {
     return "$code"
 }
 
-run_pytest -m "not slow"
-run_pytest -m slow --durations=10  # the slowest end-to-end tests, for keeping CI short
+# Two tests at a time (pytest-xdist): most of a slow test's time is spent waiting on processes
+# it starts (Ray, trainers, a driver), so two share 2 cores well. A test that reads the whole
+# machine's listening ports (marked alone) would see the other test's, so it runs by itself.
+run_pytest -m "not slow and not alone" -n 2
+run_pytest -m "slow and not alone" -n 2 --durations=10  # the slowest, for keeping CI short
+run_pytest -m alone

@@ -333,8 +333,8 @@ def test_real_study_export_and_train(tmp_path, shakespeare):
     raw = tiny_study(tmp_path, shakespeare, n_trials=2)
     path = write_study(tmp_path, raw)
     cfg = load_study(path)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             object_store_memory=100 * 1024**2)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             configure_logging=False, object_store_memory=100 * 1024**2)
     try:
         study = run_study(cfg)
     finally:

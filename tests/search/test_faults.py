@@ -137,7 +137,7 @@ def study_with_bad_trials(tmp_path_factory, shakespeare):
             p for p in (str(hook), os.environ.get("PYTHONPATH")) if p))
         mp.setenv("SCALETUNE_TEST_OOM_LR", repr(OOM_LR))
         mp.setenv("SCALETUNE_CACHE", str(tmp_path_factory.getbasetemp() / "token-cache"))
-        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False,
+        ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False,
                  configure_logging=False, object_store_memory=100 * 1024**2)
         try:
             with warnings.catch_warnings():

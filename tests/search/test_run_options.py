@@ -73,7 +73,7 @@ def summary_next_lines(tmp_path: Path, storage: str | None) -> list[str]:
     study = make_study(ran.model_copy(update={"storage": f"sqlite:///{tmp_path / 'other.db'}"}))
     add_trial(study, ran, params(3e-3), 2.4)
     out = io.StringIO()
-    print_run_summary(Console(file=out, width=300), study, ran, str(path), 5.0, storage=storage)
+    print_run_summary(Console(file=out, width=1000), study, ran, str(path), 5.0, storage=storage)
     lines = out.getvalue().splitlines()
     first = next(i for i, line in enumerate(lines) if line.startswith("  next"))
     return [line[11:] for line in lines[first:]]

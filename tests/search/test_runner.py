@@ -33,11 +33,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def local_ray():
-    """A fresh local Ray cluster per test; the study's driver joins it."""
+    """A fresh local Ray cluster per test; the study's driver joins it. Its own, even while
+    another Ray cluster runs on this machine (``ray start``, or another test's): without
+    ``address="local"``, ray.init joins that one."""
     started = []
 
     def start(**kwargs):
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
+        ray.init(address="local", include_dashboard=False, log_to_driver=False,
+                 configure_logging=False,
                  object_store_memory=100 * 1024**2, **kwargs)
         started.append(True)
 

@@ -362,6 +362,7 @@ RAY_LISTENERS = {"driver", "gcs_server", "raylet", "ray::IDLE", "ray::DashboardA
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # every listening port of the machine is read: no other test may run
 def test_a_local_study_starts_ray_with_token_authentication_on_loopback_only(tmp_path,
                                                                             shakespeare,
                                                                             monkeypatch):
