@@ -538,6 +538,21 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors, data:
     study.set_user_attr("fingerprint", cfg.fingerprint())
 
 
+def pruner_note(study: optuna.Study, cfg: StudyConfig) -> str | None:
+    """What a resumed study should be told when it goes on under another pruner than the one it
+    started with (recorded in its config): the study file's ``pruner:`` changed, or it names
+    none and the default changed since (median before the predicted pruner). None otherwise."""
+    stored = study.user_attrs.get("config")
+    before = (stored.get("pruner") or {}).get("name") if isinstance(stored, dict) else None
+    now = cfg.pruner.name
+    if before is None or before == now:
+        return None
+    return (f"this study started under the {before} pruner and goes on under the {now} pruner "
+            "(the study file's pruner, or the default where it names none); trials already "
+            f"stopped keep their decisions. `pruner: {{name: {before}}}` in the study file "
+            "keeps the one it started with")
+
+
 def _changes(stored: dict[str, Any] | None, cfg: StudyConfig, most: int = 6) -> str:
     """'search.lr.high: 0.03 -> 0.05, tokens_per_trial: 40960 -> 81920' for the keys that make up
     the fingerprint; a general phrase when the study recorded no config."""

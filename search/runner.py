@@ -31,7 +31,7 @@ from scaletune.search import lease
 from scaletune.search.cluster import init_ray
 from scaletune.search.config import StudyConfig, check_study_files
 from scaletune.search.noise import n_repeats, queue_repeats
-from scaletune.search.plan import SearchPlan, TrialRun, n_finished
+from scaletune.search.plan import SearchPlan, TrialRun, n_finished, pruner_note
 from scaletune.search.progress import StudyProgress
 from scaletune.search.space import centers_outside
 from scaletune.search.storage import check_storage, make_storage, mask_url, scrub, sqlite_path
@@ -234,6 +234,9 @@ def run_study(
         with interrupt:
             loaded.result()
             study, recovered = plan.open_study(make_storage(cfg.storage_url))
+            changed = pruner_note(study, cfg)
+            if changed:
+                console.print(f"note: {changed}", style="yellow", highlight=False, markup=False)
             if recovered:
                 console.print(f"[yellow]resumed: trials {recovered} were left running by a "
                               "stopped driver; marked FAIL and queued again[/]")

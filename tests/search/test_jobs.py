@@ -149,6 +149,9 @@ from ray.cluster_utils import Cluster
 cluster = Cluster(initialize_head=True, head_node_args={
     "num_cpus": 2, "object_store_memory": 80 * 1024**2, "node_ip_address": "127.0.0.2",
     "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": int(sys.argv[1]),
+    # The job agent's own port (Ray's default, 52365, is every node's: another cluster on this
+    # machine, another test's, may hold it, and then no job can be submitted).
+    "dashboard_agent_listen_port": int(sys.argv[2]),
 })
 print("http://" + cluster.head_node.address_info["webui_url"], flush=True)
 sys.stdin.read()  # until the test closes it
@@ -167,7 +170,8 @@ def job_server(monkeypatch):
     monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(16))
     # The job's `scaletune run` is found on the PATH the cluster was started with.
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    proc = subprocess.Popen([sys.executable, "-c", CLUSTER, str(closed_port())], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-c", CLUSTER, str(closed_port()), str(closed_port())],
+                            cwd=REPO,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:

@@ -14,7 +14,7 @@ import pytest
 
 from scaletune.search import lease
 from scaletune.search.config import validate_study
-from scaletune.search.plan import RECORD, SearchPlan
+from scaletune.search.plan import RECORD, SearchPlan, pruner_note
 from scaletune.search.storage import make_storage
 from scaletune.trainer.errors import ConfigError, SetupError
 from tests.search.helpers import tiny_study
@@ -168,3 +168,19 @@ def test_a_driver_paused_past_its_lease_does_not_write_over_the_next_one(cfg, mo
     # The other driver's lease stands, and this one no longer releases it.
     mine.release()
     assert study.user_attrs[lease.ATTR] == other
+
+
+def test_a_study_resumed_under_another_pruner_is_told_which_and_how_to_keep_the_first(
+        tmp_path, shakespeare):
+    raw = tiny_study(tmp_path, shakespeare, pruner={"name": "median"})
+    first = validate_study(raw)
+    first.folder.mkdir(parents=True)
+    study = open_study(first)
+    assert pruner_note(study, first) is None  # the pruner it started with
+    # The same study file without its pruner: the default (predicted) now decides.
+    del raw["pruner"]
+    now = validate_study(raw)
+    note = pruner_note(open_study(now), now)
+    assert note.startswith("this study started under the median pruner and goes on under the "
+                           "predicted pruner")
+    assert "`pruner: {name: median}` in the study file keeps the one it started with" in note
