@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import threading
+import time
 from pathlib import Path
 
 import optuna
@@ -158,3 +160,29 @@ def test_a_trial_ended_elsewhere_is_no_longer_served_as_running(tmp_path):
         complete = driver.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     # Rule: the sampler sees it as it is stored: complete (1.0), not running.
     assert running == [] and [t.value for t in complete] == [1.0]
+
+
+def test_stale_kept_trials_are_read_again_beside_the_report_not_in_its_way(tmp_path, monkeypatch):
+    plain, driver, backend = _studies(tmp_path)
+    _complete(driver, [3.0, 2.0, 1.0])
+
+    def complete() -> int:
+        return len(driver.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+    assert complete() == 1
+    # Another process (the dashboard with --allow-writes) completes a trial.
+    _complete(plain, [3.0, 2.0, 0.9])
+    monkeypatch.setattr(DriverStudy, "FINISHED_TTL_S", 0.0)
+    readers = []
+    original = type(backend)._get_trials
+    monkeypatch.setattr(type(backend), "_get_trials", lambda self, *a, **k: (
+        readers.append(threading.current_thread().name) or original(self, *a, **k)))
+    # Rule: a stale list is served as it is: the report path does not read the storage ...
+    assert complete() == 1
+    assert threading.current_thread().name not in readers
+    # ... which is read again beside it, so the trial ended elsewhere counts a moment later.
+    deadline = time.monotonic() + 30
+    while complete() < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert complete() == 2
+    assert "driver-study-refresh" in readers
