@@ -12,6 +12,10 @@ Ray fresh each time. Reported per worker count:
                        and as a fraction of the study wall (the issue's target: <= 10% at 2)
     first trial        from calling run_study to the first trial starting on a worker (Ray's
                        start-up, opening the storage, the first draw)
+    after start-up     orchestration from the first trial's start to the end (study wall -
+                       first trial - sum of trial walls / workers): what the study pays per
+                       trial (scheduling, storage, waiting for the last trials), apart from its
+                       start-up, and as a fraction of that part of the wall
     cold trials        trials that found their worker process without torch and the trainer
                        imported (each pays ~2 s of imports on a laptop)
 
@@ -67,13 +71,16 @@ def measure(bench: Bench, workers: int, n_trials: int) -> dict[str, float]:
     trial_wall = sum(t.user_attrs["wall_time_s"] for t in done)
     ideal = train / workers
     orchestration = wall - trial_wall / workers
+    first = min(t.user_attrs["worker_started_at"] for t in done) - started
     return {
         "workers": workers, "trials": len(done), "study_wall_s": wall,
         "sum_train_time_s": train, "sum_trial_wall_s": trial_wall, "ideal_s": ideal,
         "overhead_s": wall - ideal, "overhead_frac": (wall - ideal) / wall,
         "trainer_share_s": (trial_wall - train) / workers,
         "orchestration_s": orchestration, "orchestration_frac": orchestration / wall,
-        "first_trial_s": min(t.user_attrs["worker_started_at"] for t in done) - started,
+        "first_trial_s": first,
+        "after_startup_orchestration_s": orchestration - first,
+        "after_startup_orchestration_frac": (orchestration - first) / (wall - first),
         "cold_trials": sum(not t.user_attrs.get("worker_warm", False) for t in done),
     }
 
@@ -121,7 +128,10 @@ def main(argv: list[str] | None = None) -> None:
               f"{row['overhead_s']:.1f} s = {row['overhead_frac']:.0%} of the wall (trainer "
               f"set-up and evaluation {row['trainer_share_s']:.1f} s, orchestration "
               f"{row['orchestration_s']:.1f} s = {row['orchestration_frac']:.0%}); first trial "
-              f"at {row['first_trial_s']:.1f} s; {row['cold_trials']} cold trial(s)", flush=True)
+              f"at {row['first_trial_s']:.1f} s, then orchestration "
+              f"{row['after_startup_orchestration_s']:.1f} s = "
+              f"{row['after_startup_orchestration_frac']:.0%} of the rest; {row['cold_trials']} "
+              "cold trial(s)", flush=True)
     if args.quickstart:
         q = quickstart()
         print(f"quickstart: {q['wall_s']:.1f} s end to end; best trial {q['best_trial']}: "
