@@ -114,12 +114,12 @@ def _check_repeatable(cfg: Any, source: str) -> None:
 
 
 def cmd_ladder(args: argparse.Namespace, console: Console) -> int:
-    from scaletune.search.ladder import load_ladder, plan_table
+    from scaletune.search.ladder import load_ladder, print_plan
 
     ladder = load_ladder(args.ladder)
     _quiet_optuna()
     if args.dry_run:
-        console.print(plan_table(ladder))
+        print_plan(ladder, console)
         return 0
     from scaletune.search.ladder import run_ladder
     from scaletune.search.progress import print_run_summary

@@ -31,7 +31,8 @@ from scaletune.search.fit import fit_from_studies, study_scale
 from scaletune.search.plan import n_finished
 from scaletune.search.storage import make_storage, sqlite_path
 from scaletune.trainer.config import ModelConfig, Tokens, format_errors, load_yaml
-from scaletune.trainer.errors import ConfigError
+from scaletune.trainer.data import byte_text_train_tokens, prepared_sizes
+from scaletune.trainer.errors import ConfigError, DataError
 
 SETTLE_LOG10 = 0.05
 """Default settle_log10: a prediction that moves less than 12% (0.05 dex) with a new rung."""
@@ -261,20 +262,58 @@ def settled(ladder: Ladder, before: FittedLaws | None, now: FittedLaws, n_rungs:
     return all(k in was and abs(v - was[k]) < limit for k, v in is_.items())
 
 
+def epochs(cfg: StudyConfig) -> float | None:
+    """Passes over its training data that a trial of ``cfg`` trains: counted where the data is
+    prepared already, estimated from the files' sizes for byte-level text; None where neither
+    can be known without preparing the data (nothing is tokenized here)."""
+    try:
+        prepared = prepared_sizes(cfg.data)
+        unique = prepared[0] if prepared else byte_text_train_tokens(cfg.data)
+    except (DataError, OSError):
+        return None
+    return cfg.tokens_per_trial / unique if unique else None
+
+
+def epochs_warning(ladder: Ladder) -> str | None:
+    """A warning when the target repeats its data and the rungs do not: laws fitted on rungs
+    that see every token once are carried to a run where regularization acts differently."""
+    target = epochs(ladder.target)
+    rungs = [epochs(r.cfg) for r in ladder.rungs]
+    if target is None or None in rungs or target <= 1 or max(rungs) > 1:
+        return None
+    return (f"the target trains {target:.2g} epochs of its data and the rungs at most "
+            f"{max(rungs):.2g}: the laws fitted on rungs that see each token once are carried to "
+            "a run that repeats its data, where weight decay and dropout act differently. On the "
+            "benchmark suite's pydoc-long (1.6 epochs) the ladder's tau was 0.8-1.25 dex below the "
+            "best found; give the target study a wider tau range, or a rung that repeats the "
+            "data too")
+
+
 def plan_table(ladder: Ladder) -> Table:
     """The rungs cheapest first, then the target, with their scale and state."""
     table = Table(title=f"Ladder {ladder.cfg.name}: rungs cheapest first, then the target")
-    for column in ("study", "tokens/trial", "model", "N non-emb.", "tokens/param", "trials",
-                   "compute (6ND)", "finished"):
+    for column in ("study", "tokens/trial", "model", "N non-emb.", "tokens/param", "epochs",
+                   "trials", "compute (6ND)", "finished"):
         table.add_column(column, justify="left" if column in ("study", "model") else "right")
     for cfg in [r.cfg for r in ladder.rungs] + [ladder.target]:
         n = laws.non_embedding_params(cfg.model.n_layer, cfg.model.n_embd)
         m = cfg.model
+        passes = epochs(cfg)
         table.add_row(cfg.name, f"{cfg.tokens_per_trial:,}", f"{m.n_layer}x{m.n_embd}",
-                      f"{n:,}", f"{cfg.tokens_per_trial / n:.3g}", str(cfg.n_trials),
+                      f"{n:,}", f"{cfg.tokens_per_trial / n:.3g}",
+                      "?" if passes is None else f"{passes:.2g}", str(cfg.n_trials),
                       f"{laws.flops_6nd(n, cfg.tokens_per_trial) * cfg.n_trials:.3g}",
                       f"{finished_trials(cfg)}/{cfg.n_trials}")
     return table
+
+
+def print_plan(ladder: Ladder, console: Console) -> None:
+    """The plan table, and the warning of ``epochs_warning`` where it applies."""
+    console.print(plan_table(ladder))
+    warning = epochs_warning(ladder)
+    if warning:
+        console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False,
+                      soft_wrap=True)
 
 
 def print_fit(ladder: Ladder, fitted: FittedLaws, console: Console) -> None:
@@ -297,7 +336,7 @@ def run_ladder(ladder: Ladder, console: Console | None = None) -> optuna.Study:
     from scaletune.search.runner import run_study
 
     console = console or Console()
-    console.print(plan_table(ladder))
+    print_plan(ladder, console)
     ladder.laws_file.parent.mkdir(parents=True, exist_ok=True)
     done: list[Rung] = []
     before: FittedLaws | None = None

@@ -13,7 +13,7 @@ import yaml
 
 from scaletune.search.cli import main
 from scaletune.search.config import load_study
-from scaletune.search.ladder import load_ladder
+from scaletune.search.ladder import epochs, epochs_warning, load_ladder
 from scaletune.search.runner import run_study
 from scaletune.search.storage import make_storage
 from scaletune.trainer.errors import ConfigError
@@ -229,3 +229,24 @@ def test_a_ladder_settles_only_on_three_agreeing_rungs_without_warnings(tmp_path
     # settle_log10: null runs every rung.
     every = replace(ladder, cfg=ladder.cfg.model_copy(update={"settle_log10": None}))
     assert not settled(every, laws(-0.3, two), laws(-0.3, three), n_rungs=3)
+
+
+def test_a_target_that_repeats_its_data_unlike_its_rungs_is_warned_of(tmp_path, shakespeare,
+                                                                      capsys):
+    small = tmp_path / "small.txt"
+    small.write_text(shakespeare.read_text()[:20_000])  # plain ASCII: a token per character
+    path = ladder_files(tmp_path, small)
+    ladder = load_ladder(path)
+    # Rule: epochs come from the files' sizes (nothing is tokenized); the rungs stay under one.
+    assert [round(epochs(r.cfg), 2) for r in ladder.rungs] == [0.23, 0.46, 0.91]
+    assert round(epochs(ladder.target), 2) == 2.28
+    warning = epochs_warning(ladder)
+    assert warning.startswith("the target trains 2.3 epochs of its data and the rungs at most 0.91")
+    # The plan says it, and shows the epochs of every study.
+    assert main(["ladder", str(path), "--dry-run"]) == 0
+    out = flat(capsys.readouterr().out)
+    assert "warning: the target trains 2.3 epochs" in out and "epochs" in out
+    # On the whole text every study sees each token once at most: nothing to warn of.
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    assert epochs_warning(load_ladder(ladder_files(whole, shakespeare))) is None
