@@ -28,8 +28,9 @@ seen, so every learning-curve axis reads "tokens seen". Choices that are all num
 sizes, or an lr given as choices) are numbers on every axis, never categories, which plotly
 would order as listed or as strings (128 before 16).
 
-The pruner audit replays the study's pruner, and the median pruner beside it, on the curves of
-the study's complete trials (search.pruners.replay, real Optuna pruners in a fresh in-memory
+The pruner audit replays the study's pruner (the study file's, which the study goes on under,
+where it differs from the one the study started with), and the median pruner beside it, on the
+curves of the study's complete trials (search.pruners.replay, real Optuna pruners in a fresh in-memory
 study): what each would have stopped, the compute that saves, and how many of the stopped
 trials ended within 1% of the best (false prunes). Trials the predicted pruner stopped show the
 prediction that stopped them.
@@ -72,6 +73,7 @@ from scaletune.heuristics.priors import FITTED_CITATION
 from scaletune.search import hparams
 from scaletune.search.config import MedianPrunerConfig, Param, StudyConfig
 from scaletune.search.noise import floor_of, measured_floor, seed_groups
+from scaletune.search.plan import pruner_note
 from scaletune.search.pruners import PREDICTION_ATTRS, audit, replay
 from scaletune.search.studies import open_study
 from scaletune.search.summary import (
@@ -861,6 +863,12 @@ def make_report(
     """Write the trials table, the plots, summary.json and index.html into ``out_dir``; return
     the summary."""
     study, ran_with, notes = open_study(cfg, source)
+    changed = pruner_note(study, cfg)
+    if changed:
+        # The study goes on under the study file's pruner (what the trials trained with does
+        # not depend on it): the audit replays that one, beside the median pruner.
+        ran_with = ran_with.model_copy(update={"pruner": cfg.pruner})
+        notes.append(changed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     frame = trials_frame(study, ran_with)

@@ -307,3 +307,18 @@ def test_an_lr_beyond_the_complete_trials_widens_the_interval_the_further_out_it
     assert inside == pytest.approx(edge)  # the residuals' spread, within the range
     assert edge < out < far
     assert far > 1.5 * edge
+
+
+def test_the_audit_replays_the_pruner_a_resumed_study_goes_on_under(tmp_path):
+    _, started = study_file(tmp_path, pruner={"name": "median"})
+    study = make_study(started)
+    for value in (2.0, 2.2, 2.1, 6.0, 2.01):
+        add_trial(study, started, params(3e-3, tau=1.0), value)
+    # The study file now names the predicted pruner.
+    path, now = study_file(tmp_path, pruner={"name": "predicted"})
+    summary = report.make_report(now, tmp_path / "report", str(path))
+    # Rule: the audit replays the study file's pruner, and says the study started under another.
+    assert summary["pruner"] == "predicted"
+    assert set(summary["pruner_audit"]["replayed"]) == {"predicted", "median"}
+    assert any(n.startswith("this study started under the median pruner and goes on under the "
+                            "predicted pruner") for n in summary["notes"])
