@@ -18,7 +18,9 @@ from rich.table import Table
 
 from scaletune.search import hparams
 from scaletune.search.config import StudyConfig
+from scaletune.search.plan import ENDED
 from scaletune.search.storage import mask_url
+from scaletune.search.summary import summarize
 
 
 def fmt_params(params: dict[str, Any]) -> str:
@@ -193,8 +195,6 @@ def _tally(study: optuna.Study) -> tuple[dict[str, int], list[float]]:
     FAIL trials queued again are left out."""
     counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
     durations = []
-    from scaletune.search.plan import ENDED
-
     # The ended trials only: the driver's study keeps them, where a read of every trial re-reads
     # the running ones from the storage (0.26 s at 256 running; search.plan.DriverStudy).
     for t in study.get_trials(deepcopy=False, states=ENDED):
@@ -221,8 +221,6 @@ def print_run_summary(console: Console, study: optuna.Study, cfg: StudyConfig, s
     ``source`` is the study file as the user named it; ``storage`` the URL of ``run --storage``,
     which the next commands then name too. Returns the numbers, those of ``scaletune report``'s
     summary.json (search.summary.summarize)."""
-    from scaletune.search.summary import summarize
-
     s = summarize(study, cfg)
     best, compute, pruning = s["best"], s["compute"], s["pruning"]
     rows = []
