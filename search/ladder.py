@@ -274,11 +274,10 @@ def epochs(cfg: StudyConfig) -> float | None:
     return cfg.tokens_per_trial / unique if unique else None
 
 
-def epochs_warning(ladder: Ladder) -> str | None:
-    """A warning when the target repeats its data and the rungs do not: laws fitted on rungs
-    that see every token once are carried to a run where regularization acts differently."""
-    target = epochs(ladder.target)
-    rungs = [epochs(r.cfg) for r in ladder.rungs]
+def epochs_warning(rungs: list[float | None], target: float | None) -> str | None:
+    """A warning when the target repeats its data and the rungs do not (``epochs`` of each):
+    laws fitted on rungs that see every token once are carried to a run where regularization
+    acts differently."""
     if target is None or None in rungs or target <= 1 or max(rungs) > 1:
         return None
     return (f"the target trains {target:.2g} epochs of its data and the rungs at most "
@@ -289,19 +288,20 @@ def epochs_warning(ladder: Ladder) -> str | None:
             "data too")
 
 
-def plan_table(ladder: Ladder) -> Table:
-    """The rungs cheapest first, then the target, with their scale and state."""
+def plan_table(ladder: Ladder, passes: list[float | None]) -> Table:
+    """The rungs cheapest first, then the target, with their scale, ``passes`` (the epochs of
+    each, in that order) and state."""
     table = Table(title=f"Ladder {ladder.cfg.name}: rungs cheapest first, then the target")
     for column in ("study", "tokens/trial", "model", "N non-emb.", "tokens/param", "epochs",
                    "trials", "compute (6ND)", "finished"):
         table.add_column(column, justify="left" if column in ("study", "model") else "right")
-    for cfg in [r.cfg for r in ladder.rungs] + [ladder.target]:
+    studies = [r.cfg for r in ladder.rungs] + [ladder.target]
+    for cfg, epochs_ in zip(studies, passes, strict=True):
         n = laws.non_embedding_params(cfg.model.n_layer, cfg.model.n_embd)
         m = cfg.model
-        passes = epochs(cfg)
         table.add_row(cfg.name, f"{cfg.tokens_per_trial:,}", f"{m.n_layer}x{m.n_embd}",
                       f"{n:,}", f"{cfg.tokens_per_trial / n:.3g}",
-                      "?" if passes is None else f"{passes:.2g}", str(cfg.n_trials),
+                      "?" if epochs_ is None else f"{epochs_:.2g}", str(cfg.n_trials),
                       f"{laws.flops_6nd(n, cfg.tokens_per_trial) * cfg.n_trials:.3g}",
                       f"{finished_trials(cfg)}/{cfg.n_trials}")
     return table
@@ -309,8 +309,9 @@ def plan_table(ladder: Ladder) -> Table:
 
 def print_plan(ladder: Ladder, console: Console) -> None:
     """The plan table, and the warning of ``epochs_warning`` where it applies."""
-    console.print(plan_table(ladder))
-    warning = epochs_warning(ladder)
+    passes = [epochs(cfg) for cfg in [r.cfg for r in ladder.rungs] + [ladder.target]]
+    console.print(plan_table(ladder, passes))
+    warning = epochs_warning(passes[:-1], passes[-1])
     if warning:
         console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False,
                       soft_wrap=True)

@@ -240,7 +240,7 @@ def test_a_target_that_repeats_its_data_unlike_its_rungs_is_warned_of(tmp_path, 
     # Rule: epochs come from the files' sizes (nothing is tokenized); the rungs stay under one.
     assert [round(epochs(r.cfg), 2) for r in ladder.rungs] == [0.23, 0.46, 0.91]
     assert round(epochs(ladder.target), 2) == 2.28
-    warning = epochs_warning(ladder)
+    warning = epochs_warning([epochs(r.cfg) for r in ladder.rungs], epochs(ladder.target))
     assert warning.startswith("the target trains 2.3 epochs of its data and the rungs at most 0.91")
     # The plan says it, and shows the epochs of every study.
     assert main(["ladder", str(path), "--dry-run"]) == 0
@@ -249,4 +249,5 @@ def test_a_target_that_repeats_its_data_unlike_its_rungs_is_warned_of(tmp_path, 
     # On the whole text every study sees each token once at most: nothing to warn of.
     whole = tmp_path / "whole"
     whole.mkdir()
-    assert epochs_warning(load_ladder(ladder_files(whole, shakespeare))) is None
+    ladder = load_ladder(ladder_files(whole, shakespeare))
+    assert epochs_warning([epochs(r.cfg) for r in ladder.rungs], epochs(ladder.target)) is None
