@@ -232,14 +232,31 @@ def test_a_detached_study_is_followed_stopped_and_resumed_from_outside(tmp_path,
     assert job in listed.stdout and "RUNNING" in listed.stdout
     assert re.search(r"tiny  done [1-9]\d*  pruned 0  failed 0  running \d  of 30", listed.stdout)
 
+    # Stopped while a trial trains: one that a worker began after the last one ended. (Between
+    # trials there is nothing running to stop; a trial of a few seconds leaves time to stop it.)
+    deadline = time.time() + 60
+    while not [n for n, s, pid in trial_attr_rows(db, "worker_pid")
+               if s == "RUNNING" and pid is not None]:
+        assert time.time() < deadline, "no trial started on the cluster"
+        time.sleep(0.2)
     stopped = scaletune("stop", str(path))
     out = flat(stopped.stdout)
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     # Ray's SIGTERM stopped the driver as Ctrl-C does: its running trial is queued again.
-    assert f"Ray job {job}: STOPPED; the driver: stopped (SIGTERM): 1 running trial(s) " \
-           "stopped and queued again" in out
+    said = re.search(rf"Ray job {job}: STOPPED; the driver: stopped \(SIGTERM\): (\d) running "
+                     r"trial\(s\) stopped and queued again", out)
+    assert said, out
     assert f"resume it with scaletune run {path} --detach" in out
     study = optuna.load_study(study_name="tiny", storage=cfg.storage_url)
+    stopped_trials = [t for t in study.trials if t.state == TrialState.FAIL
+                      and t.user_attrs.get("fail_reason") == "stopped (SIGTERM)"]
+    # The count the driver said is the trials it marked stopped, each queued again. One unless
+    # the trial ended in the second the stop took to arrive.
+    assert int(said.group(1)) == len(stopped_trials) <= 1
+    assert all(t.user_attrs["retried"] for t in stopped_trials)
+    waiting = [t for t in study.trials if t.state == TrialState.WAITING]
+    assert [t.user_attrs["retry_of"] for t in waiting] == [t.number for t in stopped_trials]
+    assert [t.system_attrs["fixed_params"] for t in waiting] == [t.params for t in stopped_trials]
     done = n_finished(study)
     assert 1 <= done < 30
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
