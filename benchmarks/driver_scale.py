@@ -23,7 +23,11 @@ in the background ignores SIGINT).
 Then a study of ``--big`` finished trials (built with ``study.add_trials``) is timed: ``scaletune
 report``, ``scaletune studies``, ``scaletune show`` and the dashboard's first response.
 
-    python -m benchmarks.driver_scale [--postgres URL] [--costs] [--out benchmarks/results]
+    python -m benchmarks.driver_scale [--postgres URL] [--costs] [--pruner hyperband]
+                                      [--out benchmarks/results]
+
+``--pruner`` runs the studies under another pruner than the suite's study file names (median):
+the predicted pruner (the product's default), successive halving, Hyperband, ...
 
 "The driver's part" of a report is the time spent in ``TrialRun.report`` (the storage write and
 the pruner's decision); ``--costs`` also times one report through Optuna's own study beside the
@@ -121,12 +125,21 @@ class Point:
     storage: str
     trials: int
     interval_s: float
+    pruner: str | None = None
+    """The study's pruner by name (``pruner: {name: ...}``); None: the study's own."""
 
 
-def make_config(bench: Bench, name: str, url: str, folder: Path, slots: int) -> Any:
+def make_config(bench: Bench, name: str, url: str, folder: Path, slots: int,
+                pruner: str | None = None) -> Any:
+    from pydantic import TypeAdapter
+
+    from scaletune.search.config import PrunerConfig
+
     base = study_config(bench, "scaletune", seed=0)
+    chosen = {} if pruner is None else {
+        "pruner": TypeAdapter(PrunerConfig).validate_python({"name": pruner})}
     return base.model_copy(update={
-        "name": name, "study_dir": str(folder), "storage": url, "n_trials": 10**6,
+        **chosen, "name": name, "study_dir": str(folder), "storage": url, "n_trials": 10**6,
         "workers": base.workers.model_copy(update={
             "cpus_per_trial": 1 / 128, "gpus_per_trial": 1.0, "max_concurrent": slots}),
     })
@@ -166,13 +179,13 @@ def finished_trials(plan: Any, n: int, seed: int, pruned_share: float = 0.0) -> 
 
 
 def new_study(bench: Bench, name: str, url: str, folder: Path, slots: int, history: int,
-              pruned_share: float = 0.0) -> tuple[Any, Any]:
+              pruned_share: float = 0.0, pruner: str | None = None) -> tuple[Any, Any]:
     """A study opened by the product (its record, its lease released again) holding
     ``history`` finished trials; returns (config, study)."""
     from scaletune.search.plan import SearchPlan
     from scaletune.search.storage import make_storage
 
-    cfg = make_config(bench, name, url, folder, slots)
+    cfg = make_config(bench, name, url, folder, slots, pruner)
     plan = SearchPlan.build(cfg)
     study, _ = plan.open_study(make_storage(url))
     trials = finished_trials(plan, history, seed=len(name), pruned_share=pruned_share)
@@ -203,7 +216,7 @@ def measure(bench: Bench, point: Point, url: str, folder: Path, seconds: float, 
     from scaletune.search.storage import make_storage
 
     name = f"scale-{point.storage}-{point.trials}-{str(point.interval_s).replace('.', 'p')}"
-    cfg, _ = new_study(bench, name, url, folder, point.trials, history)
+    cfg, _ = new_study(bench, name, url, folder, point.trials, history, pruner=point.pruner)
     fakes = [FakeTrials.options(max_concurrency=4 * point.trials).remote()
              for _ in range(actors)]
     rng = random.Random(point.trials)
@@ -282,7 +295,7 @@ def measure(bench: Bench, point: Point, url: str, folder: Path, seconds: float, 
     own = sorted(d for at, d in spent if t_from <= at <= end - 1.0)
     return {
         "storage": point.storage, "trials": point.trials, "interval_s": point.interval_s,
-        "offered_per_s": point.trials / point.interval_s, "window_s": round(span, 1),
+        "pruner": cfg.pruner.name, "offered_per_s": point.trials / point.interval_s, "window_s": round(span, 1),
         "reports": len(lat), "reports_per_s": len(lat) / span,
         "latency_median_ms": 1e3 * statistics.median(lat) if lat else math.nan,
         "latency_p99_ms": 1e3 * lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else math.nan,
@@ -569,6 +582,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--tag", default="driver_scale", help="stem of the results' file names")
+    p.add_argument("--pruner", default=None,
+                   help="the studies' pruner by name (median, hyperband, successive_halving, "
+                        "...); default the suite's scaletune study's")
     args = p.parse_args(argv)
     import optuna
 
@@ -590,7 +606,7 @@ def main(argv: list[str] | None = None) -> None:
     rows, big = [], []
     for label, url_of in storages.items():
         for n, interval in points:
-            point = Point(label, n, interval)
+            point = Point(label, n, interval, args.pruner)
             profile = (args.out / f"{args.tag}_{label}.prof"
                        if args.profile and (n, interval) == (max(counts), args.interval) else None)
             row = measure(bench, point, url_of(f"scale-{n}-{interval}"), work, args.seconds,

@@ -299,9 +299,9 @@ class HyperbandPrunerConfig(_Strict):
     reduction_factor: int = Field(3, ge=2)
 
     def build(self, study: StudyConfig) -> BasePruner:
-        import optuna
+        from scaletune.search.pruners import DriverHyperband
 
-        return optuna.pruners.HyperbandPruner(
+        return DriverHyperband(
             min_resource=self.min_resource or study.eval_interval,
             max_resource=study.tokens_per_trial,
             reduction_factor=self.reduction_factor,

@@ -167,7 +167,7 @@ class SearchPlan:
 
     def ask(self, study: optuna.Study, num_threads: int | None) -> TrialRun:
         """A new trial: its params, its training config, and the derived values recorded."""
-        with study.sampling() if isinstance(study, DriverStudy) else contextlib.nullcontext():
+        with study.held() if isinstance(study, DriverStudy) else contextlib.nullcontext():
             trial = study.ask()
             params = suggest(trial, self.dims)
         attrs = trial.user_attrs  # an enqueued repeat's (search.noise)
@@ -195,9 +195,11 @@ class DriverStudy(optuna.Study):
     - the finished trials are read once and kept; a trial this driver tells is read alone and
       added, and the whole list is read again after ``add_trial``, or beside the caller once
       ``FINISHED_TTL_S`` old (a write from elsewhere: the dashboard with ``--allow-writes``);
-    - inside ``sampling()`` (SearchPlan.ask: drawing a trial), the running trials are the ones
-      this driver asked for and has not told, as the driver holds them (their params, curves and
-      attrs), and the storage is only asked for WAITING trials;
+    - inside ``held()`` (SearchPlan.ask drawing a trial, TrialRun.report asking the pruner), the
+      running trials are the ones this driver asked for and has not told, as the driver holds
+      them (their params, curves and attrs, and the system attrs written to them through this
+      study's storage, where successive halving and Hyperband keep each trial's rungs), and
+      the storage is only asked for WAITING trials;
     - any other read that includes unfinished trials goes to the storage.
 
     The runner asks and tells on a thread of its own while its main thread answers reports.
@@ -214,32 +216,60 @@ class DriverStudy(optuna.Study):
         self._own: dict[int, optuna.Trial] = {}  # asked here, not told yet
         self._keeping = threading.Lock()
         self._refreshing = False  # the kept trials are being read again (_kept)
-        self._drawing = threading.local()
+        self._held = threading.local()
+        # System attrs written to trials (by trial id) through this study's storage: the rungs a
+        # successive-halving pruner records on a running trial, which its next decision reads
+        # for every trial. Kept until the trial ends.
+        self._system_attrs: dict[int, dict[str, Any]] = {}
+        write = self._storage.set_trial_system_attr
+
+        def set_trial_system_attr(trial_id: int, key: str, value: Any) -> None:
+            write(trial_id, key, value)
+            with self._keeping:
+                self._system_attrs.setdefault(trial_id, {})[key] = value
+
+        read = self._storage.get_trial_system_attrs
+
+        def get_trial_system_attrs(trial_id: int) -> dict[str, Any]:
+            # What a pruner reads of the trial it decides on (Optuna's Trial.should_prune): a
+            # running trial of this driver's is as it was asked and written since, where the
+            # storage would build the whole trial (13 ms on PostgreSQL at 256 running).
+            with self._keeping:
+                own = next((t for t in self._own.values() if t._trial_id == trial_id), None)
+                written = dict(self._system_attrs.get(trial_id, {}))
+            if own is None:
+                return read(trial_id)
+            return {**own._cached_frozen_trial.system_attrs, **written}
+
+        # On this study's own storage object (Hyperband's bracket studies share it).
+        self._storage.set_trial_system_attr = set_trial_system_attr  # type: ignore[method-assign]
+        self._storage.get_trial_system_attrs = get_trial_system_attrs  # type: ignore[method-assign]
 
     @contextlib.contextmanager
-    def sampling(self) -> Iterator[None]:
+    def held(self) -> Iterator[None]:
         """Reads of running trials made inside, in this thread, are served from this driver's
         own trials (see the class)."""
-        self._drawing.on = True
+        self._held.on = True
         try:
             yield
         finally:
-            self._drawing.on = False
+            self._held.on = False
 
     def _get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None,
                     use_cache: bool = False) -> list[FrozenTrial]:
         # Under get_trials, and what Optuna's samplers call directly (TPE, the intersection
         # search space, PriorSampler).
         wanted = set(states) if isinstance(states, Iterable) else set(TrialState)
-        drawing = getattr(self._drawing, "on", False)
-        if not drawing and not all(TrialState(s).is_finished() for s in wanted):
+        held = getattr(self._held, "on", False)
+        if not held and not all(TrialState(s).is_finished() for s in wanted):
             return super()._get_trials(deepcopy, states, use_cache)
         trials = [t for t in self._kept() if t.state in wanted]
-        if drawing and TrialState.RUNNING in wanted:
+        if held and TrialState.RUNNING in wanted:
             with self._keeping:
-                own = list(self._own.values())
-            trials += [_snapshot(t) for t in own]
-        if drawing and TrialState.WAITING in wanted:
+                own = [(t, dict(self._system_attrs.get(t._trial_id, {})))
+                       for t in self._own.values()]
+            trials += [_snapshot(t, written) for t, written in own]
+        if held and TrialState.WAITING in wanted:
             trials += self._waiting()
         trials.sort(key=lambda t: t.number)
         return copy.deepcopy(trials) if deepcopy else trials
@@ -306,7 +336,9 @@ class DriverStudy(optuna.Study):
             # this trial as a running one.
             number = trial if isinstance(trial, int) else getattr(trial, "number", None)
             with self._keeping:
-                self._own.pop(number, None)
+                gone = self._own.pop(number, None)
+                if gone is not None:
+                    self._system_attrs.pop(gone._trial_id, None)
             self._changed(None)
             raise
         self._changed(self._storage.get_trial(frozen._trial_id))
@@ -324,21 +356,22 @@ class DriverStudy(optuna.Study):
                 self._finished = None
                 return
             self._own.pop(ended.number, None)
+            self._system_attrs.pop(ended._trial_id, None)  # the storage's copy is read with it
             if self._finished is not None:
                 self._finished = [t for t in self._finished if t.number != ended.number]
                 self._finished.append(ended)
                 self._finished.sort(key=lambda t: t.number)
 
 
-def _snapshot(trial: optuna.Trial) -> FrozenTrial:
+def _snapshot(trial: optuna.Trial, written: dict[str, Any] | None = None) -> FrozenTrial:
     """A running trial as its driver holds it, copied (the driver's main thread may be adding a
     report to it): params and distributions from its suggestions, curve and user attrs from its
-    reports and ``set_user_attr``."""
+    reports and ``set_user_attr``, system attrs as it was asked with and ``written`` since."""
     f = trial._cached_frozen_trial
     return FrozenTrial(
         number=f.number, state=TrialState.RUNNING, value=None, datetime_start=f.datetime_start,
         datetime_complete=None, params=dict(f.params), distributions=dict(f.distributions),
-        user_attrs=dict(f.user_attrs), system_attrs=dict(f.system_attrs),
+        user_attrs=dict(f.user_attrs), system_attrs={**f.system_attrs, **(written or {})},
         intermediate_values=dict(f.intermediate_values), trial_id=f._trial_id,
     )
 
@@ -376,7 +409,13 @@ class TrialRun:
             return "continue"
         self.trial.report(value, step)
         self.last_step = step
-        return "prune" if self.prunable and self.trial.should_prune() else "continue"
+        if not self.prunable:
+            return "continue"
+        # Pruners that read every trial (successive halving, Hyperband: the rungs of the running
+        # ones too) read them from the driver, not the storage (DriverStudy).
+        study = self.trial.study
+        with study.held() if isinstance(study, DriverStudy) else contextlib.nullcontext():
+            return "prune" if self.trial.should_prune() else "continue"
 
     def tell(self, study: optuna.Study, result: dict[str, Any]) -> tuple[str, float | None, str | None]:
         """End the trial from the trainer's result (``train_trial``'s dict).

@@ -60,6 +60,9 @@ SHOWN_ROWS = 24
 """Running trials the live view shows a row for; the others are counted below the table."""
 REDRAW_S = 0.25
 """Shortest time between two redraws of the live view."""
+REDRAW_SHARE = 0.1
+"""At most this share of the driver's time goes to redrawing the live view: the next redraw
+waits ten times as long as the last one took, if that is longer than REDRAW_S."""
 
 
 class StudyProgress:
@@ -85,6 +88,8 @@ class StudyProgress:
         self.t0 = time.time()
         self._live: Live | None = None
         self._drawn = -math.inf  # when the live view was last redrawn (time.monotonic)
+        self._every = REDRAW_S  # the time until the next redraw (REDRAW_SHARE)
+        self._lines: list[str] = []  # event lines printed with the next redraw
 
     def __enter__(self) -> StudyProgress:
         if self.console.is_terminal:
@@ -95,7 +100,7 @@ class StudyProgress:
 
     def __exit__(self, *exc: Any) -> None:
         if self._live is not None:
-            self._live.update(self.render(), refresh=True)
+            self._redraw()
             self._live.__exit__(*exc)
 
     def started(self, number: int, params: dict[str, Any]) -> None:
@@ -124,19 +129,31 @@ class StudyProgress:
             self.console.print(self.headline(), highlight=False)
 
     def _log(self, line: str) -> None:
-        if self._live is not None:
-            self._live.console.print(line)
-        else:
+        if self._live is None:
             self.console.print(line, highlight=False)
+            return
+        # Above the live view, with its next redraw: each print redraws the view (rich), which
+        # had cost the driver 50-70 ms an event on a large study where trials start and end
+        # several times a second (benchmarks/driver_scale.py --pruner hyperband).
+        self._lines.append(line)
         self.refresh()
 
     def refresh(self) -> None:
-        """Redraw the live view, at most every ``REDRAW_S``: the driver calls this after every
-        batch of reports, hundreds a second on a large cluster."""
-        now = time.monotonic()
-        if self._live is not None and now - self._drawn >= REDRAW_S:
-            self._drawn = now
-            self._live.update(self.render(), refresh=True)
+        """Redraw the live view, with the event lines since the last redraw above it, at most
+        every ``REDRAW_S`` (longer where a redraw takes long: ``REDRAW_SHARE``): the driver calls
+        this after every batch of reports, hundreds a second on a large cluster."""
+        if self._live is not None and time.monotonic() - self._drawn >= self._every:
+            self._redraw()
+
+    def _redraw(self) -> None:
+        assert self._live is not None
+        start = time.monotonic()
+        self._live.update(self.render(), refresh=not self._lines)
+        if self._lines:  # printed above the view, which this print redraws below them
+            lines, self._lines = self._lines, []
+            self._live.console.print("\n".join(lines))
+        self._drawn = time.monotonic()
+        self._every = max(REDRAW_S, (self._drawn - start) / REDRAW_SHARE)
 
     def headline(self) -> str:
         """``tiny  done 3  pruned 1  failed 0  running 2  of 10  |  best 2.8123 (trial 2)  |

@@ -101,9 +101,13 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
     url = with_driver(url)
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
-    except sqlalchemy.exc.IntegrityError:
+    except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as e:
         # Another process (the dashboard, a reader) created the tables of a new storage at the
-        # same moment and stamped their schema version first: the tables are there now.
+        # same moment and stamped their schema version first (SQLite: "table alembic_version
+        # already exists"): the tables are there now.
+        if (isinstance(e, sqlalchemy.exc.OperationalError)
+                and "already exists" not in str(e.orig)):
+            raise
         time.sleep(0.5)
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
 

@@ -206,6 +206,35 @@ def test_the_live_view_of_hundreds_of_trials_draws_a_screenful():
     assert more == f"... and {256 - SHOWN_ROWS} more trials running"
 
 
+def test_the_live_view_prints_a_burst_of_events_with_one_redraw(monkeypatch):
+    out = io.StringIO()
+    terminal = Console(file=out, force_terminal=True, width=200)
+    progress = StudyProgress(terminal, load_study(QUICKSTART), a_study())
+    renders = []
+    render = progress.render
+
+    class Counted:  # the view as drawn: rich draws it again at every print above it
+        def __init__(self) -> None:
+            self.view = render()
+
+        def __rich_console__(self, console, options):
+            renders.append(1)
+            yield self.view
+
+    monkeypatch.setattr(progress, "render", Counted)
+    with progress:
+        for number in range(40):  # trials starting at once, as on a large cluster
+            progress.started(number, {"lr": 0.01})
+        during = len(renders)
+    # Rule: a burst of events redraws the view once, not once an event (each redraw of a
+    # large study's view had held its reports 50-70 ms), and every event line is printed, in
+    # order, by the time the view closes.
+    assert during <= 2
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())  # the terminal's styles
+    printed = re.findall(r"trial (\d+) started", text)
+    assert [int(n) for n in printed] == list(range(40))
+
+
 # --------------------------------------------------------------------------- a real study
 
 

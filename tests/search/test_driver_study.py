@@ -14,7 +14,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from scaletune.search.plan import DriverStudy
+from scaletune.search.plan import DriverStudy, TrialRun
+from scaletune.search.pruners import DriverHyperband
 
 
 def _studies(tmp_path: Path) -> tuple[optuna.Study, DriverStudy, optuna.storages.RDBStorage]:
@@ -79,7 +80,7 @@ def test_a_report_does_not_read_the_running_trials_again(tmp_path, monkeypatch):
 
 def _draw(study: optuna.Study) -> optuna.Trial:
     """Ask for a trial and suggest its params, as SearchPlan.ask does."""
-    sampling = study.sampling() if isinstance(study, DriverStudy) else contextlib.nullcontext()
+    sampling = study.held() if isinstance(study, DriverStudy) else contextlib.nullcontext()
     with sampling:
         trial = study.ask()
         trial.suggest_float("lr", 1e-4, 1e-1, log=True)
@@ -99,6 +100,8 @@ def _run(study: optuna.Study) -> list[dict]:
         trial = _draw(study)
         drawn.append(trial.params)
         trial.report(3.0 + rng.random(), 0)
+        with study.held() if isinstance(study, DriverStudy) else contextlib.nullcontext():
+            trial.should_prune()  # answered as the driver answers a report (Hyperband: brackets)
         running.append(trial)
         if len(running) == 4:
             done = running.pop(rng.randrange(4))
@@ -109,15 +112,22 @@ def _run(study: optuna.Study) -> list[dict]:
     return drawn
 
 
-def test_the_sampler_draws_what_it_draws_on_optunas_study(tmp_path):
+@pytest.mark.parametrize("hyperband", [False, True], ids=["median", "hyperband"])
+def test_the_sampler_draws_what_it_draws_on_optunas_study(tmp_path, hyperband):
     def sampler():
         return optuna.samplers.TPESampler(n_startup_trials=4, multivariate=True,
                                           constant_liar=True, seed=3)
 
-    plain = optuna.create_study(storage=f"sqlite:///{tmp_path / 'plain.db'}", sampler=sampler())
+    # Under Hyperband the sampler is handed a study of the drawn trial's bracket (Optuna's, or
+    # the driver's, which reads through the driver's study).
+    args = {"min_resource": 1, "max_resource": 9, "reduction_factor": 3}
+    plain = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'plain.db'}",
+                                sampler=sampler(), pruner=optuna.pruners.HyperbandPruner(**args)
+                                if hyperband else None)
     url = f"sqlite:///{tmp_path / 'driver.db'}"
     optuna.create_study(study_name="s", storage=url)
-    driver = DriverStudy(study_name="s", storage=url, sampler=sampler())
+    driver = DriverStudy(study_name="s", storage=url, sampler=sampler(),
+                         pruner=DriverHyperband(**args) if hyperband else None)
     # Rule: serving the running trials from the driver changes nothing the sampler sees (TPE's
     # constant liar reads their params; the search space reads their numbers).
     assert _run(driver) == _run(plain)
@@ -155,7 +165,7 @@ def test_a_trial_ended_elsewhere_is_no_longer_served_as_running(tmp_path):
     plain.tell(trial.number, 1.0)
     with pytest.raises(ValueError, match="Cannot tell a COMPLETE trial"):
         driver.tell(trial, 2.0)
-    with driver.sampling():
+    with driver.held():
         running = driver.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         complete = driver.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     # Rule: the sampler sees it as it is stored: complete (1.0), not running.
@@ -186,3 +196,66 @@ def test_stale_kept_trials_are_read_again_beside_the_report_not_in_its_way(tmp_p
         time.sleep(0.01)
     assert complete() == 2
     assert "driver-study-refresh" in readers
+
+
+def _halving_run(study: optuna.Study) -> list[tuple[int, int, bool]]:
+    """Trials of 9 steps, 8 at once, reporting in turn through TrialRun.report (as the driver
+    answers its trials); a stopped trial is told PRUNED and another starts. Returns every
+    (trial, step, stopped) decision in order."""
+    rng = random.Random(1)
+    quality = {}
+    running: list[TrialRun] = []
+    decisions = []
+    started = 0
+    while started < 40 or running:
+        while len(running) < 8 and started < 40:
+            trial = study.ask()
+            quality[trial.number] = rng.uniform(0.0, 1.0)
+            running.append(TrialRun(trial, {}, None, every=1, pruner_name="halving"))
+            started += 1
+        for run in list(running):
+            step = run.last_step + 1 if run.last_step > 0 else 1
+            value = 3.0 + quality[run.number] - 0.1 * step + rng.gauss(0.0, 0.02)
+            stopped = run.report(step, value) == "prune"
+            decisions.append((run.number, step, stopped))
+            if stopped or step == 9:
+                running.remove(run)
+                if stopped:
+                    study.tell(run.trial, state=TrialState.PRUNED)
+                else:
+                    study.tell(run.trial, value)
+    return decisions
+
+
+@pytest.mark.parametrize("kind", ["successive_halving", "hyperband"])
+def test_halving_pruners_decide_as_optunas_and_read_no_running_trial(tmp_path, monkeypatch, kind):
+    def pruners():
+        if kind == "successive_halving":
+            return (optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
+                    optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3))
+        return (optuna.pruners.HyperbandPruner(min_resource=1, max_resource=9, reduction_factor=3),
+                DriverHyperband(min_resource=1, max_resource=9, reduction_factor=3))
+
+    optunas, ours = pruners()
+    plain = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'plain.db'}",
+                                pruner=optunas)
+    url = f"sqlite:///{tmp_path / 'driver.db'}"
+    optuna.create_study(study_name="s", storage=url)
+    driver = DriverStudy(study_name="s", storage=url, pruner=ours)
+    reads = []
+    original = type(driver._storage._backend)._get_trials
+    monkeypatch.setattr(type(driver._storage._backend), "_get_trials",
+                        lambda self, study_id, states, *a, **k: reads.append(states)
+                        or original(self, study_id, states, *a, **k))
+    expected = _halving_run(plain)
+    reads.clear()
+    decided = _halving_run(driver)
+    # Rule: each report is answered as on Optuna's own study with Optuna's own pruner: the
+    # rungs the pruner wrote on running trials count as they do there.
+    assert decided == expected
+    stopped = [d for d in decided if d[2]]
+    assert stopped and {step for _, step, _ in stopped} >= {1, 3}  # it stopped at two rungs
+    # Rule: the decisions read the running trials from the storage once, with the finished
+    # ones the driver's study keeps from then on (not once a report: 80 here).
+    assert len(decided) >= 80
+    assert sum(states is None or TrialState.RUNNING in states for states in reads) <= 1, reads
