@@ -330,14 +330,10 @@ class _Bracket(Study):
     through ``study``."""
 
     def __init__(self, study: Study, pruner: DriverHyperband, bracket_id: int) -> None:
-        # Study.__init__ would look the study up by name in the storage; the parent has.
-        self.study_name = study.study_name
-        self._study_id = study._study_id
-        self._storage = study._storage
-        self._directions = study._directions
-        self.sampler = study.sampler
+        # What Study.__init__ sets (name, id, storage, directions, sampler, ...), taken from the
+        # parent: Study.__init__ would look the study up by name in the storage again.
+        vars(self).update(vars(study))
         self.pruner = pruner
-        self._thread_local = study._thread_local
         self._stop_flag = False
         self._parent, self._bracket_id = study, bracket_id
 

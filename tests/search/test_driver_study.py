@@ -253,6 +253,8 @@ def test_halving_pruners_decide_as_optunas_and_read_no_running_trial(tmp_path, m
     # Rule: each report is answered as on Optuna's own study with Optuna's own pruner: the
     # rungs the pruner wrote on running trials count as they do there.
     assert decided == expected
+    if kind == "hyperband":  # on any study too (the report's replay uses an in-memory one)
+        assert _halving_run(optuna.create_study(study_name="s", pruner=pruners()[1])) == expected
     stopped = [d for d in decided if d[2]]
     assert stopped and {step for _, step, _ in stopped} >= {1, 3}  # it stopped at two rungs
     # Rule: the decisions read the running trials from the storage once, with the finished
