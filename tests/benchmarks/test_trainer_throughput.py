@@ -30,5 +30,6 @@ def test_benchmark_prints_mfu_for_every_run_the_side_by_side_ratios_and_the_brea
     assert all(0 < float(mfu) < 100 for _, mfu in runs)
     assert re.search(r"ours, torch .*ours with onednn \d\.\d{3}x as fast", out.stdout)
     assert re.search(r"bf16 attention .*float32 attention \d\.\d{3}x as fast", out.stdout)
-    assert re.search(r"full step \d+ ms = linear layers' matmuls \d+ ms .* attention \d+ ms",
+    # A part is the step less the step without it: within the noise of a short run, below 0.
+    assert re.search(r"full step \d+ ms = linear layers' matmuls \d+ ms .* attention -?\d+ ms",
                      out.stdout)
