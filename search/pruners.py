@@ -303,7 +303,7 @@ def lr_area_progress(budget: int, optim: Any) -> Progress:
     return progress
 
 
-# --------------------------------------------------------------------------- replay
+# --------------------------------------------------------------------------- Hyperband
 
 
 class DriverHyperband(optuna.pruners.HyperbandPruner):
@@ -312,10 +312,10 @@ class DriverHyperband(optuna.pruners.HyperbandPruner):
 
     Hyperband splits a study into brackets: its successive halving compares a trial with the
     trials of its bracket only, through a study of the bracket that Optuna makes at each
-    decision (and hands the sampler at each draw). Optuna's bracket study loads the study by name and reads every
-    trial from the storage each time; through a driver's study (``search.plan.DriverStudy``) the
-    finished trials are kept and the running ones are the driver's own, as for every other
-    pruner. At 256 trials reporting every 10 s on PostgreSQL, those reads had held a report
+    decision (and hands the sampler at each draw). Optuna's bracket study loads the study by
+    name and reads every trial from the storage each time; through a driver's study
+    (``search.plan.DriverStudy``) the finished trials are kept and the running ones are the
+    driver's own, as for every other pruner. At 256 trials reporting every 10 s on PostgreSQL, those reads had held a report
     0.7 s at p99 (benchmarks/driver_scale.py --pruner hyperband).
     """
 
@@ -352,6 +352,9 @@ class _Bracket(Study):
 
     def stop(self) -> None:
         self._parent.stop()  # stops the study's own loop, as Optuna's bracket study does
+
+
+# --------------------------------------------------------------------------- replay
 
 
 @dataclass(frozen=True)
