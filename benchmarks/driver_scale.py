@@ -295,8 +295,8 @@ def measure(bench: Bench, point: Point, url: str, folder: Path, seconds: float, 
     own = sorted(d for at, d in spent if t_from <= at <= end - 1.0)
     return {
         "storage": point.storage, "trials": point.trials, "interval_s": point.interval_s,
-        "pruner": cfg.pruner.name, "offered_per_s": point.trials / point.interval_s, "window_s": round(span, 1),
-        "reports": len(lat), "reports_per_s": len(lat) / span,
+        "pruner": cfg.pruner.name, "offered_per_s": point.trials / point.interval_s,
+        "window_s": round(span, 1), "reports": len(lat), "reports_per_s": len(lat) / span,
         "latency_median_ms": 1e3 * statistics.median(lat) if lat else math.nan,
         "latency_p99_ms": 1e3 * lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else math.nan,
         "latency_max_ms": 1e3 * lat[-1] if lat else math.nan,

@@ -315,8 +315,8 @@ class DriverHyperband(optuna.pruners.HyperbandPruner):
     decision (and hands the sampler at each draw). Optuna's bracket study loads the study by
     name and reads every trial from the storage each time; through a driver's study
     (``search.plan.DriverStudy``) the finished trials are kept and the running ones are the
-    driver's own, as for every other pruner. At 256 trials reporting every 10 s on PostgreSQL, those reads had held a report
-    0.7 s at p99 (benchmarks/driver_scale.py --pruner hyperband).
+    driver's own, as for every other pruner. At 256 trials reporting every 10 s on PostgreSQL,
+    those reads had held a report 0.7 s at p99 (benchmarks/driver_scale.py --pruner hyperband).
     """
 
     def _create_bracket_study(self, study: Study, bracket_id: int) -> Study:

@@ -214,7 +214,7 @@ def _halving_run(study: optuna.Study) -> list[tuple[int, int, bool]]:
             running.append(TrialRun(trial, {}, None, every=1, pruner_name="halving"))
             started += 1
         for run in list(running):
-            step = run.last_step + 1 if run.last_step > 0 else 1
+            step = max(run.last_step, 0) + 1  # last_step is -1 before the first report
             value = 3.0 + quality[run.number] - 0.1 * step + rng.gauss(0.0, 0.02)
             stopped = run.report(step, value) == "prune"
             decisions.append((run.number, step, stopped))
