@@ -46,7 +46,7 @@ from scaletune.search.space import (
     suggest,
     trial_config,
 )
-from scaletune.search.storage import mask_url
+from scaletune.search.storage import batch, mask_url
 from scaletune.search.trial import train_trial
 from scaletune.trainer.config import TrainConfig, flat_keys
 from scaletune.trainer.errors import ConfigError
@@ -167,15 +167,18 @@ class SearchPlan:
 
     def ask(self, study: optuna.Study, num_threads: int | None) -> TrialRun:
         """A new trial: its params, its training config, and the derived values recorded."""
-        with study.held() if isinstance(study, DriverStudy) else contextlib.nullcontext():
-            trial = study.ask()
-            params = suggest(trial, self.dims)
-        attrs = trial.user_attrs  # an enqueued repeat's (search.noise)
-        config, derived = trial_config(self.cfg, params, self.fixed, num_threads,
-                                       seed=attrs.get(TRAIN_SEED))
-        for k, v in derived.items():
-            trial.set_user_attr(k, v)
-        write_first_note(trial, trial_note(trial.number, params, self.fixed, config, derived))
+        # Its params, attrs and note go in one write (search.storage.Storage.batch), made before
+        # the trial is launched.
+        with batch(study._storage):
+            with study.held() if isinstance(study, DriverStudy) else contextlib.nullcontext():
+                trial = study.ask()
+                params = suggest(trial, self.dims)
+            attrs = trial.user_attrs  # an enqueued repeat's (search.noise)
+            config, derived = trial_config(self.cfg, params, self.fixed, num_threads,
+                                           seed=attrs.get(TRAIN_SEED))
+            for k, v in derived.items():
+                trial.set_user_attr(k, v)
+            write_first_note(trial, trial_note(trial.number, params, self.fixed, config, derived))
         return TrialRun(trial, params, config, self.cfg.eval_interval, self.cfg.pruner.name,
                         prunable=REPEAT_OF not in attrs)
 
@@ -424,6 +427,19 @@ class TrialRun:
         the pruner stopped it or it diverged (the reason says which); FAIL otherwise.
         """
         trial = self.trial
+        # The attrs go in one write (search.storage.Storage.batch), the state after them: the
+        # driver's study reads a trial back once it is told.
+        with batch(study._storage):
+            state, value, reason = self._record_end(study, result)
+        if state == "COMPLETE":
+            study.tell(trial, value)
+        else:
+            study.tell(trial, state=TrialState[state])
+        return state, value, reason
+
+    def _record_end(self, study: optuna.Study, result: dict[str, Any]) -> tuple[str, float | None, str | None]:
+        """Write what the trial's result says as user attrs; how it ended: (state, value, reason)."""
+        trial = self.trial
         # "steps" stays the planned number of steps; what the trial really trained is beside it.
         if result.get("steps") is not None:
             trial.set_user_attr("steps_trained", result["steps"])
@@ -442,7 +458,6 @@ class TrialRun:
         status = result["status"]
         final = result.get("final_val_loss")
         if status == "completed" and final is not None and math.isfinite(final):
-            study.tell(trial, final)
             return "COMPLETE", final, None
         if status in ("stopped", "diverged"):
             if status == "diverged":
@@ -453,11 +468,9 @@ class TrialRun:
                 if (p := stopped_on and stopped_on(trial.number)) is not None:
                     reason += (f": final loss predicted {p.final:.4f} [{p.low:.4f}, {p.high:.4f}]")
             trial.set_user_attr("prune_reason", reason)
-            study.tell(trial, state=TrialState.PRUNED)
             return "PRUNED", None, reason
         reason = result.get("reason") or f"trial ended with status {status}"
         trial.set_user_attr("fail_reason", reason)
-        study.tell(trial, state=TrialState.FAIL)
         return "FAIL", None, reason
 
     def fail(self, study: optuna.Study, reason: str, max_retries: int,
@@ -514,8 +527,9 @@ def fail_and_retry(study: optuna.Study, trial: optuna.Trial, reason: str, max_re
     attrs = trial.user_attrs
     attempt = int(attrs.get("attempt", 0))
     retry = attempt < max_retries or not count_attempt
-    trial.set_user_attr("fail_reason", reason)
-    trial.set_user_attr("retried", retry)
+    with batch(study._storage):
+        trial.set_user_attr("fail_reason", reason)
+        trial.set_user_attr("retried", retry)
     study.tell(trial, state=TrialState.FAIL)
     if retry:
         carried = {k: attrs[k] for k in (REPEAT_OF, TRAIN_SEED) if k in attrs}  # a repeat's
@@ -530,8 +544,8 @@ def fail_and_retry(study: optuna.Study, trial: optuna.Trial, reason: str, max_re
 def _live_trial(study: optuna.Study, frozen: FrozenTrial) -> optuna.Trial:
     """A Trial handle on a trial this process did not ask for (one a stopped driver left).
 
-    The one use of Optuna's private API in scaletune: a FrozenTrial does not expose its storage
-    id, and there is no public way to write to a trial by number.
+    Through Optuna's private API (``_trial_id``): a FrozenTrial does not expose its storage id,
+    and there is no public way to write to a trial by number.
     """
     return optuna.Trial(study, frozen._trial_id)
 

@@ -34,7 +34,14 @@ from scaletune.search.noise import n_repeats, queue_repeats
 from scaletune.search.plan import SearchPlan, TrialRun, n_finished, pruner_note
 from scaletune.search.progress import StudyProgress
 from scaletune.search.space import centers_outside
-from scaletune.search.storage import check_storage, make_storage, mask_url, scrub, sqlite_path
+from scaletune.search.storage import (
+    batch,
+    check_storage,
+    make_storage,
+    mask_url,
+    scrub,
+    sqlite_path,
+)
 from scaletune.search.tracking import Tracker
 from scaletune.trainer.data import prepare_data
 from scaletune.trainer.errors import ConfigError, DataError, StorageError, first_line
@@ -438,9 +445,11 @@ def _wake(coordinator: Any) -> None:
 
 
 def _record_start(trial: optuna.Trial, info: dict[str, Any]) -> None:
-    """What the worker said as the trial began (pid, host, GPUs, warm): user attrs worker_*."""
-    for k, v in info.items():
-        trial.set_user_attr(f"worker_{k}", v)
+    """What the worker said as the trial began (pid, host, GPUs, warm): user attrs worker_*,
+    in one write."""
+    with batch(trial.storage):
+        for k, v in info.items():
+            trial.set_user_attr(f"worker_{k}", v)
 
 
 def _import_storage_modules() -> None:
@@ -579,7 +588,10 @@ def _answer_reports(
         decisions.append((number, tokens, r.report(tokens, value)))
         progress.reported(number, tokens, value, metrics)
     if decisions:
-        ray.get(coordinator.answer.remote(decisions))
+        # Not waited for: the call only hands each waiting report its answer, whenever the actor
+        # runs it, and a coordinator that is gone fails the driver's next call to it. The main
+        # thread goes back to its inbox a round trip sooner.
+        coordinator.answer.remote(decisions)
 
 
 def _finish(study: optuna.Study, r: TrialRun, cfg: StudyConfig) -> tuple[str, float | None, str]:

@@ -261,3 +261,49 @@ def test_halving_pruners_decide_as_optunas_and_read_no_running_trial(tmp_path, m
     # ones the driver's study keeps from then on (not once a report: 80 here).
     assert len(decided) >= 80
     assert sum(states is None or TrialState.RUNNING in states for states in reads) <= 1, reads
+
+
+def test_an_ask_and_a_trials_end_write_the_trial_in_two_transactions_each(tmp_path, shakespeare):
+    from sqlalchemy import event
+
+    from scaletune.search.config import validate_study
+    from scaletune.search.plan import SearchPlan
+    from scaletune.search.storage import make_storage
+    from tests.search.helpers import tiny_study
+
+    cfg = validate_study(tiny_study(tmp_path, shakespeare, seeding="none"))
+    cfg.folder.mkdir(parents=True, exist_ok=True)
+    plan = SearchPlan.build(cfg)
+    storage = make_storage(cfg.storage_url)
+    study, _ = plan.open_study(storage)
+    # Transactions that wrote: Optuna's sessions commit after reads too.
+    commits: list[int] = []
+    wrote: list[str] = []
+    event.listen(storage.engine, "before_cursor_execute", lambda conn, cursor, statement, *a:
+                 wrote.append(statement) if statement.lstrip().upper().startswith(
+                     ("INSERT", "UPDATE", "DELETE")) else None)
+    event.listen(storage.engine, "commit", lambda conn: commits.append(1) if wrote and
+                 not wrote.clear() else None)
+    try:
+        run = plan.ask(study, 1)
+        # Rule: the trial is created, then its params, derived values and note go in one write
+        # (Optuna's way: a write each, 11 in all here).
+        assert len(commits) == 2
+        stored = storage.get_trial(run.trial._trial_id)
+        assert stored.params == run.params and stored.user_attrs["steps"] > 0
+        assert any(k.startswith("dashboard") for k in storage.get_study_system_attrs(
+            study._study_id)), "the trial's note"
+        commits.clear()
+        result = {"status": "completed", "final_val_loss": 2.25, "best_val_loss": 2.2,
+                  "steps": 7, "tokens_seen": 4096, "wall_time_s": 1.5, "train_time_s": 1.2,
+                  "tokens_per_s": 3000.0, "ended_at": 1.0e9, "worker": {"pid": 42, "warm": True}}
+        assert run.tell(study, result) == ("COMPLETE", 2.25, None)
+        # Rule: its end writes what the result says in one write, then its state.
+        assert len(commits) == 2
+        ended = storage.get_trial(run.trial._trial_id)
+        assert ended.state == TrialState.COMPLETE and ended.value == 2.25
+        assert {k: ended.user_attrs[k] for k in ("steps_trained", "tokens_seen", "worker_pid",
+                                                   "worker_warm")} == {
+            "steps_trained": 7, "tokens_seen": 4096, "worker_pid": 42, "worker_warm": True}
+    finally:
+        plan.lease.release()
