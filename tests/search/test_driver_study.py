@@ -307,3 +307,29 @@ def test_an_ask_and_a_trials_end_write_the_trial_in_two_transactions_each(tmp_pa
             "steps_trained": 7, "tokens_seen": 4096, "worker_pid": 42, "worker_warm": True}
     finally:
         plan.lease.release()
+
+
+def test_the_drivers_loop_runs_with_what_it_began_with_out_of_the_collectors_sight(monkeypatch):
+    import gc
+
+    import scaletune.search.runner as runner
+
+    class Node:
+        def __init__(self) -> None:
+            self.other = self
+
+    held = [Node() for _ in range(1000)]  # what the driver holds when its loop begins
+    seen = {}
+    with runner._frozen_heap():
+        seen["frozen"] = gc.get_freeze_count()
+        # Rule: a full collection inside the loop does not walk what existed before it ...
+        tracked = {id(o) for o in gc.get_objects(generation=2)}
+        seen["held tracked"] = sum(id(o) in tracked for o in held)
+        # ... and garbage made inside is still collected.
+        Node()
+        seen["collected"] = gc.collect()
+    assert seen["frozen"] > len(held) and seen["held tracked"] == 0
+    assert seen["collected"] >= 1
+    # Rule: after the loop nothing stays frozen (a caller may run several studies).
+    assert gc.get_freeze_count() == 0
+    del held
