@@ -124,13 +124,10 @@ class Storage(optuna.storages.RDBStorage):
     through its ORM models, which are private to Optuna.
     """
 
-    def batch(self) -> contextlib.AbstractContextManager[None]:
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
         """Gather this thread's writes (params, intermediate values, trial attrs, study system
         attrs) into one transaction, made when the block ends; a block inside another joins it."""
-        return self._batch()
-
-    @contextlib.contextmanager
-    def _batch(self) -> Iterator[None]:
         open_ = _BATCHES.__dict__.setdefault("open", {})
         if id(self) in open_:
             yield
@@ -143,48 +140,41 @@ class Storage(optuna.storages.RDBStorage):
         if ops:  # not reached when the block raised: its writes are dropped with it
             self._write(ops)
 
-    def _ops(self) -> tuple[_Batch, bool]:
-        """This thread's open batch; outside one, a batch of one write, to make at once (True)."""
+    def _put(self, table: str, key: tuple, value: Any, trial_id: int | None = None,
+             first: bool = False) -> None:
+        """Keep one write in this thread's open batch (the last of a key wins; with ``first``,
+        the first), or, outside one, make it at once as a batch of its own. ``trial_id``: the
+        trial it is checked on."""
         ops = _BATCHES.__dict__.get("open", {}).get(id(self))
-        return (ops, False) if ops is not None else (_Batch(), True)
+        now = ops is None
+        ops = _Batch() if now else ops
+        if trial_id is not None:
+            ops.trials.add(trial_id)
+        kept = getattr(ops, table)
+        if not (first and key in kept):
+            kept[key] = value
+        if now:
+            self._write(ops)
 
     def _set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
                          distribution: Any, previous_distribution: Any) -> None:
-        ops, now = self._ops()
-        ops.trials.add(trial_id)
-        # Optuna's write of a param the trial has is a no-op (the first one stays).
-        ops.params.setdefault((trial_id, param_name),
-                              (param_value_internal, distribution, previous_distribution))
-        if now:
-            self._write(ops)
+        # Optuna's write of a param the trial has is a no-op: the first one stays.
+        self._put("params", (trial_id, param_name),
+                  (param_value_internal, distribution, previous_distribution), trial_id,
+                  first=True)
 
     def set_trial_intermediate_value(self, trial_id: int, step: int,
                                      intermediate_value: float) -> None:
-        ops, now = self._ops()
-        ops.trials.add(trial_id)
-        ops.intermediate[(trial_id, step)] = intermediate_value
-        if now:
-            self._write(ops)
+        self._put("intermediate", (trial_id, step), intermediate_value, trial_id)
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
-        ops, now = self._ops()
-        ops.trials.add(trial_id)
-        ops.user_attrs[(trial_id, key)] = json.dumps(value)
-        if now:
-            self._write(ops)
+        self._put("user_attrs", (trial_id, key), json.dumps(value), trial_id)
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
-        ops, now = self._ops()
-        ops.trials.add(trial_id)
-        ops.system_attrs[(trial_id, key)] = json.dumps(value)
-        if now:
-            self._write(ops)
+        self._put("system_attrs", (trial_id, key), json.dumps(value), trial_id)
 
     def set_study_system_attr(self, study_id: int, key: str, value: Any) -> None:
-        ops, now = self._ops()
-        ops.study_attrs[(study_id, key)] = json.dumps(value)
-        if now:
-            self._write(ops)
+        self._put("study_attrs", (study_id, key), json.dumps(value))
 
     def _write(self, ops: _Batch) -> None:
         from optuna import distributions
