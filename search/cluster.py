@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import ray
+import ray._private.node
 import ray._private.ray_constants
 
 from scaletune.search.config import StudyConfig
@@ -26,9 +29,8 @@ def init_ray(cfg: StudyConfig) -> None:
         return
     # Ray (2.60) has no bind-address setting. Its gRPC servers (gcs_server, the raylet's node
     # and object managers, every core worker, the driver's too) listen on all interfaces (::)
-    # unless the node IP is loopback; the dashboard agent, the runtime env agent and the metrics
-    # ports of the monitor and the dashboard process (44217, 44227) follow the node IP or
-    # 0.0.0.0. ray.init(_node_ip_address="127.0.0.1") is turned back into the machine's address
+    # unless the node IP is loopback; the dashboard agent, the runtime env agent and the monitor's
+    # metrics port (44217) follow the node IP or 0.0.0.0. ray.init(_node_ip_address="127.0.0.1") is turned back into the machine's address
     # (services.resolve_ip_for_localhost). Ray's single-machine mode, its default on macOS and
     # Windows, takes loopback as the node IP: ray_constants.ENABLE_RAY_CLUSTER, read from
     # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER when Ray is imported, so set here for the start. Then
@@ -41,8 +43,37 @@ def init_ray(cfg: StudyConfig) -> None:
         # Trials exchange only small messages: a small object store spares shared memory.
         # address="local": a cluster of this machine's own, even while another Ray cluster runs
         # here (`ray start`, a job server): without it Ray joins that one, and refuses num_cpus.
-        ray.init(address="local", num_cpus=os.cpu_count(), object_store_memory=256 * 1024**2,
-                 **kwargs)
+        with _no_api_server():
+            ray.init(address="local", num_cpus=os.cpu_count(),
+                     object_store_memory=256 * 1024**2, **kwargs)
     finally:
         # Once the node is up, Ray answers its node IP (loopback) from the node itself.
         constants.ENABLE_RAY_CLUSTER = multi_node
+
+
+@contextlib.contextmanager
+def _no_api_server() -> Iterator[None]:
+    """Start a head node without Ray's API server process while inside the block.
+
+    With the dashboard off, Ray (2.60) still starts its API server (dashboard.py, serving only
+    usage statistics) and waits for it to come up before it starts the raylet: 1.0-1.3 s of
+    every local study's start on a 2-core laptop, for a process the study never uses (its job
+    server is what ``scaletune run --detach`` talks to, on a cluster started with ``ray
+    start``, never on this private one). Without it, ``ray.init`` answers the dashboard URL
+    that a node with the dashboard off answers: none. A Ray without this method starts as it
+    always does.
+    """
+    node = ray._private.node.Node
+    start = node.__dict__.get("start_api_server")
+    if start is None:
+        yield
+        return
+
+    def skip(self: Any, **_: Any) -> None:
+        self._webui_url = ""  # what Ray records when the dashboard is off
+
+    node.start_api_server = skip
+    try:
+        yield
+    finally:
+        node.start_api_server = start

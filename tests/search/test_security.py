@@ -355,10 +355,10 @@ def listening_sockets_of(pids: dict[int, str]) -> list[tuple[str, IPAddress, int
 
 # What this Ray (2.60) starts for a local node, each listening on its ports: the driver's core
 # worker, gcs_server, raylet (node and object manager), a worker, the dashboard agent (gRPC, HTTP
-# and its fixed port 52365), the runtime env agent, the monitor and the dashboard process (their
-# fixed metrics ports 44217 and 44227; the dashboard itself is off).
+# and its fixed port 52365), the runtime env agent and the monitor (its fixed metrics port
+# 44217). Not Ray's API server (dashboard.py): a local study starts none (search.cluster).
 RAY_LISTENERS = {"driver", "gcs_server", "raylet", "ray::IDLE", "ray::DashboardAgent",
-                 "ray::RuntimeEnvAgent", "monitor.py", "dashboard.py"}
+                 "ray::RuntimeEnvAgent", "monitor.py"}
 
 
 @pytest.mark.slow
@@ -396,6 +396,8 @@ def test_a_local_study_starts_ray_with_token_authentication_on_loopback_only(tmp
     assert answer == "pong"
     # Every process of the local node listens, so the check below looked at all of them ...
     assert {name for name, _, _ in sockets} >= RAY_LISTENERS, sockets
+    assert "dashboard.py" not in pids.values()  # no API server: nothing here uses it
+    assert ray._private.node.Node.start_api_server.__name__ == "start_api_server"  # put back
     # ... and every port of every one is on loopback: none on 0.0.0.0, :: or the machine's
     # network address (see search/cluster.py for how, and what Ray does without it).
     assert [s for s in sockets if not is_loopback(s[1])] == []
