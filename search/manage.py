@@ -40,7 +40,7 @@ from scaletune.search.config import (
     validate_study,
 )
 from scaletune.search.plan import n_finished
-from scaletune.search.progress import fmt_duration, fmt_params
+from scaletune.search.progress import fmt_params
 from scaletune.search.space import (
     build_space,
     centers_outside,
@@ -60,6 +60,7 @@ from scaletune.search.storage import (
 from scaletune.search.studies import open_study
 from scaletune.search.summary import DERIVED
 from scaletune.trainer.errors import ConfigError, SetupError, first_line
+from scaletune.trainer.record import fmt_duration
 
 OPTIONS = {
     "n_trials": ("--n-trials", "n_trials"),

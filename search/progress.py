@@ -21,6 +21,7 @@ from scaletune.search.config import StudyConfig
 from scaletune.search.plan import ENDED
 from scaletune.search.storage import mask_url
 from scaletune.search.summary import summarize
+from scaletune.trainer.record import fmt_duration, fmt_eta
 
 
 def fmt_params(params: dict[str, Any]) -> str:
@@ -35,25 +36,6 @@ def fmt_params(params: dict[str, Any]) -> str:
         else:
             parts.append(f"{k}={v}")
     return " ".join(parts)
-
-
-def fmt_duration(seconds: float) -> str:
-    """``45 s``, ``3 min 20 s``, ``2 h 5 min``: a wall time as a person reads it."""
-    s = round(seconds)
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60} s"
-    return f"{s // 3600} h {s % 3600 // 60} min"
-
-
-def fmt_eta(seconds: float) -> str:
-    """``ETA ~3 min``: an estimate, rounded as coarsely as it is known."""
-    if seconds < 90:
-        return f"ETA ~{max(10, round(seconds, -1)):.0f} s"
-    if seconds < 90 * 60:
-        return f"ETA ~{round(seconds / 60)} min"
-    return f"ETA ~{seconds / 3600:.1f} h"
 
 
 SHOWN_ROWS = 24

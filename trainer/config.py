@@ -322,7 +322,8 @@ class TrainConfig(_Strict):
     checkpoint_every_tokens: Tokens | None = None
     """Write an atomic checkpoint this often (needs out_dir); None writes only the final one."""
     progress: bool = True
-    """Show a progress bar with loss and tokens/s."""
+    """Show progress: on a terminal a bar with loss and tokens/s; written to a file or a pipe,
+    one line per evaluation."""
     tensorboard: bool = False
     """Also write every evaluation as TensorBoard scalars into out_dir/tensorboard (needs out_dir
     and the tensorboard package)."""

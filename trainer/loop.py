@@ -47,7 +47,7 @@ from scaletune.trainer.distributed import (
 from scaletune.trainer.errors import SetupError
 from scaletune.trainer.model import GPT, flops_per_token
 from scaletune.trainer.optim import build_optimizers, lr_at, set_lr
-from scaletune.trainer.record import log_event, run_metadata
+from scaletune.trainer.record import fmt_duration, fmt_eta, log_event, run_metadata
 
 Report = Callable[[int, float, dict], object]
 """report(tokens_seen, val_loss, metrics) -> "stop" or False to end the run; anything else goes on."""
@@ -205,10 +205,15 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
 
     compiled = torch.compile(run.trained) if config.compile else run.trained
     board = _tensorboard(config, run)
+    # On a terminal, a bar; written to a file or a pipe (a cluster's job log), where a bar's
+    # redraws would pile up, one line per evaluation instead.
+    shown = config.progress and run.lead
+    lines = shown and not _on_terminal(sys.stderr)
     bar = tqdm(total=run.total_steps, initial=progress.step, unit="step",
-               disable=not (config.progress and run.lead), dynamic_ncols=True, file=sys.stderr)
+               disable=not shown or lines, dynamic_ncols=True, file=sys.stderr)
     try:
-        _run_steps(config, report, run, compiled, progress, grad_stats, bar, board, wall_start)
+        _run_steps(config, report, run, compiled, progress, grad_stats, bar, board, wall_start,
+                   lines)
     finally:
         bar.close()
         if board is not None:
@@ -280,9 +285,10 @@ def _tensorboard(config: TrainConfig, run: _Run) -> Any:
 
 def _run_steps(config: TrainConfig, report: Report | None, run: _Run, model: torch.nn.Module,
                progress: _Progress, grad_stats: GradNormStats, bar: tqdm, board: Any,
-               wall_start: float) -> None:
+               wall_start: float, lines: bool = False) -> None:
     """Optimizer steps until the last one, a divergence or the report's stop. At token
-    checkpoints the clock pauses to evaluate, report, log and checkpoint."""
+    checkpoints the clock pauses to evaluate, report, log and checkpoint; with ``lines``, each
+    evaluation is also printed as one line (``progress`` off a terminal)."""
     # Reading a loss makes the host wait for the device. The loss of each step is read after
     # the next step has been queued, so a GPU never idles while the host checks it.
     pending = None
@@ -321,6 +327,9 @@ def _run_steps(config: TrainConfig, report: Report | None, run: _Run, model: tor
         if do_eval:
             _evaluate_and_report(config, report, run, model, progress, grad_stats, board,
                                  lr_mult, final)
+            if lines:
+                print(_progress_line(progress, run, start_step, wall_start), file=sys.stderr,
+                      flush=True)
             if progress.status == "diverged":
                 return
             if progress.status == "stopped":
@@ -332,6 +341,28 @@ def _run_steps(config: TrainConfig, report: Report | None, run: _Run, model: tor
         if progress.status != "running":
             return
         timed_from, timed_tokens = time.perf_counter(), 0
+
+
+def _on_terminal(stream: Any) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+def _progress_line(progress: _Progress, run: _Run, start_step: int, wall_start: float) -> str:
+    """An evaluation as one line: ``step 593/5,860 (10%)  tokens 303,616  val loss 2.2800  train
+    loss 2.3971  25,297 tok/s  12 s elapsed, ETA ~2 min``."""
+    last = progress.history[-1]
+    elapsed = time.perf_counter() - wall_start  # this process's, since a resume
+    done = progress.step - start_step
+    left = run.total_steps - progress.step
+    eta = f", {fmt_eta(elapsed / done * left)}" if done and left else ""
+    rate = progress.timed_tokens / max(progress.train_time_s, 1e-9)
+    return (f"step {progress.step:,}/{run.total_steps:,} ({progress.step / run.total_steps:.0%})"
+            f"  tokens {last['tokens']:,}  val loss {last['val_loss']:.4f}"
+            f"  train loss {last['train_loss']:.4f}  {rate:,.0f} tok/s"
+            f"  {fmt_duration(elapsed)} elapsed{eta}")
 
 
 def _step(config: TrainConfig, run: _Run, model: torch.nn.Module, step: int,

@@ -69,3 +69,25 @@ def log_event(out_dir: Path, record: dict[str, Any]) -> None:
     whole lines only."""
     with open(out_dir / METRICS, "a") as f:
         f.write(json.dumps({"time": time.time(), **record}) + "\n")
+
+
+# --------------------------------------------------------------------------- times, as read
+
+
+def fmt_duration(seconds: float) -> str:
+    """``45 s``, ``3 min 20 s``, ``2 h 5 min``: a wall time as a person reads it."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {s % 3600 // 60} min"
+
+
+def fmt_eta(seconds: float) -> str:
+    """``ETA ~3 min``: an estimate, rounded as coarsely as it is known."""
+    if seconds < 90:
+        return f"ETA ~{max(10, round(seconds, -1)):.0f} s"
+    if seconds < 90 * 60:
+        return f"ETA ~{round(seconds / 60)} min"
+    return f"ETA ~{seconds / 3600:.1f} h"

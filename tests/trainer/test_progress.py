@@ -1,15 +1,18 @@
-"""The progress bar of `scaletune train`: train loss, tokens/s, and the last validation loss."""
+"""The progress of `scaletune train`: on a terminal a bar with train loss, tokens/s and the last
+validation loss; written to a file or a pipe, one line per evaluation."""
 
 from __future__ import annotations
 
 import re
+import sys
 
 from scaletune.trainer.loop import train
 
 STEP_TOKENS = 8 * 32  # the tiny config: batch 8 x block 32
 
 
-def test_the_bar_shows_the_last_validation_loss(tiny, capsys):
+def test_the_bar_shows_the_last_validation_loss(tiny, capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # as on a terminal
     result = train(tiny(steps=25, eval_every_tokens=5 * STEP_TOKENS, progress=True))
     bar = capsys.readouterr().err
     at_step_20 = next(h["val_loss"] for h in result.history if h["step"] == 20)
@@ -19,3 +22,26 @@ def test_the_bar_shows_the_last_validation_loss(tiny, capsys):
     shown = re.findall(r"loss \d+\.\d{3} \| val (\d+\.\d{3}) \| [\d,]+ tok/s", bar)
     assert shown, bar
     assert shown[-1] == f"{at_step_20:.3f}"
+
+
+def test_off_a_terminal_each_evaluation_is_one_line_and_no_bar(tiny, capsys):
+    # capsys's stderr is not a terminal, as a file, a pipe or a cluster's job log is not.
+    result = train(tiny(steps=25, eval_every_tokens=5 * STEP_TOKENS, progress=True))
+    err = capsys.readouterr().err
+    # No bar: its redraws (carriage returns) would pile up in a log.
+    assert "\r" not in err and "step/s" not in err
+    lines = err.splitlines()
+    assert len(lines) == len(result.history) == 5  # steps 5, 10, ..., 25
+    for line, h in zip(lines, result.history, strict=True):
+        assert line.startswith(f"step {h['step']}/25 ({h['step'] / 25:.0%})  tokens "
+                               f"{h['tokens']:,}  val loss {h['val_loss']:.4f}  train loss "
+                               f"{h['train_loss']:.4f}  "), line
+        assert re.search(r"  [\d,]+ tok/s  \d+ s elapsed", line), line
+    # An estimate of the time left while steps are left; none on the last line.
+    assert all(re.search(r"elapsed, ETA ~\d+ s$", line) for line in lines[:-1]), lines
+    assert lines[-1].endswith(" elapsed")
+
+
+def test_progress_off_prints_nothing(tiny, capsys):
+    train(tiny(steps=10, eval_every_tokens=5 * STEP_TOKENS, progress=False))
+    assert capsys.readouterr().err == ""
