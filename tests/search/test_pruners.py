@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -12,9 +13,11 @@ from optuna.trial import TrialState
 from scaletune.search import report
 from scaletune.search.config import validate_study
 from scaletune.search.pruners import (
+    FIT_MIN_CURVES,
     PREDICTION_ATTRS,
     PredictedFinalPruner,
     audit,
+    beyond,
     lr_area_progress,
     replay,
 )
@@ -322,3 +325,74 @@ def test_the_audit_replays_the_pruner_a_resumed_study_goes_on_under(tmp_path):
     assert set(summary["pruner_audit"]["replayed"]) == {"predicted", "median"}
     assert any(n.startswith("this study started under the median pruner and goes on under the "
                             "predicted pruner") for n in summary["notes"])
+
+
+def _predict_one_curve_at_a_time(pruner: PredictedFinalPruner, trial, complete):
+    """The prediction as written before the curves were read side by side (search.pruners):
+    each complete trial's drop from np.interp on its own curve, in a loop."""
+    here = pruner._progress(trial, trial.last_step)
+    pairs = []
+    for t in complete:
+        curve = pruner._curve(t)
+        if curve is not None and curve[0][0] <= here + 1e-12:
+            pairs.append((t, math.log(t.value) - float(np.interp(here, *curve))))
+    if len(pairs) < max(2, pruner._n_startup_trials):
+        return None
+    d = np.array([drop for _, drop in pairs])
+    mid = float(np.median(d))
+    x = [pruner._feature(t) for t, _ in pairs]
+    x0 = pruner._feature(trial)
+    if x0 is not None and len(pairs) >= FIT_MIN_CURVES and None not in x and max(x) > min(x):
+        design = np.column_stack([np.ones(len(x)), x])
+        coef = np.linalg.lstsq(design, d, rcond=None)[0]
+        mid = float(coef[0] + coef[1] * x0)
+        d = mid + (d - design @ coef) * beyond(x, x0)
+    wide = pruner._margin * float(d.max() - d.min())
+    loss = math.log(trial.intermediate_values[trial.last_step])
+    return (math.exp(loss + mid), math.exp(loss + float(d.min()) - wide),
+            math.exp(loss + float(d.max()) + wide), len(pairs))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_curves_read_side_by_side_predict_exactly_what_one_at_a_time_did(seed):
+    """The prediction reads every complete curve at once (search.pruners._Curves); it must give
+    the very numbers of the loop it replaced, on curves of every shape the loop met: of
+    different lengths, starting after the running trial's point (left out), with the point on
+    an evaluation, past the last one, with repeated progress, and trials without an lr."""
+    rng = np.random.default_rng(seed)
+    lr = optuna.distributions.FloatDistribution(1e-5, 1e-1, log=True)
+    grid = [BUDGET * k // 20 for k in range(1, 21)]
+
+    def trial(number: int, state: TrialState, upto: int):
+        steps = sorted(rng.choice(grid, size=int(rng.integers(1, len(grid))), replace=False))
+        if rng.random() < 0.2:
+            steps = [s for s in steps if s > BUDGET // 2] or steps  # starts late
+        values = {int(s): float(2 + rng.random() + 2 * (1 - s / BUDGET)) for s in steps
+                  if s <= upto}
+        params = {} if rng.random() < 0.1 else {"lr": float(10 ** rng.uniform(-4, -2))}
+        t = optuna.trial.create_trial(
+            state=state, value=float(2 + rng.random()) if state == TrialState.COMPLETE else None,
+            params=params, distributions={"lr": lr} if params else {},
+            intermediate_values=values or {BUDGET: 2.5})
+        t._trial_id, t.number = number, number
+        return t
+
+    complete = [trial(i, TrialState.COMPLETE, BUDGET) for i in range(int(rng.integers(3, 60)))]
+    # Repeated progress: a schedule whose progress stands still between two evaluations.
+    flat = lambda t, tokens: min(tokens, BUDGET // 2) / BUDGET if t.number % 7 == 0 else tokens / BUDGET  # noqa: E731
+    for margin in (0.0, 1.5):
+        for progress in (None, flat):
+            pruner = PredictedFinalPruner(BUDGET, progress, n_startup_trials=2, margin=margin)
+            checked = 0
+            for k in range(40):
+                running = trial(1000 + k, TrialState.RUNNING, int(rng.choice(grid)))
+                if running.last_step is None:
+                    continue
+                new = pruner.predict(running, complete)
+                old = _predict_one_curve_at_a_time(pruner, running, complete)
+                if old is None:
+                    assert new is None
+                    continue
+                assert (new.final, new.low, new.high, new.n_curves) == old
+                checked += 1
+            assert checked > 0
