@@ -29,8 +29,9 @@ def init_ray(cfg: StudyConfig) -> None:
         return
     # Ray (2.60) has no bind-address setting. Its gRPC servers (gcs_server, the raylet's node
     # and object managers, every core worker, the driver's too) listen on all interfaces (::)
-    # unless the node IP is loopback; the dashboard agent, the runtime env agent and the monitor's
-    # metrics port (44217) follow the node IP or 0.0.0.0. ray.init(_node_ip_address="127.0.0.1") is turned back into the machine's address
+    # unless the node IP is loopback; the dashboard agent, the runtime env agent and the
+    # monitor's metrics port (44217) follow the node IP or 0.0.0.0.
+    # ray.init(_node_ip_address="127.0.0.1") is turned back into the machine's address
     # (services.resolve_ip_for_localhost). Ray's single-machine mode, its default on macOS and
     # Windows, takes loopback as the node IP: ray_constants.ENABLE_RAY_CLUSTER, read from
     # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER when Ray is imported, so set here for the start. Then

@@ -378,8 +378,10 @@ def test_curves_read_side_by_side_predict_exactly_what_one_at_a_time_did(seed):
         return t
 
     complete = [trial(i, TrialState.COMPLETE, BUDGET) for i in range(int(rng.integers(3, 60)))]
-    # Repeated progress: a schedule whose progress stands still between two evaluations.
-    flat = lambda t, tokens: min(tokens, BUDGET // 2) / BUDGET if t.number % 7 == 0 else tokens / BUDGET  # noqa: E731
+    def flat(t, tokens: int) -> float:
+        """Repeated progress: every 7th trial's stands still over the second half."""
+        return (min(tokens, BUDGET // 2) if t.number % 7 == 0 else tokens) / BUDGET
+
     for margin in (0.0, 1.5):
         for progress in (None, flat):
             pruner = PredictedFinalPruner(BUDGET, progress, n_startup_trials=2, margin=margin)
