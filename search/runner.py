@@ -16,7 +16,6 @@ import os
 import shutil
 import signal
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -47,6 +46,7 @@ from scaletune.search.storage import (
 from scaletune.search.tracking import Tracker
 from scaletune.trainer.data import prepare_data
 from scaletune.trainer.errors import ConfigError, DataError, StorageError, first_line
+from scaletune.trainer.interrupt import DeferredInterrupt, Interrupted
 
 #: Failures of the machinery rather than of the trial: the trial is re-run with the same params.
 RETRYABLE = (
@@ -315,15 +315,6 @@ Launch = Callable[[TrialRun, Any], Any]
 """Starts a trial: (the run, the coordinator actor) -> the Ray reference of its result dict."""
 
 
-class Interrupted(KeyboardInterrupt):
-    """The study was stopped by a signal (``signum``: SIGINT for Ctrl-C, or SIGTERM); its running
-    trials were stopped and queued again."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
 def _drive(
     plan: SearchPlan, study: optuna.Study, cfg: StudyConfig, console: Console, slots: int,
     running: dict[int, TrialRun], interrupt: DeferredInterrupt, max_consecutive_failures: int,
@@ -526,48 +517,6 @@ def _stop_running(plan: SearchPlan, running: dict[int, TrialRun], reason: str,
             r.fail(r.trial.study, reason, cfg.max_retries, count_attempt=False)
         except optuna.exceptions.UpdateFinishedTrialError:
             pass  # another driver that took the study over has ended it already
-
-
-class DeferredInterrupt:
-    """Ctrl-C (or SIGTERM) raises KeyboardInterrupt only where ``check()`` is called, between
-    storage writes.
-
-    A KeyboardInterrupt raised in the middle of a write can leave the storage's connection in a
-    transaction that holds SQLite's lock, so that the clean-up that follows cannot write. A
-    second Ctrl-C raises at once. Only the main thread receives signals; elsewhere this does
-    nothing.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    """Ctrl-C; what Slurm, Kubernetes and systemd send; a closed terminal (unless nohup)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.signal: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> DeferredInterrupt:
-        if threading.current_thread() is threading.main_thread():
-            for signum in self.SIGNALS:
-                if signal.getsignal(signum) is signal.SIG_IGN:
-                    continue  # nohup: the user asked for the study to outlive the terminal
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
-        self._previous = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        self.signal = signum
-
-    def check(self) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
 
 
 def _write_failed(

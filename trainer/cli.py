@@ -5,22 +5,22 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
 from scaletune.trainer.checkpoint import CHECKPOINT
 from scaletune.trainer.config import load_train_config
 from scaletune.trainer.errors import ConfigError, DataError, SetupError
+from scaletune.trainer.interrupt import DeferredInterrupt
 from scaletune.trainer.loop import Result, train
 from scaletune.trainer.record import METRICS
-
-EXIT_INTERRUPTED = 130
-"""Exit code of a run stopped by Ctrl-C (128 + SIGINT, as a shell reports it)."""
 
 
 def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
     """Exit code: 0 completed (or stopped), 1 diverged, 2 the config or the data is unusable,
-    130 interrupted by Ctrl-C (one line says where the last checkpoint is).
+    128 + the signal when stopped by one: 130 for Ctrl-C, 143 for SIGTERM (one line says where
+    the last checkpoint is).
 
     A run whose out_dir already holds a checkpoint starts only with ``resume`` (continue it) or
     ``overwrite`` (train from scratch and replace it): a repeated command never loses a run.
@@ -39,15 +39,21 @@ def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
         return 2
     if overwrite and not resume and config.out_dir and int(os.environ.get("RANK", "0")) == 0:
         clear_run(Path(config.out_dir))
+    # One process stops between two steps, wherever the signal came; torchrun's processes stop
+    # where it finds them (it signals them all), as a step of one waits for the others.
+    one_process = int(os.environ.get("WORLD_SIZE", "1")) == 1
     try:
-        result = train(config, resume=resume)
+        result = train(config, resume=resume, interrupt=DeferredInterrupt() if one_process else None)
     except (DataError, SetupError) as e:
         print(f"{path}: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
         if int(os.environ.get("RANK", "0")) == 0:
-            print(f"{path}: interrupted; {resume_hint(config.out_dir)}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+            what = ("interrupted" if signum == signal.SIGINT
+                    else f"stopped by {signal.Signals(signum).name}")
+            print(f"{path}: {what}; {resume_hint(config.out_dir)}", file=sys.stderr)
+        return 128 + signum
     if int(os.environ.get("RANK", "0")) == 0:
         print(summary(result, config.out_dir))
     return 1 if result.status == "diverged" else 0

@@ -45,6 +45,7 @@ from scaletune.trainer.distributed import (
     rank_and_world,
 )
 from scaletune.trainer.errors import SetupError
+from scaletune.trainer.interrupt import DeferredInterrupt
 from scaletune.trainer.model import GPT, flops_per_token
 from scaletune.trainer.optim import build_optimizers, lr_at, set_lr
 from scaletune.trainer.record import fmt_duration, fmt_eta, log_event, run_metadata
@@ -174,12 +175,16 @@ class _Run:
     autocast: torch.autocast
 
 
-def train(config: TrainConfig, report: Report | None = None, resume: bool = False) -> Result:
+def train(config: TrainConfig, report: Report | None = None, resume: bool = False,
+          interrupt: DeferredInterrupt | None = None) -> Result:
     """Train a GPT as ``config`` says; ``report`` sees every evaluation and may stop the run.
 
     With ``resume`` the run continues from ``out_dir``'s checkpoint (when there is one) and ends
     exactly as an uninterrupted run with the same config would. torch.OutOfMemoryError is not
-    caught: the caller decides what a run that does not fit means.
+    caught: the caller decides what a run that does not fit means. With ``interrupt``, a signal
+    that arrives during the steps raises its Interrupted between two steps, never in the middle
+    of a checkpoint or a log line (for one process; torchrun's ranks would not stop at the same
+    step).
     """
     wall_start = time.perf_counter()
     run = _set_up(config, resume)
@@ -212,8 +217,9 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
     bar = tqdm(total=run.total_steps, initial=progress.step, unit="step",
                disable=not shown or lines, dynamic_ncols=True, file=sys.stderr)
     try:
-        _run_steps(config, report, run, compiled, progress, grad_stats, bar, board, wall_start,
-                   lines)
+        with interrupt or contextlib.nullcontext():
+            _run_steps(config, report, run, compiled, progress, grad_stats, bar, board,
+                       wall_start, lines, interrupt)
     finally:
         bar.close()
         if board is not None:
@@ -285,7 +291,8 @@ def _tensorboard(config: TrainConfig, run: _Run) -> Any:
 
 def _run_steps(config: TrainConfig, report: Report | None, run: _Run, model: torch.nn.Module,
                progress: _Progress, grad_stats: GradNormStats, bar: tqdm, board: Any,
-               wall_start: float, lines: bool = False) -> None:
+               wall_start: float, lines: bool = False,
+               interrupt: DeferredInterrupt | None = None) -> None:
     """Optimizer steps until the last one, a divergence or the report's stop. At token
     checkpoints the clock pauses to evaluate, report, log and checkpoint; with ``lines``, each
     evaluation is also printed as one line (``progress`` off a terminal)."""
@@ -295,6 +302,8 @@ def _run_steps(config: TrainConfig, report: Report | None, run: _Run, model: tor
     start_step = progress.step
     timed_from, timed_tokens = time.perf_counter(), 0  # steps since the last pause (eval etc.)
     for step in range(start_step, run.total_steps):
+        if interrupt is not None:
+            interrupt.check()
         lr_mult = lr_at(step, run.total_steps, config.optim)
         loss, norm = _step(config, run, model, step, lr_mult)
         progress.step = step + 1

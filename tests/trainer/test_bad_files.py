@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -294,3 +295,30 @@ def test_ctrl_c_on_train_prints_where_to_resume_and_exits_130(run_file, tmp_path
     assert stderr.splitlines() == [f"{run_file}: interrupted; the last checkpoint is "
                                    f"{out / CHECKPOINT}; run the command again with --resume to "
                                    "continue from it"]
+
+
+def test_sigterm_on_train_stops_between_steps_names_the_checkpoint_and_exits_143(
+        run_file, tmp_path, capsys):
+    # What Slurm or Kubernetes sends before it kills a job; here from a thread of this process
+    # once the run has written a checkpoint, in the middle of the steps that follow it.
+    assert threading.current_thread() is threading.main_thread()  # where signals are received
+    cfg = yaml.safe_load(run_file.read_text())
+    cfg.update(tokens=10**9, eval_every_tokens=640, checkpoint_every_tokens=640)
+    run_file.write_text(yaml.safe_dump(cfg))
+    ckpt = tmp_path / "out" / CHECKPOINT
+
+    def signal_when_checkpointed() -> None:
+        while not ckpt.exists():
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    sender = threading.Thread(target=signal_when_checkpointed, daemon=True)
+    sender.start()
+    assert train_main(str(run_file)) == 143
+    sender.join()
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert capsys.readouterr().err.splitlines() == [
+        f"{run_file}: stopped by SIGTERM; the last checkpoint is {ckpt}; run the command again "
+        "with --resume to continue from it"]
+    assert torch.load(ckpt, weights_only=True)["progress"]["step"] > 0

@@ -1,6 +1,9 @@
 import json
 import math
+import os
 import re
+import signal
+import threading
 from collections import Counter
 
 import pytest
@@ -8,6 +11,7 @@ import torch
 from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
 from scaletune.trainer.checkpoint import CHECKPOINT
+from scaletune.trainer.interrupt import DeferredInterrupt, Interrupted
 from scaletune.trainer.loop import GradNormStats, train
 from scaletune.trainer.model import GPT
 from scaletune.trainer.optim import build_optimizers
@@ -102,6 +106,33 @@ def test_resume_continues_bit_for_bit(tiny, tmp_path):
     assert second.final_val_loss == straight.final_val_loss
     # A resumed, finished run returns its result without training again.
     assert train(cfg, resume=True).history == straight.history
+
+
+def test_a_signal_during_an_evaluation_stops_the_run_after_its_checkpoint(tiny, tmp_path):
+    # The signal arrives inside the report, as it may inside any write; the run still writes
+    # that evaluation's checkpoint and stops before the next step. Signals reach the main thread.
+    assert threading.current_thread() is threading.main_thread()
+    common = {"steps": 20, "eval_every_tokens": 5 * STEP_TOKENS,
+              "checkpoint_every_tokens": 5 * STEP_TOKENS}
+    straight = train(tiny(out_dir=str(tmp_path / "straight"), **common))
+    cfg = tiny(out_dir=str(tmp_path / "signalled"), **common)
+    before = signal.getsignal(signal.SIGTERM)
+    seen = []
+
+    def report(tokens, val_loss, metrics):
+        seen.append(tokens)
+        if len(seen) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(Interrupted) as stopped:
+        train(cfg, report, interrupt=DeferredInterrupt())
+    assert stopped.value.signum == signal.SIGTERM
+    assert seen == [5 * STEP_TOKENS, 10 * STEP_TOKENS]
+    assert signal.getsignal(signal.SIGTERM) is before
+    ckpt = torch.load(tmp_path / "signalled" / CHECKPOINT, weights_only=True)
+    assert ckpt["progress"]["step"] == 10
+    resumed = train(cfg, resume=True)
+    assert resumed.status == "completed" and resumed.history == straight.history
 
 
 def test_a_checkpoint_of_two_optimizers_resumes_by_name_or_by_position(tiny, tmp_path):

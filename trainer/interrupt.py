@@ -1,0 +1,62 @@
+"""Ctrl-C and SIGTERM taken at a point of the caller's choosing.
+
+Python raises KeyboardInterrupt wherever the main thread happens to be when the signal arrives:
+in the middle of a storage write, or inside a finalizer that the garbage collector runs, where
+the exception is printed as "Exception ignored" and lost, so that a run asked to stop goes on.
+``DeferredInterrupt`` only notes the signal; ``check()`` raises it where stopping is safe.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+
+class Interrupted(KeyboardInterrupt):
+    """Stopped by a signal (``signum``: SIGINT for Ctrl-C, SIGTERM, SIGHUP). The shell's exit
+    code for it is 128 + signum: 130 for Ctrl-C, 143 for SIGTERM."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class DeferredInterrupt:
+    """Ctrl-C, SIGTERM or SIGHUP raises ``Interrupted`` only where ``check()`` is called. A
+    second signal raises at once, so that a stuck program can still be stopped.
+
+    Only the main thread receives signals; elsewhere this does nothing. A signal that is ignored
+    when the block starts (nohup) stays ignored.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    """Ctrl-C; what Slurm, Kubernetes and systemd send; a closed terminal (unless nohup)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                if signal.getsignal(signum) is signal.SIG_IGN:
+                    continue  # nohup: the user asked for the program to outlive the terminal
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise Interrupted(signum)
+        self.requested = True
+        self.signal = signum
+
+    def check(self) -> None:
+        if self.requested:
+            raise Interrupted(self.signal or signal.SIGINT)
