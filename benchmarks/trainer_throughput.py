@@ -47,9 +47,11 @@ SHAKESPEARE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "
 MODEL = {"n_layer": 6, "n_head": 8, "n_embd": 256, "block_size": 128}
 BATCH = 32
 CHUNK_STEPS = 5
+PEAK_SIZES = {"start": (1024, 2048, 3072), "pause": (2048,)}
+"""Square matmul sizes of the peak at the start and at every pause (--peak-size sets both)."""
 
 
-def matmul_peaks(dtype: torch.dtype, sizes: tuple[int, ...] = (1024, 2048, 3072),
+def matmul_peaks(dtype: torch.dtype, sizes: tuple[int, ...] = PEAK_SIZES["start"],
                  repeats: int = 5, device: str = "cpu") -> dict[str, float]:
     """Best FLOP/s of an (n x n) @ (n x n) matmul over a few sizes, per library.
 
@@ -80,7 +82,7 @@ def matmul_peaks(dtype: torch.dtype, sizes: tuple[int, ...] = (1024, 2048, 3072)
 
 def quick_peaks(dtype: torch.dtype) -> dict[str, float]:
     """The peaks at one size, in about a second: measured at every pause."""
-    return matmul_peaks(dtype, sizes=(2048,), repeats=3)
+    return matmul_peaks(dtype, sizes=PEAK_SIZES["pause"], repeats=3)
 
 
 def run(dtype: str, steps: int, compile: bool, cache: str, cpu_matmul: str = "onednn",
@@ -281,19 +283,25 @@ def main() -> None:
                         help="a smaller model for a quick check of the script; figures of record "
                              "use the default")
     parser.add_argument("--n-embd", type=int, default=MODEL["n_embd"], help="as --n-layer")
+    parser.add_argument("--peak-size", type=int, metavar="N",
+                        help="measure the matmul peaks on N x N squares only (a quick check of "
+                             "the script; the default takes the best of 1024-3072)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     MODEL.update(n_layer=args.n_layer, n_embd=args.n_embd)
+    if args.peak_size:
+        PEAK_SIZES.update(start=(args.peak_size,), pause=(args.peak_size,))
+    start_sizes = "-".join(str(n) for n in sorted({PEAK_SIZES["start"][0], PEAK_SIZES["start"][-1]}))
 
     print(f"torch {torch.__version__}, {args.threads} threads, {torch.backends.cpu.get_cpu_capability()}")
     fpt = flops_per_token(TrainConfig.model_validate({"model": MODEL}).model, vocab_size=256)
     print(f"model {MODEL['n_layer']}L/{MODEL['n_head']}H/{MODEL['n_embd']}d block "
           f"{MODEL['block_size']} batch {BATCH}, byte vocab: {fpt / 1e6:.2f} MFLOP per token")
-    start = matmul_peaks(torch.float32)
+    start = matmul_peaks(torch.float32, PEAK_SIZES["start"])
     print("matmul peak at the start: float32 " + ", ".join(f"{v / 1e9:.1f} GFLOP/s ({k})" for k, v
                                                          in start.items())
-          + f"; bfloat16 {matmul_peaks(torch.bfloat16)['torch'] / 1e9:.1f} GFLOP/s "
-          "(best of 1024-3072 squares)")
+          + f"; bfloat16 {matmul_peaks(torch.bfloat16, PEAK_SIZES['start'])['torch'] / 1e9:.1f} "
+          f"GFLOP/s (best of {start_sizes} squares)")
     print("MFU divides by the best peak of the libraries, measured at every pause; for float32 it "
           "is also given against torch's matmul peak alone")
     runs = [("float32", False, "onednn"), ("float32", False, "torch"), ("bfloat16", False, "onednn")]
