@@ -325,7 +325,10 @@ def _write_checked(path: Path, config: TrainConfig, comments: str) -> None:
     """Write next to ``path``, load it back as ``scaletune train`` would, then rename into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    body = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, width=100)
+    written = config.model_dump(mode="json")
+    for name in config.data.unread_defaults():  # a text source's file need not say `builtin: ...`
+        del written["data"][name]
+    body = yaml.safe_dump(written, sort_keys=False, width=100)
     try:
         tmp.write_text(comments + body)
         loaded = load_train_config(tmp)

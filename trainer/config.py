@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
@@ -265,6 +265,17 @@ class DataConfig(_Strict):
         if is_tokenizer_file(self.tokenizer) and (problem := tokenizer_file_error(self.tokenizer)):
             errors.append(problem)
         return errors
+
+    SOURCE_FIELDS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "builtin": ("builtin",), "text": ("path",),
+        "hf": ("dataset", "data_files", "name", "split", "text_column", "max_documents")}
+    """The fields that only one source reads."""
+
+    def unread_defaults(self) -> list[str]:
+        """The fields that this config's source does not read and that hold their defaults: what
+        a written config may leave out without changing what it loads as."""
+        return [name for source, names in self.SOURCE_FIELDS.items() if source != self.source
+                for name in names if getattr(self, name) == type(self).model_fields[name].default]
 
     @model_validator(mode="after")
     def _source_fields(self) -> DataConfig:

@@ -25,7 +25,7 @@ from scaletune.search.config import StudyConfig, load_study
 from scaletune.search.export import export_study
 from scaletune.search.space import fixed_values, study_priors, trial_config
 from scaletune.search.storage import mask_url
-from scaletune.trainer.config import load_train_config
+from scaletune.trainer.config import DataConfig, load_train_config
 from scaletune.trainer.errors import ConfigError
 from tests.search.helpers import tiny_study, write_study
 
@@ -158,6 +158,10 @@ def test_exported_run_options(finished, tmp_path):
     assert Path(loaded.data.path).is_absolute() and Path(loaded.data.path).is_file()
     # Rule: what was written is what load_train_config reads back.
     assert loaded == done.config
+    # Rule: the data section names only what its source reads (a text file's, no `builtin:`).
+    written = yaml.safe_load(out.read_text())["data"]
+    assert written["source"] == "text" and "path" in written
+    assert not {"builtin", "dataset", "data_files", "split", "text_column"} & set(written)
     # Rule: no temporary file is left behind.
     assert list(tmp_path.glob(".final.yaml*")) == []
 
@@ -398,3 +402,12 @@ def test_a_final_run_past_its_data_notes_the_epochs_and_dropout(finished, tmp_pa
     within = export_study(cfg, tmp_path / "copy.yaml", source=str(path))
     assert within.config.tokens <= train
     assert not [n for n in within.notes if "epochs" in n]
+
+
+def test_only_fields_at_their_defaults_are_left_out_of_a_written_data_section():
+    # Left out, they load back the same; a value given where the source ignores it is kept.
+    data = DataConfig(source="text", path="corpus.txt", builtin="stdlib")
+    assert "builtin" not in data.unread_defaults() and "path" not in data.unread_defaults()
+    assert {"dataset", "data_files", "split", "text_column"} <= set(data.unread_defaults())
+    hub = DataConfig(source="hf", dataset="roneneldan/TinyStories")
+    assert {"builtin", "path"} == set(hub.unread_defaults())
