@@ -524,7 +524,8 @@ class WandbConfig(_Strict):
 
 class MLflowConfig(_Strict):
     tracking_uri: str | None = None
-    """Where MLflow writes (a server URL or a local folder, as mlflow.set_tracking_uri takes it);
+    """Where MLflow writes, as mlflow.set_tracking_uri takes it: a server URL or a database such
+    as sqlite:///mlflow.db (MLflow 3 refuses a local folder unless MLFLOW_ALLOW_FILE_STORE=true);
     default MLflow's own (MLFLOW_TRACKING_URI). Keep credentials in MLflow's environment
     variables, not here: the study records its config."""
     experiment: str | None = None

@@ -15,10 +15,11 @@ frozen_trial)`` after each trial is told.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -45,12 +46,25 @@ the lr column of the HPARAMS table, and the schedule follows from the columns.)"
 TENSORBOARD_PACKAGES = ("tensorboard",)
 
 
+@contextlib.contextmanager
+def _deprecated_by_optuna() -> Iterator[None]:
+    """optuna-integration 4.9 deprecated both callbacks (they go in 6.0, which the extras
+    exclude) with a FutureWarning at construction: a notice to Optuna's users, of no use to a
+    study's, so it is not shown."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*Callback has been deprecated",
+                                category=FutureWarning)
+        yield
+
+
 def _wandb(cfg: WandbConfig, study_name: str) -> Callback:
     from optuna_integration.wandb import WeightsAndBiasesCallback
 
     # One W&B run per trial (as_multirun), so each trial has its own config panel.
     kwargs = {"project": cfg.project, "entity": cfg.entity, "group": study_name}
-    return WeightsAndBiasesCallback(metric_name=METRIC, wandb_kwargs=kwargs, as_multirun=True)
+    with _deprecated_by_optuna():
+        return WeightsAndBiasesCallback(metric_name=METRIC, wandb_kwargs=kwargs,
+                                        as_multirun=True)
 
 
 def _mlflow(cfg: MLflowConfig, study_name: str) -> Callback:
@@ -62,8 +76,9 @@ def _mlflow(cfg: MLflowConfig, study_name: str) -> Callback:
         if cfg.tracking_uri is not None:
             mlflow.set_tracking_uri(cfg.tracking_uri)
         mlflow.set_experiment(cfg.experiment)
-    return MLflowCallback(tracking_uri=cfg.tracking_uri, metric_name=METRIC,
-                          create_experiment=cfg.experiment is None)
+    with _deprecated_by_optuna():
+        return MLflowCallback(tracking_uri=cfg.tracking_uri, metric_name=METRIC,
+                              create_experiment=cfg.experiment is None)
 
 
 @dataclass(frozen=True)
