@@ -113,6 +113,11 @@ def preflight(cfg: StudyConfig) -> Any:
             errors.append(f"storage: cannot open {mask_url(cfg.storage)}: "
                           f"{scrub(first, cfg.storage)}")
     errors += _sqlite_file_errors(cfg.storage_url)
+    if cfg.trainer.compile and cfg.workers.address in (None, "local"):  # trials run here
+        from scaletune.trainer.loop import compiler_missing  # imports torch: only when asked
+
+        if why := compiler_missing():
+            errors.append(f"trainer.{why}")
     if errors:
         raise ConfigError(cfg.source, errors)
     _refuse_a_second_driver(cfg)

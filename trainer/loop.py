@@ -187,6 +187,8 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
     step).
     """
     wall_start = time.perf_counter()
+    if config.compile and (why := compiler_missing()):
+        raise SetupError(why)
     run = _set_up(config, resume)
     if run.out_dir and run.lead:
         remove_leftover_writes(run.out_dir)
@@ -230,6 +232,25 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
         log_event(run.out_dir,
                   {"event": "end", **{k: v for k, v in result.as_dict().items() if k != "history"}})
     return result
+
+
+def compiler_missing() -> str | None:
+    """Why ``compile: true`` cannot work on this machine, or None. torch.compile builds its
+    kernels with the machine's C++ compiler (C++ kernels on CPU, Triton's launchers on GPUs);
+    without one it fails at the first step with a long traceback."""
+    try:
+        from torch._inductor import config as inductor
+        from torch._inductor.cpp_builder import get_cpp_compiler
+    except ImportError:  # a torch without inductor: torch.compile says what it lacks
+        return None
+    try:
+        get_cpp_compiler()
+    except Exception:  # noqa: BLE001 - InvalidCxxCompiler, or whatever the search met
+        tried = ", ".join(c for c in inductor.cpp.cxx if c) or "g++"
+        return ("compile: true needs a C++ compiler, which torch.compile builds its kernels "
+                f"with, and none works here (tried {tried}); install one (apt install g++), set "
+                "CXX to one, or set compile: false")
+    return None
 
 
 def _set_up(config: TrainConfig, resume: bool) -> _Run:

@@ -277,3 +277,22 @@ def test_an_empty_data_file_names_the_path_and_leaves_nothing(tmp_path, shakespe
     assert code == 2, out
     assert f"data.path {empty}: the data holds no text (0 tokens)" in out
     assert not (tmp_path / "study").exists()
+
+
+def test_a_compiled_study_without_a_cpp_compiler_is_refused_before_it_starts(tmp_path, shakespeare):
+    from torch._inductor import config as inductor
+
+    from scaletune.search.runner import preflight
+    from scaletune.search.storage import sqlite_path
+    from scaletune.trainer.errors import ConfigError
+
+    cfg = load_study(write_study(tmp_path, tiny_study(tmp_path, shakespeare,
+                                                      trainer={"compile": True})))
+    with inductor.patch({"cpp.cxx": (None, "/nonexistent/g++")}), \
+            pytest.raises(ConfigError) as refused:
+        preflight(cfg)
+    assert [e for e in refused.value.errors if "compile" in e] == [
+        "trainer.compile: true needs a C++ compiler, which torch.compile builds its kernels with, "
+        "and none works here (tried /nonexistent/g++); install one (apt install g++), set CXX to "
+        "one, or set compile: false"]
+    assert not sqlite_path(cfg.storage_url).exists()  # no study was created

@@ -322,3 +322,19 @@ def test_sigterm_on_train_stops_between_steps_names_the_checkpoint_and_exits_143
         f"{run_file}: stopped by SIGTERM; the last checkpoint is {ckpt}; run the command again "
         "with --resume to continue from it"]
     assert torch.load(ckpt, weights_only=True)["progress"]["step"] > 0
+
+
+def test_compile_without_a_cpp_compiler_is_one_error_before_anything_runs(run_file, tmp_path,
+                                                                         capsys):
+    from torch._inductor import config as inductor
+
+    cfg = yaml.safe_load(run_file.read_text())
+    cfg["compile"] = True
+    run_file.write_text(yaml.safe_dump(cfg))
+    with inductor.patch({"cpp.cxx": (None, "/nonexistent/g++")}):  # as on a bare laptop
+        errors = train_errors(run_file, capsys)
+    assert errors == [
+        f"{run_file}: compile: true needs a C++ compiler, which torch.compile builds its kernels "
+        "with, and none works here (tried /nonexistent/g++); install one (apt install g++), set "
+        "CXX to one, or set compile: false"]
+    assert not (tmp_path / "out").exists()  # nothing was prepared or written
