@@ -37,9 +37,17 @@ def rank_and_world(device_name: str) -> tuple[int, int]:
 
 
 def device_for(name: str, world: int = 1) -> torch.device:
-    """The device ``name`` ('auto', 'cuda' or 'cpu') means for this process of ``world``."""
+    """The device ``name`` ('auto', 'cuda', 'mps' or 'cpu') means for this process of ``world``.
+    A device this machine does not have is a SetupError that says what to set instead."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SetupError(f"device: cuda, but torch sees no CUDA GPU here (torch {torch.__version__}"
+                         f", built with CUDA {torch.version.cuda or 'none'}): set device: auto (a "
+                         "GPU where there is one, else the CPU) or cpu, or run on a machine with a "
+                         "GPU and a CUDA build of torch")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise SetupError("device: mps, but torch sees no Apple GPU here: set device: auto or cpu")
     if name == "cuda" and world > 1:  # one GPU per process of a torchrun launch
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if local_rank >= torch.cuda.device_count():

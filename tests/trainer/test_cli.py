@@ -228,6 +228,21 @@ def test_a_process_without_a_gpu_of_its_own_is_refused(monkeypatch):
 
     # torchrun numbers the processes of a machine by LOCAL_RANK; each takes the GPU of that number.
     monkeypatch.setenv("LOCAL_RANK", str(torch.cuda.device_count()))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU machine, short of GPUs
     with pytest.raises(SetupError, match=r"has no GPU of its own: the machine has \d+; start at "
                                          r"most that many processes per machine"):
         device_for("cuda", world=2)
+
+
+@pytest.mark.skipif(torch.cuda.is_available() or torch.backends.mps.is_available(),
+                    reason="this machine has a GPU")
+def test_a_device_this_machine_lacks_is_one_error_that_says_what_to_set(tmp_path, capsys):
+    for device, says in [("cuda", "device: cuda, but torch sees no CUDA GPU here (torch "),
+                         ("mps", "device: mps, but torch sees no Apple GPU here: set device: "
+                                 "auto or cpu")]:
+        path = write(tmp_path, {"device": device, "out_dir": str(tmp_path / device)})
+        assert train_main(str(path)) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"{path}: {says}") and "Traceback" not in err
+        assert len(err.splitlines()) == 1
+        assert not (tmp_path / device).exists()
