@@ -15,11 +15,10 @@ frozen_trial)`` after each trial is told.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import math
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,25 +45,12 @@ the lr column of the HPARAMS table, and the schedule follows from the columns.)"
 TENSORBOARD_PACKAGES = ("tensorboard",)
 
 
-@contextlib.contextmanager
-def _deprecated_by_optuna() -> Iterator[None]:
-    """optuna-integration 4.9 deprecated both callbacks (they go in 6.0, which the extras
-    exclude) with a FutureWarning at construction: a notice to Optuna's users, of no use to a
-    study's, so it is not shown."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*Callback has been deprecated",
-                                category=FutureWarning)
-        yield
-
-
 def _wandb(cfg: WandbConfig, study_name: str) -> Callback:
     from optuna_integration.wandb import WeightsAndBiasesCallback
 
     # One W&B run per trial (as_multirun), so each trial has its own config panel.
     kwargs = {"project": cfg.project, "entity": cfg.entity, "group": study_name}
-    with _deprecated_by_optuna():
-        return WeightsAndBiasesCallback(metric_name=METRIC, wandb_kwargs=kwargs,
-                                        as_multirun=True)
+    return WeightsAndBiasesCallback(metric_name=METRIC, wandb_kwargs=kwargs, as_multirun=True)
 
 
 def _mlflow(cfg: MLflowConfig, study_name: str) -> Callback:
@@ -76,9 +62,8 @@ def _mlflow(cfg: MLflowConfig, study_name: str) -> Callback:
         if cfg.tracking_uri is not None:
             mlflow.set_tracking_uri(cfg.tracking_uri)
         mlflow.set_experiment(cfg.experiment)
-    with _deprecated_by_optuna():
-        return MLflowCallback(tracking_uri=cfg.tracking_uri, metric_name=METRIC,
-                              create_experiment=cfg.experiment is None)
+    return MLflowCallback(tracking_uri=cfg.tracking_uri, metric_name=METRIC,
+                          create_experiment=cfg.experiment is None)
 
 
 @dataclass(frozen=True)
@@ -150,7 +135,11 @@ class Tracker:
             try:
                 with warnings.catch_warnings():
                     # Optuna marks its callbacks experimental; a study that names one chose it.
+                    # optuna-integration 4.9 deprecated both (they go in 6.0, which the extras
+                    # exclude): a notice to Optuna's users, of no use to a study's.
                     warnings.simplefilter("ignore", ExperimentalWarning)
+                    warnings.filterwarnings("ignore", message=r".*Callback has been deprecated",
+                                            category=FutureWarning)
                     self.callbacks[name] = integration.build(section, cfg.name)
             except Exception as e:  # noqa: BLE001 - a server that is not there, a bad URI
                 errors.append(f"tracking.{name}: {type(e).__name__}: {e}")
