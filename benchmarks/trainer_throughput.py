@@ -51,7 +51,7 @@ PEAK_SIZES = {"start": (1024, 2048, 3072), "pause": (2048,)}
 """Square matmul sizes of the peak at the start and at every pause (--peak-size sets both)."""
 
 
-def matmul_peaks(dtype: torch.dtype, sizes: tuple[int, ...] = PEAK_SIZES["start"],
+def matmul_peaks(dtype: torch.dtype, sizes: tuple[int, ...] | None = None,
                  repeats: int = 5, device: str = "cpu") -> dict[str, float]:
     """Best FLOP/s of an (n x n) @ (n x n) matmul over a few sizes, per library.
 
@@ -61,6 +61,7 @@ def matmul_peaks(dtype: torch.dtype, sizes: tuple[int, ...] = PEAK_SIZES["start"
     credited against the slower one's peak. (bf16 matmuls already go through oneDNN in torch.)
     On a GPU (``device`` 'cuda'), torch's matmul alone, each product timed to its end.
     """
+    sizes = sizes or PEAK_SIZES["start"]
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     libraries = {"torch": lambda a, b: a @ b}
     if dtype == torch.float32 and device == "cpu" and onednn_available():
@@ -297,10 +298,10 @@ def main() -> None:
     fpt = flops_per_token(TrainConfig.model_validate({"model": MODEL}).model, vocab_size=256)
     print(f"model {MODEL['n_layer']}L/{MODEL['n_head']}H/{MODEL['n_embd']}d block "
           f"{MODEL['block_size']} batch {BATCH}, byte vocab: {fpt / 1e6:.2f} MFLOP per token")
-    start = matmul_peaks(torch.float32, PEAK_SIZES["start"])
+    start = matmul_peaks(torch.float32)
     print("matmul peak at the start: float32 " + ", ".join(f"{v / 1e9:.1f} GFLOP/s ({k})" for k, v
                                                          in start.items())
-          + f"; bfloat16 {matmul_peaks(torch.bfloat16, PEAK_SIZES['start'])['torch'] / 1e9:.1f} "
+          + f"; bfloat16 {matmul_peaks(torch.bfloat16)['torch'] / 1e9:.1f} "
           f"GFLOP/s (best of {start_sizes} squares)")
     print("MFU divides by the best peak of the libraries, measured at every pause; for float32 it "
           "is also given against torch's matmul peak alone")
