@@ -23,7 +23,9 @@ the same pruner allowed to decide only from 20% of the budget on. No pruner that
 the complete trials can save more than the first without false prunes.
 
 The studies are copied to a temporary folder and opened there, so a suite that is still being
-written is never touched. Writes benchmarks/results/pruners/pruner_replay.csv and .md.
+written is never touched. Where the study files are not there (they are not committed), the
+studies are rebuilt from the committed trial tables (``<task>/search_efficiency_trials.csv``,
+which hold every trial's params and curve): the same replay, to the same figures. Writes benchmarks/results/pruners/pruner_replay.csv and .md.
 """
 
 from __future__ import annotations
@@ -107,6 +109,68 @@ def load(suite: Path, workdir: Path) -> dict[tuple[str, int], tuple[Any, list[An
             trials = sorted(study.get_trials(deepcopy=True, states=(optuna.trial.TrialState.COMPLETE,)),
                             key=lambda t: t.number)
             studies[(task, seed)] = (cfg, trials)
+    return studies
+
+
+def load_tables(suite: Path) -> dict[tuple[str, int], tuple[Any, list[Any]]]:
+    """(task, seed) -> (study config, complete trials in order), from the committed trial
+    tables (``<task>/search_efficiency_trials.csv``: every trial's params and curve), for a
+    checkout without the suite's study files (they are not committed).
+
+    Each trial is rebuilt as Optuna's FrozenTrial with the params, distributions, curve and
+    final loss it had, and the user attrs a study records beside them that pruners read (steps,
+    warmup steps and tokens per step, computed from the study's config as the plan does).
+    """
+    import json
+
+    import optuna
+    import pandas as pd
+
+    from benchmarks import search_efficiency as se
+    from benchmarks.suite import TASKS as SUITE_TASKS
+    from benchmarks.suite import batch_choices
+    from scaletune.search.space import fixed_values, trial_config
+
+    studies = {}
+    for task in sorted((t for t in SUITE_TASKS if t.name in TASKS), key=lambda t: t.name):
+        table = suite / task.name / "search_efficiency_trials.csv"
+        if not table.exists():
+            continue
+        rows = pd.read_csv(table)
+        # The config the study ran with; its data never opens, so the corpus need not exist.
+        bench = se.Bench(
+            data=se.DEFAULT_DATA, corpus="", tokenizer="byte", tokenizer_label="", out=suite,
+            n_layer=task.n_layer, n_head=task.n_head, n_embd=task.n_embd,
+            block_size=task.block_size, tokens_per_trial=task.tokens_per_trial,
+            batch_sizes=batch_choices(task.tokens_per_trial, task.block_size), val_windows=64)
+        for seed in SEEDS:
+            done = rows[(rows["strategy"] == "random") & (rows["seed"] == seed)
+                        & (rows["state"] == "COMPLETE")].sort_values("number")
+            if done.empty:
+                continue
+            cfg = se.study_config(bench, "random", seed)
+            dists = {
+                "lr": optuna.distributions.FloatDistribution(*se.LR, log=True),
+                "weight_decay": optuna.distributions.FloatDistribution(*se.WEIGHT_DECAY,
+                                                                       log=True),
+                "dropout": optuna.distributions.FloatDistribution(*se.DROPOUT),
+                "warmup_frac": optuna.distributions.FloatDistribution(*se.WARMUP_FRAC),
+                "batch_size": optuna.distributions.CategoricalDistribution(bench.batch_sizes),
+            }
+            trials = []
+            for r in done.itertuples():
+                params = {k: getattr(r, f"param_{k}") for k in dists}
+                params["batch_size"] = int(params["batch_size"])
+                _, derived = trial_config(cfg, params, fixed_values(cfg), None)
+                curve = {int(k): float(v) for k, v in json.loads(r.curve).items()}
+                trial = optuna.trial.create_trial(
+                    params=params, distributions=dists, value=float(r.value),
+                    intermediate_values=curve,
+                    user_attrs={k: derived[k] for k in ("steps", "warmup_steps",
+                                                        "tokens_per_step")})
+                trial.number = int(r.number)
+                trials.append(trial)
+            studies[(task.name, seed)] = (cfg, trials)
     return studies
 
 
@@ -217,13 +281,15 @@ def markdown(summary: Any, held_out: Any, command: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", type=Path, default=Path("benchmarks/results/suite"),
-                        help="the suite's results folder (its <task>/studies/random-s*.db)")
+                        help="the suite's results folder (its <task>/studies/random-s*.db, else "
+                             "its <task>/search_efficiency_trials.csv)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as workdir:
-        studies = load(args.suite, Path(workdir))
+        studies = load(args.suite, Path(workdir)) or load_tables(args.suite)
         if not studies:
-            sys.exit(f"no random-search studies under {args.suite}/<task>/studies/")
+            sys.exit(f"no random-search studies under {args.suite}/<task>/studies/ and no "
+                     f"{args.suite}/<task>/search_efficiency_trials.csv")
         rows = replay_all(studies)
     summary, held_out = table(rows), loto(rows)
     args.out.mkdir(parents=True, exist_ok=True)

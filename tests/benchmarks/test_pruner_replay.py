@@ -1,6 +1,9 @@
-"""The pruner replay benchmark on a suite folder of one small constructed study."""
+"""The pruner replay benchmark: on a suite folder of one small constructed study, and on the
+committed trial tables of the suite."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import optuna
 import pandas as pd
@@ -50,3 +53,26 @@ def test_replay_writes_a_row_per_pruner_and_study_and_leaves_the_suite_alone(tmp
     at = min(s for s in range(every, budget + 1, every) if s >= 0.2 * budget)
     assert later["stopped"] == 4
     assert later["compute_saved"] == pytest.approx(4 / 6 * (1 - at / budget))
+
+
+def test_the_committed_trial_tables_replay_to_the_figures_of_record():
+    """Without the suite's study files (not committed), the studies are rebuilt from the trial
+    tables, and each study's replay gives what the committed results say."""
+    from pydantic import TypeAdapter
+
+    from scaletune.search.config import PrunerConfig
+    from scaletune.search.pruners import audit, replay
+
+    suite = Path(pruner_replay.__file__).parent / "results" / "suite"
+    studies = pruner_replay.load_tables(suite)
+    assert len(studies) == 18 and sum(len(t) for _, t in studies.values()) == 286
+    recorded = pd.read_csv(pruner_replay.OUT / "pruner_replay.csv")
+    build = TypeAdapter(PrunerConfig).validate_python
+    for label in ("predicted (scaletune)", "median (scaletune: 25% warmup, 4 start-up)"):
+        spec = pruner_replay.PRUNERS[label]
+        for (task, seed), (cfg, trials) in studies.items():
+            got = audit(replay(build(spec).build(cfg), trials), cfg.tokens_per_trial)
+            row = recorded[(recorded["task"] == task) & (recorded["seed"] == seed)
+                           & (recorded["pruner"] == label)].iloc[0]
+            assert (got["stopped"], got["false_prunes"]) == (row["stopped"], row["false_prunes"])
+            assert got["compute_saved"] == pytest.approx(row["compute_saved"], abs=1e-9)
