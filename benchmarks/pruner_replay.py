@@ -9,7 +9,7 @@ stops by itself) are left out. Counted per study: compute saved against no pruni
 trained over the tokens of every trial run to the end) and false prunes (stopped trials that
 ended within 1% of their study's best).
 
-The predicted pruner's ``n_startup_trials`` and ``margin`` are the constants chosen on these
+The predicted pruner's ``n_startup_trials`` and ``confidence`` are the constants chosen on these
 studies (the grid point with the fewest false prunes, then the most compute saved); their
 leave-one-task-out check is part of the output: for each task, the point chosen on the five
 others is scored on the task left out.
@@ -49,10 +49,12 @@ PRUNERS = {
     "none": {"name": "none"},
 }
 """Each pruner as a study file's ``pruner:`` section spells it, with scaletune's defaults."""
-MARGINS = (0.0, 0.25, 0.5, 1.0, 1.5)
+CONFIDENCES = (0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99)
 STARTUPS = (2, 4)
 """The predicted pruner's grid: its two constants chosen on these studies (n_startup_trials,
-margin), each pair replayed on every study."""
+confidence), each pair replayed on every study."""
+MARGINS = (0.5, 1.0, 1.5)
+"""The first rule's interval (``interval: range``), for comparison: its default margin was 1.5."""
 OUT = Path(__file__).parent / "results" / "pruners"
 
 
@@ -187,8 +189,10 @@ def replay_all(studies: dict[tuple[str, int], tuple[Any, list[Any]]]) -> Any:
                  {"name": "predicted", "progress": "tokens"}))
     runs.append(("predicted, condition_on: none (drops not regressed on lr)",
                  {"name": "predicted", "condition_on": "none"}))
-    runs += [(grid_label(n, m), {"name": "predicted", "n_startup_trials": n, "margin": m})
-             for n in STARTUPS for m in MARGINS]
+    runs += [(f"predicted, interval: range, margin {m:g} (the first rule)",
+              {"name": "predicted", "interval": "range", "margin": m}) for m in MARGINS]
+    runs += [(grid_label(n, c), {"name": "predicted", "n_startup_trials": n, "confidence": c})
+             for n in STARTUPS for c in CONFIDENCES]
     rows = []
     for (task, seed), (cfg, trials) in studies.items():
         for label, spec in runs:
@@ -202,8 +206,8 @@ def replay_all(studies: dict[tuple[str, int], tuple[Any, list[Any]]]) -> Any:
     return pd.DataFrame(rows)
 
 
-def grid_label(n_startup: int, margin: float) -> str:
-    return f"predicted, n_startup_trials {n_startup}, margin {margin:g}"
+def grid_label(n_startup: int, confidence: float) -> str:
+    return f"predicted, n_startup_trials {n_startup}, confidence {confidence:g}"
 
 
 def choose(grid: Any) -> str:
@@ -214,7 +218,7 @@ def choose(grid: Any) -> str:
 
 
 def loto(rows: Any) -> Any:
-    """For each task: the grid point (n_startup_trials, margin) chosen on the other tasks by
+    """For each task: the grid point (n_startup_trials, confidence) chosen on the other tasks by
     ``choose``, scored on that task."""
     import pandas as pd
 
@@ -264,7 +268,7 @@ def markdown(summary: Any, held_out: Any, command: str) -> str:
                      f"{r.compute_saved:.1%} | {r.compute_saved_min:.1%} | {r.false_prunes} |")
     lines += [
         "", "## The predicted pruner's constants, left one task out", "",
-        "For each task, the grid point (n_startup_trials, margin) chosen on the other five (the "
+        "For each task, the grid point (n_startup_trials, confidence) chosen on the other five (the "
         "fewest false prunes there, then the most compute saved) and what it does on the task "
         "left out.", "",
         "| task left out | chosen on the others | compute saved | false prunes |",

@@ -332,8 +332,8 @@ v2_train_seed_per_seed, the prior-center trial): final losses 2.4480, 2.4641, 2.
 configs near the best.)"""
 
 MARGIN = 1.5
-"""Default margin of the prediction's interval, in units of the spread of the complete trials'
-drops. Chosen with PREDICTED_STARTUP on the suite's random-search studies (python -m
+"""Default margin of the first rule's interval (``interval: range``; the default is ``t``, see
+CONFIDENCE), in units of the spread of the complete trials' drops. Chosen with PREDICTED_STARTUP on the suite's random-search studies (python -m
 benchmarks.pruner_replay, benchmarks/results/pruners), drops regressed on lr: of the grid
 n_startup_trials 2 or 4 x margin 0, 0.25, 0.5, 1, 1.5, the point with no false prune on all 18
 studies that saves the most is (2, 1): 43.4% saved. Left one task out, that rule picks (2, 1) for
@@ -342,8 +342,26 @@ there: its high-lr runs fall the most at the end). As before, the default goes o
 fit, to 1.5, for tasks the suite does not hold: 40.1% saved, no false prune."""
 
 PREDICTED_STARTUP = 2
-"""Default n_startup_trials of the predicted pruner: see MARGIN (4 saves 9 points less at
-margin 1.5, 30.9%, with no false prune either)."""
+"""Default n_startup_trials of the predicted pruner: see CONFIDENCE (4 saves 7 points less at
+confidence 0.9, 39.1%, with no false prune either)."""
+
+INTERVALS = ("t", "range")
+"""How the predicted pruner draws a prediction's interval: ``t``, a regression's prediction
+interval (Student's t quantile at ``confidence``, the residuals' spread, the leverage of the
+trial's lr); ``range``, the range of the drops the complete trials show, widened by ``margin``
+times itself (the first rule, kept to replay studies that ran under it)."""
+INTERVAL = "t"
+
+CONFIDENCE = 0.9
+"""Default one-sided confidence of the ``t`` interval: were the drops normal around the fitted
+line, the probability that a trial ends above its interval's low end. Chosen with
+PREDICTED_STARTUP on the suite's random-search studies (python -m benchmarks.pruner_replay,
+benchmarks/results/pruners/pruner_replay.md): of the grid n_startup_trials 2 or 4 x confidence
+0.6 to 0.99, the point with no false prune on all 18 studies that saves the most is (2, 0.85):
+48.2% saved. Left one task out, that rule picks (2, 0.85) for five tasks (no false prune on any
+of them) and (2, 0.8) for shakespeare-bpe (four false prunes there: runs that fall the most at
+the end). As for the first rule's margin, the default goes one step past the fit, to 0.9, for
+tasks the suite does not hold: 45.9% saved, no false prune (the first rule's default: 40.1%)."""
 
 
 class PredictedPrunerConfig(_Strict):
@@ -377,10 +395,19 @@ class PredictedPrunerConfig(_Strict):
         if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1:
             raise ValueError(f"must be 'auto' or a number in [0, 1) (got {shown_value(v)})")
         return float(v)
+    interval: Literal["t", "range"] = INTERVAL
+    """How the prediction's interval is drawn: t (default), the prediction interval of the
+    regression of the drops on lr, at ``confidence``: it is wide where few complete curves
+    reach back or where the trial's lr lies far from theirs; range, the range of the drops the
+    complete trials show, widened by ``margin`` (the first rule)."""
+    confidence: float = Field(CONFIDENCE, gt=0.5, lt=1, allow_inf_nan=False)
+    """One-sided confidence of the t interval: a trial is stopped only when, at this
+    confidence, it ends worse than the k-th best by more than the noise floor (default 0.85;
+    CONFIDENCE says how it was chosen). Higher stops fewer trials, later."""
     margin: float = Field(MARGIN, ge=0, allow_inf_nan=False)
-    """Widening of the prediction's interval, in units of the spread of the drops the complete
-    trials show from the same point of the schedule to the end (default 1.5; MARGIN says how
-    it was chosen)."""
+    """For ``interval: range``: widening of the interval, in units of the spread of the drops
+    the complete trials show from the same point of the schedule to the end (default 1.5;
+    MARGIN says how it was chosen)."""
     condition_on: Literal["lr", "none"] = "lr"
     """lr: the drops the complete trials show are regressed on their log lr, and a trial's
     prediction is the drop fitted at its own lr (needs 4 complete curves and lr searched;
@@ -406,6 +433,7 @@ class PredictedPrunerConfig(_Strict):
             noise_floor=None if self.noise_floor == "auto" else self.noise_floor,
             margin=self.margin, study_seed=study.seed,
             condition_on=None if self.condition_on == "none" else self.condition_on,
+            interval=self.interval, confidence=self.confidence,
         )
 
 

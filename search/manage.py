@@ -185,8 +185,14 @@ def describe_sampler(cfg: StudyConfig) -> str:
 
 
 def describe_pruner(cfg: StudyConfig) -> str:
-    """``median: n_startup_trials=3, n_warmup_steps=default, interval_steps=1``."""
-    return _fields(cfg.pruner)
+    """``median: n_startup_trials=3, n_warmup_steps=default, interval_steps=1``; the predicted
+    pruner's ``margin`` only under ``interval: range`` and its ``confidence`` only under ``t``,
+    the interval each one draws."""
+    text = _fields(cfg.pruner)
+    unused = {"t": "margin", "range": "confidence"}.get(getattr(cfg.pruner, "interval", None))
+    if unused:
+        text = re.sub(rf", {unused}=[^,]*", "", text)
+    return text
 
 
 def _fields(model: BaseModel) -> str:

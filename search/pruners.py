@@ -36,7 +36,14 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from scaletune.search import noise
-from scaletune.search.config import MARGIN, NOISE_FLOOR, PREDICTED_STARTUP
+from scaletune.search.config import (
+    CONFIDENCE,
+    INTERVAL,
+    INTERVALS,
+    MARGIN,
+    NOISE_FLOOR,
+    PREDICTED_STARTUP,
+)
 
 PREDICTION_ATTRS = ("predicted_final_loss", "predicted_final_loss_low",
                     "predicted_final_loss_high", "predicted_at_tokens")
@@ -83,17 +90,20 @@ class PredictedFinalPruner(BasePruner):
     trial's point of the schedule to the end: ``d_j = log final_j - log loss_j(p)``, with p the
     running trial's progress and ``loss_j(p)`` read off trial j's curve at the same progress
     (linear in progress between its evaluations; a trial whose first evaluation came later in
-    its schedule than p is left out). The prediction is ``loss * exp(median d_j)``; its interval
-    runs from the largest to the smallest drop seen, each widened by ``margin`` times their
-    spread. With ``FIT_MIN_CURVES`` curves or more, the drops are first regressed on log lr
-    (``condition_on``): a run at a high learning rate sits higher above its final loss at the
-    same point of the schedule, by the noise of its large steps that the decay takes away, so
-    the drops of low-lr runs understate what is left to a high-lr run (the replay on the suite
-    saw exactly such runs pruned and ending within 1% of the best). The prediction is then the
-    fitted drop at the trial's lr, its interval the residuals around it, widened by ``beyond``
-    for a trial whose lr lies outside the complete trials' (the line is extrapolated there, and
-    the wider the further out). The trial is stopped
-    when the interval's low end is above the k-th best final loss times ``1 + noise_floor``.
+    its schedule than p is left out). With ``FIT_MIN_CURVES`` curves or more, the drops are
+    regressed on log lr (``condition_on``): a run at a high learning rate sits higher above its
+    final loss at the same point of the schedule, by the noise of its large steps that the decay
+    takes away, so the drops of low-lr runs understate what is left to a high-lr run (the replay
+    on the suite saw exactly such runs pruned and ending within 1% of the best). The prediction
+    is ``loss * exp(drop)``, with the drop fitted at the trial's lr (or the mean drop).
+
+    Its interval (``interval``): ``t``, the regression's prediction interval at ``confidence``
+    (Student's t quantile with the fit's degrees of freedom, times the residuals' standard
+    deviation, times sqrt(1 + the leverage of the trial's lr)), which is wide when few curves
+    reach back and for a trial whose lr lies far from the complete trials'; ``range``, the first
+    rule, from the largest to the smallest drop (residual) seen, each widened by ``margin`` times
+    their spread, and by ``beyond`` outside the complete trials' lrs. The trial is stopped when
+    the interval's low end is above the k-th best final loss times ``1 + noise_floor``.
 
     Args:
         budget: Tokens each trial trains (steps are tokens seen).
@@ -106,11 +116,14 @@ class PredictedFinalPruner(BasePruner):
         noise_floor: Relative difference in final loss below which trials are not told apart;
             None: what the study's repeats of a config with other training seeds measure, never
             below NOISE_FLOOR (search.noise.noise_floor).
-        margin: Widening of the interval, in units of the spread of the drops.
+        margin: For ``interval="range"``: widening of the interval, in units of the spread
+            of the drops.
         study_seed: The training seed of trials that record none (for ``noise_floor=None``).
         condition_on: A searched parameter the drop is regressed on, on a log scale (default
             "lr"); None, or a trial without it, or fewer than ``FIT_MIN_CURVES`` curves: the
             drops are not conditioned.
+        interval: "t" (the regression's prediction interval) or "range" (the first rule).
+        confidence: For ``interval="t"``: one-sided confidence of the interval's low end.
     """
 
     def __init__(
@@ -125,6 +138,8 @@ class PredictedFinalPruner(BasePruner):
         margin: float = MARGIN,
         study_seed: int = 0,
         condition_on: str | None = CONDITION_ON,
+        interval: str = INTERVAL,
+        confidence: float = CONFIDENCE,
     ) -> None:
         if budget < 1:
             raise ValueError(f"budget must be >= 1 token, got {budget=}")
@@ -138,6 +153,10 @@ class PredictedFinalPruner(BasePruner):
             raise ValueError(f"noise_floor must be in [0, 1), got {noise_floor=}")
         if not 0 <= margin < math.inf:
             raise ValueError(f"margin must be >= 0 and finite, got {margin=}")
+        if interval not in INTERVALS:
+            raise ValueError(f"interval must be one of {INTERVALS}, got {interval=}")
+        if not 0.5 < confidence < 1:
+            raise ValueError(f"confidence must be in (0.5, 1), got {confidence=}")
         self._budget = budget
         self._progress = progress or budget_fraction(budget)
         self._n_startup_trials = n_startup_trials
@@ -147,6 +166,8 @@ class PredictedFinalPruner(BasePruner):
         self._margin = margin
         self._study_seed = study_seed
         self._condition_on = condition_on
+        self._interval = interval
+        self._confidence = confidence
         self._measured: tuple[int, float] = (-1, NOISE_FLOOR)  # (complete trials, floor)
         self._stopped: dict[int, Prediction] = {}
         # Each complete trial's curve against progress, read off once: every decision reads all
@@ -204,11 +225,19 @@ class PredictedFinalPruner(BasePruner):
             return None
         d = table.log_final[use] - _interp_rows(here, table.at[use], table.log_loss[use],
                                                 table.last[use])
-        mid = float(np.median(d))
         x = table.feature[use]
         x0 = self._feature(trial)
-        if (x0 is not None and len(d) >= FIT_MIN_CURVES and not np.isnan(x).any()
-                and x.max() > x.min()):
+        fit = (x0 is not None and len(d) >= FIT_MIN_CURVES and not np.isnan(x).any()
+               and x.max() > x.min())
+        log_loss = math.log(loss)
+        if self._interval == "t":
+            mid, half = _t_interval(d, x if fit else None, x0, self._confidence)
+            return Prediction(
+                final=math.exp(log_loss + mid), low=math.exp(log_loss + mid - half),
+                high=math.exp(log_loss + mid + half), tokens=int(step), n_curves=len(d),
+            )
+        mid = float(np.median(d))
+        if fit:
             # The drop left depends on the learning rate: the higher it is, the more of the loss
             # is the noise of large steps, which the decay takes away at the end.
             design = np.column_stack([np.ones(len(x)), x])
@@ -218,7 +247,6 @@ class PredictedFinalPruner(BasePruner):
             # the line is extrapolated, and they widen as a regression's prediction does.
             d = mid + (d - design @ coef) * beyond(x, x0)
         wide = self._margin * float(d.max() - d.min())
-        log_loss = math.log(loss)
         return Prediction(
             final=math.exp(log_loss + mid),
             low=math.exp(log_loss + float(d.min()) - wide),
@@ -307,6 +335,37 @@ def _interp_rows(here: float, at: np.ndarray, log_loss: np.ndarray,
     for i in np.flatnonzero(~np.isfinite(value)):  # what np.interp does where the line is not
         value[i] = np.interp(here, at[i, :last[i] + 1], log_loss[i, :last[i] + 1])
     return value
+
+
+def _t_interval(d: np.ndarray, x: np.ndarray | None, x0: float | None,
+                confidence: float) -> tuple[float, float]:
+    """(prediction, half-width) of the drop of a new trial, from the drops ``d`` of the complete
+    trials: a regression's prediction interval. With ``x`` (their log lr; ``x0``, the trial's),
+    the drop is the least-squares line at ``x0``; without, the mean drop. The half-width is
+    Student's t quantile at ``confidence`` times the residuals' standard deviation times
+    sqrt(1 + leverage at ``x0``): few curves (few degrees of freedom) and a trial far from the
+    complete trials' lrs both widen it, as the uncertainty of the line itself does."""
+    n = len(d)
+    if x is None or x0 is None:
+        mid = float(d.mean())
+        residuals, dof, leverage = d - mid, n - 1, 1 / n
+    else:
+        mean = float(x.mean())
+        sxx = float(((x - mean) ** 2).sum())
+        slope = float(((x - mean) * (d - d.mean())).sum()) / sxx
+        mid = float(d.mean()) + slope * (x0 - mean)
+        residuals = d - (float(d.mean()) + slope * (x - mean))
+        dof, leverage = n - 2, 1 / n + (x0 - mean) ** 2 / sxx
+    spread = math.sqrt(float((residuals ** 2).sum()) / dof)
+    return mid, _t_quantile(confidence, dof) * spread * math.sqrt(1 + leverage)
+
+
+def _t_quantile(p: float, dof: int) -> float:
+    """Student's t distribution's ``p`` quantile (scipy.special, imported at the first
+    prediction: the driver does not import scipy for anything else)."""
+    from scipy.special import stdtrit
+
+    return float(stdtrit(dof, p))
 
 
 def beyond(x: Sequence[float], x0: float) -> float:

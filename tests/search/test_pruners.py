@@ -235,8 +235,9 @@ def test_the_audit_of_a_large_study_replays_an_evenly_spaced_sample_and_says_so(
 
 
 @pytest.mark.parametrize("option", [
-    {"rank": 2}, {"noise_floor": 0.0}, {"margin": 0.0}, {"progress": "tokens"},
-    {"n_startup_trials": 2}, {"n_warmup_steps": 16_384},
+    {"rank": 2}, {"noise_floor": 0.0}, {"confidence": 0.6}, {"confidence": 0.99},
+    {"interval": "range"}, {"interval": "range", "margin": 0.0}, {"progress": "tokens"},
+    {"n_startup_trials": 2}, {"n_warmup_steps": 16_384}, {"condition_on": "none"},
 ])
 def test_every_option_builds_a_pruner_that_prunes(tmp_path, option):
     text = tmp_path / "t.txt"
@@ -252,7 +253,9 @@ def test_every_option_builds_a_pruner_that_prunes(tmp_path, option):
     assert study.trials[bad.number].state == TrialState.PRUNED
 
 
-def test_a_high_lr_trial_is_predicted_from_the_drop_fitted_at_its_lr():
+@pytest.mark.parametrize("interval", [{}, {"interval": "range", "margin": 0.0}],
+                         ids=["t", "range"])
+def test_a_high_lr_trial_is_predicted_from_the_drop_fitted_at_its_lr(interval):
     """Runs at a higher lr fall more at the end (the decay takes away their large steps' noise):
     here the drop to the end grows by 0.1 per doubling of lr. A trial two doublings past every
     complete one, which ends best, is kept when the drops are regressed on lr, and stopped (a
@@ -264,8 +267,8 @@ def test_a_high_lr_trial_is_predicted_from_the_drop_fitted_at_its_lr():
         return {s: final * math.exp(c * (1 - s / BUDGET)) for s in STEPS}
 
     def stopped(condition_on: str | None) -> bool:
-        pruner = PredictedFinalPruner(BUDGET, n_startup_trials=4, margin=0.0,
-                                      condition_on=condition_on)  # four complete curves first
+        pruner = PredictedFinalPruner(BUDGET, n_startup_trials=4, condition_on=condition_on,
+                                      **interval)  # four complete curves first
         study = optuna.create_study(direction="minimize", pruner=pruner)
         for k, final in ((0, 2.05), (1, 2.10), (2, 2.02), (3, 2.08), (5, 2.00)):
             study.enqueue_trial({"lr": 1e-3 * 2**k})
@@ -283,12 +286,14 @@ def test_a_high_lr_trial_is_predicted_from_the_drop_fitted_at_its_lr():
     assert stopped(None)
 
 
-def test_an_lr_beyond_the_complete_trials_widens_the_interval_the_further_out_it_lies():
+@pytest.mark.parametrize("interval", ["t", "range"])
+def test_an_lr_beyond_the_complete_trials_widens_the_interval_the_further_out_it_lies(interval):
     """The drop regressed on lr is extrapolated for a trial whose lr lies outside the complete
     trials' lrs: its interval widens with the distance, as a regression's prediction interval
-    does; within the range it is the residuals' spread."""
+    does. Within the range, the first rule's (range) is the residuals' spread; the t interval
+    already widens away from the complete trials' mean lr there."""
     lr = optuna.distributions.FloatDistribution(1e-5, 10.0, log=True)
-    pruner = PredictedFinalPruner(BUDGET, n_startup_trials=4, margin=0.0)
+    pruner = PredictedFinalPruner(BUDGET, n_startup_trials=4, margin=0.0, interval=interval)
     study = optuna.create_study(direction="minimize", pruner=optuna.pruners.NopPruner())
     # Drops that grow with lr, with some scatter around the line.
     for k, scatter in ((0, 0.02), (1, -0.03), (2, 0.01), (3, -0.01), (4, 0.02)):
@@ -306,8 +311,11 @@ def test_an_lr_beyond_the_complete_trials_widens_the_interval_the_further_out_it
         p = pruner.predict(running, complete)
         return math.log(p.high / p.low)
 
-    inside, edge, out, far = width(2.5), width(4), width(6), width(10)
-    assert inside == pytest.approx(edge)  # the residuals' spread, within the range
+    middle, inside, edge, out, far = width(2), width(2.5), width(4), width(6), width(10)
+    if interval == "range":
+        assert middle == pytest.approx(inside) == pytest.approx(edge)  # the residuals' spread
+    else:
+        assert middle < inside < edge
     assert edge < out < far
     assert far > 1.5 * edge
 
@@ -384,7 +392,8 @@ def test_curves_read_side_by_side_predict_exactly_what_one_at_a_time_did(seed):
 
     for margin in (0.0, 1.5):
         for progress in (None, flat):
-            pruner = PredictedFinalPruner(BUDGET, progress, n_startup_trials=2, margin=margin)
+            pruner = PredictedFinalPruner(BUDGET, progress, n_startup_trials=2, margin=margin,
+                                          interval="range")
             checked = 0
             for k in range(40):
                 running = trial(1000 + k, TrialState.RUNNING, int(rng.choice(grid)))
@@ -398,3 +407,85 @@ def test_curves_read_side_by_side_predict_exactly_what_one_at_a_time_did(seed):
                 assert (new.final, new.low, new.high, new.n_curves) == old
                 checked += 1
             assert checked > 0
+
+
+@pytest.mark.parametrize("condition_on", ["lr", None])
+def test_the_t_interval_is_the_textbook_prediction_interval_of_the_drops(condition_on):
+    """interval t: the prediction is the least-squares line of the complete trials' drops on
+    log lr at the trial's lr (or their mean, unconditioned), its interval that line's prediction
+    interval, t quantile at ``confidence`` x residual deviation x sqrt(1 + leverage), computed
+    here as a statistics text does, with scipy's t distribution and numpy's polyfit."""
+    from scipy import stats
+
+    lr = optuna.distributions.FloatDistribution(1e-5, 1.0, log=True)
+    rng = np.random.default_rng(0)
+    complete, drops, xs = [], [], []
+    for k in range(7):
+        c = 0.3 + 0.05 * k + float(rng.normal(0, 0.03))
+        x = math.log(1e-3 * 2**k)
+        t = optuna.trial.create_trial(
+            params={"lr": math.exp(x)}, distributions={"lr": lr}, value=2.0,
+            intermediate_values={s: 2.0 * math.exp(c * (1 - s / BUDGET)) for s in STEPS})
+        t._trial_id, t.number = k, k
+        complete.append(t)
+        drops.append(-c * (1 - 300 / BUDGET))  # log final - log loss at 300 tokens
+        xs.append(x)
+    running = optuna.trial.create_trial(
+        params={"lr": 1e-3 * 2**8.5}, distributions={"lr": lr}, state=TrialState.RUNNING,
+        intermediate_values={300: 3.0})
+    pruner = PredictedFinalPruner(BUDGET, n_startup_trials=2, confidence=0.9,
+                                  condition_on=condition_on)
+    got = pruner.predict(running, complete)
+
+    d, x, x0, n = np.array(drops), np.array(xs), math.log(1e-3 * 2**8.5), len(drops)
+    if condition_on:
+        slope, icept = np.polyfit(x, d, 1)
+        mid, dof = icept + slope * x0, n - 2
+        resid = d - (icept + slope * x)
+        lev = 1 / n + (x0 - x.mean()) ** 2 / ((x - x.mean()) ** 2).sum()
+    else:
+        mid, dof, resid, lev = d.mean(), n - 1, d - d.mean(), 1 / n
+    half = stats.t.ppf(0.9, dof) * math.sqrt((resid ** 2).sum() / dof) * math.sqrt(1 + lev)
+    assert got.n_curves == n
+    assert math.log(got.final / 3.0) == pytest.approx(mid, rel=1e-9)
+    assert math.log(got.low / 3.0) == pytest.approx(mid - half, rel=1e-9)
+    assert math.log(got.high / 3.0) == pytest.approx(mid + half, rel=1e-9)
+
+
+def test_a_higher_confidence_stops_fewer_trials_later():
+    """On the same study, raising ``confidence`` only moves stops later or drops them."""
+    rng = np.random.default_rng(3)
+    curves = [curve(2.0 + float(rng.random()), 1.5 + float(rng.random())) for _ in range(12)]
+
+    def stops(confidence: float) -> dict[int, int | None]:
+        pruner = PredictedFinalPruner(BUDGET, n_startup_trials=2, confidence=confidence)
+        study = optuna.create_study(direction="minimize", pruner=pruner)
+        out = {}
+        for points in curves:
+            trial = run(study, points)
+            frozen = study.trials[trial.number]
+            out[trial.number] = (frozen.last_step if frozen.state == TrialState.PRUNED
+                                 else None)
+        return out
+
+    low, high = stops(0.6), stops(0.99)
+    assert sum(v is not None for v in low.values()) > sum(v is not None for v in high.values())
+    for n, at in high.items():
+        if at is not None:
+            assert low[n] is not None and low[n] <= at
+
+
+@pytest.mark.parametrize(("interval", "shown", "hidden"), [
+    ({}, "interval=t, confidence=0.9", "margin="),
+    ({"interval": "range", "margin": 1.0}, "interval=range, margin=1", "confidence="),
+])
+def test_the_pruner_is_described_with_the_setting_of_its_interval_only(tmp_path, interval,
+                                                                      shown, hidden):
+    from scaletune.search.manage import describe_pruner
+
+    text = tmp_path / "t.txt"
+    text.write_text("x")
+    cfg = validate_study(tiny_study(tmp_path, text, pruner={"name": "predicted", **interval}))
+    described = describe_pruner(cfg)
+    assert described.startswith("predicted: ") and shown in described
+    assert hidden not in described
