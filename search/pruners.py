@@ -211,25 +211,15 @@ class PredictedFinalPruner(BasePruner):
         """The final loss of ``trial`` predicted from its last evaluation and the curves of
         ``complete``; None when fewer than ``max(2, n_startup_trials)`` curves reach back to its
         point of the schedule, or its loss is not finite."""
-        step = trial.last_step
-        if step is None:
+        drops = self.drops(trial, complete)
+        if drops is None:
             return None
-        loss = trial.intermediate_values[step]
-        if not (math.isfinite(loss) and loss > 0):
-            return None
-        here = self._progress(trial, step)
-        table = self._table(complete)
-        # The complete trials whose curve reaches back to this point of the schedule.
-        use = table.at[:, 0] <= here + 1e-12
-        if int(use.sum()) < max(2, self._n_startup_trials):
-            return None
-        d = table.log_final[use] - _interp_rows(here, table.at[use], table.log_loss[use],
-                                                table.last[use])
-        x = table.feature[use]
+        d, use, log_loss = drops
+        step = int(trial.last_step)
+        x = self._table(complete).feature[use]
         x0 = self._feature(trial)
         fit = (x0 is not None and len(d) >= FIT_MIN_CURVES and not np.isnan(x).any()
                and x.max() > x.min())
-        log_loss = math.log(loss)
         if self._interval == "t":
             mid, half = _t_interval(d, x if fit else None, x0, self._confidence)
             return Prediction(
@@ -253,6 +243,28 @@ class PredictedFinalPruner(BasePruner):
             high=math.exp(log_loss + float(d.max()) + wide),
             tokens=int(step), n_curves=len(d),
         )
+
+    def drops(self, trial: FrozenTrial, complete: Sequence[FrozenTrial]
+              ) -> tuple[np.ndarray, np.ndarray, float] | None:
+        """(drops, rows, log loss): the drop of log loss each complete curve shows from the
+        running trial's point of the schedule to its end, which rows of the complete trials'
+        table (``_table(complete)``, its ``trials`` with a curve) those drops are of, and the
+        trial's log loss at its last evaluation. None as for ``predict``."""
+        step = trial.last_step
+        if step is None:
+            return None
+        loss = trial.intermediate_values[step]
+        if not (math.isfinite(loss) and loss > 0):
+            return None
+        here = self._progress(trial, step)
+        table = self._table(complete)
+        # The complete trials whose curve reaches back to this point of the schedule.
+        use = table.at[:, 0] <= here + 1e-12
+        if int(use.sum()) < max(2, self._n_startup_trials):
+            return None
+        d = table.log_final[use] - _interp_rows(here, table.at[use], table.log_loss[use],
+                                                table.last[use])
+        return d, use, math.log(loss)
 
     def _feature(self, t: FrozenTrial) -> float | None:
         """log of the parameter the drop is conditioned on, or None."""

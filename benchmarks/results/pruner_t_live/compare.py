@@ -1,0 +1,80 @@
+"""The predicted pruner with the t interval (confidence 0.9) in live studies, beside the suite's
+studies under the median pruner and under the predicted pruner's first rule (range, margin 1.5).
+
+    PYTHONPATH=. python benchmarks/results/pruner_t_live/compare.py benchmarks/results/pruner_t_live
+
+reads ``<task>/search_efficiency_trials.csv`` from the folder given (the new studies, strategy
+scaletune_predicted) and from benchmarks/results/suite (strategies scaletune, which ran the
+median pruner, and scaletune_predicted, which ran the first rule), and prints, per task, the
+mean over seeds of the best loss within 8 and 16 trial-equivalents of compute, and the compute
+saved by pruning: per study, the tokens the stopped trials did not train over the tokens of all
+its trials run to the end, mean over seeds. Then, seed by seed, how the new studies compare with
+the median pruner's at 8 and 16 (lower, equal within 1e-4, higher).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.suite import TASKS
+
+SUITE = Path("benchmarks/results/suite")
+RUNS = {"median": (SUITE, "scaletune"), "range 1.5": (SUITE, "scaletune_predicted")}
+
+
+def best_at(trials: pd.DataFrame, budget: float) -> dict[int, float]:
+    done = trials[(trials.compute <= budget + 1e-9) & (trials.state == "COMPLETE")]
+    return done.groupby("seed").value.min().to_dict()
+
+
+def saved(trials: pd.DataFrame, tokens: int) -> float:
+    per_seed = []
+    for _, g in trials.groupby("seed"):
+        stopped = g[g.status == "stopped"]
+        per_seed.append(float((tokens - stopped.tokens).sum()) / (len(g) * tokens))
+    return float(np.mean(per_seed))
+
+
+def main(new_root: Path) -> None:
+    runs = {**RUNS, "t 0.9": (new_root, "scaletune_predicted")}
+    print("| task | best at 8: median / range 1.5 / t 0.9 | best at 16: median / range 1.5 / "
+          "t 0.9 | saved by pruning: median / range 1.5 / t 0.9 |")
+    print("| --- | --- | --- | --- |")
+    pairs = {8: [], 16: []}
+    totals = {k: [] for k in runs}
+    for task in TASKS:
+        tables = {}
+        for label, (root, strategy) in runs.items():
+            path = root / task.name / "search_efficiency_trials.csv"
+            if path.exists():
+                df = pd.read_csv(path)
+                tables[label] = df[df.strategy == strategy]
+        if "t 0.9" not in tables or tables["t 0.9"].empty:
+            continue
+        cells = []
+        for budget in (8, 16):
+            bests = {k: best_at(v, budget) for k, v in tables.items()}
+            cells.append(" / ".join(f"{np.mean(list(b.values())):.4f}" for b in bests.values()))
+            for seed, value in bests["t 0.9"].items():
+                pairs[budget].append(value - bests["median"][seed])
+        spared = {k: saved(v, task.tokens_per_trial) for k, v in tables.items()}
+        for k, v in spared.items():
+            totals[k].append(v)
+        cells.append(" / ".join(f"{v:.1%}" for v in spared.values()))
+        print(f"| {task.name} | " + " | ".join(cells) + " |")
+    print()
+    print("saved by pruning, mean over tasks: "
+          + ", ".join(f"{k} {np.mean(v):.1%}" for k, v in totals.items() if v))
+    for budget, diffs in pairs.items():
+        d = np.array(diffs)
+        print(f"at {budget}, t 0.9 against median, seed by seed ({len(d)} pairs): lower "
+              f"{int((d < -1e-4).sum())}, equal {int((abs(d) <= 1e-4).sum())}, higher "
+              f"{int((d > 1e-4).sum())}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent)
