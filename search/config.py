@@ -333,9 +333,10 @@ configs near the best.)"""
 
 MARGIN = 1.5
 """Default margin of the first rule's interval (``interval: range``; the default is ``t``, see
-CONFIDENCE), in units of the spread of the complete trials' drops. Chosen with PREDICTED_STARTUP on the suite's random-search studies (python -m
-benchmarks.pruner_replay, benchmarks/results/pruners), drops regressed on lr: of the grid
-n_startup_trials 2 or 4 x margin 0, 0.25, 0.5, 1, 1.5, the point with no false prune on all 18
+CONFIDENCE), in units of the spread of the complete trials' drops. Chosen with
+PREDICTED_STARTUP on the suite's random-search studies (python -m benchmarks.pruner_replay,
+benchmarks/results/pruners, as of 2a57d90; the replay now keeps margin 0.5, 1 and 1.5), drops
+regressed on lr: of the grid n_startup_trials 2 or 4 x margin 0, 0.25, 0.5, 1, 1.5, the point with no false prune on all 18
 studies that saves the most is (2, 1): 43.4% saved. Left one task out, that rule picks (2, 1) for
 five tasks (no false prune on any of them) and (2, 0) for shakespeare-bpe (four false prunes
 there: its high-lr runs fall the most at the end). As before, the default goes one step past the
@@ -402,7 +403,7 @@ class PredictedPrunerConfig(_Strict):
     complete trials show, widened by ``margin`` (the first rule)."""
     confidence: float = Field(CONFIDENCE, gt=0.5, lt=1, allow_inf_nan=False)
     """One-sided confidence of the t interval: a trial is stopped only when, at this
-    confidence, it ends worse than the k-th best by more than the noise floor (default 0.85;
+    confidence, it ends worse than the k-th best by more than the noise floor (default 0.9;
     CONFIDENCE says how it was chosen). Higher stops fewer trials, later."""
     margin: float = Field(MARGIN, ge=0, allow_inf_nan=False)
     """For ``interval: range``: widening of the interval, in units of the spread of the drops

@@ -374,7 +374,7 @@ def _t_interval(d: np.ndarray, x: np.ndarray | None, x0: float | None,
 
 def _t_quantile(p: float, dof: int) -> float:
     """Student's t distribution's ``p`` quantile (scipy.special, imported at the first
-    prediction: the driver does not import scipy for anything else)."""
+    prediction rather than when the driver starts)."""
     from scipy.special import stdtrit
 
     return float(stdtrit(dof, p))
