@@ -25,7 +25,8 @@ the complete trials can save more than the first without false prunes.
 The studies are copied to a temporary folder and opened there, so a suite that is still being
 written is never touched. Where the study files are not there (they are not committed), the
 studies are rebuilt from the committed trial tables (``<task>/search_efficiency_trials.csv``,
-which hold every trial's params and curve): the same replay, to the same figures. Writes benchmarks/results/pruners/pruner_replay.csv and .md.
+which hold every trial's params and curve): the same replay, to the same figures. Writes
+benchmarks/results/pruners/pruner_replay.csv and .md.
 """
 
 from __future__ import annotations
@@ -268,8 +269,8 @@ def markdown(summary: Any, held_out: Any, command: str) -> str:
                      f"{r.compute_saved:.1%} | {r.compute_saved_min:.1%} | {r.false_prunes} |")
     lines += [
         "", "## The predicted pruner's constants, left one task out", "",
-        "For each task, the grid point (n_startup_trials, confidence) chosen on the other five (the "
-        "fewest false prunes there, then the most compute saved) and what it does on the task "
+        "For each task, the grid point (n_startup_trials, confidence) chosen on the other five "
+        "(the fewest false prunes there, then the most compute saved) and what it does on the task "
         "left out.", "",
         "| task left out | chosen on the others | compute saved | false prunes |",
         "| --- | ---: | ---: | ---: |",

@@ -333,14 +333,14 @@ configs near the best.)"""
 
 MARGIN = 1.5
 """Default margin of the first rule's interval (``interval: range``; the default is ``t``, see
-CONFIDENCE), in units of the spread of the complete trials' drops. Chosen with
-PREDICTED_STARTUP on the suite's random-search studies (python -m benchmarks.pruner_replay,
-benchmarks/results/pruners, as of 2a57d90; the replay now keeps margin 0.5, 1 and 1.5), drops
-regressed on lr: of the grid n_startup_trials 2 or 4 x margin 0, 0.25, 0.5, 1, 1.5, the point with no false prune on all 18
+CONFIDENCE), in units of the spread of the complete trials' drops. Chosen with PREDICTED_STARTUP on
+the suite's random-search studies (python -m benchmarks.pruner_replay, benchmarks/results/pruners,
+as of 2a57d90; the replay now keeps margin 0.5, 1 and 1.5), drops regressed on lr: of the grid
+n_startup_trials 2 or 4 x margin 0, 0.25, 0.5, 1, 1.5, the point with no false prune on all 18
 studies that saves the most is (2, 1): 43.4% saved. Left one task out, that rule picks (2, 1) for
-five tasks (no false prune on any of them) and (2, 0) for shakespeare-bpe (four false prunes
-there: its high-lr runs fall the most at the end). As before, the default goes one step past the
-fit, to 1.5, for tasks the suite does not hold: 40.1% saved, no false prune."""
+five tasks (no false prune on any of them) and (2, 0) for shakespeare-bpe (four false prunes there:
+its high-lr runs fall the most at the end). As before, the default goes one step past the fit, to
+1.5, for tasks the suite does not hold: 40.1% saved, no false prune."""
 
 PREDICTED_STARTUP = 2
 """Default n_startup_trials of the predicted pruner: see CONFIDENCE (4 saves 7 points less at
