@@ -188,20 +188,17 @@ def describe_pruner(cfg: StudyConfig) -> str:
     """``median: n_startup_trials=3, n_warmup_steps=default, interval_steps=1``; the predicted
     pruner's ``margin`` only under ``interval: range`` and its ``confidence`` only under ``t``,
     the interval each one draws."""
-    text = _fields(cfg.pruner)
     unused = {"t": "margin", "range": "confidence"}.get(getattr(cfg.pruner, "interval", None))
-    if unused:
-        text = re.sub(rf", {unused}=[^,]*", "", text)
-    return text
+    return _fields(cfg.pruner, hide={unused} if unused else set())
 
 
-def _fields(model: BaseModel) -> str:
-    """``name: key=value, ...``; a field left to its default says what the default is, as its
-    docstring does ("...; default 25% of a trial")."""
+def _fields(model: BaseModel, hide: set[str] | None = None) -> str:
+    """``name: key=value, ...`` but for the fields in ``hide``; a field left to its default
+    says what the default is, as its docstring does ("...; default 25% of a trial")."""
     name = getattr(model, "name", type(model).__name__)
     parts = []
     for key, field in type(model).model_fields.items():
-        if key == "name":
+        if key == "name" or key in (hide or ()):
             continue
         value = getattr(model, key)
         if isinstance(value, BaseModel):

@@ -211,12 +211,13 @@ class PredictedFinalPruner(BasePruner):
         """The final loss of ``trial`` predicted from its last evaluation and the curves of
         ``complete``; None when fewer than ``max(2, n_startup_trials)`` curves reach back to its
         point of the schedule, or its loss is not finite."""
-        drops = self.drops(trial, complete)
+        table = self._table(complete)
+        drops = self.drops(trial, table)
         if drops is None:
             return None
         d, use, log_loss = drops
         step = int(trial.last_step)
-        x = self._table(complete).feature[use]
+        x = table.feature[use]
         x0 = self._feature(trial)
         fit = (x0 is not None and len(d) >= FIT_MIN_CURVES and not np.isnan(x).any()
                and x.max() > x.min())
@@ -244,12 +245,12 @@ class PredictedFinalPruner(BasePruner):
             tokens=int(step), n_curves=len(d),
         )
 
-    def drops(self, trial: FrozenTrial, complete: Sequence[FrozenTrial]
+    def drops(self, trial: FrozenTrial, table: _Curves
               ) -> tuple[np.ndarray, np.ndarray, float] | None:
-        """(drops, rows, log loss): the drop of log loss each complete curve shows from the
-        running trial's point of the schedule to its end, which rows of the complete trials'
-        table (``_table(complete)``, its ``trials`` with a curve) those drops are of, and the
-        trial's log loss at its last evaluation. None as for ``predict``."""
+        """(drops, rows, log loss): the drop of log loss each curve of ``table`` (the complete
+        trials' curves, ``_table(complete)``) shows from the running trial's point of the
+        schedule to its end, which rows of the table those drops are of, and the trial's log
+        loss at its last evaluation. None as for ``predict``."""
         step = trial.last_step
         if step is None:
             return None
@@ -257,7 +258,6 @@ class PredictedFinalPruner(BasePruner):
         if not (math.isfinite(loss) and loss > 0):
             return None
         here = self._progress(trial, step)
-        table = self._table(complete)
         # The complete trials whose curve reaches back to this point of the schedule.
         use = table.at[:, 0] <= here + 1e-12
         if int(use.sum()) < max(2, self._n_startup_trials):

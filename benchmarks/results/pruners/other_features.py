@@ -45,11 +45,11 @@ class Regressed(PredictedFinalPruner):
         self.features, self.with_loss = features, with_loss
 
     def predict(self, trial, complete):
-        drops = self.drops(trial, complete)
+        table = self._table(complete)
+        drops = self.drops(trial, table)
         if drops is None:
             return None
         d, use, log_loss = drops
-        table = self._table(complete)
         reached = table.log_final[use] - d  # the log loss each curve had at the trial's point
         rows = [t for t in table.trials if self._curve(t) is not None]
         used = [t for t, ok in zip(rows, use, strict=True) if ok]
