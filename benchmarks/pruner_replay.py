@@ -132,7 +132,7 @@ def load_tables(suite: Path) -> dict[tuple[str, int], tuple[Any, list[Any]]]:
     from benchmarks import search_efficiency as se
     from benchmarks.suite import TASKS as SUITE_TASKS
     from benchmarks.suite import batch_choices
-    from scaletune.search.space import fixed_values, trial_config
+    from scaletune.search.space import build_space, fixed_values, planning_priors, trial_config
 
     studies = {}
     for task in sorted((t for t in SUITE_TASKS if t.name in TASKS), key=lambda t: t.name):
@@ -152,14 +152,9 @@ def load_tables(suite: Path) -> dict[tuple[str, int], tuple[Any, list[Any]]]:
             if done.empty:
                 continue
             cfg = se.study_config(bench, "random", seed)
-            dists = {
-                "lr": optuna.distributions.FloatDistribution(*se.LR, log=True),
-                "weight_decay": optuna.distributions.FloatDistribution(*se.WEIGHT_DECAY,
-                                                                       log=True),
-                "dropout": optuna.distributions.FloatDistribution(*se.DROPOUT),
-                "warmup_frac": optuna.distributions.FloatDistribution(*se.WARMUP_FRAC),
-                "batch_size": optuna.distributions.CategoricalDistribution(bench.batch_sizes),
-            }
+            # The study's own search space (its plain ranges take nothing from the priors).
+            dims, _ = build_space(cfg, planning_priors(cfg))
+            dists = {d.name: d.distribution for d in dims}
             trials = []
             for r in done.itertuples():
                 params = {k: getattr(r, f"param_{k}") for k in dists}
