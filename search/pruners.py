@@ -182,10 +182,11 @@ class PredictedFinalPruner(BasePruner):
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if len(complete) < max(self._n_startup_trials, self._rank):
             return False
-        prediction = self.predict(trial, complete)
+        table = self._table(complete)
+        prediction = self._predict(trial, table)
         if prediction is None:
             return False
-        kth_best = float(np.partition(self._table(complete).values, self._rank - 1)[self._rank - 1])
+        kth_best = float(np.partition(table.values, self._rank - 1)[self._rank - 1])
         if prediction.low <= kth_best * (1 + self.floor(complete)):
             return False
         self._stopped[trial.number] = prediction
@@ -211,7 +212,10 @@ class PredictedFinalPruner(BasePruner):
         """The final loss of ``trial`` predicted from its last evaluation and the curves of
         ``complete``; None when fewer than ``max(2, n_startup_trials)`` curves reach back to its
         point of the schedule, or its loss is not finite."""
-        table = self._table(complete)
+        return self._predict(trial, self._table(complete))
+
+    def _predict(self, trial: FrozenTrial, table: _Curves) -> Prediction | None:
+        """``predict`` from the complete trials' curves as a table (``_table``)."""
         drops = self.drops(trial, table)
         if drops is None:
             return None
