@@ -4,14 +4,17 @@ study) with its reason recorded, leave the storage consistent, and let the study
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -238,17 +241,32 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def fill(folder: Path) -> Path:
-    """Write zeros until the file system is full (unbuffered: nothing is left to flush)."""
+@contextlib.contextmanager
+def full(folder: Path) -> Iterator[Path]:
+    """Keep the file system full while the block runs: write zeros until no byte is left, then
+    go on taking any space freed (SQLite deletes its rollback journal at each commit, and a fill
+    that raced with a transaction would leave that journal's blocks free for the next one)."""
     filler = folder / "filler"
-    chunk = b"\0" * (1 << 20)
-    with open(filler, "wb", buffering=0) as f:
-        try:
-            while f.write(chunk):
-                pass
-        except OSError:
-            pass
-    return filler
+    stop = threading.Event()
+    first = threading.Event()
+
+    def take() -> None:
+        with open(filler, "wb", buffering=0) as f:
+            while not stop.is_set():
+                try:
+                    f.write(b"\0" * 4096)
+                except OSError:
+                    first.set()
+                    stop.wait(0.005)
+
+    thread = threading.Thread(target=take, daemon=True)
+    thread.start()
+    try:
+        assert first.wait(60), "the file system did not fill"
+        yield filler
+    finally:
+        stop.set()
+        thread.join()
 
 
 @pytest.mark.slow
@@ -263,8 +281,8 @@ def test_disk_full_during_a_study_stops_it_cleanly_and_it_resumes(tmp_path, shak
         # Fill the disk once a trial has finished and the next one is running.
         wait_for(lambda: (states := [r[1] for r in trial_rows(db)]).count("COMPLETE") >= 1
                  and "RUNNING" in states, "a trial to finish", proc, log)
-        filler = fill(small_disk)
-        code = proc.wait(timeout=120)
+        with full(small_disk) as filler:
+            code = proc.wait(timeout=120)
     out = flat(log.read_text())
     # The driver stops with a clear message and no traceback, naming the cause and the way on
     # (exit code 2, as for the other problems of the study's surroundings found at start).
