@@ -8,9 +8,11 @@ squares on the features named (plus an intercept) once FIT_MIN_CURVES + 2 per ex
 curves reach back, else their mean; the interval is the same t prediction interval (Student's t
 at the confidence, the residuals' deviation, sqrt(1 + leverage)). Features: lr (log lr, the
 product's), lr x wd (log of lr times the weight decay lambda: how fast the weights shrink), wd
-(log lambda), loss (the log loss the trial has reached). Printed: stopped trials, compute saved
-and false prunes over the 18 studies, by confidence. Run 2026-12-01: no variant saved more at
-the same false prunes than lr alone (output in other_features.txt).
+(log lambda), loss (the log loss the trial has reached), slope (the fall of log loss since the
+trial's previous evaluation, against each curve's fall between the same two points of the
+schedule; at a first evaluation, left out). Printed: stopped trials, compute saved and false
+prunes over the 18 studies, by confidence. Run 2026-12-01 (slope added 2026-12-02): no variant
+saved more at the same false prunes than lr alone (output in other_features.txt).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from scaletune.search.pruners import (
     FIT_MIN_CURVES,
     PredictedFinalPruner,
     Prediction,
+    _interp_rows,
     _t_quantile,
     audit,
     replay,
@@ -40,12 +43,12 @@ FEATURES = {
 
 
 class Regressed(PredictedFinalPruner):
-    def __init__(self, *args, features: tuple[str, ...], with_loss: bool, **kwargs):
+    def __init__(self, *args, features: tuple[str, ...], with_loss: bool,
+                 with_slope: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
-        self.features, self.with_loss = features, with_loss
+        self.features, self.with_loss, self.with_slope = features, with_loss, with_slope
 
-    def predict(self, trial, complete):
-        table = self._table(complete)
+    def _predict(self, trial, table):  # what prune() calls, with the curves' table
         drops = self.drops(trial, table)
         if drops is None:
             return None
@@ -57,6 +60,14 @@ class Regressed(PredictedFinalPruner):
         x0 = np.array([FEATURES[f](trial) for f in self.features])
         if self.with_loss:
             x, x0 = np.column_stack([x, reached]), np.append(x0, log_loss)
+        steps = sorted(trial.intermediate_values)
+        if self.with_slope and len(steps) >= 2:
+            # The fall of log loss since the trial's previous evaluation, and each curve's fall
+            # between the same two points of the schedule.
+            before = self._progress(trial, steps[-2])
+            prev = _interp_rows(before, table.at[use], table.log_loss[use], table.last[use])
+            x = np.column_stack([x, reached - prev])
+            x0 = np.append(x0, log_loss - math.log(trial.intermediate_values[steps[-2]]))
         n, k = len(d), x.shape[1]
         if n >= FIT_MIN_CURVES + 2 * (k - 1) and (x.max(0) > x.min(0)).all():
             design = np.column_stack([np.ones(n), x])
@@ -79,10 +90,11 @@ class Regressed(PredictedFinalPruner):
 def main() -> None:
     studies = load_tables(Path("benchmarks/results/suite"))
     build = TypeAdapter(PrunerConfig).validate_python
-    variants = [(("lr",), False), (("lr", "lr x wd"), False), (("lr x wd",), False),
-                (("lr", "wd"), False), (("lr",), True)]
+    variants = [(("lr",), False, False), (("lr", "lr x wd"), False, False),
+                (("lr x wd",), False, False), (("lr", "wd"), False, False),
+                (("lr",), True, False), (("lr",), False, True)]
     for confidence in (0.8, 0.85, 0.9):
-        for features, with_loss in variants:
+        for features, with_loss, with_slope in variants:
             stopped = false = 0
             saved = []
             for cfg, trials in studies.values():
@@ -90,12 +102,13 @@ def main() -> None:
                 pruner = Regressed(cfg.tokens_per_trial, product._progress,
                                    n_startup_trials=product._n_startup_trials,
                                    confidence=confidence, features=features,
-                                   with_loss=with_loss)
+                                   with_loss=with_loss, with_slope=with_slope)
                 result = audit(replay(pruner, trials), cfg.tokens_per_trial)
                 stopped += result["stopped"]
                 false += result["false_prunes"]
                 saved.append(result["compute_saved"])
-            label = " + ".join(features + (("loss",) if with_loss else ()))
+            label = " + ".join(features + (("loss",) if with_loss else ())
+                               + (("slope",) if with_slope else ()))
             print(f"confidence {confidence:<4g} {label:<14} stopped {stopped:3d}  saved "
                   f"{np.mean(saved):.1%}  false prunes {false}", flush=True)
 
