@@ -11,9 +11,9 @@ product's), lr x wd (log of lr times the weight decay lambda: how fast the weigh
 (log lambda), loss (the log loss the trial has reached), slope (the fall of log loss since the
 trial's previous evaluation, against each curve's fall between the same two points of the
 schedule; at a first evaluation, left out), lr^2 (log lr squared: a drop that is not a line in
-log lr). Printed: stopped trials, compute saved and false
-prunes over the 18 studies, by confidence. Run 2026-12-01 (slope and lr^2 added 2026-12-02): no variant
-saved more at the same false prunes than lr alone (output in other_features.txt).
+log lr). Printed: stopped trials, compute saved and false prunes over the 18 studies, by
+confidence. Run 2026-12-01 (slope and lr^2 added 2026-12-02): no variant saved more at the same
+false prunes than lr alone (output in other_features.txt).
 """
 
 from __future__ import annotations
