@@ -94,7 +94,7 @@ def load(suite: Path, workdir: Path) -> dict[tuple[str, int], tuple[Any, list[An
     """(task, seed) -> (study config, complete trials in order), from copies in ``workdir``."""
     import optuna
 
-    from scaletune.search.config import StudyConfig
+    from scaletune.search.config import validate_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     studies = {}
@@ -107,8 +107,7 @@ def load(suite: Path, workdir: Path) -> dict[tuple[str, int], tuple[Any, list[An
             shutil.copyfile(source, copy)
             study = optuna.load_study(study_name=f"random-s{seed}", storage=f"sqlite:///{copy}")
             raw = dict(study.user_attrs["config"], storage=None, study_dir=None)
-            del raw["sampler"]  # recorded with every field set; the replay samples nothing
-            cfg = StudyConfig.model_validate(raw)
+            cfg = validate_study(raw, recorded=True)
             trials = sorted(study.get_trials(deepcopy=True, states=(optuna.trial.TrialState.COMPLETE,)),
                             key=lambda t: t.number)
             studies[(task, seed)] = (cfg, trials)

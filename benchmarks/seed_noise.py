@@ -35,7 +35,7 @@ STRATEGY = "scaletune"
 def study_copy(task: suite.Task, suite_root: Path, out: Path) -> Any:
     """The StudyConfig of ``task``'s scaletune study (sampler seed 0), on a copy of its storage
     under ``out``."""
-    from scaletune.search.config import StudyConfig
+    from scaletune.search.config import validate_study
 
     bench = suite.bench_of(task, suite_root)
     cfg = se.study_config(bench, STRATEGY, 0)
@@ -49,7 +49,7 @@ def study_copy(task: suite.Task, suite_root: Path, out: Path) -> Any:
         shutil.copy2(source, copy)
     raw = cfg.model_dump(mode="json", by_alias=True)
     raw.update(study_dir=str(folder), storage=f"sqlite:///{copy.resolve()}")
-    return StudyConfig.model_validate(raw)
+    return validate_study(raw, recorded=True)
 
 
 def repeat_best(args: tuple[suite.Task, Path, Path, int]) -> dict[str, Any]:

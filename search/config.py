@@ -23,6 +23,7 @@ from pydantic import (
     PrivateAttr,
     SerializeAsAny,
     ValidationError,
+    ValidationInfo,
     create_model,
     field_validator,
     model_serializer,
@@ -227,8 +228,12 @@ class SamplerConfig(_Strict):
     the beta of NePS's piBO). 0: plain TPE after the start-up trials."""
 
     @model_validator(mode="after")
-    def _prior_weight_needs_tpe(self) -> SamplerConfig:
-        if "prior_weight" in self.model_fields_set and self.prior_weight > 0 and self.name != "tpe":
+    def _prior_weight_needs_tpe(self, info: ValidationInfo) -> SamplerConfig:
+        # A study's record holds every field, the default prior_weight too: only a study file
+        # says which ones the user gave.
+        recorded = bool(info.context and info.context.get(RECORDED))
+        if ("prior_weight" in self.model_fields_set and not recorded and self.prior_weight > 0
+                and self.name != "tpe"):
             raise ValueError(f"prior_weight weights TPE's acquisition; sampler {self.name} has "
                              "none: use name: tpe, or leave prior_weight out")
         return self
@@ -755,9 +760,18 @@ def check_target(dotted: str) -> str | None:
     return None
 
 
-def validate_study(raw: dict[str, Any], source: str = "<study>") -> StudyConfig:
+RECORDED = "recorded"
+"""Validation context key: the config comes from a study's record (every field written out),
+not from a study file (only the fields the user gave)."""
+
+
+def validate_study(raw: dict[str, Any], source: str = "<study>", *,
+                   recorded: bool = False) -> StudyConfig:
+    """``raw`` as a StudyConfig, or a ConfigError naming every bad key. ``recorded``: ``raw`` is
+    a study's record of its config (``model_dump`` of every field), where checks of what the
+    user gave (a field given at all) do not apply."""
     try:
-        return StudyConfig.model_validate(raw)
+        return StudyConfig.model_validate(raw, context={RECORDED: True} if recorded else None)
     except ValidationError as e:
         raise ConfigError(source, study_errors(e)) from None
 

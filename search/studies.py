@@ -44,7 +44,7 @@ def open_study(cfg: StudyConfig, source: str) -> tuple[optuna.Study, StudyConfig
     if stored is None:
         return study, cfg, ["the study records no config; using the study file as it is now"]
     try:
-        ran_with = validate_study(stored, f"{shown} (study {cfg.name})")
+        ran_with = validate_study(stored, f"{shown} (study {cfg.name})", recorded=True)
     except ConfigError as e:
         notes.append(f"the config stored in the study no longer validates ({e.errors[0]}); "
                      "using the study file as it is now")

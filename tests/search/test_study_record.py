@@ -12,7 +12,7 @@ import time
 import optuna
 import pytest
 
-from scaletune.search import lease
+from scaletune.search import lease, studies
 from scaletune.search.config import validate_study
 from scaletune.search.plan import RECORD, SearchPlan, pruner_note
 from scaletune.search.storage import make_storage
@@ -184,3 +184,17 @@ def test_a_study_resumed_under_another_pruner_is_told_which_and_how_to_keep_the_
     assert note.startswith("this study started under the median pruner and goes on under the "
                            "predicted pruner")
     assert "`pruner: {name: median}` in the study file keeps the one it started with" in note
+
+
+@pytest.mark.parametrize("sampler", ["gp", "random", "cmaes"])
+def test_the_record_of_a_study_without_tpe_is_the_config_its_readers_use(tmp_path, shakespeare,
+                                                                          sampler):
+    # The record writes out every field, TPE's prior_weight too, which a study file may give
+    # only with TPE: report, export and fit must still take the record, not the file.
+    cfg = validate_study(tiny_study(tmp_path, shakespeare, sampler={"name": sampler}))
+    cfg.folder.mkdir(parents=True)
+    open_study(cfg)
+    study, ran_with, notes = studies.open_study(cfg, "study.yaml")
+    assert notes == []
+    assert ran_with.sampler == cfg.sampler
+    assert ran_with.fingerprint() == cfg.fingerprint()
