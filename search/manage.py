@@ -58,7 +58,7 @@ from scaletune.search.storage import (
     with_driver,
 )
 from scaletune.search.studies import open_study
-from scaletune.search.summary import DERIVED
+from scaletune.search.summary import DERIVED, at_edges
 from scaletune.trainer.errors import ConfigError, SetupError, first_line
 from scaletune.trainer.record import fmt_duration
 
@@ -366,6 +366,7 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
                    if k in best.user_attrs and k not in best.params}
         if derived:
             rows.append(("", f"derived {fmt_params(derived)}"))
+        rows += [("", f"note: {note}") for note in at_edges(best)]
     rows += _config_rows(ran_with)
     centers = _prior_centers(study.user_attrs.get("priors"))
     if centers:

@@ -254,6 +254,8 @@ def print_run_summary(console: Console, study: optuna.Study, cfg: StudyConfig, s
     rows += [("next" if i == 0 else "", command) for i, command in enumerate(commands)]
     for key, text in rows:
         console.print(f"  {key:<8} {text}", highlight=False, markup=False)
+    for note in best["at_edges"] if best else []:
+        console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
     return s
 
 

@@ -904,6 +904,8 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     if best:
         rows.append(("best", f"trial {best['number']}: val loss {best['value']:.4f}"))
         rows.append(("", ", ".join(f"{k}={_short(v)}" for k, v in best["params"].items())))
+        rows += [("at an end" if i == 0 else "", note)
+                 for i, note in enumerate(best.get("at_edges", []))]
     c, p = summary["compute"], summary["pruning"]
     rows += [
         ("compute", f"{c['tokens_trained']:,} tokens, {c['flops_6nd']:.3g} FLOPs (6ND)"),

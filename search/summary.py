@@ -15,9 +15,11 @@ import math
 from typing import Any
 
 import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from scaletune.heuristics import laws
+from scaletune.search import hparams
 from scaletune.search.config import StudyConfig
 from scaletune.search.storage import mask_url
 
@@ -64,6 +66,70 @@ def best_trial(trials: list[FrozenTrial]) -> FrozenTrial | None:
     return min(complete, key=lambda t: t.value) if complete else None
 
 
+EDGE = 0.05
+"""A value within this fraction of its range (on the range's scale, log or linear) of an end of
+the range searched lies at that end."""
+
+
+def at_edges(trial: FrozenTrial) -> list[str]:
+    """What the user should hear when ``trial`` (the best) took a value at an end of the range
+    searched, where the optimum may lie beyond: one sentence per parameter. Ends that are the
+    hyperparameter's own limits (dropout 0, warmup 0, a batch of 1 sequence) are left out, and
+    so are choices that are not numbers or fewer than three (a best of two is always at an end).
+    """
+    notes = []
+    for name, dist in trial.distributions.items():
+        value = trial.params.get(name)
+        hp = hparams.get(name)
+        side = _edge(value, dist, hp)
+        if side is None:
+            continue
+        fmt = hp.fmt if hp is not None else ".3g"
+        key = f"search.{hparams.owner(hp).name}" if hp is not None else f"search.other.{name}"
+        if hp is not None and hp.is_form:
+            key += f" (as: {next(w for w, n in hparams.owner(hp).forms if n == name)})"
+        up = side == "high"
+        if isinstance(dist, CategoricalDistribution):
+            where = (f"the {'largest' if up else 'smallest'} of the choices "
+                     f"{', '.join(format(c, fmt) for c in sorted(dist.choices))}")
+            wider = f"add {'larger' if up else 'smaller'} choices ({key}: choices)"
+        else:
+            where = (f"the {'top' if up else 'bottom'} of the range searched "
+                     f"[{dist.low:{fmt}}, {dist.high:{fmt}}]")
+            wider = f"search a range that reaches {'higher' if up else 'lower'} ({key}: " \
+                    f"{'high' if up else 'low'})"
+        notes.append(f"{name} = {value:{fmt}}, the best trial's, is at {where}: the optimum may "
+                     f"lie {'above' if up else 'below'} it; {wider} in a new study, as a "
+                     "changed search space needs a new name")
+    return notes
+
+
+def _edge(value: Any, dist: Any, hp: hparams.HParam | None) -> str | None:
+    """'low' or 'high' when ``value`` lies at that end of ``dist`` and the end is not ``hp``'s
+    own limit; None otherwise."""
+    if not hparams.is_number(value):
+        return None
+    if isinstance(dist, CategoricalDistribution):
+        choices = sorted(dist.choices) if all(map(hparams.is_number, dist.choices)) else []
+        if len(choices) < 3:
+            return None
+        low, high, position = choices[0], choices[-1], (0.0 if value == choices[0] else
+                                                          1.0 if value == choices[-1] else 0.5)
+    elif isinstance(dist, FloatDistribution | IntDistribution) and dist.high > dist.low:
+        low, high = dist.low, dist.high
+        if dist.log:
+            position = math.log(value / low) / math.log(high / low)
+        else:
+            position = (value - low) / (high - low)
+    else:
+        return None
+    if position >= 1 - EDGE and (hp is None or high < hp.high):
+        return "high"
+    if position <= EDGE and (hp is None or low > hp.low):
+        return "low"
+    return None
+
+
 def summarize(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
     """Best trial, trials by state, compute spent and compute saved by pruning."""
     trials = study.get_trials(deepcopy=False)
@@ -98,6 +164,7 @@ def summarize(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
             "params": dict(best.params),
             "derived": {k: best.user_attrs[k] for k in DERIVED if k in best.user_attrs},
             "tokens_trained": tokens_trained(best),
+            "at_edges": at_edges(best),
         },
         "compute": {
             "tokens_trained": int(spent_tokens),

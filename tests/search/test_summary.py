@@ -1,0 +1,113 @@
+"""The end of a study's summary: a best trial whose value lies at an end of the range searched is
+named, with the key to widen, in `scaletune run`'s summary and in `scaletune report`.
+
+Studies are built through Optuna's public API (tests/search/test_export.py), so no training runs
+here.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import create_trial
+from rich.console import Console
+
+from scaletune.search.cli import main
+from scaletune.search.progress import print_run_summary
+from scaletune.search.summary import at_edges
+from tests.search.test_export import add_trial, make_study, params, study_file
+
+
+def best(**values):
+    """A complete trial with ``values``: name -> (value, distribution)."""
+    return create_trial(params={k: v for k, (v, _) in values.items()},
+                        distributions={k: d for k, (_, d) in values.items()}, value=2.0)
+
+
+LR = FloatDistribution(1e-4, 3e-2, log=True)
+
+
+def test_a_best_lr_at_the_top_of_its_range_is_named_with_the_key_to_widen():
+    [note] = at_edges(best(lr=(2.9e-2, LR), warmup_frac=(0.1, FloatDistribution(0.0, 0.2))))
+    assert note.startswith("lr = 0.029, the best trial's, is at the top of the range searched "
+                           "[0.0001, 0.03]: the optimum may lie above it")
+    assert "(search.lr: high)" in note
+    assert "a changed search space needs a new name" in note
+
+
+def test_the_bottom_of_a_range_names_the_form_searched():
+    [note] = at_edges(best(tau=(1.05e-3, FloatDistribution(1e-3, 10.0, log=True))))
+    assert "is at the bottom of the range searched [0.001, 10]" in note
+    assert "may lie below it" in note
+    assert "(search.weight_decay (as: tau): low)" in note
+
+
+def test_ends_that_are_the_hyperparameters_own_limits_are_not_named():
+    # Dropout and warmup cannot go below 0; a batch cannot be under 1 sequence.
+    assert at_edges(best(dropout=(0.0, FloatDistribution(0.0, 0.2)),
+                         warmup_frac=(0.0, FloatDistribution(0.0, 0.2)),
+                         batch_size=(1, CategoricalDistribution([1, 2, 4])))) == []
+    # The other end of the same ranges is not a limit.
+    assert len(at_edges(best(dropout=(0.2, FloatDistribution(0.0, 0.2)),
+                             batch_size=(4, CategoricalDistribution([1, 2, 4]))))) == 2
+
+
+@pytest.mark.parametrize("value, expected", [(32, ["largest"]), (8, ["smallest"]), (16, [])])
+def test_numeric_choices_name_their_largest_and_smallest(value, expected):
+    notes = at_edges(best(batch_size=(value, CategoricalDistribution([8, 16, 32]))))
+    assert [w for w in ("largest", "smallest") if any(w in n for n in notes)] == expected
+    if notes:
+        assert "(search.batch_size: choices)" in notes[0]
+
+
+def test_two_choices_words_and_the_middle_of_a_range_are_not_named():
+    assert at_edges(best(batch_size=(16, CategoricalDistribution([8, 16])),
+                         **{"model.norm": ("rmsnorm", CategoricalDistribution(["layernorm",
+                                                                                "rmsnorm"]))},
+                         lr=(2e-3, LR))) == []
+
+
+def test_a_parameter_searched_under_other_is_named_by_its_dotted_key():
+    [note] = at_edges(best(**{"optim.beta2": (0.999, FloatDistribution(0.9, 0.999))}))
+    assert note.startswith("optim.beta2 = 0.999, the best trial's, is at the top")
+    assert "(search.other.optim.beta2: high)" in note
+
+
+def test_within_five_percent_of_the_range_is_at_its_end():
+    # [1e-4, 3e-2] spans 2.48 decades: 5% of it is 0.124 decades.
+    assert at_edges(best(lr=(3e-2 / 10 ** 0.12, LR)))
+    assert not at_edges(best(lr=(3e-2 / 10 ** 0.13, LR)))
+    assert at_edges(best(n=(10, IntDistribution(1, 10))))
+
+
+def test_the_run_summary_and_the_report_name_a_best_lr_at_the_top(tmp_path):
+    path, cfg = study_file(tmp_path)
+    study = make_study(cfg)
+    add_trial(study, cfg, params(1e-3), 2.6)
+    add_trial(study, cfg, params(3e-2), 2.2)  # the best, at the top of lr's range [1e-4, 3e-2]
+    console = Console(record=True, width=400)
+    print_run_summary(console, study, cfg, str(path), 10.0)
+    printed = console.export_text()
+    assert "note: lr = 0.03, the best trial's, is at the top of the range searched" in printed
+
+    out = tmp_path / "report"
+    assert main(["report", str(path), "-o", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    [note] = summary["best"]["at_edges"]
+    assert note.startswith("lr = 0.03, the best trial's, is at the top")
+    assert "at an end" in (out / "index.html").read_text()
+
+
+def test_a_best_inside_its_ranges_adds_nothing(tmp_path):
+    path, cfg = study_file(tmp_path)
+    study = make_study(cfg)
+    add_trial(study, cfg, params(3e-2), 2.6)
+    add_trial(study, cfg, params(2e-3), 2.2)  # the best, inside every range
+    console = Console(record=True, width=400)
+    print_run_summary(console, study, cfg, str(path), 10.0)
+    assert "note:" not in console.export_text()
+    out = tmp_path / "report"
+    assert main(["report", str(path), "-o", str(out)]) == 0
+    assert json.loads((out / "summary.json").read_text())["best"]["at_edges"] == []
