@@ -85,9 +85,12 @@ def fmt_duration(seconds: float) -> str:
 
 
 def fmt_eta(seconds: float) -> str:
-    """``ETA ~3 min``: an estimate, rounded as coarsely as it is known."""
+    """``ETA ~3 min``: an estimate, rounded as coarsely as it is known (``ETA <10 s`` below
+    that)."""
+    if seconds < 10:
+        return "ETA <10 s"
     if seconds < 90:
-        return f"ETA ~{max(10, round(seconds, -1)):.0f} s"
+        return f"ETA ~{round(seconds, -1):.0f} s"
     if seconds < 90 * 60:
         return f"ETA ~{round(seconds / 60)} min"
     return f"ETA ~{seconds / 3600:.1f} h"

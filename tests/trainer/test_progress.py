@@ -38,10 +38,20 @@ def test_off_a_terminal_each_evaluation_is_one_line_and_no_bar(tiny, capsys):
                                f"{h['train_loss']:.4f}  "), line
         assert re.search(r"  [\d,]+ tok/s  \d+ s elapsed", line), line
     # An estimate of the time left while steps are left; none on the last line.
-    assert all(re.search(r"elapsed, ETA ~\d+ s$", line) for line in lines[:-1]), lines
+    assert all(re.search(r"elapsed, ETA (~\d+|<10) s$", line) for line in lines[:-1]), lines
     assert lines[-1].endswith(" elapsed")
 
 
 def test_progress_off_prints_nothing(tiny, capsys):
     train(tiny(steps=10, eval_every_tokens=5 * STEP_TOKENS, progress=False))
     assert capsys.readouterr().err == ""
+
+
+def test_an_eta_is_rounded_as_coarsely_as_it_is_known():
+    from scaletune.trainer.record import fmt_eta
+
+    # Under 10 s it says so, rather than a "~10 s" that stays while the run ends.
+    assert [fmt_eta(s) for s in (0.4, 9.9)] == ["ETA <10 s", "ETA <10 s"]
+    assert [fmt_eta(s) for s in (10, 44, 89)] == ["ETA ~10 s", "ETA ~40 s", "ETA ~90 s"]
+    assert [fmt_eta(s) for s in (90, 150, 5399)] == ["ETA ~2 min", "ETA ~2 min", "ETA ~90 min"]
+    assert fmt_eta(5400) == "ETA ~1.5 h"
