@@ -178,6 +178,18 @@ def is_tokenizer_file(tokenizer: str) -> bool:
     return tokenizer.lower().endswith(".json") or "/" in tokenizer or os.sep in tokenizer
 
 
+def tiktoken_name_error(name: str) -> str | None:
+    """Why data.tokenizer ``name`` (not 'byte', not a file) names no tiktoken encoding, or None.
+    tiktoken lists its encodings without their files, so this needs no network."""
+    import tiktoken
+
+    known = tiktoken.list_encoding_names()
+    if name in known:
+        return None
+    return (f"data.tokenizer: unknown tokenizer {name!r}: it takes {TOKENIZERS_ALLOWED} "
+            f"(tiktoken's encodings: {', '.join(known)})")
+
+
 def tokenizer_file_error(path: str) -> str | None:
     """Why data.tokenizer's file cannot be opened (missing, a folder), or None; nothing is read."""
     if os.path.isdir(path):
@@ -247,8 +259,9 @@ class DataConfig(_Strict):
 
     def file_errors(self) -> list[str]:
         """The local files this config names that are not there, one error each: ``path`` of a
-        text source, ``data_files`` of a local-file builder, a tokenizer file. Nothing is read (no
-        tokenizing, no download), so a file is checked before any run needs it."""
+        text source, ``data_files`` of a local-file builder, a tokenizer file; and a tokenizer
+        name that is no tiktoken encoding. Nothing is read (no tokenizing, no download), so a
+        file is checked before any run needs it."""
         if self.source == "text" and self.path:
             keyed = [("data.path", self.path)]
         elif self.source == "hf" and self.dataset in LOCAL_BUILDERS and self.data_files:
@@ -262,7 +275,10 @@ class DataConfig(_Strict):
                 text_files(pattern)
             except ValueError as e:
                 errors.append(f"{key}: {e}")
-        if is_tokenizer_file(self.tokenizer) and (problem := tokenizer_file_error(self.tokenizer)):
+        if is_tokenizer_file(self.tokenizer):
+            if problem := tokenizer_file_error(self.tokenizer):
+                errors.append(problem)
+        elif self.tokenizer != "byte" and (problem := tiktoken_name_error(self.tokenizer)):
             errors.append(problem)
         return errors
 

@@ -82,6 +82,8 @@ CASES = [
      "is an empty range: the prior's range here is"),
     ("trials as a yes", "n_trials", True, "n_trials: Input should be a valid integer (got True)"),
     ("a name that climbs out of runs/", "name", "..", "name: String should match pattern"),
+    ("a tokenizer that does not exist", "data.tokenizer", "gpt3",
+     "data.tokenizer: unknown tokenizer 'gpt3': it takes 'byte', a tiktoken encoding name"),
 ]
 
 
@@ -296,3 +298,14 @@ def test_a_compiled_study_without_a_cpp_compiler_is_refused_before_it_starts(tmp
         "and none works here (tried /nonexistent/g++); install one (apt install g++), set CXX to "
         "one, or set compile: false"]
     assert not sqlite_path(cfg.storage_url).exists()  # no study was created
+
+
+def test_validate_finds_a_tokenizer_that_does_not_exist(tmp_path, shakespeare, capsys):
+    # As `scaletune run` would, without preparing the data: tiktoken names its encodings offline.
+    study = tiny_study(tmp_path, shakespeare)
+    study["data"]["tokenizer"] = "cl100k"
+    code = main(["validate", str(write_study(tmp_path, study))])
+    out = capsys.readouterr().out
+    assert code == 2
+    assert "data.tokenizer: unknown tokenizer 'cl100k'" in out
+    assert "cl100k_base" in out  # the encodings it could mean are listed
