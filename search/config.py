@@ -761,15 +761,16 @@ def check_target(dotted: str) -> str | None:
 
 
 RECORDED = "recorded"
-"""Validation context key: the config comes from a study's record (every field written out),
-not from a study file (only the fields the user gave)."""
+"""Validation context key: the config writes out every field (a study's record, a dump), unlike
+a study file, which holds only the fields the user gave."""
 
 
 def validate_study(raw: dict[str, Any], source: str = "<study>", *,
                    recorded: bool = False) -> StudyConfig:
-    """``raw`` as a StudyConfig, or a ConfigError naming every bad key. ``recorded``: ``raw`` is
-    a study's record of its config (``model_dump`` of every field), where checks of what the
-    user gave (a field given at all) do not apply."""
+    """``raw`` as a StudyConfig, or a ConfigError naming every bad key. ``recorded``: ``raw``
+    writes out every field (``model_dump``: a study's record of its config, or a config dumped
+    to change some fields), where checks of what the user gave (a field given at all) do not
+    apply."""
     try:
         return StudyConfig.model_validate(raw, context={RECORDED: True} if recorded else None)
     except ValidationError as e:

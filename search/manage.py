@@ -94,7 +94,7 @@ def with_options(cfg: StudyConfig, **options: Any) -> StudyConfig:
             node = node[p]
         node[leaf] = value
     try:
-        checked = validate_study(raw, "the command line")
+        checked = validate_study(raw, "the command line", recorded=True)  # every field dumped
     except ConfigError as e:
         flags = {key: flag for flag, key in OPTIONS.values()}
         lines = []

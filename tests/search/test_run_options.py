@@ -44,6 +44,16 @@ def test_options_replace_their_fields_and_leave_the_fingerprint(tmp_path):
     assert changed.fingerprint() == cfg.fingerprint()
 
 
+@pytest.mark.parametrize("sampler", ["gp", "random", "cmaes"])
+def test_options_work_with_every_sampler(tmp_path, sampler):
+    # The options are set on a dump of every field, TPE's prior_weight too, which a study file
+    # may give only with TPE: that dump must not be refused for it.
+    _, cfg = study_file(tmp_path, sampler={"name": sampler})
+    changed = with_options(cfg, n_trials=9, max_concurrent=1)
+    assert (changed.n_trials, changed.workers.max_concurrent) == (9, 1)
+    assert changed.sampler == cfg.sampler
+
+
 def test_no_option_leaves_the_config_as_it_is(tmp_path):
     _, cfg = study_file(tmp_path)
     # Rule: an option not given (None) keeps the file's value.
