@@ -209,8 +209,10 @@ class PowerLawFit:
         b_low, b_high = self.exponent_interval
         in_range = -300 < self.log10_coef < 300
         constant = f"{self.coef:.4g}" if in_range else f"10^{self.log10_coef:.2f}"
+        # A batch is fitted in tokens per step, where a study file counts sequences.
+        name = f"{self.target} ({self.unit})" if self.target == "batch_size" else self.target
         return (
-            f"{self.target} = {constant} * {self.scale_kind}^{self.exponent:.3f} "
+            f"{name} = {constant} * {self.scale_kind}^{self.exponent:.3f} "
             f"(b {self.level:.0%} CI [{b_low:.3f}, {b_high:.3f}], {self.n_rungs} rungs, "
             f"{self.n_points} near-best trials, {self.scale_kind} {self.x_min:.3g}..{self.x_max:.3g})"
         )

@@ -100,6 +100,9 @@ def test_save_load_roundtrip(fitted, tmp_path):
     assert "boot_" not in text and len(text) < 12_000
     data = json.loads(text)
     assert data["laws"][0].startswith("lr = ") and data["warnings"] == []
+    # A batch law says its unit: tokens per step, where a study file counts sequences.
+    assert [law.split(" = ")[0] for law in data["laws"]] == [
+        "lr", "tau", "batch_size (tokens per step)"]
     assert len(data["lr"]["rungs"]) == 8 and data["lr"]["n_points"] == 32
 
 
