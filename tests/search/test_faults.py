@@ -272,15 +272,18 @@ def full(folder: Path) -> Iterator[Path]:
 @pytest.mark.slow
 def test_disk_full_during_a_study_stops_it_cleanly_and_it_resumes(tmp_path, shakespeare,
                                                                    small_disk):
-    raw = tiny_study(tmp_path, shakespeare, n_trials=3, pruner={"name": "none"},
-                     study_dir=str(small_disk / "study"))
+    # Short trials, and more than the disk can fill in time for: once it is full, the driver
+    # has four more trials to start and write (with three, a driver that ran ahead of the
+    # test's watch could finish before the disk filled).
+    raw = tiny_study(tmp_path, shakespeare, n_trials=6, pruner={"name": "none"},
+                     tokens_per_trial=24_576, study_dir=str(small_disk / "study"))
     path = write_study(tmp_path, raw)
     db = small_disk / "study" / "study.db"
     log = tmp_path / "first.log"
     with scaletune_run(path, log) as proc:
-        # Fill the disk once a trial has finished and the next one is running.
-        wait_for(lambda: (states := [r[1] for r in trial_rows(db)]).count("COMPLETE") >= 1
-                 and "RUNNING" in states, "a trial to finish", proc, log)
+        # Fill the disk once a trial has finished and the next one runs, as the driver's output
+        # says it (read without the storage's locks, so the moment is not missed).
+        wait_for(lambda: "trial 1 started" in log.read_text(), "a trial to finish", proc, log)
         with full(small_disk) as filler:
             code = proc.wait(timeout=120)
     out = flat(log.read_text())
@@ -309,7 +312,7 @@ def test_disk_full_during_a_study_stops_it_cleanly_and_it_resumes(tmp_path, shak
     study = load(validate_study(raw))
     # Once there is room again the same command finishes the study: exactly n_trials finished
     # trials, the trials finished before the failure among them, none left RUNNING.
-    assert n_finished(study) == 3
+    assert n_finished(study) == 6
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
     assert {n for n, _, _ in kept} <= {t.number for t in study.trials
                                        if t.state == TrialState.COMPLETE}
