@@ -204,8 +204,12 @@ def _fields(model: BaseModel, hide: set[str] | None = None) -> str:
         if isinstance(value, BaseModel):
             parts.append(f"{key}=({_fields(value)})")
         elif value is None:
+            # What None means, as the field's docstring says it: "...; default 25% of a trial",
+            # or "(none: prune on patience alone)".
             said = re.search(r"\bdefault ([^.;]+)", field.description or "")
-            parts.append(f"{key}=default" + (f" ({said.group(1)})" if said else ""))
+            nothing = re.search(r"\b[Nn]one: ([^.;)]+)", field.description or "")
+            parts.append(f"{key}=none ({nothing.group(1)})" if nothing and not said else
+                         f"{key}=default" + (f" ({said.group(1)})" if said else ""))
         else:
             parts.append(f"{key}={_plain(value)}")
     return f"{name}: {', '.join(parts)}" if parts else name

@@ -489,3 +489,17 @@ def test_the_pruner_is_described_with_the_setting_of_its_interval_only(tmp_path,
     described = describe_pruner(cfg)
     assert described.startswith("predicted: ") and shown in described
     assert hidden not in described
+
+
+@pytest.mark.parametrize(("pruner", "expected"), [
+    ({"name": "median"}, "n_warmup_steps=default (25% of a trial)"),
+    ({"name": "hyperband"}, "min_resource=default (one evaluation interval)"),
+    ({"name": "patient"}, "wrapped=none (prune on patience alone)"),
+    ({"name": "patient", "wrapped": {"name": "median"}}, "wrapped=(median: n_startup_trials=4"),
+])
+def test_a_setting_left_out_is_described_as_what_it_means(tmp_path, pruner, expected):
+    from scaletune.search.manage import describe_pruner
+
+    text = tmp_path / "t.txt"
+    text.write_text("x")
+    assert expected in describe_pruner(validate_study(tiny_study(tmp_path, text, pruner=pruner)))
