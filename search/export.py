@@ -169,6 +169,10 @@ def export_study(
         raise ConfigError(source, [
             f"--tokens: {final.tokens:.3g} is more than any corpus holds ({MAX_TOKENS:.0e} "
             "tokens, a hundred trillion): give the tokens of the final run"])
+    if final.tokens < base.tokens:
+        notes.append(f"--tokens: {final.tokens:,} tokens, fewer than the {base.tokens:,} the "
+                     "trial trained: the rules carry its config to a shorter run too, but a final "
+                     "run is usually the longer one; check the value")
     if final.tokens_per_step > LARGE_STEP_TOKENS and max_batch_size is None:
         notes.append(f"the batch-size law gives {final.batch_size:,} sequences "
                      f"({final.tokens_per_step:,} tokens) per step at {final.tokens:.3g} tokens, "

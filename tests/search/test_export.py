@@ -411,3 +411,18 @@ def test_only_fields_at_their_defaults_are_left_out_of_a_written_data_section():
     assert {"dataset", "data_files", "split", "text_column"} <= set(data.unread_defaults())
     hub = DataConfig(source="hf", dataset="roneneldan/TinyStories")
     assert {"builtin", "path"} == set(hub.unread_defaults())
+
+
+def test_a_final_run_shorter_than_the_trial_is_noted(finished, tmp_path, capsys):
+    path, cfg, study = finished
+    out = tmp_path / "short.yaml"
+    # A slip of the exponent (1e3 for 1e7): carried down, with a note to check the value.
+    assert main(["export", str(path), "--tokens", "1e3", "-o", str(out)]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert ("note: --tokens: 1,000 tokens, fewer than the 40,960 the trial trained: the rules "
+            "carry its config to a shorter run too, but a final run is usually the longer one; "
+            "check the value") in printed
+    # The trial's own budget and a longer run have no such note.
+    for tokens in (None, 10 * cfg.tokens_per_trial):
+        export = export_study(cfg, tmp_path / "other.yaml", source=str(path), tokens=tokens)
+        assert not [n for n in export.notes if n.startswith("--tokens:")]
