@@ -341,10 +341,15 @@ def _drive(
     total = cfg.n_trials + n_repeats(study.get_trials(deepcopy=False))
     progress = StudyProgress(console, cfg, study, total=total)
     failures_in_a_row = 0
+    done = n_finished(study)
     console.print(
-        f"study [bold]{cfg.name}[/] on {mask_url(cfg.storage_url)}: {n_finished(study)}/"
+        f"study [bold]{cfg.name}[/] on {mask_url(cfg.storage_url)}: {done}/"
         f"{total} trials finished, up to {slots} at once"
     )
+    if done >= total:
+        console.print(f"nothing to run: the study has its {total} finished trials; "
+                      f"`--n-trials {2 * cfg.n_trials}` (or a larger n_trials in the study "
+                      "file) runs more", highlight=False, markup=False)
     mail = None  # the pending Coordinator.next call
     # The main thread answers reports: a report's storage write and the pruner's decision, a
     # few ms. Everything else that writes the storage runs on one thread beside it, in the order

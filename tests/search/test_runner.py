@@ -15,6 +15,7 @@ import optuna
 import pytest
 import ray
 from optuna.trial import TrialState
+from rich.console import Console
 
 from scaletune.search.config import validate_study
 from scaletune.search.runner import concurrency, n_finished, run_study
@@ -160,6 +161,12 @@ def test_repeat_best_reruns_the_best_config_with_other_seeds_to_the_end(tmp_path
         assert t.state == TrialState.COMPLETE
         assert max(t.intermediate_values) == cfg.tokens_per_trial
     assert len({best.value, *(t.value for t in repeats)}) == 3
+    # Once more: the study has its trials and repeats, nothing runs, and it says how to go on.
+    console = Console(record=True, width=200)
+    run_study(cfg, console=console)
+    assert len(load(cfg).trials) == 5
+    assert ("nothing to run: the study has its 5 finished trials; `--n-trials 6` (or a larger "
+            "n_trials in the study file) runs more") in console.export_text()
     # Run again as it stands: the repeats count on top of n_trials, nothing more runs.
     run_study(cfg)
     assert len(load(cfg).trials) == 5
