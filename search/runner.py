@@ -184,7 +184,9 @@ def concurrency(cfg: StudyConfig) -> int:
     if w.cpus_per_trial > cpus:
         errors.append(f"workers.cpus_per_trial: {w.cpus_per_trial} but the cluster has {cpus:g} CPUs")
     if w.gpus_per_trial > gpus:
-        errors.append(f"workers.gpus_per_trial: {w.gpus_per_trial} but the cluster has {gpus:g} GPUs")
+        errors.append(f"workers.gpus_per_trial: {w.gpus_per_trial:g} but the cluster has {gpus:g} "
+                      "GPUs" + (": give 0 to train on CPUs" if gpus == 0 else
+                                ": give at most that, or a fraction to share one"))
     if errors:
         raise ConfigError(cfg.source, errors)
     # Rounded before the floor: 1 // 0.2 is 4.0 in floating point, where Ray fits 5 trials.

@@ -250,15 +250,22 @@ def test_fractional_gpus_hold_as_many_trials_as_ray_fits(tmp_path, shakespeare, 
         assert concurrency(validate_study(study)) == fits, share  # 1 // 0.2 == 4.0 in floats
 
 
-def test_too_many_gpus_per_trial_is_refused_before_any_trial(tmp_path, shakespeare, local_ray):
+@pytest.mark.parametrize(("gpus", "advice"), [
+    (1, "workers.gpus_per_trial: 2 but the cluster has 1 GPUs: give at most that, or a fraction "
+        "to share one"),
+    (0, "workers.gpus_per_trial: 2 but the cluster has 0 GPUs: give 0 to train on CPUs"),
+])
+def test_too_many_gpus_per_trial_is_refused_before_any_trial(tmp_path, shakespeare, local_ray,
+                                                            gpus, advice):
     from scaletune.trainer.errors import ConfigError
 
-    local_ray(num_cpus=2, num_gpus=1)
+    local_ray(num_cpus=2, num_gpus=gpus)
     cfg = validate_study(
         tiny_study(tmp_path, shakespeare, workers={"cpus_per_trial": 1, "gpus_per_trial": 2})
     )
-    with pytest.raises(ConfigError, match="gpus_per_trial"):
+    with pytest.raises(ConfigError) as refused:
         run_study(cfg)
+    assert refused.value.errors == [advice]
     # Nothing was written: the storage was never created.
     assert not (cfg.folder / "study.db").exists()
 
