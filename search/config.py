@@ -668,6 +668,12 @@ class StudyConfig(_Strict):
                     f"search.batch_size: every batch size must be a multiple of "
                     f"trainer.micro_batch_size={micro}, got {bad}"
                 )
+        if self.trainer.device == "cuda" and self.workers.gpus_per_trial == 0:
+            # Ray hides the GPUs from a task that asks for none (CUDA_VISIBLE_DEVICES empty):
+            # every trial would fail on its first line.
+            errors.append("trainer.device: cuda, but workers.gpus_per_trial is 0, and a trial "
+                          "that asks Ray for no GPU sees none: give workers.gpus_per_trial (1, "
+                          "or a fraction to share a GPU), or device: auto")
         for name, param in self.search.params.items():
             errors += _range_errors(f"search.{name}", hparams.HPARAMS[name], param)
         if batch.low is not None and batch.high is not None:

@@ -82,6 +82,9 @@ CASES = [
      "is an empty range: the prior's range here is"),
     ("trials as a yes", "n_trials", True, "n_trials: Input should be a valid integer (got True)"),
     ("a name that climbs out of runs/", "name", "..", "name: String should match pattern"),
+    ("cuda for trials that ask for no GPU", "trainer.device", "cuda",
+     "trainer.device: cuda, but workers.gpus_per_trial is 0, and a trial that asks Ray for no "
+     "GPU sees none"),
     ("a tokenizer that does not exist", "data.tokenizer", "gpt3",
      "data.tokenizer: unknown tokenizer 'gpt3': it takes 'byte', a tiktoken encoding name"),
 ]
