@@ -347,6 +347,34 @@ def _when(last: datetime | None) -> str:
 # --------------------------------------------------------------------------- one study
 
 
+SHOWN_FAILURES = 3
+"""Distinct reasons of failed trials that ``scaletune show`` lists; trials.csv has them all."""
+
+
+def _failures(trials: list[FrozenTrial]) -> list[str]:
+    """The reasons failed trials recorded, most frequent first, each with its trials: ``trials
+    0, 1, 2: SetupError: ...``. Failures that were run again (a stopped driver's) are left
+    out."""
+    by_reason: dict[str, list[int]] = {}
+    for t in trials:
+        if t.state == TrialState.FAIL and not t.user_attrs.get("retried", False):
+            by_reason.setdefault(t.user_attrs.get("fail_reason", "no reason recorded"),
+                                 []).append(t.number)
+    ranked = sorted(by_reason.items(), key=lambda kv: -len(kv[1]))
+    lines = [f"trial{'s' if len(ns) > 1 else ''} {_numbers(ns)}: {reason}"
+             for reason, ns in ranked[:SHOWN_FAILURES]]
+    if len(ranked) > SHOWN_FAILURES:
+        lines.append(f"and {len(ranked) - SHOWN_FAILURES} other reason(s) (`scaletune report`: "
+                     "trials.csv)")
+    return lines
+
+
+def _numbers(numbers: list[int], most: int = 6) -> str:
+    """``0, 1, 2`` or ``0, 1, 2, 3, 4, 5 and 4 more``."""
+    shown = ", ".join(map(str, numbers[:most]))
+    return shown + (f" and {len(numbers) - most} more" if len(numbers) > most else "")
+
+
 def show_study(cfg: StudyConfig, console: Console) -> int:
     """One study: where it lives, its driver, trials by state, the best trial, the config it
     ran with and its priors' centers."""
@@ -362,6 +390,7 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
         ("trials", f"{by_state(trials) or 'none'}; {n_finished(study)} finished of n_trials "
                    f"{cfg.n_trials}; last activity {_last_activity(trials) or 'none'}"),
     ]
+    rows += [("failed" if i == 0 else "", line) for i, line in enumerate(_failures(trials))]
     best = _best(trials)
     if best is not None:
         rows.append(("best", f"trial {best.number}: val loss {best.value:.4f}"))

@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 
 from scaletune.search.cli import main
 from scaletune.search.config import load_study
-from scaletune.search.manage import by_state, state_words
+from scaletune.search.manage import _failures, by_state, state_words
 from scaletune.search.storage import make_storage, tally
 from tests.search.helpers import flat, tiny_study, write_study
 from tests.search.test_export import EVAL, add_trial, make_study, params, study_file
@@ -324,3 +324,20 @@ def test_a_real_study_through_every_command(tmp_path, capsys):
     assert code == 0, out
     assert names_in(url) == []
     assert yaml.safe_load(path.read_text())["n_trials"] == 6  # the file is never changed
+
+
+def test_show_lists_why_trials_failed_most_frequent_first():
+    def failed(reason: str | None, retried: bool = False) -> optuna.trial.FrozenTrial:
+        attrs = {"retried": retried} | ({"fail_reason": reason} if reason else {})
+        return optuna.trial.create_trial(state=TrialState.FAIL, user_attrs=attrs)
+
+    trials = [failed("OOM"), failed("NaN"), failed("OOM"), failed("stopped", retried=True),
+              failed(None), failed("a"), failed("b")]
+    for number, t in enumerate(trials):
+        t.number = number
+    # Rule: a reason per line with its trials, most frequent first; a failure that ran again
+    # (a stopped driver's) is left out; past three reasons, how many more and where they are.
+    assert _failures(trials) == [
+        "trials 0, 2: OOM", "trial 1: NaN", "trial 4: no reason recorded",
+        "and 2 other reason(s) (`scaletune report`: trials.csv)"]
+    assert _failures([]) == []

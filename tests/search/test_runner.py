@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from scaletune.search.config import validate_study
+from scaletune.search.manage import show_study
 from scaletune.search.runner import concurrency, n_finished, run_study
 from tests.search.helpers import (
     act_when,
@@ -240,6 +241,29 @@ def test_each_concurrent_trial_gets_its_own_gpu(tmp_path, shakespeare, local_ray
     assert pairs, "expected two trials to run concurrently"
     for a, b in pairs:
         assert a.user_attrs["worker_gpu_ids"] != b.user_attrs["worker_gpu_ids"]
+
+
+def test_a_study_whose_trials_all_failed_says_so_when_run_again(tmp_path, shakespeare,
+                                                                 local_ray):
+    # Trials that ask for cuda where torch sees none (a fake GPU): each fails at its set-up.
+    local_ray(num_cpus=2, num_gpus=1)
+    cfg = validate_study(
+        tiny_study(tmp_path, shakespeare, n_trials=2, trainer={"device": "cuda"},
+                   workers={"cpus_per_trial": 1, "gpus_per_trial": 1})
+    )
+    run_study(cfg)
+    assert [t.state for t in load(cfg).trials] == [TrialState.FAIL] * 2
+    console = Console(record=True, width=300)
+    run_study(cfg, console=console)
+    assert len(load(cfg).trials) == 2
+    assert ("nothing to run: the study has its 2 finished trials, 2 of them failed "
+            "(`scaletune show` says why); once the cause is fixed, `--n-trials 4` (or a larger "
+            "n_trials in the study file) runs more") in console.export_text()
+    # And `scaletune show` says why, once for both trials.
+    shown = Console(record=True, width=400)
+    show_study(cfg, shown)
+    assert ("failed    trials 0, 1: SetupError: device: cuda, but torch sees no CUDA GPU here"
+            in shown.export_text())
 
 
 def test_fractional_gpus_hold_as_many_trials_as_ray_fits(tmp_path, shakespeare, local_ray):
