@@ -351,10 +351,10 @@ def _drive(
     if done >= total:
         failed = sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
                      if not t.user_attrs.get("retried", False))
-        console.print(f"nothing to run: the study has its {total} finished trials"
-                      + (f", {failed} of them failed (`scaletune show` says why); once "
-                         "the cause is fixed," if failed else ";")
-                      + f" `--n-trials {2 * cfg.n_trials}` (or a larger n_trials in the study "
+        console.print(f"nothing to run: {done} trials have finished and the study asks for "
+                      f"{total}" + (f"; {failed} of them failed (`scaletune show` says why); "
+                                    "once the cause is fixed," if failed else ";")
+                      + f" `--n-trials {done + cfg.n_trials}` (or a larger n_trials in the study "
                       "file) runs more", highlight=False, markup=False)
     mail = None  # the pending Coordinator.next call
     # The main thread answers reports: a report's storage write and the pruner's decision, a

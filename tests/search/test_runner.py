@@ -166,8 +166,8 @@ def test_repeat_best_reruns_the_best_config_with_other_seeds_to_the_end(tmp_path
     console = Console(record=True, width=200)
     run_study(cfg, console=console)
     assert len(load(cfg).trials) == 5
-    assert ("nothing to run: the study has its 5 finished trials; `--n-trials 6` (or a larger "
-            "n_trials in the study file) runs more") in console.export_text()
+    assert ("nothing to run: 5 trials have finished and the study asks for 5; `--n-trials 8` (or "
+            "a larger n_trials in the study file) runs more") in console.export_text()
     # Run again as it stands: the repeats count on top of n_trials, nothing more runs.
     run_study(cfg)
     assert len(load(cfg).trials) == 5
@@ -256,7 +256,7 @@ def test_a_study_whose_trials_all_failed_says_so_when_run_again(tmp_path, shakes
     console = Console(record=True, width=300)
     run_study(cfg, console=console)
     assert len(load(cfg).trials) == 2
-    assert ("nothing to run: the study has its 2 finished trials, 2 of them failed "
+    assert ("nothing to run: 2 trials have finished and the study asks for 2; 2 of them failed "
             "(`scaletune show` says why); once the cause is fixed, `--n-trials 4` (or a larger "
             "n_trials in the study file) runs more") in console.export_text()
     # And `scaletune show` says why, once for both trials.
