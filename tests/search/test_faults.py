@@ -272,9 +272,9 @@ def full(folder: Path) -> Iterator[Path]:
 @pytest.mark.slow
 def test_disk_full_during_a_study_stops_it_cleanly_and_it_resumes(tmp_path, shakespeare,
                                                                    small_disk):
-    # Short trials, and more than the disk can fill in time for: once it is full, the driver
-    # has four more trials to start and write (with three, a driver that ran ahead of the
-    # test's watch could finish before the disk filled).
+    # Six short trials: once the disk is full, the driver still has trials to start and write
+    # (with three, a driver that ran ahead of the test's watch finished before the disk
+    # filled).
     raw = tiny_study(tmp_path, shakespeare, n_trials=6, pruner={"name": "none"},
                      tokens_per_trial=24_576, study_dir=str(small_disk / "study"))
     path = write_study(tmp_path, raw)
