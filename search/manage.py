@@ -39,7 +39,7 @@ from scaletune.search.config import (
     stored_study_names,
     validate_study,
 )
-from scaletune.search.plan import n_finished
+from scaletune.search.plan import failed_for_good, n_finished
 from scaletune.search.progress import fmt_params
 from scaletune.search.space import (
     build_space,
@@ -357,7 +357,7 @@ def _failures(trials: list[FrozenTrial]) -> list[str]:
     out."""
     by_reason: dict[str, list[int]] = {}
     for t in trials:
-        if t.state == TrialState.FAIL and not t.user_attrs.get("retried", False):
+        if failed_for_good(t):
             by_reason.setdefault(t.user_attrs.get("fail_reason", "no reason recorded"),
                                  []).append(t.number)
     ranked = sorted(by_reason.items(), key=lambda kv: -len(kv[1]))

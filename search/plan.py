@@ -500,11 +500,15 @@ def n_finished(study: optuna.Study) -> int:
     """Trials that count toward n_trials: complete, pruned, and failures that were not retried."""
     count = 0
     for t in study.get_trials(deepcopy=False, states=ENDED):  # the driver's study keeps these
-        if t.state in FINISHED:
-            count += 1
-        elif t.state == TrialState.FAIL and not t.user_attrs.get("retried", False):
+        if t.state in FINISHED or failed_for_good(t):
             count += 1
     return count
+
+
+def failed_for_good(t: FrozenTrial) -> bool:
+    """A failed trial whose params were not queued again (user attr ``retried``): it counts
+    toward n_trials, where a retried one's re-run does."""
+    return t.state == TrialState.FAIL and not t.user_attrs.get("retried", False)
 
 
 def recover(study: optuna.Study, max_retries: int) -> list[int]:

@@ -32,7 +32,7 @@ from scaletune.search import lease
 from scaletune.search.cluster import init_ray
 from scaletune.search.config import StudyConfig, check_study_files
 from scaletune.search.noise import n_repeats, queue_repeats
-from scaletune.search.plan import SearchPlan, TrialRun, n_finished, pruner_note
+from scaletune.search.plan import SearchPlan, TrialRun, failed_for_good, n_finished, pruner_note
 from scaletune.search.progress import StudyProgress
 from scaletune.search.space import centers_outside
 from scaletune.search.storage import (
@@ -349,8 +349,8 @@ def _drive(
         f"{total} trials finished, up to {slots} at once"
     )
     if done >= total:
-        failed = sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-                     if not t.user_attrs.get("retried", False))
+        failed = sum(map(failed_for_good,
+                         study.get_trials(deepcopy=False, states=(TrialState.FAIL,))))
         console.print(f"nothing to run: {done} trials have finished and the study asks for "
                       f"{total}" + (f"; {failed} of them failed (`scaletune show` says why); "
                                     "once the cause is fixed," if failed else ";")

@@ -84,21 +84,21 @@ def at_edges(trial: FrozenTrial) -> list[str]:
         side = _edge(value, dist, hp)
         if side is None:
             continue
-        fmt = hp.fmt if hp is not None else ".3g"
+        show = hp.show if hp is not None else (lambda v: format(v, ".3g"))
         key = f"search.{hparams.owner(hp).name}" if hp is not None else f"search.other.{name}"
         if hp is not None and hp.is_form:
             key += f" (as: {next(w for w, n in hparams.owner(hp).forms if n == name)})"
         up = side == "high"
         if isinstance(dist, CategoricalDistribution):
             where = (f"the {'largest' if up else 'smallest'} of the choices "
-                     f"{', '.join(format(c, fmt) for c in sorted(dist.choices))}")
+                     f"{', '.join(map(show, sorted(dist.choices)))}")
             wider = f"add {'larger' if up else 'smaller'} choices ({key}: choices)"
         else:
             where = (f"the {'top' if up else 'bottom'} of the range searched "
-                     f"[{dist.low:{fmt}}, {dist.high:{fmt}}]")
+                     f"[{show(dist.low)}, {show(dist.high)}]")
             wider = f"search a range that reaches {'higher' if up else 'lower'} ({key}: " \
                     f"{'high' if up else 'low'})"
-        notes.append(f"{name} = {value:{fmt}}, the best trial's, is at {where}: the optimum may "
+        notes.append(f"{name} = {show(value)}, the best trial's, is at {where}: the optimum may "
                      f"lie {'above' if up else 'below'} it; {wider} in a new study, as a "
                      "changed search space needs a new name")
     return notes
