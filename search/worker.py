@@ -72,15 +72,15 @@ class Coordinator:
 
 
 def warm_up() -> None:
-    """Import what a trial needs into this worker process, ahead of its first trial: torch, the
-    trainer, and torch._dynamo, which AdamW imports when the first optimizer is built (~1 s).
+    """Import what a trial needs into this worker process, ahead of its first trial: torch and
+    the trainer (~1.6 s of CPU on a laptop).
 
     Ray reuses a job's worker processes, so the trials that follow find them loaded. Never
-    raises: a trial that cannot import the trainer fails with that error itself.
+    raises: a trial that cannot import the trainer fails with that error itself. torch.compile's
+    frontend (torch._dynamo, 1.4 s more) is left to a trial that compiles: the trainer's
+    optimizers run without it (trainer/optim.py).
     """
     try:
-        import torch._dynamo  # noqa: F401
-
         import scaletune.trainer.loop  # noqa: F401
     except Exception:  # noqa: BLE001 - the trial reports it, with its own traceback
         pass

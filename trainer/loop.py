@@ -47,7 +47,7 @@ from scaletune.trainer.distributed import (
 from scaletune.trainer.errors import SetupError
 from scaletune.trainer.interrupt import DeferredInterrupt
 from scaletune.trainer.model import GPT, flops_per_token
-from scaletune.trainer.optim import build_optimizers, lr_at, set_lr
+from scaletune.trainer.optim import build_optimizers, lr_at, set_lr, step_optimizer
 from scaletune.trainer.record import fmt_duration, fmt_eta, log_event, run_metadata
 
 Report = Callable[[int, float, dict], object]
@@ -493,9 +493,9 @@ def train_step(model: torch.nn.Module, optimizers: list[torch.optim.Optimizer], 
     else:
         norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
     for opt in optimizers:
-        opt.step()
-    for opt in optimizers:
-        opt.zero_grad(set_to_none=True)
+        step_optimizer(opt)
+    for p in params:  # opt.zero_grad(set_to_none=True), which imports torch._dynamo (optim.py)
+        p.grad = None
     return loss_sum / n_micro, full_tensor(norm)
 
 

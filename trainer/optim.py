@@ -6,7 +6,11 @@ the POLICY table below; the rest of this file only applies it.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import math
+import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from scaletune.trainer.config import OptimConfig
@@ -75,18 +79,61 @@ def build_optimizers(model: nn.Module, cfg: OptimConfig, device: torch.device) -
     # Fused kernels (one pass over all parameters) exist for CPU and CUDA; foreach elsewhere.
     fast = {"fused": True} if device.type in ("cpu", "cuda") else {"foreach": True}
     optimizers: list[torch.optim.Optimizer] = []
-    if param_groups["muon"]:
-        optimizers.append(torch.optim.Muon(param_groups["muon"], momentum=cfg.muon_momentum))
-    if param_groups["adamw"]:
-        optimizers.append(
-            torch.optim.AdamW(param_groups["adamw"], betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, **fast)
-        )
-    if param_groups["sgd"]:
-        # torch's SGD decay is L2 (added to the gradient before momentum), not decoupled.
-        optimizers.append(
-            torch.optim.SGD(param_groups["sgd"], momentum=cfg.beta1, nesterov=cfg.nesterov, **fast)
-        )
+    with _dynamo_left_unloaded():
+        if param_groups["muon"]:
+            optimizers.append(torch.optim.Muon(param_groups["muon"], momentum=cfg.muon_momentum))
+        if param_groups["adamw"]:
+            optimizers.append(torch.optim.AdamW(param_groups["adamw"], betas=(cfg.beta1, cfg.beta2),
+                                                eps=cfg.eps, **fast))
+        if param_groups["sgd"]:
+            # torch's SGD decay is L2 (added to the gradient before momentum), not decoupled.
+            optimizers.append(torch.optim.SGD(param_groups["sgd"], momentum=cfg.beta1,
+                                              nesterov=cfg.nesterov, **fast))
     return optimizers
+
+
+# torch.compile's frontend, torch._dynamo, costs 1.4 s of CPU to import (torch itself 1.6 s), and
+# torch.optim imports it on first use even where nothing is compiled: to build an optimizer
+# (Optimizer.add_param_group is wrapped in torch._disable_dynamo, which imports it to make the
+# disabled copy) and at every step (the step wrapper imports it to mark graph breaks). Each trial
+# on a fresh worker process paid for it. While torch._dynamo is not loaded, nothing is being
+# compiled, and the plain methods run the same code: build_optimizers and step_optimizer use them
+# then, and torch.optim's own path once anything has loaded it (torch.compile, a checkpoint).
+
+
+@contextlib.contextmanager
+def _dynamo_left_unloaded() -> Iterator[None]:
+    """Build optimizers without importing torch._dynamo when it is not loaded: inside the block,
+    torch._disable_dynamo's wrapper of Optimizer.add_param_group finds its disabled copy already
+    made, as the plain method (the wrapper caches it on the function as ``__dynamo_disable``)."""
+    import torch
+
+    plain = getattr(torch.optim.Optimizer.add_param_group, "__wrapped__", None)
+    if "torch._dynamo" in sys.modules or plain is None or hasattr(plain, "__dynamo_disable"):
+        yield
+        return
+    setattr(plain, "__dynamo_disable", plain)
+    try:
+        yield
+    finally:
+        if getattr(plain, "__dynamo_disable", None) is plain:
+            delattr(plain, "__dynamo_disable")
+
+
+def step_optimizer(opt: torch.optim.Optimizer) -> None:
+    """``opt.step()``; while torch._dynamo is not loaded (see above), the step itself under
+    no_grad, as torch's wrapper runs it outside compilation, when no step hook is registered."""
+    import torch
+    from torch.optim import optimizer as torch_optimizer
+
+    hooked = (opt._optimizer_step_pre_hooks or opt._optimizer_step_post_hooks
+              or getattr(torch_optimizer, "_global_optimizer_pre_hooks", True)
+              or getattr(torch_optimizer, "_global_optimizer_post_hooks", True))
+    if "torch._dynamo" in sys.modules or hooked or opt.defaults.get("differentiable"):
+        opt.step()
+        return
+    with torch.no_grad():
+        inspect.unwrap(type(opt).step)(opt)
 
 
 def _field(value: float | bool | str, cfg: OptimConfig) -> float | bool:

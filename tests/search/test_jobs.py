@@ -215,7 +215,7 @@ def test_a_detached_study_is_followed_stopped_and_resumed_from_outside(tmp_path,
 
     # A second job of the same study is refused before it is submitted.
     second = scaletune("run", str(path), "--detach")
-    assert second.returncode == 2
+    assert second.returncode == 2, second.stdout + second.stderr
     assert f"study 'tiny' is being run by Ray job {job} (RUNNING" in flat(second.stdout)
     # A local driver of the same study is refused with the lease's message, naming the job.
     local = scaletune("run", str(path), "--address", "local")

@@ -1,4 +1,7 @@
+import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -127,3 +130,48 @@ def test_each_schedule_is_followed_and_lowers_the_loss(tiny, schedule):
     expected = [3e-3 * lr_at(h["step"] - 1, 30, cfg.optim) for h in result.history]
     assert logged == pytest.approx(expected)
     assert result.history[-1]["val_loss"] < result.history[0]["val_loss"]
+
+
+@pytest.mark.parametrize("name", ["adamw", "muon", "sgd"])
+def test_steps_without_torch_compile_loaded_are_torchs_own_steps(name):
+    # While torch._dynamo is not loaded the trainer builds and steps its optimizers without it
+    # (trainer/optim.py); once anything loads it, torch.optim's own path runs. Both, from the
+    # same start, in a new process (where nothing has loaded it yet), must give the same weights.
+    code = f"""
+import json, sys
+import torch
+from scaletune.trainer.config import ModelConfig, OptimConfig
+from scaletune.trainer.model import GPT
+from scaletune.trainer.optim import build_optimizers, step_optimizer
+
+def weights():
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=16), vocab_size=64)
+    start = [p.detach().clone() for p in model.parameters()]
+    opts = build_optimizers(model, OptimConfig(name={name!r}, lr=0.01, weight_decay=0.1),
+                            torch.device("cpu"))
+    for _ in range(3):
+        x = torch.randint(0, 64, (4, 16))
+        model(x, x)[1].backward()
+        for opt in opts:
+            step_optimizer(opt)
+        for p in model.parameters():
+            p.grad = None
+    end = [p.detach().clone() for p in model.parameters()]
+    return end, opts, sum(not torch.equal(a, b) for a, b in zip(start, end, strict=True))
+
+plain, opts, moved = weights()
+loaded_after = "torch._dynamo" in sys.modules
+import torch._dynamo
+own, _, _ = weights()
+print(json.dumps({{"loaded": loaded_after, "kinds": [type(o).__name__ for o in opts],
+                  "moved": moved, "tensors": len(plain),
+                  "same": all(torch.equal(a, b) for a, b in zip(plain, own, strict=True))}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["loaded"] is False  # built and stepped without torch._dynamo
+    assert got["moved"] == got["tensors"]  # every parameter was trained
+    assert got["same"] is True
+    assert got["kinds"] == {"adamw": ["AdamW"], "muon": ["Muon", "AdamW"], "sgd": ["SGD"]}[name]
