@@ -44,7 +44,7 @@ def init_ray(cfg: StudyConfig) -> None:
         # Trials exchange only small messages: a small object store spares shared memory.
         # address="local": a cluster of this machine's own, even while another Ray cluster runs
         # here (`ray start`, a job server): without it Ray joins that one, and refuses num_cpus.
-        with _no_api_server():
+        with _lean_head_node():
             ray.init(address="local", num_cpus=os.cpu_count(),
                      object_store_memory=256 * 1024**2, **kwargs)
     finally:
@@ -52,29 +52,41 @@ def init_ray(cfg: StudyConfig) -> None:
         constants.ENABLE_RAY_CLUSTER = multi_node
 
 
-@contextlib.contextmanager
-def _no_api_server() -> Iterator[None]:
-    """Start a head node without Ray's API server process while inside the block.
+SKIPPED = ("start_api_server", "start_monitor", "start_log_monitor")
+"""The processes of Ray's head node that a study's private cluster does without (Ray 2.60's
+``Node`` methods that start them), 2-3 s of CPU of every local study's start on a 2-core laptop:
 
-    With the dashboard off, Ray (2.60) still starts its API server (dashboard.py, serving only
-    usage statistics) and waits for it to come up before it starts the raylet: 1.0-1.3 s of
-    every local study's start on a 2-core laptop, for a process the study never uses (its job
-    server is what ``scaletune run --detach`` talks to, on a cluster started with ``ray
-    start``, never on this private one). Without it, ``ray.init`` answers the dashboard URL
-    that a node with the dashboard off answers: none. A Ray without this method starts as it
+- the API server (dashboard.py): with the dashboard off it serves only usage statistics, and Ray
+  waits 1.0-1.3 s for it to come up before it starts the raylet. ``scaletune run --detach`` talks
+  to the job server of a cluster started with ``ray start``, never to this private one;
+- the autoscaler's monitor (0.6 s of CPU): a private cluster is this machine, fixed, and never
+  scales;
+- the log monitor (0.5 s of CPU): it forwards the workers' output to the driver, which a study
+  turns off (``log_to_driver=False``: a trial's errors come back with its result).
+"""
+
+
+@contextlib.contextmanager
+def _lean_head_node() -> Iterator[None]:
+    """Start a head node without the processes in SKIPPED while inside the block.
+
+    Without the API server, ``ray.init`` answers the dashboard URL that a node with the
+    dashboard off answers: none. A Ray without one of these methods starts that part as it
     always does.
     """
     node = ray._private.node.Node
-    start = node.__dict__.get("start_api_server")
-    if start is None:
-        yield
-        return
+    saved = {name: node.__dict__[name] for name in SKIPPED if name in node.__dict__}
 
-    def skip(self: Any, **_: Any) -> None:
+    def skip_api_server(self: Any, **_: Any) -> None:
         self._webui_url = ""  # what Ray records when the dashboard is off
 
-    node.start_api_server = skip
+    def skip(self: Any, *_: Any, **__: Any) -> None:
+        pass
+
+    for name in saved:
+        setattr(node, name, skip_api_server if name == "start_api_server" else skip)
     try:
         yield
     finally:
-        node.start_api_server = start
+        for name, method in saved.items():
+            setattr(node, name, method)
