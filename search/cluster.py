@@ -44,7 +44,7 @@ def init_ray(cfg: StudyConfig) -> None:
         # Trials exchange only small messages: a small object store spares shared memory.
         # address="local": a cluster of this machine's own, even while another Ray cluster runs
         # here (`ray start`, a job server): without it Ray joins that one, and refuses num_cpus.
-        with _lean_head_node():
+        with lean_head_node():
             ray.init(address="local", num_cpus=os.cpu_count(),
                      object_store_memory=256 * 1024**2, **kwargs)
     finally:
@@ -67,7 +67,7 @@ SKIPPED = ("start_api_server", "start_monitor", "start_log_monitor")
 
 
 @contextlib.contextmanager
-def _lean_head_node() -> Iterator[None]:
+def lean_head_node() -> Iterator[None]:
     """Start a head node without the processes in SKIPPED while inside the block.
 
     Without the API server, ``ray.init`` answers the dashboard URL that a node with the

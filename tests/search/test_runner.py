@@ -17,6 +17,7 @@ import ray
 from optuna.trial import TrialState
 from rich.console import Console
 
+from scaletune.search.cluster import lean_head_node
 from scaletune.search.config import validate_study
 from scaletune.search.manage import show_study
 from scaletune.search.runner import concurrency, n_finished, run_study
@@ -37,13 +38,15 @@ REPO = Path(__file__).resolve().parents[2]
 def local_ray():
     """A fresh local Ray cluster per test; the study's driver joins it. Its own, even while
     another Ray cluster runs on this machine (``ray start``, or another test's): without
-    ``address="local"``, ray.init joins that one."""
+    ``address="local"``, ray.init joins that one. Without the head node's processes a local
+    study does without (search.cluster.SKIPPED)."""
     started = []
 
     def start(**kwargs):
-        ray.init(address="local", include_dashboard=False, log_to_driver=False,
-                 configure_logging=False,
-                 object_store_memory=100 * 1024**2, **kwargs)
+        with lean_head_node():
+            ray.init(address="local", include_dashboard=False, log_to_driver=False,
+                     configure_logging=False,
+                     object_store_memory=100 * 1024**2, **kwargs)
         started.append(True)
 
     yield start
