@@ -126,9 +126,11 @@ def step_optimizer(opt: torch.optim.Optimizer) -> None:
     import torch
     from torch.optim import optimizer as torch_optimizer
 
-    hooked = (opt._optimizer_step_pre_hooks or opt._optimizer_step_post_hooks
-              or getattr(torch_optimizer, "_global_optimizer_pre_hooks", True)
-              or getattr(torch_optimizer, "_global_optimizer_post_hooks", True))
+    # Hooks run only through opt.step(); where this torch keeps them elsewhere, take that path.
+    hooked = any(getattr(owner, name, True) for owner, name in (
+        (opt, "_optimizer_step_pre_hooks"), (opt, "_optimizer_step_post_hooks"),
+        (torch_optimizer, "_global_optimizer_pre_hooks"),
+        (torch_optimizer, "_global_optimizer_post_hooks")))
     if "torch._dynamo" in sys.modules or hooked or opt.defaults.get("differentiable"):
         opt.step()
         return

@@ -9,7 +9,14 @@ import torch
 from scaletune.trainer.config import ModelConfig, OptimConfig
 from scaletune.trainer.loop import train
 from scaletune.trainer.model import GPT
-from scaletune.trainer.optim import POLICY, build_optimizers, group_of, lr_at, set_lr
+from scaletune.trainer.optim import (
+    POLICY,
+    build_optimizers,
+    group_of,
+    lr_at,
+    set_lr,
+    step_optimizer,
+)
 
 CPU = torch.device("cpu")
 
@@ -175,3 +182,14 @@ print(json.dumps({{"loaded": loaded_after, "kinds": [type(o).__name__ for o in o
     assert got["moved"] == got["tensors"]  # every parameter was trained
     assert got["same"] is True
     assert got["kinds"] == {"adamw": ["AdamW"], "muon": ["Muon", "AdamW"], "sgd": ["SGD"]}[name]
+
+
+def test_a_step_hook_still_runs_on_the_trainers_step():
+    model = GPT(ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=16), vocab_size=64)
+    (opt,) = build_optimizers(model, OptimConfig(lr=0.01), CPU)
+    calls = []
+    opt.register_step_post_hook(lambda *_: calls.append("post"))
+    x = torch.randint(0, 64, (2, 16))
+    model(x, x)[1].backward()
+    step_optimizer(opt)
+    assert calls == ["post"]
