@@ -293,7 +293,18 @@ def run_study(
         tracker.close()
         if plan.lease is not None:
             plan.lease.release()
+        _release(coordinator)
     return study
+
+
+def _release(coordinator: Any) -> None:
+    """End the study's coordinator actor with the study. Ray ends it with the driver's process,
+    but a process that runs several studies (a ladder's rungs, a benchmark) kept one idle
+    worker process per study it had run."""
+    try:
+        ray.kill(coordinator, no_restart=True)
+    except Exception:  # noqa: BLE001 - Ray may be going down (SIGTERM to the process group)
+        pass
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,17 @@ def _private_cache(tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.getbasetemp() / "token-cache"
     monkeypatch.setenv("SCALETUNE_CACHE", str(cache))
     monkeypatch.setenv("RAY_DEDUP_LOGS", "0")
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _no_ray_left_running(request):
+    """A test that does not ask for test_runner's local_ray finds no Ray cluster started by an
+    earlier test in this process (local_ray keeps one between the tests that share it): a study
+    run in-process would join it instead of starting its own."""
+    ray = sys.modules.get("ray")
+    if "local_ray" not in request.fixturenames and ray is not None and ray.is_initialized():
+        ray.shutdown()
     yield
 
 

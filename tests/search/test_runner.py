@@ -36,22 +36,38 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def local_ray():
-    """A fresh local Ray cluster per test; the study's driver joins it. Its own, even while
-    another Ray cluster runs on this machine (``ray start``, or another test's): without
-    ``address="local"``, ray.init joins that one. Without the head node's processes a local
-    study does without (search.cluster.SKIPPED)."""
-    started = []
+    """A local Ray cluster of the resources the test asks for; the study's driver joins it. Its
+    own, even while another Ray cluster runs on this machine (``ray start``, or another test's):
+    without ``address="local"``, ray.init joins that one. Without the head node's processes a
+    local study does without (search.cluster.SKIPPED).
+
+    The cluster is kept for the next test of this process that asks for the same resources and
+    finds it idle (its start and its workers' imports, ~8 s of CPU, paid once); tests that do
+    not ask for it find Ray shut down (tests/conftest.py)."""
 
     def start(**kwargs):
+        if ray.is_initialized():
+            if KEPT.get("kwargs") == kwargs and _idle():
+                return
+            ray.shutdown()
         with lean_head_node():
             ray.init(address="local", include_dashboard=False, log_to_driver=False,
                      configure_logging=False,
                      object_store_memory=100 * 1024**2, **kwargs)
-        started.append(True)
+        KEPT["kwargs"] = kwargs
 
     yield start
-    if ray.is_initialized():
-        ray.shutdown()
+
+
+KEPT: dict[str, dict] = {}
+"""The resources of the cluster local_ray started in this process."""
+
+
+def _idle() -> bool:
+    """Nothing runs on the cluster: no actor alive (a study ends its coordinator), every
+    resource free."""
+    alive = [a for a in ray._private.state.actors().values() if a["State"] == "ALIVE"]
+    return not alive and ray.available_resources() == ray.cluster_resources()
 
 
 def load(cfg) -> optuna.Study:
@@ -134,6 +150,9 @@ def test_study_runs_prunes_and_records(tmp_path, shakespeare, local_ray):
         expected_wd = b_tokens / (t.params["lr"] * t.params["tau"] * cfg.tokens_per_trial)
         assert t.user_attrs["weight_decay"] == pytest.approx(expected_wd)
         assert t.user_attrs["steps"] == -(-cfg.tokens_per_trial // b_tokens)
+    # The study ended its coordinator actor: a process that runs several studies keeps none.
+    assert [a["ActorClassName"] for a in ray._private.state.actors().values()
+            if a["State"] == "ALIVE"] == []
     # The study records what produced it.
     attrs = study.user_attrs
     assert attrs["fingerprint"] == cfg.fingerprint()
