@@ -121,8 +121,9 @@ def cmd_ladder(args: argparse.Namespace, console: Console) -> int:
     if args.dry_run:
         print_plan(ladder, console)
         return 0
-    from scaletune.search.ladder import run_ladder
+    from scaletune.search.ladder import run_ladder, rungs_compute
     from scaletune.search.progress import print_run_summary
+    from scaletune.search.summary import summarize
 
     if ladder.target.workers.address in (None, "local"):
         logging.getLogger(RAY_TOKEN_NOTICE).setLevel(logging.ERROR)
@@ -131,8 +132,14 @@ def cmd_ladder(args: argparse.Namespace, console: Console) -> int:
         study = run_ladder(ladder, console)
     except KeyboardInterrupt as e:
         return 128 + getattr(e, "signum", signal.SIGINT)
-    summary = print_run_summary(console, study, ladder.target, args.ladder,
-                                time.monotonic() - start)
+    wall = time.monotonic() - start
+    rungs = rungs_compute(ladder)
+    target = summarize(study, ladder.target)["compute"]["flops_6nd"]
+    cost = (f"{rungs['rungs']} rung(s) before the target: {rungs['trials']} trials, "
+            f"{rungs['tokens']:,} tokens, {rungs['flops']:.3g} FLOPs (6ND); "
+            f"{rungs['flops'] + target:.3g} FLOPs with the target's")
+    summary = print_run_summary(console, study, ladder.target, args.ladder, wall,
+                                more=[("ladder", cost)])
     return 0 if summary["best"] is not None else 1
 
 

@@ -331,6 +331,26 @@ def print_fit(ladder: Ladder, fitted: FittedLaws, console: Console) -> None:
                       soft_wrap=True)
 
 
+def rungs_compute(ladder: Ladder) -> dict[str, float]:
+    """What the rungs that ran cost: rungs, trials, tokens trained and FLOPs (6ND), from their
+    studies in the storage (a rung skipped once the laws settled has none)."""
+    from scaletune.search.summary import summarize
+
+    out = {"rungs": 0, "trials": 0, "tokens": 0, "flops": 0.0}
+    for rung in ladder.rungs:
+        try:
+            study = optuna.load_study(study_name=rung.cfg.name,
+                                      storage=make_storage(rung.cfg.storage_url))
+        except KeyError:  # never run
+            continue
+        compute = summarize(study, rung.cfg)["compute"]
+        out["rungs"] += 1
+        out["trials"] += len(study.get_trials(deepcopy=False))
+        out["tokens"] += compute["tokens_trained"]
+        out["flops"] += compute["flops_6nd"]
+    return out
+
+
 def run_ladder(ladder: Ladder, console: Console | None = None) -> optuna.Study:
     """Run (or resume) every rung cheapest first, fitting after each, then the target study
     seeded from the fitted laws. Returns the target study."""

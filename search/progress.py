@@ -214,12 +214,14 @@ def _best(study: optuna.Study) -> tuple[int, float] | None:
 
 
 def print_run_summary(console: Console, study: optuna.Study, cfg: StudyConfig, source: str,
-                      wall_s: float, storage: str | None = None) -> dict[str, Any]:
+                      wall_s: float, storage: str | None = None,
+                      more: list[tuple[str, str]] | None = None) -> dict[str, Any]:
     """Print what ``scaletune run`` shows at the end: the best trial, trials by state, time,
     compute and what pruning saved, where the study lives and the commands that come next.
     ``source`` is the study file as the user named it; ``storage`` the URL of ``run --storage``,
-    which the next commands then name too. Returns the numbers, those of ``scaletune report``'s
-    summary.json (search.summary.summarize)."""
+    which the next commands then name too; ``more`` rows (key, text) follow the compute row.
+    Returns the numbers, those of ``scaletune report``'s summary.json
+    (search.summary.summarize)."""
     s = summarize(study, cfg)
     best, compute, pruning = s["best"], s["compute"], s["pruning"]
     rows = []
@@ -242,6 +244,7 @@ def print_run_summary(console: Console, study: optuna.Study, cfg: StudyConfig, s
                     f"(6ND); pruning saved {pruning['tokens_saved']:,} tokens "
                     f"({pruning['fraction_saved']:.0%}) in {pruning['pruned_trials']} pruned "
                     f"trial{'' if pruning['pruned_trials'] == 1 else 's'}"),
+        *(more or []),
         ("study", f"{s['study']} in {s['storage']}"),
     ]
     commands = [

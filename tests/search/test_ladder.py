@@ -126,6 +126,14 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     assert "laws fitted on 2 rung(s)" in out and "laws fitted on 3 rung(s)" in out
     # The fit after two rungs says it is untested; the laws file is a small summary.
     assert "warning: lr law: fitted on 2 rungs" in out
+    # The summary counts what the rungs cost beside the target's compute: 2 full trials of
+    # 4,096, 8,192 and 16,384 tokens (a trial rounds its tokens up to whole steps).
+    cost = re.search(r"ladder 3 rung\(s\) before the target: (\d+) trials, ([\d,]+) tokens, "
+                     r"(\S+) FLOPs \(6ND\); (\S+) FLOPs with the target's", out)
+    assert cost, out
+    assert int(cost[1]) == 6
+    assert 2 * 28_672 <= int(cost[2].replace(",", "")) <= 1.1 * 2 * 28_672
+    assert float(cost[3]) < float(cost[4])
     saved = json.loads(ladder.laws_file.read_text())
     assert saved["format_version"] == 2 and saved["lr"]["n_rungs"] == 3
     # It gives each law's prediction at the target's tokens with its interval.
