@@ -365,7 +365,7 @@ def _run_steps(config: TrainConfig, report: Report | None, run: _Run, model: tor
             if progress.status == "stopped":
                 do_ckpt = run.ckpt_path is not None  # so that the run can be resumed
         if final and progress.status == "running":
-            progress.status, progress.reason = "completed", f"trained {tokens} tokens"
+            progress.status, progress.reason = "completed", f"trained {tokens:,} tokens"
         if do_ckpt:  # every rank: a sharded model's state is gathered
             _save(config, run, progress, grad_stats, wall_start)
         if progress.status != "running":

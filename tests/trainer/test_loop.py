@@ -247,6 +247,7 @@ def test_short_shakespeare_run_beats_the_unigram_entropy(tiny, shakespeare):
     # The rule: a model that only learned letter frequencies scores the unigram entropy; using
     # context must do well below it.
     assert result.status == "completed"
+    assert result.reason == "trained 153,600 tokens"  # as every count is printed: 150 * 16 * 64
     assert result.final_val_loss < entropy - 0.6, (result.final_val_loss, entropy)
 
 
