@@ -350,11 +350,11 @@ def _study(args: argparse.Namespace) -> StudyConfig:
 
 
 def cmd_studies(args: argparse.Namespace, console: Console) -> int:
-    from scaletune.search.config import load_study
+    from scaletune.search.ladder import study_or_target
     from scaletune.search.manage import list_studies
 
     _quiet_optuna()
-    url = args.storage or load_study(args.study).storage_url
+    url = args.storage or study_or_target(args.study).storage_url
     return list_studies(url, console)
 
 

@@ -793,7 +793,13 @@ def load_study(path: str | Path) -> StudyConfig:
     """Read and validate a study file; relative paths resolve against the file's folder. The
     files it names are not looked at here: see check_study_files."""
     path = Path(path)
-    return resolve_study(validate_study(load_yaml(path), str(path)), path)
+    raw = load_yaml(path)
+    if isinstance(raw, dict) and {"target", "rungs"} <= raw.keys():
+        raise ConfigError(str(path), [
+            f"a ladder file (target, rungs), not a study file: run it with `scaletune ladder "
+            f"{path}`; `report`, `export`, `show`, `best`, `studies` and `dashboard` take it "
+            "for its target study"])
+    return resolve_study(validate_study(raw, str(path)), path)
 
 
 def resolve_study(cfg: StudyConfig, path: Path) -> StudyConfig:

@@ -152,7 +152,8 @@ def is_ladder(path: str | Path) -> bool:
 
 def study_or_target(path: str | Path) -> StudyConfig:
     """The study of a study file, or the target study of a ladder file: what the commands that
-    read one study (report, export, show, best, dashboard) take either for."""
+    read one study (report, export, show, best, dashboard) or its storage (studies) take either
+    for."""
     from scaletune.search.config import load_study
 
     return load_ladder(path).target if is_ladder(path) else load_study(path)

@@ -259,3 +259,21 @@ def test_a_target_that_repeats_its_data_unlike_its_rungs_is_warned_of(tmp_path, 
     whole.mkdir()
     ladder = load_ladder(ladder_files(whole, shakespeare))
     assert epochs_warning([epochs(r.cfg) for r in ladder.rungs], epochs(ladder.target)) is None
+
+
+def test_a_ladder_file_given_to_run_says_to_use_ladder_and_studies_lists_its_storage(
+        tmp_path, shakespeare, capsys):
+    path = ladder_files(tmp_path, shakespeare)
+    # Not the wall of a study file's missing keys: what the file is and the command for it.
+    assert main(["run", str(path)]) == 2
+    out = flat(capsys.readouterr().out)
+    assert "1 error(s)" in out
+    assert f"a ladder file (target, rungs), not a study file: run it with `scaletune ladder {path}`" in out
+    # `studies` takes a ladder file as the other readers do: its target's storage, every rung's.
+    ladder = load_ladder(path)
+    first = ladder.rungs[0].cfg
+    first.folder.mkdir(parents=True, exist_ok=True)
+    optuna.create_study(study_name=first.name, storage=make_storage(first.storage_url))
+    assert main(["studies", str(path)]) == 0
+    out = flat(capsys.readouterr().out)
+    assert f"Studies in {ladder.target.storage_url}" in out and first.name in out
