@@ -229,17 +229,22 @@ def load_ladder(path: str | Path) -> Ladder:
 # --------------------------------------------------------------------------- running
 
 
-def finished_trials(cfg: StudyConfig) -> int:
-    """Finished trials of the study of ``cfg`` in its storage; 0 where it has not run. Never
-    creates a storage."""
+def stored_study(cfg: StudyConfig) -> optuna.Study | None:
+    """The study of ``cfg`` in its storage, or None where it has not run. Never creates a
+    storage."""
     database = sqlite_path(cfg.storage_url)
     if database is not None and not database.is_file():
-        return 0
+        return None
     try:
-        study = optuna.load_study(study_name=cfg.name, storage=make_storage(cfg.storage_url))
+        return optuna.load_study(study_name=cfg.name, storage=make_storage(cfg.storage_url))
     except KeyError:
-        return 0
-    return n_finished(study)
+        return None
+
+
+def finished_trials(cfg: StudyConfig) -> int:
+    """Finished trials of the study of ``cfg`` in its storage; 0 where it has not run."""
+    study = stored_study(cfg)
+    return 0 if study is None else n_finished(study)
 
 
 def fit_rungs(ladder: Ladder, rungs: tuple[Rung, ...] | list[Rung]) -> FittedLaws:
@@ -339,16 +344,14 @@ def rungs_compute(ladder: Ladder) -> dict[str, float]:
 
     out = {"rungs": 0, "trials": 0, "tokens": 0, "flops": 0.0}
     for rung in ladder.rungs:
-        try:
-            study = optuna.load_study(study_name=rung.cfg.name,
-                                      storage=make_storage(rung.cfg.storage_url))
-        except KeyError:  # never run
+        study = stored_study(rung.cfg)
+        if study is None:
             continue
-        compute = summarize(study, rung.cfg)["compute"]
+        summary = summarize(study, rung.cfg)
         out["rungs"] += 1
-        out["trials"] += len(study.get_trials(deepcopy=False))
-        out["tokens"] += compute["tokens_trained"]
-        out["flops"] += compute["flops_6nd"]
+        out["trials"] += sum(summary["trials"].values())
+        out["tokens"] += summary["compute"]["tokens_trained"]
+        out["flops"] += summary["compute"]["flops_6nd"]
     return out
 
 
@@ -386,11 +389,12 @@ def run_ladder(ladder: Ladder, console: Console | None = None) -> optuna.Study:
             break
         before = fitted
     target = ladder.target
-    have = finished_trials(target)
-    if have >= target.n_trials:
+    study = stored_study(target)
+    have = 0 if study is None else n_finished(study)
+    if study is not None and have >= target.n_trials:
         console.print(f"target {target.name}: finished ({have}/{target.n_trials} trials)",
                       highlight=False)
-        return optuna.load_study(study_name=target.name, storage=make_storage(target.storage_url))
+        return study
     console.print(f"[bold]target[/] {target.name}: priors from {ladder.laws_file}",
                   highlight=False)
     return run_study(target, console)

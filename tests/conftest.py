@@ -24,9 +24,10 @@ def _private_cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(autouse=True)
 def _no_ray_left_running(request):
-    """A test that does not ask for test_runner's local_ray finds no Ray cluster started by an
-    earlier test in this process (local_ray keeps one between the tests that share it): a study
-    run in-process would join it instead of starting its own."""
+    """A test finds no Ray cluster that an earlier test of this process started (a study run
+    through `run_study` or the CLI's `main` starts one): a study it runs in-process would join
+    that one instead of starting its own. Only tests that ask for test_runner's local_ray keep
+    its cluster between them."""
     ray = sys.modules.get("ray")
     if "local_ray" not in request.fixturenames and ray is not None and ray.is_initialized():
         ray.shutdown()
