@@ -13,7 +13,8 @@ best (search_efficiency_trials.csv). Then s is chosen on five tasks and scored o
 
 Finding (slope_prior.txt): over all 18, s=0.2 lowers the mean |lr gap| from 0.179 to 0.150 dex
 and the largest from 0.66 to 0.37, but left one task out it does not (mean held-out |gap| 0.183
-against 0.179 for the fit alone), and for tau it is worse held out (0.990 against 0.903 dex): the misses in tau are in the rungs' level, not the slope. Not adopted.
+against 0.179 for the fit alone), and for tau it is worse held out (0.990 against 0.903 dex):
+the misses in tau are in the rungs' level, not the slope. Not adopted.
 """
 import csv
 import json
