@@ -148,6 +148,7 @@ def _space_table(dims: list[Any], fixed: dict[str, Any]) -> Table:
     table = Table(title="Search space")
     for column in ("parameter", "searched over", "scale", "prior center"):
         table.add_column(column)
+    first = prior_center_params(dims)
     for d in dims:
         dist, hp = d.distribution, hparams.get(d.name)
         show = hp.show if hp is not None else _plain
@@ -156,6 +157,8 @@ def _space_table(dims: list[Any], fixed: dict[str, Any]) -> Table:
         else:
             over, scale = f"[{show(dist.low)}, {show(dist.high)}]", "log" if dist.log else "linear"
         center = show(d.prior.center) if d.prior is not None else ""
+        if center and show(first[d.name]) != center:  # snapped to a choice, or into the range
+            center += f" (trial 0: {show(first[d.name])})"
         table.add_row(d.name, over, scale, center)
     for name, value in fixed.items():
         hp = hparams.get(name)

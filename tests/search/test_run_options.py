@@ -151,6 +151,22 @@ def test_dry_run_says_when_a_prior_center_lies_outside_the_range(tmp_path, capsy
     assert "note: search.weight_decay: the priors' center tau =" in out
     assert "lies above the range searched [0.001, 0.01], so the first trial starts at 0.01" in out
     assert "search.lr:" not in out  # lr's own prior range holds its center
+    # Rule: the space table shows the value trial 0 takes where it is not the center itself.
+    assert re.search(r"tau \[0\.001, 0\.01\] log \S+ \(trial 0: 0\.01\)", out), out
+    assert re.search(r"lr \[[\d.e-]+, [\d.e-]+\] log [\d.e-]+ (?!\(trial 0)", out), out
+
+
+def test_the_space_table_shows_the_choice_trial_0_takes(tmp_path, capsys):
+    search = {"dropout": {"value": 0.0}, "warmup_frac": {"choices": [0.0, 0.5]}}
+    path, _ = study_file(tmp_path, search=search)
+    code, out = run(capsys, str(path), "--dry-run")
+    assert code == 0, out
+    center = float(re.search(r"warmup_frac choices 0, 0\.5 ([\d.]+) \(trial 0: (0|0\.5)\)",
+                             out).group(1))
+    # Rule: the nearest choice, which trial 0 takes too.
+    nearest = "0" if center < 0.25 else "0.5"
+    assert f"warmup_frac choices 0, 0.5 {center:g} (trial 0: {nearest})" in out
+    assert f"warmup_frac={nearest} " in out
 
 
 def test_dry_run_shows_the_options_and_masks_the_password(tmp_path, capsys):
