@@ -65,9 +65,16 @@ def fit_from_studies(
     for cfg in cfgs:
         study, ran_with, _ = open_study(cfg, cfg.source)  # names a missing storage or study
         points += scale_points(ran_with, study, scale_kind, near)
-    if len({p.scale for p in points}) < 2:
+    scales = sorted({p.scale for p in points})
+    if len(scales) < 2:
+        what = ("tokens per trial (tokens_per_trial)" if scale_kind == "tokens" else
+                "model sizes (non-embedding parameters, 12 x n_layer x n_embd^2)")
+        other = "--by params" if scale_kind == "tokens" else "--by tokens"
         raise ConfigError(
-            "fit", [f"the studies must span at least two {scale_kind} scales, got "
-                    f"{sorted({p.scale for p in points})}"]
+            "fit", [f"a law needs studies at two or more {what}; "
+                    + ("the study given is" if len(cfgs) == 1 else
+                       f"the {len(cfgs)} studies given are all")
+                    + f" at {scales[0]:,.0f}: add a study at another scale (`scaletune ladder` "
+                    f"plans and runs them), or fit along the other scale ({other})"]
         )
     return fit_studies(points, n_boot=n_boot)

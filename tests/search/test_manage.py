@@ -299,6 +299,23 @@ def test_fit_names_the_file_of_a_study_that_has_not_run(finished, tmp_path, caps
     assert not (other / "s").exists()
 
 
+@pytest.mark.parametrize("by", ["tokens", "params"])
+def test_fit_at_one_scale_says_what_to_vary_and_writes_nothing(finished, tmp_path, capsys, by):
+    ran, _, _ = finished
+    laws = tmp_path / "laws.json"
+    code, out = scaletune(capsys, "fit", str(ran), "--by", by, "-o", str(laws))
+    # Rule: the error names the scale that must vary, the one value the study has, and the
+    # ways on (another study, the ladder, the other scale).
+    assert code == 2, out
+    what = ("tokens per trial (tokens_per_trial); the study given is at 40,960" if by == "tokens"
+            else "model sizes (non-embedding parameters, 12 x n_layer x n_embd^2); the study "
+                 "given is at 12,288")
+    assert f"a law needs studies at two or more {what}: add a study at another scale" in out
+    assert "`scaletune ladder`" in out
+    assert f"--by {'params' if by == 'tokens' else 'tokens'}" in out
+    assert not laws.exists()
+
+
 # --------------------------------------------------------------------------- end to end
 
 
