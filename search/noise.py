@@ -135,3 +135,16 @@ def n_repeats(trials: Iterable[FrozenTrial]) -> int:
     """Repeats that count on top of the study's n_trials: all but those that failed (a failed
     repeat's re-run is counted instead)."""
     return sum(REPEAT_OF in t.user_attrs and t.state != TrialState.FAIL for t in trials)
+
+
+def trials_asked(trials: list[FrozenTrial], n_trials: int) -> int:
+    """The finished trials a launch runs the study to: ``n_trials`` of the search, or the
+    searched trials it has finished where an earlier launch ran more (``--n-trials``), plus the
+    repeats. Repeats come on top of what the search has done: counted on top of n_trials alone,
+    a study past its n_trials ran fewer repeats than were queued and left the rest waiting."""
+    from scaletune.search.plan import failed_for_good  # plan imports this module
+
+    searched = sum(REPEAT_OF not in t.user_attrs
+                   and (t.state in (TrialState.COMPLETE, TrialState.PRUNED) or failed_for_good(t))
+                   for t in trials)
+    return max(n_trials, searched) + n_repeats(trials)

@@ -31,7 +31,7 @@ from rich.console import Console
 from scaletune.search import lease
 from scaletune.search.cluster import init_ray
 from scaletune.search.config import StudyConfig, check_study_files
-from scaletune.search.noise import n_repeats, queue_repeats
+from scaletune.search.noise import queue_repeats, trials_asked
 from scaletune.search.plan import SearchPlan, TrialRun, failed_for_good, n_finished, pruner_note
 from scaletune.search.progress import StudyProgress
 from scaletune.search.space import centers_outside
@@ -351,7 +351,7 @@ def _drive(
         def launch(run: TrialRun, coordinator: Any) -> Any:
             return remote.remote(run.config.model_dump(mode="json"), run.number, coordinator)
     # Repeats of a config with other seeds (search.noise) run on top of the study's n_trials.
-    total = cfg.n_trials + n_repeats(study.get_trials(deepcopy=False))
+    total = trials_asked(study.get_trials(deepcopy=False), cfg.n_trials)
     progress = StudyProgress(console, cfg, study, total=total)
     failures_in_a_row = 0
     done = n_finished(study)

@@ -20,6 +20,7 @@ from scaletune.search.noise import (
     noise_floor,
     queue_repeats,
     seed_groups,
+    trials_asked,
 )
 from scaletune.search.plan import TrialRun, fail_and_retry
 from scaletune.search.pruners import PredictedFinalPruner
@@ -73,6 +74,23 @@ def test_seeds_skip_the_study_seed_and_a_failed_repeat_frees_its_seed():
     study.tell(failed, state=TrialState.FAIL)  # seed 6 failed: it may be used again
     assert n_repeats(study.trials) == 1  # the failed one does not count; seed 7's does
     assert queue_repeats(study, 1, study_seed=5) == (0, [6])
+
+
+def test_repeats_run_on_top_of_a_study_that_ran_past_its_n_trials():
+    # The study file asks for 6 trials; an earlier launch ran 7 (--n-trials 7), one pruned.
+    study = optuna.create_study()
+    for i in range(7):
+        tell(study, i / 10, 3.0 - i / 100 if i != 3 else None)
+    assert trials_asked(study.trials, 6) == 7  # nothing to run: 7 finished
+    queue_repeats(study, 2)
+    # Rule: both repeats run: 7 + 2, not 6 + 2 (which ran one and left one waiting).
+    assert trials_asked(study.trials, 6) == 9
+    # A launch that asks for more trials of the search runs those and the repeats.
+    assert trials_asked(study.trials, 10) == 12
+    for _ in range(2):
+        study.tell(study.ask({"x": X}), 2.9)
+    # Ran: the next launch finds the study done, and counts the same.
+    assert trials_asked(study.trials, 6) == 9 == len(study.trials)
 
 
 def test_a_study_without_a_complete_trial_cannot_be_repeated():
