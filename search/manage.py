@@ -378,6 +378,25 @@ def _numbers(numbers: list[int], most: int = 6) -> str:
     return shown + (f" and {len(numbers) - most} more" if len(numbers) > most else "")
 
 
+def _finished_said(study: Any, trials: list[Any], n_trials: int) -> str:
+    """``9 finished of n_trials 6``; with repeats of a config (``run --repeat-best``, on top of
+    n_trials): ``9 finished: 7 of the search (n_trials 6) and 2 repeats of trial 1 with other
+    training seeds``."""
+    from scaletune.search.noise import REPEAT_OF
+    from scaletune.search.plan import FINISHED, failed_for_good
+
+    finished = n_finished(study)
+    repeats = [t for t in trials if REPEAT_OF in t.user_attrs
+               and (t.state in FINISHED or failed_for_good(t))]
+    if not repeats:
+        return f"{finished} finished of n_trials {n_trials}"
+    of = sorted({t.user_attrs[REPEAT_OF] for t in repeats})
+    return (f"{finished} finished: {finished - len(repeats)} of the search (n_trials {n_trials}) "
+            f"and {len(repeats)} repeat{'s' if len(repeats) > 1 else ''} of "
+            f"trial{'s' if len(of) > 1 else ''} {', '.join(map(str, of))} with other training "
+            "seeds")
+
+
 def show_study(cfg: StudyConfig, console: Console) -> int:
     """One study: where it lives, its driver, trials by state, the best trial, the config it
     ran with and its priors' centers."""
@@ -390,8 +409,8 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
     rows = [
         ("storage", mask_url(cfg.storage_url)),
         ("driver", running or "none running"),
-        ("trials", f"{by_state(trials) or 'none'}; {n_finished(study)} finished of n_trials "
-                   f"{cfg.n_trials}; last activity {_last_activity(trials) or 'none'}"),
+        ("trials", f"{by_state(trials) or 'none'}; {_finished_said(study, trials, cfg.n_trials)}; "
+                   f"last activity {_last_activity(trials) or 'none'}"),
     ]
     rows += [("failed" if i == 0 else "", line) for i, line in enumerate(_failures(trials))]
     best = _best(trials)

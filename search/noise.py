@@ -142,9 +142,8 @@ def trials_asked(trials: list[FrozenTrial], n_trials: int) -> int:
     searched trials it has finished where an earlier launch ran more (``--n-trials``), plus the
     repeats. Repeats come on top of what the search has done: counted on top of n_trials alone,
     a study past its n_trials ran fewer repeats than were queued and left the rest waiting."""
-    from scaletune.search.plan import failed_for_good  # plan imports this module
+    from scaletune.search.plan import FINISHED, failed_for_good  # plan imports this module
 
-    searched = sum(REPEAT_OF not in t.user_attrs
-                   and (t.state in (TrialState.COMPLETE, TrialState.PRUNED) or failed_for_good(t))
+    searched = sum(REPEAT_OF not in t.user_attrs and (t.state in FINISHED or failed_for_good(t))
                    for t in trials)
     return max(n_trials, searched) + n_repeats(trials)

@@ -159,6 +159,22 @@ def test_show_gives_state_best_config_priors_and_storage(finished, capsys):
     assert "ran with git_revision 0123abcd" in out
 
 
+def test_show_counts_repeats_of_the_best_apart_from_the_search(finished, capsys):
+    from scaletune.search.noise import REPEAT_OF, TRAIN_SEED
+
+    path, _, study = finished
+    best = study.best_trial
+    for seed, value in ((1, 2.21), (2, 2.23)):  # what `run --repeat-best 2` leaves
+        study.add_trial(optuna.trial.create_trial(
+            params=best.params, distributions=best.distributions, value=value,
+            user_attrs={REPEAT_OF: best.number, TRAIN_SEED: seed}))
+    code, out = scaletune(capsys, "show", str(path))
+    assert code == 0, out
+    # Rule: the repeats are on top of n_trials, and said so.
+    assert (f"trials 5 complete, 1 pruned; 6 finished: 4 of the search (n_trials 4) and 2 "
+            f"repeats of trial {best.number} with other training seeds; last activity") in out
+
+
 def test_show_names_the_driver_that_runs_the_study(finished, capsys):
     path, _, study = finished
     pid = hold_lease(study)
