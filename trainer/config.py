@@ -464,7 +464,10 @@ class _Place:
                     union = ".".join(parts)
                 ann = next((m for m in members if part in (_tag(m), _type_name(m))), None)
             else:
-                parts.append(str(part))
+                if isinstance(part, int) and parts:  # an item of a list: rungs[1].model
+                    parts[-1] += f"[{part}]"
+                else:
+                    parts.append(str(part))
                 inner = get_origin(ann) in (dict, list)
                 ann, field, meta = (get_args(ann)[-1] if inner else None), None, []
         ann, more = _unwrap(ann)
@@ -768,6 +771,7 @@ class _ConfigLoader(yaml.SafeLoader):
             seen = first.setdefault((key.tag, key.value), key)
             if seen is not key:
                 dotted = ".".join(k for k in [*self.key_path, key.value] if k is not None)
+                dotted = dotted.replace(".[", "[")  # an item of a list: other[0].a
                 a, b = seen.start_mark, key.start_mark
                 where = (f"line {a.line + 1} and line {b.line + 1}" if a.line != b.line else
                          f"line {a.line + 1}, columns {a.column + 1} and {b.column + 1}")
@@ -788,7 +792,7 @@ _ConfigLoader.add_constructor(None, _ConfigLoader.construct_undefined)
 def _key_segment(parent: yaml.Node | None, index: Any) -> str | None:
     """The part of the dotted key that the node at ``index`` of ``parent`` adds."""
     if isinstance(parent, yaml.SequenceNode):
-        return str(index)
+        return f"[{index}]"
     if isinstance(parent, yaml.MappingNode) and isinstance(index, yaml.ScalarNode):
         return index.value
     return None  # the top, or a mapping's key

@@ -71,8 +71,8 @@ def test_bad_ladder_input_names_the_key(tmp_path, shakespeare):
     path.write_text(yaml.safe_dump(raw))
     said = "\n".join(errors_of(path))
     # Rule: every problem at once, each under its own key.
-    assert "rungs.0.modle" in said
-    assert "rungs.1.tokens_per_trial" in said
+    assert "rungs[0].modle" in said
+    assert "rungs[1].tokens_per_trial" in said
     assert "near_best" in said
     assert "target.n_trials" in said
 

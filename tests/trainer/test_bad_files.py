@@ -159,7 +159,7 @@ def test_a_key_given_twice_is_an_error_naming_both_lines(tmp_path, capsys):
     assert code == 2 and lines == [
         "n_trials: key given twice, on line 3 and line 4; a key may appear once in a mapping",
         "model.n_layer: key given twice, on line 6 and line 7; a key may appear once in a mapping",
-        "search.other.0.a: key given twice, on line 11, columns 8 and 14; a key may appear once "
+        "search.other[0].a: key given twice, on line 11, columns 8 and 14; a key may appear once "
         "in a mapping",
     ]
 

@@ -71,7 +71,7 @@ def test_a_list_of_the_wrong_items_names_each_item_not_the_union():
     # data_files is text or a list of text: a list whose items are numbers is a list, so the
     # items are named, not "expected text" for the whole list.
     assert errors_of({"data": {"data_files": ["a.txt", 2]}}) == [
-        "data.data_files.1: expected text; put it in quotes (got 2)"]
+        "data.data_files[1]: expected text; put it in quotes (got 2)"]
 
 
 def test_a_training_file_shows_the_same_lines(tmp_path):
