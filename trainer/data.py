@@ -321,6 +321,32 @@ def _read_text_file(path: str) -> str:
         raise DataError(f"data.path: {path!r} is not UTF-8 text ({e})") from None
 
 
+def _offline_advice() -> str:
+    """What to do when a hub dataset cannot be loaded without the network."""
+    why = ("offline mode is on (HF_HUB_OFFLINE)" if os.environ.get("HF_HUB_OFFLINE") else
+           "the Hub cannot be reached from here")
+    return (f". {why[0].upper()}{why[1:]} and the dataset is not in this machine's datasets "
+            "cache: load it once where there is network (the same study, or "
+            "datasets.load_dataset with these arguments) and copy ~/.cache/huggingface here, or "
+            "save its text as local files and read them with dataset: text, json, csv or parquet "
+            "and data_files (no network needed)"
+            + ("" if os.environ.get("HF_HUB_OFFLINE") else
+               "; HF_HUB_OFFLINE=1 fails at once instead of retrying the network"))
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Did loading fail because the Hub could not be reached (no network, no cached copy)?"""
+    seen: BaseException | None = error
+    for _ in range(10):  # the error and its causes
+        if seen is None:
+            return False
+        name = type(seen).__name__
+        if "Connection" in name or name in ("LocalEntryNotFoundError", "OfflineModeIsEnabled"):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _hf_documents(cfg: DataConfig) -> list[str]:
     import datasets
 
@@ -348,6 +374,7 @@ def _hf_documents(cfg: DataConfig) -> list[str]:
         raise DataError(
             f"data.dataset: could not load {cfg.dataset!r} (name={cfg.name!r}, split={cfg.split!r}, "
             f"data_files={cfg.data_files!r}): {type(e).__name__}: {e}"
+            + (_offline_advice() if _unreachable(e) else "")
         ) from e
     if not streaming:
         columns = ds.column_names

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import tiktoken
@@ -123,8 +125,35 @@ def test_hf_text_builder_on_a_local_file(shakespeare, tmp_path, monkeypatch):
     with pytest.raises(DataError, match="'content' is not a column.*'text'"):
         prepare_data(bad, block_size=64)
     no_split = hf.model_copy(update={"split": "validation", "cache_dir": str(tmp_path / "c3")})
-    with pytest.raises(DataError, match="could not load 'text'.*split='validation'"):
+    with pytest.raises(DataError, match="could not load 'text'.*split='validation'") as e:
         prepare_data(no_split, block_size=64)
+    assert "cache" not in str(e.value)  # a missing split is no network problem
+
+
+def test_a_hub_dataset_out_of_reach_says_how_to_get_it_offline(tmp_path):
+    import subprocess
+    import sys
+
+    # A real `datasets` in a process of its own, offline (HF_HUB_OFFLINE, read at its import)
+    # and with an empty cache: as on a machine without network that never loaded the dataset.
+    code = ("from scaletune.trainer.config import DataConfig\n"
+            "from scaletune.trainer.data import prepare_data\n"
+            "from scaletune.trainer.errors import DataError\n"
+            "try:\n"
+            "    prepare_data(DataConfig(source='hf', dataset='someone/corpus', "
+            f"cache_dir={str(tmp_path / 'tokens')!r}), block_size=64)\n"
+            "except DataError as e:\n"
+            "    print(e)\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=120)
+    said = " ".join(out.stdout.split())
+    # Rule: the error says why (offline, not in the cache) and both ways on: the cache copied
+    # from a machine with network, or the text as local files.
+    assert "data.dataset: could not load 'someone/corpus'" in said, out.stdout + out.stderr
+    assert "Offline mode is on (HF_HUB_OFFLINE) and the dataset is not in this machine's " \
+           "datasets cache" in said
+    assert "copy ~/.cache/huggingface here" in said and "data_files (no network needed)" in said
 
 
 def test_hf_json_builder_reads_documents_from_the_text_column(tmp_path, monkeypatch):
