@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +14,7 @@ import ray._private.node
 import ray._private.ray_constants
 
 from scaletune.search.config import StudyConfig
+from scaletune.trainer.errors import ConfigError
 
 
 def init_ray(cfg: StudyConfig) -> None:
@@ -25,7 +27,15 @@ def init_ray(cfg: StudyConfig) -> None:
     )
     address = cfg.workers.address
     if address not in (None, "local"):
-        ray.init(address=address, **kwargs)
+        # Ray waits without end for a head that is not there at host:port (a wrong port hung
+        # `scaletune run` for good, saying nothing): ask the port first.
+        silent = listening(address)
+        if silent:
+            raise ConfigError(cfg.source, [unreachable(address, silent)])
+        try:
+            ray.init(address=address, **kwargs)
+        except ConnectionError as e:
+            raise ConfigError(cfg.source, [unreachable(address, e)]) from None
         return
     # Ray (2.60) has no bind-address setting. Its gRPC servers (gcs_server, the raylet's node
     # and object managers, every core worker, the driver's too) listen on all interfaces (::)
@@ -64,6 +74,38 @@ SKIPPED = ("start_api_server", "start_monitor", "start_log_monitor")
 - the log monitor (0.5 s of CPU): it forwards the workers' output to the driver, which a study
   turns off (``log_to_driver=False``: a trial's errors come back with its result).
 """
+
+
+PROBE_TIMEOUT_S = 5.0
+"""How long the head's port may take to accept a connection before the address is refused."""
+
+
+def listening(address: str) -> str | None:
+    """None when something accepts connections at the host and port of ``address``
+    ('host:port' or 'ray://host:port'), or when it names none ('auto'); else why not."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return None  # Ray reads it as it may ('auto', a name it resolves)
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT_S):
+            return None
+    except OSError as e:
+        return f"nothing accepts connections there ({e.strerror or e})"
+
+
+def unreachable(address: str, error: BaseException | str) -> str:
+    """Why the cluster at ``workers.address`` could not be joined, and what to do."""
+    alone = ("leave workers.address out (`--address local`) to run the trials on a cluster of "
+             "this machine's own")
+    if address == "auto":
+        return ("workers.address: auto joins the Ray cluster that runs on this machine, and none "
+                f"runs here: start one (`ray start --head`) and run the study there, or {alone}")
+    said = " ".join(str(error).split())
+    check = ("is the head node up, with Ray's client server on that port (`ray start --head` "
+             "serves it on 10001), open to this machine?" if address.startswith("ray://") else
+             "is the head node up, with Ray on that port (`ray start --head --port 6379`)?")
+    return (f"workers.address: cannot join the Ray cluster at {address}: {said}; {check} Or "
+            f"{alone}")
 
 
 @contextlib.contextmanager

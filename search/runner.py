@@ -218,7 +218,9 @@ def run_study(
     that follow synthetic curves instead, to load this driver with hundreds of them.
     """
     console = console or Console()
-    new_folder = None if cfg.storage is not None or cfg.folder.exists() else cfg.folder
+    # The folders the study's checks create (its own, and where its storage goes): a study
+    # refused before it began leaves nothing behind, not even an empty folder.
+    new_folders = _missing_folders(cfg.folder)
     try:
         plan = SearchPlan.build(cfg, preflight(cfg))  # a space the priors leave empty fails here
         problems = plan.problems()
@@ -228,9 +230,7 @@ def run_study(
             console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
         tracker = Tracker(cfg, console)
     except BaseException:
-        # A study refused before it began leaves nothing behind, not even its empty folder.
-        if new_folder is not None and new_folder.is_dir() and not any(new_folder.iterdir()):
-            new_folder.rmdir()
+        _remove_empty(new_folders)
         raise
     # What opening the storage imports (Optuna's tables, SQLAlchemy, Alembic: ~0.6 s of a laptop's
     # ~0.8 s) is imported during Ray's start-up (~2.5 s, spent waiting for its own processes).
@@ -238,8 +238,13 @@ def run_study(
     loading = ThreadPoolExecutor(1, thread_name_prefix="import-storage")
     loaded = loading.submit(_import_storage_modules)
     loading.shutdown(wait=False)
-    init_ray(cfg)
-    slots = concurrency(cfg)
+    try:
+        init_ray(cfg)  # a cluster that cannot be joined is refused here
+        slots = concurrency(cfg)
+    except BaseException:
+        tracker.close()
+        _remove_empty(new_folders)
+        raise
     # Trials that the caller launches (benchmarks/driver_scale.py) train nothing: no warm-up.
     coordinator = _start_workers(cfg, slots, warm=launch is None)
     running: dict[int, TrialRun] = {}
@@ -295,6 +300,22 @@ def run_study(
             plan.lease.release()
         _release(coordinator)
     return study
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove each of ``folders`` (deepest first) that exists and is empty."""
+    for folder in folders:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def _release(coordinator: Any) -> None:

@@ -245,3 +245,47 @@ def test_the_storage_option_in_a_missing_folder_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="storage: the folder of .*nowhere/new.db does not exist"):
         preflight(with_options(cfg, storage=f"sqlite:///{db}"))
     assert not db.parent.exists()
+
+
+# --------------------------------------------------------------------------- --address
+
+
+@pytest.mark.parametrize("scheme", ["", "ray://"], ids=["host:port", "ray-client"])
+def test_a_cluster_address_where_nothing_listens_is_refused_at_once(tmp_path, capsys, scheme):
+    import socket
+
+    import ray
+
+    with socket.socket() as s:  # a port on loopback that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path, cfg = study_file(tmp_path)
+    address = f"{scheme}127.0.0.1:{port}"
+    code, out = run(capsys, str(path), "--address", address)
+    # Rule: refused with what is wrong and the ways on, before Ray is asked: Ray waited without
+    # end for a head that was not at host:port, and 30 s for a Ray client server.
+    assert code == 2, out
+    assert (f"error(s) in {path}: workers.address: cannot join the Ray cluster at {address}: "
+            "nothing accepts connections there") in out
+    assert "is the head node up" in out and "(`--address local`)" in out
+    assert not ray.is_initialized()
+    # Rule: a study refused leaves nothing behind: no storage, no study folder.
+    assert not cfg.folder.exists()
+
+
+def test_the_address_checks_say_what_auto_needs_and_pass_a_listening_port():
+    import socket
+
+    from scaletune.search.cluster import listening, unreachable
+
+    said = unreachable("auto", ConnectionError("Could not find any running Ray instance."))
+    assert said.startswith("workers.address: auto joins the Ray cluster that runs on this "
+                           "machine, and none runs here: start one (`ray start --head`)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        # Rule: a port that accepts connections passes, with or without the client's scheme.
+        assert listening(f"127.0.0.1:{port}") is None
+        assert listening(f"ray://127.0.0.1:{port}") is None
+    assert listening("auto") is None  # Ray finds the cluster itself
