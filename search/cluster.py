@@ -89,6 +89,10 @@ def listening(address: str) -> str | None:
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT_S):
             return None
+    except socket.gaierror as e:
+        return f"the host {host} is not known here ({e.strerror or e})"
+    except TimeoutError:
+        return f"no answer within {PROBE_TIMEOUT_S:g} s"
     except OSError as e:
         return f"nothing accepts connections there ({e.strerror or e})"
 
