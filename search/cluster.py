@@ -12,6 +12,7 @@ from typing import Any
 import ray
 import ray._private.node
 import ray._private.ray_constants
+import ray._private.services
 
 from scaletune.search.config import StudyConfig
 from scaletune.trainer.errors import ConfigError
@@ -28,10 +29,12 @@ def init_ray(cfg: StudyConfig) -> None:
     address = cfg.workers.address
     if address not in (None, "local"):
         # Ray waits without end for a head that is not there at host:port (a wrong port hung
-        # `scaletune run` for good, saying nothing): ask the port first.
-        silent = listening(address)
+        # `scaletune run` for good, saying nothing): ask the port first. auto is the cluster
+        # Ray last recorded on this machine, which may have died without `ray stop`.
+        head = _auto_address(cfg) if address == "auto" else address
+        silent = listening(head)
         if silent:
-            raise ConfigError(cfg.source, [unreachable(address, silent)])
+            raise ConfigError(cfg.source, [unreachable(address, silent, head)])
         try:
             ray.init(address=address, **kwargs)
         except ConnectionError as e:
@@ -76,6 +79,18 @@ SKIPPED = ("start_api_server", "start_monitor", "start_log_monitor")
 """
 
 
+def _auto_address(cfg: StudyConfig) -> str:
+    """The head that ``auto`` joins, as Ray finds it (the cluster it last recorded on this
+    machine, or RAY_ADDRESS); 'auto' where this Ray has no such lookup."""
+    try:
+        found = ray._private.services.canonicalize_bootstrap_address("auto")
+    except ConnectionError as e:  # none recorded
+        raise ConfigError(cfg.source, [unreachable("auto", e)]) from None
+    except AttributeError:  # another Ray: it finds the cluster itself
+        return "auto"
+    return found or "auto"
+
+
 PROBE_TIMEOUT_S = 5.0
 """How long the head's port may take to accept a connection before the address is refused."""
 
@@ -97,14 +112,20 @@ def listening(address: str) -> str | None:
         return f"nothing accepts connections there ({e.strerror or e})"
 
 
-def unreachable(address: str, error: BaseException | str) -> str:
-    """Why the cluster at ``workers.address`` could not be joined, and what to do."""
+def unreachable(address: str, error: BaseException | str, head: str | None = None) -> str:
+    """Why the cluster at ``workers.address`` could not be joined (``error``: Ray's, or what
+    the port check found at ``head``, the address auto stands for), and what to do."""
     alone = ("leave workers.address out (`--address local`) to run the trials on a cluster of "
              "this machine's own")
+    said = " ".join(str(error).split())
+    if address == "auto" and isinstance(error, str):  # a cluster recorded here that is gone
+        return (f"workers.address: auto joins the Ray cluster at {head} (RAY_ADDRESS, else the "
+                f"cluster last started on this machine), and it does not answer: {said}; it "
+                "stopped without `ray stop`? Start it again "
+                f"(`ray start --head`), or {alone}")
     if address == "auto":
         return ("workers.address: auto joins the Ray cluster that runs on this machine, and none "
                 f"runs here: start one (`ray start --head`) and run the study there, or {alone}")
-    said = " ".join(str(error).split())
     check = ("is the head node up, with Ray's client server on that port (`ray start --head` "
              "serves it on 10001), open to this machine?" if address.startswith("ray://") else
              "is the head node up, with Ray on that port (`ray start --head --port 6379`)?")

@@ -273,6 +273,28 @@ def test_a_cluster_address_where_nothing_listens_is_refused_at_once(tmp_path, ca
     assert not cfg.folder.exists()
 
 
+def test_auto_with_a_recorded_cluster_that_is_gone_is_refused_at_once(tmp_path, capsys,
+                                                                      monkeypatch):
+    import socket
+
+    import ray
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # Where auto looks first; a cluster killed without `ray stop` leaves its address recorded
+    # in /tmp/ray/ray_current_cluster the same way, and Ray waited for it without end.
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    path, cfg = study_file(tmp_path)
+    code, out = run(capsys, str(path), "--address", "auto")
+    assert code == 2, out
+    assert re.search(rf"workers.address: auto joins the Ray cluster at [\d.]+:{port} \(RAY_ADDRESS, "
+                     r"else the cluster last started on this machine\), and it does not answer: "
+                     r"nothing accepts connections there", out), out
+    assert "Start it again (`ray start --head`)" in out
+    assert not ray.is_initialized() and not cfg.folder.exists()
+
+
 def test_the_address_checks_say_what_auto_needs_and_pass_a_listening_port():
     import socket
 
