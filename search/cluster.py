@@ -88,7 +88,9 @@ def _auto_address(cfg: StudyConfig) -> str:
         raise ConfigError(cfg.source, [unreachable("auto", e)]) from None
     except AttributeError:  # another Ray: it finds the cluster itself
         return "auto"
-    return found or "auto"
+    if not found or "://" in found:  # a job server's URL in RAY_ADDRESS: Ray judges it
+        return "auto"
+    return found
 
 
 PROBE_TIMEOUT_S = 5.0

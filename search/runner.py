@@ -218,8 +218,8 @@ def run_study(
     that follow synthetic curves instead, to load this driver with hundreds of them.
     """
     console = console or Console()
-    # The folders the study's checks create (its own, and where its storage goes): a study
-    # refused before it began leaves nothing behind, not even an empty folder.
+    # The study's folder and the parents its checks create (runs/, where a default storage
+    # goes): a study refused before it began leaves nothing behind, not even an empty folder.
     new_folders = _missing_folders(cfg.folder)
     try:
         plan = SearchPlan.build(cfg, preflight(cfg))  # a space the priors leave empty fails here

@@ -288,9 +288,9 @@ def test_auto_with_a_recorded_cluster_that_is_gone_is_refused_at_once(tmp_path, 
     path, cfg = study_file(tmp_path)
     code, out = run(capsys, str(path), "--address", "auto")
     assert code == 2, out
-    assert re.search(rf"workers.address: auto joins the Ray cluster at [\d.]+:{port} \(RAY_ADDRESS, "
-                     r"else the cluster last started on this machine\), and it does not answer: "
-                     r"nothing accepts connections there", out), out
+    assert re.search(rf"workers.address: auto joins the Ray cluster at [\d.]+:{port} "
+                     r"\(RAY_ADDRESS, else the cluster last started on this machine\), and it "
+                     r"does not answer: nothing accepts connections there", out), out
     assert "Start it again (`ray start --head`)" in out
     assert not ray.is_initialized() and not cfg.folder.exists()
 
