@@ -123,7 +123,7 @@ def print_plan(cfg: StudyConfig, console: Console) -> None:
     console.print()
     console.print(priors_table(priors))
     console.print()
-    console.print(_space_table(dims, fixed))
+    console.print(_space_table(dims, fixed, seeded=cfg.seeding == "prior"))
     for note in centers_outside(dims) if cfg.seeding == "prior" else []:
         console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
     console.print()
@@ -144,11 +144,13 @@ def print_plan(cfg: StudyConfig, console: Console) -> None:
     _rows(out, rows)
 
 
-def _space_table(dims: list[Any], fixed: dict[str, Any]) -> Table:
+def _space_table(dims: list[Any], fixed: dict[str, Any], seeded: bool) -> Table:
+    """The space searched; where the study's trial 0 is the priors' center (``seeded``) and
+    takes another value than the center (a choice, an end of the range), that value too."""
     table = Table(title="Search space")
     for column in ("parameter", "searched over", "scale", "prior center"):
         table.add_column(column)
-    first = prior_center_params(dims)
+    first = prior_center_params(dims) if seeded else {}
     for d in dims:
         dist, hp = d.distribution, hparams.get(d.name)
         show = hp.show if hp is not None else _plain
@@ -157,7 +159,7 @@ def _space_table(dims: list[Any], fixed: dict[str, Any]) -> Table:
         else:
             over, scale = f"[{show(dist.low)}, {show(dist.high)}]", "log" if dist.log else "linear"
         center = show(d.prior.center) if d.prior is not None else ""
-        if center and show(first[d.name]) != center:  # snapped to a choice, or into the range
+        if d.name in first and show(first[d.name]) != center:  # a choice, or a range's end
             center += f" (trial 0: {show(first[d.name])})"
         table.add_row(d.name, over, scale, center)
     for name, value in fixed.items():

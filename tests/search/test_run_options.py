@@ -167,6 +167,11 @@ def test_the_space_table_shows_the_choice_trial_0_takes(tmp_path, capsys):
     nearest = "0" if center < 0.25 else "0.5"
     assert f"warmup_frac choices 0, 0.5 {center:g} (trial 0: {nearest})" in out
     assert f"warmup_frac={nearest} " in out
+    # Without seeding there is no trial 0 at the center: the table says nothing of one.
+    (tmp_path / "plain").mkdir()
+    path, _ = study_file(tmp_path / "plain", search=search, seeding="none")
+    code, out = run(capsys, str(path), "--dry-run")
+    assert code == 0 and "(trial 0:" not in out, out
 
 
 def test_dry_run_shows_the_options_and_masks_the_password(tmp_path, capsys):
