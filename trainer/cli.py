@@ -120,6 +120,21 @@ def check_launch(nproc: int, nnodes: int, node_rank: int, rdzv_endpoint: str | N
     return errors
 
 
+def unknown_host(rdzv_endpoint: str) -> list[str]:
+    """The error of a rendezvous host that this machine cannot resolve: torchrun would retry it
+    for its whole rendezvous timeout (minutes) while printing socket warnings. A host that
+    resolves but does not answer yet is waited for: node 0 may start later than this one."""
+    import socket
+
+    host = rdzv_endpoint.rpartition(":")[0].strip("[]")
+    try:
+        socket.getaddrinfo(host, None)
+    except socket.gaierror as e:
+        return [f"--rdzv-endpoint: the host {host} is not known on this machine ({e.strerror}): "
+                "give node 0's name or address as every node resolves it"]
+    return []
+
+
 def launch(path: str, nproc: int, resume: bool = False, overwrite: bool = False,
            nnodes: int = 1, node_rank: int = 0, rdzv_endpoint: str | None = None) -> int:
     """Data-parallel training (DDP, or FSDP2 with ``parallel: fsdp``) on ``nproc`` processes of
@@ -133,6 +148,8 @@ def launch(path: str, nproc: int, resume: bool = False, overwrite: bool = False,
     import subprocess
 
     errors = check_launch(nproc, nnodes, node_rank, rdzv_endpoint)
+    if not errors and rdzv_endpoint is not None:
+        errors = unknown_host(rdzv_endpoint)
     if errors:
         for err in errors:
             print(f"scaletune train: {err}", file=sys.stderr)

@@ -222,6 +222,17 @@ def test_a_bad_launch_exits_with_2_before_starting_torchrun(tmp_path, capsys):
     assert "--rdzv-endpoint is needed with --nnodes above 1" in err and "launching" not in err
 
 
+def test_a_rendezvous_host_that_does_not_resolve_is_refused_before_torchrun(tmp_path, capsys):
+    from scaletune.search.cli import main
+
+    # torchrun retried such a host for its whole rendezvous timeout, printing socket warnings.
+    assert main(["train", str(write(tmp_path, {})), "--nnodes", "2", "--node-rank", "1",
+                 "--rdzv-endpoint", "no-such-head.invalid:29500"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--rdzv-endpoint: the host no-such-head.invalid is not known on this machine" in err
+    assert "launching" not in err
+
+
 def test_a_process_without_a_gpu_of_its_own_is_refused(monkeypatch):
     from scaletune.trainer.distributed import device_for
     from scaletune.trainer.errors import SetupError
