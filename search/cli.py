@@ -134,12 +134,12 @@ def cmd_ladder(args: argparse.Namespace, console: Console) -> int:
         return 128 + getattr(e, "signum", signal.SIGINT)
     wall = time.monotonic() - start
     rungs = rungs_compute(ladder)
-    target = summarize(study, ladder.target)["compute"]["flops_6nd"]
+    target = summarize(study, ladder.target)  # read once: the summary below prints it
     cost = (f"{rungs['rungs']} rung(s) before the target: {rungs['trials']} trials, "
             f"{rungs['tokens']:,} tokens, {rungs['flops']:.3g} FLOPs (6ND); "
-            f"{rungs['flops'] + target:.3g} FLOPs with the target's")
+            f"{rungs['flops'] + target['compute']['flops_6nd']:.3g} FLOPs with the target's")
     summary = print_run_summary(console, study, ladder.target, args.ladder, wall,
-                                more=[("ladder", cost)])
+                                more=[("ladder", cost)], summary=target)
     return 0 if summary["best"] is not None else 1
 
 

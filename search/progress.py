@@ -215,14 +215,15 @@ def _best(study: optuna.Study) -> tuple[int, float] | None:
 
 def print_run_summary(console: Console, study: optuna.Study, cfg: StudyConfig, source: str,
                       wall_s: float, storage: str | None = None,
-                      more: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+                      more: list[tuple[str, str]] | None = None,
+                      summary: dict[str, Any] | None = None) -> dict[str, Any]:
     """Print what ``scaletune run`` shows at the end: the best trial, trials by state, time,
     compute and what pruning saved, where the study lives and the commands that come next.
     ``source`` is the study file as the user named it; ``storage`` the URL of ``run --storage``,
-    which the next commands then name too; ``more`` rows (key, text) follow the compute row.
-    Returns the numbers, those of ``scaletune report``'s summary.json
-    (search.summary.summarize)."""
-    s = summarize(study, cfg)
+    which the next commands then name too; ``more`` rows (key, text) follow the compute row;
+    ``summary``, the study's summarize() where the caller has it already. Returns the numbers,
+    those of ``scaletune report``'s summary.json (search.summary.summarize)."""
+    s = summary if summary is not None else summarize(study, cfg)
     best, compute, pruning = s["best"], s["compute"], s["pruning"]
     rows = []
     console.print()
