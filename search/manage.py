@@ -384,12 +384,10 @@ def _finished_said(study: Any, trials: list[Any], n_trials: int) -> str:
     """``9 finished of n_trials 6``; with repeats of a config (``run --repeat-best``, on top of
     n_trials): ``9 finished: 7 of the search (n_trials 6) and 2 repeats of trial 1 with other
     training seeds``."""
-    from scaletune.search.noise import REPEAT_OF
-    from scaletune.search.plan import FINISHED, failed_for_good
+    from scaletune.search.noise import REPEAT_OF, finished_repeats
 
     finished = n_finished(study)
-    repeats = [t for t in trials if REPEAT_OF in t.user_attrs
-               and (t.state in FINISHED or failed_for_good(t))]
+    repeats = finished_repeats(trials)
     if not repeats:
         return f"{finished} finished of n_trials {n_trials}"
     of = sorted({t.user_attrs[REPEAT_OF] for t in repeats})

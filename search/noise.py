@@ -137,13 +137,21 @@ def n_repeats(trials: Iterable[FrozenTrial]) -> int:
     return sum(REPEAT_OF in t.user_attrs and t.state != TrialState.FAIL for t in trials)
 
 
+def finished_repeats(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    """The repeats that count as finished trials (search.plan.n_finished counts them too)."""
+    from scaletune.search.plan import FINISHED, failed_for_good  # plan imports this module
+
+    return [t for t in trials if REPEAT_OF in t.user_attrs
+            and (t.state in FINISHED or failed_for_good(t))]
+
+
 def trials_asked(trials: list[FrozenTrial], n_trials: int) -> int:
     """The finished trials a launch runs the study to: ``n_trials`` of the search, or the
     searched trials it has finished where an earlier launch ran more (``--n-trials``), plus the
     repeats. Repeats come on top of what the search has done: counted on top of n_trials alone,
     a study past its n_trials ran fewer repeats than were queued and left the rest waiting."""
-    from scaletune.search.plan import FINISHED, failed_for_good  # plan imports this module
+    from scaletune.search.plan import FINISHED, failed_for_good
 
-    searched = sum(REPEAT_OF not in t.user_attrs and (t.state in FINISHED or failed_for_good(t))
-                   for t in trials)
+    finished = sum(t.state in FINISHED or failed_for_good(t) for t in trials)
+    searched = finished - len(finished_repeats(trials))
     return max(n_trials, searched) + n_repeats(trials)
