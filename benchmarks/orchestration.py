@@ -2,7 +2,7 @@
 
 For 1 and 2 workers, a small study of the search-efficiency task (same model, data and tokens per
 trial; no pruning, so that every trial is a full one) runs through ``run_study``, which starts
-Ray fresh each time. Reported per worker count:
+Ray fresh each time (``--address``: on a running Ray cluster instead). Reported per worker count:
 
     study wall         run_study's wall time, Ray start-up included
     ideal              sum of the trials' train_time_s / workers (optimizer steps only)
@@ -24,7 +24,7 @@ Ray fresh each time. Reported per worker count:
 best trial.
 
     python -m benchmarks.orchestration [--trials 6] [--workers 1,2] [--quickstart]
-                                       [--out benchmarks/results]
+                                       [--address ADDR] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -42,8 +42,10 @@ from pathlib import Path
 from benchmarks.search_efficiency import DEFAULT_DATA, Bench, provenance, study_config
 
 
-def measure(bench: Bench, workers: int, n_trials: int) -> dict[str, float]:
-    """Run one study with ``workers`` trials at once; its wall time and its trials' times."""
+def measure(bench: Bench, workers: int, n_trials: int,
+            address: str | None = None) -> dict[str, float]:
+    """Run one study with ``workers`` trials at once; its wall time and its trials' times.
+    ``address``: join that running Ray cluster (``workers.address``) instead of starting one."""
     import optuna
     import ray
     from optuna.trial import TrialState
@@ -58,7 +60,8 @@ def measure(bench: Bench, workers: int, n_trials: int) -> dict[str, float]:
         "name": f"orchestration-w{workers}", "study_dir": str(folder), "storage": None,
         "n_trials": n_trials,
         "workers": base.workers.model_copy(update={"cpus_per_trial": 1.0,
-                                                   "max_concurrent": workers}),
+                                                   "max_concurrent": workers,
+                                                   "address": address}),
     })
     console = Console(quiet=True)
     start, started = time.perf_counter(), time.time()
@@ -112,6 +115,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", default="1,2", help="worker counts to measure (default 1,2)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--address", default=None,
+                   help="join this running Ray cluster (for example auto, after `ray start "
+                        "--head`) instead of starting one per study: Ray's start-up is then "
+                        "paid once per machine, not per study")
     p.add_argument("--quickstart", action="store_true",
                    help="also time the README's quickstart end to end, in a new process")
     args = p.parse_args(argv)
@@ -121,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for w in (int(x) for x in args.workers.split(",")):
-        row = measure(bench, w, args.trials)
+        row = measure(bench, w, args.trials, args.address)
         rows.append(row)
         print(f"workers {w}: {row['trials']} trials, study wall {row['study_wall_s']:.1f} s, "
               f"ideal {row['ideal_s']:.1f} s (train time / workers), overhead "
