@@ -181,12 +181,25 @@ def describe_sampler(cfg: StudyConfig) -> str:
     if s.name == "random":
         return f"{head}: {center}uniform draws (the baseline: the priors seed no draw)"
     if cfg.seeding == "none":
-        return f"{head}: {s.n_startup_trials} start-up trials at random, then {s.name} (plain Optuna)"
+        return (f"{head}: {s.n_startup_trials} start-up trials at random, then {s.name} (plain "
+                f"Optuna){_pruned_seen(cfg)}")
     then = s.name
     if s.name == "tpe" and s.prior_weight > 0:
         then = (f"tpe weighted by the priors (prior_weight {s.prior_weight:g}: a pull that fades "
                 "as 1/n over n finished trials)")
-    return f"{head}: {center}{s.n_startup_trials} start-up trials drawn from the priors, then {then}"
+    return (f"{head}: {center}{s.n_startup_trials} start-up trials drawn from the priors, then "
+            f"{then}{_pruned_seen(cfg)}")
+
+
+def _pruned_seen(cfg: StudyConfig) -> str:
+    """What GP and CMA-ES, which fit complete trials only, learn from pruned ones
+    (search.samplers.PredictionsTeachSampler)."""
+    if cfg.sampler.name not in ("gp", "cmaes") or cfg.pruner.name == "none":
+        return ""
+    if cfg.pruner.name == "predicted":
+        return "; it learns from pruned trials at their predicted final loss"
+    return (f"; it does not see pruned trials (the {cfg.pruner.name} pruner predicts no final "
+            "loss for them; the predicted pruner does)")
 
 
 def describe_pruner(cfg: StudyConfig) -> str:

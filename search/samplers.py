@@ -12,8 +12,9 @@ prior_weight: 0`` turns it off).
 
 from __future__ import annotations
 
+import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from statistics import NormalDist
 from typing import Any
 
@@ -34,6 +35,7 @@ from scaletune.search import hparams
 from scaletune.search.config import (
     StudyConfig,
 )
+from scaletune.search.pruners import PREDICTION_ATTRS
 
 
 class PriorSampler(BaseSampler):
@@ -114,6 +116,97 @@ class PriorSampler(BaseSampler):
         values: Sequence[float] | None,
     ) -> None:
         self._base.after_trial(study, trial, state, values)
+
+
+class _PredictionsAsFinal:
+    """A study as a sampler that learns only from complete trials should see it: every pruned
+    trial with a predicted final loss is a complete trial at that loss. Anything else is the
+    study's own (attribute access is passed through)."""
+
+    def __init__(self, study: Study) -> None:
+        self._study = study
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def _get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None,
+                    use_cache: bool = False) -> list[FrozenTrial]:
+        asked = None if states is None else tuple(states)
+        fetch = asked
+        if asked is not None and TrialState.COMPLETE in asked:
+            fetch = (*asked, TrialState.PRUNED)
+        single = len(self._study.directions) == 1
+        out = []
+        for t in self._study._get_trials(deepcopy=deepcopy, states=fetch, use_cache=use_cache):
+            predicted = t.user_attrs.get(PREDICTION_ATTRS[0]) if single else None
+            if t.state == TrialState.PRUNED and _finite_number(predicted):
+                t = copy.copy(t)  # the stored trial stays PRUNED; only this view changes
+                t.state, t.value = TrialState.COMPLETE, float(predicted)
+            if asked is None or t.state in asked:
+                out.append(t)
+        return out
+
+    def get_trials(self, deepcopy: bool = True,
+                   states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+        return self._get_trials(deepcopy=deepcopy, states=states)
+
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        return self.get_trials()
+
+
+class PredictionsTeachSampler(BaseSampler):
+    """``base`` learning from pruned trials at their predicted final loss.
+
+    GP and CMA-ES fit only complete trials (Optuna 5: ``GPSampler`` reads complete and running
+    ones; ``CmaEsSampler`` complete ones, or with ``consider_pruned_trials`` a pruned trial at its
+    last reported loss, which early in a decaying schedule is far above where it would have
+    ended). A study whose pruner stops most trials would leave them fitting a handful of points
+    and proposing again where stopped trials already were: pruning would blind them. The
+    predicted pruner records each trial it stops at its predicted final loss (user attr
+    ``predicted_final_loss``), the loss it would have ended at as far as the study can tell, so
+    ``base`` sees such a trial as complete at that loss. A trial stopped by another pruner records
+    no prediction and stays pruned. The storage is not changed. TPE is not wrapped: it ranks
+    pruned trials after complete ones itself (search/pruners.py's docstring).
+    """
+
+    def __init__(self, base: BaseSampler) -> None:
+        self._base = base
+
+    def reseed_rng(self) -> None:
+        self._base.reseed_rng()
+
+    def infer_relative_search_space(
+        self, study: Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return self._base.infer_relative_search_space(_PredictionsAsFinal(study), trial)
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return self._base.sample_relative(_PredictionsAsFinal(study), trial, search_space)
+
+    def sample_independent(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self._base.sample_independent(_PredictionsAsFinal(study), trial, param_name,
+                                             param_distribution)
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        self._base.before_trial(_PredictionsAsFinal(study), trial)
+
+    def after_trial(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._base.after_trial(_PredictionsAsFinal(study), trial, state, values)
 
 
 class PriorWeightedTPESampler(optuna.samplers.TPESampler):
@@ -308,12 +401,12 @@ def make_sampler(cfg: StudyConfig, priors: dict[str, Prior], n_existing: int = 0
     elif s.name == "random":
         base = optuna.samplers.RandomSampler(seed=seed)
     elif s.name == "gp":
-        base = optuna.samplers.GPSampler(n_startup_trials=n, seed=seed)
+        base = PredictionsTeachSampler(optuna.samplers.GPSampler(n_startup_trials=n, seed=seed))
     else:
         # CMA-ES has no categorical: batch sizes are drawn independently, which is expected here
         # and need not be warned about on every trial.
-        base = optuna.samplers.CmaEsSampler(n_startup_trials=n, seed=seed,
-                                            warn_independent_sampling=False)
+        base = PredictionsTeachSampler(optuna.samplers.CmaEsSampler(
+            n_startup_trials=n, seed=seed, warn_independent_sampling=False))
     if cfg.seeding == "none" or s.name == "random":
         return base
     return PriorSampler(base, priors, n_startup_trials=n, seed=seed + 1)

@@ -503,3 +503,105 @@ def test_a_setting_left_out_is_described_as_what_it_means(tmp_path, pruner, expe
     text = tmp_path / "t.txt"
     text.write_text("x")
     assert expected in describe_pruner(validate_study(tiny_study(tmp_path, text, pruner=pruner)))
+
+
+# Pruned trials teach the sampler (issue 15, item 2): GP and CMA-ES see a pruned trial with a
+# predicted final loss as complete at that loss.
+
+def _pruned_region_study(sampler):
+    """Four complete trials over x in [0.55, 1] (best at 0.7), and five trials at x <= 0.4 that
+    the predicted pruner stopped, predicted to end at 3.0; then one stopped by another pruner."""
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    dist = {"x": FloatDistribution(0, 1)}
+    study = optuna.create_study(sampler=sampler)
+    for x, value in [(0.55, 2.0), (0.7, 1.9), (0.85, 1.95), (1.0, 2.1)]:
+        study.add_trial(create_trial(params={"x": x}, distributions=dist, value=value))
+    for x in (0.0, 0.1, 0.2, 0.3, 0.4):
+        study.add_trial(create_trial(params={"x": x}, distributions=dist,
+                                     state=TrialState.PRUNED, intermediate_values={100: 4.0},
+                                     user_attrs={PREDICTION_ATTRS[0]: 3.0}))
+    study.add_trial(create_trial(params={"x": 0.5}, distributions=dist, state=TrialState.PRUNED,
+                                 intermediate_values={100: 4.0}))
+    return study, dist
+
+
+def test_gp_learns_from_pruned_trials_and_does_not_propose_where_they_were():
+    from scaletune.search.samplers import PredictionsTeachSampler
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    proposed = {}
+    for taught in (False, True):
+        gp = optuna.samplers.GPSampler(seed=0, n_startup_trials=2)
+        study, dist = _pruned_region_study(PredictionsTeachSampler(gp) if taught else gp)
+        proposed[taught] = study.ask(dist).params["x"]
+    # Optuna's GP sees only the four complete trials and goes where it knows least: x = 0, where
+    # a trial was already stopped. Taught the predictions, it searches near the best (0.7).
+    assert proposed[False] < 0.45
+    assert 0.5 < proposed[True] < 0.9
+    # The storage is untouched: the stopped trials are still pruned.
+    assert sum(t.state == TrialState.PRUNED for t in study.trials) == 6
+
+
+def test_the_sampler_sees_predicted_trials_complete_and_the_others_pruned():
+    from scaletune.search.samplers import _PredictionsAsFinal
+
+    study, _ = _pruned_region_study(None)
+    view = _PredictionsAsFinal(study)
+    complete = view._get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    assert [t.value for t in complete] == [2.0, 1.9, 1.95, 2.1] + [3.0] * 5
+    pruned = view.get_trials(states=(TrialState.PRUNED,))
+    assert [t.params["x"] for t in pruned] == [0.5]  # no prediction: stays pruned
+    assert [t.state for t in view.trials].count(TrialState.COMPLETE) == 9
+    assert view.study_name == study.study_name and view.directions == study.directions
+
+
+@pytest.mark.parametrize("name", ["gp", "cmaes"])
+def test_a_study_with_gp_or_cmaes_is_taught_by_its_pruned_trials(name):
+    from scaletune.search.samplers import PredictionsTeachSampler, PriorSampler, make_sampler
+    from tests.search.test_space import study_cfg
+
+    sampler = make_sampler(study_cfg(sampler={"name": name}), {})
+    assert isinstance(sampler, PriorSampler)
+    assert isinstance(sampler._base, PredictionsTeachSampler)
+    bare = make_sampler(study_cfg(seeding="none", sampler={"name": name}), {})
+    assert isinstance(bare, PredictionsTeachSampler)
+
+
+def test_cmaes_moves_on_trials_that_were_all_pruned_with_predictions():
+    from scaletune.search.samplers import PredictionsTeachSampler
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+    def objective(trial):
+        x, y = trial.suggest_float("x", -5, 5), trial.suggest_float("y", -5, 5)
+        trial.set_user_attr(PREDICTION_ATTRS[0], (x - 1) ** 2 + (y + 2) ** 2)
+        raise optuna.TrialPruned()
+
+    last = {}
+    for taught in (False, True):
+        cma = optuna.samplers.CmaEsSampler(seed=0, n_startup_trials=1)
+        study = optuna.create_study(sampler=PredictionsTeachSampler(cma) if taught else cma)
+        study.optimize(objective, n_trials=60)
+        last[taught] = np.mean([t.user_attrs[PREDICTION_ATTRS[0]] for t in study.trials[-10:]])
+    # Optuna's CMA-ES never leaves its start-up (no trial completes) and draws at random to the
+    # end; taught the predictions, it closes in on the minimum at (1, -2).
+    assert last[False] > 5 and last[True] < 1, last
+
+
+def test_the_plan_says_whether_gp_or_cmaes_sees_pruned_trials():
+    from scaletune.search.manage import describe_sampler
+    from tests.search.test_space import study_cfg
+
+    said = {(s, p): describe_sampler(study_cfg(sampler={"name": s}, pruner={"name": p}))
+            for s in ("gp", "cmaes", "tpe") for p in ("predicted", "median", "none")}
+    for s in ("gp", "cmaes"):
+        assert said[(s, "predicted")].endswith(
+            "; it learns from pruned trials at their predicted final loss")
+        assert said[(s, "median")].endswith(
+            "; it does not see pruned trials (the median pruner predicts no final loss for them; "
+            "the predicted pruner does)")
+    # TPE ranks pruned trials itself; with no pruner there is nothing to say.
+    assert not [k for k, v in said.items() if "pruned trials" in v
+                and (k[0] == "tpe" or k[1] == "none")]
