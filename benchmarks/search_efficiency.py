@@ -12,6 +12,9 @@ hyperparameters over the same ranges:
     scaletune_no_pruning   the product's prior-seeded sampler, no pruner
     scaletune_no_prior_weight  the product without the priors' weight on TPE after start-up
     scaletune_predicted    the product with the pruner on the predicted final loss (its default)
+    scaletune_gp           scaletune_predicted with the GP sampler, which learns from pruned trials
+                           at their predicted final loss (sampler.pruned_trials: predicted)
+    scaletune_gp_ignore    the same GP without them (pruned_trials: ignore, Optuna's behaviour)
 
 Compute is counted in TOKENS trained over all trials (a pruned trial counts what it trained), in
 units of one full trial ("full-trial equivalents"). Each (strategy, seed) study runs once up to
@@ -64,6 +67,8 @@ STRATEGIES = (
     "scaletune_no_pruning",
     "scaletune_no_prior_weight",
     "scaletune_predicted",
+    "scaletune_gp",
+    "scaletune_gp_ignore",
 )
 LABELS = {
     "defaults": "seed-000 defaults",
@@ -74,6 +79,8 @@ LABELS = {
     "scaletune_no_pruning": "scaletune without pruning",
     "scaletune_no_prior_weight": "scaletune, TPE not weighted by the priors",
     "scaletune_predicted": "scaletune, pruning on the predicted final loss (the default)",
+    "scaletune_gp": "scaletune with GP, taught by pruned trials' predicted final losses",
+    "scaletune_gp_ignore": "scaletune with GP, pruned trials unseen (Optuna's GP)",
 }
 
 # The search space, defined once for every strategy.
@@ -212,6 +219,11 @@ def study_config(bench: Bench, strategy: str, seed: int) -> Any:
         "scaletune_no_prior_weight": {"search": seeded, "sampler": {"prior_weight": 0},
                                       "pruner": median},
         "scaletune_predicted": {"search": seeded, "pruner": {"name": "predicted"}},
+        "scaletune_gp": {"search": seeded, "sampler": {"name": "gp"},
+                         "pruner": {"name": "predicted"}},
+        "scaletune_gp_ignore": {"search": seeded,
+                                "sampler": {"name": "gp", "pruned_trials": "ignore"},
+                                "pruner": {"name": "predicted"}},
     }
     name = f"{strategy}-s{seed}"
     folder = bench.out / "studies"
@@ -292,7 +304,8 @@ def _run_task(args: tuple[Bench, str, int]) -> dict[str, Any]:
 def run_all(bench: Bench) -> None:
     """Every (strategy, seed) study, ``bench.workers`` at a time (unpruned strategies first)."""
     order = {"random": 0, "scaletune_no_pruning": 1, "tpe_median": 2, "scaletune": 3,
-             "scaletune_no_prior_weight": 3, "scaletune_predicted": 3,
+             "scaletune_no_prior_weight": 3, "scaletune_predicted": 3, "scaletune_gp": 3,
+             "scaletune_gp_ignore": 3,
              "scaletune_no_priors": 4, "defaults": 5}
     tasks = sorted(
         ((bench, st, seed) for st in bench.strategies for seed in range(bench.seeds)),
@@ -553,7 +566,8 @@ def plot(bench: Bench, trials: Any, best_known: float, path: Path) -> None:
     colors = {"defaults": "#7f7f7f", "random": "#1f77b4", "tpe_median": "#ff7f0e",
               "scaletune": "#d62728", "scaletune_no_priors": "#9467bd",
               "scaletune_no_pruning": "#2ca02c", "scaletune_no_prior_weight": "#8c564b",
-              "scaletune_predicted": "#e377c2"}
+              "scaletune_predicted": "#e377c2", "scaletune_gp": "#17becf",
+              "scaletune_gp_ignore": "#bcbd22"}
     all_curves = curves(bench, trials, grid)
     fig, axes = plt.subplots(1, 2, figsize=(14, 6), dpi=120)
     zoom = (best_known * 0.995, best_known * 1.06)

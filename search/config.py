@@ -226,16 +226,27 @@ class SamplerConfig(_Strict):
     trials finish. TPE's acquisition is weighted by the priors' density to the power
     prior_weight / n after n finished trials (piBO, Hvarfner et al. 2022, arXiv 2204.11051; 10 is
     the beta of NePS's piBO). 0: plain TPE after the start-up trials."""
+    pruned_trials: Literal["predicted", "ignore"] = "predicted"
+    """GP and CMA-ES, which fit complete trials only: predicted, each trial the predicted pruner
+    stopped is seen as complete at its predicted final loss, and each that diverged at the worst
+    loss of the complete trials; ignore, neither is seen (Optuna's behaviour)."""
 
     @model_validator(mode="after")
-    def _prior_weight_needs_tpe(self, info: ValidationInfo) -> SamplerConfig:
-        # A study's record holds every field, the default prior_weight too: only a study file
-        # says which ones the user gave.
-        recorded = bool(info.context and info.context.get(RECORDED))
-        if ("prior_weight" in self.model_fields_set and not recorded and self.prior_weight > 0
-                and self.name != "tpe"):
+    def _options_of_other_samplers(self, info: ValidationInfo) -> SamplerConfig:
+        # A study's record holds every field, the defaults too: only a study file says which
+        # ones the user gave.
+        if info.context and info.context.get(RECORDED):
+            return self
+        given = self.model_fields_set
+        if "prior_weight" in given and self.prior_weight > 0 and self.name != "tpe":
             raise ValueError(f"prior_weight weights TPE's acquisition; sampler {self.name} has "
                              "none: use name: tpe, or leave prior_weight out")
+        if "pruned_trials" in given and self.name not in ("gp", "cmaes"):
+            raise ValueError(f"pruned_trials is for gp and cmaes, which fit complete trials "
+                             f"only; sampler {self.name} "
+                             + ("ranks pruned trials itself" if self.name == "tpe"
+                                else "learns from no trial")
+                             + ": leave pruned_trials out")
         return self
 
 

@@ -192,14 +192,19 @@ def describe_sampler(cfg: StudyConfig) -> str:
 
 
 def _pruned_seen(cfg: StudyConfig) -> str:
-    """What GP and CMA-ES, which fit complete trials only, learn from pruned ones
+    """What GP and CMA-ES, which fit complete trials only, learn from pruned and diverged ones
     (search.samplers.PredictionsTeachSampler)."""
-    if cfg.sampler.name not in ("gp", "cmaes") or cfg.pruner.name == "none":
+    name = cfg.pruner.name
+    if cfg.sampler.name not in ("gp", "cmaes"):
         return ""
-    if cfg.pruner.name == "predicted":
-        return "; it learns from pruned trials at their predicted final loss"
-    return (f"; it does not see pruned trials (the {cfg.pruner.name} pruner predicts no final "
-            "loss for them; the predicted pruner does)")
+    if cfg.sampler.pruned_trials == "ignore":
+        return "; it does not see pruned or diverged trials (pruned_trials: ignore)"
+    if name == "predicted":
+        return "; it sees pruned trials at their predicted final loss, diverged ones at the worst"
+    if name == "none":
+        return "; it sees diverged trials at the worst loss"
+    return (f"; it sees diverged trials at the worst loss, not pruned ones (the {name} pruner "
+            "predicts no final loss; the predicted pruner does)")
 
 
 def describe_pruner(cfg: StudyConfig) -> str:

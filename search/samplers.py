@@ -120,8 +120,9 @@ class PriorSampler(BaseSampler):
 
 class _PredictionsAsFinal:
     """A study as a sampler that learns only from complete trials should see it: every pruned
-    trial with a predicted final loss is a complete trial at that loss. Anything else is the
-    study's own (attribute access is passed through)."""
+    trial with a predicted final loss is a complete trial at that loss, and every trial that
+    diverged a complete trial at the worst loss of those. Anything else is the study's own
+    (attribute access is passed through)."""
 
     def __init__(self, study: Study) -> None:
         self._study = study
@@ -135,16 +136,10 @@ class _PredictionsAsFinal:
         fetch = asked
         if asked is not None and TrialState.COMPLETE in asked:
             fetch = (*asked, TrialState.PRUNED)
-        single = len(self._study.directions) == 1
-        out = []
-        for t in self._study._get_trials(deepcopy=deepcopy, states=fetch, use_cache=use_cache):
-            predicted = t.user_attrs.get(PREDICTION_ATTRS[0]) if single else None
-            if t.state == TrialState.PRUNED and _finite_number(predicted):
-                t = copy.copy(t)  # the stored trial stays PRUNED; only this view changes
-                t.state, t.value = TrialState.COMPLETE, float(predicted)
-            if asked is None or t.state in asked:
-                out.append(t)
-        return out
+        trials = self._study._get_trials(deepcopy=deepcopy, states=fetch, use_cache=use_cache)
+        if len(self._study.directions) == 1:
+            trials = _seen_complete(trials)
+        return [t for t in trials if asked is None or t.state in asked]
 
     def get_trials(self, deepcopy: bool = True,
                    states: Container[TrialState] | None = None) -> list[FrozenTrial]:
@@ -153,6 +148,33 @@ class _PredictionsAsFinal:
     @property
     def trials(self) -> list[FrozenTrial]:
         return self.get_trials()
+
+
+def _as_complete(trial: FrozenTrial, value: float) -> FrozenTrial:
+    seen = copy.copy(trial)  # the stored trial stays PRUNED; only this view changes
+    seen.state, seen.value = TrialState.COMPLETE, value
+    return seen
+
+
+def _seen_complete(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """``trials`` with each pruned trial that has a predicted final loss complete at that loss,
+    then each that diverged (prune_reason "diverged: ...") complete at the worst loss among
+    those complete: a sampler that never saw a diverged trial would propose its parameters
+    again, and with the same trials seen, the very same ones (GP did, 140 times in a row, in the
+    suite's pydoc-byte study; benchmarks/results/gp_taught)."""
+    out = []
+    for t in trials:
+        predicted = t.user_attrs.get(PREDICTION_ATTRS[0])
+        if t.state == TrialState.PRUNED and _finite_number(predicted):
+            t = _as_complete(t, float(predicted))
+        out.append(t)
+    seen = [t.value for t in out if t.state == TrialState.COMPLETE and _finite_number(t.value)]
+    if not seen:
+        return out
+    worst = max(seen)
+    return [_as_complete(t, worst) if t.state == TrialState.PRUNED
+            and str(t.user_attrs.get("prune_reason", "")).startswith("diverged") else t
+            for t in out]
 
 
 class PredictionsTeachSampler(BaseSampler):
@@ -165,9 +187,11 @@ class PredictionsTeachSampler(BaseSampler):
     and proposing again where stopped trials already were: pruning would blind them. The
     predicted pruner records each trial it stops at its predicted final loss (user attr
     ``predicted_final_loss``), the loss it would have ended at as far as the study can tell, so
-    ``base`` sees such a trial as complete at that loss. A trial stopped by another pruner records
-    no prediction and stays pruned. The storage is not changed. TPE is not wrapped: it ranks
-    pruned trials after complete ones itself (search/pruners.py's docstring).
+    ``base`` sees such a trial as complete at that loss. A trial that diverged (stopped by the
+    trainer's guard on its training loss) is seen as complete at the worst loss of the complete
+    trials. A trial stopped by another pruner records no prediction and stays pruned. The storage
+    is not changed. TPE is not wrapped: it ranks pruned trials after complete ones itself, those
+    that diverged before any evaluation last (search/pruners.py's docstring).
     """
 
     def __init__(self, base: BaseSampler) -> None:
@@ -401,12 +425,14 @@ def make_sampler(cfg: StudyConfig, priors: dict[str, Prior], n_existing: int = 0
     elif s.name == "random":
         base = optuna.samplers.RandomSampler(seed=seed)
     elif s.name == "gp":
-        base = PredictionsTeachSampler(optuna.samplers.GPSampler(n_startup_trials=n, seed=seed))
+        base = optuna.samplers.GPSampler(n_startup_trials=n, seed=seed)
     else:
         # CMA-ES has no categorical: batch sizes are drawn independently, which is expected here
         # and need not be warned about on every trial.
-        base = PredictionsTeachSampler(optuna.samplers.CmaEsSampler(
-            n_startup_trials=n, seed=seed, warn_independent_sampling=False))
+        base = optuna.samplers.CmaEsSampler(n_startup_trials=n, seed=seed,
+                                            warn_independent_sampling=False)
+    if s.name in ("gp", "cmaes") and s.pruned_trials == "predicted":
+        base = PredictionsTeachSampler(base)
     if cfg.seeding == "none" or s.name == "random":
         return base
     return PriorSampler(base, priors, n_startup_trials=n, seed=seed + 1)

@@ -544,6 +544,32 @@ def test_gp_learns_from_pruned_trials_and_does_not_propose_where_they_were():
     assert sum(t.state == TrialState.PRUNED for t in study.trials) == 6
 
 
+def test_gp_does_not_propose_a_diverged_trials_parameters_again():
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    from scaletune.search.samplers import PredictionsTeachSampler
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    dist = {"x": FloatDistribution(0, 1)}
+    proposed = {}
+    for taught in (False, True):
+        gp = optuna.samplers.GPSampler(seed=0, n_startup_trials=2)
+        study = optuna.create_study(sampler=PredictionsTeachSampler(gp) if taught else gp)
+        for x, value in [(0.55, 2.0), (0.7, 1.9), (0.85, 1.95), (1.0, 2.1)]:
+            study.add_trial(create_trial(params={"x": x}, distributions=dist, value=value))
+        proposed[taught] = []
+        for _ in range(3):  # each proposal diverges, before any evaluation
+            trial = study.ask(dist)
+            proposed[taught].append(trial.params["x"])
+            trial.set_user_attr("prune_reason", "diverged: training loss is nan at step 3")
+            study.tell(trial, state=TrialState.PRUNED)
+    # Optuna's GP sees nothing new after a diverged trial and proposes the very same point.
+    assert len(set(proposed[False])) == 1, proposed
+    # Taught (at the worst loss seen), it proposes three different points.
+    assert len(set(proposed[True])) == 3, proposed
+
+
 def test_the_sampler_sees_predicted_trials_complete_and_the_others_pruned():
     from scaletune.search.samplers import _PredictionsAsFinal
 
@@ -554,6 +580,11 @@ def test_the_sampler_sees_predicted_trials_complete_and_the_others_pruned():
     pruned = view.get_trials(states=(TrialState.PRUNED,))
     assert [t.params["x"] for t in pruned] == [0.5]  # no prediction: stays pruned
     assert [t.state for t in view.trials].count(TrialState.COMPLETE) == 9
+    # A diverged trial is seen at the worst loss the others show (3.0, a prediction).
+    study.add_trial(optuna.trial.create_trial(
+        params={"x": 0.6}, distributions=study.trials[0].distributions, state=TrialState.PRUNED,
+        user_attrs={"prune_reason": "diverged: training loss 9.99 above max_loss 8.3"}))
+    assert view.get_trials(states=(TrialState.COMPLETE,))[-1].value == 3.0
     assert view.study_name == study.study_name and view.directions == study.directions
 
 
@@ -598,10 +629,13 @@ def test_the_plan_says_whether_gp_or_cmaes_sees_pruned_trials():
             for s in ("gp", "cmaes", "tpe") for p in ("predicted", "median", "none")}
     for s in ("gp", "cmaes"):
         assert said[(s, "predicted")].endswith(
-            "; it learns from pruned trials at their predicted final loss")
+            "; it sees pruned trials at their predicted final loss, diverged ones at the worst")
         assert said[(s, "median")].endswith(
-            "; it does not see pruned trials (the median pruner predicts no final loss for them; "
-            "the predicted pruner does)")
-    # TPE ranks pruned trials itself; with no pruner there is nothing to say.
-    assert not [k for k, v in said.items() if "pruned trials" in v
-                and (k[0] == "tpe" or k[1] == "none")]
+            "; it sees diverged trials at the worst loss, not pruned ones (the median pruner "
+            "predicts no final loss; the predicted pruner does)")
+        assert said[(s, "none")].endswith("; it sees diverged trials at the worst loss")
+    ignored = describe_sampler(study_cfg(sampler={"name": "gp", "pruned_trials": "ignore"},
+                                         pruner={"name": "predicted"}))
+    assert ignored.endswith("; it does not see pruned or diverged trials (pruned_trials: ignore)")
+    # TPE ranks pruned trials itself.
+    assert not [k for k, v in said.items() if "; it " in v and k[0] == "tpe"]

@@ -267,6 +267,28 @@ def test_prior_weight_is_refused_for_samplers_without_an_acquisition():
     assert study_cfg(sampler={"name": "gp", "prior_weight": 0}).sampler.prior_weight == 0
 
 
+@pytest.mark.parametrize(("name", "why"), [("tpe", "ranks pruned trials itself"),
+                                           ("random", "learns from no trial")])
+def test_pruned_trials_is_refused_for_samplers_that_do_not_fit_complete_trials_only(name, why):
+    with pytest.raises(ValueError) as e:
+        study_cfg(sampler={"name": name, "pruned_trials": "ignore"})
+    assert (f"pruned_trials is for gp and cmaes, which fit complete trials only; sampler {name} "
+            f"{why}: leave pruned_trials out") in str(e.value)
+    # Left out, it is the default, which means nothing to them.
+    assert study_cfg(sampler={"name": name}).sampler.pruned_trials == "predicted"
+
+
+@pytest.mark.parametrize("name", ["gp", "cmaes"])
+def test_pruned_trials_ignore_gives_optunas_own_sampler(name):
+    from scaletune.search.samplers import PredictionsTeachSampler
+
+    kind = {"gp": optuna.samplers.GPSampler, "cmaes": optuna.samplers.CmaEsSampler}[name]
+    plain = make_sampler(study_cfg(sampler={"name": name, "pruned_trials": "ignore"}), {})
+    assert type(plain._base) is kind
+    taught = make_sampler(study_cfg(sampler={"name": name}), {})
+    assert isinstance(taught._base, PredictionsTeachSampler) and type(taught._base._base) is kind
+
+
 def test_seeding_none_is_plain_optuna():
     cfg = study_cfg(seeding="none")
     assert isinstance(make_sampler(cfg, {}), optuna.samplers.TPESampler)
