@@ -6,8 +6,9 @@ them, in live studies of the suite (both with the prior seeding and the predicte
 reads ``<task>/search_efficiency_trials.csv`` from the folder given (strategies scaletune_gp and
 scaletune_gp_ignore) and, for reference, benchmarks/results/pruner_t_live (the default, TPE, on
 the same sampler seeds). Prints per task the mean over seeds of the best loss within 8 and 16
-trial-equivalents of compute, the trials each study ran in its 16, and the share of those stopped
-at their first evaluation; then, seed by seed, taught against ignore at 8 and 16.
+trial-equivalents of compute, the trials each study ran in its 16, the share of those stopped
+at their first evaluation, and the share that diverged; then, seed by seed, taught against ignore
+at 8 and 16.
 """
 
 from __future__ import annotations
@@ -29,16 +30,18 @@ def best_at(trials: pd.DataFrame, budget: float) -> dict[int, float]:
 
 
 def first_eval_stops(trials: pd.DataFrame) -> float:
-    """Of the trials run, the share stopped at the smallest token count any trial reached."""
-    first = trials.tokens.min()
+    """Of the trials run, the share the pruner stopped at the smallest token count it stopped any
+    trial at (its first evaluation; trials that diverged end earlier, not counted)."""
+    first = trials[trials.status == "stopped"].tokens.min()
     return float(((trials.status == "stopped") & (trials.tokens == first)).mean())
 
 
 def main(root: Path) -> None:
     arms = {"taught": "scaletune_gp", "ignore": "scaletune_gp_ignore"}
     print("| task | best at 8: taught / ignore / TPE | best at 16: taught / ignore / TPE | "
-          "trials: taught / ignore | stopped at the first evaluation: taught / ignore |")
-    print("| --- | --- | --- | --- | --- |")
+          "trials: taught / ignore | stopped at the first evaluation: taught / ignore | diverged: "
+          "taught / ignore |")
+    print("| --- | --- | --- | --- | --- | --- |")
     pairs: dict[int, list[float]] = {8: [], 16: []}
     for task in TASKS:
         path = root / task.name / "search_efficiency_trials.csv"
@@ -62,6 +65,7 @@ def main(root: Path) -> None:
                 pairs[budget].append(bests["taught"][seed] - bests["ignore"][seed])
         cells.append(" / ".join(f"{len(tables[k]) / len(seeds):.1f}" for k in arms))
         cells.append(" / ".join(f"{first_eval_stops(tables[k]):.0%}" for k in arms))
+        cells.append(" / ".join(f"{(tables[k].status == 'diverged').mean():.0%}" for k in arms))
         print(f"| {task.name} ({len(seeds)} seeds) | " + " | ".join(cells) + " |")
     print()
     for budget, diffs in pairs.items():
