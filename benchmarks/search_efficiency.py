@@ -12,8 +12,9 @@ hyperparameters over the same ranges:
     scaletune_no_pruning   the product's prior-seeded sampler, no pruner
     scaletune_no_prior_weight  the product without the priors' weight on TPE after start-up
     scaletune_predicted    the product with the pruner on the predicted final loss (its default)
-    scaletune_gp           scaletune_predicted with the GP sampler, which learns from pruned trials
-                           at their predicted final loss (sampler.pruned_trials: predicted)
+    scaletune_gp           scaletune_predicted with the GP sampler, which sees pruned trials at
+                           their predicted final loss and diverged ones at the worst loss
+                           (sampler.pruned_trials: predicted)
     scaletune_gp_ignore    the same GP without them (pruned_trials: ignore, Optuna's behaviour)
 
 Compute is counted in TOKENS trained over all trials (a pruned trial counts what it trained), in
