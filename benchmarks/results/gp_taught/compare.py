@@ -19,14 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.results.pruner_t_live.compare import best_at  # per seed, within a budget
 from benchmarks.suite import TASKS
 
 TPE = Path("benchmarks/results/pruner_t_live")
-
-
-def best_at(trials: pd.DataFrame, budget: float) -> dict[int, float]:
-    done = trials[(trials.compute <= budget + 1e-9) & (trials.state == "COMPLETE")]
-    return done.groupby("seed").value.min().to_dict()
 
 
 def first_eval_stops(trials: pd.DataFrame) -> float:
