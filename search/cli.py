@@ -175,6 +175,7 @@ def _job_server(args: argparse.Namespace) -> str:
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.config import check_study_files, load_study
     from scaletune.trainer.config import load_train_config, load_yaml
+    from scaletune.trainer.data import tiktoken_download_note
 
     status = 0
     for path in args.studies:
@@ -182,21 +183,24 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
             raw = load_yaml(path)
             # A training config (for `scaletune train`) has a token budget and no trials.
             if "tokens" in raw and not {"n_trials", "tokens_per_trial"} & raw.keys():
-                missing = load_train_config(path).data.file_errors()
+                data = load_train_config(path).data
+                missing = data.file_errors()
                 kind = " (training config)"
             elif "rungs" in raw:
                 from scaletune.search.ladder import load_ladder
 
                 # The laws file is the ladder's to write: only the rungs' files must be there.
-                missing = check_study_files(load_ladder(path).rungs[0].cfg)
-                kind = " (ladder)"
+                cfg = load_ladder(path).rungs[0].cfg
+                missing, data, kind = check_study_files(cfg), cfg.data, " (ladder)"
             else:
-                missing = check_study_files(load_study(path))
-                kind = ""
+                cfg = load_study(path)
+                missing, data, kind = check_study_files(cfg), cfg.data, ""
             # What `run` or `train` would find first: the files the config names are there.
             if missing:
                 raise ConfigError(path, missing)
             console.print(f"{path}: ok{kind}", highlight=False)
+            if note := tiktoken_download_note(data):
+                console.print(f"  note: {note}", style="yellow", highlight=False, markup=False)
         except ConfigError as e:
             status = _errors(console, e)
     return status

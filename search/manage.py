@@ -59,6 +59,7 @@ from scaletune.search.storage import (
 )
 from scaletune.search.studies import open_study
 from scaletune.search.summary import DERIVED, at_edges
+from scaletune.trainer.data import tiktoken_download_note
 from scaletune.trainer.errors import ConfigError, SetupError, first_line
 from scaletune.trainer.record import fmt_duration
 
@@ -124,7 +125,10 @@ def print_plan(cfg: StudyConfig, console: Console) -> None:
     console.print(priors_table(priors))
     console.print()
     console.print(_space_table(dims, fixed, seeded=cfg.seeding == "prior"))
-    for note in centers_outside(dims) if cfg.seeding == "prior" else []:
+    notes = centers_outside(dims) if cfg.seeding == "prior" else []
+    if download := tiktoken_download_note(cfg.data):
+        notes.append(download)
+    for note in notes:
         console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
     console.print()
     rows: list[tuple[str, str]] = []
@@ -182,13 +186,24 @@ def describe_sampler(cfg: StudyConfig) -> str:
         return f"{head}: {center}uniform draws (the baseline: the priors seed no draw)"
     if cfg.seeding == "none":
         return (f"{head}: {s.n_startup_trials} start-up trials at random, then {s.name} (plain "
-                f"Optuna){_pruned_seen(cfg)}")
+                f"Optuna){_pruned_seen(cfg)}{_all_startup(cfg)}")
     then = s.name
     if s.name == "tpe" and s.prior_weight > 0:
         then = (f"tpe weighted by the priors (prior_weight {s.prior_weight:g}: a pull that fades "
                 "as 1/n over n finished trials)")
     return (f"{head}: {center}{s.n_startup_trials} start-up trials drawn from the priors, then "
-            f"{then}{_pruned_seen(cfg)}")
+            f"{then}{_pruned_seen(cfg)}{_all_startup(cfg)}")
+
+
+def _all_startup(cfg: StudyConfig) -> str:
+    """A note when the study ends before its sampler's start-up does (a start-up trial is one
+    asked for while fewer than n_startup_trials trials have finished)."""
+    s = cfg.sampler
+    if s.name == "random" or cfg.n_trials > s.n_startup_trials:
+        return ""
+    return (f"; but n_trials {cfg.n_trials} <= n_startup_trials {s.n_startup_trials}: every "
+            f"trial is a start-up trial and {s.name} proposes none (lower "
+            "sampler.n_startup_trials or raise n_trials)")
 
 
 def _pruned_seen(cfg: StudyConfig) -> str:

@@ -262,6 +262,37 @@ def load_tiktoken(name: str) -> Any:
         ) from e
 
 
+def tiktoken_download_note(cfg: DataConfig) -> str | None:
+    """A note when preparing this data would download a tiktoken encoding: the tokenizer is a
+    tiktoken encoding, the data is not prepared (cached) yet, and a file the encoding is built
+    from is not in tiktoken's cache. None otherwise, and for an encoding whose files cannot be
+    named. Reads file names only: no network, no tokenizing.
+
+    ``scaletune validate`` and ``run --dry-run`` print it, so that a study that passes them
+    offline does not fail at its first step (load_tiktoken's error) without warning.
+    """
+    name = cfg.tokenizer
+    if name == "byte" or is_tokenizer_file(name) or prepared_sizes(cfg) is not None:
+        return None
+    # Where tiktoken.load.read_file_cached looks (tiktoken 0.7-0.12): TIKTOKEN_CACHE_DIR, else
+    # DATA_GYM_CACHE_DIR, else data-gym-cache in the temporary folder; "" turns the cache off.
+    env = os.environ
+    cache = env.get("TIKTOKEN_CACHE_DIR", env.get("DATA_GYM_CACHE_DIR",
+                                                  os.path.join(tempfile.gettempdir(),
+                                                               "data-gym-cache")))
+    urls = _tiktoken_urls(name)
+    missing = [u for u in urls if not cache
+               or not os.path.exists(os.path.join(cache, hashlib.sha1(u.encode()).hexdigest()))]
+    if not missing:
+        return None
+    where = (f"not in its cache ({cache}), so the first run downloads them" if cache else
+             "downloaded by every run: its cache is turned off (TIKTOKEN_CACHE_DIR is empty)")
+    return (f"tokenizer {name!r}: tiktoken's files for it ({len(missing)}) are {where}; "
+            "without network the run stops there. Offline, use "
+            "tokenizer 'byte', a local tokenizer.json, or a TIKTOKEN_CACHE_DIR filled on a "
+            "machine with network (the run's error says how)")
+
+
 def _tiktoken_urls(name: str) -> list[str]:
     """The URLs an encoding's constructor downloads, read from its source where it spells them
     out (an encoding built from another one, such as o200k_harmony, names none itself)."""

@@ -303,6 +303,22 @@ def test_a_compiled_study_without_a_cpp_compiler_is_refused_before_it_starts(tmp
     assert not sqlite_path(cfg.storage_url).exists()  # no study was created
 
 
+def test_validate_and_dry_run_say_when_the_first_run_would_download_an_encoding(
+        tmp_path, shakespeare, monkeypatch, capsys):
+    # An empty tiktoken cache: `validate` passes the file (a machine with network runs it) but
+    # says that the run downloads gpt2's files, and the dry run says it too.
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "empty-tiktoken-cache"))
+    study = tiny_study(tmp_path, shakespeare)
+    study["data"]["tokenizer"] = "gpt2"
+    path = str(write_study(tmp_path, study))
+    assert main(["validate", path]) == 0
+    out = capsys.readouterr().out
+    assert f"{path}: ok" in out
+    assert "note: tokenizer 'gpt2': tiktoken's files for it (2) are not in its cache" in out
+    assert main(["run", path, "--dry-run"]) == 0
+    assert "note: tokenizer 'gpt2': tiktoken's files" in capsys.readouterr().out
+
+
 def test_validate_finds_a_tokenizer_that_does_not_exist(tmp_path, shakespeare, capsys):
     # As `scaletune run` would, without preparing the data: tiktoken names its encodings offline.
     study = tiny_study(tmp_path, shakespeare)

@@ -625,7 +625,8 @@ def test_the_plan_says_whether_gp_or_cmaes_sees_pruned_trials():
     from scaletune.search.manage import describe_sampler
     from tests.search.test_space import study_cfg
 
-    said = {(s, p): describe_sampler(study_cfg(sampler={"name": s}, pruner={"name": p}))
+    said = {(s, p): describe_sampler(study_cfg(sampler={"name": s}, pruner={"name": p},
+                                               n_trials=40))
             for s in ("gp", "cmaes", "tpe") for p in ("predicted", "median", "none")}
     for s in ("gp", "cmaes"):
         assert said[(s, "predicted")].endswith(
@@ -635,7 +636,7 @@ def test_the_plan_says_whether_gp_or_cmaes_sees_pruned_trials():
             "predicts no final loss; the predicted pruner does)")
         assert said[(s, "none")].endswith("; it sees diverged trials at the worst loss")
     ignored = describe_sampler(study_cfg(sampler={"name": "gp", "pruned_trials": "ignore"},
-                                         pruner={"name": "predicted"}))
+                                         pruner={"name": "predicted"}, n_trials=40))
     assert ignored.endswith("; it does not see pruned or diverged trials (pruned_trials: ignore)")
     # TPE ranks pruned trials itself.
     assert not [k for k, v in said.items() if "; it " in v and k[0] == "tpe"]

@@ -413,3 +413,21 @@ def test_a_study_gets_the_lr_of_the_batches_it_trains():
     assert trained_batches(ranged) == (16.0, 128.0)
     assert trained_batches(study_cfg()) is None
     assert study_priors(study_cfg(), 256, None) == free
+
+
+def test_the_plan_says_when_a_study_ends_inside_its_samplers_start_up():
+    from scaletune.search.manage import describe_sampler
+
+    # Start-up trials are asked for while fewer than n_startup_trials have finished: a study of
+    # no more trials than that never reaches its sampler.
+    for name, seeding in (("tpe", "prior"), ("gp", "none"), ("cmaes", "prior")):
+        short = describe_sampler(study_cfg(sampler={"name": name, "n_startup_trials": 8},
+                                           seeding=seeding, n_trials=8))
+        assert short.endswith(f"; but n_trials 8 <= n_startup_trials 8: every trial is a start-up "
+                              f"trial and {name} proposes none (lower sampler.n_startup_trials "
+                              "or raise n_trials)"), short
+        longer = describe_sampler(study_cfg(sampler={"name": name, "n_startup_trials": 8},
+                                            seeding=seeding, n_trials=9))
+        assert "start-up trial and" not in longer
+    # Random search has no start-up to end.
+    assert "but" not in describe_sampler(study_cfg(sampler={"name": "random"}, n_trials=2))

@@ -11,9 +11,11 @@ import tiktoken.load
 import tiktoken.registry
 import tiktoken_ext.openai_public
 
+from scaletune.trainer.config import DataConfig
 from scaletune.trainer.data import (
     TIKTOKEN_VOCAB_SIZES,
     known_vocab_size,
+    tiktoken_download_note,
     vocab_size_of,
 )
 from scaletune.trainer.errors import DataError
@@ -88,3 +90,35 @@ def test_an_encoding_built_from_another_still_gets_the_recipe(no_tiktoken_files)
         vocab_size_of("o200k_harmony")
     message = str(err.value)
     assert "tiktoken.get_encoding('o200k_harmony')" in message and "'byte'" in message
+
+
+def test_a_study_that_would_download_its_encoding_is_told_so_beforehand(no_tiktoken_files,
+                                                                         tmp_path):
+    cache, asked = no_tiktoken_files
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("To be, or not to be, that is the question.\n" * 200)
+    data = DataConfig(source="text", path=str(corpus), tokenizer="gpt2",
+                      cache_dir=str(tmp_path / "tokens"))
+    note = tiktoken_download_note(data)
+    assert note is not None and "\n" not in note
+    assert f"tokenizer 'gpt2': tiktoken's files for it (2) are not in its cache ({cache})" in note
+    assert "'byte'" in note and "TIKTOKEN_CACHE_DIR" in note
+    assert asked == []  # found out from file names: nothing was downloaded or tried
+    # Once tiktoken's cache holds the files (by the names it reads), nothing will be downloaded.
+    (cache / "6d1cbeee0f20b3d9449abfede4726ed8212e3aee").write_bytes(b"vocab.bpe")
+    assert "(1)" in tiktoken_download_note(data)
+    (cache / "6c7ea1a7e38e3a7f062df639a5b80947f075ffe6").write_bytes(b"encoder.json")
+    assert tiktoken_download_note(data) is None
+    # The byte tokenizer needs no files.
+    (cache / "6d1cbeee0f20b3d9449abfede4726ed8212e3aee").unlink()
+    assert tiktoken_download_note(data) is not None
+    assert tiktoken_download_note(data.model_copy(update={"tokenizer": "byte"})) is None
+
+
+def test_with_the_cache_turned_off_every_run_downloads(no_tiktoken_files, monkeypatch, tmp_path):
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")
+    data = DataConfig(source="builtin", builtin="pydoc_topics", tokenizer="cl100k_base",
+                      cache_dir=str(tmp_path / "tokens"))
+    note = tiktoken_download_note(data)
+    assert note is not None
+    assert "(1) are downloaded by every run: its cache is turned off" in note
