@@ -40,7 +40,7 @@ from scaletune.search.config import (
     validate_study,
 )
 from scaletune.search.plan import failed_for_good, n_finished
-from scaletune.search.progress import fmt_params
+from scaletune.search.progress import fmt_params, seeds_of_best
 from scaletune.search.space import (
     build_space,
     centers_outside,
@@ -454,6 +454,8 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
                    if k in best.user_attrs and k not in best.params}
         if derived:
             rows.append(("", f"derived {fmt_params(derived)}"))
+        if seeds := seeds_of_best(study, best.number, ran_with.seed):
+            rows.append(("", f"seeds: {seeds}"))
         rows += [("", f"note: {note}") for note in at_edges(best)]
     rows += _config_rows(ran_with)
     centers = _prior_centers(study.user_attrs.get("priors"))

@@ -235,6 +235,8 @@ def print_run_summary(console: Console, study: optuna.Study, cfg: StudyConfig, s
         rows.append(("params", fmt_params(best["params"])))
         if derived:
             rows.append(("derived", fmt_params(derived)))
+        if seeds := seeds_of_best(study, best["number"], cfg.seed):
+            rows.append(("seeds", seeds))
     study_file, setting = _study_and_storage(source, storage)
     report_dir = shlex.quote(str(_near(cfg.folder / "report")))
     rows += [
@@ -280,6 +282,25 @@ def _study_and_storage(source: str, url: str | None) -> tuple[str, list[str]]:
         return f"{study_file} --storage {shlex.quote(url)}", []
     return (f'{study_file} --storage "${STORAGE_VARIABLE}"',
             [f"{STORAGE_VARIABLE}={shlex.quote(shown)}   # with the password in place of ***"])
+
+
+def seeds_of_best(study: optuna.Study, number: int, study_seed: int) -> str | None:
+    """Where the best trial's config ran with other training seeds (``run --repeat-best``): its
+    runs and their mean, since the best of several seeds of one config is partly the luck of
+    its seed. None when its config was not repeated."""
+    from scaletune.search.noise import REPEAT_OF, TRAIN_SEED, seed_groups
+
+    trials = study.get_trials(deepcopy=False)
+    best = next(t for t in trials if t.number == number)
+    root = int(best.user_attrs.get(REPEAT_OF, number))
+    group = next((g for g in seed_groups(trials, study_seed) if g.trial == root), None)
+    if group is None:
+        return None
+    seed = int(best.user_attrs.get(TRAIN_SEED, study_seed))
+    whose = f"trial {root}'s config, " if root != number else ""
+    runs = ", ".join(f"{v:.4f} (seed {s})" for s, v in zip(group.seeds, group.values, strict=True))
+    return (f"{whose}training seed {seed}; its {len(group.values)} seeds: {runs}, mean "
+            f"{sum(group.values) / len(group.values):.4f}")
 
 
 def _states(study: optuna.Study, by_state: dict[str, int]) -> str:

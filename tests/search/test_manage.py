@@ -173,6 +173,17 @@ def test_show_counts_repeats_of_the_best_apart_from_the_search(finished, capsys)
     # Rule: the repeats are on top of n_trials, and said so.
     assert (f"trials 5 complete, 1 pruned; 6 finished: 4 of the search (n_trials 4) and 2 "
             f"repeats of trial {best.number} with other training seeds; last activity") in out
+    # The best trial's other seeds, and their mean: its loss is partly its seed's luck.
+    mean = (best.value + 2.21 + 2.23) / 3
+    assert (f"seeds: training seed 0; its 3 seeds: {best.value:.4f} (seed 0), 2.2100 (seed 1), "
+            f"2.2300 (seed 2), mean {mean:.4f}") in out
+    # A repeat that ends best is named as the config's run with that seed.
+    study.add_trial(optuna.trial.create_trial(
+        params=best.params, distributions=best.distributions, value=best.value - 0.01,
+        user_attrs={REPEAT_OF: best.number, TRAIN_SEED: 3}))
+    code, out = scaletune(capsys, "show", str(path))
+    assert f"best trial {len(study.trials) - 1}: val loss {best.value - 0.01:.4f}" in out
+    assert f"seeds: trial {best.number}'s config, training seed 3; its 4 seeds: " in out
 
 
 def test_show_names_the_driver_that_runs_the_study(finished, capsys):
