@@ -68,9 +68,11 @@ def _bench(task: suite.Task) -> se.Bench:
 # --------------------------------------------------------------------------- files
 
 
-def write_ladder(task: suite.Task, out: Path, seed: int) -> Path:
+def write_ladder(task: suite.Task, out: Path, seed: int, hold_epochs: bool = False) -> Path:
     """The task's target study file and its ladder file under ``out/<task>/s<seed>``; returns the
-    ladder file. The target is the suite's scaletune study of the task, one trial at a time."""
+    ladder file. The target is the suite's scaletune study of the task, one trial at a time;
+    ``hold_epochs``: the ladder's option of that name (rungs on a share of the data that gives
+    them the target's passes over it, where it makes more than one)."""
     folder = (out / task.name / f"s{seed}").resolve()
     folder.mkdir(parents=True, exist_ok=True)
     cfg = se.study_config(_bench(task), "scaletune", seed)
@@ -88,22 +90,24 @@ def write_ladder(task: suite.Task, out: Path, seed: int) -> Path:
         "scale": "tokens",
         "laws_file": "laws.json",
     }
+    if hold_epochs:
+        ladder["hold_epochs"] = True
     path = folder / "ladder.yaml"
     path.write_text(yaml.safe_dump(ladder, sort_keys=False))
     return path
 
 
-def run_one(args: tuple[str, Path, int]) -> str:
+def run_one(args: tuple[str, Path, int, bool]) -> str:
     """Run (or resume) one task's ladder with the product's run_ladder."""
     import torch
     from rich.console import Console
 
     from scaletune.search.ladder import load_ladder, run_ladder
 
-    name, out, seed = args
+    name, out, seed, hold_epochs = args
     torch.set_num_threads(1)
     task = next(t for t in suite.TASKS if t.name == name)
-    path = write_ladder(task, out, seed)
+    path = write_ladder(task, out, seed, hold_epochs)
     start = time.perf_counter()
     try:
         run_ladder(load_ladder(path), Console(width=140, force_terminal=False))
@@ -498,6 +502,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="the suite's results folder, whose <task>/studies/*.db are read")
     p.add_argument("--analyze-only", action="store_true",
                    help="write the tables from the stored studies; train nothing")
+    p.add_argument("--hold-epochs", action="store_true",
+                   help="ladders with hold_epochs: true (rungs on a share of the data that gives "
+                        "them the target's passes over it, where it makes more than one)")
     args = p.parse_args(argv)
     picked = [s.strip() for s in args.tasks.split(",") if s.strip()]
     unknown = [s for s in picked if s not in suite.TASK_NAMES]
@@ -509,7 +516,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.analyze_only:
         with open(args.out / "ladder_suite_command.txt", "a") as f:  # every run that trained
             f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC  {command.strip()}\n")
-        jobs = [(t.name, args.out, seed) for seed in range(args.seeds) for t in tasks]
+        jobs = [(t.name, args.out, seed, args.hold_epochs) for seed in range(args.seeds)
+                for t in tasks]
         done = se.map_jobs(run_one, jobs, args.workers)
         print("\n".join(done), flush=True)
     print(analyze(tasks, args.out, args.seeds, args.suite, command.strip()))

@@ -603,6 +603,11 @@ NOT_FINGERPRINTED = ("trainer.cpu_matmul",)
 up to float32 summation order and whose "auto" picks by the machine a study resumes on."""
 
 
+UNSET_NOT_FINGERPRINTED = (("data", "train_tokens"),)
+"""Keys added after studies were first recorded, left out of the fingerprint while unset (None),
+so that a study recorded before them still resumes."""
+
+
 class StudyConfig(_Strict):
     """A hyperparameter search: model, data, per-trial budget, search space, sampler, pruner."""
 
@@ -724,6 +729,9 @@ class StudyConfig(_Strict):
             include=set(FINGERPRINTED),
             exclude=_nested(NOT_FINGERPRINTED),
         )
+        for section, key in UNSET_NOT_FINGERPRINTED:
+            if keep[section].get(key) is None:  # as before the key existed: studies resume
+                keep[section].pop(key, None)
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 

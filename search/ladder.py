@@ -90,6 +90,12 @@ class LadderConfig(_Strict):
     target value by less than this (log10) and no law warns; null runs every rung."""
     laws_file: str | None = None
     """Where the fitted laws are written; default runs/<name>/laws.json beside the ladder file."""
+    hold_epochs: bool = False
+    """Where the target makes more than one pass over its training data, train each rung on the
+    first part of that data which gives it as many passes (``data.train_tokens``; the rung's
+    name ends in ``-data<tokens>``), so that the rungs measure weight decay and dropout under the
+    target's repetition. The passes are counted where the data is prepared and estimated for
+    byte-level text; ``scaletune ladder`` prepares the data first otherwise."""
 
     @model_validator(mode="after")
     def _distinct_rungs(self) -> LadderConfig:
@@ -121,6 +127,8 @@ class Ladder:
     rungs: tuple[Rung, ...]
     target: StudyConfig
     laws_file: Path
+    held: str | None = None
+    """What ``hold_epochs`` did, in words (None when it is off)."""
 
     @property
     def target_scale(self) -> float:
@@ -222,8 +230,41 @@ def load_ladder(path: str | Path) -> Ladder:
     if errors:
         raise ConfigError(str(path), errors)
     assert target is not None
+    held = None
+    if cfg.hold_epochs:
+        rungs, held = _hold_epochs(rungs, target, base, study_path)
     ordered = tuple(sorted(rungs, key=lambda r: r.flops))
-    return Ladder(cfg, str(path), ordered, target, laws_file)
+    return Ladder(cfg, str(path), ordered, target, laws_file, held)
+
+
+def _hold_epochs(rungs: list[Rung], target: StudyConfig, base: dict[str, Any],
+                 study_path: Path) -> tuple[list[Rung], str]:
+    """The rungs on the first part of the training data that gives each the target's passes
+    over it (``hold_epochs``), and what was done, in words."""
+    passes = epochs(target)
+    if passes is None:
+        return rungs, ("hold_epochs: the target's passes over its data are not known until the "
+                       "data is prepared (`scaletune ladder` prepares it first); rungs as given")
+    if passes <= 1:
+        return rungs, (f"hold_epochs: the target makes {passes:.2g} passes over its data, no "
+                       "more than one: the rungs train on all of it, as the target does")
+    held = []
+    for rung in rungs:
+        cfg = rung.cfg
+        tokens = max(math.ceil(cfg.tokens_per_trial / passes), cfg.model.block_size + 1)
+        unit = 10 ** max(0, len(str(tokens)) - 3)  # three significant digits: a readable name
+        tokens = math.ceil(tokens / unit) * unit
+        data = {**base.get("data", {}), "train_tokens": tokens}
+        errors: list[str] = []
+        study = _study(base, {"name": f"{cfg.name}-data{_tokens_label(tokens)}", "data": data,
+                              "model": cfg.model.model_dump(), "tokens_per_trial":
+                              cfg.tokens_per_trial, "n_trials": cfg.n_trials},
+                       cfg.name, study_path, errors)
+        if study is None:  # the rung validated with the target's data; this changes one count
+            raise ConfigError(str(study_path), errors)
+        held.append(Rung(study, rung.scale, rung.tokens_per_param, rung.flops))
+    return held, (f"hold_epochs: the target makes {passes:.2g} passes over its data; each rung "
+                  "trains on the first part of it that gives it as many (data.train_tokens)")
 
 
 # --------------------------------------------------------------------------- running
@@ -317,6 +358,8 @@ def print_plan(ladder: Ladder, console: Console) -> None:
     """The plan table, and the warning of ``epochs_warning`` where it applies."""
     passes = [epochs(cfg) for cfg in [r.cfg for r in ladder.rungs] + [ladder.target]]
     console.print(plan_table(ladder, passes))
+    if ladder.held:
+        console.print(ladder.held, highlight=False, markup=False, soft_wrap=True)
     warning = epochs_warning(passes[:-1], passes[-1])
     if warning:
         console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False,
@@ -361,6 +404,13 @@ def run_ladder(ladder: Ladder, console: Console | None = None) -> optuna.Study:
     from scaletune.search.runner import run_study
 
     console = console or Console()
+    if ladder.cfg.hold_epochs and epochs(ladder.target) is None:
+        # The rungs' share of the data follows from its size: tokenize it now (the runner would
+        # at the first rung), then plan the rungs again.
+        from scaletune.trainer.data import prepare_data
+
+        prepare_data(ladder.target.data, ladder.target.model.block_size)
+        ladder = load_ladder(ladder.source)
     print_plan(ladder, console)
     ladder.laws_file.parent.mkdir(parents=True, exist_ok=True)
     done: list[Rung] = []

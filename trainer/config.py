@@ -229,6 +229,10 @@ class DataConfig(_Strict):
     the tokens of a blank line, as for 'byte'."""
     val_fraction: float = Field(0.1, gt=0, lt=0.5)
     """Fraction of the token stream held out (its tail) for validation."""
+    train_tokens: int | None = Field(None, ge=1)
+    """Train on the first N tokens of the training split only (the validation tail stays the
+    same): a smaller corpus over the same text, as a ladder's rungs that hold the target's epochs
+    (``hold_epochs``). None: the whole split."""
     val_windows: int = Field(64, ge=1)
     """Number of fixed held-out windows every evaluation averages over (same for every run)."""
     cache_dir: str | None = None

@@ -119,7 +119,7 @@ def prepared_sizes(cfg: DataConfig) -> tuple[int, int] | None:
     if meta is None or not _token_path(cache, meta).exists():
         return None
     n_tokens = _token_path(cache, meta).stat().st_size // np.dtype(meta["dtype"]).itemsize
-    n_train = n_tokens - _n_val(n_tokens, cfg)
+    n_train = _n_train(n_tokens, cfg)
     return (n_train, meta["vocab_size"]) if n_train > 0 else None
 
 
@@ -131,7 +131,7 @@ def byte_text_train_tokens(cfg: DataConfig) -> int | None:
         return None
     sizes = [os.path.getsize(p) for p in _text_paths(cfg.path)]
     n_tokens = sum(sizes) + len(DOC_SEPARATOR.encode()) * (len(sizes) - 1)
-    return n_tokens - _n_val(n_tokens, cfg)
+    return _n_train(n_tokens, cfg)
 
 
 def vocab_size_of(tokenizer: str) -> int:
@@ -542,17 +542,18 @@ def _split(
     tokens: np.memmap, meta: dict[str, Any], cfg: DataConfig, block_size: int, from_cache: bool
 ) -> TokenData:
     n_val = _n_val(len(tokens), cfg)
-    n_train = len(tokens) - n_val
+    n_train = _n_train(len(tokens), cfg)
     need = block_size + 1
     if n_val < need or n_train < need:
+        cap = (f", train_tokens={cfg.train_tokens}" if cfg.train_tokens is not None else "")
         raise DataError(
             f"data: {len(tokens)} tokens give {n_train} training and {n_val} validation tokens; "
             f"each split needs at least block_size + 1 = {need}: use more text, a shorter "
-            f"block_size or another val_fraction (got val_fraction={cfg.val_fraction})"
+            f"block_size or another val_fraction (got val_fraction={cfg.val_fraction}{cap})"
         )
     return TokenData(
         train=tokens[:n_train],
-        val=tokens[n_train:],
+        val=tokens[len(tokens) - n_val:],
         vocab_size=meta["vocab_size"],
         fingerprint=meta["fingerprint"],
         path=_token_path(Path(tokens.filename).parent, meta),
@@ -563,6 +564,13 @@ def _split(
 def _n_val(n_tokens: int, cfg: DataConfig) -> int:
     """Tokens of the validation tail of a stream of ``n_tokens``."""
     return int(n_tokens * cfg.val_fraction)
+
+
+def _n_train(n_tokens: int, cfg: DataConfig) -> int:
+    """Tokens trained on of a stream of ``n_tokens``: all before the validation tail, or the first
+    ``train_tokens`` of them."""
+    n_train = n_tokens - _n_val(n_tokens, cfg)
+    return n_train if cfg.train_tokens is None else min(n_train, cfg.train_tokens)
 
 
 def _record_path(cache: Path, cfg: DataConfig) -> Path:

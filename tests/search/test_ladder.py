@@ -261,6 +261,45 @@ def test_a_target_that_repeats_its_data_unlike_its_rungs_is_warned_of(tmp_path, 
     assert epochs_warning([epochs(r.cfg) for r in ladder.rungs], epochs(ladder.target)) is None
 
 
+def test_hold_epochs_trains_each_rung_on_a_share_of_the_data_with_the_targets_passes(
+        tmp_path, shakespeare, capsys):
+    from scaletune.trainer.data import prepare_data
+
+    small = tmp_path / "small.txt"
+    small.write_text(shakespeare.read_text()[:20_000])  # the target trains 2.28 epochs of it
+    path = ladder_files(tmp_path, small, hold_epochs=True)
+    ladder = load_ladder(path)
+    target_epochs = epochs(ladder.target)
+    # Rule: each rung trains on the first tokens/2.28 of the 18,000 training tokens (rounded up
+    # to three digits), so it makes the target's passes over them; its name says so; nothing to
+    # warn of.
+    shares = [r.cfg.data.train_tokens for r in ladder.rungs]
+    assert shares == [1_800, 3_600, 7_200]
+    assert [r.cfg.name for r in ladder.rungs] == ["ladder-rung-4.096k-1x32-data1.8k",
+                                                  "ladder-rung-8.192k-1x32-data3.6k",
+                                                  "ladder-rung-16.384k-1x32-data7.2k"]
+    assert [round(epochs(r.cfg), 2) for r in ladder.rungs] == [round(target_epochs, 2)] * 3
+    assert ladder.target.data.train_tokens is None
+    assert epochs_warning([epochs(r.cfg) for r in ladder.rungs], target_epochs) is None
+    assert main(["ladder", str(path), "--dry-run"]) == 0
+    out = flat(capsys.readouterr().out)
+    assert "hold_epochs: the target makes 2.3 passes over its data; each rung trains" in out
+    assert "warning" not in out
+    # The rung's data: the first tokens of the training split; validation is the target's.
+    rung, whole = (prepare_data(c.data, c.model.block_size)
+                   for c in (ladder.rungs[0].cfg, ladder.target))
+    assert rung.n_train_tokens == 1_800
+    assert list(rung.train) == list(whole.train[:1_800])
+    assert list(rung.val) == list(whole.val)
+    # A target that sees its data once at most (200 kB): the rungs train on all of it, as said.
+    wide = tmp_path / "wide"
+    wide.mkdir()
+    ladder = load_ladder(ladder_files(wide, shakespeare, hold_epochs=True))
+    assert {r.cfg.data.train_tokens for r in ladder.rungs} == {None}
+    assert ladder.held.startswith("hold_epochs: the target makes 0.23 passes over its data, no "
+                                  "more than one: the rungs train on all of it")
+
+
 def test_a_ladder_file_given_to_run_says_to_use_ladder_and_studies_lists_its_storage(
         tmp_path, shakespeare, capsys):
     path = ladder_files(tmp_path, shakespeare)

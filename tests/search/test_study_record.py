@@ -45,6 +45,25 @@ def test_a_record_cut_short_by_a_kill_is_completed_on_the_next_run(cfg):
     assert attrs["data_fingerprint"] and attrs["config"]["name"] == cfg.name
 
 
+def test_a_study_recorded_before_data_train_tokens_existed_resumes(cfg):
+    import hashlib
+    import json
+
+    from scaletune.search.config import FINGERPRINTED
+
+    # What that version recorded: the same sections, without the key (and cpu_matmul, which no
+    # fingerprint holds).
+    before = cfg.model_dump(mode="json", include=set(FINGERPRINTED))
+    del before["data"]["train_tokens"], before["trainer"]["cpu_matmul"]
+    old_fingerprint = hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
+    study = open_study(cfg)
+    assert study.user_attrs["fingerprint"] == old_fingerprint
+    # Setting it changes what the trials train on: a new study, and the refusal names the key.
+    part = cfg.model_copy(update={"data": cfg.data.model_copy(update={"train_tokens": 5_000})})
+    with pytest.raises(ConfigError, match=r"data\.train_tokens: None -> 5000"):
+        open_study(part)
+
+
 def test_the_fingerprint_is_written_last(cfg, monkeypatch):
     # A kill between two writes of a new record leaves no fingerprint: the study is not taken as
     # recorded, and the next run writes the record again.

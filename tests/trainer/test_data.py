@@ -76,6 +76,28 @@ def test_too_little_text_for_a_window(tmp_path):
         prepare_data(text_cfg(path, tmp_path), block_size=64)
 
 
+def test_train_tokens_trains_on_the_first_part_of_the_split_and_keeps_validation(tmp_path):
+    from scaletune.trainer.data import byte_text_train_tokens, prepared_sizes
+
+    path = tmp_path / "text.txt"
+    path.write_text("abcdefghij" * 1_000)  # 10,000 bytes: 9,000 to train on, 1,000 held out
+    whole = prepare_data(text_cfg(path, tmp_path), block_size=16)
+    part = text_cfg(path, tmp_path, train_tokens=2_500)
+    # Before it is opened, the sizes that plan a study count the part too.
+    assert byte_text_train_tokens(part) == 2_500
+    cut = prepare_data(part, block_size=16)
+    assert (whole.n_train_tokens, cut.n_train_tokens) == (9_000, 2_500)
+    assert np.array_equal(cut.train, whole.train[:2_500])
+    assert np.array_equal(cut.val, whole.val)
+    assert prepared_sizes(part)[0] == 2_500
+    # More than the split holds: the whole split.
+    assert prepare_data(text_cfg(path, tmp_path, train_tokens=10**9), 16).n_train_tokens == 9_000
+    # Too few for one window: the error names the setting.
+    with pytest.raises(DataError, match=r"each split needs at least block_size \+ 1 = 17.*"
+                                        r"train_tokens=10\)"):
+        prepare_data(text_cfg(path, tmp_path, train_tokens=10), block_size=16)
+
+
 def test_builtin_python_docs_work_offline(tmp_path):
     data = prepare_data(DataConfig(source="builtin", cache_dir=str(tmp_path)), block_size=128)
     assert data.n_train_tokens > 100_000 and data.vocab_size == 256
