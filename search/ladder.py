@@ -331,8 +331,9 @@ def epochs_warning(rungs: list[float | None], target: float | None) -> str | Non
             f"{max(rungs):.2g}: the laws fitted on rungs that see each token once are carried to "
             "a run that repeats its data, where weight decay and dropout act differently. On the "
             "benchmark suite's pydoc-long (1.6 epochs) the ladder's tau was 0.8-1.25 dex below the "
-            "best found; give the target study a wider tau range, or a rung that repeats the "
-            "data too")
+            "best found; give the target study a wider tau range, or set hold_epochs: true "
+            "(rungs on a share of the data, repeated as the target repeats it: there, tau came "
+            "closer but the losses did not)")
 
 
 def plan_table(ladder: Ladder, passes: list[float | None]) -> Table:
