@@ -243,12 +243,14 @@ def _run_one(args: tuple[se.Bench, str, int]) -> dict[str, Any]:
     return se.run_study(*args)
 
 
-def run_suite(benches: list[se.Bench], workers: int) -> None:
+def run_suite(benches: list[se.Bench], workers: int, first_seed: int = 0) -> None:
     """Every (task, strategy, seed) study, ``workers`` at a time: the first seed of every task
-    first, so that an interrupted suite has every task's first results."""
+    first, so that an interrupted suite has every task's first results. Seeds below
+    ``first_seed`` are left out (they ran elsewhere)."""
     order = {s: i for i, s in enumerate(("random", "tpe_median", "scaletune", "defaults"))}
-    jobs = [(b, s, seed) for seed in range(max(b.seeds for b in benches)) for b in benches
-            for s in sorted(b.strategies, key=lambda s: order.get(s, 9)) if seed < b.seeds]
+    jobs = [(b, s, seed) for seed in range(first_seed, max(b.seeds for b in benches))
+            for b in benches for s in sorted(b.strategies, key=lambda s: order.get(s, 9))
+            if seed < b.seeds]
     start = time.perf_counter()
     done = se.map_jobs(_run_one, jobs, workers)
     print(f"{len(done)} studies done in {time.perf_counter() - start:.0f} s", flush=True)
@@ -533,6 +535,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--strategies", default=",".join(SUITE_STRATEGIES),
                    help=f"comma-separated subset of {','.join(se.STRATEGIES)}")
     p.add_argument("--seeds", type=int, default=3, help="seeds per strategy (default 3)")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="run seeds from this one to --seeds - 1 only (the others ran elsewhere)")
     p.add_argument("--budget", type=int, default=16,
                    help="compute budget in full-trial equivalents (default 16)")
     p.add_argument("--tpe-budget", type=int, default=48,
@@ -564,7 +568,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.analyze_only:
         if set(strategies) >= set(SUITE_STRATEGIES):  # a run of some strategies adds to it
             recorded.write_text(command.strip() + "\n")
-        run_suite(benches, args.workers)
+        run_suite(benches, args.workers, args.first_seed)
     print(analyze_suite(tasks, benches, args.out, command.strip()))
 
 
