@@ -138,3 +138,11 @@ def test_every_sampler_the_schema_offers_runs_past_its_startup_trials(name):
     study.optimize(objective, n_trials=n_startup + 3, catch=())
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
     assert {d.name for d in dims} == set(study.trials[-1].params)
+
+
+def test_gp_optimizes_its_acquisition_from_many_starts_at_once():
+    # Optuna's GP batches its L-BFGS-B starts with greenlet where it is installed (a dependency
+    # of the project); without it, it runs them one by one and warns on the first suggestion.
+    from optuna._gp import batched_lbfgsb
+
+    assert batched_lbfgsb._greenlet_imports.is_successful()
