@@ -399,19 +399,25 @@ def rungs_compute(ladder: Ladder) -> dict[str, float]:
     return out
 
 
+def with_data_sized(ladder: Ladder) -> Ladder:
+    """``ladder`` with ``hold_epochs`` applied where it waits on the size of the data (a
+    tokenizer other than bytes, data not prepared yet): the data is tokenized now, as the
+    first rung would, and the ladder file read again. Otherwise ``ladder`` itself."""
+    if not ladder.cfg.hold_epochs or epochs(ladder.target) is not None:
+        return ladder
+    from scaletune.trainer.data import prepare_data
+
+    prepare_data(ladder.target.data, ladder.target.model.block_size)
+    return load_ladder(ladder.source)
+
+
 def run_ladder(ladder: Ladder, console: Console | None = None) -> optuna.Study:
     """Run (or resume) every rung cheapest first, fitting after each, then the target study
     seeded from the fitted laws. Returns the target study."""
     from scaletune.search.runner import run_study
 
     console = console or Console()
-    if ladder.cfg.hold_epochs and epochs(ladder.target) is None:
-        # The rungs' share of the data follows from its size: tokenize it now (the runner would
-        # at the first rung), then plan the rungs again.
-        from scaletune.trainer.data import prepare_data
-
-        prepare_data(ladder.target.data, ladder.target.model.block_size)
-        ladder = load_ladder(ladder.source)
+    ladder = with_data_sized(ladder)
     print_plan(ladder, console)
     ladder.laws_file.parent.mkdir(parents=True, exist_ok=True)
     done: list[Rung] = []

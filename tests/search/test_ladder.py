@@ -300,6 +300,33 @@ def test_hold_epochs_trains_each_rung_on_a_share_of_the_data_with_the_targets_pa
                                   "more than one: the rungs train on all of it")
 
 
+def test_hold_epochs_with_a_tokenizer_file_sizes_the_data_before_the_rungs(tmp_path,
+                                                                           shakespeare):
+    from scaletune.search.ladder import with_data_sized
+    from tests.trainer.test_tokenizer_files import byte_level_bpe
+
+    small = tmp_path / "small.txt"
+    small.write_text(shakespeare.read_text()[:20_000])
+    path = ladder_files(tmp_path, small, hold_epochs=True)
+    target = yaml.safe_load((tmp_path / "target.yaml").read_text())
+    byte_level_bpe(tmp_path / "tok" / "tokenizer.json", small.read_text(), vocab_size=300)
+    target["data"]["tokenizer"] = "tok/tokenizer.json"
+    (tmp_path / "target.yaml").write_text(yaml.safe_dump(target))
+    # A BPE's token count is not known before tokenizing: the rungs wait, and say so.
+    ladder = load_ladder(path)
+    assert epochs(ladder.target) is None
+    assert {r.cfg.data.train_tokens for r in ladder.rungs} == {None}
+    assert "not known until the data is prepared" in ladder.held
+    # What `scaletune ladder` does first: tokenize, then plan the rungs on the real count.
+    sized = with_data_sized(ladder)
+    passes = epochs(sized.target)
+    assert passes > 2.28  # fewer tokens than bytes: more passes than on the bytes
+    assert [r.cfg.data.train_tokens for r in sized.rungs] == [
+        pytest.approx(r.cfg.tokens_per_trial / passes, rel=0.01) for r in sized.rungs]
+    assert [round(epochs(r.cfg), 1) for r in sized.rungs] == [round(passes, 1)] * 3
+    assert with_data_sized(sized) is sized
+
+
 def test_a_ladder_file_given_to_run_says_to_use_ladder_and_studies_lists_its_storage(
         tmp_path, shakespeare, capsys):
     path = ladder_files(tmp_path, shakespeare)
