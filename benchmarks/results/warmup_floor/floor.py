@@ -33,7 +33,7 @@ def main() -> None:
     calib = pd.read_csv(SUITE / "suite_calibration.csv")
     spread = calib[calib.param == "warmup_frac"].set_index("task").sigma  # the sigma it ran with
     floor = rms(gaps)
-    print(f"gap of the published center, per task: "
+    print("gap of the published center, per task: "
           + ", ".join(f"{t} {g:.3f}" for t, g in gaps.items()))
     print(f"floor fitted on all six tasks (rms of the gaps): {floor:.3f}")
     print()
