@@ -555,6 +555,8 @@ def main(argv: list[str] | None = None) -> None:
     bad = [s for s in strategies if s not in se.STRATEGIES]
     if bad:
         p.error(f"--strategies: unknown {bad}; choose from {list(se.STRATEGIES)}")
+    if not 0 <= args.first_seed < args.seeds:
+        p.error(f"--first-seed: must be in [0, --seeds) = [0, {args.seeds}), got {args.first_seed}")
     tasks = [t for t in TASKS if t.name in picked]
     benches = [bench_of(t, args.out, budget=args.budget, tpe_budget=args.tpe_budget,
                         seeds=args.seeds, workers=args.workers, strategies=strategies)
