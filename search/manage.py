@@ -191,8 +191,10 @@ def describe_sampler(cfg: StudyConfig) -> str:
     if s.name == "tpe" and s.prior_weight > 0:
         then = (f"tpe weighted by the priors (prior_weight {s.prior_weight:g}: a pull that fades "
                 "as 1/n over n finished trials)")
-    return (f"{head}: {center}{s.n_startup_trials} start-up trials drawn from the priors, then "
-            f"{then}{_pruned_seen(cfg)}{_all_startup(cfg)}")
+    # Start-up lasts while fewer than n_startup_trials have finished (search.samplers), the
+    # center among them: one at a time, the center and n - 1 draws.
+    return (f"{head}: {center}draws from the priors until {s.n_startup_trials} trials have "
+            f"finished (the center among them), then {then}{_pruned_seen(cfg)}{_all_startup(cfg)}")
 
 
 def _all_startup(cfg: StudyConfig) -> str:

@@ -125,7 +125,8 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     # Rule: the plan has every part: priors, space, first trial, sampler, pruner, workers,
     # storage, budget.
     for part in ("Priors from scaling laws", "Search space", "trial 0, the priors' center: lr=",
-                 "sampler tpe (multivariate, constant liar), seed 0", "then 3 start-up trials",
+                 "sampler tpe (multivariate, constant liar), seed 0",
+                 "then draws from the priors until 3 trials have finished",
                  "then tpe weighted by the priors (prior_weight 10",
                  "pruner median: n_startup_trials=2, n_warmup_steps=8,192, interval_steps=1",
                  f"storage {cfg.storage_url} (not there yet)"):

@@ -429,5 +429,10 @@ def test_the_plan_says_when_a_study_ends_inside_its_samplers_start_up():
         longer = describe_sampler(study_cfg(sampler={"name": name, "n_startup_trials": 8},
                                             seeding=seeding, n_trials=9))
         assert "start-up trial and" not in longer
+    # Start-up is counted in finished trials, the priors' center among them.
+    assert describe_sampler(study_cfg(sampler={"name": "tpe", "n_startup_trials": 8},
+                                      n_trials=20)).startswith(
+        "tpe (multivariate, constant liar), seed 0: the priors' center, then draws from the "
+        "priors until 8 trials have finished (the center among them), then tpe weighted")
     # Random search has no start-up to end.
     assert "but" not in describe_sampler(study_cfg(sampler={"name": "random"}, n_trials=2))
