@@ -603,7 +603,7 @@ NOT_FINGERPRINTED = ("trainer.cpu_matmul",)
 up to float32 summation order and whose "auto" picks by the machine a study resumes on."""
 
 
-UNSET_NOT_FINGERPRINTED = (("data", "train_tokens"),)
+UNSET_NOT_FINGERPRINTED = ("data.train_tokens",)
 """Keys added after studies were first recorded, left out of the fingerprint while unset (None),
 so that a study recorded before them still resumes."""
 
@@ -729,9 +729,10 @@ class StudyConfig(_Strict):
             include=set(FINGERPRINTED),
             exclude=_nested(NOT_FINGERPRINTED),
         )
-        for section, key in UNSET_NOT_FINGERPRINTED:
-            if keep[section].get(key) is None:  # as before the key existed: studies resume
-                keep[section].pop(key, None)
+        for section, keys in _nested(UNSET_NOT_FINGERPRINTED).items():
+            for key in keys:
+                if keep[section].get(key) is None:  # as before the key existed: studies resume
+                    keep[section].pop(key, None)
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -456,7 +456,7 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
                    if k in best.user_attrs and k not in best.params}
         if derived:
             rows.append(("", f"derived {fmt_params(derived)}"))
-        if seeds := seeds_of_best(study, best.number, ran_with.seed):
+        if seeds := seeds_of_best(trials, best.number, ran_with.seed):
             rows.append(("", f"seeds: {seeds}"))
         rows += [("", f"note: {note}") for note in at_edges(best)]
     rows += _config_rows(ran_with)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress_bar import ProgressBar
@@ -235,7 +235,7 @@ def print_run_summary(console: Console, study: optuna.Study, cfg: StudyConfig, s
         rows.append(("params", fmt_params(best["params"])))
         if derived:
             rows.append(("derived", fmt_params(derived)))
-        if seeds := seeds_of_best(study, best["number"], cfg.seed):
+        if seeds := seeds_of_best(study.get_trials(deepcopy=False), best["number"], cfg.seed):
             rows.append(("seeds", seeds))
     study_file, setting = _study_and_storage(source, storage)
     report_dir = shlex.quote(str(_near(cfg.folder / "report")))
@@ -284,13 +284,12 @@ def _study_and_storage(source: str, url: str | None) -> tuple[str, list[str]]:
             [f"{STORAGE_VARIABLE}={shlex.quote(shown)}   # with the password in place of ***"])
 
 
-def seeds_of_best(study: optuna.Study, number: int, study_seed: int) -> str | None:
-    """Where the best trial's config ran with other training seeds (``run --repeat-best``): its
-    runs and their mean, since the best of several seeds of one config is partly the luck of
-    its seed. None when its config was not repeated."""
+def seeds_of_best(trials: list[FrozenTrial], number: int, study_seed: int) -> str | None:
+    """Where the best trial (``number``, of a study's ``trials``) had its config run with other
+    training seeds (``run --repeat-best``): its runs and their mean, since the best of several
+    seeds of one config is partly the luck of its seed. None when its config was not repeated."""
     from scaletune.search.noise import REPEAT_OF, TRAIN_SEED, seed_groups
 
-    trials = study.get_trials(deepcopy=False)
     best = next(t for t in trials if t.number == number)
     root = int(best.user_attrs.get(REPEAT_OF, number))
     group = next((g for g in seed_groups(trials, study_seed) if g.trial == root), None)
