@@ -196,7 +196,10 @@ def suite_trials(task: suite.Task, suite_root: Path) -> Any:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rows = []
-    for path in sorted((suite_root / task.name / "studies").glob("*-s[0-9].db")):
+    paths = sorted((suite_root / task.name / "studies").glob("*-s[0-9].db"))
+    if not paths and (suite_root / task.name / TRIALS_CSV).is_file():
+        return suite_trials_csv(task, suite_root / task.name / TRIALS_CSV)
+    for path in paths:
         name = path.stem
         strategy, seed = name.rsplit("-s", 1)
         if strategy == "defaults":  # fixed values: no search, and far from the best
@@ -209,8 +212,38 @@ def suite_trials(task: suite.Task, suite_root: Path) -> Any:
                 break
             rows.append({"strategy": strategy, "seed": int(seed), **row})
     if not rows:
-        raise SystemExit(f"no suite studies under {suite_root / task.name / 'studies'}: copy "
-                         "them from the suite's run (they are not committed)")
+        raise SystemExit(f"no suite studies under {suite_root / task.name / 'studies'} and no "
+                         f"{TRIALS_CSV} beside them: run the suite (benchmarks/suite.py) first")
+    return pd.DataFrame(rows)
+
+
+TRIALS_CSV = "search_efficiency_trials.csv"
+"""The suite's table of every trial (committed), read where its study files are not."""
+
+
+def suite_trials_csv(task: suite.Task, path: Path) -> Any:
+    """``suite_trials`` from the suite's committed trial table: the same rows as its study files
+    give (each study cut at its strategy's budget), so a fresh clone can compare ladders."""
+    import pandas as pd
+
+    table = pd.read_csv(path)
+    rows = []
+    for (strategy, seed), g in table.groupby(["strategy", "seed"], sort=True):
+        if strategy == "defaults" or strategy not in SUITE_LIMITS:
+            continue
+        used = 0.0
+        for t in g.sort_values("number").itertuples():
+            te = t.tokens / task.tokens_per_trial
+            used += te
+            if used > SUITE_LIMITS[strategy] + 1e-9:
+                break
+            lr, batch, lam = float(t.param_lr), float(t.param_batch_size), float(t.weight_decay)
+            tau = getattr(t, "param_tau", math.nan)
+            rows.append({"strategy": strategy, "seed": int(seed), "number": int(t.number),
+                         "state": t.state, "value": t.value, "tokens_te": te, "param_lr": lr,
+                         "param_batch_size": batch, "weight_decay": lam,
+                         "tau": float(tau) if not pd.isna(tau)
+                         else tau_of(lr, lam, batch, task.tokens_per_trial, task.block_size)})
     return pd.DataFrame(rows)
 
 

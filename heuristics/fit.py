@@ -9,6 +9,13 @@ its trials. A fit says what it does not know: fewer than three rungs, an interva
 and an exponent of the opposite sign to the published law each give a warning in plain words,
 and ``heuristics.priors`` widens a prior built on such a fit toward the published laws.
 
+The warmup fraction gets no law: the rungs' near-best warmups are carried to the target as their
+weighted mean (``fit_carried``). The published rules put warmup at a number of steps or tokens, so
+a longer run would take a smaller fraction; on the suite's small models the best trials took
+0.17-0.28 at every length, and the rungs' mean, carried, put the ladder's first target trial within
+1% of the best on 12 of 18 ladders against 10 with the published prior
+(benchmarks/results/ladder_warmup).
+
 The result, ``FittedLaws``, is saved as a small JSON summary (coefficients, their covariance,
 intervals, each rung's optimum, warnings; no bootstrap samples) and can replace the published
 laws in ``heuristics.priors.priors_for(..., fitted=...)``.
@@ -76,6 +83,8 @@ class ScalePoint:
     """Objective (validation loss) of the trial; recorded for provenance, not fitted."""
     weight: float = 1.0
     """How much the trial counts, in (0, 1]: 1 for the rung's best (``near_best_weights``)."""
+    warmup_frac: float | None = None
+    """Warmup fraction of the trial; None if the study did not search it."""
 
     def __post_init__(self) -> None:
         if self.scale_kind not in SCALE_KINDS:
@@ -88,6 +97,9 @@ class ScalePoint:
             raise ValueError(f"ScalePoint.value must be finite, got value={self.value!r}")
         if not 0.0 < self.weight <= 1.0:
             raise ValueError(f"ScalePoint.weight must be in (0, 1], got weight={self.weight!r}")
+        w = self.warmup_frac
+        if w is not None and not (0.0 <= w < 1.0):
+            raise ValueError(f"ScalePoint.warmup_frac must be in [0, 1), got warmup_frac={w!r}")
 
 
 def near_best_weights(losses: Sequence[float], near: float = NEAR_BEST) -> list[float]:
@@ -364,6 +376,133 @@ def fit_power_law(
 
 
 @dataclass(frozen=True)
+class CarriedFit:
+    """A hyperparameter taken from the rungs unchanged at every scale: the weighted mean of their
+    near-best trials, with the interval where a new study's optimum would lie. No trend is fitted:
+    used for the warmup fraction, whose near-best values on the suite's ladders show no trend
+    across rungs 4x apart in tokens (benchmarks/results/ladder_warmup)."""
+
+    target: str
+    unit: str
+    scale_kind: ScaleKind
+    value: float
+    """Weighted mean over every rung's near-best trials (``near_best_weights``)."""
+    se: float
+    """Bootstrap standard error of ``value`` (rungs resampled, then the trials of each)."""
+    scatter: float
+    """Spread of the rungs' means around ``value`` (n_rungs - 1 degrees of freedom; 0 with one)."""
+    n_points: int
+    n_rungs: int
+    x_min: float
+    x_max: float
+    level: float
+    rungs: tuple[RungOptimum, ...]
+    """Each rung's weighted mean, +- the weighted spread of its near-best trials."""
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def weak(self) -> bool:
+        """True when a warning applies: a prior built on this value is blended with the
+        published one."""
+        return bool(self.warnings)
+
+    @property
+    def sigma(self) -> float:
+        """Standard deviation of a new study's optimum around ``value``."""
+        return math.sqrt(self.se**2 + self.scatter**2)
+
+    def predict(self, scale: float) -> Prediction:
+        """The value at ``scale`` (the same at every scale), with its interval."""
+        if not (scale > 0 and math.isfinite(scale)):
+            raise ValueError(f"scale must be positive and finite, got {scale=}")
+        half = _z(self.level) * self.sigma
+        extrapolated = not (self.x_min * (1 - 1e-9) <= scale <= self.x_max * (1 + 1e-9))
+        return Prediction(self.value, max(0.0, self.value - half), self.value + half, self.level,
+                          extrapolated)
+
+    def describe(self) -> str:
+        pred = self.predict(self.x_max)
+        low, high = pred.low, pred.high
+        return (f"{self.target} = {self.value:.3g} at every scale (the rungs' weighted mean, no "
+                f"trend fitted; {self.level:.0%} interval of a study's optimum [{low:.3g}, "
+                f"{high:.3g}], {self.n_rungs} rungs, {self.n_points} near-best trials, "
+                f"{self.scale_kind} {self.x_min:.3g}..{self.x_max:.3g})")
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["rungs"] = [asdict(r) for r in self.rungs]
+        out["warnings"] = list(self.warnings)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CarriedFit:
+        data = dict(data)
+        data["rungs"] = tuple(RungOptimum(**r) for r in data["rungs"])
+        data["warnings"] = tuple(data.get("warnings", ()))
+        return cls(**data)
+
+
+def fit_carried(
+    x: Sequence[float],
+    y: Sequence[float],
+    target: str,
+    unit: str,
+    scale_kind: ScaleKind,
+    weights: Sequence[float] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> CarriedFit:
+    """The weighted mean of y over trials at one or more scales (rungs), with a seeded bootstrap
+    that resamples rungs and, within each, its trials, as ``fit_power_law`` does. It warns with
+    fewer than three rungs and where nothing varied (every near-best trial at one value)."""
+    xs = np.asarray(x, dtype=float)
+    ys = np.asarray(y, dtype=float)
+    w = np.ones_like(xs) if weights is None else np.asarray(weights, dtype=float)
+    if xs.shape != ys.shape or xs.shape != w.shape or xs.ndim != 1 or xs.size == 0:
+        raise ValueError(f"x, y and weights must be 1-D, non-empty and of equal length, got "
+                         f"{len(x)}, {len(y)} and {w.size}")
+    if not (np.all(np.isfinite(ys)) and np.all(w > 0)):
+        raise ValueError(f"{target}: y must be finite and weights > 0")
+    scales = np.unique(xs)
+    groups = [np.flatnonzero(xs == s) for s in scales]
+    value = float(np.average(ys, weights=w))
+    rungs, means = [], []
+    for s, g in zip(scales, groups, strict=True):
+        mean = float(np.average(ys[g], weights=w[g]))
+        sd = float(np.sqrt(np.average((ys[g] - mean) ** 2, weights=w[g])))
+        rungs.append(RungOptimum(float(s), mean, mean - sd, mean + sd, int(g.size)))
+        means.append(mean)
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(n_boot):
+        chosen = rng.integers(0, len(groups), size=len(groups))
+        idx = np.concatenate([groups[k][rng.integers(0, groups[k].size, size=groups[k].size)]
+                              for k in chosen])
+        boot.append(float(np.average(ys[idx], weights=w[idx])))
+    se = float(np.std(boot, ddof=1)) if len(boot) > 1 else 0.0
+    dof = len(groups) - 1
+    scatter = (float(np.sqrt(np.sum((np.asarray(means) - value) ** 2) / dof)) if dof > 0
+               else 0.0)
+    said = []
+    if len(groups) < MIN_RUNGS:
+        said.append(
+            f"{target}: carried from {len(groups)} rung(s); with fewer than {MIN_RUNGS} nothing "
+            "shows whether the rungs agree: add a rung; until then the prior is blended half and "
+            "half with the published one")
+    if math.sqrt(se**2 + scatter**2) < DEGENERATE_WIDTH:
+        said.append(
+            f"{target}: every near-best trial of the rungs has {target} {value:.3g}, so nothing "
+            "measured how much it matters: run more trials per rung; the prior is blended with "
+            "the published one")
+    return CarriedFit(
+        target=target, unit=unit, scale_kind=scale_kind, value=value, se=se, scatter=scatter,
+        n_points=int(xs.size), n_rungs=len(groups), x_min=float(scales.min()),
+        x_max=float(scales.max()), level=level, rungs=tuple(rungs), warnings=tuple(said),
+    )
+
+
+@dataclass(frozen=True)
 class FittedLaws:
     """Power laws for optimal lr, tau and batch size fitted to the user's studies."""
 
@@ -373,6 +512,9 @@ class FittedLaws:
     """None when fewer than two distinct scales recorded a tau."""
     batch_size: PowerLawFit | None
     """Batch in tokens per step; None when fewer than two distinct scales recorded one."""
+    warmup_frac: CarriedFit | None = None
+    """The rungs' warmup fraction, carried unchanged; None when fewer than two distinct scales
+    searched it (and in files written before it was fitted)."""
 
     def scale_of(self, non_embedding_params: float, tokens: float) -> float:
         """Pick the quantity these laws are a function of: tokens or non-embedding params."""
@@ -382,19 +524,24 @@ class FittedLaws:
         """The laws that were fitted, in the order lr, tau, batch size."""
         return tuple(f for f in (self.lr, self.tau, self.batch_size) if f is not None)
 
+    def all_fits(self) -> tuple[PowerLawFit | CarriedFit, ...]:
+        """The power laws, then the carried values (warmup): what a person reads."""
+        return self.fits() + ((self.warmup_frac,) if self.warmup_frac is not None else ())
+
     @property
     def warnings(self) -> tuple[str, ...]:
-        return tuple(w for f in self.fits() for w in f.warnings)
+        return tuple(w for f in self.all_fits() for w in f.warnings)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "format_version": FORMAT_VERSION,
             "scale_kind": self.scale_kind,
-            "laws": [f.describe() for f in self.fits()],
+            "laws": [f.describe() for f in self.all_fits()],
             "warnings": list(self.warnings),
             "lr": self.lr.to_json(),
             "tau": None if self.tau is None else self.tau.to_json(),
             "batch_size": None if self.batch_size is None else self.batch_size.to_json(),
+            "warmup_frac": None if self.warmup_frac is None else self.warmup_frac.to_json(),
         }
 
     @classmethod
@@ -416,6 +563,8 @@ class FittedLaws:
             lr=read(data["lr"]),
             tau=None if data["tau"] is None else read(data["tau"]),
             batch_size=None if data["batch_size"] is None else read(data["batch_size"]),
+            warmup_frac=(None if data.get("warmup_frac") is None
+                         else CarriedFit.from_json(data["warmup_frac"])),
         )
 
     def save(self, path: str | Path, predict_at: dict[str, float] | None = None) -> None:
@@ -425,7 +574,8 @@ class FittedLaws:
         out = self.to_json()
         if predict_at:
             out["predictions"] = {
-                name: {"scale": scale, **{f.target: asdict(f.predict(scale)) for f in self.fits()}}
+                name: {"scale": scale, **{f.target: asdict(f.predict(scale))
+                                         for f in self.all_fits()}}
                 for name, scale in predict_at.items()}
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
@@ -458,7 +608,7 @@ def fit_studies(
     points: Sequence[ScalePoint], n_boot: int = 1000, seed: int = 0, level: float = 0.95
 ) -> FittedLaws:
     """Fit lr(scale), tau(scale) and batch_size(scale) to the near-optimal trials of finished
-    studies (rungs).
+    studies (rungs), and carry their warmup fraction (``fit_carried``).
 
     All points must share one scale_kind and span at least two distinct scales. tau and
     batch_size are fitted only from the points that record them (at least two scales).
@@ -474,9 +624,14 @@ def fit_studies(
         [p.scale for p in points], [p.lr for p in points], "lr", "peak learning rate",
         kind, weights=[p.weight for p in points], n_boot=n_boot, seed=seed, level=level,
     )
+    warm = [p for p in points if p.warmup_frac is not None]
     return FittedLaws(
         scale_kind=kind,
         lr=lr,
         tau=_fit_optional(points, "tau", "unitless (B/(eta*lambda*D))", n_boot, seed, level),
         batch_size=_fit_optional(points, "batch_size", "tokens per step", n_boot, seed, level),
+        warmup_frac=None if len({p.scale for p in warm}) < 2 else fit_carried(
+            [p.scale for p in warm], [p.warmup_frac for p in warm], "warmup_frac",
+            "fraction of steps", kind, weights=[p.weight for p in warm], n_boot=n_boot,
+            seed=seed, level=level),
     )

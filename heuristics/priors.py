@@ -611,7 +611,36 @@ def _weight_decay_prior(
     )
 
 
-def _warmup_prior(n: int, tokens: float, steps: float, beta2: float) -> Prior:
+def _warmup_prior(
+    n: int, tokens: float, steps: float, beta2: float, fitted: FittedLaws | None = None,
+    scale: float = 1.0,
+) -> Prior:
+    """The warmup fraction: the mean of three published rules, or the rungs' near-best warmup
+    carried from laws fitted to the user's studies (blended half and half with the rules where
+    that fit warns, as ``_with_fit`` does for a log prior)."""
+    published = _published_warmup_prior(n, tokens, steps, beta2)
+    carried = None if fitted is None else fitted.warmup_frac
+    if carried is None:
+        return published
+    pred = carried.predict(scale)
+    sigma_fit = max(WARMUP_SIGMA_FLOOR, carried.sigma)
+    note = f"{pred.level:.0%} CI [{pred.low:.3g}, {pred.high:.3g}] of a study's optimum"
+    if not carried.weak:
+        source = Source("fitted warmup_frac", f"{FITTED_CITATION}: {carried.describe()}",
+                        carried.value, published.unit, note, pred.extrapolated)
+        return _normal_prior("warmup_frac", carried.value, sigma_fit, [source], WARMUP_BOUNDS,
+                             published.unit)
+    w, v, c = FIT_WEIGHT_WEAK, carried.value, published.center
+    mixture = math.sqrt(w * sigma_fit**2 + (1 - w) * published.sigma**2 + w * (1 - w) * (v - c)**2)
+    note += (f"; the fit warns ({len(carried.warnings)} warning(s)), so the prior blends it half "
+             f"and half with the published rules' {c:.3g}")
+    source = Source("fitted warmup_frac", f"{FITTED_CITATION}: {carried.describe()}", v,
+                    published.unit, note, pred.extrapolated)
+    return _normal_prior("warmup_frac", w * v + (1 - w) * c, max(sigma_fit, mixture),
+                         [source, *published.sources], WARMUP_BOUNDS, published.unit)
+
+
+def _published_warmup_prior(n: int, tokens: float, steps: float, beta2: float) -> Prior:
     unit = "fraction of steps"
     ma_yarats = laws.warmup_steps_ma_yarats(beta2)
     porian = laws.warmup_tokens_porian(n)
@@ -681,7 +710,7 @@ def priors_for(
     split (epochs = tokens / unique_tokens drives dropout and effective data); None means a
     single pass over fresh data. beta2: AdamW beta2 (sets Ma & Yarats warmup). fitted: laws
     fitted to the user's studies (``heuristics.fit``); when given, they replace the published
-    laws for lr, tau and batch size. epochs_from: where unique_tokens was not counted on the
+    laws for lr, tau and batch size, and their carried warmup the published warmup rules. epochs_from: where unique_tokens was not counted on the
     prepared data, what it was estimated from, or (unique_tokens None) why it is unknown; the
     dropout prior, the one prior the epochs decide, shows it as a source. trained_batches: the
     smallest and largest batch size (sequences) the study trains; where the batch size prior's
@@ -705,7 +734,7 @@ def priors_for(
         n, n_total, tokens, unique_tokens, at * model.block_size, lr.center, fitted, scale
     )
     weight_decay = _weight_decay_prior(tau, lr, batch, at, model.block_size, tokens, steps)
-    warmup = _warmup_prior(n, tokens, steps, beta2)
+    warmup = _warmup_prior(n, tokens, steps, beta2, fitted, scale)
     dropout = _dropout_prior(tokens, unique_tokens, epochs_from)
 
     context = {
@@ -728,7 +757,7 @@ def priors_for(
         lr=lr, weight_decay=weight_decay, tau=tau, dropout=dropout, warmup_frac=warmup,
         batch_size=batch, context=tuple(context.items()),
         laws=LawsUsed() if fitted is None else LawsUsed(
-            "fitted", tuple(f.describe() for f in fitted.fits()), fitted.warnings),
+            "fitted", tuple(f.describe() for f in fitted.all_fits()), fitted.warnings),
     )
 
 

@@ -261,7 +261,7 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
 
 def print_laws(laws: Any, console: Console) -> None:
     """Each fitted law on a line, then what the fits do not know, in yellow."""
-    for fit in laws.fits():
+    for fit in laws.all_fits():
         console.print(fit.describe(), highlight=False, markup=False, soft_wrap=True)
     for warning in laws.warnings:
         console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False,

@@ -39,6 +39,8 @@ def _point(cfg: StudyConfig, trial: FrozenTrial, scale_kind: str, weight: float)
         batch_size=float(tokens_per_step) if batch_searched and tokens_per_step else None,
         value=float(trial.value),
         weight=weight,
+        warmup_frac=(float(trial.params["warmup_frac"]) if "warmup_frac" in trial.params
+                     else None),
     )
 
 
@@ -60,7 +62,7 @@ def fit_from_studies(
     near: float = NEAR_BEST,
 ) -> FittedLaws:
     """Fit lr, tau and batch-size laws to the near-optimal trials of finished studies at
-    several scales."""
+    several scales, and carry their warmup fraction."""
     points = []
     for cfg in cfgs:
         study, ran_with, _ = open_study(cfg, cfg.source)  # names a missing storage or study

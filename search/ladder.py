@@ -370,7 +370,7 @@ def print_plan(ladder: Ladder, console: Console) -> None:
 def print_fit(ladder: Ladder, fitted: FittedLaws, console: Console) -> None:
     """Each law, its prediction at the target with the interval, and its warnings."""
     scale = ladder.target_scale
-    for fit in fitted.fits():
+    for fit in fitted.all_fits():
         pred = fit.predict(scale)
         console.print(f"  {fit.describe()}", highlight=False, markup=False, soft_wrap=True)
         console.print(f"    at the target ({ladder.cfg.scale} {scale:,.0f}): {pred.value:.4g} "

@@ -4,7 +4,9 @@ Each shows, over the scale (tokens per trial or non-embedding parameters): the o
 rung found (the weighted mean of its near-best trials, with their spread), the fitted law and its
 prediction interval out to the target, the published laws' prior center at every rung and at
 the target, the prediction at the target, and the best trial of the target study once it ran.
-``scaletune report LADDER.yaml`` writes them beside the target study's report.
+The warmup fraction, carried from the rungs without a trend (``heuristics.fit.CarriedFit``), is
+drawn the same way on a linear axis. ``scaletune report LADDER.yaml`` writes them beside the
+target study's report.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 import plotly.graph_objects as go
 from matplotlib.figure import Figure
 
-from scaletune.heuristics.fit import FittedLaws, PowerLawFit, ScalePoint
+from scaletune.heuristics.fit import CarriedFit, FittedLaws, PowerLawFit, ScalePoint
 from scaletune.search.config import PriorsConfig, StudyConfig
 from scaletune.search.fit import scale_points
 from scaletune.search.ladder import Ladder, finished_trials
@@ -37,7 +39,7 @@ from scaletune.trainer.errors import ConfigError
 
 COLOURS = {"rung": "#1f77b4", "fit": "#d62728", "published": "#7f7f7f", "target": "#2ca02c"}
 LABELS = {"lr": "peak learning rate", "tau": "AdamW timescale tau = B/(eta*lambda*D)",
-          "batch_size": "batch (tokens per step)"}
+          "batch_size": "batch (tokens per step)", "warmup_frac": "warmup (fraction of steps)"}
 
 
 def published_center(cfg: StudyConfig, target: str) -> float:
@@ -59,14 +61,17 @@ def target_best(ladder: Ladder) -> ScalePoint | None:
         return None
 
 
-def plot_fit(ladder: Ladder, fit: PowerLawFit, best: ScalePoint | None, out: Path) -> Drawn:
-    """The figure of one fitted law (see the module)."""
+def plot_fit(ladder: Ladder, fit: PowerLawFit | CarriedFit, best: ScalePoint | None,
+             out: Path) -> Drawn:
+    """The figure of one fitted law or carried value (see the module)."""
+    law = isinstance(fit, PowerLawFit)
     top = ladder.target_scale
     xs = [float(x) for x in np.logspace(np.log10(fit.x_min) - 0.05, np.log10(top) + 0.05, 40)]
     line = [fit.predict(x) for x in xs]
     at_target = fit.predict(top)
     layers = [
-        Layer("fitted law", xs, [p.value for p in line], COLOURS["fit"], marker=None, line=2.0),
+        Layer("fitted law" if law else "carried value (the rungs' weighted mean)", xs,
+              [p.value for p in line], COLOURS["fit"], marker=None, line=2.0),
         Layer(f"{fit.level:.0%} prediction interval", xs, [p.low for p in line], COLOURS["fit"],
               marker=None, line=0.8),
         Layer(f"{fit.level:.0%} prediction interval", xs, [p.high for p in line],
@@ -92,9 +97,13 @@ def plot_fit(ladder: Ladder, fit: PowerLawFit, best: ScalePoint | None, out: Pat
     if found is not None:
         layers.append(Layer("target study's best trial", [top], [found], COLOURS["target"],
                             marker="diamond", size=11, edge="black"))
-    low, high = fit.exponent_interval
-    title = (f"{fit.target} ~ {ladder.cfg.scale}^{fit.exponent:.3f} "
-             f"({fit.level:.0%} CI [{low:.3f}, {high:.3f}]) over {fit.n_rungs} rungs")
+    if law:
+        low, high = fit.exponent_interval
+        title = (f"{fit.target} ~ {ladder.cfg.scale}^{fit.exponent:.3f} "
+                 f"({fit.level:.0%} CI [{low:.3f}, {high:.3f}]) over {fit.n_rungs} rungs")
+    else:
+        title = (f"{fit.target} {fit.value:.3g}: the mean of {fit.n_rungs} rungs, carried to the "
+                 "target (no trend fitted)")
     if fit.warnings:
         title += f"; {len(fit.warnings)} warning(s) in laws.json"
     ys = [v for layer in layers for v in layer.y]
@@ -107,13 +116,13 @@ def plot_fit(ladder: Ladder, fit: PowerLawFit, best: ScalePoint | None, out: Pat
         _titles(ax, html, title, f"{ladder.cfg.scale} per trial" if ladder.cfg.scale == "tokens"
                 else "non-embedding parameters", LABELS.get(fit.target, fit.target))
         _set_axis(ax, html, "x", _span(xs, True), True)
-        _set_axis(ax, html, "y", _span(ys, True), True)
+        _set_axis(ax, html, "y", _span(ys, law), law)
         _legends(png, html, [ax])
         return _save(png, html, out, f"ladder_{fit.target}")
 
 
 def make_ladder_figures(ladder: Ladder, out: Path, laws_: FittedLaws | None = None) -> list[Drawn]:
-    """A figure per fitted law into ``out``, from the ladder's laws file."""
+    """A figure per fitted law and carried value into ``out``, from the ladder's laws file."""
     if laws_ is None:
         if not ladder.laws_file.is_file():
             raise ConfigError(ladder.source, [
@@ -122,4 +131,4 @@ def make_ladder_figures(ladder: Ladder, out: Path, laws_: FittedLaws | None = No
         laws_ = FittedLaws.load(ladder.laws_file)
     out.mkdir(parents=True, exist_ok=True)
     best = target_best(ladder)
-    return [plot_fit(ladder, fit, best, out) for fit in laws_.fits()]
+    return [plot_fit(ladder, fit, best, out) for fit in laws_.all_fits()]

@@ -9,6 +9,7 @@ import pytest
 from scaletune.heuristics.fit import (
     FittedLaws,
     ScalePoint,
+    fit_carried,
     fit_power_law,
     fit_studies,
     near_best_weights,
@@ -309,3 +310,78 @@ def test_a_weak_fit_widens_the_prior_toward_the_published_laws():
     assert record["kind"] == "fitted" and len(record["fits"]) == 3
     assert any("fitted on 2 rungs" in w for w in record["warnings"])
     assert published.to_json()["laws"] == {"kind": "published", "fits": [], "warnings": []}
+
+
+def with_warmup(points, per_rung=(0.3, 0.2, 0.25, 0.15), rung_shift=None):
+    """``points`` with a warmup fraction per trial: the k-th trial of a rung gets per_rung[k],
+    plus the rung's shift (by rung order) where given."""
+    scales = sorted({p.scale for p in points})
+    out, seen = [], {}
+    for p in points:
+        k = seen.get(p.scale, 0)
+        seen[p.scale] = k + 1
+        shift = 0.0 if rung_shift is None else rung_shift[scales.index(p.scale)]
+        out.append(ScalePoint(p.scale, p.scale_kind, p.lr, p.tau, p.batch_size, p.value,
+                              weight=p.weight, warmup_frac=per_rung[k] + shift))
+    return out
+
+
+def test_warmup_is_carried_as_the_rungs_weighted_mean(tmp_path):
+    points = with_warmup(synthetic_points(n=4))
+    laws = fit_studies(points, n_boot=300)
+    carried = laws.warmup_frac
+    # Rule: the value is the weighted mean of every near-best trial, the same at every scale;
+    # beyond the rungs it is extrapolated, and its interval holds the value.
+    w = [p.weight for p in points]
+    mean = sum(p.warmup_frac * x for p, x in zip(points, w, strict=True)) / sum(w)
+    assert carried.value == pytest.approx(mean)
+    near, far = carried.predict(1e6), carried.predict(1e10)
+    assert near.value == far.value == pytest.approx(mean)
+    assert not near.extrapolated and far.extrapolated
+    assert far.low < mean < far.high
+    # Rungs that agree (every rung the same trials) leave only the bootstrap's spread.
+    assert carried.scatter == pytest.approx(0.0, abs=1e-12) and carried.se > 0
+    assert carried.n_rungs == 4 and not carried.warnings
+    # Rungs that disagree widen the interval of a study's optimum.
+    apart = fit_studies(with_warmup(synthetic_points(n=4), rung_shift=(0.1, -0.1, 0.1, -0.1)),
+                        n_boot=300).warmup_frac
+    assert apart.value == pytest.approx(mean) and apart.sigma > 2 * carried.sigma
+    # It is written and read back with the laws, and listed among them.
+    path = tmp_path / "laws.json"
+    laws.save(path, predict_at={"target": 1e9})
+    data = json.loads(path.read_text())
+    assert FittedLaws.load(path) == laws
+    assert data["laws"][-1].startswith(f"warmup_frac = {mean:.3g} at every scale")
+    assert data["predictions"]["target"]["warmup_frac"]["value"] == pytest.approx(mean)
+    # A laws file written before warmup was carried loads without it.
+    del data["warmup_frac"]
+    path.write_text(json.dumps(data))
+    assert FittedLaws.load(path).warmup_frac is None
+
+
+def test_the_carried_warmup_becomes_the_prior():
+    model = ModelShape(n_layer=2, n_head=4, n_embd=64, block_size=64, vocab_size=256)
+    tokens = 4e8
+    published = priors_for(model, tokens).warmup_frac
+    strong = fit_studies(with_warmup(synthetic_points(n=4)), n_boot=200)
+    weak = fit_studies(with_warmup(synthetic_points(n=2)), n_boot=200)
+    from_strong = priors_for(model, tokens, fitted=strong).warmup_frac
+    from_weak = priors_for(model, tokens, fitted=weak).warmup_frac
+    # Rule: three rungs or more: the prior is the rungs' value, its one source the fit.
+    assert from_strong.center == pytest.approx(strong.warmup_frac.value)
+    assert [s.law for s in from_strong.sources] == ["fitted warmup_frac"]
+    assert from_strong.sources[0].citation.startswith("fitted from your studies: warmup_frac")
+    assert from_strong.center != pytest.approx(published.center, abs=0.01)
+    # Two rungs warn; the prior lies halfway to the published rules and keeps their sources.
+    assert any("carried from 2 rung(s)" in w for w in weak.warnings)
+    rules = [s.value for s in from_weak.sources[1:]]  # the published rules at this batch
+    assert from_weak.center == pytest.approx((weak.warmup_frac.value + sum(rules) / 3) / 2)
+    assert {s.law for s in published.sources} < {s.law for s in from_weak.sources}
+    assert from_weak.sigma >= max(published.sigma, weak.warmup_frac.sigma)
+
+
+def test_identical_warmups_say_nothing_was_measured():
+    carried = fit_carried([1e5, 1e5, 2e5, 4e5], [0.1] * 4, "warmup_frac", "fraction of steps",
+                          "tokens", n_boot=50)
+    assert carried.value == pytest.approx(0.1)
+    assert any("nothing measured how much it matters" in w for w in carried.warnings)

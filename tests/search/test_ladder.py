@@ -217,6 +217,28 @@ def test_the_ladder_figure_shows_rungs_law_published_prior_and_prediction(tmp_pa
     assert "lr ~ tokens^-0.300" in drawn[0].png.axes[0].get_title(loc="left")
 
 
+def test_the_carried_warmup_gets_a_figure_of_its_own(tmp_path, shakespeare):
+    from scaletune.heuristics.fit import ScalePoint, fit_studies
+    from scaletune.search.ladder_report import make_ladder_figures
+
+    ladder = load_ladder(ladder_files(tmp_path, shakespeare))
+    points = [ScalePoint(r.scale, "tokens", 0.5 * r.scale**-0.3 * j, None, None, 3.0,
+                         warmup_frac=w) for r in ladder.rungs for j, w in ((0.9, 0.2), (1.1, 0.3))]
+    fitted = fit_studies(points, n_boot=100)
+    drawn = make_ladder_figures(ladder, tmp_path / "report", fitted)
+    # Rule: the warmup carried from the rungs is drawn after the laws, on a linear axis, as a
+    # flat line at the rungs' mean with the target's prediction on it.
+    assert [d.paths[0].name for d in drawn] == ["ladder_lr.png", "ladder_warmup_frac.png"]
+    ax = drawn[1].png.axes[0]
+    assert ax.get_yscale() == "linear" and ax.get_xscale() == "log"
+    assert ax.get_title(loc="left").startswith("warmup_frac 0.25: the mean of 3 rungs, carried")
+    line = next(t for t in drawn[1].html.data if t.name.startswith("carried value"))
+    assert list(line.y) == pytest.approx([0.25] * len(line.y))
+    star = next(t for t in drawn[1].html.data
+                if t.name == "prediction at the target" and len(t.x) == 1)
+    assert star.x[0] == ladder.target_scale and star.y[0] == pytest.approx(0.25)
+
+
 def test_a_ladder_settles_only_on_three_agreeing_rungs_without_warnings(tmp_path, shakespeare):
     from scaletune.heuristics.fit import ScalePoint, fit_studies
     from scaletune.search.ladder import settled

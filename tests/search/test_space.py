@@ -391,6 +391,28 @@ def test_fit_point_takes_a_fixed_lr_from_the_search_space():
     assert [p.lr for p in scale_points(cfg, study, "tokens")] == [0.02]
 
 
+def test_fit_point_carries_warmup_only_where_the_study_searched_it():
+    import optuna.trial as ot
+
+    from scaletune.search.fit import scale_points
+
+    cfg = study_cfg(search={"lr": {"prior": "auto"}, "warmup_frac": {"low": 0.0, "high": 0.3}})
+    study = optuna.create_study()
+    for lr, warmup, loss in ((1e-3, 0.25, 2.5), (2e-3, 0.1, 2.52), (3e-3, 0.2, 3.0)):
+        study.add_trial(ot.create_trial(
+            params={"lr": lr, "warmup_frac": warmup}, value=loss,
+            distributions={"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True),
+                           "warmup_frac": optuna.distributions.FloatDistribution(0.0, 0.3)}))
+    # Rule: the near-best trials (within 3% of the best) carry the warmup they trained with.
+    assert [p.warmup_frac for p in scale_points(cfg, study, "tokens")] == [0.25, 0.1]
+    fixed = optuna.create_study()
+    fixed.add_trial(ot.create_trial(
+        params={"lr": 1e-3}, value=2.5,
+        distributions={"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}))
+    # A warmup the study fixed says nothing about where its optimum lies.
+    assert [p.warmup_frac for p in scale_points(study_cfg(), fixed, "tokens")] == [None]
+
+
 def test_a_study_gets_the_lr_of_the_batches_it_trains():
     from scaletune.heuristics.priors import priors_for
     from scaletune.search.space import model_shape, study_priors, trained_batches
