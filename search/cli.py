@@ -174,6 +174,7 @@ def _job_server(args: argparse.Namespace) -> str:
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.config import check_study_files, load_study
+    from scaletune.search.manage import plan_notes
     from scaletune.trainer.config import load_train_config, load_yaml
     from scaletune.trainer.data import tiktoken_download_note
 
@@ -198,8 +199,12 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
             # What `run` or `train` would find first: the files the config names are there.
             if missing:
                 raise ConfigError(path, missing)
+            # What the plan would warn of, without a dry run (a ladder's rungs plan their priors
+            # as they run, its target's from laws not fitted yet: the download only).
+            notes = (plan_notes(cfg) if not kind
+                     else [n for n in [tiktoken_download_note(data)] if n])
             console.print(f"{path}: ok{kind}", highlight=False)
-            if note := tiktoken_download_note(data):
+            for note in notes:
                 console.print(f"  note: {note}", style="yellow", highlight=False, markup=False)
         except ConfigError as e:
             status = _errors(console, e)

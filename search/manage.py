@@ -111,6 +111,20 @@ def with_options(cfg: StudyConfig, **options: Any) -> StudyConfig:
 # --------------------------------------------------------------------------- run --dry-run
 
 
+def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
+    """What the plan of ``cfg`` warns of before anything runs: priors' centers outside the
+    ranges searched (``centers_outside``), a tokenizer the first run downloads. ``dims``: the
+    search space if built already."""
+    notes = []
+    if cfg.seeding == "prior":
+        if dims is None:
+            dims, _ = build_space(cfg, planning_priors(cfg))
+        notes += centers_outside(dims)
+    if download := tiktoken_download_note(cfg.data):
+        notes.append(download)
+    return notes
+
+
 def print_plan(cfg: StudyConfig, console: Console) -> None:
     """What ``scaletune run`` would do with ``cfg``, from the study file alone: nothing is
     prepared, started or written (the priors plan as ``scaletune priors`` does)."""
@@ -125,10 +139,7 @@ def print_plan(cfg: StudyConfig, console: Console) -> None:
     console.print(priors_table(priors))
     console.print()
     console.print(_space_table(dims, fixed, seeded=cfg.seeding == "prior"))
-    notes = centers_outside(dims) if cfg.seeding == "prior" else []
-    if download := tiktoken_download_note(cfg.data):
-        notes.append(download)
-    for note in notes:
+    for note in plan_notes(cfg, dims):
         console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
     console.print()
     rows: list[tuple[str, str]] = []

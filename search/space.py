@@ -220,12 +220,24 @@ def centers_outside(dims: list[Dim]) -> list[str]:
         fix = ("add choices toward the center, or give no choices" if
                isinstance(dist, CategoricalDistribution) else
                "widen the range toward the center, or give no low and high")
-        notes.append(
+        note = (
             f"{key}: the priors' center {d.name} = {shown(float(p.center))} lies {side} the range "
             f"searched [{shown(float(low))}, {shown(float(high))}], so the first trial starts at "
             f"{shown(float(snap(dist, p.center)))} and the start-up draws crowd that end; {fix} "
             "to search the priors' range")
+        if d.name == "tau" and side == "above" and high <= TAU_LIKE_LAMBDA:
+            # weight_decay's low and high are a tau range unless the file says `as: lambda`; a
+            # range under 1 is the usual AdamW weight decay, read as a decay faster than the run.
+            note += (f". A {key} range of [{shown(float(low))}, {shown(float(high))}] reads as "
+                     "tau = B/(eta*lambda*D), weight decay's timescale in runs (as: tau, the "
+                     "default); if these are AdamW weight_decay values, write as: lambda")
+        notes.append(note)
     return notes
+
+
+TAU_LIKE_LAMBDA = 1.0
+"""A tau range whose top is at most this, under a prior centered above it, is named as one that
+may have been meant as AdamW weight decay (``centers_outside``)."""
 
 
 def prior_center_params(dims: list[Dim]) -> dict[str, Any]:

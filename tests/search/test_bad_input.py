@@ -10,7 +10,7 @@ import yaml
 
 from scaletune.search.cli import main
 from scaletune.search.config import load_study
-from tests.search.helpers import tiny_study, write_study
+from tests.search.helpers import flat, tiny_study, write_study
 
 
 def _set(study, dotted, value):
@@ -317,6 +317,28 @@ def test_validate_and_dry_run_say_when_the_first_run_would_download_an_encoding(
     assert "note: tokenizer 'gpt2': tiktoken's files for it (2) are not in its cache" in out
     assert main(["run", path, "--dry-run"]) == 0
     assert "note: tokenizer 'gpt2': tiktoken's files" in capsys.readouterr().out
+
+
+def test_validate_says_when_a_weight_decay_range_reads_as_tau(tmp_path, shakespeare, capsys):
+    # A new user's AdamW weight decay range, 0.001 to 0.2, under the default as: tau.
+    study = tiny_study(tmp_path, shakespeare)
+    study["search"]["weight_decay"] = {"low": 0.001, "high": 0.2}
+    path = str(write_study(tmp_path, study))
+    assert main(["validate", path]) == 0
+    out = flat(capsys.readouterr().out)
+    # Rule: the file is valid, and `validate` says what the plan says: the range is read as tau,
+    # far below the priors' center, and how to search weight decay values instead.
+    assert f"{path}: ok" in out
+    assert "note: search.weight_decay: the priors' center tau = " in out
+    assert "lies above the range searched [0.001, 0.2]" in out
+    assert "reads as tau = B/(eta*lambda*D)" in out and "write as: lambda" in out
+    assert main(["run", path, "--dry-run"]) == 0
+    assert "write as: lambda" in flat(capsys.readouterr().out)
+    # Searched as lambda, the same range is what the file means: no note on it.
+    study["search"]["weight_decay"] = {"low": 0.001, "high": 0.2, "as": "lambda"}
+    path = str(write_study(tmp_path, study))
+    assert main(["validate", path]) == 0
+    assert "search.weight_decay" not in capsys.readouterr().out
 
 
 def test_validate_finds_a_tokenizer_that_does_not_exist(tmp_path, shakespeare, capsys):
