@@ -487,7 +487,8 @@ def fit_carried(
     said = []
     if len(groups) < MIN_RUNGS:
         said.append(
-            f"{target}: carried from {len(groups)} rung(s); with fewer than {MIN_RUNGS} nothing "
+            f"{target}: carried from {len(groups)} rung{'s' * (len(groups) != 1)}; with fewer "
+            f"than {MIN_RUNGS} nothing "
             "shows whether the rungs agree: add a rung; until then the prior is blended half and "
             "half with the published one")
     if math.sqrt(se**2 + scatter**2) < DEGENERATE_WIDTH:

@@ -373,7 +373,7 @@ def test_the_carried_warmup_becomes_the_prior():
     assert from_strong.sources[0].citation.startswith("fitted from your studies: warmup_frac")
     assert from_strong.center != pytest.approx(published.center, abs=0.01)
     # Two rungs warn; the prior lies halfway to the published rules and keeps their sources.
-    assert any("carried from 2 rung(s)" in w for w in weak.warnings)
+    assert any("carried from 2 rungs" in w for w in weak.warnings)
     rules = [s.value for s in from_weak.sources[1:]]  # the published rules at this batch
     assert from_weak.center == pytest.approx((weak.warmup_frac.value + sum(rules) / 3) / 2)
     assert {s.law for s in published.sources} < {s.law for s in from_weak.sources}
