@@ -192,6 +192,29 @@ def test_export_carries_the_horizon_with_the_fitted_exponents(tmp_path):
                                     if r.value == "weight_decay")
 
 
+def test_export_notes_the_warnings_of_the_laws_it_uses_only(tmp_path):
+    from scaletune.heuristics.fit import ScalePoint, fit_studies
+    from scaletune.search.export import export_study
+    from tests.search.test_export import add_trial, make_study, params, study_file
+
+    # Two studies: every fit warns (two rungs), the carried warmup too.
+    points = [ScalePoint(x, "tokens", 0.3 * x**-0.5 * j, 50 * x**-0.2 * j, None, 3.0,
+                         warmup_frac=w) for x in (1e4, 4e4) for j, w in ((0.95, 0.2), (1.05, 0.3))]
+    laws_path = tmp_path / "laws.json"
+    fitted = fit_studies(points, n_boot=100)
+    assert any(w.startswith("warmup_frac:") for w in fitted.warnings)
+    fitted.save(laws_path)
+    path, cfg = study_file(tmp_path, priors={"laws": "fitted", "fitted_file": str(laws_path)})
+    study = make_study(cfg)
+    add_trial(study, cfg, params(4e-3, tau=0.8, batch_size=16), 2.2)
+    done = export_study(cfg, tmp_path / "final.yaml", source=str(path),
+                        tokens=16 * cfg.tokens_per_trial)
+    # Rule: the export names the warnings of the laws that carry the config to the longer run;
+    # the warmup fraction is kept as the trial had it, so its warning is not the export's.
+    assert any(n.startswith("fitted laws: lr law: fitted on 2 rungs") for n in done.notes)
+    assert not any("warmup_frac" in n for n in done.notes)
+
+
 def test_the_ladder_figure_shows_rungs_law_published_prior_and_prediction(tmp_path, shakespeare):
     from scaletune.heuristics.fit import ScalePoint, fit_studies
     from scaletune.search.ladder_report import make_ladder_figures
