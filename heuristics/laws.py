@@ -57,6 +57,18 @@ def outside(value: float, fitted_range: tuple[float, float]) -> bool:
     return not (low <= value <= high)
 
 
+def steplaw_outside(n: float, tokens: float) -> bool:
+    """True when Step Law is evaluated outside the N, D and D/N it was fitted on."""
+    return (outside(n, STEPLAW_PARAMS_RANGE) or outside(tokens, STEPLAW_TOKENS_RANGE)
+            or outside(tokens / n, STEPLAW_TPP_RANGE))
+
+
+def lr_laws_extrapolated(n: float, tokens: float, compute: float) -> bool:
+    """True when every published lr law (DeepSeek's eta(C), Step Law's eta(N, D)) is evaluated
+    outside its fitted range: the short runs that the suite-fitted corrections are for."""
+    return outside(compute, DEEPSEEK_COMPUTE_RANGE_FLOPS) and steplaw_outside(n, tokens)
+
+
 # --- model and budget accounting ------------------------------------------------------------
 
 

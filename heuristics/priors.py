@@ -414,9 +414,7 @@ def _published_lr_prior(
             _at_batch(steplaw, steplaw_batch, batch_seqs), unit,
             note=f"N = {n:.3g} non-embedding, D = {tokens:.3g}; fitted N 2.1e8-1.07e9, D 4e9-1e11, "
             f"D/N 19-466; {steplaw:.3g} at its B_opt {steplaw_batch:.3g} seqs, {rule}",
-            extrapolated=laws.outside(n, laws.STEPLAW_PARAMS_RANGE)
-            or laws.outside(tokens, laws.STEPLAW_TOKENS_RANGE)
-            or laws.outside(tokens / n, laws.STEPLAW_TPP_RANGE),
+            extrapolated=laws.steplaw_outside(n, tokens),
         ),
     ]
     center = _geomean([s.value for s in sources])

@@ -7,7 +7,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from scaletune.heuristics import laws
 from scaletune.heuristics.fit import (
+    EXPONENT_PRIOR_SD,
     NEAR_BEST,
+    SHORT_RUN_LR_EXPONENT,
     FittedLaws,
     ScalePoint,
     fit_studies,
@@ -64,9 +66,15 @@ def fit_from_studies(
     """Fit lr, tau and batch-size laws to the near-optimal trials of finished studies at
     several scales, and carry their warmup fraction."""
     points = []
+    short = True
     for cfg in cfgs:
         study, ran_with, _ = open_study(cfg, cfg.source)  # names a missing storage or study
         points += scale_points(ran_with, study, scale_kind, near)
+        m = ran_with.model
+        compute = laws.deepseek_compute_flops(m.n_layer, m.n_embd, m.block_size,
+                                              ran_with.tokens_per_trial)
+        short &= laws.lr_laws_extrapolated(laws.non_embedding_params(m.n_layer, m.n_embd),
+                                           ran_with.tokens_per_trial, compute)
     scales = sorted({p.scale for p in points})
     if len(scales) < 2:
         what = ("tokens per trial (tokens_per_trial)" if scale_kind == "tokens" else
@@ -79,4 +87,8 @@ def fit_from_studies(
                     + f" at {scales[0]:,.0f}: add a study at another scale (`scaletune ladder` "
                     f"plans and runs them), or fit along the other scale ({other})"]
         )
-    return fit_studies(points, n_boot=n_boot)
+    # Studies far below the published lr laws' range (every one extrapolated): the lr law's
+    # exponent in tokens is drawn toward what the suite's ladders measured there.
+    prior = ((SHORT_RUN_LR_EXPONENT, EXPONENT_PRIOR_SD) if short and scale_kind == "tokens"
+             else None)
+    return fit_studies(points, n_boot=n_boot, lr_exponent_prior=prior)

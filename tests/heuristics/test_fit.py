@@ -6,7 +6,10 @@ import math
 import numpy as np
 import pytest
 
+from scaletune.heuristics import laws as published_laws
 from scaletune.heuristics.fit import (
+    EXPONENT_PRIOR_SD,
+    SHORT_RUN_LR_EXPONENT,
     FittedLaws,
     ScalePoint,
     fit_carried,
@@ -385,3 +388,62 @@ def test_identical_warmups_say_nothing_was_measured():
                           "tokens", n_boot=50)
     assert carried.value == pytest.approx(0.1)
     assert any("nothing measured how much it matters" in w for w in carried.warnings)
+
+
+def test_a_prior_on_the_exponent_draws_a_noisy_fit_toward_it(tmp_path):
+    prior = (SHORT_RUN_LR_EXPONENT, EXPONENT_PRIOR_SD)
+    noisy_points = synthetic_points(noise_log10=0.3, n=3, seed=3)
+    alone = fit_studies(noisy_points, n_boot=300).lr
+    drawn = fit_studies(noisy_points, n_boot=300, lr_exponent_prior=prior).lr
+    se = math.sqrt(alone.cov[2])
+    assert se > EXPONENT_PRIOR_SD  # the rungs alone know the exponent less well than the prior
+    # Rule: the exponent lies between the rungs' own and the prior's mean, weighted by their
+    # precisions, and the rungs' own is kept beside it.
+    w = (1 / se**2) / (1 / se**2 + 1 / EXPONENT_PRIOR_SD**2)
+    assert drawn.exponent == pytest.approx(w * alone.exponent + (1 - w) * prior[0])
+    assert drawn.exponent_fitted == alone.exponent and drawn.data_exponent == alone.exponent
+    # The line turns about the rungs' center: the lr it gives there is the fit's own.
+    lx = np.log10([p.scale for p in noisy_points])
+    center = 10 ** float(np.average(lx, weights=[p.weight for p in noisy_points]))
+    assert drawn.predict(center).value == pytest.approx(alone.predict(center).value)
+    # Its exponent's interval is no wider than either alone would make it.
+    width = lambda f: f.exponent_interval[1] - f.exponent_interval[0]  # noqa: E731
+    assert width(drawn) < min(width(alone), 2 * 1.96 * EXPONENT_PRIOR_SD)
+    # The law says so, and keeps it through its file.
+    assert f"the rungs alone {alone.exponent:+.3f}, drawn toward the prior -0.12 +- 0.10" in (
+        drawn.describe())
+    path = tmp_path / "laws.json"
+    laws = fit_studies(noisy_points, n_boot=300, lr_exponent_prior=prior)
+    laws.save(path)
+    assert FittedLaws.load(path) == laws
+
+
+def test_a_precise_fit_keeps_most_of_its_own_exponent():
+    points = synthetic_points(noise_log10=0.02)  # 8 rungs over 3 decades: b = -0.25 pinned down
+    drawn = fit_studies(points, n_boot=300,
+                        lr_exponent_prior=(SHORT_RUN_LR_EXPONENT, EXPONENT_PRIOR_SD)).lr
+    assert drawn.exponent == pytest.approx(LR_TRUE[1], abs=0.01)
+
+
+def test_the_warnings_are_the_rungs_own_under_a_prior():
+    # The case of the issue (two studies, their best trials only, lr rising with tokens): a prior
+    # moves the exponent, and the warnings still say what the rungs alone show.
+    points = [ScalePoint(1e5, "tokens", 0.0047, None, None, 3.0),
+              ScalePoint(4e5, "tokens", 0.0066, None, None, 2.8)]
+    fit = fit_studies(points, n_boot=200,
+                      lr_exponent_prior=(SHORT_RUN_LR_EXPONENT, EXPONENT_PRIOR_SD)).lr
+    said = " ".join(fit.warnings)
+    assert "fitted on 2 rungs" in said and "has zero width" in said
+    assert "the fitted exponent +0.245 has the opposite sign" in said
+    # Nothing measured the exponent: the prior and the rungs count alike.
+    assert fit.exponent == pytest.approx((0.245 + SHORT_RUN_LR_EXPONENT) / 2, abs=1e-3)
+
+
+def test_the_short_run_regime_is_where_every_lr_law_is_extrapolated():
+    tiny = published_laws.non_embedding_params(2, 64)
+    compute = published_laws.deepseek_compute_flops(2, 64, 64, 3e5)
+    assert published_laws.lr_laws_extrapolated(tiny, 3e5, compute)
+    big = published_laws.non_embedding_params(24, 1024)  # 3e8, inside Step Law's N
+    tokens = 2e10
+    compute = published_laws.deepseek_compute_flops(24, 1024, 2048, tokens)
+    assert not published_laws.lr_laws_extrapolated(big, tokens, compute)

@@ -251,11 +251,13 @@ def full(folder: Path) -> Iterator[Path]:
     first = threading.Event()
 
     def take() -> None:
+        chunk = b"\0" * (1 << 20)  # a megabyte at a time, then pages once the disk is full
         with open(filler, "wb", buffering=0) as f:
             while not stop.is_set():
                 try:
-                    f.write(b"\0" * 4096)
+                    f.write(chunk)
                 except OSError:
+                    chunk = chunk[:4096]
                     first.set()
                     stop.wait(0.005)
 
@@ -272,10 +274,10 @@ def full(folder: Path) -> Iterator[Path]:
 @pytest.mark.slow
 def test_disk_full_during_a_study_stops_it_cleanly_and_it_resumes(tmp_path, shakespeare,
                                                                    small_disk):
-    # Six short trials: once the disk is full, the driver still has trials to start and write
-    # (with three, a driver that ran ahead of the test's watch finished before the disk
-    # filled).
-    raw = tiny_study(tmp_path, shakespeare, n_trials=6, pruner={"name": "none"},
+    # Twelve short trials: once the disk is full, the driver still has trials to start and write
+    # (with three, and with six on a loaded machine, a driver that ran ahead of the test's watch
+    # finished before the disk filled).
+    raw = tiny_study(tmp_path, shakespeare, n_trials=12, pruner={"name": "none"},
                      tokens_per_trial=24_576, study_dir=str(small_disk / "study"))
     path = write_study(tmp_path, raw)
     db = small_disk / "study" / "study.db"
@@ -312,7 +314,7 @@ def test_disk_full_during_a_study_stops_it_cleanly_and_it_resumes(tmp_path, shak
     study = load(validate_study(raw))
     # Once there is room again the same command finishes the study: exactly n_trials finished
     # trials, the trials finished before the failure among them, none left RUNNING.
-    assert n_finished(study) == 6
+    assert n_finished(study) == 12
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
     assert {n for n, _, _ in kept} <= {t.number for t in study.trials
                                        if t.state == TrialState.COMPLETE}

@@ -11,6 +11,7 @@ import optuna
 import pytest
 import yaml
 
+from scaletune.heuristics.fit import EXPONENT_PRIOR_SD, SHORT_RUN_LR_EXPONENT
 from scaletune.search.cli import main
 from scaletune.search.config import load_study
 from scaletune.search.ladder import epochs, epochs_warning, load_ladder
@@ -136,6 +137,10 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     assert float(cost[3]) < float(cost[4])
     saved = json.loads(ladder.laws_file.read_text())
     assert saved["format_version"] == 2 and saved["lr"]["n_rungs"] == 3
+    # A 1x32 model is far below every published lr law: the lr exponent is drawn toward the
+    # suite's short-run exponent, and the law says so.
+    assert saved["lr"]["exponent_prior"] == [SHORT_RUN_LR_EXPONENT, EXPONENT_PRIOR_SD]
+    assert "drawn toward the prior -0.12 +- 0.10" in saved["laws"][0]
     # It gives each law's prediction at the target's tokens with its interval.
     at_target = saved["predictions"]["target"]
     assert at_target["scale"] == ladder.target_scale == 40_960
