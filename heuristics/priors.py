@@ -708,9 +708,10 @@ def priors_for(
     split (epochs = tokens / unique_tokens drives dropout and effective data); None means a
     single pass over fresh data. beta2: AdamW beta2 (sets Ma & Yarats warmup). fitted: laws
     fitted to the user's studies (``heuristics.fit``); when given, they replace the published
-    laws for lr, tau and batch size, and their carried warmup the published warmup rules. epochs_from: where unique_tokens was not counted on the
-    prepared data, what it was estimated from, or (unique_tokens None) why it is unknown; the
-    dropout prior, the one prior the epochs decide, shows it as a source. trained_batches: the
+    laws for lr, tau and batch size, and their carried warmup the published warmup rules.
+    epochs_from: where unique_tokens was not counted on the prepared data, what it was
+    estimated from, or (unique_tokens None) why it is unknown; the dropout prior, the one prior
+    the epochs decide, shows it as a source. trained_batches: the
     smallest and largest batch size (sequences) the study trains; where the batch size prior's
     center lies outside them, lr, tau, lambda and warmup are those of the nearest batch trained
     (``batch_of_lr``), since no trial trains at the center (a ladder's rung, whose shorter budget
