@@ -311,6 +311,27 @@ def _wls(lx: np.ndarray, ly: np.ndarray, w: np.ndarray) -> tuple[float, float]:
     return float(my - slope * mx), slope
 
 
+def _weighted_mean_sd(v: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    """Weighted mean of ``v`` and the weighted spread around it."""
+    mean = float(np.average(v, weights=w))
+    return mean, float(np.sqrt(np.average((v - mean) ** 2, weights=w)))
+
+
+def _resample(rng: np.random.Generator, groups: list[np.ndarray], min_rungs: int
+              ) -> np.ndarray | None:
+    """The indices of one bootstrap draw: the rungs (``groups``) with replacement, drawn again up
+    to 20 times until ``min_rungs`` distinct ones are in, then each chosen rung's trials with
+    replacement; None when no draw had that many."""
+    for _attempt in range(20):
+        chosen = rng.integers(0, len(groups), size=len(groups))
+        if np.unique(chosen).size >= min_rungs:
+            break
+    else:
+        return None
+    return np.concatenate([groups[k][rng.integers(0, groups[k].size, size=groups[k].size)]
+                           for k in chosen])
+
+
 def _with_warnings(fit: PowerLawFit) -> PowerLawFit:
     """``fit`` with the warnings its numbers call for, each a sentence that says what to do."""
     said = []
@@ -379,8 +400,7 @@ def fit_power_law(
     groups = [np.flatnonzero(lx == s) for s in scales]
     rungs, residuals = [], []
     for s, g in zip(scales, groups, strict=True):
-        mean = float(np.average(ly[g], weights=w[g]))
-        sd = float(np.sqrt(np.average((ly[g] - mean) ** 2, weights=w[g])))
+        mean, sd = _weighted_mean_sd(ly[g], w[g])
         rungs.append(RungOptimum(float(10.0**s), _pow10(mean), _pow10(mean - sd),
                                  _pow10(mean + sd), int(g.size)))
         residuals.append(mean - (intercept + slope * s))
@@ -389,15 +409,9 @@ def fit_power_law(
     rng = np.random.default_rng(seed)
     boot = []
     for _ in range(n_boot):
-        for _attempt in range(20):
-            chosen = rng.integers(0, len(groups), size=len(groups))
-            if np.unique(chosen).size >= 2:
-                break
-        else:
-            continue
-        idx = np.concatenate([groups[k][rng.integers(0, groups[k].size, size=groups[k].size)]
-                              for k in chosen])
-        boot.append(_wls(lx[idx], ly[idx], w[idx]))
+        idx = _resample(rng, groups, min_rungs=2)  # one scale determines no slope
+        if idx is not None:
+            boot.append(_wls(lx[idx], ly[idx], w[idx]))
     samples = np.asarray(boot or [(intercept, slope)]).T
     c = np.cov(samples) if samples.shape[1] > 1 else np.zeros((2, 2))
     dof = len(groups) - 2
@@ -542,16 +556,13 @@ def fit_carried(
     value = float(np.average(ys, weights=w))
     rungs, means = [], []
     for s, g in zip(scales, groups, strict=True):
-        mean = float(np.average(ys[g], weights=w[g]))
-        sd = float(np.sqrt(np.average((ys[g] - mean) ** 2, weights=w[g])))
+        mean, sd = _weighted_mean_sd(ys[g], w[g])
         rungs.append(RungOptimum(float(s), mean, mean - sd, mean + sd, int(g.size)))
         means.append(mean)
     rng = np.random.default_rng(seed)
     boot = []
     for _ in range(n_boot):
-        chosen = rng.integers(0, len(groups), size=len(groups))
-        idx = np.concatenate([groups[k][rng.integers(0, groups[k].size, size=groups[k].size)]
-                              for k in chosen])
+        idx = _resample(rng, groups, min_rungs=1)  # the first draw always has one
         boot.append(float(np.average(ys[idx], weights=w[idx])))
     se = float(np.std(boot, ddof=1)) if len(boot) > 1 else 0.0
     dof = len(groups) - 1

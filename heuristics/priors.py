@@ -347,15 +347,23 @@ def _with_fit(
     sigma_fit = _fitted_sigma(pred)
     if not fit.weak:
         return value, sigma_fit, [_fitted_source(fit, pred, value, published.unit, note)]
-    w = FIT_WEIGHT_WEAK
-    log_fit, log_pub = math.log10(value), math.log10(published.center)
-    center = 10.0 ** (w * log_fit + (1 - w) * log_pub)
-    mixture = math.sqrt(w * sigma_fit**2 + (1 - w) * published.sigma**2
-                        + w * (1 - w) * (log_fit - log_pub) ** 2)
+    log_center, sigma = _blend(math.log10(value), sigma_fit, math.log10(published.center),
+                               published.sigma)
     weak = (f"{note}; the fit warns ({len(fit.warnings)} warning(s)), so the prior blends it "
             f"half and half with the published laws' {published.center:.4g}")
     sources = [_fitted_source(fit, pred, value, published.unit, weak), *published.sources]
-    return center, max(sigma_fit, mixture), sources
+    return 10.0**log_center, sigma, sources
+
+
+def _blend(fit: float, sigma_fit: float, published: float, sigma_published: float
+           ) -> tuple[float, float]:
+    """Center and sigma of a prior that mixes a fit that warns with the published prior, with
+    weight FIT_WEIGHT_WEAK, never narrower than the fit (in the space the values are given in:
+    log10 for a log prior)."""
+    w = FIT_WEIGHT_WEAK
+    mixture = math.sqrt(w * sigma_fit**2 + (1 - w) * sigma_published**2
+                        + w * (1 - w) * (fit - published) ** 2)
+    return w * fit + (1 - w) * published, max(sigma_fit, mixture)
 
 
 def _at_batch(lr: float, law_batch: float, batch: float) -> float:
@@ -615,7 +623,7 @@ def _warmup_prior(
 ) -> Prior:
     """The warmup fraction: the mean of three published rules, or the rungs' near-best warmup
     carried from laws fitted to the user's studies (blended half and half with the rules where
-    that fit warns, as ``_with_fit`` does for a log prior)."""
+    that fit warns, ``_blend``, as ``_with_fit`` does for a log prior)."""
     published = _published_warmup_prior(n, tokens, steps, beta2)
     carried = None if fitted is None else fitted.warmup_frac
     if carried is None:
@@ -628,14 +636,13 @@ def _warmup_prior(
                         carried.value, published.unit, note, pred.extrapolated)
         return _normal_prior("warmup_frac", carried.value, sigma_fit, [source], WARMUP_BOUNDS,
                              published.unit)
-    w, v, c = FIT_WEIGHT_WEAK, carried.value, published.center
-    mixture = math.sqrt(w * sigma_fit**2 + (1 - w) * published.sigma**2 + w * (1 - w) * (v - c)**2)
+    center, sigma = _blend(carried.value, sigma_fit, published.center, published.sigma)
     note += (f"; the fit warns ({len(carried.warnings)} warning(s)), so the prior blends it half "
-             f"and half with the published rules' {c:.3g}")
-    source = Source("fitted warmup_frac", f"{FITTED_CITATION}: {carried.describe()}", v,
-                    published.unit, note, pred.extrapolated)
-    return _normal_prior("warmup_frac", w * v + (1 - w) * c, max(sigma_fit, mixture),
-                         [source, *published.sources], WARMUP_BOUNDS, published.unit)
+             f"and half with the published rules' {published.center:.3g}")
+    source = Source("fitted warmup_frac", f"{FITTED_CITATION}: {carried.describe()}",
+                    carried.value, published.unit, note, pred.extrapolated)
+    return _normal_prior("warmup_frac", center, sigma, [source, *published.sources],
+                         WARMUP_BOUNDS, published.unit)
 
 
 def _published_warmup_prior(n: int, tokens: float, steps: float, beta2: float) -> Prior:
