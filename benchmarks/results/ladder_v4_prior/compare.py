@@ -14,6 +14,7 @@ ladder_v2, ladder_v3_warmup and these ladders.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -26,10 +27,11 @@ BEFORE = pd.read_csv(HERE.parent / "ladder_v3_warmup" / "ladder_suite.csv").set_
     ["task", "ladder_seed"])
 
 
-def with_best_before(task: suite.Task, base: pd.DataFrame) -> pd.DataFrame:
-    """The suite's trials plus the best trial known before (ladder_v2 and ladder_v3_warmup's
-    table), as a row of no compared strategy."""
-    r = BEFORE.loc[(task.name, 0)]
+def with_best_before(task: suite.Task, base: pd.DataFrame, tables: Sequence[pd.DataFrame]
+                     ) -> pd.DataFrame:
+    """The suite's trials plus the best trial known before (the best of ``tables``, earlier
+    ladders' ladder_suite.csv), as a row of no compared strategy."""
+    r = min((t.loc[(task.name, 0)] for t in tables), key=lambda r: r.best_loss)
     row = {"strategy": "earlier_ladders", "seed": -1, "number": -1, "state": "COMPLETE",
            "value": r.best_loss, "tokens_te": 0.0, "param_lr": r.best_lr,
            "param_batch_size": r.best_batch, "weight_decay": math.nan, "tau": r.best_tau}
@@ -40,13 +42,16 @@ def fmt(x: float) -> str:
     return "never" if math.isnan(x) else f"{x:.2f}"
 
 
-def main() -> None:
+def main(here: Path = HERE, best_from: Sequence[pd.DataFrame] = (BEFORE,)) -> None:
+    """Compare the ladders under ``here`` with ladder_v3_warmup's; the best known trial is the
+    best of the suite, of ``best_from`` (earlier ladders' tables) and of these ladders."""
     rows = []
     for task in suite.TASKS:
         base = ls.suite_trials_csv(task, ls.SUITE / task.name / ls.TRIALS_CSV)
-        rows += ls.measure(task.name, with_best_before(task, base), ls.load_runs(task, HERE, 3))
+        rows += ls.measure(task.name, with_best_before(task, base, best_from),
+                           ls.load_runs(task, here, 3))
     new = pd.DataFrame(rows)
-    new.to_csv(HERE / "ladder_suite.csv", index=False)
+    new.to_csv(here / "ladder_suite.csv", index=False)
     print(f"{'task':17}{'seed':>5}{'best':>8}  {'lr gap: v3':>11}{'prior':>7}"
           f"  {'first trial: v3':>16}{'prior':>8}  {'ladder best: v3':>16}{'prior':>8}"
           f"  {'to 1%: v3':>10}{'prior':>7}{'TPE+median':>12}")
