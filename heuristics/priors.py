@@ -695,7 +695,8 @@ def _dropout_prior(tokens: float, unique_tokens: float | None, epochs_from: str)
     if epochs_from:  # the epochs were not counted on the prepared data: say what they rest on
         law = (f"epochs estimated from {epochs_from}" if unique_tokens is not None
                else f"epochs unknown ({epochs_from}), assumed")
-        sources.append(Source(law, "this study's data", epochs, "epochs", note=epochs_from))
+        unit_ = "epoch" if epochs == 1 else "epochs"
+        sources.append(Source(law, "this study's data", epochs, unit_, note=epochs_from))
     sigma = max(DROPOUT_SIGMA_FLOOR, center / 2.0)
     return _normal_prior("dropout", center, sigma, sources, DROPOUT_BOUNDS, unit)
 

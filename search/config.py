@@ -736,15 +736,33 @@ class StudyConfig(_Strict):
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
+TAU_LIKE_LAMBDA = 1.0
+"""A tau range whose top is at most this reads as one meant as AdamW weight decay: named by
+``_range_errors`` where it is invalid as tau, and by ``search.space.centers_outside`` where it
+lies below the priors' center."""
+
+
 def _range_errors(key: str, hp: hparams.HParam, p: Param) -> list[str]:
     """Values of ``p`` outside the bounds of ``hp``, or outside those of the form it searches."""
     values = [v for v in (p.low, p.high, p.value) if v is not None] + list(p.choices or [])
     errors = [f"{key}: {v!r} is not allowed, expected {hp.allowed}" for v in values
               if not hp.accepts(v)]
     log = p.log if p.log is not None else hp.log
-    if p.low is not None and log and p.low <= 0:
-        errors.append(f"{key}.low: a log range must start above 0, got {p.low}")
     form = hparams.form_for(hp, getattr(p, "as_", None))
+    if (not errors and form is not hp and "as_" not in p.model_fields_set and form.name == "tau"
+            and p.high is not None and p.high <= TAU_LIKE_LAMBDA
+            and not all(form.accepts(v) for v in values)):
+        # The usual AdamW weight decay range, [0, 0.1] say, written under the default as: tau.
+        word = next(w for w, name in hp.forms if name == hp.name)
+        linear = (", with log: false for a range from 0"
+                  if p.low is not None and p.low <= 0 and p.log is not False else "")
+        return errors + [
+            f"{key}: a range of [{p.low}, {p.high}] reads as tau = B/(eta*lambda*D), weight "
+            f"decay's timescale in runs (as: tau, the default), which is {form.allowed}; if these "
+            f"are AdamW weight_decay values, write as: {word}{linear}"]
+    if p.low is not None and log and p.low <= 0:
+        why = "" if p.log else f" ({hp.name} is searched on a log scale unless log: false)"
+        errors.append(f"{key}.low: a log range must start above 0, got {p.low}{why}")
     if not errors and form is not hp and not all(form.accepts(v) for v in values):
         word = getattr(p, "as_", None)
         itself = next(w for w, name in hp.forms if name == hp.name)

@@ -17,6 +17,7 @@ from optuna.distributions import (
 from scaletune.heuristics.priors import ModelShape, Prior, Priors, priors_for
 from scaletune.search import hparams
 from scaletune.search.config import (
+    TAU_LIKE_LAMBDA,
     Param,
     StudyConfig,
     batch_sizes_in,
@@ -233,11 +234,6 @@ def centers_outside(dims: list[Dim]) -> list[str]:
                      "default); if these are AdamW weight_decay values, write as: lambda")
         notes.append(note)
     return notes
-
-
-TAU_LIKE_LAMBDA = 1.0
-"""A tau range whose top is at most this, under a prior centered above it, is named as one that
-may have been meant as AdamW weight decay (``centers_outside``)."""
 
 
 def prior_center_params(dims: list[Dim]) -> dict[str, Any]:

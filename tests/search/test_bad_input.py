@@ -35,6 +35,16 @@ CASES = [
     ("low above high", "search.lr", {"low": 1e-2, "high": 1e-3}, "low must be < high"),
     ("log range touching zero", "search.lr", {"low": 0.0, "high": 1e-3, "log": True},
      "log range must have low > 0"),
+    ("log range from zero by default", "search.lr", {"low": 0.0, "high": 1e-3},
+     "search.lr.low: a log range must start above 0, got 0.0 (lr is searched on a log scale "
+     "unless log: false)"),
+    ("AdamW weight decay range read as tau", "search.weight_decay", {"low": 0.0, "high": 0.1},
+     "search.weight_decay: a range of [0.0, 0.1] reads as tau = B/(eta*lambda*D), weight decay's "
+     "timescale in runs (as: tau, the default), which is an AdamW timescale tau > 0; if these are "
+     "AdamW weight_decay values, write as: lambda, with log: false for a range from 0"),
+    ("tau range from zero", "search.weight_decay", {"low": 0.0, "high": 100.0},
+     "search.weight_decay.low: a log range must start above 0, got 0.0 (weight_decay is searched "
+     "on a log scale unless log: false)"),
     ("negative lr", "search.lr", {"value": -1e-3}, "search.lr: -0.001 is not allowed"),
     ("empty choices", "search.dropout", {"choices": []}, "search.dropout: choices must not be empty"),
     ("dropout out of range", "search.dropout", {"value": 1.5}, "a dropout rate in [0, 0.95]"),
