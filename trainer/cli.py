@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from scaletune.trainer.checkpoint import CHECKPOINT
 from scaletune.trainer.config import load_train_config
 from scaletune.trainer.errors import ConfigError, DataError, SetupError
-from scaletune.trainer.interrupt import DeferredInterrupt
+from scaletune.trainer.interrupt import DeferredInterrupt, PromptInterrupt
 from scaletune.trainer.loop import Result, train
 from scaletune.trainer.record import METRICS
 
@@ -42,8 +44,9 @@ def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
     # One process stops between two steps, wherever the signal came; torchrun's processes stop
     # where it finds them (it signals them all), as a step of one waits for the others.
     one_process = int(os.environ.get("WORLD_SIZE", "1")) == 1
+    interrupt = DeferredInterrupt() if one_process else PromptInterrupt()
     try:
-        result = train(config, resume=resume, interrupt=DeferredInterrupt() if one_process else None)
+        result = train(config, resume=resume, interrupt=interrupt)
     except (DataError, SetupError) as e:
         print(f"{path}: {e}", file=sys.stderr)
         return 2
@@ -86,9 +89,10 @@ def torchrun_command(path: str, nproc: int, nnodes: int = 1, node_rank: int = 0,
     (host:port of node 0, which holds rank 0: it logs and writes the checkpoints).
 
     Rendezvous is torchrun's static one: every node runs the same command but for its
-    ``--node-rank``, and the run starts when all have joined.
+    ``--node-rank``, and the run starts when all have joined. The module is torchrun that ends
+    on a signal without a traceback (``trainer.torchrun``); its arguments are torchrun's.
     """
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}"]
+    cmd = [sys.executable, "-m", "scaletune.trainer.torchrun", f"--nproc-per-node={nproc}"]
     if nnodes == 1:
         cmd.append("--standalone")
     else:
@@ -157,7 +161,25 @@ def launch(path: str, nproc: int, resume: bool = False, overwrite: bool = False,
     flags = (["--resume"] if resume else []) + (["--overwrite"] if overwrite else [])
     cmd = torchrun_command(path, nproc, nnodes, node_rank, rdzv_endpoint) + flags
     print(f"launching: {shlex.join(cmd)}", file=sys.stderr, flush=True)
-    return subprocess.run(cmd).returncode
+    # torchrun runs in a process group of its own, so a Ctrl-C on the terminal reaches it once,
+    # from here, and it passes it on to its ranks: they stop between two steps, save, and say how
+    # to resume. A SIGTERM (a batch system's, a kill) takes the same road instead of leaving
+    # torchrun and its ranks training without this process.
+    group = ({"process_group": 0} if sys.version_info >= (3, 11)
+             else {"preexec_fn": os.setpgrp})  # type: ignore[dict-item]
+    proc = subprocess.Popen(cmd, **group)  # type: ignore[call-overload]
+
+    def forward(signum: int, _frame: Any) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signum)
+
+    handlers = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = proc.wait()
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    return 128 - code if code < 0 else code  # killed by a signal: as a shell reports it
 
 
 def summary(result: Result, out_dir: str | None = None) -> str:

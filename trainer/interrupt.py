@@ -60,3 +60,15 @@ class DeferredInterrupt:
     def check(self) -> None:
         if self.requested:
             raise Interrupted(self.signal or signal.SIGINT)
+
+
+class PromptInterrupt(DeferredInterrupt):
+    """Ctrl-C, SIGTERM or SIGHUP raises ``Interrupted`` at once, wherever the main thread is.
+
+    For torchrun's ranks: a step of one waits for the others in a collective, so a rank cannot
+    wait for a safe point that its peers may never reach; torchrun signals them all. Without it,
+    a SIGTERM ends a rank without a word (Python's default), where Ctrl-C says how to resume.
+    """
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        raise Interrupted(signum)

@@ -8,9 +8,12 @@ left to benchmarks/gpu_check.py and to the person running it."""
 from __future__ import annotations
 
 import json
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -157,3 +160,36 @@ def test_tensorboard_scalars_are_written_per_evaluation(tmp_path, shakespeare):
     steps = [e.step for e in acc.Scalars("val_loss")]
     # One val_loss point per evaluation, keyed by tokens seen.
     assert steps == [1024, 2048, 3072]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_to_a_launched_run_stops_every_rank_and_says_how_to_resume(
+        tmp_path, shakespeare, signum):
+    # What a terminal's Ctrl-C or a batch system's SIGTERM does to `scaletune train
+    # --nproc-per-node 2`: the signal reaches the launcher, which passes it to torchrun, which
+    # passes it to its ranks; rank 0 says where to resume, and nothing prints a traceback.
+    path = _config(tmp_path, shakespeare, "long", tokens=8 * 32 * 20_000,
+                   checkpoint_every_tokens=8 * 32 * 4)
+    launch = subprocess.Popen(
+        [sys.executable, "-m", "scaletune.search.cli", "train", str(path), "--nproc-per-node", "2"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    checkpoint = tmp_path / "long" / "checkpoint.pt"
+    try:
+        deadline = time.monotonic() + 120
+        while not checkpoint.exists():  # written whole, then renamed into place
+            assert launch.poll() is None and time.monotonic() < deadline, launch.communicate()
+            time.sleep(0.2)
+        launch.send_signal(signum)
+        out, err = launch.communicate(timeout=120)  # ends when every rank has closed its pipes
+    finally:  # a rank left training by a failure here would hold a CPU for the next tests
+        if launch.poll() is None:
+            launch.kill()
+        if shutil.which("pkill"):
+            subprocess.run(["pkill", "-KILL", "-f", str(path)], check=False)
+    assert launch.returncode == 128 + signum, out + err
+    what = "interrupted" if signum == signal.SIGINT else "stopped by SIGTERM"
+    assert f"long.yaml: {what}; the last checkpoint is" in err
+    assert "run the command again with --resume" in err
+    assert "Traceback" not in err, err
+    assert "completed" not in out  # stopped long before its 20,000 steps
+    assert _evals(tmp_path / "long")
