@@ -343,10 +343,14 @@ def _with_warnings(fit: PowerLawFit) -> PowerLawFit:
             "add a third rung; until then the prior is widened toward the published laws")
     low, high = fit.exponent_interval
     if high - low < DEGENERATE_WIDTH:
+        why, do = (("one near-best trial per rung", "run more trials per rung")
+                   if fit.n_points == fit.n_rungs else
+                   ("the near-best trials of each rung share one value",
+                    "search more values (more choices, a wider range) or run more trials per rung"))
         said.append(
             f"{what}: the exponent's {fit.level:.0%} interval [{low:.3f}, {high:.3f}] has zero "
-            "width because the bootstrap had nothing to vary (one near-best trial per rung), not "
-            "because the exponent is known: run more trials per rung; the prior is widened")
+            f"width because the bootstrap had nothing to vary ({why}), not because the exponent "
+            f"is known: {do}; the prior is widened")
     published = PUBLISHED_EXPONENTS.get((fit.scale_kind, fit.target))
     if published is not None and fit.data_exponent * published[0] < 0:
         said.append(

@@ -268,8 +268,20 @@ def test_one_trial_per_rung_gives_a_zero_width_interval_and_says_so():
     # Rule: each of the three problems is named: too few rungs, a degenerate interval, and an
     # exponent of the opposite sign to the horizon rule that `export` applies.
     assert "fitted on 2 rungs" in said
-    assert "has zero width" in said
+    assert "has zero width" in said and "(one near-best trial per rung)" in said
     assert "opposite sign to the horizon rule" in said and "+0.245" in said
+
+
+def test_rungs_whose_near_best_trials_share_one_value_say_so_not_one_trial_per_rung():
+    # A batch size searched over choices whose smallest wins on every rung: several near-best
+    # trials per rung, one value among them, nothing for the bootstrap to vary.
+    x = [1e5] * 3 + [2e5] * 3 + [4e5] * 3
+    fit = fit_power_law(x, [512.0] * 9, "batch_size", "tokens per step", "tokens", n_boot=100)
+    said = " ".join(fit.warnings)
+    assert "has zero width" in said
+    assert "(the near-best trials of each rung share one value)" in said
+    assert "search more values (more choices, a wider range)" in said
+    assert "one near-best trial per rung" not in said
 
 
 def test_a_law_of_the_published_sign_is_not_warned_about():
