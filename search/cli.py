@@ -274,10 +274,10 @@ def print_laws(laws: Any, console: Console) -> None:
 
 
 def _tokens(text: str) -> int:
-    """A token count as argparse sees it: 2e9, 2_000_000_000 or 2000000000."""
-    from scaletune.trainer.config import parse_number
+    """A token count as argparse sees it: 2e9, 2_000_000_000, 2000000000 or 2B."""
+    from scaletune.trainer.config import parse_count
 
-    value = parse_number(text)
+    value = parse_count(text)
     if isinstance(value, str):
         raise argparse.ArgumentTypeError(f"expected a number of tokens, got {text!r}")
     if not (value >= 1 and float(value).is_integer()):

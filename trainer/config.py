@@ -7,6 +7,7 @@ what every trial of a study builds.
 
 from __future__ import annotations
 
+import decimal
 import difflib
 import glob
 import os
@@ -40,9 +41,29 @@ def parse_number(value: Any) -> Any:
     return value
 
 
-Tokens = Annotated[int, BeforeValidator(parse_number), Field(ge=1)]
-"""A count of tokens >= 1, written as 2e6, 2_000_000 or 2000000."""
-TokensOrZero = Annotated[int, BeforeValidator(parse_number), Field(ge=0)]
+COUNT_SUFFIXES = {"k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
+"""The suffixes of a count of tokens, either case: 200k, 20M, 2B (or 2G, as in GB), 1.5T."""
+
+
+def parse_count(value: Any) -> Any:
+    """``parse_number``, and a count written with a suffix of COUNT_SUFFIXES: '20M' and '2.5k'
+    give 20000000 and 2500, exactly (a count that is not whole, '1.0005k', stays a float, for
+    the schema to reject as one)."""
+    if isinstance(value, str) and value.strip()[-1:].lower() in COUNT_SUFFIXES:
+        text = value.strip().replace("_", "")
+        try:
+            count = decimal.Decimal(text[:-1]) * COUNT_SUFFIXES[text[-1].lower()]
+        except decimal.InvalidOperation:
+            return value
+        if not count.is_finite():
+            return value
+        return int(count) if count == count.to_integral_value() else float(count)
+    return parse_number(value)
+
+
+Tokens = Annotated[int, BeforeValidator(parse_count), Field(ge=1)]
+"""A count of tokens >= 1, written as 2e6, 2_000_000, 2000000 or 2M."""
+TokensOrZero = Annotated[int, BeforeValidator(parse_count), Field(ge=0)]
 Number = Annotated[int | float, BeforeValidator(parse_number)]
 
 
@@ -505,7 +526,13 @@ class _Place:
     @property
     def reads_numbers(self) -> bool:
         """True where 2e6 and 2_000_000 are numbers (the field goes through parse_number)."""
-        return any(getattr(m, "func", None) is parse_number for m in self.constraints)
+        return any(getattr(m, "func", None) in (parse_number, parse_count)
+                   for m in self.constraints)
+
+    @property
+    def reads_counts(self) -> bool:
+        """True where 2M and 200k are numbers too (the field goes through parse_count)."""
+        return any(getattr(m, "func", None) is parse_count for m in self.constraints)
 
 
 def _unwrap(ann: Any) -> tuple[Any, list[Any]]:
@@ -567,7 +594,8 @@ def _bounded(e: dict[str, Any], at: _Place) -> str:
 
 def _integer(e: dict[str, Any], at: _Place) -> str:
     # "Input should be a valid integer" is pydantic's, kept: tests and users search for it.
-    tokens = ", a whole number such as 2e6, 2_000_000 or 2000000" if at.reads_numbers else ""
+    tokens = (", a whole number such as 2e6, 2_000_000, 2000000 or 2M" if at.reads_counts else
+              ", a whole number such as 2e6, 2_000_000 or 2000000" if at.reads_numbers else "")
     whole = ", a whole number" if e["type"] == "int_from_float" else ""
     return f"Input should be a valid integer{tokens or whole}"
 

@@ -79,8 +79,8 @@ LINES = [
     ("a required key left out", {"tokens_per_trial": DROP},
      "tokens_per_trial: Field required; add it: Training tokens of every trial"),
     ("a token count that is no number", {"tokens_per_trial": "lots"},
-     "tokens_per_trial: Input should be a valid integer, a whole number such as 2e6, 2_000_000 "
-     "or 2000000 (got 'lots')"),
+     "tokens_per_trial: Input should be a valid integer, a whole number such as 2e6, 2_000_000, "
+     "2000000 or 2M (got 'lots')"),
     ("an integer with a fraction", {"model__n_layer": 2.5},
      "model.n_layer: Input should be a valid integer, a whole number (got 2.5)"),
     ("a float that is text", {"model__dropout": "none"},

@@ -38,6 +38,11 @@ def test_token_counts_read_as_a_study_file_reads_them(tmp_path):
     cfg = load_train_config(path)
     assert (cfg.tokens, cfg.eval_every_tokens, cfg.checkpoint_every_tokens) == (
         2_000_000, 200_000, 1_000_000)
+    # And with a suffix, as counts of tokens are usually written: k, M, B (or G), T.
+    path.write_text("tokens: 20M\neval_every_tokens: 2.5k\ncheckpoint_every_tokens: 1b\n")
+    cfg = load_train_config(path)
+    assert (cfg.tokens, cfg.eval_every_tokens, cfg.checkpoint_every_tokens) == (
+        20_000_000, 2_500, 1_000_000_000)
     path.write_text("tokens: lots\n")
     with pytest.raises(ConfigError) as err:
         load_train_config(path)

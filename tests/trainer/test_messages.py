@@ -55,14 +55,17 @@ def test_unknown_key_guesses_only_a_close_key():
     ({"batch_size": 0}, "batch_size: must be >= 1 (got 0)"),
     ({"compile": "maybe"}, "compile: expected true or false (got 'maybe')"),
     ({"tokens": "lots"}, "tokens: Input should be a valid integer, a whole number such as 2e6, "
-                         "2_000_000 or 2000000 (got 'lots')"),
+                         "2_000_000, 2000000 or 2M (got 'lots')"),
+    ({"tokens": "1.0005k"}, "tokens: Input should be a valid integer, a whole number such as 2e6, "
+                            "2_000_000, 2000000 or 2M (got 1000.5)"),
     ({"model": 3}, "model: expected a mapping with keys among: n_layer, n_head, n_embd, "
                    "block_size, vocab_size, positions, rope_theta, norm, qkv_bias, bias, "
                    "tie_weights, dropout, embd_dropout, attn_dropout, resid_dropout, mlp_dropout, "
                    "init_std (got 3)"),
     ({"data": {"data_files": 3}}, "data.data_files: expected text or a list (got 3)"),
     ({"out_dir": 3}, "out_dir: expected text; put it in quotes (got 3)"),
-], ids=["literal", "float", "range", "lower bound", "bool", "tokens", "section", "union", "text"])
+], ids=["literal", "float", "range", "lower bound", "bool", "tokens", "tokens not whole", "section",
+        "union", "text"])
 def test_each_error_reads_as_advice_with_the_value_last(raw, expected):
     assert errors_of(raw) == [expected]
 
