@@ -176,7 +176,7 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.config import check_study_files, load_study
     from scaletune.search.manage import plan_notes
     from scaletune.trainer.config import load_train_config, load_yaml
-    from scaletune.trainer.data import tiktoken_download_note
+    from scaletune.trainer.data import download_notes
 
     status = 0
     for path in args.studies:
@@ -201,8 +201,7 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
                 raise ConfigError(path, missing)
             # What the plan would warn of, without a dry run (a ladder's rungs plan their priors
             # as they run, its target's from laws not fitted yet: the download only).
-            notes = (plan_notes(cfg) if not kind
-                     else [n for n in [tiktoken_download_note(data)] if n])
+            notes = plan_notes(cfg) if not kind else download_notes(data)
             console.print(f"{path}: ok{kind}", highlight=False)
             for note in notes:
                 console.print(f"  note: {note}", style="yellow", highlight=False, markup=False)

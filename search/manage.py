@@ -59,7 +59,7 @@ from scaletune.search.storage import (
 )
 from scaletune.search.studies import open_study
 from scaletune.search.summary import DERIVED, at_edges
-from scaletune.trainer.data import tiktoken_download_note
+from scaletune.trainer.data import download_notes
 from scaletune.trainer.errors import ConfigError, SetupError, first_line
 from scaletune.trainer.record import fmt_duration
 
@@ -113,16 +113,15 @@ def with_options(cfg: StudyConfig, **options: Any) -> StudyConfig:
 
 def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
     """What the plan of ``cfg`` warns of before anything runs: priors' centers outside the
-    ranges searched (``centers_outside``), a tokenizer the first run downloads. ``dims``: the
+    ranges searched (``centers_outside``), a tokenizer or a dataset the first run downloads
+    (``download_notes``). ``dims``: the
     search space if built already."""
     notes = []
     if cfg.seeding == "prior":
         if dims is None:
             dims, _ = build_space(cfg, planning_priors(cfg))
         notes += centers_outside(dims)
-    if download := tiktoken_download_note(cfg.data):
-        notes.append(download)
-    return notes
+    return notes + download_notes(cfg.data)
 
 
 def print_plan(cfg: StudyConfig, console: Console) -> None:

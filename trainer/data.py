@@ -15,6 +15,7 @@ windows at evenly spaced offsets, the same for every run with the same data conf
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import itertools
@@ -291,6 +292,45 @@ def tiktoken_download_note(cfg: DataConfig) -> str | None:
             "without network the run stops there. Offline, use "
             "tokenizer 'byte', a local tokenizer.json, or a TIKTOKEN_CACHE_DIR filled on a "
             "machine with network (the run's error says how)")
+
+
+def hub_download_note(cfg: DataConfig) -> str | None:
+    """A note when preparing this data would download a dataset from the Hugging Face Hub: the
+    source is a hub dataset (not a local-file builder, not a local folder), the data is not
+    prepared (cached) yet, and neither the hub's cache nor the datasets cache holds anything of
+    it. None otherwise. Reads folder names only: no network.
+
+    Offline, ``datasets`` retries the Hub for about half a minute before the run's error says
+    what to do; ``scaletune validate`` and ``run --dry-run`` say it before anything starts.
+    """
+    if (cfg.source != "hf" or not cfg.dataset or cfg.dataset in LOCAL_BUILDERS
+            or os.path.exists(os.path.expanduser(cfg.dataset))
+            or prepared_sizes(cfg) is not None):
+        return None
+    import datasets.config
+    import huggingface_hub.constants
+
+    repo = cfg.dataset.lower()
+    seen = {  # the hub's download cache, and the datasets library's prepared one
+        huggingface_hub.constants.HF_HUB_CACHE: "datasets--" + repo.replace("/", "--"),
+        datasets.config.HF_DATASETS_CACHE: repo.replace("/", "___"),
+    }
+    for folder, name in seen.items():
+        with contextlib.suppress(OSError):
+            if any(entry.lower() == name for entry in os.listdir(folder)):
+                return None
+    return (f"data.dataset {cfg.dataset!r} is not in this machine's Hugging Face caches "
+            f"({huggingface_hub.constants.HF_HUB_CACHE}, {datasets.config.HF_DATASETS_CACHE}), "
+            "so the first run downloads it; without network the run stops there (after the "
+            "library's retries; HF_HUB_OFFLINE=1 fails at once). Offline, copy the caches from a "
+            "machine that loaded it, or save its text as local files and read them with dataset: "
+            "text, json, csv or parquet and data_files")
+
+
+def download_notes(cfg: DataConfig) -> list[str]:
+    """What preparing this data would download (``tiktoken_download_note``,
+    ``hub_download_note``), one note each."""
+    return [n for n in (tiktoken_download_note(cfg), hub_download_note(cfg)) if n]
 
 
 def _tiktoken_urls(name: str) -> list[str]:

@@ -10,6 +10,8 @@ import torch
 import scaletune.trainer.data
 from scaletune.trainer.config import DataConfig
 from scaletune.trainer.data import (
+    download_notes,
+    hub_download_note,
     prepare_data,
     read_documents,
     sample_batch,
@@ -176,6 +178,36 @@ def test_a_hub_dataset_out_of_reach_says_how_to_get_it_offline(tmp_path):
     assert "Offline mode is on (HF_HUB_OFFLINE) and the dataset is not in this machine's " \
            "datasets cache" in said
     assert "copy ~/.cache/huggingface here" in said and "data_files (no network needed)" in said
+
+
+def test_a_hub_dataset_not_in_the_caches_is_named_before_a_run_tries_to_download_it(
+        tmp_path, monkeypatch):
+    import datasets.config
+    import huggingface_hub.constants
+
+    hub, prepared = tmp_path / "hub", tmp_path / "datasets"
+    hub.mkdir(), prepared.mkdir()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(prepared))
+    cfg = DataConfig(source="hf", dataset="Someone/Corpus", tokenizer="byte",
+                     cache_dir=str(tmp_path / "tokens"))
+    note = hub_download_note(cfg)
+    assert note is not None and note in download_notes(cfg)
+    assert (f"data.dataset 'Someone/Corpus' is not in this machine's Hugging Face caches "
+            f"({hub}, {prepared}), so the first run downloads it") in note
+    assert "HF_HUB_OFFLINE=1 fails at once" in note and "data_files" in note
+    # Either cache holding it (by the folder names the libraries write, any case) is enough.
+    (hub / "datasets--someone--corpus").mkdir()
+    assert hub_download_note(cfg) is None
+    (hub / "datasets--someone--corpus").rmdir()
+    (prepared / "someone___corpus").mkdir()
+    assert hub_download_note(cfg) is None
+    # Local files and other sources download nothing.
+    (prepared / "someone___corpus").rmdir()
+    assert hub_download_note(cfg) is not None
+    assert hub_download_note(cfg.model_copy(update={"dataset": "json"})) is None
+    assert hub_download_note(cfg.model_copy(update={"dataset": str(tmp_path)})) is None
+    assert hub_download_note(DataConfig(source="builtin", cache_dir=str(tmp_path))) is None
 
 
 def test_hf_json_builder_reads_documents_from_the_text_column(tmp_path, monkeypatch):
