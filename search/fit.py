@@ -28,6 +28,16 @@ def study_scale(cfg: StudyConfig, scale_kind: str) -> float:
                  else laws.non_embedding_params(m.n_layer, m.n_embd))
 
 
+MODEL_SIZE_KEYS = ("model.n_layer", "model.n_embd")
+"""The model fields that set its size (non-embedding parameters, 12 x n_layer x n_embd^2)."""
+
+
+def model_size_searched(cfg: StudyConfig) -> list[str]:
+    """The model-size fields ``cfg`` searches (``search.other``): a study whose trials are
+    models of several sizes is at no one scale, and a law fitted to it mixes them."""
+    return [k for k in MODEL_SIZE_KEYS if k in cfg.search.other and cfg.search.other[k].searched]
+
+
 def _point(cfg: StudyConfig, trial: FrozenTrial, scale_kind: str, weight: float) -> ScalePoint:
     """One complete trial of ``cfg`` as a point of a law (batch in tokens per step)."""
     tokens_per_step = trial.user_attrs.get("tokens_per_step")
@@ -65,6 +75,12 @@ def fit_from_studies(
 ) -> FittedLaws:
     """Fit lr, tau and batch-size laws to the near-optimal trials of finished studies at
     several scales, and carry their warmup fraction."""
+    mixed = [f"study {cfg.name!r} searches {' and '.join(keys)}: its trials are models of "
+             "several sizes, so it is at no one scale and a law fitted to it would mix them; fit "
+             "studies that fix the model's size"
+             for cfg in cfgs if (keys := model_size_searched(cfg))]
+    if mixed:
+        raise ConfigError("fit", mixed)
     points = []
     short = True
     for cfg in cfgs:

@@ -27,7 +27,7 @@ from rich.table import Table
 from scaletune.heuristics import laws
 from scaletune.heuristics.fit import NEAR_BEST, FittedLaws
 from scaletune.search.config import StudyConfig, _Strict, resolve_study, validate_study
-from scaletune.search.fit import fit_from_studies, study_scale
+from scaletune.search.fit import fit_from_studies, model_size_searched, study_scale
 from scaletune.search.plan import n_finished
 from scaletune.search.storage import make_storage, sqlite_path
 from scaletune.trainer.config import ModelConfig, Tokens, format_errors, load_yaml
@@ -212,6 +212,10 @@ def load_ladder(path: str | Path) -> Ladder:
         target_changes["n_trials"] = cfg.target.n_trials
     target = _study({k: v for k, v in target_raw.items() if k != "study_dir"}, target_changes,
                      "target", study_path, errors)
+    if target is not None and (keys := model_size_searched(target)):
+        errors.append(f"target: its study searches {' and '.join(keys)}, so each rung's trials "
+                      "would be models of several sizes, at no one scale for the laws; fix the "
+                      "model's size in the study (model:), and vary it across rungs instead")
     if rungs and len({r.scale for r in rungs}) < 2:
         errors.append(f"rungs: every rung has the same {cfg.scale} ({rungs[0].scale:,.0f}), so no "
                       f"law in {cfg.scale} can be fitted: vary "

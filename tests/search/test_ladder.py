@@ -99,6 +99,23 @@ def test_bad_ladder_input_names_the_key(tmp_path, shakespeare):
     assert errors_of(path)[0].startswith("target.study: ")
 
 
+def test_a_target_that_searches_the_model_size_is_refused(tmp_path, shakespeare):
+    path = ladder_files(tmp_path, shakespeare)
+    study = yaml.safe_load((tmp_path / "target.yaml").read_text())
+    study["search"]["other"] = {"model.n_layer": {"choices": [1, 2]},
+                                "model.norm": {"choices": ["layernorm", "rmsnorm"]}}
+    (tmp_path / "target.yaml").write_text(yaml.safe_dump(study))
+    # Rule: every rung would mix models of several sizes, at no one scale; a norm searched
+    # changes no size and is not named.
+    assert errors_of(path) == [
+        "target: its study searches model.n_layer, so each rung's trials would be models of "
+        "several sizes, at no one scale for the laws; fix the model's size in the study "
+        "(model:), and vary it across rungs instead"]
+    study["search"]["other"] = {"model.n_layer": {"value": 1}}  # fixed, not searched
+    (tmp_path / "target.yaml").write_text(yaml.safe_dump(study))
+    assert load_ladder(path).rungs
+
+
 def finished_counts(url: str) -> dict[str, int]:
     storage = make_storage(url)
     counts = {}

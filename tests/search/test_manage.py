@@ -326,6 +326,23 @@ def test_fit_names_the_file_of_a_study_that_has_not_run(finished, tmp_path, caps
     assert not (other / "s").exists()
 
 
+def test_fit_refuses_a_study_whose_trials_are_models_of_several_sizes(finished, tmp_path, capsys):
+    ran, cfg, _ = finished
+    other = tmp_path / "b"
+    other.mkdir()
+    raw = tiny_study(other, tmp_path / "corpus.txt", name="sizes", study_dir=str(other / "s"))
+    raw["search"].setdefault("other", {})["model.n_embd"] = {"choices": [16, 32]}
+    sizes = write_study(other, raw)
+    laws = tmp_path / "laws.json"
+    code, out = scaletune(capsys, "fit", str(ran), str(sizes), "-o", str(laws))
+    # Rule: refused before any storage is read, naming the study and the key it searches.
+    assert code == 2, out
+    assert ("study 'sizes' searches model.n_embd: its trials are models of several sizes, so "
+            "it is at no one scale and a law fitted to it would mix them; fit studies that fix "
+            "the model's size") in " ".join(out.split())
+    assert not laws.exists() and not (other / "s").exists()
+
+
 @pytest.mark.parametrize("by", ["tokens", "params"])
 def test_fit_at_one_scale_says_what_to_vary_and_writes_nothing(finished, tmp_path, capsys, by):
     ran, _, _ = finished
