@@ -64,7 +64,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
     if args.repeat_best < 0:
         raise ConfigError(args.study, [f"--repeat-best: must be >= 0 repeats (got {args.repeat_best})"])
-    cfg = with_options(load_study(args.study), n_trials=args.n_trials, address=args.address,
+    in_file = load_study(args.study)
+    cfg = with_options(in_file, n_trials=args.n_trials, address=args.address,
                        max_concurrent=args.max_concurrent, storage=args.storage)
     _quiet_optuna()
     if args.dry_run:
@@ -79,7 +80,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
         options = {"--n-trials": args.n_trials, "--max-concurrent": args.max_concurrent,
                    "--storage": args.storage, "--repeat-best": args.repeat_best or None}
-        return submit(cfg, args.study, job_server(cfg, None), options, console)
+        url = job_server(cfg, None)
+        # The commands that follow the job name its server unless the study file does.
+        follow = None if url == in_file.workers.job_server else url
+        return submit(cfg, args.study, url, options, console, follow_address=follow)
     from scaletune.search.progress import print_run_summary
     from scaletune.search.runner import run_study
 

@@ -100,8 +100,10 @@ def entrypoint(path: Path, options: dict[str, Any]) -> str:
 
 
 def submit(cfg: StudyConfig, study_file: str, url: str, options: dict[str, Any],
-           console: Console) -> int:
-    """Submit the study's driver as a Ray job; see the module's docstring."""
+           console: Console, follow_address: str | None = None) -> int:
+    """Submit the study's driver as a Ray job; see the module's docstring. The commands it
+    prints to follow the job carry ``--address follow_address`` when given (a job server that
+    the study file does not name: ``--address``, or RAY_API_SERVER_ADDRESS)."""
     storage = options.get("--storage")
     if storage and mask_url(storage) != storage:
         raise SetupError(
@@ -137,7 +139,7 @@ def submit(cfg: StudyConfig, study_file: str, url: str, options: dict[str, Any],
         out(f"the driver runs on the cluster: {started.group(0)}")
     elif status in ACTIVE:
         out(f"the job is {status}; the driver has not opened the study yet")
-    where = "" if url == cfg.workers.job_server else f" --address {url}"
+    where = f" --address {shlex.quote(follow_address)}" if follow_address else ""
     quoted = shlex.quote(study_file)
     out("this machine may go now. Follow the study from any machine that reaches the cluster:")
     follow = [(f"scaletune jobs {quoted}{where}", "its progress"),

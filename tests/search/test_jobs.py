@@ -187,8 +187,8 @@ def job_server(monkeypatch):
             proc.wait()
 
 
-def job_status(path: Path, job: str) -> str:
-    said = scaletune("jobs", str(path))
+def job_status(path: Path, job: str, address: str | None = None) -> str:
+    said = scaletune("jobs", str(path), *(["--address", address] if address else []))
     found = re.search(rf"{job}\s*│\s*\S+\s*│\s*(\w+)", said.stdout)
     return found.group(1) if found else said.stdout + said.stderr
 
@@ -265,14 +265,20 @@ def test_a_detached_study_is_followed_stopped_and_resumed_from_outside(tmp_path,
     logs = scaletune("logs", job, "--address", job_server)
     assert "stopped (SIGTERM)" in logs.stdout
 
-    # Submitted again, the study resumes to the number of trials asked for.
-    resumed = scaletune("run", str(path), "--detach", "--n-trials", str(done + 2))
+    # Submitted again, the study resumes to the number of trials asked for; here the job
+    # server is given on the command line (the file names none, as workers may change on a
+    # resume), and the commands that follow the job name it too.
+    raw["workers"].pop("address")
+    path = write_study(tmp_path, raw)
+    resumed = scaletune("run", str(path), "--detach", "--n-trials", str(done + 2),
+                        "--address", job_server)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"study tiny on sqlite:///{db.resolve()}: {done}/{done + 2} trials finished" \
            in flat(resumed.stdout)
+    assert f"scaletune stop {path} --address {job_server}" in flat(resumed.stdout)
     again = re.search(r"as Ray job (scaletune-tiny-\w+)", resumed.stdout).group(1)
     deadline = time.time() + 180
-    while (status := job_status(path, again)) != "SUCCEEDED":
+    while (status := job_status(path, again, job_server)) != "SUCCEEDED":
         assert status in ("PENDING", "RUNNING") and time.time() < deadline, status
         time.sleep(2)
     study = optuna.load_study(study_name="tiny", storage=cfg.storage_url)
@@ -283,7 +289,7 @@ def test_a_detached_study_is_followed_stopped_and_resumed_from_outside(tmp_path,
     broken = write_study(tmp_path, {**raw, "name": "broken",
                                     "data": {**raw["data"], "path": str(tmp_path / "gone.txt")}},
                          "broken.yaml")
-    failed = scaletune("run", str(broken), "--detach")
+    failed = scaletune("run", str(broken), "--detach", "--address", job_server)
     out = flat(failed.stdout)
     assert failed.returncode == 2
     assert "the job FAILED; its log ends:" in out
