@@ -604,6 +604,9 @@ class FittedLaws:
     warmup_frac: CarriedFit | None = None
     """The rungs' warmup fraction, carried unchanged; None when fewer than two distinct scales
     searched it (and in files written before it was fitted)."""
+    study_warnings: tuple[str, ...] = ()
+    """What is wrong with the studies as a set, not with one law (rungs that vary the quantity
+    the laws are not a function of); listed before the laws' own warnings."""
 
     def scale_of(self, non_embedding_params: float, tokens: float) -> float:
         """Pick the quantity these laws are a function of: tokens or non-embedding params."""
@@ -619,7 +622,7 @@ class FittedLaws:
 
     @property
     def warnings(self) -> tuple[str, ...]:
-        return tuple(w for f in self.all_fits() for w in f.warnings)
+        return self.study_warnings + tuple(w for f in self.all_fits() for w in f.warnings)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -627,6 +630,7 @@ class FittedLaws:
             "scale_kind": self.scale_kind,
             "laws": [f.describe() for f in self.all_fits()],
             "warnings": list(self.warnings),
+            "study_warnings": list(self.study_warnings),
             "lr": self.lr.to_json(),
             "tau": None if self.tau is None else self.tau.to_json(),
             "batch_size": None if self.batch_size is None else self.batch_size.to_json(),
@@ -654,6 +658,7 @@ class FittedLaws:
             batch_size=None if data["batch_size"] is None else read(data["batch_size"]),
             warmup_frac=(None if data.get("warmup_frac") is None
                          else CarriedFit.from_json(data["warmup_frac"])),
+            study_warnings=tuple(data.get("study_warnings", ())),  # files before it: none
         )
 
     def save(self, path: str | Path, predict_at: dict[str, float] | None = None) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
@@ -107,4 +109,28 @@ def fit_from_studies(
     # exponent in tokens is drawn toward what the suite's ladders measured there.
     prior = ((SHORT_RUN_LR_EXPONENT, EXPONENT_PRIOR_SD) if short and scale_kind == "tokens"
              else None)
-    return fit_studies(points, n_boot=n_boot, lr_exponent_prior=prior)
+    fitted = fit_studies(points, n_boot=n_boot, lr_exponent_prior=prior)
+    return replace(fitted, study_warnings=_mixed_scales(cfgs, scale_kind))
+
+
+def _mixed_scales(cfgs: list[StudyConfig], scale_kind: str) -> tuple[str, ...]:
+    """A warning when the studies vary the quantity the laws are not a function of: model
+    sizes under laws in tokens, tokens per trial under laws in parameters. The laws then read
+    both changes as one, and the target's prediction holds only along the same path."""
+    if scale_kind == "tokens":
+        seen = sorted({(c.model.n_layer, c.model.n_embd) for c in cfgs})
+        if len(seen) < 2:
+            return ()
+        shown = ", ".join(f"{layers}x{width}" for layers, width in seen)
+        return (f"the studies are models of {len(seen)} sizes ({shown}, layers x width) and the "
+                "laws are in tokens per trial, so the fit reads the models' differences as the "
+                "horizon's: fit studies of one model (vary tokens_per_trial), or fit in "
+                "parameters (scale: params, fit --by params) studies of one tokens_per_trial",)
+    seen_tokens = sorted({c.tokens_per_trial for c in cfgs})
+    if len(seen_tokens) < 2:
+        return ()
+    shown = ", ".join(f"{t:,}" for t in seen_tokens)
+    return (f"the studies train {len(seen_tokens)} token budgets per trial ({shown}) and the laws "
+            "are in non-embedding parameters, so the fit reads the horizons' differences as the "
+            "models': fit studies of one tokens_per_trial, or fit in tokens (scale: tokens, fit "
+            "--by tokens) studies of one model",)

@@ -2,6 +2,7 @@
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -108,6 +109,20 @@ def test_save_load_roundtrip(fitted, tmp_path):
     assert [law.split(" = ")[0] for law in data["laws"]] == [
         "lr", "tau", "batch_size (tokens per step)"]
     assert len(data["lr"]["rungs"]) == 8 and data["lr"]["n_points"] == 32
+
+
+def test_warnings_about_the_studies_come_first_and_survive_the_file(fitted, tmp_path):
+    said = "the studies are models of 2 sizes (2x64, 4x128, layers x width)"
+    laws = replace(fitted, study_warnings=(said,))
+    assert laws.warnings[0] == said
+    path = tmp_path / "laws.json"
+    laws.save(path)
+    assert FittedLaws.load(path) == laws
+    assert json.loads(path.read_text())["warnings"][0] == said
+    # A file written before study warnings existed loads with none.
+    data = json.loads(path.read_text())
+    del data["study_warnings"]
+    assert FittedLaws.from_json(data).study_warnings == ()
 
 
 def test_missing_tau_and_batch_are_not_fitted():

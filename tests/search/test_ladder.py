@@ -99,6 +99,30 @@ def test_bad_ladder_input_names_the_key(tmp_path, shakespeare):
     assert errors_of(path)[0].startswith("target.study: ")
 
 
+def test_rungs_that_vary_the_quantity_the_laws_are_not_of_are_warned_about(tmp_path, shakespeare):
+    from scaletune.search.fit import _mixed_scales
+
+    raw = yaml.safe_load(ladder_files(tmp_path, shakespeare).read_text())
+    path = tmp_path / "ladder.yaml"
+    plain = [r.cfg for r in load_ladder(path).rungs]
+    # Rungs along tokens at one width, laws in tokens: nothing to say.
+    assert _mixed_scales(plain, "tokens") == ()
+    raw["rungs"][0]["model"] = {"n_embd": 16}
+    path.write_text(yaml.safe_dump(raw))
+    mixed = [r.cfg for r in load_ladder(path).rungs]
+    # Rule: the warning names the sizes and both ways on; laws in parameters over several token
+    # budgets are warned about the other way round.
+    assert _mixed_scales(mixed, "tokens") == (
+        "the studies are models of 2 sizes (1x16, 1x32, layers x width) and the laws are in "
+        "tokens per trial, so the fit reads the models' differences as the horizon's: fit studies "
+        "of one model (vary tokens_per_trial), or fit in parameters (scale: params, fit --by "
+        "params) studies of one tokens_per_trial",)
+    said = _mixed_scales(mixed, "params")
+    assert len(said) == 1 and said[0].startswith(
+        "the studies train 3 token budgets per trial (4,096, 8,192, 16,384) and the laws are in "
+        "non-embedding parameters")
+
+
 def test_a_target_that_searches_the_model_size_is_refused(tmp_path, shakespeare):
     path = ladder_files(tmp_path, shakespeare)
     study = yaml.safe_load((tmp_path / "target.yaml").read_text())
