@@ -11,7 +11,9 @@ prediction yet. Tried here (2026-12-02), each at the product's default and nearb
 - fallback: the lr_area prediction, else (too few curves reach back) the prediction with
   ``progress: tokens`` (fraction of the budget), at its own confidence;
 - anchor: every complete curve starts at progress 0 with the loss of a uniform guess, ln(vocab),
-  so that it reaches back to any point (linear between there and its first evaluation).
+  so that it reaches back to any point (linear between there and its first evaluation);
+- confirmed: a lower confidence, but a trial is stopped only when two evaluations in a row say
+  so (against the false prunes a looser interval brings).
 
 Neither saves more without false prunes (output in early_predictions.txt): the earliest
 predictions, where these add them, are the ones that are wrong.
@@ -52,6 +54,18 @@ class Fallback:
         p = a._predict(trial, table) or self.tokens._predict(trial, self.tokens._table(complete))
         best = float(np.partition(table.values, a._rank - 1)[a._rank - 1])
         return p is not None and p.low > best * (1 + a.floor(complete))
+
+
+class Confirmed:
+    """``inner``'s decision, taken only when it said stop at two evaluations in a row."""
+
+    def __init__(self, inner):
+        self.inner, self.streak = inner, {}
+
+    def prune(self, study, trial) -> bool:
+        run = self.streak.get(trial.number, 0)
+        self.streak[trial.number] = run = run + 1 if self.inner.prune(study, trial) else 0
+        return run >= 2
 
 
 def anchored(pruner, log_start: float):
@@ -103,6 +117,9 @@ def main() -> None:
         print(line(f"anchor at ln(vocab), confidence {c:g}", studies,
                    lambda task, cfg, c=c: anchored(product(cfg, c), start(task, cfg))),
               flush=True)
+    for c in (0.6, 0.7, 0.8, 0.85):
+        print(line(f"confirmed twice, confidence {c:g}", studies,
+                   lambda task, cfg, c=c: Confirmed(product(cfg, c))), flush=True)
 
 
 if __name__ == "__main__":
