@@ -139,6 +139,10 @@ def unknown_host(rdzv_endpoint: str) -> list[str]:
     return []
 
 
+PASSED_ON = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""The signals ``launch`` passes on to torchrun, which passes them on to its ranks."""
+
+
 def launch(path: str, nproc: int, resume: bool = False, overwrite: bool = False,
            nnodes: int = 1, node_rank: int = 0, rdzv_endpoint: str | None = None) -> int:
     """Data-parallel training (DDP, or FSDP2 with ``parallel: fsdp``) on ``nproc`` processes of
@@ -162,9 +166,10 @@ def launch(path: str, nproc: int, resume: bool = False, overwrite: bool = False,
     cmd = torchrun_command(path, nproc, nnodes, node_rank, rdzv_endpoint) + flags
     print(f"launching: {shlex.join(cmd)}", file=sys.stderr, flush=True)
     # torchrun runs in a process group of its own, so a Ctrl-C on the terminal reaches it once,
-    # from here, and it passes it on to its ranks: they stop between two steps, save, and say how
-    # to resume. A SIGTERM (a batch system's, a kill) takes the same road instead of leaving
-    # torchrun and its ranks training without this process.
+    # from here, and it passes it on to its ranks: they stop where they are and say how to
+    # resume. A SIGTERM (a batch system's, a kill) or a SIGHUP (the terminal closed) takes the
+    # same road instead of leaving torchrun and its ranks training without this process; a
+    # signal ignored here (nohup) is not passed on.
     group = ({"process_group": 0} if sys.version_info >= (3, 11)
              else {"preexec_fn": os.setpgrp})  # type: ignore[dict-item]
     proc = subprocess.Popen(cmd, **group)  # type: ignore[call-overload]
@@ -173,7 +178,8 @@ def launch(path: str, nproc: int, resume: bool = False, overwrite: bool = False,
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signum)
 
-    handlers = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    handlers = {sig: signal.signal(sig, forward) for sig in PASSED_ON
+                if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
         code = proc.wait()
     finally:
