@@ -120,6 +120,7 @@ def fitted_exponents(cfg: StudyConfig, notes: list[str]) -> FittedExponents | No
     if fitted.scale_kind != "tokens":
         return None
     # The laws the horizon transfer uses; the carried warmup is kept as the trial had it.
+    notes += [f"fitted laws: {w}" for w in fitted.study_warnings]
     notes += [f"fitted laws: {w}" for f in fitted.fits() for w in f.warnings]
     exponents: dict[str, float | None] = {}
     for name in HORIZON_EXPONENTS:

@@ -247,7 +247,8 @@ def test_export_notes_the_warnings_of_the_laws_it_uses_only(tmp_path):
     points = [ScalePoint(x, "tokens", 0.3 * x**-0.5 * j, 50 * x**-0.2 * j, None, 3.0,
                          warmup_frac=w) for x in (1e4, 4e4) for j, w in ((0.95, 0.2), (1.05, 0.3))]
     laws_path = tmp_path / "laws.json"
-    fitted = fit_studies(points, n_boot=100)
+    fitted = replace(fit_studies(points, n_boot=100),
+                     study_warnings=("the studies are models of 2 sizes (2x64, 4x128, ...)",))
     assert any(w.startswith("warmup_frac:") for w in fitted.warnings)
     fitted.save(laws_path)
     path, cfg = study_file(tmp_path, priors={"laws": "fitted", "fitted_file": str(laws_path)})
@@ -258,6 +259,7 @@ def test_export_notes_the_warnings_of_the_laws_it_uses_only(tmp_path):
     # Rule: the export names the warnings of the laws that carry the config to the longer run;
     # the warmup fraction is kept as the trial had it, so its warning is not the export's.
     assert any(n.startswith("fitted laws: lr law: fitted on 2 rungs") for n in done.notes)
+    assert "fitted laws: the studies are models of 2 sizes (2x64, 4x128, ...)" in done.notes
     assert not any("warmup_frac" in n for n in done.notes)
 
 
