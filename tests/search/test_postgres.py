@@ -95,8 +95,10 @@ def test_study_runs_on_postgresql_and_never_shows_the_password(tmp_path, shakesp
 
 
 def test_study_survives_its_server_connections_being_dropped(tmp_path, shakespeare, pg_url):
+    # Trials of a few seconds: long enough for the loop below to find one running, with the
+    # driver's connections idle, more than once.
     raw = pg_study(tmp_path, shakespeare, pg_url, n_trials=3, pruner={"name": "none"},
-                   tokens_per_trial=81_920)
+                   tokens_per_trial=163_840)
     password = make_url(pg_url).password
     log = tmp_path / "run.log"
     dropped_mid_study = 0
@@ -104,7 +106,7 @@ def test_study_survives_its_server_connections_being_dropped(tmp_path, shakespea
         with connect(pg_url) as con, con.cursor() as cur:
             deadline = time.time() + 400
             while proc.poll() is None and time.time() < deadline:
-                time.sleep(0.7)
+                time.sleep(0.3)
                 states = study_states(cur, raw["name"])
                 if "RUNNING" not in states or dropped_mid_study >= 4:
                     continue

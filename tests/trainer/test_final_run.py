@@ -170,9 +170,13 @@ def test_a_signal_to_a_launched_run_stops_every_rank_and_says_how_to_resume(
     # passes it to its ranks; rank 0 says where to resume, and nothing prints a traceback.
     path = _config(tmp_path, shakespeare, "long", tokens=8 * 32 * 20_000,
                    checkpoint_every_tokens=8 * 32 * 4)
+    # As from a terminal: a script that starts the tests in the background (`cmd &` without job
+    # control) leaves SIGINT ignored in every process it starts, and an ignored signal is never
+    # delivered, Ctrl-C's included.
     launch = subprocess.Popen(
         [sys.executable, "-m", "scaletune.search.cli", "train", str(path), "--nproc-per-node", "2"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     checkpoint = tmp_path / "long" / "checkpoint.pt"
     try:
         deadline = time.monotonic() + 120
