@@ -174,9 +174,10 @@ def test_a_signal_to_a_launched_run_stops_every_rank_and_says_how_to_resume(
     # control) leaves SIGINT ignored in every process it starts, and an ignored signal is never
     # delivered, Ctrl-C's included.
     launch = subprocess.Popen(
-        [sys.executable, "-m", "scaletune.search.cli", "train", str(path), "--nproc-per-node", "2"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        [sys.executable, "-c", "import signal, sys; from scaletune.search.cli import main; "
+         "signal.signal(signal.SIGINT, signal.default_int_handler); sys.exit(main())",
+         "train", str(path), "--nproc-per-node", "2"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     checkpoint = tmp_path / "long" / "checkpoint.pt"
     try:
         deadline = time.monotonic() + 120
