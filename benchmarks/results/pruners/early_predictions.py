@@ -25,7 +25,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-from optuna.trial import TrialState
 from pydantic import TypeAdapter
 
 from benchmarks.pruner_replay import load_tables
@@ -36,24 +35,17 @@ from scaletune.trainer.data import vocab_size_of
 build = TypeAdapter(PrunerConfig).validate_python
 
 
-class Fallback:
-    """The lr_area pruner's decision, from the tokens pruner's prediction where it has none."""
+def fallback(schedule, tokens):
+    """``schedule`` (the product's pruner), predicting with ``tokens`` where it has no
+    prediction of its own; its decision rule (start-up, floor, k-th best) is the product's."""
+    predict = schedule._predict
 
-    def __init__(self, schedule, tokens):
-        self.schedule, self.tokens = schedule, tokens
+    def predict_or_fall_back(trial, table):
+        own = predict(trial, table)
+        return own if own is not None else tokens._predict(trial, tokens._table(table.trials))
 
-    def prune(self, study, trial) -> bool:
-        a = self.schedule
-        step = trial.last_step
-        if step is None or step < a._n_warmup_steps or step >= a._budget:
-            return False
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if len(complete) < max(a._n_startup_trials, a._rank):
-            return False
-        table = a._table(complete)
-        p = a._predict(trial, table) or self.tokens._predict(trial, self.tokens._table(complete))
-        best = float(np.partition(table.values, a._rank - 1)[a._rank - 1])
-        return p is not None and p.low > best * (1 + a.floor(complete))
+    schedule._predict = predict_or_fall_back
+    return schedule
 
 
 class Confirmed:
@@ -110,7 +102,7 @@ def main() -> None:
                lambda task, cfg: product(cfg, 0.9)), flush=True)
     for c_tokens in (0.9, 0.95, 0.99):
         print(line(f"fallback to tokens at confidence {c_tokens:g}", studies,
-                   lambda task, cfg, c=c_tokens: Fallback(product(cfg, 0.9),
+                   lambda task, cfg, c=c_tokens: fallback(product(cfg, 0.9),
                                                           product(cfg, c, "tokens"))),
               flush=True)
     for c in (0.85, 0.9, 0.95):
