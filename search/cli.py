@@ -179,15 +179,14 @@ def _job_server(args: argparse.Namespace) -> str:
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.config import check_study_files, load_study
     from scaletune.search.manage import plan_notes
-    from scaletune.trainer.config import load_train_config, load_yaml
+    from scaletune.trainer.config import file_kind, load_train_config, load_yaml
     from scaletune.trainer.data import download_notes
 
     status = 0
     for path in args.studies:
         try:
             raw = load_yaml(path)
-            # A training config (for `scaletune train`) has a token budget and no trials.
-            if "tokens" in raw and not {"n_trials", "tokens_per_trial"} & raw.keys():
+            if file_kind(raw) == "training":  # for `scaletune train`: a token budget, no trials
                 data = load_train_config(path).data
                 missing = data.file_errors()
                 kind = " (training config)"

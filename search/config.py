@@ -38,6 +38,7 @@ from scaletune.trainer.config import (
     Tokens,
     TokensOrZero,
     TrainConfig,
+    file_kind,
     format_errors,
     load_yaml,
     shown_value,
@@ -832,11 +833,18 @@ def load_study(path: str | Path) -> StudyConfig:
     files it names are not looked at here: see check_study_files."""
     path = Path(path)
     raw = load_yaml(path)
-    if isinstance(raw, dict) and {"target", "rungs"} <= raw.keys():
+    kind = file_kind(raw)
+    if kind == "ladder":
         raise ConfigError(str(path), [
             f"a ladder file (target, rungs), not a study file: run it with `scaletune ladder "
             f"{path}`; `report`, `export`, `show`, `best`, `studies` and `dashboard` take it "
             "for its target study"])
+    if kind == "training":
+        # As `scaletune export` writes: one line that says so, not every study key it lacks.
+        raise ConfigError(str(path), [
+            f"a training config (tokens, no n_trials or tokens_per_trial), not a study file: "
+            f"train it with `scaletune train {path}`; a study file has name, tokens_per_trial, "
+            "search and n_trials"])
     return resolve_study(validate_study(raw, str(path)), path)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from scaletune.trainer.checkpoint import CHECKPOINT
-from scaletune.trainer.config import load_train_config
+from scaletune.trainer.config import TrainConfig, load_train_config
 from scaletune.trainer.errors import ConfigError, DataError, SetupError
 from scaletune.trainer.interrupt import DeferredInterrupt, PromptInterrupt
 from scaletune.trainer.loop import Result, train
@@ -27,17 +27,8 @@ def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
     A run whose out_dir already holds a checkpoint starts only with ``resume`` (continue it) or
     ``overwrite`` (train from scratch and replace it): a repeated command never loses a run.
     """
-    try:
-        config = load_train_config(path)
-    except ConfigError as e:
-        print(f"{e.source}: {len(e.errors)} error(s)", file=sys.stderr)
-        for err in e.errors:
-            print(f"  {err}", file=sys.stderr)
-        return 2
-    if config.out_dir and (Path(config.out_dir) / CHECKPOINT).exists() and not (resume or overwrite):
-        print(f"{path}: out_dir {os.path.normpath(config.out_dir)} already holds a run's checkpoint; "
-              "add --resume to continue that run, or --overwrite to train from scratch and "
-              "replace it (or set another out_dir)", file=sys.stderr)
+    config = startable(path, resume, overwrite)
+    if config is None:
         return 2
     if overwrite and not resume and config.out_dir and int(os.environ.get("RANK", "0")) == 0:
         clear_run(Path(config.out_dir))
@@ -60,6 +51,25 @@ def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
     if int(os.environ.get("RANK", "0")) == 0:
         print(summary(result, config.out_dir))
     return 1 if result.status == "diverged" else 0
+
+
+def startable(path: str, resume: bool, overwrite: bool) -> TrainConfig | None:
+    """The run's config, or None once it has printed why the run cannot start: an error in the
+    file, or a checkpoint in out_dir that neither ``resume`` nor ``overwrite`` says what to do
+    with (a repeated command never loses a run)."""
+    try:
+        config = load_train_config(path)
+    except ConfigError as e:
+        print(f"{e.source}: {len(e.errors)} error(s)", file=sys.stderr)
+        for err in e.errors:
+            print(f"  {err}", file=sys.stderr)
+        return None
+    if config.out_dir and (Path(config.out_dir) / CHECKPOINT).exists() and not (resume or overwrite):
+        print(f"{path}: out_dir {os.path.normpath(config.out_dir)} already holds a run's checkpoint; "
+              "add --resume to continue that run, or --overwrite to train from scratch and "
+              "replace it (or set another out_dir)", file=sys.stderr)
+        return None
+    return config
 
 
 def resume_hint(out_dir: str | None) -> str:
@@ -161,6 +171,10 @@ def launch(path: str, nproc: int, resume: bool = False, overwrite: bool = False,
     if errors:
         for err in errors:
             print(f"scaletune train: {err}", file=sys.stderr)
+        return 2
+    # A file the ranks would refuse is refused here, once, before torchrun starts them: each
+    # would print the same errors and torchrun its own traceback of their exit.
+    if startable(path, resume, overwrite) is None:
         return 2
     flags = (["--resume"] if resume else []) + (["--overwrite"] if overwrite else [])
     cmd = torchrun_command(path, nproc, nnodes, node_rank, rdzv_endpoint) + flags

@@ -898,9 +898,36 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return raw
 
 
+def file_kind(raw: Any) -> str | None:
+    """What a config file is, by its top-level keys: "ladder" (target and rungs: ``scaletune
+    ladder``), "training" (a token budget and no trials: ``scaletune train``), "study" (trials
+    and a search: ``scaletune run``), or None when the keys say neither."""
+    if not isinstance(raw, dict):
+        return None
+    keys = raw.keys()
+    if {"target", "rungs"} <= keys:
+        return "ladder"
+    if "tokens" in keys and not {"n_trials", "tokens_per_trial"} & keys:
+        return "training"
+    if {"n_trials", "tokens_per_trial", "search"} & keys:
+        return "study"
+    return None
+
+
 def load_train_config(path: str | Path) -> TrainConfig:
     """Read ``scaletune train`` YAML; relative data paths resolve against the file's folder."""
     raw = load_yaml(path)
+    kind = file_kind(raw)
+    if kind in ("study", "ladder"):
+        # One line that says what the file is, not the wall of its keys a training run lacks.
+        what = ("a study file (n_trials, tokens_per_trial, search)" if kind == "study"
+                else "a ladder file (target, rungs)")
+        run = "run" if kind == "study" else "ladder"
+        best = "its best trial" if kind == "study" else "its target study's best trial"
+        raise ConfigError(str(path), [
+            f"{what}, not a training config: search with `scaletune {run} {path}`; then "
+            f"`scaletune export {path} -o final.yaml` writes the training config of {best}, "
+            "which `scaletune train` takes"])
     try:
         cfg = TrainConfig.model_validate(raw)
     except ValidationError as e:

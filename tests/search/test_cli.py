@@ -276,6 +276,27 @@ def test_a_study_ends_with_a_summary_through_a_pipe(tmp_path, shakespeare):
     assert not re.search(r"\d\.\d{8,}", out), out
 
 
+@pytest.mark.parametrize("command", ["run", "show", "report"])
+def test_a_training_config_given_to_a_study_command_says_to_train_it(tmp_path, command, capsys):
+    from scaletune.search.cli import main
+
+    # What `scaletune export` writes: a token budget, no trials.
+    path = tmp_path / "final.yaml"
+    path.write_text("model: {n_layer: 2, n_head: 2, n_embd: 32, block_size: 32}\n"
+                    "optim: {lr: 0.003}\ntokens: 2M\nbatch_size: 8\n")
+    assert main([command, str(path)] + (["-o", str(tmp_path / "r")] if command == "report"
+                                        else [])) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "1 error(s)" in out and "unknown key" not in out and "Field required" not in out
+    assert (f"a training config (tokens, no n_trials or tokens_per_trial), not a study file: "
+            f"train it with `scaletune train {path}`") in out
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "r").exists()
+    # validate tells the two apart and checks each as what it is.
+    assert main(["validate", str(path), str(QUICKSTART)]) == 0
+    out = capsys.readouterr().out
+    assert f"{path}: ok (training config)" in out and f"{QUICKSTART}: ok" in out
+
+
 def test_an_export_says_how_to_train_on_one_machine_or_several():
     from scaletune.search.cli import run_commands
 

@@ -227,6 +227,40 @@ def test_a_bad_launch_exits_with_2_before_starting_torchrun(tmp_path, capsys):
     assert "--rdzv-endpoint is needed with --nnodes above 1" in err and "launching" not in err
 
 
+@pytest.mark.parametrize(("name", "says"), [
+    ("quickstart.yaml", "a study file (n_trials, tokens_per_trial, search), not a training "
+                        "config: search with `scaletune run {path}`; then `scaletune export {path} "
+                        "-o final.yaml` writes the training config of its best trial"),
+    ("quickstart-ladder.yaml", "a ladder file (target, rungs), not a training config: search "
+                               "with `scaletune ladder {path}`"),
+])
+@pytest.mark.parametrize("nproc", [1, 2])
+def test_a_study_or_ladder_file_given_to_train_says_which_command_takes_it(
+        name, says, nproc, capsys):
+    from scaletune.search.cli import main
+
+    path = REPO / "studies" / name
+    assert main(["train", str(path), "--nproc-per-node", str(nproc)]) == 2
+    err = capsys.readouterr().err
+    # One error that names the file's kind and the command, not a line per key a run lacks;
+    # and on N processes, said once, before torchrun starts ranks that would each say it.
+    assert f"{path}: 1 error(s)" in err and says.format(path=path) in err
+    assert "unknown key" not in err and "launching" not in err
+
+
+def test_a_launch_into_a_folder_with_a_checkpoint_is_refused_before_torchrun(tmp_path, capsys):
+    from scaletune.search.cli import main
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"a run's")
+    path = write(tmp_path, {"tokens": 4096, "out_dir": str(out)})
+    assert main(["train", str(path), "--nproc-per-node", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run's checkpoint; add --resume" in err and "launching" not in err
+    assert (out / "checkpoint.pt").read_bytes() == b"a run's"
+
+
 def test_a_rendezvous_host_that_does_not_resolve_is_refused_before_torchrun(tmp_path, capsys):
     import socket
 
