@@ -59,8 +59,8 @@ from scaletune.search.storage import (
 )
 from scaletune.search.studies import open_study
 from scaletune.search.summary import DERIVED, at_edges
-from scaletune.trainer.data import download_notes
-from scaletune.trainer.errors import ConfigError, SetupError, first_line
+from scaletune.trainer.data import download_notes, split_sizes, validation_note
+from scaletune.trainer.errors import ConfigError, DataError, SetupError, first_line
 from scaletune.trainer.record import fmt_duration
 
 OPTIONS = {
@@ -113,15 +113,21 @@ def with_options(cfg: StudyConfig, **options: Any) -> StudyConfig:
 
 def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
     """What the plan of ``cfg`` warns of before anything runs: priors' centers outside the
-    ranges searched (``centers_outside``), a tokenizer or a dataset the first run downloads
-    (``download_notes``). ``dims``: the
-    search space if built already."""
+    ranges searched (``centers_outside``), a validation split too small for its windows where
+    its size is known without preparing the data (``validation_note``), a tokenizer or a
+    dataset the first run downloads (``download_notes``). ``dims``: the search space if built
+    already."""
     notes = []
     if cfg.seeding == "prior":
         if dims is None:
             dims, _ = build_space(cfg, planning_priors(cfg))
         notes += centers_outside(dims)
-    return notes + download_notes(cfg.data)
+    try:
+        sizes = split_sizes(cfg.data)
+    except (DataError, OSError):  # a missing file: check_study_files names it
+        sizes = None
+    note = sizes and validation_note(cfg.data, cfg.model.block_size, sizes[1])
+    return notes + ([note] if note else []) + download_notes(cfg.data)
 
 
 def print_plan(cfg: StudyConfig, console: Console) -> None:

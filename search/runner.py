@@ -44,7 +44,7 @@ from scaletune.search.storage import (
     sqlite_path,
 )
 from scaletune.search.tracking import Tracker
-from scaletune.trainer.data import prepare_data
+from scaletune.trainer.data import prepare_data, validation_note
 from scaletune.trainer.errors import ConfigError, DataError, StorageError, first_line
 from scaletune.trainer.interrupt import DeferredInterrupt, Interrupted
 
@@ -222,11 +222,14 @@ def run_study(
     # goes): a study refused before it began leaves nothing behind, not even an empty folder.
     new_folders = _missing_folders(cfg.folder)
     try:
-        plan = SearchPlan.build(cfg, preflight(cfg))  # a space the priors leave empty fails here
+        data = preflight(cfg)
+        plan = SearchPlan.build(cfg, data)  # a space the priors leave empty fails here
         problems = plan.problems()
         if problems:
             raise ConfigError(cfg.source, problems)
-        for note in centers_outside(plan.dims) if cfg.seeding == "prior" else []:
+        notes = centers_outside(plan.dims) if cfg.seeding == "prior" else []
+        small = validation_note(cfg.data, cfg.model.block_size, data.n_val_tokens)
+        for note in notes + ([small] if small else []):
             console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
         tracker = Tracker(cfg, console)
     except BaseException:

@@ -115,24 +115,62 @@ def prepared_sizes(cfg: DataConfig) -> tuple[int, int] | None:
     text, no tokenizing, no network.
     Raises DataError where a local path of the data is missing, as prepare_data does.
     """
+    cached = _cached_tokens(cfg)
+    if cached is None:
+        return None
+    n_train = _n_train(cached[0], cfg)
+    return (n_train, cached[1]["vocab_size"]) if n_train > 0 else None
+
+
+def _cached_tokens(cfg: DataConfig) -> tuple[int, dict[str, Any]] | None:
+    """(tokens, cache record) of this data where prepare_data has cached it, else None."""
     cache = cache_dir(cfg)
     meta = _read_json(_record_path(cache, cfg))
     if meta is None or not _token_path(cache, meta).exists():
         return None
-    n_tokens = _token_path(cache, meta).stat().st_size // np.dtype(meta["dtype"]).itemsize
-    n_train = _n_train(n_tokens, cfg)
-    return (n_train, meta["vocab_size"]) if n_train > 0 else None
+    return _token_path(cache, meta).stat().st_size // np.dtype(meta["dtype"]).itemsize, meta
+
+
+def _byte_text_tokens(cfg: DataConfig) -> int | None:
+    """Tokens of a ``source: text`` corpus under the byte tokenizer, from its files' sizes (a
+    token per byte, plus the separator between files); None for any other data."""
+    if cfg.source != "text" or cfg.tokenizer != "byte":
+        return None
+    sizes = [os.path.getsize(p) for p in _text_paths(cfg.path)]
+    return sum(sizes) + len(DOC_SEPARATOR.encode()) * (len(sizes) - 1)
+
+
+def split_sizes(cfg: DataConfig) -> tuple[int, int] | None:
+    """(training, validation) tokens of this data where they are known without preparing it:
+    counted in the token cache where prepare_data ran, from the files' sizes for byte-level text
+    (as ``byte_text_train_tokens``); else None. Raises DataError or OSError where a local path of
+    the data is missing."""
+    cached = _cached_tokens(cfg)
+    n_tokens = cached[0] if cached else _byte_text_tokens(cfg)
+    return None if n_tokens is None else (_n_train(n_tokens, cfg), _n_val(n_tokens, cfg))
+
+
+def validation_note(cfg: DataConfig, block_size: int, n_val: int) -> str | None:
+    """The note for a validation split too small for its windows, else None: with fewer tokens
+    than ``val_windows`` windows of ``block_size`` + 1 would cover, the windows overlap and
+    every evaluation (which ranks and prunes a study's trials) rests on those few tokens."""
+    cover = cfg.val_windows * (block_size + 1)
+    if n_val >= cover:
+        return None
+    more = (" or raise data.val_fraction (below 0.5)" if cfg.val_fraction < 0.25 else "")
+    return (f"data: the validation split holds {n_val:,} tokens (val_fraction {cfg.val_fraction:g} "
+            f"of the data), fewer than its {cfg.val_windows} windows of block_size + 1 = "
+            f"{block_size + 1} tokens would cover ({cover:,}): they overlap, and the val loss "
+            f"that ranks and prunes the trials rests on those {n_val:,} tokens alone, where "
+            f"small differences between trials are noise; use more text{more}")
 
 
 def byte_text_train_tokens(cfg: DataConfig) -> int | None:
     """Training tokens of a ``source: text`` corpus under the byte tokenizer, from its files'
     sizes without reading them (a token per byte, plus the separator between files); None for
     any other data. Exact for UTF-8 files, which are the only ones prepare_data accepts."""
-    if cfg.source != "text" or cfg.tokenizer != "byte":
-        return None
-    sizes = [os.path.getsize(p) for p in _text_paths(cfg.path)]
-    n_tokens = sum(sizes) + len(DOC_SEPARATOR.encode()) * (len(sizes) - 1)
-    return _n_train(n_tokens, cfg)
+    n_tokens = _byte_text_tokens(cfg)
+    return None if n_tokens is None else _n_train(n_tokens, cfg)
 
 
 def vocab_size_of(tokenizer: str) -> int:

@@ -241,6 +241,8 @@ def test_the_live_view_prints_a_burst_of_events_with_one_redraw(monkeypatch):
 @pytest.mark.slow
 def test_a_study_ends_with_a_summary_through_a_pipe(tmp_path, shakespeare):
     raw = tiny_study(tmp_path, shakespeare, n_trials=3)
+    # 20,000 held-out tokens, fewer than 640 windows of 33 cover: the run says so first.
+    raw["data"]["val_windows"] = 640
     path = write_study(tmp_path, raw)
     done = scaletune("run", str(path), timeout=600)
     out = done.stdout
@@ -251,6 +253,10 @@ def test_a_study_ends_with_a_summary_through_a_pipe(tmp_path, shakespeare):
     summary = summarize(study, cfg)
     lines = out.splitlines()
 
+    notes = [ln for ln in lines if ln.startswith("note: data: the validation split holds 20,000 "
+                                                 "tokens")]
+    assert len(notes) == 1 and lines.index(notes[0]) < lines.index(
+        next(ln for ln in lines if ln.startswith("trial 0 started"))), out
     # Rule: no notices from the libraries: Optuna's study creation, Ray's token authentication.
     assert "A new study created" not in out
     assert "Token authentication is enabled" not in out
@@ -295,6 +301,27 @@ def test_a_training_config_given_to_a_study_command_says_to_train_it(tmp_path, c
     assert main(["validate", str(path), str(QUICKSTART)]) == 0
     out = capsys.readouterr().out
     assert f"{path}: ok (training config)" in out and f"{QUICKSTART}: ok" in out
+
+
+def test_a_validation_split_too_small_for_its_windows_is_noted_before_a_run(
+        tmp_path, shakespeare, capsys):
+    from scaletune.search.cli import main
+
+    # 3,000 bytes: 300 held out, where 64 windows of 65 tokens would cover 4,160.
+    raw = tiny_study(tmp_path, shakespeare, model={"n_layer": 1, "n_head": 2, "n_embd": 32,
+                                                   "block_size": 64})
+    (tmp_path / "corpus.txt").write_bytes(shakespeare.read_bytes()[:3_000])
+    raw["data"]["val_windows"] = 64
+    path = write_study(tmp_path, raw)
+    note = ("note: data: the validation split holds 300 tokens (val_fraction 0.1 of the data), "
+            "fewer than its 64 windows of block_size + 1 = 65 tokens would cover (4,160)")
+    assert main(["validate", str(path)]) == 0
+    assert note in " ".join(capsys.readouterr().out.split())
+    assert main(["run", str(path), "--dry-run"]) == 0
+    assert note in " ".join(capsys.readouterr().out.split())
+    # The quickstart's 46,627 held-out tokens cover its 64 windows of 65: no note.
+    assert main(["validate", str(QUICKSTART)]) == 0
+    assert "validation split" not in capsys.readouterr().out
 
 
 def test_an_export_says_how_to_train_on_one_machine_or_several():

@@ -100,6 +100,43 @@ def test_train_tokens_trains_on_the_first_part_of_the_split_and_keeps_validation
         prepare_data(text_cfg(path, tmp_path, train_tokens=10), block_size=16)
 
 
+def test_split_sizes_are_known_before_the_data_is_prepared_where_they_can_be(tmp_path):
+    from scaletune.trainer.data import split_sizes
+
+    path = tmp_path / "text.txt"
+    path.write_text("abcdefghij" * 1_000)  # 10,000 bytes: 1,000 held out
+    cfg = text_cfg(path, tmp_path, train_tokens=2_500)
+    # Byte-level text: from the file's size before it is prepared, from the cache after.
+    assert split_sizes(cfg) == (2_500, 1_000)
+    data = prepare_data(cfg, block_size=16)
+    assert split_sizes(cfg) == (data.n_train_tokens, data.n_val_tokens) == (2_500, 1_000)
+    # Data that a byte count cannot size: known once prepared.
+    builtin = DataConfig(source="builtin", cache_dir=str(tmp_path / "cache"))
+    assert split_sizes(builtin) is None
+    docs = prepare_data(builtin, block_size=16)
+    assert split_sizes(builtin) == (docs.n_train_tokens, docs.n_val_tokens)
+    with pytest.raises(DataError, match="nope.txt"):
+        split_sizes(text_cfg(tmp_path / "nope.txt", tmp_path))
+
+
+def test_a_validation_split_smaller_than_its_windows_is_noted(tmp_path):
+    from scaletune.trainer.data import validation_note
+
+    cfg = text_cfg(tmp_path / "text.txt", tmp_path)
+    # 1,000 held-out tokens: 62 windows of 15 + 1 tokens fit (992), 63 overlap (1,008).
+    assert validation_note(cfg.model_copy(update={"val_windows": 62}), 15, 1_000) is None
+    note = validation_note(cfg.model_copy(update={"val_windows": 63}), 15, 1_000)
+    assert note == (
+        "data: the validation split holds 1,000 tokens (val_fraction 0.1 of the data), fewer "
+        "than its 63 windows of block_size + 1 = 16 tokens would cover (1,008): they overlap, "
+        "and the val loss that ranks and prunes the trials rests on those 1,000 tokens alone, "
+        "where small differences between trials are noise; use more text or raise "
+        "data.val_fraction (below 0.5)")
+    # A split already a quarter of the data or more: more text is the way.
+    wide = cfg.model_copy(update={"val_fraction": 0.3})
+    assert validation_note(wide, 15, 1_000).endswith("are noise; use more text")
+
+
 def test_builtin_python_docs_work_offline(tmp_path):
     data = prepare_data(DataConfig(source="builtin", cache_dir=str(tmp_path)), block_size=128)
     assert data.n_train_tokens > 100_000 and data.vocab_size == 256
