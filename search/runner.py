@@ -15,6 +15,7 @@ import math
 import os
 import shutil
 import signal
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -280,6 +281,16 @@ def run_study(
         console.print(f"[yellow]{what}: {len(running)} running trial(s) stopped and queued "
                       "again; run the same command to resume[/]")
         raise Interrupted(signum) from None
+    except SystemExit:
+        # How rich ends the program when the output it writes to is closed (`scaletune run ... |
+        # head` once head has its lines, a log reader that died): stop the running trials and
+        # queue them again as for a signal, and say so where it can still be read.
+        _stop_running(plan, running, "the driver's output was closed", cfg)
+        with contextlib.suppress(OSError, ValueError):
+            print(f"scaletune run: the output was closed (a broken pipe); {len(running)} running "
+                  "trial(s) stopped and queued again; run the same command to resume",
+                  file=sys.stderr, flush=True)
+        raise
     except STORAGE_ERRORS as e:
         raise _write_failed(cfg, running, f"using the storage {mask_url(cfg.storage_url)}",
                             e) from e

@@ -371,6 +371,35 @@ def test_ctrl_c_stops_requeues_and_the_same_command_resumes(tmp_path, shakespear
     assert rerun[0].state == TrialState.COMPLETE
 
 
+@pytest.mark.slow
+def test_a_closed_output_stops_the_running_trials_and_queues_them_again(tmp_path, shakespeare):
+    # `scaletune run study.yaml | head`: once head has its lines it goes, and the driver's next
+    # line finds no reader. rich then ends the program (SystemExit), which left the running
+    # trial RUNNING in the storage until the next run recovered it.
+    raw = tiny_study(tmp_path, shakespeare, n_trials=3, pruner={"name": "none"},
+                     tokens_per_trial=81_920)
+    path = write_study(tmp_path, raw)
+    cfg = validate_study(raw)
+    proc = subprocess.Popen([sys.executable, "-m", "scaletune.search.cli", "run", str(path)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = "-"
+        while line and not line.startswith("trial 0 started"):
+            line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+        proc.stdout.close()
+        code = proc.wait(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = proc.stderr.read()
+    assert code == 1, err
+    assert ("scaletune run: the output was closed (a broken pipe); 1 running trial(s) stopped "
+            "and queued again; run the same command to resume") in err
+    assert "Traceback" not in err, err
+    assert_stopped_and_queued(load(cfg), 0, "the driver's output was closed")
+
+
 def test_trials_a_stopped_driver_left_running_run_again_even_without_retries(tmp_path):
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="s")
     for _ in range(2):
