@@ -905,13 +905,12 @@ def file_kind(raw: Any) -> str | None:
     if not isinstance(raw, dict):
         return None
     keys = raw.keys()
+    study = {"name", "n_trials", "tokens_per_trial", "search"} & keys  # no training config's
     if {"target", "rungs"} <= keys:
         return "ladder"
-    if "tokens" in keys and not {"n_trials", "tokens_per_trial"} & keys:
-        return "training"
-    if {"n_trials", "tokens_per_trial", "search"} & keys:
-        return "study"
-    return None
+    if "tokens" in keys:
+        return None if study else "training"  # a study file with a misnamed key: its errors
+    return "study" if study else None
 
 
 def load_train_config(path: str | Path) -> TrainConfig:

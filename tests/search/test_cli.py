@@ -301,6 +301,14 @@ def test_a_training_config_given_to_a_study_command_says_to_train_it(tmp_path, c
     assert main(["validate", str(path), str(QUICKSTART)]) == 0
     out = capsys.readouterr().out
     assert f"{path}: ok (training config)" in out and f"{QUICKSTART}: ok" in out
+    # A study file that names its budget as a training config does is a study with a bad key.
+    study = tmp_path / "study.yaml"
+    study.write_text(QUICKSTART.read_text().replace("tokens_per_trial:", "tokens:"))
+    assert main([command, str(study)] + (["-o", str(tmp_path / "r")] if command == "report"
+                                         else [])) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "tokens: unknown key" in out and "tokens_per_trial: Field required" in out
+    assert "scaletune train" not in out
 
 
 def test_a_validation_split_too_small_for_its_windows_is_noted_before_a_run(
