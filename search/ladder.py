@@ -51,8 +51,8 @@ class RungModel(_Strict):
 class RungConfig(_Strict):
     """One rung: a smaller study than the target, along tokens, width or both."""
 
-    tokens_per_trial: Tokens
-    """Training tokens of each trial of this rung."""
+    tokens_per_trial: Tokens | None = None
+    """Training tokens of each trial of this rung; default the target's (a rung along width)."""
     model: RungModel = Field(default_factory=RungModel)
     """Model fields that differ from the target's (n_layer, n_head, n_embd)."""
     n_trials: int | None = Field(None, ge=1, strict=True)
@@ -183,22 +183,6 @@ def load_ladder(path: str | Path) -> Ladder:
     except ConfigError as e:
         raise ConfigError(str(path), [f"target.study: {line}" for line in e.errors]) from None
     errors: list[str] = []
-    base = {k: v for k, v in target_raw.items() if k not in ("study_dir", "priors")}
-    base.pop("eval_every_tokens", None)  # a tenth of each rung's budget, not the target's cadence
-    rungs = []
-    for i, rung in enumerate(cfg.rungs):
-        model = {**target_raw.get("model", {}), **rung.model.model_dump(exclude_none=True)}
-        shape = {**ModelConfig().model_dump(), **model}
-        name = (f"{cfg.name}-rung-{_tokens_label(rung.tokens_per_trial)}-"
-                f"{shape['n_layer']}x{shape['n_embd']}")
-        study = _study(base, {"name": name, "model": model,
-                              "tokens_per_trial": rung.tokens_per_trial,
-                              "n_trials": rung.n_trials or cfg.rung_trials},
-                       f"rungs[{i}]", study_path, errors)
-        if study is not None:
-            n = laws.non_embedding_params(study.model.n_layer, study.model.n_embd)
-            rungs.append(Rung(study, study_scale(study, cfg.scale), rung.tokens_per_trial / n,
-                              laws.flops_6nd(n, rung.tokens_per_trial) * study.n_trials))
     laws_file = (path.resolve().parent / cfg.laws_file if cfg.laws_file
                  else path.resolve().parent / "runs" / cfg.name / "laws.json")
     target_changes: dict[str, Any] = {
@@ -212,6 +196,27 @@ def load_ladder(path: str | Path) -> Ladder:
         target_changes["n_trials"] = cfg.target.n_trials
     target = _study({k: v for k, v in target_raw.items() if k != "study_dir"}, target_changes,
                      "target", study_path, errors)
+    base = {k: v for k, v in target_raw.items() if k not in ("study_dir", "priors")}
+    base.pop("eval_every_tokens", None)  # a tenth of each rung's budget, not the target's cadence
+    rungs = []
+    for i, rung in enumerate(cfg.rungs):
+        tokens = rung.tokens_per_trial or (target.tokens_per_trial if target else None)
+        if tokens is None:
+            continue  # a rung at the target's tokens, whose study is refused above
+        model = {**target_raw.get("model", {}), **rung.model.model_dump(exclude_none=True)}
+        shape = {**ModelConfig().model_dump(), **model}
+        name = f"{cfg.name}-rung-{_tokens_label(tokens)}-{shape['n_layer']}x{shape['n_embd']}"
+        study = _study(base, {"name": name, "model": model, "tokens_per_trial": tokens,
+                              "n_trials": rung.n_trials or cfg.rung_trials},
+                       f"rungs[{i}]", study_path, errors)
+        same = next((j for j, r in enumerate(rungs) if r.cfg.name == name), None)
+        if same is not None:  # as written they differ: one at the target's tokens, or n_head
+            errors.append(f"rungs[{i}]: the same tokens per trial and model size as an earlier "
+                          f"rung ({name}): give each rung its own tokens_per_trial or model size")
+        elif study is not None:
+            n = laws.non_embedding_params(study.model.n_layer, study.model.n_embd)
+            rungs.append(Rung(study, study_scale(study, cfg.scale), tokens / n,
+                              laws.flops_6nd(n, tokens) * study.n_trials))
     if target is not None and (keys := model_size_searched(target)):
         errors.append(f"target: its study searches {' and '.join(keys)}, so each rung's trials "
                       "would be models of several sizes, at no one scale for the laws; fix the "

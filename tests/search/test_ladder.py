@@ -62,6 +62,31 @@ def test_a_ladder_runs_its_rungs_cheapest_first_under_names_of_their_own(tmp_pat
     assert [r.cfg.eval_interval for r in ladder.rungs] == [409, 819, 1638]
 
 
+def test_rungs_along_width_take_the_targets_tokens_unless_they_name_their_own(
+        tmp_path, shakespeare):
+    path = ladder_files(tmp_path, shakespeare, scale="params")
+    raw = yaml.safe_load(path.read_text())
+    raw["rungs"] = [{"model": {"n_embd": 16}}, {"model": {"n_embd": 24, "n_head": 2}},
+                    {"tokens_per_trial": 20_480, "model": {"n_embd": 8}}]
+    path.write_text(yaml.safe_dump(raw))
+    ladder = load_ladder(path)
+    # A rung along width alone trains the target's 40,960 tokens per trial.
+    assert [(r.cfg.tokens_per_trial, r.cfg.model.n_embd) for r in ladder.rungs] == [
+        (20_480, 8), (40_960, 16), (40_960, 24)]
+    assert [r.cfg.name for r in ladder.rungs] == [
+        "ladder-rung-20.48k-1x8", "ladder-rung-40.96k-1x16", "ladder-rung-40.96k-1x24"]
+    # Written differently but the same study as an earlier rung: the target's tokens given
+    # again, or another n_head at the same size.
+    raw["rungs"] += [{"tokens_per_trial": 40_960, "model": {"n_embd": 16}},
+                     {"model": {"n_embd": 24, "n_head": 4}}]
+    path.write_text(yaml.safe_dump(raw))
+    assert errors_of(path) == [
+        "rungs[3]: the same tokens per trial and model size as an earlier rung "
+        "(ladder-rung-40.96k-1x16): give each rung its own tokens_per_trial or model size",
+        "rungs[4]: the same tokens per trial and model size as an earlier rung "
+        "(ladder-rung-40.96k-1x24): give each rung its own tokens_per_trial or model size"]
+
+
 def test_bad_ladder_input_names_the_key(tmp_path, shakespeare):
     path = ladder_files(tmp_path, shakespeare)
     raw = yaml.safe_load(path.read_text())
