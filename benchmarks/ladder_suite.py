@@ -42,7 +42,8 @@ from benchmarks import suite
 from scaletune.heuristics import laws
 
 RUNG_FRACTIONS = (1 / 16, 1 / 8, 1 / 4)
-"""Tokens per trial of each rung, as a fraction of the target's."""
+"""Tokens per trial of each rung, as a fraction of the target's; with ``--along width``, its
+non-embedding parameters (``rung_widths``)."""
 RUNG_TRIALS = 8
 """Finished trials per rung (the ladder's default): at most 8 * (1/16 + 1/8 + 1/4) = 3.5 target
 trial-equivalents for the three rungs."""
@@ -68,11 +69,23 @@ def _bench(task: suite.Task) -> se.Bench:
 # --------------------------------------------------------------------------- files
 
 
-def write_ladder(task: suite.Task, out: Path, seed: int, hold_epochs: bool = False) -> Path:
+def rung_widths(task: suite.Task) -> list[int]:
+    """Widths whose non-embedding parameters (12 L d^2) are about RUNG_FRACTIONS of the
+    target's, each a multiple of the heads: 64 -> 16, 24, 32; 96 -> 24, 32, 48; 128 -> 32, 44,
+    64."""
+    return [max(task.n_head, round(task.n_embd * math.sqrt(f) / task.n_head) * task.n_head)
+            for f in RUNG_FRACTIONS]
+
+
+def write_ladder(task: suite.Task, out: Path, seed: int, hold_epochs: bool = False,
+                 along: str = "tokens") -> Path:
     """The task's target study file and its ladder file under ``out/<task>/s<seed>``; returns the
     ladder file. The target is the suite's scaletune study of the task, one trial at a time;
     ``hold_epochs``: the ladder's option of that name (rungs on a share of the data that gives
-    them the target's passes over it, where it makes more than one)."""
+    them the target's passes over it, where it makes more than one). ``along``: "tokens", rungs
+    at RUNG_FRACTIONS of the target's tokens per trial at its width (laws in tokens); "width",
+    rungs at the target's tokens per trial and ``rung_widths`` (laws in parameters), so that
+    every rung takes as many optimizer steps as the target."""
     folder = (out / task.name / f"s{seed}").resolve()
     folder.mkdir(parents=True, exist_ok=True)
     cfg = se.study_config(_bench(task), "scaletune", seed)
@@ -85,9 +98,11 @@ def write_ladder(task: suite.Task, out: Path, seed: int, hold_epochs: bool = Fal
     ladder = {
         "name": f"{task.name}-ladder-s{seed}",
         "target": {"study": "target.yaml", "n_trials": TARGET_TRIALS},
-        "rungs": [{"tokens_per_trial": round(task.tokens_per_trial * f)} for f in RUNG_FRACTIONS],
+        "rungs": ([{"model": {"n_embd": w}} for w in rung_widths(task)] if along == "width"
+                  else [{"tokens_per_trial": round(task.tokens_per_trial * f)}
+                        for f in RUNG_FRACTIONS]),
         "rung_trials": RUNG_TRIALS,
-        "scale": "tokens",
+        "scale": "params" if along == "width" else "tokens",
         "laws_file": "laws.json",
     }
     if hold_epochs:
@@ -97,17 +112,17 @@ def write_ladder(task: suite.Task, out: Path, seed: int, hold_epochs: bool = Fal
     return path
 
 
-def run_one(args: tuple[str, Path, int, bool]) -> str:
+def run_one(args: tuple[str, Path, int, bool, str]) -> str:
     """Run (or resume) one task's ladder with the product's run_ladder."""
     import torch
     from rich.console import Console
 
     from scaletune.search.ladder import load_ladder, run_ladder
 
-    name, out, seed, hold_epochs = args
+    name, out, seed, hold_epochs, along = args
     torch.set_num_threads(1)
     task = next(t for t in suite.TASKS if t.name == name)
-    path = write_ladder(task, out, seed, hold_epochs)
+    path = write_ladder(task, out, seed, hold_epochs, along)
     start = time.perf_counter()
     try:
         run_ladder(load_ladder(path), Console(width=140, force_terminal=False))
@@ -249,7 +264,8 @@ def suite_trials_csv(task: suite.Task, path: Path) -> Any:
 
 def ladder_trials(ladder_file: Path) -> tuple[Any, float, Any]:
     """The ladder's target trials in run order (as suite_trials), the compute of its rungs in
-    target trial-equivalents, and its fitted laws."""
+    target trial-equivalents (6ND with N non-embedding: a rung's tokens weighed by its
+    parameters over the target's), and its fitted laws."""
     import optuna
     import pandas as pd
 
@@ -261,21 +277,25 @@ def ladder_trials(ladder_file: Path) -> tuple[Any, float, Any]:
     ladder = load_ladder(ladder_file)
     target = ladder.target
     storage = make_storage(target.storage_url)
-    rung_tokens = sum(int(t.user_attrs.get("tokens_seen", 0)) for r in ladder.rungs
-                      for t in _finished(storage, r.cfg.name))
+    def params(cfg: Any) -> int:
+        return laws.non_embedding_params(cfg.model.n_layer, cfg.model.n_embd)
+
+    rung_tokens = sum(int(t.user_attrs.get("tokens_seen", 0)) * params(r.cfg) / params(target)
+                      for r in ladder.rungs for t in _finished(storage, r.cfg.name))
     rows = [_row(t, target.tokens_per_trial, target.model.block_size)
             for t in _finished(storage, target.name)]
     return (pd.DataFrame(rows), rung_tokens / target.tokens_per_trial,
             FittedLaws.load(ladder.laws_file))
 
 
-def predicted_optimum(laws_: Any, tokens_per_trial: int, block_size: int) -> dict[str, float]:
-    """The fitted laws at the target: lr, tau, and batch in sequences (the law is in tokens)."""
-    out = {"lr": laws_.lr.predict(tokens_per_trial).value}
+def predicted_optimum(laws_: Any, scale: float, block_size: int) -> dict[str, float]:
+    """The fitted laws at the target's ``scale`` (tokens per trial, or non-embedding
+    parameters): lr, tau, and batch in sequences (the law is in tokens per step)."""
+    out = {"lr": laws_.lr.predict(scale).value}
     if laws_.tau is not None:
-        out["tau"] = laws_.tau.predict(tokens_per_trial).value
+        out["tau"] = laws_.tau.predict(scale).value
     if laws_.batch_size is not None:
-        out["batch_size"] = laws_.batch_size.predict(tokens_per_trial).value / block_size
+        out["batch_size"] = laws_.batch_size.predict(scale).value / block_size
     return out
 
 
@@ -292,8 +312,8 @@ def load_runs(task: suite.Task, out: Path, seeds: int
         path = out / task.name / f"s{seed}" / "ladder.yaml"
         if path.is_file() and finished_trials(load_ladder(path).target):
             trials, rung_te, laws_ = ladder_trials(path)
-            runs.append((seed, trials, rung_te,
-                         predicted_optimum(laws_, task.tokens_per_trial, task.block_size)))
+            runs.append((seed, trials, rung_te, predicted_optimum(
+                laws_, load_ladder(path).target_scale, task.block_size)))
     return runs
 
 
@@ -389,10 +409,13 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
             + ", ".join("never" if math.isnan(x) else f"{x:.2f}" for x in ratios) + f"{bound})"]
 
 
-def markdown(rows: list[dict[str, Any]], command: str) -> str:
+def markdown(rows: list[dict[str, Any]], command: str, along: str = "tokens") -> str:
+    rungs = ("three rungs at 1/16, 1/8 and 1/4 of the target's tokens per trial (the target's "
+             "width)" if along == "tokens" else "three rungs at about 1/16, 1/8 and 1/4 of the "
+             "target's non-embedding parameters (widths `rung_widths`) and its tokens per trial, "
+             "laws in parameters; their compute weighed by their parameters (6ND)")
     lines = ["# The scale ladder on tasks of the suite", "", f"Command: `{command}`", "",
-             f"Ladder: three rungs at 1/16, 1/8 and 1/4 of the target's tokens per trial (the "
-             f"target's width), {RUNG_TRIALS} trials each, then the target study ({TARGET_TRIALS} "
+             f"Ladder: {rungs}, {RUNG_TRIALS} trials each, then the target study ({TARGET_TRIALS} "
              f"trials) seeded from the laws fitted to the rungs: the suite's scaletune study "
              f"file with `priors: {{laws: fitted}}`, run by `scaletune ladder`'s own function. "
              f"Compared with the suite's studies: scaletune with the published laws (budget "
@@ -498,7 +521,7 @@ def plot(panels: list[tuple[str, Any, list[Any], float]], path: Path) -> None:
 
 
 def analyze(tasks: list[suite.Task], out: Path, seeds: int, suite_root: Path,
-            command: str) -> str:
+            command: str, along: str = "tokens") -> str:
     import pandas as pd
 
     rows, panels = [], []
@@ -514,7 +537,7 @@ def analyze(tasks: list[suite.Task], out: Path, seeds: int, suite_root: Path,
         raise SystemExit(f"no ladder has run under {out}")
     pd.DataFrame(rows).to_csv(out / "ladder_suite.csv", index=False)
     plot(panels, out / "ladder_suite.png")
-    text = markdown(rows, command)
+    text = markdown(rows, command, along)
     (out / "ladder_suite.md").write_text(text)
     return text
 
@@ -538,6 +561,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--hold-epochs", action="store_true",
                    help="ladders with hold_epochs: true (rungs on a share of the data that gives "
                         "them the target's passes over it, where it makes more than one)")
+    p.add_argument("--along", choices=("tokens", "width"), default="tokens",
+                   help="rungs at 1/16, 1/8, 1/4 of the target's tokens per trial (default), or "
+                        "of its non-embedding parameters at its tokens per trial (width)")
     args = p.parse_args(argv)
     picked = [s.strip() for s in args.tasks.split(",") if s.strip()]
     unknown = [s for s in picked if s not in suite.TASK_NAMES]
@@ -549,11 +575,11 @@ def main(argv: list[str] | None = None) -> None:
     if not args.analyze_only:
         with open(args.out / "ladder_suite_command.txt", "a") as f:  # every run that trained
             f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC  {command.strip()}\n")
-        jobs = [(t.name, args.out, seed, args.hold_epochs) for seed in range(args.seeds)
-                for t in tasks]
+        jobs = [(t.name, args.out, seed, args.hold_epochs, args.along)
+                for seed in range(args.seeds) for t in tasks]
         done = se.map_jobs(run_one, jobs, args.workers)
         print("\n".join(done), flush=True)
-    print(analyze(tasks, args.out, args.seeds, args.suite, command.strip()))
+    print(analyze(tasks, args.out, args.seeds, args.suite, command.strip(), args.along))
     if not args.analyze_only and any("FAILED" in d for d in done):
         raise SystemExit("some ladders failed (above); the tables hold those that ran")
 
