@@ -433,10 +433,16 @@ def unknown_key(parent: str, name: Any, allowed: Sequence[str]) -> str:
 
 def closest(given: str, allowed: Sequence[Any]) -> Any | None:
     """The allowed word a misspelt one most likely meant (case aside), or None if none is close:
-    'nlayer' -> 'n_layer', 'medain' -> 'median', but not 'bayes' -> 'cmaes'."""
+    'nlayer' -> 'n_layer', 'medain' -> 'median', but not 'bayes' -> 'cmaes'; or the one allowed
+    word that it begins, as a whole word: 'tokens' -> 'tokens_per_trial', 'batch' ->
+    'batch_size' (not where two words begin so)."""
     by_lower = {a.lower(): a for a in allowed if isinstance(a, str)}
-    close = difflib.get_close_matches(given[:SHOWN_CHARS].lower(), list(by_lower), n=1, cutoff=0.7)
-    return by_lower[close[0]] if close else None
+    word = given[:SHOWN_CHARS].lower()
+    close = difflib.get_close_matches(word, list(by_lower), n=1, cutoff=0.7)
+    if close:
+        return by_lower[close[0]]
+    longer = [a for lower, a in by_lower.items() if word and lower.startswith(word + "_")]
+    return longer[0] if len(longer) == 1 else None
 
 
 def format_errors(err: ValidationError, root: type[BaseModel] | None = None,

@@ -45,6 +45,10 @@ def test_unknown_key_guesses_only_a_close_key():
         "optim.wd: unknown key; allowed: lr, weight_decay")
     assert unknown_key("", "Seed", ["seed", "tokens"]) == (
         "Seed: unknown key; allowed: seed, tokens; did you mean seed?")
+    # A key that begins one allowed key as a whole word is taken for it; for two, for neither.
+    assert unknown_key("", "batch", ["batch_size", "seed"]).endswith("; did you mean batch_size?")
+    assert "did you mean" not in unknown_key("", "batch", ["batch_size", "batch_tokens"])
+    assert "did you mean" not in unknown_key("", "bat", ["batch_size"])
 
 
 @pytest.mark.parametrize("raw, expected", [
