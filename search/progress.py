@@ -229,6 +229,8 @@ def print_run_summary(console: Console, study: optuna.Study, cfg: StudyConfig, s
     console.print()
     if best is None:
         console.print("[red]no trial finished[/]")
+        if why := _why_none_completed(study):
+            console.print(f"note: {why}", style="yellow", highlight=False, markup=False)
     else:
         console.print(f"[bold green]best trial {best['number']}[/]: val loss {best['value']:.4f}")
         derived = {k: v for k, v in best["derived"].items() if k not in best["params"]}
@@ -254,15 +256,36 @@ def print_run_summary(console: Console, study: optuna.Study, cfg: StudyConfig, s
         *setting,
         f"scaletune dashboard {study_file}",
         f"scaletune report {study_file} -o {report_dir}",
-        f"scaletune export {study_file} --tokens {_short_tokens(10 * cfg.tokens_per_trial)} "
-        "-o final.yaml   # a final run of 10x a trial's tokens",
-    ]
+    ] + ([f"scaletune export {study_file} --tokens {_short_tokens(10 * cfg.tokens_per_trial)} "
+          "-o final.yaml   # a final run of 10x a trial's tokens"] if best else [])
     rows += [("next" if i == 0 else "", command) for i, command in enumerate(commands)]
     for key, text in rows:
         console.print(f"  {key:<8} {text}", highlight=False, markup=False)
     for note in best["at_edges"] if best else []:
         console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
     return s
+
+
+def _why_none_completed(study: optuna.Study) -> str | None:
+    """What a study none of whose trials completed should be told: every trial diverged (the
+    learning rates tried, too high), or every trial failed (where to read why); None otherwise
+    (some were stopped by the pruner, which needs a completed trial to compare with first)."""
+    ended = [t for t in study.get_trials(deepcopy=False, states=ENDED)
+             if not t.user_attrs.get("retried", False)]
+    if not ended:
+        return None
+    diverged = [t for t in ended if t.state == TrialState.PRUNED
+                and str(t.user_attrs.get("prune_reason", "")).startswith("diverged")]
+    if len(diverged) == len(ended):
+        lrs = sorted(float(t.params["lr"]) for t in diverged if "lr" in t.params)
+        tried = f" ({lrs[0]:.3g} to {lrs[-1]:.3g})" if len(lrs) > 1 else (
+            f" ({lrs[0]:.3g})" if lrs else "")
+        return (f"every trial diverged (its loss rose above trainer.max_loss); the learning "
+                f"rates tried{tried} are likely too high for this model: search lower ones "
+                "(search.lr) in a new study")
+    if all(t.state == TrialState.FAIL for t in ended):
+        return "every trial failed: `scaletune show` gives each reason"
+    return None
 
 
 STORAGE_VARIABLE = "SCALETUNE_STORAGE"

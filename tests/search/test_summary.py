@@ -11,7 +11,7 @@ import json
 
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.trial import create_trial
+from optuna.trial import TrialState, create_trial
 from rich.console import Console
 
 from scaletune.search.cli import main
@@ -111,3 +111,40 @@ def test_a_best_inside_its_ranges_adds_nothing(tmp_path):
     out = tmp_path / "report"
     assert main(["report", str(path), "-o", str(out)]) == 0
     assert json.loads((out / "summary.json").read_text())["best"]["at_edges"] == []
+
+
+def ended(state, lr, **attrs):
+    return create_trial(params={"lr": lr}, distributions={"lr": FloatDistribution(1, 10, log=True)},
+                        state=state, user_attrs=attrs)
+
+
+def test_a_study_none_of_whose_trials_completed_says_why_and_offers_no_export(tmp_path):
+    path, cfg = study_file(tmp_path)
+    study = make_study(cfg)
+    for lr in (5.0, 9.26):
+        study.add_trial(ended(TrialState.PRUNED, lr, prune_reason="diverged: training loss "
+                                                                  "5.509 above max_loss 3"))
+    console = Console(record=True, width=400)
+    print_run_summary(console, study, cfg, str(path), 10.0)
+    printed = console.export_text()
+    assert ("no trial finished\nnote: every trial diverged (its loss rose above "
+            "trainer.max_loss); the learning rates tried (5 to 9.26) are likely too high for this "
+            "model: search lower ones (search.lr) in a new study") in printed
+    # There is nothing to export: the next commands leave it out.
+    assert f"scaletune report {path}" in printed and "scaletune export" not in printed
+    # A trial the pruner stopped by comparison: no such note (a first trial completes the next).
+    study.add_trial(ended(TrialState.PRUNED, 1.0, prune_reason="median pruner at 16,384 tokens"))
+    console = Console(record=True, width=400)
+    print_run_summary(console, study, cfg, str(path), 10.0)
+    assert "note:" not in console.export_text()
+
+
+def test_a_study_whose_trials_all_failed_points_to_their_reasons(tmp_path):
+    path, cfg = study_file(tmp_path)
+    study = make_study(cfg)
+    study.add_trial(ended(TrialState.FAIL, 2.0, fail_reason="worker died"))
+    study.add_trial(ended(TrialState.FAIL, 2.0, fail_reason="the driver stopped while this "
+                                                            "trial ran", retried=True))
+    console = Console(record=True, width=400)
+    print_run_summary(console, study, cfg, str(path), 10.0)
+    assert "note: every trial failed: `scaletune show` gives each reason" in console.export_text()
