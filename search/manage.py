@@ -425,6 +425,28 @@ def _failures(trials: list[FrozenTrial]) -> list[str]:
     return lines
 
 
+def _pruned(trials: list[FrozenTrial]) -> list[str]:
+    """Who stopped the pruned trials, most trials first: ``trials 2, 3: the median pruner``;
+    diverged ones with the first one's reason: ``trials 0, 1: diverged (trial 0: training loss
+    5.51 above max_loss 3 at step 1)``."""
+    by_who: dict[str, list[FrozenTrial]] = {}
+    for t in trials:
+        if t.state == TrialState.PRUNED:
+            reason = str(t.user_attrs.get("prune_reason", ""))
+            who = ("diverged" if reason.startswith("diverged") else
+                   f"the {reason.split(' at ')[0]}" if " pruner at " in reason else
+                   "no reason recorded")
+            by_who.setdefault(who, []).append(t)
+    lines = []
+    for who, ts in sorted(by_who.items(), key=lambda kv: -len(kv[1])):
+        if who == "diverged":
+            first = ts[0].user_attrs["prune_reason"].removeprefix("diverged:").strip()
+            who = f"diverged (trial {ts[0].number}: {first})"
+        lines.append(f"trial{'s' if len(ts) > 1 else ''} {_numbers([t.number for t in ts])}: "
+                     f"{who}")
+    return lines
+
+
 def _numbers(numbers: list[int], most: int = 6) -> str:
     """``0, 1, 2`` or ``0, 1, 2, 3, 4, 5 and 4 more``."""
     shown = ", ".join(map(str, numbers[:most]))
@@ -464,6 +486,7 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
                    f"last activity {_last_activity(trials) or 'none'}"),
     ]
     rows += [("failed" if i == 0 else "", line) for i, line in enumerate(_failures(trials))]
+    rows += [("pruned" if i == 0 else "", line) for i, line in enumerate(_pruned(trials))]
     best = _best(trials)
     if best is not None:
         rows.append(("best", f"trial {best.number}: val loss {best.value:.4f}"))
@@ -494,7 +517,8 @@ def _config_rows(cfg: StudyConfig) -> list[tuple[str, str]]:
     searched = [f"{name}{f' as {p.as_}' if getattr(p, 'as_', None) else ''} ({_how(p)})"
                 for name, p in {**cfg.search.params, **cfg.search.other}.items()]
     return [
-        ("model", f"{m.n_layer} layers, {m.n_head} heads, width {m.n_embd}, block {m.block_size} "
+        ("model", f"{m.n_layer} layer{'s' if m.n_layer > 1 else ''}, {m.n_head} "
+                  f"head{'s' if m.n_head > 1 else ''}, width {m.n_embd}, block {m.block_size} "
                   f"({m.positions} positions, {m.norm})"),
         ("data", f"{d.source} {where}, tokenizer {d.tokenizer}"),
         ("budget", f"{cfg.tokens_per_trial:,} tokens per trial, evaluated every "

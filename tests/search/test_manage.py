@@ -20,6 +20,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from scaletune.search.cli import main
@@ -151,12 +152,28 @@ def test_show_gives_state_best_config_priors_and_storage(finished, capsys):
     # Rule: the best trial's params as the registry shows them, and what was derived from them.
     assert "best trial 1: val loss 2.2000 lr=0.004 tau=0.8 warmup_frac=0.15 batch_size=16" in out
     assert "derived weight_decay=" in out
-    assert "model 1 layers, 2 heads, width 32, block 32" in out
+    assert "model 1 layer, 2 heads, width 32, block 32" in out
     assert "sampler tpe" in out and "pruner median" in out
+    # Rule: who stopped the pruned trials.
+    assert "pruned trial 3: the median pruner" in out
     # Rule: the priors' centers come from what the study recorded.
     lr = study.user_attrs["priors"]["lr"]["center"]
     assert f"priors lr {lr:.3g}, weight_decay" in out
     assert "ran with git_revision 0123abcd" in out
+
+
+def test_show_says_which_trials_diverged_and_why_apart_from_the_pruners_stops(finished, capsys):
+    path, _, study = finished
+    for number in (4, 5):
+        study.add_trial(optuna.trial.create_trial(
+            params={"lr": 0.5}, distributions={"lr": FloatDistribution(1e-4, 1.0, log=True)},
+            state=TrialState.PRUNED,
+            user_attrs={"prune_reason": f"diverged: training loss {number}.5 above max_loss 8.3 "
+                                        "at step 3"}))
+    code, out = scaletune(capsys, "show", str(path))
+    assert code == 0, out
+    assert ("pruned trials 4, 5: diverged (trial 4: training loss 4.5 above max_loss 8.3 at "
+            "step 3) trial 3: the median pruner") in out
 
 
 def test_show_counts_repeats_of_the_best_apart_from_the_search(finished, capsys):
