@@ -281,15 +281,18 @@ def run_study(
         console.print(f"[yellow]{what}: {len(running)} running trial(s) stopped and queued "
                       "again; run the same command to resume[/]")
         raise Interrupted(signum) from None
-    except SystemExit:
+    except SystemExit as e:
         # How rich ends the program when the output it writes to is closed (`scaletune run ... |
         # head` once head has its lines, a log reader that died): stop the running trials and
         # queue them again as for a signal, and say so where it can still be read.
-        _stop_running(plan, running, "the driver's output was closed", cfg)
-        with contextlib.suppress(OSError, ValueError):
-            print(f"scaletune run: the output was closed (a broken pipe); {len(running)} running "
-                  "trial(s) stopped and queued again; run the same command to resume",
-                  file=sys.stderr, flush=True)
+        closed = isinstance(e.__context__, BrokenPipeError)
+        _stop_running(plan, running, "the driver's output was closed" if closed
+                      else "the driver exited", cfg)
+        if closed:
+            with contextlib.suppress(OSError, ValueError):
+                print(f"scaletune run: the output was closed (a broken pipe); {len(running)} "
+                      "running trial(s) stopped and queued again; run the same command to "
+                      "resume", file=sys.stderr, flush=True)
         raise
     except STORAGE_ERRORS as e:
         raise _write_failed(cfg, running, f"using the storage {mask_url(cfg.storage_url)}",
