@@ -41,6 +41,7 @@ from scaletune.search.config import (
 )
 from scaletune.search.plan import failed_for_good, n_finished
 from scaletune.search.progress import fmt_params, seeds_of_best
+from scaletune.search.samplers import diverged
 from scaletune.search.space import (
     build_space,
     centers_outside,
@@ -433,7 +434,7 @@ def _pruned(trials: list[FrozenTrial]) -> list[str]:
     for t in trials:
         if t.state == TrialState.PRUNED:
             reason = str(t.user_attrs.get("prune_reason", ""))
-            who = ("diverged" if reason.startswith("diverged") else
+            who = ("diverged" if diverged(t) else
                    f"the {reason.split(' at ')[0]}" if " pruner at " in reason else
                    "no reason recorded")
             by_who.setdefault(who, []).append(t)

@@ -19,6 +19,7 @@ from rich.table import Table
 from scaletune.search import hparams
 from scaletune.search.config import StudyConfig
 from scaletune.search.plan import ENDED
+from scaletune.search.samplers import diverged
 from scaletune.search.storage import mask_url
 from scaletune.search.summary import summarize
 from scaletune.trainer.record import fmt_duration, fmt_eta
@@ -274,10 +275,9 @@ def _why_none_completed(study: optuna.Study) -> str | None:
              if not t.user_attrs.get("retried", False)]
     if not ended:
         return None
-    diverged = [t for t in ended if t.state == TrialState.PRUNED
-                and str(t.user_attrs.get("prune_reason", "")).startswith("diverged")]
-    if len(diverged) == len(ended):
-        lrs = sorted(float(t.params["lr"]) for t in diverged if "lr" in t.params)
+    blown = [t for t in ended if diverged(t)]
+    if len(blown) == len(ended):
+        lrs = sorted(float(t.params["lr"]) for t in blown if "lr" in t.params)
         tried = f" ({lrs[0]:.3g} to {lrs[-1]:.3g})" if len(lrs) > 1 else (
             f" ({lrs[0]:.3g})" if lrs else "")
         return (f"every trial diverged (its loss rose above trainer.max_loss); the learning "
