@@ -24,6 +24,7 @@ import os
 import sys
 import sysconfig
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -456,6 +457,20 @@ def _unreachable(error: BaseException) -> bool:
     return False
 
 
+@contextlib.contextmanager
+def _bars_on_terminal_only(datasets: Any) -> Iterator[None]:
+    """datasets' progress bars ("Generating train split: ...") while it reads, on a terminal only:
+    written to a file or a pipe, each bar is a run of carriage returns in the log."""
+    hide = not sys.stderr.isatty() and not datasets.are_progress_bars_disabled()
+    if hide:
+        datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if hide:
+            datasets.enable_progress_bars()
+
+
 def _hf_documents(cfg: DataConfig) -> list[str]:
     import datasets
 
@@ -470,8 +485,9 @@ def _hf_documents(cfg: DataConfig) -> list[str]:
     # 2M-document slice of a hub corpus does not fetch the whole corpus first).
     streaming = cfg.max_documents is not None
     try:
-        ds = datasets.load_dataset(cfg.dataset, cfg.name, data_files=cfg.data_files,
-                                   split=cfg.split, streaming=streaming, **kwargs)
+        with _bars_on_terminal_only(datasets):
+            ds = datasets.load_dataset(cfg.dataset, cfg.name, data_files=cfg.data_files,
+                                       split=cfg.split, streaming=streaming, **kwargs)
         if streaming:  # keep only the text of each row
             texts, columns = [], ds.column_names
             for row in ds.take(cfg.max_documents):

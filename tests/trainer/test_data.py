@@ -191,6 +191,20 @@ def test_hf_text_builder_on_a_local_file(shakespeare, tmp_path, monkeypatch):
     assert "cache" not in str(e.value)  # a missing split is no network problem
 
 
+def test_datasets_progress_bars_stay_out_of_a_log(tmp_path, monkeypatch, capsys):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    path = tmp_path / "one.txt"
+    path.write_text("a document that datasets has never seen, so it builds a split\n")
+    cfg = DataConfig(source="hf", dataset="text", data_files=str(path), tokenizer="byte")
+    assert read_documents(cfg) == [path.read_text()]
+    # Written to a file (pytest's capture, as a driver's output in a log): no "Generating train
+    # split" bar of carriage returns; datasets' own setting is left as it was.
+    assert "Generating" not in capsys.readouterr().err
+    assert not datasets.are_progress_bars_disabled()
+
+
 def test_a_hub_dataset_out_of_reach_says_how_to_get_it_offline(tmp_path):
     import subprocess
     import sys
