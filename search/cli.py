@@ -298,7 +298,8 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
     )
     for line in summary_lines(done.config.provenance or {}):
         console.print(line, highlight=False, markup=False, soft_wrap=True)
-    console.print(f"wrote {done.path}", highlight=False, markup=False)
+    replaced = " (it replaces the training config that was there)" if done.replaced else ""
+    console.print(f"wrote {done.path}{replaced}", highlight=False, markup=False)
     for line in run_commands(str(done.path)):
         console.print(line, highlight=False, markup=False, soft_wrap=True)
     return 0

@@ -40,8 +40,10 @@ from scaletune.search.studies import open_study, pick_trial
 from scaletune.trainer.config import (
     ModelConfig,
     TrainConfig,
+    file_kind,
     format_errors,
     load_train_config,
+    load_yaml,
 )
 from scaletune.trainer.errors import ConfigError
 
@@ -56,6 +58,8 @@ class Export:
     transfer: Transfer
     trial: FrozenTrial
     notes: tuple[str, ...]
+    replaced: bool = False
+    """``path`` held a training config (an earlier export) that this one replaced."""
 
 
 def parse_model_overrides(items: list[str], source: str = "--model") -> dict[str, Any]:
@@ -149,6 +153,8 @@ def export_study(
 
     tokens: None keeps the trial's budget. model: ModelConfig fields to change. max_batch_size:
     cap on the transferred batch in sequences."""
+    output = Path(output).resolve()
+    replaces = _replaceable(output, source)
     study, ran_with, notes = open_study(cfg, source)
     chosen = pick_trial(study, trial, source)
     base, derived = trial_config(ran_with, chosen.params, fixed_values(ran_with), None)
@@ -194,7 +200,6 @@ def export_study(
         notes.append(f"micro_batch_size lowered to {micro} so that it divides batch_size "
                      f"{final.batch_size}")
 
-    output = Path(output).resolve()
     out_dir = output.with_name(f"{output.stem}-run")
     config = base.model_copy(update={
         "model": new_model,
@@ -212,7 +217,32 @@ def export_study(
     record = provenance(study, cfg, source, chosen, moved, notes)
     config = TrainConfig.model_validate({**config.model_dump(), "provenance": record})
     _write_checked(output, config, header(record))
-    return Export(path=output, config=config, transfer=moved, trial=chosen, notes=tuple(notes))
+    return Export(path=output, config=config, transfer=moved, trial=chosen, notes=tuple(notes),
+                  replaced=replaces)
+
+
+def _replaceable(output: Path, source: str) -> bool:
+    """Whether ``output`` holds a training config that the export replaces (True) or nothing
+    (False). Anything else there (the study file itself, another study or ladder, a file that is
+    no training config, a folder) is a ConfigError: an export never overwrites it."""
+    where = f"-o {output}"
+    if output.is_dir():
+        raise ConfigError(where, [f"a folder; give the file to write, e.g. -o {output / 'final.yaml'}"])
+    if not output.exists():
+        return False
+    if output == Path(source).resolve():
+        raise ConfigError(where, ["the study file itself; an export writes a training config: "
+                                  "give another path, e.g. -o final.yaml"])
+    try:
+        kind = file_kind(load_yaml(output))
+    except ConfigError:
+        kind = None
+    if kind != "training":
+        what = {"study": "a study file", "ladder": "a ladder file"}.get(kind, "a file that is not "
+                                                                        "a training config")
+        raise ConfigError(where, [f"{what} is there; an export replaces only a training config "
+                                  "(an earlier export): give another path, or move that file"])
+    return True
 
 
 def repeated_data_note(

@@ -426,3 +426,30 @@ def test_a_final_run_shorter_than_the_trial_is_noted(finished, tmp_path, capsys)
     for tokens in (None, 10 * cfg.tokens_per_trial):
         export = export_study(cfg, tmp_path / "other.yaml", source=str(path), tokens=tokens)
         assert not [n for n in export.notes if n.startswith("--tokens:")]
+
+
+def test_an_export_replaces_only_an_earlier_export(finished, tmp_path, capsys):
+    path, _, _ = finished
+    out = tmp_path / "final.yaml"
+    assert main(["export", str(path), "-o", str(out)]) == 0
+    assert "(it replaces" not in capsys.readouterr().out
+    # Rule: a training config (an earlier export) is replaced, and the output says so.
+    assert main(["export", str(path), "--trial", "0", "-o", str(out)]) == 0
+    assert "(it replaces the training config that was there)" in capsys.readouterr().out
+    assert load_train_config(out).provenance["trial"] == 0
+
+    # Rule: anything else at the path is refused, by name, and left byte for byte as it was.
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    other_study = tmp_path / "other.yaml"
+    other_study.write_text("name: other\ntokens_per_trial: 1000\n")
+    folder = tmp_path / "runs_here"
+    folder.mkdir()
+    for target, says in [(path, "the study file itself"), (other_study, "a study file is there"),
+                         (notes, "not a training config"), (folder, "a folder")]:
+        before = {p: p.read_bytes() for p in (path, other_study, notes)}
+        assert main(["export", str(path), "-o", str(target)]) == 2
+        printed = capsys.readouterr().out
+        assert f"-o {target}" in printed and says in printed
+        assert {p: p.read_bytes() for p in (path, other_study, notes)} == before
+    assert list(folder.iterdir()) == []
