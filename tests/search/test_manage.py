@@ -377,6 +377,28 @@ def test_fit_at_one_scale_says_what_to_vary_and_writes_nothing(finished, tmp_pat
     assert not laws.exists()
 
 
+def test_fit_replaces_only_laws_it_wrote(finished, tmp_path, capsys):
+    from tests.search.test_report import laws_file
+
+    ran, _, _ = finished
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    for target, says in [(ran, "not a fitted-laws file"), (notes, "not a fitted-laws file"),
+                         (tmp_path, "a folder")]:
+        before = {p: p.read_bytes() for p in (ran, notes)}
+        code, out = scaletune(capsys, "fit", str(ran), str(ran), "-o", str(target))
+        # Rule: the study file given as the output by mistake, any other file, a folder: refused
+        # by name, before any fit, and left byte for byte as they were.
+        assert code == 2, out
+        assert f"-o {target}" in out and says in out
+        assert {p: p.read_bytes() for p in (ran, notes)} == before
+    # An earlier fit's laws are no obstacle: the fit goes on (here to its own error).
+    (tmp_path / "old").mkdir()
+    laws = laws_file(tmp_path / "old")
+    code, out = scaletune(capsys, "fit", str(ran), "-o", str(laws))
+    assert code == 2 and "a law needs studies at two or more" in out and "-o " not in out
+
+
 # --------------------------------------------------------------------------- end to end
 
 
