@@ -343,6 +343,13 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     cfg = _study(args)
     _quiet_optuna()
     out = Path(args.output or cfg.folder / "report")
+    for above in [out, *out.parents]:  # -o final.yaml, or a folder under a file: never written
+        if above.exists():
+            if not above.is_dir():
+                raise ConfigError(f"-o {out}", [
+                    f"{above} is a file; a report is a folder of files (index.html, trials.csv, "
+                    "plots): give a folder's path, e.g. -o report"])
+            break
     if is_ladder(args.study):
         return _ladder_report(args, cfg, out, console)
     make_report(cfg, out, source=args.study, console=console)

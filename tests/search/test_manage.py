@@ -253,6 +253,17 @@ def test_report_export_and_fit_read_the_storage_given_on_the_command_line(tmp_pa
     assert Path(args[-1]).exists()
 
 
+def test_report_into_a_file_is_refused_by_name(finished, tmp_path, capsys):
+    path, _, _ = finished
+    before = path.read_bytes()
+    for target in (path, path / "report"):
+        code, out = scaletune(capsys, "report", str(path), "-o", str(target))
+        # Rule: a report is a folder; a file given (or under a file) is named, not a traceback.
+        assert code == 2, out
+        assert f"-o {target}" in out and f"{path} is a file" in out and "Traceback" not in out
+    assert path.read_bytes() == before
+
+
 # --------------------------------------------------------------------------- best
 
 
