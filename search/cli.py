@@ -178,7 +178,7 @@ def _job_server(args: argparse.Namespace) -> str:
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.config import check_study_files, load_study
-    from scaletune.search.manage import plan_notes
+    from scaletune.search.manage import plan_notes, plan_problems
     from scaletune.trainer.config import file_kind, load_train_config, load_yaml
     from scaletune.trainer.data import download_notes
 
@@ -194,11 +194,17 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
                 from scaletune.search.ladder import load_ladder
 
                 # The laws file is the ladder's to write: only the rungs' files must be there.
-                cfg = load_ladder(path).rungs[0].cfg
+                ladder = load_ladder(path)
+                cfg = ladder.rungs[0].cfg
                 missing, data, kind = check_study_files(cfg), cfg.data, " (ladder)"
+                if not missing:  # each rung's budget and space (the target's priors are
+                    # the laws its rungs fit: unknown until they ran)
+                    for rung in ladder.rungs:
+                        missing += [f"{rung.cfg.name}: {p}" for p in plan_problems(rung.cfg)]
             else:
                 cfg = load_study(path)
                 missing, data, kind = check_study_files(cfg), cfg.data, ""
+                missing = missing or plan_problems(cfg)
             # What `run` or `train` would find first: the files the config names are there.
             if missing:
                 raise ConfigError(path, missing)

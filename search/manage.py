@@ -47,6 +47,7 @@ from scaletune.search.space import (
     centers_outside,
     planning_priors,
     prior_center_params,
+    space_problems,
     trial_config,
 )
 from scaletune.search.storage import (
@@ -131,6 +132,12 @@ def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
     return notes + ([note] if note else []) + download_notes(cfg.data)
 
 
+def plan_problems(cfg: StudyConfig) -> list[str]:
+    """What ``scaletune run`` would refuse in ``cfg`` before its first trial, found from the
+    study file alone (``search.space.space_problems`` in the space the planning priors give)."""
+    return space_problems(cfg, *build_space(cfg, planning_priors(cfg)))
+
+
 def print_plan(cfg: StudyConfig, console: Console) -> None:
     """What ``scaletune run`` would do with ``cfg``, from the study file alone: nothing is
     prepared, started or written (the priors plan as ``scaletune priors`` does)."""
@@ -139,6 +146,9 @@ def print_plan(cfg: StudyConfig, console: Console) -> None:
         raise ConfigError(cfg.source, problems)
     priors = planning_priors(cfg)
     dims, fixed = build_space(cfg, priors)
+    problems = space_problems(cfg, dims, fixed)
+    if problems:
+        raise ConfigError(cfg.source, problems)
     out = _printer(console)
     out(f"plan of study {cfg.name} ({cfg.source}); a dry run: nothing starts, nothing is written")
     console.print()

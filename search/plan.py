@@ -31,6 +31,7 @@ from typing import Any
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
+from pydantic import ValidationError
 
 from scaletune.heuristics.priors import Priors
 from scaletune.search.config import FINGERPRINTED, NOT_FINGERPRINTED, StudyConfig
@@ -42,13 +43,14 @@ from scaletune.search.space import (
     Dim,
     build_space,
     prior_center_params,
+    space_problems,
     study_priors,
     suggest,
     trial_config,
 )
 from scaletune.search.storage import batch, mask_url
 from scaletune.search.trial import train_trial
-from scaletune.trainer.config import TrainConfig, flat_keys
+from scaletune.trainer.config import TrainConfig, flat_keys, format_errors
 from scaletune.trainer.errors import ConfigError
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -93,17 +95,7 @@ class SearchPlan:
         """What the study implies that no trial could do, found before any trial starts: a
         budget below one optimizer step of the largest batch, a vocabulary smaller than the
         tokenizer's, a model whose training state cannot fit in memory."""
-        cfg, errors = self.cfg, []
-        batches = [self.fixed.get("batch_size", 0)]
-        batches += [max(d.distribution.choices) for d in self.dims if d.name == "batch_size"]
-        step = int(max(batches)) * cfg.model.block_size
-        if step > cfg.tokens_per_trial:
-            errors.append(
-                f"tokens_per_trial: {cfg.tokens_per_trial:,} is less than one optimizer step of "
-                f"the largest batch searched ({max(batches)} sequences x block_size "
-                f"{cfg.model.block_size} = {step:,} tokens), so such a trial would train more "
-                f"than its budget: raise tokens_per_trial to at least {step:,}, or search "
-                "smaller batches")
+        cfg, errors = self.cfg, space_problems(self.cfg, self.dims, self.fixed)
         vocab = cfg.model.vocab_size
         if vocab is not None and vocab < self.data.vocab_size:
             errors.append(
@@ -174,11 +166,29 @@ class SearchPlan:
                 trial = study.ask()
                 params = suggest(trial, self.dims)
             attrs = trial.user_attrs  # an enqueued repeat's (search.noise)
-            config, derived = trial_config(self.cfg, params, self.fixed, num_threads,
-                                           seed=attrs.get(TRAIN_SEED))
-            for k, v in derived.items():
-                trial.set_user_attr(k, v)
-            write_first_note(trial, trial_note(trial.number, params, self.fixed, config, derived))
+            try:
+                config, derived = trial_config(self.cfg, params, self.fixed, num_threads,
+                                               seed=attrs.get(TRAIN_SEED))
+            except (ValidationError, ValueError) as e:  # values space_problems did not try
+                invalid = e
+            else:
+                invalid = None
+                for k, v in derived.items():
+                    trial.set_user_attr(k, v)
+                write_first_note(trial, trial_note(trial.number, params, self.fixed, config,
+                                                   derived))
+        if invalid is not None:
+            # The trial ends FAIL (not run again: it would fail the same way) and the study
+            # stops with the reason, rather than leave the trial running for the next launch.
+            problems = (format_errors(invalid, TrainConfig)
+                        if isinstance(invalid, ValidationError) else [str(invalid)])
+            reason = f"its values make a trial config no run can train: {'; '.join(problems)}"
+            trial.set_user_attr("fail_reason", reason)
+            study.tell(trial, state=TrialState.FAIL)
+            drew = ", ".join(f"{k}={v!r}" for k, v in params.items())
+            raise ConfigError(self.cfg.source, [
+                f"search: trial {trial.number} drew {drew}, and {reason}; search only values "
+                "that train together (the trial is FAIL)"])
         return TrialRun(trial, params, config, self.cfg.eval_interval, self.cfg.pruner.name,
                         prunable=REPEAT_OF not in attrs)
 

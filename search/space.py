@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
+from pydantic import ValidationError
 
 from scaletune.heuristics.priors import ModelShape, Prior, Priors, priors_for
 from scaletune.search import hparams
@@ -23,7 +25,7 @@ from scaletune.search.config import (
     batch_sizes_in,
     no_batch_sizes,
 )
-from scaletune.trainer.config import TrainConfig
+from scaletune.trainer.config import TrainConfig, format_errors
 from scaletune.trainer.data import (
     byte_text_train_tokens,
     known_vocab_size,
@@ -141,6 +143,72 @@ def build_space(cfg: StudyConfig, priors: Priors) -> tuple[list[Dim], dict[str, 
         if param.searched:
             dims.append(Dim(dotted, _distribution(f"search.other.{dotted}", None, param, None)))
     return dims, fixed_values(cfg)
+
+
+OTHER_COMBINATIONS = 256
+"""``space_problems`` tries every combination of the values ``search.other`` searches up to this
+many; beyond, each value with the others at their first."""
+
+
+def space_problems(cfg: StudyConfig, dims: list[Dim], fixed: dict[str, Any]) -> list[str]:
+    """What the space of ``cfg`` lets a trial draw that no trial could train, found from the
+    study file (``scaletune validate``, ``run --dry-run``) as before the first trial: a budget
+    below one optimizer step of the largest batch, and values of ``search.other`` that make an
+    invalid training config (n_embd that n_head does not divide) alone or together."""
+    errors = []
+    batches = [fixed.get("batch_size", 0)]
+    batches += [max(d.distribution.choices) for d in dims if d.name == "batch_size"]
+    step = int(max(batches)) * cfg.model.block_size
+    if step > cfg.tokens_per_trial:
+        errors.append(
+            f"tokens_per_trial: {cfg.tokens_per_trial:,} is less than one optimizer step of "
+            f"the largest batch searched ({max(batches)} sequences x block_size "
+            f"{cfg.model.block_size} = {step:,} tokens), so such a trial would train more "
+            f"than its budget: raise tokens_per_trial to at least {step:,}, or search "
+            "smaller batches")
+    if not cfg.search.other:
+        return errors
+    others = [d for d in dims if d.name in cfg.search.other]
+    # The five at the priors' center (the first trial), or a value of their range without one.
+    base = {d.name: _some_value(d.distribution) for d in dims if d.name not in cfg.search.other}
+    base.update(prior_center_params([d for d in dims if d.name not in cfg.search.other]))
+    candidates = [[(d.name, v) for v in _values_to_try(d.distribution)] for d in others]
+    if math.prod(len(c) for c in candidates) <= OTHER_COMBINATIONS:
+        combos = [dict(c) for c in itertools.product(*candidates)]
+    else:
+        first = {c[0][0]: c[0][1] for c in candidates}
+        combos = [{**first, name: v} for c in candidates for name, v in c]
+    bad: list[str] = []
+    for combo in combos or [{}]:
+        try:
+            trial_config(cfg, {**base, **combo}, fixed, None)
+        except (ValidationError, ValueError) as e:
+            problems = (format_errors(e, TrainConfig) if isinstance(e, ValidationError)
+                        else [str(e)])
+            what = ", ".join(f"{k}={v!r}" for k, v in combo.items()) or "the values fixed"
+            bad.append(f"{what} ({'; '.join(problems)})")
+    if bad:
+        shown = "; ".join(bad[:3]) + (f"; and {len(bad) - 3} more" if len(bad) > 3 else "")
+        errors.append(f"search.other: {len(bad)} of the {len(combos) or 1} combinations of "
+                      f"values tried make{'s' if len(bad) == 1 else ''} a trial config no run can train: {shown}; search "
+                      "only values that train together")
+    return errors
+
+
+def _values_to_try(dist: BaseDistribution) -> list[Any]:
+    """The values of a ``search.other`` dimension worth trying: every choice, every integer of
+    a short range, the ends of any other range."""
+    if isinstance(dist, CategoricalDistribution):
+        return list(dist.choices)
+    if isinstance(dist, IntDistribution) and (dist.high - dist.low) // dist.step < 64:
+        return list(range(dist.low, dist.high + 1, dist.step))
+    return [dist.low, dist.high]
+
+
+def _some_value(dist: BaseDistribution) -> Any:
+    """One value of a dimension of the five, to fill a trial config whose other values are
+    tried: the first choice, or the range's low end."""
+    return dist.choices[0] if isinstance(dist, CategoricalDistribution) else dist.low
 
 
 def fixed_values(cfg: StudyConfig) -> dict[str, Any]:

@@ -274,12 +274,17 @@ def test_an_empty_or_corrupt_study_file_is_refused_and_kept(tmp_path, shakespear
 def test_a_study_no_trial_could_run_is_refused_before_ray(tmp_path, shakespeare, capsys,
                                                           overrides, expected):
     study = tiny_study(tmp_path, shakespeare, **overrides)
-    code = main(["run", str(write_study(tmp_path, study))])
+    path = str(write_study(tmp_path, study))
+    code = main(["run", path])
     out = " ".join(capsys.readouterr().out.split())
     assert code == 2, out
     assert expected in out
     # Nothing was written, and no empty study folder is left behind.
     assert not (tmp_path / "study").exists()
+    if "tokens_per_trial" in overrides:  # known from the file alone: validate and --dry-run too
+        for command in (["validate", path], ["run", path, "--dry-run"]):
+            assert main(command) == 2
+            assert expected in " ".join(capsys.readouterr().out.split())
 
 
 def test_an_empty_data_file_names_the_path_and_leaves_nothing(tmp_path, shakespeare, capsys):

@@ -7,12 +7,13 @@ import pytest
 
 from scaletune.heuristics.priors import Prior
 from scaletune.search import hparams
-from scaletune.search.config import validate_study
+from scaletune.search.cli import main
+from scaletune.search.config import load_study, validate_study
 from scaletune.search.hparams import HParam
 from scaletune.search.plan import SearchPlan, train_trial
 from scaletune.search.storage import make_storage
 from scaletune.trainer.errors import ConfigError
-from tests.search.helpers import tiny_study
+from tests.search.helpers import tiny_study, write_study
 
 BETA2_PRIOR = Prior(name="beta2", center=0.95, low=0.9, high=0.99, log=False, sigma=0.02)
 
@@ -85,3 +86,51 @@ def test_a_tiny_study_searches_a_registered_sixth_hyperparameter(tmp_path, shake
     assert trials[0].params["beta2"] == pytest.approx(BETA2_PRIOR.center)
     # The study records that it searched beta2, as it ran.
     assert study.user_attrs["config"]["search"]["beta2"]["prior"] == "auto"
+
+
+# --------------------------------------------------------------------------- search.other
+
+
+def _with_other(tmp_path, shakespeare, **other):
+    raw = tiny_study(tmp_path, shakespeare, model={"n_layer": 1, "n_head": 4, "n_embd": 32,
+                                                   "block_size": 32})
+    raw["search"]["other"] = other
+    return write_study(tmp_path, raw)
+
+
+def test_values_of_search_other_that_cannot_train_together_are_found_before_a_run(
+        tmp_path, shakespeare, capsys):
+    path = _with_other(tmp_path, shakespeare, **{"model.n_embd": {"choices": [32, 30]},
+                                                 "model.n_head": {"choices": [2, 4]}})
+    # Rule: each value is valid alone, one pair is not (4 heads do not divide 30): validate and
+    # the dry run name the pair and the reason, as run would refuse it, before anything starts.
+    for command in (["validate", str(path)], ["run", str(path), "--dry-run"], ["run", str(path)]):
+        assert main(command) == 2
+        out = " ".join(capsys.readouterr().out.split())
+        assert ("search.other: 1 of the 4 combinations of values tried makes a trial config no "
+                "run can train: model.n_embd=30, model.n_head=4 (model: n_head must divide "
+                "n_embd, got n_embd=30, n_head=4)") in out
+    assert not (tmp_path / "study").exists()
+    fine = _with_other(tmp_path, shakespeare, **{"model.n_embd": {"choices": [32, 64]},
+                                                 "model.n_head": {"choices": [2, 4]}})
+    assert main(["validate", str(fine)]) == 0
+
+
+def test_a_trial_drawn_where_no_run_can_train_ends_fail_and_stops_the_study(tmp_path, shakespeare):
+    # A long range is tried at its ends only (32 and 128 train with 4 heads); 33 does not.
+    path = _with_other(tmp_path, shakespeare, **{"model.n_embd": {"low": 32, "high": 128}})
+    cfg = load_study(path)
+    plan = SearchPlan.build(cfg)
+    assert plan.problems() == []
+    cfg.folder.mkdir(parents=True)
+    study, _ = plan.open_study(make_storage(cfg.storage_url))
+    with pytest.raises(ConfigError) as err:
+        for _ in range(50):  # three values in four do not train: one is drawn soon
+            plan.ask(study, num_threads=1)
+    bad = study.get_trials(deepcopy=False)[-1]
+    n_embd = bad.params["model.n_embd"]
+    assert n_embd % 4 and f"got n_embd={n_embd}, n_head=4" in str(err.value)
+    assert f"trial {bad.number} drew" in str(err.value)
+    # Rule: the trial ends FAIL with the reason, not RUNNING for the next launch to take again.
+    assert bad.state == optuna.trial.TrialState.FAIL
+    assert "n_head must divide n_embd" in bad.user_attrs["fail_reason"]

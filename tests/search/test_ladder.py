@@ -124,6 +124,22 @@ def test_bad_ladder_input_names_the_key(tmp_path, shakespeare):
     assert errors_of(path)[0].startswith("target.study: ")
 
 
+def test_validate_checks_each_rungs_budget_before_its_laws_exist(tmp_path, shakespeare, capsys):
+    from scaletune.search.cli import main
+
+    path = ladder_files(tmp_path, shakespeare)
+    # Rule: the target's priors come from laws its rungs have not fitted yet; that is no error.
+    assert main(["validate", str(path)]) == 0, capsys.readouterr().out
+    assert "ok (ladder)" in capsys.readouterr().out
+    raw = yaml.safe_load(path.read_text())
+    raw["rungs"][1]["tokens_per_trial"] = 200  # below one step of 8 sequences of 32 tokens
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["validate", str(path)]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("ladder-rung-200-1x32: tokens_per_trial: 200 is less than one optimizer step of the "
+            "largest batch searched (8 sequences x block_size 32 = 256 tokens)") in out, out
+
+
 def test_rungs_that_vary_the_quantity_the_laws_are_not_of_are_warned_about(tmp_path, shakespeare):
     from scaletune.search.fit import _mixed_scales
 
