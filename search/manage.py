@@ -28,7 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from scaletune.heuristics import laws
 from scaletune.heuristics.priors import Priors, priors_table
@@ -57,6 +57,7 @@ from scaletune.search.storage import (
     scrub,
     sqlite_path,
     tally,
+    unusable_url,
     with_driver,
 )
 from scaletune.search.studies import open_study
@@ -343,13 +344,25 @@ def list_studies(url: str, console: Console) -> int:
                                              skip_table_creation=True)
         names = sorted(optuna.get_all_study_names(storage))
         studies = [optuna.load_study(study_name=n, storage=storage) for n in names]
-    except (SQLAlchemyError, optuna.exceptions.StorageInternalError, RuntimeError) as e:
-        cause: BaseException = e
-        while cause.__cause__ is not None:  # Optuna's wrapper says less than the database
-            cause = cause.__cause__
-        first = first_line(cause)
-        raise ConfigError("storage", [f"storage: cannot list the studies in {shown} (is it an "
-                                      f"Optuna storage?): {scrub(first, url)}"]) from None
+    except (SQLAlchemyError, optuna.exceptions.StorageInternalError, RuntimeError, ImportError,
+            ValueError) as e:
+        line = unusable_url(e, url)
+        if line is not None:
+            raise ConfigError("storage", [line]) from None
+        if isinstance(e, ValueError):
+            raise
+        chain: list[BaseException] = [e]
+        while chain[-1].__cause__ is not None:  # Optuna's wrapper says less than the database
+            chain.append(chain[-1].__cause__)
+        first = first_line(chain[-1])
+        # A server that refuses the login or the connection says so itself; anything else
+        # (a database without Optuna's tables) gets the question.
+        unreachable = sqlite_path(url) is None and any(
+            isinstance(c, OperationalError) or type(c).__name__ == "OperationalError"
+            for c in chain)
+        question = "" if unreachable else " (is it an Optuna storage?)"
+        raise ConfigError("storage", [f"storage: cannot list the studies in {shown}{question}: "
+                                      f"{scrub(first, url)}"]) from None
     if not studies:
         _printer(console)(f"no studies in {shown}")
         return 0

@@ -43,6 +43,7 @@ from scaletune.search.storage import (
     mask_url,
     scrub,
     sqlite_path,
+    unusable_url,
 )
 from scaletune.search.tracking import Tracker
 from scaletune.trainer.data import prepare_data, validation_note
@@ -110,9 +111,9 @@ def preflight(cfg: StudyConfig) -> Any:
         try:
             check_storage(cfg.storage)
         except Exception as e:  # noqa: BLE001 - any driver error means unreachable
-            first = first_line(e)
-            errors.append(f"storage: cannot open {mask_url(cfg.storage)}: "
-                          f"{scrub(first, cfg.storage)}")
+            errors.append(unusable_url(e, cfg.storage) or (
+                f"storage: cannot open {mask_url(cfg.storage)}: "
+                f"{scrub(first_line(e), cfg.storage)}"))
     errors += _sqlite_file_errors(cfg.storage_url)
     if cfg.trainer.compile and cfg.workers.address in (None, "local"):  # trials run here
         from scaletune.trainer.loop import compiler_missing  # imports torch: only when asked

@@ -19,6 +19,8 @@ import optuna
 import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 
+from scaletune.trainer.errors import StorageError, first_line
+
 # scheme://user:PASSWORD@host...: the password runs to the last '@' before the host, so that an
 # unescaped '@' in it is hidden too. Parsed by hand: a URL that SQLAlchemy cannot parse (a bad
 # port, say) must not be printed with its password.
@@ -40,7 +42,9 @@ def scrub(text: str, url: str) -> str:
     """
     secrets = [m.group("password") for m in [_PASSWORD.match(url)] if m]
     secrets += [m.group(0).split("=", 1)[1] for m in _QUERY_PASSWORD.finditer(url)]
-    pieces = {p for secret in secrets for p in [secret, *secret.split("@")] if len(p) >= 3}
+    # A driver may also split it at a ':' (host:port) or a '/' (the database).
+    pieces = {p for secret in secrets for p in [secret, *re.split(r"[@:/]", secret)]
+              if len(p) >= 3}
     for piece in sorted(pieces, key=len, reverse=True):
         text = text.replace(piece, "***")
     return text
@@ -300,9 +304,52 @@ def batch(storage: optuna.storages.BaseStorage) -> contextlib.AbstractContextMan
     return backend.batch() if isinstance(backend, Storage) else contextlib.nullcontext()
 
 
+def unusable_url(e: BaseException, url: str) -> str | None:
+    """The line to show when opening ``url`` raised ``e`` because of the URL itself (its
+    database's driver is not installed, a dialect SQLAlchemy does not know, a port that is not a
+    number); None for any other error. Never quotes the password."""
+    shown = mask_url(url)
+    if isinstance(e, ImportError):
+        scheme = url.split("://", 1)[0]
+        return (f"storage: cannot open {shown}: the Python driver of {scheme}:// is not "
+                "installed (PostgreSQL's, psycopg2-binary, comes with scaletune; for another "
+                "database install the driver SQLAlchemy names for it)")
+    if isinstance(e, sqlalchemy.exc.NoSuchModuleError):
+        hint = ("; write postgresql://" if url.startswith("postgres://") else
+                "; a storage URL is sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB")
+        return f"storage: cannot open {shown}: {scrub(first_line(e), url)}{hint}"
+    if isinstance(e, (ValueError, sqlalchemy.exc.ArgumentError)) and not _parses(url):
+        if "://" not in url:
+            return (f"storage: {shown} is not a storage URL: give sqlite:///PATH or "
+                    "postgresql://USER:PASSWORD@HOST:PORT/DB")
+        # SQLAlchemy's message may quote part of a password that holds '@', ':' or '/'.
+        return (f"storage: cannot open {shown}: the URL does not parse (its port is not a "
+                "number?); a password that holds @, : or / must be percent-encoded (@ as %40, "
+                ": as %3A, / as %2F)")
+    return None
+
+
+def _parses(url: str) -> bool:
+    try:
+        make_url(url).port  # noqa: B018 - SQLAlchemy reads the port as a number here
+    except (ValueError, sqlalchemy.exc.ArgumentError):
+        return False
+    return True
+
+
 def make_storage(url: str) -> optuna.storages.BaseStorage:
-    """An RDB storage for ``url`` (a ``Storage``), creating its tables when they are not there."""
-    url = with_driver(url)
+    """An RDB storage for ``url`` (a ``Storage``), creating its tables when they are not there.
+    A URL that cannot be used as it is (``unusable_url``) is a StorageError that says why."""
+    try:
+        return _make_storage(with_driver(url))
+    except (ImportError, ValueError, sqlalchemy.exc.ArgumentError) as e:
+        line = unusable_url(e, url)
+        if line is None:
+            raise
+        raise StorageError("storage", [line]) from None
+
+
+def _make_storage(url: str) -> optuna.storages.BaseStorage:
     try:
         return Storage(url, engine_kwargs=engine_kwargs(url))
     except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as e:

@@ -130,3 +130,17 @@ def test_study_survives_its_server_connections_being_dropped(tmp_path, shakespea
     assert n_finished(study) == 5
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 5
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+
+
+def test_a_refused_login_is_said_as_the_server_says_it(tmp_path, capsys, pg_url):
+    from scaletune.search.cli import main
+
+    url = make_url(pg_url)
+    wrong = url.set(password="not-" + url.password).render_as_string(hide_password=False)
+    assert main(["studies", "--storage", wrong]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    # Rule: the server's reason, the URL masked, and no question whether it is an Optuna storage
+    # (it may well be one: the login failed).
+    assert f"cannot list the studies in {mask_url(wrong)}: " in out
+    assert "password authentication failed" in out and "Optuna storage?" not in out
+    assert url.password not in out

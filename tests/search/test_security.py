@@ -202,6 +202,31 @@ def test_a_password_with_an_unescaped_at_sign_stays_out_of_the_storage_error(tmp
         'host "tPART@h"; password=***')
 
 
+@pytest.mark.parametrize("url, said", [
+    ("postgresql://alice:p@ss:w0rd@127.0.0.1:5432/db",
+     "storage: cannot open postgresql://alice:***@127.0.0.1:5432/db: the URL does not parse"),
+    ("postgresql://alice:s3cret@127.0.0.1:notaport/db", "must be percent-encoded (@ as %40"),
+    ("mysql://alice:s3cret@127.0.0.1:1/db", "the Python driver of mysql:// is not installed"),
+    ("postgres://alice:s3cret@127.0.0.1:1/db", "sqlalchemy.dialects:postgres; write postgresql://"),
+    ("nonsense", "storage: nonsense is not a storage URL: give sqlite:///PATH or postgresql://"),
+], ids=["password with @ and :", "port not a number", "driver not installed", "postgres://",
+        "not a URL"])
+def test_a_storage_url_that_cannot_be_used_is_one_line_in_every_command(tmp_path, shakespeare,
+                                                                        capsys, url, said):
+    from scaletune.search.cli import main
+
+    path = str(write_study(tmp_path, tiny_study(tmp_path, shakespeare)))
+    for command in (["run", path], ["studies"], ["show", path], ["best", path],
+                    ["export", path, "-o", str(tmp_path / "final.yaml")], ["delete", path, "--yes"],
+                    ["report", path, "-o", str(tmp_path / "report")], ["dashboard", path]):
+        code = main([*command, "--storage", url])
+        out = " ".join(capsys.readouterr().out.split())
+        # Rule: exit 2 with the reason, no traceback, and no piece of the password.
+        assert code == 2 and said in out, (command, out)
+        assert "Traceback" not in out and "w0rd" not in out and "s3cret" not in out
+    assert not (tmp_path / "final.yaml").exists() and not (tmp_path / "report").exists()
+
+
 def test_study_attrs_record_the_storage_without_its_password(tmp_path, shakespeare):
     url = "postgresql://scaletune:hunter2@127.0.0.1:1/studies"
     cfg = validate_study(tiny_study(tmp_path, shakespeare, storage=url))
