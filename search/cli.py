@@ -34,8 +34,9 @@ on."""
 def _errors(console: Console, e: ScaletuneError) -> int:
     """Print any error of ours as its lines alone (no traceback); exit code 2."""
     lines = getattr(e, "errors", None) or [str(e)]
-    source = getattr(e, "source", None) or "scaletune"
-    console.print(f"[red]{len(lines)} error(s)[/] in {source}:", highlight=False, soft_wrap=True)
+    source = getattr(e, "source", None)  # the file, or the option, at fault; none: the command
+    where = f" in {source}" if source else ""
+    console.print(f"[red]{len(lines)} error(s)[/]{where}:", highlight=False, soft_wrap=True)
     for line in lines:
         console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
     return EXIT_BAD_INPUT

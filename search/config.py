@@ -86,9 +86,17 @@ class Param(_Strict):
         if self.choices is not None and (self.prior or self.value is not None or kinds[3]):
             raise ValueError("choices cannot be combined with prior, low/high or value")
         if self.value is not None and sum(kinds) > 1:
-            raise ValueError("value (fixed) cannot be combined with prior, low/high or choices")
+            raise ValueError(f"value (fixed, {self.value!r}) cannot be combined with prior, "
+                             "low/high or choices: keep value alone to fix it, or drop it to "
+                             "search")
         if self.choices is not None and len(self.choices) == 0:
             raise ValueError("choices must not be empty")
+        if self.choices is not None:
+            repeated = [c for i, c in enumerate(self.choices) if c in self.choices[:i]]
+            if repeated:
+                raise ValueError(f"choices {self.choices!r} name {repeated[0]!r} more than once: "
+                                 "give each value once (a repeated choice would be drawn more "
+                                 "often, as a weight nobody asked for)")
         if self.prior is None and self.choices is None and self.value is None:
             if self.low is None or self.high is None:
                 raise ValueError("a range needs both low and high")
@@ -527,11 +535,11 @@ class WorkersConfig(_Strict):
     """None or 'local' starts Ray on this machine; 'auto' or 'ray://host:port' joins a cluster;
     'http://host:8265' is a cluster's job server (Ray's dashboard), where `scaletune run
     --detach` hands the driver to the cluster."""
-    gpus_per_trial: float = Field(0.0, ge=0)
+    gpus_per_trial: float = Field(0.0, ge=0, strict=True)
     """GPUs each trial asks Ray for (fractions allowed: 0.5 puts two trials on one GPU)."""
-    cpus_per_trial: float = Field(1.0, gt=0)
+    cpus_per_trial: float = Field(1.0, gt=0, strict=True)
     """CPU cores each trial asks Ray for; torch uses that many threads."""
-    max_concurrent: int | None = Field(None, ge=1)
+    max_concurrent: int | None = Field(None, ge=1, strict=True)
     """Cap on trials running at once; default what the cluster can hold."""
 
     @property

@@ -152,14 +152,16 @@ def field_problem(dotted: str) -> str | None:
     """None if ``dotted`` names a TrainConfig field that a trial may set, else the problem."""
     from pydantic import BaseModel
 
-    from scaletune.trainer.config import TrainConfig
+    from scaletune.trainer.config import TrainConfig, closest
 
     parts = dotted.split(".")
     node: type[BaseModel] = TrainConfig
     for i, part in enumerate(parts):
         fields = node.model_fields
         if part not in fields:
-            return f"unknown trainer field {part!r}; allowed here: {sorted(fields)}"
+            near = closest(part, sorted(fields))
+            guess = f" (did you mean {'.'.join([*parts[:i], near])!r}?)" if near else ""
+            return f"unknown trainer field {part!r}{guess}; allowed here: {sorted(fields)}"
         ann = fields[part].annotation
         if i < len(parts) - 1:
             if not (isinstance(ann, type) and issubclass(ann, BaseModel)):

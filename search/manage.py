@@ -431,13 +431,13 @@ SHOWN_FAILURES = 3
 """Distinct reasons of failed trials that ``scaletune show`` lists; trials.csv has them all."""
 
 
-def _failures(trials: list[FrozenTrial]) -> list[str]:
+def _failures(trials: list[FrozenTrial], run_again: bool = False) -> list[str]:
     """The reasons failed trials recorded, most frequent first, each with its trials: ``trials
-    0, 1, 2: SetupError: ...``. Failures that were run again (a stopped driver's) are left
-    out."""
+    0, 1, 2: SetupError: ...``; of the failures that were not run again, or (``run_again``) of
+    those that were (a stopped driver's, a lost worker's)."""
     by_reason: dict[str, list[int]] = {}
     for t in trials:
-        if failed_for_good(t):
+        if t.state == TrialState.FAIL and failed_for_good(t) != run_again:
             by_reason.setdefault(t.user_attrs.get("fail_reason", "no reason recorded"),
                                  []).append(t.number)
     ranked = sorted(by_reason.items(), key=lambda kv: -len(kv[1]))
@@ -510,6 +510,8 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
                    f"last activity {_last_activity(trials) or 'none'}"),
     ]
     rows += [("failed" if i == 0 else "", line) for i, line in enumerate(_failures(trials))]
+    rows += [("run again" if i == 0 else "", line)
+             for i, line in enumerate(_failures(trials, run_again=True))]
     rows += [("pruned" if i == 0 else "", line) for i, line in enumerate(_pruned(trials))]
     best = _best(trials)
     if best is not None:

@@ -203,6 +203,25 @@ def trials_frame(study: optuna.Study, cfg: StudyConfig) -> pd.DataFrame:
     return frame[head + params + derived + rest]
 
 
+def whole_numbers(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the columns of counts that some trials leave empty (the attempt of a
+    retried trial, steps of one that failed before its first) as integers with blanks: pandas
+    reads them as floats, and the CSV would say "trial 2.0"."""
+    out = frame.copy()
+    for column in out.columns:
+        values = out[column].dropna()
+        if (out[column].dtype.kind == "f" and len(values) and out[column].isna().any()
+                and (values == values.round()).all()
+                and column not in FLOAT_COLUMNS and not column.startswith("param_")):
+            out[column] = out[column].astype("Int64")
+    return out
+
+
+FLOAT_COLUMNS = {"value", "best_val_loss", "final_val_loss", "wall_time_s", "train_time_s",
+                 "tokens_per_s", "flops_6nd"}
+"""Measurements that may happen to be whole numbers yet are not counts."""
+
+
 AUDIT_TRIALS = 500
 """Complete trials the pruner audit replays at most. Each report of a replay reads the curves
 of the trials before it, so a replay's time grows with the square of the trials: the report of a
@@ -872,7 +891,7 @@ def make_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     frame = trials_frame(study, ran_with)
-    frame.to_csv(out / "trials.csv", index=False)
+    whole_numbers(frame).to_csv(out / "trials.csv", index=False)
     drawn = {
         "history": plot_history(study, out),
         "importances": plot_importances(study, out, notes),

@@ -153,7 +153,7 @@ def test_a_port_in_use_is_one_line(tmp_path, shakespeare, capsys):
     # Exit 2 and one error line that names the port and what to do; no traceback.
     assert code == 2
     assert lines == [
-        "1 error(s) in scaletune:",
+        "1 error(s):",
         f"  --port {port}: cannot listen on 127.0.0.1:{port} (Address already in use); choose "
         "another with --port",
     ]

@@ -452,3 +452,5 @@ def test_show_lists_why_trials_failed_most_frequent_first():
         "trials 0, 2: OOM", "trial 1: NaN", "trial 4: no reason recorded",
         "and 2 other reason(s) (`scaletune report`: trials.csv)"]
     assert _failures([]) == []
+    # The failures that did run again have a line of their own (show's "run again").
+    assert _failures(trials, run_again=True) == ["trial 3: stopped"]

@@ -106,6 +106,20 @@ def test_report_writes_every_file(mixed, tmp_path, capsys):
     assert "trial 1: val loss 2.2000" in printed and "pruning saved" in printed
 
 
+def test_counts_some_trials_leave_empty_stay_whole_numbers_in_the_csv(mixed, tmp_path):
+    path, cfg, study = mixed
+    # The failed trial 4 queued again, as the runner queues it: its re-run records the attempt.
+    study.enqueue_trial(study.trials[4].params, user_attrs={"retry_of": 4, "attempt": 2})
+    add_trial(study, cfg, study.trials[4].params, 3.1)
+    assert main(["report", str(path), "-o", str(tmp_path / "report")]) == 0
+    text = pd.read_csv(tmp_path / "report" / "trials.csv", dtype=str, keep_default_na=False)
+    rerun = text[text["number"] == "5"].iloc[0]
+    # Rule: "trial 4", not "4.0", where the other trials leave the column empty.
+    assert (rerun["retry_of"], rerun["attempt"]) == ("4", "2")
+    assert text.iloc[0]["retry_of"] == ""
+    assert "." not in rerun["steps_planned"] and "." in rerun["value"]
+
+
 def test_compute_spent_and_saved_by_pruning(mixed):
     _, cfg, study = mixed
     summary = summarize(study, cfg)
