@@ -45,6 +45,7 @@ from scaletune.search.samplers import diverged
 from scaletune.search.space import (
     build_space,
     centers_outside,
+    fixed_values,
     planning_priors,
     prior_center_params,
     space_problems,
@@ -121,10 +122,20 @@ def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
     dataset the first run downloads (``download_notes``). ``dims``: the search space if built
     already."""
     notes = []
+    fixed = fixed_values(cfg)
+    if dims is None:
+        dims, fixed = build_space(cfg, planning_priors(cfg))
     if cfg.seeding == "prior":
-        if dims is None:
-            dims, _ = build_space(cfg, planning_priors(cfg))
         notes += centers_outside(dims)
+    batches = [fixed["batch_size"]] if "batch_size" in fixed else [
+        min(d.distribution.choices) for d in dims if d.name == "batch_size"]
+    step = min(batches, default=0) * cfg.model.block_size
+    if cfg.eval_interval < step:
+        notes.append(
+            f"eval_every_tokens: {cfg.eval_interval:,} is less than one optimizer step of the "
+            f"smallest batch searched ({step:,} tokens): trials evaluate after every step "
+            f"({cfg.tokens_per_trial // step:,} evaluations at that batch), which may take "
+            f"longer than training; {step:,} or more evaluates less often")
     try:
         sizes = split_sizes(cfg.data)
     except (DataError, OSError):  # a missing file: check_study_files names it

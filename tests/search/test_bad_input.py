@@ -134,6 +134,23 @@ def test_all_errors_are_reported_at_once(tmp_path, shakespeare, capsys):
         assert key in out
 
 
+def test_evaluations_finer_than_a_step_are_a_note_of_validate_and_the_plan(tmp_path, shakespeare,
+                                                                           capsys):
+    # batch choices 8 and 16 of 32 tokens: one step of the smallest is 256 tokens.
+    fine = str(write_study(tmp_path, tiny_study(tmp_path, shakespeare, eval_every_tokens=256),
+                           "fine.yaml"))
+    path = str(write_study(tmp_path, tiny_study(tmp_path, shakespeare, eval_every_tokens=100)))
+    for command in (["validate", path], ["run", path, "--dry-run"]):
+        assert main(command) == 0
+        out = " ".join(capsys.readouterr().out.split())
+        # Rule: a note (the study runs), naming the value, the step and the way out.
+        assert ("eval_every_tokens: 100 is less than one optimizer step of the smallest batch "
+                "searched (256 tokens): trials evaluate after every step (160 evaluations at "
+                "that batch)") in out, out
+    assert main(["validate", fine]) == 0
+    assert "eval_every_tokens" not in capsys.readouterr().out
+
+
 def test_missing_data_file_names_the_path(tmp_path, shakespeare, capsys):
     study = tiny_study(tmp_path, shakespeare)
     study["data"]["path"] = str(tmp_path / "nowhere.txt")
