@@ -377,7 +377,7 @@ def _ladder_report(args: argparse.Namespace, target: StudyConfig, out: Path,
                   f"{', '.join(d.paths[0].name for d in drawn)}", highlight=False, markup=False)
     print_laws(FittedLaws.load(ladder.laws_file), console)
     if finished_trials(target):
-        make_report(target, out, source=args.study, console=console)
+        make_report(target, out, source=args.study, console=console, ladder=drawn)
     else:
         console.print(f"the target study {target.name} has not run yet: its report comes once "
                       f"it has (scaletune ladder {args.study})", highlight=False, markup=False)

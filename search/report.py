@@ -876,11 +876,20 @@ def plot_priors(study: optuna.Study, cfg: StudyConfig, out: Path,
 # --------------------------------------------------------------------------- the report
 
 
+LADDER_FIGURE = ("the optimum each rung found (the spread of its near-best trials), the law "
+                 "fitted to them with its 95% prediction interval, the published laws' prior "
+                 "center at each rung, the prediction at the target and what the target study "
+                 "found there")
+"""The line index.html shows under each of a ladder's figures (search.ladder_report)."""
+
+
 def make_report(
-    cfg: StudyConfig, out_dir: str | Path, source: str, console: Console | None = None
+    cfg: StudyConfig, out_dir: str | Path, source: str, console: Console | None = None,
+    ladder: list[Drawn] | None = None,
 ) -> dict[str, Any]:
     """Write the trials table, the plots, summary.json and index.html into ``out_dir``; return
-    the summary."""
+    the summary. ``ladder``: the figures of the ladder whose target the study is, drawn into
+    ``out_dir`` already, which index.html shows first."""
     study, ran_with, notes = open_study(cfg, source)
     changed = pruner_note(study, cfg)
     if changed:
@@ -899,8 +908,8 @@ def make_report(
         "curves": plot_curves(study, out, notes),
         "priors": plot_priors(study, ran_with, out, notes),
     }
-    files = [out / "trials.csv", *(path for d in drawn.values() if d is not None
-                                   for path in d.paths)]
+    files = [out / "trials.csv", *(path for d in [*(ladder or []), *drawn.values()]
+                                   if d is not None for path in d.paths)]
     summary = summarize(study, ran_with)
     summary["pruner_audit"] = pruner_audit(study, ran_with)
     summary["seed_noise"] = seed_noise(study, ran_with)
@@ -908,7 +917,7 @@ def make_report(
     summary["files"] = [p.name for p in files]
     summary["notes"] = notes
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    index = write_index(summary, out, drawn)
+    index = write_index(summary, out, drawn, ladder or [])
     if console is not None:
         print_summary(summary, index, console)
     return summary
@@ -990,12 +999,24 @@ INDEX_STYLE = (
 )
 
 
-def write_index(summary: dict[str, Any], out: Path, drawn: dict[str, Drawn | None]) -> Path:
-    """index.html: the summary's rows and notes, then every figure of FIGURES with its line, its
-    PNG shown and both versions linked (or why it is missing), then the data files. Plain HTML
-    whose every link is a file beside it, so it opens offline."""
+def write_index(summary: dict[str, Any], out: Path, drawn: dict[str, Drawn | None],
+                ladder: list[Drawn] = ()) -> Path:
+    """index.html: the summary's rows and notes, then the ladder's figures when the study is a
+    ladder's target, then every figure of FIGURES with its line, its PNG shown and both
+    versions linked (or why it is missing), then the data files. Plain HTML whose every link is
+    a file beside it, so it opens offline."""
     def link(path: Path, text: str) -> str:
         return f'<a href="{escape(path.name)}">{escape(text)}</a>'
+
+    def section(d: Drawn, name: str, about: str) -> str:
+        png, page = d.paths
+        title = escape(d.html.layout.title.text or name)
+        return (
+            f"<section><h3>{title}</h3><p>{escape(about)}.<br>{link(page, 'interactive (HTML)')}"
+            f" &middot; {link(png, 'image (PNG)')}</p>\n"
+            f'<a href="{escape(page.name)}"><img src="{escape(png.name)}" alt="{name}"></a>'
+            "</section>"
+        )
 
     rows = "".join(f"<tr><th>{escape(what)}</th><td>{escape(value)}</td></tr>\n"
                    for what, value in summary_rows(summary))
@@ -1008,6 +1029,9 @@ def write_index(summary: dict[str, Any], out: Path, drawn: dict[str, Drawn | Non
     ]
     if notes:
         parts.append(f"<h2>Notes</h2>\n<ul>\n{notes}</ul>")
+    if ladder:
+        parts.append("<h2>The ladder</h2>")
+        parts += [section(d, d.paths[0].stem, LADDER_FIGURE) for d in ladder]
     parts.append("<h2>Figures</h2>")
     for name, about in FIGURES.items():
         d = drawn.get(name)
@@ -1015,14 +1039,7 @@ def write_index(summary: dict[str, Any], out: Path, drawn: dict[str, Drawn | Non
             parts.append(f"<section><h3>{name}</h3><p>{escape(about)}.</p>"
                          "<p><em>Not drawn: the notes above say why.</em></p></section>")
             continue
-        png, page = d.paths
-        title = escape(d.html.layout.title.text or name)
-        parts.append(
-            f"<section><h3>{title}</h3><p>{escape(about)}.<br>{link(page, 'interactive (HTML)')}"
-            f" &middot; {link(png, 'image (PNG)')}</p>\n"
-            f'<a href="{escape(page.name)}"><img src="{escape(png.name)}" alt="{name}"></a>'
-            "</section>"
-        )
+        parts.append(section(d, name, about))
     parts.append("<h2>Data</h2><ul>")
     parts += [f"<li>{link(out / name, name)}: {escape(about)}</li>" for name, about in
               DATA_FILES.items()]

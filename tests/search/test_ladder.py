@@ -250,6 +250,14 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     best = json.loads(capsys.readouterr().out)
     assert best["study"] == "ladder-target" and "lr" in best["params"]
     assert load_study(tmp_path / "target.yaml").name == "tiny"
+    # Rule: the report of a ladder opens on its figures: index.html shows each law's figure
+    # and summary.json lists them with the target study's files.
+    assert main(["report", str(path), "-o", str(tmp_path / "report")]) == 0
+    index = (tmp_path / "report" / "index.html").read_text()
+    files = json.loads((tmp_path / "report" / "summary.json").read_text())["files"]
+    for name in ("ladder_lr", "ladder_tau"):
+        assert f'<img src="{name}.png"' in index and {f"{name}.png", f"{name}.html"} <= set(files)
+    assert index.index("The ladder") < index.index("<h2>Figures</h2>")
 
 
 def test_export_carries_the_horizon_with_the_fitted_exponents(tmp_path):
