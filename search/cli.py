@@ -563,9 +563,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="one training run from a training YAML")
     p.add_argument("config", help="training YAML (see trainer/config.py)")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    p.add_argument("--overwrite", action="store_true",
-                   help="train from scratch even if out_dir already holds a run's checkpoint")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    again.add_argument("--overwrite", action="store_true",
+                       help="train from scratch even if out_dir already holds a run's checkpoint")
     p.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
                    help="data-parallel processes on this machine (torchrun; one per GPU); "
                         "the config's parallel: ddp or fsdp says how they split the work")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import signal
 import sys
 from pathlib import Path
@@ -13,10 +12,10 @@ from typing import Any
 
 from scaletune.trainer.checkpoint import CHECKPOINT
 from scaletune.trainer.config import TrainConfig, load_train_config
+from scaletune.trainer.distributed import local_batch
 from scaletune.trainer.errors import ConfigError, DataError, SetupError
 from scaletune.trainer.interrupt import DeferredInterrupt, PromptInterrupt
 from scaletune.trainer.loop import Result, train
-from scaletune.trainer.record import METRICS
 
 
 def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
@@ -30,14 +29,14 @@ def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
     config = startable(path, resume, overwrite)
     if config is None:
         return 2
-    if overwrite and not resume and config.out_dir and int(os.environ.get("RANK", "0")) == 0:
-        clear_run(Path(config.out_dir))
     # One process stops between two steps, wherever the signal came; torchrun's processes stop
     # where it finds them (it signals them all), as a step of one waits for the others.
     one_process = int(os.environ.get("WORLD_SIZE", "1")) == 1
     interrupt = DeferredInterrupt() if one_process else PromptInterrupt()
     try:
-        result = train(config, resume=resume, interrupt=interrupt)
+        # --overwrite clears the earlier run once the new one has passed its set-up (device,
+        # data, batch over the processes): a run that cannot start leaves the old one as it was.
+        result = train(config, resume=resume, interrupt=interrupt, overwrite=overwrite)
     except (DataError, SetupError) as e:
         print(f"{path}: {e}", file=sys.stderr)
         return 2
@@ -53,10 +52,11 @@ def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
     return 1 if result.status == "diverged" else 0
 
 
-def startable(path: str, resume: bool, overwrite: bool) -> TrainConfig | None:
+def startable(path: str, resume: bool, overwrite: bool, world: int = 1) -> TrainConfig | None:
     """The run's config, or None once it has printed why the run cannot start: an error in the
-    file, or a checkpoint in out_dir that neither ``resume`` nor ``overwrite`` says what to do
-    with (a repeated command never loses a run)."""
+    file, an out_dir that is a file (or lies under one), a batch that does not split over the
+    ``world`` processes of a launch, or a checkpoint in out_dir that neither ``resume`` nor
+    ``overwrite`` says what to do with (a repeated command never loses a run)."""
     try:
         config = load_train_config(path)
     except ConfigError as e:
@@ -64,6 +64,24 @@ def startable(path: str, resume: bool, overwrite: bool) -> TrainConfig | None:
         for err in e.errors:
             print(f"  {err}", file=sys.stderr)
         return None
+    if resume and overwrite:
+        print("scaletune train: --resume and --overwrite exclude each other: --resume continues "
+              "the run in out_dir, --overwrite starts it again", file=sys.stderr)
+        return None
+    if config.out_dir:
+        out_dir = Path(os.path.normpath(config.out_dir))
+        blocked = next((p for p in [out_dir, *out_dir.parents] if p.exists() and not p.is_dir()),
+                       None)
+        if blocked is not None:
+            print(f"{path}: out_dir {out_dir}: {blocked} is a file, and a run writes its "
+                  "checkpoint and logs into a folder: give another out_dir", file=sys.stderr)
+            return None
+    if world > 1:
+        try:
+            local_batch(config.batch_size, config.micro_batch_size or config.batch_size, world)
+        except SetupError as e:
+            print(f"{path}: {e} (the {world} processes of this launch)", file=sys.stderr)
+            return None
     if config.out_dir and (Path(config.out_dir) / CHECKPOINT).exists() and not (resume or overwrite):
         print(f"{path}: out_dir {os.path.normpath(config.out_dir)} already holds a run's checkpoint; "
               "add --resume to continue that run, or --overwrite to train from scratch and "
@@ -82,14 +100,6 @@ def resume_hint(out_dir: str | None) -> str:
                 "start over")
     return (f"the last checkpoint is {ckpt}; run the command again with --resume to continue "
             "from it")
-
-
-def clear_run(out_dir: Path) -> None:
-    """Remove what a run wrote into out_dir (checkpoint, metrics log, TensorBoard scalars), so the
-    run that replaces it starts a fresh log instead of appending to the old one. Other files stay."""
-    for name in (CHECKPOINT, METRICS):
-        (out_dir / name).unlink(missing_ok=True)
-    shutil.rmtree(out_dir / "tensorboard", ignore_errors=True)
 
 
 def torchrun_command(path: str, nproc: int, nnodes: int = 1, node_rank: int = 0,
@@ -174,7 +184,7 @@ def launch(path: str, nproc: int, resume: bool = False, overwrite: bool = False,
         return 2
     # A file the ranks would refuse is refused here, once, before torchrun starts them: each
     # would print the same errors and torchrun its own traceback of their exit.
-    if startable(path, resume, overwrite) is None:
+    if startable(path, resume, overwrite, world=nproc * nnodes) is None:
         return 2
     flags = (["--resume"] if resume else []) + (["--overwrite"] if overwrite else [])
     cmd = torchrun_command(path, nproc, nnodes, node_rank, rdzv_endpoint) + flags
@@ -224,9 +234,10 @@ def summary(result: Result, out_dir: str | None = None) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m trainer.cli", description=__doc__)
     parser.add_argument("config", help="a TrainConfig YAML file")
-    parser.add_argument("--resume", action="store_true", help="continue from out_dir's checkpoint")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="train from scratch even if out_dir holds a checkpoint")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from out_dir's checkpoint")
+    again.add_argument("--overwrite", action="store_true",
+                       help="train from scratch even if out_dir holds a checkpoint")
     args = parser.parse_args()
     code = train_main(args.config, resume=args.resume, overwrite=args.overwrite)
     import torch.distributed as dist

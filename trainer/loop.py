@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import math
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -48,7 +49,7 @@ from scaletune.trainer.errors import SetupError
 from scaletune.trainer.interrupt import DeferredInterrupt
 from scaletune.trainer.model import GPT, flops_per_token
 from scaletune.trainer.optim import build_optimizers, lr_at, set_lr, step_optimizer
-from scaletune.trainer.record import fmt_duration, fmt_eta, log_event, run_metadata
+from scaletune.trainer.record import METRICS, fmt_duration, fmt_eta, log_event, run_metadata
 
 Report = Callable[[int, float, dict], object]
 """report(tokens_seen, val_loss, metrics) -> "stop" or False to end the run; anything else goes on."""
@@ -176,7 +177,7 @@ class _Run:
 
 
 def train(config: TrainConfig, report: Report | None = None, resume: bool = False,
-          interrupt: DeferredInterrupt | None = None) -> Result:
+          interrupt: DeferredInterrupt | None = None, overwrite: bool = False) -> Result:
     """Train a GPT as ``config`` says; ``report`` sees every evaluation and may stop the run.
 
     With ``resume`` the run continues from ``out_dir``'s checkpoint (when there is one) and ends
@@ -191,6 +192,8 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
         raise SetupError(why)
     run = _set_up(config, resume)
     if run.out_dir and run.lead:
+        if overwrite and not resume:  # only now: a run that failed its set-up loses nothing
+            clear_run(run.out_dir)
         remove_leftover_writes(run.out_dir)
     progress, grad_stats = _Progress(), GradNormStats()
     resumed = resume and run.ckpt_path.exists()
@@ -232,6 +235,14 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
         log_event(run.out_dir,
                   {"event": "end", **{k: v for k, v in result.as_dict().items() if k != "history"}})
     return result
+
+
+def clear_run(out_dir: Path) -> None:
+    """Remove what a run wrote into out_dir (checkpoint, metrics log, TensorBoard scalars), so the
+    run that replaces it starts a fresh log instead of appending to the old one. Other files stay."""
+    for name in (CHECKPOINT, METRICS):
+        (out_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(out_dir / "tensorboard", ignore_errors=True)
 
 
 def compiler_missing() -> str | None:

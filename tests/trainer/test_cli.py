@@ -303,3 +303,63 @@ def test_a_device_this_machine_lacks_is_one_error_that_says_what_to_set(tmp_path
         assert err.startswith(f"{path}: {says}") and "Traceback" not in err
         assert len(err.splitlines()) == 1
         assert not (tmp_path / device).exists()
+
+
+def test_overwrite_keeps_the_earlier_run_when_the_new_one_cannot_start(tmp_path, shakespeare,
+                                                                       capsys):
+    base = {
+        "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16},
+        "data": {"source": "text", "path": str(shakespeare), "cache_dir": str(tmp_path / "cache")},
+        "batch_size": 4, "tokens": 4 * 4 * 16, "progress": False, "num_threads": 1, "out_dir": "out",
+    }
+    assert train_main(str(write(tmp_path, base))) == 0
+    kept = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir() if p.is_file()}
+    assert {"checkpoint.pt", "metrics.jsonl"} <= set(kept)
+    capsys.readouterr()
+    # Rule: --overwrite replaces the earlier run only once the new one has passed its set-up;
+    # a device this machine lacks stops it before, and the earlier run is there, byte for byte.
+    cuda = write(tmp_path, {**base, "device": "cuda"})
+    assert train_main(str(cuda), overwrite=True) == 2
+    assert "torch sees no CUDA GPU here" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir() if p.is_file()} == kept
+
+
+def test_resume_and_overwrite_together_are_refused(tmp_path, capsys):
+    from scaletune.search.cli import main
+
+    path = write(tmp_path, {"tokens": 4096})
+    assert train_main(str(path), resume=True, overwrite=True) == 2
+    assert "--resume and --overwrite exclude each other" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as done:
+        main(["train", str(path), "--resume", "--overwrite"])
+    assert done.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_an_out_dir_that_is_a_file_is_one_error(tmp_path, capsys):
+    from scaletune.search.cli import main
+
+    afile = tmp_path / "afile"
+    afile.write_text("mine\n")
+    for out_dir in (afile, afile / "sub"):
+        path = write(tmp_path, {"tokens": 4096, "out_dir": str(out_dir)})
+        for command in (lambda: train_main(str(path)),
+                        lambda: main(["train", str(path), "--nproc-per-node", "2"])):
+            assert command() == 2
+            err = capsys.readouterr().err
+            # Rule: named before any data is read or torchrun started; the file is untouched.
+            assert f"out_dir {out_dir}: {afile} is a file" in err, err
+            assert "Traceback" not in err and "launching" not in err
+    assert afile.read_text() == "mine\n"
+
+
+def test_a_batch_that_does_not_split_over_the_processes_is_refused_before_torchrun(tmp_path,
+                                                                                   capsys):
+    from scaletune.search.cli import main
+
+    path = write(tmp_path, {"tokens": 4096, "batch_size": 3})
+    assert main(["train", str(path), "--nproc-per-node", "2"]) == 2
+    err = capsys.readouterr().err
+    assert ("batch_size=3 must split into 2 equal parts that are multiples of micro_batch_size=3 "
+            "(the 2 processes of this launch)") in err
+    assert "launching" not in err and len(err.splitlines()) == 1
