@@ -343,9 +343,10 @@ def test_an_out_dir_that_is_a_file_is_one_error(tmp_path, capsys):
     afile.write_text("mine\n")
     for out_dir in (afile, afile / "sub"):
         path = write(tmp_path, {"tokens": 4096, "out_dir": str(out_dir)})
-        for command in (lambda: train_main(str(path)),
-                        lambda: main(["train", str(path), "--nproc-per-node", "2"])):
-            assert command() == 2
+        for launch in (False, True):
+            code = (main(["train", str(path), "--nproc-per-node", "2"]) if launch
+                    else train_main(str(path)))
+            assert code == 2
             err = capsys.readouterr().err
             # Rule: named before any data is read or torchrun started; the file is untouched.
             assert f"out_dir {out_dir}: {afile} is a file" in err, err
