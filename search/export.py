@@ -177,6 +177,12 @@ def export_study(
         raise ConfigError(source, [
             f"--tokens: {final.tokens:.3g} is more than any corpus holds ({MAX_TOKENS:.0e} "
             "tokens, a hundred trillion): give the tokens of the final run"])
+    step = final.batch_size * new_model.block_size
+    if final.tokens < step:
+        raise ConfigError(source, [
+            f"--tokens: {final.tokens:,} is less than one optimizer step of the run's batch "
+            f"(batch_size {final.batch_size} x block_size {new_model.block_size} = {step:,} "
+            f"tokens): give at least {step:,}"])
     if final.tokens < base.tokens:
         notes.append(f"--tokens: {final.tokens:,} tokens, fewer than the {base.tokens:,} the "
                      "trial trained: the rules carry its config to a shorter run too, but a final "

@@ -32,7 +32,7 @@ from rich.console import Console
 from scaletune.search import lease
 from scaletune.search.cluster import init_ray
 from scaletune.search.config import StudyConfig, check_study_files
-from scaletune.search.noise import queue_repeats, trials_asked
+from scaletune.search.noise import n_repeats, queue_repeats, trials_asked
 from scaletune.search.plan import SearchPlan, TrialRun, failed_for_good, n_finished, pruner_note
 from scaletune.search.progress import StudyProgress
 from scaletune.search.space import centers_outside
@@ -401,8 +401,11 @@ def _drive(
     if done >= total:
         failed = sum(map(failed_for_good,
                          study.get_trials(deepcopy=False, states=(TrialState.FAIL,))))
+        asked = (f"{total}" if total - n_repeats(study.get_trials(deepcopy=False)) <= cfg.n_trials
+                 else
+                 f"{cfg.n_trials} (n_trials), fewer than have finished already")
         console.print(f"nothing to run: {done} trials have finished and the study asks for "
-                      f"{total}" + (f"; {failed} of them failed (`scaletune show` says why); "
+                      f"{asked}" + (f"; {failed} of them failed (`scaletune show` says why); "
                                     "once the cause is fixed," if failed else ";")
                       + f" `--n-trials {done + cfg.n_trials}` (or a larger n_trials in the study "
                       "file) runs more", highlight=False, markup=False)

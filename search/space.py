@@ -166,6 +166,15 @@ def space_problems(cfg: StudyConfig, dims: list[Dim], fixed: dict[str, Any]) -> 
             f"{cfg.model.block_size} = {step:,} tokens), so such a trial would train more "
             f"than its budget: raise tokens_per_trial to at least {step:,}, or search "
             "smaller batches")
+    max_loss = getattr(cfg.trainer, "max_loss", None)
+    vocab = cfg.model.vocab_size or known_vocab_size(cfg.data.tokenizer)
+    if max_loss is not None and vocab and max_loss <= math.log(vocab):
+        first = math.log(vocab)
+        errors.append(
+            f"trainer.max_loss: {max_loss:g} is not above the loss a model starts from (ln "
+            f"{vocab:,} = {first:.2f}, a uniform guess over the vocabulary): every trial would "
+            f"stop as diverged at its first step; leave it unset (1.5 x that, {1.5 * first:.2f}) "
+            f"or give more than {first:.2f}")
     if not cfg.search.other:
         return errors
     others = [d for d in dims if d.name in cfg.search.other]

@@ -390,6 +390,13 @@ class TrainConfig(_Strict):
                 f"batch_size must be a multiple of micro_batch_size, got batch_size={self.batch_size}, "
                 f"micro_batch_size={micro}"
             )
+        if self.tokens < self.tokens_per_step:
+            raise ValueError(
+                f"tokens: {self.tokens:,} is less than one optimizer step (batch_size "
+                f"{self.batch_size} x block_size {self.model.block_size} = "
+                f"{self.tokens_per_step:,} tokens): a run trains whole steps, so it would train "
+                f"more than it says; give tokens of at least {self.tokens_per_step:,}, or a "
+                "smaller batch_size")
         if self.parallel == "fsdp" and self.optim.name == "muon":
             # Muon orthogonalizes each whole weight matrix; under fsdp a process holds a slice.
             raise ValueError("parallel: fsdp shards every weight matrix over the processes, and "

@@ -295,7 +295,11 @@ def test_an_empty_or_corrupt_study_file_is_refused_and_kept(tmp_path, shakespear
      "parameters need at least"),
     ({"model": {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 32, "vocab_size": 100}},
      "model.vocab_size: 100 is smaller than the tokenizer's 256 tokens (byte)"),
-], ids=["budget below one batch", "model too large to train", "vocabulary below the tokenizer's"])
+    ({"trainer": {"max_loss": 1.0}},
+     "trainer.max_loss: 1 is not above the loss a model starts from (ln 256 = 5.55, a uniform "
+     "guess over the vocabulary): every trial would stop as diverged at its first step"),
+], ids=["budget below one batch", "model too large to train", "vocabulary below the tokenizer's",
+        "max_loss below the first loss"])
 def test_a_study_no_trial_could_run_is_refused_before_ray(tmp_path, shakespeare, capsys,
                                                           overrides, expected):
     study = tiny_study(tmp_path, shakespeare, **overrides)
@@ -306,7 +310,8 @@ def test_a_study_no_trial_could_run_is_refused_before_ray(tmp_path, shakespeare,
     assert expected in out
     # Nothing was written, and no empty study folder is left behind.
     assert not (tmp_path / "study").exists()
-    if "tokens_per_trial" in overrides:  # known from the file alone: validate and --dry-run too
+    if {"tokens_per_trial", "trainer"} & set(overrides):  # known from the file alone: validate
+        # and --dry-run too
         for command in (["validate", path], ["run", path, "--dry-run"]):
             assert main(command) == 2
             assert expected in " ".join(capsys.readouterr().out.split())

@@ -309,6 +309,12 @@ def test_bad_tokens_are_exit_2(finished, tmp_path, capsys):
             main(["export", str(path), "--tokens", bad, "-o", str(tmp_path / "f.yaml")])
         assert e.value.code == 2
     assert "expected" in capsys.readouterr().err
+    # Rule: fewer tokens than one step of the run's batch (the batch law carries it down to 1
+    # sequence) is refused, naming the step, and nothing is written.
+    assert main(["export", str(path), "--tokens", "10", "-o", str(tmp_path / "f.yaml")]) == 2
+    assert ("--tokens: 10 is less than one optimizer step of the run's batch (batch_size 1 x "
+            "block_size 32 = 32 tokens): give at least 32") in capsys.readouterr().out
+    assert not (tmp_path / "f.yaml").exists()
 
 
 def test_bad_arguments_through_the_api_name_their_flag(finished, tmp_path):

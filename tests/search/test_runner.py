@@ -193,6 +193,13 @@ def test_repeat_best_reruns_the_best_config_with_other_seeds_to_the_end(tmp_path
     # Run again as it stands: the repeats count on top of n_trials, nothing more runs.
     run_study(cfg)
     assert len(load(cfg).trials) == 5
+    # Rule: a launch that asks for fewer than have finished (--n-trials 2) is told so, by its
+    # number, not by the study's count.
+    console = Console(record=True, width=250)
+    run_study(cfg.model_copy(update={"n_trials": 2}), console=console)
+    assert len(load(cfg).trials) == 5
+    assert ("nothing to run: 5 trials have finished and the study asks for 2 (n_trials), fewer "
+            "than have finished already; `--n-trials 7`") in console.export_text()
     # The report measures the spread of the three runs.
     noise = make_report(cfg, tmp_path / "report", source=str(path))["seed_noise"]
     [group] = noise["groups"]

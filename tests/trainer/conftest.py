@@ -38,10 +38,12 @@ def tiny(tmp_path: Path, shakespeare: Path):
                      "val_windows": 16},
             "optim": {"lr": 3e-3, "warmup_frac": 0.0},
             "batch_size": 8,
-            "tokens": steps * 8 * 32,
             "num_threads": 1,
             "progress": False,
         }
-        return TrainConfig.model_validate(deep_update(base, overrides))
+        cfg = deep_update(base, overrides)
+        # ``steps`` optimizer steps of the batch the run trains (whole steps, as a run counts).
+        cfg.setdefault("tokens", steps * cfg["batch_size"] * cfg["model"]["block_size"])
+        return TrainConfig.model_validate(cfg)
 
     return make

@@ -31,6 +31,17 @@ def test_unknown_keys_are_errors_that_name_the_key(tmp_path):
     assert any(e.startswith("optim.lr:") and "-1" in e for e in err.value.errors)
 
 
+def test_a_budget_below_one_step_is_an_error_that_names_the_step(tmp_path):
+    path = write(tmp_path, {"tokens": 100, "batch_size": 4, "model": {"block_size": 64}})
+    with pytest.raises(ConfigError) as err:
+        load_train_config(path)
+    # Rule: a run trains whole steps; a budget below one would train more than it says.
+    assert err.value.errors == [
+        "tokens: 100 is less than one optimizer step (batch_size 4 x block_size 64 = 256 "
+        "tokens): a run trains whole steps, so it would train more than it says; give tokens "
+        "of at least 256, or a smaller batch_size"]
+
+
 def test_token_counts_read_as_a_study_file_reads_them(tmp_path):
     # PyYAML reads 2e6 as a string; a training file takes it, and 2_000_000, as a study does.
     path = tmp_path / "run.yaml"
