@@ -100,6 +100,16 @@ class FittedExponents:
     batch_size: float | None
     source: str
     """Where they come from, as a rule cites it: 'laws fitted on 3 rungs (laws.json)'."""
+    blended: tuple[str, ...] = ()
+    """The laws whose fit warns: their exponent is the mean of the fitted and the published."""
+
+    def cite(self, name: str, label: str) -> str:
+        """How a rule names the exponent of law ``name``: 'fitted lr law, fitted on 3 rungs
+        (laws.json)', or for a blended one what it is the mean of."""
+        if name in self.blended:
+            return (f"mean of the fitted {label} law's exponent and the published one (the fit "
+                    f"warns), {self.source}")
+        return f"fitted {label} law, {self.source}"
 
 
 @dataclass(frozen=True)
@@ -157,7 +167,7 @@ def transfer(
         rules.append(Rule(
             "lr", f"eta * (D_new/D_old)^{exponent:.3g} = eta * "
             f"({tokens:,}/{best.tokens:,})^{exponent:.3g}",
-            f"fitted lr law, {fitted.source}" if own else f"horizon rule, {HORIZON_CITATION}",
+            fitted.cite("lr", "lr") if own else f"horizon rule, {HORIZON_CITATION}",
             lr / best.lr,
         ))
     if n_embd != best.n_embd:
@@ -178,7 +188,7 @@ def transfer(
     if own_batch:
         growth = ratio**fitted.batch_size
         batch_rule = (f"B * (D_new/D_old)^{fitted.batch_size:.3g}",
-                      f"fitted batch-size law, {fitted.source}")
+                      fitted.cite("batch_size", "batch-size"))
     else:
         growth = (laws.powerlines_batch_opt_tokens(tokens)
                   / laws.powerlines_batch_opt_tokens(best.tokens))
@@ -207,8 +217,8 @@ def transfer(
         source = f"AdamW timescale, {POWER_LINES_CITATION}"
         if fitted is not None and fitted.tau is not None and tokens != best.tokens:
             tau = best.tau * ratio**fitted.tau
-            kept = (f"tau * (D_new/D_old)^{fitted.tau:.3g} = {tau:.4g} (fitted tau law, "
-                    f"{fitted.source})")
+            kept = (f"tau * (D_new/D_old)^{fitted.tau:.3g} = {tau:.4g} "
+                    f"({fitted.cite('tau', 'tau')})")
         else:
             kept = f"tau kept at {best.tau:.4g}"
         weight_decay = laws.lambda_from_tau(tau, batch * block_size, lr, tokens)

@@ -137,7 +137,8 @@ def fitted_exponents(cfg: StudyConfig, notes: list[str]) -> FittedExponents | No
         notes.append(f"the fitted {', '.join(weak)} law(s) warn: their horizon exponents are "
                      "the mean of the fitted and the published ones")
     return FittedExponents(**exponents,
-                           source=f"fitted on {fitted.lr.n_rungs} rungs ({path.name})")
+                           source=f"fitted on {fitted.lr.n_rungs} rungs ({path.name})",
+                           blended=tuple(name for name in weak if name in HORIZON_EXPONENTS))
 
 
 def export_study(
@@ -304,13 +305,21 @@ def provenance(
         "git_revision": study_prov.get("git_revision"),
         "study_provenance": study_prov,
         "trial_params": dict(trial.params),
-        "transfer": "none: an exact copy of the trial" if moved.exact_copy else "scaling laws",
+        "transfer": (f"none: the trial's config; num_threads is left to the machine, and "
+                     f"only with num_threads: {_trial_threads(cfg)}, as the trial had, does the "
+                     "run repeat its loss exactly (other thread counts round sums differently)"
+                     if moved.exact_copy else "scaling laws"),
         "best": moved.best.record(),
         "final": moved.final.record(),
         "batch_size_law": moved.batch_size_law,
         "rules": [asdict(r) for r in moved.rules],
         "notes": list(notes),
     }
+
+
+def _trial_threads(cfg: StudyConfig) -> int:
+    """The torch threads a trial of ``cfg`` trained with: one per CPU it asked Ray for."""
+    return max(1, int(cfg.workers.cpus_per_trial))
 
 
 _ROWS = (
@@ -349,8 +358,11 @@ def summary_lines(record: dict[str, Any]) -> list[str]:
                                    initial_indent="  ", subsequent_indent="      ")
             lines += textwrap.wrap(r["source"], 96, initial_indent="      ",
                                    subsequent_indent="      ")
-        lines.append("Scaling laws fitted on far larger models: treat transferred values as a "
-                     "start.")
+        own = any("rungs (" in r["source"] or "rungs (" in r["formula"] for r in record["rules"])
+        lines.append("The rules extrapolate laws (fitted on your rungs, on smaller runs than "
+                     "this one, and published ones fitted on far larger models): treat the "
+                     "values as a start." if own else "Scaling laws fitted on far larger "
+                     "models: treat transferred values as a start.")
     for note in record["notes"]:
         lines += textwrap.wrap(f"note: {note}", 96, subsequent_indent="  ")
     return lines

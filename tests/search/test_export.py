@@ -142,6 +142,8 @@ def test_export_copies_the_best_trial_exactly(finished, tmp_path):
     run_options = {"out_dir", "checkpoint_every_tokens", "progress", "num_threads", "provenance"}
     assert loaded.model_dump(exclude=run_options) == trial_cfg.model_dump(exclude=run_options)
     assert loaded.provenance["transfer"].startswith("none")
+    # ... and says what a repeat of the trial's loss takes: the trial's torch threads.
+    assert "only with num_threads: 1, as the trial had" in loaded.provenance["transfer"]
     assert loaded.provenance["rules"] == []
 
 

@@ -289,7 +289,7 @@ def test_export_carries_the_horizon_with_the_fitted_exponents(tmp_path):
 
 def test_export_notes_the_warnings_of_the_laws_it_uses_only(tmp_path):
     from scaletune.heuristics.fit import ScalePoint, fit_studies
-    from scaletune.search.export import export_study
+    from scaletune.search.export import export_study, summary_lines
     from tests.search.test_export import add_trial, make_study, params, study_file
 
     # Two studies: every fit warns (two rungs), the carried warmup too.
@@ -310,6 +310,13 @@ def test_export_notes_the_warnings_of_the_laws_it_uses_only(tmp_path):
     assert any(n.startswith("fitted laws: lr law: fitted on 2 rungs") for n in done.notes)
     assert "fitted laws: the studies are models of 2 sizes (2x64, 4x128, ...)" in done.notes
     assert not any("warmup_frac" in n for n in done.notes)
+    # Rule: a rule whose fitted law warns says its exponent is a mean with the published one,
+    # and the closing line does not call the laws all published.
+    lr_rule = next(r for r in done.transfer.rules if r.value == "lr")
+    assert lr_rule.source.startswith("mean of the fitted lr law's exponent and the published")
+    lines = summary_lines(done.config.provenance)
+    assert any("fitted on your rungs" in line for line in lines)
+    assert not any(line.startswith("Scaling laws fitted on far larger") for line in lines)
 
 
 def test_the_ladder_figure_shows_rungs_law_published_prior_and_prediction(tmp_path, shakespeare):
