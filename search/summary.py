@@ -19,6 +19,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import FrozenTrial, TrialState
 
 from scaletune.heuristics import laws
+from scaletune.heuristics.priors import TAU_BOUNDS
 from scaletune.search import hparams
 from scaletune.search.config import StudyConfig
 from scaletune.search.storage import mask_url
@@ -89,6 +90,14 @@ def at_edges(trial: FrozenTrial) -> list[str]:
         if hp is not None and hp.is_form:
             key += f" (as: {next(w for w, n in hparams.owner(hp).forms if n == name)})"
         up = side == "high"
+        if name == "tau" and up and not isinstance(dist, CategoricalDistribution) \
+                and dist.high >= TAU_BOUNDS[1]:
+            # The priors' own end: a timescale a thousand runs long is no decay in effect.
+            notes.append(f"tau = {show(value)}, the best trial's, is at the top of the range "
+                         f"searched [{show(dist.low)}, {show(dist.high)}], where weight decay "
+                         "barely acts (a timescale of a thousand runs): this run does best with "
+                         "little or no weight decay, and a larger tau would change little")
+            continue
         if isinstance(dist, CategoricalDistribution):
             where = (f"the {'largest' if up else 'smallest'} of the choices "
                      f"{', '.join(map(show, sorted(dist.choices)))}")

@@ -204,6 +204,10 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
         grad_stats.load_state_dict(saved_grad_stats)
     if progress.step >= run.total_steps:  # the checkpoint is of a finished run: nothing to log
         return _result(progress, grad_stats, run, 0.0)
+    if resumed and config.progress and run.lead:
+        print(f"resuming at step {progress.step:,} of {run.total_steps:,} "
+              f"({progress.step * config.tokens_per_step:,} tokens) from {run.ckpt_path}",
+              file=sys.stderr, flush=True)
     if run.out_dir and run.lead:
         run.out_dir.mkdir(parents=True, exist_ok=True)
         log_event(run.out_dir, {"event": "start",

@@ -44,6 +44,16 @@ def test_the_bottom_of_a_range_names_the_form_searched():
     assert "(search.weight_decay (as: tau): low)" in note
 
 
+def test_tau_at_the_priors_own_top_says_decay_barely_acts_not_to_search_higher():
+    [note] = at_edges(best(tau=(817.0, FloatDistribution(16.1, 1e3, log=True))))
+    # Rule: 1e3 is the priors' end (no decay in effect): the note says what the best means and
+    # does not send the user to search a higher tau; a lower top is an ordinary end.
+    assert "where weight decay barely acts" in note and "little or no weight decay" in note
+    assert "search a range" not in note
+    [note] = at_edges(best(tau=(95.0, FloatDistribution(1.0, 100.0, log=True))))
+    assert "(search.weight_decay (as: tau): high)" in note
+
+
 def test_ends_that_are_the_hyperparameters_own_limits_are_not_named():
     # Dropout and warmup cannot go below 0; a batch cannot be under 1 sequence.
     assert at_edges(best(dropout=(0.0, FloatDistribution(0.0, 0.2)),

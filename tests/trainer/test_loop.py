@@ -108,6 +108,17 @@ def test_resume_continues_bit_for_bit(tiny, tmp_path):
     assert train(cfg, resume=True).history == straight.history
 
 
+def test_a_resumed_run_says_where_it_picks_up(tiny, tmp_path, capsys):
+    cfg = tiny(steps=20, out_dir=str(tmp_path / "run"), progress=True,
+               eval_every_tokens=10 * STEP_TOKENS, checkpoint_every_tokens=10 * STEP_TOKENS)
+    train(cfg, lambda t, v, m: "stop")  # stopped after 10 steps, its checkpoint written
+    capsys.readouterr()
+    assert train(cfg, resume=True).status == "completed"
+    # Rule: one line before the steps: the step it continues at, of how many, and from where.
+    assert (f"resuming at step 10 of 20 ({10 * STEP_TOKENS:,} tokens) from "
+            f"{tmp_path / 'run' / CHECKPOINT}") in capsys.readouterr().err
+
+
 def test_a_signal_during_an_evaluation_stops_the_run_after_its_checkpoint(tiny, tmp_path):
     # The signal arrives inside the report, as it may inside any write; the run still writes
     # that evaluation's checkpoint and stops before the next step. Signals reach the main thread.
