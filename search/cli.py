@@ -281,7 +281,8 @@ def _laws_replaceable(output: Path) -> None:
 
     where = f"-o {output}"
     if output.is_dir():
-        raise ConfigError(where, [f"a folder; give the file to write, e.g. -o {output / 'laws.json'}"])
+        raise ConfigError(where, [
+            f"a folder; give the file to write, e.g. -o {output / 'laws.json'}"])
     if output.exists():
         try:
             FittedLaws.load(output)

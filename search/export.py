@@ -234,7 +234,8 @@ def _replaceable(output: Path, source: str) -> bool:
     no training config, a folder) is a ConfigError: an export never overwrites it."""
     where = f"-o {output}"
     if output.is_dir():
-        raise ConfigError(where, [f"a folder; give the file to write, e.g. -o {output / 'final.yaml'}"])
+        raise ConfigError(where, [
+            f"a folder; give the file to write, e.g. -o {output / 'final.yaml'}"])
     if not output.exists():
         return False
     if output == Path(source).resolve():

@@ -92,9 +92,11 @@ class SearchPlan:
         return cls(cfg, data, priors, dims, fixed)
 
     def problems(self) -> list[str]:
-        """What the study implies that no trial could do, found before any trial starts: a
-        budget below one optimizer step of the largest batch, a vocabulary smaller than the
-        tokenizer's, a model whose training state cannot fit in memory."""
+        """What the study implies that no trial could do, found before any trial starts: what
+        the study file shows (``search.space.space_problems``: a budget below one optimizer step,
+        a max_loss below the first loss, values of search.other that cannot train), a
+        vocabulary smaller than the tokenizer's, a model whose training state cannot fit in
+        memory."""
         cfg, errors = self.cfg, space_problems(self.cfg, self.dims, self.fixed)
         vocab = cfg.model.vocab_size
         if vocab is not None and vocab < self.data.vocab_size:

@@ -153,8 +153,9 @@ many; beyond, each value with the others at their first."""
 def space_problems(cfg: StudyConfig, dims: list[Dim], fixed: dict[str, Any]) -> list[str]:
     """What the space of ``cfg`` lets a trial draw that no trial could train, found from the
     study file (``scaletune validate``, ``run --dry-run``) as before the first trial: a budget
-    below one optimizer step of the largest batch, and values of ``search.other`` that make an
-    invalid training config (n_embd that n_head does not divide) alone or together."""
+    below one optimizer step of the largest batch, a trainer.max_loss that the first step
+    already exceeds, and values of ``search.other`` that make an invalid training config (n_embd
+    that n_head does not divide) alone or together."""
     errors = []
     batches = [fixed.get("batch_size", 0)]
     batches += [max(d.distribution.choices) for d in dims if d.name == "batch_size"]
@@ -169,12 +170,12 @@ def space_problems(cfg: StudyConfig, dims: list[Dim], fixed: dict[str, Any]) -> 
     max_loss = getattr(cfg.trainer, "max_loss", None)
     vocab = cfg.model.vocab_size or known_vocab_size(cfg.data.tokenizer)
     if max_loss is not None and vocab and max_loss <= math.log(vocab):
-        first = math.log(vocab)
+        start = math.log(vocab)
         errors.append(
             f"trainer.max_loss: {max_loss:g} is not above the loss a model starts from (ln "
-            f"{vocab:,} = {first:.2f}, a uniform guess over the vocabulary): every trial would "
-            f"stop as diverged at its first step; leave it unset (1.5 x that, {1.5 * first:.2f}) "
-            f"or give more than {first:.2f}")
+            f"{vocab:,} = {start:.2f}, a uniform guess over the vocabulary): every trial would "
+            f"stop as diverged at its first step; leave it unset (1.5 x that, {1.5 * start:.2f}) "
+            f"or give more than {start:.2f}")
     if not cfg.search.other:
         return errors
     others = [d for d in dims if d.name in cfg.search.other]
@@ -198,8 +199,9 @@ def space_problems(cfg: StudyConfig, dims: list[Dim], fixed: dict[str, Any]) -> 
             bad.append(f"{what} ({'; '.join(problems)})")
     if bad:
         shown = "; ".join(bad[:3]) + (f"; and {len(bad) - 3} more" if len(bad) > 3 else "")
+        verb = "makes" if len(bad) == 1 else "make"
         errors.append(f"search.other: {len(bad)} of the {len(combos) or 1} combinations of "
-                      f"values tried make{'s' if len(bad) == 1 else ''} a trial config no run can train: {shown}; search "
+                      f"values tried {verb} a trial config no run can train: {shown}; search "
                       "only values that train together")
     return errors
 

@@ -311,9 +311,10 @@ def unusable_url(e: BaseException, url: str) -> str | None:
     shown = mask_url(url)
     if isinstance(e, ImportError):
         scheme = url.split("://", 1)[0]
+        how = ('pip install "scaletune[postgres]"' if scheme.startswith("postgresql") else
+               "install the driver SQLAlchemy names for it")
         return (f"storage: cannot open {shown}: the Python driver of {scheme}:// is not "
-                "installed (PostgreSQL's, psycopg2-binary, comes with scaletune; for another "
-                "database install the driver SQLAlchemy names for it)")
+                f"installed: {how}")
     if isinstance(e, sqlalchemy.exc.NoSuchModuleError):
         hint = ("; write postgresql://" if url.startswith("postgres://") else
                 "; a storage URL is sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB")
