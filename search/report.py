@@ -43,7 +43,7 @@ import json
 import math
 import warnings
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -877,7 +877,8 @@ def plot_priors(study: optuna.Study, cfg: StudyConfig, out: Path,
 
 
 LADDER_FIGURE = ("the optimum each rung found (the spread of its near-best trials), the law "
-                 "fitted to them with its 95% prediction interval, the published laws' prior "
+                 "fitted to them (the warmup fraction: their weighted mean, carried over) with "
+                 "its 95% prediction interval, the published laws' prior "
                  "center at each rung, the prediction at the target and what the target study "
                  "found there")
 """The line index.html shows under each of a ladder's figures (search.ladder_report)."""
@@ -1000,7 +1001,7 @@ INDEX_STYLE = (
 
 
 def write_index(summary: dict[str, Any], out: Path, drawn: dict[str, Drawn | None],
-                ladder: list[Drawn] = ()) -> Path:
+                ladder: Sequence[Drawn] = ()) -> Path:
     """index.html: the summary's rows and notes, then the ladder's figures when the study is a
     ladder's target, then every figure of FIGURES with its line, its PNG shown and both
     versions linked (or why it is missing), then the data files. Plain HTML whose every link is
