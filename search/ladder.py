@@ -393,6 +393,7 @@ def print_fit(ladder: Ladder, fitted: FittedLaws, console: Console) -> None:
 def rungs_compute(ladder: Ladder) -> dict[str, float]:
     """What the rungs that ran cost: rungs, trials, tokens trained and FLOPs (6ND), from their
     studies in the storage (a rung skipped once the laws settled has none)."""
+    from scaletune.search.plan import n_finished
     from scaletune.search.summary import summarize
 
     out = {"rungs": 0, "trials": 0, "tokens": 0, "flops": 0.0}
@@ -402,7 +403,7 @@ def rungs_compute(ladder: Ladder) -> dict[str, float]:
             continue
         summary = summarize(study, rung.cfg)
         out["rungs"] += 1
-        out["trials"] += sum(summary["trials"].values())
+        out["trials"] += n_finished(study)  # a failure run again is counted by its re-run
         out["tokens"] += summary["compute"]["tokens_trained"]
         out["flops"] += summary["compute"]["flops_6nd"]
     return out

@@ -260,6 +260,27 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     assert index.index("The ladder") < index.index("<h2>Figures</h2>")
 
 
+def test_the_rungs_cost_counts_a_failure_run_again_once(tmp_path, shakespeare):
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState
+
+    from scaletune.search.ladder import rungs_compute
+
+    ladder = load_ladder(ladder_files(tmp_path, shakespeare))
+    rung = ladder.rungs[0].cfg
+    rung.folder.mkdir(parents=True, exist_ok=True)
+    study = optuna.create_study(study_name=rung.name, storage=make_storage(rung.storage_url))
+    lr = {"lr": FloatDistribution(1e-4, 1e-1, log=True)}
+    attrs = {"tokens_seen": 4_096}
+    for state, more in [(TrialState.COMPLETE, {}), (TrialState.FAIL, {"retried": True}),
+                        (TrialState.COMPLETE, {})]:
+        study.add_trial(optuna.trial.create_trial(
+            state=state, value=2.0 if state == TrialState.COMPLETE else None,
+            params={"lr": 1e-3}, distributions=lr, user_attrs={**attrs, **more}))
+    # Rule: a trial stopped with its driver and run again is one trial of the rung, not two.
+    assert rungs_compute(ladder)["trials"] == 2
+
+
 def test_export_carries_the_horizon_with_the_fitted_exponents(tmp_path):
     from scaletune.heuristics.fit import ScalePoint, fit_studies
     from scaletune.search.export import export_study
