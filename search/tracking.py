@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 
-from scaletune.trainer.errors import ConfigError
+from scaletune.trainer.errors import ConfigError, first_line
 
 if TYPE_CHECKING:  # optuna is imported where it is used: `scaletune validate` stays quick
     import optuna
@@ -53,12 +53,35 @@ def _wandb(cfg: WandbConfig, study_name: str) -> Callback:
     return WeightsAndBiasesCallback(metric_name=METRIC, wandb_kwargs=kwargs, as_multirun=True)
 
 
+MLFLOW_PATIENCE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+"""How long a call to an MLflow server may take during a study (unless the environment says
+otherwise): MLflow's own defaults (7 retries with backoff, 120 s a request) held the driver for
+minutes on each trial of a server that went away, while its trials waited for their answers."""
+MLFLOW_PROBE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+"""The one call made before a study starts, to refuse a server that does not answer."""
+
+
 def _mlflow(cfg: MLflowConfig, study_name: str) -> Callback:
+    import os
+
+    import mlflow
     from optuna_integration.mlflow import MLflowCallback
 
+    for name, value in MLFLOW_PATIENCE.items():
+        os.environ.setdefault(name, value)
+    # A server that does not answer, or a plain folder (which MLflow 3 refuses), is refused here,
+    # before the study starts, not once per trial after each has trained.
+    saved = {name: os.environ.get(name) for name in MLFLOW_PROBE}
+    os.environ.update(MLFLOW_PROBE)
+    try:
+        mlflow.MlflowClient(tracking_uri=cfg.tracking_uri).search_experiments(max_results=1)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     if cfg.experiment is not None:  # the callback itself only names experiments after studies
-        import mlflow
-
         if cfg.tracking_uri is not None:
             mlflow.set_tracking_uri(cfg.tracking_uri)
         mlflow.set_experiment(cfg.experiment)
@@ -142,7 +165,7 @@ class Tracker:
                                             category=FutureWarning)
                     self.callbacks[name] = integration.build(section, cfg.name)
             except Exception as e:  # noqa: BLE001 - a server that is not there, a bad URI
-                errors.append(f"tracking.{name}: {type(e).__name__}: {e}")
+                errors.append(f"tracking.{name}: {type(e).__name__}: {first_line(e)}")
         if errors:
             raise ConfigError(cfg.source, errors)
 

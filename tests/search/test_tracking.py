@@ -139,6 +139,33 @@ def test_a_callback_that_cannot_be_built_refuses_the_study_naming_its_key(tmp_pa
         Tracker(cfg)
 
 
+def test_the_real_mlflow_refuses_a_server_that_does_not_answer_and_a_plain_folder(
+        tmp_path, shakespeare, monkeypatch):
+    import os
+    import socket
+    import time
+
+    for name in ("MLFLOW_ALLOW_FILE_STORE", *tracking.MLFLOW_PATIENCE):  # restored after
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for uri, says in [(f"http://127.0.0.1:{port}", "Connection refused"),
+                      (str(tmp_path / "mlruns"), "filesystem tracking backend")]:
+        cfg = study_cfg(tmp_path, shakespeare, mlflow={"tracking_uri": uri})
+        start = time.perf_counter()
+        with pytest.raises(ConfigError) as err:
+            Tracker(cfg)
+        # Rule: refused before the study, on one line naming the key and MLflow's reason (with
+        # MLflow's defaults a dead server held the driver for minutes at every trial's end).
+        [line] = err.value.errors
+        assert line.startswith("tracking.mlflow: MlflowException: ") and says in line, line
+        assert time.perf_counter() - start < 60
+    # The study's own calls get MLflow's retries and timeouts cut, unless the user set them.
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == tracking.MLFLOW_PATIENCE[
+        "MLFLOW_HTTP_REQUEST_TIMEOUT"]
+
+
 # --------------------------------------------------------------------------- TensorBoard
 
 
