@@ -383,9 +383,11 @@ def list_studies(url: str, console: Console) -> int:
     for study in studies:
         # Counted by the database: loading 10,000 trials to count them took half a minute.
         t = tally(storage, study.study_name, study.direction == StudyDirection.MINIMIZE)
-        table.add_row(study.study_name, state_words(Counter(t.by_state), t.retried) or "none",
+        words = state_words(Counter(t.by_state), t.retried) or "none"
+        live = _running(study)
+        table.add_row(study.study_name, words + _left_running(t.by_state.get("RUNNING", 0), live),
                       f"{t.best[1]:.4f} (trial {t.best[0]})" if t.best else "",
-                      _running(study) or _when(t.last))
+                      live or _when(t.last))
     console.print(table)
     return 0
 
@@ -412,6 +414,16 @@ def state_words(counts: Counter[str], again: int) -> str:
 def _best(trials: list[FrozenTrial]) -> FrozenTrial | None:
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     return min(complete, key=lambda t: t.value) if complete else None
+
+
+def _left_running(running: int, live: str) -> str:
+    """What ``N running`` means when no driver holds the study (one was killed): its trials
+    stay RUNNING in the storage until the next launch queues them again."""
+    if running == 0 or live:
+        return ""
+    return (f" (no driver runs the study: {'it was' if running == 1 else 'they were'} left by "
+            "a stopped driver, and the next `scaletune run` queues "
+            f"{'it' if running == 1 else 'them'} again)")
 
 
 def _running(study: optuna.Study) -> str:
@@ -517,7 +529,9 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
     rows = [
         ("storage", mask_url(cfg.storage_url)),
         ("driver", running or "none running"),
-        ("trials", f"{by_state(trials) or 'none'}; {_finished_said(study, trials, cfg.n_trials)}; "
+        ("trials", f"{by_state(trials) or 'none'}"
+                   f"{_left_running(sum(t.state == TrialState.RUNNING for t in trials), running)}"
+                   f"; {_finished_said(study, trials, cfg.n_trials)}; "
                    f"last activity {_last_activity(trials) or 'none'}"),
     ]
     rows += [("failed" if i == 0 else "", line) for i, line in enumerate(_failures(trials))]

@@ -211,6 +211,20 @@ def test_show_names_the_driver_that_runs_the_study(finished, capsys):
     assert f"driver running now (pid {pid} on {socket.gethostname()}, running since" in out
 
 
+def test_a_trial_left_running_by_a_killed_driver_is_said_to_be_so(finished, capsys):
+    path, _, study = finished
+    study.ask()  # RUNNING in the storage, and no driver holds the study (one killed with -9)
+    for command in ("studies", "show"):
+        code, out = scaletune(capsys, command, str(path))
+        assert code == 0, out
+        # Rule: "1 running" is not left to read as a study at work.
+        assert ("1 running (no driver runs the study: it was left by a stopped driver, and the "
+                "next `scaletune run` queues it again)") in out, out
+    hold_lease(study)  # with a live driver, running means running
+    code, out = scaletune(capsys, "studies", str(path))
+    assert "1 running" in out and "no driver runs the study" not in out
+
+
 def test_show_of_a_study_that_never_ran_names_its_file_and_creates_nothing(tmp_path, capsys):
     path, cfg = study_file(tmp_path)
     code, out = scaletune(capsys, "show", str(path))
