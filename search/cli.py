@@ -180,6 +180,7 @@ def _job_server(args: argparse.Namespace) -> str:
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.config import check_study_files, load_study
     from scaletune.search.manage import plan_notes, plan_problems
+    from scaletune.search.space import build_space, planning_priors, space_problems
     from scaletune.trainer.config import file_kind, load_train_config, load_yaml
     from scaletune.trainer.data import download_notes
 
@@ -205,13 +206,15 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
             else:
                 cfg = load_study(path)
                 missing, data, kind = check_study_files(cfg), cfg.data, ""
-                missing = missing or plan_problems(cfg)
+                if not missing:  # the space planned once, for its problems and its notes
+                    dims, fixed = build_space(cfg, planning_priors(cfg))
+                    missing = space_problems(cfg, dims, fixed)
             # What `run` or `train` would find first: the files the config names are there.
             if missing:
                 raise ConfigError(path, missing)
             # What the plan would warn of, without a dry run (a ladder's rungs plan their priors
             # as they run, its target's from laws not fitted yet: the download only).
-            notes = plan_notes(cfg) if not kind else download_notes(data)
+            notes = plan_notes(cfg, dims) if not kind else download_notes(data)
             console.print(f"{path}: ok{kind}", highlight=False)
             for note in notes:
                 console.print(f"  note: {note}", style="yellow", highlight=False, markup=False)

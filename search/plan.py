@@ -42,6 +42,7 @@ from scaletune.search.samplers import make_sampler
 from scaletune.search.space import (
     Dim,
     build_space,
+    config_problems,
     prior_center_params,
     space_problems,
     study_priors,
@@ -50,7 +51,7 @@ from scaletune.search.space import (
 )
 from scaletune.search.storage import batch, mask_url
 from scaletune.search.trial import train_trial
-from scaletune.trainer.config import TrainConfig, flat_keys, format_errors
+from scaletune.trainer.config import TrainConfig, flat_keys
 from scaletune.trainer.errors import ConfigError
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -182,9 +183,8 @@ class SearchPlan:
         if invalid is not None:
             # The trial ends FAIL (not run again: it would fail the same way) and the study
             # stops with the reason, rather than leave the trial running for the next launch.
-            problems = (format_errors(invalid, TrainConfig)
-                        if isinstance(invalid, ValidationError) else [str(invalid)])
-            reason = f"its values make a trial config no run can train: {'; '.join(problems)}"
+            reason = ("its values make a trial config no run can train: "
+                      f"{'; '.join(config_problems(invalid))}")
             trial.set_user_attr("fail_reason", reason)
             study.tell(trial, state=TrialState.FAIL)
             drew = ", ".join(f"{k}={v!r}" for k, v in params.items())

@@ -193,10 +193,8 @@ def space_problems(cfg: StudyConfig, dims: list[Dim], fixed: dict[str, Any]) -> 
         try:
             trial_config(cfg, {**base, **combo}, fixed, None)
         except (ValidationError, ValueError) as e:
-            problems = (format_errors(e, TrainConfig) if isinstance(e, ValidationError)
-                        else [str(e)])
             what = ", ".join(f"{k}={v!r}" for k, v in combo.items()) or "the values fixed"
-            bad.append(f"{what} ({'; '.join(problems)})")
+            bad.append(f"{what} ({'; '.join(config_problems(e))})")
     if bad:
         shown = "; ".join(bad[:3]) + (f"; and {len(bad) - 3} more" if len(bad) > 3 else "")
         verb = "makes" if len(bad) == 1 else "make"
@@ -204,6 +202,12 @@ def space_problems(cfg: StudyConfig, dims: list[Dim], fixed: dict[str, Any]) -> 
                       f"values tried {verb} a trial config no run can train: {shown}; search "
                       "only values that train together")
     return errors
+
+
+def config_problems(e: ValidationError | ValueError) -> list[str]:
+    """The lines of what ``trial_config`` raised for values that make no trainable config: the
+    TrainConfig keys at fault, or the message of a value that could not be converted."""
+    return format_errors(e, TrainConfig) if isinstance(e, ValidationError) else [str(e)]
 
 
 def _values_to_try(dist: BaseDistribution) -> list[Any]:
