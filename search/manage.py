@@ -41,7 +41,6 @@ from scaletune.search.config import (
 )
 from scaletune.search.plan import failed_for_good, n_finished
 from scaletune.search.progress import fmt_params, seeds_of_best
-from scaletune.search.samplers import diverged
 from scaletune.search.space import (
     build_space,
     centers_outside,
@@ -62,7 +61,7 @@ from scaletune.search.storage import (
     with_driver,
 )
 from scaletune.search.studies import open_study
-from scaletune.search.summary import DERIVED, at_edges
+from scaletune.search.summary import DERIVED, at_edges, diverged
 from scaletune.trainer.data import download_notes, split_sizes, validation_note
 from scaletune.trainer.errors import ConfigError, DataError, SetupError, first_line
 from scaletune.trainer.record import fmt_duration

@@ -19,9 +19,8 @@ from rich.table import Table
 from scaletune.search import hparams
 from scaletune.search.config import StudyConfig
 from scaletune.search.plan import ENDED
-from scaletune.search.samplers import diverged
 from scaletune.search.storage import mask_url
-from scaletune.search.summary import summarize
+from scaletune.search.summary import diverged, pruning_saved, summarize
 from scaletune.trainer.record import fmt_duration, fmt_eta
 
 
@@ -247,9 +246,7 @@ def print_run_summary(console: Console, study: optuna.Study, cfg: StudyConfig, s
         ("time", f"{fmt_duration(wall_s)} this run; "
                  f"{fmt_duration(compute['trial_wall_time_s'])} of training summed over the trials"),
         ("compute", f"{compute['tokens_trained']:,} tokens, {compute['flops_6nd']:.3g} FLOPs "
-                    f"(6ND); pruning saved {pruning['tokens_saved']:,} tokens "
-                    f"({pruning['fraction_saved']:.0%}) in {pruning['pruned_trials']} pruned "
-                    f"trial{'' if pruning['pruned_trials'] == 1 else 's'}"),
+                    f"(6ND); {pruning_saved(pruning)}"),
         *(more or []),
         ("study", f"{s['study']} in {s['storage']}"),
     ]

@@ -940,7 +940,9 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ("compute", f"{c['tokens_trained']:,} tokens, {c['flops_6nd']:.3g} FLOPs (6ND)"),
         ("pruning saved", f"{p['tokens_saved']:,} tokens, {p['flops_saved']:.3g} FLOPs "
                           f"({p['fraction_saved']:.0%} of what the study would have cost) in "
-                          f"{p['pruned_trials']} pruned trial(s)"),
+                          f"{p['pruned_trials']} pruned trial(s)"
+                          + (f"; {p['diverged_trials']} diverged trial(s) not counted"
+                             if p.get("diverged_trials") else "")),
     ]
     rows += audit_rows(summary.get("pruner_audit"))
     rows += noise_rows(summary.get("seed_noise"), summary.get("pruner", ""))

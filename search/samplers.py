@@ -36,6 +36,7 @@ from scaletune.search.config import (
     StudyConfig,
 )
 from scaletune.search.pruners import PREDICTION_ATTRS
+from scaletune.search.summary import diverged
 
 
 class PriorSampler(BaseSampler):
@@ -174,13 +175,6 @@ def _seen_complete(trials: list[FrozenTrial]) -> list[FrozenTrial]:
         return out
     worst = max(seen)
     return [_as_complete(t, worst) if diverged(t) else t for t in out]
-
-
-def diverged(t: FrozenTrial) -> bool:
-    """A trial stopped because its loss diverged (prune_reason "diverged: ...", written by
-    search.plan), not by the pruner's comparison."""
-    return (t.state == TrialState.PRUNED
-            and str(t.user_attrs.get("prune_reason", "")).startswith("diverged"))
 
 
 class PredictionsTeachSampler(BaseSampler):

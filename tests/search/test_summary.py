@@ -142,11 +142,18 @@ def test_a_study_none_of_whose_trials_completed_says_why_and_offers_no_export(tm
             "model: search lower ones (search.lr) in a new study") in printed
     # There is nothing to export: the next commands leave it out.
     assert f"scaletune report {path}" in printed and "scaletune export" not in printed
+    # What the diverged trials left untrained is not pruning's saving (it read 100%).
+    assert "pruning saved 0 tokens (0%) in 0 pruned trials; 2 diverged trials not counted" in printed
     # A trial the pruner stopped by comparison: no such note (a first trial completes the next).
-    study.add_trial(ended(TrialState.PRUNED, 1.0, prune_reason="median pruner at 16,384 tokens"))
+    study.add_trial(ended(TrialState.PRUNED, 1.0, prune_reason="median pruner at 16,384 tokens",
+                          tokens_seen=cfg.tokens_per_trial // 4))
     console = Console(record=True, width=400)
     print_run_summary(console, study, cfg, str(path), 10.0)
-    assert "note:" not in console.export_text()
+    printed = console.export_text()
+    assert "note:" not in printed
+    saved = cfg.tokens_per_trial - cfg.tokens_per_trial // 4
+    assert (f"pruning saved {saved:,} tokens (75%) in 1 pruned trial; 2 diverged trials not "
+            "counted") in printed
 
 
 def test_a_study_whose_trials_all_failed_points_to_their_reasons(tmp_path):
