@@ -433,6 +433,9 @@ def run_ladder(ladder: Ladder, console: Console | None = None) -> optuna.Study:
     done: list[Rung] = []
     before: FittedLaws | None = None
     fitted: FittedLaws | None = None
+    # Rungs finished before this launch: the fit after one that a finished rung follows is not
+    # printed again (a ladder run again prints the fit it ends on, not every step to it).
+    finished = [finished_trials(rung.cfg) >= rung.cfg.n_trials for rung in ladder.rungs]
     for i, rung in enumerate(ladder.rungs):
         have = finished_trials(rung.cfg)
         if have >= rung.cfg.n_trials:
@@ -446,10 +449,12 @@ def run_ladder(ladder: Ladder, console: Console | None = None) -> optuna.Study:
             continue
         fitted = fit_rungs(ladder, done)
         fitted.save(ladder.laws_file, predict_at={"target": ladder.target_scale})
-        console.print(f"laws fitted on {len(done)} rung(s), written to {ladder.laws_file}:",
-                      highlight=False, markup=False)
-        print_fit(ladder, fitted, console)
-        if settled(ladder, before, fitted, len(done)) and i + 1 < len(ladder.rungs):
+        stop = settled(ladder, before, fitted, len(done)) and i + 1 < len(ladder.rungs)
+        if stop or i + 1 == len(ladder.rungs) or not finished[i + 1]:
+            console.print(f"laws fitted on {len(done)} rung(s), written to {ladder.laws_file}:",
+                          highlight=False, markup=False)
+            print_fit(ladder, fitted, console)
+        if stop:
             console.print(f"the target's predictions moved less than {ladder.cfg.settle_log10} "
                           f"dex with the last rung: {len(ladder.rungs) - i - 1} rung(s) skipped",
                           highlight=False)

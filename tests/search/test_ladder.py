@@ -245,6 +245,9 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     assert len(re.findall(r"rung \d/3 \S+: finished \(2/2 trials\)", out)) == 3
     assert "target ladder-target: finished (2/2 trials)" in out
     assert ladder.laws_file.read_text() == laws_before
+    # It prints the fit it ends on, not the one after two finished rungs again.
+    assert "laws fitted on 3 rung(s)" in out and "laws fitted on 2 rung(s)" not in out
+    assert "ladder 3 rung(s) before the target" in out and "best trial" in out
     # The ladder file stands for its target study in the commands that read a study.
     assert main(["best", str(path), "--json"]) == 0
     best = json.loads(capsys.readouterr().out)
