@@ -231,8 +231,10 @@ def _stop_said(logs: str) -> str:
 
 
 def is_job_id(target: str) -> bool:
-    """A command's STUDY|JOB argument names a job (``scaletune-tiny-0a1b2c3d``), not a file."""
-    return target.startswith(PREFIX) and not target.endswith((".yaml", ".yml"))
+    """A command's STUDY|JOB argument names a job (``scaletune-tiny-0a1b2c3d``, or an id Ray gave
+    a job submitted by other means, ``raysubmit_...``), not a file."""
+    return (target.startswith((PREFIX, "raysubmit_"))
+            and not target.endswith((".yaml", ".yml")) and not Path(target).is_file())
 
 
 def find_job(url: str, target: str) -> tuple[Any, str]:

@@ -56,6 +56,9 @@ def test_a_command_on_a_job_needs_a_job_server(capsys, monkeypatch):
     assert main(["logs", "scaletune-tiny-0a1b2c3d"]) == 2
     # A job id says nothing about its cluster: the error says how to name one.
     assert "no Ray job server: give --address http://HEAD:8265" in flat(capsys.readouterr().out)
+    # The id Ray gives a job submitted by other means is a job too, not a study file.
+    assert main(["logs", "raysubmit_XYZ123abc"]) == 2
+    assert "no Ray job server: give --address http://HEAD:8265" in flat(capsys.readouterr().out)
     assert main(["stop", "scaletune-tiny-0a1b2c3d", "--address", "ray://head:10001"]) == 2
     # A Ray Client address is not a job server.
     assert "ray://head:10001 is not a Ray job server" in flat(capsys.readouterr().out)
