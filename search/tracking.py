@@ -45,8 +45,24 @@ the lr column of the HPARAMS table, and the schedule follows from the columns.)"
 TENSORBOARD_PACKAGES = ("tensorboard",)
 
 
+class NotReady(Exception):
+    """A tracker that could log no trial as things stand (its message says what to do)."""
+
+
 def _wandb(cfg: WandbConfig, study_name: str) -> Callback:
+    import inspect
+
+    import wandb
     from optuna_integration.wandb import WeightsAndBiasesCallback
+
+    # Online W&B without credentials failed at every trial's end ("No API key configured"):
+    # refused here, before the study. (wandb.login without prompting: wandb 0.22 and later.)
+    if (wandb.setup().settings.mode == "online"
+            and "prompt" in inspect.signature(wandb.login).parameters
+            and not wandb.login(verify=False, prompt=False)):
+        raise NotReady("no W&B API key here (WANDB_API_KEY or `wandb login`), so no trial could "
+                       "be logged: log in, or set WANDB_MODE=offline to keep the runs on disk "
+                       "(`wandb sync` uploads them later)")
 
     # One W&B run per trial (as_multirun), so each trial has its own config panel.
     kwargs = {"project": cfg.project, "entity": cfg.entity, "group": study_name}
@@ -164,6 +180,8 @@ class Tracker:
                     warnings.filterwarnings("ignore", message=r".*Callback has been deprecated",
                                             category=FutureWarning)
                     self.callbacks[name] = integration.build(section, cfg.name)
+            except NotReady as e:
+                errors.append(f"tracking.{name}: {e}")
             except Exception as e:  # noqa: BLE001 - a server that is not there, a bad URI
                 errors.append(f"tracking.{name}: {type(e).__name__}: {first_line(e)}")
         if errors:

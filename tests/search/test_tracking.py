@@ -4,7 +4,10 @@ all written by the driver (search.tracking, hooked into search.runner)."""
 from __future__ import annotations
 
 import io
+import json
 import math
+import os
+import subprocess
 import sys
 import warnings
 
@@ -408,3 +411,33 @@ def test_the_real_wandb_and_mlflow_log_each_trial_offline_without_optunas_warnin
     logs = sorted(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))
     assert len(logs) == 2
     assert all(b"val_loss" in f.read_bytes() and b"tiny" in f.read_bytes() for f in logs)
+
+
+def test_online_wandb_without_an_api_key_is_refused_before_the_study(tmp_path, shakespeare):
+    # A fresh process (W&B keeps its settings per process), a home without credentials: it
+    # failed at every trial's end ("trial N was not logged: UsageError: No API key configured").
+    code = ("import json, sys\n"
+            "from scaletune.search.config import validate_study\n"
+            "from scaletune.search.tracking import Tracker\n"
+            "from scaletune.trainer.errors import ConfigError\n"
+            "try:\n"
+            "    Tracker(validate_study(json.loads(sys.argv[1])))\n"
+            "except ConfigError as e:\n"
+            "    print(e)\n"
+            "else:\n"
+            "    print('built')\n")
+    study = json.dumps(tiny_study(tmp_path, shakespeare, tracking={"wandb": {"project": "gpt"}}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env |= {"HOME": str(tmp_path), "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}
+
+    def tracker(**more: str) -> str:
+        out = subprocess.run([sys.executable, "-c", code, study], env=env | more,
+                             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        return out.stdout + out.stderr
+
+    out = tracker()
+    assert "tracking.wandb: no W&B API key here (WANDB_API_KEY or `wandb login`)" in out, out
+    assert "set WANDB_MODE=offline" in out
+    # Offline, or with a key (not checked against the server), it is built.
+    assert tracker(WANDB_MODE="offline").strip().endswith("built")
+    assert tracker(WANDB_API_KEY="k" * 40).strip().endswith("built")
