@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from scaletune.trainer.errors import ConfigError, ScaletuneError, SetupError
+from scaletune.trainer.errors import ConfigError, DataError, ScaletuneError, SetupError
 
 if TYPE_CHECKING:
     from scaletune.search.config import StudyConfig
@@ -179,7 +179,7 @@ def _job_server(args: argparse.Namespace) -> str:
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.config import check_study_files, load_study
-    from scaletune.search.manage import plan_notes, plan_problems
+    from scaletune.search.manage import data_problems, plan_notes, plan_problems
     from scaletune.search.space import build_space, planning_priors, space_problems
     from scaletune.trainer.config import file_kind, load_train_config, load_yaml
     from scaletune.trainer.data import download_notes
@@ -208,7 +208,7 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
                 missing, data, kind = check_study_files(cfg), cfg.data, ""
                 if not missing:  # the space planned once, for its problems and its notes
                     dims, fixed = build_space(cfg, planning_priors(cfg))
-                    missing = space_problems(cfg, dims, fixed)
+                    missing = data_problems(cfg) + space_problems(cfg, dims, fixed)
             # What `run` or `train` would find first: the files the config names are there.
             if missing:
                 raise ConfigError(path, missing)
@@ -220,6 +220,9 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
                 console.print(f"  note: {note}", style="yellow", highlight=False, markup=False)
         except ConfigError as e:
             status = _errors(console, e)
+        except ScaletuneError as e:  # a data or tokenizer error found while planning: the
+            # file's, and the next files are checked all the same
+            status = _errors(console, ConfigError(path, [str(e)]))
     return status
 
 
@@ -616,6 +619,9 @@ def main(argv: list[str] | None = None) -> int:
     console = make_console()
     try:
         return args.func(args, console)
+    except DataError as e:  # the data of the file the command was given
+        study = getattr(args, "study", None)
+        return _errors(console, ConfigError(study, [str(e)]) if isinstance(study, str) else e)
     except ScaletuneError as e:
         return _errors(console, e)
 

@@ -62,7 +62,13 @@ from scaletune.search.storage import (
 )
 from scaletune.search.studies import open_study
 from scaletune.search.summary import DERIVED, at_edges, diverged
-from scaletune.trainer.data import download_notes, split_sizes, validation_note
+from scaletune.trainer.data import (
+    download_notes,
+    known_tokens,
+    size_problem,
+    split_sizes,
+    validation_note,
+)
 from scaletune.trainer.errors import ConfigError, DataError, SetupError, first_line
 from scaletune.trainer.record import fmt_duration
 
@@ -145,8 +151,20 @@ def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
 
 def plan_problems(cfg: StudyConfig) -> list[str]:
     """What ``scaletune run`` would refuse in ``cfg`` before its first trial, found from the
-    study file alone (``search.space.space_problems`` in the space the planning priors give)."""
-    return space_problems(cfg, *build_space(cfg, planning_priors(cfg)))
+    study file alone (``search.space.space_problems`` in the space the planning priors give, and
+    ``data_problems``)."""
+    return data_problems(cfg) + space_problems(cfg, *build_space(cfg, planning_priors(cfg)))
+
+
+def data_problems(cfg: StudyConfig) -> list[str]:
+    """The data's size problem (no text, a split shorter than one window) where its size is
+    known without preparing it: what ``scaletune run`` refuses when it prepares the data."""
+    try:
+        n_tokens = known_tokens(cfg.data)
+    except (DataError, OSError):  # a missing file: check_study_files names it
+        return []
+    problem = None if n_tokens is None else size_problem(n_tokens, cfg.data, cfg.model.block_size)
+    return [problem] if problem else []
 
 
 def print_plan(cfg: StudyConfig, console: Console) -> None:
@@ -157,7 +175,7 @@ def print_plan(cfg: StudyConfig, console: Console) -> None:
         raise ConfigError(cfg.source, problems)
     priors = planning_priors(cfg)
     dims, fixed = build_space(cfg, priors)
-    problems = space_problems(cfg, dims, fixed)
+    problems = data_problems(cfg) + space_problems(cfg, dims, fixed)
     if problems:
         raise ConfigError(cfg.source, problems)
     out = _printer(console)

@@ -118,8 +118,10 @@ def planning_priors(cfg: StudyConfig) -> Priors:
         return study_priors(cfg, vocab, unique)  # what `scaletune run` computes
     tokenizer = cfg.data.tokenizer
     vocab = cfg.model.vocab_size or known_vocab_size(tokenizer) or vocab_size_of(tokenizer)
-    if estimate is not None:
+    if estimate:
         return study_priors(cfg, vocab, estimate, epochs_from="data.path's size, a token per byte")
+    if estimate == 0:  # validate and run refuse it (trainer.data.size_problem)
+        unknown = "the data holds no text"
     return study_priors(cfg, vocab, None, epochs_from=unknown)
 
 

@@ -93,8 +93,7 @@ def prepare_data(cfg: DataConfig, block_size: int) -> TokenData:
         meta = _tokenize_into_cache(cfg, cache)
         _write_atomic(record_path, json.dumps(meta, indent=1).encode())
     if _token_path(cache, meta).stat().st_size == 0:
-        raise DataError(f"{_where(cfg)}: the data holds no text (0 tokens): point data.path at "
-                        "a file with text in it")
+        raise DataError(size_problem(0, cfg, block_size))
     tokens = np.memmap(_token_path(cache, meta), dtype=np.dtype(meta["dtype"]), mode="r")
     return _split(tokens, meta, cfg, block_size, from_cache)
 
@@ -146,8 +145,7 @@ def split_sizes(cfg: DataConfig) -> tuple[int, int] | None:
     counted in the token cache where prepare_data ran, from the files' sizes for byte-level text
     (as ``byte_text_train_tokens``); else None. Raises DataError or OSError where a local path of
     the data is missing."""
-    cached = _cached_tokens(cfg)
-    n_tokens = cached[0] if cached else _byte_text_tokens(cfg)
+    n_tokens = known_tokens(cfg)
     return None if n_tokens is None else (_n_train(n_tokens, cfg), _n_val(n_tokens, cfg))
 
 
@@ -508,7 +506,15 @@ def _hf_documents(cfg: DataConfig) -> list[str]:
             f"data.text_column: {cfg.text_column!r} is not a column of {cfg.dataset!r}, "
             f"which has {columns}"
         )
-    return [t for t in (texts if streaming else ds[cfg.text_column]) if t]
+    docs = [t for t in (texts if streaming else ds[cfg.text_column]) if t]
+    if odd := next((t for t in docs if not isinstance(t, str)), None):
+        feature = ds.features.get(cfg.text_column) if getattr(ds, "features", None) else None
+        kind = getattr(feature, "dtype", None) or type(odd).__name__  # int64, dict, list
+        raise DataError(
+            f"data.text_column: {cfg.text_column!r} of {cfg.dataset!r} holds {kind} values "
+            f"(such as {str(odd)[:40]!r}), not text: name a column of text"
+            + (f" (the columns: {columns})" if columns else ""))
+    return docs
 
 
 def _describe_source(cfg: DataConfig) -> dict[str, Any]:
@@ -635,16 +641,10 @@ def _token_path(cache: Path, meta: dict[str, Any]) -> Path:
 def _split(
     tokens: np.memmap, meta: dict[str, Any], cfg: DataConfig, block_size: int, from_cache: bool
 ) -> TokenData:
+    if problem := size_problem(len(tokens), cfg, block_size):
+        raise DataError(problem)
     n_val = _n_val(len(tokens), cfg)
     n_train = _n_train(len(tokens), cfg)
-    need = block_size + 1
-    if n_val < need or n_train < need:
-        cap = (f", train_tokens={cfg.train_tokens}" if cfg.train_tokens is not None else "")
-        raise DataError(
-            f"data: {len(tokens)} tokens give {n_train} training and {n_val} validation tokens; "
-            f"each split needs at least block_size + 1 = {need}: use more text, a shorter "
-            f"block_size or another val_fraction (got val_fraction={cfg.val_fraction}{cap})"
-        )
     return TokenData(
         train=tokens[:n_train],
         val=tokens[len(tokens) - n_val:],
@@ -653,6 +653,32 @@ def _split(
         path=_token_path(Path(tokens.filename).parent, meta),
         from_cache=from_cache,
     )
+
+
+def size_problem(n_tokens: int, cfg: DataConfig, block_size: int) -> str | None:
+    """Why ``n_tokens`` of this data cannot train a model of ``block_size`` (no text, or a split
+    shorter than one window), else None: what prepare_data refuses, and what ``scaletune
+    validate`` finds where the data's size is known without preparing it (``split_sizes``)."""
+    if n_tokens == 0:
+        return (f"{_where(cfg)}: the data holds no text (0 tokens): point data.path at a file with "
+                "text in it" if cfg.source == "text" else
+                f"{_where(cfg)}: the data holds no text (0 tokens)")
+    n_val, n_train = _n_val(n_tokens, cfg), _n_train(n_tokens, cfg)
+    need = block_size + 1
+    if n_val >= need and n_train >= need:
+        return None
+    cap = (f", train_tokens={cfg.train_tokens}" if cfg.train_tokens is not None else "")
+    return (f"data: {n_tokens} tokens give {n_train} training and {n_val} validation tokens; "
+            f"each split needs at least block_size + 1 = {need}: use more text, a shorter "
+            f"block_size or another val_fraction (got val_fraction={cfg.val_fraction}{cap})")
+
+
+def known_tokens(cfg: DataConfig) -> int | None:
+    """Tokens of this data where they are known without preparing it: counted in the token cache
+    where prepare_data ran, from the files' sizes for byte-level text; else None. Raises
+    DataError or OSError where a local path of the data is missing."""
+    cached = _cached_tokens(cfg)
+    return cached[0] if cached else _byte_text_tokens(cfg)
 
 
 def _n_val(n_tokens: int, cfg: DataConfig) -> int:

@@ -329,6 +329,47 @@ def test_an_empty_data_file_names_the_path_and_leaves_nothing(tmp_path, shakespe
     assert not (tmp_path / "study").exists()
 
 
+@pytest.mark.parametrize("text, data, expected", [
+    (b"", {}, "the data holds no text (0 tokens)"),
+    (b"x" * 300, {}, "data: 300 tokens give 270 training and 30 validation tokens; each split "
+                     "needs at least block_size + 1 = 33"),
+    (b"x" * 3_000, {"train_tokens": 20}, "data: 3000 tokens give 20 training and 300 validation "
+                                         "tokens; each split needs at least block_size + 1 = 33"),
+], ids=["empty", "too small", "train_tokens below a window"])
+def test_data_too_small_to_train_is_an_error_of_every_planning_command(
+        tmp_path, shakespeare, capsys, text, data, expected):
+    # Byte-level text: its size is known from the file's, so validate, --dry-run and priors
+    # find what run refuses (they passed it, or stopped on a ValueError traceback).
+    study = tiny_study(tmp_path, shakespeare)
+    small = tmp_path / "small.txt"
+    small.write_bytes(text)
+    study["data"] |= {"path": str(small), **data}
+    path = str(write_study(tmp_path, study))
+    for command in (["validate", path], ["run", path, "--dry-run"], ["run", path]):
+        assert main(command) == 2, command
+        out = " ".join(capsys.readouterr().out.split())
+        assert f"1 error(s) in {path}: " in out and expected in out, (command, out)
+    assert main(["priors", path]) == 0  # the priors of its model and budget
+    assert not (tmp_path / "study").exists()
+
+
+def test_validate_checks_every_file_after_a_bad_tokenizer_file(tmp_path, shakespeare, capsys):
+    study = tiny_study(tmp_path, shakespeare)
+    bad = tmp_path / "tokenizer.json"
+    bad.write_text('{"not": "a tokenizer"}')
+    first = write_study(tmp_path, {**study, "data": {**study["data"], "tokenizer": str(bad)}},
+                        "first.yaml")
+    second = write_study(tmp_path, {**study, "data": {**study["data"], "tokenizer": "gpt3"}},
+                         "second.yaml")
+    assert main(["validate", str(first), str(second)]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    # Each file's error under its name; the second file is checked too.
+    assert f"1 error(s) in {first}: data.tokenizer: '{bad}' is not a tokenizer file" in out
+    assert f"in {second}:" in out and "gpt3" in out
+    assert main(["priors", str(first)]) == 2
+    assert f"1 error(s) in {first}: data.tokenizer:" in " ".join(capsys.readouterr().out.split())
+
+
 def test_a_compiled_study_without_a_cpp_compiler_is_refused_before_it_starts(tmp_path, shakespeare):
     from torch._inductor import config as inductor
 

@@ -275,6 +275,17 @@ def test_hf_json_builder_reads_documents_from_the_text_column(tmp_path, monkeypa
         read_documents(cfg.model_copy(update={"text_column": "text"}))
     everything = cfg.model_copy(update={"max_documents": None})
     assert read_documents(everything) == [f"document number {i}" for i in range(5)]
+    # A column of numbers or records is refused by name (it was a TypeError traceback in the
+    # cache's hash), read whole or streamed.
+    for column, kind in (("id", "int64"), ("meta", "dict")):
+        path.write_text("".join(f'{{"body": "doc {i}", "id": {i}, "meta": {{"a": "x"}}}}\n'
+                                for i in range(5)))
+        for streamed in (None, 3):
+            with pytest.raises(DataError, match=rf"data.text_column: '{column}' of 'json' holds "
+                                                rf"{kind} values .*not text: name a column of "
+                                                r"text \(the columns: \['body', 'id', 'meta'\]\)"):
+                read_documents(cfg.model_copy(update={"text_column": column,
+                                                      "max_documents": streamed}))
 
 
 @pytest.fixture
