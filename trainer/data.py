@@ -88,7 +88,9 @@ def prepare_data(cfg: DataConfig, block_size: int) -> TokenData:
     cache = cache_dir(cfg)
     record_path = _record_path(cache, cfg)
     meta = _read_json(record_path)
-    from_cache = meta is not None and _token_path(cache, meta).exists()
+    from_cache = meta is not None and _intact(cache, meta)
+    if meta is not None and not from_cache:  # cut short: tokenized again below
+        _token_path(cache, meta).unlink(missing_ok=True)
     if not from_cache:
         meta = _tokenize_into_cache(cfg, cache)
         _write_atomic(record_path, json.dumps(meta, indent=1).encode())
@@ -126,7 +128,7 @@ def _cached_tokens(cfg: DataConfig) -> tuple[int, dict[str, Any]] | None:
     """(tokens, cache record) of this data where prepare_data has cached it, else None."""
     cache = cache_dir(cfg)
     meta = _read_json(_record_path(cache, cfg))
-    if meta is None or not _token_path(cache, meta).exists():
+    if meta is None or not _intact(cache, meta):
         return None
     return _token_path(cache, meta).stat().st_size // np.dtype(meta["dtype"]).itemsize, meta
 
@@ -580,10 +582,19 @@ def _tokenize_into_cache(cfg: DataConfig, cache: Path) -> dict[str, Any]:
     dtype = "uint16" if vocab <= 2**16 else "uint32"
     meta = {"fingerprint": fingerprint, "dtype": dtype, "vocab_size": vocab, "tokenizer": cfg.tokenizer}
     path = _token_path(cache, meta)
-    if not path.exists():
+    if not path.exists():  # another record's tokens of the same text may be there (prepare_data
+        # removed them if cut short)
         tokens = _encode(docs, cfg.tokenizer).astype(dtype)
         _write_atomic(path, tokens.tobytes())
-    return meta
+    return {**meta, "bytes": path.stat().st_size}
+
+
+def _intact(cache: Path, meta: dict[str, Any]) -> bool:
+    """Is the token file of this cache record there, whole? Its size is kept in the record
+    (records written before it was are trusted): a file cut short (a full disk, a copy stopped
+    halfway, a hand) is tokenized again, not trained on."""
+    path = _token_path(cache, meta)
+    return path.exists() and meta.get("bytes", path.stat().st_size) == path.stat().st_size
 
 
 def content_hash(docs: list[str]) -> str:

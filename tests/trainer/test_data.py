@@ -15,6 +15,7 @@ from scaletune.trainer.data import (
     prepare_data,
     read_documents,
     sample_batch,
+    split_sizes,
     val_windows,
     vocab_size_of,
 )
@@ -45,6 +46,19 @@ def test_tokens_are_cached_and_equal_the_tokenization(shakespeare, tmp_path, mon
     assert second.from_cache and second.fingerprint == first.fingerprint and second.path == first.path
     assert isinstance(second.train, np.memmap) and np.array_equal(second.val, first.val)
     assert not list((tmp_path / "cache").glob("*.tmp"))
+
+
+def test_a_token_file_cut_short_is_tokenized_again_not_trained_on(shakespeare, tmp_path):
+    first = prepare_data(text_cfg(shakespeare, tmp_path), block_size=64)
+    with open(first.path, "r+b") as f:  # a copy stopped halfway, a full disk
+        f.truncate(3_000)
+    del first
+    again = prepare_data(text_cfg(shakespeare, tmp_path), block_size=64)
+    # It trained on 1,350 tokens and scored on another 150 before.
+    assert not again.from_cache
+    assert again.n_train_tokens + again.n_val_tokens == len(shakespeare.read_bytes())
+    assert split_sizes(text_cfg(shakespeare, tmp_path)) == (again.n_train_tokens,
+                                                            again.n_val_tokens)
 
 
 def test_edited_file_is_tokenized_again(tmp_path):
