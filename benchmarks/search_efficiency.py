@@ -351,7 +351,7 @@ def load_trials(bench: Bench) -> Any:
             if not path.exists():
                 continue
             study = optuna.load_study(study_name=cfg.name, storage=cfg.storage_url)
-            if study.user_attrs.get("fingerprint") != cfg.fingerprint():
+            if not cfg.fingerprint_matches(study.user_attrs.get("fingerprint")):
                 raise SystemExit(f"{path} holds a study of another task or search space; use "
                                  "another --out folder")
             priors = study.user_attrs.get("priors") or {}

@@ -607,9 +607,15 @@ FINGERPRINTED = ("model", "data", "trainer", "tokens_per_trial", "eval_every_tok
                  "seed", "seeding")
 """The sections of a study file that decide what its trials train: a study resumes only when
 they are unchanged (StudyConfig.fingerprint)."""
-NOT_FINGERPRINTED = ("trainer.cpu_matmul",)
+NOT_FINGERPRINTED = ("trainer.cpu_matmul", "data.path", "data.data_files", "data.cache_dir")
 """Keys inside those sections left out of the fingerprint: a kernel choice, whose results agree
-up to float32 summation order and whose "auto" picks by the machine a study resumes on."""
+up to float32 summation order and whose "auto" picks by the machine a study resumes on; and where
+the data and its token cache lie, since the data's own fingerprint (its text's hash and the
+tokenizer, search.plan.record_or_check) says what the trials trained on: a study moved with its
+data, or its cache moved, resumes."""
+NOT_FINGERPRINTED_BEFORE = ("trainer.cpu_matmul",)
+"""NOT_FINGERPRINTED of studies recorded before 2026-12-03, which resume as they were recorded
+(StudyConfig.fingerprint_matches)."""
 
 
 UNSET_NOT_FINGERPRINTED = ("data.train_tokens",)
@@ -731,18 +737,24 @@ class StudyConfig(_Strict):
         shared = self.study_dir is None or self._folder_by_default
         return f"sqlite:///{default_database(self.folder, self.name, shared).resolve()}"
 
-    def fingerprint(self) -> str:
-        """Hash of what decides trial results; a resumed study must match it."""
+    def fingerprint(self, leave_out: tuple[str, ...] = NOT_FINGERPRINTED) -> str:
+        """Hash of what decides trial results; a resumed study must match it
+        (``fingerprint_matches``)."""
         keep = self.model_dump(
             mode="json",
             include=set(FINGERPRINTED),
-            exclude=_nested(NOT_FINGERPRINTED),
+            exclude=_nested(leave_out),
         )
         for section, keys in _nested(UNSET_NOT_FINGERPRINTED).items():
             for key in keys:
                 if keep[section].get(key) is None:  # as before the key existed: studies resume
                     keep[section].pop(key, None)
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+    def fingerprint_matches(self, stored: str) -> bool:
+        """Is ``stored``, a study's recorded fingerprint, this config's: as fingerprinted now,
+        or as a study recorded before the data's location was left out was?"""
+        return stored in (self.fingerprint(), self.fingerprint(NOT_FINGERPRINTED_BEFORE))
 
 
 TAU_LIKE_LAMBDA = 1.0

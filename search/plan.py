@@ -579,7 +579,7 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors, data:
     """
     attrs = study.user_attrs
     stored = attrs.get("fingerprint")
-    if stored is not None and stored != cfg.fingerprint():
+    if stored is not None and not cfg.fingerprint_matches(stored):
         raise ConfigError(cfg.source, [
             f"name: a study named {cfg.name!r} already exists in {mask_url(cfg.storage_url)} "
             f"and this file changes what its trials trained with: {_changes(attrs.get('config'), cfg)}; "

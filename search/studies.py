@@ -50,7 +50,7 @@ def open_study(cfg: StudyConfig, source: str) -> tuple[optuna.Study, StudyConfig
                      "using the study file as it is now")
         return study, cfg, notes
     recorded = study.user_attrs.get("fingerprint")
-    if recorded is not None and recorded != cfg.fingerprint():
+    if recorded is not None and not cfg.fingerprint_matches(recorded):
         notes.append("the study file changed since the study ran; using the config stored in "
                      "the study, which its trials trained with")
     # Where the study lives is where it was just opened: the stored config's storage has its

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -57,7 +58,8 @@ def test_a_study_recorded_before_data_train_tokens_existed_resumes(cfg):
     del before["data"]["train_tokens"], before["trainer"]["cpu_matmul"]
     old_fingerprint = hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
     study = open_study(cfg)
-    assert study.user_attrs["fingerprint"] == old_fingerprint
+    study.set_user_attr("fingerprint", old_fingerprint)
+    assert open_study(cfg).user_attrs["fingerprint"] == old_fingerprint  # it resumes
     # Setting it changes what the trials train on: a new study, and the refusal names the key.
     part = cfg.model_copy(update={"data": cfg.data.model_copy(update={"train_tokens": 5_000})})
     with pytest.raises(ConfigError, match=r"data\.train_tokens: None -> 5000"):
@@ -90,6 +92,22 @@ def test_a_changed_study_file_is_refused_naming_what_changed(cfg, tmp_path, shak
     message = err.value.errors[0]
     assert "search.lr.high: 0.03 -> 0.05" in message
     assert "tokens_per_trial: 40960 -> 81920" in message
+
+
+def test_a_study_moved_with_its_data_or_its_cache_moved_resumes(cfg, tmp_path, shakespeare):
+    open_study(cfg)
+    # The same text elsewhere (a checkout moved, another machine's mount) and another cache:
+    # the data's fingerprint says the trials train on the same tokens.
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    (moved / "corpus.txt").write_bytes(Path(cfg.data.path).read_bytes())
+    data = cfg.data.model_copy(update={"path": str(moved / "corpus.txt"),
+                                       "cache_dir": str(tmp_path / "other-cache")})
+    assert open_study(cfg.model_copy(update={"data": data})).user_attrs["data_fingerprint"]
+    # Other text there is refused, by the data's fingerprint.
+    (moved / "corpus.txt").write_bytes(Path(cfg.data.path).read_bytes()[:100_000])
+    with pytest.raises(ConfigError, match="one study must not mix trials on different data"):
+        open_study(cfg.model_copy(update={"data": data}))
 
 
 def test_a_second_driver_is_refused_while_the_first_lives(cfg):
