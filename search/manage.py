@@ -63,6 +63,7 @@ from scaletune.search.storage import (
 from scaletune.search.studies import open_study
 from scaletune.search.summary import DERIVED, at_edges, diverged
 from scaletune.trainer.data import (
+    cache_dir,
     download_notes,
     known_tokens,
     size_problem,
@@ -158,7 +159,12 @@ def plan_problems(cfg: StudyConfig) -> list[str]:
 
 def data_problems(cfg: StudyConfig) -> list[str]:
     """The data's size problem (no text, a split shorter than one window) where its size is
-    known without preparing it: what ``scaletune run`` refuses when it prepares the data."""
+    known without preparing it: what ``scaletune run`` refuses when it prepares the data; and a
+    token cache folder that cannot be made."""
+    try:
+        cache_dir(cfg.data)
+    except DataError as e:
+        return [str(e)]
     try:
         n_tokens = known_tokens(cfg.data)
     except (DataError, OSError):  # a missing file: check_study_files names it

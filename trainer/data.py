@@ -240,9 +240,16 @@ def load_tokenizer_file(path: str) -> Any:
 
 def cache_dir(cfg: DataConfig) -> Path:
     """data.cache_dir, else $SCALETUNE_CACHE, else ~/.cache/scaletune."""
+    setting = ("data.cache_dir" if cfg.cache_dir else
+               "$SCALETUNE_CACHE" if os.environ.get("SCALETUNE_CACHE") else "the default cache")
     path = cfg.cache_dir or os.environ.get("SCALETUNE_CACHE") or Path.home() / ".cache" / "scaletune"
     path = Path(path).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file there, a folder that cannot be made or written
+        raise DataError(f"{setting} {str(path)!r}: cannot make the token cache's folder there "
+                        f"({e.strerror or e}): give a writable folder as data.cache_dir or "
+                        "$SCALETUNE_CACHE") from None
     return path
 
 

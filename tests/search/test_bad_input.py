@@ -353,6 +353,21 @@ def test_data_too_small_to_train_is_an_error_of_every_planning_command(
     assert not (tmp_path / "study").exists()
 
 
+def test_a_token_cache_folder_that_cannot_be_made_names_its_setting(tmp_path, shakespeare, capsys,
+                                                                      monkeypatch):
+    path = str(write_study(tmp_path, tiny_study(tmp_path, shakespeare)))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("SCALETUNE_CACHE", str(blocker))
+    # It was "data.path: [Errno 17] File exists" from run, and ok from validate.
+    for command in (["validate", path], ["run", path, "--dry-run"], ["run", path]):
+        assert main(command) == 2, command
+        out = " ".join(capsys.readouterr().out.split())
+        assert (f"$SCALETUNE_CACHE '{blocker}': cannot make the token cache's folder there (File "
+                "exists): give a writable folder as data.cache_dir or $SCALETUNE_CACHE") in out, out
+    assert not (tmp_path / "study").exists()
+
+
 def test_validate_checks_every_file_after_a_bad_tokenizer_file(tmp_path, shakespeare, capsys):
     study = tiny_study(tmp_path, shakespeare)
     bad = tmp_path / "tokenizer.json"
