@@ -46,7 +46,7 @@ from scaletune.search.storage import (
     unusable_url,
 )
 from scaletune.search.tracking import Tracker
-from scaletune.trainer.data import prepare_data, validation_note
+from scaletune.trainer.data import prepare_data, unread_note, validation_note
 from scaletune.trainer.errors import ConfigError, DataError, StorageError, first_line
 from scaletune.trainer.interrupt import DeferredInterrupt, Interrupted
 
@@ -231,7 +231,7 @@ def run_study(
             raise ConfigError(cfg.source, problems)
         notes = centers_outside(plan.dims) if cfg.seeding == "prior" else []
         small = validation_note(cfg.data, cfg.model.block_size, data.n_val_tokens)
-        for note in notes + ([small] if small else []):
+        for note in [n for n in (unread_note(cfg.data), *notes, small) if n]:
             console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
         tracker = Tracker(cfg, console)
     except BaseException:

@@ -312,6 +312,12 @@ class DataConfig(_Strict):
         "hf": ("dataset", "data_files", "name", "split", "text_column", "max_documents")}
     """The fields that only one source reads."""
 
+    def unread_given(self) -> list[str]:
+        """The fields that this config's source does not read and that a file set to other than
+        their defaults: ignored (``trainer.data.unread_note`` says so)."""
+        return [name for source, names in self.SOURCE_FIELDS.items() if source != self.source
+                for name in names if getattr(self, name) != type(self).model_fields[name].default]
+
     def unread_defaults(self) -> list[str]:
         """The fields that this config's source does not read and that hold their defaults: what
         a written config may leave out without changing what it loads as."""

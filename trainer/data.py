@@ -375,8 +375,22 @@ def hub_download_note(cfg: DataConfig) -> str | None:
 
 def download_notes(cfg: DataConfig) -> list[str]:
     """What preparing this data would download (``tiktoken_download_note``,
-    ``hub_download_note``), one note each."""
-    return [n for n in (tiktoken_download_note(cfg), hub_download_note(cfg)) if n]
+    ``hub_download_note``), one note each; first, the fields its source ignores
+    (``unread_note``)."""
+    return [n for n in (unread_note(cfg), tiktoken_download_note(cfg), hub_download_note(cfg))
+            if n]
+
+
+def unread_note(cfg: DataConfig) -> str | None:
+    """The note for fields set that only another data.source reads (``source: text`` with
+    ``dataset: json`` loads the text file), else None."""
+    unread = cfg.unread_given()
+    if not unread:
+        return None
+    readers = {name: source for source, names in cfg.SOURCE_FIELDS.items() for name in names}
+    return (f"{', '.join(f'data.{name}' for name in unread)}: read only when data.source is "
+            f"{' or '.join(sorted({repr(readers[name]) for name in unread}))}, and this data's "
+            f"source is {cfg.source!r}: {'it is' if len(unread) == 1 else 'they are'} ignored")
 
 
 def _tiktoken_urls(name: str) -> list[str]:
@@ -451,6 +465,19 @@ def _offline_advice() -> str:
                "; HF_HUB_OFFLINE=1 fails at once instead of retrying the network"))
 
 
+def _reason(error: BaseException) -> str:
+    """Why datasets could not load: the error and the cause it wraps ("An error occurred while
+    generating the dataset" says nothing of a file that is not UTF-8); a StopIteration, the
+    reason of a file without rows, says so."""
+    text = f"{type(error).__name__}: {error}".rstrip(": ")
+    if isinstance(error, StopIteration) and not str(error):
+        text += " (no rows: is the file empty?)"
+    cause = error.__cause__ or error.__context__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text += f", caused by {type(cause).__name__}: {str(cause).splitlines()[0]}"
+    return text
+
+
 def _unreachable(error: BaseException) -> bool:
     """Did loading fail because the Hub could not be reached (no network, no cached copy)?"""
     seen: BaseException | None = error
@@ -505,7 +532,7 @@ def _hf_documents(cfg: DataConfig) -> list[str]:
     except Exception as e:  # hub, network, builder and split errors all mean: cannot read it
         raise DataError(
             f"data.dataset: could not load {cfg.dataset!r} (name={cfg.name!r}, split={cfg.split!r}, "
-            f"data_files={cfg.data_files!r}): {type(e).__name__}: {e}"
+            f"data_files={cfg.data_files!r}): {_reason(e)}"
             + (_offline_advice() if _unreachable(e) else "")
         ) from e
     if not streaming:

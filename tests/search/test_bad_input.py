@@ -368,6 +368,23 @@ def test_a_token_cache_folder_that_cannot_be_made_names_its_setting(tmp_path, sh
     assert not (tmp_path / "study").exists()
 
 
+def test_a_field_another_data_source_reads_is_noted_as_ignored(tmp_path, shakespeare, capsys):
+    # `source: text` with `dataset: json` loaded the text file and said nothing.
+    study = tiny_study(tmp_path, shakespeare)
+    study["data"] |= {"dataset": "json", "text_column": "body"}
+    path = str(write_study(tmp_path, study))
+    note = ("note: data.dataset, data.text_column: read only when data.source is 'hf', and this "
+            "data's source is 'text': they are ignored")
+    for command in (["validate", path], ["run", path, "--dry-run"]):
+        assert main(command) == 0
+        assert note in " ".join(capsys.readouterr().out.split())
+    # Another source's field at its default (a full config dump holds them all): no note.
+    del study["data"]["dataset"], study["data"]["text_column"]
+    study["data"] |= {"split": "train", "builtin": "pydoc_topics"}
+    assert main(["validate", str(write_study(tmp_path, study))]) == 0
+    assert "ignored" not in capsys.readouterr().out
+
+
 def test_validate_checks_every_file_after_a_bad_tokenizer_file(tmp_path, shakespeare, capsys):
     study = tiny_study(tmp_path, shakespeare)
     bad = tmp_path / "tokenizer.json"

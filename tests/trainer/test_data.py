@@ -302,6 +302,22 @@ def test_hf_json_builder_reads_documents_from_the_text_column(tmp_path, monkeypa
                                                       "max_documents": streamed}))
 
 
+def test_a_dataset_that_cannot_be_read_says_why(tmp_path, monkeypatch):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    empty, binary = tmp_path / "empty.jsonl", tmp_path / "binary.txt"
+    empty.write_text("")
+    binary.write_bytes(b"text, then " + bytes(range(128, 256)))
+    # The reason was empty ("StopIteration: "), or only "An error occurred while generating
+    # the dataset".
+    with pytest.raises(DataError, match=r"StopIteration \(no rows: is the file empty\?\)"):
+        read_documents(DataConfig(source="hf", dataset="json", data_files=str(empty)))
+    with pytest.raises(DataError, match=r"DatasetGenerationError: .*, caused by "
+                                        r"UnicodeDecodeError: 'utf-8' codec can't decode"):
+        read_documents(DataConfig(source="hf", dataset="text", data_files=str(binary)))
+
+
 @pytest.fixture
 def offline_encoding(monkeypatch):
     """A real tiktoken Encoding built offline: bytes plus a few merges, registered by name."""
