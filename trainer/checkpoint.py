@@ -145,7 +145,7 @@ def remove_leftover_writes(out_dir: Path) -> None:
     Called once as a run starts or resumes in ``out_dir``, before it writes a checkpoint: any
     such file is then left over, whether its process is dead or its pid now belongs to another
     process (a restarted container hands out the same pids again). One run uses an out_dir at a
-    time (``scaletune train`` refuses to start over a run's checkpoint), so none is being written.
+    time (it holds the folder's lock, trainer.runlock), so none is being written.
     """
     for tmp in out_dir.glob(f"{CHECKPOINT}.*.tmp"):
         if tmp.name.removeprefix(f"{CHECKPOINT}.").removesuffix(".tmp").isdigit():

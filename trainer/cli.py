@@ -16,6 +16,7 @@ from scaletune.trainer.distributed import local_batch
 from scaletune.trainer.errors import ConfigError, DataError, SetupError
 from scaletune.trainer.interrupt import DeferredInterrupt, PromptInterrupt
 from scaletune.trainer.loop import Result, train
+from scaletune.trainer.runlock import check_free
 
 
 def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
@@ -81,6 +82,12 @@ def startable(path: str, resume: bool, overwrite: bool, world: int = 1) -> Train
             local_batch(config.batch_size, config.micro_batch_size or config.batch_size, world)
         except SetupError as e:
             print(f"{path}: {e} (the {world} processes of this launch)", file=sys.stderr)
+            return None
+    if config.out_dir:
+        try:
+            check_free(Path(os.path.normpath(config.out_dir)))
+        except SetupError as e:
+            print(f"{path}: {e}", file=sys.stderr)
             return None
     if config.out_dir and (Path(config.out_dir) / CHECKPOINT).exists() and not (resume or overwrite):
         print(f"{path}: out_dir {os.path.normpath(config.out_dir)} already holds a run's checkpoint; "
@@ -159,6 +166,19 @@ def unknown_host(rdzv_endpoint: str) -> list[str]:
     return []
 
 
+def _own_group_ending_with_parent() -> None:
+    """In torchrun's process before it starts: a process group of its own (a Ctrl-C on the
+    terminal reaches it once, from ``launch``), and on Linux a SIGTERM when ``launch``'s process
+    dies, whatever kills it: a SIGKILL (a batch system's, the OOM killer) cannot be passed on,
+    and left torchrun and its ranks training a run that a --resume then trained beside them."""
+    os.setpgrp()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+
+
 PASSED_ON = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 """The signals ``launch`` passes on to torchrun, which passes them on to its ranks."""
 
@@ -194,9 +214,7 @@ def launch(path: str, nproc: int, resume: bool = False, overwrite: bool = False,
     # resume. A SIGTERM (a batch system's, a kill) or a SIGHUP (the terminal closed) takes the
     # same road instead of leaving torchrun and its ranks training without this process; a
     # signal ignored here (nohup) is not passed on.
-    group = ({"process_group": 0} if sys.version_info >= (3, 11)
-             else {"preexec_fn": os.setpgrp})  # type: ignore[dict-item]
-    proc = subprocess.Popen(cmd, **group)  # type: ignore[call-overload]
+    proc = subprocess.Popen(cmd, preexec_fn=_own_group_ending_with_parent)
 
     def forward(signum: int, _frame: Any) -> None:
         with contextlib.suppress(ProcessLookupError):

@@ -49,7 +49,15 @@ from scaletune.trainer.errors import SetupError
 from scaletune.trainer.interrupt import DeferredInterrupt
 from scaletune.trainer.model import GPT, flops_per_token
 from scaletune.trainer.optim import build_optimizers, lr_at, set_lr, step_optimizer
-from scaletune.trainer.record import METRICS, fmt_duration, fmt_eta, log_event, run_metadata
+from scaletune.trainer.record import (
+    METRICS,
+    drop_evals_after,
+    fmt_duration,
+    fmt_eta,
+    log_event,
+    run_metadata,
+)
+from scaletune.trainer.runlock import run_lock
 
 Report = Callable[[int, float, dict], object]
 """report(tokens_seen, val_loss, metrics) -> "stop" or False to end the run; anything else goes on."""
@@ -191,12 +199,24 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
     if config.compile and (why := compiler_missing()):
         raise SetupError(why)
     run = _set_up(config, resume)
+    # One run at a time in out_dir (trainer.runlock): a second is refused before it writes.
+    with run_lock(run.out_dir if run.lead else None):
+        return _train(config, run, report, resume, interrupt, overwrite, wall_start)
+
+
+def _train(config: TrainConfig, run: _Run, report: Report | None, resume: bool,
+           interrupt: DeferredInterrupt | None, overwrite: bool, wall_start: float) -> Result:
+    """``train`` once its set-up is done and out_dir is this run's."""
     if run.out_dir and run.lead:
         if overwrite and not resume:  # only now: a run that failed its set-up loses nothing
             clear_run(run.out_dir)
         remove_leftover_writes(run.out_dir)
     progress, grad_stats = _Progress(), GradNormStats()
     resumed = resume and run.ckpt_path.exists()
+    if resume and not resumed and run.out_dir and run.lead and config.progress:
+        # A typo in out_dir must not look like a resumed run.
+        print(f"--resume: no checkpoint in {run.out_dir} (no {CHECKPOINT} there): starting a "
+              "new run", file=sys.stderr, flush=True)
     if resumed:
         saved_progress, saved_grad_stats = load_checkpoint(
             run.ckpt_path, config, run.data.fingerprint, run.model, run.optimizers, run.data_rng)
@@ -210,6 +230,8 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
               file=sys.stderr, flush=True)
     if run.out_dir and run.lead:
         run.out_dir.mkdir(parents=True, exist_ok=True)
+        if resumed:  # the evaluations logged after the checkpoint are done again from it
+            drop_evals_after(run.out_dir, progress.step)
         log_event(run.out_dir, {"event": "start",
                                 "resumed_at_step": progress.step if resumed else None,
                                 "processes": run.world,  # torchrun's, on all machines

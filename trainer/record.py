@@ -71,6 +71,30 @@ def log_event(out_dir: Path, record: dict[str, Any]) -> None:
         f.write(json.dumps({"time": time.time(), **record}) + "\n")
 
 
+def drop_evals_after(out_dir: Path, step: int) -> None:
+    """Remove from the metrics log the evaluations after ``step``: a run resumed from its
+    checkpoint at ``step`` evaluates them again, and each would be in the log twice. The log is
+    replaced in one rename (a kill leaves the old one or the new one)."""
+    path = out_dir / METRICS
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if not _eval_after(line, step)]
+    if len(kept) < len(lines):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(kept))
+        tmp.replace(path)
+
+
+def _eval_after(line: str, step: int) -> bool:
+    try:
+        record = json.loads(line)
+    except ValueError:  # not ours to judge: kept
+        return False
+    return (isinstance(record, dict) and record.get("event") == "eval"
+            and isinstance(record.get("step"), int) and record["step"] > step)
+
+
 # --------------------------------------------------------------------------- times, as read
 
 

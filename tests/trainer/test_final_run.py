@@ -198,3 +198,40 @@ def test_a_signal_to_a_launched_run_stops_every_rank_and_says_how_to_resume(
     assert "Traceback" not in err, err
     assert "completed" not in out  # stopped long before its 20,000 steps
     assert _evals(tmp_path / "long")
+
+
+def test_ranks_stop_when_their_launcher_is_killed(tmp_path, shakespeare):
+    # SIGKILL (a batch system's, the OOM killer) cannot be passed on: torchrun and its ranks
+    # went on training, and a --resume then trained the same run beside them.
+    from scaletune.trainer.runlock import check_free
+
+    path = _config(tmp_path, shakespeare, "long", tokens=8 * 32 * 20_000,
+                   checkpoint_every_tokens=8 * 32 * 4)
+    launch = subprocess.Popen([sys.executable, "-m", "scaletune.search.cli", "train", str(path),
+                               "--nproc-per-node", "2"], cwd=REPO, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    checkpoint = tmp_path / "long" / "checkpoint.pt"
+    try:
+        deadline = time.monotonic() + 120
+        while not checkpoint.exists():
+            assert launch.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        launch.kill()
+        launch.wait()
+        # torchrun got SIGTERM with its parent's death and stopped its ranks: the run's lock
+        # is free for a --resume within seconds.
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                check_free(tmp_path / "long")
+                break
+            except Exception:
+                assert time.monotonic() < deadline, "the ranks still hold the run"
+                time.sleep(0.5)
+        left = subprocess.run(["pgrep", "-f", str(path)], capture_output=True, text=True)
+        time.sleep(2)
+        assert not subprocess.run(["pgrep", "-f", str(path)], capture_output=True,
+                                  text=True).stdout.strip(), left.stdout
+    finally:
+        if shutil.which("pkill"):
+            subprocess.run(["pkill", "-KILL", "-f", str(path)], check=False)

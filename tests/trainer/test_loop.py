@@ -11,6 +11,7 @@ import torch
 from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
 from scaletune.trainer.checkpoint import CHECKPOINT
+from scaletune.trainer.errors import SetupError
 from scaletune.trainer.interrupt import DeferredInterrupt, Interrupted
 from scaletune.trainer.loop import GradNormStats, train
 from scaletune.trainer.model import GPT
@@ -119,6 +120,69 @@ def test_a_resumed_run_says_where_it_picks_up(tiny, tmp_path, capsys):
             f"{tmp_path / 'run' / CHECKPOINT}") in capsys.readouterr().err
 
 
+def test_a_resumed_run_logs_each_evaluation_once(tiny, tmp_path):
+    # Killed after an evaluation that came after its last checkpoint: the resumed run evaluates
+    # it again, and the log held it twice (a plot drew both).
+    common = {"steps": 20, "eval_every_tokens": 5 * STEP_TOKENS,
+              "checkpoint_every_tokens": 10 * STEP_TOKENS}
+    cfg = tiny(out_dir=str(tmp_path / "run"), **common)
+
+    def killed_at_15(tokens, val_loss, metrics):
+        if tokens == 15 * STEP_TOKENS:
+            raise SystemExit("killed")
+
+    with pytest.raises(SystemExit):
+        train(cfg, killed_at_15)
+    log = tmp_path / "run" / METRICS
+    evals = [json.loads(line)["step"] for line in log.read_text().splitlines()
+             if json.loads(line)["event"] == "eval"]
+    assert evals == [5, 10, 15]
+    assert train(cfg, resume=True).status == "completed"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["step"] for r in records if r["event"] == "eval"] == [5, 10, 15, 20]
+    assert [r["event"] for r in records].count("start") == 2
+
+
+def test_resume_without_a_checkpoint_says_it_starts_a_new_run(tiny, tmp_path, capsys):
+    cfg = tiny(steps=4, out_dir=str(tmp_path / "typo"), progress=True)
+    assert train(cfg, resume=True).status == "completed"
+    assert (f"--resume: no checkpoint in {tmp_path / 'typo'} (no {CHECKPOINT} there): starting "
+            "a new run") in capsys.readouterr().err
+
+
+def test_a_second_run_in_a_run_folder_is_refused_while_the_first_trains(tiny, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from scaletune.search.cli import main
+
+    cfg = tiny(steps=4, out_dir=str(tmp_path / "run"))
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    # Another process holds the run: a first `scaletune train` (here, its lock alone).
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from pathlib import Path; "
+         "from scaletune.trainer.runlock import run_lock\n"
+         "with run_lock(Path(sys.argv[1])):\n    print('held', flush=True); sys.stdin.read()",
+         str(tmp_path / "run")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        for flags in ([], ["--resume"], ["--overwrite"]):
+            assert main(["train", str(path), *flags]) == 2
+            err = " ".join(capsys.readouterr().err.split())
+            assert (f"out_dir {tmp_path / 'run'}: another scaletune train is training this run "
+                    f"now (pid {holder.pid} on ") in err, err
+        # Past the launcher's check too (a race): the run's own lock refuses it.
+        with pytest.raises(SetupError, match="another scaletune train is training this run"):
+            train(cfg)
+    finally:
+        holder.communicate("")
+    # The lock ends with its process, however it ends.
+    assert main(["train", str(path)]) == 0
+
+
 def test_a_signal_during_an_evaluation_stops_the_run_after_its_checkpoint(tiny, tmp_path):
     # The signal arrives inside the report, as it may inside any write; the run still writes
     # that evaluation's checkpoint and stops before the next step. Signals reach the main thread.
@@ -209,7 +273,8 @@ def test_run_folder_has_metadata_evals_and_no_temporary_files(tiny, tmp_path):
     assert events == {"start": 1, "eval": 3, "end": 1}
     assert [line["val_loss"] for line in lines if line["event"] == "eval"] == [
         h["val_loss"] for h in result.history]
-    assert sorted(p.name for p in out.iterdir()) == [CHECKPOINT, METRICS]
+    # The lock file stays (trainer.runlock: removing it would race a run that opens it).
+    assert sorted(p.name for p in out.iterdir()) == [".run.lock", CHECKPOINT, METRICS]
 
 
 def test_result_reports_pre_clip_grad_norms_and_throughput(tiny):

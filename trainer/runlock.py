@@ -1,0 +1,69 @@
+"""One `scaletune train` at a time in a run folder.
+
+Two runs writing one out_dir (a `--resume` typed while the first still trains, or torchrun's
+ranks left training by a launcher killed with SIGKILL) would write over each other's checkpoint
+and interleave their metrics. The run's lead process holds an exclusive lock on
+``out_dir/.run.lock`` while it trains; the lock is the operating system's (``flock``), so it
+ends with the process, however it ends, and a lock file left behind holds nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+from scaletune.trainer.errors import SetupError
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock (the project runs on Linux and macOS)
+    fcntl = None  # type: ignore[assignment]
+
+LOCK = ".run.lock"
+
+
+def _busy(out_dir: Path, holder: str) -> SetupError:
+    holder = holder or "a process of this machine"
+    return SetupError(
+        f"out_dir {out_dir}: another scaletune train is training this run now ({holder}): let "
+        "it end, or stop it (Ctrl-C, or kill its pid), then run again; or set another out_dir")
+
+
+@contextlib.contextmanager
+def run_lock(out_dir: Path | None) -> Iterator[None]:
+    """Hold ``out_dir``'s run lock (making the folder) while the block runs; SetupError naming
+    the process that holds it where another does. None: no folder, no lock."""
+    if out_dir is None or fcntl is None:
+        yield
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / LOCK, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise _busy(out_dir, f.read().strip()) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def check_free(out_dir: Path | None) -> None:
+    """SetupError where a run holds ``out_dir``'s lock now: the check a launcher makes before it
+    starts processes that would each be refused. Makes nothing."""
+    if out_dir is None or fcntl is None or not (out_dir / LOCK).is_file():
+        return
+    with open(out_dir / LOCK) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _busy(out_dir, f.read().strip()) from None
+        fcntl.flock(f, fcntl.LOCK_UN)
