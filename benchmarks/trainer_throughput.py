@@ -270,7 +270,9 @@ def print_side_by_side(times: dict[str, list[float]], base: str, label: str, wid
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=50,
+                        help=f"optimizer steps of each training run, at least {2 * CHUNK_STEPS} "
+                             f"(chunks of {CHUNK_STEPS}; the first is warm-up)")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (fp32)")
     parser.add_argument("--reference", type=Path, metavar="DIR",
@@ -288,6 +290,9 @@ def main() -> None:
                         help="measure the matmul peaks on N x N squares only (a quick check of "
                              "the script; the default takes the best of 1024-3072)")
     args = parser.parse_args()
+    if args.steps < 2 * CHUNK_STEPS:  # else no chunk is left to time after the warm-up
+        parser.error(f"--steps must be {2 * CHUNK_STEPS} or more (chunks of {CHUNK_STEPS} steps, "
+                     f"the first left out as warm-up), got {args.steps}")
     torch.set_num_threads(args.threads)
     MODEL.update(n_layer=args.n_layer, n_embd=args.n_embd)
     if args.peak_size:

@@ -37,3 +37,13 @@ def test_benchmark_prints_mfu_for_every_run_the_side_by_side_ratios_and_the_brea
     # A part is the step less the step without it: within the noise of a short run, below 0.
     assert re.search(r"full step \d+ ms = linear layers' matmuls \d+ ms .* attention -?\d+ ms",
                      out.stdout)
+
+
+def test_too_few_steps_to_time_are_refused_by_name():
+    # Five steps are one chunk, the warm-up left out: a StatisticsError traceback before.
+    cmd = [sys.executable, "-m", "benchmarks.trainer_throughput", "--steps", "5"]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "--steps must be 10 or more (chunks of 5 steps, the first left out as warm-up), got 5" \
+        in out.stderr
+    assert "Traceback" not in out.stderr
