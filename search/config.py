@@ -250,6 +250,13 @@ class SamplerConfig(_Strict):
         if "prior_weight" in given and self.prior_weight > 0 and self.name != "tpe":
             raise ValueError(f"prior_weight weights TPE's acquisition; sampler {self.name} has "
                              "none: use name: tpe, or leave prior_weight out")
+        for key in ("multivariate", "constant_liar"):
+            if key in given and self.name != "tpe":
+                raise ValueError(f"{key} is an option of TPE; sampler {self.name} has none: use "
+                                 f"name: tpe, or leave {key} out")
+        if "n_startup_trials" in given and self.name == "random":
+            raise ValueError("n_startup_trials: sampler random draws every trial at random, so "
+                             "no start-up trials come before another sampler: leave it out")
         if "pruned_trials" in given and self.name not in ("gp", "cmaes"):
             raise ValueError(f"pruned_trials is for gp and cmaes, which fit complete trials "
                              f"only; sampler {self.name} "
@@ -442,6 +449,21 @@ class PredictedPrunerConfig(_Strict):
     """Where a trial is in its schedule: lr_area, the fraction of its learning rate's integral
     used (warmup and decay of each trial taken into account); tokens, the fraction of the
     budget seen."""
+
+    @model_validator(mode="after")
+    def _width_of_its_interval(self, info: ValidationInfo) -> PredictedPrunerConfig:
+        # A study's record holds every field: only a study file says which ones the user gave.
+        if info.context and info.context.get(RECORDED):
+            return self
+        given = self.model_fields_set
+        if "margin" in given and self.interval == "t":
+            raise ValueError("margin widens interval: range; under interval: t (the default) "
+                             "confidence sets the interval's width: give interval: range, or "
+                             "leave margin out")
+        if "confidence" in given and self.interval == "range":
+            raise ValueError("confidence sets the width of interval: t; under interval: range "
+                             "margin does: leave confidence out, or give interval: t")
+        return self
 
     def build(self, study: StudyConfig) -> BasePruner:
         from scaletune.search.pruners import (
@@ -720,6 +742,17 @@ class StudyConfig(_Strict):
                 errors.append(f"search.other.{dotted}: {problem}")
         if errors:
             raise ValueError("\n".join(errors))
+        return self
+
+    @model_validator(mode="after")
+    def _weights_without_priors(self, info: ValidationInfo) -> StudyConfig:
+        if info.context and info.context.get(RECORDED):  # a record holds every field
+            return self
+        if ("prior_weight" in self.sampler.model_fields_set and self.sampler.prior_weight > 0
+                and self.seeding == "none"):
+            raise ValueError("sampler.prior_weight: it weights TPE by the priors, which "
+                             "seeding: none does not use (plain Optuna): leave prior_weight out, "
+                             "or give seeding: prior")
         return self
 
     @property

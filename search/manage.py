@@ -142,12 +142,35 @@ def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
             f"smallest batch searched ({step:,} tokens): trials evaluate after every step "
             f"({cfg.tokens_per_trial // step:,} evaluations at that batch), which may take "
             f"longer than training; {step:,} or more evaluates less often")
+    notes += pruner_notes(cfg)
     try:
         sizes = split_sizes(cfg.data)
     except (DataError, OSError):  # a missing file: check_study_files names it
         sizes = None
     note = sizes and validation_note(cfg.data, cfg.model.block_size, sizes[1])
     return notes + ([note] if note else []) + download_notes(cfg.data)
+
+
+def pruner_notes(cfg: StudyConfig) -> list[str]:
+    """A line where the study's pruner can stop no trial: it waits for a trial's whole budget or
+    more (``n_warmup_steps``, a first rung's ``min_resource``), or for as many complete trials
+    as the study runs (``n_startup_trials``, where the file gives it). Such a pruner was
+    accepted and ran silently."""
+    p, budget, notes = cfg.pruner, cfg.tokens_per_trial, []
+    waits = {"n_warmup_steps": getattr(p, "n_warmup_steps", None),
+             "min_resource": getattr(p, "min_resource", None)}
+    for key, tokens in waits.items():
+        if tokens is not None and tokens >= budget:
+            notes.append(f"pruner.{key}: {tokens:,} tokens is a trial's whole budget "
+                         f"(tokens_per_trial {budget:,}) or more: the {p.name} pruner never "
+                         "stops a trial; give fewer tokens, or pruner: none")
+    start = getattr(p, "n_startup_trials", None)
+    if "n_startup_trials" in p.model_fields_set and start >= cfg.n_trials:
+        notes.append(f"pruner.n_startup_trials: {start}, and the study runs {cfg.n_trials} "
+                     f"trial{'' if cfg.n_trials == 1 else 's'}: the {p.name} pruner waits for "
+                     "that many complete trials, so it never stops one; give fewer start-up "
+                     "trials, or pruner: none")
+    return notes
 
 
 def plan_problems(cfg: StudyConfig) -> list[str]:
@@ -247,7 +270,8 @@ def describe_sampler(cfg: StudyConfig) -> str:
     if s.name == "random":
         return f"{head}: {center}uniform draws (the baseline: the priors seed no draw)"
     if cfg.seeding == "none":
-        return (f"{head}: {s.n_startup_trials} start-up trials at random, then {s.name} (plain "
+        return (f"{head}: {s.n_startup_trials} start-up trial{_s(s.n_startup_trials)} at "
+                f"random, then {s.name} (plain "
                 f"Optuna){_pruned_seen(cfg)}{_all_startup(cfg)}")
     then = s.name
     if s.name == "tpe" and s.prior_weight > 0:
@@ -255,8 +279,14 @@ def describe_sampler(cfg: StudyConfig) -> str:
                 "as 1/n over n finished trials)")
     # Start-up lasts while fewer than n_startup_trials have finished (search.samplers), the
     # center among them: one at a time, the center and n - 1 draws.
-    return (f"{head}: {center}draws from the priors until {s.n_startup_trials} trials have "
+    finished = "trial has" if s.n_startup_trials == 1 else "trials have"
+    return (f"{head}: {center}draws from the priors until {s.n_startup_trials} {finished} "
             f"finished (the center among them), then {then}{_pruned_seen(cfg)}{_all_startup(cfg)}")
+
+
+def _s(n: int) -> str:
+    """The plural ending of a count: 1 trial, 2 trials."""
+    return "" if n == 1 else "s"
 
 
 def _all_startup(cfg: StudyConfig) -> str:

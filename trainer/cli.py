@@ -209,12 +209,20 @@ def launch(path: str, nproc: int, resume: bool = False, overwrite: bool = False,
     flags = (["--resume"] if resume else []) + (["--overwrite"] if overwrite else [])
     cmd = torchrun_command(path, nproc, nnodes, node_rank, rdzv_endpoint) + flags
     print(f"launching: {shlex.join(cmd)}", file=sys.stderr, flush=True)
+    if nnodes > 1:  # torchrun says nothing while it waits for the other machines
+        print(f"node {node_rank} of {nnodes} waits at {rdzv_endpoint} until all {nnodes} nodes "
+              "have joined (each runs this command with its own --node-rank)", file=sys.stderr,
+              flush=True)
     # torchrun runs in a process group of its own, so a Ctrl-C on the terminal reaches it once,
     # from here, and it passes it on to its ranks: they stop where they are and say how to
     # resume. A SIGTERM (a batch system's, a kill) or a SIGHUP (the terminal closed) takes the
     # same road instead of leaving torchrun and its ranks training without this process; a
     # signal ignored here (nohup) is not passed on.
-    proc = subprocess.Popen(cmd, preexec_fn=_own_group_ending_with_parent)
+    # torchrun sets OMP_NUM_THREADS=1 where it is unset, with a four-line warning to tune it;
+    # each rank sets its own threads (trainer.loop: num_threads, else its share of the cores),
+    # so the same value is given here, without the warning.
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    proc = subprocess.Popen(cmd, env=env, preexec_fn=_own_group_ending_with_parent)
 
     def forward(signum: int, _frame: Any) -> None:
         with contextlib.suppress(ProcessLookupError):

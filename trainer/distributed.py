@@ -67,6 +67,9 @@ def local_world(world: int) -> int:
 def local_batch(batch_size: int, micro: int, world: int) -> int:
     """Sequences per rank; the global batch must split evenly into micro-batches on every rank."""
     if batch_size % world or (batch_size // world) % min(micro, batch_size // world):
+        if batch_size % world:  # whatever the micro-batch, the processes cannot share it
+            raise SetupError(f"batch_size={batch_size} must split into {world} equal parts, one "
+                             f"for each process: give a multiple of {world}")
         raise SetupError(
             f"batch_size={batch_size} must split into {world} equal parts that are multiples of "
             f"micro_batch_size={micro}"

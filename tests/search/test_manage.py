@@ -24,8 +24,8 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from scaletune.search.cli import main
-from scaletune.search.config import load_study
-from scaletune.search.manage import _failures, by_state, state_words
+from scaletune.search.config import load_study, validate_study
+from scaletune.search.manage import _failures, by_state, plan_notes, pruner_notes, state_words
 from scaletune.search.storage import make_storage, tally
 from tests.search.helpers import flat, tiny_study, write_study
 from tests.search.test_export import EVAL, add_trial, make_study, params, study_file
@@ -468,3 +468,25 @@ def test_show_lists_why_trials_failed_most_frequent_first():
     assert _failures([]) == []
     # The failures that did run again have a line of their own (show's "run again").
     assert _failures(trials, run_again=True) == ["trial 3: stopped"]
+
+
+@pytest.mark.parametrize(("pruner", "expected"), [
+    ({"name": "median", "n_warmup_steps": "2M"},
+     "pruner.n_warmup_steps: 2,000,000 tokens is a trial's whole budget (tokens_per_trial "
+     "40,960) or more: the median pruner never stops a trial"),
+    ({"name": "hyperband", "min_resource": "1M"},
+     "pruner.min_resource: 1,000,000 tokens is a trial's whole budget"),
+    ({"name": "predicted", "n_startup_trials": 4},
+     "pruner.n_startup_trials: 4, and the study runs 4 trials: the predicted pruner waits for "
+     "that many complete trials, so it never stops one"),
+], ids=["warmup past the budget", "first rung past the budget", "start-up of every trial"])
+def test_a_pruner_that_can_stop_no_trial_is_noted(tmp_path, shakespeare, pruner, expected):
+    # Each ran its study to the end, pruning nothing, without a word.
+    cfg = validate_study(tiny_study(tmp_path, shakespeare, pruner=pruner, n_trials=4))
+    assert [n for n in plan_notes(cfg) if n.startswith("pruner.")] == [
+        next(n for n in pruner_notes(cfg) if n.startswith(expected))]
+    assert expected in " ".join(plan_notes(cfg))
+    # The defaults say nothing, nor does a pruner that can stop trials.
+    for quiet in ({"name": "median"}, {"name": "predicted"}, {"name": "hyperband"}):
+        assert pruner_notes(validate_study(tiny_study(tmp_path, shakespeare, pruner=quiet,
+                                                      n_trials=2))) == []

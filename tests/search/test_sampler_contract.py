@@ -47,6 +47,11 @@ def _priors(log: bool) -> dict[str, Prior]:
     return priors
 
 
+def _sampler(name: str, n_startup: int) -> dict:
+    """The sampler section: random has no start-up trials to give (the schema refuses them)."""
+    return {"name": name, **({} if name == "random" else {"n_startup_trials": n_startup})}
+
+
 def _build(name: str, wrapped: str | None, n_startup: int) -> optuna.samplers.BaseSampler:
     """The base ``make_sampler`` builds for ``name``, wrapped in PriorSampler with natural or log
     priors, or bare (``wrapped=None``). "pibo-natural" and "pibo-log": the prior-weighted TPE
@@ -55,7 +60,7 @@ def _build(name: str, wrapped: str | None, n_startup: int) -> optuna.samplers.Ba
         priors = _priors(log=wrapped == "pibo-log")
         base = PriorWeightedTPESampler(priors, 10.0, n_startup_trials=n_startup, seed=0)
         return PriorSampler(base, priors, n_startup_trials=n_startup, seed=1)
-    cfg = study_cfg(seeding="none", sampler={"name": name, "n_startup_trials": n_startup})
+    cfg = study_cfg(seeding="none", sampler=_sampler(name, n_startup))
     base = make_sampler(cfg, {})
     if wrapped is None:
         return base
@@ -125,7 +130,7 @@ class TestSingleOnlyContract(SingleOnlySamplerTestCase):
 @pytest.mark.parametrize("name", SAMPLER_NAMES)
 def test_every_sampler_the_schema_offers_runs_past_its_startup_trials(name):
     n_startup = 3
-    cfg = study_cfg(sampler={"name": name, "n_startup_trials": n_startup})
+    cfg = study_cfg(sampler=_sampler(name, n_startup))
     dims, _ = build_space(cfg, PRIORS)
     priors = {d.name: d.prior for d in dims if d.prior is not None}
     study = optuna.create_study(sampler=make_sampler(cfg, priors))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import optuna
@@ -267,6 +268,30 @@ def test_prior_weight_is_refused_for_samplers_without_an_acquisition():
     assert study_cfg(sampler={"name": "gp", "prior_weight": 0}).sampler.prior_weight == 0
 
 
+@pytest.mark.parametrize(("given", "expected"), [
+    ({"sampler": {"name": "gp", "multivariate": False}},
+     "multivariate is an option of TPE; sampler gp has none"),
+    ({"sampler": {"name": "cmaes", "constant_liar": False}},
+     "constant_liar is an option of TPE; sampler cmaes has none"),
+    ({"sampler": {"name": "random", "n_startup_trials": 3}},
+     "n_startup_trials: sampler random draws every trial at random"),
+    ({"sampler": {"prior_weight": 5}, "seeding": "none"},
+     "sampler.prior_weight: it weights TPE by the priors, which seeding: none does not use"),
+    ({"pruner": {"name": "predicted", "margin": 3}},
+     "margin widens interval: range; under interval: t (the default)"),
+    ({"pruner": {"name": "predicted", "interval": "range", "confidence": 0.6}},
+     "confidence sets the width of interval: t; under interval: range margin does"),
+], ids=["gp multivariate", "cmaes constant_liar", "random start-up", "prior_weight unseeded",
+        "margin under t", "confidence under range"])
+def test_an_option_the_study_would_ignore_is_refused(given, expected):
+    # Each was accepted and did nothing (the dry run dropped it from its line).
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        study_cfg(**given)
+    # What a study's record holds (every field, defaults too) reads back.
+    cfg = study_cfg(sampler={"name": "gp"}, pruner={"name": "predicted"}, seeding="none")
+    validate_study(cfg.model_dump(mode="json", by_alias=True), recorded=True)
+
+
 @pytest.mark.parametrize(("name", "why"), [("tpe", "ranks pruned trials itself"),
                                            ("random", "learns from no trial")])
 def test_pruned_trials_is_refused_for_samplers_that_do_not_fit_complete_trials_only(name, why):
@@ -456,5 +481,10 @@ def test_the_plan_says_when_a_study_ends_inside_its_samplers_start_up():
                                       n_trials=20)).startswith(
         "tpe (multivariate, constant liar), seed 0: the priors' center, then draws from the "
         "priors until 8 trials have finished (the center among them), then tpe weighted")
+    # One start-up trial is one ("until 1 trials have finished" read wrong).
+    assert "priors until 1 trial has finished (the center" in describe_sampler(
+        study_cfg(sampler={"name": "tpe", "n_startup_trials": 1}, n_trials=20))
+    assert ": 1 start-up trial at random, then gp" in describe_sampler(
+        study_cfg(sampler={"name": "gp", "n_startup_trials": 1}, seeding="none", n_trials=20))
     # Random search has no start-up to end.
     assert "but" not in describe_sampler(study_cfg(sampler={"name": "random"}, n_trials=2))

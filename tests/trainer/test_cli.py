@@ -372,6 +372,12 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused_before_torchr
     path = write(tmp_path, {"tokens": 4096, "batch_size": 3})
     assert main(["train", str(path), "--nproc-per-node", "2"]) == 2
     err = capsys.readouterr().err
-    assert ("batch_size=3 must split into 2 equal parts that are multiples of micro_batch_size=3 "
-            "(the 2 processes of this launch)") in err
+    # micro_batch_size was never given: the message does not send the user to it.
+    assert ("batch_size=3 must split into 2 equal parts, one for each process: give a multiple "
+            "of 2 (the 2 processes of this launch)") in err
     assert "launching" not in err and len(err.splitlines()) == 1
+    # A batch that splits, into parts the micro-batch does not divide, names the micro-batch.
+    path = write(tmp_path, {"tokens": 4096, "batch_size": 12, "micro_batch_size": 4})
+    assert main(["train", str(path), "--nproc-per-node", "2"]) == 2
+    assert ("batch_size=12 must split into 2 equal parts that are multiples of "
+            "micro_batch_size=4") in capsys.readouterr().err

@@ -63,6 +63,8 @@ def test_two_process_data_parallel_matches_one_process(tmp_path, shakespeare):
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert two.returncode == 0, two.stdout + two.stderr
+    # torchrun's warning to tune OMP_NUM_THREADS is not shown: each rank sets its threads.
+    assert "OMP_NUM_THREADS" not in two.stderr, two.stderr
     a, b = _evals(tmp_path / "single"), _evals(tmp_path / "ddp")
     # Same evaluations, and the same losses up to float reduction order: two ranks with 4
     # sequences each, gradients averaged by DDP, take the step one process takes on all 8.
@@ -141,6 +143,8 @@ def test_two_machines_meet_at_the_rendezvous_endpoint(tmp_path, shakespeare):
     outputs = [p.communicate(timeout=300)[0] for p in launches]
     assert [p.returncode for p in launches] == [0, 0], outputs
     assert "--nnodes=2 --node-rank=0 --rdzv-endpoint=127.0.0.1:" in outputs[0]
+    # Each node says it waits for the others (torchrun itself is silent until they join).
+    assert f"node 1 of 2 waits at 127.0.0.1:{port} until all 2 nodes have joined" in outputs[1]
     assert _evals(tmp_path / "nodes") == pytest.approx(_evals(tmp_path / "single"), abs=2e-4)
     start = json.loads((tmp_path / "nodes" / "metrics.jsonl").read_text().splitlines()[0])
     assert start["event"] == "start" and start["processes"] == 2
