@@ -911,11 +911,32 @@ def resolve_study(cfg: StudyConfig, path: Path) -> StudyConfig:
             update={"fitted_file": str(base / cfg.priors.fitted_file)}
         )
     updates["study_dir"] = str(_study_folder(cfg, base))
+    # A relative SQLite path in the file is the file's, as its data and folder are: run from
+    # another folder, it made a second database there (a study split in two, without a word).
+    if cfg.storage:
+        updates["storage"] = sqlite_beside(cfg.storage, base)
+    mlflow = cfg.tracking.mlflow
+    if mlflow is not None and mlflow.tracking_uri:
+        updates["tracking"] = cfg.tracking.model_copy(update={"mlflow": mlflow.model_copy(
+            update={"tracking_uri": sqlite_beside(mlflow.tracking_uri, base)})})
     by_default = cfg.study_dir is None
     cfg = cfg.model_copy(update=updates)
     cfg._source = str(path)
     cfg._folder_by_default = by_default
     return cfg
+
+
+def sqlite_beside(url: str, base: Path) -> str:
+    """``url`` with a relative SQLite path (``sqlite:///runs/x.db``) made absolute against
+    ``base``; any other URL (an absolute path, ``sqlite:////...``, in memory, a server) as it
+    is."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url.startswith(prefix + "/"):
+        return url
+    path, mark, query = url[len(prefix):].partition("?")
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return url
+    return f"{prefix}{(base / Path(path).expanduser()).resolve()}{mark}{query}"
 
 
 SHARED_DATABASE = "studies.db"

@@ -175,6 +175,26 @@ def test_a_study_is_the_same_study_from_any_folder(tmp_path, shakespeare, monkey
     assert load_study(path).folder == here == tmp_path / "studies" / "runs" / "tiny"
 
 
+def test_a_relative_sqlite_path_in_the_file_is_the_files(tmp_path, shakespeare, monkeypatch):
+    from scaletune.search.config import load_study, sqlite_beside
+    from tests.search.helpers import write_study
+
+    raw = tiny_study(tmp_path, shakespeare, storage="sqlite:///db/my.db",
+                     tracking={"mlflow": {"tracking_uri": "sqlite:///mlflow.db"}})
+    (tmp_path / "studies").mkdir()
+    path = write_study(tmp_path / "studies", raw)
+    # Run from another folder, each made a second database there: a study split in two.
+    monkeypatch.chdir(tmp_path)
+    cfg = load_study(path)
+    assert cfg.storage_url == f"sqlite:///{tmp_path / 'studies' / 'db' / 'my.db'}"
+    assert cfg.tracking.mlflow.tracking_uri == f"sqlite:///{tmp_path / 'studies' / 'mlflow.db'}"
+    # Absolute paths, memory, servers, and a query stay as they are (the query kept).
+    for url in ("sqlite:////abs/x.db", "sqlite://", "sqlite:///:memory:",
+                "postgresql://u@h/db", "http://mlflow:5000"):
+        assert sqlite_beside(url, tmp_path) == url
+    assert sqlite_beside("sqlite:///x.db?timeout=5", tmp_path) == f"sqlite:///{tmp_path}/x.db?timeout=5"
+
+
 def test_a_study_where_earlier_versions_kept_it_is_used_there(tmp_path, shakespeare, monkeypatch):
     from scaletune.search.config import load_study
     from tests.search.helpers import write_study
