@@ -618,6 +618,9 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
 def _config_rows(cfg: StudyConfig) -> list[tuple[str, str]]:
     m, d = cfg.model, cfg.data
     where = {"builtin": d.builtin, "text": d.path, "hf": d.dataset}.get(d.source, "")
+    if d.source == "hf" and d.data_files:  # a local builder (json, parquet): its files
+        files = [d.data_files] if isinstance(d.data_files, str) else d.data_files
+        where += f" of {', '.join(files)}"
     searched = [f"{name}{f' as {p.as_}' if getattr(p, 'as_', None) else ''} ({_how(p)})"
                 for name, p in {**cfg.search.params, **cfg.search.other}.items()]
     return [

@@ -490,3 +490,14 @@ def test_a_pruner_that_can_stop_no_trial_is_noted(tmp_path, shakespeare, pruner,
     for quiet in ({"name": "median"}, {"name": "predicted"}, {"name": "hyperband"}):
         assert pruner_notes(validate_study(tiny_study(tmp_path, shakespeare, pruner=quiet,
                                                       n_trials=2))) == []
+
+
+def test_show_names_the_files_a_local_dataset_reads(tmp_path, shakespeare):
+    from scaletune.search.manage import _config_rows
+
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text('{"text": "a document"}\n')
+    cfg = validate_study(tiny_study(tmp_path, shakespeare, data={
+        "source": "hf", "dataset": "json", "data_files": [str(docs)], "tokenizer": "byte"}))
+    # It said "hf json, tokenizer byte": which files, it did not say.
+    assert dict(_config_rows(cfg))["data"] == f"hf json of {docs}, tokenizer byte"
