@@ -390,14 +390,15 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _batch_divides(self) -> TrainConfig:
+        errors = []  # every one at once
         micro = self.micro_batch_size or self.batch_size
         if self.batch_size % micro:
-            raise ValueError(
+            errors.append(
                 f"batch_size must be a multiple of micro_batch_size, got batch_size={self.batch_size}, "
                 f"micro_batch_size={micro}"
             )
         if self.tokens < self.tokens_per_step:
-            raise ValueError(
+            errors.append(
                 f"tokens: {self.tokens:,} is less than one optimizer step (batch_size "
                 f"{self.batch_size} x block_size {self.model.block_size} = "
                 f"{self.tokens_per_step:,} tokens): a run trains whole steps, so it would train "
@@ -405,9 +406,11 @@ class TrainConfig(_Strict):
                 "smaller batch_size")
         if self.parallel == "fsdp" and self.optim.name == "muon":
             # Muon orthogonalizes each whole weight matrix; under fsdp a process holds a slice.
-            raise ValueError("parallel: fsdp shards every weight matrix over the processes, and "
-                             "Muon needs whole matrices; use parallel: ddp with optim.name: muon, "
-                             "or optim.name adamw or sgd with fsdp")
+            errors.append("parallel: fsdp shards every weight matrix over the processes, and "
+                          "Muon needs whole matrices; use parallel: ddp with optim.name: muon, "
+                          "or optim.name adamw or sgd with fsdp")
+        if errors:
+            raise ValueError("\n".join(errors))
         return self
 
     @property

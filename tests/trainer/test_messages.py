@@ -91,6 +91,14 @@ def test_a_training_file_shows_the_same_lines(tmp_path):
     assert err.value.errors[1].endswith("; did you mean tokens?")
 
 
+def test_the_run_checks_give_every_error_at_once():
+    # The batch error hid the fsdp one until the batch was fixed.
+    errors = errors_of({"parallel": "fsdp", "optim": {"name": "muon"}, "batch_size": 8,
+                        "micro_batch_size": 3, "tokens": 100})
+    assert [e.split(",")[0].split(":")[0] for e in errors] == [
+        "batch_size must be a multiple of micro_batch_size", "tokens", "parallel"], errors
+
+
 def test_a_validators_own_message_is_kept_and_names_its_key():
     assert errors_of({"model": {"n_head": 3}}) == [
         "model: n_head must divide n_embd, got n_embd=256, n_head=3"]
