@@ -547,8 +547,10 @@ def write_tables(out: Path, tag: str) -> Path:
 
 
 def start_ray(gpus: int) -> None:
-    ray.init(num_cpus=2, num_gpus=gpus, include_dashboard=False, log_to_driver=False,
-             configure_logging=False, object_store_memory=256 * 1024**2)
+    # A Ray of its own (address="local"): without it, ray.init joins a cluster already running
+    # on this machine (`ray start --head`), which refuses the GPUs it declares.
+    ray.init(address="local", num_cpus=2, num_gpus=gpus, include_dashboard=False,
+             log_to_driver=False, configure_logging=False, object_store_memory=256 * 1024**2)
 
 
 def main(argv: list[str] | None = None) -> None:
