@@ -81,7 +81,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
         options = {"--n-trials": args.n_trials, "--max-concurrent": args.max_concurrent,
                    "--storage": args.storage, "--repeat-best": args.repeat_best or None}
-        url = job_server(cfg, None)
+        url = job_server(cfg, args.address)  # an --address that is no job server is named
         # The commands that follow the job name its server unless the study file does.
         follow = None if url == in_file.workers.job_server else url
         return submit(cfg, args.study, url, options, console, follow_address=follow)

@@ -118,7 +118,8 @@ def submit(cfg: StudyConfig, study_file: str, url: str, options: dict[str, Any],
         raise SetupError(
             f"study {cfg.name!r} is being run by Ray job {j.submission_id} ({j.status}, since "
             f"{_when(j.start_time)}); one study has one driver at a time. Wait for it to "
-            f"finish or stop it (`scaletune stop {study_file}`), then run this command again.")
+            f"finish or stop it (`scaletune stop {shlex.quote(study_file)}"
+            f"{_address_flag(follow_address)}`), then run this command again.")
     job_id = f"{PREFIX}{re.sub(r'[^A-Za-z0-9_.-]', '-', cfg.name)}-{uuid.uuid4().hex[:8]}"
     _submit(jobs, url,
             entrypoint=entrypoint(path, options), submission_id=job_id,
@@ -139,7 +140,7 @@ def submit(cfg: StudyConfig, study_file: str, url: str, options: dict[str, Any],
         out(f"the driver runs on the cluster: {started.group(0)}")
     elif status in ACTIVE:
         out(f"the job is {status}; the driver has not opened the study yet")
-    where = f" --address {shlex.quote(follow_address)}" if follow_address else ""
+    where = _address_flag(follow_address)
     quoted = shlex.quote(study_file)
     out("this machine may go now. Follow the study from any machine that reaches the cluster:")
     follow = [(f"scaletune jobs {quoted}{where}", "its progress"),
@@ -241,6 +242,13 @@ def find_job(url: str, target: str) -> tuple[Any, str]:
     """The job a command names: a job id, or a study file's latest job (a running one first)."""
     jobs = client(url)
     if is_job_id(target):
+        try:
+            jobs.get_job_info(target)
+        except RuntimeError as e:  # Ray's "Request failed with status code 404: ..."
+            if "404" not in str(e):
+                raise
+            raise SetupError(f"no Ray job {target} on {url}: `scaletune jobs --address {url}` "
+                             "lists the studies' jobs there") from None
         return jobs, target
     name = load_study(target).name
     found = _study_jobs(jobs, name)
@@ -290,8 +298,15 @@ def stop(url: str, target: str, console: Console) -> int:
     said = _stop_said(jobs.get_job_logs(job_id))
     out(f"Ray job {job_id}: {status}" + (f"; the driver: {said}" if said else ""))
     study = "STUDY.yaml" if is_job_id(target) else target
-    out(f"resume it with  scaletune run {shlex.quote(study)} --detach")
+    named = None if is_job_id(target) else load_study(target).workers.job_server
+    out(f"resume it with  scaletune run {shlex.quote(study)} --detach"
+        f"{_address_flag(None if url == named else url)}")
     return 0
+
+
+def _address_flag(url: str | None) -> str:
+    """`` --address URL`` for a command to print, where the study file does not name ``url``."""
+    return f" --address {shlex.quote(url)}" if url else ""
 
 
 def _study_jobs(jobs: Any, name: str | None) -> list[Any]:

@@ -76,6 +76,20 @@ def test_a_job_server_address_is_refused_without_detach(tmp_path, shakespeare, c
     assert not (tmp_path / "study").exists()
 
 
+def test_detach_names_an_address_that_is_no_job_server(tmp_path, shakespeare, capsys,
+                                                       monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)
+    path = write_study(tmp_path, tiny_study(tmp_path, shakespeare))
+    # It said "no Ray job server: give --address ...", to a user who gave one.
+    for address in ("127.0.0.1:6379", "auto"):
+        assert main(["run", str(path), "--detach", "--address", address]) == 2
+        out = flat(capsys.readouterr().out)
+        assert (f"--address: {address} is not a Ray job server: give the cluster's dashboard "
+                "address, http://HEAD:8265") in out, out
+    assert not (tmp_path / "study").exists()
+
+
 def test_a_storage_password_is_refused_before_it_reaches_the_job_command_line(tmp_path,
                                                                              shakespeare, capsys):
     study = tiny_study(tmp_path, shakespeare,
@@ -280,6 +294,16 @@ def test_a_detached_study_is_followed_stopped_and_resumed_from_outside(tmp_path,
            in flat(resumed.stdout)
     assert f"scaletune stop {path} --address {job_server}" in flat(resumed.stdout)
     again = re.search(r"as Ray job (scaletune-tiny-\w+)", resumed.stdout).group(1)
+    # The refusal of a second job names the stop command with the server, as it must be run.
+    second = scaletune("run", str(path), "--detach", "--address", job_server)
+    assert second.returncode == 2
+    assert f"(`scaletune stop {path} --address {job_server}`)" in flat(second.stdout)
+    # A job id the server does not hold: one line, not Ray's 404 traceback.
+    for command in ("stop", "logs"):
+        unknown = scaletune(command, "scaletune-tiny-nope1234", "--address", job_server)
+        assert unknown.returncode == 2, unknown.stdout + unknown.stderr
+        assert f"no Ray job scaletune-tiny-nope1234 on {job_server}" in flat(unknown.stdout)
+        assert "Traceback" not in unknown.stderr
     deadline = time.time() + 180
     while (status := job_status(path, again, job_server)) != "SUCCEEDED":
         assert status in ("PENDING", "RUNNING") and time.time() < deadline, status
