@@ -58,6 +58,7 @@ from scaletune.search.storage import (
     sqlite_path,
     tally,
     unusable_url,
+    url_problem,
     with_driver,
 )
 from scaletune.search.studies import open_study
@@ -403,6 +404,8 @@ def list_studies(url: str, console: Console) -> int:
     if database is not None and not database.is_file():
         raise ConfigError("storage", [f"storage: {database.resolve()} does not exist: no study has run "
                                       "there (`scaletune run STUDY.yaml` creates it)"])
+    if problem := url_problem(url):
+        raise ConfigError("storage", [problem])
     try:
         storage = optuna.storages.RDBStorage(with_driver(url), engine_kwargs=engine_kwargs(url),
                                              skip_table_creation=True)

@@ -44,6 +44,7 @@ from scaletune.search.storage import (
     scrub,
     sqlite_path,
     unusable_url,
+    url_problem,
 )
 from scaletune.search.tracking import Tracker
 from scaletune.trainer.data import prepare_data, unread_note, validation_note
@@ -107,6 +108,8 @@ def preflight(cfg: StudyConfig) -> Any:
                           "another path")
         elif not os.access(sqlite.parent, os.W_OK):
             errors.append(f"storage: cannot write to the folder of {sqlite}")
+    elif cfg.storage is not None and (problem := url_problem(cfg.storage)):
+        errors.append(problem)
     elif cfg.storage is not None:
         try:
             check_storage(cfg.storage)

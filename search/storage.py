@@ -330,6 +330,18 @@ def unusable_url(e: BaseException, url: str) -> str | None:
     return None
 
 
+def url_problem(url: str) -> str | None:
+    """What is wrong with ``url`` that no driver would say rightly, found before connecting: a
+    password with an unescaped @ parses, with the rest of the password taken as the host's name
+    ("could not translate host name")."""
+    authority = url.partition("://")[2].partition("/")[0]
+    if authority.count("@") > 1:
+        return (f"storage: cannot open {mask_url(url)}: the URL holds more than one @ before its "
+                "host; a password that holds @ must be percent-encoded (@ as %40, : as %3A, / "
+                "as %2F)")
+    return None
+
+
 def _parses(url: str) -> bool:
     try:
         make_url(url).port  # noqa: B018 - SQLAlchemy reads the port as a number here
@@ -341,6 +353,8 @@ def _parses(url: str) -> bool:
 def make_storage(url: str) -> optuna.storages.BaseStorage:
     """An RDB storage for ``url`` (a ``Storage``), creating its tables when they are not there.
     A URL that cannot be used as it is (``unusable_url``) is a StorageError that says why."""
+    if problem := url_problem(url):
+        raise StorageError("storage", [problem])
     try:
         return _make_storage(with_driver(url))
     except (ImportError, ValueError, sqlalchemy.exc.ArgumentError) as e:

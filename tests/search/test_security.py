@@ -204,12 +204,16 @@ def test_a_password_with_an_unescaped_at_sign_stays_out_of_the_storage_error(tmp
 
 @pytest.mark.parametrize("url, said", [
     ("postgresql://alice:p@ss:w0rd@127.0.0.1:5432/db",
-     "storage: cannot open postgresql://alice:***@127.0.0.1:5432/db: the URL does not parse"),
+     "storage: cannot open postgresql://alice:***@127.0.0.1:5432/db: the URL "),
+    # It parses, with the rest of the password taken as the host's name.
+    ("postgresql://alice:w0rd@s3cret@127.0.0.1:5432/db",
+     "storage: cannot open postgresql://alice:***@127.0.0.1:5432/db: the URL holds more than one "
+     "@ before its host; a password that holds @ must be percent-encoded (@ as %40"),
     ("postgresql://alice:s3cret@127.0.0.1:notaport/db", "must be percent-encoded (@ as %40"),
     ("mysql://alice:s3cret@127.0.0.1:1/db", "the Python driver of mysql:// is not installed"),
     ("postgres://alice:s3cret@127.0.0.1:1/db", "sqlalchemy.dialects:postgres; write postgresql://"),
     ("nonsense", "storage: nonsense is not a storage URL: give sqlite:///PATH or postgresql://"),
-], ids=["password with @ and :", "port not a number", "driver not installed", "postgres://",
+], ids=["password with @ and :", "password with @", "port not a number", "driver not installed", "postgres://",
         "not a URL"])
 def test_a_storage_url_that_cannot_be_used_is_one_line_in_every_command(tmp_path, shakespeare,
                                                                         capsys, url, said):
