@@ -4,6 +4,7 @@ and the summary ``scaletune run`` prints at the end."""
 from __future__ import annotations
 
 import math
+import os
 import shlex
 import time
 from pathlib import Path
@@ -336,7 +337,13 @@ def _states(study: optuna.Study, by_state: dict[str, int]) -> str:
 
 
 def _near(path: Path) -> Path:
-    """``path`` relative to the working directory when it lies below it, as a user types it."""
+    """``path`` relative to the working directory when it lies below it, as a user types it;
+    whole for a driver run as a Ray job, whose working directory is the head node's, read by
+    `scaletune logs` from anywhere."""
+    from scaletune.search.lease import JOB_ENV
+
+    if os.environ.get(JOB_ENV):
+        return path.resolve()
     try:
         return path.resolve().relative_to(Path.cwd())
     except ValueError:

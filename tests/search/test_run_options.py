@@ -102,6 +102,20 @@ def test_the_next_commands_name_the_storage_of_run_storage(tmp_path):
     assert not any("--storage" in line for line in summary_next_lines(tmp_path / "plain", None))
 
 
+def test_a_detached_drivers_next_commands_give_whole_paths(tmp_path, monkeypatch):
+    from scaletune.search.lease import JOB_ENV
+
+    # Its working directory is the head node's; `scaletune logs` shows the lines anywhere.
+    for where in ("here", "job"):
+        (tmp_path / where).mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    assert "-o study/report" in summary_next_lines(tmp_path / "here", None)[1]
+    monkeypatch.chdir(tmp_path / "job")
+    monkeypatch.setenv(JOB_ENV, "scaletune-tiny-0a1b2c3d")
+    assert f"-o {tmp_path / 'job' / 'study' / 'report'}" in summary_next_lines(tmp_path / "job",
+                                                                                 None)[1]
+
+
 def test_the_next_commands_never_print_a_password(tmp_path):
     url = "postgresql://me:s3cret-pw@db:5432/x"
     lines = summary_next_lines(tmp_path, url)
