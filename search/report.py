@@ -300,7 +300,9 @@ def noise_rows(noise: dict[str, Any] | None, pruner: str) -> list[tuple[str, str
             for i, g in enumerate(noise["groups"])]
     rows.append(("", f"noise floor {noise['measured_floor']:.2%} (2 standard deviations)"
                      + (f"; the predicted pruner uses {noise['floor']:.2%}"
-                        if pruner == "predicted" else "")))
+                        if pruner == "predicted" else
+                        f"; trials whose final losses differ by less are not told apart (the "
+                        f"{pruner} pruner does not use it; the predicted pruner would)")))
     return rows
 
 
@@ -991,7 +993,9 @@ def print_summary(summary: dict[str, Any], index: Path, console: Console) -> Non
     console.print(table)
     for note in summary["notes"]:
         console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
-    console.print(f"wrote {len(summary['files'])} files to {index.parent}", highlight=False)
+    # The figures and trials.csv, then summary.json, index.html and the plotly.js they share.
+    written = len(summary["files"]) + 2 + (index.parent / "plotly.min.js").is_file()
+    console.print(f"wrote {written} files to {index.parent}", highlight=False)
     console.print(f"report: {index.resolve()}", highlight=False, markup=False, soft_wrap=True)
 
 

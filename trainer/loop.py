@@ -245,6 +245,12 @@ def _train(config: TrainConfig, run: _Run, report: Report | None, resume: bool,
     # redraws would pile up, one line per evaluation instead.
     shown = config.progress and run.lead
     lines = shown and not _on_terminal(sys.stderr)
+    if lines:  # the first evaluation may be minutes away: say what comes, and when
+        every = math.ceil(run.eval_every / run.tokens_per_step)
+        print(f"training {run.total_steps - progress.step:,} steps of {run.tokens_per_step:,} "
+              f"tokens on {run.device.type}, {torch.get_num_threads()} thread"
+              f"{'' if torch.get_num_threads() == 1 else 's'}; a line at each evaluation, every "
+              f"{every:,} step{'' if every == 1 else 's'}", file=sys.stderr, flush=True)
     bar = tqdm(total=run.total_steps, initial=progress.step, unit="step",
                disable=not shown or lines, dynamic_ncols=True, file=sys.stderr)
     try:

@@ -198,7 +198,11 @@ def test_the_report_shows_each_repeated_config_and_the_floor(tmp_path, shakespea
     assert "trial 0, seeds 0, 1: final loss 2.0000, 2.0500, spread 2.50%" in text
     assert f"noise floor {noise['measured_floor']:.2%}" in text
     assert f"the predicted pruner uses {noise['measured_floor']:.2%}" in text
-    assert "predicted pruner" not in "\n".join(v for _, v in noise_rows(noise, "median"))
+    # Under another pruner it says what the floor means, and that this pruner does not use it.
+    median = "\n".join(v for _, v in noise_rows(noise, "median"))
+    assert "the predicted pruner uses" not in median
+    assert ("trials whose final losses differ by less are not told apart (the median pruner "
+            "does not use it; the predicted pruner would)") in median
 
 
 def test_run_repeat_best_refuses_a_study_with_nothing_to_repeat(tmp_path, capsys):

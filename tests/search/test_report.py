@@ -104,6 +104,8 @@ def test_report_writes_every_file(mixed, tmp_path, capsys):
     # Rule: the summary is printed too.
     printed = capsys.readouterr().out
     assert "trial 1: val loss 2.2000" in printed and "pruning saved" in printed
+    # It counts every file it wrote (summary.json, index.html and plotly.min.js were left out).
+    assert f"wrote {len(list(out.iterdir()))} files to {out}" in printed
 
 
 def test_counts_some_trials_leave_empty_stay_whole_numbers_in_the_csv(mixed, tmp_path):

@@ -30,7 +30,10 @@ def test_off_a_terminal_each_evaluation_is_one_line_and_no_bar(tiny, capsys):
     err = capsys.readouterr().err
     # No bar: its redraws (carriage returns) would pile up in a log.
     assert "\r" not in err and "step/s" not in err
-    lines = err.splitlines()
+    first, *lines = err.splitlines()
+    # A first line says what comes and when: the first evaluation may be minutes away.
+    assert re.fullmatch(rf"training 25 steps of {STEP_TOKENS:,} tokens on cpu, \d+ threads?; a "
+                        r"line at each evaluation, every 5 steps", first), first
     assert len(lines) == len(result.history) == 5  # steps 5, 10, ..., 25
     for line, h in zip(lines, result.history, strict=True):
         assert line.startswith(f"step {h['step']}/25 ({h['step'] / 25:.0%})  tokens "
