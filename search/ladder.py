@@ -164,7 +164,12 @@ def study_or_target(path: str | Path) -> StudyConfig:
     for."""
     from scaletune.search.config import load_study
 
-    return load_ladder(path).target if is_ladder(path) else load_study(path)
+    if not is_ladder(path):
+        return load_study(path)
+    target = load_ladder(path).target.model_copy()
+    target._source = str(path)  # what the user gave, which commands name (not the target's
+    # study file, which the ladder names)
+    return target
 
 
 def load_ladder(path: str | Path) -> Ladder:

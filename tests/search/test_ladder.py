@@ -252,6 +252,9 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     assert main(["best", str(path), "--json"]) == 0
     best = json.loads(capsys.readouterr().out)
     assert best["study"] == "ladder-target" and "lr" in best["params"]
+    # show names the file it was given, not the target's study file.
+    assert main(["show", str(path)]) == 0
+    assert f"study ladder-target ({path})" in capsys.readouterr().out
     assert load_study(tmp_path / "target.yaml").name == "tiny"
     # Rule: the report of a ladder opens on its figures: index.html shows each law's figure
     # and summary.json lists them with the target study's files.
