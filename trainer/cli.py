@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -166,17 +167,26 @@ def unknown_host(rdzv_endpoint: str) -> list[str]:
     return []
 
 
-def _own_group_ending_with_parent() -> None:
-    """In torchrun's process before it starts: a process group of its own (a Ctrl-C on the
-    terminal reaches it once, from ``launch``), and on Linux a SIGTERM when ``launch``'s process
-    dies, whatever kills it: a SIGKILL (a batch system's, the OOM killer) cannot be passed on,
-    and left torchrun and its ranks training a run that a --resume then trained beside them."""
-    os.setpgrp()
+def _own_group_ending_with_parent() -> Callable[[], None]:
+    """What torchrun's process runs before it starts: a process group of its own (a Ctrl-C on
+    the terminal reaches it once, from ``launch``), and on Linux a SIGTERM when ``launch``'s
+    process dies, whatever kills it: a SIGKILL (a batch system's, the OOM killer) cannot be
+    passed on, and left torchrun and its ranks training a run that a --resume then trained
+    beside them. libc's prctl is looked up here, in the parent: the child between fork and exec
+    only calls it."""
+    prctl = None
     if sys.platform.startswith("linux"):
         import ctypes
 
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig, sigterm = 1, int(signal.SIGTERM)
+
+    def in_child() -> None:
+        os.setpgrp()
+        if prctl is not None:
+            prctl(pr_set_pdeathsig, sigterm)
+
+    return in_child
 
 
 PASSED_ON = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -222,7 +232,7 @@ def launch(path: str, nproc: int, resume: bool = False, overwrite: bool = False,
     # each rank sets its own threads (trainer.loop: num_threads, else its share of the cores),
     # so the same value is given here, without the warning.
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    proc = subprocess.Popen(cmd, env=env, preexec_fn=_own_group_ending_with_parent)
+    proc = subprocess.Popen(cmd, env=env, preexec_fn=_own_group_ending_with_parent())
 
     def forward(signum: int, _frame: Any) -> None:
         with contextlib.suppress(ProcessLookupError):
