@@ -79,6 +79,7 @@ MLFLOW_PROBE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIM
 
 def _mlflow(cfg: MLflowConfig, study_name: str) -> Callback:
     import os
+    from unittest.mock import patch
 
     import mlflow
     from optuna_integration.mlflow import MLflowCallback
@@ -87,16 +88,9 @@ def _mlflow(cfg: MLflowConfig, study_name: str) -> Callback:
         os.environ.setdefault(name, value)
     # A server that does not answer, or a plain folder (which MLflow 3 refuses), is refused here,
     # before the study starts, not once per trial after each has trained.
-    saved = {name: os.environ.get(name) for name in MLFLOW_PROBE}
-    os.environ.update(MLFLOW_PROBE)
-    try:
+    # (patch.dict: the environment as it was afterwards, the stdlib's own save and restore)
+    with patch.dict(os.environ, MLFLOW_PROBE):
         mlflow.MlflowClient(tracking_uri=cfg.tracking_uri).search_experiments(max_results=1)
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
     if cfg.experiment is not None:  # the callback itself only names experiments after studies
         if cfg.tracking_uri is not None:
             mlflow.set_tracking_uri(cfg.tracking_uri)

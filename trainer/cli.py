@@ -78,17 +78,16 @@ def startable(path: str, resume: bool, overwrite: bool, world: int = 1) -> Train
             print(f"{path}: out_dir {out_dir}: {blocked} is a file, and a run writes its "
                   "checkpoint and logs into a folder: give another out_dir", file=sys.stderr)
             return None
+        try:
+            check_free(out_dir)  # another run trains there now
+        except SetupError as e:
+            print(f"{path}: {e}", file=sys.stderr)
+            return None
     if world > 1:
         try:
             local_batch(config.batch_size, config.micro_batch_size or config.batch_size, world)
         except SetupError as e:
             print(f"{path}: {e} (the {world} processes of this launch)", file=sys.stderr)
-            return None
-    if config.out_dir:
-        try:
-            check_free(Path(os.path.normpath(config.out_dir)))
-        except SetupError as e:
-            print(f"{path}: {e}", file=sys.stderr)
             return None
     if config.out_dir and (Path(config.out_dir) / CHECKPOINT).exists() and not (resume or overwrite):
         print(f"{path}: out_dir {os.path.normpath(config.out_dir)} already holds a run's checkpoint; "

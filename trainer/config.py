@@ -315,14 +315,17 @@ class DataConfig(_Strict):
     def unread_given(self) -> list[str]:
         """The fields that this config's source does not read and that a file set to other than
         their defaults: ignored (``trainer.data.unread_note`` says so)."""
-        return [name for source, names in self.SOURCE_FIELDS.items() if source != self.source
-                for name in names if getattr(self, name) != type(self).model_fields[name].default]
+        return self._unread(at_default=False)
 
     def unread_defaults(self) -> list[str]:
         """The fields that this config's source does not read and that hold their defaults: what
         a written config may leave out without changing what it loads as."""
+        return self._unread(at_default=True)
+
+    def _unread(self, at_default: bool) -> list[str]:
         return [name for source, names in self.SOURCE_FIELDS.items() if source != self.source
-                for name in names if getattr(self, name) == type(self).model_fields[name].default]
+                for name in names
+                if (getattr(self, name) == type(self).model_fields[name].default) == at_default]
 
     @model_validator(mode="after")
     def _source_fields(self) -> DataConfig:

@@ -246,11 +246,11 @@ def _train(config: TrainConfig, run: _Run, report: Report | None, resume: bool,
     shown = config.progress and run.lead
     lines = shown and not _on_terminal(sys.stderr)
     if lines:  # the first evaluation may be minutes away: say what comes, and when
-        every = math.ceil(run.eval_every / run.tokens_per_step)
+        every, threads = math.ceil(run.eval_every / run.tokens_per_step), torch.get_num_threads()
         print(f"training {run.total_steps - progress.step:,} steps of {run.tokens_per_step:,} "
-              f"tokens on {run.device.type}, {torch.get_num_threads()} thread"
-              f"{'' if torch.get_num_threads() == 1 else 's'}; a line at each evaluation, every "
-              f"{every:,} step{'' if every == 1 else 's'}", file=sys.stderr, flush=True)
+              f"tokens on {run.device.type}, {threads} thread{'' if threads == 1 else 's'}; a "
+              f"line at each evaluation, every {every:,} step{'' if every == 1 else 's'}",
+              file=sys.stderr, flush=True)
     bar = tqdm(total=run.total_steps, initial=progress.step, unit="step",
                disable=not shown or lines, dynamic_ncols=True, file=sys.stderr)
     try:
