@@ -36,7 +36,7 @@ def init_ray(cfg: StudyConfig) -> None:
         if silent:
             raise ConfigError(cfg.source, [unreachable(address, silent, head)])
         try:
-            ray.init(address=address, **kwargs)
+            ray.init(address=head, **kwargs)
         except ConnectionError as e:
             raise ConfigError(cfg.source, [unreachable(address, e)]) from None
         return
@@ -80,17 +80,25 @@ SKIPPED = ("start_api_server", "start_monitor", "start_log_monitor")
 
 
 def _auto_address(cfg: StudyConfig) -> str:
-    """The head that ``auto`` joins, as Ray finds it (the cluster it last recorded on this
-    machine, or RAY_ADDRESS); 'auto' where this Ray has no such lookup."""
+    """The head that ``auto`` joins: RAY_ADDRESS, else the cluster that `ray start` last
+    recorded on this machine; 'auto' where Ray should judge (a job server's URL in RAY_ADDRESS,
+    or a Ray without this lookup).
+
+    Ray's own ``auto``, with no cluster recorded, joins any Ray it finds running here (its
+    gcs_server in the process list): another study's private cluster among them, whose trials
+    would then end when that study ends and whose CPUs it shares. That one is never joined.
+    """
+    given = os.environ.get(ray._private.ray_constants.RAY_ADDRESS_ENVIRONMENT_VARIABLE, "")
+    if given:
+        return "auto" if "://" in given else given
     try:
-        found = ray._private.services.canonicalize_bootstrap_address("auto")
-    except ConnectionError as e:  # none recorded
-        raise ConfigError(cfg.source, [unreachable("auto", e)]) from None
+        recorded = ray._private.services.find_bootstrap_address(None)
     except AttributeError:  # another Ray: it finds the cluster itself
         return "auto"
-    if not found or "://" in found:  # a job server's URL in RAY_ADDRESS: Ray judges it
-        return "auto"
-    return found
+    if not recorded:
+        raise ConfigError(cfg.source, [unreachable(
+            "auto", ConnectionError("no cluster started with `ray start` is recorded here"))])
+    return recorded
 
 
 PROBE_TIMEOUT_S = 5.0
@@ -126,8 +134,10 @@ def unreachable(address: str, error: BaseException | str, head: str | None = Non
                 "stopped without `ray stop`? Start it again "
                 f"(`ray start --head`), or {alone}")
     if address == "auto":
-        return ("workers.address: auto joins the Ray cluster that runs on this machine, and none "
-                f"runs here: start one (`ray start --head`) and run the study there, or {alone}")
+        return ("workers.address: auto joins the Ray cluster started on this machine with `ray "
+                "start` (or the one in RAY_ADDRESS), and none was: start one (`ray start --head`) "
+                f"and run the study there, or {alone} (auto never joins another study's own "
+                "cluster)")
     check = ("is the head node up, with Ray's client server on that port (`ray start --head` "
              "serves it on 10001), open to this machine?" if address.startswith("ray://") else
              "is the head node up, with Ray on that port (`ray start --head --port 6379`)?")

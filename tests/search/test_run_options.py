@@ -315,14 +315,48 @@ def test_auto_with_a_recorded_cluster_that_is_gone_is_refused_at_once(tmp_path, 
     assert not ray.is_initialized() and not cfg.folder.exists()
 
 
+def test_auto_never_joins_another_studys_private_cluster(tmp_path, capsys, monkeypatch):
+    import subprocess
+    import sys
+
+    import ray
+
+    # Another study's Ray: a private cluster of this machine (as init_ray starts one), which
+    # `ray start` did not record. Ray's own auto finds its gcs_server among the processes and
+    # joins it; the study's trials would then die with that study.
+    other = subprocess.Popen(
+        [sys.executable, "-c", "import ray, sys, time\n"
+         "ray.init(address='local', num_cpus=1, include_dashboard=False)\n"
+         "print('up', flush=True)\n"
+         "sys.stdin.read()\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "up"
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+        # Where `ray start` records its cluster: a folder where none was started.
+        monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "ray-tmp"))
+        path, cfg = study_file(tmp_path)
+        code, out = run(capsys, str(path), "--address", "auto")
+        joined = ray.is_initialized()
+    finally:
+        other.stdin.close()
+        other.wait(timeout=60)
+    assert code == 2, out
+    assert ("workers.address: auto joins the Ray cluster started on this machine with `ray "
+            "start` (or the one in RAY_ADDRESS), and none was" in out), out
+    assert "auto never joins another study's own cluster" in out
+    assert not joined and not cfg.folder.exists()
+
+
 def test_the_address_checks_say_what_auto_needs_and_pass_a_listening_port():
     import socket
 
     from scaletune.search.cluster import listening, unreachable
 
-    said = unreachable("auto", ConnectionError("Could not find any running Ray instance."))
-    assert said.startswith("workers.address: auto joins the Ray cluster that runs on this "
-                           "machine, and none runs here: start one (`ray start --head`)")
+    said = unreachable("auto", ConnectionError("no cluster started with `ray start` is recorded"))
+    assert said.startswith("workers.address: auto joins the Ray cluster started on this machine "
+                           "with `ray start` (or the one in RAY_ADDRESS), and none was: start one "
+                           "(`ray start --head`)")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
