@@ -611,6 +611,12 @@ def _tokenize_into_cache(cfg: DataConfig, cache: Path) -> dict[str, Any]:
     docs = read_documents(cfg)
     if not docs:
         raise DataError(f"data: the {cfg.source} source yielded no text")
+    if any(docs) and all(doc.isspace() or not doc for doc in docs):
+        # A model learns the pattern of the spaces and line ends to a loss near 0, and the study
+        # reports that as a win.
+        raise DataError(f"{_where(cfg)}: the data holds only whitespace "
+                        f"({sum(map(len, docs)):,} characters of spaces, tabs and line ends): "
+                        "nothing to learn; point it at text")
     fingerprint = f"{content_hash(docs)[:16]}-{tokenizer_key(cfg.tokenizer)}"
     vocab = vocab_size_of(cfg.tokenizer)
     dtype = "uint16" if vocab <= 2**16 else "uint32"

@@ -329,6 +329,21 @@ def test_an_empty_data_file_names_the_path_and_leaves_nothing(tmp_path, shakespe
     assert not (tmp_path / "study").exists()
 
 
+def test_a_data_file_of_whitespace_is_refused_not_trained_to_loss_zero(tmp_path, shakespeare,
+                                                                        capsys):
+    # It trained: the spaces' pattern learned to a loss near 0, reported as the study's best.
+    study = tiny_study(tmp_path, shakespeare)
+    blank = tmp_path / "blank.txt"
+    blank.write_text(" \t \n\n   \n" * 2_000)
+    study["data"]["path"] = str(blank)
+    code = main(["run", str(write_study(tmp_path, study))])
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 2, out
+    assert (f"data.path {blank}: the data holds only whitespace (18,000 characters of spaces, "
+            "tabs and line ends): nothing to learn; point it at text") in out
+    assert not (tmp_path / "study").exists()
+
+
 @pytest.mark.parametrize("text, data, expected", [
     (b"", {}, "the data holds no text (0 tokens)"),
     (b"x" * 300, {}, "data: 300 tokens give 270 training and 30 validation tokens; each split "
