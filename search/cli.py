@@ -558,7 +558,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dashboard", help="serve optuna-dashboard for a study's storage and every "
                                          "study in it (read-only)")
-    _stored_study_args(p, cmd_dashboard)
+    p.add_argument("study", nargs="?", help="study YAML (or none, with --storage)")
+    p.add_argument("--storage", metavar="URL",
+                   help="the storage to serve: where `run --storage` put the study, or any "
+                        "storage, with no study file")
+    p.set_defaults(func=cmd_dashboard)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1); anyone who can reach it reads "
                         "every trial, config and user attr of every study in the storage, with "

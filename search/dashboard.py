@@ -29,7 +29,7 @@ from wsgiref.simple_server import WSGIServer, make_server
 from rich.console import Console
 
 from scaletune.search import hparams
-from scaletune.trainer.errors import SetupError
+from scaletune.trainer.errors import ConfigError, SetupError
 
 if TYPE_CHECKING:
     import optuna
@@ -172,31 +172,39 @@ def dashboard_app(url: str, allow_writes: bool = False) -> WSGIApp:
     return app if allow_writes else read_only(app)
 
 
-def serve(study_path: str, host: str = "127.0.0.1", port: int = 8080,
+def serve(study_path: str | None, host: str = "127.0.0.1", port: int = 8080,
           allow_writes: bool = False, console: Console | None = None,
           storage: str | None = None) -> int:
     """Serve the dashboard of the study's storage (``storage`` where given instead of the
-    file's), which lists every study in it, until interrupted. Intermediate values show as
-    learning curves.
+    file's; with no study file, the storage alone), which lists every study in it, until
+    interrupted. Intermediate values show as learning curves.
 
     The study must have run: a storage that does not exist is not created.
     """
     from scaletune.search.ladder import study_or_target
-    from scaletune.search.manage import with_options
+    from scaletune.search.manage import stored_studies, with_options
     from scaletune.search.storage import mask_url
     from scaletune.search.studies import open_study
 
     console = console or Console()
-    cfg = with_options(study_or_target(study_path), storage=storage)
-    open_study(cfg, study_path)
-    app = dashboard_app(cfg.storage_url, allow_writes)
+    if study_path is None:  # a storage URL alone: a machine that has no study file
+        if storage is None:
+            raise ConfigError("dashboard", ["give a study YAML, or the storage to serve with "
+                                            "--storage URL"])
+        url = storage
+        stored_studies(url)
+    else:
+        cfg = with_options(study_or_target(study_path), storage=storage)
+        open_study(cfg, study_path)
+        url = cfg.storage_url
+    app = dashboard_app(url, allow_writes)
     if not is_loopback(host):
         console.print(exposure_warning(host, allow_writes), style="yellow", highlight=False,
                       markup=False)
     server = bind(app, host, port)
     mode = "read-write" if allow_writes else "read-only"
     shown = f"[{host}]" if ":" in host else host
-    console.print(f"dashboard ({mode}) for {mask_url(cfg.storage_url)} at "
+    console.print(f"dashboard ({mode}) for {mask_url(url)} at "
                   f"http://{shown}:{port}/dashboard/", highlight=False, markup=False)
     try:
         server.serve_forever()

@@ -396,9 +396,9 @@ def _budget(cfg: StudyConfig, priors: Priors) -> str:
 # --------------------------------------------------------------------------- studies in a storage
 
 
-def list_studies(url: str, console: Console) -> int:
-    """A table of the studies in ``url``: trials by state, best value, last activity. Reads
-    only; an SQLite file that is not there is an error, never created."""
+def stored_studies(url: str) -> tuple[optuna.storages.RDBStorage, list[optuna.Study]]:
+    """The storage at ``url`` and its studies, by name, opened to read: an SQLite file that is
+    not there, or a database that is not an Optuna storage, is a ConfigError, never created."""
     shown = mask_url(url)
     database = sqlite_path(url)
     if database is not None and not database.is_file():
@@ -430,6 +430,14 @@ def list_studies(url: str, console: Console) -> int:
         question = "" if unreachable else " (is it an Optuna storage?)"
         raise ConfigError("storage", [f"storage: cannot list the studies in {shown}{question}: "
                                       f"{scrub(first, url)}"]) from None
+    return storage, studies
+
+
+def list_studies(url: str, console: Console) -> int:
+    """A table of the studies in ``url``: trials by state, best value, last activity. Reads
+    only; an SQLite file that is not there is an error, never created."""
+    shown = mask_url(url)
+    storage, studies = stored_studies(url)
     if not studies:
         _printer(console)(f"no studies in {shown}")
         return 0

@@ -41,8 +41,9 @@ def ran_study(tmp_path: Path, shakespeare: Path) -> tuple[Path, str]:
 
 
 @contextlib.contextmanager
-def served(path: Path, monkeypatch, *options: str) -> Iterator[str]:
-    """`scaletune dashboard PATH OPTIONS` served in a thread; yields its base URL."""
+def served(path: Path | None, monkeypatch, *options: str) -> Iterator[str]:
+    """`scaletune dashboard PATH OPTIONS` served in a thread (no PATH where None); yields its
+    base URL."""
     servers = []
     bind = dashboard.bind
 
@@ -53,7 +54,8 @@ def served(path: Path, monkeypatch, *options: str) -> Iterator[str]:
     monkeypatch.setattr(dashboard, "bind", keep)
     port = free_port()
     thread = threading.Thread(
-        target=main, args=(["dashboard", str(path), "--port", str(port), *options],), daemon=True,
+        target=main, args=(["dashboard", *([str(path)] if path else []), "--port", str(port),
+                            *options],), daemon=True,
     )
     thread.start()
     for _ in range(300):
@@ -123,6 +125,28 @@ def test_the_dashboard_serves_the_storage_given_on_the_command_line(tmp_path, sh
         detail = json.loads(call("GET", f"{base}/api/studies/{study_id}")[1])
     # Rule: `--storage` serves the storage that `run --storage` used, not the file's.
     assert len(detail["trials"]) == 3
+
+
+def test_a_storage_alone_is_served_without_a_study_file(tmp_path, shakespeare, monkeypatch,
+                                                       capsys):
+    # A machine that has the storage's URL and no study file: it was "the following arguments
+    # are required: study".
+    _, url = ran_study(tmp_path, shakespeare)
+    with served(None, monkeypatch, "--storage", url) as base:
+        listing = json.loads(call("GET", f"{base}/api/studies")[1])["study_summaries"]
+        refused = call("DELETE", f"{base}/api/studies/{listing[0]['study_id']}")[0]
+    assert [s["study_name"] for s in listing] == ["tiny"]
+    assert refused == 405  # read-only as with a study file
+    assert f"dashboard (read-only) for {url} at" in " ".join(capsys.readouterr().out.split())
+    # A storage that does not exist is not created; with neither, the command says what it needs.
+    missing = tmp_path / "nowhere.db"
+    assert main(["dashboard", "--storage", f"sqlite:///{missing}"]) == 2
+    assert f"storage: {missing} does not exist: no study has run there" in " ".join(
+        capsys.readouterr().out.split())
+    assert not missing.exists()
+    assert main(["dashboard"]) == 2
+    assert "give a study YAML, or the storage to serve with --storage URL" in " ".join(
+        capsys.readouterr().out.split())
 
 
 def test_allow_writes_lets_the_dashboard_delete_the_study(tmp_path, shakespeare, monkeypatch):
