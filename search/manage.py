@@ -39,7 +39,7 @@ from scaletune.search.config import (
     stored_study_names,
     validate_study,
 )
-from scaletune.search.plan import failed_for_good, n_finished
+from scaletune.search.plan import LAST_N_TRIALS, failed_for_good, n_finished
 from scaletune.search.progress import fmt_params, seeds_of_best
 from scaletune.search.space import (
     build_space,
@@ -564,14 +564,18 @@ def _numbers(numbers: list[int], most: int = 6) -> str:
     return shown + (f" and {len(numbers) - most} more" if len(numbers) > most else "")
 
 
-def _finished_said(study: Any, trials: list[Any], n_trials: int) -> str:
-    """``9 finished of n_trials 6``; with repeats of a config (``run --repeat-best``, on top of
+def _finished_said(study: Any, trials: list[Any], n_trials: int | str) -> str:
+    """``9 finished of n_trials 6`` (``of n_trials 6 in the study file; its last run asked for
+    12`` after ``run --n-trials 12``); with repeats of a config (``run --repeat-best``, on top of
     n_trials): ``9 finished: 7 of the search (n_trials 6) and 2 repeats of trial 1 with other
     training seeds``."""
     from scaletune.search.noise import REPEAT_OF, finished_repeats
 
     finished = n_finished(study)
     repeats = finished_repeats(trials)
+    asked = study.user_attrs.get(LAST_N_TRIALS)
+    if isinstance(asked, int) and asked != n_trials:  # run with --n-trials, or the file changed
+        n_trials = f"{n_trials} in the study file; its last run asked for {asked}"
     if not repeats:
         return f"{finished} finished of n_trials {n_trials}"
     of = sorted({t.user_attrs[REPEAT_OF] for t in repeats})

@@ -569,6 +569,10 @@ def _live_trial(study: optuna.Study, frozen: FrozenTrial) -> optuna.Trial:
 RECORD = ("config", "data_fingerprint", "data_tokens", "vocab_size", "priors", "provenance")
 """What a study records about how it runs, beside its ``fingerprint``."""
 
+LAST_N_TRIALS = "n_trials"
+"""Study user attr: the finished trials its last launch asked for (the file's ``n_trials``, or
+``--n-trials``), which `scaletune show` names where the file asks for another number now."""
+
 
 def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors, data: Any) -> None:
     """A new study records what it runs with; a resumed one must run with the same.
@@ -599,6 +603,7 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors, data:
             ])
         if all(key in attrs for key in RECORD):
             write_note(study, study_note(cfg, attrs["config"], priors), keep=True)
+            _record_n_trials(study, cfg)
             return
     config = cfg.model_dump(mode="json", by_alias=True)
     if config.get("storage"):
@@ -625,7 +630,13 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors, data:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([OBJECTIVE])
+    _record_n_trials(study, cfg)
     study.set_user_attr("fingerprint", cfg.fingerprint())
+
+
+def _record_n_trials(study: optuna.Study, cfg: StudyConfig) -> None:
+    if study.user_attrs.get(LAST_N_TRIALS) != cfg.n_trials:
+        study.set_user_attr(LAST_N_TRIALS, cfg.n_trials)
 
 
 def pruner_note(study: optuna.Study, cfg: StudyConfig) -> str | None:

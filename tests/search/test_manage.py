@@ -149,6 +149,13 @@ def test_show_gives_state_best_config_priors_and_storage(finished, capsys):
     assert f"storage {cfg.storage_url}" in out
     assert "driver none running" in out
     assert "trials 3 complete, 1 pruned; 4 finished of n_trials 4" in out
+    # A launch with --n-trials 9 (the driver records it): the file's number and the launch's.
+    study.set_user_attr("n_trials", 9)
+    code, out = scaletune(capsys, "show", str(path))
+    assert "4 finished of n_trials 4 in the study file; its last run asked for 9" in out, out
+    study.set_user_attr("n_trials", 4)
+    code, out = scaletune(capsys, "show", str(path))
+    assert "4 finished of n_trials 4; last activity" in out, out
     # Rule: the best trial's params as the registry shows them, and what was derived from them.
     assert "best trial 1: val loss 2.2000 lr=0.004 tau=0.8 warmup_frac=0.15 batch_size=16" in out
     assert "derived weight_decay=" in out
@@ -441,7 +448,9 @@ def test_a_real_study_through_every_command(tmp_path, capsys):
     code, out = scaletune(capsys, "studies", "--storage", url)
     assert code == 0 and "tiny 2 complete" in out, out
     code, out = scaletune(capsys, "show", str(path), "--storage", url)
-    assert code == 0 and "2 finished of n_trials 6" in out, out
+    # Rule: the file's n_trials, and what the last launch asked for where it differs.
+    assert code == 0 and "2 finished of n_trials 6 in the study file; its last run asked for 2" \
+        in out, out
     assert main(["best", str(path), "--storage", url]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split("=")[0] for line in lines] == list(study.best_trial.params)
