@@ -266,36 +266,19 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.config import load_study
-    from scaletune.search.fit import fit_from_studies
+    from scaletune.search.fit import fit_from_studies, laws_writable, save_laws
     from scaletune.search.manage import with_options
 
     _quiet_optuna()
     studies = [with_options(load_study(p), storage=args.storage) for p in args.studies]
-    _laws_replaceable(Path(args.output))
+    output = Path(args.output)
+    laws_writable(output, f"-o {output}")
     laws = fit_from_studies(studies, scale_kind=args.by)
-    laws.save(args.output)
+    save_laws(laws, output, f"-o {output}")
     print_laws(laws, console)
     console.print(f"wrote {args.output}; use it with  priors: {{laws: fitted, fitted_file: "
                   f"{args.output}}}", highlight=False, markup=False)
     return 0
-
-
-def _laws_replaceable(output: Path) -> None:
-    """``fit -o`` writes a new file or replaces laws an earlier fit wrote; anything else there
-    (a study file given as the output by mistake, a folder) is a ConfigError, left untouched."""
-    from scaletune.heuristics.fit import FittedLaws
-
-    where = f"-o {output}"
-    if output.is_dir():
-        raise ConfigError(where, [
-            f"a folder; give the file to write, e.g. -o {output / 'laws.json'}"])
-    if output.exists():
-        try:
-            FittedLaws.load(output)
-        except (ValueError, OSError):
-            raise ConfigError(where, ["a file that is not a fitted-laws file is there; fit "
-                                      "replaces only laws an earlier fit wrote: give another path"
-                                      ]) from None
 
 
 def print_laws(laws: Any, console: Console) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -134,3 +135,52 @@ def _mixed_scales(cfgs: list[StudyConfig], scale_kind: str) -> tuple[str, ...]:
             "are in non-embedding parameters, so the fit reads the horizons' differences as the "
             "models': fit studies of one tokens_per_trial, or fit in tokens (scale: tokens, fit "
             "--by tokens) studies of one model",)
+
+
+def laws_file_problem(path: Path) -> str | None:
+    """Why fitted laws may not be written at ``path``, else None: a folder, or a file there that
+    is not fitted laws (a study file given by mistake), which saving would replace. Laws that an
+    earlier fit or ladder wrote are replaced."""
+    if path.is_dir():
+        return f"{path} is a folder; give the file to write, e.g. {path / 'laws.json'}"
+    if path.exists():
+        try:
+            FittedLaws.load(path)
+        except (ValueError, OSError):
+            return (f"{path} holds a file that is not fitted laws, which writing the laws would "
+                    "replace; only laws an earlier fit or ladder wrote are replaced: give "
+                    "another path")
+    return None
+
+
+def save_laws(fitted: FittedLaws, path: Path, source: str, key: str = "",
+              predict_at: dict[str, float] | None = None) -> None:
+    """``fitted.save`` into ``path``, its folder made first; a folder that cannot be made or
+    written is a ConfigError of ``source`` that names ``key``, the setting that gave the path."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fitted.save(path, predict_at=predict_at)
+    except OSError as e:
+        raise ConfigError(source, [_cannot_write(path, e, key)]) from None
+
+
+def laws_writable(path: Path, source: str, key: str = "") -> None:
+    """Check before any trial runs that the laws can be written at ``path`` (its folder made, a
+    file written and removed beside it), where a run would otherwise fail after its studies."""
+    if problem := laws_file_problem(path):
+        raise ConfigError(source, [f"{key}: {problem}" if key else problem])
+    probe = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(source, [_cannot_write(path, e, key)]) from None
+
+
+def _cannot_write(path: Path, e: OSError, key: str) -> str:
+    # mkdir through a file says "File exists" (the file, not the folder asked for)
+    why = ("a file stands where a folder of the path would be"
+           if isinstance(e, (FileExistsError, NotADirectoryError)) else e.strerror or str(e))
+    return (f"{key + ': ' if key else ''}{path}: cannot write the fitted laws there ({why}): give "
+            "a path in a writable folder")

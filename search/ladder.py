@@ -27,7 +27,14 @@ from rich.table import Table
 from scaletune.heuristics import laws
 from scaletune.heuristics.fit import NEAR_BEST, FittedLaws
 from scaletune.search.config import StudyConfig, _Strict, resolve_study, validate_study
-from scaletune.search.fit import fit_from_studies, model_size_searched, study_scale
+from scaletune.search.fit import (
+    fit_from_studies,
+    laws_file_problem,
+    laws_writable,
+    model_size_searched,
+    save_laws,
+    study_scale,
+)
 from scaletune.search.plan import n_finished
 from scaletune.search.storage import make_storage, sqlite_path
 from scaletune.trainer.config import ModelConfig, Tokens, format_errors, load_yaml
@@ -190,6 +197,8 @@ def load_ladder(path: str | Path) -> Ladder:
     errors: list[str] = []
     laws_file = (path.resolve().parent / cfg.laws_file if cfg.laws_file
                  else path.resolve().parent / "runs" / cfg.name / "laws.json")
+    if problem := laws_file_problem(laws_file):
+        errors.append(f"laws_file: {problem}")
     target_changes: dict[str, Any] = {
         "name": f"{cfg.name}-target",
         "priors": {"laws": "fitted", "fitted_file": str(laws_file)},
@@ -434,7 +443,7 @@ def run_ladder(ladder: Ladder, console: Console | None = None) -> optuna.Study:
     console = console or Console()
     ladder = with_data_sized(ladder)
     print_plan(ladder, console)
-    ladder.laws_file.parent.mkdir(parents=True, exist_ok=True)
+    laws_writable(ladder.laws_file, ladder.source, "laws_file")
     done: list[Rung] = []
     before: FittedLaws | None = None
     fitted: FittedLaws | None = None
@@ -453,7 +462,8 @@ def run_ladder(ladder: Ladder, console: Console | None = None) -> optuna.Study:
         if len({r.scale for r in done}) < 2:
             continue
         fitted = fit_rungs(ladder, done)
-        fitted.save(ladder.laws_file, predict_at={"target": ladder.target_scale})
+        save_laws(fitted, ladder.laws_file, ladder.source, "laws_file",
+                  predict_at={"target": ladder.target_scale})
         stop = settled(ladder, before, fitted, len(done)) and i + 1 < len(ladder.rungs)
         if stop or i + 1 == len(ladder.rungs) or not finished[i + 1]:
             console.print(f"laws fitted on {len(done)} rung(s), written to {ladder.laws_file}:",

@@ -124,6 +124,31 @@ def test_bad_ladder_input_names_the_key(tmp_path, shakespeare):
     assert errors_of(path)[0].startswith("target.study: ")
 
 
+def test_a_laws_file_that_would_replace_another_file_or_cannot_be_written_is_refused(
+        tmp_path, shakespeare, capsys):
+    path = ladder_files(tmp_path, shakespeare, laws_file="target.yaml")
+    target = (tmp_path / "target.yaml").read_bytes()
+    # The target study file was replaced by the laws' JSON, and the ladder said nothing.
+    for command in (["validate", str(path)], ["ladder", str(path), "--dry-run"],
+                    ["ladder", str(path)]):
+        assert main(command) == 2, command
+        out = " ".join(capsys.readouterr().out.split())
+        assert (f"laws_file: {tmp_path / 'target.yaml'} holds a file that is not fitted laws, "
+                "which writing the laws would replace") in out, out
+    assert (tmp_path / "target.yaml").read_bytes() == target
+    # A folder that cannot hold the file: refused before the first rung trains, not after the
+    # rungs with a traceback.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    path = ladder_files(tmp_path, shakespeare, laws_file="a-file/laws.json")
+    assert main(["ladder", str(path)]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert (f"laws_file: {blocker / 'laws.json'}: cannot write the fitted laws there (a file "
+            "stands where a folder of the path would be): give a path in a writable folder") in out, out
+    assert "rung 1/3" not in out
+    assert not (tmp_path / "runs" / "ladder" / "studies.db").exists()
+
+
 def test_validate_checks_each_rungs_budget_before_its_laws_exist(tmp_path, shakespeare, capsys):
     from scaletune.search.cli import main
 

@@ -415,8 +415,13 @@ def test_fit_replaces_only_laws_it_wrote(finished, tmp_path, capsys):
     ran, _, _ = finished
     notes = tmp_path / "notes.txt"
     notes.write_text("my notes\n")
-    for target, says in [(ran, "not a fitted-laws file"), (notes, "not a fitted-laws file"),
-                         (tmp_path, "a folder")]:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for target, says in [(ran, "holds a file that is not fitted laws"),
+                         (notes, "holds a file that is not fitted laws"),
+                         (tmp_path, "is a folder; give the file to write"),
+                         (blocker / "laws.json", "cannot write the fitted laws there (a file "
+                                                 "stands where a folder of the path would be)")]:
         before = {p: p.read_bytes() for p in (ran, notes)}
         code, out = scaletune(capsys, "fit", str(ran), str(ran), "-o", str(target))
         # Rule: the study file given as the output by mistake, any other file, a folder: refused
@@ -428,6 +433,9 @@ def test_fit_replaces_only_laws_it_wrote(finished, tmp_path, capsys):
     (tmp_path / "old").mkdir()
     laws = laws_file(tmp_path / "old")
     code, out = scaletune(capsys, "fit", str(ran), "-o", str(laws))
+    assert code == 2 and "a law needs studies at two or more" in out and "-o " not in out
+    # Nor is a folder not made yet (it was a FileNotFoundError traceback at the end of the fit).
+    code, out = scaletune(capsys, "fit", str(ran), "-o", str(tmp_path / "new" / "laws.json"))
     assert code == 2 and "a law needs studies at two or more" in out and "-o " not in out
 
 
