@@ -814,6 +814,18 @@ def _range_errors(key: str, hp: hparams.HParam, p: Param) -> list[str]:
             f"{key}: a range of [{p.low}, {p.high}] reads as tau = B/(eta*lambda*D), weight "
             f"decay's timescale in runs (as: tau, the default), which is {form.allowed}; if these "
             f"are AdamW weight_decay values, write as: {word}{linear}"]
+    fixed = [p.value] if p.value is not None else list(p.choices or [])
+    if (not errors and form is not hp and "as_" not in p.model_fields_set and form.name == "tau"
+            and fixed and all(hparams.is_number(v) and 0 < v <= TAU_LIKE_LAMBDA for v in fixed)):
+        # value: 0.1, the usual AdamW weight decay, trained as tau = 0.1: a lambda hundreds of
+        # times larger, and the study said nothing.
+        word = next(w for w, name in hp.forms if name == hp.name)
+        given = f"a value of {p.value}" if p.value is not None else f"choices of {p.choices}"
+        return errors + [
+            f"{key}: {given} reads as tau = B/(eta*lambda*D), weight decay's timescale in runs "
+            f"(as: tau, the default), at most {TAU_LIKE_LAMBDA:g}: a decay faster than the run, "
+            f"where the usual taus are above it; if AdamW weight_decay is meant, write as: {word}; "
+            "if tau is, write as: tau"]
     if p.low is not None and log and p.low <= 0:
         why = "" if p.log else f" ({hp.name} is searched on a log scale unless log: false)"
         errors.append(f"{key}.low: a log range must start above 0, got {p.low}{why}")

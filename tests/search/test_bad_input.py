@@ -84,6 +84,13 @@ CASES = [
     ("unknown tokenizer source", "data.source", "web", "data.source: Input should be 'builtin'"),
     ("batch range without a power of two", "search.batch_size", {"low": 40, "high": 60},
      "search.batch_size: no power of two in [40, 60], and batch"),
+    ("AdamW weight decay value read as tau", "search.weight_decay", {"value": 0.1},
+     "search.weight_decay: a value of 0.1 reads as tau = B/(eta*lambda*D), weight decay's "
+     "timescale in runs (as: tau, the default), at most 1: a decay faster than the run, where "
+     "the usual taus are above it; if AdamW weight_decay is meant, write as: lambda; if tau is, "
+     "write as: tau"),
+    ("AdamW weight decay choices read as tau", "search.weight_decay", {"choices": [0.01, 0.1]},
+     "search.weight_decay: choices of [0.01, 0.1] reads as tau"),
     ("zero read as tau", "search.weight_decay", {"value": 0},
      "for no weight decay write {value: 0, as: lambda}"),
     ("prior auto on another field", "search.other", {"model.n_layer": {"prior": "auto"}},
