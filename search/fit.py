@@ -50,7 +50,10 @@ def _point(cfg: StudyConfig, trial: FrozenTrial, scale_kind: str, weight: float)
         scale=study_scale(cfg, scale_kind),
         scale_kind=scale_kind,
         lr=float(values.get("lr", cfg.trainer.optim.lr)),
-        tau=trial.params.get("tau", trial.user_attrs.get("tau")),
+        # tau where weight decay was searched (as tau, or as lambda with tau derived); a fixed
+        # one is no optimum, as a fixed batch size or warmup is not.
+        tau=(trial.params.get("tau", trial.user_attrs.get("tau"))
+             if {"tau", "weight_decay"} & trial.params.keys() else None),
         batch_size=float(tokens_per_step) if batch_searched and tokens_per_step else None,
         value=float(trial.value),
         weight=weight,
@@ -82,6 +85,9 @@ def fit_from_studies(
              "several sizes, so it is at no one scale and a law fitted to it would mix them; fit "
              "studies that fix the model's size"
              for cfg in cfgs if (keys := model_size_searched(cfg))]
+    mixed += [f"study {cfg.name!r} fixes lr (search.lr: {{value: {fixed_values(cfg)['lr']}}}): "
+              "its trials have no optimum lr for a law to follow; fit studies that search lr"
+              for cfg in cfgs if "lr" in fixed_values(cfg)]
     if mixed:
         raise ConfigError("fit", mixed)
     points = []

@@ -36,6 +36,7 @@ from scaletune.search.fit import (
     study_scale,
 )
 from scaletune.search.plan import n_finished
+from scaletune.search.space import fixed_values
 from scaletune.search.storage import make_storage, sqlite_path
 from scaletune.trainer.config import ModelConfig, Tokens, format_errors, load_yaml
 from scaletune.trainer.data import byte_text_train_tokens, prepared_sizes
@@ -231,6 +232,10 @@ def load_ladder(path: str | Path) -> Ladder:
             n = laws.non_embedding_params(study.model.n_layer, study.model.n_embd)
             rungs.append(Rung(study, study_scale(study, cfg.scale), tokens / n,
                               laws.flops_6nd(n, tokens) * study.n_trials))
+    if target is not None and "lr" in (fixed := fixed_values(target)):
+        errors.append(f"target: its study fixes lr (search.lr: {{value: {fixed['lr']}}}), so "
+                      "every rung would train one lr and the ladder would fit a law to no "
+                      "optimum; search lr in the study (search.lr: {prior: auto})")
     if target is not None and (keys := model_size_searched(target)):
         errors.append(f"target: its study searches {' and '.join(keys)}, so each rung's trials "
                       "would be models of several sizes, at no one scale for the laws; fix the "

@@ -149,6 +149,18 @@ def test_a_laws_file_that_would_replace_another_file_or_cannot_be_written_is_ref
     assert not (tmp_path / "runs" / "ladder" / "studies.db").exists()
 
 
+def test_a_target_that_fixes_lr_is_refused(tmp_path, shakespeare):
+    path = ladder_files(tmp_path, shakespeare)
+    target = yaml.safe_load((tmp_path / "target.yaml").read_text())
+    target["search"]["lr"] = {"value": 0.003}
+    (tmp_path / "target.yaml").write_text(yaml.safe_dump(target))
+    # It ran every rung at lr 0.003 and predicted 0.0025 at the target from the exponent prior.
+    assert errors_of(path) == [
+        "target: its study fixes lr (search.lr: {value: 0.003}), so every rung would train one "
+        "lr and the ladder would fit a law to no optimum; search lr in the study (search.lr: "
+        "{prior: auto})"]
+
+
 def test_validate_checks_each_rungs_budget_before_its_laws_exist(tmp_path, shakespeare, capsys):
     from scaletune.search.cli import main
 

@@ -438,6 +438,33 @@ def test_fit_point_carries_warmup_only_where_the_study_searched_it():
     assert [p.warmup_frac for p in scale_points(study_cfg(), fixed, "tokens")] == [None]
 
 
+def test_fit_takes_tau_only_where_weight_decay_was_searched_and_refuses_a_fixed_lr():
+    import optuna.trial as ot
+
+    from scaletune.search.fit import fit_from_studies, scale_points
+    from scaletune.trainer.errors import ConfigError
+
+    lr = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}
+    study = optuna.create_study()
+    study.add_trial(ot.create_trial(params={"lr": 1e-3}, value=2.5, distributions=lr,
+                                    user_attrs={"tau": 0.01}))
+    fixed = study_cfg(search={"lr": {"prior": "auto"}, "weight_decay": {"value": 0.01,
+                                                                        "as": "tau"}})
+    # A tau the study fixed (here 0.01 in every trial) is no optimum: it was fitted as a law.
+    assert [p.tau for p in scale_points(fixed, study, "tokens")] == [None]
+    searched = optuna.create_study()
+    searched.add_trial(ot.create_trial(
+        params={"lr": 1e-3, "weight_decay": 0.1}, value=2.5, user_attrs={"tau": 7.0},
+        distributions={**lr, "weight_decay": optuna.distributions.FloatDistribution(0.01, 1)}))
+    # Searched as lambda, tau is derived per trial: it enters the fit.
+    assert [p.tau for p in scale_points(study_cfg(), searched, "tokens")] == [7.0]
+    # A fixed lr: every trial trained one lr, and the law drew a trend through it.
+    with pytest.raises(ConfigError) as e:
+        fit_from_studies([study_cfg(search={"lr": {"value": 0.003}})])
+    assert ("fixes lr (search.lr: {value: 0.003}): its trials have no optimum lr for a law to "
+            "follow; fit studies that search lr") in e.value.errors[0]
+
+
 def test_a_study_gets_the_lr_of_the_batches_it_trains():
     from scaletune.heuristics.priors import priors_for
     from scaletune.search.space import model_shape, study_priors, trained_batches
