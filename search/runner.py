@@ -81,6 +81,13 @@ def preflight(cfg: StudyConfig) -> Any:
                       "study from here, give auto or ray://HOST:10001")
     if cfg.storage is None:
         errors += _folder_errors(cfg.folder)
+        database = sqlite_path(cfg.storage_url)
+        if not errors and database is not None and database.parent.resolve() != \
+                cfg.folder.resolve():
+            # runs/studies.db beside the study folder: SQLite writes its journal in that folder
+            # too. Refused there, the study "stopped" at its first write, advising disk space.
+            errors += [e.replace("study_dir: ", "study_dir: the default storage's folder: ", 1)
+                       for e in _folder_errors(database.parent)]
     missing = check_study_files(cfg)  # what `scaletune validate` finds too, named once
     errors += missing
     data = None

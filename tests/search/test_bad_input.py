@@ -214,6 +214,30 @@ def test_read_only_study_folder_is_refused_before_any_trial(tmp_path, shakespear
     assert "study_dir: cannot write to" in out
 
 
+def test_a_default_storage_folder_that_refuses_writes_is_refused_before_any_trial(
+        tmp_path, shakespeare, capsys):
+    import subprocess
+
+    # runs/<name> writable, runs/ itself not (where runs/studies.db and its journal go): the
+    # study "stopped" at its first write and advised freeing disk space.
+    study = tiny_study(tmp_path, shakespeare)
+    study.pop("study_dir")
+    path = write_study(tmp_path, study)
+    runs = tmp_path / "runs"
+    (runs / "tiny").mkdir(parents=True)
+    if subprocess.run(["chattr", "+i", str(runs)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not allowed here (root ignores permissions, so no other way)")
+    try:
+        code = main(["run", str(path)])
+    finally:
+        subprocess.run(["chattr", "-i", str(runs)], check=True)
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 2, out
+    assert (f"study_dir: the default storage's folder: cannot write to {runs.resolve()}: "
+            "Operation not permitted") in out, out
+    assert "the study stopped" not in out and not (runs / "studies.db").exists()
+
+
 def test_every_shipped_study_validates():
     from pathlib import Path
 
