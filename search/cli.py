@@ -7,11 +7,13 @@ Building the parser imports no torch, ray or optuna (each command imports what i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import shlex
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -307,10 +309,12 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
 
     cfg = _study(args)
     _quiet_optuna()
-    done = export_study(
-        cfg, args.output, source=args.study, trial=args.trial, tokens=args.tokens,
-        model=parse_model_overrides(args.model), max_batch_size=args.max_batch_size,
-    )
+    output = Path(args.output)
+    with _output_errors(output.parent, f"-o {output}", "the training config"):
+        done = export_study(
+            cfg, args.output, source=args.study, trial=args.trial, tokens=args.tokens,
+            model=parse_model_overrides(args.model), max_batch_size=args.max_batch_size,
+        )
     for line in summary_lines(done.config.provenance or {}):
         console.print(line, highlight=False, markup=False, soft_wrap=True)
     replaced = " (it replaces the training config that was there)" if done.replaced else ""
@@ -347,10 +351,27 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
                     f"{above} is a file; a report is a folder of files (index.html, trials.csv, "
                     "plots): give a folder's path, e.g. -o report"])
             break
-    if is_ladder(args.study):
-        return _ladder_report(args, cfg, out, console)
-    make_report(cfg, out, source=args.study, console=console)
+    with _output_errors(out, f"-o {out}", "the report"):
+        if is_ladder(args.study):
+            return _ladder_report(args, cfg, out, console)
+        make_report(cfg, out, source=args.study, console=console)
     return 0
+
+
+@contextlib.contextmanager
+def _output_errors(folder: Path, where: str, what: str) -> Iterator[None]:
+    """An OSError on ``folder`` (or a folder above it, or a file in it) inside the block is the
+    output's: a ConfigError naming ``where`` in one line, not a traceback. Others pass."""
+    try:
+        yield
+    except OSError as e:
+        if not e.filename:
+            raise
+        failed, mine = Path(e.filename).resolve(), folder.resolve()
+        if not (failed == mine or mine in failed.parents or failed in mine.parents):
+            raise
+        raise ConfigError(where, [f"cannot write {what} there: {e.strerror or e} ({failed}): "
+                                  "give a path in a writable folder"]) from None
 
 
 def _ladder_report(args: argparse.Namespace, target: StudyConfig, out: Path,

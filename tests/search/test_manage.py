@@ -439,6 +439,32 @@ def test_fit_replaces_only_laws_it_wrote(finished, tmp_path, capsys):
     assert code == 2 and "a law needs studies at two or more" in out and "-o " not in out
 
 
+def test_report_and_export_into_a_folder_that_refuses_writes_say_so_in_one_line(
+        finished, tmp_path, capsys):
+    import subprocess
+
+    path, cfg, _ = finished
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not allowed here (root ignores permissions, so no other way)")
+    try:
+        report = scaletune(capsys, "report", str(path), "-o", str(locked / "report"))
+        export = scaletune(capsys, "export", str(path), "-o", str(locked / "final.yaml"))
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)], check=True)
+    # Both were PermissionError tracebacks (exit 1).
+    code, out = report
+    assert code == 2, out
+    assert (f"-o {locked / 'report'}: cannot write the report there: Operation not permitted "
+            f"({locked / 'report'}): give a path in a writable folder") in out, out
+    code, out = export
+    assert code == 2, out
+    assert f"-o {locked / 'final.yaml'}: cannot write the training config there: Operation " \
+           "not permitted" in out, out
+    assert list(locked.iterdir()) == []
+
+
 # --------------------------------------------------------------------------- end to end
 
 
