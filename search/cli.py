@@ -92,19 +92,43 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
     if cfg.workers.address in (None, "local"):  # a cluster's notice is kept: it is shared
         logging.getLogger(RAY_TOKEN_NOTICE).setLevel(logging.ERROR)
+    with _own_ray():
+        try:
+            study = run_study(cfg, console, repeat_best=args.repeat_best)
+        except KeyboardInterrupt as e:
+            # The shell's convention: 128 + the signal (130 for Ctrl-C, 143 for SIGTERM).
+            return 128 + getattr(e, "signum", signal.SIGINT)
+        summary = print_run_summary(console, study, cfg, args.study, time.monotonic() - start,
+                                    storage=args.storage)
+    return 0 if summary["best"] is not None else 1
+
+
+@contextlib.contextmanager
+def _own_ray() -> Iterator[None]:
+    """Shut down the Ray cluster that the block starts (a local study's own) when the block
+    ends, however it ends, with SIGINT and SIGTERM held off meanwhile.
+
+    Left to Ray's exit hook, the shutdown came after the study's summary and a 0.5-s sleep for
+    messages a study does not show; a second Ctrl-C landing in it printed a KeyboardInterrupt
+    traceback and left Ray's dashboard and runtime-env agents running, orphaned.
+    """
+    import threading
+
     import ray
 
     ours = not ray.is_initialized()
     try:
-        study = run_study(cfg, console, repeat_best=args.repeat_best)
-    except KeyboardInterrupt as e:
-        # The shell's convention: 128 + the signal (130 for Ctrl-C, 143 for SIGTERM).
-        return 128 + getattr(e, "signum", signal.SIGINT)
-    summary = print_run_summary(console, study, cfg, args.study, time.monotonic() - start,
-                                storage=args.storage)
-    if ours:  # now, not at exit: Ray's exit hook first sleeps 0.5 s for messages we do not show
-        ray.shutdown()
-    return 0 if summary["best"] is not None else 1
+        yield
+    finally:
+        if ours and ray.is_initialized():
+            main_thread = threading.current_thread() is threading.main_thread()
+            held = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)
+                    } if main_thread else {}
+            try:
+                ray.shutdown()
+            finally:
+                for s, handler in held.items():
+                    signal.signal(s, handler)
 
 
 def _check_repeatable(cfg: Any, source: str) -> None:
@@ -135,10 +159,11 @@ def cmd_ladder(args: argparse.Namespace, console: Console) -> int:
     if ladder.target.workers.address in (None, "local"):
         logging.getLogger(RAY_TOKEN_NOTICE).setLevel(logging.ERROR)
     start = time.monotonic()
-    try:
-        study = run_ladder(ladder, console)
-    except KeyboardInterrupt as e:
-        return 128 + getattr(e, "signum", signal.SIGINT)
+    with _own_ray():
+        try:
+            study = run_ladder(ladder, console)
+        except KeyboardInterrupt as e:
+            return 128 + getattr(e, "signum", signal.SIGINT)
     wall = time.monotonic() - start
     rungs = rungs_compute(ladder)
     target = summarize(study, ladder.target)  # read once: the summary below prints it
