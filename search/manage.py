@@ -39,7 +39,7 @@ from scaletune.search.config import (
     stored_study_names,
     validate_study,
 )
-from scaletune.search.plan import LAST_N_TRIALS, failed_for_good, n_finished
+from scaletune.search.plan import LAST_N_TRIALS, failed_for_good, n_finished, pruner_note
 from scaletune.search.progress import fmt_params, seeds_of_best
 from scaletune.search.space import (
     build_space,
@@ -589,6 +589,10 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
     """One study: where it lives, its driver, trials by state, the best trial, the config it
     ran with and its priors' centers."""
     study, ran_with, notes = open_study(cfg, cfg.source)
+    if changed := pruner_note(study, cfg):
+        # The study goes on under the file's pruner, as run and report say.
+        ran_with = ran_with.model_copy(update={"pruner": cfg.pruner})
+        notes.append(changed)
     trials = study.get_trials(deepcopy=False)
     out = _printer(console)
     out(f"study {study.study_name} ({cfg.source})")

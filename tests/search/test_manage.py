@@ -169,6 +169,20 @@ def test_show_gives_state_best_config_priors_and_storage(finished, capsys):
     assert "ran with git_revision 0123abcd" in out
 
 
+def test_show_names_the_pruner_a_resumed_study_goes_on_under(finished, capsys):
+    path, _, _ = finished
+    raw = yaml.safe_load(path.read_text())
+    raw["pruner"] = {"name": "predicted"}
+    path.write_text(yaml.safe_dump(raw))
+    code, out = scaletune(capsys, "show", str(path))
+    assert code == 0, out
+    # It named the median pruner the study started with, where run and report said the study
+    # goes on under the file's.
+    assert "pruner predicted:" in out and "pruner median:" not in out, out
+    assert "this study started under the median pruner and goes on under the predicted pruner" \
+        in out
+
+
 def test_show_says_which_trials_diverged_and_why_apart_from_the_pruners_stops(finished, capsys):
     path, _, study = finished
     for number in (4, 5):
