@@ -229,7 +229,7 @@ def print_run_summary(console: Console, study: optuna.Study, cfg: StudyConfig, s
     rows = []
     console.print()
     if best is None:
-        console.print("[red]no trial finished[/]")
+        console.print("[red]no trial completed[/] (none trained its whole budget)")
         if why := _why_none_completed(study):
             console.print(f"note: {why}", style="yellow", highlight=False, markup=False)
     else:

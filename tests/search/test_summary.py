@@ -137,7 +137,7 @@ def test_a_study_none_of_whose_trials_completed_says_why_and_offers_no_export(tm
     console = Console(record=True, width=400)
     print_run_summary(console, study, cfg, str(path), 10.0)
     printed = console.export_text()
-    assert ("no trial finished\nnote: every trial diverged (its loss rose above "
+    assert ("no trial completed (none trained its whole budget)\nnote: every trial diverged (its loss rose above "
             "trainer.max_loss); the learning rates tried (5 to 9.26) are likely too high for this "
             "model: search lower ones (search.lr) in a new study") in printed
     # There is nothing to export: the next commands leave it out.
