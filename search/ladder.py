@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import optuna
+from optuna.trial import TrialState
 from pydantic import Field, ValidationError, model_validator
 from rich.console import Console
 from rich.table import Table
@@ -316,6 +317,23 @@ def finished_trials(cfg: StudyConfig) -> int:
     return 0 if study is None else n_finished(study)
 
 
+def _has_a_complete_trial(ladder: Ladder, rung: Rung) -> None:
+    """A rung whose finished trials were all pruned or diverged gives the fit nothing; run again,
+    the ladder found it finished and stopped on the same error, saying nothing of what to do."""
+    from scaletune.search.manage import by_state  # manage reads ladder files
+
+    study = stored_study(rung.cfg)
+    trials = [] if study is None else study.get_trials(deepcopy=False)
+    if any(t.state == TrialState.COMPLETE for t in trials):
+        return
+    key = "rung_trials" if rung.cfg.n_trials == ladder.cfg.rung_trials else "its n_trials"
+    raise ConfigError(ladder.source, [
+        f"rungs: no trial of {rung.cfg.name} completed ({by_state(trials) or 'none ran'}), so "
+        f"the laws have no loss at this rung to fit: raise {key} above {rung.cfg.n_trials} and "
+        "run the ladder again, which runs only the rung's missing trials; where its trials "
+        "diverged, search lower learning rates (search.lr in the target study)"])
+
+
 def fit_rungs(ladder: Ladder, rungs: tuple[Rung, ...] | list[Rung]) -> FittedLaws:
     """The laws fitted on the near-best trials of ``rungs`` (finished studies)."""
     return fit_from_studies([r.cfg for r in rungs], scale_kind=ladder.cfg.scale,
@@ -463,6 +481,7 @@ def run_ladder(ladder: Ladder, console: Console | None = None) -> optuna.Study:
         else:
             console.print(f"[bold]rung {i + 1}/{len(ladder.rungs)}[/] {rung.cfg.name}", highlight=False)
             run_study(rung.cfg, console)
+        _has_a_complete_trial(ladder, rung)
         done.append(rung)
         if len({r.scale for r in done}) < 2:
             continue

@@ -161,6 +161,25 @@ def test_a_target_that_fixes_lr_is_refused(tmp_path, shakespeare):
         "{prior: auto})"]
 
 
+def test_a_rung_none_of_whose_trials_completed_says_how_to_go_on(tmp_path, shakespeare, capsys):
+    path = ladder_files(tmp_path, shakespeare)
+    ladder = load_ladder(path)
+    cheapest = ladder.rungs[0].cfg
+    cheapest.folder.mkdir(parents=True, exist_ok=True)
+    # Its two trials ran and were stopped (diverged, say): the rung counts as finished.
+    study = optuna.create_study(study_name=cheapest.name, storage=make_storage(cheapest.storage_url))
+    for _ in range(2):
+        study.add_trial(optuna.trial.create_trial(
+            state=optuna.trial.TrialState.PRUNED, params={"lr": 0.5},
+            distributions={"lr": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)}))
+    # It said "study '...' has no complete trial to fit on" on every run, rung counted finished.
+    assert main(["ladder", str(path)]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert (f"rungs: no trial of {cheapest.name} completed (2 pruned), so the laws have no loss "
+            "at this rung to fit: raise rung_trials above 2 and run the ladder again, which runs "
+            "only the rung's missing trials") in out, out
+
+
 def test_validate_checks_each_rungs_budget_before_its_laws_exist(tmp_path, shakespeare, capsys):
     from scaletune.search.cli import main
 
