@@ -24,16 +24,17 @@ def open_study(cfg: StudyConfig, source: str) -> tuple[optuna.Study, StudyConfig
         database = sqlite_path(url)
         if database is not None and not database.is_file():
             raise ConfigError(source, [
-                f"name: no study {cfg.name!r}: its storage {shown} does not exist; "
-                f"run `scaletune run {source}` first"
+                f"{_key(source)}no study {cfg.name!r}: its storage {shown} does not exist; "
+                f"{_run_first(source)}"
             ])
         storage = make_storage(url)
         study = optuna.load_study(study_name=cfg.name, storage=storage)
     except KeyError:
         names = optuna.get_all_study_names(storage)
         raise ConfigError(source, [
-            f"name: no study named {cfg.name!r} in {shown}; studies there: {names or 'none'}; "
-            f"run `scaletune run {source}` first, or give the storage it ran on with --storage"
+            f"{_key(source)}no study named {cfg.name!r} in {shown}; studies there: "
+            f"{names or 'none'}; {_run_first(source)}, or give the storage it ran on with "
+            "--storage"
         ]) from None
     except SQLAlchemyError as e:
         first = first_line(e)
@@ -58,6 +59,29 @@ def open_study(cfg: StudyConfig, source: str) -> tuple[optuna.Study, StudyConfig
     ran_with = ran_with.model_copy(update={"storage": cfg.storage, "study_dir": cfg.study_dir})
     ran_with._source, ran_with._folder_by_default = cfg._source, cfg._folder_by_default
     return study, ran_with, notes
+
+
+def _ladder(source: str) -> bool:
+    """Is ``source`` a ladder file (whose study is its target)?"""
+    from scaletune.search.ladder import is_ladder  # ladder reads studies through this module
+
+    try:
+        return is_ladder(source)
+    except ConfigError:  # not a file: the command line, a stored config
+        return False
+
+
+def _key(source: str) -> str:
+    """The study file's key a missing study is named by; a ladder file names its target by its
+    own name."""
+    return "" if _ladder(source) else "name: "
+
+
+def _run_first(source: str) -> str:
+    """The command that makes the study of ``source``: a ladder's target runs after its rungs."""
+    if _ladder(source):
+        return f"the ladder's target runs after its rungs: run `scaletune ladder {source}` first"
+    return f"run `scaletune run {source}` first"
 
 
 def pick_trial(study: optuna.Study, number: int | None, source: str) -> FrozenTrial:

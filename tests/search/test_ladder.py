@@ -180,6 +180,18 @@ def test_a_rung_none_of_whose_trials_completed_says_how_to_go_on(tmp_path, shake
             "only the rung's missing trials") in out, out
 
 
+def test_commands_on_a_ladder_whose_target_has_not_run_name_the_ladder_command(
+        tmp_path, shakespeare, capsys):
+    path = ladder_files(tmp_path, shakespeare)
+    # They said to run `scaletune run ladder.yaml`, which refuses a ladder file.
+    for command in (["show"], ["export", "-o", str(tmp_path / "final.yaml")], ["best"]):
+        assert main([command[0], str(path), *command[1:]]) == 2
+        out = " ".join(capsys.readouterr().out.split())
+        assert ("the ladder's target runs after its rungs: run `scaletune ladder "
+                f"{path}` first") in out, (command, out)
+        assert "scaletune run" not in out and "name: " not in out
+
+
 def test_validate_checks_each_rungs_budget_before_its_laws_exist(tmp_path, shakespeare, capsys):
     from scaletune.search.cli import main
 
