@@ -548,7 +548,8 @@ def fail_and_retry(study: optuna.Study, trial: optuna.Trial, reason: str, max_re
         trial.set_user_attr("retried", retry)
     study.tell(trial, state=TrialState.FAIL)
     if retry:
-        carried = {k: attrs[k] for k in (REPEAT_OF, TRAIN_SEED) if k in attrs}  # a repeat's
+        # a repeat's seed and what it repeats; the prior center's label (report's source column)
+        carried = {k: attrs[k] for k in (REPEAT_OF, TRAIN_SEED, "source") if k in attrs}
         study.enqueue_trial(
             trial.params,
             user_attrs={"attempt": attempt + (1 if count_attempt else 0), "retry_of": trial.number,

@@ -440,6 +440,16 @@ def test_trials_a_stopped_driver_left_running_run_again_even_without_retries(tmp
     assert len(study.get_trials(states=(TrialState.WAITING,))) == 2
 
 
+def test_a_trial_run_again_keeps_the_label_of_the_one_it_repeats(tmp_path):
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="s")
+    study.enqueue_trial({"lr": 1e-3}, user_attrs={"source": "prior center"})
+    study.ask().suggest_float("lr", 1e-4, 1e-2)
+    recover(study, max_retries=0)
+    # The prior center's re-run had an empty source in report's trials.csv.
+    again = study.get_trials(states=(TrialState.WAITING,))
+    assert [t.user_attrs.get("source") for t in again] == ["prior center"]
+
+
 # --------------------------------------------------------------------------- SIGTERM, two drivers
 
 
