@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import optuna
 from optuna.trial import TrialState
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from rich.console import Console
 from rich.table import Table
 
@@ -86,7 +86,7 @@ class LadderConfig(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
     """The ladder's name: its rungs are studies <name>-rung-..., its target <name>-target."""
     target: TargetConfig
-    rungs: list[RungConfig] = Field(min_length=2)
+    rungs: list[RungConfig]
     """At least two; three or more for a law that something tests."""
     rung_trials: int = Field(8, ge=1, strict=True)
     """Finished trials of each rung that sets no n_trials."""
@@ -106,13 +106,22 @@ class LadderConfig(_Strict):
     target's repetition. The passes are counted where the data is prepared and estimated for
     byte-level text; ``scaletune ladder`` prepares the data first otherwise."""
 
+    @field_validator("rungs")
+    @classmethod
+    def _two_or_more(cls, v: list[RungConfig]) -> list[RungConfig]:
+        if len(v) < 2:
+            raise ValueError(f"a ladder needs at least two rungs to fit a line through, and "
+                             f"three or more for a law that something tests; got {len(v)}")
+        return v
+
     @model_validator(mode="after")
     def _distinct_rungs(self) -> LadderConfig:
         seen = [(r.tokens_per_trial, r.model.model_dump_json()) for r in self.rungs]
         twice = sorted({i for i, key in enumerate(seen) if seen.index(key) != i})
         if twice:
-            raise ValueError(f"rungs[{twice[0]}] repeats an earlier rung: give each rung its "
-                             "own tokens_per_trial or model")
+            i = twice[0]
+            raise ValueError(f"rungs[{i}] repeats rungs[{seen.index(seen[i])}] (the same tokens "
+                             "and model): give each rung its own tokens_per_trial or model")
         return self
 
 
@@ -196,6 +205,10 @@ def load_ladder(path: str | Path) -> Ladder:
         target_raw = load_yaml(study_path)
     except ConfigError as e:
         raise ConfigError(str(path), [f"target.study: {line}" for line in e.errors]) from None
+    if "rungs" in target_raw:
+        raise ConfigError(str(path), [
+            f"target.study: {study_path} is a ladder file (it has rungs), not a study file: name "
+            "the study file whose model and budget the ladder's target runs"])
     errors: list[str] = []
     laws_file = (path.resolve().parent / cfg.laws_file if cfg.laws_file
                  else path.resolve().parent / "runs" / cfg.name / "laws.json")
@@ -226,7 +239,11 @@ def load_ladder(path: str | Path) -> Ladder:
                               "n_trials": rung.n_trials or cfg.rung_trials},
                        f"rungs[{i}]", study_path, errors)
         same = next((j for j, r in enumerate(rungs) if r.cfg.name == name), None)
-        if same is not None:  # as written they differ: one at the target's tokens, or n_head
+        if target is not None and tokens == target.tokens_per_trial and \
+                ModelConfig.model_validate(model) == target.model:
+            errors.append(f"rungs[{i}]: the target's own tokens_per_trial ({tokens:,}) and model: "
+                          "it would run the target's study once more; a rung is a smaller study")
+        elif same is not None:  # as written they differ: one at the target's tokens, or n_head
             errors.append(f"rungs[{i}]: the same tokens per trial and model size as an earlier "
                           f"rung ({name}): give each rung its own tokens_per_trial or model size")
         elif study is not None:

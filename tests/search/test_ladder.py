@@ -192,6 +192,34 @@ def test_commands_on_a_ladder_whose_target_has_not_run_name_the_ladder_command(
         assert "scaletune run" not in out and "name: " not in out
 
 
+def test_ladder_mistakes_are_said_in_the_ladders_words(tmp_path, shakespeare):
+    path = ladder_files(tmp_path, shakespeare)
+    raw = yaml.safe_load(path.read_text())
+
+    def errors_with(**changes):
+        path.write_text(yaml.safe_dump({**raw, **changes}))
+        return errors_of(path)
+
+    # It was pydantic's "List should have at least 2 items after validation, not 1".
+    assert errors_with(rungs=[{"tokens_per_trial": 4_096}]) == [
+        "rungs: a ladder needs at least two rungs to fit a line through, and three or more for a "
+        "law that something tests; got 1"]
+    # Which earlier rung it repeats (4k and 4_096 are one budget).
+    assert errors_with(rungs=[{"tokens_per_trial": 4_096}, {"tokens_per_trial": 8_192},
+                              {"tokens_per_trial": "4.096k"}]) == [
+        "rungs[2] repeats rungs[0] (the same tokens and model): give each rung its own "
+        "tokens_per_trial or model"]
+    # A rung that is the target itself ran the target's study a second time.
+    said = errors_with(rungs=[{"tokens_per_trial": 4_096}, {"tokens_per_trial": 40_960}])
+    assert ("rungs[1]: the target's own tokens_per_trial (40,960) and model: it would run the "
+            "target's study once more; a rung is a smaller study") in said, said
+    # A ladder file as the target: thirty "unknown key" lines.
+    (tmp_path / "other.yaml").write_text(path.read_text())
+    assert errors_with(target={"study": "other.yaml"}) == [
+        f"target.study: {tmp_path / 'other.yaml'} is a ladder file (it has rungs), not a study "
+        "file: name the study file whose model and budget the ladder's target runs"]
+
+
 def test_validate_checks_each_rungs_budget_before_its_laws_exist(tmp_path, shakespeare, capsys):
     from scaletune.search.cli import main
 
