@@ -350,7 +350,14 @@ def _matplotlib_style() -> Iterator[None]:
         # Optuna's history asks for a legend even when it drew nothing (no complete trial yet);
         # ours replaces it.
         warnings.filterwarnings("ignore", "No artists with labels found", UserWarning)
-        yield
+        # Their log lines on a study with few trials ("There are no complete trials.", "Param
+        # lr unique value length is less than 2.") say what the report's notes say in its words.
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        try:
+            yield
+        finally:
+            optuna.logging.set_verbosity(verbosity)
 
 
 def _draw(layer: Layer, ax: Axes, html: go.Figure, row: int | None = None) -> None:

@@ -339,6 +339,29 @@ def test_report_leaves_warning_filters_and_matplotlib_style_alone(mixed, tmp_pat
     assert dict(matplotlib.rcParams) == rc
 
 
+@pytest.mark.parametrize("complete", [0, 1])
+def test_a_report_of_a_study_with_few_trials_prints_no_optuna_log_lines(tmp_path, complete):
+    import logging
+
+    path, cfg = study_file(tmp_path)
+    study = make_study(cfg)
+    for _ in range(complete):
+        add_trial(study, cfg, params(1e-3, tau=0.3, batch_size=8), 2.6)
+    add_trial(study, cfg, params(9e-3, tau=3.0), 3.5, TrialState.PRUNED, trained=2 * EVAL)
+    logged: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = logged.append
+    logging.getLogger("optuna").addHandler(handler)  # Optuna's own handler writes to stderr
+    try:
+        assert main(["report", str(path)]) == 0
+    finally:
+        logging.getLogger("optuna").removeHandler(handler)
+    # "[W ...] There are no complete trials." and "Param lr unique value length is less than 2."
+    shown = [r.getMessage() for r in logged if r.levelno >= optuna.logging.WARNING]
+    assert shown == []
+    assert optuna.logging.get_verbosity() == optuna.logging.WARNING  # as the command set it
+
+
 # --------------------------------------------------------------------------- what to trust
 
 
