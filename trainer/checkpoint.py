@@ -90,9 +90,15 @@ def load_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: to
     Refuses a checkpoint of another config (but for ``RUN_OPTIONS``) or of other data.
     """
     ckpt = read_checkpoint(path)
-    changed = config_changes(ckpt["config"], config.model_dump(mode="json"))
+    now = config.model_dump(mode="json")
+    changed = config_changes(ckpt["config"], now)
     if changed:
-        raise SetupError(f"resume: {path} was written with a different config; changed: {changed}")
+        was, is_ = flat_keys(ckpt["config"]), flat_keys(now)
+        shown = ", ".join(f"{k}: {was.get(k)!r} -> {is_.get(k)!r}" for k in changed[:6])
+        more = f" and {len(changed) - 6} more" if len(changed) > 6 else ""
+        raise SetupError(f"resume: {path} was written with a different config; changed: "
+                         f"{shown}{more}: undo the change to resume, or start the run afresh "
+                         "(--overwrite, or another out_dir)")
     if ckpt["fingerprint"] != fingerprint:
         raise SetupError(f"resume: {path} was trained on data {ckpt['fingerprint']}, not {fingerprint}")
     from torch.distributed.checkpoint.state_dict import (  # see save_checkpoint

@@ -181,7 +181,9 @@ def test_runs_that_cannot_start_as_asked_exit_with_2_and_one_line(tmp_path, shak
     capsys.readouterr()
     assert train_main(str(changed), resume=True) == 2
     err = capsys.readouterr().err
-    assert "different config; changed: ['optim.lr']" in err and "Traceback" not in err
+    assert ("different config; changed: optim.lr: 0.0003 -> 0.001: undo the change to resume, "
+            "or start the run afresh (--overwrite, or another out_dir)") in err, err
+    assert "Traceback" not in err
     assert (tmp_path / "out" / "checkpoint.pt").read_bytes() == kept
 
 
