@@ -655,6 +655,29 @@ def pruner_note(study: optuna.Study, cfg: StudyConfig) -> str | None:
             "keeps the one it started with")
 
 
+def priors_note(study: optuna.Study, priors: Priors) -> str | None:
+    """What a resumed study should be told when the priors its new trials are drawn from are not
+    those it started with (recorded in its ``priors``): a ladder's target whose laws were
+    fitted again on more rungs, or a scaletune whose published laws changed. None otherwise."""
+    stored = study.user_attrs.get("priors")
+    if not isinstance(stored, dict):
+        return None
+    now = priors.to_json()
+    moved = []
+    for name, prior in now.items():
+        was = stored.get(name)
+        if not (isinstance(prior, dict) and isinstance(was, dict) and "center" in prior):
+            continue
+        a, b = was.get("center"), prior["center"]
+        if isinstance(a, (int, float)) and a > 0 and b > 0 and abs(math.log10(b / a)) > 1e-3:
+            moved.append(f"{name} {a:.3g} -> {b:.3g}")
+    if not moved:
+        return None
+    return (f"the priors' centers moved since this study started ({', '.join(moved)}): its new "
+            "trials are drawn from the priors of now (a ladder's laws fitted again on more rungs, "
+            "or a fitted laws file written again); `scaletune show` lists those it started with")
+
+
 def _changes(stored: dict[str, Any] | None, cfg: StudyConfig, most: int = 6) -> str:
     """'search.lr.high: 0.03 -> 0.05, tokens_per_trial: 40960 -> 81920' for the keys that make up
     the fingerprint; a general phrase when the study recorded no config."""

@@ -33,7 +33,14 @@ from scaletune.search import lease
 from scaletune.search.cluster import init_ray
 from scaletune.search.config import StudyConfig, check_study_files
 from scaletune.search.noise import n_repeats, queue_repeats, trials_asked
-from scaletune.search.plan import SearchPlan, TrialRun, failed_for_good, n_finished, pruner_note
+from scaletune.search.plan import (
+    SearchPlan,
+    TrialRun,
+    failed_for_good,
+    n_finished,
+    priors_note,
+    pruner_note,
+)
 from scaletune.search.progress import StudyProgress
 from scaletune.search.space import centers_outside
 from scaletune.search.storage import (
@@ -270,9 +277,10 @@ def run_study(
         with interrupt:
             loaded.result()
             study, recovered = plan.open_study(make_storage(cfg.storage_url))
-            changed = pruner_note(study, cfg)
-            if changed:
-                console.print(f"note: {changed}", style="yellow", highlight=False, markup=False)
+            for changed in (pruner_note(study, cfg), priors_note(study, plan.priors)):
+                if changed:
+                    console.print(f"note: {changed}", style="yellow", highlight=False,
+                                  markup=False)
             if recovered:
                 console.print(f"[yellow]resumed: trials {recovered} were left running by a "
                               "stopped driver; marked FAIL and queued again[/]")

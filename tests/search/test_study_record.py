@@ -15,7 +15,7 @@ import pytest
 
 from scaletune.search import lease, studies
 from scaletune.search.config import validate_study
-from scaletune.search.plan import RECORD, SearchPlan, pruner_note
+from scaletune.search.plan import RECORD, SearchPlan, priors_note, pruner_note
 from scaletune.search.storage import make_storage
 from scaletune.trainer.errors import ConfigError, SetupError
 from tests.search.helpers import tiny_study
@@ -255,3 +255,22 @@ def test_the_record_of_a_study_without_tpe_is_the_config_its_readers_use(tmp_pat
     assert notes == []
     assert ran_with.sampler == cfg.sampler
     assert ran_with.fingerprint() == cfg.fingerprint()
+
+
+def test_a_study_resumed_under_moved_priors_is_told_which_moved(tmp_path, shakespeare):
+    cfg = validate_study(tiny_study(tmp_path, shakespeare))
+    cfg.folder.mkdir(parents=True)
+    study = open_study(cfg)
+    plan = SearchPlan.build(cfg)
+    assert priors_note(study, plan.priors) is None  # the priors it started with
+    # A ladder's target resumed after its laws were fitted again: the recorded centers are the
+    # first run's (here lr's, a third lower), its new trials draw from today's. It said nothing.
+    stored = study.user_attrs["priors"]
+    stored["lr"]["center"] /= 1.5
+    study.set_user_attr("priors", stored)
+    note = priors_note(study, plan.priors)
+    lr = plan.priors.lr.center
+    assert note == (f"the priors' centers moved since this study started (lr {lr / 1.5:.3g} -> "
+                    f"{lr:.3g}): its new trials are drawn from the priors of now (a ladder's laws "
+                    "fitted again on more rungs, or a fitted laws file written again); "
+                    "`scaletune show` lists those it started with")
