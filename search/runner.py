@@ -422,9 +422,13 @@ def _drive(
         asked = (f"{total}" if total - n_repeats(study.get_trials(deepcopy=False)) <= cfg.n_trials
                  else
                  f"{cfg.n_trials} (n_trials), fewer than have finished already")
+        waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        queued = (f"; {waiting} trial(s) stopped earlier wait to run again, and `--n-trials "
+                  f"{done - n_repeats(study.get_trials(deepcopy=False)) + waiting}` runs them"
+                  if waiting else "")
         console.print(f"nothing to run: {done} trials have finished and the study asks for "
-                      f"{asked}" + (f"; {failed} of them failed (`scaletune show` says why); "
-                                    "once the cause is fixed," if failed else ";")
+                      f"{asked}{queued}" + (f"; {failed} of them failed (`scaletune show` says "
+                                            "why); once the cause is fixed," if failed else ";")
                       + f" `--n-trials {done + cfg.n_trials}` (or a larger n_trials in the study "
                       "file) runs more", highlight=False, markup=False)
     mail = None  # the pending Coordinator.next call

@@ -200,6 +200,12 @@ def test_repeat_best_reruns_the_best_config_with_other_seeds_to_the_end(tmp_path
     assert len(load(cfg).trials) == 5
     assert ("nothing to run: 5 trials have finished and the study asks for 2 (n_trials), fewer "
             "than have finished already; `--n-trials 7`") in console.export_text()
+    # A trial queued again (stopped with an earlier driver) waits: the launch says how to run it.
+    load(cfg).enqueue_trial(best.params, user_attrs={"retry_of": best.number})
+    console = Console(record=True, width=300)
+    run_study(cfg.model_copy(update={"n_trials": 2}), console=console)
+    assert ("fewer than have finished already; 1 trial(s) stopped earlier wait to run again, and "
+            "`--n-trials 4` runs them; `--n-trials 7`") in console.export_text()
     # The report measures the spread of the three runs.
     noise = make_report(cfg, tmp_path / "report", source=str(path))["seed_noise"]
     [group] = noise["groups"]
