@@ -56,6 +56,7 @@ from scaletune.trainer.record import (
     fmt_eta,
     log_event,
     run_metadata,
+    set_aside_log,
 )
 from scaletune.trainer.runlock import run_lock
 
@@ -232,6 +233,11 @@ def _train(config: TrainConfig, run: _Run, report: Report | None, resume: bool,
         run.out_dir.mkdir(parents=True, exist_ok=True)
         if resumed:  # the evaluations logged after the checkpoint are done again from it
             drop_evals_after(run.out_dir, progress.step)
+        elif (kept := set_aside_log(run.out_dir)) and config.progress:
+            # A run stopped before its first checkpoint left its log: this run's would follow it
+            # in one file, two starts and two sets of evaluations.
+            print(f"the metrics log of an earlier run here, which left no checkpoint, is kept as "
+                  f"{kept}", file=sys.stderr, flush=True)
         log_event(run.out_dir, {"event": "start",
                                 "resumed_at_step": progress.step if resumed else None,
                                 "processes": run.world,  # torchrun's, on all machines

@@ -71,6 +71,20 @@ def log_event(out_dir: Path, record: dict[str, Any]) -> None:
         f.write(json.dumps({"time": time.time(), **record}) + "\n")
 
 
+def set_aside_log(out_dir: Path) -> Path | None:
+    """Rename the metrics log a new run finds in ``out_dir`` (an earlier run's, stopped before its
+    first checkpoint) to the first free ``metrics.earlier-N.jsonl``; return that path, or None
+    where there was none."""
+    path = out_dir / METRICS
+    if not path.is_file():
+        return None
+    n = 1
+    while (kept := out_dir / f"metrics.earlier-{n}.jsonl").exists():
+        n += 1
+    path.rename(kept)
+    return kept
+
+
 def drop_evals_after(out_dir: Path, step: int) -> None:
     """Remove from the metrics log the evaluations after ``step``: a run resumed from its
     checkpoint at ``step`` evaluates them again, and each would be in the log twice. The log is

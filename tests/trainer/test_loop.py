@@ -150,6 +150,30 @@ def test_resume_without_a_checkpoint_says_it_starts_a_new_run(tiny, tmp_path, ca
             "a new run") in capsys.readouterr().err
 
 
+def test_a_new_run_sets_aside_the_log_of_one_that_left_no_checkpoint(tiny, tmp_path, capsys):
+    common = {"steps": 8, "eval_every_tokens": 4 * STEP_TOKENS}
+    cfg = tiny(out_dir=str(tmp_path / "run"), progress=True, **common)
+
+    def killed_at_4(tokens, val_loss, metrics):
+        if tokens == 4 * STEP_TOKENS:
+            raise SystemExit("killed")
+
+    with pytest.raises(SystemExit):
+        train(cfg, killed_at_4)  # killed before any checkpoint: nothing to resume
+    log = tmp_path / "run" / METRICS
+    earlier = log.read_text()
+    capsys.readouterr()
+    # The new run's log followed the old one in one file: two starts, evaluations at step 4 twice.
+    assert train(cfg).status == "completed"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["event"] for r in records].count("start") == 1
+    assert [r["step"] for r in records if r["event"] == "eval"] == [4, 8]
+    kept = tmp_path / "run" / "metrics.earlier-1.jsonl"
+    assert kept.read_text() == earlier
+    assert (f"the metrics log of an earlier run here, which left no checkpoint, is kept as {kept}"
+            in capsys.readouterr().err)
+
+
 def test_a_second_run_in_a_run_folder_is_refused_while_the_first_trains(tiny, tmp_path, capsys):
     import subprocess
     import sys
