@@ -424,10 +424,24 @@ def print_plan(ladder: Ladder, console: Console) -> None:
     console.print(plan_table(ladder, passes))
     if ladder.held:
         console.print(ladder.held, highlight=False, markup=False, soft_wrap=True)
-    warning = epochs_warning(passes[:-1], passes[-1])
-    if warning:
-        console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False,
-                      soft_wrap=True)
+    for warning in (epochs_warning(passes[:-1], passes[-1]), cost_warning(ladder)):
+        if warning:
+            console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False,
+                          soft_wrap=True)
+
+
+def cost_warning(ladder: Ladder) -> str | None:
+    """A warning where the rungs cost as much compute as the target study or more: a ladder is
+    worth its rungs when they are cheaper than the search at the target they seed."""
+    t = ladder.target
+    n = laws.non_embedding_params(t.model.n_layer, t.model.n_embd)
+    target = laws.flops_6nd(n, t.tokens_per_trial) * t.n_trials
+    rungs = sum(r.flops for r in ladder.rungs)
+    if rungs < target:
+        return None
+    return (f"the rungs cost {rungs:.3g} FLOPs (6ND), {rungs / target:.2g}x the target study's "
+            f"{target:.3g}: a ladder pays when its rungs are cheaper than the search at the "
+            "target; use smaller rungs (fewer tokens or a narrower model) or fewer rung_trials")
 
 
 def print_fit(ladder: Ladder, fitted: FittedLaws, console: Console) -> None:

@@ -220,6 +220,18 @@ def test_ladder_mistakes_are_said_in_the_ladders_words(tmp_path, shakespeare):
         "file: name the study file whose model and budget the ladder's target runs"]
 
 
+def test_the_plan_warns_of_rungs_that_cost_more_than_the_target(tmp_path, shakespeare, capsys):
+    path = ladder_files(tmp_path, shakespeare)
+    assert main(["ladder", str(path), "--dry-run"]) == 0
+    assert "the rungs cost" not in capsys.readouterr().out  # 57,344 tokens against 81,920
+    path = ladder_files(tmp_path, shakespeare, rung_trials=10)
+    assert main(["ladder", str(path), "--dry-run"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    # 10 trials of 4k, 8k and 16k tokens against 2 of 40,960 on one model: 3.5x.
+    assert ("warning: the rungs cost 2.11e+10 FLOPs (6ND), 3.5x the target study's 6.04e+09: a "
+            "ladder pays when its rungs are cheaper than the search at the target") in out, out
+
+
 def test_validate_checks_each_rungs_budget_before_its_laws_exist(tmp_path, shakespeare, capsys):
     from scaletune.search.cli import main
 
