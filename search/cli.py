@@ -455,11 +455,20 @@ def cmd_best(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_delete(args: argparse.Namespace, console: Console) -> int:
+    from scaletune.search.ladder import is_ladder, load_ladder, stored_study
     from scaletune.search.manage import delete_study
 
     cfg = _study(args)
     _quiet_optuna()
-    return delete_study(cfg, args.yes, console)
+    code = delete_study(cfg, args.yes, console)
+    if code == 0 and is_ladder(args.study):
+        kept = [r.cfg.name for r in load_ladder(args.study).rungs if stored_study(r.cfg)]
+        if kept:
+            console.print(f"note: the ladder's target only: its {len(kept)} rung studies stay in "
+                          f"the storage ({', '.join(kept)}), and `scaletune ladder "
+                          f"{args.study}` runs the target again from their laws", style="yellow",
+                          highlight=False, markup=False, soft_wrap=True)
+    return code
 
 
 class _Version(argparse.Action):

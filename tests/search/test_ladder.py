@@ -232,6 +232,23 @@ def test_the_plan_warns_of_rungs_that_cost_more_than_the_target(tmp_path, shakes
             "ladder pays when its rungs are cheaper than the search at the target") in out, out
 
 
+def test_deleting_a_ladder_says_its_rungs_stay(tmp_path, shakespeare, capsys):
+    path = ladder_files(tmp_path, shakespeare)
+    ladder = load_ladder(path)
+    ladder.target.folder.mkdir(parents=True, exist_ok=True)
+    storage = make_storage(ladder.target.storage_url)
+    for name in (ladder.target.name, ladder.rungs[0].cfg.name):
+        optuna.create_study(study_name=name, storage=storage)
+    assert main(["delete", str(path), "--yes"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    # It deleted the target and said nothing of the rungs, which no command deletes.
+    assert f"deleted study '{ladder.target.name}'" in out
+    assert (f"note: the ladder's target only: its 1 rung studies stay in the storage "
+            f"({ladder.rungs[0].cfg.name}), and `scaletune ladder {path}` runs the target again "
+            "from their laws") in out, out
+    assert optuna.get_all_study_names(storage) == [ladder.rungs[0].cfg.name]
+
+
 def test_validate_checks_each_rungs_budget_before_its_laws_exist(tmp_path, shakespeare, capsys):
     from scaletune.search.cli import main
 
