@@ -21,7 +21,7 @@ from scaletune.search import hparams
 from scaletune.search.config import StudyConfig
 from scaletune.search.plan import ENDED
 from scaletune.search.storage import mask_url
-from scaletune.search.summary import diverged, pruning_saved, summarize
+from scaletune.search.summary import diverged, pruning_saved, summarize, trials_said
 from scaletune.trainer.record import fmt_duration, fmt_eta
 
 
@@ -243,7 +243,7 @@ def print_run_summary(console: Console, study: optuna.Study, cfg: StudyConfig, s
     study_file, setting = _study_and_storage(source, storage)
     report_dir = shlex.quote(str(_near(cfg.folder / "report")))
     rows += [
-        ("trials", _states(study, s["trials"])),
+        ("trials", trials_said(s)),
         ("time", f"{fmt_duration(wall_s)} this run; "
                  f"{fmt_duration(compute['trial_wall_time_s'])} of training summed over the trials"),
         ("compute", f"{compute['tokens_trained']:,} tokens, {compute['flops_6nd']:.3g} FLOPs "
@@ -321,19 +321,6 @@ def seeds_of_best(trials: list[FrozenTrial], number: int, study_seed: int) -> st
     runs = ", ".join(f"{v:.4f} (seed {s})" for s, v in zip(group.seeds, group.values, strict=True))
     return (f"{whose}training seed {seed}; its {len(group.values)} seeds: {runs}, mean "
             f"{sum(group.values) / len(group.values):.4f}")
-
-
-def _states(study: optuna.Study, by_state: dict[str, int]) -> str:
-    """``6 complete, 10 pruned, 1 failed and run again``."""
-    queued_again = sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-                       if t.user_attrs.get("retried", False))
-    counts = {**by_state, "FAIL": by_state.get("FAIL", 0) - queued_again}
-    first = ["COMPLETE", "PRUNED", "FAIL"]
-    parts = [f"{counts[state]} {'failed' if state == 'FAIL' else state.lower()}"
-             for state in [*first, *sorted(set(counts) - set(first))] if counts.get(state)]
-    if queued_again:
-        parts.append(f"{queued_again} failed and run again")
-    return ", ".join(parts) or "none"
 
 
 def _near(path: Path) -> Path:

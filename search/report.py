@@ -84,6 +84,7 @@ from scaletune.search.summary import (
     summarize,
     token_budget,
     tokens_trained,
+    trials_said,
 )
 
 STATE_COLOURS = {
@@ -936,8 +937,7 @@ def make_report(
 def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     """The summary for people, a (what, value) pair per row: the console's table and the top of
     index.html."""
-    trials = ", ".join(f"{n} {s.lower()}" for s, n in sorted(summary["trials"].items()))
-    rows = [("storage", summary["storage"]), ("trials", trials or "none")]
+    rows = [("storage", summary["storage"]), ("trials", trials_said(summary))]
     best = summary["best"]
     if best:
         rows.append(("best", f"trial {best['number']}: val loss {best['value']:.4f}"))

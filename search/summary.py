@@ -179,6 +179,9 @@ def summarize(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
         "storage": mask_url(cfg.storage_url),
         "tokens_per_trial": cfg.tokens_per_trial,
         "trials": {state: int(e["trials"]) for state, e in by_state.items()},
+        # FAIL trials queued again (their re-runs are counted): n_trials does not count them
+        "trials_run_again": sum(1 for t in trials if t.state == TrialState.FAIL
+                                and t.user_attrs.get("retried", False)),
         "best": None if best is None else {
             "number": best.number,
             "value": best.value,
@@ -209,6 +212,25 @@ def summarize(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
                           "trials stopped because their loss diverged are not counted",
         },
     }
+
+
+def trials_said(summary: dict[str, Any]) -> str:
+    """``6 complete, 9 pruned, 1 diverged, 1 failed and run again``: a summary's trials by state
+    as run's summary and the report say them, the trials the loss guard stopped (PRUNED in
+    Optuna) apart from the pruner's, and failures queued again apart from those for good."""
+    counts = dict(summary["trials"])
+    diverged = summary["pruning"].get("diverged_trials", 0)
+    again = summary.get("trials_run_again", 0)
+    counts["PRUNED"] = counts.get("PRUNED", 0) - diverged
+    counts["DIVERGED"] = diverged
+    counts["FAIL"] = counts.get("FAIL", 0) - again
+    first = ["COMPLETE", "PRUNED", "DIVERGED", "FAIL"]
+    words = {"FAIL": "failed"}
+    parts = [f"{counts[state]} {words.get(state, state.lower())}"
+             for state in [*first, *sorted(set(counts) - set(first))] if counts.get(state)]
+    if again:
+        parts.append(f"{again} failed and run again")
+    return ", ".join(parts) or "none"
 
 
 def pruning_saved(pruning: dict[str, Any]) -> str:

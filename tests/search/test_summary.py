@@ -144,6 +144,8 @@ def test_a_study_none_of_whose_trials_completed_says_why_and_offers_no_export(tm
     assert f"scaletune report {path}" in printed and "scaletune export" not in printed
     # What the diverged trials left untrained is not pruning's saving (it read 100%).
     assert "pruning saved 0 tokens (0%) in 0 pruned trials; 2 diverged trials not counted" in printed
+    # The trials row says so too (it read "2 pruned", then "in 0 pruned trials").
+    assert "trials   2 diverged" in printed
     # A trial the pruner stopped by comparison: no such note (a first trial completes the next).
     study.add_trial(ended(TrialState.PRUNED, 1.0, prune_reason="median pruner at 16,384 tokens",
                           tokens_seen=cfg.tokens_per_trial // 4))
@@ -154,6 +156,17 @@ def test_a_study_none_of_whose_trials_completed_says_why_and_offers_no_export(tm
     saved = cfg.tokens_per_trial - cfg.tokens_per_trial // 4
     assert (f"pruning saved {saved:,} tokens (75%) in 1 pruned trial; 2 diverged trials not "
             "counted") in printed
+    assert "trials   1 pruned, 2 diverged" in printed
+    # A failure queued again, said alike by run's summary and the report's.
+    from scaletune.search.report import summary_rows
+    from scaletune.search.summary import summarize
+
+    study.add_trial(ended(TrialState.FAIL, 1.0, retried=True))
+    console = Console(record=True, width=400)
+    print_run_summary(console, study, cfg, str(path), 10.0)
+    said = "1 pruned, 2 diverged, 1 failed and run again"
+    assert f"trials   {said}" in console.export_text()
+    assert ("trials", said) in summary_rows(summarize(study, cfg))
 
 
 def test_a_study_whose_trials_all_failed_points_to_their_reasons(tmp_path):
