@@ -201,9 +201,12 @@ def transfer(
         batch = best.batch_size
     else:
         batch = pow2_round(law)
+        # The factor is the change made (after rounding), as every other rule's is: the law's
+        # own growth (x1.701 for 4x the tokens) read as the batch's when 2 became 4.
         rules.append(Rule(
             "batch_size", f"{batch_rule[0]} = {law:.4g} sequences of {block_size} tokens,"
-            f" rounded to a power of two", batch_rule[1], growth,
+            f" rounded to a power of two", batch_rule[1],
+            batch * block_size / best.tokens_per_step,
         ))
     if max_batch_size is not None and batch > max_batch_size:
         batch = max_batch_size

@@ -47,6 +47,18 @@ def test_doubling_tokens_with_tau_fixed_halves_lambda_at_fixed_lr_and_batch():
     assert tokens_per_step / (final.lr * final.weight_decay * final.tokens) == pytest.approx(0.5)
 
 
+def test_each_rules_factor_is_the_change_it_made():
+    best = best_hparams()
+    moved = transfer(best, 4 * best.tokens)
+    [batch] = [r for r in moved.rules if r.value == "batch_size"]
+    # The batch rule gave the law's growth, 4^0.383 = 1.70, where the batch changed by a power of
+    # two after rounding: a reader multiplying the factors through got the wrong batch.
+    assert batch.factor == moved.final.batch_size / best.batch_size
+    assert batch.factor in (1.0, 2.0, 4.0)
+    [lr] = [r for r in moved.rules if r.value == "lr"]
+    assert lr.factor == pytest.approx(moved.final.lr / best.lr)
+
+
 def test_lambda_follows_a_forced_batch():
     best = best_hparams()
     moved = transfer(best, best.tokens, batch_size=4 * best.batch_size)
