@@ -327,7 +327,7 @@ _ROWS = (
     ("tokens", "{:,}"), ("n_layer", "{}"), ("n_embd", "{}"), ("block_size", "{}"),
     ("lr", "{:.4g}"), ("tau", "{:.4g}"), ("weight_decay", "{:.4g}"), ("batch_size", "{}"),
     ("tokens_per_step", "{:,}"), ("steps", "{:,}"), ("warmup_frac", "{:.4g}"),
-    ("warmup_steps", "{:,}"), ("dropout", "{:g}"),
+    ("warmup_steps", "{:,}"), ("dropout", "{:.4g}"),
 )
 
 

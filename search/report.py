@@ -812,7 +812,10 @@ def prior_rows(study: optuna.Study, cfg: StudyConfig) -> list[PriorRow]:
                     Layer(f"{look.legend} center", [prior["center"]], [0.0], look.center_colour,
                           marker="diamond", size=9, text=[sources]),
                 ]
-                how += f", {look.words}"
+                heuristic = not prior_is_fitted(prior) and all(
+                    "no published law" in s.get("citation", "") for s in prior["sources"][:1])
+                how += ", prior from a heuristic (no published law)" if heuristic \
+                    else f", {look.words}"
             else:
                 how += ", no prior"
             searched_range = _range(dist)

@@ -256,7 +256,10 @@ def summary(result: Result, out_dir: str | None = None) -> str:
         f"val loss        final {loss(result.final_val_loss)}, best {loss(result.best_val_loss)}",
         f"trained         {result.tokens_seen:,} tokens in {result.steps:,} steps",
         f"time            {result.train_time_s:.1f} s training, {result.wall_time_s:.1f} s in all",
+        # PaLM's count (6N with norms and the head, plus attention), not the study's 6ND of
+        # non-embedding parameters: the 2 differ by a third at small widths.
         f"throughput      {result.tokens_per_s:,.0f} tokens/s, {result.flops_per_s / 1e9:.1f} GFLOP/s"
+        " (PaLM's count: all weights and attention)"
         + (f", MFU {result.mfu:.1%}" if result.mfu is not None else ""),
         f"grad norm       mean {result.grad_norm['mean']:.3g}, max {result.grad_norm['max']:.3g}, "
         f"{result.grad_norm['n_spikes']} spikes",

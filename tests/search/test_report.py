@@ -476,6 +476,8 @@ def test_priors_fitted_to_your_studies_say_so_in_both_versions(tmp_path):
         layers = {layer.name for layer in rows[name].layers}
         assert {"fitted prior range", "fitted prior center"} <= layers, name
     assert rows["warmup_frac"].label.endswith(", prior from the published laws")
+    # Dropout has no published law: its row said "from the published laws" all the same.
+    assert rows["dropout"].label.endswith(", prior from a heuristic (no published law)")
     png_legend = {text.get_text() for text in drawn.png.legends[0].get_texts()}
     html_legend = {t.name for t in drawn.html.data if t.showlegend is not False}
     assert {"fitted prior center", "prior center"} <= png_legend & html_legend
