@@ -649,16 +649,23 @@ def _published_warmup_prior(n: int, tokens: float, steps: float, beta2: float) -
     unit = "fraction of steps"
     ma_yarats = laws.warmup_steps_ma_yarats(beta2)
     porian = laws.warmup_tokens_porian(n)
+    top = WARMUP_BOUNDS[1]
+
+    def capped(fraction: float) -> str:  # the table shows the value the center averages
+        return f"; {fraction:.3g} capped at {top:g}" if fraction > top else ""
+
     sources = (
         Source(
             "Ma & Yarats 2/(1-beta2)", "Ma & Yarats, arXiv 1910.04209",
-            min(ma_yarats / steps, WARMUP_BOUNDS[1]), unit,
-            note=f"{ma_yarats:.0f} steps at beta2 = {beta2} of {steps:.4g} steps",
+            min(ma_yarats / steps, top), unit,
+            note=f"{ma_yarats:.0f} steps at beta2 = {beta2} of {steps:.4g} steps"
+                 + capped(ma_yarats / steps),
         ),
         Source(
             "Porian warmup ~ N tokens", "Porian et al., arXiv 2406.19146",
-            min(porian / tokens, WARMUP_BOUNDS[1]), unit,
-            note=f"{porian:.3g} tokens (non-embedding N) of {tokens:.3g}",
+            min(porian / tokens, top), unit,
+            note=f"{porian:.3g} tokens (non-embedding N) of {tokens:.3g}"
+                 + capped(porian / tokens),
         ),
         Source(
             "practice 5-15% of steps", "seed 000; Power Lines uses 10%",

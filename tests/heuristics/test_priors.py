@@ -172,6 +172,15 @@ def test_warmup_blends_ma_yarats_with_practice():
     assert priors_for(model, tokens, unique, beta2=0.99).warmup_frac.center > p.warmup_frac.center
 
 
+def test_a_warmup_source_capped_at_the_bound_says_so():
+    # The quickstart's shape at 100k tokens: Porian's ~N tokens of warmup is 98% of the run.
+    p = priors_for(TINY, 1e5, unique_tokens=1e6)
+    porian = next(s for s in p.warmup_frac.sources if s.law == "Porian warmup ~ N tokens")
+    # The table's "raw law outputs" showed 0.5 with no word of the law's own 0.983.
+    assert porian.value == 0.5
+    assert porian.note.endswith("; 0.983 capped at 0.5"), porian.note
+
+
 def test_dropout_grows_with_epochs():
     # No repetition -> dropout 0; more epochs over the same data -> more dropout.
     one = priors_for(SMALL, 1e6, unique_tokens=1e6).dropout.center
