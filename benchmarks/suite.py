@@ -411,6 +411,11 @@ def analyze_suite(tasks: list[Task], benches: list[se.Bench], root: Path, comman
             summary_rows.append({"task": task.name, "strategy": strategy, "best_at_8": b8,
                                  "seeds_at_8": n8, "best_at_16": b16, "seeds_at_16": n16,
                                  "compute_to_1pct": need, "censored": censored, "seeds": n})
+    if not summary_rows:
+        # The studies are not in a checkout (*.db is ignored): an analysis of none replaced the
+        # committed tables with empty files.
+        raise SystemExit(f"no task has finished trials under {root} ({'; '.join(sections)}): "
+                         "nothing to analyze, and the tables there are left as they are")
     summary = pd.DataFrame(summary_rows)
     calib = pd.DataFrame(calib_rows)
     summary.to_csv(root / "suite_summary.csv", index=False)

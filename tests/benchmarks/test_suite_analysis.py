@@ -41,3 +41,22 @@ def test_the_published_center_undoes_the_short_run_correction():
     assert published_center(p.lr) == pytest.approx(p.lr.center / 10**SHORT_RUN_LR_SHIFT_LOG10)
     assert published_center(p.tau) == pytest.approx(p.tau.center / 10**SHORT_RUN_TAU_SHIFT_LOG10)
     assert published_center(p.batch_size) == p.batch_size.center  # never corrected
+
+
+def test_an_analysis_of_no_studies_leaves_the_tables_there(tmp_path):
+    from benchmarks.suite import TASKS, analyze_suite, bench_of
+
+    # A checkout holds the tables and not the studies (*.db is ignored): `--analyze-only` wrote
+    # an empty suite.md and three one-byte CSVs over the committed ones, and exited 0.
+    task = next(t for t in TASKS if t.name == "shakespeare-byte")
+    bench = bench_of(task, tmp_path, budget=2, tpe_budget=3, seeds=1, workers=1,
+                     strategies=("random",))
+    tables = {name: f"{name} of record\n" for name in (
+        "suite.md", "suite_summary.csv", "suite_calibration.csv", "suite_loto.csv")}
+    for name, text in tables.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(SystemExit) as e:
+        analyze_suite([task], [bench], tmp_path, "smoke")
+    assert "no task has finished trials under" in str(e.value)
+    assert "the tables there are left as they are" in str(e.value)
+    assert {name: (tmp_path / name).read_text() for name in tables} == tables
