@@ -102,7 +102,10 @@ def run(dtype: str, steps: int, compile: bool, cache: str, cpu_matmul: str = "on
         "model": model, "data": {**data, "cache_dir": cache, "val_windows": 8},
         "optim": {"name": "adamw", "lr": 3e-4}, "batch_size": batch, "tokens": steps * step_tokens,
         "eval_every_tokens": CHUNK_STEPS * step_tokens, "dtype": dtype, "device": "cpu",
-        "compile": compile, "cpu_matmul": cpu_matmul, "progress": False, **overrides,
+        "compile": compile, "cpu_matmul": cpu_matmul, "progress": False,
+        # --threads (torch.set_num_threads in main): train() sets its own count from the config
+        # and ran on every core, whatever the flag said.
+        "num_threads": torch.get_num_threads(), **overrides,
     })
     peak_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float32
     marks = []  # (tokens, seconds of training, peaks) at each pause

@@ -47,3 +47,17 @@ def test_too_few_steps_to_time_are_refused_by_name():
     assert "--steps must be 10 or more (chunks of 5 steps, the first left out as warm-up), got 5" \
         in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_a_run_trains_on_the_threads_the_benchmark_was_given(tmp_path):
+    from benchmarks.trainer_throughput import run
+
+    # --threads sets torch's count; train() then set its own from the config (every core).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run("float32", 10, False, str(tmp_path / "cache"), cpu_matmul="torch",
+            model={"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 32}, batch_size=2)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
