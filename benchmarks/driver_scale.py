@@ -575,9 +575,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--costs", action="store_true",
                    help="also time one report (Optuna's study beside the driver's) and one "
                         "redraw of the live view, side by side")
-    p.add_argument("--storages", default="sqlite,postgresql",
-                   help="which of the storages to measure (default both; PostgreSQL needs "
-                        "--postgres)")
+    p.add_argument("--storages", default=None,
+                   help="which of the storages to measure: sqlite, postgresql or both "
+                        "(default: both where --postgres is given, else sqlite)")
     p.add_argument("--postgres", metavar="URL", help="PostgreSQL storage, besides SQLite")
     p.add_argument("--profile", action="store_true",
                    help="cProfile the driver at the largest point: driver_scale_<storage>.prof")
@@ -588,6 +588,14 @@ def main(argv: list[str] | None = None) -> None:
                    help="the studies' pruner by name (median, hyperband, successive_halving, "
                         "...); default the suite's scaletune study's")
     args = p.parse_args(argv)
+    if args.storages is None:
+        args.storages = "sqlite,postgresql" if args.postgres else "sqlite"
+    asked = [s for s in args.storages.split(",") if s]
+    if bad := [s for s in asked if s not in ("sqlite", "postgresql")]:
+        p.error(f"--storages: unknown {bad}; choose from sqlite, postgresql")
+    if "postgresql" in asked and not args.postgres:
+        # it measured nothing and exited 0, having replaced the command file of record
+        p.error("--storages postgresql needs --postgres URL (a server and database to write)")
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

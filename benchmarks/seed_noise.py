@@ -158,6 +158,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="the suite's results folder (its studies and corpora)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/seed_noise"))
     args = p.parse_args(argv)
+    names = [t.name for t in suite.TASKS]
+    if bad := [n for n in args.tasks.split(",") if n not in names]:
+        p.error(f"--tasks: unknown {bad}; choose from {','.join(names)}")
     picked = [t for t in suite.TASKS if t.name in args.tasks.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
     jobs = [(t, args.suite, args.out, args.repeats) for t in picked]

@@ -31,3 +31,27 @@ def test_the_table_says_which_tasks_the_default_floor_covers_and_pools_the_rest(
     assert f"| a | {two_sd_b:.2%} | 0.50% | yes |" in text
     assert f"| b | 0.50% | {two_sd_b:.2%} | no |" in text
     assert len(rows) == 4  # a row each in both tables
+
+
+def test_an_unknown_task_is_refused_by_name(tmp_path, capsys):
+    # It was dropped in silence, or a TypeError from the table when none was left.
+    with pytest.raises(SystemExit) as e:
+        seed_noise.main(["--tasks", "shakespeare-byte,bogus", "--out", str(tmp_path / "sn")])
+    assert e.value.code == 2
+    assert "--tasks: unknown ['bogus']; choose from shakespeare-byte," in capsys.readouterr().err
+    assert not (tmp_path / "sn").exists()
+
+
+def test_driver_scale_refuses_a_storage_it_cannot_measure(tmp_path, capsys):
+    from benchmarks.driver_scale import main
+
+    # Both measured nothing and exited 0, having written a command file over the one of record.
+    for storages, said in (("sqllite", "--storages: unknown ['sqllite']; choose from sqlite, "
+                                       "postgresql"),
+                           ("postgresql", "--storages postgresql needs --postgres URL")):
+        with pytest.raises(SystemExit) as e:
+            main(["--trials", "2", "--seconds", "1", "--big", "0", "--storages", storages,
+                  "--out", str(tmp_path / "ds")])
+        assert e.value.code == 2
+        assert said in capsys.readouterr().err
+    assert not (tmp_path / "ds").exists()
