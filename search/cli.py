@@ -385,15 +385,16 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 @contextlib.contextmanager
 def _output_errors(folder: Path, where: str, what: str) -> Iterator[None]:
-    """An OSError on ``folder`` (or a folder above it, or a file in it) inside the block is the
-    output's: a ConfigError naming ``where`` in one line, not a traceback. Others pass."""
+    """An OSError on ``folder``, a folder above it or a file in it inside the block is the
+    output's: a ConfigError naming ``where`` in one line, not a traceback. Others (a file deeper
+    down, such as a study's own files below the working folder) pass."""
     try:
         yield
     except OSError as e:
         if not e.filename:
             raise
         failed, mine = Path(e.filename).resolve(), folder.resolve()
-        if not (failed == mine or mine in failed.parents or failed in mine.parents):
+        if not (failed == mine or failed.parent == mine or failed in mine.parents):
             raise
         raise ConfigError(where, [f"cannot write {what} there: {e.strerror or e} ({failed}): "
                                   "give a path in a writable folder"]) from None
