@@ -34,7 +34,7 @@ from typing import Any
 import torch
 import yaml
 
-from benchmarks.trainer_throughput import matmul_peaks, run
+from benchmarks.trainer_throughput import CHUNK_STEPS, matmul_peaks, run
 from scaletune.trainer.config import TrainConfig
 from scaletune.trainer.loop import peak_flops
 from scaletune.trainer.model import flops_per_token
@@ -202,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="sequences per forward pass of GPT-2 small (lower it on a small GPU)")
     parser.add_argument("-o", "--output", type=Path, help="also write the results as JSON")
     args = parser.parse_args(argv)
+    if args.steps < 2 * CHUNK_STEPS:  # a StatisticsError on the GPU, minutes in, before
+        parser.error(f"--steps must be {2 * CHUNK_STEPS} or more (chunks of {CHUNK_STEPS} steps, "
+                     f"the first left out as warm-up), got {args.steps}")
     why_not = no_cuda_message()
     if why_not:
         print(why_not, file=sys.stderr)

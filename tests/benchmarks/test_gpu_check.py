@@ -19,6 +19,15 @@ def test_without_cuda_it_exits_2_and_says_why(capsys):
     assert f"torch {torch.__version__}" in err
 
 
+def test_too_few_steps_to_time_are_refused_before_any_gpu_work(capsys):
+    # On a GPU, --steps 5 left no timed chunk: a StatisticsError minutes in.
+    with pytest.raises(SystemExit) as e:
+        main(["--steps", "5"])
+    assert e.value.code == 2
+    assert "--steps must be 10 or more (chunks of 5 steps, the first left out as warm-up), got 5" \
+        in capsys.readouterr().err
+
+
 def test_the_study_and_the_runs_it_writes_are_valid(tmp_path):
     study = load_study(study_file(tmp_path))
     assert (study.n_trials, study.workers.gpus_per_trial, study.trainer.device) == (4, 0.25, "cuda")
