@@ -122,12 +122,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quickstart", action="store_true",
                    help="also time the README's quickstart end to end, in a new process")
     args = p.parse_args(argv)
+    try:
+        workers = [int(x) for x in args.workers.split(",") if x.strip()]
+    except ValueError:
+        workers = []
+    if not workers or min(workers) < 1:  # a ValueError, or a ZeroDivisionError after a study
+        p.error(f"--workers: comma-separated counts of 1 or more, got {args.workers!r}")
+    if args.trials < 1:
+        p.error(f"--trials: must be 1 or more, got {args.trials}")
     if not args.data.is_file():
         p.error(f"--data: file not found: {args.data}")
     bench = Bench(data=args.data, out=args.out)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for w in (int(x) for x in args.workers.split(",")):
+    for w in workers:
         row = measure(bench, w, args.trials, args.address)
         rows.append(row)
         print(f"workers {w}: {row['trials']} trials, study wall {row['study_wall_s']:.1f} s, "

@@ -810,6 +810,10 @@ def main(argv: list[str] | None = None) -> None:
     bad = [s for s in strategies if s not in STRATEGIES]
     if bad:
         p.error(f"unknown strategies {bad}; choose from {list(STRATEGIES)}")
+    for flag, value in (("--budget", args.budget), ("--seeds", args.seeds),
+                        ("--workers", args.workers)):
+        if value < 1:  # --budget 0 was a pydantic ValidationError of n_trials
+            p.error(f"{flag}: must be 1 or more, got {value}")
     if not args.data.is_file():
         p.error(f"--data: file not found: {args.data}")
     bench = replace(Bench(), data=args.data, out=args.out, budget=args.budget, seeds=args.seeds,

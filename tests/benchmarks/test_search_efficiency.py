@@ -50,3 +50,22 @@ def test_tiny_benchmark_respects_budgets_and_writes_the_table(tmp_path, shakespe
     for name in ("search_efficiency.png", "search_efficiency_to_1pct.csv",
                  "search_efficiency_command.txt"):
         assert (bench.out / name).is_file()
+
+
+@pytest.mark.parametrize("module, flags, said", [
+    ("search_efficiency", ["--budget", "0"], "--budget: must be 1 or more, got 0"),
+    ("orchestration", ["--workers", "a"], "--workers: comma-separated counts of 1 or more, got 'a'"),
+    ("orchestration", ["--workers", "0"], "--workers: comma-separated counts of 1 or more, got '0'"),
+    ("orchestration", ["--trials", "0"], "--trials: must be 1 or more, got 0"),
+], ids=["budget 0", "workers a", "workers 0", "trials 0"])
+def test_a_bad_count_is_refused_by_name_before_anything_runs(tmp_path, capsys, module, flags,
+                                                             said):
+    import importlib
+
+    # They were a ValidationError, a ValueError, a ZeroDivisionError once a study had run, and a
+    # ValueError of min() on no trials.
+    with pytest.raises(SystemExit) as e:
+        importlib.import_module(f"benchmarks.{module}").main([*flags, "--out", str(tmp_path / "o")])
+    assert e.value.code == 2
+    assert said in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
