@@ -662,6 +662,13 @@ def main(argv: list[str] | None = None) -> int:
     console = make_console()
     try:
         return args.func(args, console)
+    except KeyboardInterrupt as e:
+        # Ctrl-C where no command handles it (a study's start-up, a report), or a second one
+        # while a study stops its trials, which quits at once: a line, not a traceback.
+        recovered = ("; the next run of the same command recovers any trial left running"
+                     if args.command in ("run", "ladder") else "")
+        print(f"scaletune {args.command}: interrupted{recovered}", file=sys.stderr, flush=True)
+        return 128 + getattr(e, "signum", signal.SIGINT)
     except DataError as e:  # the data of the file the command was given
         study = getattr(args, "study", None)
         return _errors(console, ConfigError(study, [str(e)]) if isinstance(study, str) else e)

@@ -479,6 +479,28 @@ def test_report_and_export_into_a_folder_that_refuses_writes_say_so_in_one_line(
     assert list(locked.iterdir()) == []
 
 
+def test_ctrl_c_in_a_command_is_one_line_and_the_shells_code(finished, tmp_path, capsys):
+    import signal
+    import threading
+
+    path, _, _ = finished
+    # The report draws for seconds; Ctrl-C lands in it. It was a KeyboardInterrupt traceback.
+    # Python drops one that lands in a finalizer (SQLAlchemy's weakref callbacks): then the
+    # report ends as usual, and the next try sends it at another moment.
+    codes = []
+    for delay in (0.3, 0.5, 0.8, 1.1):
+        timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            codes.append(main(["report", str(path), "-o", str(tmp_path / f"report{delay}")]))
+        finally:
+            timer.cancel()
+        if codes[-1] == 130:
+            break
+    assert codes[-1] == 130 and set(codes) <= {0, 130}, codes
+    assert capsys.readouterr().err.strip().endswith("scaletune report: interrupted")
+
+
 # --------------------------------------------------------------------------- end to end
 
 
