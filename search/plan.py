@@ -675,7 +675,8 @@ def priors_note(study: optuna.Study, priors: Priors) -> str | None:
         return None
     return (f"the priors' centers moved since this study started ({', '.join(moved)}): its new "
             "trials are drawn from the priors of now (a ladder's laws fitted again on more rungs, "
-            "or a fitted laws file written again); `scaletune show` lists those it started with")
+            "a fitted laws file written again, or another version of scaletune's laws); "
+            "`scaletune show` lists those it started with")
 
 
 def _changes(stored: dict[str, Any] | None, cfg: StudyConfig, most: int = 6) -> str:

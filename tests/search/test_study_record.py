@@ -272,5 +272,5 @@ def test_a_study_resumed_under_moved_priors_is_told_which_moved(tmp_path, shakes
     lr = plan.priors.lr.center
     assert note == (f"the priors' centers moved since this study started (lr {lr / 1.5:.3g} -> "
                     f"{lr:.3g}): its new trials are drawn from the priors of now (a ladder's laws "
-                    "fitted again on more rungs, or a fitted laws file written again); "
-                    "`scaletune show` lists those it started with")
+                    "fitted again on more rungs, a fitted laws file written again, or another "
+                    "version of scaletune's laws); `scaletune show` lists those it started with")
