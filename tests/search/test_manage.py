@@ -479,7 +479,8 @@ def test_report_and_export_into_a_folder_that_refuses_writes_say_so_in_one_line(
     assert list(locked.iterdir()) == []
 
 
-def test_ctrl_c_in_a_command_is_one_line_and_the_shells_code(finished, tmp_path, capsys):
+def test_ctrl_c_in_a_command_is_one_line_and_the_shells_code(finished, tmp_path, capsys,
+                                                             request):
     import signal
     import threading
 
@@ -488,6 +489,9 @@ def test_ctrl_c_in_a_command_is_one_line_and_the_shells_code(finished, tmp_path,
     # Python drops one that lands in a finalizer (SQLAlchemy's weakref callbacks): then the
     # report ends as usual, and the next try sends it at another moment.
     codes = []
+    # pytest-xdist's workers ignore SIGINT; a command run from a shell has Python's own handler.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     for delay in (0.3, 0.5, 0.8, 1.1):
         timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
         timer.start()
