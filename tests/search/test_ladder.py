@@ -439,6 +439,29 @@ def test_export_carries_the_horizon_with_the_fitted_exponents(tmp_path):
                                     if r.value == "weight_decay")
 
 
+def test_export_says_where_a_fitted_exponent_does_not_exclude_the_published_one(tmp_path):
+    from scaletune.heuristics.fit import ScalePoint, fit_studies
+    from scaletune.search.export import export_study
+    from tests.search.test_export import add_trial, make_study, params, study_file
+
+    # lr and batch tight around their laws; tau's near-best trials 16x apart at every rung.
+    points = [ScalePoint(x, "tokens", 0.3 * x**-0.5 * j, 50 * x**-0.2 * k, 0.5 * x**0.5 * j, 3.0)
+              for x in (1e4, 2e4, 4e4, 8e4) for j, k in ((0.95, 0.25), (1 / 0.95, 4.0))]
+    laws_path = tmp_path / "laws.json"
+    fit_studies(points, n_boot=100).save(laws_path)
+    path, cfg = study_file(tmp_path, priors={"laws": "fitted", "fitted_file": str(laws_path)})
+    study = make_study(cfg)
+    add_trial(study, cfg, params(4e-3, tau=0.8, batch_size=16), 2.2)
+    done = export_study(cfg, tmp_path / "final.yaml", source=str(path),
+                        tokens=16 * cfg.tokens_per_trial)
+    notes = done.config.provenance["notes"]
+    # It moved tau by 16^-0.2 and said nothing of an interval that holds the published 0.
+    said = [n for n in notes if "the rungs do not tell the two apart" in n]
+    assert len(said) == 1 and said[0].startswith(
+        "the fitted tau law's exponent -0.200 has a 95% interval [-2.103, +1.703] that holds the "
+        "published rule's +0"), notes
+
+
 def test_export_notes_the_warnings_of_the_laws_it_uses_only(tmp_path):
     from scaletune.heuristics.fit import ScalePoint, fit_studies
     from scaletune.search.export import export_study, summary_lines
