@@ -412,20 +412,28 @@ def test_the_rungs_cost_counts_a_failure_run_again_once(tmp_path, shakespeare):
     assert rungs_compute(ladder)["trials"] == 2
 
 
-def test_export_carries_the_horizon_with_the_fitted_exponents(tmp_path):
+def exported_with_laws(tmp_path, tau_spread: tuple[float, float]):
+    """A study seeded by laws fitted to lr * x^-0.5, tau * x^-0.2 and batch * x^0.5 at four
+    rungs, two near-best trials each (lr and batch 0.95 and 1/0.95 of the law, tau by
+    ``tau_spread``), its best trial exported to 16x the tokens."""
     from scaletune.heuristics.fit import ScalePoint, fit_studies
     from scaletune.search.export import export_study
     from tests.search.test_export import add_trial, make_study, params, study_file
 
-    points = [ScalePoint(x, "tokens", 0.3 * x**-0.5 * j, 50 * x**-0.2 * j, 0.5 * x**0.5 * j, 3.0)
-              for x in (1e4, 2e4, 4e4, 8e4) for j in (0.95, 1 / 0.95)]
+    points = [ScalePoint(x, "tokens", 0.3 * x**-0.5 * j, 50 * x**-0.2 * k, 0.5 * x**0.5 * j, 3.0)
+              for x in (1e4, 2e4, 4e4, 8e4)
+              for j, k in zip((0.95, 1 / 0.95), tau_spread, strict=True)]
     laws_path = tmp_path / "laws.json"
     fit_studies(points, n_boot=100).save(laws_path)
     path, cfg = study_file(tmp_path, priors={"laws": "fitted", "fitted_file": str(laws_path)})
     study = make_study(cfg)
     add_trial(study, cfg, params(4e-3, tau=0.8, batch_size=16), 2.2)
-    done = export_study(cfg, tmp_path / "final.yaml", source=str(path),
+    return export_study(cfg, tmp_path / "final.yaml", source=str(path),
                         tokens=16 * cfg.tokens_per_trial)
+
+
+def test_export_carries_the_horizon_with_the_fitted_exponents(tmp_path):
+    done = exported_with_laws(tmp_path, (0.95, 1 / 0.95))
     # Rule: with laws fitted in tokens, the horizon uses their exponents: lr * 16^-0.5,
     # tau * 16^-0.2, batch * 16^0.5 (64 sequences), each rule citing the fitted law.
     final = done.transfer.final
@@ -437,23 +445,13 @@ def test_export_carries_the_horizon_with_the_fitted_exponents(tmp_path):
     assert sources["batch_size"].startswith("fitted batch-size law")
     assert "fitted tau law" in next(r.formula for r in done.transfer.rules
                                     if r.value == "weight_decay")
+    # Intervals this tight exclude the published exponents: no note of them.
+    assert not [n for n in done.config.provenance["notes"] if "do not tell the two apart" in n]
 
 
 def test_export_says_where_a_fitted_exponent_does_not_exclude_the_published_one(tmp_path):
-    from scaletune.heuristics.fit import ScalePoint, fit_studies
-    from scaletune.search.export import export_study
-    from tests.search.test_export import add_trial, make_study, params, study_file
-
     # lr and batch tight around their laws; tau's near-best trials 16x apart at every rung.
-    points = [ScalePoint(x, "tokens", 0.3 * x**-0.5 * j, 50 * x**-0.2 * k, 0.5 * x**0.5 * j, 3.0)
-              for x in (1e4, 2e4, 4e4, 8e4) for j, k in ((0.95, 0.25), (1 / 0.95, 4.0))]
-    laws_path = tmp_path / "laws.json"
-    fit_studies(points, n_boot=100).save(laws_path)
-    path, cfg = study_file(tmp_path, priors={"laws": "fitted", "fitted_file": str(laws_path)})
-    study = make_study(cfg)
-    add_trial(study, cfg, params(4e-3, tau=0.8, batch_size=16), 2.2)
-    done = export_study(cfg, tmp_path / "final.yaml", source=str(path),
-                        tokens=16 * cfg.tokens_per_trial)
+    done = exported_with_laws(tmp_path, (0.25, 4.0))
     notes = done.config.provenance["notes"]
     # It moved tau by 16^-0.2 and said nothing of an interval that holds the published 0.
     said = [n for n in notes if "the rungs do not tell the two apart" in n]
