@@ -62,7 +62,7 @@ from scaletune.search.storage import (
     with_driver,
 )
 from scaletune.search.studies import open_study
-from scaletune.search.summary import DERIVED, at_edges, diverged
+from scaletune.search.summary import DERIVED, at_edges, diverged, state_words
 from scaletune.trainer.data import (
     cache_dir,
     download_notes,
@@ -83,7 +83,6 @@ OPTIONS = {
 """The study fields a launch may change on the command line: option -> (flag, key in the file).
 None of them is in the study's fingerprint (search.config.FINGERPRINTED), so a study resumes
 with any of them changed."""
-STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 
 
 # --------------------------------------------------------------------------- run's options
@@ -461,18 +460,6 @@ def by_state(trials: list[FrozenTrial]) -> str:
     ``retried``) are counted apart, as ``n_trials`` does not count them."""
     again = sum(1 for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("retried"))
     return state_words(Counter(t.state.name for t in trials), again)
-
-
-def state_words(counts: Counter[str], again: int) -> str:
-    """``by_state`` from trials counted by state and the FAIL ones queued ``again``."""
-    counts = Counter(counts)
-    counts["FAIL"] -= again
-    words = {"FAIL": "failed"}
-    parts = [f"{counts[s]} {words.get(s, s.lower())}"
-             for s in [*STATES, *sorted(counts.keys() - set(STATES))] if counts[s] > 0]
-    if again:
-        parts.append(f"{again} failed and run again")
-    return ", ".join(parts)
 
 
 def _best(trials: list[FrozenTrial]) -> FrozenTrial | None:

@@ -812,8 +812,9 @@ def prior_rows(study: optuna.Study, cfg: StudyConfig) -> list[PriorRow]:
                     Layer(f"{look.legend} center", [prior["center"]], [0.0], look.center_colour,
                           marker="diamond", size=9, text=[sources]),
                 ]
-                heuristic = not prior_is_fitted(prior) and all(
-                    "no published law" in s.get("citation", "") for s in prior["sources"][:1])
+                first = prior["sources"][0] if prior["sources"] else {}
+                heuristic = (not prior_is_fitted(prior)
+                             and "no published law" in first.get("citation", ""))
                 how += ", prior from a heuristic (no published law)" if heuristic \
                     else f", {look.words}"
             else:

@@ -417,15 +417,14 @@ def _drive(
         f"{total} trials finished, up to {slots} at once"
     )
     if done >= total:
-        failed = sum(map(failed_for_good,
-                         study.get_trials(deepcopy=False, states=(TrialState.FAIL,))))
-        asked = (f"{total}" if total - n_repeats(study.get_trials(deepcopy=False)) <= cfg.n_trials
-                 else
+        trials = study.get_trials(deepcopy=False)  # read once for the line below
+        failed = sum(map(failed_for_good, trials))
+        repeats = n_repeats(trials)
+        asked = (f"{total}" if total - repeats <= cfg.n_trials else
                  f"{cfg.n_trials} (n_trials), fewer than have finished already")
-        waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        waiting = sum(t.state == TrialState.WAITING for t in trials)
         queued = (f"; {waiting} trial(s) stopped earlier wait to run again, and `--n-trials "
-                  f"{done - n_repeats(study.get_trials(deepcopy=False)) + waiting}` runs them"
-                  if waiting else "")
+                  f"{done - repeats + waiting}` runs them" if waiting else "")
         console.print(f"nothing to run: {done} trials have finished and the study asks for "
                       f"{asked}{queued}" + (f"; {failed} of them failed (`scaletune show` says "
                                             "why); once the cause is fixed," if failed else ";")

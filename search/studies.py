@@ -23,18 +23,17 @@ def open_study(cfg: StudyConfig, source: str) -> tuple[optuna.Study, StudyConfig
     try:
         database = sqlite_path(url)
         if database is not None and not database.is_file():
+            key, run_first = _not_run(source)
             raise ConfigError(source, [
-                f"{_key(source)}no study {cfg.name!r}: its storage {shown} does not exist; "
-                f"{_run_first(source)}"
-            ])
+                f"{key}no study {cfg.name!r}: its storage {shown} does not exist; {run_first}"])
         storage = make_storage(url)
         study = optuna.load_study(study_name=cfg.name, storage=storage)
     except KeyError:
         names = optuna.get_all_study_names(storage)
+        key, run_first = _not_run(source)
         raise ConfigError(source, [
-            f"{_key(source)}no study named {cfg.name!r} in {shown}; studies there: "
-            f"{names or 'none'}; {_run_first(source)}, or give the storage it ran on with "
-            "--storage"
+            f"{key}no study named {cfg.name!r} in {shown}; studies there: {names or 'none'}; "
+            f"{run_first}, or give the storage it ran on with --storage"
         ]) from None
     except SQLAlchemyError as e:
         first = first_line(e)
@@ -61,27 +60,20 @@ def open_study(cfg: StudyConfig, source: str) -> tuple[optuna.Study, StudyConfig
     return study, ran_with, notes
 
 
-def _ladder(source: str) -> bool:
-    """Is ``source`` a ladder file (whose study is its target)?"""
+def _not_run(source: str) -> tuple[str, str]:
+    """(the key a missing study is named by, the command that makes it) for the file
+    ``source``: ``name:`` and ``scaletune run``; for a ladder file, whose study is its target
+    and runs after its rungs, no key and ``scaletune ladder`` (one reading of the file)."""
     from scaletune.search.ladder import is_ladder  # ladder reads studies through this module
 
     try:
-        return is_ladder(source)
+        ladder = is_ladder(source)
     except ConfigError:  # not a file: the command line, a stored config
-        return False
-
-
-def _key(source: str) -> str:
-    """The study file's key a missing study is named by; a ladder file names its target by its
-    own name."""
-    return "" if _ladder(source) else "name: "
-
-
-def _run_first(source: str) -> str:
-    """The command that makes the study of ``source``: a ladder's target runs after its rungs."""
-    if _ladder(source):
-        return f"the ladder's target runs after its rungs: run `scaletune ladder {source}` first"
-    return f"run `scaletune run {source}` first"
+        ladder = False
+    if ladder:
+        return "", (f"the ladder's target runs after its rungs: run `scaletune ladder {source}` "
+                    "first")
+    return "name: ", f"run `scaletune run {source}` first"
 
 
 def pick_trial(study: optuna.Study, number: int | None, source: str) -> FrozenTrial:

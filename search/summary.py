@@ -12,6 +12,7 @@ trained, and what it did not train of its budget is the compute pruning saved.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Any
 
 import optuna
@@ -214,23 +215,30 @@ def summarize(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
     }
 
 
-def trials_said(summary: dict[str, Any]) -> str:
-    """``6 complete, 9 pruned, 1 diverged, 1 failed and run again``: a summary's trials by state
-    as run's summary and the report say them, the trials the loss guard stopped (PRUNED in
-    Optuna) apart from the pruner's, and failures queued again apart from those for good."""
-    counts = dict(summary["trials"])
-    diverged = summary["pruning"].get("diverged_trials", 0)
-    again = summary.get("trials_run_again", 0)
-    counts["PRUNED"] = counts.get("PRUNED", 0) - diverged
-    counts["DIVERGED"] = diverged
-    counts["FAIL"] = counts.get("FAIL", 0) - again
-    first = ["COMPLETE", "PRUNED", "DIVERGED", "FAIL"]
+STATES = ("COMPLETE", "PRUNED", "DIVERGED", "FAIL", "RUNNING", "WAITING")
+"""The order trials by state are said in; DIVERGED: PRUNED in Optuna, stopped by the loss guard."""
+
+
+def state_words(counts: Counter[str], again: int, diverged: int = 0) -> str:
+    """``6 complete, 9 pruned, 1 diverged, 1 failed and run again``: trials counted by state,
+    the FAIL ones queued ``again`` apart from those that failed for good, and the ``diverged``
+    ones apart from the pruner's stops; empty for no trial."""
+    counts = Counter(counts)
+    counts["FAIL"] -= again
+    counts["PRUNED"] -= diverged
+    counts["DIVERGED"] += diverged
     words = {"FAIL": "failed"}
-    parts = [f"{counts[state]} {words.get(state, state.lower())}"
-             for state in [*first, *sorted(set(counts) - set(first))] if counts.get(state)]
+    parts = [f"{counts[s]} {words.get(s, s.lower())}"
+             for s in [*STATES, *sorted(counts.keys() - set(STATES))] if counts[s] > 0]
     if again:
         parts.append(f"{again} failed and run again")
-    return ", ".join(parts) or "none"
+    return ", ".join(parts)
+
+
+def trials_said(summary: dict[str, Any]) -> str:
+    """A summary's trials by state as run's summary and the report say them (``state_words``)."""
+    return state_words(Counter(summary["trials"]), summary.get("trials_run_again", 0),
+                       summary["pruning"].get("diverged_trials", 0)) or "none"
 
 
 def pruning_saved(pruning: dict[str, Any]) -> str:
