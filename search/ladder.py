@@ -249,7 +249,7 @@ def load_ladder(path: str | Path) -> Ladder:
         elif study is not None:
             n = laws.non_embedding_params(study.model.n_layer, study.model.n_embd)
             rungs.append(Rung(study, study_scale(study, cfg.scale), tokens / n,
-                              laws.flops_6nd(n, tokens) * study.n_trials))
+                              planned_flops(study)))
     if target is not None and "lr" in (fixed := fixed_values(target)):
         errors.append(f"target: its study fixes lr (search.lr: {{value: {fixed['lr']}}}), so "
                       "every rung would train one lr and the ladder would fit a law to no "
@@ -399,6 +399,12 @@ def epochs_warning(rungs: list[float | None], target: float | None) -> str | Non
             "closer but the losses did not)")
 
 
+def planned_flops(cfg: StudyConfig) -> float:
+    """Compute a study plans (6ND of its non-embedding parameters, times its trials)."""
+    n = laws.non_embedding_params(cfg.model.n_layer, cfg.model.n_embd)
+    return laws.flops_6nd(n, cfg.tokens_per_trial) * cfg.n_trials
+
+
 def plan_table(ladder: Ladder, passes: list[float | None]) -> Table:
     """The rungs cheapest first, then the target, with their scale, ``passes`` (the epochs of
     each, in that order) and state."""
@@ -413,7 +419,7 @@ def plan_table(ladder: Ladder, passes: list[float | None]) -> Table:
         table.add_row(cfg.name, f"{cfg.tokens_per_trial:,}", f"{m.n_layer}x{m.n_embd}",
                       f"{n:,}", f"{cfg.tokens_per_trial / n:.3g}",
                       "?" if epochs_ is None else f"{epochs_:.2g}", str(cfg.n_trials),
-                      f"{laws.flops_6nd(n, cfg.tokens_per_trial) * cfg.n_trials:.3g}",
+                      f"{planned_flops(cfg):.3g}",
                       f"{finished_trials(cfg)}/{cfg.n_trials}")
     return table
 
@@ -433,9 +439,7 @@ def print_plan(ladder: Ladder, console: Console) -> None:
 def cost_warning(ladder: Ladder) -> str | None:
     """A warning where the rungs cost as much compute as the target study or more: a ladder is
     worth its rungs when they are cheaper than the search at the target they seed."""
-    t = ladder.target
-    n = laws.non_embedding_params(t.model.n_layer, t.model.n_embd)
-    target = laws.flops_6nd(n, t.tokens_per_trial) * t.n_trials
+    target = planned_flops(ladder.target)
     rungs = sum(r.flops for r in ladder.rungs)
     if rungs < target:
         return None
