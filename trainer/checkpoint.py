@@ -37,6 +37,21 @@ RUN_OPTIONS = {"progress", "tensorboard", "out_dir", "checkpoint_every_tokens", 
                "data.path", "data.data_files", "data.tokenizer", "provenance"}
 
 
+def run_in_the_way(out_dir: str | None, resume: bool, overwrite: bool,
+                   flags: tuple[str, str] = ("resume=True", "overwrite=True")) -> str | None:
+    """Why a run may not start in ``out_dir``, or None: a checkpoint there that neither
+    ``resume`` (continue it) nor ``overwrite`` (train from scratch and replace it) says what to
+    do with, or both asked at once. ``flags`` name the two as the caller's user writes them."""
+    if resume and overwrite:
+        return (f"{flags[0]} and {flags[1]} exclude each other: {flags[0]} continues the run "
+                f"in out_dir, {flags[1]} starts it again")
+    if out_dir and (Path(out_dir) / CHECKPOINT).exists() and not (resume or overwrite):
+        return (f"out_dir {os.path.normpath(out_dir)} already holds a run's checkpoint; add "
+                f"{flags[0]} to continue that run, or {flags[1]} to train from scratch and "
+                "replace it (or set another out_dir)")
+    return None
+
+
 def save_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: torch.nn.Module,
                     optimizers: list[torch.optim.Optimizer], data_rng: torch.Generator,
                     progress: dict[str, Any], grad_stats: dict[str, Any], lead: bool = True,

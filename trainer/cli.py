@@ -11,13 +11,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from scaletune.trainer.checkpoint import CHECKPOINT
+from scaletune.trainer.checkpoint import CHECKPOINT, run_in_the_way
 from scaletune.trainer.config import TrainConfig, load_train_config
 from scaletune.trainer.distributed import local_batch
 from scaletune.trainer.errors import ConfigError, DataError, SetupError
 from scaletune.trainer.interrupt import DeferredInterrupt, PromptInterrupt
 from scaletune.trainer.loop import Result, train
 from scaletune.trainer.runlock import check_free
+
+FLAGS = ("--resume", "--overwrite")  # how run_in_the_way names them to a command's user
 
 
 def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
@@ -67,8 +69,7 @@ def startable(path: str, resume: bool, overwrite: bool, world: int = 1) -> Train
             print(f"  {err}", file=sys.stderr)
         return None
     if resume and overwrite:
-        print("scaletune train: --resume and --overwrite exclude each other: --resume continues "
-              "the run in out_dir, --overwrite starts it again", file=sys.stderr)
+        print(f"scaletune train: {run_in_the_way(None, True, True, FLAGS)}", file=sys.stderr)
         return None
     if config.out_dir:
         out_dir = Path(os.path.normpath(config.out_dir))
@@ -89,10 +90,8 @@ def startable(path: str, resume: bool, overwrite: bool, world: int = 1) -> Train
         except SetupError as e:
             print(f"{path}: {e} (the {world} processes of this launch)", file=sys.stderr)
             return None
-    if config.out_dir and (Path(config.out_dir) / CHECKPOINT).exists() and not (resume or overwrite):
-        print(f"{path}: out_dir {os.path.normpath(config.out_dir)} already holds a run's checkpoint; "
-              "add --resume to continue that run, or --overwrite to train from scratch and "
-              "replace it (or set another out_dir)", file=sys.stderr)
+    if why := run_in_the_way(config.out_dir, resume, overwrite, FLAGS):
+        print(f"{path}: {why}", file=sys.stderr)
         return None
     return config
 

@@ -31,6 +31,7 @@ from scaletune.trainer.checkpoint import (
     CHECKPOINT,
     load_checkpoint,
     remove_leftover_writes,
+    run_in_the_way,
     save_checkpoint,
 )
 from scaletune.trainer.config import TrainConfig
@@ -190,13 +191,17 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
     """Train a GPT as ``config`` says; ``report`` sees every evaluation and may stop the run.
 
     With ``resume`` the run continues from ``out_dir``'s checkpoint (when there is one) and ends
-    exactly as an uninterrupted run with the same config would. torch.OutOfMemoryError is not
+    exactly as an uninterrupted run with the same config would; with ``overwrite`` it trains
+    from scratch and replaces that run once its set-up has passed. A checkpoint in ``out_dir``
+    with neither is a SetupError, as with ``scaletune train``: a repeated call loses no run. torch.OutOfMemoryError is not
     caught: the caller decides what a run that does not fit means. With ``interrupt``, a signal
     that arrives during the steps raises its Interrupted between two steps, never in the middle
     of a checkpoint or a log line (for one process; torchrun's ranks would not stop at the same
     step).
     """
     wall_start = time.perf_counter()
+    if why := run_in_the_way(config.out_dir, resume, overwrite):  # a repeated call loses no run
+        raise SetupError(why)
     if config.compile and (why := compiler_missing()):
         raise SetupError(why)
     run = _set_up(config, resume)

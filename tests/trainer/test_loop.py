@@ -150,6 +150,21 @@ def test_resume_without_a_checkpoint_says_it_starts_a_new_run(tiny, tmp_path, ca
             "a new run") in capsys.readouterr().err
 
 
+def test_a_repeated_call_keeps_the_finished_run(tiny, tmp_path):
+    # A notebook cell run twice: the second call trained afresh over the finished run's
+    # checkpoint, where `scaletune train` refuses.
+    cfg = tiny(steps=4, out_dir=str(tmp_path / "run"))
+    assert train(cfg).status == "completed"
+    saved = (tmp_path / "run" / CHECKPOINT).read_bytes()
+    with pytest.raises(SetupError, match=r"already holds a run's checkpoint; add resume=True to "
+                                         r"continue that run, or overwrite=True"):
+        train(cfg)
+    with pytest.raises(SetupError, match="exclude each other"):
+        train(cfg, resume=True, overwrite=True)
+    assert (tmp_path / "run" / CHECKPOINT).read_bytes() == saved
+    assert train(cfg, overwrite=True).status == "completed"
+
+
 def test_a_new_run_sets_aside_the_log_of_one_that_left_no_checkpoint(tiny, tmp_path, capsys):
     common = {"steps": 8, "eval_every_tokens": 4 * STEP_TOKENS}
     cfg = tiny(out_dir=str(tmp_path / "run"), progress=True, **common)
