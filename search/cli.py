@@ -207,6 +207,7 @@ def _job_server(args: argparse.Namespace) -> str:
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.config import check_study_files, load_study
     from scaletune.search.manage import data_problems, plan_notes, plan_problems
+    from scaletune.search.plan import stored_change
     from scaletune.search.space import build_space, planning_priors, space_problems
     from scaletune.trainer.config import file_kind, load_train_config, load_yaml
     from scaletune.trainer.data import download_notes
@@ -230,12 +231,15 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
                     # the laws its rungs fit: unknown until they ran)
                     for rung in ladder.rungs:
                         missing += [f"{rung.cfg.name}: {p}" for p in plan_problems(rung.cfg)]
+                        missing += [f"{rung.cfg.name}: {change}"
+                                    for change in [stored_change(rung.cfg)] if change]
             else:
                 cfg = load_study(path)
                 missing, data, kind = check_study_files(cfg), cfg.data, ""
                 if not missing:  # the space planned once, for its problems and its notes
                     dims, fixed = build_space(cfg, planning_priors(cfg))
                     missing = data_problems(cfg) + space_problems(cfg, dims, fixed)
+                    missing += [change for change in [stored_change(cfg)] if change]
             # What `run` or `train` would find first: the files the config names are there.
             if missing:
                 raise ConfigError(path, missing)

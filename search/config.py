@@ -629,15 +629,22 @@ FINGERPRINTED = ("model", "data", "trainer", "tokens_per_trial", "eval_every_tok
                  "seed", "seeding")
 """The sections of a study file that decide what its trials train: a study resumes only when
 they are unchanged (StudyConfig.fingerprint)."""
-NOT_FINGERPRINTED = ("trainer.cpu_matmul", "data.path", "data.data_files", "data.cache_dir")
+NOT_FINGERPRINTED = ("trainer.cpu_matmul", "trainer.micro_batch_size", "data.path",
+                     "data.data_files", "data.cache_dir")
 """Keys inside those sections left out of the fingerprint: a kernel choice, whose results agree
-up to float32 summation order and whose "auto" picks by the machine a study resumes on; and where
-the data and its token cache lie, since the data's own fingerprint (its text's hash and the
-tokenizer, search.plan.record_or_check) says what the trials trained on: a study moved with its
-data, or its cache moved, resumes."""
-NOT_FINGERPRINTED_BEFORE = ("trainer.cpu_matmul",)
-"""NOT_FINGERPRINTED of studies recorded before 2026-12-03, which resume as they were recorded
-(StudyConfig.fingerprint_matches)."""
+up to float32 summation order and whose "auto" picks by the machine a study resumes on; the
+micro-batch, which splits each step's batch for gradient accumulation (the same batch and
+update, up to summation order and which dropout masks are drawn), and which a trial that ran out
+of memory tells the study to lower; and where the data and its token cache lie, since the data's
+own fingerprint (its text's hash and the tokenizer, search.plan.record_or_check) says what the
+trials trained on: a study moved with its data, or its cache moved, resumes."""
+NOT_FINGERPRINTED_BEFORE = (
+    ("trainer.cpu_matmul", "data.path", "data.data_files", "data.cache_dir"),
+    ("trainer.cpu_matmul",),
+)
+"""NOT_FINGERPRINTED of studies recorded before, newest first: with the micro-batch in (until
+2026-12-03), and with the data's location in too (before that day). They resume as they were
+recorded (StudyConfig.fingerprint_matches)."""
 
 
 UNSET_NOT_FINGERPRINTED = ("data.train_tokens",)
@@ -786,8 +793,14 @@ class StudyConfig(_Strict):
 
     def fingerprint_matches(self, stored: str) -> bool:
         """Is ``stored``, a study's recorded fingerprint, this config's: as fingerprinted now,
-        or as a study recorded before the data's location was left out was?"""
-        return stored in (self.fingerprint(), self.fingerprint(NOT_FINGERPRINTED_BEFORE))
+        or as a study recorded before the data's location or the micro-batch was left out was
+        (with the micro-batch it recorded, nearly always unset, or this one)?"""
+        if stored == self.fingerprint():
+            return True
+        trainer = self.trainer.model_copy(update={"micro_batch_size": None})
+        unset = self.model_copy(update={"trainer": trainer})
+        return any(stored == cfg.fingerprint(leave_out) for leave_out in NOT_FINGERPRINTED_BEFORE
+                   for cfg in (self, unset))
 
 
 TAU_LIKE_LAMBDA = 1.0
@@ -989,6 +1002,30 @@ def stored_study_names(database: Path) -> list[str] | None:
     except sqlite3.Error as e:
         return [] if "no such table" in str(e) else None
     return [name for (name,) in rows]
+
+
+def stored_study_attrs(database: Path, name: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    """Study ``name``'s user attrs among ``keys`` in an SQLite storage file, read as
+    ``stored_study_names`` reads: without writing or creating anything; {} where the file, the
+    study or the attrs are not there or cannot be read."""
+    if not database.is_file() or database.stat().st_size == 0:
+        return {}
+    try:
+        con = sqlite3.connect(database.resolve().as_uri() + "?mode=ro", uri=True, timeout=5)
+        try:
+            rows = con.execute(
+                "SELECT a.key, a.value_json FROM study_user_attributes a JOIN studies s "
+                f"ON a.study_id = s.study_id WHERE s.study_name = ? AND a.key IN "
+                f"({', '.join('?' * len(keys))})", (name, *keys)).fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return {}
+    attrs = {}
+    for key, value in rows:
+        with contextlib.suppress(ValueError):
+            attrs[key] = json.loads(value)
+    return attrs
 
 
 def _study_folder(cfg: StudyConfig, base: Path) -> Path:

@@ -39,7 +39,13 @@ from scaletune.search.config import (
     stored_study_names,
     validate_study,
 )
-from scaletune.search.plan import LAST_N_TRIALS, failed_for_good, n_finished, pruner_note
+from scaletune.search.plan import (
+    LAST_N_TRIALS,
+    failed_for_good,
+    n_finished,
+    pruner_note,
+    stored_change,
+)
 from scaletune.search.progress import fmt_params, seeds_of_best
 from scaletune.search.space import (
     build_space,
@@ -205,6 +211,7 @@ def print_plan(cfg: StudyConfig, console: Console) -> None:
     priors = planning_priors(cfg)
     dims, fixed = build_space(cfg, priors)
     problems = data_problems(cfg) + space_problems(cfg, dims, fixed)
+    problems += [change for change in [stored_change(cfg)] if change]
     if problems:
         raise ConfigError(cfg.source, problems)
     out = _printer(console)

@@ -34,7 +34,12 @@ from optuna.trial import FrozenTrial, TrialState
 from pydantic import ValidationError
 
 from scaletune.heuristics.priors import Priors
-from scaletune.search.config import FINGERPRINTED, NOT_FINGERPRINTED, StudyConfig
+from scaletune.search.config import (
+    FINGERPRINTED,
+    NOT_FINGERPRINTED,
+    StudyConfig,
+    stored_study_attrs,
+)
 from scaletune.search.dashboard import study_note, trial_note, write_first_note, write_note
 from scaletune.search.lease import DriverLease
 from scaletune.search.noise import REPEAT_OF, TRAIN_SEED
@@ -49,7 +54,7 @@ from scaletune.search.space import (
     suggest,
     trial_config,
 )
-from scaletune.search.storage import batch, mask_url
+from scaletune.search.storage import batch, mask_url, sqlite_path
 from scaletune.search.trial import train_trial
 from scaletune.trainer.config import TrainConfig, flat_keys
 from scaletune.trainer.errors import ConfigError
@@ -585,12 +590,7 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors, data:
     attrs = study.user_attrs
     stored = attrs.get("fingerprint")
     if stored is not None and not cfg.fingerprint_matches(stored):
-        raise ConfigError(cfg.source, [
-            f"name: a study named {cfg.name!r} already exists in {mask_url(cfg.storage_url)} "
-            f"and this file changes what its trials trained with: {_changes(attrs.get('config'), cfg)}; "
-            "give this study a new name, or undo the change (changing only n_trials, workers, "
-            "sampler or pruner resumes it)"
-        ])
+        raise ConfigError(cfg.source, [_changed_study(cfg, attrs.get("config"))])
     if stored is not None:
         ran_on = attrs.get("data_fingerprint")
         if ran_on is not None and ran_on != data.fingerprint:
@@ -633,6 +633,28 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors, data:
             study.set_metric_names([OBJECTIVE])
     _record_n_trials(study, cfg)
     study.set_user_attr("fingerprint", cfg.fingerprint())
+
+
+def stored_change(cfg: StudyConfig) -> str | None:
+    """What ``record_or_check`` will refuse, found without opening the study: the SQLite storage
+    holds a study of this name whose trials trained with something this file changes. For
+    `scaletune validate` and `run --dry-run`, and `run` before Ray starts; None where the study
+    resumes, is new, or its storage is not an SQLite file (the run checks it there)."""
+    database = sqlite_path(cfg.storage_url)
+    if database is None:
+        return None
+    attrs = stored_study_attrs(database, cfg.name, ("fingerprint", "config"))
+    stored = attrs.get("fingerprint")
+    if not isinstance(stored, str) or cfg.fingerprint_matches(stored):
+        return None
+    return _changed_study(cfg, attrs.get("config"))
+
+
+def _changed_study(cfg: StudyConfig, stored_config: Any) -> str:
+    return (f"name: a study named {cfg.name!r} already exists in {mask_url(cfg.storage_url)} and "
+            f"this file changes what its trials trained with: {_changes(stored_config, cfg)}; "
+            "give this study a new name, or undo the change (changing only n_trials, workers, "
+            "sampler, pruner or trainer.micro_batch_size resumes it)")
 
 
 def _record_n_trials(study: optuna.Study, cfg: StudyConfig) -> None:

@@ -40,6 +40,7 @@ from scaletune.search.plan import (
     n_finished,
     priors_note,
     pruner_note,
+    stored_change,
 )
 from scaletune.search.progress import StudyProgress
 from scaletune.search.space import centers_outside
@@ -97,6 +98,8 @@ def preflight(cfg: StudyConfig) -> Any:
                        for e in _folder_errors(database.parent)]
     missing = check_study_files(cfg)  # what `scaletune validate` finds too, named once
     errors += missing
+    if change := stored_change(cfg):  # before the data is prepared and Ray starts
+        errors.append(change)
     data = None
     try:
         if not any(e.startswith("data.") for e in missing):

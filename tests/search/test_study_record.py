@@ -66,6 +66,28 @@ def test_a_study_recorded_before_data_train_tokens_existed_resumes(cfg):
         open_study(part)
 
 
+def test_a_lower_micro_batch_resumes_the_study(cfg, tmp_path, shakespeare):
+    # What a trial out of memory advises (trainer.micro_batch_size); the study was refused as
+    # changed, for a split of the same batch.
+    def micro(config, size):
+        return config.model_copy(update={
+            "trainer": config.trainer.model_copy(update={"micro_batch_size": size})})
+
+    study = open_study(cfg)
+    assert open_study(micro(cfg, 4)).user_attrs["fingerprint"] == cfg.fingerprint()
+    # A study recorded while the micro-batch was in the fingerprint resumes too.
+    from scaletune.search.config import NOT_FINGERPRINTED_BEFORE
+
+    study.set_user_attr("fingerprint", cfg.fingerprint(NOT_FINGERPRINTED_BEFORE[0]))
+    assert open_study(micro(cfg, 4)).user_attrs["fingerprint"] == \
+        cfg.fingerprint(NOT_FINGERPRINTED_BEFORE[0])
+    # The batch itself still decides what a trial trains.
+    raw = tiny_study(tmp_path, shakespeare)
+    raw["search"]["batch_size"] = {"choices": [8, 32]}
+    with pytest.raises(ConfigError, match=r"search\.batch_size\.choices"):
+        open_study(validate_study(raw))
+
+
 def test_the_fingerprint_is_written_last(cfg, monkeypatch):
     # A kill between two writes of a new record leaves no fingerprint: the study is not taken as
     # recorded, and the next run writes the record again.
@@ -92,6 +114,28 @@ def test_a_changed_study_file_is_refused_naming_what_changed(cfg, tmp_path, shak
     message = err.value.errors[0]
     assert "search.lr.high: 0.03 -> 0.05" in message
     assert "tokens_per_trial: 40960 -> 81920" in message
+
+
+def test_validate_and_the_dry_run_refuse_a_change_that_run_would(cfg, tmp_path, shakespeare,
+                                                                 capsys):
+    # They said `ok` and "it holds this study: the run resumes it"; the run then refused.
+    from scaletune.search.cli import main
+    from tests.search.helpers import write_study
+
+    raw = tiny_study(tmp_path, shakespeare)
+    path = str(write_study(tmp_path, raw))
+    open_study(cfg)  # the study as recorded by a run of that file
+    assert main(["validate", path]) == 0
+    raw["tokens_per_trial"] = 81_920
+    path = str(write_study(tmp_path, raw))
+    for command in (["validate", path], ["run", path, "--dry-run"]):
+        assert main(command) == 2
+        out = " ".join(capsys.readouterr().out.split())
+        assert "this file changes what its trials trained with: tokens_per_trial: 40960 -> 81920" \
+            in out
+    # What may change between runs still passes: the sampler.
+    raw["tokens_per_trial"], raw["sampler"] = 40_960, {"name": "random"}
+    assert main(["validate", str(write_study(tmp_path, raw))]) == 0
 
 
 def test_a_study_moved_with_its_data_or_its_cache_moved_resumes(cfg, tmp_path, shakespeare):
