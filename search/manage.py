@@ -41,9 +41,9 @@ from scaletune.search.config import (
 )
 from scaletune.search.plan import (
     LAST_N_TRIALS,
+    as_launched,
     failed_for_good,
     n_finished,
-    pruner_note,
     stored_change,
 )
 from scaletune.search.progress import fmt_params, seeds_of_best
@@ -583,10 +583,8 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
     """One study: where it lives, its driver, trials by state, the best trial, the config it
     ran with and its priors' centers."""
     study, ran_with, notes = open_study(cfg, cfg.source)
-    if changed := pruner_note(study, cfg):
-        # The study goes on under the file's pruner, as run and report say.
-        ran_with = ran_with.model_copy(update={"pruner": cfg.pruner})
-        notes.append(changed)
+    ran_with, changed = as_launched(study, cfg, ran_with)
+    notes += [changed] if changed else []
     trials = study.get_trials(deepcopy=False)
     out = _printer(console)
     out(f"study {study.study_name} ({cfg.source})")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import math
 import os
 import platform
@@ -579,6 +580,11 @@ LAST_N_TRIALS = "n_trials"
 """Study user attr: the finished trials its last launch asked for (the file's ``n_trials``, or
 ``--n-trials``), which `scaletune show` names where the file asks for another number now."""
 
+LAST_RUN = "last_run"
+"""Study user attr: the sampler and pruner of its last launch (as the study file's sections),
+which `scaletune show` names: a study resumes under a changed sampler or pruner, and the config
+it records is that of its first launch."""
+
 
 def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors, data: Any) -> None:
     """A new study records what it runs with; a resumed one must run with the same.
@@ -658,8 +664,46 @@ def _changed_study(cfg: StudyConfig, stored_config: Any) -> str:
 
 
 def _record_n_trials(study: optuna.Study, cfg: StudyConfig) -> None:
+    """What this launch runs with that may change from one launch to the next: the n_trials it
+    asks for, and its sampler and pruner (LAST_RUN)."""
     if study.user_attrs.get(LAST_N_TRIALS) != cfg.n_trials:
         study.set_user_attr(LAST_N_TRIALS, cfg.n_trials)
+    last = {key: getattr(cfg, key).model_dump(mode="json", by_alias=True)
+            for key in ("sampler", "pruner")}
+    if study.user_attrs.get(LAST_RUN) != last:
+        study.set_user_attr(LAST_RUN, last)
+
+
+def as_launched(study: optuna.Study, cfg: StudyConfig,
+                ran_with: StudyConfig) -> tuple[StudyConfig, str | None]:
+    """``ran_with`` with the n_trials, sampler and pruner of the study's last launch (for a
+    study that did not record them: the study file's pruner, ``cfg``'s), and the note of a
+    pruner other than the one it started with (``pruner_note``). For show and report."""
+    if LAST_RUN in study.user_attrs:
+        ran_with = last_run(study, ran_with)
+    elif pruner_note(study, cfg):
+        ran_with = ran_with.model_copy(update={"pruner": cfg.pruner})
+    return ran_with, pruner_note(study, ran_with)
+
+
+def last_run(study: optuna.Study, ran_with: StudyConfig) -> StudyConfig:
+    """``ran_with`` (the config the study recorded at its first launch) with the n_trials,
+    sampler and pruner of its last launch, as far as the study recorded them."""
+    from pydantic import TypeAdapter
+
+    from scaletune.search.config import RECORDED, PrunerConfig, SamplerConfig
+
+    attrs, update, record = study.user_attrs, {}, {RECORDED: True}  # every field, defaults too
+    if isinstance(attrs.get(LAST_N_TRIALS), int):
+        update["n_trials"] = attrs[LAST_N_TRIALS]
+    last = attrs.get(LAST_RUN)
+    if isinstance(last, dict):
+        with contextlib.suppress(ValidationError, TypeError):
+            update["sampler"] = SamplerConfig.model_validate(last.get("sampler"), context=record)
+        with contextlib.suppress(ValidationError, TypeError):
+            update["pruner"] = TypeAdapter(PrunerConfig).validate_python(last.get("pruner"),
+                                                                         context=record)
+    return ran_with.model_copy(update=update) if update else ran_with
 
 
 def pruner_note(study: optuna.Study, cfg: StudyConfig) -> str | None:
@@ -673,8 +717,25 @@ def pruner_note(study: optuna.Study, cfg: StudyConfig) -> str | None:
         return None
     return (f"this study started under the {before} pruner and goes on under the {now} pruner "
             "(the study file's pruner, or the default where it names none); trials already "
-            f"stopped keep their decisions. `pruner: {{name: {before}}}` in the study file "
-            "keeps the one it started with")
+            f"stopped keep their decisions. `pruner: {_as_written(stored['pruner'])}` in the "
+            "study file keeps the one it started with")
+
+
+def _as_written(pruner: dict[str, Any]) -> str:
+    """A recorded pruner as a study file would say it: ``{name: median, n_startup_trials: 3}``,
+    its name and the options it set away from their defaults."""
+    from pydantic import TypeAdapter
+
+    from scaletune.search.config import RECORDED, PrunerConfig
+
+    try:
+        recorded = TypeAdapter(PrunerConfig).validate_python(pruner, context={RECORDED: True})
+        keys = recorded.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    except ValidationError:
+        keys = {}
+    keys = {"name": pruner["name"], **{k: v for k, v in keys.items() if k != "name"}}
+    return "{" + ", ".join(f"{k}: {v if isinstance(v, str) else json.dumps(v)}"
+                           for k, v in keys.items()) + "}"
 
 
 def priors_note(study: optuna.Study, priors: Priors) -> str | None:

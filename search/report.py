@@ -73,7 +73,7 @@ from scaletune.heuristics.priors import FITTED_CITATION
 from scaletune.search import hparams
 from scaletune.search.config import MedianPrunerConfig, Param, StudyConfig
 from scaletune.search.noise import floor_of, measured_floor, seed_groups
-from scaletune.search.plan import pruner_note
+from scaletune.search.plan import as_launched
 from scaletune.search.pruners import PREDICTION_ATTRS, audit, replay
 from scaletune.search.studies import open_study
 from scaletune.search.summary import (
@@ -906,12 +906,10 @@ def make_report(
     the summary. ``ladder``: the figures of the ladder whose target the study is, drawn into
     ``out_dir`` already, which index.html shows first."""
     study, ran_with, notes = open_study(cfg, source)
-    changed = pruner_note(study, cfg)
-    if changed:
-        # The study goes on under the study file's pruner (what the trials trained with does
-        # not depend on it): the audit replays that one, beside the median pruner.
-        ran_with = ran_with.model_copy(update={"pruner": cfg.pruner})
-        notes.append(changed)
+    # The pruner of the study's last launch (what the trials trained with does not depend on
+    # it): the audit replays that one, beside the median pruner.
+    ran_with, changed = as_launched(study, cfg, ran_with)
+    notes += [changed] if changed else []
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     frame = trials_frame(study, ran_with)

@@ -287,6 +287,32 @@ def test_a_study_resumed_under_another_pruner_is_told_which_and_how_to_keep_the_
     assert "`pruner: {name: median}` in the study file keeps the one it started with" in note
 
 
+def test_show_names_the_sampler_and_pruner_of_the_last_launch(tmp_path, shakespeare, capsys):
+    # It named those of the first launch, recorded in the study's config: `tpe ..., seed 0`
+    # after the study had gone on under CMA-ES with seed 3, and the pruner's options of then.
+    from scaletune.search.cli import main
+    from scaletune.search.config import load_study
+    from tests.search.helpers import flat, write_study
+
+    raw = tiny_study(tmp_path, shakespeare)  # tpe, median with n_startup_trials 2
+    path = write_study(tmp_path, raw)
+    cfg = load_study(str(path))
+    cfg.folder.mkdir(parents=True)
+    open_study(cfg)
+    raw["sampler"] = {"name": "random", "seed": 3}
+    raw["pruner"] = {"name": "none"}
+    open_study(load_study(str(write_study(tmp_path, raw))))  # the second launch
+    raw["sampler"] = {"name": "tpe"}  # edited since, not run: show tells what ran
+    write_study(tmp_path, raw)
+    assert main(["show", str(path)]) == 0
+    out = flat(capsys.readouterr().out)
+    assert "sampler random" in out and "seed 3" in out and "sampler tpe" not in out, out
+    assert "pruner none" in out and "pruner median" not in out, out
+    # How to go back to the first pruner: its options too, not the defaults of its name.
+    assert ("`pruner: {name: median, n_startup_trials: 2, n_warmup_steps: 8192}` in the study "
+            "file keeps the one it started with") in out, out
+
+
 @pytest.mark.parametrize("sampler", ["gp", "random", "cmaes"])
 def test_the_record_of_a_study_without_tpe_is_the_config_its_readers_use(tmp_path, shakespeare,
                                                                           sampler):
