@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from scaletune.trainer.errors import ConfigError, DataError, ScaletuneError, SetupError
+from scaletune.trainer.errors import (
+    ConfigError,
+    DataError,
+    ScaletuneError,
+    SetupError,
+    StudyStateError,
+)
 
 if TYPE_CHECKING:
     from scaletune.search.config import StudyConfig
@@ -37,6 +43,10 @@ def _errors(console: Console, e: ScaletuneError) -> int:
     """Print any error of ours as its lines alone (no traceback); exit code 2."""
     lines = getattr(e, "errors", None) or [str(e)]
     source = getattr(e, "source", None)  # the file, or the option, at fault; none: the command
+    if isinstance(e, StudyStateError):  # the file is right; its study cannot give what is asked
+        for line in lines:
+            console.print(f"{source}: {line}", highlight=False, markup=False, soft_wrap=True)
+        return EXIT_BAD_INPUT
     where = f" in {source}" if source else ""
     console.print(f"[red]{len(lines)} error(s)[/]{where}:", highlight=False, soft_wrap=True)
     for line in lines:

@@ -36,7 +36,7 @@ from scaletune.heuristics.transfer import (
 from scaletune.search.config import StudyConfig
 from scaletune.search.space import fixed_values, trial_config
 from scaletune.search.storage import mask_url
-from scaletune.search.studies import open_study, pick_trial
+from scaletune.search.studies import open_study, pick_trial, running_note
 from scaletune.trainer.config import (
     ModelConfig,
     TrainConfig,
@@ -167,6 +167,7 @@ def export_study(
     output = Path(output).resolve()
     replaces = _replaceable(output, source)
     study, ran_with, notes = open_study(cfg, source)
+    notes += [note] if (note := running_note(study)) else []
     chosen = pick_trial(study, trial, source)
     base, derived = trial_config(ran_with, chosen.params, fixed_values(ran_with), None)
     try:

@@ -67,7 +67,7 @@ from scaletune.search.storage import (
     url_problem,
     with_driver,
 )
-from scaletune.search.studies import open_study
+from scaletune.search.studies import open_study, running_note
 from scaletune.search.summary import DERIVED, at_edges, diverged, state_words
 from scaletune.trainer.data import (
     cache_dir,
@@ -77,7 +77,13 @@ from scaletune.trainer.data import (
     split_sizes,
     validation_note,
 )
-from scaletune.trainer.errors import ConfigError, DataError, SetupError, first_line
+from scaletune.trainer.errors import (
+    ConfigError,
+    DataError,
+    SetupError,
+    StudyStateError,
+    first_line,
+)
 from scaletune.trainer.record import fmt_duration
 
 OPTIONS = {
@@ -672,11 +678,12 @@ def print_best(cfg: StudyConfig, json_output: bool, console: Console) -> int:
     """The best trial's parameters: ``name=value`` lines, or one JSON object, on stdout (exact
     values, for scripts); notes go to stderr."""
     study, _, notes = open_study(cfg, cfg.source)
+    notes += [note] if (note := running_note(study)) else []
     trials = study.get_trials(deepcopy=False)
     best = _best(trials)
     if best is None:
-        raise ConfigError(cfg.source, [f"study {study.study_name!r} has no complete trial yet "
-                                       f"({by_state(trials) or 'no trials'})"])
+        raise StudyStateError(cfg.source, [f"study {study.study_name!r} has no complete trial "
+                                           f"({by_state(trials) or 'no trials'})"])
     for note in notes:
         Console(stderr=True).print(f"note: {note}", highlight=False, markup=False)
     if json_output:

@@ -75,7 +75,7 @@ from scaletune.search.config import MedianPrunerConfig, Param, StudyConfig
 from scaletune.search.noise import floor_of, measured_floor, seed_groups
 from scaletune.search.plan import as_launched
 from scaletune.search.pruners import PREDICTION_ATTRS, audit, replay
-from scaletune.search.studies import open_study
+from scaletune.search.studies import open_study, running_note
 from scaletune.search.summary import (
     DERIVED,
     best_trial,
@@ -910,6 +910,8 @@ def make_report(
     # it): the audit replays that one, beside the median pruner.
     ran_with, changed = as_launched(study, cfg, ran_with)
     notes += [changed] if changed else []
+    running = running_note(study)
+    notes += [running] if running else []
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     frame = trials_frame(study, ran_with)
@@ -929,6 +931,7 @@ def make_report(
     summary["pruner"] = ran_with.pruner.name
     summary["files"] = [p.name for p in files]
     summary["notes"] = notes
+    summary["running"] = running is not None  # a driver runs the study: a report of a moment
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     index = write_index(summary, out, drawn, ladder or [])
     if console is not None:

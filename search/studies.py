@@ -9,7 +9,20 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from scaletune.search.config import StudyConfig, validate_study
 from scaletune.search.storage import make_storage, mask_url, scrub, sqlite_path
-from scaletune.trainer.errors import ConfigError, first_line
+from scaletune.trainer.errors import ConfigError, StudyStateError, first_line
+
+
+def running_note(study: optuna.Study) -> str | None:
+    """For a command that reads a study a driver is running now (report, best, export): what it
+    shows is of this moment, and the best may still change. None when no driver runs it."""
+    from scaletune.search import lease
+
+    held = study.user_attrs.get(lease.ATTR)
+    if not lease.live(held):
+        return None
+    running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    return (f"the study is running now ({lease.describe(held)}; {running} trial(s) running): "
+            "this is what it holds so far, and its best may still change")
 
 
 def open_study(cfg: StudyConfig, source: str) -> tuple[optuna.Study, StudyConfig, list[str]]:
@@ -83,7 +96,7 @@ def pick_trial(study: optuna.Study, number: int | None, source: str) -> FrozenTr
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         if not complete:
             states = sorted({t.state.name for t in trials})
-            raise ConfigError(source, [
+            raise StudyStateError(source, [
                 f"study {study.study_name!r} has no complete trial to export "
                 f"({len(trials)} trial(s): {', '.join(states) or 'none'})"
             ])

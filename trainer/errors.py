@@ -38,6 +38,11 @@ class ConfigError(_WithErrors, ValueError):
     """A configuration file that does not validate; ``errors`` lists every problem found."""
 
 
+class StudyStateError(ConfigError):
+    """A valid study file whose study cannot give what was asked: no complete trial to show or
+    export. Said as ``FILE: what``, not as errors in the file."""
+
+
 class SetupError(ScaletuneError, ValueError):
     """A valid config that cannot run as asked: a checkpoint of another config or other data to
     resume, a vocabulary smaller than the tokenizer's, a batch that does not split over the

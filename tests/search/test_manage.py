@@ -232,6 +232,25 @@ def test_show_names_the_driver_that_runs_the_study(finished, capsys):
     assert f"driver running now (pid {pid} on {socket.gethostname()}, running since" in out
 
 
+def test_best_export_and_report_of_a_running_study_say_it_is_running(finished, tmp_path,
+                                                                     capsys):
+    # Read while a driver ran the study, they gave its best of the moment as the study's, and
+    # an export of a provisional winner looked final.
+    path, _, study = finished
+    study.ask()
+    pid = hold_lease(study)
+    said = f"the study is running now (pid {pid} on {socket.gethostname()}"
+    code, out = scaletune(capsys, "best", str(path))
+    assert code == 0 and said in out and "1 trial(s) running): this is what it holds so far, " \
+        "and its best may still change" in out, out
+    code, out = scaletune(capsys, "export", str(path), "-o", str(tmp_path / "final.yaml"))
+    assert code == 0 and said in out, out
+    assert "the study is running now" in (tmp_path / "final.yaml").read_text()
+    code, out = scaletune(capsys, "report", str(path), "-o", str(tmp_path / "report"))
+    assert code == 0 and said in out, out
+    assert json.loads((tmp_path / "report" / "summary.json").read_text())["running"] is True
+
+
 def test_a_trial_left_running_by_a_killed_driver_is_said_to_be_so(finished, capsys):
     path, _, study = finished
     study.ask()  # RUNNING in the storage, and no driver holds the study (one killed with -9)
@@ -327,7 +346,11 @@ def test_best_of_a_study_without_a_complete_trial_is_an_error(tmp_path, capsys):
     add_trial(study, cfg, params(9e-3), 2.5, TrialState.PRUNED, trained=EVAL)
     code, out = scaletune(capsys, "best", str(path))
     assert code == 2, out
-    assert "study 'tiny' has no complete trial yet (1 pruned)" in out
+    # Rule: said of the study, not as errors in its file (which is right).
+    assert f"{path}: study 'tiny' has no complete trial (1 pruned)" in out and "error" not in out
+    code, out = scaletune(capsys, "export", str(path), "-o", str(tmp_path / "final.yaml"))
+    assert code == 2 and f"{path}: study 'tiny' has no complete trial to export" in out, out
+    assert "error" not in out
 
 
 # --------------------------------------------------------------------------- delete
