@@ -176,6 +176,7 @@ class SearchSpace(_Strict):
                 continue
             if isinstance(given, Param):
                 params[name] = given
+                errors += _range_errors(f"search.{name}", hp, given)
                 continue
             if given is not None and not isinstance(given, dict):
                 errors.append(_not_a_search(f"search.{name}", given, hp.prior is not None))
@@ -186,6 +187,9 @@ class SearchSpace(_Strict):
             errors += problems
             if param is not None:
                 params[name] = param
+                # Here, not once the whole study has validated: reported with the file's other
+                # errors, all at once.
+                errors += _range_errors(f"search.{name}", hp, param)
         other = raw.get("other") or {}
         if isinstance(other, dict):
             searches = (dict, Param)
@@ -734,8 +738,6 @@ class StudyConfig(_Strict):
             errors.append("trainer.device: cuda, but workers.gpus_per_trial is 0, and a trial "
                           "that asks Ray for no GPU sees none: give workers.gpus_per_trial (1, "
                           "or a fraction to share a GPU), or device: auto")
-        for name, param in self.search.params.items():
-            errors += _range_errors(f"search.{name}", hparams.HPARAMS[name], param)
         if batch.low is not None and batch.high is not None:
             if not batch_sizes_in(batch.low, batch.high, micro):
                 errors.append(no_batch_sizes(batch.low, batch.high, micro))

@@ -505,6 +505,18 @@ def test_validate_says_when_a_weight_decay_range_reads_as_tau(tmp_path, shakespe
     assert "search.weight_decay" not in capsys.readouterr().out
 
 
+def test_a_value_out_of_bounds_is_reported_with_the_files_other_errors(tmp_path, shakespeare,
+                                                                        capsys):
+    # The dropout of 1.5 was named only once the unknown key had been fixed.
+    study = tiny_study(tmp_path, shakespeare)
+    study["model"]["colour"] = "red"
+    study["search"]["dropout"] = {"low": 0.0, "high": 1.5}
+    assert main(["validate", str(write_study(tmp_path, study))]) == 2
+    out = flat(capsys.readouterr().out)
+    assert "2 error(s)" in out and "model.colour: unknown key" in out
+    assert "search.dropout: 1.5 is not allowed, expected a dropout rate in [0, 0.95]" in out
+
+
 def test_validate_finds_a_tokenizer_that_does_not_exist(tmp_path, shakespeare, capsys):
     # As `scaletune run` would, without preparing the data: tiktoken names its encodings offline.
     study = tiny_study(tmp_path, shakespeare)
