@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
+from scaletune.search.console import make_console
 from scaletune.trainer.errors import (
     ConfigError,
     DataError,
@@ -31,8 +32,6 @@ if TYPE_CHECKING:
     from scaletune.search.config import StudyConfig
 
 EXIT_BAD_INPUT = 2
-WIDTH_NOT_A_TERMINAL = 200
-"""Columns for tables written to a file or a pipe, where rich would take 80 and cut cells."""
 RAY_TOKEN_NOTICE = "ray._private.authentication.authentication_token_setup"
 """The logger of Ray's "Token authentication is enabled for this Ray cluster" notice, which
 ray.init prints at every start of a local Ray (Ray 2.60); silencing it leaves authentication
@@ -52,15 +51,6 @@ def _errors(console: Console, e: ScaletuneError) -> int:
     for line in lines:
         console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
     return EXIT_BAD_INPUT
-
-
-def make_console() -> Console:
-    """rich's console in a terminal; elsewhere (a file, a pipe, a scheduler's log) one whose
-    lines are never wrapped and whose tables are not cut at 80 columns."""
-    console = Console()
-    if console.is_terminal:
-        return console
-    return Console(soft_wrap=True, width=WIDTH_NOT_A_TERMINAL)
 
 
 def _quiet_optuna() -> None:

@@ -29,6 +29,7 @@ from wsgiref.simple_server import WSGIServer, make_server
 from rich.console import Console
 
 from scaletune.search import hparams
+from scaletune.search.console import make_console
 from scaletune.trainer.errors import ConfigError, SetupError
 
 if TYPE_CHECKING:
@@ -186,7 +187,7 @@ def serve(study_path: str | None, host: str = "127.0.0.1", port: int = 8080,
     from scaletune.search.storage import mask_url
     from scaletune.search.studies import open_study
 
-    console = console or Console()
+    console = console or make_console()
     if study_path is None:  # a storage URL alone: a machine that has no study file
         if storage is None:
             raise ConfigError("dashboard", ["give a study YAML, or the storage to serve with "

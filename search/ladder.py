@@ -28,6 +28,7 @@ from rich.table import Table
 from scaletune.heuristics import laws
 from scaletune.heuristics.fit import NEAR_BEST, FittedLaws
 from scaletune.search.config import StudyConfig, _Strict, resolve_study, validate_study
+from scaletune.search.console import make_console
 from scaletune.search.fit import (
     fit_from_studies,
     laws_file_problem,
@@ -498,7 +499,7 @@ def run_ladder(ladder: Ladder, console: Console | None = None) -> optuna.Study:
     seeded from the fitted laws. Returns the target study."""
     from scaletune.search.runner import run_study
 
-    console = console or Console()
+    console = console or make_console()
     ladder = with_data_sized(ladder)
     print_plan(ladder, console)
     laws_writable(ladder.laws_file, ladder.source, "laws_file")

@@ -32,6 +32,7 @@ from rich.console import Console
 from scaletune.search import lease
 from scaletune.search.cluster import init_ray
 from scaletune.search.config import StudyConfig, check_study_files
+from scaletune.search.console import make_console
 from scaletune.search.noise import n_repeats, queue_repeats, trials_asked
 from scaletune.search.plan import (
     SearchPlan,
@@ -235,11 +236,16 @@ def run_study(
     running trials and raises StorageError; running the study again resumes it. The study's
     driver lease (search.lease) is held from opening the study to the end.
 
+    Ray: where none runs in this process, the study starts a local cluster (or joins
+    ``workers.address``) and leaves it up for the next study the process runs, as a ladder's
+    rungs share one; ``ray.shutdown()`` ends it (``scaletune run`` does, as it ends). ``console``:
+    by default stdout, each line whole where it is not a terminal (search.console).
+
     ``launch(run, coordinator)`` starts a trial and returns the Ray reference of its result;
     by default a Ray task of search.worker.run_trial. benchmarks/driver_scale.py gives trials
     that follow synthetic curves instead, to load this driver with hundreds of them.
     """
-    console = console or Console()
+    console = console or make_console()
     # The study's folder and the parents its checks create (runs/, where a default storage
     # goes): a study refused before it began leaves nothing behind, not even an empty folder.
     new_folders = _missing_folders(cfg.folder)

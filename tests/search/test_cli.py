@@ -106,6 +106,16 @@ def test_a_long_line_comes_out_whole_through_a_pipe(tmp_path):
     assert f"{deep}: ok\n" in done.stdout
 
 
+def test_run_study_called_from_python_writes_whole_lines_to_a_pipe():
+    # run_study's, run_ladder's and serve's default console: a trial's line from a script or a
+    # notebook was wrapped at 80 columns, where `scaletune run` writes it whole.
+    code = ("from scaletune.search import runner\n"
+            "runner.make_console().print('trial 1 started: ' + 'lr=0.00496 ' * 12)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout == "trial 1 started: " + "lr=0.00496 " * 12 + "\n"
+
+
 def test_the_priors_table_is_not_cut_through_a_pipe():
     done = scaletune("priors", str(QUICKSTART))
     assert done.returncode == 0, done.stdout

@@ -1,0 +1,19 @@
+"""Where scaletune writes what it has to say: rich's console on a terminal, and elsewhere one
+that never wraps a line. The CLI's and, by default, run_study's, run_ladder's and serve's."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+WIDTH_NOT_A_TERMINAL = 200
+"""Columns for tables written to a file or a pipe, where rich would take 80 and cut cells."""
+
+
+def make_console() -> Console:
+    """rich's console in a terminal; elsewhere (a file, a pipe, a scheduler's log, a notebook's
+    captured output) one whose lines are never wrapped and whose tables are not cut at 80
+    columns."""
+    console = Console()
+    if console.is_terminal:
+        return console
+    return Console(soft_wrap=True, width=WIDTH_NOT_A_TERMINAL)
