@@ -14,6 +14,7 @@ skipped, a rung cut short runs its missing trials.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ from scaletune.search.storage import make_storage, sqlite_path
 from scaletune.trainer.config import ModelConfig, Tokens, format_errors, load_yaml
 from scaletune.trainer.data import byte_text_train_tokens, prepared_sizes
 from scaletune.trainer.errors import ConfigError, DataError
+from scaletune.trainer.record import earlier_name
 
 SETTLE_LOG10 = 0.05
 """Default settle_log10: a prediction that moves less than 12% (0.05 dex) with a new rung."""
@@ -494,6 +496,35 @@ def with_data_sized(ladder: Ladder) -> Ladder:
     return load_ladder(ladder.source)
 
 
+def _laws_at_launch(path: Path) -> tuple[bytes, dict[str, float]] | None:
+    """The laws file as a ladder's launch finds it, and its predictions at the target."""
+    try:
+        text = path.read_bytes()
+        target = json.loads(text)["predictions"]["target"]
+        return text, {k: float(v["value"]) for k, v in target.items() if isinstance(v, dict)}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _refitted(path: Path, earlier: tuple[bytes, dict[str, float]] | None) -> str | None:
+    """Where a launch that trained nothing fitted the same rungs again and the predictions at
+    the target moved (another version of scaletune fits otherwise): keep the file it replaced
+    and say so. The target's new trials and `scaletune export` read the laws file."""
+    now = _laws_at_launch(path)
+    if earlier is None or now is None:
+        return None
+    moved = [f"{k} {a:.3g} -> {now[1][k]:.3g}" for k, a in earlier[1].items()
+             if a > 0 and now[1].get(k, 0) > 0 and abs(math.log10(now[1][k] / a)) > 1e-3]
+    if not moved:
+        return None
+    kept = earlier_name(path)
+    kept.write_bytes(earlier[0])
+    return (f"the laws fitted again moved at the target ({', '.join(moved)}), though no rung "
+            f"trained in this launch: another version of scaletune wrote {path.name}, or trials "
+            f"were run on a rung's study apart; the earlier file is kept as {kept}. The target "
+            "study's new trials and `scaletune export` use the laws as written now")
+
+
 def run_ladder(ladder: Ladder, console: Console | None = None) -> optuna.Study:
     """Run (or resume) every rung cheapest first, fitting after each, then the target study
     seeded from the fitted laws. Returns the target study."""
@@ -503,6 +534,8 @@ def run_ladder(ladder: Ladder, console: Console | None = None) -> optuna.Study:
     ladder = with_data_sized(ladder)
     print_plan(ladder, console)
     laws_writable(ladder.laws_file, ladder.source, "laws_file")
+    earlier = _laws_at_launch(ladder.laws_file)
+    trained = False  # whether a rung ran trials in this launch
     done: list[Rung] = []
     before: FittedLaws | None = None
     fitted: FittedLaws | None = None
@@ -517,6 +550,7 @@ def run_ladder(ladder: Ladder, console: Console | None = None) -> optuna.Study:
         else:
             console.print(f"[bold]rung {i + 1}/{len(ladder.rungs)}[/] {rung.cfg.name}", highlight=False)
             run_study(rung.cfg, console)
+            trained = True
         _has_a_complete_trial(ladder, rung)
         done.append(rung)
         if len({r.scale for r in done}) < 2:
@@ -535,6 +569,8 @@ def run_ladder(ladder: Ladder, console: Console | None = None) -> optuna.Study:
                           highlight=False)
             break
         before = fitted
+    if fitted is not None and not trained and (note := _refitted(ladder.laws_file, earlier)):
+        console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
     target = ladder.target
     study = stored_study(target)
     have = 0 if study is None else n_finished(study)

@@ -78,10 +78,17 @@ def set_aside_log(out_dir: Path) -> Path | None:
     path = out_dir / METRICS
     if not path.is_file():
         return None
-    n = 1
-    while (kept := out_dir / f"metrics.earlier-{n}.jsonl").exists():
-        n += 1
+    kept = earlier_name(path)
     path.rename(kept)
+    return kept
+
+
+def earlier_name(path: Path) -> Path:
+    """Where a file replaced by a newer one is kept: the first free ``NAME.earlier-N.EXT``
+    beside ``path`` (``metrics.earlier-1.jsonl``)."""
+    n = 1
+    while (kept := path.with_name(f"{path.stem}.earlier-{n}{path.suffix}")).exists():
+        n += 1
     return kept
 
 

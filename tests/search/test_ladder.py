@@ -373,6 +373,19 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     # It prints the fit it ends on, not the one after two finished rungs again.
     assert "laws fitted on 3 rung(s)" in out and "laws fitted on 2 rung(s)" not in out
     assert "ladder 3 rung(s) before the target" in out and "best trial" in out
+    assert not list(ladder.laws_file.parent.glob("*.earlier-*"))
+    # A laws file another version wrote (its lr at the target twice this fit's): fitted again
+    # on the same rungs, it was replaced without a word, and export then carried other values.
+    other = json.loads(laws_before)
+    other["predictions"]["target"]["lr"]["value"] *= 2
+    ladder.laws_file.write_text(json.dumps(other))
+    assert main(["ladder", str(path)]) == 0
+    out = flat(capsys.readouterr().out)
+    lr = other["predictions"]["target"]["lr"]["value"]
+    assert f"note: the laws fitted again moved at the target (lr {lr:.3g} -> {lr / 2:.3g})" in out
+    kept = ladder.laws_file.with_name("laws.earlier-1.json")
+    assert f"the earlier file is kept as {kept}" in out
+    assert json.loads(kept.read_text()) == other and ladder.laws_file.read_text() == laws_before
     # The ladder file stands for its target study in the commands that read a study.
     assert main(["best", str(path), "--json"]) == 0
     best = json.loads(capsys.readouterr().out)
