@@ -44,7 +44,7 @@ from scaletune.search.plan import (
     stored_change,
 )
 from scaletune.search.progress import StudyProgress
-from scaletune.search.space import centers_outside
+from scaletune.search.space import centers_outside, outside_ranges
 from scaletune.search.storage import (
     batch,
     check_storage,
@@ -293,6 +293,8 @@ def run_study(
             if recovered:
                 console.print(f"[yellow]resumed: trials {recovered} were left running by a "
                               "stopped driver; marked FAIL and queued again[/]")
+            if moved := _queued_outside(study, plan):
+                console.print(f"note: {moved}", style="yellow", highlight=False, markup=False)
             if repeat_best:
                 number, seeds = queue_repeats(study, repeat_best, cfg.seed)
                 console.print(f"repeating trial {number} with training seed(s) "
@@ -345,6 +347,19 @@ def run_study(
             plan.lease.release()
         _release(coordinator)
     return study
+
+
+def _queued_outside(study: optuna.Study, plan: SearchPlan) -> str | None:
+    """The trials queued to run again (or to repeat) with values the search space of now does
+    not hold: they run with them, and the user should know why."""
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    outside = [f"trial {t.number}: {', '.join(o)}" for t in waiting
+               if (o := outside_ranges(t.system_attrs.get("fixed_params") or {}, plan.dims))]
+    if not outside:
+        return None
+    return (f"trials queued to run again hold values outside the search space of now ("
+            f"{'; '.join(outside)}): they run with them; the space moved since they were drawn "
+            "(the study file's ranges, or the priors of this version of scaletune)")
 
 
 def _missing_folders(folder: Path) -> list[Path]:

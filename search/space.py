@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -347,6 +348,32 @@ def snap(dist: BaseDistribution, value: float) -> Any:
 
 
 def suggest(trial: optuna.Trial, dims: list[Dim]) -> dict[str, Any]:
+    """The trial's value of each of ``dims``: drawn, or the one it was queued with (a trial run
+    again, a repeat), kept even where the range has moved since (``outside_ranges`` says so
+    once, in scaletune's words, where Optuna warned at every such trial)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Fixed parameter .* is out of range",
+                                category=UserWarning)
+        return _suggest(trial, dims)
+
+
+def outside_ranges(params: dict[str, Any], dims: list[Dim]) -> list[str]:
+    """``lr=0.0322 (range now [0.00166, 0.0263])`` for each value of ``params`` that the space
+    ``dims`` does not hold."""
+    out = []
+    for d in dims:
+        dist, value = d.distribution, params.get(d.name)
+        if value is None:
+            continue
+        if isinstance(dist, CategoricalDistribution):
+            if value not in dist.choices:
+                out.append(f"{d.name}={value!r} (choices now {list(dist.choices)})")
+        elif not dist.low <= value <= dist.high:
+            out.append(f"{d.name}={value:.3g} (range now [{dist.low:.3g}, {dist.high:.3g}])")
+    return out
+
+
+def _suggest(trial: optuna.Trial, dims: list[Dim]) -> dict[str, Any]:
     params = {}
     for d in dims:
         dist = d.distribution

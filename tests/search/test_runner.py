@@ -259,6 +259,29 @@ def test_prior_center_is_the_first_trial(tmp_path, shakespeare, local_ray):
     assert first.params["lr"] == pytest.approx(min(max(center, 1e-30), 1e30), rel=1e-6)
 
 
+def test_a_trial_queued_again_outside_the_moved_range_runs_and_is_said_once(
+        tmp_path, shakespeare, local_ray):
+    # A study resumed after its ranges moved (a new version's priors, a narrower range): Optuna
+    # printed its own UserWarning, and nothing said which trials ran outside the space.
+    import io
+    import warnings
+
+    local_ray(num_cpus=2)
+    cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=1, pruner={"name": "none"}))
+    run_study(cfg)
+    study = load(cfg)
+    study.enqueue_trial({**study.trials[0].params, "lr": 0.05})  # above the range's 0.03
+    out = io.StringIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # Optuna's warning fails the test
+        run_study(cfg.model_copy(update={"n_trials": 2}), Console(file=out, width=300))
+    said = " ".join(out.getvalue().split())
+    assert ("note: trials queued to run again hold values outside the search space of now "
+            "(trial 1: lr=0.05 (range now [0.0001, 0.03])): they run with them") in said, said
+    trial = load(cfg).trials[1]
+    assert trial.state == TrialState.COMPLETE and trial.params["lr"] == 0.05
+
+
 def test_each_concurrent_trial_gets_its_own_gpu(tmp_path, shakespeare, local_ray):
     local_ray(num_cpus=2, num_gpus=2)
     cfg = validate_study(
