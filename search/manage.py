@@ -36,6 +36,7 @@ from scaletune.search import hparams, lease
 from scaletune.search.config import (
     StudyConfig,
     check_study_files,
+    stored_study_attrs,
     stored_study_names,
     validate_study,
 )
@@ -44,6 +45,8 @@ from scaletune.search.plan import (
     as_launched,
     failed_for_good,
     n_finished,
+    priors_note,
+    pruner_note,
     stored_change,
 )
 from scaletune.search.progress import fmt_params, seeds_of_best
@@ -226,7 +229,7 @@ def print_plan(cfg: StudyConfig, console: Console) -> None:
     console.print(priors_table(priors))
     console.print()
     console.print(_space_table(dims, fixed, seeded=cfg.seeding == "prior"))
-    for note in plan_notes(cfg, dims):
+    for note in plan_notes(cfg, dims) + _resumed_notes(cfg, priors):
         console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
     console.print()
     rows: list[tuple[str, str]] = []
@@ -244,6 +247,20 @@ def print_plan(cfg: StudyConfig, console: Console) -> None:
         ("budget", _budget(cfg, priors)),
     ]
     _rows(out, rows)
+
+
+def _resumed_notes(cfg: StudyConfig, priors: Priors) -> list[str]:
+    """What `run` tells a study it resumes, as far as the file and its SQLite storage say it
+    before a run: a pruner other than the one the study started with, priors that moved since
+    (dropout's center is left out: the plan does not read the data its epochs need)."""
+    database = sqlite_path(cfg.storage_url)
+    attrs = stored_study_attrs(database, cfg.name, ("config", "priors")) if database else {}
+    if not attrs:
+        return []
+    stored = attrs.get("priors")
+    if isinstance(stored, dict) and "dropout" in stored:
+        attrs = {**attrs, "priors": {k: v for k, v in stored.items() if k != "dropout"}}
+    return [note for note in (pruner_note(attrs, cfg), priors_note(attrs, priors)) if note]
 
 
 def _space_table(dims: list[Any], fixed: dict[str, Any], seeded: bool) -> Table:

@@ -681,9 +681,9 @@ def as_launched(study: optuna.Study, cfg: StudyConfig,
     pruner other than the one it started with (``pruner_note``). For show and report."""
     if LAST_RUN in study.user_attrs:
         ran_with = last_run(study, ran_with)
-    elif pruner_note(study, cfg):
+    elif pruner_note(study.user_attrs, cfg):
         ran_with = ran_with.model_copy(update={"pruner": cfg.pruner})
-    return ran_with, pruner_note(study, ran_with)
+    return ran_with, pruner_note(study.user_attrs, ran_with)
 
 
 def last_run(study: optuna.Study, ran_with: StudyConfig) -> StudyConfig:
@@ -706,11 +706,11 @@ def last_run(study: optuna.Study, ran_with: StudyConfig) -> StudyConfig:
     return ran_with.model_copy(update=update) if update else ran_with
 
 
-def pruner_note(study: optuna.Study, cfg: StudyConfig) -> str | None:
+def pruner_note(attrs: dict[str, Any], cfg: StudyConfig) -> str | None:
     """What a resumed study should be told when it goes on under another pruner than the one it
     started with (recorded in its config): the study file's ``pruner:`` changed, or it names
     none and the default changed since (median before the predicted pruner). None otherwise."""
-    stored = study.user_attrs.get("config")
+    stored = attrs.get("config")
     before = (stored.get("pruner") or {}).get("name") if isinstance(stored, dict) else None
     now = cfg.pruner.name
     if before is None or before == now:
@@ -738,11 +738,11 @@ def _as_written(pruner: dict[str, Any]) -> str:
                            for k, v in keys.items()) + "}"
 
 
-def priors_note(study: optuna.Study, priors: Priors) -> str | None:
+def priors_note(attrs: dict[str, Any], priors: Priors) -> str | None:
     """What a resumed study should be told when the priors its new trials are drawn from are not
     those it started with (recorded in its ``priors``): a ladder's target whose laws were
     fitted again on more rungs, or a scaletune whose published laws changed. None otherwise."""
-    stored = study.user_attrs.get("priors")
+    stored = attrs.get("priors")
     if not isinstance(stored, dict):
         return None
     now = priors.to_json()

@@ -286,7 +286,8 @@ def run_study(
         with interrupt:
             loaded.result()
             study, recovered = plan.open_study(make_storage(cfg.storage_url))
-            for changed in (pruner_note(study, cfg), priors_note(study, plan.priors)):
+            for changed in (pruner_note(study.user_attrs, cfg),
+                            priors_note(study.user_attrs, plan.priors)):
                 if changed:
                     console.print(f"note: {changed}", style="yellow", highlight=False,
                                   markup=False)

@@ -277,11 +277,11 @@ def test_a_study_resumed_under_another_pruner_is_told_which_and_how_to_keep_the_
     first = validate_study(raw)
     first.folder.mkdir(parents=True)
     study = open_study(first)
-    assert pruner_note(study, first) is None  # the pruner it started with
+    assert pruner_note(study.user_attrs, first) is None  # the pruner it started with
     # The same study file without its pruner: the default (predicted) now decides.
     del raw["pruner"]
     now = validate_study(raw)
-    note = pruner_note(open_study(now), now)
+    note = pruner_note(open_study(now).user_attrs, now)
     assert note.startswith("this study started under the median pruner and goes on under the "
                            "predicted pruner")
     assert "`pruner: {name: median}` in the study file keeps the one it started with" in note
@@ -313,6 +313,34 @@ def test_show_names_the_sampler_and_pruner_of_the_last_launch(tmp_path, shakespe
             "file keeps the one it started with") in out, out
 
 
+def test_the_dry_run_of_a_resumed_study_gives_runs_notes(tmp_path, shakespeare, capsys):
+    # A careful user's first command after an upgrade or an edit: the plan said nothing of the
+    # priors that moved or the pruner that changed, which `run` then noted.
+    from scaletune.search.cli import main
+    from scaletune.search.config import load_study
+    from tests.search.helpers import flat, write_study
+
+    raw = tiny_study(tmp_path, shakespeare)
+    path = write_study(tmp_path, raw)
+    cfg = load_study(str(path))
+    cfg.folder.mkdir(parents=True)
+    study = open_study(cfg)
+    assert main(["run", str(path), "--dry-run"]) == 0
+    first = flat(capsys.readouterr().out)  # nothing moved, nothing changed
+    assert "moved since" not in first and "started under" not in first
+    priors = study.user_attrs["priors"]
+    was = priors["lr"]["center"]
+    priors["lr"]["center"] = 2 * was  # as an earlier version's laws put it
+    study.set_user_attr("priors", priors)
+    raw["pruner"] = {"name": "none"}
+    write_study(tmp_path, raw)
+    assert main(["run", str(path), "--dry-run"]) == 0
+    out = flat(capsys.readouterr().out)
+    assert f"the priors' centers moved since this study started (lr {2 * was:.3g} -> {was:.3g})" \
+        in out, out
+    assert "this study started under the median pruner and goes on under the none pruner" in out
+
+
 @pytest.mark.parametrize("sampler", ["gp", "random", "cmaes"])
 def test_the_record_of_a_study_without_tpe_is_the_config_its_readers_use(tmp_path, shakespeare,
                                                                           sampler):
@@ -332,13 +360,13 @@ def test_a_study_resumed_under_moved_priors_is_told_which_moved(tmp_path, shakes
     cfg.folder.mkdir(parents=True)
     study = open_study(cfg)
     plan = SearchPlan.build(cfg)
-    assert priors_note(study, plan.priors) is None  # the priors it started with
+    assert priors_note(study.user_attrs, plan.priors) is None  # the priors it started with
     # A ladder's target resumed after its laws were fitted again: the recorded centers are the
     # first run's (here lr's, a third lower), its new trials draw from today's. It said nothing.
     stored = study.user_attrs["priors"]
     stored["lr"]["center"] /= 1.5
     study.set_user_attr("priors", stored)
-    note = priors_note(study, plan.priors)
+    note = priors_note(study.user_attrs, plan.priors)
     lr = plan.priors.lr.center
     assert note == (f"the priors' centers moved since this study started (lr {lr / 1.5:.3g} -> "
                     f"{lr:.3g}): its new trials are drawn from the priors of now (a ladder's laws "
