@@ -143,10 +143,11 @@ class StudyProgress:
         41s  |  ETA ~80 s``: the study's tally (search.jobs reads it back from a job's log)."""
         c = self.counts
         best = f"best {self.best[1]:.4f} (trial {self.best[0]})" if self.best else "best -"
+        blown = f"diverged {c['DIVERGED']}  " if c["DIVERGED"] else ""
         head = (
             f"[bold]{self.cfg.name}[/]  done {c['COMPLETE']}  pruned {c['PRUNED']}  "
-            f"failed {c['FAIL']}  running {len(self.running)}  of {self.total}  |  {best}  "
-            f"|  {time.time() - self.t0:.0f}s"
+            f"failed {c['FAIL']}  {blown}running {len(self.running)}  of {self.total}  |  "
+            f"{best}  |  {time.time() - self.t0:.0f}s"
         )
         eta = self.eta()
         if eta:  # None before a trial has finished, 0 once none is left
@@ -193,14 +194,14 @@ class StudyProgress:
 def _tally(study: optuna.Study) -> tuple[dict[str, int], list[float]]:
     """Finished trials by state, and their wall times in seconds, as ``n_trials`` counts them:
     FAIL trials queued again are left out."""
-    counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
+    counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0, "DIVERGED": 0}
     durations = []
     # The ended trials only: the driver's study keeps them, where a read of every trial re-reads
     # the running ones from the storage (0.26 s at 256 running; search.plan.DriverStudy).
     for t in study.get_trials(deepcopy=False, states=ENDED):
         if t.user_attrs.get("retried", False):
             continue
-        counts[t.state.name] += 1
+        counts["DIVERGED" if diverged(t) else t.state.name] += 1  # not the pruner's stops
         if t.datetime_start and t.datetime_complete:
             durations.append((t.datetime_complete - t.datetime_start).total_seconds())
     return counts, durations
@@ -276,8 +277,11 @@ def _why_none_completed(study: optuna.Study) -> str | None:
     blown = [t for t in ended if diverged(t)]
     if len(blown) == len(ended):
         lrs = sorted(float(t.params["lr"]) for t in blown if "lr" in t.params)
-        tried = f" ({lrs[0]:.3g} to {lrs[-1]:.3g})" if len(lrs) > 1 else (
-            f" ({lrs[0]:.3g})" if lrs else "")
+        if not lrs:  # lr fixed by the study file
+            return ("every trial diverged (its loss rose above trainer.max_loss); the learning "
+                    "rate the study fixes is likely too high for this model: give a lower one "
+                    "(search.lr) in a new study")
+        tried = f" ({lrs[0]:.3g} to {lrs[-1]:.3g})" if len(lrs) > 1 else f" ({lrs[0]:.3g})"
         return (f"every trial diverged (its loss rose above trainer.max_loss); the learning "
                 f"rates tried{tried} are likely too high for this model: search lower ones "
                 "(search.lr) in a new study")

@@ -128,6 +128,19 @@ def ended(state, lr, **attrs):
                         state=state, user_attrs=attrs)
 
 
+def test_a_study_that_fixes_a_diverging_lr_is_told_to_lower_it(tmp_path):
+    # It was told to "search lower ones" of an lr it did not search.
+    path, cfg = study_file(tmp_path)
+    study = make_study(cfg)
+    study.add_trial(create_trial(params={}, distributions={}, state=TrialState.PRUNED,
+                                 user_attrs={"prune_reason": "diverged: training loss 9 above "
+                                                             "max_loss 3"}))
+    console = Console(record=True, width=400)
+    print_run_summary(console, study, cfg, str(path), 10.0)
+    assert ("the learning rate the study fixes is likely too high for this model: give a lower "
+            "one (search.lr) in a new study") in console.export_text()
+
+
 def test_a_study_none_of_whose_trials_completed_says_why_and_offers_no_export(tmp_path):
     path, cfg = study_file(tmp_path)
     study = make_study(cfg)
@@ -146,6 +159,12 @@ def test_a_study_none_of_whose_trials_completed_says_why_and_offers_no_export(tm
     assert "pruning saved 0 tokens (0%) in 0 pruned trials; 2 diverged trials not counted" in printed
     # The trials row says so too (it read "2 pruned", then "in 0 pruned trials").
     assert "trials   2 diverged" in printed
+    # And the live view's tally (it read "done 0  pruned 2"), which `scaletune jobs` reads back.
+    from scaletune.search.jobs import TALLY
+    from scaletune.search.progress import StudyProgress
+
+    head = StudyProgress(Console(), cfg, study).headline()
+    assert "done 0  pruned 0  failed 0  diverged 2  running 0" in head and TALLY.match(head)
     # A trial the pruner stopped by comparison: no such note (a first trial completes the next).
     study.add_trial(ended(TrialState.PRUNED, 1.0, prune_reason="median pruner at 16,384 tokens",
                           tokens_seen=cfg.tokens_per_trial // 4))
