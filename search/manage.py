@@ -43,6 +43,7 @@ from scaletune.search.config import (
 from scaletune.search.plan import (
     LAST_N_TRIALS,
     as_launched,
+    elsewhere_note,
     failed_for_good,
     n_finished,
     priors_note,
@@ -158,6 +159,7 @@ def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
             f"({cfg.tokens_per_trial // step:,} evaluations at that batch), which may take "
             f"longer than training; {step:,} or more evaluates less often")
     notes += pruner_notes(cfg)
+    notes += [note] if (note := elsewhere_note(cfg)) else []
     try:
         sizes = split_sizes(cfg.data)
     except (DataError, OSError):  # a missing file: check_study_files names it

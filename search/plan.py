@@ -40,6 +40,7 @@ from scaletune.search.config import (
     NOT_FINGERPRINTED,
     StudyConfig,
     stored_study_attrs,
+    stored_study_names,
 )
 from scaletune.search.dashboard import study_note, trial_note, write_first_note, write_note
 from scaletune.search.lease import DriverLease
@@ -654,6 +655,27 @@ def stored_change(cfg: StudyConfig) -> str | None:
     if not isinstance(stored, str) or cfg.fingerprint_matches(stored):
         return None
     return _changed_study(cfg, attrs.get("config"))
+
+
+def elsewhere_note(cfg: StudyConfig) -> str | None:
+    """A study file that names a storage (or a launch's ``--storage``) not holding the study,
+    where the default storage does: the run would start it afresh, trials it has run included,
+    where the user may have meant to move or share it. None otherwise."""
+    if not cfg.storage:
+        return None
+    default = cfg.model_copy(update={"storage": None}).storage_url
+    database = sqlite_path(default)
+    if default == cfg.storage or database is None or cfg.name not in (
+            stored_study_names(database) or []):
+        return None
+    there = sqlite_path(cfg.storage)
+    if there is not None and cfg.name in (stored_study_names(there) or []):
+        return None
+    new = "starts it afresh there" if there is not None else ("starts it afresh there if it "
+                                                              "is not there")
+    return (f"storage: study {cfg.name!r} has run in {database}, the default storage, and this "
+            f"launch uses {mask_url(cfg.storage)}: it {new}, and the trials it ran stay in the "
+            "default one; leave storage (or --storage) out to resume it")
 
 
 def _changed_study(cfg: StudyConfig, stored_config: Any) -> str:

@@ -37,6 +37,7 @@ from scaletune.search.noise import n_repeats, queue_repeats, trials_asked
 from scaletune.search.plan import (
     SearchPlan,
     TrialRun,
+    elsewhere_note,
     failed_for_good,
     n_finished,
     priors_note,
@@ -257,7 +258,8 @@ def run_study(
             raise ConfigError(cfg.source, problems)
         notes = centers_outside(plan.dims) if cfg.seeding == "prior" else []
         small = validation_note(cfg.data, cfg.model.block_size, data.n_val_tokens)
-        for note in [n for n in (unread_note(cfg.data), *notes, small) if n]:
+        said = (unread_note(cfg.data), *notes, small, elsewhere_note(cfg))
+        for note in [n for n in said if n]:
             console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
         tracker = Tracker(cfg, console)
     except BaseException:

@@ -256,6 +256,22 @@ def test_the_storage_option_may_name_a_new_sqlite_file(tmp_path):
     assert not db.exists()
 
 
+def test_a_storage_that_leaves_the_study_behind_is_said(tmp_path, capsys):
+    # A study that ran in its default storage, launched with --storage another (or with a new
+    # storage: in its file): it started from zero without a word, its trials out of view.
+    path, cfg = study_file(tmp_path)
+    make_study(cfg)
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    code, out = run(capsys, str(path), "--dry-run", "--storage", other)
+    assert code == 0
+    assert (f"note: storage: study 'tiny' has run in {cfg.storage_url.removeprefix('sqlite:///')}, "
+            f"the default storage, and this launch uses {other}: it starts it afresh there, and "
+            "the trials it ran stay in the default one; leave storage (or --storage) out to "
+            "resume it") in out, out
+    code, out = run(capsys, str(path), "--dry-run")  # the default: it resumes, no note
+    assert code == 0 and "has run in" not in out
+
+
 def test_the_storage_option_in_a_missing_folder_is_an_error(tmp_path):
     from scaletune.search.runner import preflight
 
