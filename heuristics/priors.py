@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -732,6 +733,11 @@ def priors_for(
     (``batch_of_lr``), since no trial trains at the center (a ladder's rung, whose shorter budget
     puts the laws' batch below the target's choices it searches; a batch size fixed elsewhere).
     """
+    for name, value in (("tokens", tokens), ("unique_tokens", unique_tokens)):
+        if value is not None and not isinstance(value, numbers.Real):
+            # "2.5B" as a study file writes it: a TypeError of its first comparison
+            raise ValueError(f"{name} must be a number of tokens (2.5e9, not '2.5B'), got "
+                             f"{value!r}")
     if not (tokens > 0 and math.isfinite(tokens)):
         raise ValueError(f"tokens must be positive and finite, got {tokens=}")
     if unique_tokens is not None and not (unique_tokens > 0 and math.isfinite(unique_tokens)):

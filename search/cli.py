@@ -205,55 +205,18 @@ def _job_server(args: argparse.Namespace) -> str:
 
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
-    from scaletune.search.config import check_study_files, load_study
-    from scaletune.search.manage import data_problems, plan_notes, plan_problems
-    from scaletune.search.plan import stored_change
-    from scaletune.search.space import build_space, planning_priors, space_problems
-    from scaletune.trainer.config import file_kind, load_train_config, load_yaml
-    from scaletune.trainer.data import download_notes
+    from scaletune.search.manage import validate_file
 
     status = 0
     for path in args.studies:
         try:
-            raw = load_yaml(path)
-            if file_kind(raw) == "training":  # for `scaletune train`: a token budget, no trials
-                data = load_train_config(path).data
-                missing = data.file_errors()
-                kind = " (training config)"
-            elif "rungs" in raw:
-                from scaletune.search.ladder import load_ladder
-
-                # The laws file is the ladder's to write: only the rungs' files must be there.
-                ladder = load_ladder(path)
-                cfg = ladder.rungs[0].cfg
-                missing, data, kind = check_study_files(cfg), cfg.data, " (ladder)"
-                if not missing:  # each rung's budget and space (the target's priors are
-                    # the laws its rungs fit: unknown until they ran)
-                    for rung in ladder.rungs:
-                        missing += [f"{rung.cfg.name}: {p}" for p in plan_problems(rung.cfg)]
-                        missing += [f"{rung.cfg.name}: {change}"
-                                    for change in [stored_change(rung.cfg)] if change]
-            else:
-                cfg = load_study(path)
-                missing, data, kind = check_study_files(cfg), cfg.data, ""
-                if not missing:  # the space planned once, for its problems and its notes
-                    dims, fixed = build_space(cfg, planning_priors(cfg))
-                    missing = data_problems(cfg) + space_problems(cfg, dims, fixed)
-                    missing += [change for change in [stored_change(cfg)] if change]
-            # What `run` or `train` would find first: the files the config names are there.
-            if missing:
-                raise ConfigError(path, missing)
-            # What the plan would warn of, without a dry run (a ladder's rungs plan their priors
-            # as they run, its target's from laws not fitted yet: the download only).
-            notes = plan_notes(cfg, dims) if not kind else download_notes(data)
-            console.print(f"{path}: ok{kind}", highlight=False)
-            for note in notes:
-                console.print(f"  note: {note}", style="yellow", highlight=False, markup=False)
-        except ConfigError as e:
+            kind, notes = validate_file(path)
+        except ConfigError as e:  # the next files are checked all the same
             status = _errors(console, e)
-        except ScaletuneError as e:  # a data or tokenizer error found while planning: the
-            # file's, and the next files are checked all the same
-            status = _errors(console, ConfigError(path, [str(e)]))
+            continue
+        console.print(f"{path}: ok{f' ({kind})' if kind != 'study' else ''}", highlight=False)
+        for note in notes:
+            console.print(f"  note: {note}", style="yellow", highlight=False, markup=False)
     return status
 
 

@@ -36,6 +36,7 @@ from scaletune.search import hparams, lease
 from scaletune.search.config import (
     StudyConfig,
     check_study_files,
+    load_study,
     stored_study_attrs,
     stored_study_names,
     validate_study,
@@ -84,6 +85,7 @@ from scaletune.trainer.data import (
 from scaletune.trainer.errors import (
     ConfigError,
     DataError,
+    ScaletuneError,
     SetupError,
     StudyStateError,
     first_line,
@@ -211,6 +213,55 @@ def data_problems(cfg: StudyConfig) -> list[str]:
         return []
     problem = None if n_tokens is None else size_problem(n_tokens, cfg.data, cfg.model.block_size)
     return [problem] if problem else []
+
+
+def validate_file(path: str) -> tuple[str, list[str]]:
+    """What `scaletune validate` checks of one file, from the file (and a study's SQLite
+    storage) alone: nothing is prepared, started or written. Returns its kind ("study",
+    "ladder" or "training config") and the notes the plan would warn of; raises a ConfigError
+    that lists every problem found (a data or tokenizer error found while planning included)."""
+    from scaletune.search.plan import stored_change
+    from scaletune.trainer.config import file_kind, load_train_config, load_yaml
+
+    try:
+        raw = load_yaml(path)
+        if file_kind(raw) == "training":  # for `scaletune train`: a token budget, no trials
+            data = load_train_config(path).data
+            if missing := data.file_errors():
+                raise ConfigError(path, missing)
+            return "training config", download_notes(data)
+        if "rungs" in raw:
+            from scaletune.search.ladder import load_ladder
+
+            # The laws file is the ladder's to write: only the rungs' files must be there.
+            ladder = load_ladder(path)
+            cfg = ladder.rungs[0].cfg
+            missing = check_study_files(cfg)
+            if not missing:  # each rung's budget and space (the target's priors are the laws
+                # its rungs fit: unknown until they ran)
+                for rung in ladder.rungs:
+                    missing += [f"{rung.cfg.name}: {p}" for p in plan_problems(rung.cfg)]
+                    missing += [f"{rung.cfg.name}: {change}"
+                                for change in [stored_change(rung.cfg)] if change]
+            if missing:
+                raise ConfigError(path, missing)
+            # A ladder's rungs plan their priors as they run, its target's from laws not fitted
+            # yet: the download only.
+            return "ladder", download_notes(cfg.data)
+        cfg = load_study(path)
+        # What `run` would find first: the files the study names are there.
+        if missing := check_study_files(cfg):
+            raise ConfigError(path, missing)
+        dims, fixed = build_space(cfg, planning_priors(cfg))  # once, for problems and notes
+        missing = data_problems(cfg) + space_problems(cfg, dims, fixed)
+        missing += [change for change in [stored_change(cfg)] if change]
+        if missing:
+            raise ConfigError(path, missing)
+        return "study", plan_notes(cfg, dims)
+    except ConfigError:
+        raise
+    except ScaletuneError as e:  # a data or tokenizer error found while planning: the file's
+        raise ConfigError(path, [str(e)]) from None
 
 
 def print_plan(cfg: StudyConfig, console: Console) -> None:

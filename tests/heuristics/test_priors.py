@@ -225,6 +225,10 @@ def test_prior_validation_quotes_the_value():
         ModelShape(n_layer=2, n_head=3, n_embd=64, block_size=64, vocab_size=256)
     with pytest.raises(ValueError, match="tokens=0"):
         priors_for(TINY, 0)
+    # As a study file writes it: a TypeError of the first comparison, which named neither.
+    with pytest.raises(ValueError, match=r"tokens must be a number of tokens \(2.5e9, not "
+                                         r"'2.5B'\), got '2.5B'"):
+        priors_for(TINY, "2.5B")
 
 
 def test_as_dict_lists_the_six_priors():

@@ -67,6 +67,7 @@ def test_validate_imports_no_torch():
 
 def test_package_names_load_on_first_use():
     import scaletune.heuristics
+    import scaletune.search
     import scaletune.trainer
     from scaletune.trainer import TrainConfig, train
 
@@ -75,7 +76,11 @@ def test_package_names_load_on_first_use():
     from scaletune.trainer.loop import train as defined_train
 
     assert (TrainConfig, train) == (Defined, defined_train)
-    for package in (scaletune.trainer, scaletune.heuristics):
+    from scaletune.search import run_study
+    from scaletune.search.runner import run_study as defined_run_study
+
+    assert run_study is defined_run_study
+    for package in (scaletune.trainer, scaletune.heuristics, scaletune.search):
         for name in package.__all__:
             assert getattr(package, name) is not None
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
