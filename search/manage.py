@@ -72,7 +72,7 @@ from scaletune.search.storage import (
     url_problem,
     with_driver,
 )
-from scaletune.search.studies import open_study, running_note
+from scaletune.search.studies import left_running, open_study, running_note
 from scaletune.search.summary import DERIVED, at_edges, diverged, state_words
 from scaletune.trainer.data import (
     cache_dir,
@@ -531,7 +531,7 @@ def list_studies(url: str, console: Console) -> int:
         t = tally(storage, study.study_name, study.direction == StudyDirection.MINIMIZE)
         words = state_words(Counter(t.by_state), t.retried) or "none"
         live = _running(study)
-        table.add_row(study.study_name, words + _left_running(t.by_state.get("RUNNING", 0), live),
+        table.add_row(study.study_name, words + left_running(t.by_state.get("RUNNING", 0), live),
                       f"{t.best[1]:.4f} (trial {t.best[0]})" if t.best else "",
                       live or _when(t.last))
     console.print(table)
@@ -548,16 +548,6 @@ def by_state(trials: list[FrozenTrial]) -> str:
 def _best(trials: list[FrozenTrial]) -> FrozenTrial | None:
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     return min(complete, key=lambda t: t.value) if complete else None
-
-
-def _left_running(running: int, live: str) -> str:
-    """What ``N running`` means when no driver holds the study (one was killed): its trials
-    stay RUNNING in the storage until the next launch queues them again."""
-    if running == 0 or live:
-        return ""
-    return (f" (no driver runs the study: {'it was' if running == 1 else 'they were'} left by "
-            "a stopped driver, and the next `scaletune run` queues "
-            f"{'it' if running == 1 else 'them'} again)")
 
 
 def _running(study: optuna.Study) -> str:
@@ -670,7 +660,7 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
         ("storage", mask_url(cfg.storage_url)),
         ("driver", running or "none running"),
         ("trials", f"{by_state(trials) or 'none'}"
-                   f"{_left_running(sum(t.state == TrialState.RUNNING for t in trials), running)}"
+                   f"{left_running(sum(t.state == TrialState.RUNNING for t in trials), running)}"
                    f"; {_finished_said(study, trials, cfg.n_trials)}; "
                    f"last activity {_last_activity(trials) or 'none'}"),
     ]

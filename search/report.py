@@ -75,7 +75,7 @@ from scaletune.search.config import MedianPrunerConfig, Param, StudyConfig
 from scaletune.search.noise import floor_of, measured_floor, seed_groups
 from scaletune.search.plan import as_launched
 from scaletune.search.pruners import PREDICTION_ATTRS, audit, replay
-from scaletune.search.studies import open_study, running_note
+from scaletune.search.studies import left_running, open_study, running_note
 from scaletune.search.summary import (
     DERIVED,
     best_trial,
@@ -912,6 +912,9 @@ def make_report(
     notes += [changed] if changed else []
     running = running_note(study)
     notes += [running] if running else []
+    if not running and (left := len(study.get_trials(deepcopy=False,
+                                                     states=(TrialState.RUNNING,)))):
+        notes.append(f"{left} running{left_running(left, '')}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     frame = trials_frame(study, ran_with)

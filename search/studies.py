@@ -12,6 +12,16 @@ from scaletune.search.storage import make_storage, mask_url, scrub, sqlite_path
 from scaletune.trainer.errors import ConfigError, StudyStateError, first_line
 
 
+def left_running(running: int, live: str) -> str:
+    """What ``N running`` means when no driver holds the study (one was killed): its trials
+    stay RUNNING in the storage until the next launch queues them again."""
+    if running == 0 or live:
+        return ""
+    return (f" (no driver runs the study: {'it was' if running == 1 else 'they were'} left by "
+            "a stopped driver, and the next `scaletune run` queues "
+            f"{'it' if running == 1 else 'them'} again)")
+
+
 def running_note(study: optuna.Study) -> str | None:
     """For a command that reads a study a driver is running now (report, best, export): what it
     shows is of this moment, and the best may still change. None when no driver runs it."""

@@ -260,6 +260,10 @@ def test_a_trial_left_running_by_a_killed_driver_is_said_to_be_so(finished, caps
         # Rule: "1 running" is not left to read as a study at work.
         assert ("1 running (no driver runs the study: it was left by a stopped driver, and the "
                 "next `scaletune run` queues it again)") in out, out
+    # The report too (its trials row read "1 running" alone).
+    code, out = scaletune(capsys, "report", str(path), "-o", str(path.parent / "report"))
+    assert code == 0 and "1 running (no driver runs the study: it was left by a stopped " \
+        "driver" in out, out
     hold_lease(study)  # with a live driver, running means running
     code, out = scaletune(capsys, "studies", str(path))
     assert "1 running" in out and "no driver runs the study" not in out
