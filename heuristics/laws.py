@@ -200,7 +200,11 @@ def powerlines_tau_opt(tpp: float) -> float:
     (Kaplan); total-parameter TPP is the alternative (lower TPP, larger tau for small models).
     """
     _positive(tpp=tpp)
-    return 1.084 * tpp**-0.527
+    return 1.084 * tpp**POWER_LINES_TAU_EXPONENT
+
+
+POWER_LINES_TAU_EXPONENT = -0.527
+"""Power Lines' exponent of tau_opt in tokens per parameter (``powerlines_tau_opt``)."""
 
 
 def powerlines_batch_opt_seqs2048(tokens: float) -> float:

@@ -3,8 +3,11 @@
 Pure functions of numbers (no optuna, no torch); ``search.export`` reads the best trial into an
 ``Hparams``, calls ``transfer`` and writes the result. The rules, each from ``heuristics.laws``:
 
-    tau      kept: the AdamW timescale B / (eta * lambda * D) is what transfers across horizons
-             (Power Lines, arXiv 2505.13738; Wang & Aitchison, arXiv 2405.13698)
+    tau      kept: the AdamW timescale B / (eta * lambda * D), as a fraction of the run, is
+             roughly constant across model and data size (Wang & Aitchison, arXiv 2405.13698).
+             Power Lines (arXiv 2505.13738) fits it as TPP^-0.527 instead, which the priors
+             use; the rule names the tau and lambda that law would give (the two disagree, and
+             nothing here measured which carries a final run)
     lr       eta * (D_new / D_old)^-0.32 for the horizon (Bjorck et al., arXiv 2409.19913), then
              eta * (width_old / width_new) for the width: muP's hidden-matrix rule eta ~ 1/width
              applied to the one global LR of the standard parameterization, a heuristic
@@ -32,6 +35,7 @@ from scaletune.heuristics import laws
 HORIZON_CITATION = "Bjorck et al. 2025, arXiv 2409.19913"
 POWER_LINES_CITATION = "Power Lines, Bergsma et al. 2025, arXiv 2505.13738"
 MUP_CITATION = "Yang et al. 2022, arXiv 2203.03466"
+WANG_AITCHISON_CITATION = "Wang & Aitchison 2024, arXiv 2405.13698"
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,7 @@ class Rule:
 
 HORIZON_EXPONENTS = {"lr": laws.HORIZON_LR_EXPONENT, "tau": 0.0, "batch_size": 0.383}
 """The published rules' exponents in D at fixed N, as ``transfer`` applies them: Bjorck et al.'s
-lr, tau kept (Power Lines), Power Lines' batch size."""
+lr, tau kept (Wang & Aitchison), Power Lines' batch size."""
 
 
 @dataclass(frozen=True)
@@ -217,19 +221,29 @@ def transfer(
     if best.tau is not None and (lr, batch * block_size, tokens) != (
         best.lr, best.tokens_per_step, best.tokens
     ):
-        source = f"AdamW timescale, {POWER_LINES_CITATION}"
+        source = f"AdamW timescale, {WANG_AITCHISON_CITATION}"
+        other = ""
         if fitted is not None and fitted.tau is not None and tokens != best.tokens:
             tau = best.tau * ratio**fitted.tau
             kept = (f"tau * (D_new/D_old)^{fitted.tau:.3g} = {tau:.4g} "
                     f"({fitted.cite('tau', 'tau')})")
         else:
             kept = f"tau kept at {best.tau:.4g}"
+            # tokens per non-embedding parameter (12 * layers * width^2), new over old
+            tpp = ratio / ((n_layer / best.n_layer) * (n_embd / best.n_embd) ** 2)
+            if tpp != 1:
+                tau_pl = best.tau * tpp**laws.POWER_LINES_TAU_EXPONENT
+                lam_pl = laws.lambda_from_tau(tau_pl, batch * block_size, lr, tokens)
+                other = (f" (Power Lines' tau ~ TPP^{laws.POWER_LINES_TAU_EXPONENT} would give "
+                         f"tau {tau_pl:.4g}, lambda {lam_pl:.4g}: the two published rules "
+                         "disagree, and nothing here measured which carries a final run)")
         weight_decay = laws.lambda_from_tau(tau, batch * block_size, lr, tokens)
         if n_embd != best.n_embd:
             source += ("; across width this keeps eta*lambda fixed, lambda ~ width as Wang & "
                        "Aitchison (arXiv 2405.13698) give for muP")
         rules.append(Rule(
-            "weight_decay", f"{kept}; lambda = B/(eta*tau*D) with B and D in tokens", source,
+            "weight_decay", f"{kept}; lambda = B/(eta*tau*D) with B and D in tokens{other}",
+            source,
             weight_decay / best.weight_decay,
         ))
     final = replace(best, lr=lr, weight_decay=weight_decay, tau=tau, batch_size=batch,

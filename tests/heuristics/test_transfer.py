@@ -47,6 +47,24 @@ def test_doubling_tokens_with_tau_fixed_halves_lambda_at_fixed_lr_and_batch():
     assert tokens_per_step / (final.lr * final.weight_decay * final.tokens) == pytest.approx(0.5)
 
 
+def test_the_weight_decay_rule_names_what_power_lines_tau_law_would_give():
+    # Export kept tau citing Power Lines, whose own tau law (which the priors use) shrinks tau
+    # as TPP^-0.527: 20x the tokens at one model, tau x0.206, lambda x4.9 against the kept one.
+    best = best_hparams()
+    moved = transfer(best, 20 * best.tokens)
+    [rule] = [r for r in moved.rules if r.value == "weight_decay"]
+    assert moved.final.tau == best.tau and "Wang & Aitchison" in rule.source
+    tau = best.tau * 20**-0.527
+    block = moved.final.block_size
+    lam = moved.final.batch_size * block / (moved.final.lr * tau * moved.final.tokens)
+    assert (f"Power Lines' tau ~ TPP^-0.527 would give tau {tau:.4g}, lambda {lam:.4g}: the two "
+            "published rules disagree") in rule.formula
+    # Wider at the same tokens: TPP falls as the non-embedding parameters (12 l d^2) grow.
+    [rule] = [r for r in transfer(best, best.tokens, n_embd=128).rules
+              if r.value == "weight_decay"]
+    assert f"would give tau {best.tau * 4**0.527:.4g}" in rule.formula
+
+
 def test_each_rules_factor_is_the_change_it_made():
     best = best_hparams()
     moved = transfer(best, 4 * best.tokens)
@@ -62,7 +80,7 @@ def test_each_rules_factor_is_the_change_it_made():
 def test_lambda_follows_a_forced_batch():
     best = best_hparams()
     moved = transfer(best, best.tokens, batch_size=4 * best.batch_size)
-    # Rule: same horizon and lr, 4x the batch -> 4x lambda (tau fixed, Power Lines).
+    # Rule: same horizon and lr, 4x the batch -> 4x lambda (tau fixed, Wang & Aitchison).
     assert moved.final.lr == best.lr
     assert moved.final.weight_decay == pytest.approx(4 * best.weight_decay)
 
