@@ -18,10 +18,14 @@ fitted range). Where laws disagree the spread covers them:
 Sane bounds (documented clips, applied to center and range):
 
     lr            [1e-5, 1e-1]; the center stays a factor 2 inside
-    weight_decay  [1e-4, 5]
-    tau           [1e-3, 1e3] (1e3: a timescale a thousand runs long, no decay in effect)
+    weight_decay  [1e-4, 5]; the center stays a factor 2 inside
+    tau           [1e-3, 1e3] (1e3: a timescale a thousand runs long, no decay in effect); the
+                  center stays a factor 2 inside
     batch_size    powers of two in [1, max(4, D / (block_size * 100))]: at least 100 optimizer
-                  steps, where the budget allows more than 4 sequences per step
+                  steps, where the budget allows more than 4 sequences per step; the center in
+                  [2, max / 2], so that the range holds a choice on each side of it (where the
+                  laws ask for fewer than 2 sequences the center is 2, and a budget too small
+                  for one step of it is refused by the study's checks)
     warmup_frac   [0, 0.5]
     dropout       [0, 0.5]
 
