@@ -164,8 +164,8 @@ def transfer(
 
     lr = best.lr
     ratio = tokens / best.tokens
+    own = fitted is not None and fitted.lr is not None
     if tokens != best.tokens:
-        own = fitted is not None and fitted.lr is not None
         exponent = fitted.lr if own else laws.HORIZON_LR_EXPONENT
         lr = laws.lr_transfer_horizon(lr, best.tokens, tokens, exponent=exponent)
         rules.append(Rule(
@@ -216,6 +216,17 @@ def transfer(
         batch = max_batch_size
         rules.append(Rule("batch_size", f"capped at {max_batch_size}", "--max-batch-size"))
     batch = max(1, batch)
+    grown = batch * block_size / best.tokens_per_step
+    if grown != 1 and not own:
+        # Said, not applied: the priors move each law's lr to their batch by this rule, but the
+        # horizon rule above was measured at a fixed batch, and no law here joins the two (an
+        # lr law fitted on the user's rungs holds each rung's best batch already).
+        rules.append(Rule(
+            "lr", f"not moved with the batch (x{grown:.3g} tokens per step): Adam's square-root "
+            f"rule would give eta x {math.sqrt(grown):.3g} = {lr * math.sqrt(grown):.4g}",
+            f"the horizon rule ({HORIZON_CITATION}) was measured at a fixed batch; the "
+            "square-root rule is the one the priors use, unverified at this scale",
+        ))
 
     weight_decay, tau = best.weight_decay, best.tau
     if best.tau is not None and (lr, batch * block_size, tokens) != (

@@ -73,7 +73,13 @@ def test_each_rules_factor_is_the_change_it_made():
     # two after rounding: a reader multiplying the factors through got the wrong batch.
     assert batch.factor == moved.final.batch_size / best.batch_size
     assert batch.factor in (1.0, 2.0, 4.0)
-    [lr] = [r for r in moved.rules if r.value == "lr"]
+    [lr, with_batch] = [r for r in moved.rules if r.value == "lr"]
+    # The batch grew; the lr is not moved with it, and the rule says what the square-root rule
+    # would give (the priors apply it; the horizon rule was measured at a fixed batch).
+    grown = batch.factor
+    assert with_batch.factor is None and with_batch.formula.startswith(
+        f"not moved with the batch (x{grown:.3g} tokens per step): Adam's square-root rule "
+        f"would give eta x {grown**0.5:.3g} = {moved.final.lr * grown**0.5:.4g}")
     assert lr.factor == pytest.approx(moved.final.lr / best.lr)
 
 
