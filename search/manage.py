@@ -531,7 +531,7 @@ def list_studies(url: str, console: Console) -> int:
         t = tally(storage, study.study_name, study.direction == StudyDirection.MINIMIZE)
         words = state_words(Counter(t.by_state), t.retried) or "none"
         live = _running(study)
-        table.add_row(study.study_name, words + left_running(t.by_state.get("RUNNING", 0), live),
+        table.add_row(study.study_name, words + left_running(t.by_state.get("RUNNING", 0), study),
                       f"{t.best[1]:.4f} (trial {t.best[0]})" if t.best else "",
                       live or _when(t.last))
     console.print(table)
@@ -660,7 +660,7 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
         ("storage", mask_url(cfg.storage_url)),
         ("driver", running or "none running"),
         ("trials", f"{by_state(trials) or 'none'}"
-                   f"{left_running(sum(t.state == TrialState.RUNNING for t in trials), running)}"
+                   f"{left_running(sum(t.state == TrialState.RUNNING for t in trials), study)}"
                    f"; {_finished_said(study, trials, cfg.n_trials)}; "
                    f"last activity {_last_activity(trials) or 'none'}"),
     ]

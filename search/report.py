@@ -914,7 +914,7 @@ def make_report(
     notes += [running] if running else []
     if not running and (left := len(study.get_trials(deepcopy=False,
                                                      states=(TrialState.RUNNING,)))):
-        notes.append(f"{left} running{left_running(left, '')}")
+        notes.append(f"{left} running{left_running(left, study)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     frame = trials_frame(study, ran_with)

@@ -12,14 +12,21 @@ from scaletune.search.storage import make_storage, mask_url, scrub, sqlite_path
 from scaletune.trainer.errors import ConfigError, StudyStateError, first_line
 
 
-def left_running(running: int, live: str) -> str:
+def left_running(running: int, study: optuna.Study) -> str:
     """What ``N running`` means when no driver holds the study (one was killed): its trials
-    stay RUNNING in the storage until the next launch queues them again."""
-    if running == 0 or live:
+    stay RUNNING in the storage until the next launch queues them again. Nothing while a driver
+    holds it."""
+    from scaletune.search import lease
+
+    attrs = study.user_attrs
+    if running == 0 or lease.live(attrs.get(lease.ATTR)):
         return ""
-    return (f" (no driver runs the study: {'it was' if running == 1 else 'they were'} left by "
-            "a stopped driver, and the next `scaletune run` queues "
-            f"{'it' if running == 1 else 'them'} again)")
+    it, was = ("it", "it was") if running == 1 else ("them", "they were")
+    left = f"{was} left by a stopped driver, and the next `scaletune run` queues {it} again"
+    if lease.ATTR not in attrs:  # never run by a driver that holds a lease
+        return (f" (no driver lease is recorded: a scaletune from before 2026-11-30, which kept "
+                f"none, may still be running the study; if none is, {left})")
+    return f" (no driver runs the study: {left})"
 
 
 def running_note(study: optuna.Study) -> str | None:

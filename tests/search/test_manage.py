@@ -254,6 +254,12 @@ def test_best_export_and_report_of_a_running_study_say_it_is_running(finished, t
 def test_a_trial_left_running_by_a_killed_driver_is_said_to_be_so(finished, capsys):
     path, _, study = finished
     study.ask()  # RUNNING in the storage, and no driver holds the study (one killed with -9)
+    # A study that no lease-holding driver ran (a scaletune before 2026-11-30) may have a
+    # driver still: it was said to have none, and `scaletune run` advised.
+    code, out = scaletune(capsys, "show", str(path))
+    assert ("1 running (no driver lease is recorded: a scaletune from before 2026-11-30, which "
+            "kept none, may still be running the study; if none is, it was left") in out, out
+    study.set_user_attr("driver", None)  # the lease a driver releases, or one killed left
     for command in ("studies", "show"):
         code, out = scaletune(capsys, command, str(path))
         assert code == 0, out
