@@ -72,7 +72,7 @@ from rich.table import Table
 from scaletune.heuristics.priors import FITTED_CITATION
 from scaletune.search import hparams
 from scaletune.search.config import MedianPrunerConfig, Param, StudyConfig
-from scaletune.search.noise import floor_of, measured_floor, seed_groups
+from scaletune.search.noise import REPEAT_OF, floor_of, measured_floor, seed_groups
 from scaletune.search.plan import as_launched
 from scaletune.search.pruners import PREDICTION_ATTRS, audit, replay
 from scaletune.search.studies import left_running, open_study, running_note
@@ -245,10 +245,18 @@ def pruner_audit(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
     study's complete trials, replayed on their curves in trial order (search.pruners.replay),
     at most ``AUDIT_TRIALS`` of them; and the prediction that stopped each trial the predicted
     pruner pruned."""
-    complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
-                      key=lambda t: t.number)
+    trials = study.get_trials(deepcopy=False)
+    # The search's trials: a repeat of a config with another training seed is never pruned.
+    complete = sorted((t for t in trials if t.state == TrialState.COMPLETE
+                       and REPEAT_OF not in t.user_attrs), key=lambda t: t.number)
     sample = evenly_spaced(complete, AUDIT_TRIALS)
-    configs = {cfg.pruner.name: cfg.pruner}
+    pruner = cfg.pruner
+    if getattr(pruner, "noise_floor", None) == "auto":
+        # The floor the study's repeats measure (the replay's renumbered trials would lose
+        # which trial each repeat repeats, and measure none).
+        pruner = pruner.model_copy(update={"noise_floor": floor_of(seed_groups(trials,
+                                                                               cfg.seed))[0]})
+    configs = {cfg.pruner.name: pruner}
     configs.setdefault("median", MedianPrunerConfig(name="median"))
     replayed = {name: audit(replay(c.build(cfg), sample), cfg.tokens_per_trial)
                 for name, c in configs.items()}
@@ -262,9 +270,11 @@ def pruner_audit(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
         "complete": len(complete),
         "predictions": predictions,
         "definition": "each pruner replayed on the complete trials' curves in trial order, one "
-                      "trial after another; compute saved: tokens not trained over the tokens of "
-                      "those trials; false prunes: stopped trials that ended within 1% of the "
-                      "best"
+                      "trial after another (repeats of a config with other training seeds "
+                      "left out, and the predicted pruner's noise floor the one the study's "
+                      "repeats measure now); compute saved: tokens not trained over the tokens "
+                      "of those trials; false prunes: stopped trials that ended within 1% of "
+                      "the best"
                       + (f"; replayed on {len(sample)} of the {len(complete)} complete trials, "
                          "evenly spaced in trial order" if len(sample) < len(complete) else ""),
     }

@@ -195,6 +195,8 @@ def test_show_says_which_trials_diverged_and_why_apart_from_the_pruners_stops(fi
     assert code == 0, out
     assert ("pruned trials 4, 5: diverged (trial 4: training loss 4.5 above max_loss 8.3 at "
             "step 3) trial 3: the median pruner") in out
+    # Counted as the run's summary and the report count them (it read "3 pruned").
+    assert "trials 3 complete, 1 pruned, 2 diverged;" in out, out
 
 
 def test_show_counts_repeats_of_the_best_apart_from_the_search(finished, capsys):

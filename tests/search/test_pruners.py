@@ -214,6 +214,27 @@ def test_report_audit_counts_the_constructed_study(tmp_path):
     assert math.isfinite(result["predictions"][0]["predicted_final_loss"])
 
 
+def test_the_audit_replays_the_search_with_the_floor_its_repeats_measure(tmp_path):
+    # The audit replayed the seed repeats as search trials (live, they are never pruned), and
+    # the predicted pruner at the default 1% floor where the study measured more.
+    from scaletune.search.noise import REPEAT_OF, TRAIN_SEED
+
+    path, cfg = study_file(tmp_path, pruner={"name": "predicted", "n_startup_trials": 3})
+    study = make_study(cfg)
+    for value in (2.0, 2.2, 2.1, 6.0, 2.05):
+        add_trial(study, cfg, params(3e-3, tau=1.0), value)
+    assert pruner_audit(study, cfg)["replayed"]["predicted"]["stopped"] == 2  # 6.0 and 2.05
+    like = study.trials[2]  # ended at 2.1: as trial 0's config did with training seed 1
+    study.add_trial(optuna.trial.create_trial(
+        params=like.params, distributions=like.distributions, value=like.value,
+        intermediate_values=like.intermediate_values,
+        user_attrs={**like.user_attrs, REPEAT_OF: 0, TRAIN_SEED: 1}))
+    result = pruner_audit(study, cfg)["replayed"]["predicted"]
+    # Rule: five search trials; 2.0 and 2.1 over two seeds measure a floor of about 7%, under
+    # which 2.05 (2.5% above the best) is not told apart from it.
+    assert result["trials"] == 5 and result["stopped"] == 1
+
+
 def test_the_audit_of_a_large_study_replays_an_evenly_spaced_sample_and_says_so(tmp_path,
                                                                                monkeypatch):
     path, cfg = study_file(tmp_path, pruner={"name": "median", "n_startup_trials": 2})
