@@ -52,8 +52,8 @@ Ray, prepares the data and checks the storage first)."""
 ACTIVE = ("PENDING", "RUNNING")
 STARTED = re.compile(r"^study \S+ on .*trials finished, up to \d+ at once", re.M)
 """The line a driver prints once it holds the study's lease (search.runner._drive)."""
-TALLY = re.compile(r"^\S+  done \d+  pruned \d+  failed \d+  (diverged \d+  )?running \d+  of \d+ .*$",
-                   re.M)
+TALLY = re.compile(
+    r"^\S+  done \d+  pruned \d+  failed \d+  (?:diverged \d+  )?running \d+  of \d+ .*$", re.M)
 """The tally a driver prints after each finished trial (search.progress.StudyProgress)."""
 STOPPED = re.compile(r"^(?:interrupted|stopped) .*queued again.*$", re.M)
 

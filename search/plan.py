@@ -486,6 +486,9 @@ class TrialRun:
                 stopped_on = getattr(study.pruner, "stopped_on", None)  # the predicted pruner
                 if (p := stopped_on and stopped_on(trial.number)) is not None:
                     reason += (f": final loss predicted {p.final:.4f} [{p.low:.4f}, {p.high:.4f}]")
+                    best, floor = study.pruner.stopped_against(trial.number)
+                    reason += (f", its low end above the best {best:.4f} x (1 + noise floor "
+                               f"{floor:.1%}) = {best * (1 + floor):.4f}")
             trial.set_user_attr("prune_reason", reason)
             return "PRUNED", None, reason
         reason = result.get("reason") or f"trial ended with status {status}"

@@ -47,6 +47,9 @@ from scaletune.search.config import (
 
 PREDICTION_ATTRS = ("predicted_final_loss", "predicted_final_loss_low",
                     "predicted_final_loss_high", "predicted_at_tokens")
+STOPPED_AGAINST = ("stopped_against_best", "stopped_with_noise_floor")
+"""User attrs of a trial PredictedFinalPruner stopped: the k-th best final loss of the complete
+trials then, and the noise floor in force (the stop: low end > best x (1 + floor))."""
 """User attrs a pruned trial gets from PredictedFinalPruner: the predicted final loss, its
 interval, and the tokens seen when it was stopped."""
 
@@ -170,6 +173,7 @@ class PredictedFinalPruner(BasePruner):
         self._confidence = confidence
         self._measured: tuple[int, float] = (-1, NOISE_FLOOR)  # (complete trials, floor)
         self._stopped: dict[int, Prediction] = {}
+        self._against: dict[int, tuple[float, float]] = {}  # (k-th best, floor) of each stop
         # Each complete trial's curve against progress, read off once: every decision reads all
         # of them (26 ms a report with 100 complete trials, read again each time).
         self._curves: dict[tuple, tuple[np.ndarray, np.ndarray] | None] = {}
@@ -187,10 +191,13 @@ class PredictedFinalPruner(BasePruner):
         if prediction is None:
             return False
         kth_best = float(np.partition(table.values, self._rank - 1)[self._rank - 1])
-        if prediction.low <= kth_best * (1 + self.floor(complete)):
+        floor = self.floor(complete)
+        if prediction.low <= kth_best * (1 + floor):
             return False
         self._stopped[trial.number] = prediction
-        for key, value in prediction.attrs().items():
+        self._against[trial.number] = (kth_best, floor)
+        against = {STOPPED_AGAINST[0]: kth_best, STOPPED_AGAINST[1]: floor}
+        for key, value in {**prediction.attrs(), **against}.items():
             # As Optuna's SuccessiveHalvingPruner records its rungs: through the study's storage,
             # which the one driver writes (a FrozenTrial cannot set attrs itself).
             study._storage.set_trial_user_attr(trial._trial_id, key, value)
@@ -207,6 +214,10 @@ class PredictedFinalPruner(BasePruner):
     def stopped_on(self, number: int) -> Prediction | None:
         """The prediction that stopped trial ``number`` (None: this pruner did not stop it)."""
         return self._stopped.get(number)
+
+    def stopped_against(self, number: int) -> tuple[float, float] | None:
+        """The k-th best final loss and the noise floor trial ``number`` was stopped against."""
+        return self._against.get(number)
 
     def predict(self, trial: FrozenTrial, complete: Sequence[FrozenTrial]) -> Prediction | None:
         """The final loss of ``trial`` predicted from its last evaluation and the curves of

@@ -236,10 +236,15 @@ def test_predicted_pruner_stops_a_hopeless_trial_in_a_real_study(tmp_path, shake
     stopped_at = max(slow.intermediate_values)
     assert stopped_at < cfg.tokens_per_trial
     attrs = slow.user_attrs
+    # Rule: and what it was held against (the best then, the floor in force), as numbers and
+    # in the reason: a user could not tell which floor had stopped a trial.
+    against, floor = attrs["stopped_against_best"], attrs["stopped_with_noise_floor"]
+    assert floor == 0.01 and attrs["predicted_final_loss_low"] > against * (1 + floor)
     assert attrs["prune_reason"] == (
         f"predicted pruner at {stopped_at:,} tokens: final loss predicted "
         f"{attrs['predicted_final_loss']:.4f} [{attrs['predicted_final_loss_low']:.4f}, "
-        f"{attrs['predicted_final_loss_high']:.4f}]")
+        f"{attrs['predicted_final_loss_high']:.4f}], its low end above the best {against:.4f} x "
+        f"(1 + noise floor 1.0%) = {against * 1.01:.4f}")
     assert slow.user_attrs["predicted_at_tokens"] == stopped_at
     best = min(t.value for t in trials if t.state == TrialState.COMPLETE)
     assert slow.user_attrs["predicted_final_loss_low"] > best * 1.01
