@@ -349,7 +349,12 @@ class HyperbandPrunerConfig(_Strict):
 class WilcoxonPrunerConfig(_Strict):
     name: Literal["wilcoxon"]
     p_threshold: float = Field(0.1, gt=0, lt=1)
+    """Stop a trial when the Wilcoxon signed-rank test, over the evaluations it shares with the
+    best trial, says it is worse at this significance level (Optuna's WilcoxonPruner); smaller
+    stops fewer."""
     n_startup_steps: int = Field(2, ge=0)
+    """Evaluations (not tokens, unlike the other pruners' fields) a trial makes before it may be
+    stopped."""
 
     def build(self, study: StudyConfig) -> BasePruner:
         import optuna

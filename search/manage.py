@@ -183,12 +183,20 @@ def pruner_notes(cfg: StudyConfig) -> list[str]:
             notes.append(f"pruner.{key}: {tokens:,} tokens is a trial's whole budget "
                          f"(tokens_per_trial {budget:,}) or more: the {p.name} pruner never "
                          "stops a trial; give fewer tokens, or pruner: none")
-    start = getattr(p, "n_startup_trials", None)
-    if "n_startup_trials" in p.model_fields_set and start >= cfg.n_trials:
-        notes.append(f"pruner.n_startup_trials: {start}, and the study runs {cfg.n_trials} "
-                     f"trial{'' if cfg.n_trials == 1 else 's'}: the {p.name} pruner waits for "
-                     "that many complete trials, so it never stops one; give fewer start-up "
-                     "trials, or pruner: none")
+    for key in ("n_startup_trials", "rank"):  # the predicted pruner waits for max of the two
+        wait = getattr(p, key, None)
+        if key in p.model_fields_set and wait >= cfg.n_trials:
+            notes.append(f"pruner.{key}: {wait}, and the study runs {cfg.n_trials} "
+                         f"trial{'' if cfg.n_trials == 1 else 's'}: the {p.name} pruner waits "
+                         f"for that many complete trials, so it never stops one; give a smaller "
+                         f"{key}, or pruner: none")
+    evaluations = budget // cfg.eval_interval
+    for key in ("n_startup_steps", "patience"):  # counted in evaluations, not tokens
+        wait = getattr(p, key, None)
+        if wait is not None and wait >= evaluations:
+            notes.append(f"pruner.{key}: {wait} evaluations, and a trial evaluates {evaluations} "
+                         f"times (every {cfg.eval_interval:,} of its {budget:,} tokens): the "
+                         f"{p.name} pruner never stops a trial; give fewer, or pruner: none")
     return notes
 
 

@@ -597,7 +597,17 @@ def test_show_lists_why_trials_failed_most_frequent_first():
     ({"name": "predicted", "n_startup_trials": 4},
      "pruner.n_startup_trials: 4, and the study runs 4 trials: the predicted pruner waits for "
      "that many complete trials, so it never stops one"),
-], ids=["warmup past the budget", "first rung past the budget", "start-up of every trial"])
+    ({"name": "predicted", "rank": 7},
+     "pruner.rank: 7, and the study runs 4 trials: the predicted pruner waits for that many "
+     "complete trials, so it never stops one"),
+    ({"name": "wilcoxon", "n_startup_steps": 5},
+     "pruner.n_startup_steps: 5 evaluations, and a trial evaluates 5 times (every 8,192 of its "
+     "40,960 tokens): the wilcoxon pruner never stops a trial"),
+    ({"name": "patient", "patience": 6},
+     "pruner.patience: 6 evaluations, and a trial evaluates 5 times"),
+], ids=["warmup past the budget", "first rung past the budget", "start-up of every trial",
+        "rank past the trials", "wilcoxon start-up past the evaluations",
+        "patience past the evaluations"])
 def test_a_pruner_that_can_stop_no_trial_is_noted(tmp_path, shakespeare, pruner, expected):
     # Each ran its study to the end, pruning nothing, without a word.
     cfg = validate_study(tiny_study(tmp_path, shakespeare, pruner=pruner, n_trials=4))
@@ -605,7 +615,8 @@ def test_a_pruner_that_can_stop_no_trial_is_noted(tmp_path, shakespeare, pruner,
         next(n for n in pruner_notes(cfg) if n.startswith(expected))]
     assert expected in " ".join(plan_notes(cfg))
     # The defaults say nothing, nor does a pruner that can stop trials.
-    for quiet in ({"name": "median"}, {"name": "predicted"}, {"name": "hyperband"}):
+    for quiet in ({"name": "median"}, {"name": "predicted"}, {"name": "hyperband"},
+                  {"name": "wilcoxon"}, {"name": "patient"}):
         assert pruner_notes(validate_study(tiny_study(tmp_path, shakespeare, pruner=quiet,
                                                       n_trials=2))) == []
 
