@@ -79,6 +79,7 @@ from scaletune.search.studies import left_running, open_study, running_note
 from scaletune.search.summary import (
     DERIVED,
     best_trial,
+    diverged,
     flops,
     non_embedding_params,
     summarize,
@@ -268,6 +269,8 @@ def pruner_audit(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
     return {
         "replayed": replayed,
         "complete": len(complete),
+        # stopped while the study ran: how they would have ended, no replay can tell
+        "pruned_live": sum(t.state == TrialState.PRUNED and not diverged(t) for t in trials),
         "predictions": predictions,
         "definition": "each pruner replayed on the complete trials' curves in trial order, one "
                       "trial after another (repeats of a config with other training seeds "
@@ -997,6 +1000,10 @@ def audit_rows(audit: dict[str, Any] | None) -> list[tuple[str, str]]:
                      f"{name}: replayed on {on}, would stop "
                      f"{r['stopped']} and save {r['compute_saved']:.0%} of their compute; "
                      f"{r['false_prunes']} of those stopped ended within 1% of the best"))
+    if live := audit.get("pruned_live"):
+        rows.append(("", f"the replay judges complete trials only: the {live} trial(s) pruned "
+                         "while the study ran are not in it, and how they would have ended is "
+                         "not known"))
     shown = audit["predictions"][:SHOWN_PREDICTIONS]
     for i, p in enumerate(shown):
         rows.append(("pruned on prediction" if i == 0 else "",

@@ -210,6 +210,10 @@ def test_report_audit_counts_the_constructed_study(tmp_path):
     assert result["predictions"][0]["predicted_at_tokens"] == EVAL
     text = " ".join(v for _, v in audit_rows(result))
     assert "predicted: replayed on the 5 complete trial(s), would stop 1" in text
+    # Rule: the trial pruned live is not judged by the replay, and the audit says so (its "0
+    # false prunes" read as a verdict on every stop).
+    assert ("the replay judges complete trials only: the 1 trial(s) pruned while the study ran "
+            "are not in it, and how they would have ended is not known") in text
     assert f"trial {trial.number} at {EVAL:,} tokens: final loss predicted" in text
     assert math.isfinite(result["predictions"][0]["predicted_final_loss"])
 
