@@ -704,11 +704,25 @@ def as_launched(study: optuna.Study, cfg: StudyConfig,
     """``ran_with`` with the n_trials, sampler and pruner of the study's last launch (for a
     study that did not record them: the study file's pruner, ``cfg``'s), and the note of a
     pruner other than the one it started with (``pruner_note``). For show and report."""
-    if LAST_RUN in study.user_attrs:
-        ran_with = last_run(study, ran_with)
-    elif pruner_note(study.user_attrs, cfg):
-        ran_with = ran_with.model_copy(update={"pruner": cfg.pruner})
-    return ran_with, pruner_note(study.user_attrs, ran_with)
+    if LAST_RUN not in study.user_attrs:
+        if pruner_note(study.user_attrs, cfg):
+            ran_with = ran_with.model_copy(update={"pruner": cfg.pruner})
+        return ran_with, pruner_note(study.user_attrs, ran_with)
+    ran_with = last_run(study, ran_with)
+    stored = study.user_attrs.get("config")
+    first = (stored.get("pruner") or {}).get("name") if isinstance(stored, dict) else None
+    last, next_ = ran_with.pruner.name, cfg.pruner.name
+    if first is None or first == last == next_:
+        return ran_with, None
+    said = (f"this study started under the {first} pruner"
+            + (f" and its last launch ran under the {last} pruner" if last != first else "")
+            + "; trials already stopped keep their decisions")
+    if next_ != last:
+        said += f"; the study file names the {next_} pruner, which its next launch runs under"
+    if next_ != first:
+        said += (f". `pruner: {_as_written(stored['pruner'])}` in the study file returns to the "
+                 "one it started with")
+    return ran_with, said
 
 
 def last_run(study: optuna.Study, ran_with: StudyConfig) -> StudyConfig:

@@ -309,8 +309,19 @@ def test_show_names_the_sampler_and_pruner_of_the_last_launch(tmp_path, shakespe
     assert "sampler random" in out and "seed 3" in out and "sampler tpe" not in out, out
     assert "pruner none" in out and "pruner median" not in out, out
     # How to go back to the first pruner: its options too, not the defaults of its name.
-    assert ("`pruner: {name: median, n_startup_trials: 2, n_warmup_steps: 8192}` in the study "
-            "file keeps the one it started with") in out, out
+    assert ("this study started under the median pruner and its last launch ran under the "
+            "none pruner; trials already stopped keep their decisions. `pruner: {name: median, "
+            "n_startup_trials: 2, n_warmup_steps: 8192}` in the study file returns to the one it "
+            "started with") in out, out
+    # The file naming the first pruner again: show says which runs next, and no advice to
+    # write what the file says already.
+    raw["pruner"] = {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 8192}
+    write_study(tmp_path, raw)
+    assert main(["show", str(path)]) == 0
+    out = flat(capsys.readouterr().out)
+    assert ("its last launch ran under the none pruner; trials already stopped keep their "
+            "decisions; the study file names the median pruner, which its next launch runs "
+            "under") in out and "returns to" not in out, out
 
 
 def test_the_dry_run_of_a_resumed_study_gives_runs_notes(tmp_path, shakespeare, capsys):
