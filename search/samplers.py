@@ -188,8 +188,8 @@ class PredictionsTeachSampler(BaseSampler):
     predicted pruner records each trial it stops at its predicted final loss (user attr
     ``predicted_final_loss``), the loss it would have ended at as far as the study can tell, so
     ``base`` sees such a trial as complete at that loss. A trial that diverged (stopped by the
-    trainer's guard on its training loss) is seen as complete at the worst loss of the complete
-    trials. A trial stopped by another pruner records no prediction and stays pruned. The storage
+    trainer's guard on its training loss) is seen as complete at the worst loss of the trials
+    seen as complete (pruned ones at their predicted loss among them). A trial stopped by another pruner records no prediction and stays pruned. The storage
     is not changed. TPE is not wrapped: it ranks pruned trials after complete ones itself, those
     that diverged before any evaluation last (search/pruners.py's docstring).
     """
