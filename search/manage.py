@@ -228,7 +228,6 @@ def validate_file(path: str) -> tuple[str, list[str]]:
     storage) alone: nothing is prepared, started or written. Returns its kind ("study",
     "ladder" or "training config") and the notes the plan would warn of; raises a ConfigError
     that lists every problem found (a data or tokenizer error found while planning included)."""
-    from scaletune.search.plan import stored_change
     from scaletune.trainer.config import file_kind, load_train_config, load_yaml
 
     try:
