@@ -71,13 +71,13 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     cfg = with_options(in_file, n_trials=args.n_trials, address=args.address,
                        max_concurrent=args.max_concurrent, storage=args.storage)
     _quiet_optuna()
+    if args.repeat_best and not args.detach:  # a detached study's storage may be the cluster's
+        _check_repeatable(cfg, args.study)  # what the run refuses, the dry run too
     if args.dry_run:
         from scaletune.search.manage import print_plan
 
-        print_plan(cfg, console)
+        print_plan(cfg, console, repeat_best=args.repeat_best)
         return 0
-    if args.repeat_best and not args.detach:  # a detached study's storage may be the cluster's
-        _check_repeatable(cfg, args.study)
     if args.detach:
         from scaletune.search.jobs import job_server, submit
 

@@ -271,9 +271,10 @@ def validate_file(path: str) -> tuple[str, list[str]]:
         raise ConfigError(path, [str(e)]) from None
 
 
-def print_plan(cfg: StudyConfig, console: Console) -> None:
-    """What ``scaletune run`` would do with ``cfg``, from the study file alone: nothing is
-    prepared, started or written (the priors plan as ``scaletune priors`` does)."""
+def print_plan(cfg: StudyConfig, console: Console, repeat_best: int = 0) -> None:
+    """What ``scaletune run`` would do with ``cfg`` (and ``--repeat-best``), from the study file
+    alone: nothing is prepared, started or written (the priors plan as ``scaletune priors``
+    does)."""
     problems = check_study_files(cfg)
     if problems:
         raise ConfigError(cfg.source, problems)
@@ -306,6 +307,10 @@ def print_plan(cfg: StudyConfig, console: Console) -> None:
         ("storage", _storage_state(cfg.storage_url, cfg.name)),
         ("budget", _budget(cfg, priors)),
     ]
+    if repeat_best:
+        rows.append(("repeats", f"the study's best complete trial, {repeat_best} more time(s) "
+                                "with training seeds it has not used, never pruned, first and on "
+                                "top of n_trials"))
     _rows(out, rows)
 
 

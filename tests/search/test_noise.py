@@ -223,6 +223,14 @@ def test_run_repeat_best_refuses_a_study_with_nothing_to_repeat(tmp_path, capsys
     assert len(optuna.load_study(study_name="tiny", storage=cfg.storage_url).trials) == 1
     assert main(["run", str(path), "--repeat-best", "-1"]) == 2
     assert "--repeat-best: must be >= 0 repeats (got -1)" in capsys.readouterr().out
+    # The dry run refuses it as the run does, and with a complete trial names the repeats (it
+    # said nothing of them, and planned n_trials alone).
+    assert main(["run", str(path), "--repeat-best", "2", "--dry-run"]) == 2
+    assert "has no complete trial to repeat yet" in capsys.readouterr().out
+    add_trial(study, cfg, params(1e-3), 2.4)
+    assert main(["run", str(path), "--repeat-best", "2", "--dry-run"]) == 0
+    assert ("repeats the study's best complete trial, 2 more time(s) with training seeds it has "
+            "not used, never pruned") in " ".join(capsys.readouterr().out.split())
 
 
 def test_a_study_without_a_pruner_section_prunes_on_the_prediction_with_the_measured_floor(
