@@ -1003,14 +1003,20 @@ def stored_study_names(database: Path) -> list[str] | None:
     if not database.is_file() or database.stat().st_size == 0:
         return None
     try:
-        con = sqlite3.connect(database.resolve().as_uri() + "?mode=ro", uri=True, timeout=5)
-        try:
-            rows = con.execute("SELECT study_name FROM studies ORDER BY study_name").fetchall()
-        finally:
-            con.close()
+        rows = _read_only(database, "SELECT study_name FROM studies ORDER BY study_name")
     except sqlite3.Error as e:
         return [] if "no such table" in str(e) else None
     return [name for (name,) in rows]
+
+
+def _read_only(database: Path, query: str, args: tuple = ()) -> list[tuple]:
+    """The rows of ``query`` on an SQLite file opened read-only (nothing written or created;
+    a write in progress waited for up to 5 s); sqlite3.Error as sqlite3 raises it."""
+    con = sqlite3.connect(database.resolve().as_uri() + "?mode=ro", uri=True, timeout=5)
+    try:
+        return con.execute(query, args).fetchall()
+    finally:
+        con.close()
 
 
 def stored_study_attrs(database: Path, name: str, keys: tuple[str, ...]) -> dict[str, Any]:
@@ -1020,14 +1026,10 @@ def stored_study_attrs(database: Path, name: str, keys: tuple[str, ...]) -> dict
     if not database.is_file() or database.stat().st_size == 0:
         return {}
     try:
-        con = sqlite3.connect(database.resolve().as_uri() + "?mode=ro", uri=True, timeout=5)
-        try:
-            rows = con.execute(
-                "SELECT a.key, a.value_json FROM study_user_attributes a JOIN studies s "
-                f"ON a.study_id = s.study_id WHERE s.study_name = ? AND a.key IN "
-                f"({', '.join('?' * len(keys))})", (name, *keys)).fetchall()
-        finally:
-            con.close()
+        rows = _read_only(database, "SELECT a.key, a.value_json FROM study_user_attributes a "
+                                    "JOIN studies s ON a.study_id = s.study_id WHERE "
+                                    f"s.study_name = ? AND a.key IN ({', '.join('?' * len(keys))})",
+                          (name, *keys))
     except sqlite3.Error:
         return {}
     attrs = {}

@@ -200,11 +200,29 @@ def pruner_notes(cfg: StudyConfig) -> list[str]:
     return notes
 
 
-def plan_problems(cfg: StudyConfig) -> list[str]:
+def plan_problems(cfg: StudyConfig, dims: list | None = None,
+                  fixed: dict[str, Any] | None = None) -> list[str]:
     """What ``scaletune run`` would refuse in ``cfg`` before its first trial, found from the
-    study file alone (``search.space.space_problems`` in the space the planning priors give, and
-    ``data_problems``)."""
-    return data_problems(cfg) + space_problems(cfg, *build_space(cfg, planning_priors(cfg)))
+    study file and its SQLite storage alone: ``search.space.space_problems`` in the space the
+    planning priors give (``dims`` and ``fixed`` where built already), ``data_problems``, and a
+    change to what the trials of the stored study trained with (``stored_change``)."""
+    if dims is None or fixed is None:
+        dims, fixed = build_space(cfg, planning_priors(cfg))
+    change = stored_change(cfg)
+    return data_problems(cfg) + space_problems(cfg, dims, fixed) + ([change] if change else [])
+
+
+def planned(cfg: StudyConfig) -> tuple[Priors, list, dict[str, Any]]:
+    """The planning priors and search space of ``cfg``, once `run` would get past its checks
+    from the file alone: a ConfigError names the files missing, else ``plan_problems``. What
+    `run --dry-run` and `validate` both check."""
+    if problems := check_study_files(cfg):
+        raise ConfigError(cfg.source, problems)
+    priors = planning_priors(cfg)
+    dims, fixed = build_space(cfg, priors)
+    if problems := plan_problems(cfg, dims, fixed):
+        raise ConfigError(cfg.source, problems)
+    return priors, dims, fixed
 
 
 def data_problems(cfg: StudyConfig) -> list[str]:
@@ -248,22 +266,13 @@ def validate_file(path: str) -> tuple[str, list[str]]:
                 # its rungs fit: unknown until they ran)
                 for rung in ladder.rungs:
                     missing += [f"{rung.cfg.name}: {p}" for p in plan_problems(rung.cfg)]
-                    missing += [f"{rung.cfg.name}: {change}"
-                                for change in [stored_change(rung.cfg)] if change]
             if missing:
                 raise ConfigError(path, missing)
             # A ladder's rungs plan their priors as they run, its target's from laws not fitted
             # yet: the download only.
             return "ladder", download_notes(cfg.data)
         cfg = load_study(path)
-        # What `run` would find first: the files the study names are there.
-        if missing := check_study_files(cfg):
-            raise ConfigError(path, missing)
-        dims, fixed = build_space(cfg, planning_priors(cfg))  # once, for problems and notes
-        missing = data_problems(cfg) + space_problems(cfg, dims, fixed)
-        missing += [change for change in [stored_change(cfg)] if change]
-        if missing:
-            raise ConfigError(path, missing)
+        _, dims, _ = planned(cfg)  # the space planned once, for its problems and its notes
         return "study", plan_notes(cfg, dims)
     except ConfigError:
         raise
@@ -275,15 +284,7 @@ def print_plan(cfg: StudyConfig, console: Console, repeat_best: int = 0) -> None
     """What ``scaletune run`` would do with ``cfg`` (and ``--repeat-best``), from the study file
     alone: nothing is prepared, started or written (the priors plan as ``scaletune priors``
     does)."""
-    problems = check_study_files(cfg)
-    if problems:
-        raise ConfigError(cfg.source, problems)
-    priors = planning_priors(cfg)
-    dims, fixed = build_space(cfg, priors)
-    problems = data_problems(cfg) + space_problems(cfg, dims, fixed)
-    problems += [change for change in [stored_change(cfg)] if change]
-    if problems:
-        raise ConfigError(cfg.source, problems)
+    priors, dims, fixed = planned(cfg)
     out = _printer(console)
     out(f"plan of study {cfg.name} ({cfg.source}); a dry run: nothing starts, nothing is written")
     console.print()
