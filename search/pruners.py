@@ -40,6 +40,7 @@ from scaletune.search.config import (
     CONFIDENCE,
     INTERVAL,
     INTERVALS,
+    LEADING,
     MARGIN,
     NOISE_FLOOR,
     PREDICTED_STARTUP,
@@ -106,7 +107,11 @@ class PredictedFinalPruner(BasePruner):
     reach back and for a trial whose lr lies far from the complete trials'; ``range``, the first
     rule, from the largest to the smallest drop (residual) seen, each widened by ``margin`` times
     their spread, and by ``beyond`` outside the complete trials' lrs. The trial is stopped when
-    the interval's low end is above the k-th best final loss times ``1 + noise_floor``.
+    the interval's low end is above the k-th best final loss times ``1 + noise_floor`` and, with
+    ``leading``, its loss is behind that quantile of the complete trials' losses at the same
+    point of the schedule: the drops have heavy tails (a run can fall at the end by twice as
+    much as any curve before it showed), and a trial among the leading ones now is the one such
+    a miss would cost.
 
     Args:
         budget: Tokens each trial trains (steps are tokens seen).
@@ -127,6 +132,9 @@ class PredictedFinalPruner(BasePruner):
             drops are not conditioned.
         interval: "t" (the regression's prediction interval) or "range" (the first rule).
         confidence: For ``interval="t"``: one-sided confidence of the interval's low end.
+        leading: A trial whose loss is at or below this quantile of the complete trials' losses
+            at its point of the schedule (read off their curves as the drops are) is not
+            stopped, whatever its prediction; 0: no such guard.
     """
 
     def __init__(
@@ -143,6 +151,7 @@ class PredictedFinalPruner(BasePruner):
         condition_on: str | None = CONDITION_ON,
         interval: str = INTERVAL,
         confidence: float = CONFIDENCE,
+        leading: float = LEADING,
     ) -> None:
         if budget < 1:
             raise ValueError(f"budget must be >= 1 token, got {budget=}")
@@ -160,6 +169,8 @@ class PredictedFinalPruner(BasePruner):
             raise ValueError(f"interval must be one of {INTERVALS}, got {interval=}")
         if not 0.5 < confidence < 1:
             raise ValueError(f"confidence must be in (0.5, 1), got {confidence=}")
+        if not 0 <= leading < 1:
+            raise ValueError(f"leading must be in [0, 1), got {leading=}")
         self._budget = budget
         self._progress = progress or budget_fraction(budget)
         self._n_startup_trials = n_startup_trials
@@ -171,6 +182,7 @@ class PredictedFinalPruner(BasePruner):
         self._condition_on = condition_on
         self._interval = interval
         self._confidence = confidence
+        self._leading = leading
         self._measured: tuple[int, float] = (-1, NOISE_FLOOR)  # (complete trials, floor)
         self._stopped: dict[int, Prediction] = {}
         self._against: dict[int, tuple[float, float]] = {}  # (k-th best, floor) of each stop
@@ -193,6 +205,8 @@ class PredictedFinalPruner(BasePruner):
         kth_best = float(np.partition(table.values, self._rank - 1)[self._rank - 1])
         floor = self.floor(complete)
         if prediction.low <= kth_best * (1 + floor):
+            return False
+        if self._leading and self.is_leading(table, self.drops(trial, table)):
             return False
         self._stopped[trial.number] = prediction
         self._against[trial.number] = (kth_best, floor)
@@ -224,6 +238,18 @@ class PredictedFinalPruner(BasePruner):
         ``complete``; None when fewer than ``max(2, n_startup_trials)`` curves reach back to its
         point of the schedule, or its loss is not finite."""
         return self._predict(trial, self._table(complete))
+
+    def is_leading(self, table: _Curves,
+                   drops: tuple[np.ndarray, np.ndarray, float] | None) -> bool:
+        """Whether a trial's loss is at or below the ``leading`` quantile of the complete
+        trials' losses at its point of the schedule (``drops``: what ``drops`` returned for it;
+        each curve's loss there is its final loss less its drop). False with ``leading`` 0.
+        Asked only of a trial its prediction would stop (a rare case; the drops are read again
+        there, so that a subclass's ``_predict`` keeps its signature)."""
+        if not self._leading or drops is None:
+            return False
+        d, use, log_loss = drops
+        return log_loss <= float(np.quantile(table.log_final[use] - d, self._leading))
 
     def _predict(self, trial: FrozenTrial, table: _Curves) -> Prediction | None:
         """``predict`` from the complete trials' curves as a table (``_table``)."""

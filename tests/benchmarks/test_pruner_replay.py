@@ -31,17 +31,25 @@ def test_replay_writes_a_row_per_pruner_and_study_and_leaves_the_suite_alone(tmp
                                  for s in range(every, budget + 1, every)}))
     before = db.read_bytes()
 
-    pruner_replay.main(["--suite", str(tmp_path / "suite"), "--out", str(tmp_path / "out")])
+    pruner_replay.main(["--suite", str(tmp_path / "suite"), "--out", str(tmp_path / "out"),
+                        "--orders", "2", "--jobs", "1"])
 
     rows = pd.read_csv(tmp_path / "out" / "pruner_replay.csv")
-    # Rule: one row per pruner for the one study, each over its six complete trials.
+    # Rule: one row per pruner for the one study in the order its trials ran, each over its six
+    # complete trials; and one over the three orders (its own and two shuffles).
     assert set(pruner_replay.PRUNERS) <= set(rows["pruner"])
-    assert (rows["trials"] == 6).all()
-    # Rule: the predicted pruner stops the hopeless trial and none near the best; none stops none.
+    assert rows["pruner"].is_unique and (rows["trials"] == 6).all()
+    orders = pd.read_csv(tmp_path / "out" / "pruner_replay_orders.csv").set_index("pruner")
+    assert set(orders.index) == set(rows["pruner"]) and (orders["replays"] == 3).all()
+    # Rule: the predicted pruner stops the hopeless trial and none near the best, in every
+    # order; none stops none.
     predicted = rows[rows["pruner"] == "predicted (scaletune)"].iloc[0]
     assert predicted["stopped"] >= 1 and predicted["false_prunes"] == 0
+    assert orders.loc["predicted (scaletune)", "compute_saved"] > 0
+    assert orders.loc["predicted (scaletune)", "false_prunes"] == 0
     assert rows[rows["pruner"] == "none"].iloc[0]["stopped"] == 0
-    assert "| predicted (scaletune) | 1 | 6 |" in (tmp_path / "out" / "pruner_replay.md").read_text()
+    md = (tmp_path / "out" / "pruner_replay.md").read_text()
+    assert "| predicted (scaletune) | 1 | 6 |" in md and "false prunes, 3 orders" in md
     # Rule: the suite's study was read from a copy, not opened where it lies.
     assert db.read_bytes() == before
     # Rule: the ceiling stops, at the first evaluation, every trial after the first two that
@@ -76,3 +84,32 @@ def test_the_committed_trial_tables_replay_to_the_figures_of_record():
                            & (recorded["pruner"] == label)].iloc[0]
             assert (got["stopped"], got["false_prunes"]) == (row["stopped"], row["false_prunes"])
             assert got["compute_saved"] == pytest.approx(row["compute_saved"], abs=1e-9)
+
+
+def test_each_study_is_replayed_in_its_order_then_in_seeded_shuffles():
+    trials = list(range(12))
+    got = pruner_replay.orders("code-bpe", 1, trials, 3)
+    # Rule: the order the trials ran first, then shuffles of the same trials, each different.
+    assert got[0] == trials and len(got) == 4
+    assert all(sorted(o) == trials for o in got) and len({tuple(o) for o in got}) == 4
+    # Rule: seeded by task, seed and number: the same in another call (and process), not the
+    # same for another study.
+    assert pruner_replay.orders("code-bpe", 1, trials, 3) == got
+    assert pruner_replay.orders("code-bpe", 2, trials, 3)[1] != got[1]
+
+
+def test_the_constants_chosen_save_the_most_within_the_bounds_false_prunes():
+    rows = pd.DataFrame([
+        {"task": "a", "pruner": pruner_replay.BOUND, "false_prunes": 2, "compute_saved": 0.3},
+        {"task": "a", "pruner": pruner_replay.grid_label(2, 0.9, 0), "false_prunes": 3,
+         "compute_saved": 0.6},
+        {"task": "a", "pruner": pruner_replay.grid_label(2, 0.97, 0), "false_prunes": 2,
+         "compute_saved": 0.4},
+        {"task": "a", "pruner": pruner_replay.grid_label(4, 0.99, 0), "false_prunes": 0,
+         "compute_saved": 0.2},
+    ])
+    # Rule: the most saved among the points with no more false prunes than the bound's (2).
+    assert pruner_replay.choose(rows) == pruner_replay.grid_label(2, 0.97, 0)
+    # With a bound no point meets, the fewest false prunes.
+    rows.loc[0, "false_prunes"] = -1
+    assert pruner_replay.choose(rows) == pruner_replay.grid_label(4, 0.99, 0)

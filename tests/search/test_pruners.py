@@ -4,6 +4,7 @@ in-memory Optuna studies through the public API (ask -> report -> should_prune -
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import optuna
@@ -90,6 +91,39 @@ def test_a_trial_worse_early_but_predicted_good_is_kept(study):
     median = [r for r in replay(optuna.pruners.MedianPruner(n_startup_trials=3), study.trials)
               if r.number == trial.number]
     assert median[0].stopped_at is not None
+
+
+@pytest.mark.parametrize(("leading", "loss_now", "stopped"), [
+    (0.0, 4.2, True), (0.25, 4.2, False), (0.25, 4.4, True)])
+def test_a_trial_among_the_leading_ones_now_is_not_stopped(leading, loss_now, stopped):
+    # Three complete trials that all fall about 1.9x from the first evaluation to the end; at
+    # that evaluation their losses are 3.8, 4.795 and 4.893, whose 0.25 quantile is 4.2975.
+    pruner = PredictedFinalPruner(BUDGET, n_startup_trials=3, leading=leading)
+    study = optuna.create_study(direction="minimize", pruner=pruner)
+    for final, drop in ((2.0, 2.0), (2.5, 2.02), (2.6, 1.98)):
+        run(study, curve(final, drop))
+    trial = run(study, curve(loss_now / 1.9, 2.0))
+    frozen = study.trials[trial.number]
+    # The prediction alone would stop both (about loss_now x 0.526, its low end above 2.02).
+    assert pruner.predict(frozen, study.trials[:3]).low > 2.0 * 1.01
+    # Rule: under leading 0.25, the trial at 4.2 (ahead of that quantile) runs to the end;
+    # the one at 4.4 is stopped at its first evaluation, as both are without the guard.
+    assert (frozen.state == TrialState.PRUNED) == stopped
+    if stopped:
+        assert frozen.last_step == 100
+
+
+def test_leading_is_checked_and_a_record_without_it_ran_without_it(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("x")
+    with pytest.raises(ValueError, match=re.escape("pruner.leading: must be in [0, 1) (got 1.5)")):
+        validate_study(tiny_study(tmp_path, text, pruner={"name": "predicted", "leading": 1.5}))
+    cfg = validate_study(tiny_study(tmp_path, text, pruner={"name": "predicted"}))
+    record = cfg.model_dump(mode="json", by_alias=True)
+    assert validate_study(record, recorded=True).pruner.leading == cfg.pruner.leading
+    # A study recorded before the guard existed replays (report, show) as it ran: without it.
+    del record["pruner"]["leading"]
+    assert validate_study(record, recorded=True).pruner.leading == 0.0
 
 
 def test_nothing_is_stopped_before_the_startup_trials_or_after_the_budget():
@@ -223,7 +257,9 @@ def test_the_audit_replays_the_search_with_the_floor_its_repeats_measure(tmp_pat
     # the predicted pruner at the default 1% floor where the study measured more.
     from scaletune.search.noise import REPEAT_OF, TRAIN_SEED
 
-    path, cfg = study_file(tmp_path, pruner={"name": "predicted", "n_startup_trials": 3})
+    # (confidence 0.9: an interval narrow enough, on these few curves, to stop the 2.05 one)
+    path, cfg = study_file(tmp_path, pruner={"name": "predicted", "n_startup_trials": 3,
+                                             "confidence": 0.9})
     study = make_study(cfg)
     for value in (2.0, 2.2, 2.1, 6.0, 2.05):
         add_trial(study, cfg, params(3e-3, tau=1.0), value)
@@ -278,7 +314,7 @@ def test_every_option_builds_a_pruner_that_prunes(tmp_path, option):
     assert study.trials[bad.number].state == TrialState.PRUNED
 
 
-@pytest.mark.parametrize("interval", [{}, {"interval": "range", "margin": 0.0}],
+@pytest.mark.parametrize("interval", [{"confidence": 0.9}, {"interval": "range", "margin": 0.0}],
                          ids=["t", "range"])
 def test_a_high_lr_trial_is_predicted_from_the_drop_fitted_at_its_lr(interval):
     """Runs at a higher lr fall more at the end (the decay takes away their large steps' noise):
@@ -501,7 +537,7 @@ def test_a_higher_confidence_stops_fewer_trials_later():
 
 
 @pytest.mark.parametrize(("interval", "shown", "hidden"), [
-    ({}, "interval=t, confidence=0.9", "margin="),
+    ({}, "interval=t, confidence=0.97", "margin="),
     ({"interval": "range", "margin": 1.0}, "interval=range, margin=1", "confidence="),
 ])
 def test_the_pruner_is_described_with_the_setting_of_its_interval_only(tmp_path, interval,
