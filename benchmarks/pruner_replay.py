@@ -188,14 +188,9 @@ def load_tables(suite: Path) -> dict[tuple[str, int], tuple[Any, list[Any]]]:
 def orders(task: str, seed: int, trials: list[Any], n: int) -> list[list[Any]]:
     """The order ``trials`` ran in, then ``n`` shuffles of it, each seeded by task, seed and its
     number (a string seed: the same shuffle in every process and Python)."""
-    import random
+    from scaletune.search.pruners import shuffled
 
-    out = [list(trials)]
-    for k in range(1, n + 1):
-        shuffled = list(trials)
-        random.Random(f"{task}/{seed}/{k}").shuffle(shuffled)
-        out.append(shuffled)
-    return out
+    return [list(trials), *shuffled(trials, f"{task}/{seed}", n)]
 
 
 def runs() -> list[tuple[str, dict[str, Any]]]:

@@ -25,6 +25,7 @@ dashboard, and the sampler needs nothing more from it.
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -576,6 +577,17 @@ def _replay(pruner: BasePruner, trials: Sequence[FrozenTrial]) -> list[Replayed]
         else:
             study.tell(trial, state=TrialState.PRUNED)
         out.append(Replayed(original.number, float(original.value), stopped_at))
+    return out
+
+
+def shuffled(trials: Sequence[FrozenTrial], seed: str, n: int) -> list[list[FrozenTrial]]:
+    """``n`` shuffles of ``trials``, each seeded by ``seed`` and its number (a string seed: the
+    same shuffles in every process)."""
+    out = []
+    for k in range(1, n + 1):
+        order = list(trials)
+        random.Random(f"{seed}/{k}").shuffle(order)
+        out.append(order)
     return out
 
 

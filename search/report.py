@@ -74,7 +74,7 @@ from scaletune.search import hparams
 from scaletune.search.config import MedianPrunerConfig, Param, StudyConfig
 from scaletune.search.noise import REPEAT_OF, floor_of, measured_floor, seed_groups
 from scaletune.search.plan import as_launched
-from scaletune.search.pruners import PREDICTION_ATTRS, audit, replay
+from scaletune.search.pruners import PREDICTION_ATTRS, audit, replay, shuffled
 from scaletune.search.studies import left_running, open_study, running_note
 from scaletune.search.summary import (
     DERIVED,
@@ -241,6 +241,17 @@ def evenly_spaced(trials: list[FrozenTrial], most: int) -> list[FrozenTrial]:
     return [trials[round(i * (len(trials) - 1) / (most - 1))] for i in range(most)]
 
 
+AUDIT_ORDERS = 10
+"""Shuffled orders of the complete trials the audit replays each pruner in besides theirs, for a
+study of at most AUDIT_SHUFFLED_TRIALS: which trial came third decides whether a run near the
+best was judged on two curves or on ten, so one order is one draw (on the suite, the predicted
+pruner at confidence 0.9 stopped no run near the best in the order the trials ran, and 47 in 20
+shuffles of each study; benchmarks/pruner_replay.py)."""
+AUDIT_SHUFFLED_TRIALS = 100
+"""Complete trials up to which the audit also replays shuffled orders (a replay of 64 trials
+took 0.05-0.08 s; its time grows with the square of the trials)."""
+
+
 def pruner_audit(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
     """What the study's pruner, and the median pruner for comparison, would have done to the
     study's complete trials, replayed on their curves in trial order (search.pruners.replay),
@@ -261,6 +272,17 @@ def pruner_audit(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
     configs.setdefault("median", MedianPrunerConfig(name="median"))
     replayed = {name: audit(replay(c.build(cfg), sample), cfg.tokens_per_trial)
                 for name, c in configs.items()}
+    orders = {}
+    if 3 <= len(sample) <= AUDIT_SHUFFLED_TRIALS:
+        for name, c in configs.items():
+            runs = [audit(replay(c.build(cfg), order), cfg.tokens_per_trial)
+                    for order in shuffled(sample, study.study_name, AUDIT_ORDERS)]
+            orders[name] = {
+                "replays": len(runs),
+                "compute_saved": sum(r["compute_saved"] for r in runs) / len(runs),
+                "false_prunes": sum(r["false_prunes"] for r in runs),
+                "with_false_prune": sum(r["false_prunes"] > 0 for r in runs),
+            }
     predictions = [
         {"number": t.number, **{k: t.user_attrs[k] for k in PREDICTION_ATTRS}}
         for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
@@ -268,6 +290,7 @@ def pruner_audit(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
     ]
     return {
         "replayed": replayed,
+        "orders": orders,
         "complete": len(complete),
         # stopped while the study ran: how they would have ended, no replay can tell
         "pruned_live": sum(t.state == TrialState.PRUNED and not diverged(t) for t in trials),
@@ -279,7 +302,10 @@ def pruner_audit(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
                       "of those trials; false prunes: stopped trials that ended within 1% of "
                       "the best"
                       + (f"; replayed on {len(sample)} of the {len(complete)} complete trials, "
-                         "evenly spaced in trial order" if len(sample) < len(complete) else ""),
+                         "evenly spaced in trial order" if len(sample) < len(complete) else "")
+                      + (f"; orders: the same, in {AUDIT_ORDERS} shuffled orders of those "
+                         "trials (compute saved: the mean; false prunes: the sum, and the "
+                         "replays with one)" if orders else ""),
     }
 
 
@@ -1000,6 +1026,11 @@ def audit_rows(audit: dict[str, Any] | None) -> list[tuple[str, str]]:
                      f"{name}: replayed on {on}, would stop "
                      f"{r['stopped']} and save {r['compute_saved']:.0%} of their compute; "
                      f"{r['false_prunes']} of those stopped ended within 1% of the best"))
+        if o := audit.get("orders", {}).get(name):
+            rows.append(("", f"{name}, the same trials in {o['replays']} other orders: would "
+                             f"save {o['compute_saved']:.0%} on average; "
+                             f"{o['false_prunes']} stopped that ended within 1% of the best "
+                             f"({o['with_false_prune']} of the {o['replays']} orders had one)"))
     if live := audit.get("pruned_live"):
         rows.append(("", f"the replay judges complete trials only: the {live} trial(s) pruned "
                          "while the study ran are not in it, and how they would have ended is "

@@ -252,6 +252,42 @@ def test_report_audit_counts_the_constructed_study(tmp_path):
     assert math.isfinite(result["predictions"][0]["predicted_final_loss"])
 
 
+def test_the_audit_also_replays_the_trials_in_other_orders(tmp_path, monkeypatch):
+    # A late bloomer, the best trial, whose loss falls three times as far as the others': it
+    # ran first, so the pruner learned its drop and never judged it. In an order where it comes
+    # after two others, it is judged on their smaller drops and stopped.
+    path, cfg = study_file(tmp_path, pruner={"name": "predicted", "confidence": 0.9})
+    study = make_study(cfg)
+    like = add_trial(study, cfg, params(3e-3, tau=1.0), 9.9, state=TrialState.FAIL)
+    budget = like.user_attrs["steps"] * like.user_attrs["tokens_per_step"]
+    study.add_trial(optuna.trial.create_trial(
+        params=like.params, distributions=like.distributions, value=2.0,
+        user_attrs={k: like.user_attrs[k] for k in ("steps", "warmup_steps", "tokens_per_step")},
+        intermediate_values={s: 2.0 + 6.0 * (1 - s / budget)
+                             for s in range(EVAL, budget + 1, EVAL)}))
+    for value in (2.3, 2.35, 2.4, 2.45, 2.5):
+        add_trial(study, cfg, params(3e-3, tau=1.0), value)
+
+    result = pruner_audit(study, cfg)
+    # Rule: in trial order no stop ended near the best; over 10 shuffles some did, and the
+    # report says both.
+    assert result["replayed"]["predicted"]["false_prunes"] == 0
+    orders = result["orders"]["predicted"]
+    assert orders["replays"] == 10 and orders["false_prunes"] >= 1
+    assert 1 <= orders["with_false_prune"] <= orders["false_prunes"]
+    text = " ".join(v for _, v in audit_rows(result))
+    assert (f"predicted, the same trials in 10 other orders: would save "
+            f"{orders['compute_saved']:.0%} on average; {orders['false_prunes']} stopped that "
+            f"ended within 1% of the best ({orders['with_false_prune']} of the 10 orders had "
+            "one)") in text
+    # The same shuffles every time (seeded by the study's name).
+    assert pruner_audit(study, cfg)["orders"] == result["orders"]
+    # Rule: a study with more complete trials than the audit shuffles is replayed in its order
+    # only (a replay's time grows with the square of the trials).
+    monkeypatch.setattr(report, "AUDIT_SHUFFLED_TRIALS", 5)
+    assert pruner_audit(study, cfg)["orders"] == {}
+
+
 def test_the_audit_replays_the_search_with_the_floor_its_repeats_measure(tmp_path):
     # The audit replayed the seed repeats as search trials (live, they are never pruned), and
     # the predicted pruner at the default 1% floor where the study measured more.
