@@ -15,12 +15,13 @@ trial comes third decides whether a near-best run is judged on two curves or on 
 with no false prune in the order the trials ran had 43 in 20 shuffles of each study. A sampler
 such as TPE, which draws near the best early, makes the few-curve case the common one.
 
-The predicted pruner's ``n_startup_trials``, ``confidence`` and ``leading`` are the constants
-chosen on these replays: of the grid, the point that saves the most compute over all orders
+The predicted pruner's grid (``n_startup_trials``, ``confidence``, ``leading``) is replayed
+too, with a rule that picks its point: the one that saves the most compute over all orders
 with no more false prunes than scaletune's median pruner (the default before it) on the same
-replays; their leave-one-task-out check is part of the output: for each task, the point chosen
+replays; its leave-one-task-out check is part of the output: for each task, the point chosen
 on the five others (bounded by the median pruner's false prunes there) is scored on the task
-left out.
+left out. The product's default weighs live studies as well (search/config.py, CONFIDENCE:
+the rule's point found worse bests there).
 
     python -m benchmarks.pruner_replay [--suite benchmarks/results/suite] [--orders 20]
 
@@ -342,8 +343,10 @@ def markdown(summary: Any, held_out: Any, command: str, chosen: str) -> str:
                      f"{r.orders_compute_saved:.1%} | {r.orders_false_prunes} | "
                      f"{r.orders_with_false_prune} of {r.replays} |")
     lines += [
-        "", f"Chosen on all studies and orders: {chosen.removeprefix('predicted, ')} (the grid "
-        f"point that saves the most with no more false prunes than `{BOUND}`).", "",
+        "", f"The replay's rule, on all studies and orders: {chosen.removeprefix('predicted, ')} "
+        f"(the grid point that saves the most with no more false prunes than `{BOUND}`). The "
+        "default, the row `predicted (scaletune)`, weighs live studies too: search/config.py, "
+        "CONFIDENCE.", "",
         "## The predicted pruner's constants, left one task out", "",
         "For each task, the grid point (n_startup_trials, confidence, leading) chosen on the "
         "other five (the most compute saved with no more false prunes there than the median "

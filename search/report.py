@@ -255,7 +255,8 @@ took 0.05-0.08 s; its time grows with the square of the trials)."""
 def pruner_audit(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
     """What the study's pruner, and the median pruner for comparison, would have done to the
     study's complete trials, replayed on their curves in trial order (search.pruners.replay),
-    at most ``AUDIT_TRIALS`` of them; and the prediction that stopped each trial the predicted
+    at most ``AUDIT_TRIALS`` of them, and in ``AUDIT_ORDERS`` shuffled orders where there are
+    at most ``AUDIT_SHUFFLED_TRIALS``; and the prediction that stopped each trial the predicted
     pruner pruned."""
     trials = study.get_trials(deepcopy=False)
     # The search's trials: a repeat of a config with another training seed is never pruned.

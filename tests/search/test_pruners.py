@@ -573,7 +573,7 @@ def test_a_higher_confidence_stops_fewer_trials_later():
 
 
 @pytest.mark.parametrize(("interval", "shown", "hidden"), [
-    ({}, "interval=t, confidence=0.97", "margin="),
+    ({}, "interval=t, confidence=0.9", "margin="),
     ({"interval": "range", "margin": 1.0}, "interval=range, margin=1", "confidence="),
 ])
 def test_the_pruner_is_described_with_the_setting_of_its_interval_only(tmp_path, interval,
