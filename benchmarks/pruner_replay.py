@@ -22,7 +22,7 @@ with no more false prunes than scaletune's median pruner (the default before it)
 replays; its leave-one-task-out check is part of the output: for each task, the point chosen
 on the five others (bounded by the median pruner's false prunes there) is scored on the task
 left out. The product's default weighs live studies as well (search/config.py, CONFIDENCE:
-the rule's point found worse bests there).
+the point this rule picked on the grid without n_startup_trials 3 found worse bests there).
 
     python -m benchmarks.pruner_replay [--suite benchmarks/results/suite] [--orders 20]
 
@@ -63,7 +63,7 @@ PRUNERS = {
 }
 """Each pruner as a study file's ``pruner:`` section spells it, with scaletune's defaults."""
 CONFIDENCES = (0.8, 0.85, 0.9, 0.95, 0.97, 0.99)
-STARTUPS = (2, 4)
+STARTUPS = (2, 3, 4)
 LEADINGS = (0.0, 0.25, 0.5)
 """The predicted pruner's grid: its three constants chosen on these studies (n_startup_trials,
 confidence, leading), each point replayed on every study in every order."""

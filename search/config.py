@@ -391,8 +391,9 @@ PREDICTED_STARTUP = 2
 LEADING = 0.0
 """Default ``leading`` of the predicted pruner: no guard. Over the replays' shuffled orders
 (benchmarks/results/pruners/pruner_replay.md), 0.25 takes confidence 0.9's false prunes from 47
-to 32 for 1.1 points of compute (51.1% -> 50.0%) and changes little at 0.97 (18 either way);
-it was not run in live studies, where what decides is the best loss found (CONFIDENCE)."""
+to 32 for 1.1 points of compute (51.1% -> 50.0%), and 0.5 with n_startup_trials 3 is the point
+the replay's rule picks (CONFIDENCE); no guard was run in live studies, where what decides is
+the best loss found."""
 
 INTERVALS = ("t", "range")
 """How the predicted pruner draws a prediction's interval: ``t``, a regression's prediction
@@ -411,10 +412,11 @@ shuffled orders (python -m benchmarks.pruner_replay, benchmarks/results/pruners/
 pruner_replay.md; 378 replays), 0.9 saves 51.1% of the compute and stops 47 runs that ended
 within 1% of their study's best, against the median pruner's 35.8% and 19 (in the order the
 trials ran alone, where 0.9 was first chosen: 45.9% and none). The replay's rule, the grid point
-that saves the most with no more false prunes than the median pruner, picks (2, 0.97, 0): 41.7%
-and 18; left one task out, the point it picks on the other five saves more than the median
-pruner on every task left out (39.2-42.7% against 35.0-36.7%), 16 false prunes in all against
-19.
+(n_startup_trials 2, 3 or 4 x confidence 0.8 to 0.99 x leading 0, 0.25, 0.5) that saves the most
+with no more false prunes than the median pruner, picks (3, 0.9, 0.5): 43.3% and 19; left one
+task out, the point it picks on the other five saves more than the median pruner on every task
+left out (41.6-46.0% against 35.0-36.7%), 21 false prunes in all against 19. That point has not
+run live. On the grid without n_startup_trials 3 the rule picked (2, 0.97, 0): 41.7% and 18.
 
 In live TPE studies of the suite (6 tasks x 3 seeds, the same sampler seeds; benchmarks/results/
 pruner_t097_live/compare.txt), 0.97 found a worse best than 0.9 within 8 trial-equivalents of
@@ -422,8 +424,8 @@ compute on 5 of 18 seeds and a better one on none (at 16: worse on 3, better on 
 mean best than the median pruner on shakespeare-bpe (4.5950 against 4.5507; 0.9: 4.4542); it
 saved 35.4% of the studies' compute, 0.9 45.0%, the median pruner 45.1%. On these studies a
 run stopped near the best cost less than the trials the saved compute bought: TPE found another
-near the best. So 0.9 stays; ``confidence: 0.97`` is for a study that cannot afford to lose one near-best run
-(few trials, or a search space with one narrow optimum)."""
+near the best. So 0.9 stays; ``confidence: 0.97`` is for a study that cannot afford to lose
+one near-best run (few trials, or a search space with one narrow optimum)."""
 
 
 
