@@ -113,15 +113,17 @@ def test_a_trial_among_the_leading_ones_now_is_not_stopped(leading, loss_now, st
         assert frozen.last_step == 100
 
 
-def test_leading_is_checked_and_a_record_without_it_ran_without_it(tmp_path):
+def test_leading_is_checked_and_read_back_from_a_record(tmp_path):
     text = tmp_path / "t.txt"
     text.write_text("x")
     with pytest.raises(ValueError, match=re.escape("pruner.leading: must be in [0, 1) (got 1.5)")):
         validate_study(tiny_study(tmp_path, text, pruner={"name": "predicted", "leading": 1.5}))
-    cfg = validate_study(tiny_study(tmp_path, text, pruner={"name": "predicted"}))
+    cfg = validate_study(tiny_study(tmp_path, text, pruner={"name": "predicted",
+                                                            "leading": 0.25}))
     record = cfg.model_dump(mode="json", by_alias=True)
-    assert validate_study(record, recorded=True).pruner.leading == cfg.pruner.leading
-    # A study recorded before the guard existed replays (report, show) as it ran: without it.
+    # Rule: the study's record replays (report, show) with the guard it ran under; a record
+    # from before the option has none, the default's behaviour (no guard).
+    assert validate_study(record, recorded=True).pruner.leading == 0.25
     del record["pruner"]["leading"]
     assert validate_study(record, recorded=True).pruner.leading == 0.0
 
