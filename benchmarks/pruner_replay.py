@@ -222,9 +222,10 @@ def _replay_study(job: tuple[str, int, Any, list[Any], int]) -> list[dict[str, A
     task, seed, raw, trials, n_orders = job
     cfg = validate_study(raw, recorded=True)  # sent as its record: the config does not pickle
     pruner_config = TypeAdapter(PrunerConfig)
+    specs = runs()
     rows = []
     for order, sequence in enumerate(orders(task, seed, trials, n_orders)):
-        for label, spec in runs():
+        for label, spec in specs:
             pruner = pruner_config.validate_python(spec).build(cfg)
             result = audit(replay(pruner, sequence), cfg.tokens_per_trial)
             rows.append({"task": task, "seed": seed, "order": order, "pruner": label, **result})

@@ -1,6 +1,7 @@
-"""The predicted pruner at confidence 0.97 (the default from 2026-12-03) in live studies, beside
-the suite's studies under the median pruner and the live studies at confidence 0.9 (the default
-before, benchmarks/results/pruner_t_live).
+"""The predicted pruner at confidence 0.97 in live studies (run while it was briefly the
+default, 2026-12-03; the default stayed 0.9, search/config.py CONFIDENCE), beside the suite's
+studies under the median pruner and the live studies at confidence 0.9
+(benchmarks/results/pruner_t_live).
 
     PYTHONPATH=. python benchmarks/results/pruner_t097_live/compare.py benchmarks/results/pruner_t097_live
 
@@ -17,9 +18,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from benchmarks.results.pruner_t_live.compare import best_at, saved
+from benchmarks.results.pruner_t_live.compare import best_at, saved, tables_of
 from benchmarks.suite import TASKS
 
 RUNS = {"median": (Path("benchmarks/results/suite"), "scaletune"),
@@ -35,12 +35,7 @@ def main(new_root: Path) -> None:
     pairs = {(other, b): [] for other in RUNS for b in (8, 16)}
     totals = {k: [] for k in runs}
     for task in TASKS:
-        tables = {}
-        for label, (root, strategy) in runs.items():
-            path = root / task.name / "search_efficiency_trials.csv"
-            if path.exists():
-                df = pd.read_csv(path)
-                tables[label] = df[df.strategy == strategy]
+        tables = tables_of(task.name, runs)
         if NEW not in tables or tables[NEW].empty:
             continue
         cells = []

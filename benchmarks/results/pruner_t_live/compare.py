@@ -39,6 +39,18 @@ def saved(trials: pd.DataFrame, tokens: int) -> float:
     return float(np.mean(per_seed))
 
 
+def tables_of(task_name: str, runs: dict[str, tuple[Path, str]]) -> dict[str, pd.DataFrame]:
+    """label -> the trials of ``task_name`` under each run's (folder, strategy), for the runs
+    whose folder holds the task's trial table."""
+    tables = {}
+    for label, (root, strategy) in runs.items():
+        path = root / task_name / "search_efficiency_trials.csv"
+        if path.exists():
+            df = pd.read_csv(path)
+            tables[label] = df[df.strategy == strategy]
+    return tables
+
+
 def main(new_root: Path) -> None:
     runs = {**RUNS, "t 0.9": (new_root, "scaletune_predicted")}
     print("| task | best at 8: median / range 1.5 / t 0.9 | best at 16: median / range 1.5 / "
@@ -47,12 +59,7 @@ def main(new_root: Path) -> None:
     pairs = {8: [], 16: []}
     totals = {k: [] for k in runs}
     for task in TASKS:
-        tables = {}
-        for label, (root, strategy) in runs.items():
-            path = root / task.name / "search_efficiency_trials.csv"
-            if path.exists():
-                df = pd.read_csv(path)
-                tables[label] = df[df.strategy == strategy]
+        tables = tables_of(task.name, runs)
         if "t 0.9" not in tables or tables["t 0.9"].empty:
             continue
         cells = []
