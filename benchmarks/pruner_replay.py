@@ -16,13 +16,14 @@ with no false prune in the order the trials ran (confidence 0.9) had 47 in 20 sh
 study. A sampler such as TPE, which draws near the best early, makes the few-curve case the
 common one.
 
-The predicted pruner's grid (``n_startup_trials``, ``confidence``, ``leading``) is replayed
-too, with a rule that picks its point: the one that saves the most compute over all orders
-with no more false prunes than scaletune's median pruner (the default before it) on the same
-replays; its leave-one-task-out check is part of the output: for each task, the point chosen
-on the five others (bounded by the median pruner's false prunes there) is scored on the task
-left out. The product's default weighs live studies as well (search/config.py, CONFIDENCE:
-the point this rule picked on the grid without n_startup_trials 3 found worse bests there).
+The predicted pruner's grid (``n_startup_trials``, ``confidence``, ``leading``,
+``min_spread``) is replayed too, with a rule that picks its point: the one that saves the most
+compute over all orders with no more false prunes than scaletune's median pruner (the default
+before it) on the same replays; its leave-one-task-out check is part of the output: for each
+task, the point chosen on the five others (bounded by the median pruner's false prunes there)
+is scored on the task left out. The product's default weighs live studies as well
+(search/config.py, CONFIDENCE: a point this rule picked before, on a grid without
+``min_spread``, found worse bests there).
 
     python -m benchmarks.pruner_replay [--suite benchmarks/results/suite] [--orders 20]
 
@@ -62,11 +63,19 @@ PRUNERS = {
     "none": {"name": "none"},
 }
 """Each pruner as a study file's ``pruner:`` section spells it, with scaletune's defaults."""
-CONFIDENCES = (0.8, 0.85, 0.9, 0.95, 0.97, 0.99)
-STARTUPS = (2, 3, 4)
+CONFIDENCES = (0.8, 0.85, 0.9, 0.95, 0.97)
+STARTUPS = (2, 3)
 LEADINGS = (0.0, 0.25, 0.5)
-"""The predicted pruner's grid: its three constants chosen on these studies (n_startup_trials,
-confidence, leading), each point replayed on every study in every order."""
+MIN_SPREADS = (0.0, 1.0, 2.0, 3.0, 4.0)
+"""The predicted pruner's grid: its four constants chosen on these studies (n_startup_trials,
+confidence, leading, min_spread), each point replayed on every study in every order.
+Explored beyond it, not kept: n_startup_trials 4 and confidence 0.99 (the grid before
+min_spread: (4, 0.99, 0.5) was its one point without a false prune over the orders, 30.6%
+saved, kept as a row below), and, in a first run of this replay on a wider grid (2026-12-03),
+confidence 0.75 with min_spread 5 and 6, along the ridge where a lower confidence and a larger
+least spread stop the same trials (0.75 and 6: 51.8% saved, 17 false prunes; chosen on five
+tasks at a time, that wider grid's points stopped 19 near-best runs on the tasks left out,
+against this grid's 15 and the median pruner's 19)."""
 MARGINS = (1.0, 1.5)
 """The first rule's interval (``interval: range``), for comparison: its default margin was 1.5."""
 ORDERS = 20
@@ -205,9 +214,13 @@ def runs() -> list[tuple[str, dict[str, Any]]]:
                 {"name": "predicted", "condition_on": "none"}))
     out += [(f"predicted, interval: range, margin {m:g} (the first rule)",
              {"name": "predicted", "interval": "range", "margin": m}) for m in MARGINS]
-    out += [(grid_label(n, c, g), {"name": "predicted", "n_startup_trials": n, "confidence": c,
-                                    "leading": g})
-            for n in STARTUPS for c in CONFIDENCES for g in LEADINGS]
+    out.append(("predicted, the old grid's one point without a false prune: n_startup_trials 4, "
+                "confidence 0.99, leading 0.5",
+                {"name": "predicted", "n_startup_trials": 4, "confidence": 0.99, "leading": 0.5,
+                 "min_spread": 0.0}))
+    out += [(grid_label(n, c, g, m), {"name": "predicted", "n_startup_trials": n,
+                                       "confidence": c, "leading": g, "min_spread": m})
+            for n in STARTUPS for c in CONFIDENCES for g in LEADINGS for m in MIN_SPREADS]
     return out
 
 
@@ -256,8 +269,9 @@ def replay_all(studies: dict[tuple[str, int], tuple[Any, list[Any]]], n_orders: 
 GRID = "predicted, n_startup_trials"
 
 
-def grid_label(n_startup: int, confidence: float, leading: float) -> str:
-    return f"{GRID} {n_startup}, confidence {confidence:g}, leading {leading:g}"
+def grid_label(n_startup: int, confidence: float, leading: float, min_spread: float) -> str:
+    return (f"{GRID} {n_startup}, confidence {confidence:g}, leading {leading:g}, "
+            f"min_spread {min_spread:g}")
 
 
 def choose(rows: Any) -> str:
@@ -351,7 +365,8 @@ def markdown(summary: Any, held_out: Any, command: str, chosen: str) -> str:
         "default, the row `predicted (scaletune)`, weighs live studies too: search/config.py, "
         "CONFIDENCE.", "",
         "## The predicted pruner's constants, left one task out", "",
-        "For each task, the grid point (n_startup_trials, confidence, leading) chosen on the "
+        "For each task, the grid point (n_startup_trials, confidence, leading, min_spread) "
+        "chosen on the "
         "other five (the most compute saved with no more false prunes there than the median "
         "pruner's) and what it does on the task left out, over all its studies and orders, "
         "beside the median pruner there.", "",

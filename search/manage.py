@@ -414,10 +414,10 @@ def _pruned_seen(cfg: StudyConfig) -> str:
 
 def describe_pruner(cfg: StudyConfig) -> str:
     """``median: n_startup_trials=3, n_warmup_steps=default, interval_steps=1``; the predicted
-    pruner's ``margin`` only under ``interval: range`` and its ``confidence`` only under ``t``,
-    the interval each one draws."""
-    unused = {"t": "margin", "range": "confidence"}.get(getattr(cfg.pruner, "interval", None))
-    return _fields(cfg.pruner, hide={unused} if unused else set())
+    pruner's ``margin`` only under ``interval: range`` and its ``confidence`` and ``min_spread``
+    only under ``t``, the interval each one draws."""
+    unused = {"t": {"margin"}, "range": {"confidence", "min_spread"}}
+    return _fields(cfg.pruner, hide=unused.get(getattr(cfg.pruner, "interval", None), set()))
 
 
 def _fields(model: BaseModel, hide: set[str] | None = None) -> str:

@@ -43,6 +43,7 @@ from scaletune.search.config import (
     INTERVALS,
     LEADING,
     MARGIN,
+    MIN_SPREAD,
     NOISE_FLOOR,
     PREDICTED_STARTUP,
 )
@@ -104,10 +105,11 @@ class PredictedFinalPruner(BasePruner):
 
     Its interval (``interval``): ``t``, the regression's prediction interval at ``confidence``
     (Student's t quantile with the fit's degrees of freedom, times the residuals' standard
-    deviation, times sqrt(1 + the leverage of the trial's lr)), which is wide when few curves
-    reach back and for a trial whose lr lies far from the complete trials'; ``range``, the first
-    rule, from the largest to the smallest drop (residual) seen, each widened by ``margin`` times
-    their spread, and by ``beyond`` outside the complete trials' lrs. The trial is stopped when
+    deviation, never taken below ``min_spread`` noise floors, times sqrt(1 + the leverage of the
+    trial's lr)), which is wide when few curves reach back and for a trial whose lr lies far
+    from the complete trials'; ``range``, the first rule, from the largest to the smallest drop
+    (residual) seen, each widened by ``margin`` times their spread, and by ``beyond`` outside
+    the complete trials' lrs. The trial is stopped when
     the interval's low end is above the k-th best final loss times ``1 + noise_floor`` and, with
     ``leading``, its loss is behind that quantile of the complete trials' losses at the same
     point of the schedule: the drops have heavy tails (a run can fall at the end by twice as
@@ -133,6 +135,9 @@ class PredictedFinalPruner(BasePruner):
             drops are not conditioned.
         interval: "t" (the regression's prediction interval) or "range" (the first rule).
         confidence: For ``interval="t"``: one-sided confidence of the interval's low end.
+        min_spread: For ``interval="t"``: the least standard deviation of the drops the
+            interval is drawn with, in noise floors: two or three curves that happen to agree
+            would otherwise give an interval narrower than the noise between training seeds.
         leading: A trial whose loss is at or below this quantile of the complete trials' losses
             at its point of the schedule (read off their curves as the drops are) is not
             stopped, whatever its prediction; 0: no such guard.
@@ -153,6 +158,7 @@ class PredictedFinalPruner(BasePruner):
         interval: str = INTERVAL,
         confidence: float = CONFIDENCE,
         leading: float = LEADING,
+        min_spread: float = MIN_SPREAD,
     ) -> None:
         if budget < 1:
             raise ValueError(f"budget must be >= 1 token, got {budget=}")
@@ -172,6 +178,8 @@ class PredictedFinalPruner(BasePruner):
             raise ValueError(f"confidence must be in (0.5, 1), got {confidence=}")
         if not 0 <= leading < 1:
             raise ValueError(f"leading must be in [0, 1), got {leading=}")
+        if not 0 <= min_spread < math.inf:
+            raise ValueError(f"min_spread must be >= 0 and finite, got {min_spread=}")
         self._budget = budget
         self._progress = progress or budget_fraction(budget)
         self._n_startup_trials = n_startup_trials
@@ -184,6 +192,7 @@ class PredictedFinalPruner(BasePruner):
         self._interval = interval
         self._confidence = confidence
         self._leading = leading
+        self._min_spread = min_spread
         self._measured: tuple[int, float] = (-1, NOISE_FLOOR)  # (complete trials, floor)
         self._stopped: dict[int, Prediction] = {}
         self._against: dict[int, tuple[float, float]] = {}  # (k-th best, floor) of each stop
@@ -200,11 +209,11 @@ class PredictedFinalPruner(BasePruner):
         if len(complete) < max(self._n_startup_trials, self._rank):
             return False
         table = self._table(complete)
-        prediction = self._predict(trial, table)
+        floor = self.floor(complete)
+        prediction = self._predict(trial, table, floor)
         if prediction is None:
             return False
         kth_best = float(np.partition(table.values, self._rank - 1)[self._rank - 1])
-        floor = self.floor(complete)
         if prediction.low <= kth_best * (1 + floor):
             return False
         if self._leading and self.is_leading(table, self.drops(trial, table)):
@@ -238,7 +247,7 @@ class PredictedFinalPruner(BasePruner):
         """The final loss of ``trial`` predicted from its last evaluation and the curves of
         ``complete``; None when fewer than ``max(2, n_startup_trials)`` curves reach back to its
         point of the schedule, or its loss is not finite."""
-        return self._predict(trial, self._table(complete))
+        return self._predict(trial, self._table(complete), self.floor(complete))
 
     def is_leading(self, table: _Curves,
                    drops: tuple[np.ndarray, np.ndarray, float] | None) -> bool:
@@ -252,8 +261,9 @@ class PredictedFinalPruner(BasePruner):
         d, use, log_loss = drops
         return log_loss <= float(np.quantile(table.log_final[use] - d, self._leading))
 
-    def _predict(self, trial: FrozenTrial, table: _Curves) -> Prediction | None:
-        """``predict`` from the complete trials' curves as a table (``_table``)."""
+    def _predict(self, trial: FrozenTrial, table: _Curves, floor: float) -> Prediction | None:
+        """``predict`` from the complete trials' curves as a table (``_table``), under the
+        noise floor ``floor``."""
         drops = self.drops(trial, table)
         if drops is None:
             return None
@@ -264,7 +274,8 @@ class PredictedFinalPruner(BasePruner):
         fit = (x0 is not None and len(d) >= FIT_MIN_CURVES and not np.isnan(x).any()
                and x.max() > x.min())
         if self._interval == "t":
-            mid, half = _t_interval(d, x if fit else None, x0, self._confidence)
+            mid, half = _t_interval(d, x if fit else None, x0, self._confidence,
+                                    self._min_spread * floor)
             return Prediction(
                 final=math.exp(log_loss + mid), low=math.exp(log_loss + mid - half),
                 high=math.exp(log_loss + mid + half), tokens=int(step), n_curves=len(d),
@@ -392,13 +403,16 @@ def _interp_rows(here: float, at: np.ndarray, log_loss: np.ndarray,
 
 
 def _t_interval(d: np.ndarray, x: np.ndarray | None, x0: float | None,
-                confidence: float) -> tuple[float, float]:
+                confidence: float, least: float = 0.0) -> tuple[float, float]:
     """(prediction, half-width) of the drop of a new trial, from the drops ``d`` of the complete
     trials: a regression's prediction interval. With ``x`` (their log lr; ``x0``, the trial's),
     the drop is the least-squares line at ``x0``; without, the mean drop. The half-width is
     Student's t quantile at ``confidence`` times the residuals' standard deviation times
     sqrt(1 + leverage at ``x0``): few curves (few degrees of freedom) and a trial far from the
-    complete trials' lrs both widen it, as the uncertainty of the line itself does."""
+    complete trials' lrs both widen it, as the uncertainty of the line itself does. The
+    standard deviation is never taken below ``least``: from two or three curves it is a loose
+    estimate, and one that happens to come out small would draw an interval tighter than what
+    is known of the noise (see PredictedFinalPruner's ``min_spread``)."""
     n = len(d)
     if x is None or x0 is None:
         mid = float(d.mean())
@@ -410,7 +424,7 @@ def _t_interval(d: np.ndarray, x: np.ndarray | None, x0: float | None,
         mid = float(d.mean()) + slope * (x0 - mean)
         residuals = d - (float(d.mean()) + slope * (x - mean))
         dof, leverage = n - 2, 1 / n + (x0 - mean) ** 2 / sxx
-    spread = math.sqrt(float((residuals ** 2).sum()) / dof)
+    spread = max(math.sqrt(float((residuals ** 2).sum()) / dof), least)
     return mid, _t_quantile(confidence, dof) * spread * math.sqrt(1 + leverage)
 
 

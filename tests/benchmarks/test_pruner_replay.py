@@ -101,15 +101,15 @@ def test_each_study_is_replayed_in_its_order_then_in_seeded_shuffles():
 def test_the_constants_chosen_save_the_most_within_the_bounds_false_prunes():
     rows = pd.DataFrame([
         {"task": "a", "pruner": pruner_replay.BOUND, "false_prunes": 2, "compute_saved": 0.3},
-        {"task": "a", "pruner": pruner_replay.grid_label(2, 0.9, 0), "false_prunes": 3,
+        {"task": "a", "pruner": pruner_replay.grid_label(2, 0.9, 0, 0), "false_prunes": 3,
          "compute_saved": 0.6},
-        {"task": "a", "pruner": pruner_replay.grid_label(2, 0.97, 0), "false_prunes": 2,
+        {"task": "a", "pruner": pruner_replay.grid_label(2, 0.97, 0, 0), "false_prunes": 2,
          "compute_saved": 0.4},
-        {"task": "a", "pruner": pruner_replay.grid_label(4, 0.99, 0), "false_prunes": 0,
+        {"task": "a", "pruner": pruner_replay.grid_label(4, 0.99, 0, 0), "false_prunes": 0,
          "compute_saved": 0.2},
     ])
     # Rule: the most saved among the points with no more false prunes than the bound's (2).
-    assert pruner_replay.choose(rows) == pruner_replay.grid_label(2, 0.97, 0)
+    assert pruner_replay.choose(rows) == pruner_replay.grid_label(2, 0.97, 0, 0)
     # With a bound no point meets, the fewest false prunes.
     rows.loc[0, "false_prunes"] = -1
-    assert pruner_replay.choose(rows) == pruner_replay.grid_label(4, 0.99, 0)
+    assert pruner_replay.choose(rows) == pruner_replay.grid_label(4, 0.99, 0, 0)

@@ -50,7 +50,7 @@ class Regressed(PredictedFinalPruner):
         super().__init__(*args, **kwargs)
         self.features, self.with_loss, self.with_slope = features, with_loss, with_slope
 
-    def _predict(self, trial, table):  # what prune() calls, with the curves' table
+    def _predict(self, trial, table, floor=0.0):  # what prune() calls: the curves' table, the floor
         drops = self.drops(trial, table)
         if drops is None:
             return None
