@@ -71,7 +71,7 @@ MIN_SPREADS = (0.0, 1.0, 2.0, 3.0, 4.0)
 confidence, leading, min_spread), each point replayed on every study in every order.
 Explored beyond it, not kept: n_startup_trials 4 and confidence 0.99 (the grid before
 min_spread: (4, 0.99, 0.5) was its one point without a false prune over the orders, 30.6%
-saved, kept as a row below), and, in a first run of this replay on a wider grid (2026-12-03),
+saved, kept as a row below), and, replayed with these functions on a wider grid (2026-12-03),
 confidence 0.75 with min_spread 5 and 6, along the ridge where a lower confidence and a larger
 least spread stop the same trials (0.75 and 6: 51.8% saved, 17 false prunes; chosen on five
 tasks at a time, that wider grid's points stopped 19 near-best runs on the tasks left out,

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.results.pruner_t_live.compare import best_at  # per seed, within a budget
+from benchmarks.results.pruner_t_live.compare import best_at, seed_by_seed
 from benchmarks.suite import TASKS
 
 TPE = Path("benchmarks/results/pruner_t_live")
@@ -66,9 +66,8 @@ def main(root: Path) -> None:
     print()
     for budget, diffs in pairs.items():
         d = np.array(diffs)
-        print(f"at {budget}, taught against ignore, seed by seed ({len(d)} pairs): lower "
-              f"{int((d < -1e-4).sum())}, equal {int((abs(d) <= 1e-4).sum())}, higher "
-              f"{int((d > 1e-4).sum())}; mean difference {d.mean():+.4f}")
+        print(f"at {budget}, taught against ignore, seed by seed ({len(d)} pairs): "
+              f"{seed_by_seed(diffs)}; mean difference {d.mean():+.4f}")
 
 
 if __name__ == "__main__":

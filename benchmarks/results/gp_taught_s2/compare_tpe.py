@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.results.pruner_t_live.compare import best_at
+from benchmarks.results.pruner_t_live.compare import best_at, seed_by_seed
 from benchmarks.suite import TASKS
 
 RESULTS = Path(__file__).resolve().parents[1]
@@ -52,8 +52,7 @@ def main() -> None:
     for budget, diffs in pairs.items():
         d = np.array(diffs)
         print(f"at {budget}, GP against TPE, seed by seed ({len(d)} pairs; equal: within "
-              f"0.01%): lower {int((d < -1e-4).sum())}, equal {int((abs(d) <= 1e-4).sum())}, "
-              f"higher {int((d > 1e-4).sum())}; mean relative difference {d.mean():+.2%}, "
+              f"0.01%): {seed_by_seed(diffs)}; mean relative difference {d.mean():+.2%}, "
               f"median {np.median(d):+.2%}")
 
 

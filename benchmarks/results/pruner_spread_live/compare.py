@@ -15,11 +15,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from benchmarks.results.pruner_t097_live.compare import RUNS, main
+from benchmarks.results.pruner_t097_live.compare import RUNS
+from benchmarks.results.pruner_t_live.compare import compare
 
 BASELINES = {**RUNS, "t 0.97": (Path("benchmarks/results/pruner_t097_live"),
                                 "scaletune_predicted")}
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent, "spread",
-         BASELINES)
+    compare(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent, "spread",
+            BASELINES)

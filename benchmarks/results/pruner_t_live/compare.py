@@ -51,23 +51,38 @@ def tables_of(task_name: str, runs: dict[str, tuple[Path, str]]) -> dict[str, pd
     return tables
 
 
-def main(new_root: Path) -> None:
-    runs = {**RUNS, "t 0.9": (new_root, "scaletune_predicted")}
-    print("| task | best at 8: median / range 1.5 / t 0.9 | best at 16: median / range 1.5 / "
-          "t 0.9 | saved by pruning: median / range 1.5 / t 0.9 |")
+def seed_by_seed(diffs: list[float]) -> str:
+    """``lower L, equal E, higher H``: how many of ``diffs`` (one run's best minus another's,
+    seed by seed) are below -1e-4, within 1e-4 of 0, above 1e-4."""
+    d = np.array(diffs)
+    return (f"lower {int((d < -1e-4).sum())}, equal {int((abs(d) <= 1e-4).sum())}, "
+            f"higher {int((d > 1e-4).sum())}")
+
+
+def compare(new_root: Path, new: str, baselines: dict[str, tuple[Path, str]],
+            against: tuple[str, ...] | None = None) -> None:
+    """The table and the seed-by-seed counts for the studies under ``new_root`` (strategy
+    scaletune_predicted, labelled ``new``) beside ``baselines`` (label -> (suite folder,
+    strategy)); the counts against the baselines in ``against`` (default: all)."""
+    runs = {**baselines, new: (new_root, "scaletune_predicted")}
+    against = tuple(baselines) if against is None else against
+    names = " / ".join(runs)
+    print(f"| task | best at 8: {names} | best at 16: {names} | saved by pruning: {names} |")
     print("| --- | --- | --- | --- |")
-    pairs = {8: [], 16: []}
+    pairs = {(other, b): [] for other in against for b in (8, 16)}
     totals = {k: [] for k in runs}
     for task in TASKS:
         tables = tables_of(task.name, runs)
-        if "t 0.9" not in tables or tables["t 0.9"].empty:
+        if new not in tables or tables[new].empty:
             continue
         cells = []
         for budget in (8, 16):
             bests = {k: best_at(v, budget) for k, v in tables.items()}
             cells.append(" / ".join(f"{np.mean(list(b.values())):.4f}" for b in bests.values()))
-            for seed, value in bests["t 0.9"].items():
-                pairs[budget].append(value - bests["median"][seed])
+            for other in against:
+                for seed, value in bests[new].items():
+                    if seed in bests.get(other, {}):
+                        pairs[(other, budget)].append(value - bests[other][seed])
         spared = {k: saved(v, task.tokens_per_trial) for k, v in tables.items()}
         for k, v in spared.items():
             totals[k].append(v)
@@ -76,11 +91,13 @@ def main(new_root: Path) -> None:
     print()
     print("saved by pruning, mean over tasks: "
           + ", ".join(f"{k} {np.mean(v):.1%}" for k, v in totals.items() if v))
-    for budget, diffs in pairs.items():
-        d = np.array(diffs)
-        print(f"at {budget}, t 0.9 against median, seed by seed ({len(d)} pairs): lower "
-              f"{int((d < -1e-4).sum())}, equal {int((abs(d) <= 1e-4).sum())}, higher "
-              f"{int((d > 1e-4).sum())}")
+    for (other, budget), diffs in pairs.items():
+        print(f"at {budget}, {new} against {other}, seed by seed ({len(diffs)} pairs): "
+              + seed_by_seed(diffs))
+
+
+def main(new_root: Path) -> None:
+    compare(new_root, "t 0.9", RUNS, against=("median",))
 
 
 if __name__ == "__main__":
