@@ -1072,9 +1072,17 @@ def stored_study_names(database: Path) -> list[str] | None:
 def _read_only(database: Path, query: str, args: tuple = ()) -> list[tuple]:
     """The rows of ``query`` on an SQLite file opened read-only (nothing written or created;
     a write in progress waited for up to 5 s); sqlite3.Error as sqlite3 raises it."""
+    [rows] = _read_only_all(database, [(query, args)])
+    return rows
+
+
+def _read_only_all(database: Path, queries: list[tuple[str, tuple]]) -> list[list[tuple]]:
+    """The rows of each (query, args), read as ``_read_only`` reads, in one transaction: one
+    state of the file for all of them, where a driver may write between two."""
     con = sqlite3.connect(database.resolve().as_uri() + "?mode=ro", uri=True, timeout=5)
     try:
-        return con.execute(query, args).fetchall()
+        con.execute("BEGIN")
+        return [con.execute(query, args).fetchall() for query, args in queries]
     finally:
         con.close()
 
@@ -1097,6 +1105,34 @@ def stored_study_attrs(database: Path, name: str, keys: tuple[str, ...]) -> dict
         with contextlib.suppress(ValueError):
             attrs[key] = json.loads(value)
     return attrs
+
+
+def stored_trials(database: Path, name: str,
+                  keys: tuple[str, ...]) -> list[tuple[str, dict[str, Any]]] | None:
+    """Study ``name``'s trials in an SQLite storage file, in the order they were asked for: each
+    its state's name (``COMPLETE``, ``WAITING``...) and its user attrs among ``keys``. Read as
+    ``stored_study_names`` reads, in one transaction; None where the file or the study is not
+    there or cannot be read."""
+    if not database.is_file() or database.stat().st_size == 0:
+        return None
+    of_study = "JOIN studies s ON t.study_id = s.study_id WHERE s.study_name = ?"
+    try:
+        study, trials, attrs = _read_only_all(database, [
+            ("SELECT 1 FROM studies WHERE study_name = ?", (name,)),
+            (f"SELECT t.trial_id, t.state FROM trials t {of_study} ORDER BY t.number", (name,)),
+            ("SELECT a.trial_id, a.key, a.value_json FROM trial_user_attributes a JOIN trials t "
+             f"ON a.trial_id = t.trial_id {of_study} AND a.key IN ({', '.join('?' * len(keys))})",
+             (name, *keys)),
+        ])
+    except sqlite3.Error:
+        return None
+    if not study:
+        return None
+    found: dict[int, dict[str, Any]] = {trial_id: {} for trial_id, _ in trials}
+    for trial_id, key, value in attrs:
+        with contextlib.suppress(ValueError):
+            found[trial_id][key] = json.loads(value)
+    return [(state, found[trial_id]) for trial_id, state in trials]
 
 
 def _study_folder(cfg: StudyConfig, base: Path) -> Path:

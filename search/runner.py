@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import optuna
@@ -31,10 +32,17 @@ from rich.console import Console
 
 from scaletune.search import lease
 from scaletune.search.cluster import init_ray
-from scaletune.search.config import StudyConfig, check_study_files
+from scaletune.search.config import (
+    StudyConfig,
+    check_study_files,
+    stored_study_attrs,
+    stored_trials,
+)
 from scaletune.search.console import make_console
-from scaletune.search.noise import n_repeats, queue_repeats, trials_asked
+from scaletune.search.noise import REPEAT_OF, n_repeats, queue_repeats, trials_asked
 from scaletune.search.plan import (
+    FINISHED,
+    RECORD,
     SearchPlan,
     TrialRun,
     elsewhere_note,
@@ -261,6 +269,17 @@ def run_study(
         said = (unread_note(cfg.data), *notes, small, elsewhere_note(cfg))
         for note in [n for n in said if n]:
             console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
+        finished = _nothing_to_run(cfg, data, repeat_best)
+        if finished is not None:
+            # Said without starting Ray (2-3.5 s of 2 cores' 4.5-5.6 s), nor taking the lease:
+            # nothing is written (not even this launch's n_trials, sampler and pruner, which
+            # ran nothing).
+            total = trials_asked(finished, cfg.n_trials)
+            console.print(f"study [bold]{cfg.name}[/] on {mask_url(cfg.storage_url)}: "
+                          f"{_n_done(finished)}/{total} trials finished")
+            _say_nothing_to_run(console, finished, cfg, total)
+            return optuna.load_study(study_name=cfg.name,
+                                     storage=make_storage(cfg.storage_url))
         tracker = Tracker(cfg, console)
     except BaseException:
         _remove_empty(new_folders)
@@ -350,6 +369,54 @@ def run_study(
             plan.lease.release()
         _release(coordinator)
     return study
+
+
+def _nothing_to_run(cfg: StudyConfig, data: Any, repeat_best: int) -> list[Any] | None:
+    """The trials of a study that has nothing left to run, read from its SQLite storage without
+    opening the study (trials queued again may wait: the line says how to run them); None where
+    a launch may run or write anything: a new study, one whose record is to be completed or
+    whose data changed (the driver says what), trials left running by a stopped driver, repeats
+    asked for, or a storage that is not an SQLite file (the driver looks itself, on a cluster
+    whose start costs little)."""
+    database = sqlite_path(cfg.storage_url)
+    if repeat_best or database is None:
+        return None
+    attrs = stored_study_attrs(database, cfg.name, ("fingerprint", *RECORD))
+    recorded = all(key in attrs for key in ("fingerprint", *RECORD))
+    if not recorded or attrs["data_fingerprint"] != data.fingerprint:
+        return None
+    stored = stored_trials(database, cfg.name, ("retried", REPEAT_OF))
+    if stored is None or any(state not in TrialState.__members__ for state, _ in stored):
+        return None
+    trials = [SimpleNamespace(state=TrialState[state], user_attrs=attrs)
+              for state, attrs in stored]
+    if any(t.state == TrialState.RUNNING for t in trials):  # a stopped driver's: recovered
+        return None
+    return trials if _n_done(trials) >= trials_asked(trials, cfg.n_trials) else None
+
+
+def _n_done(trials: list[Any]) -> int:
+    """Trials that count toward n_trials (search.plan.n_finished, on a list of trials)."""
+    return sum(t.state in FINISHED or failed_for_good(t) for t in trials)
+
+
+def _say_nothing_to_run(console: Console, trials: list[Any], cfg: StudyConfig,
+                        total: int) -> None:
+    """The line of a launch that finds the trials it asks for finished: how many, what failed,
+    what waits, and how to run more."""
+    done = _n_done(trials)
+    failed = sum(map(failed_for_good, trials))
+    repeats = n_repeats(trials)
+    asked = (f"{total}" if total - repeats <= cfg.n_trials else
+             f"{cfg.n_trials} (n_trials), fewer than have finished already")
+    waiting = sum(t.state == TrialState.WAITING for t in trials)
+    queued = (f"; {waiting} trial(s) stopped earlier wait to run again, and `--n-trials "
+              f"{done - repeats + waiting}` runs them" if waiting else "")
+    console.print(f"nothing to run: {done} trials have finished and the study asks for "
+                  f"{asked}{queued}" + (f"; {failed} of them failed (`scaletune show` says "
+                                        "why); once the cause is fixed," if failed else ";")
+                  + f" `--n-trials {done + cfg.n_trials}` (or a larger n_trials in the study "
+                  "file) runs more", highlight=False, markup=False)
 
 
 def _queued_outside(study: optuna.Study, plan: SearchPlan) -> str | None:
@@ -444,19 +511,7 @@ def _drive(
         f"{total} trials finished, up to {slots} at once"
     )
     if done >= total:
-        trials = study.get_trials(deepcopy=False)  # read once for the line below
-        failed = sum(map(failed_for_good, trials))
-        repeats = n_repeats(trials)
-        asked = (f"{total}" if total - repeats <= cfg.n_trials else
-                 f"{cfg.n_trials} (n_trials), fewer than have finished already")
-        waiting = sum(t.state == TrialState.WAITING for t in trials)
-        queued = (f"; {waiting} trial(s) stopped earlier wait to run again, and `--n-trials "
-                  f"{done - repeats + waiting}` runs them" if waiting else "")
-        console.print(f"nothing to run: {done} trials have finished and the study asks for "
-                      f"{asked}{queued}" + (f"; {failed} of them failed (`scaletune show` says "
-                                            "why); once the cause is fixed," if failed else ";")
-                      + f" `--n-trials {done + cfg.n_trials}` (or a larger n_trials in the study "
-                      "file) runs more", highlight=False, markup=False)
+        _say_nothing_to_run(console, study.get_trials(deepcopy=False), cfg, total)
     mail = None  # the pending Coordinator.next call
     # The main thread answers reports: a report's storage write and the pruner's decision, a
     # few ms. Everything else that writes the storage runs on one thread beside it, in the order

@@ -21,6 +21,7 @@ from scaletune.search.cluster import lean_head_node
 from scaletune.search.config import validate_study
 from scaletune.search.manage import show_study
 from scaletune.search.runner import concurrency, n_finished, run_study
+from scaletune.search.storage import sqlite_path
 from tests.search.helpers import (
     act_when,
     as_foreground_job,
@@ -304,6 +305,39 @@ def test_each_concurrent_trial_gets_its_own_gpu(tmp_path, shakespeare, local_ray
     assert pairs, "expected two trials to run concurrently"
     for a, b in pairs:
         assert a.user_attrs["worker_gpu_ids"] != b.user_attrs["worker_gpu_ids"]
+
+
+def test_a_finished_study_says_so_without_starting_ray_or_writing(tmp_path, shakespeare,
+                                                                  local_ray):
+    local_ray(num_cpus=2)
+    cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=2))
+    run_study(cfg)
+    ray.shutdown()
+    database = sqlite_path(cfg.storage_url)
+    stored = database.read_bytes()
+    console = Console(record=True, width=300)
+    study = run_study(cfg, console=console)
+    assert not ray.is_initialized()  # what `scaletune run` of a finished study paid 4-7 s for
+    assert database.read_bytes() == stored  # no lease taken, no launch recorded
+    assert len(study.trials) == 2
+    text = console.export_text()
+    assert f"study {cfg.name} on {cfg.storage_url}: 2/2 trials finished" in text
+    assert ("nothing to run: 2 trials have finished and the study asks for 2; `--n-trials 4` (or "
+            "a larger n_trials in the study file) runs more") in text
+    # A trial queued again waits: still nothing to run, and the line says how to run it.
+    load(cfg).enqueue_trial(study.best_params)
+    console = Console(record=True, width=300)
+    run_study(cfg, console=console)
+    assert not ray.is_initialized()
+    assert ("1 trial(s) stopped earlier wait to run again, and `--n-trials 3` runs them"
+            in console.export_text())
+    # A trial a stopped driver left running is this launch's to recover: the driver looks.
+    load(cfg).ask()  # takes the waiting trial: RUNNING, as a killed driver leaves it
+    console = Console(record=True, width=300)
+    run_study(cfg, console=console)
+    assert ray.is_initialized()
+    assert "resumed: trials [2] were left running by a stopped driver" in console.export_text()
+    assert [t.state for t in load(cfg).trials][2:] == [TrialState.FAIL, TrialState.WAITING]
 
 
 def test_a_study_whose_trials_all_failed_says_so_when_run_again(tmp_path, shakespeare,
