@@ -50,8 +50,12 @@ START_WAIT_S = 180.0
 """How long ``submit`` waits for the driver to open the study (the cluster imports torch and
 Ray, prepares the data and checks the storage first)."""
 ACTIVE = ("PENDING", "RUNNING")
-STARTED = re.compile(r"^study \S+ on .*trials finished, up to \d+ at once", re.M)
-"""The line a driver prints once it holds the study's lease (search.runner._drive)."""
+STARTED = re.compile(r"^study \S+ on .*: (\d+)/(\d+) trials finished(?:, up to \d+ at once)?[ \t]*$",
+                     re.M)
+"""The line a driver prints once it holds the study's lease (search.runner._drive), or once it
+found the study with nothing left to run (then without ``up to``)."""
+NOTHING = re.compile(r"^nothing to run: .*$", re.M)
+"""The line of a driver that found the trials asked for finished (search.runner)."""
 TALLY = re.compile(
     r"^\S+  done \d+  pruned \d+  failed \d+  (?:diverged \d+  )?running \d+  of \d+ .*$", re.M)
 """The tally a driver prints after each finished trial (search.progress.StudyProgress)."""
@@ -136,6 +140,10 @@ def submit(cfg: StudyConfig, study_file: str, url: str, options: dict[str, Any],
         for line in logs.strip().splitlines()[-20:]:
             out(f"  {line}")
         return 2
+    nothing = NOTHING.search(logs)
+    if status == "SUCCEEDED" and nothing:
+        out(f"the driver on the cluster: {nothing.group(0)}")
+        return 0
     started = STARTED.search(logs)
     if started:
         out(f"the driver runs on the cluster: {started.group(0)}")
@@ -180,12 +188,16 @@ def _submit(jobs: Any, url: str, **job: Any) -> None:
 
 def _wait_for_driver(jobs: Any, job_id: str) -> tuple[str, str]:
     """Wait until the job's driver opened the study, or the job ended, or START_WAIT_S passed,
-    or Ctrl-C (which leaves the job running); the job's status and log then."""
+    or Ctrl-C (which leaves the job running); the job's status and log then. A driver that
+    found nothing to run is waited for to the end, which follows at once, so that its line is
+    in the log returned."""
     deadline = time.monotonic() + START_WAIT_S
     while True:
         status = str(jobs.get_job_status(job_id))
         logs = jobs.get_job_logs(job_id)
-        if status not in ACTIVE or STARTED.search(logs) or time.monotonic() > deadline:
+        started = STARTED.search(logs)
+        if (status not in ACTIVE or time.monotonic() > deadline
+                or (started and int(started.group(1)) < int(started.group(2)))):
             return status, logs
         try:
             time.sleep(1.0)

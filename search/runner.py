@@ -250,6 +250,9 @@ def run_study(
     rungs share one; ``ray.shutdown()`` ends it (``scaletune run`` does, as it ends). ``console``:
     by default stdout, each line whole where it is not a terminal (search.console).
 
+    A study that has the trials asked for says so and is returned; from an SQLite storage, read
+    without starting Ray or writing anything (``_nothing_to_run``).
+
     ``launch(run, coordinator)`` starts a trial and returns the Ray reference of its result;
     by default a Ray task of search.worker.run_trial. benchmarks/driver_scale.py gives trials
     that follow synthetic curves instead, to load this driver with hundreds of them.

@@ -311,6 +311,15 @@ def test_a_detached_study_is_followed_stopped_and_resumed_from_outside(tmp_path,
     study = optuna.load_study(study_name="tiny", storage=cfg.storage_url)
     assert n_finished(study) == done + 2
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == done + 2
+    # Once more: the driver on the cluster finds the trials finished, and the command says so
+    # instead of naming commands to follow a job that has ended.
+    ended = scaletune("run", str(path), "--detach", "--n-trials", str(done + 2),
+                      "--address", job_server)
+    out = flat(ended.stdout)
+    assert ended.returncode == 0, ended.stdout + ended.stderr
+    assert (f"the driver on the cluster: nothing to run: {done + 2} trials have finished and "
+            f"the study asks for {done + 2};") in out
+    assert "this machine may go now" not in out
 
     # A file the study names that the cluster lacks: the job fails and the command says which.
     broken = write_study(tmp_path, {**raw, "name": "broken",
