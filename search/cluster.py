@@ -15,7 +15,7 @@ import ray._private.ray_constants
 import ray._private.services
 
 from scaletune.search.config import StudyConfig
-from scaletune.trainer.errors import ConfigError
+from scaletune.trainer.errors import ConfigError, first_line
 
 
 def init_ray(cfg: StudyConfig) -> None:
@@ -35,10 +35,12 @@ def init_ray(cfg: StudyConfig) -> None:
         silent = listening(head)
         if silent:
             raise ConfigError(cfg.source, [unreachable(address, silent, head)])
+        if address == "auto" and head != "auto" and not _ray_address_given():
+            _token_auth_as_ray_auto(cfg.source)
         try:
             ray.init(address=head, **kwargs)
         except ConnectionError as e:
-            raise ConfigError(cfg.source, [unreachable(address, e)]) from None
+            raise ConfigError(cfg.source, [unreachable(address, e, head)]) from None
         return
     # Ray (2.60) has no bind-address setting. Its gRPC servers (gcs_server, the raylet's node
     # and object managers, every core worker, the driver's too) listen on all interfaces (::)
@@ -65,6 +67,9 @@ def init_ray(cfg: StudyConfig) -> None:
         constants.ENABLE_RAY_CLUSTER = multi_node
 
 
+DEFAULT_AGENT_PORT = getattr(ray._private.ray_constants, "DEFAULT_DASHBOARD_AGENT_LISTEN_PORT",
+                             52365)
+
 SKIPPED = ("start_api_server", "start_monitor", "start_log_monitor")
 """The processes of Ray's head node that a study's private cluster does without (Ray 2.60's
 ``Node`` methods that start them), 2-3 s of CPU of every local study's start on a 2-core laptop:
@@ -77,6 +82,28 @@ SKIPPED = ("start_api_server", "start_monitor", "start_log_monitor")
 - the log monitor (0.5 s of CPU): it forwards the workers' output to the driver, which a study
   turns off (``log_to_driver=False``: a trial's errors come back with its result).
 """
+
+
+def _ray_address_given() -> bool:
+    return bool(os.environ.get(ray._private.ray_constants.RAY_ADDRESS_ENVIRONMENT_VARIABLE))
+
+
+def _token_auth_as_ray_auto(source: Any) -> None:
+    """Turn on Ray's token authentication for this process as Ray's own ``auto`` does: where
+    RAY_AUTH_MODE is unset and a token is stored on this machine (`ray start --head` writes
+    ~/.ray/auth_token, and Ray 2.60's head refuses a driver without it). Ray does so only for a
+    cluster it finds itself, never for an address given; ``auto`` is given to Ray as the address
+    of the cluster `ray start` recorded here, the one Ray's auto would find."""
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # a Ray without token authentication
+        return
+    try:
+        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    except ray.exceptions.AuthenticationError as e:  # RAY_AUTH_TOKEN_PATH names no token file
+        raise ConfigError(source, [f"workers.address: auto: {first_line(e)}"]) from None
 
 
 def _auto_address(cfg: StudyConfig) -> str:
@@ -133,6 +160,11 @@ def unreachable(address: str, error: BaseException | str, head: str | None = Non
                 f"cluster last started on this machine), and it does not answer: {said}; it "
                 "stopped without `ray stop`? Start it again "
                 f"(`ray start --head`), or {alone}")
+    token = _token_hint()
+    if address == "auto" and head not in (None, "auto"):
+        return (f"workers.address: auto joins the Ray cluster at {head} (RAY_ADDRESS, else the "
+                f"cluster last started on this machine), and joining it failed: {said}. "
+                f"{token or 'Is it still starting, or stopping?'} Or {alone}")
     if address == "auto":
         return ("workers.address: auto joins the Ray cluster started on this machine with `ray "
                 "start` (or the one in RAY_ADDRESS), and none was: start one (`ray start --head`) "
@@ -141,8 +173,17 @@ def unreachable(address: str, error: BaseException | str, head: str | None = Non
     check = ("is the head node up, with Ray's client server on that port (`ray start --head` "
              "serves it on 10001), open to this machine?" if address.startswith("ray://") else
              "is the head node up, with Ray on that port (`ray start --head --port 6379`)?")
-    return (f"workers.address: cannot join the Ray cluster at {address}: {said}; {check} Or "
-            f"{alone}")
+    return (f"workers.address: cannot join the Ray cluster at {address}: {said}; {check}"
+            f"{' ' + token if token else ''} Or {alone}")
+
+
+def _token_hint() -> str | None:
+    """What to set where this process did not present Ray's token and may have needed one."""
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+        return None
+    return ("A cluster under Ray's token authentication (which `ray start` turns on by default in "
+            "Ray 2.60) needs RAY_AUTH_MODE=token here, with its token in RAY_AUTH_TOKEN or in "
+            "~/.ray/auth_token.")
 
 
 @contextlib.contextmanager
@@ -164,8 +205,21 @@ def lean_head_node() -> Iterator[None]:
 
     for name in saved:
         setattr(node, name, skip_api_server if name == "start_api_server" else skip)
+    start = node.__init__
+
+    def any_agent_port(self: Any, ray_params: Any, *args: Any, **kwargs: Any) -> None:
+        # The dashboard agent's HTTP port: Ray's default, 52365, is the same for every node, and
+        # a head that `ray start` starts later on this machine while the study runs could not
+        # bind it, and then takes no job (`scaletune run --detach`) for its whole life. A
+        # private cluster serves no jobs: any free port.
+        if ray_params.dashboard_agent_listen_port == DEFAULT_AGENT_PORT:
+            ray_params.dashboard_agent_listen_port = 0
+        start(self, ray_params, *args, **kwargs)
+
+    node.__init__ = any_agent_port
     try:
         yield
     finally:
+        node.__init__ = start
         for name, method in saved.items():
             setattr(node, name, method)

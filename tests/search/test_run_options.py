@@ -387,3 +387,57 @@ def test_the_address_checks_say_what_auto_needs_and_pass_a_listening_port():
     except socket.gaierror:
         assert listening("no-such-head.invalid:6379").startswith(
             "the host no-such-head.invalid is not known here")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_auto_joins_a_cluster_started_with_ray_start_under_its_token(tmp_path, shakespeare):
+    import os
+    import secrets
+    import shutil
+    import signal
+    import tempfile
+    import time
+
+    from tests.search.helpers import tiny_study, write_study
+
+    # A new process, as a user's: Ray turns on its token authentication for a process once,
+    # and this test process may have started a cluster of its own already.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    # Where `ray start` records the cluster: this test's own. A short path: Ray's sockets live
+    # under it, and a socket's path may not exceed 107 bytes.
+    records = Path(tempfile.mkdtemp(prefix="st-ray-"))
+    env["RAY_TMPDIR"] = str(records)
+    # The token `ray start` takes, where it would make one in ~/.ray/auth_token.
+    env["RAY_AUTH_TOKEN_PATH"] = str(tmp_path / "auth_token")
+    (tmp_path / "auth_token").write_text(secrets.token_hex(16))
+    head = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block",
+         "--port", str(_free_port()), "--num-cpus", "2", "--include-dashboard", "false",
+         "--disable-usage-stats", "--dashboard-agent-listen-port", str(_free_port())],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not list(records.rglob("ray_current_cluster")):
+            assert head.poll() is None and time.time() < deadline, "ray start did not start"
+            time.sleep(0.5)
+        path = write_study(tmp_path, tiny_study(tmp_path, shakespeare, n_trials=1))
+        joined = subprocess.run(
+            [sys.executable, "-m", "scaletune.search.cli", "run", str(path), "--address", "auto"],
+            env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=90)
+        shutil.rmtree(records, ignore_errors=True)
+    # Before: 20 s of "Authentication token is missing or incorrect", then "none was" started.
+    out = flat(joined.stdout)
+    assert joined.returncode == 0, out + joined.stderr
+    assert "best trial 0: val loss" in out and "trials 1 complete" in out

@@ -431,6 +431,11 @@ def test_a_local_study_starts_ray_with_token_authentication_on_loopback_only(tmp
     node = ray._private.node.Node  # put back, for a cluster started otherwise
     assert [getattr(node, name).__name__ for name in scaletune.search.cluster.SKIPPED] == list(
         scaletune.search.cluster.SKIPPED)
+    assert node.__init__.__name__ == "__init__"
+    # The dashboard agent listens on a port of its own, not Ray's default (52365), which a head
+    # that `ray start` starts here meanwhile needs to take jobs (`scaletune run --detach`).
+    agents = [s for s in sockets if s[0] == "ray::DashboardAgent"]
+    assert agents and 52365 not in {port for _, _, port in agents}, agents
     # ... and every port of every one is on loopback: none on 0.0.0.0, :: or the machine's
     # network address (see search/cluster.py for how, and what Ray does without it).
     assert [s for s in sockets if not is_loopback(s[1])] == []
