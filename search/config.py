@@ -41,6 +41,7 @@ from scaletune.trainer.config import (
     file_kind,
     format_errors,
     load_yaml,
+    parse_number,
     shown_value,
     unknown_key,
 )
@@ -126,6 +127,17 @@ WeightDecayParam = form_param(tuple(w for w, _ in hparams.HPARAMS["weight_decay"
 derived, or as lambda itself (``as: lambda``)."""
 
 
+def _as_numbers(given: dict[str, Any]) -> dict[str, Any]:
+    """A registered hyperparameter's ``value`` and ``choices`` read as numbers where written as
+    text, as ``low`` and ``high`` are: YAML reads 3e-3 as a string (3.0e-3 is a number)."""
+    given = dict(given)
+    if "value" in given:
+        given["value"] = parse_number(given["value"])
+    if isinstance(given.get("choices"), list):
+        given["choices"] = [parse_number(c) for c in given["choices"]]
+    return given
+
+
 def _param_errors(key: str, raw: Any, model: type[Param]) -> tuple[Param | None, list[str]]:
     """``raw`` validated as ``model``, or the problems, each line starting with ``key``."""
     try:
@@ -181,7 +193,7 @@ class SearchSpace(_Strict):
             if given is not None and not isinstance(given, dict):
                 errors.append(_not_a_search(f"search.{name}", given, hp.prior is not None))
                 continue
-            given = {"prior": hp.default} if given is None else given
+            given = {"prior": hp.default} if given is None else _as_numbers(given)
             model = form_param(tuple(w for w, _ in hp.forms)) if hp.forms else Param
             param, problems = _param_errors(f"search.{name}", given, model)
             errors += problems

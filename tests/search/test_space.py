@@ -27,6 +27,7 @@ from scaletune.search.space import (
     suggest,
     trial_config,
 )
+from scaletune.trainer.errors import ConfigError
 from scaletune.trainer.optim import lr_at
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -128,6 +129,29 @@ def test_doubling_tokens_at_fixed_tau_halves_lambda():
     short, _ = trial_config(study_cfg(), params, {}, 1)
     long, _ = trial_config(study_cfg(tokens_per_trial=200_000), params, {}, 1)
     assert long.optim.weight_decay == pytest.approx(short.optim.weight_decay / 2)
+
+
+def test_values_and_choices_written_as_3e_3_are_numbers_as_ranges_are(tmp_path):
+    from scaletune.trainer.config import load_yaml
+
+    # YAML reads 3e-3 as text (3.0e-3 is a number): in low/high it was read as a number, in
+    # value and choices it was refused as "'3e-3' is not allowed".
+    path = tmp_path / "study.yaml"
+    path.write_text("search:\n  lr: {value: 3e-3}\n  weight_decay: {value: 1e-5, as: lambda}\n"
+                    "  dropout: {choices: [0, 1e-1]}\n  batch_size: {choices: [8, 1.6e1]}\n")
+    search = load_yaml(path)["search"]
+    assert search["lr"] == {"value": "3e-3"}  # as PyYAML reads it
+    cfg = study_cfg(search=search)
+    dims, fixed = build_space(cfg, PRIORS)
+    assert fixed == {"lr": 0.003, "weight_decay": 1e-5}
+    choices = {d.name: d.distribution.choices for d in dims
+               if d.name in ("dropout", "batch_size")}
+    assert choices == {"dropout": (0, 0.1), "batch_size": (8, 16)}
+    assert isinstance(choices["batch_size"][1], int)
+    # Text that is not a number is still refused, naming what is allowed.
+    with pytest.raises(ConfigError, match=r"search.lr: 'fast' is not allowed, expected a learning "
+                                          r"rate in \(0, 10\]"):
+        study_cfg(search={"lr": {"value": "fast"}})
 
 
 def test_other_trainer_fields_can_be_fixed_or_searched():
