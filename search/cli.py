@@ -402,6 +402,15 @@ def cmd_studies(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.manage import list_studies
 
     _quiet_optuna()
+    if args.storage is None and args.study is None:
+        # The default storage of the study files in this folder.
+        here = Path("runs") / "studies.db"
+        if not here.is_file():
+            console.print(f"scaletune studies: no {here} in this folder, where its study files "
+                          "keep their studies by default: give a study file (the studies in "
+                          "its storage) or --storage URL", highlight=False, markup=False)
+            return 2
+        args.storage = f"sqlite:///{here.resolve()}"
     url = args.storage or study_or_target(args.study).storage_url
     return list_studies(url, console)
 
@@ -532,8 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", metavar="URL", help=job_server)
     p.set_defaults(func=cmd_stop)
 
-    p = sub.add_parser("studies", help="list the studies in a storage")
-    where = p.add_mutually_exclusive_group(required=True)
+    p = sub.add_parser("studies", help="list the studies in a storage (by default runs/studies.db "
+                                       "in this folder)")
+    where = p.add_mutually_exclusive_group()
     where.add_argument("study", nargs="?", help="study YAML: the studies in its storage")
     where.add_argument("--storage", metavar="URL", help="a storage URL")
     p.set_defaults(func=cmd_studies)

@@ -90,7 +90,7 @@ def _ray_address_given() -> bool:
 
 def _token_auth_as_ray_auto(source: Any) -> None:
     """Turn on Ray's token authentication for this process as Ray's own ``auto`` does: where
-    RAY_AUTH_MODE is unset and a token is stored on this machine (`ray start --head` writes
+    its mode is not set (by the variable) and a token is stored here (`ray start --head` writes
     ~/.ray/auth_token, and Ray 2.60's head refuses a driver without it). Ray does so only for a
     cluster it finds itself, never for an address given; ``auto`` is given to Ray as the address
     of the cluster `ray start` recorded here, the one Ray's auto would find."""
@@ -179,7 +179,11 @@ def unreachable(address: str, error: BaseException | str, head: str | None = Non
 
 def _token_hint() -> str | None:
     """What to set where this process did not present Ray's token and may have needed one."""
-    if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+    try:
+        from ray._raylet import AuthenticationMode, get_authentication_mode
+    except ImportError:  # a Ray without token authentication
+        return None
+    if get_authentication_mode() == AuthenticationMode.TOKEN:
         return None
     return ("A cluster under Ray's token authentication (which `ray start` turns on by default in "
             "Ray 2.60) needs RAY_AUTH_MODE=token here, with its token in RAY_AUTH_TOKEN or in "

@@ -128,8 +128,9 @@ derived, or as lambda itself (``as: lambda``)."""
 
 
 def _as_numbers(given: dict[str, Any]) -> dict[str, Any]:
-    """A registered hyperparameter's ``value`` and ``choices`` read as numbers where written as
-    text, as ``low`` and ``high`` are: YAML reads 3e-3 as a string (3.0e-3 is a number)."""
+    """A searched field's ``value`` and ``choices`` read as numbers where written as text, as
+    ``low`` and ``high`` are: YAML reads 3e-3 as a string (3.0e-3 is a number). Text that is no
+    number stays text (``rmsnorm``)."""
     given = dict(given)
     if "value" in given:
         given["value"] = parse_number(given["value"])
@@ -207,7 +208,8 @@ class SearchSpace(_Strict):
             searches = (dict, Param)
             errors += [_not_a_search(f"search.other.{k}", v, with_prior=False)
                        for k, v in other.items() if not isinstance(v, searches)]
-            other = {k: v for k, v in other.items() if isinstance(v, searches)}
+            other = {k: _as_numbers(v) if isinstance(v, dict) else v
+                     for k, v in other.items() if isinstance(v, searches)}
         try:
             space = handler({"params": {}, "other": other})
         except ValidationError as e:  # reported with the others, all at once

@@ -280,7 +280,7 @@ def run_study(
             total = trials_asked(finished, cfg.n_trials)
             console.print(f"study [bold]{cfg.name}[/] on {mask_url(cfg.storage_url)}: "
                           f"{_n_done(finished)}/{total} trials finished")
-            _say_nothing_to_run(console, finished, cfg, total)
+            _say_nothing_to_run(console, finished, cfg)
             return optuna.load_study(study_name=cfg.name,
                                      storage=make_storage(cfg.storage_url))
         tracker = Tracker(cfg, console)
@@ -403,22 +403,24 @@ def _n_done(trials: list[Any]) -> int:
     return sum(t.state in FINISHED or failed_for_good(t) for t in trials)
 
 
-def _say_nothing_to_run(console: Console, trials: list[Any], cfg: StudyConfig,
-                        total: int) -> None:
+def _say_nothing_to_run(console: Console, trials: list[Any], cfg: StudyConfig) -> None:
     """The line of a launch that finds the trials it asks for finished: how many, what failed,
     what waits, and how to run more."""
     done = _n_done(trials)
     failed = sum(map(failed_for_good, trials))
-    repeats = n_repeats(trials)
-    asked = (f"{total}" if total - repeats <= cfg.n_trials else
+    # n_trials (and --n-trials) counts the searched trials; repeats come on top (search.noise).
+    searched = done - n_repeats(trials)
+    asked = (f"{cfg.n_trials}" if searched <= cfg.n_trials else
              f"{cfg.n_trials} (n_trials), fewer than have finished already")
+    repeats = (f" ({searched} searched, and {done - searched} repeat(s) of a trial with other "
+               "seeds, which count on top of n_trials)" if done > searched else "")
     waiting = sum(t.state == TrialState.WAITING for t in trials)
     queued = (f"; {waiting} trial(s) stopped earlier wait to run again, and `--n-trials "
-              f"{done - repeats + waiting}` runs them" if waiting else "")
-    console.print(f"nothing to run: {done} trials have finished and the study asks for "
+              f"{searched + waiting}` runs them" if waiting else "")
+    console.print(f"nothing to run: {done} trials have finished{repeats} and the study asks for "
                   f"{asked}{queued}" + (f"; {failed} of them failed (`scaletune show` says "
                                         "why); once the cause is fixed," if failed else ";")
-                  + f" `--n-trials {done + cfg.n_trials}` (or a larger n_trials in the study "
+                  + f" `--n-trials {searched + cfg.n_trials}` (or a larger n_trials in the study "
                   "file) runs more", highlight=False, markup=False)
 
 
@@ -514,7 +516,7 @@ def _drive(
         f"{total} trials finished, up to {slots} at once"
     )
     if done >= total:
-        _say_nothing_to_run(console, study.get_trials(deepcopy=False), cfg, total)
+        _say_nothing_to_run(console, study.get_trials(deepcopy=False), cfg)
     mail = None  # the pending Coordinator.next call
     # The main thread answers reports: a report's storage write and the pruner's decision, a
     # few ms. Everything else that writes the storage runs on one thread beside it, in the order

@@ -171,6 +171,9 @@ class OptimConfig(_Strict):
 
 LOCAL_BUILDERS = ("text", "json", "csv", "parquet", "arrow")
 """`datasets` builders that read local files named by data_files."""
+FILE_BUILDERS = {"txt": "text", "json": "json", "jsonl": "json", "csv": "csv", "tsv": "csv",
+                 "parquet": "parquet", "arrow": "arrow"}
+"""The builder of LOCAL_BUILDERS that reads files of each extension."""
 
 
 def text_files(pattern: str) -> list[str]:
@@ -327,12 +330,43 @@ class DataConfig(_Strict):
                 for name in names
                 if (getattr(self, name) == type(self).model_fields[name].default) == at_default]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _source_of_fields(cls, raw: Any) -> Any:
+        """A config that names no source reads the one its fields name: ``path`` alone is a
+        text file (where the builtin text, the default source, would ignore it and train on
+        Python's documentation), ``dataset`` alone a `datasets` dataset."""
+        if not isinstance(raw, dict) or "source" in raw:
+            return raw
+        named = [source for source in ("text", "hf")
+                 if any(raw.get(f) is not None for f in cls.SOURCE_FIELDS[source])]
+        if len(named) > 1:
+            raise ValueError("data.source: give text (data.path) or hf (data.dataset): this data "
+                             "names both, and no source")
+        return {**raw, "source": named[0]} if named else raw
+
     @model_validator(mode="after")
     def _source_fields(self) -> DataConfig:
         if self.source == "text" and not self.path:
             raise ValueError("data.path is required when data.source is 'text'")
         if self.source == "hf" and not self.dataset:
             raise ValueError("data.dataset is required when data.source is 'hf'")
+        if self.source == "hf":
+            given = self.dataset.lower()
+            if given in FILE_BUILDERS and given not in LOCAL_BUILDERS:  # dataset: jsonl
+                builder = FILE_BUILDERS[given]
+                raise ValueError(f"data.dataset: {self.dataset!r} is not a builder of `datasets`; "
+                                 f"{builder} reads {self.dataset} files: dataset: {builder}, "
+                                 "data_files: FILE")
+            builder = FILE_BUILDERS.get(given.rpartition(".")[2]) if "." in given else None
+            if builder is not None:
+                raise ValueError(f"data.dataset: {self.dataset!r} names a file, where dataset "
+                                 "names a Hub dataset or a builder of `datasets`: give "
+                                 f"dataset: {builder}, data_files: {self.dataset}")
+            if self.dataset in LOCAL_BUILDERS and not self.data_files:
+                raise ValueError(f"data.data_files is required with dataset: {self.dataset}, which "
+                                 "reads the files it names (without them `datasets` reads every "
+                                 f"{self.dataset} file of the folder the run starts in)")
         return self
 
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from scaletune.search.cli import main
-from scaletune.search.config import load_study
+from scaletune.search.config import load_study, validate_study
 from tests.search.helpers import flat, tiny_study, write_study
 
 
@@ -112,6 +112,17 @@ CASES = [
      "GPU sees none"),
     ("a tokenizer that does not exist", "data.tokenizer", "gpt3",
      "data.tokenizer: unknown tokenizer 'gpt3': it takes 'byte', a tiktoken encoding name"),
+    # `datasets` read every JSON file of the folder the run started in (the study files too).
+    ("a files builder without its files", "data", {"source": "hf", "dataset": "json"},
+     "data.data_files is required with dataset: json, which reads the files it names"),
+    # `datasets` looked for a Hub dataset of that name: 25 s of retries, offline.
+    ("a file given as the dataset", "data", {"source": "hf", "dataset": "my.jsonl"},
+     "data.dataset: 'my.jsonl' names a file, where dataset names a Hub dataset or a builder of "
+     "`datasets`: give dataset: json, data_files: my.jsonl"),
+    ("an extension given as the builder", "data", {"source": "hf", "dataset": "jsonl"},
+     "data.dataset: 'jsonl' is not a builder of `datasets`; json reads jsonl files"),
+    ("a path and a dataset and no source", "data", {"path": "a.txt", "dataset": "json"},
+     "data.source: give text (data.path) or hf (data.dataset): this data names both"),
 ]
 
 
@@ -412,6 +423,19 @@ def test_a_token_cache_folder_that_cannot_be_made_names_its_setting(tmp_path, sh
         assert (f"$SCALETUNE_CACHE '{blocker}': cannot make the token cache's folder there (File "
                 "exists): give a writable folder as data.cache_dir or $SCALETUNE_CACHE") in out, out
     assert not (tmp_path / "study").exists()
+
+
+def test_a_data_path_without_a_source_is_the_text_file_it_names(tmp_path, shakespeare):
+    # The builtin source, the default, ignored the path: the study trained on Python's
+    # documentation, with a note among the plan's lines.
+    study = tiny_study(tmp_path, shakespeare)
+    del study["data"]["source"]
+    cfg = validate_study(study)
+    assert cfg.data.source == "text" and cfg.data.path == study["data"]["path"]
+    study["data"] = {"dataset": "json", "data_files": str(tmp_path / "a.jsonl")}
+    assert validate_study(study).data.source == "hf"
+    study["data"] = {"builtin": "stdlib"}
+    assert validate_study(study).data.source == "builtin"
 
 
 def test_a_field_another_data_source_reads_is_noted_as_ignored(tmp_path, shakespeare, capsys):

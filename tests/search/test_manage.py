@@ -84,6 +84,23 @@ def test_studies_takes_a_storage_url(finished, capsys):
     assert f"running now (pid {pid} on {socket.gethostname()}" in out
 
 
+def test_studies_without_arguments_lists_the_default_storage_of_this_folder(tmp_path, capsys,
+                                                                           monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # No storage here: said, with what to give (was argparse's "one of the arguments ... is
+    # required").
+    code, out = scaletune(capsys, "studies")
+    assert code == 2
+    assert ("scaletune studies: no runs/studies.db in this folder, where its study files keep "
+            "their studies by default: give a study file") in " ".join(out.split())
+    (tmp_path / "runs").mkdir()
+    url = f"sqlite:///{tmp_path / 'runs' / 'studies.db'}"
+    optuna.create_study(study_name="here", storage=make_storage(url))
+    code, out = scaletune(capsys, "studies")
+    assert code == 0, out
+    assert f"Studies in {url}" in out and "here none" in " ".join(out.split())
+
+
 @pytest.mark.parametrize("direction", ["minimize", "maximize"])
 def test_the_listing_counts_in_the_database_what_loading_the_trials_gives(tmp_path, direction):
     url = f"sqlite:///{tmp_path / 'tally.db'}"
@@ -131,10 +148,11 @@ def test_studies_of_an_empty_storage_says_so(tmp_path, capsys):
     assert f"no studies in {url}" in out
 
 
-def test_studies_needs_a_study_file_or_a_storage(capsys):
-    # Rule: one of the two, not both and not neither (argparse's usage error, exit 2).
+def test_studies_takes_a_study_file_or_a_storage_not_both(capsys):
+    # Rule: one of the two, not both (argparse's usage error, exit 2); neither: this folder's
+    # runs/studies.db (above).
     with pytest.raises(SystemExit) as e:
-        main(["studies"])
+        main(["studies", "study.yaml", "--storage", "sqlite:///studies.db"])
     assert e.value.code == 2
 
 

@@ -186,11 +186,12 @@ def test_repeat_best_reruns_the_best_config_with_other_seeds_to_the_end(tmp_path
         assert max(t.intermediate_values) == cfg.tokens_per_trial
     assert len({best.value, *(t.value for t in repeats)}) == 3
     # Once more: the study has its trials and repeats, nothing runs, and it says how to go on.
-    console = Console(record=True, width=200)
+    console = Console(record=True, width=300)
     run_study(cfg, console=console)
     assert len(load(cfg).trials) == 5
-    assert ("nothing to run: 5 trials have finished and the study asks for 5; `--n-trials 8` (or "
-            "a larger n_trials in the study file) runs more") in console.export_text()
+    assert ("nothing to run: 5 trials have finished (3 searched, and 2 repeat(s) of a trial with "
+            "other seeds, which count on top of n_trials) and the study asks for 3; `--n-trials "
+            "6` (or a larger n_trials in the study file) runs more") in console.export_text()
     # Run again as it stands: the repeats count on top of n_trials, nothing more runs.
     run_study(cfg)
     assert len(load(cfg).trials) == 5
@@ -199,14 +200,14 @@ def test_repeat_best_reruns_the_best_config_with_other_seeds_to_the_end(tmp_path
     console = Console(record=True, width=250)
     run_study(cfg.model_copy(update={"n_trials": 2}), console=console)
     assert len(load(cfg).trials) == 5
-    assert ("nothing to run: 5 trials have finished and the study asks for 2 (n_trials), fewer "
-            "than have finished already; `--n-trials 7`") in console.export_text()
+    assert ("n_trials) and the study asks for 2 (n_trials), fewer than have finished already; "
+            "`--n-trials 5`") in console.export_text()
     # A trial queued again (stopped with an earlier driver) waits: the launch says how to run it.
     load(cfg).enqueue_trial(best.params, user_attrs={"retry_of": best.number})
     console = Console(record=True, width=300)
     run_study(cfg.model_copy(update={"n_trials": 2}), console=console)
     assert ("fewer than have finished already; 1 trial(s) stopped earlier wait to run again, and "
-            "`--n-trials 4` runs them; `--n-trials 7`") in console.export_text()
+            "`--n-trials 4` runs them; `--n-trials 5`") in console.export_text()
     # The report measures the spread of the three runs.
     noise = make_report(cfg, tmp_path / "report", source=str(path))["seed_noise"]
     [group] = noise["groups"]

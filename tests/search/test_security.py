@@ -326,8 +326,10 @@ def test_no_code_or_script_turns_off_ray_token_authentication():
                     disabling.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
     # Nothing in the project sets RAY_AUTH_MODE=disabled (or passes it in a system config) ...
     assert disabling == []
-    # ... and the product code does not touch Ray's authentication mode: it may only name it in
+    # ... and the product code does not set Ray's authentication mode: it may only name it in
     # a message that tells the user to set the token (run --detach against a cluster that asks).
+    # (Joining the cluster `ray start` started here, it turns token authentication on as Ray's
+    # own auto does, through Ray: search.cluster._token_auth_as_ray_auto.)
     touching = [where for where, line in mentions if where.split("/")[0] in PRODUCT
                 and re.search(r"environ|putenv|system_config|_AUTH_MODE\s*=(?!token)", line)]
     assert touching == []

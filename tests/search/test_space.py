@@ -148,6 +148,12 @@ def test_values_and_choices_written_as_3e_3_are_numbers_as_ranges_are(tmp_path):
                if d.name in ("dropout", "batch_size")}
     assert choices == {"dropout": (0, 0.1), "batch_size": (8, 16)}
     assert isinstance(choices["batch_size"][1], int)
+    # So are another trainer field's; text that is no number stays text.
+    cfg = study_cfg(search={"other": {"model.n_layer": {"choices": [1, "2e0"]},
+                                      "model.norm": {"value": "rmsnorm"}}})
+    dims, fixed = build_space(cfg, PRIORS)
+    assert {d.name: d for d in dims}["model.n_layer"].distribution.choices == (1, 2)
+    assert fixed["model.norm"] == "rmsnorm"
     # Text that is not a number is still refused, naming what is allowed.
     with pytest.raises(ConfigError, match=r"search.lr: 'fast' is not allowed, expected a learning "
                                           r"rate in \(0, 10\]"):
