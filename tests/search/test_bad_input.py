@@ -371,26 +371,36 @@ def test_an_empty_data_file_names_the_path_and_leaves_nothing(tmp_path, shakespe
     assert not (tmp_path / "study").exists()
 
 
-def test_a_data_file_of_whitespace_is_refused_not_trained_to_loss_zero(tmp_path, shakespeare,
-                                                                        capsys):
+@pytest.mark.parametrize("text, expected", [
     # It trained: the spaces' pattern learned to a loss near 0, reported as the study's best.
+    (" \t \n\n   \n" * 2_000, "the data holds only whitespace (18,000 characters of spaces, "
+                               "tabs and line ends): nothing to learn; point it at text"),
+    # Every trial reached a validation loss of 0.0000, the summary's best trial.
+    (("a" * 99 + "\n") * 1_000, "the data holds one character, 'a', repeated (100,000 "
+                                "characters, line ends and spaces apart): nothing to learn; "
+                                "point it at text"),
+], ids=["whitespace", "one character"])
+def test_a_data_file_with_nothing_to_learn_is_refused_not_trained_to_loss_zero(
+        tmp_path, shakespeare, capsys, text, expected):
     study = tiny_study(tmp_path, shakespeare)
     blank = tmp_path / "blank.txt"
-    blank.write_text(" \t \n\n   \n" * 2_000)
+    blank.write_text(text)
     study["data"]["path"] = str(blank)
     code = main(["run", str(write_study(tmp_path, study))])
     out = " ".join(capsys.readouterr().out.split())
     assert code == 2, out
-    assert (f"data.path {blank}: the data holds only whitespace (18,000 characters of spaces, "
-            "tabs and line ends): nothing to learn; point it at text") in out
+    assert f"data.path {blank}: {expected}" in out
     assert not (tmp_path / "study").exists()
+    # Two characters are text enough to be left to the user.
+    blank.write_text("ab" * 50_000)
+    assert main(["validate", str(write_study(tmp_path, study))]) == 0
 
 
 @pytest.mark.parametrize("text, data, expected", [
     (b"", {}, "the data holds no text (0 tokens)"),
-    (b"x" * 300, {}, "data: 300 tokens give 270 training and 30 validation tokens; each split "
+    (b"xy" * 150, {}, "data: 300 tokens give 270 training and 30 validation tokens; each split "
                      "needs at least block_size + 1 = 33"),
-    (b"x" * 3_000, {"train_tokens": 20}, "data: 3000 tokens give 20 training and 300 validation "
+    (b"xy" * 1_500, {"train_tokens": 20}, "data: 3000 tokens give 20 training and 300 validation "
                                          "tokens; each split needs at least block_size + 1 = 33"),
 ], ids=["empty", "too small", "train_tokens below a window"])
 def test_data_too_small_to_train_is_an_error_of_every_planning_command(

@@ -87,7 +87,7 @@ def test_missing_files_are_named(tmp_path):
 
 def test_too_little_text_for_a_window(tmp_path):
     path = tmp_path / "short.txt"
-    path.write_text("x" * 500)
+    path.write_text("xy" * 250)
     with pytest.raises(DataError, match="block_size"):
         prepare_data(text_cfg(path, tmp_path), block_size=64)
 
@@ -403,7 +403,7 @@ def test_hf_glob_sees_added_and_edited_files(tmp_path, monkeypatch):
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
     (tmp_path / "d").mkdir()
-    (tmp_path / "d" / "a.txt").write_text("A" * 1000)
+    (tmp_path / "d" / "a.txt").write_text("AZ" * 500)
     cfg = DataConfig(source="hf", dataset="text", data_files=str(tmp_path / "d" / "*.txt"),
                      cache_dir=str(tmp_path / "cache"))
     first = prepare_data(cfg, block_size=32)
