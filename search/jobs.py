@@ -130,7 +130,7 @@ def submit(cfg: StudyConfig, study_file: str, url: str, options: dict[str, Any],
             entrypoint=entrypoint(path, options), submission_id=job_id,
             metadata={METADATA: cfg.name, "study_file": str(path),
                       "submitted_from": socket.gethostname()},
-            runtime_env={"env_vars": {lease.JOB_ENV: job_id,
+            runtime_env={"env_vars": {lease.JOB_ENV: job_id, lease.JOB_SERVER_ENV: url,
                                       "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_WAIT_S)}})
     out = _printer(console)
     out(f"submitted study {cfg.name} as Ray job {job_id} to {url}")

@@ -39,6 +39,9 @@ SETTLE_S = 0.2
 JOB_ENV = "SCALETUNE_JOB"
 """The environment variable that names the Ray job a detached driver runs as (search.jobs sets
 it); the lease records it, so that whoever is refused learns which job to stop."""
+JOB_SERVER_ENV = "SCALETUNE_JOB_SERVER"
+"""The job server a detached driver was submitted to (search.jobs sets it), recorded with the
+job: the command that stops it is then named whole."""
 
 
 def _alive(pid: int) -> bool:
@@ -93,6 +96,8 @@ class DriverLease:
                   "heartbeat": now, "token": self.token}
         if os.environ.get(JOB_ENV):
             record["job"] = os.environ[JOB_ENV]
+            if os.environ.get(JOB_SERVER_ENV):
+                record["job_server"] = os.environ[JOB_SERVER_ENV]
         return record
 
     def acquire(self) -> None:
@@ -142,9 +147,12 @@ class DriverLease:
 
 def busy(name: str, held: dict[str, Any]) -> SetupError:
     """The error of a driver that finds the study held by ``held``."""
+    job, server = held.get("job"), held.get("job_server")
+    stop = (f"`scaletune stop {job} --address {server}`" if job and server else
+            "Ctrl-C; `scaletune stop STUDY.yaml` for a Ray job")
     return SetupError(
         f"study {name!r} is being run by another driver ({describe(held)}); one study has one "
-        "driver at a time. Wait for it to finish or stop it (Ctrl-C; `scaletune stop STUDY.yaml` "
-        "for a Ray job), then run this command again. A driver that was killed releases the "
-        f"study by itself: at once on its own host, within {LEASE_S:.0f} s from elsewhere."
+        f"driver at a time. Wait for it to finish or stop it ({stop}), then run this command "
+        "again. A driver that was killed releases the study by itself: at once on its own host, "
+        f"within {LEASE_S:.0f} s from elsewhere."
     )

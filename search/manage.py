@@ -41,15 +41,18 @@ from scaletune.search.config import (
     stored_study_names,
     validate_study,
 )
+from scaletune.search.noise import trials_asked
 from scaletune.search.plan import (
     LAST_N_TRIALS,
     as_launched,
     elsewhere_note,
     failed_for_good,
+    n_done,
     n_finished,
     priors_note,
     pruner_note,
     stored_change,
+    stored_trial_states,
 )
 from scaletune.search.progress import fmt_params, seeds_of_best
 from scaletune.search.space import (
@@ -295,7 +298,8 @@ def print_plan(cfg: StudyConfig, console: Console, repeat_best: int = 0) -> None
         console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
     console.print()
     rows: list[tuple[str, str]] = []
-    if cfg.seeding == "prior":
+    stored = stored_trial_states(cfg)
+    if cfg.seeding == "prior" and not stored:  # a study that has trials drew its first
         first = prior_center_params(dims)
         _, derived = trial_config(cfg, first, fixed, None)
         rows.append(("first", f"trial 0, the priors' center: {fmt_params(first)}"))
@@ -305,7 +309,7 @@ def print_plan(cfg: StudyConfig, console: Console, repeat_best: int = 0) -> None
         ("sampler", describe_sampler(cfg)),
         ("pruner", describe_pruner(cfg)),
         ("workers", _resources(cfg)),
-        ("storage", _storage_state(cfg.storage_url, cfg.name)),
+        ("storage", _storage_state(cfg, stored)),
         ("budget", _budget(cfg, priors)),
     ]
     if repeat_best:
@@ -462,8 +466,10 @@ def _resources(cfg: StudyConfig) -> str:
             f"{f', max_concurrent {w.max_concurrent}' if w.max_concurrent else ''}){gpus}")
 
 
-def _storage_state(url: str, name: str) -> str:
-    """The storage and, for an SQLite file, whether the study of ``name`` resumes there."""
+def _storage_state(cfg: StudyConfig, stored: list[Any] | None) -> str:
+    """The storage and, for an SQLite file, whether the study resumes there (``stored``: its
+    trials there, search.plan.stored_trial_states), with how many have finished."""
+    url, name = cfg.storage_url, cfg.name
     database = sqlite_path(url)
     if database is None:
         return mask_url(url)
@@ -472,6 +478,10 @@ def _storage_state(url: str, name: str) -> str:
         there = "not there yet"
     elif names is None:
         there = "the file exists but cannot be read as SQLite: run refuses it"
+    elif name in names and stored:
+        done, total = n_done(stored), trials_asked(stored, cfg.n_trials)
+        there = (f"it holds this study, {done} of {total} trials finished: "
+                 + ("nothing to run" if done >= total else "the run resumes it"))
     elif name in names:
         there = "it holds this study: the run resumes it"
     else:

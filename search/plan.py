@@ -27,6 +27,7 @@ import time
 import warnings
 from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import optuna
@@ -41,6 +42,7 @@ from scaletune.search.config import (
     StudyConfig,
     stored_study_attrs,
     stored_study_names,
+    stored_trials,
 )
 from scaletune.search.dashboard import study_note, trial_note, write_first_note, write_note
 from scaletune.search.lease import DriverLease
@@ -643,6 +645,25 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors, data:
             study.set_metric_names([OBJECTIVE])
     _record_n_trials(study, cfg)
     study.set_user_attr("fingerprint", cfg.fingerprint())
+
+
+def stored_trial_states(cfg: StudyConfig) -> list[Any] | None:
+    """The trials of ``cfg``'s study in its SQLite storage, each with its ``state`` and the
+    ``user_attrs`` that decide what counts toward n_trials (enough for ``n_done``, ``failed_for_good``,
+    search.noise's counts), read without opening the study or writing anything; None where the
+    storage is not an SQLite file or does not hold the study."""
+    database = sqlite_path(cfg.storage_url)
+    if database is None:
+        return None
+    stored = stored_trials(database, cfg.name, ("retried", REPEAT_OF))
+    if stored is None or any(state not in TrialState.__members__ for state, _ in stored):
+        return None
+    return [SimpleNamespace(state=TrialState[state], user_attrs=attrs) for state, attrs in stored]
+
+
+def n_done(trials: Iterable[Any]) -> int:
+    """Trials that count toward n_trials (``n_finished``, on a list of trials)."""
+    return sum(t.state in FINISHED or failed_for_good(t) for t in trials)
 
 
 def stored_change(cfg: StudyConfig) -> str | None:

@@ -20,7 +20,6 @@ import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import optuna
@@ -32,25 +31,21 @@ from rich.console import Console
 
 from scaletune.search import lease
 from scaletune.search.cluster import init_ray
-from scaletune.search.config import (
-    StudyConfig,
-    check_study_files,
-    stored_study_attrs,
-    stored_trials,
-)
+from scaletune.search.config import StudyConfig, check_study_files, stored_study_attrs
 from scaletune.search.console import make_console
-from scaletune.search.noise import REPEAT_OF, n_repeats, queue_repeats, trials_asked
+from scaletune.search.noise import n_repeats, queue_repeats, trials_asked
 from scaletune.search.plan import (
-    FINISHED,
     RECORD,
     SearchPlan,
     TrialRun,
     elsewhere_note,
     failed_for_good,
+    n_done,
     n_finished,
     priors_note,
     pruner_note,
     stored_change,
+    stored_trial_states,
 )
 from scaletune.search.progress import StudyProgress
 from scaletune.search.space import centers_outside, outside_ranges
@@ -279,7 +274,7 @@ def run_study(
             # ran nothing).
             total = trials_asked(finished, cfg.n_trials)
             console.print(f"study [bold]{cfg.name}[/] on {mask_url(cfg.storage_url)}: "
-                          f"{_n_done(finished)}/{total} trials finished")
+                          f"{n_done(finished)}/{total} trials finished")
             _say_nothing_to_run(console, finished, cfg)
             return optuna.load_study(study_name=cfg.name,
                                      storage=make_storage(cfg.storage_url))
@@ -388,25 +383,16 @@ def _nothing_to_run(cfg: StudyConfig, data: Any, repeat_best: int) -> list[Any] 
     recorded = all(key in attrs for key in ("fingerprint", *RECORD))
     if not recorded or attrs["data_fingerprint"] != data.fingerprint:
         return None
-    stored = stored_trials(database, cfg.name, ("retried", REPEAT_OF))
-    if stored is None or any(state not in TrialState.__members__ for state, _ in stored):
-        return None
-    trials = [SimpleNamespace(state=TrialState[state], user_attrs=attrs)
-              for state, attrs in stored]
-    if any(t.state == TrialState.RUNNING for t in trials):  # a stopped driver's: recovered
-        return None
-    return trials if _n_done(trials) >= trials_asked(trials, cfg.n_trials) else None
-
-
-def _n_done(trials: list[Any]) -> int:
-    """Trials that count toward n_trials (search.plan.n_finished, on a list of trials)."""
-    return sum(t.state in FINISHED or failed_for_good(t) for t in trials)
+    trials = stored_trial_states(cfg)
+    if trials is None or any(t.state == TrialState.RUNNING for t in trials):
+        return None  # a stopped driver's running trials: the driver recovers them
+    return trials if n_done(trials) >= trials_asked(trials, cfg.n_trials) else None
 
 
 def _say_nothing_to_run(console: Console, trials: list[Any], cfg: StudyConfig) -> None:
     """The line of a launch that finds the trials it asks for finished: how many, what failed,
     what waits, and how to run more."""
-    done = _n_done(trials)
+    done = n_done(trials)
     failed = sum(map(failed_for_good, trials))
     # n_trials (and --n-trials) counts the searched trials; repeats come on top (search.noise).
     searched = done - n_repeats(trials)

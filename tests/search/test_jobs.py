@@ -157,6 +157,13 @@ def test_the_lease_of_a_detached_driver_names_its_job(monkeypatch):
     assert "as Ray job scaletune-tiny-0a1b2c3d, running since" in lease.describe(record)
     assert "`scaletune stop STUDY.yaml` for a Ray job" in str(lease.busy("tiny", record))
     held.release()
+    # Submitted by `run --detach`, it knows its job server too: the command is named whole.
+    monkeypatch.setenv(lease.JOB_SERVER_ENV, "http://127.0.0.1:8265")
+    held.acquire()
+    record = study.user_attrs[lease.ATTR]
+    assert ("stop it (`scaletune stop scaletune-tiny-0a1b2c3d --address http://127.0.0.1:8265`)"
+            in str(lease.busy("tiny", record)))
+    held.release()
 
 
 CLUSTER = """
@@ -239,6 +246,8 @@ def test_a_detached_study_is_followed_stopped_and_resumed_from_outside(tmp_path,
     assert local.returncode == 2
     assert "is being run by another driver (pid " in flat(local.stdout)
     assert f"as Ray job {job}" in flat(local.stdout)
+    # Copied as it is, the command it names stops the job.
+    assert f"(`scaletune stop {job} --address {job_server}`)" in flat(local.stdout)
 
     deadline = time.time() + 180
     while not any(s == "COMPLETE" for _, s, _ in trial_attr_rows(db, "x")):
