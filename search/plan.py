@@ -61,6 +61,7 @@ from scaletune.search.space import (
 from scaletune.search.storage import batch, mask_url, sqlite_path
 from scaletune.search.trial import train_trial
 from scaletune.trainer.config import TrainConfig, flat_keys
+from scaletune.trainer.data import where
 from scaletune.trainer.errors import ConfigError
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -611,8 +612,9 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors, data:
                 f"data: the study's trials trained on data {ran_on}"
                 + (f" ({before:,} training tokens)" if before else "")
                 + f", but the data now reads as {data.fingerprint} ({data.n_train_tokens:,} "
-                "training tokens): one study must not mix trials on different data; restore the "
-                "data, or give this study a new name"
+                f"training tokens, {where(cfg.data)}): its text or tokenizer changed, and one "
+                "study must not mix trials on different data; restore the data, or give this "
+                "study a new name"
             ])
         if all(key in attrs for key in RECORD):
             write_note(study, study_note(cfg, attrs["config"], priors), keep=True)

@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import shlex
 import warnings
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -333,8 +334,9 @@ def noise_rows(noise: dict[str, Any] | None, pruner: str) -> list[tuple[str, str
     if noise is None:
         return []
     if not noise["groups"]:
-        return [("seed noise", "not measured: `scaletune run STUDY.yaml --repeat-best 2` re-runs "
-                               "the best trial with two other training seeds")]
+        measure = noise.get("measure", "scaletune run STUDY.yaml --repeat-best 2")
+        return [("seed noise", f"not measured: `{measure}` re-runs the best trial with two other "
+                               "training seeds")]
     rows = [("seed noise" if i == 0 else "",
              f"trial {g['trial']}, seeds {', '.join(map(str, g['seeds']))}: final loss "
              f"{', '.join(f'{v:.4f}' for v in g['values'])}, spread {g['spread']:.2%}")
@@ -971,6 +973,8 @@ def make_report(
     summary = summarize(study, ran_with)
     summary["pruner_audit"] = pruner_audit(study, ran_with)
     summary["seed_noise"] = seed_noise(study, ran_with)
+    # How to measure it: a command to copy, on the study file the report was asked for.
+    summary["seed_noise"]["measure"] = f"scaletune run {shlex.quote(source)} --repeat-best 2"
     summary["pruner"] = ran_with.pruner.name
     summary["files"] = [p.name for p in files]
     summary["notes"] = notes

@@ -20,7 +20,15 @@ from types import UnionType
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 
 from scaletune.trainer.errors import ConfigError
@@ -150,6 +158,14 @@ class OptimConfig(_Strict):
     """Apply weight decay to the embeddings too (biases and norm gains never decay)."""
     grad_clip: float | None = Field(1.0, gt=0)
     """Clip the global gradient norm to this value; None disables clipping."""
+
+    @field_validator("grad_clip", mode="before")
+    @classmethod
+    def _clip_above_zero(cls, value: Any) -> Any:
+        number = parse_number(value)
+        if isinstance(number, (int, float)) and not isinstance(number, bool) and number <= 0:
+            raise ValueError(f"must be > 0 (got {value!r}); null turns clipping off")
+        return value
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     """Label smoothing of the training cross-entropy (validation loss is always plain)."""
     schedule: Literal["cosine", "linear", "wsd", "constant"] = "cosine"

@@ -100,7 +100,7 @@ def prepare_data(cfg: DataConfig, block_size: int) -> TokenData:
     return _split(tokens, meta, cfg, block_size, from_cache)
 
 
-def _where(cfg: DataConfig) -> str:
+def where(cfg: DataConfig) -> str:
     """The data as a message names it: data.path, or the dataset or built-in corpus."""
     if cfg.source == "text":
         return f"data.path {cfg.path}"
@@ -614,13 +614,13 @@ def _tokenize_into_cache(cfg: DataConfig, cache: Path) -> dict[str, Any]:
     if any(docs) and all(doc.isspace() or not doc for doc in docs):
         # A model learns the pattern of the spaces and line ends to a loss near 0, and the study
         # reports that as a win.
-        raise DataError(f"{_where(cfg)}: the data holds only whitespace "
+        raise DataError(f"{where(cfg)}: the data holds only whitespace "
                         f"({sum(map(len, docs)):,} characters of spaces, tabs and line ends): "
                         "nothing to learn; point it at text")
     if (only := _one_character(docs)) is not None:
         # As for whitespace: every trial learned the repetition to a validation loss of 0.0000,
         # and the study reported it as its best.
-        raise DataError(f"{_where(cfg)}: the data holds one character, {only!r}, repeated "
+        raise DataError(f"{where(cfg)}: the data holds one character, {only!r}, repeated "
                         f"({sum(map(len, docs)):,} characters, line ends and spaces apart): "
                         "nothing to learn; point it at text")
     fingerprint = f"{content_hash(docs)[:16]}-{tokenizer_key(cfg.tokenizer)}"
@@ -731,9 +731,9 @@ def size_problem(n_tokens: int, cfg: DataConfig, block_size: int) -> str | None:
     shorter than one window), else None: what prepare_data refuses, and what ``scaletune
     validate`` finds where the data's size is known without preparing it (``split_sizes``)."""
     if n_tokens == 0:
-        return (f"{_where(cfg)}: the data holds no text (0 tokens): point data.path at a file with "
+        return (f"{where(cfg)}: the data holds no text (0 tokens): point data.path at a file with "
                 "text in it" if cfg.source == "text" else
-                f"{_where(cfg)}: the data holds no text (0 tokens)")
+                f"{where(cfg)}: the data holds no text (0 tokens)")
     n_val, n_train = _n_val(n_tokens, cfg), _n_train(n_tokens, cfg)
     need = block_size + 1
     if n_val >= need and n_train >= need:

@@ -191,6 +191,10 @@ def test_the_report_shows_each_repeated_config_and_the_floor(tmp_path, shakespea
     rows = noise_rows(seed_noise(study, cfg), "predicted")
     assert rows == [("seed noise", "not measured: `scaletune run STUDY.yaml --repeat-best 2` "
                                    "re-runs the best trial with two other training seeds")]
+    # The report names the study file it was asked for: a command to copy as it is.
+    noise = {**seed_noise(study, cfg), "measure": "scaletune run my.yaml --repeat-best 2"}
+    assert "not measured: `scaletune run my.yaml --repeat-best 2` re-runs" in noise_rows(
+        noise, "predicted")[0][1]
     tell(study, 0.2, 2.00)
     tell(study, 0.2, 2.05, repeat_of=0, train_seed=1)
     noise = seed_noise(study, cfg)

@@ -150,8 +150,11 @@ def test_a_study_moved_with_its_data_or_its_cache_moved_resumes(cfg, tmp_path, s
     assert open_study(cfg.model_copy(update={"data": data})).user_attrs["data_fingerprint"]
     # Other text there is refused, by the data's fingerprint.
     (moved / "corpus.txt").write_bytes(Path(cfg.data.path).read_bytes()[:100_000])
-    with pytest.raises(ConfigError, match="one study must not mix trials on different data"):
+    with pytest.raises(ConfigError, match="one study must not mix trials on different data") as e:
         open_study(cfg.model_copy(update={"data": data}))
+    # Naming the data as the file gives it, not by its fingerprint alone.
+    assert f"training tokens, data.path {moved / 'corpus.txt'}): its text or tokenizer changed" \
+        in str(e.value)
 
 
 def test_a_second_driver_is_refused_while_the_first_lives(cfg):

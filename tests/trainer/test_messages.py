@@ -57,6 +57,7 @@ def test_unknown_key_guesses_only_a_close_key():
     ({"optim": {"lr": "fast"}}, "optim.lr: expected a number, such as 0.5 or 3e-4 (got 'fast')"),
     ({"optim": {"warmup_frac": 1.5}}, "optim.warmup_frac: must be in [0, 1) (got 1.5)"),
     ({"batch_size": 0}, "batch_size: must be >= 1 (got 0)"),
+    ({"optim": {"grad_clip": 0}}, "optim.grad_clip: must be > 0 (got 0); null turns clipping off"),
     ({"compile": "maybe"}, "compile: expected true or false (got 'maybe')"),
     ({"tokens": "lots"}, "tokens: Input should be a valid integer, a whole number such as 2e6, "
                          "2_000_000, 2000000 or 2M (got 'lots')"),
@@ -68,8 +69,8 @@ def test_unknown_key_guesses_only_a_close_key():
                    "init_std (got 3)"),
     ({"data": {"data_files": 3}}, "data.data_files: expected text or a list (got 3)"),
     ({"out_dir": 3}, "out_dir: expected text; put it in quotes (got 3)"),
-], ids=["literal", "float", "range", "lower bound", "bool", "tokens", "tokens not whole", "section",
-        "union", "text"])
+], ids=["literal", "float", "range", "lower bound", "clip at zero", "bool", "tokens",
+        "tokens not whole", "section", "union", "text"])
 def test_each_error_reads_as_advice_with_the_value_last(raw, expected):
     assert errors_of(raw) == [expected]
 
