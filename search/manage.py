@@ -169,8 +169,38 @@ def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
         sizes = split_sizes(cfg.data)
     except (DataError, OSError):  # a missing file: check_study_files names it
         sizes = None
+    notes += few_steps_notes(cfg, dims, fixed, sizes[0] if sizes else None)
     note = sizes and validation_note(cfg.data, cfg.model.block_size, sizes[1])
     return notes + ([note] if note else []) + download_notes(cfg.data)
+
+
+FEW_STEPS = 10
+"""Optimizer steps below which a trial's schedule (warmup, then decay) means little."""
+
+
+def few_steps_notes(cfg: StudyConfig, dims: list, fixed: dict[str, Any],
+                    train_tokens: int | None) -> list[str]:
+    """A line where the largest batch searched leaves a trial fewer than FEW_STEPS optimizer
+    steps, or takes more tokens a step than the training split holds (``train_tokens``, where
+    known): such trials ran, and the summary showed their batch as if it meant something."""
+    batches = [fixed["batch_size"]] if "batch_size" in fixed else [
+        max(d.distribution.choices) for d in dims if d.name == "batch_size"]
+    if not batches:
+        return []
+    batch = max(batches)
+    step = batch * cfg.model.block_size
+    steps = -(-cfg.tokens_per_trial // step)
+    notes = []
+    if steps < FEW_STEPS:
+        notes.append(f"search.batch_size: {batch} sequences, the largest batch searched, leave a "
+                     f"trial {steps} optimizer step{'' if steps == 1 else 's'} ({step:,} tokens "
+                     f"a step, tokens_per_trial {cfg.tokens_per_trial:,}): too few for warmup "
+                     "and decay to mean much; search smaller batches, or give more tokens")
+    if train_tokens is not None and step > train_tokens:
+        notes.append(f"search.batch_size: a step of {batch} sequences is {step:,} tokens, more "
+                     f"than the {train_tokens:,} training tokens of the data: every step "
+                     "repeats it; search smaller batches")
+    return notes
 
 
 def pruner_notes(cfg: StudyConfig) -> list[str]:

@@ -448,6 +448,27 @@ def test_a_data_path_without_a_source_is_the_text_file_it_names(tmp_path, shakes
     assert validate_study(study).data.source == "builtin"
 
 
+def test_a_batch_that_leaves_a_trial_a_few_steps_is_a_note_of_validate_and_the_plan(
+        tmp_path, shakespeare, capsys):
+    # Trials of 2 optimizer steps ran, and the summary showed their batch as if it meant much.
+    study = tiny_study(tmp_path, shakespeare, tokens_per_trial=400_000)
+    study["search"]["batch_size"] = {"choices": [4096, 8192]}
+    path = str(write_study(tmp_path, study))
+    note = ("note: search.batch_size: 8192 sequences, the largest batch searched, leave a trial 2 "
+            "optimizer steps (262,144 tokens a step, tokens_per_trial 400,000): too few for "
+            "warmup and decay to mean much")
+    for command in (["validate", path], ["run", path, "--dry-run"]):
+        assert main(command) == 0
+        out = " ".join(capsys.readouterr().out.split())
+        assert note in out
+        # A step above the training split (180,000 tokens of the 200 kB text): said too.
+        assert ("a step of 8192 sequences is 262,144 tokens, more than the 180,000 training "
+                "tokens of the data: every step repeats it") in out
+    study["search"]["batch_size"] = {"choices": [4, 8]}
+    assert main(["validate", str(write_study(tmp_path, study))]) == 0
+    assert "optimizer steps" not in capsys.readouterr().out
+
+
 def test_a_field_another_data_source_reads_is_noted_as_ignored(tmp_path, shakespeare, capsys):
     # `source: text` with `dataset: json` loaded the text file and said nothing.
     study = tiny_study(tmp_path, shakespeare)
