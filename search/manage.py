@@ -154,8 +154,7 @@ def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
         dims, fixed = build_space(cfg, planning_priors(cfg))
     if cfg.seeding == "prior":
         notes += centers_outside(dims)
-    batches = [fixed["batch_size"]] if "batch_size" in fixed else [
-        min(d.distribution.choices) for d in dims if d.name == "batch_size"]
+    batches = _batch_sizes(dims, fixed)
     step = min(batches, default=0) * cfg.model.block_size
     if cfg.eval_interval < step:
         notes.append(
@@ -169,7 +168,7 @@ def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
         sizes = split_sizes(cfg.data)
     except (DataError, OSError):  # a missing file: check_study_files names it
         sizes = None
-    notes += few_steps_notes(cfg, dims, fixed, sizes[0] if sizes else None)
+    notes += few_steps_notes(cfg, batches, sizes[0] if sizes else None)
     note = sizes and validation_note(cfg.data, cfg.model.block_size, sizes[1])
     return notes + ([note] if note else []) + download_notes(cfg.data)
 
@@ -178,13 +177,18 @@ FEW_STEPS = 10
 """Optimizer steps below which a trial's schedule (warmup, then decay) means little."""
 
 
-def few_steps_notes(cfg: StudyConfig, dims: list, fixed: dict[str, Any],
+def _batch_sizes(dims: list, fixed: dict[str, Any]) -> list[int]:
+    """The batch sizes a study's trials may train: the one it fixes, or the choices searched."""
+    if "batch_size" in fixed:
+        return [fixed["batch_size"]]
+    return [c for d in dims if d.name == "batch_size" for c in d.distribution.choices]
+
+
+def few_steps_notes(cfg: StudyConfig, batches: list[int],
                     train_tokens: int | None) -> list[str]:
-    """A line where the largest batch searched leaves a trial fewer than FEW_STEPS optimizer
+    """A line where the largest of ``batches`` leaves a trial fewer than FEW_STEPS optimizer
     steps, or takes more tokens a step than the training split holds (``train_tokens``, where
     known): such trials ran, and the summary showed their batch as if it meant something."""
-    batches = [fixed["batch_size"]] if "batch_size" in fixed else [
-        max(d.distribution.choices) for d in dims if d.name == "batch_size"]
     if not batches:
         return []
     batch = max(batches)
