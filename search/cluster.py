@@ -15,7 +15,7 @@ import ray._private.ray_constants
 import ray._private.services
 
 from scaletune.search.config import StudyConfig
-from scaletune.trainer.errors import ConfigError, first_line
+from scaletune.trainer.errors import ConfigError, SetupError, first_line
 
 
 def init_ray(cfg: StudyConfig) -> None:
@@ -62,9 +62,27 @@ def init_ray(cfg: StudyConfig) -> None:
         with lean_head_node():
             ray.init(address="local", num_cpus=os.cpu_count(),
                      object_store_memory=256 * 1024**2, **kwargs)
+    except Exception as e:  # a traceback from Ray's node start-up said nothing to do
+        with contextlib.suppress(Exception):
+            ray.shutdown()  # what started of it
+        raise SetupError(local_start_failed(e)) from e
     finally:
         # Once the node is up, Ray answers its node IP (loopback) from the node itself.
         constants.ENABLE_RAY_CLUSTER = multi_node
+
+
+def local_start_failed(error: BaseException) -> str:
+    """Why Ray could not start this machine's cluster for the trials, and what to do."""
+    root = os.environ.get("RAY_TMPDIR") or "/tmp"
+    said = " ".join(first_line(error).split())
+    kind = type(error).__name__
+    return (f"Ray could not start a cluster on this machine for the trials: "
+            f"{said if said.startswith(kind) or kind == 'Exception' else f'{kind}: {said}'}. "
+            f"Ray keeps its files under {root}/ray (RAY_TMPDIR"
+            + (", set here" if os.environ.get("RAY_TMPDIR") else ", when set")
+            + "): it must be a writable folder with free space; on a busy machine, Ray's "
+            "processes may not start within the 30 s it waits: run again when the load is "
+            f"lower. Ray's own logs: {root}/ray/session_latest/logs")
 
 
 DEFAULT_AGENT_PORT = getattr(ray._private.ray_constants, "DEFAULT_DASHBOARD_AGENT_LISTEN_PORT",

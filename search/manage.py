@@ -16,6 +16,7 @@ import json
 import math
 import os
 import re
+import shlex
 import sys
 from collections import Counter
 from datetime import datetime
@@ -52,6 +53,7 @@ from scaletune.search.plan import (
     priors_note,
     pruner_note,
     stored_change,
+    stored_data_change,
     stored_trial_states,
 )
 from scaletune.search.progress import fmt_params, seeds_of_best
@@ -79,8 +81,10 @@ from scaletune.search.studies import left_running, open_study, running_note
 from scaletune.search.summary import DERIVED, at_edges, diverged, state_words
 from scaletune.trainer.data import (
     cache_dir,
+    column_problem,
     download_notes,
     known_tokens,
+    read_fingerprint,
     size_problem,
     split_sizes,
     validation_note,
@@ -263,9 +267,11 @@ def planned(cfg: StudyConfig) -> tuple[Priors, list, dict[str, Any]]:
 
 
 def data_problems(cfg: StudyConfig) -> list[str]:
-    """The data's size problem (no text, a split shorter than one window) where its size is
-    known without preparing it: what ``scaletune run`` refuses when it prepares the data; and a
-    token cache folder that cannot be made."""
+    """What ``scaletune run`` refuses when it prepares the data, where it is found without
+    preparing it: a size problem (no text, a split shorter than one window) where the size is
+    known; local text it cannot read (not UTF-8, whitespace only, one character); a text column
+    the first local file of a dataset lacks; data other than the stored study's trials trained
+    on (trainer.data.read_fingerprint); and a token cache folder that cannot be made."""
     try:
         cache_dir(cfg.data)
     except DataError as e:
@@ -274,8 +280,16 @@ def data_problems(cfg: StudyConfig) -> list[str]:
         n_tokens = known_tokens(cfg.data)
     except (DataError, OSError):  # a missing file: check_study_files names it
         return []
-    problem = None if n_tokens is None else size_problem(n_tokens, cfg.data, cfg.model.block_size)
-    return [problem] if problem else []
+    try:
+        fingerprint = read_fingerprint(cfg.data)
+    except DataError as e:
+        return [str(e)]
+    problems = [] if n_tokens is None else [size_problem(n_tokens, cfg.data,
+                                                         cfg.model.block_size)]
+    problems.append(column_problem(cfg.data))
+    if fingerprint is not None:
+        problems.append(stored_data_change(cfg, fingerprint))
+    return [p for p in problems if p]
 
 
 def validate_file(path: str) -> tuple[str, list[str]]:
@@ -838,7 +852,24 @@ def delete_study(cfg: StudyConfig, yes: bool, console: Console) -> int:
         _refuse_while_running(study)  # a driver may have started while we asked
     optuna.delete_study(study_name=name, storage=make_storage(cfg.storage_url))
     _printer(console)(f"deleted study {name!r} ({n} trials) from {shown}")
+    if note := _folder_left(cfg):
+        _printer(console)(note)
     return 0
+
+
+def _folder_left(cfg: StudyConfig) -> str | None:
+    """What a deleted study leaves on disk: its folder (the report, TensorBoard's logs), which a
+    new study of the same name writes into; None where there is none. Deleting files is left to
+    the user, who may want the report."""
+    folder = cfg.folder
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return None
+    database = sqlite_path(cfg.storage_url)
+    holds_storage = database is not None and folder.resolve() in database.resolve().parents
+    held = "its report and logs, and the storage" if holds_storage else "its report and logs"
+    return (f"its folder {folder} stays ({held}; a new study of this name writes there too)"
+            + ("" if holds_storage else
+               f": remove it with rm -r {shlex.quote(str(folder))} if not wanted"))
 
 
 def _refuse_while_running(study: optuna.Study) -> None:

@@ -605,17 +605,8 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors, data:
     if stored is not None and not cfg.fingerprint_matches(stored):
         raise ConfigError(cfg.source, [_changed_study(cfg, attrs.get("config"))])
     if stored is not None:
-        ran_on = attrs.get("data_fingerprint")
-        if ran_on is not None and ran_on != data.fingerprint:
-            before = attrs.get("data_tokens", {}).get("train")
-            raise ConfigError(cfg.source, [
-                f"data: the study's trials trained on data {ran_on}"
-                + (f" ({before:,} training tokens)" if before else "")
-                + f", but the data now reads as {data.fingerprint} ({data.n_train_tokens:,} "
-                f"training tokens, {where(cfg.data)}): its text or tokenizer changed, and one "
-                "study must not mix trials on different data; restore the data, or give this "
-                "study a new name"
-            ])
+        if change := _changed_data(cfg, attrs, data.fingerprint, data.n_train_tokens):
+            raise ConfigError(cfg.source, [change])
         if all(key in attrs for key in RECORD):
             write_note(study, study_note(cfg, attrs["config"], priors), keep=True)
             _record_n_trials(study, cfg)
@@ -681,6 +672,40 @@ def stored_change(cfg: StudyConfig) -> str | None:
     if not isinstance(stored, str) or cfg.fingerprint_matches(stored):
         return None
     return _changed_study(cfg, attrs.get("config"))
+
+
+def stored_data_change(cfg: StudyConfig, fingerprint: str) -> str | None:
+    """What ``record_or_check`` will refuse of data that reads as ``fingerprint``
+    (trainer.data.read_fingerprint), found without opening the study: the SQLite storage holds
+    a study of this name, with this file's config, whose trials trained on other data. For
+    `scaletune validate` and `run --dry-run`; None otherwise."""
+    database = sqlite_path(cfg.storage_url)
+    if database is None:
+        return None
+    attrs = stored_study_attrs(database, cfg.name, ("fingerprint", "data_fingerprint",
+                                                    "data_tokens"))
+    stored = attrs.get("fingerprint")
+    if not isinstance(stored, str) or not cfg.fingerprint_matches(stored):
+        return None  # a new study, or one stored_change names
+    return _changed_data(cfg, attrs, fingerprint, None)
+
+
+def _changed_data(cfg: StudyConfig, attrs: dict[str, Any], fingerprint: str,
+                  n_train: int | None) -> str | None:
+    """The study's trials (``attrs``, its user attrs) trained on data other than ``fingerprint``
+    (of ``n_train`` training tokens, where known): why it cannot resume. None where they match,
+    or the study recorded no data."""
+    ran_on = attrs.get("data_fingerprint")
+    if ran_on is None or ran_on == fingerprint:
+        return None
+    tokens = attrs.get("data_tokens")
+    before = tokens.get("train") if isinstance(tokens, dict) else None
+    return (f"data: the study's trials trained on data {ran_on}"
+            + (f" ({before:,} training tokens)" if before else "")
+            + f", but the data now reads as {fingerprint} ("
+            + (f"{n_train:,} training tokens, " if n_train is not None else "")
+            + f"{where(cfg.data)}): its text or tokenizer changed, and one study must not mix "
+            "trials on different data; restore the data, or give this study a new name")
 
 
 def elsewhere_note(cfg: StudyConfig) -> str | None:

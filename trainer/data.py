@@ -538,10 +538,7 @@ def _hf_documents(cfg: DataConfig) -> list[str]:
     if not streaming:
         columns = ds.column_names
     if columns is not None and cfg.text_column not in columns:
-        raise DataError(
-            f"data.text_column: {cfg.text_column!r} is not a column of {cfg.dataset!r}, "
-            f"which has {columns}"
-        )
+        raise DataError(_no_column(cfg, columns))
     docs = [t for t in (texts if streaming else ds[cfg.text_column]) if t]
     if odd := next((t for t in docs if not isinstance(t, str)), None):
         feature = ds.features.get(cfg.text_column) if getattr(ds, "features", None) else None
@@ -611,19 +608,9 @@ def _tokenize_into_cache(cfg: DataConfig, cache: Path) -> dict[str, Any]:
     docs = read_documents(cfg)
     if not docs:
         raise DataError(f"data: the {cfg.source} source yielded no text")
-    if any(docs) and all(doc.isspace() or not doc for doc in docs):
-        # A model learns the pattern of the spaces and line ends to a loss near 0, and the study
-        # reports that as a win.
-        raise DataError(f"{where(cfg)}: the data holds only whitespace "
-                        f"({sum(map(len, docs)):,} characters of spaces, tabs and line ends): "
-                        "nothing to learn; point it at text")
-    if (only := _one_character(docs)) is not None:
-        # As for whitespace: every trial learned the repetition to a validation loss of 0.0000,
-        # and the study reported it as its best.
-        raise DataError(f"{where(cfg)}: the data holds one character, {only!r}, repeated "
-                        f"({sum(map(len, docs)):,} characters, line ends and spaces apart): "
-                        "nothing to learn; point it at text")
-    fingerprint = f"{content_hash(docs)[:16]}-{tokenizer_key(cfg.tokenizer)}"
+    if problem := _nothing_to_learn(docs, cfg):
+        raise DataError(problem)
+    fingerprint = _fingerprint(docs, cfg)
     vocab = vocab_size_of(cfg.tokenizer)
     dtype = "uint16" if vocab <= 2**16 else "uint32"
     meta = {"fingerprint": fingerprint, "dtype": dtype, "vocab_size": vocab, "tokenizer": cfg.tokenizer}
@@ -647,6 +634,93 @@ def _one_character(docs: list[str]) -> str | None:
                 return None
             first = ch
     return first
+
+
+def _fingerprint(docs: list[str], cfg: DataConfig) -> str:
+    return f"{content_hash(docs)[:16]}-{tokenizer_key(cfg.tokenizer)}"
+
+
+CHECK_READ_LIMIT = 512 * 2**20
+"""Bytes of local text files that ``read_fingerprint`` reads (about a second); a larger corpus
+is left to the run, which reads it anyway."""
+
+
+def read_fingerprint(cfg: DataConfig) -> str | None:
+    """The fingerprint this data will read as (``PreparedData.fingerprint``), found without
+    tokenizing, for `scaletune validate`: the token cache's where prepare_data ran, else, for
+    ``source: text`` of at most CHECK_READ_LIMIT bytes, from reading the files. None where it
+    is not known so (a dataset, the built-in corpus, a larger corpus). Raises DataError for what
+    prepare_data refuses on reading the text (a file that is not UTF-8, whitespace only, one
+    character repeated), OSError where a path is missing."""
+    cached = _cached_tokens(cfg)
+    if cached:
+        return cached[1]["fingerprint"]
+    if cfg.source != "text":
+        return None
+    paths = _text_paths(cfg.path)
+    if sum(os.path.getsize(p) for p in paths) > CHECK_READ_LIMIT:
+        return None
+    docs = [_read_text_file(p) for p in paths]
+    if problem := _nothing_to_learn(docs, cfg):
+        raise DataError(problem)
+    return _fingerprint(docs, cfg) if any(docs) else None
+
+
+def _nothing_to_learn(docs: list[str], cfg: DataConfig) -> str | None:
+    """Text a model learns to a loss near 0 (the study reported that as its best): whitespace
+    only, or one character repeated."""
+    if any(docs) and all(doc.isspace() or not doc for doc in docs):
+        return (f"{where(cfg)}: the data holds only whitespace ({sum(map(len, docs)):,} "
+                "characters of spaces, tabs and line ends): nothing to learn; point it at text")
+    if (only := _one_character(docs)) is not None:
+        return (f"{where(cfg)}: the data holds one character, {only!r}, repeated "
+                f"({sum(map(len, docs)):,} characters, line ends and spaces apart): nothing to "
+                "learn; point it at text")
+    return None
+
+
+def _no_column(cfg: DataConfig, columns: list[str]) -> str:
+    return (f"data.text_column: {cfg.text_column!r} is not a column of {cfg.dataset!r}, "
+            f"which has {columns}")
+
+
+def column_problem(cfg: DataConfig) -> str | None:
+    """For `scaletune validate`: a ``text_column`` that the first local file of a csv, json or
+    parquet dataset does not have (what the run refuses once `datasets` has read every file),
+    from the file's head alone; None where it has the column or its columns are not known so."""
+    if cfg.source != "hf" or cfg.dataset not in ("csv", "json", "parquet") or not cfg.data_files:
+        return None
+    files = [cfg.data_files] if isinstance(cfg.data_files, str) else list(cfg.data_files)
+    first = next((f for pattern in files if "://" not in pattern
+                  for f in (sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern])
+                  if os.path.isfile(f)), None)
+    if first is None:
+        return None
+    try:
+        columns = _head_columns(cfg.dataset, first)
+    except (OSError, ValueError, UnicodeDecodeError, ImportError):
+        return None  # the run says what is wrong with the file
+    return _no_column(cfg, columns) if columns and cfg.text_column not in columns else None
+
+
+def _head_columns(builder: str, path: str) -> list[str] | None:
+    """The columns of a csv file's header, a JSON Lines file's first record or a parquet file's
+    schema; None for a JSON file that is not one object a line (a list, a field of records)."""
+    if builder == "parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    with open(path, encoding="utf-8", newline="") as f:
+        if builder == "csv":
+            import csv
+
+            return next(csv.reader(f), None)
+        line = f.readline(2**20).strip()
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return list(record) if isinstance(record, dict) else None
 
 
 def _intact(cache: Path, meta: dict[str, Any]) -> bool:

@@ -268,7 +268,7 @@ def test_every_shipped_study_validates():
             load_train_config(f)
 
 
-def test_resume_on_changed_data_is_refused_and_the_study_kept(tmp_path, shakespeare):
+def test_resume_on_changed_data_is_refused_and_the_study_kept(tmp_path, shakespeare, capsys):
     import optuna
 
     from scaletune.search.plan import record_or_check
@@ -277,7 +277,8 @@ def test_resume_on_changed_data_is_refused_and_the_study_kept(tmp_path, shakespe
     from scaletune.search.storage import make_storage
     from scaletune.trainer.errors import ConfigError
 
-    cfg = load_study(write_study(tmp_path, tiny_study(tmp_path, shakespeare)))
+    path = write_study(tmp_path, tiny_study(tmp_path, shakespeare))
+    cfg = load_study(path)
 
     def open_study():
         data = preflight(cfg)
@@ -288,10 +289,20 @@ def test_resume_on_changed_data_is_refused_and_the_study_kept(tmp_path, shakespe
 
     first = open_study().user_attrs["data_fingerprint"]
     assert open_study().user_attrs["data_fingerprint"] == first  # same data: it resumes
+    assert main(["validate", str(path)]) == 0
     corpus = tmp_path / "corpus.txt"
     corpus.write_bytes(shakespeare.read_bytes()[200_000:260_000])  # the corpus was replaced
     with pytest.raises(ConfigError, match=f"trained on data {first} .* must not mix"):
         open_study()
+    # validate and the dry run find it too, from the text, before anything is tokenized (they
+    # said ok where the run refused).
+    capsys.readouterr()
+    for command in (["validate", str(path)], ["run", str(path), "--dry-run"]):
+        assert main(command) == 2
+        out = " ".join(capsys.readouterr().out.split())
+        assert (f"data: the study's trials trained on data {first} (" in out
+                and "training tokens), but the data now reads as " in out
+                and f"data.path {corpus}): its text or tokenizer changed" in out), out
     storage = make_storage(cfg.storage_url)
     assert optuna.load_study(study_name=cfg.name, storage=storage).user_attrs["data_fingerprint"] == first
 
@@ -391,6 +402,9 @@ def test_a_data_file_with_nothing_to_learn_is_refused_not_trained_to_loss_zero(
     assert code == 2, out
     assert f"data.path {blank}: {expected}" in out
     assert not (tmp_path / "study").exists()
+    # validate finds it too (it said ok).
+    assert main(["validate", str(write_study(tmp_path, study))]) == 2
+    assert f"data.path {blank}: {expected}" in " ".join(capsys.readouterr().out.split())
     # Two characters are text enough to be left to the user.
     blank.write_text("ab" * 50_000)
     assert main(["validate", str(write_study(tmp_path, study))]) == 0
@@ -581,3 +595,52 @@ def test_validate_finds_a_tokenizer_that_does_not_exist(tmp_path, shakespeare, c
     assert code == 2
     assert "data.tokenizer: unknown tokenizer 'cl100k'" in out
     assert "cl100k_base" in out  # the encodings it could mean are listed
+
+
+def test_validate_finds_text_that_is_not_utf8_and_a_missing_text_column(tmp_path, shakespeare,
+                                                                        capsys):
+    # Both passed validate, and run refused them once it read the data.
+    study = tiny_study(tmp_path, shakespeare)
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("caf\u00e9 cr\u00e8me ".encode("latin-1") * 2_000)
+    study["data"]["path"] = str(latin)
+    path = write_study(tmp_path, study)
+    for command in (["validate", str(path)], ["run", str(path), "--dry-run"], ["run", str(path)]):
+        assert main(command) == 2
+        assert f"data.path: {str(latin)!r} is not UTF-8 text" in capsys.readouterr().out
+    table = tmp_path / "table.csv"
+    table.write_text("title,body\n" + "".join(f"t{i},some text {i}\n" for i in range(2_000)))
+    study = tiny_study(tmp_path, shakespeare)
+    study["data"] = {"source": "hf", "dataset": "csv", "data_files": str(table),
+                     "tokenizer": "byte"}
+    path = write_study(tmp_path, study)
+    assert main(["validate", str(path)]) == 2
+    assert ("data.text_column: 'text' is not a column of 'csv', which has ['title', 'body']"
+            in capsys.readouterr().out)
+    study["data"]["text_column"] = "body"
+    assert main(["validate", str(write_study(tmp_path, study))]) == 0
+    records = tmp_path / "records.jsonl"
+    records.write_text("".join(f'{{"content": "line {i}"}}\n' for i in range(2_000)))
+    study["data"] = {"source": "hf", "dataset": "json", "data_files": str(records),
+                     "tokenizer": "byte"}
+    assert main(["validate", str(write_study(tmp_path, study))]) == 2
+    assert "which has ['content']" in capsys.readouterr().out
+
+
+def test_a_ray_that_cannot_start_here_is_an_error_not_a_traceback(tmp_path, shakespeare, capsys,
+                                                                   monkeypatch):
+    import ray
+
+    # A real failure of Ray's start: its temporary folder lies below a file. Ray's traceback
+    # from its node start-up was all the user saw; a start that timed out under load, the same.
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    monkeypatch.setenv("RAY_TMPDIR", str(afile / "x"))
+    path = write_study(tmp_path, tiny_study(tmp_path, shakespeare))
+    assert main(["run", str(path)]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert (f"Ray could not start a cluster on this machine for the trials: NotADirectoryError: "
+            f"[Errno 20] Not a directory: '{afile / 'x'}'. Ray keeps its files under "
+            f"{afile / 'x'}/ray (RAY_TMPDIR, set here): it must be a writable folder") in out, out
+    assert not ray.is_initialized()
+    assert not (tmp_path / "study").exists()  # the folders this launch made are gone again

@@ -389,10 +389,23 @@ def test_best_of_a_study_without_a_complete_trial_is_an_error(tmp_path, capsys):
 def test_delete_with_yes_deletes_the_study_and_no_other(finished, capsys):
     path, cfg, _ = finished
     make_study(cfg.model_copy(update={"name": "tiny-wide"}))
+    (cfg.folder / "report").mkdir(parents=True, exist_ok=True)
+    (cfg.folder / "report" / "index.html").write_text("<html></html>")
     code, out = scaletune(capsys, "delete", str(path), "--yes")
     assert code == 0, out
     assert f"deleted study 'tiny' (4 trials) from {cfg.storage_url}" in out
     assert names_in(cfg.storage_url) == ["tiny-wide"]
+    # Its folder is not the storage's to delete: named, and here it holds the storage too, so
+    # no command to remove it is offered; where it does not, the command is.
+    assert (f"its folder {cfg.folder} stays (its report and logs, and the storage; a new study "
+            "of this name writes there too)") in out and "rm -r" not in out
+    assert (cfg.folder / "report" / "index.html").exists()
+    from scaletune.search.manage import _folder_left
+
+    apart = cfg.model_copy(update={"storage": f"sqlite:///{cfg.folder.parent / 'other.db'}"})
+    assert _folder_left(apart) == (f"its folder {cfg.folder} stays (its report and logs; a new "
+                                   f"study of this name writes there too): remove it with rm -r "
+                                   f"{cfg.folder} if not wanted")
 
 
 def test_delete_without_a_terminal_refuses_without_yes(finished, capsys, monkeypatch):
