@@ -34,6 +34,7 @@ from scaletune.heuristics.transfer import (
     transfer,
 )
 from scaletune.search.config import StudyConfig
+from scaletune.search.noise import TRAIN_SEED
 from scaletune.search.space import fixed_values, trial_config
 from scaletune.search.storage import mask_url
 from scaletune.search.studies import open_study, pick_trial, running_note
@@ -169,7 +170,9 @@ def export_study(
     study, ran_with, notes = open_study(cfg, source)
     notes += [note] if (note := running_note(study)) else []
     chosen = pick_trial(study, trial, source)
-    base, derived = trial_config(ran_with, chosen.params, fixed_values(ran_with), None)
+    # A repeat of a config (run --repeat-best) trained with its own seed: the export keeps it.
+    base, derived = trial_config(ran_with, chosen.params, fixed_values(ran_with), None,
+                                 seed=chosen.user_attrs.get(TRAIN_SEED))
     try:
         new_model = ModelConfig.model_validate({**base.model.model_dump(), **(model or {})})
     except ValidationError as e:

@@ -19,6 +19,7 @@ temporary folder, and a resubmitted job would start the study afresh.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import shlex
@@ -285,10 +286,21 @@ def print_logs(url: str, target: str, follow: bool, console: Console) -> int:
             console.file.write(chunk)
             console.file.flush()
 
+    # Ray's client logs "WebSocket closed for job ..." at INFO once the job ends: the last line
+    # the user saw, after the driver's own.
+    sdk = logging.getLogger("ray.dashboard.modules.job.sdk")
+    level = sdk.level
+    sdk.setLevel(max(level, logging.WARNING))
     try:
         asyncio.run(tail())
     except KeyboardInterrupt:
         pass
+    except RuntimeError as e:  # the job server went away while the job ran
+        raise SetupError(f"the log stream of Ray job {job_id} from {url} broke off before the "
+                         f"job ended ({first_line(e)}): `scaletune jobs --address {url}` says "
+                         "whether it still runs") from None
+    finally:
+        sdk.setLevel(level)
     return 0
 
 

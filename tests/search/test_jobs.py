@@ -290,6 +290,11 @@ def test_a_detached_study_is_followed_stopped_and_resumed_from_outside(tmp_path,
     assert study.user_attrs.get(lease.ATTR) is None
     logs = scaletune("logs", job, "--address", job_server)
     assert "stopped (SIGTERM)" in logs.stdout
+    # Followed, the log of an ended job is the driver's, to its end: Ray's "WebSocket closed"
+    # line came after it.
+    followed = scaletune("logs", job, "--follow", "--address", job_server)
+    assert followed.returncode == 0 and "stopped (SIGTERM)" in followed.stdout
+    assert "WebSocket" not in followed.stdout + followed.stderr, followed.stderr
 
     # Submitted again, the study resumes to the number of trials asked for; here the job
     # server is given on the command line (the file names none, as workers may change on a

@@ -434,7 +434,9 @@ def test_auto_joins_a_cluster_started_with_ray_start_under_its_token(tmp_path, s
             [sys.executable, "-m", "scaletune.search.cli", "run", str(path), "--address", "auto"],
             env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
+        # SIGKILL to its process group: every process `ray start` began, at once (SIGTERM left
+        # Ray's shutdown 34 s of the test's 48).
+        os.killpg(head.pid, signal.SIGKILL)
         head.wait(timeout=90)
         shutil.rmtree(records, ignore_errors=True)
     # Before: 20 s of "Authentication token is missing or incorrect", then "none was" started.

@@ -215,6 +215,12 @@ def test_repeat_best_reruns_the_best_config_with_other_seeds_to_the_end(tmp_path
     assert group["values"] == [best.value] + [t.value for t in sorted(
         repeats, key=lambda t: t.user_attrs["train_seed"])]
     assert 0 < group["spread"] < 0.2 and noise["measured_floor"] > 0
+    # A repeat exported as it ran: with its own training seed, not the study's.
+    from scaletune.search.export import export_study
+
+    repeat = max(repeats, key=lambda t: t.user_attrs["train_seed"])
+    done = export_study(cfg, tmp_path / "final.yaml", str(path), trial=repeat.number)
+    assert done.config.seed == repeat.user_attrs["train_seed"] == 2
 
 
 def test_predicted_pruner_stops_a_hopeless_trial_in_a_real_study(tmp_path, shakespeare,
