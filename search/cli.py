@@ -146,11 +146,26 @@ def _check_repeatable(cfg: Any, source: str) -> None:
 
 def cmd_ladder(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.ladder import load_ladder, print_plan
+    from scaletune.search.manage import ladder_notes, ladder_problems
 
     ladder = load_ladder(args.ladder)
     _quiet_optuna()
+    # What validate refuses, refused before the first rung: a change to a stored rung's study
+    # found only once the rungs had run (or never, where they had finished).
+    if problems := ladder_problems(ladder):
+        raise ConfigError(args.ladder, problems)
+    if args.repeat_best < 0:
+        raise ConfigError(args.ladder, [f"--repeat-best: must be >= 0 repeats (got "
+                                        f"{args.repeat_best})"])
+    if args.repeat_best:
+        target = ladder.target.model_copy()
+        target._source = args.ladder  # its errors name the ladder and its command
+        _check_repeatable(target, args.ladder)
     if args.dry_run:
         print_plan(ladder, console)
+        for note in ladder_notes(ladder):
+            console.print(f"note: {note}", style="yellow", highlight=False, markup=False,
+                          soft_wrap=True)
         return 0
     from scaletune.search.ladder import run_ladder, rungs_compute
     from scaletune.search.progress import print_run_summary
@@ -161,7 +176,7 @@ def cmd_ladder(args: argparse.Namespace, console: Console) -> int:
     start = time.monotonic()
     with _own_ray():
         try:
-            study = run_ladder(ladder, console)
+            study = run_ladder(ladder, console, repeat_best=args.repeat_best)
         except KeyboardInterrupt as e:
             return 128 + getattr(e, "signum", signal.SIGINT)
     wall = time.monotonic() - start
@@ -518,6 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "first, laws fitted after each, then the target study "
                                       "seeded from them (resumable)")
     p.add_argument("ladder", help="ladder YAML (a target study file and its rungs)")
+    p.add_argument("--repeat-best", type=int, metavar="N", default=0,
+                   help="as run's: once the target study has run, queue N repeats of its best "
+                        "trial with other training seeds and run them")
     p.add_argument("--dry-run", action="store_true",
                    help="print the rungs in the order they run, with their state, and start nothing")
     p.set_defaults(func=cmd_ladder)

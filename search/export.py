@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 import textwrap
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from scaletune.heuristics.transfer import (
     HORIZON_EXPONENTS,
     FittedExponents,
     Hparams,
+    Rule,
     Transfer,
     transfer,
 )
@@ -187,6 +188,8 @@ def export_study(
                          max_batch_size=max_batch_size, fitted=fitted)
     except ValueError as e:  # transfer() checks its arguments; here they are the user's flags
         raise ConfigError(source, [f"--tokens/--max-batch-size: {e}"]) from None
+    if new_model.dropout != best.dropout:  # --model dropout=...: the run's, not the trial's
+        moved = _with_dropout(moved, new_model.dropout)
     final = moved.final
     if final.tokens > MAX_TOKENS:
         raise ConfigError(source, [
@@ -211,7 +214,7 @@ def export_study(
                                      final.dropout)
     if epochs_note is not None:
         notes.append(epochs_note)
-    if base.optim.name != "adamw" and not moved.exact_copy:
+    if base.optim.name != "adamw" and not _same_run(moved):
         notes.append(f"optimizer {base.optim.name}: the rules are for AdamW's lr and weight decay"
                      + ("; muon_lr is kept" if base.optim.name == "muon" else ""))
 
@@ -228,7 +231,7 @@ def export_study(
         "tokens": final.tokens,
         "batch_size": final.batch_size,
         "micro_batch_size": micro,
-        "eval_every_tokens": base.eval_every_tokens if moved.exact_copy else None,
+        "eval_every_tokens": base.eval_every_tokens if _same_run(moved) else None,
         "num_threads": None,
         "progress": True,
         "out_dir": str(out_dir),
@@ -240,6 +243,19 @@ def export_study(
     _write_checked(output, config, header(record))
     return Export(path=output, config=config, transfer=moved, trial=chosen, notes=tuple(notes),
                   replaced=replaces)
+
+
+def _with_dropout(moved: Transfer, dropout: float) -> Transfer:
+    """``moved`` with the final run's dropout set by ``--model``, and a rule that says so."""
+    rules = tuple(r for r in moved.rules if r.value != "dropout")
+    return replace(moved, final=replace(moved.final, dropout=dropout), rules=(*rules, Rule(
+        "dropout", f"set to {dropout:g} by --model (the trial's: {moved.best.dropout:g})",
+        "the command line")))
+
+
+def _same_run(moved: Transfer) -> bool:
+    """The final run is the trial's own but, at most, for the dropout --model set."""
+    return replace(moved.final, dropout=moved.best.dropout) == moved.best
 
 
 def _replaceable(output: Path, source: str) -> bool:
@@ -323,7 +339,9 @@ def provenance(
         "transfer": (f"none: the trial's config; num_threads is left to the machine, and "
                      f"only with num_threads: {_trial_threads(cfg)}, as the trial had, does the "
                      "run repeat its loss exactly (other thread counts round sums differently)"
-                     if moved.exact_copy else "scaling laws"),
+                     if moved.exact_copy else
+                     "none: the trial's config, with the dropout --model sets"
+                     if _same_run(moved) else "scaling laws"),
         "best": moved.best.record(),
         "final": moved.final.record(),
         "batch_size_law": moved.batch_size_law,
@@ -374,10 +392,13 @@ def summary_lines(record: dict[str, Any]) -> list[str]:
             lines += textwrap.wrap(r["source"], 96, initial_indent="      ",
                                    subsequent_indent="      ")
         own = any("rungs (" in r["source"] or "rungs (" in r["formula"] for r in record["rules"])
-        lines.append("The rules extrapolate laws (fitted on your rungs, on smaller runs than "
-                     "this one, and published ones fitted on far larger models): treat the "
-                     "values as a start." if own else "Scaling laws fitted on far larger "
-                     "models: treat transferred values as a start.")
+        if own:
+            lines.append("The rules extrapolate laws (fitted on your rungs, on smaller runs than "
+                         "this one, and published ones fitted on far larger models): treat the "
+                         "values as a start.")
+        elif any(r["source"] != "the command line" for r in record["rules"]):
+            lines.append("Scaling laws fitted on far larger models: treat transferred values as "
+                         "a start.")
     for note in record["notes"]:
         lines += textwrap.wrap(f"note: {note}", 96, subsequent_indent="  ")
     return lines

@@ -226,8 +226,10 @@ def load_ladder(path: str | Path) -> Ladder:
         target_changes["eval_every_tokens"] = None
     if cfg.target.n_trials is not None:
         target_changes["n_trials"] = cfg.target.n_trials
+    # The target study file's own problems name it, once: each rung is built from it too.
     target = _study({k: v for k, v in target_raw.items() if k != "study_dir"}, target_changes,
-                     "target", study_path, errors)
+                    f"target.study {cfg.target.study}", study_path, errors)
+    in_study_file = {line.split(": ", 1)[1] for line in errors if line.startswith("target.study")}
     base = {k: v for k, v in target_raw.items() if k not in ("study_dir", "priors")}
     base.pop("eval_every_tokens", None)  # a tenth of each rung's budget, not the target's cadence
     rungs = []
@@ -253,6 +255,8 @@ def load_ladder(path: str | Path) -> Ladder:
             n = laws.non_embedding_params(study.model.n_layer, study.model.n_embd)
             rungs.append(Rung(study, study_scale(study, cfg.scale), tokens / n,
                               planned_flops(study)))
+    errors = [line for line in errors if not (line.startswith("rungs[")
+                                              and line.split(": ", 1)[1] in in_study_file)]
     if target is not None and "lr" in (fixed := fixed_values(target)):
         errors.append(f"target: its study fixes lr (search.lr: {{value: {fixed['lr']}}}), so "
                       "every rung would train one lr and the ladder would fit a law to no "
@@ -276,6 +280,13 @@ def load_ladder(path: str | Path) -> Ladder:
         errors += [f"rungs[{i}]: its {cfg.scale} ({r.scale:,.0f}) is not below the target's "
                    f"({top:,.0f}): a rung is a smaller study" for i, r in enumerate(rungs)
                    if r.scale > top * (1 + 1e-9)]
+        # Along the other quantity too: a wider rung at fewer tokens passed, and cost more.
+        other = "params" if cfg.scale == "tokens" else "tokens"
+        most = study_scale(target, other)
+        errors += [f"rungs[{i}]: its {other} ({study_scale(r.cfg, other):,.0f}"
+                   + (" non-embedding parameters" if other == "params" else " per trial")
+                   + f") are more than the target's ({most:,.0f}): a rung is a smaller study"
+                   for i, r in enumerate(rungs) if study_scale(r.cfg, other) > most * (1 + 1e-9)]
     if errors:
         raise ConfigError(str(path), errors)
     assert target is not None
@@ -525,9 +536,11 @@ def _refitted(path: Path, earlier: tuple[bytes, dict[str, float]] | None) -> str
             "study's new trials and `scaletune export` use the laws as written now")
 
 
-def run_ladder(ladder: Ladder, console: Console | None = None) -> optuna.Study:
+def run_ladder(ladder: Ladder, console: Console | None = None,
+               repeat_best: int = 0) -> optuna.Study:
     """Run (or resume) every rung cheapest first, fitting after each, then the target study
-    seeded from the fitted laws. Returns the target study."""
+    seeded from the fitted laws, and ``repeat_best`` repeats of its best trial with other
+    training seeds (search.noise). Returns the target study."""
     from scaletune.search.runner import run_study
 
     console = console or make_console()
@@ -574,10 +587,10 @@ def run_ladder(ladder: Ladder, console: Console | None = None) -> optuna.Study:
     target = ladder.target
     study = stored_study(target)
     have = 0 if study is None else n_finished(study)
-    if study is not None and have >= target.n_trials:
+    if study is not None and have >= target.n_trials and not repeat_best:
         console.print(f"target {target.name}: finished ({have}/{target.n_trials} trials)",
                       highlight=False)
         return study
     console.print(f"[bold]target[/] {target.name}: priors from {ladder.laws_file}",
                   highlight=False)
-    return run_study(target, console)
+    return run_study(target, console, repeat_best=repeat_best)

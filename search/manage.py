@@ -20,6 +20,7 @@ import shlex
 import sys
 from collections import Counter
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -45,6 +46,7 @@ from scaletune.search.config import (
 from scaletune.search.noise import trials_asked
 from scaletune.search.plan import (
     LAST_N_TRIALS,
+    UNDO_CHANGE,
     as_launched,
     elsewhere_note,
     failed_for_good,
@@ -53,6 +55,7 @@ from scaletune.search.plan import (
     priors_note,
     pruner_note,
     stored_change,
+    stored_changes,
     stored_data_change,
     stored_trial_states,
 )
@@ -253,6 +256,51 @@ def plan_problems(cfg: StudyConfig, dims: list | None = None,
     return data_problems(cfg) + space_problems(cfg, dims, fixed) + ([change] if change else [])
 
 
+def ladder_problems(ladder: Any) -> list[str]:
+    """What ``scaletune ladder`` would refuse of a ladder (search.ladder.Ladder) before or
+    during its run, found as ``plan_problems`` finds a study's, for `validate`, the ladder's dry
+    run and the ladder before its first rung: the files its target study names, each rung's
+    budget and space and the data (once), and a stored rung or target whose trials trained with
+    what the files now change. Each names the study file or the stage it is about. The target's
+    space is the laws' to set once its rungs ran: its stored study is checked alone."""
+    source = Path(ladder.source).name
+    study_file = ladder.cfg.target.study
+    first = ladder.rungs[0].cfg
+    if missing := check_study_files(first):
+        return [f"target.study {study_file}: {m}" for m in missing]
+    problems = [f"target.study {study_file}: {p}" for p in data_problems(first)]
+    for rung in ladder.rungs:
+        dims, fixed = build_space(rung.cfg, planning_priors(rung.cfg))
+        problems += [f"{rung.cfg.name}: {p}" for p in space_problems(rung.cfg, dims, fixed)]
+    # Stored studies the files now change, said once for the stages alike (a change to the
+    # target study's file changes every stage).
+    changed: dict[str, list[str]] = {}
+    for cfg in [*(r.cfg for r in ladder.rungs), ladder.target]:
+        if (changes := stored_changes(cfg)) is not None:
+            changed.setdefault(changes, []).append(cfg.name)
+    for changes, names in changed.items():
+        studies = (f"a study named {names[0]!r} already exists" if len(names) == 1 else
+                   f"studies named {', '.join(map(repr, names))} already exist")
+        problems.append(
+            f"name: {studies} in {mask_url(first.storage_url)} and the ladder's files change "
+            f"what their trials trained with: {changes}; give the ladder a new name (name: in "
+            f"{source}; its rungs and target are new studies then, run from the start), or "
+            f"{UNDO_CHANGE}")
+    return problems
+
+
+def ladder_notes(ladder: Any) -> list[str]:
+    """The plan's notes of each rung (``plan_notes``), each named by the rungs it is about
+    (``every rung`` where all give it: the data, a download), once."""
+    by_note: dict[str, list[str]] = {}
+    for rung in ladder.rungs:
+        for note in plan_notes(rung.cfg):
+            by_note.setdefault(note, []).append(rung.cfg.name)
+    every = len(ladder.rungs)
+    return [f"{'every rung' if len(names) == every > 1 else ', '.join(names)}: {note}"
+            for note, names in by_note.items()]
+
+
 def planned(cfg: StudyConfig) -> tuple[Priors, list, dict[str, Any]]:
     """The planning priors and search space of ``cfg``, once `run` would get past its checks
     from the file alone: a ConfigError names the files missing, else ``plan_problems``. What
@@ -311,17 +359,9 @@ def validate_file(path: str) -> tuple[str, list[str]]:
 
             # The laws file is the ladder's to write: only the rungs' files must be there.
             ladder = load_ladder(path)
-            cfg = ladder.rungs[0].cfg
-            missing = check_study_files(cfg)
-            if not missing:  # each rung's budget and space (the target's priors are the laws
-                # its rungs fit: unknown until they ran)
-                for rung in ladder.rungs:
-                    missing += [f"{rung.cfg.name}: {p}" for p in plan_problems(rung.cfg)]
-            if missing:
-                raise ConfigError(path, missing)
-            # A ladder's rungs plan their priors as they run, its target's from laws not fitted
-            # yet: the download only.
-            return "ladder", download_notes(cfg.data)
+            if problems := ladder_problems(ladder):
+                raise ConfigError(path, problems)
+            return "ladder", ladder_notes(ladder)
         cfg = load_study(path)
         _, dims, _ = planned(cfg)  # the space planned once, for its problems and its notes
         return "study", plan_notes(cfg, dims)

@@ -603,7 +603,7 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors, data:
     attrs = study.user_attrs
     stored = attrs.get("fingerprint")
     if stored is not None and not cfg.fingerprint_matches(stored):
-        raise ConfigError(cfg.source, [_changed_study(cfg, attrs.get("config"))])
+        raise ConfigError(cfg.source, [_changed_study(cfg, _changes(attrs.get("config"), cfg))])
     if stored is not None:
         if change := _changed_data(cfg, attrs, data.fingerprint, data.n_train_tokens):
             raise ConfigError(cfg.source, [change])
@@ -659,11 +659,18 @@ def n_done(trials: Iterable[Any]) -> int:
     return sum(t.state in FINISHED or failed_for_good(t) for t in trials)
 
 
-def stored_change(cfg: StudyConfig) -> str | None:
+def stored_change(cfg: StudyConfig, rename: str = "give this study a new name") -> str | None:
     """What ``record_or_check`` will refuse, found without opening the study: the SQLite storage
     holds a study of this name whose trials trained with something this file changes. For
     `scaletune validate` and `run --dry-run`, and `run` before Ray starts; None where the study
     resumes, is new, or its storage is not an SQLite file (the run checks it there)."""
+    changes = stored_changes(cfg)
+    return None if changes is None else _changed_study(cfg, changes, rename)
+
+
+def stored_changes(cfg: StudyConfig) -> str | None:
+    """What ``cfg`` changes of the stored study of its name (``search.batch_size.choices: [4,
+    8] -> [2, 4, 8]``), as ``stored_change`` finds it; None where it resumes."""
     database = sqlite_path(cfg.storage_url)
     if database is None:
         return None
@@ -671,7 +678,7 @@ def stored_change(cfg: StudyConfig) -> str | None:
     stored = attrs.get("fingerprint")
     if not isinstance(stored, str) or cfg.fingerprint_matches(stored):
         return None
-    return _changed_study(cfg, attrs.get("config"))
+    return _changes(attrs.get("config"), cfg)
 
 
 def stored_data_change(cfg: StudyConfig, fingerprint: str) -> str | None:
@@ -729,11 +736,17 @@ def elsewhere_note(cfg: StudyConfig) -> str | None:
             "default one; leave storage (or --storage) out to resume it")
 
 
-def _changed_study(cfg: StudyConfig, stored_config: Any) -> str:
+def _changed_study(cfg: StudyConfig, changes: str,
+                   rename: str = "give this study a new name") -> str:
+    """Why a stored study cannot resume under ``cfg``, which ``changes`` (``_changes``) what its
+    trials trained with; ``rename``: how to start a new one."""
     return (f"name: a study named {cfg.name!r} already exists in {mask_url(cfg.storage_url)} and "
-            f"this file changes what its trials trained with: {_changes(stored_config, cfg)}; "
-            "give this study a new name, or undo the change (changing only n_trials, workers, "
-            "sampler, pruner or trainer.micro_batch_size resumes it)")
+            f"this file changes what its trials trained with: {changes}; {rename}, or "
+            f"{UNDO_CHANGE}")
+
+
+UNDO_CHANGE = ("undo the change (changing only n_trials, workers, sampler, pruner or "
+               "trainer.micro_batch_size resumes it)")
 
 
 def _record_n_trials(study: optuna.Study, cfg: StudyConfig) -> None:

@@ -974,7 +974,9 @@ def make_report(
     summary["pruner_audit"] = pruner_audit(study, ran_with)
     summary["seed_noise"] = seed_noise(study, ran_with)
     # How to measure it: a command to copy, on the study file the report was asked for.
-    summary["seed_noise"]["measure"] = f"scaletune run {shlex.quote(source)} --repeat-best 2"
+    command = "ladder" if ladder is not None else "run"  # a ladder's target runs by its file
+    summary["seed_noise"]["measure"] = (f"scaletune {command} {shlex.quote(source)} "
+                                        "--repeat-best 2")
     summary["pruner"] = ran_with.pruner.name
     summary["files"] = [p.name for p in files]
     summary["notes"] = notes

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -221,6 +222,25 @@ def test_export_with_longer_horizon_and_wider_model(finished, tmp_path):
     # Rule: warmup stays the same fraction of the steps.
     assert loaded.optim.warmup_frac == 0.15
     assert loaded.checkpoint_every_tokens == int(tokens * 0.05)
+
+
+def test_a_dropout_set_by_model_is_the_runs_and_said_so(finished, tmp_path):
+    path, cfg, study = finished
+    out = tmp_path / "d.yaml"
+    assert main(["export", str(path), "--model", "dropout=0.1", "-o", str(out)]) == 0
+    loaded = load_train_config(out)
+    trial_dropout = study.best_trial.params.get("dropout", cfg.model.dropout)
+    assert loaded.model.dropout == 0.1 != trial_dropout
+    # The header and the record said the run kept the trial's dropout, and "transfer none".
+    record = loaded.provenance
+    assert record["final"]["dropout"] == 0.1 and record["best"]["dropout"] == trial_dropout
+    assert record["transfer"] == "none: the trial's config, with the dropout --model sets"
+    assert [r["value"] for r in record["rules"]] == ["dropout"]
+    head = out.read_text()
+    assert re.search(r"# dropout +\S+ +0\.1  \*", head), head
+    assert "set to 0.1 by --model" in head and "Scaling laws fitted" not in head
+    # Otherwise the trial's config: its evaluations and budget.
+    assert loaded.tokens == cfg.tokens_per_trial and loaded.eval_every_tokens is not None
 
 
 def test_export_a_chosen_trial(finished, tmp_path):

@@ -213,11 +213,25 @@ def test_ladder_mistakes_are_said_in_the_ladders_words(tmp_path, shakespeare):
     said = errors_with(rungs=[{"tokens_per_trial": 4_096}, {"tokens_per_trial": 40_960}])
     assert ("rungs[1]: the target's own tokens_per_trial (40,960) and model: it would run the "
             "target's study once more; a rung is a smaller study") in said, said
+    # A wider rung than the target, at fewer tokens: it passed, and cost 8 times the target.
+    said = errors_with(rungs=[{"tokens_per_trial": 4_096},
+                              {"tokens_per_trial": 8_192, "model": {"n_embd": 64}}])
+    assert said == ["rungs[1]: its params (49,152 non-embedding parameters) are more than the "
+                    "target's (12,288): a rung is a smaller study"], said
     # A ladder file as the target: thirty "unknown key" lines.
     (tmp_path / "other.yaml").write_text(path.read_text())
     assert errors_with(target={"study": "other.yaml"}) == [
         f"target.study: {tmp_path / 'other.yaml'} is a ladder file (it has rungs), not a study "
         "file: name the study file whose model and budget the ladder's target runs"]
+    # A typo in the target's study file is named there, once (it came once for the target and
+    # once for each rung, all said to be in the ladder file).
+    path.write_text(yaml.safe_dump(raw))
+    study = yaml.safe_load((tmp_path / "target.yaml").read_text())
+    study["search"]["warmup_fracc"] = study["search"].pop("warmup_frac")
+    (tmp_path / "target.yaml").write_text(yaml.safe_dump(study))
+    said = errors_of(path)
+    assert len(said) == 1 and said[0].startswith(
+        "target.study target.yaml: search.warmup_fracc: unknown key"), said
 
 
 def test_the_plan_warns_of_rungs_that_cost_more_than_the_target(tmp_path, shakespeare, capsys):
@@ -255,7 +269,14 @@ def test_validate_checks_each_rungs_budget_before_its_laws_exist(tmp_path, shake
     path = ladder_files(tmp_path, shakespeare)
     # Rule: the target's priors come from laws its rungs have not fitted yet; that is no error.
     assert main(["validate", str(path)]) == 0, capsys.readouterr().out
-    assert "ok (ladder)" in capsys.readouterr().out
+    out = flat(capsys.readouterr().out)
+    assert "ok (ladder)" in out
+    # The rungs' plan notes, said once for all (validate said none; each rung's run did).
+    note = ("note: every rung: search.batch_size: the priors' center batch_size = 2 lies below "
+            "the range searched [4, 8]")
+    assert out.count(note) == 1
+    assert main(["ladder", str(path), "--dry-run"]) == 0
+    assert flat(capsys.readouterr().out).count(note) == 1
     raw = yaml.safe_load(path.read_text())
     raw["rungs"][1]["tokens_per_trial"] = 200  # below one step of 8 sequences of 32 tokens
     path.write_text(yaml.safe_dump(raw))
@@ -402,6 +423,43 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     for name in ("ladder_lr", "ladder_tau"):
         assert f'<img src="{name}.png"' in index and {f"{name}.png", f"{name}.html"} <= set(files)
     assert index.index("The ladder") < index.index("<h2>Figures</h2>")
+    # The seed noise is measured by the ladder's own command (the report named `scaletune run
+    # ladder.yaml`, which refuses a ladder file), on its target.
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert summary["seed_noise"]["measure"] == f"scaletune ladder {path} --repeat-best 2"
+    assert main(["ladder", str(path), "--repeat-best", "1"]) == 0
+    capsys.readouterr()
+    target = optuna.load_study(study_name="ladder-target", storage=storage)
+    assert [t.user_attrs.get("repeat_of") for t in target.trials][2:] == [_first(target)]
+    counts["ladder-target"] += 1
+    assert finished_counts(first.storage_url) == counts
+
+    # Rule: a change to the target study that its stored rungs did not train with is refused
+    # before the first rung, naming the ladder's name as what to change; the run said every
+    # stage was finished and changed nothing, and the dry run showed a plan.
+    study_file = tmp_path / "target.yaml"
+    before = study_file.read_text()
+    raw = yaml.safe_load(before)
+    raw["search"]["batch_size"]["choices"] = [2, 4, 8]
+    study_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+    for command in (["ladder", str(path)], ["ladder", str(path), "--dry-run"],
+                    ["validate", str(path)]):
+        assert main(command) == 2
+        out = flat(capsys.readouterr().out)
+        assert ("1 error(s) in" in out and "name: studies named 'ladder-rung-4.096k-1x32', "
+                "'ladder-rung-8.192k-1x32', 'ladder-rung-16.384k-1x32', 'ladder-target' already "
+                "exist in sqlite:///") in out, out
+        assert ("and the ladder's files change what their trials trained with: "
+                "search.batch_size.choices: [4, 8] -> [2, 4, 8]; give the ladder a new name "
+                "(name: in ladder.yaml; its rungs and target are new studies then") in out, out
+    assert finished_counts(first.storage_url) == counts
+    study_file.write_text(before)
+
+
+def _first(study: optuna.Study) -> int:
+    """The number of the target's best trial before its repeats: the one repeated."""
+    plain = [t for t in study.trials if "repeat_of" not in t.user_attrs and t.value is not None]
+    return min(plain, key=lambda t: t.value).number
 
 
 def test_the_rungs_cost_counts_a_failure_run_again_once(tmp_path, shakespeare):
