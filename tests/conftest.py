@@ -43,3 +43,11 @@ def shakespeare() -> Path:
 
 def pytest_configure(config):
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slow tests first, the rest in their order: run in one session with the fast ones
+    (tests/run.sh), the longest start at once on both workers and the short ones fill in behind
+    them, where two sessions, one per kind, each ended with a worker waiting on the other's last
+    test."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
