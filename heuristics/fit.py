@@ -348,8 +348,8 @@ def _with_warnings(fit: PowerLawFit) -> PowerLawFit:
                    ("the near-best trials of each rung share one value",
                     "search more values (more choices, a wider range) or run more trials per rung"))
         said.append(
-            f"{what}: the exponent's {fit.level:.0%} interval [{low:.3f}, {high:.3f}] has zero "
-            f"width because the bootstrap had nothing to vary ({why}), not because the exponent "
+            f"{what}: the {fit.level:.0%} interval of the rungs' own exponent [{low:.3f}, "
+            f"{high:.3f}] (before any prior draws it) has zero width because the bootstrap had nothing to vary ({why}), not because the exponent "
             f"is known: {do}; the prior is widened")
     published = PUBLISHED_EXPONENTS.get((fit.scale_kind, fit.target))
     if published is not None and fit.data_exponent * published[0] < 0:

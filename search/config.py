@@ -90,6 +90,11 @@ class Param(_Strict):
             raise ValueError(f"value (fixed, {self.value!r}) cannot be combined with prior, "
                              "low/high or choices: keep value alone to fix it, or drop it to "
                              "search")
+        if self.log is not None and (self.choices is not None or self.value is not None):
+            # It was accepted and did nothing.
+            raise ValueError(f"log: {str(self.log).lower()} applies to a range (low, high or "
+                             f"prior: auto), not to {'choices' if self.choices else 'a value'}: "
+                             "drop it")
         if self.choices is not None and len(self.choices) == 0:
             raise ValueError("choices must not be empty")
         if self.choices is not None:
@@ -180,7 +185,9 @@ class SearchSpace(_Strict):
             raise ValueError("search: expected a mapping of hyperparameters, such as "
                              f"{{lr: {{prior: auto}}}} (got {shown_value(raw)})")
         names = {hp.name: hp for hp in hparams.searchable()}
-        errors = [unknown_key("search", k, [*names, "other"])
+        errors = [unknown_key("search", k, [*names, "other"]) + (
+                      "; tau is weight decay's timescale: search it as weight_decay: {..., as: "
+                      "tau}" if k == "tau" else "")
                   for k in raw if k != "other" and k not in names]
         params: dict[str, Param] = {}
         for name, hp in names.items():
@@ -900,16 +907,22 @@ def _range_errors(key: str, hp: hparams.HParam, p: Param) -> list[str]:
     log = p.log if p.log is not None else hp.log
     form = hparams.form_for(hp, getattr(p, "as_", None))
     if (not errors and form is not hp and "as_" not in p.model_fields_set and form.name == "tau"
-            and p.high is not None and p.high <= TAU_LIKE_LAMBDA
-            and not all(form.accepts(v) for v in values)):
-        # The usual AdamW weight decay range, [0, 0.1] say, written under the default as: tau.
+            and p.high is not None and p.high <= TAU_LIKE_LAMBDA):
+        # The usual AdamW weight decay range, [0, 0.1] say, written under the default as: tau
+        # (a range of valid taus, [0.01, 0.1], trained lambda 3 to 30 after a note alone).
         word = next(w for w, name in hp.forms if name == hp.name)
         linear = (", with log: false for a range from 0"
                   if p.low is not None and p.low <= 0 and p.log is not False else "")
+        if not all(form.accepts(v) for v in values):
+            return errors + [
+                f"{key}: a range of [{p.low}, {p.high}] reads as tau = B/(eta*lambda*D), weight "
+                f"decay's timescale in runs (as: tau, the default), which is {form.allowed}; if "
+                f"these are AdamW weight_decay values, write as: {word}{linear}"]
         return errors + [
             f"{key}: a range of [{p.low}, {p.high}] reads as tau = B/(eta*lambda*D), weight "
-            f"decay's timescale in runs (as: tau, the default), which is {form.allowed}; if these "
-            f"are AdamW weight_decay values, write as: {word}{linear}"]
+            f"decay's timescale in runs (as: tau, the default), at most {TAU_LIKE_LAMBDA:g}: a "
+            "decay faster than the run, where the usual taus are above it; if AdamW "
+            f"weight_decay is meant, write as: {word}; if tau is, write as: tau"]
     fixed = [p.value] if p.value is not None else list(p.choices or [])
     if (not errors and form is not hp and "as_" not in p.model_fields_set and form.name == "tau"
             and fixed and all(hparams.is_number(v) and 0 < v <= TAU_LIKE_LAMBDA for v in fixed)):
@@ -985,8 +998,22 @@ def validate_study(raw: dict[str, Any], source: str = "<study>", *,
 
 def study_errors(err: ValidationError) -> list[str]:
     """One line per problem, each naming its key as the study file spells it; the checks that
-    join several problems by newlines are split again."""
-    return format_errors(err, StudyConfig)
+    join several problems by newlines are split again. A searched hyperparameter given under
+    ``trainer:`` is told where it goes (the closest trainer key was named: micro_batch_size
+    for batch_size)."""
+    lines = format_errors(err, StudyConfig)
+    searched = {hp.name for hp in hparams.searchable()}
+    given = {str(e["loc"][-1]): e.get("input") for e in err.errors()
+             if e["type"] == "extra_forbidden" and len(e["loc"]) == 2 and e["loc"][0] == "trainer"}
+    for i, line in enumerate(lines):
+        name = line.removeprefix("trainer.").partition(":")[0]
+        if line.startswith("trainer.") and name in searched and name in given:
+            value = given[name] if hparams.is_number(given[name]) else "..."
+            as_lambda = ", as: lambda" if name == "weight_decay" else ""
+            lines[i] = (f"trainer.{name}: unknown key; a study sets {name} under search: (searched "
+                        f"with its prior where search: leaves it out): to train every trial with "
+                        f"it, give search.{name}: {{value: {value}{as_lambda}}}")
+    return lines
 
 
 def load_study(path: str | Path) -> StudyConfig:

@@ -269,7 +269,8 @@ def _replaceable(output: Path, source: str) -> bool:
     if not output.exists():
         return False
     if output == Path(source).resolve():
-        raise ConfigError(where, ["the study file itself; an export writes a training config: "
+        kind = "ladder" if "rungs" in load_yaml(output) else "study"
+        raise ConfigError(where, [f"the {kind} file itself; an export writes a training config: "
                                   "give another path, e.g. -o final.yaml"])
     try:
         kind = file_kind(load_yaml(output))

@@ -265,10 +265,13 @@ def load_ladder(path: str | Path) -> Ladder:
         errors.append(f"target: its study searches {' and '.join(keys)}, so each rung's trials "
                       "would be models of several sizes, at no one scale for the laws; fix the "
                       "model's size in the study (model:), and vary it across rungs instead")
-    if rungs and len({r.scale for r in rungs}) < 2:
+    if len(rungs) >= 2 and len({r.scale for r in rungs}) < 2:
+        widths = len({study_scale(r.cfg, "params") for r in rungs}) > 1
         errors.append(f"rungs: every rung has the same {cfg.scale} ({rungs[0].scale:,.0f}), so no "
                       f"law in {cfg.scale} can be fitted: vary "
-                      + ("tokens_per_trial" if cfg.scale == "tokens" else "model.n_embd or n_layer"))
+                      + ("tokens_per_trial" if cfg.scale == "tokens" else "model.n_embd or n_layer")
+                      + ("; or, for rungs that vary the model's size, fit the laws in it "
+                         "(scale: params)" if cfg.scale == "tokens" and widths else ""))
     tpp = sorted(r.tokens_per_param for r in rungs)
     if len(rungs) >= 2 and tpp[-1] / tpp[0] < 1.5:
         errors.append(f"rungs: every rung trains {tpp[0]:.3g}-{tpp[-1]:.3g} tokens per parameter; "

@@ -170,6 +170,10 @@ def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
             f"({cfg.tokens_per_trial // step:,} evaluations at that batch), which may take "
             f"longer than training; {step:,} or more evaluates less often")
     notes += pruner_notes(cfg)
+    notes += sampler_notes(cfg, dims)
+    notes += overridden_notes(cfg)
+    notes += [note] if (note := gpu_note(cfg)) else []
+    notes += [note] if (note := table_as_text_note(cfg)) else []
     notes += [note] if (note := elsewhere_note(cfg)) else []
     try:
         sizes = split_sizes(cfg.data)
@@ -178,6 +182,87 @@ def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
     notes += few_steps_notes(cfg, batches, sizes[0] if sizes else None)
     note = sizes and validation_note(cfg.data, cfg.model.block_size, sizes[1])
     return notes + ([note] if note else []) + download_notes(cfg.data)
+
+
+def sampler_notes(cfg: StudyConfig, dims: list) -> list[str]:
+    """What the sampler will not do that the plan's sampler line alone says (`validate` gave
+    none of it): a study that ends within the sampler's start-up; CMA-ES, which draws choices
+    (the batch sizes among them) at random in every trial."""
+    s, notes = cfg.sampler, []
+    if s.name != "random" and cfg.n_trials <= s.n_startup_trials:
+        notes.append(f"sampler.n_startup_trials: n_trials {cfg.n_trials} <= n_startup_trials "
+                     f"{s.n_startup_trials}: every trial is a start-up trial and {s.name} "
+                     "proposes none; lower sampler.n_startup_trials or raise n_trials")
+    chosen = [d.name for d in dims if isinstance(d.distribution, CategoricalDistribution)
+              and len(d.distribution.choices) > 1]
+    if s.name == "cmaes" and chosen:
+        notes.append(f"sampler: cmaes searches numbers in a range only: {', '.join(chosen)} "
+                     f"({'its' if len(chosen) == 1 else 'their'} choices) "
+                     f"{'is' if len(chosen) == 1 else 'are'} drawn at random in every trial "
+                     "after start-up, never learned from the trials; tpe and gp learn choices")
+    return notes
+
+
+def table_as_text_note(cfg: StudyConfig) -> str | None:
+    """Records read as plain text (``source: text`` of .jsonl, .csv...): the trials learn the
+    JSON's braces and keys, or the commas, with the text."""
+    from scaletune.trainer.config import FILE_BUILDERS
+
+    data = cfg.data
+    if data.source != "text" or not data.path:
+        return None
+    ext = data.path.rpartition(".")[2].lower()
+    builder = FILE_BUILDERS.get(ext)
+    if builder in (None, "text"):
+        return None
+    return (f"data.path: {Path(data.path).name} is read as plain text, its {ext} syntax and "
+            f"all; to train on one column of its records, give source: hf, dataset: {builder}, "
+            f"data_files: {Path(data.path).name} and text_column")
+
+
+def gpu_note(cfg: StudyConfig) -> str | None:
+    """A study of GPU trials on Ray of this machine, which has fewer GPUs than a trial asks for
+    (counted as Ray counts them when it starts): `run` here refuses it. A note, not an error: the
+    file may be meant for another machine."""
+    w = cfg.workers
+    if w.address not in (None, "local") or not w.gpus_per_trial:
+        return None
+    try:
+        from ray._private.accelerators import get_accelerator_manager_for_resource
+
+        have = get_accelerator_manager_for_resource("GPU").get_current_node_num_accelerators()
+    except Exception:  # another Ray, or no way to count: the run says
+        return None
+    if have >= w.gpus_per_trial:
+        return None
+    return (f"workers.gpus_per_trial: {w.gpus_per_trial:g}, and this machine has {have} GPU(s) "
+            "that Ray would count: `scaletune run` refuses it here; give 0 to train on CPUs, or "
+            "run it where the GPUs are (workers.address joins a cluster)")
+
+
+def overridden_notes(cfg: StudyConfig) -> list[str]:
+    """A line for each value the file gives in ``trainer.optim`` or ``model`` that ``search:``
+    sets in every trial instead (a hyperparameter the file leaves out of search: is searched
+    with its prior): it was trained with the searched value, without a word."""
+    notes = []
+    for name, param in cfg.search.params.items():
+        section, _, field = hparams.HPARAMS[name].target.rpartition(".")
+        owner = {"optim": cfg.trainer.optim, "model": cfg.model}.get(section)
+        if owner is None or field not in owner.model_fields_set:
+            continue
+        given = getattr(owner, field)
+        where = f"trainer.optim.{field}" if section == "optim" else f"model.{field}"
+        as_tau = getattr(param, "as_", None) == "tau"
+        if not param.searched and param.value == given and not as_tau:
+            continue
+        # A hyperparameter that search: leaves out is searched with its prior all the same.
+        how = (f"fixes it at {param.value:g}{' as tau' if as_tau else ''}" if not param.searched
+               else "searches it")
+        as_lambda = ", as: lambda" if name == "weight_decay" else ""
+        notes.append(f"{where}: {given:g} is not what the trials train with: search.{name} "
+                     f"{how}; to train every trial with {given:g}, give search.{name}: "
+                     f"{{value: {given:g}{as_lambda}}}")
+    return notes
 
 
 FEW_STEPS = 10
@@ -460,7 +545,7 @@ def describe_sampler(cfg: StudyConfig) -> str:
     if cfg.seeding == "none":
         return (f"{head}: {s.n_startup_trials} start-up trial{_s(s.n_startup_trials)} at "
                 f"random, then {s.name} (plain "
-                f"Optuna){_pruned_seen(cfg)}{_all_startup(cfg)}")
+                f"Optuna){_pruned_seen(cfg)}")
     then = s.name
     if s.name == "tpe" and s.prior_weight > 0:
         then = (f"tpe weighted by the priors (prior_weight {s.prior_weight:g}: a pull that fades "
@@ -469,23 +554,12 @@ def describe_sampler(cfg: StudyConfig) -> str:
     # center among them: one at a time, the center and n - 1 draws.
     finished = "trial has" if s.n_startup_trials == 1 else "trials have"
     return (f"{head}: {center}draws from the priors until {s.n_startup_trials} {finished} "
-            f"finished (the center among them), then {then}{_pruned_seen(cfg)}{_all_startup(cfg)}")
+            f"finished (the center among them), then {then}{_pruned_seen(cfg)}")
 
 
 def _s(n: int) -> str:
     """The plural ending of a count: 1 trial, 2 trials."""
     return "" if n == 1 else "s"
-
-
-def _all_startup(cfg: StudyConfig) -> str:
-    """A note when the study ends before its sampler's start-up does (a start-up trial is one
-    asked for while fewer than n_startup_trials trials have finished)."""
-    s = cfg.sampler
-    if s.name == "random" or cfg.n_trials > s.n_startup_trials:
-        return ""
-    return (f"; but n_trials {cfg.n_trials} <= n_startup_trials {s.n_startup_trials}: every "
-            f"trial is a start-up trial and {s.name} proposes none (lower "
-            "sampler.n_startup_trials or raise n_trials)")
 
 
 def _pruned_seen(cfg: StudyConfig) -> str:

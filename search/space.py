@@ -68,7 +68,12 @@ def study_priors(
     if cfg.priors.laws == "fitted":
         from scaletune.heuristics.fit import FittedLaws
 
-        fitted = FittedLaws.load(cfg.priors.fitted_file)
+        try:
+            fitted = FittedLaws.load(cfg.priors.fitted_file)
+        except ValueError as e:  # a file of something else: a traceback from every command
+            raise ConfigError(cfg.source, [
+                f"priors.fitted_file: {e} (`scaletune fit STUDY... -o FILE` or `scaletune "
+                "ladder` writes one)"]) from None
     return priors_for(
         model_shape(cfg, vocab_size),
         tokens=cfg.tokens_per_trial,
@@ -130,6 +135,13 @@ def build_space(cfg: StudyConfig, priors: Priors) -> tuple[list[Dim], dict[str, 
     """The searched dimensions and the fixed values of a study, in registry order, then
     ``search.other``. A dimension is named as its form is (``tau`` for weight decay searched as
     tau); fixed values are keyed the same way, or by dotted trainer key for ``search.other``."""
+    try:
+        return _build_space(cfg, priors)
+    except ConfigError as e:  # named "study" below: the study's file is known here
+        raise ConfigError(cfg.source, e.errors) from None
+
+
+def _build_space(cfg: StudyConfig, priors: Priors) -> tuple[list[Dim], dict[str, Any]]:
     dims: list[Dim] = []
     micro = cfg.trainer.micro_batch_size or 1
     for name, param in cfg.search.params.items():
@@ -274,6 +286,11 @@ def _batch_distribution(
         return CategoricalDistribution(sorted(int(c) for c in p.choices))
     low = p.low if p.low is not None else prior.low
     high = p.high if p.high is not None else prior.high
+    if p.prior == "auto" and not low <= high:  # one end given, past the prior's other end
+        raise ConfigError("study", [
+            f"search.batch_size: low={low:g}, high={high:g} is an empty range: the prior's range "
+            f"here is [{prior.low:g}, {prior.high:g}]; give a low and high that overlap it, or "
+            "both"])
     sizes = batch_sizes_in(low, high, micro)
     if not sizes:
         raise ConfigError("study", [no_batch_sizes(low, high, micro)])

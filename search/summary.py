@@ -90,7 +90,7 @@ def at_edges(trial: FrozenTrial) -> list[str]:
     for name, dist in trial.distributions.items():
         value = trial.params.get(name)
         hp = hparams.get(name)
-        side = _edge(value, dist, hp)
+        side = _edge(value, dist, hp, name)
         if side is None:
             continue
         show = hp.show if hp is not None else (lambda v: format(v, ".3g"))
@@ -109,7 +109,9 @@ def at_edges(trial: FrozenTrial) -> list[str]:
         if isinstance(dist, CategoricalDistribution):
             where = (f"the {'largest' if up else 'smallest'} of the choices "
                      f"{', '.join(map(show, sorted(dist.choices)))}")
-            wider = f"add {'larger' if up else 'smaller'} choices ({key}: choices)"
+            # Batch sizes are choices however the file gave them: a range too.
+            end = f" or {'high' if up else 'low'}" if hp is not None and hp.powers_of_two else ""
+            wider = f"add {'larger' if up else 'smaller'} choices ({key}: choices{end})"
         else:
             where = (f"the {'top' if up else 'bottom'} of the range searched "
                      f"[{show(dist.low)}, {show(dist.high)}]")
@@ -121,9 +123,9 @@ def at_edges(trial: FrozenTrial) -> list[str]:
     return notes
 
 
-def _edge(value: Any, dist: Any, hp: hparams.HParam | None) -> str | None:
+def _edge(value: Any, dist: Any, hp: hparams.HParam | None, name: str = "") -> str | None:
     """'low' or 'high' when ``value`` lies at that end of ``dist`` and the end is not ``hp``'s
-    own limit; None otherwise."""
+    own limit (or, for a ``search.other`` key ``name``, its trainer field's); None otherwise."""
     if not hparams.is_number(value):
         return None
     if isinstance(dist, CategoricalDistribution):
@@ -140,11 +142,35 @@ def _edge(value: Any, dist: Any, hp: hparams.HParam | None) -> str | None:
             position = (value - low) / (high - low)
     else:
         return None
-    if position >= 1 - EDGE and (hp is None or high < hp.high):
+    own_low, own_high = (hp.low, hp.high) if hp is not None else _field_limits(name)
+    if position >= 1 - EDGE and (own_high is None or high < own_high):
         return "high"
-    if position <= EDGE and (hp is None or low > hp.low):
+    if position <= EDGE and (own_low is None or low > own_low):
         return "low"
     return None
+
+
+def _field_limits(dotted: str) -> tuple[float | None, float | None]:
+    """The smallest and largest value the trainer field ``dotted`` (a ``search.other`` key,
+    ``model.n_head``) allows, where its schema bounds it: an end of the range searched that is
+    the field's own limit (one head) has nothing beyond it."""
+    from scaletune.trainer.config import TrainConfig
+
+    model: Any = TrainConfig
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        field = model.model_fields.get(part)
+        model = field.annotation if field is not None else None
+        if not isinstance(model, type) or not hasattr(model, "model_fields"):
+            return None, None
+    field = model.model_fields.get(leaf)
+    if field is None:
+        return None, None
+    low = high = None
+    for c in field.metadata:
+        low = getattr(c, "ge", None) if getattr(c, "ge", None) is not None else low
+        high = getattr(c, "le", None) if getattr(c, "le", None) is not None else high
+    return low, high
 
 
 def summarize(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:

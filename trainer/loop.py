@@ -229,6 +229,10 @@ def _train(config: TrainConfig, run: _Run, report: Report | None, resume: bool,
         progress = _Progress(**saved_progress)
         grad_stats.load_state_dict(saved_grad_stats)
     if progress.step >= run.total_steps:  # the checkpoint is of a finished run: nothing to log
+        if config.progress and run.lead:  # its summary, reprinted, read as a new run's
+            print(f"--resume: the run in {run.out_dir} had finished ({progress.step:,} of "
+                  f"{run.total_steps:,} steps): nothing to train; its result as it ended:",
+                  file=sys.stderr, flush=True)
         return _result(progress, grad_stats, run, 0.0)
     if resumed and config.progress and run.lead:
         print(f"resuming at step {progress.step:,} of {run.total_steps:,} "

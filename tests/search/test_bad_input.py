@@ -123,6 +123,18 @@ CASES = [
      "data.dataset: 'jsonl' is not a builder of `datasets`; json reads jsonl files"),
     ("a path and a dataset and no source", "data", {"path": "a.txt", "dataset": "json"},
      "data.source: give text (data.path) or hf (data.dataset): this data names both"),
+    # It said "did you mean micro_batch_size?"
+    ("a searched value under trainer", "trainer.batch_size", 8,
+     "trainer.batch_size: unknown key; a study sets batch_size under search: (searched with its "
+     "prior where search: leaves it out): to train every trial with it, give search.batch_size: "
+     "{value: 8}"),
+    # Accepted, and nothing came of it.
+    ("log on choices", "search.lr", {"choices": [1e-3, 3e-3], "log": False},
+     "search.lr: log: false applies to a range (low, high or prior: auto), not to choices: "
+     "drop it"),
+    # As the plan and `best` name it.
+    ("tau as a search key", "search.tau", {"low": 1, "high": 10},
+     "tau is weight decay's timescale: search it as weight_decay: {..., as: tau}"),
 ]
 
 
@@ -553,20 +565,24 @@ def test_validate_and_dry_run_say_when_the_first_run_would_download_an_encoding(
 
 
 def test_validate_says_when_a_weight_decay_range_reads_as_tau(tmp_path, shakespeare, capsys):
-    # A new user's AdamW weight decay range, 0.001 to 0.2, under the default as: tau.
+    # A new user's AdamW weight decay range, 0.001 to 0.2, under the default as: tau: it trained
+    # lambda in the tens after a note, where a value or choices so written were refused.
     study = tiny_study(tmp_path, shakespeare)
     study["search"]["weight_decay"] = {"low": 0.001, "high": 0.2}
     path = str(write_study(tmp_path, study))
+    for command in (["validate", path], ["run", path, "--dry-run"]):
+        assert main(command) == 2
+        out = flat(capsys.readouterr().out)
+        assert ("search.weight_decay: a range of [0.001, 0.2] reads as tau = B/(eta*lambda*D), "
+                "weight decay's timescale in runs (as: tau, the default), at most 1") in out, out
+        assert "write as: lambda; if tau is, write as: tau" in out
+    # Written as tau, it is what the file means; the plan notes the priors' center above it.
+    study["search"]["weight_decay"] = {"low": 0.001, "high": 0.2, "as": "tau"}
+    path = str(write_study(tmp_path, study))
     assert main(["validate", path]) == 0
     out = flat(capsys.readouterr().out)
-    # Rule: the file is valid, and `validate` says what the plan says: the range is read as tau,
-    # far below the priors' center, and how to search weight decay values instead.
-    assert f"{path}: ok" in out
     assert "note: search.weight_decay: the priors' center tau = " in out
     assert "lies above the range searched [0.001, 0.2]" in out
-    assert "reads as tau = B/(eta*lambda*D)" in out and "write as: lambda" in out
-    assert main(["run", path, "--dry-run"]) == 0
-    assert "write as: lambda" in flat(capsys.readouterr().out)
     # Searched as lambda, the same range is what the file means: no note on it.
     study["search"]["weight_decay"] = {"low": 0.001, "high": 0.2, "as": "lambda"}
     path = str(write_study(tmp_path, study))
@@ -644,3 +660,90 @@ def test_a_ray_that_cannot_start_here_is_an_error_not_a_traceback(tmp_path, shak
             f"{afile / 'x'}/ray (RAY_TMPDIR, set here): it must be a writable folder") in out, out
     assert not ray.is_initialized()
     assert not (tmp_path / "study").exists()  # the folders this launch made are gone again
+
+
+def test_a_fitted_laws_file_of_something_else_is_an_error_of_the_file_not_a_traceback(
+        tmp_path, shakespeare, capsys):
+    study = tiny_study(tmp_path, shakespeare)
+    bad = tmp_path / "laws.json"
+    bad.write_text('{"not": "laws"}')
+    study["priors"] = {"laws": "fitted", "fitted_file": str(bad)}
+    path = write_study(tmp_path, study)
+    other = write_study(tmp_path, tiny_study(tmp_path, shakespeare), "other.yaml")
+    # validate goes on to the next file (it stopped on the traceback, exit code 1).
+    for command in (["validate", str(path), str(other)], ["run", str(path), "--dry-run"],
+                    ["priors", str(path)], ["run", str(path)]):
+        assert main(command) == 2, command
+        out = " ".join(capsys.readouterr().out.split())
+        assert f"in {path}: priors.fitted_file: {bad}: not a fitted-laws file this scaletune " \
+               "reads" in out, out
+    assert main(["validate", str(path), str(other)]) == 2
+    assert f"{other}: ok" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("lr", {"prior": "auto", "low": 0.5},
+     "search.lr: low=0.5, high=0.0"),
+    ("batch_size", {"prior": "auto", "low": 1024},
+     "search.batch_size: low=1024, high="),
+], ids=["lr", "batch_size"])
+def test_a_range_narrowed_past_the_priors_names_the_file_and_the_prior(
+        tmp_path, shakespeare, capsys, key, value, expected):
+    # It said "1 error(s) in study:", and for batch sizes "widen the range" of an inverted one.
+    study = tiny_study(tmp_path, shakespeare)
+    study["search"][key] = value
+    path = write_study(tmp_path, study)
+    assert main(["validate", str(path)]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"1 error(s) in {path}: {expected}" in out, out
+    assert "is an empty range: the prior's range here is [" in out
+
+
+def test_a_trainer_value_that_search_sets_instead_is_a_note(tmp_path, shakespeare, capsys):
+    # The trials searched weight decay and warmup, and trained with dropout 0, without a word.
+    study = tiny_study(tmp_path, shakespeare)
+    study["trainer"] = {"optim": {"weight_decay": 0.1, "warmup_frac": 0.05}}
+    study["model"]["dropout"] = 0.1
+    study["search"].pop("warmup_frac")  # left out: searched with its prior
+    path = write_study(tmp_path, study)
+    assert main(["validate", str(path)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for line in ("trainer.optim.weight_decay: 0.1 is not what the trials train with: "
+                 "search.weight_decay searches it; to train every trial with 0.1, give "
+                 "search.weight_decay: {value: 0.1, as: lambda}",
+                 "model.dropout: 0.1 is not what the trials train with: search.dropout fixes it "
+                 "at 0; to train every trial with 0.1, give search.dropout: {value: 0.1}",
+                 "trainer.optim.warmup_frac: 0.05 is not what the trials train with: "
+                 "search.warmup_frac searches it"):
+        assert line in out, out
+    # Given as search: gives it, nothing to say.
+    study["model"]["dropout"] = 0.0
+    study["trainer"] = {}
+    assert main(["validate", str(write_study(tmp_path, study))]) == 0
+    assert "is not what the trials train with" not in capsys.readouterr().out
+
+
+def test_gpu_trials_on_a_machine_without_the_gpus_are_a_note_of_validate(tmp_path, shakespeare,
+                                                                       capsys):
+    # validate said ok, and the dry run that "GPUs are counted when Ray starts"; run refused.
+    study = tiny_study(tmp_path, shakespeare, workers={"cpus_per_trial": 1, "gpus_per_trial": 64})
+    path = write_study(tmp_path, study)
+    assert main(["validate", str(path)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "note: workers.gpus_per_trial: 64, and this machine has " in out, out
+    assert "`scaletune run` refuses it here; give 0 to train on CPUs" in out
+    # A cluster's GPUs are its own: nothing to say from here.
+    study["workers"]["address"] = "auto"
+    assert main(["validate", str(write_study(tmp_path, study))]) == 0
+    assert "gpus_per_trial" not in capsys.readouterr().out
+
+
+def test_records_read_as_plain_text_are_a_note(tmp_path, shakespeare, capsys):
+    records = tmp_path / "small.jsonl"
+    records.write_text("".join(f'{{"text": "line {i} of the corpus"}}\n' for i in range(3_000)))
+    study = tiny_study(tmp_path, shakespeare)
+    study["data"]["path"] = str(records)
+    assert main(["validate", str(write_study(tmp_path, study))]) == 0
+    assert ("note: data.path: small.jsonl is read as plain text, its jsonl syntax and all; to "
+            "train on one column of its records, give source: hf, dataset: json, data_files: "
+            "small.jsonl and text_column") in " ".join(capsys.readouterr().out.split())

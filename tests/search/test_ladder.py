@@ -213,6 +213,12 @@ def test_ladder_mistakes_are_said_in_the_ladders_words(tmp_path, shakespeare):
     said = errors_with(rungs=[{"tokens_per_trial": 4_096}, {"tokens_per_trial": 40_960}])
     assert ("rungs[1]: the target's own tokens_per_trial (40,960) and model: it would run the "
             "target's study once more; a rung is a smaller study") in said, said
+    # Rungs along the width alone, under the default scale: the fix in tokens, and the scale
+    # that fits them.
+    said = errors_with(rungs=[{"model": {"n_embd": 16}}, {"model": {"n_embd": 8}}])
+    assert said == ["rungs: every rung has the same tokens (40,960), so no law in tokens can be "
+                    "fitted: vary tokens_per_trial; or, for rungs that vary the model's size, "
+                    "fit the laws in it (scale: params)"], said
     # A wider rung than the target, at fewer tokens: it passed, and cost 8 times the target.
     said = errors_with(rungs=[{"tokens_per_trial": 4_096},
                               {"tokens_per_trial": 8_192, "model": {"n_embd": 64}}])

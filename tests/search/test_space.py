@@ -520,19 +520,25 @@ def test_a_study_gets_the_lr_of_the_batches_it_trains():
 
 
 def test_the_plan_says_when_a_study_ends_inside_its_samplers_start_up():
-    from scaletune.search.manage import describe_sampler
+    from scaletune.search.manage import describe_sampler, plan_notes
 
     # Start-up trials are asked for while fewer than n_startup_trials have finished: a study of
-    # no more trials than that never reaches its sampler.
+    # no more trials than that never reaches its sampler. A note of the plan, which validate
+    # gives too (it was in the dry run's sampler line alone).
     for name, seeding in (("tpe", "prior"), ("gp", "none"), ("cmaes", "prior")):
-        short = describe_sampler(study_cfg(sampler={"name": name, "n_startup_trials": 8},
-                                           seeding=seeding, n_trials=8))
-        assert short.endswith(f"; but n_trials 8 <= n_startup_trials 8: every trial is a start-up "
-                              f"trial and {name} proposes none (lower sampler.n_startup_trials "
-                              "or raise n_trials)"), short
-        longer = describe_sampler(study_cfg(sampler={"name": name, "n_startup_trials": 8},
-                                            seeding=seeding, n_trials=9))
-        assert "start-up trial and" not in longer
+        short = plan_notes(study_cfg(sampler={"name": name, "n_startup_trials": 8},
+                                     seeding=seeding, n_trials=8))
+        assert (f"sampler.n_startup_trials: n_trials 8 <= n_startup_trials 8: every trial is a "
+                f"start-up trial and {name} proposes none; lower sampler.n_startup_trials or "
+                "raise n_trials") in short, short
+        longer = plan_notes(study_cfg(sampler={"name": name, "n_startup_trials": 8},
+                                      seeding=seeding, n_trials=9))
+        assert not [n for n in longer if "start-up trial and" in n]
+    # CMA-ES draws the choices at random: said, with the dimensions it is about.
+    notes = plan_notes(study_cfg(sampler={"name": "cmaes"}, n_trials=20))
+    assert [n for n in notes if n.startswith("sampler: cmaes searches numbers in a range only: "
+                                             "batch_size (its choices) is drawn at random")]
+    assert not [n for n in plan_notes(study_cfg(n_trials=20)) if n.startswith("sampler: cmaes")]
     # Start-up is counted in finished trials, the priors' center among them.
     assert describe_sampler(study_cfg(sampler={"name": "tpe", "n_startup_trials": 8},
                                       n_trials=20)).startswith(

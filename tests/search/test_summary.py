@@ -69,7 +69,8 @@ def test_numeric_choices_name_their_largest_and_smallest(value, expected):
     notes = at_edges(best(batch_size=(value, CategoricalDistribution([8, 16, 32]))))
     assert [w for w in ("largest", "smallest") if any(w in n for n in notes)] == expected
     if notes:
-        assert "(search.batch_size: choices)" in notes[0]
+        # Batch sizes are choices however the file gave them: the note names both keys.
+        assert f"(search.batch_size: choices or {'high' if value == 32 else 'low'})" in notes[0]
 
 
 def test_two_choices_words_and_the_middle_of_a_range_are_not_named():
@@ -77,6 +78,13 @@ def test_two_choices_words_and_the_middle_of_a_range_are_not_named():
                          **{"model.norm": ("rmsnorm", CategoricalDistribution(["layernorm",
                                                                                 "rmsnorm"]))},
                          lr=(2e-3, LR))) == []
+
+
+def test_an_other_fields_own_limit_is_not_named():
+    # One head: "the optimum may lie below it; add smaller choices".
+    assert at_edges(best(**{"model.n_head": (1, CategoricalDistribution([1, 2, 4]))})) == []
+    [note] = at_edges(best(**{"model.n_head": (4, CategoricalDistribution([1, 2, 4]))}))
+    assert "is at the largest of the choices 1, 2, 4" in note
 
 
 def test_a_parameter_searched_under_other_is_named_by_its_dotted_key():
