@@ -1025,8 +1025,8 @@ def load_study(path: str | Path) -> StudyConfig:
     if kind == "ladder":
         raise ConfigError(str(path), [
             f"a ladder file (target, rungs), not a study file: run it with `scaletune ladder "
-            f"{path}`; `report`, `export`, `show`, `best`, `studies` and `dashboard` take it "
-            "for its target study"])
+            f"{path}`; `report`, `export`, `show`, `best`, `studies`, `dashboard` and `priors` "
+            "take it for its target study"])
     if kind == "training":
         # As `scaletune export` writes: one line that says so, not every study key it lacks.
         raise ConfigError(str(path), [

@@ -174,6 +174,9 @@ def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
     notes += overridden_notes(cfg)
     notes += [note] if (note := gpu_note(cfg)) else []
     notes += [note] if (note := table_as_text_note(cfg)) else []
+    if cfg.priors.laws == "published" and cfg.priors.fitted_file:  # named for later, say
+        notes.append(f"priors.fitted_file: {Path(cfg.priors.fitted_file).name} is not read: laws "
+                     "is published (the default), and laws: fitted uses the file")
     notes += [note] if (note := elsewhere_note(cfg)) else []
     try:
         sizes = split_sizes(cfg.data)
@@ -475,7 +478,9 @@ def print_plan(cfg: StudyConfig, console: Console, repeat_best: int = 0) -> None
     if cfg.seeding == "prior" and not stored:  # a study that has trials drew its first
         first = prior_center_params(dims)
         _, derived = trial_config(cfg, first, fixed, None)
-        rows.append(("first", f"trial 0, the priors' center: {fmt_params(first)}"))
+        drawn = [d.name for d in dims if d.prior is None]  # search.other: no prior to center
+        rows.append(("first", f"trial 0, the priors' center: {fmt_params(first)}"
+                     + (f"; {', '.join(drawn)} drawn at random (no prior)" if drawn else "")))
         shown = {k: v for k, v in derived.items() if k in DERIVED and k not in first}
         rows.append(("", f"derived {fmt_params(shown)}; {derived['steps']:,} steps"))
     rows += [

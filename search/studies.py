@@ -62,7 +62,8 @@ def open_study(cfg: StudyConfig, source: str) -> tuple[optuna.Study, StudyConfig
         names = optuna.get_all_study_names(storage)
         key, run_first = _not_run(source)
         raise ConfigError(source, [
-            f"{key}no study named {cfg.name!r} in {shown}; studies there: {names or 'none'}; "
+            f"{key}no study named {cfg.name!r} in {shown}; studies there: "
+            f"{', '.join(names) or 'none'}; "
             f"{run_first}, or give the storage it ran on with --storage"
         ]) from None
     except SQLAlchemyError as e:

@@ -219,9 +219,14 @@ def test_a_missing_fitted_file_is_named_when_fitted_laws_are_used(tmp_path, stud
     assert check_study_files(load_study(study_file(priors=priors))) == [
         f"priors.fitted_file: file not found: '{tmp_path}/laws.json' (`scaletune fit STUDY... "
         "-o FILE` writes it)"]
-    # Published laws read no file: one named for later is not an error yet.
+    # Published laws read no file: one named for later is not an error yet, but a note of the
+    # plan (nothing said the study would run on the published laws).
+    from scaletune.search.manage import plan_notes
+
     unused = {"laws": "published", "fitted_file": "laws.json"}
     assert check_study_files(load_study(study_file(priors=unused))) == []
+    assert ("priors.fitted_file: laws.json is not read: laws is published (the default), and "
+            "laws: fitted uses the file") in plan_notes(load_study(study_file(priors=unused)))
 
 
 def test_a_config_knows_the_file_it_was_read_from(study_file):

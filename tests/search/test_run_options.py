@@ -156,6 +156,18 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
             f"{6 * 12_288 * 163_840:.3g} FLOPs (6ND, N = 12,288 non-embedding params)") in out
 
 
+def test_dry_run_says_which_values_of_the_first_trial_have_no_prior(tmp_path, capsys):
+    # Trial 0 was said to be the priors' center; its search.other values are the sampler's.
+    search = {"lr": {"prior": "auto"}, "dropout": {"value": 0.0}, "batch_size": {"value": 8},
+              "other": {"model.norm": {"choices": ["layernorm", "rmsnorm"]},
+                        "optim.beta2": {"low": 0.9, "high": 0.99}}}
+    path, _ = study_file(tmp_path, search=search)
+    code, out = run(capsys, str(path), "--dry-run")
+    assert code == 0, out
+    assert re.search(r"trial 0, the priors' center: lr=\S+ .*; model\.norm, optim\.beta2 drawn "
+                     r"at random \(no prior\)", out), out
+
+
 def test_dry_run_says_when_a_prior_center_lies_outside_the_range(tmp_path, capsys):
     search = {"lr": {"prior": "auto"}, "dropout": {"value": 0.0},
               "weight_decay": {"prior": "auto", "as": "tau", "low": 1e-3, "high": 1e-2}}
