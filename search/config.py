@@ -801,6 +801,16 @@ class StudyConfig(_Strict):
         "study" for a config built in code."""
         return self._source or "study"
 
+    @field_validator("pruner", mode="before")
+    @classmethod
+    def _default_pruner_name(cls, v: Any) -> Any:
+        # Options of the default pruner need no name (it was required; the sampler's is not).
+        # Options it does not have keep the question which pruner is meant.
+        if (isinstance(v, dict) and v and "name" not in v
+                and set(v) <= set(PredictedPrunerConfig.model_fields)):
+            return {"name": "predicted", **v}
+        return v
+
     @model_validator(mode="after")
     def _cross_checks(self) -> StudyConfig:
         errors = []

@@ -66,7 +66,7 @@ LINES = [
     ("a pruner that is not a mapping", {"pruner": 3},
      "pruner: expected a mapping with name: one of 'median', 'percentile', 'successive_halving', "
      "'hyperband', 'wilcoxon', 'patient', 'predicted' or 'none' (got 3)"),
-    ("a pruner without a name", {"pruner": {"n_startup_trials": 2}},
+    ("a pruner without a name, with options the default one has not", {"pruner": {"percentile": 30}},
      "pruner.name: Field required; one of 'median', 'percentile', 'successive_halving', "
      "'hyperband', 'wilcoxon', 'patient', 'predicted' or 'none'"),
     ("a misspelt pruner", {"pruner": {"name": "medain"}},

@@ -798,3 +798,12 @@ def test_the_plan_says_whether_gp_or_cmaes_sees_pruned_trials():
     assert ignored.endswith("; it does not see pruned or diverged trials (pruned_trials: ignore)")
     # TPE ranks pruned trials itself.
     assert not [k for k, v in said.items() if "; it " in v and k[0] == "tpe"]
+
+
+def test_pruner_options_without_a_name_are_the_default_pruners(tmp_path, shakespeare):
+    # `pruner: {n_startup_trials: 3}` was refused for its missing name, where the README calls
+    # predicted the default and sampler options need no name.
+    cfg = validate_study(tiny_study(tmp_path, shakespeare, pruner={"n_startup_trials": 3}))
+    assert cfg.pruner.name == "predicted" and cfg.pruner.n_startup_trials == 3
+    assert validate_study(tiny_study(tmp_path, shakespeare, pruner={"name": "median"})
+                          ).pruner.name == "median"
