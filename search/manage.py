@@ -160,7 +160,7 @@ def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
     if dims is None:
         dims, fixed = build_space(cfg, planning_priors(cfg))
     if cfg.seeding == "prior":
-        notes += centers_outside(dims)
+        notes += centers_outside(dims, draws=cfg.sampler.name != "random")
     batches = _batch_sizes(dims, fixed)
     step = min(batches, default=0) * cfg.model.block_size
     if cfg.eval_interval < step:

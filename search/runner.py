@@ -262,7 +262,8 @@ def run_study(
         problems = plan.problems()
         if problems:
             raise ConfigError(cfg.source, problems)
-        notes = centers_outside(plan.dims) if cfg.seeding == "prior" else []
+        notes = (centers_outside(plan.dims, draws=cfg.sampler.name != "random")
+                 if cfg.seeding == "prior" else [])
         small = validation_note(cfg.data, cfg.model.block_size, data.n_val_tokens)
         said = (unread_note(cfg.data), *notes, small, elsewhere_note(cfg))
         for note in [n for n in said if n]:

@@ -297,10 +297,11 @@ def _batch_distribution(
     return CategoricalDistribution(sizes)
 
 
-def centers_outside(dims: list[Dim]) -> list[str]:
+def centers_outside(dims: list[Dim], draws: bool = True) -> list[str]:
     """One line per searched dimension whose prior's center lies outside the range searched:
-    such a study's first trial sits at the range's end, and its start-up draws crowd there. A
-    batch-size center counts as outside beyond half a doubling from the extreme choices."""
+    such a study's first trial sits at the range's end, and its start-up draws (``draws``: a
+    sampler that draws from the priors, not random) crowd there. A batch-size center counts as
+    outside beyond half a doubling from the extreme choices."""
     notes = []
     for d in dims:
         p, dist = d.prior, d.distribution
@@ -327,8 +328,9 @@ def centers_outside(dims: list[Dim]) -> list[str]:
         note = (
             f"{key}: the priors' center {d.name} = {shown(float(p.center))} lies {side} the range "
             f"searched [{shown(float(low))}, {shown(float(high))}], so the first trial starts at "
-            f"{shown(float(snap(dist, p.center)))} and the start-up draws crowd that end; {fix} "
-            "to search the priors' range")
+            f"{shown(float(snap(dist, p.center)))}"
+            + (" and the start-up draws crowd that end" if draws else "")
+            + f"; {fix} to search the priors' range")
         if d.name == "tau" and side == "above" and high <= TAU_LIKE_LAMBDA:
             # weight_decay's low and high are a tau range unless the file says `as: lambda`; a
             # range under 1 is the usual AdamW weight decay, read as a decay faster than the run.

@@ -92,6 +92,10 @@ def test_a_prior_center_outside_the_range_is_said_not_silently_snapped():
     assert tau.startswith("search.weight_decay: the priors' center tau = 0.5") and "below" in tau
     assert "first trial starts at 2" in tau
     assert batch.startswith("search.batch_size: ") and "starts at 64" in batch
+    assert "start-up draws crowd that end" in tau
+    # A random sampler draws nothing from the priors: only the first trial is said.
+    [tau, _] = sorted(centers_outside(dims, draws=False), key=lambda n: "batch" in n)
+    assert "first trial starts at 2; widen the range" in tau and "start-up" not in tau
     inside = study_cfg(search={"weight_decay": {"prior": "auto", "as": "tau", "low": 0.1,
                                                 "high": 3.0}})
     assert centers_outside(build_space(inside, PRIORS)[0]) == []
