@@ -356,14 +356,17 @@ def ladder_problems(ladder: Any) -> list[str]:
     first = ladder.rungs[0].cfg
     if missing := check_study_files(first):
         return [f"target.study {study_file}: {m}" for m in missing]
-    problems = [f"target.study {study_file}: {p}" for p in data_problems(first)]
+    rename = (f"give the ladder a new name (name: in {source}; its rungs and target are new "
+              "studies then, run from the start)")
+    stages = [*(r.cfg for r in ladder.rungs), ladder.target]
+    problems = [f"target.study {study_file}: {p}" for p in data_problems(first, stages, rename)]
     for rung in ladder.rungs:
         dims, fixed = build_space(rung.cfg, planning_priors(rung.cfg))
         problems += [f"{rung.cfg.name}: {p}" for p in space_problems(rung.cfg, dims, fixed)]
     # Stored studies the files now change, said once for the stages alike (a change to the
     # target study's file changes every stage).
     changed: dict[str, list[str]] = {}
-    for cfg in [*(r.cfg for r in ladder.rungs), ladder.target]:
+    for cfg in stages:
         if (changes := stored_changes(cfg)) is not None:
             changed.setdefault(changes, []).append(cfg.name)
     for changes, names in changed.items():
@@ -371,9 +374,7 @@ def ladder_problems(ladder: Any) -> list[str]:
                    f"studies named {', '.join(map(repr, names))} already exist")
         problems.append(
             f"name: {studies} in {mask_url(first.storage_url)} and the ladder's files change "
-            f"what their trials trained with: {changes}; give the ladder a new name (name: in "
-            f"{source}; its rungs and target are new studies then, run from the start), or "
-            f"{UNDO_CHANGE}")
+            f"what their trials trained with: {changes}; {rename}, or {UNDO_CHANGE}")
     return problems
 
 
@@ -402,12 +403,15 @@ def planned(cfg: StudyConfig) -> tuple[Priors, list, dict[str, Any]]:
     return priors, dims, fixed
 
 
-def data_problems(cfg: StudyConfig) -> list[str]:
+def data_problems(cfg: StudyConfig, stages: list[StudyConfig] | None = None,
+                  rename: str = "give this study a new name") -> list[str]:
     """What ``scaletune run`` refuses when it prepares the data, where it is found without
     preparing it: a size problem (no text, a split shorter than one window) where the size is
     known; local text it cannot read (not UTF-8, whitespace only, one character); a text column
     the first local file of a dataset lacks; data other than the stored study's trials trained
-    on (trainer.data.read_fingerprint); and a token cache folder that cannot be made."""
+    on (trainer.data.read_fingerprint), or that any of ``stages`` trained on (a ladder's studies
+    of the same data; advice ending in ``rename``); and a token cache folder that cannot be
+    made."""
     try:
         cache_dir(cfg.data)
     except DataError as e:
@@ -423,8 +427,9 @@ def data_problems(cfg: StudyConfig) -> list[str]:
     problems = [] if n_tokens is None else [size_problem(n_tokens, cfg.data,
                                                          cfg.model.block_size)]
     problems.append(column_problem(cfg.data))
-    if fingerprint is not None:
-        problems.append(stored_data_change(cfg, fingerprint))
+    if fingerprint is not None:  # the stages' data is one: said once
+        problems += dict.fromkeys(stored_data_change(stage, fingerprint, rename)
+                                  for stage in stages or [cfg])
     return [p for p in problems if p]
 
 

@@ -681,7 +681,8 @@ def stored_changes(cfg: StudyConfig) -> str | None:
     return _changes(attrs.get("config"), cfg)
 
 
-def stored_data_change(cfg: StudyConfig, fingerprint: str) -> str | None:
+def stored_data_change(cfg: StudyConfig, fingerprint: str,
+                       rename: str = "give this study a new name") -> str | None:
     """What ``record_or_check`` will refuse of data that reads as ``fingerprint``
     (trainer.data.read_fingerprint), found without opening the study: the SQLite storage holds
     a study of this name, with this file's config, whose trials trained on other data. For
@@ -694,14 +695,14 @@ def stored_data_change(cfg: StudyConfig, fingerprint: str) -> str | None:
     stored = attrs.get("fingerprint")
     if not isinstance(stored, str) or not cfg.fingerprint_matches(stored):
         return None  # a new study, or one stored_change names
-    return _changed_data(cfg, attrs, fingerprint, None)
+    return _changed_data(cfg, attrs, fingerprint, None, rename)
 
 
 def _changed_data(cfg: StudyConfig, attrs: dict[str, Any], fingerprint: str,
-                  n_train: int | None) -> str | None:
+                  n_train: int | None, rename: str = "give this study a new name") -> str | None:
     """The study's trials (``attrs``, its user attrs) trained on data other than ``fingerprint``
-    (of ``n_train`` training tokens, where known): why it cannot resume. None where they match,
-    or the study recorded no data."""
+    (of ``n_train`` training tokens, where known): why it cannot resume, ending in ``rename``.
+    None where they match, or the study recorded no data."""
     ran_on = attrs.get("data_fingerprint")
     if ran_on is None or ran_on == fingerprint:
         return None
@@ -712,7 +713,7 @@ def _changed_data(cfg: StudyConfig, attrs: dict[str, Any], fingerprint: str,
             + f", but the data now reads as {fingerprint} ("
             + (f"{n_train:,} training tokens, " if n_train is not None else "")
             + f"{where(cfg.data)}): its text or tokenizer changed, and one study must not mix "
-            "trials on different data; restore the data, or give this study a new name")
+            f"trials on different data; restore the data, or {rename}")
 
 
 def elsewhere_note(cfg: StudyConfig) -> str | None:

@@ -459,6 +459,18 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
                 "search.batch_size.choices: [4, 8] -> [2, 4, 8]; give the ladder a new name "
                 "(name: in ladder.yaml; its rungs and target are new studies then") in out, out
     assert finished_counts(first.storage_url) == counts
+    # Other text under the same settings: one line for every stage, named as the ladder's.
+    other = tmp_path / "other.txt"
+    other.write_bytes(shakespeare.read_bytes()[200_000:300_000])
+    raw = yaml.safe_load(before)
+    raw["data"]["path"] = str(other)
+    study_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert main(["ladder", str(path)]) == 2
+    out = flat(capsys.readouterr().out)
+    assert out.count("data: the study's trials trained on data") == 1, out
+    assert ("its text or tokenizer changed, and one study must not mix trials on different "
+            "data; restore the data, or give the ladder a new name (name: in ladder.yaml") in out
+    assert finished_counts(first.storage_url) == counts
     study_file.write_text(before)
 
 
