@@ -455,13 +455,32 @@ def validate_file(path: str) -> tuple[str, list[str]]:
             if problems := ladder_problems(ladder):
                 raise ConfigError(path, problems)
             return "ladder", ladder_notes(ladder)
-        cfg = load_study(path)
+        try:
+            cfg = load_study(path)
+        except ConfigError as e:
+            raise ConfigError(e.source, e.errors + _data_file_errors(raw, path, e.errors)) from None
         _, dims, _ = planned(cfg)  # the space planned once, for its problems and its notes
         return "study", plan_notes(cfg, dims)
     except ConfigError:
         raise
     except ScaletuneError as e:  # a data or tokenizer error found while planning: the file's
         raise ConfigError(path, [str(e)]) from None
+
+
+def _data_file_errors(raw: Any, path: str, errors: list[str]) -> list[str]:
+    """The missing files of a study file's ``data:`` section (data.path, a tokenizer), where
+    other keys of the file are wrong: found only once those were fixed, `validate` gave every
+    error but these at once. None where the data section has errors of its own."""
+    from scaletune.trainer.config import DataConfig
+
+    data = raw.get("data") if isinstance(raw, dict) else None
+    if not isinstance(data, dict) or any(e.startswith("data") for e in errors):
+        return []
+    try:
+        config = DataConfig.model_validate(data).resolved(Path(path).resolve().parent)
+    except ValueError:  # pydantic's ValidationError among them
+        return []
+    return config.file_errors()
 
 
 def print_plan(cfg: StudyConfig, console: Console, repeat_best: int = 0) -> None:

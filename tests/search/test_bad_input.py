@@ -747,3 +747,16 @@ def test_records_read_as_plain_text_are_a_note(tmp_path, shakespeare, capsys):
     assert ("note: data.path: small.jsonl is read as plain text, its jsonl syntax and all; to "
             "train on one column of its records, give source: hf, dataset: json, data_files: "
             "small.jsonl and text_column") in " ".join(capsys.readouterr().out.split())
+
+
+def test_validate_names_a_missing_data_file_beside_the_files_other_errors(tmp_path, shakespeare,
+                                                                          capsys):
+    # Found only in a second round, once the other keys were fixed.
+    study = tiny_study(tmp_path, shakespeare)
+    study["n_trial"] = study.pop("n_trials")
+    study["data"]["path"] = str(tmp_path / "tinyshakespear.txt")
+    path = write_study(tmp_path, study)
+    assert main(["validate", str(path)]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "3 error(s)" in out and "n_trial: unknown key" in out, out
+    assert f"data.path: file not found: '{tmp_path / 'tinyshakespear.txt'}'" in out, out
