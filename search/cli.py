@@ -65,8 +65,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.config import load_study
     from scaletune.search.manage import with_options
 
-    if args.repeat_best < 0:
-        raise ConfigError(args.study, [f"--repeat-best: must be >= 0 repeats (got {args.repeat_best})"])
+    _repeats_counted(args.repeat_best, args.study)
     in_file = load_study(args.study)
     cfg = with_options(in_file, n_trials=args.n_trials, address=args.address,
                        max_concurrent=args.max_concurrent, storage=args.storage)
@@ -131,6 +130,12 @@ def _own_ray() -> Iterator[None]:
                     signal.signal(s, handler)
 
 
+def _repeats_counted(n: int, source: str) -> None:
+    """--repeat-best N of `run` and `ladder`: a count of repeats."""
+    if n < 0:
+        raise ConfigError(source, [f"--repeat-best: must be >= 0 repeats (got {n})"])
+
+
 def _check_repeatable(cfg: Any, source: str) -> None:
     """--repeat-best needs a study with a complete trial; refused before anything starts, so
     that a study is not created only to be refused."""
@@ -145,7 +150,7 @@ def _check_repeatable(cfg: Any, source: str) -> None:
 
 
 def cmd_ladder(args: argparse.Namespace, console: Console) -> int:
-    from scaletune.search.ladder import load_ladder, print_plan
+    from scaletune.search.ladder import load_ladder, named_target, print_plan
     from scaletune.search.manage import ladder_notes, ladder_problems
 
     ladder = load_ladder(args.ladder)
@@ -154,13 +159,9 @@ def cmd_ladder(args: argparse.Namespace, console: Console) -> int:
     # found only once the rungs had run (or never, where they had finished).
     if problems := ladder_problems(ladder):
         raise ConfigError(args.ladder, problems)
-    if args.repeat_best < 0:
-        raise ConfigError(args.ladder, [f"--repeat-best: must be >= 0 repeats (got "
-                                        f"{args.repeat_best})"])
-    if args.repeat_best:
-        target = ladder.target.model_copy()
-        target._source = args.ladder  # its errors name the ladder and its command
-        _check_repeatable(target, args.ladder)
+    _repeats_counted(args.repeat_best, args.ladder)
+    if args.repeat_best:  # the target's errors name the ladder and its command
+        _check_repeatable(named_target(ladder), args.ladder)
     if args.dry_run:
         print_plan(ladder, console)
         for note in ladder_notes(ladder):

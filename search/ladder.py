@@ -187,9 +187,14 @@ def study_or_target(path: str | Path) -> StudyConfig:
 
     if not is_ladder(path):
         return load_study(path)
-    target = load_ladder(path).target.model_copy()
-    target._source = str(path)  # what the user gave, which commands name (not the target's
-    # study file, which the ladder names)
+    return named_target(load_ladder(path))
+
+
+def named_target(ladder: Ladder) -> StudyConfig:
+    """The ladder's target study, its errors naming the ladder file: what the user gave, which
+    commands name (not the target's study file, which the ladder names)."""
+    target = ladder.target.model_copy()
+    target._source = ladder.source
     return target
 
 

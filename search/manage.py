@@ -46,8 +46,8 @@ from scaletune.search.config import (
 from scaletune.search.noise import trials_asked
 from scaletune.search.plan import (
     LAST_N_TRIALS,
-    UNDO_CHANGE,
     as_launched,
+    changed_studies,
     elsewhere_note,
     failed_for_good,
     n_done,
@@ -369,12 +369,8 @@ def ladder_problems(ladder: Any) -> list[str]:
     for cfg in stages:
         if (changes := stored_changes(cfg)) is not None:
             changed.setdefault(changes, []).append(cfg.name)
-    for changes, names in changed.items():
-        studies = (f"a study named {names[0]!r} already exists" if len(names) == 1 else
-                   f"studies named {', '.join(map(repr, names))} already exist")
-        problems.append(
-            f"name: {studies} in {mask_url(first.storage_url)} and the ladder's files change "
-            f"what their trials trained with: {changes}; {rename}, or {UNDO_CHANGE}")
+    problems += [changed_studies(names, first.storage_url, changes, rename)
+                 for changes, names in changed.items()]
     return problems
 
 

@@ -671,14 +671,21 @@ def stored_change(cfg: StudyConfig, rename: str = "give this study a new name") 
 def stored_changes(cfg: StudyConfig) -> str | None:
     """What ``cfg`` changes of the stored study of its name (``search.batch_size.choices: [4,
     8] -> [2, 4, 8]``), as ``stored_change`` finds it; None where it resumes."""
+    attrs = _recorded_attrs(cfg, ("config",))
+    if attrs is None or cfg.fingerprint_matches(attrs["fingerprint"]):
+        return None
+    return _changes(attrs.get("config"), cfg)
+
+
+def _recorded_attrs(cfg: StudyConfig, keys: tuple[str, ...]) -> dict[str, Any] | None:
+    """The user attrs among ``keys`` of the study of ``cfg``'s name in its SQLite storage, with
+    its recorded ``fingerprint``; None where the storage is no SQLite file or holds no study of
+    that name that recorded one. Read without writing."""
     database = sqlite_path(cfg.storage_url)
     if database is None:
         return None
-    attrs = stored_study_attrs(database, cfg.name, ("fingerprint", "config"))
-    stored = attrs.get("fingerprint")
-    if not isinstance(stored, str) or cfg.fingerprint_matches(stored):
-        return None
-    return _changes(attrs.get("config"), cfg)
+    attrs = stored_study_attrs(database, cfg.name, ("fingerprint", *keys))
+    return attrs if isinstance(attrs.get("fingerprint"), str) else None
 
 
 def stored_data_change(cfg: StudyConfig, fingerprint: str,
@@ -687,13 +694,8 @@ def stored_data_change(cfg: StudyConfig, fingerprint: str,
     (trainer.data.read_fingerprint), found without opening the study: the SQLite storage holds
     a study of this name, with this file's config, whose trials trained on other data. For
     `scaletune validate` and `run --dry-run`; None otherwise."""
-    database = sqlite_path(cfg.storage_url)
-    if database is None:
-        return None
-    attrs = stored_study_attrs(database, cfg.name, ("fingerprint", "data_fingerprint",
-                                                    "data_tokens"))
-    stored = attrs.get("fingerprint")
-    if not isinstance(stored, str) or not cfg.fingerprint_matches(stored):
+    attrs = _recorded_attrs(cfg, ("data_fingerprint", "data_tokens"))
+    if attrs is None or not cfg.fingerprint_matches(attrs["fingerprint"]):
         return None  # a new study, or one stored_change names
     return _changed_data(cfg, attrs, fingerprint, None, rename)
 
@@ -741,13 +743,19 @@ def _changed_study(cfg: StudyConfig, changes: str,
                    rename: str = "give this study a new name") -> str:
     """Why a stored study cannot resume under ``cfg``, which ``changes`` (``_changes``) what its
     trials trained with; ``rename``: how to start a new one."""
-    return (f"name: a study named {cfg.name!r} already exists in {mask_url(cfg.storage_url)} and "
-            f"this file changes what its trials trained with: {changes}; {rename}, or "
-            f"{UNDO_CHANGE}")
+    return changed_studies([cfg.name], cfg.storage_url, changes, rename,
+                           "this file changes what its")
 
 
-UNDO_CHANGE = ("undo the change (changing only n_trials, workers, sampler, pruner or "
-               "trainer.micro_batch_size resumes it)")
+def changed_studies(names: list[str], storage_url: str, changes: str, rename: str,
+                    who: str = "the ladder's files change what their") -> str:
+    """Why stored studies ``names`` (a study, or stages of a ladder) cannot resume under what
+    ``who`` makes of their trials' config: ``changes``; ``rename``: how to start new ones."""
+    studies = (f"a study named {names[0]!r} already exists" if len(names) == 1 else
+               f"studies named {', '.join(map(repr, names))} already exist")
+    return (f"name: {studies} in {mask_url(storage_url)} and {who} trials trained with: "
+            f"{changes}; {rename}, or undo the change (changing only n_trials, workers, sampler, "
+            "pruner or trainer.micro_batch_size resumes it)")
 
 
 def _record_n_trials(study: optuna.Study, cfg: StudyConfig) -> None:
