@@ -54,6 +54,7 @@ from scaletune.search.plan import (
     n_finished,
     priors_note,
     pruner_note,
+    sampler_note,
     stored_change,
     stored_changes,
     stored_data_change,
@@ -519,7 +520,7 @@ def print_plan(cfg: StudyConfig, console: Console, repeat_best: int = 0) -> None
 
 def _resumed_notes(cfg: StudyConfig, priors: Priors) -> list[str]:
     """What `run` tells a study it resumes, as far as the file and its SQLite storage say it
-    before a run: a pruner other than the one the study started with, priors that moved since
+    before a run: a sampler or pruner other than the one the study started with, priors that moved since
     (dropout's center is left out: the plan does not read the data its epochs need)."""
     database = sqlite_path(cfg.storage_url)
     attrs = stored_study_attrs(database, cfg.name, ("config", "priors")) if database else {}
@@ -528,7 +529,8 @@ def _resumed_notes(cfg: StudyConfig, priors: Priors) -> list[str]:
     stored = attrs.get("priors")
     if isinstance(stored, dict) and "dropout" in stored:
         attrs = {**attrs, "priors": {k: v for k, v in stored.items() if k != "dropout"}}
-    return [note for note in (pruner_note(attrs, cfg), priors_note(attrs, priors)) if note]
+    return [note for note in (sampler_note(attrs, cfg), pruner_note(attrs, cfg),
+                              priors_note(attrs, priors)) if note]
 
 
 def _space_table(dims: list[Any], fixed: dict[str, Any], seeded: bool) -> Table:
@@ -957,14 +959,17 @@ def print_best(cfg: StudyConfig, json_output: bool, console: Console) -> int:
                                            f"({by_state(trials) or 'no trials'})"])
     for note in notes:
         Console(stderr=True).print(f"note: {note}", highlight=False, markup=False)
+    derived = {k: best.user_attrs[k] for k in DERIVED
+               if k in best.user_attrs and k not in best.params}
+    fixed = {k: v for k, v in fixed_values(cfg).items() if k not in best.params}
     if json_output:
-        derived = {k: best.user_attrs[k] for k in DERIVED
-                   if k in best.user_attrs and k not in best.params}
         record = {"study": study.study_name, "trial": best.number, "value": best.value,
-                  "params": best.params, "derived": derived}
+                  "params": best.params, "derived": derived, "fixed": fixed}
         sys.stdout.write(json.dumps(record, indent=2) + "\n")
-    else:
-        sys.stdout.write("".join(f"{k}={v}\n" for k, v in best.params.items()))
+    else:  # the searched values, then the weight decay of a tau searched, then the fixed ones
+        shown = {**best.params, **{k: v for k, v in derived.items() if k in hparams.HPARAMS},
+                 **fixed}
+        sys.stdout.write("".join(f"{k}={v}\n" for k, v in shown.items()))
     return 0
 
 

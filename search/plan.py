@@ -819,30 +819,42 @@ def pruner_note(attrs: dict[str, Any], cfg: StudyConfig) -> str | None:
     """What a resumed study should be told when it goes on under another pruner than the one it
     started with (recorded in its config): the study file's ``pruner:`` changed, or it names
     none and the default changed since (median before the predicted pruner). None otherwise."""
+    return _switched(attrs, cfg, "pruner", "trials already stopped keep their decisions")
+
+
+def sampler_note(attrs: dict[str, Any], cfg: StudyConfig) -> str | None:
+    """``pruner_note`` for the sampler: a study resumed under another sampler than the one it
+    started with draws its new trials another way, which its record does not show."""
+    return _switched(attrs, cfg, "sampler",
+                     "the trials it has run stay and the new one draws the next")
+
+
+def _switched(attrs: dict[str, Any], cfg: StudyConfig, section: str, kept: str) -> str | None:
     stored = attrs.get("config")
-    before = (stored.get("pruner") or {}).get("name") if isinstance(stored, dict) else None
-    now = cfg.pruner.name
+    before = (stored.get(section) or {}).get("name") if isinstance(stored, dict) else None
+    now = getattr(cfg, section).name
     if before is None or before == now:
         return None
-    return (f"this study started under the {before} pruner and goes on under the {now} pruner "
-            "(the study file's pruner, or the default where it names none); trials already "
-            f"stopped keep their decisions. `pruner: {_as_written(stored['pruner'])}` in the "
-            "study file keeps the one it started with")
+    return (f"this study started under the {before} {section} and goes on under the {now} "
+            f"{section} (the study file's {section}, or the default where it names none); "
+            f"{kept}. `{section}: {_as_written(stored[section], section)}` in the study file "
+            "keeps the one it started with")
 
 
-def _as_written(pruner: dict[str, Any]) -> str:
-    """A recorded pruner as a study file would say it: ``{name: median, n_startup_trials: 3}``,
-    its name and the options it set away from their defaults."""
+def _as_written(recorded: dict[str, Any], section: str = "pruner") -> str:
+    """A recorded pruner or sampler as a study file would say it: ``{name: median,
+    n_startup_trials: 3}``, its name and the options it set away from their defaults."""
     from pydantic import TypeAdapter
 
-    from scaletune.search.config import RECORDED, PrunerConfig
+    from scaletune.search.config import RECORDED, PrunerConfig, SamplerConfig
 
+    kind = PrunerConfig if section == "pruner" else SamplerConfig
     try:
-        recorded = TypeAdapter(PrunerConfig).validate_python(pruner, context={RECORDED: True})
-        keys = recorded.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        parsed = TypeAdapter(kind).validate_python(recorded, context={RECORDED: True})
+        keys = parsed.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     except ValidationError:
         keys = {}
-    keys = {"name": pruner["name"], **{k: v for k, v in keys.items() if k != "name"}}
+    keys = {"name": recorded["name"], **{k: v for k, v in keys.items() if k != "name"}}
     return "{" + ", ".join(f"{k}: {v if isinstance(v, str) else json.dumps(v)}"
                            for k, v in keys.items()) + "}"
 

@@ -44,6 +44,7 @@ from scaletune.search.plan import (
     n_finished,
     priors_note,
     pruner_note,
+    sampler_note,
     stored_change,
     stored_trial_states,
 )
@@ -306,7 +307,8 @@ def run_study(
         with interrupt:
             loaded.result()
             study, recovered = plan.open_study(make_storage(cfg.storage_url))
-            for changed in (pruner_note(study.user_attrs, cfg),
+            for changed in (sampler_note(study.user_attrs, cfg),
+                            pruner_note(study.user_attrs, cfg),
                             priors_note(study.user_attrs, plan.priors)):
                 if changed:
                     console.print(f"note: {changed}", style="yellow", highlight=False,

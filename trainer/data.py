@@ -543,10 +543,7 @@ def _hf_documents(cfg: DataConfig) -> list[str]:
     if odd := next((t for t in docs if not isinstance(t, str)), None):
         feature = ds.features.get(cfg.text_column) if getattr(ds, "features", None) else None
         kind = getattr(feature, "dtype", None) or type(odd).__name__  # int64, dict, list
-        raise DataError(
-            f"data.text_column: {cfg.text_column!r} of {cfg.dataset!r} holds {kind} values "
-            f"(such as {str(odd)[:40]!r}), not text: name a column of text"
-            + (f" (the columns: {columns})" if columns else ""))
+        raise DataError(_not_text(cfg, kind, odd, columns))
     return docs
 
 
@@ -684,10 +681,17 @@ def _no_column(cfg: DataConfig, columns: list[str]) -> str:
             f"which has {columns}")
 
 
+def _not_text(cfg: DataConfig, kind: str, odd: Any, columns: list[str] | None) -> str:
+    return (f"data.text_column: {cfg.text_column!r} of {cfg.dataset!r} holds {kind} values "
+            f"(such as {str(odd)[:40]!r}), not text: name a column of text"
+            + (f" (the columns: {columns})" if columns else ""))
+
+
 def column_problem(cfg: DataConfig) -> str | None:
     """For `scaletune validate`: a ``text_column`` that the first local file of a csv, json or
-    parquet dataset does not have (what the run refuses once `datasets` has read every file),
-    from the file's head alone; None where it has the column or its columns are not known so."""
+    parquet dataset does not have, or that holds numbers or records rather than text (what the
+    run refuses once `datasets` has read every file), from that file alone; None where it has a
+    column of text or its columns are not known so."""
     if cfg.source != "hf" or cfg.dataset not in ("csv", "json", "parquet") or not cfg.data_files:
         return None
     files = [cfg.data_files] if isinstance(cfg.data_files, str) else list(cfg.data_files)
@@ -698,9 +702,12 @@ def column_problem(cfg: DataConfig) -> str | None:
         return None
     try:
         columns = _head_columns(cfg.dataset, first)
+        if columns and cfg.text_column not in columns:
+            return _no_column(cfg, columns)
+        odd = _head_not_text(cfg.dataset, first, cfg.text_column) if columns else None
     except (OSError, ValueError, UnicodeDecodeError, ImportError):
         return None  # the run says what is wrong with the file
-    return _no_column(cfg, columns) if columns and cfg.text_column not in columns else None
+    return _not_text(cfg, odd[0], odd[1], columns) if odd else None
 
 
 def _head_columns(builder: str, path: str) -> list[str] | None:
@@ -721,6 +728,47 @@ def _head_columns(builder: str, path: str) -> list[str] | None:
     except json.JSONDecodeError:
         return None
     return list(record) if isinstance(record, dict) else None
+
+
+CHECK_CSV_LIMIT = 64 * 2**20  # the largest csv file whose whole column validate reads
+
+
+def _head_not_text(builder: str, path: str, column: str) -> tuple[str, Any] | None:
+    """(kind, a value) where the first file's ``column`` is not text as `datasets` reads it: a
+    parquet column of another type; a JSON Lines first record whose value is a number, a list or
+    a record; a csv column (files up to CHECK_CSV_LIMIT) whose every value is a number, which
+    `datasets` reads as int64 or float64. None where it is text or cannot be told cheaply."""
+    if builder == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        kind = pq.read_schema(path).field(column).type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind):
+            return None
+        return str(kind), next(iter(pq.read_table(path, columns=[column]).column(0).to_pylist()
+                                    or [None]), None)
+    with open(path, encoding="utf-8", newline="") as f:
+        if builder == "json":
+            value = json.loads(f.readline(2**20)).get(column)
+            if value is None or isinstance(value, str):
+                return None
+            kinds = {bool: "bool", int: "int64", float: "float64"}  # as `datasets` names them
+            return kinds.get(type(value), type(value).__name__), value
+        if os.path.getsize(path) > CHECK_CSV_LIMIT:
+            return None
+        import csv
+
+        rows = csv.DictReader(f)
+        values = [row[column] for row in rows if row.get(column)]
+    if not values:
+        return None
+    try:
+        for v in values:
+            float(v)
+    except ValueError:
+        return None
+    whole = all(v.strip().lstrip("+-").isdigit() for v in values)
+    return ("int64" if whole else "float64"), values[0]
 
 
 def _intact(cache: Path, meta: dict[str, Any]) -> bool:

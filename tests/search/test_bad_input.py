@@ -643,6 +643,32 @@ def test_validate_finds_text_that_is_not_utf8_and_a_missing_text_column(tmp_path
     assert "which has ['content']" in capsys.readouterr().out
 
 
+def test_validate_finds_a_text_column_of_numbers(tmp_path, shakespeare, capsys):
+    # A column of numbers passed validate; run refused it once `datasets` had read every file.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = tmp_path / "table.csv"
+    table.write_text("id,body\n" + "".join(f"{i},some text {i}\n" for i in range(2_000)))
+    records = tmp_path / "records.jsonl"
+    records.write_text("".join(f'{{"score": {i / 3}, "body": "text {i}"}}\n' for i in range(99)))
+    columns = tmp_path / "columns.parquet"
+    pq.write_table(pa.table({"id": list(range(99)), "body": [f"text {i}" for i in range(99)]}),
+                   str(columns))
+    study = tiny_study(tmp_path, shakespeare)
+    for builder, path, column, kind in [("csv", table, "id", "int64"),
+                                        ("json", records, "score", "float64"),
+                                        ("parquet", columns, "id", "int64")]:
+        study["data"] = {"source": "hf", "dataset": builder, "data_files": str(path),
+                         "text_column": column, "tokenizer": "byte"}
+        assert main(["validate", str(write_study(tmp_path, study))]) == 2
+        out = " ".join(capsys.readouterr().out.split())
+        assert (f"data.text_column: {column!r} of {builder!r} holds {kind} values" in out
+                and "not text: name a column of text (the columns: [" in out), out
+        study["data"]["text_column"] = "body"
+        assert main(["validate", str(write_study(tmp_path, study))]) == 0, capsys.readouterr()
+
+
 def test_a_ray_that_cannot_start_here_is_an_error_not_a_traceback(tmp_path, shakespeare, capsys,
                                                                    monkeypatch):
     import ray

@@ -352,12 +352,16 @@ def test_report_into_a_file_is_refused_by_name(finished, tmp_path, capsys):
 
 
 def test_best_prints_exact_name_value_lines(finished, capsys):
-    path, _, _ = finished
+    path, _, study = finished
     code = main(["best", str(path)])
     out = capsys.readouterr().out
     # Rule: one name=value line a parameter, exact values, nothing else on stdout (for scripts).
+    # The weight decay that the searched tau gives and the study's fixed dropout are there too:
+    # without them the lines were not the whole configuration.
     assert code == 0
-    assert out.splitlines() == ["lr=0.004", "tau=0.8", "warmup_frac=0.15", "batch_size=16"]
+    decay = study.best_trial.user_attrs["weight_decay"]
+    assert out.splitlines() == ["lr=0.004", "tau=0.8", "warmup_frac=0.15", "batch_size=16",
+                                f"weight_decay={decay}", "dropout=0.0"]
 
 
 def test_best_json_has_the_trial_its_value_params_and_derived_values(finished, capsys):
@@ -367,7 +371,8 @@ def test_best_json_has_the_trial_its_value_params_and_derived_values(finished, c
     best = study.best_trial
     assert record == {"study": "tiny", "trial": 1, "value": 2.2, "params": best.params,
                       "derived": {k: best.user_attrs[k] for k in
-                                  ("weight_decay", "warmup_steps", "tokens_per_step")}}
+                                  ("weight_decay", "warmup_steps", "tokens_per_step")},
+                      "fixed": {"dropout": 0.0}}
 
 
 def test_best_of_a_study_without_a_complete_trial_is_an_error(tmp_path, capsys):
@@ -593,7 +598,8 @@ def test_a_real_study_through_every_command(tmp_path, capsys):
         in out, out
     assert main(["best", str(path), "--storage", url]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split("=")[0] for line in lines] == list(study.best_trial.params)
+    assert [line.split("=")[0] for line in lines] == [*study.best_trial.params, "weight_decay",
+                                                      "dropout"]
     code, out = scaletune(capsys, "delete", str(path), "--storage", url, "--yes")
     assert code == 0, out
     assert names_in(url) == []

@@ -15,7 +15,7 @@ import pytest
 
 from scaletune.search import lease, studies
 from scaletune.search.config import validate_study
-from scaletune.search.plan import RECORD, SearchPlan, priors_note, pruner_note
+from scaletune.search.plan import RECORD, SearchPlan, priors_note, pruner_note, sampler_note
 from scaletune.search.storage import make_storage
 from scaletune.trainer.errors import ConfigError, SetupError
 from tests.search.helpers import tiny_study
@@ -288,6 +288,27 @@ def test_a_study_resumed_under_another_pruner_is_told_which_and_how_to_keep_the_
     assert note.startswith("this study started under the median pruner and goes on under the "
                            "predicted pruner")
     assert "`pruner: {name: median}` in the study file keeps the one it started with" in note
+
+
+def test_a_study_resumed_under_another_sampler_is_told_which_and_how_to_keep_the_first(
+        tmp_path, shakespeare, capsys):
+    # A resumed study went on under another sampler without a word, where another pruner was
+    # named: what its record says it started with no longer drew its trials.
+    from scaletune.search.cli import main
+    from tests.search.helpers import flat, write_study
+
+    raw = tiny_study(tmp_path, shakespeare)  # tpe with n_startup_trials 3
+    first = validate_study(raw)
+    first.folder.mkdir(parents=True)
+    assert sampler_note(open_study(first).user_attrs, first) is None
+    raw["sampler"] = {"name": "random"}
+    path = write_study(tmp_path, raw)
+    assert main(["run", str(path), "--dry-run"]) == 0
+    out = flat(capsys.readouterr().out)
+    assert ("this study started under the tpe sampler and goes on under the random sampler "
+            "(the study file's sampler, or the default where it names none); the trials it has "
+            "run stay and the new one draws the next. `sampler: {name: tpe, n_startup_trials: 3}` "
+            "in the study file keeps the one it started with") in out, out
 
 
 def test_show_names_the_sampler_and_pruner_of_the_last_launch(tmp_path, shakespeare, capsys):
