@@ -681,7 +681,10 @@ class FittedLaws:
         """Read laws written by ``save`` (this version's or version 1's)."""
         try:
             return cls.from_json(json.loads(Path(path).read_text()))
-        except (ValueError, KeyError, TypeError) as e:
+        except KeyError as e:
+            raise ValueError(f"{path}: not a fitted-laws file this scaletune reads: it has no "
+                             f"{e.args[0]!r} entry") from None
+        except (ValueError, TypeError) as e:
             raise ValueError(f"{path}: not a fitted-laws file this scaletune reads: {e}") from None
 
 

@@ -40,6 +40,7 @@ from scaletune.trainer.config import (
     TrainConfig,
     file_kind,
     format_errors,
+    laws_file_error,
     load_yaml,
     parse_number,
     shown_value,
@@ -782,7 +783,8 @@ class StudyConfig(_Strict):
     against."""
     priors: PriorsConfig = Field(default_factory=PriorsConfig)
     n_trials: int = Field(ge=1, strict=True)
-    """Finished trials (complete or pruned) the study should have."""
+    """Finished trials the study should have: complete, pruned, and failed ones that were not
+    queued again (a trial whose worker died is, up to ``max_retries`` times)."""
     max_retries: int = Field(2, ge=0, strict=True)
     """Times a trial whose worker died is re-run with the same parameters."""
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
@@ -1032,6 +1034,8 @@ def load_study(path: str | Path) -> StudyConfig:
     path = Path(path)
     raw = load_yaml(path)
     kind = file_kind(raw)
+    if kind == "laws":
+        raise ConfigError(str(path), [laws_file_error(path)])
     if kind == "ladder":
         raise ConfigError(str(path), [
             f"a ladder file (target, rungs), not a study file: run it with `scaletune ladder "

@@ -76,6 +76,7 @@ from scaletune.search.storage import (
     mask_url,
     scrub,
     sqlite_path,
+    storage_problems,
     tally,
     unusable_url,
     url_problem,
@@ -338,11 +339,14 @@ def plan_problems(cfg: StudyConfig, dims: list | None = None,
     """What ``scaletune run`` would refuse in ``cfg`` before its first trial, found from the
     study file and its SQLite storage alone: ``search.space.space_problems`` in the space the
     planning priors give (``dims`` and ``fixed`` where built already), ``data_problems``, and a
-    change to what the trials of the stored study trained with (``stored_change``)."""
+    change to what the trials of the stored study trained with (``stored_change``); before
+    them, a storage it cannot use (search.storage.storage_problems)."""
     if dims is None or fixed is None:
         dims, fixed = build_space(cfg, planning_priors(cfg))
-    change = stored_change(cfg)
-    return data_problems(cfg) + space_problems(cfg, dims, fixed) + ([change] if change else [])
+    storage = storage_problems(cfg.storage, cfg.storage_url)
+    change = None if storage else stored_change(cfg)
+    return (storage + data_problems(cfg) + space_problems(cfg, dims, fixed)
+            + ([change] if change else []))
 
 
 def ladder_problems(ladder: Any) -> list[str]:
@@ -360,6 +364,8 @@ def ladder_problems(ladder: Any) -> list[str]:
     rename = (f"give the ladder a new name (name: in {source}; its rungs and target are new "
               "studies then, run from the start)")
     stages = [*(r.cfg for r in ladder.rungs), ladder.target]
+    if storage := storage_problems(ladder.target.storage, ladder.target.storage_url):
+        return storage  # the stages' storage, one for all
     problems = [f"target.study {study_file}: {p}" for p in data_problems(first, stages, rename)]
     for rung in ladder.rungs:
         dims, fixed = build_space(rung.cfg, planning_priors(rung.cfg))
@@ -741,7 +747,7 @@ def list_studies(url: str, console: Console) -> int:
     for study in studies:
         # Counted by the database: loading 10,000 trials to count them took half a minute.
         t = tally(storage, study.study_name, study.direction == StudyDirection.MINIMIZE)
-        words = state_words(Counter(t.by_state), t.retried) or "none"
+        words = state_words(Counter(t.by_state), t.retried, t.diverged) or "none"
         live = _running(study)
         table.add_row(study.study_name, words + left_running(t.by_state.get("RUNNING", 0), study),
                       f"{t.best[1]:.4f} (trial {t.best[0]})" if t.best else "",

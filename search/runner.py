@@ -57,8 +57,8 @@ from scaletune.search.storage import (
     mask_url,
     scrub,
     sqlite_path,
+    storage_problems,
     unusable_url,
-    url_problem,
 )
 from scaletune.search.tracking import Tracker
 from scaletune.trainer.data import prepare_data, unread_note, validation_note
@@ -123,24 +123,15 @@ def preflight(cfg: StudyConfig) -> Any:
                 f"data: too little text for model.block_size={cfg.model.block_size}: "
                 f"{data.n_train_tokens} train / {data.n_val_tokens} validation tokens"
             )
-    sqlite = sqlite_path(cfg.storage_url)
-    if cfg.storage is not None and sqlite is not None:
-        # Connecting would create the file: check its folder instead (the file itself below).
-        if not sqlite.parent.is_dir():
-            errors.append(f"storage: the folder of {sqlite} does not exist: create it, or give "
-                          "another path")
-        elif not os.access(sqlite.parent, os.W_OK):
-            errors.append(f"storage: cannot write to the folder of {sqlite}")
-    elif cfg.storage is not None and (problem := url_problem(cfg.storage)):
-        errors.append(problem)
-    elif cfg.storage is not None:
+    problems = storage_problems(cfg.storage, cfg.storage_url)
+    errors += problems
+    if not problems and cfg.storage is not None and sqlite_path(cfg.storage_url) is None:
         try:
             check_storage(cfg.storage)
         except Exception as e:  # noqa: BLE001 - any driver error means unreachable
             errors.append(unusable_url(e, cfg.storage) or (
                 f"storage: cannot open {mask_url(cfg.storage)}: "
                 f"{scrub(first_line(e), cfg.storage)}"))
-    errors += _sqlite_file_errors(cfg.storage_url)
     if cfg.trainer.compile and cfg.workers.address in (None, "local"):  # trials run here
         from scaletune.trainer.loop import compiler_missing  # imports torch: only when asked
 
@@ -150,25 +141,6 @@ def preflight(cfg: StudyConfig) -> Any:
         raise ConfigError(cfg.source, errors)
     _refuse_a_second_driver(cfg)
     return data
-
-
-def _sqlite_file_errors(url: str) -> list[str]:
-    """An SQLite study file that is there but empty or not a database is refused, never taken
-    for a new study or reported as a full disk."""
-    path = sqlite_path(url)
-    if path is None or not path.is_file():
-        return []
-    with open(path, "rb") as f:
-        head = f.read(16)
-    if not head:
-        return [f"storage: {path} is empty (0 bytes): it holds no study. If it held one, it was "
-                "cut short (a full disk, a failed copy): restore it from a backup; to start the "
-                "study afresh, delete the file"]
-    if head != b"SQLite format 3\x00":
-        return [f"storage: {path} is not an SQLite database (corrupt, or another kind of file): "
-                "restore it from a backup, or move it aside to start the study afresh; nothing "
-                "was written to it"]
-    return []
 
 
 def _refuse_a_second_driver(cfg: StudyConfig) -> None:
@@ -552,6 +524,12 @@ def _drive(
                         raise
                     progress.finished(number, state, value, reason)
                     tracker.finished(study, number)
+                    if state == "FAIL" and reason.startswith(DATA_FAILED):
+                        raise DataError(
+                            f"{reason.removeprefix(DATA_FAILED).removesuffix(' (queued again)')}"
+                            f" (trial {number} could not read the study's data, so no trial "
+                            "can: the study stopped, with its trials queued again; put the data "
+                            "back and run the same command to resume)")
                     failures_in_a_row = 0 if state != "FAIL" else failures_in_a_row + 1
                     told = True
                 if told:  # a retried failure does not count: ask the storage
@@ -734,6 +712,10 @@ def _answer_reports(
         coordinator.answer.remote(decisions)
 
 
+DATA_FAILED = f"{DataError.__name__}: "
+"""How the reason of a trial that could not read the study's data begins (``_finish``)."""
+
+
 def _finish(study: optuna.Study, r: TrialRun, cfg: StudyConfig) -> tuple[str, float | None, str]:
     """Tell the study how a trial ended: (state, final loss or None, reason)."""
     try:
@@ -745,6 +727,9 @@ def _finish(study: optuna.Study, r: TrialRun, cfg: StudyConfig) -> tuple[str, fl
     except ray.exceptions.RayTaskError as e:
         cause = e.cause if getattr(e, "cause", None) is not None else e
         reason = f"{type(cause).__name__}: {_last_line(cause)}"
+        if isinstance(cause, DataError):  # no trial can run: the study stops (_drive), and
+            r.fail(study, reason, cfg.max_retries, count_attempt=False)  # this one waits
+            return "FAIL", None, reason + " (queued again)"
         r.trial.set_user_attr("fail_reason", reason)
         study.tell(r.trial, state=TrialState.FAIL)
         return "FAIL", None, reason

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -103,6 +104,60 @@ def check_storage(url: str) -> None:
             conn.execute(text("SELECT 1"))
     finally:
         engine.dispose()
+
+
+def storage_problems(given: str | None, url: str) -> list[str]:
+    """What `scaletune run` refuses of a study's storage, found without connecting: an
+    in-memory SQLite (each connection sees its own empty database), a URL that does not parse or
+    names a driver not installed, an SQLite file whose folder is missing or read-only, or that
+    is empty or not a database. ``given``: the storage the file or ``--storage`` named, None for
+    the default one (its folder is the runner's to check); ``url``: the storage used."""
+    if url.startswith("sqlite") and _parses(url) and sqlite_path(url) is None:
+        return [f"storage: {mask_url(url)} is an in-memory SQLite database, which each "
+                "connection sees empty: give a file, sqlite:///PATH"]
+    errors = []
+    database = sqlite_path(url)
+    if given is not None and database is not None:
+        # Connecting would create the file: check its folder instead (the file itself below).
+        if not database.parent.is_dir():
+            errors.append(f"storage: the folder of {database} does not exist: create it, or "
+                          "give another path")
+        elif not os.access(database.parent, os.W_OK):
+            errors.append(f"storage: cannot write to the folder of {database}")
+    elif given is not None and (problem := url_problem(given)):
+        errors.append(problem)
+    elif given is not None:
+        from sqlalchemy import create_engine
+
+        try:  # an engine connects only when used: this finds the URL's own problems
+            create_engine(with_driver(given), **engine_kwargs(given)).dispose()
+        except Exception as e:  # noqa: BLE001 - ImportError, NoSuchModuleError, ArgumentError
+            if problem := unusable_url(e, given):
+                errors.append(problem)
+    return errors + sqlite_file_errors(url)
+
+
+def sqlite_file_errors(url: str) -> list[str]:
+    """An SQLite study file that is there but empty or not a database is refused, never taken
+    for a new study or reported as a full disk."""
+    path = sqlite_path(url)
+    if path is None or not path.is_file():
+        return []
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if not head:
+        return [f"storage: {path} is empty (0 bytes): it holds no study. If it held one, it was "
+                "cut short (a full disk, a failed copy): restore it from a backup; to start the "
+                "study afresh, delete the file"]
+    if head != SQLITE_HEADER:
+        return [f"storage: {path} is not an SQLite database (corrupt, or another kind of file): "
+                "restore it from a backup, or move it aside to start the study afresh; nothing "
+                "was written to it"]
+    return []
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+"""The first 16 bytes of every SQLite database file."""
 
 
 class Storage(optuna.storages.RDBStorage):
@@ -390,12 +445,14 @@ class Tally:
     """(number, value) of the best COMPLETE trial."""
     last: datetime | None
     """When a trial last started or ended (Optuna's local time without a zone)."""
+    diverged: int = 0
+    """PRUNED trials stopped because their loss diverged (prune_reason "diverged: ...")."""
 
 
 def tally(storage: optuna.storages.RDBStorage, study_name: str, minimize: bool = True) -> Tally:
     """A study's trials counted by the database, not loaded: Optuna builds every trial (params,
     attrs, curve) to count them, about 30 s for a study of 10,000 trials on a loaded machine
-    (benchmarks/driver_scale.py). Four aggregate queries on Optuna's tables (its RDB schema
+    (benchmarks/driver_scale.py). Five aggregate queries on Optuna's tables (its RDB schema
     since Optuna 3.0: trials, trial_values, trial_user_attributes)."""
     from sqlalchemy import DateTime, Float, Integer, String, and_, column, func, select, table
 
@@ -416,6 +473,11 @@ def tally(storage: optuna.storages.RDBStorage, study_name: str, minimize: bool =
                                                          == trials.c.trial_id))
             .where(and_(mine, trials.c.state == "FAIL", attrs.c.key == "retried",
                         attrs.c.value_json == "true"))).scalar_one()
+        diverged = conn.execute(  # search.summary.diverged, counted
+            select(func.count()).select_from(trials.join(attrs, attrs.c.trial_id
+                                                         == trials.c.trial_id))
+            .where(and_(mine, trials.c.state == "PRUNED", attrs.c.key == "prune_reason",
+                        attrs.c.value_json.like('"diverged%')))).scalar_one()
         order = values.c.value.asc() if minimize else values.c.value.desc()
         best = conn.execute(
             select(trials.c.number, values.c.value)
@@ -425,4 +487,5 @@ def tally(storage: optuna.storages.RDBStorage, study_name: str, minimize: bool =
         last = conn.execute(select(func.max(func.coalesce(
             trials.c.datetime_complete, trials.c.datetime_start, type_=DateTime))).where(mine)
         ).scalar_one()
-    return Tally(by_state, int(retried), (int(best[0]), float(best[1])) if best else None, last)
+    return Tally(by_state, int(retried), (int(best[0]), float(best[1])) if best else None, last,
+                 int(diverged))

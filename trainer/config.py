@@ -947,6 +947,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(str(path), ["file not found"]) from None
     except OSError as e:
         raise ConfigError(str(path), [f"cannot read the file: {e.strerror}"]) from None
+    if data.startswith(b"SQLite format 3\x00"):
+        raise ConfigError(str(path), [
+            "this is an SQLite database (a study storage), not a study or training file: give "
+            f"the study's YAML file, with --storage sqlite:///{path.resolve()} where the study "
+            f"file names another storage; `scaletune studies --storage sqlite:///"
+            f"{path.resolve()}` lists the studies it holds"])
     if len(data) > MAX_FILE_BYTES:
         raise ConfigError(str(path), [f"the file is larger than {MAX_FILE_BYTES // 1024} KB; a "
                                       "config file is a few KB (is it the right file?)"])
@@ -976,22 +982,35 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 def file_kind(raw: Any) -> str | None:
     """What a config file is, by its top-level keys: "ladder" (target and rungs: ``scaletune
     ladder``), "training" (a token budget and no trials: ``scaletune train``), "study" (trials
-    and a search: ``scaletune run``), or None when the keys say neither."""
+    and a search: ``scaletune run``), "laws" (fitted laws: what ``scaletune fit`` and a ladder
+    write, a study's ``priors.fitted_file``), or None when the keys say neither."""
     if not isinstance(raw, dict):
         return None
     keys = raw.keys()
     study = {"name", "n_trials", "tokens_per_trial", "search"} & keys  # no training config's
     if {"target", "rungs"} <= keys:
         return "ladder"
+    if {"format_version", "laws"} <= keys and not study:
+        return "laws"
     if "tokens" in keys:
         return None if study else "training"  # a study file with a misnamed key: its errors
     return "study" if study else None
+
+
+def laws_file_error(path: str | Path) -> str:
+    """What a fitted-laws file given as a study or training file is, in one line (not the wall of
+    keys it lacks)."""
+    return (f"a fitted-laws file (written by `scaletune fit` or a ladder), not a study or "
+            f"training file: a study starts from it with `priors: {{laws: fitted, fitted_file: "
+            f"{path}}}`")
 
 
 def load_train_config(path: str | Path) -> TrainConfig:
     """Read ``scaletune train`` YAML; relative data paths resolve against the file's folder."""
     raw = load_yaml(path)
     kind = file_kind(raw)
+    if kind == "laws":
+        raise ConfigError(str(path), [laws_file_error(path)])
     if kind in ("study", "ladder"):
         # One line that says what the file is, not the wall of its keys a training run lacks.
         what = ("a study file (n_trials, tokens_per_trial, search)" if kind == "study"

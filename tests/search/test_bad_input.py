@@ -786,3 +786,47 @@ def test_validate_names_a_missing_data_file_beside_the_files_other_errors(tmp_pa
     out = " ".join(capsys.readouterr().out.split())
     assert "3 error(s)" in out and "n_trial: unknown key" in out, out
     assert f"data.path: file not found: '{tmp_path / 'tinyshakespear.txt'}'" in out, out
+
+
+@pytest.mark.parametrize("storage, said", [
+    ("sqlite://", "storage: sqlite:// is an in-memory SQLite database, which each connection sees "
+                  "empty: give a file, sqlite:///PATH"),
+    ("journal:///tmp/j.log", "storage: cannot open journal:///tmp/j.log: Can't load plugin: "
+                             "sqlalchemy.dialects:journal; a storage URL is sqlite:///PATH"),
+    ("runs.log", "storage: runs.log is not a storage URL: give sqlite:///PATH or postgresql://"),
+    ("sqlite:///{tmp}/none/deep/s.db", "storage: the folder of {tmp}/none/deep/s.db does not "
+                                       "exist: create it, or give another path"),
+], ids=["in-memory", "unknown dialect", "not a URL", "missing folder"])
+def test_validate_finds_a_storage_that_run_refuses(tmp_path, shakespeare, capsys, storage, said):
+    # validate and the dry run said "ok" to each; run refused them (or, in memory, started the
+    # study and stopped at its first write, advising disk space).
+    storage, said = storage.format(tmp=tmp_path), said.format(tmp=tmp_path)
+    path = str(write_study(tmp_path, tiny_study(tmp_path, shakespeare, storage=storage)))
+    for command in (["validate", path], ["run", path, "--dry-run"], ["run", path]):
+        assert main(command) == 2, command
+        out = " ".join(capsys.readouterr().out.split())
+        assert said in out and out.count(said) == 1, (command, out)
+    assert not (tmp_path / "none").exists() and not (tmp_path / "study").exists()
+
+
+def test_a_storage_or_a_laws_file_given_as_the_study_file_is_named_as_what_it_is(
+        tmp_path, shakespeare, capsys):
+    # An SQLite storage was "larger than 256 KB" or "not UTF-8 text"; a laws file, a dozen
+    # unknown and missing keys.
+    import sqlite3
+
+    db = tmp_path / "studies.db"
+    sqlite3.connect(db).execute("create table t (x)").connection.commit()
+    laws = tmp_path / "laws.json"
+    laws.write_text('{"format_version": 2, "scale_kind": "tokens", "laws": {}}')
+    for command in ("validate", "show", "run", "train"):
+        assert main([command, str(db)]) == 2
+        said = capsys.readouterr()
+        assert ("this is an SQLite database (a study storage), not a study or training file: "
+                f"give the study's YAML file, with --storage sqlite:///{db}") in flat(
+                    said.out + said.err), (command, said)
+        assert main([command, str(laws)]) == 2
+        said = capsys.readouterr()
+        assert ("a fitted-laws file (written by `scaletune fit` or a ladder), not a study or "
+                "training file: a study starts from it with `priors: {laws: fitted, "
+                f"fitted_file: {laws}}}`") in flat(said.out + said.err), (command, said)

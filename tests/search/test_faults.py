@@ -531,3 +531,41 @@ def test_an_error_in_the_driver_requeues_the_running_trials(tmp_path, shakespear
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert [t.user_attrs["retry_of"] for t in waiting] == [failed[0].number]
     assert not study.get_trials(states=(TrialState.RUNNING,))
+
+
+def test_data_that_vanishes_under_a_running_study_stops_it_and_it_resumes(
+        tmp_path, shakespeare, monkeypatch, capsys):
+    # The data file deleted once the driver had read it: each trial failed on it in turn,
+    # counted toward n_trials, until the study had "finished" with every trial failed.
+    raw = tiny_study(tmp_path, shakespeare, n_trials=3, pruner={"name": "none"})
+    path = write_study(tmp_path, raw)
+    data = Path(raw["data"]["path"])
+    kept = data.read_bytes()
+    real = scaletune.search.runner.preflight
+
+    def read_then_delete(cfg):
+        prepared = real(cfg)
+        data.unlink()
+        return prepared
+
+    monkeypatch.setattr(scaletune.search.runner, "preflight", read_then_delete)
+    try:
+        assert main(["run", str(path)]) == 2
+    finally:
+        ray.shutdown()
+    out = flat(capsys.readouterr().out)
+    assert f"data.path: file not found: '{data}' (trial 0 could not read the study's data, so " \
+           "no trial can: the study stopped, with its trials queued again; put the data back " \
+           "and run the same command to resume)" in out, out
+    cfg = validate_study(raw)
+    study = load(cfg)
+    assert n_finished(study) == 0  # the failure is not one of the three trials asked for
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.WAITING]
+    monkeypatch.undo()
+    data.write_bytes(kept)
+    try:
+        assert main(["run", str(path)]) == 0
+    finally:
+        ray.shutdown()
+    study = load(cfg)
+    assert n_finished(study) == 3 and len(study.get_trials(states=(TrialState.COMPLETE,))) == 3

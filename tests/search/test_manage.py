@@ -108,6 +108,8 @@ def test_the_listing_counts_in_the_database_what_loading_the_trials_gives(tmp_pa
     for value in (2.5, 1.5, 3.5):
         study.add_trial(optuna.trial.create_trial(value=value))
     study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED))
+    study.add_trial(optuna.trial.create_trial(  # diverged: `studies` said "pruned"
+        state=TrialState.PRUNED, user_attrs={"prune_reason": "diverged: loss nan at step 2"}))
     for retried in (True, True, False):
         study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL,
                                                   user_attrs={"retried": retried}))
@@ -115,8 +117,10 @@ def test_the_listing_counts_in_the_database_what_loading_the_trials_gives(tmp_pa
     trials = study.get_trials(deepcopy=False)
     counted = tally(make_storage(url), "t", minimize=direction == "minimize")
     # Rule: the listing's counts, best trial and last activity are those of the loaded trials.
-    assert state_words(Counter(counted.by_state), counted.retried) == by_state(trials)
-    assert by_state(trials) == "3 complete, 1 pruned, 1 failed, 1 running, 2 failed and run again"
+    assert state_words(Counter(counted.by_state), counted.retried,
+                       counted.diverged) == by_state(trials)
+    assert by_state(trials) == ("3 complete, 1 pruned, 1 diverged, 1 failed, 1 running, 2 failed "
+                                "and run again")
     assert counted.best == (study.best_trial.number, study.best_value)
     assert counted.last == max(t.datetime_complete or t.datetime_start for t in trials)
 
