@@ -650,8 +650,13 @@ def _start_workers(cfg: StudyConfig, slots: int, warm: bool = True) -> Any:
 
 def _stop_running(plan: SearchPlan, running: dict[int, TrialRun], reason: str,
                   cfg: StudyConfig) -> None:
-    """Cancel the running trials' tasks and mark them FAIL, queued again with their params."""
-    for r in running.values():
+    """Cancel the running trials' tasks and mark them FAIL, queued again with their params. A
+    trial whose task had returned when the driver stopped, and the loop had not yet told, is told
+    as it ended (and taken out of ``running``): its whole run was done."""
+    for number, r in list(running.items()):
+        if _told_as_ended(r):
+            del running[number]
+            continue
         try:
             if "ref" in r.extra:  # a trial asked for but not launched has none
                 ray.cancel(r.extra["ref"], force=True)
@@ -661,6 +666,31 @@ def _stop_running(plan: SearchPlan, running: dict[int, TrialRun], reason: str,
             r.fail(r.trial.study, reason, cfg.max_retries, count_attempt=False)
         except optuna.exceptions.UpdateFinishedTrialError:
             pass  # another driver that took the study over has ended it already
+
+
+def _told_as_ended(r: TrialRun) -> bool:
+    """Tell ``r`` from its task's result where the task has returned one that ends it (complete,
+    stopped by the pruner, diverged); False where it has not, or Ray cannot say (it may be going
+    down with the driver): the trial is stopped then. A result of a trainer itself stopped (a
+    signal to the whole process group) is not an end."""
+    ref = r.extra.get("ref")
+    try:
+        if ref is None or not ray.wait([ref], timeout=0)[0]:
+            return False
+        result = ray.get(ref, timeout=0)
+    except Exception:  # noqa: BLE001 - the task failed, or Ray is going down: stop the trial
+        return False
+    if not isinstance(result, dict) or result.get("status") not in ENDS:
+        return False
+    try:
+        r.tell(r.trial.study, result)
+    except Exception:  # noqa: BLE001 - ended elsewhere, or the storage failed: stop it as the rest
+        return False
+    return True
+
+
+ENDS = ("completed", "stopped", "diverged")
+"""The statuses of a trainer's result that end a trial (search.plan.TrialRun.tell)."""
 
 
 def _write_failed(

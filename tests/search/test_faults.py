@@ -569,3 +569,33 @@ def test_data_that_vanishes_under_a_running_study_stops_it_and_it_resumes(
         ray.shutdown()
     study = load(cfg)
     assert n_finished(study) == 3 and len(study.get_trials(states=(TrialState.COMPLETE,))) == 3
+
+
+def test_a_trial_that_had_ended_when_the_driver_stopped_is_told_not_run_again(tmp_path):
+    # Its final evaluation was in, its task had returned, and SIGTERM came before the driver's
+    # loop told it: it was stopped and queued again with the running ones, and ran again whole.
+    from types import SimpleNamespace
+
+    from scaletune.search.plan import TrialRun
+    from scaletune.search.runner import _stop_running
+
+    ray.init(num_cpus=1, include_dashboard=False)
+    try:
+        ended = ray.put({"status": "completed", "final_val_loss": 2.5, "steps": 3})
+        stopped_itself = ray.put({"status": "interrupted", "reason": "SIGTERM"})
+        still = ray.remote(lambda: time.sleep(60)).remote()
+        study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}")
+        running = {}
+        for ref in (ended, stopped_itself, still):
+            trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+            running[trial.number] = TrialRun(trial, {}, None, 100, "median", extra={"ref": ref})
+        ray.wait([ended, stopped_itself], num_returns=2)
+        _stop_running(None, running, "stopped (SIGTERM)", SimpleNamespace(max_retries=2))
+    finally:
+        ray.shutdown()
+    states = [(t.state, t.value, t.user_attrs.get("fail_reason")) for t in study.trials]
+    assert states == [(TrialState.COMPLETE, 2.5, None),
+                      (TrialState.FAIL, None, "stopped (SIGTERM)"),
+                      (TrialState.FAIL, None, "stopped (SIGTERM)"),
+                      (TrialState.WAITING, None, None), (TrialState.WAITING, None, None)]
+    assert sorted(running) == [1, 2]  # the stopped ones, which the driver's line counts
