@@ -43,7 +43,7 @@ import json
 import math
 import shlex
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from html import escape
@@ -95,7 +95,20 @@ STATE_COLOURS = {
     "FAIL": "#d62728",
     "RUNNING": "#7f7f7f",
     "WAITING": "#bbbbbb",
+    "STOPPED": "#9467bd",
 }
+"""A trial's colour by its state (``shown_state``)."""
+
+
+def shown_state(t: FrozenTrial) -> str:
+    """The state a figure shows: Optuna's, but STOPPED for a FAIL trial queued again (stopped
+    by Ctrl-C or a signal, left by a stopped driver, its worker lost), which did not fail."""
+    return "STOPPED" if t.state == TrialState.FAIL and t.user_attrs.get("retried") else \
+        t.state.name
+
+
+def _state_label(state: str) -> str:
+    return "stopped and run again" if state == "STOPPED" else state.lower()
 LOSS_LABEL = "validation loss (nats/token)"
 DPI = 110
 FIGSIZE = (9.0, 5.5)
@@ -270,7 +283,9 @@ def pruner_audit(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
         # which trial each repeat repeats, and measure none).
         pruner = pruner.model_copy(update={"noise_floor": floor_of(seed_groups(trials,
                                                                                cfg.seed))[0]})
-    configs = {cfg.pruner.name: pruner}
+    # A study without a pruner is shown what the median pruner would have done; "none"
+    # replayed stops nothing.
+    configs = {} if cfg.pruner.name == "none" else {cfg.pruner.name: pruner}
     configs.setdefault("median", MedianPrunerConfig(name="median"))
     replayed = {name: audit(replay(c.build(cfg), sample), cfg.tokens_per_trial)
                 for name, c in configs.items()}
@@ -510,12 +525,18 @@ def _is_log(dist: BaseDistribution | None) -> bool:
     return isinstance(dist, (FloatDistribution, IntDistribution)) and dist.log
 
 
-def plot_history(study: optuna.Study, out: Path) -> Drawn:
+def plot_history(study: optuna.Study, out: Path, notes: list[str] | None = None) -> Drawn | None:
     """Optuna's optimization history (complete trials, the best so far) and, over it, each
-    pruned trial's last reported loss, which Optuna leaves out."""
+    pruned trial's last reported loss, which Optuna leaves out; None, with a note, where no
+    trial has a loss to show."""
     pruned = [(t.number, _last_value(t))
               for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))]
-    pruned = [(n, v) for n, v in pruned if v is not None]
+    pruned = [(n, v) for n, v in pruned if v is not None and math.isfinite(v)]
+    if not pruned and not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if notes is not None:
+            notes.append("optimization history skipped: no trial completed or reported a "
+                         "finite loss")
+        return None
     layers = [Layer("pruned: last reported loss", [n for n, _ in pruned], [v for _, v in pruned],
                     STATE_COLOURS["PRUNED"], marker="x", text=[f"trial {n}" for n, _ in pruned])
               ] if pruned else []
@@ -625,10 +646,10 @@ def plot_lr_tau(study: optuna.Study, cfg: StudyConfig, out: Path,
         y_label = LOSS_LABEL
     last = "" if contour else ": last reported loss"
     layers = []
-    for state in ("PRUNED", "FAIL"):
-        pts = [(t, x, y) for t, x, y in points if t.state.name == state]
+    for state in ("PRUNED", "FAIL", "STOPPED"):
+        pts = [(t, x, y) for t, x, y in points if shown_state(t) == state]
         if pts:
-            layers.append(Layer(f"{state.lower()}{last}", [x for _, x, _ in pts],
+            layers.append(Layer(f"{_state_label(state)}{last}", [x for _, x, _ in pts],
                                 [y for _, _, y in pts], STATE_COLOURS[state], marker="x", size=9,
                                 text=[f"trial {t.number}" for t, _, _ in pts]))
     complete = [p for p in points if p[0].state == TrialState.COMPLETE]
@@ -689,19 +710,20 @@ def plot_curves(study: optuna.Study, out: Path, notes: list[str]) -> Drawn | Non
         notes.append("learning curves skipped: no trial reported a validation loss")
         return None
     best = best_trial(trials)
-    counts = {s: sum(t.state.name == s for t in trials) for s in STATE_COLOURS}
+    counts = Counter(map(shown_state, trials))
     curves = {}
     for t in trials:
         steps = sorted(t.intermediate_values)
         is_best = best is not None and t.number == best.number
+        state = shown_state(t)
         name = (f"best: trial {t.number} ({t.value:.4f})" if is_best
-                else f"{t.state.name.lower()} ({counts[t.state.name]})")
+                else f"{_state_label(state)} ({counts[state]})")
         curves[f"Trial{t.number}"] = Layer(  # Optuna names each curve "Trial<number>"
             name, steps, [t.intermediate_values[s] for s in steps],
-            STATE_COLOURS.get(t.state.name, "grey"), size=3, line=2.8 if is_best else 1.2,
+            STATE_COLOURS.get(state, "grey"), size=3, line=2.8 if is_best else 1.2,
             text=[f"trial {t.number}"] * len(steps),
         )
-    title = f"Learning curves: {study.study_name} ({len(trials)} trials)"
+    title = f"Learning curves: {study.study_name} ({len(trials)} trials with a curve)"
     if len(trials) > CURVES_SHOWN:
         return _plot_some_curves(study.study_name, trials, best, curves, out)
     with _matplotlib_style():
@@ -959,10 +981,11 @@ def make_report(
         notes.append(f"{left} running{left_running(left, study)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    earlier = _earlier_files(out)
     frame = trials_frame(study, ran_with)
     whole_numbers(frame).to_csv(out / "trials.csv", index=False)
     drawn = {
-        "history": plot_history(study, out),
+        "history": plot_history(study, out, notes),
         "importances": plot_importances(study, out, notes),
         "lr_tau": plot_lr_tau(study, ran_with, out, notes),
         "curves": plot_curves(study, out, notes),
@@ -979,6 +1002,8 @@ def make_report(
                                         "--repeat-best 2")
     summary["pruner"] = ran_with.pruner.name
     summary["files"] = [p.name for p in files]
+    for name in earlier - set(summary["files"]):  # an earlier report's, which would mislead
+        (out / name).unlink(missing_ok=True)
     summary["notes"] = notes
     summary["running"] = running is not None  # a driver runs the study: a report of a moment
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
@@ -986,6 +1011,20 @@ def make_report(
     if console is not None:
         print_summary(summary, index, console)
     return summary
+
+
+def _earlier_files(out: Path) -> set[str]:
+    """The figures and tables an earlier report wrote into ``out`` (its summary.json's files):
+    one this report does not draw (a plot with nothing to show now, another study's report in
+    the same folder) is removed, not left beside this report's index.html."""
+    try:
+        files = json.loads((out / "summary.json").read_text()).get("files")
+    except (OSError, ValueError, AttributeError):
+        return set()
+    if not isinstance(files, list):
+        return set()
+    return {f for f in files if isinstance(f, str) and Path(f).name == f
+            and f.endswith((".png", ".html", ".csv")) and f != "index.html"}
 
 
 def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
@@ -1024,6 +1063,8 @@ def audit_rows(audit: dict[str, Any] | None) -> list[tuple[str, str]]:
     stopped the pruned trials."""
     if not audit:
         return []
+    if not audit.get("complete", 1):
+        return [("pruner audit", "none: the study has no complete trial to replay a pruner on")]
     rows = []
     for i, (name, r) in enumerate(audit["replayed"].items()):
         complete = audit.get("complete", r["trials"])

@@ -179,6 +179,24 @@ def test_one_complete_trial_skips_importances_with_a_note(tmp_path):
         assert (out / f"{name}.png").stat().st_size > 10_000, name
 
 
+def test_a_report_into_a_folder_of_an_earlier_one_leaves_none_of_its_figures(mixed, tmp_path):
+    # The importances of the earlier report (another study's, or this one's before) stayed
+    # beside the new index.html, which did not show them.
+    _, cfg, _ = mixed
+    out = tmp_path / "report"
+    make_report(cfg, out, source="mixed.yaml")
+    assert (out / "importances.png").is_file() and (out / "importances.html").is_file()
+    (out / "mine.png").write_bytes(b"the user's own")
+    (tmp_path / "one").mkdir()
+    path, one = study_file(tmp_path / "one")
+    study = make_study(one)
+    add_trial(study, one, params(4e-3), 2.2)
+    summary = make_report(one, out, source=str(path))
+    assert not (out / "importances.png").exists() and not (out / "importances.html").exists()
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*summary["files"], "summary.json", "index.html", "plotly.min.js", "mine.png"])
+
+
 def test_weight_decay_searched_as_lambda_is_plotted_against_lr(tmp_path):
     path, cfg = study_file(tmp_path, search={
         "lr": {"low": 1e-4, "high": 3e-2, "log": True},
@@ -266,6 +284,48 @@ def test_curves_are_coloured_by_state_alike_in_both_versions(mixed, tmp_path):
         ("best: trial 1 (2.2000)", complete), ("complete (3)", complete),
         ("complete (3)", complete), ("fail (1)", fail), ("pruned (1)", pruned),
     ])
+
+
+def test_a_trial_stopped_and_run_again_is_not_drawn_as_a_failure(tmp_path):
+    # Ctrl-C'd trials were "fail (2)" in the curves' and lr x tau's legends.
+    path, cfg = study_file(tmp_path)
+    study = make_study(cfg)
+    add_trial(study, cfg, params(4e-3), 2.2)
+    add_trial(study, cfg, params(1e-3), 2.6)
+    add_trial(study, cfg, params(3e-2, tau=0.02), 4.0, TrialState.FAIL, trained=EVAL)
+    trial = study.ask(DISTRIBUTIONS)
+    trial.report(3.0, EVAL)
+    trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
+    trial.set_user_attr("retried", True)
+    study.tell(trial, state=TrialState.FAIL)
+    drawn = plot_curves(study, tmp_path, [])
+    labels = sorted({line.get_label() for line in drawn.png.axes[0].get_lines()})
+    assert labels == ["best: trial 0 (2.2000)", "complete (2)", "fail (1)",
+                      "stopped and run again (1)"]
+    assert {t.name for t in drawn.html.data} == set(labels)
+    drawn = plot_lr_tau(study, cfg, tmp_path, [])
+    assert "stopped and run again" in [c.get_label() for c in drawn.png.axes[0].collections]
+
+
+def test_the_report_of_a_study_without_a_complete_trial_draws_no_empty_figure(tmp_path):
+    # history.png was empty axes, and the audit replayed "none" and median on 0 trials.
+    path, cfg = study_file(tmp_path, pruner={"name": "none"})
+    study = make_study(cfg)
+    for _ in range(2):
+        trial = study.ask(DISTRIBUTIONS)
+        trial.report(float("nan"), EVAL)
+        trial.set_user_attr("prune_reason", "diverged: non-finite validation loss at step 2")
+        study.tell(trial, state=TrialState.PRUNED)
+    out = tmp_path / "report"
+    summary = make_report(cfg, out, source=str(path))
+    assert not (out / "history.png").exists() and "history.png" not in summary["files"]
+    assert "optimization history skipped: no trial completed or reported a finite loss" in \
+        summary["notes"]
+    assert report.audit_rows(summary["pruner_audit"]) == [
+        ("pruner audit", "none: the study has no complete trial to replay a pruner on")]
+    # A study without a pruner is shown the median pruner's replay alone.
+    add_trial(study, cfg, params(4e-3), 2.2)
+    assert list(report.pruner_audit(study, cfg)["replayed"]) == ["median"]
 
 
 def test_the_curves_of_a_large_study_are_a_sample_with_the_best(mixed, tmp_path, monkeypatch):
