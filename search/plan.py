@@ -563,8 +563,13 @@ def fail_and_retry(study: optuna.Study, trial: optuna.Trial, reason: str, max_re
     if retry:
         # a repeat's seed and what it repeats; the prior center's label (report's source column)
         carried = {k: attrs[k] for k in (REPEAT_OF, TRAIN_SEED, "source") if k in attrs}
+        # A trial stopped before its params were drawn (a driver stopped as it asked) has none
+        # yet: a queued one (the priors' center, a retry, a repeat) runs again with those it was
+        # queued with, where {} would have let the sampler draw new ones.
+        params = trial.params or study._storage.get_trial_system_attrs(trial._trial_id).get(
+            "fixed_params") or {}
         study.enqueue_trial(
-            trial.params,
+            params,
             user_attrs={"attempt": attempt + (1 if count_attempt else 0), "retry_of": trial.number,
                         **carried},
         )

@@ -466,7 +466,8 @@ def _drive(
         )
 
         def launch(run: TrialRun, coordinator: Any) -> Any:
-            return remote.remote(run.config.model_dump(mode="json"), run.number, coordinator)
+            return remote.remote(run.config.model_dump(mode="json"), run.number, coordinator,
+                                 plan.data.fingerprint)
     # Repeats of a config with other seeds (search.noise) run on top of the study's n_trials.
     total = trials_asked(study.get_trials(deepcopy=False), cfg.n_trials)
     progress = StudyProgress(console, cfg, study, total=total)

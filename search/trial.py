@@ -12,9 +12,12 @@ from typing import Any
 from scaletune.trainer.config import TrainConfig
 
 
-def train_trial(config: TrainConfig, report: Any) -> dict[str, Any]:
+def train_trial(config: TrainConfig, report: Any,
+                data_fingerprint: str | None = None) -> dict[str, Any]:
     """Train one trial in this process; the trainer's Result as a dict (status 'oom' when the
-    device ran out of memory). ``report(tokens, loss, metrics)`` answers "continue" or "prune"."""
+    device ran out of memory). ``report(tokens, loss, metrics)`` answers "continue" or "prune".
+    ``data_fingerprint``: the study's data, which the trial refuses to train on other data than
+    (a DataError)."""
     import torch
 
     from scaletune.trainer import train
@@ -23,7 +26,7 @@ def train_trial(config: TrainConfig, report: Any) -> dict[str, Any]:
         return "stop" if report(tokens, value, metrics) == "prune" else None
 
     try:
-        result = train(config, trainer_report)
+        result = train(config, trainer_report, data_fingerprint=data_fingerprint)
     except torch.OutOfMemoryError as e:
         micro = config.micro_batch_size or config.batch_size
         return {

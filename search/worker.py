@@ -86,8 +86,10 @@ def warm_up() -> None:
         pass
 
 
-def run_trial(config: dict[str, Any], number: int, coordinator: Any) -> dict[str, Any]:
-    """Train one trial on this worker (search.trial.train_trial), reporting to the driver."""
+def run_trial(config: dict[str, Any], number: int, coordinator: Any,
+              data_fingerprint: str | None = None) -> dict[str, Any]:
+    """Train one trial on this worker (search.trial.train_trial), reporting to the driver; on the
+    study's data (``data_fingerprint``) or not at all."""
     warm = "scaletune.trainer.loop" in sys.modules  # loaded by warm_up or an earlier trial
     import torch
 
@@ -115,4 +117,4 @@ def run_trial(config: dict[str, Any], number: int, coordinator: Any) -> dict[str
         plain = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         return ray.get(coordinator.report.remote(number, int(tokens), float(value), plain))
 
-    return {**train_trial(cfg, report), "worker": info}
+    return {**train_trial(cfg, report, data_fingerprint), "worker": info}

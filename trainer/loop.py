@@ -35,7 +35,7 @@ from scaletune.trainer.checkpoint import (
     save_checkpoint,
 )
 from scaletune.trainer.config import TrainConfig
-from scaletune.trainer.data import TokenData, prepare_data, sample_batch, val_windows
+from scaletune.trainer.data import TokenData, prepare_data, sample_batch, val_windows, where
 from scaletune.trainer.distributed import (
     agree,
     data_parallel,
@@ -46,7 +46,7 @@ from scaletune.trainer.distributed import (
     mean_over_ranks,
     rank_and_world,
 )
-from scaletune.trainer.errors import SetupError
+from scaletune.trainer.errors import DataError, SetupError
 from scaletune.trainer.interrupt import DeferredInterrupt
 from scaletune.trainer.model import GPT, flops_per_token
 from scaletune.trainer.optim import build_optimizers, lr_at, set_lr, step_optimizer
@@ -187,7 +187,8 @@ class _Run:
 
 
 def train(config: TrainConfig, report: Report | None = None, resume: bool = False,
-          interrupt: DeferredInterrupt | None = None, overwrite: bool = False) -> Result:
+          interrupt: DeferredInterrupt | None = None, overwrite: bool = False,
+          data_fingerprint: str | None = None) -> Result:
     """Train a GPT as ``config`` says; ``report`` sees every evaluation and may stop the run.
 
     With ``resume`` the run continues from ``out_dir``'s checkpoint (when there is one) and ends
@@ -197,14 +198,15 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
     caught: the caller decides what a run that does not fit means. With ``interrupt``, a signal
     that arrives during the steps raises its Interrupted between two steps, never in the middle
     of a checkpoint or a log line (for one process; torchrun's ranks would not stop at the same
-    step).
+    step). With ``data_fingerprint`` (a study's trial: the data its trials train on), data that
+    reads otherwise now is a DataError before any step.
     """
     wall_start = time.perf_counter()
     if why := run_in_the_way(config.out_dir, resume, overwrite):  # a repeated call loses no run
         raise SetupError(why)
     if config.compile and (why := compiler_missing()):
         raise SetupError(why)
-    run = _set_up(config, resume)
+    run = _set_up(config, resume, data_fingerprint)
     # One run at a time in out_dir (trainer.runlock): a second is refused before it writes.
     with run_lock(run.out_dir if run.lead else None):
         return _train(config, run, report, resume, interrupt, overwrite, wall_start)
@@ -311,7 +313,7 @@ def compiler_missing() -> str | None:
     return None
 
 
-def _set_up(config: TrainConfig, resume: bool) -> _Run:
+def _set_up(config: TrainConfig, resume: bool, data_fingerprint: str | None = None) -> _Run:
     """Threads, device and dtype, the data, a freshly initialised model and its optimizers."""
     rank, world = rank_and_world(config.device)
     cores = len(os.sched_getaffinity(0))
@@ -328,6 +330,12 @@ def _set_up(config: TrainConfig, resume: bool) -> _Run:
     micro = config.micro_batch_size or batch_size
     local = local_batch(batch_size, micro, world)
     data = prepare_data(config.data, block_size)
+    if data_fingerprint is not None and data.fingerprint != data_fingerprint:
+        raise DataError(
+            f"{where(config.data)}: the data changed while the study ran: it reads as "
+            f"{data.fingerprint} ({data.n_train_tokens:,} training tokens) now, where the "
+            f"study's trials trained on {data_fingerprint}; one study must not mix trials on "
+            "different data: restore the data to resume the study, or start a new one")
     val = val_windows(data.val, block_size, config.data.val_windows)
 
     torch.manual_seed(config.seed)  # init, then dropout, draw from here

@@ -450,6 +450,19 @@ def test_a_trial_run_again_keeps_the_label_of_the_one_it_repeats(tmp_path):
     assert [t.user_attrs.get("source") for t in again] == ["prior center"]
 
 
+def test_a_queued_trial_stopped_before_its_params_were_drawn_runs_them_again(tmp_path):
+    # The driver stopped between asking for the priors' center and drawing its params: its
+    # re-run was queued with no params, so the sampler drew others and the center never ran.
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="s")
+    study.enqueue_trial({"lr": 1e-3, "tau": 10.9}, user_attrs={"source": "prior center"})
+    asked = study.ask()
+    assert asked.params == {}
+    recover(study, max_retries=0)
+    (again,) = study.get_trials(states=(TrialState.WAITING,))
+    assert again.system_attrs["fixed_params"] == {"lr": 1e-3, "tau": 10.9}
+    assert again.user_attrs["source"] == "prior center"
+
+
 # --------------------------------------------------------------------------- SIGTERM, two drivers
 
 
@@ -533,30 +546,38 @@ def test_an_error_in_the_driver_requeues_the_running_trials(tmp_path, shakespear
     assert not study.get_trials(states=(TrialState.RUNNING,))
 
 
-def test_data_that_vanishes_under_a_running_study_stops_it_and_it_resumes(
-        tmp_path, shakespeare, monkeypatch, capsys):
-    # The data file deleted once the driver had read it: each trial failed on it in turn,
-    # counted toward n_trials, until the study had "finished" with every trial failed.
+@pytest.mark.parametrize("change", ["deleted", "appended to"])
+def test_data_that_changes_under_a_running_study_stops_it_and_it_resumes(
+        tmp_path, shakespeare, monkeypatch, capsys, change):
+    # Deleted once the driver had read it, each trial failed on it in turn, counted toward
+    # n_trials, until the study had "finished" with every trial failed (exit 0). Appended to,
+    # the trials trained on the new text, in a study whose record named the old.
     raw = tiny_study(tmp_path, shakespeare, n_trials=3, pruner={"name": "none"})
     path = write_study(tmp_path, raw)
     data = Path(raw["data"]["path"])
     kept = data.read_bytes()
     real = scaletune.search.runner.preflight
 
-    def read_then_delete(cfg):
+    def read_then_change(cfg):
         prepared = real(cfg)
-        data.unlink()
+        if change == "deleted":
+            data.unlink()
+        else:
+            data.write_bytes(kept + kept[:50_000])
         return prepared
 
-    monkeypatch.setattr(scaletune.search.runner, "preflight", read_then_delete)
+    monkeypatch.setattr(scaletune.search.runner, "preflight", read_then_change)
     try:
         assert main(["run", str(path)]) == 2
     finally:
         ray.shutdown()
     out = flat(capsys.readouterr().out)
-    assert f"data.path: file not found: '{data}' (trial 0 could not read the study's data, so " \
-           "no trial can: the study stopped, with its trials queued again; put the data back " \
-           "and run the same command to resume)" in out, out
+    said = (f"data.path: file not found: '{data}' (trial 0 could not read the study's data, so no "
+            "trial can" if change == "deleted" else
+            f"data.path {data}: the data changed while the study ran: it reads as ")
+    assert said in out, out
+    assert ("the study stopped, with its trials queued again; put the data back and run the "
+            "same command to resume)") in out
     cfg = validate_study(raw)
     study = load(cfg)
     assert n_finished(study) == 0  # the failure is not one of the three trials asked for
