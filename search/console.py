@@ -9,11 +9,11 @@ WIDTH_NOT_A_TERMINAL = 200
 """Columns for tables written to a file or a pipe, where rich would take 80 and cut cells."""
 
 
-def make_console() -> Console:
+def make_console(stderr: bool = False) -> Console:
     """rich's console in a terminal; elsewhere (a file, a pipe, a scheduler's log, a notebook's
     captured output) one whose lines are never wrapped and whose tables are not cut at 80
-    columns."""
-    console = Console()
+    columns. ``stderr``: one that writes to standard error."""
+    console = Console(stderr=stderr)
     if console.is_terminal:
         return console
-    return Console(soft_wrap=True, width=WIDTH_NOT_A_TERMINAL)
+    return Console(stderr=stderr, soft_wrap=True, width=WIDTH_NOT_A_TERMINAL)

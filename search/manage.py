@@ -43,6 +43,7 @@ from scaletune.search.config import (
     stored_study_names,
     validate_study,
 )
+from scaletune.search.console import make_console
 from scaletune.search.noise import trials_asked
 from scaletune.search.plan import (
     LAST_N_TRIALS,
@@ -446,10 +447,11 @@ def validate_file(path: str) -> tuple[str, list[str]]:
     try:
         raw = load_yaml(path)
         if file_kind(raw) == "training":  # for `scaletune train`: a token budget, no trials
-            data = load_train_config(path).data
-            if missing := data.file_errors():
+            config = load_train_config(path)
+            if missing := config.data.file_errors():
                 raise ConfigError(path, missing)
-            return "training config", download_notes(data)
+            unsaved = config.unsaved_note()
+            return "training config", download_notes(config.data) + ([unsaved] if unsaved else [])
         if "rungs" in raw:
             from scaletune.search.ladder import load_ladder
 
@@ -964,7 +966,7 @@ def print_best(cfg: StudyConfig, json_output: bool, console: Console) -> int:
         raise StudyStateError(cfg.source, [f"study {study.study_name!r} has no complete trial "
                                            f"({by_state(trials) or 'no trials'})"])
     for note in notes:
-        Console(stderr=True).print(f"note: {note}", highlight=False, markup=False)
+        make_console(stderr=True).print(f"note: {note}", highlight=False, markup=False)
     derived = {k: best.user_attrs[k] for k in DERIVED
                if k in best.user_attrs and k not in best.params}
     fixed = {k: v for k, v in fixed_values(cfg).items() if k not in best.params}

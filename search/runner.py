@@ -712,10 +712,12 @@ def _write_failed(
     text = str(cause).strip()
     detail = scrub(text.splitlines()[0], cfg.storage_url) if text else type(cause).__name__
     again = f"; trials {sorted(running)} were stopped and will run again" if running else ""
+    fix = ("Free some disk space" if sqlite_path(cfg.storage_url) is not None or
+           what == "a write" else "Bring the database server back (is it up, and reachable "
+           "from here?)")
     return StorageError(mask_url(cfg.storage_url), [
         f"the study stopped: {what} failed: {detail}. The storage keeps every trial finished "
-        f"before the failure{again}. Free some disk space (or bring the database back), then run "
-        "the same command to resume."
+        f"before the failure{again}. {fix}, then run the same command to resume."
     ])
 
 

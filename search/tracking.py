@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 
+from scaletune.search.console import make_console
 from scaletune.trainer.errors import ConfigError, first_line
 
 if TYPE_CHECKING:  # optuna is imported where it is used: `scaletune validate` stays quick
@@ -155,7 +156,7 @@ class Tracker:
 
         tracking = cfg.tracking
         self.board_dir = cfg.folder / "tensorboard" if tracking.tensorboard else None
-        self.console = console or Console(stderr=True)
+        self.console = console or make_console(stderr=True)
         self._writers: dict[int, Any] = {}
         self._last_tokens: dict[int, int] = {}
         self._config_keys: dict[int, set[str]] = {}

@@ -15,6 +15,7 @@ machines, out_dir must be a folder they all see (a shared file system).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 from pathlib import Path
@@ -91,6 +92,14 @@ def save_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: to
     try:
         torch.save(ckpt, tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch's writer says a full disk as a RuntimeError
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        reason = getattr(e, "strerror", None) or str(e).strip().splitlines()[0][:200]
+        kept = (f"the last checkpoint, {path}, is kept: run again with --resume to continue from "
+                "it" if path.exists() else "no checkpoint was written before")
+        raise SetupError(f"out_dir: writing the checkpoint {path} failed ({reason}; a full disk "
+                         f"or a folder that became read-only?); {kept}") from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -169,7 +178,8 @@ def remove_leftover_writes(out_dir: Path) -> None:
     time (it holds the folder's lock, trainer.runlock), so none is being written.
     """
     for tmp in out_dir.glob(f"{CHECKPOINT}.*.tmp"):
-        if tmp.name.removeprefix(f"{CHECKPOINT}.").removesuffix(".tmp").isdigit():
+        if tmp.name.removeprefix(f"{CHECKPOINT}.").removesuffix(".tmp").isdigit() and \
+                not tmp.is_dir():  # a folder of that name is none of ours: the write says so
             tmp.unlink(missing_ok=True)
 
 

@@ -33,6 +33,8 @@ def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
     config = startable(path, resume, overwrite)
     if config is None:
         return 2
+    if (note := config.unsaved_note()) and int(os.environ.get("RANK", "0")) == 0:
+        print(f"note: {note}", file=sys.stderr, flush=True)
     # One process stops between two steps, wherever the signal came; torchrun's processes stop
     # where it finds them (it signals them all), as a step of one waits for the others.
     one_process = int(os.environ.get("WORLD_SIZE", "1")) == 1
@@ -43,6 +45,12 @@ def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
         result = train(config, resume=resume, interrupt=interrupt, overwrite=overwrite)
     except (DataError, SetupError) as e:
         print(f"{path}: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the metrics log or TensorBoard's in out_dir: a full disk, read-only
+        if e.filename is None or not config.out_dir:
+            raise
+        print(f"{path}: out_dir: writing {e.filename} failed ({e.strerror}; a full disk or a "
+              f"folder that became read-only?); {resume_hint(config.out_dir)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)
@@ -78,6 +86,12 @@ def startable(path: str, resume: bool, overwrite: bool, world: int = 1) -> Train
         if blocked is not None:
             print(f"{path}: out_dir {out_dir}: {blocked} is a file, and a run writes its "
                   "checkpoint and logs into a folder: give another out_dir", file=sys.stderr)
+            return None
+        there = next(p for p in [out_dir, *out_dir.parents] if p.exists())
+        if not os.access(there, os.W_OK | os.X_OK):
+            print(f"{path}: out_dir {out_dir}: cannot write to {there} (read-only, or another "
+                  "user's), where the run writes its checkpoint and logs: give another out_dir",
+                  file=sys.stderr)
             return None
         try:
             check_free(out_dir)  # another run trains there now

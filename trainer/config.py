@@ -441,6 +441,16 @@ class TrainConfig(_Strict):
     provenance: dict[str, Any] | None = None
     """Where this config came from (study, trial, transfer rules); not used by training."""
 
+    def unsaved_note(self) -> str | None:
+        """The note for a run without an out_dir, which keeps nothing it trained (a study's
+        trials are such runs); None where it has one."""
+        if self.out_dir:
+            return None
+        ignored = [k for k in ("checkpoint_every_tokens", "tensorboard") if getattr(self, k)]
+        return ("out_dir is not set: the run saves nothing, no checkpoint and no metrics log "
+                + (f"({', '.join(ignored)} ignored) " if ignored else "")
+                + "and `--resume` has nothing to continue; set out_dir to keep the trained model")
+
     @model_validator(mode="after")
     def _batch_divides(self) -> TrainConfig:
         errors = []  # every one at once

@@ -620,3 +620,22 @@ def test_a_trial_that_had_ended_when_the_driver_stopped_is_told_not_run_again(tm
                       (TrialState.FAIL, None, "stopped (SIGTERM)"),
                       (TrialState.WAITING, None, None), (TrialState.WAITING, None, None)]
     assert sorted(running) == [1, 2]  # the stopped ones, which the driver's line counts
+
+
+def test_a_database_server_that_went_away_is_not_told_to_free_disk_space(tmp_path, shakespeare):
+    # A PostgreSQL outage mid-study read "Free some disk space (or bring the database back)".
+    from sqlalchemy.exc import OperationalError
+
+    from scaletune.search.runner import _write_failed
+
+    down = OperationalError("SELECT 1", {}, Exception('connection to server at "127.0.0.1", '
+                                                      "port 1 failed: Connection refused"))
+    url = "postgresql://alice:s3cret@127.0.0.1:1/studies"
+    server = validate_study(tiny_study(tmp_path, shakespeare, storage=url))
+    said = str(_write_failed(server, {}, "using the storage", down))
+    assert "Bring the database server back (is it up, and reachable from here?), then run the " \
+           "same command to resume" in said and "disk" not in said and "s3cret" not in said
+    full = OperationalError("INSERT", {}, Exception("database or disk is full"))
+    local = validate_study(tiny_study(tmp_path, shakespeare))
+    assert "Free some disk space, then run the same command" in str(
+        _write_failed(local, {}, "using the storage", full))

@@ -267,6 +267,10 @@ def test_best_export_and_report_of_a_running_study_say_it_is_running(finished, t
     code, out = scaletune(capsys, "best", str(path))
     assert code == 0 and said in out and "1 trial(s) running): this is what it holds so far, " \
         "and its best may still change" in out, out
+    # On one line where stderr is not a terminal (it was wrapped at 80 columns).
+    assert main(["best", str(path)]) == 0
+    (note,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note")]
+    assert said in note and note.endswith("its best may still change"), note
     code, out = scaletune(capsys, "export", str(path), "-o", str(tmp_path / "final.yaml"))
     assert code == 0 and said in out, out
     assert "the study is running now" in (tmp_path / "final.yaml").read_text()

@@ -340,3 +340,30 @@ def test_compile_without_a_cpp_compiler_is_one_error_before_anything_runs(run_fi
         "with, and none works here (tried /nonexistent/g++); install one (apt install g++), set "
         "CXX to one, or set compile: false"]
     assert not (tmp_path / "out").exists()  # nothing was prepared or written
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_line_not_a_traceback(run_file, capsys):
+    # A full disk gave 40 lines of torch's traceback ("unexpected pos 196608 vs 196500"). Here
+    # the write fails for real: a folder stands where the temporary checkpoint file goes.
+    out = run_file.parent / "out"
+    (out / f"{CHECKPOINT}.{os.getpid()}.tmp").mkdir(parents=True)
+    err = train_errors(run_file, capsys)
+    assert len(err) == 1, err
+    assert err[0].startswith(f"{run_file}: out_dir: writing the checkpoint {out / CHECKPOINT} "
+                             "failed (") and err[0].endswith(
+        "a full disk or a folder that became read-only?); no checkpoint was written before")
+
+
+def test_a_run_without_out_dir_says_it_keeps_nothing(run_file, capsys):
+    # It trained to the end and kept nothing, checkpoint_every_tokens set or not, without a word.
+    raw = yaml.safe_load(run_file.read_text())
+    del raw["out_dir"]
+    raw["checkpoint_every_tokens"] = 128
+    run_file.write_text(yaml.safe_dump(raw))
+    note = ("note: out_dir is not set: the run saves nothing, no checkpoint and no metrics log "
+            "(checkpoint_every_tokens ignored) and `--resume` has nothing to continue; set "
+            "out_dir to keep the trained model")
+    assert train_main(str(run_file)) == 0
+    assert note in capsys.readouterr().err
+    assert main(["validate", str(run_file)]) == 0
+    assert note in " ".join(capsys.readouterr().out.split())
