@@ -262,15 +262,31 @@ def run_study(
     loading = ThreadPoolExecutor(1, thread_name_prefix="import-storage")
     loaded = loading.submit(_import_storage_modules)
     loading.shutdown(wait=False)
+    # A signal while Ray starts is taken once it has: raised inside Ray's start-up, it was lost
+    # in a finalizer ("Exception ignored") and the study went on, or left the driver hung.
+    starting = DeferredInterrupt()
+    coordinator = None
     try:
-        init_ray(cfg)  # a cluster that cannot be joined is refused here
-        slots = concurrency(cfg)
+        with starting, _ray_keeps_our_sigterm():
+            init_ray(cfg)  # a cluster that cannot be joined is refused here
+            starting.reinstall()
+            slots = concurrency(cfg)
+            # Trials that the caller launches (benchmarks/driver_scale.py) train nothing: no
+            # warm-up.
+            coordinator = _start_workers(cfg, slots, warm=launch is None)
+        if starting.requested:
+            signum = starting.signal or signal.SIGINT
+            what = ("interrupted (Ctrl-C)" if signum == signal.SIGINT
+                    else f"stopped ({signal.Signals(signum).name})")
+            console.print(f"[yellow]{what} as Ray started: no trial ran; run the same command "
+                          "to start the study[/]")
+            raise Interrupted(signum)
     except BaseException:
+        if coordinator is not None:
+            _release(coordinator)
         tracker.close()
         _remove_empty(new_folders)
         raise
-    # Trials that the caller launches (benchmarks/driver_scale.py) train nothing: no warm-up.
-    coordinator = _start_workers(cfg, slots, warm=launch is None)
     running: dict[int, TrialRun] = {}
     # Ctrl-C, SIGTERM (what Slurm, Kubernetes and systemd send) and SIGHUP stop the study the
     # same way, between storage writes; Ray's own SIGTERM handler, set by ray.init, is replaced.
@@ -412,6 +428,20 @@ def _remove_empty(folders: list[Path]) -> None:
     for folder in folders:
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
+
+
+@contextlib.contextmanager
+def _ray_keeps_our_sigterm() -> Iterator[None]:
+    """``ray.init`` without the SIGTERM handler it sets first (``sys.exit``, raised wherever the
+    main thread is), so that the handler of the block around it (a DeferredInterrupt) stays."""
+    from ray._private import utils
+
+    ray_sets = utils.set_sigterm_handler
+    utils.set_sigterm_handler = lambda handler: None
+    try:
+        yield
+    finally:
+        utils.set_sigterm_handler = ray_sets
 
 
 def _release(coordinator: Any) -> None:

@@ -51,6 +51,13 @@ class DeferredInterrupt:
             signal.signal(signum, previous)
         self._previous = {}
 
+    def reinstall(self) -> None:
+        """Take the signals again, inside the block: a library's native code may have set a
+        handler of its own for one (Ray's core worker, started by ``ray.init``, for SIGTERM),
+        which Python's ``signal.getsignal`` does not show."""
+        for signum in self._previous:
+            signal.signal(signum, self._handle)
+
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
             raise Interrupted(signum)

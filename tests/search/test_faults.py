@@ -639,3 +639,34 @@ def test_a_database_server_that_went_away_is_not_told_to_free_disk_space(tmp_pat
     local = validate_study(tiny_study(tmp_path, shakespeare))
     assert "Free some disk space, then run the same command" in str(
         _write_failed(local, {}, "using the storage", full))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_while_ray_starts_stops_the_launch_cleanly(tmp_path, shakespeare, monkeypatch,
+                                                            capsys, signum):
+    # Ctrl-C in the first seconds was raised inside Ray's start-up: lost in a finalizer
+    # ("Exception ignored") while the study went on, or the driver hung; a SIGTERM then met
+    # Ray's own handler (sys.exit), lost the same way.
+    raw = tiny_study(tmp_path, shakespeare, n_trials=2, pruner={"name": "none"})
+    path = write_study(tmp_path, raw)
+    real = scaletune.search.runner.concurrency
+
+    def started_then_signal(cfg):
+        slots = real(cfg)
+        os.kill(os.getpid(), signum)  # arrives while the launch is still starting
+        time.sleep(0.2)
+        return slots
+
+    monkeypatch.setattr(scaletune.search.runner, "concurrency", started_then_signal)
+    assert main(["run", str(path)]) == 128 + signum
+    what = "interrupted (Ctrl-C)" if signum == signal.SIGINT else "stopped (SIGTERM)"
+    assert f"{what} as Ray started: no trial ran; run the same command to start the study" in \
+        flat(capsys.readouterr().out)
+    assert not ray.is_initialized()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # Ray's handler is not left set
+    monkeypatch.undo()
+    try:
+        assert main(["run", str(path)]) == 0
+    finally:
+        ray.shutdown()
+    assert n_finished(load(validate_study(raw))) == 2
