@@ -56,12 +56,12 @@ class _WrapTrain:
             run(module)
             real = module.train
 
-            def train(config, report=None, resume=False):
+            def train(config, report=None, resume=False, **options):
                 if abs(config.optim.lr - _LR) <= 1e-9 * _LR:
                     import torch
 
                     raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-                return real(config, report, resume)
+                return real(config, report, resume, **options)
 
             module.train = train
 
@@ -658,12 +658,13 @@ def test_a_signal_while_ray_starts_stops_the_launch_cleanly(tmp_path, shakespear
         return slots
 
     monkeypatch.setattr(scaletune.search.runner, "concurrency", started_then_signal)
+    before = signal.getsignal(signal.SIGTERM)
     assert main(["run", str(path)]) == 128 + signum
     what = "interrupted (Ctrl-C)" if signum == signal.SIGINT else "stopped (SIGTERM)"
     assert f"{what} as Ray started: no trial ran; run the same command to start the study" in \
         flat(capsys.readouterr().out)
     assert not ray.is_initialized()
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # Ray's handler is not left set
+    assert signal.getsignal(signal.SIGTERM) is before  # Ray's handler is not left set
     monkeypatch.undo()
     try:
         assert main(["run", str(path)]) == 0
