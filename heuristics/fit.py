@@ -607,6 +607,11 @@ class FittedLaws:
     study_warnings: tuple[str, ...] = ()
     """What is wrong with the studies as a set, not with one law (rungs that vary the quantity
     the laws are not a function of); listed before the laws' own warnings."""
+    fitted_on: tuple[dict[str, Any], ...] = ()
+    """The studies fitted, one record each: ``study`` (its name), ``n_layer``, ``n_embd``,
+    ``tokens_per_trial`` and ``data`` (the fingerprint of the data its trials trained on, None
+    where it recorded none); empty in files written before it was recorded. A study that
+    starts from the laws is told where it differs (search.fit.laws_fit_note)."""
 
     def scale_of(self, non_embedding_params: float, tokens: float) -> float:
         """Pick the quantity these laws are a function of: tokens or non-embedding params."""
@@ -635,6 +640,7 @@ class FittedLaws:
             "tau": None if self.tau is None else self.tau.to_json(),
             "batch_size": None if self.batch_size is None else self.batch_size.to_json(),
             "warmup_frac": None if self.warmup_frac is None else self.warmup_frac.to_json(),
+            "fitted_on": list(self.fitted_on),
         }
 
     @classmethod
@@ -659,6 +665,7 @@ class FittedLaws:
             warmup_frac=(None if data.get("warmup_frac") is None
                          else CarriedFit.from_json(data["warmup_frac"])),
             study_warnings=tuple(data.get("study_warnings", ())),  # files before it: none
+            fitted_on=tuple(r for r in data.get("fitted_on") or () if isinstance(r, dict)),
         )
 
     def save(self, path: str | Path, predict_at: dict[str, float] | None = None) -> None:

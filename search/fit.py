@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -21,7 +22,8 @@ from scaletune.heuristics.fit import (
 from scaletune.search.config import StudyConfig
 from scaletune.search.space import fixed_values
 from scaletune.search.studies import open_study
-from scaletune.trainer.errors import ConfigError
+from scaletune.trainer.data import read_fingerprint
+from scaletune.trainer.errors import ConfigError, DataError
 
 
 def study_scale(cfg: StudyConfig, scale_kind: str) -> float:
@@ -90,11 +92,15 @@ def fit_from_studies(
               for cfg in cfgs if "lr" in fixed_values(cfg)]
     if mixed:
         raise ConfigError("fit", mixed)
-    points = []
+    points, fitted_on = [], []
     short = True
     for cfg in cfgs:
         study, ran_with, _ = open_study(cfg, cfg.source)  # names a missing storage or study
         points += scale_points(ran_with, study, scale_kind, near)
+        fitted_on.append({"study": cfg.name, "n_layer": ran_with.model.n_layer,
+                          "n_embd": ran_with.model.n_embd,
+                          "tokens_per_trial": ran_with.tokens_per_trial,
+                          "data": study.user_attrs.get("data_fingerprint")})
         m = ran_with.model
         compute = laws.deepseek_compute_flops(m.n_layer, m.n_embd, m.block_size,
                                               ran_with.tokens_per_trial)
@@ -117,7 +123,72 @@ def fit_from_studies(
     prior = ((SHORT_RUN_LR_EXPONENT, EXPONENT_PRIOR_SD) if short and scale_kind == "tokens"
              else None)
     fitted = fit_studies(points, n_boot=n_boot, lr_exponent_prior=prior)
-    return replace(fitted, study_warnings=_mixed_scales(cfgs, scale_kind))
+    return replace(fitted, study_warnings=_mixed_scales(cfgs, scale_kind) + _mixed_data(fitted_on),
+                   fitted_on=tuple(fitted_on))
+
+
+def _mixed_data(fitted_on: list[dict[str, Any]]) -> tuple[str, ...]:
+    """A warning when the studies trained on different data (text or tokenizer): their optima
+    are of different problems, which one law cannot follow."""
+    by_data: dict[str, list[str]] = {}
+    for record in fitted_on:
+        if record["data"] is not None:
+            by_data.setdefault(record["data"], []).append(record["study"])
+    if len(by_data) < 2:
+        return ()
+    shown = "; ".join(f"{', '.join(names)}: {data}" for data, names in by_data.items())
+    return (f"the studies trained on {len(by_data)} different data ({shown}): the optima of "
+            "one corpus and tokenizer are not another's, and the fit mixes them; fit studies "
+            "of one data",)
+
+
+def laws_fit_note(cfg: StudyConfig) -> str | None:
+    """What a study that starts from fitted laws (``priors: {laws: fitted}``) should hear where
+    the laws' studies differ from it in what the laws do not follow: other data, or (laws in
+    tokens) another model size, or (laws in parameters) another token budget. None where they
+    agree, or the file does not say what it was fitted on."""
+    if cfg.priors.laws != "fitted" or not cfg.priors.fitted_file:
+        return None
+    try:
+        fitted = FittedLaws.load(cfg.priors.fitted_file)
+    except (ValueError, OSError):
+        return None  # the study's checks name the file
+    records = fitted.fitted_on
+    if not records:
+        return None
+    said = []
+    data = {r.get("data") for r in records} - {None}
+    try:
+        now = read_fingerprint(cfg.data)
+    except (DataError, OSError):
+        now = None
+    if data and now is not None and now not in data:
+        said.append(f"were fitted on other data ({', '.join(sorted(data))}) than this study's "
+                    f"({now}): their optima are of another problem")
+    m = cfg.model
+    if fitted.scale_kind == "tokens":
+        models = {(r.get("n_layer"), r.get("n_embd")) for r in records}
+        if (m.n_layer, m.n_embd) not in models:
+            base = max(laws.non_embedding_params(layers, width) for layers, width in models
+                       if layers and width)
+            ratio = laws.non_embedding_params(m.n_layer, m.n_embd) / base
+            said.append(f"are in tokens per trial and were fitted on models of "
+                        f"{', '.join(f'{a}x{b}' for a, b in sorted(models))} (layers x width); "
+                        f"this study's is {m.n_layer}x{m.n_embd} ({ratio:.3g}x the parameters), "
+                        "and an optimum in tokens moves with the model's size")
+    else:
+        budgets = {r.get("tokens_per_trial") for r in records}
+        if cfg.tokens_per_trial not in budgets:
+            said.append(f"are in parameters and were fitted on studies of "
+                        f"{', '.join(f'{b:,}' for b in sorted(b for b in budgets if b))} tokens "
+                        f"per trial; this study trains {cfg.tokens_per_trial:,}, and an optimum "
+                        "in parameters moves with the token budget")
+    if not said:
+        return None
+    return (f"priors.fitted_file: the laws of {Path(cfg.priors.fitted_file).name} "
+            + "; and they ".join(said)
+            + ": their centers may be off here; fit laws on studies of this one (`scaletune "
+              "ladder` plans them), or give laws: published")
 
 
 def _mixed_scales(cfgs: list[StudyConfig], scale_kind: str) -> tuple[str, ...]:

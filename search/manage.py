@@ -44,6 +44,7 @@ from scaletune.search.config import (
     validate_study,
 )
 from scaletune.search.console import make_console
+from scaletune.search.fit import laws_fit_note
 from scaletune.search.noise import trials_asked
 from scaletune.search.plan import (
     LAST_N_TRIALS,
@@ -181,6 +182,7 @@ def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
         notes.append(f"priors.fitted_file: {Path(cfg.priors.fitted_file).name} is not read: laws "
                      "is published (the default), and laws: fitted uses the file")
     notes += [note] if (note := elsewhere_note(cfg)) else []
+    notes += [note] if (note := laws_fit_note(cfg)) else []
     try:
         sizes = split_sizes(cfg.data)
     except (DataError, OSError):  # a missing file: check_study_files names it

@@ -33,6 +33,7 @@ from scaletune.search import lease
 from scaletune.search.cluster import init_ray
 from scaletune.search.config import StudyConfig, check_study_files, stored_study_attrs
 from scaletune.search.console import make_console
+from scaletune.search.fit import laws_fit_note
 from scaletune.search.noise import n_repeats, queue_repeats, trials_asked
 from scaletune.search.plan import (
     RECORD,
@@ -238,7 +239,7 @@ def run_study(
         notes = (centers_outside(plan.dims, draws=cfg.sampler.name != "random")
                  if cfg.seeding == "prior" else [])
         small = validation_note(cfg.data, cfg.model.block_size, data.n_val_tokens)
-        said = (unread_note(cfg.data), *notes, small, elsewhere_note(cfg))
+        said = (unread_note(cfg.data), *notes, small, elsewhere_note(cfg), laws_fit_note(cfg))
         for note in [n for n in said if n]:
             console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
         finished = _nothing_to_run(cfg, data, repeat_best)

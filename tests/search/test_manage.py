@@ -485,6 +485,57 @@ def test_fit_refuses_a_study_whose_trials_are_models_of_several_sizes(finished, 
     assert not laws.exists() and not (other / "s").exists()
 
 
+def test_laws_record_their_studies_and_a_study_unlike_them_is_told(tmp_path, capsys):
+    # laws.json did not say what it was fitted on: studies of two data were fitted together
+    # without a word, and a study of a model 4x larger on other data started from the laws'
+    # centers as if they were its own.
+    from scaletune.trainer.data import read_fingerprint
+
+    path, cfg = study_file(tmp_path)
+    longer = write_study(tmp_path, tiny_study(tmp_path, tmp_path / "text.txt", name="tiny-long",
+                                              tokens_per_trial=81_920), "long.yaml")
+    for study_path, lr, data in ((path, 3e-3, "aaaa-byte"), (longer, 2e-3, "bbbb-byte")):
+        one = load_study(study_path)
+        study = make_study(one)
+        study.set_user_attr("data_fingerprint", data)
+        add_trial(study, one, params(lr), 2.4)
+    laws = tmp_path / "laws.json"
+    code, out = scaletune(capsys, "fit", str(path), str(longer), "-o", str(laws))
+    assert code == 0, out
+    assert ("warning: the studies trained on 2 different data (tiny: aaaa-byte; tiny-long: "
+            "bbbb-byte): the optima of one corpus and tokenizer are not another's") in out, out
+    record = json.loads(laws.read_text())["fitted_on"]
+    assert record == [
+        {"study": "tiny", "n_layer": 1, "n_embd": 32, "tokens_per_trial": 40_960,
+         "data": "aaaa-byte"},
+        {"study": "tiny-long", "n_layer": 1, "n_embd": 32, "tokens_per_trial": 81_920,
+         "data": "bbbb-byte"}]
+    wider = tiny_study(tmp_path, tmp_path / "text.txt", name="wide",
+                       priors={"laws": "fitted", "fitted_file": str(laws)})
+    wider["model"] |= {"n_embd": 64}
+    wide = write_study(tmp_path, wider, "wide.yaml")
+    now = read_fingerprint(load_study(wide).data)
+    for command in (["validate", str(wide)], ["run", str(wide), "--dry-run"]):
+        code, out = scaletune(capsys, *command)
+        assert code == 0, out
+        assert (f"note: priors.fitted_file: the laws of laws.json were fitted on other data "
+                f"(aaaa-byte, bbbb-byte) than this study's ({now}): their optima are of another "
+                "problem; and they are in tokens per trial and were fitted on models of 1x32 "
+                "(layers x width); this study's is 1x64 (4x the parameters), and an optimum in "
+                "tokens moves with the model's size: their centers may be off here") in out, out
+    # A study like the laws' own hears nothing.
+    like = write_study(tmp_path, tiny_study(tmp_path, tmp_path / "text.txt", name="like",
+                                            priors={"laws": "fitted", "fitted_file": str(laws)}),
+                       "like.yaml")
+    for name in ("tiny", "tiny-long"):
+        optuna.load_study(study_name=name, storage=cfg.storage_url).set_user_attr(
+            "data_fingerprint", now)
+    code, out = scaletune(capsys, "fit", str(path), str(longer), "-o", str(laws))
+    assert code == 0, out
+    code, out = scaletune(capsys, "validate", str(like))
+    assert code == 0 and "fitted_file: the laws" not in out, out
+
+
 @pytest.mark.parametrize("by", ["tokens", "params"])
 def test_fit_at_one_scale_says_what_to_vary_and_writes_nothing(finished, tmp_path, capsys, by):
     ran, _, _ = finished
