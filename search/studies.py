@@ -54,17 +54,22 @@ def open_study(cfg: StudyConfig, source: str) -> tuple[optuna.Study, StudyConfig
         database = sqlite_path(url)
         if database is not None and not database.is_file():
             key, run_first = _not_run(source)
+            there = _held_by_the_file(source, cfg)
             raise ConfigError(source, [
-                f"{key}no study {cfg.name!r}: its storage {shown} does not exist; {run_first}"])
+                f"{key}no study {cfg.name!r}: its storage {shown} does not exist; "
+                + (f"the study file's own storage, {there}, holds it: leave out --storage"
+                   if there else run_first)])
         storage = make_storage(url)
         study = optuna.load_study(study_name=cfg.name, storage=storage)
     except KeyError:
         names = optuna.get_all_study_names(storage)
         key, run_first = _not_run(source)
+        there = _held_by_the_file(source, cfg)
         raise ConfigError(source, [
             f"{key}no study named {cfg.name!r} in {shown}; studies there: "
             f"{', '.join(names) or 'none'}; "
-            f"{run_first}, or give the storage it ran on with --storage"
+            + (f"the study file's own storage, {there}, holds it: leave out --storage" if there
+               else f"{run_first}, or give the storage it ran on with --storage")
         ]) from None
     except SQLAlchemyError as e:
         first = first_line(e)
@@ -105,6 +110,21 @@ def _not_run(source: str) -> tuple[str, str]:
         return "", (f"the ladder's target runs after its rungs: run `scaletune ladder {source}` "
                     "first")
     return "name: ", f"run `scaletune run {source}` first"
+
+
+def _held_by_the_file(source: str, cfg: StudyConfig) -> str | None:
+    """The storage of the study file ``source`` (shown masked), where it is an SQLite file other
+    than ``cfg``'s that holds a study of ``cfg``'s name; None otherwise."""
+    from scaletune.search.config import load_study, stored_study_names
+
+    try:
+        own = load_study(source).storage_url
+    except ConfigError:
+        return None
+    database = sqlite_path(own)
+    if own == cfg.storage_url or database is None or not database.is_file():
+        return None
+    return mask_url(own) if cfg.name in (stored_study_names(database) or []) else None
 
 
 def pick_trial(study: optuna.Study, number: int | None, source: str) -> FrozenTrial:

@@ -455,6 +455,21 @@ def test_delete_refuses_while_a_driver_runs_the_study(finished, capsys):
 # --------------------------------------------------------------------------- fit
 
 
+def test_a_storage_option_that_misses_the_study_its_file_holds_says_so(finished, tmp_path,
+                                                                      capsys):
+    # "run `scaletune run FILE` first", said of a study that the file's own storage held.
+    path, cfg, _ = finished
+    nowhere = tmp_path / "nope" / "x.db"
+    other = tmp_path / "other.db"
+    optuna.create_study(study_name="else", storage=make_storage(f"sqlite:///{other}"))
+    for url in (f"sqlite:///{nowhere}", f"sqlite:///{other}"):
+        for command in ("show", "best", "report"):
+            code, out = scaletune(capsys, command, str(path), "--storage", url)
+            assert code == 2, out
+            assert (f"the study file's own storage, {cfg.storage_url}, holds it: leave out "
+                    "--storage") in out and "scaletune run" not in out, (command, out)
+
+
 def test_fit_names_the_file_of_a_study_that_has_not_run(finished, tmp_path, capsys):
     ran, _, _ = finished
     other = tmp_path / "b"
