@@ -217,7 +217,18 @@ def _job_server(args: argparse.Namespace) -> str:
     from scaletune.search.config import load_study
     from scaletune.search.jobs import is_job_id, job_server
 
-    return job_server(None if is_job_id(args.target) else load_study(args.target), args.address)
+    if is_job_id(args.target):
+        return job_server(None, args.address)
+    try:
+        cfg = load_study(args.target)
+    except ConfigError as e:
+        if e.errors != ["file not found"]:
+            raise
+        raise ConfigError(args.target, [
+            "no such study file, and not a job's id (scaletune-NAME-HEX, as `scaletune run "
+            "--detach` and `scaletune jobs` print it, or raysubmit_...): give the study file "
+            "or the job's id"]) from None
+    return job_server(cfg, args.address)
 
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:

@@ -66,15 +66,21 @@ STOPPED = re.compile(r"^(?:interrupted|stopped) .*queued again.*$", re.M)
 def job_server(cfg: StudyConfig | None, address: str | None) -> str:
     """The job server's URL: ``--address``, else the study's ``workers.address`` where it is a
     job server, else ``RAY_API_SERVER_ADDRESS`` or ``RAY_ADDRESS``."""
-    url = address or (cfg.workers.job_server if cfg is not None else None)
+    url, given = address, "--address"
+    if not url and cfg is not None and cfg.workers.job_server:
+        url, given = cfg.workers.job_server, "workers.address"
     # As Ray's own `ray job` reads them: RAY_API_SERVER_ADDRESS first, then RAY_ADDRESS.
-    url = url or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
+    for variable in ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS"):
+        if not url and os.environ.get(variable):
+            url, given = os.environ[variable], variable
     if not url:
         raise SetupError("no Ray job server: give --address http://HEAD:8265 (the cluster's "
                          "dashboard), or set workers.address or RAY_API_SERVER_ADDRESS to it")
     if not url.startswith(("http://", "https://")):
-        raise SetupError(f"--address: {url} is not a Ray job server: give the cluster's "
-                         "dashboard address, http://HEAD:8265")
+        raise SetupError(f"{given}: {url} is not a Ray job server: give the cluster's "
+                         "dashboard address, http://HEAD:8265"
+                         + (" (with --address, or in RAY_API_SERVER_ADDRESS, which is read "
+                            "first)" if given == "RAY_ADDRESS" else ""))
     return url
 
 

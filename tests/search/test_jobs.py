@@ -61,7 +61,18 @@ def test_a_command_on_a_job_needs_a_job_server(capsys, monkeypatch):
     assert "no Ray job server: give --address http://HEAD:8265" in flat(capsys.readouterr().out)
     assert main(["stop", "scaletune-tiny-0a1b2c3d", "--address", "ray://head:10001"]) == 2
     # A Ray Client address is not a job server.
-    assert "ray://head:10001 is not a Ray job server" in flat(capsys.readouterr().out)
+    assert "--address: ray://head:10001 is not a Ray job server" in flat(capsys.readouterr().out)
+    # Neither a file nor a job's id: said so ("1 error(s) in nosuchjob: file not found").
+    assert main(["logs", "nosuchjob", "--address", "http://127.0.0.1:8265"]) == 2
+    assert ("nosuchjob: no such study file, and not a job's id (scaletune-NAME-HEX, as "
+            "`scaletune run --detach` and `scaletune jobs` print it, or raysubmit_...)") in flat(
+        capsys.readouterr().out)
+    # One that came from RAY_ADDRESS is named so: the error blamed an --address never given.
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    assert main(["jobs"]) == 2
+    assert ("RAY_ADDRESS: 127.0.0.1:6379 is not a Ray job server: give the cluster's dashboard "
+            "address, http://HEAD:8265 (with --address, or in RAY_API_SERVER_ADDRESS, which is "
+            "read first)") in flat(capsys.readouterr().out)
 
 
 def test_a_job_server_address_is_refused_without_detach(tmp_path, shakespeare, capsys):
