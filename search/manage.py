@@ -84,7 +84,7 @@ from scaletune.search.storage import (
     url_problem,
     with_driver,
 )
-from scaletune.search.studies import left_running, open_study, running_note
+from scaletune.search.studies import open_study, running_note, with_left_running
 from scaletune.search.summary import DERIVED, at_edges, diverged, state_words
 from scaletune.trainer.data import (
     cache_dir,
@@ -753,7 +753,8 @@ def list_studies(url: str, console: Console) -> int:
         t = tally(storage, study.study_name, study.direction == StudyDirection.MINIMIZE)
         words = state_words(Counter(t.by_state), t.retried, t.diverged) or "none"
         live = _running(study)
-        table.add_row(study.study_name, words + left_running(t.by_state.get("RUNNING", 0), study),
+        table.add_row(study.study_name, with_left_running(words, t.by_state.get("RUNNING", 0),
+                                                          study),
                       f"{t.best[1]:.4f} (trial {t.best[0]})" if t.best else "",
                       live or _when(t.last))
     console.print(table)
@@ -882,9 +883,9 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
     rows = [
         ("storage", mask_url(cfg.storage_url)),
         ("driver", running or "none running"),
-        ("trials", f"{by_state(trials) or 'none'}"
-                   f"{left_running(sum(t.state == TrialState.RUNNING for t in trials), study)}"
-                   f"; {_finished_said(study, trials, cfg.n_trials)}; "
+        ("trials", with_left_running(by_state(trials) or "none", sum(
+                       t.state == TrialState.RUNNING for t in trials), study)
+                   + f"; {_finished_said(study, trials, cfg.n_trials)}; "
                    f"last activity {_last_activity(trials) or 'none'}"),
     ]
     rows += [("failed" if i == 0 else "", line) for i, line in enumerate(_failures(trials))]

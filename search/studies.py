@@ -3,6 +3,8 @@ trained with, one trial picked, and the values the study fixed instead of search
 
 from __future__ import annotations
 
+import re
+
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,6 +29,14 @@ def left_running(running: int, study: optuna.Study) -> str:
         return (f" (no driver lease is recorded: a scaletune from before 2026-11-30, which kept "
                 f"none, may still be running the study; if none is, {left})")
     return f" (no driver runs the study: {left})"
+
+
+def with_left_running(words: str, running: int, study: optuna.Study) -> str:
+    """``words`` (search.summary.state_words) with ``left_running``'s parenthesis after its
+    ``N running``, which it is about: at the end it read as said of the last state named."""
+    left = left_running(running, study)
+    return re.sub(rf"\b{running} running\b", lambda m: m.group(0) + left, words, count=1) \
+        if left else words
 
 
 def running_note(study: optuna.Study) -> str | None:

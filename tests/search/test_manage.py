@@ -288,12 +288,18 @@ def test_a_trial_left_running_by_a_killed_driver_is_said_to_be_so(finished, caps
     assert ("1 running (no driver lease is recorded: a scaletune from before 2026-11-30, which "
             "kept none, may still be running the study; if none is, it was left") in out, out
     study.set_user_attr("driver", None)  # the lease a driver releases, or one killed left
+    stopped = study.ask()  # and one stopped and queued again before
+    stopped.set_user_attr("retried", True)
+    study.tell(stopped, state=TrialState.FAIL)
     for command in ("studies", "show"):
         code, out = scaletune(capsys, command, str(path))
         assert code == 0, out
-        # Rule: "1 running" is not left to read as a study at work.
+        # Rule: "1 running" is not left to read as a study at work; the parenthesis follows it,
+        # not the "failed and run again" it came after.
         assert ("1 running (no driver runs the study: it was left by a stopped driver, and the "
                 "next `scaletune run` queues it again)") in out, out
+        if command == "show":  # the listing's cell wraps within its column
+            assert "queues it again), 1 failed and run again;" in out, out
     # The report too (its trials row read "1 running" alone).
     code, out = scaletune(capsys, "report", str(path), "-o", str(path.parent / "report"))
     assert code == 0 and "1 running (no driver runs the study: it was left by a stopped " \
