@@ -405,7 +405,8 @@ def fit_power_law(
     rungs, residuals = [], []
     for s, g in zip(scales, groups, strict=True):
         mean, sd = _weighted_mean_sd(ly[g], w[g])
-        rungs.append(RungOptimum(float(10.0**s), _pow10(mean), _pow10(mean - sd),
+        # The scale back from log10, without the float's noise (20000.000000000004).
+        rungs.append(RungOptimum(float(f"{10.0**s:.12g}"), _pow10(mean), _pow10(mean - sd),
                                  _pow10(mean + sd), int(g.size)))
         residuals.append(mean - (intercept + slope * s))
     residuals_a = np.asarray(residuals)

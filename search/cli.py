@@ -296,6 +296,9 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     laws_writable(output, f"-o {output}")
     laws = fit_from_studies(studies, scale_kind=args.by)
     save_laws(laws, output, f"-o {output}")
+    scale = "tokens per trial" if laws.scale_kind == "tokens" else "model size"
+    console.print(f"fitted on {len(studies)} studies; a rung below is the studies at one "
+                  f"{scale}, as a scale ladder's rungs are", highlight=False, markup=False)
     print_laws(laws, console)
     console.print(f"wrote {args.output}; use it with  priors: {{laws: fitted, fitted_file: "
                   f"{args.output}}}", highlight=False, markup=False)

@@ -161,6 +161,13 @@ def test_exact_power_law_is_exact():
     assert fit.rmse_log10 == pytest.approx(0.0, abs=1e-12)
 
 
+def test_each_rungs_scale_is_the_studies_own():
+    # Back from log10, a scale of 20,000 tokens read 20000.000000000004 in laws.json.
+    x = [20_000, 40_000, 80_000, 160_000]
+    fit = fit_power_law(x, [2.0 * v**-0.5 for v in x], "lr", "peak LR", "tokens", n_boot=20)
+    assert [r.scale for r in fit.rungs] == x
+
+
 def test_priors_for_uses_fitted_laws(fitted):
     model = ModelShape(n_layer=2, n_head=4, n_embd=64, block_size=64, vocab_size=256)
     tokens = 2e6
