@@ -37,7 +37,7 @@ from scaletune.search import lease
 from scaletune.search.config import StudyConfig, load_study
 from scaletune.search.manage import _printer
 from scaletune.search.storage import mask_url
-from scaletune.trainer.errors import SetupError, first_line
+from scaletune.trainer.errors import ScaletuneError, SetupError, first_line
 
 PREFIX = "scaletune-"
 """Every job id this module submits starts so; ``scaletune logs`` and ``stop`` tell a job id
@@ -235,6 +235,8 @@ def _progress(logs: str, status: str) -> str:
     """The last tally in a driver's log, or the last line that says how the job went."""
     tallies = TALLY.findall(logs)
     last = tallies[-1] if tallies else ""
+    if status not in ACTIVE:  # the time left of a driver that has ended is none
+        last = re.sub(r"\s*\|\s*ETA [^|]*$", "", last)
     said = _stop_said(logs)
     if said and status not in ACTIVE:
         last = f"{last}; {said}" if last else said
@@ -300,14 +302,36 @@ def print_logs(url: str, target: str, follow: bool, console: Console) -> int:
     try:
         asyncio.run(tail())
     except KeyboardInterrupt:
-        pass
+        return 0
     except RuntimeError as e:  # the job server went away while the job ran
         raise SetupError(f"the log stream of Ray job {job_id} from {url} broke off before the "
                          f"job ended ({first_line(e)}): `scaletune jobs --address {url}` says "
                          "whether it still runs") from None
     finally:
         sdk.setLevel(level)
-    return 0
+    return _ended(jobs, job_id, target, url, console)
+
+
+def _ended(jobs: Any, job_id: str, target: str, url: str, console: Console) -> int:
+    """After a followed job's last line: nothing more where it succeeded (its summary was the
+    last line); else a line with how it ended (a driver killed, a study stopped, no trial
+    complete) and how to resume it, and exit code 1."""
+    info = jobs.get_job_info(job_id)
+    status = str(info.status)
+    if status == "SUCCEEDED":
+        return 0
+    why = first_line(info.message).rstrip(".") if info.message else ""
+    # The file the job ran: the one given, else the one it was submitted with (its metadata).
+    study = target if not is_job_id(target) else (info.metadata or {}).get("study_file", "")
+    try:
+        named = load_study(study).workers.job_server if study else None
+    except ScaletuneError:  # moved or changed since: the address is said
+        named = None
+    study = study or "STUDY.yaml"
+    _printer(console)(f"Ray job {job_id} ended {status}" + (f": {why}" if why else "")
+                      + f"; resume it with  scaletune run {shlex.quote(study)} --detach"
+                      + _address_flag(None if url == named else url))
+    return 1
 
 
 def stop(url: str, target: str, console: Console) -> int:

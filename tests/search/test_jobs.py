@@ -304,8 +304,13 @@ def test_a_detached_study_is_followed_stopped_and_resumed_from_outside(tmp_path,
     # Followed, the log of an ended job is the driver's, to its end: Ray's "WebSocket closed"
     # line came after it.
     followed = scaletune("logs", job, "--follow", "--address", job_server)
-    assert followed.returncode == 0 and "stopped (SIGTERM)" in followed.stdout
+    assert "stopped (SIGTERM)" in followed.stdout
     assert "WebSocket" not in followed.stdout + followed.stderr, followed.stderr
+    # A job that did not succeed ends its log with how it ended and how to resume it, and exit
+    # code 1: its log just stopped, exit code 0, with a driver killed or a study stopped.
+    assert followed.returncode == 1, followed.stdout + followed.stderr
+    assert f"Ray job {job} ended STOPPED" in flat(followed.stdout)
+    assert flat(followed.stdout).endswith(f"resume it with scaletune run {path} --detach")
 
     # Submitted again, the study resumes to the number of trials asked for; here the job
     # server is given on the command line (the file names none, as workers may change on a
@@ -336,6 +341,8 @@ def test_a_detached_study_is_followed_stopped_and_resumed_from_outside(tmp_path,
     study = optuna.load_study(study_name="tiny", storage=cfg.storage_url)
     assert n_finished(study) == done + 2
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == done + 2
+    followed = scaletune("logs", again, "--follow", "--address", job_server)
+    assert followed.returncode == 0 and " ended " not in followed.stdout, followed.stdout
     # Once more: the driver on the cluster finds the trials finished, and the command says so
     # instead of naming commands to follow a job that has ended.
     ended = scaletune("run", str(path), "--detach", "--n-trials", str(done + 2),
@@ -355,3 +362,16 @@ def test_a_detached_study_is_followed_stopped_and_resumed_from_outside(tmp_path,
     assert failed.returncode == 2
     assert "the job FAILED; its log ends:" in out
     assert f"data.path: file not found: '{tmp_path / 'gone.txt'}'" in out
+
+
+def test_the_progress_of_an_ended_job_has_no_time_left():
+    # A job whose driver was killed read "running 0 of 31 ... ETA ~60 s" in `scaletune jobs`.
+    from scaletune.search.jobs import _progress
+
+    logs = ("trial 3 complete: 2.5000\n"
+            "tiny  done 3  pruned 1  failed 0  running 1  of 31  |  best 2.5000 (trial 3)  |  "
+            "41s  |  ETA ~60 s\n")
+    tally = ("tiny  done 3  pruned 1  failed 0  running 1  of 31  |  best 2.5000 (trial 3)  |  "
+             "41s")
+    assert _progress(logs, "RUNNING") == tally + "  |  ETA ~60 s"
+    assert _progress(logs, "FAILED") == tally
