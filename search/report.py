@@ -351,7 +351,10 @@ def noise_rows(noise: dict[str, Any] | None, pruner: str) -> list[tuple[str, str
     if not noise["groups"]:
         measure = noise.get("measure", "scaletune run STUDY.yaml --repeat-best 2")
         return [("seed noise", f"not measured: `{measure}` re-runs the best trial with two other "
-                               "training seeds")]
+                               "training seeds" + (", once the study file is again as the study "
+                                                   "ran (it changed since, and run refuses a "
+                                                   "changed file)" if noise.get("file_changed")
+                                                   else ""))]
     rows = [("seed noise" if i == 0 else "",
              f"trial {g['trial']}, seeds {', '.join(map(str, g['seeds']))}: final loss "
              f"{', '.join(f'{v:.4f}' for v in g['values'])}, spread {g['spread']:.2%}")
@@ -1000,6 +1003,9 @@ def make_report(
     command = "ladder" if ladder is not None else "run"  # a ladder's target runs by its file
     summary["seed_noise"]["measure"] = (f"scaletune {command} {shlex.quote(source)} "
                                         "--repeat-best 2")
+    recorded = study.user_attrs.get("fingerprint")  # a changed file: run refuses the command
+    summary["seed_noise"]["file_changed"] = (recorded is not None
+                                             and not cfg.fingerprint_matches(recorded))
     summary["pruner"] = ran_with.pruner.name
     summary["files"] = [p.name for p in files]
     for name in earlier - set(summary["files"]):  # an earlier report's, which would mislead

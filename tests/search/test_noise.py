@@ -195,6 +195,10 @@ def test_the_report_shows_each_repeated_config_and_the_floor(tmp_path, shakespea
     noise = {**seed_noise(study, cfg), "measure": "scaletune run my.yaml --repeat-best 2"}
     assert "not measured: `scaletune run my.yaml --repeat-best 2` re-runs" in noise_rows(
         noise, "predicted")[0][1]
+    # Of a study whose file changed since it ran, the command is refused as it stands: said so.
+    assert noise_rows({**noise, "file_changed": True}, "predicted")[0][1].endswith(
+        "seeds, once the study file is again as the study ran (it changed since, and run refuses "
+        "a changed file)")
     tell(study, 0.2, 2.00)
     tell(study, 0.2, 2.05, repeat_of=0, train_seed=1)
     noise = seed_noise(study, cfg)
