@@ -906,7 +906,10 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
     rows += _config_rows(ran_with)
     centers = _prior_centers(study.user_attrs.get("priors"))
     if centers:
-        rows.append(("priors", centers))
+        laws_used = ran_with.priors
+        rows.append(("priors", f"{centers} (from the "
+                     + (f"laws fitted in {laws_used.fitted_file})" if laws_used.laws == "fitted"
+                        else "published laws)")))
     provenance = study.user_attrs.get("provenance") or {}
     if provenance:
         rows.append(("ran with", ", ".join(f"{k} {provenance[k]}" for k in

@@ -188,6 +188,7 @@ def test_show_gives_state_best_config_priors_and_storage(finished, capsys):
     # Rule: the priors' centers come from what the study recorded.
     lr = study.user_attrs["priors"]["lr"]["center"]
     assert f"priors lr {lr:.3g}, weight_decay" in out
+    assert "(from the published laws)" in out  # which laws gave them, where a file could have
     assert "ran with git_revision 0123abcd" in out
 
 
