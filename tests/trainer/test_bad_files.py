@@ -367,3 +367,16 @@ def test_a_run_without_out_dir_says_it_keeps_nothing(run_file, capsys):
     assert note in capsys.readouterr().err
     assert main(["validate", str(run_file)]) == 0
     assert note in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_readmes_way_to_load_a_trained_model_works(run_file, capsys):
+    # The README's snippet, run as it is written on a real run's checkpoint.
+    assert train_main(str(run_file)) == 0
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("**What a run leaves in `out_dir`**")
+    code = readme[readme.index("```python\n", start) + 10:readme.index("```\n", start + 1)]
+    ckpt = run_file.parent / "out" / CHECKPOINT
+    scope: dict = {}
+    exec(code.replace("runs/final/checkpoint.pt", str(ckpt)), scope)  # noqa: S102
+    assert scope["logits"].shape == (1, 6, 256)
+    assert torch.isfinite(scope["logits"]).all()
