@@ -185,14 +185,24 @@ def unreachable(address: str, error: BaseException | str, head: str | None = Non
                 f"{token or 'Is it still starting, or stopping?'} Or {alone}")
     if address == "auto":
         return ("workers.address: auto joins the Ray cluster started on this machine with `ray "
-                "start` (or the one in RAY_ADDRESS), and none was: start one (`ray start --head`) "
-                f"and run the study there, or {alone} (auto never joins another study's own "
-                "cluster)")
+                f"start` (or the one in RAY_ADDRESS), and none was recorded ({_address_file()}; "
+                "a head started with --temp-dir records itself in that folder instead: give its "
+                "address, HOST:PORT): start one (`ray start --head`) and run the study there, "
+                f"or {alone} (auto never joins another study's own cluster)")
     check = ("is the head node up, with Ray's client server on that port (`ray start --head` "
              "serves it on 10001), open to this machine?" if address.startswith("ray://") else
              "is the head node up, with Ray on that port (`ray start --head --port 6379`)?")
     return (f"workers.address: cannot join the Ray cluster at {address}: {said}; {check}"
             f"{' ' + token if token else ''} Or {alone}")
+
+
+def _address_file() -> str:
+    """Where `ray start` records the address that ``auto`` reads (in Ray's default temporary
+    folder)."""
+    try:
+        return ray._private.utils.get_ray_address_file(None)
+    except AttributeError:  # another Ray
+        return "Ray's temporary folder"
 
 
 def _token_hint() -> str | None:

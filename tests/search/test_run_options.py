@@ -371,7 +371,10 @@ def test_auto_never_joins_another_studys_private_cluster(tmp_path, capsys, monke
         other.wait(timeout=60)
     assert code == 2, out
     assert ("workers.address: auto joins the Ray cluster started on this machine with `ray "
-            "start` (or the one in RAY_ADDRESS), and none was" in out), out
+            "start` (or the one in RAY_ADDRESS), and none was recorded" in out), out
+    # Where it looked: a head started with --temp-dir records itself elsewhere.
+    assert f"({tmp_path / 'ray-tmp'}/ray/ray_current_cluster; a head started with --temp-dir " \
+        "records itself in that folder instead: give its address, HOST:PORT)" in out, out
     assert "auto never joins another study's own cluster" in out
     assert not joined and not cfg.folder.exists()
 
@@ -383,8 +386,8 @@ def test_the_address_checks_say_what_auto_needs_and_pass_a_listening_port():
 
     said = unreachable("auto", ConnectionError("no cluster started with `ray start` is recorded"))
     assert said.startswith("workers.address: auto joins the Ray cluster started on this machine "
-                           "with `ray start` (or the one in RAY_ADDRESS), and none was: start one "
-                           "(`ray start --head`)")
+                           "with `ray start` (or the one in RAY_ADDRESS), and none was recorded (")
+    assert "): start one (`ray start --head`)" in said
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
