@@ -6,8 +6,8 @@ study afterwards (show, report, export, the ladder). What `scaletune` does, from
     validate_file("study.yaml")          # ("study", notes), or a ConfigError naming every problem
     cfg = load_study("study.yaml")       # a StudyConfig; its paths resolved against the file
     study = run_study(cfg)               # an optuna.Study, run or resumed to cfg.n_trials
-    export_study(cfg, "final.yaml", cfg.source, tokens=2_000_000_000)
-    make_report(cfg, "report/", cfg.source)
+    export_study(cfg, "final.yaml", tokens=2_000_000_000)
+    make_report(cfg, "report/")
 
 The public names are loaded on first use (PEP 562), as in ``scaletune.trainer``: the command
 line imports this package, and its start-up must not pay for Optuna, Ray or torch.

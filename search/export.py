@@ -156,7 +156,7 @@ def fitted_exponents(cfg: StudyConfig, notes: list[str]) -> FittedExponents | No
 def export_study(
     cfg: StudyConfig,
     output: str | Path,
-    source: str,
+    source: str | None = None,
     trial: int | None = None,
     tokens: int | None = None,
     model: dict[str, Any] | None = None,
@@ -165,7 +165,9 @@ def export_study(
     """Write the training config of the best trial (or ``trial``) to ``output``; see the module.
 
     tokens: None keeps the trial's budget. model: ModelConfig fields to change. max_batch_size:
-    cap on the transferred batch in sequences."""
+    cap on the transferred batch in sequences. Errors name ``source`` (by default the study
+    file)."""
+    source = source or cfg.source
     output = Path(output).resolve()
     replaces = _replaceable(output, source)
     study, ran_with, notes = open_study(cfg, source)

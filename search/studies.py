@@ -52,12 +52,15 @@ def running_note(study: optuna.Study) -> str | None:
             "this is what it holds so far, and its best may still change")
 
 
-def open_study(cfg: StudyConfig, source: str) -> tuple[optuna.Study, StudyConfig, list[str]]:
-    """The study of ``cfg`` and the config it ran with, plus notes for the user.
+def open_study(cfg: StudyConfig, source: str | None = None,
+               ) -> tuple[optuna.Study, StudyConfig, list[str]]:
+    """The study of ``cfg`` and the config it ran with, plus notes for the user; errors name
+    ``source`` (by default the study file, ``cfg.source``).
 
     The config stored in the study (user attr ``config``) is what its trials trained with, so it
     wins over the study file when the two differ; the notes say so. Never creates a storage.
     """
+    source = source or cfg.source
     url = cfg.storage_url
     shown = mask_url(url)
     try:

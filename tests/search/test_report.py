@@ -179,6 +179,19 @@ def test_one_complete_trial_skips_importances_with_a_note(tmp_path):
         assert (out / f"{name}.png").stat().st_size > 10_000, name
 
 
+def test_the_python_functions_name_the_study_file_by_default(mixed, tmp_path):
+    # make_report, open_study and export_study asked for the file's name beside its config.
+    from scaletune.search import export_study, open_study
+
+    path, cfg, _ = mixed
+    summary = make_report(cfg, tmp_path / "report")
+    assert summary["seed_noise"]["measure"] == f"scaletune run {path} --repeat-best 2"
+    study, _, _ = open_study(cfg)
+    assert study.study_name == cfg.name
+    assert export_study(cfg, tmp_path / "final.yaml", tokens=100_000) is not None
+    assert (tmp_path / "final.yaml").is_file()
+
+
 def test_a_report_into_a_folder_of_an_earlier_one_leaves_none_of_its_figures(mixed, tmp_path):
     # The importances of the earlier report (another study's, or this one's before) stayed
     # beside the new index.html, which did not show them.
