@@ -142,11 +142,12 @@ def _mixed_data(fitted_on: list[dict[str, Any]]) -> tuple[str, ...]:
             "of one data",)
 
 
-def laws_fit_note(cfg: StudyConfig) -> str | None:
+def laws_fit_note(cfg: StudyConfig, data_fingerprint: str | None = None) -> str | None:
     """What a study that starts from fitted laws (``priors: {laws: fitted}``) should hear where
     the laws' studies differ from it in what the laws do not follow: other data, or (laws in
     tokens) another model size, or (laws in parameters) another token budget. None where they
-    agree, or the file does not say what it was fitted on."""
+    agree, or the file does not say what it was fitted on. ``data_fingerprint``: the study's
+    data where prepared already (else it is read, as `validate` reads it)."""
     if cfg.priors.laws != "fitted" or not cfg.priors.fitted_file:
         return None
     try:
@@ -158,19 +159,20 @@ def laws_fit_note(cfg: StudyConfig) -> str | None:
         return None
     said = []
     data = {r.get("data") for r in records} - {None}
-    try:
-        now = read_fingerprint(cfg.data)
-    except (DataError, OSError):
-        now = None
+    now = data_fingerprint
+    if now is None:
+        try:
+            now = read_fingerprint(cfg.data)
+        except (DataError, OSError):
+            now = None
     if data and now is not None and now not in data:
         said.append(f"were fitted on other data ({', '.join(sorted(data))}) than this study's "
                     f"({now}): their optima are of another problem")
     m = cfg.model
     if fitted.scale_kind == "tokens":
         models = {(r.get("n_layer"), r.get("n_embd")) for r in records}
-        if (m.n_layer, m.n_embd) not in models:
-            base = max(laws.non_embedding_params(layers, width) for layers, width in models
-                       if layers and width)
+        if (m.n_layer, m.n_embd) not in models and all(a and b for a, b in models):
+            base = max(laws.non_embedding_params(layers, width) for layers, width in models)
             ratio = laws.non_embedding_params(m.n_layer, m.n_embd) / base
             said.append(f"are in tokens per trial and were fitted on models of "
                         f"{', '.join(f'{a}x{b}' for a, b in sorted(models))} (layers x width); "

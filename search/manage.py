@@ -530,8 +530,9 @@ def print_plan(cfg: StudyConfig, console: Console, repeat_best: int = 0) -> None
 
 def _resumed_notes(cfg: StudyConfig, priors: Priors) -> list[str]:
     """What `run` tells a study it resumes, as far as the file and its SQLite storage say it
-    before a run: a sampler or pruner other than the one the study started with, priors that moved since
-    (dropout's center is left out: the plan does not read the data its epochs need)."""
+    before a run: a sampler or pruner other than the one the study started with, priors that
+    moved since (dropout's center is left out: the plan does not read the data its epochs
+    need)."""
     database = sqlite_path(cfg.storage_url)
     attrs = stored_study_attrs(database, cfg.name, ("config", "priors")) if database else {}
     if not attrs:
@@ -964,7 +965,7 @@ def _prior_centers(stored: Any) -> str:
 def print_best(cfg: StudyConfig, json_output: bool, console: Console) -> int:
     """The best trial's parameters: ``name=value`` lines, or one JSON object, on stdout (exact
     values, for scripts); notes go to stderr."""
-    study, _, notes = open_study(cfg, cfg.source)
+    study, ran_with, notes = open_study(cfg, cfg.source)
     notes += [note] if (note := running_note(study)) else []
     trials = study.get_trials(deepcopy=False)
     best = _best(trials)
@@ -975,7 +976,7 @@ def print_best(cfg: StudyConfig, json_output: bool, console: Console) -> int:
         make_console(stderr=True).print(f"note: {note}", highlight=False, markup=False)
     derived = {k: best.user_attrs[k] for k in DERIVED
                if k in best.user_attrs and k not in best.params}
-    fixed = {k: v for k, v in fixed_values(cfg).items() if k not in best.params}
+    fixed = {k: v for k, v in fixed_values(ran_with).items() if k not in best.params}
     if json_output:
         record = {"study": study.study_name, "trial": best.number, "value": best.value,
                   "params": best.params, "derived": derived, "fixed": fixed}

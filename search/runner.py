@@ -239,7 +239,8 @@ def run_study(
         notes = (centers_outside(plan.dims, draws=cfg.sampler.name != "random")
                  if cfg.seeding == "prior" else [])
         small = validation_note(cfg.data, cfg.model.block_size, data.n_val_tokens)
-        said = (unread_note(cfg.data), *notes, small, elsewhere_note(cfg), laws_fit_note(cfg))
+        said = (unread_note(cfg.data), *notes, small, elsewhere_note(cfg),
+                laws_fit_note(cfg, data.fingerprint))
         for note in [n for n in said if n]:
             console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
         finished = _nothing_to_run(cfg, data, repeat_best)
