@@ -1124,6 +1124,12 @@ def stored_study_names(database: Path) -> list[str] | None:
     return [name for (name,) in rows]
 
 
+def holds_study(database: Path | None, name: str) -> bool:
+    """Does the SQLite storage file ``database`` (None: not an SQLite storage) hold a study
+    named ``name``? Read as ``stored_study_names`` reads it."""
+    return database is not None and name in (stored_study_names(database) or [])
+
+
 def _read_only(database: Path, query: str, args: tuple = ()) -> list[tuple]:
     """The rows of ``query`` on an SQLite file opened read-only (nothing written or created;
     a write in progress waited for up to 5 s); sqlite3.Error as sqlite3 raises it."""

@@ -40,8 +40,8 @@ from scaletune.search.config import (
     FINGERPRINTED,
     NOT_FINGERPRINTED,
     StudyConfig,
+    holds_study,
     stored_study_attrs,
-    stored_study_names,
     stored_trials,
 )
 from scaletune.search.dashboard import study_note, trial_note, write_first_note, write_note
@@ -731,11 +731,10 @@ def elsewhere_note(cfg: StudyConfig) -> str | None:
         return None
     default = cfg.model_copy(update={"storage": None}).storage_url
     database = sqlite_path(default)
-    if default == cfg.storage or database is None or cfg.name not in (
-            stored_study_names(database) or []):
+    if default == cfg.storage or not holds_study(database, cfg.name):
         return None
     there = sqlite_path(cfg.storage)
-    if there is not None and cfg.name in (stored_study_names(there) or []):
+    if holds_study(there, cfg.name):
         return None
     new = "starts it afresh there" if there is not None else ("starts it afresh there if it "
                                                               "is not there")

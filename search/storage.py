@@ -140,6 +140,8 @@ def storage_problems(given: str | None, url: str) -> list[str]:
 def sqlite_file_errors(url: str) -> list[str]:
     """An SQLite study file that is there but empty or not a database is refused, never taken
     for a new study or reported as a full disk."""
+    from scaletune.trainer.config import SQLITE_HEADER  # loaded by then: a study file was read
+
     path = sqlite_path(url)
     if path is None or not path.is_file():
         return []
@@ -154,10 +156,6 @@ def sqlite_file_errors(url: str) -> list[str]:
                 "restore it from a backup, or move it aside to start the study afresh; nothing "
                 "was written to it"]
     return []
-
-
-SQLITE_HEADER = b"SQLite format 3\x00"
-"""The first 16 bytes of every SQLite database file."""
 
 
 class Storage(optuna.storages.RDBStorage):

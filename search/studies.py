@@ -128,16 +128,14 @@ def _not_run(source: str) -> tuple[str, str]:
 def _held_by_the_file(source: str, cfg: StudyConfig) -> str | None:
     """The storage of the study file ``source`` (shown masked), where it is an SQLite file other
     than ``cfg``'s that holds a study of ``cfg``'s name; None otherwise."""
-    from scaletune.search.config import load_study, stored_study_names
+    from scaletune.search.config import holds_study, load_study
 
     try:
         own = load_study(source).storage_url
     except ConfigError:
         return None
-    database = sqlite_path(own)
-    if own == cfg.storage_url or database is None or not database.is_file():
-        return None
-    return mask_url(own) if cfg.name in (stored_study_names(database) or []) else None
+    return mask_url(own) if own != cfg.storage_url and holds_study(sqlite_path(own),
+                                                                  cfg.name) else None
 
 
 def pick_trial(study: optuna.Study, number: int | None, source: str) -> FrozenTrial:

@@ -946,6 +946,10 @@ def flat_keys(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+"""The first 16 bytes of every SQLite database file: a study storage given as a config file."""
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a study or training file: one YAML mapping, within the bounds above. Anything else is
     a ConfigError whose lines say where and what is allowed (never a traceback)."""
@@ -957,7 +961,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(str(path), ["file not found"]) from None
     except OSError as e:
         raise ConfigError(str(path), [f"cannot read the file: {e.strerror}"]) from None
-    if data.startswith(b"SQLite format 3\x00"):
+    if data.startswith(SQLITE_HEADER):
         raise ConfigError(str(path), [
             "this is an SQLite database (a study storage), not a study or training file: give "
             f"the study's YAML file, with --storage sqlite:///{path.resolve()} where the study "

@@ -701,74 +701,65 @@ def column_problem(cfg: DataConfig) -> str | None:
     if first is None:
         return None
     try:
-        columns = _head_columns(cfg.dataset, first)
-        if columns and cfg.text_column not in columns:
-            return _no_column(cfg, columns)
-        odd = _head_not_text(cfg.dataset, first, cfg.text_column) if columns else None
+        columns, odd = _head(cfg.dataset, first, cfg.text_column)
     except (OSError, ValueError, UnicodeDecodeError, ImportError):
         return None  # the run says what is wrong with the file
+    if columns and cfg.text_column not in columns:
+        return _no_column(cfg, columns)
     return _not_text(cfg, odd[0], odd[1], columns) if odd else None
-
-
-def _head_columns(builder: str, path: str) -> list[str] | None:
-    """The columns of a csv file's header, a JSON Lines file's first record or a parquet file's
-    schema; None for a JSON file that is not one object a line (a list, a field of records)."""
-    if builder == "parquet":
-        import pyarrow.parquet as pq
-
-        return list(pq.read_schema(path).names)
-    with open(path, encoding="utf-8", newline="") as f:
-        if builder == "csv":
-            import csv
-
-            return next(csv.reader(f), None)
-        line = f.readline(2**20).strip()
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    return list(record) if isinstance(record, dict) else None
 
 
 CHECK_CSV_LIMIT = 64 * 2**20  # the largest csv file whose whole column validate reads
 
 
-def _head_not_text(builder: str, path: str, column: str) -> tuple[str, Any] | None:
-    """(kind, a value) where the first file's ``column`` is not text as `datasets` reads it: a
-    parquet column of another type; a JSON Lines first record whose value is a number, a list or
-    a record; a csv column (files up to CHECK_CSV_LIMIT) whose every value is a number, which
+def _head(builder: str, path: str, column: str) -> tuple[list[str] | None, tuple[str, Any] | None]:
+    """What one read of a dataset's first file says: its columns (a csv file's header, a JSON
+    Lines file's first record, a parquet file's schema; None for a JSON file that is not one
+    object a line), and (kind, a value) where ``column`` is there and is not text as `datasets`
+    reads it: a parquet column of another type; a first record whose value is a number, a list
+    or a record; a csv column (files up to CHECK_CSV_LIMIT) whose every value is a number, which
     `datasets` reads as int64 or float64. None where it is text or cannot be told cheaply."""
     if builder == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        kind = pq.read_schema(path).field(column).type
+        schema = pq.read_schema(path)
+        if column not in schema.names:
+            return list(schema.names), None
+        kind = schema.field(column).type
         if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind):
-            return None
-        return str(kind), next(iter(pq.read_table(path, columns=[column]).column(0).to_pylist()
-                                    or [None]), None)
+            return list(schema.names), None
+        values = pq.read_table(path, columns=[column]).column(0).to_pylist()
+        return list(schema.names), (str(kind), next(iter(values), None))
     with open(path, encoding="utf-8", newline="") as f:
         if builder == "json":
-            value = json.loads(f.readline(2**20)).get(column)
+            try:
+                record = json.loads(f.readline(2**20).strip())
+            except json.JSONDecodeError:
+                return None, None
+            if not isinstance(record, dict):
+                return None, None
+            value = record.get(column)
             if value is None or isinstance(value, str):
-                return None
+                return list(record), None
             kinds = {bool: "bool", int: "int64", float: "float64"}  # as `datasets` names them
-            return kinds.get(type(value), type(value).__name__), value
-        if os.path.getsize(path) > CHECK_CSV_LIMIT:
-            return None
+            return list(record), (kinds.get(type(value), type(value).__name__), value)
         import csv
 
         rows = csv.DictReader(f)
+        columns = rows.fieldnames
+        if not columns or column not in columns or os.path.getsize(path) > CHECK_CSV_LIMIT:
+            return columns, None
         values = [row[column] for row in rows if row.get(column)]
-    if not values:
-        return None
     try:
         for v in values:
             float(v)
     except ValueError:
-        return None
+        return columns, None
+    if not values:
+        return columns, None
     whole = all(v.strip().lstrip("+-").isdigit() for v in values)
-    return ("int64" if whole else "float64"), values[0]
+    return columns, (("int64" if whole else "float64"), values[0])
 
 
 def _intact(cache: Path, meta: dict[str, Any]) -> bool:
