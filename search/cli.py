@@ -360,7 +360,6 @@ def run_commands(path: str) -> list[str]:
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
-    from scaletune.search.ladder import is_ladder
     from scaletune.search.report import make_report
 
     cfg = _study(args)
@@ -374,7 +373,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
                     "plots): give a folder's path, e.g. -o report"])
             break
     with _output_errors(out, f"-o {out}", "the report"):
-        if is_ladder(args.study):
+        if _ladder_file(args.study):
             return _ladder_report(args, cfg, out, console)
         make_report(cfg, out, source=args.study, console=console)
     return 0
@@ -423,8 +422,18 @@ def _study(args: argparse.Namespace) -> StudyConfig:
     ladder file, its target study."""
     from scaletune.search.ladder import study_or_target
     from scaletune.search.manage import with_options
+    from scaletune.search.studies import looks_like_a_name, study_by_name
 
+    if looks_like_a_name(args.study):  # a name, as `scaletune studies` lists them
+        return study_by_name(args.study, args.storage)
     return with_options(study_or_target(args.study), storage=args.storage)
+
+
+def _ladder_file(arg: str) -> bool:
+    """Is ``arg`` a ladder file (not a study file, nor a study's name)?"""
+    from scaletune.search.ladder import is_ladder
+
+    return Path(arg).is_file() and is_ladder(arg)
 
 
 def cmd_studies(args: argparse.Namespace, console: Console) -> int:
@@ -462,13 +471,13 @@ def cmd_best(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_delete(args: argparse.Namespace, console: Console) -> int:
-    from scaletune.search.ladder import is_ladder, load_ladder, stored_study
+    from scaletune.search.ladder import load_ladder, stored_study
     from scaletune.search.manage import delete_study
 
     cfg = _study(args)
     _quiet_optuna()
     code = delete_study(cfg, args.yes, console)
-    if code == 0 and is_ladder(args.study):
+    if code == 0 and _ladder_file(args.study):
         kept = [r.cfg.name for r in load_ladder(args.study).rungs if stored_study(r.cfg)]
         if kept:
             console.print(f"note: the ladder's target only: its {len(kept)} rung studies stay in "
@@ -504,7 +513,8 @@ def version_line() -> str:
 def _stored_study_args(p: argparse.ArgumentParser, func: Any) -> None:
     """The arguments of a command on a study that has run: its file, and the storage where
     `run --storage` put it elsewhere."""
-    p.add_argument("study", help="study YAML")
+    p.add_argument("study", help="study YAML (or ladder file); or a study's name, as `scaletune "
+                   "studies` lists them, looked up in --storage or runs/studies.db here")
     p.add_argument("--storage", metavar="URL",
                    help="the storage the study ran on, where `run --storage` gave another")
     p.set_defaults(func=func)

@@ -4,12 +4,13 @@ trained with, one trial picked, and the values the study fixed instead of search
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
-from scaletune.search.config import StudyConfig, validate_study
+from scaletune.search.config import SHARED_DATABASE, StudyConfig, validate_study
 from scaletune.search.storage import make_storage, mask_url, scrub, sqlite_path
 from scaletune.trainer.errors import ConfigError, StudyStateError, first_line
 
@@ -107,6 +108,54 @@ def open_study(cfg: StudyConfig, source: str | None = None,
     ran_with = ran_with.model_copy(update={"storage": cfg.storage, "study_dir": cfg.study_dir})
     ran_with._source, ran_with._folder_by_default = cfg._source, cfg._folder_by_default
     return study, ran_with, notes
+
+
+def looks_like_a_name(arg: str) -> bool:
+    """Is ``arg``, given where a study file goes, a study's name (as ``scaletune studies`` lists
+    them) rather than a file: no such file, no folder in it and no YAML suffix."""
+    path = Path(arg)
+    return (not path.exists() and path.name == arg and path.suffix not in (".yaml", ".yml")
+            and re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", arg) is not None)
+
+
+def study_by_name(name: str, url: str | None) -> StudyConfig:
+    """The study ``name`` in the storage ``url`` (None: runs/studies.db in this folder, which
+    ``scaletune studies`` lists), as the config it recorded when it ran: for the commands that
+    read a study (show, best, report, export, delete) given its name instead of its file, as
+    from a storage copied from another machine. Errors name what was looked for and where."""
+    if url is None:
+        here = Path("runs") / SHARED_DATABASE
+        if not here.is_file():
+            raise ConfigError(name, [
+                f"no such study file, and no {here} in this folder to look for a study of that "
+                "name in: give the study's YAML file, or its name with --storage URL"])
+        url = f"sqlite:///{here.resolve()}"
+    shown = mask_url(url)
+    database = sqlite_path(url)
+    if database is not None and not database.is_file():
+        raise ConfigError(name, [f"no such study file, and the storage {shown} does not exist"])
+    try:
+        storage = make_storage(url)
+        names = optuna.get_all_study_names(storage)
+        if name not in names:
+            raise ConfigError(name, [
+                f"no such study file, and no study of that name in {shown}; studies there: "
+                f"{', '.join(names) or 'none'}"])
+        study = optuna.load_study(study_name=name, storage=storage)
+    except SQLAlchemyError as e:
+        raise ConfigError(name, [f"storage: cannot open {shown}: "
+                                 f"{scrub(first_line(e), url)}"]) from None
+    stored = study.user_attrs.get("config")
+    if stored is None:
+        raise ConfigError(name, [f"the study {name!r} in {shown} records no config (it ran "
+                                 "under an early scaletune): give its study file"])
+    cfg = validate_study(stored, f"{shown} (study {name})", recorded=True)
+    update: dict[str, str] = {"storage": url}
+    if cfg.study_dir and not Path(cfg.study_dir).is_dir():  # the folder of another machine
+        update["study_dir"] = str((Path("runs") / name).resolve())
+    cfg = cfg.model_copy(update=update)
+    cfg._source = name
+    return cfg
 
 
 def _not_run(source: str) -> tuple[str, str]:

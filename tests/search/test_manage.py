@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import shutil
 import socket
 import time
 from collections import Counter
@@ -27,6 +28,7 @@ from scaletune.search.cli import main
 from scaletune.search.config import load_study, validate_study
 from scaletune.search.manage import _failures, by_state, plan_notes, pruner_notes, state_words
 from scaletune.search.storage import make_storage, tally
+from scaletune.trainer.config import load_train_config
 from tests.search.helpers import flat, tiny_study, write_study
 from tests.search.test_export import EVAL, add_trial, make_study, params, study_file
 from tests.search.test_export import finished as finished  # a fixture, used by name
@@ -328,6 +330,47 @@ def test_show_reads_the_storage_given_on_the_command_line(tmp_path, capsys):
     # Rule: `--storage` finds a study that `run --storage` put elsewhere.
     assert code == 0, out
     assert "best trial 0: val loss 2.4000" in out
+
+
+def test_a_study_is_read_by_its_name_without_its_file(finished, tmp_path, capsys, monkeypatch):
+    path, cfg, _ = finished
+    # As a colleague sent the storage alone, as runs/studies.db of the folder the commands run
+    # from: no study file.
+    here = tmp_path / "colleague"
+    (here / "runs").mkdir(parents=True)
+    shutil.copy(cfg.storage_url.removeprefix("sqlite:///"), here / "runs" / "studies.db")
+    url = f"sqlite:///{here / 'runs' / 'studies.db'}"
+    path.unlink()
+    monkeypatch.chdir(here)
+    code, out = scaletune(capsys, "show", "tiny")
+    # Rule: a study's name, as `scaletune studies` lists it, is read from runs/studies.db here,
+    # with the config the study recorded.
+    assert code == 0, out
+    assert "best trial 1: val loss 2.2000" in out and "model 1 layer, 2 heads, width 32" in out
+    code, out = scaletune(capsys, "best", "tiny")
+    assert code == 0 and "lr=0.004" in out, out
+    # Its report goes to its own folder where that is on this machine, else to runs/NAME here.
+    code, out = scaletune(capsys, "report", "tiny")
+    assert code == 0 and (cfg.folder / "report" / "index.html").is_file(), out
+    shutil.rmtree(cfg.folder)
+    code, out = scaletune(capsys, "report", "tiny")
+    assert code == 0 and (here / "runs" / "tiny" / "report" / "index.html").is_file(), out
+    code, out = scaletune(capsys, "export", "tiny", "-o", str(tmp_path / "final.yaml"))
+    assert code == 0, out
+    assert load_train_config(tmp_path / "final.yaml").optim.lr == pytest.approx(0.004)
+    # From another folder, the storage is given.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, out = scaletune(capsys, "best", "tiny")
+    assert code == 2 and "no runs/studies.db in this folder" in out and "--storage" in out, out
+    code, out = scaletune(capsys, "best", "tiny", "--storage", url)
+    assert code == 0 and "lr=0.004" in out, out
+    # A name that is not there lists the names that are; a file name is not looked up.
+    code, out = scaletune(capsys, "show", "tyni", "--storage", url)
+    assert code == 2 and "no study of that name" in out and "studies there: tiny" in out, out
+    code, out = scaletune(capsys, "show", "tiny.yaml", "--storage", url)
+    assert code == 2 and "file not found" in out, out
 
 
 @pytest.mark.parametrize("command", ["report", "export", "fit"])
