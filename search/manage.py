@@ -36,6 +36,7 @@ from scaletune.heuristics import laws
 from scaletune.heuristics.priors import Priors, priors_table
 from scaletune.search import hparams, lease
 from scaletune.search.config import (
+    SHARED_DATABASE,
     StudyConfig,
     check_study_files,
     load_study,
@@ -759,6 +760,11 @@ def list_studies(url: str, console: Console) -> int:
                       f"{t.best[1]:.4f} (trial {t.best[0]})" if t.best else "",
                       live or _when(t.last))
     console.print(table)
+    here = f"sqlite:///{(Path('runs') / SHARED_DATABASE).resolve()}"
+    storage_arg = ("" if url == here else f" --storage {url}" if sqlite_path(url) is not None
+                   else " --storage URL")
+    _printer(console)(f"one study, by its name: scaletune show NAME{storage_arg} (or best, "
+                      "report, export)")
     return 0
 
 

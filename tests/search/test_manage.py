@@ -342,6 +342,8 @@ def test_a_study_is_read_by_its_name_without_its_file(finished, tmp_path, capsys
     url = f"sqlite:///{here / 'runs' / 'studies.db'}"
     path.unlink()
     monkeypatch.chdir(here)
+    code, out = scaletune(capsys, "studies")
+    assert code == 0 and "one study, by its name: scaletune show NAME (or" in out, out
     code, out = scaletune(capsys, "show", "tiny")
     # Rule: a study's name, as `scaletune studies` lists it, is read from runs/studies.db here,
     # with the config the study recorded.
@@ -364,6 +366,8 @@ def test_a_study_is_read_by_its_name_without_its_file(finished, tmp_path, capsys
     monkeypatch.chdir(elsewhere)
     code, out = scaletune(capsys, "best", "tiny")
     assert code == 2 and "no runs/studies.db in this folder" in out and "--storage" in out, out
+    code, out = scaletune(capsys, "studies", "--storage", url)
+    assert f"scaletune show NAME --storage {url}" in out, out
     code, out = scaletune(capsys, "best", "tiny", "--storage", url)
     assert code == 0 and "lr=0.004" in out, out
     # A name that is not there lists the names that are; a file name is not looked up.
