@@ -295,12 +295,25 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     output = Path(args.output)
     laws_writable(output, f"-o {output}")
     laws = fit_from_studies(studies, scale_kind=args.by)
+    try:
+        earlier = output.read_bytes()
+    except OSError:
+        earlier = None
     save_laws(laws, output, f"-o {output}")
+    replaced = ""
+    if earlier is not None and earlier != output.read_bytes():
+        # Studies seeded from the file (priors.fitted_file, a ladder's laws_file) take the new
+        # laws at their next launch, and export its exponents: the earlier ones are kept.
+        from scaletune.trainer.record import earlier_name
+
+        kept = earlier_name(output)
+        kept.write_bytes(earlier)
+        replaced = f" (it replaces the laws that were there, kept as {kept})"
     scale = "tokens per trial" if laws.scale_kind == "tokens" else "model size"
     console.print(f"fitted on {len(studies)} studies; a rung below is the studies at one "
                   f"{scale}, as a scale ladder's rungs are", highlight=False, markup=False)
     print_laws(laws, console)
-    console.print(f"wrote {args.output}; use it with  priors: {{laws: fitted, fitted_file: "
+    console.print(f"wrote {args.output}{replaced}; use it with  priors: {{laws: fitted, fitted_file: "
                   f"{args.output}}}", highlight=False, markup=False)
     return 0
 

@@ -515,21 +515,34 @@ def with_data_sized(ladder: Ladder) -> Ladder:
     return load_ladder(ladder.source)
 
 
-def _laws_at_launch(path: Path) -> tuple[bytes, dict[str, float]] | None:
-    """The laws file as a ladder's launch finds it, and its predictions at the target."""
+def _laws_at_launch(path: Path, scale: float) -> tuple[bytes, dict[str, float]] | None:
+    """The laws file as a ladder's launch finds it, and its predictions at the target (at
+    ``scale``): as the file wrote them, or, for a file without them (written by `scaletune fit`
+    over the ladder's), as its laws give them."""
     try:
         text = path.read_bytes()
+    except OSError:
+        return None
+    try:
         target = json.loads(text)["predictions"]["target"]
         return text, {k: float(v["value"]) for k, v in target.items() if isinstance(v, dict)}
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
+        pass
+    try:
+        laws = FittedLaws.from_json(json.loads(text))
+        return text, {f.target: f.predict(scale).value for f in laws.all_fits()}
+    except (ValueError, KeyError, TypeError):
         return None
 
 
-def _refitted(path: Path, earlier: tuple[bytes, dict[str, float]] | None) -> str | None:
-    """Where a launch that trained nothing fitted the same rungs again and the predictions at
-    the target moved (another version of scaletune fits otherwise): keep the file it replaced
-    and say so. The target's new trials and `scaletune export` read the laws file."""
-    now = _laws_at_launch(path)
+def _refitted(path: Path, earlier: tuple[bytes, dict[str, float]] | None, scale: float,
+              seeded: tuple[str, int] | None) -> str | None:
+    """Where this launch's fit moved the predictions at the target from the file it found:
+    keep the file it replaced and say so. Said where no rung trained (the same rungs fitted
+    again: another version of scaletune fits otherwise, or the file was written by hand or by
+    `scaletune fit`), and where the target study (``seeded``: its name and finished trials) ran
+    from the earlier laws. The target's new trials and `scaletune export` read the laws file."""
+    now = _laws_at_launch(path, scale)
     if earlier is None or now is None:
         return None
     moved = [f"{k} {a:.3g} -> {now[1][k]:.3g}" for k, a in earlier[1].items()
@@ -538,10 +551,16 @@ def _refitted(path: Path, earlier: tuple[bytes, dict[str, float]] | None) -> str
         return None
     kept = earlier_name(path)
     kept.write_bytes(earlier[0])
-    return (f"the laws fitted again moved at the target ({', '.join(moved)}), though no rung "
-            f"trained in this launch: another version of scaletune wrote {path.name}, or trials "
-            f"were run on a rung's study apart; the earlier file is kept as {kept}. The target "
-            "study's new trials and `scaletune export` use the laws as written now")
+    if seeded is None:
+        why = ("though no rung trained in this launch: another version of scaletune wrote "
+               f"{path.name}, it was written by hand or by `scaletune fit`, or trials were run "
+               "on a rung's study apart")
+    else:
+        why = (f"after the target study {seeded[0]} had finished {seeded[1]} trial(s) seeded from "
+               "the laws before")
+    return (f"the laws fitted again moved at the target ({', '.join(moved)}), {why}; the "
+            f"earlier file is kept as {kept}. The target study's new trials and `scaletune "
+            "export` use the laws as written now")
 
 
 def run_ladder(ladder: Ladder, console: Console | None = None,
@@ -555,7 +574,10 @@ def run_ladder(ladder: Ladder, console: Console | None = None,
     ladder = with_data_sized(ladder)
     print_plan(ladder, console)
     laws_writable(ladder.laws_file, ladder.source, "laws_file")
-    earlier = _laws_at_launch(ladder.laws_file)
+    earlier = _laws_at_launch(ladder.laws_file, ladder.target_scale)
+    target = ladder.target
+    study = stored_study(target)
+    seeded = 0 if study is None else n_finished(study)  # target trials of the laws found
     trained = False  # whether a rung ran trials in this launch
     done: list[Rung] = []
     before: FittedLaws | None = None
@@ -590,9 +612,10 @@ def run_ladder(ladder: Ladder, console: Console | None = None,
                           highlight=False)
             break
         before = fitted
-    if fitted is not None and not trained and (note := _refitted(ladder.laws_file, earlier)):
+    if fitted is not None and (not trained or seeded) and (note := _refitted(
+            ladder.laws_file, earlier, ladder.target_scale,
+            (target.name, seeded) if trained else None)):
         console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
-    target = ladder.target
     study = stored_study(target)
     have = 0 if study is None else n_finished(study)
     if study is not None and have >= target.n_trials and not repeat_best:

@@ -4,6 +4,7 @@ the real runner, resumes without training a trial twice, and seeds its target fr
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import replace
 
@@ -472,6 +473,31 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
             "data; restore the data, or give the ladder a new name (name: in ladder.yaml") in out
     assert finished_counts(first.storage_url) == counts
     study_file.write_text(before)
+
+    # Rule: a launch whose fit replaces laws that differ at the target keeps the file it
+    # replaced and says so. A fit by hand over the ladder's file (`scaletune fit -o`, no
+    # predictions in it, its lr law twice the ladder's): it was replaced without a word.
+    hand = json.loads(laws_before)
+    del hand["predictions"]
+    hand["lr"]["log10_coef"] += math.log10(2)
+    ladder.laws_file.write_text(json.dumps(hand))
+    assert main(["ladder", str(path)]) == 0
+    out = flat(capsys.readouterr().out)
+    assert "note: the laws fitted again moved at the target (lr " in out, out
+    assert "written by hand or by `scaletune fit`" in out
+    kept = ladder.laws_file.with_name("laws.earlier-2.json")
+    assert f"the earlier file is kept as {kept}" in out and json.loads(kept.read_text()) == hand
+    # More trials on each rung, after the target ran from the laws of the rungs' first two:
+    # the target's new trials take other laws, said once the rungs have trained.
+    raw = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**raw, "rung_trials": 3}, sort_keys=False))
+    assert main(["ladder", str(path)]) == 0
+    out = flat(capsys.readouterr().out)
+    moved = "note: the laws fitted again moved at the target"
+    assert (f"{moved} (" in out and "after the target study ladder-target had finished 3 "
+            "trial(s) seeded from the laws before; the earlier file is kept as") in out, out
+    assert json.loads(ladder.laws_file.with_name("laws.earlier-3.json").read_text()) == \
+        json.loads(laws_before)
 
 
 def _first(study: optuna.Study) -> int:

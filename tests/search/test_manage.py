@@ -652,6 +652,28 @@ def test_fit_replaces_only_laws_it_wrote(finished, tmp_path, capsys):
     assert code == 2 and "a law needs studies at two or more" in out and "-o " not in out
 
 
+def test_fit_over_other_laws_keeps_them_and_says_so(tmp_path, capsys):
+    from tests.search.test_report import laws_file
+
+    path, cfg = study_file(tmp_path)
+    longer = write_study(tmp_path, tiny_study(tmp_path, tmp_path / "text.txt", name="tiny-long",
+                                              tokens_per_trial=81_920), "long.yaml")
+    for study, lr in ((path, 3e-3), (longer, 2e-3)):
+        loaded = load_study(study)
+        add_trial(make_study(loaded), loaded, params(lr), 2.4)
+    earlier = laws_file(tmp_path).read_bytes()  # laws.json, fitted on other studies
+    output = tmp_path / "laws.json"
+    code, out = scaletune(capsys, "fit", str(path), str(longer), "-o", str(output))
+    # Rule: studies seeded from the file take the new laws at their next launch; the laws it
+    # replaced are kept beside it, and the command says where (it replaced them unsaid).
+    assert code == 0, out
+    kept = tmp_path / "laws.earlier-1.json"
+    assert f"wrote {output} (it replaces the laws that were there, kept as {kept})" in out, out
+    assert kept.read_bytes() == earlier and output.read_bytes() != earlier
+    code, out = scaletune(capsys, "fit", str(path), str(longer), "-o", str(output))
+    assert code == 0 and "it replaces" not in out and not (tmp_path / "laws.earlier-2.json").exists()
+
+
 def test_report_and_export_into_a_folder_that_refuses_writes_say_so_in_one_line(
         finished, tmp_path, capsys):
     import subprocess
