@@ -271,6 +271,19 @@ def overridden_notes(cfg: StudyConfig) -> list[str]:
         notes.append(f"{where}: {given:g} is not what the trials train with: search.{name} "
                      f"{how}; to train every trial with {given:g}, give search.{name}: "
                      f"{{value: {given:g}{as_lambda}}}")
+    for dotted, param in cfg.search.other.items():
+        section, _, field = dotted.rpartition(".")
+        owner = {"optim": cfg.trainer.optim, "model": cfg.model, "": cfg.trainer}.get(section)
+        if owner is None or field not in owner.model_fields_set:
+            continue
+        given = getattr(owner, field)
+        if not param.searched and param.value == given:
+            continue
+        where = f"trainer.{dotted}" if section != "model" else dotted
+        how = f"fixes it at {param.value}" if not param.searched else "searches it"
+        notes.append(f"{where}: {given} is not what the trials train with: search.other."
+                     f"{dotted} {how}; to train every trial with {given}, leave {dotted} out of "
+                     "search.other")
     return notes
 
 

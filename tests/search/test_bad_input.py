@@ -742,8 +742,25 @@ def test_a_trainer_value_that_search_sets_instead_is_a_note(tmp_path, shakespear
                  "trainer.optim.warmup_frac: 0.05 is not what the trials train with: "
                  "search.warmup_frac searches it"):
         assert line in out, out
+    # Nor were values that search.other sets (the README's example study did so with norm).
+    study["model"]["norm"] = "rmsnorm"
+    study["trainer"] = {"optim": {"beta2": 0.99}, "max_loss": 20.0}
+    study["search"]["other"] = {"model.norm": {"value": "layernorm"},
+                                "optim.beta2": {"choices": [0.9, 0.95]},
+                                "max_loss": {"value": 20.0}}
+    assert main(["validate", str(write_study(tmp_path, study))]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for line in ("model.norm: rmsnorm is not what the trials train with: search.other.model.norm "
+                 "fixes it at layernorm; to train every trial with rmsnorm, leave model.norm out "
+                 "of search.other",
+                 "trainer.optim.beta2: 0.99 is not what the trials train with: search.other."
+                 "optim.beta2 searches it"):
+        assert line in out, out
+    assert "max_loss: 20" not in out  # fixed at the value given: nothing to say
     # Given as search: gives it, nothing to say.
     study["model"]["dropout"] = 0.0
+    study["model"].pop("norm")
+    study["search"].pop("other")
     study["trainer"] = {}
     assert main(["validate", str(write_study(tmp_path, study))]) == 0
     assert "is not what the trials train with" not in capsys.readouterr().out
