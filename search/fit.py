@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -229,6 +230,14 @@ def laws_file_problem(path: Path) -> str | None:
             return (f"{path} holds a file that is not fitted laws, which writing the laws would "
                     "replace; only laws an earlier fit or ladder wrote are replaced: give "
                     "another path")
+    # What validate can tell without making the folder (laws_writable tries it, before a run).
+    existing = next(p for p in (path.parent, *path.parent.parents) if p.exists())
+    if not existing.is_dir():
+        return (f"{path}: cannot write the fitted laws there (a file stands where a folder of "
+                "the path would be): give a path in a writable folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return (f"{path}: cannot write the fitted laws there ({existing} is not writable): give "
+                "a path in a writable folder")
     return None
 
 

@@ -41,7 +41,14 @@ from scaletune.search.fit import (
 from scaletune.search.plan import n_finished
 from scaletune.search.space import fixed_values
 from scaletune.search.storage import make_storage, sqlite_path
-from scaletune.trainer.config import ModelConfig, Tokens, format_errors, load_yaml
+from scaletune.trainer.config import (
+    ModelConfig,
+    Tokens,
+    file_kind,
+    format_errors,
+    laws_file_error,
+    load_yaml,
+)
 from scaletune.trainer.data import byte_text_train_tokens, prepared_sizes
 from scaletune.trainer.errors import ConfigError, DataError
 from scaletune.trainer.record import earlier_name
@@ -203,6 +210,16 @@ def load_ladder(path: str | Path) -> Ladder:
     each naming its key (a rung's problems name the rung: ``rungs[1]: model.n_head: ...``)."""
     path = Path(path)
     raw = load_yaml(path)
+    kind = file_kind(raw)
+    if kind in ("study", "training", "laws"):
+        # One line that says what the file is, not every ladder key it lacks.
+        raise ConfigError(str(path), [{
+            "study": f"a study file, not a ladder file (target, rungs): run it with `scaletune "
+                     f"run {path}`, or name it as a ladder's target (target: {{study: "
+                     f"{path.name}}})",
+            "training": f"a training config, not a ladder file (target, rungs): train it with "
+                        f"`scaletune train {path}`",
+            "laws": laws_file_error(path)}[kind]])
     raw.setdefault("name", path.stem)
     try:
         cfg = LadderConfig.model_validate(raw)
@@ -217,6 +234,12 @@ def load_ladder(path: str | Path) -> Ladder:
         raise ConfigError(str(path), [
             f"target.study: {study_path} is a ladder file (it has rungs), not a study file: name "
             "the study file whose model and budget the ladder's target runs"])
+    if (kind := file_kind(target_raw)) in ("training", "laws"):
+        what = ("a training config (tokens, no n_trials)" if kind == "training"
+                else "a fitted-laws file")
+        raise ConfigError(str(path), [
+            f"target.study: {study_path} is {what}, not a study file: name the study file whose "
+            "model and budget the ladder's target runs"])
     errors: list[str] = []
     laws_file = (path.resolve().parent / cfg.laws_file if cfg.laws_file
                  else path.resolve().parent / "runs" / cfg.name / "laws.json")

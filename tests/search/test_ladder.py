@@ -230,6 +230,24 @@ def test_ladder_mistakes_are_said_in_the_ladders_words(tmp_path, shakespeare):
     assert errors_with(target={"study": "other.yaml"}) == [
         f"target.study: {tmp_path / 'other.yaml'} is a ladder file (it has rungs), not a study "
         "file: name the study file whose model and budget the ladder's target runs"]
+    # A laws_file the run cannot write: validate and the dry run passed it, the run refused.
+    (tmp_path / "a-file").write_text("")
+    assert errors_with(laws_file="a-file/laws.json") == [
+        f"laws_file: {tmp_path / 'a-file' / 'laws.json'}: cannot write the fitted laws there (a "
+        "file stands where a folder of the path would be): give a path in a writable folder"]
+    # A training config as the target, and a study or training file given as the ladder: one
+    # line saying what the file is (it was eighteen "unknown key" lines, fifteen, twenty-two).
+    (tmp_path / "final.yaml").write_text(yaml.safe_dump({"tokens": 4096, "out_dir": "run"}))
+    assert errors_with(target={"study": "final.yaml"}) == [
+        f"target.study: {tmp_path / 'final.yaml'} is a training config (tokens, no n_trials), "
+        "not a study file: name the study file whose model and budget the ladder's target runs"]
+    study_path = tmp_path / "target.yaml"
+    assert errors_of(study_path) == [
+        f"a study file, not a ladder file (target, rungs): run it with `scaletune run "
+        f"{study_path}`, or name it as a ladder's target (target: {{study: target.yaml}})"]
+    assert errors_of(tmp_path / "final.yaml") == [
+        f"a training config, not a ladder file (target, rungs): train it with `scaletune train "
+        f"{tmp_path / 'final.yaml'}`"]
     # A typo in the target's study file is named there, once (it came once for the target and
     # once for each rung, all said to be in the ladder file).
     path.write_text(yaml.safe_dump(raw))
