@@ -257,6 +257,15 @@ def cmd_priors(args: argparse.Namespace, console: Console) -> int:
     cfg = study_or_target(args.study)
     if cfg.priors.laws == "fitted" and not Path(cfg.priors.fitted_file or "").is_file():
         # A ladder's target has priors once two rungs have finished and its laws are written.
+        if _ladder_file(args.study):
+            from scaletune.search.ladder import load_ladder
+
+            study = Path(args.study).parent / load_ladder(args.study).cfg.target.study
+            raise ConfigError(args.study, [
+                f"laws_file: {cfg.priors.fitted_file} does not exist yet: the target's priors "
+                f"come from the laws `scaletune ladder {args.study}` fits once two rungs have "
+                f"finished; the published laws' priors at the target: `scaletune priors "
+                f"{study}`"])
         raise ConfigError(args.study, [f"priors.fitted_file: file not found: "
                                        f"{cfg.priors.fitted_file!r} (`scaletune fit` or "
                                        "`scaletune ladder` writes it)"])
@@ -523,12 +532,20 @@ def version_line() -> str:
     return f"scaletune {version('scaletune')}" + (f" (revision {revision})" if revision else "")
 
 
+def _storage_url(url: str) -> str:
+    """A ``--storage`` with a relative SQLite path, made absolute against this folder, where it
+    is made: echoed as given, the summary's next commands broke from any other folder."""
+    from scaletune.search.config import sqlite_beside
+
+    return sqlite_beside(url, Path.cwd())
+
+
 def _stored_study_args(p: argparse.ArgumentParser, func: Any) -> None:
     """The arguments of a command on a study that has run: its file, and the storage where
     `run --storage` put it elsewhere."""
     p.add_argument("study", help="study YAML (or ladder file); or a study's name, as `scaletune "
                    "studies` lists them, looked up in --storage or runs/studies.db here")
-    p.add_argument("--storage", metavar="URL",
+    p.add_argument("--storage", metavar="URL", type=_storage_url,
                    help="the storage the study ran on, where `run --storage` gave another")
     p.set_defaults(func=func)
 
@@ -552,7 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(with --detach)")
     p.add_argument("--max-concurrent", type=int, metavar="N",
                    help="workers.max_concurrent: trials running at once at most")
-    p.add_argument("--storage", metavar="URL",
+    p.add_argument("--storage", metavar="URL", type=_storage_url,
                    help="storage: the Optuna storage URL (sqlite:///..., postgresql://...)")
     p.add_argument("--repeat-best", type=int, metavar="N", default=0,
                    help="queue N repeats of the best trial with training seeds its config has not "
@@ -601,7 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "in this folder)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("study", nargs="?", help="study YAML: the studies in its storage")
-    where.add_argument("--storage", metavar="URL", help="a storage URL")
+    where.add_argument("--storage", metavar="URL", type=_storage_url, help="a storage URL")
     p.set_defaults(func=cmd_studies)
 
     p = sub.add_parser("show", help="one study: trials by state, best trial, config, priors, "
@@ -631,7 +648,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dashboard", help="serve optuna-dashboard for a study's storage and every "
                                          "study in it (read-only)")
     p.add_argument("study", nargs="?", help="study YAML (or none, with --storage)")
-    p.add_argument("--storage", metavar="URL",
+    p.add_argument("--storage", metavar="URL", type=_storage_url,
                    help="the storage to serve: where `run --storage` put the study, or any "
                         "storage, with no study file")
     p.set_defaults(func=cmd_dashboard)
@@ -669,7 +686,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by", choices=["tokens", "params"], default="tokens",
                    help="the scale the laws are a function of (default tokens per trial)")
     p.add_argument("-o", "--output", required=True, help="JSON file to write")
-    p.add_argument("--storage", metavar="URL",
+    p.add_argument("--storage", metavar="URL", type=_storage_url,
                    help="the storage the studies ran on, where `run --storage` gave another")
     p.set_defaults(func=cmd_fit)
 

@@ -798,3 +798,17 @@ def test_a_ladder_file_given_to_run_says_to_use_ladder_and_studies_lists_its_sto
     assert main(["studies", str(path)]) == 0
     out = flat(capsys.readouterr().out)
     assert f"Studies in {ladder.target.storage_url}" in out and first.name in out
+
+
+def test_priors_of_a_ladder_before_its_laws_name_its_keys(tmp_path, shakespeare, capsys):
+    path = ladder_files(tmp_path, shakespeare)
+    assert main(["priors", str(path)]) == 2
+    out = flat(capsys.readouterr().out)
+    # Rule: the ladder file's own key and the command that writes its laws (it named
+    # priors.fitted_file, which the ladder file does not have), and where the published
+    # priors are shown until then.
+    assert (f"laws_file: {tmp_path / 'runs' / 'ladder' / 'laws.json'} does not exist yet: the "
+            f"target's priors come from the laws `scaletune ladder {path}` fits once two rungs "
+            f"have finished; the published laws' priors at the target: `scaletune priors "
+            f"{tmp_path / 'target.yaml'}`") in out, out
+    assert main(["priors", str(tmp_path / "target.yaml")]) == 0

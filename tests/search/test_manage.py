@@ -368,6 +368,10 @@ def test_a_study_is_read_by_its_name_without_its_file(finished, tmp_path, capsys
     assert code == 2 and "no runs/studies.db in this folder" in out and "--storage" in out, out
     code, out = scaletune(capsys, "studies", "--storage", url)
     assert f"scaletune show NAME --storage {url}" in out, out
+    # A relative SQLite path is this folder's, and is shown as the absolute one it is (echoed
+    # as given, the next commands it printed broke from another folder).
+    code, out = scaletune(capsys, "studies", "--storage", "sqlite:///../colleague/runs/studies.db")
+    assert f"Studies in {url}" in out and f"scaletune show NAME --storage {url}" in out, out
     code, out = scaletune(capsys, "best", "tiny", "--storage", url)
     assert code == 0 and "lr=0.004" in out, out
     # A name that is not there lists the names that are; a file name is not looked up.
