@@ -667,16 +667,16 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     again.add_argument("--overwrite", action="store_true",
                        help="train from scratch even if out_dir already holds a run's checkpoint")
-    p.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
+    p.add_argument("--nproc-per-node", "--nproc_per_node", type=int, default=1, metavar="N",
                    help="data-parallel processes on this machine (torchrun; one per GPU); "
                         "the config's parallel: ddp or fsdp says how they split the work")
     p.add_argument("--nnodes", type=int, default=1, metavar="N",
                    help="machines in the run; run the same command on each, with its own "
                         "--node-rank")
-    p.add_argument("--node-rank", type=int, default=0, metavar="R",
+    p.add_argument("--node-rank", "--node_rank", type=int, default=0, metavar="R",
                    help="this machine's number, 0 to N-1; node 0 holds rank 0, which logs and "
                         "writes the checkpoints")
-    p.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
+    p.add_argument("--rdzv-endpoint", "--rdzv_endpoint", metavar="HOST:PORT",
                    help="where the machines meet: node 0's address and a free port, the same "
                         "on every node (with --nnodes above 1)")
     p.set_defaults(func=cmd_train)
@@ -708,7 +708,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said with the command's own usage, not the list of commands
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     console = make_console()
     try:
         return args.func(args, console)

@@ -240,6 +240,22 @@ def test_a_bad_launch_exits_with_2_before_starting_torchrun(tmp_path, capsys):
     assert "--rdzv-endpoint is needed with --nnodes above 1" in err and "launching" not in err
 
 
+def test_torchruns_spelling_of_the_launch_options_is_taken_and_unknown_ones_name_the_command(
+        tmp_path, capsys):
+    from scaletune.search.cli import main
+
+    # torchrun spells them --nproc_per_node etc.: "unrecognized arguments" under the list of
+    # every command's usage.
+    assert main(["train", str(write(tmp_path, {})), "--nproc_per_node", "2", "--nnodes", "2"]) == 2
+    assert "--rdzv-endpoint is needed with --nnodes above 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "final.yaml", "--n-trials", "2"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert "usage: scaletune train [-h]" in err and "scaletune train: error: unrecognized " \
+        "arguments: --n-trials 2" in err, err
+
+
 @pytest.mark.parametrize(("name", "says"), [
     ("quickstart.yaml", "a study file (n_trials, tokens_per_trial, search), not a training "
                         "config: search with `scaletune run {path}`; then `scaletune export {path} "
