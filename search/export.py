@@ -226,7 +226,9 @@ def export_study(
         notes.append(f"micro_batch_size lowered to {micro} so that it divides batch_size "
                      f"{final.batch_size}")
 
-    out_dir = output.with_name(f"{output.stem}-run")
+    # Beside the file, as a path relative to it (the trainer reads it so): a copy of the file in
+    # another folder trains there, not into this file's run.
+    out_dir = f"{output.stem}-run"
     config = base.model_copy(update={
         "model": new_model,
         "optim": base.optim.model_copy(update={"lr": final.lr, "weight_decay": final.weight_decay}),
@@ -236,13 +238,13 @@ def export_study(
         "eval_every_tokens": base.eval_every_tokens if _same_run(moved) else None,
         "num_threads": None,
         "progress": True,
-        "out_dir": str(out_dir),
+        "out_dir": out_dir,
         "checkpoint_every_tokens": max(1, int(final.tokens * CHECKPOINT_FRACTION)),
         "data": _absolute_data(base),
     })
     record = provenance(study, cfg, source, chosen, moved, notes)
     config = TrainConfig.model_validate({**config.model_dump(), "provenance": record})
-    _write_checked(output, config, header(record))
+    config = _write_checked(output, config, header(record))  # as `scaletune train` reads it
     return Export(path=output, config=config, transfer=moved, trial=chosen, notes=tuple(notes),
                   replaced=replaces)
 
@@ -309,7 +311,7 @@ def repeated_data_note(
 
 def _absolute_data(cfg: TrainConfig) -> Any:
     data = cfg.data
-    if data.path and not Path(data.path).is_absolute():
+    if data.path:  # written without the study file's ../ (a/b/../../c read as it is)
         data = data.model_copy(update={"path": str(Path(data.path).resolve())})
     if data.cache_dir and not Path(data.cache_dir).is_absolute():
         data = data.model_copy(update={"cache_dir": str(Path(data.cache_dir).resolve())})
@@ -414,8 +416,9 @@ def header(record: dict[str, Any]) -> str:
     return "".join(f"# {line}".rstrip() + "\n" for line in lines) + "\n"
 
 
-def _write_checked(path: Path, config: TrainConfig, comments: str) -> None:
-    """Write next to ``path``, load it back as ``scaletune train`` would, then rename into place."""
+def _write_checked(path: Path, config: TrainConfig, comments: str) -> TrainConfig:
+    """Write next to ``path``, load it back as ``scaletune train`` would, then rename into place;
+    the config loaded back (its out_dir resolved against the file's folder)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     written = config.model_dump(mode="json")
@@ -425,8 +428,11 @@ def _write_checked(path: Path, config: TrainConfig, comments: str) -> None:
     try:
         tmp.write_text(comments + body)
         loaded = load_train_config(tmp)
-        if loaded.model_dump() != config.model_dump():
+        expected = config.model_copy(update={"out_dir": str(path.parent.resolve() / config.out_dir)
+                                             if config.out_dir else None})
+        if loaded.model_dump() != expected.model_dump():  # out_dir resolved against the file
             raise RuntimeError(f"{tmp} did not load back as the config that was written")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    return loaded

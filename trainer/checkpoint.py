@@ -16,6 +16,7 @@ machines, out_dir must be a folder they all see (a shared file system).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pickle
 from pathlib import Path
@@ -39,18 +40,46 @@ RUN_OPTIONS = {"progress", "tensorboard", "out_dir", "checkpoint_every_tokens", 
 
 
 def run_in_the_way(out_dir: str | None, resume: bool, overwrite: bool,
-                   flags: tuple[str, str] = ("resume=True", "overwrite=True")) -> str | None:
+                   flags: tuple[str, str] = ("resume=True", "overwrite=True"),
+                   config: dict[str, Any] | None = None) -> str | None:
     """Why a run may not start in ``out_dir``, or None: a checkpoint there that neither
     ``resume`` (continue it) nor ``overwrite`` (train from scratch and replace it) says what to
-    do with, or both asked at once. ``flags`` name the two as the caller's user writes them."""
+    do with, or both asked at once. ``flags`` name the two as the caller's user writes them.
+    With ``config`` (this run's, dumped), a checkpoint of a run of another config is said to be
+    another run's, whose out_dir this one should not share."""
     if resume and overwrite:
         return (f"{flags[0]} and {flags[1]} exclude each other: {flags[0]} continues the run "
                 f"in out_dir, {flags[1]} starts it again")
     if out_dir and (Path(out_dir) / CHECKPOINT).exists() and not (resume or overwrite):
-        return (f"out_dir {os.path.normpath(out_dir)} already holds a run's checkpoint; add "
+        shown = os.path.normpath(out_dir)
+        was = None if config is None else _started_with(Path(out_dir))
+        if changed := (config_changes(was, config) if was is not None else []):
+            # A copy of a config edited to try a variant: --overwrite would lose the other run.
+            old, new = flat_keys(was), flat_keys(config)
+            diff = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:4])
+            more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+            return (f"out_dir {shown} holds the checkpoint of a run of another config ({diff}"
+                    f"{more}): set another out_dir for this run ({flags[1]} would replace that "
+                    "run)")
+        return (f"out_dir {shown} already holds a run's checkpoint; add "
                 f"{flags[0]} to continue that run, or {flags[1]} to train from scratch and "
                 "replace it (or set another out_dir)")
     return None
+
+
+def _started_with(out_dir: Path) -> dict[str, Any] | None:
+    """The config of the last run started in ``out_dir``, from its metrics log; None where the
+    log is missing or unreadable."""
+    config = None
+    try:
+        with open(out_dir / "metrics.jsonl", encoding="utf-8") as f:
+            for line in f:
+                if '"event": "start"' in line:
+                    with contextlib.suppress(ValueError):
+                        config = json.loads(line).get("config", config)
+    except OSError:
+        return None
+    return config if isinstance(config, dict) else None
 
 
 def save_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: torch.nn.Module,

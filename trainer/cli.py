@@ -104,7 +104,8 @@ def startable(path: str, resume: bool, overwrite: bool, world: int = 1) -> Train
         except SetupError as e:
             print(f"{path}: {e} (the {world} processes of this launch)", file=sys.stderr)
             return None
-    if why := run_in_the_way(config.out_dir, resume, overwrite, FLAGS):
+    if why := run_in_the_way(config.out_dir, resume, overwrite, FLAGS,
+                             config=config.model_dump(mode="json")):
         print(f"{path}: {why}", file=sys.stderr)
         return None
     return config

@@ -202,7 +202,8 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
     reads otherwise now is a DataError before any step.
     """
     wall_start = time.perf_counter()
-    if why := run_in_the_way(config.out_dir, resume, overwrite):  # a repeated call loses no run
+    if why := run_in_the_way(config.out_dir, resume, overwrite,  # a repeated call loses no run
+                             config=config.model_dump(mode="json")):
         raise SetupError(why)
     if config.compile and (why := compiler_missing()):
         raise SetupError(why)

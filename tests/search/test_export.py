@@ -155,6 +155,12 @@ def test_exported_run_options(finished, tmp_path):
     loaded = load_train_config(out)
     # Rule: the run writes next to the file; a checkpoint every 5% of its tokens; progress on.
     assert loaded.out_dir == str(tmp_path / "final-run")
+    # As a path relative to the file: a copy in another folder trains there, not into this run.
+    assert yaml.safe_load(out.read_text())["out_dir"] == "final-run"
+    (tmp_path / "elsewhere").mkdir()
+    copy = tmp_path / "elsewhere" / "final.yaml"
+    copy.write_text(out.read_text())
+    assert load_train_config(copy).out_dir == str(tmp_path / "elsewhere" / "final-run")
     assert loaded.checkpoint_every_tokens == cfg.tokens_per_trial // 20
     assert loaded.progress is True and loaded.num_threads is None
     # Rule: data paths are absolute, so the file works from any folder.

@@ -97,6 +97,16 @@ def test_train_main_trains_and_resumes(tmp_path, shakespeare, capsys):
     err = capsys.readouterr().err
     assert "already holds a run's checkpoint" in err and "--resume" in err and "--overwrite" in err
     assert ckpt.read_bytes() == kept
+    # A copy of the file with another lr, the same out_dir: it suggested --overwrite, which
+    # would have replaced the first run; it is said to be another config's run.
+    variant = tmp_path / "variant.yaml"
+    variant.write_text(yaml.safe_dump({**cfg, "optim": {**cfg.get("optim", {}), "lr": 1e-4}}))
+    assert train_main(str(variant)) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert (f"out_dir {tmp_path / 'out'} holds the checkpoint of a run of another config "
+            "(optim.lr: ") in err and "-> 0.0001): set another out_dir for this run (--overwrite " \
+        "would replace that run)" in err, err
+    assert ckpt.read_bytes() == kept
     # --overwrite trains from scratch and replaces it, with a fresh metrics log; other files stay.
     (tmp_path / "out" / "notes.txt").write_text("mine")
     assert train_main(str(path), overwrite=True) == 0
