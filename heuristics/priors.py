@@ -794,8 +794,10 @@ def _fmt(value: float, prior: Prior) -> str:
     return f"{value:.3g}" if prior.log else f"{value:.3f}"
 
 
-def priors_table(priors: Priors) -> Table:
-    """A rich table: one row per hyperparameter with center, range, spread and sources."""
+def priors_table(priors: Priors, searched: dict[str, str] | None = None) -> Table:
+    """A rich table: one row per hyperparameter with center, range, spread and sources; with
+    ``searched`` (words by hyperparameter: a study's own ranges, choices or fixed values), a
+    column for what the study searches, apart from the laws' range."""
     ctx = dict(priors.context)
     caption = []
     if ctx:
@@ -811,7 +813,9 @@ def priors_table(priors: Priors) -> Table:
     table = Table(title="Priors from scaling laws", caption="\n".join(caption) or None)
     table.add_column("hyperparameter", style="bold")
     table.add_column("center", justify="right")
-    table.add_column("search range", justify="right")
+    table.add_column("search range" if searched is None else "laws' range", justify="right")
+    if searched is not None:
+        table.add_column("this study searches", justify="right")
     table.add_column("spread", justify="right")
     table.add_column("unit")
     table.add_column("sources: raw law outputs")
@@ -822,15 +826,17 @@ def priors_table(priors: Priors) -> Table:
             + (f" {s.unit}" if s.unit != p.unit else "")
             for s in p.sources
         )
-        table.add_row(
-            name, _fmt(p.center, p), f"[{_fmt(p.low, p)}, {_fmt(p.high, p)}]", spread, p.unit, srcs
-        )
+        own = [] if searched is None else [searched.get(name, "")]
+        table.add_row(name, _fmt(p.center, p), f"[{_fmt(p.low, p)}, {_fmt(p.high, p)}]", *own,
+                      spread, p.unit, srcs)
     return table
 
 
-def print_priors(priors: Priors, json_output: bool = False, console: Console | None = None) -> None:
-    """Print the priors as a table (default) or as JSON on stdout (``json_output=True``)."""
+def print_priors(priors: Priors, json_output: bool = False, console: Console | None = None,
+                 searched: dict[str, str] | None = None) -> None:
+    """Print the priors as a table (default; ``searched`` as priors_table's) or as JSON on stdout
+    (``json_output=True``)."""
     if json_output:
         sys.stdout.write(json.dumps(priors.to_json(), indent=2) + "\n")
         return
-    (console or Console()).print(priors_table(priors))
+    (console or Console()).print(priors_table(priors, searched))

@@ -162,11 +162,13 @@ def cmd_ladder(args: argparse.Namespace, console: Console) -> int:
     _repeats_counted(args.repeat_best, args.ladder)
     if args.repeat_best:  # the target's errors name the ladder and its command
         _check_repeatable(named_target(ladder), args.ladder)
+    notes = ladder_notes(ladder)
     if args.dry_run:
         print_plan(ladder, console)
-        for note in ladder_notes(ladder):
-            console.print(f"note: {note}", style="yellow", highlight=False, markup=False,
-                          soft_wrap=True)
+    for note in notes:  # before a launch too: it printed none (`run` prints its plan's)
+        console.print(f"note: {note}", style="yellow", highlight=False, markup=False,
+                      soft_wrap=True)
+    if args.dry_run:
         return 0
     from scaletune.search.ladder import run_ladder, rungs_compute
     from scaletune.search.progress import print_run_summary
@@ -250,7 +252,7 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
 def cmd_priors(args: argparse.Namespace, console: Console) -> int:
     from scaletune.heuristics.priors import print_priors
     from scaletune.search.ladder import study_or_target
-    from scaletune.search.space import planning_priors
+    from scaletune.search.space import build_space, planning_priors, searched_ranges
 
     # From the model, the budget and the tokenizer's name: planning a study downloads and
     # tokenizes nothing (`scaletune run` prepares the data; only dropout's epochs need it).
@@ -270,7 +272,11 @@ def cmd_priors(args: argparse.Namespace, console: Console) -> int:
                                        f"{cfg.priors.fitted_file!r} (`scaletune fit` or "
                                        "`scaletune ladder` writes it)"])
     priors = planning_priors(cfg)
-    print_priors(priors, json_output=args.json, console=console)
+    try:  # the study's own ranges beside the laws' (a space the priors leave empty: without)
+        searched = searched_ranges(*build_space(cfg, priors))
+    except ConfigError:
+        searched = None
+    print_priors(priors, json_output=args.json, console=console, searched=searched)
     return 0
 
 

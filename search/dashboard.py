@@ -232,6 +232,7 @@ def study_note(cfg: StudyConfig, config: dict[str, Any], priors: Priors) -> str:
     import yaml
 
     from scaletune.search.plan import OBJECTIVE
+    from scaletune.search.space import build_space, searched_ranges
 
     lines = [
         f"**Objective**: the {OBJECTIVE} after each trial's {cfg.tokens_per_trial:,} "
@@ -248,15 +249,19 @@ def study_note(cfg: StudyConfig, config: dict[str, Any], priors: Priors) -> str:
         "**Each trial's note** lists the values it trained with; the rest of its config is the "
         "study's, below.",
         "",
-        "### Priors from the scaling laws: center and range",
+        "### Priors from the scaling laws, and what this study searches",
         "",
-        "| hyperparameter | center | range |",
-        "| --- | --- | --- |",
+        "| hyperparameter | center | the laws' range | this study searches |",
+        "| --- | --- | --- | --- |",
     ]
+    try:
+        searched = searched_ranges(*build_space(cfg, priors))
+    except ConfigError:  # a space the priors leave empty: no study of it runs
+        searched = {}
     for name, prior in priors.as_dict().items():
         show = hparams.HPARAMS[name].show
         lines.append(f"| {name} | {show(prior.center)} | {show(prior.low)} to "
-                     f"{show(prior.high)} |")
+                     f"{show(prior.high)} | {searched.get(name, '')} |")
     lines += ["", f"### Config ({cfg.source}, when the study was created; unset keys left out)",
               "", "```yaml", yaml.safe_dump(_set_keys(config), sort_keys=False).rstrip(), "```"]
     return "\n".join(lines) + "\n"

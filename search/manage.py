@@ -383,7 +383,8 @@ def ladder_problems(ladder: Any) -> list[str]:
     stages = [*(r.cfg for r in ladder.rungs), ladder.target]
     if storage := storage_problems(ladder.target.storage, ladder.target.storage_url):
         return storage  # the stages' storage, one for all
-    problems = [f"target.study {study_file}: {p}" for p in data_problems(first, stages, rename)]
+    problems = [f"target.study {study_file}: {p}" for p in data_problems(first, stages, rename)
+                + tracker_problems(first.tracking)]
     for rung in ladder.rungs:
         dims, fixed = build_space(rung.cfg, planning_priors(rung.cfg))
         problems += [f"{rung.cfg.name}: {p}" for p in space_problems(rung.cfg, dims, fixed)]
@@ -410,6 +411,16 @@ def ladder_notes(ladder: Any) -> list[str]:
             for note, names in by_note.items()]
 
 
+def tracker_problems(tracking: Any) -> list[str]:
+    """search.tracking.tracker_problems, imported where a study names a tracker (wandb and
+    mlflow take seconds to import)."""
+    if tracking.wandb is None and tracking.mlflow is None:
+        return []
+    from scaletune.search.tracking import tracker_problems as problems
+
+    return problems(tracking)
+
+
 def planned(cfg: StudyConfig) -> tuple[Priors, list, dict[str, Any]]:
     """The planning priors and search space of ``cfg``, once `run` would get past its checks
     from the file alone: a ConfigError names the files missing, else ``plan_problems``. What
@@ -418,7 +429,7 @@ def planned(cfg: StudyConfig) -> tuple[Priors, list, dict[str, Any]]:
         raise ConfigError(cfg.source, problems)
     priors = planning_priors(cfg)
     dims, fixed = build_space(cfg, priors)
-    if problems := plan_problems(cfg, dims, fixed):
+    if problems := plan_problems(cfg, dims, fixed) + tracker_problems(cfg.tracking):
         raise ConfigError(cfg.source, problems)
     return priors, dims, fixed
 

@@ -85,6 +85,26 @@ def study_priors(
     )
 
 
+def searched_ranges(dims: list[Dim], fixed: dict[str, Any]) -> dict[str, str]:
+    """What a study does with each hyperparameter, as words for a table beside the priors'
+    own ranges (which the study's ranges, choices and fixed values replace): ``0.001 to 0.02``,
+    ``{4, 8}``, ``fixed: 0.05``, ``from tau``."""
+    def show(name: str, value: Any) -> str:
+        return hparams.HPARAMS[name].show(value) if name in hparams.HPARAMS else str(value)
+
+    out: dict[str, str] = {}
+    for d in dims:
+        dist = d.distribution
+        out[d.name] = ("{" + ", ".join(show(d.name, c) for c in dist.choices) + "}"
+                       if isinstance(dist, CategoricalDistribution)
+                       else f"{show(d.name, dist.low)} to {show(d.name, dist.high)}")
+    out |= {name: f"fixed: {show(name, value)}" for name, value in fixed.items()}
+    for derived, source in (("weight_decay", "tau"), ("tau", "weight_decay")):
+        if source in out and derived not in out:
+            out[derived] = f"from {source}"
+    return out
+
+
 def trained_batches(cfg: StudyConfig) -> tuple[float, float] | None:
     """The smallest and largest batch size (sequences) the study trains: its choices, its low
     and high, or its fixed value; None where the batch size prior's own range is searched."""

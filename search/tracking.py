@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,23 +52,27 @@ class NotReady(Exception):
 
 
 def _wandb(cfg: WandbConfig, study_name: str) -> Callback:
+    from optuna_integration.wandb import WeightsAndBiasesCallback
+
+    _wandb_ready(cfg)
+    # One W&B run per trial (as_multirun), so each trial has its own config panel.
+    kwargs = {"project": cfg.project, "entity": cfg.entity, "group": study_name}
+    return WeightsAndBiasesCallback(metric_name=METRIC, wandb_kwargs=kwargs, as_multirun=True)
+
+
+def _wandb_ready(cfg: WandbConfig) -> None:
     import inspect
 
     import wandb
-    from optuna_integration.wandb import WeightsAndBiasesCallback
 
     # Online W&B without credentials failed at every trial's end ("No API key configured"):
-    # refused here, before the study. (wandb.login without prompting: wandb 0.22 and later.)
+    # refused before the study. (wandb.login without prompting: wandb 0.22 and later.)
     if (wandb.setup().settings.mode == "online"
             and "prompt" in inspect.signature(wandb.login).parameters
             and not wandb.login(verify=False, prompt=False)):
         raise NotReady("no W&B API key here (WANDB_API_KEY or `wandb login`), so no trial could "
                        "be logged: log in, or set WANDB_MODE=offline to keep the runs on disk "
                        "(`wandb sync` uploads them later)")
-
-    # One W&B run per trial (as_multirun), so each trial has its own config panel.
-    kwargs = {"project": cfg.project, "entity": cfg.entity, "group": study_name}
-    return WeightsAndBiasesCallback(metric_name=METRIC, wandb_kwargs=kwargs, as_multirun=True)
 
 
 MLFLOW_PATIENCE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
@@ -80,24 +85,32 @@ MLFLOW_PROBE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIM
 
 def _mlflow(cfg: MLflowConfig, study_name: str) -> Callback:
     import os
-    from unittest.mock import patch
 
     import mlflow
     from optuna_integration.mlflow import MLflowCallback
 
     for name, value in MLFLOW_PATIENCE.items():
         os.environ.setdefault(name, value)
-    # A server that does not answer, or a plain folder (which MLflow 3 refuses), is refused here,
-    # before the study starts, not once per trial after each has trained.
-    # (patch.dict: the environment as it was afterwards, the stdlib's own save and restore)
-    with patch.dict(os.environ, MLFLOW_PROBE):
-        mlflow.MlflowClient(tracking_uri=cfg.tracking_uri).search_experiments(max_results=1)
+    _mlflow_ready(cfg)
     if cfg.experiment is not None:  # the callback itself only names experiments after studies
         if cfg.tracking_uri is not None:
             mlflow.set_tracking_uri(cfg.tracking_uri)
         mlflow.set_experiment(cfg.experiment)
     return MLflowCallback(tracking_uri=cfg.tracking_uri, metric_name=METRIC,
                           create_experiment=cfg.experiment is None)
+
+
+def _mlflow_ready(cfg: MLflowConfig) -> None:
+    import os
+    from unittest.mock import patch
+
+    import mlflow
+
+    # A server that does not answer, or a plain folder (which MLflow 3 refuses), is refused
+    # before the study starts, not once per trial after each has trained.
+    # (patch.dict: the environment as it was afterwards, the stdlib's own save and restore)
+    with patch.dict(os.environ, MLFLOW_PROBE):
+        mlflow.MlflowClient(tracking_uri=cfg.tracking_uri).search_experiments(max_results=1)
 
 
 @dataclass(frozen=True)
@@ -109,12 +122,35 @@ class Integration:
     naming the extra of the same name (pip install "scaletune[<name>]")."""
     build: Callable[[Any, str], Callback]
     """(its tracking: section, the study's name) -> the callback."""
+    ready: Callable[[Any], None] | None = None
+    """(its tracking: section) -> None, or NotReady or the library's error: what ``build``
+    checks first, without logging anything (for validate)."""
 
 
 INTEGRATIONS: dict[str, Integration] = {
-    "wandb": Integration(("optuna_integration", "wandb"), _wandb),
-    "mlflow": Integration(("optuna_integration", "mlflow"), _mlflow),
+    "wandb": Integration(("optuna_integration", "wandb"), _wandb, _wandb_ready),
+    "mlflow": Integration(("optuna_integration", "mlflow"), _mlflow, _mlflow_ready),
 }
+
+
+def tracker_problems(tracking: TrackingConfig) -> list[str]:
+    """What a study's launch refuses of its trackers before the first trial (online W&B without
+    an API key, an MLflow server that does not answer or a plain folder), found without logging
+    anything: for validate and the dry run. Trackers whose packages are missing are left to
+    ``missing_packages``."""
+    errors = []
+    for name, integration in INTEGRATIONS.items():
+        section = getattr(tracking, name)
+        if section is None or integration.ready is None or not all(
+                map(_installed, integration.packages)):
+            continue
+        try:
+            integration.ready(section)
+        except NotReady as e:
+            errors.append(f"tracking.{name}: {e}")
+        except Exception as e:  # noqa: BLE001 - as Tracker says it
+            errors.append(f"tracking.{name}: {type(e).__name__}: {first_line(e)}")
+    return errors
 
 
 def missing_packages(tracking: TrackingConfig) -> list[str]:
@@ -135,6 +171,8 @@ def missing_packages(tracking: TrackingConfig) -> list[str]:
 
 
 def _installed(module: str) -> bool:
+    if sys.modules.get(module) is not None:  # imported: optuna_integration's has no spec
+        return True
     try:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):  # a broken install, or a module without a spec

@@ -258,6 +258,11 @@ def test_the_study_note_says_the_step_axis_is_tokens_seen(tmp_path, shakespeare)
     assert config["tokens_per_trial"] == 40_960
     assert config["search"]["batch_size"] == {"choices": [8, 16]}
     assert "vocab_size" not in config["model"]
+    # Rule: the priors' table gives the study's own choices beside the laws' range (which it
+    # showed alone, as if searched).
+    row = next(line for line in note.splitlines() if line.startswith("| batch_size |"))
+    assert row.endswith(" | {8, 16} |"), row
+    assert "| the laws' range | this study searches |" in note
 
 
 def test_each_trial_note_gives_its_values_as_trainer_fields(tmp_path, shakespeare):

@@ -378,6 +378,9 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     # trial it missed.
     assert counts == {r.cfg.name: 2 for r in ladder.rungs} | {"ladder-target": 2}
     assert "laws fitted on 2 rung(s)" in out and "laws fitted on 3 rung(s)" in out
+    # The plan's notes, as the dry run gives them (a launch said none).
+    assert ("note: every rung: sampler.n_startup_trials: n_trials 2 <= n_startup_trials 2: "
+            "every trial is a start-up trial") in out, out
     # The fit after two rungs says it is untested; the laws file is a small summary.
     assert "warning: lr law: fitted on 2 rungs" in out
     # The summary counts what the rungs cost beside the target's compute: 2 full trials of

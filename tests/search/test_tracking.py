@@ -20,11 +20,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from scaletune.search import tracking
+from scaletune.search.cli import main
 from scaletune.search.config import validate_study
 from scaletune.search.runner import preflight, run_study
 from scaletune.search.tracking import Integration, Tracker, missing_packages
 from scaletune.trainer.errors import ConfigError
-from tests.search.helpers import tiny_study
+from tests.search.helpers import tiny_study, write_study
 
 
 def study_cfg(tmp_path, shakespeare, **tracking_section):
@@ -143,7 +144,7 @@ def test_a_callback_that_cannot_be_built_refuses_the_study_naming_its_key(tmp_pa
 
 
 def test_the_real_mlflow_refuses_a_server_that_does_not_answer_and_a_plain_folder(
-        tmp_path, shakespeare, monkeypatch):
+        tmp_path, shakespeare, monkeypatch, capsys):
     import os
     import socket
     import time
@@ -164,6 +165,14 @@ def test_the_real_mlflow_refuses_a_server_that_does_not_answer_and_a_plain_folde
         [line] = err.value.errors
         assert line.startswith("tracking.mlflow: MlflowException: ") and says in line, line
         assert time.perf_counter() - start < 60
+    # Rule: validate and the dry run find it too, without logging anything (both said ok).
+    path = write_study(tmp_path, tiny_study(tmp_path, shakespeare,
+                                            tracking={"mlflow": {"tracking_uri": "mlruns"}}))
+    for command in (["validate", str(path)], ["run", str(path), "--dry-run"]):
+        assert main(command) == 2
+        out = " ".join(capsys.readouterr().out.split())
+        assert "tracking.mlflow: MlflowException: " in out and "filesystem tracking" in out, out
+    assert not (tmp_path / "mlruns").exists()
     # The study's own calls get MLflow's retries and timeouts cut, unless the user set them.
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == tracking.MLFLOW_PATIENCE[
         "MLFLOW_HTTP_REQUEST_TIMEOUT"]
@@ -438,6 +447,12 @@ def test_online_wandb_without_an_api_key_is_refused_before_the_study(tmp_path, s
     out = tracker()
     assert "tracking.wandb: no W&B API key here (WANDB_API_KEY or `wandb login`)" in out, out
     assert "set WANDB_MODE=offline" in out
+    # Rule: validate finds it too (it said ok, and the run refused the study).
+    path = write_study(tmp_path, json.loads(study))
+    done = subprocess.run([sys.executable, "-m", "scaletune.search.cli", "validate", str(path)],
+                          env=env, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 2 and "tracking.wandb: no W&B API key here" in done.stdout, done
     # Offline, or with a key (not checked against the server), it is built.
     assert tracker(WANDB_MODE="offline").strip().endswith("built")
     assert tracker(WANDB_API_KEY="k" * 40).strip().endswith("built")
