@@ -189,7 +189,7 @@ def cmd_ladder(args: argparse.Namespace, console: Console) -> int:
             f"{rungs['tokens']:,} tokens, {rungs['flops']:.3g} FLOPs (6ND); "
             f"{rungs['flops'] + target['compute']['flops_6nd']:.3g} FLOPs with the target's")
     summary = print_run_summary(console, study, ladder.target, args.ladder, wall,
-                                more=[("ladder", cost)], summary=target)
+                                more=[("ladder", cost)], summary=target, ladder=True)
     return 0 if summary["best"] is not None else 1
 
 

@@ -262,7 +262,8 @@ def study_note(cfg: StudyConfig, config: dict[str, Any], priors: Priors) -> str:
         show = hparams.HPARAMS[name].show
         lines.append(f"| {name} | {show(prior.center)} | {show(prior.low)} to "
                      f"{show(prior.high)} | {searched.get(name, '')} |")
-    lines += ["", f"### Config ({cfg.source}, when the study was created; unset keys left out)",
+    lines += ["", f"### Config as the study was first launched ({cfg.source}, with that launch's "
+              "command-line options such as --n-trials; unset keys left out)",
               "", "```yaml", yaml.safe_dump(_set_keys(config), sort_keys=False).rstrip(), "```"]
     return "\n".join(lines) + "\n"
 

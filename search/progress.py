@@ -218,12 +218,14 @@ def _best(study: optuna.Study) -> tuple[int, float] | None:
 def print_run_summary(console: Console, study: optuna.Study, cfg: StudyConfig, source: str,
                       wall_s: float, storage: str | None = None,
                       more: list[tuple[str, str]] | None = None,
-                      summary: dict[str, Any] | None = None) -> dict[str, Any]:
+                      summary: dict[str, Any] | None = None,
+                      ladder: bool = False) -> dict[str, Any]:
     """Print what ``scaletune run`` shows at the end: the best trial, trials by state, time,
     compute and what pruning saved, where the study lives and the commands that come next.
     ``source`` is the study file as the user named it; ``storage`` the URL of ``run --storage``,
     which the next commands then name too; ``more`` rows (key, text) follow the compute row;
-    ``summary``, the study's summarize() where the caller has it already. Returns the numbers,
+    ``summary``, the study's summarize() where the caller has it already; ``ladder``: the study
+    is a ladder's target, and the run's time covers its rungs too. Returns the numbers,
     those of ``scaletune report``'s summary.json (search.summary.summarize)."""
     s = summary if summary is not None else summarize(study, cfg)
     best, compute, pruning = s["best"], s["compute"], s["pruning"]
@@ -242,11 +244,13 @@ def print_run_summary(console: Console, study: optuna.Study, cfg: StudyConfig, s
         if seeds := seeds_of_best(study.get_trials(deepcopy=False), best["number"], cfg.seed):
             rows.append(("seeds", seeds))
     study_file, setting = _study_and_storage(source, storage)
+    run_scope, trials_scope = (", rungs and target", "target's ") if ladder else ("", "")
     report_dir = shlex.quote(str(_near(cfg.folder / "report")))
     rows += [
         ("trials", trials_said(s)),
-        ("time", f"{fmt_duration(wall_s)} this run; "
-                 f"{fmt_duration(compute['trial_wall_time_s'])} of training summed over the trials"),
+        ("time", f"{fmt_duration(wall_s)} this run{run_scope}; "
+                 f"{fmt_duration(compute['trial_wall_time_s'])} of training summed over the "
+                 f"{trials_scope}trials"),
         ("compute", f"{compute['tokens_trained']:,} tokens, {compute['flops_6nd']:.3g} FLOPs "
                     f"(6ND); {pruning_saved(pruning)}"),
         *(more or []),

@@ -422,6 +422,9 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     # It prints the fit it ends on, not the one after two finished rungs again.
     assert "laws fitted on 3 rung(s)" in out and "laws fitted on 2 rung(s)" not in out
     assert "ladder 3 rung(s) before the target" in out and "best trial" in out
+    # The time of the run is the rungs' and the target's, the training summed the target's.
+    assert re.search(r"time \S+( \S+)? this run, rungs and target; .* of training summed over the "
+                     r"target's trials", out), out
     assert not list(ladder.laws_file.parent.glob("*.earlier-*"))
     # A laws file another version wrote (its lr at the target twice this fit's): fitted again
     # on the same rungs, it was replaced without a word, and export then carried other values.
