@@ -696,6 +696,15 @@ class FittedLaws:
             raise ValueError(f"{path}: not a fitted-laws file this scaletune reads: {e}") from None
 
 
+def missing_laws(fitted: FittedLaws) -> list[str]:
+    """A line for each law the fit left out (fewer than two scales give its value), which
+    `scaletune fit` passed over without a word."""
+    return [f"{name} law: not fitted: the near-best trials of fewer than two scales give a "
+            f"{name} (a study that fixes it says nothing of its optimum); priors from these laws "
+            f"take {name} from the published laws"
+            for name in ("tau", "batch_size", "warmup_frac") if getattr(fitted, name) is None]
+
+
 def _fit_optional(
     points: Sequence[ScalePoint], attr: str, unit: str, n_boot: int, seed: int, level: float
 ) -> PowerLawFit | None:

@@ -334,12 +334,17 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
 
 
 def print_laws(laws: Any, console: Console) -> None:
-    """Each fitted law on a line, then what the fits do not know, in yellow."""
+    """Each fitted law on a line, then what the fits do not know, in yellow, and the laws left
+    out."""
+    from scaletune.heuristics.fit import missing_laws
+
     for fit in laws.all_fits():
         console.print(fit.describe(), highlight=False, markup=False, soft_wrap=True)
     for warning in laws.warnings:
         console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False,
                       soft_wrap=True)
+    for note in missing_laws(laws):
+        console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _tokens(text: str) -> int:

@@ -16,6 +16,7 @@ from scaletune.heuristics.fit import (
     fit_carried,
     fit_power_law,
     fit_studies,
+    missing_laws,
     near_best_weights,
 )
 from scaletune.heuristics.priors import ModelShape, priors_for
@@ -134,6 +135,13 @@ def test_missing_tau_and_batch_are_not_fitted():
     laws = fit_studies(pts, n_boot=50)
     # Studies that fixed tau or batch size contribute only to the lr law.
     assert laws.tau is None and laws.batch_size is None
+    # Rule: each law left out is said, with where the priors take it from (`fit` passed over
+    # them without a word).
+    notes = missing_laws(laws)
+    assert [n.split(":")[0] for n in notes] == ["tau law", "batch_size law", "warmup_frac law"]
+    assert notes[0].endswith("priors from these laws take tau from the published laws")
+    full = missing_laws(fit_studies(synthetic_points(), n_boot=50))  # warmup: none recorded
+    assert [n.split(":")[0] for n in full] == ["warmup_frac law"]
 
 
 def test_fit_rejects_unfittable_input():
