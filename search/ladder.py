@@ -499,9 +499,13 @@ def print_fit(ladder: Ladder, fitted: FittedLaws, console: Console) -> None:
     for fit in fitted.all_fits():
         pred = fit.predict(scale)
         console.print(f"  {fit.describe()}", highlight=False, markup=False, soft_wrap=True)
+        block = ladder.target.model.block_size
+        below = (f" (less than one sequence of {block} tokens: no batch trains that; the "
+                 "target's batch is a sequence or more)"
+                 if fit.target == "batch_size" and pred.value < block else "")
         console.print(f"    at the target ({ladder.cfg.scale} {scale:,.0f}): {pred.value:.4g} "
                       f"{fit.unit}, {pred.level:.0%} prediction interval [{pred.low:.4g}, "
-                      f"{pred.high:.4g}]", highlight=False, markup=False, soft_wrap=True)
+                      f"{pred.high:.4g}]{below}", highlight=False, markup=False, soft_wrap=True)
     for warning in fitted.warnings:
         console.print(f"  warning: {warning}", style="yellow", highlight=False, markup=False,
                       soft_wrap=True)

@@ -818,3 +818,25 @@ def test_priors_of_a_ladder_before_its_laws_name_its_keys(tmp_path, shakespeare,
             f"have finished; the published laws' priors at the target: `scaletune priors "
             f"{tmp_path / 'target.yaml'}`") in out, out
     assert main(["priors", str(tmp_path / "target.yaml")]) == 0
+
+
+def test_a_batch_law_that_predicts_less_than_a_sequence_says_so(tmp_path, shakespeare):
+    from rich.console import Console
+
+    from scaletune.heuristics.fit import ScalePoint, fit_studies
+    from scaletune.search.ladder import print_fit
+
+    ladder = load_ladder(ladder_files(tmp_path, shakespeare))
+    block = ladder.target.model.block_size
+    # Tokens per step falling 4x for each doubling of the rungs' tokens: 40,960 at the target
+    # gives a few tokens a step, less than one sequence (it was printed as any prediction).
+    points = [ScalePoint(scale=x, scale_kind="tokens", lr=1e-3, tau=None,
+                         batch_size=32.0 * (16_384 / x) ** 2, value=3.0)
+              for x in (4_096, 8_192, 16_384) for _ in range(2)]
+    console = Console(record=True, width=400)
+    print_fit(ladder, fit_studies(points, n_boot=50), console)
+    out = flat(console.export_text())
+    # Rule: a prediction no batch can train is said to be one.
+    assert f"(less than one sequence of {block} tokens: no batch trains that; the target's " \
+           "batch is a sequence or more)" in out, out
+    assert out.count("less than one sequence") == 1  # the batch law's line alone
