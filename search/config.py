@@ -218,10 +218,20 @@ class SearchSpace(_Strict):
                        for k, v in other.items() if not isinstance(v, searches)]
             other = {k: _as_numbers(v) if isinstance(v, dict) else v
                      for k, v in other.items() if isinstance(v, searches)}
+            # The trainer field each key names, here with the file's other errors (it came in a
+            # round of its own, once the rest of the study had validated).
+            errors += [f"search.other.{k}: {problem}" for k in other
+                       if (problem := check_target(k))]
         try:
             space = handler({"params": {}, "other": other})
         except ValidationError as e:  # reported with the others, all at once
             errors += format_errors(e, SearchSpace, prefix="search")
+        else:
+            with_priors = [hp.name for hp in hparams.searchable() if hp.prior is not None]
+            errors += [f"search.other.{k}: prior: auto exists for {', '.join(with_priors[:-1])} "
+                       f"and {with_priors[-1]} only: give low/high, choices or value"
+                       for k, param in space.other.items()
+                       if param.prior == "auto" and not check_target(k)]
         if errors:
             raise ValueError("\n".join(errors))
         space.params.update(params)
@@ -841,14 +851,6 @@ class StudyConfig(_Strict):
         if batch.low is not None and batch.high is not None:
             if not batch_sizes_in(batch.low, batch.high, micro):
                 errors.append(no_batch_sizes(batch.low, batch.high, micro))
-        for dotted, param in self.search.other.items():
-            problem = check_target(dotted)
-            if problem is None and param.prior == "auto":
-                with_priors = [hp.name for hp in hparams.searchable() if hp.prior is not None]
-                problem = (f"prior: auto exists for {', '.join(with_priors[:-1])} and "
-                           f"{with_priors[-1]} only: give low/high, choices or value")
-            if problem:
-                errors.append(f"search.other.{dotted}: {problem}")
         if errors:
             raise ValueError("\n".join(errors))
         return self

@@ -847,3 +847,20 @@ def test_a_storage_or_a_laws_file_given_as_the_study_file_is_named_as_what_it_is
         assert ("a fitted-laws file (written by `scaletune fit` or a ladder), not a study or "
                 "training file: a study starts from it with `priors: {laws: fitted, "
                 f"fitted_file: {laws}}}`") in flat(said.out + said.err), (command, said)
+
+
+def test_a_bad_searched_trainer_field_is_said_with_the_files_other_errors(tmp_path, shakespeare,
+                                                                          capsys):
+    study = tiny_study(tmp_path, shakespeare)
+    study["sampler"] = {"name": "tpee"}
+    study["search"]["other"] = {"optim.beta3": {"value": 0.9}, "model.norm": {"prior": "auto"}}
+    path = write_study(tmp_path, study)
+    assert main(["validate", str(path)]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    # Rule: every error at once: the searched fields' came in a round of their own, once the
+    # sampler's typo was fixed.
+    assert f"3 error(s) in {path}" in out, out
+    for line in ("search.other.optim.beta3: unknown trainer field 'beta3' (did you mean "
+                 "'optim.beta2'?)", "search.other.model.norm: prior: auto exists for lr",
+                 "sampler.name: Input should be 'tpe'"):
+        assert line in out, out
