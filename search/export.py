@@ -397,7 +397,11 @@ def summary_lines(record: dict[str, Any]) -> list[str]:
             lines += textwrap.wrap(r["source"], 96, initial_indent="      ",
                                    subsequent_indent="      ")
         own = any("rungs (" in r["source"] or "rungs (" in r["formula"] for r in record["rules"])
-        if own:
+        if own and final["tokens"] < best["tokens"]:  # below the trial, and maybe the rungs
+            lines.append("The rules carry the trial's values down to a shorter run by laws "
+                         "(fitted on your rungs, and published ones fitted on far larger models): "
+                         "treat the values as a start.")
+        elif own:
             lines.append("The rules extrapolate laws (fitted on your rungs, on smaller runs than "
                          "this one, and published ones fitted on far larger models): treat the "
                          "values as a start.")

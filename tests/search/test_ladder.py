@@ -627,8 +627,14 @@ def test_export_notes_the_warnings_of_the_laws_it_uses_only(tmp_path):
     lr_rule = next(r for r in done.transfer.rules if r.value == "lr")
     assert lr_rule.source.startswith("mean of the fitted lr law's exponent and the published")
     lines = summary_lines(done.config.provenance)
-    assert any("fitted on your rungs" in line for line in lines)
+    assert any("fitted on your rungs, on smaller runs than this one" in line for line in lines)
     assert not any(line.startswith("Scaling laws fitted on far larger") for line in lines)
+    # A run shorter than the trial: the laws carry it down, not up from smaller runs.
+    done = export_study(cfg, tmp_path / "short.yaml", source=str(path),
+                        tokens=cfg.tokens_per_trial // 4)
+    lines = " ".join(summary_lines(done.config.provenance))
+    assert "carry the trial's values down to a shorter run" in lines
+    assert "on smaller runs than this one" not in lines
 
 
 def test_the_ladder_figure_shows_rungs_law_published_prior_and_prediction(tmp_path, shakespeare):
