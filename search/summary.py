@@ -70,6 +70,16 @@ def flops(params: int, tokens: int) -> float:
     return laws.flops_6nd(params, tokens) if tokens > 0 else 0.0
 
 
+def trial_wall(t: FrozenTrial) -> float:
+    """Seconds trial ``t`` trained: what its worker reported, else (a trial stopped with its
+    driver, whose tokens count in the compute) the time from its start to its end."""
+    if "wall_time_s" in t.user_attrs:
+        return float(t.user_attrs["wall_time_s"])
+    if t.state.is_finished() and t.datetime_start and t.datetime_complete:
+        return (t.datetime_complete - t.datetime_start).total_seconds()
+    return 0.0
+
+
 def best_trial(trials: list[FrozenTrial]) -> FrozenTrial | None:
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     return min(complete, key=lambda t: t.value) if complete else None
@@ -198,7 +208,7 @@ def summarize(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
     spent_tokens = sum(e["tokens"] for e in by_state.values())
     spent_flops = sum(e["flops_6nd"] for e in by_state.values())
     best = best_trial(trials)
-    wall = [t.user_attrs["wall_time_s"] for t in trials if "wall_time_s" in t.user_attrs]
+    wall = [trial_wall(t) for t in trials]
     starts = [t.datetime_start for t in trials if t.datetime_start]
     ends = [t.datetime_complete for t in trials if t.datetime_complete]
     return {

@@ -11,7 +11,7 @@ import json
 
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.trial import TrialState, create_trial
+from optuna.trial import FrozenTrial, TrialState, create_trial
 from rich.console import Console
 
 from scaletune.search.cli import main
@@ -206,3 +206,26 @@ def test_a_study_whose_trials_all_failed_points_to_their_reasons(tmp_path):
     console = Console(record=True, width=400)
     print_run_summary(console, study, cfg, str(path), 10.0)
     assert "note: every trial failed: `scaletune show` gives each reason" in console.export_text()
+
+
+def test_a_trial_stopped_with_its_driver_counts_in_the_time_as_in_the_compute(tmp_path):
+    import datetime
+
+    from scaletune.search.summary import summarize
+
+    path, cfg = study_file(tmp_path)
+    study = make_study(cfg)
+    add_trial(study, cfg, params(2e-3), 2.2)
+    done = summarize(study, cfg)["compute"]
+    start = datetime.datetime(2026, 12, 4, 8, 0, 0)
+    # Stopped with its driver: no wall_time_s (its worker never reported one), its tokens read
+    # from its last evaluation; 6.5 s from its start to its end.
+    study.add_trial(FrozenTrial(
+        number=0, trial_id=0, state=TrialState.FAIL, value=None, params={"lr": 3e-3},
+        distributions={"lr": LR}, intermediate_values={8_192: 3.0},
+        user_attrs={"retried": True}, system_attrs={}, datetime_start=start,
+        datetime_complete=start + datetime.timedelta(seconds=6.5)))
+    after = summarize(study, cfg)["compute"]
+    # Rule: its tokens were in the compute and its seconds were not.
+    assert after["tokens_trained"] == done["tokens_trained"] + 8_192
+    assert after["trial_wall_time_s"] == pytest.approx(done["trial_wall_time_s"] + 6.5)
