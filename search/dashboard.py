@@ -277,9 +277,11 @@ def _set_keys(node: Any) -> Any:
 
 
 def trial_note(number: int, params: dict[str, Any], fixed: dict[str, Any], run: TrainConfig,
-               derived: dict[str, Any]) -> str:
+               derived: dict[str, Any], repeat_of: int | None = None) -> str:
     """A trial's note (Markdown): each value the study searches or fixes, as the trainer field it
-    set (weight decay from tau, say) and as the run has it, and its steps."""
+    set (weight decay from tau, say) and as the run has it, and its steps; for a repeat of the
+    best config (``repeat_of``, --repeat-best), the training seed it takes instead of the
+    study's."""
     lines = [f"**Trial {number}** trains with", "", "| trainer field | value | what |",
              "| --- | --- | --- |"]
     for name, value in {**params, **fixed}.items():
@@ -293,6 +295,9 @@ def trial_note(number: int, params: dict[str, Any], fixed: dict[str, Any], run: 
             how += f", as {name} = {hp.show(value)}"
         what = f"{owner.label}; {how}" if owner is not None else how
         lines.append(f"| `{target}` | {shown} | {what} |")
+    if repeat_of is not None:
+        lines.append(f"| `seed` | {run.seed} | training seed; a repeat of trial {repeat_of}'s "
+                     "config (--repeat-best), to measure the noise between seeds |")
     lines += ["", f"{derived['steps']:,} steps of {derived['tokens_per_step']:,} tokens, the "
                   f"first {derived['warmup_steps']:,} of them warmup; every other setting is the "
                   "study's (the study's note)."]

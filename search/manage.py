@@ -46,7 +46,7 @@ from scaletune.search.config import (
 )
 from scaletune.search.console import make_console
 from scaletune.search.fit import laws_fit_note
-from scaletune.search.noise import trials_asked
+from scaletune.search.noise import REPEAT_OF, TRAIN_SEED, finished_of, trials_asked
 from scaletune.search.plan import (
     LAST_N_TRIALS,
     as_launched,
@@ -705,7 +705,7 @@ def _storage_state(cfg: StudyConfig, stored: list[Any] | None) -> str:
         there = "the file exists but cannot be read as SQLite: run refuses it"
     elif name in names and stored:
         done, total = n_done(stored), trials_asked(stored, cfg.n_trials)
-        there = (f"it holds this study, {done} of {total} trials finished: "
+        there = (f"it holds this study, {finished_of(stored, done, cfg.n_trials)}: "
                  + ("nothing to run" if done >= total else "the run resumes it"))
     elif name in names:
         there = "it holds this study: the run resumes it"
@@ -884,7 +884,7 @@ def _finished_said(study: Any, trials: list[Any], n_trials: int | str) -> str:
     12`` after ``run --n-trials 12``); with repeats of a config (``run --repeat-best``, on top of
     n_trials): ``9 finished: 7 of the search (n_trials 6) and 2 repeats of trial 1 with other
     training seeds``."""
-    from scaletune.search.noise import REPEAT_OF, finished_repeats
+    from scaletune.search.noise import finished_repeats
 
     finished = n_finished(study)
     repeats = finished_repeats(trials)
@@ -1002,6 +1002,12 @@ def print_best(cfg: StudyConfig, json_output: bool, console: Console) -> int:
     if best is None:
         raise StudyStateError(cfg.source, [f"study {study.study_name!r} has no complete trial "
                                            f"({by_state(trials) or 'no trials'})"])
+    # A repeat of the best config (--repeat-best) trained with a seed of its own: the values
+    # alone, trained with the study's seed, gave another loss (export writes the seed).
+    seed = int(best.user_attrs.get(TRAIN_SEED, ran_with.seed))
+    if (repeat := best.user_attrs.get(REPEAT_OF)) is not None:
+        notes.append(f"trial {best.number} repeats trial {repeat}'s config with training seed "
+                     f"{seed} (--repeat-best); `scaletune show` gives the mean of its seeds")
     for note in notes:
         make_console(stderr=True).print(f"note: {note}", highlight=False, markup=False)
     derived = {k: best.user_attrs[k] for k in DERIVED
@@ -1009,11 +1015,12 @@ def print_best(cfg: StudyConfig, json_output: bool, console: Console) -> int:
     fixed = {k: v for k, v in fixed_values(ran_with).items() if k not in best.params}
     if json_output:
         record = {"study": study.study_name, "trial": best.number, "value": best.value,
-                  "params": best.params, "derived": derived, "fixed": fixed}
+                  "params": best.params, "derived": derived, "fixed": fixed, "seed": seed,
+                  **({REPEAT_OF: repeat} if repeat is not None else {})}
         sys.stdout.write(json.dumps(record, indent=2) + "\n")
     else:  # the searched values, then the weight decay of a tau searched, then the fixed ones
         shown = {**best.params, **{k: v for k, v in derived.items() if k in hparams.HPARAMS},
-                 **fixed}
+                 **fixed, **({"seed": seed} if seed != ran_with.seed else {})}
         sys.stdout.write("".join(f"{k}={v}\n" for k, v in shown.items()))
     return 0
 

@@ -145,6 +145,18 @@ def finished_repeats(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
             and (t.state in FINISHED or failed_for_good(t))]
 
 
+def finished_of(trials: list[FrozenTrial], done: int, n_trials: int) -> str:
+    """``8/10 trials finished``, with ``(n_trials 8 and 2 repeats of the best)`` where repeats
+    (--repeat-best) are among the trials asked: "10/10" read as a study that asks for 10."""
+    total = trials_asked(trials, n_trials)
+    repeats = n_repeats(trials)
+    said = f"{done}/{total} trials finished"
+    if repeats:
+        said += (f" ({total - repeats} of the search and {repeats} repeat"
+                 f"{'s' if repeats != 1 else ''} of the best with other seeds)")
+    return said
+
+
 def trials_asked(trials: list[FrozenTrial], n_trials: int) -> int:
     """The finished trials a launch runs the study to: ``n_trials`` of the search, or the
     searched trials it has finished where an earlier launch ran more (``--n-trials``), plus the

@@ -189,7 +189,7 @@ class SearchPlan:
                 for k, v in derived.items():
                     trial.set_user_attr(k, v)
                 write_first_note(trial, trial_note(trial.number, params, self.fixed, config,
-                                                   derived))
+                                                   derived, attrs.get(REPEAT_OF)))
         if invalid is not None:
             # The trial ends FAIL (not run again: it would fail the same way) and the study
             # stops with the reason, rather than leave the trial running for the next launch.

@@ -73,7 +73,7 @@ from rich.table import Table
 from scaletune.heuristics.priors import FITTED_CITATION
 from scaletune.search import hparams
 from scaletune.search.config import MedianPrunerConfig, Param, StudyConfig
-from scaletune.search.noise import REPEAT_OF, floor_of, measured_floor, seed_groups
+from scaletune.search.noise import REPEAT_OF, TRAIN_SEED, floor_of, measured_floor, seed_groups
 from scaletune.search.plan import as_launched
 from scaletune.search.pruners import PREDICTION_ATTRS, audit, replay, shuffled
 from scaletune.search.studies import left_running, open_study, running_note
@@ -204,6 +204,9 @@ def trials_frame(study: optuna.Study, cfg: StudyConfig) -> pd.DataFrame:
             "source": t.user_attrs.get("source"),
             "attempt": t.user_attrs.get("attempt"),
             "retry_of": t.user_attrs.get("retry_of"),
+            # A repeat of the best config (--repeat-best): the same params, another seed.
+            "train_seed": t.user_attrs.get(TRAIN_SEED, cfg.seed),
+            "repeat_of": t.user_attrs.get(REPEAT_OF),
             "prune_reason": t.user_attrs.get("prune_reason"),
             **{k: t.user_attrs.get(k) for k in PREDICTION_ATTRS},
             "fail_reason": t.user_attrs.get("fail_reason"),

@@ -34,7 +34,7 @@ from scaletune.search.cluster import init_ray
 from scaletune.search.config import StudyConfig, check_study_files, stored_study_attrs
 from scaletune.search.console import make_console
 from scaletune.search.fit import laws_fit_note
-from scaletune.search.noise import n_repeats, queue_repeats, trials_asked
+from scaletune.search.noise import finished_of, n_repeats, queue_repeats, trials_asked
 from scaletune.search.plan import (
     RECORD,
     SearchPlan,
@@ -248,9 +248,8 @@ def run_study(
             # Said without starting Ray (2-3.5 s of 2 cores' 4.5-5.6 s), nor taking the lease:
             # nothing is written (not even this launch's n_trials, sampler and pruner, which
             # ran nothing).
-            total = trials_asked(finished, cfg.n_trials)
             console.print(f"study [bold]{cfg.name}[/] on {mask_url(cfg.storage_url)}: "
-                          f"{n_done(finished)}/{total} trials finished")
+                          f"{finished_of(finished, n_done(finished), cfg.n_trials)}")
             _say_nothing_to_run(console, finished, cfg)
             return optuna.load_study(study_name=cfg.name,
                                      storage=make_storage(cfg.storage_url))
@@ -506,8 +505,9 @@ def _drive(
     failures_in_a_row = 0
     done = n_finished(study)
     console.print(
-        f"study [bold]{cfg.name}[/] on {mask_url(cfg.storage_url)}: {done}/"
-        f"{total} trials finished, up to {slots} at once"
+        f"study [bold]{cfg.name}[/] on {mask_url(cfg.storage_url)}: "
+        f"{finished_of(study.get_trials(deepcopy=False), done, cfg.n_trials)}, up to {slots} "
+        "at once"
     )
     if done >= total:
         _say_nothing_to_run(console, study.get_trials(deepcopy=False), cfg)

@@ -265,6 +265,21 @@ def test_the_study_note_says_the_step_axis_is_tokens_seen(tmp_path, shakespeare)
     assert "| the laws' range | this study searches |" in note
 
 
+def test_a_repeats_note_gives_the_training_seed_it_takes(tmp_path, shakespeare):
+    from scaletune.search.space import fixed_values, trial_config
+
+    cfg = validate_study(tiny_study(tmp_path, shakespeare))
+    params = {"lr": 3e-3, "tau": 1.0, "warmup_frac": 0.1, "batch_size": 8}
+    fixed = fixed_values(cfg)
+    run, derived = trial_config(cfg, params, fixed, 1, seed=2)
+    note = dashboard.trial_note(5, params, fixed, run, derived, repeat_of=1)
+    # Rule: a repeat (--repeat-best) says its seed: the note said every other setting was the
+    # study's, whose seed is 0.
+    assert ("| `seed` | 2 | training seed; a repeat of trial 1's config (--repeat-best)") in note
+    assert "`seed`" not in dashboard.trial_note(5, params, fixed, *trial_config(
+        cfg, params, fixed, 1))
+
+
 def test_each_trial_note_gives_its_values_as_trainer_fields(tmp_path, shakespeare):
     url, study = opened(tmp_path, shakespeare)
     trial = study.trials[0]

@@ -438,7 +438,36 @@ def test_best_json_has_the_trial_its_value_params_and_derived_values(finished, c
     assert record == {"study": "tiny", "trial": 1, "value": 2.2, "params": best.params,
                       "derived": {k: best.user_attrs[k] for k in
                                   ("weight_decay", "warmup_steps", "tokens_per_step")},
-                      "fixed": {"dropout": 0.0}}
+                      "fixed": {"dropout": 0.0}, "seed": 0}
+
+
+def test_best_that_is_a_repeat_gives_its_training_seed(finished, capsys):
+    from scaletune.search.noise import REPEAT_OF, TRAIN_SEED
+
+    path, _, study = finished
+    best = study.best_trial
+    study.add_trial(optuna.trial.create_trial(  # `run --repeat-best 1`, luckier than seed 0
+        params=best.params, distributions=best.distributions, value=best.value - 0.01,
+        user_attrs={**best.user_attrs, REPEAT_OF: best.number, TRAIN_SEED: 1}))
+    assert main(["best", str(path)]) == 0
+    captured = capsys.readouterr()
+    # Rule: the values and the seed that gave the best loss (export writes seed: 1; best gave
+    # the values alone, which a script trained with seed 0), and a note on stderr of whose
+    # config it is.
+    assert captured.out.splitlines()[-1] == "seed=1"
+    assert (f"trial 4 repeats trial {best.number}'s config with training seed 1 "
+            "(--repeat-best)") in " ".join(captured.err.split())
+    assert main(["best", str(path), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert (record["trial"], record["seed"], record["repeat_of"]) == (4, 1, best.number)
+    # The report's trials table says which rows are a config's repeats, with their seeds.
+    import pandas as pd
+
+    out = path.parent / "report"
+    assert main(["report", str(path), "-o", str(out)]) == 0
+    rows = pd.read_csv(out / "trials.csv").set_index("number")
+    assert list(rows["train_seed"]) == [0, 0, 0, 0, 1]
+    assert rows.loc[4, "repeat_of"] == best.number and rows["repeat_of"].isna().sum() == 4
 
 
 def test_best_of_a_study_without_a_complete_trial_is_an_error(tmp_path, capsys):

@@ -257,3 +257,18 @@ def test_a_study_without_a_pruner_section_prunes_on_the_prediction_with_the_meas
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert pruner.floor(complete) == pytest.approx(measured_floor(seed_groups(complete)))
     assert pruner.floor(complete[:1]) == NOISE_FLOOR
+
+
+def test_the_trials_finished_say_which_are_repeats():
+    from scaletune.search.noise import finished_of
+
+    study = optuna.create_study()
+    for x in (0.1, 0.2, 0.3):
+        tell(study, x, 2.0 + x)
+    trials = study.get_trials(deepcopy=False)
+    assert finished_of(trials, 3, 3) == "3/3 trials finished"
+    tell(study, 0.1, 2.12, repeat_of=0, train_seed=1)
+    tell(study, 0.1, 2.08, repeat_of=0, train_seed=2)
+    # Rule: "5/5" read as a study that asks for 5, where n_trials is 3.
+    assert finished_of(study.get_trials(deepcopy=False), 5, 3) == (
+        "5/5 trials finished (3 of the search and 2 repeats of the best with other seeds)")

@@ -233,10 +233,10 @@ def test_the_dry_run_says_whether_the_shared_file_holds_the_study(tmp_path, caps
     assert code == 0, out
     n = load_study(a).n_trials
     # With how far it is: read from the file, without opening the study.
-    assert f"(it holds this study, 1 of {n} trials finished: the run resumes it)" in out
+    assert f"(it holds this study, 1/{n} trials finished: the run resumes it)" in out
     # A study that has them: nothing to run; and its first trial, drawn, is not planned again.
     code, out = scaletune(capsys, "run", str(a), "--dry-run", "--n-trials", "1")
-    assert "(it holds this study, 1 of 1 trials finished: nothing to run)" in out
+    assert "(it holds this study, 1/1 trials finished: nothing to run)" in out
     assert "the priors' center:" not in out
     main(["delete", str(b), "--yes"])
     capsys.readouterr()
