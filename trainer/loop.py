@@ -350,7 +350,8 @@ def _set_up(config: TrainConfig, resume: bool, data_fingerprint: str | None = No
         cpu_kernels = ({"matmul": matmul} if dtype == torch.float32 else
                        {"attention": "float32" if float32_attention else "bfloat16"})
     trained = data_parallel(model, world, config.parallel)  # before the optimizers: fsdp shards
-    optimizers = build_optimizers(model, config.optim, device)
+    optimizers = build_optimizers(model, config.optim, device,
+                                  sharded=config.parallel == "fsdp" and world > 1)
     return _Run(
         rank=rank, world=world, device=device, dtype=dtype, out_dir=out_dir, lead=rank == 0,
         local=local, micro=min(micro, local), tokens_per_step=config.tokens_per_step,

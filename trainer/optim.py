@@ -53,11 +53,13 @@ def group_of(name: str, param: torch.Tensor) -> str:
     raise ValueError(f"no optimizer policy for parameter {name!r} of shape {tuple(param.shape)}")
 
 
-def build_optimizers(model: nn.Module, cfg: OptimConfig, device: torch.device) -> list[torch.optim.Optimizer]:
+def build_optimizers(model: nn.Module, cfg: OptimConfig, device: torch.device,
+                     sharded: bool = False) -> list[torch.optim.Optimizer]:
     """The optimizers for ``model`` (two under muon: Muon and AdamW), one param group per policy row.
 
     Every param group carries 'base_lr' (the peak lr times its multiplier) and 'group' (the
-    POLICY row); set_lr scales base_lr by the schedule.
+    POLICY row); set_lr scales base_lr by the schedule. ``sharded``: the parameters are FSDP
+    shards (trainer.distributed.data_parallel), which SGD's fused kernel cannot step.
     """
     import torch
 
@@ -87,8 +89,11 @@ def build_optimizers(model: nn.Module, cfg: OptimConfig, device: torch.device) -
                                                 eps=cfg.eps, **fast))
         if param_groups["sgd"]:
             # torch's SGD decay is L2 (added to the gradient before momentum), not decoupled.
+            # Its fused kernel has no rule for FSDP's sharded tensors (AdamW's has): it failed
+            # at the first step of every `parallel: fsdp` run over several processes.
             optimizers.append(torch.optim.SGD(param_groups["sgd"], momentum=cfg.beta1,
-                                              nesterov=cfg.nesterov, **fast))
+                                              nesterov=cfg.nesterov,
+                                              **({"foreach": True} if sharded else fast)))
     return optimizers
 
 
