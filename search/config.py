@@ -673,6 +673,20 @@ class WorkersConfig(_Strict):
             return self.address
         return None
 
+    @field_validator("address")
+    @classmethod
+    def _an_address(cls, v: str | None) -> str | None:
+        # Ray's own "Invalid address format" came as a traceback from `run`, validate said ok.
+        if v is None or v in ("local", "auto") or v.startswith(("ray://", "http://", "https://")):
+            return v
+        host, colon, port = v.rpartition(":")
+        if colon and host and port.isdigit() and 0 < int(port) < 65536:
+            return v
+        raise ValueError(f"not an address Ray takes (got {v!r}): give local (Ray started on "
+                         "this machine), auto (the cluster `ray start` started here), HOST:PORT "
+                         "(a cluster's head, port 6379 by default), ray://HOST:10001 (Ray "
+                         "Client), or http://HOST:8265 (the job server, for run --detach)")
+
     @model_validator(mode="after")
     def _fractions(self) -> WorkersConfig:
         if self.gpus_per_trial > 1 and not float(self.gpus_per_trial).is_integer():

@@ -78,6 +78,8 @@ CASES = [
     ("weight decay as what", "search.weight_decay", {"prior": "auto", "as": "gamma"},
      "Input should be 'lambda' or 'tau'"),
     ("no CPUs per trial", "workers.cpus_per_trial", 0, "workers.cpus_per_trial"),
+    ("an address without a port", "workers.address", "localhost",
+     "workers.address: not an address Ray takes (got 'localhost'): give local"),
     ("choices with a range", "search.warmup_frac", {"choices": [0.1], "low": 0.0, "high": 0.2},
      "choices cannot be combined"),
     ("bad study name", "name", "my study", "name: String should match pattern"),
