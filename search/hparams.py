@@ -171,7 +171,23 @@ def field_problem(dotted: str) -> str | None:
         "model.block_size", "model.vocab_size"
     ):
         return "this field is set by the study itself and cannot be searched"
+    if dotted in RUN_FIELDS:  # a trial's own: a shared out_dir failed every trial after the first
+        return (f"this field is set for each trial by the study ({RUN_FIELDS[dotted]}) and "
+                "cannot be searched")
     return None
+
+
+RUN_FIELDS = {
+    "out_dir": "trials keep no run folder; the storage holds their results",
+    "num_threads": "from workers.cpus_per_trial",
+    "eval_every_tokens": "the study's eval_every_tokens, on which pruning compares trials",
+    "checkpoint_every_tokens": "trials keep no checkpoint",
+    "tensorboard": "tracking.tensorboard",
+    "progress": "the driver shows the study's progress",
+    "parallel": "a trial is one process",
+    "device": "trainer.device, with workers.gpus_per_trial",
+}
+"""Training-config fields a study sets for each trial itself, with what sets them."""
 
 
 def searchable() -> Iterator[HParam]:

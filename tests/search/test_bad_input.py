@@ -75,6 +75,12 @@ CASES = [
      "search.other.model.n_layr: unknown trainer field 'n_layr' (did you mean 'model.n_layer'?)"),
     ("searching a data field", "search.other", {"data.path": {"choices": ["a", "b"]}},
      "set by the study itself"),
+    ("fixing a trial's run folder", "search.other", {"out_dir": {"value": "shared"}},
+     "search.other.out_dir: this field is set for each trial by the study (trials keep no run "
+     "folder; the storage holds their results) and cannot be searched"),
+    ("fixing a trial's threads", "search.other", {"num_threads": {"value": 2}},
+     "search.other.num_threads: this field is set for each trial by the study (from "
+     "workers.cpus_per_trial)"),
     ("weight decay as what", "search.weight_decay", {"prior": "auto", "as": "gamma"},
      "Input should be 'lambda' or 'tau'"),
     ("no CPUs per trial", "workers.cpus_per_trial", 0, "workers.cpus_per_trial"),
