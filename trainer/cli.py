@@ -33,8 +33,13 @@ def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
     config = startable(path, resume, overwrite)
     if config is None:
         return 2
-    if (note := config.unsaved_note()) and int(os.environ.get("RANK", "0")) == 0:
-        print(f"note: {note}", file=sys.stderr, flush=True)
+    if int(os.environ.get("RANK", "0")) == 0:
+        from scaletune.trainer.data import unread_note
+
+        # validate gave the note of data fields the source does not read; train trained silently
+        for note in (config.unsaved_note(), unread_note(config.data)):
+            if note:
+                print(f"note: {note}", file=sys.stderr, flush=True)
     # One process stops between two steps, wherever the signal came; torchrun's processes stop
     # where it finds them (it signals them all), as a step of one waits for the others.
     one_process = int(os.environ.get("WORLD_SIZE", "1")) == 1

@@ -67,6 +67,18 @@ def test_train_main_prints_every_error_and_returns_2(tmp_path, capsys):
     assert "model.n_layers: unknown key" in err and "batch: unknown key" in err
 
 
+def test_train_notes_data_fields_its_source_does_not_read(tmp_path, shakespeare, capsys):
+    path = write(tmp_path, {
+        "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16},
+        "data": {"source": "text", "path": str(shakespeare), "dataset": "json",
+                 "cache_dir": str(tmp_path / "cache")},
+        "batch_size": 4, "tokens": 4 * 4 * 16, "progress": False, "num_threads": 1})
+    assert train_main(str(path)) == 0
+    # Rule: as validate says it (train trained on the text file without a word).
+    err = " ".join(capsys.readouterr().err.split())
+    assert "note: data.dataset: read only when data.source is 'hf'" in err, err
+
+
 def test_train_main_reports_a_missing_data_file(tmp_path, capsys):
     path = write(tmp_path, {"data": {"source": "text", "path": "missing.txt"}})
     assert train_main(str(path)) == 2
