@@ -139,7 +139,9 @@ class OptimConfig(_Strict):
     lr: float = Field(3e-4, gt=0)
     """Peak learning rate (reached at the end of warmup)."""
     weight_decay: float = Field(0.1, ge=0)
-    """Decoupled weight decay lambda (PyTorch AdamW convention: each step subtracts lr*lambda*theta)."""
+    """Weight decay lambda: decoupled under adamw and muon (PyTorch AdamW convention: each step
+    subtracts lr*lambda*theta); under sgd, torch's L2 penalty (lambda*theta added to the gradient
+    before momentum)."""
     beta1: float = Field(0.9, ge=0, lt=1)
     """AdamW beta1; also the SGD momentum."""
     beta2: float = Field(0.95, ge=0, lt=1)
