@@ -477,6 +477,14 @@ def validate_file(path: str) -> tuple[str, list[str]]:
             config = load_train_config(path)
             if missing := config.data.file_errors():
                 raise ConfigError(path, missing)
+            from scaletune.trainer.data import known_vocab_size
+
+            vocab, known = config.model.vocab_size, known_vocab_size(config.data.tokenizer)
+            if vocab is not None and known is not None and vocab < known:  # train refused it
+                raise ConfigError(path, [
+                    f"model.vocab_size: {vocab:,} is smaller than the tokenizer's {known:,} "
+                    f"tokens ({config.data.tokenizer}), so no run could embed them: leave "
+                    "model.vocab_size unset, or set it to at least that"])
             unsaved = config.unsaved_note()
             return "training config", download_notes(config.data) + ([unsaved] if unsaved else [])
         if "rungs" in raw:

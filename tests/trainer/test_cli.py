@@ -79,6 +79,18 @@ def test_train_notes_data_fields_its_source_does_not_read(tmp_path, shakespeare,
     assert "note: data.dataset: read only when data.source is 'hf'" in err, err
 
 
+def test_validate_refuses_a_vocabulary_smaller_than_the_tokenizers(tmp_path, capsys):
+    from scaletune.search.cli import main
+
+    path = write(tmp_path, {"model": {"vocab_size": 100}, "data": {"source": "builtin"},
+                            "tokens": 4096})
+    # Rule: what train refuses, validate finds (it said ok).
+    assert main(["validate", str(path)]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("model.vocab_size: 100 is smaller than the tokenizer's 256 tokens (byte), so no run "
+            "could embed them") in out, out
+
+
 def test_train_main_reports_a_missing_data_file(tmp_path, capsys):
     path = write(tmp_path, {"data": {"source": "text", "path": "missing.txt"}})
     assert train_main(str(path)) == 2
