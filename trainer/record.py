@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 import platform
 import subprocess
 import time
@@ -66,9 +67,21 @@ def cpu_name() -> str:
 
 def log_event(out_dir: Path, record: dict[str, Any]) -> None:
     """Append one JSON line to the run's metrics log with a single write, so a killed run leaves
-    whole lines only."""
+    whole lines only. A loss or norm that is not finite (a diverged run) is written as null:
+    NaN is not JSON, and other readers (jq, JSON.parse) refused the line."""
     with open(out_dir / METRICS, "a") as f:
-        f.write(json.dumps({"time": time.time(), **record}) + "\n")
+        f.write(json.dumps(_finite({"time": time.time(), **record})) + "\n")
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every float that is not finite, at any depth, as None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def set_aside_log(out_dir: Path) -> Path | None:

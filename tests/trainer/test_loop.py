@@ -61,6 +61,21 @@ def test_huge_learning_rate_diverges_early_with_a_reason(tiny):
     assert result.final_val_loss is None
 
 
+def test_a_diverged_runs_metrics_log_is_strict_json(tiny, tmp_path):
+    out = tmp_path / "run"
+    # Stopped at its first step by max_loss: no gradient norm was kept, their mean is NaN.
+    result = train(tiny(steps=10, max_loss=1.0, out_dir=str(out)))
+    assert result.status == "diverged"
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    # Rule: a non-finite number is written as null; a bare NaN is refused by strict readers.
+    events = [json.loads(line, parse_constant=refuse)
+              for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert events[-1]["event"] == "end" and events[-1]["status"] == "diverged"
+
+
 def test_max_loss_is_enforced(tiny):
     result = train(tiny(steps=10, max_loss=1.0))  # the first loss is ~ln(256) = 5.5
     assert result.status == "diverged" and result.reason.startswith("training loss")
