@@ -728,7 +728,8 @@ def _budget(cfg: StudyConfig, priors: Priors) -> str:
     tokens = cfg.n_trials * cfg.tokens_per_trial
     return (f"{cfg.n_trials} trials x {cfg.tokens_per_trial:,} tokens = {tokens:,} tokens, "
             f"{laws.flops_6nd(n, tokens):.3g} FLOPs (6ND, N = {n:,} non-embedding params) "
-            "at most: pruned trials train less")
+            "at most, up to one step's tokens more per trial (a trial trains whole steps); "
+            "pruned trials train less")
 
 
 # --------------------------------------------------------------------------- studies in a storage
