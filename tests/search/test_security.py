@@ -31,6 +31,7 @@ import scaletune.search.plan
 import scaletune.search.runner
 from scaletune.search.config import validate_study
 from scaletune.search.dashboard import serve
+from scaletune.search.space import planning_priors
 from scaletune.search.storage import mask_url, scrub
 from scaletune.trainer.errors import ConfigError, SetupError
 from tests.search.helpers import tiny_study, write_study
@@ -236,7 +237,7 @@ def test_study_attrs_record_the_storage_without_its_password(tmp_path, shakespea
     cfg = validate_study(tiny_study(tmp_path, shakespeare, storage=url))
     study = optuna.create_study()
     data = SimpleNamespace(fingerprint="f", n_train_tokens=1, n_val_tokens=1, vocab_size=256)
-    priors = SimpleNamespace(to_json=dict, as_dict=dict)
+    priors = planning_priors(cfg)  # the study's note tabulates them beside its own ranges
     scaletune.search.plan.record_or_check(study, cfg, priors, data)
     # The study records where it lives, masked: user attrs and the study's note are shown by the
     # dashboard, and user attrs are copied into reports.
