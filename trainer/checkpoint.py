@@ -26,6 +26,7 @@ import torch
 
 from scaletune.trainer.config import TrainConfig, flat_keys
 from scaletune.trainer.errors import SetupError
+from scaletune.trainer.record import METRICS
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_KEYS = {"model", "optimizers", "progress", "grad_stats", "rng", "config", "fingerprint"}
@@ -72,7 +73,7 @@ def _started_with(out_dir: Path) -> dict[str, Any] | None:
     log is missing or unreadable."""
     config = None
     try:
-        with open(out_dir / "metrics.jsonl", encoding="utf-8") as f:
+        with open(out_dir / METRICS, encoding="utf-8") as f:
             for line in f:
                 if '"event": "start"' in line:
                     with contextlib.suppress(ValueError):
