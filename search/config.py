@@ -768,10 +768,14 @@ UNSET_NOT_FINGERPRINTED = ("data.train_tokens",)
 so that a study recorded before them still resumes."""
 
 
+NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
+"""A study's (or ladder's) name: letters, digits, _ . -, not starting with a dot."""
+
+
 class StudyConfig(_Strict):
     """A hyperparameter search: model, data, per-trial budget, search space, sampler, pruner."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
+    name: str = Field(min_length=1, pattern=NAME_PATTERN)
     """Study name (letters, digits, _ . -, not starting with a dot, so that '..' cannot put the
     study folder above runs/); also the default study folder name."""
     description: str = ""

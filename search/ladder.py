@@ -28,7 +28,13 @@ from rich.table import Table
 
 from scaletune.heuristics import laws
 from scaletune.heuristics.fit import NEAR_BEST, FittedLaws
-from scaletune.search.config import StudyConfig, _Strict, resolve_study, validate_study
+from scaletune.search.config import (
+    NAME_PATTERN,
+    StudyConfig,
+    _Strict,
+    resolve_study,
+    validate_study,
+)
 from scaletune.search.console import make_console
 from scaletune.search.fit import (
     fit_from_studies,
@@ -93,7 +99,7 @@ class TargetConfig(_Strict):
 class LadderConfig(_Strict):
     """A ladder: a target study and the rungs below it."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
+    name: str = Field(min_length=1, pattern=NAME_PATTERN)
     """The ladder's name: its rungs are studies <name>-rung-..., its target <name>-target."""
     target: TargetConfig
     rungs: list[RungConfig]

@@ -68,8 +68,11 @@ from scaletune.search.space import (
     build_space,
     centers_outside,
     fixed_values,
+    plain,
     planning_priors,
     prior_center_params,
+    searched_ranges,
+    show_value,
     space_problems,
     trial_config,
 )
@@ -87,6 +90,7 @@ from scaletune.search.storage import (
 )
 from scaletune.search.studies import open_study, running_note, with_left_running
 from scaletune.search.summary import DERIVED, at_edges, diverged, state_words
+from scaletune.search.tracking import tracker_problems
 from scaletune.trainer.data import (
     cache_dir,
     column_problem,
@@ -411,16 +415,6 @@ def ladder_notes(ladder: Any) -> list[str]:
             for note, names in by_note.items()]
 
 
-def tracker_problems(tracking: Any) -> list[str]:
-    """search.tracking.tracker_problems, imported where a study names a tracker (wandb and
-    mlflow take seconds to import)."""
-    if tracking.wandb is None and tracking.mlflow is None:
-        return []
-    from scaletune.search.tracking import tracker_problems as problems
-
-    return problems(tracking)
-
-
 def planned(cfg: StudyConfig) -> tuple[Priors, list, dict[str, Any]]:
     """The planning priors and search space of ``cfg``, once `run` would get past its checks
     from the file alone: a ConfigError names the files missing, else ``plan_problems``. What
@@ -477,14 +471,12 @@ def validate_file(path: str) -> tuple[str, list[str]]:
             config = load_train_config(path)
             if missing := config.data.file_errors():
                 raise ConfigError(path, missing)
-            from scaletune.trainer.data import known_vocab_size
+            from scaletune.trainer.data import known_vocab_size, vocab_problem
 
-            vocab, known = config.model.vocab_size, known_vocab_size(config.data.tokenizer)
-            if vocab is not None and known is not None and vocab < known:  # train refused it
-                raise ConfigError(path, [
-                    f"model.vocab_size: {vocab:,} is smaller than the tokenizer's {known:,} "
-                    f"tokens ({config.data.tokenizer}), so no run could embed them: leave "
-                    "model.vocab_size unset, or set it to at least that"])
+            if small := vocab_problem(config.model.vocab_size,  # train refused it
+                                      known_vocab_size(config.data.tokenizer),
+                                      config.data.tokenizer):
+                raise ConfigError(path, [small])
             unsaved = config.unsaved_note()
             return "training config", download_notes(config.data) + ([unsaved] if unsaved else [])
         if "rungs" in raw:
@@ -584,20 +576,17 @@ def _space_table(dims: list[Any], fixed: dict[str, Any], seeded: bool) -> Table:
     for column in ("parameter", "searched over", "scale", "prior center"):
         table.add_column(column)
     first = prior_center_params(dims) if seeded else {}
+    over = searched_ranges(dims, fixed)
     for d in dims:
-        dist, hp = d.distribution, hparams.get(d.name)
-        show = hp.show if hp is not None else _plain
-        if isinstance(dist, CategoricalDistribution):
-            over, scale = "choices " + ", ".join(show(c) for c in dist.choices), ""
-        else:
-            over, scale = f"[{show(dist.low)}, {show(dist.high)}]", "log" if dist.log else "linear"
-        center = show(d.prior.center) if d.prior is not None else ""
-        if d.name in first and show(first[d.name]) != center:  # a choice, or a range's end
-            center += f" (trial 0: {show(first[d.name])})"
-        table.add_row(d.name, over, scale, center)
-    for name, value in fixed.items():
-        hp = hparams.get(name)
-        table.add_row(name, f"fixed at {hp.show(value) if hp else _plain(value)}", "", "")
+        dist = d.distribution
+        scale = ("" if isinstance(dist, CategoricalDistribution)
+                 else "log" if dist.log else "linear")
+        center = show_value(d.name, d.prior.center) if d.prior is not None else ""
+        if d.name in first and show_value(d.name, first[d.name]) != center:  # a choice, a range's end
+            center += f" (trial 0: {show_value(d.name, first[d.name])})"
+        table.add_row(d.name, over[d.name], scale, center)
+    for name in fixed:
+        table.add_row(name, over[name], "", "")
     return table
 
 
@@ -676,7 +665,7 @@ def _fields(model: BaseModel, hide: set[str] | None = None) -> str:
             parts.append(f"{key}=none ({nothing.group(1)})" if nothing and not said else
                          f"{key}=default" + (f" ({said.group(1)})" if said else ""))
         else:
-            parts.append(f"{key}={_plain(value)}")
+            parts.append(f"{key}={plain(value)}")
     return f"{name}: {', '.join(parts)}" if parts else name
 
 
@@ -983,7 +972,7 @@ def _config_rows(cfg: StudyConfig) -> list[tuple[str, str]]:
 def _how(p: Any) -> str:
     """How a study file searches one parameter, in a word."""
     if not p.searched:
-        return f"fixed at {_plain(p.value)}"
+        return f"fixed at {plain(p.value)}"
     if p.prior:
         return "prior"
     return "choices" if p.choices is not None else "range"
@@ -997,7 +986,7 @@ def _prior_centers(stored: Any) -> str:
     for name, prior in stored.items():
         if isinstance(prior, dict) and "center" in prior:
             hp = hparams.get(name)
-            parts.append(f"{name} {hp.show(prior['center']) if hp else _plain(prior['center'])}")
+            parts.append(f"{name} {hp.show(prior['center']) if hp else plain(prior['center'])}")
     return ", ".join(parts)
 
 
@@ -1096,12 +1085,4 @@ def _rows(out: Any, rows: list[tuple[str, str]]) -> None:
         out(f"  {key:<9} {text}")
 
 
-def _plain(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 

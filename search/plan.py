@@ -61,7 +61,7 @@ from scaletune.search.space import (
 from scaletune.search.storage import batch, mask_url, sqlite_path
 from scaletune.search.trial import train_trial
 from scaletune.trainer.config import TrainConfig, flat_keys
-from scaletune.trainer.data import where
+from scaletune.trainer.data import vocab_problem, where
 from scaletune.trainer.errors import ConfigError
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -109,12 +109,9 @@ class SearchPlan:
         vocabulary smaller than the tokenizer's, a model whose training state cannot fit in
         memory."""
         cfg, errors = self.cfg, space_problems(self.cfg, self.dims, self.fixed)
-        vocab = cfg.model.vocab_size
-        if vocab is not None and vocab < self.data.vocab_size:
-            errors.append(
-                f"model.vocab_size: {vocab:,} is smaller than the tokenizer's "
-                f"{self.data.vocab_size:,} tokens ({cfg.data.tokenizer}), so no trial could embed "
-                "them: leave model.vocab_size unset, or set it to at least that")
+        if small := vocab_problem(cfg.model.vocab_size, self.data.vocab_size,
+                                  cfg.data.tokenizer, "trial"):
+            errors.append(small)
         params = dict(self.priors.context).get("total_params", 0)
         need = TRAINING_BYTES_PER_PARAM * params
         room = _memory_for_a_trial(cfg)

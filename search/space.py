@@ -85,20 +85,38 @@ def study_priors(
     )
 
 
+def plain(value: Any) -> str:
+    """A value of no registered hyperparameter, for people: ``true``, ``1,024``, ``0.003``."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def show_value(name: str, value: Any) -> str:
+    """``value`` of the searched or fixed ``name`` as its hyperparameter shows it."""
+    hp = hparams.get(name)
+    return hp.show(value) if hp is not None else plain(value)
+
+
+def range_words(d: Dim) -> str:
+    """What dimension ``d`` is searched over: ``choices 4, 8`` or ``[0.001, 0.02]``."""
+    dist = d.distribution
+    if isinstance(dist, CategoricalDistribution):
+        return "choices " + ", ".join(show_value(d.name, c) for c in dist.choices)
+    return f"[{show_value(d.name, dist.low)}, {show_value(d.name, dist.high)}]"
+
+
 def searched_ranges(dims: list[Dim], fixed: dict[str, Any]) -> dict[str, str]:
     """What a study does with each hyperparameter, as words for a table beside the priors'
-    own ranges (which the study's ranges, choices and fixed values replace): ``0.001 to 0.02``,
-    ``{4, 8}``, ``fixed: 0.05``, ``from tau``."""
-    def show(name: str, value: Any) -> str:
-        return hparams.HPARAMS[name].show(value) if name in hparams.HPARAMS else str(value)
-
-    out: dict[str, str] = {}
-    for d in dims:
-        dist = d.distribution
-        out[d.name] = ("{" + ", ".join(show(d.name, c) for c in dist.choices) + "}"
-                       if isinstance(dist, CategoricalDistribution)
-                       else f"{show(d.name, dist.low)} to {show(d.name, dist.high)}")
-    out |= {name: f"fixed: {show(name, value)}" for name, value in fixed.items()}
+    own ranges (which the study's ranges, choices and fixed values replace), as the dry run's
+    search space says them: ``[0.001, 0.02]``, ``choices 4, 8``, ``fixed at 0.05``, and
+    ``from tau`` for weight decay searched as tau."""
+    out = {d.name: range_words(d) for d in dims}
+    out |= {name: f"fixed at {show_value(name, value)}" for name, value in fixed.items()}
     for derived, source in (("weight_decay", "tau"), ("tau", "weight_decay")):
         if source in out and derived not in out:
             out[derived] = f"from {source}"

@@ -10,7 +10,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
-from scaletune.search.config import SHARED_DATABASE, StudyConfig, validate_study
+from scaletune.search.config import NAME_PATTERN, SHARED_DATABASE, StudyConfig, validate_study
 from scaletune.search.storage import make_storage, mask_url, scrub, sqlite_path
 from scaletune.trainer.errors import ConfigError, StudyStateError, first_line
 
@@ -115,7 +115,7 @@ def looks_like_a_name(arg: str) -> bool:
     them) rather than a file: no such file, no folder in it and no YAML suffix."""
     path = Path(arg)
     return (not path.exists() and path.name == arg and path.suffix not in (".yaml", ".yml")
-            and re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", arg) is not None)
+            and re.fullmatch(NAME_PATTERN, arg) is not None)
 
 
 def study_by_name(name: str, url: str | None) -> StudyConfig:

@@ -212,6 +212,17 @@ def known_vocab_size(tokenizer: str) -> int | None:
     return BYTE_VOCAB if tokenizer == "byte" else TIKTOKEN_VOCAB_SIZES.get(tokenizer)
 
 
+def vocab_problem(vocab_size: int | None, tokens: int | None, tokenizer: str,
+                  who: str = "run") -> str | None:
+    """Why ``model.vocab_size`` cannot hold the ``tokens`` of ``tokenizer`` (None where it can,
+    or either is unknown); ``who`` names what could not embed them (a run, a study's trial)."""
+    if vocab_size is None or tokens is None or vocab_size >= tokens:
+        return None
+    return (f"model.vocab_size: {vocab_size:,} is smaller than the tokenizer's {tokens:,} tokens "
+            f"({tokenizer}), so no {who} could embed them: leave model.vocab_size unset, or set "
+            "it to at least that")
+
+
 def tokenizer_key(tokenizer: str) -> str:
     """data.tokenizer as the token cache names it: 'byte' or the encoding's name, or for a file
     'file-' and the first 16 hex digits of its sha256. The content, not the path: an edited file

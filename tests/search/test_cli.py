@@ -130,7 +130,7 @@ def test_the_priors_table_is_not_cut_through_a_pipe():
     # Rule: what the study searches stands beside the laws' range (a column "search range" gave
     # the laws' own, whatever the study's ranges, choices or fixed values).
     assert "laws' range" in done.stdout and "this study searches" in done.stdout
-    assert "{1, 2, 4, 8, 16, 32}" in done.stdout and "from tau" in done.stdout
+    assert "choices 1, 2, 4, 8, 16, 32" in done.stdout and "from tau" in done.stdout
 
 
 # --------------------------------------------------------------------------- the live view

@@ -261,7 +261,7 @@ def test_the_study_note_says_the_step_axis_is_tokens_seen(tmp_path, shakespeare)
     # Rule: the priors' table gives the study's own choices beside the laws' range (which it
     # showed alone, as if searched).
     row = next(line for line in note.splitlines() if line.startswith("| batch_size |"))
-    assert row.endswith(" | {8, 16} |"), row
+    assert row.endswith(" | choices 8, 16 |"), row
     assert "| the laws' range | this study searches |" in note
 
 
