@@ -967,6 +967,11 @@ def _range_errors(key: str, hp: hparams.HParam, p: Param) -> list[str]:
             f"(as: tau, the default), at most {TAU_LIKE_LAMBDA:g}: a decay faster than the run, "
             f"where the usual taus are above it; if AdamW weight_decay is meant, write as: {word}; "
             "if tau is, write as: tau"]
+    if hp.powers_of_two and p.log is False:
+        # Accepted and ignored before: a range searches its powers of two whatever log says.
+        errors.append(f"{key}.log: false does not apply: {hp.name.replace('_', ' ')}s are searched "
+                      "as the powers of two in the range, evenly in log; for other sizes, list "
+                      "them as choices")
     if p.low is not None and log and p.low <= 0:
         why = "" if p.log else f" ({hp.name} is searched on a log scale unless log: false)"
         errors.append(f"{key}.low: a log range must start above 0, got {p.low}{why}")

@@ -92,6 +92,9 @@ CASES = [
     ("unknown tokenizer source", "data.source", "web", "data.source: Input should be 'builtin'"),
     ("batch range without a power of two", "search.batch_size", {"low": 40, "high": 60},
      "search.batch_size: no power of two in [40, 60], and batch"),
+    ("a linear batch range", "search.batch_size", {"low": 8, "high": 64, "log": False},
+     "search.batch_size.log: false does not apply: batch sizes are searched as the powers of "
+     "two in the range"),
     ("AdamW weight decay value read as tau", "search.weight_decay", {"value": 0.1},
      "search.weight_decay: a value of 0.1 reads as tau = B/(eta*lambda*D), weight decay's "
      "timescale in runs (as: tau, the default), at most 1: a decay faster than the run, where "
