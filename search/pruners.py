@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.pruners import BasePruner
-from optuna.study import Study
+from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from scaletune.search import noise
@@ -83,10 +83,20 @@ Progress = Callable[[FrozenTrial, int], float]
 """How far a trial is through its learning-rate schedule after some tokens, from 0 to 1."""
 
 
+@dataclass(frozen=True)
+class _BudgetFraction:
+    """A Progress that pickles, as a pruner given to Optuna may have to (a lambda does not)."""
+
+    budget: int
+
+    def __call__(self, trial: FrozenTrial, tokens: int) -> float:
+        return min(1.0, tokens / self.budget)
+
+
 def budget_fraction(budget: int) -> Progress:
     """Progress as the fraction of the token budget seen: right when every trial runs the same
     schedule over the same budget."""
-    return lambda trial, tokens: min(1.0, tokens / budget)
+    return _BudgetFraction(budget)
 
 
 class PredictedFinalPruner(BasePruner):
@@ -200,8 +210,16 @@ class PredictedFinalPruner(BasePruner):
         # of them (26 ms a report with 100 complete trials, read again each time).
         self._curves: dict[tuple, tuple[np.ndarray, np.ndarray] | None] = {}
         self._tabled: _Curves | None = None
+        self._minimizes: set[int] = set()  # studies seen to minimize one value
 
     def prune(self, study: Study, trial: FrozenTrial) -> bool:
+        if study._study_id not in self._minimizes and study.directions != [StudyDirection.MINIMIZE]:
+            # A maximized value was judged as a loss: the best trials were the ones stopped.
+            raise ValueError(
+                "PredictedFinalPruner predicts a loss at the end of the run, and takes a study "
+                "that minimizes one value (direction='minimize'); this study's directions are "
+                f"{[d.name.lower() for d in study.directions]}")
+        self._minimizes.add(study._study_id)  # asked once: the storage is read for it
         step = trial.last_step
         if step is None or step < self._n_warmup_steps or step >= self._budget:
             return False
@@ -462,29 +480,35 @@ def lr_area_progress(budget: int, optim: Any) -> Progress:
     ``optim.min_lr_ratio``) from its params. A trial without those attrs (one not run by
     scaletune) falls back to the fraction of the budget seen.
     """
-    from scaletune.trainer.optim import lr_at  # the schedule the trainer runs
+    return _LrArea(budget, optim)
 
-    cache: dict[tuple, np.ndarray] = {}
 
-    def progress(trial: FrozenTrial, tokens: int) -> float:
+class _LrArea:
+    """lr_area_progress's Progress: a class, so that the pruner holding it pickles."""
+
+    def __init__(self, budget: int, optim: Any) -> None:
+        self.budget, self.optim = budget, optim
+        self.cache: dict[tuple, np.ndarray] = {}
+
+    def __call__(self, trial: FrozenTrial, tokens: int) -> float:
+        from scaletune.trainer.optim import lr_at  # the schedule the trainer runs
+
         attrs = trial.user_attrs
         steps, warmup, per_step = (attrs.get(k) for k in ("steps", "warmup_steps",
                                                           "tokens_per_step"))
         if not (steps and per_step and warmup is not None):
-            return min(1.0, tokens / budget)
+            return min(1.0, tokens / self.budget)
         own = {k.removeprefix("optim."): v for k, v in trial.params.items()
                if k.startswith("optim.")}
         key = (int(steps), int(warmup), tuple(sorted(own.items())))
-        if key not in cache:
-            cfg = optim.model_copy(update={**own, "warmup_frac": int(warmup) / int(steps)})
+        if key not in self.cache:
+            cfg = self.optim.model_copy(update={**own, "warmup_frac": int(warmup) / int(steps)})
             lrs = [lr_at(k, int(steps), cfg) for k in range(int(steps))]
             area = np.concatenate([[0.0], np.cumsum(lrs)])
-            cache[key] = area / area[-1]
-        area = cache[key]
+            self.cache[key] = area / area[-1]
+        area = self.cache[key]
         done = min(tokens / per_step, len(area) - 1)
         return float(np.interp(done, np.arange(len(area)), area))
-
-    return progress
 
 
 # --------------------------------------------------------------------------- Hyperband

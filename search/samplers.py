@@ -1,6 +1,7 @@
 """The sampler of a study, and the sampler that seeds a search with the priors.
 
-Seeding scheme (see the README): the prior's center is enqueued as the first trial; the next
+Seeding scheme (see the README): the study enqueues the prior's center as its first trial
+(``search.plan``; in a plain Optuna study, ``study.enqueue_trial`` does it); the next
 ``n_startup_trials`` trials are drawn from the prior distributions (a normal in log10 space for
 lr, tau, weight decay and batch size, in natural units for dropout and warmup, truncated to the
 search range); after that the model-based sampler (TPE by default) takes over with everything

@@ -4,6 +4,7 @@ in-memory Optuna studies through the public API (ask -> report -> should_prune -
 from __future__ import annotations
 
 import math
+import pickle
 import re
 
 import numpy as np
@@ -75,6 +76,26 @@ def test_a_clearly_bad_trial_is_stopped_with_its_prediction(study):
     assert low < mid < high
     assert low > 2.0 * 1.01
     assert mid == pytest.approx(6.0, rel=0.1)
+
+
+def test_a_study_that_maximizes_is_refused_by_name():
+    # A maximized score was judged as a loss before: trials headed for the best were stopped.
+    study = optuna.create_study(direction="maximize", pruner=PredictedFinalPruner(BUDGET))
+    trial = study.ask()
+    trial.report(1.0, 100)
+    with pytest.raises(ValueError, match=re.escape(
+            "takes a study that minimizes one value (direction='minimize'); this study's "
+            "directions are ['maximize']")):
+        trial.should_prune()
+
+
+@pytest.mark.parametrize("progress", ["tokens", "lr_area"])
+def test_the_pruner_pickles_and_decides_as_before(study, progress):
+    # As a pruner handed to Optuna's own tools may be; the default progress was a lambda.
+    fn = lr_area_progress(BUDGET, OptimConfig()) if progress == "lr_area" else None
+    study.pruner = pickle.loads(pickle.dumps(PredictedFinalPruner(BUDGET, fn, n_startup_trials=3)))
+    bad = run(study, curve(6.0, 2.0))
+    assert study.trials[bad.number].state == TrialState.PRUNED
 
 
 def test_a_trial_worse_early_but_predicted_good_is_kept(study):
