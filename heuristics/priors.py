@@ -51,6 +51,7 @@ from rich.table import Table
 from scaletune.heuristics import laws
 from scaletune.heuristics.fit import FittedLaws, PowerLawFit, Prediction
 from scaletune.heuristics.transfer import pow2_round
+from scaletune.trainer.console import make_console
 
 LR_BOUNDS = (1e-5, 1e-1)
 WEIGHT_DECAY_BOUNDS = (1e-4, 5.0)
@@ -839,4 +840,5 @@ def print_priors(priors: Priors, json_output: bool = False, console: Console | N
     if json_output:
         sys.stdout.write(json.dumps(priors.to_json(), indent=2) + "\n")
         return
-    (console or Console()).print(priors_table(priors, searched))
+    # Through a pipe or into a file, rich's own default cut the table at 80 columns.
+    (console or make_console()).print(priors_table(priors, searched))

@@ -18,6 +18,16 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# The errors every function here raises, to catch by kind (light: no torch, no Optuna).
+from scaletune.trainer.errors import (
+    ConfigError,
+    DataError,
+    ScaletuneError,
+    SetupError,
+    StorageError,
+    StudyStateError,
+)
+
 if TYPE_CHECKING:
     from scaletune.search.config import StudyConfig, load_study, validate_study
     from scaletune.search.export import export_study
@@ -43,6 +53,12 @@ _HOME = {
 """Each public name and the module of this package that defines it."""
 
 __all__ = [
+    "ConfigError",
+    "DataError",
+    "ScaletuneError",
+    "SetupError",
+    "StorageError",
+    "StudyStateError",
     "StudyConfig",
     "export_study",
     "load_ladder",

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from scaletune.search.console import make_console
+from scaletune.trainer.console import make_console
 from scaletune.trainer.errors import (
     ConfigError,
     DataError,

@@ -32,6 +32,7 @@ from pydantic import (
 
 from scaletune.search import hparams
 from scaletune.trainer.config import (
+    TRAINING_ONLY,
     DataConfig,
     ModelConfig,
     Number,
@@ -1068,8 +1069,9 @@ def load_study(path: str | Path) -> StudyConfig:
             "take it for its target study"])
     if kind == "training":
         # As `scaletune export` writes: one line that says so, not every study key it lacks.
+        keys = ", ".join(k for k in raw if k in TRAINING_ONLY)
         raise ConfigError(str(path), [
-            f"a training config (tokens, no n_trials or tokens_per_trial), not a study file: "
+            f"a training config ({keys}; no n_trials or tokens_per_trial), not a study file: "
             f"train it with `scaletune train {path}`; a study file has name, tokens_per_trial, "
             "search and n_trials"])
     return resolve_study(validate_study(raw, str(path)), path)

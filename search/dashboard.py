@@ -29,7 +29,7 @@ from wsgiref.simple_server import WSGIServer, make_server
 from rich.console import Console
 
 from scaletune.search import hparams
-from scaletune.search.console import make_console
+from scaletune.trainer.console import make_console
 from scaletune.trainer.errors import ConfigError, SetupError
 
 if TYPE_CHECKING:

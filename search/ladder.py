@@ -35,7 +35,6 @@ from scaletune.search.config import (
     resolve_study,
     validate_study,
 )
-from scaletune.search.console import make_console
 from scaletune.search.fit import (
     fit_from_studies,
     laws_file_problem,
@@ -55,6 +54,7 @@ from scaletune.trainer.config import (
     laws_file_error,
     load_yaml,
 )
+from scaletune.trainer.console import make_console
 from scaletune.trainer.data import byte_text_train_tokens, prepared_sizes
 from scaletune.trainer.errors import ConfigError, DataError
 from scaletune.trainer.record import earlier_name

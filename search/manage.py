@@ -44,7 +44,6 @@ from scaletune.search.config import (
     stored_study_names,
     validate_study,
 )
-from scaletune.search.console import make_console
 from scaletune.search.fit import laws_fit_note
 from scaletune.search.noise import REPEAT_OF, TRAIN_SEED, finished_of, trials_asked
 from scaletune.search.plan import (
@@ -91,6 +90,7 @@ from scaletune.search.storage import (
 from scaletune.search.studies import open_study, running_note, with_left_running
 from scaletune.search.summary import DERIVED, at_edges, diverged, state_words
 from scaletune.search.tracking import tracker_problems
+from scaletune.trainer.console import make_console
 from scaletune.trainer.data import (
     cache_dir,
     column_problem,

@@ -32,7 +32,6 @@ from rich.console import Console
 from scaletune.search import lease
 from scaletune.search.cluster import init_ray
 from scaletune.search.config import StudyConfig, check_study_files, stored_study_attrs
-from scaletune.search.console import make_console
 from scaletune.search.fit import laws_fit_note
 from scaletune.search.noise import finished_of, n_repeats, queue_repeats, trials_asked
 from scaletune.search.plan import (
@@ -62,6 +61,7 @@ from scaletune.search.storage import (
     unusable_url,
 )
 from scaletune.search.tracking import Tracker
+from scaletune.trainer.console import make_console
 from scaletune.trainer.data import prepare_data, unread_note, validation_note
 from scaletune.trainer.errors import ConfigError, DataError, StorageError, first_line
 from scaletune.trainer.interrupt import DeferredInterrupt, Interrupted
@@ -217,7 +217,7 @@ def run_study(
     Ray: where none runs in this process, the study starts a local cluster (or joins
     ``workers.address``) and leaves it up for the next study the process runs, as a ladder's
     rungs share one; ``ray.shutdown()`` ends it (``scaletune run`` does, as it ends). ``console``:
-    by default stdout, each line whole where it is not a terminal (search.console).
+    by default stdout, each line whole where it is not a terminal (trainer.console).
 
     A study that has the trials asked for says so and is returned; from an SQLite storage, read
     without starting Ray or writing anything (``_nothing_to_run``).

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 
-from scaletune.search.console import make_console
+from scaletune.trainer.console import make_console
 from scaletune.trainer.errors import ConfigError, first_line
 
 if TYPE_CHECKING:  # optuna is imported where it is used: `scaletune validate` stays quick

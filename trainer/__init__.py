@@ -10,6 +10,16 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# The errors every function here raises, to catch by kind (light: no torch, no Optuna).
+from scaletune.trainer.errors import (
+    ConfigError,
+    DataError,
+    ScaletuneError,
+    SetupError,
+    StorageError,
+    StudyStateError,
+)
+
 if TYPE_CHECKING:
     from scaletune.trainer.config import TrainConfig
     from scaletune.trainer.data import prepare_data
@@ -23,7 +33,18 @@ _HOME = {
 }
 """Each public name and the module of this package that defines it."""
 
-__all__ = ["Result", "TrainConfig", "prepare_data", "train"]
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "ScaletuneError",
+    "SetupError",
+    "StorageError",
+    "StudyStateError",
+    "Result",
+    "TrainConfig",
+    "prepare_data",
+    "train",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -995,6 +995,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return raw
 
 
+TRAINING_ONLY = frozenset(TrainConfig.model_fields) - {"model", "data", "seed", "eval_every_tokens"}
+"""The top-level keys of a training file that a study file has under ``trainer:`` or not at all
+(optim, tokens, batch_size, out_dir, ...)."""
+
+
 def file_kind(raw: Any) -> str | None:
     """What a config file is, by its top-level keys: "ladder" (target and rungs: ``scaletune
     ladder``), "training" (a token budget and no trials: ``scaletune train``), "study" (trials
@@ -1010,6 +1015,8 @@ def file_kind(raw: Any) -> str | None:
         return "laws"
     if "tokens" in keys:
         return None if study else "training"  # a study file with a misnamed key: its errors
+    if not study and keys & TRAINING_ONLY:
+        return "training"  # `tokens` misspelt: its one error, not a study's wall of keys
     return "study" if study else None
 
 

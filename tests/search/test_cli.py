@@ -85,6 +85,13 @@ def test_package_names_load_on_first_use():
             assert getattr(package, name) is not None
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         scaletune.trainer.nothing  # noqa: B018
+    # Rule: the errors the functions raise are caught by the names the packages give them.
+    from scaletune.search import ConfigError, load_study
+    from scaletune.trainer import ConfigError as TrainerConfigError
+
+    assert ConfigError is TrainerConfigError
+    with pytest.raises(ConfigError, match="does-not-exist.yaml"):
+        load_study("does-not-exist.yaml")
 
 
 def test_version_names_the_installed_version():
@@ -131,6 +138,13 @@ def test_the_priors_table_is_not_cut_through_a_pipe():
     # the laws' own, whatever the study's ranges, choices or fixed values).
     assert "laws' range" in done.stdout and "this study searches" in done.stdout
     assert "choices 1, 2, 4, 8, 16, 32" in done.stdout and "from tau" in done.stdout
+    # Rule: so from Python, where print_priors's console was rich's own, cut at 80 columns.
+    code = ("from scaletune.heuristics import ModelShape, print_priors, priors_for\n"
+            "print_priors(priors_for(ModelShape(n_layer=12, n_head=12, n_embd=768, "
+            "block_size=1024, vocab_size=50257), tokens=2.5e9))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert "…" not in done.stdout and "Step Law eta_opt(N, D)" in done.stdout
 
 
 # --------------------------------------------------------------------------- the live view
@@ -313,13 +327,19 @@ def test_a_training_config_given_to_a_study_command_says_to_train_it(tmp_path, c
                                         else [])) == 2
     out = " ".join(capsys.readouterr().out.split())
     assert "1 error(s)" in out and "unknown key" not in out and "Field required" not in out
-    assert (f"a training config (tokens, no n_trials or tokens_per_trial), not a study file: "
-            f"train it with `scaletune train {path}`") in out
+    assert (f"a training config (optim, tokens, batch_size; no n_trials or tokens_per_trial), "
+            f"not a study file: train it with `scaletune train {path}`") in out
     assert not (tmp_path / "runs").exists() and not (tmp_path / "r").exists()
     # validate tells the two apart and checks each as what it is.
     assert main(["validate", str(path), str(QUICKSTART)]) == 0
     out = capsys.readouterr().out
     assert f"{path}: ok (training config)" in out and f"{QUICKSTART}: ok" in out
+    # A training config with its budget misspelt is one: its one error, not a study's 19.
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(path.read_text().replace("tokens:", "tokenz:"))
+    assert main(["validate", str(typo)]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"1 error(s) in {typo}: tokenz: unknown key" in out and "did you mean tokens?" in out
     # A study file that names its budget as a training config does is a study with a bad key.
     study = tmp_path / "study.yaml"
     study.write_text(QUICKSTART.read_text().replace("tokens_per_trial:", "tokens:"))

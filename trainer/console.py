@@ -1,5 +1,6 @@
 """Where scaletune writes what it has to say: rich's console on a terminal, and elsewhere one
-that never wraps a line. The CLI's and, by default, run_study's, run_ladder's and serve's."""
+that never wraps a line. The CLI's and, by default, run_study's, run_ladder's, serve's and
+print_priors's."""
 
 from __future__ import annotations
 
