@@ -17,7 +17,7 @@ from scaletune.trainer.distributed import local_batch
 from scaletune.trainer.errors import ConfigError, DataError, SetupError
 from scaletune.trainer.interrupt import DeferredInterrupt, PromptInterrupt
 from scaletune.trainer.loop import Result, train
-from scaletune.trainer.runlock import check_free
+from scaletune.trainer.runlock import check_free, out_dir_problem
 
 FLAGS = ("--resume", "--overwrite")  # how run_in_the_way names them to a command's user
 
@@ -86,17 +86,8 @@ def startable(path: str, resume: bool, overwrite: bool, world: int = 1) -> Train
         return None
     if config.out_dir:
         out_dir = Path(os.path.normpath(config.out_dir))
-        blocked = next((p for p in [out_dir, *out_dir.parents] if p.exists() and not p.is_dir()),
-                       None)
-        if blocked is not None:
-            print(f"{path}: out_dir {out_dir}: {blocked} is a file, and a run writes its "
-                  "checkpoint and logs into a folder: give another out_dir", file=sys.stderr)
-            return None
-        there = next(p for p in [out_dir, *out_dir.parents] if p.exists())
-        if not os.access(there, os.W_OK | os.X_OK):
-            print(f"{path}: out_dir {out_dir}: cannot write to {there} (read-only, or another "
-                  "user's), where the run writes its checkpoint and logs: give another out_dir",
-                  file=sys.stderr)
+        if problem := out_dir_problem(out_dir):
+            print(f"{path}: out_dir {out_dir}: {problem}", file=sys.stderr)
             return None
         try:
             check_free(out_dir)  # another run trains there now

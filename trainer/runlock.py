@@ -32,13 +32,31 @@ def _busy(out_dir: Path, holder: str) -> SetupError:
         "it end, or stop it (Ctrl-C, or kill its pid), then run again; or set another out_dir")
 
 
+def out_dir_problem(out_dir: Path) -> str | None:
+    """Why a run cannot write into ``out_dir`` (a file there or above it, a folder it may not
+    write to), in words that follow ``out_dir {out_dir}: ``; None where it can."""
+    out_dir = Path(os.path.normpath(out_dir))
+    blocked = next((p for p in [out_dir, *out_dir.parents] if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        return (f"{blocked} is a file, and a run writes its checkpoint and logs into a folder: "
+                "give another out_dir")
+    there = next(p for p in [out_dir, *out_dir.parents] if p.exists())
+    if not os.access(there, os.W_OK | os.X_OK):
+        return (f"cannot write to {there} (read-only, or another user's), where the run writes "
+                "its checkpoint and logs: give another out_dir")
+    return None
+
+
 @contextlib.contextmanager
 def run_lock(out_dir: Path | None) -> Iterator[None]:
     """Hold ``out_dir``'s run lock (making the folder) while the block runs; SetupError naming
-    the process that holds it where another does. None: no folder, no lock."""
+    the process that holds it where another does, or why the folder cannot be written. None: no
+    folder, no lock."""
     if out_dir is None or fcntl is None:
         yield
         return
+    if problem := out_dir_problem(out_dir):  # from Python: FileExistsError, PermissionError
+        raise SetupError(f"out_dir {out_dir}: {problem}")
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / LOCK, "a+") as f:
         try:

@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -414,6 +415,11 @@ def test_an_out_dir_that_is_a_file_is_one_error(tmp_path, capsys):
             # Rule: named before any data is read or torchrun started; the file is untouched.
             assert f"out_dir {out_dir}: {afile} is a file" in err, err
             assert "Traceback" not in err and "launching" not in err
+        # Rule: from Python, the same words as a SetupError (a bare FileExistsError before).
+        from scaletune.trainer import SetupError, train
+
+        with pytest.raises(SetupError, match=re.escape(f"out_dir {out_dir}: {afile} is a file")):
+            train(load_train_config(path))
     assert afile.read_text() == "mine\n"
 
 
