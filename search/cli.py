@@ -349,14 +349,11 @@ def print_laws(laws: Any, console: Console) -> None:
 
 def _tokens(text: str) -> int:
     """A token count as argparse sees it: 2e9, 2_000_000_000, 2000000000 or 2B."""
-    from scaletune.trainer.config import parse_count
+    from scaletune.trainer.config import whole_count
 
-    value = parse_count(text)
-    if isinstance(value, str):
-        raise argparse.ArgumentTypeError(f"expected a number of tokens, got {text!r}")
-    if not (value >= 1 and float(value).is_integer()):
+    if (value := whole_count(text)) is None:
         raise argparse.ArgumentTypeError(f"expected a whole number of tokens >= 1, got {text!r}")
-    return int(value)
+    return value
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:

@@ -46,6 +46,7 @@ from scaletune.trainer.config import (
     format_errors,
     load_train_config,
     load_yaml,
+    whole_count,
 )
 from scaletune.trainer.errors import ConfigError
 
@@ -158,16 +159,20 @@ def export_study(
     output: str | Path,
     source: str | None = None,
     trial: int | None = None,
-    tokens: int | None = None,
+    tokens: int | float | str | None = None,
     model: dict[str, Any] | None = None,
     max_batch_size: int | None = None,
 ) -> Export:
     """Write the training config of the best trial (or ``trial``) to ``output``; see the module.
 
-    tokens: None keeps the trial's budget. model: ModelConfig fields to change. max_batch_size:
-    cap on the transferred batch in sequences. Errors name ``source`` (by default the study
-    file)."""
+    tokens: None keeps the trial's budget; a count as a study file writes one (2e9, "2B").
+    model: ModelConfig fields to change. max_batch_size: cap on the transferred batch in
+    sequences. Errors name ``source`` (by default the study file)."""
     source = source or cfg.source
+    if tokens is not None and (count := whole_count(tokens)) is None:
+        raise ConfigError(source, [f"tokens: expected a whole number of tokens >= 1 (2e9, "
+                                   f"2_000_000_000 or '2B'), got {tokens!r}"])
+    tokens = None if tokens is None else count  # 3e6, a float, wrote "3,000,000.0 tokens"
     output = Path(output).resolve()
     replaces = _replaceable(output, source)
     study, ran_with, notes = open_study(cfg, source)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import decimal
 import difflib
 import glob
+import math
 import os
 import re
 import reprlib
@@ -67,6 +68,15 @@ def parse_count(value: Any) -> Any:
             return value
         return int(count) if count == count.to_integral_value() else float(count)
     return parse_number(value)
+
+
+def whole_count(value: Any) -> int | None:
+    """A count of at least 1 given as a number or as text (2e9, 2_000_000_000, 2B, 3e6 as a
+    float): the int, or None when it is none (a fraction, below 1, not a number)."""
+    value = parse_count(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value) if math.isfinite(value) and value >= 1 and float(value).is_integer() else None
 
 
 Tokens = Annotated[int, BeforeValidator(parse_count), Field(ge=1)]

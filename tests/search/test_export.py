@@ -348,15 +348,24 @@ def test_bad_tokens_are_exit_2(finished, tmp_path, capsys):
 def test_bad_arguments_through_the_api_name_their_flag(finished, tmp_path):
     path, cfg, _ = finished
     out = tmp_path / "final.yaml"
-    # Rule: transfer() rejects a budget or a cap below 1; the export names the flags they set.
-    with pytest.raises(ConfigError, match=r"--tokens/--max-batch-size: tokens must be >= 1"):
-        export_study(cfg, out, source=str(path), tokens=0)
+    # Rule: a budget that is no whole count >= 1 is named; transfer() rejects a cap below 1.
+    for bad in (0, 1.5, "lots"):
+        with pytest.raises(ConfigError, match=rf"tokens: expected a whole number of tokens >= 1 "
+                                              rf".*, got {re.escape(repr(bad))}"):
+            export_study(cfg, out, source=str(path), tokens=bad)
     with pytest.raises(ConfigError, match=r"max_batch_size must be >= 1, got max_batch_size=0"):
         export_study(cfg, out, source=str(path), max_batch_size=0)
     # Rule: ModelConfig rejects an unknown model key, listing the keys allowed.
     with pytest.raises(ConfigError, match=r"--model width: unknown key; allowed: .*n_embd"):
         export_study(cfg, out, source=str(path), model={"width": 512})
     assert not out.exists()
+    # Rule: a count as a float (3e6 in Python) or as text trains that many tokens, written
+    # as a whole number (a float wrote "3,000,000.0 tokens" and warned from pydantic).
+    tokens = 64 * cfg.tokens_per_trial
+    for given in (float(tokens), f"{tokens:.6e}"):
+        export_study(cfg, out, source=str(path), tokens=given)
+        assert load_train_config(out).tokens == tokens
+        assert ".0 tokens" not in out.read_text() and f"{tokens:,}" in out.read_text()
 
 
 # --------------------------------------------------------------------------- end to end
