@@ -181,7 +181,7 @@ def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
     notes += pruner_notes(cfg)
     notes += sampler_notes(cfg, dims)
     notes += overridden_notes(cfg)
-    notes += [note] if (note := gpu_note(cfg)) else []
+    notes += [note for note in (cpu_note(cfg), gpu_note(cfg)) if note]
     notes += [note] if (note := table_as_text_note(cfg)) else []
     if cfg.priors.laws == "published" and cfg.priors.fitted_file:  # named for later, say
         notes.append(f"priors.fitted_file: {Path(cfg.priors.fitted_file).name} is not read: laws "
@@ -231,6 +231,18 @@ def table_as_text_note(cfg: StudyConfig) -> str | None:
     return (f"data.path: {Path(data.path).name} is read as plain text, its {ext} syntax and "
             f"all; to train on one column of its records, give source: hf, dataset: {builder}, "
             f"data_files: {Path(data.path).name} and text_column")
+
+
+def cpu_note(cfg: StudyConfig) -> str | None:
+    """A study on Ray of this machine whose trials ask for more cores than it has (a study's
+    own Ray counts os.cpu_count()): `run` here refuses it. A note, as gpu_note's."""
+    w = cfg.workers
+    have = os.cpu_count() or 1
+    if w.address not in (None, "local") or w.cpus_per_trial <= have:
+        return None
+    return (f"workers.cpus_per_trial: {w.cpus_per_trial:g}, and this machine has {have} CPU(s): "
+            f"`scaletune run` refuses it here; give at most {have}, or run it where the cores are "
+            "(workers.address joins a cluster)")
 
 
 def gpu_note(cfg: StudyConfig) -> str | None:

@@ -183,7 +183,8 @@ def concurrency(cfg: StudyConfig) -> int:
     cpus = res.get("CPU", 0.0)
     gpus = res.get("GPU", 0.0)
     if w.cpus_per_trial > cpus:
-        errors.append(f"workers.cpus_per_trial: {w.cpus_per_trial} but the cluster has {cpus:g} CPUs")
+        errors.append(f"workers.cpus_per_trial: {w.cpus_per_trial:g} but the cluster has {cpus:g} "
+                      "CPUs: give at most that, or a fraction to share one")
     if w.gpus_per_trial > gpus:
         errors.append(f"workers.gpus_per_trial: {w.gpus_per_trial:g} but the cluster has {gpus:g} "
                       "GPUs" + (": give 0 to train on CPUs" if gpus == 0 else

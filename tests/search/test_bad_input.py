@@ -4,6 +4,7 @@ nothing written to the storage."""
 from __future__ import annotations
 
 import copy
+import os
 
 import pytest
 import yaml
@@ -777,7 +778,7 @@ def test_a_trainer_value_that_search_sets_instead_is_a_note(tmp_path, shakespear
     assert "is not what the trials train with" not in capsys.readouterr().out
 
 
-def test_gpu_trials_on_a_machine_without_the_gpus_are_a_note_of_validate(tmp_path, shakespeare,
+def test_trials_asking_more_than_this_machine_has_are_a_note_of_validate(tmp_path, shakespeare,
                                                                        capsys):
     # validate said ok, and the dry run that "GPUs are counted when Ray starts"; run refused.
     study = tiny_study(tmp_path, shakespeare, workers={"cpus_per_trial": 1, "gpus_per_trial": 64})
@@ -790,6 +791,16 @@ def test_gpu_trials_on_a_machine_without_the_gpus_are_a_note_of_validate(tmp_pat
     study["workers"]["address"] = "auto"
     assert main(["validate", str(write_study(tmp_path, study))]) == 0
     assert "gpus_per_trial" not in capsys.readouterr().out
+    # So for the cores (found by run alone, and shown as 8.0).
+    cores = os.cpu_count() + 1
+    study["workers"] = {"cpus_per_trial": cores, "gpus_per_trial": 0}
+    assert main(["validate", str(write_study(tmp_path, study))]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert (f"note: workers.cpus_per_trial: {cores}, and this machine has {os.cpu_count()} "
+            f"CPU(s): `scaletune run` refuses it here; give at most {os.cpu_count()}") in out
+    study["workers"]["address"] = "auto"
+    assert main(["validate", str(write_study(tmp_path, study))]) == 0
+    assert "cpus_per_trial" not in capsys.readouterr().out
 
 
 def test_records_read_as_plain_text_are_a_note(tmp_path, shakespeare, capsys):
