@@ -489,8 +489,7 @@ def validate_file(path: str) -> tuple[str, list[str]]:
                                       known_vocab_size(config.data.tokenizer),
                                       config.data.tokenizer):
                 raise ConfigError(path, [small])
-            unsaved = config.unsaved_note()
-            return "training config", download_notes(config.data) + ([unsaved] if unsaved else [])
+            return "training config", download_notes(config.data) + config.notes()
         if "rungs" in raw:
             from scaletune.search.ladder import load_ladder
 

@@ -37,7 +37,7 @@ def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
         from scaletune.trainer.data import unread_note
 
         # validate gave the note of data fields the source does not read; train trained silently
-        for note in (config.unsaved_note(), unread_note(config.data)):
+        for note in [*config.notes(), unread_note(config.data)]:
             if note:
                 print(f"note: {note}", file=sys.stderr, flush=True)
     # One process stops between two steps, wherever the signal came; torchrun's processes stop

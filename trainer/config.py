@@ -453,15 +453,27 @@ class TrainConfig(_Strict):
     provenance: dict[str, Any] | None = None
     """Where this config came from (study, trial, transfer rules); not used by training."""
 
-    def unsaved_note(self) -> str | None:
-        """The note for a run without an out_dir, which keeps nothing it trained (a study's
-        trials are such runs); None where it has one."""
-        if self.out_dir:
-            return None
-        ignored = [k for k in ("checkpoint_every_tokens", "tensorboard") if getattr(self, k)]
-        return ("out_dir is not set: the run saves nothing, no checkpoint and no metrics log "
+    def notes(self) -> list[str]:
+        """What validate and `scaletune train` say of a valid config before it trains: a run
+        without an out_dir keeps nothing it trained (a study's trials are such runs), and a
+        budget far from whole steps trains noticeably more than it says."""
+        notes = []
+        if not self.out_dir:
+            ignored = [k for k in ("checkpoint_every_tokens", "tensorboard") if getattr(self, k)]
+            notes.append(
+                "out_dir is not set: the run saves nothing, no checkpoint and no metrics log "
                 + (f"({', '.join(ignored)} ignored) " if ignored else "")
                 + "and `--resume` has nothing to continue; set out_dir to keep the trained model")
+        steps = -(-self.tokens // self.tokens_per_step)
+        trained = steps * self.tokens_per_step
+        if trained > self.tokens * (1 + ROUNDED_UP_NOTED):
+            notes.append(
+                f"tokens: {self.tokens:,} is {self.tokens / self.tokens_per_step:.2f} steps of "
+                f"{self.tokens_per_step:,} tokens (batch_size {self.batch_size} x block_size "
+                f"{self.model.block_size}): the run trains whole steps, {steps:,}, which is "
+                f"{trained:,} tokens ({trained / self.tokens - 1:.0%} more); give tokens: "
+                f"{trained:,}, or {trained - self.tokens_per_step:,}, to train what it says")
+        return notes
 
     @model_validator(mode="after")
     def _batch_divides(self) -> TrainConfig:
@@ -492,6 +504,10 @@ class TrainConfig(_Strict):
     def tokens_per_step(self) -> int:
         return self.batch_size * self.model.block_size
 
+
+ROUNDED_UP_NOTED = 0.05
+"""A budget that whole steps exceed by more than this fraction is noted (an exported run's
+rounding, a fraction of a percent, is not)."""
 
 SHOWN_CHARS = 80
 """The most characters of a value or key that an error shows, so that every error is one line."""

@@ -369,6 +369,25 @@ def test_a_run_without_out_dir_says_it_keeps_nothing(run_file, capsys):
     assert note in " ".join(capsys.readouterr().out.split())
 
 
+def test_a_budget_far_from_whole_steps_says_what_the_run_trains(run_file, capsys):
+    # 100,000 tokens at 32,768 a step trained 131,072 (+31%), without a word.
+    raw = yaml.safe_load(run_file.read_text())
+    raw["tokens"] = 10 * 4 * 16 + 16  # 10.25 steps of 64 tokens: 11 steps, 704 tokens
+    run_file.write_text(yaml.safe_dump(raw))
+    note = ("note: tokens: 656 is 10.25 steps of 64 tokens (batch_size 4 x block_size 16): the "
+            "run trains whole steps, 11, which is 704 tokens (7% more); give tokens: 704, or "
+            "640, to train what it says")
+    assert main(["validate", str(run_file)]) == 0
+    assert note in " ".join(capsys.readouterr().out.split())
+    assert train_main(str(run_file)) == 0
+    assert note in capsys.readouterr().err
+    # A budget within 5% of whole steps (an exported run's rounding) is not worth a word.
+    raw["tokens"] = 700  # 11 steps train 704
+    run_file.write_text(yaml.safe_dump(raw))
+    assert main(["validate", str(run_file)]) == 0
+    assert "whole steps" not in capsys.readouterr().out
+
+
 def test_the_readmes_way_to_load_a_trained_model_works(run_file, capsys):
     # The README's snippet, run as it is written on a real run's checkpoint.
     assert train_main(str(run_file)) == 0
