@@ -106,7 +106,7 @@ class ScalePoint:
 
     def __post_init__(self) -> None:
         if self.scale_kind not in SCALE_KINDS:
-            raise ValueError(f"scale_kind must be one of {SCALE_KINDS}, got {self.scale_kind=}")
+            raise ValueError(f"scale_kind must be one of {SCALE_KINDS}, got {self.scale_kind!r}")
         for name in ("scale", "lr", "tau", "batch_size"):
             v = getattr(self, name)
             if v is not None and not (v > 0 and math.isfinite(v)):

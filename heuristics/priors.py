@@ -741,8 +741,8 @@ def priors_for(
     for name, value in (("tokens", tokens), ("unique_tokens", unique_tokens)):
         if value is not None and not isinstance(value, numbers.Real):
             # "2.5B" as a study file writes it: a TypeError of its first comparison
-            raise ValueError(f"{name} must be a number of tokens (2.5e9, not '2.5B'), got "
-                             f"{value!r}")
+            raise ValueError(f"{name} must be a number of tokens (2.5e9, not the text '2.5e9' "
+                             f"or '2.5B' a study file may hold), got {value!r}")
     if not (tokens > 0 and math.isfinite(tokens)):
         raise ValueError(f"tokens must be positive and finite, got {tokens=}")
     if unique_tokens is not None and not (unique_tokens > 0 and math.isfinite(unique_tokens)):
