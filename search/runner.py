@@ -227,6 +227,8 @@ def run_study(
     by default a Ray task of search.worker.run_trial. benchmarks/driver_scale.py gives trials
     that follow synthetic curves instead, to load this driver with hundreds of them.
     """
+    if cfg.n_trials < 1:  # cfg.model_copy(update=...) validates nothing
+        raise ConfigError(cfg.source, [f"n_trials: must be >= 1, got {cfg.n_trials}"])
     console = console or make_console()
     # The study's folder and the parents its checks create (runs/, where a default storage
     # goes): a study refused before it began leaves nothing behind, not even an empty folder.

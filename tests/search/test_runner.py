@@ -22,6 +22,7 @@ from scaletune.search.config import validate_study
 from scaletune.search.manage import show_study
 from scaletune.search.runner import concurrency, n_finished, run_study
 from scaletune.search.storage import sqlite_path
+from scaletune.trainer.errors import ConfigError
 from tests.search.helpers import (
     act_when,
     as_foreground_job,
@@ -331,6 +332,11 @@ def test_a_finished_study_says_so_without_starting_ray_or_writing(tmp_path, shak
     assert f"study {cfg.name} on {cfg.storage_url}: 2/2 trials finished" in text
     assert ("nothing to run: 2 trials have finished and the study asks for 2; `--n-trials 4` (or "
             "a larger n_trials in the study file) runs more") in text
+    # A config changed in Python is not validated by pydantic: run_study names the bad count
+    # (it said "asks for -3 ... `--n-trials -1` runs more").
+    for bad in (0, -3):
+        with pytest.raises(ConfigError, match=rf"n_trials: must be >= 1, got {bad}"):
+            run_study(cfg.model_copy(update={"n_trials": bad}))
     # A trial queued again waits: still nothing to run, and the line says how to run it.
     load(cfg).enqueue_trial(study.best_params)
     console = Console(record=True, width=300)
@@ -385,7 +391,6 @@ def test_fractional_gpus_hold_as_many_trials_as_ray_fits(tmp_path, shakespeare, 
 ])
 def test_too_many_gpus_per_trial_is_refused_before_any_trial(tmp_path, shakespeare, local_ray,
                                                             gpus, advice):
-    from scaletune.trainer.errors import ConfigError
 
     local_ray(num_cpus=2, num_gpus=gpus)
     cfg = validate_study(
