@@ -449,25 +449,32 @@ def data_problems(cfg: StudyConfig, stages: list[StudyConfig] | None = None,
     on (trainer.data.read_fingerprint), or that any of ``stages`` trained on (a ladder's studies
     of the same data; advice ending in ``rename``); and a token cache folder that cannot be
     made."""
-    try:
-        cache_dir(cfg.data)
-    except DataError as e:
-        return [str(e)]
-    try:
-        n_tokens = known_tokens(cfg.data)
-    except (DataError, OSError):  # a missing file: check_study_files names it
-        return []
-    try:
-        fingerprint = read_fingerprint(cfg.data)
-    except DataError as e:
-        return [str(e)]
-    problems = [] if n_tokens is None else [size_problem(n_tokens, cfg.data,
-                                                         cfg.model.block_size)]
-    problems.append(column_problem(cfg.data))
+    problems, fingerprint = readable_data_problems(cfg.data, cfg.model.block_size)
     if fingerprint is not None:  # the stages' data is one: said once
         problems += dict.fromkeys(stored_data_change(stage, fingerprint, rename)
                                   for stage in stages or [cfg])
     return [p for p in problems if p]
+
+
+def readable_data_problems(data: Any, block_size: int) -> tuple[list[str], str | None]:
+    """What preparing ``data`` (a DataConfig) for windows of ``block_size`` would refuse, found
+    without preparing it (data_problems' checks of the data itself, for a study's and a
+    training file's validate), and the data's fingerprint where it is known."""
+    try:
+        cache_dir(data)
+    except DataError as e:
+        return [str(e)], None
+    try:
+        n_tokens = known_tokens(data)
+    except (DataError, OSError):  # a missing file: the file checks name it
+        return [], None
+    try:
+        fingerprint = read_fingerprint(data)
+    except DataError as e:
+        return [str(e)], None
+    problems = [] if n_tokens is None else [size_problem(n_tokens, data, block_size)]
+    problems.append(column_problem(data))
+    return [p for p in problems if p], fingerprint
 
 
 def validate_file(path: str) -> tuple[str, list[str]]:
@@ -489,6 +496,8 @@ def validate_file(path: str) -> tuple[str, list[str]]:
                                       known_vocab_size(config.data.tokenizer),
                                       config.data.tokenizer):
                 raise ConfigError(path, [small])
+            if problems := readable_data_problems(config.data, config.model.block_size)[0]:
+                raise ConfigError(path, problems)  # train refused them once it read the data
             return "training config", download_notes(config.data) + config.notes()
         if "rungs" in raw:
             from scaletune.search.ladder import load_ladder

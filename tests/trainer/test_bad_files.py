@@ -388,6 +388,29 @@ def test_a_budget_far_from_whole_steps_says_what_the_run_trains(run_file, capsys
     assert "whole steps" not in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(("data", "message"), [
+    ({"source": "text", "path": "empty.txt"}, "the data holds no text (0 tokens)"),
+    ({"source": "text", "path": "latin1.txt"}, "is not UTF-8 text"),
+    ({"source": "hf", "dataset": "json", "data_files": "d.jsonl"},
+     "data.text_column: 'text' is not a column of 'json', which has ['body']"),
+])
+def test_validate_of_a_training_file_reads_its_data_as_train_would(run_file, capsys, data,
+                                                                   message):
+    # validate said ok, and train refused the data once it read it.
+    folder = run_file.parent
+    (folder / "empty.txt").write_text("")
+    (folder / "latin1.txt").write_bytes("caf\xe9 ".encode("latin-1") * 200)
+    (folder / "d.jsonl").write_text('{"body": "to be or not to be"}\n' * 50)
+    raw = yaml.safe_load(run_file.read_text())
+    raw["data"] = {**data, "cache_dir": str(folder / "cache")}
+    run_file.write_text(yaml.safe_dump(raw))
+    assert main(["validate", str(run_file)]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "1 error(s)" in out and message in out, out
+    assert train_main(str(run_file)) == 2
+    assert message in " ".join(capsys.readouterr().err.split())
+
+
 def test_the_readmes_way_to_load_a_trained_model_works(run_file, capsys):
     # The README's snippet, run as it is written on a real run's checkpoint.
     assert train_main(str(run_file)) == 0
