@@ -77,6 +77,7 @@ from scaletune.search.space import (
 )
 from scaletune.search.storage import (
     engine_kwargs,
+    login_hint,
     make_storage,
     mask_url,
     scrub,
@@ -776,8 +777,9 @@ def stored_studies(url: str) -> tuple[optuna.storages.RDBStorage, list[optuna.St
             isinstance(c, OperationalError) or type(c).__name__ == "OperationalError"
             for c in chain)
         question = "" if unreachable else " (is it an Optuna storage?)"
+        why = scrub(first, url)
         raise ConfigError("storage", [f"storage: cannot list the studies in {shown}{question}: "
-                                      f"{scrub(first, url)}"]) from None
+                                      f"{why}{login_hint(why)}"]) from None
     return storage, studies
 
 

@@ -53,6 +53,7 @@ from scaletune.search.space import centers_outside, outside_ranges
 from scaletune.search.storage import (
     batch,
     check_storage,
+    login_hint,
     make_storage,
     mask_url,
     scrub,
@@ -130,9 +131,9 @@ def preflight(cfg: StudyConfig) -> Any:
         try:
             check_storage(cfg.storage)
         except Exception as e:  # noqa: BLE001 - any driver error means unreachable
+            why = scrub(first_line(e), cfg.storage)
             errors.append(unusable_url(e, cfg.storage) or (
-                f"storage: cannot open {mask_url(cfg.storage)}: "
-                f"{scrub(first_line(e), cfg.storage)}"))
+                f"storage: cannot open {mask_url(cfg.storage)}: {why}{login_hint(why)}"))
     if cfg.trainer.compile and cfg.workers.address in (None, "local"):  # trials run here
         from scaletune.trainer.loop import compiler_missing  # imports torch: only when asked
 

@@ -35,6 +35,15 @@ def mask_url(url: str) -> str:
     return _QUERY_PASSWORD.sub(r"\g<key>***", url)
 
 
+def login_hint(error: str) -> str:
+    """What to add to a database's refusal of the login (no password given, or a wrong one): where
+    the password goes. Empty for any other error."""
+    if "password" not in error:
+        return ""
+    return ("; a password the URL leaves out is read from ~/.pgpass on this machine "
+            "(HOST:PORT:DB:USER:PASSWORD, mode 600; PGPASSFILE names another file)")
+
+
 def scrub(text: str, url: str) -> str:
     """``text`` (say, a driver's error about ``url``) with the URL's password taken out.
 

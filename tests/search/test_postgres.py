@@ -140,7 +140,7 @@ def test_study_survives_its_server_connections_being_dropped(tmp_path, shakespea
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
 
 
-def test_a_refused_login_is_said_as_the_server_says_it(tmp_path, capsys, pg_url):
+def test_a_refused_login_is_said_as_the_server_says_it(tmp_path, capsys, pg_url, monkeypatch):
     from scaletune.search.cli import main
 
     url = make_url(pg_url)
@@ -152,3 +152,14 @@ def test_a_refused_login_is_said_as_the_server_says_it(tmp_path, capsys, pg_url)
     assert f"cannot list the studies in {mask_url(wrong)}: " in out
     assert "password authentication failed" in out and "Optuna storage?" not in out
     assert url.password not in out
+    # Rule: a login refused for its password says where one left out of the URL is read.
+    hint = "a password the URL leaves out is read from ~/.pgpass on this machine"
+    assert hint in out
+    nopass = f"postgresql://{url.username}@{url.host}:{url.port}/{url.database}"
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "no-pgpass"))  # whatever this machine has
+    study = tmp_path / "study.yaml"
+    study.write_text(f"name: no-password\nstorage: {nopass}\ntokens_per_trial: 4096\n"
+                     "n_trials: 1\nmodel: {n_layer: 1, n_head: 2, n_embd: 16, block_size: 16}\n")
+    assert main(["run", str(study)]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "no password supplied" in out and hint in out, out
