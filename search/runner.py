@@ -64,7 +64,13 @@ from scaletune.search.storage import (
 from scaletune.search.tracking import Tracker
 from scaletune.trainer.console import make_console
 from scaletune.trainer.data import prepare_data, unread_note, validation_note
-from scaletune.trainer.errors import ConfigError, DataError, StorageError, first_line
+from scaletune.trainer.errors import (
+    ConfigError,
+    DataError,
+    ScaletuneError,
+    StorageError,
+    first_line,
+)
 from scaletune.trainer.interrupt import DeferredInterrupt, Interrupted
 
 #: Failures of the machinery rather than of the trial: the trial is re-run with the same params.
@@ -806,7 +812,10 @@ def _finish(study: optuna.Study, r: TrialRun, cfg: StudyConfig) -> tuple[str, fl
 
 
 def _last_line(e: BaseException) -> str:
-    """The last non-empty line of an error (a traceback's last line names the error)."""
+    """The last non-empty line of an error (a traceback's last line names the error): whole
+    for scaletune's own errors, whose one line says what to do at its end; else cut at 300."""
     text = str(e).strip()
     lines = [ln for ln in text.splitlines() if ln.strip()]
-    return lines[-1][:300] if lines else type(e).__name__
+    if not lines:
+        return type(e).__name__
+    return lines[-1] if isinstance(e, ScaletuneError) else lines[-1][:300]

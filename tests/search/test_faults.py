@@ -578,6 +578,8 @@ def test_data_that_changes_under_a_running_study_stops_it_and_it_resumes(
     assert said in out, out
     assert ("the study stopped, with its trials queued again; put the data back and run the "
             "same command to resume)") in out
+    if change != "deleted":  # the whole line, to its advice (it was cut at 300 characters)
+        assert "restore the data to resume the study, or start a new one" in out, out
     cfg = validate_study(raw)
     study = load(cfg)
     assert n_finished(study) == 0  # the failure is not one of the three trials asked for
