@@ -96,10 +96,12 @@ from scaletune.trainer.data import (
     cache_dir,
     column_problem,
     download_notes,
+    holds_tokens,
     known_tokens,
     read_fingerprint,
     size_problem,
     split_sizes,
+    unwritable_cache,
     validation_note,
 )
 from scaletune.trainer.errors import (
@@ -462,7 +464,7 @@ def readable_data_problems(data: Any, block_size: int) -> tuple[list[str], str |
     without preparing it (data_problems' checks of the data itself, for a study's and a
     training file's validate), and the data's fingerprint where it is known."""
     try:
-        cache_dir(data)
+        cache = cache_dir(data)
     except DataError as e:
         return [str(e)], None
     try:
@@ -475,6 +477,8 @@ def readable_data_problems(data: Any, block_size: int) -> tuple[list[str], str |
         return [str(e)], None
     problems = [] if n_tokens is None else [size_problem(n_tokens, data, block_size)]
     problems.append(column_problem(data))
+    if not os.access(cache, os.W_OK) and not holds_tokens(data, fingerprint):
+        problems.append(unwritable_cache(data, cache, "read-only, or another user's"))
     return [p for p in problems if p], fingerprint
 
 

@@ -92,8 +92,16 @@ def prepare_data(cfg: DataConfig, block_size: int) -> TokenData:
     if meta is not None and not from_cache:  # cut short: tokenized again below
         _token_path(cache, meta).unlink(missing_ok=True)
     if not from_cache:
-        meta = _tokenize_into_cache(cfg, cache)
-        _write_atomic(record_path, json.dumps(meta, indent=1).encode())
+        try:
+            meta = _tokenize_into_cache(cfg, cache)
+        except OSError as e:  # a read-only cache (a text it cannot read is named by the reader)
+            if e.filename is None or Path(e.filename).parent != cache:
+                raise
+            raise DataError(unwritable_cache(cfg, cache, e.strerror or str(e))) from None
+        # The record only spares the next run a read of the text: a read-only cache that holds
+        # the tokens (a data file touched since it was filled) serves them all the same.
+        with contextlib.suppress(OSError):
+            _write_atomic(record_path, json.dumps(meta, indent=1).encode())
     if _token_path(cache, meta).stat().st_size == 0:
         raise DataError(size_problem(0, cfg, block_size))
     tokens = np.memmap(_token_path(cache, meta), dtype=np.dtype(meta["dtype"]), mode="r")
@@ -131,6 +139,14 @@ def _cached_tokens(cfg: DataConfig) -> tuple[int, dict[str, Any]] | None:
     if meta is None or not _intact(cache, meta):
         return None
     return _token_path(cache, meta).stat().st_size // np.dtype(meta["dtype"]).itemsize, meta
+
+
+def holds_tokens(cfg: DataConfig, fingerprint: str | None) -> bool:
+    """Whether the token cache holds this data's tokens: by its record, or by ``fingerprint``
+    (read_fingerprint's) where the record is of an earlier state of the files (touched since)."""
+    if _cached_tokens(cfg) is not None:
+        return True
+    return fingerprint is not None and any(cache_dir(cfg).glob(f"{fingerprint}.u*.bin"))
 
 
 def _byte_text_tokens(cfg: DataConfig) -> int | None:
@@ -251,17 +267,30 @@ def load_tokenizer_file(path: str) -> Any:
 
 def cache_dir(cfg: DataConfig) -> Path:
     """data.cache_dir, else $SCALETUNE_CACHE, else ~/.cache/scaletune."""
-    setting = ("data.cache_dir" if cfg.cache_dir else
-               "$SCALETUNE_CACHE" if os.environ.get("SCALETUNE_CACHE") else "the default cache")
     path = cfg.cache_dir or os.environ.get("SCALETUNE_CACHE") or Path.home() / ".cache" / "scaletune"
     path = Path(path).expanduser()
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # a file there, a folder that cannot be made or written
-        raise DataError(f"{setting} {str(path)!r}: cannot make the token cache's folder there "
-                        f"({e.strerror or e}): give a writable folder as data.cache_dir or "
-                        "$SCALETUNE_CACHE") from None
+        raise DataError(f"{_cache_setting(cfg)} {str(path)!r}: cannot make the token cache's "
+                        f"folder there ({e.strerror or e}): give a writable folder as "
+                        "data.cache_dir or $SCALETUNE_CACHE") from None
     return path
+
+
+def _cache_setting(cfg: DataConfig) -> str:
+    """Which setting chose the token cache's folder, as a message names it."""
+    return ("data.cache_dir" if cfg.cache_dir else
+            "$SCALETUNE_CACHE" if os.environ.get("SCALETUNE_CACHE") else "the default cache")
+
+
+def unwritable_cache(cfg: DataConfig, cache: Path, why: str) -> str:
+    """The line for a token cache this data's tokens cannot be written to (``why``: the OS's
+    reason), which a run that has to tokenize it refuses."""
+    return (f"{_cache_setting(cfg)} {str(cache)!r}: cannot write this data's tokens there "
+            f"({why}): give a writable folder as data.cache_dir or $SCALETUNE_CACHE, or fill "
+            "this one once where it can be written (a read-only cache that holds the tokens "
+            "serves them)")
 
 
 def sample_batch(

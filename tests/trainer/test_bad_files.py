@@ -7,6 +7,7 @@ files and checkpoints through ``train_main`` (which prints to stderr), as the co
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import sys
 import threading
 import time
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -409,6 +411,54 @@ def test_validate_of_a_training_file_reads_its_data_as_train_would(run_file, cap
     assert "1 error(s)" in out and message in out, out
     assert train_main(str(run_file)) == 2
     assert message in " ".join(capsys.readouterr().err.split())
+
+
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[None]:
+    """``folder`` read-only while the block runs: by its mode, or for root (whom modes do not
+    stop) by a read-only bind mount of it."""
+    if os.geteuid() != 0:
+        folder.chmod(0o500)
+        try:
+            yield
+        finally:
+            folder.chmod(0o700)
+        return
+    try:
+        subprocess.run(["mount", "--bind", folder, folder], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("root without a way to make a folder read-only (no bind mounts here)")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", folder], check=True,
+                       capture_output=True)
+        yield
+    finally:
+        subprocess.run(["umount", folder], check=True)
+
+
+def test_a_read_only_token_cache_serves_its_tokens_and_names_itself_when_it_cannot(
+        run_file, capsys):
+    # validate said ok; run failed with "data: [Errno 30] Read-only file system: '...tmp'"; and
+    # a cache that held the tokens failed once the data file was touched (its record rewritten).
+    raw = yaml.safe_load(run_file.read_text())
+    data = run_file.parent / "corpus.txt"  # a copy: the shared file's time is not this test's
+    data.write_bytes(Path(raw["data"]["path"]).read_bytes()[:200_000])
+    raw["data"]["path"] = str(data)
+    run_file.write_text(yaml.safe_dump(raw))
+    cache = run_file.parent / "cache"
+    cache.mkdir()
+    said = f"data.cache_dir '{cache}': cannot write this data's tokens there ("
+    with read_only(cache):
+        assert main(["validate", str(run_file)]) == 2
+        assert said in " ".join(capsys.readouterr().out.split())
+        assert train_main(str(run_file)) == 2
+        assert said in " ".join(capsys.readouterr().err.split())
+    assert train_main(str(run_file), overwrite=True) == 0  # fills the cache
+    os.utime(data, ns=(data.stat().st_atime_ns, data.stat().st_mtime_ns + 10**9))  # the same text, touched: the cache's record no longer names it
+    with read_only(cache):
+        assert main(["validate", str(run_file)]) == 0
+        assert train_main(str(run_file), overwrite=True) == 0
+    capsys.readouterr()
 
 
 def test_the_readmes_way_to_load_a_trained_model_works(run_file, capsys):
