@@ -134,6 +134,12 @@ def _auto_address(cfg: StudyConfig) -> str:
     would then end when that study ends and whose CPUs it shares. That one is never joined.
     """
     given = os.environ.get(ray._private.ray_constants.RAY_ADDRESS_ENVIRONMENT_VARIABLE, "")
+    if given.startswith(("http://", "https://")):  # Ray's own ValueError, as a traceback
+        raise ConfigError(cfg.source, [
+            f"workers.address: auto joins the cluster in RAY_ADDRESS, and RAY_ADDRESS={given} is "
+            "a Ray job server (what `run --detach`, `jobs`, `logs` and `stop` talk to): unset "
+            "RAY_ADDRESS to join the cluster `ray start` started here, give the head as "
+            "--address HOST:PORT, or give the job server as RAY_API_SERVER_ADDRESS instead"])
     if given:
         return "auto" if "://" in given else given
     try:

@@ -343,6 +343,22 @@ def test_auto_with_a_recorded_cluster_that_is_gone_is_refused_at_once(tmp_path, 
     assert not ray.is_initialized() and not cfg.folder.exists()
 
 
+def test_auto_with_a_job_server_in_ray_address_is_refused_in_a_line(tmp_path, capsys,
+                                                                    monkeypatch):
+    import ray
+
+    # RAY_ADDRESS, as the README lets the job commands read it: `run --address auto` ended in
+    # Ray's ValueError, a traceback.
+    monkeypatch.setenv("RAY_ADDRESS", "http://127.0.0.1:8265")
+    path, cfg = study_file(tmp_path)
+    code, out = run(capsys, str(path), "--address", "auto")
+    assert code == 2, out
+    assert ("workers.address: auto joins the cluster in RAY_ADDRESS, and "
+            "RAY_ADDRESS=http://127.0.0.1:8265 is a Ray job server") in out, out
+    assert "Traceback" not in out
+    assert not ray.is_initialized() and not cfg.folder.exists()
+
+
 def test_auto_never_joins_another_studys_private_cluster(tmp_path, capsys, monkeypatch):
     import subprocess
     import sys
