@@ -832,6 +832,13 @@ class StudyConfig(_Strict):
         "study" for a config built in code."""
         return self._source or "study"
 
+    @field_validator("sampler", "pruner", mode="before")
+    @classmethod
+    def _name_alone(cls, v: Any) -> Any:
+        # `pruner: none` or `sampler: random`, as notes and errors name them: the name alone
+        # (it was refused as "expected a mapping with name: one of ... 'none'").
+        return {"name": v} if isinstance(v, str) else v
+
     @field_validator("pruner", mode="before")
     @classmethod
     def _default_pruner_name(cls, v: Any) -> Any:

@@ -11,6 +11,7 @@ import yaml
 
 from scaletune.search.cli import main
 from scaletune.search.config import load_study, validate_study
+from scaletune.trainer.errors import ConfigError
 from tests.search.helpers import flat, tiny_study, write_study
 
 
@@ -886,3 +887,13 @@ def test_a_bad_searched_trainer_field_is_said_with_the_files_other_errors(tmp_pa
                  "'optim.beta2'?)", "search.other.model.norm: prior: auto exists for lr",
                  "sampler.name: Input should be 'tpe'"):
         assert line in out, out
+
+
+def test_a_sampler_or_pruner_given_by_its_name_alone_is_that_one(tmp_path, shakespeare):
+    # validate's notes say "or pruner: none"; written so, it was refused as "expected a mapping
+    # with name: one of ... 'none' (got 'none')".
+    study = tiny_study(tmp_path, shakespeare, pruner="none", sampler="random")
+    cfg = validate_study(study)
+    assert (cfg.pruner.name, cfg.sampler.name) == ("none", "random")
+    with pytest.raises(ConfigError, match=r"pruner.name: Input should be 'median'.* \(got 'nope'\)"):
+        validate_study({**study, "pruner": "nope"})
