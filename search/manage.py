@@ -783,7 +783,7 @@ def stored_studies(url: str) -> tuple[optuna.storages.RDBStorage, list[optuna.St
         question = "" if unreachable else " (is it an Optuna storage?)"
         why = scrub(first, url)
         raise ConfigError("storage", [f"storage: cannot list the studies in {shown}{question}: "
-                                      f"{why}{login_hint(why)}"]) from None
+                                      f"{why}{login_hint(why, url)}"]) from None
     return storage, studies
 
 

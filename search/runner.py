@@ -139,7 +139,7 @@ def preflight(cfg: StudyConfig) -> Any:
         except Exception as e:  # noqa: BLE001 - any driver error means unreachable
             why = scrub(first_line(e), cfg.storage)
             errors.append(unusable_url(e, cfg.storage) or (
-                f"storage: cannot open {mask_url(cfg.storage)}: {why}{login_hint(why)}"))
+                f"storage: cannot open {mask_url(cfg.storage)}: {why}{login_hint(why, cfg.storage)}"))
     if cfg.trainer.compile and cfg.workers.address in (None, "local"):  # trials run here
         from scaletune.trainer.loop import compiler_missing  # imports torch: only when asked
 

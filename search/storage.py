@@ -35,10 +35,11 @@ def mask_url(url: str) -> str:
     return _QUERY_PASSWORD.sub(r"\g<key>***", url)
 
 
-def login_hint(error: str) -> str:
-    """What to add to a database's refusal of the login (no password given, or a wrong one): where
-    the password goes. Empty for any other error."""
-    if "password" not in error:
+def login_hint(error: str, url: str) -> str:
+    """What to add to a database's refusal of the login of ``url`` (no password given, or a wrong
+    one), where the URL gives no password: where the password is read from. Empty for any other
+    error, or a URL with its password."""
+    if "password" not in error or _PASSWORD.match(url) or _QUERY_PASSWORD.search(url):
         return ""
     return ("; a password the URL leaves out is read from ~/.pgpass on this machine "
             "(HOST:PORT:DB:USER:PASSWORD, mode 600; PGPASSFILE names another file)")
