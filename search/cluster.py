@@ -197,7 +197,8 @@ def unreachable(address: str, error: BaseException | str, head: str | None = Non
                 f"or {alone} (auto never joins another study's own cluster)")
     check = ("is the head node up, with Ray's client server on that port (`ray start --head` "
              "serves it on 10001), open to this machine?" if address.startswith("ray://") else
-             "is the head node up, with Ray on that port (`ray start --head --port 6379`)?")
+             "is the head node up, with Ray on that port (`ray start --head --port "
+             f"{address.rpartition(':')[2] or 6379}`)?")
     return (f"workers.address: cannot join the Ray cluster at {address}: {said}; {check}"
             f"{' ' + token if token else ''} Or {alone}")
 

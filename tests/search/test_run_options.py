@@ -404,6 +404,9 @@ def test_the_address_checks_say_what_auto_needs_and_pass_a_listening_port():
     assert said.startswith("workers.address: auto joins the Ray cluster started on this machine "
                            "with `ray start` (or the one in RAY_ADDRESS), and none was recorded (")
     assert "): start one (`ray start --head`)" in said
+    # Rule: the port a head is asked to start on is the one given (it said 6379 for 6391).
+    said = unreachable("10.1.2.3:6391", ConnectionError("Failed to connect"))
+    assert "is the head node up, with Ray on that port (`ray start --head --port 6391`)?" in said
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
