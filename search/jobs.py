@@ -92,6 +92,13 @@ def client(url: str) -> Any:
     try:
         return JobSubmissionClient(url)
     except AuthenticationError:
+        stored = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")).expanduser()
+        if stored.is_file() and not os.environ.get("RAY_AUTH_MODE"):
+            # A head's own machine: the token is there, and Ray sends it only when told to.
+            raise SetupError(f"the Ray job server at {url} asks for the cluster's token: a token "
+                             f"is stored here ({stored}), which Ray presents only under "
+                             "RAY_AUTH_MODE=token: export RAY_AUTH_MODE=token (if it is this "
+                             "cluster's token) and run the command again") from None
         raise SetupError(f"the Ray job server at {url} asks for the cluster's token: set "
                          "RAY_AUTH_MODE=token and the token in RAY_AUTH_TOKEN (or in the file "
                          "RAY_AUTH_TOKEN_PATH names, by default ~/.ray/auth_token)") from None

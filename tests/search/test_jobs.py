@@ -375,3 +375,41 @@ def test_the_progress_of_an_ended_job_has_no_time_left():
              "41s")
     assert _progress(logs, "RUNNING") == tally + "  |  ETA ~60 s"
     assert _progress(logs, "FAILED") == tally
+
+
+def test_a_job_server_that_asks_for_a_token_says_where_this_machine_keeps_one(tmp_path,
+                                                                              monkeypatch):
+    import http.server
+    import threading
+
+    from scaletune.search.jobs import client
+    from scaletune.trainer.errors import SetupError
+
+    class Refuses(http.server.BaseHTTPRequestHandler):  # what a head under token auth answers
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(401)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Refuses)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    token = tmp_path / "auth_token"
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    try:
+        # Rule: on the head's machine (the token stored here), the one variable missing is named.
+        token.write_text(secrets.token_hex(16))
+        monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token))
+        with pytest.raises(SetupError, match=re.escape(
+                f"a token is stored here ({token}), which Ray presents only under "
+                "RAY_AUTH_MODE=token: export RAY_AUTH_MODE=token")):
+            client(url)
+        # Elsewhere, where the token comes from.
+        token.unlink()
+        with pytest.raises(SetupError, match=re.escape(
+                "set RAY_AUTH_MODE=token and the token in RAY_AUTH_TOKEN")):
+            client(url)
+    finally:
+        server.shutdown()
