@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +182,8 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
+        if not zipfile.is_zipfile(path):  # random bytes read as torch's legacy pickle format
+            raise SetupError(_damaged(path)) from None
         # weights_only refused a Python object that save_checkpoint never writes. torch's own
         # message suggests loading it anyway, which would run whatever code the file holds.
         raise SetupError(f"resume: {path} is not a scaletune checkpoint: it holds Python objects "
@@ -191,12 +194,16 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         raise SetupError(f"resume: cannot read {path}: {e.strerror}") from None
     except Exception:  # torch.load reports a malformed file as RuntimeError (its zip reader),
         # OSError (an empty file), EOFError, KeyError (the legacy format) and more
-        raise SetupError(f"resume: {path} is damaged (cut short or overwritten) and cannot be "
-                         "read; add --overwrite to start the run again from scratch") from None
+        raise SetupError(_damaged(path)) from None
     if not isinstance(ckpt, dict) or CHECKPOINT_KEYS - ckpt.keys():
         raise SetupError(f"resume: {path} is not a scaletune checkpoint (it lacks a run's config, "
                          "model or optimizer state); move it away, or start again with --overwrite")
     return ckpt
+
+
+def _damaged(path: Path) -> str:
+    return (f"resume: {path} is damaged (cut short or overwritten) and cannot be read; add "
+            "--overwrite to start the run again from scratch")
 
 
 def remove_leftover_writes(out_dir: Path) -> None:

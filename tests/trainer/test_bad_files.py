@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -252,8 +253,10 @@ def test_a_truncated_checkpoint_says_it_is_damaged_and_how_to_start_again(run_fi
     assert train_main(str(run_file)) == 0
     ckpt = run_file.parent / "out" / CHECKPOINT
     whole = ckpt.read_bytes()
-    for cut in (len(whole) // 2, 0):
-        ckpt.write_bytes(whole[:cut])
+    # Cut short, empty, or overwritten with noise (which torch reads as its legacy pickle format,
+    # and which was said to hold Python objects that could run code).
+    for damaged in (whole[:len(whole) // 2], b"", random.Random(0).randbytes(len(whole))):
+        ckpt.write_bytes(damaged)
         capsys.readouterr()
         err = train_errors(run_file, capsys, resume=True)
         assert len(err) == 1 and f"{ckpt} is damaged" in err[0] and "--overwrite" in err[0]
