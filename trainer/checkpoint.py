@@ -155,7 +155,10 @@ def load_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: to
                          f"{shown}{more}: undo the change to resume, or start the run afresh "
                          "(--overwrite, or another out_dir)")
     if ckpt["fingerprint"] != fingerprint:
-        raise SetupError(f"resume: {path} was trained on data {ckpt['fingerprint']}, not {fingerprint}")
+        raise SetupError(f"resume: {path} was trained on data {ckpt['fingerprint']}, and the "
+                         f"data reads as {fingerprint} now (its files changed since): restore "
+                         "the data to resume, or start the run afresh (--overwrite, or another "
+                         "out_dir)")
     from torch.distributed.checkpoint.state_dict import (  # see save_checkpoint
         StateDictOptions,
         set_model_state_dict,

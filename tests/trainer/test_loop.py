@@ -313,7 +313,9 @@ def test_resume_follows_moved_data_files_but_refuses_other_data(tiny, tmp_path, 
     at_new_place = cfg.model_copy(update={"data": cfg.data.model_copy(update={"data_files": str(moved)})})
     assert train(at_new_place, resume=True).steps == 8
     moved.write_text(moved.read_text()[: len(moved.read_text()) // 2])  # other data
-    with pytest.raises(ValueError, match="trained on data"):
+    # Rule: refused, with the two ways on (it named the two fingerprints alone).
+    with pytest.raises(ValueError, match=r"trained on data .*: restore the data to resume, or "
+                                         r"start the run afresh \(--overwrite"):
         train(at_new_place, resume=True)
 
 
