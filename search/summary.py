@@ -284,5 +284,7 @@ def pruning_saved(pruning: dict[str, Any]) -> str:
     text = (f"pruning saved {pruning['tokens_saved']:,} tokens ({pruning['fraction_saved']:.0%}) "
             f"in {n} pruned trial{'' if n == 1 else 's'}")
     if d := pruning.get("diverged_trials", 0):
-        text += f"; {d} diverged trial{'' if d == 1 else 's'} not counted"
+        one = d == 1
+        text += (f"; the tokens {'a' if one else d} diverged trial{'' if one else 's'} did not "
+                 "train are not counted as saved")
     return text

@@ -164,7 +164,8 @@ def test_a_study_none_of_whose_trials_completed_says_why_and_offers_no_export(tm
     # There is nothing to export: the next commands leave it out.
     assert f"scaletune report {path}" in printed and "scaletune export" not in printed
     # What the diverged trials left untrained is not pruning's saving (it read 100%).
-    assert "pruning saved 0 tokens (0%) in 0 pruned trials; 2 diverged trials not counted" in printed
+    assert ("pruning saved 0 tokens (0%) in 0 pruned trials; the tokens 2 diverged trials did "
+            "not train are not counted as saved") in printed
     # The trials row says so too (it read "2 pruned", then "in 0 pruned trials").
     assert "trials   2 diverged" in printed
     # And the live view's tally (it read "done 0  pruned 2"), which `scaletune jobs` reads back.
@@ -182,8 +183,8 @@ def test_a_study_none_of_whose_trials_completed_says_why_and_offers_no_export(tm
     printed = console.export_text()
     assert "note:" not in printed
     saved = cfg.tokens_per_trial - cfg.tokens_per_trial // 4
-    assert (f"pruning saved {saved:,} tokens (75%) in 1 pruned trial; 2 diverged trials not "
-            "counted") in printed
+    assert (f"pruning saved {saved:,} tokens (75%) in 1 pruned trial; the tokens 2 diverged "
+            "trials did not train are not counted as saved") in printed
     assert "trials   1 pruned, 2 diverged" in printed
     # A failure queued again, said alike by run's summary and the report's.
     from scaletune.search.report import summary_rows
