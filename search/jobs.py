@@ -337,7 +337,8 @@ def _ended(jobs: Any, job_id: str, target: str, url: str, console: Console) -> i
     study = study or "STUDY.yaml"
     _printer(console)(f"Ray job {job_id} ended {status}" + (f": {why}" if why else "")
                       + f"; resume it with  scaletune run {shlex.quote(study)} --detach"
-                      + _address_flag(None if url == named else url))
+                      + _address_flag(None if url == named else url)
+                      + _launch_flags(info.entrypoint))
     return 1
 
 
@@ -362,8 +363,21 @@ def stop(url: str, target: str, console: Console) -> int:
     study = "STUDY.yaml" if is_job_id(target) else target
     named = None if is_job_id(target) else load_study(target).workers.job_server
     out(f"resume it with  scaletune run {shlex.quote(study)} --detach"
-        f"{_address_flag(None if url == named else url)}")
+        f"{_address_flag(None if url == named else url)}"
+        f"{_launch_flags(jobs.get_job_info(job_id).entrypoint)}")
     return 0
+
+
+RESUMED_WITH = ("--n-trials", "--max-concurrent", "--storage")
+"""The launch options of a job (entrypoint's) that its resume command repeats: without them it
+resumes another study (--storage) or asks for other trials than the launch did."""
+
+
+def _launch_flags(command: str | None) -> str:
+    """`` --n-trials 10``: the options in RESUMED_WITH of a job's ``command`` (entrypoint's)."""
+    words = shlex.split(command or "")
+    pairs = zip(words, words[1:], strict=False)
+    return "".join(f" {flag} {shlex.quote(value)}" for flag, value in pairs if flag in RESUMED_WITH)
 
 
 def _address_flag(url: str | None) -> str:

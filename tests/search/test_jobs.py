@@ -121,6 +121,15 @@ def test_the_job_runs_the_study_file_at_its_path_joined_to_its_cluster():
                          {"--n-trials": 6, "--max-concurrent": None, "--storage": None})
     # The same `scaletune run`, quoted for the shell, with `auto` for the cluster it runs on.
     assert command == "scaletune run '/shared/my studies/s.yaml' --address auto --n-trials 6"
+    # Rule: the command that resumes a stopped job repeats its trials and storage (it dropped
+    # --n-trials, and the job it submitted had nothing to run).
+    from scaletune.search.jobs import _launch_flags
+
+    command = entrypoint(Path("/s.yaml"), {"--n-trials": 10, "--max-concurrent": 4,
+                                            "--storage": "postgresql://u@db host:5432/s"})
+    assert _launch_flags(command) == (" --n-trials 10 --max-concurrent 4 --storage "
+                                      "'postgresql://u@db host:5432/s'")
+    assert _launch_flags(None) == ""
 
 
 class _StartingHead:
