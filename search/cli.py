@@ -73,9 +73,18 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     if args.repeat_best and not args.detach:  # a detached study's storage may be the cluster's
         _check_repeatable(cfg, args.study)  # what the run refuses, the dry run too
     if args.dry_run:
+        from scaletune.search.config import job_server_problem
         from scaletune.search.manage import print_plan
 
+        if not args.detach and (problem := job_server_problem(cfg)):  # as the run refuses it
+            raise ConfigError(args.study, [problem])
         print_plan(cfg, console, repeat_best=args.repeat_best)
+        if args.detach:
+            from scaletune.search.jobs import job_server
+
+            console.print(f"detach    submitted as a Ray job to {job_server(cfg, args.address)}: "
+                          "the driver runs on the cluster, and this command returns",
+                          markup=False, highlight=False)
         return 0
     if args.detach:
         from scaletune.search.jobs import job_server, submit

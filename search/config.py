@@ -933,6 +933,16 @@ class StudyConfig(_Strict):
                    for cfg in (self, unset))
 
 
+def job_server_problem(cfg: StudyConfig) -> str | None:
+    """Why a study whose workers.address is a job server's URL is not run from here (it is for
+    `run --detach`), else None."""
+    if not cfg.workers.job_server:
+        return None
+    return (f"workers.address: {cfg.workers.job_server} is a Ray cluster's job server: "
+            "`scaletune run --detach` hands the driver to that cluster; to drive the study from "
+            "here, give auto or ray://HOST:10001")
+
+
 TAU_LIKE_LAMBDA = 1.0
 """A tau range whose top is at most this reads as one meant as AdamW weight decay: named by
 ``_range_errors`` where it is invalid as tau, and by ``search.space.centers_outside`` where it

@@ -31,7 +31,12 @@ from rich.console import Console
 
 from scaletune.search import lease
 from scaletune.search.cluster import init_ray
-from scaletune.search.config import StudyConfig, check_study_files, stored_study_attrs
+from scaletune.search.config import (
+    StudyConfig,
+    check_study_files,
+    job_server_problem,
+    stored_study_attrs,
+)
 from scaletune.search.fit import laws_fit_note
 from scaletune.search.noise import finished_of, n_repeats, queue_repeats, trials_asked
 from scaletune.search.plan import (
@@ -96,11 +101,7 @@ DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG)
 
 def preflight(cfg: StudyConfig) -> Any:
     """Checks that need the outside world, done before anything is written anywhere."""
-    errors = []
-    if cfg.workers.job_server:
-        errors.append(f"workers.address: {cfg.workers.job_server} is a Ray cluster's job server: "
-                      "`scaletune run --detach` hands the driver to that cluster; to drive the "
-                      "study from here, give auto or ray://HOST:10001")
+    errors = [problem] if (problem := job_server_problem(cfg)) else []
     if cfg.storage is None:
         errors += _folder_errors(cfg.folder)
         database = sqlite_path(cfg.storage_url)

@@ -156,6 +156,19 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
             f"{6 * 12_288 * 163_840:.3g} FLOPs (6ND, N = 12,288 non-embedding params)") in out
 
 
+def test_dry_run_with_a_job_server_says_what_the_run_would_do(tmp_path, capsys):
+    path, cfg = study_file(tmp_path)
+    server = "http://127.0.0.1:8265"
+    # Rule: without --detach, refused as the run refuses it (the dry run printed a plan).
+    code, out = run(capsys, str(path), "--dry-run", "--address", server)
+    assert code == 2 and f"workers.address: {server} is a Ray cluster's job server" in out, out
+    # Rule: with --detach, the plan says the driver goes to the cluster as a Ray job.
+    code, out = run(capsys, str(path), "--dry-run", "--detach", "--address", server)
+    assert code == 0, out
+    assert f"detach submitted as a Ray job to {server}: the driver runs on the cluster" in out
+    assert not cfg.folder.exists()
+
+
 def test_dry_run_says_which_values_of_the_first_trial_have_no_prior(tmp_path, capsys):
     # Trial 0 was said to be the priors' center; its search.other values are the sampler's.
     search = {"lr": {"prior": "auto"}, "dropout": {"value": 0.0}, "batch_size": {"value": 8},
