@@ -212,13 +212,19 @@ def _address_file() -> str:
         return "Ray's temporary folder"
 
 
-def _token_hint() -> str | None:
-    """What to set where this process did not present Ray's token and may have needed one."""
+def presents_token() -> bool | None:
+    """Whether this process presents Ray's token (its authentication mode, as Ray read it, is
+    token); None for a Ray without token authentication."""
     try:
         from ray._raylet import AuthenticationMode, get_authentication_mode
-    except ImportError:  # a Ray without token authentication
+    except ImportError:
         return None
-    if get_authentication_mode() == AuthenticationMode.TOKEN:
+    return get_authentication_mode() == AuthenticationMode.TOKEN
+
+
+def _token_hint() -> str | None:
+    """What to set where this process did not present Ray's token and may have needed one."""
+    if presents_token() in (None, True):
         return None
     return ("A cluster under Ray's token authentication (which `ray start` turns on by default in "
             "Ray 2.60) needs RAY_AUTH_MODE=token here, with its token in RAY_AUTH_TOKEN or in "

@@ -92,8 +92,10 @@ def client(url: str) -> Any:
     try:
         return JobSubmissionClient(url)
     except AuthenticationError:
+        from scaletune.search.cluster import presents_token
+
         stored = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")).expanduser()
-        if stored.is_file() and not os.environ.get("RAY_AUTH_MODE"):
+        if stored.is_file() and presents_token() is False:
             # A head's own machine: the token is there, and Ray sends it only when told to.
             raise SetupError(f"the Ray job server at {url} asks for the cluster's token: a token "
                              f"is stored here ({stored}), which Ray presents only under "
