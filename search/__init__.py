@@ -19,14 +19,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 # The errors every function here raises, to catch by kind (light: no torch, no Optuna).
-from scaletune.trainer.errors import (
-    ConfigError,
-    DataError,
-    ScaletuneError,
-    SetupError,
-    StorageError,
-    StudyStateError,
-)
+from scaletune.trainer import errors as _errors
+from scaletune.trainer.errors import *  # noqa: F403 - errors.__all__, listed there once
 
 if TYPE_CHECKING:
     from scaletune.search.config import StudyConfig, load_study, validate_study
@@ -53,12 +47,7 @@ _HOME = {
 """Each public name and the module of this package that defines it."""
 
 __all__ = [
-    "ConfigError",
-    "DataError",
-    "ScaletuneError",
-    "SetupError",
-    "StorageError",
-    "StudyStateError",
+    *_errors.__all__,
     "StudyConfig",
     "export_study",
     "load_ladder",

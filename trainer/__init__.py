@@ -11,14 +11,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 # The errors every function here raises, to catch by kind (light: no torch, no Optuna).
-from scaletune.trainer.errors import (
-    ConfigError,
-    DataError,
-    ScaletuneError,
-    SetupError,
-    StorageError,
-    StudyStateError,
-)
+from scaletune.trainer import errors as _errors
+from scaletune.trainer.errors import *  # noqa: F403 - errors.__all__, listed there once
 
 if TYPE_CHECKING:
     from scaletune.trainer.config import TrainConfig
@@ -34,12 +28,7 @@ _HOME = {
 """Each public name and the module of this package that defines it."""
 
 __all__ = [
-    "ConfigError",
-    "DataError",
-    "ScaletuneError",
-    "SetupError",
-    "StorageError",
-    "StudyStateError",
+    *_errors.__all__,
     "Result",
     "TrainConfig",
     "prepare_data",

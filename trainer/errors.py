@@ -15,6 +15,10 @@ They live in trainer/ because it is the bottom layer: search/ and the trainer sh
 
 from __future__ import annotations
 
+__all__ = ["ConfigError", "DataError", "ScaletuneError", "SetupError", "StorageError",
+           "StudyStateError"]
+"""The kinds a user catches; scaletune.search and scaletune.trainer export them as their own."""
+
 
 class ScaletuneError(Exception):
     """Base of the errors above."""
