@@ -477,7 +477,7 @@ def trial_config(
             _set(raw, hp.target, target)
             derived[hparams.owner(hp).name] = target
         train_cfg = TrainConfig.model_validate(raw)
-    steps = math.ceil(train_cfg.tokens / train_cfg.tokens_per_step)
+    steps = train_cfg.steps
     derived.update(
         steps=steps,
         warmup_steps=warmup_steps(train_cfg.optim.warmup_frac, steps),  # as the trainer counts

@@ -464,7 +464,7 @@ class TrainConfig(_Strict):
                 "out_dir is not set: the run saves nothing, no checkpoint and no metrics log "
                 + (f"({', '.join(ignored)} ignored) " if ignored else "")
                 + "and `--resume` has nothing to continue; set out_dir to keep the trained model")
-        steps = -(-self.tokens // self.tokens_per_step)
+        steps = self.steps
         trained = steps * self.tokens_per_step
         if trained > self.tokens * (1 + ROUNDED_UP_NOTED):
             notes.append(
@@ -503,6 +503,11 @@ class TrainConfig(_Strict):
     @property
     def tokens_per_step(self) -> int:
         return self.batch_size * self.model.block_size
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps the run trains: whole steps, the last of which may go past tokens."""
+        return -(-self.tokens // self.tokens_per_step)
 
 
 ROUNDED_UP_NOTED = 0.05

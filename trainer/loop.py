@@ -355,7 +355,7 @@ def _set_up(config: TrainConfig, resume: bool, data_fingerprint: str | None = No
     return _Run(
         rank=rank, world=world, device=device, dtype=dtype, out_dir=out_dir, lead=rank == 0,
         local=local, micro=min(micro, local), tokens_per_step=config.tokens_per_step,
-        total_steps=math.ceil(config.tokens / config.tokens_per_step),
+        total_steps=config.steps,
         eval_every=config.eval_every_tokens or math.ceil(config.tokens / 10),
         ckpt_every=config.checkpoint_every_tokens if out_dir else None,
         ckpt_path=out_dir / CHECKPOINT if out_dir else None,
