@@ -261,7 +261,9 @@ class DataConfig(_Strict):
     path: str | None = None
     """A text file or a glob of them (source == 'text'); relative paths resolve against the config file."""
     dataset: str | None = None
-    """Hub id, or a `datasets` builder name such as 'text'/'json' with data_files (source == 'hf')."""
+    """Hub id, a `datasets` builder name such as 'text'/'json' with data_files, or a local folder:
+    a dataset saved with `save_to_disk`, or data files `datasets` reads (source == 'hf'). A folder
+    is taken from the config file's folder when it is there (or written ./name, ../name)."""
     data_files: str | list[str] | None = None
     """Files for the dataset (source == 'hf'): local files for the builders text/json/csv/parquet/
     arrow (relative paths resolve against the config file), or files in a hub dataset's repository."""
@@ -288,13 +290,15 @@ class DataConfig(_Strict):
     val_windows: int = Field(64, ge=1)
     """Number of fixed held-out windows every evaluation averages over (same for every run)."""
     cache_dir: str | None = None
-    """Where tokenized memmaps are cached (a relative path is taken from the current folder); None
-    means $SCALETUNE_CACHE or ~/.cache/scaletune."""
+    """Where tokenized memmaps are cached (a relative path is taken from the config file's folder);
+    None means $SCALETUNE_CACHE or ~/.cache/scaletune."""
 
     def resolved(self, base: Path) -> DataConfig:
         """This config with its relative local paths made absolute against ``base``: ``path``, a
-        tokenizer file, and ``data_files`` of the local-file builders (a hub dataset's data_files
-        name files in its repository, and URLs are left as they are)."""
+        tokenizer file, ``data_files`` of the local-file builders (a hub dataset's data_files
+        name files in its repository, and URLs are left as they are), ``cache_dir``, and a
+        ``dataset`` that is a folder there or is written as a path (./name, ../name: a hub id
+        such as org/name is left as it is)."""
 
         def absolute(p: str) -> str:
             if "://" in p:
@@ -311,6 +315,11 @@ class DataConfig(_Strict):
             files = self.data_files
             update["data_files"] = (absolute(files) if isinstance(files, str)
                                     else [absolute(f) for f in files])
+        elif self.dataset and (self.dataset.startswith(("./", "../", "~"))
+                               or (base / self.dataset).is_dir()):
+            update["dataset"] = absolute(self.dataset)
+        if self.cache_dir:
+            update["cache_dir"] = absolute(self.cache_dir)
         return self.model_copy(update=update)
 
     def file_errors(self) -> list[str]:
@@ -331,6 +340,10 @@ class DataConfig(_Strict):
                 text_files(pattern)
             except ValueError as e:
                 errors.append(f"{key}: {e}")
+        if (self.source == "hf" and self.dataset and Path(self.dataset).is_absolute()
+                and not os.path.exists(self.dataset)):  # a path, not a hub id (resolved)
+            errors.append(f"data.dataset: no folder {self.dataset!r} (a local dataset: a folder "
+                          "saved with save_to_disk, or of data files)")
         if is_tokenizer_file(self.tokenizer):
             if problem := tokenizer_file_error(self.tokenizer):
                 errors.append(problem)

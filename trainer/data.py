@@ -558,10 +558,15 @@ def _hf_documents(cfg: DataConfig) -> list[str]:
     # With max_documents the split is streamed: only its first rows are downloaded and read (a
     # 2M-document slice of a hub corpus does not fetch the whole corpus first).
     streaming = cfg.max_documents is not None
+    if saved := saved_dataset(cfg.dataset):
+        streaming = False  # memory-mapped: max_documents takes the first rows below
     try:
         with _bars_on_terminal_only(datasets):
-            ds = datasets.load_dataset(cfg.dataset, cfg.name, data_files=cfg.data_files,
-                                       split=cfg.split, streaming=streaming, **kwargs)
+            if saved:
+                ds = _load_saved(cfg, saved)
+            else:
+                ds = datasets.load_dataset(cfg.dataset, cfg.name, data_files=cfg.data_files,
+                                           split=cfg.split, streaming=streaming, **kwargs)
         if streaming:  # keep only the text of each row
             texts, columns = [], ds.column_names
             for row in ds.take(cfg.max_documents):
@@ -579,12 +584,42 @@ def _hf_documents(cfg: DataConfig) -> list[str]:
         columns = ds.column_names
     if columns is not None and cfg.text_column not in columns:
         raise DataError(_no_column(cfg, columns))
+    if saved and cfg.max_documents is not None:
+        ds = ds.select(range(min(cfg.max_documents, len(ds))))
     docs = [t for t in (texts if streaming else ds[cfg.text_column]) if t]
     if odd := next((t for t in docs if not isinstance(t, str)), None):
         feature = ds.features.get(cfg.text_column) if getattr(ds, "features", None) else None
         kind = getattr(feature, "dtype", None) or type(odd).__name__  # int64, dict, list
         raise DataError(_not_text(cfg, kind, odd, columns))
     return docs
+
+
+def saved_dataset(dataset: str | None) -> str | None:
+    """What a local folder saved with `datasets`' ``save_to_disk`` holds: 'dataset' (one split,
+    ``Dataset.save_to_disk``) or 'splits' (``DatasetDict.save_to_disk``); None for anything else
+    (a hub id, a builder, a folder of data files), which ``load_dataset`` reads."""
+    if not dataset:
+        return None
+    folder = Path(os.path.expanduser(dataset))
+    if (folder / "dataset_dict.json").is_file():
+        return "splits"
+    if (folder / "state.json").is_file() and (folder / "dataset_info.json").is_file():
+        return "dataset"
+    return None
+
+
+def _load_saved(cfg: DataConfig, saved: str) -> Any:
+    """A ``save_to_disk`` folder, memory-mapped: its one dataset (``split`` does not apply), or
+    the split ``split`` of its splits (``load_dataset`` refuses the first kind)."""
+    import datasets
+
+    ds = datasets.load_from_disk(os.path.expanduser(cfg.dataset))
+    if saved == "dataset":
+        return ds
+    if cfg.split not in ds:
+        raise DataError(f"data.split: {cfg.split!r} is not a split of the saved dataset "
+                        f"{cfg.dataset!r}; its splits: {', '.join(ds)}")
+    return ds[cfg.split]
 
 
 def _describe_source(cfg: DataConfig) -> dict[str, Any]:
@@ -605,6 +640,9 @@ def _describe_source(cfg: DataConfig) -> dict[str, Any]:
             "hf": [cfg.dataset, cfg.name, cfg.split, cfg.text_column, cfg.max_documents],
             "data_files": [entry for f in files for entry in (_local_stats(f) if local else [f])],
         }
+        folder = os.path.expanduser(cfg.dataset)
+        if not local and os.path.isdir(folder):  # a local folder: its files, as data_files'
+            desc["folder"] = _local_stats(folder)
     return {**desc, "tokenizer": tokenizer_key(cfg.tokenizer)}
 
 
@@ -731,7 +769,10 @@ def column_problem(cfg: DataConfig) -> str | None:
     """For `scaletune validate`: a ``text_column`` that the first local file of a csv, json or
     parquet dataset does not have, or that holds numbers or records rather than text (what the
     run refuses once `datasets` has read every file), from that file alone; None where it has a
-    column of text or its columns are not known so."""
+    column of text or its columns are not known so. A folder saved with ``save_to_disk`` is
+    opened (memory-mapped, nothing read whole): its split, column and the column's type."""
+    if cfg.source == "hf" and (saved := saved_dataset(cfg.dataset)):
+        return _saved_problem(cfg, saved)
     if cfg.source != "hf" or cfg.dataset not in ("csv", "json", "parquet") or not cfg.data_files:
         return None
     files = [cfg.data_files] if isinstance(cfg.data_files, str) else list(cfg.data_files)
@@ -747,6 +788,22 @@ def column_problem(cfg: DataConfig) -> str | None:
     if columns and cfg.text_column not in columns:
         return _no_column(cfg, columns)
     return _not_text(cfg, odd[0], odd[1], columns) if odd else None
+
+
+def _saved_problem(cfg: DataConfig, saved: str) -> str | None:
+    try:
+        ds = _load_saved(cfg, saved)
+    except DataError as e:
+        return str(e)
+    except Exception:  # noqa: BLE001 - a folder it cannot open: the run says why
+        return None
+    if cfg.text_column not in ds.column_names:
+        return _no_column(cfg, ds.column_names)
+    kind = getattr(ds.features[cfg.text_column], "dtype", None)
+    if kind in ("string", "large_string") or len(ds) == 0:
+        return None
+    return _not_text(cfg, kind or type(ds.features[cfg.text_column]).__name__,
+                     ds[0][cfg.text_column], ds.column_names)
 
 
 CHECK_CSV_LIMIT = 64 * 2**20  # the largest csv file whose whole column validate reads

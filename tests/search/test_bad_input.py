@@ -897,3 +897,33 @@ def test_a_sampler_or_pruner_given_by_its_name_alone_is_that_one(tmp_path, shake
     assert (cfg.pruner.name, cfg.sampler.name) == ("none", "random")
     with pytest.raises(ConfigError, match=r"pruner.name: Input should be 'median'.* \(got 'nope'\)"):
         validate_study({**study, "pruner": "nope"})
+
+
+def test_a_saved_dataset_beside_the_study_file_validates_and_dry_runs_from_any_folder(
+        tmp_path, shakespeare, capsys, monkeypatch):
+    # `dataset: corpus`, a folder saved with save_to_disk beside the study file, was looked for
+    # in the folder the command ran in, and load_dataset refused it ("use load_from_disk").
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    home = tmp_path / "project"
+    home.mkdir()
+    text = shakespeare.read_text()[:120_000]
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(
+        {"body": [text[i:i + 4_000] for i in range(0, len(text), 4_000)]})}).save_to_disk(
+        str(home / "corpus"))
+    study = tiny_study(home, shakespeare)
+    study["data"] = {"source": "hf", "dataset": "corpus", "text_column": "content",
+                     "cache_dir": "tokens", "tokenizer": "byte", "val_windows": 16}
+    path = write_study(home, study)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["validate", str(path)]) == 2
+    assert (f"data.text_column: 'content' is not a column of {str(home / 'corpus')!r}, which "
+            "has ['body']") in " ".join(capsys.readouterr().out.split())
+    study["data"]["text_column"] = "body"
+    path = write_study(home, study)
+    assert main(["validate", str(path)]) == 0
+    assert main(["run", str(path), "--dry-run"]) == 0
+    assert (home / "tokens").is_dir() and not (elsewhere / "tokens").exists()

@@ -412,3 +412,49 @@ def test_hf_glob_sees_added_and_edited_files(tmp_path, monkeypatch):
     second = prepare_data(cfg, block_size=32)
     assert not second.from_cache and second.fingerprint != first.fingerprint
     assert second.n_train_tokens + second.n_val_tokens == 6002  # both files, a blank line between
+
+
+def test_a_folder_saved_with_save_to_disk_is_read_and_its_edits_make_new_tokens(
+        tmp_path, monkeypatch):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    one = datasets.Dataset.from_dict({"body": [f"document {i} " * 20 for i in range(6)]})
+    one.save_to_disk(str(tmp_path / "one"))
+    cfg = DataConfig(source="hf", dataset=str(tmp_path / "one"), text_column="body",
+                     cache_dir=str(tmp_path / "cache"))
+    # load_dataset refuses a Dataset saved so ("use load_from_disk"); a run read nothing.
+    assert read_documents(cfg) == [f"document {i} " * 20 for i in range(6)]
+    assert read_documents(cfg.model_copy(update={"max_documents": 2})) == [
+        f"document {i} " * 20 for i in range(2)]
+    first = prepare_data(cfg, block_size=16)
+    assert prepare_data(cfg, block_size=16).from_cache
+    # Saved again with other text: the cache entry was keyed on the folder's name alone, and
+    # served the old tokens.
+    datasets.Dataset.from_dict({"body": ["other text " * 40] * 6}).save_to_disk(
+        str(tmp_path / "one"))
+    second = prepare_data(cfg, block_size=16)
+    assert not second.from_cache and second.fingerprint != first.fingerprint
+
+    splits = datasets.DatasetDict({"train": one, "held": one.select(range(2))})
+    splits.save_to_disk(str(tmp_path / "splits"))
+    held = cfg.model_copy(update={"dataset": str(tmp_path / "splits"), "split": "held"})
+    assert read_documents(held) == [f"document {i} " * 20 for i in range(2)]
+    with pytest.raises(DataError, match=r"data.split: 'test' is not a split of the saved "
+                                        r"dataset .*splits'; its splits: train, held"):
+        read_documents(held.model_copy(update={"split": "test"}))
+
+
+def test_a_dataset_folder_and_the_cache_are_taken_from_the_config_files_folder(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    cfg = DataConfig(source="hf", dataset="corpus", cache_dir="tokens").resolved(tmp_path)
+    assert (cfg.dataset, cfg.cache_dir) == (str(tmp_path / "corpus"), str(tmp_path / "tokens"))
+    # A hub id stays one; a path written as one is the file's even before it exists.
+    assert DataConfig(source="hf", dataset="org/corpus").resolved(tmp_path).dataset == "org/corpus"
+    assert (DataConfig(source="hf", dataset="./later").resolved(tmp_path).dataset
+            == str(tmp_path / "later"))
+    # A folder that is not there is named before a run asks the hub for it.
+    gone = DataConfig(source="hf", dataset="./gone").resolved(tmp_path)
+    assert gone.file_errors() == [f"data.dataset: no folder {str(tmp_path / 'gone')!r} (a local "
+                                  "dataset: a folder saved with save_to_disk, or of data files)"]
+    assert DataConfig(source="hf", dataset="org/corpus").resolved(tmp_path).file_errors() == []
