@@ -747,7 +747,7 @@ FINGERPRINTED = ("model", "data", "trainer", "tokens_per_trial", "eval_every_tok
 """The sections of a study file that decide what its trials train: a study resumes only when
 they are unchanged (StudyConfig.fingerprint)."""
 NOT_FINGERPRINTED = ("trainer.cpu_matmul", "trainer.micro_batch_size", "data.path",
-                     "data.data_files", "data.cache_dir")
+                     "data.data_files", "data.cache_dir", "data.val_path")
 """Keys inside those sections left out of the fingerprint: a kernel choice, whose results agree
 up to float32 summation order and whose "auto" picks by the machine a study resumes on; the
 micro-batch, which splits each step's batch for gradient accumulation (the same batch and
@@ -764,7 +764,7 @@ NOT_FINGERPRINTED_BEFORE = (
 recorded (StudyConfig.fingerprint_matches)."""
 
 
-UNSET_NOT_FINGERPRINTED = ("data.train_tokens",)
+UNSET_NOT_FINGERPRINTED = ("data.train_tokens", "data.val_path", "data.val_split")
 """Keys added after studies were first recorded, left out of the fingerprint while unset (None),
 so that a study recorded before them still resumes."""
 

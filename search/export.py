@@ -316,8 +316,9 @@ def repeated_data_note(
 
 def _absolute_data(cfg: TrainConfig) -> Any:
     data = cfg.data
-    if data.path:  # written without the study file's ../ (a/b/../../c read as it is)
-        data = data.model_copy(update={"path": str(Path(data.path).resolve())})
+    for key in ("path", "val_path"):  # written without the study file's ../ (a/b/../../c)
+        if getattr(data, key):
+            data = data.model_copy(update={key: str(Path(getattr(data, key)).resolve())})
     if data.cache_dir and not Path(data.cache_dir).is_absolute():
         data = data.model_copy(update={"cache_dir": str(Path(data.cache_dir).resolve())})
     return data

@@ -103,6 +103,7 @@ from scaletune.trainer.data import (
     split_sizes,
     unwritable_cache,
     validation_note,
+    validation_part,
 )
 from scaletune.trainer.errors import (
     ConfigError,
@@ -467,15 +468,19 @@ def readable_data_problems(data: Any, block_size: int) -> tuple[list[str], str |
         cache = cache_dir(data)
     except DataError as e:
         return [str(e)], None
+    held = validation_part(data)
     try:
         n_tokens = known_tokens(data)
+        n_val = known_tokens(held) if held else None
     except (DataError, OSError):  # a missing file: the file checks name it
         return [], None
+    if held and n_val is None:
+        n_tokens = None  # the sizes are known of both parts, or checked when they are prepared
     try:
         fingerprint = read_fingerprint(data)
     except DataError as e:
         return [str(e)], None
-    problems = [] if n_tokens is None else [size_problem(n_tokens, data, block_size)]
+    problems = [] if n_tokens is None else [size_problem(n_tokens, data, block_size, n_val)]
     problems.append(column_problem(data))
     if not os.access(cache, os.W_OK) and not holds_tokens(data, fingerprint):
         problems.append(unwritable_cache(data, cache, "read-only, or another user's"))

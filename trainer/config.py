@@ -282,7 +282,15 @@ class DataConfig(_Strict):
     end-of-text token (<|endoftext|>, <|end_of_text|>, </s> or <eos>, the first it has), else by
     the tokens of a blank line, as for 'byte'."""
     val_fraction: float = Field(0.1, gt=0, lt=0.5)
-    """Fraction of the token stream held out (its tail) for validation."""
+    """Fraction of the token stream held out (its tail) for validation, where the validation text
+    is not given apart (val_path, val_split)."""
+    val_path: str | None = None
+    """Validation text of its own (source == 'text'): a file or a glob, held out whole, as
+    ``path`` relative to the config file. The text of ``path`` is then trained on whole
+    (val_fraction is not used)."""
+    val_split: str | None = None
+    """A split of the dataset held out whole for validation (source == 'hf'), such as
+    'validation'; ``split`` is then trained on whole (val_fraction is not used)."""
     train_tokens: int | None = Field(None, ge=1)
     """Train on the first N tokens of the training split only (the validation tail stays the
     same): a smaller corpus over the same text, as a ladder's rungs that hold the target's epochs
@@ -309,6 +317,8 @@ class DataConfig(_Strict):
         update: dict[str, Any] = {}
         if self.path:
             update["path"] = absolute(self.path)
+        if self.val_path:
+            update["val_path"] = absolute(self.val_path)
         if is_tokenizer_file(self.tokenizer):
             update["tokenizer"] = absolute(self.tokenizer)
         if self.dataset in LOCAL_BUILDERS and self.data_files:
@@ -328,7 +338,8 @@ class DataConfig(_Strict):
         name that is no tiktoken encoding. Nothing is read (no tokenizing, no download), so a
         file is checked before any run needs it."""
         if self.source == "text" and self.path:
-            keyed = [("data.path", self.path)]
+            keyed = [("data.path", self.path)] + ([("data.val_path", self.val_path)]
+                                                  if self.val_path else [])
         elif self.source == "hf" and self.dataset in LOCAL_BUILDERS and self.data_files:
             files = [self.data_files] if isinstance(self.data_files, str) else self.data_files
             keyed = [("data.data_files", f) for f in files if "://" not in f]
@@ -352,8 +363,9 @@ class DataConfig(_Strict):
         return errors
 
     SOURCE_FIELDS: ClassVar[dict[str, tuple[str, ...]]] = {
-        "builtin": ("builtin",), "text": ("path",),
-        "hf": ("dataset", "data_files", "name", "split", "text_column", "max_documents")}
+        "builtin": ("builtin",), "text": ("path", "val_path"),
+        "hf": ("dataset", "data_files", "name", "split", "text_column", "max_documents",
+               "val_split")}
     """The fields that only one source reads."""
 
     def unread_given(self) -> list[str]:

@@ -85,6 +85,53 @@ def prepare_data(cfg: DataConfig, block_size: int) -> TokenData:
     The search driver calls this once before it launches workers, so that workers only open the
     cache. Raises DataError when the text is missing or either split is shorter than one window.
     """
+    tokens, meta, path, from_cache = _tokens(cfg)
+    held = validation_part(cfg)
+    if held is None:
+        return _split(tokens, meta, cfg, block_size, path, from_cache)
+    if problem := _no_splits(cfg):
+        raise DataError(problem)
+    val, val_meta, _, val_from_cache = _tokens(held)
+    if problem := size_problem(len(tokens), cfg, block_size, n_val=len(val)):
+        raise DataError(problem)
+    return TokenData(train=tokens[:_n_train(len(tokens), cfg)], val=val,
+                     vocab_size=meta["vocab_size"],
+                     fingerprint=joined_fingerprint(meta["fingerprint"], val_meta["fingerprint"]),
+                     path=path, from_cache=from_cache and val_from_cache)
+
+
+def validation_part(cfg: DataConfig) -> DataConfig | None:
+    """The validation data where it is given apart from the training data (data.val_path,
+    data.val_split), as data of its own (read, tokenized and cached as any, and held out
+    whole); None where validation is the tail of the data (val_fraction)."""
+    if cfg.source == "text" and cfg.val_path:
+        return cfg.model_copy(update={"path": cfg.val_path, "val_path": None,
+                                      "train_tokens": None})
+    if cfg.source == "hf" and cfg.val_split:
+        return cfg.model_copy(update={"split": cfg.val_split, "val_split": None,
+                                      "train_tokens": None})
+    return None
+
+
+def _no_splits(cfg: DataConfig) -> str | None:
+    """The error of a val_split of a dataset saved as one (``Dataset.save_to_disk``), which has
+    no splits: it would validate on the text it trains on."""
+    if cfg.source != "hf" or not cfg.val_split or saved_dataset(cfg.dataset) != "dataset":
+        return None
+    return (f"data.val_split: {cfg.dataset!r} is one dataset saved with save_to_disk, without "
+            "splits: save a DatasetDict with a validation split, or leave val_split out to hold "
+            "out data.val_fraction of it")
+
+
+def joined_fingerprint(train: str, val: str) -> str:
+    """The fingerprint of training and validation data given apart: both, joined by '+'."""
+    return f"{train}+{val}"
+
+
+def _tokens(cfg: DataConfig) -> tuple[np.ndarray, dict[str, Any], Path, bool]:
+    """The token stream of this data (its validation part given apart, validation_part, left
+    out), its cache record, its token file, and whether the cache held it; tokenized into the
+    cache if not."""
     cache = cache_dir(cfg)
     record_path = _record_path(cache, cfg)
     meta = _read_json(record_path)
@@ -102,10 +149,10 @@ def prepare_data(cfg: DataConfig, block_size: int) -> TokenData:
         # the tokens (a data file touched since it was filled) serves them all the same.
         with contextlib.suppress(OSError):
             _write_atomic(record_path, json.dumps(meta, indent=1).encode())
-    if _token_path(cache, meta).stat().st_size == 0:
-        raise DataError(size_problem(0, cfg, block_size))
-    tokens = np.memmap(_token_path(cache, meta), dtype=np.dtype(meta["dtype"]), mode="r")
-    return _split(tokens, meta, cfg, block_size, from_cache)
+    path = _token_path(cache, meta)
+    if path.stat().st_size == 0:  # no text (np.memmap refuses an empty file): size_problem
+        return np.zeros(0, dtype=np.dtype(meta["dtype"])), meta, path, from_cache
+    return np.memmap(path, dtype=np.dtype(meta["dtype"]), mode="r"), meta, path, from_cache
 
 
 def where(cfg: DataConfig) -> str:
@@ -143,7 +190,12 @@ def _cached_tokens(cfg: DataConfig) -> tuple[int, dict[str, Any]] | None:
 
 def holds_tokens(cfg: DataConfig, fingerprint: str | None) -> bool:
     """Whether the token cache holds this data's tokens: by its record, or by ``fingerprint``
-    (read_fingerprint's) where the record is of an earlier state of the files (touched since)."""
+    (read_fingerprint's) where the record is of an earlier state of the files (touched since);
+    of both parts where validation is given apart."""
+    if held := validation_part(cfg):
+        train, _, val = (fingerprint or "").partition("+")
+        return (holds_tokens(cfg.model_copy(update={"val_path": None, "val_split": None}),
+                             train or None) and holds_tokens(held, val or None))
     if _cached_tokens(cfg) is not None:
         return True
     return fingerprint is not None and any(cache_dir(cfg).glob(f"{fingerprint}.u*.bin"))
@@ -164,7 +216,12 @@ def split_sizes(cfg: DataConfig) -> tuple[int, int] | None:
     (as ``byte_text_train_tokens``); else None. Raises DataError or OSError where a local path of
     the data is missing."""
     n_tokens = known_tokens(cfg)
-    return None if n_tokens is None else (_n_train(n_tokens, cfg), _n_val(n_tokens, cfg))
+    if n_tokens is None:
+        return None
+    if held := validation_part(cfg):
+        n_val = known_tokens(held)
+        return None if n_val is None else (_n_train(n_tokens, cfg), n_val)
+    return _n_train(n_tokens, cfg), _n_val(n_tokens, cfg)
 
 
 def validation_note(cfg: DataConfig, block_size: int, n_val: int) -> str | None:
@@ -174,9 +231,11 @@ def validation_note(cfg: DataConfig, block_size: int, n_val: int) -> str | None:
     cover = cfg.val_windows * (block_size + 1)
     if n_val >= cover:
         return None
-    more = (" or raise data.val_fraction (below 0.5)" if cfg.val_fraction < 0.25 else "")
-    return (f"data: the validation split holds {n_val:,} tokens (val_fraction {cfg.val_fraction:g} "
-            f"of the data), fewer than its {cfg.val_windows} windows of block_size + 1 = "
+    more = (" or raise data.val_fraction (below 0.5)" if cfg.val_fraction < 0.25
+            and not validation_part(cfg) else "")
+    held = ("data.val_path" if cfg.source == "text" else f"the split {cfg.val_split!r}"
+            ) if validation_part(cfg) else f"val_fraction {cfg.val_fraction:g} of the data"
+    return (f"data: the validation split holds {n_val:,} tokens ({held}), fewer than its {cfg.val_windows} windows of block_size + 1 = "
             f"{block_size + 1} tokens would cover ({cover:,}): they overlap, and the val loss "
             f"that ranks and prunes the trials rests on those {n_val:,} tokens alone, where "
             f"small differences between trials are noise; use more text{more}")
@@ -608,16 +667,17 @@ def saved_dataset(dataset: str | None) -> str | None:
     return None
 
 
-def _load_saved(cfg: DataConfig, saved: str) -> Any:
+def _load_saved(cfg: DataConfig, saved: str, key: str = "data.split") -> Any:
     """A ``save_to_disk`` folder, memory-mapped: its one dataset (``split`` does not apply), or
-    the split ``split`` of its splits (``load_dataset`` refuses the first kind)."""
+    the split ``split`` of its splits (``load_dataset`` refuses the first kind); ``key``: the
+    setting that named the split, as an error names it."""
     import datasets
 
     ds = datasets.load_from_disk(os.path.expanduser(cfg.dataset))
     if saved == "dataset":
         return ds
     if cfg.split not in ds:
-        raise DataError(f"data.split: {cfg.split!r} is not a split of the saved dataset "
+        raise DataError(f"{key}: {cfg.split!r} is not a split of the saved dataset "
                         f"{cfg.dataset!r}; its splits: {', '.join(ds)}")
     return ds[cfg.split]
 
@@ -727,6 +787,11 @@ def read_fingerprint(cfg: DataConfig) -> str | None:
     is not known so (a dataset, the built-in corpus, a larger corpus). Raises DataError for what
     prepare_data refuses on reading the text (a file that is not UTF-8, whitespace only, one
     character repeated), OSError where a path is missing."""
+    if held := validation_part(cfg):
+        train, val = read_fingerprint(cfg.model_copy(update={"val_path": None,
+                                                             "val_split": None})), None
+        val = train and read_fingerprint(held)
+        return joined_fingerprint(train, val) if train and val else None
     cached = _cached_tokens(cfg)
     if cached:
         return cached[1]["fingerprint"]
@@ -772,7 +837,9 @@ def column_problem(cfg: DataConfig) -> str | None:
     column of text or its columns are not known so. A folder saved with ``save_to_disk`` is
     opened (memory-mapped, nothing read whole): its split, column and the column's type."""
     if cfg.source == "hf" and (saved := saved_dataset(cfg.dataset)):
-        return _saved_problem(cfg, saved)
+        held = validation_part(cfg)
+        return (_no_splits(cfg) or _saved_problem(cfg, saved)
+                or (held and _saved_problem(held, saved, "data.val_split")))
     if cfg.source != "hf" or cfg.dataset not in ("csv", "json", "parquet") or not cfg.data_files:
         return None
     files = [cfg.data_files] if isinstance(cfg.data_files, str) else list(cfg.data_files)
@@ -790,9 +857,9 @@ def column_problem(cfg: DataConfig) -> str | None:
     return _not_text(cfg, odd[0], odd[1], columns) if odd else None
 
 
-def _saved_problem(cfg: DataConfig, saved: str) -> str | None:
+def _saved_problem(cfg: DataConfig, saved: str, key: str = "data.split") -> str | None:
     try:
-        ds = _load_saved(cfg, saved)
+        ds = _load_saved(cfg, saved, key)
     except DataError as e:
         return str(e)
     except Exception:  # noqa: BLE001 - a folder it cannot open: the run says why
@@ -919,9 +986,8 @@ def _token_path(cache: Path, meta: dict[str, Any]) -> Path:
     return cache / f"{meta['fingerprint']}.{suffix}.bin"
 
 
-def _split(
-    tokens: np.memmap, meta: dict[str, Any], cfg: DataConfig, block_size: int, from_cache: bool
-) -> TokenData:
+def _split(tokens: np.ndarray, meta: dict[str, Any], cfg: DataConfig, block_size: int,
+           path: Path, from_cache: bool) -> TokenData:
     if problem := size_problem(len(tokens), cfg, block_size):
         raise DataError(problem)
     n_val = _n_val(len(tokens), cfg)
@@ -931,24 +997,34 @@ def _split(
         val=tokens[len(tokens) - n_val:],
         vocab_size=meta["vocab_size"],
         fingerprint=meta["fingerprint"],
-        path=_token_path(Path(tokens.filename).parent, meta),
+        path=path,
         from_cache=from_cache,
     )
 
 
-def size_problem(n_tokens: int, cfg: DataConfig, block_size: int) -> str | None:
+def size_problem(n_tokens: int, cfg: DataConfig, block_size: int,
+                 n_val: int | None = None) -> str | None:
     """Why ``n_tokens`` of this data cannot train a model of ``block_size`` (no text, or a split
     shorter than one window), else None: what prepare_data refuses, and what ``scaletune
-    validate`` finds where the data's size is known without preparing it (``split_sizes``)."""
+    validate`` finds where the data's size is known without preparing it (``split_sizes``).
+    ``n_val``: the tokens of the validation data where it is given apart (validation_part)."""
     if n_tokens == 0:
         return (f"{where(cfg)}: the data holds no text (0 tokens): point data.path at a file with "
                 "text in it" if cfg.source == "text" else
                 f"{where(cfg)}: the data holds no text (0 tokens)")
-    n_val, n_train = _n_val(n_tokens, cfg), _n_train(n_tokens, cfg)
+    if n_val == 0:
+        return (f"data.val_path {cfg.val_path}: the validation text holds no text (0 tokens)"
+                if cfg.source == "text" else f"data.val_split {cfg.val_split!r} of "
+                f"{cfg.dataset}: the validation split holds no text (0 tokens)")
+    n_train = _n_train(n_tokens, cfg)
+    n_val = _n_val(n_tokens, cfg) if n_val is None else n_val
     need = block_size + 1
     if n_val >= need and n_train >= need:
         return None
     cap = (f", train_tokens={cfg.train_tokens}" if cfg.train_tokens is not None else "")
+    if validation_part(cfg):
+        return (f"data: {n_train} training and {n_val} validation tokens; each needs at least "
+                f"block_size + 1 = {need}: use more text or a shorter block_size{cap and ' (got' + cap[1:] + ')'}")
     return (f"data: {n_tokens} tokens give {n_train} training and {n_val} validation tokens; "
             f"each split needs at least block_size + 1 = {need}: use more text, a shorter "
             f"block_size or another val_fraction (got val_fraction={cfg.val_fraction}{cap})")
@@ -963,8 +1039,9 @@ def known_tokens(cfg: DataConfig) -> int | None:
 
 
 def _n_val(n_tokens: int, cfg: DataConfig) -> int:
-    """Tokens of the validation tail of a stream of ``n_tokens``."""
-    return int(n_tokens * cfg.val_fraction)
+    """Tokens of the validation tail of a stream of ``n_tokens``: none where the validation data
+    is given apart (validation_part)."""
+    return 0 if validation_part(cfg) else int(n_tokens * cfg.val_fraction)
 
 
 def _n_train(n_tokens: int, cfg: DataConfig) -> int:

@@ -56,6 +56,7 @@ def test_a_study_recorded_before_data_train_tokens_existed_resumes(cfg):
     # fingerprint holds).
     before = cfg.model_dump(mode="json", include=set(FINGERPRINTED))
     del before["data"]["train_tokens"], before["trainer"]["cpu_matmul"]
+    del before["data"]["val_path"], before["data"]["val_split"]  # newer still
     old_fingerprint = hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
     study = open_study(cfg)
     study.set_user_attr("fingerprint", old_fingerprint)
@@ -407,3 +408,27 @@ def test_a_study_resumed_under_moved_priors_is_told_which_moved(tmp_path, shakes
                     f"{lr:.3g}): its new trials are drawn from the priors of now (a ladder's laws "
                     "fitted again on more rungs, a fitted laws file written again, or another "
                     "version of scaletune's laws); `scaletune show` lists those it started with")
+
+
+def test_validation_text_given_apart_is_part_of_the_data_a_study_resumes_on(tmp_path, shakespeare,
+                                                                            capsys):
+    from scaletune.search.cli import main
+    from scaletune.search.config import load_study
+    from tests.search.helpers import write_study
+
+    raw = tiny_study(tmp_path, shakespeare)
+    held = tmp_path / "held.txt"
+    held.write_bytes(shakespeare.read_bytes()[-30_000:])
+    raw["data"]["val_path"] = "held.txt"  # the study file's folder
+    path = str(write_study(tmp_path, raw))
+    cfg = load_study(path)
+    cfg.folder.mkdir(parents=True)
+    recorded = open_study(cfg).user_attrs["data_fingerprint"]
+    assert "+" in recorded  # training and validation text
+    assert main(["validate", path]) == 0 and "ok" in capsys.readouterr().out
+    held.write_bytes(shakespeare.read_bytes()[-20_000:])  # other validation text: other data
+    assert main(["validate", path]) == 2
+    assert "one study must not mix trials on different data" in " ".join(
+        capsys.readouterr().out.split())
+    with pytest.raises(ConfigError, match="one study must not mix trials on different data"):
+        open_study(load_study(path))

@@ -458,3 +458,50 @@ def test_a_dataset_folder_and_the_cache_are_taken_from_the_config_files_folder(t
     assert gone.file_errors() == [f"data.dataset: no folder {str(tmp_path / 'gone')!r} (a local "
                                   "dataset: a folder saved with save_to_disk, or of data files)"]
     assert DataConfig(source="hf", dataset="org/corpus").resolved(tmp_path).file_errors() == []
+
+
+def test_validation_text_given_apart_is_held_out_whole_and_the_training_text_trained_whole(
+        tmp_path):
+    train, val = tmp_path / "train.txt", tmp_path / "val.txt"
+    train.write_text("training text. " * 400)
+    val.write_text("held out, never trained on. " * 100)
+    cfg = text_cfg(train, tmp_path, val_path=str(val))
+    data = prepare_data(cfg, block_size=32)
+    assert bytes(data.train.astype(np.uint8)) == train.read_bytes()
+    assert bytes(data.val.astype(np.uint8)) == val.read_bytes()
+    assert split_sizes(cfg) == (len(train.read_bytes()), len(val.read_bytes()))
+    again = prepare_data(cfg, block_size=32)
+    assert again.from_cache and again.fingerprint == data.fingerprint
+    assert scaletune.trainer.data.read_fingerprint(cfg) == data.fingerprint  # validate's
+    val.write_text("other held-out text. " * 100)  # the validation text is part of the data
+    assert prepare_data(cfg, block_size=32).fingerprint != data.fingerprint
+    val.write_text("")
+    with pytest.raises(DataError, match=f"data.val_path {val}: the validation text holds no "
+                                        r"text \(0 tokens\)"):
+        prepare_data(cfg, block_size=32)
+    assert text_cfg(train, tmp_path, val_path=str(tmp_path / "nowhere.txt")).file_errors()[0] \
+        .startswith("data.val_path: ")
+
+
+def test_a_split_of_a_saved_dataset_is_held_out_for_validation(tmp_path, monkeypatch):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    one = datasets.Dataset.from_dict({"text": ["train text " * 50] * 4})
+    datasets.DatasetDict({"train": one, "validation": datasets.Dataset.from_dict(
+        {"text": ["held out " * 50]})}).save_to_disk(str(tmp_path / "splits"))
+    cfg = DataConfig(source="hf", dataset=str(tmp_path / "splits"), val_split="validation",
+                     cache_dir=str(tmp_path / "cache"))
+    data = prepare_data(cfg, block_size=32)
+    assert bytes(data.val.astype(np.uint8)) == ("held out " * 50).encode()
+    assert len(data.train) == 4 * len("train text " * 50) + 3 * 2  # every document, separators
+    from scaletune.trainer.data import column_problem
+
+    assert column_problem(cfg.model_copy(update={"val_split": "test"})) == (
+        f"data.val_split: 'test' is not a split of the saved dataset {str(tmp_path / 'splits')!r};"
+        " its splits: train, validation")
+    one.save_to_disk(str(tmp_path / "one"))  # no splits: it would validate on its training text
+    single = cfg.model_copy(update={"dataset": str(tmp_path / "one")})
+    assert column_problem(single).startswith("data.val_split: ")
+    with pytest.raises(DataError, match="is one dataset saved with save_to_disk, without splits"):
+        prepare_data(single, block_size=32)
