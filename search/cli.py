@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from scaletune.trainer.console import make_console
 from scaletune.trainer.errors import (
@@ -45,6 +46,9 @@ def _errors(console: Console, e: ScaletuneError) -> int:
     if isinstance(e, StudyStateError):  # the file is right; its study cannot give what is asked
         for line in lines:
             console.print(f"{source}: {line}", highlight=False, markup=False, soft_wrap=True)
+        return EXIT_BAD_INPUT
+    if not source and len(lines) == 1:  # an option's or the command's own: one line
+        console.print(f"[red]error:[/] {escape(lines[0])}", highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT
     where = f" in {source}" if source else ""
     console.print(f"[red]{len(lines)} error(s)[/]{where}:", highlight=False, soft_wrap=True)
@@ -664,7 +668,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dashboard", help="serve optuna-dashboard for a study's storage and every "
                                          "study in it (read-only)")
-    p.add_argument("study", nargs="?", help="study YAML (or none, with --storage)")
+    p.add_argument("study", nargs="?", help="study YAML, or a study's name as `scaletune studies` "
+                   "lists them (or none, with --storage)")
     p.add_argument("--storage", metavar="URL", type=_storage_url,
                    help="the storage to serve: where `run --storage` put the study, or any "
                         "storage, with no study file")

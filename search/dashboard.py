@@ -185,7 +185,7 @@ def serve(study_path: str | None, host: str = "127.0.0.1", port: int = 8080,
     from scaletune.search.ladder import study_or_target
     from scaletune.search.manage import stored_studies, with_options
     from scaletune.search.storage import mask_url
-    from scaletune.search.studies import open_study
+    from scaletune.search.studies import looks_like_a_name, open_study, stored_study
 
     console = console or make_console()
     if study_path is None:  # a storage URL alone: a machine that has no study file
@@ -194,15 +194,17 @@ def serve(study_path: str | None, host: str = "127.0.0.1", port: int = 8080,
                                             "--storage URL"])
         url = storage
         stored_studies(url)
+    elif looks_like_a_name(study_path):  # a name, as `scaletune studies` lists them
+        url = stored_study(study_path, storage)[1]
     else:
         cfg = with_options(study_or_target(study_path), storage=storage)
         open_study(cfg, study_path)
         url = cfg.storage_url
     app = dashboard_app(url, allow_writes)
+    server = bind(app, host, port)  # an address it cannot bind is refused before the warning
     if not is_loopback(host):
         console.print(exposure_warning(host, allow_writes), style="yellow", highlight=False,
                       markup=False)
-    server = bind(app, host, port)
     mode = "read-write" if allow_writes else "read-only"
     shown = f"[{host}]" if ":" in host else host
     console.print(f"dashboard ({mode}) for {mask_url(url)} at "

@@ -81,6 +81,7 @@ from scaletune.search.storage import (
     make_storage,
     mask_url,
     scrub,
+    sqlite_file_errors,
     sqlite_path,
     storage_problems,
     tally,
@@ -759,6 +760,8 @@ def stored_studies(url: str) -> tuple[optuna.storages.RDBStorage, list[optuna.St
     not there, or a database that is not an Optuna storage, is a ConfigError, never created."""
     shown = mask_url(url)
     database = sqlite_path(url)
+    if problems := sqlite_file_errors(url):  # a folder, an empty file, not a database
+        raise ConfigError("storage", problems)
     if database is not None and not database.is_file():
         raise ConfigError("storage", [f"storage: {database.resolve()} does not exist: no study has run "
                                       "there (`scaletune run STUDY.yaml` creates it)"])

@@ -11,7 +11,13 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
 from scaletune.search.config import NAME_PATTERN, SHARED_DATABASE, StudyConfig, validate_study
-from scaletune.search.storage import make_storage, mask_url, scrub, sqlite_path
+from scaletune.search.storage import (
+    make_storage,
+    mask_url,
+    scrub,
+    sqlite_file_errors,
+    sqlite_path,
+)
 from scaletune.trainer.errors import ConfigError, StudyStateError, first_line
 
 
@@ -66,6 +72,8 @@ def open_study(cfg: StudyConfig, source: str | None = None,
     shown = mask_url(url)
     try:
         database = sqlite_path(url)
+        if problems := sqlite_file_errors(url):  # a folder, an empty file, not a database
+            raise ConfigError(source, problems)
         if database is not None and not database.is_file():
             key, run_first = _not_run(source)
             there = _held_by_the_file(source, cfg)
@@ -123,28 +131,8 @@ def study_by_name(name: str, url: str | None) -> StudyConfig:
     ``scaletune studies`` lists), as the config it recorded when it ran: for the commands that
     read a study (show, best, report, export, delete) given its name instead of its file, as
     from a storage copied from another machine. Errors name what was looked for and where."""
-    if url is None:
-        here = Path("runs") / SHARED_DATABASE
-        if not here.is_file():
-            raise ConfigError(name, [
-                f"no such study file, and no {here} in this folder to look for a study of that "
-                "name in: give the study's YAML file, or its name with --storage URL"])
-        url = f"sqlite:///{here.resolve()}"
+    study, url = stored_study(name, url)
     shown = mask_url(url)
-    database = sqlite_path(url)
-    if database is not None and not database.is_file():
-        raise ConfigError(name, [f"no such study file, and the storage {shown} does not exist"])
-    try:
-        storage = make_storage(url)
-        names = optuna.get_all_study_names(storage)
-        if name not in names:
-            raise ConfigError(name, [
-                f"no such study file, and no study of that name in {shown}; studies there: "
-                f"{', '.join(names) or 'none'}"])
-        study = optuna.load_study(study_name=name, storage=storage)
-    except SQLAlchemyError as e:
-        raise ConfigError(name, [f"storage: cannot open {shown}: "
-                                 f"{scrub(first_line(e), url)}"]) from None
     stored = study.user_attrs.get("config")
     if stored is None:
         raise ConfigError(name, [f"the study {name!r} in {shown} records no config (it ran "
@@ -156,6 +144,37 @@ def study_by_name(name: str, url: str | None) -> StudyConfig:
     cfg = cfg.model_copy(update=update)
     cfg._source = name
     return cfg
+
+
+def stored_study(name: str, url: str | None) -> tuple[optuna.Study, str]:
+    """The study ``name`` in the storage ``url`` (None: runs/studies.db in this folder), and
+    that storage's URL, for a command given a study's name instead of its file (study_by_name;
+    the dashboard, which needs no config). Errors name what was looked for and where; nothing
+    is created."""
+    if url is None:
+        here = Path("runs") / SHARED_DATABASE
+        if not here.is_file():
+            raise ConfigError(name, [
+                f"no such study file, and no {here} in this folder to look for a study of that "
+                "name in: give the study's YAML file, or its name with --storage URL"])
+        url = f"sqlite:///{here.resolve()}"
+    shown = mask_url(url)
+    database = sqlite_path(url)
+    if problems := sqlite_file_errors(url):  # read as it is: an empty file gets no tables
+        raise ConfigError(name, [f"no such study file, and {problems[0]}"])
+    if database is not None and not database.is_file():
+        raise ConfigError(name, [f"no such study file, and the storage {shown} does not exist"])
+    try:
+        storage = make_storage(url)
+        names = optuna.get_all_study_names(storage)
+        if name not in names:
+            raise ConfigError(name, [
+                f"no such study file, and no study of that name in {shown}; studies there: "
+                f"{', '.join(names) or 'none'}"])
+        return optuna.load_study(study_name=name, storage=storage), url
+    except SQLAlchemyError as e:
+        raise ConfigError(name, [f"storage: cannot open {shown}: "
+                                 f"{scrub(first_line(e), url)}"]) from None
 
 
 def _not_run(source: str) -> tuple[str, str]:

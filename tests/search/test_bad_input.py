@@ -365,6 +365,30 @@ def test_an_empty_or_corrupt_study_file_is_refused_and_kept(tmp_path, shakespear
     assert db.read_bytes() == content
 
 
+def test_the_readers_refuse_a_storage_that_is_a_folder_or_empty_and_keep_it(tmp_path, capsys,
+                                                                            monkeypatch):
+    # A folder was "does not exist"; an empty file was "no such table: version_info" to
+    # `studies` and `dashboard`, and `show NAME` wrote Optuna's tables into it.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "a.db").write_bytes(b"")
+    folder = ("is a folder, not an SQLite file: give the database file, "
+              f"sqlite:///{tmp_path / 'runs'}/NAME.db (it holds a.db)")
+    empty = "is empty (0 bytes): it holds no study"
+    for command, expected in [
+            (["studies", "--storage", "sqlite:///runs"], folder),
+            (["dashboard", "--storage", "sqlite:///runs"], folder),
+            (["show", "tiny", "--storage", "sqlite:///runs"], folder),
+            (["studies", "--storage", "sqlite:///runs/a.db"], empty),
+            (["dashboard", "--storage", "sqlite:///runs/a.db"], empty),
+            (["show", "tiny", "--storage", "sqlite:///runs/a.db"], empty),
+            (["best", "tiny", "--storage", "sqlite:///runs/a.db"], empty)]:
+        assert main(command) == 2, command
+        out = " ".join(capsys.readouterr().out.split())
+        assert expected in out, (command, out)
+    assert (tmp_path / "runs" / "a.db").read_bytes() == b""
+
+
 @pytest.mark.parametrize("overrides, expected", [
     ({"tokens_per_trial": 256, "eval_every_tokens": 128},
      "tokens_per_trial: 256 is less than one optimizer step of the largest batch searched "

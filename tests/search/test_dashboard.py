@@ -149,6 +149,17 @@ def test_a_storage_alone_is_served_without_a_study_file(tmp_path, shakespeare, m
         capsys.readouterr().out.split())
 
 
+def test_a_study_is_served_by_its_name_as_show_and_report_take_it(tmp_path, shakespeare,
+                                                                  monkeypatch, capsys):
+    # It was "1 error(s) in tiny: file not found", where show, best and report take the name.
+    _, url = ran_study(tmp_path, shakespeare)
+    with served("tiny", monkeypatch, "--storage", url) as base:
+        listing = json.loads(call("GET", f"{base}/api/studies")[1])["study_summaries"]
+    assert [s["study_name"] for s in listing] == ["tiny"]
+    assert main(["dashboard", "other", "--storage", url]) == 2
+    assert "no such study file, and no study of that name in" in capsys.readouterr().out
+
+
 def test_allow_writes_lets_the_dashboard_delete_the_study(tmp_path, shakespeare, monkeypatch):
     path, url = ran_study(tmp_path, shakespeare)
     with served(path, monkeypatch, "--allow-writes") as base:
@@ -177,10 +188,19 @@ def test_a_port_in_use_is_one_line(tmp_path, shakespeare, capsys):
     # Exit 2 and one error line that names the port and what to do; no traceback.
     assert code == 2
     assert lines == [
-        "1 error(s):",
-        f"  --port {port}: cannot listen on 127.0.0.1:{port} (Address already in use); choose "
-        "another with --port",
+        f"error: --port {port}: cannot listen on 127.0.0.1:{port} (Address already in use); "
+        "choose another with --port",
     ]
+
+
+def test_an_address_it_cannot_bind_is_refused_without_the_exposure_warning(tmp_path, shakespeare,
+                                                                           capsys):
+    # The warning that anyone at the address can read every study came first, then the refusal.
+    path, _ = ran_study(tmp_path, shakespeare)
+    assert main(["dashboard", str(path), "--host", "192.0.2.1", "--port", "8080"]) == 2
+    lines = output_lines(capsys)
+    assert lines[0].startswith("error: --host 192.0.2.1: cannot listen on 192.0.2.1:8080 ")
+    assert not [line for line in lines if "warning" in line]
 
 
 @pytest.mark.parametrize("bad", ["99999", "0", "-1", "http"])
