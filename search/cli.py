@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -314,12 +315,10 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_fit(args: argparse.Namespace, console: Console) -> int:
-    from scaletune.search.config import load_study
     from scaletune.search.fit import fit_from_studies, laws_writable, save_laws
-    from scaletune.search.manage import with_options
 
     _quiet_optuna()
-    studies = [with_options(load_study(p), storage=args.storage) for p in args.studies]
+    studies = [_study(argparse.Namespace(study=p, storage=args.storage)) for p in args.studies]
     output = Path(args.output)
     laws_writable(output, f"-o {output}")
     laws = fit_from_studies(studies, scale_kind=args.by)
@@ -341,8 +340,14 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     console.print(f"fitted on {len(studies)} studies; a rung below is the studies at one "
                   f"{scale}, as a scale ladder's rungs are", highlight=False, markup=False)
     print_laws(laws, console)
+    # fitted_file is read from the folder of the study file that names it: the studies' own,
+    # where they share one, else the whole path.
+    folders = {Path(p).resolve().parent for p in args.studies if Path(p).is_file()}
+    named, where = str(output.resolve()), ""
+    if len(folders) == 1:
+        named, where = os.path.relpath(named, *folders), " (a path from the studies' folder)"
     console.print(f"wrote {args.output}{replaced}; use it with  priors: {{laws: fitted, fitted_file: "
-                  f"{args.output}}}", highlight=False, markup=False)
+                  f"{named}}}{where}", highlight=False, markup=False)
     return 0
 
 
@@ -704,7 +709,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("fit", help="fit lr, tau and batch-size laws to finished studies")
-    p.add_argument("studies", nargs="+", help="study YAML files at two or more scales")
+    p.add_argument("studies", nargs="+", help="study YAML files at two or more scales, or "
+                   "studies' names as `scaletune studies` lists them (a ladder's rungs)")
     p.add_argument("--by", choices=["tokens", "params"], default="tokens",
                    help="the scale the laws are a function of (default tokens per trial)")
     p.add_argument("-o", "--output", required=True, help="JSON file to write")

@@ -93,10 +93,14 @@ def fit_from_studies(
               for cfg in cfgs if "lr" in fixed_values(cfg)]
     if mixed:
         raise ConfigError("fit", mixed)
-    points, fitted_on = [], []
+    points, fitted_on, ran, changed = [], [], [], []
     short = True
     for cfg in cfgs:
-        study, ran_with, _ = open_study(cfg, cfg.source)  # names a missing storage or study
+        # The config its trials trained with, as recorded (show and report read it so): a file
+        # edited since is noted, and its edits are not what the fit reads as the study's scale.
+        study, ran_with, notes = open_study(cfg, cfg.source)  # names a missing storage or study
+        ran.append(ran_with)
+        changed += [f"study {cfg.name!r} ({cfg.source}): {note}" for note in notes]
         points += scale_points(ran_with, study, scale_kind, near)
         fitted_on.append({"study": cfg.name, "n_layer": ran_with.model.n_layer,
                           "n_embd": ran_with.model.n_embd,
@@ -124,7 +128,8 @@ def fit_from_studies(
     prior = ((SHORT_RUN_LR_EXPONENT, EXPONENT_PRIOR_SD) if short and scale_kind == "tokens"
              else None)
     fitted = fit_studies(points, n_boot=n_boot, lr_exponent_prior=prior)
-    return replace(fitted, study_warnings=_mixed_scales(cfgs, scale_kind) + _mixed_data(fitted_on),
+    return replace(fitted, study_warnings=(*changed, *_mixed_scales(ran, scale_kind),
+                                           *_mixed_data(fitted_on)),
                    fitted_on=tuple(fitted_on))
 
 

@@ -850,3 +850,32 @@ def test_show_names_the_files_a_local_dataset_reads(tmp_path, shakespeare):
         "source": "hf", "dataset": "json", "data_files": [str(docs)], "tokenizer": "byte"}))
     # It said "hf json, tokenizer byte": which files, it did not say.
     assert dict(_config_rows(cfg))["data"] == f"hf json of {docs}, tokenizer byte"
+
+
+def test_fit_reads_what_its_studies_trained_and_takes_their_names(tmp_path, capsys):
+    path, cfg = study_file(tmp_path)
+    longer = write_study(tmp_path, tiny_study(tmp_path, tmp_path / "text.txt", name="tiny-long",
+                                              tokens_per_trial=81_920), "long.yaml")
+    for study, lr in ((path, 3e-3), (longer, 2e-3)):
+        loaded = load_study(study)
+        add_trial(make_study(loaded), loaded, params(lr), 2.4)
+    raw = yaml.safe_load(path.read_text())
+    raw["model"]["n_embd"] = 64  # edited since its study ran: validate refuses the file
+    path.write_text(yaml.safe_dump(raw))
+    output = tmp_path / "laws.json"
+    code, out = scaletune(capsys, "fit", str(path), str(longer), "-o", str(output))
+    # Rule: the fit reads the config the trials trained with (as show and report do), and says
+    # the file changed; it warned of "models of 2 sizes" from the file and recorded the other.
+    assert code == 0, out
+    assert f"study 'tiny' ({path}): the study file changed since the study ran" in flat(out)
+    assert "models of 2 sizes" not in out
+    assert [s["n_embd"] for s in json.loads(output.read_text())["fitted_on"]] == [32, 32]
+    # The file is named as the studies' files read it (it was the path from this folder).
+    assert ("use it with priors: {laws: fitted, fitted_file: laws.json} (a path from the "
+            "studies' folder)") in flat(out)
+    # Rule: the studies' names, as a ladder's rungs have no files (it was "file not found").
+    by_name = tmp_path / "by-name" / "laws.json"
+    code, out = scaletune(capsys, "fit", "tiny", "tiny-long", "--storage", cfg.storage_url,
+                          "-o", str(by_name))
+    assert code == 0, out
+    assert f"fitted_file: {by_name}}}" in flat(out) and by_name.is_file()
