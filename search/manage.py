@@ -825,7 +825,7 @@ def list_studies(url: str, console: Console) -> int:
 
 
 def by_state(trials: list[FrozenTrial]) -> str:
-    """``6 complete, 10 pruned, 1 diverged, 1 failed and run again``; FAIL trials queued again
+    """``6 complete, 10 pruned, 1 diverged, 1 stopped and run again``; FAIL trials queued again
     (user attr ``retried``) are counted apart, as ``n_trials`` does not count them, and diverged
     ones apart from the pruner's stops, as the summary does."""
     again = sum(1 for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("retried"))
