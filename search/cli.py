@@ -643,7 +643,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("studies", help="list the studies in a storage (by default runs/studies.db "
                                        "in this folder)")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("study", nargs="?", help="study YAML: the studies in its storage")
+    where.add_argument("study", nargs="?", help="study YAML (or ladder file): the studies in its "
+                       "storage")
     where.add_argument("--storage", metavar="URL", type=_storage_url, help="a storage URL")
     p.set_defaults(func=cmd_studies)
 
@@ -661,11 +662,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="delete without asking (needed where stdin is not a terminal)")
 
     p = sub.add_parser("validate", help="check study (or training) files; every error at once")
-    p.add_argument("studies", nargs="+", help="study YAML files")
+    p.add_argument("studies", nargs="+", help="study YAML files, ladder files or training "
+                   "files (final.yaml)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("priors", help="print the scaling-law priors of a study and their sources")
-    p.add_argument("study", help="study YAML")
+    p.add_argument("study", help="study YAML (or ladder file: its target's)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_priors)
 
@@ -673,8 +675,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dashboard", help="serve optuna-dashboard for a study's storage and every "
                                          "study in it (read-only)")
-    p.add_argument("study", nargs="?", help="study YAML, or a study's name as `scaletune studies` "
-                   "lists them (or none, with --storage)")
+    p.add_argument("study", nargs="?", help="study YAML (or ladder file), or a study's name as "
+                   "`scaletune studies` lists them (or none, with --storage)")
     p.add_argument("--storage", metavar="URL", type=_storage_url,
                    help="the storage to serve: where `run --storage` put the study, or any "
                         "storage, with no study file")

@@ -12,6 +12,7 @@ ignores. It is loaded back with ``load_train_config`` before it replaces any exi
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import textwrap
@@ -149,8 +150,11 @@ def fitted_exponents(cfg: StudyConfig, notes: list[str]) -> FittedExponents | No
     if weak:
         notes.append(f"the fitted {', '.join(weak)} law(s) warn: their horizon exponents are "
                      "the mean of the fitted and the published ones")
+    # The file by its path and content: a ladder's later fit rotates it (laws.earlier-N.json).
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     return FittedExponents(**exponents,
-                           source=f"fitted on {fitted.lr.n_rungs} rungs ({path.name})",
+                           source=f"fitted on {fitted.lr.n_rungs} rungs ({path.resolve()}, "
+                                  f"sha256 {digest})",
                            blended=tuple(name for name in weak if name in HORIZON_EXPONENTS))
 
 
@@ -188,7 +192,9 @@ def export_study(
         raise ConfigError(source, [f"--model {line}" for line in lines]) from None
 
     best = _trial_hparams(base, chosen.params.get("tau", derived.get("tau")))
-    fitted = fitted_exponents(ran_with, notes)
+    # The fitted laws' notes are of the horizon transfer: none where the run keeps the horizon.
+    horizon = tokens is not None and tokens != base.tokens
+    fitted = fitted_exponents(ran_with, notes if horizon else [])
     try:
         moved = transfer(best, base.tokens if tokens is None else tokens, n_embd=new_model.n_embd,
                          n_layer=new_model.n_layer, block_size=new_model.block_size,

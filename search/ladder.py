@@ -43,6 +43,7 @@ from scaletune.search.fit import (
     save_laws,
     study_scale,
 )
+from scaletune.search.noise import finished_of
 from scaletune.search.plan import n_finished
 from scaletune.search.space import fixed_values
 from scaletune.search.storage import make_storage, sqlite_path
@@ -621,8 +622,8 @@ def run_ladder(ladder: Ladder, console: Console | None = None,
     for i, rung in enumerate(ladder.rungs):
         have = finished_trials(rung.cfg)
         if have >= rung.cfg.n_trials:
-            console.print(f"rung {i + 1}/{len(ladder.rungs)} {rung.cfg.name}: finished "
-                          f"({have}/{rung.cfg.n_trials} trials)", highlight=False)
+            console.print(f"rung {i + 1}/{len(ladder.rungs)} {rung.cfg.name}: {have}/"
+                          f"{rung.cfg.n_trials} trials finished", highlight=False)
         else:
             console.print(f"[bold]rung {i + 1}/{len(ladder.rungs)}[/] {rung.cfg.name}", highlight=False)
             run_study(rung.cfg, console)
@@ -652,8 +653,9 @@ def run_ladder(ladder: Ladder, console: Console | None = None,
     study = stored_study(target)
     have = 0 if study is None else n_finished(study)
     if study is not None and have >= target.n_trials and not repeat_best:
-        console.print(f"target {target.name}: finished ({have}/{target.n_trials} trials)",
-                      highlight=False)
+        # "(9/8 trials)" after --repeat-best: the repeats are said apart
+        said = finished_of(study.get_trials(deepcopy=False), have, target.n_trials)
+        console.print(f"target {target.name}: {said}", highlight=False, markup=False)
         return study
     console.print(f"[bold]target[/] {target.name}: priors from {ladder.laws_file}",
                   highlight=False)

@@ -3,6 +3,7 @@ the real runner, resumes without training a trial twice, and seeds its target fr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -416,8 +417,8 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     assert main(["ladder", str(path)]) == 0
     out = flat(capsys.readouterr().out)
     assert finished_counts(first.storage_url) == counts
-    assert len(re.findall(r"rung \d/3 \S+: finished \(2/2 trials\)", out)) == 3
-    assert "target ladder-target: finished (2/2 trials)" in out
+    assert len(re.findall(r"rung \d/3 \S+: 2/2 trials finished", out)) == 3
+    assert "target ladder-target: 2/2 trials finished" in out
     assert ladder.laws_file.read_text() == laws_before
     # It prints the fit it ends on, not the one after two finished rungs again.
     assert "laws fitted on 3 rung(s)" in out and "laws fitted on 2 rung(s)" not in out
@@ -464,6 +465,9 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     assert [t.user_attrs.get("repeat_of") for t in target.trials][2:] == [_first(target)]
     counts["ladder-target"] += 1
     assert finished_counts(first.storage_url) == counts
+    assert main(["ladder", str(path)]) == 0  # the repeat is said apart: it read "(3/2 trials)"
+    assert ("target ladder-target: 3/3 trials finished (2 of the search and 1 repeat of the best "
+            "with other seeds)") in flat(capsys.readouterr().out)
 
     # Rule: a change to the target study that its stored rungs did not train with is refused
     # before the first rung, naming the ladder's name as what to change; the run said every
@@ -580,7 +584,10 @@ def test_export_carries_the_horizon_with_the_fitted_exponents(tmp_path):
     assert final.tau == pytest.approx(0.8 * 16**-0.2, rel=1e-6)
     assert final.batch_size == 64
     sources = {r.value: r.source for r in done.transfer.rules}
-    assert sources["lr"].startswith("fitted lr law, fitted on 4 rungs (laws.json)")
+    # The laws file by its path and content, which a later fit rotates (it was "(laws.json)").
+    digest = hashlib.sha256((tmp_path / "laws.json").read_bytes()).hexdigest()[:12]
+    assert sources["lr"].startswith(f"fitted lr law, fitted on 4 rungs ({tmp_path / 'laws.json'}, "
+                                    f"sha256 {digest})")
     assert sources["batch_size"].startswith("fitted batch-size law")
     assert "fitted tau law" in next(r.formula for r in done.transfer.rules
                                     if r.value == "weight_decay")
@@ -635,6 +642,10 @@ def test_export_notes_the_warnings_of_the_laws_it_uses_only(tmp_path):
     lines = " ".join(summary_lines(done.config.provenance))
     assert "carry the trial's values down to a shorter run" in lines
     assert "on smaller runs than this one" not in lines
+    # Rule: a run of the trial's own tokens moves nothing, and says nothing of the laws that
+    # would move it (their exponents' notes were there, under "transfer none").
+    same = export_study(cfg, tmp_path / "same.yaml", source=str(path))
+    assert not [n for n in same.notes if "fitted" in n], same.notes
 
 
 def test_the_ladder_figure_shows_rungs_law_published_prior_and_prediction(tmp_path, shakespeare):
