@@ -36,7 +36,7 @@ from scaletune.heuristics.transfer import (
     transfer,
 )
 from scaletune.search.config import StudyConfig
-from scaletune.search.noise import TRAIN_SEED
+from scaletune.search.noise import TRAIN_SEED, seeds_note
 from scaletune.search.space import fixed_values, trial_config
 from scaletune.search.storage import mask_url
 from scaletune.search.studies import open_study, pick_trial, running_note
@@ -182,6 +182,8 @@ def export_study(
     study, ran_with, notes = open_study(cfg, source)
     notes += [note] if (note := running_note(study)) else []
     chosen = pick_trial(study, trial, source)
+    notes += [note] if (note := seeds_note(study.get_trials(deepcopy=False), chosen,
+                                            ran_with.seed)) else []
     # A repeat of a config (run --repeat-best) trained with its own seed: the export keeps it.
     base, derived = trial_config(ran_with, chosen.params, fixed_values(ran_with), None,
                                  seed=chosen.user_attrs.get(TRAIN_SEED))

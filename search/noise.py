@@ -69,6 +69,22 @@ def seed_groups(trials: Iterable[FrozenTrial], study_seed: int = 0) -> list[Seed
     return groups
 
 
+def seeds_note(trials: list[FrozenTrial], chosen: FrozenTrial, study_seed: int = 0) -> str | None:
+    """What the other training seeds of ``chosen``'s config scored, where it was repeated (run
+    --repeat-best): the best of several seeds is the config and a lucky seed. None otherwise."""
+    group = next((g for g in seed_groups(trials, study_seed) if g.trial == root(chosen)), None)
+    if group is None:
+        return None
+    runs = ", ".join(f"{v:.4f} (seed {s})" for s, v in zip(group.seeds, group.values,
+                                                           strict=True))
+    which = (f"trial {chosen.number} repeats trial {group.trial}'s config with training seed "
+             f"{chosen.user_attrs.get(TRAIN_SEED, study_seed)}; " if chosen.number != group.trial
+             else "")
+    return (f"{which}the config ran with {len(group.values)} training seeds: {runs}, mean "
+            f"{statistics.fmean(group.values):.4f}: one seed's loss is partly luck, so expect "
+            "the final run near the mean (it trains with the seed of this trial)")
+
+
 def measured_floor(groups: Iterable[SeedGroup]) -> float | None:
     """Twice the pooled relative standard deviation of final loss between seeds (each group's
     deviations taken from its own mean), the noise floor the repeats measure; None without a

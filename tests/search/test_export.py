@@ -496,3 +496,23 @@ def test_an_export_replaces_only_an_earlier_export(finished, tmp_path, capsys):
         assert f"-o {target}" in printed and says in printed
         assert {p: p.read_bytes() for p in (path, other_study, notes)} == before
     assert list(folder.iterdir()) == []
+
+
+def test_an_export_of_a_repeated_config_gives_its_other_seeds(tmp_path):
+    from scaletune.search.noise import REPEAT_OF, TRAIN_SEED
+
+    path, cfg = study_file(tmp_path)
+    study = make_study(cfg)
+    add_trial(study, cfg, params(3e-3), 2.40)  # trial 0, under the study's seed
+    study.enqueue_trial(params(3e-3), user_attrs={REPEAT_OF: 0, TRAIN_SEED: 1})
+    study.tell(study.ask(DISTRIBUTIONS), 2.30)  # its repeat (run --repeat-best), luckier
+    done = export_study(cfg, tmp_path / "final.yaml", source=str(path))
+    # Rule: the best trial is a config and a seed: the export says which seed it took and what
+    # the config's other seeds scored (it said "trial 1, val loss 2.3000" alone).
+    assert done.trial.number == 1 and done.config.seed == 1
+    said = ("trial 1 repeats trial 0's config with training seed 1; the config ran with 2 training "
+            "seeds: 2.4000 (seed 0), 2.3000 (seed 1), mean 2.3500")
+    assert [n for n in done.notes if n.startswith(said)], done.notes
+    header = " ".join(line[2:] for line in (tmp_path / "final.yaml").read_text().splitlines()
+                      if line.startswith("# "))
+    assert said in " ".join(header.split())
