@@ -1,4 +1,7 @@
 """The driver at cluster scale: the real driver, storage and pruner with hundreds of trials.
+The default run takes about 15 minutes on SQLite alone: 6 points of --seconds (60) each, after
+their slots are filled (up to half a minute), then about 5 minutes for the study of --big
+(10,000) finished trials; about twice that with --postgres.
 
 ``search.runner.run_study`` runs unchanged (its loop, the Coordinator actor, the storage writes,
 the pruner, the sampler, the live view rendered to a terminal nobody reads) on a local Ray node
@@ -57,7 +60,13 @@ from typing import Any
 
 import ray
 
-from benchmarks.search_efficiency import DEFAULT_DATA, Bench, provenance, study_config
+from benchmarks.search_efficiency import (
+    DEFAULT_DATA,
+    Bench,
+    command_line,
+    provenance,
+    study_config,
+)
 
 LR_BEST = 3e-3
 """Where the synthetic curves put the best learning rate."""
@@ -491,15 +500,18 @@ def big_study(bench: Bench, label: str, url: str, folder: Path, n: int) -> dict[
 # --------------------------------------------------------------------------- tables
 
 
-def write_tables(out: Path, tag: str) -> Path:
-    """``<tag>.md`` from the CSVs in ``out``: the driver at each point, one report and one
-    redraw side by side, the big study."""
+def write_tables(out: Path, tag: str, csvs: list[Path]) -> Path:
+    """``<tag>.md`` from ``csvs``, the CSVs a run wrote, never from others an earlier run left in
+    ``out``: ``out/<tag>.csv``, the driver at each point; ``out/<tag>_costs.csv``, one report and
+    one redraw side by side; any ``*_big.csv``, the big study. The report of a run made in steps
+    (the load in one, the big study in another with its own ``--tag``, as in
+    benchmarks/results/driver_scale.md) is written by passing the CSVs of each."""
     import pandas as pd
 
     from scaletune.search.progress import SHOWN_ROWS
 
     parts = []
-    if (out / f"{tag}.csv").is_file():
+    if out / f"{tag}.csv" in csvs:
         df = pd.read_csv(out / f"{tag}.csv")
         lines = ["| storage | trials | every (s) | reports/s | latency median (ms) | p99 (ms) | "
                  "driver's part median / p99 (ms) | driver CPU | driver RSS (MiB) | pruned | "
@@ -511,7 +523,7 @@ def write_tables(out: Path, tag: str) -> Path:
                 f"{r.driver_report_median_ms:.1f} / {r.driver_report_p99_ms:.1f} | "
                 f"{r.driver_cpu:.0%} | {r.driver_rss_mib:.0f} | {r.pruned} | {r.fill_s:.0f} |")
         parts.append("## The driver under load\n\n" + "\n".join(lines))
-    if (out / f"{tag}_costs.csv").is_file():
+    if out / f"{tag}_costs.csv" in csvs:
         df = pd.read_csv(out / f"{tag}_costs.csv")
         lines = ["| storage | running | one report, Optuna's study (ms) | the driver's study (ms) "
                  "| ratio | one ask, Optuna's study (ms) | the driver's study (ms) | ratio |",
@@ -527,7 +539,7 @@ def write_tables(out: Path, tag: str) -> Path:
                          f"{r.shown_rows_ms:.1f} ms ({r.every_row_ms / r.shown_rows_ms:.1f}x).")
         parts.append("## One report, one ask and one redraw, before and after, side by side\n\n"
                      + "\n".join(lines))
-    for big in sorted(out.glob(f"{tag}*_big.csv")):
+    for big in (c for c in csvs if c.name.endswith("_big.csv")):
         df = pd.read_csv(big)
         lines = ["| storage | trials | `scaletune report` (s) | `scaletune studies` (s) | "
                  "`scaletune show` (s) | dashboard: study list (s) | its study page (s) | "
@@ -546,6 +558,15 @@ def write_tables(out: Path, tag: str) -> Path:
 # --------------------------------------------------------------------------- command line
 
 
+def listed(text: str, kind: type) -> list[Any] | None:
+    """The comma-separated values of ``text`` (none for ''); None where one is not above 0."""
+    try:
+        values = [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        return None
+    return values if all(v > 0 for v in values) else None
+
+
 def start_ray(gpus: int) -> None:
     # A Ray of its own (address="local"): without it, ray.init joins a cluster already running
     # on this machine (`ray start --head`), which refuses the GPUs it declares.
@@ -558,20 +579,24 @@ def main(argv: list[str] | None = None) -> None:
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.driver_scale",
                                 description=__doc__.split("\n\n")[0])
-    p.add_argument("--trials", default="32,128,256", help="concurrent trials at --interval")
+    p.add_argument("--trials", default="32,128,256",
+                   help="concurrent trials at --interval, comma-separated ('' for none: --big "
+                        "alone; default %(default)s)")
     p.add_argument("--interval", type=float, default=10.0,
                    help="seconds between a trial's reports (default 10)")
     p.add_argument("--fast", default="2,0.5,0.2",
                    help="shorter intervals tried at the largest trial count, for the highest "
-                        "rate the driver sustains ('' for none)")
+                        "rate the driver sustains ('' for none; default %(default)s)")
     p.add_argument("--seconds", type=float, default=60.0,
                    help="each point's run (default 60; 0: no run under load, for --costs or "
                         "--big alone)")
     p.add_argument("--history", type=int, default=100,
                    help="complete trials the study holds before each point (default 100)")
-    p.add_argument("--actors", type=int, default=4, help="actors the fake trials run on")
+    p.add_argument("--actors", type=int, default=4,
+                   help="actors the fake trials run on (default 4)")
     p.add_argument("--big", type=int, default=10_000,
-                   help="finished trials of the study whose report is timed (0: skip)")
+                   help="finished trials of the study whose report is timed (default 10,000, "
+                        "about 5 minutes per storage; 0: skip)")
     p.add_argument("--costs", action="store_true",
                    help="also time one report (Optuna's study beside the driver's) and one "
                         "redraw of the live view, side by side")
@@ -581,9 +606,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--postgres", metavar="URL", help="PostgreSQL storage, besides SQLite")
     p.add_argument("--profile", action="store_true",
                    help="cProfile the driver at the largest point: driver_scale_<storage>.prof")
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--tag", default="driver_scale", help="stem of the results' file names")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results"),
+                   help="results folder: <tag>.md, its CSVs and the command (default "
+                        "%(default)s)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                   help="the text file of the study's task; the fake trials never read it "
+                        "(default %(default)s)")
+    p.add_argument("--tag", default="driver_scale",
+                   help="stem of the results' file names (default %(default)s)")
     p.add_argument("--pruner", default=None,
                    help="the studies' pruner by name (median, hyperband, successive_halving, "
                         "...); default the suite's scaletune study's")
@@ -596,6 +626,27 @@ def main(argv: list[str] | None = None) -> None:
     if "postgresql" in asked and not args.postgres:
         # it measured nothing and exited 0, having replaced the command file of record
         p.error("--storages postgresql needs --postgres URL (a server and database to write)")
+    # Checked before anything runs or is written: a bad count fails minutes in otherwise, and
+    # leaves the work folder behind.
+    counts, fast = listed(args.trials, int), listed(args.fast, float)
+    if counts is None:
+        p.error(f"--trials: comma-separated counts of 1 or more ('' for none), got "
+                f"{args.trials!r}")
+    if fast is None:
+        p.error(f"--fast: comma-separated seconds above 0 ('' for none), got {args.fast!r}")
+    if args.interval <= 0:
+        p.error(f"--interval: must be above 0, got {args.interval:g}")
+    if args.actors < 1:
+        p.error(f"--actors: must be 1 or more, got {args.actors}")
+    for flag, value in (("--seconds", args.seconds), ("--history", args.history),
+                        ("--big", args.big)):
+        if value < 0:
+            p.error(f"{flag}: must be 0 or more, got {value:g}")
+    if args.costs and not counts:
+        p.error("--costs needs --trials (the running trials of each report)")
+    if not (counts and args.seconds > 0) and not args.costs and not args.big:
+        # it measured nothing and exited 0, having replaced the tables and command of record
+        p.error("nothing to measure: give --trials with --seconds above 0, --costs, or --big")
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -607,9 +658,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.postgres:
         storages["postgresql"] = lambda name: args.postgres
     storages = {k: v for k, v in storages.items() if k in args.storages.split(",")}
-    counts = [int(x) for x in args.trials.split(",") if x]
-    fast = [float(x) for x in args.fast.split(",") if x and counts]
-    points = [(n, args.interval) for n in counts] + [(max(counts), s) for s in fast]
+    points = [(n, args.interval) for n in counts] + [(max(counts), s) for s in fast if counts]
     points = points if args.seconds > 0 else []
     if points:
         start_ray(max(counts))
@@ -656,17 +705,17 @@ def main(argv: list[str] | None = None) -> None:
                   f"{row['dashboard_first_s']:.1f} s, its study page {row['dashboard_study_s']:.1f} s (built in {row['build_s']:.0f} s)",
                   flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    if rows:
-        pd.DataFrame(rows).to_csv(args.out / f"{args.tag}.csv", index=False)
-    if costs:
-        pd.DataFrame(costs).to_csv(args.out / f"{args.tag}_costs.csv", index=False)
+    written = [args.out / f"{args.tag}_big.csv"] if big else []
+    for table, name in ((rows, f"{args.tag}.csv"), (costs, f"{args.tag}_costs.csv")):
+        if table:
+            pd.DataFrame(table).to_csv(args.out / name, index=False)
+            written.append(args.out / name)
     from scaletune.search.storage import mask_url
 
-    write_tables(args.out, args.tag)
-    command = "python -m benchmarks.driver_scale " + " ".join(
-        mask_url(a) for a in (sys.argv[1:] if argv is None else argv))
+    write_tables(args.out, args.tag, written)
+    command = command_line(p, [mask_url(a) for a in (sys.argv[1:] if argv is None else argv)])
     (args.out / f"{args.tag}_command.txt").write_text(
-        command.strip() + "\n" + json.dumps(provenance(bench), indent=1) + "\n")
+        command + "\n" + json.dumps(provenance(bench), indent=1) + "\n")
     shutil.rmtree(work, ignore_errors=True)
 
 

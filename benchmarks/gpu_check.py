@@ -196,10 +196,13 @@ def _scaletune(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=50, help="optimizer steps per throughput run")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_check",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=50,
+                        help="optimizer steps per throughput run (default 50)")
     parser.add_argument("--micro-batch-size", type=int, default=8,
-                        help="sequences per forward pass of GPT-2 small (lower it on a small GPU)")
+                        help="sequences per forward pass of GPT-2 small (lower it on a small GPU; "
+                             "default 8)")
     parser.add_argument("-o", "--output", type=Path, help="also write the results as JSON")
     args = parser.parse_args(argv)
     if args.steps < 2 * CHUNK_STEPS:  # a StatisticsError on the GPU, minutes in, before

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -549,13 +548,18 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.ladder_suite",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--tasks", default="shakespeare-byte,pydoc-byte",
-                   help=f"comma-separated subset of {','.join(suite.TASK_NAMES)}")
+                   help=f"comma-separated subset of {','.join(suite.TASK_NAMES)} (default "
+                        "%(default)s)")
     p.add_argument("--seeds", type=int, default=1, help="ladders per task, sampler seeds 0.. "
                    "(default 1)")
-    p.add_argument("--workers", type=int, default=1, help="ladders at once, one process each")
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results/ladder_v2"))
+    p.add_argument("--workers", type=int, default=1,
+                   help="ladders at once, one process each (default 1)")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/ladder_v2"),
+                   help="results folder: <task>/s<seed>/ per ladder, the tables (default "
+                        "%(default)s)")
     p.add_argument("--suite", type=Path, default=SUITE,
-                   help="the suite's results folder, whose <task>/studies/*.db are read")
+                   help="the suite's results folder, whose <task>/studies/*.db are read "
+                        "(default %(default)s)")
     p.add_argument("--analyze-only", action="store_true",
                    help="write the tables from the stored studies; train nothing")
     p.add_argument("--hold-epochs", action="store_true",
@@ -571,15 +575,15 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"--tasks: unknown {unknown}; choose from {list(suite.TASK_NAMES)}")
     tasks = [t for t in suite.TASKS if t.name in picked]
     args.out.mkdir(parents=True, exist_ok=True)
-    command = "python -m benchmarks.ladder_suite " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = se.command_line(p, argv)
     if not args.analyze_only:
         with open(args.out / "ladder_suite_command.txt", "a") as f:  # every run that trained
-            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC  {command.strip()}\n")
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC  {command}\n")
         jobs = [(t.name, args.out, seed, args.hold_epochs, args.along)
                 for seed in range(args.seeds) for t in tasks]
         done = se.map_jobs(run_one, jobs, args.workers)
         print("\n".join(done), flush=True)
-    print(analyze(tasks, args.out, args.seeds, args.suite, command.strip(), args.along))
+    print(analyze(tasks, args.out, args.seeds, args.suite, command, args.along))
     if not args.analyze_only and any("FAILED" in d for d in done):
         raise SystemExit("some ladders failed (above); the tables hold those that ran")
 

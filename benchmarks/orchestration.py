@@ -1,4 +1,6 @@
 """Orchestration overhead of the real product path: search.runner.run_study on local Ray.
+The default run takes about a minute on 2 cores (two studies of 6 trials; --quickstart adds about
+another).
 
 For 1 and 2 workers, a small study of the search-efficiency task (same model, data and tokens per
 trial; no pruning, so that every trial is a full one) runs through ``run_study``, which starts
@@ -39,7 +41,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.search_efficiency import DEFAULT_DATA, Bench, provenance, study_config
+from benchmarks.search_efficiency import (
+    DEFAULT_DATA,
+    Bench,
+    command_line,
+    provenance,
+    study_config,
+)
 
 
 def measure(bench: Bench, workers: int, n_trials: int,
@@ -113,8 +121,10 @@ def main(argv: list[str] | None = None) -> None:
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--trials", type=int, default=6, help="trials per study (default 6)")
     p.add_argument("--workers", default="1,2", help="worker counts to measure (default 1,2)")
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results"),
+                   help="results folder: orchestration.csv and the command (default %(default)s)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                   help="the task's text file (default %(default)s)")
     p.add_argument("--address", default=None,
                    help="join this running Ray cluster (for example auto, after `ray start "
                         "--head`) instead of starting one per study: Ray's start-up is then "
@@ -153,10 +163,8 @@ def main(argv: list[str] | None = None) -> None:
               f"{q['best_loss']}", flush=True)
         (args.out / "quickstart_time.json").write_text(json.dumps(q, indent=1) + "\n")
     pd.DataFrame(rows).to_csv(args.out / "orchestration.csv", index=False)
-    command = "python -m benchmarks.orchestration " + " ".join(
-        sys.argv[1:] if argv is None else argv)
     (args.out / "orchestration_command.txt").write_text(
-        command.strip() + "\n" + json.dumps(provenance(bench), indent=1) + "\n")
+        command_line(p, argv) + "\n" + json.dumps(provenance(bench), indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Pruners replayed on the suite's unpruned studies (issue 15).
+"""Pruners replayed on the suite's unpruned studies (issue 15). The default run takes about ten
+minutes on 2 cores.
 
 The suite's random-search studies trained every trial to the end (``pruner: none``), so their
 curves show what each pruner would have stopped and what those trials went on to reach. Each
@@ -51,6 +52,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from benchmarks.search_efficiency import command_line
+
 TASKS = ("code-bpe", "docstrings-byte", "pydoc-byte", "pydoc-long", "shakespeare-bpe",
          "shakespeare-byte")
 SEEDS = (0, 1, 2)
@@ -82,7 +85,11 @@ ORDERS = 20
 """Shuffled orders each study is replayed in, besides the order its trials ran."""
 BOUND = "median (scaletune: 25% warmup, 4 start-up)"
 """The pruner whose false prunes bound the grid point chosen."""
+SUITE = Path(__file__).parent / "results" / "suite"
 OUT = Path(__file__).parent / "results" / "pruners"
+LOTO_SKIPPED = ("The predicted pruner's constants left one task out: skipped, the replay read "
+                "one task (it needs two or more).")
+"""What the results say in place of the leave-one-task-out table where one task was read."""
 
 
 CEILINGS = {
@@ -334,23 +341,35 @@ def write_rows(rows: Any, out: Path) -> None:
      .reset_index().to_csv(out / "pruner_replay_orders.csv", index=False))
 
 
-def markdown(summary: Any, held_out: Any, command: str, chosen: str) -> str:
+def counted(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def markdown(summary: Any, held_out: Any, command: str, chosen: str,
+             studies: list[tuple[str, int]]) -> str:
+    """The tables of ``summary`` and ``held_out``; ``studies``: the (task, seed) replayed."""
     n_orders = int(summary["replays"].iloc[0] // summary["studies"].iloc[0]) - 1
+    per_task = {task: sum(1 for t, _ in studies if t == task) for task, _ in studies}
+    read = (f"{counted(len(per_task), 'task')} x {counted(len(studies) // len(per_task), 'seed')}"
+            if len(set(per_task.values())) == 1
+            else f"{len(studies)} studies of {len(per_task)} tasks")
+    shuffled = f" and in {counted(n_orders, 'shuffled order')} of each study" if n_orders else ""
     lines = [
         "# Pruners replayed on the suite's unpruned studies (issue 15)", "",
         f"Command: `{command}`", "",
-        "Studies: the suite's random-search studies (6 tasks x 3 seeds), which trained every "
+        f"Studies: the suite's random-search studies ({read}), which trained every "
         "trial to the end. Each pruner is built from the study's config with scaletune's "
         "defaults and replayed with real Optuna pruner objects (search.pruners.replay: a fresh "
         "in-memory study, trials one at a time, should_prune() after every evaluation), in the "
-        f"order the trials ran and in {n_orders} shuffled orders of each study. Compute saved: "
+        f"order the trials ran{shuffled}. Compute saved: "
         "tokens not trained over those of every complete trial run to the end, mean over studies "
         "(and the worst study, as run). False prunes: stopped trials that ended within 1% of their "
         "study's best. Diverged trials are left out. The two ceilings are not pruners: they know "
         "each trial's final loss and stop, at the first evaluation allowed, every trial that ends "
         "worse than the best complete trial before it by more than 1%.", "",
         "| pruner | studies | trials | stopped | saved, as run | worst study | false prunes, "
-        f"as run | saved, {n_orders + 1} orders | false prunes, {n_orders + 1} orders | replays "
+        f"as run | saved, {counted(n_orders + 1, 'order')} | false prunes, "
+        f"{counted(n_orders + 1, 'order')} | replays "
         "with one |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
@@ -364,18 +383,19 @@ def markdown(summary: Any, held_out: Any, command: str, chosen: str) -> str:
         f"(the grid point that saves the most with no more false prunes than `{BOUND}`). The "
         "default, the row `predicted (scaletune)`, weighs live studies too: search/config.py, "
         "CONFIDENCE.", "",
+    ]
+    if held_out.empty:
+        return "\n".join([*lines, LOTO_SKIPPED]) + "\n"
+    lines += [
         "## The predicted pruner's constants, left one task out", "",
         "For each task, the grid point (n_startup_trials, confidence, leading, min_spread) "
-        "chosen on the "
-        "other five (the most compute saved with no more false prunes there than the median "
-        "pruner's) and what it does on the task left out, over all its studies and orders, "
-        "beside the median pruner there.", "",
+        "chosen on the other tasks (the most compute saved with no more false prunes there than "
+        "the median pruner's) and what it does on the task left out, over all its studies and "
+        "orders, beside the median pruner there.", "",
         "| task left out | chosen on the others | compute saved | false prunes | median pruner: "
         "saved | median pruner: false prunes |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    if held_out.empty:
-        lines.append("| (needs two tasks or more) | | | | | |")
     for r in held_out.itertuples():
         lines.append(f"| {r.task} | {r.chosen_on_others} | {r.compute_saved:.1%} | "
                      f"{r.false_prunes} | {r.bound_compute_saved:.1%} | "
@@ -384,11 +404,13 @@ def markdown(summary: Any, held_out: Any, command: str, chosen: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--suite", type=Path, default=Path("benchmarks/results/suite"),
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.pruner_replay",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--suite", type=Path, default=SUITE,
                         help="the suite's results folder (its <task>/studies/random-s*.db, else "
-                             "its <task>/search_efficiency_trials.csv)")
-    parser.add_argument("--out", type=Path, default=OUT)
+                             "its <task>/search_efficiency_trials.csv; default %(default)s)")
+    parser.add_argument("--out", type=Path, default=OUT,
+                        help="results folder: pruner_replay.md and its CSVs (default %(default)s)")
     parser.add_argument("--orders", type=int, default=ORDERS,
                         help="shuffled orders each study is replayed in, besides its own "
                              f"(default {ORDERS})")
@@ -406,11 +428,14 @@ def main(argv: list[str] | None = None) -> None:
     summary, held_out, chosen = table(rows), loto(rows), choose(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     write_rows(rows, args.out)
-    held_out.to_csv(args.out / "pruner_replay_loto.csv", index=False)
-    command = "python -m benchmarks.pruner_replay" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
-    (args.out / "pruner_replay.md").write_text(markdown(summary, held_out, command, chosen))
+    if held_out.empty:  # and no table of an earlier run beside this run's
+        (args.out / "pruner_replay_loto.csv").unlink(missing_ok=True)
+    else:
+        held_out.to_csv(args.out / "pruner_replay_loto.csv", index=False)
+    (args.out / "pruner_replay.md").write_text(
+        markdown(summary, held_out, command_line(parser, argv), chosen, list(studies)))
     print(summary.to_string(index=False))
-    print(held_out.to_string(index=False))
+    print(LOTO_SKIPPED if held_out.empty else held_out.to_string(index=False))
     print("chosen on all:", chosen)
 
 

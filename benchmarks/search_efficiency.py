@@ -1,4 +1,5 @@
 """Search efficiency: the best validation loss each search strategy finds for a given compute.
+The default run takes about 45 minutes on 2 cores (the first six strategies took 27).
 
 The project's issue 6. On one fixed task (a small byte-level GPT on Tiny Shakespeare, a fixed
 number of tokens per trial, validation every tenth of it), six strategies search the same five
@@ -49,6 +50,7 @@ import math
 import multiprocessing as mp
 import os
 import platform
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -771,6 +773,12 @@ def analyze(bench: Bench, command: str, trials: Any = None) -> str:
     return text
 
 
+def command_line(parser: argparse.ArgumentParser, argv: list[str] | None) -> str:
+    """The command that ran, as the results record it: the parser's ``prog`` and the arguments,
+    each quoted so that the line pastes back into a shell (an empty one as '')."""
+    return shlex.join([*parser.prog.split(), *(sys.argv[1:] if argv is None else argv)])
+
+
 def provenance(bench: Bench) -> dict[str, Any]:
     import importlib.metadata
 
@@ -799,10 +807,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, default=3, help="seeds per strategy (default 3)")
     p.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
                    help="studies run at once, one process each (default: cores)")
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results"),
+                   help="results folder: tables, plot, studies/*.db (default %(default)s)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                   help="the task's text file (default %(default)s)")
     p.add_argument("--strategies", default=",".join(STRATEGIES),
-                   help=f"comma-separated subset of {','.join(STRATEGIES)}")
+                   help=f"comma-separated subset of {','.join(STRATEGIES)} (default: all)")
     p.add_argument("--analyze-only", action="store_true",
                    help="write the tables and plot from the stored studies; train nothing")
     args = p.parse_args(argv)
@@ -819,14 +829,13 @@ def main(argv: list[str] | None = None) -> None:
     bench = replace(Bench(), data=args.data, out=args.out, budget=args.budget, seeds=args.seeds,
                     workers=args.workers, strategies=strategies)
     bench.out.mkdir(parents=True, exist_ok=True)
-    command = "python -m benchmarks.search_efficiency " + " ".join(
-        sys.argv[1:] if argv is None else argv)
+    command = command_line(p, argv)
     recorded = bench.out / "search_efficiency_command.txt"
     if args.analyze_only and recorded.is_file():
         command = recorded.read_text().splitlines()[0]  # the command that trained the studies
     if not args.analyze_only:
         run_all(bench)
-    print(analyze(bench, command.strip()))
+    print(analyze(bench, command))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import argparse
 import os
 import shutil
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,11 @@ STRATEGY = "scaletune"
 """The suite's study whose best trial is repeated: the one the product runs by default."""
 
 
+def suite_study(task: suite.Task, suite_root: Path) -> Path:
+    """The storage of ``task``'s scaletune study (sampler seed 0) in the suite's folder."""
+    return suite_root / task.name / "studies" / f"{STRATEGY}-s0.db"
+
+
 def study_copy(task: suite.Task, suite_root: Path, out: Path) -> Any:
     """The StudyConfig of ``task``'s scaletune study (sampler seed 0), on a copy of its storage
     under ``out``."""
@@ -39,9 +43,7 @@ def study_copy(task: suite.Task, suite_root: Path, out: Path) -> Any:
 
     bench = suite.bench_of(task, suite_root)
     cfg = se.study_config(bench, STRATEGY, 0)
-    source = bench.out / "studies" / f"{cfg.name}.db"
-    if not source.is_file():
-        raise SystemExit(f"{source}: not found; run python -m benchmarks.suite first")
+    source = suite_study(task, suite_root)
     folder = out / "studies" / task.name
     folder.mkdir(parents=True, exist_ok=True)
     copy = folder / source.name
@@ -151,24 +153,31 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=4,
                    help="repeats of each task's best trial (default 4: five seeds in all)")
     p.add_argument("--tasks", default=",".join(suite.TASK_NAMES),
-                   help=f"comma-separated subset of {','.join(suite.TASK_NAMES)}")
+                   help=f"comma-separated subset of {','.join(suite.TASK_NAMES)} (default: all)")
     p.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
                    help="tasks at once, one process each (default: cores)")
     p.add_argument("--suite", type=Path, default=Path("benchmarks/results/suite"),
-                   help="the suite's results folder (its studies and corpora)")
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results/seed_noise"))
+                   help="the suite's results folder (its studies and corpora; default "
+                        "%(default)s)")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/seed_noise"),
+                   help="results folder: seed_noise.md and the studies' copies (default "
+                        "%(default)s)")
     args = p.parse_args(argv)
     names = [t.name for t in suite.TASKS]
     if bad := [n for n in args.tasks.split(",") if n not in names]:
         p.error(f"--tasks: unknown {bad}; choose from {','.join(names)}")
     picked = [t for t in suite.TASKS if t.name in args.tasks.split(",")]
+    # Before anything is written (the corpora under --suite, the copies under --out).
+    if missing := [str(suite_study(t, args.suite)) for t in picked
+                   if not suite_study(t, args.suite).is_file()]:
+        p.error(f"--suite: not found: {', '.join(missing)}; run python -m benchmarks.suite first "
+                "(or give --suite the folder that holds its studies)")
     args.out.mkdir(parents=True, exist_ok=True)
     jobs = [(t, args.suite, args.out, args.repeats) for t in picked]
     start = time.perf_counter()
     groups = se.map_jobs(repeat_best, jobs, args.workers, ordered=True)
     print(f"{len(groups)} tasks in {time.perf_counter() - start:.0f} s", flush=True)
-    command = "python -m benchmarks.seed_noise " + " ".join(sys.argv[1:] if argv is None else argv)
-    text = table(groups, command.strip())
+    text = table(groups, se.command_line(p, argv))
     (args.out / "seed_noise.md").write_text(text)
     print(text)
 

@@ -1,4 +1,6 @@
 """Trainer throughput: tokens/s and model-FLOPs utilization against this machine's matmul peak.
+The default run takes about 6 minutes on 2 cores (8 with --reference and --breakdown:
+benchmarks/results/trainer_throughput.txt).
 
     python -m benchmarks.trainer_throughput [--steps 50] [--threads N] [--compile] [--reference DIR]
         [--rounds 30] [--breakdown [--breakdown-rounds 10]]
@@ -271,31 +273,43 @@ def print_side_by_side(times: dict[str, list[float]], base: str, label: str, wid
                                          "per-round ratios)"))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.trainer_throughput",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=50,
                         help=f"optimizer steps of each training run, at least {2 * CHUNK_STEPS} "
-                             f"(chunks of {CHUNK_STEPS}; the first is warm-up)")
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+                             f"(chunks of {CHUNK_STEPS}; the first is warm-up; default 50)")
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+                        help="torch's threads (default: the cores, %(default)s here)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (fp32)")
     parser.add_argument("--reference", type=Path, metavar="DIR",
                         help="a nanoGPT checkout: time its model side by side with ours (fp32)")
-    parser.add_argument("--rounds", type=int, default=30, help="rounds of the side-by-side timing")
+    parser.add_argument("--rounds", type=int, default=30,
+                        help="rounds of the side-by-side timing (default 30)")
     parser.add_argument("--breakdown", action="store_true",
                         help="also time the fp32 step with attention, then GELU, taken out, and the "
                              "linear layers' matmuls alone")
-    parser.add_argument("--breakdown-rounds", type=int, default=10, help="rounds of --breakdown")
+    parser.add_argument("--breakdown-rounds", type=int, default=10,
+                        help="rounds of --breakdown (default 10)")
     parser.add_argument("--n-layer", type=int, default=MODEL["n_layer"],
                         help="a smaller model for a quick check of the script; figures of record "
-                             "use the default")
-    parser.add_argument("--n-embd", type=int, default=MODEL["n_embd"], help="as --n-layer")
+                             "use the default (%(default)s)")
+    parser.add_argument("--n-embd", type=int, default=MODEL["n_embd"],
+                        help=f"as --n-layer; a multiple of the {MODEL['n_head']} heads, which are "
+                             "fixed (default %(default)s)")
     parser.add_argument("--peak-size", type=int, metavar="N",
                         help="measure the matmul peaks on N x N squares only (a quick check of "
                              "the script; the default takes the best of 1024-3072)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.steps < 2 * CHUNK_STEPS:  # else no chunk is left to time after the warm-up
         parser.error(f"--steps must be {2 * CHUNK_STEPS} or more (chunks of {CHUNK_STEPS} steps, "
                      f"the first left out as warm-up), got {args.steps}")
+    if args.n_layer < 1:
+        parser.error(f"--n-layer: must be 1 or more, got {args.n_layer}")
+    if args.n_embd < 1 or args.n_embd % MODEL["n_head"]:
+        heads = MODEL["n_head"]
+        parser.error(f"--n-embd: must be a multiple of the {heads} heads ({heads}, {2 * heads}, "
+                     f"...), got {args.n_embd}")
     torch.set_num_threads(args.threads)
     MODEL.update(n_layer=args.n_layer, n_embd=args.n_embd)
     if args.peak_size:

@@ -14,7 +14,9 @@ from scaletune.search.config import validate_study
 from tests.search.helpers import tiny_study
 
 
-def test_replay_writes_a_row_per_pruner_and_study_and_leaves_the_suite_alone(tmp_path):
+def one_study_suite(tmp_path: Path) -> tuple[Path, int, int]:
+    """A suite folder of one random-search study (code-bpe, seed 0) of six complete trials; its
+    storage, tokens per trial and evaluation interval."""
     text = tmp_path / "t.txt"
     text.write_text("x")
     cfg = validate_study(tiny_study(tmp_path, text, pruner={"name": "none"}))
@@ -29,6 +31,11 @@ def test_replay_writes_a_row_per_pruner_and_study_and_leaves_the_suite_alone(tmp
             value=final,
             intermediate_values={s: final + 2 * (1 - s / budget)
                                  for s in range(every, budget + 1, every)}))
+    return db, budget, every
+
+
+def test_replay_writes_a_row_per_pruner_and_study_and_leaves_the_suite_alone(tmp_path):
+    db, budget, every = one_study_suite(tmp_path)
     before = db.read_bytes()
 
     pruner_replay.main(["--suite", str(tmp_path / "suite"), "--out", str(tmp_path / "out"),
@@ -50,6 +57,7 @@ def test_replay_writes_a_row_per_pruner_and_study_and_leaves_the_suite_alone(tmp
     assert rows[rows["pruner"] == "none"].iloc[0]["stopped"] == 0
     md = (tmp_path / "out" / "pruner_replay.md").read_text()
     assert "| predicted (scaletune) | 1 | 6 |" in md and "false prunes, 3 orders" in md
+    assert "(1 task x 1 seed)" in md and "in 2 shuffled orders of each study" in md
     # Rule: the suite's study was read from a copy, not opened where it lies.
     assert db.read_bytes() == before
     # Rule: the ceiling stops, at the first evaluation, every trial after the first two that
@@ -63,6 +71,37 @@ def test_replay_writes_a_row_per_pruner_and_study_and_leaves_the_suite_alone(tmp
     assert later["compute_saved"] == pytest.approx(4 / 6 * (1 - at / budget))
 
 
+def test_one_task_without_shuffles_is_said_as_such_and_left_one_task_out_is_skipped(tmp_path,
+                                                                                     capsys):
+    one_study_suite(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "pruner_replay_loto.csv").write_text("task,chosen_on_others\ncode-bpe,of record\n")
+    pruner_replay.main(["--suite", str(tmp_path / "suite"), "--out", str(out), "--orders", "0",
+                        "--jobs", "1"])
+    md = (out / "pruner_replay.md").read_text()
+    # Rule: the counts in the text are the ones read; one order is one, not "1 orders".
+    assert "(1 task x 1 seed)" in md and "(6 tasks x 3 seeds)" not in md
+    assert "in the order the trials ran. Compute saved" in md and "shuffled" not in md
+    assert "| saved, 1 order | false prunes, 1 order |" in md
+    # Rule: one task leaves none to choose on: the table is skipped, in one line, and no
+    # table of it is left in --out (it printed an empty DataFrame and wrote a 1-byte CSV).
+    assert pruner_replay.LOTO_SKIPPED in md and "| task left out |" not in md
+    assert not (out / "pruner_replay_loto.csv").exists()
+    printed = capsys.readouterr().out
+    assert pruner_replay.LOTO_SKIPPED in printed and "Empty DataFrame" not in printed
+
+
+def test_the_suite_is_read_next_to_the_script_from_any_folder(tmp_path, monkeypatch, capsys):
+    # It was benchmarks/results/suite under the current folder, while --out was next to the
+    # script.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        pruner_replay.main(["--help"])
+    assert "".join(str(pruner_replay.SUITE).split()) in "".join(capsys.readouterr().out.split())
+    assert pruner_replay.SUITE == pruner_replay.OUT.parent / "suite" and pruner_replay.SUITE.is_dir()
+
+
 def test_the_committed_trial_tables_replay_to_the_figures_of_record():
     """Without the suite's study files (not committed), the studies are rebuilt from the trial
     tables, and each study's replay gives what the committed results say."""
@@ -71,8 +110,7 @@ def test_the_committed_trial_tables_replay_to_the_figures_of_record():
     from scaletune.search.config import PrunerConfig
     from scaletune.search.pruners import audit, replay
 
-    suite = Path(pruner_replay.__file__).parent / "results" / "suite"
-    studies = pruner_replay.load_tables(suite)
+    studies = pruner_replay.load_tables(pruner_replay.SUITE)
     assert len(studies) == 18 and sum(len(t) for _, t in studies.values()) == 286
     recorded = pd.read_csv(pruner_replay.OUT / "pruner_replay.csv")
     build = TypeAdapter(PrunerConfig).validate_python

@@ -42,16 +42,14 @@ def test_an_unknown_task_is_refused_by_name(tmp_path, capsys):
     assert not (tmp_path / "sn").exists()
 
 
-def test_driver_scale_refuses_a_storage_it_cannot_measure(tmp_path, capsys):
-    from benchmarks.driver_scale import main
-
-    # Both measured nothing and exited 0, having written a command file over the one of record.
-    for storages, said in (("sqllite", "--storages: unknown ['sqllite']; choose from sqlite, "
-                                       "postgresql"),
-                           ("postgresql", "--storages postgresql needs --postgres URL")):
-        with pytest.raises(SystemExit) as e:
-            main(["--trials", "2", "--seconds", "1", "--big", "0", "--storages", storages,
-                  "--out", str(tmp_path / "ds")])
-        assert e.value.code == 2
-        assert said in capsys.readouterr().err
-    assert not (tmp_path / "ds").exists()
+def test_a_suite_without_the_studies_is_refused_before_anything_is_written(tmp_path, capsys):
+    # It wrote the corpus into the suite's corpora/ and made --out, then stopped on the study.
+    suite = tmp_path / "suite"
+    with pytest.raises(SystemExit) as e:
+        seed_noise.main(["--tasks", "pydoc-byte", "--workers", "1", "--suite", str(suite),
+                         "--out", str(tmp_path / "sn")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--suite: not found: {suite}/pydoc-byte/studies/scaletune-s0.db" in err
+    assert "run python -m benchmarks.suite first" in err
+    assert not suite.exists() and not (tmp_path / "sn").exists()

@@ -61,3 +61,19 @@ def test_a_run_trains_on_the_threads_the_benchmark_was_given(tmp_path):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("flags, said", [
+    (["--n-embd", "30"], "--n-embd: must be a multiple of the 8 heads (8, 16, ...), got 30"),
+    (["--n-layer", "0"], "--n-layer: must be 1 or more, got 0"),
+])
+def test_a_model_the_fixed_heads_cannot_split_is_refused_by_name(capsys, flags, said):
+    from benchmarks.trainer_throughput import MODEL, main
+
+    # A pydantic traceback before ("n_head must divide n_embd"): the 8 heads are fixed.
+    before = dict(MODEL)
+    with pytest.raises(SystemExit) as e:
+        main(flags)
+    assert e.value.code == 2
+    assert said in capsys.readouterr().err
+    assert MODEL == before
