@@ -342,6 +342,11 @@ def _fitted_sigma(pred: Prediction) -> float:
     return max(FLOOR_LOG10_FITTED, math.log10(pred.high / pred.low) / (2.0 * z))
 
 
+FIT_WARNS = "the fit warns"
+"""How a fitted source's note begins to say that its prior blends it with the published laws
+(which priors_table's caption repeats: the center is then neither law's value)."""
+
+
 def _with_fit(
     published: Prior, fit: PowerLawFit, scale: float, to_unit: float = 1.0, note: str = ""
 ) -> tuple[float, float, list[Source]]:
@@ -355,7 +360,7 @@ def _with_fit(
         return value, sigma_fit, [_fitted_source(fit, pred, value, published.unit, note)]
     log_center, sigma = _blend(math.log10(value), sigma_fit, math.log10(published.center),
                                published.sigma)
-    weak = (f"{note}; the fit warns ({len(fit.warnings)} warning(s)), so the prior blends it "
+    weak = (f"{note}; {FIT_WARNS} ({len(fit.warnings)} warning(s)), so the prior blends it "
             f"half and half with the published laws' {published.center:.4g}")
     sources = [_fitted_source(fit, pred, value, published.unit, weak), *published.sources]
     return 10.0**log_center, sigma, sources
@@ -811,6 +816,8 @@ def priors_table(priors: Priors, searched: dict[str, str] | None = None) -> Tabl
         )
     if any(p.extrapolated for p in priors.as_dict().values()):
         caption.append("* law evaluated outside its fitted range: a prior, not an answer")
+    caption += [f"{name}: {FIT_WARNS}{s.note.partition(FIT_WARNS)[2]}"
+                for name, p in priors.as_dict().items() for s in p.sources if FIT_WARNS in s.note]
     table = Table(title="Priors from scaling laws", caption="\n".join(caption) or None)
     table.add_column("hyperparameter", style="bold")
     table.add_column("center", justify="right")

@@ -69,9 +69,14 @@ def plot_fit(ladder: Ladder, fit: PowerLawFit | CarriedFit, best: ScalePoint | N
     xs = [float(x) for x in np.logspace(np.log10(fit.x_min) - 0.05, np.log10(top) + 0.05, 40)]
     line = [fit.predict(x) for x in xs]
     at_target = fit.predict(top)
+    # A law whose exponent was drawn toward a prior does not follow the rungs' own slope: the
+    # legend says so, with the slope they alone give (heuristics.fit.PowerLawFit).
+    name = ("carried value (the rungs' weighted mean)" if not law else "fitted law"
+            if fit.exponent_prior is None else
+            f"fitted law, exponent drawn toward the prior {fit.exponent_prior[0]:+.2f} (the "
+            f"rungs alone: {fit.data_exponent:+.3f})")
     layers = [
-        Layer("fitted law" if law else "carried value (the rungs' weighted mean)", xs,
-              [p.value for p in line], COLOURS["fit"], marker=None, line=2.0),
+        Layer(name, xs, [p.value for p in line], COLOURS["fit"], marker=None, line=2.0),
         Layer(f"{fit.level:.0%} prediction interval", xs, [p.low for p in line], COLOURS["fit"],
               marker=None, line=0.8),
         Layer(f"{fit.level:.0%} prediction interval", xs, [p.high for p in line],

@@ -355,6 +355,21 @@ def test_a_weak_fit_widens_the_prior_toward_the_published_laws():
     assert record["kind"] == "fitted" and len(record["fits"]) == 3
     assert any("fitted on 2 rungs" in w for w in record["warnings"])
     assert published.to_json()["laws"] == {"kind": "published", "fits": [], "warnings": []}
+    # The table says why the center is neither the fit's nor the published laws' (only --json
+    # said it).
+    from rich.console import Console
+
+    from scaletune.heuristics.priors import priors_table
+
+    console = Console(record=True, width=300)
+    console.print(priors_table(from_weak))
+    said = " ".join(console.export_text().split())
+    blended = next(src.note for src in from_weak.lr.sources if src.law == "fitted lr")
+    assert (f"lr: the fit warns ({len(weak.lr.warnings)} warning(s)), so the prior blends it "
+            f"half and half with the published laws' ") in said
+    assert said.count(blended.partition("the fit warns")[2]) == 1
+    console.print(priors_table(from_strong))  # a fit that does not warn is not blended
+    assert "the fit warns" not in console.export_text()
 
 
 def with_warmup(points, per_rung=(0.3, 0.2, 0.25, 0.15), rung_shift=None):

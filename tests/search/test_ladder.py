@@ -671,6 +671,14 @@ def test_the_ladder_figure_shows_rungs_law_published_prior_and_prediction(tmp_pa
     assert star.y[0] == pytest.approx(fitted.lr.predict(ladder.target_scale).value)
     # The title gives the exponent with its interval.
     assert "lr ~ tokens^-0.300" in drawn[0].png.axes[0].get_title(loc="left")
+    # Rule: a law drawn toward a prior exponent says so, with the rungs' own slope, which its
+    # line does not follow (it was "fitted law" alone).
+    pulled = fit_studies(points, n_boot=100, lr_exponent_prior=(0.1, 0.05))
+    drawn = make_ladder_figures(ladder, tmp_path / "pulled", pulled)
+    names = {trace.name for trace in drawn[0].html.data}
+    assert (f"fitted law, exponent drawn toward the prior +0.10 (the rungs alone: "
+            f"{pulled.lr.data_exponent:+.3f})") in names
+    assert pulled.lr.data_exponent == pytest.approx(-0.3, abs=0.01)
 
 
 def test_the_carried_warmup_gets_a_figure_of_its_own(tmp_path, shakespeare):
