@@ -103,8 +103,15 @@ class LadderConfig(_Strict):
     name: str = Field(min_length=1, pattern=NAME_PATTERN)
     """The ladder's name: its rungs are studies <name>-rung-..., its target <name>-target."""
     target: TargetConfig
+    """The target study: {study: FILE, ...}, or the file alone (``target: study.yaml``)."""
     rungs: list[RungConfig]
-    """At least two; three or more for a law that something tests."""
+    """The rungs below the target, as a list of at least two (three or more for a law that
+    something tests), e.g. [{tokens_per_trial: 30000}, {tokens_per_trial: 60000}]."""
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _file_alone(cls, v: Any) -> Any:
+        return {"study": v} if isinstance(v, str) else v
     rung_trials: int = Field(8, ge=1, strict=True)
     """Finished trials of each rung that sets no n_trials."""
     scale: Literal["tokens", "params"] = "tokens"
@@ -189,8 +196,14 @@ def _study(raw: dict[str, Any], changes: dict[str, Any], where: str, path: Path,
 
 
 def is_ladder(path: str | Path) -> bool:
-    """True for a ladder file (it has rungs), False for a study file."""
-    return "rungs" in load_yaml(path)
+    """True for a ladder file (it has rungs, or a target: a ladder missing its rungs is told
+    so, not that a study file has an unknown key), False for a study file."""
+    raw = load_yaml(path)
+    return isinstance(raw, dict) and bool(LADDER_KEYS & raw.keys())
+
+
+LADDER_KEYS = {"rungs", "target"}
+"""The keys that make a file a ladder file (is_ladder; validate reads it so)."""
 
 
 def study_or_target(path: str | Path) -> StudyConfig:

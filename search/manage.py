@@ -44,7 +44,7 @@ from scaletune.search.config import (
     stored_study_names,
     validate_study,
 )
-from scaletune.search.fit import laws_fit_note
+from scaletune.search.fit import laws_file_problem, laws_fit_note
 from scaletune.search.noise import REPEAT_OF, TRAIN_SEED, finished_of, trials_asked
 from scaletune.search.plan import (
     LAST_N_TRIALS,
@@ -406,6 +406,8 @@ def ladder_problems(ladder: Any) -> list[str]:
         return storage  # the stages' storage, one for all
     problems = [f"target.study {study_file}: {p}" for p in data_problems(first, stages, rename)
                 + tracker_problems(first.tracking)]
+    if problem := laws_file_problem(Path(ladder.laws_file)):  # the run refused it, validate not
+        problems.append(f"laws_file: {problem}")
     for rung in ladder.rungs:
         dims, fixed = build_space(rung.cfg, planning_priors(rung.cfg))
         problems += [f"{rung.cfg.name}: {p}" for p in space_problems(rung.cfg, dims, fixed)]
@@ -428,8 +430,14 @@ def ladder_notes(ladder: Any) -> list[str]:
         for note in plan_notes(rung.cfg):
             by_note.setdefault(note, []).append(rung.cfg.name)
     every = len(ladder.rungs)
-    return [f"{'every rung' if len(names) == every > 1 else ', '.join(names)}: {note}"
-            for note, names in by_note.items()]
+    notes = [f"{'every rung' if len(names) == every > 1 else ', '.join(names)}: {note}"
+             for note, names in by_note.items()]
+    # The target's own: its n_trials and the pruner and sampler it runs under (its space is the
+    # laws' to set once the rungs ran, so its other notes are not known yet).
+    target = ladder.target
+    dims, _ = build_space(ladder.rungs[-1].cfg, planning_priors(ladder.rungs[-1].cfg))
+    return notes + [f"{target.name}: {note}" for note in
+                    pruner_notes(target) + sampler_notes(target, dims)]
 
 
 def planned(cfg: StudyConfig) -> tuple[Priors, list, dict[str, Any]]:
@@ -510,7 +518,9 @@ def validate_file(path: str) -> tuple[str, list[str]]:
             if problems := readable_data_problems(config.data, config.model.block_size)[0]:
                 raise ConfigError(path, problems)  # train refused them once it read the data
             return "training config", download_notes(config.data) + config.notes()
-        if "rungs" in raw:
+        from scaletune.search.ladder import LADDER_KEYS
+
+        if isinstance(raw, dict) and LADDER_KEYS & raw.keys():
             from scaletune.search.ladder import load_ladder
 
             # The laws file is the ladder's to write: only the rungs' files must be there.

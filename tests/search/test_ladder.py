@@ -301,8 +301,19 @@ def test_validate_checks_each_rungs_budget_before_its_laws_exist(tmp_path, shake
     note = ("note: every rung: search.batch_size: the priors' center batch_size = 2 lies below "
             "the range searched [4, 8]")
     assert out.count(note) == 1
+    # The target's own, of its n_trials (validate of its study file gave it; of the ladder not).
+    assert ("note: ladder-target: sampler.n_startup_trials: n_trials 2 <= n_startup_trials 2: "
+            "every trial is a start-up trial") in out, out
     assert main(["ladder", str(path), "--dry-run"]) == 0
     assert flat(capsys.readouterr().out).count(note) == 1
+    # Rule: a laws file the ladder cannot write is validate's error, as it is the run's.
+    (tmp_path / "a-file").write_text("")
+    raw = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**raw, "laws_file": "a-file/laws.json"}))
+    assert main(["validate", str(path)]) == 2
+    assert (f"laws_file: {tmp_path / 'a-file' / 'laws.json'}: cannot write the fitted laws there "
+            "(a file stands where a folder of the path would be)") in flat(capsys.readouterr().out)
+    path.write_text(yaml.safe_dump(raw))
     raw = yaml.safe_load(path.read_text())
     raw["rungs"][1]["tokens_per_trial"] = 200  # below one step of 8 sequences of 32 tokens
     path.write_text(yaml.safe_dump(raw))
@@ -865,3 +876,22 @@ def test_a_batch_law_that_predicts_less_than_a_sequence_says_so(tmp_path, shakes
     assert f"(less than one sequence of {block} tokens: no batch trains that; the target's " \
            "batch is a sequence or more)" in out, out
     assert out.count("less than one sequence") == 1  # the batch law's line alone
+
+
+def test_a_target_given_as_its_file_alone_is_the_target_study(tmp_path, shakespeare, capsys):
+    from scaletune.search.cli import main
+
+    path = ladder_files(tmp_path, shakespeare)
+    raw = yaml.safe_load(path.read_text())
+    whole = load_ladder(path).target.name
+    path.write_text(yaml.safe_dump({**raw, "target": "target.yaml"}))
+    # Rule: `target: FILE` reads as {study: FILE} (it was "expected a mapping"), and a file
+    # with a target and no rungs is a ladder that lacks them (validate called it a study file
+    # with an unknown key, target).
+    assert load_ladder(path).target.name == whole
+    path.write_text(yaml.safe_dump({"target": "target.yaml"}))
+    for command in (["validate", str(path)], ["ladder", str(path), "--dry-run"]):
+        assert main(command) == 2
+        out = flat(capsys.readouterr().out)
+        assert "rungs: Field required; add it: The rungs below the target, as a list" in out, out
+        assert "unknown key" not in out
