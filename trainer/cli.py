@@ -17,6 +17,7 @@ from scaletune.trainer.distributed import local_batch
 from scaletune.trainer.errors import ConfigError, DataError, SetupError
 from scaletune.trainer.interrupt import DeferredInterrupt, PromptInterrupt
 from scaletune.trainer.loop import Result, train
+from scaletune.trainer.record import last_checkpoint
 from scaletune.trainer.runlock import check_free, out_dir_problem
 
 FLAGS = ("--resume", "--overwrite")  # how run_in_the_way names them to a command's user
@@ -115,8 +116,11 @@ def resume_hint(out_dir: str | None) -> str:
     if not ckpt.exists():
         return (f"no checkpoint was written yet in {ckpt.parent}; run the command again to "
                 "start over")
-    return (f"the last checkpoint is {ckpt}; run the command again with --resume to continue "
-            "from it")
+    at = last_checkpoint(ckpt.parent)
+    at = (f" (step {at['step']:,} of {at['steps']:,}, {at['tokens']:,} tokens)"
+          if at and {"step", "steps", "tokens"} <= at.keys() else "")
+    return (f"the last checkpoint is {ckpt}{at}; run the command again with --resume to "
+            "continue from it")
 
 
 def torchrun_command(path: str, nproc: int, nnodes: int = 1, node_rank: int = 0,

@@ -265,9 +265,10 @@ def _train(config: TrainConfig, run: _Run, report: Report | None, resume: bool,
     lines = shown and not _on_terminal(sys.stderr)
     if lines:  # the first evaluation may be minutes away: say what comes, and when
         every, threads = math.ceil(run.eval_every / run.tokens_per_step), torch.get_num_threads()
+        into = f" into {run.out_dir}" if run.out_dir else ""
         print(f"training {run.total_steps - progress.step:,} steps of {run.tokens_per_step:,} "
-              f"tokens on {run.device.type}, {threads} thread{'' if threads == 1 else 's'}; a "
-              f"line at each evaluation, every {every:,} step{'' if every == 1 else 's'}",
+              f"tokens on {run.device.type}, {threads} thread{'' if threads == 1 else 's'}{into}; "
+              f"a line at each evaluation, every {every:,} step{'' if every == 1 else 's'}",
               file=sys.stderr, flush=True)
     bar = tqdm(total=run.total_steps, initial=progress.step, unit="step",
                disable=not shown or lines, dynamic_ncols=True, file=sys.stderr)
@@ -389,6 +390,7 @@ def _run_steps(config: TrainConfig, report: Report | None, run: _Run, model: tor
     # the next step has been queued, so a GPU never idles while the host checks it.
     pending = None
     start_step = progress.step
+    steps_from = time.perf_counter()  # the ETA's clock: the set-up before the steps is not theirs
     timed_from, timed_tokens = time.perf_counter(), 0  # steps since the last pause (eval etc.)
     for step in range(start_step, run.total_steps):
         if interrupt is not None:
@@ -426,8 +428,8 @@ def _run_steps(config: TrainConfig, report: Report | None, run: _Run, model: tor
             _evaluate_and_report(config, report, run, model, progress, grad_stats, board,
                                  lr_mult, final)
             if lines:
-                print(_progress_line(progress, run, start_step, wall_start), file=sys.stderr,
-                      flush=True)
+                print(_progress_line(progress, run, start_step, wall_start, steps_from),
+                      file=sys.stderr, flush=True)
             if progress.status == "diverged":
                 return
             if progress.status == "stopped":
@@ -448,14 +450,17 @@ def _on_terminal(stream: Any) -> bool:
         return False
 
 
-def _progress_line(progress: _Progress, run: _Run, start_step: int, wall_start: float) -> str:
+def _progress_line(progress: _Progress, run: _Run, start_step: int, wall_start: float,
+                   steps_from: float) -> str:
     """An evaluation as one line: ``step 593/5,860 (10%)  tokens 303,616  val loss 2.2800  train
-    loss 2.3971  25,297 tok/s  12 s elapsed, ETA ~2 min``."""
+    loss 2.3971  25,297 tok/s  12 s elapsed, ETA ~2 min``. The ETA is the steps' own pace since
+    ``steps_from`` (evaluations included), not this process's set-up before them."""
     last = progress.history[-1]
     elapsed = time.perf_counter() - wall_start  # this process's, since a resume
     done = progress.step - start_step
     left = run.total_steps - progress.step
-    eta = f", {fmt_eta(elapsed / done * left)}" if done and left else ""
+    pace = (time.perf_counter() - steps_from) / done if done else 0.0
+    eta = f", {fmt_eta(pace * left)}" if done and left else ""
     rate = progress.timed_tokens / max(progress.train_time_s, 1e-9)
     return (f"step {progress.step:,}/{run.total_steps:,} ({progress.step / run.total_steps:.0%})"
             f"  tokens {last['tokens']:,}  val loss {last['val_loss']:.4f}"
@@ -534,6 +539,10 @@ def _save(config: TrainConfig, run: _Run, progress: _Progress, grad_stats: GradN
     state["wall_time_s"] += time.perf_counter() - wall_start
     save_checkpoint(run.ckpt_path, config, run.data.fingerprint, run.model, run.optimizers,
                     run.data_rng, state, grad_stats.state_dict(), lead=run.lead)
+    if run.out_dir and run.lead:  # where a stopped run resumes from, said without loading it
+        log_event(run.out_dir, {"event": "checkpoint", "step": progress.step,
+                                "steps": run.total_steps,
+                                "tokens": progress.step * run.tokens_per_step})
 
 
 def train_step(model: torch.nn.Module, optimizers: list[torch.optim.Optimizer], x: torch.Tensor,

@@ -8,6 +8,7 @@ rather than asking git themselves, and every record spells the revision the same
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import math
@@ -82,6 +83,22 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
+
+
+def last_checkpoint(out_dir: Path) -> dict[str, Any] | None:
+    """The metrics log's record of the run's last checkpoint (step, steps, tokens), or None
+    (none logged, as by runs before the record was written)."""
+    try:
+        lines = (out_dir / METRICS).read_text().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        if '"checkpoint"' in line:
+            with contextlib.suppress(json.JSONDecodeError):
+                record = json.loads(line)
+                if record.get("event") == "checkpoint":
+                    return record
+    return None
 
 
 def set_aside_log(out_dir: Path) -> Path | None:

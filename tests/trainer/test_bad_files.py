@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -299,9 +300,13 @@ def test_ctrl_c_on_train_prints_where_to_resume_and_exits_130(run_file, tmp_path
     # The rule: one line that says where the last checkpoint is and how to continue; exit 130.
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and stdout == ""
-    assert stderr.splitlines() == [f"{run_file}: interrupted; the last checkpoint is "
-                                   f"{out / CHECKPOINT}; run the command again with --resume to "
-                                   "continue from it"]
+    (line,) = stderr.splitlines()
+    # ... with the step it holds (the metrics log's record of it: no checkpoint is loaded).
+    step = torch.load(out / CHECKPOINT, weights_only=True)["progress"]["step"]
+    assert re.fullmatch(rf"{re.escape(str(run_file))}: interrupted; the last checkpoint is "
+                        rf"{re.escape(str(out / CHECKPOINT))} \(step {step:,} of [\d,]+, "
+                        rf"{step * 64:,} tokens\); run the command again with --resume "
+                        "to continue from it", line), line
 
 
 def test_sigterm_on_train_stops_between_steps_names_the_checkpoint_and_exits_143(
@@ -325,10 +330,12 @@ def test_sigterm_on_train_stops_between_steps_names_the_checkpoint_and_exits_143
     assert train_main(str(run_file)) == 143
     sender.join()
     assert signal.getsignal(signal.SIGTERM) is before
-    assert capsys.readouterr().err.splitlines() == [
-        f"{run_file}: stopped by SIGTERM; the last checkpoint is {ckpt}; run the command again "
-        "with --resume to continue from it"]
-    assert torch.load(ckpt, weights_only=True)["progress"]["step"] > 0
+    step = torch.load(ckpt, weights_only=True)["progress"]["step"]
+    assert step > 0
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"{run_file}: stopped by SIGTERM; the last checkpoint is {ckpt} (step "
+                           f"{step:,} of "), line
+    assert line.endswith("tokens); run the command again with --resume to continue from it")
 
 
 def test_compile_without_a_cpp_compiler_is_one_error_before_anything_runs(run_file, tmp_path,

@@ -45,6 +45,37 @@ def test_off_a_terminal_each_evaluation_is_one_line_and_no_bar(tiny, capsys):
     assert lines[-1].endswith(" elapsed")
 
 
+def test_the_first_line_names_the_run_folder_and_the_eta_is_the_steps_pace(tiny, tmp_path,
+                                                                          capsys, monkeypatch):
+    import scaletune.trainer.loop as loop
+
+    out = tmp_path / "run"
+    train(tiny(steps=10, eval_every_tokens=5 * STEP_TOKENS, progress=True, out_dir=str(out)))
+    first, *lines = capsys.readouterr().err.splitlines()
+    assert f" thread into {out}; a line at each evaluation" in first or \
+        f" threads into {out}; a line at each evaluation" in first, first
+    # Rule: the ETA comes from the steps' pace, not from the set-up before them (it counted the
+    # data's preparation as steps' time, and said ~3 min for ~75 s after a resume).
+    real = loop.time.perf_counter
+    clock = {"set-up": 0.0}
+
+    def later() -> float:  # ten minutes of set-up before the first step, none after
+        return real() + clock["set-up"]
+
+    monkeypatch.setattr(loop.time, "perf_counter", later)
+    monkeypatch.setattr(loop, "_run_steps", _after_set_up(loop._run_steps, clock))
+    train(tiny(steps=10, eval_every_tokens=5 * STEP_TOKENS, progress=True))
+    first, *lines = capsys.readouterr().err.splitlines()
+    assert "elapsed, ETA <10 s" in lines[0], lines
+
+
+def _after_set_up(run_steps, clock):
+    def wrapped(*args, **kwargs):
+        clock["set-up"] = 600.0
+        return run_steps(*args, **kwargs)
+    return wrapped
+
+
 def test_progress_off_prints_nothing(tiny, capsys):
     train(tiny(steps=10, eval_every_tokens=5 * STEP_TOKENS, progress=False))
     assert capsys.readouterr().err == ""
