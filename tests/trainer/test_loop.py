@@ -330,7 +330,8 @@ def test_run_folder_has_metadata_evals_and_no_temporary_files(tiny, tmp_path):
     assert {"torch", "numpy", "python"} <= set(start["versions"]) and start["versions"]["torch"]
     assert start["hardware"]["device"] == "cpu" and "git" in start
     events = Counter(line["event"] for line in lines)
-    assert events == {"start": 1, "eval": 3, "end": 1}
+    assert events == {"start": 1, "eval": 3, "checkpoint": 6, "end": 1}  # one each step
+    assert [line["step"] for line in lines if line["event"] == "checkpoint"] == [1, 2, 3, 4, 5, 6]
     assert [line["val_loss"] for line in lines if line["event"] == "eval"] == [
         h["val_loss"] for h in result.history]
     # The lock file stays (trainer.runlock: removing it would race a run that opens it).
