@@ -374,6 +374,17 @@ def _tokens(text: str) -> int:
     return value
 
 
+def _at_least_one(text: str) -> int:
+    """A count of 1 or more, as argparse sees it."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.export import export_study, parse_model_overrides, summary_lines
 
@@ -640,8 +651,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", metavar="URL", help=job_server)
     p.set_defaults(func=cmd_stop)
 
-    p = sub.add_parser("studies", help="list the studies in a storage (by default runs/studies.db "
-                                       "in this folder)")
+    p = sub.add_parser("studies", aliases=["list"],
+                       help="list the studies in a storage (by default runs/studies.db in this "
+                            "folder)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("study", nargs="?", help="study YAML (or ladder file): the studies in its "
                        "storage")
@@ -728,7 +740,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the scaling laws")
     p.add_argument("--model", action="append", default=[], metavar="KEY=VALUE",
                    help="change a model field, e.g. --model n_embd=512 --model n_layer=12")
-    p.add_argument("--max-batch-size", type=int, help="cap on the transferred batch (sequences)")
+    p.add_argument("--max-batch-size", type=_at_least_one, metavar="N",
+                   help="cap on the transferred batch (sequences)")
     p.add_argument("-o", "--output", required=True, help="training YAML to write")
 
     p = sub.add_parser("report", help="trials table, plots and compute summary of a study")

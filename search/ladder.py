@@ -249,7 +249,9 @@ def load_ladder(path: str | Path) -> Ladder:
     try:
         target_raw = load_yaml(study_path)
     except ConfigError as e:
-        raise ConfigError(str(path), [f"target.study: {line}" for line in e.errors]) from None
+        raise ConfigError(str(path), [f"target.study: {line}" + (
+            f": {str(study_path)!r} (taken from the ladder file's folder)"
+            if line == "file not found" else "") for line in e.errors]) from None
     if "rungs" in target_raw:
         raise ConfigError(str(path), [
             f"target.study: {study_path} is a ladder file (it has rungs), not a study file: name "

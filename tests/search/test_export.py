@@ -345,7 +345,7 @@ def test_bad_tokens_are_exit_2(finished, tmp_path, capsys):
     assert not (tmp_path / "f.yaml").exists()
 
 
-def test_bad_arguments_through_the_api_name_their_flag(finished, tmp_path):
+def test_bad_arguments_through_the_api_name_their_flag(finished, tmp_path, capsys):
     path, cfg, _ = finished
     out = tmp_path / "final.yaml"
     # Rule: a budget that is no whole count >= 1 is named; transfer() rejects a cap below 1.
@@ -355,6 +355,15 @@ def test_bad_arguments_through_the_api_name_their_flag(finished, tmp_path):
             export_study(cfg, out, source=str(path), tokens=bad)
     with pytest.raises(ConfigError, match=r"max_batch_size must be >= 1, got max_batch_size=0"):
         export_study(cfg, out, source=str(path), max_batch_size=0)
+    # From the command line, argparse's own line names the flag alone (it was the study file's
+    # "--tokens/--max-batch-size: max_batch_size must be >= 1").
+    from scaletune.search.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["export", str(path), "--max-batch-size", "0", "-o", str(out)])
+    assert done.value.code == 2
+    assert ("scaletune export: error: argument --max-batch-size: expected a whole number >= 1, "
+            "got '0'") in capsys.readouterr().err
     # Rule: ModelConfig rejects an unknown model key, listing the keys allowed.
     with pytest.raises(ConfigError, match=r"--model width: unknown key; allowed: .*n_embd"):
         export_study(cfg, out, source=str(path), model={"width": 512})

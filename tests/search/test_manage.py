@@ -152,6 +152,8 @@ def test_studies_of_an_empty_storage_says_so(tmp_path, capsys):
     code, out = scaletune(capsys, "studies", "--storage", url)
     assert code == 0, out
     assert f"no studies in {url}" in out
+    # `list` is `studies` (argparse's "invalid choice: 'list'" was the answer).
+    assert scaletune(capsys, "list", "--storage", url) == (code, out)
 
 
 def test_studies_takes_a_study_file_or_a_storage_not_both(capsys):
