@@ -43,6 +43,7 @@ from scaletune.search.studies import open_study, pick_trial, running_note
 from scaletune.trainer.config import (
     ModelConfig,
     TrainConfig,
+    closest,
     file_kind,
     format_errors,
     load_train_config,
@@ -80,7 +81,9 @@ def parse_model_overrides(items: list[str], source: str = "--model") -> dict[str
         if not sep or not key:
             errors.append(f"--model {item!r}: expected KEY=VALUE, e.g. n_embd=512")
         elif key not in ModelConfig.model_fields:
-            errors.append(f"--model {key}: unknown model key; allowed: {allowed}")
+            close = closest(key, list(ModelConfig.model_fields))
+            errors.append(f"--model {key}: unknown model key; allowed: {allowed}"
+                          + (f"; did you mean {close}?" if close else ""))
         else:
             try:
                 out[key] = yaml.safe_load(text)

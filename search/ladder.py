@@ -84,6 +84,18 @@ class RungConfig(_Strict):
     n_trials: int | None = Field(None, ge=1, strict=True)
     """Finished trials of this rung; default the ladder's rung_trials."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _model_keys_under_model(cls, raw: Any) -> Any:
+        """A model field given beside tokens_per_trial goes under ``model:``: said so, where the
+        unknown key's list of the keys allowed did not name it."""
+        if isinstance(raw, dict) and (loose := [k for k in raw if k in RungModel.model_fields]):
+            given = ", ".join(f"{k}: {raw[k]}" for k in loose)
+            one = len(loose) == 1
+            raise ValueError(f"{', '.join(loose)} {'is a model field' if one else 'are model fields'}"
+                             f": give {'it' if one else 'them'} under model, as model: {{{given}}}")
+        return raw
+
 
 class TargetConfig(_Strict):
     """The study the ladder climbs to."""

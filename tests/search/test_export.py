@@ -313,6 +313,10 @@ def test_study_without_a_complete_trial_is_exit_2(tmp_path, capsys):
         export_study(cfg, tmp_path / "final.yaml", source=str(path), trial=7)
 
 
+def printed_flat(capsys) -> str:
+    return " ".join(capsys.readouterr().out.split())
+
+
 def test_bad_model_keys_are_exit_2(finished, tmp_path, capsys):
     path, _, _ = finished
     out = tmp_path / "final.yaml"
@@ -320,6 +324,8 @@ def test_bad_model_keys_are_exit_2(finished, tmp_path, capsys):
     assert main(["export", str(path), "--model", "width=512", "-o", str(out)]) == 2
     printed = capsys.readouterr().out
     assert "--model width: unknown model key" in printed and "n_embd" in printed
+    assert main(["export", str(path), "--model", "n_embed=128", "-o", str(out)]) == 2
+    assert printed_flat(capsys).endswith("init_std; did you mean n_embd?")  # as the file's keys
     # Rule: a value the model rejects names the field and the problem.
     assert main(["export", str(path), "--model", "n_embd=33", "-o", str(out)]) == 2
     printed = capsys.readouterr().out

@@ -121,6 +121,13 @@ def test_bad_ladder_input_names_the_key(tmp_path, shakespeare):
     assert any(e.startswith("rungs: every rung trains") for e in said), said
     assert any(e.startswith("rungs[1]: its tokens (80,000) is not below the target's") for e in said)
 
+    rungs = raw["rungs"]
+    raw["rungs"] = [{**rungs[0], "n_layer": 1}, *rungs[1:]]  # beside tokens_per_trial
+    path.write_text(yaml.safe_dump(raw))
+    # It was "unknown key; allowed: tokens_per_trial, model, n_trials", naming no model.
+    assert "rungs[0]: n_layer is a model field: give it under model, as model: {n_layer: 1}" \
+        in errors_of(path)
+    raw["rungs"] = rungs
     raw["target"]["study"] = "missing.yaml"
     path.write_text(yaml.safe_dump(raw))
     # The path looked for, as it was taken from the ladder file's folder (it said no path).
