@@ -990,6 +990,10 @@ def make_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     earlier = _earlier_files(out)
+    # Files there before that no earlier report wrote (no summary.json lists them): replaced by
+    # this one's of the same name, which the output says (export says so of its file).
+    ours = earlier | REPORT_FILES if (out / "summary.json").is_file() else set()
+    before = {p.name for p in out.iterdir() if p.is_file()} - ours
     frame = trials_frame(study, ran_with)
     whole_numbers(frame).to_csv(out / "trials.csv", index=False)
     drawn = {
@@ -1015,6 +1019,9 @@ def make_report(
     summary["files"] = [p.name for p in files]
     for name in earlier - set(summary["files"]):  # an earlier report's, which would mislead
         (out / name).unlink(missing_ok=True)
+    if replaced := sorted(before & {*summary["files"], *REPORT_FILES}):
+        notes.append(f"replaced {len(replaced)} file(s) of {out} that no earlier report wrote "
+                     f"there: {', '.join(replaced)}")
     summary["notes"] = notes
     summary["running"] = running is not None  # a driver runs the study: a report of a moment
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
@@ -1022,6 +1029,10 @@ def make_report(
     if console is not None:
         print_summary(summary, index, console)
     return summary
+
+
+REPORT_FILES = {"summary.json", "index.html", "plotly.min.js"}
+"""The files every report writes beside its figures and tables."""
 
 
 def _earlier_files(out: Path) -> set[str]:

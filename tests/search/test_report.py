@@ -210,6 +210,23 @@ def test_a_report_into_a_folder_of_an_earlier_one_leaves_none_of_its_figures(mix
         [*summary["files"], "summary.json", "index.html", "plotly.min.js", "mine.png"])
 
 
+def test_a_report_into_a_folder_of_other_files_says_which_it_replaced(mixed, tmp_path):
+    _, cfg, _ = mixed
+    out = tmp_path / "mixed-folder"
+    out.mkdir()
+    (out / "index.html").write_text("the user's page")
+    (out / "notes.txt").write_text("the user's notes")
+    summary = make_report(cfg, out, source="mixed.yaml")
+    # Rule: a file of the user's that the report writes over is named (it was replaced unsaid,
+    # where export says when it replaces a file); the others stay.
+    assert f"replaced 1 file(s) of {out} that no earlier report wrote there: index.html" \
+        in summary["notes"]
+    assert (out / "notes.txt").read_text() == "the user's notes"
+    # Its own files, on the next report, are no one else's.
+    again = make_report(cfg, out, source="mixed.yaml")
+    assert not [n for n in again["notes"] if n.startswith("replaced")]
+
+
 def test_weight_decay_searched_as_lambda_is_plotted_against_lr(tmp_path):
     path, cfg = study_file(tmp_path, search={
         "lr": {"low": 1e-4, "high": 3e-2, "log": True},
