@@ -34,9 +34,9 @@ from rich.console import Console
 from rich.table import Table
 
 from scaletune.search import lease
-from scaletune.search.config import StudyConfig, load_study
+from scaletune.search.config import StudyConfig, load_study, stored_study_attrs
 from scaletune.search.manage import _printer
-from scaletune.search.storage import mask_url
+from scaletune.search.storage import mask_url, sqlite_path
 from scaletune.trainer.errors import ScaletuneError, SetupError, first_line
 
 PREFIX = "scaletune-"
@@ -131,6 +131,13 @@ def submit(cfg: StudyConfig, study_file: str, url: str, options: dict[str, Any],
             f"--storage {mask_url(storage)}: a password would be part of the job's command line, "
             "which `ray job list` shows to anyone who reaches the cluster; keep it in ~/.pgpass "
             "on the head node and give the URL without it")
+    # A driver that runs the study here now, on an SQLite file this machine holds (the same
+    # file a head node on this machine opens): the job was submitted, and failed on the lease.
+    database = sqlite_path(storage or cfg.storage_url)
+    held = (stored_study_attrs(database, cfg.name, (lease.ATTR,)).get(lease.ATTR)
+            if database is not None else None)
+    if lease.live(held):
+        raise lease.busy(cfg.name, held)
     jobs = client(url)
     path = Path(study_file).resolve()
     running = [j for j in _study_jobs(jobs, cfg.name) if str(j.status) in ACTIVE]

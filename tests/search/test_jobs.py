@@ -115,6 +115,35 @@ def test_a_storage_password_is_refused_before_it_reaches_the_job_command_line(tm
     assert "cannot reach" not in out
 
 
+def test_detach_refuses_a_study_a_driver_on_this_machine_runs(tmp_path, shakespeare, capsys):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from scaletune.search.config import load_study
+
+    study = tiny_study(tmp_path, shakespeare,
+                       workers={"address": f"http://127.0.0.1:{closed_port()}"})
+    path = write_study(tmp_path, study)
+    cfg = load_study(path)
+    cfg.folder.mkdir(parents=True)
+    held = optuna.create_study(study_name=cfg.name, storage=cfg.storage_url)
+    driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:  # a local `scaletune run` of the study, as its lease shows it
+        now = time.time()
+        held.set_user_attr(lease.ATTR, {"token": "t", "pid": driver.pid, "since": now,
+                                        "host": socket.gethostname(), "heartbeat": now})
+        assert main(["run", str(path), "--detach"]) == 2
+        out = flat(capsys.readouterr().out)
+    finally:
+        driver.kill()
+        driver.wait()
+    # Refused before the job server is asked (it was submitted, and the job failed on the lease).
+    assert f"study 'tiny' is being run by another driver (pid {driver.pid} on " in out, out
+    assert "cannot reach" not in out
+
+
 def test_the_job_runs_the_study_file_at_its_path_joined_to_its_cluster():
     command = entrypoint(Path("/shared/my studies/s.yaml"),
                          {"--n-trials": 6, "--max-concurrent": None, "--storage": None})
