@@ -133,10 +133,11 @@ def submit(cfg: StudyConfig, study_file: str, url: str, options: dict[str, Any],
             "on the head node and give the URL without it")
     # A driver that runs the study here now, on an SQLite file this machine holds (the same
     # file a head node on this machine opens): the job was submitted, and failed on the lease.
+    # A job's driver is the job server's to name, below.
     database = sqlite_path(storage or cfg.storage_url)
     held = (stored_study_attrs(database, cfg.name, (lease.ATTR,)).get(lease.ATTR)
             if database is not None else None)
-    if lease.live(held):
+    if lease.live(held) and not held.get("job"):
         raise lease.busy(cfg.name, held)
     jobs = client(url)
     path = Path(study_file).resolve()
