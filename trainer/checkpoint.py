@@ -20,6 +20,7 @@ import json
 import os
 import pickle
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,7 @@ def save_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: to
         "config": config.model_dump(mode="json"),
         "fingerprint": fingerprint,
     }
+    ckpt[CRC_KEY] = tensors_crc32(ckpt)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         torch.save(ckpt, tmp)
@@ -201,7 +203,35 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or CHECKPOINT_KEYS - ckpt.keys():
         raise SetupError(f"resume: {path} is not a scaletune checkpoint (it lacks a run's config, "
                          "model or optimizer state); move it away, or start again with --overwrite")
+    if CRC_KEY in ckpt and tensors_crc32(ckpt) != ckpt[CRC_KEY]:  # checkpoints before it: none
+        raise SetupError(f"resume: {path} is damaged: its weights or optimizer state are not the "
+                         "bytes written (a changed bit: a failing disk or memory, a bad copy), "
+                         "and training on would go on from them unseen; restore it from a copy, "
+                         "or add --overwrite to start the run again from scratch")
     return ckpt
+
+
+CRC_KEY = "crc32"
+"""The checkpoint's key for the CRC-32 of its tensors (tensors_crc32)."""
+
+
+def tensors_crc32(ckpt: dict[str, Any]) -> int:
+    """The CRC-32 of every tensor's bytes under the checkpoint's model, optimizer and RNG
+    states, in a fixed order: torch.load reads a changed byte inside a tensor as a weight, so a
+    checkpoint read back must give the value written with it. About 3 GB/s on one core."""
+    crc = 0
+    stack: list[Any] = [ckpt["model"], ckpt["optimizers"], ckpt["rng"]]
+    while stack:
+        obj = stack.pop()
+        if isinstance(obj, torch.Tensor):
+            flat = obj.detach().reshape(-1)
+            if flat.numel():
+                crc = zlib.crc32(flat.contiguous().view(torch.uint8).numpy(), crc)
+        elif isinstance(obj, dict):
+            stack += [obj[key] for key in sorted(obj, key=str, reverse=True)]
+        elif isinstance(obj, (list, tuple)):
+            stack += list(reversed(obj))
+    return crc
 
 
 def _damaged(path: Path) -> str:

@@ -265,6 +265,28 @@ def test_a_truncated_checkpoint_says_it_is_damaged_and_how_to_start_again(run_fi
     assert train_main(str(run_file), overwrite=True) == 0
 
 
+def test_a_changed_bit_in_a_checkpoints_weights_is_refused_not_trained_on(run_file, capsys):
+    import zipfile
+
+    assert train_main(str(run_file)) == 0
+    ckpt = run_file.parent / "out" / CHECKPOINT
+    whole = bytearray(ckpt.read_bytes())
+    with zipfile.ZipFile(ckpt) as zf:  # the largest tensor's bytes, stored as they are
+        info = max((i for i in zf.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+        assert info.compress_type == zipfile.ZIP_STORED
+    with open(ckpt, "rb") as f:
+        f.seek(info.header_offset + 26)
+        name_len, extra_len = (int.from_bytes(f.read(2), "little") for _ in range(2))
+    start = info.header_offset + 30 + name_len + extra_len
+    whole[start + info.file_size // 2] ^= 0x10  # one bit of one weight
+    ckpt.write_bytes(bytes(whole))
+    # Rule: a resume refuses it, saying what it is and what to do (torch.load read the changed
+    # weight as a weight, and the run went on from it).
+    err = train_errors(run_file, capsys, resume=True)
+    assert len(err) == 1 and f"{ckpt} is damaged: its weights or optimizer state are not the " \
+        "bytes written" in err[0] and "--overwrite" in err[0], err
+
+
 def test_a_killed_checkpoint_write_is_cleaned_up_when_the_run_resumes(run_file):
     assert train_main(str(run_file)) == 0
     out = run_file.parent / "out"
