@@ -850,7 +850,12 @@ def column_problem(cfg: DataConfig) -> str | None:
         return None
     try:
         columns, odd = _head(cfg.dataset, first, cfg.text_column)
-    except (OSError, ValueError, UnicodeDecodeError, ImportError):
+    except UnicodeDecodeError as e:  # the run's error: DatasetGenerationError, caused by this
+        return f"data.data_files: {first!r} is not UTF-8 text ({e})"
+    except _NotJsonLines as e:
+        return (f"data.data_files: {first!r} line 1 is not JSON ({e}): a JSON Lines file holds "
+                "one JSON object per line")
+    except (OSError, ValueError, ImportError):
         return None  # the run says what is wrong with the file
     if columns and cfg.text_column not in columns:
         return _no_column(cfg, columns)
@@ -871,6 +876,10 @@ def _saved_problem(cfg: DataConfig, saved: str, key: str = "data.split") -> str 
         return None
     return _not_text(cfg, kind or type(ds.features[cfg.text_column]).__name__,
                      ds[0][cfg.text_column], ds.column_names)
+
+
+class _NotJsonLines(ValueError):
+    """A .jsonl file whose first line is not JSON (``_head``)."""
 
 
 CHECK_CSV_LIMIT = 64 * 2**20  # the largest csv file whose whole column validate reads
@@ -897,9 +906,13 @@ def _head(builder: str, path: str, column: str) -> tuple[list[str] | None, tuple
         return list(schema.names), (str(kind), next(iter(values), None))
     with open(path, encoding="utf-8", newline="") as f:
         if builder == "json":
+            line = f.readline(2**20).strip()
             try:
-                record = json.loads(f.readline(2**20).strip())
-            except json.JSONDecodeError:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                # A .json file may be one document over many lines; a .jsonl file may not.
+                if path.lower().endswith(".jsonl") and line:
+                    raise _NotJsonLines(e.msg) from None
                 return None, None
             if not isinstance(record, dict):
                 return None, None

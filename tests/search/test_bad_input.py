@@ -680,6 +680,24 @@ def test_validate_finds_text_that_is_not_utf8_and_a_missing_text_column(tmp_path
     assert "which has ['content']" in capsys.readouterr().out
 
 
+def test_validate_finds_json_lines_that_are_not_json_or_not_utf8(tmp_path, shakespeare, capsys):
+    # Both passed validate; the run then failed on them once `datasets` read the file.
+    study = tiny_study(tmp_path, shakespeare)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("{'text': 'single quotes are not JSON'}\n" * 50)
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes('{"text": "caf\u00e9 cr\u00e8me"}\n'.encode("latin-1") * 50)
+    for path, said in [(broken, f"data.data_files: {str(broken)!r} line 1 is not JSON (Expecting "
+                                "property name enclosed in double quotes): a JSON Lines file "
+                                "holds one JSON object per line"),
+                       (latin, f"data.data_files: {str(latin)!r} is not UTF-8 text ('utf-8' "
+                               "codec can't decode byte 0xe9")]:
+        study["data"] = {"source": "hf", "dataset": "json", "data_files": str(path),
+                         "tokenizer": "byte"}
+        assert main(["validate", str(write_study(tmp_path, study))]) == 2
+        assert said in " ".join(capsys.readouterr().out.split())
+
+
 def test_validate_finds_a_text_column_of_numbers(tmp_path, shakespeare, capsys):
     # A column of numbers passed validate; run refused it once `datasets` had read every file.
     import pyarrow as pa
