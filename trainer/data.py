@@ -605,9 +605,20 @@ def _bars_on_terminal_only(datasets: Any) -> Iterator[None]:
 
 
 def _hf_documents(cfg: DataConfig) -> list[str]:
+    """The documents of a `datasets` dataset. Local files (the local builders) are converted to
+    Arrow in a folder of the token cache, removed once their text is read: `datasets` kept a
+    copy of the corpus in its own cache (~/.cache/huggingface) for every state of the files,
+    which the token cache makes needless."""
+    if cfg.dataset not in LOCAL_BUILDERS:
+        return _read_hf(cfg)
+    with tempfile.TemporaryDirectory(prefix="datasets-", dir=cache_dir(cfg)) as arrow:
+        return _read_hf(cfg, arrow)
+
+
+def _read_hf(cfg: DataConfig, arrow: str | None = None) -> list[str]:
     import datasets
 
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {} if arrow is None else {"cache_dir": arrow}
     if cfg.dataset == "text":
         # The 'text' builder would make every line a row; a file is one document, as for source 'text'.
         kwargs["sample_by"] = "document"

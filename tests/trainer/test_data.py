@@ -196,6 +196,11 @@ def test_hf_text_builder_on_a_local_file(shakespeare, tmp_path, monkeypatch):
     plain = prepare_data(text_cfg(shakespeare, tmp_path / "other"), block_size=64)
     assert data.fingerprint == plain.fingerprint
     assert np.array_equal(data.val, plain.val)
+    # Rule: no copy of the corpus is left in datasets' cache, nor in the token cache beside the
+    # tokens (datasets converted the file to Arrow in its cache, ~/.cache/huggingface).
+    left = [p for p in (tmp_path / "hf").rglob("*") if p.is_file()]
+    assert not [p for p in left if p.suffix == ".arrow"], left
+    assert not list((tmp_path / "cache").glob("datasets-*"))
     bad = hf.model_copy(update={"text_column": "content", "cache_dir": str(tmp_path / "c2")})
     with pytest.raises(DataError, match="'content' is not a column.*'text'"):
         prepare_data(bad, block_size=64)
