@@ -186,8 +186,10 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     with the file and what to do."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        if not zipfile.is_zipfile(path):  # random bytes read as torch's legacy pickle format
+    except pickle.UnpicklingError as e:
+        # Random bytes read as torch's legacy pickle format, or a changed byte in the pickle
+        # ("Unsupported operand 89"): damaged, not a file of Python objects.
+        if not zipfile.is_zipfile(path) or "global" not in str(e).lower():
             raise SetupError(_damaged(path)) from None
         # weights_only refused a Python object that save_checkpoint never writes. torch's own
         # message suggests loading it anyway, which would run whatever code the file holds.
@@ -204,10 +206,11 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         raise SetupError(f"resume: {path} is not a scaletune checkpoint (it lacks a run's config, "
                          "model or optimizer state); move it away, or start again with --overwrite")
     if CRC_KEY in ckpt and tensors_crc32(ckpt) != ckpt[CRC_KEY]:  # checkpoints before it: none
-        raise SetupError(f"resume: {path} is damaged: its weights or optimizer state are not the "
-                         "bytes written (a changed bit: a failing disk or memory, a bad copy), "
-                         "and training on would go on from them unseen; restore it from a copy, "
-                         "or add --overwrite to start the run again from scratch")
+        raise SetupError(f"resume: {path} is damaged: what it holds is not what was written (a "
+                         "changed bit in its weights, optimizer state or counters: a failing disk "
+                         "or memory, a bad copy), and training on would go on from it unseen; "
+                         "restore it from a copy, or add --overwrite to start the run again from "
+                         "scratch")
     return ckpt
 
 
@@ -216,11 +219,13 @@ CRC_KEY = "crc32"
 
 
 def tensors_crc32(ckpt: dict[str, Any]) -> int:
-    """The CRC-32 of every tensor's bytes under the checkpoint's model, optimizer and RNG
-    states, in a fixed order: torch.load reads a changed byte inside a tensor as a weight, so a
-    checkpoint read back must give the value written with it. About 3 GB/s on one core."""
+    """The CRC-32 of the whole checkpoint but itself, in a fixed order: every tensor's bytes
+    (model, optimizers, RNG states) and every other value's repr with its key (the loop's
+    counters, the config, the data's fingerprint). torch.load reads a changed byte inside a
+    tensor as a weight, and one in a counter as a count, so a checkpoint read back must give
+    the value written with it. About 3 GB/s on one core."""
     crc = 0
-    stack: list[Any] = [ckpt["model"], ckpt["optimizers"], ckpt["rng"]]
+    stack: list[Any] = [{k: v for k, v in ckpt.items() if k != CRC_KEY}]
     while stack:
         obj = stack.pop()
         if isinstance(obj, torch.Tensor):
@@ -228,9 +233,12 @@ def tensors_crc32(ckpt: dict[str, Any]) -> int:
             if flat.numel():
                 crc = zlib.crc32(flat.contiguous().view(torch.uint8).numpy(), crc)
         elif isinstance(obj, dict):
-            stack += [obj[key] for key in sorted(obj, key=str, reverse=True)]
+            for key in sorted(obj, key=str, reverse=True):
+                stack += [obj[key], f"{key!r}:"]
         elif isinstance(obj, (list, tuple)):
             stack += list(reversed(obj))
+        else:
+            crc = zlib.crc32(repr(obj).encode(), crc)
     return crc
 
 

@@ -355,6 +355,15 @@ class DataConfig(_Strict):
                 and not os.path.exists(self.dataset)):  # a path, not a hub id (resolved)
             errors.append(f"data.dataset: no folder {self.dataset!r} (a local dataset: a folder "
                           "saved with save_to_disk, or of data files)")
+        elif (self.source == "hf" and self.dataset and self.dataset not in LOCAL_BUILDERS
+              and not Path(self.dataset).is_absolute() and os.path.isdir(self.dataset)):
+            # Not beside the config file (resolved made that one absolute), but a folder of the
+            # current one, which `datasets` would read: the data would follow the folder a
+            # command runs in.
+            errors.append(f"data.dataset: {self.dataset!r} is a folder of the folder this command "
+                          f"runs in ({os.getcwd()}), not of the config file's, where a dataset "
+                          "folder is looked for: give its path from the config file's folder, or "
+                          "an absolute one (a hub dataset of that name: run from another folder)")
         if is_tokenizer_file(self.tokenizer):
             if problem := tokenizer_file_error(self.tokenizer):
                 errors.append(problem)

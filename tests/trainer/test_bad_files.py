@@ -283,8 +283,28 @@ def test_a_changed_bit_in_a_checkpoints_weights_is_refused_not_trained_on(run_fi
     # Rule: a resume refuses it, saying what it is and what to do (torch.load read the changed
     # weight as a weight, and the run went on from it).
     err = train_errors(run_file, capsys, resume=True)
-    assert len(err) == 1 and f"{ckpt} is damaged: its weights or optimizer state are not the " \
-        "bytes written" in err[0] and "--overwrite" in err[0], err
+    assert len(err) == 1 and f"{ckpt} is damaged: what it holds is not what was written" \
+        in err[0] and "--overwrite" in err[0], err
+    # A changed byte in the pickle of the plain values, read as an opcode it does not know: it
+    # was said to hold Python objects that could run code.
+    assert train_main(str(run_file), overwrite=True) == 0
+    whole = bytearray(ckpt.read_bytes())
+    with zipfile.ZipFile(ckpt) as zf:
+        info = next(i for i in zf.infolist() if i.filename.endswith("data.pkl"))
+    with open(ckpt, "rb") as f:
+        f.seek(info.header_offset + 26)
+        name_len, extra_len = (int.from_bytes(f.read(2), "little") for _ in range(2))
+    whole[info.header_offset + 30 + name_len + extra_len + 2] = ord("Y")  # no pickle opcode
+    ckpt.write_bytes(bytes(whole))
+    err = train_errors(run_file, capsys, resume=True)
+    assert len(err) == 1 and f"{ckpt} is damaged (cut short or overwritten)" in err[0], err
+    # A count changed as one bit would change it (step 10 read as 14): the run skipped 4 steps.
+    assert train_main(str(run_file), overwrite=True) == 0
+    saved = torch.load(ckpt, weights_only=True)
+    saved["progress"]["step"] += 4
+    torch.save(saved, ckpt)
+    err = train_errors(run_file, capsys, resume=True)
+    assert len(err) == 1 and f"{ckpt} is damaged" in err[0], err
 
 
 def test_a_killed_checkpoint_write_is_cleaned_up_when_the_run_resumes(run_file):

@@ -510,3 +510,16 @@ def test_a_split_of_a_saved_dataset_is_held_out_for_validation(tmp_path, monkeyp
     assert column_problem(single).startswith("data.val_split: ")
     with pytest.raises(DataError, match="is one dataset saved with save_to_disk, without splits"):
         prepare_data(single, block_size=32)
+
+
+def test_a_dataset_folder_of_the_current_folder_alone_is_refused(tmp_path, monkeypatch):
+    # `dataset: corpus` with no corpus/ beside the config file trained on the corpus/ of the
+    # folder the command ran in: the study's data followed the folder.
+    (tmp_path / "here" / "corpus").mkdir(parents=True)
+    (tmp_path / "project").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    cfg = DataConfig(source="hf", dataset="corpus").resolved(tmp_path / "project")
+    assert cfg.dataset == "corpus"  # not beside the config file: not made a path
+    (error,) = cfg.file_errors()
+    assert error.startswith(f"data.dataset: 'corpus' is a folder of the folder this command runs "
+                            f"in ({tmp_path / 'here'}), not of the config file's")
