@@ -61,7 +61,7 @@ from scaletune.search.space import (
 from scaletune.search.storage import batch, mask_url, sqlite_path
 from scaletune.search.trial import train_trial
 from scaletune.trainer.config import TrainConfig, flat_keys
-from scaletune.trainer.data import vocab_problem, where
+from scaletune.trainer.data import vocab_problem, where_changed
 from scaletune.trainer.errors import ConfigError
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -716,7 +716,8 @@ def _changed_data(cfg: StudyConfig, attrs: dict[str, Any], fingerprint: str,
             + (f" ({before:,} training tokens)" if before else "")
             + f", but the data now reads as {fingerprint} ("
             + (f"{n_train:,} training tokens, " if n_train is not None else "")
-            + f"{where(cfg.data)}): its text or tokenizer changed, and one study must not mix "
+            + f"{where_changed(cfg.data, ran_on, fingerprint)}): its text or tokenizer "
+            "changed, and one study must not mix "
             f"trials on different data; restore the data, or {rename}")
 
 

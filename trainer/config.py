@@ -285,12 +285,14 @@ class DataConfig(_Strict):
     """Fraction of the token stream held out (its tail) for validation, where the validation text
     is not given apart (val_path, val_split)."""
     val_path: str | None = None
-    """Validation text of its own (source == 'text'): a file or a glob, held out whole, as
-    ``path`` relative to the config file. The text of ``path`` is then trained on whole
-    (val_fraction is not used)."""
+    """Validation data of its own, held out whole: a file or a glob, read as ``path`` is (source
+    'text') or as ``data_files`` are (source 'hf' with a local builder: dataset json, csv,
+    parquet, text or arrow), relative to the config file. The training data is then trained on
+    whole (val_fraction is not used)."""
     val_split: str | None = None
-    """A split of the dataset held out whole for validation (source == 'hf'), such as
-    'validation'; ``split`` is then trained on whole (val_fraction is not used)."""
+    """A split of the dataset held out whole for validation (source 'hf', a hub dataset or a
+    saved one), such as 'validation'; ``split`` is then trained on whole (val_fraction is not
+    used). Read whole: max_documents is the training split's."""
     train_tokens: int | None = Field(None, ge=1)
     """Train on the first N tokens of the training split only (the validation tail stays the
     same): a smaller corpus over the same text, as a ladder's rungs that hold the target's epochs
@@ -343,6 +345,7 @@ class DataConfig(_Strict):
         elif self.source == "hf" and self.dataset in LOCAL_BUILDERS and self.data_files:
             files = [self.data_files] if isinstance(self.data_files, str) else self.data_files
             keyed = [("data.data_files", f) for f in files if "://" not in f]
+            keyed += [("data.val_path", self.val_path)] if self.val_path else []
         else:
             keyed = []
         errors = []
@@ -374,7 +377,7 @@ class DataConfig(_Strict):
     SOURCE_FIELDS: ClassVar[dict[str, tuple[str, ...]]] = {
         "builtin": ("builtin",), "text": ("path", "val_path"),
         "hf": ("dataset", "data_files", "name", "split", "text_column", "max_documents",
-               "val_split")}
+               "val_split", "val_path")}
     """The fields that only one source reads."""
 
     def unread_given(self) -> list[str]:
@@ -388,9 +391,11 @@ class DataConfig(_Strict):
         return self._unread(at_default=True)
 
     def _unread(self, at_default: bool) -> list[str]:
-        return [name for source, names in self.SOURCE_FIELDS.items() if source != self.source
-                for name in names
-                if (getattr(self, name) == type(self).model_fields[name].default) == at_default]
+        mine = self.SOURCE_FIELDS[self.source]
+        return list(dict.fromkeys(
+            name for source, names in self.SOURCE_FIELDS.items() if source != self.source
+            for name in names if name not in mine
+            and (getattr(self, name) == type(self).model_fields[name].default) == at_default))
 
     @model_validator(mode="before")
     @classmethod
@@ -429,6 +434,24 @@ class DataConfig(_Strict):
                 raise ValueError(f"data.data_files is required with dataset: {self.dataset}, which "
                                  "reads the files it names (without them `datasets` reads every "
                                  f"{self.dataset} file of the folder the run starts in)")
+            if self.val_split and self.dataset in LOCAL_BUILDERS:
+                raise ValueError(f"data.val_split: dataset: {self.dataset} reads its data_files as "
+                                 "one split (train), which has no other: give the validation "
+                                 "files as data.val_path")
+            if self.val_path and self.dataset not in LOCAL_BUILDERS:
+                raise ValueError("data.val_path: files are read with a local builder (dataset: "
+                                 f"text, json, csv, parquet or arrow); {self.dataset!r} is not "
+                                 "one: give its validation split as data.val_split")
+        if self.val_path and self.val_split:
+            raise ValueError("data.val_path and data.val_split: give one validation data")
+        same = ((self.source == "text" and self.val_path and self.val_path == self.path)
+                or (self.source == "hf" and self.val_split and self.val_split == self.split)
+                or (self.source == "hf" and self.val_path and self.val_path == self.data_files))
+        if same:
+            key = "data.val_split" if self.val_split else "data.val_path"
+            raise ValueError(f"{key}: the validation data is the training data, so the val loss "
+                             "that ranks the trials would be measured on text they trained on: "
+                             "give data held out from training")
         return self
 
 

@@ -91,7 +91,8 @@ def prepare_data(cfg: DataConfig, block_size: int) -> TokenData:
         return _split(tokens, meta, cfg, block_size, path, from_cache)
     if problem := _no_splits(cfg):
         raise DataError(problem)
-    val, val_meta, _, val_from_cache = _tokens(held)
+    with _as_validation(cfg):
+        val, val_meta, _, val_from_cache = _tokens(held)
     if problem := size_problem(len(tokens), cfg, block_size, n_val=len(val)):
         raise DataError(problem)
     return TokenData(train=tokens[:_n_train(len(tokens), cfg)], val=val,
@@ -107,10 +108,38 @@ def validation_part(cfg: DataConfig) -> DataConfig | None:
     if cfg.source == "text" and cfg.val_path:
         return cfg.model_copy(update={"path": cfg.val_path, "val_path": None,
                                       "train_tokens": None})
+    if cfg.source == "hf" and cfg.val_path:  # a local builder's files
+        return cfg.model_copy(update={"data_files": cfg.val_path, "val_path": None,
+                                      "train_tokens": None, "max_documents": None})
     if cfg.source == "hf" and cfg.val_split:
         return cfg.model_copy(update={"split": cfg.val_split, "val_split": None,
-                                      "train_tokens": None})
+                                      "train_tokens": None, "max_documents": None})
     return None
+
+
+@contextlib.contextmanager
+def _as_validation(cfg: DataConfig) -> Iterator[None]:
+    """Errors of the validation part (validation_part) named by the keys that give it: the
+    part's reader names it data.path, data.data_files or data.split."""
+    try:
+        yield
+    except DataError as e:
+        key = "data.val_path" if cfg.val_path else "data.val_split"
+        said = str(e)
+        for theirs in ("data.path", "data.data_files", "data.split"):
+            if said.startswith(theirs):
+                raise DataError(key + said[len(theirs):]) from None
+        raise
+
+
+def where_changed(cfg: DataConfig, ran_on: str, now: str) -> str:
+    """The data as a message about a change names it (``where``): the validation data where it
+    is given apart and only its half of the fingerprint (joined_fingerprint) changed."""
+    train, _, val = ran_on.partition("+")
+    if validation_part(cfg) and val and now.startswith(train + "+"):
+        return (f"data.val_path {cfg.val_path}" if cfg.val_path
+                else f"data.val_split {cfg.val_split!r} of {cfg.dataset}")
+    return where(cfg)
 
 
 def _no_splits(cfg: DataConfig) -> str | None:
@@ -233,7 +262,7 @@ def validation_note(cfg: DataConfig, block_size: int, n_val: int) -> str | None:
         return None
     more = (" or raise data.val_fraction (below 0.5)" if cfg.val_fraction < 0.25
             and not validation_part(cfg) else "")
-    held = ("data.val_path" if cfg.source == "text" else f"the split {cfg.val_split!r}"
+    held = ("data.val_path" if cfg.val_path else f"the split {cfg.val_split!r}"
             ) if validation_part(cfg) else f"val_fraction {cfg.val_fraction:g} of the data"
     return (f"data: the validation split holds {n_val:,} tokens ({held}), fewer than its {cfg.val_windows} windows of block_size + 1 = "
             f"{block_size + 1} tokens would cover ({cover:,}): they overlap, and the val loss "
@@ -801,7 +830,8 @@ def read_fingerprint(cfg: DataConfig) -> str | None:
     if held := validation_part(cfg):
         train, val = read_fingerprint(cfg.model_copy(update={"val_path": None,
                                                              "val_split": None})), None
-        val = train and read_fingerprint(held)
+        with _as_validation(cfg):
+            val = train and read_fingerprint(held)
         return joined_fingerprint(train, val) if train and val else None
     cached = _cached_tokens(cfg)
     if cached:
@@ -1038,7 +1068,7 @@ def size_problem(n_tokens: int, cfg: DataConfig, block_size: int,
                 f"{where(cfg)}: the data holds no text (0 tokens)")
     if n_val == 0:
         return (f"data.val_path {cfg.val_path}: the validation text holds no text (0 tokens)"
-                if cfg.source == "text" else f"data.val_split {cfg.val_split!r} of "
+                if cfg.val_path else f"data.val_split {cfg.val_split!r} of "
                 f"{cfg.dataset}: the validation split holds no text (0 tokens)")
     n_train = _n_train(n_tokens, cfg)
     n_val = _n_val(n_tokens, cfg) if n_val is None else n_val

@@ -428,7 +428,9 @@ def test_validation_text_given_apart_is_part_of_the_data_a_study_resumes_on(tmp_
     assert main(["validate", path]) == 0 and "ok" in capsys.readouterr().out
     held.write_bytes(shakespeare.read_bytes()[-20_000:])  # other validation text: other data
     assert main(["validate", path]) == 2
-    assert "one study must not mix trials on different data" in " ".join(
-        capsys.readouterr().out.split())
+    said = " ".join(capsys.readouterr().out.split())
+    assert "one study must not mix trials on different data" in said
+    # It names the data that changed: the validation text (it named data.path).
+    assert f"data.val_path {held}): its text or tokenizer changed" in said, said
     with pytest.raises(ConfigError, match="one study must not mix trials on different data"):
         open_study(load_study(path))

@@ -1,4 +1,5 @@
 import os
+import re
 
 import numpy as np
 import pytest
@@ -523,3 +524,37 @@ def test_a_dataset_folder_of_the_current_folder_alone_is_refused(tmp_path, monke
     (error,) = cfg.file_errors()
     assert error.startswith(f"data.dataset: 'corpus' is a folder of the folder this command runs "
                             f"in ({tmp_path / 'here'}), not of the config file's")
+
+
+def test_validation_files_of_a_local_builder_and_what_cannot_be_validation(tmp_path, monkeypatch):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    train, val = tmp_path / "train.jsonl", tmp_path / "val.jsonl"
+    train.write_text("".join(f'{{"text": "training document {i}. {"x" * 200}"}}\n'
+                             for i in range(40)))
+    val.write_text("".join(f'{{"text": "held out {i}. {"y" * 200}"}}\n' for i in range(5)))
+    cfg = DataConfig(source="hf", dataset="json", data_files=str(train), val_path=str(val),
+                     cache_dir=str(tmp_path / "cache"), max_documents=10)
+    # Rule: val_path gives a local builder's validation files (val_split had no split to name:
+    # the files are one split), read whole, as max_documents is the training split's.
+    data = prepare_data(cfg, block_size=16)
+    assert bytes(data.val.astype(np.uint8)).decode().count("held out") == 5
+    assert bytes(data.train.astype(np.uint8)).decode().count("training document") == 10
+    for bad, said in [
+            ({"val_split": "validation", "val_path": None}, "data.val_split: dataset: json reads "
+             "its data_files as one split (train), which has no other: give the validation files "
+             "as data.val_path"),
+            ({"dataset": "org/corpus", "data_files": None}, "data.val_path: files are read with a "
+             "local builder"),
+            ({"val_path": str(train)}, "data.val_path: the validation data is the training data")]:
+        with pytest.raises(ValueError, match=re.escape(said)):
+            DataConfig.model_validate({**cfg.model_dump(), **bad})
+    with pytest.raises(ValueError, match="data.val_split: the validation data is the training"):
+        DataConfig(source="hf", dataset="org/corpus", split="validation", val_split="validation")
+    # A validation text with nothing to learn is named by its own key (it was data.path).
+    blank = tmp_path / "blank.txt"
+    blank.write_text(" \n" * 500)
+    text = text_cfg(tmp_path / "train.jsonl", tmp_path, val_path=str(blank))
+    with pytest.raises(DataError, match=rf"^data.val_path {re.escape(str(blank))}: "):
+        scaletune.trainer.data.read_fingerprint(text)
