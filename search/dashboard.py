@@ -195,10 +195,10 @@ def serve(study_path: str | None, host: str = "127.0.0.1", port: int = 8080,
         url = storage
         stored_studies(url)
     elif looks_like_a_name(study_path):  # a name, as `scaletune studies` lists them
-        url = stored_study(study_path, storage)[1]
+        study, url = stored_study(study_path, storage)
     else:
         cfg = with_options(study_or_target(study_path), storage=storage)
-        open_study(cfg, study_path)
+        study = open_study(cfg, study_path)[0]
         url = cfg.storage_url
     app = dashboard_app(url, allow_writes)
     server = bind(app, host, port)  # an address it cannot bind is refused before the warning
@@ -207,8 +207,10 @@ def serve(study_path: str | None, host: str = "127.0.0.1", port: int = 8080,
                       markup=False)
     mode = "read-write" if allow_writes else "read-only"
     shown = f"[{host}]" if ":" in host else host
+    # The study's own page where one was named (the storage's list of studies is one click up).
+    page = "" if study_path is None else f"studies/{study._study_id}"
     console.print(f"dashboard ({mode}) for {mask_url(url)} at "
-                  f"http://{shown}:{port}/dashboard/", highlight=False, markup=False)
+                  f"http://{shown}:{port}/dashboard/{page}", highlight=False, markup=False)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -155,6 +155,11 @@ def test_a_study_is_served_by_its_name_as_show_and_report_take_it(tmp_path, shak
     _, url = ran_study(tmp_path, shakespeare)
     with served("tiny", monkeypatch, "--storage", url) as base:
         listing = json.loads(call("GET", f"{base}/api/studies")[1])["study_summaries"]
+        # The line gives the study's own page (it gave the storage's list), and it answers.
+        study_id = listing[0]["study_id"]
+        said = " ".join(capsys.readouterr().out.split())
+        assert f"at {base}/dashboard/studies/{study_id}" in said, said
+        assert call("GET", f"{base}/dashboard/studies/{study_id}")[0] == 200
     assert [s["study_name"] for s in listing] == ["tiny"]
     assert main(["dashboard", "other", "--storage", url]) == 2
     assert "no such study file, and no study of that name in" in capsys.readouterr().out
