@@ -252,11 +252,12 @@ class PowerLawFit:
         # A batch is fitted in tokens per step, where a study file counts sequences.
         name = f"{self.target} ({self.unit})" if self.target == "batch_size" else self.target
         prior = ("" if self.exponent_prior is None else
-                 f"; the rungs alone {self.data_exponent:+.3f}, drawn toward the prior "
+                 f"; the rungs alone {_shown(self.data_exponent, '+.3f')}, drawn toward the prior "
                  f"{self.exponent_prior[0]:+.2f} +- {self.exponent_prior[1]:.2f}")
         return (
-            f"{name} = {constant} * {self.scale_kind}^{self.exponent:.3f} "
-            f"(b {self.level:.0%} CI [{b_low:.3f}, {b_high:.3f}]{prior}, {self.n_rungs} rungs, "
+            f"{name} = {constant} * {self.scale_kind}^{_shown(self.exponent, '.3f')} "
+            f"(b {self.level:.0%} CI [{_shown(b_low, '.3f')}, {_shown(b_high, '.3f')}]{prior}, "
+            f"{self.n_rungs} rungs, "
             f"{self.n_points} near-best trials, {self.scale_kind} {self.x_min:.3g}..{self.x_max:.3g})"
         )
 
@@ -352,13 +353,22 @@ def _with_warnings(fit: PowerLawFit) -> PowerLawFit:
             f"{high:.3f}] (before any prior draws it) has zero width because the bootstrap had nothing to vary ({why}), not because the exponent "
             f"is known: {do}; the prior is widened")
     published = PUBLISHED_EXPONENTS.get((fit.scale_kind, fit.target))
-    if published is not None and fit.data_exponent * published[0] < 0:
+    # An exponent that rounds to zero (rungs that all found one value) has no sign to oppose:
+    # it was "-0.000 has the opposite sign".
+    if (published is not None and fit.data_exponent * published[0] < 0
+            and abs(fit.data_exponent) >= 5e-4):
         said.append(
             f"{what}: the fitted exponent {fit.data_exponent:+.3f} has the opposite sign to "
             f"{published[1]} ({published[0]:+.3f}); check the rungs (a best value at the edge of "
             "its range, too few trials) before trusting it; the prior is widened toward the "
             "published laws")
     return replace(fit, warnings=tuple(said))
+
+
+def _shown(x: float, spec: str) -> str:
+    """``x`` formatted by ``spec``, without the sign of a value that rounds to zero ("-0.000")."""
+    text = format(x, spec)
+    return format(0.0, spec) if text.lstrip("+-").strip("0.") == "" else text
 
 
 def fit_power_law(

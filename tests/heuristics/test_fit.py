@@ -312,6 +312,11 @@ def test_rungs_whose_near_best_trials_share_one_value_say_so_not_one_trial_per_r
     assert "(the near-best trials of each rung share one value)" in said
     assert "search more values (more choices, a wider range)" in said
     assert "one near-best trial per rung" not in said
+    # A flat law has no sign: not "-0.000 has the opposite sign to Power Lines' (+0.383)".
+    flat_law = fit_power_law(x, [512.0 * v**-1e-5 for v in x], "batch_size", "tokens per step",
+                             "tokens", n_boot=100)
+    assert not any("opposite sign" in w for w in flat_law.warnings), flat_law.warnings
+    assert "tokens^0.000" in flat_law.describe() and "-0.000" not in flat_law.describe()
 
 
 def test_a_law_of_the_published_sign_is_not_warned_about():
