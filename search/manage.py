@@ -1004,7 +1004,9 @@ def _config_rows(cfg: StudyConfig) -> list[tuple[str, str]]:
         ("model", f"{m.n_layer} layer{'s' if m.n_layer > 1 else ''}, {m.n_head} "
                   f"head{'s' if m.n_head > 1 else ''}, width {m.n_embd}, block {m.block_size} "
                   f"({m.positions} positions, {m.norm})"),
-        ("data", f"{d.source} {where}, tokenizer {d.tokenizer}"),
+        ("data", f"{d.source} {where}, tokenizer {d.tokenizer}; validation: "
+                 + (f"{d.val_path}" if d.val_path else f"the split {d.val_split!r}"
+                    if d.val_split else f"its last {d.val_fraction:g}")),
         ("budget", f"{cfg.tokens_per_trial:,} tokens per trial, evaluated every "
                    f"{cfg.eval_interval:,}"),
         ("search", ", ".join(searched)),

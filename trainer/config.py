@@ -405,8 +405,10 @@ class DataConfig(_Strict):
         Python's documentation), ``dataset`` alone a `datasets` dataset."""
         if not isinstance(raw, dict) or "source" in raw:
             return raw
-        named = [source for source in ("text", "hf")
-                 if any(raw.get(f) is not None for f in cls.SOURCE_FIELDS[source])]
+        text, hf = cls.SOURCE_FIELDS["text"], cls.SOURCE_FIELDS["hf"]
+        own = {"text": set(text) - set(hf), "hf": set(hf) - set(text)}  # val_path is both's
+        named = [source for source in ("text", "hf") if any(raw.get(f) is not None
+                                                            for f in own[source])]
         if len(named) > 1:
             raise ValueError("data.source: give text (data.path) or hf (data.dataset): this data "
                              "names both, and no source")

@@ -468,7 +468,7 @@ def test_only_fields_at_their_defaults_are_left_out_of_a_written_data_section():
     assert "builtin" not in data.unread_defaults() and "path" not in data.unread_defaults()
     assert {"dataset", "data_files", "split", "text_column"} <= set(data.unread_defaults())
     hub = DataConfig(source="hf", dataset="roneneldan/TinyStories")
-    assert {"builtin", "path", "val_path"} == set(hub.unread_defaults())
+    assert {"builtin", "path"} == set(hub.unread_defaults())
 
 
 def test_a_final_run_shorter_than_the_trial_is_noted(finished, tmp_path, capsys):

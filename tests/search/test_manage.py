@@ -851,7 +851,8 @@ def test_show_names_the_files_a_local_dataset_reads(tmp_path, shakespeare):
     cfg = validate_study(tiny_study(tmp_path, shakespeare, data={
         "source": "hf", "dataset": "json", "data_files": [str(docs)], "tokenizer": "byte"}))
     # It said "hf json, tokenizer byte": which files, it did not say.
-    assert dict(_config_rows(cfg))["data"] == f"hf json of {docs}, tokenizer byte"
+    assert dict(_config_rows(cfg))["data"] == (f"hf json of {docs}, tokenizer byte; validation: "
+                                               "its last 0.1")
 
 
 def test_fit_reads_what_its_studies_trained_and_takes_their_names(tmp_path, capsys):

@@ -526,6 +526,13 @@ def test_a_dataset_folder_of_the_current_folder_alone_is_refused(tmp_path, monke
                             f"in ({tmp_path / 'here'}), not of the config file's")
 
 
+def test_a_file_that_gives_path_and_val_path_reads_text():
+    # val_path is read by both sources: it made such a file "names both, and no source".
+    assert DataConfig.model_validate({"path": "a.txt", "val_path": "b.txt"}).source == "text"
+    hf = {"dataset": "json", "data_files": "a.jsonl", "val_path": "b.jsonl"}
+    assert DataConfig.model_validate(hf).source == "hf"
+
+
 def test_validation_files_of_a_local_builder_and_what_cannot_be_validation(tmp_path, monkeypatch):
     import datasets
 
