@@ -513,12 +513,18 @@ def unread_note(cfg: DataConfig) -> str | None:
     """The note for fields set that only another data.source reads (``source: text`` with
     ``dataset: json`` loads the text file), else None."""
     unread = cfg.unread_given()
+    apart = (validation_part(cfg) is not None
+             and cfg.val_fraction != type(cfg).model_fields["val_fraction"].default)
+    said = ("data.val_fraction: not used, as the validation data is given apart "
+            f"({'data.val_path' if cfg.val_path else 'data.val_split'})") if apart else None
     if not unread:
-        return None
-    readers = {name: source for source, names in cfg.SOURCE_FIELDS.items() for name in names}
+        return said
+    readers = {repr(source) for source, names in cfg.SOURCE_FIELDS.items()
+               for name in names if name in unread}
     return (f"{', '.join(f'data.{name}' for name in unread)}: read only when data.source is "
-            f"{' or '.join(sorted({repr(readers[name]) for name in unread}))}, and this data's "
-            f"source is {cfg.source!r}: {'it is' if len(unread) == 1 else 'they are'} ignored")
+            f"{' or '.join(sorted(readers))}, and this data's source is {cfg.source!r}: "
+            f"{'it is' if len(unread) == 1 else 'they are'} ignored"
+            + (f"; {said}" if said else ""))
 
 
 def _tiktoken_urls(name: str) -> list[str]:

@@ -565,3 +565,15 @@ def test_validation_files_of_a_local_builder_and_what_cannot_be_validation(tmp_p
     text = text_cfg(tmp_path / "train.jsonl", tmp_path, val_path=str(blank))
     with pytest.raises(DataError, match=rf"^data.val_path {re.escape(str(blank))}: "):
         scaletune.trainer.data.read_fingerprint(text)
+
+
+def test_a_val_fraction_beside_validation_data_given_apart_is_noted_as_unused():
+    from scaletune.trainer.data import unread_note
+
+    # It passed without a word, and held out nothing.
+    assert unread_note(DataConfig(path="a.txt", val_path="b.txt", val_fraction=0.2)) == (
+        "data.val_fraction: not used, as the validation data is given apart (data.val_path)")
+    assert unread_note(DataConfig(path="a.txt", val_fraction=0.2)) is None
+    # A field two sources read names both (it named the one it found last).
+    assert unread_note(DataConfig(source="builtin", val_path="b.txt")).startswith(
+        "data.val_path: read only when data.source is 'hf' or 'text'")
