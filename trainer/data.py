@@ -691,7 +691,13 @@ def _read_hf(cfg: DataConfig, arrow: str | None = None) -> list[str]:
         raise DataError(_no_column(cfg, columns))
     if saved and cfg.max_documents is not None:
         ds = ds.select(range(min(cfg.max_documents, len(ds))))
-    docs = [t for t in (texts if streaming else ds[cfg.text_column]) if t]
+    try:
+        docs = [t for t in (texts if streaming else ds[cfg.text_column]) if t]
+    except UnicodeDecodeError as e:  # pyarrow's JSON reader takes any bytes as a string
+        what = (f"data.data_files {cfg.data_files!r}" if cfg.dataset in LOCAL_BUILDERS
+                else f"data.dataset {cfg.dataset!r}")
+        raise DataError(f"{what}: its {cfg.text_column!r} column is not UTF-8 text ({e})") \
+            from None
     if odd := next((t for t in docs if not isinstance(t, str)), None):
         feature = ds.features.get(cfg.text_column) if getattr(ds, "features", None) else None
         kind = getattr(feature, "dtype", None) or type(odd).__name__  # int64, dict, list

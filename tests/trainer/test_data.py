@@ -577,3 +577,18 @@ def test_a_val_fraction_beside_validation_data_given_apart_is_noted_as_unused():
     # A field two sources read names both (it named the one it found last).
     assert unread_note(DataConfig(source="builtin", val_path="b.txt")).startswith(
         "data.val_path: read only when data.source is 'hf' or 'text'")
+
+
+def test_json_lines_that_are_not_utf8_are_named_by_the_run(tmp_path, monkeypatch):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes('{"text": "caf\u00e9 cr\u00e8me"}\n'.encode("latin-1") * 50)
+    cfg = DataConfig(source="hf", dataset="json", data_files=str(latin),
+                     cache_dir=str(tmp_path / "cache"))
+    # Rule: the file and its column are named (it was "data: 'utf-8' codec can't decode ...",
+    # no file, from deep in pyarrow, which reads any bytes into a string column).
+    with pytest.raises(DataError, match=rf"^data.data_files {re.escape(repr(str(latin)))}: its "
+                                        r"'text' column is not UTF-8 text \('utf-8' codec"):
+        read_documents(cfg)
