@@ -185,7 +185,7 @@ def serve(study_path: str | None, host: str = "127.0.0.1", port: int = 8080,
     from scaletune.search.ladder import study_or_target
     from scaletune.search.manage import stored_studies, with_options
     from scaletune.search.storage import mask_url
-    from scaletune.search.studies import looks_like_a_name, open_study, stored_study
+    from scaletune.search.studies import looks_like_a_name, open_study, study_named
 
     console = console or make_console()
     if study_path is None:  # a storage URL alone: a machine that has no study file
@@ -195,7 +195,7 @@ def serve(study_path: str | None, host: str = "127.0.0.1", port: int = 8080,
         url = storage
         stored_studies(url)
     elif looks_like_a_name(study_path):  # a name, as `scaletune studies` lists them
-        study, url = stored_study(study_path, storage)
+        study, url = study_named(study_path, storage)
     else:
         cfg = with_options(study_or_target(study_path), storage=storage)
         study = open_study(cfg, study_path)[0]

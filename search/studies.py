@@ -131,7 +131,7 @@ def study_by_name(name: str, url: str | None) -> StudyConfig:
     ``scaletune studies`` lists), as the config it recorded when it ran: for the commands that
     read a study (show, best, report, export, delete) given its name instead of its file, as
     from a storage copied from another machine. Errors name what was looked for and where."""
-    study, url = stored_study(name, url)
+    study, url = study_named(name, url)
     shown = mask_url(url)
     stored = study.user_attrs.get("config")
     if stored is None:
@@ -146,7 +146,7 @@ def study_by_name(name: str, url: str | None) -> StudyConfig:
     return cfg
 
 
-def stored_study(name: str, url: str | None) -> tuple[optuna.Study, str]:
+def study_named(name: str, url: str | None) -> tuple[optuna.Study, str]:
     """The study ``name`` in the storage ``url`` (None: runs/studies.db in this folder), and
     that storage's URL, for a command given a study's name instead of its file (study_by_name;
     the dashboard, which needs no config). Errors name what was looked for and where; nothing

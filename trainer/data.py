@@ -117,6 +117,12 @@ def validation_part(cfg: DataConfig) -> DataConfig | None:
     return None
 
 
+def _training_part(cfg: DataConfig) -> DataConfig:
+    """The training data alone, where validation is given apart (validation_part): the data of
+    ``cfg`` read as one stream, as its token cache keys it."""
+    return cfg.model_copy(update={"val_path": None, "val_split": None})
+
+
 @contextlib.contextmanager
 def _as_validation(cfg: DataConfig) -> Iterator[None]:
     """Errors of the validation part (validation_part) named by the keys that give it: the
@@ -223,8 +229,7 @@ def holds_tokens(cfg: DataConfig, fingerprint: str | None) -> bool:
     of both parts where validation is given apart."""
     if held := validation_part(cfg):
         train, _, val = (fingerprint or "").partition("+")
-        return (holds_tokens(cfg.model_copy(update={"val_path": None, "val_split": None}),
-                             train or None) and holds_tokens(held, val or None))
+        return holds_tokens(_training_part(cfg), train or None) and holds_tokens(held, val or None)
     if _cached_tokens(cfg) is not None:
         return True
     return fingerprint is not None and any(cache_dir(cfg).glob(f"{fingerprint}.u*.bin"))
@@ -840,10 +845,9 @@ def read_fingerprint(cfg: DataConfig) -> str | None:
     prepare_data refuses on reading the text (a file that is not UTF-8, whitespace only, one
     character repeated), OSError where a path is missing."""
     if held := validation_part(cfg):
-        train, val = read_fingerprint(cfg.model_copy(update={"val_path": None,
-                                                             "val_split": None})), None
+        train = read_fingerprint(_training_part(cfg))
         with _as_validation(cfg):
-            val = train and read_fingerprint(held)
+            val = read_fingerprint(held) if train else None
         return joined_fingerprint(train, val) if train and val else None
     cached = _cached_tokens(cfg)
     if cached:
