@@ -427,15 +427,16 @@ def ladder_notes(ladder: Any) -> list[str]:
     (``every rung`` where all give it: the data, a download), once."""
     by_note: dict[str, list[str]] = {}
     for rung in ladder.rungs:
-        for note in plan_notes(rung.cfg):
+        dims, _ = build_space(rung.cfg, planning_priors(rung.cfg))
+        for note in plan_notes(rung.cfg, dims):
             by_note.setdefault(note, []).append(rung.cfg.name)
     every = len(ladder.rungs)
     notes = [f"{'every rung' if len(names) == every > 1 else ', '.join(names)}: {note}"
              for note, names in by_note.items()]
     # The target's own: its n_trials and the pruner and sampler it runs under (its space is the
-    # laws' to set once the rungs ran, so its other notes are not known yet).
+    # laws' to set once the rungs ran, so its other notes are not known yet: the last rung's
+    # space stands for it).
     target = ladder.target
-    dims, _ = build_space(ladder.rungs[-1].cfg, planning_priors(ladder.rungs[-1].cfg))
     return notes + [f"{target.name}: {note}" for note in
                     pruner_notes(target) + sampler_notes(target, dims)]
 

@@ -687,15 +687,22 @@ def test_fit_replaces_only_laws_it_wrote(finished, tmp_path, capsys):
     assert code == 2 and "a law needs studies at two or more" in out and "-o " not in out
 
 
-def test_fit_over_other_laws_keeps_them_and_says_so(tmp_path, capsys):
-    from tests.search.test_report import laws_file
-
+def two_scales(tmp_path: Path) -> tuple[Path, object, Path]:
+    """Two finished studies of one model at 40,960 and 81,920 tokens per trial, a trial each:
+    the study file, its config, and the longer study's file."""
     path, cfg = study_file(tmp_path)
     longer = write_study(tmp_path, tiny_study(tmp_path, tmp_path / "text.txt", name="tiny-long",
                                               tokens_per_trial=81_920), "long.yaml")
     for study, lr in ((path, 3e-3), (longer, 2e-3)):
         loaded = load_study(study)
         add_trial(make_study(loaded), loaded, params(lr), 2.4)
+    return path, cfg, longer
+
+
+def test_fit_over_other_laws_keeps_them_and_says_so(tmp_path, capsys):
+    from tests.search.test_report import laws_file
+
+    path, cfg, longer = two_scales(tmp_path)
     earlier = laws_file(tmp_path).read_bytes()  # laws.json, fitted on other studies
     output = tmp_path / "laws.json"
     code, out = scaletune(capsys, "fit", str(path), str(longer), "-o", str(output))
@@ -856,12 +863,7 @@ def test_show_names_the_files_a_local_dataset_reads(tmp_path, shakespeare):
 
 
 def test_fit_reads_what_its_studies_trained_and_takes_their_names(tmp_path, capsys):
-    path, cfg = study_file(tmp_path)
-    longer = write_study(tmp_path, tiny_study(tmp_path, tmp_path / "text.txt", name="tiny-long",
-                                              tokens_per_trial=81_920), "long.yaml")
-    for study, lr in ((path, 3e-3), (longer, 2e-3)):
-        loaded = load_study(study)
-        add_trial(make_study(loaded), loaded, params(lr), 2.4)
+    path, cfg, longer = two_scales(tmp_path)
     raw = yaml.safe_load(path.read_text())
     raw["model"]["n_embd"] = 64  # edited since its study ran: validate refuses the file
     path.write_text(yaml.safe_dump(raw))
