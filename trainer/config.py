@@ -26,6 +26,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -302,6 +303,10 @@ class DataConfig(_Strict):
     cache_dir: str | None = None
     """Where tokenized memmaps are cached (a relative path is taken from the config file's folder);
     None means $SCALETUNE_CACHE or ~/.cache/scaletune."""
+    _validation_key: str | None = PrivateAttr(None)
+    """Where this is the validation part of another config (``trainer.data.validation_part``):
+    the key that gives it, data.val_path or data.val_split, which its reader's errors name in
+    place of data.path, data.data_files or data.split."""
 
     def resolved(self, base: Path) -> DataConfig:
         """This config with its relative local paths made absolute against ``base``: ``path``, a

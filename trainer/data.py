@@ -91,8 +91,7 @@ def prepare_data(cfg: DataConfig, block_size: int) -> TokenData:
         return _split(tokens, meta, cfg, block_size, path, from_cache)
     if problem := _no_splits(cfg):
         raise DataError(problem)
-    with _as_validation(cfg):
-        val, val_meta, _, val_from_cache = _tokens(held)
+    val, val_meta, _, val_from_cache = _tokens(held)
     if problem := size_problem(len(tokens), cfg, block_size, n_val=len(val)):
         raise DataError(problem)
     return TokenData(train=tokens[:_n_train(len(tokens), cfg)], val=val,
@@ -104,17 +103,21 @@ def prepare_data(cfg: DataConfig, block_size: int) -> TokenData:
 def validation_part(cfg: DataConfig) -> DataConfig | None:
     """The validation data where it is given apart from the training data (data.val_path,
     data.val_split), as data of its own (read, tokenized and cached as any, and held out
-    whole); None where validation is the tail of the data (val_fraction)."""
+    whole); None where validation is the tail of the data (val_fraction). Its reader's errors
+    name the key that gives it (``_key``)."""
     if cfg.source == "text" and cfg.val_path:
-        return cfg.model_copy(update={"path": cfg.val_path, "val_path": None,
+        held = cfg.model_copy(update={"path": cfg.val_path, "val_path": None,
                                       "train_tokens": None})
-    if cfg.source == "hf" and cfg.val_path:  # a local builder's files
-        return cfg.model_copy(update={"data_files": cfg.val_path, "val_path": None,
+    elif cfg.source == "hf" and cfg.val_path:  # a local builder's files
+        held = cfg.model_copy(update={"data_files": cfg.val_path, "val_path": None,
                                       "train_tokens": None, "max_documents": None})
-    if cfg.source == "hf" and cfg.val_split:
-        return cfg.model_copy(update={"split": cfg.val_split, "val_split": None,
+    elif cfg.source == "hf" and cfg.val_split:
+        held = cfg.model_copy(update={"split": cfg.val_split, "val_split": None,
                                       "train_tokens": None, "max_documents": None})
-    return None
+    else:
+        return None
+    held._validation_key = "data.val_path" if cfg.val_path else "data.val_split"
+    return held
 
 
 def _training_part(cfg: DataConfig) -> DataConfig:
@@ -123,28 +126,31 @@ def _training_part(cfg: DataConfig) -> DataConfig:
     return cfg.model_copy(update={"val_path": None, "val_split": None})
 
 
-@contextlib.contextmanager
-def _as_validation(cfg: DataConfig) -> Iterator[None]:
-    """Errors of the validation part (validation_part) named by the keys that give it: the
-    part's reader names it data.path, data.data_files or data.split."""
-    try:
-        yield
-    except DataError as e:
-        key = "data.val_path" if cfg.val_path else "data.val_split"
-        said = str(e)
-        for theirs in ("data.path", "data.data_files", "data.split"):
-            if said.startswith(theirs):
-                raise DataError(key + said[len(theirs):]) from None
-        raise
+def _key(cfg: DataConfig, key: str) -> str:
+    """The key an error about ``key`` (data.path, data.data_files, data.split) names: the one
+    that gives the validation part where ``cfg`` is one (validation_part)."""
+    given = cfg._validation_key
+    if given == "data.val_path" and key in ("data.path", "data.data_files"):
+        return given
+    return given if given == "data.val_split" and key == "data.split" else key
+
+
+def _named(cfg: DataConfig) -> str:
+    """The dataset as an error about its columns names it: the validation split or files where
+    ``cfg`` is the validation part (validation_part)."""
+    if cfg._validation_key == "data.val_split":
+        return f"the split {cfg.split!r} of {cfg.dataset!r} (data.val_split)"
+    if cfg._validation_key == "data.val_path":
+        return f"{cfg.data_files!r} (data.val_path)"
+    return repr(cfg.dataset)
 
 
 def where_changed(cfg: DataConfig, ran_on: str, now: str) -> str:
     """The data as a message about a change names it (``where``): the validation data where it
     is given apart and only its half of the fingerprint (joined_fingerprint) changed."""
     train, _, val = ran_on.partition("+")
-    if validation_part(cfg) and val and now.startswith(train + "+"):
-        return (f"data.val_path {cfg.val_path}" if cfg.val_path
-                else f"data.val_split {cfg.val_split!r} of {cfg.dataset}")
+    if (held := validation_part(cfg)) and val and now.startswith(train + "+"):
+        return where(held)
     return where(cfg)
 
 
@@ -191,7 +197,12 @@ def _tokens(cfg: DataConfig) -> tuple[np.ndarray, dict[str, Any], Path, bool]:
 
 
 def where(cfg: DataConfig) -> str:
-    """The data as a message names it: data.path, or the dataset or built-in corpus."""
+    """The data as a message names it: data.path, or the dataset or built-in corpus; the key
+    that gives it where ``cfg`` is the validation part of a config (validation_part)."""
+    if cfg._validation_key == "data.val_path":
+        return f"data.val_path {cfg.path if cfg.source == 'text' else cfg.data_files}"
+    if cfg._validation_key == "data.val_split":
+        return f"data.val_split {cfg.split!r} of {cfg.dataset}"
     if cfg.source == "text":
         return f"data.path {cfg.path}"
     if cfg.source == "hf":
@@ -240,7 +251,7 @@ def _byte_text_tokens(cfg: DataConfig) -> int | None:
     token per byte, plus the separator between files); None for any other data."""
     if cfg.source != "text" or cfg.tokenizer != "byte":
         return None
-    sizes = [os.path.getsize(p) for p in _text_paths(cfg.path)]
+    sizes = [os.path.getsize(p) for p in _text_paths(cfg)]
     return sum(sizes) + len(DOC_SEPARATOR.encode()) * (len(sizes) - 1)
 
 
@@ -555,7 +566,7 @@ def read_documents(cfg: DataConfig) -> list[str]:
     if cfg.source == "builtin":
         return _builtin_documents(cfg.builtin)
     if cfg.source == "text":
-        return [_read_text_file(p) for p in _text_paths(cfg.path)]
+        return [_read_text_file(cfg, p) for p in _text_paths(cfg)]
     return _hf_documents(cfg)
 
 
@@ -574,21 +585,21 @@ def _stdlib_sources() -> list[str]:
     return [os.path.join(root, r) for r in rel if "site-packages" not in Path(r).parts]
 
 
-def _text_paths(pattern: str) -> list[str]:
+def _text_paths(cfg: DataConfig) -> list[str]:
     try:
-        return text_files(pattern)
+        return text_files(cfg.path)
     except ValueError as e:
-        raise DataError(f"data.path: {e}") from None
+        raise DataError(f"{_key(cfg, 'data.path')}: {e}") from None
 
 
-def _read_text_file(path: str) -> str:
+def _read_text_file(cfg: DataConfig, path: str) -> str:
     try:
         with open(path, encoding="utf-8", newline="") as f:  # newline="": keep the bytes as they are
             return f.read()
     except FileNotFoundError:
-        raise DataError(f"data.path: file not found: {path!r}") from None
+        raise DataError(f"{_key(cfg, 'data.path')}: file not found: {path!r}") from None
     except UnicodeDecodeError as e:
-        raise DataError(f"data.path: {path!r} is not UTF-8 text ({e})") from None
+        raise DataError(f"{_key(cfg, 'data.path')}: {path!r} is not UTF-8 text ({e})") from None
 
 
 def _offline_advice() -> str:
@@ -664,7 +675,7 @@ def _read_hf(cfg: DataConfig, arrow: str | None = None) -> list[str]:
         kwargs["sample_by"] = "document"
     for f in [cfg.data_files] if isinstance(cfg.data_files, str) else cfg.data_files or []:
         if cfg.dataset in LOCAL_BUILDERS and not glob.has_magic(f) and not os.path.exists(f):
-            raise DataError(f"data.data_files: file not found: {f!r}")
+            raise DataError(f"{_key(cfg, 'data.data_files')}: file not found: {f!r}")
     # With max_documents the split is streamed: only its first rows are downloaded and read (a
     # 2M-document slice of a hub corpus does not fetch the whole corpus first).
     streaming = cfg.max_documents is not None
@@ -684,6 +695,8 @@ def _read_hf(cfg: DataConfig, arrow: str | None = None) -> list[str]:
                     columns = list(row)
                     break
                 texts.append(row[cfg.text_column])
+    except DataError:
+        raise
     except Exception as e:  # hub, network, builder and split errors all mean: cannot read it
         raise DataError(
             f"data.dataset: could not load {cfg.dataset!r} (name={cfg.name!r}, split={cfg.split!r}, "
@@ -699,7 +712,7 @@ def _read_hf(cfg: DataConfig, arrow: str | None = None) -> list[str]:
     try:
         docs = [t for t in (texts if streaming else ds[cfg.text_column]) if t]
     except UnicodeDecodeError as e:  # pyarrow's JSON reader takes any bytes as a string
-        what = (f"data.data_files {cfg.data_files!r}" if cfg.dataset in LOCAL_BUILDERS
+        what = (f"{_key(cfg, 'data.data_files')} {cfg.data_files!r}" if cfg.dataset in LOCAL_BUILDERS
                 else f"data.dataset {cfg.dataset!r}")
         raise DataError(f"{what}: its {cfg.text_column!r} column is not UTF-8 text ({e})") \
             from None
@@ -724,19 +737,29 @@ def saved_dataset(dataset: str | None) -> str | None:
     return None
 
 
-def _load_saved(cfg: DataConfig, saved: str, key: str = "data.split") -> Any:
-    """A ``save_to_disk`` folder, memory-mapped: its one dataset (``split`` does not apply), or
-    the split ``split`` of its splits (``load_dataset`` refuses the first kind); ``key``: the
-    setting that named the split, as an error names it."""
+def _load_saved(cfg: DataConfig, saved: str) -> Any:
+    """A ``save_to_disk`` folder, memory-mapped: its one dataset (which has no ``split`` to
+    name), or the split ``split`` of its splits, that split alone (``load_dataset`` refuses the
+    first kind, and `datasets` cannot load splits of which one is empty)."""
     import datasets
 
-    ds = datasets.load_from_disk(os.path.expanduser(cfg.dataset))
+    folder = Path(os.path.expanduser(cfg.dataset))
+    key = _key(cfg, "data.split")
     if saved == "dataset":
-        return ds
-    if cfg.split not in ds:
+        if cfg.split != "train":
+            raise DataError(f"{key}: {cfg.split!r} names a split, and {cfg.dataset!r} is one "
+                            "dataset saved with save_to_disk, without splits: leave split out "
+                            "(the whole dataset is read)")
+        return datasets.load_from_disk(str(folder))
+    splits = json.loads((folder / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
+    if cfg.split not in splits:
         raise DataError(f"{key}: {cfg.split!r} is not a split of the saved dataset "
-                        f"{cfg.dataset!r}; its splits: {', '.join(ds)}")
-    return ds[cfg.split]
+                        f"{cfg.dataset!r}; its splits: {', '.join(splits)}")
+    state = json.loads((folder / cfg.split / "state.json").read_text(encoding="utf-8"))
+    if not state.get("_data_files"):
+        raise DataError(f"{key}: the split {cfg.split!r} of the saved dataset {cfg.dataset!r} "
+                        "holds no rows")
+    return datasets.load_from_disk(str(folder / cfg.split))
 
 
 def _describe_source(cfg: DataConfig) -> dict[str, Any]:
@@ -749,7 +772,7 @@ def _describe_source(cfg: DataConfig) -> dict[str, Any]:
         files = _stdlib_sources() if cfg.builtin == "stdlib" else [_pydoc_topics_file()]
         desc: dict[str, Any] = {"builtin": cfg.builtin, "python": sys.version, "files": _stats(files)}
     elif cfg.source == "text":
-        desc = {"text": _stats(_text_paths(cfg.path))}
+        desc = {"text": _stats(_text_paths(cfg))}
     else:
         files = [cfg.data_files] if isinstance(cfg.data_files, str) else list(cfg.data_files or [])
         local = cfg.dataset in LOCAL_BUILDERS
@@ -846,18 +869,17 @@ def read_fingerprint(cfg: DataConfig) -> str | None:
     character repeated), OSError where a path is missing."""
     if held := validation_part(cfg):
         train = read_fingerprint(_training_part(cfg))
-        with _as_validation(cfg):
-            val = read_fingerprint(held) if train else None
+        val = read_fingerprint(held) if train else None
         return joined_fingerprint(train, val) if train and val else None
     cached = _cached_tokens(cfg)
     if cached:
         return cached[1]["fingerprint"]
     if cfg.source != "text":
         return None
-    paths = _text_paths(cfg.path)
+    paths = _text_paths(cfg)
     if sum(os.path.getsize(p) for p in paths) > CHECK_READ_LIMIT:
         return None
-    docs = [_read_text_file(p) for p in paths]
+    docs = [_read_text_file(cfg, p) for p in paths]
     if problem := _nothing_to_learn(docs, cfg):
         raise DataError(problem)
     return _fingerprint(docs, cfg) if any(docs) else None
@@ -877,12 +899,12 @@ def _nothing_to_learn(docs: list[str], cfg: DataConfig) -> str | None:
 
 
 def _no_column(cfg: DataConfig, columns: list[str]) -> str:
-    return (f"data.text_column: {cfg.text_column!r} is not a column of {cfg.dataset!r}, "
+    return (f"data.text_column: {cfg.text_column!r} is not a column of {_named(cfg)}, "
             f"which has {columns}")
 
 
 def _not_text(cfg: DataConfig, kind: str, odd: Any, columns: list[str] | None) -> str:
-    return (f"data.text_column: {cfg.text_column!r} of {cfg.dataset!r} holds {kind} values "
+    return (f"data.text_column: {cfg.text_column!r} of {_named(cfg)} holds {kind} values "
             f"(such as {str(odd)[:40]!r}), not text: name a column of text"
             + (f" (the columns: {columns})" if columns else ""))
 
@@ -893,10 +915,10 @@ def column_problem(cfg: DataConfig) -> str | None:
     run refuses once `datasets` has read every file), from that file alone; None where it has a
     column of text or its columns are not known so. A folder saved with ``save_to_disk`` is
     opened (memory-mapped, nothing read whole): its split, column and the column's type."""
+    if held := validation_part(cfg):
+        return _no_splits(cfg) or column_problem(_training_part(cfg)) or column_problem(held)
     if cfg.source == "hf" and (saved := saved_dataset(cfg.dataset)):
-        held = validation_part(cfg)
-        return (_no_splits(cfg) or _saved_problem(cfg, saved)
-                or (held and _saved_problem(held, saved, "data.val_split")))
+        return _saved_problem(cfg, saved)
     if cfg.source != "hf" or cfg.dataset not in ("csv", "json", "parquet") or not cfg.data_files:
         return None
     files = [cfg.data_files] if isinstance(cfg.data_files, str) else list(cfg.data_files)
@@ -908,9 +930,9 @@ def column_problem(cfg: DataConfig) -> str | None:
     try:
         columns, odd = _head(cfg.dataset, first, cfg.text_column)
     except UnicodeDecodeError as e:  # the run's error: DatasetGenerationError, caused by this
-        return f"data.data_files: {first!r} is not UTF-8 text ({e})"
+        return f"{_key(cfg, 'data.data_files')}: {first!r} is not UTF-8 text ({e})"
     except _NotJsonLines as e:
-        return (f"data.data_files: {first!r} line 1 is not JSON ({e}): a JSON Lines file holds "
+        return (f"{_key(cfg, 'data.data_files')}: {first!r} line 1 is not JSON ({e}): a JSON Lines file holds "
                 "one JSON object per line")
     except (OSError, ValueError, ImportError):
         return None  # the run says what is wrong with the file
@@ -919,9 +941,9 @@ def column_problem(cfg: DataConfig) -> str | None:
     return _not_text(cfg, odd[0], odd[1], columns) if odd else None
 
 
-def _saved_problem(cfg: DataConfig, saved: str, key: str = "data.split") -> str | None:
+def _saved_problem(cfg: DataConfig, saved: str) -> str | None:
     try:
-        ds = _load_saved(cfg, saved, key)
+        ds = _load_saved(cfg, saved)
     except DataError as e:
         return str(e)
     except Exception:  # noqa: BLE001 - a folder it cannot open: the run says why
@@ -1083,9 +1105,8 @@ def size_problem(n_tokens: int, cfg: DataConfig, block_size: int,
                 "text in it" if cfg.source == "text" else
                 f"{where(cfg)}: the data holds no text (0 tokens)")
     if n_val == 0:
-        return (f"data.val_path {cfg.val_path}: the validation text holds no text (0 tokens)"
-                if cfg.val_path else f"data.val_split {cfg.val_split!r} of "
-                f"{cfg.dataset}: the validation split holds no text (0 tokens)")
+        return (f"{where(validation_part(cfg))}: the validation "
+                f"{'text' if cfg.val_path else 'split'} holds no text (0 tokens)")
     n_train = _n_train(n_tokens, cfg)
     n_val = _n_val(n_tokens, cfg) if n_val is None else n_val
     need = block_size + 1

@@ -592,3 +592,55 @@ def test_json_lines_that_are_not_utf8_are_named_by_the_run(tmp_path, monkeypatch
     with pytest.raises(DataError, match=rf"^data.data_files {re.escape(repr(str(latin)))}: its "
                                         r"'text' column is not UTF-8 text \('utf-8' codec"):
         read_documents(cfg)
+
+
+def test_what_is_wrong_with_a_saved_datasets_validation_split_names_that_split(
+        tmp_path, monkeypatch):
+    import datasets
+
+    from scaletune.trainer.data import column_problem
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    train = datasets.Dataset.from_dict({"text": ["train text " * 50] * 4})
+    datasets.DatasetDict({"train": train, "validation": datasets.Dataset.from_dict(
+        {"body": ["held out " * 50]})}).save_to_disk(str(tmp_path / "nocol"))
+    cfg = DataConfig(source="hf", dataset=str(tmp_path / "nocol"), val_split="validation",
+                     cache_dir=str(tmp_path / "cache"))
+    # It read "'text' is not a column of '.../nocol'", which the training split has.
+    said = (f"data.text_column: 'text' is not a column of the split 'validation' of "
+            f"{str(tmp_path / 'nocol')!r} (data.val_split), which has ['body']")
+    assert column_problem(cfg) == said
+    with pytest.raises(DataError, match=re.escape(said)):
+        prepare_data(cfg, block_size=32)
+    # An empty split: `datasets` cannot load the folder at all (an IndexError from inside it).
+    datasets.DatasetDict({"train": train, "validation": datasets.Dataset.from_dict(
+        {"text": []})}).save_to_disk(str(tmp_path / "empty"))
+    empty = cfg.model_copy(update={"dataset": str(tmp_path / "empty")})
+    said = (f"data.val_split: the split 'validation' of the saved dataset "
+            f"{str(tmp_path / 'empty')!r} holds no rows")
+    assert column_problem(empty) == said
+    with pytest.raises(DataError, match=re.escape(said)):
+        prepare_data(empty, block_size=32)
+    # A split named for a dataset saved without splits was ignored: it read the whole dataset.
+    train.save_to_disk(str(tmp_path / "one"))
+    one = DataConfig(source="hf", dataset=str(tmp_path / "one"), split="test",
+                     cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(DataError, match=r"^data.split: 'test' names a split, and .* is one "
+                                        r"dataset saved with save_to_disk, without splits"):
+        read_documents(one)
+    assert column_problem(one).startswith("data.split: 'test' names a split")
+
+
+def test_validate_reads_a_local_builders_validation_files_as_its_training_files(tmp_path):
+    from scaletune.trainer.data import column_problem
+
+    train, val = tmp_path / "train.jsonl", tmp_path / "val.jsonl"
+    train.write_text('{"text": "training document"}\n' * 40)
+    val.write_text("not json\n")
+    cfg = DataConfig(source="hf", dataset="json", data_files=str(train), val_path=str(val))
+    assert column_problem(cfg).startswith(f"data.val_path: {str(val)!r} line 1 is not JSON")
+    val.write_text('{"body": "held out"}\n')
+    assert column_problem(cfg) == (f"data.text_column: 'text' is not a column of {str(val)!r} "
+                                   "(data.val_path), which has ['body']")
+    val.write_text('{"text": "held out"}\n')
+    assert column_problem(cfg) is None
