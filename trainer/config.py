@@ -390,10 +390,20 @@ class DataConfig(_Strict):
         their defaults: ignored (``trainer.data.unread_note`` says so)."""
         return self._unread(at_default=False)
 
+    @property
+    def validation_apart(self) -> bool:
+        """Whether the validation data is given apart from the training data (val_path of a
+        text or local-builder source, val_split of a dataset), which makes val_fraction unread."""
+        return bool((self.source in ("text", "hf") and self.val_path)
+                    or (self.source == "hf" and self.val_split))
+
     def unread_defaults(self) -> list[str]:
-        """The fields that this config's source does not read and that hold their defaults: what
-        a written config may leave out without changing what it loads as."""
-        return self._unread(at_default=True)
+        """The fields that this config does not read and that hold their defaults: what a
+        written config may leave out without changing what it loads as (those of other sources,
+        and val_fraction where validation is given apart)."""
+        apart = (self.validation_apart
+                 and self.val_fraction == type(self).model_fields["val_fraction"].default)
+        return self._unread(at_default=True) + (["val_fraction"] if apart else [])
 
     def _unread(self, at_default: bool) -> list[str]:
         mine = self.SOURCE_FIELDS[self.source]

@@ -105,17 +105,17 @@ def validation_part(cfg: DataConfig) -> DataConfig | None:
     data.val_split), as data of its own (read, tokenized and cached as any, and held out
     whole); None where validation is the tail of the data (val_fraction). Its reader's errors
     name the key that gives it (``_key``)."""
-    if cfg.source == "text" and cfg.val_path:
+    if not cfg.validation_apart:
+        return None
+    if cfg.source == "text":
         held = cfg.model_copy(update={"path": cfg.val_path, "val_path": None,
                                       "train_tokens": None})
     elif cfg.source == "hf" and cfg.val_path:  # a local builder's files
         held = cfg.model_copy(update={"data_files": cfg.val_path, "val_path": None,
                                       "train_tokens": None, "max_documents": None})
-    elif cfg.source == "hf" and cfg.val_split:
+    else:
         held = cfg.model_copy(update={"split": cfg.val_split, "val_split": None,
                                       "train_tokens": None, "max_documents": None})
-    else:
-        return None
     held._validation_key = "data.val_path" if cfg.val_path else "data.val_split"
     return held
 
@@ -529,7 +529,7 @@ def unread_note(cfg: DataConfig) -> str | None:
     """The note for fields set that only another data.source reads (``source: text`` with
     ``dataset: json`` loads the text file), else None."""
     unread = cfg.unread_given()
-    apart = (validation_part(cfg) is not None
+    apart = (cfg.validation_apart
              and cfg.val_fraction != type(cfg).model_fields["val_fraction"].default)
     said = ("data.val_fraction: not used, as the validation data is given apart "
             f"({'data.val_path' if cfg.val_path else 'data.val_split'})") if apart else None

@@ -469,6 +469,12 @@ def test_only_fields_at_their_defaults_are_left_out_of_a_written_data_section():
     assert {"dataset", "data_files", "split", "text_column"} <= set(data.unread_defaults())
     hub = DataConfig(source="hf", dataset="roneneldan/TinyStories")
     assert {"builtin", "path"} == set(hub.unread_defaults())
+    # Validation given apart: val_fraction, unread, was written beside it as if 10% were held out.
+    assert "val_fraction" in data.model_copy(update={"val_path": "val.txt"}).unread_defaults()
+    assert "val_fraction" in hub.model_copy(update={"val_split": "validation"}).unread_defaults()
+    assert "val_fraction" not in data.unread_defaults()
+    set_apart = data.model_copy(update={"val_path": "val.txt", "val_fraction": 0.2})
+    assert "val_fraction" not in set_apart.unread_defaults()  # given: kept, and noted as unused
 
 
 def test_a_final_run_shorter_than_the_trial_is_noted(finished, tmp_path, capsys):
