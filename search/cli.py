@@ -26,7 +26,6 @@ from scaletune.trainer.errors import (
     ConfigError,
     DataError,
     ScaletuneError,
-    SetupError,
     StudyStateError,
 )
 
@@ -75,8 +74,6 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     cfg = with_options(in_file, n_trials=args.n_trials, address=args.address,
                        max_concurrent=args.max_concurrent, storage=args.storage)
     _quiet_optuna()
-    if args.repeat_best and not args.detach:  # a detached study's storage may be the cluster's
-        _check_repeatable(cfg, args.study)  # what the run refuses, the dry run too
     if args.dry_run:
         from scaletune.search.config import job_server_problem
         from scaletune.search.manage import print_plan
@@ -150,21 +147,8 @@ def _repeats_counted(n: int, source: str) -> None:
         raise ConfigError(source, [f"--repeat-best: must be >= 0 repeats (got {n})"])
 
 
-def _check_repeatable(cfg: Any, source: str) -> None:
-    """--repeat-best needs a study with a complete trial; refused before anything starts, so
-    that a study is not created only to be refused."""
-    from scaletune.search.noise import best_to_repeat
-    from scaletune.search.studies import open_study
-
-    study, _, _ = open_study(cfg, source)  # refuses a study that does not exist, creates nothing
-    try:
-        best_to_repeat(cfg.name, study.get_trials(deepcopy=False))
-    except SetupError as e:  # said as the study file's error, as open_study's are
-        raise ConfigError(source, [str(e)]) from None
-
-
 def cmd_ladder(args: argparse.Namespace, console: Console) -> int:
-    from scaletune.search.ladder import load_ladder, named_target, print_plan
+    from scaletune.search.ladder import load_ladder, print_plan
     from scaletune.search.manage import ladder_notes, ladder_problems
 
     ladder = load_ladder(args.ladder)
@@ -174,8 +158,6 @@ def cmd_ladder(args: argparse.Namespace, console: Console) -> int:
     if problems := ladder_problems(ladder):
         raise ConfigError(args.ladder, problems)
     _repeats_counted(args.repeat_best, args.ladder)
-    if args.repeat_best:  # the target's errors name the ladder and its command
-        _check_repeatable(named_target(ladder), args.ladder)
     notes = ladder_notes(ladder)
     if args.dry_run:
         print_plan(ladder, console)

@@ -589,8 +589,12 @@ def print_plan(cfg: StudyConfig, console: Console, repeat_best: int = 0) -> None
         ("budget", _budget(cfg, priors)),
     ]
     if repeat_best:
+        when = ("first, or after the search where no trial has completed yet"
+                if sqlite_path(cfg.storage_url) is None  # a server's: not read by a dry run
+                else "first" if any(t.state == TrialState.COMPLETE for t in stored or [])
+                else "after the search (no trial has completed yet)")
         rows.append(("repeats", f"the study's best complete trial, {repeat_best} more time(s) "
-                                "with training seeds it has not used, never pruned, first and on "
+                                f"with training seeds it has not used, never pruned, {when}, on "
                                 "top of n_trials"))
     _rows(out, rows)
 

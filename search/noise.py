@@ -116,13 +116,18 @@ def floor_of(groups: list[SeedGroup]) -> tuple[float, str]:
     return measured, where
 
 
+def best_of(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
+    """The best complete trial, None where there is none."""
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    return min(complete, key=lambda t: t.value) if complete else None
+
+
 def best_to_repeat(name: str, trials: Iterable[FrozenTrial]) -> FrozenTrial:
     """The best complete trial of study ``name``; SetupError when there is none."""
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    if not complete:
+    if (best := best_of(trials)) is None:
         raise SetupError(f"--repeat-best: study {name!r} has no complete trial to repeat yet; "
                          "run it first")
-    return min(complete, key=lambda t: t.value)
+    return best
 
 
 def queue_repeats(study: optuna.Study, n: int, study_seed: int = 0) -> tuple[int, list[int]]:

@@ -38,7 +38,13 @@ from scaletune.search.config import (
     stored_study_attrs,
 )
 from scaletune.search.fit import laws_fit_note
-from scaletune.search.noise import finished_of, n_repeats, queue_repeats, trials_asked
+from scaletune.search.noise import (
+    best_of,
+    finished_of,
+    n_repeats,
+    queue_repeats,
+    trials_asked,
+)
 from scaletune.search.plan import (
     RECORD,
     SearchPlan,
@@ -318,14 +324,18 @@ def run_study(
                               "stopped driver; marked FAIL and queued again[/]")
             if moved := _queued_outside(study, plan):
                 console.print(f"note: {moved}", style="yellow", highlight=False, markup=False)
-            if repeat_best:
-                number, seeds = queue_repeats(study, repeat_best, cfg.seed)
-                console.print(f"repeating trial {number} with training seed(s) "
-                              f"{', '.join(map(str, seeds))} (never pruned): the noise between "
-                              "seeds is in `scaletune report`")
+            # Repeats of the best so far run first (the predicted pruner's floor then uses
+            # them); a study with no complete trial yet repeats its best after the search.
+            after = repeat_best and not _repeat(study, repeat_best, cfg, console)
+            if after:
+                console.print(f"no complete trial yet: the best trial runs {repeat_best} more "
+                              "time(s) with other training seeds after the search")
             with _frozen_heap():
                 _drive(plan, study, cfg, console, slots, running, interrupt,
                        max_consecutive_failures, tracker, coordinator, launch)
+                if after and _repeat(study, repeat_best, cfg, console):
+                    _drive(plan, study, cfg, console, slots, running, interrupt,
+                           max_consecutive_failures, tracker, coordinator, launch)
     except KeyboardInterrupt:
         signum = interrupt.signal or signal.SIGINT
         what = ("interrupted (Ctrl-C)" if signum == signal.SIGINT
@@ -370,6 +380,17 @@ def run_study(
             plan.lease.release()
         _release(coordinator)
     return study
+
+
+def _repeat(study: optuna.Study, n: int, cfg: StudyConfig, console: Console) -> bool:
+    """Queue ``n`` repeats of the study's best complete trial with other training seeds
+    (search.noise) and say so; False where it has no complete trial."""
+    if best_of(study.get_trials(deepcopy=False)) is None:
+        return False
+    number, seeds = queue_repeats(study, n, cfg.seed)
+    console.print(f"repeating trial {number} with training seed(s) {', '.join(map(str, seeds))} "
+                  "(never pruned): the noise between seeds is in `scaletune report`")
+    return True
 
 
 def _nothing_to_run(cfg: StudyConfig, data: Any, repeat_best: int) -> list[Any] | None:

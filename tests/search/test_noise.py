@@ -215,32 +215,30 @@ def test_the_report_shows_each_repeated_config_and_the_floor(tmp_path, shakespea
             "does not use it; the predicted pruner would)") in median
 
 
-def test_run_repeat_best_refuses_a_study_with_nothing_to_repeat(tmp_path, capsys):
+def test_run_repeat_best_plans_its_repeats_first_or_after_the_search(tmp_path, capsys):
     from scaletune.search.cli import main
     from tests.search.test_export import EVAL, add_trial, make_study, params, study_file
 
     path, cfg = study_file(tmp_path)
-    # No study yet: refused, and no storage is created for it.
-    assert main(["run", str(path), "--repeat-best", "2"]) == 2
-    assert "no study 'tiny'" in capsys.readouterr().out
-    assert not cfg.folder.exists()
-    # A study whose only trial was pruned: refused, the study untouched.
-    study = make_study(cfg)
-    add_trial(study, cfg, params(1e-3), 2.6, TrialState.PRUNED, trained=2 * EVAL)
-    assert main(["run", str(path), "--repeat-best", "2"]) == 2
-    out = capsys.readouterr().out
-    assert "--repeat-best: study 'tiny' has no complete trial to repeat yet; run it first" in out
-    assert len(optuna.load_study(study_name="tiny", storage=cfg.storage_url).trials) == 1
     assert main(["run", str(path), "--repeat-best", "-1"]) == 2
     assert "--repeat-best: must be >= 0 repeats (got -1)" in capsys.readouterr().out
-    # The dry run refuses it as the run does, and with a complete trial names the repeats (it
-    # said nothing of them, and planned n_trials alone).
-    assert main(["run", str(path), "--repeat-best", "2", "--dry-run"]) == 2
-    assert "has no complete trial to repeat yet" in capsys.readouterr().out
+    # No study yet, or none of its trials complete: the repeats come after the search (it was
+    # refused, "run it first": a search and its repeats took two launches).
+    assert main(["run", str(path), "--repeat-best", "2", "--dry-run"]) == 0
+    assert ("repeats the study's best complete trial, 2 more time(s) with training seeds it has "
+            "not used, never pruned, after the search (no trial has completed yet), on top of "
+            "n_trials") in " ".join(capsys.readouterr().out.split())
+    assert not cfg.folder.exists()
+    study = make_study(cfg)
+    add_trial(study, cfg, params(1e-3), 2.6, TrialState.PRUNED, trained=2 * EVAL)
+    assert main(["run", str(path), "--repeat-best", "2", "--dry-run"]) == 0
+    assert "after the search (no trial has completed yet)" in " ".join(
+        capsys.readouterr().out.split())
     add_trial(study, cfg, params(1e-3), 2.4)
     assert main(["run", str(path), "--repeat-best", "2", "--dry-run"]) == 0
     assert ("repeats the study's best complete trial, 2 more time(s) with training seeds it has "
-            "not used, never pruned") in " ".join(capsys.readouterr().out.split())
+            "not used, never pruned, first, on top of n_trials") in " ".join(
+        capsys.readouterr().out.split())
 
 
 def test_a_study_without_a_pruner_section_prunes_on_the_prediction_with_the_measured_floor(

@@ -171,9 +171,17 @@ def test_repeat_best_reruns_the_best_config_with_other_seeds_to_the_end(tmp_path
                                             pruner={"name": "predicted", "n_startup_trials": 2}))
     cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=3,
                                     pruner={"name": "predicted", "n_startup_trials": 2}))
-    run_study(cfg)
-    best = load(cfg).best_trial
-    run_study(cfg, repeat_best=2)  # the study had its 3 trials: exactly the 2 repeats run
+    # A new study: the search, then its best with another seed, in one launch (it was refused:
+    # "no complete trial to repeat yet; run it first").
+    console = Console(record=True, width=300)
+    run_study(cfg, console=console, repeat_best=1)
+    assert len(load(cfg).trials) == 4
+    best = min(load(cfg).trials[:3], key=lambda t: t.value if t.value is not None else 99)
+    said = console.export_text()
+    assert ("no complete trial yet: the best trial runs 1 more time(s) with other training seeds "
+            "after the search") in said
+    assert f"repeating trial {best.number} with training seed(s) 1" in said
+    run_study(cfg, repeat_best=1)  # the study had its 3 trials: exactly the 1 repeat runs
 
     trials = load(cfg).trials
     assert len(trials) == 5 and n_finished(load(cfg)) == 5
