@@ -1046,9 +1046,16 @@ def validate_study(raw: dict[str, Any], source: str = "<study>", *,
     to change some fields), where checks of what the user gave (a field given at all) do not
     apply."""
     try:
-        return StudyConfig.model_validate(raw, context={RECORDED: True} if recorded else None)
+        cfg = StudyConfig.model_validate(raw, context={RECORDED: True} if recorded else None)
     except ValidationError as e:
         raise ConfigError(source, study_errors(e)) from None
+    if recorded and cfg.study_dir and not cfg.storage:
+        # The folder load_study gave a file that sets none (runs/<name> beside it), whose
+        # storage is the shared runs/studies.db: a dump does not say so, and the study went on
+        # in a study.db of its own there, a second study of the same name.
+        folder = Path(cfg.study_dir)
+        cfg._folder_by_default = folder.name == cfg.name and folder.parent.name == "runs"
+    return cfg
 
 
 def study_errors(err: ValidationError) -> list[str]:

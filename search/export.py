@@ -443,8 +443,11 @@ def _write_checked(path: Path, config: TrainConfig, comments: str) -> TrainConfi
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     written = config.model_dump(mode="json")
-    for name in config.data.unread_defaults():  # a text source's file need not say `builtin: ...`
-        del written["data"][name]
+    # A text source's file need not say `builtin: ...`, nor an adamw run's `muon_lr: ...`.
+    for section, names in (("data", config.data.unread_defaults()),
+                           ("optim", config.optim.unread_defaults())):
+        for name in names:
+            del written[section][name]
     body = yaml.safe_dump(written, sort_keys=False, width=100)
     try:
         tmp.write_text(comments + body)

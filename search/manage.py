@@ -54,6 +54,7 @@ from scaletune.search.plan import (
     failed_for_good,
     n_done,
     n_finished,
+    optim_note,
     priors_note,
     pruner_note,
     sampler_note,
@@ -192,6 +193,7 @@ def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
         notes.append(f"priors.fitted_file: {Path(cfg.priors.fitted_file).name} is not read: laws "
                      "is published (the default), and laws: fitted uses the file")
     notes += [note] if (note := elsewhere_note(cfg)) else []
+    notes += [note] if (note := optim_note(cfg)) else []
     notes += [note] if (note := laws_fit_note(cfg)) else []
     try:
         sizes = split_sizes(cfg.data)

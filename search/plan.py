@@ -721,6 +721,14 @@ def _changed_data(cfg: StudyConfig, attrs: dict[str, Any], fingerprint: str,
             f"trials on different data; restore the data, or {rename}")
 
 
+def optim_note(cfg: StudyConfig) -> str | None:
+    """The note for ``trainer.optim`` fields that the study's optimizer or schedule does not
+    read (OptimConfig.unread_note), unless search.other searches which one."""
+    searched = [dotted.removeprefix("optim.") for dotted in cfg.search.other
+                if dotted.startswith("optim.")]
+    return cfg.trainer.optim.unread_note("trainer.optim", searched)
+
+
 def elsewhere_note(cfg: StudyConfig) -> str | None:
     """A study file that names a storage (or a launch's ``--storage``) not holding the study,
     where the default storage does: the run would start it afresh, trials it has run included,

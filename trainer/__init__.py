@@ -15,7 +15,7 @@ from scaletune.trainer import errors as _errors
 from scaletune.trainer.errors import *  # noqa: F403 - errors.__all__, listed there once
 
 if TYPE_CHECKING:
-    from scaletune.trainer.config import TrainConfig
+    from scaletune.trainer.config import TrainConfig, validate_train_config
     from scaletune.trainer.data import prepare_data
     from scaletune.trainer.loop import Result, train
 
@@ -24,6 +24,7 @@ _HOME = {
     "TrainConfig": "config",
     "prepare_data": "data",
     "train": "loop",
+    "validate_train_config": "config",
 }
 """Each public name and the module of this package that defines it."""
 
@@ -33,6 +34,7 @@ __all__ = [
     "TrainConfig",
     "prepare_data",
     "train",
+    "validate_train_config",
 ]
 
 

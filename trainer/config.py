@@ -190,6 +190,35 @@ class OptimConfig(_Strict):
     decay_frac: float = Field(0.2, gt=0, le=1)
     """Fraction of steps spent in the final linear decay to zero of the wsd schedule."""
 
+    READ_ONLY_BY: ClassVar[dict[str, tuple[str, tuple[str, ...]]]] = {
+        "muon_lr": ("name", ("muon",)), "muon_momentum": ("name", ("muon",)),
+        "nesterov": ("name", ("sgd",)), "beta2": ("name", ("adamw", "muon")),
+        "eps": ("name", ("adamw", "muon")), "min_lr_ratio": ("schedule", ("cosine",)),
+        "decay_frac": ("schedule", ("wsd",))}
+    """The fields that only some optimizers (``name``) or schedules read: field -> (the key
+    that decides, the values of it that read the field)."""
+
+    def unread_note(self, prefix: str = "optim", searched: Sequence[str] = ()) -> str | None:
+        """The note for fields given that this optimizer or schedule does not read (``muon_lr``
+        under adamw, ``decay_frac`` under cosine), else None. ``prefix``: the section as the
+        file names it; ``searched``: the keys (name, schedule) a study searches, each of whose
+        values may read them."""
+        unread = [f"{prefix}.{field} is read only when {prefix}.{key} is {' or '.join(readers)}"
+                  f" (here {getattr(self, key)})"
+                  for field, key, readers in self._unread(searched)
+                  if field in self.model_fields_set]
+        return f"{'; '.join(unread)}: not used" if unread else None
+
+    def unread_defaults(self) -> list[str]:
+        """The fields that this optimizer or schedule does not read and that hold their
+        defaults: what a written config may leave out without changing what it loads as."""
+        return [field for field, _, _ in self._unread()
+                if getattr(self, field) == type(self).model_fields[field].default]
+
+    def _unread(self, searched: Sequence[str] = ()) -> list[tuple[str, str, tuple[str, ...]]]:
+        return [(field, key, readers) for field, (key, readers) in self.READ_ONLY_BY.items()
+                if key not in searched and getattr(self, key) not in readers]
+
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self) -> OptimConfig:
         if self.name == "sgd" and self.nesterov and self.beta1 == 0:
@@ -529,8 +558,9 @@ class TrainConfig(_Strict):
 
     def notes(self) -> list[str]:
         """What validate and `scaletune train` say of a valid config before it trains: a run
-        without an out_dir keeps nothing it trained (a study's trials are such runs), and a
-        budget far from whole steps trains noticeably more than it says."""
+        without an out_dir keeps nothing it trained (a study's trials are such runs), a
+        budget far from whole steps trains noticeably more than it says, and optimizer fields
+        that its optimizer or schedule does not read (OptimConfig.unread_note)."""
         notes = []
         if not self.out_dir:
             ignored = [k for k in ("checkpoint_every_tokens", "tensorboard") if getattr(self, k)]
@@ -547,7 +577,7 @@ class TrainConfig(_Strict):
                 f"{self.model.block_size}): the run trains whole steps, {steps:,}, which is "
                 f"{trained:,} tokens ({trained / self.tokens - 1:.0%} more); give tokens: "
                 f"{trained:,}, or {trained - self.tokens_per_step:,}, to train what it says")
-        return notes
+        return notes + ([note] if (note := self.optim.unread_note()) else [])
 
     @model_validator(mode="after")
     def _batch_divides(self) -> TrainConfig:
@@ -1149,11 +1179,19 @@ def load_train_config(path: str | Path) -> TrainConfig:
             f"{what}, not a training config: search with `scaletune {run} {path}`; then "
             f"`scaletune export {path} -o final.yaml` writes the training config of {best}, "
             "which `scaletune train` takes"])
+    return validate_train_config(raw, str(path), Path(path).resolve().parent)
+
+
+def validate_train_config(raw: dict[str, Any], source: str = "<training config>",
+                          base: str | Path | None = None) -> TrainConfig:
+    """``raw`` as a TrainConfig, or a ConfigError naming every bad key with what is allowed
+    (``TrainConfig(**raw)`` raises pydantic's ValidationError); its relative data paths and
+    out_dir resolved against ``base``, by default the current folder, now."""
     try:
         cfg = TrainConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(str(path), format_errors(e, TrainConfig)) from None
-    return resolve_paths(cfg, Path(path).resolve().parent)
+        raise ConfigError(source, format_errors(e, TrainConfig)) from None
+    return resolve_paths(cfg, Path(base if base is not None else Path.cwd()).resolve())
 
 
 def resolve_paths(cfg: TrainConfig, base: Path) -> TrainConfig:

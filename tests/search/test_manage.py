@@ -884,3 +884,29 @@ def test_fit_reads_what_its_studies_trained_and_takes_their_names(tmp_path, caps
                           "-o", str(by_name))
     assert code == 0, out
     assert f"fitted_file: {by_name}}}" in flat(out) and by_name.is_file()
+
+
+def test_optimizer_fields_that_the_optimizer_or_schedule_does_not_read_are_noted(
+        tmp_path, shakespeare):
+    from scaletune.trainer.config import TrainConfig
+
+    # Each trained as if it were not there, without a word.
+    raw = tiny_study(tmp_path, shakespeare,
+                     trainer={"optim": {"name": "sgd", "beta2": 0.99, "schedule": "wsd",
+                                        "min_lr_ratio": 0.05, "decay_frac": 0.3}})
+    assert ("trainer.optim.beta2 is read only when trainer.optim.name is adamw or muon (here "
+            "sgd); trainer.optim.min_lr_ratio is read only when trainer.optim.schedule is cosine "
+            "(here wsd): not used") in plan_notes(validate_study(raw))
+    # A study that searches the optimizer may read them.
+    raw["search"]["other"] = {"optim.name": {"choices": ["sgd", "adamw"]},
+                              "optim.schedule": {"choices": ["wsd", "cosine"]}}
+    assert not [n for n in plan_notes(validate_study(raw)) if "is read only when" in n]
+    run = TrainConfig.model_validate({"model": {"n_layer": 1, "n_head": 2, "n_embd": 32,
+                                                "block_size": 32}, "tokens": 4096,
+                                      "batch_size": 4, "out_dir": "out",
+                                      "optim": {"name": "adamw", "muon_lr": 0.05}})
+    assert run.notes() == ["optim.muon_lr is read only when optim.name is muon (here adamw): "
+                           "not used"]
+    assert "muon_lr" not in run.optim.unread_defaults()  # given: written, and noted
+    assert set(TrainConfig.model_validate({**run.model_dump(), "optim": {}})
+               .optim.unread_defaults()) == {"muon_lr", "muon_momentum", "nesterov", "decay_frac"}

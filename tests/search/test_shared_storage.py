@@ -267,3 +267,19 @@ def test_two_real_studies_in_one_folder_run_at_once_and_are_listed_together(tmp_
     assert sorted(s["study_name"] for s in listing) == ["tiny", "tiny-b"]
     # The summary's "study" line names the shared file.
     assert f"tiny in {load_study(a).storage_url}" in flat(logs[0])
+
+
+def test_a_config_dumped_and_validated_again_is_the_same_study(tmp_path, shakespeare):
+    from scaletune.search.config import validate_study
+
+    a, _ = two_study_files(tmp_path, shakespeare)
+    cfg = load_study(a)
+    # A config dumped to change a field (validate_study's `recorded`) went on in a
+    # runs/tiny/study.db of its own: a second study of the same name, which the file then chose.
+    again = validate_study({**cfg.model_dump(), "n_trials": 9}, recorded=True)
+    assert again.storage_url == cfg.storage_url == f"sqlite:///{tmp_path / 'runs' / 'studies.db'}"
+    # A folder the file sets keeps its own study.db, dumped or not.
+    raw = tiny_study(tmp_path, shakespeare, study_dir="mine")
+    own = load_study(write_study(tmp_path, raw, "own.yaml"))
+    assert (validate_study(own.model_dump(), recorded=True).storage_url == own.storage_url
+            == f"sqlite:///{tmp_path / 'mine' / 'study.db'}")

@@ -154,3 +154,18 @@ def test_an_error_with_its_lines_survives_pickling_as_a_process_pool_or_ray_send
     back = pickle.loads(pickle.dumps(error))
     assert type(back) is type(error)
     assert (back.source, back.errors, str(back)) == (error.source, error.errors, str(error))
+
+
+def test_a_training_config_built_in_python_is_validated_as_a_file_is(tmp_path, monkeypatch):
+    from scaletune.trainer import validate_train_config
+
+    # TrainConfig(**d) raises pydantic's own error: no allowed keys, no "did you mean".
+    with pytest.raises(ConfigError) as info:
+        validate_train_config({"model": {"n_layers": 2}, "tokens": 4096})
+    assert info.value.source == "<training config>"
+    assert info.value.errors[0].startswith("model.n_layers: unknown key; allowed: n_layer, ")
+    assert info.value.errors[0].endswith("did you mean n_layer?")
+    # Relative paths are the folder's it was validated in, not the one it later runs in.
+    monkeypatch.chdir(tmp_path)
+    cfg = validate_train_config({"tokens": 4096, "out_dir": "run", "data": {"path": "a.txt"}})
+    assert (cfg.out_dir, cfg.data.path) == (str(tmp_path / "run"), str(tmp_path / "a.txt"))
