@@ -275,7 +275,7 @@ def measure(bench: Bench, point: Point, url: str, folder: Path, seconds: float, 
         profiler = cProfile.Profile()
         profiler.enable()
     try:
-        run_study(cfg, console=console, launch=launch)
+        run_study(cfg, console=console, launch=launch, summary=False)
     except Interrupted:
         pass
     finally:

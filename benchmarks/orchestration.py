@@ -73,7 +73,7 @@ def measure(bench: Bench, workers: int, n_trials: int,
     })
     console = Console(quiet=True)
     start, started = time.perf_counter(), time.time()
-    study = run_study(cfg, console=console)
+    study = run_study(cfg, console=console, summary=False)
     wall = time.perf_counter() - start
     ray.shutdown()
     optuna.logging.set_verbosity(optuna.logging.WARNING)

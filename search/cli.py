@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
 import shlex
 import signal
@@ -33,10 +32,6 @@ if TYPE_CHECKING:
     from scaletune.search.config import StudyConfig
 
 EXIT_BAD_INPUT = 2
-RAY_TOKEN_NOTICE = "ray._private.authentication.authentication_token_setup"
-"""The logger of Ray's "Token authentication is enabled for this Ray cluster" notice, which
-ray.init prints at every start of a local Ray (Ray 2.60); silencing it leaves authentication
-on."""
 
 
 def _errors(console: Console, e: ScaletuneError) -> int:
@@ -100,11 +95,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.progress import print_run_summary
     from scaletune.search.runner import run_study
 
-    if cfg.workers.address in (None, "local"):  # a cluster's notice is kept: it is shared
-        logging.getLogger(RAY_TOKEN_NOTICE).setLevel(logging.ERROR)
     with _own_ray():
         try:
-            study = run_study(cfg, console, repeat_best=args.repeat_best)
+            study = run_study(cfg, console, repeat_best=args.repeat_best, summary=False)
         except KeyboardInterrupt as e:
             # The shell's convention: 128 + the signal (130 for Ctrl-C, 143 for SIGTERM).
             return 128 + getattr(e, "signum", signal.SIGINT)
@@ -148,44 +141,23 @@ def _repeats_counted(n: int, source: str) -> None:
 
 
 def cmd_ladder(args: argparse.Namespace, console: Console) -> int:
-    from scaletune.search.ladder import load_ladder, print_plan
-    from scaletune.search.manage import ladder_notes, ladder_problems
+    from scaletune.search.ladder import checked, load_ladder, print_plan
 
     ladder = load_ladder(args.ladder)
     _quiet_optuna()
-    # What validate refuses, refused before the first rung: a change to a stored rung's study
-    # found only once the rungs had run (or never, where they had finished).
-    if problems := ladder_problems(ladder):
-        raise ConfigError(args.ladder, problems)
     _repeats_counted(args.repeat_best, args.ladder)
-    notes = ladder_notes(ladder)
-    if args.dry_run:
-        print_plan(ladder, console)
-    for note in notes:  # before a launch too: it printed none (`run` prints its plan's)
-        console.print(f"note: {note}", style="yellow", highlight=False, markup=False,
-                      soft_wrap=True)
-    if args.dry_run:
+    if args.dry_run:  # what the run refuses and notes (run_ladder), with its plan
+        print_plan(ladder, console, checked(ladder))
         return 0
-    from scaletune.search.ladder import run_ladder, rungs_compute
-    from scaletune.search.progress import print_run_summary
-    from scaletune.search.summary import summarize
+    from scaletune.search.ladder import print_ladder_summary, run_ladder
 
-    if ladder.target.workers.address in (None, "local"):
-        logging.getLogger(RAY_TOKEN_NOTICE).setLevel(logging.ERROR)
     start = time.monotonic()
     with _own_ray():
         try:
-            study = run_ladder(ladder, console, repeat_best=args.repeat_best)
+            study = run_ladder(ladder, console, repeat_best=args.repeat_best, summary=False)
         except KeyboardInterrupt as e:
             return 128 + getattr(e, "signum", signal.SIGINT)
-    wall = time.monotonic() - start
-    rungs = rungs_compute(ladder)
-    target = summarize(study, ladder.target)  # read once: the summary below prints it
-    cost = (f"{rungs['rungs']} rung(s) before the target: {rungs['trials']} trials, "
-            f"{rungs['tokens']:,} tokens, {rungs['flops']:.3g} FLOPs (6ND); "
-            f"{rungs['flops'] + target['compute']['flops_6nd']:.3g} FLOPs with the target's")
-    summary = print_run_summary(console, study, ladder.target, args.ladder, wall,
-                                more=[("ladder", cost)], summary=target, ladder=True)
+    summary = print_ladder_summary(ladder, study, console, time.monotonic() - start)
     return 0 if summary["best"] is not None else 1
 
 

@@ -348,7 +348,7 @@ def provenance(
     return {
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "study": study.study_name,
-        "study_file": str(Path(source).resolve()),
+        "study_file": str(Path(source).resolve()) if Path(source).is_file() else None,
         "storage": mask_url(cfg.storage_url),
         "trial": trial.number,
         "value": trial.value,
@@ -445,6 +445,7 @@ def _write_checked(path: Path, config: TrainConfig, comments: str) -> TrainConfi
     written = config.model_dump(mode="json")
     # A text source's file need not say `builtin: ...`, nor an adamw run's `muon_lr: ...`.
     for section, names in (("data", config.data.unread_defaults()),
+                           ("model", config.model.unread_defaults()),
                            ("optim", config.optim.unread_defaults())):
         for name in names:
             del written[section][name]

@@ -74,8 +74,11 @@ def job_server(cfg: StudyConfig | None, address: str | None) -> str:
         if not url and os.environ.get(variable):
             url, given = os.environ[variable], variable
     if not url:
+        joined = cfg.workers.address if cfg is not None else None
         raise SetupError("no Ray job server: give --address http://HEAD:8265 (the cluster's "
-                         "dashboard), or set workers.address or RAY_API_SERVER_ADDRESS to it")
+                         "dashboard), or set workers.address or RAY_API_SERVER_ADDRESS to it"
+                         + (f" (workers.address {joined} is the cluster the study joins, not "
+                            "its job server)" if joined not in (None, "local") else ""))
     if not url.startswith(("http://", "https://")):
         raise SetupError(f"{given}: {url} is not a Ray job server: give the cluster's "
                          "dashboard address, http://HEAD:8265"
@@ -337,7 +340,7 @@ def _ended(jobs: Any, job_id: str, target: str, url: str, console: Console) -> i
     status = str(info.status)
     if status == "SUCCEEDED":
         return 0
-    why = first_line(info.message).rstrip(".") if info.message else ""
+    why = first_line(info.message).rstrip(".:") if info.message else ""
     # The file the job ran: the one given, else the one it was submitted with (its metadata).
     study = target if not is_job_id(target) else (info.metadata or {}).get("study_file", "")
     try:

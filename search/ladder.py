@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -503,8 +504,9 @@ def plan_table(ladder: Ladder, passes: list[float | None]) -> Table:
     return table
 
 
-def print_plan(ladder: Ladder, console: Console) -> None:
-    """The plan table, and the warning of ``epochs_warning`` where it applies."""
+def print_plan(ladder: Ladder, console: Console, notes: list[str] | None = None) -> None:
+    """The plan table, the warning of ``epochs_warning`` where it applies, and ``notes`` (the
+    plan's, ``checked``)."""
     passes = [epochs(cfg) for cfg in [r.cfg for r in ladder.rungs] + [ladder.target]]
     console.print(plan_table(ladder, passes))
     if ladder.held:
@@ -513,6 +515,9 @@ def print_plan(ladder: Ladder, console: Console) -> None:
         if warning:
             console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False,
                           soft_wrap=True)
+    for note in notes or []:
+        console.print(f"note: {note}", style="yellow", highlight=False, markup=False,
+                      soft_wrap=True)
 
 
 def cost_warning(ladder: Ladder) -> str | None:
@@ -624,16 +629,61 @@ def _refitted(path: Path, earlier: tuple[bytes, dict[str, float]] | None, scale:
             "export` use the laws as written now")
 
 
-def run_ladder(ladder: Ladder, console: Console | None = None,
-               repeat_best: int = 0) -> optuna.Study:
+def checked(ladder: Ladder) -> list[str]:
+    """The notes of the ladder's plan (manage.ladder_notes) once what `validate` finds in it
+    (manage.ladder_problems: a rung's space that makes no trainable config, a change to a stored
+    rung's study) is refused with a ConfigError, before its first rung: found only once the rungs
+    before it had run, or never, where they had finished."""
+    from scaletune.search.manage import ladder_notes, ladder_problems
+
+    if problems := ladder_problems(ladder):
+        raise ConfigError(ladder.source, problems)
+    return ladder_notes(ladder)
+
+
+def run_ladder(ladder: Ladder | str | Path, console: Console | None = None,
+               repeat_best: int = 0, summary: bool = True) -> optuna.Study:
     """Run (or resume) every rung cheapest first, fitting after each, then the target study
     seeded from the fitted laws, and ``repeat_best`` repeats of its best trial with other
-    training seeds (search.noise). Returns the target study."""
-    from scaletune.search.runner import run_study
+    training seeds (search.noise). Returns the target study. ``ladder``: a Ladder
+    (load_ladder) or a ladder file's path; ``summary``: end with what `scaletune ladder`
+    prints at the end (print_ladder_summary)."""
+    start = time.monotonic()
+    if isinstance(ladder, (str, Path)):
+        ladder = load_ladder(ladder)
+    from scaletune.search.runner import quiet_libraries
 
     console = console or make_console()
+    with quiet_libraries(ladder.target):
+        study = _run_ladder(ladder, console, repeat_best)
+    if summary:
+        print_ladder_summary(ladder, study, console, time.monotonic() - start)
+    return study
+
+
+def print_ladder_summary(ladder: Ladder, study: optuna.Study, console: Console,
+                         wall_s: float) -> dict[str, Any]:
+    """The target study's run summary (search.progress.print_run_summary) with what its rungs
+    cost; returns the target's numbers (search.summary.summarize)."""
+    from scaletune.search.progress import print_run_summary
+    from scaletune.search.summary import summarize
+
+    rungs = rungs_compute(ladder)
+    target = summarize(study, ladder.target)  # read once: the summary below prints it
+    cost = (f"{rungs['rungs']} rung(s) before the target: {rungs['trials']} trials, "
+            f"{rungs['tokens']:,} tokens, {rungs['flops']:.3g} FLOPs (6ND); "
+            f"{rungs['flops'] + target['compute']['flops_6nd']:.3g} FLOPs with the target's")
+    return print_run_summary(console, study, ladder.target, ladder.source, wall_s,
+                             more=[("ladder", cost)], summary=target, ladder=True)
+
+
+def _run_ladder(ladder: Ladder, console: Console, repeat_best: int) -> optuna.Study:
+    """run_ladder's run."""
+    from scaletune.search.runner import run_study
+
+    notes = checked(ladder)
     ladder = with_data_sized(ladder)
-    print_plan(ladder, console)
+    print_plan(ladder, console, notes)
     laws_writable(ladder.laws_file, ladder.source, "laws_file")
     earlier = _laws_at_launch(ladder.laws_file, ladder.target_scale)
     target = ladder.target
@@ -653,7 +703,7 @@ def run_ladder(ladder: Ladder, console: Console | None = None,
                           f"{rung.cfg.n_trials} trials finished", highlight=False)
         else:
             console.print(f"[bold]rung {i + 1}/{len(ladder.rungs)}[/] {rung.cfg.name}", highlight=False)
-            run_study(rung.cfg, console)
+            run_study(rung.cfg, console, summary=False)
             trained = True
         _has_a_complete_trial(ladder, rung)
         done.append(rung)
@@ -686,4 +736,4 @@ def run_ladder(ladder: Ladder, console: Console | None = None,
         return study
     console.print(f"[bold]target[/] {target.name}: priors from {ladder.laws_file}",
                   highlight=False)
-    return run_study(target, console, repeat_best=repeat_best)
+    return run_study(target, console, repeat_best=repeat_best, summary=False)

@@ -90,6 +90,8 @@ class DriverLease:
     token: str = ""
     since: float = 0.0
     last_beat: float = 0.0
+    before: dict[str, Any] | None = None
+    """The lease ``acquire`` found (a stopped driver's, its last heartbeat in it), else None."""
 
     def _record(self, now: float) -> dict[str, Any]:
         record = {"host": socket.gethostname(), "pid": os.getpid(), "since": self.since,
@@ -105,6 +107,7 @@ class DriverLease:
         held = self.study.user_attrs.get(ATTR)
         if live(held):
             raise busy(self.study.study_name, held)
+        self.before = held
         self.token = uuid.uuid4().hex
         self.since = self.last_beat = time.time()
         self.study.set_user_attr(ATTR, self._record(self.since))

@@ -30,7 +30,6 @@ from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from scaletune.heuristics import laws
 from scaletune.heuristics.priors import Priors, priors_table
@@ -52,9 +51,11 @@ from scaletune.search.plan import (
     changed_studies,
     elsewhere_note,
     failed_for_good,
+    mps_problem,
     n_done,
     n_finished,
     optim_note,
+    optimizer_note,
     priors_note,
     pruner_note,
     sampler_note,
@@ -77,18 +78,16 @@ from scaletune.search.space import (
     trial_config,
 )
 from scaletune.search.storage import (
-    engine_kwargs,
-    login_hint,
+    READ_ERRORS,
+    cannot_read,
     make_storage,
     mask_url,
-    scrub,
     sqlite_file_errors,
     sqlite_path,
     storage_problems,
     tally,
     unusable_url,
     url_problem,
-    with_driver,
 )
 from scaletune.search.studies import open_study, running_note, with_left_running
 from scaletune.search.summary import DERIVED, at_edges, diverged, state_words
@@ -113,7 +112,6 @@ from scaletune.trainer.errors import (
     ScaletuneError,
     SetupError,
     StudyStateError,
-    first_line,
 )
 from scaletune.trainer.record import fmt_duration
 
@@ -187,13 +185,13 @@ def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
     notes += pruner_notes(cfg)
     notes += sampler_notes(cfg, dims)
     notes += overridden_notes(cfg)
-    notes += [note for note in (cpu_note(cfg), gpu_note(cfg)) if note]
+    notes += [note for note in (cpu_note(cfg), gpu_note(cfg), mps_problem(cfg)) if note]
     notes += [note] if (note := table_as_text_note(cfg)) else []
     if cfg.priors.laws == "published" and cfg.priors.fitted_file:  # named for later, say
         notes.append(f"priors.fitted_file: {Path(cfg.priors.fitted_file).name} is not read: laws "
                      "is published (the default), and laws: fitted uses the file")
     notes += [note] if (note := elsewhere_note(cfg)) else []
-    notes += [note] if (note := optim_note(cfg)) else []
+    notes += [note for note in (optim_note(cfg), optimizer_note(cfg)) if note]
     notes += [note] if (note := laws_fit_note(cfg)) else []
     try:
         sizes = split_sizes(cfg.data)
@@ -775,7 +773,6 @@ def _budget(cfg: StudyConfig, priors: Priors) -> str:
 def stored_studies(url: str) -> tuple[optuna.storages.RDBStorage, list[optuna.Study]]:
     """The storage at ``url`` and its studies, by name, opened to read: an SQLite file that is
     not there, or a database that is not an Optuna storage, is a ConfigError, never created."""
-    shown = mask_url(url)
     database = sqlite_path(url)
     if problems := sqlite_file_errors(url):  # a folder, an empty file, not a database
         raise ConfigError("storage", problems)
@@ -785,30 +782,14 @@ def stored_studies(url: str) -> tuple[optuna.storages.RDBStorage, list[optuna.St
     if problem := url_problem(url):
         raise ConfigError("storage", [problem])
     try:
-        storage = optuna.storages.RDBStorage(with_driver(url), engine_kwargs=engine_kwargs(url),
-                                             skip_table_creation=True)
+        storage = make_storage(url, create=False)
         names = sorted(optuna.get_all_study_names(storage))
         studies = [optuna.load_study(study_name=n, storage=storage) for n in names]
-    except (SQLAlchemyError, optuna.exceptions.StorageInternalError, RuntimeError, ImportError,
-            ValueError) as e:
-        line = unusable_url(e, url)
-        if line is not None:
-            raise ConfigError("storage", [line]) from None
-        if isinstance(e, ValueError):
+    except READ_ERRORS as e:
+        if isinstance(e, ValueError) and unusable_url(e, url) is None:
             raise
-        chain: list[BaseException] = [e]
-        while chain[-1].__cause__ is not None:  # Optuna's wrapper says less than the database
-            chain.append(chain[-1].__cause__)
-        first = first_line(chain[-1])
-        # A server that refuses the login or the connection says so itself; anything else
-        # (a database without Optuna's tables) gets the question.
-        unreachable = sqlite_path(url) is None and any(
-            isinstance(c, OperationalError) or type(c).__name__ == "OperationalError"
-            for c in chain)
-        question = "" if unreachable else " (is it an Optuna storage?)"
-        why = scrub(first, url)
-        raise ConfigError("storage", [f"storage: cannot list the studies in {shown}{question}: "
-                                      f"{why}{login_hint(why, url)}"]) from None
+        raise ConfigError("storage", [cannot_read(e, url, "cannot list the studies in")]
+                          ) from None
     return storage, studies
 
 
@@ -916,7 +897,7 @@ def _pruned(trials: list[FrozenTrial]) -> list[str]:
     for who, ts in sorted(by_who.items(), key=lambda kv: -len(kv[1])):
         if who == "diverged":
             first = ts[0].user_attrs["prune_reason"].removeprefix("diverged:").strip()
-            who = f"diverged (trial {ts[0].number}: {first})"
+            who = f"diverged ({f'trial {ts[0].number}: ' if len(ts) > 1 else ''}{first})"
         lines.append(f"trial{'s' if len(ts) > 1 else ''} {_numbers([t.number for t in ts])}: "
                      f"{who}")
     return lines

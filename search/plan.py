@@ -161,7 +161,8 @@ class SearchPlan:
             self.lease.release()
             raise
         study.sampler = self.sampler(n_existing=len(study.get_trials(deepcopy=False)))
-        recovered = recover(study, self.cfg.max_retries)
+        recovered = recover(study, self.cfg.max_retries,
+                            last_heard=(self.lease.before or {}).get("heartbeat"))
         first = self.first_trial
         if not study.get_trials(deepcopy=False) and first is not None:
             study.enqueue_trial(first, user_attrs={"source": "prior center"})
@@ -533,16 +534,24 @@ def failed_for_good(t: FrozenTrial) -> bool:
     return t.state == TrialState.FAIL and not t.user_attrs.get("retried", False)
 
 
-def recover(study: optuna.Study, max_retries: int) -> list[int]:
+def recover(study: optuna.Study, max_retries: int, last_heard: float | None = None
+            ) -> list[int]:
     """Trials left RUNNING by a dead driver become FAIL and their params are re-enqueued.
 
     Always, whatever ``max_retries`` says: the driver's end is not the trial's failure (as for
     Ctrl-C), and the messages that stopped the study promised the trials would run again.
+    ``last_heard``: the dead driver's last heartbeat (its lease, a Unix time), where a trial's
+    training ended at the latest (``wall_time_s``, within the heartbeat's period): its end is
+    now, which counted the time the driver was down (a weekend) as training.
     """
     recovered = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        fail_and_retry(study, _live_trial(study, t), "the driver stopped while this trial ran",
-                       max_retries, count_attempt=False)
+        trial = _live_trial(study, t)
+        if last_heard is not None and t.datetime_start is not None:
+            trial.set_user_attr("wall_time_s",
+                                max(0.0, last_heard - t.datetime_start.timestamp()))
+        fail_and_retry(study, trial, "the driver stopped while this trial ran", max_retries,
+                       count_attempt=False)
         recovered.append(t.number)
     return recovered
 
@@ -721,12 +730,56 @@ def _changed_data(cfg: StudyConfig, attrs: dict[str, Any], fingerprint: str,
             f"trials on different data; restore the data, or {rename}")
 
 
+def mps_problem(cfg: StudyConfig) -> str | None:
+    """``trainer.device: mps`` for trials that run on this machine, which is no Apple-silicon
+    Mac: every trial would fail at its set-up ("torch sees no Apple GPU here"). `run` refuses
+    it before Ray starts; `validate` notes it (the file may be meant for a Mac)."""
+    import platform
+
+    if cfg.trainer.device != "mps" or cfg.workers.address not in (None, "local"):
+        return None
+    if platform.system() == "Darwin" and platform.machine() == "arm64":
+        return None
+    return (f"trainer.device: mps is Apple's GPU, and this machine ({platform.system()} "
+            f"{platform.machine()}) has none: every trial would fail at its set-up; give "
+            "device: auto (a GPU where there is one, else the CPU) or cpu, or run the study on "
+            "an Apple-silicon Mac")
+
+
+def optimizer_note(cfg: StudyConfig) -> str | None:
+    """The note for a study whose trials train with sgd or muon (trainer.optim.name, or among
+    the choices of search.other's optim.name): the priors are laws fitted on AdamW, and lr and
+    tau do not mean there what they mean under AdamW. They trained without a word."""
+    other = cfg.search.other.get("optim.name")
+    names = set(other.choices or [other.value]) if other is not None else {cfg.trainer.optim.name}
+    said = []
+    if "muon" in names:
+        said.append("under muon, search.lr is the lr of the AdamW groups (embeddings, head, "
+                    "norms); the hidden matrices train at trainer.optim.muon_lr "
+                    f"({cfg.trainer.optim.muon_lr:g}) in every trial, and tau gives weight "
+                    "decay's lambda from search.lr alone")
+    if "sgd" in names:
+        said.append("under sgd, weight decay is torch's L2 penalty, which tau (the AdamW "
+                    "timescale B/(lr*lambda*D)) does not describe")
+    if not said:
+        return None
+    named = " and ".join(sorted(n for n in names if n in ("muon", "sgd")))
+    return (f"trainer.optim.name {named}: the priors are scaling laws fitted on AdamW, so their "
+            f"centers are a guess here; {'; '.join(said)}")
+
+
 def optim_note(cfg: StudyConfig) -> str | None:
-    """The note for ``trainer.optim`` fields that the study's optimizer or schedule does not
-    read (OptimConfig.unread_note), unless search.other searches which one."""
-    searched = [dotted.removeprefix("optim.") for dotted in cfg.search.other
-                if dotted.startswith("optim.")]
-    return cfg.trainer.optim.unread_note("trainer.optim", searched)
+    """The note for fields of ``trainer.optim`` and ``model`` that the study's optimizer,
+    schedule or position encoding does not read (_SomeFieldsRead.unread_note), unless
+    search.other searches what decides."""
+    notes = []
+    for section, owner, prefix in (("model", cfg.model, "model"),
+                                   ("optim", cfg.trainer.optim, "trainer.optim")):
+        searched = [dotted.removeprefix(f"{section}.") for dotted in cfg.search.other
+                    if dotted.startswith(f"{section}.")]
+        if note := owner.unread_note(prefix, searched):
+            notes.append(note)
+    return "; ".join(notes) or None
 
 
 def elsewhere_note(cfg: StudyConfig) -> str | None:

@@ -1010,8 +1010,8 @@ def make_report(
     summary["seed_noise"] = seed_noise(study, ran_with)
     # How to measure it: a command to copy, on the study file the report was asked for.
     command = "ladder" if ladder is not None else "run"  # a ladder's target runs by its file
-    summary["seed_noise"]["measure"] = (f"scaletune {command} {shlex.quote(source)} "
-                                        "--repeat-best 2")
+    runs = shlex.quote(source) if Path(source).is_file() else "STUDY.yaml"  # not by its name
+    summary["seed_noise"]["measure"] = f"scaletune {command} {runs} --repeat-best 2"
     recorded = study.user_attrs.get("fingerprint")  # a changed file: run refuses the command
     summary["seed_noise"]["file_changed"] = (recorded is not None
                                              and not cfg.fingerprint_matches(recorded))

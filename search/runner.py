@@ -17,6 +17,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -35,6 +36,7 @@ from scaletune.search.config import (
     StudyConfig,
     check_study_files,
     job_server_problem,
+    load_study,
     stored_study_attrs,
 )
 from scaletune.search.fit import laws_fit_note
@@ -51,15 +53,18 @@ from scaletune.search.plan import (
     TrialRun,
     elsewhere_note,
     failed_for_good,
+    mps_problem,
     n_done,
     n_finished,
+    optim_note,
+    optimizer_note,
     priors_note,
     pruner_note,
     sampler_note,
     stored_change,
     stored_trial_states,
 )
-from scaletune.search.progress import StudyProgress
+from scaletune.search.progress import StudyProgress, print_run_summary
 from scaletune.search.space import centers_outside, outside_ranges
 from scaletune.search.storage import (
     batch,
@@ -147,6 +152,8 @@ def preflight(cfg: StudyConfig) -> Any:
             why = scrub(first_line(e), cfg.storage)
             errors.append(unusable_url(e, cfg.storage) or (
                 f"storage: cannot open {mask_url(cfg.storage)}: {why}{login_hint(why, cfg.storage)}"))
+    if problem := mps_problem(cfg):
+        errors.append(problem)
     if cfg.trainer.compile and cfg.workers.address in (None, "local"):  # trials run here
         from scaletune.trainer.loop import compiler_missing  # imports torch: only when asked
 
@@ -215,10 +222,16 @@ def concurrency(cfg: StudyConfig) -> int:
 
 
 def run_study(
-    cfg: StudyConfig, console: Console | None = None, max_consecutive_failures: int = 10,
-    launch: Launch | None = None, repeat_best: int = 0,
+    cfg: StudyConfig | str | os.PathLike, console: Console | None = None,
+    max_consecutive_failures: int = 10, launch: Launch | None = None, repeat_best: int = 0,
+    summary: bool = True,
 ) -> optuna.Study:
-    """Run (or resume) a study until it has ``cfg.n_trials`` finished trials.
+    """Run (or resume) a study until it has ``cfg.n_trials`` finished trials; ``cfg``: a
+    config (search.config.load_study, validate_study) or a study file's path.
+
+    ``summary``: end with what ``scaletune run`` prints at the end (search.progress
+    .print_run_summary: the best trial, trials by state, compute, the next commands, a note
+    where no trial completed); `scaletune run` and a ladder's stages print their own.
 
     ``repeat_best`` queues that many repeats of the best trial with training seeds its config
     has not used (search.noise); repeats run first, never pruned, on top of ``cfg.n_trials``.
@@ -241,9 +254,57 @@ def run_study(
     by default a Ray task of search.worker.run_trial. benchmarks/driver_scale.py gives trials
     that follow synthetic curves instead, to load this driver with hundreds of them.
     """
-    if cfg.n_trials < 1:  # cfg.model_copy(update=...) validates nothing
-        raise ConfigError(cfg.source, [f"n_trials: must be >= 1, got {cfg.n_trials}"])
+    start = time.monotonic()
+    if isinstance(cfg, (str, os.PathLike)):
+        cfg = load_study(cfg)
+    elif not isinstance(cfg, StudyConfig):
+        raise TypeError(f"run_study takes a StudyConfig or a study file's path, not a "
+                        f"{type(cfg).__name__} (a dict: validate_study(d) first)")
+    # A config changed in place (cfg.n_trials = ...) or by model_copy(update=...) is not
+    # validated: what the run reads first is checked here, as the file's would be.
+    if not isinstance(cfg.n_trials, int) or isinstance(cfg.n_trials, bool) or cfg.n_trials < 1:
+        raise ConfigError(cfg.source, [f"n_trials: must be a whole number >= 1, got "
+                                       f"{cfg.n_trials!r}"])
+    if not isinstance(repeat_best, int) or isinstance(repeat_best, bool) or repeat_best < 0:
+        raise ConfigError(cfg.source, [f"repeat_best: must be a whole number of repeats >= 0, "
+                                       f"got {repeat_best!r}"])
     console = console or make_console()
+    with quiet_libraries(cfg):
+        study = _run_study(cfg, console, max_consecutive_failures, launch, repeat_best)
+    if summary:
+        print_run_summary(console, study, cfg, cfg.source, time.monotonic() - start)
+    return study
+
+
+RAY_TOKEN_NOTICE = "ray._private.authentication.authentication_token_setup"
+"""The logger of Ray's "Token authentication is enabled for this Ray cluster" notice, which
+ray.init prints at every start of a local Ray (Ray 2.60); silencing it leaves authentication
+on."""
+
+
+@contextlib.contextmanager
+def quiet_libraries(cfg: StudyConfig) -> Iterator[None]:
+    """Optuna's INFO lines ("A new study created in RDB ...", which the study's own lines say)
+    and, for a local cluster, Ray's notice that token authentication is on (a cluster's is
+    kept: it is shared), held off for the block."""
+    import logging
+
+    verbosity = optuna.logging.get_verbosity()
+    notice = logging.getLogger(RAY_TOKEN_NOTICE)
+    level = notice.level
+    optuna.logging.set_verbosity(max(verbosity, optuna.logging.WARNING))
+    if cfg.workers.address in (None, "local"):
+        notice.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+        notice.setLevel(level)
+
+
+def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int,
+               launch: Launch | None, repeat_best: int) -> optuna.Study:
+    """run_study's run, its arguments checked."""
     # The study's folder and the parents its checks create (runs/, where a default storage
     # goes): a study refused before it began leaves nothing behind, not even an empty folder.
     new_folders = _missing_folders(cfg.folder)
@@ -256,7 +317,8 @@ def run_study(
         notes = (centers_outside(plan.dims, draws=cfg.sampler.name != "random")
                  if cfg.seeding == "prior" else [])
         small = validation_note(cfg.data, cfg.model.block_size, data.n_val_tokens)
-        said = (unread_note(cfg.data), *notes, small, elsewhere_note(cfg),
+        said = (unread_note(cfg.data), optim_note(cfg), optimizer_note(cfg), *notes, small,
+                elsewhere_note(cfg),
                 laws_fit_note(cfg, data.fingerprint))
         for note in [n for n in said if n]:
             console.print(f"note: {note}", style="yellow", highlight=False, markup=False)

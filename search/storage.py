@@ -402,11 +402,20 @@ def url_problem(url: str) -> str | None:
     """What is wrong with ``url`` that no driver would say rightly, found before connecting: a
     password with an unescaped @ parses, with the rest of the password taken as the host's name
     ("could not translate host name")."""
-    authority = url.partition("://")[2].partition("/")[0]
+    scheme, _, rest = url.partition("://")
+    authority, _, path = rest.partition("/")
     if authority.count("@") > 1:
         return (f"storage: cannot open {mask_url(url)}: the URL holds more than one @ before its "
                 "host; a password that holds @ must be percent-encoded (@ as %40, : as %3A, / "
                 "as %2F)")
+    if "@" in path and sqlite_path(url) is None:  # a database's name holds no @
+        # The password's / ended the authority: what parses as the host is a piece of it, and
+        # so is what mask_url would show after it.
+        user = authority.partition("@")[0].partition(":")[0]
+        shown = f"{scheme}://{user}:***@{rest.rpartition('@')[2]}"
+        return (f"storage: cannot open {shown}: the URL holds an @ after a /, as a password that "
+                "holds / (or @) reads; such a password must be percent-encoded (/ as %2F, @ as "
+                "%40, : as %3A)")
     return None
 
 
@@ -418,12 +427,41 @@ def _parses(url: str) -> bool:
     return True
 
 
-def make_storage(url: str) -> optuna.storages.BaseStorage:
-    """An RDB storage for ``url`` (a ``Storage``), creating its tables when they are not there.
-    A URL that cannot be used as it is (``unusable_url``) is a StorageError that says why."""
+READ_ERRORS = (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError,
+               RuntimeError, ImportError, ValueError)
+"""What opening a storage to read (``make_storage(url, create=False)``) and reading it raise for
+a database that cannot be read as Optuna's: ``cannot_read`` says why."""
+
+
+def cannot_read(e: BaseException, url: str, what: str) -> str:
+    """The line for a storage ``url`` that ``what`` (``cannot list the studies in``, ``cannot
+    open``) failed on with ``e``: a URL that cannot be used (``unusable_url``), a server that
+    refuses the login or the connection in its own words, anything else (a database without
+    Optuna's tables) with the question whether it is an Optuna storage; the password masked."""
+    if (line := unusable_url(e, url)) is not None:
+        return line
+    chain: list[BaseException] = [e]
+    while chain[-1].__cause__ is not None:  # Optuna's wrapper says less than the database
+        chain.append(chain[-1].__cause__)
+    unreachable = sqlite_path(url) is None and any(
+        isinstance(c, sqlalchemy.exc.OperationalError) or type(c).__name__ == "OperationalError"
+        for c in chain)
+    question = "" if unreachable else " (is it an Optuna storage?)"
+    why = scrub(first_line(chain[-1]), url)
+    return f"storage: {what} {mask_url(url)}{question}: {why}{login_hint(why, url)}"
+
+
+def make_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
+    """An RDB storage for ``url`` (a ``Storage``), creating its tables when they are not there
+    (``create``; else a database without them raises SQLAlchemy's error, as for a command that
+    reads a study: it wrote Optuna's schema into any database it was pointed at). A URL that
+    cannot be used as it is (``unusable_url``) is a StorageError that says why."""
     if problem := url_problem(url):
         raise StorageError("storage", [problem])
     try:
+        if not create:
+            return Storage(with_driver(url), engine_kwargs=engine_kwargs(url),
+                           skip_table_creation=True)
         return _make_storage(with_driver(url))
     except (ImportError, ValueError, sqlalchemy.exc.ArgumentError) as e:
         line = unusable_url(e, url)

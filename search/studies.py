@@ -8,17 +8,17 @@ from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy.exc import SQLAlchemyError
 
 from scaletune.search.config import NAME_PATTERN, SHARED_DATABASE, StudyConfig, validate_study
 from scaletune.search.storage import (
+    READ_ERRORS,
+    cannot_read,
     make_storage,
     mask_url,
-    scrub,
     sqlite_file_errors,
     sqlite_path,
 )
-from scaletune.trainer.errors import ConfigError, StudyStateError, first_line
+from scaletune.trainer.errors import ConfigError, StudyStateError
 
 
 def left_running(running: int, study: optuna.Study) -> str:
@@ -81,7 +81,7 @@ def open_study(cfg: StudyConfig, source: str | None = None,
                 f"{key}no study {cfg.name!r}: its storage {shown} does not exist; "
                 + (f"the study file's own storage, {there}, holds it: leave out --storage"
                    if there else run_first)])
-        storage = make_storage(url)
+        storage = make_storage(url, create=False)
         study = optuna.load_study(study_name=cfg.name, storage=storage)
     except KeyError:
         names = optuna.get_all_study_names(storage)
@@ -93,9 +93,8 @@ def open_study(cfg: StudyConfig, source: str | None = None,
             + (f"the study file's own storage, {there}, holds it: leave out --storage" if there
                else f"{run_first}, or give the storage it ran on with --storage")
         ]) from None
-    except SQLAlchemyError as e:
-        first = first_line(e)
-        raise ConfigError(source, [f"storage: cannot open {shown}: {scrub(first, url)}"]) from None
+    except READ_ERRORS as e:
+        raise ConfigError(source, [cannot_read(e, url, "cannot open")]) from None
 
     notes: list[str] = []
     stored = study.user_attrs.get("config")
@@ -165,16 +164,15 @@ def study_named(name: str, url: str | None) -> tuple[optuna.Study, str]:
     if database is not None and not database.is_file():
         raise ConfigError(name, [f"no such study file, and the storage {shown} does not exist"])
     try:
-        storage = make_storage(url)
+        storage = make_storage(url, create=False)
         names = optuna.get_all_study_names(storage)
         if name not in names:
             raise ConfigError(name, [
                 f"no such study file, and no study of that name in {shown}; studies there: "
                 f"{', '.join(names) or 'none'}"])
         return optuna.load_study(study_name=name, storage=storage), url
-    except SQLAlchemyError as e:
-        raise ConfigError(name, [f"storage: cannot open {shown}: "
-                                 f"{scrub(first_line(e), url)}"]) from None
+    except READ_ERRORS as e:
+        raise ConfigError(name, [cannot_read(e, url, "cannot open")]) from None
 
 
 def _not_run(source: str) -> tuple[str, str]:

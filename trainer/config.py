@@ -90,8 +90,40 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
 
 
-class ModelConfig(_Strict):
+class _SomeFieldsRead(_Strict):
+    """A section some of whose fields are read only under some values of another (an
+    optimizer's, a schedule's, a position encoding's): ``unread_note`` names those given where
+    they are not read, ``unread_defaults`` those a written config may leave out."""
+
+    READ_ONLY_BY: ClassVar[dict[str, tuple[str, tuple[str, ...]]]] = {}
+    """field -> (the key that decides, the values of it that read the field)."""
+
+    def unread_note(self, prefix: str, searched: Sequence[str] = ()) -> str | None:
+        """The note for fields given that this section does not read as it is set (``muon_lr``
+        under adamw, ``decay_frac`` under cosine), else None. ``prefix``: the section as the
+        file names it; ``searched``: the keys (name, schedule) a study searches, each of whose
+        values may read them."""
+        unread = [f"{prefix}.{field} is read only when {prefix}.{key} is {' or '.join(readers)}"
+                  f" (here {getattr(self, key)})"
+                  for field, key, readers in self._unread(searched)
+                  if field in self.model_fields_set]
+        return f"{'; '.join(unread)}: not used" if unread else None
+
+    def unread_defaults(self) -> list[str]:
+        """The fields that this section does not read as it is set and that hold their
+        defaults: what a written config may leave out without changing what it loads as."""
+        return [field for field, _, _ in self._unread()
+                if getattr(self, field) == type(self).model_fields[field].default]
+
+    def _unread(self, searched: Sequence[str] = ()) -> list[tuple[str, str, tuple[str, ...]]]:
+        return [(field, key, readers) for field, (key, readers) in self.READ_ONLY_BY.items()
+                if key not in searched and getattr(self, key) not in readers]
+
+
+class ModelConfig(_SomeFieldsRead):
     """A GPT decoder (nanoGPT layout) with the switches the seeds discuss."""
+
+    READ_ONLY_BY = {"rope_theta": ("positions", ("rope",))}
 
     n_layer: int = Field(6, ge=1)
     """Number of transformer blocks."""
@@ -142,7 +174,7 @@ class ModelConfig(_Strict):
         return self.dropout if value is None else value
 
 
-class OptimConfig(_Strict):
+class OptimConfig(_SomeFieldsRead):
     """Optimizer, its parameter-group policy, and the learning-rate schedule."""
 
     name: Literal["adamw", "sgd", "muon"] = "adamw"
@@ -190,34 +222,11 @@ class OptimConfig(_Strict):
     decay_frac: float = Field(0.2, gt=0, le=1)
     """Fraction of steps spent in the final linear decay to zero of the wsd schedule."""
 
-    READ_ONLY_BY: ClassVar[dict[str, tuple[str, tuple[str, ...]]]] = {
+    READ_ONLY_BY = {
         "muon_lr": ("name", ("muon",)), "muon_momentum": ("name", ("muon",)),
         "nesterov": ("name", ("sgd",)), "beta2": ("name", ("adamw", "muon")),
         "eps": ("name", ("adamw", "muon")), "min_lr_ratio": ("schedule", ("cosine",)),
         "decay_frac": ("schedule", ("wsd",))}
-    """The fields that only some optimizers (``name``) or schedules read: field -> (the key
-    that decides, the values of it that read the field)."""
-
-    def unread_note(self, prefix: str = "optim", searched: Sequence[str] = ()) -> str | None:
-        """The note for fields given that this optimizer or schedule does not read (``muon_lr``
-        under adamw, ``decay_frac`` under cosine), else None. ``prefix``: the section as the
-        file names it; ``searched``: the keys (name, schedule) a study searches, each of whose
-        values may read them."""
-        unread = [f"{prefix}.{field} is read only when {prefix}.{key} is {' or '.join(readers)}"
-                  f" (here {getattr(self, key)})"
-                  for field, key, readers in self._unread(searched)
-                  if field in self.model_fields_set]
-        return f"{'; '.join(unread)}: not used" if unread else None
-
-    def unread_defaults(self) -> list[str]:
-        """The fields that this optimizer or schedule does not read and that hold their
-        defaults: what a written config may leave out without changing what it loads as."""
-        return [field for field, _, _ in self._unread()
-                if getattr(self, field) == type(self).model_fields[field].default]
-
-    def _unread(self, searched: Sequence[str] = ()) -> list[tuple[str, str, tuple[str, ...]]]:
-        return [(field, key, readers) for field, (key, readers) in self.READ_ONLY_BY.items()
-                if key not in searched and getattr(self, key) not in readers]
 
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self) -> OptimConfig:
@@ -559,8 +568,8 @@ class TrainConfig(_Strict):
     def notes(self) -> list[str]:
         """What validate and `scaletune train` say of a valid config before it trains: a run
         without an out_dir keeps nothing it trained (a study's trials are such runs), a
-        budget far from whole steps trains noticeably more than it says, and optimizer fields
-        that its optimizer or schedule does not read (OptimConfig.unread_note)."""
+        budget far from whole steps trains noticeably more than it says, and model and
+        optimizer fields given that it does not read (_SomeFieldsRead.unread_note)."""
         notes = []
         if not self.out_dir:
             ignored = [k for k in ("checkpoint_every_tokens", "tensorboard") if getattr(self, k)]
@@ -577,7 +586,8 @@ class TrainConfig(_Strict):
                 f"{self.model.block_size}): the run trains whole steps, {steps:,}, which is "
                 f"{trained:,} tokens ({trained / self.tokens - 1:.0%} more); give tokens: "
                 f"{trained:,}, or {trained - self.tokens_per_step:,}, to train what it says")
-        return notes + ([note] if (note := self.optim.unread_note()) else [])
+        return notes + [note for note in (self.model.unread_note("model"),
+                                          self.optim.unread_note("optim")) if note]
 
     @model_validator(mode="after")
     def _batch_divides(self) -> TrainConfig:

@@ -234,7 +234,8 @@ def _train(config: TrainConfig, run: _Run, report: Report | None, resume: bool,
     if progress.step >= run.total_steps:  # the checkpoint is of a finished run: nothing to log
         if config.progress and run.lead:  # its summary, reprinted, read as a new run's
             print(f"--resume: the run in {run.out_dir} had finished ({progress.step:,} of "
-                  f"{run.total_steps:,} steps): nothing to train; its result as it ended:",
+                  f"{run.total_steps:,} steps): nothing to train; its result is the one it "
+                  "ended with",
                   file=sys.stderr, flush=True)
         return _result(progress, grad_stats, run, 0.0)
     if resumed and config.progress and run.lead:

@@ -285,6 +285,26 @@ def test_unknown_study_is_exit_2_and_creates_nothing(tmp_path, capsys):
     assert not (tmp_path / "final.yaml").exists()
 
 
+def test_a_database_that_is_no_optuna_storage_is_read_and_left_as_it_is(tmp_path, capsys):
+    import sqlite3
+
+    path, cfg = study_file(tmp_path)
+    mine = tmp_path / "mine.db"
+    with sqlite3.connect(mine) as db:
+        db.execute("CREATE TABLE mydata (x)")
+    url = f"sqlite:///{mine}"
+    # Each wrote Optuna's 13 tables into it (and PostgreSQL's, pointed at a mistyped database)
+    # before saying it held no such study.
+    for command in (["show", "foo", "--storage", url], ["best", "foo", "--storage", url],
+                    ["report", "foo", "--storage", url], ["show", str(path), "--storage", url],
+                    ["export", str(path), "--storage", url, "-o", str(tmp_path / "f.yaml")]):
+        assert main(command) == 2, command
+        assert (f"storage: cannot open {url} (is it an Optuna storage?): no such table: "
+                "version_info") in capsys.readouterr().out
+        with sqlite3.connect(mine) as db:
+            assert db.execute("SELECT name FROM sqlite_master").fetchall() == [("mydata",)]
+
+
 def test_unknown_study_name_in_an_existing_storage(finished, tmp_path, capsys):
     _, cfg, _ = finished
     raw = yaml.safe_load((tmp_path / "study.yaml").read_text())

@@ -440,6 +440,19 @@ def test_trials_a_stopped_driver_left_running_run_again_even_without_retries(tmp
     assert len(study.get_trials(states=(TrialState.WAITING,))) == 2
 
 
+def test_a_trial_a_stopped_driver_left_trained_until_the_driver_was_last_heard(tmp_path):
+    from scaletune.search.summary import trial_wall
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="s")
+    study.ask().suggest_float("lr", 1e-4, 1e-2)
+    (t,) = study.get_trials()
+    # Its time counted up to the resume: a driver killed on Friday, resumed on Monday, had
+    # trained for three days.
+    recover(study, max_retries=0, last_heard=t.datetime_start.timestamp() + 42.0)
+    (failed,) = study.get_trials(states=(TrialState.FAIL,))
+    assert trial_wall(failed) == pytest.approx(42.0)
+
+
 def test_a_trial_run_again_keeps_the_label_of_the_one_it_repeats(tmp_path):
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="s")
     study.enqueue_trial({"lr": 1e-3}, user_attrs={"source": "prior center"})

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from optuna.trial import TrialState
 
 from scaletune.search import lease
@@ -49,9 +50,19 @@ def test_an_unreachable_job_server_is_one_line_that_names_it(capsys):
     assert "is the cluster up" in out
 
 
-def test_a_command_on_a_job_needs_a_job_server(capsys, monkeypatch):
+def test_a_command_on_a_job_needs_a_job_server(capsys, monkeypatch, tmp_path):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)
+    # A study that joins a cluster by its Ray address was told to set workers.address.
+    from tests.search.test_export import study_file
+
+    path, _ = study_file(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["workers"] = {"address": "10.0.0.5:6379"}
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["jobs", str(path)]) == 2
+    assert ("(workers.address 10.0.0.5:6379 is the cluster the study joins, not its job server)"
+            in flat(capsys.readouterr().out))
     assert main(["logs", "scaletune-tiny-0a1b2c3d"]) == 2
     # A job id says nothing about its cluster: the error says how to name one.
     assert "no Ray job server: give --address http://HEAD:8265" in flat(capsys.readouterr().out)

@@ -16,7 +16,7 @@ import yaml
 from scaletune.heuristics.fit import EXPONENT_PRIOR_SD, SHORT_RUN_LR_EXPONENT
 from scaletune.search.cli import main
 from scaletune.search.config import load_study
-from scaletune.search.ladder import epochs, epochs_warning, load_ladder
+from scaletune.search.ladder import epochs, epochs_warning, load_ladder, run_ladder
 from scaletune.search.runner import run_study
 from scaletune.search.storage import make_storage
 from scaletune.trainer.errors import ConfigError
@@ -507,6 +507,10 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
         assert ("and the ladder's files change what their trials trained with: "
                 "search.batch_size.choices: [4, 8] -> [2, 4, 8]; give the ladder a new name "
                 "(name: in ladder.yaml; its rungs and target are new studies then") in out, out
+    # From Python too: run_ladder checked nothing before its rungs (here: all finished, it
+    # said so and returned the target as it was).
+    with pytest.raises(ConfigError, match=re.escape("search.batch_size.choices: [4, 8] -> [2, 4")):
+        run_ladder(load_ladder(path))
     assert finished_counts(first.storage_url) == counts
     # Other text under the same settings: one line for every stage, named as the ladder's.
     other = tmp_path / "other.txt"

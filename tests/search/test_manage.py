@@ -910,3 +910,34 @@ def test_optimizer_fields_that_the_optimizer_or_schedule_does_not_read_are_noted
     assert "muon_lr" not in run.optim.unread_defaults()  # given: written, and noted
     assert set(TrainConfig.model_validate({**run.model_dump(), "optim": {}})
                .optim.unread_defaults()) == {"muon_lr", "muon_momentum", "nesterov", "decay_frac"}
+    # The same of a model's: rope_theta with learned positions trained as if it were not there.
+    roped = TrainConfig.model_validate({**run.model_dump(), "optim": {},
+                                        "model": {**run.model.model_dump(), "rope_theta": 77}})
+    assert roped.notes() == ["model.rope_theta is read only when model.positions is rope (here "
+                             "learned): not used"]
+
+
+def test_a_study_that_trains_with_sgd_or_muon_or_on_mps_here_is_told_what_that_means(
+        tmp_path, shakespeare):
+    from scaletune.search.runner import preflight
+    from scaletune.trainer.errors import ConfigError
+
+    # Each ran without a word: muon's hidden matrices at a fixed muon_lr while search.lr moved
+    # the rest, sgd's weight decay read as an AdamW tau, and mps trials failing one by one.
+    muon = validate_study(tiny_study(tmp_path, shakespeare, trainer={"optim": {"name": "muon"}}))
+    assert ("trainer.optim.name muon: the priors are scaling laws fitted on AdamW, so their "
+            "centers are a guess here; under muon, search.lr is the lr of the AdamW groups "
+            "(embeddings, head, norms); the hidden matrices train at trainer.optim.muon_lr (0.02) "
+            "in every trial") in " ".join(plan_notes(muon))
+    raw = tiny_study(tmp_path, shakespeare)
+    raw["search"]["other"] = {"optim.name": {"choices": ["adamw", "sgd"]}}
+    assert ("trainer.optim.name sgd: the priors are scaling laws fitted on AdamW, so their centers "
+            "are a guess here; under sgd, weight decay is torch's L2 penalty") in " ".join(
+        plan_notes(validate_study(raw)))
+    assert not [n for n in plan_notes(validate_study(tiny_study(tmp_path, shakespeare)))
+                if "fitted on AdamW" in n]
+    on_mps = validate_study(tiny_study(tmp_path, shakespeare, trainer={"device": "mps"}))
+    said = "trainer.device: mps is Apple's GPU, and this machine (Linux "
+    assert any(n.startswith(said) for n in plan_notes(on_mps))
+    with pytest.raises(ConfigError, match=re.escape(said)):  # before Ray starts
+        preflight(on_mps)

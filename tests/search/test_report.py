@@ -190,6 +190,15 @@ def test_the_python_functions_name_the_study_file_by_default(mixed, tmp_path):
     assert study.study_name == cfg.name
     assert export_study(cfg, tmp_path / "final.yaml", tokens=100_000) is not None
     assert (tmp_path / "final.yaml").is_file()
+    # By its name, with no file: the commands named the name as a file, which run refuses.
+    from scaletune.search.studies import study_by_name
+    from scaletune.trainer.config import load_train_config
+
+    by_name = study_by_name(cfg.name, cfg.storage_url)
+    summary = make_report(by_name, tmp_path / "by_name", source=cfg.name)
+    assert summary["seed_noise"]["measure"] == "scaletune run STUDY.yaml --repeat-best 2"
+    export_study(by_name, tmp_path / "named.yaml", tokens=100_000, source=cfg.name)
+    assert load_train_config(tmp_path / "named.yaml").provenance["study_file"] is None
 
 
 def test_a_report_into_a_folder_of_an_earlier_one_leaves_none_of_its_figures(mixed, tmp_path):

@@ -181,7 +181,9 @@ def test_repeat_best_reruns_the_best_config_with_other_seeds_to_the_end(tmp_path
     assert ("no complete trial yet: the best trial runs 1 more time(s) with other training seeds "
             "after the search") in said
     assert f"repeating trial {best.number} with training seed(s) 1" in said
-    run_study(cfg, repeat_best=1)  # the study had its 3 trials: exactly the 1 repeat runs
+    # It ends with the summary `scaletune run` prints (from Python it stopped at the tally).
+    assert f"best trial {load(cfg).best_trial.number}: val loss" in said and "next " in said
+    run_study(path, repeat_best=1)  # the file: its 3 trials ran, exactly the 1 repeat runs
 
     trials = load(cfg).trials
     assert len(trials) == 5 and n_finished(load(cfg)) == 5
@@ -343,7 +345,7 @@ def test_a_finished_study_says_so_without_starting_ray_or_writing(tmp_path, shak
     # A config changed in Python is not validated by pydantic: run_study names the bad count
     # (it said "asks for -3 ... `--n-trials -1` runs more").
     for bad in (0, -3):
-        with pytest.raises(ConfigError, match=rf"n_trials: must be >= 1, got {bad}"):
+        with pytest.raises(ConfigError, match=rf"n_trials: must be a whole number >= 1, got {bad}"):
             run_study(cfg.model_copy(update={"n_trials": bad}))
     # A trial queued again waits: still nothing to run, and the line says how to run it.
     load(cfg).enqueue_trial(study.best_params)
@@ -354,11 +356,22 @@ def test_a_finished_study_says_so_without_starting_ray_or_writing(tmp_path, shak
             in console.export_text())
     # A trial a stopped driver left running is this launch's to recover: the driver looks.
     load(cfg).ask()  # takes the waiting trial: RUNNING, as a killed driver leaves it
+    # The killed driver's lease: last heard from 30 s into the trial.
+    from scaletune.search import lease
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    started = load(cfg).trials[2].datetime_start.timestamp()
+    load(cfg).set_user_attr(lease.ATTR, {"host": socket.gethostname(), "pid": gone.pid,
+                                         "since": started, "heartbeat": started + 30,
+                                         "token": "killed"})
     console = Console(record=True, width=300)
     run_study(cfg, console=console)
     assert ray.is_initialized()
     assert "resumed: trials [2] were left running by a stopped driver" in console.export_text()
     assert [t.state for t in load(cfg).trials][2:] == [TrialState.FAIL, TrialState.WAITING]
+    # Its training ended by the driver's last heartbeat, not when this launch found it.
+    assert load(cfg).trials[2].user_attrs["wall_time_s"] == pytest.approx(30)
 
 
 def test_a_study_whose_trials_all_failed_says_so_when_run_again(tmp_path, shakespeare,
@@ -717,3 +730,19 @@ def test_a_trial_whose_end_cannot_be_written_is_named_and_runs_again(tmp_path, s
     again = [t for t in trials if t.user_attrs.get("retry_of") == 1]
     assert [t.state for t in again] == [TrialState.COMPLETE]
     assert n_finished(load(cfg)) == 3
+
+
+def test_run_study_checks_what_a_config_changed_in_python_would_run_with(tmp_path, shakespeare):
+    cfg = validate_study(tiny_study(tmp_path, shakespeare))
+    # A field set in place is not validated: it failed deep in the run (TypeError: '<' not
+    # supported), and a repeat count below 0 queued nothing and said "seed(s)  (never pruned)".
+    cfg.n_trials = "four"
+    with pytest.raises(ConfigError, match="n_trials: must be a whole number >= 1, got 'four'"):
+        run_study(cfg)
+    cfg.n_trials = 2
+    with pytest.raises(ConfigError, match="repeat_best: must be a whole number of repeats >= 0, "
+                                          "got -1"):
+        run_study(cfg, repeat_best=-1)
+    with pytest.raises(TypeError, match=r"not a dict \(a dict: validate_study\(d\) first\)"):
+        run_study(cfg.model_dump())
+    assert not cfg.folder.exists()

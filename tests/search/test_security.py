@@ -211,11 +211,16 @@ def test_a_password_with_an_unescaped_at_sign_stays_out_of_the_storage_error(tmp
      "storage: cannot open postgresql://alice:***@127.0.0.1:5432/db: the URL holds more than one "
      "@ before its host; a password that holds @ must be percent-encoded (@ as %40"),
     ("postgresql://alice:s3cret@127.0.0.1:notaport/db", "must be percent-encoded (@ as %40"),
+    # The / ended the authority: "could not translate host name", no hint, and with p@ss/w0rd
+    # the host it named was a piece of the password.
+    ("postgresql://alice:p@ss/w0rd@127.0.0.1:5432/db",
+     "storage: cannot open postgresql://alice:***@127.0.0.1:5432/db: the URL holds an @ after a "
+     "/, as a password that holds / (or @) reads; such a password must be percent-encoded"),
     ("mysql://alice:s3cret@127.0.0.1:1/db", "the Python driver of mysql:// is not installed"),
     ("postgres://alice:s3cret@127.0.0.1:1/db", "sqlalchemy.dialects:postgres; write postgresql://"),
     ("nonsense", "storage: nonsense is not a storage URL: give sqlite:///PATH or postgresql://"),
-], ids=["password with @ and :", "password with @", "port not a number", "driver not installed", "postgres://",
-        "not a URL"])
+], ids=["password with @ and :", "password with @", "port not a number", "password with @ and /",
+        "driver not installed", "postgres://", "not a URL"])
 def test_a_storage_url_that_cannot_be_used_is_one_line_in_every_command(tmp_path, shakespeare,
                                                                         capsys, url, said):
     from scaletune.search.cli import main

@@ -136,7 +136,7 @@ def test_a_resumed_run_says_where_it_picks_up(tiny, tmp_path, capsys):
     # Resumed once finished, it trains nothing and says so (its summary came as a new run's).
     assert train(cfg, resume=True).status == "completed"
     assert (f"--resume: the run in {tmp_path / 'run'} had finished (20 of 20 steps): nothing to "
-            "train; its result as it ended:") in capsys.readouterr().err
+            "train; its result is the one it ended with") in capsys.readouterr().err
 
 
 def test_a_resumed_run_logs_each_evaluation_once(tiny, tmp_path):
