@@ -86,6 +86,7 @@ from scaletune.search.storage import (
     sqlite_path,
     storage_problems,
     tally,
+    unreachable,
     unusable_url,
     url_problem,
 )
@@ -378,10 +379,13 @@ def plan_problems(cfg: StudyConfig, dims: list | None = None,
     study file and its SQLite storage alone: ``search.space.space_problems`` in the space the
     planning priors give (``dims`` and ``fixed`` where built already), ``data_problems``, and a
     change to what the trials of the stored study trained with (``stored_change``); before
-    them, a storage it cannot use (search.storage.storage_problems)."""
+    them, a storage it cannot use (search.storage.storage_problems) or reach (a server's,
+    search.storage.unreachable)."""
     if dims is None or fixed is None:
         dims, fixed = build_space(cfg, planning_priors(cfg))
     storage = storage_problems(cfg.storage, cfg.storage_url)
+    if not storage and (problem := unreachable(cfg.storage_url)):
+        storage = [problem]
     change = None if storage else stored_change(cfg)
     return (storage + data_problems(cfg) + space_problems(cfg, dims, fixed)
             + ([change] if change else []))
@@ -498,8 +502,8 @@ def readable_data_problems(data: Any, block_size: int) -> tuple[list[str], str |
 
 
 def validate_file(path: str) -> tuple[str, list[str]]:
-    """What `scaletune validate` checks of one file, from the file (and a study's SQLite
-    storage) alone: nothing is prepared, started or written. Returns its kind ("study",
+    """What `scaletune validate` checks of one file, from the file (and a study's storage,
+    read; a server's connected to) alone: nothing is prepared, started or written. Returns its kind ("study",
     "ladder" or "training config") and the notes the plan would warn of; raises a ConfigError
     that lists every problem found (a data or tokenizer error found while planning included)."""
     from scaletune.trainer.config import file_kind, load_train_config, load_yaml

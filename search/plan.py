@@ -58,7 +58,7 @@ from scaletune.search.space import (
     suggest,
     trial_config,
 )
-from scaletune.search.storage import batch, mask_url, sqlite_path
+from scaletune.search.storage import batch, make_storage, mask_url, sqlite_path
 from scaletune.search.trial import train_trial
 from scaletune.trainer.config import TrainConfig, flat_keys
 from scaletune.trainer.data import vocab_problem, where_changed
@@ -689,13 +689,20 @@ def stored_changes(cfg: StudyConfig) -> str | None:
 
 
 def _recorded_attrs(cfg: StudyConfig, keys: tuple[str, ...]) -> dict[str, Any] | None:
-    """The user attrs among ``keys`` of the study of ``cfg``'s name in its SQLite storage, with
-    its recorded ``fingerprint``; None where the storage is no SQLite file or holds no study of
-    that name that recorded one. Read without writing."""
+    """The user attrs among ``keys`` of the study of ``cfg``'s name in its storage, with its
+    recorded ``fingerprint``; None where the storage holds no study of that name that recorded
+    one, or cannot be read (search.storage.unreachable says why). Read without writing."""
     database = sqlite_path(cfg.storage_url)
-    if database is None:
-        return None
-    attrs = stored_study_attrs(database, cfg.name, ("fingerprint", *keys))
+    if database is not None:
+        attrs = stored_study_attrs(database, cfg.name, ("fingerprint", *keys))
+    else:
+        try:  # a server's (PostgreSQL): opened as the commands that read a study open it
+            stored = optuna.load_study(study_name=cfg.name,
+                                       storage=make_storage(cfg.storage_url, create=False))
+            attrs = {k: stored.user_attrs[k] for k in ("fingerprint", *keys)
+                     if k in stored.user_attrs}
+        except Exception:  # noqa: BLE001 - no such study, or no storage to read: nothing known
+            attrs = {}
     return attrs if isinstance(attrs.get("fingerprint"), str) else None
 
 

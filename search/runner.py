@@ -68,14 +68,12 @@ from scaletune.search.progress import StudyProgress, print_run_summary
 from scaletune.search.space import centers_outside, outside_ranges
 from scaletune.search.storage import (
     batch,
-    check_storage,
-    login_hint,
     make_storage,
     mask_url,
     scrub,
     sqlite_path,
     storage_problems,
-    unusable_url,
+    unreachable,
 )
 from scaletune.search.tracking import Tracker
 from scaletune.trainer.console import make_console
@@ -85,7 +83,6 @@ from scaletune.trainer.errors import (
     DataError,
     ScaletuneError,
     StorageError,
-    first_line,
 )
 from scaletune.trainer.interrupt import DeferredInterrupt, Interrupted
 
@@ -145,13 +142,8 @@ def preflight(cfg: StudyConfig) -> Any:
             )
     problems = storage_problems(cfg.storage, cfg.storage_url)
     errors += problems
-    if not problems and cfg.storage is not None and sqlite_path(cfg.storage_url) is None:
-        try:
-            check_storage(cfg.storage)
-        except Exception as e:  # noqa: BLE001 - any driver error means unreachable
-            why = scrub(first_line(e), cfg.storage)
-            errors.append(unusable_url(e, cfg.storage) or (
-                f"storage: cannot open {mask_url(cfg.storage)}: {why}{login_hint(why, cfg.storage)}"))
+    if not problems and cfg.storage is not None and (problem := unreachable(cfg.storage)):
+        errors.append(problem)
     if problem := mps_problem(cfg):
         errors.append(problem)
     if cfg.trainer.compile and cfg.workers.address in (None, "local"):  # trials run here

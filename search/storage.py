@@ -77,7 +77,14 @@ def engine_kwargs(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
     # Long trials leave the connection idle for hours; servers and proxies drop it.
-    return {"pool_pre_ping": True, "pool_recycle": 1800}
+    kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": 1800}
+    if url.startswith("postgresql"):  # a host that drops packets: an answer, not minutes of wait
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+    return kwargs
+
+
+CONNECT_TIMEOUT_S = 10
+"""Seconds a PostgreSQL connection may take to open (libpq's connect_timeout)."""
 
 
 def with_driver(url: str) -> str:
@@ -114,6 +121,21 @@ def check_storage(url: str) -> None:
             conn.execute(text("SELECT 1"))
     finally:
         engine.dispose()
+
+
+def unreachable(url: str) -> str | None:
+    """Why the server storage ``url`` cannot be opened (``check_storage``: it refuses the login
+    or the connection, or does not answer), said with the password masked; None where it
+    opens, and for an SQLite file (storage_problems checks that)."""
+    if sqlite_path(url) is not None or url.startswith("sqlite"):
+        return None
+    try:
+        check_storage(url)
+    except Exception as e:  # noqa: BLE001 - any driver error means unreachable
+        why = scrub(first_line(e), url)
+        return unusable_url(e, url) or (
+            f"storage: cannot open {mask_url(url)}: {why}{login_hint(why, url)}")
+    return None
 
 
 def storage_problems(given: str | None, url: str) -> list[str]:

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 from scaletune.search.runner import n_finished
 from scaletune.search.storage import make_storage, mask_url
+from scaletune.trainer.errors import ConfigError
 from tests.search.helpers import flat, scaletune_run, tiny_study, write_study
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -101,6 +102,15 @@ def test_study_runs_on_postgresql_and_never_shows_the_password(tmp_path, shakesp
     assert password not in json.dumps(study.user_attrs, default=str)
     for t in study.trials:
         assert password not in json.dumps([t.user_attrs, t.system_attrs], default=str)
+    # validate reads the stored study as it reads an SQLite file's (it said ok, and run refused).
+    from scaletune.search.manage import validate_file
+
+    raw["model"] = {**raw["model"], "n_embd": raw["model"]["n_embd"] * 2}
+    with pytest.raises(ConfigError) as info:
+        validate_file(str(write_study(tmp_path, raw, "changed.yaml")))
+    said = " ".join(info.value.errors)
+    assert "and this file changes what its trials trained with: model.n_embd: " in said, said
+    assert password not in said
 
 
 def test_study_survives_its_server_connections_being_dropped(tmp_path, shakespeare, pg_url):
@@ -160,6 +170,7 @@ def test_a_refused_login_is_said_as_the_server_says_it(tmp_path, capsys, pg_url,
     study = tmp_path / "study.yaml"
     study.write_text(f"name: no-password\nstorage: {nopass}\ntokens_per_trial: 4096\n"
                      "n_trials: 1\nmodel: {n_layer: 1, n_head: 2, n_embd: 16, block_size: 16}\n")
-    assert main(["run", str(study)]) == 2
-    out = " ".join(capsys.readouterr().out.split())
-    assert "no password supplied" in out and hint in out, out
+    for command in ("run", "validate"):  # validate opened no server storage: "ok"
+        assert main([command, str(study)]) == 2
+        out = " ".join(capsys.readouterr().out.split())
+        assert "no password supplied" in out and hint in out, (command, out)
