@@ -34,9 +34,10 @@ from rich.console import Console
 from rich.table import Table
 
 from scaletune.search import lease
-from scaletune.search.config import StudyConfig, load_study, stored_study_attrs
+from scaletune.search.config import StudyConfig, load_study
 from scaletune.search.manage import _printer
-from scaletune.search.storage import mask_url, sqlite_path
+from scaletune.search.plan import study_attrs
+from scaletune.search.storage import mask_url
 from scaletune.trainer.errors import ScaletuneError, SetupError, first_line
 
 PREFIX = "scaletune-"
@@ -134,12 +135,10 @@ def submit(cfg: StudyConfig, study_file: str, url: str, options: dict[str, Any],
             f"--storage {mask_url(storage)}: a password would be part of the job's command line, "
             "which `ray job list` shows to anyone who reaches the cluster; keep it in ~/.pgpass "
             "on the head node and give the URL without it")
-    # A driver that runs the study here now, on an SQLite file this machine holds (the same
-    # file a head node on this machine opens): the job was submitted, and failed on the lease.
-    # A job's driver is the job server's to name, below.
-    database = sqlite_path(storage or cfg.storage_url)
-    held = (stored_study_attrs(database, cfg.name, (lease.ATTR,)).get(lease.ATTR)
-            if database is not None else None)
+    # A driver that runs the study now, not as a job (on this machine, or on any with a
+    # PostgreSQL storage): the job was submitted, and failed on the lease. A job's driver is the
+    # job server's to name, below.
+    held = study_attrs(storage or cfg.storage_url, cfg.name, (lease.ATTR,)).get(lease.ATTR)
     if lease.live(held) and not held.get("job"):
         raise lease.busy(cfg.name, held)
     jobs = client(url)

@@ -692,18 +692,23 @@ def _recorded_attrs(cfg: StudyConfig, keys: tuple[str, ...]) -> dict[str, Any] |
     """The user attrs among ``keys`` of the study of ``cfg``'s name in its storage, with its
     recorded ``fingerprint``; None where the storage holds no study of that name that recorded
     one, or cannot be read (search.storage.unreachable says why). Read without writing."""
-    database = sqlite_path(cfg.storage_url)
-    if database is not None:
-        attrs = stored_study_attrs(database, cfg.name, ("fingerprint", *keys))
-    else:
-        try:  # a server's (PostgreSQL): opened as the commands that read a study open it
-            stored = optuna.load_study(study_name=cfg.name,
-                                       storage=make_storage(cfg.storage_url, create=False))
-            attrs = {k: stored.user_attrs[k] for k in ("fingerprint", *keys)
-                     if k in stored.user_attrs}
-        except Exception:  # noqa: BLE001 - no such study, or no storage to read: nothing known
-            attrs = {}
+    attrs = study_attrs(cfg.storage_url, cfg.name, ("fingerprint", *keys))
     return attrs if isinstance(attrs.get("fingerprint"), str) else None
+
+
+def study_attrs(url: str, name: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    """Study ``name``'s user attrs among ``keys`` in the storage ``url``, read without writing
+    or creating anything: an SQLite file's as ``stored_study_attrs`` reads them, a server's
+    (PostgreSQL) opened as the commands that read a study open it; {} where the study or the
+    attrs are not there, or the storage cannot be read (search.storage.unreachable says why)."""
+    database = sqlite_path(url)
+    if database is not None:
+        return stored_study_attrs(database, name, keys)
+    try:
+        stored = optuna.load_study(study_name=name, storage=make_storage(url, create=False))
+    except Exception:  # noqa: BLE001 - no such study, or no storage to read: nothing known
+        return {}
+    return {k: stored.user_attrs[k] for k in keys if k in stored.user_attrs}
 
 
 def stored_data_change(cfg: StudyConfig, fingerprint: str,

@@ -174,3 +174,24 @@ def test_a_refused_login_is_said_as_the_server_says_it(tmp_path, capsys, pg_url,
         assert main([command, str(study)]) == 2
         out = " ".join(capsys.readouterr().out.split())
         assert "no password supplied" in out and hint in out, (command, out)
+
+
+def test_detach_refuses_a_study_whose_driver_runs_elsewhere(tmp_path, shakespeare, pg_url,
+                                                            capsys):
+    from scaletune.search import lease
+    from scaletune.search.cli import main
+    from tests.search.test_jobs import closed_port
+
+    raw = pg_study(tmp_path, shakespeare, pg_url,
+                   workers={"address": f"http://127.0.0.1:{closed_port()}"})
+    held = optuna.create_study(study_name=raw["name"], storage=make_storage(pg_url))
+    now = time.time()  # a `scaletune run` of the study on another machine, as its lease shows it
+    held.set_user_attr(lease.ATTR, {"token": "t", "pid": 4242, "since": now,
+                                    "host": "another-machine", "heartbeat": now})
+    assert main(["run", str(write_study(tmp_path, raw)), "--detach"]) == 2
+    out = flat(capsys.readouterr().out)
+    # Refused before the job server is asked: on a server's storage the job was submitted, and
+    # failed on the lease (the lease was read from an SQLite file only).
+    assert f"study {raw['name']!r} is being run by another driver (pid 4242 on " \
+           "another-machine" in out, out
+    assert "cannot reach" not in out
