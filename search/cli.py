@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import shlex
 import signal
 import sys
@@ -184,8 +185,8 @@ def cmd_stop(args: argparse.Namespace, console: Console) -> int:
 def _job_server(args: argparse.Namespace) -> str:
     """The job server of a command on a study file or a job id (a job id needs --address or
     RAY_ADDRESS)."""
-    from scaletune.search.config import load_study
-    from scaletune.search.jobs import is_job_id, job_server
+    from scaletune.search.config import NAME_PATTERN, load_study
+    from scaletune.search.jobs import is_job_id, is_study_file, job_server
 
     if is_job_id(args.target):
         return job_server(None, args.address)
@@ -194,10 +195,12 @@ def _job_server(args: argparse.Namespace) -> str:
     except ConfigError as e:
         if e.errors != ["file not found"]:
             raise
+        if re.match(NAME_PATTERN, args.target) and not is_study_file(args.target):
+            return job_server(None, args.address)  # a study's name, as `scaletune jobs` lists
         raise ConfigError(args.target, [
             "no such study file, and not a job's id (scaletune-NAME-HEX, as `scaletune run "
-            "--detach` and `scaletune jobs` print it, or raysubmit_...): give the study file "
-            "or the job's id"]) from None
+            "--detach` and `scaletune jobs` print it, or raysubmit_...) nor a study's name: "
+            "give the study file, the study's name or the job's id"]) from None
     return job_server(cfg, args.address)
 
 

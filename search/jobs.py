@@ -272,6 +272,11 @@ def _stop_said(logs: str) -> str:
     return found[-1].split("; run the same command")[0] if found else ""
 
 
+def is_study_file(target: str) -> bool:
+    """A command's STUDY|JOB argument names a study file (not a job's id, nor a study's name)."""
+    return Path(target).is_file() or target.endswith((".yaml", ".yml"))
+
+
 def is_job_id(target: str) -> bool:
     """A command's STUDY|JOB argument names a job (``scaletune-tiny-0a1b2c3d``, or an id Ray gave
     a job submitted by other means, ``raysubmit_...``), not a file."""
@@ -280,7 +285,8 @@ def is_job_id(target: str) -> bool:
 
 
 def find_job(url: str, target: str) -> tuple[Any, str]:
-    """The job a command names: a job id, or a study file's latest job (a running one first)."""
+    """The job a command names: a job id, or the latest job (a running one first) of a study
+    file's study or of a study's name, as `scaletune jobs` lists it."""
     jobs = client(url)
     if is_job_id(target):
         try:
@@ -291,11 +297,13 @@ def find_job(url: str, target: str) -> tuple[Any, str]:
             raise SetupError(f"no Ray job {target} on {url}: `scaletune jobs --address {url}` "
                              "lists the studies' jobs there") from None
         return jobs, target
-    name = load_study(target).name
+    name = load_study(target).name if is_study_file(target) else target  # a study's name
     found = _study_jobs(jobs, name)
     if not found:
-        raise SetupError(f"no Ray job of study {name!r} ({target}) on {url}; "
-                         f"`scaletune run {target} --detach` submits one")
+        named = f" ({target})" if name != target else ""
+        run = target if name != target else "STUDY.yaml"
+        raise SetupError(f"no Ray job of study {name!r}{named} on {url}; "
+                         f"`scaletune run {run} --detach` submits one")
     running = [j for j in found if str(j.status) in ACTIVE]
     return jobs, (running or found)[0].submission_id
 
@@ -340,18 +348,23 @@ def _ended(jobs: Any, job_id: str, target: str, url: str, console: Console) -> i
     if status == "SUCCEEDED":
         return 0
     why = first_line(info.message).rstrip(".:") if info.message else ""
-    # The file the job ran: the one given, else the one it was submitted with (its metadata).
-    study = target if not is_job_id(target) else (info.metadata or {}).get("study_file", "")
+    _printer(console)(f"Ray job {job_id} ended {status}" + (f": {why}" if why else "")
+                      + f"; resume it with  {_resume_command(info, target, url)}")
+    return 1
+
+
+def _resume_command(info: Any, target: str, url: str) -> str:
+    """The ``scaletune run FILE --detach`` that resumes a job (``info``, Ray's JobDetails) of
+    the command given ``target``: on the study file given, else the one the job was submitted
+    with (its metadata), with the job server where the file does not name it and the launch's
+    options (RESUMED_WITH)."""
+    study = target if is_study_file(target) else (info.metadata or {}).get("study_file", "")
     try:
         named = load_study(study).workers.job_server if study else None
     except ScaletuneError:  # moved or changed since: the address is said
         named = None
-    study = study or "STUDY.yaml"
-    _printer(console)(f"Ray job {job_id} ended {status}" + (f": {why}" if why else "")
-                      + f"; resume it with  scaletune run {shlex.quote(study)} --detach"
-                      + _address_flag(None if url == named else url)
-                      + _launch_flags(info.entrypoint))
-    return 1
+    return (f"scaletune run {shlex.quote(study or 'STUDY.yaml')} --detach"
+            f"{_address_flag(None if url == named else url)}{_launch_flags(info.entrypoint)}")
 
 
 def stop(url: str, target: str, console: Console) -> int:
@@ -372,11 +385,7 @@ def stop(url: str, target: str, console: Console) -> int:
         return 1
     said = _stop_said(jobs.get_job_logs(job_id))
     out(f"Ray job {job_id}: {status}" + (f"; the driver: {said}" if said else ""))
-    study = "STUDY.yaml" if is_job_id(target) else target
-    named = None if is_job_id(target) else load_study(target).workers.job_server
-    out(f"resume it with  scaletune run {shlex.quote(study)} --detach"
-        f"{_address_flag(None if url == named else url)}"
-        f"{_launch_flags(jobs.get_job_info(job_id).entrypoint)}")
+    out(f"resume it with  {_resume_command(jobs.get_job_info(job_id), target, url)}")
     return 0
 
 

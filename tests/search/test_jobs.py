@@ -72,11 +72,16 @@ def test_a_command_on_a_job_needs_a_job_server(capsys, monkeypatch, tmp_path):
     assert main(["stop", "scaletune-tiny-0a1b2c3d", "--address", "ray://head:10001"]) == 2
     # A Ray Client address is not a job server.
     assert "--address: ray://head:10001 is not a Ray job server" in flat(capsys.readouterr().out)
-    # Neither a file nor a job's id: said so ("1 error(s) in nosuchjob: file not found").
-    assert main(["logs", "nosuchjob", "--address", "http://127.0.0.1:8265"]) == 2
-    assert ("nosuchjob: no such study file, and not a job's id (scaletune-NAME-HEX, as "
-            "`scaletune run --detach` and `scaletune jobs` print it, or raysubmit_...)") in flat(
-        capsys.readouterr().out)
+    # Neither a file nor a job's id nor a name: said so ("1 error(s) in ...: file not found").
+    assert main(["logs", "no/such.yaml", "--address", "http://127.0.0.1:8265"]) == 2
+    assert ("no/such.yaml: no such study file, and not a job's id (scaletune-NAME-HEX, as "
+            "`scaletune run --detach` and `scaletune jobs` print it, or raysubmit_...) nor a "
+            "study's name") in flat(capsys.readouterr().out)
+    # A study's name, as `scaletune jobs` lists it, is looked up on the job server (it was
+    # refused as neither a file nor a job's id, so a job had to be named by its id).
+    url = f"http://127.0.0.1:{closed_port()}"
+    assert main(["logs", "my-study", "--address", url]) == 2
+    assert f"cannot reach the Ray job server at {url}" in flat(capsys.readouterr().out)
     # One that came from RAY_ADDRESS is named so: the error blamed an --address never given.
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
     assert main(["jobs"]) == 2
@@ -349,6 +354,8 @@ def test_a_detached_study_is_followed_stopped_and_resumed_from_outside(tmp_path,
     assert study.user_attrs.get(lease.ATTR) is None
     logs = scaletune("logs", job, "--address", job_server)
     assert "stopped (SIGTERM)" in logs.stdout
+    # By the study's name, as `scaletune jobs` lists it: its latest job.
+    assert scaletune("logs", raw["name"], "--address", job_server).stdout == logs.stdout
     # Followed, the log of an ended job is the driver's, to its end: Ray's "WebSocket closed"
     # line came after it.
     followed = scaletune("logs", job, "--follow", "--address", job_server)
