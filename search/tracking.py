@@ -106,6 +106,16 @@ def _mlflow_ready(cfg: MLflowConfig) -> None:
 
     import mlflow
 
+    from scaletune.search.storage import sqlite_path
+
+    database = sqlite_path(cfg.tracking_uri)
+    if database is not None and not database.exists():
+        # MLflow creates the file at the first trial's log; the probe created it (and its
+        # tables), where validate writes nothing.
+        if not database.parent.is_dir() or not os.access(database.parent, os.W_OK):
+            raise NotReady(f"tracking_uri: {database.parent} is not a folder this study can "
+                           f"write {database.name} in")
+        return
     # A server that does not answer, or a plain folder (which MLflow 3 refuses), is refused
     # before the study starts, not once per trial after each has trained.
     # (patch.dict: the environment as it was afterwards, the stdlib's own save and restore)

@@ -173,6 +173,11 @@ def test_the_real_mlflow_refuses_a_server_that_does_not_answer_and_a_plain_folde
         out = " ".join(capsys.readouterr().out.split())
         assert "tracking.mlflow: MlflowException: " in out and "filesystem tracking" in out, out
     assert not (tmp_path / "mlruns").exists()
+    # An SQLite database MLflow creates at the first trial: validate made it (and its tables).
+    path = write_study(tmp_path, tiny_study(
+        tmp_path, shakespeare, tracking={"mlflow": {"tracking_uri": "sqlite:///mlflow.db"}}))
+    assert main(["validate", str(path)]) == 0
+    assert not (tmp_path / "mlflow.db").exists()
     # The study's own calls get MLflow's retries and timeouts cut, unless the user set them.
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == tracking.MLFLOW_PATIENCE[
         "MLFLOW_HTTP_REQUEST_TIMEOUT"]
