@@ -38,6 +38,7 @@ from scaletune.search.config import (
     SHARED_DATABASE,
     StudyConfig,
     check_study_files,
+    job_server_problem,
     load_study,
     stored_study_attrs,
     stored_study_names,
@@ -538,7 +539,11 @@ def validate_file(path: str) -> tuple[str, list[str]]:
         except ConfigError as e:
             raise ConfigError(e.source, e.errors + _data_file_errors(raw, path, e.errors)) from None
         _, dims, _ = planned(cfg)  # the space planned once, for its problems and its notes
-        return "study", plan_notes(cfg, dims)
+        # A job server's address is for `run --detach` alone: validate said ok, run refused it.
+        detach_only = job_server_problem(cfg)
+        return "study", plan_notes(cfg, dims) + (
+            [f"{detach_only} (`scaletune run` without --detach refuses it)"] if detach_only
+            else [])
     except ConfigError:
         raise
     except ScaletuneError as e:  # a data or tokenizer error found while planning: the file's

@@ -100,6 +100,12 @@ def test_a_job_server_address_is_refused_without_detach(tmp_path, shakespeare, c
     assert "`scaletune run --detach`" in out
     # Refused before anything was written.
     assert not (tmp_path / "study").exists()
+    # validate says so (it said ok), as a note: the file is right for `run --detach`.
+    assert main(["validate", str(path)]) == 0
+    assert ("workers.address: http://127.0.0.1:8265 is a Ray cluster's job server: `scaletune "
+            "run --detach` hands the driver to that cluster; to drive the study from here, give "
+            "auto or ray://HOST:10001 (`scaletune run` without --detach refuses it)") in flat(
+        capsys.readouterr().out)
 
 
 def test_detach_names_an_address_that_is_no_job_server(tmp_path, shakespeare, capsys,
