@@ -25,6 +25,7 @@ from scaletune.trainer.errors import *  # noqa: F403 - errors.__all__, listed th
 if TYPE_CHECKING:
     from scaletune.search.config import StudyConfig, load_study, validate_study
     from scaletune.search.export import export_study
+    from scaletune.search.fit import fit_laws
     from scaletune.search.ladder import load_ladder, run_ladder
     from scaletune.search.manage import validate_file
     from scaletune.search.report import make_report
@@ -40,6 +41,7 @@ _HOME = {
     "open_study": "studies",
     "pick_trial": "studies",
     "export_study": "export",
+    "fit_laws": "fit",
     "make_report": "report",
     "load_ladder": "ladder",
     "run_ladder": "ladder",
@@ -50,6 +52,7 @@ __all__ = [
     *_errors.__all__,
     "StudyConfig",
     "export_study",
+    "fit_laws",
     "load_ladder",
     "load_study",
     "make_report",

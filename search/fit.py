@@ -20,7 +20,7 @@ from scaletune.heuristics.fit import (
     fit_studies,
     near_best_weights,
 )
-from scaletune.search.config import StudyConfig
+from scaletune.search.config import StudyConfig, load_study
 from scaletune.search.space import fixed_values
 from scaletune.search.studies import open_study
 from scaletune.trainer.data import read_fingerprint
@@ -244,6 +244,19 @@ def laws_file_problem(path: Path) -> str | None:
         return (f"{path}: cannot write the fitted laws there ({existing} is not writable): give "
                 "a path in a writable folder")
     return None
+
+
+def fit_laws(studies: list[StudyConfig | str | Path], output: str | Path | None = None,
+             by: str = "tokens") -> FittedLaws:
+    """`scaletune fit` from Python: lr, tau and batch-size laws fitted on finished studies at
+    several scales (configs, or study files' paths), ``by`` tokens per trial or model size
+    (params); written to ``output`` (a laws.json, for ``priors: {laws: fitted, fitted_file:
+    ...}``) when given."""
+    cfgs = [load_study(s) if isinstance(s, (str, Path)) else s for s in studies]
+    laws = fit_from_studies(cfgs, scale_kind=by)
+    if output is not None:
+        save_laws(laws, Path(output), "fit_laws", "output")
+    return laws
 
 
 def save_laws(fitted: FittedLaws, path: Path, source: str, key: str = "",

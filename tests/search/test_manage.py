@@ -638,6 +638,13 @@ def test_laws_record_their_studies_and_a_study_unlike_them_is_told(tmp_path, cap
     assert code == 0, out
     code, out = scaletune(capsys, "validate", str(like))
     assert code == 0 and "fitted_file: the laws" not in out, out
+    # From Python, the same fit (it took ScalePoints only: heuristics.fit_studies).
+    from scaletune.search import fit_laws
+
+    again = fit_laws([path, longer], tmp_path / "again.json")
+    assert json.loads((tmp_path / "again.json").read_text())["lr"] == json.loads(
+        laws.read_text())["lr"]
+    assert again.lr is not None
 
 
 @pytest.mark.parametrize("by", ["tokens", "params"])
