@@ -648,11 +648,11 @@ def run_ladder(ladder: Ladder | str | Path, console: Console | None = None,
     training seeds (search.noise). Returns the target study. ``ladder``: a Ladder
     (load_ladder) or a ladder file's path; ``summary``: end with what `scaletune ladder`
     prints at the end (print_ladder_summary)."""
+    from scaletune.search.runner import quiet_libraries
+
     start = time.monotonic()
     if isinstance(ladder, (str, Path)):
         ladder = load_ladder(ladder)
-    from scaletune.search.runner import quiet_libraries
-
     console = console or make_console()
     with quiet_libraries(ladder.target):
         study = _run_ladder(ladder, console, repeat_best)

@@ -226,7 +226,8 @@ def run_study(
     where no trial completed); `scaletune run` and a ladder's stages print their own.
 
     ``repeat_best`` queues that many repeats of the best trial with training seeds its config
-    has not used (search.noise); repeats run first, never pruned, on top of ``cfg.n_trials``.
+    has not used (search.noise), never pruned, on top of ``cfg.n_trials``: first, or after the
+    search where no trial has completed yet.
 
     Ctrl-C, SIGTERM or SIGHUP stops the running trials, marks them FAIL and queues them again,
     then raises Interrupted (a KeyboardInterrupt). Any other error of the driver does the same to
@@ -254,12 +255,10 @@ def run_study(
                         f"{type(cfg).__name__} (a dict: validate_study(d) first)")
     # A config changed in place (cfg.n_trials = ...) or by model_copy(update=...) is not
     # validated: what the run reads first is checked here, as the file's would be.
-    if not isinstance(cfg.n_trials, int) or isinstance(cfg.n_trials, bool) or cfg.n_trials < 1:
-        raise ConfigError(cfg.source, [f"n_trials: must be a whole number >= 1, got "
-                                       f"{cfg.n_trials!r}"])
-    if not isinstance(repeat_best, int) or isinstance(repeat_best, bool) or repeat_best < 0:
-        raise ConfigError(cfg.source, [f"repeat_best: must be a whole number of repeats >= 0, "
-                                       f"got {repeat_best!r}"])
+    for name, value, least in (("n_trials", cfg.n_trials, 1), ("repeat_best", repeat_best, 0)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ConfigError(cfg.source, [f"{name}: must be a whole number >= {least}, got "
+                                           f"{value!r}"])
     console = console or make_console()
     with quiet_libraries(cfg):
         study = _run_study(cfg, console, max_consecutive_failures, launch, repeat_best)

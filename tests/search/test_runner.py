@@ -740,8 +740,7 @@ def test_run_study_checks_what_a_config_changed_in_python_would_run_with(tmp_pat
     with pytest.raises(ConfigError, match="n_trials: must be a whole number >= 1, got 'four'"):
         run_study(cfg)
     cfg.n_trials = 2
-    with pytest.raises(ConfigError, match="repeat_best: must be a whole number of repeats >= 0, "
-                                          "got -1"):
+    with pytest.raises(ConfigError, match="repeat_best: must be a whole number >= 0, got -1"):
         run_study(cfg, repeat_best=-1)
     with pytest.raises(TypeError, match=r"not a dict \(a dict: validate_study\(d\) first\)"):
         run_study(cfg.model_dump())
