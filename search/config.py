@@ -1048,7 +1048,12 @@ def validate_study(raw: dict[str, Any], source: str = "<study>", *,
     try:
         cfg = StudyConfig.model_validate(raw, context={RECORDED: True} if recorded else None)
     except ValidationError as e:
-        raise ConfigError(source, study_errors(e)) from None
+        errors = study_errors(e)
+        if not recorded and isinstance(raw, dict) and set(StudyConfig.model_fields) <= set(raw):
+            # Every field written out: checks of what a file gives named keys it never wrote.
+            errors.append("(this reads as a config written out whole, by model_dump: "
+                          "validate_study(d, recorded=True) reads it as such)")
+        raise ConfigError(source, errors) from None
     if recorded and cfg.study_dir and not cfg.storage:
         # The folder load_study gave a file that sets none (runs/<name> beside it), whose
         # storage is the shared runs/studies.db: a dump does not say so, and the study went on

@@ -21,7 +21,7 @@ from scaletune.search.plan import SearchPlan
 from scaletune.search.runner import _refuse_a_second_driver
 from scaletune.search.storage import make_storage, sqlite_path
 from scaletune.search.studies import open_study
-from scaletune.trainer.errors import SetupError
+from scaletune.trainer.errors import ConfigError, SetupError
 from tests.search.helpers import dashboard_api, flat, scaletune_run, tiny_study, write_study
 from tests.search.test_export import add_trial, make_study, params
 from tests.search.test_manage import hold_lease
@@ -276,6 +276,9 @@ def test_a_config_dumped_and_validated_again_is_the_same_study(tmp_path, shakesp
     cfg = load_study(a)
     # A config dumped to change a field (validate_study's `recorded`) went on in a
     # runs/tiny/study.db of its own: a second study of the same name, which the file then chose.
+    # Read as a file's, a dump is refused for keys the user never wrote: said how to read it.
+    with pytest.raises(ConfigError, match=re.escape("validate_study(d, recorded=True) reads it")):
+        validate_study(cfg.model_dump())
     again = validate_study({**cfg.model_dump(), "n_trials": 9}, recorded=True)
     assert again.storage_url == cfg.storage_url == f"sqlite:///{tmp_path / 'runs' / 'studies.db'}"
     # A folder the file sets keeps its own study.db, dumped or not.
