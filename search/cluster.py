@@ -31,7 +31,7 @@ def init_ray(cfg: StudyConfig) -> None:
         # Ray waits without end for a head that is not there at host:port (a wrong port hung
         # `scaletune run` for good, saying nothing): ask the port first. auto is the cluster
         # Ray last recorded on this machine, which may have died without `ray stop`.
-        head = _auto_address(cfg) if address == "auto" else address
+        head = auto_address(cfg) if address == "auto" else address
         silent = listening(head)
         if silent:
             raise ConfigError(cfg.source, [unreachable(address, silent, head)])
@@ -124,7 +124,7 @@ def _token_auth_as_ray_auto(source: Any) -> None:
         raise ConfigError(source, [f"workers.address: auto: {first_line(e)}"]) from None
 
 
-def _auto_address(cfg: StudyConfig) -> str:
+def auto_address(cfg: StudyConfig) -> str:
     """The head that ``auto`` joins: RAY_ADDRESS, else the cluster that `ray start` last
     recorded on this machine; 'auto' where Ray should judge (a job server's URL in RAY_ADDRESS,
     or a Ray without this lookup).

@@ -187,7 +187,8 @@ def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
     notes += pruner_notes(cfg)
     notes += sampler_notes(cfg, dims)
     notes += overridden_notes(cfg)
-    notes += [note for note in (cpu_note(cfg), gpu_note(cfg), mps_problem(cfg)) if note]
+    notes += [note for note in (cpu_note(cfg), gpu_note(cfg), mps_problem(cfg), auto_note(cfg))
+              if note]
     notes += [note] if (note := table_as_text_note(cfg)) else []
     if cfg.priors.laws == "published" and cfg.priors.fitted_file:  # named for later, say
         notes.append(f"priors.fitted_file: {Path(cfg.priors.fitted_file).name} is not read: laws "
@@ -270,6 +271,21 @@ def gpu_note(cfg: StudyConfig) -> str | None:
     return (f"workers.gpus_per_trial: {w.gpus_per_trial:g}, and this machine has {have} GPU(s) "
             "that Ray would count: `scaletune run` refuses it here; give 0 to train on CPUs, or "
             "run it where the GPUs are (workers.address joins a cluster)")
+
+
+def auto_note(cfg: StudyConfig) -> str | None:
+    """``workers.address: auto`` with no cluster for it to join from this machine (none that
+    `ray start` recorded, no RAY_ADDRESS): `scaletune run` refuses it here. A note, not an
+    error: the file may be meant for the machine where the cluster runs."""
+    if cfg.workers.address != "auto":
+        return None
+    from scaletune.search.cluster import auto_address  # imports Ray: only for auto
+
+    try:
+        auto_address(cfg)
+    except ConfigError as e:
+        return f"{e.errors[0]} (`scaletune run` refuses it on this machine now)"
+    return None
 
 
 def overridden_notes(cfg: StudyConfig) -> list[str]:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from rich.console import Console
 
 from scaletune.search.cli import main
@@ -406,6 +407,15 @@ def test_auto_never_joins_another_studys_private_cluster(tmp_path, capsys, monke
         "records itself in that folder instead: give its address, HOST:PORT)" in out, out
     assert "auto never joins another study's own cluster" in out
     assert not joined and not cfg.folder.exists()
+    # validate says so too, as a note (it said ok): the file may be meant for another machine.
+    raw = yaml.safe_load(path.read_text())
+    raw["workers"] = {**raw.get("workers", {}), "address": "auto"}
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["validate", str(path)]) == 0
+    said = flat(capsys.readouterr().out)
+    assert "note: workers.address: auto joins the Ray cluster started on this machine" in said
+    assert "and none was recorded (" in said, said
+    assert "(`scaletune run` refuses it on this machine now)" in said, said
 
 
 def test_the_address_checks_say_what_auto_needs_and_pass_a_listening_port():
