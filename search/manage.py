@@ -810,6 +810,8 @@ def stored_studies(url: str) -> tuple[optuna.storages.RDBStorage, list[optuna.St
         storage = make_storage(url, create=False)
         names = sorted(optuna.get_all_study_names(storage))
         studies = [optuna.load_study(study_name=n, storage=storage) for n in names]
+    except ScaletuneError:  # ours, raised above (a ConfigError is a ValueError too)
+        raise
     except READ_ERRORS as e:
         if isinstance(e, ValueError) and unusable_url(e, url) is None:
             raise

@@ -18,7 +18,7 @@ from scaletune.search.storage import (
     sqlite_file_errors,
     sqlite_path,
 )
-from scaletune.trainer.errors import ConfigError, StudyStateError
+from scaletune.trainer.errors import ConfigError, ScaletuneError, StudyStateError
 
 
 def left_running(running: int, study: optuna.Study) -> str:
@@ -93,6 +93,8 @@ def open_study(cfg: StudyConfig, source: str | None = None,
             + (f"the study file's own storage, {there}, holds it: leave out --storage" if there
                else f"{run_first}, or give the storage it ran on with --storage")
         ]) from None
+    except ScaletuneError:  # ours, raised above (a ConfigError is a ValueError too)
+        raise
     except READ_ERRORS as e:
         raise ConfigError(source, [cannot_read(e, url, "cannot open")]) from None
 
@@ -171,6 +173,8 @@ def study_named(name: str, url: str | None) -> tuple[optuna.Study, str]:
                 f"no such study file, and no study of that name in {shown}; studies there: "
                 f"{', '.join(names) or 'none'}"])
         return optuna.load_study(study_name=name, storage=storage), url
+    except ScaletuneError:  # ours, raised above (a ConfigError is a ValueError too)
+        raise
     except READ_ERRORS as e:
         raise ConfigError(name, [cannot_read(e, url, "cannot open")]) from None
 
