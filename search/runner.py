@@ -67,7 +67,9 @@ from scaletune.search.plan import (
 from scaletune.search.progress import StudyProgress, print_run_summary
 from scaletune.search.space import centers_outside, outside_ranges
 from scaletune.search.storage import (
+    READ_ERRORS,
     batch,
+    cannot_read,
     make_storage,
     mask_url,
     scrub,
@@ -167,6 +169,10 @@ def _refuse_a_second_driver(cfg: StudyConfig) -> None:
         study = optuna.load_study(study_name=cfg.name, storage=make_storage(cfg.storage_url))
     except KeyError:  # no such study yet
         return
+    except ScaletuneError:
+        raise
+    except READ_ERRORS as e:  # an SQLite file cut short: "database disk image is malformed"
+        raise ConfigError(cfg.source, [cannot_read(e, cfg.storage_url, "cannot open")]) from None
     held = study.user_attrs.get(lease.ATTR)
     if lease.live(held):
         raise lease.busy(cfg.name, held)

@@ -365,6 +365,28 @@ def test_an_empty_or_corrupt_study_file_is_refused_and_kept(tmp_path, shakespear
     assert db.read_bytes() == content
 
 
+def test_a_study_file_cut_short_is_refused_and_kept(tmp_path, shakespeare, capsys):
+    import optuna
+
+    from scaletune.search.storage import sqlite_path
+
+    path = write_study(tmp_path, tiny_study(tmp_path, shakespeare))
+    cfg = load_study(path)
+    cfg.folder.mkdir(parents=True)
+    study = optuna.create_study(study_name=cfg.name, storage=cfg.storage_url)
+    for lr in (1e-3, 2e-3, 3e-3):
+        study.enqueue_trial({"lr": lr})
+    db = sqlite_path(cfg.storage_url)
+    with open(db, "r+b") as f:  # a full disk, a copy cut short: the header is intact
+        f.truncate(db.stat().st_size // 2)
+    cut = db.read_bytes()
+    # It was a traceback from SQLAlchemy, exit 1.
+    assert main(["run", str(path)]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "database disk image is malformed" in out and "Traceback" not in out, out
+    assert db.read_bytes() == cut
+
+
 def test_the_readers_refuse_a_storage_that_is_a_folder_or_empty_and_keep_it(tmp_path, capsys,
                                                                             monkeypatch):
     # A folder was "does not exist"; an empty file was "no such table: version_info" to
