@@ -396,13 +396,10 @@ def plan_problems(cfg: StudyConfig, dims: list | None = None,
     study file and its SQLite storage alone: ``search.space.space_problems`` in the space the
     planning priors give (``dims`` and ``fixed`` where built already), ``data_problems``, and a
     change to what the trials of the stored study trained with (``stored_change``); before
-    them, a storage it cannot use (search.storage.storage_problems) or reach (a server's,
-    search.storage.unreachable)."""
+    them, a storage it cannot use (search.storage.storage_problems)."""
     if dims is None or fixed is None:
         dims, fixed = build_space(cfg, planning_priors(cfg))
     storage = storage_problems(cfg.storage, cfg.storage_url)
-    if not storage and (problem := unreachable(cfg.storage_url)):
-        storage = [problem]
     change = None if storage else stored_change(cfg)
     return (storage + data_problems(cfg) + space_problems(cfg, dims, fixed)
             + ([change] if change else []))
@@ -554,7 +551,15 @@ def validate_file(path: str) -> tuple[str, list[str]]:
             cfg = load_study(path)
         except ConfigError as e:
             raise ConfigError(e.source, e.errors + _data_file_errors(raw, path, e.errors)) from None
-        _, dims, _ = planned(cfg)  # the space planned once, for its problems and its notes
+        # A server storage that refuses the login or does not answer: validate connects to it
+        # (it said ok, and run refused); the dry run shows the plan of a file for elsewhere.
+        reach = [problem] if (problem := unreachable(cfg.storage_url)) else []
+        try:
+            _, dims, _ = planned(cfg)  # the space planned once, for its problems and its notes
+        except ConfigError as e:
+            raise ConfigError(e.source, reach + e.errors) from None
+        if reach:
+            raise ConfigError(cfg.source, reach)
         # A job server's address is for `run --detach` alone: validate said ok, run refused it.
         detach_only = job_server_problem(cfg)
         return "study", plan_notes(cfg, dims) + (

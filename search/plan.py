@@ -542,10 +542,22 @@ def recover(study: optuna.Study, max_retries: int, last_heard: float | None = No
     Ctrl-C), and the messages that stopped the study promised the trials would run again.
     ``last_heard``: the dead driver's last heartbeat (its lease, a Unix time), where a trial's
     training ended at the latest (``wall_time_s``, within the heartbeat's period): its end is
-    now, which counted the time the driver was down (a weekend) as training.
+    now, which counted the time the driver was down (a weekend) as training. A failed trial
+    marked to run again whose re-run was never queued (a driver stopped between the two
+    writes) is queued too.
     """
     recovered = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    trials = study.get_trials(deepcopy=False)
+    queued = {t.user_attrs.get("retry_of") for t in trials}
+    for t in trials:
+        if t.state == TrialState.FAIL and t.user_attrs.get("retried") and t.number not in queued:
+            # Its FAIL was written and its re-run was not: a driver stopped between the two
+            # writes (a second Ctrl-C), and the trial never ran again.
+            _queue_again(study, t.number, t.params, t.user_attrs, t.system_attrs, False)
+            recovered.append(t.number)
+            continue
+        if t.state != TrialState.RUNNING:
+            continue
         trial = _live_trial(study, t)
         if last_heard is not None and t.datetime_start is not None:
             trial.set_user_attr("wall_time_s",
@@ -567,19 +579,24 @@ def fail_and_retry(study: optuna.Study, trial: optuna.Trial, reason: str, max_re
         trial.set_user_attr("retried", retry)
     study.tell(trial, state=TrialState.FAIL)
     if retry:
-        # a repeat's seed and what it repeats; the prior center's label (report's source column)
-        carried = {k: attrs[k] for k in (REPEAT_OF, TRAIN_SEED, "source") if k in attrs}
-        # A trial stopped before its params were drawn (a driver stopped as it asked) has none
-        # yet: a queued one (the priors' center, a retry, a repeat) runs again with those it was
-        # queued with, where {} would have let the sampler draw new ones.
-        params = trial.params or study._storage.get_trial_system_attrs(trial._trial_id).get(
-            "fixed_params") or {}
-        study.enqueue_trial(
-            params,
-            user_attrs={"attempt": attempt + (1 if count_attempt else 0), "retry_of": trial.number,
-                        **carried},
-        )
+        _queue_again(study, trial.number, trial.params, attrs,
+                     study._storage.get_trial_system_attrs(trial._trial_id), count_attempt)
     return retry
+
+
+def _queue_again(study: optuna.Study, number: int, params: dict[str, Any],
+                 attrs: dict[str, Any], system_attrs: dict[str, Any],
+                 count_attempt: bool) -> None:
+    """Queue trial ``number`` (failed) to run again with its params (``retry_of``), its
+    attempt counted where ``count_attempt``."""
+    # a repeat's seed and what it repeats; the prior center's label (report's source column)
+    carried = {k: attrs[k] for k in (REPEAT_OF, TRAIN_SEED, "source") if k in attrs}
+    # A trial stopped before its params were drawn (a driver stopped as it asked) has none
+    # yet: a queued one (the priors' center, a retry, a repeat) runs again with those it was
+    # queued with, where {} would have let the sampler draw new ones.
+    attempt = int(attrs.get("attempt", 0)) + (1 if count_attempt else 0)
+    study.enqueue_trial(params or system_attrs.get("fixed_params") or {},
+                        user_attrs={"attempt": attempt, "retry_of": number, **carried})
 
 
 def _live_trial(study: optuna.Study, frozen: FrozenTrial) -> optuna.Trial:

@@ -453,6 +453,21 @@ def test_a_trial_a_stopped_driver_left_trained_until_the_driver_was_last_heard(t
     assert trial_wall(failed) == pytest.approx(42.0)
 
 
+def test_a_failed_trial_whose_re_run_was_never_queued_is_queued_by_the_next_driver(tmp_path):
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="s")
+    trial = study.ask()
+    trial.suggest_float("lr", 1e-4, 1e-2)
+    trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
+    trial.set_user_attr("retried", True)
+    study.tell(trial, state=TrialState.FAIL)  # a second Ctrl-C here: no re-run was queued
+    # Its params never ran again: recover looked at RUNNING trials only.
+    assert recover(study, max_retries=0) == [0]
+    (again,) = study.get_trials(states=(TrialState.WAITING,))
+    assert again.user_attrs["retry_of"] == 0
+    assert again.system_attrs["fixed_params"] == {"lr": trial.params["lr"]}
+    assert recover(study, max_retries=0) == []  # once
+
+
 def test_a_trial_run_again_keeps_the_label_of_the_one_it_repeats(tmp_path):
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="s")
     study.enqueue_trial({"lr": 1e-3}, user_attrs={"source": "prior center"})

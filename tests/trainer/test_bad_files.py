@@ -521,6 +521,6 @@ def test_the_readmes_way_to_load_a_trained_model_works(run_file, capsys):
     code = readme[readme.index("```python\n", start) + 10:readme.index("```\n", start + 1)]
     ckpt = run_file.parent / "out" / CHECKPOINT
     scope: dict = {}
-    exec(code.replace("runs/final/checkpoint.pt", str(ckpt)), scope)  # noqa: S102
+    exec(code.replace("final-run/checkpoint.pt", str(ckpt)), scope)  # noqa: S102
     assert scope["logits"].shape == (1, 6, 256)
     assert torch.isfinite(scope["logits"]).all()
