@@ -22,6 +22,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -54,6 +55,19 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _started_at(pid: int) -> float | None:
+    """When process ``pid`` started (a Unix time, to the clock tick), from Linux's /proc; None
+    elsewhere or where it cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        ticks = int(stat.rpartition(")")[2].split()[19])  # field 22, after the command's name
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
 def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
 
@@ -63,14 +77,20 @@ def live(lease: dict[str, Any] | None, now: float | None = None) -> bool:
     if not lease or not lease.get("token"):
         return False
     now = time.time() if now is None else now
-    if now - float(lease.get("heartbeat", 0)) > LEASE_S:
-        return False
+    stale = now - float(lease.get("heartbeat", 0)) > LEASE_S
     if lease.get("host") == socket.gethostname():
         pid = int(lease.get("pid", 0))
         # This very process: a run of it that ended without releasing (a notebook's interrupted
         # cell, a storage that failed); its study loop is over.
-        return pid != os.getpid() and _alive(pid)
-    return True
+        if pid == os.getpid() or not _alive(pid):
+            return False
+        # The driver's own process, alive however long it was silent (paused with Ctrl-Z, or
+        # SIGSTOP): a second driver took its trials for a stopped driver's. A process that
+        # started after the lease is another that took its pid: the heartbeat decides.
+        started = _started_at(pid)
+        return not stale or (started is not None
+                             and started <= float(lease.get("since", 0)) + 1.0)
+    return not stale
 
 
 def describe(lease: dict[str, Any]) -> str:

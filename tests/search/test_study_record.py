@@ -190,6 +190,26 @@ def test_a_lease_ends_when_its_driver_is_gone(cfg):
     assert study.user_attrs[lease.ATTR] is None
 
 
+def test_a_driver_paused_on_this_host_keeps_its_lease_and_a_pid_taken_over_does_not():
+    import subprocess
+    import sys
+
+    paused = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.5)
+        now = time.time()
+        held = {"host": socket.gethostname(), "pid": paused.pid, "since": now,
+                "heartbeat": now - lease.LEASE_S - 60, "token": "x"}
+        # Ctrl-Z'd for two minutes: a second driver took its trials for a stopped driver's.
+        assert lease.live(held)
+        # The pid, taken by a process that started after the lease was written: not its driver.
+        assert not lease.live({**held, "since": now - 3600})
+        assert lease.live({**held, "since": now - 3600, "heartbeat": now})  # heard from lately
+    finally:
+        paused.kill()
+        paused.wait()
+
+
 def test_of_two_drivers_that_write_at_once_the_last_write_holds(cfg, monkeypatch):
     study = optuna.create_study(study_name=cfg.name, storage=make_storage(cfg.storage_url))
     first = lease.DriverLease(study)
