@@ -132,9 +132,7 @@ def unreachable(url: str) -> str | None:
     try:
         check_storage(url)
     except Exception as e:  # noqa: BLE001 - any driver error means unreachable
-        why = scrub(first_line(e), url)
-        return unusable_url(e, url) or (
-            f"storage: cannot open {mask_url(url)}: {why}{login_hint(why, url)}")
+        return cannot_read(e, url, "cannot open")
     return None
 
 
