@@ -553,7 +553,8 @@ def validate_file(path: str) -> tuple[str, list[str]]:
             raise ConfigError(e.source, e.errors + _data_file_errors(raw, path, e.errors)) from None
         # A server storage that refuses the login or does not answer: validate connects to it
         # (it said ok, and run refused); the dry run shows the plan of a file for elsewhere.
-        reach = [problem] if (problem := unreachable(cfg.storage_url)) else []
+        usable = not storage_problems(cfg.storage, cfg.storage_url)  # else planned names it
+        reach = [problem] if usable and (problem := unreachable(cfg.storage_url)) else []
         try:
             _, dims, _ = planned(cfg)  # the space planned once, for its problems and its notes
         except ConfigError as e:
