@@ -67,11 +67,10 @@ from scaletune.search.plan import (
 from scaletune.search.progress import StudyProgress, print_run_summary
 from scaletune.search.space import centers_outside, outside_ranges
 from scaletune.search.storage import (
-    READ_ERRORS,
     batch,
-    cannot_read,
     make_storage,
     mask_url,
+    opened_to_read,
     scrub,
     sqlite_path,
     storage_problems,
@@ -165,14 +164,12 @@ def _refuse_a_second_driver(cfg: StudyConfig) -> None:
     path = sqlite_path(cfg.storage_url)
     if path is not None and not path.is_file():
         return
-    try:
-        study = optuna.load_study(study_name=cfg.name, storage=make_storage(cfg.storage_url))
-    except KeyError:  # no such study yet
-        return
-    except ScaletuneError:
-        raise
-    except READ_ERRORS as e:  # an SQLite file cut short: "database disk image is malformed"
-        raise ConfigError(cfg.source, [cannot_read(e, cfg.storage_url, "cannot open")]) from None
+    # An SQLite file cut short: "database disk image is malformed".
+    with opened_to_read(cfg.storage_url, cfg.source):
+        try:
+            study = optuna.load_study(study_name=cfg.name, storage=make_storage(cfg.storage_url))
+        except KeyError:  # no such study yet
+            return
     held = study.user_attrs.get(lease.ATTR)
     if lease.live(held):
         raise lease.busy(cfg.name, held)

@@ -20,7 +20,7 @@ import optuna
 import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 
-from scaletune.trainer.errors import StorageError, first_line
+from scaletune.trainer.errors import ConfigError, ScaletuneError, StorageError, first_line
 
 # scheme://user:PASSWORD@host...: the password runs to the last '@' before the host, so that an
 # unescaped '@' in it is hidden too. Parsed by hand: a URL that SQLAlchemy cannot parse (a bad
@@ -469,6 +469,19 @@ def cannot_read(e: BaseException, url: str, what: str) -> str:
     question = "" if unreachable else " (is it an Optuna storage?)"
     why = scrub(first_line(chain[-1]), url)
     return f"storage: {what} {mask_url(url)}{question}: {why}{login_hint(why, url)}"
+
+
+@contextlib.contextmanager
+def opened_to_read(url: str, source: str) -> Iterator[None]:
+    """The storage ``url`` opened and read in the block: what it raises (READ_ERRORS) becomes a
+    ConfigError of ``source`` that says why (``cannot_read``); our own errors pass as they are (a
+    ConfigError is a ValueError too, which READ_ERRORS holds)."""
+    try:
+        yield
+    except ScaletuneError:
+        raise
+    except READ_ERRORS as e:
+        raise ConfigError(source, [cannot_read(e, url, "cannot open")]) from None
 
 
 def make_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:

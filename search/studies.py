@@ -11,14 +11,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from scaletune.search.config import NAME_PATTERN, SHARED_DATABASE, StudyConfig, validate_study
 from scaletune.search.storage import (
-    READ_ERRORS,
-    cannot_read,
     make_storage,
     mask_url,
+    opened_to_read,
     sqlite_file_errors,
     sqlite_path,
 )
-from scaletune.trainer.errors import ConfigError, ScaletuneError, StudyStateError
+from scaletune.trainer.errors import ConfigError, StudyStateError
 
 
 def left_running(running: int, study: optuna.Study) -> str:
@@ -70,33 +69,30 @@ def open_study(cfg: StudyConfig, source: str | None = None,
     source = source or cfg.source
     url = cfg.storage_url
     shown = mask_url(url)
-    try:
-        database = sqlite_path(url)
-        if problems := sqlite_file_errors(url):  # a folder, an empty file, not a database
-            raise ConfigError(source, problems)
-        if database is not None and not database.is_file():
+    with opened_to_read(url, source):
+        try:
+            database = sqlite_path(url)
+            if problems := sqlite_file_errors(url):  # a folder, an empty file, not a database
+                raise ConfigError(source, problems)
+            if database is not None and not database.is_file():
+                key, run_first = _not_run(source)
+                there = _held_by_the_file(source, cfg)
+                raise ConfigError(source, [
+                    f"{key}no study {cfg.name!r}: its storage {shown} does not exist; "
+                    + (f"the study file's own storage, {there}, holds it: leave out --storage"
+                       if there else run_first)])
+            storage = make_storage(url, create=False)
+            study = optuna.load_study(study_name=cfg.name, storage=storage)
+        except KeyError:
+            names = optuna.get_all_study_names(storage)
             key, run_first = _not_run(source)
             there = _held_by_the_file(source, cfg)
             raise ConfigError(source, [
-                f"{key}no study {cfg.name!r}: its storage {shown} does not exist; "
-                + (f"the study file's own storage, {there}, holds it: leave out --storage"
-                   if there else run_first)])
-        storage = make_storage(url, create=False)
-        study = optuna.load_study(study_name=cfg.name, storage=storage)
-    except KeyError:
-        names = optuna.get_all_study_names(storage)
-        key, run_first = _not_run(source)
-        there = _held_by_the_file(source, cfg)
-        raise ConfigError(source, [
-            f"{key}no study named {cfg.name!r} in {shown}; studies there: "
-            f"{', '.join(names) or 'none'}; "
-            + (f"the study file's own storage, {there}, holds it: leave out --storage" if there
-               else f"{run_first}, or give the storage it ran on with --storage")
-        ]) from None
-    except ScaletuneError:  # ours, raised above (a ConfigError is a ValueError too)
-        raise
-    except READ_ERRORS as e:
-        raise ConfigError(source, [cannot_read(e, url, "cannot open")]) from None
+                f"{key}no study named {cfg.name!r} in {shown}; studies there: "
+                f"{', '.join(names) or 'none'}; "
+                + (f"the study file's own storage, {there}, holds it: leave out --storage" if there
+                   else f"{run_first}, or give the storage it ran on with --storage")
+            ]) from None
 
     notes: list[str] = []
     stored = study.user_attrs.get("config")
@@ -165,7 +161,7 @@ def study_named(name: str, url: str | None) -> tuple[optuna.Study, str]:
         raise ConfigError(name, [f"no such study file, and {problems[0]}"])
     if database is not None and not database.is_file():
         raise ConfigError(name, [f"no such study file, and the storage {shown} does not exist"])
-    try:
+    with opened_to_read(url, name):
         storage = make_storage(url, create=False)
         names = optuna.get_all_study_names(storage)
         if name not in names:
@@ -173,10 +169,6 @@ def study_named(name: str, url: str | None) -> tuple[optuna.Study, str]:
                 f"no such study file, and no study of that name in {shown}; studies there: "
                 f"{', '.join(names) or 'none'}"])
         return optuna.load_study(study_name=name, storage=storage), url
-    except ScaletuneError:  # ours, raised above (a ConfigError is a ValueError too)
-        raise
-    except READ_ERRORS as e:
-        raise ConfigError(name, [cannot_read(e, url, "cannot open")]) from None
 
 
 def _not_run(source: str) -> tuple[str, str]:
