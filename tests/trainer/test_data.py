@@ -1,5 +1,6 @@
 import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -489,15 +490,24 @@ def test_validation_text_given_apart_is_held_out_whole_and_the_training_text_tra
         .startswith("data.val_path: ")
 
 
+def saved_with_validation(tmp_path: Path, name: str, validation: dict[str, list]) -> DataConfig:
+    """A DatasetDict saved with save_to_disk as tmp_path/name: a train split of four documents
+    and a validation split of the columns ``validation``, read with val_split."""
+    import datasets
+
+    datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"text": ["train text " * 50] * 4}),
+        "validation": datasets.Dataset.from_dict(validation)}).save_to_disk(str(tmp_path / name))
+    return DataConfig(source="hf", dataset=str(tmp_path / name), val_split="validation",
+                      cache_dir=str(tmp_path / "cache"))
+
+
 def test_a_split_of_a_saved_dataset_is_held_out_for_validation(tmp_path, monkeypatch):
     import datasets
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    cfg = saved_with_validation(tmp_path, "splits", {"text": ["held out " * 50]})
     one = datasets.Dataset.from_dict({"text": ["train text " * 50] * 4})
-    datasets.DatasetDict({"train": one, "validation": datasets.Dataset.from_dict(
-        {"text": ["held out " * 50]})}).save_to_disk(str(tmp_path / "splits"))
-    cfg = DataConfig(source="hf", dataset=str(tmp_path / "splits"), val_split="validation",
-                     cache_dir=str(tmp_path / "cache"))
     data = prepare_data(cfg, block_size=32)
     assert bytes(data.val.astype(np.uint8)) == ("held out " * 50).encode()
     assert len(data.train) == 4 * len("train text " * 50) + 3 * 2  # every document, separators
@@ -601,11 +611,7 @@ def test_what_is_wrong_with_a_saved_datasets_validation_split_names_that_split(
     from scaletune.trainer.data import column_problem
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
-    train = datasets.Dataset.from_dict({"text": ["train text " * 50] * 4})
-    datasets.DatasetDict({"train": train, "validation": datasets.Dataset.from_dict(
-        {"body": ["held out " * 50]})}).save_to_disk(str(tmp_path / "nocol"))
-    cfg = DataConfig(source="hf", dataset=str(tmp_path / "nocol"), val_split="validation",
-                     cache_dir=str(tmp_path / "cache"))
+    cfg = saved_with_validation(tmp_path, "nocol", {"body": ["held out " * 50]})
     # It read "'text' is not a column of '.../nocol'", which the training split has.
     said = (f"data.text_column: 'text' is not a column of the split 'validation' of "
             f"{str(tmp_path / 'nocol')!r} (data.val_split), which has ['body']")
@@ -613,16 +619,15 @@ def test_what_is_wrong_with_a_saved_datasets_validation_split_names_that_split(
     with pytest.raises(DataError, match=re.escape(said)):
         prepare_data(cfg, block_size=32)
     # An empty split: `datasets` cannot load the folder at all (an IndexError from inside it).
-    datasets.DatasetDict({"train": train, "validation": datasets.Dataset.from_dict(
-        {"text": []})}).save_to_disk(str(tmp_path / "empty"))
-    empty = cfg.model_copy(update={"dataset": str(tmp_path / "empty")})
+    empty = saved_with_validation(tmp_path, "empty", {"text": []})
     said = (f"data.val_split: the split 'validation' of the saved dataset "
             f"{str(tmp_path / 'empty')!r} holds no rows")
     assert column_problem(empty) == said
     with pytest.raises(DataError, match=re.escape(said)):
         prepare_data(empty, block_size=32)
     # A split named for a dataset saved without splits was ignored: it read the whole dataset.
-    train.save_to_disk(str(tmp_path / "one"))
+    datasets.Dataset.from_dict({"text": ["train text " * 50] * 4}).save_to_disk(
+        str(tmp_path / "one"))
     one = DataConfig(source="hf", dataset=str(tmp_path / "one"), split="test",
                      cache_dir=str(tmp_path / "cache"))
     with pytest.raises(DataError, match=r"^data.split: 'test' names a split, and .* is one "
