@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 from scaletune.trainer.config import TrainConfig, flat_keys
+from scaletune.trainer.distributed import draw_apart
 from scaletune.trainer.errors import SetupError
 from scaletune.trainer.record import METRICS
 
@@ -108,6 +110,7 @@ def save_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: to
     on_rank_0 = StateDictOptions(full_state_dict=True, cpu_offload=True)
     model_state = get_model_state_dict(model, options=on_rank_0)
     optim_state = get_optimizer_state_dict(model, optimizers, options=on_rank_0)
+    ranks = _rng_of_ranks()
     if not lead:
         return
     ckpt = {
@@ -115,8 +118,7 @@ def save_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: to
         "optimizers": optim_state,
         "progress": progress,
         "grad_stats": grad_stats,
-        "rng": {"torch": torch.get_rng_state(), "data": data_rng.get_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+        "rng": {**_own_rng(), "data": data_rng.get_state(), "ranks": ranks},
         "config": config.model_dump(mode="json"),
         "fingerprint": fingerprint,
     }
@@ -174,11 +176,32 @@ def load_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: to
             opt.load_state_dict(state)
     else:
         set_optimizer_state_dict(model, optimizers, ckpt["optimizers"], options=whole)
-    torch.set_rng_state(ckpt["rng"]["torch"])
     data_rng.set_state(ckpt["rng"]["data"])
-    if ckpt["rng"]["cuda"]:
-        torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    ranks = ckpt["rng"].get("ranks") or [ckpt["rng"]]  # one process wrote it (or an older one)
+    if rank < len(ranks):
+        torch.set_rng_state(ranks[rank]["torch"])
+        if ranks[rank]["cuda"]:
+            torch.cuda.set_rng_state_all(ranks[rank]["cuda"])
+    else:  # written by fewer processes than resume it
+        draw_apart(config.seed, rank, ckpt["progress"]["step"])
     return ckpt["progress"], ckpt["grad_stats"]
+
+
+def _own_rng() -> dict[str, Any]:
+    """This process's RNG states: dropout's masks draw from them."""
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _rng_of_ranks() -> list[dict[str, Any]]:
+    """Every process's RNG states, on rank 0 (a collective; each draws its own dropout masks,
+    distributed.draw_apart); empty in a single process and on the other ranks."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return []
+    gathered: list[Any] | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(_own_rng(), gathered, dst=0)
+    return gathered or []
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:

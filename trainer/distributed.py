@@ -104,6 +104,19 @@ def data_parallel(model: torch.nn.Module, world: int, parallel: str) -> torch.nn
     return model
 
 
+def draw_apart(seed: int, rank: int, step: int = 0) -> None:
+    """Give this process its own stream of random draws (dropout's masks) from here on.
+
+    Every process builds the model from the run's seed, so the weights start alike; but the masks
+    drawn after that would be the same on every process too, each applied to its own slice of
+    the batch (one mask where there should be ``world``). Rank 0 keeps the stream of a
+    single-process run. ``step``: a resumed process whose checkpoint holds no state of its rank
+    (written by fewer processes) starts a stream of its own there, not the one it began with.
+    """
+    if rank or step:
+        torch.manual_seed(hash((seed, rank, step)) % 2**63)
+
+
 def full_tensor(t: torch.Tensor) -> torch.Tensor:
     """A plain tensor of ``t``'s whole value: the gradient norm of a sharded model is a DTensor.
 

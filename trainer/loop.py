@@ -40,6 +40,7 @@ from scaletune.trainer.distributed import (
     agree,
     data_parallel,
     device_for,
+    draw_apart,
     full_tensor,
     local_batch,
     local_world,
@@ -352,6 +353,7 @@ def _set_up(config: TrainConfig, resume: bool, data_fingerprint: str | None = No
         cpu_kernels = ({"matmul": matmul} if dtype == torch.float32 else
                        {"attention": "float32" if float32_attention else "bfloat16"})
     trained = data_parallel(model, world, config.parallel)  # before the optimizers: fsdp shards
+    draw_apart(config.seed, rank)
     optimizers = build_optimizers(model, config.optim, device,
                                   sharded=config.parallel == "fsdp" and world > 1)
     return _Run(

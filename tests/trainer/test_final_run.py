@@ -131,6 +131,35 @@ def test_a_checkpoint_of_two_sharded_processes_resumes_on_one(tmp_path, shakespe
     assert b == pytest.approx(a, abs=2e-4)
 
 
+RNG_AT = STOP_AT + """
+import os, hashlib, pathlib, torch
+state = hashlib.md5(torch.get_rng_state().numpy().tobytes()).hexdigest()
+pathlib.Path(sys.argv[1]).with_name(f"rng-{os.environ['RANK']}.txt").write_text(state)
+"""
+
+
+def test_each_process_draws_its_own_dropout_masks_and_resumes_them(tmp_path, shakespeare):
+    # Every process drew the same masks, each on its own slice of the batch: one mask where
+    # there should be two. And a resume restored rank 0's RNG state on every rank.
+    model = {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 32, "dropout": 0.2}
+    whole = _config(tmp_path, shakespeare, "whole", model=model)
+    assert _train(whole, "--nproc-per-node", "2").returncode == 0
+    parts = _config(tmp_path, shakespeare, "parts", model=model)
+    script = tmp_path / "rng_at.py"
+    script.write_text(RNG_AT)
+    stopped = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                              "--nproc-per-node=2", str(script), str(parts), "2048"],
+                             cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    drawn = [(tmp_path / f"rng-{rank}.txt").read_text() for rank in (0, 1)]
+    assert drawn[0] != drawn[1]  # the two processes' streams after the same steps
+    resumed = _train(parts, "--resume", "--nproc-per-node", "2")
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = _evals(tmp_path / "whole"), _evals(tmp_path / "parts")
+    assert len(a) == len(b) == 3 and a[-1] < a[0]
+    assert b == pytest.approx(a, abs=1e-6)  # each rank went on with its own stream
+
+
 def test_two_machines_meet_at_the_rendezvous_endpoint(tmp_path, shakespeare):
     # Two "machines" on loopback, one process each: what --nnodes 2 runs on every node, with
     # its own --node-rank. Node 0 holds rank 0, which writes the run folder.
