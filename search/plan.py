@@ -432,7 +432,10 @@ class TrialRun:
             return "continue"
         self.trial.report(value, step)
         self.last_step = step
-        if not self.prunable:
+        if not self.prunable or tokens >= self.config.tokens:
+            # The trainer's last evaluation (its steps overshoot the budget): nothing is left to
+            # save, and a "prune" there would be ignored while the pruner recorded a stop on a
+            # trial that completes (a budget off the grid puts it at a grid point below).
             return "continue"
         # Pruners that read every trial (successive halving, Hyperband: the rungs of the running
         # ones too) read them from the driver, not the storage (DriverStudy).

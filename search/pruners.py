@@ -210,16 +210,18 @@ class PredictedFinalPruner(BasePruner):
         # of them (26 ms a report with 100 complete trials, read again each time).
         self._curves: dict[tuple, tuple[np.ndarray, np.ndarray] | None] = {}
         self._tabled: _Curves | None = None
-        self._minimizes: set[int] = set()  # studies seen to minimize one value
+        self._minimizes: set[tuple[int, int]] = set()  # studies seen to minimize one value
 
     def prune(self, study: Study, trial: FrozenTrial) -> bool:
-        if study._study_id not in self._minimizes and study.directions != [StudyDirection.MINIMIZE]:
+        # By storage too: every in-memory storage numbers its first study 0.
+        seen = (id(study._storage), study._study_id)
+        if seen not in self._minimizes and study.directions != [StudyDirection.MINIMIZE]:
             # A maximized value was judged as a loss: the best trials were the ones stopped.
             raise ValueError(
                 "PredictedFinalPruner predicts a loss at the end of the run, and takes a study "
                 "that minimizes one value (direction='minimize'); this study's directions are "
                 f"{[d.name.lower() for d in study.directions]}")
-        self._minimizes.add(study._study_id)  # asked once: the storage is read for it
+        self._minimizes.add(seen)  # asked once: the storage is read for it
         step = trial.last_step
         if step is None or step < self._n_warmup_steps or step >= self._budget:
             return False
@@ -232,7 +234,7 @@ class PredictedFinalPruner(BasePruner):
         if prediction is None:
             return False
         kth_best = float(np.partition(table.values, self._rank - 1)[self._rank - 1])
-        if prediction.low <= kth_best * (1 + floor):
+        if not prediction.low > kth_best * (1 + floor):  # NaN, from a k-th best of inf: keep it
             return False
         if self._leading and self.is_leading(table, self.drops(trial, table)):
             return False
@@ -353,14 +355,14 @@ class PredictedFinalPruner(BasePruner):
 
     def _curve(self, t: FrozenTrial) -> tuple[np.ndarray, np.ndarray] | None:
         """(progress, log loss) of complete trial ``t``'s evaluations, in order; None without a
-        final value or a finite evaluation. Kept by trial and its end: a finished trial's curve
-        does not change."""
+        positive final value or a finite evaluation. Kept by trial and its end: a finished
+        trial's curve does not change."""
         key = (t._trial_id, t.number, t.value, t.last_step)
         if key not in self._curves:
             points = sorted((self._progress(t, s), v) for s, v in t.intermediate_values.items()
                             if math.isfinite(v) and v > 0)
-            if t.value is None or not points:
-                self._curves[key] = None
+            if t.value is None or not (math.isfinite(t.value) and t.value > 0) or not points:
+                self._curves[key] = None  # no loss to end at (a value told by hand: inf, 0)
             else:
                 at, loss = zip(*points, strict=True)
                 self._curves[key] = (np.array(at), np.log(loss))

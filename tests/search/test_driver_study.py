@@ -9,6 +9,7 @@ import random
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -211,7 +212,8 @@ def _halving_run(study: optuna.Study) -> list[tuple[int, int, bool]]:
         while len(running) < 8 and started < 40:
             trial = study.ask()
             quality[trial.number] = rng.uniform(0.0, 1.0)
-            running.append(TrialRun(trial, {}, None, every=1, pruner_name="halving"))
+            running.append(TrialRun(trial, {}, SimpleNamespace(tokens=9), every=1,
+                                    pruner_name="halving"))
             started += 1
         for run in list(running):
             step = max(run.last_step, 0) + 1  # last_step is -1 before the first report

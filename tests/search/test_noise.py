@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -168,11 +169,12 @@ def test_the_predicted_pruner_reads_its_floor_from_the_repeats():
 def test_a_repeat_is_never_pruned_and_its_retry_keeps_its_seed(tmp_path, shakespeare):
     study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=1.0))
     cfg = validate_study(tiny_study(tmp_path, shakespeare))
-    ordinary = TrialRun(study.ask({"x": X}), {}, None, 100, "threshold")
+    ordinary = TrialRun(study.ask({"x": X}), {}, SimpleNamespace(tokens=1000), 100, "threshold")
     assert ordinary.report(100, 5.0) == "prune"
     study.enqueue_trial({"x": 0.3}, user_attrs={REPEAT_OF: 0, TRAIN_SEED: 4})
     trial = study.ask({"x": X})
-    repeat = TrialRun(trial, {}, None, 100, "threshold", prunable=False)
+    repeat = TrialRun(trial, {}, SimpleNamespace(tokens=1000), 100, "threshold",
+                      prunable=False)
     assert repeat.report(100, 5.0) == "continue"
     assert study.trials[trial.number].intermediate_values == {100: 5.0}  # still recorded
     # Its worker died: the re-run is the same repeat, with the same seed.
@@ -221,7 +223,7 @@ def test_run_repeat_best_plans_its_repeats_first_or_after_the_search(tmp_path, c
 
     path, cfg = study_file(tmp_path)
     assert main(["run", str(path), "--repeat-best", "-1"]) == 2
-    assert "--repeat-best: must be >= 0 repeats (got -1)" in capsys.readouterr().out
+    assert "--repeat-best: must be >= 0 repeats (got -1)" in capsys.readouterr().err
     # No study yet, or none of its trials complete: the repeats come after the search (it was
     # refused, "run it first": a search and its repeats took two launches).
     assert main(["run", str(path), "--repeat-best", "2", "--dry-run"]) == 0

@@ -89,6 +89,61 @@ def test_a_study_that_maximizes_is_refused_by_name():
         trial.should_prune()
 
 
+def test_a_pruner_used_again_on_another_in_memory_study_still_refuses_maximize():
+    # Each in-memory storage numbers its first study 0: the check, kept by study id, was skipped.
+    pruner = PredictedFinalPruner(BUDGET)
+    first = optuna.create_study(pruner=pruner).ask()
+    first.report(1.0, 100)
+    assert not first.should_prune()
+    trial = optuna.create_study(direction="maximize", pruner=pruner).ask()
+    trial.report(1.0, 100)
+    with pytest.raises(ValueError, match="takes a study that minimizes one value"):
+        trial.should_prune()
+
+
+@pytest.mark.parametrize("told", [math.inf, 0.0, -1.0])
+def test_a_complete_trial_told_a_value_that_is_no_loss_is_left_out_of_the_curves(study, told):
+    # Told inf, every trial was stopped, the best on its way included (its prediction NaN);
+    # told 0 or less, should_prune raised a math domain error. (A value told by hand: the
+    # runner tells only finite losses.)
+    run(study, {**curve(2.0, 2.0), BUDGET: told})
+    good = run(study, curve(1.9, 2.0))  # no error; the best so far, but for a best told 0
+    expected = TrialState.COMPLETE if told > 0 else TrialState.PRUNED
+    assert study.trials[good.number].state == expected
+    bad = run(study, curve(6.0, 2.0))
+    assert study.trials[bad.number].state == TrialState.PRUNED
+    assert math.isfinite(study.trials[bad.number].user_attrs["predicted_final_loss_low"])
+
+
+def test_the_last_evaluation_of_a_budget_off_the_grid_asks_no_pruner():
+    # The trainer's last evaluation overshoots the budget; on the grid below it (a budget that
+    # is no multiple of the interval) the pruner was asked, answered "prune", which the trainer
+    # ignores at its last step, and recorded a stop on a trial that then completed.
+    from types import SimpleNamespace
+
+    from scaletune.search.plan import TrialRun
+
+    budget, every, per_step = 1_003, 100, 96  # 11 steps: 1,056 tokens, grid point 1,000
+    study = optuna.create_study(pruner=PredictedFinalPruner(budget, n_startup_trials=2))
+
+    def trial_run(early: float, final: float) -> tuple[list[str], optuna.trial.FrozenTrial]:
+        r = TrialRun(study.ask(), {}, SimpleNamespace(tokens=budget), every, "predicted")
+        steps = math.ceil(budget / per_step)
+        answers = [r.report(k * per_step, early * (1 + 0.5 * (1 - k / steps)))
+                   for k in range(1, steps)]
+        answers.append(r.report(steps * per_step, final))
+        study.tell(r.trial, final)
+        return answers, study.trials[-1]
+
+    trial_run(2.0, 2.0)
+    trial_run(2.1, 2.1)
+    answers, last = trial_run(2.0, 4.0)  # as good as the best until its last evaluation
+    assert 1000 in last.intermediate_values  # reported all the same
+    assert set(answers) == {"continue"}
+    assert not set(PREDICTION_ATTRS) & set(last.user_attrs)
+    assert study.pruner.stopped_on(last.number) is None
+
+
 @pytest.mark.parametrize("progress", ["tokens", "lr_area"])
 def test_the_pruner_pickles_and_decides_as_before(study, progress):
     # As a pruner handed to Optuna's own tools may be; the default progress was a lambda.
