@@ -35,8 +35,10 @@ if TYPE_CHECKING:
 EXIT_BAD_INPUT = 2
 
 
-def _errors(console: Console, e: ScaletuneError) -> int:
-    """Print any error of ours as its lines alone (no traceback); exit code 2."""
+def _errors(e: ScaletuneError) -> int:
+    """Print any error of ours as its lines alone (no traceback), to standard error, so that
+    what a command prints for scripts (``best --json > file``) never holds one; exit code 2."""
+    console = make_console(stderr=True)
     lines = getattr(e, "errors", None) or [str(e)]
     source = getattr(e, "source", None)  # the file, or the option, at fault; none: the command
     if isinstance(e, StudyStateError):  # the file is right; its study cannot give what is asked
@@ -212,7 +214,7 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
         try:
             kind, notes = validate_file(path)
         except ConfigError as e:  # the next files are checked all the same
-            status = _errors(console, e)
+            status = _errors(e)
             continue
         console.print(f"{path}: ok{f' ({kind})' if kind != 'study' else ''}", highlight=False)
         for note in notes:
@@ -461,10 +463,11 @@ def cmd_studies(args: argparse.Namespace, console: Console) -> int:
         # The default storage of the study files in this folder.
         here = Path("runs") / "studies.db"
         if not here.is_file():
-            console.print(f"scaletune studies: no {here} in this folder, where its study files "
-                          "keep their studies by default: give a study file (the studies in "
-                          "its storage) or --storage URL", highlight=False, markup=False)
-            return 2
+            make_console(stderr=True).print(
+                f"scaletune studies: no {here} in this folder, where its study files keep their "
+                "studies by default: give a study file (the studies in its storage) or "
+                "--storage URL", highlight=False, markup=False)
+            return EXIT_BAD_INPUT
         args.storage = f"sqlite:///{here.resolve()}"
     url = args.storage or study_or_target(args.study).storage_url
     return list_studies(url, console)
@@ -725,9 +728,9 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + getattr(e, "signum", signal.SIGINT)
     except DataError as e:  # the data of the file the command was given
         study = getattr(args, "study", None)
-        return _errors(console, ConfigError(study, [str(e)]) if isinstance(study, str) else e)
+        return _errors(ConfigError(study, [str(e)]) if isinstance(study, str) else e)
     except ScaletuneError as e:
-        return _errors(console, e)
+        return _errors(e)
 
 
 if __name__ == "__main__":

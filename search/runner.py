@@ -832,9 +832,15 @@ def _write_failed(
     text = str(cause).strip()
     detail = scrub(text.splitlines()[0], cfg.storage_url) if text else type(cause).__name__
     again = f"; trials {sorted(running)} were stopped and will run again" if running else ""
-    fix = ("Free some disk space" if sqlite_path(cfg.storage_url) is not None or
-           what == "a write" else "Bring the database server back (is it up, and reachable "
-           "from here?)")
+    database = sqlite_path(cfg.storage_url)
+    if database is not None and not database.exists():  # deleted, or its folder, as it ran
+        return StorageError(mask_url(cfg.storage_url), [
+            f"the study stopped: {what} failed: {detail}. The storage file {database} is no "
+            "longer there (deleted while the study ran?), and the trials it held went with it. "
+            "Restore it to resume the study, or run the same command to start it again."
+        ])
+    fix = ("Free some disk space" if database is not None or what == "a write" else
+           "Bring the database server back (is it up, and reachable from here?)")
     return StorageError(mask_url(cfg.storage_url), [
         f"the study stopped: {what} failed: {detail}. The storage keeps every trial finished "
         f"before the failure{again}. {fix}, then run the same command to resume."

@@ -157,7 +157,7 @@ def test_bad_study_file(tmp_path, shakespeare, capsys, case, key, value, expecte
     _set(study, key, value)
     path = write_study(tmp_path, study)
     code = main(["run", str(path)])
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert code == 2, out
     assert expected in out, out
     # Nothing was written: no storage, no study folder content.
@@ -170,7 +170,7 @@ def test_all_errors_are_reported_at_once(tmp_path, shakespeare, capsys):
     study["n_trials"] = "many"
     study["search"]["dropout"] = {"choices": []}
     code = main(["validate", str(write_study(tmp_path, study))])
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert code == 2
     assert "3 error(s)" in out
     for key in ("epochs", "n_trials", "search.dropout"):
@@ -198,7 +198,7 @@ def test_missing_data_file_names_the_path(tmp_path, shakespeare, capsys):
     study = tiny_study(tmp_path, shakespeare)
     study["data"]["path"] = str(tmp_path / "nowhere.txt")
     code = main(["run", str(write_study(tmp_path, study))])
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert code == 2
     assert "data.path" in out and "nowhere.txt" in out
     assert not (tmp_path / "study" / "study.db").exists()
@@ -208,7 +208,7 @@ def test_unreachable_storage_is_named_without_its_password(tmp_path, shakespeare
     study = tiny_study(tmp_path, shakespeare)
     study["storage"] = "postgresql://scaletune:hunter2@127.0.0.1:1/studies"
     code = main(["run", str(write_study(tmp_path, study))])
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert code == 2
     assert "storage: cannot open postgresql://scaletune:***@127.0.0.1:1/studies" in out
     assert "hunter2" not in out
@@ -218,17 +218,17 @@ def test_yaml_syntax_error_and_non_mapping(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [unclosed\n")
     assert main(["validate", str(bad)]) == 2
-    assert "not valid YAML" in capsys.readouterr().out
+    assert "not valid YAML" in capsys.readouterr().err
     bad.write_text("- a\n- b\n")
     assert main(["validate", str(bad)]) == 2
-    assert "top level must be a mapping" in capsys.readouterr().out
+    assert "top level must be a mapping" in capsys.readouterr().err
 
 
 def test_yaml_is_loaded_safely(tmp_path, capsys):
     evil = tmp_path / "evil.yaml"
     evil.write_text("name: !!python/object/apply:os.system ['echo pwned']\n")
     assert main(["validate", str(evil)]) == 2
-    assert "not valid YAML" in capsys.readouterr().out
+    assert "not valid YAML" in capsys.readouterr().err
 
 
 def test_read_only_study_folder_is_refused_before_any_trial(tmp_path, shakespeare, capsys):
@@ -245,7 +245,7 @@ def test_read_only_study_folder_is_refused_before_any_trial(tmp_path, shakespear
         target = ro / "study"
     study = tiny_study(tmp_path, shakespeare, study_dir=str(target))
     code = main(["run", str(write_study(tmp_path, study))])
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert code == 2
     assert "study_dir: cannot write to" in out
 
@@ -267,7 +267,7 @@ def test_a_default_storage_folder_that_refuses_writes_is_refused_before_any_tria
         code = main(["run", str(path)])
     finally:
         subprocess.run(["chattr", "-i", str(runs)], check=True)
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     assert code == 2, out
     assert (f"study_dir: the default storage's folder: cannot write to {runs.resolve()}: "
             "Operation not permitted") in out, out
@@ -324,7 +324,7 @@ def test_resume_on_changed_data_is_refused_and_the_study_kept(tmp_path, shakespe
     capsys.readouterr()
     for command in (["validate", str(path)], ["run", str(path), "--dry-run"]):
         assert main(command) == 2
-        out = " ".join(capsys.readouterr().out.split())
+        out = " ".join(capsys.readouterr().err.split())
         assert (f"data: the study's trials trained on data {first} (" in out
                 and "training tokens), but the data now reads as " in out
                 and f"data.path {corpus}): its text or tokenizer changed" in out), out
@@ -337,7 +337,7 @@ def test_fit_on_a_study_that_never_ran_names_it(tmp_path, shakespeare, capsys):
     b = write_study(tmp_path, tiny_study(tmp_path, shakespeare, name="large",
                                          study_dir=str(tmp_path / "large")), "b.yaml")
     assert main(["fit", str(a), str(b), "-o", str(tmp_path / "laws.json")]) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "no study 'small'" in out and "run `scaletune run" in out and "Traceback" not in out
     assert not (tmp_path / "laws.json").exists()
 
@@ -357,7 +357,7 @@ def test_an_empty_or_corrupt_study_file_is_refused_and_kept(tmp_path, shakespear
     db.parent.mkdir(parents=True)
     db.write_bytes(content)
     code = main(["run", str(write_study(tmp_path, study))])
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     # Not taken for a new study, not reported as a full disk: named, with what to do.
     assert code == 2, out
     assert expected in out and "free some disk space" not in out.lower()
@@ -382,7 +382,7 @@ def test_a_study_file_cut_short_is_refused_and_kept(tmp_path, shakespeare, capsy
     cut = db.read_bytes()
     # It was a traceback from SQLAlchemy, exit 1.
     assert main(["run", str(path)]) == 2
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     assert "database disk image is malformed" in out and "Traceback" not in out, out
     assert db.read_bytes() == cut
 
@@ -406,7 +406,7 @@ def test_the_readers_refuse_a_storage_that_is_a_folder_or_empty_and_keep_it(tmp_
             (["show", "tiny", "--storage", "sqlite:///runs/a.db"], empty),
             (["best", "tiny", "--storage", "sqlite:///runs/a.db"], empty)]:
         assert main(command) == 2, command
-        out = " ".join(capsys.readouterr().out.split())
+        out = " ".join(capsys.readouterr().err.split())
         assert expected in out, (command, out)
     assert (tmp_path / "runs" / "a.db").read_bytes() == b""
 
@@ -429,7 +429,7 @@ def test_a_study_no_trial_could_run_is_refused_before_ray(tmp_path, shakespeare,
     study = tiny_study(tmp_path, shakespeare, **overrides)
     path = str(write_study(tmp_path, study))
     code = main(["run", path])
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     assert code == 2, out
     assert expected in out
     # Nothing was written, and no empty study folder is left behind.
@@ -438,7 +438,7 @@ def test_a_study_no_trial_could_run_is_refused_before_ray(tmp_path, shakespeare,
         # and --dry-run too
         for command in (["validate", path], ["run", path, "--dry-run"]):
             assert main(command) == 2
-            assert expected in " ".join(capsys.readouterr().out.split())
+            assert expected in " ".join(capsys.readouterr().err.split())
 
 
 def test_an_empty_data_file_names_the_path_and_leaves_nothing(tmp_path, shakespeare, capsys):
@@ -447,7 +447,7 @@ def test_an_empty_data_file_names_the_path_and_leaves_nothing(tmp_path, shakespe
     empty.write_bytes(b"")
     study["data"]["path"] = str(empty)
     code = main(["run", str(write_study(tmp_path, study))])
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     assert code == 2, out
     assert f"data.path {empty}: the data holds no text (0 tokens)" in out
     assert not (tmp_path / "study").exists()
@@ -469,13 +469,13 @@ def test_a_data_file_with_nothing_to_learn_is_refused_not_trained_to_loss_zero(
     blank.write_text(text)
     study["data"]["path"] = str(blank)
     code = main(["run", str(write_study(tmp_path, study))])
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     assert code == 2, out
     assert f"data.path {blank}: {expected}" in out
     assert not (tmp_path / "study").exists()
     # validate finds it too (it said ok).
     assert main(["validate", str(write_study(tmp_path, study))]) == 2
-    assert f"data.path {blank}: {expected}" in " ".join(capsys.readouterr().out.split())
+    assert f"data.path {blank}: {expected}" in " ".join(capsys.readouterr().err.split())
     # Two characters are text enough to be left to the user.
     blank.write_text("ab" * 50_000)
     assert main(["validate", str(write_study(tmp_path, study))]) == 0
@@ -499,7 +499,7 @@ def test_data_too_small_to_train_is_an_error_of_every_planning_command(
     path = str(write_study(tmp_path, study))
     for command in (["validate", path], ["run", path, "--dry-run"], ["run", path]):
         assert main(command) == 2, command
-        out = " ".join(capsys.readouterr().out.split())
+        out = " ".join(capsys.readouterr().err.split())
         assert f"1 error(s) in {path}: " in out and expected in out, (command, out)
     assert main(["priors", path]) == 0  # the priors of its model and budget
     assert not (tmp_path / "study").exists()
@@ -514,7 +514,7 @@ def test_a_token_cache_folder_that_cannot_be_made_names_its_setting(tmp_path, sh
     # It was "data.path: [Errno 17] File exists" from run, and ok from validate.
     for command in (["validate", path], ["run", path, "--dry-run"], ["run", path]):
         assert main(command) == 2, command
-        out = " ".join(capsys.readouterr().out.split())
+        out = " ".join(capsys.readouterr().err.split())
         assert (f"$SCALETUNE_CACHE '{blocker}': cannot make the token cache's folder there (File "
                 "exists): give a writable folder as data.cache_dir or $SCALETUNE_CACHE") in out, out
     assert not (tmp_path / "study").exists()
@@ -580,12 +580,12 @@ def test_validate_checks_every_file_after_a_bad_tokenizer_file(tmp_path, shakesp
     second = write_study(tmp_path, {**study, "data": {**study["data"], "tokenizer": "gpt3"}},
                          "second.yaml")
     assert main(["validate", str(first), str(second)]) == 2
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     # Each file's error under its name; the second file is checked too.
     assert f"1 error(s) in {first}: data.tokenizer: '{bad}' is not a tokenizer file" in out
     assert f"in {second}:" in out and "gpt3" in out
     assert main(["priors", str(first)]) == 2
-    assert f"1 error(s) in {first}: data.tokenizer:" in " ".join(capsys.readouterr().out.split())
+    assert f"1 error(s) in {first}: data.tokenizer:" in " ".join(capsys.readouterr().err.split())
 
 
 def test_a_compiled_study_without_a_cpp_compiler_is_refused_before_it_starts(tmp_path, shakespeare):
@@ -631,7 +631,7 @@ def test_validate_says_when_a_weight_decay_range_reads_as_tau(tmp_path, shakespe
     path = str(write_study(tmp_path, study))
     for command in (["validate", path], ["run", path, "--dry-run"]):
         assert main(command) == 2
-        out = flat(capsys.readouterr().out)
+        out = flat(capsys.readouterr().err)
         assert ("search.weight_decay: a range of [0.001, 0.2] reads as tau = B/(eta*lambda*D), "
                 "weight decay's timescale in runs (as: tau, the default), at most 1") in out, out
         assert "write as: lambda; if tau is, write as: tau" in out
@@ -656,7 +656,7 @@ def test_a_value_out_of_bounds_is_reported_with_the_files_other_errors(tmp_path,
     study["model"]["colour"] = "red"
     study["search"]["dropout"] = {"low": 0.0, "high": 1.5}
     assert main(["validate", str(write_study(tmp_path, study))]) == 2
-    out = flat(capsys.readouterr().out)
+    out = flat(capsys.readouterr().err)
     assert "2 error(s)" in out and "model.colour: unknown key" in out
     assert "search.dropout: 1.5 is not allowed, expected a dropout rate in [0, 0.95]" in out
 
@@ -666,7 +666,7 @@ def test_validate_finds_a_tokenizer_that_does_not_exist(tmp_path, shakespeare, c
     study = tiny_study(tmp_path, shakespeare)
     study["data"]["tokenizer"] = "cl100k"
     code = main(["validate", str(write_study(tmp_path, study))])
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert code == 2
     assert "data.tokenizer: unknown tokenizer 'cl100k'" in out
     assert "cl100k_base" in out  # the encodings it could mean are listed
@@ -682,7 +682,7 @@ def test_validate_finds_text_that_is_not_utf8_and_a_missing_text_column(tmp_path
     path = write_study(tmp_path, study)
     for command in (["validate", str(path)], ["run", str(path), "--dry-run"], ["run", str(path)]):
         assert main(command) == 2
-        assert f"data.path: {str(latin)!r} is not UTF-8 text" in capsys.readouterr().out
+        assert f"data.path: {str(latin)!r} is not UTF-8 text" in capsys.readouterr().err
     table = tmp_path / "table.csv"
     table.write_text("title,body\n" + "".join(f"t{i},some text {i}\n" for i in range(2_000)))
     study = tiny_study(tmp_path, shakespeare)
@@ -691,7 +691,7 @@ def test_validate_finds_text_that_is_not_utf8_and_a_missing_text_column(tmp_path
     path = write_study(tmp_path, study)
     assert main(["validate", str(path)]) == 2
     assert ("data.text_column: 'text' is not a column of 'csv', which has ['title', 'body']"
-            in capsys.readouterr().out)
+            in capsys.readouterr().err)
     study["data"]["text_column"] = "body"
     assert main(["validate", str(write_study(tmp_path, study))]) == 0
     records = tmp_path / "records.jsonl"
@@ -699,7 +699,7 @@ def test_validate_finds_text_that_is_not_utf8_and_a_missing_text_column(tmp_path
     study["data"] = {"source": "hf", "dataset": "json", "data_files": str(records),
                      "tokenizer": "byte"}
     assert main(["validate", str(write_study(tmp_path, study))]) == 2
-    assert "which has ['content']" in capsys.readouterr().out
+    assert "which has ['content']" in capsys.readouterr().err
 
 
 def test_validate_finds_json_lines_that_are_not_json_or_not_utf8(tmp_path, shakespeare, capsys):
@@ -717,7 +717,7 @@ def test_validate_finds_json_lines_that_are_not_json_or_not_utf8(tmp_path, shake
         study["data"] = {"source": "hf", "dataset": "json", "data_files": str(path),
                          "tokenizer": "byte"}
         assert main(["validate", str(write_study(tmp_path, study))]) == 2
-        assert said in " ".join(capsys.readouterr().out.split())
+        assert said in " ".join(capsys.readouterr().err.split())
 
 
 def test_validate_finds_a_text_column_of_numbers(tmp_path, shakespeare, capsys):
@@ -739,7 +739,7 @@ def test_validate_finds_a_text_column_of_numbers(tmp_path, shakespeare, capsys):
         study["data"] = {"source": "hf", "dataset": builder, "data_files": str(path),
                          "text_column": column, "tokenizer": "byte"}
         assert main(["validate", str(write_study(tmp_path, study))]) == 2
-        out = " ".join(capsys.readouterr().out.split())
+        out = " ".join(capsys.readouterr().err.split())
         assert (f"data.text_column: {column!r} of {builder!r} holds {kind} values" in out
                 and "not text: name a column of text (the columns: [" in out), out
         study["data"]["text_column"] = "body"
@@ -757,7 +757,7 @@ def test_a_ray_that_cannot_start_here_is_an_error_not_a_traceback(tmp_path, shak
     monkeypatch.setenv("RAY_TMPDIR", str(afile / "x"))
     path = write_study(tmp_path, tiny_study(tmp_path, shakespeare))
     assert main(["run", str(path)]) == 2
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     assert (f"Ray could not start a cluster on this machine for the trials: NotADirectoryError: "
             f"[Errno 20] Not a directory: '{afile / 'x'}'. Ray keeps its files under "
             f"{afile / 'x'}/ray (RAY_TMPDIR, set here): it must be a writable folder") in out, out
@@ -777,7 +777,7 @@ def test_a_fitted_laws_file_of_something_else_is_an_error_of_the_file_not_a_trac
     for command in (["validate", str(path), str(other)], ["run", str(path), "--dry-run"],
                     ["priors", str(path)], ["run", str(path)]):
         assert main(command) == 2, command
-        out = " ".join(capsys.readouterr().out.split())
+        out = " ".join(capsys.readouterr().err.split())
         assert f"in {path}: priors.fitted_file: {bad}: not a fitted-laws file this scaletune " \
                "reads" in out, out
     assert main(["validate", str(path), str(other)]) == 2
@@ -797,7 +797,7 @@ def test_a_range_narrowed_past_the_priors_names_the_file_and_the_prior(
     study["search"][key] = value
     path = write_study(tmp_path, study)
     assert main(["validate", str(path)]) == 2
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     assert f"1 error(s) in {path}: {expected}" in out, out
     assert "is an empty range: the prior's range here is [" in out
 
@@ -887,7 +887,7 @@ def test_validate_names_a_missing_data_file_beside_the_files_other_errors(tmp_pa
     study["data"]["path"] = str(tmp_path / "tinyshakespear.txt")
     path = write_study(tmp_path, study)
     assert main(["validate", str(path)]) == 2
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     assert "3 error(s)" in out and "n_trial: unknown key" in out, out
     assert f"data.path: file not found: '{tmp_path / 'tinyshakespear.txt'}'" in out, out
 
@@ -908,7 +908,7 @@ def test_validate_finds_a_storage_that_run_refuses(tmp_path, shakespeare, capsys
     path = str(write_study(tmp_path, tiny_study(tmp_path, shakespeare, storage=storage)))
     for command in (["validate", path], ["run", path, "--dry-run"], ["run", path]):
         assert main(command) == 2, command
-        out = " ".join(capsys.readouterr().out.split())
+        out = " ".join(capsys.readouterr().err.split())
         assert said in out and out.count(said) == 1, (command, out)
     assert not (tmp_path / "none").exists() and not (tmp_path / "study").exists()
 
@@ -943,7 +943,7 @@ def test_a_bad_searched_trainer_field_is_said_with_the_files_other_errors(tmp_pa
     study["search"]["other"] = {"optim.beta3": {"value": 0.9}, "model.norm": {"prior": "auto"}}
     path = write_study(tmp_path, study)
     assert main(["validate", str(path)]) == 2
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     # Rule: every error at once: the searched fields' came in a round of their own, once the
     # sampler's typo was fixed.
     assert f"3 error(s) in {path}" in out, out
@@ -985,7 +985,7 @@ def test_a_saved_dataset_beside_the_study_file_validates_and_dry_runs_from_any_f
     monkeypatch.chdir(elsewhere)
     assert main(["validate", str(path)]) == 2
     assert (f"data.text_column: 'content' is not a column of {str(home / 'corpus')!r}, which "
-            "has ['body']") in " ".join(capsys.readouterr().out.split())
+            "has ['body']") in " ".join(capsys.readouterr().err.split())
     study["data"]["text_column"] = "body"
     path = write_study(home, study)
     assert main(["validate", str(path)]) == 0

@@ -325,7 +325,7 @@ def test_a_training_config_given_to_a_study_command_says_to_train_it(tmp_path, c
                     "optim: {lr: 0.003}\ntokens: 2M\nbatch_size: 8\n")
     assert main([command, str(path)] + (["-o", str(tmp_path / "r")] if command == "report"
                                         else [])) == 2
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     assert "1 error(s)" in out and "unknown key" not in out and "Field required" not in out
     assert (f"a training config (optim, tokens, batch_size; no n_trials or tokens_per_trial), "
             f"not a study file: train it with `scaletune train {path}`") in out
@@ -338,14 +338,14 @@ def test_a_training_config_given_to_a_study_command_says_to_train_it(tmp_path, c
     typo = tmp_path / "typo.yaml"
     typo.write_text(path.read_text().replace("tokens:", "tokenz:"))
     assert main(["validate", str(typo)]) == 2
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     assert f"1 error(s) in {typo}: tokenz: unknown key" in out and "did you mean tokens?" in out
     # A study file that names its budget as a training config does is a study with a bad key.
     study = tmp_path / "study.yaml"
     study.write_text(QUICKSTART.read_text().replace("tokens_per_trial:", "tokens:"))
     assert main([command, str(study)] + (["-o", str(tmp_path / "r")] if command == "report"
                                          else [])) == 2
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     assert "tokens: unknown key" in out and "tokens_per_trial: Field required" in out
     assert "scaletune train" not in out
 

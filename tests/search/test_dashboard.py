@@ -142,11 +142,11 @@ def test_a_storage_alone_is_served_without_a_study_file(tmp_path, shakespeare, m
     missing = tmp_path / "nowhere.db"
     assert main(["dashboard", "--storage", f"sqlite:///{missing}"]) == 2
     assert f"storage: {missing} does not exist: no study has run there" in " ".join(
-        capsys.readouterr().out.split())
+        capsys.readouterr().err.split())
     assert not missing.exists()
     assert main(["dashboard"]) == 2
     assert "give a study YAML, or the storage to serve with --storage URL" in " ".join(
-        capsys.readouterr().out.split())
+        capsys.readouterr().err.split())
 
 
 def test_a_study_is_served_by_its_name_as_show_and_report_take_it(tmp_path, shakespeare,
@@ -162,7 +162,7 @@ def test_a_study_is_served_by_its_name_as_show_and_report_take_it(tmp_path, shak
         assert call("GET", f"{base}/dashboard/studies/{study_id}")[0] == 200
     assert [s["study_name"] for s in listing] == ["tiny"]
     assert main(["dashboard", "other", "--storage", url]) == 2
-    assert "no such study file, and no study of that name in" in capsys.readouterr().out
+    assert "no such study file, and no study of that name in" in capsys.readouterr().err
 
 
 def test_allow_writes_lets_the_dashboard_delete_the_study(tmp_path, shakespeare, monkeypatch):

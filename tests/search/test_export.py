@@ -277,7 +277,7 @@ def test_export_uses_the_config_the_study_ran_with(finished, tmp_path):
 def test_unknown_study_is_exit_2_and_creates_nothing(tmp_path, capsys):
     path, cfg = study_file(tmp_path)
     code = main(["export", str(path), "-o", str(tmp_path / "final.yaml")])
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err
     # Rule: a clear message and exit code 2; no storage file appears; nothing is written.
     assert code == 2
     assert "no study 'tiny'" in printed and "scaletune run" in printed
@@ -300,7 +300,7 @@ def test_a_database_that_is_no_optuna_storage_is_read_and_left_as_it_is(tmp_path
                     ["export", str(path), "--storage", url, "-o", str(tmp_path / "f.yaml")]):
         assert main(command) == 2, command
         assert (f"storage: cannot open {url} (is it an Optuna storage?): no such table: "
-                "version_info") in capsys.readouterr().out
+                "version_info") in capsys.readouterr().err
         with sqlite3.connect(mine) as db:
             assert db.execute("SELECT name FROM sqlite_master").fetchall() == [("mydata",)]
 
@@ -311,7 +311,7 @@ def test_unknown_study_name_in_an_existing_storage(finished, tmp_path, capsys):
     raw["name"] = "other"
     other = write_study(tmp_path, raw, name="other.yaml")
     code = main(["export", str(other), "-o", str(tmp_path / "final.yaml")])
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err
     # Rule: the message names the study and lists those that exist.
     assert code == 2
     assert "no study named 'other'" in printed and "tiny" in printed
@@ -323,7 +323,7 @@ def test_study_without_a_complete_trial_is_exit_2(tmp_path, capsys):
     add_trial(study, cfg, params(1e-3), 3.0, TrialState.PRUNED, trained=EVAL)
     add_trial(study, cfg, params(2e-3), 3.0, TrialState.FAIL, trained=EVAL)
     code = main(["export", str(path), "-o", str(tmp_path / "final.yaml")])
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err
     # Rule: no complete trial -> exit 2 with the states found.
     assert code == 2
     assert "no complete trial" in printed and "PRUNED" in printed
@@ -334,7 +334,7 @@ def test_study_without_a_complete_trial_is_exit_2(tmp_path, capsys):
 
 
 def printed_flat(capsys) -> str:
-    return " ".join(capsys.readouterr().out.split())
+    return " ".join(capsys.readouterr().err.split())
 
 
 def test_bad_model_keys_are_exit_2(finished, tmp_path, capsys):
@@ -342,16 +342,16 @@ def test_bad_model_keys_are_exit_2(finished, tmp_path, capsys):
     out = tmp_path / "final.yaml"
     # Rule: an unknown model key names the key and what is allowed.
     assert main(["export", str(path), "--model", "width=512", "-o", str(out)]) == 2
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err
     assert "--model width: unknown model key" in printed and "n_embd" in printed
     assert main(["export", str(path), "--model", "n_embed=128", "-o", str(out)]) == 2
     assert printed_flat(capsys).endswith("init_std; did you mean n_embd?")  # as the file's keys
     # Rule: a value the model rejects names the field and the problem.
     assert main(["export", str(path), "--model", "n_embd=33", "-o", str(out)]) == 2
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err
     assert "--model" in printed and "n_head must divide n_embd" in printed
     assert main(["export", str(path), "--model", "n_embd", "-o", str(out)]) == 2
-    assert "expected KEY=VALUE" in capsys.readouterr().out
+    assert "expected KEY=VALUE" in capsys.readouterr().err
     assert not out.exists()
 
 
@@ -367,7 +367,7 @@ def test_bad_tokens_are_exit_2(finished, tmp_path, capsys):
     # sequence) is refused, naming the step, and nothing is written.
     assert main(["export", str(path), "--tokens", "10", "-o", str(tmp_path / "f.yaml")]) == 2
     assert ("--tokens: 10 is less than one optimizer step of the run's batch (batch_size 1 x "
-            "block_size 32 = 32 tokens): give at least 32") in capsys.readouterr().out
+            "block_size 32 = 32 tokens): give at least 32") in capsys.readouterr().err
     assert not (tmp_path / "f.yaml").exists()
 
 
@@ -448,7 +448,7 @@ def test_real_study_export_and_train(tmp_path, shakespeare):
 def test_an_export_to_more_tokens_than_any_corpus_is_refused(finished, tmp_path, capsys):
     path, _, _ = finished
     code = main(["export", str(path), "--tokens", "1e30", "-o", str(tmp_path / "final.yaml")])
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     assert code == 2 and "--tokens: 1e+30 is more than any corpus holds" in out
     assert not (tmp_path / "final.yaml").exists()
 
@@ -533,7 +533,7 @@ def test_an_export_replaces_only_an_earlier_export(finished, tmp_path, capsys):
                          (notes, "not a training config"), (folder, "a folder")]:
         before = {p: p.read_bytes() for p in (path, other_study, notes)}
         assert main(["export", str(path), "-o", str(target)]) == 2
-        printed = capsys.readouterr().out
+        printed = capsys.readouterr().err
         assert f"-o {target}" in printed and says in printed
         assert {p: p.read_bytes() for p in (path, other_study, notes)} == before
     assert list(folder.iterdir()) == []

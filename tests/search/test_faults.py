@@ -27,6 +27,7 @@ from scaletune.search.cli import main
 from scaletune.search.config import validate_study
 from scaletune.search.plan import n_finished, recover
 from scaletune.search.runner import run_study
+from scaletune.search.storage import sqlite_path
 from tests.search.helpers import flat, scaletune_run, tiny_study, trial_attr_rows, write_study
 
 REPO = Path(__file__).resolve().parents[2]
@@ -224,7 +225,7 @@ def test_too_little_free_space_is_refused_before_anything_is_written(
     monkeypatch.setattr(shutil, "disk_usage", nearly_full)
     study = tiny_study(tmp_path, shakespeare)
     code = main(["run", str(write_study(tmp_path, study))])
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     # Refused as bad input, naming the study folder, its free bytes and the minimum.
     assert code == 2, out
     folder = tmp_path / "study"
@@ -599,7 +600,7 @@ def test_data_that_changes_under_a_running_study_stops_it_and_it_resumes(
         assert main(["run", str(path)]) == 2
     finally:
         ray.shutdown()
-    out = flat(capsys.readouterr().out)
+    out = flat(capsys.readouterr().err)
     said = (f"data.path: file not found: '{data}' (trial 0 could not read the study's data, so no "
             "trial can" if change == "deleted" else
             f"data.path {data}: the data changed while the study ran: it reads as ")
@@ -667,8 +668,25 @@ def test_a_database_server_that_went_away_is_not_told_to_free_disk_space(tmp_pat
            "same command to resume" in said and "disk" not in said and "s3cret" not in said
     full = OperationalError("INSERT", {}, Exception("database or disk is full"))
     local = validate_study(tiny_study(tmp_path, shakespeare))
+    database = sqlite_path(local.storage_url)
+    database.parent.mkdir(parents=True, exist_ok=True)
+    database.touch()
     assert "Free some disk space, then run the same command" in str(
         _write_failed(local, {}, "using the storage", full))
+
+
+def test_a_storage_file_deleted_as_the_study_ran_is_named_not_a_full_disk(tmp_path, shakespeare):
+    # `rm -rf runs/` while a study ran read "Free some disk space, then run the same command to
+    # resume", which would start a new study in a new file.
+    from sqlalchemy.exc import OperationalError
+
+    from scaletune.search.runner import _write_failed
+
+    local = validate_study(tiny_study(tmp_path, shakespeare))
+    gone = OperationalError("INSERT", {}, Exception("unable to open database file"))
+    said = str(_write_failed(local, {}, "a write", gone))
+    assert f"The storage file {sqlite_path(local.storage_url)} is no longer there" in said
+    assert "disk space" not in said and "start it again" in said
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

@@ -106,7 +106,7 @@ def test_values_of_search_other_that_cannot_train_together_are_found_before_a_ru
     # the dry run name the pair and the reason, as run would refuse it, before anything starts.
     for command in (["validate", str(path)], ["run", str(path), "--dry-run"], ["run", str(path)]):
         assert main(command) == 2
-        out = " ".join(capsys.readouterr().out.split())
+        out = " ".join(capsys.readouterr().err.split())
         assert ("search.other: 1 of the 4 combinations of values tried makes a trial config no "
                 "run can train: model.n_embd=30, model.n_head=4 (model: n_head must divide "
                 "n_embd, got n_embd=30, n_head=4)") in out

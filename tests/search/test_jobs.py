@@ -44,7 +44,7 @@ def scaletune(*args: str) -> subprocess.CompletedProcess:
 def test_an_unreachable_job_server_is_one_line_that_names_it(capsys):
     url = f"http://127.0.0.1:{closed_port()}"
     assert main(["jobs", "--address", url]) == 2
-    out = flat(capsys.readouterr().out)
+    out = flat(capsys.readouterr().err)
     # One error, naming the address and what to check.
     assert out.startswith(f"error: cannot reach the Ray job server at {url}")
     assert "is the cluster up" in out
@@ -62,39 +62,39 @@ def test_a_command_on_a_job_needs_a_job_server(capsys, monkeypatch, tmp_path):
     path.write_text(yaml.safe_dump(raw))
     assert main(["jobs", str(path)]) == 2
     assert ("(workers.address 10.0.0.5:6379 is the cluster the study joins, not its job server)"
-            in flat(capsys.readouterr().out))
+            in flat(capsys.readouterr().err))
     assert main(["logs", "scaletune-tiny-0a1b2c3d"]) == 2
     # A job id says nothing about its cluster: the error says how to name one.
-    assert "no Ray job server: give --address http://HEAD:8265" in flat(capsys.readouterr().out)
+    assert "no Ray job server: give --address http://HEAD:8265" in flat(capsys.readouterr().err)
     # The id Ray gives a job submitted by other means is a job too, not a study file.
     assert main(["logs", "raysubmit_XYZ123abc"]) == 2
-    assert "no Ray job server: give --address http://HEAD:8265" in flat(capsys.readouterr().out)
+    assert "no Ray job server: give --address http://HEAD:8265" in flat(capsys.readouterr().err)
     assert main(["stop", "scaletune-tiny-0a1b2c3d", "--address", "ray://head:10001"]) == 2
     # A Ray Client address is not a job server.
-    assert "--address: ray://head:10001 is not a Ray job server" in flat(capsys.readouterr().out)
+    assert "--address: ray://head:10001 is not a Ray job server" in flat(capsys.readouterr().err)
     # Neither a file nor a job's id nor a name: said so ("1 error(s) in ...: file not found").
     assert main(["logs", "no/such.yaml", "--address", "http://127.0.0.1:8265"]) == 2
     assert ("no/such.yaml: no such study file, and not a job's id (scaletune-NAME-HEX, as "
             "`scaletune run --detach` and `scaletune jobs` print it, or raysubmit_...) nor a "
-            "study's name") in flat(capsys.readouterr().out)
+            "study's name") in flat(capsys.readouterr().err)
     # A study's name, as `scaletune jobs` lists it, is looked up on the job server (it was
     # refused as neither a file nor a job's id, so a job had to be named by its id).
     url = f"http://127.0.0.1:{closed_port()}"
     assert main(["logs", "my-study", "--address", url]) == 2
-    assert f"cannot reach the Ray job server at {url}" in flat(capsys.readouterr().out)
+    assert f"cannot reach the Ray job server at {url}" in flat(capsys.readouterr().err)
     # One that came from RAY_ADDRESS is named so: the error blamed an --address never given.
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
     assert main(["jobs"]) == 2
     assert ("RAY_ADDRESS: 127.0.0.1:6379 is not a Ray job server: give the cluster's dashboard "
             "address, http://HEAD:8265 (with --address, or in RAY_API_SERVER_ADDRESS, which is "
-            "read first)") in flat(capsys.readouterr().out)
+            "read first)") in flat(capsys.readouterr().err)
 
 
 def test_a_job_server_address_is_refused_without_detach(tmp_path, shakespeare, capsys):
     study = tiny_study(tmp_path, shakespeare, workers={"address": "http://127.0.0.1:8265"})
     path = write_study(tmp_path, study)
     assert main(["run", str(path)]) == 2
-    out = flat(capsys.readouterr().out)
+    out = flat(capsys.readouterr().err)
     # The driver would run here, where Ray cannot join a cluster by its job server's URL.
     assert "workers.address: http://127.0.0.1:8265 is a Ray cluster's job server" in out
     assert "`scaletune run --detach`" in out
@@ -116,7 +116,7 @@ def test_detach_names_an_address_that_is_no_job_server(tmp_path, shakespeare, ca
     # It said "no Ray job server: give --address ...", to a user who gave one.
     for address in ("127.0.0.1:6379", "auto"):
         assert main(["run", str(path), "--detach", "--address", address]) == 2
-        out = flat(capsys.readouterr().out)
+        out = flat(capsys.readouterr().err)
         assert (f"--address: {address} is not a Ray job server: give the cluster's dashboard "
                 "address, http://HEAD:8265") in out, out
     assert not (tmp_path / "study").exists()
@@ -129,7 +129,7 @@ def test_a_storage_password_is_refused_before_it_reaches_the_job_command_line(tm
     path = write_study(tmp_path, study)
     url = "postgresql://tuner:s3cret-pw@db.example:5432/studies"
     assert main(["run", str(path), "--detach", "--storage", url]) == 2
-    out = flat(capsys.readouterr().out)
+    out = flat(capsys.readouterr().err)
     # Refused before the job server is asked: `ray job list` would show the command line.
     assert "--storage postgresql://tuner:***@db.example:5432/studies" in out
     assert "~/.pgpass" in out
@@ -157,7 +157,7 @@ def test_detach_refuses_a_study_a_driver_on_this_machine_runs(tmp_path, shakespe
         held.set_user_attr(lease.ATTR, {"token": "t", "pid": driver.pid, "since": now,
                                         "host": socket.gethostname(), "heartbeat": now})
         assert main(["run", str(path), "--detach"]) == 2
-        out = flat(capsys.readouterr().out)
+        out = flat(capsys.readouterr().err)
     finally:
         driver.kill()
         driver.wait()
@@ -310,14 +310,14 @@ def test_a_detached_study_is_followed_stopped_and_resumed_from_outside(tmp_path,
     # A second job of the same study is refused before it is submitted.
     second = scaletune("run", str(path), "--detach")
     assert second.returncode == 2, second.stdout + second.stderr
-    assert f"study 'tiny' is being run by Ray job {job} (RUNNING" in flat(second.stdout)
+    assert f"study 'tiny' is being run by Ray job {job} (RUNNING" in flat(second.stderr)
     # A local driver of the same study is refused with the lease's message, naming the job.
     local = scaletune("run", str(path), "--address", "local")
     assert local.returncode == 2
-    assert "is being run by another driver (pid " in flat(local.stdout)
-    assert f"as Ray job {job}" in flat(local.stdout)
+    assert "is being run by another driver (pid " in flat(local.stderr)
+    assert f"as Ray job {job}" in flat(local.stderr)
     # Copied as it is, the command it names stops the job.
-    assert f"(`scaletune stop {job} --address {job_server}`)" in flat(local.stdout)
+    assert f"(`scaletune stop {job} --address {job_server}`)" in flat(local.stderr)
 
     deadline = time.time() + 180
     while not any(s == "COMPLETE" for _, s, _ in trial_attr_rows(db, "x")):
@@ -388,12 +388,12 @@ def test_a_detached_study_is_followed_stopped_and_resumed_from_outside(tmp_path,
     # The refusal of a second job names the stop command with the server, as it must be run.
     second = scaletune("run", str(path), "--detach", "--address", job_server)
     assert second.returncode == 2
-    assert f"(`scaletune stop {path} --address {job_server}`)" in flat(second.stdout)
+    assert f"(`scaletune stop {path} --address {job_server}`)" in flat(second.stderr)
     # A job id the server does not hold: one line, not Ray's 404 traceback.
     for command in ("stop", "logs"):
         unknown = scaletune(command, "scaletune-tiny-nope1234", "--address", job_server)
         assert unknown.returncode == 2, unknown.stdout + unknown.stderr
-        assert f"no Ray job scaletune-tiny-nope1234 on {job_server}" in flat(unknown.stdout)
+        assert f"no Ray job scaletune-tiny-nope1234 on {job_server}" in flat(unknown.stderr)
         assert "Traceback" not in unknown.stderr
     deadline = time.time() + 180
     while (status := job_status(path, again, job_server)) != "SUCCEEDED":

@@ -143,7 +143,7 @@ def test_a_laws_file_that_would_replace_another_file_or_cannot_be_written_is_ref
     for command in (["validate", str(path)], ["ladder", str(path), "--dry-run"],
                     ["ladder", str(path)]):
         assert main(command) == 2, command
-        out = " ".join(capsys.readouterr().out.split())
+        out = " ".join(capsys.readouterr().err.split())
         assert (f"laws_file: {tmp_path / 'target.yaml'} holds a file that is not fitted laws, "
                 "which writing the laws would replace") in out, out
     assert (tmp_path / "target.yaml").read_bytes() == target
@@ -153,7 +153,7 @@ def test_a_laws_file_that_would_replace_another_file_or_cannot_be_written_is_ref
     blocker.write_text("")
     path = ladder_files(tmp_path, shakespeare, laws_file="a-file/laws.json")
     assert main(["ladder", str(path)]) == 2
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     assert (f"laws_file: {blocker / 'laws.json'}: cannot write the fitted laws there (a file "
             "stands where a folder of the path would be): give a path in a writable folder") in out, out
     assert "rung 1/3" not in out
@@ -185,7 +185,7 @@ def test_a_rung_none_of_whose_trials_completed_says_how_to_go_on(tmp_path, shake
             distributions={"lr": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)}))
     # It said "study '...' has no complete trial to fit on" on every run, rung counted finished.
     assert main(["ladder", str(path)]) == 2
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     assert (f"rungs: no trial of {cheapest.name} completed (2 pruned), so the laws have no loss "
             "at this rung to fit: raise rung_trials above 2 and run the ladder again, which runs "
             "only the rung's missing trials") in out, out
@@ -197,7 +197,7 @@ def test_commands_on_a_ladder_whose_target_has_not_run_name_the_ladder_command(
     # They said to run `scaletune run ladder.yaml`, which refuses a ladder file.
     for command in (["show"], ["export", "-o", str(tmp_path / "final.yaml")], ["best"]):
         assert main([command[0], str(path), *command[1:]]) == 2
-        out = " ".join(capsys.readouterr().out.split())
+        out = " ".join(capsys.readouterr().err.split())
         assert ("the ladder's target runs after its rungs: run `scaletune ladder "
                 f"{path}` first") in out, (command, out)
         assert "scaletune run" not in out and "name: " not in out
@@ -321,13 +321,13 @@ def test_validate_checks_each_rungs_budget_before_its_laws_exist(tmp_path, shake
     path.write_text(yaml.safe_dump({**raw, "laws_file": "a-file/laws.json"}))
     assert main(["validate", str(path)]) == 2
     assert (f"laws_file: {tmp_path / 'a-file' / 'laws.json'}: cannot write the fitted laws there "
-            "(a file stands where a folder of the path would be)") in flat(capsys.readouterr().out)
+            "(a file stands where a folder of the path would be)") in flat(capsys.readouterr().err)
     path.write_text(yaml.safe_dump(raw))
     raw = yaml.safe_load(path.read_text())
     raw["rungs"][1]["tokens_per_trial"] = 200  # below one step of 8 sequences of 32 tokens
     path.write_text(yaml.safe_dump(raw))
     assert main(["validate", str(path)]) == 2
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     assert ("ladder-rung-200-1x32: tokens_per_trial: 200 is less than one optimizer step of the "
             "largest batch searched (8 sequences x block_size 32 = 256 tokens)") in out, out
 
@@ -500,7 +500,7 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     for command in (["ladder", str(path)], ["ladder", str(path), "--dry-run"],
                     ["validate", str(path)]):
         assert main(command) == 2
-        out = flat(capsys.readouterr().out)
+        out = flat(capsys.readouterr().err)
         assert ("1 error(s) in" in out and "name: studies named 'ladder-rung-4.096k-1x32', "
                 "'ladder-rung-8.192k-1x32', 'ladder-rung-16.384k-1x32', 'ladder-target' already "
                 "exist in sqlite:///") in out, out
@@ -519,7 +519,7 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     raw["data"]["path"] = str(other)
     study_file.write_text(yaml.safe_dump(raw, sort_keys=False))
     assert main(["ladder", str(path)]) == 2
-    out = flat(capsys.readouterr().out)
+    out = flat(capsys.readouterr().err)
     assert out.count("data: the study's trials trained on data") == 1, out
     assert ("its text or tokenizer changed, and one study must not mix trials on different "
             "data; restore the data, or give the ladder a new name (name: in ladder.yaml") in out
@@ -842,7 +842,7 @@ def test_a_ladder_file_given_to_run_says_to_use_ladder_and_studies_lists_its_sto
     path = ladder_files(tmp_path, shakespeare)
     # Not the wall of a study file's missing keys: what the file is and the command for it.
     assert main(["run", str(path)]) == 2
-    out = flat(capsys.readouterr().out)
+    out = flat(capsys.readouterr().err)
     assert "1 error(s)" in out
     assert f"a ladder file (target, rungs), not a study file: run it with `scaletune ladder {path}`" in out
     # `studies` takes a ladder file as the other readers do: its target's storage, every rung's.
@@ -858,7 +858,7 @@ def test_a_ladder_file_given_to_run_says_to_use_ladder_and_studies_lists_its_sto
 def test_priors_of_a_ladder_before_its_laws_name_its_keys(tmp_path, shakespeare, capsys):
     path = ladder_files(tmp_path, shakespeare)
     assert main(["priors", str(path)]) == 2
-    out = flat(capsys.readouterr().out)
+    out = flat(capsys.readouterr().err)
     # Rule: the ladder file's own key and the command that writes its laws (it named
     # priors.fitted_file, which the ladder file does not have), and where the published
     # priors are shown until then.
@@ -905,6 +905,6 @@ def test_a_target_given_as_its_file_alone_is_the_target_study(tmp_path, shakespe
     path.write_text(yaml.safe_dump({"target": "target.yaml"}))
     for command in (["validate", str(path)], ["ladder", str(path), "--dry-run"]):
         assert main(command) == 2
-        out = flat(capsys.readouterr().out)
+        out = flat(capsys.readouterr().err)
         assert "rungs: Field required; add it: The rungs below the target, as a list" in out, out
         assert "unknown key" not in out

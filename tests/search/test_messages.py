@@ -248,5 +248,5 @@ def test_validate_and_run_name_the_study_file_and_a_missing_data_file_once(tmp_p
     expected = [f"1 error(s) in {path}:", f"  data.path: file not found: '{tmp_path}/nowhere.txt'"]
     for command in ("validate", "run"):
         assert main([command, str(path)]) == 2
-        assert capsys.readouterr().out.splitlines() == expected
+        assert capsys.readouterr().err.splitlines() == expected
     assert not (tmp_path / "runs").exists()

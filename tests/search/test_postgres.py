@@ -156,7 +156,7 @@ def test_a_refused_login_is_said_as_the_server_says_it(tmp_path, capsys, pg_url,
     url = make_url(pg_url)
     wrong = url.set(password="not-" + url.password).render_as_string(hide_password=False)
     assert main(["studies", "--storage", wrong]) == 2
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     # Rule: the server's reason, the URL masked, and no question whether it is an Optuna storage
     # (it may well be one: the login failed).
     assert f"cannot list the studies in {mask_url(wrong)}: " in out
@@ -172,7 +172,7 @@ def test_a_refused_login_is_said_as_the_server_says_it(tmp_path, capsys, pg_url,
                      "n_trials: 1\nmodel: {n_layer: 1, n_head: 2, n_embd: 16, block_size: 16}\n")
     for command in ("run", "validate"):  # validate opened no server storage: "ok"
         assert main([command, str(study)]) == 2
-        out = " ".join(capsys.readouterr().out.split())
+        out = " ".join(capsys.readouterr().err.split())
         assert "no password supplied" in out and hint in out, (command, out)
 
 
@@ -189,7 +189,7 @@ def test_detach_refuses_a_study_whose_driver_runs_elsewhere(tmp_path, shakespear
     held.set_user_attr(lease.ATTR, {"token": "t", "pid": 4242, "since": now,
                                     "host": "another-machine", "heartbeat": now})
     assert main(["run", str(write_study(tmp_path, raw)), "--detach"]) == 2
-    out = flat(capsys.readouterr().out)
+    out = flat(capsys.readouterr().err)
     # Refused before the job server is asked: on a server's storage the job was submitted, and
     # failed on the lease (the lease was read from an SQLite file only).
     assert f"study {raw['name']!r} is being run by another driver (pid 4242 on " \

@@ -263,7 +263,7 @@ def test_report_of_a_missing_study_is_exit_2(tmp_path, capsys):
     path, _ = study_file(tmp_path)
     # Rule: no study -> a clear message and exit code 2, no report folder.
     assert main(["report", str(path), "-o", str(tmp_path / "report")]) == 2
-    assert "no study 'tiny'" in capsys.readouterr().out
+    assert "no study 'tiny'" in capsys.readouterr().err
     assert not (tmp_path / "report").exists()
 
 

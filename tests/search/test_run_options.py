@@ -23,10 +23,12 @@ from tests.search.test_export import add_trial, make_study, params, study_file
 
 
 def run(capsys, *args: str) -> tuple[int, str]:
-    """`scaletune run ARGS` in this process: its exit code and its output as words (lines
-    unwrapped, table borders taken out)."""
+    """`scaletune run ARGS` in this process: its exit code and what it printed as words (lines
+    unwrapped, table borders taken out): its output, or where it failed its error, which goes
+    to standard error."""
     code = main(["run", *args])
-    return code, flat(re.sub("[│┃]", " ", capsys.readouterr().out))
+    captured = capsys.readouterr()
+    return code, flat(re.sub("[│┃]", " ", captured.out if code == 0 else captured.err))
 
 
 # --------------------------------------------------------------------------- the options

@@ -230,7 +230,7 @@ def test_a_storage_url_that_cannot_be_used_is_one_line_in_every_command(tmp_path
                     ["export", path, "-o", str(tmp_path / "final.yaml")], ["delete", path, "--yes"],
                     ["report", path, "-o", str(tmp_path / "report")], ["dashboard", path]):
         code = main([*command, "--storage", url])
-        out = " ".join(capsys.readouterr().out.split())
+        out = " ".join(capsys.readouterr().err.split())
         # Rule: exit 2 with the reason, no traceback, and no piece of the password.
         assert code == 2 and said in out, (command, out)
         assert "Traceback" not in out and "w0rd" not in out and "s3cret" not in out

@@ -131,7 +131,7 @@ def test_validate_and_the_dry_run_refuse_a_change_that_run_would(cfg, tmp_path, 
     path = str(write_study(tmp_path, raw))
     for command in (["validate", path], ["run", path, "--dry-run"]):
         assert main(command) == 2
-        out = " ".join(capsys.readouterr().out.split())
+        out = " ".join(capsys.readouterr().err.split())
         assert "this file changes what its trials trained with: tokens_per_trial: 40960 -> 81920" \
             in out
     # What may change between runs still passes: the sampler.
@@ -448,7 +448,7 @@ def test_validation_text_given_apart_is_part_of_the_data_a_study_resumes_on(tmp_
     assert main(["validate", path]) == 0 and "ok" in capsys.readouterr().out
     held.write_bytes(shakespeare.read_bytes()[-20_000:])  # other validation text: other data
     assert main(["validate", path]) == 2
-    said = " ".join(capsys.readouterr().out.split())
+    said = " ".join(capsys.readouterr().err.split())
     assert "one study must not mix trials on different data" in said
     # It names the data that changed: the validation text (it named data.path).
     assert f"data.val_path {held}): its text or tokenizer changed" in said, said

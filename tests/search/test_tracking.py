@@ -170,7 +170,7 @@ def test_the_real_mlflow_refuses_a_server_that_does_not_answer_and_a_plain_folde
                                             tracking={"mlflow": {"tracking_uri": "mlruns"}}))
     for command in (["validate", str(path)], ["run", str(path), "--dry-run"]):
         assert main(command) == 2
-        out = " ".join(capsys.readouterr().out.split())
+        out = " ".join(capsys.readouterr().err.split())
         assert "tracking.mlflow: MlflowException: " in out and "filesystem tracking" in out, out
     assert not (tmp_path / "mlruns").exists()
     # An SQLite database MLflow creates at the first trial: validate made it (and its tables).
@@ -457,7 +457,7 @@ def test_online_wandb_without_an_api_key_is_refused_before_the_study(tmp_path, s
     done = subprocess.run([sys.executable, "-m", "scaletune.search.cli", "validate", str(path)],
                           env=env, capture_output=True, text=True, timeout=120,
                           stdin=subprocess.DEVNULL)
-    assert done.returncode == 2 and "tracking.wandb: no W&B API key here" in done.stdout, done
+    assert done.returncode == 2 and "tracking.wandb: no W&B API key here" in done.stderr, done
     # Offline, or with a key (not checked against the server), it is built.
     assert tracker(WANDB_MODE="offline").strip().endswith("built")
     assert tracker(WANDB_API_KEY="k" * 40).strip().endswith("built")

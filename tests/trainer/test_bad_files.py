@@ -46,9 +46,9 @@ STUDY = "name: s\ntokens_per_trial: 1e5\nn_trials: 2\n"
 def validate(path: Path, capsys) -> tuple[int, list[str]]:
     """`scaletune validate PATH`: the exit code and the error lines (the header line aside)."""
     code = main(["validate", str(path)])
-    out = capsys.readouterr().out
-    assert "Traceback" not in out
-    header, *lines = out.splitlines()
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and captured.out == ""
+    header, *lines = captured.err.splitlines()
     assert header == f"{len(lines)} error(s) in {path}:"
     return code, [line.strip() for line in lines]
 
@@ -459,7 +459,7 @@ def test_validate_of_a_training_file_reads_its_data_as_train_would(run_file, cap
     raw["data"] = {**data, "cache_dir": str(folder / "cache")}
     run_file.write_text(yaml.safe_dump(raw))
     assert main(["validate", str(run_file)]) == 2
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     assert "1 error(s)" in out and message in out, out
     assert train_main(str(run_file)) == 2
     assert message in " ".join(capsys.readouterr().err.split())
@@ -502,7 +502,7 @@ def test_a_read_only_token_cache_serves_its_tokens_and_names_itself_when_it_cann
     said = f"data.cache_dir '{cache}': cannot write this data's tokens there ("
     with read_only(cache):
         assert main(["validate", str(run_file)]) == 2
-        assert said in " ".join(capsys.readouterr().out.split())
+        assert said in " ".join(capsys.readouterr().err.split())
         assert train_main(str(run_file)) == 2
         assert said in " ".join(capsys.readouterr().err.split())
     assert train_main(str(run_file), overwrite=True) == 0  # fills the cache

@@ -87,7 +87,7 @@ def test_validate_refuses_a_vocabulary_smaller_than_the_tokenizers(tmp_path, cap
                             "tokens": 4096})
     # Rule: what train refuses, validate finds (it said ok).
     assert main(["validate", str(path)]) == 2
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     assert ("model.vocab_size: 100 is smaller than the tokenizer's 256 tokens (byte), so no run "
             "could embed them") in out, out
 
