@@ -460,7 +460,8 @@ def _with_exponent_prior(fit: PowerLawFit, pivot: float, prior: tuple[float, flo
         raise ValueError(f"exponent_prior must be (finite mean, sd > 0), got {prior!r}")
     var_a, cov_ab, var_b = fit.cov
     at_pivot = max(var_a + 2.0 * pivot * cov_ab + pivot * pivot * var_b, 0.0)
-    var_data = var_b if var_b > DEGENERATE_WIDTH**2 else sd**2
+    low, high = fit.exponent_interval  # degenerate as _with_warnings says it: by the interval
+    var_data = var_b if high - low >= DEGENERATE_WIDTH else sd**2
     var_post = 1.0 / (1.0 / var_data + 1.0 / sd**2)
     exponent = var_post * (fit.exponent / var_data + mean / sd**2)
     center = fit.log10_coef + fit.exponent * pivot

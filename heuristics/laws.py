@@ -63,10 +63,18 @@ def steplaw_outside(n: float, tokens: float) -> bool:
             or outside(tokens / n, STEPLAW_TPP_RANGE))
 
 
-def lr_laws_extrapolated(n: float, tokens: float, compute: float) -> bool:
-    """True when every published lr law (DeepSeek's eta(C), Step Law's eta(N, D)) is evaluated
-    outside its fitted range: the short runs that the suite-fitted corrections are for."""
-    return outside(compute, DEEPSEEK_COMPUTE_RANGE_FLOPS) and steplaw_outside(n, tokens)
+def below(value: float, fitted_range: tuple[float, float]) -> bool:
+    """True when ``value`` lies below ``fitted_range``: an extrapolation toward small runs."""
+    return value < fitted_range[0]
+
+
+def lr_laws_below(n: float, tokens: float, compute: float) -> bool:
+    """True when every published lr law is evaluated below its fitted range: DeepSeek's eta(C)
+    below its compute, Step Law's eta(N, D) below its N, D or D/N. The short runs that the
+    suite-fitted corrections are for; a large run beyond the laws' ranges is not one."""
+    return below(compute, DEEPSEEK_COMPUTE_RANGE_FLOPS) and (
+        below(n, STEPLAW_PARAMS_RANGE) or below(tokens, STEPLAW_TOKENS_RANGE)
+        or below(tokens / n, STEPLAW_TPP_RANGE))
 
 
 # --- model and budget accounting ------------------------------------------------------------

@@ -109,7 +109,7 @@ def fit_from_studies(
         m = ran_with.model
         compute = laws.deepseek_compute_flops(m.n_layer, m.n_embd, m.block_size,
                                               ran_with.tokens_per_trial)
-        short &= laws.lr_laws_extrapolated(laws.non_embedding_params(m.n_layer, m.n_embd),
+        short &= laws.lr_laws_below(laws.non_embedding_params(m.n_layer, m.n_embd),
                                            ran_with.tokens_per_trial, compute)
     scales = sorted({p.scale for p in points})
     if len(scales) < 2:

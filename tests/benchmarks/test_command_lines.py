@@ -11,8 +11,8 @@ import pytest
 
 from benchmarks.search_efficiency import command_line
 
-SCRIPTS = ("driver_scale", "gpu_check", "ladder_suite", "orchestration", "pruner_replay",
-           "search_efficiency", "seed_noise", "suite", "trainer_throughput")
+SCRIPTS = ("driver_scale", "gpu_check", "ladder_coverage", "ladder_suite", "orchestration",
+           "pruner_replay", "search_efficiency", "seed_noise", "suite", "trainer_throughput")
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

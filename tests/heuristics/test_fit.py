@@ -9,6 +9,7 @@ import pytest
 
 from scaletune.heuristics import laws as published_laws
 from scaletune.heuristics.fit import (
+    DEGENERATE_WIDTH,
     EXPONENT_PRIOR_SD,
     SHORT_RUN_LR_EXPONENT,
     FittedLaws,
@@ -494,6 +495,19 @@ def test_a_precise_fit_keeps_most_of_its_own_exponent():
     assert drawn.exponent == pytest.approx(LR_TRUE[1], abs=0.01)
 
 
+def test_a_fit_whose_interval_is_not_degenerate_keeps_its_own_precision_under_a_prior():
+    # A standard error under 1e-3 counted as "nothing varied" (the prior's precision) where the
+    # warning calls an interval degenerate only below 1e-3 wide: an unwarned fit of -0.30 was
+    # drawn to -0.21.
+    points = synthetic_points(noise_log10=0.001, n=3)
+    alone = fit_studies(points, n_boot=300).lr
+    low, high = alone.exponent_interval
+    assert high - low > DEGENERATE_WIDTH and not alone.warnings
+    drawn = fit_studies(points, n_boot=300,
+                        lr_exponent_prior=(SHORT_RUN_LR_EXPONENT, EXPONENT_PRIOR_SD)).lr
+    assert drawn.exponent == pytest.approx(alone.exponent, abs=1e-3)
+
+
 def test_the_warnings_are_the_rungs_own_under_a_prior():
     # The case of the issue (two studies, their best trials only, lr rising with tokens): a prior
     # moves the exponent, and the warnings still say what the rungs alone show.
@@ -508,11 +522,15 @@ def test_the_warnings_are_the_rungs_own_under_a_prior():
     assert fit.exponent == pytest.approx((0.245 + SHORT_RUN_LR_EXPONENT) / 2, abs=1e-3)
 
 
-def test_the_short_run_regime_is_where_every_lr_law_is_extrapolated():
+def test_the_short_run_regime_is_where_every_lr_law_is_extrapolated_below_its_range():
     tiny = published_laws.non_embedding_params(2, 64)
     compute = published_laws.deepseek_compute_flops(2, 64, 64, 3e5)
-    assert published_laws.lr_laws_extrapolated(tiny, 3e5, compute)
+    assert published_laws.lr_laws_below(tiny, 3e5, compute)
     big = published_laws.non_embedding_params(24, 1024)  # 3e8, inside Step Law's N
     tokens = 2e10
     compute = published_laws.deepseek_compute_flops(24, 1024, 2048, tokens)
-    assert not published_laws.lr_laws_extrapolated(big, tokens, compute)
+    assert not published_laws.lr_laws_below(big, tokens, compute)
+    # Above every range (7B on 2T tokens) is no short run, though every law is extrapolated.
+    huge = published_laws.non_embedding_params(32, 4096)
+    compute = published_laws.deepseek_compute_flops(32, 4096, 4096, 2e12)
+    assert not published_laws.lr_laws_below(huge, 2e12, compute)

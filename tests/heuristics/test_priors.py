@@ -144,6 +144,20 @@ def test_a_study_inside_the_laws_ranges_gets_the_laws_as_published():
     assert p.tau.center == pytest.approx(laws.powerlines_tau_opt(tpp))
 
 
+def test_a_run_beyond_the_laws_ranges_gets_the_laws_as_published_not_the_short_run_ones():
+    # A 7B model on 2T tokens lies above every law's range; the corrections for runs far below
+    # them applied all the same (lr halved, tau x63: weight decay 0.0025 where Power Lines
+    # gives 0.16).
+    big = ModelShape(n_layer=32, n_head=32, n_embd=4096, block_size=4096, vocab_size=50304)
+    p = priors_for(big, 2e12)
+    assert all(s.extrapolated for s in p.lr.sources)  # flagged: both laws are carried there
+    assert all(s.law != "short-run correction" for s in p.lr.sources + p.tau.sources)
+    assert p.lr.center == pytest.approx(math.sqrt(p.lr.sources[0].value * p.lr.sources[1].value))
+    tpp = 2e12 / big.non_embedding_params
+    assert p.tau.center == pytest.approx(laws.powerlines_tau_opt(tpp))
+    assert p.tau.sigma < SHORT_RUN_TAU_SIGMA
+
+
 def test_weight_decay_center_comes_from_tau():
     model, tokens, unique = CASES["tiny"]
     p = priors_for(model, tokens, unique)
@@ -177,7 +191,7 @@ def test_a_warmup_source_capped_at_the_bound_says_so():
     # The quickstart's shape at 100k tokens: Porian's ~N tokens of warmup is 98% of the run.
     p = priors_for(TINY, 1e5, unique_tokens=1e6)
     porian = next(s for s in p.warmup_frac.sources if s.law == "Porian warmup ~ N tokens")
-    # The table's "raw law outputs" showed 0.5 with no word of the law's own 0.983.
+    # The table showed 0.5 with no word of the law's own 0.983.
     assert porian.value == 0.5
     assert porian.note.endswith("; 0.983 capped at 0.5"), porian.note
 
