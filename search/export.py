@@ -322,7 +322,10 @@ def repeated_data_note(
             "tokens the study's data holds: repeated data; see dropout (kept at the trial's "
             f"{dropout:g}; the epochs heuristic gives {laws.dropout_by_epochs(epochs):.2g}) and "
             "Muennighoff et al.'s effective data (arXiv 2305.16264: a repeat is worth nearly a new "
-            "token up to ~4 epochs, little beyond ~16)")
+            "token up to ~4 epochs, little beyond ~16); and weight decay is carried as tau, a "
+            "fraction of the whole run, which is Wang & Aitchison's rule (arXiv 2405.13698: tau "
+            "constant per epoch) only while no token repeats: over several epochs theirs gives a "
+            "larger weight decay, and nothing here measured which holds")
 
 
 def _absolute_data(cfg: TrainConfig) -> Any:

@@ -473,6 +473,7 @@ def test_a_final_run_past_its_data_notes_the_epochs_and_dropout(finished, tmp_pa
                 "epochs heuristic gives 0.079)")
     (note,) = [n for n in export.notes if n.startswith("this run trains")]
     assert note.startswith(expected) and "arXiv 2305.16264" in note
+    assert "Wang & Aitchison's rule (arXiv 2405.13698: tau constant per epoch) only while" in note
     head = " ".join(line[2:] for line in out.read_text().splitlines() if line.startswith("# "))
     assert f"note: {note}" in " ".join(head.split())
     assert note in yaml.safe_load(out.read_text())["provenance"]["notes"]
