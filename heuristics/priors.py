@@ -99,14 +99,14 @@ SHORT_RUN_LR_SHIFT_LOG10 = -0.3
 (random search and TPE + median, three seeds each, 2026-11-30): the best lr found lay below the
 laws' geometric mean on all six tasks; the mean over tasks of the near-best trials' median is
 -0.32, and fitted on five tasks the shift is -0.25 to -0.38 (suite_loto.csv), so -0.3. A first
-fit on seed 0 alone gave -0.52 and was applied until the other seeds were in. Both laws are carried there
-from 1e8+ parameters (Step Law's N^-0.713 over three decades of N) and DeepSeek's compute range
-(six decades of C)."""
+fit on seed 0 alone gave -0.52 and was applied until the other seeds were in. Both laws are
+carried there from 1e8+ parameters (Step Law's N^-0.713 over three decades of N) and DeepSeek's
+compute range (six decades of C)."""
 SHORT_RUN_TAU_SHIFT_LOG10 = 1.8
 """Added to log10 of the tau center when Power Lines' tau law is extrapolated below its models.
-Suite fit (same studies): the best tau lay above the law on all six tasks, mean of the near-best medians +1.76
-(+1.80 on seed 0 alone); fitted on five tasks the shift is +1.51 to +1.98. Read with TPE +
-median run on to 48 trial-equivalents on three tasks, the same fit gives +1.23 (+1.03 to +1.44):
+Suite fit (same studies): the best tau lay above the law on all six tasks, mean of the near-best
+medians +1.76 (+1.80 on seed 0 alone); fitted on five tasks the shift is +1.51 to +1.98. Read
+with TPE + median run on to 48 trial-equivalents on three tasks, the same fit gives +1.23 (+1.03 to +1.44):
 the loss is flat in tau there, so the fit moves with the trials that count; the constant stays
 until the next full run of the suite refits it. The loss of these short runs
 is flat for tau from about 10 up (weight decay that barely acts within the run), steep below 1:
@@ -592,8 +592,8 @@ def _published_tau_prior(
         sources.append(Source(
             "short-run correction", SUITE_CITATION, center, unit,
             note=f"Power Lines' {law:.3g} x 10^{SHORT_RUN_TAU_SHIFT_LOG10:+.2f}: the law is "
-            "extrapolated below its models; on the suite's small short runs the loss was flat for tau above it "
-            "and the best tau lay well above the law"))
+            "extrapolated below its models; on the suite's small short runs the loss was flat "
+            "for tau above it and the best tau lay well above the law"))
         return _log_prior("tau", center, sources, TAU_BOUNDS, unit, SHORT_RUN_TAU_SIGMA,
                           sigma=SHORT_RUN_TAU_SIGMA, center_margin=2.0)
     floor = FLOOR_LOG10_UNVERIFIED if pl_extrapolated else _floor(sources)
