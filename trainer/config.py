@@ -247,9 +247,11 @@ def text_files(pattern: str) -> list[str]:
     """The files a local path names: a glob's matches (sorted), or the one file. Raises
     ValueError saying why there are none: no match, a folder, no such file."""
     if glob.has_magic(pattern):
-        paths = sorted(glob.glob(pattern, recursive=True))
+        matches = glob.glob(pattern, recursive=True)
+        paths = sorted(p for p in matches if os.path.isfile(p))  # `**` matches folders too
         if not paths:
-            raise ValueError(f"no file matches {pattern!r}")
+            raise ValueError(f"no file matches {pattern!r}"
+                             + (" (only folders do)" if matches else ""))
         return paths
     if os.path.isdir(pattern):
         raise ValueError(f"{pattern!r} is a folder; give a file or a glob such as {pattern}/*.txt")
@@ -392,11 +394,20 @@ class DataConfig(_Strict):
         else:
             keyed = []
         errors = []
+        files: dict[str, set[str]] = {}  # the real paths of each key's files
         for key, pattern in keyed:
             try:
-                text_files(pattern)
+                files.setdefault(key, set()).update(map(os.path.realpath, text_files(pattern)))
             except ValueError as e:
                 errors.append(f"{key}: {e}")
+        held = files.pop("data.val_path", set())
+        trained = set().union(*files.values())
+        if both := sorted(held & trained):
+            errors.append(
+                f"data.val_path: {both[0]}{f' (and {len(both) - 1} more)' if len(both) > 1 else ''}"
+                f" is also among the training files ({', '.join(files)} matches it), so the val "
+                "loss that ranks the trials would be measured on text they trained on: give "
+                "training files that leave the validation files out")
         if (self.source == "hf" and self.dataset and Path(self.dataset).is_absolute()
                 and not os.path.exists(self.dataset)):  # a path, not a hub id (resolved)
             errors.append(f"data.dataset: no folder {self.dataset!r} (a local dataset: a folder "

@@ -52,6 +52,9 @@ DOC_SEPARATOR = "\n\n"
 END_OF_TEXT = ("<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>")
 """End-of-text tokens of tokenizer files, looked for in this order (GPT-2 and most byte-level
 BPEs, Llama 3, Llama 2/Mistral/T5, Gemma)."""
+JOINERS = ("[SEP]",)
+"""Tokens that end a text in tokenizers without an end-of-text token (BERT's WordPiece), looked
+for after END_OF_TEXT."""
 
 
 @dataclass
@@ -830,11 +833,12 @@ def _tokenize_into_cache(cfg: DataConfig, cache: Path) -> dict[str, Any]:
     dtype = "uint16" if vocab <= 2**16 else "uint32"
     meta = {"fingerprint": fingerprint, "dtype": dtype, "vocab_size": vocab, "tokenizer": cfg.tokenizer}
     path = _token_path(cache, meta)
-    if not path.exists():  # another record's tokens of the same text may be there (prepare_data
-        # removed them if cut short)
-        tokens = _encode(docs, cfg.tokenizer).astype(dtype)
+    tokens = _encode(docs, cfg.tokenizer).astype(dtype)
+    # Another record's tokens of the same text may be there (the data touched or moved since):
+    # kept where whole, written again where cut short, since this record trusts their size.
+    if not (path.exists() and path.stat().st_size == tokens.nbytes):
         _write_atomic(path, tokens.tobytes())
-    return {**meta, "bytes": path.stat().st_size}
+    return {**meta, "bytes": tokens.nbytes}
 
 
 def _one_character(docs: list[str]) -> str | None:
@@ -983,7 +987,7 @@ def _head(builder: str, path: str, column: str) -> tuple[list[str] | None, tuple
             return list(schema.names), None
         values = pq.read_table(path, columns=[column]).column(0).to_pylist()
         return list(schema.names), (str(kind), next(iter(values), None))
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8-sig", newline="") as f:  # a BOM, as `datasets` reads it
         if builder == "json":
             line = f.readline(2**20).strip()
             try:
@@ -1063,8 +1067,12 @@ def _encode_with_file(docs: list[str], tok: Any) -> np.ndarray:
     DOC_SEPARATOR. add_special_tokens=False leaves out the file's post-processor (a BOS/EOS
     template per text): the join alone marks where documents end, as for tiktoken. Unlike
     tiktoken's encode_ordinary, the library matches a special token written in the text."""
-    eot = next((i for i in map(tok.token_to_id, END_OF_TEXT) if i is not None), None)
+    eot = next((i for i in map(tok.token_to_id, END_OF_TEXT + JOINERS) if i is not None), None)
     sep = [eot] if eot is not None else tok.encode(DOC_SEPARATOR, add_special_tokens=False).ids
+    if not sep and len(docs) > 1:  # a tokenizer that drops whitespace: documents would run on
+        raise DataError(f"data.tokenizer: nothing marks where one document ends: the file has "
+                        f"none of the tokens {', '.join(END_OF_TEXT + JOINERS)} and encodes a "
+                        "blank line as no token: add an end-of-text token to it")
     pieces: list[list[int]] = []
     batch = 256  # documents at a time: an Encoding holds offsets and token strings beside its ids
     for start in range(0, len(docs), batch):
@@ -1152,10 +1160,17 @@ def _digest(obj: Any) -> str:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
+    """The cache record at ``path``, or None where there is none to trust (missing, not JSON,
+    not UTF-8, not a record): the data is then read and tokenized again."""
     try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return None
+    keys = ("fingerprint", "dtype")
+    if not (isinstance(record, dict) and all(isinstance(record.get(k), str) for k in keys)
+            and record["dtype"] in ("uint16", "uint32")):
+        return None
+    return record
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

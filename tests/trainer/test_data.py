@@ -63,6 +63,77 @@ def test_a_token_file_cut_short_is_tokenized_again_not_trained_on(shakespeare, t
                                                             again.n_val_tokens)
 
 
+def test_a_token_file_cut_short_under_another_record_is_tokenized_again(shakespeare, tmp_path):
+    # A data file touched (or moved) makes a new cache record, which took the token file of the
+    # same text as it found it, cut short, and recorded that size as whole.
+    text = tmp_path / "play.txt"
+    text.write_bytes(shakespeare.read_bytes())
+    first = prepare_data(text_cfg(text, tmp_path), block_size=64)
+    whole = first.n_train_tokens + first.n_val_tokens
+    with open(first.path, "r+b") as f:
+        f.truncate(3_001)  # an odd size too: numpy refused it as no whole number of tokens
+    del first
+    os.utime(text, (1, 1))
+    again = prepare_data(text_cfg(text, tmp_path), block_size=64)
+    assert again.n_train_tokens + again.n_val_tokens == whole
+    assert prepare_data(text_cfg(text, tmp_path), block_size=64).from_cache
+
+
+def test_a_cache_record_that_is_no_record_is_read_again(shakespeare, tmp_path):
+    first = prepare_data(text_cfg(shakespeare, tmp_path), block_size=64)
+    (record,) = (tmp_path / "cache").glob("source-*.json")
+    for bad in (b"\xff\xfe not utf-8", b"[1, 2]", b'{"fingerprint": 3}'):
+        record.write_bytes(bad)  # a UnicodeDecodeError, a TypeError: tracebacks before
+        again = prepare_data(text_cfg(shakespeare, tmp_path), block_size=64)
+        assert again.fingerprint == first.fingerprint and not again.from_cache
+
+
+def test_a_glob_that_matches_folders_reads_their_files_alone(tmp_path):
+    # `corpus/**` matches corpus/ and its folders too: an IsADirectoryError at the first trial.
+    from scaletune.trainer.config import text_files
+
+    (tmp_path / "corpus" / "part").mkdir(parents=True)
+    (tmp_path / "corpus" / "a.txt").write_text("first " * 50)
+    (tmp_path / "corpus" / "part" / "b.txt").write_text("second " * 50)
+    docs = read_documents(DataConfig(source="text", path=str(tmp_path / "corpus" / "**")))
+    assert docs == ["first " * 50, "second " * 50]
+    with pytest.raises(ValueError, match=r"no file matches .*\(only folders do\)"):
+        text_files(str(tmp_path / "corp*"))
+
+
+def test_validation_files_that_are_also_training_files_are_refused(tmp_path):
+    # path: d/*.txt with val_path: d/val.txt trained on the validation text and scored on it.
+    for name in ("train1.txt", "train2.txt", "val.txt"):
+        (tmp_path / name).write_text(f"{name} " * 100)
+    cfg = DataConfig(source="text", path=str(tmp_path / "*.txt"), val_path=str(tmp_path / "val.txt"))
+    (error,) = cfg.file_errors()
+    assert error.startswith(f"data.val_path: {tmp_path / 'val.txt'} is also among the training "
+                            "files (data.path matches it)")
+    spelled = cfg.model_copy(update={"path": str(tmp_path / "train*.txt"),
+                                     "val_path": str(tmp_path / "." / "train2.txt")})
+    assert "is also among the training files" in " ".join(spelled.file_errors())
+    apart = cfg.model_copy(update={"path": str(tmp_path / "train*.txt")})
+    assert apart.file_errors() == []
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"text": "a row"}\n')
+    local = DataConfig(source="hf", dataset="json", data_files=str(tmp_path / "*.jsonl"),
+                       val_path=str(rows))
+    assert "(data.data_files matches it)" in " ".join(local.file_errors())
+
+
+def test_csv_and_json_lines_that_begin_with_a_bom_are_read_by_validate_as_by_the_run(tmp_path):
+    # validate read the BOM into the first column's name ('\ufefftext') or refused line 1 as
+    # not JSON, where `datasets` reads both files.
+    from scaletune.trainer.data import column_problem
+
+    (tmp_path / "rows.csv").write_text("\ufefftext,id\nhello there,1\n", encoding="utf-8")
+    (tmp_path / "rows.jsonl").write_text('\ufeff{"text": "hello there"}\n', encoding="utf-8")
+    for builder, name in (("csv", "rows.csv"), ("json", "rows.jsonl")):
+        cfg = DataConfig(source="hf", dataset=builder, data_files=str(tmp_path / name))
+        assert column_problem(cfg) is None, builder
+        assert column_problem(cfg.model_copy(update={"text_column": "body"})) is not None
+
+
 def test_edited_file_is_tokenized_again(tmp_path):
     path = tmp_path / "a.txt"
     path.write_text("hello world " * 100)

@@ -85,6 +85,26 @@ def test_documents_are_joined_by_end_of_text_else_by_a_blank_line(tmp_path, play
     assert plain.decode(all_tokens(data).tolist()) == play[:3000] + "\n\n" + play[3000:6000]
 
 
+def test_a_tokenizer_that_cannot_mark_where_a_document_ends_is_refused(tmp_path):
+    # A tokenizer without an end-of-text token whose pre-tokenizer drops whitespace encodes the
+    # blank line that joins documents as nothing: every document ran into the next.
+    tok = Tokenizer(models.WordLevel({"start": 0, "end": 1, "[UNK]": 2}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.save(str(tmp_path / "words.json"))
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / name).write_text("start end " * 100)
+    cfg = text_cfg(tmp_path / "*.txt", tmp_path, tmp_path / "words.json")
+    with pytest.raises(DataError, match="nothing marks where one document ends"):
+        prepare_data(cfg, block_size=8)
+    # With BERT's [SEP] it joins them by that.
+    tok = Tokenizer(models.WordLevel({"start": 0, "end": 1, "[UNK]": 2, "[SEP]": 3},
+                                     unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.save(str(tmp_path / "sep.json"))
+    data = prepare_data(text_cfg(tmp_path / "*.txt", tmp_path, tmp_path / "sep.json"), block_size=8)
+    assert all_tokens(data).tolist() == [0, 1] * 100 + [3] + [0, 1] * 100
+
+
 def test_ids_past_65535_are_stored_as_uint32(tmp_path):
     # Ids with gaps: three tokens, the highest id 70000, so the vocabulary is 70001.
     tok = Tokenizer(models.WordLevel({"small": 0, "[UNK]": 1, "big": 70_000}, unk_token="[UNK]"))
