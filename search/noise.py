@@ -153,9 +153,13 @@ def queue_repeats(study: optuna.Study, n: int, study_seed: int = 0) -> tuple[int
 
 
 def n_repeats(trials: Iterable[FrozenTrial]) -> int:
-    """Repeats that count on top of the study's n_trials: all but those that failed (a failed
-    repeat's re-run is counted instead)."""
-    return sum(REPEAT_OF in t.user_attrs and t.state != TrialState.FAIL for t in trials)
+    """Repeats that count on top of the study's n_trials: all but those that failed and were
+    queued again (their re-run is counted instead). One that failed for good counts, as it
+    counts as finished: left out, the search came up one trial short of n_trials."""
+    from scaletune.search.plan import failed_for_good  # plan imports this module
+
+    return sum(REPEAT_OF in t.user_attrs
+               and (t.state != TrialState.FAIL or failed_for_good(t)) for t in trials)
 
 
 def finished_repeats(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:

@@ -72,9 +72,26 @@ def test_seeds_skip_the_study_seed_and_a_failed_repeat_frees_its_seed():
     # The study trains with seed 5; the repeats take 6 and 7.
     assert queue_repeats(study, 2, study_seed=5) == (0, [6, 7])
     failed = study.ask({"x": X})
+    failed.set_user_attr("retried", True)  # queued again: its re-run counts, not it
     study.tell(failed, state=TrialState.FAIL)  # seed 6 failed: it may be used again
     assert n_repeats(study.trials) == 1  # the failed one does not count; seed 7's does
     assert queue_repeats(study, 1, study_seed=5) == (0, [6])
+
+
+def test_a_repeat_that_failed_for_good_counts_as_asked_as_it_counts_as_finished():
+    # It counted as finished and not as asked: `--n-trials 10` on 9 searched trials ran none
+    # ("11/11 trials finished (10 of the search and 1 repeat)").
+    from scaletune.search.plan import n_done
+
+    study = optuna.create_study()
+    for i in range(9):
+        tell(study, i / 10, 3.0 - i / 100)
+    queue_repeats(study, 2)
+    study.tell(study.ask({"x": X}), 2.95)
+    study.tell(study.ask({"x": X}), state=TrialState.FAIL)  # no retry left: failed for good
+    assert n_repeats(study.trials) == 2
+    assert (n_done(study.trials), trials_asked(study.trials, 9)) == (11, 11)
+    assert trials_asked(study.trials, 10) == 12  # one more trial of the search to run
 
 
 def test_repeats_run_on_top_of_a_study_that_ran_past_its_n_trials():
