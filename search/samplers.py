@@ -48,6 +48,10 @@ class PriorSampler(BaseSampler):
         priors: Prior per parameter name; parameters without one are left to ``base``.
         n_startup_trials: Finished (complete or pruned) trials before ``base`` takes over.
         seed: Seed of the prior draws.
+        complete_only: Count complete trials only, as GP and CMA-ES count their own start-up (a
+            pruned trial that ``base`` sees complete, through PredictionsTeachSampler, counts):
+            counted as finished, every pruned trial left them a start-up of their own, drawn
+            uniformly, after the prior's.
     """
 
     def __init__(
@@ -56,6 +60,7 @@ class PriorSampler(BaseSampler):
         priors: dict[str, Prior],
         n_startup_trials: int,
         seed: int | None = None,
+        complete_only: bool = False,
     ) -> None:
         if n_startup_trials < 0:
             raise ValueError(f"n_startup_trials must be >= 0, got {n_startup_trials=}")
@@ -64,6 +69,7 @@ class PriorSampler(BaseSampler):
         self._n_startup_trials = n_startup_trials
         self._rng = np.random.default_rng(seed)
         self._startup_of: tuple[tuple[Any, ...] | None, bool] = (None, True)
+        self._complete_only = complete_only
 
     def _in_startup(self, study: Study, trial: FrozenTrial) -> bool:
         """Fewer than n_startup_trials finished when ``trial`` was asked (counted once per trial:
@@ -71,8 +77,13 @@ class PriorSampler(BaseSampler):
         # The start time tells apart two studies of one name in two storages.
         key = (study.study_name, trial.number, trial.datetime_start)
         if self._startup_of[0] != key:
-            finished = study.get_trials(deepcopy=False,
-                                        states=(TrialState.COMPLETE, TrialState.PRUNED))
+            if self._complete_only:
+                seen = (_PredictionsAsFinal(study)
+                        if isinstance(self._base, PredictionsTeachSampler) else study)
+                finished = seen.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            else:
+                finished = study.get_trials(deepcopy=False,
+                                            states=(TrialState.COMPLETE, TrialState.PRUNED))
             self._startup_of = (key, len(finished) < self._n_startup_trials)
         return self._startup_of[1]
 
@@ -436,4 +447,5 @@ def make_sampler(cfg: StudyConfig, priors: dict[str, Prior], n_existing: int = 0
         base = PredictionsTeachSampler(base)
     if cfg.seeding == "none" or s.name == "random":
         return base
-    return PriorSampler(base, priors, n_startup_trials=n, seed=seed + 1)
+    return PriorSampler(base, priors, n_startup_trials=n, seed=seed + 1,
+                        complete_only=s.name in ("gp", "cmaes"))

@@ -136,7 +136,10 @@ def trained_batches(cfg: StudyConfig) -> tuple[float, float] | None:
         return (min(numeric), max(numeric)) if numeric else None
     if param.low is None or param.high is None:
         return None  # one end from the prior: the prior's center is inside
-    return float(param.low), float(param.high)
+    # A range trains the powers of two in it (batch_distribution): [192, 512] trains 256 and 512,
+    # and the priors taken at 192 gave the first trial, at 256, the lr of a batch never trained.
+    sizes = batch_sizes_in(param.low, param.high, cfg.trainer.micro_batch_size)
+    return (float(min(sizes)), float(max(sizes))) if sizes else (float(param.low), float(param.high))
 
 
 def planning_priors(cfg: StudyConfig) -> Priors:
@@ -306,6 +309,10 @@ def _distribution(
                 f"{key}: low={low:.4g}, high={high:.4g} is an empty range: the prior's "
                 f"range here is [{prior.low:.4g}, {prior.high:.4g}]; give a low and high that "
                 "overlap it, or both"])
+        if log and low <= 0:  # the prior's own low end (dropout's is 0): Optuna's ValueError
+            raise ConfigError("study", [
+                f"{key}: log: true, and the range starts at {low:g} (the prior's low end), "
+                "where a log scale cannot start: give a low above 0, or leave log out"])
     else:
         low, high = p.low, p.high
         log = p.log if p.log is not None else (hp.log if hp else False)

@@ -252,6 +252,30 @@ def test_prior_sampler_hands_over_after_startup():
     assert later.min() < -5 and later.max() > -1
 
 
+@pytest.mark.parametrize("name", ["gp", "cmaes"])
+def test_gp_and_cmaes_take_over_from_the_prior_without_a_uniform_start_up_between(name):
+    # The prior's start-up counted pruned trials as finished, GP and CMA-ES count complete ones:
+    # each pruned trial without a prediction (a median pruner's) left them a start-up of their
+    # own, drawn uniformly over the range, after the prior's.
+    priors = {"x": _prior("x", 1e-3, 1e-6, 1.0, sigma=0.1)}
+    cfg = study_cfg(sampler={"name": name, "n_startup_trials": 3, "seed": 0})
+    sampler = make_sampler(cfg, priors)
+    model = sampler._base._base  # under PredictionsTeachSampler
+    uniform = []
+    independent = model._independent_sampler
+    original = independent.sample_independent
+    independent.sample_independent = lambda *a, **k: uniform.append(1) or original(*a, **k)
+    study = optuna.create_study(sampler=sampler)
+    for i in range(10):
+        trial = study.ask()
+        x = trial.suggest_float("x", 1e-6, 1.0, log=True)
+        if 1 <= i <= 4:  # stopped, with no predicted final loss
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, (math.log10(x) + 3) ** 2)
+    assert uniform == []
+
+
 def _spread_after_startup(beta: float) -> float:
     """Median distance (decades) from the prior's center of trials 6-40 of a TPE study on a flat
     objective, whose acquisition the prior weights with ``beta``."""
@@ -499,6 +523,16 @@ def test_fit_takes_tau_only_where_weight_decay_was_searched_and_refuses_a_fixed_
             "follow; fit studies that search lr") in e.value.errors[0]
 
 
+def test_a_log_scale_over_a_prior_range_that_starts_at_zero_is_an_error_of_the_key():
+    # dropout's prior range starts at 0: Optuna's ValueError ("low > 0 must hold") as a traceback.
+    cfg = study_cfg(search={"dropout": {"prior": "auto", "log": True}})
+    with pytest.raises(ConfigError, match=r"search.dropout: log: true, and the range starts at 0"):
+        build_space(cfg, PRIORS)
+    given = study_cfg(search={"dropout": {"prior": "auto", "log": True, "low": 0.01}})
+    (dropout,) = [d for d in build_space(given, PRIORS)[0] if d.name == "dropout"]
+    assert dropout.distribution.log and dropout.distribution.low == 0.01
+
+
 def test_a_study_gets_the_lr_of_the_batches_it_trains():
     from scaletune.heuristics.priors import priors_for
     from scaletune.search.space import model_shape, study_priors, trained_batches
@@ -519,6 +553,13 @@ def test_a_study_gets_the_lr_of_the_batches_it_trains():
     assert trained_batches(fixed) == (64.0, 64.0)
     ranged = study_cfg(search={"batch_size": {"prior": "auto", "low": 16, "high": 128}})
     assert trained_batches(ranged) == (16.0, 128.0)
+    # A range trains its powers of two: [12, 100] trains 16 to 64, not 12 (the priors were taken
+    # at 12, and the first trial trained 16 at the lr of a batch never trained).
+    odd = study_cfg(search={"batch_size": {"prior": "auto", "low": 12, "high": 100}})
+    assert trained_batches(odd) == (16.0, 64.0)
+    assert trained_batches(study_cfg(search={"batch_size": {"prior": "auto", "low": 12,
+                                                            "high": 100}},
+                                     trainer={"micro_batch_size": 32})) == (32.0, 64.0)
     assert trained_batches(study_cfg()) is None
     assert study_priors(study_cfg(), 256, None) == free
 
