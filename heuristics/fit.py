@@ -403,8 +403,8 @@ def fit_power_law(
                          f"{len(y)} and {w.size}")
     if not (np.all(np.isfinite(lx)) and np.all(np.isfinite(ly))):
         raise ValueError(f"{target}: x and y must be positive and finite")
-    if not np.all(w > 0):
-        raise ValueError(f"{target}: weights must be > 0")
+    if not np.all((w > 0) & np.isfinite(w)):
+        raise ValueError(f"{target}: weights must be > 0 and finite")
     scales = np.unique(lx)
     if scales.size < 2:
         raise ValueError(f"{target}: need studies at >= 2 distinct scales, got {lx.size} point(s) "
@@ -565,8 +565,10 @@ def fit_carried(
     if xs.shape != ys.shape or xs.shape != w.shape or xs.ndim != 1 or xs.size == 0:
         raise ValueError(f"x, y and weights must be 1-D, non-empty and of equal length, got "
                          f"{len(x)}, {len(y)} and {w.size}")
-    if not (np.all(np.isfinite(ys)) and np.all(w > 0)):
-        raise ValueError(f"{target}: y must be finite and weights > 0")
+    if not (np.all(np.isfinite(ys)) and np.all((w > 0) & np.isfinite(w))
+            and np.all((xs > 0) & np.isfinite(xs))):
+        raise ValueError(f"{target}: x must be positive and finite, y finite and weights > 0 and "
+                         "finite")
     scales = np.unique(xs)
     groups = [np.flatnonzero(xs == s) for s in scales]
     value = float(np.average(ys, weights=w))

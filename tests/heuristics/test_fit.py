@@ -160,6 +160,14 @@ def test_fit_rejects_unfittable_input():
         ScalePoint(1e6, "steps", 1e-3, None, None, 3.0)
     with pytest.raises(ValueError, match="lr=-0.001"):
         ScalePoint(1e6, "tokens", -1e-3, None, None, 3.0)
+    # Called directly: an infinite weight gave an exponent of NaN without a warning, a scale of
+    # NaN a ZeroDivisionError, and negative or infinite scales were taken.
+    x, y = [1e6, 2e6, 4e6], [1e-3, 9e-4, 8e-4]
+    with pytest.raises(ValueError, match="weights must be > 0 and finite"):
+        fit_power_law(x, y, "lr", "peak LR", "tokens", weights=[1.0, math.inf, 1.0])
+    for scale in (math.nan, math.inf, -4e6):
+        with pytest.raises(ValueError, match="x must be positive and finite"):
+            fit_carried([1e6, 2e6, scale], [0.1, 0.2, 0.3], "warmup_frac", "f", "tokens")
 
 
 def test_exact_power_law_is_exact():
