@@ -191,9 +191,11 @@ class Ladder:
 
 
 def _tokens_label(tokens: int) -> str:
+    """``tokens`` in a study's name: exact (1,234,567 and 1,234,568 were both 1234.57k, two
+    rungs refused as one)."""
     for unit, size in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
         if tokens >= size and tokens % (size // 1000 or 1) == 0:
-            return f"{tokens / size:g}{unit}"
+            return f"{tokens / size:.12g}{unit}"
     return str(tokens)
 
 
@@ -307,8 +309,8 @@ def load_ladder(path: str | Path) -> Ladder:
                               "n_trials": rung.n_trials or cfg.rung_trials},
                        f"rungs[{i}]", study_path, errors)
         same = next((j for j, r in enumerate(rungs) if r.cfg.name == name), None)
-        if target is not None and tokens == target.tokens_per_trial and \
-                ModelConfig.model_validate(model) == target.model:
+        if target is not None and study is not None and tokens == target.tokens_per_trial and \
+                study.model == target.model:  # (a rung that is no study was named above)
             errors.append(f"rungs[{i}]: the target's own tokens_per_trial ({tokens:,}) and model: "
                           "it would run the target's study once more; a rung is a smaller study")
         elif same is not None:  # as written they differ: one at the target's tokens, or n_head
@@ -383,7 +385,7 @@ def _hold_epochs(rungs: list[Rung], target: StudyConfig, base: dict[str, Any],
         data = {**base.get("data", {}), "train_tokens": tokens}
         errors: list[str] = []
         study = _study(base, {"name": f"{cfg.name}-data{_tokens_label(tokens)}", "data": data,
-                              "model": cfg.model.model_dump(), "tokens_per_trial":
+                              "model": cfg.model.model_dump(exclude_unset=True), "tokens_per_trial":
                               cfg.tokens_per_trial, "n_trials": cfg.n_trials},
                        cfg.name, study_path, errors)
         if study is None:  # the rung validated with the target's data; this changes one count
@@ -443,8 +445,9 @@ def predictions(laws_: FittedLaws, scale: float) -> dict[str, float]:
 
 
 def settled(ladder: Ladder, before: FittedLaws | None, now: FittedLaws, n_rungs: int) -> bool:
-    """True when the last rung moved no prediction for the target by settle_log10 or more, from
-    the third rung on, and no law warns."""
+    """True when the last rung moved no prediction of a law (lr, tau, batch size) for the
+    target by settle_log10 or more, from the third rung on, and no law warns. The carried
+    warmup is not one: it has no trend with scale to settle."""
     limit = ladder.cfg.settle_log10
     if limit is None or before is None or n_rungs < MIN_SETTLE_RUNGS or now.warnings:
         return False
@@ -602,7 +605,7 @@ def _laws_at_launch(path: Path, scale: float) -> tuple[bytes, dict[str, float]] 
 
 
 def _refitted(path: Path, earlier: tuple[bytes, dict[str, float]] | None, scale: float,
-              seeded: tuple[str, int] | None) -> str | None:
+              seeded: tuple[str, int] | None, trained: bool) -> str | None:
     """Where this launch's fit moved the predictions at the target from the file it found:
     keep the file it replaced and say so. Said where no rung trained (the same rungs fitted
     again: another version of scaletune fits otherwise, or the file was written by hand or by
@@ -617,13 +620,14 @@ def _refitted(path: Path, earlier: tuple[bytes, dict[str, float]] | None, scale:
         return None
     kept = earlier_name(path)
     kept.write_bytes(earlier[0])
-    if seeded is None:
-        why = ("though no rung trained in this launch: another version of scaletune wrote "
-               f"{path.name}, it was written by hand or by `scaletune fit`, or trials were run "
-               "on a rung's study apart")
-    else:
-        why = (f"after the target study {seeded[0]} had finished {seeded[1]} trial(s) seeded from "
-               "the laws before")
+    whys = [] if trained else [
+        "though no rung trained in this launch: the ladder file's near_best or scale changed, "
+        f"another version of scaletune wrote {path.name}, it was written by hand or by "
+        "`scaletune fit`, or trials were run on a rung's study apart"]
+    if seeded is not None:
+        whys.append(f"after the target study {seeded[0]} had finished {seeded[1]} trial(s) "
+                    "seeded from the laws before")
+    why = "; and ".join(whys)
     return (f"the laws fitted again moved at the target ({', '.join(moved)}), {why}; the "
             f"earlier file is kept as {kept}. The target study's new trials and `scaletune "
             "export` use the laws as written now")
@@ -725,7 +729,7 @@ def _run_ladder(ladder: Ladder, console: Console, repeat_best: int) -> optuna.St
         before = fitted
     if fitted is not None and (not trained or seeded) and (note := _refitted(
             ladder.laws_file, earlier, ladder.target_scale,
-            (target.name, seeded) if trained else None)):
+            (target.name, seeded) if seeded else None, trained)):
         console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
     study = stored_study(target)
     have = 0 if study is None else n_finished(study)

@@ -994,6 +994,8 @@ def make_report(
     # this one's of the same name, which the output says (export says so of its file).
     ours = earlier | REPORT_FILES if (out / "summary.json").is_file() else set()
     before = {p.name for p in out.iterdir() if p.is_file()} - ours
+    if ladder:  # drawn there by this command, just before (with their plotly.min.js)
+        before -= {path.name for d in ladder for path in d.paths} | {"plotly.min.js"}
     frame = trials_frame(study, ran_with)
     whole_numbers(frame).to_csv(out / "trials.csv", index=False)
     drawn = {

@@ -89,6 +89,26 @@ def test_rungs_along_width_take_the_targets_tokens_unless_they_name_their_own(
         "(ladder-rung-40.96k-1x24): give each rung its own tokens_per_trial or model size"]
 
 
+def test_a_width_rung_that_is_no_study_is_an_error_of_the_rung_and_labels_are_exact(
+        tmp_path, shakespeare):
+    # A rung at the target's tokens whose width n_head does not divide: pydantic's traceback.
+    path = ladder_files(tmp_path, shakespeare, scale="params")
+    raw = yaml.safe_load(path.read_text())
+    raw["rungs"] = [{"model": {"n_embd": 30, "n_head": 4}}, {"model": {"n_embd": 16}},
+                    {"model": {"n_embd": 24, "n_head": 2}}]
+    path.write_text(yaml.safe_dump(raw))
+    assert any(e.startswith("rungs[0]: model: n_head must divide n_embd, got n_embd=30, n_head=4")
+               for e in errors_of(path)), errors_of(path)
+    # Two rungs a token apart were named alike (1234.57k) and refused as one.
+    raw["rungs"] = [{"tokens_per_trial": 1_234_567}, {"tokens_per_trial": 1_234_568},
+                    {"tokens_per_trial": 600_000}]
+    raw["target"] = {"study": "target.yaml", "tokens_per_trial": 3_000_000}
+    raw["scale"] = "tokens"
+    path.write_text(yaml.safe_dump(raw))
+    assert [r.cfg.name for r in load_ladder(path).rungs] == [
+        "ladder-rung-600k-1x32", "ladder-rung-1234.567k-1x32", "ladder-rung-1234.568k-1x32"]
+
+
 def test_bad_ladder_input_names_the_key(tmp_path, shakespeare):
     path = ladder_files(tmp_path, shakespeare)
     raw = yaml.safe_load(path.read_text())
@@ -469,7 +489,10 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     assert load_study(tmp_path / "target.yaml").name == "tiny"
     # Rule: the report of a ladder opens on its figures: index.html shows each law's figure
     # and summary.json lists them with the target study's files.
+    capsys.readouterr()
     assert main(["report", str(path), "-o", str(tmp_path / "report")]) == 0
+    # The figures it drew there a moment before are not files it "replaced" (it said 9 were).
+    assert "replaced" not in capsys.readouterr().out
     index = (tmp_path / "report" / "index.html").read_text()
     files = json.loads((tmp_path / "report" / "summary.json").read_text())["files"]
     for name in ("ladder_lr", "ladder_tau"):
@@ -795,6 +818,9 @@ def test_hold_epochs_trains_each_rung_on_a_share_of_the_data_with_the_targets_pa
     out = flat(capsys.readouterr().out)
     assert "hold_epochs: the target makes 2.3 passes over its data; each rung trains" in out
     assert "warning" not in out
+    # Nor a note on model fields the file never set (every default was passed as set: "model.
+    # rope_theta is read only when model.positions is rope").
+    assert "rope_theta" not in out and "model.dropout" not in out, out
     # The rung's data: the first tokens of the training split; validation is the target's.
     rung, whole = (prepare_data(c.data, c.model.block_size)
                    for c in (ladder.rungs[0].cfg, ladder.target))
