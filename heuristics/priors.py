@@ -106,9 +106,9 @@ SHORT_RUN_TAU_SHIFT_LOG10 = 1.8
 """Added to log10 of the tau center when Power Lines' tau law is extrapolated below its models.
 Suite fit (same studies): the best tau lay above the law on all six tasks, mean of the near-best
 medians +1.76 (+1.80 on seed 0 alone); fitted on five tasks the shift is +1.51 to +1.98. Read
-with TPE + median run on to 48 trial-equivalents on three tasks, the same fit gives +1.23 (+1.03 to +1.44):
-the loss is flat in tau there, so the fit moves with the trials that count; the constant stays
-until the next full run of the suite refits it. The loss of these short runs
+with TPE + median run on to 48 trial-equivalents on three tasks, the same fit gives +1.23
+(+1.03 to +1.44): the loss is flat in tau there, so the fit moves with the trials that count;
+the constant stays until the next full run of the suite refits it. The loss of these short runs
 is flat for tau from about 10 up (weight decay that barely acts within the run), steep below 1:
 the law's center sat on the steep side. Besides the extrapolation (TPP 0.4-7), a possible
 cause, not verified here: Power Lines' eta is muP's base learning rate, so if its hidden matrices

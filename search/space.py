@@ -139,7 +139,8 @@ def trained_batches(cfg: StudyConfig) -> tuple[float, float] | None:
     # A range trains the powers of two in it (batch_distribution): [192, 512] trains 256 and 512,
     # and the priors taken at 192 gave the first trial, at 256, the lr of a batch never trained.
     sizes = batch_sizes_in(param.low, param.high, cfg.trainer.micro_batch_size)
-    return (float(min(sizes)), float(max(sizes))) if sizes else (float(param.low), float(param.high))
+    low, high = (min(sizes), max(sizes)) if sizes else (param.low, param.high)
+    return float(low), float(high)
 
 
 def planning_priors(cfg: StudyConfig) -> Priors:

@@ -105,7 +105,8 @@ def test_validation_files_that_are_also_training_files_are_refused(tmp_path):
     # path: d/*.txt with val_path: d/val.txt trained on the validation text and scored on it.
     for name in ("train1.txt", "train2.txt", "val.txt"):
         (tmp_path / name).write_text(f"{name} " * 100)
-    cfg = DataConfig(source="text", path=str(tmp_path / "*.txt"), val_path=str(tmp_path / "val.txt"))
+    cfg = DataConfig(source="text", path=str(tmp_path / "*.txt"),
+                     val_path=str(tmp_path / "val.txt"))
     (error,) = cfg.file_errors()
     assert error.startswith(f"data.val_path: {tmp_path / 'val.txt'} is also among the training "
                             "files (data.path matches it)")
