@@ -208,6 +208,7 @@ def export_study(
         raise ConfigError(source, [f"--tokens/--max-batch-size: {e}"]) from None
     if new_model.dropout != best.dropout:  # --model dropout=...: the run's, not the trial's
         moved = _with_dropout(moved, new_model.dropout)
+    moved = _with_model_changes(moved, base.model, new_model)
     final = moved.final
     if final.tokens > MAX_TOKENS:
         raise ConfigError(source, [
@@ -258,7 +259,7 @@ def export_study(
         "checkpoint_every_tokens": max(1, int(final.tokens * CHECKPOINT_FRACTION)),
         "data": _absolute_data(base),
     })
-    record = provenance(study, cfg, source, chosen, moved, notes)
+    record = provenance(study, cfg, source, chosen, moved, notes, ran_with)
     config = TrainConfig.model_validate({**config.model_dump(), "provenance": record})
     config = _write_checked(output, config, header(record))  # as `scaletune train` reads it
     return Export(path=output, config=config, transfer=moved, trial=chosen, notes=tuple(notes),
@@ -271,6 +272,28 @@ def _with_dropout(moved: Transfer, dropout: float) -> Transfer:
     return replace(moved, final=replace(moved.final, dropout=dropout), rules=(*rules, Rule(
         "dropout", f"set to {dropout:g} by --model (the trial's: {moved.best.dropout:g})",
         "the command line")))
+
+
+TRANSFERRED_MODEL_KEYS = ("n_embd", "n_layer", "block_size", "dropout")
+"""The model's fields the transfer's rules carry (Hparams); --model's others are set as given."""
+
+
+def _with_model_changes(moved: Transfer, was: ModelConfig, now: ModelConfig) -> Transfer:
+    """``moved`` with a rule for the model's fields --model set that no transfer rule carries
+    (n_head, norm, positions, ...): the run said it was "the trial's config", its loss the
+    trial's to the digit, with another model."""
+    old, new = was.model_dump(), now.model_dump()
+    changed = [f"{k} {old[k]} -> {new[k]}" for k in new
+               if k not in TRANSFERRED_MODEL_KEYS and new[k] != old[k]]
+    if not changed:
+        return moved
+    return replace(moved, rules=(*moved.rules, Rule(
+        "model", f"set by --model: {', '.join(changed)}", "the command line")))
+
+
+def _model_set(moved: Transfer) -> bool:
+    """Whether --model set fields of the model that no transfer rule carries."""
+    return any(r.value == "model" for r in moved.rules)
 
 
 def _same_run(moved: Transfer) -> bool:
@@ -345,8 +368,10 @@ def provenance(
     trial: FrozenTrial,
     moved: Transfer,
     notes: list[str],
+    ran_with: StudyConfig | None = None,
 ) -> dict[str, Any]:
-    """The machine-readable record of where an exported config came from."""
+    """The machine-readable record of where an exported config came from. ``ran_with``: the
+    config the study's trials ran with (default ``cfg``), whose threads an exact copy needs."""
     study_prov = study.user_attrs.get("provenance") or {}
     return {
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -362,9 +387,12 @@ def provenance(
         "study_provenance": study_prov,
         "trial_params": dict(trial.params),
         "transfer": (f"none: the trial's config; num_threads is left to the machine, and "
-                     f"only with num_threads: {_trial_threads(cfg)}, as the trial had, does the "
-                     "run repeat its loss exactly (other thread counts round sums differently)"
-                     if moved.exact_copy else
+                     f"only with num_threads: {_trial_threads(ran_with or cfg)}, as the trial "
+                     "had, does the run repeat its loss exactly (other thread counts round sums "
+                     "differently)"
+                     if moved.exact_copy and not _model_set(moved) else
+                     "none: the trial's config, with the model --model sets"
+                     if _same_run(moved) and _model_set(moved) else
                      "none: the trial's config, with the dropout --model sets"
                      if _same_run(moved) else "scaling laws"),
         "best": moved.best.record(),

@@ -230,6 +230,35 @@ def test_export_with_longer_horizon_and_wider_model(finished, tmp_path):
     assert loaded.checkpoint_every_tokens == int(tokens * 0.05)
 
 
+def test_model_fields_set_by_model_that_no_rule_carries_are_said_not_called_the_trials(
+        finished, tmp_path):
+    # --model n_head=8 norm=rmsnorm read "transfer none: the trial's config ... repeat its loss
+    # exactly", with no rule: the run trained another model, and another loss.
+    path, cfg, _ = finished
+    out = tmp_path / "m.yaml"
+    assert main(["export", str(path), "--model", "n_head=4", "--model", "norm=rmsnorm",
+                 "-o", str(out)]) == 0
+    record = load_train_config(out).provenance
+    assert record["transfer"] == "none: the trial's config, with the model --model sets"
+    (rule,) = record["rules"]
+    assert rule["value"] == "model" and rule["formula"] == (
+        f"set by --model: n_head {cfg.model.n_head} -> 4, norm layernorm -> rmsnorm")
+    assert "repeat its loss exactly" not in out.read_text()
+
+
+def test_the_threads_an_exact_copy_needs_are_the_trials_not_the_files_now(finished, tmp_path):
+    # workers is no part of what a study's trials train, so it may change in the file: the
+    # export named the file's cpus_per_trial as the threads that repeat the trial's loss.
+    path, cfg, _ = finished
+    raw = yaml.safe_load(path.read_text())
+    raw["workers"] = {**raw.get("workers", {}), "cpus_per_trial": 2}
+    path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "t.yaml"
+    assert main(["export", str(path), "-o", str(out)]) == 0
+    transfer = load_train_config(out).provenance["transfer"]
+    assert f"only with num_threads: {int(cfg.workers.cpus_per_trial)}, as the trial had" in transfer
+
+
 def test_a_dropout_set_by_model_is_the_runs_and_said_so(finished, tmp_path):
     path, cfg, study = finished
     out = tmp_path / "d.yaml"
