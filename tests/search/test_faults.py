@@ -675,6 +675,34 @@ def test_a_database_server_that_went_away_is_not_told_to_free_disk_space(tmp_pat
         _write_failed(local, {}, "using the storage", full))
 
 
+def test_a_worker_ray_stops_for_want_of_memory_fails_its_trial_not_the_study(
+        tmp_path, shakespeare, monkeypatch):
+    # Ray's memory monitor raises OutOfMemoryError, which is no RayTaskError: it escaped
+    # _finish, the study stopped on it and the trial stayed RUNNING. (Simulated: the monitor
+    # kills a worker only on a machine that runs out of memory.)
+    from scaletune.search.plan import SearchPlan
+    from scaletune.search.runner import _finish
+    from scaletune.search.storage import make_storage
+
+    cfg = validate_study(tiny_study(tmp_path, shakespeare))
+    cfg.folder.mkdir(parents=True, exist_ok=True)
+    plan = SearchPlan.build(cfg)
+    study, _ = plan.open_study(make_storage(cfg.storage_url))
+    run = plan.ask(study, 1)
+    run.extra["ref"] = object()
+
+    def killed(*args, **kwargs):
+        raise ray.exceptions.OutOfMemoryError("Task was killed due to the node running low on "
+                                              "memory.")
+
+    monkeypatch.setattr(ray, "get", killed)
+    state, value, reason = _finish(study, run, cfg)
+    assert (state, value) == ("FAIL", None) and reason.startswith("out of the machine's memory")
+    (trial,) = study.trials
+    assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"] == reason
+    assert not study.get_trials(states=(TrialState.WAITING,))  # not retried: it would fail again
+
+
 def test_a_storage_file_deleted_as_the_study_ran_is_named_not_a_full_disk(tmp_path, shakespeare):
     # `rm -rf runs/` while a study ran read "Free some disk space, then run the same command to
     # resume", which would start a new study in a new file.
