@@ -879,15 +879,6 @@ def _finish(study: optuna.Study, r: TrialRun, cfg: StudyConfig) -> tuple[str, fl
     """Tell the study how a trial ended: (state, final loss or None, reason)."""
     try:
         result = ray.get(r.extra["ref"])
-    except ray.exceptions.OutOfMemoryError as e:  # Ray's memory monitor killed its worker
-        # Not a RayTaskError: it stopped the whole study, leaving the trial RUNNING. It would
-        # run out again: FAIL, not retried, as torch's own out of memory (search.trial).
-        reason = (f"out of the machine's memory: Ray stopped the trial's worker ({_last_line(e)})"
-                  "; set trainer.micro_batch_size lower, or run fewer trials at once "
-                  "(workers.max_concurrent)")
-        r.trial.set_user_attr("fail_reason", reason)
-        study.tell(r.trial, state=TrialState.FAIL)
-        return "FAIL", None, reason
     except RETRYABLE as e:
         reason = f"worker died: {type(e).__name__}: {_last_line(e)}"
         retried = r.fail(study, reason, cfg.max_retries)
@@ -898,10 +889,17 @@ def _finish(study: optuna.Study, r: TrialRun, cfg: StudyConfig) -> tuple[str, fl
         if isinstance(cause, DataError):  # no trial can run: the study stops (_drive), and
             r.fail(study, reason, cfg.max_retries, count_attempt=False)  # this one waits
             return "FAIL", None, reason + " (queued again)"
-        r.trial.set_user_attr("fail_reason", reason)
-        study.tell(r.trial, state=TrialState.FAIL)
-        return "FAIL", None, reason
-    return r.tell(study, result)
+    except ray.exceptions.OutOfMemoryError as e:  # Ray's memory monitor killed its worker
+        # Not a RayTaskError: it stopped the whole study, leaving the trial RUNNING. It would
+        # run out again: FAIL, not retried, as torch's own out of memory (search.trial).
+        reason = (f"out of the machine's memory: Ray stopped the trial's worker ({_last_line(e)})"
+                  "; set trainer.micro_batch_size lower, or run fewer trials at once "
+                  "(workers.max_concurrent)")
+    else:
+        return r.tell(study, result)
+    r.trial.set_user_attr("fail_reason", reason)  # failed for good: the trial's own error
+    study.tell(r.trial, state=TrialState.FAIL)
+    return "FAIL", None, reason
 
 
 def _last_line(e: BaseException) -> str:
