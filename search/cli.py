@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import re
 import shlex
 import signal
 import sys
@@ -187,8 +186,9 @@ def cmd_stop(args: argparse.Namespace, console: Console) -> int:
 def _job_server(args: argparse.Namespace) -> str:
     """The job server of a command on a study file or a job id (a job id needs --address or
     RAY_ADDRESS)."""
-    from scaletune.search.config import NAME_PATTERN, load_study
-    from scaletune.search.jobs import is_job_id, is_study_file, job_server
+    from scaletune.search.config import load_study
+    from scaletune.search.jobs import is_job_id, job_server
+    from scaletune.search.studies import looks_like_a_name
 
     if is_job_id(args.target):
         return job_server(None, args.address)
@@ -197,8 +197,8 @@ def _job_server(args: argparse.Namespace) -> str:
     except ConfigError as e:
         if e.errors != ["file not found"]:
             raise
-        if re.match(NAME_PATTERN, args.target) and not is_study_file(args.target):
-            return job_server(None, args.address)  # a study's name, as `scaletune jobs` lists
+        if looks_like_a_name(args.target):  # a study's name, as `scaletune jobs` lists it
+            return job_server(None, args.address)
         raise ConfigError(args.target, [
             "no such study file, and not a job's id (scaletune-NAME-HEX, as `scaletune run "
             "--detach` and `scaletune jobs` print it, or raysubmit_...) nor a study's name: "
