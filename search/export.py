@@ -368,10 +368,10 @@ def provenance(
     trial: FrozenTrial,
     moved: Transfer,
     notes: list[str],
-    ran_with: StudyConfig | None = None,
+    ran_with: StudyConfig,
 ) -> dict[str, Any]:
     """The machine-readable record of where an exported config came from. ``ran_with``: the
-    config the study's trials ran with (default ``cfg``), whose threads an exact copy needs."""
+    config the study's trials ran with, whose threads an exact copy needs."""
     study_prov = study.user_attrs.get("provenance") or {}
     return {
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -387,7 +387,7 @@ def provenance(
         "study_provenance": study_prov,
         "trial_params": dict(trial.params),
         "transfer": (f"none: the trial's config; num_threads is left to the machine, and "
-                     f"only with num_threads: {_trial_threads(ran_with or cfg)}, as the trial "
+                     f"only with num_threads: {_trial_threads(ran_with)}, as the trial "
                      "had, does the run repeat its loss exactly (other thread counts round sums "
                      "differently)"
                      if moved.exact_copy and not _model_set(moved) else

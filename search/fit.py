@@ -110,7 +110,7 @@ def fit_from_studies(
         compute = laws.deepseek_compute_flops(m.n_layer, m.n_embd, m.block_size,
                                               ran_with.tokens_per_trial)
         short &= laws.lr_laws_below(laws.non_embedding_params(m.n_layer, m.n_embd),
-                                           ran_with.tokens_per_trial, compute)
+                                    ran_with.tokens_per_trial, compute)
     scales = sorted({p.scale for p in points})
     if len(scales) < 2:
         what = ("tokens per trial (tokens_per_trial)" if scale_kind == "tokens" else

@@ -127,7 +127,7 @@ def unreachable(url: str) -> str | None:
     """Why the server storage ``url`` cannot be opened (``check_storage``: it refuses the login
     or the connection, or does not answer), said with the password masked; None where it
     opens, and for an SQLite file (storage_problems checks that)."""
-    if sqlite_path(url) is not None or url.startswith("sqlite"):
+    if url.startswith("sqlite"):
         return None
     try:
         check_storage(url)
