@@ -1081,9 +1081,12 @@ def _encode_with_file(docs: list[str], tok: Any) -> np.ndarray:
     return np.fromiter(itertools.chain.from_iterable(pieces), dtype=np.int64)
 
 
+TOKEN_FILE_SUFFIXES = {"uint16": "u16", "uint32": "u32"}
+"""A token file's suffix by its dtype: the dtypes a cache record may name."""
+
+
 def _token_path(cache: Path, meta: dict[str, Any]) -> Path:
-    suffix = {"uint16": "u16", "uint32": "u32"}[meta["dtype"]]
-    return cache / f"{meta['fingerprint']}.{suffix}.bin"
+    return cache / f"{meta['fingerprint']}.{TOKEN_FILE_SUFFIXES[meta['dtype']]}.bin"
 
 
 def _split(tokens: np.ndarray, meta: dict[str, Any], cfg: DataConfig, block_size: int,
@@ -1168,7 +1171,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
     keys = ("fingerprint", "dtype")
     if not (isinstance(record, dict) and all(isinstance(record.get(k), str) for k in keys)
-            and record["dtype"] in ("uint16", "uint32")):
+            and record["dtype"] in TOKEN_FILE_SUFFIXES):
         return None
     return record
 
