@@ -25,6 +25,7 @@ scaling laws suggest (heuristics.priors) are narrower and clipped on their own t
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from operator import attrgetter
@@ -175,6 +176,19 @@ def field_problem(dotted: str) -> str | None:
         return (f"this field is set for each trial by the study ({RUN_FIELDS[dotted]}) and "
                 "cannot be searched")
     return None
+
+
+def whole_field(dotted: str) -> bool:
+    """Whether the TrainConfig field ``dotted`` (one field_problem accepts) holds whole numbers:
+    ``int``, or ``int | None``."""
+    from scaletune.trainer.config import TrainConfig
+
+    parts = dotted.split(".")
+    model = TrainConfig
+    for part in parts[:-1]:
+        model = model.model_fields[part].annotation
+    ann = model.model_fields[parts[-1]].annotation
+    return ann is int or set(typing.get_args(ann)) == {int, type(None)}
 
 
 RUN_FIELDS = {

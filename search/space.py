@@ -317,9 +317,14 @@ def _distribution(
     else:
         low, high = p.low, p.high
         log = p.log if p.log is not None else (hp.log if hp else False)
-    # Registered hyperparameters are floats (batch sizes are categorical); an other field given
-    # as whole numbers is searched as an integer.
-    if hp is None and all(isinstance(v, int) for v in (low, high)):
+    # Registered hyperparameters are floats (batch sizes are categorical); an other field is
+    # searched as an integer where the trainer's field holds whole numbers (n_layer), as a float
+    # where it holds any (min_lr_ratio from 0 to 1 is not the choice of 0 or 1).
+    if hp is None and hparams.whole_field(key.removeprefix("search.other.")):
+        if not all(float(v).is_integer() for v in (low, high)):
+            raise ConfigError("study", [
+                f"{key}: low={low:g}, high={high:g}: this field holds whole numbers; give "
+                "whole-number ends"])
         return IntDistribution(int(low), int(high), log=log)
     return FloatDistribution(float(low), float(high), log=log)
 

@@ -145,6 +145,7 @@ class GPT(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.vocab_size = padded_vocab_size(cfg, vocab_size)
+        self.n_tokens = vocab_size  # the tokenizer's; ids at and above it are padding
         self.wte = nn.Embedding(self.vocab_size, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.positions == "learned" else None
         self.drop = nn.Dropout(cfg.rate("embd"))
@@ -209,9 +210,13 @@ class GPT(nn.Module):
         logits = self.lm_head(self.ln_f(x))  # (B, T, V)
         if targets is None:
             return logits, None
-        loss = F.cross_entropy(
-            logits.view(-1, logits.size(-1)), targets.reshape(-1), label_smoothing=label_smoothing
-        )
+        if label_smoothing:
+            # Smoothing spreads its mass over the tokenizer's tokens, not over the padding rows
+            # no target ever names (padded_vocab_size).
+            flat = logits[..., : self.n_tokens].reshape(-1, self.n_tokens)
+        else:
+            flat = logits.view(-1, logits.size(-1))
+        loss = F.cross_entropy(flat, targets.reshape(-1), label_smoothing=label_smoothing)
         return logits, loss
 
 

@@ -438,6 +438,22 @@ def test_suggest_uses_every_distribution_kind():
     assert params["batch_size"] in (8, 16, 32, 64)
 
 
+def test_other_fields_are_searched_as_whole_numbers_where_the_trainer_holds_them():
+    # The rule: the trainer field's type decides, not how the ends are written. min_lr_ratio
+    # from 0 to 1 is a float range (not the choice of 0 or 1); n_layer from 1 to 3 an integer
+    # one, and a fractional end of it is refused, naming the key.
+    dims, _ = build_space(study_cfg(search={"other": {
+        "optim.min_lr_ratio": {"low": 0, "high": 1}, "model.n_layer": {"low": 1, "high": 3}}}),
+        PRIORS)
+    by_name = {d.name: d.distribution for d in dims}
+    assert by_name["optim.min_lr_ratio"] == FloatDistribution(0.0, 1.0)
+    assert by_name["model.n_layer"] == IntDistribution(1, 3)
+    with pytest.raises(ConfigError, match=r"search.other.model.n_layer: low=1.5, high=3: this "
+                                          r"field holds whole numbers"):
+        build_space(study_cfg(search={"other": {"model.n_layer": {"low": 1.5, "high": 3}}}),
+                    PRIORS)
+
+
 def test_a_resumed_study_does_not_draw_its_first_trials_again():
     cfg = study_cfg(seeding="none", sampler={"name": "random"})
 

@@ -42,6 +42,21 @@ def test_shapes_and_initial_loss(switches):
     assert logits.shape == (3, 5, 128) and loss is None
 
 
+def test_label_smoothing_spreads_over_the_tokenizers_tokens_only():
+    # The rule: smoothing puts eps / V on each of the tokenizer's V tokens, none on the rows
+    # the vocabulary is padded with (no target ever names them).
+    torch.manual_seed(0)
+    model = GPT(small(), vocab_size=100)
+    idx, targets = torch.randint(0, 100, (2, 3, 16))
+    logits, loss = model(idx, targets, label_smoothing=0.3)
+    assert logits.shape[-1] == 128
+    by_hand = F.cross_entropy(logits[..., :100].reshape(-1, 100), targets.reshape(-1),
+                              label_smoothing=0.3)
+    assert loss.item() == pytest.approx(by_hand.item(), rel=1e-6)
+    padded = F.cross_entropy(logits.reshape(-1, 128), targets.reshape(-1), label_smoothing=0.3)
+    assert abs(loss.item() - padded.item()) > 1e-4
+
+
 @pytest.mark.parametrize("positions", ["learned", "rope"])
 def test_future_tokens_never_change_past_logits(positions):
     torch.manual_seed(0)
