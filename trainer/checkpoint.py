@@ -140,6 +140,10 @@ def save_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: to
         raise
 
 
+KERNEL_OPTIONS = ("fused", "foreach")
+"""Param-group options that choose how an optimizer steps, not what it computes."""
+
+
 def load_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: torch.nn.Module,
                     optimizers: list[torch.optim.Optimizer], data_rng: torch.Generator,
                     ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -171,11 +175,19 @@ def load_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: to
 
     whole = StateDictOptions(full_state_dict=True)  # a sharded model keeps its shard of it
     set_model_state_dict(model, ckpt["model"], options=whole)
+    # The kernel each param group steps with is this run's choice (optim.build_optimizers), not
+    # the checkpoint's: loading restores the groups' options whole, and SGD's fused kernel,
+    # chosen by a run on one process, failed the first step of its resume under fsdp.
+    kernels = [[{k: g.get(k) for k in KERNEL_OPTIONS} for g in opt.param_groups]
+               for opt in optimizers]
     if isinstance(ckpt["optimizers"], list):  # written before sharding came: one per optimizer
         for opt, state in zip(optimizers, ckpt["optimizers"], strict=True):
             opt.load_state_dict(state)
     else:
         set_optimizer_state_dict(model, optimizers, ckpt["optimizers"], options=whole)
+    for opt, chosen in zip(optimizers, kernels, strict=True):
+        for group, options in zip(opt.param_groups, chosen, strict=True):
+            group.update(options)
     data_rng.set_state(ckpt["rng"]["data"])
     rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
     ranks = ckpt["rng"].get("ranks") or [ckpt["rng"]]  # one process wrote it (or an older one)

@@ -220,7 +220,8 @@ class OptimConfig(_SomeFieldsRead):
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     """Final LR of the cosine schedule as a fraction of the peak."""
     decay_frac: float = Field(0.2, gt=0, le=1)
-    """Fraction of steps spent in the final linear decay to zero of the wsd schedule."""
+    """Fraction of steps spent in the final linear decay to zero of the wsd schedule (two steps
+    at least)."""
 
     READ_ONLY_BY = {
         "muon_lr": ("name", ("muon",)), "muon_momentum": ("name", ("muon",)),

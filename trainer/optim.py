@@ -164,7 +164,8 @@ def lr_at(step: int, total_steps: int, cfg: OptimConfig) -> float:
     Linear warmup over warmup_frac of the steps, reaching 1 on its last step; then
     cosine: half a cosine from 1 down to min_lr_ratio at total_steps;
     linear: straight down to 0 at total_steps;
-    wsd: 1 (stable) until the final decay_frac of the steps, then straight down to 0;
+    wsd: 1 (stable) until the final decay_frac of the steps (two at least), then straight down
+    to 0;
     constant: 1.
     """
     warmup = warmup_steps(cfg.warmup_frac, total_steps)
@@ -173,7 +174,9 @@ def lr_at(step: int, total_steps: int, cfg: OptimConfig) -> float:
     if cfg.schedule == "constant":
         return 1.0
     if cfg.schedule == "wsd":
-        decay_start = max(warmup, total_steps - round(cfg.decay_frac * total_steps))
+        # The decay's first step is at the peak: it takes two to lower the lr at all, and a run
+        # too short for decay_frac to round to two steps trained as `constant` did.
+        decay_start = max(warmup, total_steps - max(2, round(cfg.decay_frac * total_steps)))
         if step < decay_start:
             return 1.0
         return max(0.0, 1.0 - (step - decay_start) / max(1, total_steps - decay_start))

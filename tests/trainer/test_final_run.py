@@ -131,6 +131,25 @@ def test_a_checkpoint_of_two_sharded_processes_resumes_on_one(tmp_path, shakespe
     assert b == pytest.approx(a, abs=2e-4)
 
 
+def test_an_sgd_checkpoint_of_one_process_resumes_on_two_sharded_ones(tmp_path, shakespeare):
+    # One process steps SGD with its fused kernel, which has no rule for sharded tensors; the
+    # checkpoint's param groups said fused, and the resume under fsdp failed its first step.
+    sgd = {"name": "sgd", "lr": 0.5, "warmup_frac": 0.1}
+    single = _config(tmp_path, shakespeare, "single", optim=sgd)
+    fsdp = _config(tmp_path, shakespeare, "fsdp", parallel="fsdp", optim=sgd)
+    assert _train(single).returncode == 0
+    script = tmp_path / "stop_at.py"
+    script.write_text(STOP_AT)
+    subprocess.run([sys.executable, str(script), str(fsdp), "2048"], cwd=REPO,
+                   capture_output=True, text=True, timeout=300)
+    assert len(_evals(tmp_path / "fsdp")) == 2
+    resumed = _train(fsdp, "--resume", "--nproc-per-node", "2")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    a, b = _evals(tmp_path / "single"), _evals(tmp_path / "fsdp")
+    assert len(b) == 3 and b[-1] < b[1]
+    assert b == pytest.approx(a, abs=2e-4)
+
+
 RNG_AT = STOP_AT + """
 import os, hashlib, pathlib, torch
 state = hashlib.md5(torch.get_rng_state().numpy().tobytes()).hexdigest()

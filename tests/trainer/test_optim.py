@@ -52,6 +52,13 @@ def test_wsd_is_stable_then_decays_in_the_final_fraction():
     assert lr[80] == 1.0 and lr[90] == pytest.approx(0.5) and lr[99] == pytest.approx(0.05)
 
 
+def test_wsd_decays_in_short_runs_too():
+    # decay_frac 0.1 of 10 steps rounds to one step, which the decay takes at the peak: the run
+    # trained as `constant`. Two steps at least, so the last is below the peak.
+    assert curve(10, schedule="wsd", warmup_frac=0.0, decay_frac=0.1)[-2:] == [1.0, 0.5]
+    assert curve(4, schedule="wsd", warmup_frac=0.0, decay_frac=0.05) == [1.0, 1.0, 1.0, 0.5]
+
+
 def test_constant_and_no_warmup():
     assert curve(schedule="constant", warmup_frac=0.2)[20:] == [1.0] * 80
     assert curve(schedule="cosine", warmup_frac=0.0)[0] == 1.0
