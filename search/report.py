@@ -414,6 +414,10 @@ def _matplotlib_style() -> Iterator[None]:
         # Optuna's history asks for a legend even when it drew nothing (no complete trial yet);
         # ours replaces it.
         warnings.filterwarnings("ignore", "No artists with labels found", UserWarning)
+        # Optuna's slice of a study with one complete trial sets a zero-width axis, which
+        # matplotlib widens with a warning; the report sets its axes itself afterwards.
+        warnings.filterwarnings("ignore", "Attempting to set identical low and high",
+                                UserWarning)
         # Their log lines on a study with few trials ("There are no complete trials.", "Param
         # lr unique value length is less than 2.") say what the report's notes say in its words.
         verbosity = optuna.logging.get_verbosity()

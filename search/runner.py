@@ -392,6 +392,10 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
                 if after and _repeat(study, repeat_best, cfg, console):
                     _drive(plan, study, cfg, console, slots, running, interrupt,
                            max_consecutive_failures, tracker, coordinator, launch)
+                elif after:
+                    console.print(f"no trial completed: the {repeat_best} repeat(s) of the best "
+                                  "trial (--repeat-best) did not run, with no trial to repeat",
+                                  style="yellow")
     except KeyboardInterrupt:
         signum = interrupt.signal or signal.SIGINT
         what = ("interrupted (Ctrl-C)" if signum == signal.SIGINT

@@ -259,6 +259,25 @@ def test_weight_decay_searched_as_lambda_is_plotted_against_lr(tmp_path):
     assert list(frame["param_weight_decay"]) == pytest.approx([0.01, 0.1, 0.5])
 
 
+def test_the_slice_of_one_complete_trial_draws_without_a_warning(tmp_path):
+    # lr alone searched and one complete trial: Optuna's slice set a zero-width axis, and
+    # matplotlib warned on stderr ("Attempting to set identical low and high xlims").
+    path, cfg = study_file(tmp_path, search={
+        "lr": {"low": 1e-4, "high": 3e-2, "log": True}, "weight_decay": {"value": 30, "as": "tau"},
+        "dropout": {"value": 0.0}, "warmup_frac": {"value": 0.1}, "batch_size": {"value": 16},
+    })
+    study = make_study(cfg)
+    trial = study.ask()
+    trial.suggest_float("lr", 1e-4, 3e-2, log=True)
+    trial.report(2.5, cfg.tokens_per_trial)
+    study.tell(trial, 2.5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = make_report(cfg, tmp_path / "report", source=str(path))
+    assert "lr_tau.png" in summary["files"]
+    assert [str(w.message) for w in caught if issubclass(w.category, UserWarning)] == []
+
+
 def test_report_of_a_missing_study_is_exit_2(tmp_path, capsys):
     path, _ = study_file(tmp_path)
     # Rule: no study -> a clear message and exit code 2, no report folder.

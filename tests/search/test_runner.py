@@ -162,6 +162,22 @@ def test_study_runs_prunes_and_records(tmp_path, shakespeare, local_ray):
     assert attrs["provenance"]["torch"]
 
 
+def test_repeat_best_says_so_where_no_trial_completed_to_repeat(tmp_path, shakespeare,
+                                                                 local_ray):
+    local_ray(num_cpus=1)
+    search = {**tiny_study(tmp_path, shakespeare)["search"], "lr": {"value": 10.0}}
+    cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=1, search=search))
+    console = Console(record=True, width=300)
+    run_study(cfg, console=console, repeat_best=2)
+    said = console.export_text()
+    # The launch promised the repeats after the search; its one trial diverged, so there was
+    # nothing to repeat, and it says so where it said nothing.
+    assert "the best trial runs 2 more time(s) with other training seeds after the search" in said
+    assert ("no trial completed: the 2 repeat(s) of the best trial (--repeat-best) did not run, "
+            "with no trial to repeat") in said
+    assert [t.state for t in load(cfg).trials] == [TrialState.PRUNED]
+
+
 def test_repeat_best_reruns_the_best_config_with_other_seeds_to_the_end(tmp_path, shakespeare,
                                                                         local_ray):
     from scaletune.search.report import make_report
