@@ -53,6 +53,10 @@ if TYPE_CHECKING:
     from optuna.pruners import BasePruner
 
 
+SEEDS = 2**32
+"""Seeds run from 0 to SEEDS - 1: what numpy's generators, and so Optuna's samplers, take."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, populate_by_name=True)
 
@@ -264,7 +268,7 @@ class SamplerConfig(_Strict):
     """TPE: model the joint distribution of parameters."""
     constant_liar: bool = True
     """TPE: avoid sampling the same point for trials running in parallel."""
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=SEEDS - 1)
     """Seed of the sampler; default the study's seed. Trials train with the study's seed either
     way, so two studies that differ only here search one and the same function."""
     prior_weight: float = Field(10.0, ge=0, allow_inf_nan=False)
@@ -721,7 +725,7 @@ class MLflowConfig(_Strict):
     as sqlite:///mlflow.db (MLflow 3 refuses a local folder unless MLFLOW_ALLOW_FILE_STORE=true);
     default MLflow's own (MLFLOW_TRACKING_URI). Keep credentials in MLflow's environment
     variables, not here: the study records its config."""
-    experiment: str | None = None
+    experiment: str | None = Field(None, min_length=1)
     """MLflow experiment the trials are runs of; default the study's name."""
 
 
@@ -819,7 +823,7 @@ class StudyConfig(_Strict):
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     """TensorBoard, Weights & Biases or MLflow logs of every trial, written by the driver."""
-    seed: int = Field(0, strict=True)
+    seed: int = Field(0, strict=True, ge=0, le=SEEDS - 1)
     """Seed of the sampler and of every trial's training run."""
 
     _source: str | None = PrivateAttr(None)

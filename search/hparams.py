@@ -94,7 +94,7 @@ class HParam:
         """True when ``value`` is a number within the bounds (and whole where it must be)."""
         if not is_number(value):
             return False
-        if math.isnan(value):
+        if not math.isfinite(value):  # nan; and inf, which no range can be sampled up to
             return False
         if self.whole and not float(value).is_integer():
             return False
@@ -178,9 +178,10 @@ def field_problem(dotted: str) -> str | None:
     return None
 
 
-def whole_field(dotted: str) -> bool:
-    """Whether the TrainConfig field ``dotted`` (one field_problem accepts) holds whole numbers:
-    ``int``, or ``int | None``."""
+def field_numbers(dotted: str) -> type | None:
+    """What numbers the TrainConfig field ``dotted`` (one field_problem accepts) holds: ``int``
+    (n_layer, and ``int | None``), ``float`` (``float``, ``int | float``, each or None), or None
+    where it holds none (true or false, text, a choice of names)."""
     from scaletune.trainer.config import TrainConfig
 
     parts = dotted.split(".")
@@ -188,7 +189,12 @@ def whole_field(dotted: str) -> bool:
     for part in parts[:-1]:
         model = model.model_fields[part].annotation
     ann = model.model_fields[parts[-1]].annotation
-    return ann is int or set(typing.get_args(ann)) == {int, type(None)}
+    if typing.get_origin(ann) is typing.Annotated:
+        ann = typing.get_args(ann)[0]
+    kinds = set(typing.get_args(ann) or (ann,)) - {type(None)}
+    if kinds == {int}:
+        return int
+    return float if kinds and kinds <= {int, float} else None
 
 
 RUN_FIELDS = {

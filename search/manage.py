@@ -101,12 +101,14 @@ from scaletune.trainer.data import (
     download_notes,
     holds_tokens,
     known_tokens,
+    known_vocab_size,
     read_fingerprint,
     size_problem,
     split_sizes,
     unwritable_cache,
     validation_note,
     validation_part,
+    vocab_problem,
 )
 from scaletune.trainer.errors import (
     ConfigError,
@@ -401,8 +403,12 @@ def plan_problems(cfg: StudyConfig, dims: list | None = None,
         dims, fixed = build_space(cfg, planning_priors(cfg))
     storage = storage_problems(cfg.storage, cfg.storage_url)
     change = None if storage else stored_change(cfg)
+    # A vocabulary below a tokenizer's size known offline (the run finds the others' once it
+    # loads them).
+    small = vocab_problem(cfg.model.vocab_size, known_vocab_size(cfg.data.tokenizer),
+                          cfg.data.tokenizer, "trial")
     return (storage + data_problems(cfg) + space_problems(cfg, dims, fixed)
-            + ([change] if change else []))
+            + ([small] if small else []) + ([change] if change else []))
 
 
 def ladder_problems(ladder: Any) -> list[str]:
@@ -528,8 +534,6 @@ def validate_file(path: str) -> tuple[str, list[str]]:
             config = load_train_config(path)
             if missing := config.data.file_errors():
                 raise ConfigError(path, missing)
-            from scaletune.trainer.data import known_vocab_size, vocab_problem
-
             if small := vocab_problem(config.model.vocab_size,  # train refused it
                                       known_vocab_size(config.data.tokenizer),
                                       config.data.tokenizer):

@@ -34,6 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 from scaletune.heuristics.priors import Prior
 from scaletune.search import hparams
 from scaletune.search.config import (
+    SEEDS,
     StudyConfig,
 )
 from scaletune.search.pruners import PREDICTION_ATTRS
@@ -410,8 +411,9 @@ def _on_grid(dist: FloatDistribution | IntDistribution, value: float, n_points: 
 
 def resumed_seed(seed: int, n_existing: int) -> int:
     """The sampler seed of a study that already stores ``n_existing`` trials: shifted, so that a
-    resumed study does not draw its first trials again."""
-    return seed + 1000 * n_existing
+    resumed study does not draw its first trials again; within numpy's seeds (SEEDS), where
+    a seed near their top went past them."""
+    return (seed + 1000 * n_existing) % SEEDS
 
 
 def make_sampler(cfg: StudyConfig, priors: dict[str, Prior], n_existing: int = 0) -> BaseSampler:
@@ -447,5 +449,5 @@ def make_sampler(cfg: StudyConfig, priors: dict[str, Prior], n_existing: int = 0
         base = PredictionsTeachSampler(base)
     if cfg.seeding == "none" or s.name == "random":
         return base
-    return PriorSampler(base, priors, n_startup_trials=n, seed=seed + 1,
+    return PriorSampler(base, priors, n_startup_trials=n, seed=(seed + 1) % SEEDS,
                         complete_only=s.name in ("gp", "cmaes"))

@@ -269,12 +269,15 @@ def config_problems(e: ValidationError | ValueError) -> list[str]:
 
 def _values_to_try(dist: BaseDistribution) -> list[Any]:
     """The values of a ``search.other`` dimension worth trying: every choice, every integer of
-    a short range, the ends of any other range."""
+    a short range, 64 spread over a longer one (n_embd from 16 to 200 met n_head 2 only at its
+    even ends), the ends and the middle of a float range."""
     if isinstance(dist, CategoricalDistribution):
         return list(dist.choices)
-    if isinstance(dist, IntDistribution) and (dist.high - dist.low) // dist.step < 64:
-        return list(range(dist.low, dist.high + 1, dist.step))
-    return [dist.low, dist.high]
+    if isinstance(dist, IntDistribution):
+        n = (dist.high - dist.low) // dist.step
+        picks = range(n + 1) if n < 64 else sorted({round(i * n / 63) for i in range(64)})
+        return [dist.low + k * dist.step for k in picks]
+    return [dist.low, (dist.low + dist.high) / 2, dist.high]
 
 
 def _some_value(dist: BaseDistribution) -> Any:
@@ -320,7 +323,12 @@ def _distribution(
     # Registered hyperparameters are floats (batch sizes are categorical); an other field is
     # searched as an integer where the trainer's field holds whole numbers (n_layer), as a float
     # where it holds any (min_lr_ratio from 0 to 1 is not the choice of 0 or 1).
-    if hp is None and hparams.whole_field(key.removeprefix("search.other.")):
+    numbers = hp is None and hparams.field_numbers(key.removeprefix("search.other."))
+    if numbers is None:  # model.bias from 0 to 1 drew 0.65, and the trial failed
+        raise ConfigError("study", [
+            f"{key}: low={low!r}, high={high!r}: a range of a field that holds no numbers; "
+            "give its values as choices"])
+    if numbers is int:
         if not all(float(v).is_integer() for v in (low, high)):
             raise ConfigError("study", [
                 f"{key}: low={low:g}, high={high:g}: this field holds whole numbers; give "

@@ -108,7 +108,9 @@ def _mlflow_ready(cfg: MLflowConfig) -> None:
 
     from scaletune.search.storage import sqlite_path
 
-    database = sqlite_path(cfg.tracking_uri)
+    # No tracking_uri: MLflow's own (MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here).
+    uri = cfg.tracking_uri or mlflow.get_tracking_uri()
+    database = sqlite_path(uri)
     if database is not None and not database.exists():
         # MLflow creates the file at the first trial's log; the probe created it (and its
         # tables), where validate writes nothing.
@@ -120,7 +122,7 @@ def _mlflow_ready(cfg: MLflowConfig) -> None:
     # before the study starts, not once per trial after each has trained.
     # (patch.dict: the environment as it was afterwards, the stdlib's own save and restore)
     with patch.dict(os.environ, MLFLOW_PROBE):
-        mlflow.MlflowClient(tracking_uri=cfg.tracking_uri).search_experiments(max_results=1)
+        mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
 
 
 @dataclass(frozen=True)

@@ -536,7 +536,7 @@ class TrainConfig(_Strict):
     """Sequences per forward/backward; batch_size must be a multiple. None means batch_size."""
     eval_every_tokens: Tokens | None = None
     """Evaluate validation loss every this many tokens; None means 10 evaluations per run."""
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63)
     """Seed of init, data order and dropout: the same seed gives the same run."""
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     """auto picks cuda when available, else cpu."""
@@ -761,11 +761,14 @@ class _Place:
                if getattr(m, k, None) is not None}
         low = next(((s, got[k]) for k, s in (("ge", "["), ("gt", "(")) if k in got), None)
         high = next(((s, got[k]) for k, s in (("le", "]"), ("lt", ")")) if k in got), None)
+        def shown(bound: float) -> str:  # a whole number to the digit (4294967295, not 4.29e+09)
+            return str(bound) if isinstance(bound, int) else f"{bound:g}"
+
         if low and high:
-            return f"in {low[0]}{low[1]:g}, {high[1]:g}{high[0]}"
+            return f"in {low[0]}{shown(low[1])}, {shown(high[1])}{high[0]}"
         if low:
-            return f"{'>=' if low[0] == '[' else '>'} {low[1]:g}"
-        return f"{'<=' if high[0] == ']' else '<'} {high[1]:g}" if high else ""
+            return f"{'>=' if low[0] == '[' else '>'} {shown(low[1])}"
+        return f"{'<=' if high[0] == ']' else '<'} {shown(high[1])}" if high else ""
 
     @property
     def reads_numbers(self) -> bool:

@@ -145,6 +145,14 @@ CASES = [
     ("log on choices", "search.lr", {"choices": [1e-3, 3e-3], "log": False},
      "search.lr: log: false applies to a range (low, high or prior: auto), not to choices: "
      "drop it"),
+    # Passed validate, then Optuna's sampler refused it with a traceback (at a resume, for a
+    # seed near the top).
+    ("a negative seed", "seed", -1, "seed: must be in [0, 4294967295] (got -1)"),
+    ("a sampler seed past numpy's", "sampler", {"name": "tpe", "seed": 2**40},
+     "sampler.seed: must be in [0, 4294967295] (got 1099511627776)"),
+    # Accepted, then sampling up to it raised OverflowError after the first trial.
+    ("a weight decay range up to infinity", "search.weight_decay",
+     {"low": 10, "high": float("inf"), "as": "lambda"}, "search.weight_decay: inf is not allowed"),
     # As the plan and `best` name it.
     ("tau as a search key", "search.tau", {"low": 1, "high": 10},
      "tau is weight decay's timescale: search it as weight_decay: {..., as: tau}"),
@@ -434,7 +442,8 @@ def test_a_study_no_trial_could_run_is_refused_before_ray(tmp_path, shakespeare,
     assert expected in out
     # Nothing was written, and no empty study folder is left behind.
     assert not (tmp_path / "study").exists()
-    if {"tokens_per_trial", "trainer"} & set(overrides):  # known from the file alone: validate
+    if {"tokens_per_trial", "trainer"} & set(overrides) or "vocab_size" in overrides.get(
+            "model", {}):  # known from the file alone (the byte tokenizer's size): validate
         # and --dry-run too
         for command in (["validate", path], ["run", path, "--dry-run"]):
             assert main(command) == 2

@@ -117,8 +117,9 @@ def test_values_of_search_other_that_cannot_train_together_are_found_before_a_ru
 
 
 def test_a_trial_drawn_where_no_run_can_train_ends_fail_and_stops_the_study(tmp_path, shakespeare):
-    # A long range is tried at its ends only (32 and 128 train with 4 heads); 33 does not.
-    path = _with_other(tmp_path, shakespeare, **{"model.n_embd": {"low": 32, "high": 128}})
+    # A long range is tried at 64 values spread over it (8, 12, ..., 260 train with 4 heads);
+    # 9 does not.
+    path = _with_other(tmp_path, shakespeare, **{"model.n_embd": {"low": 8, "high": 260}})
     cfg = load_study(path)
     plan = SearchPlan.build(cfg)
     assert plan.problems() == []

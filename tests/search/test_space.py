@@ -24,6 +24,7 @@ from scaletune.search.space import (
     centers_outside,
     prior_center_params,
     snap,
+    space_problems,
     suggest,
     trial_config,
 )
@@ -452,6 +453,33 @@ def test_other_fields_are_searched_as_whole_numbers_where_the_trainer_holds_them
                                           r"field holds whole numbers"):
         build_space(study_cfg(search={"other": {"model.n_layer": {"low": 1.5, "high": 3}}}),
                     PRIORS)
+    # A range of a field of true or false drew 0.65 for model.bias, and the trial failed.
+    with pytest.raises(ConfigError, match=r"search.other.model.bias: low=0, high=1: a range of "
+                                          r"a field that holds no numbers; give its values as "
+                                          r"choices"):
+        build_space(study_cfg(search={"other": {"model.bias": {"low": 0, "high": 1}}}), PRIORS)
+
+
+def test_values_of_a_long_integer_range_that_cannot_train_are_found_before_a_trial():
+    # n_embd from 16 to 200 with n_head 2: its ends are even, and only they were tried; the
+    # study stopped at its first trial (n_embd=117).
+    cfg = study_cfg(search={"other": {"model.n_embd": {"low": 16, "high": 200}}})
+    dims, fixed = build_space(cfg, PRIORS)
+    [problem] = space_problems(cfg, dims, fixed)
+    assert problem.startswith("search.other: 32 of the 64 combinations of values tried make a "
+                              "trial config no run can train: model.n_embd=19 (model: n_head "
+                              "must divide n_embd")
+    cfg = study_cfg(search={"other": {"model.n_layer": {"low": 1, "high": 200}}})
+    assert space_problems(cfg, *build_space(cfg, PRIORS)) == []
+
+
+def test_a_resumed_study_of_the_top_seed_keeps_to_numpys_seeds():
+    # seed 2**32 - 1 ran its first launch, and its resume raised "Seed must be between 0 and
+    # 2**32 - 1" from Optuna's sampler.
+    cfg = study_cfg(seed=2**32 - 1)
+    for n_existing in (0, 5):
+        study = optuna.create_study(sampler=make_sampler(cfg, {}, n_existing=n_existing))
+        study.ask()
 
 
 def test_a_resumed_study_does_not_draw_its_first_trials_again():

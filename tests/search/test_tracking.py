@@ -183,6 +183,25 @@ def test_the_real_mlflow_refuses_a_server_that_does_not_answer_and_a_plain_folde
         "MLFLOW_HTTP_REQUEST_TIMEOUT"]
 
 
+def test_mlflow_without_a_tracking_uri_checks_mlflows_own(tmp_path, shakespeare, monkeypatch,
+                                                          capsys):
+    # tracking_uri left out is MLflow's own (MLFLOW_TRACKING_URI): validate said
+    # "AttributeError: 'NoneType' object has no attribute 'startswith'".
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'env.db'}")
+    path = write_study(tmp_path, tiny_study(tmp_path, shakespeare, tracking={"mlflow": {}}))
+    assert main(["validate", str(path)]) == 0, capsys.readouterr().err
+    # ... and that one is checked as a given one is: a folder MLflow 3 refuses.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", str(tmp_path / "mlruns"))
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    assert main(["validate", str(path)]) == 2
+    assert "filesystem tracking" in " ".join(capsys.readouterr().err.split())
+    # An empty experiment name, which MLflow refuses at the first trial, is refused up front.
+    path = write_study(tmp_path, tiny_study(tmp_path, shakespeare,
+                                            tracking={"mlflow": {"experiment": ""}}))
+    assert main(["validate", str(path)]) == 2
+    assert "tracking.mlflow.experiment: must not be empty" in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------- TensorBoard
 
 
