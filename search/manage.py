@@ -429,7 +429,7 @@ def ladder_problems(ladder: Any) -> list[str]:
     if storage := storage_problems(ladder.target.storage, ladder.target.storage_url):
         return storage  # the stages' storage, one for all
     problems = [f"target.study {study_file}: {p}" for p in data_problems(first, stages, rename)
-                + tracker_problems(first.tracking)]
+                + tracker_problems(first)]
     if problem := laws_file_problem(Path(ladder.laws_file)):  # the run refused it, validate not
         problems.append(f"laws_file: {problem}")
     for rung in ladder.rungs:
@@ -473,7 +473,7 @@ def planned(cfg: StudyConfig) -> tuple[Priors, list, dict[str, Any]]:
         raise ConfigError(cfg.source, problems)
     priors = planning_priors(cfg)
     dims, fixed = build_space(cfg, priors)
-    if problems := plan_problems(cfg, dims, fixed) + tracker_problems(cfg.tracking):
+    if problems := plan_problems(cfg, dims, fixed) + tracker_problems(cfg):
         raise ConfigError(cfg.source, problems)
     return priors, dims, fixed
 

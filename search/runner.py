@@ -378,6 +378,8 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
             if recovered:
                 console.print(f"[yellow]resumed: trials {recovered} were left running by a "
                               "stopped driver; marked FAIL and queued again[/]")
+                for number in recovered:  # the trackers had no end of them
+                    tracker.finished(study, number)
             if moved := _queued_outside(study, plan):
                 console.print(f"note: {moved}", style="yellow", highlight=False, markup=False)
             # Repeats of the best so far run first (the predicted pruner's floor then uses
@@ -400,7 +402,7 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
         signum = interrupt.signal or signal.SIGINT
         what = ("interrupted (Ctrl-C)" if signum == signal.SIGINT
                 else f"stopped ({signal.Signals(signum).name})")
-        _stop_running(plan, running, what, cfg)
+        _stop_running(plan, running, what, cfg, tracker)
         console.print(f"[yellow]{what}: {len(running)} running trial(s) stopped and queued "
                       "again; run the same command to resume[/]")
         raise Interrupted(signum) from None
@@ -410,7 +412,7 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
         # queue them again as for a signal, and say so where it can still be read.
         closed = isinstance(e.__context__, BrokenPipeError)
         _stop_running(plan, running, "the driver's output was closed" if closed
-                      else "the driver exited", cfg)
+                      else "the driver exited", cfg, tracker)
         if closed:
             with contextlib.suppress(OSError, ValueError):
                 print(f"scaletune run: the output was closed (a broken pipe); {len(running)} "
@@ -422,14 +424,14 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
                             e) from e
     except OSError as e:
         if e.errno not in DISK_ERRNOS:
-            _stop_running(plan, running, f"the driver stopped on an error: {e}", cfg)
+            _stop_running(plan, running, f"the driver stopped on an error: {e}", cfg, tracker)
             raise
         raise _write_failed(cfg, running, "a write", e) from e
     except Exception as e:
         # A bug or a failure of ours must not leave trials RUNNING: stop and queue them again,
         # as for Ctrl-C, then let the error be seen.
         _stop_running(plan, running, f"the driver stopped on an error: {type(e).__name__}: "
-                                     f"{_last_line(e)}", cfg)
+                                     f"{_last_line(e)}", cfg, tracker)
         if running:
             console.print(f"[red]the driver stopped on an error; {len(running)} running trial(s) "
                           "stopped and queued again[/]")
@@ -774,13 +776,15 @@ def _start_workers(cfg: StudyConfig, slots: int, warm: bool = True) -> Any:
 
 
 def _stop_running(plan: SearchPlan, running: dict[int, TrialRun], reason: str,
-                  cfg: StudyConfig) -> None:
+                  cfg: StudyConfig, tracker: Tracker) -> None:
     """Cancel the running trials' tasks and mark them FAIL, queued again with their params. A
     trial whose task had returned when the driver stopped, and the loop had not yet told, is told
-    as it ended (and taken out of ``running``): its whole run was done."""
+    as it ended (and taken out of ``running``): its whole run was done. Either way the trackers
+    log how it ended, as for a trial whose worker died (they had no run of it at all)."""
     for number, r in list(running.items()):
         if _told_as_ended(r):
             del running[number]
+            _track_end(tracker, r.trial.study, number)
             continue
         try:
             if "ref" in r.extra:  # a trial asked for but not launched has none
@@ -790,7 +794,18 @@ def _stop_running(plan: SearchPlan, running: dict[int, TrialRun], reason: str,
         try:
             r.fail(r.trial.study, reason, cfg.max_retries, count_attempt=False)
         except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # another driver that took the study over has ended it already
+            continue  # another driver that took the study over has ended it already
+        _track_end(tracker, r.trial.study, number)
+
+
+def _track_end(tracker: Tracker, study: optuna.Study, number: int) -> None:
+    """Log trial ``number``'s end to the trackers while the driver stops: a tracker that fails
+    here (TensorBoard's writer, a trial the study does not list as ended) leaves the stop to go
+    on; the callbacks' own failures are said by the tracker."""
+    try:
+        tracker.finished(study, number)
+    except Exception:  # noqa: BLE001 - the trials must still be stopped and queued again
+        pass
 
 
 def _told_as_ended(r: TrialRun) -> bool:

@@ -466,8 +466,9 @@ def cannot_read(e: BaseException, url: str, what: str) -> str:
     unreachable = sqlite_path(url) is None and any(
         isinstance(c, sqlalchemy.exc.OperationalError) or type(c).__name__ == "OperationalError"
         for c in chain)
-    question = "" if unreachable else " (is it an Optuna storage?)"
     why = scrub(first_line(chain[-1]), url)
+    # A locked SQLite file is an Optuna storage another process writes.
+    question = "" if unreachable or "database is locked" in why else " (is it an Optuna storage?)"
     return f"storage: {what} {mask_url(url)}{question}: {why}{login_hint(why, url)}"
 
 

@@ -15,12 +15,15 @@ frozen_trial)`` after each trial is told.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
+import os
 import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -54,13 +57,21 @@ class NotReady(Exception):
 def _wandb(cfg: WandbConfig, study_name: str) -> Callback:
     from optuna_integration.wandb import WeightsAndBiasesCallback
 
-    _wandb_ready(cfg)
+    class StateTagged(WeightsAndBiasesCallback):
+        """Optuna's callback, each trial's run tagged with the trial's state: a pruned trial's
+        value is its last report, and its run looked like a complete one's."""
+
+        def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+            # The callback reads its run's tags from these kwargs when it starts a trial's run.
+            self._wandb_kwargs = {**kwargs, "tags": (trial.state.name,)}
+            super().__call__(study, trial)
+
     # One W&B run per trial (as_multirun), so each trial has its own config panel.
     kwargs = {"project": cfg.project, "entity": cfg.entity, "group": study_name}
-    return WeightsAndBiasesCallback(metric_name=METRIC, wandb_kwargs=kwargs, as_multirun=True)
+    return StateTagged(metric_name=METRIC, wandb_kwargs=kwargs, as_multirun=True)
 
 
-def _wandb_ready(cfg: WandbConfig) -> None:
+def _wandb_ready(cfg: WandbConfig, study: StudyConfig) -> None:
     import inspect
 
     import wandb
@@ -84,14 +95,11 @@ MLFLOW_PROBE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIM
 
 
 def _mlflow(cfg: MLflowConfig, study_name: str) -> Callback:
-    import os
-
     import mlflow
     from optuna_integration.mlflow import MLflowCallback
 
     for name, value in MLFLOW_PATIENCE.items():
         os.environ.setdefault(name, value)
-    _mlflow_ready(cfg)
     if cfg.experiment is not None:  # the callback itself only names experiments after studies
         if cfg.tracking_uri is not None:
             mlflow.set_tracking_uri(cfg.tracking_uri)
@@ -100,8 +108,11 @@ def _mlflow(cfg: MLflowConfig, study_name: str) -> Callback:
                           create_experiment=cfg.experiment is None)
 
 
-def _mlflow_ready(cfg: MLflowConfig) -> None:
-    import os
+MLFLOW_TABLES = {"experiments", "runs", "alembic_version"}
+"""Tables of an MLflow database (some of them): an SQLite file without them is another's."""
+
+
+def _mlflow_ready(cfg: MLflowConfig, study: StudyConfig) -> None:
     from unittest.mock import patch
 
     import mlflow
@@ -111,18 +122,54 @@ def _mlflow_ready(cfg: MLflowConfig) -> None:
     # No tracking_uri: MLflow's own (MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here).
     uri = cfg.tracking_uri or mlflow.get_tracking_uri()
     database = sqlite_path(uri)
-    if database is not None and not database.exists():
-        # MLflow creates the file at the first trial's log; the probe created it (and its
-        # tables), where validate writes nothing.
-        if not database.parent.is_dir() or not os.access(database.parent, os.W_OK):
-            raise NotReady(f"tracking_uri: {database.parent} is not a folder this study can "
-                           f"write {database.name} in")
+    if database is not None:
+        # Read, never opened by MLflow here: it creates or upgrades its tables in any database
+        # it opens, and validate wrote 1 MB of them into a file of something else.
+        _mlflow_database_problem(database.resolve(), study)
         return
     # A server that does not answer, or a plain folder (which MLflow 3 refuses), is refused
     # before the study starts, not once per trial after each has trained.
     # (patch.dict: the environment as it was afterwards, the stdlib's own save and restore)
     with patch.dict(os.environ, MLFLOW_PROBE):
         mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+
+
+def _mlflow_database_problem(database: Path, study: StudyConfig) -> None:
+    """Raise NotReady where MLflow could not keep its runs in the SQLite file ``database``: the
+    study's own storage, a file of something else, a folder nobody can write it in."""
+    import sqlite3
+
+    from scaletune.search.storage import sqlite_path
+
+    storage = sqlite_path(study.storage_url)
+    if storage is not None and storage.resolve() == database:
+        raise NotReady(f"tracking_uri: {database} is the study's own storage: give MLflow a "
+                       "database of its own, such as sqlite:///mlflow.db")
+    if database.is_file() and database.stat().st_size:
+        try:
+            with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro",
+                                                    uri=True)) as db:
+                tables = {row[0] for row in db.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as e:
+            raise NotReady(f"tracking_uri: {database} is not an SQLite database ({e}): give "
+                           "MLflow a database of its own, such as sqlite:///mlflow.db") from None
+        if tables and not MLFLOW_TABLES <= tables:
+            raise NotReady(f"tracking_uri: {database} holds the tables of something else "
+                           f"({', '.join(sorted(tables)[:4])}): give MLflow a database of its "
+                           "own, such as sqlite:///mlflow.db")
+        return
+    if database.exists() and not database.is_file():
+        raise NotReady(f"tracking_uri: {database} is not a file")
+    # MLflow creates the file at the first trial's log, in a folder that is there by then: one
+    # that exists, or the study's own folder and its parents, which the launch makes.
+    folder = database.parent
+    made_by_run = {study.folder.resolve(), *study.folder.resolve().parents}
+    while not folder.exists() and folder in made_by_run:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise NotReady(f"tracking_uri: {database.parent} is not a folder this study can "
+                       f"write {database.name} in")
 
 
 @dataclass(frozen=True)
@@ -134,9 +181,9 @@ class Integration:
     naming the extra of the same name (pip install "scaletune[<name>]")."""
     build: Callable[[Any, str], Callback]
     """(its tracking: section, the study's name) -> the callback."""
-    ready: Callable[[Any], None] | None = None
-    """(its tracking: section) -> None, or NotReady or the library's error: what ``build``
-    checks first, without logging anything (for validate)."""
+    ready: Callable[[Any, StudyConfig], None] | None = None
+    """(its tracking: section, the study) -> None, or NotReady or the library's error: what a
+    Tracker checks before ``build``, without logging or writing anything (and validate)."""
 
 
 INTEGRATIONS: dict[str, Integration] = {
@@ -145,22 +192,31 @@ INTEGRATIONS: dict[str, Integration] = {
 }
 
 
-def tracker_problems(tracking: TrackingConfig) -> list[str]:
+def tracker_problems(cfg: StudyConfig) -> list[str]:
     """What a study's launch refuses of its trackers before the first trial (online W&B without
-    an API key, an MLflow server that does not answer or a plain folder), found without logging
-    anything: for validate and the dry run. Trackers whose packages are missing are left to
-    ``missing_packages``."""
+    an API key, an MLflow server that does not answer, a plain folder or a database of another
+    kind), found without logging or writing anything: for validate and the dry run. Trackers
+    whose packages are missing are left to ``missing_packages``."""
+    def ready(name: str, integration: Integration, section: Any) -> None:
+        if integration.ready is not None and all(map(_installed, integration.packages)):
+            integration.ready(section, cfg)
+
+    return _each_tracker(cfg, ready)
+
+
+def _each_tracker(cfg: StudyConfig, act: Callable[[str, Integration, Any], None]) -> list[str]:
+    """``act(name, integration, section)`` for each integration the study turns on; what each
+    raised, one line each naming its key."""
     errors = []
     for name, integration in INTEGRATIONS.items():
-        section = getattr(tracking, name)
-        if section is None or integration.ready is None or not all(
-                map(_installed, integration.packages)):
+        section = getattr(cfg.tracking, name)
+        if section is None:
             continue
         try:
-            integration.ready(section)
+            act(name, integration, section)
         except NotReady as e:
             errors.append(f"tracking.{name}: {e}")
-        except Exception as e:  # noqa: BLE001 - as Tracker says it
+        except Exception as e:  # noqa: BLE001 - a server that is not there, a bad URI
             errors.append(f"tracking.{name}: {type(e).__name__}: {first_line(e)}")
     return errors
 
@@ -211,25 +267,20 @@ class Tracker:
         self._last_tokens: dict[int, int] = {}
         self._config_keys: dict[int, set[str]] = {}
         self.callbacks: dict[str, Callback] = {}
-        errors = []
-        for name, integration in INTEGRATIONS.items():
-            section = getattr(tracking, name)
-            if section is None:
-                continue
-            try:
-                with warnings.catch_warnings():
-                    # Optuna marks its callbacks experimental; a study that names one chose it.
-                    # optuna-integration 4.9 deprecated both (they go in 6.0, which the extras
-                    # exclude): a notice to Optuna's users, of no use to a study's.
-                    warnings.simplefilter("ignore", ExperimentalWarning)
-                    warnings.filterwarnings("ignore", message=r".*Callback has been deprecated",
-                                            category=FutureWarning)
-                    self.callbacks[name] = integration.build(section, cfg.name)
-            except NotReady as e:
-                errors.append(f"tracking.{name}: {e}")
-            except Exception as e:  # noqa: BLE001 - a server that is not there, a bad URI
-                errors.append(f"tracking.{name}: {type(e).__name__}: {first_line(e)}")
-        if errors:
+
+        def build(name: str, integration: Integration, section: Any) -> None:
+            if integration.ready is not None:
+                integration.ready(section, cfg)
+            with warnings.catch_warnings():
+                # Optuna marks its callbacks experimental; a study that names one chose it.
+                # optuna-integration 4.9 deprecated both (they go in 6.0, which the extras
+                # exclude): a notice to Optuna's users, of no use to a study's.
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                warnings.filterwarnings("ignore", message=r".*Callback has been deprecated",
+                                        category=FutureWarning)
+                self.callbacks[name] = integration.build(section, cfg.name)
+
+        if errors := _each_tracker(cfg, build):
             raise ConfigError(cfg.source, errors)
 
     @property

@@ -1000,3 +1000,18 @@ def test_a_saved_dataset_beside_the_study_file_validates_and_dry_runs_from_any_f
     assert main(["validate", str(path)]) == 0
     assert main(["run", str(path), "--dry-run"]) == 0
     assert (home / "tokens").is_dir() and not (elsewhere / "tokens").exists()
+
+
+def test_a_locked_storage_is_not_asked_whether_it_is_an_optuna_storage(tmp_path):
+    import sqlite3
+
+    from scaletune.search.storage import cannot_read
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    locked = RuntimeError("wrapped")
+    locked.__cause__ = sqlite3.OperationalError("database is locked")
+    line = cannot_read(locked, url, "cannot list the studies in")
+    assert line == f"storage: cannot list the studies in {url}: database is locked"
+    other = RuntimeError("wrapped")
+    other.__cause__ = sqlite3.OperationalError("no such table: studies")
+    assert "(is it an Optuna storage?)" in cannot_read(other, url, "cannot open")

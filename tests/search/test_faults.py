@@ -29,6 +29,7 @@ from scaletune.search.plan import n_finished, recover
 from scaletune.search.runner import run_study
 from scaletune.search.storage import sqlite_path
 from tests.search.helpers import flat, scaletune_run, tiny_study, trial_attr_rows, write_study
+from tests.search.test_tracking import board, hparams_row
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -347,7 +348,7 @@ def test_disk_full_during_a_study_stops_it_cleanly_and_it_resumes(tmp_path, shak
 @pytest.mark.slow
 def test_ctrl_c_stops_requeues_and_the_same_command_resumes(tmp_path, shakespeare):
     raw = tiny_study(tmp_path, shakespeare, n_trials=3, pruner={"name": "none"},
-                     tokens_per_trial=81_920)
+                     tokens_per_trial=81_920, tracking={"tensorboard": True})
     path = write_study(tmp_path, raw)
     cfg = validate_study(raw)
     db = cfg.folder / "study.db"
@@ -385,6 +386,8 @@ def test_ctrl_c_stops_requeues_and_the_same_command_resumes(tmp_path, shakespear
     assert not left, [Path(f"/proc/{p}/cmdline").read_bytes()[:80] for p in left]
     study = load(cfg)
     trial = assert_stopped_and_queued(study, number, "interrupted (Ctrl-C)")
+    # The trackers log how it ended, as for a trial whose worker died (they had no end of it).
+    assert hparams_row(board(cfg, number))["state"] == "FAIL"
 
     second = subprocess.run([sys.executable, "-m", "scaletune.search.cli", "run", str(path)], cwd=REPO,
                             capture_output=True, text=True, timeout=300)

@@ -30,6 +30,7 @@ from tests.search.helpers import (
     tiny_study,
     write_study,
 )
+from tests.search.test_tracking import board, hparams_row
 
 pytestmark = pytest.mark.slow
 
@@ -344,7 +345,8 @@ def test_each_concurrent_trial_gets_its_own_gpu(tmp_path, shakespeare, local_ray
 def test_a_finished_study_says_so_without_starting_ray_or_writing(tmp_path, shakespeare,
                                                                   local_ray):
     local_ray(num_cpus=2)
-    cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=2))
+    cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=2,
+                                    tracking={"tensorboard": True}))
     run_study(cfg)
     ray.shutdown()
     database = sqlite_path(cfg.storage_url)
@@ -388,6 +390,8 @@ def test_a_finished_study_says_so_without_starting_ray_or_writing(tmp_path, shak
     assert [t.state for t in load(cfg).trials][2:] == [TrialState.FAIL, TrialState.WAITING]
     # Its training ended by the driver's last heartbeat, not when this launch found it.
     assert load(cfg).trials[2].user_attrs["wall_time_s"] == pytest.approx(30)
+    # The trackers log its end, as for a trial whose worker died (they had none of it).
+    assert hparams_row(board(cfg, 2))["state"] == "FAIL"
 
 
 def test_a_study_whose_trials_all_failed_says_so_when_run_again(tmp_path, shakespeare,

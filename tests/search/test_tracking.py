@@ -3,6 +3,7 @@ all written by the driver (search.tracking, hooked into search.runner)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -179,6 +180,7 @@ def test_the_real_mlflow_refuses_a_server_that_does_not_answer_and_a_plain_folde
     assert main(["validate", str(path)]) == 0
     assert not (tmp_path / "mlflow.db").exists()
     # The study's own calls get MLflow's retries and timeouts cut, unless the user set them.
+    Tracker(study_cfg(tmp_path, shakespeare, mlflow={"tracking_uri": "sqlite:///mlflow.db"}))
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == tracking.MLFLOW_PATIENCE[
         "MLFLOW_HTTP_REQUEST_TIMEOUT"]
 
@@ -200,6 +202,35 @@ def test_mlflow_without_a_tracking_uri_checks_mlflows_own(tmp_path, shakespeare,
                                             tracking={"mlflow": {"experiment": ""}}))
     assert main(["validate", str(path)]) == 2
     assert "tracking.mlflow.experiment: must not be empty" in capsys.readouterr().err
+
+
+def test_an_mlflow_database_is_checked_without_writing_it(tmp_path, shakespeare, capsys):
+    import sqlite3
+
+    def validate(uri: str) -> tuple[int, str]:
+        path = write_study(tmp_path, tiny_study(
+            tmp_path, shakespeare, tracking={"mlflow": {"tracking_uri": uri}}))
+        code = main(["validate", str(path)])
+        return code, " ".join(capsys.readouterr().err.split())
+
+    # A database of something else: MLflow's probe wrote its 70 tables (1 MB) into it.
+    other = tmp_path / "other.db"
+    with contextlib.closing(sqlite3.connect(other)) as db:
+        db.execute("CREATE TABLE t (x)")
+        db.commit()
+    before = other.read_bytes()
+    code, err = validate(f"sqlite:///{other}")
+    assert code == 2, err
+    assert f"tracking.mlflow: tracking_uri: {other} holds the tables of something else (t)" in err
+    assert other.read_bytes() == before
+    # The study's own storage: every trial's log failed, and MLflow's tables went into it.
+    study_db = tmp_path / "study" / "study.db"
+    code, err = validate(f"sqlite:///{study_db}")
+    assert code == 2 and f"tracking_uri: {study_db} is the study's own storage" in err, err
+    # A folder the launch makes (the study's): validate refused what run accepted.
+    code, err = validate(f"sqlite:///{tmp_path / 'study' / 'mlflow.db'}")
+    assert code == 0, err
+    assert not (tmp_path / "study").exists()
 
 
 # --------------------------------------------------------------------------- TensorBoard
@@ -432,18 +463,26 @@ def test_the_real_wandb_and_mlflow_log_each_trial_offline_without_optunas_warnin
         trial = ask(study, lr=lr, tracker=tracker)
         study.tell(trial, loss)
         tracker.finished(study, trial.number)
+    pruned = ask(study, lr=3e-2, tracker=tracker)
+    pruned.report(4.0, 1000)
+    study.tell(pruned, state=TrialState.PRUNED)
+    tracker.finished(study, pruned.number)
     assert out.getvalue() == ""  # no callback failed
 
     import mlflow
 
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["sweeps"]).sort_values("metrics.val_loss")
-    assert list(runs["metrics.val_loss"]) == [2.25, 2.5]
-    assert [float(v) for v in runs["params.lr"]] == [1e-2, 3e-3]
-    # W&B: one offline run per trial, grouped by the study, holding the metric.
-    logs = sorted(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))
-    assert len(logs) == 2
+    assert list(runs["metrics.val_loss"]) == [2.25, 2.5, 4.0]
+    assert [float(v) for v in runs["params.lr"]] == [1e-2, 3e-3, 3e-2]
+    # W&B: one offline run per trial, grouped by the study, holding the metric, and tagged
+    # with the trial's state (a pruned trial's value is its last report: its run looked
+    # complete).
+    logs = sorted(tmp_path.glob("wandb/offline-run-*/run-*.wandb"), key=lambda f: f.stat().st_mtime)
+    assert len(logs) == 3
     assert all(b"val_loss" in f.read_bytes() and b"tiny" in f.read_bytes() for f in logs)
+    assert [b"PRUNED" in f.read_bytes() for f in logs] == [False, False, True]
+    assert all(b"COMPLETE" in f.read_bytes() for f in logs[:2])
 
 
 def test_online_wandb_without_an_api_key_is_refused_before_the_study(tmp_path, shakespeare):
