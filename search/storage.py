@@ -110,15 +110,30 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def check_storage(url: str) -> None:
-    """Connect to the database of ``url`` and disconnect, creating nothing; raises the driver's
-    error when it cannot be reached."""
-    from sqlalchemy import create_engine, text
+    """Connect to the database of ``url``, read a row of each of Optuna's tables where it has
+    them, and disconnect, creating nothing; raises the driver's error when it cannot be reached
+    or read (a role that may log in but not read the study's tables: validate said ok, and run
+    refused), and PermissionError where PostgreSQL says the role may not write them."""
+    from optuna.storages._rdb.models import BaseModel
+    from sqlalchemy import create_engine, inspect, text
 
     url = with_driver(url)
     engine = create_engine(url, **engine_kwargs(url))
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+            tables = sorted(set(BaseModel.metadata.tables) & set(inspect(conn).get_table_names()))
+            for table in tables:
+                conn.execute(text(f"SELECT 1 FROM {table} LIMIT 1")).fetchall()
+            if engine.dialect.name == "postgresql":
+                may_write = text("SELECT has_table_privilege(:t, 'INSERT') AND "
+                                 "has_table_privilege(:t, 'UPDATE')")
+                barred = [t for t in tables if not conn.execute(may_write, {"t": t}).scalar()]
+                if barred:
+                    raise PermissionError(f"this login may read but not write table "
+                                          f"{', '.join(barred[:3])}"
+                                          + (f" and {len(barred) - 3} more" if len(barred) > 3
+                                             else ""))
     finally:
         engine.dispose()
 
@@ -399,8 +414,13 @@ def unusable_url(e: BaseException, url: str) -> str | None:
     shown = mask_url(url)
     if isinstance(e, ImportError):
         scheme = url.split("://", 1)[0]
-        how = ('pip install "scaletune[postgres]"' if scheme.startswith("postgresql") else
-               "install the driver SQLAlchemy names for it")
+        dialect, _, driver = scheme.partition("+")
+        # The extra installs psycopg2, which postgresql:// and postgresql+psycopg2:// use.
+        how = ('pip install "scaletune[postgres]"' if dialect == "postgresql" and driver in (
+                   "", "psycopg2") else
+               f"install {driver}, or write postgresql:// (psycopg2, which pip install "
+               '"scaletune[postgres]" installs)' if dialect == "postgresql"
+               else "install the driver SQLAlchemy names for it")
         return (f"storage: cannot open {shown}: the Python driver of {scheme}:// is not "
                 f"installed: {how}")
     if isinstance(e, sqlalchemy.exc.NoSuchModuleError):
@@ -467,8 +487,15 @@ def cannot_read(e: BaseException, url: str, what: str) -> str:
         isinstance(c, sqlalchemy.exc.OperationalError) or type(c).__name__ == "OperationalError"
         for c in chain)
     why = scrub(first_line(chain[-1]), url)
-    # A locked SQLite file is an Optuna storage another process writes.
-    question = "" if unreachable or "database is locked" in why else " (is it an Optuna storage?)"
+    if sqlite_path(url) is None and 'relation "version_info" does not exist' in why:
+        # A database made for the study (createdb) that no study has run in yet.
+        return (f"storage: {what} {mask_url(url)}: it holds no Optuna tables: no study has run "
+                "there (`scaletune run STUDY.yaml` creates them)")
+    # A locked SQLite file is an Optuna storage another process writes; one the login may not
+    # read or write is the server's to grant.
+    known = (unreachable or isinstance(chain[-1], PermissionError)
+             or any(words in why for words in ("database is locked", "permission denied")))
+    question = "" if known else " (is it an Optuna storage?)"
     return f"storage: {what} {mask_url(url)}{question}: {why}{login_hint(why, url)}"
 
 

@@ -1015,3 +1015,28 @@ def test_a_locked_storage_is_not_asked_whether_it_is_an_optuna_storage(tmp_path)
     other = RuntimeError("wrapped")
     other.__cause__ = sqlite3.OperationalError("no such table: studies")
     assert "(is it an Optuna storage?)" in cannot_read(other, url, "cannot open")
+
+
+def test_an_empty_server_database_says_no_study_ran_there():
+    from scaletune.search.storage import cannot_read
+
+    url = "postgresql://me:secret@127.0.0.1:5432/studies"
+    empty = RuntimeError("wrapped")
+    empty.__cause__ = RuntimeError('relation "version_info" does not exist')
+    assert cannot_read(empty, url, "cannot list the studies in") == (
+        "storage: cannot list the studies in postgresql://me:***@127.0.0.1:5432/studies: it "
+        "holds no Optuna tables: no study has run there (`scaletune run STUDY.yaml` creates them)")
+
+
+def test_a_postgresql_driver_the_extra_does_not_install_is_named(capsys):
+    import importlib.util
+
+    from scaletune.search.cli import main
+
+    if importlib.util.find_spec("psycopg") is not None:
+        pytest.skip("psycopg is installed here")
+    assert main(["studies", "--storage", "postgresql+psycopg://me:secret@127.0.0.1:1/db"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    # It said pip install "scaletune[postgres]", which installs psycopg2, not psycopg.
+    assert ("the Python driver of postgresql+psycopg:// is not installed: install psycopg, "
+            "or write postgresql://") in err, err

@@ -195,3 +195,27 @@ def test_detach_refuses_a_study_whose_driver_runs_elsewhere(tmp_path, shakespear
     assert f"study {raw['name']!r} is being run by another driver (pid 4242 on " \
            "another-machine" in out, out
     assert "cannot reach" not in out
+
+
+def test_validate_reads_and_checks_writes_as_run_does(tmp_path, shakespeare, pg_url, capsys):
+    # A login that may connect but not use Optuna's tables: validate said ok (it ran SELECT 1),
+    # and run refused ("permission denied for table version_info").
+    from scaletune.search.cli import main
+
+    optuna.create_study(study_name=f"pg-{uuid.uuid4().hex[:10]}", storage=make_storage(pg_url))
+    path = str(write_study(tmp_path, pg_study(tmp_path, shakespeare, pg_url)))
+    assert main(["validate", path]) == 0, capsys.readouterr().err
+    with connect(pg_url) as con, con.cursor() as cur:
+        cur.execute("REVOKE INSERT ON trial_heartbeats FROM CURRENT_USER")
+        try:
+            assert main(["validate", path]) == 2
+            out = " ".join(capsys.readouterr().err.split())
+            assert "this login may read but not write table trial_heartbeats" in out, out
+            cur.execute("REVOKE SELECT ON trial_heartbeats FROM CURRENT_USER")
+            assert main(["validate", path]) == 2
+            out = " ".join(capsys.readouterr().err.split())
+            assert "permission denied for table trial_heartbeats" in out, out
+            assert "Optuna storage?" not in out and make_url(pg_url).password not in out
+        finally:
+            cur.execute("GRANT ALL ON trial_heartbeats TO CURRENT_USER")
+    assert main(["validate", path]) == 0
