@@ -363,32 +363,55 @@ def few_steps_notes(cfg: StudyConfig, batches: list[int],
 
 
 def pruner_notes(cfg: StudyConfig) -> list[str]:
-    """A line where the study's pruner can stop no trial: it waits for a trial's whole budget or
-    more (``n_warmup_steps``, a first rung's ``min_resource``), or for as many complete trials
-    as the study runs (``n_startup_trials``, where the file gives it). Such a pruner was
-    accepted and ran silently."""
-    p, budget, notes = cfg.pruner, cfg.tokens_per_trial, []
-    waits = {"n_warmup_steps": getattr(p, "n_warmup_steps", None),
-             "min_resource": getattr(p, "min_resource", None)}
-    for key, tokens in waits.items():
-        if tokens is not None and tokens >= budget:
-            notes.append(f"pruner.{key}: {tokens:,} tokens is a trial's whole budget "
-                         f"(tokens_per_trial {budget:,}) or more: the {p.name} pruner never "
-                         "stops a trial; give fewer tokens, or pruner: none")
-    for key in ("n_startup_trials", "rank"):  # the predicted pruner waits for max of the two
-        wait = getattr(p, key, None)
-        if key in p.model_fields_set and wait >= cfg.n_trials:
-            notes.append(f"pruner.{key}: {wait}, and the study runs {cfg.n_trials} "
-                         f"trial{'' if cfg.n_trials == 1 else 's'}: the {p.name} pruner waits "
-                         f"for that many complete trials, so it never stops one; give a smaller "
-                         f"{key}, or pruner: none")
-    evaluations = budget // cfg.eval_interval
-    for key in ("n_startup_steps", "patience"):  # counted in evaluations, not tokens
-        wait = getattr(p, key, None)
-        if wait is not None and wait >= evaluations:
-            notes.append(f"pruner.{key}: {wait} evaluations, and a trial evaluates {evaluations} "
-                         f"times (every {cfg.eval_interval:,} of its {budget:,} tokens): the "
-                         f"{p.name} pruner never stops a trial; give fewer, or pruner: none")
+    """A line where the study's pruner can stop no trial: it waits past the last evaluation it
+    is asked about (``n_warmup_steps``, a first rung's ``min_resource``, more evaluations than a
+    trial makes), or for as many complete trials as the study runs (``n_startup_trials``,
+    where the file gives it); the pruner a ``patient`` one wraps too. Such a pruner was
+    accepted and ran silently.
+
+    The driver asks a pruner at each evaluation before the budget, not at the last one
+    (search.plan.TrialRun.report): a trial of B tokens evaluated every E is asked (B - 1) // E
+    times, the last at that many E."""
+    budget, every = cfg.tokens_per_trial, cfg.eval_interval
+    asked = (budget - 1) // every
+    last = asked * every
+    if not asked:
+        return [f"eval_every_tokens: {every:,} of a trial's {budget:,} tokens: the pruner is "
+                "asked at no evaluation (not at the last, which ends the trial), so it never "
+                "stops one; evaluate more often, or pruner: none"]
+    notes = []
+    p = cfg.pruner
+    while p is not None:
+        name = f"pruner.wrapped ({p.name})" if p is not cfg.pruner else "pruner"
+        never = (f"the {p.name} pruner never stops a trial (it is asked at {asked} "
+                 f"evaluation{'s' if asked > 1 else ''}, every {every:,} tokens up to {last:,}; "
+                 "not at the last, which ends the trial)")
+        warmup = getattr(p, "n_warmup_steps", None)
+        if warmup is not None and warmup > last:
+            notes.append(f"{name}.n_warmup_steps: {warmup:,} tokens: {never}; give fewer "
+                         "tokens, or pruner: none")
+        if hasattr(p, "min_resource"):
+            rung = (p.min_resource or every) * p.reduction_factor ** getattr(
+                p, "min_early_stopping_rate", 0)
+            if rung > last:
+                notes.append(f"{name}.min_resource: its first rung is at {rung:,} tokens: "
+                             f"{never}; give a smaller min_resource (or min_early_stopping_rate), "
+                             "or pruner: none")
+        # Optuna's patient pruner compares patience + 1 evaluations with one before them; its
+        # Wilcoxon pruner needs max(2, n_startup_steps) evaluations.
+        for key, needs in (("patience", lambda n: n + 2), ("n_startup_steps", lambda n: max(2, n))):
+            wait = getattr(p, key, None)
+            if wait is not None and needs(wait) > asked:
+                notes.append(f"{name}.{key}: {wait} needs {needs(wait)} evaluations: {never}; "
+                             "give fewer, or pruner: none")
+        for key in ("n_startup_trials", "rank"):  # the predicted pruner waits for max of the two
+            wait = getattr(p, key, None)
+            if key in p.model_fields_set and wait >= cfg.n_trials:
+                notes.append(f"{name}.{key}: {wait}, and the study runs {cfg.n_trials} "
+                             f"trial{'' if cfg.n_trials == 1 else 's'}: the {p.name} pruner "
+                             f"waits for that many complete trials, so it never stops one; give "
+                             f"a smaller {key}, or pruner: none")
+        p = getattr(p, "wrapped", None)
     return notes
 
 

@@ -576,12 +576,17 @@ class Replayed:
     stopped_at: int | None
 
 
-def replay(pruner: BasePruner, trials: Sequence[FrozenTrial]) -> list[Replayed]:
+def replay(pruner: BasePruner, trials: Sequence[FrozenTrial],
+           budget: int | None = None) -> list[Replayed]:
     """Run ``pruner`` on the curves of complete ``trials``, in their order, as a study would.
 
     A fresh in-memory study gets each trial by ``study.ask()`` with its params and user attrs;
     the trial reports its intermediate values step by step and asks ``should_prune()`` after
-    each (the answer to the last one is ignored, as the trainer ignores it), so any Optuna pruner (median, successive halving, hyperband, Wilcoxon, this one)
+    each but the one at the trial's ``budget`` of tokens, which the driver does not ask about
+    (search.plan.TrialRun.report; without a budget, the last one). A budget off the evaluation
+    grid stores no point at it (its last evaluation falls on a grid point reported before), and
+    the driver asks, and acts, at every point stored. So any Optuna pruner (median, successive
+    halving, hyperband, Wilcoxon, this one)
     decides by its own logic on what the trials before it showed. A stopped trial is told
     PRUNED, the others COMPLETE with their final loss. Trials run one after another here,
     whereas a study with several workers finishes some later than it starts others. The
@@ -591,12 +596,13 @@ def replay(pruner: BasePruner, trials: Sequence[FrozenTrial]) -> list[Replayed]:
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no study-created or trial-finished lines
     try:
-        return _replay(pruner, trials)
+        return _replay(pruner, trials, budget)
     finally:
         optuna.logging.set_verbosity(verbosity)
 
 
-def _replay(pruner: BasePruner, trials: Sequence[FrozenTrial]) -> list[Replayed]:
+def _replay(pruner: BasePruner, trials: Sequence[FrozenTrial],
+            budget: int | None) -> list[Replayed]:
     study = optuna.create_study(study_name="replay", direction="minimize", pruner=pruner,
                                 sampler=optuna.samplers.RandomSampler(seed=0))
     out = []
@@ -608,8 +614,8 @@ def _replay(pruner: BasePruner, trials: Sequence[FrozenTrial]) -> list[Replayed]
         curve = sorted(original.intermediate_values.items())
         for i, (step, value) in enumerate(curve):
             trial.report(value, step)
-            # The trainer ignores a "prune" answered to its last evaluation: the run is done.
-            if trial.should_prune() and i < len(curve) - 1:
+            asked = step < budget if budget is not None else i < len(curve) - 1
+            if asked and trial.should_prune():
                 stopped_at = step
                 break
         if stopped_at is None:

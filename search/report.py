@@ -290,12 +290,13 @@ def pruner_audit(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
     # replayed stops nothing.
     configs = {} if cfg.pruner.name == "none" else {cfg.pruner.name: pruner}
     configs.setdefault("median", MedianPrunerConfig(name="median"))
-    replayed = {name: audit(replay(c.build(cfg), sample), cfg.tokens_per_trial)
+    budget = cfg.tokens_per_trial
+    replayed = {name: audit(replay(c.build(cfg), sample, budget), budget)
                 for name, c in configs.items()}
     orders = {}
     if 3 <= len(sample) <= AUDIT_SHUFFLED_TRIALS:
         for name, c in configs.items():
-            runs = [audit(replay(c.build(cfg), order), cfg.tokens_per_trial)
+            runs = [audit(replay(c.build(cfg), order, budget), budget)
                     for order in shuffled(sample, study.study_name, AUDIT_ORDERS)]
             orders[name] = {
                 "replays": len(runs),

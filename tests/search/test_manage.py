@@ -824,12 +824,22 @@ def test_show_lists_why_trials_failed_most_frequent_first():
     assert _failures(trials, run_again=True) == ["trial 3: stopped"]
 
 
+ASKED = ("pruner never stops a trial (it is asked at 4 evaluations, every 8,192 tokens up to "
+         "32,768; not at the last, which ends the trial)")
+"""A trial of the tiny study: 40,960 tokens evaluated every 8,192, the pruner asked at the first
+four evaluations (not at the fifth, the budget, which ends it)."""
+
+
 @pytest.mark.parametrize(("pruner", "expected"), [
     ({"name": "median", "n_warmup_steps": "2M"},
-     "pruner.n_warmup_steps: 2,000,000 tokens is a trial's whole budget (tokens_per_trial "
-     "40,960) or more: the median pruner never stops a trial"),
+     f"pruner.n_warmup_steps: 2,000,000 tokens: the median {ASKED}"),
+    # Within the budget, past the last evaluation the pruner is asked at: it said nothing.
+    ({"name": "median", "n_warmup_steps": 36_000},
+     f"pruner.n_warmup_steps: 36,000 tokens: the median {ASKED}"),
     ({"name": "hyperband", "min_resource": "1M"},
-     "pruner.min_resource: 1,000,000 tokens is a trial's whole budget"),
+     "pruner.min_resource: its first rung is at 1,000,000 tokens: the hyperband pruner"),
+    ({"name": "successive_halving", "min_early_stopping_rate": 2},
+     "pruner.min_resource: its first rung is at 73,728 tokens: the successive_halving pruner"),
     ({"name": "predicted", "n_startup_trials": 4},
      "pruner.n_startup_trials: 4, and the study runs 4 trials: the predicted pruner waits for "
      "that many complete trials, so it never stops one"),
@@ -837,22 +847,31 @@ def test_show_lists_why_trials_failed_most_frequent_first():
      "pruner.rank: 7, and the study runs 4 trials: the predicted pruner waits for that many "
      "complete trials, so it never stops one"),
     ({"name": "wilcoxon", "n_startup_steps": 5},
-     "pruner.n_startup_steps: 5 evaluations, and a trial evaluates 5 times (every 8,192 of its "
-     "40,960 tokens): the wilcoxon pruner never stops a trial"),
-    ({"name": "patient", "patience": 6},
-     "pruner.patience: 6 evaluations, and a trial evaluates 5 times"),
-], ids=["warmup past the budget", "first rung past the budget", "start-up of every trial",
-        "rank past the trials", "wilcoxon start-up past the evaluations",
-        "patience past the evaluations"])
+     f"pruner.n_startup_steps: 5 needs 5 evaluations: the wilcoxon {ASKED}"),
+    ({"name": "patient", "patience": 3},
+     f"pruner.patience: 3 needs 5 evaluations: the patient {ASKED}"),
+    ({"name": "patient", "wrapped": {"name": "median", "n_warmup_steps": 40_000}},
+     f"pruner.wrapped (median).n_warmup_steps: 40,000 tokens: the median {ASKED}"),
+    ({"name": "median"}, "eval_every_tokens: 40,960 of a trial's 40,960 tokens: the pruner is "
+     "asked at no evaluation"),
+], ids=["warmup past the budget", "warmup past the last evaluation asked",
+        "first rung past the budget", "first rung past the evaluations by its rate",
+        "start-up of every trial", "rank past the trials", "wilcoxon start-up past the evaluations",
+        "patience past the evaluations", "a wrapped pruner's warmup",
+        "one evaluation, at the budget"])
 def test_a_pruner_that_can_stop_no_trial_is_noted(tmp_path, shakespeare, pruner, expected):
     # Each ran its study to the end, pruning nothing, without a word.
-    cfg = validate_study(tiny_study(tmp_path, shakespeare, pruner=pruner, n_trials=4))
-    assert [n for n in plan_notes(cfg) if n.startswith("pruner.")] == [
+    every = 40_960 if expected.startswith("eval_every_tokens") else 8_192
+    cfg = validate_study(tiny_study(tmp_path, shakespeare, pruner=pruner, n_trials=4,
+                                    eval_every_tokens=every))
+    assert [n for n in plan_notes(cfg) if n.startswith(("pruner.", "eval_every_tokens:"))] == [
         next(n for n in pruner_notes(cfg) if n.startswith(expected))]
     assert expected in " ".join(plan_notes(cfg))
     # The defaults say nothing, nor does a pruner that can stop trials.
     for quiet in ({"name": "median"}, {"name": "predicted"}, {"name": "hyperband"},
-                  {"name": "wilcoxon"}, {"name": "patient"}):
+                  {"name": "wilcoxon"}, {"name": "patient"}, {"name": "patient", "patience": 2},
+                  {"name": "median", "n_warmup_steps": 32_768},
+                  {"name": "successive_halving", "min_early_stopping_rate": 1}):
         assert pruner_notes(validate_study(tiny_study(tmp_path, shakespeare, pruner=quiet,
                                                       n_trials=2))) == []
 

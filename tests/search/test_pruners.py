@@ -346,6 +346,19 @@ def test_replay_runs_successive_halving_and_hyperband_by_their_own_logic():
         assert 0 < sum(r.stopped_at is not None for r in replayed) < len(trials)
 
 
+def test_replay_asks_at_every_point_a_budget_off_the_grid_leaves_before_it():
+    # 40,000 tokens evaluated every 15,000: the last evaluation (40,064 tokens) falls on the
+    # 30,000 point, which the driver asks about and acts on; the replay ignored the answer
+    # there, as if it were the budget's, and counted no stop where the study made one.
+    trials = [optuna.trial.create_trial(value=c[30_000], intermediate_values=c)
+              for c in ({15_000: 3.0, 30_000: 2.5}, {15_000: 3.1, 30_000: 2.6},
+                        {15_000: 3.0, 30_000: 3.4})]
+    median = optuna.pruners.MedianPruner(n_startup_trials=2)
+    assert [r.stopped_at for r in replay(median, trials, budget=40_000)] == [None, None, 30_000]
+    # On the grid, the budget's point is the last, and its answer is ignored there.
+    assert [r.stopped_at for r in replay(median, trials, budget=30_000)] == [None, None, None]
+
+
 def test_report_audit_counts_the_constructed_study(tmp_path):
     path, cfg = study_file(tmp_path, pruner={"name": "predicted", "n_startup_trials": 3})
     study = make_study(cfg)
