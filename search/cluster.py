@@ -14,7 +14,7 @@ import ray._private.node
 import ray._private.ray_constants
 import ray._private.services
 
-from scaletune.search.config import StudyConfig
+from scaletune.search.config import StudyConfig, usable_cores
 from scaletune.trainer.errors import ConfigError, SetupError, first_line
 
 
@@ -60,7 +60,7 @@ def init_ray(cfg: StudyConfig) -> None:
         # address="local": a cluster of this machine's own, even while another Ray cluster runs
         # here (`ray start`, a job server): without it Ray joins that one, and refuses num_cpus.
         with lean_head_node():
-            ray.init(address="local", num_cpus=os.cpu_count(),
+            ray.init(address="local", num_cpus=usable_cores(),
                      object_store_memory=256 * 1024**2, **kwargs)
     except Exception as e:  # a traceback from Ray's node start-up said nothing to do
         with contextlib.suppress(Exception):

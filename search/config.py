@@ -10,6 +10,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import os
 import sqlite3
 import warnings
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -659,14 +661,23 @@ TrainerOptions = create_model(
 )
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (``taskset``, a container's CPU set), which the Ray a
+    study starts here shares out: all of the machine's counted trials that then shared one."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+
+
 class WorkersConfig(_Strict):
     address: str | None = None
     """None or 'local' starts Ray on this machine; 'auto' or 'ray://host:port' joins a cluster;
     'http://host:8265' is a cluster's job server (Ray's dashboard), where `scaletune run
     --detach` hands the driver to the cluster."""
-    gpus_per_trial: float = Field(0.0, ge=0, strict=True)
+    gpus_per_trial: Annotated[float, BeforeValidator(parse_number)] = Field(0.0, ge=0,
+                                                                             strict=True)
     """GPUs each trial asks Ray for (fractions allowed: 0.5 puts two trials on one GPU)."""
-    cpus_per_trial: float = Field(1.0, gt=0, strict=True)
+    cpus_per_trial: Annotated[float, BeforeValidator(parse_number)] = Field(1.0, gt=0,
+                                                                            strict=True)
     """CPU cores each trial asks Ray for; torch uses that many threads."""
     max_concurrent: int | None = Field(None, ge=1, strict=True)
     """Cap on trials running at once; default what the cluster can hold."""
@@ -696,6 +707,13 @@ class WorkersConfig(_Strict):
     def _fractions(self) -> WorkersConfig:
         if self.gpus_per_trial > 1 and not float(self.gpus_per_trial).is_integer():
             raise ValueError(f"gpus_per_trial above 1 must be whole, got {self.gpus_per_trial}")
+        # Ray's traceback at the first trial ("cannot go beyond 0.0001"); validate said ok.
+        small = [f"{key} must be 0 or at least 0.0001, Ray's smallest share, got {value:g}"
+                 for key, value in (("gpus_per_trial", self.gpus_per_trial),
+                                    ("cpus_per_trial", self.cpus_per_trial))
+                 if 0 < value < 1e-4]
+        if small:
+            raise ValueError("\n".join(small))
         return self
 
 
@@ -873,10 +891,10 @@ class StudyConfig(_Strict):
                     f"trainer.micro_batch_size={micro}, got {bad}"
                 )
         if self.trainer.device == "cuda" and self.workers.gpus_per_trial == 0:
-            # Ray hides the GPUs from a task that asks for none (CUDA_VISIBLE_DEVICES empty):
-            # every trial would fail on its first line.
-            errors.append("trainer.device: cuda, but workers.gpus_per_trial is 0, and a trial "
-                          "that asks Ray for no GPU sees none: give workers.gpus_per_trial (1, "
+            # Ray gives no GPU to a task that asks for none: such trials would crowd onto the
+            # GPUs Ray gave to others.
+            errors.append("trainer.device: cuda, but workers.gpus_per_trial is 0, and Ray gives "
+                          "no GPU to a trial that asks for none: give workers.gpus_per_trial (1, "
                           "or a fraction to share a GPU), or device: auto")
         if batch.low is not None and batch.high is not None:
             if not batch_sizes_in(batch.low, batch.high, micro):

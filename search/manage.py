@@ -42,6 +42,7 @@ from scaletune.search.config import (
     load_study,
     stored_study_attrs,
     stored_study_names,
+    usable_cores,
     validate_study,
 )
 from scaletune.search.fit import laws_file_problem, laws_fit_note
@@ -245,9 +246,9 @@ def table_as_text_note(cfg: StudyConfig) -> str | None:
 
 def cpu_note(cfg: StudyConfig) -> str | None:
     """A study on Ray of this machine whose trials ask for more cores than it has (a study's
-    own Ray counts os.cpu_count()): `run` here refuses it. A note, as gpu_note's."""
+    own Ray counts usable_cores()): `run` here refuses it. A note, as gpu_note's."""
     w = cfg.workers
-    have = os.cpu_count() or 1
+    have = usable_cores()
     if w.address not in (None, "local") or w.cpus_per_trial <= have:
         return None
     return (f"workers.cpus_per_trial: {w.cpus_per_trial:g}, and this machine has {have} CPU(s): "
@@ -781,7 +782,7 @@ def _resources(cfg: StudyConfig) -> str:
         where = "this machine belongs to" if w.address == "auto" else f"at {w.address}"
         return (f"the Ray cluster {where}; {each}; concurrency is decided when Ray "
                 f"starts (the cluster's CPUs and GPUs over a trial's){cap}")
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     fit = math.floor(cores / w.cpus_per_trial + 1e-9)  # as search.runner.concurrency rounds
     if fit == 0:
         return (f"Ray on this machine; {each}: no trial fits on its {cores} cores (lower "

@@ -192,7 +192,11 @@ def _folder_errors(folder: Path) -> list[str]:
 
 
 def concurrency(cfg: StudyConfig) -> int:
-    """How many trials the cluster can hold at once, capped by workers.max_concurrent."""
+    """How many trials the cluster can hold at once, capped by workers.max_concurrent.
+
+    Counted node by node, as Ray places them: a trial's CPUs on one node, a fraction of a GPU
+    on one GPU (0.4 of a GPU fits 2 trials on each GPU, not 5 on two). A trial that fits the
+    cluster's totals but no single node is refused: it would wait in Ray's queue for ever."""
     res = ray.cluster_resources()
     w = cfg.workers
     errors = []
@@ -207,13 +211,30 @@ def concurrency(cfg: StudyConfig) -> int:
                                 ": give at most that, or a fraction to share one"))
     if errors:
         raise ConfigError(cfg.source, errors)
-    # Rounded before the floor: 1 // 0.2 is 4.0 in floating point, where Ray fits 5 trials.
-    n = math.floor(cpus / w.cpus_per_trial + 1e-9)
-    if w.gpus_per_trial > 0:
-        n = min(n, math.floor(gpus / w.gpus_per_trial + 1e-9))
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    n = sum(_trials_on(node.get("CPU", 0.0), node.get("GPU", 0.0), w) for node in nodes)
+    if n == 0:
+        most = max(nodes, key=lambda node: (node.get("GPU", 0.0), node.get("CPU", 0.0)))
+        raise ConfigError(cfg.source, [
+            f"workers: a trial asks for {w.cpus_per_trial:g} CPUs and {w.gpus_per_trial:g} GPUs "
+            f"on one machine, and no node of the cluster has them (the cluster's {len(nodes)} "
+            f"nodes hold {cpus:g} CPUs and {gpus:g} GPUs in all; the largest, "
+            f"{most.get('CPU', 0.0):g} CPUs and {most.get('GPU', 0.0):g} GPUs): ask for at most "
+            "what one node has"])
     if w.max_concurrent:
         n = min(n, w.max_concurrent)
-    return max(1, n)
+    return n
+
+
+def _trials_on(cpus: float, gpus: float, w: Any) -> int:
+    """Trials of ``w`` (workers:) that one node of ``cpus`` and ``gpus`` holds at once."""
+    # Rounded before the floor: 1 // 0.2 is 4.0 in floating point, where Ray fits 5 trials.
+    n = math.floor(cpus / w.cpus_per_trial + 1e-9)
+    if w.gpus_per_trial >= 1:
+        n = min(n, math.floor(gpus / w.gpus_per_trial + 1e-9))
+    elif w.gpus_per_trial > 0:  # each on one GPU: a GPU holds a whole number of them
+        n = min(n, math.floor(1 / w.gpus_per_trial + 1e-9) * math.floor(gpus + 1e-9))
+    return n
 
 
 def run_study(
@@ -347,7 +368,10 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
             slots = concurrency(cfg)
             # Trials that the caller launches (benchmarks/driver_scale.py) train nothing: no
             # warm-up.
-            coordinator = _start_workers(cfg, slots, warm=launch is None)
+            # Warm no more processes than the launch can run trials in: a 2-trial study of
+            # 0.1 CPU each warmed 20 on 2 cores, and its trials waited behind them.
+            coordinator = _start_workers(cfg, min(slots, cfg.n_trials + repeat_best),
+                                         warm=launch is None)
         if starting.requested:
             signum = starting.signal or signal.SIGINT
             what = ("interrupted (Ctrl-C)" if signum == signal.SIGINT

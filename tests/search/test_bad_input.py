@@ -121,8 +121,10 @@ CASES = [
      "search.lr: value (fixed, 0.01) cannot be combined with prior"),
     ("a name that climbs out of runs/", "name", "..", "name: String should match pattern"),
     ("cuda for trials that ask for no GPU", "trainer.device", "cuda",
-     "trainer.device: cuda, but workers.gpus_per_trial is 0, and a trial that asks Ray for no "
-     "GPU sees none"),
+     "trainer.device: cuda, but workers.gpus_per_trial is 0, and Ray gives no GPU to a trial "
+     "that asks for none"),
+    ("a share of a CPU below Ray's smallest", "workers", {"cpus_per_trial": 0.00001},
+     "workers: cpus_per_trial must be 0 or at least 0.0001, Ray's smallest share, got 1e-05"),
     ("a tokenizer that does not exist", "data.tokenizer", "gpt3",
      "data.tokenizer: unknown tokenizer 'gpt3': it takes 'byte', a tiktoken encoding name"),
     # `datasets` read every JSON file of the folder the run started in (the study files too).
@@ -240,7 +242,6 @@ def test_yaml_is_loaded_safely(tmp_path, capsys):
 
 
 def test_read_only_study_folder_is_refused_before_any_trial(tmp_path, shakespeare, capsys):
-    import os
 
     if os.geteuid() == 0:
         # root ignores permissions: use a folder below a regular file instead.
@@ -866,12 +867,14 @@ def test_trials_asking_more_than_this_machine_has_are_a_note_of_validate(tmp_pat
     assert main(["validate", str(write_study(tmp_path, study))]) == 0
     assert "gpus_per_trial" not in capsys.readouterr().out
     # So for the cores (found by run alone, and shown as 8.0).
-    cores = os.cpu_count() + 1
+    from scaletune.search.config import usable_cores
+
+    cores = usable_cores() + 1
     study["workers"] = {"cpus_per_trial": cores, "gpus_per_trial": 0}
     assert main(["validate", str(write_study(tmp_path, study))]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert (f"note: workers.cpus_per_trial: {cores}, and this machine has {os.cpu_count()} "
-            f"CPU(s): `scaletune run` refuses it here; give at most {os.cpu_count()}") in out
+    assert (f"note: workers.cpus_per_trial: {cores}, and this machine has {usable_cores()} "
+            f"CPU(s): `scaletune run` refuses it here; give at most {usable_cores()}") in out
     study["workers"]["address"] = "auto"
     assert main(["validate", str(write_study(tmp_path, study))]) == 0
     assert "cpus_per_trial" not in capsys.readouterr().out

@@ -40,6 +40,31 @@ def trial_nodes(db: Path) -> list[tuple[int, str, str | None]]:
     return trial_attr_rows(db, "worker_node_id")
 
 
+def test_a_trial_no_single_node_holds_is_refused_and_fractions_count_node_by_node(
+        tmp_path, shakespeare, two_nodes):
+    from scaletune.search.runner import concurrency
+    from scaletune.trainer.errors import ConfigError
+
+    cluster, _ = two_nodes
+    ray.init(address=cluster.address)
+
+    def cfg(**workers):
+        return validate_study(tiny_study(tmp_path, shakespeare,
+                                         workers={"address": cluster.address, **workers}))
+
+    # Two CPUs in all, one a node: a trial of two fit the totals, was launched, and waited in
+    # Ray's queue for ever.
+    with pytest.raises(ConfigError) as refused:
+        concurrency(cfg(cpus_per_trial=2))
+    assert refused.value.errors == [
+        "workers: a trial asks for 2 CPUs and 0 GPUs on one machine, and no node of the cluster "
+        "has them (the cluster's 2 nodes hold 2 CPUs and 0 GPUs in all; the largest, 1 CPUs and "
+        "0 GPUs): ask for at most what one node has"]
+    # 0.6 of a CPU: one trial a node, two in all (it said 3, and the third waited).
+    assert concurrency(cfg(cpus_per_trial=0.6)) == 2
+    assert concurrency(cfg(cpus_per_trial=0.5)) == 4
+
+
 def test_trials_spread_over_two_nodes_and_survive_losing_one(tmp_path, shakespeare, two_nodes):
     cluster, second = two_nodes
     # (The driver joins the cluster on loopback, by the address a study gives.)

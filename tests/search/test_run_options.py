@@ -235,7 +235,7 @@ def test_a_local_study_fits_the_cores_over_cpus_per_trial(tmp_path, capsys, monk
                                                           cores, cap, fits):
     path, _ = study_file(tmp_path, workers={"cpus_per_trial": 2 if cores == 3 else 1,
                                             "max_concurrent": cap})
-    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    monkeypatch.setattr("scaletune.search.manage.usable_cores", lambda: cores)
     code, out = run(capsys, str(path), "--dry-run")
     assert code == 0, out
     # Rule: this machine's cores // cpus_per_trial, capped by max_concurrent.
@@ -502,3 +502,19 @@ def test_auto_joins_a_cluster_started_with_ray_start_under_its_token(tmp_path, s
     out = flat(joined.stdout)
     assert joined.returncode == 0, out + joined.stderr
     assert "best trial 0: val loss" in out and "trials 1 complete" in out
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity"), reason="Linux only")
+def test_the_plan_counts_the_cores_this_process_may_run_on(tmp_path, shakespeare):
+    from tests.search.helpers import tiny_study, write_study
+
+    # Under `taskset -c 0` on 2 cores the study's Ray counted both: two trials trained at once
+    # on one core.
+    path = write_study(tmp_path, tiny_study(tmp_path, shakespeare, workers={"cpus_per_trial": 1}))
+    code = ("import os, sys; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "from scaletune.search.cli import main; sys.exit(main(['run', sys.argv[1], "
+            "'--dry-run']))")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "1 CPU and 0 GPU per trial; 1 trial(s) at once (1 cores)" in flat(done.stdout)

@@ -425,6 +425,38 @@ def test_fractional_gpus_hold_as_many_trials_as_ray_fits(tmp_path, shakespeare, 
         assert concurrency(validate_study(study)) == fits, share  # 1 // 0.2 == 4.0 in floats
 
 
+def test_no_more_workers_warm_up_than_the_launch_runs_trials(tmp_path, shakespeare, local_ray,
+                                                              monkeypatch):
+    from scaletune.search import runner
+
+    # A 1-trial study of 0.5 CPU on 2 cores holds 4 at once, and warmed 4 worker processes
+    # (20 for 0.1 CPU), each importing torch while the one trial waited behind them.
+    local_ray(num_cpus=2)
+    warmed = []
+    start = runner._start_workers
+    monkeypatch.setattr(runner, "_start_workers",
+                        lambda cfg, n, warm=True: warmed.append(n) or start(cfg, n, warm))
+    cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=1,
+                                    workers={"cpus_per_trial": 0.5}))
+    assert concurrency(cfg) == 4
+    run_study(cfg)
+    assert warmed == [1]
+
+
+def test_fractional_gpus_fit_each_gpu_apart(tmp_path, shakespeare, local_ray):
+    # Ray puts a fraction of a GPU on one GPU: 0.4 fits two on each of two GPUs, not five (the
+    # fifth was drawn and said started, and waited for another trial to end).
+    local_ray(num_cpus=16, num_gpus=2)
+    for share, fits in ((0.4, 4), (0.6, 2), (0.3, 6), (0.5, 4), (1, 2), (2, 1)):
+        study = tiny_study(tmp_path, shakespeare,
+                           workers={"cpus_per_trial": 1, "gpus_per_trial": share})
+        assert concurrency(validate_study(study)) == fits, share
+    # "5e-1", as YAML reads 5e-1: a number, as everywhere else (it said "expected a number,
+    # such as 0.5 or 3e-4").
+    study = tiny_study(tmp_path, shakespeare, workers={"cpus_per_trial": "5e-1"})
+    assert validate_study(study).workers.cpus_per_trial == 0.5
+
+
 @pytest.mark.parametrize(("gpus", "advice"), [
     (1, "workers.gpus_per_trial: 2 but the cluster has 1 GPUs: give at most that, or a fraction "
         "to share one"),
