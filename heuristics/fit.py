@@ -699,14 +699,66 @@ class FittedLaws:
 
     @classmethod
     def load(cls, path: str | Path) -> FittedLaws:
-        """Read laws written by ``save`` (this version's or version 1's)."""
+        """Read laws written by ``save`` (this version's or version 1's), refusing a file whose
+        values no fit writes (an edited one: a law of another scale, an exponent or a warmup
+        fraction out of range, a negative variance), naming the entry."""
         try:
-            return cls.from_json(json.loads(Path(path).read_text()))
+            data = json.loads(Path(path).read_text())
+            if not isinstance(data, dict):
+                raise ValueError(f"a JSON object is expected, not a {type(data).__name__}")
+            laws = cls.from_json(data)
+            laws.check()
+            return laws
         except KeyError as e:
             raise ValueError(f"{path}: not a fitted-laws file this scaletune reads: it has no "
                              f"{e.args[0]!r} entry") from None
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, AttributeError) as e:
             raise ValueError(f"{path}: not a fitted-laws file this scaletune reads: {e}") from None
+
+    def check(self) -> None:
+        """Raise ValueError naming the first entry no fit writes."""
+        if self.scale_kind not in ("tokens", "params"):
+            raise ValueError(f"scale_kind is {self.scale_kind!r}, where a fit writes tokens or "
+                             "params")
+        for key, fit in (("lr", self.lr), ("tau", self.tau), ("batch_size", self.batch_size),
+                         ("warmup_frac", self.warmup_frac)):
+            if fit is None:
+                continue
+            if fit.target != key:
+                raise ValueError(f"{key}.target is {fit.target!r}, where a fit writes {key}")
+            if fit.scale_kind != self.scale_kind:
+                raise _unwritten(fit, "scale_kind", f"the file's, {self.scale_kind}")
+            for field in ("x_min", "x_max"):
+                if not (_finite(getattr(fit, field)) and getattr(fit, field) > 0):
+                    raise _unwritten(fit, field, "a positive number")
+            if isinstance(fit, PowerLawFit):
+                for field in ("log10_coef", "exponent"):
+                    if not _finite(getattr(fit, field)):
+                        raise _unwritten(fit, field, "a finite number")
+                if not (_finite(fit.scatter_log10) and fit.scatter_log10 >= 0):
+                    raise _unwritten(fit, "scatter_log10", "a number >= 0")
+                if not (len(fit.cov) == 3 and all(map(_finite, fit.cov))
+                        and fit.cov[0] >= 0 and fit.cov[2] >= 0):
+                    raise _unwritten(fit, "cov", "three finite numbers, two variances >= 0 "
+                                     "around a covariance")
+            else:
+                for field in ("value", "se", "scatter"):
+                    if not (_finite(getattr(fit, field)) and getattr(fit, field) >= 0):
+                        raise _unwritten(fit, field, "a number >= 0")
+                if fit.target == "warmup_frac" and not fit.value < 1:
+                    raise _unwritten(fit, "value", "a fraction of a run, below 1")
+
+
+def _unwritten(fit: PowerLawFit | CarriedFit, field: str, allowed: str) -> ValueError:
+    """The error of an entry of a laws file that no fit writes."""
+    return ValueError(f"{fit.target}.{field} is {getattr(fit, field)!r}, where a fit writes "
+                      f"{allowed}")
+
+
+def _finite(value: Any) -> bool:
+    """A number (not a bool) that is finite."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
 
 
 def missing_laws(fitted: FittedLaws) -> list[str]:

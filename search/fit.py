@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from scaletune.heuristics.fit import (
 )
 from scaletune.search.config import StudyConfig, load_study
 from scaletune.search.space import fixed_values
+from scaletune.search.storage import mask_url
 from scaletune.search.studies import open_study
 from scaletune.trainer.data import read_fingerprint
 from scaletune.trainer.errors import ConfigError, DataError
@@ -84,6 +86,12 @@ def fit_from_studies(
 ) -> FittedLaws:
     """Fit lr, tau and batch-size laws to the near-optimal trials of finished studies at
     several scales, and carry their warmup fraction."""
+    # Given twice, its trials counted twice (and it was listed twice in fitted_on).
+    seen = Counter((cfg.storage_url, cfg.name) for cfg in cfgs)
+    twice = [f"study {name!r} ({mask_url(url)}) is given {n} times: give each study once"
+             for (url, name), n in seen.items() if n > 1]
+    if twice:
+        raise ConfigError("fit", twice)
     mixed = [f"study {cfg.name!r} searches {' and '.join(keys)}: its trials are models of "
              "several sizes, so it is at no one scale and a law fitted to it would mix them; fit "
              "studies that fix the model's size"

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -111,6 +112,31 @@ def test_save_load_roundtrip(fitted, tmp_path):
     assert [law.split(" = ")[0] for law in data["laws"]] == [
         "lr", "tau", "batch_size (tokens per step)"]
     assert len(data["lr"]["rungs"]) == 8 and data["lr"]["n_points"] == 32
+
+
+@pytest.mark.parametrize("edit, says", [
+    (lambda d: [], "a JSON object is expected, not a list"),
+    (lambda d: {**d, "scale_kind": "width"}, "scale_kind is 'width', where a fit writes tokens "
+     "or params"),
+    (lambda d: {**d, "lr": {**d["lr"], "exponent": float("inf")}},
+     "lr.exponent is inf, where a fit writes a finite number"),
+    (lambda d: {**d, "lr": {**d["lr"], "exponent": "abc"}}, "lr.exponent is 'abc'"),
+    (lambda d: {**d, "lr": {**d["lr"], "cov": [1]}}, "lr.cov is (1.0,), where a fit writes "
+     "three finite numbers"),
+    (lambda d: {**d, "tau": {**d["tau"], "cov": [-1, 0, -1]}}, "tau.cov is (-1.0, 0.0, -1.0)"),
+    (lambda d: {**d, "tau": {**d["tau"], "target": "lr"}},
+     "tau.target is 'lr', where a fit writes tau"),
+    (lambda d: {**d, "lr": None}, "not a fitted-laws file this scaletune reads"),
+], ids=["a list", "another scale", "an infinite exponent", "an exponent of text", "a short cov",
+        "a negative variance", "a law under another's name", "no lr law"])
+def test_a_laws_file_no_fit_writes_is_refused_naming_its_entry(fitted, tmp_path, edit, says):
+    # Edited files loaded and gave priors (lr 1e+300; laws of tokens read at the parameter
+    # count), or stopped the commands that read them with a traceback.
+    path = tmp_path / "laws.json"
+    fitted.save(path)
+    path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+    with pytest.raises(ValueError, match=re.escape(says)):
+        FittedLaws.load(path)
 
 
 def test_warnings_about_the_studies_come_first_and_survive_the_file(fitted, tmp_path):

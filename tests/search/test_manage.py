@@ -572,6 +572,18 @@ def test_fit_names_the_file_of_a_study_that_has_not_run(finished, tmp_path, caps
     assert not (other / "s").exists()
 
 
+def test_fit_refuses_a_study_given_twice(finished, tmp_path, capsys):
+    ran, cfg, _ = finished
+    laws = tmp_path / "laws.json"
+    # By its file and by its name: its trials counted twice, and it was listed twice.
+    code, out = scaletune(capsys, "fit", str(ran), cfg.name, "--storage", cfg.storage_url,
+                          "-o", str(laws))
+    assert code == 2, out
+    assert (f"study 'tiny' ({cfg.storage_url}) is given 2 times: give each study once"
+            in " ".join(out.split())), out
+    assert not laws.exists()
+
+
 def test_fit_refuses_a_study_whose_trials_are_models_of_several_sizes(finished, tmp_path, capsys):
     ran, cfg, _ = finished
     other = tmp_path / "b"
