@@ -149,7 +149,7 @@ def cmd_ladder(args: argparse.Namespace, console: Console) -> int:
     _quiet_optuna()
     _repeats_counted(args.repeat_best, args.ladder)
     if args.dry_run:  # what the run refuses and notes (run_ladder), with its plan
-        print_plan(ladder, console, checked(ladder))
+        print_plan(ladder, console, checked(ladder), args.repeat_best)
         return 0
     from scaletune.search.ladder import print_ladder_summary, run_ladder
 

@@ -184,6 +184,8 @@ class Ladder:
     laws_file: Path
     held: str | None = None
     """What ``hold_epochs`` did, in words (None when it is off)."""
+    notes: tuple[str, ...] = ()
+    """What of the target's study file the ladder does not use (its study_dir, its priors)."""
 
     @property
     def target_scale(self) -> float:
@@ -355,6 +357,12 @@ def load_ladder(path: str | Path) -> Ladder:
                    + (" non-embedding parameters" if other == "params" else " per trial")
                    + f") are more than the target's ({most:,.0f}): a rung is a smaller study"
                    for i, r in enumerate(rungs) if study_scale(r.cfg, other) > most * (1 + 1e-9)]
+        # At the target's tokens and size both (its n_head apart): the target's cost again.
+        errors += [f"rungs[{i}]: the target's own tokens per trial and model size: a rung is a "
+                   "smaller study" for i, r in enumerate(rungs)
+                   if r.cfg.tokens_per_trial == target.tokens_per_trial
+                   and study_scale(r.cfg, "params") == study_scale(target, "params")
+                   and r.cfg.model != target.model]
     if errors:
         raise ConfigError(str(path), errors)
     assert target is not None
@@ -362,7 +370,16 @@ def load_ladder(path: str | Path) -> Ladder:
     if cfg.hold_epochs:
         rungs, held = _hold_epochs(rungs, target, base, study_path)
     ordered = tuple(sorted(rungs, key=lambda r: r.flops))
-    return Ladder(cfg, str(path), ordered, target, laws_file, held)
+    # What of the study file the ladder does not use, said (its studies went elsewhere without
+    # a word, and a priors: section, valid or not, was dropped).
+    notes = tuple(note for key, note in (
+        ("study_dir", f"target.study: its study_dir ({target_raw.get('study_dir')}) is not used: "
+                      "the ladder's studies live in runs/ beside the ladder file (and in the "
+                      "storage the study file names, where it names one)"),
+        ("priors", "target.study: its priors: section is not used: the rungs start from the "
+                   "published laws, the target from the laws they fit"))
+        if target_raw.get(key) is not None)
+    return Ladder(cfg, str(path), ordered, target, laws_file, held, notes)
 
 
 def _hold_epochs(rungs: list[Rung], target: StudyConfig, base: dict[str, Any],
@@ -507,11 +524,16 @@ def plan_table(ladder: Ladder, passes: list[float | None]) -> Table:
     return table
 
 
-def print_plan(ladder: Ladder, console: Console, notes: list[str] | None = None) -> None:
-    """The plan table, the warning of ``epochs_warning`` where it applies, and ``notes`` (the
-    plan's, ``checked``)."""
+def print_plan(ladder: Ladder, console: Console, notes: list[str] | None = None,
+               repeat_best: int = 0) -> None:
+    """The plan table, the repeats of the target's best (``--repeat-best``), the warning of
+    ``epochs_warning`` where it applies, and ``notes`` (the plan's, ``checked``)."""
     passes = [epochs(cfg) for cfg in [r.cfg for r in ladder.rungs] + [ladder.target]]
     console.print(plan_table(ladder, passes))
+    if repeat_best:
+        console.print(f"repeats: the target study's best complete trial, {repeat_best} more "
+                      "time(s) with training seeds it has not used, never pruned, on top of its "
+                      "n_trials", highlight=False, markup=False, soft_wrap=True)
     if ladder.held:
         console.print(ladder.held, highlight=False, markup=False, soft_wrap=True)
     for warning in (epochs_warning(passes[:-1], passes[-1]), cost_warning(ladder)):

@@ -485,8 +485,8 @@ def ladder_notes(ladder: Any) -> list[str]:
     # laws' to set once the rungs ran, so its other notes are not known yet: the last rung's
     # space stands for it).
     target = ladder.target
-    return notes + [f"{target.name}: {note}" for note in
-                    pruner_notes(target) + sampler_notes(target, dims)]
+    return list(ladder.notes) + notes + [f"{target.name}: {note}" for note in
+                                         pruner_notes(target) + sampler_notes(target, dims)]
 
 
 def planned(cfg: StudyConfig) -> tuple[Priors, list, dict[str, Any]]:

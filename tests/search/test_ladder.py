@@ -155,6 +155,28 @@ def test_bad_ladder_input_names_the_key(tmp_path, shakespeare):
                                   " (taken from the ladder file's folder)")
 
 
+def test_a_rung_at_the_targets_scale_is_refused_and_what_the_ladder_drops_is_noted(
+        tmp_path, shakespeare):
+    raw = yaml.safe_load(ladder_files(tmp_path, shakespeare).read_text())
+    # The target's tokens and size, its n_head apart: it passed, and ran the target's cost.
+    raw["rungs"][2] = {"tokens_per_trial": 40_960, "model": {"n_head": 4}}
+    path = tmp_path / "ladder.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert errors_of(path) == ["rungs[2]: the target's own tokens per trial and model size: a "
+                               "rung is a smaller study"]
+    # The study file's own folder and priors: dropped without a word.
+    study = yaml.safe_load((tmp_path / "target.yaml").read_text())
+    study.update(study_dir="mine", priors={"laws": "published"})
+    (tmp_path / "target.yaml").write_text(yaml.safe_dump(study))
+    raw["rungs"][2] = {"tokens_per_trial": 8_192}
+    (tmp_path / "ladder.yaml").write_text(yaml.safe_dump(raw))
+    assert load_ladder(tmp_path / "ladder.yaml").notes == (
+        "target.study: its study_dir (mine) is not used: the ladder's studies live in runs/ "
+        "beside the ladder file (and in the storage the study file names, where it names one)",
+        "target.study: its priors: section is not used: the rungs start from the published "
+        "laws, the target from the laws they fit")
+
+
 def test_a_laws_file_that_would_replace_another_file_or_cannot_be_written_is_refused(
         tmp_path, shakespeare, capsys):
     path = ladder_files(tmp_path, shakespeare, laws_file="target.yaml")
@@ -292,7 +314,13 @@ def test_ladder_mistakes_are_said_in_the_ladders_words(tmp_path, shakespeare):
 def test_the_plan_warns_of_rungs_that_cost_more_than_the_target(tmp_path, shakespeare, capsys):
     path = ladder_files(tmp_path, shakespeare)
     assert main(["ladder", str(path), "--dry-run"]) == 0
-    assert "the rungs cost" not in capsys.readouterr().out  # 57,344 tokens against 81,920
+    out = capsys.readouterr().out
+    assert "the rungs cost" not in out  # 57,344 tokens against 81,920
+    assert "repeats:" not in out
+    # The repeats of the target's best, as `run --dry-run` shows a study's (it said nothing).
+    assert main(["ladder", str(path), "--dry-run", "--repeat-best", "2"]) == 0
+    assert ("repeats: the target study's best complete trial, 2 more time(s) with training "
+            "seeds it has not used") in " ".join(capsys.readouterr().out.split())
     path = ladder_files(tmp_path, shakespeare, rung_trials=10)
     assert main(["ladder", str(path), "--dry-run"]) == 0
     out = " ".join(capsys.readouterr().out.split())
