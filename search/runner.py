@@ -34,6 +34,7 @@ from scaletune.search import lease
 from scaletune.search.cluster import init_ray
 from scaletune.search.config import (
     StudyConfig,
+    WorkersConfig,
     check_study_files,
     job_server_problem,
     load_study,
@@ -226,7 +227,7 @@ def concurrency(cfg: StudyConfig) -> int:
     return n
 
 
-def _trials_on(cpus: float, gpus: float, w: Any) -> int:
+def _trials_on(cpus: float, gpus: float, w: WorkersConfig) -> int:
     """Trials of ``w`` (workers:) that one node of ``cpus`` and ``gpus`` holds at once."""
     # Rounded before the floor: 1 // 0.2 is 4.0 in floating point, where Ray fits 5 trials.
     n = math.floor(cpus / w.cpus_per_trial + 1e-9)
@@ -403,7 +404,7 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
                 console.print(f"[yellow]resumed: trials {recovered} were left running by a "
                               "stopped driver; marked FAIL and queued again[/]")
                 for number in recovered:  # the trackers had no end of them
-                    tracker.finished(study, number)
+                    _track_end(tracker, study, number)
             if moved := _queued_outside(study, plan):
                 console.print(f"note: {moved}", style="yellow", highlight=False, markup=False)
             # Repeats of the best so far run first (the predicted pruner's floor then uses
@@ -823,9 +824,10 @@ def _stop_running(plan: SearchPlan, running: dict[int, TrialRun], reason: str,
 
 
 def _track_end(tracker: Tracker, study: optuna.Study, number: int) -> None:
-    """Log trial ``number``'s end to the trackers while the driver stops: a tracker that fails
-    here (TensorBoard's writer, a trial the study does not list as ended) leaves the stop to go
-    on; the callbacks' own failures are said by the tracker."""
+    """Log trial ``number``'s end to the trackers where the loop did not (a trial the driver
+    stops, or a stopped driver left running): a tracker that fails here (TensorBoard's writer, a
+    trial the study does not list as ended) leaves the driver to go on; the callbacks' own
+    failures are said by the tracker."""
     try:
         tracker.finished(study, number)
     except Exception:  # noqa: BLE001 - the trials must still be stopped and queued again

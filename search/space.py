@@ -323,7 +323,7 @@ def _distribution(
     # Registered hyperparameters are floats (batch sizes are categorical); an other field is
     # searched as an integer where the trainer's field holds whole numbers (n_layer), as a float
     # where it holds any (min_lr_ratio from 0 to 1 is not the choice of 0 or 1).
-    numbers = hp is None and hparams.field_numbers(key.removeprefix("search.other."))
+    numbers = float if hp is not None else hparams.field_numbers(key.removeprefix("search.other."))
     if numbers is None:  # model.bias from 0 to 1 drew 0.65, and the trial failed
         raise ConfigError("study", [
             f"{key}: low={low!r}, high={high!r}: a range of a field that holds no numbers; "
