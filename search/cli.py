@@ -77,13 +77,15 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
         if not args.detach and (problem := job_server_problem(cfg)):  # as the run refuses it
             raise ConfigError(args.study, [problem])
-        print_plan(cfg, console, repeat_best=args.repeat_best)
-        if args.detach:
+        url = None
+        if args.detach:  # refused before the plan, as the run refuses it (the plan came first)
             from scaletune.search.jobs import job_server
 
-            console.print(f"detach    submitted as a Ray job to {job_server(cfg, args.address)}: "
-                          "the driver runs on the cluster, and this command returns",
-                          markup=False, highlight=False)
+            url = job_server(cfg, args.address)
+        print_plan(cfg, console, repeat_best=args.repeat_best)
+        if url is not None:
+            console.print(f"detach    submitted as a Ray job to {url}: the driver runs on the "
+                          "cluster, and this command returns", markup=False, highlight=False)
         return 0
     if args.detach:
         from scaletune.search.jobs import job_server, submit
@@ -264,7 +266,9 @@ def cmd_dashboard(args: argparse.Namespace, console: Console) -> int:
 def cmd_train(args: argparse.Namespace, console: Console) -> int:
     from scaletune.trainer.cli import train_main
 
-    if args.nproc_per_node != 1 or args.nnodes != 1 or args.rdzv_endpoint is not None:
+    # --node-rank alone too: launch's checks refuse it on one node (it was ignored).
+    if (args.nproc_per_node != 1 or args.nnodes != 1 or args.rdzv_endpoint is not None
+            or args.node_rank != 0):
         from scaletune.trainer.cli import launch
 
         return launch(args.config, args.nproc_per_node, resume=args.resume,
@@ -382,6 +386,9 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
     cfg = _study(args)
     _quiet_optuna()
+    if args.output == "":  # `-o ""` wrote over the default report without a word
+        raise ConfigError("-o", ["an empty path: give the report's folder, or leave -o out for "
+                                 f"{cfg.folder / 'report'}"])
     out = Path(args.output or cfg.folder / "report")
     for above in [out, *out.parents]:  # -o final.yaml, or a folder under a file: never written
         if above.exists():
@@ -469,7 +476,7 @@ def cmd_studies(args: argparse.Namespace, console: Console) -> int:
                 "--storage URL", highlight=False, markup=False)
             return EXIT_BAD_INPUT
         args.storage = f"sqlite:///{here.resolve()}"
-    url = args.storage or study_or_target(args.study).storage_url
+    url = args.storage if args.storage is not None else study_or_target(args.study).storage_url
     return list_studies(url, console)
 
 

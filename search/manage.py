@@ -84,6 +84,7 @@ from scaletune.search.storage import (
     cannot_read,
     make_storage,
     mask_url,
+    scrub,
     sqlite_file_errors,
     sqlite_path,
     storage_problems,
@@ -117,6 +118,7 @@ from scaletune.trainer.errors import (
     ScaletuneError,
     SetupError,
     StudyStateError,
+    first_line,
 )
 from scaletune.trainer.record import fmt_duration
 
@@ -1139,7 +1141,12 @@ def delete_study(cfg: StudyConfig, yes: bool, console: Console) -> int:
             _printer(console)("not deleted")
             return 1
         _refuse_while_running(study)  # a driver may have started while we asked
-    optuna.delete_study(study_name=name, storage=make_storage(cfg.storage_url))
+    try:
+        optuna.delete_study(study_name=name, storage=make_storage(cfg.storage_url))
+    except optuna.exceptions.StorageInternalError as e:  # a read-only file: a traceback
+        cause = e.__cause__ or e.__context__ or e
+        raise SetupError(f"delete: study {name!r} in {shown} was not deleted: "
+                         f"{scrub(first_line(cause), cfg.storage_url)}") from None
     _printer(console)(f"deleted study {name!r} ({n} trials) from {shown}")
     if note := _folder_left(cfg):
         _printer(console)(note)

@@ -562,7 +562,10 @@ def recover(study: optuna.Study, max_retries: int, last_heard: float | None = No
         if t.state != TrialState.RUNNING:
             continue
         trial = _live_trial(study, t)
-        if last_heard is not None and t.datetime_start is not None:
+        # Measured where its result was written before the driver stopped (its state was
+        # not): that measure stays (the heartbeat's estimate made it 0.0).
+        if (last_heard is not None and t.datetime_start is not None
+                and "wall_time_s" not in t.user_attrs):
             trial.set_user_attr("wall_time_s",
                                 max(0.0, last_heard - t.datetime_start.timestamp()))
         fail_and_retry(study, trial, "the driver stopped while this trial ran", max_retries,

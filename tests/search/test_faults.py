@@ -455,6 +455,14 @@ def test_a_trial_a_stopped_driver_left_trained_until_the_driver_was_last_heard(t
     recover(study, max_retries=0, last_heard=t.datetime_start.timestamp() + 42.0)
     (failed,) = study.get_trials(states=(TrialState.FAIL,))
     assert trial_wall(failed) == pytest.approx(42.0)
+    # One whose result was written before the driver stopped (its state was not) keeps the
+    # time it measured: the heartbeat's estimate, before the trial started, made it 0.0.
+    trial = study.ask()
+    trial.suggest_float("lr", 1e-4, 1e-2)
+    trial.set_user_attr("wall_time_s", 1.2)
+    started = study.get_trials()[-1].datetime_start.timestamp()
+    recover(study, max_retries=0, last_heard=started - 5.0)
+    assert study.get_trials()[trial.number].user_attrs["wall_time_s"] == 1.2
 
 
 def test_a_failed_trial_whose_re_run_was_never_queued_is_queued_by_the_next_driver(tmp_path):
@@ -645,7 +653,10 @@ def test_a_trial_that_had_ended_when_the_driver_stopped_is_told_not_run_again(tm
             trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
             running[trial.number] = TrialRun(trial, {}, None, 100, "median", extra={"ref": ref})
         ray.wait([ended, stopped_itself], num_returns=2)
-        _stop_running(None, running, "stopped (SIGTERM)", SimpleNamespace(max_retries=2))
+        logged = []  # what the trackers were told: every trial that ended, as it ended
+        tracker = SimpleNamespace(finished=lambda _, number: logged.append(number))
+        _stop_running(None, running, "stopped (SIGTERM)", SimpleNamespace(max_retries=2),
+                      tracker)
     finally:
         ray.shutdown()
     states = [(t.state, t.value, t.user_attrs.get("fail_reason")) for t in study.trials]
@@ -654,6 +665,7 @@ def test_a_trial_that_had_ended_when_the_driver_stopped_is_told_not_run_again(tm
                       (TrialState.FAIL, None, "stopped (SIGTERM)"),
                       (TrialState.WAITING, None, None), (TrialState.WAITING, None, None)]
     assert sorted(running) == [1, 2]  # the stopped ones, which the driver's line counts
+    assert logged == [0, 1, 2]
 
 
 def test_a_database_server_that_went_away_is_not_told_to_free_disk_space(tmp_path, shakespeare):

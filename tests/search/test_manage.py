@@ -531,6 +531,26 @@ def test_delete_asks_on_a_terminal(finished, capsys, monkeypatch, typed, deleted
     assert (code, names_in(cfg.storage_url)) == ((0, []) if deleted else (1, ["tiny"]))
 
 
+def test_a_delete_the_storage_refuses_is_said_not_a_traceback(finished, capsys, monkeypatch):
+    import sqlite3
+
+    path, cfg, _ = finished
+
+    def read_only(**_):  # what Optuna raises on a storage file nobody may write
+        try:
+            raise sqlite3.OperationalError("attempt to write a readonly database")
+        except sqlite3.OperationalError as e:
+            raise optuna.exceptions.StorageInternalError(
+                "An exception is raised during the commit.") from e
+
+    monkeypatch.setattr("optuna.delete_study", read_only)
+    code, out = scaletune(capsys, "delete", str(path), "--yes")
+    assert code == 2, out
+    assert ("delete: study 'tiny' in " + cfg.storage_url + " was not deleted: attempt to write "
+            "a readonly database") in " ".join(out.split()), out
+    assert names_in(cfg.storage_url) == ["tiny"]
+
+
 def test_delete_refuses_while_a_driver_runs_the_study(finished, capsys):
     path, cfg, study = finished
     pid = hold_lease(study)
@@ -979,3 +999,25 @@ def test_a_study_that_trains_with_sgd_or_muon_or_on_mps_here_is_told_what_that_m
     assert any(n.startswith(said) for n in plan_notes(on_mps))
     with pytest.raises(ConfigError, match=re.escape(said)):  # before Ray starts
         preflight(on_mps)
+
+
+def test_empty_options_and_a_node_rank_alone_are_refused(finished, tmp_path, capsys):
+    path, cfg, _ = finished
+    report = cfg.folder / "report"
+    # `studies --storage ''` was a traceback (TypeError); `report -o ''` wrote over the default
+    # report without a word.
+    code, out = scaletune(capsys, "studies", "--storage", "")
+    assert code == 2 and "storage: is not a storage URL" in out, out
+    code, out = scaletune(capsys, "report", str(path), "-o", "")
+    assert code == 2 and "an empty path: give the report's folder" in out, out
+    assert not report.exists()
+    # `train --node-rank 5` alone trained on one node as rank 0, the option ignored.
+    final = tmp_path / "final.yaml"
+    assert scaletune(capsys, "export", str(path), "-o", str(final))[0] == 0
+    code, out = scaletune(capsys, "train", str(final), "--node-rank", "5")
+    assert code == 2 and "--node-rank must be in 0..0 (--nnodes 1), got 5" in out, out
+    assert not (tmp_path / "final-run").exists()
+    # `run --detach --dry-run` without a job server printed the whole plan, then refused.
+    main(["run", str(path), "--detach", "--dry-run"])
+    captured = capsys.readouterr()
+    assert "no Ray job server" in captured.err and captured.out == ""
