@@ -24,6 +24,7 @@ import os
 import sys
 import sysconfig
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -1176,8 +1177,15 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return record
 
 
+STALE_WRITE_S = 3600
+"""Age past which a temporary file of a cache write is taken for one a killed process left
+(another process writing the same file now has just made its own)."""
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: readers see all or nothing."""
+    """Write to a temporary file in the same folder, then rename: readers see all or nothing.
+    Temporary files of this path that processes killed mid-write left (kill -9 runs no clean-up:
+    each was the token file's whole size) are removed once they are STALE_WRITE_S old."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -1187,3 +1195,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    now = time.time()
+    for left in path.parent.glob(f"{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(OSError):  # gone already, or not ours to remove
+            if now - left.stat().st_mtime > STALE_WRITE_S:
+                left.unlink()

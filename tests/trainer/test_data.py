@@ -721,3 +721,26 @@ def test_validate_reads_a_local_builders_validation_files_as_its_training_files(
                                    "(data.val_path), which has ['body']")
     val.write_text('{"text": "held out"}\n')
     assert column_problem(cfg) is None
+
+
+def test_a_cache_write_removes_what_killed_writes_left_and_no_write_in_progress(tmp_path):
+    # kill -9 between a token file's write and its rename left a temporary file of the token
+    # file's size, which nothing removed (a new copy with each kill).
+    import os
+    import time
+
+    from scaletune.trainer.data import STALE_WRITE_S, _write_atomic
+
+    target = tmp_path / "abc-file-123.u16.bin"
+    stale, fresh = tmp_path / f"{target.name}.k1ll3d.tmp", tmp_path / f"{target.name}.wr1t1ng.tmp"
+    other = tmp_path / "another.u16.bin.k1ll3d.tmp"
+    for left in (stale, fresh, other):
+        left.write_bytes(b"\0" * 100)
+    old = time.time() - STALE_WRITE_S - 60
+    for left in (stale, other):
+        os.utime(left, (old, old))
+    _write_atomic(target, b"tokens")
+    assert target.read_bytes() == b"tokens"
+    # The stale one of this file goes; one another process may be writing now stays, as does
+    # one of another file.
+    assert not stale.exists() and fresh.exists() and other.exists()
