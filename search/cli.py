@@ -66,7 +66,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.config import load_study
     from scaletune.search.manage import with_options
 
-    _repeats_counted(args.repeat_best, args.study)
+    _repeats_counted(args.repeat_best)
     in_file = load_study(args.study)
     cfg = with_options(in_file, n_trials=args.n_trials, address=args.address,
                        max_concurrent=args.max_concurrent, storage=args.storage)
@@ -138,10 +138,11 @@ def _own_ray() -> Iterator[None]:
                     signal.signal(s, handler)
 
 
-def _repeats_counted(n: int, source: str) -> None:
-    """--repeat-best N of `run` and `ladder`: a count of repeats."""
+def _repeats_counted(n: int) -> None:
+    """--repeat-best N of `run` and `ladder`: a count of repeats. An error of the command line,
+    as --n-trials' is (it was said as one in the study file)."""
     if n < 0:
-        raise ConfigError(source, [f"--repeat-best: must be >= 0 repeats (got {n})"])
+        raise ConfigError("the command line", [f"--repeat-best: must be >= 0 repeats (got {n})"])
 
 
 def cmd_ladder(args: argparse.Namespace, console: Console) -> int:
@@ -149,7 +150,7 @@ def cmd_ladder(args: argparse.Namespace, console: Console) -> int:
 
     ladder = load_ladder(args.ladder)
     _quiet_optuna()
-    _repeats_counted(args.repeat_best, args.ladder)
+    _repeats_counted(args.repeat_best)
     if args.dry_run:  # what the run refuses and notes (run_ladder), with its plan
         print_plan(ladder, console, checked(ladder), args.repeat_best)
         return 0

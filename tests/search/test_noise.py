@@ -240,7 +240,9 @@ def test_run_repeat_best_plans_its_repeats_first_or_after_the_search(tmp_path, c
 
     path, cfg = study_file(tmp_path)
     assert main(["run", str(path), "--repeat-best", "-1"]) == 2
-    assert "--repeat-best: must be >= 0 repeats (got -1)" in capsys.readouterr().err
+    # An error of the command line, as --n-trials' is (it was said as one in the study file).
+    assert ("1 error(s) in the command line:\n  --repeat-best: must be >= 0 repeats (got -1)"
+            in capsys.readouterr().err)
     # No study yet, or none of its trials complete: the repeats come after the search (it was
     # refused, "run it first": a search and its repeats took two launches).
     assert main(["run", str(path), "--repeat-best", "2", "--dry-run"]) == 0
