@@ -1125,9 +1125,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(str(path), [f"cannot read the file: {e.strerror}"]) from None
     if data.startswith(SQLITE_HEADER):
         raise ConfigError(str(path), [
-            "this is an SQLite database (a study storage), not a study or training file: give "
-            f"the study's YAML file, with --storage sqlite:///{path.resolve()} where the study "
-            f"file names another storage; `scaletune studies --storage sqlite:///"
+            "this is an SQLite database (a study storage), not a study or training file: the "
+            f"study commands take the study's YAML file (with --storage sqlite:///{path.resolve()}"
+            " where the study file names another storage), `scaletune train` a training file "
+            f"(`scaletune export` writes one); `scaletune studies --storage sqlite:///"
             f"{path.resolve()}` lists the studies it holds"])
     if len(data) > MAX_FILE_BYTES:
         raise ConfigError(str(path), [f"the file is larger than {MAX_FILE_BYTES // 1024} KB; a "

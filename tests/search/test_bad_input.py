@@ -938,9 +938,12 @@ def test_a_storage_or_a_laws_file_given_as_the_study_file_is_named_as_what_it_is
     for command in ("validate", "show", "run", "train"):
         assert main([command, str(db)]) == 2
         said = capsys.readouterr()
+        # For train too: it was told to give the study's file, with a --storage it lacks.
         assert ("this is an SQLite database (a study storage), not a study or training file: "
-                f"give the study's YAML file, with --storage sqlite:///{db}") in flat(
-                    said.out + said.err), (command, said)
+                f"the study commands take the study's YAML file (with --storage sqlite:///{db} "
+                "where the study file names another storage), `scaletune train` a training "
+                "file (`scaletune export` writes one)") in flat(said.out + said.err), (command,
+                                                                                       said)
         assert main([command, str(laws)]) == 2
         said = capsys.readouterr()
         assert ("a fitted-laws file (written by `scaletune fit` or a ladder), not a study or "
