@@ -646,7 +646,7 @@ def print_plan(cfg: StudyConfig, console: Console, repeat_best: int = 0) -> None
         ("sampler", describe_sampler(cfg)),
         ("pruner", describe_pruner(cfg)),
         ("workers", _resources(cfg)),
-        ("storage", _storage_state(cfg, stored)),
+        ("storage", _storage_state(cfg, stored, repeat_best)),
         ("budget", _budget(cfg, priors)),
     ]
     if repeat_best:
@@ -718,10 +718,14 @@ def describe_sampler(cfg: StudyConfig) -> str:
         then = (f"tpe weighted by the priors (prior_weight {s.prior_weight:g}: a pull that fades "
                 "as 1/n over n finished trials)")
     # Start-up lasts while fewer than n_startup_trials have finished (search.samplers), the
-    # center among them: one at a time, the center and n - 1 draws.
+    # center among them: one at a time, the center and n - 1 draws. GP and CMA-ES count the
+    # trials they see as complete (PriorSampler's complete_only): a pruned trial they do not
+    # see does not end it.
     finished = "trial has" if s.n_startup_trials == 1 else "trials have"
+    ended = ("completed (pruned ones counted where the sampler sees them at their prediction)"
+             if s.name in ("gp", "cmaes") else "finished")
     return (f"{head}: {center}draws from the priors until {s.n_startup_trials} {finished} "
-            f"finished (the center among them), then {then}{_pruned_seen(cfg)}")
+            f"{ended} (the center among them), then {then}{_pruned_seen(cfg)}")
 
 
 def _s(n: int) -> str:
@@ -795,9 +799,10 @@ def _resources(cfg: StudyConfig) -> str:
             f"{f', max_concurrent {w.max_concurrent}' if w.max_concurrent else ''}){gpus}")
 
 
-def _storage_state(cfg: StudyConfig, stored: list[Any] | None) -> str:
+def _storage_state(cfg: StudyConfig, stored: list[Any] | None, repeat_best: int = 0) -> str:
     """The storage and, for an SQLite file, whether the study resumes there (``stored``: its
-    trials there, search.plan.stored_trial_states), with how many have finished."""
+    trials there, search.plan.stored_trial_states), with how many have finished; a launch
+    with repeats (``repeat_best``) has them to run."""
     url, name = cfg.storage_url, cfg.name
     database = sqlite_path(url)
     if database is None:
@@ -810,7 +815,8 @@ def _storage_state(cfg: StudyConfig, stored: list[Any] | None) -> str:
     elif name in names and stored:
         done, total = n_done(stored), trials_asked(stored, cfg.n_trials)
         there = (f"it holds this study, {finished_of(stored, done, cfg.n_trials)}: "
-                 + ("nothing to run" if done >= total else "the run resumes it"))
+                 + ("nothing to run" if done >= total and not repeat_best
+                    else "the run resumes it"))
     elif name in names:
         there = "it holds this study: the run resumes it"
     else:

@@ -336,6 +336,9 @@ def seed_noise(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
     trials = study.get_trials(deepcopy=False)
     groups = seed_groups(trials, cfg.seed)
     floor, where = floor_of(groups)
+    fixed = getattr(cfg.pruner, "noise_floor", "auto")
+    if fixed != "auto":  # the number the study file gives is the pruner's floor, measured or not
+        floor, where = float(fixed), f"pruner.noise_floor: {fixed:g}, as the study file fixes it"
     return {
         "groups": [{"trial": g.trial, "seeds": list(g.seeds), "values": list(g.values),
                     "spread": g.spread} for g in groups],

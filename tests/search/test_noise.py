@@ -227,6 +227,13 @@ def test_the_report_shows_each_repeated_config_and_the_floor(tmp_path, shakespea
     assert "trial 0, seeds 0, 1: final loss 2.0000, 2.0500, spread 2.50%" in text
     assert f"noise floor {noise['measured_floor']:.2%}" in text
     assert f"the predicted pruner uses {noise['measured_floor']:.2%}" in text
+    # A floor the study file fixes is the pruner's, whatever the repeats measure (the report
+    # named the measured one, 7.15%, where the pruner stopped trials against 0.2%).
+    fixed = cfg.model_copy(update={"pruner": cfg.pruner.model_copy(update={"noise_floor": 0.002})})
+    noise = seed_noise(study, fixed)
+    assert noise["floor"] == 0.002 and noise["floor_source"].startswith("pruner.noise_floor")
+    assert "the predicted pruner uses 0.20%" in "\n".join(v for _, v in noise_rows(noise,
+                                                                                "predicted"))
     # Under another pruner it says what the floor means, and that this pruner does not use it.
     median = "\n".join(v for _, v in noise_rows(noise, "median"))
     assert "the predicted pruner uses" not in median
@@ -260,6 +267,15 @@ def test_run_repeat_best_plans_its_repeats_first_or_after_the_search(tmp_path, c
     assert ("repeats the study's best complete trial, 2 more time(s) with training seeds it has "
             "not used, never pruned, first, on top of n_trials") in " ".join(
         capsys.readouterr().out.split())
+    # A study whose search has finished: its repeats are still to run (the storage row said
+    # "nothing to run" beside them, and the launch ran them).
+    while len(study.trials) < cfg.n_trials:
+        add_trial(study, cfg, params(1e-3), 2.5)
+    assert main(["run", str(path), "--dry-run"]) == 0
+    assert ": nothing to run" in " ".join(capsys.readouterr().out.split())
+    assert main(["run", str(path), "--repeat-best", "2", "--dry-run"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "nothing to run" not in out and ": the run resumes it" in out
 
 
 def test_a_study_without_a_pruner_section_prunes_on_the_prediction_with_the_measured_floor(

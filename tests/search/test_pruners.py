@@ -887,6 +887,11 @@ def test_the_plan_says_whether_gp_or_cmaes_sees_pruned_trials():
     assert ignored.endswith("; it does not see pruned or diverged trials (pruned_trials: ignore)")
     # TPE ranks pruned trials itself.
     assert not [k for k, v in said.items() if "; it " in v and k[0] == "tpe"]
+    # GP and CMA-ES count their start-up in the trials they see as complete: one pruned
+    # without a prediction does not end it (the plan said "until n trials have finished").
+    for (s, _), line in said.items():
+        assert ("trials have completed (pruned ones counted where the sampler sees them at "
+                "their prediction)" in line) == (s != "tpe"), line
 
 
 def test_pruner_options_without_a_name_are_the_default_pruners(tmp_path, shakespeare):
