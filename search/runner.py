@@ -63,6 +63,7 @@ from scaletune.search.plan import (
     pruner_note,
     sampler_note,
     stored_change,
+    stored_data_change,
     stored_trial_states,
 )
 from scaletune.search.progress import StudyProgress, print_run_summary
@@ -135,6 +136,10 @@ def preflight(cfg: StudyConfig) -> Any:
         errors.append(f"data.path: {e}")
     except (ValueError, RuntimeError, OSError) as e:
         errors.append(str(e) if str(e).startswith("data") else f"data: {e}")
+    if data is not None and not change and (
+            moved := stored_data_change(cfg, data.fingerprint)):
+        # Before Ray starts and the lease is written: refused there, the storage file changed.
+        errors.append(moved)
     if data is not None:
         needed = cfg.model.block_size + 1
         if data.n_val_tokens < needed or data.n_train_tokens < needed:

@@ -339,6 +339,16 @@ def test_resume_on_changed_data_is_refused_and_the_study_kept(tmp_path, shakespe
                 and f"data.path {corpus}): its text or tokenizer changed" in out), out
     storage = make_storage(cfg.storage_url)
     assert optuna.load_study(study_name=cfg.name, storage=storage).user_attrs["data_fingerprint"] == first
+    # The run refuses it before Ray starts and its lease is written: the file stays as it was
+    # (refused after them, the storage's bytes changed).
+    import ray
+
+    database = cfg.folder / "study.db"
+    stored = database.read_bytes()
+    assert main(["run", str(path)]) == 2
+    assert "its text or tokenizer changed" in " ".join(capsys.readouterr().err.split())
+    assert not ray.is_initialized()
+    assert database.read_bytes() == stored
 
 
 def test_fit_on_a_study_that_never_ran_names_it(tmp_path, shakespeare, capsys):
