@@ -662,8 +662,9 @@ TrainerOptions = create_model(
 
 
 def usable_cores() -> int:
-    """The cores this process may run on (``taskset``, a container's CPU set), which the Ray a
-    study starts here shares out: all of the machine's counted trials that then shared one."""
+    """The cores this process may run on (``taskset``, a container's CPU set): what the Ray a
+    study starts here shares out among its trials (counted by the machine's cores, two trials
+    trained at once on the one core a ``taskset -c 0`` left them)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
         os.cpu_count() or 1)
 

@@ -416,11 +416,13 @@ def unusable_url(e: BaseException, url: str) -> str | None:
         scheme = url.split("://", 1)[0]
         dialect, _, driver = scheme.partition("+")
         # The extra installs psycopg2, which postgresql:// and postgresql+psycopg2:// use.
-        how = ('pip install "scaletune[postgres]"' if dialect == "postgresql" and driver in (
-                   "", "psycopg2") else
-               f"install {driver}, or write postgresql:// (psycopg2, which pip install "
-               '"scaletune[postgres]" installs)' if dialect == "postgresql"
-               else "install the driver SQLAlchemy names for it")
+        extra = 'pip install "scaletune[postgres]"'
+        if dialect != "postgresql":
+            how = "install the driver SQLAlchemy names for it"
+        elif driver in ("", "psycopg2"):
+            how = extra
+        else:
+            how = f"install {driver}, or write postgresql:// (psycopg2, which {extra} installs)"
         return (f"storage: cannot open {shown}: the Python driver of {scheme}:// is not "
                 f"installed: {how}")
     if isinstance(e, sqlalchemy.exc.NoSuchModuleError):
