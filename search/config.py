@@ -283,6 +283,12 @@ class SamplerConfig(_Strict):
     stopped is seen as complete at its predicted final loss, and each that diverged at the worst
     loss of the complete trials; ignore, neither is seen (Optuna's behaviour)."""
 
+    @property
+    def fits_complete_only(self) -> bool:
+        """Optuna's GP and CMA-ES fit complete trials only: pruned ones teach them through their
+        predictions (pruned_trials), and their start-up counts the trials they see complete."""
+        return self.name in ("gp", "cmaes")
+
     @model_validator(mode="after")
     def _options_of_other_samplers(self, info: ValidationInfo) -> SamplerConfig:
         # A study's record holds every field, the defaults too: only a study file says which
@@ -300,7 +306,7 @@ class SamplerConfig(_Strict):
         if "n_startup_trials" in given and self.name == "random":
             raise ValueError("n_startup_trials: sampler random draws every trial at random, so "
                              "no start-up trials come before another sampler: leave it out")
-        if "pruned_trials" in given and self.name not in ("gp", "cmaes"):
+        if "pruned_trials" in given and not self.fits_complete_only:
             raise ValueError(f"pruned_trials is for gp and cmaes, which fit complete trials "
                              f"only; sampler {self.name} "
                              + ("ranks pruned trials itself" if self.name == "tpe"

@@ -723,7 +723,7 @@ def describe_sampler(cfg: StudyConfig) -> str:
     # see does not end it.
     finished = "trial has" if s.n_startup_trials == 1 else "trials have"
     ended = ("completed (pruned ones counted where the sampler sees them at their prediction)"
-             if s.name in ("gp", "cmaes") else "finished")
+             if s.fits_complete_only else "finished")
     return (f"{head}: {center}draws from the priors until {s.n_startup_trials} {finished} "
             f"{ended} (the center among them), then {then}{_pruned_seen(cfg)}")
 
@@ -737,7 +737,7 @@ def _pruned_seen(cfg: StudyConfig) -> str:
     """What GP and CMA-ES, which fit complete trials only, learn from pruned and diverged ones
     (search.samplers.PredictionsTeachSampler)."""
     name = cfg.pruner.name
-    if cfg.sampler.name not in ("gp", "cmaes"):
+    if not cfg.sampler.fits_complete_only:
         return ""
     if cfg.sampler.pruned_trials == "ignore":
         return "; it does not see pruned or diverged trials (pruned_trials: ignore)"

@@ -445,9 +445,9 @@ def make_sampler(cfg: StudyConfig, priors: dict[str, Prior], n_existing: int = 0
         # and need not be warned about on every trial.
         base = optuna.samplers.CmaEsSampler(n_startup_trials=n, seed=seed,
                                             warn_independent_sampling=False)
-    if s.name in ("gp", "cmaes") and s.pruned_trials == "predicted":
+    if s.fits_complete_only and s.pruned_trials == "predicted":
         base = PredictionsTeachSampler(base)
     if cfg.seeding == "none" or s.name == "random":
         return base
     return PriorSampler(base, priors, n_startup_trials=n, seed=(seed + 1) % SEEDS,
-                        complete_only=s.name in ("gp", "cmaes"))
+                        complete_only=s.fits_complete_only)
