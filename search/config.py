@@ -936,9 +936,11 @@ class StudyConfig(_Strict):
         shared = self.study_dir is None or self._folder_by_default
         return f"sqlite:///{default_database(self.folder, self.name, shared).resolve()}"
 
-    def fingerprint(self, leave_out: tuple[str, ...] = NOT_FINGERPRINTED) -> str:
+    def fingerprint(self, leave_out: tuple[str, ...] = NOT_FINGERPRINTED,
+                    canonical: bool = True) -> str:
         """Hash of what decides trial results; a resumed study must match it
-        (``fingerprint_matches``)."""
+        (``fingerprint_matches``). ``canonical``: the search space as ``_canonical_search``
+        writes it (studies recorded before 2026-12-05 hashed it as the file wrote it)."""
         keep = self.model_dump(
             mode="json",
             include=set(FINGERPRINTED),
@@ -948,18 +950,21 @@ class StudyConfig(_Strict):
             for key in keys:
                 if keep[section].get(key) is None:  # as before the key existed: studies resume
                     keep[section].pop(key, None)
+        if canonical:
+            keep["search"] = _canonical_search(keep["search"])
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
     def fingerprint_matches(self, stored: str) -> bool:
         """Is ``stored``, a study's recorded fingerprint, this config's: as fingerprinted now,
-        or as a study recorded before the data's location or the micro-batch was left out was
-        (with the micro-batch it recorded, nearly always unset, or this one)?"""
-        if stored == self.fingerprint():
+        or as a study recorded before was (its search space hashed as written; before that,
+        with the data's location or the micro-batch in, and with the micro-batch it recorded,
+        nearly always unset, or this one)?"""
+        if stored in (self.fingerprint(), self.fingerprint(canonical=False)):
             return True
         trainer = self.trainer.model_copy(update={"micro_batch_size": None})
         unset = self.model_copy(update={"trainer": trainer})
-        return any(stored == cfg.fingerprint(leave_out) for leave_out in NOT_FINGERPRINTED_BEFORE
-                   for cfg in (self, unset))
+        return any(stored == cfg.fingerprint(leave_out, canonical=False)
+                   for leave_out in NOT_FINGERPRINTED_BEFORE for cfg in (self, unset))
 
 
 def job_server_problem(cfg: StudyConfig) -> str | None:
@@ -1041,6 +1046,42 @@ def no_batch_sizes(low: float, high: float, micro: int | None) -> str:
     of_micro = f" that is a multiple of trainer.micro_batch_size={micro}" if (micro or 1) > 1 else ""
     return (f"search.batch_size: no power of two{of_micro} in [{low:g}, {high:g}], and batch sizes "
             "are searched as powers of two: widen the range, or list the sizes as choices")
+
+
+def _canonical_search(search: dict[str, Any]) -> dict[str, Any]:
+    """A search section (as dumped) as the fingerprint hashes it: numbers that are whole written
+    as integers and a ``log`` that says what its key does without it left out, so that a study
+    resumes under ``low: 2.0`` where it ran with ``low: 2``, or under ``lr: {..., log: true}``
+    where it ran without (both searched the same values before, and were refused as changes)."""
+    out = {}
+    for name, spec in search.items():
+        if name == "other":
+            out[name] = {key: _canonical_param(param, log=False) for key, param in spec.items()}
+            continue
+        hp = hparams.get(name)
+        if hp is None:
+            out[name] = spec
+            continue
+        # Batch sizes are powers of two, evenly in log, whatever log says (log: false refused).
+        log = None if hp.powers_of_two else hparams.form_for(hp, spec.get("as_")).log
+        out[name] = _canonical_param(spec, log)
+    return out
+
+
+def _canonical_param(spec: dict[str, Any], log: bool | None) -> dict[str, Any]:
+    """One searched key's dumped Param as ``_canonical_search`` hashes it; ``log``: what the key
+    does without one (None: it ignores it)."""
+    def whole(value: Any) -> Any:
+        return int(value) if isinstance(value, float) and value.is_integer() else value
+
+    spec = dict(spec)
+    for key in ("low", "high", "value"):
+        spec[key] = whole(spec.get(key))
+    if isinstance(spec.get("choices"), list):
+        spec["choices"] = [whole(c) for c in spec["choices"]]
+    if log is None or spec.get("log") == log:
+        spec["log"] = None
+    return spec
 
 
 def _nested(dotted: tuple[str, ...]) -> dict[str, set[str]]:

@@ -61,7 +61,7 @@ from scaletune.search.space import (
 from scaletune.search.storage import batch, make_storage, mask_url, sqlite_path
 from scaletune.search.trial import train_trial
 from scaletune.trainer.config import TrainConfig, flat_keys
-from scaletune.trainer.data import vocab_problem, where_changed
+from scaletune.trainer.data import validation_part, vocab_problem, where, where_changed
 from scaletune.trainer.errors import ConfigError
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -754,6 +754,16 @@ def _changed_data(cfg: StudyConfig, attrs: dict[str, Any], fingerprint: str,
     ran_on = attrs.get("data_fingerprint")
     if ran_on is None or ran_on == fingerprint:
         return None
+    (train_then, _, val_then), (train_now, _, val_now) = (ran_on.partition("+"),
+                                                          fingerprint.partition("+"))
+    if train_then == train_now and bool(val_then) != bool(val_now):
+        # The same text, validated now on data given apart, or now on a part held out of it.
+        held = validation_part(cfg.data)
+        how = (f"on {where(held)}, where its trials validated on a part held out of the training "
+               "data" if held else "on a part held out of the training data, where its trials "
+               "validated on data given apart")
+        return (f"data: the study's validation changed: it now validates {how}; their losses do "
+                f"not compare with the new ones: undo the change, or {rename}")
     tokens = attrs.get("data_tokens")
     before = tokens.get("train") if isinstance(tokens, dict) else None
     return (f"data: the study's trials trained on data {ran_on}"

@@ -79,13 +79,34 @@ def test_a_lower_micro_batch_resumes_the_study(cfg, tmp_path, shakespeare):
     # A study recorded while the micro-batch was in the fingerprint resumes too.
     from scaletune.search.config import NOT_FINGERPRINTED_BEFORE
 
-    study.set_user_attr("fingerprint", cfg.fingerprint(NOT_FINGERPRINTED_BEFORE[0]))
-    assert open_study(micro(cfg, 4)).user_attrs["fingerprint"] == \
-        cfg.fingerprint(NOT_FINGERPRINTED_BEFORE[0])
+    recorded = cfg.fingerprint(NOT_FINGERPRINTED_BEFORE[0], canonical=False)
+    study.set_user_attr("fingerprint", recorded)
+    assert open_study(micro(cfg, 4)).user_attrs["fingerprint"] == recorded
     # The batch itself still decides what a trial trains.
     raw = tiny_study(tmp_path, shakespeare)
     raw["search"]["batch_size"] = {"choices": [8, 32]}
     with pytest.raises(ConfigError, match=r"search\.batch_size\.choices"):
+        open_study(validate_study(raw))
+
+
+def test_a_study_resumes_under_the_same_search_written_otherwise(cfg, tmp_path, shakespeare):
+    # 0 for 0.0, 8.0 for 8, and a log that says what the key does without it: the same values
+    # are searched, and the study was refused as changed without naming a key.
+    study = open_study(cfg)
+    raw = tiny_study(tmp_path, shakespeare)
+    raw["search"]["lr"].pop("log")  # lr is searched in log by default
+    raw["search"]["warmup_frac"] = {"low": 0, "high": 0.2, "log": False}
+    raw["search"]["batch_size"] = {"choices": [8.0, 16]}
+    raw["search"]["dropout"] = {"value": 0}
+    assert open_study(validate_study(raw)).user_attrs["fingerprint"] == cfg.fingerprint()
+    # A study recorded before hashed the search as written: it resumes under the same text.
+    study.set_user_attr("fingerprint", cfg.fingerprint(canonical=False))
+    assert cfg.fingerprint(canonical=False) != cfg.fingerprint()  # tiny_study writes log: true
+    open_study(cfg)
+    # A log that changes the scale is a change, and the refusal names it.
+    raw["search"]["warmup_frac"] = {"low": 0.01, "high": 0.2, "log": True}
+    study.set_user_attr("fingerprint", cfg.fingerprint())
+    with pytest.raises(ConfigError, match=r"search\.warmup_frac\.log: None -> True"):
         open_study(validate_study(raw))
 
 
@@ -454,3 +475,10 @@ def test_validation_text_given_apart_is_part_of_the_data_a_study_resumes_on(tmp_
     assert f"data.val_path {held}): its text or tokenizer changed" in said, said
     with pytest.raises(ConfigError, match="one study must not mix trials on different data"):
         open_study(load_study(path))
+    # val_path taken out, the text the same: the refusal says validation changed (it said the
+    # text or tokenizer had, and named data.path).
+    held.write_bytes(shakespeare.read_bytes()[-30_000:])
+    del raw["data"]["val_path"]
+    with pytest.raises(ConfigError, match="validation changed: it now validates on a part held "
+                       "out of the training data, where its trials validated on data given apart"):
+        open_study(load_study(str(write_study(tmp_path, raw))))
