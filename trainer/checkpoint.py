@@ -38,10 +38,12 @@ CHECKPOINT_KEYS = {"model", "optimizers", "progress", "grad_stats", "rng", "conf
 
 # Keys that may change between a run and its resume without changing what is computed (the data
 # itself is compared by fingerprint, which holds the tokenizer's name or its file's hash, so a
-# tokenizer file may move too; ddp and fsdp take the same steps).
+# tokenizer file may move too; ddp and fsdp take the same steps; the micro-batch splits each
+# step's batch for gradient accumulation, the same update up to summation order, and is what a
+# run resumed on fewer processes lowers to fit the memory the others gave it).
 RUN_OPTIONS = {"progress", "tensorboard", "out_dir", "checkpoint_every_tokens", "eval_every_tokens",
-               "num_threads", "compile", "cpu_matmul", "device", "parallel", "data.cache_dir",
-               "data.path", "data.data_files", "data.tokenizer", "provenance"}
+               "num_threads", "compile", "cpu_matmul", "device", "parallel", "micro_batch_size",
+               "data.cache_dir", "data.path", "data.data_files", "data.tokenizer", "provenance"}
 
 
 def run_in_the_way(out_dir: str | None, resume: bool, overwrite: bool,

@@ -492,6 +492,7 @@ def _settle(record: tuple[int, torch.Tensor, torch.Tensor], run: _Run, progress:
     loss, norm = torch.stack([loss_t, norm_t]).tolist()
     reason = _divergence(loss, norm, run.max_loss)
     if reason:
+        progress.step = step + 1  # the run ends here: the step queued after it is not counted
         return f"{reason} at step {step + 1} (tokens {(step + 1) * run.tokens_per_step})"
     progress.loss_sum += loss
     progress.loss_count += 1
