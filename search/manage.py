@@ -107,6 +107,7 @@ from scaletune.trainer.data import (
     read_fingerprint,
     size_problem,
     split_sizes,
+    train_tokens_note,
     unwritable_cache,
     validation_note,
     validation_part,
@@ -206,8 +207,11 @@ def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
     except (DataError, OSError):  # a missing file: check_study_files names it
         sizes = None
     notes += few_steps_notes(cfg, batches, sizes[0] if sizes else None)
-    note = sizes and validation_note(cfg.data, cfg.model.block_size, sizes[1])
-    return notes + ([note] if note else []) + download_notes(cfg.data)
+    if sizes:
+        notes += [note for note in (train_tokens_note(cfg.data, sizes[0]),
+                                    validation_note(cfg.data, cfg.model.block_size, sizes[1]))
+                  if note]
+    return notes + download_notes(cfg.data)
 
 
 def sampler_notes(cfg: StudyConfig, dims: list) -> list[str]:

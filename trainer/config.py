@@ -244,10 +244,16 @@ FILE_BUILDERS = {"txt": "text", "json": "json", "jsonl": "json", "csv": "csv", "
 """The builder of LOCAL_BUILDERS that reads files of each extension."""
 
 
+def is_glob(pattern: str) -> bool:
+    """Whether a local path is read as a glob: it has glob characters and names no file as
+    written (a file named shake[v2].txt is that file, not the files shakev.txt and shake2.txt)."""
+    return glob.has_magic(pattern) and not os.path.isfile(pattern)
+
+
 def text_files(pattern: str) -> list[str]:
     """The files a local path names: a glob's matches (sorted), or the one file. Raises
     ValueError saying why there are none: no match, a folder, no such file."""
-    if glob.has_magic(pattern):
+    if is_glob(pattern):
         matches = glob.glob(pattern, recursive=True)
         paths = sorted(p for p in matches if os.path.isfile(p))  # `**` matches folders too
         if not paths:

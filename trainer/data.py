@@ -36,6 +36,7 @@ from scaletune.trainer.config import (
     LOCAL_BUILDERS,
     TOKENIZERS_ALLOWED,
     DataConfig,
+    is_glob,
     is_tokenizer_file,
     text_files,
     tokenizer_file_error,
@@ -288,6 +289,15 @@ def validation_note(cfg: DataConfig, block_size: int, n_val: int) -> str | None:
             f"{block_size + 1} tokens would cover ({cover:,}): they overlap, and the val loss "
             f"that ranks and prunes the trials rests on those {n_val:,} tokens alone, where "
             f"small differences between trials are noise; use more text{more}")
+
+
+def train_tokens_note(cfg: DataConfig, n_train: int) -> str | None:
+    """The note for a ``train_tokens`` above the ``n_train`` training tokens the data holds (it
+    caps, and the trials train on fewer tokens than it says), else None."""
+    if cfg.train_tokens is None or cfg.train_tokens <= n_train:
+        return None
+    return (f"data.train_tokens: {cfg.train_tokens:,} is more than the data's {n_train:,} "
+            f"training tokens: it caps them, and the trials train on those {n_train:,}")
 
 
 def byte_text_train_tokens(cfg: DataConfig) -> int | None:
@@ -660,11 +670,13 @@ def _bars_on_terminal_only(datasets: Any) -> Iterator[None]:
 
 
 def _hf_documents(cfg: DataConfig) -> list[str]:
-    """The documents of a `datasets` dataset. Local files (the local builders) are converted to
-    Arrow in a folder of the token cache, removed once their text is read: `datasets` kept a
-    copy of the corpus in its own cache (~/.cache/huggingface) for every state of the files,
-    which the token cache makes needless."""
-    if cfg.dataset not in LOCAL_BUILDERS:
+    """The documents of a `datasets` dataset. Local files (the local builders, or a folder of
+    data files) are converted to Arrow in a folder of the token cache, removed once their text
+    is read: `datasets` kept a copy of the corpus in its own cache (~/.cache/huggingface) for
+    every state of the files, which the token cache makes needless."""
+    folder = os.path.expanduser(cfg.dataset or "")
+    files = os.path.isdir(folder) and not saved_dataset(folder)
+    if cfg.dataset not in LOCAL_BUILDERS and not files:
         return _read_hf(cfg)
     with tempfile.TemporaryDirectory(prefix="datasets-", dir=cache_dir(cfg)) as arrow:
         return _read_hf(cfg, arrow)
@@ -674,12 +686,18 @@ def _read_hf(cfg: DataConfig, arrow: str | None = None) -> list[str]:
     import datasets
 
     kwargs: dict[str, Any] = {} if arrow is None else {"cache_dir": arrow}
-    if cfg.dataset == "text":
+    if _text_builder(cfg):
         # The 'text' builder would make every line a row; a file is one document, as for source 'text'.
         kwargs["sample_by"] = "document"
-    for f in [cfg.data_files] if isinstance(cfg.data_files, str) else cfg.data_files or []:
-        if cfg.dataset in LOCAL_BUILDERS and not glob.has_magic(f) and not os.path.exists(f):
-            raise DataError(f"{_key(cfg, 'data.data_files')}: file not found: {f!r}")
+    data_files = cfg.data_files
+    if cfg.dataset in LOCAL_BUILDERS and data_files:
+        entries = [data_files] if isinstance(data_files, str) else data_files
+        for f in entries:
+            if not is_glob(f) and not os.path.exists(f):
+                raise DataError(f"{_key(cfg, 'data.data_files')}: file not found: {f!r}")
+        # `datasets` reads every entry as a glob: a file named shake[v2].txt read shakev.txt.
+        escaped = [f if is_glob(f) else glob.escape(f) for f in entries]
+        data_files = escaped[0] if isinstance(data_files, str) else escaped
     # With max_documents the split is streamed: only its first rows are downloaded and read (a
     # 2M-document slice of a hub corpus does not fetch the whole corpus first).
     streaming = cfg.max_documents is not None
@@ -690,7 +708,7 @@ def _read_hf(cfg: DataConfig, arrow: str | None = None) -> list[str]:
             if saved:
                 ds = _load_saved(cfg, saved)
             else:
-                ds = datasets.load_dataset(cfg.dataset, cfg.name, data_files=cfg.data_files,
+                ds = datasets.load_dataset(cfg.dataset, cfg.name, data_files=data_files,
                                            split=cfg.split, streaming=streaming, **kwargs)
         if streaming:  # keep only the text of each row
             texts, columns = [], ds.column_names
@@ -725,6 +743,25 @@ def _read_hf(cfg: DataConfig, arrow: str | None = None) -> list[str]:
         kind = getattr(feature, "dtype", None) or type(odd).__name__  # int64, dict, list
         raise DataError(_not_text(cfg, kind, odd, columns))
     return docs
+
+
+def _text_builder(cfg: DataConfig) -> bool:
+    """Whether `datasets` reads this dataset with its 'text' builder, which makes each line a
+    row unless told otherwise: named (``dataset: text``), or picked for a local folder of text
+    files (it read every line of the folder's files as a document of its own, its blank lines
+    dropped)."""
+    if cfg.dataset == "text":
+        return True
+    folder = os.path.expanduser(cfg.dataset or "")
+    if cfg.dataset in LOCAL_BUILDERS or not os.path.isdir(folder) or saved_dataset(folder):
+        return False
+    from datasets.load import dataset_module_factory
+
+    try:  # local: the builder it picks by the files' suffixes, nothing read
+        module = dataset_module_factory(folder).module_path
+    except Exception:  # noqa: BLE001 - load_dataset says why it cannot read the folder
+        return False
+    return module.rsplit(".", 1)[-1] == "text"
 
 
 def saved_dataset(dataset: str | None) -> str | None:
@@ -787,6 +824,8 @@ def _describe_source(cfg: DataConfig) -> dict[str, Any]:
         folder = os.path.expanduser(cfg.dataset)
         if not local and os.path.isdir(folder):  # a local folder: its files, as data_files'
             desc["folder"] = _local_stats(folder)
+            if _text_builder(cfg):  # not the entry of its lines as documents, read before
+                desc["documents"] = "files"
     return {**desc, "tokenizer": tokenizer_key(cfg.tokenizer)}
 
 
@@ -802,7 +841,7 @@ def _local_stats(pattern: str) -> list[Any]:
     itself where it names no local file (datasets reports that when it loads)."""
     if "://" in pattern:
         return [pattern]
-    if glob.has_magic(pattern):
+    if is_glob(pattern):
         paths = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
     elif os.path.isdir(pattern):
         paths = sorted(p for p in glob.glob(os.path.join(glob.escape(pattern), "**", "*"),
@@ -928,7 +967,7 @@ def column_problem(cfg: DataConfig) -> str | None:
         return None
     files = [cfg.data_files] if isinstance(cfg.data_files, str) else list(cfg.data_files)
     first = next((f for pattern in files if "://" not in pattern
-                  for f in (sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern])
+                  for f in (sorted(glob.glob(pattern)) if is_glob(pattern) else [pattern])
                   if os.path.isfile(f)), None)
     if first is None:
         return None
@@ -1124,6 +1163,10 @@ def size_problem(n_tokens: int, cfg: DataConfig, block_size: int,
     need = block_size + 1
     if n_val >= need and n_train >= need:
         return None
+    if n_train == cfg.train_tokens and n_val >= need:  # the cap alone is short: more text won't do
+        return (f"data.train_tokens: {cfg.train_tokens} training tokens are fewer than one "
+                f"window, block_size + 1 = {need}: give {need} or more, or leave it out to train "
+                "on all the data")
     cap = (f", train_tokens={cfg.train_tokens}" if cfg.train_tokens is not None else "")
     if validation_part(cfg):
         return (f"data: {n_train} training and {n_val} validation tokens; each needs at least "

@@ -369,6 +369,11 @@ def test_a_validation_split_too_small_for_its_windows_is_noted_before_a_run(
     # The quickstart's 46,627 held-out tokens cover its 64 windows of 65: no note.
     assert main(["validate", str(QUICKSTART)]) == 0
     assert "validation split" not in capsys.readouterr().out
+    # A train_tokens above the 2,700 training tokens caps nothing: said too (it was silent).
+    raw["data"]["train_tokens"] = 5_000
+    assert main(["validate", str(write_study(tmp_path, raw))]) == 0
+    assert ("note: data.train_tokens: 5,000 is more than the data's 2,700 training tokens" in
+            " ".join(capsys.readouterr().out.split()))
 
 
 def test_an_export_says_how_to_train_on_one_machine_or_several():

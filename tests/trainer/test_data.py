@@ -88,6 +88,37 @@ def test_a_cache_record_that_is_no_record_is_read_again(shakespeare, tmp_path):
         assert again.fingerprint == first.fingerprint and not again.from_cache
 
 
+def test_a_file_named_with_glob_characters_is_that_file(tmp_path):
+    # shake[v2].txt was read as a glob: "no file matches" while it existed, or, beside a file
+    # shakev.txt, that other file, without a word.
+    (tmp_path / "shake[v2].txt").write_text("the file named " * 20)
+    (tmp_path / "shakev.txt").write_text("another file " * 20)
+    (tmp_path / "part[1].jsonl").write_text('{"text": "the json file named"}\n')
+    (tmp_path / "part1.jsonl").write_text('{"text": "another json file"}\n')
+    text = DataConfig(source="text", path=str(tmp_path / "shake[v2].txt"))
+    assert read_documents(text) == ["the file named " * 20]
+    json = DataConfig(source="hf", dataset="json", data_files=str(tmp_path / "part[1].jsonl"),
+                      cache_dir=str(tmp_path / "cache"))
+    assert read_documents(json) == ["the json file named"]
+    # A glob is still a glob.
+    assert read_documents(text.model_copy(update={"path": str(tmp_path / "shake*.txt")})) == \
+        ["the file named " * 20, "another file " * 20]
+
+
+def test_a_folder_of_text_files_reads_a_document_per_file(tmp_path):
+    # `datasets` picks its text builder for the folder, which made each line a document and
+    # dropped the blank lines between paragraphs.
+    (tmp_path / "corpus").mkdir()
+    text = "First paragraph,\nits second line.\n\nSecond paragraph.\n" * 40
+    (tmp_path / "corpus" / "a.txt").write_text(text)
+    folder = DataConfig(source="hf", dataset=str(tmp_path / "corpus"),
+                        cache_dir=str(tmp_path / "cache"))
+    assert read_documents(folder) == [text]
+    as_text = DataConfig(source="text", path=str(tmp_path / "corpus" / "*.txt"),
+                         cache_dir=str(tmp_path / "cache"))
+    assert prepare_data(folder, 16).fingerprint == prepare_data(as_text, 16).fingerprint
+
+
 def test_a_glob_that_matches_folders_reads_their_files_alone(tmp_path):
     # `corpus/**` matches corpus/ and its folders too: an IsADirectoryError at the first trial.
     from scaletune.trainer.config import text_files
@@ -180,11 +211,19 @@ def test_train_tokens_trains_on_the_first_part_of_the_split_and_keeps_validation
     assert np.array_equal(cut.train, whole.train[:2_500])
     assert np.array_equal(cut.val, whole.val)
     assert prepared_sizes(part)[0] == 2_500
-    # More than the split holds: the whole split.
-    assert prepare_data(text_cfg(path, tmp_path, train_tokens=10**9), 16).n_train_tokens == 9_000
-    # Too few for one window: the error names the setting.
-    with pytest.raises(DataError, match=r"each split needs at least block_size \+ 1 = 17.*"
-                                        r"train_tokens=10\)"):
+    # More than the split holds: the whole split, and a note says so (it was silent).
+    from scaletune.trainer.data import train_tokens_note
+
+    more = text_cfg(path, tmp_path, train_tokens=10**9)
+    assert prepare_data(more, 16).n_train_tokens == 9_000
+    assert train_tokens_note(more, byte_text_train_tokens(more)) == (
+        "data.train_tokens: 1,000,000,000 is more than the data's 9,000 training tokens: it caps "
+        "them, and the trials train on those 9,000")
+    assert train_tokens_note(part, 2_500) is None
+    # Too few for one window: the error names the setting and what helps (it said to use more
+    # text or another val_fraction, which the cap makes no difference to).
+    with pytest.raises(DataError, match=r"^data\.train_tokens: 10 training tokens are fewer than "
+                                        r"one window, block_size \+ 1 = 17: give 17 or more"):
         prepare_data(text_cfg(path, tmp_path, train_tokens=10), block_size=16)
 
 
