@@ -505,8 +505,8 @@ def test_a_data_file_with_nothing_to_learn_is_refused_not_trained_to_loss_zero(
     (b"", {}, "the data holds no text (0 tokens)"),
     (b"xy" * 150, {}, "data: 300 tokens give 270 training and 30 validation tokens; each split "
                      "needs at least block_size + 1 = 33"),
-    (b"xy" * 1_500, {"train_tokens": 20}, "data: 3000 tokens give 20 training and 300 validation "
-                                         "tokens; each split needs at least block_size + 1 = 33"),
+    (b"xy" * 1_500, {"train_tokens": 20}, "data.train_tokens: 20 training tokens are fewer than "
+                                         "one window, block_size + 1 = 33: give 33 or more"),
 ], ids=["empty", "too small", "train_tokens below a window"])
 def test_data_too_small_to_train_is_an_error_of_every_planning_command(
         tmp_path, shakespeare, capsys, text, data, expected):
