@@ -105,6 +105,7 @@ from scaletune.trainer.data import (
     known_tokens,
     known_vocab_size,
     read_fingerprint,
+    separator_problem,
     size_problem,
     split_sizes,
     train_tokens_note,
@@ -545,7 +546,7 @@ def readable_data_problems(data: Any, block_size: int) -> tuple[list[str], str |
     except DataError as e:
         return [str(e)], None
     problems = [] if n_tokens is None else [size_problem(n_tokens, data, block_size, n_val)]
-    problems.append(column_problem(data))
+    problems += [column_problem(data), separator_problem(data)]
     if not os.access(cache, os.W_OK) and not holds_tokens(data, fingerprint):
         problems.append(unwritable_cache(data, cache, "read-only, or another user's"))
     return [p for p in problems if p], fingerprint

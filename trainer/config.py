@@ -250,9 +250,10 @@ def is_glob(pattern: str) -> bool:
     return glob.has_magic(pattern) and not os.path.isfile(pattern)
 
 
-def text_files(pattern: str) -> list[str]:
+def text_files(pattern: str, suffix: str = "txt") -> list[str]:
     """The files a local path names: a glob's matches (sorted), or the one file. Raises
-    ValueError saying why there are none: no match, a folder, no such file."""
+    ValueError saying why there are none: no match, a folder (with a glob of files ending in
+    ``suffix`` as the advice), no such file."""
     if is_glob(pattern):
         matches = glob.glob(pattern, recursive=True)
         paths = sorted(p for p in matches if os.path.isfile(p))  # `**` matches folders too
@@ -261,7 +262,8 @@ def text_files(pattern: str) -> list[str]:
                              + (" (only folders do)" if matches else ""))
         return paths
     if os.path.isdir(pattern):
-        raise ValueError(f"{pattern!r} is a folder; give a file or a glob such as {pattern}/*.txt")
+        raise ValueError(f"{pattern!r} is a folder; give a file or a glob such as "
+                         f"{pattern}/*.{suffix}")
     if not os.path.exists(pattern):
         raise ValueError(f"file not found: {pattern!r}")
     return [pattern]
@@ -402,9 +404,13 @@ class DataConfig(_Strict):
             keyed = []
         errors = []
         files: dict[str, set[str]] = {}  # the real paths of each key's files
+        # The files a folder's advice names: the builder's (a json folder's are not *.txt).
+        suffix = next((s for s, b in FILE_BUILDERS.items() if b == self.dataset), "txt") \
+            if self.source == "hf" else "txt"
         for key, pattern in keyed:
             try:
-                files.setdefault(key, set()).update(map(os.path.realpath, text_files(pattern)))
+                files.setdefault(key, set()).update(map(os.path.realpath,
+                                                        text_files(pattern, suffix)))
             except ValueError as e:
                 errors.append(f"{key}: {e}")
         held = files.pop("data.val_path", set())

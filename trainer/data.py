@@ -15,6 +15,7 @@ windows at evenly spaced offsets, the same for every run with the same data conf
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import glob
 import hashlib
@@ -720,11 +721,13 @@ def _read_hf(cfg: DataConfig, arrow: str | None = None) -> list[str]:
     except DataError:
         raise
     except Exception as e:  # hub, network, builder and split errors all mean: cannot read it
-        raise DataError(
-            f"data.dataset: could not load {cfg.dataset!r} (name={cfg.name!r}, split={cfg.split!r}, "
-            f"data_files={cfg.data_files!r}): {_reason(e)}"
-            + (_offline_advice() if _unreachable(e) else "")
-        ) from e
+        # Local files a builder could not read (not UTF-8, empty) are data_files' (or val_path's).
+        what = (f"{_key(cfg, 'data.data_files')}: the {cfg.dataset} builder could not read "
+                f"{cfg.data_files!r} (split={cfg.split!r})" if cfg.dataset in LOCAL_BUILDERS else
+                f"data.dataset: could not load {cfg.dataset!r} (name={cfg.name!r}, "
+                f"split={cfg.split!r}, data_files={cfg.data_files!r})")
+        raise DataError(f"{what}: {_reason(e)}" + (_offline_advice() if _unreachable(e) else "")
+                        ) from e
     if not streaming:
         columns = ds.column_names
     if columns is not None and cfg.text_column not in columns:
@@ -963,13 +966,27 @@ def column_problem(cfg: DataConfig) -> str | None:
         return _no_splits(cfg) or column_problem(_training_part(cfg)) or column_problem(held)
     if cfg.source == "hf" and (saved := saved_dataset(cfg.dataset)):
         return _saved_problem(cfg, saved)
-    if cfg.source != "hf" or cfg.dataset not in ("csv", "json", "parquet") or not cfg.data_files:
+    if (cfg.source != "hf" or cfg.dataset not in ("text", "csv", "json", "parquet")
+            or not cfg.data_files):
         return None
     files = [cfg.data_files] if isinstance(cfg.data_files, str) else list(cfg.data_files)
-    first = next((f for pattern in files if "://" not in pattern
-                  for f in (sorted(glob.glob(pattern)) if is_glob(pattern) else [pattern])
-                  if os.path.isfile(f)), None)
-    if first is None:
+    paths = [f for pattern in files if "://" not in pattern
+             for f in (sorted(glob.glob(pattern)) if is_glob(pattern) else [pattern])
+             if os.path.isfile(f)]
+    if not paths:
+        return None
+    first = paths[0]
+    if all(os.path.getsize(p) == 0 for p in paths):  # the run: StopIteration, or no rows
+        return (f"{_key(cfg, 'data.data_files')}: {cfg.data_files!r}: "
+                f"{'the file is' if len(paths) == 1 else f'its {len(paths)} files are'} empty "
+                "(0 bytes): nothing to train on")
+    if cfg.dataset == "text":  # the run: DatasetGenerationError, caused by UnicodeDecodeError
+        with open(first, "rb") as f:
+            head = f.read(2**20)
+        try:
+            codecs.getincrementaldecoder("utf-8")().decode(head, final=len(head) < 2**20)
+        except UnicodeDecodeError as e:
+            return f"{_key(cfg, 'data.data_files')}: {first!r} is not UTF-8 text ({e})"
         return None
     try:
         columns, odd = _head(cfg.dataset, first, cfg.text_column)
@@ -1102,17 +1119,42 @@ def _encode(docs: list[str], tokenizer: str) -> np.ndarray:
     return np.asarray(out, dtype=np.int64)
 
 
+NO_SEPARATOR = (f"data.tokenizer: nothing marks where one document ends: the file has none of "
+                f"the tokens {', '.join(END_OF_TEXT + JOINERS)} and encodes a blank line as no "
+                "token: add an end-of-text token to it")
+"""The error of a tokenizer file that marks no document's end, on data of several documents."""
+
+
+def _separator(tok: Any) -> list[int]:
+    """What joins two documents under a tokenizer file: its end-of-text token, else the tokens of
+    DOC_SEPARATOR (none where it drops whitespace)."""
+    eot = next((i for i in map(tok.token_to_id, END_OF_TEXT + JOINERS) if i is not None), None)
+    return [eot] if eot is not None else tok.encode(DOC_SEPARATOR, add_special_tokens=False).ids
+
+
+def separator_problem(cfg: DataConfig) -> str | None:
+    """For `scaletune validate`: NO_SEPARATOR where the data's tokenizer file marks no document's
+    end and the data may hold several documents (any but one text file), which the run refuses
+    once it has read the data; None otherwise, or where the file cannot be read (its own check
+    says why)."""
+    if not is_tokenizer_file(cfg.tokenizer):
+        return None
+    try:
+        if cfg.source == "text" and len(_text_paths(cfg)) < 2:
+            return None
+        return None if _separator(load_tokenizer_file(cfg.tokenizer)) else NO_SEPARATOR
+    except (DataError, OSError, ValueError):
+        return None
+
+
 def _encode_with_file(docs: list[str], tok: Any) -> np.ndarray:
     """Documents through a tokenizer file, joined by its end-of-text token, else by the tokens of
     DOC_SEPARATOR. add_special_tokens=False leaves out the file's post-processor (a BOS/EOS
     template per text): the join alone marks where documents end, as for tiktoken. Unlike
     tiktoken's encode_ordinary, the library matches a special token written in the text."""
-    eot = next((i for i in map(tok.token_to_id, END_OF_TEXT + JOINERS) if i is not None), None)
-    sep = [eot] if eot is not None else tok.encode(DOC_SEPARATOR, add_special_tokens=False).ids
+    sep = _separator(tok)
     if not sep and len(docs) > 1:  # a tokenizer that drops whitespace: documents would run on
-        raise DataError(f"data.tokenizer: nothing marks where one document ends: the file has "
-                        f"none of the tokens {', '.join(END_OF_TEXT + JOINERS)} and encodes a "
-                        "blank line as no token: add an end-of-text token to it")
+        raise DataError(NO_SEPARATOR)
     pieces: list[list[int]] = []
     batch = 256  # documents at a time: an Encoding holds offsets and token strings beside its ids
     for start in range(0, len(docs), batch):

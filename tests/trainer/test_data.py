@@ -105,6 +105,28 @@ def test_a_file_named_with_glob_characters_is_that_file(tmp_path):
         ["the file named " * 20, "another file " * 20]
 
 
+def test_a_builders_unreadable_files_are_data_files_problems_found_before_a_run(tmp_path):
+    # Empty files and text that is not UTF-8: validate said ok, and the run named data.dataset.
+    from scaletune.trainer.data import column_problem
+
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1") * 50)
+    (tmp_path / "json").mkdir()
+    for builder, name, said in (
+            ("json", "empty.jsonl", "the file is empty (0 bytes): nothing to train on"),
+            ("text", "latin1.txt", "is not UTF-8 text")):
+        cfg = DataConfig(source="hf", dataset=builder, data_files=str(tmp_path / name),
+                         cache_dir=str(tmp_path / "cache"))
+        assert column_problem(cfg).startswith("data.data_files: ") and said in column_problem(cfg)
+        with pytest.raises(DataError, match=rf"^data\.data_files: the {builder} builder could "
+                                            "not read"):
+            read_documents(cfg)
+    # A folder given as a json builder's files is advised a glob of json files, not of *.txt.
+    folder = DataConfig(source="hf", dataset="json", data_files=str(tmp_path / "json"))
+    assert folder.file_errors() == [f"data.data_files: {str(tmp_path / 'json')!r} is a folder; "
+                                    f"give a file or a glob such as {tmp_path / 'json'}/*.json"]
+
+
 def test_a_folder_of_text_files_reads_a_document_per_file(tmp_path):
     # `datasets` picks its text builder for the folder, which made each line a document and
     # dropped the blank lines between paragraphs.
@@ -318,7 +340,7 @@ def test_hf_text_builder_on_a_local_file(shakespeare, tmp_path, monkeypatch):
     with pytest.raises(DataError, match="'content' is not a column.*'text'"):
         prepare_data(bad, block_size=64)
     no_split = hf.model_copy(update={"split": "validation", "cache_dir": str(tmp_path / "c3")})
-    with pytest.raises(DataError, match="could not load 'text'.*split='validation'") as e:
+    with pytest.raises(DataError, match="text builder could not read .*split='validation'") as e:
         prepare_data(no_split, block_size=64)
     assert "cache" not in str(e.value)  # a missing split is no network problem
 

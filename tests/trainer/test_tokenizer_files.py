@@ -16,7 +16,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from scaletune.trainer.checkpoint import CHECKPOINT
 from scaletune.trainer.cli import train_main
 from scaletune.trainer.config import DataConfig, load_train_config
-from scaletune.trainer.data import known_vocab_size, prepare_data, vocab_size_of
+from scaletune.trainer.data import NO_SEPARATOR, known_vocab_size, prepare_data, vocab_size_of
 from scaletune.trainer.errors import DataError
 from scaletune.trainer.loop import train
 
@@ -96,6 +96,13 @@ def test_a_tokenizer_that_cannot_mark_where_a_document_ends_is_refused(tmp_path)
     cfg = text_cfg(tmp_path / "*.txt", tmp_path, tmp_path / "words.json")
     with pytest.raises(DataError, match="nothing marks where one document ends"):
         prepare_data(cfg, block_size=8)
+    # `scaletune validate` says so before a run reads the data (it said ok); of one file, one
+    # document, nothing is joined.
+    from scaletune.search.manage import readable_data_problems
+
+    assert readable_data_problems(cfg, 8)[0] == [NO_SEPARATOR]
+    one = cfg.model_copy(update={"path": str(tmp_path / "a.txt")})
+    assert readable_data_problems(one, 8)[0] == []
     # With BERT's [SEP] it joins them by that.
     tok = Tokenizer(models.WordLevel({"start": 0, "end": 1, "[UNK]": 2, "[SEP]": 3},
                                      unk_token="[UNK]"))
