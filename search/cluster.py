@@ -17,16 +17,33 @@ import ray._private.services
 from scaletune.search.config import StudyConfig, usable_cores
 from scaletune.trainer.errors import ConfigError, SetupError, first_line
 
+_JOINED: dict[str, Any] = {}
+"""The cluster init_ray started or joined in this process (``asked``: 'local', or the address
+given and the head's), and the driver's node there (``node``): while Ray runs on that node, a
+later study asks for the same cluster or is refused."""
+
 
 def init_ray(cfg: StudyConfig) -> None:
     """Start Ray on this machine for a local study (``workers.address`` None or 'local'),
-    listening on loopback only, or join the cluster at ``workers.address``."""
+    listening on loopback only, or join the cluster at ``workers.address``. Where Ray runs in
+    this process already (a study before, in a notebook), it is kept: a study that names another
+    cluster than the one init_ray started or joined is refused (it ran on the first, without a
+    word); one started by ``ray.init`` elsewhere is taken as it is."""
+    address = cfg.workers.address
     if ray.is_initialized():
+        asked, joined = "local" if address in (None, "local") else address, _JOINED.get("asked")
+        if (joined and asked not in joined
+                and _JOINED.get("node") == _node_id()):
+            where = "a cluster of this machine" if joined[0] == "local" else joined[-1]
+            raise SetupError(
+                f"workers.address: {asked}: Ray runs in this process on {where} already, "
+                "started for a study before this one; call ray.shutdown() first to run this "
+                "study where it says")
         return
+    _JOINED.clear()
     kwargs: dict[str, Any] = dict(
         include_dashboard=False, log_to_driver=False, configure_logging=False
     )
-    address = cfg.workers.address
     if address not in (None, "local"):
         # Ray waits without end for a head that is not there at host:port (a wrong port hung
         # `scaletune run` for good, saying nothing): ask the port first. auto is the cluster
@@ -41,6 +58,7 @@ def init_ray(cfg: StudyConfig) -> None:
             ray.init(address=head, **kwargs)
         except ConnectionError as e:
             raise ConfigError(cfg.source, [unreachable(address, e, head)]) from None
+        _joined(address, head)
         return
     # Ray (2.60) has no bind-address setting. Its gRPC servers (gcs_server, the raylet's node
     # and object managers, every core worker, the driver's too) listen on all interfaces (::)
@@ -62,6 +80,7 @@ def init_ray(cfg: StudyConfig) -> None:
         with lean_head_node():
             ray.init(address="local", num_cpus=usable_cores(),
                      object_store_memory=256 * 1024**2, **kwargs)
+        _joined("local")
     except Exception as e:  # a traceback from Ray's node start-up said nothing to do
         with contextlib.suppress(Exception):
             ray.shutdown()  # what started of it
@@ -100,6 +119,18 @@ SKIPPED = ("start_api_server", "start_monitor", "start_log_monitor")
 - the log monitor (0.5 s of CPU): it forwards the workers' output to the driver, which a study
   turns off (``log_to_driver=False``: a trial's errors come back with its result).
 """
+
+
+def _joined(*asked: str) -> None:
+    _JOINED.update(asked=list(dict.fromkeys(asked)), node=_node_id())
+
+
+def _node_id() -> str | None:
+    """The node of this process's Ray driver (a Ray Client connection has none)."""
+    try:
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001 - no node to tell apart: a study is taken as before
+        return None
 
 
 def _ray_address_given() -> bool:

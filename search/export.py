@@ -162,7 +162,7 @@ def fitted_exponents(cfg: StudyConfig, notes: list[str]) -> FittedExponents | No
 
 
 def export_study(
-    cfg: StudyConfig,
+    cfg: StudyConfig | str | Path,
     output: str | Path,
     source: str | None = None,
     trial: int | None = None,
@@ -174,7 +174,11 @@ def export_study(
 
     tokens: None keeps the trial's budget; a count as a study file writes one (2e9, "2B").
     model: ModelConfig fields to change. max_batch_size: cap on the transferred batch in
-    sequences. Errors name ``source`` (by default the study file)."""
+    sequences. ``cfg``: the study, or its file's path (a ladder, or its file, for its target).
+    Errors name ``source`` (by default the study file)."""
+    from scaletune.search.ladder import one_study
+
+    cfg = one_study(cfg, "export_study")
     source = source or cfg.source
     if tokens is not None and (count := whole_count(tokens)) is None:
         raise ConfigError(source, [f"tokens: expected a whole number of tokens >= 1 (2e9, "

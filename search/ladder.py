@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,6 +233,20 @@ def study_or_target(path: str | Path) -> StudyConfig:
     if not is_ladder(path):
         return load_study(path)
     return named_target(load_ladder(path))
+
+
+def one_study(cfg: Any, who: str) -> StudyConfig:
+    """What the functions that read one study (``who``: make_report, export_study) take, as
+    their commands do: a StudyConfig, the path of a study file, or a ladder (a Ladder, or its
+    file's path) for its target study. Anything else is a TypeError."""
+    if isinstance(cfg, (str, os.PathLike)):
+        return study_or_target(cfg)
+    if isinstance(cfg, Ladder):
+        return named_target(cfg)
+    if not isinstance(cfg, StudyConfig):
+        raise TypeError(f"{who} takes a StudyConfig, a Ladder or the path of a study or ladder "
+                        f"file, not a {type(cfg).__name__} (a dict: validate_study(d) first)")
+    return cfg
 
 
 def named_target(ladder: Ladder) -> StudyConfig:

@@ -977,13 +977,17 @@ LADDER_FIGURE = ("the optimum each rung found (the spread of its near-best trial
 
 
 def make_report(
-    cfg: StudyConfig, out_dir: str | Path, source: str | None = None,
+    cfg: StudyConfig | str | Path, out_dir: str | Path, source: str | None = None,
     console: Console | None = None, ladder: list[Drawn] | None = None,
 ) -> dict[str, Any]:
     """Write the trials table, the plots, summary.json and index.html into ``out_dir``; return
-    the summary. ``source``: the file its errors and commands name (by default the study file);
+    the summary. ``cfg``: the study, or its file's path (a ladder, or its file, for its target);
+    ``source``: the file its errors and commands name (by default the study file);
     ``ladder``: the figures of the ladder whose target the study is, drawn into ``out_dir``
     already, which index.html shows first."""
+    from scaletune.search.ladder import one_study
+
+    cfg = one_study(cfg, "make_report")
     source = source or cfg.source
     study, ran_with, notes = open_study(cfg, source)
     # The pruner of the study's last launch (what the trials trained with does not depend on

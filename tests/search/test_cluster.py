@@ -125,3 +125,17 @@ def test_a_local_study_starts_a_cluster_of_its_own_beside_a_running_one(tmp_path
     theirs = {cluster.head_node.unique_id, second.unique_id}
     ours = {node for _, _, node in trial_nodes(cfg.folder / "study.db")}
     assert ours and not ours & theirs
+    # In the same process (a notebook), a study that names the running cluster is refused while
+    # the study's own runs: it ran on the first one, without a word.
+    from scaletune.search.cluster import init_ray
+    from scaletune.trainer.errors import SetupError
+
+    joins = cfg.model_copy(update={"workers": cfg.workers.model_copy(
+        update={"address": cluster.address})})
+    with pytest.raises(SetupError, match=rf"workers.address: {cluster.address}: Ray runs in this "
+                                         "process on a cluster of this machine already"):
+        init_ray(joins)
+    init_ray(cfg)  # the same cluster: kept
+    ray.shutdown()
+    init_ray(joins)
+    assert [n["NodeManagerAddress"] for n in ray.nodes()] == [LOOPBACK, LOOPBACK]  # theirs

@@ -148,6 +148,18 @@ def test_export_copies_the_best_trial_exactly(finished, tmp_path):
     assert loaded.provenance["rules"] == []
 
 
+def test_export_and_report_functions_take_a_study_files_path(finished, tmp_path):
+    # As their commands do ("every command is a function first"): a path was an AttributeError.
+    from scaletune.search import make_report
+
+    path, cfg, _ = finished
+    assert export_study(str(path), tmp_path / "a.yaml").config.provenance["trial"] == 1
+    assert make_report(path, tmp_path / "report")["best"]["number"] == 1
+    with pytest.raises(TypeError, match=r"export_study takes a StudyConfig, a Ladder or the path "
+                                        r"of a study or ladder file, not a dict"):
+        export_study(cfg.model_dump(), tmp_path / "b.yaml")
+
+
 def test_exported_run_options(finished, tmp_path):
     path, cfg, _ = finished
     out = tmp_path / "final.yaml"
