@@ -722,8 +722,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # said with the command's own usage, not the list of commands
+        from scaletune.search.storage import mask_url
+
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+        # A storage URL given to a command that takes none: its password is not echoed.
+        said = " ".join(map(mask_url, extra))
+        sub.choices[args.command].error(f"unrecognized arguments: {said}")
     console = make_console()
     try:
         return args.func(args, console)

@@ -98,13 +98,18 @@ def _mlflow(cfg: MLflowConfig, study_name: str) -> Callback:
     import mlflow
     from optuna_integration.mlflow import MLflowCallback
 
+    from scaletune.search.storage import with_driver
+
     for name, value in MLFLOW_PATIENCE.items():
         os.environ.setdefault(name, value)
+    # A bare postgresql:// names the driver that is installed, as a study's storage does (MLflow
+    # asked for psycopg where psycopg2 was there, at every trial's end).
+    uri = None if cfg.tracking_uri is None else with_driver(cfg.tracking_uri)
     if cfg.experiment is not None:  # the callback itself only names experiments after studies
-        if cfg.tracking_uri is not None:
-            mlflow.set_tracking_uri(cfg.tracking_uri)
+        if uri is not None:
+            mlflow.set_tracking_uri(uri)
         mlflow.set_experiment(cfg.experiment)
-    return MLflowCallback(tracking_uri=cfg.tracking_uri, metric_name=METRIC,
+    return MLflowCallback(tracking_uri=uri, metric_name=METRIC,
                           create_experiment=cfg.experiment is None)
 
 
@@ -127,11 +132,55 @@ def _mlflow_ready(cfg: MLflowConfig, study: StudyConfig) -> None:
         # it opens, and validate wrote 1 MB of them into a file of something else.
         _mlflow_database_problem(database.resolve(), study)
         return
+    if uri.split(":", 1)[0].split("+", 1)[0] in SERVER_DATABASES:
+        _mlflow_server_problem(uri, study)  # read alike: validate wrote into the study's own
+        return
     # A server that does not answer, or a plain folder (which MLflow 3 refuses), is refused
     # before the study starts, not once per trial after each has trained.
     # (patch.dict: the environment as it was afterwards, the stdlib's own save and restore)
     with patch.dict(os.environ, MLFLOW_PROBE):
         mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+
+
+SERVER_DATABASES = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+"""The database servers MLflow keeps runs in beside SQLite, by their default ports."""
+
+
+def _mlflow_server_problem(uri: str, study: StudyConfig) -> None:
+    """Raise NotReady where MLflow could not keep its runs in the database server's ``uri``: the
+    study's own database (MLflow's tables beside Optuna's, one alembic_version table for both),
+    a database of something else, or one it cannot reach. Its tables are listed with
+    SQLAlchemy; MLflow never opens it here."""
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    from scaletune.search.storage import mask_url, scrub, with_driver
+
+    def where(url: Any) -> tuple[Any, ...]:
+        backend = url.get_backend_name()
+        return backend, url.host, url.port or SERVER_DATABASES.get(backend), url.database
+
+    try:
+        url = sqlalchemy.engine.make_url(with_driver(uri))
+        storage = sqlalchemy.engine.make_url(with_driver(study.storage_url))
+    except sqlalchemy.exc.ArgumentError as e:
+        raise NotReady(f"tracking_uri: {mask_url(uri)}: {scrub(first_line(e), uri)}") from None
+    if where(url) == where(storage):
+        raise NotReady(f"tracking_uri: {mask_url(uri)} is the study's own storage: give MLflow "
+                       "a database of its own")
+    args = {"connect_timeout": 5} if url.get_backend_name() == "postgresql" else {}
+    try:
+        engine = sqlalchemy.create_engine(url, poolclass=NullPool, connect_args=args)
+        try:
+            tables = set(sqlalchemy.inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+    except Exception as e:  # noqa: BLE001 - no driver, no server, a login refused
+        raise NotReady(f"tracking_uri: {mask_url(uri)}: cannot read it "
+                       f"({type(e).__name__}: {scrub(first_line(e), uri)})") from None
+    if tables and not MLFLOW_TABLES <= tables:
+        raise NotReady(f"tracking_uri: {mask_url(uri)} holds the tables of something else "
+                       f"({', '.join(sorted(tables)[:4])}): give MLflow a database of its own")
 
 
 def _mlflow_database_problem(database: Path, study: StudyConfig) -> None:
@@ -215,10 +264,20 @@ def _each_tracker(cfg: StudyConfig, act: Callable[[str, Integration, Any], None]
         try:
             act(name, integration, section)
         except NotReady as e:
-            errors.append(f"tracking.{name}: {e}")
+            errors.append(f"tracking.{name}: {_scrubbed(str(e), cfg)}")
         except Exception as e:  # noqa: BLE001 - a server that is not there, a bad URI
-            errors.append(f"tracking.{name}: {type(e).__name__}: {first_line(e)}")
+            errors.append(f"tracking.{name}: {type(e).__name__}: "
+                          f"{_scrubbed(first_line(e), cfg)}")
     return errors
+
+
+def _scrubbed(text: str, cfg: StudyConfig) -> str:
+    """``text`` (a tracker's error, which may quote its URI) without the password of the MLflow
+    tracking URI (search.storage.scrub)."""
+    from scaletune.search.storage import scrub
+
+    uri = cfg.tracking.mlflow.tracking_uri if cfg.tracking.mlflow is not None else None
+    return scrub(text, uri) if uri else text
 
 
 def missing_packages(tracking: TrackingConfig) -> list[str]:
@@ -261,6 +320,7 @@ class Tracker:
         from optuna.exceptions import ExperimentalWarning
 
         tracking = cfg.tracking
+        self.cfg = cfg
         self.board_dir = cfg.folder / "tensorboard" if tracking.tensorboard else None
         self.console = console or make_console(stderr=True)
         self._writers: dict[int, Any] = {}
@@ -322,8 +382,9 @@ class Tracker:
             try:
                 callback(study, trial)
             except Exception as e:  # noqa: BLE001 - an unreachable server must not stop a study
+                said = _scrubbed(str(e), self.cfg)
                 self.console.print(f"[yellow]tracking.{name}: trial {number} was not logged: "
-                                   f"{type(e).__name__}: {escape(str(e))}[/]", highlight=False)
+                                   f"{type(e).__name__}: {escape(said)}[/]", highlight=False)
 
     def close(self) -> None:
         """Flush and close the TensorBoard runs still open (trials stopped with the study)."""

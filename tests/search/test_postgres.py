@@ -219,3 +219,31 @@ def test_validate_reads_and_checks_writes_as_run_does(tmp_path, shakespeare, pg_
         finally:
             cur.execute("GRANT ALL ON trial_heartbeats TO CURRENT_USER")
     assert main(["validate", path]) == 0
+
+
+def test_mlflow_is_not_let_into_the_studys_database_nor_another_ones(tmp_path, shakespeare,
+                                                                      pg_url, capsys):
+    # validate opened the study's own database with MLflow, which created its tables beside
+    # Optuna's (one alembic_version table for both) and failed halfway; a database MLflow
+    # cannot reach said so with the URI's password in clear.
+    from scaletune.search.cli import main
+
+    optuna.create_study(study_name=f"pg-{uuid.uuid4().hex[:10]}", storage=make_storage(pg_url))
+    password = make_url(pg_url).password
+    for storage, says in ((pg_url, "is the study's own storage"),
+                          (None, "holds the tables of something else (")):
+        raw = pg_study(tmp_path, shakespeare, pg_url, tracking={"mlflow": {"tracking_uri": pg_url}})
+        raw["storage"] = storage
+        path = str(write_study(tmp_path, raw))
+        assert main(["validate", path]) == 2
+        out = " ".join(capsys.readouterr().err.split())
+        assert f"tracking.mlflow: tracking_uri: {mask_url(pg_url)} {says}" in out, out
+    with connect(pg_url) as con, con.cursor() as cur:
+        cur.execute("SELECT to_regclass('experiments')")
+        assert cur.fetchone()[0] is None  # MLflow created nothing
+    wrong = pg_url.replace(f":{password}@", ":not-the-password@")
+    raw["tracking"] = {"mlflow": {"tracking_uri": wrong}}
+    assert main(["validate", str(write_study(tmp_path, raw))]) == 2
+    out = " ".join(capsys.readouterr().err.split())
+    assert "tracking.mlflow: tracking_uri: " in out and "cannot read it" in out, out
+    assert "not-the-password" not in out and password not in out

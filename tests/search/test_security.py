@@ -447,3 +447,36 @@ def test_a_local_study_starts_ray_with_token_authentication_on_loopback_only(tmp
     # ... and every port of every one is on loopback: none on 0.0.0.0, :: or the machine's
     # network address (see search/cluster.py for how, and what Ray does without it).
     assert [s for s in sockets if not is_loopback(s[1])] == []
+
+
+def test_a_storage_url_given_to_a_command_that_takes_none_is_not_echoed_whole(tmp_path,
+                                                                              shakespeare, capsys):
+    from scaletune.search.cli import main
+
+    path = str(write_study(tmp_path, tiny_study(tmp_path, shakespeare)))
+    with pytest.raises(SystemExit):
+        main(["validate", path, "--storage", "postgresql://alice:s3cret@127.0.0.1/db"])
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --storage postgresql://alice:***@127.0.0.1/db" in err, err
+    assert "s3cret" not in err
+
+
+def test_an_mlflow_uris_password_stays_out_of_the_trackers_error(tmp_path, shakespeare, capsys,
+                                                                 monkeypatch):
+    # MLflow's error quotes the URI it could not reach: validate printed its password.
+    import socket
+
+    from scaletune.search import tracking
+    from scaletune.search.cli import main
+
+    for name in tracking.MLFLOW_PATIENCE:
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"http://bob:s3cret@127.0.0.1:{port}"
+    path = write_study(tmp_path, tiny_study(tmp_path, shakespeare,
+                                            tracking={"mlflow": {"tracking_uri": uri}}))
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "tracking.mlflow: MlflowException: " in err and "s3cret" not in err, err
