@@ -642,6 +642,17 @@ def main(argv: list[str] | None = None) -> None:
                         ("--big", args.big)):
         if value < 0:
             p.error(f"{flag}: must be 0 or more, got {value:g}")
+    if not args.data.is_file():  # read for the study file's data checks, and left its folder
+        p.error(f"--data: file not found: {args.data}")
+    if args.pruner is not None:
+        from pydantic import TypeAdapter, ValidationError
+
+        from scaletune.search.config import PrunerConfig
+
+        try:
+            TypeAdapter(PrunerConfig).validate_python({"name": args.pruner})
+        except ValidationError as e:  # "Input tag 'x' ... does not match any of ...: 'median', ..."
+            p.error(f"--pruner: {e.errors()[0]['msg']}")
     if args.costs and not counts:
         p.error("--costs needs --trials (the running trials of each report)")
     if not (counts and args.seconds > 0) and not args.costs and not args.big:

@@ -66,9 +66,12 @@ def coverage(scales: tuple[float, ...], rung_scatter: float, trial_noise: float,
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ladder_coverage",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=200)
-    parser.add_argument("-o", "--output", type=Path)
+    parser.add_argument("--repeats", type=int, default=200,
+                        help="simulated ladders per case (default %(default)s)")
+    parser.add_argument("-o", "--output", type=Path, help="also write the table to this file")
     args = parser.parse_args(argv)
+    if args.repeats < 1:  # a ZeroDivisionError, or a table of nan
+        parser.error(f"--repeats: must be 1 or more, got {args.repeats}")
     lines = ["| rungs | rung scatter (dex) | trial noise (dex) | exponent's 95% interval holds "
              "it | prediction interval holds the next optimum | median exponent width |",
              "| ---: | ---: | ---: | ---: | ---: | ---: |"]

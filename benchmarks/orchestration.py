@@ -142,6 +142,15 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"--trials: must be 1 or more, got {args.trials}")
     if not args.data.is_file():
         p.error(f"--data: file not found: {args.data}")
+    if args.address is not None:  # the study's check (the config is copied, not validated)
+        from pydantic import ValidationError
+
+        from scaletune.search.config import WorkersConfig
+
+        try:
+            WorkersConfig(address=args.address)
+        except ValidationError as e:
+            p.error(f"--address: {e.errors()[0]['msg'].removeprefix('Value error, ')}")
     bench = Bench(data=args.data, out=args.out)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []

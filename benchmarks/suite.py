@@ -564,6 +564,10 @@ def main(argv: list[str] | None = None) -> None:
     bad = [s for s in strategies if s not in se.STRATEGIES]
     if bad:
         p.error(f"--strategies: unknown {bad}; choose from {list(se.STRATEGIES)}")
+    for flag, value in (("--budget", args.budget), ("--tpe-budget", args.tpe_budget),
+                        ("--seeds", args.seeds), ("--workers", args.workers)):
+        if value < 1:  # a ValidationError from the study config, or nothing run
+            p.error(f"{flag}: must be 1 or more, got {value}")
     if not 0 <= args.first_seed < args.seeds:
         p.error(f"--first-seed: must be in [0, --seeds) = [0, {args.seeds}), got {args.first_seed}")
     tasks = [t for t in TASKS if t.name in picked]

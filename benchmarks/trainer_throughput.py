@@ -304,15 +304,19 @@ def main(argv: list[str] | None = None) -> None:
     if args.steps < 2 * CHUNK_STEPS:  # else no chunk is left to time after the warm-up
         parser.error(f"--steps must be {2 * CHUNK_STEPS} or more (chunks of {CHUNK_STEPS} steps, "
                      f"the first left out as warm-up), got {args.steps}")
-    if args.n_layer < 1:
-        parser.error(f"--n-layer: must be 1 or more, got {args.n_layer}")
+    for flag, value in (("--n-layer", args.n_layer), ("--threads", args.threads),
+                        ("--rounds", args.rounds), ("--breakdown-rounds", args.breakdown_rounds)):
+        if value < 1:
+            parser.error(f"{flag}: must be 1 or more, got {value}")
+    if args.peak_size is not None and args.peak_size < 1:  # 0 ran the slow default
+        parser.error(f"--peak-size: must be 1 or more, got {args.peak_size}")
     if args.n_embd < 1 or args.n_embd % MODEL["n_head"]:
         heads = MODEL["n_head"]
         parser.error(f"--n-embd: must be a multiple of the {heads} heads ({heads}, {2 * heads}, "
                      f"...), got {args.n_embd}")
     torch.set_num_threads(args.threads)
     MODEL.update(n_layer=args.n_layer, n_embd=args.n_embd)
-    if args.peak_size:
+    if args.peak_size is not None:
         PEAK_SIZES.update(start=(args.peak_size,), pause=(args.peak_size,))
     start_sizes = "-".join(str(n) for n in sorted({PEAK_SIZES["start"][0], PEAK_SIZES["start"][-1]}))
 

@@ -163,6 +163,12 @@ def with_options(cfg: StudyConfig, **options: Any) -> StudyConfig:
             key, _, rest = line.partition(": ")
             lines.append(f"{flags[key]}: {rest}" if key in flags else line)
         raise ConfigError("the command line", lines) from None
+    if ("storage" in given and sqlite_path(checked.storage) is None
+            and (problems := storage_problems(checked.storage, checked.storage))):
+        # The URL's own checks (not a URL, no driver), here: they were said as errors of the
+        # study file, which has no such storage. An SQLite file's are the commands' to say.
+        raise ConfigError("the command line", [f"--storage: {p.removeprefix('storage: ')}"
+                                               for p in problems])
     # The fields only: the rest stays as load_study resolved it (data paths, the study file).
     return cfg.model_copy(update={"n_trials": checked.n_trials, "storage": checked.storage,
                                   "workers": checked.workers})

@@ -39,3 +39,14 @@ def test_the_recorded_command_pastes_back_with_its_empty_and_spaced_arguments():
     # Rule: the line splits back into the very arguments (`--fast ''` was written `--fast  `).
     assert shlex.split(line) == ["python", "-m", "benchmarks.driver_scale", *argv]
     assert line == "python -m benchmarks.driver_scale --trials 256 --fast '' --out '/tmp/a folder'"
+
+
+@pytest.mark.parametrize("repeats", ["0", "-3"])
+def test_ladder_coverage_refuses_no_repeats(repeats, capsys):
+    # A ZeroDivisionError, and for -3 a table of nan written with exit 0.
+    from benchmarks.ladder_coverage import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--repeats", repeats])
+    assert e.value.code == 2
+    assert f"--repeats: must be 1 or more, got {repeats}" in capsys.readouterr().err

@@ -88,8 +88,11 @@ def test_a_report_of_runs_made_in_steps_takes_the_csvs_of_each(tmp_path):
     (["--trials", "", "--big", "0"], "nothing to measure: give --trials with --seconds above 0, "
                                      "--costs, or --big"),
     (["--seconds", "0", "--big", "0"], "nothing to measure"),
+    # Tracebacks, the second with driver_scale_work/ left behind.
+    (["--pruner", "bogus"], "--pruner: Input tag 'bogus' found using 'name' does not match"),
+    (["--data", "/nonexistent.txt"], "--data: file not found: /nonexistent.txt"),
 ], ids=["trials 0", "trials x", "fast 0", "interval 0", "actors 0", "big -1", "costs alone",
-        "no trials", "no seconds"])
+        "no trials", "no seconds", "pruner bogus", "data missing"])
 def test_a_bad_argument_is_refused_by_name_before_anything_is_written(tmp_path, capsys, flags,
                                                                       said):
     # --trials 0 was a ConfigError with driver_scale_work/ left behind; --trials '' measured

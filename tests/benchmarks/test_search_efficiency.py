@@ -57,7 +57,13 @@ def test_tiny_benchmark_respects_budgets_and_writes_the_table(tmp_path, shakespe
     ("orchestration", ["--workers", "a"], "--workers: comma-separated counts of 1 or more, got 'a'"),
     ("orchestration", ["--workers", "0"], "--workers: comma-separated counts of 1 or more, got '0'"),
     ("orchestration", ["--trials", "0"], "--trials: must be 1 or more, got 0"),
-], ids=["budget 0", "workers a", "workers 0", "trials 0"])
+    # A Ray traceback ("Invalid address format") once the study started.
+    ("orchestration", ["--address", "bogus"], "--address: not an address Ray takes (got 'bogus')"),
+    # A ValidationError of the study config.
+    ("suite", ["--budget", "0", "--analyze-only"], "--budget: must be 1 or more, got 0"),
+    ("suite", ["--tpe-budget", "-1"], "--tpe-budget: must be 1 or more, got -1"),
+], ids=["budget 0", "workers a", "workers 0", "trials 0", "address bogus", "suite budget 0",
+        "suite tpe-budget -1"])
 def test_a_bad_count_is_refused_by_name_before_anything_runs(tmp_path, capsys, module, flags,
                                                              said):
     import importlib

@@ -66,6 +66,10 @@ def test_a_run_trains_on_the_threads_the_benchmark_was_given(tmp_path):
 @pytest.mark.parametrize("flags, said", [
     (["--n-embd", "30"], "--n-embd: must be a multiple of the 8 heads (8, 16, ...), got 30"),
     (["--n-layer", "0"], "--n-layer: must be 1 or more, got 0"),
+    # torch's RuntimeError, a StatisticsError once trained, and the slow default measured.
+    (["--threads", "0"], "--threads: must be 1 or more, got 0"),
+    (["--rounds", "0"], "--rounds: must be 1 or more, got 0"),
+    (["--peak-size", "0"], "--peak-size: must be 1 or more, got 0"),
 ])
 def test_a_model_the_fixed_heads_cannot_split_is_refused_by_name(capsys, flags, said):
     from benchmarks.trainer_throughput import MODEL, main

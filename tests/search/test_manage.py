@@ -579,6 +579,16 @@ def test_a_storage_option_that_misses_the_study_its_file_holds_says_so(finished,
                     "--storage") in out and "scaletune run" not in out, (command, out)
 
 
+def test_a_storage_option_that_is_no_url_is_an_error_of_the_command_line(finished, capsys):
+    # It was said as an error in the study file, which names no such storage.
+    path, _, _ = finished
+    for command in (["run", str(path), "--dry-run"], ["show", str(path)]):
+        code, out = scaletune(capsys, *command, "--storage", "foo.db")
+        assert code == 2, out
+        assert ("1 error(s) in the command line: --storage: foo.db is not a storage URL" in
+                " ".join(out.split())), out
+
+
 def test_fit_names_the_file_of_a_study_that_has_not_run(finished, tmp_path, capsys):
     ran, _, _ = finished
     other = tmp_path / "b"
