@@ -632,7 +632,7 @@ def _weight_decay_prior(
 
 
 def _warmup_prior(
-    n: int, tokens: float, steps: float, beta2: float, fitted: FittedLaws | None = None,
+    n: int, tokens: float, steps: float, beta2: float | None, fitted: FittedLaws | None = None,
     scale: float = 1.0,
 ) -> Prior:
     """The warmup fraction: the mean of three published rules, or the rungs' near-best warmup
@@ -659,22 +659,27 @@ def _warmup_prior(
                          WARMUP_BOUNDS, published.unit)
 
 
-def _published_warmup_prior(n: int, tokens: float, steps: float, beta2: float) -> Prior:
+def _published_warmup_prior(n: int, tokens: float, steps: float, beta2: float | None) -> Prior:
+    """The mean of the published warmup rules; Ma & Yarats' (Adam's second moment, ``beta2``)
+    left out where the optimizer has none (beta2 None: SGD)."""
     unit = "fraction of steps"
-    ma_yarats = laws.warmup_steps_ma_yarats(beta2)
     porian = laws.warmup_tokens_porian(n)
     top = WARMUP_BOUNDS[1]
 
     def capped(fraction: float) -> str:  # the table shows the value the center averages
         return f"; {fraction:.3g} capped at {top:g}" if fraction > top else ""
 
-    sources = (
-        Source(
+    adam = []
+    if beta2 is not None:
+        ma_yarats = laws.warmup_steps_ma_yarats(beta2)
+        adam.append(Source(
             "Ma & Yarats 2/(1-beta2)", "Ma & Yarats, arXiv 1910.04209",
             min(ma_yarats / steps, top), unit,
             note=f"{ma_yarats:.0f} steps at beta2 = {beta2} of {steps:.4g} steps"
                  + capped(ma_yarats / steps),
-        ),
+        ))
+    sources = (
+        *adam,
         Source(
             "Porian warmup ~ N tokens", "Porian et al., arXiv 2406.19146",
             min(porian / tokens, top), unit,
@@ -726,7 +731,7 @@ def priors_for(
     model: ModelShape,
     tokens: float,
     unique_tokens: float | None = None,
-    beta2: float = 0.95,
+    beta2: float | None = 0.95,
     fitted: FittedLaws | None = None,
     epochs_from: str = "",
     trained_batches: tuple[float, float] | None = None,
@@ -735,7 +740,8 @@ def priors_for(
 
     model: the GPT shape. tokens: training tokens per trial. unique_tokens: size of the training
     split (epochs = tokens / unique_tokens drives dropout and effective data); None means a
-    single pass over fresh data. beta2: AdamW beta2 (sets Ma & Yarats warmup). fitted: laws
+    single pass over fresh data. beta2: AdamW beta2 (sets Ma & Yarats warmup; None for an
+    optimizer without a second moment, SGD, which leaves that rule out). fitted: laws
     fitted to the user's studies (``heuristics.fit``); when given, they replace the published
     laws for lr, tau and batch size, and their carried warmup the published warmup rules.
     epochs_from: where unique_tokens was not counted on the prepared data, what it was
@@ -786,6 +792,8 @@ def priors_for(
     }
     if unique_tokens is None:
         del context["unique_tokens"]
+    if beta2 is None:
+        del context["beta2"]
     return Priors(
         lr=lr, weight_decay=weight_decay, tau=tau, dropout=dropout, warmup_frac=warmup,
         batch_size=batch, context=tuple(context.items()),

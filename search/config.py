@@ -936,6 +936,14 @@ class StudyConfig(_Strict):
         shared = self.study_dir is None or self._folder_by_default
         return f"sqlite:///{default_database(self.folder, self.name, shared).resolve()}"
 
+    @property
+    def optimizers(self) -> set[str]:
+        """The optimizers the trials train with: trainer.optim.name, or those search.other
+        searches."""
+        other = self.search.other.get("optim.name")
+        return (set(other.choices or [other.value]) if other is not None
+                else {self.trainer.optim.name})
+
     def fingerprint(self, leave_out: tuple[str, ...] = NOT_FINGERPRINTED,
                     canonical: bool = True) -> str:
         """Hash of what decides trial results; a resumed study must match it

@@ -432,14 +432,14 @@ def summary_lines(record: dict[str, Any]) -> list[str]:
         f"exported     {record['exported_at']}",
         f"transfer     {record['transfer']}",
         "",
-        f"{'':14}{'best trial':>16}{'this run':>16}",
     ]
-    for key, fmt in _ROWS:
-        b, f = best[key], final[key]
-        shown_b = "-" if b is None else fmt.format(b)
-        shown_f = "-" if f is None else fmt.format(f)
-        mark = "" if b == f else "  *"
-        lines.append(f"{key:14}{shown_b:>16}{shown_f:>16}{mark}")
+    shown = [(key, *("-" if v is None else fmt.format(v) for v in (best[key], final[key])),
+              "" if best[key] == final[key] else "  *") for key, fmt in _ROWS]
+    # Columns as wide as their widest number and two spaces apart: 1e12 tokens ran into the
+    # trial's count ("20,0001,000,000,000,000").
+    width = max(16, *(len(text) + 2 for _, b, f, _ in shown for text in (b, f)))
+    lines.append(f"{'':14}{'best trial':>{width}}{'this run':>{width}}")
+    lines += [f"{key:14}{b:>{width}}{f:>{width}}{mark}" for key, b, f, mark in shown]
     if record["rules"]:
         lines += ["", "rules (* = changed):"]
         for r in record["rules"]:

@@ -795,8 +795,7 @@ def optimizer_note(cfg: StudyConfig) -> str | None:
     """The note for a study whose trials train with sgd or muon (trainer.optim.name, or among
     the choices of search.other's optim.name): the priors are laws fitted on AdamW, and lr and
     tau do not mean there what they mean under AdamW. They trained without a word."""
-    other = cfg.search.other.get("optim.name")
-    names = set(other.choices or [other.value]) if other is not None else {cfg.trainer.optim.name}
+    names = cfg.optimizers
     said = []
     if "muon" in names:
         said.append("under muon, search.lr is the lr of the AdamW groups (embeddings, head, "

@@ -78,11 +78,18 @@ def study_priors(
         model_shape(cfg, vocab_size),
         tokens=cfg.tokens_per_trial,
         unique_tokens=unique_tokens,
-        beta2=cfg.trainer.optim.beta2,
+        beta2=_adam_beta2(cfg),
         fitted=fitted,
         epochs_from=epochs_from,
         trained_batches=trained_batches(cfg),
     )
+
+
+def _adam_beta2(cfg: StudyConfig) -> float | None:
+    """The beta2 of the study's Adam second moment, which sets one of the warmup rules; None
+    where every trial trains with SGD, which has none (the rule moved the warmup prior with a
+    beta2 the trials never read)."""
+    return None if cfg.optimizers == {"sgd"} else cfg.trainer.optim.beta2
 
 
 def plain(value: Any) -> str:

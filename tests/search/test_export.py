@@ -599,3 +599,15 @@ def test_an_export_of_a_repeated_config_gives_its_other_seeds(tmp_path):
     header = " ".join(line[2:] for line in (tmp_path / "final.yaml").read_text().splitlines()
                       if line.startswith("# "))
     assert said in " ".join(header.split())
+
+
+def test_the_summarys_columns_stay_apart_for_long_numbers():
+    # 1e12 tokens filled its 16 characters and more: "20,0001,000,000,000,000" read as one number.
+    from scaletune.search.export import _ROWS, summary_lines
+
+    best = {key: 1 for key, _ in _ROWS} | {"tokens": 20_000}
+    record = {"best": best, "final": best | {"tokens": 10**12}, "study": "s", "storage": "x",
+              "trial": 1, "value": 2.0, "n_complete_trials": 3, "fingerprint": "f",
+              "git_revision": "g", "exported_at": "t", "transfer": "t", "rules": [], "notes": []}
+    [row] = [line for line in summary_lines(record) if line.split()[:1] == ["tokens"]]
+    assert row.split() == ["tokens", "20,000", "1,000,000,000,000", "*"], row

@@ -608,6 +608,25 @@ def test_a_study_gets_the_lr_of_the_batches_it_trains():
     assert study_priors(study_cfg(), 256, None) == free
 
 
+def test_the_warmup_prior_of_sgd_trials_leaves_out_adams_rule():
+    # Ma & Yarats' 2/(1-beta2) is Adam's second moment: under SGD it moved the warmup prior (and
+    # the first trial) with a beta2 the dry run itself called unused.
+    from scaletune.search.space import study_priors
+
+    def warmup(optim, **more):
+        cfg = study_cfg(trainer={"optim": optim}, **more)
+        return study_priors(cfg, 256, None).warmup_frac
+
+    sgd = warmup({"name": "sgd", "lr": 0.1})
+    assert [s.law for s in sgd.sources] == ["Porian warmup ~ N tokens", "practice 5-15% of steps"]
+    assert warmup({"name": "sgd", "lr": 0.1, "beta2": 0.999}) == sgd
+    assert warmup({"name": "adamw", "beta2": 0.999}).sources[0].law == "Ma & Yarats 2/(1-beta2)"
+    # Trials that may train with Adam keep it.
+    mixed = warmup({"name": "sgd", "lr": 0.1},
+                   search={"other": {"optim.name": {"choices": ["sgd", "adamw"]}}})
+    assert mixed.sources[0].law == "Ma & Yarats 2/(1-beta2)"
+
+
 def test_the_plan_says_when_a_study_ends_inside_its_samplers_start_up():
     from scaletune.search.manage import describe_sampler, plan_notes
 
