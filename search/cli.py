@@ -228,7 +228,7 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
 def cmd_priors(args: argparse.Namespace, console: Console) -> int:
     from scaletune.heuristics.priors import print_priors
     from scaletune.search.ladder import study_or_target
-    from scaletune.search.space import build_space, planning_priors, searched_ranges
+    from scaletune.search.space import build_space, planning_priors, searched_ranges, space_problems
 
     # From the model, the budget and the tokenizer's name: planning a study downloads and
     # tokenizes nothing (`scaletune run` prepares the data; only dropout's epochs need it).
@@ -249,10 +249,18 @@ def cmd_priors(args: argparse.Namespace, console: Console) -> int:
                                        "`scaletune ladder` writes it)"])
     priors = planning_priors(cfg)
     try:  # the study's own ranges beside the laws' (a space the priors leave empty: without)
-        searched = searched_ranges(*build_space(cfg, priors))
-    except ConfigError:
-        searched = None
+        dims, fixed = build_space(cfg, priors)
+    except ConfigError as e:
+        searched, refused = None, e.errors
+    else:
+        searched, refused = searched_ranges(dims, fixed), space_problems(cfg, dims, fixed)
     print_priors(priors, json_output=args.json, console=console, searched=searched)
+    # A study no trial of which could train (a budget below one step, say) got its priors
+    # printed as if it could; said on stderr, which --json leaves clean.
+    err = make_console(stderr=True)
+    for problem in refused:
+        err.print(f"note: `scaletune run` refuses this study: {problem}", highlight=False,
+                  markup=False)
     return 0
 
 

@@ -525,6 +525,20 @@ def test_data_too_small_to_train_is_an_error_of_every_planning_command(
     assert not (tmp_path / "study").exists()
 
 
+def test_priors_of_a_study_no_trial_could_train_say_so(tmp_path, shakespeare, capsys):
+    # A budget below one optimizer step: priors printed a full table as if the study could run.
+    study = tiny_study(tmp_path, shakespeare, tokens_per_trial=400, eval_every_tokens=200)
+    path = str(write_study(tmp_path, study))
+    for json in ([], ["--json"]):
+        assert main(["priors", path, *json]) == 0
+        out, err = capsys.readouterr()
+        assert ("note: `scaletune run` refuses this study: tokens_per_trial: 400 is less than one "
+                "optimizer step") in " ".join(err.split()), err
+        assert "refuses" not in out  # --json's output stays JSON
+    assert main(["priors", str(write_study(tmp_path, tiny_study(tmp_path, shakespeare)))]) == 0
+    assert "refuses" not in capsys.readouterr().err
+
+
 def test_a_token_cache_folder_that_cannot_be_made_names_its_setting(tmp_path, shakespeare, capsys,
                                                                       monkeypatch):
     path = str(write_study(tmp_path, tiny_study(tmp_path, shakespeare)))
