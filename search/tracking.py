@@ -133,7 +133,9 @@ def _mlflow_ready(cfg: MLflowConfig, study: StudyConfig) -> None:
         _mlflow_database_problem(database.resolve(), study)
         return
     if uri.split(":", 1)[0].split("+", 1)[0] in SERVER_DATABASES:
-        _mlflow_server_problem(uri, study)  # read alike: validate wrote into the study's own
+        # Its tables read, as an SQLite file's are: MLflow, opened here, wrote its own into the
+        # study's database.
+        _mlflow_server_problem(uri, study)
         return
     # A server that does not answer, or a plain folder (which MLflow 3 refuses), is refused
     # before the study starts, not once per trial after each has trained.

@@ -827,7 +827,7 @@ def _describe_source(cfg: DataConfig) -> dict[str, Any]:
         folder = os.path.expanduser(cfg.dataset)
         if not local and os.path.isdir(folder):  # a local folder: its files, as data_files'
             desc["folder"] = _local_stats(folder)
-            if _text_builder(cfg):  # not the entry of its lines as documents, read before
+            if _text_builder(cfg):  # a new entry: the one before held each line as a document
                 desc["documents"] = "files"
     return {**desc, "tokenizer": tokenizer_key(cfg.tokenizer)}
 
