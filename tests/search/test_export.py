@@ -70,6 +70,7 @@ def add_trial(
     value: float,
     state: TrialState = TrialState.COMPLETE,
     trained: int | None = None,
+    prune_reason: str = "median pruner at 16,384 tokens",
 ) -> optuna.trial.FrozenTrial:
     """One trial as the runner leaves it: derived attrs, a loss per token checkpoint, the end."""
     study.enqueue_trial(params)
@@ -87,7 +88,7 @@ def add_trial(
         trial.set_user_attr("final_val_loss", value)
         study.tell(trial, value)
     elif state == TrialState.PRUNED:
-        trial.set_user_attr("prune_reason", "median pruner at 16,384 tokens")
+        trial.set_user_attr("prune_reason", prune_reason)
         study.tell(trial, state=TrialState.PRUNED)
     else:
         trial.set_user_attr("fail_reason", "RuntimeError: boom")

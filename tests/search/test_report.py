@@ -65,6 +65,18 @@ def mixed(tmp_path):
     return path, cfg, study
 
 
+def test_trials_csv_counts_a_diverged_trial_apart_as_the_summary_does(mixed):
+    # Its untrained rest was counted as tokens pruning saved, beside a summary that counts none.
+    _, cfg, study = mixed
+    add_trial(study, cfg, params(2e-2, tau=3.0), 9.0, TrialState.PRUNED, trained=EVAL,
+              prune_reason="diverged: non-finite training loss at step 3")
+    frame = report.trials_frame(study, cfg)
+    assert list(frame["diverged"]) == [False, False, False, False, False, True]
+    assert frame.loc[3, "tokens_not_trained"] == cfg.tokens_per_trial - 2 * EVAL  # pruned
+    assert frame.loc[5, "tokens_not_trained"] == 0
+    assert frame.loc[5, "state"] == "PRUNED"  # Optuna's state, as stored
+
+
 def test_report_writes_every_file(mixed, tmp_path, capsys):
     path, cfg, study = mixed
     out = tmp_path / "report"
