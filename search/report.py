@@ -319,6 +319,8 @@ def pruner_audit(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
         "replayed": replayed,
         "orders": orders,
         "complete": len(complete),
+        "repeats": sum(t.state == TrialState.COMPLETE and REPEAT_OF in t.user_attrs
+                       for t in trials),
         # stopped while the study ran: how they would have ended, no replay can tell
         "pruned_live": sum(t.state == TrialState.PRUNED and not diverged(t) for t in trials),
         "predictions": predictions,
@@ -1112,6 +1114,8 @@ def audit_rows(audit: dict[str, Any] | None) -> list[tuple[str, str]]:
         complete = audit.get("complete", r["trials"])
         on = (f"the {r['trials']} complete trial(s)" if r["trials"] >= complete else
               f"{r['trials']} of the {complete:,} complete trials (evenly spaced)")
+        if repeats := audit.get("repeats"):  # the trials row counts them among the complete
+            on += f", not the {repeats} repeat(s) of a config with another seed"
         rows.append(("pruner audit" if i == 0 else "",
                      f"{name}: replayed on {on}, would stop "
                      f"{r['stopped']} and save {r['compute_saved']:.0%} of their compute; "

@@ -396,6 +396,17 @@ def test_report_audit_counts_the_constructed_study(tmp_path):
     assert math.isfinite(result["predictions"][0]["predicted_final_loss"])
 
 
+def test_the_audit_says_it_leaves_out_the_repeats_the_trials_row_counts():
+    # "trials 4 complete", then "replayed on the 2 complete trial(s)", without a word on why.
+    replayed = {"trials": 2, "stopped": 0, "compute_saved": 0.0, "false_prunes": 0}
+    audit = {"replayed": {"median": replayed}, "complete": 2, "repeats": 2}
+    [(_, row)] = audit_rows(audit)
+    assert row.startswith("median: replayed on the 2 complete trial(s), not the 2 repeat(s) of "
+                          "a config with another seed, would stop 0"), row
+    [(_, row)] = audit_rows({**audit, "repeats": 0})
+    assert row.startswith("median: replayed on the 2 complete trial(s), would stop 0"), row
+
+
 def test_the_audit_also_replays_the_trials_in_other_orders(tmp_path, monkeypatch):
     # A late bloomer, the best trial, whose loss falls three times as far as the others': it
     # ran first, so the pruner learned its drop and never judged it. In an order where it comes
