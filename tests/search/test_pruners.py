@@ -399,7 +399,7 @@ def test_report_audit_counts_the_constructed_study(tmp_path):
 def test_the_audit_says_it_leaves_out_the_repeats_the_trials_row_counts():
     # "trials 4 complete", then "replayed on the 2 complete trial(s)", without a word on why.
     replayed = {"trials": 2, "stopped": 0, "compute_saved": 0.0, "false_prunes": 0}
-    audit = {"replayed": {"median": replayed}, "complete": 2, "repeats": 2}
+    audit = {"replayed": {"median": replayed}, "complete": 2, "repeats": 2, "predictions": []}
     [(_, row)] = audit_rows(audit)
     assert row.startswith("median: replayed on the 2 complete trial(s), not the 2 repeat(s) of "
                           "a config with another seed, would stop 0"), row
