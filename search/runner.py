@@ -69,6 +69,7 @@ from scaletune.search.plan import (
 from scaletune.search.progress import StudyProgress, print_run_summary
 from scaletune.search.space import centers_outside, outside_ranges
 from scaletune.search.storage import (
+    SQLITE_BUSY_TIMEOUT_S,
     batch,
     make_storage,
     mask_url,
@@ -889,8 +890,13 @@ def _write_failed(
             "longer there (deleted while the study ran?), and the trials it held went with it. "
             "Restore it to resume the study, or run the same command to start it again."
         ])
-    fix = ("Free some disk space" if database is not None or what == "a write" else
-           "Bring the database server back (is it up, and reachable from here?)")
+    if database is not None and "locked" in text:  # not the disk: another process's lock
+        fix = (f"Another process held {database} locked for more than "
+               f"{SQLITE_BUSY_TIMEOUT_S:g} s (an open transaction: a database browser, a script); "
+               "close it")
+    else:
+        fix = ("Free some disk space" if database is not None or what == "a write" else
+               "Bring the database server back (is it up, and reachable from here?)")
     return StorageError(mask_url(cfg.storage_url), [
         f"the study stopped: {what} failed: {detail}. The storage keeps every trial finished "
         f"before the failure{again}. {fix}, then run the same command to resume."

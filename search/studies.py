@@ -117,9 +117,10 @@ def open_study(cfg: StudyConfig, source: str | None = None,
 
 def looks_like_a_name(arg: str) -> bool:
     """Is ``arg``, given where a study file goes, a study's name (as ``scaletune studies`` lists
-    them) rather than a file: no such file, no folder in it and no YAML suffix."""
+    them) rather than a file: no such file (a folder of that name, such as the study's own
+    folder seen from runs/, is no file), no folder in it and no YAML suffix."""
     path = Path(arg)
-    return (not path.exists() and path.name == arg and path.suffix not in (".yaml", ".yml")
+    return (not path.is_file() and path.name == arg and path.suffix not in (".yaml", ".yml")
             and re.fullmatch(NAME_PATTERN, arg) is not None)
 
 

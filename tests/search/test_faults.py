@@ -688,6 +688,13 @@ def test_a_database_server_that_went_away_is_not_told_to_free_disk_space(tmp_pat
     database.touch()
     assert "Free some disk space, then run the same command" in str(
         _write_failed(local, {}, "using the storage", full))
+    # Another process's transaction held the file past the busy timeout: not the disk (two
+    # studies sharing runs/studies.db both stopped, told to free disk space).
+    locked = OperationalError("INSERT", {}, Exception("database is locked"))
+    said = str(_write_failed(local, {}, "using the storage", locked))
+    assert (f"Another process held {database} locked for more than 60 s (an open transaction: "
+            "a database browser, a script); close it, then run the same command") in said, said
+    assert "disk" not in said
 
 
 def test_a_worker_ray_stops_for_want_of_memory_fails_its_trial_not_the_study(

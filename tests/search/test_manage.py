@@ -346,9 +346,11 @@ def test_a_study_is_read_by_its_name_without_its_file(finished, tmp_path, capsys
     monkeypatch.chdir(here)
     code, out = scaletune(capsys, "studies")
     assert code == 0 and "one study, by its name: scaletune show NAME (or" in out, out
+    (here / "tiny").mkdir()  # a folder of the study's name (its own, seen from runs/, say)
     code, out = scaletune(capsys, "show", "tiny")
     # Rule: a study's name, as `scaletune studies` lists it, is read from runs/studies.db here,
-    # with the config the study recorded.
+    # with the config the study recorded (with the folder there, it was read as a study file:
+    # "cannot read the file: Is a directory").
     assert code == 0, out
     assert "best trial 1: val loss 2.2000" in out and "model 1 layer, 2 heads, width 32" in out
     code, out = scaletune(capsys, "best", "tiny")
