@@ -164,10 +164,16 @@ def field_problem(dotted: str) -> str | None:
             guess = f" (did you mean {'.'.join([*parts[:i], near])!r}?)" if near else ""
             return f"unknown trainer field {part!r}{guess}; allowed here: {sorted(fields)}"
         ann = fields[part].annotation
+        section = isinstance(ann, type) and issubclass(ann, BaseModel)
         if i < len(parts) - 1:
-            if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            if not section:
                 return f"{part!r} has no sub-fields"
             node = ann
+        elif section:  # a whole section replaced the trial's lr, warmup and the file's settings
+            own = set(targets().values())  # the registered hyperparameters' (lr...): not these
+            fields = [f"{dotted}.{f}" for f in ann.model_fields if f"{dotted}.{f}" not in own]
+            return (f"{part!r} is a section, not a field: search its fields one by one, such as "
+                    f"{', '.join(fields[:4])}")
     if parts[0] in ("data", "tokens", "seed", "provenance") or dotted in (
         "model.block_size", "model.vocab_size"
     ):

@@ -808,7 +808,9 @@ def optimizer_note(cfg: StudyConfig) -> str | None:
     if not said:
         return None
     named = " and ".join(sorted(n for n in names if n in ("muon", "sgd")))
-    return (f"trainer.optim.name {named}: the priors are scaling laws fitted on AdamW, so their "
+    key = ("search.other.optim.name" if "optim.name" in cfg.search.other  # as the file says it
+           else "trainer.optim.name")
+    return (f"{key} {named}: the priors are scaling laws fitted on AdamW, so their "
             f"centers are a guess here; {'; '.join(said)}")
 
 

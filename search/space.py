@@ -276,13 +276,16 @@ def config_problems(e: ValidationError | ValueError) -> list[str]:
 
 def _values_to_try(dist: BaseDistribution) -> list[Any]:
     """The values of a ``search.other`` dimension worth trying: every choice, every integer of
-    a short range, 64 spread over a longer one (n_embd from 16 to 200 met n_head 2 only at its
-    even ends), the ends and the middle of a float range."""
+    a short range; of a longer one its first 16 (every remainder of a division by up to 16, as
+    n_head divides n_embd) and 48 spread over it (n_embd from 16 to 200 met n_head 2 only at
+    its even ends; 64 spread over 16 to 142 were all even); the ends and the middle of a float
+    range."""
     if isinstance(dist, CategoricalDistribution):
         return list(dist.choices)
     if isinstance(dist, IntDistribution):
         n = (dist.high - dist.low) // dist.step
-        picks = range(n + 1) if n < 64 else sorted({round(i * n / 63) for i in range(64)})
+        picks = (range(n + 1) if n < 64 else
+                 sorted(set(range(16)) | {round(i * n / 47) for i in range(48)}))
         return [dist.low + k * dist.step for k in picks]
     return [dist.low, (dist.low + dist.high) / 2, dist.high]
 

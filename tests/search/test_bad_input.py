@@ -77,6 +77,11 @@ CASES = [
      "search.other.model.n_layr: unknown trainer field 'n_layr' (did you mean 'model.n_layer'?)"),
     ("searching a data field", "search.other", {"data.path": {"choices": ["a", "b"]}},
      "set by the study itself"),
+    # Accepted, and each trial trained with the section it drew in place of its lr and warmup.
+    ("searching a whole section", "search.other",
+     {"optim": {"choices": [{"name": "sgd"}, {"name": "adamw"}]}},
+     "search.other.optim: 'optim' is a section, not a field: search its fields one by one, such "
+     "as optim.name, optim.beta1"),
     ("fixing a trial's run folder", "search.other", {"out_dir": {"value": "shared"}},
      "search.other.out_dir: this field is set for each trial by the study (trials keep no run "
      "folder; the storage holds their results) and cannot be searched"),

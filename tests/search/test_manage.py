@@ -1001,8 +1001,9 @@ def test_a_study_that_trains_with_sgd_or_muon_or_on_mps_here_is_told_what_that_m
             "in every trial") in " ".join(plan_notes(muon))
     raw = tiny_study(tmp_path, shakespeare)
     raw["search"]["other"] = {"optim.name": {"choices": ["adamw", "sgd"]}}
-    assert ("trainer.optim.name sgd: the priors are scaling laws fitted on AdamW, so their centers "
-            "are a guess here; under sgd, weight decay is torch's L2 penalty") in " ".join(
+    # Named as the file searches it (it said trainer.optim.name, which the file left at adamw).
+    assert ("search.other.optim.name sgd: the priors are scaling laws fitted on AdamW, so their "
+            "centers are a guess here; under sgd, weight decay is torch's L2 penalty") in " ".join(
         plan_notes(validate_study(raw)))
     assert not [n for n in plan_notes(validate_study(tiny_study(tmp_path, shakespeare)))
                 if "fitted on AdamW" in n]

@@ -466,9 +466,14 @@ def test_values_of_a_long_integer_range_that_cannot_train_are_found_before_a_tri
     cfg = study_cfg(search={"other": {"model.n_embd": {"low": 16, "high": 200}}})
     dims, fixed = build_space(cfg, PRIORS)
     [problem] = space_problems(cfg, dims, fixed)
-    assert problem.startswith("search.other: 32 of the 64 combinations of values tried make a "
-                              "trial config no run can train: model.n_embd=19 (model: n_head "
+    assert problem.startswith("search.other: 32 of the 60 combinations of values tried make a "
+                              "trial config no run can train: model.n_embd=17 (model: n_head "
                               "must divide n_embd")
+    # 16 to 142: 64 values spread over it were all even, and validate said ok.
+    cfg = study_cfg(search={"other": {"model.n_embd": {"low": 16, "high": 142}}})
+    assert space_problems(cfg, *build_space(cfg, PRIORS))[0].startswith(
+        "search.other: 28 of the 58 combinations of values tried make a trial config no run can "
+        "train: model.n_embd=17")
     cfg = study_cfg(search={"other": {"model.n_layer": {"low": 1, "high": 200}}})
     assert space_problems(cfg, *build_space(cfg, PRIORS)) == []
 
