@@ -936,6 +936,25 @@ class StudyConfig(_Strict):
         shared = self.study_dir is None or self._folder_by_default
         return f"sqlite:///{default_database(self.folder, self.name, shared).resolve()}"
 
+    def fixed_field(self, dotted: str) -> Any:
+        """The value every trial trains with at the trainer field ``dotted`` (model.n_embd,
+        optim.beta2) where no trial draws it: search.other's fixed ``value``, else the file's."""
+        other = self.search.other.get(dotted)
+        if other is not None and other.value is not None:
+            return other.value
+        node: Any = self.model if dotted.startswith("model.") else self.trainer
+        for part in dotted.removeprefix("model.").split("."):
+            node = getattr(node, part)
+        return node
+
+    def largest(self, dotted: str) -> Any:
+        """The largest value trials train with at the numeric trainer field ``dotted``: the top of
+        what search.other searches there, else ``fixed_field``."""
+        other = self.search.other.get(dotted)
+        if other is not None and other.searched:
+            return max(other.choices) if other.choices is not None else other.high
+        return self.fixed_field(dotted)
+
     @property
     def optimizers(self) -> set[str]:
         """The optimizers the trials train with: trainer.optim.name, or those search.other

@@ -838,11 +838,16 @@ def _storage_state(cfg: StudyConfig, stored: list[Any] | None, repeat_best: int 
 
 def _budget(cfg: StudyConfig, priors: Priors) -> str:
     n = int(dict(priors.context)["non_embedding_params"])
+    # The largest model searched (search.other's model.n_layer, model.n_embd): "at most" was
+    # counted at the file's, and the run trained twice that.
+    top = laws.non_embedding_params(int(cfg.largest("model.n_layer")),
+                                    int(cfg.largest("model.n_embd")))
+    largest = "" if top <= n else ", the largest model searched"
     tokens = cfg.n_trials * cfg.tokens_per_trial
     return (f"{cfg.n_trials} trials x {cfg.tokens_per_trial:,} tokens = {tokens:,} tokens, "
-            f"{laws.flops_6nd(n, tokens):.3g} FLOPs (6ND, N = {n:,} non-embedding params) "
-            "at most, up to one step's tokens more per trial (a trial trains whole steps); "
-            "pruned trials train less")
+            f"{laws.flops_6nd(max(n, top), tokens):.3g} FLOPs (6ND, N = {max(n, top):,} "
+            f"non-embedding params{largest}) at most, up to one step's tokens more per trial "
+            "(a trial trains whole steps); pruned trials train less")
 
 
 # --------------------------------------------------------------------------- studies in a storage

@@ -47,15 +47,17 @@ class Dim:
 
 
 def model_shape(cfg: StudyConfig, vocab_size: int) -> ModelShape:
+    """The model the priors are taken at: the file's, with what search.other fixes for every
+    trial (a fixed model.n_embd trained 4x the N the priors and the report counted)."""
     m = cfg.model
     return ModelShape(
-        n_layer=m.n_layer,
-        n_head=m.n_head,
-        n_embd=m.n_embd,
+        n_layer=cfg.fixed_field("model.n_layer"),
+        n_head=cfg.fixed_field("model.n_head"),
+        n_embd=cfg.fixed_field("model.n_embd"),
         block_size=m.block_size,
         vocab_size=m.vocab_size or vocab_size,
-        tie_weights=m.tie_weights,
-        learned_positions=m.positions == "learned",
+        tie_weights=cfg.fixed_field("model.tie_weights"),
+        learned_positions=cfg.fixed_field("model.positions") == "learned",
     )
 
 
@@ -89,7 +91,7 @@ def _adam_beta2(cfg: StudyConfig) -> float | None:
     """The beta2 of the study's Adam second moment, which sets one of the warmup rules; None
     where every trial trains with SGD, which has none (the rule moved the warmup prior with a
     beta2 the trials never read)."""
-    return None if cfg.optimizers == {"sgd"} else cfg.trainer.optim.beta2
+    return None if cfg.optimizers == {"sgd"} else cfg.fixed_field("optim.beta2")
 
 
 def plain(value: Any) -> str:

@@ -61,8 +61,8 @@ def token_budget(t: FrozenTrial, cfg: StudyConfig) -> int:
 
 def non_embedding_params(t: FrozenTrial, cfg: StudyConfig) -> int:
     """N = 12 * n_layer * n_embd^2 of this trial's model (a study may search model.n_embd)."""
-    n_layer = int(t.params.get("model.n_layer", cfg.model.n_layer))
-    n_embd = int(t.params.get("model.n_embd", cfg.model.n_embd))
+    n_layer = int(t.params.get("model.n_layer", cfg.fixed_field("model.n_layer")))
+    n_embd = int(t.params.get("model.n_embd", cfg.fixed_field("model.n_embd")))
     return laws.non_embedding_params(n_layer, n_embd)
 
 

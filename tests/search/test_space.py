@@ -632,6 +632,33 @@ def test_the_warmup_prior_of_sgd_trials_leaves_out_adams_rule():
     assert mixed.sources[0].law == "Ma & Yarats 2/(1-beta2)"
 
 
+def test_fields_search_other_fixes_or_searches_count_in_the_priors_and_the_budget():
+    # model.n_embd fixed at 64 under search.other: every trial trained at 64, and the priors,
+    # the report's N and FLOPs and the warmup's beta2 were the file's (32): 4x too few FLOPs.
+    from types import SimpleNamespace
+
+    from scaletune.heuristics import laws
+    from scaletune.search.manage import _budget
+    from scaletune.search.space import model_shape, study_priors
+    from scaletune.search.summary import non_embedding_params
+
+    fixed = study_cfg(search={"other": {"model.n_embd": {"value": 64},
+                                        "optim.beta2": {"value": 0.5}}})
+    assert model_shape(fixed, 256).n_embd == 64
+    assert study_priors(fixed, 256, None) == study_priors(
+        study_cfg(model={"n_layer": 1, "n_head": 2, "n_embd": 64, "block_size": 32},
+                  trainer={"optim": {"beta2": 0.5}}), 256, None)
+    trial = SimpleNamespace(params={})
+    assert non_embedding_params(trial, fixed) == laws.non_embedding_params(1, 64)
+    # Searched: the plan's "at most" is the largest model's (it was the file's, and a run
+    # trained twice that).
+    searched = study_cfg(search={"other": {"model.n_layer": {"low": 1, "high": 2},
+                                           "model.n_embd": {"choices": [32, 64]}}})
+    said = _budget(searched, study_priors(searched, 256, None))
+    assert f"N = {laws.non_embedding_params(2, 64):,} non-embedding params, the largest model " \
+           "searched) at most" in said, said
+
+
 def test_the_plan_says_when_a_study_ends_inside_its_samplers_start_up():
     from scaletune.search.manage import describe_sampler, plan_notes
 
