@@ -249,6 +249,9 @@ def space_problems(cfg: StudyConfig, dims: list[Dim], fixed: dict[str, Any]) -> 
     base = {d.name: _some_value(d.distribution) for d in dims if d.name not in cfg.search.other}
     base.update(prior_center_params([d for d in dims if d.name not in cfg.search.other]))
     candidates = [[(d.name, v) for v in _values_to_try(d.distribution)] for d in others]
+    if "micro_batch_size" in cfg.search.other:  # it must divide every batch size searched
+        candidates += [[(d.name, v) for v in _values_to_try(d.distribution)]
+                       for d in dims if d.name == "batch_size"]
     if math.prod(len(c) for c in candidates) <= OTHER_COMBINATIONS:
         combos = [dict(c) for c in itertools.product(*candidates)]
     else:

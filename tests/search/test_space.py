@@ -659,6 +659,19 @@ def test_fields_search_other_fixes_or_searches_count_in_the_priors_and_the_budge
            "searched) at most" in said, said
 
 
+def test_a_micro_batch_searched_is_tried_with_every_batch_size_searched():
+    # Tried at the batch of the priors' center alone: validate said ok, and the run stopped at
+    # the first trial that drew batch 6 with micro-batch 4.
+    cfg = study_cfg(search={"batch_size": {"choices": [4, 6]},
+                            "other": {"micro_batch_size": {"choices": [4]}}})
+    [problem] = space_problems(cfg, *build_space(cfg, PRIORS))
+    assert "micro_batch_size=4, batch_size=6 (batch_size must be a multiple of micro_batch_size" \
+        in problem, problem
+    ok = study_cfg(search={"batch_size": {"choices": [4, 8]},
+                           "other": {"micro_batch_size": {"choices": [2, 4]}}})
+    assert space_problems(ok, *build_space(ok, PRIORS)) == []
+
+
 def test_the_plan_says_when_a_study_ends_inside_its_samplers_start_up():
     from scaletune.search.manage import describe_sampler, plan_notes
 
