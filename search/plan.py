@@ -825,6 +825,10 @@ def optim_note(cfg: StudyConfig) -> str | None:
                     if dotted.startswith(f"{section}.")]
         if note := owner.unread_note(prefix, searched):
             notes.append(note)
+        # A field searched that no trial reads: its values train alike (it had no note).
+        notes += [f"search.other.{section}.{field} is read only when {prefix}.{key} is "
+                  f"{' or '.join(readers)} (here {getattr(owner, key)}): its values train alike"
+                  for field, key, readers in owner.unread(searched) if field in searched]
     return "; ".join(notes) or None
 
 

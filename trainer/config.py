@@ -105,17 +105,19 @@ class _SomeFieldsRead(_Strict):
         values may read them."""
         unread = [f"{prefix}.{field} is read only when {prefix}.{key} is {' or '.join(readers)}"
                   f" (here {getattr(self, key)})"
-                  for field, key, readers in self._unread(searched)
+                  for field, key, readers in self.unread(searched)
                   if field in self.model_fields_set]
         return f"{'; '.join(unread)}: not used" if unread else None
 
     def unread_defaults(self) -> list[str]:
         """The fields that this section does not read as it is set and that hold their
         defaults: what a written config may leave out without changing what it loads as."""
-        return [field for field, _, _ in self._unread()
+        return [field for field, _, _ in self.unread()
                 if getattr(self, field) == type(self).model_fields[field].default]
 
-    def _unread(self, searched: Sequence[str] = ()) -> list[tuple[str, str, tuple[str, ...]]]:
+    def unread(self, searched: Sequence[str] = ()) -> list[tuple[str, str, tuple[str, ...]]]:
+        """(field, the key that decides whether it is read, the values that read it) of each
+        field this section does not read as it is set, ``searched`` keys aside."""
         return [(field, key, readers) for field, (key, readers) in self.READ_ONLY_BY.items()
                 if key not in searched and getattr(self, key) not in readers]
 

@@ -987,6 +987,20 @@ def test_optimizer_fields_that_the_optimizer_or_schedule_does_not_read_are_noted
                              "learned): not used"]
 
 
+def test_a_field_searched_that_no_trial_reads_is_noted(tmp_path, shakespeare):
+    # Set in the file it had a note; searched, the trials spent a dimension on it without one.
+    raw = tiny_study(tmp_path, shakespeare)
+    raw["search"]["other"] = {"optim.muon_lr": {"low": 0.01, "high": 0.1},
+                              "model.rope_theta": {"low": 1000, "high": 100000, "log": True}}
+    said = " ".join(plan_notes(validate_study(raw)))
+    assert ("search.other.model.rope_theta is read only when model.positions is rope (here "
+            "learned): its values train alike") in said, said
+    assert ("search.other.optim.muon_lr is read only when trainer.optim.name is muon (here "
+            "adamw): its values train alike") in said, said
+    raw["search"]["other"]["optim.name"] = {"choices": ["adamw", "muon"]}  # then some read it
+    assert "muon_lr is read only" not in " ".join(plan_notes(validate_study(raw)))
+
+
 def test_a_study_that_trains_with_sgd_or_muon_or_on_mps_here_is_told_what_that_means(
         tmp_path, shakespeare):
     from scaletune.search.runner import preflight
