@@ -53,6 +53,7 @@ from scaletune.search.plan import (
     changed_studies,
     elsewhere_note,
     failed_for_good,
+    memory_problem,
     mps_problem,
     n_done,
     n_finished,
@@ -442,10 +443,13 @@ def plan_problems(cfg: StudyConfig, dims: list | None = None,
     change = None if storage else stored_change(cfg)
     # A vocabulary below a tokenizer's size known offline (the run finds the others' once it
     # loads them).
-    small = vocab_problem(cfg.model.vocab_size, known_vocab_size(cfg.data.tokenizer),
-                          cfg.data.tokenizer, "trial")
+    vocab = known_vocab_size(cfg.data.tokenizer)
+    small = vocab_problem(cfg.model.vocab_size, vocab, cfg.data.tokenizer, "trial")
+    # A model too big for memory: run refused it once it had prepared the data (validate said
+    # ok); its vocabulary, where not known offline, counted as bytes'.
+    too_big = memory_problem(cfg, cfg.model.vocab_size or vocab or 256)
     return (storage + data_problems(cfg) + space_problems(cfg, dims, fixed)
-            + ([small] if small else []) + ([change] if change else []))
+            + [p for p in (small, too_big, change) if p])
 
 
 def ladder_problems(ladder: Any) -> list[str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -52,6 +53,7 @@ from scaletune.search.space import (
     Dim,
     build_space,
     config_problems,
+    model_shape,
     prior_center_params,
     space_problems,
     study_priors,
@@ -112,14 +114,8 @@ class SearchPlan:
         if small := vocab_problem(cfg.model.vocab_size, self.data.vocab_size,
                                   cfg.data.tokenizer, "trial"):
             errors.append(small)
-        params = dict(self.priors.context).get("total_params", 0)
-        need = TRAINING_BYTES_PER_PARAM * params
-        room = _memory_for_a_trial(cfg)
-        if room is not None and need > room[0]:
-            errors.append(
-                f"model: {params:,.0f} parameters need at least {need / 2**30:,.1f} GiB to train "
-                f"(weights, gradients and AdamW state in float32, before activations), more "
-                f"than {room[1]}: make the model smaller")
+        if too_big := memory_problem(cfg, self.data.vocab_size):
+            errors.append(too_big)
         return errors
 
     @property
@@ -503,6 +499,25 @@ class TrialRun:
              count_attempt: bool = True) -> bool:
         """Mark the trial FAIL with ``reason``; queue its params again if retries remain."""
         return fail_and_retry(study, self.trial, reason, max_retries, count_attempt)
+
+
+def memory_problem(cfg: StudyConfig, vocab_size: int) -> str | None:
+    """Why the largest model a trial may train (search.other's model.n_layer and model.n_embd at
+    their top) cannot fit in memory, else None. A searched one was not checked: its trial
+    started, and took memory until the machine had none."""
+    shape = dataclasses.replace(model_shape(cfg, vocab_size),
+                                n_layer=int(cfg.largest("model.n_layer")),
+                                n_embd=int(cfg.largest("model.n_embd")))
+    params = shape.total_params
+    need = TRAINING_BYTES_PER_PARAM * params
+    room = _memory_for_a_trial(cfg)
+    if room is None or need <= room[0]:
+        return None
+    searched = (" (the largest model searched)" if {"model.n_layer", "model.n_embd"}
+                & {k for k, p in cfg.search.other.items() if p.searched} else "")
+    return (f"model: {params:,.0f} parameters{searched} need at least {need / 2**30:,.1f} GiB to "
+            "train (weights, gradients and AdamW state in float32, before activations), more "
+            f"than {room[1]}: make the model smaller")
 
 
 def _memory_for_a_trial(cfg: StudyConfig) -> tuple[float, str] | None:
