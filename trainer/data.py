@@ -675,9 +675,7 @@ def _hf_documents(cfg: DataConfig) -> list[str]:
     data files) are converted to Arrow in a folder of the token cache, removed once their text
     is read: `datasets` kept a copy of the corpus in its own cache (~/.cache/huggingface) for
     every state of the files, which the token cache makes needless."""
-    folder = os.path.expanduser(cfg.dataset or "")
-    files = os.path.isdir(folder) and not saved_dataset(folder)
-    if cfg.dataset not in LOCAL_BUILDERS and not files:
+    if cfg.dataset not in LOCAL_BUILDERS and _files_folder(cfg) is None:
         return _read_hf(cfg)
     with tempfile.TemporaryDirectory(prefix="datasets-", dir=cache_dir(cfg)) as arrow:
         return _read_hf(cfg, arrow)
@@ -755,8 +753,7 @@ def _text_builder(cfg: DataConfig) -> bool:
     dropped)."""
     if cfg.dataset == "text":
         return True
-    folder = os.path.expanduser(cfg.dataset or "")
-    if cfg.dataset in LOCAL_BUILDERS or not os.path.isdir(folder) or saved_dataset(folder):
+    if (folder := _files_folder(cfg)) is None:
         return False
     from datasets.load import dataset_module_factory
 
@@ -765,6 +762,16 @@ def _text_builder(cfg: DataConfig) -> bool:
     except Exception:  # noqa: BLE001 - load_dataset says why it cannot read the folder
         return False
     return module.rsplit(".", 1)[-1] == "text"
+
+
+def _files_folder(cfg: DataConfig) -> str | None:
+    """The local folder of data files that ``data.dataset`` names (a folder `datasets` reads by
+    its files' suffixes), else None: a builder's name, a hub id, a folder saved with
+    ``save_to_disk``."""
+    folder = os.path.expanduser(cfg.dataset or "")
+    if cfg.dataset in LOCAL_BUILDERS or not os.path.isdir(folder) or saved_dataset(folder):
+        return None
+    return folder
 
 
 def saved_dataset(dataset: str | None) -> str | None:
