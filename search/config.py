@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -38,6 +37,7 @@ from scaletune.trainer.config import (
     DataConfig,
     ModelConfig,
     Number,
+    NumbersNotBools,
     Tokens,
     TokensOrZero,
     TrainConfig,
@@ -59,7 +59,7 @@ SEEDS = 2**32
 """Seeds run from 0 to SEEDS - 1: what numpy's generators, and so Optuna's samplers, take."""
 
 
-class _Strict(BaseModel):
+class _Strict(NumbersNotBools):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, populate_by_name=True)
 
 

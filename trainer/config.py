@@ -80,13 +80,45 @@ def whole_count(value: Any) -> int | None:
     return int(value) if math.isfinite(value) and value >= 1 and float(value).is_integer() else None
 
 
-Tokens = Annotated[int, BeforeValidator(parse_count), Field(ge=1)]
+def not_a_bool(value: Any) -> Any:
+    """A YAML true or false where a field holds numbers is an error: pydantic's lax mode read it
+    as 1 or 0 (``n_layer: true`` trained one layer, ``grad_clip: true`` clipped at 1)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {str(value).lower()}")
+    return value
+
+
+def holds_numbers_only(annotation: Any) -> bool:
+    """Whether a field of this type holds numbers and nothing else (int, float, either or None):
+    where ``not_a_bool`` applies."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    kinds = set(get_args(annotation) or (annotation,)) - {type(None)}
+    return bool(kinds) and kinds <= {int, float}
+
+
+Tokens = Annotated[int, BeforeValidator(parse_count), BeforeValidator(not_a_bool), Field(ge=1)]
 """A count of tokens >= 1, written as 2e6, 2_000_000, 2000000 or 2M."""
-TokensOrZero = Annotated[int, BeforeValidator(parse_count), Field(ge=0)]
-Number = Annotated[int | float, BeforeValidator(parse_number)]
+TokensOrZero = Annotated[int, BeforeValidator(parse_count), BeforeValidator(not_a_bool),
+                         Field(ge=0)]
+Number = Annotated[int | float, BeforeValidator(parse_number), BeforeValidator(not_a_bool)]
 
 
-class _Strict(BaseModel):
+class NumbersNotBools(BaseModel):
+    """A schema whose fields of numbers refuse a YAML true or false (``not_a_bool``)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                value = data.get(field.alias or name, data.get(name))
+                if isinstance(value, bool) and holds_numbers_only(field.annotation):
+                    raise ValueError(f"{name}: expected a number, got {str(value).lower()}")
+        return data
+
+
+class _Strict(NumbersNotBools):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
 
 
