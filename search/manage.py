@@ -72,6 +72,7 @@ from scaletune.search.space import (
     build_space,
     centers_outside,
     fixed_values,
+    largest_shape,
     plain,
     planning_priors,
     prior_center_params,
@@ -99,6 +100,7 @@ from scaletune.search.summary import DERIVED, at_edges, diverged, state_words
 from scaletune.search.tracking import tracker_problems
 from scaletune.trainer.console import make_console
 from scaletune.trainer.data import (
+    BYTE_VOCAB,
     cache_dir,
     column_problem,
     download_notes,
@@ -844,8 +846,7 @@ def _budget(cfg: StudyConfig, priors: Priors) -> str:
     n = int(dict(priors.context)["non_embedding_params"])
     # The largest model searched (search.other's model.n_layer, model.n_embd): "at most" was
     # counted at the file's, and the run trained twice that.
-    top = laws.non_embedding_params(int(cfg.largest("model.n_layer")),
-                                    int(cfg.largest("model.n_embd")))
+    top = largest_shape(cfg, BYTE_VOCAB).non_embedding_params  # no vocabulary in N
     largest = "" if top <= n else ", the largest model searched"
     tokens = cfg.n_trials * cfg.tokens_per_trial
     return (f"{cfg.n_trials} trials x {cfg.tokens_per_trial:,} tokens = {tokens:,} tokens, "

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import json
 import math
 import os
@@ -53,7 +52,7 @@ from scaletune.search.space import (
     Dim,
     build_space,
     config_problems,
-    model_shape,
+    largest_shape,
     prior_center_params,
     space_problems,
     study_priors,
@@ -505,10 +504,7 @@ def memory_problem(cfg: StudyConfig, vocab_size: int) -> str | None:
     """Why the largest model a trial may train (search.other's model.n_layer and model.n_embd at
     their top) cannot fit in memory, else None. A searched one was not checked: its trial
     started, and took memory until the machine had none."""
-    shape = dataclasses.replace(model_shape(cfg, vocab_size),
-                                n_layer=int(cfg.largest("model.n_layer")),
-                                n_embd=int(cfg.largest("model.n_embd")))
-    params = shape.total_params
+    params = largest_shape(cfg, vocab_size).total_params
     need = TRAINING_BYTES_PER_PARAM * params
     room = _memory_for_a_trial(cfg)
     if room is None or need <= room[0]:

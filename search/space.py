@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import warnings
@@ -59,6 +60,14 @@ def model_shape(cfg: StudyConfig, vocab_size: int) -> ModelShape:
         tie_weights=cfg.fixed_field("model.tie_weights"),
         learned_positions=cfg.fixed_field("model.positions") == "learned",
     )
+
+
+def largest_shape(cfg: StudyConfig, vocab_size: int) -> ModelShape:
+    """The largest model a trial may train: ``model_shape`` with search.other's model.n_layer
+    and model.n_embd at their top (``StudyConfig.largest``)."""
+    return dataclasses.replace(model_shape(cfg, vocab_size),
+                               n_layer=int(cfg.largest("model.n_layer")),
+                               n_embd=int(cfg.largest("model.n_embd")))
 
 
 def study_priors(
