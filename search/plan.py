@@ -47,6 +47,7 @@ from scaletune.search.config import (
 from scaletune.search.dashboard import study_note, trial_note, write_first_note, write_note
 from scaletune.search.lease import DriverLease
 from scaletune.search.noise import REPEAT_OF, TRAIN_SEED
+from scaletune.search.pruners import UNJUDGED_STEP
 from scaletune.search.samplers import make_sampler
 from scaletune.search.space import (
     Dim,
@@ -409,6 +410,10 @@ class TrialRun:
     seeds only if it runs to the end (its curve is still reported)."""
     last_step: int = -1
     """The last grid point reported; a later report at the same point is not reported again."""
+    unjudged_step: int | None = None
+    """The grid point of the trainer's last evaluation, when it was reported and the pruner not
+    asked (its tokens reached the budget): recorded as user attr ``UNJUDGED_STEP`` so that a
+    replay of the pruner (search.pruners.replay) does not ask there either."""
     extra: dict[str, Any] = field(default_factory=dict)
     """What the caller keeps with the trial (the runner: its Ray task)."""
 
@@ -427,6 +432,8 @@ class TrialRun:
             return "continue"
         self.trial.report(value, step)
         self.last_step = step
+        if tokens >= self.config.tokens:
+            self.unjudged_step = step
         if not self.prunable or tokens >= self.config.tokens:
             # The trainer's last evaluation (its steps overshoot the budget): nothing is left to
             # save, and a "prune" there would be ignored while the pruner recorded a stop on a
@@ -467,6 +474,8 @@ class TrialRun:
                 trial.set_user_attr(key, result[key])
         if result.get("grad_norm"):
             trial.set_user_attr("grad_norm", result["grad_norm"])
+        if self.unjudged_step is not None:
+            trial.set_user_attr(UNJUDGED_STEP, self.unjudged_step)
         if result.get("ended_at") is not None:  # datetime_complete is the driver's tell
             trial.set_user_attr("worker_ended_at", result["ended_at"])
         known = trial.user_attrs  # the worker's "started" message may come after its end

@@ -50,6 +50,10 @@ from scaletune.search.config import (
 
 PREDICTION_ATTRS = ("predicted_final_loss", "predicted_final_loss_low",
                     "predicted_final_loss_high", "predicted_at_tokens")
+UNJUDGED_STEP = "final_eval_step"
+"""User attr of a trial: the grid point its last evaluation was stored at, where that evaluation
+reached the budget and the driver asked no pruner (search.plan.TrialRun.report). With a budget
+off the grid it is a grid point below the budget, which a replay would otherwise ask about."""
 STOPPED_AGAINST = ("stopped_against_best", "stopped_with_noise_floor")
 """User attrs of a trial PredictedFinalPruner stopped: the k-th best final loss of the complete
 trials then, and the noise floor in force (the stop: low end > best x (1 + floor))."""
@@ -584,8 +588,9 @@ def replay(pruner: BasePruner, trials: Sequence[FrozenTrial],
     the trial reports its intermediate values step by step and asks ``should_prune()`` after
     each but the one at the trial's ``budget`` of tokens, which the driver does not ask about
     (search.plan.TrialRun.report; without a budget, the last one). A budget off the evaluation
-    grid stores no point at it (its last evaluation falls on a grid point reported before), and
-    the driver asks, and acts, at every point stored. So any Optuna pruner (median, successive
+    grid stores the evaluation that reached it at the grid point below: the trial's user attr
+    ``UNJUDGED_STEP`` names that point, which is not asked about either (a study from before
+    that attr: every point below the budget is). So any Optuna pruner (median, successive
     halving, hyperband, Wilcoxon, this one)
     decides by its own logic on what the trials before it showed. A stopped trial is told
     PRUNED, the others COMPLETE with their final loss. Trials run one after another here,
@@ -612,9 +617,11 @@ def _replay(pruner: BasePruner, trials: Sequence[FrozenTrial],
         trial = study.ask(original.distributions)
         stopped_at = None
         curve = sorted(original.intermediate_values.items())
+        unjudged = original.user_attrs.get(UNJUDGED_STEP)
         for i, (step, value) in enumerate(curve):
             trial.report(value, step)
-            asked = step < budget if budget is not None else i < len(curve) - 1
+            asked = (step < budget and step != unjudged if budget is not None
+                     else i < len(curve) - 1)
             if asked and trial.should_prune():
                 stopped_at = step
                 break

@@ -75,7 +75,7 @@ from scaletune.search import hparams
 from scaletune.search.config import MedianPrunerConfig, Param, StudyConfig
 from scaletune.search.noise import REPEAT_OF, TRAIN_SEED, floor_of, measured_floor, seed_groups
 from scaletune.search.plan import as_launched
-from scaletune.search.pruners import PREDICTION_ATTRS, audit, replay, shuffled
+from scaletune.search.pruners import PREDICTION_ATTRS, STOPPED_AGAINST, audit, replay, shuffled
 from scaletune.search.studies import left_running, open_study, running_note
 from scaletune.search.summary import (
     DERIVED,
@@ -311,7 +311,8 @@ def pruner_audit(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
                 "with_false_prune": sum(r["false_prunes"] > 0 for r in runs),
             }
     predictions = [
-        {"number": t.number, **{k: t.user_attrs[k] for k in PREDICTION_ATTRS}}
+        {"number": t.number, **{k: t.user_attrs[k] for k in PREDICTION_ATTRS},
+         **{k: t.user_attrs[k] for k in STOPPED_AGAINST if k in t.user_attrs}}
         for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
         if PREDICTION_ATTRS[0] in t.user_attrs
     ]
@@ -1102,6 +1103,15 @@ SHOWN_PREDICTIONS = 10
 """Pruned trials whose prediction the summary shows; trials.csv has them all."""
 
 
+def _held_against(prediction: dict[str, Any]) -> str:
+    """What a prediction was held against when it stopped its trial (a trial stopped before
+    the pruner recorded it: nothing)."""
+    best, floor = (prediction.get(k) for k in STOPPED_AGAINST)
+    if best is None or floor is None:
+        return ""
+    return f", its low end above the best {best:.4f} x (1 + noise floor {floor:.1%}) = {best * (1 + floor):.4f}"
+
+
 def audit_rows(audit: dict[str, Any] | None) -> list[tuple[str, str]]:
     """The pruner audit for people: one row per pruner replayed, then the predictions that
     stopped the pruned trials."""
@@ -1134,7 +1144,8 @@ def audit_rows(audit: dict[str, Any] | None) -> list[tuple[str, str]]:
         rows.append(("pruned on prediction" if i == 0 else "",
                      f"trial {p['number']} at {p['predicted_at_tokens']:,} tokens: final loss "
                      f"predicted {p['predicted_final_loss']:.4f} "
-                     f"[{p['predicted_final_loss_low']:.4f}, {p['predicted_final_loss_high']:.4f}]"))
+                     f"[{p['predicted_final_loss_low']:.4f}, {p['predicted_final_loss_high']:.4f}]"
+                     + _held_against(p)))
     more = len(audit["predictions"]) - len(shown)
     if more > 0:
         rows.append(("", f"and {more} more (trials.csv)"))

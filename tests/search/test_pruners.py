@@ -359,6 +359,37 @@ def test_replay_asks_at_every_point_a_budget_off_the_grid_leaves_before_it():
     assert [r.stopped_at for r in replay(median, trials, budget=30_000)] == [None, None, None]
 
 
+def test_replay_asks_the_pruner_where_the_driver_did_and_nowhere_else():
+    # 95,000 tokens evaluated every 10,000 at 16,384 tokens a step: the last evaluation (98,304
+    # tokens) is stored at 90,000 and the driver asks no pruner there; the replay asked, and its
+    # audit counted a stop (and a false prune) the study could never make.
+    from types import SimpleNamespace
+
+    from scaletune.search.plan import TrialRun
+
+    class Asked(optuna.pruners.BasePruner):
+        def __init__(self):
+            self.at: list[int] = []
+
+        def prune(self, study, trial):
+            self.at.append(trial.last_step)
+            return False
+
+    budget, every, per_step = 95_000, 10_000, 16_384
+    live = Asked()
+    study = optuna.create_study(pruner=live)
+    run = TrialRun(study.ask(), {}, SimpleNamespace(tokens=budget), every, "asked")
+    for k in range(1, 7):  # 6 steps, an evaluation at each step that crosses the grid and the last
+        assert run.report(k * per_step, 3.0 - k / 10) == "continue"
+    run.tell(study, {"status": "completed", "final_val_loss": 2.4})
+    trial = study.trials[0]
+    assert sorted(trial.intermediate_values) == [10_000, 30_000, 40_000, 60_000, 80_000, 90_000]
+    assert live.at == [10_000, 30_000, 40_000, 60_000, 80_000]
+    replayed = Asked()
+    assert [r.stopped_at for r in replay(replayed, [trial], budget)] == [None]
+    assert replayed.at == live.at
+
+
 def test_report_audit_counts_the_constructed_study(tmp_path):
     path, cfg = study_file(tmp_path, pruner={"name": "predicted", "n_startup_trials": 3})
     study = make_study(cfg)

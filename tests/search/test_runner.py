@@ -284,6 +284,11 @@ def test_predicted_pruner_stops_a_hopeless_trial_in_a_real_study(tmp_path, shake
     assert slow.user_attrs["predicted_at_tokens"] == stopped_at
     best = min(t.value for t in trials if t.state == TrialState.COMPLETE)
     assert slow.user_attrs["predicted_final_loss_low"] > best * 1.01
+    # The report shows the prediction with what it was held against, as the README says.
+    from scaletune.search.report import audit_rows, pruner_audit
+    shown = [row for _, row in audit_rows(pruner_audit(load(cfg), cfg))
+             if row.startswith(f"trial {slow.number} at")]
+    assert shown == [attrs["prune_reason"].replace("predicted pruner at", f"trial {slow.number} at")]
 
 
 def test_prior_center_is_the_first_trial(tmp_path, shakespeare, local_ray):
