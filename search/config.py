@@ -363,7 +363,11 @@ class SuccessiveHalvingPrunerConfig(_Strict):
     min_resource: Tokens | None = None
     """Tokens of the first rung; default one evaluation interval."""
     reduction_factor: int = Field(3, ge=2)
+    """Each rung keeps about 1 in this many trials and sits this many times further in tokens
+    (Optuna's reduction factor)."""
     min_early_stopping_rate: int = Field(0, ge=0)
+    """Rungs skipped at the start: the first rung sits at min_resource x reduction_factor to
+    this power (Optuna's min_early_stopping_rate)."""
 
     def build(self, study: StudyConfig) -> BasePruner:
         import optuna
@@ -380,6 +384,8 @@ class HyperbandPrunerConfig(_Strict):
     min_resource: Tokens | None = None
     """Tokens of the first rung; default one evaluation interval."""
     reduction_factor: int = Field(3, ge=2)
+    """Each rung of a bracket keeps about 1 in this many trials; it also sets how many brackets
+    run between min_resource and a trial's budget (Optuna's reduction factor)."""
 
     def build(self, study: StudyConfig) -> BasePruner:
         from scaletune.search.pruners import DriverHyperband
@@ -620,6 +626,8 @@ class PatientPrunerConfig(_Strict):
     patience: int = Field(2, ge=0)
     """Evaluations without improvement before the wrapped pruner is asked."""
     min_delta: float = Field(0.0, ge=0)
+    """A loss must fall by more than this to count as an improvement (Optuna's
+    PatientPruner)."""
     wrapped: _Inner | None = None
     """The pruner to consult once patience runs out (none: prune on patience alone)."""
 
@@ -809,6 +817,8 @@ class StudyConfig(_Strict):
     """Study name (letters, digits, _ . -, not starting with a dot, so that '..' cannot put the
     study folder above runs/); also the default study folder name."""
     description: str = ""
+    """Free text for people: the top of the study's note in the dashboard (written when the
+    study is created) and kept in the recorded config; it changes no trial."""
     study_dir: str | None = None
     """Folder for the study's reports and TensorBoard runs, and for its default storage
     (study.db) when set; default runs/<name> beside the study file. A relative path resolves
@@ -966,7 +976,7 @@ class StudyConfig(_Strict):
     def fingerprint(self, leave_out: tuple[str, ...] = NOT_FINGERPRINTED,
                     canonical: bool = True) -> str:
         """Hash of what decides trial results; a resumed study must match it
-        (``fingerprint_matches``). ``canonical``: the search space as ``_canonical_search``
+        (``fingerprint_matches``). ``canonical``: the search space as ``canonical_search``
         writes it (studies recorded before 2026-12-05 hashed it as the file wrote it)."""
         keep = self.model_dump(
             mode="json",
@@ -978,7 +988,7 @@ class StudyConfig(_Strict):
                 if keep[section].get(key) is None:  # as before the key existed: studies resume
                     keep[section].pop(key, None)
         if canonical:
-            keep["search"] = _canonical_search(keep["search"])
+            keep["search"] = canonical_search(keep["search"])
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
     def fingerprint_matches(self, stored: str) -> bool:
@@ -1075,13 +1085,16 @@ def no_batch_sizes(low: float, high: float, micro: int | None) -> str:
             "are searched as powers of two: widen the range, or list the sizes as choices")
 
 
-def _canonical_search(search: dict[str, Any]) -> dict[str, Any]:
+def canonical_search(search: dict[str, Any]) -> dict[str, Any]:
     """A search section (as dumped) as the fingerprint hashes it: numbers that are whole written
     as integers and a ``log`` that says what its key does without it left out, so that a study
     resumes under ``low: 2.0`` where it ran with ``low: 2``, or under ``lr: {..., log: true}``
     where it ran without (both searched the same values before, and were refused as changes)."""
     out = {}
     for name, spec in search.items():
+        if not isinstance(spec, dict):  # a record written otherwise: compared as it is
+            out[name] = spec
+            continue
         if name == "other":
             out[name] = {key: _canonical_param(param, log=False) for key, param in spec.items()}
             continue
@@ -1090,13 +1103,14 @@ def _canonical_search(search: dict[str, Any]) -> dict[str, Any]:
             out[name] = spec
             continue
         # Batch sizes are powers of two, evenly in log, whatever log says (log: false refused).
-        log = None if hp.powers_of_two else hparams.form_for(hp, spec.get("as_")).log
+        form = spec.get("as_", spec.get("as"))  # dumped by name or by alias (a stored record)
+        log = None if hp.powers_of_two else hparams.form_for(hp, form).log
         out[name] = _canonical_param(spec, log)
     return out
 
 
 def _canonical_param(spec: dict[str, Any], log: bool | None) -> dict[str, Any]:
-    """One searched key's dumped Param as ``_canonical_search`` hashes it; ``log``: what the key
+    """One searched key's dumped Param as ``canonical_search`` hashes it; ``log``: what the key
     does without one (None: it ignores it)."""
     def whole(value: Any) -> Any:
         return int(value) if isinstance(value, float) and value.is_integer() else value

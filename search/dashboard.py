@@ -238,7 +238,8 @@ def study_note(cfg: StudyConfig, config: dict[str, Any], priors: Priors) -> str:
     from scaletune.search.plan import OBJECTIVE
     from scaletune.search.space import build_space, searched_ranges
 
-    lines = [
+    lines = [cfg.description.strip(), ""] if cfg.description.strip() else []
+    lines += [
         f"**Objective**: the {OBJECTIVE} after each trial's {cfg.tokens_per_trial:,} "
         "training tokens.",
         "",

@@ -40,6 +40,7 @@ from scaletune.search.config import (
     FINGERPRINTED,
     NOT_FINGERPRINTED,
     StudyConfig,
+    canonical_search,
     holds_study,
     stored_study_attrs,
     stored_trials,
@@ -1022,8 +1023,11 @@ def _changes(stored: dict[str, Any] | None, cfg: StudyConfig, most: int = 6) -> 
     if not isinstance(stored, dict):
         return "a different model, data, trainer, budget or search space"
     keep = cfg.model_dump(mode="json", by_alias=True)
-    old = flat_keys({k: stored.get(k) for k in FINGERPRINTED})
-    new = flat_keys({k: keep.get(k) for k in FINGERPRINTED})
+    # The search spaces as the fingerprint compares them: `log: true` on lr, which changes
+    # nothing, is not named as a change.
+    old, new = ({k: (canonical_search(d[k]) if k == "search" and isinstance(d.get(k), dict)
+                     else d.get(k)) for k in FINGERPRINTED} for d in (stored, keep))
+    old, new = flat_keys(old), flat_keys(new)
     changed = [f"{k}: {_short(old.get(k))} -> {_short(new.get(k))}"
                for k in sorted((old.keys() | new.keys()) - set(NOT_FINGERPRINTED))
                if old.get(k) != new.get(k)]

@@ -272,8 +272,10 @@ def shown(url: str, study: optuna.Study) -> dict:
 
 
 def test_the_study_note_says_the_step_axis_is_tokens_seen(tmp_path, shakespeare):
-    url, study = opened(tmp_path, shakespeare)
+    url, study = opened(tmp_path, shakespeare, description="Baseline for the 4-layer model.\n")
     note = shown(url, study)["note"]["body"]
+    # Rule: the study file's description heads the note (it was accepted and shown nowhere).
+    assert note.startswith("Baseline for the 4-layer model.\n\n**Objective**")
     # Rule: the dashboard titles the intermediate values' x axis "Step"; the study's note, on
     # its page, says a step is tokens seen, on the study's grid.
     assert "the x axis, which the dashboard calls *Step*, is **tokens seen**" in note
