@@ -346,6 +346,8 @@ def _near(path: Path) -> Path:
 
 
 def _short_tokens(n: int) -> str:
-    """A token count as the CLI takes it: ``3e6``, ``1.64e6``."""
+    """A token count as the CLI takes it: ``3e6``, ``1.64e6``; ``81_920`` where three digits
+    would round it (the horizon rules scale with the exact ratio)."""
     mantissa, exponent = f"{n:.2e}".split("e")
-    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+    short = f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+    return short if float(short) == n else f"{n:_}"

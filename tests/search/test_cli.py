@@ -312,6 +312,10 @@ def test_a_study_ends_with_a_summary_through_a_pipe(tmp_path, shakespeare):
     assert f"scaletune dashboard {path}" in out
     assert f"scaletune report {path} -o {cfg.folder / 'report'}" in out
     assert f"scaletune export {path} --tokens " in out
+    # Rule: the export it suggests carries exactly 10x a trial's tokens (8.19e4 was 9.9976x).
+    from scaletune.trainer.config import whole_count
+    suggested = re.search(r"scaletune export \S+ --tokens (\S+)", out).group(1)
+    assert whole_count(suggested) == 10 * cfg.tokens_per_trial, suggested
     assert not re.search(r"\d\.\d{8,}", out), out
 
 
