@@ -1,6 +1,7 @@
 """Optuna's own contract tests for third-party samplers (``optuna.testing.pytest_samplers``), run
-on every sampler a study can get: PriorSampler around each base the schema offers, and each bare
-base as ``make_sampler`` builds it for ``seeding: none``. Then a short study per sampler name past
+on every sampler a study can get, as ``make_sampler`` builds it for the study: with ``seeding:
+prior`` (PriorSampler around each base the schema offers, TPE's prior weighting) and with
+``seeding: none``. Then a short study per sampler name past
 its start-up trials, so that a sampler whose package is missing fails here and not in a study."""
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from optuna.trial import TrialState
 
 from scaletune.heuristics.priors import Prior
 from scaletune.search.config import SamplerConfig
-from scaletune.search.samplers import PriorSampler, PriorWeightedTPESampler, make_sampler
+from scaletune.search.samplers import make_sampler
 from scaletune.search.space import build_space, suggest
 from tests.search.test_space import PRIORS, study_cfg
 
@@ -53,22 +54,24 @@ def _sampler(name: str, n_startup: int) -> dict:
 
 
 def _build(name: str, wrapped: str | None, n_startup: int) -> optuna.samplers.BaseSampler:
-    """The base ``make_sampler`` builds for ``name``, wrapped in PriorSampler with natural or log
-    priors, or bare (``wrapped=None``). "pibo-natural" and "pibo-log": the prior-weighted TPE
-    that ``seeding: prior`` gives a tpe study, inside PriorSampler, with those priors."""
-    if wrapped is not None and wrapped.startswith("pibo-"):
-        priors = _priors(log=wrapped == "pibo-log")
-        base = PriorWeightedTPESampler(priors, 10.0, n_startup_trials=n_startup, seed=0)
-        return PriorSampler(base, priors, n_startup_trials=n_startup, seed=1)
-    cfg = study_cfg(seeding="none", sampler=_sampler(name, n_startup))
-    base = make_sampler(cfg, {})
+    """The sampler ``make_sampler`` builds for a study of sampler ``name``, as the study gets it:
+    with ``seeding: prior`` and natural or log priors ("pibo-natural", "pibo-log": tpe with its
+    prior weighting, as by default; "natural", "log" on tpe: ``prior_weight: 0``, PriorSampler
+    around Optuna's TPE; on gp and cmaes: PriorSampler counting complete trials, around the base
+    that pruned trials' predictions teach), or bare for ``seeding: none`` (``wrapped=None``)."""
+    section = _sampler(name, n_startup)
     if wrapped is None:
-        return base
-    return PriorSampler(base, _priors(log=wrapped == "log"), n_startup_trials=n_startup, seed=1)
+        return make_sampler(study_cfg(seeding="none", sampler=section), {})
+    if name == "tpe" and not wrapped.startswith("pibo-"):
+        section["prior_weight"] = 0
+    return make_sampler(study_cfg(seeding="prior", sampler=section),
+                        _priors(log=wrapped.endswith("log")))
 
 
 def _cases(names: tuple[str, ...]) -> list:
-    cases = [pytest.param((n, "natural"), id=f"prior-{n}") for n in names]
+    # A random study takes the priors' center as its first trial and no prior after: its
+    # sampler is the bare one.
+    cases = [pytest.param((n, "natural"), id=f"prior-{n}") for n in names if n != "random"]
     if "tpe" in names:
         cases += [pytest.param(("tpe", "log"), id="prior-tpe-log"),
                   pytest.param(("tpe", "pibo-natural"), id="pibo-tpe"),
