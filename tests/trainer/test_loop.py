@@ -387,6 +387,15 @@ def test_label_smoothing_raises_training_loss_only(tiny):
     assert abs(smooth.final_val_loss - plain.final_val_loss) < 0.2
 
 
+def test_label_smoothing_with_a_padded_vocabulary_leaves_no_mass_on_the_padding(tiny):
+    # The smoothed loss left the padding rows untrained (their logits near 0), and the
+    # evaluation, over every logit, gave them mass: 3.79 against 3.49 unpadded, 60 steps.
+    smooth = {"label_smoothing": 0.1}
+    plain = train(tiny(steps=60, optim=smooth)).final_val_loss
+    padded = train(tiny(steps=60, optim=smooth, model={"vocab_size": 320})).final_val_loss
+    assert abs(padded - plain) < 0.05, (padded, plain)
+
+
 def unigram_entropy_nats(data: bytes) -> float:
     counts = Counter(data)
     n = len(data)

@@ -44,17 +44,26 @@ def test_shapes_and_initial_loss(switches):
 
 def test_label_smoothing_spreads_over_the_tokenizers_tokens_only():
     # The rule: smoothing puts eps / V on each of the tokenizer's V tokens, none on the rows
-    # the vocabulary is padded with (no target ever names them).
+    # the vocabulary is padded with (no target ever names them); the softmax is over every
+    # row, padding included, so that training pushes the padding's logits down.
     torch.manual_seed(0)
     model = GPT(small(), vocab_size=100)
     idx, targets = torch.randint(0, 100, (2, 3, 16))
     logits, loss = model(idx, targets, label_smoothing=0.3)
     assert logits.shape[-1] == 128
-    by_hand = F.cross_entropy(logits[..., :100].reshape(-1, 100), targets.reshape(-1),
-                              label_smoothing=0.3)
+    logp = F.log_softmax(logits.reshape(-1, 128), dim=-1)
+    nll = -logp.gather(1, targets.reshape(-1, 1)).squeeze(1)
+    by_hand = (0.7 * nll - 0.3 * logp[:, :100].mean(dim=-1)).mean()
     assert loss.item() == pytest.approx(by_hand.item(), rel=1e-6)
-    padded = F.cross_entropy(logits.reshape(-1, 128), targets.reshape(-1), label_smoothing=0.3)
-    assert abs(loss.item() - padded.item()) > 1e-4
+    for other in (F.cross_entropy(logits.reshape(-1, 128), targets.reshape(-1), label_smoothing=0.3),
+                  F.cross_entropy(logits[..., :100].reshape(-1, 100), targets.reshape(-1),
+                                  label_smoothing=0.3)):
+        assert abs(loss.item() - other.item()) > 1e-4
+    # Without padding it is PyTorch's own smoothed cross-entropy.
+    model = GPT(small(), vocab_size=128)
+    logits, loss = model(idx, targets, label_smoothing=0.3)
+    assert loss.item() == F.cross_entropy(logits.reshape(-1, 128), targets.reshape(-1),
+                                          label_smoothing=0.3).item()
 
 
 @pytest.mark.parametrize("positions", ["learned", "rope"])
