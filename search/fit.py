@@ -239,10 +239,13 @@ def laws_file_problem(path: Path) -> str | None:
     if path.exists():
         try:
             FittedLaws.load(path)
-        except (ValueError, OSError):
-            return (f"{path} holds a file that is not fitted laws, which writing the laws would "
-                    "replace; only laws an earlier fit or ladder wrote are replaced: give "
-                    "another path")
+        except (ValueError, OSError) as e:
+            why = str(e).removeprefix(f"{path}: ").removeprefix(
+                "not a fitted-laws file this scaletune reads: ")
+            return (f"{path} holds a file that is not fitted laws ({why}), which writing the "
+                    "laws would replace; only laws an earlier fit or ladder wrote are replaced: "
+                    "give another path, or delete the file if it is such laws, damaged (a "
+                    "ladder fits them again from its finished rungs)")
     # What validate can tell without making the folder (laws_writable tries it, before a run).
     existing = next(p for p in (path.parent, *path.parent.parents) if p.exists())
     if not existing.is_dir():

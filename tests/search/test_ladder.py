@@ -186,9 +186,20 @@ def test_a_laws_file_that_would_replace_another_file_or_cannot_be_written_is_ref
                     ["ladder", str(path)]):
         assert main(command) == 2, command
         out = " ".join(capsys.readouterr().err.split())
-        assert (f"laws_file: {tmp_path / 'target.yaml'} holds a file that is not fitted laws, "
-                "which writing the laws would replace") in out, out
+        assert (f"laws_file: {tmp_path / 'target.yaml'} holds a file that is not fitted laws "
+                "(Expecting value: line 1 column 1 (char 0)), which writing the laws would "
+                "replace") in out, out
     assert (tmp_path / "target.yaml").read_bytes() == target
+    # Laws cut short (a disk that filled, a copy stopped): the message said only "give another
+    # path", where deleting them lets the ladder fit them again.
+    damaged = ladder_files(tmp_path, shakespeare, laws_file="laws.json")
+    (tmp_path / "laws.json").write_text('{"version": 2, "scale_kind": "tokens", "lr": {')
+    assert main(["validate", str(damaged)]) == 2
+    out = " ".join(capsys.readouterr().err.split())
+    assert ("holds a file that is not fitted laws (Expecting property name enclosed in double "
+            "quotes: line 1 column 47 (char 46))") in out, out
+    assert ("delete the file if it is such laws, damaged (a ladder fits them again from its "
+            "finished rungs)") in out, out
     # A folder that cannot hold the file: refused before the first rung trains, not after the
     # rungs with a traceback.
     blocker = tmp_path / "a-file"
