@@ -201,6 +201,9 @@ class Prior:
     integer: bool = False
     sources: tuple[Source, ...] = ()
     unit: str = ""
+    clipped_from: float | None = None
+    """The center the laws gave, where it lay beyond the bounds scaletune takes as sane for this
+    hyperparameter (a law extrapolated far) and the center is that bound; else None."""
 
     def __post_init__(self) -> None:
         values = {"center": self.center, "low": self.low, "high": self.high, "sigma": self.sigma}
@@ -297,14 +300,15 @@ def _log_prior(
     center_margin: float = 1.0,
 ) -> Prior:
     """A log-normal prior around ``center`` whose range covers every source, within bounds."""
-    center = _clip(center, (bounds[0] * center_margin, bounds[1] / center_margin))
+    given, center = center, _clip(center, (bounds[0] * center_margin, bounds[1] / center_margin))
     if sigma is None:
         sigma = _rms_log10(center, [s.value for s in sources])
     sigma = max(floor, sigma)
     low = min(center * 10.0 ** (-COVER_SIGMAS * sigma), *(s.value for s in sources))
     high = max(center * 10.0 ** (COVER_SIGMAS * sigma), *(s.value for s in sources))
     low, high = _clip(low, bounds), _clip(high, bounds)
-    return Prior(name, center, low, high, log=True, sigma=sigma, sources=tuple(sources), unit=unit)
+    return Prior(name, center, low, high, log=True, sigma=sigma, sources=tuple(sources), unit=unit,
+                 clipped_from=given if center != given else None)
 
 
 def _normal_prior(
@@ -829,6 +833,9 @@ def priors_table(priors: Priors, searched: dict[str, str] | None = None) -> Tabl
         caption.append("* law evaluated outside its fitted range: a prior, not an answer")
     caption += [f"{name}: {FIT_WARNS}{s.note.partition(FIT_WARNS)[2]}"
                 for name, p in priors.as_dict().items() for s in p.sources if FIT_WARNS in s.note]
+    caption += [f"{name}: the laws put the center at {p.clipped_from:.3g}, beyond what scaletune "
+                f"takes as sane; it is held at {p.center:.3g}"
+                for name, p in priors.as_dict().items() if p.clipped_from is not None]
     table = Table(title="Priors from scaling laws", caption="\n".join(caption) or None)
     table.add_column("hyperparameter", style="bold")
     table.add_column("center", justify="right")

@@ -258,6 +258,20 @@ def test_steep_law_from_nearby_scales_keeps_its_constant():
     assert far.extrapolated and math.isfinite(far.value)
     model = ModelShape(n_layer=2, n_head=2, n_embd=32, block_size=32, vocab_size=256)
     assert math.isfinite(priors_for(model, 1e6, fitted=laws).lr.center)
+    # Far out, the center is held at the edge of the sane bounds, and the table says so (the
+    # center shown was the bound, with nothing to tell it from the blend the caption named).
+    from rich.console import Console
+
+    from scaletune.heuristics.priors import priors_table
+
+    p = priors_for(model, 1e7, fitted=laws)
+    assert p.lr.clipped_from is not None and p.lr.clipped_from > 1e10 * p.lr.center
+    console = Console(record=True, width=400)
+    console.print(priors_table(p))
+    said = " ".join(console.export_text().split())
+    assert (f"lr: the laws put the center at {p.lr.clipped_from:.3g}, beyond what scaletune "
+            f"takes as sane; it is held at {p.lr.center:.3g}") in said, said
+    assert priors_for(model, 1e6, fitted=laws).lr.clipped_from is None
 
 
 def version_1_file(tmp_path, coef_key="log10_coef"):
