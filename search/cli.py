@@ -22,6 +22,7 @@ from rich.markup import escape
 
 from scaletune.trainer.console import make_console
 from scaletune.trainer.errors import (
+    DISK_ERRNOS,
     ConfigError,
     DataError,
     ScaletuneError,
@@ -422,7 +423,12 @@ def _output_errors(folder: Path, where: str, what: str) -> Iterator[None]:
         yield
     except OSError as e:
         if not e.filename:
-            raise
+            # A write into a file already open (a full disk): it names no file.
+            if e.errno not in DISK_ERRNOS:
+                raise
+            raise ConfigError(where, [f"cannot write {what} there: {e.strerror or e} "
+                                      f"({folder.resolve()}): free space there, or give a path "
+                                      "on another disk"]) from None
         failed, mine = Path(e.filename).resolve(), folder.resolve()
         if not (failed == mine or failed.parent == mine or failed in mine.parents):
             raise
@@ -753,5 +759,16 @@ def main(argv: list[str] | None = None) -> int:
         return _errors(e)
 
 
+def entry() -> int:
+    """The ``scaletune`` command: ``main``, then a Ctrl-C (or SIGTERM) while the interpreter
+    exits ends the process at once, as the signal does by default. The exit joins the threads a
+    study leaves (the storage thread's last write), and a second, impatient Ctrl-C landing there
+    printed a KeyboardInterrupt traceback from the threading module."""
+    code = main()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

@@ -9,7 +9,6 @@ workers may run on machines that cannot reach the database.
 from __future__ import annotations
 
 import contextlib
-import errno
 import gc
 import math
 import os
@@ -83,6 +82,7 @@ from scaletune.search.tracking import Tracker
 from scaletune.trainer.console import make_console
 from scaletune.trainer.data import prepare_data, unread_note, validation_note
 from scaletune.trainer.errors import (
+    DISK_ERRNOS,
     ConfigError,
     DataError,
     ScaletuneError,
@@ -104,11 +104,50 @@ RETRYABLE = (
 #: for its journal, and every trial adds rows.
 MIN_FREE_BYTES = 50 * 1024**2
 
+STALL_FLOOR_S = 120.0
+"""A running trial silent this long, and STALL_FACTOR times the longest wait between two of its
+reports, is named as perhaps hung (``_Heard``)."""
+STALL_FACTOR = 5.0
+
+
+class _Heard:
+    """When the driver last heard from a running trial, and how long its reports have taken to
+    come: a worker that hangs (a stopped process, a deadlocked collective, a stuck file system)
+    sends nothing and never ends, and the study waited for it without a word."""
+
+    def __init__(self) -> None:
+        self.at = time.monotonic()
+        self.longest = 0.0
+        self.reports = 0
+        self.where = ""
+        self.warned = False
+
+    def heard(self, kind: str, info: Any) -> None:
+        now = time.monotonic()
+        if kind == "started" and isinstance(info, dict):
+            self.where = f" (pid {info.get('pid')} on {info.get('host')})"
+        elif kind == "report":
+            if self.reports:
+                self.longest = max(self.longest, now - self.at)
+            self.reports += 1
+        self.at, self.warned = now, False
+
+    def stalled(self, number: int) -> str | None:
+        """A warning, once, when the trial has been silent far longer than its reports took."""
+        silent = time.monotonic() - self.at
+        if self.warned or not self.reports or silent < max(STALL_FLOOR_S,
+                                                            STALL_FACTOR * self.longest):
+            return None
+        self.warned = True
+        return (f"trial {number} has sent nothing for {silent:.0f} s, where its evaluations "
+                f"came at most {self.longest:.0f} s apart: its worker{self.where} may be hung, "
+                "and the study waits for it. Ctrl-C stops the study and queues its running "
+                "trials again; kill -9 of that process fails the trial (queued again "
+                "while workers.max_retries allow)")
+
 #: What a failed write to the storage raises: SQLite's "database or disk is full" or "readonly
 #: database" (SQLAlchemy errors, wrapped by Optuna on commit), a lost database server.
 STORAGE_ERRORS = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)
-#: OSErrors that mean the disk, not the program: full, over quota, read-only, failing.
-DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG)
 
 
 def preflight(cfg: StudyConfig) -> Any:
@@ -660,6 +699,8 @@ def _drive(
     def serve(messages: list[tuple]) -> None:
         _answer_reports(coordinator, running, progress, messages)
         for msg in messages:  # once answered: logging never keeps a trial waiting
+            if msg[0] in ("report", "started") and msg[1] in running:
+                running[msg[1]].extra["heard"].heard(msg[0], msg[2])
             if msg[0] == "report" and msg[1] in running:
                 tracker.reported(*msg[1:])
             elif msg[0] == "started" and msg[1] in running:
@@ -698,6 +739,7 @@ def _drive(
                 if asking is not None and asking.done():
                     run, asking = asking.result(), None
                     run.extra["ref"] = launch(run, coordinator)
+                    run.extra["heard"] = _Heard()
                     running[run.number] = run
                     progress.started(run.number, run.params)
                     tracker.started(run.trial)
@@ -729,6 +771,9 @@ def _drive(
                     number = next(n for n, r in running.items() if r.extra["ref"] == ref)
                     ended = running.pop(number)
                     ending[number] = (storage(_finish, study, ended, cfg), ended)
+                for number, r in running.items():
+                    if warning := r.extra["heard"].stalled(number):
+                        console.print(warning, style="yellow", markup=False, highlight=False)
                 progress.refresh()
             if failures_in_a_row >= max_consecutive_failures:
                 console.print(f"[red]stopped: {failures_in_a_row} trials failed in a row; "

@@ -15,9 +15,15 @@ They live in trainer/ because it is the bottom layer: search/ and the trainer sh
 
 from __future__ import annotations
 
+import errno
+
 __all__ = ["ConfigError", "DataError", "ScaletuneError", "SetupError", "StorageError",
            "StudyStateError"]
 """The kinds a user catches; scaletune.search and scaletune.trainer export them as their own."""
+
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG)
+"""OSErrors that mean the disk, not the program: full, over quota, read-only, failing. A write
+into a file already open raises them without a file name."""
 
 
 class ScaletuneError(Exception):

@@ -12,6 +12,7 @@ import contextlib
 import importlib.metadata
 import json
 import math
+import os
 import platform
 import subprocess
 import time
@@ -68,10 +69,22 @@ def cpu_name() -> str:
 
 def log_event(out_dir: Path, record: dict[str, Any]) -> None:
     """Append one JSON line to the run's metrics log with a single write, so a killed run leaves
-    whole lines only. A loss or norm that is not finite (a diverged run) is written as null:
+    whole lines only; a write the disk refuses part of is taken back (the OSError names the log). A loss or norm that is not finite (a diverged run) is written as null:
     NaN is not JSON, and other readers (jq, JSON.parse) refused the line."""
-    with open(out_dir / METRICS, "a") as f:
-        f.write(json.dumps(_finite({"time": time.time(), **record})) + "\n")
+    path = out_dir / METRICS
+    data = memoryview((json.dumps(_finite({"time": time.time(), **record})) + "\n").encode())
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        end = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+        except OSError as e:  # a full disk: the line is taken back, and the error names the log
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, end)
+            raise OSError(e.errno, e.strerror, str(path)) from e
+    finally:
+        os.close(fd)
 
 
 def _finite(value: Any) -> Any:
@@ -125,12 +138,16 @@ def earlier_name(path: Path) -> Path:
 def drop_evals_after(out_dir: Path, step: int) -> None:
     """Remove from the metrics log the evaluations after ``step``: a run resumed from its
     checkpoint at ``step`` evaluates them again, and each would be in the log twice. The log is
-    replaced in one rename (a kill leaves the old one or the new one)."""
+    replaced in one rename (a kill leaves the old one or the new one). A last line cut short (a
+    write a full disk refused part of, by a version before log_event took it back) goes too: the
+    next record would be appended to it, and both lost to a reader of JSON lines."""
     path = out_dir / METRICS
     if not path.is_file():
         return
     lines = path.read_text().splitlines(keepends=True)
     kept = [line for line in lines if not _eval_after(line, step)]
+    if kept and not kept[-1].endswith("\n"):
+        kept.pop()
     if len(kept) < len(lines):
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text("".join(kept))

@@ -66,8 +66,12 @@ def run_lock(out_dir: Path | None) -> Iterator[None]:
             raise _busy(out_dir, f.read().strip()) from None
         f.seek(0)
         f.truncate()
-        f.write(f"pid {os.getpid()} on {socket.gethostname()}")
-        f.flush()
+        try:  # unbuffered: a write the disk refused is not tried again when f closes
+            os.write(f.fileno(), f"pid {os.getpid()} on {socket.gethostname()}".encode())
+        except OSError as e:  # a full disk: a write into the open file names no file
+            raise SetupError(f"out_dir {out_dir}: cannot write its run lock {LOCK} "
+                             f"({e.strerror or e}): free space there, or give another "
+                             "out_dir") from None
         try:
             yield
         finally:

@@ -389,3 +389,25 @@ def test_an_export_says_how_to_train_on_one_machine_or_several():
     assert lines[1].endswith("scaletune train 'my runs/final.yaml' --nproc-per-node N")
     assert lines[3].strip() == ("scaletune train 'my runs/final.yaml' --nproc-per-node N --nnodes M "
                                 "--node-rank R --rdzv-endpoint NODE0:29500")
+
+
+def test_a_ctrl_c_after_the_command_is_done_quits_at_once_without_a_traceback(tmp_path):
+    # A second Ctrl-C landed while the interpreter joined the threads a study left (the storage
+    # thread's last write) and printed a KeyboardInterrupt traceback from threading.
+    import signal
+    import subprocess
+
+    code = (
+        "import os, signal, sys, threading, time\n"
+        "from scaletune.search.cli import entry\n"
+        "threading.Thread(target=time.sleep, args=(3,)).start()  # joined at exit\n"
+        f"sys.argv = ['scaletune', 'validate', {str(tmp_path / 'missing.yaml')!r}]\n"
+        "code = entry()\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "time.sleep(1)\n"
+        "sys.exit(code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == -signal.SIGINT, done.stderr
+    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr, done.stderr

@@ -793,6 +793,26 @@ def test_report_and_export_into_a_folder_that_refuses_writes_say_so_in_one_line(
     assert list(locked.iterdir()) == []
 
 
+def test_report_and_export_on_a_full_disk_say_so_in_one_line(finished, tmp_path, capsys):
+    from tests.trainer.test_bad_files import full_disk
+
+    path, cfg, _ = finished
+    full = tmp_path / "full"
+    full.mkdir()
+    with full_disk(full):
+        report = scaletune(capsys, "report", str(path), "-o", str(full / "report"))
+        export = scaletune(capsys, "export", str(path), "-o", str(full / "final.yaml"))
+        left = sorted(p.name for p in full.iterdir())
+    # Both were tracebacks (exit 1): a write into an open file names no file.
+    for (code, out), what, where in ((report, "the report", "report"),
+                                     (export, "the training config", "final.yaml")):
+        assert code == 2, out
+        assert (f"-o {full / where}: cannot write {what} there: No space left on device "
+                f"({full / where if where == 'report' else full}): free space there, or give "
+                "a path on another disk") in out, out
+    assert "final.yaml" not in left  # written whole or not at all
+
+
 def test_ctrl_c_in_a_command_is_one_line_and_the_shells_code(finished, tmp_path, capsys,
                                                              request):
     import signal

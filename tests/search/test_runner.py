@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -618,6 +619,41 @@ def test_reports_are_answered_while_the_driver_asks_for_a_trial(tmp_path, shakes
     # Trial 0's reports were answered while the driver was asking for trial 2.
     assert len(seen) == 1 and seen[0] >= 10, seen
     assert len(study.trials[0].intermediate_values) >= 10
+
+
+@ray.remote(num_cpus=0)
+def _silent_after_reports(number: int, every: int, coordinator, silent: float) -> dict:
+    """A trial that reports three times quickly, then sends nothing for ``silent`` s (a worker
+    stopped, a collective that never returns), then ends."""
+    ray.get(coordinator.started.remote(number, {"pid": 4242, "host": "node-7"}))
+    for k in range(1, 4):
+        ray.get(coordinator.report.remote(number, k * every, 3.0 - 0.01 * k, {}))
+        time.sleep(0.05)
+    time.sleep(silent)
+    return {"status": "completed", "final_val_loss": 2.9, "steps": 3}
+
+
+def test_a_trial_silent_far_longer_than_its_reports_took_is_named(tmp_path, shakespeare,
+                                                                   local_ray, monkeypatch):
+    # A worker stopped with SIGSTOP: the driver waited for it without a word, for ever.
+    from scaletune.search import runner
+
+    local_ray(num_cpus=1)
+    monkeypatch.setattr(runner, "STALL_FLOOR_S", 1.0)
+    cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=2, pruner={"name": "none"}))
+    console = Console(record=True, width=400)
+
+    def launch(run, coordinator):  # trial 0 goes silent for 3 s; trial 1 does not
+        return _silent_after_reports.remote(run.number, cfg.eval_interval, coordinator,
+                                            3.0 if run.number == 0 else 0.0)
+
+    run_study(cfg, console=console, launch=launch)
+    said = " ".join(console.export_text().split())
+    assert said.count("has sent nothing for") == 1, said  # once, for trial 0
+    assert re.search(r"trial 0 has sent nothing for [12] s, where its evaluations came at most "
+                     r"0 s apart: its worker \(pid 4242 on node-7\) may be hung, and the study "
+                     r"waits for it\.", said), said
+    assert [t.state for t in load(cfg).trials] == [TrialState.COMPLETE] * 2
 
 
 def test_a_study_stopped_during_an_ask_queues_the_asked_trial_again(tmp_path, shakespeare,

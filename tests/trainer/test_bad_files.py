@@ -8,6 +8,7 @@ files and checkpoints through ``train_main`` (which prints to stderr), as the co
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import re
@@ -486,6 +487,65 @@ def read_only(folder: Path) -> Iterator[None]:
         yield
     finally:
         subprocess.run(["umount", folder], check=True)
+
+
+@contextlib.contextmanager
+def full_disk(folder: Path) -> Iterator[None]:
+    """``folder`` on a disk with no space left while the block runs: a small tmpfs mounted on
+    it and filled (root only; files can still be created, writes into them fail)."""
+    if os.geteuid() != 0:
+        pytest.skip("a full disk needs a tmpfs mount, which only root may make")
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", folder], check=True,
+                       capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("root without a way to mount a tmpfs here")
+    try:
+        with contextlib.suppress(OSError), open(folder / ".filler", "wb") as f:
+            while True:
+                f.write(b"\0" * 4096)
+                f.flush()
+        yield
+    finally:
+        subprocess.run(["umount", folder], check=True)
+
+
+def test_a_token_cache_on_a_full_disk_names_itself(run_file, capsys):
+    # "data: [Errno 28] No space left on device": a write into the open file names no file.
+    cache = run_file.parent / "cache"  # the file's data.cache_dir
+    cache.mkdir()
+    with full_disk(cache):
+        assert train_main(str(run_file)) == 2
+        out = " ".join(capsys.readouterr().err.split())
+        assert f"data.cache_dir '{cache}': cannot write this data's tokens there (No space left " \
+               "on device)" in out, out
+        assert sorted(p.name for p in cache.iterdir()) == [".filler"]  # nothing half-written
+
+
+def test_a_run_whose_out_dir_is_on_a_full_disk_says_so_and_its_log_keeps_whole_lines(
+        run_file, tmp_path, capsys):
+    from scaletune.trainer.record import drop_evals_after, log_event
+
+    out = tmp_path / "out"  # the file's out_dir
+    out.mkdir()
+    with full_disk(out):
+        # The run lock's write into its open file was a traceback (exit 1).
+        assert train_main(str(run_file)) == 2
+        said = " ".join(capsys.readouterr().err.split())
+        assert (f"out_dir {out}: cannot write its run lock .run.lock (No space left on device): "
+                "free space there, or give another out_dir") in said, said
+        # A record the disk refuses is taken back whole (a log cut at 4,096 bytes mid-line).
+        log = out / METRICS
+        with pytest.raises(OSError, match="No space left") as refused:
+            log_event(out, {"event": "eval", "step": 1, "note": "x" * 100_000})
+        assert refused.value.filename == str(log)
+        assert log.read_bytes() == b""
+    # A log already cut short (by a version before) loses its cut line when the run resumes:
+    # the next record was appended to it, and both were lost to JSON readers.
+    log.write_text('{"event": "eval", "step": 1}\n{"event": "eval", "ste')
+    drop_evals_after(out, step=5)
+    log_event(out, {"event": "eval", "step": 6})
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 6]
 
 
 def test_a_read_only_token_cache_serves_its_tokens_and_names_itself_when_it_cannot(
