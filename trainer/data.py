@@ -732,17 +732,29 @@ def _read_hf(cfg: DataConfig, arrow: str | None = None) -> list[str]:
         raise DataError(_no_column(cfg, columns))
     if saved and cfg.max_documents is not None:
         ds = ds.select(range(min(cfg.max_documents, len(ds))))
+    docs, odd = [], None  # odd: (row, value) of the first value that is no text
     try:
-        docs = [t for t in (texts if streaming else ds[cfg.text_column]) if t]
+        for row, t in enumerate(texts if streaming else ds[cfg.text_column]):
+            if isinstance(t, str):
+                if t:
+                    docs.append(t)
+            elif t is not None and odd is None:  # a 0 or a False too: it was dropped unseen
+                odd = (row, t)
     except UnicodeDecodeError as e:  # pyarrow's JSON reader takes any bytes as a string
         what = (f"{_key(cfg, 'data.data_files')} {cfg.data_files!r}" if cfg.dataset in LOCAL_BUILDERS
                 else f"data.dataset {cfg.dataset!r}")
         raise DataError(f"{what}: its {cfg.text_column!r} column is not UTF-8 text ({e})") \
             from None
-    if odd := next((t for t in docs if not isinstance(t, str)), None):
+    if odd is not None:
+        row, value = odd
+        if docs:  # a column of text with a row that is not
+            raise DataError(
+                f"data.text_column: {cfg.text_column!r} of {_named(cfg)} holds text, but its row "
+                f"{row + 1:,} holds the {type(value).__name__} {repr(value)[:40]}: every value "
+                "must be text (or empty)")
         feature = ds.features.get(cfg.text_column) if getattr(ds, "features", None) else None
-        kind = getattr(feature, "dtype", None) or type(odd).__name__  # int64, dict, list
-        raise DataError(_not_text(cfg, kind, odd, columns))
+        kind = getattr(feature, "dtype", None) or type(value).__name__  # int64, dict, list
+        raise DataError(_not_text(cfg, kind, value, columns))
     return docs
 
 
@@ -836,6 +848,8 @@ def _describe_source(cfg: DataConfig) -> dict[str, Any]:
             desc["folder"] = _local_stats(folder)
             if _text_builder(cfg):  # a new entry: the one before held each line as a document
                 desc["documents"] = "files"
+    if is_tokenizer_file(cfg.tokenizer):  # a new entry: the one before matched special tokens
+        desc["special_tokens"] = "as text"  # written in the text (_encode_with_file)
     return {**desc, "tokenizer": tokenizer_key(cfg.tokenizer)}
 
 
@@ -1157,11 +1171,14 @@ def separator_problem(cfg: DataConfig) -> str | None:
 def _encode_with_file(docs: list[str], tok: Any) -> np.ndarray:
     """Documents through a tokenizer file, joined by its end-of-text token, else by the tokens of
     DOC_SEPARATOR. add_special_tokens=False leaves out the file's post-processor (a BOS/EOS
-    template per text): the join alone marks where documents end, as for tiktoken. Unlike
-    tiktoken's encode_ordinary, the library matches a special token written in the text."""
+    template per text): the join alone marks where documents end, as for tiktoken. A special
+    token's text written in a document (`</s>` in web HTML, a literal `<|endoftext|>`) is text,
+    as tiktoken's encode_ordinary reads it: the library matched it to the special token, a
+    document's end where none was."""
     sep = _separator(tok)
     if not sep and len(docs) > 1:  # a tokenizer that drops whitespace: documents would run on
         raise DataError(NO_SEPARATOR)
+    tok.encode_special_tokens = True
     pieces: list[list[int]] = []
     batch = 256  # documents at a time: an Encoding holds offsets and token strings beside its ids
     for start in range(0, len(docs), batch):

@@ -35,7 +35,14 @@ from scaletune.trainer.checkpoint import (
     save_checkpoint,
 )
 from scaletune.trainer.config import TrainConfig
-from scaletune.trainer.data import TokenData, prepare_data, sample_batch, val_windows, where
+from scaletune.trainer.data import (
+    TokenData,
+    prepare_data,
+    sample_batch,
+    val_windows,
+    validation_note,
+    where,
+)
 from scaletune.trainer.distributed import (
     agree,
     data_parallel,
@@ -211,6 +218,11 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
     run = _set_up(config, resume, data_fingerprint)
     # One run at a time in out_dir (trainer.runlock): a second is refused before it writes.
     with run_lock(run.out_dir if run.lead else None):
+        # A study's driver says it once for all its trials; a run of its own says it here.
+        if (run.lead and data_fingerprint is None
+                and (small := validation_note(config.data, config.model.block_size,
+                                              run.data.n_val_tokens))):
+            print(f"note: {small}", file=sys.stderr, flush=True)
         return _train(config, run, report, resume, interrupt, overwrite, wall_start)
 
 

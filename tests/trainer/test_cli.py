@@ -80,6 +80,22 @@ def test_train_notes_data_fields_its_source_does_not_read(tmp_path, shakespeare,
     assert "note: data.dataset: read only when data.source is 'hf'" in err, err
 
 
+def test_train_notes_a_validation_split_too_small_for_its_windows(tmp_path, shakespeare,
+                                                                   capsys):
+    # A study's run and validate said it; `scaletune train` trained on 70 tokens of validation
+    # for 64 windows of 33 without a word.
+    (tmp_path / "small.txt").write_bytes(shakespeare.read_bytes()[:3_000])
+    path = write(tmp_path, {
+        "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 32},
+        "data": {"source": "text", "path": str(tmp_path / "small.txt"), "val_windows": 64,
+                 "cache_dir": str(tmp_path / "cache")},
+        "batch_size": 4, "tokens": 4 * 4 * 32, "progress": False, "num_threads": 1})
+    assert train_main(str(path)) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("note: data: the validation split holds 300 tokens (val_fraction 0.1 of the data), "
+            "fewer than its 64 windows of block_size + 1 = 33 tokens would cover (2,112)") in err, err
+
+
 def test_validate_refuses_a_vocabulary_smaller_than_the_tokenizers(tmp_path, capsys):
     from scaletune.search.cli import main
 

@@ -440,6 +440,15 @@ def test_hf_json_builder_reads_documents_from_the_text_column(tmp_path, monkeypa
                                                 r"text \(the columns: \['body', 'id', 'meta'\]\)"):
                 read_documents(cfg.model_copy(update={"text_column": column,
                                                       "max_documents": streamed}))
+    # A column of text with a number in one row: the row is named (the whole column was said
+    # to hold numbers), and a 0 or a false there is no longer dropped unseen; empty rows are.
+    for odd, said in (("0", "the int 0"), ("false", "the bool False"), ("42", "the int 42")):
+        path.write_text('{"body": "doc 0"}\n{"body": ""}\n{"body": null}\n'
+                        f'{{"body": {odd}}}\n{{"body": "doc 4"}}\n')
+        with pytest.raises(DataError, match=rf"data.text_column: 'body' of 'json' holds text, but "
+                                            rf"its row 4 holds {said}: every value must be text "
+                                            r"\(or empty\)"):
+            read_documents(cfg.model_copy(update={"max_documents": None}))
 
 
 def test_a_dataset_that_cannot_be_read_says_why(tmp_path, monkeypatch):

@@ -85,6 +85,20 @@ def test_documents_are_joined_by_end_of_text_else_by_a_blank_line(tmp_path, play
     assert plain.decode(all_tokens(data).tolist()) == play[:3000] + "\n\n" + play[3000:6000]
 
 
+def test_a_special_tokens_text_in_a_document_is_text_not_a_documents_end(tmp_path, play):
+    # Web text holds "</s>" and "<|endoftext|>" as text: the library matched them to the special
+    # token, and one document read as two (the same text under tiktoken is ordinary text).
+    literal = " a literal <|endoftext|> in the text "
+    (tmp_path / "a.txt").write_text(play[:3000] + literal)
+    (tmp_path / "b.txt").write_text(play[3000:6000])
+    tok = byte_level_bpe(tmp_path / "eot.json", play)
+    eot = tok.token_to_id("<|endoftext|>")
+    data = prepare_data(text_cfg(tmp_path / "*.txt", tmp_path, tmp_path / "eot.json"), block_size=16)
+    tokens = all_tokens(data).tolist()
+    assert tokens.count(eot) == 1  # the one between the two files
+    assert tok.decode(tokens[:tokens.index(eot)]) == play[:3000] + literal
+
+
 def test_a_tokenizer_that_cannot_mark_where_a_document_ends_is_refused(tmp_path):
     # A tokenizer without an end-of-text token whose pre-tokenizer drops whitespace encodes the
     # blank line that joins documents as nothing: every document ran into the next.
