@@ -462,7 +462,9 @@ def _has_a_complete_trial(ladder: Ladder, rung: Rung) -> None:
         f"rungs: no trial of {rung.cfg.name} completed ({by_state(trials) or 'none ran'}), so "
         f"the laws have no loss at this rung to fit: raise {key} above {rung.cfg.n_trials} and "
         "run the ladder again, which runs only the rung's missing trials; where its trials "
-        "diverged, search lower learning rates (search.lr in the target study)"])
+        "diverged, search lower learning rates (search.lr in the target study) with a new "
+        "name: in the ladder file (its rungs, which trained with the range they had, start "
+        "again then)"])
 
 
 def fit_rungs(ladder: Ladder, rungs: tuple[Rung, ...] | list[Rung]) -> FittedLaws:
@@ -581,7 +583,8 @@ def print_fit(ladder: Ladder, fitted: FittedLaws, console: Console) -> None:
         block = ladder.target.model.block_size
         below = (f" (less than one sequence of {block} tokens: no batch trains that; the "
                  "target's batch is a sequence or more)"
-                 if fit.target == "batch_size" and pred.value < block else "")
+                 # a relative margin: 32 sequences' worth of tokens predicted as 31.999999...
+                 if fit.target == "batch_size" and pred.value < block * (1 - 1e-9) else "")
         console.print(f"    at the target ({ladder.cfg.scale} {scale:,.0f}): {pred.value:.4g} "
                       f"{fit.unit}, {pred.level:.0%} prediction interval [{pred.low:.4g}, "
                       f"{pred.high:.4g}]{below}", highlight=False, markup=False, soft_wrap=True)

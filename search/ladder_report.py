@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from scaletune.heuristics.fit import CarriedFit, FittedLaws, PowerLawFit, ScalePoint
 from scaletune.search.config import PriorsConfig, StudyConfig
-from scaletune.search.fit import scale_points
+from scaletune.search.fit import scale_points, study_scale
 from scaletune.search.ladder import Ladder, finished_trials
 from scaletune.search.report import (
     FIGSIZE,
@@ -50,22 +50,26 @@ def published_center(cfg: StudyConfig, target: str) -> float:
     return prior.center * (cfg.model.block_size if target == "batch_size" else 1)
 
 
-def target_best(ladder: Ladder) -> ScalePoint | None:
-    """The target study's best trial as a point of the laws; None before it finished a trial."""
+def target_best(ladder: Ladder) -> tuple[ScalePoint | None, StudyConfig]:
+    """The target study's best trial as a point of the laws (None before it finished a trial),
+    and the target's config: the one its trials ran with once it has run (the study file may
+    have changed since), else the study file's."""
     if finished_trials(ladder.target) == 0:
-        return None
+        return None, ladder.target
     study, ran_with, _ = open_study(ladder.target, ladder.source)
     try:
-        return scale_points(ran_with, study, ladder.cfg.scale)[0]
+        return scale_points(ran_with, study, ladder.cfg.scale)[0], ran_with
     except ConfigError:  # no complete trial yet
-        return None
+        return None, ran_with
 
 
 def plot_fit(ladder: Ladder, fit: PowerLawFit | CarriedFit, best: ScalePoint | None,
-             out: Path) -> Drawn:
-    """The figure of one fitted law or carried value (see the module)."""
+             out: Path, target: StudyConfig | None = None) -> Drawn:
+    """The figure of one fitted law or carried value (see the module); ``target``: the config
+    the target study ran with (default the ladder's study file), whose scale is the target's."""
     law = isinstance(fit, PowerLawFit)
-    top = ladder.target_scale
+    target = target or ladder.target
+    top = study_scale(target, ladder.cfg.scale)
     xs = [float(x) for x in np.logspace(np.log10(fit.x_min) - 0.05, np.log10(top) + 0.05, 40)]
     line = [fit.predict(x) for x in xs]
     at_target = fit.predict(top)
@@ -89,7 +93,7 @@ def plot_fit(ladder: Ladder, fit: PowerLawFit | CarriedFit, best: ScalePoint | N
                         [r.scale for r in fit.rungs], [r.value for r in fit.rungs],
                         COLOURS["rung"], text=[f"{r.n_trials} near-best trials"
                                                for r in fit.rungs]))
-    cfgs = [r.cfg for r in ladder.rungs] + [ladder.target]
+    cfgs = [r.cfg for r in ladder.rungs] + [target]
     published = sorted((s, published_center(c, fit.target)) for s, c in
                        zip([r.scale for r in ladder.rungs] + [top], cfgs, strict=True))
     layers.append(Layer("published laws' prior center", [p[0] for p in published],
@@ -135,5 +139,5 @@ def make_ladder_figures(ladder: Ladder, out: Path, laws_: FittedLaws | None = No
                 f"{ladder.source}` writes it once two rungs have finished"])
         laws_ = FittedLaws.load(ladder.laws_file)
     out.mkdir(parents=True, exist_ok=True)
-    best = target_best(ladder)
-    return [plot_fit(ladder, fit, best, out) for fit in laws_.all_fits()]
+    best, target = target_best(ladder)
+    return [plot_fit(ladder, fit, best, out, target) for fit in laws_.all_fits()]

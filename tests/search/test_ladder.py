@@ -242,6 +242,11 @@ def test_a_rung_none_of_whose_trials_completed_says_how_to_go_on(tmp_path, shake
     assert (f"rungs: no trial of {cheapest.name} completed (2 pruned), so the laws have no loss "
             "at this rung to fit: raise rung_trials above 2 and run the ladder again, which runs "
             "only the rung's missing trials") in out, out
+    # Lower learning rates are a change of what the rung trains: refused under the same name,
+    # which the advice did not say.
+    assert ("search lower learning rates (search.lr in the target study) with a new name: in "
+            "the ladder file (its rungs, which trained with the range they had, start again "
+            "then)") in out, out
 
 
 def test_commands_on_a_ladder_whose_target_has_not_run_name_the_ladder_command(
@@ -586,6 +591,18 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     assert ("its text or tokenizer changed, and one study must not mix trials on different "
             "data; restore the data, or give the ladder a new name (name: in ladder.yaml") in out
     assert finished_counts(first.storage_url) == counts
+    # The figures of a target whose study file changed since it ran: its best trial was drawn
+    # at the file's scale now (twice the tokens its trials trained), not where it trained.
+    from scaletune.search.ladder_report import make_ladder_figures
+
+    trained = load_ladder(path).target_scale
+    raw = yaml.safe_load(before)
+    raw["tokens_per_trial"] = 2 * raw["tokens_per_trial"]
+    study_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+    for drawn in make_ladder_figures(load_ladder(path), tmp_path / "changed"):
+        shown = {t.name: t.x for t in drawn.html.data}
+        assert shown["target study's best trial"] == (trained,), shown
+        assert shown["prediction at the target"][-1] == trained, shown
     study_file.write_text(before)
 
     # Rule: a launch whose fit replaces laws that differ at the target keeps the file it
@@ -954,6 +971,17 @@ def test_a_batch_law_that_predicts_less_than_a_sequence_says_so(tmp_path, shakes
     assert f"(less than one sequence of {block} tokens: no batch trains that; the target's " \
            "batch is a sequence or more)" in out, out
     assert out.count("less than one sequence") == 1  # the batch law's line alone
+    # One sequence a step at every rung, predicted as 63.999999999999986 tokens at block 64:
+    # "64 tokens per step ... (less than one sequence of 64 tokens ...)".
+    target = yaml.safe_load((tmp_path / "target.yaml").read_text())
+    target["model"]["block_size"] = 64
+    (tmp_path / "target.yaml").write_text(yaml.safe_dump(target))
+    ladder = load_ladder(tmp_path / "ladder.yaml")
+    points = [ScalePoint(scale=x, scale_kind="tokens", lr=1e-3, tau=None, batch_size=64.0,
+                         value=3.0) for x in (4_096, 8_192) for _ in range(2)]
+    console = Console(record=True, width=400)
+    print_fit(ladder, fit_studies(points, n_boot=50), console)
+    assert "less than one sequence" not in flat(console.export_text())
 
 
 def test_a_target_given_as_its_file_alone_is_the_target_study(tmp_path, shakespeare, capsys):
