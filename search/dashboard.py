@@ -201,6 +201,8 @@ def serve(study_path: str | None, host: str = "127.0.0.1", port: int = 8080,
         study = open_study(cfg, study_path)[0]
         url = cfg.storage_url
     app = dashboard_app(url, allow_writes)
+    if host.strip() in ("", "0"):  # what the socket binds them to: every interface
+        host = "0.0.0.0"
     server = bind(app, host, port)  # an address it cannot bind is refused before the warning
     if not is_loopback(host):
         console.print(exposure_warning(host, allow_writes), style="yellow", highlight=False,
@@ -244,8 +246,10 @@ def study_note(cfg: StudyConfig, config: dict[str, Any], priors: Priors) -> str:
         "training tokens.",
         "",
         "**Intermediate values**: the x axis, which the dashboard calls *Step*, is **tokens "
-        f"seen**. Every trial reports its validation loss each {cfg.eval_interval:,} tokens, "
-        "so trials of every batch size are compared, and pruned, at equal tokens.",
+        f"seen**, on a grid of {cfg.eval_interval:,}: every trial reports its validation loss "
+        "at the first step past each grid point, filed at that point (its tokens rounded down "
+        "to the grid), so trials of every batch size are compared, and pruned, at equal "
+        "tokens.",
         "",
         "**Batch sizes** are choices in ascending order, as the slice and parallel-coordinate "
         "plots and the trial table show them. The contour and rank plots sort choices as text "

@@ -279,7 +279,10 @@ def test_the_study_note_says_the_step_axis_is_tokens_seen(tmp_path, shakespeare)
     # Rule: the dashboard titles the intermediate values' x axis "Step"; the study's note, on
     # its page, says a step is tokens seen, on the study's grid.
     assert "the x axis, which the dashboard calls *Step*, is **tokens seen**" in note
-    assert "reports its validation loss each 8,192 tokens" in note
+    # ... filed at the grid point below the step that passed it (the trial's log and user
+    # attrs say more tokens than the axis).
+    assert ("on a grid of 8,192: every trial reports its validation loss at the first step past "
+            "each grid point, filed at that point") in note
     # Rule: the config every trial shares reads as YAML, without the keys left unset.
     config = yaml.safe_load(note.split("```yaml\n", 1)[1].split("```", 1)[0])
     assert config["tokens_per_trial"] == 40_960

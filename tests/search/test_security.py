@@ -135,10 +135,13 @@ class _Bound:
         pass
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", ""])
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "", "0"])
 @pytest.mark.parametrize("allow_writes", [False, True])
 def test_dashboard_warns_when_bound_beyond_loopback(tmp_path, shakespeare, monkeypatch, host,
                                                     allow_writes):
+    # "" and "0" bind every interface, as 0.0.0.0 does: they were named as themselves ("binds
+    # to : anyone ...", "http://:8123/").
+    named = "0.0.0.0" if host in ("", "0") else host
     binds = []
     monkeypatch.setattr(scaletune.search.dashboard, "bind",
                         lambda app, host, port: _Bound(binds, app, host, port))
@@ -148,12 +151,13 @@ def test_dashboard_warns_when_bound_beyond_loopback(tmp_path, shakespeare, monke
     text = " ".join(out.getvalue().split())
     # Binding elsewhere than loopback is allowed (the user asked for it) but warned about,
     # naming the address and all that it exposes ...
-    assert f"warning: the dashboard binds to {host}: anyone who can reach this address can " \
+    assert f"warning: the dashboard binds to {named}: anyone who can reach this address can " \
            "read every study in the storage: every trial, its params, config and user attrs" \
            in text
     # ... which includes changing the studies when writes are allowed.
     assert ("delete or rename studies" in text) == allow_writes
-    assert binds == [(host, 8123)]
+    assert binds == [(named, 8123)]
+    assert f"//{named if ':' not in named else f'[{named}]'}:8123/dashboard/" in text
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
