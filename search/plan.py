@@ -283,12 +283,23 @@ class DriverStudy(optuna.Study):
         held = getattr(self._held, "on", False)
         if not held and not all(TrialState(s).is_finished() for s in wanted):
             return super()._get_trials(deepcopy, states, use_cache)
-        trials = [t for t in self._kept() if t.state in wanted]
-        if held and TrialState.RUNNING in wanted:
+        # One view of the two: a trial the storage thread ends meanwhile moves from the own
+        # trials to the kept ones, and a read between the two lists missed it (kept read
+        # before, own after) or listed it twice (the storage read after its tell, own before
+        # the tell was kept); a successive-halving decision changed with it.
+        while True:
             with self._keeping:
-                own = [(t, dict(self._system_attrs.get(t._trial_id, {})))
-                       for t in self._own.values()]
-            trials += [_snapshot(t, written) for t, written in own]
+                before = self._ended
+            kept = self._kept()
+            with self._keeping:
+                if self._ended == before:
+                    own = [(t, dict(self._system_attrs.get(t._trial_id, {})))
+                           for t in self._own.values()] if held else []
+                    break
+        trials = [t for t in kept if t.state in wanted]
+        if held and TrialState.RUNNING in wanted:
+            ended = {t.number for t in kept}
+            trials += [_snapshot(t, written) for t, written in own if t.number not in ended]
         if held and TrialState.WAITING in wanted:
             trials += self._waiting()
         trials.sort(key=lambda t: t.number)
@@ -368,6 +379,15 @@ class DriverStudy(optuna.Study):
         super().add_trial(trial)
         self._changed(None)
 
+    def ended_elsewhere(self, number: int) -> None:
+        """Trial ``number``, asked here, was ended outside the driver (the dashboard with
+        --allow-writes): no longer one of the running trials this study serves."""
+        with self._keeping:
+            gone = self._own.pop(number, None)
+            if gone is not None:
+                self._system_attrs.pop(gone._trial_id, None)
+        self._changed(None)
+
     def _changed(self, ended: FrozenTrial | None) -> None:
         """Keep ``ended``, just told, beside the kept trials; None: read them all again."""
         with self._keeping:
@@ -431,7 +451,12 @@ class TrialRun:
         step = tokens // self.every * self.every
         if step <= self.last_step or not math.isfinite(value):
             return "continue"
-        self.trial.report(value, step)
+        try:
+            self.trial.report(value, step)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Ended outside the driver (the dashboard with --allow-writes): its worker stops,
+            # and its end is the one stored (search.runner._finish).
+            return "prune"
         self.last_step = step
         if tokens >= self.config.tokens:
             self.unjudged_step = step

@@ -49,6 +49,7 @@ from scaletune.search.noise import (
 )
 from scaletune.search.plan import (
     RECORD,
+    DriverStudy,
     SearchPlan,
     TrialRun,
     elsewhere_note,
@@ -977,7 +978,22 @@ DATA_FAILED = f"{DataError.__name__}: "
 
 
 def _finish(study: optuna.Study, r: TrialRun, cfg: StudyConfig) -> tuple[str, float | None, str]:
-    """Tell the study how a trial ended: (state, final loss or None, reason)."""
+    """Tell the study how a trial ended: (state, final loss or None, reason). A trial ended
+    outside the driver (the dashboard's Complete or Fail, with --allow-writes) keeps the end
+    stored there; the driver stopped with a traceback, and said its trials were queued again."""
+    try:
+        return _finish_run(study, r, cfg)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        frozen = study._storage.get_trial(r.trial._trial_id)
+        if isinstance(study, DriverStudy):
+            study.ended_elsewhere(r.number)
+        return (frozen.state.name, frozen.value,
+                f"ended outside the driver as {frozen.state.name} (the dashboard with "
+                "--allow-writes, or another program); kept as it was ended there")
+
+
+def _finish_run(study: optuna.Study, r: TrialRun, cfg: StudyConfig
+                ) -> tuple[str, float | None, str]:
     try:
         result = ray.get(r.extra["ref"])
     except RETRYABLE as e:

@@ -335,3 +335,39 @@ def test_the_drivers_loop_runs_with_what_it_began_with_out_of_the_collectors_sig
     # Rule: after the loop nothing stays frozen (a caller may run several studies).
     assert gc.get_freeze_count() == 0
     del held
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_a_read_while_trials_are_told_sees_each_trial_once(tmp_path, kept):
+    # The runner's main thread asks the pruner (inside held()) while its storage thread tells
+    # trials: a read between the kept finished trials and the driver's own running ones missed
+    # a trial just told, or (the kept list dropped, as after a re-run is queued) listed it as
+    # both COMPLETE and RUNNING; a successive-halving decision changed with it.
+    _, driver, _ = _studies(tmp_path)
+    n = 60
+    trials = [driver.ask() for _ in range(n)]
+    for t in trials:
+        t.report(3.0, 0)
+    driver.get_trials(states=(TrialState.COMPLETE,))  # the finished trials are kept
+    wrong, done = [], threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            with driver.held():
+                seen = [t.number for t in driver.get_trials(
+                    deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))]
+            if sorted(seen) != list(range(n)):
+                wrong.append(seen)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i, t in enumerate(trials):
+            if not kept:
+                driver._changed(None)  # what add_trial does (a failed trial queued again)
+            driver.tell(t, 2.0 + i * 1e-3)
+            time.sleep(0.002)
+    finally:
+        done.set()
+        reader.join()
+    assert not wrong, f"{len(wrong)} reads saw a trial missing or twice, e.g. {wrong[0]}"

@@ -656,6 +656,59 @@ def test_a_trial_silent_far_longer_than_its_reports_took_is_named(tmp_path, shak
     assert [t.state for t in load(cfg).trials] == [TrialState.COMPLETE] * 2
 
 
+@ray.remote(num_cpus=0)
+def _reporting_until_stopped(number: int, every: int, coordinator, reported: str) -> dict:
+    """A trial that reports every 0.05 s, up to 400 times, and stops when answered "prune";
+    the file ``reported`` appears after its third report."""
+    for k in range(1, 401):
+        if ray.get(coordinator.report.remote(number, k * every, 3.0 - 0.001 * k, {})) == "prune":
+            return {"status": "stopped", "steps": k}
+        if k == 3:
+            Path(reported).touch()
+        time.sleep(0.05)
+    return {"status": "completed", "final_val_loss": 2.6, "steps": 400}
+
+
+def test_a_trial_ended_from_the_dashboard_keeps_that_end_and_the_study_goes_on(
+        tmp_path, shakespeare, local_ray):
+    # The dashboard's Fail button (--allow-writes) on a running trial: the driver stopped at its
+    # next report with UpdateFinishedTrialError, and said its trials were queued again.
+    import threading
+
+    local_ray(num_cpus=2)
+    cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=2, pruner={"name": "none"},
+                                    workers={"cpus_per_trial": 1, "max_concurrent": 2}))
+    console = Console(record=True, width=400)
+
+    reported = tmp_path / "trial-0-reported"
+
+    def launch(run, coordinator):
+        if run.number == 0:
+            return _reporting_until_stopped.remote(run.number, cfg.eval_interval, coordinator,
+                                                   str(reported))
+        return _reporting_trial.remote(run.number, cfg.eval_interval, 3, 0.0, coordinator)
+
+    def fail_trial_0_from_elsewhere():
+        deadline = time.monotonic() + 60
+        while not reported.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # Another connection, as the dashboard's, once the study is there.
+        optuna.load_study(study_name=cfg.name, storage=cfg.storage_url).tell(
+            0, state=TrialState.FAIL)
+
+    helper = threading.Thread(target=fail_trial_0_from_elsewhere)
+    helper.start()
+    run_study(cfg, console=console, launch=launch)
+    helper.join()
+    said = " ".join(console.export_text().split())
+    trials = load(cfg).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE], said
+    assert len(trials[0].intermediate_values) < 400  # its worker stopped
+    assert ("ended outside the driver as FAIL (the dashboard with --allow-writes, or another "
+            "program); kept as it was ended there") in said, said
+    assert "queued again" not in said
+
+
 def test_a_study_stopped_during_an_ask_queues_the_asked_trial_again(tmp_path, shakespeare,
                                                                     local_ray, monkeypatch):
     local_ray(num_cpus=2)
