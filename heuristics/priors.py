@@ -51,7 +51,7 @@ from rich.table import Table
 from scaletune.heuristics import laws
 from scaletune.heuristics.fit import FittedLaws, PowerLawFit, Prediction
 from scaletune.heuristics.transfer import pow2_round
-from scaletune.trainer.console import make_console
+from scaletune.trainer.console import make_console, whole_cells
 
 LR_BOUNDS = (1e-5, 1e-1)
 WEIGHT_DECAY_BOUNDS = (1e-4, 5.0)
@@ -857,7 +857,7 @@ def priors_table(priors: Priors, searched: dict[str, str] | None = None) -> Tabl
         own = [] if searched is None else [searched.get(name, "")]
         table.add_row(name, _fmt(p.center, p), f"[{_fmt(p.low, p)}, {_fmt(p.high, p)}]", *own,
                       spread, p.unit, srcs)
-    return table
+    return whole_cells(table)
 
 
 def print_priors(priors: Priors, json_output: bool = False, console: Console | None = None,

@@ -320,7 +320,7 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     if len(folders) == 1:
         named, where = os.path.relpath(named, *folders), " (a path from the studies' folder)"
     console.print(f"wrote {args.output}{replaced}; use it with  priors: {{laws: fitted, fitted_file: "
-                  f"{named}}}{where}", highlight=False, markup=False)
+                  f"{named}}}{where}", highlight=False, markup=False, soft_wrap=True)
     return 0
 
 
@@ -763,7 +763,13 @@ def entry() -> int:
     """The ``scaletune`` command: ``main``, then a Ctrl-C (or SIGTERM) while the interpreter
     exits ends the process at once, as the signal does by default. The exit joins the threads a
     study leaves (the storage thread's last write), and a second, impatient Ctrl-C landing there
-    printed a KeyboardInterrupt traceback from the threading module."""
+    printed a KeyboardInterrupt traceback from the threading module. On a terminal whose
+    encoding is not UTF-8 (PYTHONIOENCODING=ascii, a latin-1 locale), a character it cannot
+    print is replaced, where it crashed the command with UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        if encoding != "utf8" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
     code = main()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_DFL)

@@ -38,6 +38,7 @@ from scaletune.search.config import StudyConfig, load_study
 from scaletune.search.manage import _printer
 from scaletune.search.plan import study_attrs
 from scaletune.search.storage import mask_url
+from scaletune.trainer.console import whole_cells
 from scaletune.trainer.errors import ScaletuneError, SetupError, first_line
 
 PREFIX = "scaletune-"
@@ -246,7 +247,7 @@ def list_jobs(url: str, study: str | None, console: Console) -> int:
         logs = jobs.get_job_logs(j.submission_id)
         table.add_row(j.submission_id, j.metadata.get(METADATA, ""), str(j.status),
                       _when(j.start_time), _progress(logs, str(j.status)))
-    console.print(table)
+    console.print(whole_cells(table))
     return 0
 
 

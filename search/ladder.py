@@ -57,7 +57,7 @@ from scaletune.trainer.config import (
     laws_file_error,
     load_yaml,
 )
-from scaletune.trainer.console import make_console
+from scaletune.trainer.console import make_console, whole_cells
 from scaletune.trainer.data import byte_text_train_tokens, prepared_sizes
 from scaletune.trainer.errors import ConfigError, DataError
 from scaletune.trainer.record import earlier_name
@@ -538,7 +538,7 @@ def plan_table(ladder: Ladder, passes: list[float | None]) -> Table:
                       "?" if epochs_ is None else f"{epochs_:.2g}", str(cfg.n_trials),
                       f"{planned_flops(cfg):.3g}",
                       f"{finished_trials(cfg)}/{cfg.n_trials}")
-    return table
+    return whole_cells(table)
 
 
 def print_plan(ladder: Ladder, console: Console, notes: list[str] | None = None,

@@ -98,7 +98,7 @@ from scaletune.search.storage import (
 from scaletune.search.studies import open_study, running_note, with_left_running
 from scaletune.search.summary import DERIVED, at_edges, diverged, state_words
 from scaletune.search.tracking import tracker_problems
-from scaletune.trainer.console import make_console
+from scaletune.trainer.console import make_console, whole_cells
 from scaletune.trainer.data import (
     BYTE_VOCAB,
     cache_dir,
@@ -711,7 +711,7 @@ def _space_table(dims: list[Any], fixed: dict[str, Any], seeded: bool) -> Table:
         table.add_row(d.name, over[d.name], scale, center)
     for name in fixed:
         table.add_row(name, over[name], "", "")
-    return table
+    return whole_cells(table)
 
 
 def describe_sampler(cfg: StudyConfig) -> str:
@@ -903,7 +903,7 @@ def list_studies(url: str, console: Console) -> int:
                                                           study),
                       f"{t.best[1]:.4f} (trial {t.best[0]})" if t.best else "",
                       live or _when(t.last))
-    console.print(table)
+    console.print(whole_cells(table))
     here = f"sqlite:///{(Path('runs') / SHARED_DATABASE).resolve()}"
     storage_arg = ("" if url == here else f" --storage {url}" if sqlite_path(url) is not None
                    else " --storage URL")

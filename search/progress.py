@@ -75,7 +75,9 @@ class StudyProgress:
         self._lines: list[str] = []  # event lines printed with the next redraw
 
     def __enter__(self) -> StudyProgress:
-        if self.console.is_terminal:
+        # A dumb terminal (TERM=dumb: an editor's shell, some CI runners) draws no live view:
+        # it showed no evaluation and no tally; it gets the lines a pipe gets.
+        if self.console.is_terminal and not self.console.is_dumb_terminal:
             self._live = Live(self.render(), console=self.console, auto_refresh=False,
                               transient=False)
             self._live.__enter__()
@@ -131,10 +133,18 @@ class StudyProgress:
     def _redraw(self) -> None:
         assert self._live is not None
         start = time.monotonic()
-        self._live.update(self.render(), refresh=not self._lines)
+        render = self.render()
+        self._live.update(render, refresh=not self._lines)
         if self._lines:  # printed above the view, which this print redraws below them
             lines, self._lines = self._lines, []
+            # The view a print redraws is rich's live render, which update() without a
+            # refresh leaves as it was: the counts under a trial's end were the ones before it.
+            live_render = getattr(self._live, "_live_render", None)
+            if live_render is not None:
+                live_render.set_renderable(render)
             self._live.console.print("\n".join(lines))
+            if live_render is None:
+                self._live.refresh()
         self._drawn = time.monotonic()
         self._every = max(REDRAW_S, (self._drawn - start) / REDRAW_SHARE)
 
@@ -263,8 +273,8 @@ def print_run_summary(console: Console, study: optuna.Study, cfg: StudyConfig, s
     ] + ([f"scaletune export {study_file} --tokens {_short_tokens(10 * cfg.tokens_per_trial)} "
           "-o final.yaml   # a final run of 10x a trial's tokens"] if best else [])
     rows += [("next" if i == 0 else "", command) for i, command in enumerate(commands)]
-    for key, text in rows:
-        console.print(f"  {key:<8} {text}", highlight=False, markup=False)
+    for key, text in rows:  # soft: a command a terminal wraps still pastes whole
+        console.print(f"  {key:<8} {text}", highlight=False, markup=False, soft_wrap=True)
     for note in best["at_edges"] if best else []:
         console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
     return s

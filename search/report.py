@@ -88,6 +88,7 @@ from scaletune.search.summary import (
     tokens_trained,
     trials_said,
 )
+from scaletune.trainer.console import whole_cells
 
 STATE_COLOURS = {
     "COMPLETE": "#1f77b4",
@@ -1158,7 +1159,7 @@ def print_summary(summary: dict[str, Any], index: Path, console: Console) -> Non
     table.add_column("")
     for what, value in summary_rows(summary):
         table.add_row(what, value)
-    console.print(table)
+    console.print(whole_cells(table))
     for note in summary["notes"]:
         console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
     # The figures and trials.csv, then summary.json, index.html and the plotly.js they share.

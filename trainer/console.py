@@ -5,6 +5,7 @@ print_priors's."""
 from __future__ import annotations
 
 from rich.console import Console
+from rich.table import Table
 
 WIDTH_NOT_A_TERMINAL = 200
 """Columns for tables written to a file or a pipe, where rich would take 80 and cut cells."""
@@ -18,3 +19,13 @@ def make_console(stderr: bool = False) -> Console:
     if console.is_terminal:
         return console
     return Console(stderr=stderr, soft_wrap=True, width=WIDTH_NOT_A_TERMINAL)
+
+
+def whole_cells(table: Table) -> Table:
+    """``table`` with cells that do not fit its column wrapped onto more lines, not cut short
+    with "…": on an 80-column terminal a study's name, a token count or an exponent was cut
+    (``120,0…``, ``1.42e…``, two rungs alike), and a terminal whose encoding is not UTF-8 could
+    not print the "…" at all (UnicodeEncodeError)."""
+    for column in table.columns:
+        column.overflow = "fold"
+    return table

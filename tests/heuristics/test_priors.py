@@ -284,3 +284,21 @@ def test_lr_tau_and_warmup_are_taken_at_the_nearest_batch_the_study_trains():
     # A fixed batch below the center: the lr of that batch.
     below = priors_for(model, tokens, unique, trained_batches=(center / 4, center / 4))
     assert below.lr.center == pytest.approx(free.lr.center / 2)
+
+
+def test_the_table_on_a_narrow_terminal_that_is_not_utf8_keeps_every_value():
+    # At 80 columns rich cut cells with "…" (a range read "[0.0023…", a source lost its "*"),
+    # and a terminal whose encoding is not UTF-8 could not print it: UnicodeEncodeError.
+    import io
+
+    from rich.console import Console
+
+    from scaletune.heuristics.priors import priors_table
+
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding="ascii")
+    Console(file=out, force_terminal=True, width=80, color_system=None).print(
+        priors_table(priors_for(TINY, 2e6, unique_tokens=1.1e6)))
+    out.flush()
+    text = raw.getvalue().decode("ascii")
+    assert "..." not in text and "eta_opt(C)*" in "".join(text.split())

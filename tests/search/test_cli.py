@@ -9,6 +9,7 @@ import io
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -268,6 +269,35 @@ def test_the_live_view_prints_a_burst_of_events_with_one_redraw(monkeypatch):
     assert [int(n) for n in printed] == list(range(40))
 
 
+def test_the_view_drawn_under_an_event_line_is_the_one_after_that_event():
+    # The tally printed under "trial 0 complete" read "done 0 ... best -" until the next report,
+    # minutes away on a real model: rich redrew the view it had before the event.
+    out = io.StringIO()
+    terminal = Console(file=out, force_terminal=True, width=200, color_system=None)
+    study = a_study()
+    with StudyProgress(terminal, load_study(QUICKSTART), study) as progress:
+        progress.started(0, {"lr": 0.01})
+        time.sleep(0.3)  # the next redraw is due
+        study.tell(study.ask(), 3.21)
+        progress.finished(0, "COMPLETE", 3.21, None)
+        text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())
+    after = text.split("trial 0 complete: 3.2100", 1)[1]
+    assert "done 1  pruned 0  failed 0  running 0" in after.splitlines()[1], after
+
+
+def test_a_dumb_terminal_gets_the_lines_a_pipe_gets(monkeypatch):
+    # TERM=dumb (an editor's shell): rich draws no live view there, and the study showed no
+    # evaluation and no tally while it ran.
+    monkeypatch.setenv("TERM", "dumb")
+    out = io.StringIO()
+    terminal = Console(file=out, force_terminal=True, width=200, color_system=None)
+    assert terminal.is_dumb_terminal
+    with StudyProgress(terminal, load_study(QUICKSTART), a_study()) as progress:
+        progress.started(0, {"lr": 0.01})
+        progress.reported(0, 4_096, 3.5, {})
+    assert "trial 0 at 4,096 tokens: val loss 3.5000" in out.getvalue()
+
+
 # --------------------------------------------------------------------------- a real study
 
 
@@ -411,3 +441,18 @@ def test_a_ctrl_c_after_the_command_is_done_quits_at_once_without_a_traceback(tm
                           timeout=60)
     assert done.returncode == -signal.SIGINT, done.stderr
     assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr, done.stderr
+
+
+def test_a_terminal_that_is_not_utf8_gets_the_message_not_a_unicode_error(tmp_path):
+    # PYTHONIOENCODING=ascii (or a latin-1 locale): a character it cannot print crashed the
+    # command with UnicodeEncodeError, where it had a message to give.
+    import os
+    import subprocess
+
+    missing = tmp_path / "étude.yaml"
+    done = subprocess.run([sys.executable, "-m", "scaletune.search.cli", "validate", str(missing)],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    assert done.returncode == 2, done.stderr
+    assert "UnicodeEncodeError" not in done.stderr
+    assert f"{tmp_path}/?tude.yaml:" in done.stderr and "file not found" in done.stderr

@@ -230,3 +230,19 @@ def test_a_trial_stopped_with_its_driver_counts_in_the_time_as_in_the_compute(tm
     # Rule: its tokens were in the compute and its seconds were not.
     assert after["tokens_trained"] == done["tokens_trained"] + 8_192
     assert after["trial_wall_time_s"] == pytest.approx(done["trial_wall_time_s"] + 6.5)
+
+
+def test_the_next_commands_paste_whole_from_a_narrow_terminal(tmp_path):
+    # On an 80-column terminal rich broke each command with real newlines ("scaletune
+    # dashboard" alone on its line, the path on the next): pasting ran it without its study.
+    import io
+
+    path, cfg = study_file(tmp_path)
+    study = make_study(cfg)
+    add_trial(study, cfg, params(2e-3), 2.2)
+    out = io.StringIO()
+    print_run_summary(Console(file=out, force_terminal=True, width=80, color_system=None),
+                      study, cfg, str(path), 10.0)
+    assert len(str(path)) > 40  # a command longer than the terminal is wide
+    assert f"scaletune dashboard {path}\n" in out.getvalue()
+    assert f"scaletune report {path} -o {cfg.folder / 'report'}\n" in out.getvalue()
