@@ -365,12 +365,7 @@ class DriverStudy(optuna.Study):
         except BaseException:
             # Perhaps ended elsewhere (the dashboard): read them all again, and never lie about
             # this trial as a running one.
-            number = trial if isinstance(trial, int) else getattr(trial, "number", None)
-            with self._keeping:
-                gone = self._own.pop(number, None)
-                if gone is not None:
-                    self._system_attrs.pop(gone._trial_id, None)
-            self._changed(None)
+            self.ended_elsewhere(trial if isinstance(trial, int) else getattr(trial, "number", None))
             raise
         self._changed(self._storage.get_trial(frozen._trial_id))
         return frozen
@@ -379,9 +374,10 @@ class DriverStudy(optuna.Study):
         super().add_trial(trial)
         self._changed(None)
 
-    def ended_elsewhere(self, number: int) -> None:
+    def ended_elsewhere(self, number: int | None) -> None:
         """Trial ``number``, asked here, was ended outside the driver (the dashboard with
-        --allow-writes): no longer one of the running trials this study serves."""
+        --allow-writes): no longer one of the running trials this study serves; the ended
+        ones are read again."""
         with self._keeping:
             gone = self._own.pop(number, None)
             if gone is not None:

@@ -42,7 +42,7 @@ from scaletune.trainer.config import (
     text_files,
     tokenizer_file_error,
 )
-from scaletune.trainer.errors import DataError, first_line
+from scaletune.trainer.errors import DataError, first_line, naming
 
 if TYPE_CHECKING:  # torch is imported where batches are drawn: the search driver never needs it
     import torch
@@ -1303,9 +1303,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
-        if e.filename is None:  # a write that failed (a full disk) names no file: this one
-            raise OSError(e.errno, e.strerror, str(path)) from e
-        raise
+        raise naming(e, path) from e  # a write a full disk refused names no file
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -23,7 +23,13 @@ __all__ = ["ConfigError", "DataError", "ScaletuneError", "SetupError", "StorageE
 
 DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG)
 """OSErrors that mean the disk, not the program: full, over quota, read-only, failing. A write
-into a file already open raises them without a file name."""
+into a file already open raises them without a file name (``naming``)."""
+
+
+def naming(e: OSError, path: object) -> OSError:
+    """``e``, or where it names no file (a write into a file already open, on a full disk) the
+    same error naming ``path``, so that a message can say where."""
+    return e if e.filename is not None else OSError(e.errno, e.strerror, str(path))
 
 
 class ScaletuneError(Exception):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scaletune.trainer.config import TrainConfig
+from scaletune.trainer.errors import naming
 
 if TYPE_CHECKING:
     import torch
@@ -69,8 +70,9 @@ def cpu_name() -> str:
 
 def log_event(out_dir: Path, record: dict[str, Any]) -> None:
     """Append one JSON line to the run's metrics log with a single write, so a killed run leaves
-    whole lines only; a write the disk refuses part of is taken back (the OSError names the log). A loss or norm that is not finite (a diverged run) is written as null:
-    NaN is not JSON, and other readers (jq, JSON.parse) refused the line."""
+    whole lines only; a write the disk refuses part of is taken back (the OSError names the
+    log). A loss or norm that is not finite (a diverged run) is written as null: NaN is not
+    JSON, and other readers (jq, JSON.parse) refused the line."""
     path = out_dir / METRICS
     data = memoryview((json.dumps(_finite({"time": time.time(), **record})) + "\n").encode())
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -82,7 +84,7 @@ def log_event(out_dir: Path, record: dict[str, Any]) -> None:
         except OSError as e:  # a full disk: the line is taken back, and the error names the log
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, end)
-            raise OSError(e.errno, e.strerror, str(path)) from e
+            raise naming(e, path) from e
     finally:
         os.close(fd)
 
