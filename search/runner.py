@@ -656,7 +656,11 @@ def _drive(
 
     threads = max(1, int(cfg.workers.cpus_per_trial))
     if launch is None:
-        remote = ray.remote(run_trial).options(
+        # A GPU trial gets a process of its own (max_calls=1), as Ray gives a task declared
+        # with num_gpus in ray.remote itself (.options() does not): CUDA reads the GPUs it may
+        # use once per process, so a process reused for a trial Ray gave another GPU trained on
+        # the first one's, two trials on one GPU while another sat idle.
+        remote = ray.remote(max_calls=1 if cfg.workers.gpus_per_trial else 0)(run_trial).options(
             num_cpus=cfg.workers.cpus_per_trial, num_gpus=cfg.workers.gpus_per_trial,
             max_retries=0,
         )
@@ -842,7 +846,8 @@ def _start_workers(cfg: StudyConfig, slots: int, warm: bool = True) -> Any:
     coordinator = Coordinator.options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)
     ).remote()
-    if warm and cfg.workers.address in (None, "local"):
+    # A GPU trial's process serves it alone (_drive): nothing to warm for it.
+    if warm and cfg.workers.address in (None, "local") and not cfg.workers.gpus_per_trial:
         # With a trial's resources, so that each warms a process a trial will get; nobody waits
         # for them: a trial queues behind a warm-up as it would behind its own imports.
         warming = ray.remote(warm_up).options(num_cpus=cfg.workers.cpus_per_trial,

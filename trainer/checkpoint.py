@@ -195,17 +195,29 @@ def load_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: to
     ranks = ckpt["rng"].get("ranks") or [ckpt["rng"]]  # one process wrote it (or an older one)
     if rank < len(ranks):
         torch.set_rng_state(ranks[rank]["torch"])
-        if ranks[rank]["cuda"]:
-            torch.cuda.set_rng_state_all(ranks[rank]["cuda"])
+        if ranks[rank]["cuda"] and torch.cuda.is_available():
+            _set_cuda_rng(ranks[rank]["cuda"])
     else:  # written by fewer processes than resume it
         draw_apart(config.seed, rank, ckpt["progress"]["step"])
     return ckpt["progress"], ckpt["grad_stats"]
 
 
 def _own_rng() -> dict[str, Any]:
-    """This process's RNG states: dropout's masks draw from them."""
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    """This process's RNG states: dropout's masks draw from them. CUDA's: its own device's
+    alone, a list of one (every visible GPU's were saved, and a run resumed where fewer are
+    visible, a smaller node or a one-GPU allocation, failed with IndexError)."""
+    cuda = ([torch.cuda.get_rng_state(torch.cuda.current_device())]
+            if torch.cuda.is_available() and torch.cuda.is_initialized() else [])
+    return {"torch": torch.get_rng_state(), "cuda": cuda}
+
+
+def _set_cuda_rng(states: list[torch.Tensor]) -> None:
+    """Restore the state of this process's device: the one saved by this version, or of a
+    checkpoint that saved every visible GPU's, the one at this device's index where it has one."""
+    device = torch.cuda.current_device()
+    state = states[0] if len(states) == 1 else states[device] if device < len(states) else None
+    if state is not None:
+        torch.cuda.set_rng_state(state, device)
 
 
 def _rng_of_ranks() -> list[dict[str, Any]]:

@@ -624,7 +624,9 @@ def _crossed(tokens: int, tokens_per_step: int, every: int) -> bool:
 
 def _dtype(name: str, device: torch.device) -> torch.dtype:
     if name == "auto":
-        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        # Hardware bf16 only (Ampere on): torch's default also counts a GPU that emulates it
+        # (V100, T4), where bf16 runs far slower than float32.
+        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
         return torch.bfloat16 if bf16 else torch.float32
     return torch.bfloat16 if name == "bfloat16" else torch.float32
 
@@ -654,8 +656,8 @@ def keep_freed_memory() -> None:
 
 
 def peak_flops(device: torch.device, dtype: torch.dtype) -> float | None:
-    """The FLOP/s that MFU divides by: $SCALETUNE_PEAK_FLOPS, else a known GPU's bf16 datasheet
-    peak (bf16 runs on CUDA), else None."""
+    """One device's FLOP/s, which MFU divides by once per process: $SCALETUNE_PEAK_FLOPS (per
+    device), else a known GPU's bf16 datasheet peak (bf16 runs on CUDA), else None."""
     if os.environ.get("SCALETUNE_PEAK_FLOPS"):
         return float(os.environ["SCALETUNE_PEAK_FLOPS"])
     if device.type == "cuda" and dtype == torch.bfloat16:
@@ -667,7 +669,9 @@ def peak_flops(device: torch.device, dtype: torch.dtype) -> float | None:
 def _result(progress: _Progress, grad_stats: GradNormStats, run: _Run,
             wall_time_s: float) -> Result:
     tokens_per_s = progress.timed_tokens / progress.train_time_s if progress.train_time_s else 0.0
-    peak = peak_flops(run.device, run.dtype)
+    # The tokens are every process's (the global batch), the peak one device's: the run's peak
+    # is theirs summed (MFU read 2x too high on 2 processes, 8x on 8 GPUs).
+    peak = (one := peak_flops(run.device, run.dtype)) and one * run.world
     last = progress.history[-1]["val_loss"] if progress.history else None
     return Result(
         status=progress.status,

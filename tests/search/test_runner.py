@@ -346,6 +346,10 @@ def test_each_concurrent_trial_gets_its_own_gpu(tmp_path, shakespeare, local_ray
     assert pairs, "expected two trials to run concurrently"
     for a, b in pairs:
         assert a.user_attrs["worker_gpu_ids"] != b.user_attrs["worker_gpu_ids"]
+    # Each trial ran in a process of its own: CUDA reads the GPUs it may use once per process,
+    # and a process reused for a trial given the other GPU trained on the first one's.
+    pids = [t.user_attrs["worker_pid"] for t in trials]
+    assert len(set(pids)) == len(pids), pids
 
 
 def test_a_finished_study_says_so_without_starting_ray_or_writing(tmp_path, shakespeare,

@@ -8,6 +8,7 @@ left to benchmarks/gpu_check.py and to the person running it."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -39,6 +40,7 @@ def _config(tmp_path: Path, text: Path, name: str, **fields) -> Path:
         "eval_every_tokens": 8 * 32 * 4,
         "num_threads": 1,
         "progress": False,
+        "device": "cpu",  # on gloo, as the module says, on a machine with GPUs too
         "out_dir": str(tmp_path / name),
         **fields,
     }
@@ -55,12 +57,13 @@ def _evals(out_dir: Path) -> list[float]:
 def test_two_process_data_parallel_matches_one_process(tmp_path, shakespeare):
     single = _config(tmp_path, shakespeare, "single")
     ddp = _config(tmp_path, shakespeare, "ddp")
+    env = {**os.environ, "SCALETUNE_PEAK_FLOPS": "1e9"}  # one device's
     one = subprocess.run([sys.executable, "-m", "scaletune.search.cli", "train", str(single)], cwd=REPO,
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300, env=env)
     assert one.returncode == 0, one.stderr
     two = subprocess.run(
         [sys.executable, "-m", "scaletune.search.cli", "train", str(ddp), "--nproc-per-node", "2"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO, capture_output=True, text=True, timeout=300, env=env,
     )
     assert two.returncode == 0, two.stdout + two.stderr
     # torchrun's warning to tune OMP_NUM_THREADS is not shown: each rank sets its threads.
@@ -75,6 +78,12 @@ def test_two_process_data_parallel_matches_one_process(tmp_path, shakespeare):
     events = [json.loads(ln)["event"] for ln in (tmp_path / "ddp" / "metrics.jsonl").read_text()
               .splitlines()]
     assert events.count("start") == 1 and events.count("end") == 1
+    # MFU divides the FLOP/s of every process's tokens by every process's peak: it divided by
+    # one device's, and read 2x too high here (8x on 8 GPUs).
+    for name, processes in (("single", 1), ("ddp", 2)):
+        end = [json.loads(ln) for ln in (tmp_path / name / "metrics.jsonl").read_text()
+               .splitlines() if json.loads(ln)["event"] == "end"][0]
+        assert end["mfu"] == pytest.approx(end["flops_per_s"] / (1e9 * processes)), (name, end)
 
 
 def _train(config: Path, *flags: str) -> subprocess.CompletedProcess:

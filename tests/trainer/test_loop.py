@@ -424,3 +424,36 @@ def test_bf16_cpu_run_learns_and_records_its_attention_dtype(tiny, tmp_path):
     assert start["hardware"]["attention"] == ("float32" if float32_attention() else "bfloat16")
     assert result.status == "completed"
     assert result.history[-1]["val_loss"] < result.history[0]["val_loss"]
+
+
+def test_dtype_auto_takes_bfloat16_only_where_the_gpu_computes_in_it(monkeypatch):
+    # torch's is_bf16_supported() counts a GPU that emulates bf16 (V100, T4): dtype auto trained
+    # there in emulated bf16, far slower than float32. No GPU here: torch answers as such a GPU.
+    from scaletune.trainer.loop import _dtype
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: including_emulation)  # a V100
+    assert _dtype("auto", torch.device("cuda")) == torch.float32
+    assert _dtype("bfloat16", torch.device("cuda")) == torch.bfloat16  # asked for: as asked
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert _dtype("auto", torch.device("cuda")) == torch.bfloat16  # an A100 or later
+    assert _dtype("auto", torch.device("cpu")) == torch.float32
+
+
+@pytest.mark.parametrize(("saved", "device", "restored"), [
+    (["own"], 3, "own"),  # this version: the state of the device it ran on
+    (["gpu0", "gpu1"], 1, "gpu1"),  # every visible GPU's, by an older version: its own
+    (["gpu0", "gpu1"], 0, "gpu0"),
+    (["gpu0", "gpu1"], 4, None),  # more GPUs visible now than then: none to restore
+])
+def test_a_checkpoints_cuda_rng_resumes_where_other_gpus_are_visible(monkeypatch, saved, device,
+                                                                     restored):
+    # Every visible GPU's state was saved and restored: resumed where fewer GPUs are visible
+    # (a one-GPU allocation, a smaller node), torch's set_rng_state_all failed with IndexError.
+    from scaletune.trainer.checkpoint import _set_cuda_rng
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: device)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, dev: calls.append((state, dev)))
+    _set_cuda_rng(saved)
+    assert calls == ([] if restored is None else [(restored, device)])
