@@ -96,11 +96,15 @@ def data_parallel(model: torch.nn.Module, world: int, parallel: str) -> torch.nn
         return model
     if parallel == "ddp":
         return DistributedDataParallel(model)
+    from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard  # here: with DTensor, ~1 s to import
 
+    # On the model's device: without a mesh, fully_shard makes one on the machine's accelerator
+    # and moves the weights there, a GPU for a run told device: cpu on a machine that has one.
+    mesh = init_device_mesh(next(model.parameters()).device.type, (world,))
     for block in model.h:
-        fully_shard(block)
-    fully_shard(model)
+        fully_shard(block, mesh=mesh)
+    fully_shard(model, mesh=mesh)
     return model
 
 
