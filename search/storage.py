@@ -157,9 +157,8 @@ def storage_problems(given: str | None, url: str) -> list[str]:
     names a driver not installed, an SQLite file whose folder is missing or read-only, or that
     is empty or not a database. ``given``: the storage the file or ``--storage`` named, None for
     the default one (its folder is the runner's to check); ``url``: the storage used."""
-    if url.startswith("sqlite") and _parses(url) and sqlite_path(url) is None:
-        return [f"storage: {mask_url(url)} is an in-memory SQLite database, which each "
-                "connection sees empty: give a file, sqlite:///PATH"]
+    if problem := in_memory_problem(url):
+        return [problem]
     errors = []
     database = sqlite_path(url)
     if given is not None and database is not None:
@@ -182,21 +181,32 @@ def storage_problems(given: str | None, url: str) -> list[str]:
     return errors + sqlite_file_errors(url)
 
 
+def in_memory_problem(url: str) -> str | None:
+    """Why an in-memory SQLite URL cannot hold a study, else None."""
+    if url.startswith("sqlite") and _parses(url) and sqlite_path(url) is None:
+        return (f"storage: {mask_url(url)} is an in-memory SQLite database, which each "
+                "connection sees empty: give a file, sqlite:///PATH")
+    return None
+
+
 def sqlite_file_errors(url: str) -> list[str]:
     """An SQLite study file that is there but empty or not a database is refused, never taken
     for a new study or reported as a full disk; so is a folder where the file should be."""
     from scaletune.trainer.config import SQLITE_HEADER  # loaded by then: a study file was read
 
     path = sqlite_path(url)
-    if path is not None and path.is_dir():
-        inside = sorted(p.name for p in path.glob("*.db"))
-        return [f"storage: {path} is a folder, not an SQLite file: give the database file, "
-                f"sqlite:///{path}/NAME.db" + (f" (it holds {', '.join(inside)})" if inside
-                                                else "")]
-    if path is None or not path.is_file():
-        return []
-    with open(path, "rb") as f:
-        head = f.read(16)
+    try:
+        if path is not None and path.is_dir():
+            inside = sorted(p.name for p in path.glob("*.db"))
+            return [f"storage: {path} is a folder, not an SQLite file: give the database file, "
+                    f"sqlite:///{path}/NAME.db" + (f" (it holds {', '.join(inside)})" if inside
+                                                    else "")]
+        if path is None or not path.is_file():
+            return []
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as e:  # a name too long for a file, a folder not ours to read: a traceback
+        return [f"storage: cannot use {path}: {e.strerror or e}: give another path"]
     if not head:
         return [f"storage: {path} is empty (0 bytes): it holds no study. If it held one, it was "
                 "cut short (a full disk, a failed copy): restore it from a backup; to start the "

@@ -11,6 +11,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from scaletune.search.config import NAME_PATTERN, SHARED_DATABASE, StudyConfig, validate_study
 from scaletune.search.storage import (
+    in_memory_problem,
     make_storage,
     mask_url,
     opened_to_read,
@@ -120,8 +121,13 @@ def looks_like_a_name(arg: str) -> bool:
     them) rather than a file: no such file (a folder of that name, such as the study's own
     folder seen from runs/, is no file), no folder in it and no YAML suffix."""
     path = Path(arg)
-    return (not path.is_file() and path.name == arg and path.suffix not in (".yaml", ".yml")
-            and re.fullmatch(NAME_PATTERN, arg) is not None)
+    if (path.name != arg or path.suffix in (".yaml", ".yml")
+            or re.fullmatch(NAME_PATTERN, arg) is None):
+        return False
+    try:
+        return not path.is_file()
+    except OSError:  # no file can have it (a name too long for one): a traceback, it was
+        return True
 
 
 def study_by_name(name: str, url: str | None) -> StudyConfig:
@@ -158,7 +164,8 @@ def study_named(name: str, url: str | None) -> tuple[optuna.Study, str]:
         url = f"sqlite:///{here.resolve()}"
     shown = mask_url(url)
     database = sqlite_path(url)
-    if problems := sqlite_file_errors(url):  # read as it is: an empty file gets no tables
+    # Read as it is: an empty file gets no tables; an in-memory database was "no such table".
+    if problems := [p for p in [in_memory_problem(url)] if p] or sqlite_file_errors(url):
         raise ConfigError(name, [f"no such study file, and {problems[0]}"])
     if database is not None and not database.is_file():
         raise ConfigError(name, [f"no such study file, and the storage {shown} does not exist"])

@@ -1068,3 +1068,19 @@ def test_empty_options_and_a_node_rank_alone_are_refused(finished, tmp_path, cap
     main(["run", str(path), "--detach", "--dry-run"])
     captured = capsys.readouterr()
     assert "no Ray job server" in captured.err and captured.out == ""
+
+
+def test_a_name_or_storage_path_too_long_for_a_file_is_an_error_not_a_traceback(
+        finished, tmp_path, capsys):
+    # Path.is_file() raises ENAMETOOLONG (Python 3.11 swallows only a missing file): show, best,
+    # report, export, fit and studies ended in a traceback.
+    path, _, _ = finished
+    long = "a" * 300
+    code, out = scaletune(capsys, "show", long, "--storage", f"sqlite:///{tmp_path / 'x.db'}")
+    assert code == 2 and "no such study file" in out, out
+    code, out = scaletune(capsys, "show", str(path), "--storage",
+                          f"sqlite:///{tmp_path / long}.db")
+    assert code == 2 and f"storage: cannot use {tmp_path / long}.db: File name too long" in out, out
+    # A name looked up in an in-memory database said "no such table: version_info".
+    code, out = scaletune(capsys, "show", "tiny", "--storage", "sqlite://")
+    assert code == 2 and "sqlite:// is an in-memory SQLite database" in out, out
