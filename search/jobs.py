@@ -89,11 +89,31 @@ def job_server(cfg: StudyConfig | None, address: str | None) -> str:
     return url
 
 
+JOB_SERVER_TIMEOUT_S = 15.0
+"""How long a job server may take to answer before a command says it did not."""
+
+
 def client(url: str) -> Any:
     """Ray's JobSubmissionClient for ``url``, or SetupError naming the address."""
+    import urllib.error
+    import urllib.request
+
     from ray.exceptions import AuthenticationError
     from ray.job_submission import JobSubmissionClient
 
+    # Ray's client asks for the server's version with no time limit: a server that accepts the
+    # connection and never answers (a stuck dashboard, a half-open tunnel) held every job
+    # command without a word. Other failures are left to the client, which names them.
+    try:
+        urllib.request.urlopen(f"{url.rstrip('/')}/api/version",
+                               timeout=JOB_SERVER_TIMEOUT_S).close()
+    except (TimeoutError, urllib.error.URLError) as e:
+        if isinstance(e, TimeoutError) or isinstance(getattr(e, "reason", None), TimeoutError):
+            raise SetupError(f"the Ray job server at {url} did not answer within "
+                             f"{JOB_SERVER_TIMEOUT_S:g} s: is its dashboard stuck, or the "
+                             "tunnel to it down?") from None
+    except (OSError, ValueError):
+        pass
     try:
         return JobSubmissionClient(url)
     except AuthenticationError:
@@ -252,9 +272,15 @@ def list_jobs(url: str, study: str | None, console: Console) -> int:
 
 
 def _progress(logs: str, status: str) -> str:
-    """The last tally in a driver's log, or the last line that says how the job went."""
+    """The last tally in a driver's log; before its first trial ended, where the study stood
+    (``4/10 trials finished``, or that nothing was left to run), not whatever line came last (a
+    trial's evaluation, the summary's export command); then how the job went."""
     tallies = TALLY.findall(logs)
     last = tallies[-1] if tallies else ""
+    if not last:
+        nothing, started = NOTHING.findall(logs), STARTED.findall(logs)
+        last = (nothing[-1] if nothing else
+                f"{started[-1][0]}/{started[-1][1]} trials finished" if started else "")
     if status not in ACTIVE:  # the time left of a driver that has ended is none
         last = re.sub(r"\s*\|\s*ETA [^|]*$", "", last)
     said = _stop_said(logs)

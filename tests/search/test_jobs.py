@@ -474,3 +474,41 @@ def test_a_job_server_that_asks_for_a_token_says_where_this_machine_keeps_one(tm
         assert "set RAY_AUTH_MODE=token and the token in RAY_AUTH_TOKEN" in said()
     finally:
         server.shutdown()
+
+
+def test_the_progress_of_a_job_before_its_first_trial_ends_is_where_the_study_stands():
+    # It showed the log's last line: a trial's evaluation, or for a finished study the
+    # summary's export command, as the job's progress.
+    from scaletune.search.jobs import _progress
+
+    started = ("study tiny on sqlite:////tmp/x/studies.db: 4/10 trials finished, up to 2 at once\n"
+               "trial 9 started: lr=0.003\n"
+               "trial 9 at 301,056 tokens: val loss 2.4137\n")
+    assert _progress(started, "RUNNING") == "4/10 trials finished"
+    stopped = started + ("stopped (SIGTERM): 1 running trial(s) stopped and queued again; run "
+                         "the same command to resume\n")
+    assert _progress(stopped, "STOPPED") == ("4/10 trials finished; stopped (SIGTERM): 1 running "
+                                             "trial(s) stopped and queued again")
+    finished = ("study tiny on sqlite:////tmp/x/studies.db: 4/4 trials finished\n"
+                "nothing to run: 4 trials have finished\n"
+                "  next     scaletune export tiny.yaml --tokens 6e5 -o final.yaml\n")
+    assert _progress(finished, "SUCCEEDED") == "nothing to run: 4 trials have finished"
+
+
+def test_a_job_server_that_never_answers_is_said_not_waited_for(monkeypatch):
+    # A server that accepts the connection and never answers (a stuck dashboard, a half-open
+    # tunnel): Ray's client waited without a time limit, every job command without a word.
+    from scaletune.search import jobs
+    from scaletune.trainer.errors import SetupError
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}"
+    monkeypatch.setattr(jobs, "JOB_SERVER_TIMEOUT_S", 1.0)
+    try:
+        with pytest.raises(SetupError, match=re.escape(
+                f"the Ray job server at {url} did not answer within 1 s")):
+            jobs.client(url)
+    finally:
+        server.close()
