@@ -170,9 +170,11 @@ def cmd_ladder(args: argparse.Namespace, console: Console) -> int:
 def cmd_jobs(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.config import load_study
     from scaletune.search.jobs import job_server, list_jobs
+    from scaletune.search.storage import mask_url
 
     cfg = load_study(args.study) if args.study else None
-    return list_jobs(job_server(cfg, args.address), cfg.name if cfg else None, console)
+    return list_jobs(job_server(cfg, args.address), cfg.name if cfg else None, console,
+                     mask_url(cfg.storage_url) if cfg else None)
 
 
 def cmd_logs(args: argparse.Namespace, console: Console) -> int:

@@ -46,6 +46,8 @@ PREFIX = "scaletune-"
 from a study file by it."""
 METADATA = "scaletune_study"
 """The job metadata key that names the study a job drives."""
+STORAGE = "scaletune_storage"
+"""The job metadata key for the storage of that study (its URL, masked)."""
 STOP_WAIT_S = 60
 """How long Ray waits after its SIGTERM for the driver to stop its trials before SIGKILL (Ray's
 RAY_JOB_STOP_WAIT_TIME_S; its default, 3 s, is less than a driver takes to cancel its trials)."""
@@ -164,7 +166,8 @@ def submit(cfg: StudyConfig, study_file: str, url: str, options: dict[str, Any],
         raise lease.busy(cfg.name, held)
     jobs = client(url)
     path = Path(study_file).resolve()
-    running = [j for j in _study_jobs(jobs, cfg.name) if str(j.status) in ACTIVE]
+    where = mask_url(storage or cfg.storage_url)
+    running = [j for j in _study_jobs(jobs, cfg.name, where) if str(j.status) in ACTIVE]
     if running:
         j = running[0]
         raise SetupError(
@@ -175,7 +178,7 @@ def submit(cfg: StudyConfig, study_file: str, url: str, options: dict[str, Any],
     job_id = f"{PREFIX}{re.sub(r'[^A-Za-z0-9_.-]', '-', cfg.name)}-{uuid.uuid4().hex[:8]}"
     _submit(jobs, url,
             entrypoint=entrypoint(path, options), submission_id=job_id,
-            metadata={METADATA: cfg.name, "study_file": str(path),
+            metadata={METADATA: cfg.name, STORAGE: where, "study_file": str(path),
                       "submitted_from": socket.gethostname()},
             runtime_env={"env_vars": {lease.JOB_ENV: job_id, lease.JOB_SERVER_ENV: url,
                                       "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_WAIT_S)}})
@@ -252,11 +255,11 @@ def _wait_for_driver(jobs: Any, job_id: str) -> tuple[str, str]:
             return status, logs
 
 
-def list_jobs(url: str, study: str | None, console: Console) -> int:
-    """A table of the studies' jobs on the cluster: id, study, status, when, and progress, the
-    last tally its driver printed."""
+def list_jobs(url: str, study: str | None, console: Console, storage: str | None = None) -> int:
+    """A table of the studies' jobs on the cluster (of study ``study`` in ``storage``, where
+    given): id, study, status, when, and progress, the last tally its driver printed."""
     jobs = client(url)
-    found = _study_jobs(jobs, study)
+    found = _study_jobs(jobs, study, storage)
     if not found:
         _printer(console)(f"no scaletune jobs{f' of study {study}' if study else ''} on {url}")
         return 0
@@ -324,8 +327,9 @@ def find_job(url: str, target: str) -> tuple[Any, str]:
             raise SetupError(f"no Ray job {target} on {url}: `scaletune jobs --address {url}` "
                              "lists the studies' jobs there") from None
         return jobs, target
-    name = load_study(target).name if is_study_file(target) else target  # a study's name
-    found = _study_jobs(jobs, name)
+    cfg = load_study(target) if is_study_file(target) else None
+    name = cfg.name if cfg else target  # a study's name
+    found = _study_jobs(jobs, name, mask_url(cfg.storage_url) if cfg else None)
     if not found:
         named = f" ({target})" if name != target else ""
         run = target if name != target else "STUDY.yaml"
@@ -433,11 +437,15 @@ def _address_flag(url: str | None) -> str:
     return f" --address {shlex.quote(url)}" if url else ""
 
 
-def _study_jobs(jobs: Any, name: str | None) -> list[Any]:
-    """The jobs this module submitted (of study ``name``), the latest first."""
+def _study_jobs(jobs: Any, name: str | None, storage: str | None = None) -> list[Any]:
+    """The jobs this module submitted (of study ``name``, and in ``storage``, its URL masked,
+    where given: a study is its name in its storage, and two files may name one study each in
+    storages of their own), the latest first. A job submitted before its storage was recorded
+    matches by name."""
     found = [j for j in jobs.list_jobs()
-             if j.metadata and METADATA in j.metadata and (name is None or
-                                                           j.metadata[METADATA] == name)]
+             if j.metadata and METADATA in j.metadata
+             and (name is None or j.metadata[METADATA] == name)
+             and (storage is None or j.metadata.get(STORAGE, storage) == storage)]
     return sorted(found, key=lambda j: j.start_time or 0, reverse=True)
 
 

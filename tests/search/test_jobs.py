@@ -327,6 +327,15 @@ def test_a_detached_study_is_followed_stopped_and_resumed_from_outside(tmp_path,
     # Progress from the driver's log: the tally after each finished trial.
     assert job in listed.stdout and "RUNNING" in listed.stdout
     assert re.search(r"tiny  done [1-9]\d*  pruned 0  failed 0  running \d  of 30", listed.stdout)
+    # A study of the same name in a storage of its own is another study: its jobs were this
+    # one's, and `stop` of its file stopped this job.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    other = write_study(elsewhere, {**raw, "study_dir": str(elsewhere / "runs")})
+    assert "no scaletune jobs of study tiny" in scaletune("jobs", str(other)).stdout
+    stopped_other = scaletune("stop", str(other))
+    assert stopped_other.returncode == 2 and "no Ray job of study 'tiny'" in flat(
+        stopped_other.stderr), stopped_other.stdout + stopped_other.stderr
 
     # Stopped while a trial trains: one that a worker began after the last one ended. (Between
     # trials there is nothing running to stop; a trial of a few seconds leaves time to stop it.)
