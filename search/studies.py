@@ -165,8 +165,8 @@ def study_named(name: str, url: str | None) -> tuple[optuna.Study, str]:
     shown = mask_url(url)
     database = sqlite_path(url)
     # Read as it is: an empty file gets no tables; an in-memory database was "no such table".
-    if problems := [p for p in [in_memory_problem(url)] if p] or sqlite_file_errors(url):
-        raise ConfigError(name, [f"no such study file, and {problems[0]}"])
+    if problem := in_memory_problem(url) or next(iter(sqlite_file_errors(url)), None):
+        raise ConfigError(name, [f"no such study file, and {problem}"])
     if database is not None and not database.is_file():
         raise ConfigError(name, [f"no such study file, and the storage {shown} does not exist"])
     with opened_to_read(url, name):
