@@ -572,13 +572,18 @@ def train_step(model: torch.nn.Module, optimizers: list[torch.optim.Optimizer], 
     """
     n_micro = len(x) // micro
     loss_sum = torch.zeros((), device=device)
-    for xm, ym in zip(x.split(micro), y.split(micro), strict=True):
+    for i, (xm, ym) in enumerate(zip(x.split(micro), y.split(micro), strict=True)):
         xm, ym = xm.to(device, non_blocking=True), ym.to(device, non_blocking=True)
-        with autocast:
-            _, loss = model(xm, ym, label_smoothing=label_smoothing)
-        # Each micro-batch loss is the mean over its tokens: dividing by the number of
-        # micro-batches makes the accumulated gradient the mean over the whole batch.
-        (loss / n_micro).backward()
+        # DDP averages the gradients over the ranks once per step, in the last micro-batch's
+        # backward, not in each one. (FSDP2 reduce-scatters in every micro-batch's backward:
+        # it keeps each rank's gradients sharded, which is what it is chosen for.)
+        unsynced = hasattr(model, "no_sync") and i < n_micro - 1
+        with model.no_sync() if unsynced else contextlib.nullcontext():
+            with autocast:
+                _, loss = model(xm, ym, label_smoothing=label_smoothing)
+            # Each micro-batch loss is the mean over its tokens: dividing by the number of
+            # micro-batches makes the accumulated gradient the mean over the whole batch.
+            (loss / n_micro).backward()
         loss_sum += loss.detach()
     params = [p for opt in optimizers for g in opt.param_groups for p in g["params"]]
     if grad_clip is not None:

@@ -109,6 +109,46 @@ def test_two_sharded_processes_learn_as_one_process_does(tmp_path, shakespeare, 
     assert b == pytest.approx(a, abs=2e-4)
 
 
+COUNT_SYNCS = """
+import os, pathlib, sys
+from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+from scaletune.trainer import distributed
+from scaletune.trainer.config import load_train_config
+from scaletune.trainer.loop import train
+
+syncs = []
+
+
+class Counted(distributed.DistributedDataParallel):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register_comm_hook(None, lambda _, bucket: syncs.append(1) or allreduce_hook(None, bucket))
+
+
+distributed.DistributedDataParallel = Counted
+train(load_train_config(sys.argv[1]))
+pathlib.Path(sys.argv[1]).with_name(f"syncs-{os.environ['RANK']}.txt").write_text(str(len(syncs)))
+"""
+
+
+def test_data_parallel_accumulation_averages_gradients_once_per_step(tmp_path, shakespeare):
+    # Two micro-batches per rank: DDP averaged the gradients over the ranks after each one's
+    # backward, twice the traffic of one average per optimizer step (with 8 micro-batches, 8x).
+    single = _config(tmp_path, shakespeare, "single", micro_batch_size=2)
+    ddp = _config(tmp_path, shakespeare, "ddp", micro_batch_size=2)
+    assert _train(single).returncode == 0
+    script = tmp_path / "count_syncs.py"
+    script.write_text(COUNT_SYNCS)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc-per-node=2", str(script), str(ddp)],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stdout + two.stderr
+    # 12 steps of a model small enough for one bucket of gradients: one average per step.
+    assert [(tmp_path / f"syncs-{rank}.txt").read_text() for rank in (0, 1)] == ["12", "12"]
+    a, b = _evals(tmp_path / "single"), _evals(tmp_path / "ddp")
+    assert len(b) == 3 and b[-1] < b[0]
+    assert b == pytest.approx(a, abs=2e-4)
+
 STOP_AT = """
 import sys
 from scaletune.trainer.config import load_train_config
