@@ -492,7 +492,9 @@ def cmd_studies(args: argparse.Namespace, console: Console) -> int:
                 "studies by default: give a study file (the studies in its storage) or "
                 "--storage URL", highlight=False, markup=False)
             return EXIT_BAD_INPUT
-        args.storage = f"sqlite:///{here.resolve()}"
+        from scaletune.trainer.config import sqlite_url
+
+        args.storage = sqlite_url(here.resolve())
     url = args.storage if args.storage is not None else study_or_target(args.study).storage_url
     return list_studies(url, console)
 

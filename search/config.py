@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import unquote
 
 from pydantic import (
     BeforeValidator,
@@ -47,6 +48,7 @@ from scaletune.trainer.config import (
     load_yaml,
     parse_number,
     shown_value,
+    sqlite_url,
     unknown_key,
 )
 from scaletune.trainer.errors import ConfigError
@@ -944,7 +946,7 @@ class StudyConfig(_Strict):
         if self.storage:
             return self.storage
         shared = self.study_dir is None or self._folder_by_default
-        return f"sqlite:///{default_database(self.folder, self.name, shared).resolve()}"
+        return sqlite_url(default_database(self.folder, self.name, shared).resolve())
 
     def fixed_field(self, dotted: str) -> Any:
         """The value every trial trains with at the trainer field ``dotted`` (model.n_embd,
@@ -1252,7 +1254,8 @@ def sqlite_beside(url: str, base: Path) -> str:
     path, mark, query = url[len(prefix):].partition("?")
     if not path or path == ":memory:" or path.startswith("file:"):
         return url
-    return f"{prefix}{(base / Path(path).expanduser()).resolve()}{mark}{query}"
+    # The path as the URL means it (%XX decoded), joined to base and written as a URL again.
+    return f"{sqlite_url((base / Path(unquote(path)).expanduser()).resolve())}{mark}{query}"
 
 
 SHARED_DATABASE = "studies.db"
@@ -1366,12 +1369,15 @@ def stored_trials(database: Path, name: str,
 def _study_folder(cfg: StudyConfig, base: Path) -> Path:
     """Where the study of a file lives: study_dir against the file's folder, by default
     runs/<name> beside the file. Until 0.1 the default was runs/<name> under the current folder:
-    a study found only there is used where it is, so that upgrading never starts it afresh."""
+    a study found only there is used where it is, so that upgrading never starts it afresh.
+    Only there: a study beside the file is that file's, whatever folder a command runs in (one of
+    the same name under the current folder was shown, and resumed, in its place)."""
     if cfg.study_dir is not None:
         return base / Path(cfg.study_dir).expanduser()
     beside = base / "runs" / cfg.name
     earlier = (Path("runs") / cfg.name).resolve()
-    if (earlier / OWN_DATABASE).is_file() and not (beside / OWN_DATABASE).is_file():
+    if ((earlier / OWN_DATABASE).is_file() and not (beside / OWN_DATABASE).is_file()
+            and not holds_study(beside.parent / SHARED_DATABASE, cfg.name)):
         return earlier
     return beside
 

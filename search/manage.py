@@ -98,6 +98,7 @@ from scaletune.search.storage import (
 from scaletune.search.studies import open_study, running_note, with_left_running
 from scaletune.search.summary import DERIVED, at_edges, diverged, state_words
 from scaletune.search.tracking import tracker_problems
+from scaletune.trainer.config import sqlite_url
 from scaletune.trainer.console import make_console, whole_cells
 from scaletune.trainer.data import (
     BYTE_VOCAB,
@@ -904,7 +905,7 @@ def list_studies(url: str, console: Console) -> int:
                       f"{t.best[1]:.4f} (trial {t.best[0]})" if t.best else "",
                       live or _when(t.last))
     console.print(whole_cells(table))
-    here = f"sqlite:///{(Path('runs') / SHARED_DATABASE).resolve()}"
+    here = sqlite_url((Path("runs") / SHARED_DATABASE).resolve())
     storage_arg = ("" if url == here else f" --storage {url}" if sqlite_path(url) is not None
                    else " --storage URL")
     _printer(console)(f"one study, by its name: scaletune show NAME{storage_arg} (or best, "

@@ -192,14 +192,14 @@ def in_memory_problem(url: str) -> str | None:
 def sqlite_file_errors(url: str) -> list[str]:
     """An SQLite study file that is there but empty or not a database is refused, never taken
     for a new study or reported as a full disk; so is a folder where the file should be."""
-    from scaletune.trainer.config import SQLITE_HEADER  # loaded by then: a study file was read
+    from scaletune.trainer.config import SQLITE_HEADER, sqlite_url  # loaded: a study file was read
 
     path = sqlite_path(url)
     try:
         if path is not None and path.is_dir():
             inside = sorted(p.name for p in path.glob("*.db"))
             return [f"storage: {path} is a folder, not an SQLite file: give the database file, "
-                    f"sqlite:///{path}/NAME.db" + (f" (it holds {', '.join(inside)})" if inside
+                    f"{sqlite_url(path)}/NAME.db" + (f" (it holds {', '.join(inside)})" if inside
                                                     else "")]
         if path is None or not path.is_file():
             return []

@@ -18,6 +18,7 @@ from scaletune.search.storage import (
     sqlite_file_errors,
     sqlite_path,
 )
+from scaletune.trainer.config import sqlite_url
 from scaletune.trainer.errors import ConfigError, StudyStateError
 
 
@@ -161,7 +162,7 @@ def study_named(name: str, url: str | None) -> tuple[optuna.Study, str]:
             raise ConfigError(name, [
                 f"no such study file, and no {here} in this folder to look for a study of that "
                 "name in: give the study's YAML file, or its name with --storage URL"])
-        url = f"sqlite:///{here.resolve()}"
+        url = sqlite_url(here.resolve())
     shown = mask_url(url)
     database = sqlite_path(url)
     # Read as it is: an empty file gets no tables; an in-memory database was "no such table".

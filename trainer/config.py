@@ -14,6 +14,7 @@ import math
 import os
 import re
 import reprlib
+import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -1159,6 +1160,13 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 """The first 16 bytes of every SQLite database file: a study storage given as a config file."""
 
 
+def sqlite_url(path: Path) -> str:
+    """The SQLAlchemy URL of the SQLite file ``path``. A URL decodes %XX and ends its path at a
+    '?', so a folder named ``proj?a`` or ``p%41b`` put the database elsewhere (in ``proj``, in
+    ``pAb``); the two are escaped, and the rest (spaces, accents, '#') left as written."""
+    return "sqlite:///" + str(path).replace("%", "%25").replace("?", "%3F")
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a study or training file: one YAML mapping, within the bounds above. Anything else is
     a ConfigError whose lines say where and what is allowed (never a traceback)."""
@@ -1173,10 +1181,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if data.startswith(SQLITE_HEADER):
         raise ConfigError(str(path), [
             "this is an SQLite database (a study storage), not a study or training file: the "
-            f"study commands take the study's YAML file (with --storage sqlite:///{path.resolve()}"
-            " where the study file names another storage), `scaletune train` a training file "
-            f"(`scaletune export` writes one); `scaletune studies --storage sqlite:///"
-            f"{path.resolve()}` lists the studies it holds"])
+            f"study commands take the study's YAML file (with --storage "
+            f"{shlex.quote(sqlite_url(path.resolve()))} where the study file names another "
+            "storage), `scaletune train` a training file (`scaletune export` writes one); "
+            f"`scaletune studies --storage {shlex.quote(sqlite_url(path.resolve()))}` lists the "
+            "studies it holds"])
     if len(data) > MAX_FILE_BYTES:
         raise ConfigError(str(path), [f"the file is larger than {MAX_FILE_BYTES // 1024} KB; a "
                                       "config file is a few KB (is it the right file?)"])

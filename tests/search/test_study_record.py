@@ -301,6 +301,35 @@ def test_a_study_where_earlier_versions_kept_it_is_used_there(tmp_path, shakespe
     monkeypatch.chdir(tmp_path)
     # runs/<name> under the current folder was the default: a study there is not started afresh.
     assert load_study(path).folder == earlier
+    # Unless the storage beside the file holds the study: then that one is the file's, from
+    # any folder (the other, of the same name, was shown and resumed in its place).
+    (tmp_path / "studies" / "runs").mkdir()
+    optuna.create_study(study_name="tiny", storage=make_storage(
+        f"sqlite:///{tmp_path / 'studies' / 'runs' / 'studies.db'}"))
+    assert load_study(path).folder == tmp_path / "studies" / "runs" / "tiny"
+
+
+@pytest.mark.parametrize("folder", ["proj?a", "p%41b", "a b é#"])
+def test_a_study_in_a_folder_whose_name_a_url_would_read_keeps_its_storage_there(
+        tmp_path, shakespeare, folder):
+    from scaletune.search.config import load_study
+    from scaletune.search.storage import sqlite_path
+    from tests.search.helpers import write_study
+
+    raw = tiny_study(tmp_path, shakespeare)
+    del raw["study_dir"]
+    (tmp_path / folder).mkdir()
+    path = write_study(tmp_path / folder, raw)
+    # A URL ends its path at '?' and decodes %41: the database went to proj, or to pAb.
+    cfg = load_study(path)
+    assert sqlite_path(cfg.storage_url) == tmp_path / folder / "runs" / "studies.db"
+    (tmp_path / folder / "runs").mkdir()
+    optuna.create_study(study_name="tiny", storage=make_storage(cfg.storage_url))
+    assert (tmp_path / folder / "runs" / "studies.db").is_file()
+    # A relative SQLite path in the file, too.
+    raw["storage"] = "sqlite:///db/my.db"
+    cfg = load_study(write_study(tmp_path / folder, raw))
+    assert sqlite_path(cfg.storage_url) == tmp_path / folder / "db" / "my.db"
 
 
 def test_a_driver_paused_past_its_lease_does_not_write_over_the_next_one(cfg, monkeypatch):
