@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
+import re
 import shlex
 import signal
 import sys
@@ -321,6 +323,8 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     named, where = str(output.resolve()), ""
     if len(folders) == 1:
         named, where = os.path.relpath(named, *folders), " (a path from the studies' folder)"
+    if not re.fullmatch(r"[\w./~-]+", named):  # quoted, for a name that YAML reads otherwise
+        named = json.dumps(named, ensure_ascii=False)  # (', ', '#', braces, a leading '&')
     console.print(f"wrote {args.output}{replaced}; use it with  priors: {{laws: fitted, fitted_file: "
                   f"{named}}}{where}", highlight=False, markup=False, soft_wrap=True)
     return 0

@@ -1224,9 +1224,9 @@ def resolve_study(cfg: StudyConfig, path: Path) -> StudyConfig:
     against the file's folder, and ``path`` the source its errors name."""
     base = path.resolve().parent
     updates: dict[str, Any] = {"data": cfg.data.resolved(base)}
-    if cfg.priors.fitted_file and not Path(cfg.priors.fitted_file).is_absolute():
+    if cfg.priors.fitted_file:  # ~ too, as data.path and study_dir take it
         updates["priors"] = cfg.priors.model_copy(
-            update={"fitted_file": str(base / cfg.priors.fitted_file)}
+            update={"fitted_file": str(base / Path(cfg.priors.fitted_file).expanduser())}
         )
     updates["study_dir"] = str(_study_folder(cfg, base))
     # A relative SQLite path in the file is the file's, as its data and folder are: run from

@@ -277,7 +277,8 @@ def load_ladder(path: str | Path) -> Ladder:
         cfg = LadderConfig.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(str(path), format_errors(e, LadderConfig)) from None
-    study_path = path.resolve().parent / cfg.target.study
+    # ~ as every path of a study file takes it (a laws_file of ~/laws.json made a folder ~ here).
+    study_path = path.resolve().parent / Path(cfg.target.study).expanduser()
     try:
         target_raw = load_yaml(study_path)
     except ConfigError as e:
@@ -295,7 +296,7 @@ def load_ladder(path: str | Path) -> Ladder:
             f"target.study: {study_path} is {what}, not a study file: name the study file whose "
             "model and budget the ladder's target runs"])
     errors: list[str] = []
-    laws_file = (path.resolve().parent / cfg.laws_file if cfg.laws_file
+    laws_file = (path.resolve().parent / Path(cfg.laws_file).expanduser() if cfg.laws_file
                  else path.resolve().parent / "runs" / cfg.name / "laws.json")
     if problem := laws_file_problem(laws_file):
         errors.append(f"laws_file: {problem}")
@@ -389,8 +390,9 @@ def load_ladder(path: str | Path) -> Ladder:
     # a word, and a priors: section, valid or not, was dropped).
     notes = tuple(note for key, note in (
         ("study_dir", f"target.study: its study_dir ({target_raw.get('study_dir')}) is not used: "
-                      "the ladder's studies live in runs/ beside the ladder file (and in the "
-                      "storage the study file names, where it names one)"),
+                      "the ladder's studies live in runs/ beside the study file "
+                      f"({study_path.parent / 'runs'}; their storage is the one the study file "
+                      "names, where it names one)"),
         ("priors", "target.study: its priors: section is not used: the rungs start from the "
                    "published laws, the target from the laws they fit"))
         if target_raw.get(key) is not None)

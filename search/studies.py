@@ -4,6 +4,7 @@ trained with, one trial picked, and the values the study fixed instead of search
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import optuna
@@ -191,9 +192,9 @@ def _not_run(source: str) -> tuple[str, str]:
     except ConfigError:  # not a file: the command line, a stored config
         ladder = False
     if ladder:
-        return "", (f"the ladder's target runs after its rungs: run `scaletune ladder {source}` "
-                    "first")
-    return "name: ", f"run `scaletune run {source}` first"
+        return "", (f"the ladder's target runs after its rungs: run `scaletune ladder "
+                    f"{shlex.quote(source)}` first")
+    return "name: ", f"run `scaletune run {shlex.quote(source)}` first"
 
 
 def _held_by_the_file(source: str, cfg: StudyConfig) -> str | None:

@@ -403,7 +403,12 @@ class DataConfig(_Strict):
             if "://" in p:
                 return p
             p = os.path.expanduser(p)
-            return p if Path(p).is_absolute() else str(base / p)
+            if Path(p).is_absolute():
+                return p
+            if glob.has_magic(p) and not (base / p).is_file():
+                # A glob of the file's folder: the folder's own name (runs [v2]) is not one.
+                return os.path.join(glob.escape(str(base)), p)
+            return str(base / p)
 
         update: dict[str, Any] = {}
         if self.path:

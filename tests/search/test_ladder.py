@@ -167,14 +167,39 @@ def test_a_rung_at_the_targets_scale_is_refused_and_what_the_ladder_drops_is_not
     # The study file's own folder and priors: dropped without a word.
     study = yaml.safe_load((tmp_path / "target.yaml").read_text())
     study.update(study_dir="mine", priors={"laws": "published"})
-    (tmp_path / "target.yaml").write_text(yaml.safe_dump(study))
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "target.yaml").write_text(yaml.safe_dump(study))
     raw["rungs"][2] = {"tokens_per_trial": 8_192}
+    raw["target"]["study"] = "studies/target.yaml"
     (tmp_path / "ladder.yaml").write_text(yaml.safe_dump(raw))
-    assert load_ladder(tmp_path / "ladder.yaml").notes == (
+    ladder = load_ladder(tmp_path / "ladder.yaml")
+    # The note named the ladder file's folder: the studies live beside the study file.
+    assert ladder.notes == (
         "target.study: its study_dir (mine) is not used: the ladder's studies live in runs/ "
-        "beside the ladder file (and in the storage the study file names, where it names one)",
+        f"beside the study file ({tmp_path / 'studies' / 'runs'}; their storage is the one the "
+        "study file names, where it names one)",
         "target.study: its priors: section is not used: the rungs start from the published "
         "laws, the target from the laws they fit")
+    assert {r.cfg.folder.parent for r in ladder.rungs} == {tmp_path / "studies" / "runs"}
+
+
+def test_a_ladders_paths_take_home_as_a_study_files_do(tmp_path, shakespeare, monkeypatch):
+    # laws_file: ~/laws/l.json wrote a folder named ~ beside the ladder file; target.study and
+    # a study's priors.fitted_file starting with ~ were not found.
+    home = tmp_path / "home"
+    (home / "laws").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    path = ladder_files(tmp_path / "home", shakespeare, laws_file="~/laws/l.json")
+    raw = yaml.safe_load(path.read_text())
+    raw["target"]["study"] = "~/target.yaml"
+    (tmp_path / "ladder.yaml").write_text(yaml.safe_dump(raw))
+    ladder = load_ladder(tmp_path / "ladder.yaml")
+    assert ladder.laws_file == home / "laws" / "l.json"
+    assert ladder.target.priors.fitted_file == str(home / "laws" / "l.json")
+    study = yaml.safe_load((home / "target.yaml").read_text())
+    study["priors"] = {"laws": "fitted", "fitted_file": "~/laws/l.json"}
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    assert load_study(tmp_path / "study.yaml").priors.fitted_file == str(home / "laws" / "l.json")
 
 
 def test_a_laws_file_that_would_replace_another_file_or_cannot_be_written_is_refused(

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import time
@@ -974,6 +975,19 @@ def test_fit_reads_what_its_studies_trained_and_takes_their_names(tmp_path, caps
                           "-o", str(by_name))
     assert code == 0, out
     assert f"fitted_file: {by_name}}}" in flat(out) and by_name.is_file()
+    # A name that YAML reads otherwise is quoted: pasted, the line was not valid YAML.
+    odd = tmp_path / "laws #2, v{1}.json"
+    code, out = scaletune(capsys, "fit", str(path), str(longer), "-o", str(odd))
+    line = flat(out).split("use it with ")[1].split(" (a path")[0]
+    assert code == 0 and yaml.safe_load(line) == {
+        "priors": {"laws": "fitted", "fitted_file": odd.name}}, line
+    # And the command that lists the studies of a storage in a folder with a space in its name
+    # quotes it, as the end of a run does.
+    (tmp_path / "a folder").mkdir()
+    shutil.copy(cfg.storage_url.removeprefix("sqlite:///"), tmp_path / "a folder" / "s.db")
+    code, out = scaletune(capsys, "studies", "--storage", f"sqlite:///{tmp_path}/a folder/s.db")
+    command = flat(out).split("one study, by its name: ")[1].split(" (or")[0]
+    assert shlex.split(command)[-2:] == ["--storage", f"sqlite:///{tmp_path}/a folder/s.db"]
 
 
 def test_optimizer_fields_that_the_optimizer_or_schedule_does_not_read_are_noted(

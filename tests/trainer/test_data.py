@@ -105,6 +105,20 @@ def test_a_file_named_with_glob_characters_is_that_file(tmp_path):
         ["the file named " * 20, "another file " * 20]
 
 
+def test_a_relative_glob_in_a_folder_named_with_glob_characters_reads_that_folder(tmp_path):
+    # The file's folder "br [v2]" was part of the glob: it matched "br 2/data/other.txt", another
+    # folder's data, without a word (or nothing at all where no such folder was).
+    for folder, text in (("br [v2]", "the study's own text "), ("br 2", "another folder's text ")):
+        (tmp_path / folder / "data").mkdir(parents=True)
+        (tmp_path / folder / "data" / "part.txt").write_text(text * 20)
+    (tmp_path / "br [v2]" / "data" / "one.txt").write_text("one file " * 20)
+    base = tmp_path / "br [v2]"
+    for path, read in (("data/*.txt", ["one file " * 20, "the study's own text " * 20]),
+                       ("data/one.txt", ["one file " * 20])):
+        resolved = DataConfig(source="text", path=path).resolved(base)
+        assert read_documents(resolved) == read, path
+
+
 def test_a_builders_unreadable_files_are_data_files_problems_found_before_a_run(tmp_path):
     # Empty files and text that is not UTF-8: validate said ok, and the run named data.dataset.
     from scaletune.trainer.data import column_problem
