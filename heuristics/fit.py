@@ -45,6 +45,9 @@ SCALE_KINDS: tuple[str, ...] = ("tokens", "params")
 FORMAT_VERSION = 2
 """2: summaries (covariance of the coefficients, rung optima, warnings); 1: bootstrap samples
 and one best trial per study, still read (``FittedLaws.from_json``)."""
+EARLIER_ENTRIES = ("warmup_frac", "fitted_on")
+"""Entries of a laws file that scaletune wrote from 2026-12-02 (warmup_frac) and 2026-12-04
+(fitted_on) on, under the same format_version: one that lacks them is an earlier fit."""
 NEAR_BEST = 0.03
 """A trial is near-optimal when its loss is within this fraction of its rung's best loss."""
 MIN_RUNGS = 3
@@ -626,6 +629,9 @@ class FittedLaws:
     ``tokens_per_trial`` and ``data`` (the fingerprint of the data its trials trained on, None
     where it recorded none); empty in files written before it was recorded. A study that
     starts from the laws is told where it differs (search.fit.laws_fit_note)."""
+    unrecorded: tuple[str, ...] = ()
+    """The entries of EARLIER_ENTRIES that the file lacks: an earlier scaletune wrote it (format 2
+    did not change with them), which neither fitted a warmup law nor recorded its studies."""
 
     def scale_of(self, non_embedding_params: float, tokens: float) -> float:
         """Pick the quantity these laws are a function of: tokens or non-embedding params."""
@@ -680,6 +686,7 @@ class FittedLaws:
                          else CarriedFit.from_json(data["warmup_frac"])),
             study_warnings=tuple(data.get("study_warnings", ())),  # files before it: none
             fitted_on=tuple(r for r in data.get("fitted_on") or () if isinstance(r, dict)),
+            unrecorded=tuple(k for k in EARLIER_ENTRIES if k not in data),
         )
 
     def save(self, path: str | Path, predict_at: dict[str, float] | None = None) -> None:
@@ -763,11 +770,15 @@ def _finite(value: Any) -> bool:
 
 def missing_laws(fitted: FittedLaws) -> list[str]:
     """A line for each law the fit left out (fewer than two scales give its value), which
-    `scaletune fit` passed over without a word."""
-    return [f"{name} law: not fitted: the near-best trials of fewer than two scales give a "
-            f"{name} (a study that fixes it says nothing of its optimum); priors from these laws "
-            f"take {name} from the published laws"
-            for name in ("tau", "batch_size", "warmup_frac") if getattr(fitted, name) is None]
+    `scaletune fit` passed over without a word; or that the file is older than the law."""
+    why = {name: ("not in this file, which an earlier scaletune wrote before it fitted one: fit "
+                  "the studies again (`scaletune fit`, or `scaletune ladder`) to fit it")
+           if name in fitted.unrecorded else
+           (f"not fitted: the near-best trials of fewer than two scales give a {name} (a study "
+            "that fixes it says nothing of its optimum)")
+           for name in ("tau", "batch_size", "warmup_frac")}
+    return [f"{name} law: {why[name]}; priors from these laws take {name} from the published "
+            "laws" for name in why if getattr(fitted, name) is None]
 
 
 def _fit_optional(

@@ -106,8 +106,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         try:
             study = run_study(cfg, console, repeat_best=args.repeat_best, summary=False)
         except KeyboardInterrupt as e:
+            if not getattr(e, "said", False):
+                raise  # main's line: interrupted outside the trials, where nothing was said
             # The shell's convention: 128 + the signal (130 for Ctrl-C, 143 for SIGTERM).
-            return 128 + getattr(e, "signum", signal.SIGINT)
+            return 128 + e.signum
         summary = print_run_summary(console, study, cfg, args.study, time.monotonic() - start,
                                     storage=args.storage)
     return 0 if summary["best"] is not None else 1
@@ -164,7 +166,9 @@ def cmd_ladder(args: argparse.Namespace, console: Console) -> int:
         try:
             study = run_ladder(ladder, console, repeat_best=args.repeat_best, summary=False)
         except KeyboardInterrupt as e:
-            return 128 + getattr(e, "signum", signal.SIGINT)
+            if not getattr(e, "said", False):
+                raise  # before a rung's trials, or between two rungs: main's line says it
+            return 128 + e.signum
     summary = print_ladder_summary(ladder, study, console, time.monotonic() - start)
     return 0 if summary["best"] is not None else 1
 
@@ -175,20 +179,21 @@ def cmd_jobs(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.storage import mask_url
 
     cfg = load_study(args.study) if args.study else None
+    storage = args.storage or (cfg.storage_url if cfg else None)
     return list_jobs(job_server(cfg, args.address), cfg.name if cfg else None, console,
-                     mask_url(cfg.storage_url) if cfg else None)
+                     mask_url(storage) if storage else None)
 
 
 def cmd_logs(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.jobs import print_logs
 
-    return print_logs(_job_server(args), args.target, args.follow, console)
+    return print_logs(_job_server(args), args.target, args.follow, console, args.storage)
 
 
 def cmd_stop(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.jobs import stop
 
-    return stop(_job_server(args), args.target, console)
+    return stop(_job_server(args), args.target, console, args.storage)
 
 
 def _job_server(args: argparse.Namespace) -> str:
@@ -625,8 +630,11 @@ def build_parser() -> argparse.ArgumentParser:
     job_server = ("the Ray cluster's job server, http://HEAD:8265 (default the study's "
                   "workers.address, else RAY_API_SERVER_ADDRESS or RAY_ADDRESS)")
     p = sub.add_parser("jobs", help="studies run as Ray jobs (run --detach): status and progress")
+    job_storage = ("the storage the study runs on, where `run --detach --storage` gave another "
+                   "(a study is its name in its storage)")
     p.add_argument("study", nargs="?", help="study YAML: its jobs only")
     p.add_argument("--address", metavar="URL", help=job_server)
+    p.add_argument("--storage", metavar="URL", type=_storage_url, help=job_storage)
     p.set_defaults(func=cmd_jobs)
 
     p = sub.add_parser("logs", help="the driver's output of a study run as a Ray job")
@@ -634,11 +642,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", metavar="URL", help=job_server)
     p.add_argument("--follow", "-f", action="store_true",
                    help="keep printing until the job ends (Ctrl-C leaves it running)")
+    p.add_argument("--storage", metavar="URL", type=_storage_url, help=job_storage)
     p.set_defaults(func=cmd_logs)
 
     p = sub.add_parser("stop", help="stop a study run as a Ray job; run --detach resumes it")
     p.add_argument("target", metavar="STUDY|JOB", help="study YAML (its running job) or a job id")
     p.add_argument("--address", metavar="URL", help=job_server)
+    p.add_argument("--storage", metavar="URL", type=_storage_url, help=job_storage)
     p.set_defaults(func=cmd_stop)
 
     p = sub.add_parser("studies", aliases=["list"],

@@ -166,6 +166,15 @@ def _not_a_search(key: str, given: Any, with_prior: bool) -> str:
     """The error of a hyperparameter written as a bare value or list: the forms a search takes,
     the value given put in the one that fits it."""
     prior = ", {prior: auto}" if with_prior else ""
+    # The numbers as numbers (YAML reads 1e-4 as text, which the forms below read as 1e-4).
+    given = [parse_number(g) for g in given] if isinstance(given, list) else parse_number(given)
+    if (isinstance(given, list) and len(given) == 2 and not any(isinstance(g, bool) for g in given)
+            and all(isinstance(g, int | float) for g in given) and given[0] < given[1]):
+        # [1e-4, 1e-2]: what an Optuna user writes for a range, more often than two values.
+        low, high = given
+        return (f"{key}: give {{low: {low}, high: {high}}}{prior} to search that range, or "
+                f"{{choices: {shown_value(given)}}} to search the two values, {{value: ..}} to fix "
+                "it")
     if isinstance(given, list):
         return (f"{key}: give {{choices: {shown_value(given)}}} to search these values, or "
                 f"{{low: .., high: ..}}{prior} to search a range, {{value: ..}} to fix it")
@@ -528,6 +537,7 @@ class PredictedPrunerConfig(_Strict):
     def _floor(cls, v: Any) -> Any:
         if v == "auto":
             return v
+        v = parse_number(v)  # 1e-2, which YAML reads as text, as in every field of fractions
         if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1:
             raise ValueError(f"must be 'auto' or a number in [0, 1) (got {shown_value(v)})")
         return float(v)
@@ -946,7 +956,8 @@ class StudyConfig(_Strict):
         if self.storage:
             return self.storage
         shared = self.study_dir is None or self._folder_by_default
-        return sqlite_url(default_database(self.folder, self.name, shared).resolve())
+        database = default_database(self.folder, self.name, shared).resolve()
+        return sqlite_url(_where_it_ran(database, self.name))
 
     def fixed_field(self, dotted: str) -> Any:
         """The value every trial trains with at the trainer field ``dotted`` (model.n_embd,
@@ -1263,6 +1274,19 @@ SHARED_DATABASE = "studies.db"
 OWN_DATABASE = "study.db"
 """The SQLite file in a study's own folder: the default storage of a study that sets study_dir,
 and of every study under scaletune 0.1."""
+
+
+def _where_it_ran(database: Path, name: str) -> Path:
+    """``database``, or the file that held study ``name`` until scaletune wrote its URL escaped
+    (sqlite_url): a folder named proj?a put it in proj, p%41b in pAb. Used where the study is
+    there and not in ``database``, so that upgrading never starts it afresh."""
+    text = str(database)
+    if "%" not in text and "?" not in text:
+        return database
+    earlier = Path(unquote(text.partition("?")[0]))  # as the URL was read
+    if holds_study(earlier, name) and not holds_study(database, name):
+        return earlier
+    return database
 
 
 def default_database(folder: Path, name: str, shared: bool) -> Path:

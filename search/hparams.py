@@ -156,13 +156,21 @@ def field_problem(dotted: str) -> str | None:
     from scaletune.trainer.config import TrainConfig, closest
 
     parts = dotted.split(".")
+    if parts[0] == "trainer" and len(parts) > 1:  # as the study file nests them, under trainer:
+        return (f"the keys under search.other are trainer fields as they are named in a training "
+                f"file, without 'trainer.': write {'.'.join(parts[1:])!r}")
     node: type[BaseModel] = TrainConfig
     for i, part in enumerate(parts):
         fields = node.model_fields
         if part not in fields:
             near = closest(part, sorted(fields))
             guess = f" (did you mean {'.'.join([*parts[:i], near])!r}?)" if near else ""
-            return f"unknown trainer field {part!r}{guess}; allowed here: {sorted(fields)}"
+            # Those search.other may set: the study sets data, tokens, seed and a run's own
+            # fields, and the registered hyperparameters (lr, batch_size) are searched by name.
+            own = set(targets().values())
+            allowed = [f for f in sorted(fields) if (dotted_f := ".".join([*parts[:i], f]))
+                       not in own and not _set_by_the_study(dotted_f)]
+            return f"unknown trainer field {part!r}{guess}; allowed here: {allowed}"
         ann = fields[part].annotation
         section = isinstance(ann, type) and issubclass(ann, BaseModel)
         if i < len(parts) - 1:
@@ -174,14 +182,18 @@ def field_problem(dotted: str) -> str | None:
             fields = [f"{dotted}.{f}" for f in ann.model_fields if f"{dotted}.{f}" not in own]
             return (f"{part!r} is a section, not a field: search its fields one by one, such as "
                     f"{', '.join(fields[:4])}")
-    if parts[0] in ("data", "tokens", "seed", "provenance") or dotted in (
-        "model.block_size", "model.vocab_size"
-    ):
+    if _set_by_the_study(dotted) and dotted not in RUN_FIELDS:
         return "this field is set by the study itself and cannot be searched"
     if dotted in RUN_FIELDS:  # a trial's own: a shared out_dir failed every trial after the first
         return (f"this field is set for each trial by the study ({RUN_FIELDS[dotted]}) and "
                 "cannot be searched")
     return None
+
+
+def _set_by_the_study(dotted: str) -> bool:
+    """Whether the study sets the trainer field ``dotted`` for every trial (not searchable)."""
+    return (dotted.split(".")[0] in ("data", "tokens", "seed", "provenance")
+            or dotted in ("model.block_size", "model.vocab_size") or dotted in RUN_FIELDS)
 
 
 def field_numbers(dotted: str) -> type | None:

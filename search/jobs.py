@@ -167,14 +167,17 @@ def submit(cfg: StudyConfig, study_file: str, url: str, options: dict[str, Any],
     jobs = client(url)
     path = Path(study_file).resolve()
     where = mask_url(storage or cfg.storage_url)
+    # The flags of the commands that follow the job: its server, and the storage it was given.
+    flags = _address_flag(follow_address) + (f" --storage {shlex.quote(storage)}" if storage
+                                             else "")
     running = [j for j in _study_jobs(jobs, cfg.name, where) if str(j.status) in ACTIVE]
     if running:
         j = running[0]
         raise SetupError(
             f"study {cfg.name!r} is being run by Ray job {j.submission_id} ({j.status}, since "
             f"{_when(j.start_time)}); one study has one driver at a time. Wait for it to "
-            f"finish or stop it (`scaletune stop {shlex.quote(study_file)}"
-            f"{_address_flag(follow_address)}`), then run this command again.")
+            f"finish or stop it (`scaletune stop {shlex.quote(study_file)}{flags}`), then run "
+            "this command again.")
     job_id = f"{PREFIX}{re.sub(r'[^A-Za-z0-9_.-]', '-', cfg.name)}-{uuid.uuid4().hex[:8]}"
     _submit(jobs, url,
             entrypoint=entrypoint(path, options), submission_id=job_id,
@@ -199,12 +202,11 @@ def submit(cfg: StudyConfig, study_file: str, url: str, options: dict[str, Any],
         out(f"the driver runs on the cluster: {started.group(0)}")
     elif status in ACTIVE:
         out(f"the job is {status}; the driver has not opened the study yet")
-    where = _address_flag(follow_address)
     quoted = shlex.quote(study_file)
     out("this machine may go now. Follow the study from any machine that reaches the cluster:")
-    follow = [(f"scaletune jobs {quoted}{where}", "its progress"),
-              (f"scaletune logs {quoted}{where} --follow", "the driver's output"),
-              (f"scaletune stop {quoted}{where}", "stop it; run --detach again resumes it")]
+    follow = [(f"scaletune jobs {quoted}{flags}", "its progress"),
+              (f"scaletune logs {quoted}{flags} --follow", "the driver's output"),
+              (f"scaletune stop {quoted}{flags}", "stop it; run --detach again resumes it")]
     width = max(len(command) for command, _ in follow)
     for command, what in follow:
         out(f"  {command:<{width}}   {what}")
@@ -314,9 +316,10 @@ def is_job_id(target: str) -> bool:
             and not target.endswith((".yaml", ".yml")) and not Path(target).is_file())
 
 
-def find_job(url: str, target: str) -> tuple[Any, str]:
+def find_job(url: str, target: str, storage: str | None = None) -> tuple[Any, str]:
     """The job a command names: a job id, or the latest job (a running one first) of a study
-    file's study or of a study's name, as `scaletune jobs` lists it."""
+    file's study or of a study's name, as `scaletune jobs` lists it; in ``storage`` where given
+    (`run --detach --storage`), else the study file's."""
     jobs = client(url)
     if is_job_id(target):
         try:
@@ -329,20 +332,23 @@ def find_job(url: str, target: str) -> tuple[Any, str]:
         return jobs, target
     cfg = load_study(target) if is_study_file(target) else None
     name = cfg.name if cfg else target  # a study's name
-    found = _study_jobs(jobs, name, mask_url(cfg.storage_url) if cfg else None)
+    where = mask_url(storage or cfg.storage_url) if cfg or storage else None
+    found = _study_jobs(jobs, name, where)
     if not found:
         named = f" ({target})" if name != target else ""
         run = target if name != target else "STUDY.yaml"
-        raise SetupError(f"no Ray job of study {name!r}{named} on {url}; "
-                         f"`scaletune run {run} --detach` submits one")
+        raise SetupError(f"no Ray job of study {name!r}{named} on {url}"
+                         f"{_elsewhere(jobs, name, where)}; `scaletune run {shlex.quote(run)} "
+                         "--detach` submits one")
     running = [j for j in found if str(j.status) in ACTIVE]
     return jobs, (running or found)[0].submission_id
 
 
-def print_logs(url: str, target: str, follow: bool, console: Console) -> int:
-    """The driver's output of a job; with ``follow``, until the job ends (Ctrl-C leaves the
-    job running)."""
-    jobs, job_id = find_job(url, target)
+def print_logs(url: str, target: str, follow: bool, console: Console,
+               storage: str | None = None) -> int:
+    """The driver's output of a job (``find_job``'s); with ``follow``, until the job ends
+    (Ctrl-C leaves the job running)."""
+    jobs, job_id = find_job(url, target, storage)
     if not follow:
         console.file.write(jobs.get_job_logs(job_id))
         return 0
@@ -398,9 +404,10 @@ def _resume_command(info: Any, target: str, url: str) -> str:
             f"{_address_flag(None if url == named else url)}{_launch_flags(info.entrypoint)}")
 
 
-def stop(url: str, target: str, console: Console) -> int:
-    """Stop a study's running job and wait for its driver to queue its running trials again."""
-    jobs, job_id = find_job(url, target)
+def stop(url: str, target: str, console: Console, storage: str | None = None) -> int:
+    """Stop a study's running job (``find_job``'s) and wait for its driver to queue its running
+    trials again."""
+    jobs, job_id = find_job(url, target, storage)
     out = _printer(console)
     status = str(jobs.get_job_status(job_id))
     if status not in ACTIVE:
@@ -435,6 +442,16 @@ def _launch_flags(command: str | None) -> str:
 def _address_flag(url: str | None) -> str:
     """`` --address URL`` for a command to print, where the study file does not name ``url``."""
     return f" --address {shlex.quote(url)}" if url else ""
+
+
+def _elsewhere(jobs: Any, name: str, storage: str | None) -> str:
+    """Where study ``name`` has jobs in storages other than ``storage``, the words that say so
+    and how to name one: a job run with `--detach --storage` is found with that --storage."""
+    others = sorted({j.metadata.get(STORAGE) for j in _study_jobs(jobs, name)} - {storage, None})
+    if storage is None or not others:
+        return ""
+    return (f" in {storage}; its jobs there are in {', '.join(others)}: give --storage as "
+            "`run --detach` was given it")
 
 
 def _study_jobs(jobs: Any, name: str | None, storage: str | None = None) -> list[Any]:

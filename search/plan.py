@@ -44,6 +44,7 @@ from scaletune.search.config import (
     holds_study,
     stored_study_attrs,
     stored_trials,
+    usable_cores,
 )
 from scaletune.search.dashboard import study_note, trial_note, write_first_note, write_note
 from scaletune.search.lease import DriverLease
@@ -538,13 +539,29 @@ def memory_problem(cfg: StudyConfig, vocab_size: int) -> str | None:
     params = largest_shape(cfg, vocab_size).total_params
     need = TRAINING_BYTES_PER_PARAM * params
     room = _memory_for_a_trial(cfg)
-    if room is None or need <= room[0]:
+    at_once = _local_trials_at_once(cfg)
+    if room is None or need * at_once <= room[0]:
         return None
     searched = (" (the largest model searched)" if {"model.n_layer", "model.n_embd"}
                 & {k for k, p in cfg.search.other.items() if p.searched} else "")
-    return (f"model: {params:,.0f} parameters{searched} need at least {need / 2**30:,.1f} GiB to "
-            "train (weights, gradients and AdamW state in float32, before activations), more "
-            f"than {room[1]}: make the model smaller")
+    what = (f"model: {params:,.0f} parameters{searched} need at least {need / 2**30:,.1f} GiB to "
+            "train (weights, gradients and AdamW state in float32, before activations)")
+    if need <= room[0]:  # one fits; the trials the machine runs side by side do not
+        return (f"{what}, {at_once} trials at once {at_once * need / 2**30:,.1f} GiB, more than "
+                f"{room[1]}: set workers.max_concurrent: {int(room[0] // need)}, or make the "
+                "model smaller")
+    return f"{what}, more than {room[1]}: make the model smaller"
+
+
+def _local_trials_at_once(cfg: StudyConfig) -> int:
+    """How many trials of a local study on CPUs run side by side (as search.runner.concurrency
+    counts them, capped by max_concurrent and n_trials); 1 elsewhere, where each has a device
+    or a node of its own."""
+    w = cfg.workers
+    if w.gpus_per_trial or w.address not in (None, "local"):
+        return 1
+    fit = math.floor(usable_cores() / w.cpus_per_trial + 1e-9)
+    return max(1, min(fit, w.max_concurrent or fit, cfg.n_trials))
 
 
 def _memory_for_a_trial(cfg: StudyConfig) -> tuple[float, str] | None:

@@ -425,7 +425,7 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
                     else f"stopped ({signal.Signals(signum).name})")
             console.print(f"[yellow]{what} as Ray started: no trial ran; run the same command "
                           "to start the study[/]")
-            raise Interrupted(signum)
+            raise Interrupted(signum, said=True)
     except BaseException:
         if coordinator is not None:
             _release(coordinator)
@@ -476,7 +476,7 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
         _stop_running(plan, running, what, cfg, tracker)
         console.print(f"[yellow]{what}: {len(running)} running trial(s) stopped and queued "
                       "again; run the same command to resume[/]")
-        raise Interrupted(signum) from None
+        raise Interrupted(signum, said=True) from None
     except SystemExit as e:
         # How rich ends the program when the output it writes to is closed (`scaletune run ... |
         # head` once head has its lines, a log reader that died): stop the running trials and

@@ -15,11 +15,14 @@ from typing import Any
 
 class Interrupted(KeyboardInterrupt):
     """Stopped by a signal (``signum``: SIGINT for Ctrl-C, SIGTERM, SIGHUP). The shell's exit
-    code for it is 128 + signum: 130 for Ctrl-C, 143 for SIGTERM."""
+    code for it is 128 + signum: 130 for Ctrl-C, 143 for SIGTERM. ``said``: what was stopped
+    has been said where it was stopped; otherwise the command's caller says it was
+    interrupted."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, said: bool = False) -> None:
         super().__init__(signum)
         self.signum = signum
+        self.said = said
 
 
 class DeferredInterrupt:

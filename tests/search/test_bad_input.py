@@ -476,6 +476,29 @@ def test_a_study_no_trial_could_run_is_refused_before_ray(tmp_path, shakespeare,
             assert expected in " ".join(capsys.readouterr().err.split())
 
 
+def test_a_model_that_fits_once_but_not_as_many_times_as_trials_run_at_once_is_refused(
+        tmp_path, shakespeare, monkeypatch):
+    from scaletune.search import plan
+    from scaletune.search.space import largest_shape
+
+    cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=4,
+                                    workers={"cpus_per_trial": 1, "max_concurrent": 2}))
+    need = plan.TRAINING_BYTES_PER_PARAM * largest_shape(cfg, 256).total_params
+    monkeypatch.setattr(plan, "usable_cores", lambda: 2)
+    # Room for one trial and a half: the check passed, and the plan ran two at once.
+    monkeypatch.setattr(plan, "_memory_for_a_trial", lambda _: (1.5 * need, "the room here"))
+    problem = plan.memory_problem(cfg, 256)
+    assert problem is not None and ", 2 trials at once " in problem
+    assert problem.endswith("more than the room here: set workers.max_concurrent: 1, or make the "
+                            "model smaller")
+    # One at a time fits (max_concurrent, or a study of one trial).
+    for change in ({"workers": cfg.workers.model_copy(update={"max_concurrent": 1})},
+                   {"n_trials": 1}):
+        assert plan.memory_problem(cfg.model_copy(update=change), 256) is None
+    monkeypatch.setattr(plan, "_memory_for_a_trial", lambda _: (0.5 * need, "the room here"))
+    assert plan.memory_problem(cfg, 256).endswith("more than the room here: make the model smaller")
+
+
 def test_an_empty_data_file_names_the_path_and_leaves_nothing(tmp_path, shakespeare, capsys):
     study = tiny_study(tmp_path, shakespeare)
     empty = tmp_path / "empty.txt"

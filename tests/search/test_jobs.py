@@ -336,6 +336,10 @@ def test_a_detached_study_is_followed_stopped_and_resumed_from_outside(tmp_path,
     stopped_other = scaletune("stop", str(other))
     assert stopped_other.returncode == 2 and "no Ray job of study 'tiny'" in flat(
         stopped_other.stderr), stopped_other.stdout + stopped_other.stderr
+    # It says where the study's jobs are, and --storage (as `run --detach --storage` was
+    # given it) finds them from any file of the study's name: they found none.
+    assert f"its jobs there are in {cfg.storage_url}: give --storage" in flat(stopped_other.stderr)
+    assert job in scaletune("jobs", str(other), "--storage", cfg.storage_url).stdout
 
     # Stopped while a trial trains: one that a worker began after the last one ended. (Between
     # trials there is nothing running to stop; a trial of a few seconds leaves time to stop it.)
@@ -387,17 +391,21 @@ def test_a_detached_study_is_followed_stopped_and_resumed_from_outside(tmp_path,
     # resume), and the commands that follow the job name it too.
     raw["workers"].pop("address")
     path = write_study(tmp_path, raw)
+    # (--storage here names the file's own: the commands that follow the job carry it.)
     resumed = scaletune("run", str(path), "--detach", "--n-trials", str(done + 2),
-                        "--address", job_server)
+                        "--address", job_server, "--storage", cfg.storage_url)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"study tiny on sqlite:///{db.resolve()}: {done}/{done + 2} trials finished" \
            in flat(resumed.stdout)
-    assert f"scaletune stop {path} --address {job_server}" in flat(resumed.stdout)
+    assert (f"scaletune stop {path} --address {job_server} --storage {cfg.storage_url}"
+            in flat(resumed.stdout))
     again = re.search(r"as Ray job (scaletune-tiny-\w+)", resumed.stdout).group(1)
     # The refusal of a second job names the stop command with the server, as it must be run.
-    second = scaletune("run", str(path), "--detach", "--address", job_server)
+    second = scaletune("run", str(path), "--detach", "--address", job_server, "--storage",
+                       cfg.storage_url)
     assert second.returncode == 2
-    assert f"(`scaletune stop {path} --address {job_server}`)" in flat(second.stderr)
+    assert (f"(`scaletune stop {path} --address {job_server} --storage {cfg.storage_url}`)"
+            in flat(second.stderr))
     # A job id the server does not hold: one line, not Ray's 404 traceback.
     for command in ("stop", "logs"):
         unknown = scaletune(command, "scaletune-tiny-nope1234", "--address", job_server)

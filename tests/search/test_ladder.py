@@ -202,6 +202,20 @@ def test_a_ladders_paths_take_home_as_a_study_files_do(tmp_path, shakespeare, mo
     assert load_study(tmp_path / "study.yaml").priors.fitted_file == str(home / "laws" / "l.json")
 
 
+def test_a_ladder_interrupted_before_its_trials_says_so(tmp_path, shakespeare, capsys,
+                                                      monkeypatch):
+    from scaletune.search import ladder as ladder_module
+
+    # Ctrl-C while the ladder checked its data, or between two rungs: exit code 130, not a word.
+    def interrupted(_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ladder_module, "checked", interrupted)
+    assert main(["ladder", str(ladder_files(tmp_path, shakespeare))]) == 130
+    assert capsys.readouterr().err == ("scaletune ladder: interrupted; the next run of the same "
+                                       "command recovers any trial left running\n")
+
+
 def test_a_laws_file_that_would_replace_another_file_or_cannot_be_written_is_refused(
         tmp_path, shakespeare, capsys):
     path = ladder_files(tmp_path, shakespeare, laws_file="target.yaml")

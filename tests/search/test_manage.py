@@ -683,6 +683,23 @@ def test_laws_record_their_studies_and_a_study_unlike_them_is_told(tmp_path, cap
     assert code == 0, out
     code, out = scaletune(capsys, "validate", str(like))
     assert code == 0 and "fitted_file: the laws" not in out, out
+    # A file an earlier scaletune wrote (format 2 without the studies or a warmup law) was used
+    # without a word, and `report` said its warmup law wanted scales.
+    earlier = json.loads(laws.read_text())
+    for key in ("fitted_on", "warmup_frac"):
+        earlier.pop(key, None)
+    laws.write_text(json.dumps(earlier))
+    code, out = scaletune(capsys, "validate", str(like))
+    assert code == 0 and ("note: priors.fitted_file: laws.json was written by an earlier "
+                          "scaletune, which did not record the studies it fitted") in flat(out)
+    from scaletune.heuristics.fit import FittedLaws, missing_laws
+
+    assert [line for line in missing_laws(FittedLaws.load(laws)) if "warmup" in line] == [
+        "warmup_frac law: not in this file, which an earlier scaletune wrote before it fitted "
+        "one: fit the studies again (`scaletune fit`, or `scaletune ladder`) to fit it; priors "
+        "from these laws take warmup_frac from the published laws"]
+    code, out = scaletune(capsys, "fit", str(path), str(longer), "-o", str(laws))
+    assert code == 0, out
     # From Python, the same fit (it took ScalePoints only: heuristics.fit_studies).
     from scaletune.search import fit_laws
 

@@ -54,9 +54,23 @@ LINES = [
     ("a bare value under search", {"search__dropout": 0.0},
      "search.dropout: give {value: 0.0} to fix it, or {low: .., high: ..}, {choices: [..]}, "
      "{prior: auto} to search it"),
-    ("a bare list under search", {"search__lr": [1e-4, 1e-2]},
-     "search.lr: give {choices: [0.0001, 0.01]} to search these values, or {low: .., high: ..}, "
-     "{prior: auto} to search a range, {value: ..} to fix it"),
+    ("a bare list of two numbers under search: a range, as Optuna's users write it",
+     {"search__lr": [1e-4, 1e-2]},
+     "search.lr: give {low: 0.0001, high: 0.01}, {prior: auto} to search that range, or "
+     "{choices: [0.0001, 0.01]} to search the two values, {value: ..} to fix it"),
+    ("a bare list under search, 3e-4 as YAML reads it", {"search__lr": ["1e-4", "3e-4", "1e-3"]},
+     "search.lr: give {choices: [0.0001, 0.0003, 0.001]} to search these values, or {low: .., "
+     "high: ..}, {prior: auto} to search a range, {value: ..} to fix it"),
+    ("a trainer field under search.other written as nested in the study file",
+     {"search__other": {"trainer.optim.beta2": {"choices": [0.9, 0.95]}}},
+     "search.other.trainer.optim.beta2: the keys under search.other are trainer fields as they "
+     "are named in a training file, without 'trainer.': write 'optim.beta2'"),
+    ("an unknown field under search.other: those it may set", {"search__other": {"bogus": {"value": 1}}},
+     "search.other.bogus: unknown trainer field 'bogus'; allowed here: ['compile', 'cpu_matmul', "
+     "'dtype', 'max_loss', 'micro_batch_size', 'model', 'optim']"),
+    ("a noise floor written as YAML reads 1e-2", {"pruner": {"name": "predicted",
+                                                            "noise_floor": "1e-2x"}},
+     "pruner.noise_floor: must be 'auto' or a number in [0, 1) (got '1e-2x')"),
     ("a bare value under search.other, which has no priors", {"search__other": {"model.n_layer": 3}},
      "search.other.model.n_layer: give {value: 3} to fix it, or {low: .., high: ..}, "
      "{choices: [..]} to search it"),
@@ -108,7 +122,14 @@ LINES = [
 ]
 
 
+def test_a_noise_floor_in_scientific_notation_is_a_number():
+    # noise_floor: 1e-2, which YAML reads as text, was "must be a number" (confidence took it).
+    raw = {**STUDY, "pruner": {"name": "predicted", "noise_floor": "1e-2"}}
+    assert validate_study(raw).pruner.noise_floor == 0.01
+
+
 @pytest.mark.parametrize("case, changes, expected", LINES, ids=[c[0] for c in LINES])
+
 def test_each_pydantic_error_reads_as_advice(case, changes, expected):
     # The rule: the one line names the key, says what is allowed, and shows the value given.
     assert errors_of(**changes) == [expected]

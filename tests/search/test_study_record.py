@@ -309,9 +309,10 @@ def test_a_study_where_earlier_versions_kept_it_is_used_there(tmp_path, shakespe
     assert load_study(path).folder == tmp_path / "studies" / "runs" / "tiny"
 
 
-@pytest.mark.parametrize("folder", ["proj?a", "p%41b", "a b é#"])
+@pytest.mark.parametrize("folder, earlier", [("proj?a", "proj"),
+                                             ("p%41b", "pAb/runs/studies.db"), ("a b é#", None)])
 def test_a_study_in_a_folder_whose_name_a_url_would_read_keeps_its_storage_there(
-        tmp_path, shakespeare, folder):
+        tmp_path, shakespeare, folder, earlier):
     from scaletune.search.config import load_study
     from scaletune.search.storage import sqlite_path
     from tests.search.helpers import write_study
@@ -326,6 +327,13 @@ def test_a_study_in_a_folder_whose_name_a_url_would_read_keeps_its_storage_there
     (tmp_path / folder / "runs").mkdir()
     optuna.create_study(study_name="tiny", storage=make_storage(cfg.storage_url))
     assert (tmp_path / folder / "runs" / "studies.db").is_file()
+    # A study that ran there before, when the URL put it in proj or pAb, resumes there.
+    if earlier is not None:
+        (tmp_path / folder / "runs" / "studies.db").unlink()
+        (tmp_path / earlier).parent.mkdir(parents=True, exist_ok=True)
+        optuna.create_study(study_name="tiny",
+                            storage=make_storage(f"sqlite:///{tmp_path / earlier}"))
+        assert sqlite_path(load_study(path).storage_url) == tmp_path / earlier
     # A relative SQLite path in the file, too.
     raw["storage"] = "sqlite:///db/my.db"
     cfg = load_study(write_study(tmp_path / folder, raw))
