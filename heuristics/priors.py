@@ -833,8 +833,8 @@ def priors_table(priors: Priors, searched: dict[str, str] | None = None) -> Tabl
         caption.append("* law evaluated outside its fitted range: a prior, not an answer")
     caption += [f"{name}: {FIT_WARNS}{s.note.partition(FIT_WARNS)[2]}"
                 for name, p in priors.as_dict().items() for s in p.sources if FIT_WARNS in s.note]
-    caption += [f"{name}: the laws put the center at {p.clipped_from:.3g}, beyond what scaletune "
-                f"takes as sane; it is held at {p.center:.3g}"
+    caption += [f"{name}: the laws put the center at {p.clipped_from:.3g}, beyond a factor 2 inside "
+                f"what scaletune takes as sane; it is held at {p.center:.3g}"
                 for name, p in priors.as_dict().items() if p.clipped_from is not None]
     table = Table(title="Priors from scaling laws", caption="\n".join(caption) or None)
     table.add_column("hyperparameter", style="bold")
