@@ -1243,7 +1243,7 @@ def resolve_study(cfg: StudyConfig, path: Path) -> StudyConfig:
     # A relative SQLite path in the file is the file's, as its data and folder are: run from
     # another folder, it made a second database there (a study split in two, without a word).
     if cfg.storage:
-        updates["storage"] = sqlite_beside(cfg.storage, base)
+        updates["storage"] = sqlite_beside(cfg.storage, base, cfg.name)
     mlflow = cfg.tracking.mlflow
     if mlflow is not None and mlflow.tracking_uri:
         updates["tracking"] = cfg.tracking.model_copy(update={"mlflow": mlflow.model_copy(
@@ -1255,10 +1255,10 @@ def resolve_study(cfg: StudyConfig, path: Path) -> StudyConfig:
     return cfg
 
 
-def sqlite_beside(url: str, base: Path) -> str:
+def sqlite_beside(url: str, base: Path, name: str | None = None) -> str:
     """``url`` with a relative SQLite path (``sqlite:///runs/x.db``) made absolute against
     ``base``; any other URL (an absolute path, ``sqlite:////...``, in memory, a server) as it
-    is."""
+    is. ``name``: the study's, which resumes where it ran before folder names were escaped."""
     prefix = "sqlite:///"
     if not url.startswith(prefix) or url.startswith(prefix + "/"):
         return url
@@ -1266,7 +1266,10 @@ def sqlite_beside(url: str, base: Path) -> str:
     if not path or path == ":memory:" or path.startswith("file:"):
         return url
     # The path as the URL means it (%XX decoded), joined to base and written as a URL again.
-    return f"{sqlite_url((base / Path(unquote(path)).expanduser()).resolve())}{mark}{query}"
+    database = (base / Path(unquote(path)).expanduser()).resolve()
+    if name is not None:
+        database = _where_it_ran(database, name)
+    return f"{sqlite_url(database)}{mark}{query}"
 
 
 SHARED_DATABASE = "studies.db"

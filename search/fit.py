@@ -172,8 +172,9 @@ def laws_fit_note(cfg: StudyConfig, data_fingerprint: str | None = None) -> str 
     if "fitted_on" in fitted.unrecorded:
         return (f"priors.fitted_file: {Path(cfg.priors.fitted_file).name} was written by an "
                 "earlier scaletune, which did not record the studies it fitted: nothing checks "
-                "that they match this one (data, model size, budget), and it has no warmup law; "
-                "fit them again (`scaletune fit`, or `scaletune ladder`) for laws fitted as "
+                "that they match this one (data, model size, budget)"
+                + (", and it has no warmup law" if "warmup_frac" in fitted.unrecorded else "")
+                + "; fit them again (`scaletune fit`, or `scaletune ladder`) for laws fitted as "
                 "this version fits them")
     if not records:
         return None

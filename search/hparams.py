@@ -163,13 +163,15 @@ def field_problem(dotted: str) -> str | None:
     for i, part in enumerate(parts):
         fields = node.model_fields
         if part not in fields:
-            near = closest(part, sorted(fields))
-            guess = f" (did you mean {'.'.join([*parts[:i], near])!r}?)" if near else ""
             # Those search.other may set: the study sets data, tokens, seed and a run's own
             # fields, and the registered hyperparameters (lr, batch_size) are searched by name.
             own = set(targets().values())
             allowed = [f for f in sorted(fields) if (dotted_f := ".".join([*parts[:i], f]))
                        not in own and not _set_by_the_study(dotted_f)]
+            near = closest(part, sorted(fields))
+            named = ".".join([*parts[:i], near]) if near else ""
+            guess = ("" if not near else f" (did you mean {named!r}?)" if near in allowed else
+                     f" ({named!r}, the field nearest to it, is not one search.other sets)")
             return f"unknown trainer field {part!r}{guess}; allowed here: {allowed}"
         ann = fields[part].annotation
         section = isinstance(ann, type) and issubclass(ann, BaseModel)

@@ -686,12 +686,17 @@ def test_laws_record_their_studies_and_a_study_unlike_them_is_told(tmp_path, cap
     # A file an earlier scaletune wrote (format 2 without the studies or a warmup law) was used
     # without a word, and `report` said its warmup law wanted scales.
     earlier = json.loads(laws.read_text())
-    for key in ("fitted_on", "warmup_frac"):
-        earlier.pop(key, None)
+    assert earlier["warmup_frac"] is not None
+    earlier.pop("fitted_on")  # written from 2026-12-02 to 2026-12-04: a warmup law, no studies
     laws.write_text(json.dumps(earlier))
     code, out = scaletune(capsys, "validate", str(like))
     assert code == 0 and ("note: priors.fitted_file: laws.json was written by an earlier "
-                          "scaletune, which did not record the studies it fitted") in flat(out)
+                          "scaletune, which did not record the studies it fitted: nothing checks "
+                          "that they match this one (data, model size, budget); fit") in flat(out)
+    earlier.pop("warmup_frac")
+    laws.write_text(json.dumps(earlier))
+    code, out = scaletune(capsys, "validate", str(like))
+    assert code == 0 and "(data, model size, budget), and it has no warmup law; fit" in flat(out)
     from scaletune.heuristics.fit import FittedLaws, missing_laws
 
     assert [line for line in missing_laws(FittedLaws.load(laws)) if "warmup" in line] == [

@@ -68,6 +68,11 @@ LINES = [
     ("an unknown field under search.other: those it may set", {"search__other": {"bogus": {"value": 1}}},
      "search.other.bogus: unknown trainer field 'bogus'; allowed here: ['compile', 'cpu_matmul', "
      "'dtype', 'max_loss', 'micro_batch_size', 'model', 'optim']"),
+    ("a misspelt field nearest one search.other may not set: no 'did you mean' to a refusal",
+     {"search__other": {"out_dirr": {"value": 1}}},
+     "search.other.out_dirr: unknown trainer field 'out_dirr' ('out_dir', the field nearest to "
+     "it, is not one search.other sets); allowed here: ['compile', 'cpu_matmul', 'dtype', "
+     "'max_loss', 'micro_batch_size', 'model', 'optim']"),
     ("a noise floor written as YAML reads 1e-2", {"pruner": {"name": "predicted",
                                                             "noise_floor": "1e-2x"}},
      "pruner.noise_floor: must be 'auto' or a number in [0, 1) (got '1e-2x')"),

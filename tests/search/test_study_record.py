@@ -334,10 +334,16 @@ def test_a_study_in_a_folder_whose_name_a_url_would_read_keeps_its_storage_there
         optuna.create_study(study_name="tiny",
                             storage=make_storage(f"sqlite:///{tmp_path / earlier}"))
         assert sqlite_path(load_study(path).storage_url) == tmp_path / earlier
-    # A relative SQLite path in the file, too.
+        (tmp_path / earlier).unlink()
+    # A relative SQLite path in the file, too, and where it ran before.
     raw["storage"] = "sqlite:///db/my.db"
-    cfg = load_study(write_study(tmp_path / folder, raw))
-    assert sqlite_path(cfg.storage_url) == tmp_path / folder / "db" / "my.db"
+    path = write_study(tmp_path / folder, raw)
+    assert sqlite_path(load_study(path).storage_url) == tmp_path / folder / "db" / "my.db"
+    if earlier is not None:
+        before = tmp_path / {"proj": "proj", "pAb/runs/studies.db": "pAb/db/my.db"}[earlier]
+        before.parent.mkdir(parents=True, exist_ok=True)
+        optuna.create_study(study_name="tiny", storage=make_storage(f"sqlite:///{before}"))
+        assert sqlite_path(load_study(path).storage_url) == before
 
 
 def test_a_driver_paused_past_its_lease_does_not_write_over_the_next_one(cfg, monkeypatch):
