@@ -570,7 +570,12 @@ def validate_file(path: str) -> tuple[str, list[str]]:
     read; a server's connected to) alone: nothing is prepared, started or written. Returns its kind ("study",
     "ladder" or "training config") and the notes the plan would warn of; raises a ConfigError
     that lists every problem found (a data or tokenizer error found while planning included)."""
-    from scaletune.trainer.config import file_kind, load_train_config, load_yaml
+    from scaletune.trainer.config import (
+        file_kind,
+        load_train_config,
+        load_yaml,
+        tensorboard_missing,
+    )
 
     try:
         raw = load_yaml(path)
@@ -578,6 +583,8 @@ def validate_file(path: str) -> tuple[str, list[str]]:
             config = load_train_config(path)
             if missing := config.data.file_errors():
                 raise ConfigError(path, missing)
+            if no_board := tensorboard_missing(config):
+                raise ConfigError(path, [no_board])
             if small := vocab_problem(config.model.vocab_size,  # train refused it
                                       known_vocab_size(config.data.tokenizer),
                                       config.data.tokenizer):

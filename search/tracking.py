@@ -16,10 +16,8 @@ frozen_trial)`` after each trial is told.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import math
 import os
-import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 
+from scaletune.trainer.config import installed
 from scaletune.trainer.console import make_console
 from scaletune.trainer.errors import ConfigError, first_line
 
@@ -249,7 +248,7 @@ def tracker_problems(cfg: StudyConfig) -> list[str]:
     kind), found without logging or writing anything: for validate and the dry run. Trackers
     whose packages are missing are left to ``missing_packages``."""
     def ready(name: str, integration: Integration, section: Any) -> None:
-        if integration.ready is not None and all(map(_installed, integration.packages)):
+        if integration.ready is not None and all(map(installed, integration.packages)):
             integration.ready(section, cfg)
 
     return _each_tracker(cfg, ready)
@@ -291,21 +290,12 @@ def missing_packages(tracking: TrackingConfig) -> list[str]:
         wanted = {"tensorboard": TENSORBOARD_PACKAGES, **wanted}
     errors = []
     for name, packages in wanted.items():
-        missing = [p.replace("_", "-") for p in packages if not _installed(p)]
+        missing = [p.replace("_", "-") for p in packages if not installed(p)]
         if missing:
             errors.append(f"tracking.{name}: {' and '.join(missing)} "
                           f"{'is' if len(missing) == 1 else 'are'} not installed: "
                           f'pip install "scaletune[{name}]"')
     return errors
-
-
-def _installed(module: str) -> bool:
-    if sys.modules.get(module) is not None:  # imported: optuna_integration's has no spec
-        return True
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):  # a broken install, or a module without a spec
-        return False
 
 
 class Tracker:

@@ -43,7 +43,8 @@ CHECKPOINT_KEYS = {"model", "optimizers", "progress", "grad_stats", "rng", "conf
 # run resumed on fewer processes lowers to fit the memory the others gave it).
 RUN_OPTIONS = {"progress", "tensorboard", "out_dir", "checkpoint_every_tokens", "eval_every_tokens",
                "num_threads", "compile", "cpu_matmul", "device", "parallel", "micro_batch_size",
-               "data.cache_dir", "data.path", "data.data_files", "data.tokenizer", "provenance"}
+               "data.cache_dir", "data.path", "data.val_path", "data.data_files", "data.tokenizer",
+               "provenance"}
 
 
 def run_in_the_way(out_dir: str | None, resume: bool, overwrite: bool,
@@ -165,10 +166,15 @@ def load_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: to
                          f"{shown}{more}: undo the change to resume, or start the run afresh "
                          "(--overwrite, or another out_dir)")
     if ckpt["fingerprint"] != fingerprint:
+        # A data key that changed (a file moved is no change) or, none, the files themselves.
+        was, is_ = flat_keys(ckpt["config"]), flat_keys(now)
+        keys = [k for k in sorted(RUN_OPTIONS) if k.startswith("data.") and was.get(k) != is_.get(k)
+                and k != "data.cache_dir"]
+        why = (("with " + ", ".join(f"{k}: {was.get(k)!r} -> {is_.get(k)!r}" for k in keys),
+                "undo the change") if keys else ("its files changed since", "restore the data"))
         raise SetupError(f"resume: {path} was trained on data {ckpt['fingerprint']}, and the "
-                         f"data reads as {fingerprint} now (its files changed since): restore "
-                         "the data to resume, or start the run afresh (--overwrite, or another "
-                         "out_dir)")
+                         f"data reads as {fingerprint} now ({why[0]}): {why[1]} to resume, or "
+                         "start the run afresh (--overwrite, or another out_dir)")
     from torch.distributed.checkpoint.state_dict import (  # see save_checkpoint
         StateDictOptions,
         set_model_state_dict,

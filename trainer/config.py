@@ -10,11 +10,13 @@ from __future__ import annotations
 import decimal
 import difflib
 import glob
+import importlib.util
 import math
 import os
 import re
 import reprlib
 import shlex
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -605,7 +607,8 @@ class TrainConfig(_Strict):
     averaged (DistributedDataParallel). fsdp: weights, gradients and optimizer state are sharded
     over the processes (PyTorch FSDP2, fully_shard per block), for a model whose weights and
     optimizer state do not fit one device. Both take the same step on the same global batch; a
-    single process ignores this."""
+    single process trains as one whatever it says (fsdp still refuses optim.name: muon, so that
+    a file refused on several processes is refused on one)."""
     cpu_matmul: Literal["auto", "onednn", "torch"] = "auto"
     """float32 CPU runs: onednn sends the forward and input-gradient matmuls of large linear
     layers through oneDNN, which reaches the CPU's peak where torch's default BLAS may not
@@ -1163,6 +1166,26 @@ def flat_keys(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 """The first 16 bytes of every SQLite database file: a study storage given as a config file."""
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported here (an optional dependency), without importing it."""
+    if sys.modules.get(module) is not None:  # imported: optuna_integration's has no spec
+        return True
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken install, or a module without a spec
+        return False
+
+
+def tensorboard_missing(config: TrainConfig) -> str | None:
+    """Why a run that asks for TensorBoard scalars cannot write them (the package, an optional
+    extra, is not installed), else None: said before the run starts, where it was a traceback
+    after --overwrite had cleared the run before it."""
+    if not (config.tensorboard and config.out_dir) or installed("tensorboard"):
+        return None
+    return ('tensorboard: true needs the tensorboard package, which is not installed: pip '
+            'install "scaletune[tensorboard]", or set tensorboard: false')
 
 
 def sqlite_url(path: Path) -> str:

@@ -34,7 +34,7 @@ from scaletune.trainer.checkpoint import (
     run_in_the_way,
     save_checkpoint,
 )
-from scaletune.trainer.config import TrainConfig
+from scaletune.trainer.config import TrainConfig, tensorboard_missing
 from scaletune.trainer.data import (
     TokenData,
     prepare_data,
@@ -214,6 +214,8 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
                              config=config.model_dump(mode="json")):
         raise SetupError(why)
     if config.compile and (why := compiler_missing()):
+        raise SetupError(why)
+    if why := tensorboard_missing(config):
         raise SetupError(why)
     run = _set_up(config, resume, data_fingerprint)
     # One run at a time in out_dir (trainer.runlock): a second is refused before it writes.
@@ -405,7 +407,9 @@ def _run_steps(config: TrainConfig, report: Report | None, run: _Run, model: tor
     # the next step has been queued, so a GPU never idles while the host checks it.
     pending = None
     start_step = progress.step
-    steps_from = time.perf_counter()  # the ETA's clock: the set-up before the steps is not theirs
+    # The ETA's clock and the step it starts at: the set-up before the steps is not theirs, nor
+    # is a first step that compiled the graphs.
+    steps_from, paced_from = time.perf_counter(), start_step
     timed_from, timed_tokens = time.perf_counter(), 0  # steps since the last pause (eval etc.)
     for step in range(start_step, run.total_steps):
         if interrupt is not None:
@@ -422,6 +426,7 @@ def _run_steps(config: TrainConfig, report: Report | None, run: _Run, model: tor
             reason, pending = reason or _settle(pending, run, progress, grad_stats, bar), None
             _sync(run.device)
             timed_from, timed_tokens = time.perf_counter(), 0
+            steps_from, paced_from = timed_from, progress.step
 
         final = progress.step == run.total_steps
         do_eval = final or _crossed(tokens, run.tokens_per_step, run.eval_every)
@@ -443,7 +448,7 @@ def _run_steps(config: TrainConfig, report: Report | None, run: _Run, model: tor
             _evaluate_and_report(config, report, run, model, progress, grad_stats, board,
                                  lr_mult, final)
             if lines:
-                print(_progress_line(progress, run, start_step, wall_start, steps_from),
+                print(_progress_line(progress, run, paced_from, wall_start, steps_from),
                       file=sys.stderr, flush=True)
             if progress.status == "diverged":
                 return
@@ -465,14 +470,15 @@ def _on_terminal(stream: Any) -> bool:
         return False
 
 
-def _progress_line(progress: _Progress, run: _Run, start_step: int, wall_start: float,
+def _progress_line(progress: _Progress, run: _Run, paced_from: int, wall_start: float,
                    steps_from: float) -> str:
     """An evaluation as one line: ``step 593/5,860 (10%)  tokens 303,616  val loss 2.2800  train
     loss 2.3971  25,297 tok/s  12 s elapsed, ETA ~2 min``. The ETA is the steps' own pace since
-    ``steps_from`` (evaluations included), not this process's set-up before them."""
+    ``steps_from``, when the run was at step ``paced_from`` (evaluations included), not this
+    process's set-up before them nor a step that compiled."""
     last = progress.history[-1]
     elapsed = time.perf_counter() - wall_start  # this process's, since a resume
-    done = progress.step - start_step
+    done = progress.step - paced_from
     left = run.total_steps - progress.step
     pace = (time.perf_counter() - steps_from) / done if done else 0.0
     eta = f", {fmt_eta(pace * left)}" if done and left else ""

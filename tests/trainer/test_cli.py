@@ -216,7 +216,8 @@ def test_relative_local_paths_resolve_against_the_config_file(tmp_path):
     assert (cfg.data.path, cfg.out_dir) == (str(home / "t.txt"), str(home / "runs" / "final"))
 
 
-def test_runs_that_cannot_start_as_asked_exit_with_2_and_one_line(tmp_path, shakespeare, capsys):
+def test_runs_that_cannot_start_as_asked_exit_with_2_and_one_line(tmp_path, shakespeare, capsys,
+                                                                 monkeypatch):
     base = {
         "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16},
         "data": {"source": "text", "path": str(shakespeare), "cache_dir": str(tmp_path / "cache")},
@@ -236,6 +237,48 @@ def test_runs_that_cannot_start_as_asked_exit_with_2_and_one_line(tmp_path, shak
             "or start the run afresh (--overwrite, or another out_dir)") in err, err
     assert "Traceback" not in err
     assert (tmp_path / "out" / "checkpoint.pt").read_bytes() == kept
+    # TensorBoard scalars without the package (an optional extra): a traceback, exit code 1,
+    # and under --overwrite the run it was to replace already deleted.
+    from scaletune.search.cli import main
+
+    board = write(tmp_path, {**base, "tensorboard": True})
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if not installed
+    for command in (["train", str(board), "--overwrite"], ["validate", str(board)]):
+        assert main(command) == 2, command
+        err = " ".join(capsys.readouterr().err.split())
+        assert ('tensorboard: true needs the tensorboard package, which is not installed: pip '
+                'install "scaletune[tensorboard]", or set tensorboard: false') in err, err
+    assert (tmp_path / "out" / "checkpoint.pt").read_bytes() == kept
+
+
+def test_a_resume_takes_moved_validation_text_and_names_a_changed_data_key(tmp_path, shakespeare,
+                                                                          capsys):
+    from scaletune.trainer.loop import train
+
+    text = shakespeare.read_text()[:120_000]
+    for name, part in (("tr.txt", text[:100_000]), ("va.txt", text[100_000:]),
+                       ("va-copy.txt", text[100_000:]), ("other.txt", text[20_000:])):
+        (tmp_path / name).write_text(part)
+    base = {"model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16},
+            "data": {"source": "text", "path": "tr.txt", "val_path": "va.txt",
+                     "cache_dir": str(tmp_path / "cache")},
+            "batch_size": 4, "tokens": 8 * 4 * 16, "eval_every_tokens": 2 * 4 * 16,
+            "progress": False, "num_threads": 1, "out_dir": "out"}
+    stopped = train(load_train_config(write(tmp_path, base)), report=lambda *_: "stop")
+    assert stopped.status == "stopped" and (tmp_path / "out" / "checkpoint.pt").exists()
+    # The validation text moved (the same text): refused as a changed config, where a moved
+    # training text resumed.
+    moved = write(tmp_path, {**base, "data": {**base["data"], "val_path": "va-copy.txt"}})
+    assert train_main(str(moved), resume=True) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    # Other text: the key that changed is named (it said the data's files had changed).
+    (tmp_path / "out" / "checkpoint.pt").unlink()
+    train(load_train_config(write(tmp_path, base)), report=lambda *_: "stop", overwrite=True)
+    other = write(tmp_path, {**base, "data": {**base["data"], "path": "other.txt"}})
+    assert train_main(str(other), resume=True) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert (f"(with data.path: '{tmp_path / 'tr.txt'}' -> '{tmp_path / 'other.txt'}'): undo the "
+            "change to resume") in err, err
 
 
 def test_nesterov_without_momentum_is_a_config_error(tmp_path):

@@ -76,6 +76,28 @@ def _after_set_up(run_steps, clock):
     return wrapped
 
 
+def test_the_eta_leaves_out_the_step_that_compiled(tiny, capsys, monkeypatch):
+    import scaletune.trainer.loop as loop
+
+    # Ten minutes to compile, in the first step's forward; the others take no time.
+    real, clock = loop.time.perf_counter, {"compiled": 0.0}
+
+    def compiling(model):
+        def first_forward(*_):
+            clock["compiled"] = 600.0
+        handle = model.register_forward_pre_hook(first_forward)
+        model.register_forward_hook(lambda *_: handle.remove())
+        return model
+
+    monkeypatch.setattr(loop, "compiler_missing", lambda: None)
+    monkeypatch.setattr(loop.torch, "compile", compiling)
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: real() + clock["compiled"])
+    train(tiny(steps=10, eval_every_tokens=5 * STEP_TOKENS, progress=True, compile=True))
+    first, *lines = capsys.readouterr().err.splitlines()
+    # It said ~10 min: the compile time over 5 steps, times the 5 left.
+    assert "elapsed, ETA <10 s" in lines[0], lines
+
+
 def test_progress_off_prints_nothing(tiny, capsys):
     train(tiny(steps=10, eval_every_tokens=5 * STEP_TOKENS, progress=False))
     assert capsys.readouterr().err == ""
