@@ -201,6 +201,9 @@ def sqlite_file_errors(url: str) -> list[str]:
             return [f"storage: {path} is a folder, not an SQLite file: give the database file, "
                     f"{sqlite_url(path)}/NAME.db" + (f" (it holds {', '.join(inside)})" if inside
                                                     else "")]
+        if path is not None and path.exists() and not path.is_file():  # /dev/null, a pipe
+            return [f"storage: {path} is not a file (a device, a pipe or a socket): give an "
+                    "SQLite database file"]
         if path is None or not path.is_file():
             return []
         with open(path, "rb") as f:

@@ -434,7 +434,12 @@ def test_the_readers_refuse_a_storage_that_is_a_folder_or_empty_and_keep_it(tmp_
             (["studies", "--storage", "sqlite:///runs/a.db"], empty),
             (["dashboard", "--storage", "sqlite:///runs/a.db"], empty),
             (["show", "tiny", "--storage", "sqlite:///runs/a.db"], empty),
-            (["best", "tiny", "--storage", "sqlite:///runs/a.db"], empty)]:
+            (["best", "tiny", "--storage", "sqlite:///runs/a.db"], empty),
+            # A device: it said /dev/null "does not exist".
+            (["studies", "--storage", "sqlite:////dev/null"],
+             "storage: /dev/null is not a file (a device, a pipe or a socket)"),
+            (["show", "tiny", "--storage", "sqlite:////dev/null"],
+             "storage: /dev/null is not a file (a device, a pipe or a socket)")]:
         assert main(command) == 2, command
         out = " ".join(capsys.readouterr().err.split())
         assert expected in out, (command, out)
