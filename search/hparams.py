@@ -141,6 +141,14 @@ def register(hp: HParam) -> HParam:
     problem = field_problem(hp.target)
     if problem:
         raise ValueError(f"HParam {hp.name!r}: target {hp.target!r}: {problem}")
+    # Two entries that set one field: both drawn, one trained, the other recorded as if it had.
+    forms = {form for _, form in hp.forms}
+    if clash := [h.name for h in HPARAMS.values() if h.target == hp.target and h.name not in forms]:
+        raise ValueError(f"HParam {hp.name!r}: target {hp.target!r} is already set by "
+                         f"{', '.join(map(repr, clash))}")
+    if hp.default == "auto" and hp.prior is None:  # every study would search it with no prior
+        raise ValueError(f"HParam {hp.name!r}: default 'auto' searches it with its prior, and it "
+                         "has none: give prior=..., or default=None")
     for _, form in hp.forms:
         if form != hp.name and form not in HPARAMS:
             raise ValueError(f"HParam {hp.name!r}: form {form!r} is not registered; register "

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,15 +53,32 @@ def model_shape(cfg: StudyConfig, vocab_size: int) -> ModelShape:
     """The model the priors are taken at: the file's, with what search.other fixes for every
     trial (a fixed model.n_embd trained 4x the N the priors and the report counted)."""
     m = cfg.model
-    return ModelShape(
-        n_layer=cfg.fixed_field("model.n_layer"),
-        n_head=cfg.fixed_field("model.n_head"),
-        n_embd=cfg.fixed_field("model.n_embd"),
-        block_size=m.block_size,
-        vocab_size=m.vocab_size or vocab_size,
-        tie_weights=cfg.fixed_field("model.tie_weights"),
-        learned_positions=cfg.fixed_field("model.positions") == "learned",
-    )
+    with _fixed_values_checked(cfg):
+        return ModelShape(
+            n_layer=cfg.fixed_field("model.n_layer"),
+            n_head=cfg.fixed_field("model.n_head"),
+            n_embd=cfg.fixed_field("model.n_embd"),
+            block_size=m.block_size,
+            vocab_size=m.vocab_size or vocab_size,
+            tie_weights=cfg.fixed_field("model.tie_weights"),
+            learned_positions=cfg.fixed_field("model.positions") == "learned",
+        )
+
+
+@contextlib.contextmanager
+def _fixed_values_checked(cfg: StudyConfig) -> Iterator[None]:
+    """The ValueError of a model or optimizer that search.other's fixed values make (n_head 3
+    of n_embd 32, beta2 1.5), as the error of the study file it is: the priors are taken at
+    those values before space_problems sees them, and every command ended in a traceback."""
+    try:
+        yield
+    except ValueError as e:
+        fixed = {k: p.value for k, p in cfg.search.other.items() if p.value is not None}
+        if not fixed:
+            raise
+        shown = ", ".join(f"{k}={v!r}" for k, v in fixed.items())
+        raise ConfigError(cfg.source, [f"search.other: the values it fixes ({shown}) make a "
+                                       f"trial config no run can train: {e}"]) from None
 
 
 def largest_shape(cfg: StudyConfig, vocab_size: int) -> ModelShape:
@@ -85,15 +104,17 @@ def study_priors(
             raise ConfigError(cfg.source, [
                 f"priors.fitted_file: {e} (`scaletune fit STUDY... -o FILE` or `scaletune "
                 "ladder` writes one)"]) from None
-    return priors_for(
-        model_shape(cfg, vocab_size),
-        tokens=cfg.tokens_per_trial,
-        unique_tokens=unique_tokens,
-        beta2=_adam_beta2(cfg),
-        fitted=fitted,
-        epochs_from=epochs_from,
-        trained_batches=trained_batches(cfg),
-    )
+    shape = model_shape(cfg, vocab_size)
+    with _fixed_values_checked(cfg):
+        return priors_for(
+            shape,
+            tokens=cfg.tokens_per_trial,
+            unique_tokens=unique_tokens,
+            beta2=_adam_beta2(cfg),
+            fitted=fitted,
+            epochs_from=epochs_from,
+            trained_batches=trained_batches(cfg),
+        )
 
 
 def _adam_beta2(cfg: StudyConfig) -> float | None:
@@ -328,9 +349,14 @@ def _distribution(
     if p.choices is not None:
         return CategoricalDistribution(p.choices)
     if p.prior == "auto":
-        assert prior is not None  # config validation allows prior: auto where a prior exists
+        if prior is None:  # a hyperparameter registered without one (prior=None)
+            raise ConfigError("study", [
+                f"{key}: prior: auto, and it has no prior (registered with prior=None): give "
+                "low and high, choices or a value"])
         low = p.low if p.low is not None else prior.low
         high = p.high if p.high is not None else prior.high
+        if hp is not None:  # a registered prior's range, kept to the values a study may give
+            low, high = max(low, hp.low), min(high, hp.high)
         log = p.log if p.log is not None else prior.log
         if not low < high:
             raise ConfigError("study", [
@@ -344,10 +370,12 @@ def _distribution(
     else:
         low, high = p.low, p.high
         log = p.log if p.log is not None else (hp.log if hp else False)
-    # Registered hyperparameters are floats (batch sizes are categorical); an other field is
-    # searched as an integer where the trainer's field holds whole numbers (n_layer), as a float
-    # where it holds any (min_lr_ratio from 0 to 1 is not the choice of 0 or 1).
-    numbers = float if hp is not None else hparams.field_numbers(key.removeprefix("search.other."))
+    # Registered hyperparameters are floats, or integers where they are whole (batch sizes are
+    # categorical); an other field is searched as an integer where the trainer's field holds
+    # whole numbers (n_layer), as a float where it holds any (min_lr_ratio from 0 to 1 is not
+    # the choice of 0 or 1).
+    numbers = ((int if hp.whole else float) if hp is not None
+               else hparams.field_numbers(key.removeprefix("search.other.")))
     if numbers is None:  # model.bias from 0 to 1 drew 0.65, and the trial failed
         raise ConfigError("study", [
             f"{key}: low={low!r}, high={high!r}: a range of a field that holds no numbers; "

@@ -46,6 +46,44 @@ def test_register_refuses_a_target_the_trainer_does_not_have(monkeypatch):
         hparams.register(hparams.HPARAMS["lr"])
 
 
+def test_register_refuses_a_second_entry_of_one_field_and_auto_without_a_prior(monkeypatch):
+    monkeypatch.setattr(hparams, "HPARAMS", dict(hparams.HPARAMS))
+    # Both drawn, the later one trained: the recorded lr was not what trained.
+    with pytest.raises(ValueError, match="target 'optim.lr' is already set by 'lr'"):
+        hparams.register(HParam("peak_lr", target="optim.lr", label="", unit="", low=0, high=1,
+                                allowed="x", prior=lambda p: p.lr))
+    # default 'auto' searches it with a prior it has not: an AssertionError from every command.
+    with pytest.raises(ValueError, match="default 'auto' searches it with its prior"):
+        hparams.register(HParam("beta2", target="optim.beta2", label="", unit="", low=0.5,
+                                high=0.9999, allowed="x"))
+
+
+def test_a_registered_whole_number_or_priorless_entry_and_a_wide_prior(tmp_path, shakespeare,
+                                                                       monkeypatch):
+    from scaletune.search.plan import SearchPlan
+
+    monkeypatch.setitem(hparams.HPARAMS, "n_layer", HParam(
+        "n_layer", target="model.n_layer", label="layers", unit="", low=1, high=12, whole=True,
+        allowed="1 to 12 layers", default=None))
+    monkeypatch.setitem(hparams.HPARAMS, "beta2", HParam(
+        "beta2", target="optim.beta2", label="Adam beta2", unit="", low=0.5, high=0.9999,
+        allowed="a beta2 in [0.5, 0.9999]", default=None,
+        prior=lambda _: Prior(name="beta2", center=0.99, low=0.9, high=1.3, log=False, sigma=0.1)))
+    raw = tiny_study(tmp_path, shakespeare)
+    raw["search"] |= {"n_layer": {"low": 1, "high": 3}, "beta2": {"prior": "auto"}}
+    dims = {d.name: d.distribution for d in SearchPlan.build(validate_study(raw)).dims}
+    # Drawn as a float (2.0976 layers), its first trial failed and the study stopped.
+    assert dims["n_layer"] == optuna.distributions.IntDistribution(1, 3)
+    # A prior's range beyond the values a study may give: beta2=1.19 stopped the study.
+    assert dims["beta2"] == optuna.distributions.FloatDistribution(0.9, 0.9999)
+    # prior: auto of an entry registered without one: an AssertionError.
+    monkeypatch.setitem(hparams.HPARAMS, "beta2", HParam(
+        "beta2", target="optim.beta2", label="Adam beta2", unit="", low=0.5, high=0.9999,
+        allowed="a beta2 in [0.5, 0.9999]", default=None))
+    with pytest.raises(ConfigError, match="search.beta2: prior: auto, and it has no prior"):
+        SearchPlan.build(validate_study(raw))
+
+
 def test_a_study_leaves_an_optional_hyperparameter_to_the_trainer(tmp_path, shakespeare, beta2):
     cfg = validate_study(tiny_study(tmp_path, shakespeare))
     assert cfg.search.beta2 is None
