@@ -959,12 +959,26 @@ class StudyConfig(_Strict):
         database = default_database(self.folder, self.name, shared).resolve()
         return sqlite_url(_where_it_ran(database, self.name))
 
+    def setting(self, dotted: str) -> tuple[str, Param] | None:
+        """The search entry that sets the trainer field ``dotted`` (model.n_layer) and its
+        trial parameter's name: search.other's, or that of a hyperparameter registered with that
+        target (an n_layer of one's own); None where the file's value holds. (The priors and the
+        compute read only search.other, and took a registered n_layer of 4 for the file's 1.)"""
+        if (other := self.search.other.get(dotted)) is not None:
+            return dotted, other
+        for name, param in self.search.params.items():
+            hp = hparams.HPARAMS.get(name)
+            if param is not None and hp is not None and hp.target == dotted and not hp.is_form:
+                return name, param
+        return None
+
     def fixed_field(self, dotted: str) -> Any:
         """The value every trial trains with at the trainer field ``dotted`` (model.n_embd,
-        optim.beta2) where no trial draws it: search.other's fixed ``value``, else the file's."""
-        other = self.search.other.get(dotted)
-        if other is not None and other.value is not None:
-            return other.value
+        optim.beta2) where no trial draws it: the fixed ``value`` of the entry that sets it
+        (``setting``), else the file's."""
+        set_by = self.setting(dotted)
+        if set_by is not None and set_by[1].value is not None:
+            return set_by[1].value
         node: Any = self.model if dotted.startswith("model.") else self.trainer
         for part in dotted.removeprefix("model.").split("."):
             node = getattr(node, part)
@@ -973,9 +987,13 @@ class StudyConfig(_Strict):
     def largest(self, dotted: str) -> Any:
         """The largest value trials train with at the numeric trainer field ``dotted``: the top of
         what search.other searches there, else ``fixed_field``."""
-        other = self.search.other.get(dotted)
-        if other is not None and other.searched:
-            return max(other.choices) if other.choices is not None else other.high
+        set_by = self.setting(dotted)
+        if set_by is not None and set_by[1].searched:
+            other = set_by[1]
+            if other.choices is not None:
+                return max(other.choices)
+            if other.high is not None:  # (a registered prior's range is the prior's to give)
+                return other.high
         return self.fixed_field(dotted)
 
     @property

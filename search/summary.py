@@ -61,8 +61,11 @@ def token_budget(t: FrozenTrial, cfg: StudyConfig) -> int:
 
 def non_embedding_params(t: FrozenTrial, cfg: StudyConfig) -> int:
     """N = 12 * n_layer * n_embd^2 of this trial's model (a study may search model.n_embd)."""
-    n_layer = int(t.params.get("model.n_layer", cfg.fixed_field("model.n_layer")))
-    n_embd = int(t.params.get("model.n_embd", cfg.fixed_field("model.n_embd")))
+    def of_trial(dotted: str) -> int:  # drawn by search.other or a registered entry, or fixed
+        set_by = cfg.setting(dotted)
+        return int(t.params.get(set_by[0] if set_by else dotted, cfg.fixed_field(dotted)))
+
+    n_layer, n_embd = of_trial("model.n_layer"), of_trial("model.n_embd")
     return laws.non_embedding_params(n_layer, n_embd)
 
 

@@ -76,6 +76,18 @@ def test_a_registered_whole_number_or_priorless_entry_and_a_wide_prior(tmp_path,
     assert dims["n_layer"] == optuna.distributions.IntDistribution(1, 3)
     # A prior's range beyond the values a study may give: beta2=1.19 stopped the study.
     assert dims["beta2"] == optuna.distributions.FloatDistribution(0.9, 0.9999)
+    # The priors and the compute take the model a registered n_layer sets, not the file's.
+    from scaletune.search.space import largest_shape, model_shape
+
+    cfg = validate_study(raw)
+    assert largest_shape(cfg, 256).n_layer == 3
+    from scaletune.search.summary import non_embedding_params
+
+    trial = optuna.trial.create_trial(
+        params={"n_layer": 2}, distributions={"n_layer": dims["n_layer"]}, value=1.0)
+    assert non_embedding_params(trial, cfg) == 12 * 2 * 32**2  # it counted the file's 1 layer
+    raw["search"]["n_layer"] = {"value": 4}
+    assert model_shape(validate_study(raw), 256).n_layer == 4
     # prior: auto of an entry registered without one: an AssertionError.
     monkeypatch.setitem(hparams.HPARAMS, "beta2", HParam(
         "beta2", target="optim.beta2", label="Adam beta2", unit="", low=0.5, high=0.9999,
