@@ -302,3 +302,5 @@ register(HParam(
     low=1, high=math.inf, allowed="a whole number of sequences >= 1", whole=True,
     powers_of_two=True, prior=attrgetter("batch_size"), fmt="g",
 ))
+BUILT_IN = frozenset(HPARAMS)
+"""The names registered above, the five of every study and their forms; others are a user's."""

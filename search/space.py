@@ -73,18 +73,24 @@ def _fixed_values_checked(cfg: StudyConfig) -> Iterator[None]:
     try:
         yield
     except ValueError as e:
-        fixed = {k: p.value for k, p in cfg.search.other.items() if p.value is not None}
+        # search.other's fixed values, and those of hyperparameters registered beyond the five.
+        fixed = {f"search.other.{k}": p.value for k, p in cfg.search.other.items()
+                 if p.value is not None}
+        fixed |= {f"search.{name}": p.value for name, p in cfg.search.params.items()
+                  if p is not None and p.value is not None and name not in hparams.BUILT_IN}
         if not fixed:
             raise
         shown = ", ".join(f"{k}={v!r}" for k, v in fixed.items())
-        raise ConfigError(cfg.source, [f"search.other: the values it fixes ({shown}) make a "
-                                       f"trial config no run can train: {e}"]) from None
+        raise ConfigError(cfg.source, [f"search: the values it fixes ({shown}) make a trial "
+                                       f"config no run can train: {e}"]) from None
 
 
 def largest_shape(cfg: StudyConfig, vocab_size: int) -> ModelShape:
-    """The largest model a trial may train: ``model_shape`` with search.other's model.n_layer
-    and model.n_embd at their top (``StudyConfig.largest``)."""
-    return dataclasses.replace(model_shape(cfg, vocab_size),
+    """The largest model a trial may train, for its parameter count: ``model_shape`` with
+    search.other's model.n_layer and model.n_embd at their top (``StudyConfig.largest``), one
+    head (the heads do not count: an n_embd searched up to 48 of 5 heads was a traceback of
+    every command, where space_problems names the combinations that no run trains)."""
+    return dataclasses.replace(model_shape(cfg, vocab_size), n_head=1,
                                n_layer=int(cfg.largest("model.n_layer")),
                                n_embd=int(cfg.largest("model.n_embd")))
 
@@ -381,6 +387,8 @@ def _distribution(
             f"{key}: low={low!r}, high={high!r}: a range of a field that holds no numbers; "
             "give its values as choices"])
     if numbers is int:
+        if p.prior == "auto" and p.low is None and p.high is None:  # the prior's range, inward
+            low, high = math.ceil(low), math.floor(high)
         if not all(float(v).is_integer() for v in (low, high)):
             raise ConfigError("study", [
                 f"{key}: low={low:g}, high={high:g}: this field holds whole numbers; give "

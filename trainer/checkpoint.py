@@ -166,10 +166,17 @@ def load_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: to
                          f"{shown}{more}: undo the change to resume, or start the run afresh "
                          "(--overwrite, or another out_dir)")
     if ckpt["fingerprint"] != fingerprint:
-        # A data key that changed (a file moved is no change) or, none, the files themselves.
+        # A data key that changed, of the half of the data that reads otherwise (training text,
+        # validation text: "train+val"; a file moved with the same text is no change), or,
+        # none, the files themselves.
         was, is_ = flat_keys(ckpt["config"]), flat_keys(now)
+        halves = list(zip(str(ckpt["fingerprint"]).split("+"), str(fingerprint).split("+"),
+                          strict=False))
+        changed_halves = {i for i, (a, b) in enumerate(halves) if a != b}
+        of_half = {"data.path": 0, "data.data_files": 0, "data.val_path": 1}
         keys = [k for k in sorted(RUN_OPTIONS) if k.startswith("data.") and was.get(k) != is_.get(k)
-                and k != "data.cache_dir"]
+                and k != "data.cache_dir"
+                and (len(halves) < 2 or of_half.get(k) is None or of_half[k] in changed_halves)]
         why = (("with " + ", ".join(f"{k}: {was.get(k)!r} -> {is_.get(k)!r}" for k in keys),
                 "undo the change") if keys else ("its files changed since", "restore the data"))
         raise SetupError(f"resume: {path} was trained on data {ckpt['fingerprint']}, and the "

@@ -410,6 +410,7 @@ def _run_steps(config: TrainConfig, report: Report | None, run: _Run, model: tor
     # The ETA's clock and the step it starts at: the set-up before the steps is not theirs, nor
     # is a first step that compiled the graphs.
     steps_from, paced_from = time.perf_counter(), start_step
+    evaluated = False
     timed_from, timed_tokens = time.perf_counter(), 0  # steps since the last pause (eval etc.)
     for step in range(start_step, run.total_steps):
         if interrupt is not None:
@@ -445,8 +446,12 @@ def _run_steps(config: TrainConfig, report: Report | None, run: _Run, model: tor
             progress.status, progress.reason = "diverged", reason
             return
         if do_eval:
+            evaluated_from = time.perf_counter()
             _evaluate_and_report(config, report, run, model, progress, grad_stats, board,
                                  lr_mult, final)
+            if config.compile and not evaluated:  # this process's first: it compiled it too
+                steps_from += time.perf_counter() - evaluated_from
+            evaluated = True
             if lines:
                 print(_progress_line(progress, run, paced_from, wall_start, steps_from),
                       file=sys.stderr, flush=True)

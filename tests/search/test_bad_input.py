@@ -464,14 +464,21 @@ def test_the_readers_refuse_a_storage_that_is_a_folder_or_empty_and_keep_it(tmp_
     # Fixed under search.other, read by the priors before the trials' configs were checked: a
     # ValueError's traceback from run, validate and the dry run.
     ({"search": {"other": {"model.n_head": {"value": 3}}}},
-     "search.other: the values it fixes (model.n_head=3) make a trial config no run can train: "
-     "n_head must divide n_embd, got n_embd=32, n_head=3"),
+     "search: the values it fixes (search.other.model.n_head=3) make a trial config no run "
+     "can train: n_head must divide n_embd, got n_embd=32, n_head=3"),
     ({"search": {"other": {"optim.beta2": {"value": 1.5}}}},
-     "search.other: the values it fixes (optim.beta2=1.5) make a trial config no run can "
-     "train: beta2 must be in [0, 1)"),
+     "search: the values it fixes (search.other.optim.beta2=1.5) make a trial config no run "
+     "can train: beta2 must be in [0, 1)"),
+    # Searched up to an n_embd the file's 2 heads do not divide: the memory check's model was
+    # a traceback of every command.
+    ({"search": {"lr": {"low": 1e-4, "high": 3e-2}, "batch_size": {"choices": [8, 16]},
+                 "other": {"model.n_embd": {"choices": [32, 33]}}}},
+     "search.other: 1 of the 2 combinations of values tried makes a trial config no run can "
+     "train: model.n_embd=33"),
 ], ids=["budget below one batch", "model too large to train", "model searched too large",
         "vocabulary below the tokenizer's", "max_loss below the first loss",
-        "n_head fixed under search.other", "beta2 fixed under search.other"])
+        "n_head fixed under search.other", "beta2 fixed under search.other",
+        "n_embd searched beyond the heads"])
 def test_a_study_no_trial_could_run_is_refused_before_ray(tmp_path, shakespeare, capsys,
                                                           overrides, expected):
     study = tiny_study(tmp_path, shakespeare, **overrides)

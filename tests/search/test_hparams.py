@@ -88,6 +88,21 @@ def test_a_registered_whole_number_or_priorless_entry_and_a_wide_prior(tmp_path,
     assert non_embedding_params(trial, cfg) == 12 * 2 * 32**2  # it counted the file's 1 layer
     raw["search"]["n_layer"] = {"value": 4}
     assert model_shape(validate_study(raw), 256).n_layer == 4
+    # Its prior's range taken inward to whole ends (low=1.5 was "give whole-number ends").
+    monkeypatch.setitem(hparams.HPARAMS, "n_layer", HParam(
+        "n_layer", target="model.n_layer", label="layers", unit="", low=1, high=12, whole=True,
+        allowed="1 to 12 layers", default=None,
+        prior=lambda _: Prior(name="n_layer", center=3, low=1.5, high=8.5, log=False, sigma=1)))
+    raw["search"]["n_layer"] = {"prior": "auto"}
+    dims = {d.name: d.distribution for d in SearchPlan.build(validate_study(raw)).dims}
+    assert dims["n_layer"] == optuna.distributions.IntDistribution(2, 8)
+    # A registered entry's fixed value that makes no model: a ValueError's traceback.
+    monkeypatch.setitem(hparams.HPARAMS, "n_head", HParam(
+        "n_head", target="model.n_head", label="heads", unit="", low=1, high=64, whole=True,
+        allowed="1 to 64 heads", default=None))
+    with pytest.raises(ConfigError, match=r"search: the values it fixes \(search.n_head=3\) make"):
+        SearchPlan.build(validate_study({**raw, "search": {**raw["search"], "n_head": {"value": 3}}}))
+    del hparams.HPARAMS["n_head"]
     # prior: auto of an entry registered without one: an AssertionError.
     monkeypatch.setitem(hparams.HPARAMS, "beta2", HParam(
         "beta2", target="optim.beta2", label="Adam beta2", unit="", low=0.5, high=0.9999,

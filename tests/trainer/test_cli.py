@@ -279,6 +279,15 @@ def test_a_resume_takes_moved_validation_text_and_names_a_changed_data_key(tmp_p
     err = " ".join(capsys.readouterr().err.split())
     assert (f"(with data.path: '{tmp_path / 'tr.txt'}' -> '{tmp_path / 'other.txt'}'): undo the "
             "change to resume") in err, err
+    # Moved training text with the same text and other validation text: only the one that
+    # reads otherwise is named.
+    (tmp_path / "tr-copy.txt").write_text(text[:100_000])
+    both = write(tmp_path, {**base, "data": {**base["data"], "path": "tr-copy.txt",
+                                             "val_path": "other.txt"}})
+    assert train_main(str(both), resume=True) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert (f"(with data.val_path: '{tmp_path / 'va.txt'}' -> '{tmp_path / 'other.txt'}'): "
+            "undo the change to resume") in err, err
 
 
 def test_nesterov_without_momentum_is_a_config_error(tmp_path):

@@ -96,6 +96,18 @@ def test_the_eta_leaves_out_the_step_that_compiled(tiny, capsys, monkeypatch):
     first, *lines = capsys.readouterr().err.splitlines()
     # It said ~10 min: the compile time over 5 steps, times the 5 left.
     assert "elapsed, ETA <10 s" in lines[0], lines
+    # The first evaluation compiles again (no gradients: another graph); nor is that a step's.
+    evaluate = loop._evaluate_and_report
+
+    def compiling_evaluation(*args, **kwargs):
+        if not args[4].history:  # progress: the first evaluation
+            clock["compiled"] += 600.0
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_evaluate_and_report", compiling_evaluation)
+    train(tiny(steps=10, eval_every_tokens=5 * STEP_TOKENS, progress=True, compile=True))
+    first, *lines = capsys.readouterr().err.splitlines()
+    assert "elapsed, ETA <10 s" in lines[0], lines
 
 
 def test_progress_off_prints_nothing(tiny, capsys):
