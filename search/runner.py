@@ -1031,4 +1031,7 @@ def _last_line(e: BaseException) -> str:
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:
         return type(e).__name__
-    return lines[-1] if isinstance(e, ScaletuneError) else lines[-1][:300]
+    last = lines[-1]
+    if isinstance(e, ScaletuneError) or len(last) <= 300:
+        return last
+    return last[:300].rsplit(" ", 1)[0] + " ..."  # at a word: "use `ray (queued again)"

@@ -895,3 +895,13 @@ def test_run_study_checks_what_a_config_changed_in_python_would_run_with(tmp_pat
     with pytest.raises(TypeError, match=r"not a dict \(a dict: validate_study\(d\) first\)"):
         run_study(cfg.model_dump())
     assert not cfg.folder.exists()
+
+
+def test_a_long_error_of_a_trial_is_cut_at_a_word():
+    from scaletune.search.runner import _last_line
+
+    # Ray's node-death message was cut mid-word: "To see node death information, use `ray".
+    said = "The actor died because its node died. " * 10 + "To see node death information, use `ray list nodes`."
+    line = _last_line(RuntimeError(said))
+    assert len(line) <= 304 and line.endswith(" ...") and said.startswith(line[:-4])
+    assert said[len(line) - 4] == " "  # the cut falls between two words
