@@ -25,8 +25,9 @@ FLAGS = ("--resume", "--overwrite")  # how run_in_the_way names them to a comman
 
 def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
     """Exit code: 0 completed (or stopped), 1 diverged, 2 the config or the data is unusable,
-    128 + the signal when stopped by one: 130 for Ctrl-C, 143 for SIGTERM (one line says where
-    the last checkpoint is).
+    3 (PEER_LOST) stopped because another process of the run stopped or was lost, 128 + the
+    signal when stopped by one: 130 for Ctrl-C, 143 for SIGTERM (one line says where the last
+    checkpoint is).
 
     A run whose out_dir already holds a checkpoint starts only with ``resume`` (continue it) or
     ``overwrite`` (train from scratch and replace it): a repeated command never loses a run.
@@ -65,6 +66,15 @@ def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
                     else f"stopped by {signal.Signals(signum).name}")
             print(f"{path}: {what}; {resume_hint(config.out_dir)}", file=sys.stderr)
         return 128 + signum
+    except RuntimeError as e:
+        if one_process or not peer_lost(e):
+            raise
+        # Another node was stopped (a signal to it alone) or lost: this node's ranks found its
+        # processes gone at their next collective, and ended on gloo's or NCCL's traceback.
+        if int(os.environ.get("LOCAL_RANK", "0")) == 0:  # one line per node
+            print(f"{path}: stopped: another process of this run stopped or was lost (a node "
+                  f"signalled alone, or gone); {resume_hint(config.out_dir)}", file=sys.stderr)
+        return PEER_LOST
     if int(os.environ.get("RANK", "0")) == 0:
         print(summary(result, config.out_dir))
     return 1 if result.status == "diverged" else 0
@@ -106,6 +116,19 @@ def startable(path: str, resume: bool, overwrite: bool, world: int = 1) -> Train
         print(f"{path}: {why}", file=sys.stderr)
         return None
     return config
+
+
+PEER_LOST = 3
+"""Exit code of a rank whose run stopped because another process of it stopped or was lost."""
+
+
+def peer_lost(e: BaseException) -> bool:
+    """Whether ``e`` is a collective's failure because another process of the run went away:
+    its connection reset or closed (gloo), or its communicator aborted or timed out (NCCL)."""
+    text = str(e)
+    return any(words in text for words in (
+        "Connection reset by peer", "Connection closed by peer", "Broken pipe",
+        "communicator was aborted", "Watchdog caught collective operation timeout"))
 
 
 def resume_hint(out_dir: str | None) -> str:

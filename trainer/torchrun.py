@@ -12,7 +12,10 @@ from __future__ import annotations
 import sys
 
 from torch.distributed.elastic.multiprocessing.api import SignalException
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import main as torchrun
+
+from scaletune.trainer.cli import PEER_LOST
 
 
 def main() -> int:
@@ -20,6 +23,12 @@ def main() -> int:
         torchrun()
     except SignalException as e:  # the agent has shut its workers down and said so
         return 128 + int(e.sigval)
+    except ChildFailedError as e:
+        # Ranks that found another node's processes gone, and said so: their exit code, not
+        # torchrun's traceback of every failure.
+        if {f.exitcode for f in e.failures.values()} == {PEER_LOST}:
+            return PEER_LOST
+        raise
     return 0
 
 

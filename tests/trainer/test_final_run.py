@@ -252,6 +252,40 @@ def test_two_machines_meet_at_the_rendezvous_endpoint(tmp_path, shakespeare):
     assert start["event"] == "start" and start["processes"] == 2
 
 
+def test_a_node_signalled_alone_leaves_the_others_a_line_not_a_traceback(tmp_path, shakespeare):
+    # SIGTERM to node 1 alone: it stopped cleanly (exit 143), and node 0's ranks ended at their
+    # next collective on gloo's "Connection reset by peer" traceback and torchrun's, exit 1.
+    path = _config(tmp_path, shakespeare, "nodes", tokens=8 * 32 * 20_000,
+                   checkpoint_every_tokens=8 * 32 * 4)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launches = [subprocess.Popen(
+        [sys.executable, "-m", "scaletune.search.cli", "train", str(path), "--nnodes", "2",
+         "--node-rank", str(rank), "--rdzv-endpoint", f"127.0.0.1:{port}"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    checkpoint = tmp_path / "nodes" / "checkpoint.pt"
+    try:
+        deadline = time.monotonic() + 120
+        while not checkpoint.exists():
+            assert time.monotonic() < deadline, [p.poll() for p in launches]
+            time.sleep(0.2)
+        launches[1].send_signal(signal.SIGTERM)
+        outputs = [p.communicate(timeout=120) for p in launches]
+    finally:
+        for p in launches:
+            if p.poll() is None:
+                p.kill()
+        if shutil.which("pkill"):
+            subprocess.run(["pkill", "-KILL", "-f", str(path)], check=False)
+    (out0, err0), (_, err1) = outputs
+    assert launches[1].returncode == 143, err1
+    assert launches[0].returncode == 3, err0
+    assert ("nodes.yaml: stopped: another process of this run stopped or was lost (a node "
+            "signalled alone, or gone); the last checkpoint is") in " ".join(err0.split()), err0
+    assert "Traceback" not in err0, err0
+
+
 def test_tensorboard_scalars_are_written_per_evaluation(tmp_path, shakespeare):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
