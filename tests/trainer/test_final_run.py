@@ -228,20 +228,25 @@ def test_each_process_draws_its_own_dropout_masks_and_resumes_them(tmp_path, sha
     assert b == pytest.approx(a, abs=1e-6)  # each rank went on with its own stream
 
 
+def _two_nodes(config: Path, stderr: int) -> tuple[int, list[subprocess.Popen]]:
+    """`scaletune train --nnodes 2` of ``config`` as two "machines" on loopback (one process
+    each, its own --node-rank), meeting at a free port: (the port, the two launches)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return port, [subprocess.Popen(
+        [sys.executable, "-m", "scaletune.search.cli", "train", str(config), "--nnodes", "2",
+         "--node-rank", str(rank), "--rdzv-endpoint", f"127.0.0.1:{port}"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True) for rank in (0, 1)]
+
+
 def test_two_machines_meet_at_the_rendezvous_endpoint(tmp_path, shakespeare):
     # Two "machines" on loopback, one process each: what --nnodes 2 runs on every node, with
     # its own --node-rank. Node 0 holds rank 0, which writes the run folder.
     single = _config(tmp_path, shakespeare, "single")
     nodes = _config(tmp_path, shakespeare, "nodes")
     assert _train(single).returncode == 0
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    launches = [subprocess.Popen(
-        [sys.executable, "-m", "scaletune.search.cli", "train", str(nodes), "--nnodes", "2",
-         "--node-rank", str(rank), "--rdzv-endpoint", f"127.0.0.1:{port}"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for rank in (0, 1)]
+    port, launches = _two_nodes(nodes, stderr=subprocess.STDOUT)
     outputs = [p.communicate(timeout=300)[0] for p in launches]
     assert [p.returncode for p in launches] == [0, 0], outputs
     assert "--nnodes=2 --node-rank=0 --rdzv-endpoint=127.0.0.1:" in outputs[0]
@@ -257,13 +262,7 @@ def test_a_node_signalled_alone_leaves_the_others_a_line_not_a_traceback(tmp_pat
     # next collective on gloo's "Connection reset by peer" traceback and torchrun's, exit 1.
     path = _config(tmp_path, shakespeare, "nodes", tokens=8 * 32 * 20_000,
                    checkpoint_every_tokens=8 * 32 * 4)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    launches = [subprocess.Popen(
-        [sys.executable, "-m", "scaletune.search.cli", "train", str(path), "--nnodes", "2",
-         "--node-rank", str(rank), "--rdzv-endpoint", f"127.0.0.1:{port}"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    _, launches = _two_nodes(path, stderr=subprocess.PIPE)
     checkpoint = tmp_path / "nodes" / "checkpoint.pt"
     try:
         deadline = time.monotonic() + 120
