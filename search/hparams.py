@@ -192,11 +192,11 @@ def field_problem(dotted: str) -> str | None:
             fields = [f"{dotted}.{f}" for f in ann.model_fields if f"{dotted}.{f}" not in own]
             return (f"{part!r} is a section, not a field: search its fields one by one, such as "
                     f"{', '.join(fields[:4])}")
-    if _set_by_the_study(dotted) and dotted not in RUN_FIELDS:
-        return "this field is set by the study itself and cannot be searched"
     if dotted in RUN_FIELDS:  # a trial's own: a shared out_dir failed every trial after the first
         return (f"this field is set for each trial by the study ({RUN_FIELDS[dotted]}) and "
                 "cannot be searched")
+    if _set_by_the_study(dotted):
+        return "this field is set by the study itself and cannot be searched"
     return None
 
 

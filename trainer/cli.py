@@ -15,7 +15,7 @@ from scaletune.trainer.checkpoint import CHECKPOINT, run_in_the_way
 from scaletune.trainer.config import TrainConfig, load_train_config
 from scaletune.trainer.distributed import local_batch
 from scaletune.trainer.errors import ConfigError, DataError, SetupError
-from scaletune.trainer.interrupt import DeferredInterrupt, PromptInterrupt
+from scaletune.trainer.interrupt import PEER_LOST, DeferredInterrupt, PromptInterrupt
 from scaletune.trainer.loop import Result, train
 from scaletune.trainer.record import last_checkpoint
 from scaletune.trainer.runlock import check_free, out_dir_problem
@@ -25,7 +25,7 @@ FLAGS = ("--resume", "--overwrite")  # how run_in_the_way names them to a comman
 
 def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
     """Exit code: 0 completed (or stopped), 1 diverged, 2 the config or the data is unusable,
-    3 (PEER_LOST) stopped because another process of the run stopped or was lost, 128 + the
+    3 (interrupt.PEER_LOST) stopped because another process of the run stopped or was lost, 128 + the
     signal when stopped by one: 130 for Ctrl-C, 143 for SIGTERM (one line says where the last
     checkpoint is).
 
@@ -116,10 +116,6 @@ def startable(path: str, resume: bool, overwrite: bool, world: int = 1) -> Train
         print(f"{path}: {why}", file=sys.stderr)
         return None
     return config
-
-
-PEER_LOST = 3
-"""Exit code of a rank whose run stopped because another process of it stopped or was lost."""
 
 
 def peer_lost(e: BaseException) -> bool:

@@ -12,6 +12,10 @@ import signal
 import threading
 from typing import Any
 
+PEER_LOST = 3
+"""Exit code of a rank whose run stopped because another process of it stopped or was lost
+(``scaletune train`` on several nodes, one of them signalled alone)."""
+
 
 class Interrupted(KeyboardInterrupt):
     """Stopped by a signal (``signum``: SIGINT for Ctrl-C, SIGTERM, SIGHUP). The shell's exit

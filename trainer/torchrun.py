@@ -15,7 +15,7 @@ from torch.distributed.elastic.multiprocessing.api import SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import main as torchrun
 
-from scaletune.trainer.cli import PEER_LOST
+from scaletune.trainer.interrupt import PEER_LOST
 
 
 def main() -> int:
