@@ -10,6 +10,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import math
 import os
 import sqlite3
 import warnings
@@ -693,6 +694,13 @@ def usable_cores() -> int:
     trained at once on the one core a ``taskset -c 0`` left them)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
         os.cpu_count() or 1)
+
+
+def how_many(have: float, each: float) -> int:
+    """How many of ``each`` fit in ``have`` (trials of cpus_per_trial on a node's CPUs), rounded
+    as Ray counts them: before the floor, as 1 // 0.2 is 4.0 in floating point, where Ray fits
+    5 trials."""
+    return math.floor(have / each + 1e-9)
 
 
 class WorkersConfig(_Strict):

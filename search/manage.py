@@ -13,7 +13,6 @@ creates a storage.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import shlex
@@ -38,6 +37,7 @@ from scaletune.search.config import (
     SHARED_DATABASE,
     StudyConfig,
     check_study_files,
+    how_many,
     job_server_problem,
     load_study,
     stored_study_attrs,
@@ -814,7 +814,7 @@ def _resources(cfg: StudyConfig) -> str:
         return (f"the Ray cluster {where}; {each}; concurrency is decided when Ray "
                 f"starts (the cluster's CPUs and GPUs over a trial's){cap}")
     cores = usable_cores()
-    fit = math.floor(cores / w.cpus_per_trial + 1e-9)  # as search.runner.concurrency rounds
+    fit = how_many(cores, w.cpus_per_trial)  # as search.runner.concurrency counts
     if fit == 0:
         return (f"Ray on this machine; {each}: no trial fits on its {cores} cores (lower "
                 "workers.cpus_per_trial)")

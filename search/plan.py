@@ -42,6 +42,7 @@ from scaletune.search.config import (
     StudyConfig,
     canonical_search,
     holds_study,
+    how_many,
     stored_study_attrs,
     stored_trials,
     usable_cores,
@@ -560,7 +561,7 @@ def _local_trials_at_once(cfg: StudyConfig) -> int:
     w = cfg.workers
     if w.gpus_per_trial or w.address not in (None, "local"):
         return 1
-    fit = math.floor(usable_cores() / w.cpus_per_trial + 1e-9)
+    fit = how_many(usable_cores(), w.cpus_per_trial)
     return max(1, min(fit, w.max_concurrent or fit, cfg.n_trials))
 
 

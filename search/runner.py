@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import math
 import os
 import shutil
 import signal
@@ -35,6 +34,7 @@ from scaletune.search.config import (
     StudyConfig,
     WorkersConfig,
     check_study_files,
+    how_many,
     job_server_problem,
     load_study,
     stored_study_attrs,
@@ -275,12 +275,11 @@ def concurrency(cfg: StudyConfig) -> int:
 
 def _trials_on(cpus: float, gpus: float, w: WorkersConfig) -> int:
     """Trials of ``w`` (workers:) that one node of ``cpus`` and ``gpus`` holds at once."""
-    # Rounded before the floor: 1 // 0.2 is 4.0 in floating point, where Ray fits 5 trials.
-    n = math.floor(cpus / w.cpus_per_trial + 1e-9)
+    n = how_many(cpus, w.cpus_per_trial)
     if w.gpus_per_trial >= 1:
-        n = min(n, math.floor(gpus / w.gpus_per_trial + 1e-9))
+        n = min(n, how_many(gpus, w.gpus_per_trial))
     elif w.gpus_per_trial > 0:  # each on one GPU: a GPU holds a whole number of them
-        n = min(n, math.floor(1 / w.gpus_per_trial + 1e-9) * math.floor(gpus + 1e-9))
+        n = min(n, how_many(1, w.gpus_per_trial) * how_many(gpus, 1))
     return n
 
 
