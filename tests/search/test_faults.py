@@ -642,7 +642,7 @@ def test_a_trial_that_had_ended_when_the_driver_stopped_is_told_not_run_again(tm
     from scaletune.search.plan import TrialRun
     from scaletune.search.runner import _stop_running
 
-    ray.init(num_cpus=1, include_dashboard=False)
+    ray.init(address="local", num_cpus=1, include_dashboard=False)
     try:
         ended = ray.put({"status": "completed", "final_val_loss": 2.5, "steps": 3})
         stopped_itself = ray.put({"status": "interrupted", "reason": "SIGTERM"})
