@@ -185,7 +185,8 @@ class ModelConfig(_SomeFieldsRead):
     tie_weights: bool = True
     """Share the token embedding matrix with the output head."""
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    """Default rate for the four dropout sites below (0 for single-epoch pretraining)."""
+    """Default rate for the four dropout sites below (0 for single-epoch pretraining). On CPU
+    every rate is rounded to a multiple of 1/65,536 (trainer.kernels.dropout)."""
     embd_dropout: float | None = Field(None, ge=0.0, lt=1.0)
     """Dropout on the sum of token and position embeddings; None means `dropout`."""
     attn_dropout: float | None = Field(None, ge=0.0, lt=1.0)

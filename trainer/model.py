@@ -68,6 +68,13 @@ class Linear(nn.Linear):
         return F.linear(x, self.weight, self.bias)
 
 
+class Dropout(nn.Dropout):
+    """nn.Dropout whose CPU masks are drawn 16 bits at a time (trainer.kernels.dropout)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return kernels.dropout(x, self.p, self.training)
+
+
 class CausalSelfAttention(nn.Module):
     float32 = False
     """Run attention in float32 under autocast (GPT.use_float32_attention)."""
@@ -79,7 +86,7 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.qkv_bias)
         self.c_proj = Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.attn_dropout = cfg.rate("attn")
-        self.resid_dropout = nn.Dropout(cfg.rate("resid"))
+        self.resid_dropout = Dropout(cfg.rate("resid"))
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         B, T, C = x.size()
@@ -90,13 +97,12 @@ class CausalSelfAttention(nn.Module):
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         dropout = self.attn_dropout if self.training else 0.0
-        # Fused kernel: the (T, T) attention matrix is never stored for the backward pass.
+        # Fused kernel where it can: the (T, T) attention matrix is not stored for the backward.
         if self.float32 and q.dtype != torch.float32:
             with torch.autocast(q.device.type, enabled=False):
-                y = F.scaled_dot_product_attention(
-                    q.float(), k.float(), v.float(), dropout_p=dropout, is_causal=True)
+                y = kernels.causal_attention(q.float(), k.float(), v.float(), dropout)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+            y = kernels.causal_attention(q, k, v, dropout)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads side by side
         return self.resid_dropout(self.c_proj(y))
 
@@ -107,9 +113,9 @@ class MLP(nn.Module):
         self.c_fc = Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
         # The exact (erf) GELU, as nanoGPT: on CPU its forward is ~3x faster than GPT-2's tanh form.
         self.gelu = nn.GELU()
-        self.dropout = nn.Dropout(cfg.rate("mlp"))
+        self.dropout = Dropout(cfg.rate("mlp"))
         self.c_proj = Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
-        self.resid_dropout = nn.Dropout(cfg.rate("resid"))
+        self.resid_dropout = Dropout(cfg.rate("resid"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.dropout(self.gelu(self.c_fc(x)))  # (B, T, 4C)
@@ -148,7 +154,7 @@ class GPT(nn.Module):
         self.n_tokens = vocab_size  # the tokenizer's; ids at and above it are padding
         self.wte = nn.Embedding(self.vocab_size, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.positions == "learned" else None
-        self.drop = nn.Dropout(cfg.rate("embd"))
+        self.drop = Dropout(cfg.rate("embd"))
         self.h = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = make_norm(cfg)
         self.lm_head = Linear(cfg.n_embd, self.vocab_size, bias=False)
