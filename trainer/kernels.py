@@ -164,9 +164,16 @@ def dropout_noise(x: torch.Tensor, p: float) -> torch.Tensor:
 
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """F.dropout(x, p, training), with CPU masks from dropout_noise outside torch.compile."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0.0:
         return x
-    if not eager_cpu(x) or round(p * MASK_LEVELS) >= MASK_LEVELS:
+    if not eager_cpu(x):
+        return F.dropout(x, p, training)
+    drop = round(p * MASK_LEVELS)
+    if drop == 0:  # below 1/(2 * MASK_LEVELS): nothing is dropped
+        return x
+    if drop == MASK_LEVELS:
         return F.dropout(x, p, training)
     return x * dropout_noise(x, p)
 
@@ -186,7 +193,9 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float
     """
     if p == 0.0 or not eager_cpu(q):
         return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
-    if q.dtype != torch.float32:  # in float32, as SDPA's unfused path on CPU
+    if round(p * MASK_LEVELS) == 0:  # a rate that drops nothing on CPU (dropout): no dropout
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    if q.dtype in (torch.float16, torch.bfloat16):  # in float32, as SDPA's unfused path on CPU
         with torch.autocast("cpu", enabled=False):
             return causal_attention(q.float(), k.float(), v.float(), p).to(q.dtype)
     T = q.size(-2)

@@ -48,7 +48,10 @@ def test_a_seed_repeats_the_masks_and_evaluation_drops_nothing():
     assert not torch.equal(draw(0), draw(1))
     assert kernels.dropout(x, 0.5, training=False) is x
     assert kernels.dropout(x, 0.0) is x
+    assert kernels.dropout(x, 1e-6) is x  # rounds to no drop at all (MASK_LEVELS)
     assert torch.equal(kernels.dropout(x, 1.0), torch.zeros(1000))
+    with pytest.raises(ValueError, match="between 0 and 1, but got -0.1"):
+        kernels.dropout(x, -0.1)
 
 
 def attention_inputs(dtype=torch.float32):
@@ -77,8 +80,9 @@ def test_attention_with_dropout_drops_the_softmax_weights_by_the_noise():
 
 def test_attention_without_dropout_is_sdpa_and_bf16_runs_in_float32():
     q, k, v = attention_inputs()
-    assert torch.equal(kernels.causal_attention(q, k, v, 0.0),
-                       F.scaled_dot_product_attention(q, k, v, is_causal=True))
+    fused = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert torch.equal(kernels.causal_attention(q, k, v, 0.0), fused)
+    assert torch.equal(kernels.causal_attention(q, k, v, 1e-6), fused)
     q, k, v = attention_inputs(torch.bfloat16)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         torch.manual_seed(4)
@@ -87,6 +91,18 @@ def test_attention_without_dropout_is_sdpa_and_bf16_runs_in_float32():
     ref = kernels.causal_attention(q.float(), k.float(), v.float(), 0.1)
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), ref, rtol=1e-2, atol=1e-2)
+
+
+def test_float64_attention_with_dropout_stays_in_float64():
+    q, k, v = attention_inputs(torch.float64)
+    torch.manual_seed(5)
+    out = kernels.causal_attention(q, k, v, 0.3)
+    torch.manual_seed(5)
+    noise = kernels.dropout_noise(torch.empty(2, 3, 16, 16, dtype=torch.float64), 0.3)
+    future = torch.ones(16, 16, dtype=torch.bool).triu(1)
+    weights = (q @ k.transpose(-2, -1) / math.sqrt(8)).masked_fill(future, float("-inf")).softmax(-1)
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, (weights * noise) @ v, rtol=1e-12, atol=1e-12)
 
 
 def test_a_cpu_training_step_draws_its_masks_in_16_bit_words():
