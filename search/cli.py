@@ -792,7 +792,7 @@ def entry() -> int:
     code = main()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_DFL)
-    # The interpreter's last collections walk every object torch, Ray and optuna made: ~0.3 s
+    # The interpreter's last collections walk every object torch, Ray and optuna made: ~0.45 s
     # of each command's exit. Frozen, they are left to the process's end (refcounts still free
     # what they hold; the command's files are closed by then, and logging's at its exit).
     gc.freeze()
