@@ -366,6 +366,8 @@ def _set_up(config: TrainConfig, resume: bool, data_fingerprint: str | None = No
         model.use_float32_attention(float32_attention)
         cpu_kernels = ({"matmul": matmul} if dtype == torch.float32 else
                        {"attention": "float32" if float32_attention else "bfloat16"})
+        # Masks of kernels.dropout outside compile: other masks than torch's, so other losses.
+        cpu_kernels["dropout"] = "torch" if config.compile else "16-bit masks"
     trained = data_parallel(model, world, config.parallel)  # before the optimizers: fsdp shards
     draw_apart(config.seed, rank)
     optimizers = build_optimizers(model, config.optim, device,

@@ -31,7 +31,8 @@ METRICS = "metrics.jsonl"
 def run_metadata(config: TrainConfig, device: torch.device, dtype: torch.dtype,
                  cpu_kernels: dict[str, str]) -> dict[str, Any]:
     """What produced a run: resolved config, code revision, library versions, hardware (with the
-    CPU kernels train() chose: ``matmul`` for float32, ``attention`` for bfloat16)."""
+    CPU kernels train() chose: ``matmul`` for float32, ``attention`` for bfloat16, and
+    ``dropout``: its masks, kernels.dropout's or torch's under compile)."""
     import torch  # here, so that `scaletune --version` can ask git_revision without torch
 
     versions = {"python": platform.python_version()}

@@ -1,5 +1,6 @@
 """Dropout on CPU: masks drawn 16 bits at a time (trainer.kernels.dropout, causal_attention)."""
 
+import json
 import math
 
 import pytest
@@ -119,3 +120,15 @@ def test_a_cpu_training_step_draws_its_masks_in_16_bit_words():
     assert "aten::bernoulli_" not in ops and "aten::random_" in ops
     # each of the 9 sites (embeddings; per layer attention weights, MLP, 2 residual) draws once
     assert next(e.count for e in prof.key_averages() if e.key == "aten::random_") == 9
+
+
+def test_a_cpu_run_with_dropout_learns_and_records_its_masks(tiny, tmp_path):
+    from scaletune.trainer.loop import train
+    from scaletune.trainer.record import METRICS
+
+    out = tmp_path / "run"
+    result = train(tiny(steps=20, model={"dropout": 0.2}, out_dir=str(out)))
+    start = json.loads((out / METRICS).read_text().splitlines()[0])
+    assert start["hardware"]["dropout"] == "16-bit masks"
+    losses = [h["val_loss"] for h in result.history]
+    assert losses[-1] < losses[0]
