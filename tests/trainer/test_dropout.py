@@ -60,6 +60,16 @@ def attention_inputs(dtype=torch.float32):
     return [torch.randn(2, 3, 16, 8, dtype=dtype, requires_grad=True) for _ in range(3)]
 
 
+def reference_attention(q, k, v, p, seed):
+    """softmax(q k^T / sqrt(hs)) masked to the past, times the noise drawn from ``seed``, @ v."""
+    torch.manual_seed(seed)
+    T = q.size(-2)
+    noise = kernels.dropout_noise(torch.empty(*q.shape[:-1], T, dtype=q.dtype), p)
+    future = torch.ones(T, T, dtype=torch.bool).triu(1)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+    return (scores.masked_fill(future, float("-inf")).softmax(-1) * noise) @ v
+
+
 def test_attention_with_dropout_drops_the_softmax_weights_by_the_noise():
     q, k, v = attention_inputs()
     torch.manual_seed(3)
@@ -68,11 +78,7 @@ def test_attention_with_dropout_drops_the_softmax_weights_by_the_noise():
     got = [t.grad for t in (q, k, v)]
 
     q2, k2, v2 = (t.detach().clone().requires_grad_() for t in (q, k, v))
-    torch.manual_seed(3)
-    noise = kernels.dropout_noise(torch.empty(2, 3, 16, 16), 0.2)
-    future = torch.ones(16, 16, dtype=torch.bool).triu(1)
-    weights = (q2 @ k2.transpose(-2, -1) / math.sqrt(8)).masked_fill(future, float("-inf")).softmax(-1)
-    expected = (weights * noise) @ v2
+    expected = reference_attention(q2, k2, v2, 0.2, seed=3)
     expected.sum().backward()
     torch.testing.assert_close(out, expected)
     for g, t in zip(got, (q2, k2, v2), strict=True):
@@ -98,12 +104,8 @@ def test_float64_attention_with_dropout_stays_in_float64():
     q, k, v = attention_inputs(torch.float64)
     torch.manual_seed(5)
     out = kernels.causal_attention(q, k, v, 0.3)
-    torch.manual_seed(5)
-    noise = kernels.dropout_noise(torch.empty(2, 3, 16, 16, dtype=torch.float64), 0.3)
-    future = torch.ones(16, 16, dtype=torch.bool).triu(1)
-    weights = (q @ k.transpose(-2, -1) / math.sqrt(8)).masked_fill(future, float("-inf")).softmax(-1)
     assert out.dtype == torch.float64
-    torch.testing.assert_close(out, (weights * noise) @ v, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out, reference_attention(q, k, v, 0.3, seed=5), rtol=1e-12, atol=1e-12)
 
 
 def test_a_cpu_training_step_draws_its_masks_in_16_bit_words():
