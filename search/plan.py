@@ -27,6 +27,7 @@ import time
 import warnings
 from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -43,6 +44,7 @@ from scaletune.search.config import (
     canonical_search,
     holds_study,
     how_many,
+    resolve_study,
     stored_study_attrs,
     stored_trials,
     usable_cores,
@@ -897,7 +899,7 @@ def elsewhere_note(cfg: StudyConfig) -> str | None:
     where the default storage does: the run would start it afresh, trials it has run included,
     where the user may have meant to move or share it. None otherwise."""
     if not cfg.storage:
-        return None
+        return _moved_by_study_dir(cfg)
     default = cfg.model_copy(update={"storage": None}).storage_url
     database = sqlite_path(default)
     if default == cfg.storage or not holds_study(database, cfg.name):
@@ -910,6 +912,24 @@ def elsewhere_note(cfg: StudyConfig) -> str | None:
     return (f"storage: study {cfg.name!r} has run in {database}, the default storage, and this "
             f"launch uses {mask_url(cfg.storage)}: it {new}, and the trials it ran stay in the "
             "default one; leave storage (or --storage) out to resume it")
+
+
+def _moved_by_study_dir(cfg: StudyConfig) -> str | None:
+    """A study file that sets study_dir (and no storage), whose study has run in the storage the
+    file had without it (runs/studies.db beside it) and not in the one study_dir gives it
+    (study.db there): elsewhere_note's case, where a study_dir added to the file moved the
+    storage. It said nothing, and the study started afresh."""
+    if cfg._folder_by_default or not cfg.study_dir or not Path(cfg.source).is_file():
+        return None
+    before = resolve_study(cfg.model_copy(update={"study_dir": None}), Path(cfg.source))
+    database, here = sqlite_path(before.storage_url), sqlite_path(cfg.storage_url)
+    if (database is None or here is None or database == here
+            or not holds_study(database, cfg.name) or holds_study(here, cfg.name)):
+        return None
+    return (f"study_dir: study {cfg.name!r} has run in {database}, the storage of this file "
+            f"without study_dir, and study_dir puts its storage in {here}: this launch starts "
+            "it afresh there, and the trials it ran stay where they are; leave study_dir out "
+            f"to resume it, or give storage: sqlite:///{database} to keep it there")
 
 
 def _changed_study(cfg: StudyConfig, changes: str,

@@ -15,10 +15,11 @@ import yaml
 from rich.console import Console
 
 from scaletune.search.cli import main
+from scaletune.search.config import load_study
 from scaletune.search.manage import with_options
 from scaletune.search.progress import print_run_summary
 from scaletune.trainer.errors import ConfigError
-from tests.search.helpers import REPO, flat
+from tests.search.helpers import REPO, flat, tiny_study, write_study
 from tests.search.test_export import add_trial, make_study, params, study_file
 
 
@@ -298,6 +299,31 @@ def test_a_storage_that_leaves_the_study_behind_is_said(tmp_path, capsys):
             "resume it") in out, out
     code, out = run(capsys, str(path), "--dry-run")  # the default: it resumes, no note
     assert code == 0 and "has run in" not in out
+
+
+def test_a_study_dir_that_leaves_the_study_behind_is_said(tmp_path, capsys):
+    # A study_dir added to the file of a study that ran in the default folder: its storage
+    # moved from runs/studies.db to study.db in that folder (runs/tiny, the same folder), and
+    # the study started from zero without a word.
+    (tmp_path / "text.txt").write_text("It is a truth universally acknowledged. " * 6_000)
+    raw = tiny_study(tmp_path, tmp_path / "text.txt")
+    raw.pop("study_dir", None)
+    make_study(load_study(write_study(tmp_path, raw)))
+    shared = tmp_path / "runs" / "studies.db"
+    assert shared.is_file()
+    moved = write_study(tmp_path, {**raw, "study_dir": "runs/tiny"}, "moved.yaml")
+    for command in (["validate"], ["run", "--dry-run"]):
+        assert main([*command, str(moved)]) == 0
+        out = capsys.readouterr().out
+        assert (f"study_dir: study 'tiny' has run in {shared}, the storage of this file without "
+                f"study_dir, and study_dir puts its storage in {tmp_path / 'runs' / 'tiny'}"
+                "/study.db: this launch starts it afresh there, and the trials it ran stay where "
+                f"they are; leave study_dir out to resume it, or give storage: sqlite:///{shared} "
+                "to keep it there") in flat(out), out
+    kept = write_study(tmp_path, {**raw, "study_dir": "runs/tiny",
+                                  "storage": f"sqlite:///{shared}"}, "kept.yaml")
+    assert main(["validate", str(kept)]) == 0
+    assert "has run in" not in capsys.readouterr().out
 
 
 def test_the_storage_option_in_a_missing_folder_is_an_error(tmp_path):
