@@ -43,6 +43,7 @@ from scaletune.trainer.config import (
     Tokens,
     TokensOrZero,
     TrainConfig,
+    every_error,
     file_kind,
     format_errors,
     laws_file_error,
@@ -1196,9 +1197,12 @@ def validate_study(raw: dict[str, Any], source: str = "<study>", *,
     to change some fields), where checks of what the user gave (a field given at all) do not
     apply."""
     try:
-        cfg = StudyConfig.model_validate(raw, context={RECORDED: True} if recorded else None)
+        context = {RECORDED: True} if recorded else None
+        cfg = StudyConfig.model_validate(raw, context=context)
     except ValidationError as e:
-        errors = study_errors(e)
+        # (No check across fields reads the name or the number of trials.)
+        errors = every_error(e, StudyConfig, raw, study_errors, context,
+                             stand_ins={"name": "study", "n_trials": 1})
         if not recorded and isinstance(raw, dict) and set(StudyConfig.model_fields) <= set(raw):
             # Every field written out: checks of what a file gives named keys it never wrote.
             errors.append("(this reads as a config written out whole, by model_dump: "

@@ -73,6 +73,7 @@ from scaletune.search.space import (
     centers_outside,
     fixed_values,
     largest_shape,
+    nothing_searched,
     plain,
     planning_priors,
     prior_center_params,
@@ -193,6 +194,7 @@ def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
         dims, fixed = build_space(cfg, planning_priors(cfg))
     if cfg.seeding == "prior":
         notes += centers_outside(dims, draws=cfg.sampler.name != "random")
+    notes += nothing_searched(dims, cfg.n_trials)
     batches = _batch_sizes(dims, fixed)
     step = min(batches, default=0) * cfg.model.block_size
     if cfg.eval_interval < step:
@@ -921,7 +923,7 @@ def list_studies(url: str, console: Console) -> int:
 
 
 def by_state(trials: list[FrozenTrial]) -> str:
-    """``6 complete, 10 pruned, 1 diverged, 1 stopped and run again``; FAIL trials queued again
+    """``6 complete, 10 pruned, 1 diverged, 1 stopped and queued again``; FAIL trials queued again
     (user attr ``retried``) are counted apart, as ``n_trials`` does not count them, and diverged
     ones apart from the pruner's stops, as the summary does."""
     again = sum(1 for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("retried"))
@@ -1157,7 +1159,8 @@ def print_best(cfg: StudyConfig, json_output: bool, console: Console) -> int:
 
 def delete_study(cfg: StudyConfig, yes: bool, console: Console) -> int:
     """Delete the study from its storage, after a confirmation: ``yes``, or a "y" typed on a
-    terminal. Refused while a driver runs it; the storage file and the study folder stay."""
+    terminal. Refused while a driver runs it; the storage file stays, and so does the study
+    folder, unless it is the default one (runs/<name>) and empty."""
     study, _, _ = open_study(cfg, cfg.source)
     name, shown = study.study_name, mask_url(cfg.storage_url)
     _refuse_while_running(study)
@@ -1183,6 +1186,9 @@ def delete_study(cfg: StudyConfig, yes: bool, console: Console) -> int:
         raise SetupError(f"delete: study {name!r} in {shown} was not deleted: "
                          f"{scrub(first_line(cause), cfg.storage_url)}") from None
     _printer(console)(f"deleted study {name!r} ({n} trials) from {shown}")
+    folder = cfg.folder
+    if cfg._folder_by_default and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()  # runs/<name>, made by its runs and left empty: nothing of it stays
     if note := _folder_left(cfg):
         _printer(console)(note)
     return 0

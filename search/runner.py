@@ -67,7 +67,7 @@ from scaletune.search.plan import (
     stored_trial_states,
 )
 from scaletune.search.progress import StudyProgress, print_run_summary
-from scaletune.search.space import centers_outside, outside_ranges
+from scaletune.search.space import centers_outside, nothing_searched, outside_ranges
 from scaletune.search.storage import (
     SQLITE_BUSY_TIMEOUT_S,
     batch,
@@ -377,6 +377,7 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
             raise ConfigError(cfg.source, problems)
         notes = (centers_outside(plan.dims, draws=cfg.sampler.name != "random")
                  if cfg.seeding == "prior" else [])
+        notes += nothing_searched(plan.dims, cfg.n_trials)
         small = validation_note(cfg.data, cfg.model.block_size, data.n_val_tokens)
         said = (unread_note(cfg.data), optim_note(cfg), optimizer_note(cfg), *notes, small,
                 elsewhere_note(cfg),

@@ -416,6 +416,17 @@ def _batch_distribution(
     return CategoricalDistribution(sizes)
 
 
+def nothing_searched(dims: list[Dim], n_trials: int) -> list[str]:
+    """A note where the study searches nothing (every hyperparameter given a value) and runs
+    more than one trial: each trains the same config with the same seed, to the same loss."""
+    if dims or n_trials < 2:
+        return []
+    return [f"search: every hyperparameter has a value, so nothing is searched: each of the "
+            f"{n_trials} trials trains the same config with the same seed, to the same loss; "
+            "n_trials: 1 trains it once, `scaletune run --repeat-best N` trains it again with "
+            "other seeds, and a range or choices (or prior: auto) searches a hyperparameter"]
+
+
 def centers_outside(dims: list[Dim], draws: bool = True) -> list[str]:
     """One line per searched dimension whose prior's center lies outside the range searched:
     such a study's first trial sits at the range's end, and its start-up draws (``draws``: a

@@ -753,6 +753,64 @@ def format_errors(err: ValidationError, root: type[BaseModel] | None = None,
             for line in p.lines()]
 
 
+def every_error(err: ValidationError, model: type[BaseModel], raw: Any,
+                explain: Callable[[ValidationError], list[str]],
+                context: dict[str, Any] | None = None,
+                stand_ins: dict[str, Any] | None = None) -> list[str]:
+    """``explain(err)``, and what the checks across fields would have said: pydantic runs a
+    model's after-validators (eval_every_tokens <= tokens_per_trial) only once every field is
+    valid, so a file with one bad field and a bad pair of fields said the first alone, and the
+    second only once it was fixed.
+
+    ``raw`` is validated once more without the keys that failed; the problems that pass finds
+    are added, except those that name a key left out (a check that read its default in its
+    place). A required key of the top level that failed is given its value in ``stand_ins``
+    for that pass (one no check across fields reads), else there is no such pass."""
+    lines = explain(err)
+    dropped: set[str] = set()
+    rest = _without(raw, [e["loc"] for e in err.errors()], dropped)
+    if rest is None:
+        return lines
+    for name, field in model.model_fields.items():
+        if field.is_required() and (field.alias or name) not in rest:
+            if (field.alias or name) not in (stand_ins or {}):
+                return lines  # missing from the file: said already, and no check could run
+            rest[field.alias or name] = stand_ins[field.alias or name]
+    try:
+        model.model_validate(rest, context=context)
+    except ValidationError as again:
+        for line in explain(again):
+            if line not in lines and not any(re.search(rf"\b{re.escape(key)}\b", line)
+                                             for key in dropped):
+                lines.append(line)
+    return lines
+
+
+def _without(raw: Any, locs: list[tuple], dropped: set[str]) -> dict[str, Any] | None:
+    """A copy of the mapping ``raw`` without the deepest key each location reaches (pydantic's
+    tags and type names in a location reach no key), their names added to ``dropped``; None
+    where a location reaches no key of a mapping (the file's top level, a list's item)."""
+    if not isinstance(raw, dict):
+        return None
+    rest = _copy_mappings(raw)
+    for loc in locs:
+        parent, key, node = None, None, rest
+        for part in loc:
+            if not (isinstance(node, dict) and part in node):
+                break
+            parent, key, node = node, part, node[part]
+        if parent is None:
+            return None
+        parent.pop(key, None)
+        dropped.add(str(key))
+    return rest
+
+
+def _copy_mappings(value: Any) -> Any:
+    """``value`` with every mapping in it copied (lists and values shared)."""
+    return {k: _copy_mappings(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+
 @dataclass
 class _Place:
     """Where an error is: pydantic's location walked down the root model."""
@@ -1301,7 +1359,8 @@ def validate_train_config(raw: dict[str, Any], source: str = "<training config>"
     try:
         cfg = TrainConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(source, format_errors(e, TrainConfig)) from None
+        raise ConfigError(source, every_error(
+            e, TrainConfig, raw, lambda err: format_errors(err, TrainConfig))) from None
     return resolve_paths(cfg, Path(base if base is not None else Path.cwd()).resolve())
 
 

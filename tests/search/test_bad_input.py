@@ -198,6 +198,65 @@ def test_all_errors_are_reported_at_once(tmp_path, shakespeare, capsys):
         assert key in out
 
 
+@pytest.mark.parametrize("also", [{"n_trials": 0}, {"epochs": 3},
+                                  {"model": {"n_layer": 1, "n_head": 3, "n_embd": 32}}])
+def test_a_bad_pair_of_fields_is_said_beside_a_bad_field(tmp_path, shakespeare, capsys, also):
+    # The check across fields (eval_every_tokens against tokens_per_trial) ran only once every
+    # field was valid: fixing the bad field brought a second error to light.
+    study = {**tiny_study(tmp_path, shakespeare, tokens_per_trial=30_000,
+                          eval_every_tokens=50_000), **also}
+    assert main(["validate", str(write_study(tmp_path, study))]) == 2
+    out = flat(capsys.readouterr().err)
+    assert "2 error(s)" in out, out
+    assert "eval_every_tokens must be <= tokens_per_trial, got 50000 > 30000" in out
+    assert next(iter(also)) in out
+
+
+def test_a_check_across_fields_is_not_said_of_a_value_that_failed(tmp_path, shakespeare, capsys):
+    # tokens_per_trial is bad: the check that compares it is not run on a value that stood in.
+    study = tiny_study(tmp_path, shakespeare, tokens_per_trial="lots", eval_every_tokens=50_000)
+    assert main(["validate", str(write_study(tmp_path, study))]) == 2
+    out = flat(capsys.readouterr().err)
+    assert "1 error(s)" in out and "tokens_per_trial:" in out and "(got 'lots')" in out, out
+    assert "eval_every_tokens" not in out
+
+
+def test_a_training_file_says_its_bad_batch_beside_a_bad_field(tmp_path, shakespeare):
+    from scaletune.trainer.config import validate_train_config
+
+    raw = {"data": {"source": "text", "path": str(shakespeare)}, "batch_size": 6,
+           "micro_batch_size": 4, "tokens": 100_000, "out_dir": None,
+           "optim": {"lr": -1.0}}
+    with pytest.raises(ConfigError) as e:
+        validate_train_config(raw)
+    said = flat(str(e.value))
+    assert "optim.lr" in said
+    assert "batch_size must be a multiple of micro_batch_size, got batch_size=6" in said
+
+
+def test_a_study_that_searches_nothing_is_a_note_of_validate_and_the_plan(tmp_path, shakespeare,
+                                                                           capsys):
+    # Every hyperparameter given a value: each trial trained the same run, without a word.
+    fixed = {"lr": {"value": 0.001}, "weight_decay": {"value": 0.1, "as": "lambda"},
+             "dropout": {"value": 0.0}, "warmup_frac": {"value": 0.1},
+             "batch_size": {"value": 8}}
+    path = str(write_study(tmp_path, tiny_study(tmp_path, shakespeare, search=fixed,
+                                                n_trials=3)))
+    for command in (["validate", path], ["run", path, "--dry-run"]):
+        assert main(command) == 0
+        out = flat(capsys.readouterr().out)
+        assert ("search: every hyperparameter has a value, so nothing is searched: each of the 3 "
+                "trials trains the same config with the same seed, to the same loss") in out, out
+    once = str(write_study(tmp_path, tiny_study(tmp_path, shakespeare, search=fixed,
+                                                n_trials=1), "once.yaml"))
+    searched = str(write_study(tmp_path, tiny_study(
+        tmp_path, shakespeare, search={**fixed, "dropout": {"low": 0.0, "high": 0.1}},
+        n_trials=3), "searched.yaml"))
+    for path in (once, searched):
+        assert main(["validate", path]) == 0
+        assert "nothing is searched" not in capsys.readouterr().out
+
+
 def test_evaluations_finer_than_a_step_are_a_note_of_validate_and_the_plan(tmp_path, shakespeare,
                                                                            capsys):
     # batch choices 8 and 16 of 32 tokens: one step of the smallest is 256 tokens.

@@ -371,10 +371,10 @@ def test_a_trial_stopped_and_run_again_is_not_drawn_as_a_failure(tmp_path):
     drawn = plot_curves(study, tmp_path, [])
     labels = sorted({line.get_label() for line in drawn.png.axes[0].get_lines()})
     assert labels == ["best: trial 0 (2.2000)", "complete (2)", "fail (1)",
-                      "stopped and run again (1)"]
+                      "stopped and queued again (1)"]
     assert {t.name for t in drawn.html.data} == set(labels)
     drawn = plot_lr_tau(study, cfg, tmp_path, [])
-    assert "stopped and run again" in [c.get_label() for c in drawn.png.axes[0].collections]
+    assert "stopped and queued again" in [c.get_label() for c in drawn.png.axes[0].collections]
 
 
 def test_the_report_of_a_study_without_a_complete_trial_draws_no_empty_figure(tmp_path):

@@ -215,8 +215,10 @@ def test_delete_deletes_one_study_and_keeps_the_shared_file(tmp_path, capsys):
     db = tmp_path / "runs" / "studies.db"
     code, out = scaletune(capsys, "delete", str(a), "--yes")
     assert code == 0, out
-    # Rule: the other study, its trials and the file stay.
+    # Rule: the other study, its trials and the file stay; the deleted study's default folder,
+    # empty, goes (it was left behind, its study gone).
     assert db.is_file()
+    assert not (tmp_path / "runs" / "tiny").exists() and (tmp_path / "runs" / "tiny-b").is_dir()
     storage = make_storage(load_study(b).storage_url)
     assert optuna.get_all_study_names(storage) == ["tiny-b"]
     assert len(optuna.load_study(study_name="tiny-b", storage=storage).trials) == 1
