@@ -172,6 +172,8 @@ class Rung:
     tokens_per_param: float
     flops: float
     """Compute of the whole rung: 6 * N * D per trial times its trials (N non-embedding)."""
+    key: str = "rungs"
+    """Where the ladder file gives it, for its problems to name: ``rungs[1]``."""
 
 
 @dataclass(frozen=True)
@@ -337,7 +339,7 @@ def load_ladder(path: str | Path) -> Ladder:
         elif study is not None:
             n = laws.non_embedding_params(study.model.n_layer, study.model.n_embd)
             rungs.append(Rung(study, study_scale(study, cfg.scale), tokens / n,
-                              planned_flops(study)))
+                              planned_flops(study), f"rungs[{i}]"))
     errors = [line for line in errors if not (line.startswith("rungs[")
                                               and line.split(": ", 1)[1] in in_study_file)]
     if target is not None and "lr" in (fixed := fixed_values(target)):
@@ -424,7 +426,7 @@ def _hold_epochs(rungs: list[Rung], target: StudyConfig, base: dict[str, Any],
                        cfg.name, study_path, errors)
         if study is None:  # the rung validated with the target's data; this changes one count
             raise ConfigError(str(study_path), errors)
-        held.append(Rung(study, rung.scale, rung.tokens_per_param, rung.flops))
+        held.append(Rung(study, rung.scale, rung.tokens_per_param, rung.flops, rung.key))
     return held, (f"hold_epochs: the target makes {passes:.2g} passes over its data; each rung "
                   "trains on the first part of it that gives it as many (data.train_tokens)")
 

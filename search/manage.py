@@ -480,7 +480,7 @@ def ladder_problems(ladder: Any) -> list[str]:
         problems.append(f"laws_file: {problem}")
     for rung in ladder.rungs:
         dims, fixed = build_space(rung.cfg, planning_priors(rung.cfg))
-        problems += [f"{rung.cfg.name}: {p}" for p in space_problems(rung.cfg, dims, fixed)]
+        problems += [f"{rung.key}: {p}" for p in space_problems(rung.cfg, dims, fixed)]
     # Stored studies the files now change, said once for the stages alike (a change to the
     # target study's file changes every stage).
     changed: dict[str, list[str]] = {}
@@ -1009,18 +1009,21 @@ def _numbers(numbers: list[int], most: int = 6) -> str:
     return shown + (f" and {len(numbers) - most} more" if len(numbers) > most else "")
 
 
-def _finished_said(study: Any, trials: list[Any], n_trials: int | str) -> str:
+def _finished_said(study: Any, trials: list[Any], n_trials: int | str,
+                   from_file: bool = True) -> str:
     """``9 finished of n_trials 6`` (``of n_trials 6 in the study file; its last run asked for
     12`` after ``run --n-trials 12``); with repeats of a config (``run --repeat-best``, on top of
     n_trials): ``9 finished: 7 of the search (n_trials 6) and 2 repeats of trial 1 with other
-    training seeds``."""
+    training seeds``. A study read by its name (``from_file`` False; a ladder's rung has no
+    file) has only its record: the n_trials its last run asked for."""
     from scaletune.search.noise import finished_repeats
 
     finished = n_finished(study)
     repeats = finished_repeats(trials)
     asked = study.user_attrs.get(LAST_N_TRIALS)
     if isinstance(asked, int) and asked != n_trials:  # run with --n-trials, or the file changed
-        n_trials = f"{n_trials} in the study file; its last run asked for {asked}"
+        n_trials = (f"{n_trials} in the study file; its last run asked for {asked}" if from_file
+                    else asked)
     if not repeats:
         return f"{finished} finished of n_trials {n_trials}"
     of = sorted({t.user_attrs[REPEAT_OF] for t in repeats})
@@ -1040,13 +1043,14 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
     out = _printer(console)
     out(f"study {study.study_name} ({cfg.source})")
     running = _running(study)
+    from_file = Path(cfg.source).is_file()  # else read by its name: the record alone
     # n_trials as the file (or `--n-trials`) says now: the stored config is that of the first run.
     rows = [
         ("storage", mask_url(cfg.storage_url)),
         ("driver", running or "none running"),
         ("trials", with_left_running(by_state(trials) or "none", sum(
                        t.state == TrialState.RUNNING for t in trials), study)
-                   + f"; {_finished_said(study, trials, cfg.n_trials)}; "
+                   + f"; {_finished_said(study, trials, cfg.n_trials, from_file)}; "
                    f"last activity {_last_activity(trials) or 'none'}"),
     ]
     rows += [("failed" if i == 0 else "", line) for i, line in enumerate(_failures(trials))]

@@ -140,11 +140,12 @@ class _Heard:
                                                             STALL_FACTOR * self.longest):
             return None
         self.warned = True
+        apart = f"{self.longest:.0f}" if self.longest >= 10 else f"{self.longest:.1f}"
         return (f"trial {number} has sent nothing for {silent:.0f} s, where its evaluations "
-                f"came at most {self.longest:.0f} s apart: its worker{self.where} may be hung, "
+                f"came at most {apart} s apart: its worker{self.where} may be hung, "
                 "and the study waits for it. Ctrl-C stops the study and queues its running "
                 "trials again; kill -9 of that process fails the trial (queued again "
-                "while workers.max_retries allow)")
+                "while the study's max_retries allow)")
 
 #: What a failed write to the storage raises: SQLite's "database or disk is full" or "readonly
 #: database" (SQLAlchemy errors, wrapped by Optuna on commit), a lost database server.
@@ -512,6 +513,9 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
         if plan.lease is not None:
             plan.lease.release()
         _release(coordinator)
+        # The study's folder, made for its storage and trackers: where nothing was written
+        # there (the default storage is runs/studies.db, beside it), it is not left empty.
+        _remove_empty(new_folders)
     return study
 
 
@@ -945,6 +949,12 @@ def _write_failed(
         fix = (f"Another process held {database} locked for more than "
                f"{SQLITE_BUSY_TIMEOUT_S:g} s (an open transaction: a database browser, a script); "
                "close it")
+    elif database is not None and "readonly" in text:  # not the disk either: permissions
+        fix = (f"{database} (or its folder) cannot be written: its permissions, an immutable "
+               "file or a read-only file system; make both writable")
+    elif database is not None and "disk I/O error" in text:
+        fix = (f"Free some disk space, or make {database} and its folder writable (a file made "
+               "read-only as the study ran fails so)")
     else:
         fix = ("Free some disk space" if database is not None or what == "a write" else
                "Bring the database server back (is it up, and reachable from here?)")

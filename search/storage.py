@@ -509,9 +509,17 @@ def cannot_read(e: BaseException, url: str, what: str) -> str:
     # A locked SQLite file is an Optuna storage another process writes; one the login may not
     # read or write is the server's to grant.
     known = (unreachable or isinstance(chain[-1], PermissionError)
-             or any(words in why for words in ("database is locked", "permission denied")))
+             or any(words in why for words in ("database is locked", "permission denied",
+                                               "readonly database")))
     question = "" if known else " (is it an Optuna storage?)"
-    return f"storage: {what} {mask_url(url)}{question}: {why}{login_hint(why, url)}"
+    # SQLite must roll back a journal left beside the file (a write that failed) before it
+    # reads: a file it may not write cannot then be read either.
+    journal = (sqlite_path(url) is not None and "readonly database" in why
+               and Path(f"{sqlite_path(url)}-journal").exists())
+    hint = (f" (a write to it failed and left {sqlite_path(url)}-journal, which SQLite must "
+            "roll back before it reads the file: make the file and its folder writable)"
+            if journal else "")
+    return f"storage: {what} {mask_url(url)}{question}: {why}{hint}{login_hint(why, url)}"
 
 
 @contextlib.contextmanager

@@ -1163,6 +1163,15 @@ def test_a_locked_storage_is_not_asked_whether_it_is_an_optuna_storage(tmp_path)
     other = RuntimeError("wrapped")
     other.__cause__ = sqlite3.OperationalError("no such table: studies")
     assert "(is it an Optuna storage?)" in cannot_read(other, url, "cannot open")
+    # A read-only file with the journal of a write that failed beside it: SQLite must write to
+    # read it. It was asked whether it is an Optuna storage.
+    readonly = RuntimeError("wrapped")
+    readonly.__cause__ = sqlite3.OperationalError("attempt to write a readonly database")
+    (tmp_path / "study.db-journal").write_bytes(b"\0" * 512)
+    line = cannot_read(readonly, url, "cannot open")
+    assert line == (f"storage: cannot open {url}: attempt to write a readonly database (a write "
+                    f"to it failed and left {tmp_path / 'study.db'}-journal, which SQLite must "
+                    "roll back before it reads the file: make the file and its folder writable)")
 
 
 def test_an_empty_server_database_says_no_study_ran_there():

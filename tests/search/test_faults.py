@@ -695,6 +695,15 @@ def test_a_database_server_that_went_away_is_not_told_to_free_disk_space(tmp_pat
     assert (f"Another process held {database} locked for more than 60 s (an open transaction: "
             "a database browser, a script); close it, then run the same command") in said, said
     assert "disk" not in said
+    # A file that cannot be written (chattr +i, a read-only mount) read "Free some disk space".
+    readonly = OperationalError("INSERT", {}, Exception("attempt to write a readonly database"))
+    said = str(_write_failed(local, {}, "using the storage", readonly))
+    assert (f"{database} (or its folder) cannot be written: its permissions, an immutable file "
+            "or a read-only file system; make both writable, then run the same command") in said
+    assert "disk space" not in said
+    failed_io = OperationalError("INSERT", {}, Exception("disk I/O error"))
+    assert (f"Free some disk space, or make {database} and its folder writable" in
+            str(_write_failed(local, {}, "using the storage", failed_io)))
 
 
 def test_a_worker_ray_stops_for_want_of_memory_fails_its_trial_not_the_study(

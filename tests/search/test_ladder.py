@@ -431,7 +431,9 @@ def test_validate_checks_each_rungs_budget_before_its_laws_exist(tmp_path, shake
     path.write_text(yaml.safe_dump(raw))
     assert main(["validate", str(path)]) == 2
     out = " ".join(capsys.readouterr().err.split())
-    assert ("ladder-rung-200-1x32: tokens_per_trial: 200 is less than one optimizer step of the "
+    # Named where the file gives the rung (rungs[1], the cheapest: first to run), as the
+    # ladder's other problems of a rung are: it named the rung's study.
+    assert ("rungs[1]: tokens_per_trial: 200 is less than one optimizer step of the "
             "largest batch searched (8 sequences x block_size 32 = 256 tokens)") in out, out
 
 

@@ -354,6 +354,15 @@ def test_a_study_is_read_by_its_name_without_its_file(finished, tmp_path, capsys
     # "cannot read the file: Is a directory").
     assert code == 0, out
     assert "best trial 1: val loss 2.2000" in out and "model 1 layer, 2 heads, width 32" in out
+    assert "4 finished of n_trials 4; last activity" in out, out
+    # Its last run asked for 9 (--n-trials, or a ladder's rung_trials raised): read by its name
+    # there is no study file to tell apart from that run (it said "in the study file", of the
+    # first run's record).
+    study = optuna.load_study(study_name="tiny", storage=url)
+    study.set_user_attr("n_trials", 9)
+    code, out = scaletune(capsys, "show", "tiny")
+    assert "4 finished of n_trials 9; last activity" in out, out
+    study.set_user_attr("n_trials", 4)
     code, out = scaletune(capsys, "best", "tiny")
     assert code == 0 and "lr=0.004" in out, out
     # Its report goes to its own folder where that is on this machine, else to runs/NAME here.
