@@ -589,9 +589,14 @@ def print_fit(ladder: Ladder, fitted: FittedLaws, console: Console) -> None:
                  "target's batch is a sequence or more)"
                  # a relative margin: 32 sequences' worth of tokens predicted as 31.999999...
                  if fit.target == "batch_size" and pred.value < block * (1 - 1e-9) else "")
+        # A bootstrap with nothing to vary gives [x, x]: said as what it is, not as certainty.
+        interval = (f"{pred.level:.0%} prediction interval [{pred.low:.4g}, {pred.high:.4g}]"
+                    if pred.high > pred.low * (1 + 1e-9) else
+                    "no prediction interval (zero width: the rungs gave nothing to vary; see "
+                    "the warnings)")
         console.print(f"    at the target ({ladder.cfg.scale} {scale:,.0f}): {pred.value:.4g} "
-                      f"{fit.unit}, {pred.level:.0%} prediction interval [{pred.low:.4g}, "
-                      f"{pred.high:.4g}]{below}", highlight=False, markup=False, soft_wrap=True)
+                      f"{fit.unit}, {interval}{below}", highlight=False, markup=False,
+                      soft_wrap=True)
     for warning in fitted.warnings:
         console.print(f"  warning: {warning}", style="yellow", highlight=False, markup=False,
                       soft_wrap=True)

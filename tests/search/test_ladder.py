@@ -1012,6 +1012,17 @@ def test_a_batch_law_that_predicts_less_than_a_sequence_says_so(tmp_path, shakes
     assert f"(less than one sequence of {block} tokens: no batch trains that; the target's " \
            "batch is a sequence or more)" in out, out
     assert out.count("less than one sequence") == 1  # the batch law's line alone
+    # Every rung's trials on one line (one lr, a batch exactly on its law): the bootstrap had
+    # nothing to vary, and [x, x] read as a certain 95% interval.
+    assert "no prediction interval (zero width: the rungs gave nothing to vary; see the " \
+           "warnings)" in out and "prediction interval [" not in out, out
+    noisy = [ScalePoint(scale=x, scale_kind="tokens", lr=1e-3 * (x / 4_096) ** -0.3 * wiggle,
+                        tau=None, batch_size=32.0, value=3.0)
+             for x in (4_096, 8_192, 16_384) for wiggle in (0.8, 1.25)]
+    console = Console(record=True, width=400)
+    print_fit(ladder, fit_studies(noisy, n_boot=50), console)
+    assert re.search(r"peak learning rate, 95% prediction interval \[[0-9.e-]+, [0-9.e-]+\]",
+                     flat(console.export_text())), console.export_text()
     # One sequence a step at every rung, predicted as 63.999999999999986 tokens at block 64:
     # "64 tokens per step ... (less than one sequence of 64 tokens ...)".
     target = yaml.safe_load((tmp_path / "target.yaml").read_text())
