@@ -437,6 +437,9 @@ class TrialRun:
     replay of the pruner (search.pruners.replay) does not ask there either."""
     extra: dict[str, Any] = field(default_factory=dict)
     """What the caller keeps with the trial (the runner: its Ray task)."""
+    tokens_reported: int = 0
+    """The tokens of its last report: what it had trained at least, where it ends without a
+    result of its own (stopped, its worker lost) to say what it trained."""
 
     @property
     def number(self) -> int:
@@ -449,6 +452,7 @@ class TrialRun:
         value is reported at the grid point below it, so the pruner compares equal tokens.
         """
         step = tokens // self.every * self.every
+        self.tokens_reported = max(self.tokens_reported, tokens)
         if step <= self.last_step or not math.isfinite(value):
             return "continue"
         try:
@@ -531,7 +535,12 @@ class TrialRun:
 
     def fail(self, study: optuna.Study, reason: str, max_retries: int,
              count_attempt: bool = True) -> bool:
-        """Mark the trial FAIL with ``reason``; queue its params again if retries remain."""
+        """Mark the trial FAIL with ``reason``; queue its params again if retries remain. What
+        it trained is its last report's tokens (``tokens_seen``, as a result says it): counted
+        from its evaluations' grid points instead, a trial stopped after 10,240 tokens had
+        trained 10,000 in trials.csv and in the study's compute."""
+        if self.tokens_reported and "tokens_seen" not in self.trial.user_attrs:
+            self.trial.set_user_attr("tokens_seen", self.tokens_reported)
         return fail_and_retry(study, self.trial, reason, max_retries, count_attempt)
 
 

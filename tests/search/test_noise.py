@@ -307,3 +307,23 @@ def test_the_trials_finished_say_which_are_repeats():
     # Rule: "5/5" read as a study that asks for 5, where n_trials is 3.
     assert finished_of(study.get_trials(deepcopy=False), 5, 3) == (
         "5/5 trials finished (3 of the search and 2 repeats of the best with other seeds)")
+
+
+def test_a_trial_that_fails_without_a_result_counts_its_last_reports_tokens():
+    # Stopped by Ctrl-C after reporting at 10,240 tokens (grid point 10,000): trials.csv and the
+    # study's compute said it trained 10,000, and 39 steps of 256 tokens, a count it never ran.
+    from scaletune.search.summary import tokens_trained
+
+    study = optuna.create_study()
+    run = TrialRun(study.ask({"x": X}), {}, SimpleNamespace(tokens=40_192), 10_000, "none")
+    assert run.report(10_240, 3.29) == "continue"
+    assert run.report(10_240, 3.29) == "continue"  # said again: one point, the same tokens
+    run.fail(study, "interrupted (Ctrl-C)", max_retries=2, count_attempt=False)
+    stopped = study.trials[0]
+    assert stopped.state == TrialState.FAIL and stopped.intermediate_values == {10_000: 3.29}
+    assert tokens_trained(stopped) == 10_240
+    # A trial that reported nothing trained nothing the driver knows of: no count is made up.
+    silent = TrialRun(study.ask({"x": X}), {}, SimpleNamespace(tokens=40_192), 10_000, "none")
+    silent.fail(study, "worker died", max_retries=2)
+    assert "tokens_seen" not in study.trials[silent.number].user_attrs
+    assert tokens_trained(study.trials[silent.number]) == 0
