@@ -4,11 +4,14 @@ arguments (``python -m torch.distributed.run``) and runs it.
 On Ctrl-C or a SIGTERM, torchrun passes the signal to its workers, which checkpoint-aware ranks
 answer by saying where the run can resume (``scaletune train``), and then ends on a traceback of
 its own SignalException. Here it ends as a process stopped by that signal would, with exit code
-128 + the signal's number, and the workers' message is the last thing printed.
+128 + the signal's number, and the workers' message is the last thing printed. Ranks that end
+having said why (a refusal, exit 2; a signal sent to one of them) end it with their exit code,
+not torchrun's ChildFailedError traceback.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 
 from torch.distributed.elastic.multiprocessing.api import SignalException
@@ -24,12 +27,19 @@ def main() -> int:
     except SignalException as e:  # the agent has shut its workers down and said so
         return 128 + int(e.sigval)
     except ChildFailedError as e:
-        # Ranks that found another node's processes gone, and said so: their exit code, not
-        # torchrun's traceback of every failure.
-        if {f.exitcode for f in e.failures.values()} == {PEER_LOST}:
-            return PEER_LOST
+        # Ranks that ended as scaletune train ends, having said why: refused (2: a changed
+        # config or a damaged checkpoint on resume, a device this machine lacks), stopped by a
+        # signal sent to them (128 + its number: the lock file names rank 0's pid), or finding
+        # another node's processes gone. Their exit code, not torchrun's traceback of each.
+        codes = {f.exitcode for f in e.failures.values()}
+        if codes <= SAID:  # the one that stopped or refused, where others lost it
+            return max(codes - {PEER_LOST}, default=PEER_LOST)
         raise
     return 0
+
+
+SAID = {2, PEER_LOST, *(128 + s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP))}
+"""Exit codes of ranks that said why they ended (trainer.cli.main)."""
 
 
 if __name__ == "__main__":

@@ -339,6 +339,24 @@ def test_a_signal_to_a_launched_run_stops_every_rank_and_says_how_to_resume(
     assert _evals(tmp_path / "long")
 
 
+def test_a_refusal_of_the_ranks_ends_the_launch_with_2_not_torchruns_traceback(tmp_path,
+                                                                               shakespeare):
+    # A damaged checkpoint (as a changed config on resume, or a device the machine lacks) is
+    # refused by every rank, after torchrun started them: the launch ended with exit 1 and
+    # torchrun's ChildFailedError traceback, where one process says it in a line, exit 2.
+    path = _config(tmp_path, shakespeare, "run")
+    assert _train(path).returncode == 0
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    data = bytearray(checkpoint.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    checkpoint.write_bytes(bytes(data))
+    one = _train(path, "--resume")
+    two = _train(path, "--resume", "--nproc-per-node", "2")
+    assert one.returncode == two.returncode == 2, two.stdout + two.stderr
+    assert "is damaged" in one.stderr and "is damaged" in two.stderr
+    assert "Traceback" not in two.stderr and "ChildFailedError" not in two.stderr, two.stderr
+
+
 def test_ranks_stop_when_their_launcher_is_killed(tmp_path, shakespeare):
     # SIGKILL (a batch system's, the OOM killer) cannot be passed on: torchrun and its ranks
     # went on training, and a --resume then trained the same run beside them.
