@@ -43,6 +43,7 @@ from scaletune.trainer.config import (
     Tokens,
     TokensOrZero,
     TrainConfig,
+    Whole,
     every_error,
     file_kind,
     format_errors,
@@ -715,7 +716,7 @@ class WorkersConfig(_Strict):
     cpus_per_trial: Annotated[float, BeforeValidator(parse_number)] = Field(1.0, gt=0,
                                                                             strict=True)
     """CPU cores each trial asks Ray for; torch uses that many threads."""
-    max_concurrent: int | None = Field(None, ge=1, strict=True)
+    max_concurrent: Whole | None = Field(None, ge=1, strict=True)
     """Cap on trials running at once; default what the cluster can hold."""
 
     @property
@@ -871,15 +872,15 @@ class StudyConfig(_Strict):
     A random sampler draws uniformly either way: it is the baseline the priors are measured
     against."""
     priors: PriorsConfig = Field(default_factory=PriorsConfig)
-    n_trials: int = Field(ge=1, strict=True)
+    n_trials: Whole = Field(ge=1, strict=True)
     """Finished trials the study should have: complete, pruned, and failed ones that were not
     queued again (a trial whose worker died is, up to ``max_retries`` times)."""
-    max_retries: int = Field(2, ge=0, strict=True)
+    max_retries: Whole = Field(2, ge=0, strict=True)
     """Times a trial whose worker died is re-run with the same parameters."""
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     """TensorBoard, Weights & Biases or MLflow logs of every trial, written by the driver."""
-    seed: int = Field(0, strict=True, ge=0, le=SEEDS - 1)
+    seed: Whole = Field(0, strict=True, ge=0, le=SEEDS - 1)
     """Seed of the sampler and of every trial's training run."""
 
     _source: str | None = PrivateAttr(None)

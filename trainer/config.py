@@ -105,6 +105,8 @@ Tokens = Annotated[int, BeforeValidator(parse_count), BeforeValidator(not_a_bool
 TokensOrZero = Annotated[int, BeforeValidator(parse_count), BeforeValidator(not_a_bool),
                          Field(ge=0)]
 Number = Annotated[int | float, BeforeValidator(parse_number), BeforeValidator(not_a_bool)]
+Whole = Annotated[int, BeforeValidator(parse_number), BeforeValidator(not_a_bool)]
+"""A whole number, written as 1e3, 1_000 or 1000 (n_trials, n_layer), as a count of tokens is."""
 
 
 class NumbersNotBools(BaseModel):
@@ -162,13 +164,13 @@ class ModelConfig(_SomeFieldsRead):
 
     READ_ONLY_BY = {"rope_theta": ("positions", ("rope",))}
 
-    n_layer: int = Field(6, ge=1)
+    n_layer: Whole = Field(6, ge=1)
     """Number of transformer blocks."""
-    n_head: int = Field(8, ge=1)
+    n_head: Whole = Field(8, ge=1)
     """Attention heads per block; must divide n_embd."""
-    n_embd: int = Field(256, ge=8)
+    n_embd: Whole = Field(256, ge=8)
     """Width of the residual stream (d_model)."""
-    block_size: int = Field(128, ge=2)
+    block_size: Whole = Field(128, ge=2)
     """Context length in tokens (sequence length of every training window)."""
     vocab_size: int | None = Field(None, ge=2)
     """Vocabulary size; None takes it from the tokenizer, rounded up to a multiple of 64."""

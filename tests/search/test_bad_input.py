@@ -119,7 +119,7 @@ CASES = [
      "is an empty range: the prior's range here is"),
     ("trials as a yes", "n_trials", True, "n_trials: expected a number, got true"),
     ("concurrency as a yes", "workers.max_concurrent", True,
-     "workers: max_concurrent: expected a number, got true"),
+     "workers.max_concurrent: expected a number, got true"),
     # Read as 1 or 0 where a field was not strict: one layer trained, gradients clipped at 1.
     ("layers as a yes", "model.n_layer", True, "model: n_layer: expected a number, got true"),
     ("gradient clipping as a yes", "trainer.optim.grad_clip", True,
@@ -210,6 +210,23 @@ def test_a_bad_pair_of_fields_is_said_beside_a_bad_field(tmp_path, shakespeare, 
     assert "2 error(s)" in out, out
     assert "eval_every_tokens must be <= tokens_per_trial, got 50000 > 30000" in out
     assert next(iter(also)) in out
+
+
+def test_whole_numbers_are_written_as_counts_of_tokens_are(tmp_path, shakespeare, capsys):
+    # tokens_per_trial took 2e4; n_trials: 1e1 was "Input should be a valid integer", with no
+    # word of the forms it takes.
+    study = tiny_study(tmp_path, shakespeare, n_trials="1e1", max_retries="1e0", seed="1_0")
+    study["model"] = {**study["model"], "n_layer": "1e0"}
+    study["workers"] = {**study.get("workers", {}), "max_concurrent": "1e0"}
+    cfg = validate_study(study)
+    assert (cfg.n_trials, cfg.max_retries, cfg.seed, cfg.model.n_layer,
+            cfg.workers.max_concurrent) == (10, 1, 10, 1, 1)
+    bad = tiny_study(tmp_path, shakespeare, n_trials=3.5, seed="lots")
+    assert main(["validate", str(write_study(tmp_path, bad))]) == 2
+    out = flat(capsys.readouterr().err)
+    for key, got in (("n_trials", "3.5"), ("seed", "'lots'")):
+        assert (f"{key}: Input should be a valid integer, a whole number such as 2e6, 2_000_000 "
+                f"or 2000000 (got {got})") in out, out
 
 
 def test_a_check_across_fields_is_not_said_of_a_value_that_failed(tmp_path, shakespeare, capsys):

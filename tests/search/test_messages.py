@@ -101,7 +101,8 @@ LINES = [
      "tokens_per_trial: Input should be a valid integer, a whole number such as 2e6, 2_000_000, "
      "2000000 or 2M (got 'lots')"),
     ("an integer with a fraction", {"model__n_layer": 2.5},
-     "model.n_layer: Input should be a valid integer, a whole number (got 2.5)"),
+     "model.n_layer: Input should be a valid integer, a whole number such as 2e6, 2_000_000 or "
+     "2000000 (got 2.5)"),
     ("a float that is text", {"model__dropout": "none"},
      "model.dropout: expected a number, such as 0.5 or 3e-4 (got 'none')"),
     ("a bound on both sides", {"model__dropout": 1.5}, "model.dropout: must be in [0, 1) (got 1.5)"),
