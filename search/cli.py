@@ -639,7 +639,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_jobs)
 
     p = sub.add_parser("logs", help="the driver's output of a study run as a Ray job")
-    p.add_argument("target", metavar="STUDY|JOB", help="study YAML (its latest job) or a job id")
+    p.add_argument("target", metavar="STUDY|NAME|JOB",
+                   help="study YAML or a study's name (its latest job), or a job id")
     p.add_argument("--address", metavar="URL", help=job_server)
     p.add_argument("--follow", "-f", action="store_true",
                    help="keep printing until the job ends (Ctrl-C leaves it running)")
@@ -647,7 +648,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_logs)
 
     p = sub.add_parser("stop", help="stop a study run as a Ray job; run --detach resumes it")
-    p.add_argument("target", metavar="STUDY|JOB", help="study YAML (its running job) or a job id")
+    p.add_argument("target", metavar="STUDY|NAME|JOB",
+                   help="study YAML or a study's name (its running job), or a job id")
     p.add_argument("--address", metavar="URL", help=job_server)
     p.add_argument("--storage", metavar="URL", type=_storage_url, help=job_storage)
     p.set_defaults(func=cmd_stop)
@@ -737,12 +739,13 @@ def build_parser() -> argparse.ArgumentParser:
     _stored_study_args(p, cmd_export)
     p.add_argument("--trial", type=int, help="export this trial number instead of the best")
     p.add_argument("--tokens", type=_tokens,
-                   help="train this many tokens (e.g. 2e9); lr, batch and weight decay follow "
-                        "the scaling laws")
+                   help="train this many tokens (e.g. 2e9; default the study's "
+                        "tokens_per_trial); lr, batch and weight decay move by the transfer "
+                        "rules the file's header lists")
     p.add_argument("--model", action="append", default=[], metavar="KEY=VALUE",
                    help="change a model field, e.g. --model n_embd=512 --model n_layer=12")
     p.add_argument("--max-batch-size", type=_at_least_one, metavar="N",
-                   help="cap on the transferred batch (sequences)")
+                   help="cap on the transferred batch (sequences); default none")
     p.add_argument("-o", "--output", required=True, help="training YAML to write")
 
     p = sub.add_parser("report", help="trials table, plots and compute summary of a study")

@@ -830,12 +830,15 @@ so that a study recorded before them still resumes."""
 
 NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
 """A study's (or ladder's) name: letters, digits, _ . -, not starting with a dot."""
+MAX_NAME = 100
+"""A study's name is a folder's (runs/NAME), at most 255 bytes on most file systems, and a
+ladder's stages add to it (NAME-rung-20k-2x64): a 256-character name ended on a traceback."""
 
 
 class StudyConfig(_Strict):
     """A hyperparameter search: model, data, per-trial budget, search space, sampler, pruner."""
 
-    name: str = Field(min_length=1, pattern=NAME_PATTERN)
+    name: str = Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN)
     """Study name (letters, digits, _ . -, not starting with a dot, so that '..' cannot put the
     study folder above runs/); also the default study folder name."""
     description: str = ""

@@ -91,6 +91,8 @@ def parse_model_overrides(items: list[str], source: str = "--model") -> dict[str
                 out[key] = text
             except RecursionError:  # [[[[...]]]]: no model field is nested at all
                 errors.append(f"--model {key}: the value is nested too deep; give a plain value")
+            except ValueError:  # an integer of more than 4,300 digits: Python refuses to read it
+                errors.append(f"--model {key}: the value is too large a number to read")
     if errors:
         raise ConfigError(source, errors)
     return out

@@ -31,6 +31,7 @@ from rich.table import Table
 from scaletune.heuristics import laws
 from scaletune.heuristics.fit import NEAR_BEST, FittedLaws
 from scaletune.search.config import (
+    MAX_NAME,
     NAME_PATTERN,
     StudyConfig,
     _Strict,
@@ -114,7 +115,7 @@ class TargetConfig(_Strict):
 class LadderConfig(_Strict):
     """A ladder: a target study and the rungs below it."""
 
-    name: str = Field(min_length=1, pattern=NAME_PATTERN)
+    name: str = Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN)
     """The ladder's name: its rungs are studies <name>-rung-..., its target <name>-target."""
     target: TargetConfig
     """The target study: {study: FILE, ...}, or the file alone (``target: study.yaml``)."""

@@ -33,6 +33,9 @@ CASES = [
     ("unknown top-level key", "epochs", 3, "epochs: unknown key; allowed: name"),
     ("unknown model key", "model.nlayer", 3, "model.nlayer: unknown key; allowed: n_layer"),
     ("wrong type", "n_trials", "many", "n_trials: Input should be a valid integer"),
+    # A folder's name (runs/NAME) is at most 255 bytes: a longer one ended on a traceback.
+    ("a name too long for a folder", "name", "a" * 256,
+     "name: String should have at most 100 characters"),
     ("missing required key", "tokens_per_trial", _DELETE, "tokens_per_trial: Field required"),
     ("low above high", "search.lr", {"low": 1e-2, "high": 1e-3}, "low must be < high"),
     ("log range touching zero", "search.lr", {"low": 0.0, "high": 1e-3, "log": True},

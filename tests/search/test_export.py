@@ -501,6 +501,9 @@ def test_a_model_value_nested_deep_is_one_error():
 
     with pytest.raises(ConfigError, match="--model n_embd: the value is nested too deep"):
         parse_model_overrides(["n_embd=" + "[" * 5000 + "]" * 5000])
+    # Digits past Python's 4,300 for an int: its ValueError was a traceback.
+    with pytest.raises(ConfigError, match="--model n_embd: the value is too large a number"):
+        parse_model_overrides(["n_embd=" + "9" * 5000])
 
 
 def test_a_final_run_past_its_data_notes_the_epochs_and_dropout(finished, tmp_path):
