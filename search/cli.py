@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich.console import Console
 from rich.markup import escape
@@ -583,8 +583,35 @@ def _stored_study_args(p: argparse.ArgumentParser, func: Any) -> None:
     p.set_defaults(func=func)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose errors suggest the command or option a misspelt one meant
+    (``scaletune rnu``, ``run --dryrun``), as the study file's unknown keys do."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(message + _did_you_mean(self, message))
+
+
+def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
+    """``; did you mean run?`` for argparse's error ``message``, or '' where nothing is close."""
+    import difflib
+
+    from scaletune.trainer.config import closest
+
+    close = None
+    if chosen := re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message):
+        choices = re.findall(r"'([^']*)'", chosen.group(2))
+        close = next(iter(difflib.get_close_matches(chosen.group(1), choices, n=1, cutoff=0.6)),
+                     None)
+    elif unknown := re.match(r"unrecognized arguments: (.*)", message):
+        options = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+        for word in unknown.group(1).split():
+            if word.startswith("--") and (close := closest(word.partition("=")[0], options)):
+                break
+    return f"; did you mean {close}?" if close else ""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="scaletune",
         description="Hyperparameter search for GPT pretraining, seeded by scaling laws.",
     )

@@ -476,3 +476,25 @@ def test_a_terminal_that_is_not_utf8_gets_the_message_not_a_unicode_error(tmp_pa
     assert done.returncode == 2, done.stderr
     assert "UnicodeEncodeError" not in done.stderr
     assert f"{tmp_path}/?tude.yaml:" in done.stderr and "file not found" in done.stderr
+
+
+@pytest.mark.parametrize("argv, refused, meant", [
+    (["rnu", "study.yaml"], "invalid choice: 'rnu' (choose from 'run', ", "run"),
+    (["run", "--dryrun", "study.yaml"], "unrecognized arguments: --dryrun", "--dry-run"),
+    (["export", "--modle", "n_embd=64", "study.yaml", "-o", "final.yaml"],
+     "unrecognized arguments: --modle", "--model"),
+])
+def test_a_misspelt_command_or_option_is_answered_with_the_one_meant(argv, refused, meant,
+                                                                     capsys):
+    # argparse (Python 3.11) names what it refused and lists the commands, but suggests none,
+    # where a study file's misspelt key gets "did you mean".
+    from scaletune.search.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = " ".join(capsys.readouterr().err.split())
+    assert e.value.code == 2 and refused in err, err
+    assert err.endswith(f"; did you mean {meant}?"), err
+    with pytest.raises(SystemExit):
+        main(["zzzz"])
+    assert "did you mean" not in capsys.readouterr().err  # nothing close: nothing suggested
