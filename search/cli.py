@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import gc
 import json
 import os
@@ -806,6 +807,17 @@ def main(argv: list[str] | None = None) -> int:
         return _errors(ConfigError(study, [str(e)]) if isinstance(study, str) else e)
     except ScaletuneError as e:
         return _errors(e)
+    except OSError as e:
+        if e.errno != errno.ENAMETOOLONG:
+            raise
+        # A path of the study file (study_dir, priors.fitted_file) longer than the file system
+        # takes, met wherever it is first looked at: a traceback there.
+        from scaletune.trainer.config import clip
+
+        study = getattr(args, "study", None)
+        return _errors(ConfigError(study if isinstance(study, str) else None, [
+            f"a path is longer than the file system allows ({e.strerror}): "
+            f"{clip(str(e.filename))}"]))
 
 
 def entry() -> int:

@@ -1217,3 +1217,16 @@ def test_a_postgresql_driver_the_extra_does_not_install_is_named(capsys):
     # It said pip install "scaletune[postgres]", which installs psycopg2, not psycopg.
     assert ("the Python driver of postgresql+psycopg:// is not installed: install psycopg, "
             "or write postgresql://") in err, err
+
+
+@pytest.mark.parametrize("key, value", [("study_dir", "d" * 10_000),
+                                        ("priors", {"laws": "fitted",
+                                                    "fitted_file": "f" * 10_000 + ".json"})])
+def test_a_path_too_long_for_the_file_system_is_an_error_not_a_traceback(tmp_path, shakespeare,
+                                                                         capsys, key, value):
+    # OSError "File name too long" where the path was first looked at: a traceback, exit 1.
+    path = write_study(tmp_path, {**tiny_study(tmp_path, shakespeare), key: value})
+    assert main(["validate", str(path)]) == 2
+    err = flat(capsys.readouterr().err)
+    assert "a path is longer than the file system allows (File name too long): " in err, err
+    assert len(err) < 400  # the path cut to a line
