@@ -201,6 +201,13 @@ def export_study(
     except ValidationError as e:
         lines = format_errors(e, ModelConfig)  # an unknown key lists the keys allowed
         raise ConfigError(source, [f"--model {line}" for line in lines]) from None
+    from scaletune.trainer.data import vocab_problem
+
+    # The tokenizer's vocabulary, as the study recorded it: a smaller vocab_size was written,
+    # and refused by the run (and validate) only.
+    if problem := vocab_problem(new_model.vocab_size, study.user_attrs.get("vocab_size"),
+                                base.data.tokenizer):
+        raise ConfigError(source, [f"--model {problem}"])
 
     best = _trial_hparams(base, chosen.params.get("tau", derived.get("tau")))
     # The fitted laws' notes are of the horizon transfer: none where the run keeps the horizon.

@@ -291,6 +291,20 @@ def test_a_dropout_set_by_model_is_the_runs_and_said_so(finished, tmp_path):
     assert loaded.tokens == cfg.tokens_per_trial and loaded.eval_every_tokens is not None
 
 
+def test_a_vocab_size_below_the_tokenizers_is_refused_by_export(finished, tmp_path, capsys):
+    # --model vocab_size=10 under a byte tokenizer (256 tokens) was written, and refused only
+    # by the run and by validate of the file.
+    path, _, study = finished
+    out = tmp_path / "v.yaml"
+    assert study.user_attrs["vocab_size"] == 256
+    assert main(["export", str(path), "--model", "vocab_size=10", "-o", str(out)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("--model model.vocab_size: 10 is smaller than the tokenizer's 256 tokens (byte), so "
+            "no run could embed them") in err, err
+    assert not out.exists()
+    assert main(["export", str(path), "--model", "vocab_size=512", "-o", str(out)]) == 0
+
+
 def test_export_a_chosen_trial(finished, tmp_path):
     path, cfg, _ = finished
     out = tmp_path / "t0.yaml"
