@@ -39,12 +39,25 @@ if TYPE_CHECKING:
 EXIT_BAD_INPUT = 2
 
 
+LONG_WORD = 200
+"""Characters without a space that an error line shows whole; a longer run is cut (_shortened)."""
+
+
+def _shortened(text: str) -> str:
+    """``text`` with each run of more than LONG_WORD characters without a space cut in its
+    middle: a 10 KB value (a path, a URL, a tokenizer's name) was echoed whole by the errors
+    that quote it, where others cut it; the words around it stay."""
+    return re.sub(rf"\S{{{LONG_WORD + 1},}}",
+                  lambda m: f"{m.group()[:120]}...{m.group()[-60:]}", text)
+
+
 def _errors(e: ScaletuneError) -> int:
     """Print any error of ours as its lines alone (no traceback), to standard error, so that
     what a command prints for scripts (``best --json > file``) never holds one; exit code 2."""
     console = make_console(stderr=True)
-    lines = getattr(e, "errors", None) or [str(e)]
+    lines = [_shortened(line) for line in getattr(e, "errors", None) or [str(e)]]
     source = getattr(e, "source", None)  # the file, or the option, at fault; none: the command
+    source = _shortened(source) if isinstance(source, str) else source
     if isinstance(e, StudyStateError):  # the file is right; its study cannot give what is asked
         for line in lines:
             console.print(f"{source}: {line}", highlight=False, markup=False, soft_wrap=True)
@@ -589,7 +602,7 @@ class _Parser(argparse.ArgumentParser):
     (``scaletune rnu``, ``run --dryrun``), as the study file's unknown keys do."""
 
     def error(self, message: str) -> NoReturn:
-        super().error(message + _did_you_mean(self, message))
+        super().error(_shortened(message) + _did_you_mean(self, message))
 
 
 def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:

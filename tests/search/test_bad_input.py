@@ -1230,3 +1230,18 @@ def test_a_path_too_long_for_the_file_system_is_an_error_not_a_traceback(tmp_pat
     err = flat(capsys.readouterr().err)
     assert "a path is longer than the file system allows (File name too long): " in err, err
     assert len(err) < 400  # the path cut to a line
+
+
+def test_a_huge_value_is_cut_in_the_errors_that_quote_it(tmp_path, shakespeare, capsys):
+    # A 10 KB tokenizer name, or option value, was echoed whole by the errors that quote it
+    # (where the schema's own errors cut it to a line); the advice around it stays.
+    study = tiny_study(tmp_path, shakespeare)
+    study["data"] = {**study["data"], "tokenizer": "x" * 10_000}
+    assert main(["validate", str(write_study(tmp_path, study))]) == 2
+    err = capsys.readouterr().err
+    assert len(err) < 1_000 and "x" * 100 + "..." + "x" * 50 in err, err
+    assert "it takes 'byte', a tiktoken encoding name" in flat(err)
+    with pytest.raises(SystemExit):
+        main(["run", "--n-trials", "z" * 10_000, "study.yaml"])
+    err = capsys.readouterr().err
+    assert len(err) < 1_000 and "argument --n-trials: invalid int value" in err, len(err)

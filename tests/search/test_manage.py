@@ -1125,7 +1125,9 @@ def test_a_name_or_storage_path_too_long_for_a_file_is_an_error_not_a_traceback(
     assert code == 2 and "no such study file" in out, out
     code, out = scaletune(capsys, "show", str(path), "--storage",
                           f"sqlite:///{tmp_path / long}.db")
-    assert code == 2 and f"storage: cannot use {tmp_path / long}.db: File name too long" in out, out
+    # (the path cut in its middle, as every error line's run of over 200 characters is)
+    assert code == 2 and re.search(r"storage: cannot use /\S+\.\.\.a+\.db: File name too long",
+                                   out), out
     # A name looked up in an in-memory database said "no such table: version_info".
     code, out = scaletune(capsys, "show", "tiny", "--storage", "sqlite://")
     assert code == 2 and "sqlite:// is an in-memory SQLite database" in out, out
