@@ -143,6 +143,11 @@ MASK_LEVELS = 1 << 16
 """Dropout rates on CPU are multiples of 1/MASK_LEVELS (one 16-bit draw per element)."""
 
 
+def dropped_levels(p: float) -> int:
+    """The rate ``p`` in 1/MASK_LEVELS: the 16-bit draws below it drop their element."""
+    return round(p * MASK_LEVELS)
+
+
 def eager_cpu(x: torch.Tensor) -> bool:
     """Is x a CPU tensor outside torch.compile? There dropout draws its masks here."""
     return x.device.type == "cpu" and not torch.compiler.is_compiling()
@@ -154,7 +159,7 @@ def dropout_noise(x: torch.Tensor, p: float) -> torch.Tensor:
     Each element is dropped with probability p rounded to 1/MASK_LEVELS, and the scale is the
     inverse of that rounded keep rate, so x * noise keeps x's expectation.
     """
-    drop = round(p * MASK_LEVELS)
+    drop = dropped_levels(p)
     words = torch.empty((x.numel() + 3) // 4, dtype=torch.int64).random_(-(1 << 63), None)
     noise = torch.empty(x.shape, dtype=x.dtype)
     # Compared straight into x's dtype: ~3x as fast as through a bool mask.
@@ -170,7 +175,7 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
         return x
     if not eager_cpu(x):
         return F.dropout(x, p, training)
-    drop = round(p * MASK_LEVELS)
+    drop = dropped_levels(p)
     if drop == 0:  # below 1/(2 * MASK_LEVELS): nothing is dropped
         return x
     if drop == MASK_LEVELS:
@@ -193,7 +198,7 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float
     """
     if p == 0.0 or not eager_cpu(q):
         return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
-    if round(p * MASK_LEVELS) == 0:  # a rate that drops nothing on CPU (dropout): no dropout
+    if dropped_levels(p) == 0:  # a rate that drops nothing on CPU (dropout): no dropout
         return F.scaled_dot_product_attention(q, k, v, is_causal=True)
     if q.dtype in (torch.float16, torch.bfloat16):  # in float32, as SDPA's unfused path on CPU
         with torch.autocast("cpu", enabled=False):
