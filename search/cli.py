@@ -696,14 +696,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", metavar="URL", type=_storage_url, help=job_storage)
     p.set_defaults(func=cmd_stop)
 
-    p = sub.add_parser("studies", aliases=["list"],
-                       help="list the studies in a storage (by default runs/studies.db in this "
-                            "folder)")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("study", nargs="?", help="study YAML (or ladder file): the studies in its "
-                       "storage")
-    where.add_argument("--storage", metavar="URL", type=_storage_url, help="a storage URL")
-    p.set_defaults(func=cmd_studies)
+    # "list" is a parser of its own, not an alias, so that its usage line says "scaletune list".
+    for name, kwargs in (("studies", {"help": "list the studies in a storage (by default "
+                                              "runs/studies.db in this folder); also: list"}),
+                         ("list", {})):
+        p = sub.add_parser(name, description="The studies in a storage (by default "
+                           "runs/studies.db in this folder).", **kwargs)
+        where = p.add_mutually_exclusive_group()
+        where.add_argument("study", nargs="?", help="study YAML (or ladder file): the studies in "
+                           "its storage")
+        where.add_argument("--storage", metavar="URL", type=_storage_url, help="a storage URL")
+        p.set_defaults(func=cmd_studies)
 
     p = sub.add_parser("show", help="one study: trials by state, best trial, config, priors, "
                                     "driver")

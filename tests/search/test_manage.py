@@ -155,6 +155,10 @@ def test_studies_of_an_empty_storage_says_so(tmp_path, capsys):
     assert f"no studies in {url}" in out
     # `list` is `studies` (argparse's "invalid choice: 'list'" was the answer).
     assert scaletune(capsys, "list", "--storage", url) == (code, out)
+    # and its help names the command typed, not the other name.
+    with pytest.raises(SystemExit):
+        main(["list", "--help"])
+    assert capsys.readouterr().out.startswith("usage: scaletune list ")
 
 
 def test_studies_takes_a_study_file_or_a_storage_not_both(capsys):
