@@ -707,8 +707,9 @@ class FittedLaws:
     @classmethod
     def load(cls, path: str | Path) -> FittedLaws:
         """Read laws written by ``save`` (this version's or version 1's), refusing a file whose
-        values no fit writes (an edited one: a law of another scale, an exponent or a warmup
-        fraction out of range, a negative variance), naming the entry."""
+        values no fit writes (an edited one: a law of another scale, an exponent that is no
+        finite number, a warmup fraction or an interval's level out of range, a negative
+        variance, a scale range the wrong way round), naming the entry."""
         try:
             data = json.loads(Path(path).read_text())
             if not isinstance(data, dict):
@@ -738,6 +739,11 @@ class FittedLaws:
             for field in ("x_min", "x_max"):
                 if not (_finite(getattr(fit, field)) and getattr(fit, field) > 0):
                     raise _unwritten(fit, field, "a positive number")
+            if fit.x_min > fit.x_max:
+                raise _unwritten(fit, "x_min", f"at most x_max ({fit.x_max!r})")
+            if not (_finite(fit.level) and 0 < fit.level < 1):  # a StatisticsError at each use
+                raise _unwritten(fit, "level", "the intervals' coverage, a fraction in (0, 1) "
+                                 "such as 0.95")
             if isinstance(fit, PowerLawFit):
                 for field in ("log10_coef", "exponent"):
                     if not _finite(getattr(fit, field)):

@@ -836,6 +836,11 @@ def priors_table(priors: Priors, searched: dict[str, str] | None = None) -> Tabl
     caption += [f"{name}: the laws put the center at {p.clipped_from:.3g}, beyond a factor 2 inside "
                 f"what scaletune takes as sane; it is held at {p.center:.3g}"
                 for name, p in priors.as_dict().items() if p.clipped_from is not None]
+    at = ctx.get("batch_of_lr", priors.batch_size.center)
+    if at != priors.batch_size.center:
+        caption.append(f"lr, tau, weight_decay and warmup_frac are those of batch {at:g}, the "
+                       f"batch size this study trains nearest the batch center "
+                       f"({priors.batch_size.center:g})")
     table = Table(title="Priors from scaling laws", caption="\n".join(caption) or None)
     table.add_column("hyperparameter", style="bold")
     table.add_column("center", justify="right")
@@ -846,9 +851,13 @@ def priors_table(priors: Priors, searched: dict[str, str] | None = None) -> Tabl
     table.add_column("unit")
     # Each law's value as the prior reads it: an lr law's eta carried to the batch center
     # (Adam's square-root rule), a capped warmup at its cap; the notes (--json) give the raw.
-    table.add_column("sources (lr: at the batch center)")
+    table.add_column("sources (lr: at the batch center)" if at == priors.batch_size.center
+                     else f"sources (lr: at batch {at:g})")
     for name, p in priors.as_dict().items():
-        spread = f"x/ {10.0 ** p.sigma:.2f}" if p.log else f"+- {p.sigma:.3f}"
+        # A spread of an edited or wild laws file, 10^100, in a few characters (and 10^400
+        # without an OverflowError).
+        spread = (f"+- {p.sigma:.3f}" if not p.log else f"x/ {10.0 ** p.sigma:.2f}"
+                  if p.sigma < 3 else f"x/ 1e{p.sigma:.0f}")
         srcs = "\n".join(
             f"{s.law}{'*' if s.extrapolated else ''}: {s.value:.3g}"
             + (f" {s.unit}" if s.unit != p.unit else "")

@@ -75,7 +75,8 @@ class Param(_Strict):
     """How one hyperparameter is searched: a prior, a range, a list of choices, or a fixed value."""
 
     prior: Literal["auto"] | None = None
-    """'auto': the center and range come from the scaling-law priors (low/high may narrow it)."""
+    """'auto': the center and range come from the scaling-law priors; a low or high given
+    replaces that end of the range, wider or narrower."""
     low: Number | None = None
     """Lower end of the range (inclusive)."""
     high: Number | None = None

@@ -123,13 +123,18 @@ def fit_from_studies(
     if len(scales) < 2:
         what = ("tokens per trial (tokens_per_trial)" if scale_kind == "tokens" else
                 "model sizes (non-embedding parameters, 12 x n_layer x n_embd^2)")
-        other = "--by params" if scale_kind == "tokens" else "--by tokens"
+        # The other scale is worth naming only where the studies differ along it (with one
+        # study, --by params answered with this error again, suggesting --by tokens).
+        others = {laws.non_embedding_params(r.model.n_layer, r.model.n_embd)
+                  if scale_kind == "tokens" else r.tokens_per_trial for r in ran}
+        other = (", or fit along the other scale (--by params)" if scale_kind == "tokens" else
+                 ", or fit along the other scale (--by tokens)") if len(others) > 1 else ""
         raise ConfigError(
             "fit", [f"a law needs studies at two or more {what}; "
                     + ("the study given is" if len(cfgs) == 1 else
                        f"the {len(cfgs)} studies given are all")
                     + f" at {scales[0]:,.0f}: add a study at another scale (`scaletune ladder` "
-                    f"plans and runs them), or fit along the other scale ({other})"]
+                    f"plans and runs them){other}"]
         )
     # Studies far below the published lr laws' range (every one extrapolated): the lr law's
     # exponent in tokens is drawn toward what the suite's ladders measured there.

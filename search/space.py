@@ -179,13 +179,19 @@ def trained_batches(cfg: StudyConfig) -> tuple[float, float] | None:
     if param.choices is not None:
         numeric = [float(c) for c in param.choices if hparams.is_number(c)]
         return (min(numeric), max(numeric)) if numeric else None
-    if param.low is None or param.high is None:
-        return None  # one end from the prior: the prior's center is inside
+    if param.low is None and param.high is None:
+        return None  # the prior's own range: it holds the center
     # A range trains the powers of two in it (batch_distribution): [192, 512] trains 256 and 512,
     # and the priors taken at 192 gave the first trial, at 256, the lr of a batch never trained.
-    sizes = batch_sizes_in(param.low, param.high, cfg.trainer.micro_batch_size)
-    low, high = (min(sizes), max(sizes)) if sizes else (param.low, param.high)
-    return float(low), float(high)
+    # One end given (prior: auto, high: 8): the other is the prior's, which holds its center, so
+    # only the end given can move the batch the lr is taken at (it had been left at the center,
+    # 16, where the study trains 8 at most).
+    given_low = param.low if param.low is not None else 1
+    given_high = param.high if param.high is not None else 2**19
+    sizes = batch_sizes_in(given_low, given_high, cfg.trainer.micro_batch_size)
+    low, high = (min(sizes), max(sizes)) if sizes else (given_low, given_high)
+    return (float(low) if param.low is not None else 0.0,
+            float(high) if param.high is not None else math.inf)
 
 
 def planning_priors(cfg: StudyConfig) -> Priors:

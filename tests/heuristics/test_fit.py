@@ -127,8 +127,15 @@ def test_save_load_roundtrip(fitted, tmp_path):
     (lambda d: {**d, "tau": {**d["tau"], "target": "lr"}},
      "tau.target is 'lr', where a fit writes tau"),
     (lambda d: {**d, "lr": None}, "not a fitted-laws file this scaletune reads"),
+    # 95 for 95%: a StatisticsError from priors, validate and run (0: a ZeroDivisionError).
+    (lambda d: {**d, "lr": {**d["lr"], "level": 95}}, "lr.level is 95, where a fit writes the "
+     "intervals' coverage, a fraction in (0, 1) such as 0.95"),
+    (lambda d: {**d, "tau": {**d["tau"], "level": 0}}, "tau.level is 0"),
+    (lambda d: {**d, "lr": {**d["lr"], "x_min": 1e12}}, "lr.x_min is 1000000000000.0, where a "
+     "fit writes at most x_max"),
 ], ids=["a list", "another scale", "an infinite exponent", "an exponent of text", "a short cov",
-        "a negative variance", "a law under another's name", "no lr law"])
+        "a negative variance", "a law under another's name", "no lr law", "a level in percent",
+        "a level of 0", "a reversed scale range"])
 def test_a_laws_file_no_fit_writes_is_refused_naming_its_entry(fitted, tmp_path, edit, says):
     # Edited files loaded and gave priors (lr 1e+300; laws of tokens read at the parameter
     # count), or stopped the commands that read them with a traceback.

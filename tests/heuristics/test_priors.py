@@ -226,6 +226,17 @@ def test_renderers():
     assert "DeepSeek eta_opt(C)*" in text
 
 
+def test_a_spread_too_wide_to_print_is_shown_as_a_power_of_ten():
+    # A wild laws file's spread, 10^100, was printed with its 100 digits (10^400: OverflowError).
+    from dataclasses import replace
+
+    priors = priors_for(TINY, 2e6, unique_tokens=1.1e6)
+    console = Console(record=True, width=300)
+    for sigma, shown in ((100.4, "x/ 1e100"), (400.0, "x/ 1e400"), (0.5, "x/ 3.16")):
+        console.print(priors_table(replace(priors, lr=replace(priors.lr, sigma=sigma))))
+        assert shown in console.export_text()
+
+
 def test_print_priors_json(capsys):
     print_priors(priors_for(TINY, 2e6, 1.1e6), json_output=True)
     # --json prints plain JSON on stdout.
@@ -284,6 +295,16 @@ def test_lr_tau_and_warmup_are_taken_at_the_nearest_batch_the_study_trains():
     # A fixed batch below the center: the lr of that batch.
     below = priors_for(model, tokens, unique, trained_batches=(center / 4, center / 4))
     assert below.lr.center == pytest.approx(free.lr.center / 2)
+    # The table says which batch the lr is of: its center beside the batch center read as the
+    # lr of that batch, twice the lr of batch center / 4.
+    console = Console(record=True, width=300)
+    console.print(priors_table(below))
+    text = " ".join(console.export_text().split())
+    assert f"sources (lr: at batch {center / 4:g})" in text
+    assert (f"lr, tau, weight_decay and warmup_frac are those of batch {center / 4:g}, the batch "
+            f"size this study trains nearest the batch center ({center:g})") in text
+    console.print(priors_table(free))
+    assert "sources (lr: at the batch center)" in console.export_text()
 
 
 def test_the_table_on_a_narrow_terminal_that_is_not_utf8_keeps_every_value():

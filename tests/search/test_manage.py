@@ -733,14 +733,15 @@ def test_fit_at_one_scale_says_what_to_vary_and_writes_nothing(finished, tmp_pat
     laws = tmp_path / "laws.json"
     code, out = scaletune(capsys, "fit", str(ran), "--by", by, "-o", str(laws))
     # Rule: the error names the scale that must vary, the one value the study has, and the
-    # ways on (another study, the ladder, the other scale).
+    # ways on (another study, the ladder); not the other scale, along which one study does not
+    # vary either (--by params answered with this error, suggesting --by tokens).
     assert code == 2, out
     what = ("tokens per trial (tokens_per_trial); the study given is at 40,960" if by == "tokens"
             else "model sizes (non-embedding parameters, 12 x n_layer x n_embd^2); the study "
                  "given is at 12,288")
     assert f"a law needs studies at two or more {what}: add a study at another scale" in out
     assert "`scaletune ladder`" in out
-    assert f"--by {'params' if by == 'tokens' else 'tokens'}" in out
+    assert "fit along the other scale" not in out
     assert not laws.exists()
 
 

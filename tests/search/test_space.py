@@ -609,6 +609,12 @@ def test_a_study_gets_the_lr_of_the_batches_it_trains():
     assert trained_batches(study_cfg(search={"batch_size": {"prior": "auto", "low": 12,
                                                             "high": 100}},
                                      trainer={"micro_batch_size": 32})) == (32.0, 64.0)
+    # One end given, the other the prior's: the end given bounds the batch the lr is taken at
+    # (center * 4 and more trains center * 4, not the center, which it never trains).
+    for one_end, at in (({"low": center * 4}, center * 4), ({"high": center / 4}, center / 4)):
+        one = study_cfg(search={"lr": {"prior": "auto"},
+                                "batch_size": {"prior": "auto", **one_end}})
+        assert dict(study_priors(one, 256, None).context)["batch_of_lr"] == at
     assert trained_batches(study_cfg()) is None
     assert study_priors(study_cfg(), 256, None) == free
 
