@@ -418,7 +418,7 @@ def run_commands(path: str) -> list[str]:
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
-    from scaletune.search.report import make_report
+    from scaletune.search.report import make_report, report_folder_problem
 
     cfg = _study(args)
     _quiet_optuna()
@@ -426,13 +426,8 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
         raise ConfigError("-o", ["an empty path: give the report's folder, or leave -o out for "
                                  f"{cfg.folder / 'report'}"])
     out = Path(args.output or cfg.folder / "report")
-    for above in [out, *out.parents]:  # -o final.yaml, or a folder under a file: never written
-        if above.exists():
-            if not above.is_dir():
-                raise ConfigError(f"-o {out}", [
-                    f"{above} is a file; a report is a folder of files (index.html, trials.csv, "
-                    "plots): give a folder's path, e.g. -o report"])
-            break
+    if problem := report_folder_problem(out, "-o report"):
+        raise ConfigError(f"-o {out}", [problem])
     with _output_errors(out, f"-o {out}", "the report"):
         if _ladder_file(args.study):
             return _ladder_report(args, cfg, out, console)

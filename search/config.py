@@ -1245,8 +1245,8 @@ def study_errors(err: ValidationError) -> list[str]:
 def load_study(path: str | Path) -> StudyConfig:
     """Read and validate a study file; relative paths resolve against the file's folder. The
     files it names are not looked at here: see check_study_files."""
+    raw = load_yaml(path)  # first: it says what it takes in place of a path (a dict)
     path = Path(path)
-    raw = load_yaml(path)
     kind = file_kind(raw)
     if kind == "laws":
         raise ConfigError(str(path), [laws_file_error(path)])

@@ -186,6 +186,11 @@ def export_study(
         raise ConfigError(source, [f"tokens: expected a whole number of tokens >= 1 (2e9, "
                                    f"2_000_000_000 or '2B'), got {tokens!r}"])
     tokens = None if tokens is None else count  # 3e6, a float, wrote "3,000,000.0 tokens"
+    if max_batch_size is not None and (not isinstance(max_batch_size, int)
+                                       or isinstance(max_batch_size, bool)):
+        # "8": a TypeError of the transfer; 2.5: pydantic's error about TrainConfig.batch_size
+        raise ConfigError(source, [f"max_batch_size: expected a whole number of sequences >= 1, "
+                                   f"got {max_batch_size!r}"])
     output = Path(output).resolve()
     replaces = _replaceable(output, source)
     study, ran_with, notes = open_study(cfg, source)

@@ -275,7 +275,20 @@ def fit_laws(studies: list[StudyConfig | str | Path], output: str | Path | None 
     several scales (configs, or study files' paths), ``by`` tokens per trial or model size
     (params); written to ``output`` (a laws.json, for ``priors: {laws: fitted, fitted_file:
     ...}``) when given."""
-    cfgs = [load_study(s) if isinstance(s, (str, Path)) else s for s in studies]
+    if isinstance(studies, (str, os.PathLike)):  # its letters were read as files: "t" not found
+        raise TypeError(f"fit_laws takes a list of two or more studies (configs or study files' "
+                        f"paths), not one {type(studies).__name__}: fit_laws([{str(studies)!r}, "
+                        "...])")
+    cfgs = [load_study(s) if isinstance(s, (str, os.PathLike)) else s for s in studies]
+    for cfg in cfgs:
+        if not isinstance(cfg, StudyConfig):
+            raise TypeError(f"fit_laws takes StudyConfigs or study files' paths, not a "
+                            f"{type(cfg).__name__} (a dict: validate_study(d) first)")
+    if not cfgs:
+        raise ConfigError("fit_laws", ["studies: none given; a law needs studies at two or more "
+                                       "scales"])
+    if output is not None:  # before the fit, as the command checks -o ("." was a ValueError)
+        laws_writable(Path(output), "fit_laws", "output")
     laws = fit_from_studies(cfgs, scale_kind=by)
     if output is not None:
         save_laws(laws, Path(output), "fit_laws", "output")

@@ -138,9 +138,22 @@ def register(hp: HParam) -> HParam:
     if hp.name in ("other",) or "." in hp.name:
         raise ValueError(f"{hp.name!r} cannot name a hyperparameter: 'other' and dotted names "
                          "belong to search.other")
+    if not hp.name.isidentifier():  # "" registered, then named in the next entry's clash
+        raise ValueError(f"{hp.name!r} cannot name a hyperparameter: a name is a key of a study "
+                         "file's search section, letters, digits and _ (beta2, my_beta1)")
     problem = field_problem(hp.target)
     if problem:
         raise ValueError(f"HParam {hp.name!r}: target {hp.target!r}: {problem}")
+    # An entry is searched over numbers in [low, high]: on a field of names each trial drew a
+    # number and failed; on a field of whole numbers (n_layer), 1.55.
+    numbers = field_numbers(hp.target)
+    if numbers is None:
+        raise ValueError(f"HParam {hp.name!r}: target {hp.target!r} holds no numbers, and an "
+                         "entry is searched over numbers in [low, high]: search the field under "
+                         "search.other with choices")
+    if numbers is int and not hp.whole:
+        raise ValueError(f"HParam {hp.name!r}: target {hp.target!r} holds whole numbers: give "
+                         "whole=True")
     # Two entries that set one field: both drawn, one trained, the other recorded as if it had.
     forms = {form for _, form in hp.forms}
     if clash := [h.name for h in HPARAMS.values() if h.target == hp.target and h.name not in forms]:

@@ -263,8 +263,8 @@ def named_target(ladder: Ladder) -> StudyConfig:
 def load_ladder(path: str | Path) -> Ladder:
     """Read and validate a ladder file and the target study it names; every problem at once,
     each naming its key (a rung's problems name the rung: ``rungs[1]: model.n_head: ...``)."""
+    raw = load_yaml(path)  # first: it says what it takes in place of a path (a dict)
     path = Path(path)
-    raw = load_yaml(path)
     kind = file_kind(raw)
     if kind in ("study", "training", "laws"):
         # One line that says what the file is, not every ladder key it lacks.
@@ -705,8 +705,11 @@ def run_ladder(ladder: Ladder | str | Path, console: Console | None = None,
     from scaletune.search.runner import quiet_libraries
 
     start = time.monotonic()
-    if isinstance(ladder, (str, Path)):
+    if isinstance(ladder, (str, os.PathLike)):
         ladder = load_ladder(ladder)
+    elif not isinstance(ladder, Ladder):  # a dict: "'dict' object has no attribute 'target'"
+        raise TypeError(f"run_ladder takes a Ladder or a ladder file's path, not a "
+                        f"{type(ladder).__name__} (a dict: write it as a ladder file)")
     console = console or make_console()
     with quiet_libraries(ladder.target):
         study = _run_ladder(ladder, console, repeat_best)

@@ -52,7 +52,7 @@ from scaletune.search.config import (
 from scaletune.search.dashboard import study_note, trial_note, write_first_note, write_note
 from scaletune.search.lease import DriverLease
 from scaletune.search.noise import REPEAT_OF, TRAIN_SEED
-from scaletune.search.pruners import UNJUDGED_STEP
+from scaletune.search.pruners import UNJUDGED_STEP, held_against
 from scaletune.search.samplers import make_sampler
 from scaletune.search.space import (
     Dim,
@@ -524,9 +524,8 @@ class TrialRun:
                 stopped_on = getattr(study.pruner, "stopped_on", None)  # the predicted pruner
                 if (p := stopped_on and stopped_on(trial.number)) is not None:
                     reason += (f": final loss predicted {p.final:.4f} [{p.low:.4f}, {p.high:.4f}]")
-                    best, floor = study.pruner.stopped_against(trial.number)
-                    reason += (f", its low end above the best {best:.4f} x (1 + noise floor "
-                               f"{floor:.1%}) = {best * (1 + floor):.4f}")
+                    reason += held_against(*study.pruner.stopped_against(trial.number),
+                                           study.pruner.rank)
             trial.set_user_attr("prune_reason", reason)
             return "PRUNED", None, reason
         reason = result.get("reason") or f"trial ended with status {status}"

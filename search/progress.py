@@ -272,6 +272,14 @@ def print_run_summary(console: Console, study: optuna.Study, cfg: StudyConfig, s
         f"scaletune report {study_file} -o {report_dir}",
     ] + ([f"scaletune export {study_file} --tokens {_short_tokens(10 * cfg.tokens_per_trial)} "
           "-o final.yaml   # a final run of 10x a trial's tokens"] if best else [])
+    if registered := [f"search.{name}" for name, p in cfg.search.params.items()
+                      if p is not None and name not in hparams.BUILT_IN]:
+        # The command line knows the built-in hyperparameters only: each command above refused
+        # the study file ("search.beta2: unknown key"). Python, where the entry is registered.
+        commands = [f"make_report(cfg, {str(_near(cfg.folder / 'report'))!r})   # in Python: "
+                    f"the command line does not know {', '.join(registered)}, registered in "
+                    "Python"] + ([f"export_study(cfg, 'final.yaml', tokens="
+                                  f"{10 * cfg.tokens_per_trial:_})"] if best else [])
     rows += [("next" if i == 0 else "", command) for i, command in enumerate(commands)]
     for key, text in rows:  # soft: a command a terminal wraps still pastes whole
         console.print(f"  {key:<8} {text}", highlight=False, markup=False, soft_wrap=True)

@@ -77,6 +77,32 @@ class Prediction:
                         strict=True))
 
 
+def held_against(best: float, floor: float, rank: int = 1) -> str:
+    """How a prune reason ends: what the prediction's low end was held against, the ``rank``-th
+    best final loss (with rank 2, "the best" named the second best)."""
+    which = "the best" if rank == 1 else f"the {_ordinal(rank)} best"
+    return (f", its low end above {which} {best:.4f} x (1 + noise floor {floor:.1%}) = "
+            f"{best * (1 + floor):.4f}")
+
+
+def _ordinal(n: int) -> str:
+    """2nd, 3rd, 11th, 21st."""
+    suffix = "th" if n % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _exp(log_value: float) -> float:
+    """``math.exp``, held below float's largest value: an interval of two curves at confidence
+    0.9999999, or a margin of 1e6, reached e^800, and the OverflowError stopped the study's
+    driver and its report. Such an interval stops no trial; its end stays a finite number (a
+    user attr the dashboard reads as JSON, where inf is no number)."""
+    return math.exp(min(log_value, MAX_LOG))
+
+
+MAX_LOG = 700.0
+"""The largest log loss _exp raises: e^700 is about 1e304."""
+
+
 CONDITION_ON = "lr"
 """The parameter PredictedFinalPruner regresses the drops on by default."""
 FIT_MIN_CURVES = 4
@@ -267,6 +293,11 @@ class PredictedFinalPruner(BasePruner):
         """The k-th best final loss and the noise floor trial ``number`` was stopped against."""
         return self._against.get(number)
 
+    @property
+    def rank(self) -> int:
+        """Which best final loss a prediction is held against (1: the best)."""
+        return self._rank
+
     def predict(self, trial: FrozenTrial, complete: Sequence[FrozenTrial]) -> Prediction | None:
         """The final loss of ``trial`` predicted from its last evaluation and the curves of
         ``complete``; None when fewer than ``max(2, n_startup_trials)`` curves reach back to its
@@ -301,8 +332,8 @@ class PredictedFinalPruner(BasePruner):
             mid, half = _t_interval(d, x if fit else None, x0, self._confidence,
                                     self._min_spread * floor)
             return Prediction(
-                final=math.exp(log_loss + mid), low=math.exp(log_loss + mid - half),
-                high=math.exp(log_loss + mid + half), tokens=int(step), n_curves=len(d),
+                final=_exp(log_loss + mid), low=_exp(log_loss + mid - half),
+                high=_exp(log_loss + mid + half), tokens=int(step), n_curves=len(d),
             )
         mid = float(np.median(d))
         if fit:
@@ -316,9 +347,9 @@ class PredictedFinalPruner(BasePruner):
             d = mid + (d - design @ coef) * beyond(x, x0)
         wide = self._margin * float(d.max() - d.min())
         return Prediction(
-            final=math.exp(log_loss + mid),
-            low=math.exp(log_loss + float(d.min()) - wide),
-            high=math.exp(log_loss + float(d.max()) + wide),
+            final=_exp(log_loss + mid),
+            low=_exp(log_loss + float(d.min()) - wide),
+            high=_exp(log_loss + float(d.max()) + wide),
             tokens=int(step), n_curves=len(d),
         )
 

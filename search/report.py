@@ -75,7 +75,14 @@ from scaletune.search import hparams
 from scaletune.search.config import MedianPrunerConfig, Param, StudyConfig
 from scaletune.search.noise import REPEAT_OF, TRAIN_SEED, floor_of, measured_floor, seed_groups
 from scaletune.search.plan import as_launched
-from scaletune.search.pruners import PREDICTION_ATTRS, STOPPED_AGAINST, audit, replay, shuffled
+from scaletune.search.pruners import (
+    PREDICTION_ATTRS,
+    STOPPED_AGAINST,
+    audit,
+    held_against,
+    replay,
+    shuffled,
+)
 from scaletune.search.studies import left_running, open_study, running_note
 from scaletune.search.summary import (
     DERIVED,
@@ -89,6 +96,7 @@ from scaletune.search.summary import (
     trials_said,
 )
 from scaletune.trainer.console import whole_cells
+from scaletune.trainer.errors import ConfigError
 
 STATE_COLOURS = {
     "COMPLETE": "#1f77b4",
@@ -311,9 +319,10 @@ def pruner_audit(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
                 "false_prunes": sum(r["false_prunes"] for r in runs),
                 "with_false_prune": sum(r["false_prunes"] > 0 for r in runs),
             }
+    rank = getattr(cfg.pruner, "rank", 1)  # the study's last launch's (its trials' not stored)
     predictions = [
         {"number": t.number, **{k: t.user_attrs[k] for k in PREDICTION_ATTRS},
-         **{k: t.user_attrs[k] for k in STOPPED_AGAINST if k in t.user_attrs}}
+         **{k: t.user_attrs[k] for k in STOPPED_AGAINST if k in t.user_attrs}, "rank": rank}
         for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
         if PREDICTION_ATTRS[0] in t.user_attrs
     ]
@@ -986,6 +995,18 @@ LADDER_FIGURE = ("the optimum each rung found (the spread of its near-best trial
 """The line index.html shows under each of a ladder's figures (search.ladder_report)."""
 
 
+def report_folder_problem(out: Path, example: str) -> str | None:
+    """Why no report can be written into ``out``: a file stands there or above it (``-o
+    final.yaml``); ``example`` shows a folder's path given the way the caller takes it."""
+    for above in [out, *out.parents]:
+        if above.exists():
+            if above.is_dir():
+                return None
+            return (f"{above} is a file; a report is a folder of files (index.html, trials.csv, "
+                    f"plots): give a folder's path, e.g. {example}")
+    return None
+
+
 def make_report(
     cfg: StudyConfig | str | Path, out_dir: str | Path, source: str | None = None,
     console: Console | None = None, ladder: list[Drawn] | None = None,
@@ -1010,6 +1031,8 @@ def make_report(
                                                      states=(TrialState.RUNNING,)))):
         notes.append(f"{left} running{left_running(left, study)}")
     out = Path(out_dir)
+    if problem := report_folder_problem(out, "make_report(cfg, 'report')"):
+        raise ConfigError("out_dir", [problem])  # FileExistsError of mkdir
     out.mkdir(parents=True, exist_ok=True)
     earlier = _earlier_files(out)
     # Files there before that no earlier report wrote (no summary.json lists them): replaced by
@@ -1110,7 +1133,7 @@ def _held_against(prediction: dict[str, Any]) -> str:
     best, floor = (prediction.get(k) for k in STOPPED_AGAINST)
     if best is None or floor is None:
         return ""
-    return f", its low end above the best {best:.4f} x (1 + noise floor {floor:.1%}) = {best * (1 + floor):.4f}"
+    return held_against(best, floor, prediction.get("rank", 1))
 
 
 def audit_rows(audit: dict[str, Any] | None) -> list[tuple[str, str]]:

@@ -69,6 +69,9 @@ def open_study(cfg: StudyConfig, source: str | None = None,
     The config stored in the study (user attr ``config``) is what its trials trained with, so it
     wins over the study file when the two differ; the notes say so. Never creates a storage.
     """
+    if not isinstance(cfg, StudyConfig):  # a path: "'str' object has no attribute 'source'"
+        raise TypeError(f"open_study takes a StudyConfig, not a {type(cfg).__name__}: "
+                        "open_study(load_study(path)), or validate_study(d) for a dict")
     source = source or cfg.source
     url = cfg.storage_url
     shown = mask_url(url)
@@ -212,6 +215,10 @@ def _held_by_the_file(source: str, cfg: StudyConfig) -> str | None:
 
 def pick_trial(study: optuna.Study, number: int | None, source: str) -> FrozenTrial:
     """Trial ``number``, or the best complete trial; only complete trials have a final loss."""
+    if number is not None and (not isinstance(number, int) or isinstance(number, bool)):
+        # "1" said there was no trial 1, listing trials 0..3; True picked trial 1
+        raise TypeError(f"pick_trial: the trial's number is an int (or None for the best), not "
+                        f"a {type(number).__name__}: {number!r}")
     trials = study.get_trials(deepcopy=False)
     if number is None:
         complete = [t for t in trials if t.state == TrialState.COMPLETE]

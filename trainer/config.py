@@ -1259,6 +1259,10 @@ def sqlite_url(path: Path) -> str:
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a study or training file: one YAML mapping, within the bounds above. Anything else is
     a ConfigError whose lines say where and what is allowed (never a traceback)."""
+    if not isinstance(path, (str, os.PathLike)):  # load_study(d): "expected str, bytes or ..."
+        raise TypeError(f"a file's path is expected, not a {type(path).__name__}"
+                        + (" (a dict: validate_study(d) for a study, validate_train_config(d) "
+                           "for a training config)" if isinstance(path, dict) else ""))
     path = Path(path)
     try:
         with open(path, "rb") as f:

@@ -210,6 +210,9 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
     reads otherwise now is a DataError before any step.
     """
     wall_start = time.perf_counter()
+    if not isinstance(config, TrainConfig):  # a path: "'str' object has no attribute 'out_dir'"
+        raise TypeError(f"train takes a TrainConfig, not a {type(config).__name__}: "
+                        "train(load_train_config(path)), or validate_train_config(d) for a dict")
     if why := run_in_the_way(config.out_dir, resume, overwrite,  # a repeated call loses no run
                              config=config.model_dump(mode="json")):
         raise SetupError(why)

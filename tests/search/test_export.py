@@ -161,6 +161,46 @@ def test_export_and_report_functions_take_a_study_files_path(finished, tmp_path)
         export_study(cfg.model_dump(), tmp_path / "b.yaml")
 
 
+def test_the_python_functions_say_what_they_take(finished, tmp_path):
+    # Each of these was an error from deep inside: a TypeError of a comparison, pydantic's
+    # error about TrainConfig.batch_size, "'str' object has no attribute 'source'", a file "t"
+    # not found, an IndexError, "PosixPath('.') has an empty name", a FileExistsError.
+    from scaletune.search import fit_laws, make_report, open_study, pick_trial, run_ladder
+    from scaletune.trainer import train
+
+    path, cfg, study = finished
+    for bad in ("8", 2.5, True):
+        with pytest.raises(ConfigError, match=rf"max_batch_size: expected a whole number of "
+                                              rf"sequences >= 1, got {bad!r}"):
+            export_study(cfg, tmp_path / "c.yaml", max_batch_size=bad)
+    with pytest.raises(TypeError, match="pick_trial: the trial's number is an int"):
+        pick_trial(study, "1", str(path))
+    assert pick_trial(study, 1, str(path)).number == 1
+    with pytest.raises(TypeError, match="open_study takes a StudyConfig, not a str"):
+        open_study(str(path))
+    with pytest.raises(TypeError, match="train takes a TrainConfig, not a str"):
+        train(str(path))
+    with pytest.raises(TypeError, match="run_ladder takes a Ladder or a ladder file's path, not "
+                                        "a dict"):
+        run_ladder({"target": {}})
+    with pytest.raises(TypeError, match=r"a file's path is expected, not a dict \(a dict: "
+                                        r"validate_study\(d\)"):
+        load_study(cfg.model_dump())
+    with pytest.raises(TypeError, match=r"fit_laws takes a list of two or more studies"):
+        fit_laws(str(path))
+    with pytest.raises(TypeError, match="fit_laws takes StudyConfigs or study files' paths, not "
+                                        "a dict"):
+        fit_laws([cfg.model_dump()])
+    with pytest.raises(ConfigError, match="studies: none given"):
+        fit_laws([])
+    with pytest.raises(ConfigError, match=r"is a folder; give the file to write"):
+        fit_laws([path, path], tmp_path)
+    (tmp_path / "a-file").write_text("mine\n")
+    with pytest.raises(ConfigError, match=r"a-file is a file; a report is a folder of files"):
+        make_report(cfg, tmp_path / "a-file")
+    assert (tmp_path / "a-file").read_text() == "mine\n"
+
+
 def test_exported_run_options(finished, tmp_path):
     path, cfg, _ = finished
     out = tmp_path / "final.yaml"

@@ -44,6 +44,20 @@ def test_register_refuses_a_target_the_trainer_does_not_have(monkeypatch):
                                 allowed="x"))
     with pytest.raises(ValueError, match="already registered"):
         hparams.register(hparams.HPARAMS["lr"])
+    # An empty name was registered, then named by the next entry's clash ("already set by ''").
+    with pytest.raises(ValueError, match="'' cannot name a hyperparameter: a name is a key"):
+        hparams.register(HParam("", target="optim.beta1", label="", unit="", low=0, high=1,
+                                allowed="x"))
+    # A range on a field of names: each trial drew 0.55 and failed; on a field of whole numbers
+    # not registered whole: 1.55 layers.
+    with pytest.raises(ValueError, match="target 'model.norm' holds no numbers"):
+        hparams.register(HParam("norm", target="model.norm", label="", unit="", low=0, high=1,
+                                allowed="x"))
+    with pytest.raises(ValueError, match="target 'model.n_layer' holds whole numbers: give "
+                                         "whole=True"):
+        hparams.register(HParam("layers", target="model.n_layer", label="", unit="", low=1,
+                                high=8, allowed="x"))
+    assert not {"", "norm", "layers"} & set(hparams.HPARAMS)
 
 
 def test_register_refuses_a_second_entry_of_one_field_and_auto_without_a_prior(monkeypatch):
@@ -151,6 +165,19 @@ def test_a_tiny_study_searches_a_registered_sixth_hyperparameter(tmp_path, shake
     assert trials[0].params["beta2"] == pytest.approx(BETA2_PRIOR.center)
     # The study records that it searched beta2, as it ran.
     assert study.user_attrs["config"]["search"]["beta2"]["prior"] == "auto"
+    # Its summary's next steps are Python: the command line refuses the file ("search.beta2:
+    # unknown key"), and it had suggested `scaletune report` and `export`.
+    from rich.console import Console
+
+    from scaletune.search.progress import print_run_summary
+
+    console = Console(record=True, width=300)
+    print_run_summary(console, study, cfg, "study.yaml", 1.0)
+    out = console.export_text()
+    assert "scaletune report" not in out and "scaletune export" not in out
+    assert (f"make_report(cfg, '{cfg.folder / 'report'}')   # in Python: the command line does "
+            "not know search.beta2, registered in Python") in out
+    assert "export_study(cfg, 'final.yaml', tokens=163_840)" in out
 
 
 # --------------------------------------------------------------------------- search.other

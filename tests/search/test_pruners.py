@@ -221,6 +221,43 @@ def test_two_curves_that_happen_to_agree_do_not_make_a_narrow_interval(min_sprea
     assert study.trials[bad.number].last_step == 100
 
 
+@pytest.mark.parametrize("options", [{"confidence": 0.9999999}, {"min_spread": 1e6},
+                                     {"interval": "range", "margin": 1e6}])
+def test_an_interval_too_wide_for_a_float_stops_no_trial_and_stops_nothing_else(options):
+    # Two curves at confidence 0.9999999 (t with 1 degree of freedom), a least spread or a
+    # margin of 1e6: the interval reached e^800, and the OverflowError stopped the driver (and
+    # the report's audit, which replays the pruner).
+    pruner = PredictedFinalPruner(BUDGET, n_startup_trials=2, leading=0, **options)
+    study = optuna.create_study(direction="minimize", pruner=pruner)
+    for final, drop in ((2.0, 2.0), (2.2, 2.1)):
+        run(study, curve(final, drop))
+    bad = run(study, curve(6.0, 2.0))
+    assert study.trials[bad.number].state == TrialState.COMPLETE
+    early = optuna.trial.create_trial(state=TrialState.RUNNING,
+                                      intermediate_values={100: curve(6.0, 2.0)[100]})
+    prediction = pruner.predict(early, study.trials[:2])
+    assert prediction.low < 2.0 and prediction.final == pytest.approx(6.0, rel=0.1)
+    assert math.isfinite(prediction.high) and prediction.high > 1e300
+    replayed = replay(PredictedFinalPruner(BUDGET, n_startup_trials=2, leading=0, **options),
+                      study.trials)
+    assert audit(replayed, BUDGET)["stopped"] == 0
+
+
+def test_a_stop_against_the_kth_best_names_it():
+    # With rank 2, the reason (and the report's row) called the second best "the best".
+    from scaletune.search.pruners import held_against
+    from scaletune.search.report import _held_against
+
+    assert held_against(3.3517, 0.01) == (", its low end above the best 3.3517 x (1 + noise "
+                                          "floor 1.0%) = 3.3852")
+    for rank, which in ((2, "the 2nd best"), (3, "the 3rd best"), (11, "the 11th best"),
+                        (22, "the 22nd best")):
+        assert f"its low end above {which} 3.3517 x" in held_against(3.3517, 0.01, rank)
+    stopped = {"stopped_against_best": 3.3517, "stopped_with_noise_floor": 0.01, "rank": 2}
+    assert "above the 2nd best 3.3517" in _held_against(stopped)
+    assert PredictedFinalPruner(BUDGET, rank=2).rank == 2
+
+
 def test_min_spread_is_checked_and_read_back_from_a_record(tmp_path):
     text = tmp_path / "t.txt"
     text.write_text("x")
