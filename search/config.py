@@ -279,13 +279,13 @@ class SearchSpace(_Strict):
 class SamplerConfig(_Strict):
     name: Literal["tpe", "random", "gp", "cmaes"] = "tpe"
     """tpe (multivariate, constant liar), random, gp (Gaussian process) or cmaes."""
-    n_startup_trials: int = Field(8, ge=0, strict=True)
+    n_startup_trials: Whole = Field(8, ge=0, strict=True)
     """Trials drawn before the model-based sampler takes over (from the priors when seeding: prior)."""
     multivariate: bool = True
     """TPE: model the joint distribution of parameters."""
     constant_liar: bool = True
     """TPE: avoid sampling the same point for trials running in parallel."""
-    seed: int | None = Field(None, ge=0, le=SEEDS - 1)
+    seed: Whole | None = Field(None, ge=0, le=SEEDS - 1)
     """Seed of the sampler; default the study's seed. Trials train with the study's seed either
     way, so two studies that differ only here search one and the same function."""
     prior_weight: float = Field(10.0, ge=0, allow_inf_nan=False)
@@ -335,11 +335,11 @@ class SamplerConfig(_Strict):
 
 
 class _PrunerBase(_Strict):
-    n_startup_trials: int = Field(4, ge=0, strict=True)
+    n_startup_trials: Whole = Field(4, ge=0, strict=True)
     """Trials that finish before any pruning happens."""
     n_warmup_steps: TokensOrZero | None = None
     """Tokens a trial trains before it may be pruned (steps are tokens here); default 25% of a trial."""
-    interval_steps: int = Field(1, ge=1)
+    interval_steps: Whole = Field(1, ge=1)
     """Consider pruning at every n-th evaluation (after the first one past the warmup)."""
 
     def _counts(self, study: StudyConfig) -> dict[str, int]:
@@ -377,10 +377,10 @@ class SuccessiveHalvingPrunerConfig(_Strict):
     name: Literal["successive_halving"]
     min_resource: Tokens | None = None
     """Tokens of the first rung; default one evaluation interval."""
-    reduction_factor: int = Field(3, ge=2)
+    reduction_factor: Whole = Field(3, ge=2)
     """Each rung keeps about 1 in this many trials and sits this many times further in tokens
     (Optuna's reduction factor)."""
-    min_early_stopping_rate: int = Field(0, ge=0)
+    min_early_stopping_rate: Whole = Field(0, ge=0)
     """Rungs skipped at the start: the first rung sits at min_resource x reduction_factor to
     this power (Optuna's min_early_stopping_rate)."""
 
@@ -398,7 +398,7 @@ class HyperbandPrunerConfig(_Strict):
     name: Literal["hyperband"]
     min_resource: Tokens | None = None
     """Tokens of the first rung; default one evaluation interval."""
-    reduction_factor: int = Field(3, ge=2)
+    reduction_factor: Whole = Field(3, ge=2)
     """Each rung of a bracket keeps about 1 in this many trials; it also sets how many brackets
     run between min_resource and a trial's budget (Optuna's reduction factor)."""
 
@@ -418,7 +418,7 @@ class WilcoxonPrunerConfig(_Strict):
     """Stop a trial when the Wilcoxon signed-rank test, over the evaluations it shares with the
     best trial, says it is worse at this significance level (Optuna's WilcoxonPruner); smaller
     stops fewer."""
-    n_startup_steps: int = Field(2, ge=0)
+    n_startup_steps: Whole = Field(2, ge=0)
     """Evaluations (not tokens, unlike the other pruners' fields) a trial makes before it may be
     stopped."""
 
@@ -519,13 +519,13 @@ class PredictedPrunerConfig(_Strict):
     study's k-th best final loss by more than the noise between training seeds."""
 
     name: Literal["predicted"]
-    n_startup_trials: int = Field(PREDICTED_STARTUP, ge=0, strict=True)
+    n_startup_trials: Whole = Field(PREDICTED_STARTUP, ge=0, strict=True)
     """Complete trials before any pruning; also the fewest complete curves a prediction uses
     (at least 2)."""
     n_warmup_steps: TokensOrZero = 0
     """Tokens a trial trains before it may be stopped (the prediction's interval already
     widens early, where the curves say less)."""
-    rank: int = Field(1, ge=1, strict=True)
+    rank: Whole = Field(1, ge=1, strict=True)
     """Compare with the rank-th best final loss of the complete trials (1: the best); a larger
     rank stops fewer trials."""
     noise_floor: float | Literal["auto"] = "auto"
@@ -599,6 +599,11 @@ class PredictedPrunerConfig(_Strict):
             if key in given and self.interval == "range":
                 raise ValueError(f"{key} sets the width of interval: t; under interval: range "
                                  f"margin does: leave {key} out, or give interval: t")
+        if "min_spread" in given and self.min_spread > 0 and self.noise_floor == 0:
+            # min_spread 4 and 1e6 drew the intervals of min_spread 0, without a word
+            raise ValueError(f"min_spread: {self.min_spread:g} is counted in noise floors, and "
+                             "noise_floor: 0 makes it 0: give a noise_floor above 0 (or auto), "
+                             "or leave min_spread out")
         return self
 
     def build(self, study: StudyConfig) -> BasePruner:
@@ -639,7 +644,7 @@ _Inner = Annotated[
 
 class PatientPrunerConfig(_Strict):
     name: Literal["patient"]
-    patience: int = Field(2, ge=0)
+    patience: Whole = Field(2, ge=0)
     """Evaluations without improvement before the wrapped pruner is asked."""
     min_delta: float = Field(0.0, ge=0)
     """A loss must fall by more than this to count as an improvement (Optuna's

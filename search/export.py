@@ -205,7 +205,8 @@ def export_study(
         new_model = ModelConfig.model_validate({**base.model.model_dump(), **(model or {})})
     except ValidationError as e:
         lines = format_errors(e, ModelConfig)  # an unknown key lists the keys allowed
-        raise ConfigError(source, [f"--model {line}" for line in lines]) from None
+        # The changes' fault, not the study file's (as parse_model_overrides says of its own).
+        raise ConfigError("--model", [f"--model {line}" for line in lines]) from None
     from scaletune.trainer.data import vocab_problem
 
     # The tokenizer's vocabulary, as the study recorded it: a smaller vocab_size was written,

@@ -53,6 +53,7 @@ from scaletune.search.storage import make_storage, sqlite_path
 from scaletune.trainer.config import (
     ModelConfig,
     Tokens,
+    Whole,
     file_kind,
     format_errors,
     laws_file_error,
@@ -72,9 +73,9 @@ MIN_SETTLE_RUNGS = 3
 class RungModel(_Strict):
     """The model fields a rung changes; the others are the target's."""
 
-    n_layer: int | None = Field(None, ge=1)
-    n_head: int | None = Field(None, ge=1)
-    n_embd: int | None = Field(None, ge=1)
+    n_layer: Whole | None = Field(None, ge=1)
+    n_head: Whole | None = Field(None, ge=1)
+    n_embd: Whole | None = Field(None, ge=1)
 
 
 class RungConfig(_Strict):
@@ -84,7 +85,7 @@ class RungConfig(_Strict):
     """Training tokens of each trial of this rung; default the target's (a rung along width)."""
     model: RungModel = Field(default_factory=RungModel)
     """Model fields that differ from the target's (n_layer, n_head, n_embd)."""
-    n_trials: int | None = Field(None, ge=1, strict=True)
+    n_trials: Whole | None = Field(None, ge=1, strict=True)
     """Finished trials of this rung; default the ladder's rung_trials."""
 
     @model_validator(mode="before")
@@ -108,7 +109,7 @@ class TargetConfig(_Strict):
     sampler, pruner and workers of every rung and of the target."""
     tokens_per_trial: Tokens | None = None
     """Tokens per trial of the target; default the study file's."""
-    n_trials: int | None = Field(None, ge=1, strict=True)
+    n_trials: Whole | None = Field(None, ge=1, strict=True)
     """Finished trials of the target study; default the study file's."""
 
 
@@ -127,7 +128,7 @@ class LadderConfig(_Strict):
     @classmethod
     def _file_alone(cls, v: Any) -> Any:
         return {"study": v} if isinstance(v, str) else v
-    rung_trials: int = Field(8, ge=1, strict=True)
+    rung_trials: Whole = Field(8, ge=1, strict=True)
     """Finished trials of each rung that sets no n_trials."""
     scale: Literal["tokens", "params"] = "tokens"
     """What the laws are a function of: tokens per trial, or non-embedding parameters."""
@@ -456,7 +457,7 @@ def finished_trials(cfg: StudyConfig) -> int:
 def _has_a_complete_trial(ladder: Ladder, rung: Rung) -> None:
     """A rung whose finished trials were all pruned or diverged gives the fit nothing; run again,
     the ladder found it finished and stopped on the same error, saying nothing of what to do."""
-    from scaletune.search.manage import by_state  # manage reads ladder files
+    from scaletune.search.studies import by_state
 
     study = stored_study(rung.cfg)
     trials = [] if study is None else study.get_trials(deepcopy=False)

@@ -96,7 +96,13 @@ from scaletune.search.storage import (
     unusable_url,
     url_problem,
 )
-from scaletune.search.studies import open_study, running_note, with_left_running
+from scaletune.search.studies import (
+    by_state,
+    no_complete_trial,
+    open_study,
+    running_note,
+    with_left_running,
+)
 from scaletune.search.summary import DERIVED, at_edges, diverged, state_words
 from scaletune.search.tracking import tracker_problems
 from scaletune.trainer.config import sqlite_url
@@ -748,6 +754,8 @@ def describe_sampler(cfg: StudyConfig) -> str:
     # center among them: one at a time, the center and n - 1 draws. GP and CMA-ES count the
     # trials they see as complete (PriorSampler's complete_only): a pruned trial they do not
     # see does not end it.
+    if not s.n_startup_trials:  # "draws from the priors until 0 trials have finished"
+        return f"{head}: {center}{then}{_pruned_seen(cfg)}"
     finished = "trial has" if s.n_startup_trials == 1 else "trials have"
     ended = ("completed (pruned ones counted where the sampler sees them at their prediction)"
              if s.fits_complete_only else "finished")
@@ -920,14 +928,6 @@ def list_studies(url: str, console: Console) -> int:
     _printer(console)(f"one study, by its name: scaletune show NAME{storage_arg} (or best, "
                       "report, export)")
     return 0
-
-
-def by_state(trials: list[FrozenTrial]) -> str:
-    """``6 complete, 10 pruned, 1 diverged, 1 stopped and queued again``; FAIL trials queued again
-    (user attr ``retried``) are counted apart, as ``n_trials`` does not count them, and diverged
-    ones apart from the pruner's stops, as the summary does."""
-    again = sum(1 for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("retried"))
-    return state_words(Counter(t.state.name for t in trials), again, sum(map(diverged, trials)))
 
 
 def _best(trials: list[FrozenTrial]) -> FrozenTrial | None:
@@ -1136,8 +1136,7 @@ def print_best(cfg: StudyConfig, json_output: bool, console: Console) -> int:
     trials = study.get_trials(deepcopy=False)
     best = _best(trials)
     if best is None:
-        raise StudyStateError(cfg.source, [f"study {study.study_name!r} has no complete trial "
-                                           f"({by_state(trials) or 'no trials'})"])
+        raise StudyStateError(cfg.source, [no_complete_trial(study, trials)])
     # A repeat of the best config (--repeat-best) trained with a seed of its own: the values
     # alone, trained with the study's seed, gave another loss (export writes the seed).
     seed = int(best.user_attrs.get(TRAIN_SEED, ran_with.seed))

@@ -67,7 +67,7 @@ from scaletune.search.space import (
 )
 from scaletune.search.storage import batch, make_storage, mask_url, sqlite_path
 from scaletune.search.trial import train_trial
-from scaletune.trainer.config import TrainConfig, flat_keys
+from scaletune.trainer.config import TrainConfig, as_written, flat_keys
 from scaletune.trainer.data import validation_part, vocab_problem, where, where_changed
 from scaletune.trainer.errors import ConfigError
 
@@ -1105,7 +1105,7 @@ def _changes(stored: dict[str, Any] | None, cfg: StudyConfig, most: int = 6) -> 
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    text = as_written(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 

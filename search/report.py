@@ -105,15 +105,21 @@ STATE_COLOURS = {
     "RUNNING": "#7f7f7f",
     "WAITING": "#bbbbbb",
     "STOPPED": "#9467bd",
+    "DIVERGED": "#8c564b",
 }
 """A trial's colour by its state (``shown_state``)."""
 
 
 def shown_state(t: FrozenTrial) -> str:
     """The state a figure shows: Optuna's, but STOPPED for a FAIL trial queued again (stopped
-    by Ctrl-C or a signal, left by a stopped driver, its worker lost), which did not fail."""
-    return "STOPPED" if t.state == TrialState.FAIL and t.user_attrs.get("retried") else \
-        t.state.name
+    by Ctrl-C or a signal, left by a stopped driver, its worker lost), which did not fail, and
+    DIVERGED for a trial stopped as diverged, which Optuna holds as PRUNED (the report's text
+    counts them apart; the figures' legends called them pruned)."""
+    if t.state == TrialState.FAIL and t.user_attrs.get("retried"):
+        return "STOPPED"
+    if t.state == TrialState.PRUNED and diverged(t):
+        return "DIVERGED"
+    return t.state.name
 
 
 def _state_label(state: str) -> str:
@@ -679,7 +685,7 @@ def plot_lr_tau(study: optuna.Study, cfg: StudyConfig, out: Path,
         y_label = LOSS_LABEL
     last = "" if contour else ": last reported loss"
     layers = []
-    for state in ("PRUNED", "FAIL", "STOPPED"):
+    for state in ("PRUNED", "DIVERGED", "FAIL", "STOPPED"):
         pts = [(t, x, y) for t, x, y in points if shown_state(t) == state]
         if pts:
             layers.append(Layer(f"{_state_label(state)}{last}", [x for _, x, _ in pts],
@@ -959,7 +965,11 @@ def plot_priors(study: optuna.Study, cfg: StudyConfig, out: Path,
         return None
     rows = prior_rows(study, cfg)
     if not rows:
-        notes.append("priors vs optimum skipped: no trial has values for the priors' parameters")
+        # Of a study whose trials all run yet, "no trial has values" was untrue (trials.csv
+        # lists theirs): the figure draws finished trials.
+        notes.append("priors vs optimum skipped: " + (
+            "no trial has values for the priors' parameters" if _finished(study) else
+            "no trial has finished yet (the figure draws the finished trials' values)"))
         return None
     title = f"Priors {priors_origin(study, cfg, notes)} vs the values tried and the best trial"
     n = len(rows)

@@ -40,6 +40,27 @@ def left_running(running: int, study: optuna.Study) -> str:
     return f" (no driver runs the study: {left})"
 
 
+def by_state(trials: list[FrozenTrial]) -> str:
+    """``6 complete, 10 pruned, 1 diverged, 1 stopped and queued again``; FAIL trials queued again
+    (user attr ``retried``) are counted apart, as ``n_trials`` does not count them, and diverged
+    ones apart from the pruner's stops, as the summary does."""
+    from collections import Counter
+
+    from scaletune.search.summary import diverged, state_words
+
+    again = sum(1 for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("retried"))
+    return state_words(Counter(t.state.name for t in trials), again, sum(map(diverged, trials)))
+
+
+def no_complete_trial(study: optuna.Study, trials: list[FrozenTrial], what: str = "") -> str:
+    """``study 'x' has no complete trial{what} (1 running (no driver runs the study: ...))``:
+    the trials by state, and what becomes of those a stopped driver left running (`show` said
+    it; `best` and `export` did not)."""
+    running = sum(t.state == TrialState.RUNNING for t in trials)
+    words = with_left_running(by_state(trials) or "no trials", running, study)
+    return f"study {study.study_name!r} has no complete trial{what} ({words})"
+
+
 def with_left_running(words: str, running: int, study: optuna.Study) -> str:
     """``words`` (search.summary.state_words) with ``left_running``'s parenthesis after its
     ``N running``, which it is about: at the end it read as said of the last state named."""
@@ -103,7 +124,10 @@ def open_study(cfg: StudyConfig, source: str | None = None,
     notes: list[str] = []
     stored = study.user_attrs.get("config")
     if stored is None:
-        return study, cfg, ["the study records no config; using the study file as it is now"]
+        # A driver stopped while it created the study: its next launch writes the record.
+        return study, cfg, ["the study records no config (its driver stopped while it created "
+                            "it); using the study file as it is now; `scaletune run` of the file "
+                            "completes the record"]
     try:
         ran_with = validate_study(stored, f"{shown} (study {cfg.name})", recorded=True)
     except ConfigError as e:
@@ -223,11 +247,7 @@ def pick_trial(study: optuna.Study, number: int | None, source: str) -> FrozenTr
     if number is None:
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         if not complete:
-            states = sorted({t.state.name for t in trials})
-            raise StudyStateError(source, [
-                f"study {study.study_name!r} has no complete trial to export "
-                f"({len(trials)} trial(s): {', '.join(states) or 'none'})"
-            ])
+            raise StudyStateError(source, [no_complete_trial(study, trials, " to export")])
         return min(complete, key=lambda t: t.value)
     found = [t for t in trials if t.number == number]
     if not found:

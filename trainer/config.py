@@ -172,7 +172,7 @@ class ModelConfig(_SomeFieldsRead):
     """Width of the residual stream (d_model)."""
     block_size: Whole = Field(128, ge=2)
     """Context length in tokens (sequence length of every training window)."""
-    vocab_size: int | None = Field(None, ge=2)
+    vocab_size: Whole | None = Field(None, ge=2)
     """Vocabulary size; None takes it from the tokenizer, rounded up to a multiple of 64."""
     positions: Literal["learned", "rope"] = "learned"
     """Position information: learned absolute embeddings (GPT-2) or rotary embeddings (RoPE)."""
@@ -363,7 +363,7 @@ class DataConfig(_Strict):
     """Dataset split (source == 'hf')."""
     text_column: str = "text"
     """Column holding the text (source == 'hf')."""
-    max_documents: int | None = Field(None, ge=1)
+    max_documents: Whole | None = Field(None, ge=1)
     """Use only the first N documents (source == 'hf')."""
     tokenizer: str = "byte"
     """'byte' (vocab 256, offline), a tiktoken encoding name such as 'gpt2', or the path of a
@@ -383,11 +383,11 @@ class DataConfig(_Strict):
     """A split of the dataset held out whole for validation (source 'hf', a hub dataset or a
     saved one), such as 'validation'; ``split`` is then trained on whole (val_fraction is not
     used). Read whole: max_documents is the training split's."""
-    train_tokens: int | None = Field(None, ge=1)
+    train_tokens: Whole | None = Field(None, ge=1)
     """Train on the first N tokens of the training split only (the validation tail stays the
     same): a smaller corpus over the same text, as a ladder's rungs that hold the target's epochs
     (``hold_epochs``). None: the whole split."""
-    val_windows: int = Field(64, ge=1)
+    val_windows: Whole = Field(64, ge=1)
     """Number of fixed held-out windows every evaluation averages over (same for every run)."""
     cache_dir: str | None = None
     """Where tokenized memmaps are cached (a relative path is taken from the config file's folder);
@@ -587,13 +587,13 @@ class TrainConfig(_Strict):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     tokens: Tokens = 1_000_000
     """Training budget in tokens; steps = ceil(tokens / (batch_size * block_size))."""
-    batch_size: int = Field(32, ge=1)
+    batch_size: Whole = Field(32, ge=1)
     """Sequences per optimizer step (global batch)."""
-    micro_batch_size: int | None = Field(None, ge=1)
+    micro_batch_size: Whole | None = Field(None, ge=1)
     """Sequences per forward/backward; batch_size must be a multiple. None means batch_size."""
     eval_every_tokens: Tokens | None = None
     """Evaluate validation loss every this many tokens; None means 10 evaluations per run."""
-    seed: int = Field(0, ge=0, lt=2**63)
+    seed: Whole = Field(0, ge=0, lt=2**63)
     """Seed of init, data order and dropout: the same seed gives the same run."""
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     """auto picks cuda when available, else cpu."""
@@ -619,7 +619,7 @@ class TrainConfig(_Strict):
     torch, see trainer.kernels); torch uses torch's default for all; auto is onednn on AMD x86
     CPUs and torch elsewhere. onednn falls back to torch where this build has no oneDNN.
     Results agree up to float32 summation order."""
-    num_threads: int | None = Field(None, ge=1)
+    num_threads: Whole | None = Field(None, ge=1)
     """torch threads on CPU; None uses all cores this process may run on."""
     max_loss: float | None = Field(None, gt=0)
     """Stop as diverged when a training loss exceeds this; None means 1.5 x the initial loss ln(vocab)."""
@@ -657,6 +657,11 @@ class TrainConfig(_Strict):
                 f"{self.model.block_size}): the run trains whole steps, {steps:,}, which is "
                 f"{trained:,} tokens ({trained / self.tokens - 1:.0%} more); give tokens: "
                 f"{trained:,}, or {trained - self.tokens_per_step:,}, to train what it says")
+        if self.eval_every_tokens is not None and self.eval_every_tokens >= trained:
+            # train said "a line at each evaluation, every 7,812,500 steps" of a 40-step run
+            notes.append(
+                f"eval_every_tokens: {self.eval_every_tokens:,} is the whole run or more "
+                f"({trained:,} tokens): it is evaluated once, at its end")
         return notes + [note for note in (self.model.unread_note("model"),
                                           self.optim.unread_note("optim")) if note]
 
@@ -1211,6 +1216,16 @@ def _yaml_error(e: yaml.YAMLError, text: str) -> str:
     # PyYAML quotes what it found (an alias's name, a tag): a line at most, as for values.
     prefix = "" if isinstance(e, _Refused) else "not valid YAML at "
     return prefix + where + clip(what, 2 * SHOWN_CHARS)
+
+
+def as_written(value: Any) -> str:
+    """A config value in a diff as its file writes it: null, true, 3.0, 'adamw' (Python's
+    None and True read as nothing a YAML file holds)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value)
 
 
 def flat_keys(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -285,10 +285,11 @@ def _train(config: TrainConfig, run: _Run, report: Report | None, resume: bool,
     if lines:  # the first evaluation may be minutes away: say what comes, and when
         every, threads = math.ceil(run.eval_every / run.tokens_per_step), torch.get_num_threads()
         into = f" into {run.out_dir}" if run.out_dir else ""
+        when = (f"every {every:,} step{'' if every == 1 else 's'}" if every < run.total_steps
+                else "at the end")
         print(f"training {run.total_steps - progress.step:,} steps of {run.tokens_per_step:,} "
               f"tokens on {run.device.type}, {threads} thread{'' if threads == 1 else 's'}{into}; "
-              f"a line at each evaluation, every {every:,} step{'' if every == 1 else 's'}",
-              file=sys.stderr, flush=True)
+              f"a line at each evaluation, {when}", file=sys.stderr, flush=True)
     bar = tqdm(total=run.total_steps, initial=progress.step, unit="step",
                disable=not shown or lines, dynamic_ncols=True, file=sys.stderr)
     try:

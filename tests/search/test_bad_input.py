@@ -221,9 +221,19 @@ def test_whole_numbers_are_written_as_counts_of_tokens_are(tmp_path, shakespeare
     study = tiny_study(tmp_path, shakespeare, n_trials="1e1", max_retries="1e0", seed="1_0")
     study["model"] = {**study["model"], "n_layer": "1e0"}
     study["workers"] = {**study.get("workers", {}), "max_concurrent": "1e0"}
+    # ... and so do the sampler's, the pruner's and the trainer's counts (they refused 1e1).
+    study["sampler"] = {"name": "tpe", "n_startup_trials": "1e1", "seed": "1e0"}
+    study["pruner"] = {"name": "predicted", "n_startup_trials": "1_0", "rank": "1e0"}
+    study["data"] = {**study["data"], "val_windows": "1e1"}
     cfg = validate_study(study)
     assert (cfg.n_trials, cfg.max_retries, cfg.seed, cfg.model.n_layer,
             cfg.workers.max_concurrent) == (10, 1, 10, 1, 1)
+    assert (cfg.sampler.n_startup_trials, cfg.sampler.seed, cfg.pruner.n_startup_trials,
+            cfg.pruner.rank, cfg.data.val_windows) == (10, 1, 10, 1, 10)
+    for pruner in ({"name": "median", "interval_steps": "1e0", "n_startup_trials": "2e0"},
+                   {"name": "hyperband", "reduction_factor": "3e0"},
+                   {"name": "patient", "patience": "2e0"}):
+        assert validate_study({**study, "pruner": pruner}).pruner.name == pruner["name"]
     bad = tiny_study(tmp_path, shakespeare, n_trials=3.5, seed="lots")
     assert main(["validate", str(write_study(tmp_path, bad))]) == 2
     out = flat(capsys.readouterr().err)

@@ -422,7 +422,7 @@ def test_study_without_a_complete_trial_is_exit_2(tmp_path, capsys):
     printed = capsys.readouterr().err
     # Rule: no complete trial -> exit 2 with the states found.
     assert code == 2
-    assert "no complete trial" in printed and "PRUNED" in printed
+    assert "no complete trial to export (1 pruned, 1 failed)" in printed
     with pytest.raises(ConfigError, match="PRUNED, not COMPLETE"):
         export_study(cfg, tmp_path / "final.yaml", source=str(path), trial=0)
     with pytest.raises(ConfigError, match="no trial 7"):
@@ -446,6 +446,8 @@ def test_bad_model_keys_are_exit_2(finished, tmp_path, capsys):
     assert main(["export", str(path), "--model", "n_embd=33", "-o", str(out)]) == 2
     printed = capsys.readouterr().err
     assert "--model" in printed and "n_head must divide n_embd" in printed
+    # ... and blames the flag, as an unknown key does, not the study file.
+    assert printed.startswith("1 error(s) in --model:") and str(path) not in printed, printed
     assert main(["export", str(path), "--model", "n_embd", "-o", str(out)]) == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err
     assert not out.exists()

@@ -27,8 +27,9 @@ from optuna.trial import TrialState
 
 from scaletune.search.cli import main
 from scaletune.search.config import load_study, validate_study
-from scaletune.search.manage import _failures, by_state, plan_notes, pruner_notes, state_words
+from scaletune.search.manage import _failures, plan_notes, pruner_notes, state_words
 from scaletune.search.storage import make_storage, tally
+from scaletune.search.studies import by_state
 from scaletune.trainer.config import load_train_config
 from tests.search.helpers import flat, tiny_study, write_study
 from tests.search.test_export import EVAL, add_trial, make_study, params, study_file
@@ -488,6 +489,19 @@ def test_best_that_is_a_repeat_gives_its_training_seed(finished, capsys):
     assert rows.loc[4, "repeat_of"] == best.number and rows["repeat_of"].isna().sum() == 4
 
 
+def test_show_of_a_study_whose_driver_stopped_as_it_created_it_says_what_completes_it(
+        tmp_path, capsys):
+    # A driver killed between creating the study and writing its record: show said the study
+    # records no config, and nothing of what to do.
+    path, cfg = study_file(tmp_path)
+    cfg.folder.mkdir(parents=True, exist_ok=True)
+    optuna.create_study(study_name=cfg.name, storage=make_storage(cfg.storage_url))
+    code, out = scaletune(capsys, "show", str(path))
+    assert code == 0, out
+    assert ("the study records no config (its driver stopped while it created it); using the "
+            "study file as it is now; `scaletune run` of the file completes the record") in out
+
+
 def test_best_of_a_study_without_a_complete_trial_is_an_error(tmp_path, capsys):
     path, cfg = study_file(tmp_path)
     study = make_study(cfg)
@@ -499,6 +513,15 @@ def test_best_of_a_study_without_a_complete_trial_is_an_error(tmp_path, capsys):
     code, out = scaletune(capsys, "export", str(path), "-o", str(tmp_path / "final.yaml"))
     assert code == 2 and f"{path}: study 'tiny' has no complete trial to export" in out, out
     assert "error" not in out
+    # A trial a killed driver left running: both say what becomes of it, as show does.
+    study.ask()
+    study.set_user_attr("driver", {"host": "elsewhere", "pid": 1, "since": 0, "heartbeat": 0,
+                                   "token": "gone"})
+    for command in (["best", str(path)], ["export", str(path), "-o", str(tmp_path / "f.yaml")]):
+        code, out = scaletune(capsys, *command)
+        assert code == 2 and ("1 pruned, 1 running (no driver runs the study: it was left by a "
+                              "stopped driver, and the next `scaletune run` queues it again)"
+                              ) in out, out
 
 
 # --------------------------------------------------------------------------- delete

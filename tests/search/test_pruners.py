@@ -268,6 +268,13 @@ def test_min_spread_is_checked_and_read_back_from_a_record(tmp_path):
                                                    "under interval: range margin does")):
         validate_study(tiny_study(tmp_path, text, pruner={"name": "predicted", "min_spread": 2,
                                                           "interval": "range"}))
+    # Counted in noise floors: with a floor of 0, min_spread 4 drew the intervals of 0.
+    with pytest.raises(ValueError, match=re.escape("min_spread: 4 is counted in noise floors, "
+                                                   "and noise_floor: 0 makes it 0")):
+        validate_study(tiny_study(tmp_path, text, pruner={"name": "predicted", "min_spread": 4,
+                                                          "noise_floor": 0}))
+    assert validate_study(tiny_study(tmp_path, text, pruner={
+        "name": "predicted", "min_spread": 0, "noise_floor": 0})).pruner.noise_floor == 0
     cfg = validate_study(tiny_study(tmp_path, text, pruner={"name": "predicted",
                                                             "min_spread": 1.5}))
     assert cfg.pruner.build(cfg)._min_spread == 1.5

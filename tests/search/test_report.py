@@ -368,13 +368,21 @@ def test_a_trial_stopped_and_run_again_is_not_drawn_as_a_failure(tmp_path):
     trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
     trial.set_user_attr("retried", True)
     study.tell(trial, state=TrialState.FAIL)
+    # A diverged trial, which Optuna holds as PRUNED, was drawn as "pruned".
+    trial = study.ask(DISTRIBUTIONS)
+    trial.report(9.0, EVAL)
+    trial.set_user_attr("prune_reason", "diverged: training loss 9.8 above max_loss 8.3")
+    study.tell(trial, state=TrialState.PRUNED)
     drawn = plot_curves(study, tmp_path, [])
     labels = sorted({line.get_label() for line in drawn.png.axes[0].get_lines()})
-    assert labels == ["best: trial 0 (2.2000)", "complete (2)", "fail (1)",
+    assert labels == ["best: trial 0 (2.2000)", "complete (2)", "diverged (1)", "fail (1)",
                       "stopped and queued again (1)"]
     assert {t.name for t in drawn.html.data} == set(labels)
     drawn = plot_lr_tau(study, cfg, tmp_path, [])
-    assert "stopped and queued again" in [c.get_label() for c in drawn.png.axes[0].collections]
+    shown = [c.get_label() for c in drawn.png.axes[0].collections]
+    assert "stopped and queued again" in shown
+    assert any(label.startswith("diverged") for label in shown), shown
+    assert not any(label.startswith("pruned") for label in shown), shown
 
 
 def test_the_report_of_a_study_without_a_complete_trial_draws_no_empty_figure(tmp_path):
@@ -396,6 +404,18 @@ def test_the_report_of_a_study_without_a_complete_trial_draws_no_empty_figure(tm
     # A study without a pruner is shown the median pruner's replay alone.
     add_trial(study, cfg, params(4e-3), 2.2)
     assert list(report.pruner_audit(study, cfg)["replayed"]) == ["median"]
+
+
+def test_the_priors_figure_of_a_study_whose_trials_all_run_says_none_has_finished(tmp_path):
+    # "no trial has values for the priors' parameters", where trials.csv listed the running
+    # trials' values.
+    _, cfg = study_file(tmp_path)
+    study = make_study(cfg)
+    study.ask(DISTRIBUTIONS)
+    notes: list[str] = []
+    assert plot_priors(study, cfg, tmp_path, notes) is None
+    assert notes == ["priors vs optimum skipped: no trial has finished yet (the figure draws "
+                     "the finished trials' values)"]
 
 
 def test_the_curves_of_a_large_study_are_a_sample_with_the_best(mixed, tmp_path, monkeypatch):

@@ -160,6 +160,18 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
             f"{6 * 12_288 * 163_840:.3g} FLOPs (6ND, N = 12,288 non-embedding params)") in out
 
 
+def test_a_sampler_without_start_up_trials_is_described_without_them(tmp_path):
+    # "draws from the priors until 0 trials have finished (the center among them), then tpe"
+    from scaletune.search.config import validate_study
+    from scaletune.search.manage import describe_sampler
+
+    _, cfg = study_file(tmp_path)
+    raw = cfg.model_dump(mode="json", by_alias=True)
+    raw["sampler"] = {"name": "tpe", "n_startup_trials": 0, "prior_weight": 0}
+    said = describe_sampler(validate_study(raw))
+    assert said.endswith(": the priors' center, then tpe"), said
+
+
 def test_dry_run_with_a_job_server_says_what_the_run_would_do(tmp_path, capsys):
     path, cfg = study_file(tmp_path)
     server = "http://127.0.0.1:8265"

@@ -63,7 +63,7 @@ def test_a_study_recorded_before_data_train_tokens_existed_resumes(cfg):
     assert open_study(cfg).user_attrs["fingerprint"] == old_fingerprint  # it resumes
     # Setting it changes what the trials train on: a new study, and the refusal names the key.
     part = cfg.model_copy(update={"data": cfg.data.model_copy(update={"train_tokens": 5_000})})
-    with pytest.raises(ConfigError, match=r"data\.train_tokens: None -> 5000"):
+    with pytest.raises(ConfigError, match=r"data\.train_tokens: null -> 5000"):
         open_study(part)
 
 
@@ -106,7 +106,7 @@ def test_a_study_resumes_under_the_same_search_written_otherwise(cfg, tmp_path, 
     # A log that changes the scale is a change, and the refusal names it.
     raw["search"]["warmup_frac"] = {"low": 0.01, "high": 0.2, "log": True}
     study.set_user_attr("fingerprint", cfg.fingerprint())
-    with pytest.raises(ConfigError, match=r"search\.warmup_frac\.log: None -> True"):
+    with pytest.raises(ConfigError, match=r"search\.warmup_frac\.log: null -> true"):
         open_study(validate_study(raw))
 
 

@@ -424,6 +424,24 @@ def test_a_run_without_out_dir_says_it_keeps_nothing(run_file, capsys):
     assert note in " ".join(capsys.readouterr().out.split())
 
 
+def test_an_evaluation_interval_of_the_whole_run_says_it_evaluates_once(run_file, capsys):
+    # validate said ok, and train "a line at each evaluation, every 7,812,500 steps" of a
+    # run of 40.
+    raw = yaml.safe_load(run_file.read_text())
+    raw["eval_every_tokens"], raw["progress"] = "1e9", True
+    run_file.write_text(yaml.safe_dump(raw))
+    steps = -(-raw["tokens"] // (raw["batch_size"] * raw["model"]["block_size"]))
+    trained = steps * raw["batch_size"] * raw["model"]["block_size"]
+    note = (f"note: eval_every_tokens: 1,000,000,000 is the whole run or more ({trained:,} "
+            "tokens): it is evaluated once, at its end")
+    assert main(["validate", str(run_file)]) == 0
+    assert note in " ".join(capsys.readouterr().out.split())
+    assert train_main(str(run_file)) == 0
+    err = capsys.readouterr().err
+    assert note in err and "a line at each evaluation, at the end" in err, err
+    assert "every 7," not in err
+
+
 def test_a_budget_far_from_whole_steps_says_what_the_run_trains(run_file, capsys):
     # 100,000 tokens at 32,768 a step trained 131,072 (+31%), without a word.
     raw = yaml.safe_load(run_file.read_text())

@@ -237,6 +237,9 @@ def test_runs_that_cannot_start_as_asked_exit_with_2_and_one_line(tmp_path, shak
             "or start the run afresh (--overwrite, or another out_dir)") in err, err
     assert "Traceback" not in err
     assert (tmp_path / "out" / "checkpoint.pt").read_bytes() == kept
+    # A value the file leaves out is said as the file writes it: null, not Python's None.
+    assert train_main(str(write(tmp_path, {**base, "max_loss": 3.0})), resume=True) == 2
+    assert "changed: max_loss: null -> 3.0:" in capsys.readouterr().err
     # TensorBoard scalars without the package (an optional extra): a traceback, exit code 1,
     # and under --overwrite the run it was to replace already deleted.
     from scaletune.search.cli import main
