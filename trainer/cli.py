@@ -53,6 +53,13 @@ def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
     except (DataError, SetupError) as e:
         print(f"{path}: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The output was closed (`scaletune train F.yaml 2>&1 | head` once head has its lines, a
+        # log reader that died): the run stops at its next line, as `scaletune run` does, and
+        # says so where it still can (it ended with exit code 1 and nothing said).
+        closed_output_said(f"{path}: the output was closed (a broken pipe): the run stopped; "
+                           f"{resume_hint(config.out_dir)}")
+        return 1
     except OSError as e:  # the metrics log or TensorBoard's in out_dir: a full disk, read-only
         if e.filename is None or not config.out_dir:
             raise
@@ -76,7 +83,11 @@ def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
                   f"signalled alone, or gone); {resume_hint(config.out_dir)}", file=sys.stderr)
         return PEER_LOST
     if int(os.environ.get("RANK", "0")) == 0:
-        print(summary(result, config.out_dir))
+        try:
+            print(summary(result, config.out_dir), flush=True)
+        except BrokenPipeError:  # `... | true`: the run is done, its summary has no reader
+            closed_output_said(f"{path}: the output was closed before the summary (a broken "
+                               f"pipe); the run {result.status}")
     return 1 if result.status == "diverged" else 0
 
 
@@ -125,6 +136,18 @@ def peer_lost(e: BaseException) -> bool:
     return any(words in text for words in (
         "Connection reset by peer", "Connection closed by peer", "Broken pipe",
         "communicator was aborted", "Watchdog caught collective operation timeout"))
+
+
+def closed_output_said(line: str) -> None:
+    """Say ``line`` on stderr where it is still open, then point both outputs at /dev/null, so
+    that the interpreter's last flush of the closed one is no second error."""
+    with contextlib.suppress(OSError, ValueError):
+        print(line, file=sys.stderr, flush=True)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, stream.fileno())
+    os.close(devnull)
 
 
 def resume_hint(out_dir: str | None) -> str:

@@ -1,5 +1,6 @@
 import json
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +67,43 @@ def test_train_main_prints_every_error_and_returns_2(tmp_path, capsys):
     assert train_main(str(path)) == 2
     err = capsys.readouterr().err
     assert "model.n_layers: unknown key" in err and "batch: unknown key" in err
+
+
+def test_a_closed_output_stops_the_run_without_a_traceback_and_it_resumes(tmp_path,
+                                                                          shakespeare):
+    # `scaletune train F.yaml 2>&1 | head -2`: the run died at its next line, exit code 1, with
+    # nothing said; `... | true` (no reader for the summary): a BrokenPipeError traceback
+    # after a run that had completed.
+    path = write(tmp_path, {
+        "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16},
+        "data": {"source": "text", "path": str(shakespeare), "cache_dir": str(tmp_path / "c")},
+        "batch_size": 4, "tokens": 4 * 16 * 400, "eval_every_tokens": 4 * 16 * 10,
+        "checkpoint_every_tokens": 4 * 16 * 20, "progress": True, "num_threads": 1,
+        "out_dir": "out"})
+    command = [sys.executable, "-m", "scaletune.search.cli", "train", str(path)]
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        proc.stdout.readline()  # "training 400 steps ...": then no reader
+        proc.stdout.close()
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 1
+    # What it trained is kept: the same command with --resume ends it.
+    done = subprocess.run([*command, "--resume"], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "completed" in done.stdout and "Traceback" not in done.stderr
+    # Stdout closed before the summary, stderr open: said there, exit code of the run.
+    again = subprocess.run(f"set -o pipefail; {shlex.join(command)} --overwrite | true",
+                           shell=True, executable="/bin/bash", cwd=REPO, capture_output=True,
+                           text=True, timeout=120)
+    assert again.returncode == 0
+    assert (f"{path}: the output was closed before the summary (a broken pipe); the run "
+            "completed") in again.stderr
+    assert "Traceback" not in again.stderr, again.stderr
 
 
 def test_train_notes_data_fields_its_source_does_not_read(tmp_path, shakespeare, capsys):
