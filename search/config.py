@@ -1227,6 +1227,25 @@ def validate_study(raw: dict[str, Any], source: str = "<study>", *,
     return cfg
 
 
+def revalidated(cfg: StudyConfig) -> StudyConfig:
+    """``cfg`` validated again, as its file was: a config changed by ``model_copy(update=...)``
+    or in place, which pydantic does not validate (a name no file may give stored a study the
+    commands could not open; a section given as a dict failed deep in the run; a misspelt key
+    was dropped without a word). Its source and its folder come along; a folder given by
+    default (runs/<name>) follows a new name."""
+    import warnings
+
+    raw = {**cfg.__dict__}  # a misspelt key of model_copy(update=...) lives only here
+    with warnings.catch_warnings():  # pydantic's serializer warns of a section set as a dict
+        warnings.simplefilter("ignore", UserWarning)
+        raw |= cfg.model_dump(by_alias=True)
+    if cfg._folder_by_default and cfg.study_dir and Path(cfg.study_dir).name != cfg.name:
+        raw["study_dir"] = str(Path(cfg.study_dir).parent / cfg.name)  # renamed in Python
+    checked = validate_study(raw, cfg.source, recorded=True)
+    checked._source, checked._folder_by_default = cfg._source, cfg._folder_by_default
+    return checked
+
+
 def study_errors(err: ValidationError) -> list[str]:
     """One line per problem, each naming its key as the study file spells it; the checks that
     join several problems by newlines are split again. A searched hyperparameter given under

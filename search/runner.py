@@ -37,6 +37,7 @@ from scaletune.search.config import (
     how_many,
     job_server_problem,
     load_study,
+    revalidated,
     stored_study_attrs,
 )
 from scaletune.search.fit import laws_fit_note
@@ -330,6 +331,7 @@ def run_study(
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise ConfigError(cfg.source, [f"{name}: must be a whole number >= {least}, got "
                                            f"{value!r}"])
+    cfg = revalidated(cfg)  # the rest, as its file's would be
     console = console or make_console()
     with quiet_libraries(cfg):
         study = _run_study(cfg, console, max_consecutive_failures, launch, repeat_best)

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from scaletune.search.cluster import lean_head_node
-from scaletune.search.config import validate_study
+from scaletune.search.config import load_study, validate_study
 from scaletune.search.manage import show_study
 from scaletune.search.runner import concurrency, n_finished, run_study
 from scaletune.search.storage import sqlite_path
@@ -897,6 +897,27 @@ def test_run_study_checks_what_a_config_changed_in_python_would_run_with(tmp_pat
         run_study(cfg, repeat_best=-1)
     with pytest.raises(TypeError, match=r"not a dict \(a dict: validate_study\(d\) first\)"):
         run_study(cfg.model_dump())
+    # model_copy(update=...) validates nothing: a name no file may give stored a study the
+    # commands could not open, a section as a dict failed deep in the run, a misspelt key was
+    # dropped without a word. Each is said as the file's error would be, before anything runs.
+    for update, says in (({"name": "bad name/x"}, "name: String should match pattern"),
+                         ({"n_trails": 5}, "n_trails: unknown key; allowed: name"),
+                         ({"model": {**cfg.model.model_dump(), "n_layers": 2}},
+                          "model.n_layers: unknown key")):
+        with pytest.raises(ConfigError, match=re.escape(says)):
+            run_study(cfg.model_copy(update=update))
+    from scaletune.search.config import revalidated
+
+    as_dict = revalidated(cfg.model_copy(update={"model": cfg.model.model_dump()}))
+    assert as_dict.model == cfg.model and as_dict.source == cfg.source
+    # A study renamed in Python runs in a folder of its new name (runs/<name>), where it ran
+    # in the file's study's.
+    raw = tiny_study(tmp_path, shakespeare)
+    del raw["study_dir"]  # runs/tiny beside the file
+    loaded = load_study(write_study(tmp_path, raw))
+    renamed = revalidated(loaded.model_copy(update={"name": "tiny-copy"}))
+    assert renamed.folder == loaded.folder.parent / "tiny-copy"
+    assert renamed.storage_url == loaded.storage_url and renamed.source == loaded.source
     assert not cfg.folder.exists()
 
 
