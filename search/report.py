@@ -83,7 +83,7 @@ from scaletune.search.pruners import (
     replay,
     shuffled,
 )
-from scaletune.search.studies import left_running, open_study, running_note
+from scaletune.search.studies import Snapshot, left_running, open_study, running_note
 from scaletune.search.summary import (
     DERIVED,
     best_trial,
@@ -1031,6 +1031,7 @@ def make_report(
     cfg = one_study(cfg, "make_report")
     source = source or cfg.source
     study, ran_with, notes = open_study(cfg, source)
+    study = Snapshot(study)  # every table and figure of one moment of a study that runs
     # The pruner of the study's last launch (what the trials trained with does not depend on
     # it): the audit replays that one, beside the median pruner.
     ran_with, changed = as_launched(study, cfg, ran_with)

@@ -3,9 +3,11 @@ trained with, one trial picked, and the values the study fixed instead of search
 
 from __future__ import annotations
 
+import copy
 import re
 import shlex
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -80,6 +82,37 @@ def running_note(study: optuna.Study) -> str | None:
     running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
     return (f"the study is running now ({lease.describe(held)}; {running} trial(s) running): "
             "this is what it holds so far, and its best may still change")
+
+
+class Snapshot(optuna.Study):
+    """``study`` with its trials read once: what reads it (a report's tables, figures, summary
+    and audit) sees one moment of a study that runs. Each read the storage again, and a trial
+    that reported in between was drawn with two evaluations in the curves, counted with none
+    in trials.csv and with its tokens in summary.json. The study's attrs are read as before."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self.__dict__.update(study.__dict__)  # its storage, id, sampler and pruner
+        self._frozen = study.get_trials(deepcopy=False)
+
+    def _get_trials(self, deepcopy: bool = True, states: Any = None,
+                    use_cache: bool = False) -> list[FrozenTrial]:
+        trials = [t for t in self._frozen if states is None or t.state in states]
+        return copy.deepcopy(trials) if deepcopy else trials
+
+    def get_trials(self, deepcopy: bool = True, states: Any = None) -> list[FrozenTrial]:
+        return self._get_trials(deepcopy, states)
+
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        return self.get_trials()
+
+    def _get_best_trial(self, deepcopy: bool) -> FrozenTrial:
+        complete = self.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not complete:
+            raise ValueError("No trials are completed yet.")  # as Optuna's storages say it
+        pick = max if self.direction == optuna.study.StudyDirection.MAXIMIZE else min
+        best = pick(complete, key=lambda t: t.value)
+        return copy.deepcopy(best) if deepcopy else best
 
 
 def open_study(cfg: StudyConfig, source: str | None = None,

@@ -418,6 +418,29 @@ def test_the_priors_figure_of_a_study_whose_trials_all_run_says_none_has_finishe
                      "the finished trials' values)"]
 
 
+def test_a_report_of_a_running_study_is_of_one_moment(tmp_path, monkeypatch):
+    # Each table and figure read the storage again: a trial that reported while the report was
+    # written had 0 evaluations in trials.csv, 2 in curves.png and its tokens in summary.json.
+    path, cfg = study_file(tmp_path)
+    study = make_study(cfg)
+    add_trial(study, cfg, params(4e-3), 2.2)
+    running = study.ask(DISTRIBUTIONS)
+    table = report.trials_frame
+
+    def reports_meanwhile(*args, **kwargs):
+        frame = table(*args, **kwargs)
+        running.report(3.0, EVAL)  # the driver, between two reads of the report
+        return frame
+
+    monkeypatch.setattr(report, "trials_frame", reports_meanwhile)
+    summary = make_report(cfg, tmp_path / "report", source=str(path))
+    assert summary["compute"]["by_state"]["RUNNING"]["tokens"] == 0, summary["compute"]
+    frame = pd.read_csv(tmp_path / "report" / "trials.csv")
+    assert frame.loc[frame.number == running.number, "evaluations"].item() == 0
+    stored = optuna.load_study(study_name=cfg.name, storage=cfg.storage_url)
+    assert len(stored.trials[running.number].intermediate_values) == 1  # it did report
+
+
 def test_the_curves_of_a_large_study_are_a_sample_with_the_best(mixed, tmp_path, monkeypatch):
     _, _, study = mixed
     monkeypatch.setattr(report, "CURVES_SHOWN", 3)
