@@ -230,6 +230,16 @@ def test_a_trial_stopped_with_its_driver_counts_in_the_time_as_in_the_compute(tm
     # Rule: its tokens were in the compute and its seconds were not.
     assert after["tokens_trained"] == done["tokens_trained"] + 8_192
     assert after["trial_wall_time_s"] == pytest.approx(done["trial_wall_time_s"] + 6.5)
+    # Its evaluation at the grid's 20,000 was made at the first whole step past it: 313 steps
+    # of 64 tokens, 20,032 (it counted 20,000, where a Ctrl-C'd trial's worker says 20,032).
+    from scaletune.search.summary import tokens_trained
+
+    left = FrozenTrial(
+        number=1, trial_id=1, state=TrialState.FAIL, value=None, params={},
+        distributions={}, intermediate_values={10_000: 3.1, 20_000: 3.0},
+        user_attrs={"retried": True, "tokens_per_step": 64}, system_attrs={},
+        datetime_start=start, datetime_complete=start)
+    assert tokens_trained(left) == 20_032
 
 
 def test_the_next_commands_paste_whole_from_a_narrow_terminal(tmp_path):
