@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import unquote
 
 from pydantic import (
+    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -1243,7 +1244,28 @@ def revalidated(cfg: StudyConfig) -> StudyConfig:
         raw["study_dir"] = str(Path(cfg.study_dir).parent / cfg.name)  # renamed in Python
     checked = validate_study(raw, cfg.source, recorded=True)
     checked._source, checked._folder_by_default = cfg._source, cfg._folder_by_default
+    _given_as_before(checked, cfg)
     return checked
+
+
+def _given_as_before(new: Any, old: Any) -> None:
+    """Mark in ``new`` (a config validated from a dump of ``old``, where every field reads as
+    given) the fields ``old`` was given, section by section: what the notes of fields a run
+    does not read, the dry run's and a ladder's rungs go by (the quickstart's run said of
+    rope_theta and muon_lr, which its file does not give, that they were not used)."""
+    if isinstance(new, BaseModel):
+        given = (old.model_fields_set if isinstance(old, BaseModel)
+                 else set(old) if isinstance(old, dict) else None)
+        if given is None:
+            return
+        object.__setattr__(new, "__pydantic_fields_set__", given & set(type(new).model_fields))
+        for name in type(new).model_fields:
+            before = (getattr(old, name, None) if isinstance(old, BaseModel)
+                      else old.get(name) if isinstance(old, dict) else None)
+            _given_as_before(getattr(new, name), before)
+    elif isinstance(new, dict) and isinstance(old, dict):
+        for key, value in new.items():
+            _given_as_before(value, old.get(key))
 
 
 def study_errors(err: ValidationError) -> list[str]:

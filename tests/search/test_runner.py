@@ -918,6 +918,15 @@ def test_run_study_checks_what_a_config_changed_in_python_would_run_with(tmp_pat
     renamed = revalidated(loaded.model_copy(update={"name": "tiny-copy"}))
     assert renamed.folder == loaded.folder.parent / "tiny-copy"
     assert renamed.storage_url == loaded.storage_url and renamed.source == loaded.source
+    # What the file gave stays what it gave, section by section: read again from a dump, every
+    # field read as given, and the run said of rope_theta and muon_lr, which the file does
+    # not give, that they were not used.
+    for section in ("model", "trainer", "search", "sampler", "pruner", "data"):
+        assert (getattr(renamed, section).model_fields_set
+                == getattr(loaded, section).model_fields_set), section
+    assert renamed.model.unread_note("model") is None
+    assert renamed.trainer.optim.unread_note("optim") is None
+    assert renamed.trainer.optim.model_fields_set == loaded.trainer.optim.model_fields_set
     assert not cfg.folder.exists()
 
 
