@@ -243,6 +243,8 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
             kind, notes = validate_file(path)
         except ConfigError as e:  # the next files are checked all the same
             status = _errors(e)
+            for note in getattr(e, "notes", []):  # a valid file its storage's error is of
+                console.print(f"  note: {note}", style="yellow", highlight=False, markup=False)
             continue
         console.print(f"{path}: ok{f' ({kind})' if kind != 'study' else ''}", highlight=False)
         for note in notes:

@@ -623,7 +623,11 @@ def validate_file(path: str) -> tuple[str, list[str]]:
         except ConfigError as e:
             raise ConfigError(e.source, reach + e.errors) from None
         if reach:
-            raise ConfigError(cfg.source, reach)
+            # The file is valid and planned: its notes stand beside the storage's error (a
+            # study for a cluster, checked offline, lost its notes of what it downloads).
+            unreached = ConfigError(cfg.source, reach)
+            unreached.notes = plan_notes(cfg, dims)
+            raise unreached
         # A job server's address is for `run --detach` alone: validate said ok, run refused it.
         detach_only = job_server_problem(cfg)
         return "study", plan_notes(cfg, dims) + (
@@ -1204,6 +1208,13 @@ def _folder_left(cfg: StudyConfig) -> str | None:
     folder = cfg.folder
     if not folder.is_dir() or not any(folder.iterdir()):
         return None
+    # A study of this name deleted from another storage (--storage, a copy): the folder is the
+    # one its file's own storage still holds a study of this name for ("remove it" was said).
+    own = sqlite_path(cfg.model_copy(update={"storage": None}).storage_url)
+    if (own is not None and own != sqlite_path(cfg.storage_url)
+            and cfg.name in (stored_study_names(own) or [])):
+        return (f"its folder {folder} stays: the study {cfg.name!r} in {own} writes there "
+                "too")
     database = sqlite_path(cfg.storage_url)
     holds_storage = database is not None and folder.resolve() in database.resolve().parents
     held = "its report and logs, and the storage" if holds_storage else "its report and logs"

@@ -322,6 +322,13 @@ def test_unreachable_storage_is_named_without_its_password(tmp_path, shakespeare
     assert code == 2
     assert "storage: cannot open postgresql://scaletune:***@127.0.0.1:1/studies" in out
     assert "hunter2" not in out
+    # validate, beside the storage's error, keeps the notes of the valid file (a study for a
+    # cluster checked offline lost its notes of what it would download).
+    study["search"]["warmup_frac"] = {"low": 0.001, "high": 0.002}
+    code = main(["validate", str(write_study(tmp_path, study))])
+    captured = capsys.readouterr()
+    assert code == 2 and "storage: cannot open" in captured.err
+    assert "note: search.warmup_frac: the priors' center warmup_frac" in captured.out
 
 
 def test_yaml_syntax_error_and_non_mapping(tmp_path, capsys):

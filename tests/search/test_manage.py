@@ -547,6 +547,13 @@ def test_delete_with_yes_deletes_the_study_and_no_other(finished, capsys):
     assert _folder_left(apart) == (f"its folder {cfg.folder} stays (its report and logs; a new "
                                    f"study of this name writes there too): remove it with rm -r "
                                    f"{cfg.folder} if not wanted")
+    # Deleted from a copy of the storage, while the file's own storage holds the study: its
+    # folder is that study's (removing it was suggested).
+    make_study(cfg)
+    from scaletune.search.storage import sqlite_path
+
+    assert _folder_left(apart) == (f"its folder {cfg.folder} stays: the study 'tiny' in "
+                                   f"{sqlite_path(cfg.storage_url)} writes there too")
 
 
 def test_delete_without_a_terminal_refuses_without_yes(finished, capsys, monkeypatch):
