@@ -775,14 +775,28 @@ class PriorsConfig(_Strict):
 
 
 class WandbConfig(_Strict):
-    project: str = Field(min_length=1)
+    project: str = Field(min_length=1, max_length=128)
     """W&B project; each trial is a W&B run of it, grouped and tagged by the study name."""
     entity: str | None = None
     """W&B user or team that owns the project; default your W&B default entity."""
 
+    @field_validator("project")
+    @classmethod
+    def _a_name_wandb_takes(cls, project: str) -> str:
+        # W&B's own rule, met at each trial's end: every trial was "not logged" and the study
+        # ran on without its log.
+        if bad := sorted(set(project) & set(WANDB_NOT_IN_NAMES)):
+            raise ValueError(f"a W&B project name cannot hold {', '.join(map(repr, bad))} (W&B "
+                             f"refuses each of {' '.join(WANDB_NOT_IN_NAMES)})")
+        return project
+
+
+WANDB_NOT_IN_NAMES = "/\\#?%:"
+"""Characters W&B refuses in a project's name (wandb.init's UsageError)."""
+
 
 class MLflowConfig(_Strict):
-    tracking_uri: str | None = None
+    tracking_uri: str | None = Field(None, min_length=1)  # "": MLflow's file store, refused
     """Where MLflow writes, as mlflow.set_tracking_uri takes it: a server URL or a database such
     as sqlite:///mlflow.db (MLflow 3 refuses a local folder unless MLFLOW_ALLOW_FILE_STORE=true);
     default MLflow's own (MLFLOW_TRACKING_URI). Keep credentials in MLflow's environment

@@ -77,12 +77,36 @@ def _wandb_ready(cfg: WandbConfig, study: StudyConfig) -> None:
 
     # Online W&B without credentials failed at every trial's end ("No API key configured"):
     # refused before the study. (wandb.login without prompting: wandb 0.22 and later.)
-    if (wandb.setup().settings.mode == "online"
-            and "prompt" in inspect.signature(wandb.login).parameters
+    settings = wandb.setup().settings
+    if settings.mode != "online":
+        return
+    if ("prompt" in inspect.signature(wandb.login).parameters
             and not wandb.login(verify=False, prompt=False)):
         raise NotReady("no W&B API key here (WANDB_API_KEY or `wandb login`), so no trial could "
                        "be logged: log in, or set WANDB_MODE=offline to keep the runs on disk "
                        "(`wandb sync` uploads them later)")
+    # A server that does not answer held the driver about 110 s at each trial's end (W&B's
+    # retries), every trial then "not logged": refused before the study, as MLflow's is.
+    if why := _no_answer(settings.base_url):
+        raise NotReady(f"the W&B server {settings.base_url} does not answer ({why}), so no trial "
+                       "could be logged: check the network (or WANDB_BASE_URL), or set "
+                       "WANDB_MODE=offline to keep the runs on disk (`wandb sync` uploads them "
+                       "later)")
+
+
+def _no_answer(url: str, timeout: float = 5.0) -> str | None:
+    """Why the HTTP server at ``url`` gives no answer within ``timeout`` seconds, else None (an
+    answer of any status is one)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout)
+    except urllib.error.HTTPError:
+        return None  # it answered, if not to this request
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        return str(getattr(e, "reason", e))
+    return None
 
 
 MLFLOW_PATIENCE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
@@ -316,6 +340,7 @@ class Tracker:
         self.board_dir = cfg.folder / "tensorboard" if tracking.tensorboard else None
         self.console = console or make_console(stderr=True)
         self._writers: dict[int, Any] = {}
+        self._unwritable: set[int] = set()  # trials whose TensorBoard run could not be written
         self._last_tokens: dict[int, int] = {}
         self._config_keys: dict[int, set[str]] = {}
         self.callbacks: dict[str, Callback] = {}
@@ -348,14 +373,19 @@ class Tracker:
     def reported(self, number: int, tokens: int, value: float, metrics: dict[str, Any]) -> None:
         """Trial ``number`` evaluated ``value`` after ``tokens`` seen. Buffered, not flushed:
         the driver answers reports within milliseconds."""
-        if self.board_dir is None:
+        if self.board_dir is None or number in self._unwritable:
             return
-        writer = self._writer(number)
-        # A non-finite point (a diverged trial) would flatten every other curve on the chart;
-        # the trial's state and reason say it diverged.
-        for tag, v in ((METRIC, value), *((k, metrics.get(k)) for k in ALSO_LOGGED)):
-            if isinstance(v, (int, float)) and math.isfinite(v):
-                writer.add_scalar(tag, v, tokens)
+        try:
+            writer = self._writer(number)
+            # A non-finite point (a diverged trial) would flatten every other curve on the
+            # chart; the trial's state and reason say it diverged.
+            for tag, v in ((METRIC, value), *((k, metrics.get(k)) for k in ALSO_LOGGED)):
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    writer.add_scalar(tag, v, tokens)
+        except OSError as e:  # a file where its folder goes, a full disk: the study goes on
+            self._unwritable.add(number)
+            self._not_logged("tensorboard", number, e)
+            return
         self._last_tokens[number] = tokens
 
     def finished(self, study: optuna.Study, number: int) -> None:
@@ -368,20 +398,32 @@ class Tracker:
         # The ended trials only: the driver's study keeps them (search.plan.DriverStudy).
         trial = next(t for t in study.get_trials(deepcopy=False, states=ENDED)
                      if t.number == number)
-        if self.board_dir is not None:
-            self._write_end(trial)
+        if self.board_dir is not None and number not in self._unwritable:
+            try:
+                self._write_end(trial)
+            except OSError as e:
+                self._writers.pop(number, None)
+                self._not_logged("tensorboard", number, e)
+        self._unwritable.discard(number)
         for name, callback in self.callbacks.items():
             try:
                 callback(study, trial)
             except Exception as e:  # noqa: BLE001 - an unreachable server must not stop a study
-                said = _scrubbed(str(e), self.cfg)
-                self.console.print(f"[yellow]tracking.{name}: trial {number} was not logged: "
-                                   f"{type(e).__name__}: {escape(said)}[/]", highlight=False)
+                self._not_logged(name, number, e)
+
+    def _not_logged(self, name: str, number: int, e: Exception) -> None:
+        """Say that a tracker could not log trial ``number``; the study goes on without it."""
+        said = _scrubbed(str(e), self.cfg)
+        self.console.print(f"[yellow]tracking.{name}: trial {number} was not logged: "
+                           f"{type(e).__name__}: {escape(said)}[/]", highlight=False)
 
     def close(self) -> None:
         """Flush and close the TensorBoard runs still open (trials stopped with the study)."""
-        for writer in self._writers.values():
-            writer.close()
+        for number, writer in self._writers.items():
+            try:
+                writer.close()
+            except OSError as e:
+                self._not_logged("tensorboard", number, e)
         self._writers.clear()
 
     def _writer(self, number: int) -> Any:

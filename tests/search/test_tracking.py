@@ -8,6 +8,7 @@ import io
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -91,6 +92,17 @@ def test_an_unknown_tracking_key_is_refused_by_name(tmp_path, shakespeare):
 def test_wandb_needs_a_project(tmp_path, shakespeare):
     with pytest.raises(ConfigError, match="tracking.wandb.project"):
         study_cfg(tmp_path, shakespeare, wandb={"entity": "me"})
+    # A name W&B refuses, and an empty MLflow URI (its file store): validate said ok, and no
+    # trial was logged.
+    with pytest.raises(ConfigError, match=re.escape(
+            "tracking.wandb.project: a W&B project name cannot hold '#', '%', '/', '?'")):
+        study_cfg(tmp_path, shakespeare, wandb={"project": "my/proj#?% x"})
+    with pytest.raises(ConfigError, match="tracking.wandb.project: String should have at most "
+                                          "128 characters"):
+        study_cfg(tmp_path, shakespeare, wandb={"project": "p" * 200})
+    with pytest.raises(ConfigError, match="tracking.mlflow.tracking_uri: must not be empty"):
+        study_cfg(tmp_path, shakespeare, mlflow={"tracking_uri": ""})
+    assert study_cfg(tmp_path, shakespeare, wandb={"project": "gpt-2 small_v1.0"}).tracking
 
 
 # --------------------------------------------------------------------------- refusals
@@ -399,6 +411,34 @@ def test_a_failing_callback_is_reported_and_the_study_goes_on(tmp_path, shakespe
     assert len(calls) == 1  # mlflow's still ran
 
 
+def test_a_tensorboard_run_that_cannot_be_written_is_reported_and_the_study_goes_on(
+        tmp_path, shakespeare):
+    # A file where the trials' runs go (a full disk, a read-only folder alike): the driver
+    # stopped on a NotADirectoryError traceback at the first evaluation, though tracking is
+    # not to stop a study.
+    cfg = study_cfg(tmp_path, shakespeare, tensorboard=True)
+    cfg.folder.mkdir(parents=True)
+    (cfg.folder / "tensorboard").write_text("not a folder\n")
+    out = io.StringIO()
+    tracker = Tracker(cfg, Console(file=out, width=300))
+    study = optuna.create_study()
+    trial = ask(study, lr=3e-3, tracker=tracker)
+    for tokens in (8_192, 16_384):
+        tracker.reported(trial.number, tokens, 3.0, {})
+    study.tell(trial, 2.5)
+    tracker.finished(study, trial.number)
+    tracker.close()
+    said = out.getvalue()
+    assert said.count("tracking.tensorboard: trial 0 was not logged: NotADirectoryError") == 1
+    # Once the folder is there again, the next trial is logged.
+    (cfg.folder / "tensorboard").unlink()
+    trial = ask(study, lr=1e-3, tracker=tracker)
+    tracker.reported(trial.number, 8_192, 2.9, {})
+    study.tell(trial, 2.9)
+    tracker.finished(study, trial.number)
+    assert curve(board(cfg, 1)) == [(8_192, pytest.approx(2.9))]
+
+
 # --------------------------------------------------------------------------- a real study
 
 
@@ -518,4 +558,19 @@ def test_online_wandb_without_an_api_key_is_refused_before_the_study(tmp_path, s
     assert done.returncode == 2 and "tracking.wandb: no W&B API key here" in done.stderr, done
     # Offline, or with a key (not checked against the server), it is built.
     assert tracker(WANDB_MODE="offline").strip().endswith("built")
-    assert tracker(WANDB_API_KEY="k" * 40).strip().endswith("built")
+    # With a key, the server must answer: one that does not held the driver about 110 s at
+    # each trial's end, and logged none. A server on loopback that answers (any status).
+    import http.server
+    import threading
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        answers = f"http://127.0.0.1:{server.server_port}"
+        assert tracker(WANDB_API_KEY="k" * 40, WANDB_BASE_URL=answers).strip().endswith("built")
+    finally:
+        server.shutdown()
+        server.server_close()
+    out = tracker(WANDB_API_KEY="k" * 40, WANDB_BASE_URL=answers)
+    assert f"tracking.wandb: the W&B server {answers} does not answer (" in out, out
+    assert "set WANDB_MODE=offline" in out
