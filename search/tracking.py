@@ -77,7 +77,16 @@ def _wandb_ready(cfg: WandbConfig, study: StudyConfig) -> None:
 
     # Online W&B without credentials failed at every trial's end ("No API key configured"):
     # refused before the study. (wandb.login without prompting: wandb 0.22 and later.)
-    settings = wandb.setup().settings
+    from pydantic import ValidationError
+
+    try:
+        settings = wandb.setup().settings
+    except ValidationError as e:  # WANDB_MODE=bogus: "ValidationError: 1 validation error for
+        # Settings", the line that said what was wrong cut off
+        said = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']} (got {err['input']!r})"
+                         for err in e.errors())
+        raise NotReady(f"W&B's settings, read from the WANDB_* environment variables (such as "
+                       f"WANDB_MODE), are not valid: {said}") from None
     if settings.mode != "online":
         return
     if ("prompt" in inspect.signature(wandb.login).parameters

@@ -65,6 +65,7 @@ from scaletune.trainer.record import (
     fmt_eta,
     log_event,
     run_metadata,
+    set_aside,
     set_aside_log,
 )
 from scaletune.trainer.runlock import run_lock
@@ -264,11 +265,16 @@ def _train(config: TrainConfig, run: _Run, report: Report | None, resume: bool,
         run.out_dir.mkdir(parents=True, exist_ok=True)
         if resumed:  # the evaluations logged after the checkpoint are done again from it
             drop_evals_after(run.out_dir, progress.step)
-        elif (kept := set_aside_log(run.out_dir)) and config.progress:
+        else:
             # A run stopped before its first checkpoint left its log: this run's would follow it
-            # in one file, two starts and two sets of evaluations.
-            print(f"the metrics log of an earlier run here, which left no checkpoint, is kept as "
-                  f"{kept}", file=sys.stderr, flush=True)
+            # in one file, two starts and two sets of evaluations (and its TensorBoard scalars,
+            # two curves over the same tokens).
+            kept = set_aside_log(run.out_dir)
+            board_kept = set_aside(run.out_dir / "tensorboard") if config.tensorboard else None
+            if kept and config.progress:
+                print(f"the metrics log of an earlier run here, which left no checkpoint, is "
+                      f"kept as {kept}" + (f" (its TensorBoard scalars as {board_kept})"
+                                           if board_kept else ""), file=sys.stderr, flush=True)
         log_event(run.out_dir, {"event": "start",
                                 "resumed_at_step": progress.step if resumed else None,
                                 "processes": run.world,  # torchrun's, on all machines
@@ -277,7 +283,9 @@ def _train(config: TrainConfig, run: _Run, report: Report | None, resume: bool,
     progress.status, progress.reason = "running", ""  # a stopped run may be resumed
 
     compiled = torch.compile(run.trained) if config.compile else run.trained
-    board = _tensorboard(config, run)
+    # Resumed: the scalars logged after the checkpoint are logged again from it, and TensorBoard
+    # hides the earlier ones past it (each point was drawn twice).
+    board = _tensorboard(config, run, progress.step * run.tokens_per_step + 1 if resumed else None)
     # On a terminal, a bar; written to a file or a pipe (a cluster's job log), where a bar's
     # redraws would pile up, one line per evaluation instead.
     shown = config.progress and run.lead
@@ -393,13 +401,15 @@ def _set_up(config: TrainConfig, resume: bool, data_fingerprint: str | None = No
     )
 
 
-def _tensorboard(config: TrainConfig, run: _Run) -> Any:
-    """A SummaryWriter in the run's folder when asked for (x axis: tokens seen), else None."""
+def _tensorboard(config: TrainConfig, run: _Run, purge_from: int | None = None) -> Any:
+    """A SummaryWriter in the run's folder when asked for (x axis: tokens seen), else None;
+    ``purge_from``: the tokens from which earlier events are hidden (SummaryWriter's
+    ``purge_step``)."""
     if not (config.tensorboard and run.out_dir and run.lead):
         return None
     from torch.utils.tensorboard import SummaryWriter  # optional dependency
 
-    return SummaryWriter(str(run.out_dir / "tensorboard"))
+    return SummaryWriter(str(run.out_dir / "tensorboard"), purge_step=purge_from)
 
 
 def _run_steps(config: TrainConfig, report: Report | None, run: _Run, model: torch.nn.Module,

@@ -121,8 +121,13 @@ def set_aside_log(out_dir: Path) -> Path | None:
     """Rename the metrics log a new run finds in ``out_dir`` (an earlier run's, stopped before its
     first checkpoint) to the first free ``metrics.earlier-N.jsonl``; return that path, or None
     where there was none."""
-    path = out_dir / METRICS
-    if not path.is_file():
+    return set_aside(out_dir / METRICS) if (out_dir / METRICS).is_file() else None
+
+
+def set_aside(path: Path) -> Path | None:
+    """Rename ``path`` (a file or a folder) to the first free ``earlier_name``; return that
+    path, or None where there was nothing."""
+    if not path.exists():
         return None
     kept = earlier_name(path)
     path.rename(kept)

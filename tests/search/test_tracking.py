@@ -558,6 +558,10 @@ def test_online_wandb_without_an_api_key_is_refused_before_the_study(tmp_path, s
     assert done.returncode == 2 and "tracking.wandb: no W&B API key here" in done.stderr, done
     # Offline, or with a key (not checked against the server), it is built.
     assert tracker(WANDB_MODE="offline").strip().endswith("built")
+    # A mode W&B does not have: "ValidationError: 1 validation error for Settings", no more.
+    out = tracker(WANDB_MODE="bogus")
+    assert ("tracking.wandb: W&B's settings, read from the WANDB_* environment variables (such "
+            "as WANDB_MODE), are not valid: mode: Input should be 'online'") in out, out
     # With a key, the server must answer: one that does not held the driver about 110 s at
     # each trial's end, and logged none. A server on loopback that answers (any status).
     import http.server

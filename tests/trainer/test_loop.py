@@ -210,6 +210,41 @@ def test_a_new_run_sets_aside_the_log_of_one_that_left_no_checkpoint(tiny, tmp_p
             in capsys.readouterr().err)
 
 
+def test_tensorboard_draws_each_evaluation_once_across_a_resume_and_a_restart(tiny, tmp_path):
+    # Resumed from its checkpoint, the evaluations after it were drawn twice; started again
+    # after a run that left no checkpoint, the earlier run's curve stayed beside the new one.
+    def killed_at(step):
+        def report(tokens, val_loss, metrics):
+            if tokens == step * STEP_TOKENS:
+                raise SystemExit("killed")
+        return report
+
+    run = tmp_path / "run"
+    cfg = tiny(out_dir=str(run), steps=8, eval_every_tokens=2 * STEP_TOKENS,
+               checkpoint_every_tokens=4 * STEP_TOKENS, tensorboard=True)
+    with pytest.raises(SystemExit):
+        train(cfg, killed_at(6))  # the checkpoint at step 4, evaluations at 2, 4 and 6 drawn
+    assert train(cfg, resume=True).status == "completed"
+    assert steps_drawn(run / "tensorboard") == [2, 4, 6, 8]
+    again = tmp_path / "again"
+    fresh = tiny(out_dir=str(again), steps=8, eval_every_tokens=2 * STEP_TOKENS,
+                 tensorboard=True)
+    with pytest.raises(SystemExit):
+        train(fresh, killed_at(4))  # no checkpoint: the next run starts over
+    assert train(fresh).status == "completed"
+    assert steps_drawn(again / "tensorboard") == [2, 4, 6, 8]
+    assert steps_drawn(again / "tensorboard.earlier-1") == [2, 4]
+
+
+def steps_drawn(folder) -> list[int]:
+    """The steps of the validation loss TensorBoard draws from ``folder``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    return [e.step // STEP_TOKENS for e in acc.Scalars("val_loss")]
+
+
 def test_a_second_run_in_a_run_folder_is_refused_while_the_first_trains(tiny, tmp_path, capsys):
     import subprocess
     import sys
