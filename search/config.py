@@ -775,34 +775,52 @@ class PriorsConfig(_Strict):
 
 
 class WandbConfig(_Strict):
-    project: str = Field(min_length=1, max_length=128)
+    project: str = Field(min_length=1)
     """W&B project; each trial is a W&B run of it, grouped and tagged by the study name."""
     entity: str | None = None
     """W&B user or team that owns the project; default your W&B default entity."""
 
     @field_validator("project")
     @classmethod
-    def _a_name_wandb_takes(cls, project: str) -> str:
+    def _a_name_wandb_takes(cls, project: str, info: ValidationInfo) -> str:
         # W&B's own rule, met at each trial's end: every trial was "not logged" and the study
-        # ran on without its log.
+        # ran on without its log. A study's record that ran so still reads.
+        if info.context and info.context.get(RECORDED):
+            return project
         if bad := sorted(set(project) & set(WANDB_NOT_IN_NAMES)):
             raise ValueError(f"a W&B project name cannot hold {', '.join(map(repr, bad))} (W&B "
                              f"refuses each of {' '.join(WANDB_NOT_IN_NAMES)})")
+        if len(project) > WANDB_NAME_LENGTH:
+            raise ValueError(f"a W&B project name has at most {WANDB_NAME_LENGTH} characters, "
+                             f"and this one {len(project)}")
         return project
 
+
+WANDB_NAME_LENGTH = 128
+"""The longest project name W&B takes."""
 
 WANDB_NOT_IN_NAMES = "/\\#?%:"
 """Characters W&B refuses in a project's name (wandb.init's UsageError)."""
 
 
 class MLflowConfig(_Strict):
-    tracking_uri: str | None = Field(None, min_length=1)  # "": MLflow's file store, refused
+    tracking_uri: str | None = None
     """Where MLflow writes, as mlflow.set_tracking_uri takes it: a server URL or a database such
     as sqlite:///mlflow.db (MLflow 3 refuses a local folder unless MLFLOW_ALLOW_FILE_STORE=true);
     default MLflow's own (MLFLOW_TRACKING_URI). Keep credentials in MLflow's environment
     variables, not here: the study records its config."""
     experiment: str | None = Field(None, min_length=1)
     """MLflow experiment the trials are runs of; default the study's name."""
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _a_uri(cls, uri: str | None, info: ValidationInfo) -> str | None:
+        # "": MLflow's file store, which refused every trial (validate had checked MLflow's
+        # default database instead). A study's record that ran so still reads.
+        if uri == "" and not (info.context and info.context.get(RECORDED)):
+            raise ValueError("must not be empty: give a server URL or a database such as "
+                             "sqlite:///mlflow.db, or leave tracking_uri out for MLflow's own")
+        return uri
 
 
 class TrackingConfig(_Strict):
@@ -1243,23 +1261,67 @@ def validate_study(raw: dict[str, Any], source: str = "<study>", *,
 
 
 def revalidated(cfg: StudyConfig) -> StudyConfig:
-    """``cfg`` validated again, as its file was: a config changed by ``model_copy(update=...)``
-    or in place, which pydantic does not validate (a name no file may give stored a study the
-    commands could not open; a section given as a dict failed deep in the run; a misspelt key
-    was dropped without a word). Its source and its folder come along; a folder given by
-    default (runs/<name>) follows a new name."""
-    import warnings
-
-    raw = {**cfg.__dict__}  # a misspelt key of model_copy(update=...) lives only here
-    with warnings.catch_warnings():  # pydantic's serializer warns of a section set as a dict
-        warnings.simplefilter("ignore", UserWarning)
-        raw |= cfg.model_dump(by_alias=True)
+    """``cfg`` validated again, a config changed by ``model_copy(update=...)`` or in place,
+    which pydantic does not validate (a name no file may give stored a study the commands could
+    not open; a section given as a dict failed deep in the run; a misspelt key was dropped
+    without a word). Its values are checked as a file's are, as a study's record is read: the
+    checks of which keys a file gives (margin under interval: t) are the file's own, made when
+    it was loaded. Its source and its folder come along; a folder given by default
+    (runs/<name>) follows a new name."""
+    raw = _as_dumped(cfg)
     if cfg._folder_by_default and cfg.study_dir and Path(cfg.study_dir).name != cfg.name:
         raw["study_dir"] = str(Path(cfg.study_dir).parent / cfg.name)  # renamed in Python
     checked = validate_study(raw, cfg.source, recorded=True)
     checked._source, checked._folder_by_default = cfg._source, cfg._folder_by_default
     _given_as_before(checked, cfg)
     return checked
+
+
+def _as_dumped(model: BaseModel) -> dict[str, Any]:
+    """``model`` as a dict to validate, by alias: each section dumped where it is a config and
+    passed on as it is where model_copy set it to something else (a dict: dumped whole, the
+    search section's serializer met it and raised a KeyError); and the keys model_copy set that
+    are no field (a misspelt one, an alias such as ``as``), at any depth, which the validation
+    names or reads."""
+    import warnings
+
+    from pydantic_core import PydanticSerializationError
+
+    fields = type(model).model_fields
+    out: dict[str, Any] = {}
+    for key, value in model.__dict__.items():
+        field = fields.get(key)
+        name = (field.alias or key) if field is not None else key
+        if not isinstance(value, BaseModel):
+            out[name] = value
+            continue
+        try:
+            with warnings.catch_warnings():  # pydantic's serializer warns of a dict inside
+                warnings.simplefilter("ignore", UserWarning)
+                out[name] = value.model_dump(by_alias=True)
+        except PydanticSerializationError:  # a dict deeper down, which a serializer met
+            out[name] = _as_dumped(value)
+        else:
+            _extra_keys_into(out[name], value)
+    return out
+
+
+def _extra_keys_into(dumped: dict[str, Any], model: BaseModel) -> None:
+    """Add to ``dumped`` (``model``'s dump) the keys model_copy set on it, or on a section of
+    it, that are no field: a dump leaves them out."""
+    fields = type(model).model_fields
+    for key, value in model.__dict__.items():
+        if key not in fields:
+            dumped[key] = value
+        elif isinstance(value, BaseModel) and isinstance(
+                section := dumped.get(fields[key].alias or key), dict):
+            _extra_keys_into(section, value)
+        elif isinstance(value, dict):  # search.other, or the params the search's dump lifts
+            held = dumped.get(fields[key].alias or key)
+            held = held if isinstance(held, dict) else dumped
+            for name, item in value.items():
+                if isinstance(item, BaseModel) and isinstance(held.get(name), dict):
+                    _extra_keys_into(held[name], item)
 
 
 def _given_as_before(new: Any, old: Any) -> None:

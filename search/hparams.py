@@ -230,9 +230,12 @@ def field_numbers(dotted: str) -> type | None:
     for part in parts[:-1]:
         model = model.model_fields[part].annotation
     ann = model.model_fields[parts[-1]].annotation
-    if typing.get_origin(ann) is typing.Annotated:
-        ann = typing.get_args(ann)[0]
-    kinds = set(typing.get_args(ann) or (ann,)) - {type(None)}
+
+    def bare(t: typing.Any) -> typing.Any:  # Whole (Annotated) alone or in Whole | None
+        return typing.get_args(t)[0] if typing.get_origin(t) is typing.Annotated else t
+
+    ann = bare(ann)
+    kinds = {bare(t) for t in (typing.get_args(ann) or (ann,))} - {type(None)}
     if kinds == {int}:
         return int
     return float if kinds and kinds <= {int, float} else None

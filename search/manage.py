@@ -212,6 +212,8 @@ def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
     notes += pruner_notes(cfg)
     notes += sampler_notes(cfg, dims)
     notes += overridden_notes(cfg)
+    if cfg.workers.address in (None, "local"):  # trials run here
+        notes += compile_note(cfg.trainer.compile, "run", "trainer.")
     notes += [note for note in (cpu_note(cfg), gpu_note(cfg), mps_problem(cfg), auto_note(cfg))
               if note]
     notes += [note] if (note := table_as_text_note(cfg)) else []
@@ -573,6 +575,18 @@ def readable_data_problems(data: Any, block_size: int) -> tuple[list[str], str |
     return [p for p in problems if p], fingerprint
 
 
+def compile_note(compile: bool, command: str, section: str = "") -> list[str]:
+    """``compile: true`` where no C++ compiler works: `scaletune COMMAND` refuses it on this
+    machine (validate said ok); ``section`` is the key's (``trainer.`` in a study file). torch
+    is imported only when compile is asked for."""
+    if not compile:
+        return []
+    from scaletune.trainer.loop import compiler_missing
+
+    why = compiler_missing()
+    return [f"{section}{why} (`scaletune {command}` refuses it on this machine)"] if why else []
+
+
 def validate_file(path: str) -> tuple[str, list[str]]:
     """What `scaletune validate` checks of one file, from the file (and a study's storage,
     read; a server's connected to) alone: nothing is prepared, started or written. Returns its kind ("study",
@@ -599,7 +613,8 @@ def validate_file(path: str) -> tuple[str, list[str]]:
                 raise ConfigError(path, [small])
             if problems := readable_data_problems(config.data, config.model.block_size)[0]:
                 raise ConfigError(path, problems)  # train refused them once it read the data
-            return "training config", download_notes(config.data) + config.notes()
+            return "training config", (download_notes(config.data) + config.notes()
+                                       + compile_note(config.compile, "train"))
         from scaletune.search.ladder import LADDER_KEYS
 
         if isinstance(raw, dict) and LADDER_KEYS & raw.keys():

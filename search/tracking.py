@@ -106,6 +106,7 @@ def _wandb_ready(cfg: WandbConfig, study: StudyConfig) -> None:
 def _no_answer(url: str, timeout: float = 5.0) -> str | None:
     """Why the HTTP server at ``url`` gives no answer within ``timeout`` seconds, else None (an
     answer of any status is one)."""
+    import http.client
     import urllib.error
     import urllib.request
 
@@ -113,8 +114,8 @@ def _no_answer(url: str, timeout: float = 5.0) -> str | None:
         urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout)
     except urllib.error.HTTPError:
         return None  # it answered, if not to this request
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        return str(getattr(e, "reason", e))
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as e:
+        return str(getattr(e, "reason", e)) or type(e).__name__  # no HTTP: BadStatusLine
     return None
 
 
@@ -411,9 +412,13 @@ class Tracker:
             try:
                 self._write_end(trial)
             except OSError as e:
-                self._writers.pop(number, None)
+                if (writer := self._writers.pop(number, None)) is not None:
+                    with contextlib.suppress(OSError):
+                        writer.close()
                 self._not_logged("tensorboard", number, e)
         self._unwritable.discard(number)
+        self._last_tokens.pop(number, None)
+        self._config_keys.pop(number, None)
         for name, callback in self.callbacks.items():
             try:
                 callback(study, trial)

@@ -1237,9 +1237,11 @@ def size_problem(n_tokens: int, cfg: DataConfig, block_size: int,
     if validation_part(cfg):
         return (f"data: {n_train} training and {n_val} validation tokens; each needs at least "
                 f"block_size + 1 = {need}: use more text or a shorter block_size{cap and ' (got' + cap[1:] + ')'}")
+    # Below two windows no val_fraction gives both splits one: it was suggested all the same.
+    fraction = (" or another val_fraction" if n_tokens >= 2 * need else "")
     return (f"data: {n_tokens} tokens give {n_train} training and {n_val} validation tokens; "
-            f"each split needs at least block_size + 1 = {need}: use more text, a shorter "
-            f"block_size or another val_fraction (got val_fraction={cfg.val_fraction}{cap})")
+            f"each split needs at least block_size + 1 = {need}: use more text or a shorter "
+            f"block_size{fraction} (got val_fraction={cfg.val_fraction}{cap})")
 
 
 def known_tokens(cfg: DataConfig) -> int | None:

@@ -275,6 +275,9 @@ def _train(config: TrainConfig, run: _Run, report: Report | None, resume: bool,
                 print(f"the metrics log of an earlier run here, which left no checkpoint, is "
                       f"kept as {kept}" + (f" (its TensorBoard scalars as {board_kept})"
                                            if board_kept else ""), file=sys.stderr, flush=True)
+            elif board_kept and config.progress:
+                print(f"the TensorBoard scalars of an earlier run here, which left no "
+                      f"checkpoint, are kept as {board_kept}", file=sys.stderr, flush=True)
         log_event(run.out_dir, {"event": "start",
                                 "resumed_at_step": progress.step if resumed else None,
                                 "processes": run.world,  # torchrun's, on all machines

@@ -659,10 +659,15 @@ def test_a_data_file_with_nothing_to_learn_is_refused_not_trained_to_loss_zero(
 @pytest.mark.parametrize("text, data, expected", [
     (b"", {}, "the data holds no text (0 tokens)"),
     (b"xy" * 150, {}, "data: 300 tokens give 270 training and 30 validation tokens; each split "
-                     "needs at least block_size + 1 = 33"),
+                     "needs at least block_size + 1 = 33: use more text or a shorter block_size "
+                     "or another val_fraction (got val_fraction=0.1)"),
+    # Below two windows no val_fraction gives both splits one: not suggested.
+    (b"hello", {}, "data: 5 tokens give 5 training and 0 validation tokens; each split needs at "
+                   "least block_size + 1 = 33: use more text or a shorter block_size (got "
+                   "val_fraction=0.1)"),
     (b"xy" * 1_500, {"train_tokens": 20}, "data.train_tokens: 20 training tokens are fewer than "
                                          "one window, block_size + 1 = 33: give 33 or more"),
-], ids=["empty", "too small", "train_tokens below a window"])
+], ids=["empty", "too small", "below two windows", "train_tokens below a window"])
 def test_data_too_small_to_train_is_an_error_of_every_planning_command(
         tmp_path, shakespeare, capsys, text, data, expected):
     # Byte-level text: its size is known from the file's, so validate, --dry-run and priors
@@ -794,6 +799,15 @@ def test_a_compiled_study_without_a_cpp_compiler_is_refused_before_it_starts(tmp
         "and none works here (tried /nonexistent/g++); install one (apt install g++), set CXX to "
         "one, or set compile: false"]
     assert not sqlite_path(cfg.storage_url).exists()  # no study was created
+    # validate says so (it said ok), as it says of GPUs or cores the machine lacks.
+    from scaletune.search.manage import validate_file
+
+    with inductor.patch({"cpp.cxx": (None, "/nonexistent/g++")}):
+        _, notes = validate_file(cfg.source)
+    assert ("trainer.compile: true needs a C++ compiler, which torch.compile builds its kernels "
+            "with, and none works here (tried /nonexistent/g++); install one (apt install g++), "
+            "set CXX to one, or set compile: false (`scaletune run` refuses it on this machine)"
+            ) in notes
 
 
 def test_validate_and_dry_run_say_when_the_first_run_would_download_an_encoding(

@@ -58,6 +58,10 @@ def test_register_refuses_a_target_the_trainer_does_not_have(monkeypatch):
         hparams.register(HParam("layers", target="model.n_layer", label="", unit="", low=1,
                                 high=8, allowed="x"))
     assert not {"", "norm", "layers"} & set(hparams.HPARAMS)
+    # Whole numbers alone and in a union with None (micro_batch_size read as no numbers).
+    assert [hparams.field_numbers(f) for f in ("model.n_layer", "micro_batch_size", "optim.lr",
+                                                 "model.vocab_size", "model.norm")] == [
+        int, int, float, int, None]
 
 
 def test_register_refuses_a_second_entry_of_one_field_and_auto_without_a_prior(monkeypatch):

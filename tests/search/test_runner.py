@@ -910,6 +910,18 @@ def test_run_study_checks_what_a_config_changed_in_python_would_run_with(tmp_pat
 
     as_dict = revalidated(cfg.model_copy(update={"model": cfg.model.model_dump()}))
     assert as_dict.model == cfg.model and as_dict.source == cfg.source
+    # The search section as a dict (the search's dump met it: a KeyError), a key misspelt a
+    # section down (dropped), and a Param's alias `as` (dropped: as_ stayed tau).
+    searched = revalidated(cfg.model_copy(update={"search": {"lr": {"low": 1e-4, "high": 1e-2}}}))
+    assert (searched.search.lr.low, searched.search.lr.high) == (1e-4, 1e-2)
+    with pytest.raises(ConfigError, match=re.escape("model.n_layers: unknown key")):
+        revalidated(cfg.model_copy(update={"model": cfg.model.model_copy(
+            update={"n_layers": 4})}))
+    search = cfg.search.model_copy()
+    search.params = {**search.params, "weight_decay": cfg.search.weight_decay.model_copy(
+        update={"as": "lambda"})}
+    assert revalidated(cfg.model_copy(update={"search": search})).search.weight_decay.as_ == \
+        "lambda"
     # A study renamed in Python runs in a folder of its new name (runs/<name>), where it ran
     # in the file's study's.
     raw = tiny_study(tmp_path, shakespeare)

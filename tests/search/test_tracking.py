@@ -97,12 +97,18 @@ def test_wandb_needs_a_project(tmp_path, shakespeare):
     with pytest.raises(ConfigError, match=re.escape(
             "tracking.wandb.project: a W&B project name cannot hold '#', '%', '/', '?'")):
         study_cfg(tmp_path, shakespeare, wandb={"project": "my/proj#?% x"})
-    with pytest.raises(ConfigError, match="tracking.wandb.project: String should have at most "
-                                          "128 characters"):
+    with pytest.raises(ConfigError, match="tracking.wandb.project: a W&B project name has at most "
+                                          "128 characters, and this one 200"):
         study_cfg(tmp_path, shakespeare, wandb={"project": "p" * 200})
     with pytest.raises(ConfigError, match="tracking.mlflow.tracking_uri: must not be empty"):
         study_cfg(tmp_path, shakespeare, mlflow={"tracking_uri": ""})
     assert study_cfg(tmp_path, shakespeare, wandb={"project": "gpt-2 small_v1.0"}).tracking
+    # A study's record that ran with them still reads (show, report, export of that study).
+    ran = tiny_study(tmp_path, shakespeare, tracking={"wandb": {"project": "team/proj"},
+                                                      "mlflow": {"tracking_uri": ""}})
+    record = validate_study(ran, recorded=True)
+    assert record.tracking.wandb.project == "team/proj"
+    assert record.tracking.mlflow.tracking_uri == ""
 
 
 # --------------------------------------------------------------------------- refusals
@@ -428,15 +434,20 @@ def test_a_tensorboard_run_that_cannot_be_written_is_reported_and_the_study_goes
     study.tell(trial, 2.5)
     tracker.finished(study, trial.number)
     tracker.close()
+    # A trial that ends before it reported: its run is first made at its end, and fails there.
+    quiet = ask(study, lr=2e-3, tracker=tracker)
+    study.tell(quiet, state=TrialState.FAIL)
+    tracker.finished(study, quiet.number)
     said = out.getvalue()
     assert said.count("tracking.tensorboard: trial 0 was not logged: NotADirectoryError") == 1
+    assert said.count("tracking.tensorboard: trial 1 was not logged: NotADirectoryError") == 1
     # Once the folder is there again, the next trial is logged.
     (cfg.folder / "tensorboard").unlink()
     trial = ask(study, lr=1e-3, tracker=tracker)
     tracker.reported(trial.number, 8_192, 2.9, {})
     study.tell(trial, 2.9)
     tracker.finished(study, trial.number)
-    assert curve(board(cfg, 1)) == [(8_192, pytest.approx(2.9))]
+    assert curve(board(cfg, 2)) == [(8_192, pytest.approx(2.9))]
 
 
 # --------------------------------------------------------------------------- a real study

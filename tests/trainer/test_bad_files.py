@@ -395,6 +395,13 @@ def test_compile_without_a_cpp_compiler_is_one_error_before_anything_runs(run_fi
         "with, and none works here (tried /nonexistent/g++); install one (apt install g++), set "
         "CXX to one, or set compile: false"]
     assert not (tmp_path / "out").exists()  # nothing was prepared or written
+    from scaletune.search.manage import validate_file
+
+    with inductor.patch({"cpp.cxx": (None, "/nonexistent/g++")}):
+        assert validate_file(str(run_file))[1][-1] == (
+            "compile: true needs a C++ compiler, which torch.compile builds its kernels with, "
+            "and none works here (tried /nonexistent/g++); install one (apt install g++), set "
+            "CXX to one, or set compile: false (`scaletune train` refuses it on this machine)")
 
 
 def test_a_checkpoint_that_cannot_be_written_is_one_line_not_a_traceback(run_file, capsys):
