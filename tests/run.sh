@@ -31,7 +31,8 @@ run_pytest() {
 # the slow tests, the slow ones first (tests/conftest.py), handed out one at a time
 # (--maxschedchunk 1; xdist's default hands the first quarter of the list to one worker, every
 # slow test with it): the short tests fill in behind the long ones. A test that reads the whole
-# machine's listening ports (marked alone) would see the other test's, so it runs by itself.
+# machine's listening ports, or takes grants away from the test database (marked alone), would
+# see or break the other test's, so it runs by itself.
 run_pytest -m "not alone" -n 2 --maxschedchunk 1 --durations=15  # the slowest, for keeping CI short
 # Only the files that hold such tests are collected: collecting every file imports the whole
 # project and its libraries (~8 s) for one test.

@@ -197,6 +197,8 @@ def test_detach_refuses_a_study_whose_driver_runs_elsewhere(tmp_path, shakespear
     assert "cannot reach" not in out
 
 
+@pytest.mark.alone  # its REVOKE is of the tables every PostgreSQL test writes: a study run beside
+# it was refused ("this login may read but not write table trial_heartbeats")
 def test_validate_reads_and_checks_writes_as_run_does(tmp_path, shakespeare, pg_url, capsys):
     # A login that may connect but not use Optuna's tables: validate said ok (it ran SELECT 1),
     # and run refused ("permission denied for table version_info").
