@@ -443,6 +443,7 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
         with interrupt:
             loaded.result()
             study, recovered = plan.open_study(make_storage(cfg.storage_url))
+            tracker.opened(study)
             for changed in (sampler_note(study.user_attrs, cfg),
                             pruner_note(study.user_attrs, cfg),
                             priors_note(study.user_attrs, plan.priors)):

@@ -374,6 +374,25 @@ class Tracker:
     def enabled(self) -> bool:
         return self.board_dir is not None or bool(self.callbacks)
 
+    def opened(self, study: optuna.Study) -> None:
+        """The study is open: where it has run no trial yet (new, or made again after `scaletune
+        delete`), TensorBoard runs left in its folder are an earlier study's of this name,
+        whose trial-0 a new trial 0 wrote into (two curves, the old trial's HPARAMS row): set
+        aside as ``tensorboard.earlier-N``, and said."""
+        from optuna.trial import TrialState
+
+        from scaletune.trainer.record import set_aside
+
+        board = self.board_dir
+        if board is None or not board.is_dir() or not any(board.iterdir()):
+            return
+        if any(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False)):
+            return
+        kept = set_aside(board)
+        self.console.print(f"[yellow]tracking.tensorboard: the runs in {board} are of an "
+                           f"earlier study of this name (deleted); kept as {kept}[/]",
+                           highlight=False)
+
     def started(self, trial: optuna.Trial) -> None:
         """Trial ``trial`` was asked for: the user attrs it has now are its config (values
         derived from its params, its attempt); those it gets later are what it did."""

@@ -450,6 +450,35 @@ def test_a_tensorboard_run_that_cannot_be_written_is_reported_and_the_study_goes
     assert curve(board(cfg, 2)) == [(8_192, pytest.approx(2.9))]
 
 
+def test_a_new_study_sets_aside_the_tensorboard_runs_of_a_deleted_one_of_its_name(
+        tmp_path, shakespeare):
+    # After `scaletune delete`, a new study of the same name wrote its trial 0 into the old
+    # trial-0 run: two curves, and the old trial's HPARAMS row.
+    cfg = study_cfg(tmp_path, shakespeare, tensorboard=True)
+    old = Tracker(cfg)
+    study = optuna.create_study()
+    trial = ask(study, lr=3e-3, tracker=old)
+    old.reported(trial.number, 8_192, 3.0, {})
+    study.tell(trial, 3.0)
+    old.finished(study, trial.number)
+    out = io.StringIO()
+    again = Tracker(cfg, Console(file=out, width=300))
+    again.opened(study)  # the same study, resumed: its runs stay
+    assert (cfg.folder / "tensorboard" / "trial-0").is_dir() and out.getvalue() == ""
+    fresh = optuna.create_study()
+    fresh.enqueue_trial({"lr": 1e-3})  # a new study's first trial, queued
+    again.opened(fresh)
+    kept = cfg.folder / "tensorboard.earlier-1"
+    assert (kept / "trial-0").is_dir() and not (cfg.folder / "tensorboard").exists()
+    assert (f"tracking.tensorboard: the runs in {cfg.folder / 'tensorboard'} are of an earlier "
+            f"study of this name (deleted); kept as {kept}") in " ".join(out.getvalue().split())
+    trial = ask(fresh, lr=1e-3, tracker=again)
+    again.reported(trial.number, 8_192, 2.5, {})
+    fresh.tell(trial, 2.5)
+    again.finished(fresh, trial.number)
+    assert curve(board(cfg, 0)) == [(8_192, pytest.approx(2.5))]  # its own curve alone
+
+
 # --------------------------------------------------------------------------- a real study
 
 
