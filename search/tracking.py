@@ -388,10 +388,12 @@ class Tracker:
             return
         if any(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False)):
             return
-        kept = set_aside(board)
+        try:
+            done = f"kept as {set_aside(board)}"
+        except OSError as e:  # tracking never stops a study: the runs then mix, as before
+            done = f"they could not be set aside ({e.strerror}), and the new runs go beside them"
         self.console.print(f"[yellow]tracking.tensorboard: the runs in {board} are of an "
-                           f"earlier study of this name (deleted); kept as {kept}[/]",
-                           highlight=False)
+                           f"earlier study of this name (deleted); {done}[/]", highlight=False)
 
     def started(self, trial: optuna.Trial) -> None:
         """Trial ``trial`` was asked for: the user attrs it has now are its config (values
