@@ -27,7 +27,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from scaletune.trainer.config import TrainConfig, as_written, flat_keys
+from scaletune.trainer.config import TrainConfig, changes_said, flat_keys
 from scaletune.trainer.distributed import draw_apart
 from scaletune.trainer.errors import SetupError
 from scaletune.trainer.record import METRICS
@@ -64,8 +64,7 @@ def run_in_the_way(out_dir: str | None, resume: bool, overwrite: bool,
         if changed := (config_changes(was, config) if was is not None else []):
             # A copy of a config edited to try a variant: --overwrite would lose the other run.
             old, new = flat_keys(was), flat_keys(config)
-            diff = ", ".join(f"{k}: {as_written(old.get(k))} -> {as_written(new.get(k))}"
-                             for k in changed[:4])
+            diff = changes_said(old, new, changed[:4])
             more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
             return (f"out_dir {shown} holds the checkpoint of a run of another config ({diff}"
                     f"{more}): set another out_dir for this run ({flags[1]} would replace that "
@@ -161,8 +160,7 @@ def load_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: to
     changed = config_changes(ckpt["config"], now)
     if changed:
         was, is_ = flat_keys(ckpt["config"]), flat_keys(now)
-        shown = ", ".join(f"{k}: {as_written(was.get(k))} -> {as_written(is_.get(k))}"
-                          for k in changed[:6])
+        shown = changes_said(was, is_, changed[:6])
         more = f" and {len(changed) - 6} more" if len(changed) > 6 else ""
         raise SetupError(f"resume: {path} was written with a different config; changed: "
                          f"{shown}{more}: undo the change to resume, or start the run afresh "
@@ -179,8 +177,7 @@ def load_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: to
         keys = [k for k in sorted(RUN_OPTIONS) if k.startswith("data.") and was.get(k) != is_.get(k)
                 and k != "data.cache_dir"
                 and (len(halves) < 2 or of_half.get(k) is None or of_half[k] in changed_halves)]
-        why = (("with " + ", ".join(f"{k}: {as_written(was.get(k))} -> {as_written(is_.get(k))}"
-                                    for k in keys),
+        why = (("with " + changes_said(was, is_, keys),
                 "undo the change") if keys else ("its files changed since", "restore the data"))
         raise SetupError(f"resume: {path} was trained on data {ckpt['fingerprint']}, and the "
                          f"data reads as {fingerprint} now ({why[0]}): {why[1]} to resume, or "

@@ -1228,6 +1228,12 @@ def as_written(value: Any) -> str:
     return repr(value)
 
 
+def changes_said(old: dict[str, Any], new: dict[str, Any], keys: list[str]) -> str:
+    """``optim.lr: 0.0003 -> 0.001, max_loss: null -> 3.0`` for ``keys`` of two flat configs
+    (flat_keys), each value as its file writes it."""
+    return ", ".join(f"{k}: {as_written(old.get(k))} -> {as_written(new.get(k))}" for k in keys)
+
+
 def flat_keys(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """A dumped config by dotted key: {'optim': {'lr': 3e-4}} -> {'optim.lr': 3e-4}. Config diffs
     (a checkpoint's resume check, a study's resume refusal) compare these."""
