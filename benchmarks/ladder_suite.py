@@ -58,10 +58,11 @@ COMPARED = ("scaletune", "tpe_median")
 SUITE = Path("benchmarks/results/suite")
 
 
-def _bench(task: suite.Task) -> se.Bench:
-    """The suite's benchmark of ``task``, its corpora under the suite's folder (gitignored), by
-    absolute path: a study file reads a relative tokenizer path from its own folder."""
-    return suite.bench_of(task, SUITE.resolve(), budget=BUDGET, seeds=1, workers=1,
+def _bench(task: suite.Task, suite_root: Path) -> se.Bench:
+    """The suite's benchmark of ``task``, its corpora under the suite's folder ``suite_root``
+    (gitignored), by absolute path: a study file reads a relative tokenizer path from its own
+    folder."""
+    return suite.bench_of(task, suite_root.resolve(), budget=BUDGET, seeds=1, workers=1,
                           strategies=("scaletune",))
 
 
@@ -77,17 +78,18 @@ def rung_widths(task: suite.Task) -> list[int]:
 
 
 def write_ladder(task: suite.Task, out: Path, seed: int, hold_epochs: bool = False,
-                 along: str = "tokens") -> Path:
+                 along: str = "tokens", suite_root: Path = SUITE) -> Path:
     """The task's target study file and its ladder file under ``out/<task>/s<seed>``; returns the
     ladder file. The target is the suite's scaletune study of the task, one trial at a time;
     ``hold_epochs``: the ladder's option of that name (rungs on a share of the data that gives
     them the target's passes over it, where it makes more than one). ``along``: "tokens", rungs
     at RUNG_FRACTIONS of the target's tokens per trial at its width (laws in tokens); "width",
     rungs at the target's tokens per trial and ``rung_widths`` (laws in parameters), so that
-    every rung takes as many optimizer steps as the target."""
+    every rung takes as many optimizer steps as the target. ``suite_root``: the suite's folder,
+    whose corpora the studies train on."""
     folder = (out / task.name / f"s{seed}").resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    cfg = se.study_config(_bench(task), "scaletune", seed)
+    cfg = se.study_config(_bench(task, suite_root), "scaletune", seed)
     study = cfg.model_dump(mode="json", by_alias=True, exclude_unset=True)
     study.pop("study_dir")
     study["name"] = "target"
@@ -111,17 +113,17 @@ def write_ladder(task: suite.Task, out: Path, seed: int, hold_epochs: bool = Fal
     return path
 
 
-def run_one(args: tuple[str, Path, int, bool, str]) -> str:
+def run_one(args: tuple[str, Path, int, bool, str, Path]) -> str:
     """Run (or resume) one task's ladder with the product's run_ladder."""
     import torch
     from rich.console import Console
 
     from scaletune.search.ladder import load_ladder, run_ladder
 
-    name, out, seed, hold_epochs, along = args
+    name, out, seed, hold_epochs, along, suite_root = args
     torch.set_num_threads(1)
     task = next(t for t in suite.TASKS if t.name == name)
-    path = write_ladder(task, out, seed, hold_epochs, along)
+    path = write_ladder(task, out, seed, hold_epochs, along, suite_root)
     start = time.perf_counter()
     try:
         run_ladder(load_ladder(path), Console(width=140, force_terminal=False))
@@ -176,7 +178,9 @@ def mean_need(needs: list[tuple[float, float]]) -> tuple[float, bool, int]:
 
 SUITE_LIMITS = {"defaults": 1, "random": BUDGET, "tpe_median": 48, "scaletune": BUDGET,
                 "scaletune_no_prior_weight": BUDGET, "scaletune_predicted": BUDGET}
-"""Each suite strategy's budget as the suite's tables read it (`--tpe-budget 48`)."""
+"""Each suite strategy's budget as the suite's tables read it (`--tpe-budget 48`): the
+strategies whose trials the ladders are compared with. The suite's other strategies (no
+pruning, no priors, GP), where it ran them, are left out by both readers alike."""
 
 
 def _finished(storage: Any, name: str) -> list[Any]:
@@ -216,7 +220,7 @@ def suite_trials(task: suite.Task, suite_root: Path) -> Any:
     for path in paths:
         name = path.stem
         strategy, seed = name.rsplit("-s", 1)
-        if strategy == "defaults":  # fixed values: no search, and far from the best
+        if strategy == "defaults" or strategy not in SUITE_LIMITS:  # defaults: no search
             continue
         used = 0.0
         for t in _finished(f"sqlite:///{path.resolve()}", name):
@@ -574,12 +578,14 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         p.error(f"--tasks: unknown {unknown}; choose from {list(suite.TASK_NAMES)}")
     tasks = [t for t in suite.TASKS if t.name in picked]
+    if missing := suite.missing_data(tasks):
+        p.error(missing)
     args.out.mkdir(parents=True, exist_ok=True)
     command = se.command_line(p, argv)
     if not args.analyze_only:
         with open(args.out / "ladder_suite_command.txt", "a") as f:  # every run that trained
             f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC  {command}\n")
-        jobs = [(t.name, args.out, seed, args.hold_epochs, args.along)
+        jobs = [(t.name, args.out, seed, args.hold_epochs, args.along, args.suite)
                 for seed in range(args.seeds) for t in tasks]
         done = se.map_jobs(run_one, jobs, args.workers)
         print("\n".join(done), flush=True)

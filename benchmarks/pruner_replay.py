@@ -49,14 +49,13 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from benchmarks.search_efficiency import command_line
+from benchmarks.suite import TASK_NAMES
 
-TASKS = ("code-bpe", "docstrings-byte", "pydoc-byte", "pydoc-long", "shakespeare-bpe",
-         "shakespeare-byte")
-SEEDS = (0, 1, 2)
 PRUNERS = {
     "predicted (scaletune)": {"name": "predicted"},
     "median (scaletune: 25% warmup, 4 start-up)": {"name": "median"},
@@ -123,19 +122,25 @@ def hindsight(trials: list[Any], budget: int, after: float) -> Any:
     return Hindsight()
 
 
-def load(suite: Path, workdir: Path) -> dict[tuple[str, int], tuple[Any, list[Any]]]:
-    """(task, seed) -> (study config, complete trials in order), from copies in ``workdir``."""
+def _seed(path: Path) -> int | None:
+    """The seed of a random-search study file, ``random-s<seed>.db``; None for another file."""
+    seed = path.stem.removeprefix("random-s")
+    return int(seed) if path.stem.startswith("random-s") and seed.isdigit() else None
+
+
+def load(suite: Path, workdir: Path,
+         tasks: Iterable[str] = TASK_NAMES) -> dict[tuple[str, int], tuple[Any, list[Any]]]:
+    """(task, seed) -> (study config, complete trials in order), from copies in ``workdir``:
+    every seed of each of ``tasks`` (by name, in name order) that the suite's folder holds."""
     import optuna
 
     from scaletune.search.config import validate_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     studies = {}
-    for task in TASKS:
-        for seed in SEEDS:
-            source = suite / task / "studies" / f"random-s{seed}.db"
-            if not source.exists():
-                continue
+    for task in sorted(tasks):
+        found = {_seed(f): f for f in (suite / task / "studies").glob("random-s*.db")}
+        for seed, source in sorted((s, f) for s, f in found.items() if s is not None):
             copy = workdir / f"{task}-random-s{seed}.db"
             shutil.copyfile(source, copy)
             study = optuna.load_study(study_name=f"random-s{seed}", storage=f"sqlite:///{copy}")
@@ -147,7 +152,8 @@ def load(suite: Path, workdir: Path) -> dict[tuple[str, int], tuple[Any, list[An
     return studies
 
 
-def load_tables(suite: Path) -> dict[tuple[str, int], tuple[Any, list[Any]]]:
+def load_tables(suite: Path,
+                tasks: Iterable[str] = TASK_NAMES) -> dict[tuple[str, int], tuple[Any, list[Any]]]:
     """(task, seed) -> (study config, complete trials in order), from the committed trial
     tables (``<task>/search_efficiency_trials.csv``: every trial's params and curve), for a
     checkout without the suite's study files (they are not committed).
@@ -167,7 +173,8 @@ def load_tables(suite: Path) -> dict[tuple[str, int], tuple[Any, list[Any]]]:
     from scaletune.search.space import build_space, fixed_values, planning_priors, trial_config
 
     studies = {}
-    for task in sorted((t for t in SUITE_TASKS if t.name in TASKS), key=lambda t: t.name):
+    wanted = set(tasks)
+    for task in sorted((t for t in SUITE_TASKS if t.name in wanted), key=lambda t: t.name):
         table = suite / task.name / "search_efficiency_trials.csv"
         if not table.exists():
             continue
@@ -178,7 +185,7 @@ def load_tables(suite: Path) -> dict[tuple[str, int], tuple[Any, list[Any]]]:
             n_layer=task.n_layer, n_head=task.n_head, n_embd=task.n_embd,
             block_size=task.block_size, tokens_per_trial=task.tokens_per_trial,
             batch_sizes=batch_choices(task.tokens_per_trial, task.block_size), val_windows=64)
-        for seed in SEEDS:
+        for seed in sorted(int(s) for s in rows.loc[rows["strategy"] == "random", "seed"].unique()):
             done = rows[(rows["strategy"] == "random") & (rows["seed"] == seed)
                         & (rows["state"] == "COMPLETE")].sort_values("number")
             if done.empty:
@@ -409,6 +416,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--suite", type=Path, default=SUITE,
                         help="the suite's results folder (its <task>/studies/random-s*.db, else "
                              "its <task>/search_efficiency_trials.csv; default %(default)s)")
+    parser.add_argument("--tasks", default=",".join(TASK_NAMES),
+                        help=f"comma-separated subset of the suite's tasks, {','.join(TASK_NAMES)} "
+                             "(default: all)")
     parser.add_argument("--out", type=Path, default=OUT,
                         help="results folder: pruner_replay.md and its CSVs (default %(default)s)")
     parser.add_argument("--orders", type=int, default=ORDERS,
@@ -419,11 +429,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.orders < 0 or args.jobs < 1:
         parser.error("--orders must be >= 0 and --jobs >= 1")
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if unknown := [t for t in tasks if t not in TASK_NAMES]:
+        parser.error(f"--tasks: unknown {unknown}; choose from {list(TASK_NAMES)}")
     with tempfile.TemporaryDirectory() as workdir:
-        studies = load(args.suite, Path(workdir)) or load_tables(args.suite)
+        studies = load(args.suite, Path(workdir), tasks) or load_tables(args.suite, tasks)
         if not studies:
             sys.exit(f"no random-search studies under {args.suite}/<task>/studies/ and no "
                      f"{args.suite}/<task>/search_efficiency_trials.csv")
+        if absent := sorted(set(tasks) - {task for task, _ in studies}):
+            print(f"no random-search studies of {', '.join(absent)} under {args.suite}: "
+                  "replayed without them", file=sys.stderr, flush=True)
         rows = replay_all(studies, args.orders, args.jobs)
     summary, held_out, chosen = table(rows), loto(rows), choose(rows)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -336,6 +336,33 @@ def map_jobs(fn: Callable[[Any], Any], jobs: list[Any], workers: int,
 # --------------------------------------------------------------------------- analysis
 
 
+def with_stored(bench: Bench) -> Bench:
+    """``bench`` widened to every strategy and seed whose study its folder holds, so that the
+    tables compare all of them: a run of some strategies or seeds (a longer TPE + median, one
+    more seed) would otherwise drop the others' trials, and "the best loss any strategy found"
+    would be the best of this run's."""
+    found: dict[str, set[int]] = {}
+    for path in (bench.out / "studies").glob("*-s*.db"):
+        strategy, _, seed = path.stem.rpartition("-s")
+        if strategy in STRATEGIES and seed.isdigit():
+            found.setdefault(strategy, set()).add(int(seed))
+    strategies = tuple(s for s in STRATEGIES if s in bench.strategies or s in found)
+    seeds = max([bench.seeds] + [max(v) + 1 for v in found.values()])
+    return replace(bench, strategies=strategies, seeds=seeds)
+
+
+def widened(before: Bench, after: Bench) -> str | None:
+    """What ``with_stored`` added, said where the tables are written; None if nothing."""
+    added = [s for s in after.strategies if s not in before.strategies]
+    parts = ([f"the studies of {', '.join(added)}"] if added else []) + (
+        [f"seed {before.seeds}" if after.seeds == before.seeds + 1
+         else f"seeds {before.seeds}-{after.seeds - 1}"] if after.seeds > before.seeds else [])
+    if not parts:
+        return None
+    return (f"the tables of {after.out} also read {' and '.join(parts)} stored there (an "
+            "earlier run's): they compare every study the folder holds")
+
+
 def load_trials(bench: Bench) -> Any:
     """One row per finished trial of every study, in the order the study ran them."""
     import optuna
@@ -835,7 +862,10 @@ def main(argv: list[str] | None = None) -> None:
         command = recorded.read_text().splitlines()[0]  # the command that trained the studies
     if not args.analyze_only:
         run_all(bench)
-    print(analyze(bench, command))
+    stored = with_stored(bench)
+    if note := widened(bench, stored):
+        print(note, flush=True)
+    print(analyze(stored, command))
 
 
 if __name__ == "__main__":

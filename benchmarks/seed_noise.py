@@ -163,10 +163,15 @@ def main(argv: list[str] | None = None) -> None:
                    help="results folder: seed_noise.md and the studies' copies (default "
                         "%(default)s)")
     args = p.parse_args(argv)
+    for flag, value in (("--repeats", args.repeats), ("--workers", args.workers)):
+        if value < 1:  # --repeats 0 ran the studies, then failed to find its seeds
+            p.error(f"{flag}: must be 1 or more, got {value}")
     names = [t.name for t in suite.TASKS]
     if bad := [n for n in args.tasks.split(",") if n not in names]:
         p.error(f"--tasks: unknown {bad}; choose from {','.join(names)}")
     picked = [t for t in suite.TASKS if t.name in args.tasks.split(",")]
+    if missing := suite.missing_data(picked):
+        p.error(missing)
     # Before anything is written (the corpora under --suite, the copies under --out).
     if missing := [str(suite_study(t, args.suite)) for t in picked
                    if not suite_study(t, args.suite).is_file()]:

@@ -19,9 +19,9 @@ same for every task except the batch sizes, which follow the token budget by one
 (``batch_choices``: four powers of two giving 320 down to 40 optimizer steps). Each task's
 results land in ``<out>/<task>/`` (the single-task benchmark's tables, CSVs and plot), and the
 suite's own tables in ``<out>/suite.md``: the best loss per strategy and task at 8 and 16
-full-trial equivalents, the compute each needs to get within 1% of the best loss any strategy
-found, and the calibration of the priors (where the best values found lie in the priors' 1- and
-2-sigma ranges).
+full-trial equivalents (and at the run's own --budget), the compute each needs to get within 1%
+of the best loss any strategy found, and the calibration of the priors (where the best values
+found lie in the priors' 1- and 2-sigma ranges). The tables read every study the folder holds.
 
 The suite is resumable: re-running the same command finishes the studies that are not done and
 skips the others, so it can be spread over several sessions.
@@ -79,7 +79,7 @@ class Task:
 
     name: str
     corpus: str
-    """Key of CORPORA."""
+    """Key of CORPORA, or the path of a text file of your own (read in place, as UTF-8)."""
     bpe_vocab: int
     """0: bytes; else a byte-level BPE of this many tokens trained on the corpus."""
     n_layer: int
@@ -94,6 +94,10 @@ class Task:
     @property
     def tokens_per_trial(self) -> int:
         return round(BASE_TOKENS * self.horizon)
+
+    @property
+    def corpus_label(self) -> str:
+        return CORPORA[self.corpus].label if self.corpus in CORPORA else Path(self.corpus).name
 
     @property
     def tokenizer_label(self) -> str:
@@ -187,9 +191,12 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 
 def corpus_file(corpus: str, root: Path) -> Path:
-    """The corpus as one text file under ``root/corpora`` (Tiny Shakespeare is used in place)."""
+    """The corpus as one text file under ``root/corpora`` (Tiny Shakespeare, and a corpus given
+    as a file's path, are used in place)."""
     if corpus == "shakespeare":
         return se.DEFAULT_DATA
+    if corpus not in CORPORA:
+        return Path(corpus).expanduser().resolve()
     path = root / "corpora" / f"{corpus}.txt"
     _write_if_changed(path, BUILDERS[corpus]())
     return path
@@ -204,7 +211,8 @@ def bpe_file(corpus: str, vocab: int, root: Path) -> Path:
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    path = root / "corpora" / f"{corpus}-bpe{vocab}.json"
+    key = corpus if corpus in CORPORA else Path(corpus).stem  # a path: the file's name
+    path = root / "corpora" / f"{key}-bpe{vocab}.json"
     text = corpus_file(corpus, root).read_text(encoding="utf-8")
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -215,6 +223,18 @@ def bpe_file(corpus: str, vocab: int, root: Path) -> Path:
     tok.train_from_iterator(text.splitlines(keepends=True), trainer=trainer)
     _write_if_changed(path, tok.to_str(pretty=True))
     return path
+
+
+def missing_data(tasks: list[Task]) -> str | None:
+    """What the tasks read that is not there (Tiny Shakespeare beside the checkout, a corpus
+    given as a path), said before anything runs: else each study fails with a traceback."""
+    files = {t.name: se.DEFAULT_DATA if t.corpus == "shakespeare" else Path(t.corpus).expanduser()
+             for t in tasks if t.corpus == "shakespeare" or t.corpus not in CORPORA}
+    gone = [f"{name} reads {path}" for name, path in files.items() if not path.is_file()]
+    if not gone:
+        return None
+    return (f"{'; '.join(gone)}: file not found (Tiny Shakespeare is ../shared/data/"
+            "tinyshakespeare.txt beside the checkout); leave such tasks out with --tasks")
 
 
 def batch_choices(tokens: int, block_size: int) -> tuple[int, ...]:
@@ -229,7 +249,7 @@ def bench_of(task: Task, root: Path, **kw: Any) -> se.Bench:
     data = corpus_file(task.corpus, root)
     tokenizer = str(bpe_file(task.corpus, task.bpe_vocab, root)) if task.bpe_vocab else "byte"
     return se.Bench(
-        data=data, corpus=CORPORA[task.corpus].label, tokenizer=tokenizer,
+        data=data, corpus=task.corpus_label, tokenizer=tokenizer,
         tokenizer_label=task.tokenizer_label, out=root / task.name,
         n_layer=task.n_layer, n_head=task.n_head, n_embd=task.n_embd,
         block_size=task.block_size, tokens_per_trial=task.tokens_per_trial,
@@ -376,6 +396,16 @@ def loto_shift(calib: Any) -> Any:
     return pd.DataFrame(rows)
 
 
+HEADLINE_BUDGETS = (8, 16)
+"""The budgets (full-trial equivalents) the suite's tables always show."""
+
+
+def table_budgets(bench: se.Bench) -> list[int]:
+    """The budgets of the suite's best-loss tables: 8 and 16, and the run's own where it is
+    another (a run to 4 has a table at 4; above 16, one at its budget too)."""
+    return sorted(set(HEADLINE_BUDGETS) | {bench.budget})
+
+
 def _mean_best(per_seed: Any, strategy: str, budget: int) -> tuple[float, int]:
     r = per_seed[(per_seed["strategy"] == strategy) & (per_seed["budget"] == budget)]
     r = r.dropna(subset=["best_loss"])
@@ -396,6 +426,10 @@ def analyze_suite(tasks: list[Task], benches: list[se.Bench], root: Path, comman
     import pandas as pd
 
     summary_rows, calib_rows, sections = [], [], []
+    stored = [se.with_stored(b) for b in benches]
+    sections += [f"- {note}" for b, w in zip(benches, stored, strict=True)
+                 if (note := se.widened(b, w))]
+    benches = stored
     for task, bench in zip(tasks, benches, strict=True):
         trials = se.load_trials(bench)
         if trials.empty:
@@ -406,11 +440,12 @@ def analyze_suite(tasks: list[Task], benches: list[se.Bench], root: Path, comman
         reach = pd.read_csv(bench.out / "search_efficiency_to_1pct.csv")
         calib_rows += calibration(task, bench, trials)
         for strategy in bench.strategies:
-            (b8, n8), (b16, n16) = (_mean_best(per_seed, strategy, b) for b in (8, 16))
+            row: dict[str, Any] = {"task": task.name, "strategy": strategy}
+            for b in table_budgets(bench):
+                row[f"best_at_{b}"], row[f"seeds_at_{b}"] = _mean_best(per_seed, strategy, b)
             need, censored, n = _need(reach, strategy)
-            summary_rows.append({"task": task.name, "strategy": strategy, "best_at_8": b8,
-                                 "seeds_at_8": n8, "best_at_16": b16, "seeds_at_16": n16,
-                                 "compute_to_1pct": need, "censored": censored, "seeds": n})
+            summary_rows.append({**row, "compute_to_1pct": need, "censored": censored,
+                                 "seeds": n})
     if not summary_rows:
         # The studies are not in a checkout (*.db is ignored): an analysis of none replaced the
         # committed tables with empty files.
@@ -440,14 +475,19 @@ def suite_markdown(tasks: list[Task], benches: list[se.Bench], summary: Any, cal
              "| task | corpus | tokenizer | model | tokens per trial | batch choices | why |",
              "| --- | --- | --- | --- | ---: | --- | --- |"]
     for t, b in zip(tasks, benches, strict=True):
-        lines.append(f"| {t.name} | {CORPORA[t.corpus].label} | {t.tokenizer_label} | "
+        lines.append(f"| {t.name} | {t.corpus_label} | {t.tokenizer_label} | "
                      f"{t.model_label} | {t.tokens_per_trial:,} | {b.batch_sizes} | {t.why} |")
     lines += notes
     if summary.empty:
         return "\n".join(lines + ["", "No results yet.", ""])
     names = [t.name for t in tasks if t.name in set(summary["task"])]
-    for budget in (8, 16):
-        lines += ["", f"## Best validation loss at {budget} full-trial equivalents (mean of "
+    for budget in table_budgets(benches[0]):
+        if summary[f"best_at_{budget}"].isna().all():  # a table of dashes
+            lines += ["", f"## Best validation loss at {budget} full-trial equivalents: none "
+                      f"yet (the studies run to {benches[0].budget}, --budget)"]
+            continue
+        lines += ["", f"## Best validation loss at {budget} full-trial "
+                  f"equivalent{'s' if budget != 1 else ''} (mean of "
                   f"{seeds} seed{'s' if seeds != 1 else ''}; (k/{seeds}): seeds that have used "
                   "that budget so far)", "",
                   "| strategy | " + " | ".join(names) + " |",
@@ -571,6 +611,8 @@ def main(argv: list[str] | None = None) -> None:
     if not 0 <= args.first_seed < args.seeds:
         p.error(f"--first-seed: must be in [0, --seeds) = [0, {args.seeds}), got {args.first_seed}")
     tasks = [t for t in TASKS if t.name in picked]
+    if missing := missing_data(tasks):
+        p.error(missing)
     benches = [bench_of(t, args.out, budget=args.budget, tpe_budget=args.tpe_budget,
                         seeds=args.seeds, workers=args.workers, strategies=strategies)
                for t in tasks]

@@ -79,3 +79,37 @@ def test_a_better_ladder_trial_becomes_the_best_known():
 def test_tau_is_one_over_lr_lambda_steps():
     # 163,840 tokens at batch 16 x block 64: 160 steps.
     assert tau_of(1e-3, 0.1, 16, 163_840, 64) == pytest.approx(1 / (1e-3 * 0.1 * 160))
+
+
+def test_the_suites_other_strategies_are_left_out_by_both_readers(tmp_path):
+    # A suite folder that also holds studies of a strategy the ladder does not compare with
+    # (no pruning, GP) stopped the study-file reader with a KeyError; the table reader skipped it.
+    import optuna
+
+    from benchmarks import suite
+    from benchmarks.ladder_suite import suite_trials
+
+    task = next(t for t in suite.TASKS if t.name == "shakespeare-byte")
+    studies = tmp_path / task.name / "studies"
+    studies.mkdir(parents=True)
+    for name, lr in (("random-s0", 1e-3), ("scaletune_no_pruning-s0", 2e-3)):
+        study = optuna.create_study(study_name=name, storage=f"sqlite:///{studies / name}.db")
+        study.add_trial(optuna.trial.create_trial(
+            value=2.5, params={"lr": lr, "batch_size": 16},
+            distributions={"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True),
+                           "batch_size": optuna.distributions.CategoricalDistribution([16])},
+            user_attrs={"tokens_seen": task.tokens_per_trial, "weight_decay": 0.1}))
+    rows = suite_trials(task, tmp_path)
+    assert rows["strategy"].tolist() == ["random"] and rows["param_lr"].tolist() == [1e-3]
+
+
+def test_the_ladders_train_on_the_corpora_of_the_suite_they_are_given(tmp_path):
+    # The corpora were always built under ./benchmarks/results/suite, whatever --suite said,
+    # and the ladder's studies trained on that copy.
+    from benchmarks import suite
+    from benchmarks.ladder_suite import write_ladder
+
+    task = next(t for t in suite.TASKS if t.name == "pydoc-byte")
+    write_ladder(task, tmp_path / "out", 0, suite_root=tmp_path / "mysuite")
+    target = (tmp_path / "out" / task.name / "s0" / "target.yaml").read_text()
+    assert f"path: {tmp_path / 'mysuite' / 'corpora' / 'pydoc.txt'}" in target

@@ -14,16 +14,16 @@ from scaletune.search.config import validate_study
 from tests.search.helpers import tiny_study
 
 
-def one_study_suite(tmp_path: Path) -> tuple[Path, int, int]:
-    """A suite folder of one random-search study (code-bpe, seed 0) of six complete trials; its
-    storage, tokens per trial and evaluation interval."""
+def one_study_suite(tmp_path: Path, task: str = "code-bpe", seed: int = 0) -> tuple[Path, int, int]:
+    """A suite folder of one random-search study (of ``task``, ``seed``) of six complete
+    trials; its storage, tokens per trial and evaluation interval."""
     text = tmp_path / "t.txt"
     text.write_text("x")
     cfg = validate_study(tiny_study(tmp_path, text, pruner={"name": "none"}))
-    studies = tmp_path / "suite" / "code-bpe" / "studies"
+    studies = tmp_path / "suite" / task / "studies"
     studies.mkdir(parents=True)
-    db = studies / "random-s0.db"
-    study = optuna.create_study(study_name="random-s0", storage=f"sqlite:///{db}")
+    db = studies / f"random-s{seed}.db"
+    study = optuna.create_study(study_name=f"random-s{seed}", storage=f"sqlite:///{db}")
     study.set_user_attr("config", cfg.model_dump(mode="json", by_alias=True))
     budget, every = cfg.tokens_per_trial, cfg.eval_interval
     for final in (2.0, 2.2, 2.1, 2.3, 6.0, 2.05):
@@ -90,6 +90,24 @@ def test_one_task_without_shuffles_is_said_as_such_and_left_one_task_out_is_skip
     assert not (out / "pruner_replay_loto.csv").exists()
     printed = capsys.readouterr().out
     assert pruner_replay.LOTO_SKIPPED in printed and "Empty DataFrame" not in printed
+
+
+def test_a_task_added_to_the_suite_and_a_fourth_seed_are_replayed(tmp_path, monkeypatch, capsys):
+    # The replay read six task names and seeds 0-2 of its own: a task added to the suite's
+    # TASKS, or a seed run since, was left out without a word.
+    monkeypatch.setattr(pruner_replay, "TASK_NAMES", (*pruner_replay.TASK_NAMES, "mytext-byte"))
+    one_study_suite(tmp_path, "mytext-byte", seed=3)
+    out = tmp_path / "out"
+    pruner_replay.main(["--suite", str(tmp_path / "suite"), "--out", str(out), "--orders", "0",
+                        "--jobs", "1", "--tasks", "mytext-byte,code-bpe"])
+    rows = pd.read_csv(out / "pruner_replay.csv")
+    assert set(rows["task"]) == {"mytext-byte"} and set(rows["seed"]) == {3}
+    assert "(1 task x 1 seed)" in (out / "pruner_replay.md").read_text()
+    # A task asked for whose studies are not there is named.
+    assert ("no random-search studies of code-bpe under " in capsys.readouterr().err)
+    with pytest.raises(SystemExit):
+        pruner_replay.main(["--suite", str(tmp_path / "suite"), "--tasks", "nope"])
+    assert "--tasks: unknown ['nope']" in capsys.readouterr().err
 
 
 def test_the_suite_is_read_next_to_the_script_from_any_folder(tmp_path, monkeypatch, capsys):

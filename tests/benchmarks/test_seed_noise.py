@@ -42,6 +42,15 @@ def test_an_unknown_task_is_refused_by_name(tmp_path, capsys):
     assert not (tmp_path / "sn").exists()
 
 
+def test_no_repeats_is_refused_before_anything_runs(tmp_path, capsys):
+    # --repeats 0 ran each task's study, then failed to unpack the seeds it had not repeated.
+    with pytest.raises(SystemExit) as e:
+        seed_noise.main(["--repeats", "0", "--tasks", "pydoc-byte", "--out", str(tmp_path / "sn")])
+    assert e.value.code == 2
+    assert "--repeats: must be 1 or more, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "sn").exists()
+
+
 def test_a_suite_without_the_studies_is_refused_before_anything_is_written(tmp_path, capsys):
     # It wrote the corpus into the suite's corpora/ and made --out, then stopped on the study.
     suite = tmp_path / "suite"

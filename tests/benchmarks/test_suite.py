@@ -59,8 +59,24 @@ def test_tiny_suite_runs_every_task_and_writes_the_tables(tmp_path):
     # Each task's markdown names its own corpus.
     assert "Python documentation" in (benches[1].out / "search_efficiency.md").read_text()
 
+    # Tables at the run's own budget, 2, and a line for 8 and 16, which no study reached.
+    assert "## Best validation loss at 2 full-trial equivalents (mean of 1 seed" in text
+    assert "## Best validation loss at 16 full-trial equivalents: none yet" in text
+
     # Re-running resumes: finished studies train nothing more.
     before = len(pd.read_csv(benches[0].out / "search_efficiency_trials.csv"))
     run_suite(benches, workers=1)
     analyze_suite(TINY, benches, tmp_path, "smoke")
     assert len(pd.read_csv(benches[0].out / "search_efficiency_trials.csv")) == before
+
+    # A run of one strategy (the README's longer TPE + median, say) still compares every study
+    # the folder holds: its tables were written from that strategy's studies alone, and "the
+    # best loss any strategy found" was its own best.
+    reach = pd.read_csv(benches[0].out / "search_efficiency_to_1pct.csv")
+    only = [bench_of(t, tmp_path, budget=2, tpe_budget=3, seeds=1, workers=1,
+                     strategies=("random",)) for t in TINY]
+    text = analyze_suite(TINY, only, tmp_path, "smoke")
+    assert set(pd.read_csv(tmp_path / "suite_summary.csv")["strategy"]) == {
+        "random", "tpe_median", "scaletune"}
+    pd.testing.assert_frame_equal(
+        pd.read_csv(benches[0].out / "search_efficiency_to_1pct.csv"), reach)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -60,3 +62,28 @@ def test_an_analysis_of_no_studies_leaves_the_tables_there(tmp_path):
     assert "no task has finished trials under" in str(e.value)
     assert "the tables there are left as they are" in str(e.value)
     assert {name: (tmp_path / name).read_text() for name in tables} == tables
+
+
+def test_a_task_on_a_text_file_of_ones_own_is_one_line(tmp_path, monkeypatch, capsys):
+    from benchmarks import suite
+
+    text = tmp_path / "mine.txt"
+    text.write_text("def f(x):\n    return x + 1\n" * 200)
+    task = suite.Task("mine-bpe", str(text), 300, 1, 2, 32, 32, 0.125, "a corpus of my own")
+    bench = suite.bench_of(task, tmp_path / "out", budget=2, seeds=1, workers=1)
+    # Read in place, named by its file; its BPE lands in the results' corpora/, not beside it.
+    assert bench.data == text and bench.corpus == "mine.txt" == task.corpus_label
+    assert Path(bench.tokenizer) == tmp_path / "out" / "corpora" / "mine-bpe300.json"
+    # A task whose file is not there is refused before anything runs (each study failed with a
+    # traceback), as is Tiny Shakespeare missing beside the checkout.
+    gone = suite.Task("gone-byte", str(tmp_path / "gone.txt"), 0, 1, 2, 32, 32, 0.125, "")
+    monkeypatch.setattr(suite, "TASKS", (*suite.TASKS, task, gone))
+    monkeypatch.setattr(suite, "TASK_NAMES", (*suite.TASK_NAMES, "mine-bpe", "gone-byte"))
+    with pytest.raises(SystemExit) as e:
+        suite.main(["--tasks", "mine-bpe,gone-byte", "--out", str(tmp_path / "out")])
+    assert e.value.code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"gone-byte reads {tmp_path / 'gone.txt'}: file not found" in err
+    assert "mine-bpe" not in err.split("error:")[1]
+    monkeypatch.setattr(suite.se, "DEFAULT_DATA", tmp_path / "no-shared" / "tinyshakespeare.txt")
+    assert "shakespeare-byte reads " in suite.missing_data(list(suite.TASKS))
