@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -318,7 +319,9 @@ def summary(result: Result, out_dir: str | None = None) -> str:
         " (PaLM's count: all weights and attention)"
         + (f", MFU {result.mfu:.1%}" if result.mfu is not None else ""),
         f"grad norm       mean {result.grad_norm['mean']:.3g}, max {result.grad_norm['max']:.3g}, "
-        f"{result.grad_norm['n_spikes']} spikes",
+        f"{result.grad_norm['n_spikes']} spikes" if not math.isnan(result.grad_norm["mean"])
+        # "mean nan, max 0": a run that diverged at its first step counts no step's norm
+        else "grad norm       - (no step counted: the run ended at its first)",
     ]
     if out_dir:
         lines.append(f"run folder      {os.path.normpath(out_dir)}")

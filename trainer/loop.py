@@ -132,8 +132,8 @@ class GradNormStats:
 
     def summary(self) -> dict[str, float]:
         std = math.sqrt(self.m2 / self.n) if self.n else math.nan
-        return {"mean": self.mean if self.n else math.nan, "max": self.max, "std": std,
-                "n_spikes": self.n_spikes}
+        return {"mean": self.mean if self.n else math.nan, "max": self.max if self.n else math.nan,
+                "std": std, "n_spikes": self.n_spikes}
 
     def state_dict(self) -> dict[str, Any]:
         return {"recent": list(self.recent), "n": self.n, "mean": self.mean, "m2": self.m2,

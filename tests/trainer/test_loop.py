@@ -76,6 +76,13 @@ def test_a_diverged_runs_metrics_log_is_strict_json(tiny, tmp_path):
     events = [json.loads(line, parse_constant=refuse)
               for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert events[-1]["event"] == "end" and events[-1]["status"] == "diverged"
+    # No norm was measured: none is a max of 0 either, in the log or in the summary ("mean nan,
+    # max 0", read as a zero gradient).
+    assert events[-1]["grad_norm"]["max"] is None
+    from scaletune.trainer.cli import summary
+    said = summary(result)
+    assert "grad norm       - (no step counted: the run ended at its first)" in said
+    assert "nan" not in said
 
 
 def test_max_loss_is_enforced(tiny):
