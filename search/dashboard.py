@@ -162,15 +162,55 @@ def numeric_choices_in_order(app: WSGIApp) -> WSGIApp:
     return ordered
 
 
+STUDY_DELETES = {
+    "DELETE": re.compile(r"/api/studies/(\d+)"),
+    "POST": re.compile(r"/api/studies/(\d+)/rename"),
+}
+"""optuna-dashboard's routes that delete a study: DELETE, and a rename, which copies the study
+under its new name and deletes it."""
+
+
+def running_studies_kept(app: WSGIApp, storage: optuna.storages.BaseStorage) -> WSGIApp:
+    """``app`` answering 409 to a delete or a rename (``STUDY_DELETES``) of a study that a driver
+    runs, as ``scaletune delete`` refuses it: deleted under it, the driver stopped at its next
+    write with two tracebacks. Its trials may still be told from the dashboard (the driver
+    stops such a trial's worker and goes on), and notes written."""
+    from scaletune.search import lease
+
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        route = STUDY_DELETES.get(environ.get("REQUEST_METHOD", "GET").upper())
+        if not route or not (m := route.fullmatch(environ.get("PATH_INFO", ""))):
+            return app(environ, start_response)
+        try:
+            study_id = int(m.group(1))
+            held = storage.get_study_user_attrs(study_id).get(lease.ATTR)
+            name = storage.get_study_name_from_id(study_id)
+        except KeyError:  # no such study: the dashboard says so itself
+            return app(environ, start_response)
+        if not lease.live(held):
+            return app(environ, start_response)
+        body = json.dumps({"reason": f"study {name!r} is being run by a driver "
+                                     f"({lease.describe(held)}); stop it first: a study is "
+                                     "deleted or renamed only while no driver runs it"}
+                          ).encode() + b"\n"
+        start_response("409 Conflict", [("Content-Type", "application/json"),
+                                        ("Content-Length", str(len(body)))])
+        return [body]
+
+    return guarded
+
+
 def dashboard_app(url: str, allow_writes: bool = False) -> WSGIApp:
     """optuna-dashboard's WSGI app on the storage ``url``, as ``scaletune dashboard`` serves it:
-    numeric choices in order, read-only unless ``allow_writes``."""
+    numeric choices in order, read-only unless ``allow_writes``, and with writes, no study that
+    a driver runs deleted or renamed (``running_studies_kept``)."""
     from optuna_dashboard import wsgi
 
     from scaletune.search.storage import make_storage
 
-    app = numeric_choices_in_order(wsgi(make_storage(url)))
-    return app if allow_writes else read_only(app)
+    storage = make_storage(url)
+    app = numeric_choices_in_order(wsgi(storage))
+    return running_studies_kept(app, storage) if allow_writes else read_only(app)
 
 
 def serve(study_path: str | None, host: str = "127.0.0.1", port: int = 8080,

@@ -177,6 +177,46 @@ def test_allow_writes_lets_the_dashboard_delete_the_study(tmp_path, shakespeare,
     assert optuna.get_all_study_names(url) == []
 
 
+def test_allow_writes_leaves_a_study_that_a_driver_runs_alone(tmp_path, shakespeare,
+                                                              monkeypatch):
+    # Deleted from the dashboard while it ran, the study stopped its driver at the next write
+    # with two tracebacks (exit 1); `scaletune delete` refuses such a study.
+    from scaletune.search import lease
+
+    path, url = ran_study(tmp_path, shakespeare)
+    study = optuna.load_study(study_name="tiny", storage=url)
+    running = study.ask()
+    held = {"host": "another-host", "pid": 4321, "since": time.time(), "heartbeat": time.time(),
+            "token": "theirs"}
+    study.set_user_attr(lease.ATTR, held)
+    with served(path, monkeypatch, "--allow-writes") as base:
+        study_id = json.loads(call("GET", f"{base}/api/studies")[1])["study_summaries"][0][
+            "study_id"]
+        refused = {
+            "delete": call("DELETE", f"{base}/api/studies/{study_id}",
+                           {"remove_associated_artifacts": False}),
+            "rename": call("POST", f"{base}/api/studies/{study_id}/rename",
+                           {"study_name": "renamed"}),
+        }
+        for what, (status, body) in refused.items():
+            assert status == 409, (what, status, body)
+            reason = json.loads(body)["reason"]
+            assert reason.startswith("study 'tiny' is being run by a driver (pid 4321 on "
+                                     "another-host"), reason
+        assert optuna.get_all_study_names(url) == ["tiny"]
+        # Its running trial may still be ended there (the driver stops its worker), and a
+        # note written: the driver writes neither.
+        told = call("POST", f"{base}/api/trials/{running._trial_id}/tell", {"state": "Fail"})
+        note = call("PUT", f"{base}/api/studies/{study_id}/note", {"version": 1, "body": "hi"})
+        assert (told[0], note[0]) == (204, 204), (told, note)
+        # Once its driver is done, the study is the user's to delete.
+        study.set_user_attr(lease.ATTR, None)
+        deleted = call("DELETE", f"{base}/api/studies/{study_id}",
+                       {"remove_associated_artifacts": False})
+    assert deleted[0] == 204
+    assert optuna.get_all_study_names(url) == []
+
+
 def output_lines(capsys) -> list[str]:
     captured = capsys.readouterr()
     return [line for line in (captured.out + captured.err).splitlines() if line.strip()]
