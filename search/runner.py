@@ -503,6 +503,8 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
             raise
         raise _write_failed(cfg, running, "a write", e) from e
     except Exception as e:
+        if isinstance(e, KeyError) and _study_deleted(cfg):  # Optuna's "Record does not exist"
+            raise _deleted_as_it_ran(cfg, running) from None
         # A bug or a failure of ours must not leave trials RUNNING: stop and queue them again,
         # as for Ctrl-C, then let the error be seen.
         _stop_running(plan, running, f"the driver stopped on an error: {type(e).__name__}: "
@@ -923,6 +925,33 @@ ENDS = ("completed", "stopped", "diverged")
 """The statuses of a trainer's result that end a trial (search.plan.TrialRun.tell)."""
 
 
+def _study_deleted(cfg: StudyConfig) -> bool:
+    """True where the study is no longer in its storage, which still answers."""
+    try:
+        return cfg.name not in optuna.get_all_study_names(
+            make_storage(cfg.storage_url, create=False))
+    except Exception:  # noqa: BLE001 - the storage itself failed: another case
+        return False
+
+
+def _deleted_as_it_ran(cfg: StudyConfig, running: dict[int, TrialRun]) -> StorageError:
+    """Stop the running trials of a study deleted from its storage as the driver ran it (by
+    ``optuna.delete_study`` or another program; ``scaletune delete`` and the dashboard refuse
+    while a driver runs it), whose trials cannot be written any more."""
+    _cancel(running)
+    stopped = f"; trials {sorted(running)} were stopped" if running else ""
+    return StorageError(mask_url(cfg.storage_url), [
+        f"the study stopped: study {cfg.name!r} was deleted from its storage as it ran, with "
+        f"its trials{stopped}. Run the same command to start it again."])
+
+
+def _cancel(running: dict[int, TrialRun]) -> None:
+    """Cancel the running trials' tasks (their workers stop); nothing is written."""
+    for r in running.values():
+        if "ref" in r.extra:
+            ray.cancel(r.extra["ref"], force=True)
+
+
 def _write_failed(
     cfg: StudyConfig, running: dict[int, TrialRun], what: str, error: BaseException
 ) -> StorageError:
@@ -932,9 +961,7 @@ def _write_failed(
     storage holds every write before the failed one, and the trials it shows RUNNING become FAIL
     and run again when the study resumes.
     """
-    for r in running.values():
-        if "ref" in r.extra:
-            ray.cancel(r.extra["ref"], force=True)
+    _cancel(running)
     cause = error
     while cause.__cause__ is not None:
         cause = cause.__cause__

@@ -23,7 +23,7 @@ from scaletune.search.config import load_study, validate_study
 from scaletune.search.manage import show_study
 from scaletune.search.runner import concurrency, n_finished, run_study
 from scaletune.search.storage import sqlite_path
-from scaletune.trainer.errors import ConfigError
+from scaletune.trainer.errors import ConfigError, StorageError
 from tests.search.helpers import (
     act_when,
     as_foreground_job,
@@ -564,6 +564,29 @@ def _slow_third_ask(monkeypatch, seconds: float, during=None):
     monkeypatch.setattr(SearchPlan, "ask", slow)
 
 
+def test_a_study_deleted_as_it_runs_stops_its_driver_in_one_message(tmp_path, shakespeare,
+                                                                    local_ray, monkeypatch):
+    # optuna.delete_study (or a dashboard that allowed it) under a running driver: its next
+    # write raised Optuna's KeyError, and stopping the trials raised it again: two tracebacks.
+    local_ray(num_cpus=2)
+    cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=3, pruner={"name": "none"},
+                                    workers={"cpus_per_trial": 1, "max_concurrent": 1}))
+    _slow_third_ask(monkeypatch, 0.0,
+                    during=lambda: optuna.delete_study(study_name=cfg.name,
+                                                       storage=cfg.storage_url))
+
+    def launch(run, coordinator):
+        return _reporting_trial.remote(run.number, cfg.eval_interval, 3, 0.05, coordinator)
+
+    with pytest.raises(StorageError) as e:
+        run_study(cfg, launch=launch)
+    said = " ".join(str(e.value).split())
+    assert ("the study stopped: study 'tiny' was deleted from its storage as it ran, with its "
+            "trials") in said, said
+    assert said.endswith("Run the same command to start it again.")
+    assert optuna.get_all_study_names(cfg.storage_url) == []
+
+
 @ray.remote(num_cpus=0)
 def _reporting_until(number: int, every: int, answered: str, stop: str, coordinator) -> dict:
     """A trial that trains nothing and reports a falling loss through the real coordinator until
@@ -852,7 +875,6 @@ def test_a_trial_whose_end_cannot_be_written_is_named_and_runs_again(tmp_path, s
     import sqlalchemy.exc
 
     from scaletune.search import runner
-    from scaletune.trainer.errors import StorageError
 
     local_ray(num_cpus=2)
     cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=3, pruner={"name": "none"},
