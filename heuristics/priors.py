@@ -465,7 +465,8 @@ def _batch_prior(
     block = model.block_size
     unit = f"seqs of {block} tokens"
     max_batch = max(4, 2 ** math.floor(math.log2(max(1.0, tokens / (block * MIN_STEPS)))))
-    sources, floor = _published_batch_sources(n_total, tokens, compute, block)
+    sources, floor = _published_batch_sources(model.non_embedding_params, n_total, tokens,
+                                              compute, block)
     published = _pow2_prior(sources, floor, None, max_batch, unit)
     if fitted is None or fitted.batch_size is None:
         return published
@@ -475,9 +476,11 @@ def _batch_prior(
 
 
 def _published_batch_sources(
-    n_total: int, tokens: float, compute: float, block: int
+    n: int, n_total: int, tokens: float, compute: float, block: int
 ) -> tuple[list[Source], float]:
-    """The batch-size laws in sequences of ``block``, and the floor of their spread."""
+    """The batch-size laws in sequences of ``block``, and the floor of their spread. Step Law's
+    B_opt(D) reads D alone but was fitted, as its eta(N, D), on a range of N, D and D/N: it is
+    extrapolated outside any of the three."""
     unit = f"seqs of {block} tokens"
     to_seqs = laws.batch_tokens_to_seqs
     pl = laws.powerlines_batch_opt_seqs2048(tokens)
@@ -498,8 +501,9 @@ def _published_batch_sources(
         Source(
             "Step Law B_opt(D)", "Step Law, arXiv 2503.04715",
             to_seqs(laws.steplaw_batch_opt_tokens(tokens), block), unit,
-            note=f"{laws.steplaw_batch_opt_tokens(tokens):.3g} tokens; fitted D 4e9-1e11",
-            extrapolated=laws.outside(tokens, laws.STEPLAW_TOKENS_RANGE),
+            note=f"{laws.steplaw_batch_opt_tokens(tokens):.3g} tokens; fitted N 2.1e8-1.07e9, "
+                 "D 4e9-1e11, D/N 19-466",
+            extrapolated=laws.steplaw_outside(n, tokens),
         ),
     ]
     return sources, _floor(sources)

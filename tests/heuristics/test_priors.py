@@ -91,8 +91,15 @@ def test_gpt2_small_inside_deepseek_outside_steplaw():
     srcs = {s.law: s for s in priors.lr.sources}
     # GPT-2 small on 10B tokens: C = M*D = 6.2e18 is inside DeepSeek's 1e17..2e19 ...
     assert not srcs["DeepSeek eta_opt(C)"].extrapolated
-    # ... but N = 85M non-embedding is below Step Law's 2.1e8.
+    # ... but N = 85M non-embedding is below Step Law's 2.1e8: its B_opt is carried there too,
+    # D (1e10) inside its fit or not (it was flagged by D alone), and the batch prior's spread is
+    # the floor of an extrapolated law's.
     assert srcs["Step Law eta_opt(N, D)"].extrapolated
+    batch = {s.law: s for s in priors.batch_size.sources}
+    assert batch["Step Law B_opt(D)"].extrapolated and "N 2.1e8-1.07e9" in batch["Step Law B_opt(D)"].note
+    inside = ModelShape(n_layer=24, n_head=16, n_embd=1440, block_size=1024, vocab_size=50304)
+    assert not {s.law: s for s in priors_for(inside, 3e10).batch_size.sources}[
+        "Step Law B_opt(D)"].extrapolated
 
 
 def test_lr_center_is_geometric_mean_and_range_covers_the_laws():
