@@ -72,6 +72,7 @@ from scaletune.search.space import centers_outside, nothing_searched, outside_ra
 from scaletune.search.storage import (
     SQLITE_BUSY_TIMEOUT_S,
     batch,
+    file_in_the_way,
     make_storage,
     mask_url,
     opened_to_read,
@@ -225,6 +226,8 @@ def _refuse_a_second_driver(cfg: StudyConfig) -> None:
 
 
 def _folder_errors(folder: Path) -> list[str]:
+    if problem := file_in_the_way(folder):
+        return [problem]
     try:
         folder.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(folder).free

@@ -151,6 +151,18 @@ def unreachable(url: str) -> str | None:
     return None
 
 
+def file_in_the_way(folder: Path) -> str | None:
+    """Why the study folder ``folder`` cannot be made: a file where it, or one of the folders it
+    lies in, must be a folder (mkdir said "File exists" or "Not a directory"); None otherwise."""
+    for path in (folder, *folder.parents):
+        if path.is_dir():
+            return None
+        if path.exists() or path.is_symlink():
+            return (f"study_dir: {path} is a file, where the study's folder {folder} needs a "
+                    "folder: move the file, or give study_dir another folder")
+    return None
+
+
 def storage_problems(given: str | None, url: str) -> list[str]:
     """What `scaletune run` refuses of a study's storage, found without connecting: an
     in-memory SQLite (each connection sees its own empty database), a URL that does not parse or

@@ -348,22 +348,33 @@ def test_yaml_is_loaded_safely(tmp_path, capsys):
     assert "not valid YAML" in capsys.readouterr().err
 
 
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores a folder's permissions")
 def test_read_only_study_folder_is_refused_before_any_trial(tmp_path, shakespeare, capsys):
-
-    if os.geteuid() == 0:
-        # root ignores permissions: use a folder below a regular file instead.
-        target = tmp_path / "a-file" / "study"
-        (tmp_path / "a-file").write_text("")
-    else:
-        ro = tmp_path / "ro"
-        ro.mkdir()
-        ro.chmod(0o500)
-        target = ro / "study"
-    study = tiny_study(tmp_path, shakespeare, study_dir=str(target))
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    study = tiny_study(tmp_path, shakespeare, study_dir=str(ro / "study"))
     code = main(["run", str(write_study(tmp_path, study))])
     out = capsys.readouterr().err
     assert code == 2
     assert "study_dir: cannot write to" in out
+
+
+@pytest.mark.parametrize("where", ["study_dir", "below it"])
+def test_a_file_where_the_study_folder_goes_is_named_by_validate_and_run(tmp_path, shakespeare,
+                                                                         capsys, where):
+    # validate said ok, and run "study_dir: cannot write to ...: File exists" (or "Not a
+    # directory"), which does not say that a file is in the way.
+    (tmp_path / "a-file").write_text("")
+    target = tmp_path / "a-file" / ("study" if where == "below it" else "")
+    study = tiny_study(tmp_path, shakespeare, study_dir=str(target))
+    path = write_study(tmp_path, study)
+    said = (f"study_dir: {tmp_path / 'a-file'} is a file, where the study's folder "
+            f"{target} needs a folder: move the file, or give study_dir another folder")
+    for command in ("validate", "run"):
+        assert main([command, str(path)]) == 2, command
+        assert said in " ".join(capsys.readouterr().err.split()), command
+    assert (tmp_path / "a-file").read_text() == ""
 
 
 def test_a_default_storage_folder_that_refuses_writes_is_refused_before_any_trial(
