@@ -436,7 +436,7 @@ _ROWS = (
 
 
 def summary_lines(record: dict[str, Any]) -> list[str]:
-    """The record for people: where it came from, best vs this run, the rules applied."""
+    """The record for people: where it came from, the trial vs this run, the rules applied."""
     best, final = record["best"], record["final"]
     lines = [
         "scaletune export: the training config of a final run (scaletune train THIS_FILE)",
@@ -453,7 +453,8 @@ def summary_lines(record: dict[str, Any]) -> list[str]:
     # Columns as wide as their widest number and two spaces apart: 1e12 tokens ran into the
     # trial's count ("20,0001,000,000,000,000").
     width = max(16, *(len(text) + 2 for _, b, f, _ in shown for text in (b, f)))
-    lines.append(f"{'':14}{'best trial':>{width}}{'this run':>{width}}")
+    # The trial's number, not "best trial": export --trial N copies another.
+    lines.append(f"{'':14}{'trial ' + str(record['trial']):>{width}}{'this run':>{width}}")
     lines += [f"{key:14}{b:>{width}}{f:>{width}}{mark}" for key, b, f, mark in shown]
     if record["rules"]:
         lines += ["", "rules (* = changed):"]
