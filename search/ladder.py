@@ -59,7 +59,7 @@ from scaletune.trainer.config import (
     laws_file_error,
     load_yaml,
 )
-from scaletune.trainer.console import make_console, whole_cells
+from scaletune.trainer.console import given_console, make_console, whole_cells
 from scaletune.trainer.data import byte_text_train_tokens, prepared_sizes
 from scaletune.trainer.errors import ConfigError, DataError
 from scaletune.trainer.record import earlier_name
@@ -706,12 +706,12 @@ def run_ladder(ladder: Ladder | str | Path, console: Console | None = None,
     from scaletune.search.runner import quiet_libraries
 
     start = time.monotonic()
+    console = given_console(console, "run_ladder") or make_console()
     if isinstance(ladder, (str, os.PathLike)):
         ladder = load_ladder(ladder)
     elif not isinstance(ladder, Ladder):  # a dict: "'dict' object has no attribute 'target'"
         raise TypeError(f"run_ladder takes a Ladder or a ladder file's path, not a "
                         f"{type(ladder).__name__} (a dict: write it as a ladder file)")
-    console = console or make_console()
     with quiet_libraries(ladder.target):
         study = _run_ladder(ladder, console, repeat_best)
     if summary:

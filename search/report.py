@@ -95,7 +95,7 @@ from scaletune.search.summary import (
     tokens_trained,
     trials_said,
 )
-from scaletune.trainer.console import whole_cells
+from scaletune.trainer.console import given_console, whole_cells
 from scaletune.trainer.errors import ConfigError
 
 STATE_COLOURS = {
@@ -1029,6 +1029,7 @@ def make_report(
     from scaletune.search.ladder import one_study
 
     cfg = one_study(cfg, "make_report")
+    console = given_console(console, "make_report")
     source = source or cfg.source
     study, ran_with, notes = open_study(cfg, source)
     study = Snapshot(study)  # every table and figure of one moment of a study that runs

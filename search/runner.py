@@ -82,7 +82,7 @@ from scaletune.search.storage import (
     unreachable,
 )
 from scaletune.search.tracking import Tracker
-from scaletune.trainer.console import make_console
+from scaletune.trainer.console import given_console, make_console
 from scaletune.trainer.data import prepare_data, unread_note, validation_note
 from scaletune.trainer.errors import (
     DISK_ERRNOS,
@@ -323,6 +323,7 @@ def run_study(
     that follow synthetic curves instead, to load this driver with hundreds of them.
     """
     start = time.monotonic()
+    console = given_console(console, "run_study") or make_console()
     if isinstance(cfg, (str, os.PathLike)):
         cfg = load_study(cfg)
     elif not isinstance(cfg, StudyConfig):
@@ -335,7 +336,6 @@ def run_study(
             raise ConfigError(cfg.source, [f"{name}: must be a whole number >= {least}, got "
                                            f"{value!r}"])
     cfg = revalidated(cfg)  # the rest, as its file's would be
-    console = console or make_console()
     with quiet_libraries(cfg):
         study = _run_study(cfg, console, max_consecutive_failures, launch, repeat_best)
     if summary:

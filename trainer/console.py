@@ -4,6 +4,8 @@ print_priors's."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Console
 from rich.table import Table
 
@@ -19,6 +21,17 @@ def make_console(stderr: bool = False) -> Console:
     if console.is_terminal:
         return console
     return Console(stderr=stderr, soft_wrap=True, width=WIDTH_NOT_A_TERMINAL)
+
+
+def given_console(console: Any, where: str) -> Console | None:
+    """``console`` as a function of the Python API takes it: a rich Console, or None; anything
+    else (``sys.stdout``, a file) is a TypeError here, where ``where`` would fail at its first
+    line with an AttributeError, Ray started and the study written by then."""
+    if console is None or isinstance(console, Console):
+        return console
+    raise TypeError(f"{where}: console takes a rich Console (rich.console.Console(file=...) "
+                    f"writes to a file), or None for the terminal; not a "
+                    f"{type(console).__name__}")
 
 
 def whole_cells(table: Table) -> Table:

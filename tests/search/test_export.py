@@ -199,6 +199,19 @@ def test_the_python_functions_say_what_they_take(finished, tmp_path):
     with pytest.raises(ConfigError, match=r"a-file is a file; a report is a folder of files"):
         make_report(cfg, tmp_path / "a-file")
     assert (tmp_path / "a-file").read_text() == "mine\n"
+    # console=sys.stdout, a notebook's easy slip: an AttributeError at its first line, after
+    # Ray had started and the study had been written.
+    import sys
+
+    from scaletune.search import run_study
+
+    for call, name in ((lambda: run_study(cfg, console=sys.stdout), "run_study"),
+                       (lambda: run_ladder(tmp_path / "no.yaml", console="x"), "run_ladder"),
+                       (lambda: make_report(cfg, tmp_path / "r", console=sys.stdout),
+                        "make_report")):
+        with pytest.raises(TypeError, match=rf"{name}: console takes a rich Console"):
+            call()
+    assert not (tmp_path / "r").exists()
 
 
 def test_exported_run_options(finished, tmp_path):
