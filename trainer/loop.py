@@ -221,15 +221,20 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
         raise SetupError(why)
     if why := tensorboard_missing(config):
         raise SetupError(why)
-    run = _set_up(config, resume, data_fingerprint)
-    # One run at a time in out_dir (trainer.runlock): a second is refused before it writes.
-    with run_lock(run.out_dir if run.lead else None):
-        # A study's driver says it once for all its trials; a run of its own says it here.
-        if (run.lead and data_fingerprint is None
-                and (small := validation_note(config.data, config.model.block_size,
-                                              run.data.n_val_tokens))):
-            print(f"note: {small}", file=sys.stderr, flush=True)
-        return _train(config, run, report, resume, interrupt, overwrite, wall_start)
+    # The caller's random numbers come back as they were: the run seeds torch's (its init and
+    # dropout draw from them), which left a notebook's next draws on the run's seed. CUDA's
+    # where it had started (saving them would start it on a machine training on its CPU).
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=cuda):
+        run = _set_up(config, resume, data_fingerprint)
+        # One run at a time in out_dir (trainer.runlock): a second is refused before it writes.
+        with run_lock(run.out_dir if run.lead else None):
+            # A study's driver says it once for all its trials; a run of its own says it here.
+            if (run.lead and data_fingerprint is None
+                    and (small := validation_note(config.data, config.model.block_size,
+                                                  run.data.n_val_tokens))):
+                print(f"note: {small}", file=sys.stderr, flush=True)
+            return _train(config, run, report, resume, interrupt, overwrite, wall_start)
 
 
 def _train(config: TrainConfig, run: _Run, report: Report | None, resume: bool,

@@ -48,6 +48,15 @@ def test_same_seed_same_run_other_seed_other_run(tiny):
     assert losses[0] != losses[2]
 
 
+def test_a_run_leaves_the_callers_random_numbers_as_they_were(tiny):
+    # train() seeds torch (init, dropout): a notebook's next torch.rand drew the run's stream.
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    result = train(tiny(steps=3, model={"dropout": 0.1}))
+    assert result.status == "completed"
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_huge_learning_rate_diverges_early_with_a_reason(tiny):
     result = train(tiny(steps=100, optim={"name": "sgd", "lr": 1e4, "grad_clip": None}))
     assert result.status == "diverged"
