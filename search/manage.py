@@ -213,6 +213,7 @@ def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
     notes += pruner_notes(cfg)
     notes += sampler_notes(cfg, dims)
     notes += overridden_notes(cfg)
+    notes += [note] if (note := searched_size_note(cfg)) else []
     if cfg.workers.address in (None, "local"):  # trials run here
         notes += compile_note(cfg.trainer.compile, "run", "trainer.")
     notes += [note for note in (cpu_note(cfg), gpu_note(cfg), mps_problem(cfg), auto_note(cfg))
@@ -355,6 +356,27 @@ def overridden_notes(cfg: StudyConfig) -> list[str]:
                      f"{dotted} {how}; to train every trial with {given}, leave {dotted} out of "
                      "search.other")
     return notes
+
+
+SIZE_FIELDS = ("model.n_layer", "model.n_embd", "model.block_size", "optim.beta2")
+"""The trainer fields the priors are taken at (the laws read N, D and the batch in tokens;
+Ma & Yarats' warmup reads beta2)."""
+
+
+def searched_size_note(cfg: StudyConfig) -> str | None:
+    """Where ``search:`` searches a field the priors are taken at (``SIZE_FIELDS``): the priors
+    are the file's value's, which no trial need train (a width searched over 256-512 took the
+    lr of the file's 64, 8x the laws' at 512), and say nothing of it otherwise."""
+    searched = [d for d in SIZE_FIELDS if (s := cfg.setting(d)) is not None and s[1].searched]
+    if not searched or cfg.seeding != "prior" and not any(
+            p is not None and p.prior for p in cfg.search.params.values()):
+        return None
+    at = ", ".join(f"{d} {cfg.fixed_field(d)}" for d in searched)
+    them = "it" if len(searched) == 1 else "them"
+    return (f"priors: taken at {at}, as the file's model: and trainer: give {them}, while "
+            f"search: searches {them}: the laws' lr, tau, batch and warmup move with {them}, so "
+            f"the priors fit trials at those values alone; set {them} in the file to what the "
+            "study centers on, or search each value in a study of its own")
 
 
 FEW_STEPS = 10

@@ -277,3 +277,27 @@ def test_validate_and_run_name_the_study_file_and_a_missing_data_file_once(tmp_p
         assert main([command, str(path)]) == 2
         assert capsys.readouterr().err.splitlines() == expected
     assert not (tmp_path / "runs").exists()
+
+
+def test_priors_taken_at_a_size_the_study_searches_are_said(study_file):
+    # A width searched over 256 and 512 took the priors of the file's width (the default 64 here
+    # too): its lr 8x the laws' at 512, and nothing said so.
+    from scaletune.search.manage import plan_notes
+
+    said = [n for n in plan_notes(load_study(study_file(
+        search={"other": {"model.n_embd": {"choices": [256, 512]},
+                          "optim.beta2": {"low": 0.99, "high": 0.999}}})))
+        if n.startswith("priors: taken at")]
+    model = load_study(study_file()).model
+    assert said == [f"priors: taken at model.n_embd {model.n_embd}, optim.beta2 0.95, as the "
+                    "file's model: and trainer: give them, while search: searches them: the "
+                    "laws' lr, tau, batch and warmup move with them, so the priors fit trials "
+                    "at those values alone; set them in the file to what the study centers on, "
+                    "or search each value in a study of its own"]
+    # Fixed by search: (the priors follow a fixed value), or no prior at all: nothing to say.
+    for search in ({"other": {"model.n_embd": {"value": 256}}},
+                   {**{name: {"low": 0.1, "high": 0.2} for name in ("dropout", "warmup_frac")},
+                    "lr": {"low": 1e-4, "high": 1e-2}, "weight_decay": {"value": 0.1, "as": "lambda"},
+                    "batch_size": {"value": 8}, "other": {"model.n_embd": {"choices": [8, 16]}}}):
+        notes = plan_notes(load_study(study_file(search=search, seeding="none")))
+        assert not [n for n in notes if n.startswith("priors: taken at")], notes
