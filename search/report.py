@@ -110,6 +110,10 @@ STATE_COLOURS = {
 """A trial's colour by its state (``shown_state``)."""
 
 
+BEST_COLOUR = "red"
+"""The best trial's mark in every figure (its star, its curve)."""
+
+
 def shown_state(t: FrozenTrial) -> str:
     """The state a figure shows: Optuna's, but STOPPED for a FAIL trial queued again (stopped
     by Ctrl-C or a signal, left by a stopped driver, its worker lost), which did not fail, and
@@ -568,17 +572,21 @@ def plot_history(study: optuna.Study, out: Path, notes: list[str] | None = None)
     """Optuna's optimization history (complete trials, the best so far) and, over it, each
     pruned trial's last reported loss, which Optuna leaves out; None, with a note, where no
     trial has a loss to show."""
-    pruned = [(t.number, _last_value(t))
+    pruned = [(t.number, _last_value(t), shown_state(t))
               for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))]
-    pruned = [(n, v) for n, v in pruned if v is not None and math.isfinite(v)]
+    pruned = [(n, v, state) for n, v, state in pruned if v is not None and math.isfinite(v)]
     if not pruned and not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         if notes is not None:
             notes.append("optimization history skipped: no trial completed or reported a "
                          "finite loss")
         return None
-    layers = [Layer("pruned: last reported loss", [n for n, _ in pruned], [v for _, v in pruned],
-                    STATE_COLOURS["PRUNED"], marker="x", text=[f"trial {n}" for n, _ in pruned])
-              ] if pruned else []
+    # Pruned and diverged apart (Optuna holds both as PRUNED): a diverged trial was drawn as
+    # "pruned", where the other figures say diverged.
+    layers = [Layer(f"{_state_label(state)}: last reported loss", [n for n, _, s in pruned if
+                                                                     s == state],
+                    [v for _, v, s in pruned if s == state], STATE_COLOURS[state], marker="x",
+                    text=[f"trial {n}" for n, _, s in pruned if s == state])
+              for state in ("PRUNED", "DIVERGED") if any(s == state for *_, s in pruned)]
     with _matplotlib_style():
         ax = optuna_mpl.plot_optimization_history(study, target_name=LOSS_LABEL)
         html = optuna.visualization.plot_optimization_history(study, target_name=LOSS_LABEL)
@@ -675,8 +683,12 @@ def plot_lr_tau(study: optuna.Study, cfg: StudyConfig, out: Path,
         return None
     x_log = _is_log(_distribution(finished, x_name))
     y_log = contour and _is_log(_distribution(finished, searched[1]))
+    n_complete = sum(t.state == TrialState.COMPLETE for t, _, _ in points)
     if contour:
-        title = f"lr x {wd}: final validation loss of each trial"
+        # Optuna's surface is interpolated between the complete trials: from 4 of them it drew
+        # rings and valleys that no trial measured, read as data.
+        title = (f"lr x {wd}: final validation loss, interpolated between the "
+                 f"{n_complete} complete trial{'s' if n_complete != 1 else ''} (dots)")
         y_label = hparams.label(searched[1])
     else:
         other = wd if x_name == "lr" else "lr"
@@ -692,10 +704,15 @@ def plot_lr_tau(study: optuna.Study, cfg: StudyConfig, out: Path,
                                 [y for _, _, y in pts], STATE_COLOURS[state], marker="x", size=9,
                                 text=[f"trial {t.number}" for t, _, _ in pts]))
     complete = [p for p in points if p[0].state == TrialState.COMPLETE]
+    if complete and contour:  # Optuna's own dots are small, grey and in no legend
+        layers.insert(0, Layer(f"complete ({len(complete)})", [x for _, x, _ in complete],
+                               [y for _, _, y in complete], "black", size=6,
+                               text=[f"trial {t.number}: {t.value:.4f}" for t, _, _ in complete]))
     if complete:
         best, bx, by = min(complete, key=lambda p: p[0].value)
-        layers.append(Layer(f"best: trial {best.number} ({best.value:.4f})", [bx], [by], "red",
-                            marker="star", size=18, edge="black", text=[f"trial {best.number}"]))
+        layers.append(Layer(f"best: trial {best.number} ({best.value:.4f})", [bx], [by],
+                            BEST_COLOUR, marker="star", size=18, edge="black",
+                            text=[f"trial {best.number}"]))
     with _matplotlib_style():
         if contour:
             target = f"final {LOSS_LABEL}"
@@ -759,7 +776,10 @@ def plot_curves(study: optuna.Study, out: Path, notes: list[str]) -> Drawn | Non
                 else f"{_state_label(state)} ({counts[state]})")
         curves[f"Trial{t.number}"] = Layer(  # Optuna names each curve "Trial<number>"
             name, steps, [t.intermediate_values[s] for s in steps],
-            STATE_COLOURS.get(state, "grey"), size=3, line=2.8 if is_best else 1.2,
+            # The best in red, as its star in the other figures: thicker in the complete
+            # trials' blue, it was lost among curves that end near it.
+            BEST_COLOUR if is_best else STATE_COLOURS.get(state, "grey"), size=3,
+            line=2.8 if is_best else 1.2,
             text=[f"trial {t.number}"] * len(steps),
         )
     title = f"Learning curves: {study.study_name} ({len(trials)} trials with a curve)"

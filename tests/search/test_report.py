@@ -318,6 +318,18 @@ def test_history_shows_the_same_trials_in_both_versions_pruned_included(mixed, t
     assert [list(t.y) for t in pruned] == [[study.trials[3].intermediate_values[2 * EVAL]]]
 
 
+def test_history_draws_a_diverged_trial_as_diverged(mixed, tmp_path):
+    # It was "pruned: last reported loss" there, and "diverged" in the other figures.
+    _, cfg, study = mixed
+    add_trial(study, cfg, params(2e-2, tau=3.0), 9.0, TrialState.PRUNED, trained=EVAL,
+              prune_reason="diverged: non-finite training loss at step 3")
+    drawn = plot_history(study, tmp_path)
+    names = {t.name: list(t.x) for t in drawn.html.data if "last reported" in (t.name or "")}
+    assert names == {"pruned: last reported loss": [3], "diverged: last reported loss": [5]}
+    assert sorted(c.get_label() for c in drawn.png.axes[0].collections
+                  if "last reported" in c.get_label()) == sorted(names)
+
+
 def test_best_trial_is_starred_in_both_lr_tau_versions(mixed, tmp_path):
     _, cfg, study = mixed
     notes: list[str] = []
@@ -330,6 +342,11 @@ def test_best_trial_is_starred_in_both_lr_tau_versions(mixed, tmp_path):
     assert png[0].get_offsets().tolist() == [[4e-3, 0.8]]
     assert (list(html[0].x), list(html[0].y)) == ([4e-3], [0.8])
     assert html[0].marker.symbol == "star"
+    # The surface is Optuna's interpolation between the complete trials: the title says so, and
+    # the trials it rests on are drawn and in the legend (Optuna's small grey dots were in none).
+    assert "interpolated between the 3 complete trials (dots)" in drawn.html.layout.title.text
+    dots = [t for t in drawn.html.data if t.name == "complete (3)"]
+    assert len(dots) == 1 and sorted(dots[0].x) == [1e-3, 4e-3, 2e-2]
     # Rule: the pruned and the failed trial, which Optuna's contour leaves out, are in both.
     for state in ("pruned", "fail"):
         assert [c.get_label() for c in ax.collections].count(state) == 1, state
@@ -350,8 +367,9 @@ def test_curves_are_coloured_by_state_alike_in_both_versions(mixed, tmp_path):
     # Rule: one curve per trial that reported a loss, the failed one included, coloured by its
     # state; the best trial's curve has an entry of its own; the same in both versions.
     complete, pruned, fail = (STATE_COLOURS[s] for s in ("COMPLETE", "PRUNED", "FAIL"))
+    # The best in red, as its star elsewhere: in the complete trials' blue it was lost among them.
     assert png == html == sorted([
-        ("best: trial 1 (2.2000)", complete), ("complete (3)", complete),
+        ("best: trial 1 (2.2000)", "red"), ("complete (3)", complete),
         ("complete (3)", complete), ("fail (1)", fail), ("pruned (1)", pruned),
     ])
 
