@@ -974,26 +974,38 @@ def as_launched(study: optuna.Study, cfg: StudyConfig,
                 ran_with: StudyConfig) -> tuple[StudyConfig, str | None]:
     """``ran_with`` with the n_trials, sampler and pruner of the study's last launch (for a
     study that did not record them: the study file's pruner, ``cfg``'s), and the note of a
-    pruner other than the one it started with (``pruner_note``). For show and report."""
+    pruner or a sampler other than the one it started with (``pruner_note``). For show and
+    report."""
     if LAST_RUN not in study.user_attrs:
         if pruner_note(study.user_attrs, cfg):
             ran_with = ran_with.model_copy(update={"pruner": cfg.pruner})
         return ran_with, pruner_note(study.user_attrs, ran_with)
     ran_with = last_run(study, ran_with)
     stored = study.user_attrs.get("config")
-    first = (stored.get("pruner") or {}).get("name") if isinstance(stored, dict) else None
-    last, next_ = ran_with.pruner.name, cfg.pruner.name
+    said = [note for kind, kept in (("pruner", "trials already stopped keep their decisions"),
+                                    ("sampler", "trials already drawn keep their values"))
+            if (note := _launched_under(kind, kept, stored, getattr(ran_with, kind).name,
+                                        getattr(cfg, kind).name))]
+    return ran_with, ". ".join(said) or None
+
+
+def _launched_under(kind: str, kept: str, stored: Any, last: str, next_: str) -> str | None:
+    """The note of a study whose ``kind`` (pruner, sampler) changed since its first launch (as
+    the config it recorded names it): at its last launch (``last``), or in the study file
+    (``next_``); None where none changed. (show described the whole of a study begun under TPE
+    as random search once its file named random.)"""
+    first = (stored.get(kind) or {}).get("name") if isinstance(stored, dict) else None
     if first is None or first == last == next_:
-        return ran_with, None
-    said = (f"this study started under the {first} pruner"
-            + (f" and its last launch ran under the {last} pruner" if last != first else "")
-            + "; trials already stopped keep their decisions")
+        return None
+    said = (f"this study started under the {first} {kind}"
+            + (f" and its last launch ran under the {last} {kind}" if last != first else "")
+            + f"; {kept}")
     if next_ != last:
-        said += f"; the study file names the {next_} pruner, which its next launch runs under"
+        said += f"; the study file names the {next_} {kind}, which its next launch runs under"
     if next_ != first:
-        said += (f". `pruner: {_as_written(stored['pruner'])}` in the study file returns to the "
+        said += (f". `{kind}: {_as_written(stored[kind])}` in the study file returns to the "
                  "one it started with")
-    return ran_with, said
+    return said
 
 
 def last_run(study: optuna.Study, ran_with: StudyConfig) -> StudyConfig:

@@ -425,6 +425,10 @@ def test_show_names_the_sampler_and_pruner_of_the_last_launch(tmp_path, shakespe
             "none pruner; trials already stopped keep their decisions. `pruner: {name: median, "
             "n_startup_trials: 2, n_warmup_steps: 8192}` in the study file returns to the one it "
             "started with") in out, out
+    # And the sampler: show read "sampler random" alone, as if TPE had drawn none of the trials.
+    assert ("this study started under the tpe sampler and its last launch ran under the random "
+            "sampler; trials already drawn keep their values; the study file names the tpe "
+            "sampler, which its next launch runs under") in out, out
     # The file naming the first pruner again: show says which runs next, and no advice to
     # write what the file says already.
     raw["pruner"] = {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 8192}
