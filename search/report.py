@@ -59,6 +59,7 @@ import plotly.graph_objects as go
 from matplotlib.axes import Axes
 from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -506,6 +507,14 @@ def _set_axis(ax: Axes, html: go.Figure, axis: str, span: tuple[float, float], l
     """The same scale and range on ``axis`` ('x' or 'y') of both versions."""
     getattr(ax, f"set_{axis}scale")("log" if log else "linear")
     getattr(ax, f"set_{axis}lim")(*span)
+    if log and span[1] < 100 * span[0]:
+        # Under two decades matplotlib labels the powers of ten alone ("10^0" and "10^1" under
+        # batch sizes 1-16): 2 and 5 times them too, as plain numbers, as plotly does.
+        which = getattr(ax, f"{axis}axis")
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        which.set_major_formatter(plain)
+        which.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+        which.set_minor_formatter(plain)
     update = html.update_xaxes if axis == "x" else html.update_yaxes
     update(type="log" if log else "linear",
            range=[math.log10(v) for v in span] if log else list(span),
@@ -1001,6 +1010,14 @@ def plot_priors(study: optuna.Study, cfg: StudyConfig, out: Path,
             for layer in row.layers:
                 _draw(layer, ax, html, row=i)
             _set_axis(ax, html, "x", row.span(), row.log, row=i)
+            if row.name == "batch_size" and row.log:  # its choices are powers of two
+                low, high = row.span()
+                ticks = [2**k for k in range(math.ceil(math.log2(low)),
+                                             math.floor(math.log2(high)) + 1)]
+                ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+                ax.xaxis.set_minor_formatter(NullFormatter())
+                html.update_xaxes(tickvals=ticks, ticktext=[f"{t:g}" for t in ticks], row=i,
+                                  col=1)
             _set_axis(ax, html, "y", (-0.6, 0.4), False, row=i)
             ax.set_yticks([])
             ax.set_ylabel(row.name, rotation=0, ha="right", va="center")

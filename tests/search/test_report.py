@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
 import warnings
 from html.parser import HTMLParser
@@ -672,6 +673,30 @@ def test_priors_fitted_to_your_studies_say_so_in_both_versions(tmp_path):
     png_legend = {text.get_text() for text in drawn.png.legends[0].get_texts()}
     html_legend = {t.name for t in drawn.html.data if t.showlegend is not False}
     assert {"fitted prior center", "prior center"} <= png_legend & html_legend
+
+
+def test_the_priors_figure_labels_short_log_axes_and_batch_sizes_as_numbers(mixed, tmp_path):
+    # Under two decades only the powers of ten had labels: batch sizes read "10^0" and "10^1".
+    _, cfg, study = mixed
+    drawn = plot_priors(study, cfg, tmp_path, [])
+    rows = [row.name for row in prior_rows(study, cfg)]
+    batch = drawn.png.axes[rows.index("batch_size")]
+    ticks = [float(t) for t in batch.get_xticks()]
+    assert len(ticks) >= 2 and all(math.log2(t).is_integer() for t in ticks), ticks
+    assert [label.get_text() for label in batch.get_xticklabels()] == [f"{t:g}" for t in ticks]
+    html_axis = drawn.html.layout[f"xaxis{rows.index('batch_size') + 1}"]
+    assert list(html_axis.tickvals) == ticks
+    # Any log axis under two decades (an lr range of 0.002-0.04) has numbers between its
+    # powers of ten, as plain numbers.
+    import plotly.graph_objects as go
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    ax = fig.add_subplot()
+    report._set_axis(ax, go.Figure(), "x", (0.002, 0.04), True)
+    fig.canvas.draw()
+    shown = [t.get_text() for t in ax.get_xticklabels(which="both") if t.get_text()]
+    assert {"0.002", "0.005", "0.01", "0.02"} <= set(shown), shown
 
 
 def test_priors_from_the_published_laws_follow_the_record_not_the_config(mixed, tmp_path):
