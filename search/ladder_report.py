@@ -50,23 +50,31 @@ def published_center(cfg: StudyConfig, target: str) -> float:
     return prior.center * (cfg.model.block_size if target == "batch_size" else 1)
 
 
-def target_best(ladder: Ladder) -> tuple[ScalePoint | None, StudyConfig]:
+def target_best(ladder: Ladder) -> tuple[ScalePoint | None, StudyConfig, dict[str, float]]:
     """The target study's best trial as a point of the laws (None before it finished a trial),
-    and the target's config: the one its trials ran with once it has run (the study file may
-    have changed since), else the study file's."""
+    the target's config: the one its trials ran with once it has run (the study file may
+    have changed since), else the study file's; and the centers of the priors it searched
+    around, as the laws count them (batch in tokens per step; none before it ran)."""
     if finished_trials(ladder.target) == 0:
-        return None, ladder.target
+        return None, ladder.target, {}
     study, ran_with, _ = open_study(ladder.target, ladder.source)
+    recorded = study.user_attrs.get("priors") or {}
+    centers = {name: float(p["center"]) * (ran_with.model.block_size if name == "batch_size"
+                                           else 1)
+               for name, p in recorded.items() if isinstance(p, dict) and "center" in p}
     try:
-        return scale_points(ran_with, study, ladder.cfg.scale)[0], ran_with
+        return scale_points(ran_with, study, ladder.cfg.scale)[0], ran_with, centers
     except ConfigError:  # no complete trial yet
-        return None, ran_with
+        return None, ran_with, centers
 
 
 def plot_fit(ladder: Ladder, fit: PowerLawFit | CarriedFit, best: ScalePoint | None,
-             out: Path, target: StudyConfig | None = None) -> Drawn:
+             out: Path, target: StudyConfig | None = None,
+             searched_at: float | None = None) -> Drawn:
     """The figure of one fitted law or carried value (see the module); ``target``: the config
-    the target study ran with (default the ladder's study file), whose scale is the target's."""
+    the target study ran with (default the ladder's study file), whose scale is the target's;
+    ``searched_at``: the center of the prior the target study searched around, where it ran
+    (the prediction, or its blend with the published laws where the fit is weak)."""
     law = isinstance(fit, PowerLawFit)
     target = target or ladder.target
     top = study_scale(target, ladder.cfg.scale)
@@ -102,6 +110,9 @@ def plot_fit(ladder: Ladder, fit: PowerLawFit | CarriedFit, best: ScalePoint | N
                         COLOURS["fit"], marker=None, line=3.0))
     layers.append(Layer("prediction at the target", [top], [at_target.value], COLOURS["fit"],
                         marker="star", size=14))
+    if searched_at is not None:  # a blend sat apart from the star, unexplained
+        layers.append(Layer("target study's prior center", [top], [searched_at],
+                            COLOURS["target"], marker="x", size=11))
     found = None if best is None else getattr(best, fit.target)
     if found is not None:
         layers.append(Layer("target study's best trial", [top], [found], COLOURS["target"],
@@ -139,5 +150,6 @@ def make_ladder_figures(ladder: Ladder, out: Path, laws_: FittedLaws | None = No
                 f"{ladder.source}` writes it once two rungs have finished"])
         laws_ = FittedLaws.load(ladder.laws_file)
     out.mkdir(parents=True, exist_ok=True)
-    best, target = target_best(ladder)
-    return [plot_fit(ladder, fit, best, out, target) for fit in laws_.all_fits()]
+    best, target, centers = target_best(ladder)
+    return [plot_fit(ladder, fit, best, out, target, centers.get(fit.target))
+            for fit in laws_.all_fits()]

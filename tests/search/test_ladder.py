@@ -644,6 +644,9 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
         shown = {t.name: t.x for t in drawn.html.data}
         assert shown["target study's best trial"] == (trained,), shown
         assert shown["prediction at the target"][-1] == trained, shown
+        # Beside the prediction, the center the target searched around (a blend where the fit
+        # is weak, which the star alone left unexplained).
+        assert shown["target study's prior center"] == (trained,), shown
     study_file.write_text(before)
 
     # Rule: a launch whose fit replaces laws that differ at the target keeps the file it
