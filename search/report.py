@@ -599,6 +599,13 @@ def plot_history(study: optuna.Study, out: Path, notes: list[str] | None = None)
     with _matplotlib_style():
         ax = optuna_mpl.plot_optimization_history(study, target_name=LOSS_LABEL)
         html = optuna.visualization.plot_optimization_history(study, target_name=LOSS_LABEL)
+        # Optuna's legend named the complete trials' dots after the axis and the line "Best
+        # Value": said as the other figures say them.
+        renamed = {LOSS_LABEL: "complete: final loss", "Best Value": "best so far"}
+        for artist in [*ax.collections, *ax.get_lines()]:
+            artist.set_label(renamed.get(artist.get_label(), artist.get_label()))
+        for trace in html.data:
+            trace.name = renamed.get(trace.name, trace.name)
         for layer in layers:
             _draw(layer, ax, html)
         _titles(ax, html, f"Optimization history: {study.study_name}", "trial number", LOSS_LABEL)

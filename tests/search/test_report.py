@@ -317,6 +317,11 @@ def test_history_shows_the_same_trials_in_both_versions_pruned_included(mixed, t
     assert png_points == html_points(drawn.html) == [0, 1, 2, 3]
     pruned = [t for t in drawn.html.data if t.name.startswith("pruned")]
     assert [list(t.y) for t in pruned] == [[study.trials[3].intermediate_values[2 * EVAL]]]
+    # The legend says what each mark is (Optuna's named the dots after the axis, and "Best
+    # Value"), alike in both versions.
+    legend = {text.get_text() for text in ax.get_legend().get_texts()}
+    assert legend == {t.name for t in drawn.html.data if len(t.x or ())} == {
+        "complete: final loss", "best so far", "pruned: last reported loss"}
 
 
 def test_history_draws_a_diverged_trial_as_diverged(mixed, tmp_path):
