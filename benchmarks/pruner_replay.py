@@ -53,7 +53,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.search_efficiency import command_line
+from benchmarks.search_efficiency import command_line, strategy_seed
 from benchmarks.suite import TASK_NAMES
 
 PRUNERS = {
@@ -122,12 +122,6 @@ def hindsight(trials: list[Any], budget: int, after: float) -> Any:
     return Hindsight()
 
 
-def _seed(path: Path) -> int | None:
-    """The seed of a random-search study file, ``random-s<seed>.db``; None for another file."""
-    seed = path.stem.removeprefix("random-s")
-    return int(seed) if path.stem.startswith("random-s") and seed.isdigit() else None
-
-
 def load(suite: Path, workdir: Path,
          tasks: Iterable[str] = TASK_NAMES) -> dict[tuple[str, int], tuple[Any, list[Any]]]:
     """(task, seed) -> (study config, complete trials in order), from copies in ``workdir``:
@@ -139,8 +133,9 @@ def load(suite: Path, workdir: Path,
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     studies = {}
     for task in sorted(tasks):
-        found = {_seed(f): f for f in (suite / task / "studies").glob("random-s*.db")}
-        for seed, source in sorted((s, f) for s, f in found.items() if s is not None):
+        found = [(named[1], f) for f in (suite / task / "studies").glob("random-s*.db")
+                 if (named := strategy_seed(f)) is not None and named[0] == "random"]
+        for seed, source in sorted(found):
             copy = workdir / f"{task}-random-s{seed}.db"
             shutil.copyfile(source, copy)
             study = optuna.load_study(study_name=f"random-s{seed}", storage=f"sqlite:///{copy}")

@@ -336,6 +336,13 @@ def map_jobs(fn: Callable[[Any], Any], jobs: list[Any], workers: int,
 # --------------------------------------------------------------------------- analysis
 
 
+def strategy_seed(path: Path) -> tuple[str, int] | None:
+    """The strategy and seed of a study file ``<strategy>-s<seed>.db`` (``study_config``'s
+    names); None for another file."""
+    strategy, _, seed = path.stem.rpartition("-s")
+    return (strategy, int(seed)) if strategy in STRATEGIES and seed.isdigit() else None
+
+
 def with_stored(bench: Bench) -> Bench:
     """``bench`` widened to every strategy and seed whose study its folder holds, so that the
     tables compare all of them: a run of some strategies or seeds (a longer TPE + median, one
@@ -343,9 +350,8 @@ def with_stored(bench: Bench) -> Bench:
     would be the best of this run's."""
     found: dict[str, set[int]] = {}
     for path in (bench.out / "studies").glob("*-s*.db"):
-        strategy, _, seed = path.stem.rpartition("-s")
-        if strategy in STRATEGIES and seed.isdigit():
-            found.setdefault(strategy, set()).add(int(seed))
+        if (named := strategy_seed(path)) is not None:
+            found.setdefault(named[0], set()).add(named[1])
     strategies = tuple(s for s in STRATEGIES if s in bench.strategies or s in found)
     seeds = max([bench.seeds] + [max(v) + 1 for v in found.values()])
     return replace(bench, strategies=strategies, seeds=seeds)

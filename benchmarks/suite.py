@@ -190,13 +190,19 @@ def _write_if_changed(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def _read_in_place(corpus: str) -> Path | None:
+    """The file a corpus is read from where it lies: Tiny Shakespeare's, or the one a corpus
+    given as a path names; None for a corpus built from Python's own text."""
+    if corpus == "shakespeare":
+        return se.DEFAULT_DATA
+    return None if corpus in CORPORA else Path(corpus).expanduser().resolve()
+
+
 def corpus_file(corpus: str, root: Path) -> Path:
     """The corpus as one text file under ``root/corpora`` (Tiny Shakespeare, and a corpus given
     as a file's path, are used in place)."""
-    if corpus == "shakespeare":
-        return se.DEFAULT_DATA
-    if corpus not in CORPORA:
-        return Path(corpus).expanduser().resolve()
+    if (in_place := _read_in_place(corpus)) is not None:
+        return in_place
     path = root / "corpora" / f"{corpus}.txt"
     _write_if_changed(path, BUILDERS[corpus]())
     return path
@@ -228,9 +234,8 @@ def bpe_file(corpus: str, vocab: int, root: Path) -> Path:
 def missing_data(tasks: list[Task]) -> str | None:
     """What the tasks read that is not there (Tiny Shakespeare beside the checkout, a corpus
     given as a path), said before anything runs: else each study fails with a traceback."""
-    files = {t.name: se.DEFAULT_DATA if t.corpus == "shakespeare" else Path(t.corpus).expanduser()
-             for t in tasks if t.corpus == "shakespeare" or t.corpus not in CORPORA}
-    gone = [f"{name} reads {path}" for name, path in files.items() if not path.is_file()]
+    gone = [f"{t.name} reads {path}" for t in tasks
+            if (path := _read_in_place(t.corpus)) is not None and not path.is_file()]
     if not gone:
         return None
     return (f"{'; '.join(gone)}: file not found (Tiny Shakespeare is ../shared/data/"
