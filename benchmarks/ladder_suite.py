@@ -219,7 +219,7 @@ def suite_trials(task: suite.Task, suite_root: Path) -> Any:
         return suite_trials_csv(task, suite_root / task.name / TRIALS_CSV)
     for path in paths:
         name = path.stem
-        strategy, seed = name.rsplit("-s", 1)
+        strategy, seed = se.strategy_seed(path) or ("", 0)
         if strategy == "defaults" or strategy not in SUITE_LIMITS:  # defaults: no search
             continue
         used = 0.0
