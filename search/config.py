@@ -1094,7 +1094,8 @@ def job_server_problem(cfg: StudyConfig) -> str | None:
         return None
     return (f"workers.address: {cfg.workers.job_server} is a Ray cluster's job server: "
             "`scaletune run --detach` hands the driver to that cluster; to drive the study from "
-            "here, give auto or ray://HOST:10001")
+            "here, give auto, HOST:6379 (the head's address, as `ray start --address` takes "
+            "it) or ray://HOST:10001")
 
 
 TAU_LIKE_LAMBDA = 1.0

@@ -104,7 +104,8 @@ def test_a_job_server_address_is_refused_without_detach(tmp_path, shakespeare, c
     assert main(["validate", str(path)]) == 0
     assert ("workers.address: http://127.0.0.1:8265 is a Ray cluster's job server: `scaletune "
             "run --detach` hands the driver to that cluster; to drive the study from here, give "
-            "auto or ray://HOST:10001 (`scaletune run` without --detach refuses it)") in flat(
+            "auto, HOST:6379 (the head's address, as `ray start --address` takes it) or "
+            "ray://HOST:10001 (`scaletune run` without --detach refuses it)") in flat(
         capsys.readouterr().out)
 
 
