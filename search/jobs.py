@@ -128,6 +128,12 @@ def client(url: str) -> Any:
                              f"is stored here ({stored}), which Ray presents only under "
                              "RAY_AUTH_MODE=token: export RAY_AUTH_MODE=token (if it is this "
                              "cluster's token) and run the command again") from None
+        if presents_token():  # a token went, and was not the cluster's
+            where = ("RAY_AUTH_TOKEN" if os.environ.get("RAY_AUTH_TOKEN") else
+                     f"the file {stored}" if stored.is_file() else "this machine's settings")
+            raise SetupError(f"the Ray job server at {url} refused the token in {where}: it is "
+                             "not this cluster's; give the one its head holds (`ray "
+                             "get-auth-token` on the head prints it)") from None
         raise SetupError(f"the Ray job server at {url} asks for the cluster's token: set "
                          "RAY_AUTH_MODE=token and the token in RAY_AUTH_TOKEN (or in the file "
                          "RAY_AUTH_TOKEN_PATH names, by default ~/.ray/auth_token)") from None

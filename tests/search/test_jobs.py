@@ -490,6 +490,10 @@ def test_a_job_server_that_asks_for_a_token_says_where_this_machine_keeps_one(tm
         # Elsewhere, where the token comes from.
         token.unlink()
         assert "set RAY_AUTH_MODE=token and the token in RAY_AUTH_TOKEN" in said()
+        # A token sent and refused is not the cluster's: it was told to set what was set.
+        env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+        assert (f"the Ray job server at {url} refused the token in RAY_AUTH_TOKEN: it is not "
+                "this cluster's") in said(), said()
     finally:
         server.shutdown()
 
