@@ -591,11 +591,13 @@ def plot_history(study: optuna.Study, out: Path, notes: list[str] | None = None)
         return None
     # Pruned and diverged apart (Optuna holds both as PRUNED): a diverged trial was drawn as
     # "pruned", where the other figures say diverged.
-    layers = [Layer(f"{_state_label(state)}: last reported loss", [n for n, _, s in pruned if
-                                                                     s == state],
-                    [v for _, v, s in pruned if s == state], STATE_COLOURS[state], marker="x",
-                    text=[f"trial {n}" for n, _, s in pruned if s == state])
-              for state in ("PRUNED", "DIVERGED") if any(s == state for *_, s in pruned)]
+    by_state: dict[str, list[tuple[int, float]]] = {"PRUNED": [], "DIVERGED": []}
+    for number, value, state in pruned:
+        by_state[state].append((number, value))
+    layers = [Layer(f"{_state_label(state)}: last reported loss", [n for n, _ in points],
+                    [v for _, v in points], STATE_COLOURS[state], marker="x",
+                    text=[f"trial {n}" for n, _ in points])
+              for state, points in by_state.items() if points]
     with _matplotlib_style():
         ax = optuna_mpl.plot_optimization_history(study, target_name=LOSS_LABEL)
         html = optuna.visualization.plot_optimization_history(study, target_name=LOSS_LABEL)
