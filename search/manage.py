@@ -85,13 +85,13 @@ from scaletune.search.space import (
 from scaletune.search.storage import (
     READ_ERRORS,
     cannot_read,
-    file_in_the_way,
     make_storage,
     mask_url,
     scrub,
     sqlite_file_errors,
     sqlite_path,
     storage_problems,
+    study_folder_problem,
     tally,
     unreachable,
     unusable_url,
@@ -476,7 +476,7 @@ def plan_problems(cfg: StudyConfig, dims: list | None = None,
     if dims is None or fixed is None:
         dims, fixed = build_space(cfg, planning_priors(cfg))
     storage = storage_problems(cfg.storage, cfg.storage_url)
-    if cfg.storage is None and (in_the_way := file_in_the_way(cfg.folder)):
+    if cfg.storage is None and (in_the_way := study_folder_problem(cfg.folder)):
         storage.append(in_the_way)  # the runner's to make, with the default storage in it
     change = None if storage else stored_change(cfg)
     # A vocabulary below a tokenizer's size known offline (the run finds the others' once it

@@ -98,6 +98,7 @@ from scaletune.search.summary import (
 )
 from scaletune.trainer.console import given_console, whole_cells
 from scaletune.trainer.errors import ConfigError
+from scaletune.trainer.runlock import file_in_the_way
 
 STATE_COLOURS = {
     "COMPLETE": "#1f77b4",
@@ -1023,10 +1024,10 @@ def plot_priors(study: optuna.Study, cfg: StudyConfig, out: Path,
                 low, high = row.span()
                 ticks = [2**k for k in range(math.ceil(math.log2(low)),
                                              math.floor(math.log2(high)) + 1)]
-                ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+                labels = [f"{t:g}" for t in ticks]
+                ax.set_xticks(ticks, labels)
                 ax.xaxis.set_minor_formatter(NullFormatter())
-                html.update_xaxes(tickvals=ticks, ticktext=[f"{t:g}" for t in ticks], row=i,
-                                  col=1)
+                html.update_xaxes(tickvals=ticks, ticktext=labels, row=i, col=1)
             _set_axis(ax, html, "y", (-0.6, 0.4), False, row=i)
             ax.set_yticks([])
             ax.set_ylabel(row.name, rotation=0, ha="right", va="center")
@@ -1054,13 +1055,10 @@ LADDER_FIGURE = ("the optimum each rung found (the spread of its near-best trial
 def report_folder_problem(out: Path, example: str) -> str | None:
     """Why no report can be written into ``out``: a file stands there or above it (``-o
     final.yaml``); ``example`` shows a folder's path given the way the caller takes it."""
-    for above in [out, *out.parents]:
-        if above.exists():
-            if above.is_dir():
-                return None
-            return (f"{above} is a file; a report is a folder of files (index.html, trials.csv, "
-                    f"plots): give a folder's path, e.g. {example}")
-    return None
+    if (above := file_in_the_way(out)) is None:
+        return None
+    return (f"{above} is a file; a report is a folder of files (index.html, trials.csv, "
+            f"plots): give a folder's path, e.g. {example}")
 
 
 def make_report(

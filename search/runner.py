@@ -72,13 +72,13 @@ from scaletune.search.space import centers_outside, nothing_searched, outside_ra
 from scaletune.search.storage import (
     SQLITE_BUSY_TIMEOUT_S,
     batch,
-    file_in_the_way,
     make_storage,
     mask_url,
     opened_to_read,
     scrub,
     sqlite_path,
     storage_problems,
+    study_folder_problem,
     unreachable,
 )
 from scaletune.search.tracking import Tracker
@@ -226,7 +226,7 @@ def _refuse_a_second_driver(cfg: StudyConfig) -> None:
 
 
 def _folder_errors(folder: Path) -> list[str]:
-    if problem := file_in_the_way(folder):
+    if problem := study_folder_problem(folder):
         return [problem]
     try:
         folder.mkdir(parents=True, exist_ok=True)

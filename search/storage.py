@@ -21,6 +21,7 @@ import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 
 from scaletune.trainer.errors import ConfigError, ScaletuneError, StorageError, first_line
+from scaletune.trainer.runlock import file_in_the_way
 
 # scheme://user:PASSWORD@host...: the password runs to the last '@' before the host, so that an
 # unescaped '@' in it is hidden too. Parsed by hand: a URL that SQLAlchemy cannot parse (a bad
@@ -151,16 +152,13 @@ def unreachable(url: str) -> str | None:
     return None
 
 
-def file_in_the_way(folder: Path) -> str | None:
+def study_folder_problem(folder: Path) -> str | None:
     """Why the study folder ``folder`` cannot be made: a file where it, or one of the folders it
     lies in, must be a folder (mkdir said "File exists" or "Not a directory"); None otherwise."""
-    for path in (folder, *folder.parents):
-        if path.is_dir():
-            return None
-        if path.exists() or path.is_symlink():
-            return (f"study_dir: {path} is a file, where the study's folder {folder} needs a "
-                    "folder: move the file, or give study_dir another folder")
-    return None
+    if (path := file_in_the_way(folder)) is None:
+        return None
+    return (f"study_dir: {path} is a file, where the study's folder {folder} needs a folder: "
+            "move the file, or give study_dir another folder")
 
 
 def storage_problems(given: str | None, url: str) -> list[str]:

@@ -32,12 +32,18 @@ def _busy(out_dir: Path, holder: str) -> SetupError:
         "it end, or stop it (Ctrl-C, or kill its pid), then run again; or set another out_dir")
 
 
+def file_in_the_way(folder: Path) -> Path | None:
+    """The file that stands where ``folder``, or a folder above it, must be a folder (making
+    it fails: "File exists", "Not a directory"); None where there is none. A run's out_dir, a
+    study's folder and a report's folder are checked with it."""
+    return next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), None)
+
+
 def out_dir_problem(out_dir: Path) -> str | None:
     """Why a run cannot write into ``out_dir`` (a file there or above it, a folder it may not
     write to), in words that follow ``out_dir {out_dir}: ``; None where it can."""
     out_dir = Path(os.path.normpath(out_dir))
-    blocked = next((p for p in [out_dir, *out_dir.parents] if p.exists() and not p.is_dir()), None)
-    if blocked is not None:
+    if (blocked := file_in_the_way(out_dir)) is not None:
         return (f"{blocked} is a file, and a run writes its checkpoint and logs into a folder: "
                 "give another out_dir")
     there = next(p for p in [out_dir, *out_dir.parents] if p.exists())
