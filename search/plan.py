@@ -994,7 +994,7 @@ def _launched_under(kind: str, kept: str, stored: Any, last: str, next_: str) ->
     the config it recorded names it): at its last launch (``last``), or in the study file
     (``next_``); None where none changed. (show described the whole of a study begun under TPE
     as random search once its file named random.)"""
-    first = (stored.get(kind) or {}).get("name") if isinstance(stored, dict) else None
+    first = _first_name(stored, kind)
     if first is None or first == last == next_:
         return None
     said = (f"this study started under the {first} {kind}"
@@ -1003,7 +1003,7 @@ def _launched_under(kind: str, kept: str, stored: Any, last: str, next_: str) ->
     if next_ != last:
         said += f"; the study file names the {next_} {kind}, which its next launch runs under"
     if next_ != first:
-        said += (f". `{kind}: {_as_written(stored[kind])}` in the study file returns to the "
+        said += (f". `{kind}: {_as_written(stored[kind], kind)}` in the study file returns to the "
                  "one it started with")
     return said
 
@@ -1042,9 +1042,15 @@ def sampler_note(attrs: dict[str, Any], cfg: StudyConfig) -> str | None:
                      "the trials it has run stay and the new one draws the next")
 
 
+def _first_name(stored: Any, section: str) -> str | None:
+    """The name of the ``section`` (pruner, sampler) a study started under, as the config it
+    recorded at its first launch gives it; None where it recorded none."""
+    return (stored.get(section) or {}).get("name") if isinstance(stored, dict) else None
+
+
 def _switched(attrs: dict[str, Any], cfg: StudyConfig, section: str, kept: str) -> str | None:
     stored = attrs.get("config")
-    before = (stored.get(section) or {}).get("name") if isinstance(stored, dict) else None
+    before = _first_name(stored, section)
     now = getattr(cfg, section).name
     if before is None or before == now:
         return None

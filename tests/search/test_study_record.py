@@ -438,6 +438,14 @@ def test_show_names_the_sampler_and_pruner_of_the_last_launch(tmp_path, shakespe
     assert ("its last launch ran under the none pruner; trials already stopped keep their "
             "decisions; the study file names the median pruner, which its next launch runs "
             "under") in out and "returns to" not in out, out
+    # A third sampler in the file: the way back gives the first one's options too (its record
+    # was read as a pruner's, and the options dropped).
+    raw["sampler"] = {"name": "gp"}
+    write_study(tmp_path, raw)
+    assert main(["show", str(path)]) == 0
+    out = flat(capsys.readouterr().out)
+    assert ("`sampler: {name: tpe, n_startup_trials: 3}` in the study file returns to the one it "
+            "started with") in out, out
 
 
 def test_the_dry_run_of_a_resumed_study_gives_runs_notes(tmp_path, shakespeare, capsys):
