@@ -401,18 +401,26 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
         console.print(line, highlight=False, markup=False, soft_wrap=True)
     replaced = " (it replaces the training config that was there)" if done.replaced else ""
     console.print(f"wrote {done.path}{replaced}", highlight=False, markup=False)
-    for line in run_commands(str(done.path)):
+    for line in run_commands(str(done.path), done.config.batch_size):
         console.print(line, highlight=False, markup=False, soft_wrap=True)
     return 0
 
 
-def run_commands(path: str) -> list[str]:
-    """How to train an exported file: one process, the GPUs of one machine, several machines."""
+def run_commands(path: str, batch_size: int | None = None) -> list[str]:
+    """How to train an exported file: one process, the GPUs of one machine, several machines.
+    ``batch_size``: the file's, which the processes share in equal parts (a batch of 1 cannot
+    be shared: its file was told to run on N GPUs, which the launch then refused)."""
     train = f"scaletune train {shlex.quote(path)}"
+    if batch_size == 1:
+        return [f"train it with:  {train}",
+                "  on several GPUs: batch_size 1 cannot be shared between processes; give a "
+                "larger batch_size in the file first"]
+    divides = f"   # N divides batch_size {batch_size}" if batch_size else ""
     return [
         f"train it with:  {train}",
-        f"  on N GPUs:    {train} --nproc-per-node N",
-        "  on M machines, on each (R = 0..M-1; out_dir on a file system they share):",
+        f"  on N GPUs:    {train} --nproc-per-node N{divides}",
+        "  on M machines, on each (R = 0..M-1; out_dir on a file system they share"
+        + (f"; N x M divides batch_size {batch_size}):" if batch_size else "):"),
         f"                {train} --nproc-per-node N --nnodes M --node-rank R "
         "--rdzv-endpoint NODE0:29500",
         "  parallel: fsdp in the file shards a model that does not fit one GPU",

@@ -419,6 +419,14 @@ def test_an_export_says_how_to_train_on_one_machine_or_several():
     assert lines[1].endswith("scaletune train 'my runs/final.yaml' --nproc-per-node N")
     assert lines[3].strip() == ("scaletune train 'my runs/final.yaml' --nproc-per-node N --nnodes M "
                                 "--node-rank R --rdzv-endpoint NODE0:29500")
+    # The processes share the batch in equal parts: the lines say so, and a batch of 1, which
+    # no launch of several processes takes, gets no such command (it was told to run on N GPUs).
+    lines = run_commands("final.yaml", batch_size=48)
+    assert lines[1].endswith("--nproc-per-node N   # N divides batch_size 48")
+    assert "N x M divides batch_size 48" in lines[2]
+    lines = run_commands("final.yaml", batch_size=1)
+    assert not any("--nproc-per-node" in line for line in lines)
+    assert "batch_size 1 cannot be shared between processes" in lines[1]
 
 
 def test_a_ctrl_c_after_the_command_is_done_quits_at_once_without_a_traceback(tmp_path):
