@@ -113,6 +113,7 @@ from scaletune.trainer.data import (
     cache_dir,
     column_problem,
     download_notes,
+    fingerprint_known,
     holds_tokens,
     known_tokens,
     known_vocab_size,
@@ -895,13 +896,21 @@ def _storage_state(cfg: StudyConfig, stored: list[Any] | None, repeat_best: int 
         done, total = n_done(stored), trials_asked(stored, cfg.n_trials)
         there = (f"it holds this study, {finished_of(stored, done, cfg.n_trials)}: "
                  + ("nothing to run" if done >= total and not repeat_best
-                    else "the run resumes it"))
+                    else f"the run resumes it{_if_same_data(cfg)}"))
     elif name in names:
-        there = "it holds this study: the run resumes it"
+        there = f"it holds this study: the run resumes it{_if_same_data(cfg)}"
     else:
         others = f"{len(names)} other stud{'y' if len(names) == 1 else 'ies'}" if names else "no study"
         there = f"the file exists and holds {others}: the study starts there"
     return f"{mask_url(url)} ({there})"
+
+
+def _if_same_data(cfg: StudyConfig) -> str:
+    """What a resume also needs where the plan cannot check it: data that reads as the study's
+    trials' did, told only once the run prepares it (a .jsonl with a line added: the plan said
+    the run resumes, and the run refused it)."""
+    return "" if fingerprint_known(cfg.data) else (
+        " if its data is the data its trials trained on (the run checks it as it prepares it)")
 
 
 def _budget(cfg: StudyConfig, priors: Priors) -> str:

@@ -83,7 +83,7 @@ from scaletune.search.storage import (
 )
 from scaletune.search.tracking import Tracker
 from scaletune.trainer.console import given_console, make_console
-from scaletune.trainer.data import prepare_data, unread_note, validation_note
+from scaletune.trainer.data import folder_note, prepare_data, unread_note, validation_note
 from scaletune.trainer.errors import (
     DISK_ERRNOS,
     ConfigError,
@@ -385,7 +385,8 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
                  if cfg.seeding == "prior" else [])
         notes += nothing_searched(plan.dims, cfg.n_trials)
         small = validation_note(cfg.data, cfg.model.block_size, data.n_val_tokens)
-        said = (unread_note(cfg.data), optim_note(cfg), optimizer_note(cfg), *notes, small,
+        said = (unread_note(cfg.data), folder_note(cfg.data), optim_note(cfg), optimizer_note(cfg),
+                *notes, small,
                 elsewhere_note(cfg),
                 laws_fit_note(cfg, data.fingerprint))
         for note in [n for n in said if n]:

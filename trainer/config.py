@@ -357,6 +357,17 @@ class DataConfig(_Strict):
     data_files: str | list[str] | None = None
     """Files for the dataset (source == 'hf'): local files for the builders text/json/csv/parquet/
     arrow (relative paths resolve against the config file), or files in a hub dataset's repository."""
+
+    @field_validator("data_files", mode="before")
+    @classmethod
+    def _files_not_by_split(cls, value: Any) -> Any:
+        # `datasets` takes {train: ..., validation: ...}; here it met "expected text or a list".
+        if isinstance(value, dict):
+            raise ValueError(
+                f"a mapping of splits ({', '.join(map(str, value))}) is what `datasets` takes; "
+                "here data_files names the training files (a file, a glob or a list) and "
+                "data.val_path the validation files, if they are given apart")
+        return value
     name: str | None = None
     """Dataset configuration name (source == 'hf')."""
     split: str = "train"

@@ -19,8 +19,10 @@ import codecs
 import contextlib
 import glob
 import hashlib
+import io
 import itertools
 import json
+import lzma
 import os
 import sys
 import sysconfig
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from scaletune.trainer.config import (
+    FILE_BUILDERS,
     LOCAL_BUILDERS,
     TOKENIZERS_ALLOWED,
     DataConfig,
@@ -535,9 +538,9 @@ def hub_download_note(cfg: DataConfig) -> str | None:
 def download_notes(cfg: DataConfig) -> list[str]:
     """What preparing this data would download (``tiktoken_download_note``,
     ``hub_download_note``), one note each; first, the fields its source ignores
-    (``unread_note``)."""
-    return [n for n in (unread_note(cfg), tiktoken_download_note(cfg), hub_download_note(cfg))
-            if n]
+    (``unread_note``) and the files of its folder it leaves out (``folder_note``)."""
+    return [n for n in (unread_note(cfg), folder_note(cfg), tiktoken_download_note(cfg),
+                        hub_download_note(cfg)) if n]
 
 
 def unread_note(cfg: DataConfig) -> str | None:
@@ -702,6 +705,8 @@ def _read_hf(cfg: DataConfig, arrow: str | None = None) -> list[str]:
     streaming = cfg.max_documents is not None
     if saved := saved_dataset(cfg.dataset):
         streaming = False  # memory-mapped: max_documents takes the first rows below
+    if problem := folder_problem(cfg):  # load_dataset: 'Unknown split "train"', no more
+        raise DataError(problem)
     try:
         with _bars_on_terminal_only(datasets):
             if saved:
@@ -765,15 +770,88 @@ def _text_builder(cfg: DataConfig) -> bool:
     dropped)."""
     if cfg.dataset == "text":
         return True
+    read = _folder_read(cfg)
+    return read is not None and read[0] == "text"
+
+
+def _folder_read(cfg: DataConfig) -> tuple[str, dict[str, list[str]]] | None:
+    """For a local folder of data files (``_files_folder``): the builder `datasets` picks for
+    it (by its files' most common suffix) and the files it reads as each split (by their names:
+    train*, test*, *-validation-* ...), nothing read; None for another dataset, or a folder
+    whose files it cannot read (load_dataset says why)."""
     if (folder := _files_folder(cfg)) is None:
-        return False
+        return None
     from datasets.load import dataset_module_factory
 
-    try:  # local: the builder it picks by the files' suffixes, nothing read
-        module = dataset_module_factory(folder).module_path
+    try:
+        module = dataset_module_factory(folder)
+        files = module.builder_configs_parameters.builder_configs[0].data_files or {}
     except Exception:  # noqa: BLE001 - load_dataset says why it cannot read the folder
-        return False
-    return module.rsplit(".", 1)[-1] == "text"
+        return None
+    return (module.module_path.rsplit(".", 1)[-1],
+            {str(split): [str(f) for f in paths] for split, paths in files.items()})
+
+
+def folder_problem(cfg: DataConfig) -> str | None:
+    """A local folder of data files whose file names make `datasets` read it as splits of which
+    none is ``split`` (a file named test-notes.jsonl made the folder one 'test' split): the run
+    failed with "Unknown split", after validate had said ok. None otherwise."""
+    read = _folder_read(cfg)
+    if read is None or cfg.split in read[1]:
+        return None
+    builder, splits = read
+    named = "; ".join(f"{split}: {_few(paths)}" for split, paths in splits.items())
+    example = next(iter(splits.values()))[0]
+    return (f"{_key(cfg, 'data.split')}: {cfg.split!r} is not a split of the folder "
+            f"{cfg.dataset!r} as `datasets` reads it: its files' names make the split(s) "
+            f"{', '.join(map(repr, splits))} ({named}); give split: one of them, or read every "
+            f"file as one: dataset: {builder}, data_files: {_glob_of(cfg, example)}")
+
+
+def folder_note(cfg: DataConfig) -> str | None:
+    """The note for data files of a local folder that the split read leaves out: of another
+    kind than the folder's most common (a .jsonl among .txt files), or in no split where the
+    file names name splits (more.jsonl beside train.jsonl). They were left out without a word.
+    None where every data file of the folder is read, or is another split's."""
+    read = _folder_read(cfg)
+    if read is None or cfg.split not in read[1]:
+        return None
+    builder, splits = read
+    taken = {os.path.realpath(f) for paths in splits.values() for f in paths}
+    left = sorted(str(f) for f in Path(os.path.expanduser(cfg.dataset)).rglob("*")
+                  if f.is_file() and not any(part.startswith(".") for part in f.parts)
+                  and _data_suffix(f.name) and os.path.realpath(f) not in taken)
+    if not left:
+        return None
+    other = [f for f in left if _data_suffix(f) != builder]
+    unsplit = [f for f in left if _data_suffix(f) == builder]
+    why = "; ".join(
+        [f"{_few(other)}: it reads one kind of file, {builder}, the folder's most common"]
+        * bool(other)
+        + [f"{_few(unsplit)}: in none of the splits its files' names make"] * bool(unsplit))
+    return (f"data.dataset: `datasets` reads split {cfg.split!r} of the folder {cfg.dataset!r} "
+            f"from {_few(splits[cfg.split])}, and leaves out {len(left)} of its data files "
+            f"({why}); to choose the files: dataset: {builder}, data_files: [FILE, ...] or a "
+            f"glob such as {_glob_of(cfg, splits[cfg.split][0])}")
+
+
+def _data_suffix(name: str) -> str | None:
+    """The local builder that reads a file of this name (c.jsonl.gz: json), else None."""
+    return FILE_BUILDERS.get(os.path.splitext(_uncompressed_name(name))[1].lower().lstrip("."))
+
+
+def _few(paths: list[str]) -> str:
+    """Up to three file names of ``paths``, and how many more."""
+    names = [os.path.basename(p) for p in paths]
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return ", ".join(names[:3]) + more
+
+
+def _glob_of(cfg: DataConfig, example: str) -> str:
+    """A data_files glob for every file under the folder with the suffix of ``example``."""
+    name = os.path.basename(example)
+    suffix = os.path.splitext(_uncompressed_name(name))[1] + name[len(_uncompressed_name(name)):]
+    return f"'{cfg.dataset.rstrip('/')}/**/*{suffix}'"
 
 
 def _files_folder(cfg: DataConfig) -> str | None:
@@ -953,6 +1031,19 @@ def read_fingerprint(cfg: DataConfig) -> str | None:
     return _fingerprint(docs, cfg) if any(docs) else None
 
 
+def fingerprint_known(cfg: DataConfig) -> bool:
+    """Whether ``read_fingerprint`` tells this data's fingerprint without preparing it (where it
+    does not, a study that trained on other data is refused only once the run prepares it)."""
+    if held := validation_part(cfg):
+        return fingerprint_known(_training_part(cfg)) and fingerprint_known(held)
+    try:
+        return _cached_tokens(cfg) is not None or (
+            cfg.source == "text"
+            and sum(os.path.getsize(p) for p in _text_paths(cfg)) <= CHECK_READ_LIMIT)
+    except (DataError, OSError):  # a file missing: the checks name it
+        return False
+
+
 def _nothing_to_learn(docs: list[str], cfg: DataConfig) -> str | None:
     """Text a model learns to a loss near 0 (the study reported that as its best): whitespace
     only, or one character repeated."""
@@ -987,6 +1078,8 @@ def column_problem(cfg: DataConfig) -> str | None:
         return _no_splits(cfg) or column_problem(_training_part(cfg)) or column_problem(held)
     if cfg.source == "hf" and (saved := saved_dataset(cfg.dataset)):
         return _saved_problem(cfg, saved)
+    if cfg.source == "hf" and (problem := folder_problem(cfg)):
+        return problem
     if (cfg.source != "hf" or cfg.dataset not in ("text", "csv", "json", "parquet")
             or not cfg.data_files):
         return None
@@ -1002,8 +1095,11 @@ def column_problem(cfg: DataConfig) -> str | None:
                 f"{'the file is' if len(paths) == 1 else f'its {len(paths)} files are'} empty "
                 "(0 bytes): nothing to train on")
     if cfg.dataset == "text":  # the run: DatasetGenerationError, caused by UnicodeDecodeError
-        with open(first, "rb") as f:
-            head = f.read(2**20)
+        try:
+            with _open_data_file(first) as f:
+                head = f.read(2**20)
+        except (OSError, EOFError, lzma.LZMAError):  # not compressed as its suffix says
+            return None  # the run says so
         try:
             codecs.getincrementaldecoder("utf-8")().decode(head, final=len(head) < 2**20)
         except UnicodeDecodeError as e:
@@ -1016,8 +1112,8 @@ def column_problem(cfg: DataConfig) -> str | None:
     except _NotJsonLines as e:
         return (f"{_key(cfg, 'data.data_files')}: {first!r} line 1 is not JSON ({e}): a JSON Lines file holds "
                 "one JSON object per line")
-    except (OSError, ValueError, ImportError):
-        return None  # the run says what is wrong with the file
+    except (OSError, ValueError, ImportError, EOFError, lzma.LZMAError):  # a compressed file
+        return None  # cut short or not compressed as its suffix says: the run says so too  # the run says what is wrong with the file
     if columns and cfg.text_column not in columns:
         return _no_column(cfg, columns)
     return _not_text(cfg, odd[0], odd[1], columns) if odd else None
@@ -1065,14 +1161,15 @@ def _head(builder: str, path: str, column: str) -> tuple[list[str] | None, tuple
             return list(schema.names), None
         values = pq.read_table(path, columns=[column]).column(0).to_pylist()
         return list(schema.names), (str(kind), next(iter(values), None))
-    with open(path, encoding="utf-8-sig", newline="") as f:  # a BOM, as `datasets` reads it
+    with io.TextIOWrapper(_open_data_file(path), encoding="utf-8-sig",  # a BOM, as `datasets`
+                          newline="") as f:  # reads it
         if builder == "json":
             line = f.readline(2**20).strip()
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as e:
                 # A .json file may be one document over many lines; a .jsonl file may not.
-                if path.lower().endswith(".jsonl") and line:
+                if _uncompressed_name(path).lower().endswith(".jsonl") and line:
                     raise _NotJsonLines(e.msg) from None
                 return None, None
             if not isinstance(record, dict):
@@ -1098,6 +1195,27 @@ def _head(builder: str, path: str, column: str) -> tuple[list[str] | None, tuple
         return columns, None
     whole = all(v.strip().lstrip("+-").isdigit() for v in values)
     return columns, (("int64" if whole else "float64"), values[0])
+
+
+COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
+"""The compressions of a data file that `datasets` reads through (by the file's suffix), with
+the standard module that reads each, for validate's look at a file's first lines."""
+
+
+def _uncompressed_name(path: str) -> str:
+    """``path`` without a suffix of COMPRESSED: c.jsonl.gz -> c.jsonl."""
+    root, suffix = os.path.splitext(path)
+    return root if suffix.lower() in COMPRESSED else path
+
+
+def _open_data_file(path: str) -> Any:
+    """A data file opened for reading bytes, decompressed where its suffix says it is
+    compressed (COMPRESSED): validate read a .jsonl.gz raw, and refused as not UTF-8 text a
+    file that the run trained on."""
+    import importlib
+
+    module = COMPRESSED.get(os.path.splitext(path)[1].lower())
+    return importlib.import_module(module).open(path, "rb") if module else open(path, "rb")
 
 
 def _intact(cache: Path, meta: dict[str, Any]) -> bool:

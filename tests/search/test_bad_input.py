@@ -169,6 +169,11 @@ CASES = [
     # Accepted, then sampling up to it raised OverflowError after the first trial.
     ("a weight decay range up to infinity", "search.weight_decay",
      {"low": 10, "high": float("inf"), "as": "lambda"}, "search.weight_decay: inf is not allowed"),
+    # `datasets`' own form: it said "expected text or a list".
+    ("data_files by split", "data", {"source": "hf", "dataset": "json",
+                                     "data_files": {"train": "a.jsonl", "validation": "b.jsonl"}},
+     "data.data_files: a mapping of splits (train, validation) is what `datasets` takes; here "
+     "data_files names the training files (a file, a glob or a list) and data.val_path"),
     # As the plan and `best` name it.
     ("tau as a search key", "search.tau", {"low": 1, "high": 10},
      "tau is weight decay's timescale: search it as weight_decay: {..., as: tau}"),

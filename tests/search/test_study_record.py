@@ -163,6 +163,41 @@ def test_validate_and_the_dry_run_refuse_a_change_that_run_would(cfg, tmp_path, 
     assert main(["validate", str(write_study(tmp_path, raw))]) == 0
 
 
+def test_the_dry_run_says_a_resume_waits_on_data_it_cannot_check(tmp_path, shakespeare, capsys):
+    # A .jsonl the study trained on, a line added: the dry run said "the run resumes it", and the
+    # run refused the data (a dataset's fingerprint is known only once it is prepared).
+    import json
+
+    from scaletune.search.cli import main
+    from tests.search.helpers import write_study
+
+    rows = tmp_path / "rows.jsonl"
+    text = shakespeare.read_text()[:60_000]
+    rows.write_text("".join(json.dumps({"text": text[i:i + 2000]}) + "\n"
+                            for i in range(0, len(text), 2000)))
+    raw = tiny_study(tmp_path, shakespeare)
+    raw["data"] = {"source": "hf", "dataset": "json", "data_files": str(rows),
+                   "cache_dir": str(tmp_path / "cache")}
+    path = str(write_study(tmp_path, raw))
+    cfg = validate_study(raw)
+    cfg.folder.mkdir(parents=True)
+    open_study(cfg)
+    with rows.open("a") as f:
+        f.write('{"text": "a line added"}\n')
+    assert main(["run", path, "--dry-run"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("the run resumes it if its data is the data its trials trained on (the run checks it "
+            "as it prepares it)") in out
+    # Text whose fingerprint the plan reads: it checks, and says no more.
+    raw = tiny_study(tmp_path, shakespeare, study_dir=str(tmp_path / "text-study"))
+    cfg = validate_study(raw)
+    cfg.folder.mkdir(parents=True)
+    open_study(cfg)
+    assert main(["run", str(write_study(tmp_path, raw)), "--dry-run"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "the run resumes it" in out and "if its data" not in out
+
+
 def test_a_study_moved_with_its_data_or_its_cache_moved_resumes(cfg, tmp_path, shakespeare):
     open_study(cfg)
     # The same text elsewhere (a checkout moved, another machine's mount) and another cache:

@@ -155,6 +155,71 @@ def test_a_folder_of_text_files_reads_a_document_per_file(tmp_path):
     assert prepare_data(folder, 16).fingerprint == prepare_data(as_text, 16).fingerprint
 
 
+def test_a_folder_whose_files_datasets_would_leave_out_says_which(tmp_path):
+    # `datasets` reads one kind of file of a folder (its most common suffix), and where file
+    # names name splits (train*, test*), the files each names: the others were left out of
+    # training without a word (a .jsonl among .txt files; more.jsonl beside train.jsonl), and a
+    # folder whose one named file was test-notes.jsonl failed at the run, validate having said
+    # ok.
+    from scaletune.trainer.data import column_problem
+
+    def folder(name, files):
+        (tmp_path / name).mkdir()
+        for file, text in files.items():
+            (tmp_path / name / file).write_text(text)
+        return DataConfig(source="hf", dataset=str(tmp_path / name),
+                          cache_dir=str(tmp_path / "cache"))
+
+    prose = "Some prose to train on, and more of it.\n" * 40
+    mixed = folder("mixed", {"a.txt": prose, "b.txt": prose, "c.jsonl": '{"text": "x"}\n'})
+    (note,) = download_notes(mixed)
+    assert "reads split 'train' of the folder" in note and "from a.txt, b.txt" in note
+    assert "leaves out 1 of its data files (c.jsonl: it reads one kind of file, text" in note
+    assert read_documents(mixed) == [prose, prose]  # what it says is what is read
+    named = folder("named", {"train.jsonl": '{"text": "a b"}\n', "more.jsonl": '{"text": "c"}\n',
+                             "test.jsonl": '{"text": "d"}\n'})
+    (note,) = download_notes(named)  # test.jsonl is another split's: not left out
+    assert "(more.jsonl: in none of the splits its files' names make)" in note
+    assert "dataset: json, data_files: [FILE, ...]" in note
+    assert column_problem(named) is None
+    only_test = folder("only_test", {"shard-0.jsonl": '{"text": "a"}\n',
+                                     "test-notes.jsonl": '{"text": "b"}\n'})
+    problem = column_problem(only_test)
+    assert problem.startswith("data.split: 'train' is not a split of the folder")
+    assert "the split(s) 'test' (test: test-notes.jsonl); give split: one of them" in problem
+    with pytest.raises(DataError) as e:  # the run's own words: 'Unknown split "train"'
+        prepare_data(only_test, 16)
+    assert str(e.value) == problem
+    # Every file read: no note.
+    assert download_notes(folder("plain", {"a.txt": prose})) == []
+
+
+def test_compressed_data_files_are_checked_as_the_run_reads_them(tmp_path):
+    # `datasets` reads a .jsonl.gz (and .bz2, .xz) through; validate read it raw and refused as
+    # "not UTF-8 text" a file that the run trained on.
+    import gzip
+    import lzma
+
+    from scaletune.trainer.data import column_problem
+
+    rows = '{"text": "some prose"}\n{"text": "more prose"}\n'
+    (tmp_path / "c.jsonl.gz").write_bytes(gzip.compress(rows.encode()))
+    (tmp_path / "t.txt.xz").write_bytes(lzma.compress(b"plain text\n"))
+    gz = DataConfig(source="hf", dataset="json", data_files=str(tmp_path / "c.jsonl.gz"),
+                    cache_dir=str(tmp_path / "cache"))
+    assert column_problem(gz) is None
+    assert read_documents(gz) == ["some prose", "more prose"]
+    # What it checks, it checks in the decompressed text: the column.
+    assert column_problem(gz.model_copy(update={"text_column": "body"})) == (
+        "data.text_column: 'body' is not a column of 'json', which has ['text']")
+    xz = DataConfig(source="hf", dataset="text", data_files=str(tmp_path / "t.txt.xz"),
+                    cache_dir=str(tmp_path / "cache"))
+    assert column_problem(xz) is None
+    (tmp_path / "bad.txt.gz").write_bytes(gzip.compress(b"\xff\xfe not text"))
+    bad = xz.model_copy(update={"data_files": str(tmp_path / "bad.txt.gz")})
+    assert "bad.txt.gz' is not UTF-8 text" in column_problem(bad)
+
+
 def test_a_glob_that_matches_folders_reads_their_files_alone(tmp_path):
     # `corpus/**` matches corpus/ and its folders too: an IsADirectoryError at the first trial.
     from scaletune.trainer.config import text_files
