@@ -102,8 +102,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             url = job_server(cfg, args.address)
         print_plan(cfg, console, repeat_best=args.repeat_best)
         if url is not None:
-            console.print(f"detach    submitted as a Ray job to {url}: the driver runs on the "
-                          "cluster, and this command returns", markup=False, highlight=False)
+            console.print(f"detach    the run would submit it as a Ray job to {url} (not "
+                          "reached by this dry run): its driver would run on the cluster, and the "
+                          "command return", markup=False, highlight=False)
         return 0
     if args.detach:
         from scaletune.search.jobs import job_server, submit
@@ -192,10 +193,17 @@ def cmd_jobs(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.config import load_study
     from scaletune.search.jobs import job_server, list_jobs
     from scaletune.search.storage import mask_url
+    from scaletune.search.studies import looks_like_a_name
 
-    cfg = load_study(args.study) if args.study else None
+    try:
+        cfg = load_study(args.study) if args.study else None
+    except ConfigError as e:  # a study's name, as `jobs`, `logs` and `stop` take it
+        if e.errors != ["file not found"] or not looks_like_a_name(args.study):
+            raise
+        cfg = None
+    name = cfg.name if cfg else args.study
     storage = args.storage or (cfg.storage_url if cfg else None)
-    return list_jobs(job_server(cfg, args.address), cfg.name if cfg else None, console,
+    return list_jobs(job_server(cfg, args.address), name, console,
                      mask_url(storage) if storage else None)
 
 
@@ -609,6 +617,14 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         super().error(_shortened(message) + _did_you_mean(self, message))
 
+    def _get_option_tuples(self, option_string: str) -> list[tuple]:
+        # A prefix of two spellings of one option (--nproc: --nproc-per-node, --nproc_per_node)
+        # is that option; argparse (3.11) refused it as ambiguous.
+        kept: dict[int, tuple] = {}
+        for match in super()._get_option_tuples(option_string):
+            kept.setdefault(id(match[0]), match)
+        return list(kept.values())
+
 
 def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
     """``; did you mean run?`` for argparse's error ``message``, or '' where nothing is close."""
@@ -623,6 +639,8 @@ def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
         close = next(iter(difflib.get_close_matches(chosen.group(1), choices, n=1, cutoff=0.6)),
                      None)
     elif unknown := re.match(r"unrecognized arguments: (.*)", message):
+        if "--version" in unknown.group(1).split() and parser.prog != "scaletune":
+            return "; --version goes before the command: scaletune --version"
         options = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
         for word in unknown.group(1).split():
             if word.startswith("--") and (close := closest(word.partition("=")[0], options)):
@@ -680,7 +698,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("jobs", help="studies run as Ray jobs (run --detach): status and progress")
     job_storage = ("the storage the study runs on, where `run --detach --storage` gave another "
                    "(a study is its name in its storage)")
-    p.add_argument("study", nargs="?", help="study YAML: its jobs only")
+    p.add_argument("study", nargs="?", metavar="STUDY|NAME",
+                   help="study YAML or a study's name: its jobs only")
     p.add_argument("--address", metavar="URL", help=job_server)
     p.add_argument("--storage", metavar="URL", type=_storage_url, help=job_storage)
     p.set_defaults(func=cmd_jobs)
@@ -806,6 +825,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    for word in sys.argv[1:] if argv is None else argv:  # the options before the command
+        if not word.startswith("-"):
+            break
+        # One argparse took as the command's, then said only "required: command".
+        if word != "-h" and not (len(word) > 2 and any(
+                option.startswith(word.partition("=")[0]) for option in ("--help", "--version"))):
+            parser.error(f"unrecognized arguments: {word}")
     args, extra = parser.parse_known_args(argv)
     if extra:  # said with the command's own usage, not the list of commands
         from scaletune.search.storage import mask_url

@@ -725,7 +725,7 @@ def print_plan(cfg: StudyConfig, console: Console, repeat_best: int = 0) -> None
         ("pruner", describe_pruner(cfg)),
         ("workers", _resources(cfg)),
         ("storage", _storage_state(cfg, stored, repeat_best)),
-        ("budget", _budget(cfg, priors)),
+        ("budget", _budget(cfg, priors, repeat_best)),
     ]
     if repeat_best:
         when = ("first, or after the search where no trial has completed yet"
@@ -913,14 +913,18 @@ def _if_same_data(cfg: StudyConfig) -> str:
         " if its data is the data its trials trained on (the run checks it as it prepares it)")
 
 
-def _budget(cfg: StudyConfig, priors: Priors) -> str:
+def _budget(cfg: StudyConfig, priors: Priors, repeat_best: int = 0) -> str:
+    """The tokens and FLOPs of n_trials full trials and the ``repeat_best`` repeats (never
+    pruned), at most: the repeats were left out of "at most"."""
     n = int(dict(priors.context)["non_embedding_params"])
     # The largest model searched (search.other's model.n_layer, model.n_embd): "at most" was
     # counted at the file's, and the run trained twice that.
     top = largest_shape(cfg, BYTE_VOCAB).non_embedding_params  # no vocabulary in N
     largest = "" if top <= n else ", the largest model searched"
-    tokens = cfg.n_trials * cfg.tokens_per_trial
-    return (f"{cfg.n_trials} trials x {cfg.tokens_per_trial:,} tokens = {tokens:,} tokens, "
+    tokens = (cfg.n_trials + repeat_best) * cfg.tokens_per_trial
+    repeats = f" + {repeat_best} repeat(s)" if repeat_best else ""
+    return (f"{cfg.n_trials} trials{repeats} x {cfg.tokens_per_trial:,} tokens = {tokens:,} "
+            "tokens, "
             f"{laws.flops_6nd(max(n, top), tokens):.3g} FLOPs (6ND, N = {max(n, top):,} "
             f"non-embedding params{largest}) at most, up to one step's tokens more per trial "
             "(a trial trains whole steps); pruned trials train less")

@@ -100,7 +100,7 @@ def startable(path: str, resume: bool, overwrite: bool, world: int = 1) -> Train
     try:
         config = load_train_config(path)
     except ConfigError as e:
-        print(f"{e.source}: {len(e.errors)} error(s)", file=sys.stderr)
+        print(f"{len(e.errors)} error(s) in {e.source}:", file=sys.stderr)  # as the others say it
         for err in e.errors:
             print(f"  {err}", file=sys.stderr)
         return None

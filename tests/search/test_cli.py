@@ -491,6 +491,8 @@ def test_a_terminal_that_is_not_utf8_gets_the_message_not_a_unicode_error(tmp_pa
     (["run", "--dryrun", "study.yaml"], "unrecognized arguments: --dryrun", "--dry-run"),
     (["export", "--modle", "n_embd=64", "study.yaml", "-o", "final.yaml"],
      "unrecognized arguments: --modle", "--model"),
+    # Before the command: argparse took it as the command's and said "required: command".
+    (["--verison"], "scaletune: error: unrecognized arguments: --verison", "--version"),
 ])
 def test_a_misspelt_command_or_option_is_answered_with_the_one_meant(argv, refused, meant,
                                                                      capsys):
@@ -506,3 +508,24 @@ def test_a_misspelt_command_or_option_is_answered_with_the_one_meant(argv, refus
     with pytest.raises(SystemExit):
         main(["zzzz"])
     assert "did you mean" not in capsys.readouterr().err  # nothing close: nothing suggested
+
+
+def test_options_are_taken_by_a_prefix_and_where_they_go_is_said(tmp_path, capsys):
+    from scaletune.search.cli import build_parser, main
+
+    # A prefix of an option with two spellings (--nproc-per-node, --nproc_per_node) is that
+    # option: argparse (3.11) refused it as ambiguous between them.
+    args = build_parser().parse_args(["train", "final.yaml", "--nproc", "2"])
+    assert args.nproc_per_node == 2
+    with pytest.raises(SystemExit) as e:  # a prefix of two options stays ambiguous
+        build_parser().parse_args(["train", "final.yaml", "--r"])
+    assert e.value.code == 2 and "ambiguous option: --r could match" in capsys.readouterr().err
+    # --version after a command: where it goes.
+    with pytest.raises(SystemExit):
+        main(["show", "study.yaml", "--version"])
+    assert capsys.readouterr().err.strip().endswith(
+        "unrecognized arguments: --version; --version goes before the command: "
+        "scaletune --version")
+    with pytest.raises(SystemExit) as e:  # a prefix of --version before the command is it
+        main(["--vers"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("scaletune ")

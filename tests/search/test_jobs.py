@@ -82,6 +82,9 @@ def test_a_command_on_a_job_needs_a_job_server(capsys, monkeypatch, tmp_path):
     url = f"http://127.0.0.1:{closed_port()}"
     assert main(["logs", "my-study", "--address", url]) == 2
     assert f"cannot reach the Ray job server at {url}" in flat(capsys.readouterr().err)
+    # `jobs` takes it too (it said "file not found").
+    assert main(["jobs", "my-study", "--address", url]) == 2
+    assert f"cannot reach the Ray job server at {url}" in flat(capsys.readouterr().err)
     # One that came from RAY_ADDRESS is named so: the error blamed an --address never given.
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
     assert main(["jobs"]) == 2
@@ -328,6 +331,7 @@ def test_a_detached_study_is_followed_stopped_and_resumed_from_outside(tmp_path,
     # Progress from the driver's log: the tally after each finished trial.
     assert job in listed.stdout and "RUNNING" in listed.stdout
     assert re.search(r"tiny  done [1-9]\d*  pruned 0  failed 0  running \d  of 30", listed.stdout)
+    assert job in scaletune("jobs", "tiny", "--address", job_server).stdout  # by its name
     # A study of the same name in a storage of its own is another study: its jobs were this
     # one's, and `stop` of its file stopped this job.
     elsewhere = tmp_path / "elsewhere"

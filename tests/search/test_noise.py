@@ -253,9 +253,14 @@ def test_run_repeat_best_plans_its_repeats_first_or_after_the_search(tmp_path, c
     # No study yet, or none of its trials complete: the repeats come after the search (it was
     # refused, "run it first": a search and its repeats took two launches).
     assert main(["run", str(path), "--repeat-best", "2", "--dry-run"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
     assert ("repeats the study's best complete trial, 2 more time(s) with training seeds it has "
             "not used, never pruned, after the search (no trial has completed yet), on top of "
-            "n_trials") in " ".join(capsys.readouterr().out.split())
+            "n_trials") in out
+    # The budget's "at most" counts them (it left them out).
+    tokens = (cfg.n_trials + 2) * cfg.tokens_per_trial
+    assert (f"budget {cfg.n_trials} trials + 2 repeat(s) x {cfg.tokens_per_trial:,} tokens = "
+            f"{tokens:,} tokens") in out
     assert not cfg.folder.exists()
     study = make_study(cfg)
     add_trial(study, cfg, params(1e-3), 2.6, TrialState.PRUNED, trained=2 * EVAL)

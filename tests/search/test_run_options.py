@@ -181,7 +181,9 @@ def test_dry_run_with_a_job_server_says_what_the_run_would_do(tmp_path, capsys):
     # Rule: with --detach, the plan says the driver goes to the cluster as a Ray job.
     code, out = run(capsys, str(path), "--dry-run", "--detach", "--address", server)
     assert code == 0, out
-    assert f"detach submitted as a Ray job to {server}: the driver runs on the cluster" in out
+    # Not "submitted": a dry run reaches no server (this one listens nowhere).
+    assert (f"detach the run would submit it as a Ray job to {server} (not reached by this dry "
+            "run): its driver would run on the cluster") in out
     assert not cfg.folder.exists()
 
 

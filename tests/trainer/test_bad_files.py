@@ -137,7 +137,7 @@ def test_bytes_that_are_not_utf8_name_their_offset(tmp_path, capsys):
     run = tmp_path / "run.yaml"
     run.write_bytes(b"tokens: 1000\nseed: \xff\xfe\n")
     err = train_errors(run, capsys)
-    assert err == [f"{run}: 1 error(s)", "  not UTF-8 text: byte 0xff at offset 19 (line 2); "
+    assert err == [f"1 error(s) in {run}:", "  not UTF-8 text: byte 0xff at offset 19 (line 2); "
                                          "save the file as UTF-8"]
 
 

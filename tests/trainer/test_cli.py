@@ -417,7 +417,7 @@ def test_a_study_or_ladder_file_given_to_train_says_which_command_takes_it(
     err = capsys.readouterr().err
     # One error that names the file's kind and the command, not a line per key a run lacks;
     # and on N processes, said once, before torchrun starts ranks that would each say it.
-    assert f"{path}: 1 error(s)" in err and says.format(path=path) in err
+    assert f"1 error(s) in {path}:" in err and says.format(path=path) in err
     assert "unknown key" not in err and "launching" not in err
 
 
