@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import stat
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -23,12 +25,15 @@ given and the head's), and the driver's node there (``node``): while Ray runs on
 later study asks for the same cluster or is refused."""
 
 
-def init_ray(cfg: StudyConfig) -> None:
+def init_ray(cfg: StudyConfig) -> str | None:
     """Start Ray on this machine for a local study (``workers.address`` None or 'local'),
     listening on loopback only, or join the cluster at ``workers.address``. Where Ray runs in
     this process already (a study before, in a notebook), it is kept: a study that names another
     cluster than the one init_ray started or joined is refused (it ran on the first, without a
-    word); one started by ``ray.init`` elsewhere is taken as it is."""
+    word); one started by ``ray.init`` elsewhere is taken as it is.
+
+    Returns a note for the user, or None: the Ray token that guards a local cluster's ports,
+    readable by other users of this machine (``private_token``)."""
     address = cfg.workers.address
     if ray.is_initialized():
         asked, joined = "local" if address in (None, "local") else address, _JOINED.get("asked")
@@ -73,6 +78,7 @@ def init_ray(cfg: StudyConfig) -> None:
     constants = ray._private.ray_constants
     multi_node = constants.ENABLE_RAY_CLUSTER
     constants.ENABLE_RAY_CLUSTER = False
+    token_existed = ray_token().exists()
     try:
         # Trials exchange only small messages: a small object store spares shared memory.
         # address="local": a cluster of this machine's own, even while another Ray cluster runs
@@ -81,6 +87,7 @@ def init_ray(cfg: StudyConfig) -> None:
             ray.init(address="local", num_cpus=usable_cores(),
                      object_store_memory=256 * 1024**2, **kwargs)
         _joined("local")
+        return private_token(ray_token(), token_existed)
     except Exception as e:  # a traceback from Ray's node start-up said nothing to do
         with contextlib.suppress(Exception):
             ray.shutdown()  # what started of it
@@ -88,6 +95,34 @@ def init_ray(cfg: StudyConfig) -> None:
     finally:
         # Once the node is up, Ray answers its node IP (loopback) from the node itself.
         constants.ENABLE_RAY_CLUSTER = multi_node
+
+
+def ray_token() -> Path:
+    """Where Ray (2.60) keeps the token of its token authentication, which it writes at the
+    first start of a local cluster (ray._private.authentication.authentication_token_setup)
+    with the process's umask: readable by every user of a machine whose home folders are (0644
+    in 0755)."""
+    return Path.home() / ".ray" / "auth_token"
+
+
+def private_token(path: Path, existed: bool) -> str | None:
+    """Keep the Ray token at ``path`` to its owner: a token file that this start of Ray wrote
+    readable by others is made 0600 (whoever reads it can join the study's cluster on loopback
+    and run code as its user); one that was there already, readable so, is only noted, for it
+    may be shared on purpose. None where there is nothing to say."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    if st.st_uid != os.getuid() or not st.st_mode & 0o077:
+        return None
+    if not existed:
+        with contextlib.suppress(OSError):
+            os.chmod(path, 0o600)
+            return None
+    return (f"{path}, the Ray token that guards this study's ports, is readable by other users "
+            f"of this machine (mode {stat.S_IMODE(st.st_mode):o}): anyone who reads it can run "
+            f"code on the study's cluster as you; `chmod 600 {path}` keeps it yours")
 
 
 def local_start_failed(error: BaseException) -> str:

@@ -84,7 +84,7 @@ def job_server(cfg: StudyConfig | None, address: str | None) -> str:
                          + (f" (workers.address {joined} is the cluster the study joins, not "
                             "its job server)" if joined not in (None, "local") else ""))
     if not url.startswith(("http://", "https://")):
-        raise SetupError(f"{given}: {url} is not a Ray job server: give the cluster's "
+        raise SetupError(f"{given}: {mask_url(url)} is not a Ray job server: give the cluster's "
                          "dashboard address, http://HEAD:8265"
                          + (" (with --address, or in RAY_API_SERVER_ADDRESS, which is read "
                             "first)" if given == "RAY_ADDRESS" else ""))
@@ -111,7 +111,7 @@ def client(url: str) -> Any:
                                timeout=JOB_SERVER_TIMEOUT_S).close()
     except (TimeoutError, urllib.error.URLError) as e:
         if isinstance(e, TimeoutError) or isinstance(getattr(e, "reason", None), TimeoutError):
-            raise SetupError(f"the Ray job server at {url} did not answer within "
+            raise SetupError(f"the Ray job server at {mask_url(url)} did not answer within "
                              f"{JOB_SERVER_TIMEOUT_S:g} s: is its dashboard stuck, or the "
                              "tunnel to it down?") from None
     except (OSError, ValueError):
@@ -124,22 +124,22 @@ def client(url: str) -> Any:
         stored = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")).expanduser()
         if stored.is_file() and presents_token() is False:
             # A head's own machine: the token is there, and Ray sends it only when told to.
-            raise SetupError(f"the Ray job server at {url} asks for the cluster's token: a token "
+            raise SetupError(f"the Ray job server at {mask_url(url)} asks for the cluster's token: a token "
                              f"is stored here ({stored}), which Ray presents only under "
                              "RAY_AUTH_MODE=token: export RAY_AUTH_MODE=token (if it is this "
                              "cluster's token) and run the command again") from None
         if presents_token():  # a token went, and was not the cluster's
             where = ("RAY_AUTH_TOKEN" if os.environ.get("RAY_AUTH_TOKEN") else
                      f"the file {stored}" if stored.is_file() else "this machine's settings")
-            raise SetupError(f"the Ray job server at {url} refused the token in {where}: it is "
+            raise SetupError(f"the Ray job server at {mask_url(url)} refused the token in {where}: it is "
                              "not this cluster's; give the one its head holds (`ray "
                              "get-auth-token` on the head prints it)") from None
-        raise SetupError(f"the Ray job server at {url} asks for the cluster's token: set "
+        raise SetupError(f"the Ray job server at {mask_url(url)} asks for the cluster's token: set "
                          "RAY_AUTH_MODE=token and the token in RAY_AUTH_TOKEN (or in the file "
                          "RAY_AUTH_TOKEN_PATH names, by default ~/.ray/auth_token)") from None
     except (ConnectionError, RuntimeError, ValueError) as e:
-        said = first_line(e).rstrip(".")
-        raise SetupError(f"cannot reach the Ray job server at {url}: {said}; is the cluster up, "
+        said = first_line(e).rstrip(".").replace(url, mask_url(url))
+        raise SetupError(f"cannot reach the Ray job server at {mask_url(url)}: {said}; is the cluster up, "
                          "with its dashboard on that address and port?") from None
 
 
@@ -192,7 +192,7 @@ def submit(cfg: StudyConfig, study_file: str, url: str, options: dict[str, Any],
             runtime_env={"env_vars": {lease.JOB_ENV: job_id, lease.JOB_SERVER_ENV: url,
                                       "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_WAIT_S)}})
     out = _printer(console)
-    out(f"submitted study {cfg.name} as Ray job {job_id} to {url}")
+    out(f"submitted study {cfg.name} as Ray job {job_id} to {mask_url(url)}")
     status, logs = _wait_for_driver(jobs, job_id)
     if status not in ACTIVE and status != "SUCCEEDED":
         out(f"the job {status}; its log ends:")
@@ -240,7 +240,7 @@ def _submit(jobs: Any, url: str, **job: Any) -> None:
                 time.sleep(1.0)
                 continue
             waited = f" (for {AGENT_WAIT_S:.0f} s)" if NO_AGENT in said else ""
-            raise SetupError(f"the Ray job server at {url} refused the study's job{waited}: "
+            raise SetupError(f"the Ray job server at {mask_url(url)} refused the study's job{waited}: "
                              f"{said}") from None
 
 
@@ -269,9 +269,9 @@ def list_jobs(url: str, study: str | None, console: Console, storage: str | None
     jobs = client(url)
     found = _study_jobs(jobs, study, storage)
     if not found:
-        _printer(console)(f"no scaletune jobs{f' of study {study}' if study else ''} on {url}")
+        _printer(console)(f"no scaletune jobs{f' of study {study}' if study else ''} on {mask_url(url)}")
         return 0
-    table = Table(title=f"Studies run as Ray jobs on {url}")
+    table = Table(title=f"Studies run as Ray jobs on {mask_url(url)}")
     for column in ("job", "study", "status", "started", "progress"):
         table.add_column(column)
     for j in found:
@@ -333,7 +333,7 @@ def find_job(url: str, target: str, storage: str | None = None) -> tuple[Any, st
         except RuntimeError as e:  # Ray's "Request failed with status code 404: ..."
             if "404" not in str(e):
                 raise
-            raise SetupError(f"no Ray job {target} on {url}: `scaletune jobs --address {url}` "
+            raise SetupError(f"no Ray job {target} on {mask_url(url)}: `scaletune jobs --address {mask_url(url)}` "
                              "lists the studies' jobs there") from None
         return jobs, target
     cfg = load_study(target) if is_study_file(target) else None
@@ -343,7 +343,7 @@ def find_job(url: str, target: str, storage: str | None = None) -> tuple[Any, st
     if not found:
         named = f" ({target})" if name != target else ""
         run = target if name != target else "STUDY.yaml"
-        raise SetupError(f"no Ray job of study {name!r}{named} on {url}"
+        raise SetupError(f"no Ray job of study {name!r}{named} on {mask_url(url)}"
                          f"{_elsewhere(jobs, name, where)}; `scaletune run {shlex.quote(run)} "
                          "--detach` submits one")
     running = [j for j in found if str(j.status) in ACTIVE]
@@ -374,8 +374,8 @@ def print_logs(url: str, target: str, follow: bool, console: Console,
     except KeyboardInterrupt:
         return 0
     except RuntimeError as e:  # the job server went away while the job ran
-        raise SetupError(f"the log stream of Ray job {job_id} from {url} broke off before the "
-                         f"job ended ({first_line(e)}): `scaletune jobs --address {url}` says "
+        raise SetupError(f"the log stream of Ray job {job_id} from {mask_url(url)} broke off before the "
+                         f"job ended ({first_line(e)}): `scaletune jobs --address {mask_url(url)}` says "
                          "whether it still runs") from None
     finally:
         sdk.setLevel(level)

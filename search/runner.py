@@ -34,6 +34,7 @@ from scaletune.search.config import (
     StudyConfig,
     WorkersConfig,
     check_study_files,
+    holds_study,
     how_many,
     job_server_problem,
     load_study,
@@ -417,7 +418,9 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
     coordinator = None
     try:
         with starting, _ray_keeps_our_sigterm():
-            init_ray(cfg)  # a cluster that cannot be joined is refused here
+            said = init_ray(cfg)  # a cluster that cannot be joined is refused here
+            if said:
+                console.print(f"note: {said}", style="yellow", highlight=False, markup=False)
             starting.reinstall()
             slots = concurrency(cfg)
             # Trials that the caller launches (benchmarks/driver_scale.py) train nothing: no
@@ -430,8 +433,11 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
             signum = starting.signal or signal.SIGINT
             what = ("interrupted (Ctrl-C)" if signum == signal.SIGINT
                     else f"stopped ({signal.Signals(signum).name})")
+            database = sqlite_path(cfg.storage_url)
+            again = ("start or resume" if database is None else  # a server: not read here
+                     "resume" if holds_study(database, cfg.name) else "start")
             console.print(f"[yellow]{what} as Ray started: no trial ran; run the same command "
-                          "to start the study[/]")
+                          f"to {again} the study[/]")
             raise Interrupted(signum, said=True)
     except BaseException:
         if coordinator is not None:
@@ -986,6 +992,11 @@ def _write_failed(
     elif database is not None and "readonly" in text:  # not the disk either: permissions
         fix = (f"{database} (or its folder) cannot be written: its permissions, an immutable "
                "file or a read-only file system; make both writable")
+    elif database is not None and "malformed" in text:  # not the disk: the file's pages
+        return StorageError(mask_url(cfg.storage_url), [
+            f"the study stopped: {what} failed: {detail}{again}. The storage file {database} "
+            "is damaged: restore it from a backup, or move it aside to start the study afresh "
+            f"(`sqlite3 {database} .recover` may save what it holds)."])
     elif database is not None and "disk I/O error" in text:
         fix = (f"Free some disk space, or make {database} and its folder writable (a file made "
                "read-only as the study ran fails so)")

@@ -529,6 +529,42 @@ def test_a_study_file_cut_short_is_refused_and_kept(tmp_path, shakespeare, capsy
     assert db.read_bytes() == cut
 
 
+def test_a_study_file_damaged_inside_is_refused_by_every_command_and_kept(tmp_path, shakespeare,
+                                                                          capsys, monkeypatch):
+    # Its header whole and pages in its middle overwritten: the header's check passed it, the
+    # readers ended on a traceback as they read the trials (exit 1), and `run` wrote to it
+    # before it failed, saying to free disk space.
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    from scaletune.search.storage import sqlite_path
+
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path, tiny_study(tmp_path, shakespeare))
+    cfg = load_study(path)
+    cfg.folder.mkdir(parents=True)
+    study = optuna.create_study(study_name=cfg.name, storage=cfg.storage_url)
+    for i in range(60):
+        study.add_trial(optuna.trial.create_trial(
+            params={"lr": 1e-3}, distributions={"lr": FloatDistribution(1e-4, 1e-2, log=True)},
+            value=3.0 + i / 100, intermediate_values={step: 4.0 for step in range(20)}))
+    db = sqlite_path(cfg.storage_url)
+    assert db.stat().st_size > 16 * 4096
+    with open(db, "r+b") as f:
+        f.seek(10 * 4096)
+        f.write(b"\xaa" * 2 * 4096)
+    damaged = db.read_bytes()
+    for command in (["run", str(path)], ["show", str(path)], ["best", str(path)],
+                    ["export", str(path), "-o", "final.yaml"], ["report", str(path)],
+                    ["studies", str(path)], ["dashboard", str(path)]):
+        assert main(command) == 2, command
+        out = " ".join(capsys.readouterr().err.split())
+        assert f"storage: {db} is damaged (SQLite's quick_check: " in out, (command, out)
+        assert "restore it from a backup, or move it aside" in out and "Traceback" not in out
+        assert "disk space" not in out
+    assert db.read_bytes() == damaged  # nothing written
+
+
 def test_the_readers_refuse_a_storage_that_is_a_folder_or_empty_and_keep_it(tmp_path, capsys,
                                                                             monkeypatch):
     # A folder was "does not exist"; an empty file was "no such table: version_info" to

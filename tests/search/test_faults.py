@@ -746,6 +746,19 @@ def test_a_storage_file_deleted_as_the_study_ran_is_named_not_a_full_disk(tmp_pa
     said = str(_write_failed(local, {}, "a write", gone))
     assert f"The storage file {sqlite_path(local.storage_url)} is no longer there" in said
     assert "disk space" not in said and "start it again" in said
+    # Its pages damaged (a disk's fault, a copy made as it was written): not the disk's space.
+    import sqlite3
+
+    from sqlalchemy.exc import DatabaseError
+
+    damaged = DatabaseError("SELECT", {}, Exception("database disk image is malformed"))
+    damaged.__cause__ = sqlite3.DatabaseError("database disk image is malformed")  # as raised
+    sqlite_path(local.storage_url).parent.mkdir(parents=True)
+    sqlite_path(local.storage_url).write_bytes(b"SQLite format 3\x00")  # there, its pages not
+    said = str(_write_failed(local, {}, "a read", damaged))
+    assert (f"a read failed: database disk image is malformed. The storage file {sqlite_path(local.storage_url)} is damaged: restore it "
+            "from a backup, or move it aside") in said
+    assert "disk space" not in said
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -793,3 +806,10 @@ sys.exit(code)
     finally:
         ray.shutdown()
     assert n_finished(load(validate_study(raw))) == 2
+    if signum == signal.SIGINT:  # a study that has run is resumed by the same command
+        raw["n_trials"] = 3
+        write_study(tmp_path, raw)  # the script's file: the launch is interrupted as before
+        again = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                               timeout=300, cwd=tmp_path)
+        assert ("interrupted (Ctrl-C) as Ray started: no trial ran; run the same command to "
+                "resume the study") in flat(again.stdout), again.stdout + again.stderr

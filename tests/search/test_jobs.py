@@ -48,6 +48,13 @@ def test_an_unreachable_job_server_is_one_line_that_names_it(capsys):
     # One error, naming the address and what to check.
     assert out.startswith(f"error: cannot reach the Ray job server at {url}")
     assert "is the cluster up" in out
+    # A job server behind a proxy's basic auth: its password is masked, as a storage's is.
+    port = closed_port()
+    for command in (["jobs"], ["logs", "my-study"], ["stop", "my-study"]):
+        assert main([*command, "--address", f"http://ju:JobPw9Secret@127.0.0.1:{port}"]) == 2
+        out = flat(capsys.readouterr().err)
+        assert f"cannot reach the Ray job server at http://ju:***@127.0.0.1:{port}" in out
+        assert "JobPw9Secret" not in out, out
 
 
 def test_a_command_on_a_job_needs_a_job_server(capsys, monkeypatch, tmp_path):

@@ -413,10 +413,14 @@ def test_a_local_study_starts_ray_with_token_authentication_on_loopback_only(tmp
     from ray._raylet import AuthenticationMode, get_authentication_mode
 
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # a home without a Ray token yet
     cfg = validate_study(tiny_study(tmp_path, shakespeare))
     assert cfg.workers.address is None
     before = set(listening_sockets().values())
-    scaletune.search.cluster.init_ray(cfg)
+    assert scaletune.search.cluster.init_ray(cfg) is None
+    # The token Ray wrote is its owner's alone (Ray left it 0644).
+    token = tmp_path / "home" / ".ray" / "auth_token"
+    assert token.read_text() and oct(token.stat().st_mode & 0o777) == "0o600"
     try:
         mode = get_authentication_mode()
 
@@ -451,6 +455,26 @@ def test_a_local_study_starts_ray_with_token_authentication_on_loopback_only(tmp
     # ... and every port of every one is on loopback: none on 0.0.0.0, :: or the machine's
     # network address (see search/cluster.py for how, and what Ray does without it).
     assert [s for s in sockets if not is_loopback(s[1])] == []
+
+
+def test_the_ray_token_a_local_study_writes_is_kept_to_its_owner(tmp_path):
+    # Ray writes ~/.ray/auth_token with the umask: 0644, and whoever read it joined the study's
+    # cluster on loopback and ran code as its user.
+    from scaletune.search.cluster import private_token
+
+    token = tmp_path / "auth_token"
+    token.write_text("secret")
+    token.chmod(0o644)
+    assert private_token(token, existed=False) is None  # written by this start: made private
+    assert oct(token.stat().st_mode & 0o777) == "0o600"
+    assert private_token(token, existed=False) is None and private_token(token, True) is None
+    token.chmod(0o640)  # there before, perhaps shared on purpose: said, not changed
+    note = private_token(token, existed=True)
+    assert oct(token.stat().st_mode & 0o777) == "0o640"
+    assert note == (f"{token}, the Ray token that guards this study's ports, is readable by "
+                    "other users of this machine (mode 640): anyone who reads it can run code on "
+                    f"the study's cluster as you; `chmod 600 {token}` keeps it yours")
+    assert private_token(tmp_path / "none", existed=False) is None
 
 
 def test_a_storage_url_given_to_a_command_that_takes_none_is_not_echoed_whole(tmp_path,
