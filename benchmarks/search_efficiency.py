@@ -58,6 +58,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from scaletune.trainer.config import usable_cores
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 
@@ -125,7 +127,7 @@ class Bench:
     best loss in ``budget``, its compute to get there is only a lower bound, and a longer run
     decides the ratio to scaletune's."""
     seeds: int = 3
-    workers: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
+    workers: int = field(default_factory=usable_cores)
     strategies: tuple[str, ...] = STRATEGIES
     n_layer: int = 2
     n_head: int = 4
@@ -824,7 +826,7 @@ def provenance(bench: Bench) -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             versions[lib] = None
     return {"git": git_revision(), "python": platform.python_version(), "versions": versions,
-            "platform": platform.platform(), "cpus": len(os.sched_getaffinity(0)),
+            "platform": platform.platform(), "cpus": usable_cores(),
             "bench": {k: str(v) for k, v in asdict(bench).items()},
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}
 
@@ -838,7 +840,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--budget", type=int, default=16,
                    help="largest compute budget, in full-trial equivalents (default 16)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per strategy (default 3)")
-    p.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+    p.add_argument("--workers", type=int, default=usable_cores(),
                    help="studies run at once, one process each (default: cores)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"),
                    help="results folder: tables, plot, studies/*.db (default %(default)s)")

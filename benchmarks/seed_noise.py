@@ -17,7 +17,6 @@ Needs the suite's studies and corpora (python -m benchmarks.suite). Run:
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import time
@@ -26,6 +25,7 @@ from typing import Any
 
 from benchmarks import search_efficiency as se
 from benchmarks import suite
+from scaletune.trainer.config import usable_cores
 
 STRATEGY = "scaletune"
 """The suite's study whose best trial is repeated: the one the product runs by default."""
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="repeats of each task's best trial (default 4: five seeds in all)")
     p.add_argument("--tasks", default=",".join(suite.TASK_NAMES),
                    help=f"comma-separated subset of {','.join(suite.TASK_NAMES)} (default: all)")
-    p.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+    p.add_argument("--workers", type=int, default=usable_cores(),
                    help="tasks at once, one process each (default: cores)")
     p.add_argument("--suite", type=Path, default=Path("benchmarks/results/suite"),
                    help="the suite's results folder (its studies and corpora; default "

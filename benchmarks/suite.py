@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import ast
 import math
-import os
 import statistics
 import sysconfig
 import time
@@ -45,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import search_efficiency as se
+from scaletune.trainer.config import usable_cores
 
 BASE_TOKENS = 163_840
 """Tokens per trial of the first benchmark's task; every horizon is a multiple of it."""
@@ -593,7 +593,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="compute budget in full-trial equivalents (default 16)")
     p.add_argument("--tpe-budget", type=int, default=48,
                    help="TPE + median's longer budget (default 48)")
-    p.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+    p.add_argument("--workers", type=int, default=usable_cores(),
                    help="studies at once, one process each (default: cores)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/suite"),
                    help="results folder: <task>/ per task, corpora/, the suite's tables "

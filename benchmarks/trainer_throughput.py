@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import statistics
 import tempfile
 import time
@@ -42,6 +41,7 @@ from typing import Any
 import torch
 
 from scaletune.trainer import TrainConfig, train
+from scaletune.trainer.config import usable_cores
 from scaletune.trainer.kernels import float32_attention, onednn_available, onednn_linear
 from scaletune.trainer.model import flops_per_token
 
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=50,
                         help=f"optimizer steps of each training run, at least {2 * CHUNK_STEPS} "
                              f"(chunks of {CHUNK_STEPS}; the first is warm-up; default 50)")
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+    parser.add_argument("--threads", type=int, default=usable_cores(),
                         help="torch's threads (default: the cores, %(default)s here)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (fp32)")
     parser.add_argument("--reference", type=Path, metavar="DIR",

@@ -701,7 +701,7 @@ class FittedLaws:
                 for name, scale in predict_at.items()}
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(out, indent=2) + "\n")
+        tmp.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
         tmp.replace(path)
 
     @classmethod
@@ -711,7 +711,7 @@ class FittedLaws:
         finite number, a warmup fraction or an interval's level out of range, a negative
         variance, a scale range the wrong way round), naming the entry."""
         try:
-            data = json.loads(Path(path).read_text())
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
             if not isinstance(data, dict):
                 raise ValueError(f"a JSON object is expected, not a {type(data).__name__}")
             laws = cls.from_json(data)

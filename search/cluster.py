@@ -16,7 +16,8 @@ import ray._private.node
 import ray._private.ray_constants
 import ray._private.services
 
-from scaletune.search.config import StudyConfig, usable_cores
+from scaletune.search.config import StudyConfig
+from scaletune.trainer.config import usable_cores
 from scaletune.trainer.errors import ConfigError, SetupError, first_line
 
 _JOINED: dict[str, Any] = {}
@@ -110,6 +111,8 @@ def private_token(path: Path, existed: bool) -> str | None:
     readable by others is made 0600 (whoever reads it can join the study's cluster on loopback
     and run code as its user); one that was there already, readable so, is only noted, for it
     may be shared on purpose. None where there is nothing to say."""
+    if not hasattr(os, "getuid"):  # Windows: no owner's mode bits to keep
+        return None
     try:
         st = path.stat()
     except OSError:
@@ -127,16 +130,21 @@ def private_token(path: Path, existed: bool) -> str | None:
 
 def local_start_failed(error: BaseException) -> str:
     """Why Ray could not start this machine's cluster for the trials, and what to do."""
-    root = os.environ.get("RAY_TMPDIR") or "/tmp"
+    from ray._common.utils import get_default_ray_temp_dir
+
+    # Where Ray put them: RAY_TMPDIR, else TMPDIR (the error said /tmp/ray under a TMPDIR).
+    root = get_default_ray_temp_dir()
     said = " ".join(first_line(error).split())
     kind = type(error).__name__
+    told = ("RAY_TMPDIR, set here" if os.environ.get("RAY_TMPDIR") else
+            "TMPDIR, set here; RAY_TMPDIR names another" if os.environ.get("TMPDIR") else
+            "RAY_TMPDIR, when set")
     return (f"Ray could not start a cluster on this machine for the trials: "
             f"{said if said.startswith(kind) or kind == 'Exception' else f'{kind}: {said}'}. "
-            f"Ray keeps its files under {root}/ray (RAY_TMPDIR"
-            + (", set here" if os.environ.get("RAY_TMPDIR") else ", when set")
-            + "): it must be a writable folder with free space; on a busy machine, Ray's "
-            "processes may not start within the 30 s it waits: run again when the load is "
-            f"lower. Ray's own logs: {root}/ray/session_latest/logs")
+            f"Ray keeps its files under {root} ({told}): it must be a writable folder with "
+            "free space; on a busy machine, Ray's processes may not start within the 30 s it "
+            f"waits: run again when the load is lower. Ray's own logs: "
+            f"{root}/session_latest/logs")
 
 
 DEFAULT_AGENT_PORT = getattr(ray._private.ray_constants, "DEFAULT_DASHBOARD_AGENT_LISTEN_PORT",

@@ -11,7 +11,6 @@ import functools
 import hashlib
 import json
 import math
-import os
 import sqlite3
 import warnings
 from collections.abc import Iterator
@@ -695,14 +694,6 @@ TrainerOptions = create_model(
     **{name: (TrainConfig.model_fields[name].annotation, TrainConfig.model_fields[name])
        for name in TRAINER_FIELDS},
 )
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (``taskset``, a container's CPU set): what the Ray a
-    study starts here shares out among its trials (counted by the machine's cores, two trials
-    trained at once on the one core a ``taskset -c 0`` left them)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count() or 1)
 
 
 def how_many(have: float, each: float) -> int:

@@ -502,7 +502,7 @@ def _write_checked(path: Path, config: TrainConfig, comments: str) -> TrainConfi
             del written[section][name]
     body = yaml.safe_dump(written, sort_keys=False, width=100)
     try:
-        tmp.write_text(comments + body)
+        tmp.write_text(comments + body, encoding="utf-8")  # read back as UTF-8
         loaded = load_train_config(tmp)
         expected = config.model_copy(update={"out_dir": str(path.parent.resolve() / config.out_dir)
                                              if config.out_dir else None})

@@ -42,7 +42,6 @@ from scaletune.search.config import (
     load_study,
     stored_study_attrs,
     stored_study_names,
-    usable_cores,
     validate_study,
 )
 from scaletune.search.fit import laws_file_problem, laws_fit_note
@@ -106,7 +105,7 @@ from scaletune.search.studies import (
 )
 from scaletune.search.summary import DERIVED, at_edges, diverged, state_words
 from scaletune.search.tracking import tracker_problems
-from scaletune.trainer.config import sqlite_url
+from scaletune.trainer.config import sqlite_url, usable_cores
 from scaletune.trainer.console import make_console, whole_cells
 from scaletune.trainer.data import (
     BYTE_VOCAB,

@@ -47,7 +47,6 @@ from scaletune.search.config import (
     resolve_study,
     stored_study_attrs,
     stored_trials,
-    usable_cores,
 )
 from scaletune.search.dashboard import study_note, trial_note, write_first_note, write_note
 from scaletune.search.lease import DriverLease
@@ -67,7 +66,7 @@ from scaletune.search.space import (
 )
 from scaletune.search.storage import batch, make_storage, mask_url, sqlite_path
 from scaletune.search.trial import train_trial
-from scaletune.trainer.config import TrainConfig, as_written, flat_keys
+from scaletune.trainer.config import TrainConfig, as_written, flat_keys, usable_cores
 from scaletune.trainer.data import validation_part, vocab_problem, where, where_changed
 from scaletune.trainer.errors import ConfigError
 

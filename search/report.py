@@ -1127,7 +1127,8 @@ def make_report(
                      f"there: {', '.join(replaced)}")
     summary["notes"] = notes
     summary["running"] = running is not None  # a driver runs the study: a report of a moment
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n",
+                                      encoding="utf-8")
     index = write_index(summary, out, drawn, ladder or [])
     if console is not None:
         print_summary(summary, index, console)
@@ -1143,7 +1144,7 @@ def _earlier_files(out: Path) -> set[str]:
     one this report does not draw (a plot with nothing to show now, another study's report in
     the same folder) is removed, not left beside this report's index.html."""
     try:
-        files = json.loads((out / "summary.json").read_text()).get("files")
+        files = json.loads((out / "summary.json").read_text(encoding="utf-8")).get("files")
     except (OSError, ValueError, AttributeError):
         return set()
     if not isinstance(files, list):
@@ -1300,7 +1301,7 @@ def write_index(summary: dict[str, Any], out: Path, drawn: dict[str, Drawn | Non
               DATA_FILES.items()]
     parts.append("</ul></body></html>")
     index = out / "index.html"
-    index.write_text("\n".join(parts) + "\n")
+    index.write_text("\n".join(parts) + "\n", encoding="utf-8")  # as its <meta> says
     return index
 
 

@@ -16,7 +16,12 @@ from scaletune.trainer.checkpoint import CHECKPOINT, run_in_the_way
 from scaletune.trainer.config import TrainConfig, load_train_config
 from scaletune.trainer.distributed import local_batch
 from scaletune.trainer.errors import ConfigError, DataError, SetupError
-from scaletune.trainer.interrupt import PEER_LOST, DeferredInterrupt, PromptInterrupt
+from scaletune.trainer.interrupt import (
+    PEER_LOST,
+    STOP_SIGNALS,
+    DeferredInterrupt,
+    PromptInterrupt,
+)
 from scaletune.trainer.loop import Result, train
 from scaletune.trainer.record import last_checkpoint
 from scaletune.trainer.runlock import check_free, out_dir_problem
@@ -245,7 +250,7 @@ def _own_group_ending_with_parent() -> Callable[[], None]:
     return in_child
 
 
-PASSED_ON = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+PASSED_ON = STOP_SIGNALS
 """The signals ``launch`` passes on to torchrun, which passes them on to its ranks."""
 
 

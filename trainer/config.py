@@ -277,6 +277,16 @@ class OptimConfig(_SomeFieldsRead):
         return self
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (``taskset``, a container's CPU set; on macOS and
+    Windows, which cannot say, the machine's): what the Ray a study starts here shares out
+    among its trials (counted by the machine's cores, two trials trained at once on the one core
+    a ``taskset -c 0`` left them), and the threads a run trains and tokenizes with
+    (``os.sched_getaffinity`` alone ended every trial on a Mac)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+
+
 LOCAL_BUILDERS = ("text", "json", "csv", "parquet", "arrow")
 """`datasets` builders that read local files named by data_files."""
 FILE_BUILDERS = {"txt": "text", "json": "json", "jsonl": "json", "csv": "csv", "tsv": "csv",

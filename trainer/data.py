@@ -44,6 +44,7 @@ from scaletune.trainer.config import (
     is_tokenizer_file,
     text_files,
     tokenizer_file_error,
+    usable_cores,
 )
 from scaletune.trainer.errors import DataError, first_line, naming
 
@@ -1249,7 +1250,7 @@ def _encode(docs: list[str], tokenizer: str) -> np.ndarray:
     if is_tokenizer_file(tokenizer):
         return _encode_with_file(docs, load_tokenizer_file(tokenizer))
     enc = load_tiktoken(tokenizer)
-    pieces = enc.encode_ordinary_batch(docs, num_threads=max(1, len(os.sched_getaffinity(0))))
+    pieces = enc.encode_ordinary_batch(docs, num_threads=usable_cores())
     out: list[int] = []
     for i, ids in enumerate(pieces):
         if i:
@@ -1396,7 +1397,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     """The cache record at ``path``, or None where there is none to trust (missing, not JSON,
     not UTF-8, not a record): the data is then read and tokenized again."""
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return None
     keys = ("fingerprint", "dtype")

@@ -17,6 +17,12 @@ PEER_LOST = 3
 (``scaletune train`` on several nodes, one of them signalled alone)."""
 
 
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))
+"""Ctrl-C; what Slurm, Kubernetes and systemd send; a closed terminal (unless nohup). Windows
+has no SIGHUP: named outright, it stopped every import of the trainer there."""
+
 class Interrupted(KeyboardInterrupt):
     """Stopped by a signal (``signum``: SIGINT for Ctrl-C, SIGTERM, SIGHUP). The shell's exit
     code for it is 128 + signum: 130 for Ctrl-C, 143 for SIGTERM. ``said``: what was stopped
@@ -37,8 +43,7 @@ class DeferredInterrupt:
     when the block starts (nohup) stays ignored.
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    """Ctrl-C; what Slurm, Kubernetes and systemd send; a closed terminal (unless nohup)."""
+    SIGNALS = STOP_SIGNALS
 
     def __init__(self) -> None:
         self.requested = False

@@ -34,7 +34,7 @@ from scaletune.trainer.checkpoint import (
     run_in_the_way,
     save_checkpoint,
 )
-from scaletune.trainer.config import TrainConfig, tensorboard_missing
+from scaletune.trainer.config import TrainConfig, tensorboard_missing, usable_cores
 from scaletune.trainer.data import (
     TokenData,
     prepare_data,
@@ -354,7 +354,7 @@ def compiler_missing() -> str | None:
 def _set_up(config: TrainConfig, resume: bool, data_fingerprint: str | None = None) -> _Run:
     """Threads, device and dtype, the data, a freshly initialised model and its optimizers."""
     rank, world = rank_and_world(config.device)
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()
     torch.set_num_threads(config.num_threads or max(1, cores // local_world(world)))
     device = device_for(config.device, world)
     dtype = _dtype(config.dtype, device)
@@ -672,8 +672,12 @@ def _dtype(name: str, device: torch.device) -> torch.dtype:
 
 
 def _sync(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a time taken after it counts it (on Apple's
+    GPU, tokens/s was timed without)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def keep_freed_memory() -> None:

@@ -105,7 +105,7 @@ def last_checkpoint(out_dir: Path) -> dict[str, Any] | None:
     """The metrics log's record of the run's last checkpoint (step, steps, tokens), or None
     (none logged, as by runs before the record was written)."""
     try:
-        lines = (out_dir / METRICS).read_text().splitlines()
+        lines = (out_dir / METRICS).read_text(encoding="utf-8").splitlines()
     except OSError:
         return None
     for line in reversed(lines):
@@ -152,13 +152,13 @@ def drop_evals_after(out_dir: Path, step: int) -> None:
     path = out_dir / METRICS
     if not path.is_file():
         return
-    lines = path.read_text().splitlines(keepends=True)
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     kept = [line for line in lines if not _eval_after(line, step)]
     if kept and not kept[-1].endswith("\n"):
         kept.pop()
     if len(kept) < len(lines):
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(kept))
+        tmp.write_text("".join(kept), encoding="utf-8")
         tmp.replace(path)
 
 

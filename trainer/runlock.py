@@ -64,7 +64,7 @@ def run_lock(out_dir: Path | None) -> Iterator[None]:
     if problem := out_dir_problem(out_dir):  # from Python: FileExistsError, PermissionError
         raise SetupError(f"out_dir {out_dir}: {problem}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / LOCK, "a+") as f:
+    with open(out_dir / LOCK, "a+", encoding="utf-8") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -89,7 +89,7 @@ def check_free(out_dir: Path | None) -> None:
     starts processes that would each be refused. Makes nothing."""
     if out_dir is None or fcntl is None or not (out_dir / LOCK).is_file():
         return
-    with open(out_dir / LOCK) as f:
+    with open(out_dir / LOCK, encoding="utf-8") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -11,14 +11,13 @@ not torchrun's ChildFailedError traceback.
 
 from __future__ import annotations
 
-import signal
 import sys
 
 from torch.distributed.elastic.multiprocessing.api import SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import main as torchrun
 
-from scaletune.trainer.interrupt import PEER_LOST
+from scaletune.trainer.interrupt import PEER_LOST, STOP_SIGNALS
 
 
 def main() -> int:
@@ -38,7 +37,7 @@ def main() -> int:
     return 0
 
 
-SAID = {2, PEER_LOST, *(128 + s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP))}
+SAID = {2, PEER_LOST, *(128 + s for s in STOP_SIGNALS)}
 """Exit codes of ranks that said why they ended (trainer.cli.main)."""
 
 

@@ -1020,6 +1020,17 @@ def test_a_ray_that_cannot_start_here_is_an_error_not_a_traceback(tmp_path, shak
     assert not (tmp_path / "study").exists()  # the folders this launch made are gone again
 
 
+def test_ray_start_failing_names_the_folder_ray_used(tmp_path, monkeypatch):
+    # Ray takes TMPDIR where RAY_TMPDIR is not set: the error named /tmp/ray all the same.
+    from scaletune.search.cluster import local_start_failed
+
+    monkeypatch.delenv("RAY_TMPDIR", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    said = local_start_failed(TimeoutError("the node did not start"))
+    assert (f"Ray keeps its files under {tmp_path}/ray (TMPDIR, set here; RAY_TMPDIR names "
+            f"another)") in said and f"logs: {tmp_path}/ray/session_latest/logs" in said
+
+
 def test_a_fitted_laws_file_of_something_else_is_an_error_of_the_file_not_a_traceback(
         tmp_path, shakespeare, capsys):
     study = tiny_study(tmp_path, shakespeare)
@@ -1112,7 +1123,7 @@ def test_trials_asking_more_than_this_machine_has_are_a_note_of_validate(tmp_pat
     assert main(["validate", str(write_study(tmp_path, study))]) == 0
     assert "gpus_per_trial" not in capsys.readouterr().out
     # So for the cores (found by run alone, and shown as 8.0).
-    from scaletune.search.config import usable_cores
+    from scaletune.trainer.config import usable_cores
 
     cores = usable_cores() + 1
     study["workers"] = {"cpus_per_trial": cores, "gpus_per_trial": 0}

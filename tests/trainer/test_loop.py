@@ -4,6 +4,7 @@ import os
 import re
 import signal
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -240,6 +241,13 @@ def test_tensorboard_draws_each_evaluation_once_across_a_resume_and_a_restart(ti
                checkpoint_every_tokens=4 * STEP_TOKENS, tensorboard=True)
     with pytest.raises(SystemExit):
         train(cfg, killed_at(6))  # the checkpoint at step 4, evaluations at 2, 4 and 6 drawn
+    # TensorBoard reads a folder's event files in the order of their names, which begin with
+    # the second they were made in and end with a count of this process's writers: made in one
+    # second, the tenth writer's file (".10") sorts before the ninth's (".9"), and the resume's
+    # curve came first. A run resumed in the second it was killed in is this test's alone.
+    second = int(time.time())
+    while int(time.time()) == second:
+        time.sleep(0.02)
     assert train(cfg, resume=True).status == "completed"
     assert steps_drawn(run / "tensorboard") == [2, 4, 6, 8]
     again = tmp_path / "again"
@@ -247,6 +255,9 @@ def test_tensorboard_draws_each_evaluation_once_across_a_resume_and_a_restart(ti
                  tensorboard=True)
     with pytest.raises(SystemExit):
         train(fresh, killed_at(4))  # no checkpoint: the next run starts over
+    second = int(time.time())
+    while int(time.time()) == second:  # as above
+        time.sleep(0.02)
     assert train(fresh).status == "completed"
     assert steps_drawn(again / "tensorboard") == [2, 4, 6, 8]
     assert steps_drawn(again / "tensorboard.earlier-1") == [2, 4]
