@@ -228,8 +228,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"GPT-2 small, bf16{' compiled' if compile else ''}: out of GPU memory at "
                       f"--micro-batch-size {args.micro_batch_size}; run again with a smaller one")
                 results["throughput"].append({"compile": compile, "error": "out of memory"})
-                torch.cuda.empty_cache()
                 continue
+            finally:  # the study and the torchrun runs after it have GPU 0 to themselves
+                torch.cuda.empty_cache()
             results["throughput"].append(r)
             sheet = (f", {r['mfu_of_datasheet_peak']:.1%} of the datasheet's "
                      f"{r['datasheet_peak_flops'] / 1e12:.0f} TFLOP/s"

@@ -710,7 +710,8 @@ class WorkersConfig(_Strict):
     --detach` hands the driver to the cluster."""
     gpus_per_trial: Annotated[float, BeforeValidator(parse_number)] = Field(0.0, ge=0,
                                                                              strict=True)
-    """GPUs each trial asks Ray for (fractions allowed: 0.5 puts two trials on one GPU)."""
+    """GPUs each trial asks Ray for, at most 1 (a trial trains on one GPU; fractions allowed: 0.5
+    puts two trials on one GPU)."""
     cpus_per_trial: Annotated[float, BeforeValidator(parse_number)] = Field(1.0, gt=0,
                                                                             strict=True)
     """CPU cores each trial asks Ray for; torch uses that many threads."""
@@ -740,8 +741,12 @@ class WorkersConfig(_Strict):
 
     @model_validator(mode="after")
     def _fractions(self) -> WorkersConfig:
-        if self.gpus_per_trial > 1 and not float(self.gpus_per_trial).is_integer():
-            raise ValueError(f"gpus_per_trial above 1 must be whole, got {self.gpus_per_trial}")
+        if self.gpus_per_trial > 1:  # Ray gave it N GPUs, and it trained on the first alone
+            raise ValueError(
+                f"gpus_per_trial: {self.gpus_per_trial:g}: a trial trains in one process on one "
+                "GPU, and the others it held would stay idle: give 1, or a fraction to share "
+                "one (0.25: four trials on a GPU); a run on several GPUs is the final run's, "
+                "scaletune train --nproc-per-node N")
         # Ray's traceback at the first trial ("cannot go beyond 0.0001"); validate said ok.
         small = [f"{key} must be 0 or at least 0.0001, Ray's smallest share, got {value:g}"
                  for key, value in (("gpus_per_trial", self.gpus_per_trial),

@@ -86,6 +86,26 @@ def warm_up() -> None:
         pass
 
 
+GPU_SHARE_HEADROOM = 0.95
+"""The part of a trial's share of a GPU that its memory allocator may take: the rest is for what
+the allocator does not count (each process's CUDA context, cuBLAS's workspace)."""
+
+
+def cap_gpu_memory(share: float) -> float | None:
+    """Cap this process's CUDA memory at its ``share`` of the GPU (Ray's fraction of it, 0.25
+    for four trials on a GPU), times GPU_SHARE_HEADROOM; the cap, or None for a whole GPU.
+    Uncapped, a trial's allocator kept its peak for its whole run, and whether a trial ran out
+    of memory depended on the trials beside it: its 'oom' blamed its own micro-batch for another's
+    peak. Capped, each runs out of its own share alone."""
+    if not 0 < share < 1:
+        return None
+    import torch
+
+    cap = share * GPU_SHARE_HEADROOM
+    torch.cuda.set_per_process_memory_fraction(cap)
+    return cap
+
+
 def run_trial(config: dict[str, Any], number: int, coordinator: Any,
               data_fingerprint: str | None = None) -> dict[str, Any]:
     """Train one trial on this worker (search.trial.train_trial), reporting to the driver; on the
@@ -102,11 +122,15 @@ def run_trial(config: dict[str, Any], number: int, coordinator: Any,
         cfg = cfg.model_copy(update={"device": "cuda"})
     elif cfg.device == "auto":
         cfg = cfg.model_copy(update={"device": "cpu"})
+    share = ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0)
+    if cfg.device == "cuda":
+        cap_gpu_memory(share)
     info = {
         "pid": os.getpid(),
         "host": socket.gethostname(),
         "node_id": ray.get_runtime_context().get_node_id(),
         "gpu_ids": gpu_ids,
+        "gpu_share": share,  # of a GPU: its memory is capped at that share (cap_gpu_memory)
         "device": cfg.device,
         "started_at": time.time(),  # when the worker began, as the driver learns it only later
         "warm": warm,  # False: this trial paid for importing torch and the trainer (~2 s)

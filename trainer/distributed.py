@@ -16,6 +16,7 @@ sharding saves.
 
 from __future__ import annotations
 
+import datetime
 import os
 
 import torch
@@ -23,6 +24,10 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from scaletune.trainer.errors import SetupError
+
+COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=30)
+"""How long a rank waits at a collective for the others (checkpoints are written by rank 0
+alone, while the others wait)."""
 
 
 def rank_and_world(device_name: str) -> tuple[int, int]:
@@ -32,7 +37,10 @@ def rank_and_world(device_name: str) -> tuple[int, int]:
         return 0, 1
     if not dist.is_initialized():
         cuda = torch.cuda.is_available() and device_name in ("auto", "cuda")
-        dist.init_process_group("nccl" if cuda else "gloo")
+        # One timeout for both backends, gloo's default: NCCL's is 10 minutes, which a rank
+        # waiting at the next step's collective while rank 0 writes a large checkpoint to a slow
+        # shared file system can pass, and the watchdog ends the run.
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=COLLECTIVE_TIMEOUT)
     return dist.get_rank(), dist.get_world_size()
 
 
@@ -77,7 +85,8 @@ def local_batch(batch_size: int, micro: int, world: int) -> int:
     return batch_size // world
 
 
-def data_parallel(model: torch.nn.Module, world: int, parallel: str) -> torch.nn.Module:
+def data_parallel(model: torch.nn.Module, world: int, parallel: str,
+                  dtype: torch.dtype = torch.float32) -> torch.nn.Module:
     """The model to train: it averages its gradients over the ranks (``parallel`` 'ddp') or
     shards its weights, gradients and optimizer state over them ('fsdp'); itself in a single
     process.
@@ -87,22 +96,37 @@ def data_parallel(model: torch.nn.Module, world: int, parallel: str) -> torch.nn
     sharded in place, one FSDP2 unit per block plus the root (embeddings, final norm and the
     head, which tie_weights shares with the embedding): a block's weights are gathered just
     before it runs and freed after, so a process holds only a block or two whole at a time.
-    Build the optimizers from ``model`` after this call, so that they hold the shards. The
-    weights are gathered in float32 and autocast casts them, as in a single process. The model
-    is built whole on each device before it is sharded: its weights (a quarter of what AdamW
-    training keeps per parameter, with the gradients and two moments) must fit one device once.
+    Build the optimizers from ``model`` after this call, so that they hold the shards. Under
+    bf16 (``dtype``) the weights of a block's attention and MLP, units of their own, are gathered
+    in bf16 (FSDP's mixed precision; the shards, the optimizer and the gradients' mean stay
+    float32): gathered in float32 and cast by autocast, the casts were saved for the backward
+    pass, and every block's weights stayed whole in bf16 from the forward pass to the backward
+    (on 2 ranks of a 4-block model: all four blocks' weights held after the forward pass,
+    against none in float32). They take their input as it comes (the residual stream stays
+    float32, as in a single process); the norms (whose float32 input a bf16 weight does not
+    take on a CPU), the embeddings and the head are gathered in float32 and cast by autocast. The model is built whole
+    on each device before it is sharded: its weights (a quarter of what AdamW training keeps per
+    parameter, with the gradients and two moments) must fit one device once.
     """
     if world == 1:
         return model
     if parallel == "ddp":
         return DistributedDataParallel(model)
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard  # here: with DTensor, ~1 s to import
+    from torch.distributed.fsdp import (  # here: with DTensor, ~1 s to import
+        MixedPrecisionPolicy,
+        fully_shard,
+    )
 
     # On the model's device: without a mesh, fully_shard makes one on the machine's accelerator
     # and moves the weights there, a GPU for a run told device: cpu on a machine that has one.
     mesh = init_device_mesh(next(model.parameters()).device.type, (world,))
     for block in model.h:
+        if dtype == torch.bfloat16:  # the matmuls' weights apart from the norms' (in float32)
+            bf16 = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32,
+                                        cast_forward_inputs=False)
+            fully_shard(block.attn, mesh=mesh, mp_policy=bf16)
+            fully_shard(block.mlp, mesh=mesh, mp_policy=bf16)
         fully_shard(block, mesh=mesh)
     fully_shard(model, mesh=mesh)
     return model

@@ -73,9 +73,16 @@ from scaletune.trainer.runlock import run_lock
 Report = Callable[[int, float, dict], object]
 """report(tokens_seen, val_loss, metrics) -> "stop" or False to end the run; anything else goes on."""
 
-# Dense bf16 peak FLOP/s of known GPUs (datasheets), for MFU when SCALETUNE_PEAK_FLOPS is not
-# set; the first name contained in the device name wins.
-CUDA_BF16_PEAK_FLOPS = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
+# Dense bf16 peak FLOP/s of known GPUs (NVIDIA's datasheets; a GeForce card's with FP32
+# accumulation, as torch runs it), for MFU when SCALETUNE_PEAK_FLOPS is not set; the first name
+# contained in the device name wins, so a variant comes before its family (an H100 NVL was read
+# as an SXM H100, and its MFU 15% low; an L40 as an L4).
+CUDA_BF16_PEAK_FLOPS = {
+    "H100 NVL": 835e12, "H100 PCIe": 756e12, "H100": 989e12,
+    "H800 PCIe": 756e12, "H800": 989e12, "H200": 989e12, "B200": 2250e12,
+    "A100": 312e12, "A800": 312e12,
+    "L40S": 362e12, "L40": 181e12, "L4": 121e12, "RTX 4090": 165e12,
+}
 
 
 @dataclass
@@ -388,7 +395,7 @@ def _set_up(config: TrainConfig, resume: bool, data_fingerprint: str | None = No
                        {"attention": "float32" if float32_attention else "bfloat16"})
         # Masks of kernels.dropout outside compile: other masks than torch's, so other losses.
         cpu_kernels["dropout"] = "torch" if config.compile else "16-bit masks"
-    trained = data_parallel(model, world, config.parallel)  # before the optimizers: fsdp shards
+    trained = data_parallel(model, world, config.parallel, dtype)  # before the optimizers
     draw_apart(config.seed, rank)
     optimizers = build_optimizers(model, config.optim, device,
                                   sharded=config.parallel == "fsdp" and world > 1)

@@ -340,6 +340,7 @@ def test_each_concurrent_trial_gets_its_own_gpu(tmp_path, shakespeare, local_ray
     ids = [t.user_attrs["worker_gpu_ids"] for t in trials]
     # Every trial was given exactly one GPU by Ray, and both GPUs were used.
     assert all(len(i) == 1 for i in ids)
+    assert [t.user_attrs["worker_gpu_share"] for t in trials] == [1.0] * 4
     assert {i[0] for i in ids} == {"0", "1"}
     # Trials that ran at the same time never shared a GPU.
     pairs = [(a, b) for a in trials for b in trials if a.number < b.number and overlaps(a, b)]
@@ -453,6 +454,22 @@ def test_no_more_workers_warm_up_than_the_launch_runs_trials(tmp_path, shakespea
     assert warmed == [1]
 
 
+def test_a_trial_sharing_a_gpu_is_held_to_its_share_of_its_memory(monkeypatch):
+    # Four trials at 0.25 each kept their allocator's peak on one GPU: one ran out of memory
+    # for another's peak, and its 'oom' blamed its own micro-batch.
+    import torch
+
+    from scaletune.search.worker import GPU_SHARE_HEADROOM, cap_gpu_memory
+
+    capped = []
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction",
+                        lambda fraction, device=None: capped.append(fraction))
+    assert cap_gpu_memory(0.25) == pytest.approx(0.25 * GPU_SHARE_HEADROOM)
+    assert capped == [pytest.approx(0.25 * GPU_SHARE_HEADROOM)]
+    assert cap_gpu_memory(1.0) is None and cap_gpu_memory(0.0) is None  # a GPU of its own
+    assert len(capped) == 1
+
+
 def test_fractional_gpus_fit_each_gpu_apart(tmp_path, shakespeare, local_ray):
     # Ray puts a fraction of a GPU on one GPU: 0.4 fits two on each of two GPUs, not five (the
     # fifth was drawn and said started, and waited for another trial to end).
@@ -467,17 +484,16 @@ def test_fractional_gpus_fit_each_gpu_apart(tmp_path, shakespeare, local_ray):
     assert validate_study(study).workers.cpus_per_trial == 0.5
 
 
-@pytest.mark.parametrize(("gpus", "advice"), [
-    (1, "workers.gpus_per_trial: 2 but the cluster has 1 GPUs: give at most that, or a fraction "
-        "to share one"),
-    (0, "workers.gpus_per_trial: 2 but the cluster has 0 GPUs: give 0 to train on CPUs"),
+@pytest.mark.parametrize(("share", "advice"), [
+    (1, "workers.gpus_per_trial: 1 but the cluster has 0 GPUs: give 0 to train on CPUs"),
+    (0.25, "workers.gpus_per_trial: 0.25 but the cluster has 0 GPUs: give 0 to train on CPUs"),
 ])
 def test_too_many_gpus_per_trial_is_refused_before_any_trial(tmp_path, shakespeare, local_ray,
-                                                            gpus, advice):
+                                                            share, advice):
 
-    local_ray(num_cpus=2, num_gpus=gpus)
+    local_ray(num_cpus=2, num_gpus=0)
     cfg = validate_study(
-        tiny_study(tmp_path, shakespeare, workers={"cpus_per_trial": 1, "gpus_per_trial": 2})
+        tiny_study(tmp_path, shakespeare, workers={"cpus_per_trial": 1, "gpus_per_trial": share})
     )
     with pytest.raises(ConfigError) as refused:
         run_study(cfg)

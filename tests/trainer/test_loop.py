@@ -432,6 +432,22 @@ def test_mfu_uses_the_peak_from_the_environment(tiny, monkeypatch):
     assert result.mfu == pytest.approx(result.flops_per_s / 1e12)
 
 
+@pytest.mark.parametrize("name, peak", [
+    ("NVIDIA H100 80GB HBM3", 989e12), ("NVIDIA H100 PCIe", 756e12), ("NVIDIA H100 NVL", 835e12),
+    ("NVIDIA GH200 480GB", 989e12), ("NVIDIA A100-SXM4-80GB", 312e12), ("NVIDIA L40S", 362e12),
+    ("NVIDIA L40", 181e12), ("NVIDIA L4", 121e12), ("NVIDIA GeForce RTX 4090", 165e12),
+    ("Tesla V100-SXM2-32GB", None),
+])
+def test_a_gpus_bf16_peak_is_read_from_its_name_its_variant_first(monkeypatch, name, peak):
+    # An H100 NVL was read as an SXM H100 (its MFU 15% low), and an L40S, L4, RTX 4090 had none.
+    from scaletune.trainer.loop import peak_flops
+
+    monkeypatch.delenv("SCALETUNE_PEAK_FLOPS", raising=False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    assert peak_flops(torch.device("cuda", 0), torch.bfloat16) == peak
+    assert peak_flops(torch.device("cuda", 0), torch.float32) is None  # bf16 peaks only
+
+
 def test_grad_norm_spikes_count_against_the_running_median():
     stats = GradNormStats(window=20)
     for x in [1.0] * 15 + [2.5, 3.5, 1.0, 10.0]:
