@@ -91,18 +91,24 @@ def _train(config: Path, *flags: str) -> subprocess.CompletedProcess:
                            *flags], cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
+def _one_and_two_sharded(tmp_path: Path, text: Path, **fields) -> tuple[list[float],
+                                                                         list[float]]:
+    """The validation losses of a run of ``fields`` in one process, and in two sharded ones."""
+    single = _config(tmp_path, text, "single", **fields)
+    fsdp = _config(tmp_path, text, "fsdp", parallel="fsdp", **fields)
+    assert _train(single).returncode == 0
+    two = _train(fsdp, "--nproc-per-node", "2")
+    assert two.returncode == 0, two.stdout + two.stderr
+    return _evals(tmp_path / "single"), _evals(tmp_path / "fsdp")
+
+
 @pytest.mark.parametrize("optim", [{"lr": 3e-3, "warmup_frac": 0.1},
                                    {"name": "sgd", "lr": 0.5, "warmup_frac": 0.1}],
                          ids=["adamw", "sgd"])
 def test_two_sharded_processes_learn_as_one_process_does(tmp_path, shakespeare, optim):
     # SGD's fused kernel has no rule for sharded tensors: every fsdp run of it failed at its
     # first step.
-    single = _config(tmp_path, shakespeare, "single", optim=optim)
-    fsdp = _config(tmp_path, shakespeare, "fsdp", parallel="fsdp", optim=optim)
-    assert _train(single).returncode == 0
-    two = _train(fsdp, "--nproc-per-node", "2")
-    assert two.returncode == 0, two.stdout + two.stderr
-    a, b = _evals(tmp_path / "single"), _evals(tmp_path / "fsdp")
+    a, b = _one_and_two_sharded(tmp_path, shakespeare, optim=optim)
     # FSDP2 gathers each block's weights, and reduce-scatters the gradients as a mean over the
     # ranks: the step is the single-process step on the whole batch, and the loss goes down.
     assert len(b) == 3 and b[-1] < b[0]
@@ -154,12 +160,7 @@ def test_sharded_bf16_holds_no_block_weights_whole_between_forward_and_backward(
     alive = int(done.stdout.split("alive ")[1].split()[0])
     assert alive <= 256 * 64 * 2  # the head's bf16 cast of the tied embedding alone
     # And a run trains sharded in bf16 as one process does (the norms take float32 input).
-    single = _config(tmp_path, shakespeare, "single", dtype="bfloat16")
-    fsdp = _config(tmp_path, shakespeare, "fsdp", parallel="fsdp", dtype="bfloat16")
-    assert _train(single).returncode == 0
-    two = _train(fsdp, "--nproc-per-node", "2")
-    assert two.returncode == 0, two.stdout + two.stderr
-    a, b = _evals(tmp_path / "single"), _evals(tmp_path / "fsdp")
+    a, b = _one_and_two_sharded(tmp_path, shakespeare, dtype="bfloat16")
     assert len(b) == 3 and b[-1] < b[0]
     assert b == pytest.approx(a, abs=5e-3)
 
