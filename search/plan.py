@@ -579,12 +579,17 @@ def _memory_for_a_trial(cfg: StudyConfig) -> tuple[float, str] | None:
     study on CPUs; for GPUs or a cluster only a bound no single device passes (1 TiB)."""
     if cfg.workers.gpus_per_trial == 0 and cfg.workers.address in (None, "local"):
         try:
-            for line in open("/proc/meminfo"):
+            for line in open("/proc/meminfo", encoding="ascii"):
                 if line.startswith("MemAvailable:"):
                     free = float(line.split()[1]) * 1024
                     return free, f"the {free / 2**30:,.1f} GiB of memory available on this machine"
-        except OSError:
-            return None
+        except OSError:  # no /proc (macOS): the machine's memory, where the system says it
+            try:
+                whole = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+            except (AttributeError, ValueError, OSError):
+                return None
+            return whole, f"the {whole / 2**30:,.1f} GiB of memory this machine has"
+        return None
     return 2.0**40, "any one device holds (1 TiB)"
 
 

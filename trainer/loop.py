@@ -352,8 +352,9 @@ def compiler_missing() -> str | None:
         get_cpp_compiler()
     except Exception:  # noqa: BLE001 - InvalidCxxCompiler, or whatever the search met
         tried = ", ".join(c for c in inductor.cpp.cxx if c) or "g++"
+        install = "xcode-select --install" if sys.platform == "darwin" else "apt install g++"
         return ("compile: true needs a C++ compiler, which torch.compile builds its kernels "
-                f"with, and none works here (tried {tried}); install one (apt install g++), set "
+                f"with, and none works here (tried {tried}); install one ({install}), set "
                 "CXX to one, or set compile: false")
     return None
 

@@ -672,6 +672,28 @@ def test_a_model_that_fits_once_but_not_as_many_times_as_trials_run_at_once_is_r
     assert plan.memory_problem(cfg, 256).endswith("more than the room here: make the model smaller")
 
 
+def test_the_memory_a_trial_may_use_is_known_without_proc(tmp_path, shakespeare, monkeypatch):
+    # On a Mac (no /proc/meminfo) the check said nothing: the machine's memory bounds it there.
+    import builtins
+
+    from scaletune.search import plan
+
+    cfg = validate_study(tiny_study(tmp_path, shakespeare))
+    here, what = plan._memory_for_a_trial(cfg)
+    assert what == f"the {here / 2**30:,.1f} GiB of memory available on this machine"
+    real = builtins.open
+
+    def no_proc(path, *args, **kwargs):
+        if str(path).startswith("/proc/"):
+            raise FileNotFoundError(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", no_proc)
+    whole, what = plan._memory_for_a_trial(cfg)
+    assert whole == os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") >= here
+    assert what == f"the {whole / 2**30:,.1f} GiB of memory this machine has"
+
+
 def test_an_empty_data_file_names_the_path_and_leaves_nothing(tmp_path, shakespeare, capsys):
     study = tiny_study(tmp_path, shakespeare)
     empty = tmp_path / "empty.txt"

@@ -382,7 +382,7 @@ def test_sigterm_on_train_stops_between_steps_names_the_checkpoint_and_exits_143
 
 
 def test_compile_without_a_cpp_compiler_is_one_error_before_anything_runs(run_file, tmp_path,
-                                                                         capsys):
+                                                                         capsys, monkeypatch):
     from torch._inductor import config as inductor
 
     cfg = yaml.safe_load(run_file.read_text())
@@ -402,6 +402,12 @@ def test_compile_without_a_cpp_compiler_is_one_error_before_anything_runs(run_fi
             "compile: true needs a C++ compiler, which torch.compile builds its kernels with, "
             "and none works here (tried /nonexistent/g++); install one (apt install g++), set "
             "CXX to one, or set compile: false (`scaletune train` refuses it on this machine)")
+    # On a Mac, the compiler comes with Apple's command line tools.
+    from scaletune.trainer.loop import compiler_missing
+
+    monkeypatch.setattr(sys, "platform", "darwin")
+    with inductor.patch({"cpp.cxx": (None, "/nonexistent/g++")}):
+        assert "install one (xcode-select --install), set CXX to one" in compiler_missing()
 
 
 def test_a_checkpoint_that_cannot_be_written_is_one_line_not_a_traceback(run_file, capsys):
