@@ -97,6 +97,7 @@ JOB_SERVER_TIMEOUT_S = 15.0
 
 def client(url: str) -> Any:
     """Ray's JobSubmissionClient for ``url``, or SetupError naming the address."""
+    shown = mask_url(url)  # the address as said: a password in it masked
     import urllib.error
     import urllib.request
 
@@ -111,7 +112,7 @@ def client(url: str) -> Any:
                                timeout=JOB_SERVER_TIMEOUT_S).close()
     except (TimeoutError, urllib.error.URLError) as e:
         if isinstance(e, TimeoutError) or isinstance(getattr(e, "reason", None), TimeoutError):
-            raise SetupError(f"the Ray job server at {mask_url(url)} did not answer within "
+            raise SetupError(f"the Ray job server at {shown} did not answer within "
                              f"{JOB_SERVER_TIMEOUT_S:g} s: is its dashboard stuck, or the "
                              "tunnel to it down?") from None
     except (OSError, ValueError):
@@ -124,22 +125,22 @@ def client(url: str) -> Any:
         stored = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")).expanduser()
         if stored.is_file() and presents_token() is False:
             # A head's own machine: the token is there, and Ray sends it only when told to.
-            raise SetupError(f"the Ray job server at {mask_url(url)} asks for the cluster's token: a token "
+            raise SetupError(f"the Ray job server at {shown} asks for the cluster's token: a token "
                              f"is stored here ({stored}), which Ray presents only under "
                              "RAY_AUTH_MODE=token: export RAY_AUTH_MODE=token (if it is this "
                              "cluster's token) and run the command again") from None
         if presents_token():  # a token went, and was not the cluster's
             where = ("RAY_AUTH_TOKEN" if os.environ.get("RAY_AUTH_TOKEN") else
                      f"the file {stored}" if stored.is_file() else "this machine's settings")
-            raise SetupError(f"the Ray job server at {mask_url(url)} refused the token in {where}: it is "
+            raise SetupError(f"the Ray job server at {shown} refused the token in {where}: it is "
                              "not this cluster's; give the one its head holds (`ray "
                              "get-auth-token` on the head prints it)") from None
-        raise SetupError(f"the Ray job server at {mask_url(url)} asks for the cluster's token: set "
+        raise SetupError(f"the Ray job server at {shown} asks for the cluster's token: set "
                          "RAY_AUTH_MODE=token and the token in RAY_AUTH_TOKEN (or in the file "
                          "RAY_AUTH_TOKEN_PATH names, by default ~/.ray/auth_token)") from None
     except (ConnectionError, RuntimeError, ValueError) as e:
-        said = first_line(e).rstrip(".").replace(url, mask_url(url))
-        raise SetupError(f"cannot reach the Ray job server at {mask_url(url)}: {said}; is the cluster up, "
+        said = first_line(e).rstrip(".").replace(url, shown)
+        raise SetupError(f"cannot reach the Ray job server at {shown}: {said}; is the cluster up, "
                          "with its dashboard on that address and port?") from None
 
 
@@ -158,6 +159,7 @@ def submit(cfg: StudyConfig, study_file: str, url: str, options: dict[str, Any],
     """Submit the study's driver as a Ray job; see the module's docstring. The commands it
     prints to follow the job carry ``--address follow_address`` when given (a job server that
     the study file does not name: ``--address``, or RAY_API_SERVER_ADDRESS)."""
+    shown = mask_url(url)  # the address as said: a password in it masked
     storage = options.get("--storage")
     if storage and mask_url(storage) != storage:
         raise SetupError(
@@ -192,7 +194,7 @@ def submit(cfg: StudyConfig, study_file: str, url: str, options: dict[str, Any],
             runtime_env={"env_vars": {lease.JOB_ENV: job_id, lease.JOB_SERVER_ENV: url,
                                       "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_WAIT_S)}})
     out = _printer(console)
-    out(f"submitted study {cfg.name} as Ray job {job_id} to {mask_url(url)}")
+    out(f"submitted study {cfg.name} as Ray job {job_id} to {shown}")
     status, logs = _wait_for_driver(jobs, job_id)
     if status not in ACTIVE and status != "SUCCEEDED":
         out(f"the job {status}; its log ends:")
@@ -229,6 +231,7 @@ NO_AGENT = "No available agent to submit job"
 def _submit(jobs: Any, url: str, **job: Any) -> None:
     """``jobs.submit_job(**job)``, tried again every second for up to AGENT_WAIT_S while the
     cluster's job agent is still starting; SetupError naming the server when it fails."""
+    shown = mask_url(url)  # the address as said: a password in it masked
     deadline = time.monotonic() + AGENT_WAIT_S
     while True:
         try:
@@ -240,7 +243,7 @@ def _submit(jobs: Any, url: str, **job: Any) -> None:
                 time.sleep(1.0)
                 continue
             waited = f" (for {AGENT_WAIT_S:.0f} s)" if NO_AGENT in said else ""
-            raise SetupError(f"the Ray job server at {mask_url(url)} refused the study's job{waited}: "
+            raise SetupError(f"the Ray job server at {shown} refused the study's job{waited}: "
                              f"{said}") from None
 
 
@@ -266,12 +269,13 @@ def _wait_for_driver(jobs: Any, job_id: str) -> tuple[str, str]:
 def list_jobs(url: str, study: str | None, console: Console, storage: str | None = None) -> int:
     """A table of the studies' jobs on the cluster (of study ``study`` in ``storage``, where
     given): id, study, status, when, and progress, the last tally its driver printed."""
+    shown = mask_url(url)  # the address as said: a password in it masked
     jobs = client(url)
     found = _study_jobs(jobs, study, storage)
     if not found:
-        _printer(console)(f"no scaletune jobs{f' of study {study}' if study else ''} on {mask_url(url)}")
+        _printer(console)(f"no scaletune jobs{f' of study {study}' if study else ''} on {shown}")
         return 0
-    table = Table(title=f"Studies run as Ray jobs on {mask_url(url)}")
+    table = Table(title=f"Studies run as Ray jobs on {shown}")
     for column in ("job", "study", "status", "started", "progress"):
         table.add_column(column)
     for j in found:
@@ -326,6 +330,7 @@ def find_job(url: str, target: str, storage: str | None = None) -> tuple[Any, st
     """The job a command names: a job id, or the latest job (a running one first) of a study
     file's study or of a study's name, as `scaletune jobs` lists it; in ``storage`` where given
     (`run --detach --storage`), else the study file's."""
+    shown = mask_url(url)  # the address as said: a password in it masked
     jobs = client(url)
     if is_job_id(target):
         try:
@@ -333,7 +338,7 @@ def find_job(url: str, target: str, storage: str | None = None) -> tuple[Any, st
         except RuntimeError as e:  # Ray's "Request failed with status code 404: ..."
             if "404" not in str(e):
                 raise
-            raise SetupError(f"no Ray job {target} on {mask_url(url)}: `scaletune jobs --address {mask_url(url)}` "
+            raise SetupError(f"no Ray job {target} on {shown}: `scaletune jobs --address {shown}` "
                              "lists the studies' jobs there") from None
         return jobs, target
     cfg = load_study(target) if is_study_file(target) else None
@@ -343,7 +348,7 @@ def find_job(url: str, target: str, storage: str | None = None) -> tuple[Any, st
     if not found:
         named = f" ({target})" if name != target else ""
         run = target if name != target else "STUDY.yaml"
-        raise SetupError(f"no Ray job of study {name!r}{named} on {mask_url(url)}"
+        raise SetupError(f"no Ray job of study {name!r}{named} on {shown}"
                          f"{_elsewhere(jobs, name, where)}; `scaletune run {shlex.quote(run)} "
                          "--detach` submits one")
     running = [j for j in found if str(j.status) in ACTIVE]
@@ -354,6 +359,7 @@ def print_logs(url: str, target: str, follow: bool, console: Console,
                storage: str | None = None) -> int:
     """The driver's output of a job (``find_job``'s); with ``follow``, until the job ends
     (Ctrl-C leaves the job running)."""
+    shown = mask_url(url)  # the address as said: a password in it masked
     jobs, job_id = find_job(url, target, storage)
     if not follow:
         console.file.write(jobs.get_job_logs(job_id))
@@ -374,8 +380,8 @@ def print_logs(url: str, target: str, follow: bool, console: Console,
     except KeyboardInterrupt:
         return 0
     except RuntimeError as e:  # the job server went away while the job ran
-        raise SetupError(f"the log stream of Ray job {job_id} from {mask_url(url)} broke off before the "
-                         f"job ended ({first_line(e)}): `scaletune jobs --address {mask_url(url)}` says "
+        raise SetupError(f"the log stream of Ray job {job_id} from {shown} broke off before the "
+                         f"job ended ({first_line(e)}): `scaletune jobs --address {shown}` says "
                          "whether it still runs") from None
     finally:
         sdk.setLevel(level)

@@ -71,6 +71,7 @@ from scaletune.search.plan import (
 from scaletune.search.progress import StudyProgress, print_run_summary
 from scaletune.search.space import centers_outside, nothing_searched, outside_ranges
 from scaletune.search.storage import (
+    DAMAGED_ADVICE,
     SQLITE_BUSY_TIMEOUT_S,
     batch,
     make_storage,
@@ -386,9 +387,8 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
                  if cfg.seeding == "prior" else [])
         notes += nothing_searched(plan.dims, cfg.n_trials)
         small = validation_note(cfg.data, cfg.model.block_size, data.n_val_tokens)
-        said = (unread_note(cfg.data), folder_note(cfg.data), optim_note(cfg), optimizer_note(cfg),
-                *notes, small,
-                elsewhere_note(cfg),
+        said = (unread_note(cfg.data), folder_note(cfg.data), optim_note(cfg),
+                optimizer_note(cfg), *notes, small, elsewhere_note(cfg),
                 laws_fit_note(cfg, data.fingerprint))
         for note in [n for n in said if n]:
             console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
@@ -418,9 +418,10 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
     coordinator = None
     try:
         with starting, _ray_keeps_our_sigterm():
-            said = init_ray(cfg)  # a cluster that cannot be joined is refused here
-            if said:
-                console.print(f"note: {said}", style="yellow", highlight=False, markup=False)
+            token_note = init_ray(cfg)  # a cluster that cannot be joined is refused here
+            if token_note:
+                console.print(f"note: {token_note}", style="yellow", highlight=False,
+                              markup=False)
             starting.reinstall()
             slots = concurrency(cfg)
             # Trials that the caller launches (benchmarks/driver_scale.py) train nothing: no
@@ -995,8 +996,7 @@ def _write_failed(
     elif database is not None and "malformed" in text:  # not the disk: the file's pages
         return StorageError(mask_url(cfg.storage_url), [
             f"the study stopped: {what} failed: {detail}{again}. The storage file {database} "
-            "is damaged: restore it from a backup, or move it aside to start the study afresh "
-            f"(`sqlite3 {database} .recover` may save what it holds)."])
+            f"is damaged: {DAMAGED_ADVICE.format(path=database)}."])
     elif database is not None and "disk I/O error" in text:
         fix = (f"Free some disk space, or make {database} and its folder writable (a file made "
                "read-only as the study ran fails so)")

@@ -229,10 +229,14 @@ def sqlite_file_errors(url: str) -> list[str]:
                 "restore it from a backup, or move it aside to start the study afresh; nothing "
                 "was written to it"]
     if damage := sqlite_damage(path):
-        return [f"storage: {path} is damaged (SQLite's quick_check: {damage}): restore it from a "
-                f"backup, or move it aside to start the study afresh (`sqlite3 {path} .recover` "
-                "may save what it holds); nothing was written to it"]
+        return [f"storage: {path} is damaged (SQLite's quick_check: {damage}): "
+                f"{DAMAGED_ADVICE.format(path=path)}; nothing was written to it"]
     return []
+
+
+DAMAGED_ADVICE = ("restore it from a backup, or move it aside to start the study afresh "
+                  "(`sqlite3 {path} .recover` may save what it holds)")
+"""What to do with an SQLite storage file whose pages are damaged (``path``: the file)."""
 
 
 def sqlite_damage(path: Path) -> str | None:

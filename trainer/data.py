@@ -1113,8 +1113,8 @@ def column_problem(cfg: DataConfig) -> str | None:
     except _NotJsonLines as e:
         return (f"{_key(cfg, 'data.data_files')}: {first!r} line 1 is not JSON ({e}): a JSON Lines file holds "
                 "one JSON object per line")
-    except (OSError, ValueError, ImportError, EOFError, lzma.LZMAError):  # a compressed file
-        return None  # cut short or not compressed as its suffix says: the run says so too  # the run says what is wrong with the file
+    except (OSError, ValueError, ImportError, EOFError, lzma.LZMAError):
+        return None  # the run says what is wrong with the file (a compressed one cut short)
     if columns and cfg.text_column not in columns:
         return _no_column(cfg, columns)
     return _not_text(cfg, odd[0], odd[1], columns) if odd else None
