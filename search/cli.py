@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 import signal
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -856,6 +857,11 @@ def main(argv: list[str] | None = None) -> int:
     except ScaletuneError as e:
         return _errors(e)
     except OSError as e:
+        if e.errno in DISK_ERRNOS and _output_refused():
+            print(f"scaletune {args.command}: cannot write its output: {e.strerror} (its "
+                  "standard output is a full disk, or a device that takes nothing)",
+                  file=sys.stderr, flush=True)
+            return 1
         if e.errno != errno.ENAMETOOLONG:
             raise
         # A path of the study file (study_dir, priors.fitted_file) longer than the file system
@@ -863,6 +869,26 @@ def main(argv: list[str] | None = None) -> int:
         study = getattr(args, "study", None)
         return _errors(ConfigError(study if isinstance(study, str) else None, [
             f"a path is longer than the file system allows ({e.strerror}): {e.filename}"]))
+
+
+def _output_refused() -> bool:
+    """Whether standard output refuses what was written to it (``> /dev/full``, a full disk):
+    where it does, it is pointed at /dev/null, so that the interpreter's last flush of it says
+    nothing more (it was a 29-line traceback from rich, then Python's 'Exception ignored')."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):  # not a file (a notebook's, a test's capture)
+        return False
+    try:
+        os.write(fd, b"")  # a device that takes nothing refuses even this
+        refused = (stat.S_ISREG(os.fstat(fd).st_mode)  # a file on a full disk
+                   and os.fstatvfs(fd).f_bavail == 0)
+    except OSError:
+        refused = True
+    if refused:
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    return refused
 
 
 def entry() -> int:

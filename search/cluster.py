@@ -136,11 +136,21 @@ def local_start_failed(error: BaseException) -> str:
     root = get_default_ray_temp_dir()
     said = " ".join(first_line(error).split())
     kind = type(error).__name__
+    said = said if said.startswith(kind) or kind == "Exception" else f"{kind}: {said}"
+    token = ray_token()
+    with contextlib.suppress(OSError):
+        # Its token, written at its first start into HOME: a full or read-only HOME was blamed
+        # on Ray's temporary folder (a full disk leaves the file empty, and names no file).
+        if (isinstance(error, OSError)
+                and (str(error.filename or "").startswith(str(token.parent))
+                     or (token.is_file() and token.stat().st_size == 0))):
+            return (f"Ray could not start a cluster on this machine for the trials: {said}. "
+                    f"Ray writes the token of its authentication to {token} at its first start: "
+                    f"{token.parent.parent} (HOME) must be writable, with free space")
     told = ("RAY_TMPDIR, set here" if os.environ.get("RAY_TMPDIR") else
             "TMPDIR, set here; RAY_TMPDIR names another" if os.environ.get("TMPDIR") else
             "RAY_TMPDIR, when set")
-    return (f"Ray could not start a cluster on this machine for the trials: "
-            f"{said if said.startswith(kind) or kind == 'Exception' else f'{kind}: {said}'}. "
+    return (f"Ray could not start a cluster on this machine for the trials: {said}. "
             f"Ray keeps its files under {root} ({told}): it must be a writable folder with "
             "free space; on a busy machine, Ray's processes may not start within the 30 s it "
             f"waits: run again when the load is lower. Ray's own logs: "

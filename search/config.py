@@ -1556,7 +1556,10 @@ def _study_folder(cfg: StudyConfig, base: Path) -> Path:
     if cfg.study_dir is not None:
         return base / Path(cfg.study_dir).expanduser()
     beside = base / "runs" / cfg.name
-    earlier = (Path("runs") / cfg.name).resolve()
+    try:
+        earlier = (Path("runs") / cfg.name).resolve()
+    except FileNotFoundError:  # the current folder was deleted: no earlier study there
+        return beside
     if ((earlier / OWN_DATABASE).is_file() and not (beside / OWN_DATABASE).is_file()
             and not holds_study(beside.parent / SHARED_DATABASE, cfg.name)):
         return earlier

@@ -175,7 +175,7 @@ def laws_fit_note(cfg: StudyConfig, data_fingerprint: str | None = None) -> str 
         return None  # the study's checks name the file
     records = fitted.fitted_on
     if "fitted_on" in fitted.unrecorded:
-        return (f"priors.fitted_file: {Path(cfg.priors.fitted_file).name} was written by an "
+        return (f"priors.fitted_file: {cfg.priors.fitted_file} was written by an "
                 "earlier scaletune, which did not record the studies it fitted: nothing checks "
                 "that they match this one (data, model size, budget)"
                 + (", and it has no warmup law" if "warmup_frac" in fitted.unrecorded else "")
@@ -213,7 +213,7 @@ def laws_fit_note(cfg: StudyConfig, data_fingerprint: str | None = None) -> str 
                         "in parameters moves with the token budget")
     if not said:
         return None
-    return (f"priors.fitted_file: the laws of {Path(cfg.priors.fitted_file).name} "
+    return (f"priors.fitted_file: the laws of {cfg.priors.fitted_file} "
             + "; and they ".join(said)
             + ": their centers may be off here; fit laws on studies of this one (`scaletune "
               "ladder` plans them), or give laws: published")

@@ -220,7 +220,7 @@ def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
               if note]
     notes += [note] if (note := table_as_text_note(cfg)) else []
     if cfg.priors.laws == "published" and cfg.priors.fitted_file:  # named for later, say
-        notes.append(f"priors.fitted_file: {Path(cfg.priors.fitted_file).name} is not read: laws "
+        notes.append(f"priors.fitted_file: {cfg.priors.fitted_file} is not read: laws "
                      "is published (the default), and laws: fitted uses the file")
     notes += [note] if (note := elsewhere_note(cfg)) else []
     notes += [note for note in (optim_note(cfg), optimizer_note(cfg)) if note]

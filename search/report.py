@@ -41,10 +41,11 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import shlex
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -551,10 +552,39 @@ def _legends(png: Figure, html: go.Figure, axes: list[Axes]) -> None:
 
 def _save(png: Figure, html: go.Figure, out: Path, name: str) -> Drawn:
     paths = [out / f"{name}.png", out / f"{name}.html"]
-    png.savefig(paths[0], dpi=DPI, bbox_inches="tight")
-    plt.close(png)  # Optuna draws on pyplot figures, which pyplot keeps until closed
-    html.write_html(paths[1], include_plotlyjs="directory", full_html=True)
+    try:
+        written(paths[0], lambda tmp: png.savefig(tmp, dpi=DPI, bbox_inches="tight",
+                                                  format="png"))
+    finally:
+        plt.close(png)  # Optuna draws on pyplot figures, which pyplot keeps until closed
+    plotly_js(out)
+    written(paths[1], lambda tmp: html.write_html(tmp, include_plotlyjs="directory",
+                                                  full_html=True))
     return Drawn(png, html, paths)
+
+
+def written(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(tmp)`` into a file beside ``path``, then put in its place: a write that fails (a
+    full disk) leaves the file there before as it was. A report cut short by a full disk left a
+    PNG cut short in place of the earlier report's."""
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def plotly_js(out: Path) -> None:
+    """plotly.js in ``out``, whole, for the HTML figures there, which load it from beside them.
+    Plotly writes it only where no file of that name is, so one cut short by a full disk stayed,
+    and every interactive figure of the reports written there after was broken."""
+    from plotly.offline import get_plotlyjs
+
+    path = out / "plotly.min.js"
+    script = get_plotlyjs().encode("utf-8")
+    if not path.is_file() or path.stat().st_size != len(script):
+        written(path, lambda tmp: tmp.write_bytes(script))
 
 
 def _finished(study: optuna.Study) -> list[FrozenTrial]:
@@ -1098,7 +1128,7 @@ def make_report(
     if ladder:  # drawn there by this command, just before (with their plotly.min.js)
         before -= {path.name for d in ladder for path in d.paths} | {"plotly.min.js"}
     frame = trials_frame(study, ran_with)
-    whole_numbers(frame).to_csv(out / "trials.csv", index=False)
+    written(out / "trials.csv", lambda tmp: whole_numbers(frame).to_csv(tmp, index=False))
     drawn = {
         "history": plot_history(study, out, notes),
         "importances": plot_importances(study, out, notes),
@@ -1127,8 +1157,8 @@ def make_report(
                      f"there: {', '.join(replaced)}")
     summary["notes"] = notes
     summary["running"] = running is not None  # a driver runs the study: a report of a moment
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n",
-                                      encoding="utf-8")
+    text = json.dumps(summary, indent=2, default=str) + "\n"
+    written(out / "summary.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
     index = write_index(summary, out, drawn, ladder or [])
     if console is not None:
         print_summary(summary, index, console)
@@ -1301,7 +1331,8 @@ def write_index(summary: dict[str, Any], out: Path, drawn: dict[str, Drawn | Non
               DATA_FILES.items()]
     parts.append("</ul></body></html>")
     index = out / "index.html"
-    index.write_text("\n".join(parts) + "\n", encoding="utf-8")  # as its <meta> says
+    written(index, lambda tmp: tmp.write_text("\n".join(parts) + "\n",  # as its <meta> says
+                                              encoding="utf-8"))
     return index
 
 

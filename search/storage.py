@@ -199,6 +199,13 @@ def in_memory_problem(url: str) -> str | None:
     return None
 
 
+SQLITE_MAX_PATH = 504
+"""The longest absolute path of an SQLite storage file that SQLite (its unix file system layer,
+512 bytes for a path) opens and writes: its journal's name is 8 bytes longer (measured: 504
+bytes opened and written, 505 "unable to open database file"). Longer, a run ended on "the
+storage file is no longer there (deleted while the study ran?)" before its first trial."""
+
+
 def sqlite_file_errors(url: str) -> list[str]:
     """An SQLite study file that is there but empty or not a database is refused, never taken
     for a new study or reported as a full disk; so is a folder where the file should be."""
@@ -214,6 +221,10 @@ def sqlite_file_errors(url: str) -> list[str]:
         if path is not None and path.exists() and not path.is_file():  # /dev/null, a pipe
             return [f"storage: {path} is not a file (a device, a pipe or a socket): give an "
                     "SQLite database file"]
+        if path is not None and len(os.fsencode(os.path.abspath(path))) > SQLITE_MAX_PATH:
+            return [f"storage: {path} is a path of {len(os.fsencode(os.path.abspath(path)))} "
+                    f"bytes, and SQLite opens none longer than {SQLITE_MAX_PATH} (its journal's "
+                    "name must fit its 512): give a shorter study_dir or storage"]
         if path is None or not path.is_file():
             return []
         with open(path, "rb") as f:

@@ -143,7 +143,10 @@ class _SomeFieldsRead(_Strict):
         unread = [f"{prefix}.{field} is read only when {prefix}.{key} is {' or '.join(readers)}"
                   f" (here {getattr(self, key)})"
                   for field, key, readers in self.unread(searched)
-                  if field in self.model_fields_set]
+                  if field in self.model_fields_set
+                  # At its default, which an earlier `export` wrote of every field: no note
+                  # (a final.yaml of it noted four such fields at every train and resume).
+                  and getattr(self, field) != type(self).model_fields[field].default]
         return f"{'; '.join(unread)}: not used" if unread else None
 
     def unread_defaults(self) -> list[str]:

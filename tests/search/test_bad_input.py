@@ -1046,6 +1046,61 @@ def test_a_ray_that_cannot_start_here_is_an_error_not_a_traceback(tmp_path, shak
     assert not (tmp_path / "study").exists()  # the folders this launch made are gone again
 
 
+def test_ray_start_failing_on_its_token_names_home(tmp_path, monkeypatch):
+    # A full or read-only HOME, where Ray writes its token at its first start: the error sent
+    # the user to /tmp/ray, which had 74 GB free.
+    from scaletune.search.cluster import local_start_failed
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    token = tmp_path / ".ray" / "auth_token"
+    said = local_start_failed(OSError(30, "Read-only file system", str(token.parent)))
+    assert said == ("Ray could not start a cluster on this machine for the trials: OSError: "
+                    f"[Errno 30] Read-only file system: '{token.parent}'. Ray writes the token of "
+                    f"its authentication to {token} at its first start: {tmp_path} (HOME) must be "
+                    "writable, with free space")
+    token.parent.mkdir()
+    token.write_bytes(b"")  # what a full disk leaves: the file, empty, and no name in the error
+    assert "(HOME) must be writable" in local_start_failed(OSError(28, "No space left on device"))
+    token.write_text("a token")  # another failure of the same kind: Ray's folder, as before
+    assert "Ray keeps its files under" in local_start_failed(OSError(28, "No space left"))
+
+
+def test_a_storage_path_longer_than_sqlite_opens_is_refused_before_anything(tmp_path,
+                                                                           shakespeare, capsys):
+    # 617 bytes: SQLite could not open it, and the run said the storage file "is no longer there
+    # (deleted while the study ran?), and the trials it held went with it" of a study never run.
+    from scaletune.search.storage import SQLITE_MAX_PATH
+
+    deep = tmp_path / ("d" * 200) / ("e" * 200) / ("f" * 100)
+    study = tiny_study(tmp_path, shakespeare, study_dir=str(deep))
+    path = write_study(tmp_path, study)
+    database = deep / "study.db"
+    assert len(str(database)) > SQLITE_MAX_PATH
+    for command in (["validate", str(path)], ["run", str(path)]):
+        assert main(command) == 2, command
+        out = " ".join(capsys.readouterr().err.split())
+        assert (f"study.db is a path of {len(str(database))} bytes, and SQLite opens none "
+                f"longer than {SQLITE_MAX_PATH} (its journal's name must fit its 512): give a "
+                "shorter study_dir or storage") in out, out
+        assert "no longer there" not in out
+
+
+def test_a_command_run_in_a_deleted_folder_finds_the_study_beside_its_file(tmp_path,
+                                                                         shakespeare,
+                                                                         monkeypatch):
+    # The current folder was looked in for a study of before 0.1: a FileNotFoundError's
+    # traceback from run, show, validate, export and report once it was deleted.
+    study = tiny_study(tmp_path, shakespeare)
+    del study["study_dir"]
+    path = write_study(tmp_path, study)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert main(["validate", str(path)]) == 0
+    assert load_study(path).folder == tmp_path / "runs" / "tiny"
+
+
 def test_ray_start_failing_names_the_folder_ray_used(tmp_path, monkeypatch):
     # Ray takes TMPDIR where RAY_TMPDIR is not set: the error named /tmp/ray all the same.
     from scaletune.search.cluster import local_start_failed

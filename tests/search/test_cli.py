@@ -510,6 +510,24 @@ def test_a_misspelt_command_or_option_is_answered_with_the_one_meant(argv, refus
     assert "did you mean" not in capsys.readouterr().err  # nothing close: nothing suggested
 
 
+def test_output_to_a_device_that_takes_nothing_is_one_line(tmp_path, shakespeare):
+    # `> /dev/full`: a 29-line traceback from rich, from every command.
+    import subprocess
+    import sys
+
+    from tests.search.helpers import tiny_study, write_study
+
+    path = write_study(tmp_path, tiny_study(tmp_path, shakespeare))
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "scaletune.search.cli", "validate",
+                               str(path)], stdout=full, stderr=subprocess.PIPE, text=True,
+                              timeout=120)
+    assert done.returncode == 1
+    assert done.stderr == ("scaletune validate: cannot write its output: No space left on device "
+                           "(its standard output is a full disk, or a device that takes "
+                           "nothing)\n")
+
+
 def test_options_are_taken_by_a_prefix_and_where_they_go_is_said(tmp_path, capsys):
     from scaletune.search.cli import build_parser, main
 

@@ -710,7 +710,7 @@ def test_laws_record_their_studies_and_a_study_unlike_them_is_told(tmp_path, cap
     for command in (["validate", str(wide)], ["run", str(wide), "--dry-run"]):
         code, out = scaletune(capsys, *command)
         assert code == 0, out
-        assert (f"note: priors.fitted_file: the laws of laws.json were fitted on other data "
+        assert (f"note: priors.fitted_file: the laws of {laws} were fitted on other data "
                 f"(aaaa-byte, bbbb-byte) than this study's ({now}): their optima are of another "
                 "problem; and they are in tokens per trial and were fitted on models of 1x32 "
                 "(layers x width); this study's is 1x64 (4x the parameters), and an optimum in "
@@ -733,7 +733,8 @@ def test_laws_record_their_studies_and_a_study_unlike_them_is_told(tmp_path, cap
     earlier.pop("fitted_on")  # written from 2026-12-02 to 2026-12-04: a warmup law, no studies
     laws.write_text(json.dumps(earlier))
     code, out = scaletune(capsys, "validate", str(like))
-    assert code == 0 and ("note: priors.fitted_file: laws.json was written by an earlier "
+    # The file as the study names it (a laws.json elsewhere, from `fit`, was taken for it).
+    assert code == 0 and (f"note: priors.fitted_file: {laws} was written by an earlier "
                           "scaletune, which did not record the studies it fitted: nothing checks "
                           "that they match this one (data, model size, budget); fit") in flat(out)
     earlier.pop("warmup_frac")
@@ -1085,6 +1086,13 @@ def test_optimizer_fields_that_the_optimizer_or_schedule_does_not_read_are_noted
                                         "model": {**run.model.model_dump(), "rope_theta": 77}})
     assert roped.notes() == ["model.rope_theta is read only when model.positions is rope (here "
                              "learned): not used"]
+    # At their defaults, as an earlier `export` wrote every field of a final.yaml: no note (it
+    # noted four of them at every train and resume of such a file).
+    written = TrainConfig.model_validate({**run.model_dump(), "optim": {
+        "name": "adamw", "muon_lr": run.optim.model_fields["muon_lr"].default,
+        "decay_frac": run.optim.model_fields["decay_frac"].default}})
+    assert {"muon_lr", "decay_frac"} <= written.optim.model_fields_set
+    assert written.notes() == []
 
 
 def test_a_field_searched_that_no_trial_reads_is_noted(tmp_path, shakespeare):

@@ -252,8 +252,9 @@ def test_a_missing_fitted_file_is_named_when_fitted_laws_are_used(tmp_path, stud
 
     unused = {"laws": "published", "fitted_file": "laws.json"}
     assert check_study_files(load_study(study_file(priors=unused))) == []
-    assert ("priors.fitted_file: laws.json is not read: laws is published (the default), and "
-            "laws: fitted uses the file") in plan_notes(load_study(study_file(priors=unused)))
+    assert (f"priors.fitted_file: {tmp_path}/laws.json is not read: laws is published (the "
+            "default), and laws: fitted uses the file") in plan_notes(
+                load_study(study_file(priors=unused)))
 
 
 def test_a_config_knows_the_file_it_was_read_from(study_file):

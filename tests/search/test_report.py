@@ -232,6 +232,39 @@ def test_a_report_into_a_folder_of_an_earlier_one_leaves_none_of_its_figures(mix
         [*summary["files"], "summary.json", "index.html", "plotly.min.js", "mine.png"])
 
 
+def test_a_report_cut_short_leaves_the_earlier_files_whole_and_the_next_mends_plotly(
+        mixed, tmp_path, monkeypatch):
+    # A full disk: the report ended with a clear error, but left a PNG cut short in place of the
+    # earlier report's, and a plotly.min.js cut short that plotly never wrote again (it writes
+    # one only where none is), so every interactive figure of later reports there was broken.
+    from matplotlib.figure import Figure
+    from plotly.offline import get_plotlyjs
+
+    _, cfg, _ = mixed
+    out = tmp_path / "report"
+    make_report(cfg, out, source="mixed.yaml")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    savefig = Figure.savefig
+
+    def disk_full(self, fname, *args, **kwargs):
+        savefig(self, fname, *args, **kwargs)
+        with open(fname, "r+b") as f:  # what a full disk leaves: the start of the file
+            f.truncate(100)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", disk_full)
+    with pytest.raises(OSError):
+        make_report(cfg, out, source="mixed.yaml")
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    now = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert {name: now[name] for name in before if name.endswith(".png")} == {
+        name: data for name, data in before.items() if name.endswith(".png")}
+    assert not [name for name in now if name.endswith(".partial")]  # nothing half written left
+    (out / "plotly.min.js").write_bytes(before["plotly.min.js"][:1000])  # cut short
+    make_report(cfg, out, source="mixed.yaml")
+    assert (out / "plotly.min.js").read_bytes() == get_plotlyjs().encode("utf-8")
+
+
 def test_a_report_into_a_folder_of_other_files_says_which_it_replaced(mixed, tmp_path):
     _, cfg, _ = mixed
     out = tmp_path / "mixed-folder"
