@@ -940,7 +940,8 @@ def stored_studies(url: str) -> tuple[optuna.storages.RDBStorage, list[optuna.St
         raise ConfigError("storage", problems)
     if database is not None and not database.is_file():
         raise ConfigError("storage", [f"storage: {database.resolve()} does not exist: no study has run "
-                                      "there (`scaletune run STUDY.yaml` creates it)"])
+                                      "there (`scaletune run STUDY.yaml`, or `scaletune "
+                                      "ladder LADDER.yaml`, creates it)"])
     if problem := url_problem(url):
         raise ConfigError("storage", [problem])
     try:

@@ -141,7 +141,8 @@ def test_a_storage_alone_is_served_without_a_study_file(tmp_path, shakespeare, m
     # A storage that does not exist is not created; with neither, the command says what it needs.
     missing = tmp_path / "nowhere.db"
     assert main(["dashboard", "--storage", f"sqlite:///{missing}"]) == 2
-    assert f"storage: {missing} does not exist: no study has run there" in " ".join(
+    assert (f"storage: {missing} does not exist: no study has run there (`scaletune run "
+            "STUDY.yaml`, or `scaletune ladder LADDER.yaml`, creates it)") in " ".join(
         capsys.readouterr().err.split())
     assert not missing.exists()
     assert main(["dashboard"]) == 2
