@@ -474,7 +474,7 @@ def test_fractional_gpus_fit_each_gpu_apart(tmp_path, shakespeare, local_ray):
     # Ray puts a fraction of a GPU on one GPU: 0.4 fits two on each of two GPUs, not five (the
     # fifth was drawn and said started, and waited for another trial to end).
     local_ray(num_cpus=16, num_gpus=2)
-    for share, fits in ((0.4, 4), (0.6, 2), (0.3, 6), (0.5, 4), (1, 2), (2, 1)):
+    for share, fits in ((0.4, 4), (0.6, 2), (0.3, 6), (0.5, 4), (1, 2)):
         study = tiny_study(tmp_path, shakespeare,
                            workers={"cpus_per_trial": 1, "gpus_per_trial": share})
         assert concurrency(validate_study(study)) == fits, share
