@@ -221,10 +221,11 @@ def sqlite_file_errors(url: str) -> list[str]:
         if path is not None and path.exists() and not path.is_file():  # /dev/null, a pipe
             return [f"storage: {path} is not a file (a device, a pipe or a socket): give an "
                     "SQLite database file"]
-        if path is not None and len(os.fsencode(os.path.abspath(path))) > SQLITE_MAX_PATH:
-            return [f"storage: {path} is a path of {len(os.fsencode(os.path.abspath(path)))} "
-                    f"bytes, and SQLite opens none longer than {SQLITE_MAX_PATH} (its journal's "
-                    "name must fit its 512): give a shorter study_dir or storage"]
+        size = len(os.fsencode(os.path.abspath(path))) if path is not None else 0
+        if size > SQLITE_MAX_PATH:
+            return [f"storage: {path} is a path of {size} bytes, and SQLite opens none longer "
+                    f"than {SQLITE_MAX_PATH} (its journal's name must fit its 512): give a "
+                    "shorter study_dir or storage"]
         if path is None or not path.is_file():
             return []
         with open(path, "rb") as f:

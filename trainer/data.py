@@ -1021,10 +1021,8 @@ def read_fingerprint(cfg: DataConfig) -> str | None:
     cached = _cached_tokens(cfg)
     if cached:
         return cached[1]["fingerprint"]
-    if cfg.source != "text":
-        return None
-    paths = _text_paths(cfg)
-    if sum(os.path.getsize(p) for p in paths) > CHECK_READ_LIMIT:
+    paths = _text_to_read(cfg)
+    if paths is None:
         return None
     docs = [_read_text_file(cfg, p) for p in paths]
     if problem := _nothing_to_learn(docs, cfg):
@@ -1038,11 +1036,18 @@ def fingerprint_known(cfg: DataConfig) -> bool:
     if held := validation_part(cfg):
         return fingerprint_known(_training_part(cfg)) and fingerprint_known(held)
     try:
-        return _cached_tokens(cfg) is not None or (
-            cfg.source == "text"
-            and sum(os.path.getsize(p) for p in _text_paths(cfg)) <= CHECK_READ_LIMIT)
+        return _cached_tokens(cfg) is not None or _text_to_read(cfg) is not None
     except (DataError, OSError):  # a file missing: the checks name it
         return False
+
+
+def _text_to_read(cfg: DataConfig) -> list[str] | None:
+    """The files ``read_fingerprint`` reads where the data is not in the token cache: those of
+    ``source: text``, at most CHECK_READ_LIMIT bytes in all; None for other data, or more."""
+    if cfg.source != "text":
+        return None
+    paths = _text_paths(cfg)
+    return paths if sum(os.path.getsize(p) for p in paths) <= CHECK_READ_LIMIT else None
 
 
 def _nothing_to_learn(docs: list[str], cfg: DataConfig) -> str | None:
