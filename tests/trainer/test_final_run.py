@@ -141,7 +141,8 @@ alive = sum(t.untyped_storage().nbytes() for t in held)
 held.clear()
 loss.backward()
 if dist.get_rank() == 0:
-    print("alive", alive, "loss", float(loss))
+    print("alive", alive, "loss", float(loss.detach()))
+dist.barrier()  # both ranks done before the group goes (gloo aborted a rank that left first)
 dist.destroy_process_group()
 """
 
