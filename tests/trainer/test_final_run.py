@@ -141,9 +141,11 @@ alive = sum(t.untyped_storage().nbytes() for t in held)
 held.clear()
 loss.backward()
 if dist.get_rank() == 0:
-    print("alive", alive, "loss", float(loss.detach()))
-dist.barrier()  # both ranks done before the group goes (gloo aborted a rank that left first)
+    print("alive", alive, "loss", float(loss.detach()), flush=True)
 dist.destroy_process_group()
+# As trainer.cli's ranks leave: without the interpreter's teardown, where a C++ thread of the
+# process group still joinable aborted a rank ("terminate called without an active exception").
+os._exit(0)
 """
 
 
