@@ -11,6 +11,7 @@ from scaletune.heuristics import laws
 from scaletune.heuristics.priors import (
     DROPOUT_BOUNDS,
     LR_BOUNDS,
+    MIN_STEPS,
     SHORT_RUN_LR_SHIFT_LOG10,
     SHORT_RUN_TAU_SHIFT_LOG10,
     SHORT_RUN_TAU_SIGMA,
@@ -116,9 +117,9 @@ def test_batch_range_covers_the_laws_within_the_step_floor(name):
     model, tokens, unique = CASES[name]
     b = priors_for(model, tokens, unique).batch_size
     # Every law's batch (in sequences of block_size) is inside the range unless it would leave
-    # fewer than 100 optimizer steps.
+    # fewer than MIN_STEPS optimizer steps.
     for s in b.sources:
-        if laws.steps_from_tokens(tokens, s.value, model.block_size) >= 200:
+        if laws.steps_from_tokens(tokens, s.value, model.block_size) >= MIN_STEPS:
             assert b.low <= s.value <= b.high, s.law
 
 

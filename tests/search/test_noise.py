@@ -23,7 +23,7 @@ from scaletune.search.noise import (
     seed_groups,
     trials_asked,
 )
-from scaletune.search.plan import TrialRun, fail_and_retry
+from scaletune.search.plan import SearchPlan, TrialRun, fail_and_retry
 from scaletune.search.pruners import PredictedFinalPruner
 from scaletune.search.report import noise_rows, seed_noise
 from scaletune.search.space import trial_config
@@ -184,23 +184,32 @@ def test_the_predicted_pruner_reads_its_floor_from_the_repeats():
 
 
 def test_a_repeat_is_never_pruned_and_its_retry_keeps_its_seed(tmp_path, shakespeare):
-    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=1.0))
+    # The runs come from the study's plan, as the driver gets them: the plan decides which
+    # may be pruned (a test that built the repeat's run itself passed with every run prunable).
     cfg = validate_study(tiny_study(tmp_path, shakespeare))
-    ordinary = TrialRun(study.ask({"x": X}), {}, SimpleNamespace(tokens=1000), 100, "threshold")
-    assert ordinary.report(100, 5.0) == "prune"
-    study.enqueue_trial({"x": 0.3}, user_attrs={REPEAT_OF: 0, TRAIN_SEED: 4})
-    trial = study.ask({"x": X})
-    repeat = TrialRun(trial, {}, SimpleNamespace(tokens=1000), 100, "threshold",
-                      prunable=False)
-    assert repeat.report(100, 5.0) == "continue"
-    assert study.trials[trial.number].intermediate_values == {100: 5.0}  # still recorded
+    plan = SearchPlan.build(cfg)
+    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=1.0))
+    at = cfg.eval_interval  # the first evaluation
+    ordinary = plan.ask(study, 1)
+    assert ordinary.report(at, 5.0) == "prune"
+    study.tell(ordinary.trial, state=TrialState.PRUNED)
+    best = plan.ask(study, 1)
+    study.tell(best.trial, 2.0)
+    first, seeds = queue_repeats(study, 1, cfg.seed)
+    assert (first, seeds) == (best.trial.number, [cfg.seed + 1])
+    repeat = plan.ask(study, 1)
+    trial = repeat.trial
+    assert repeat.params == best.params and trial.user_attrs[REPEAT_OF] == first
+    assert repeat.report(at, 5.0) == "continue"
+    assert list(study.trials[trial.number].intermediate_values.values()) == [5.0]  # recorded
     # Its worker died: the re-run is the same repeat, with the same seed.
     assert fail_and_retry(study, trial, "worker died", max_retries=1)
     retry = study.get_trials(states=(TrialState.WAITING,))[0]
-    assert retry.user_attrs[REPEAT_OF] == 0 and retry.user_attrs[TRAIN_SEED] == 4
+    assert retry.user_attrs[REPEAT_OF] == first and retry.user_attrs[TRAIN_SEED] == cfg.seed + 1
     # The seed reaches the trainer's config; other trials train with the study's seed.
+    assert repeat.config.seed == cfg.seed + 1
+    assert best.config.seed == cfg.seed
     assert trial_config(cfg, {}, {}, 1, seed=4)[0].seed == 4
-    assert trial_config(cfg, {}, {}, 1)[0].seed == cfg.seed
 
 
 def test_the_report_shows_each_repeated_config_and_the_floor(tmp_path, shakespeare):
