@@ -185,7 +185,7 @@ def test_the_predicted_pruner_reads_its_floor_from_the_repeats():
 
 def test_a_repeat_is_never_pruned_and_its_retry_keeps_its_seed(tmp_path, shakespeare):
     # The runs come from the study's plan, as the driver gets them: the plan decides which
-    # may be pruned (a test that built the repeat's run itself passed with every run prunable).
+    # may be pruned.
     cfg = validate_study(tiny_study(tmp_path, shakespeare))
     plan = SearchPlan.build(cfg)
     study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=1.0))
