@@ -51,14 +51,21 @@ def run_metadata(config: TrainConfig, device: torch.device, dtype: torch.dtype,
 
 
 def git_revision() -> str | None:
-    """The commit of the code, with '-dirty' when it has uncommitted changes; None outside git."""
+    """The commit of the code, with '-dirty' when it has uncommitted changes; None outside git.
+
+    Only a checkout of scaletune itself counts: an installed copy inside another git repository
+    (a virtual environment in the user's project) would otherwise record that project's commit.
+    """
     here = Path(__file__).resolve().parent
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
+        top, rev = subprocess.run(["git", "rev-parse", "--show-toplevel", "HEAD"], cwd=here,
+                                  capture_output=True, text=True, timeout=10,
+                                  check=True).stdout.splitlines()
+        if Path(top).resolve() != here.parent:  # trainer/ sits at the top of scaletune's checkout
+            return None
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
                                capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, subprocess.SubprocessError, ValueError):
         return None
     return rev + ("-dirty" if dirty else "")
 

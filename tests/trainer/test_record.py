@@ -1,0 +1,50 @@
+"""What a run records of the code that produced it (trainer.record)."""
+
+import importlib.util
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from scaletune.trainer import record
+
+GIT = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+
+
+def repo(path: Path) -> str:
+    """A git repository at path with one commit; its HEAD."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "notes.txt").write_text("a project of the user's\n")
+    subprocess.run([*GIT, "init", "-q"], cwd=path, check=True)
+    subprocess.run([*GIT, "add", "notes.txt"], cwd=path, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "init"], cwd=path, check=True)
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def revision_of_copy_at(module_path: Path) -> str | None:
+    """git_revision() of trainer/record.py copied to module_path, as that copy sees it."""
+    module_path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(record.__file__, module_path)
+    spec = importlib.util.spec_from_file_location("record_copy", module_path)
+    copy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(copy)
+    return copy.git_revision()
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_an_installed_copy_inside_another_repository_records_no_revision(tmp_path):
+    # Rule: the revision is scaletune's own commit or nothing. Installed into a virtual
+    # environment inside the user's project, git found the project's repository and every run
+    # recorded the project's commit as the code's.
+    user = tmp_path / "project"
+    repo(user)
+    installed = user / ".venv/lib/python3.11/site-packages/scaletune/trainer/record.py"
+    assert revision_of_copy_at(installed) is None
+    # A checkout of scaletune (trainer/ at its top) records its commit, dirty once changed.
+    checkout = tmp_path / "scaletune"
+    head = repo(checkout)
+    assert revision_of_copy_at(checkout / "trainer/record.py") == head
+    (checkout / "notes.txt").write_text("changed\n")
+    assert revision_of_copy_at(checkout / "trainer/record.py") == head + "-dirty"
