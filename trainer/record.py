@@ -9,6 +9,7 @@ rather than asking git themselves, and every record spells the revision the same
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.metadata
 import json
 import math
@@ -51,7 +52,8 @@ def run_metadata(config: TrainConfig, device: torch.device, dtype: torch.dtype,
 
 
 def git_revision() -> str | None:
-    """The commit of the code, with '-dirty' when it has uncommitted changes; None outside git.
+    """The commit of the code, with '-dirty.<digest of the diff>' when it has uncommitted changes
+    to tracked files; None outside git.
 
     Only a checkout of scaletune itself counts: an installed copy inside another git repository
     (a virtual environment in the user's project) would otherwise record that project's commit.
@@ -63,11 +65,13 @@ def git_revision() -> str | None:
                                   check=True).stdout.splitlines()
         if Path(top).resolve() != here.parent:  # trainer/ sits at the top of scaletune's checkout
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        # Uncommitted changes to tracked files, named by a digest of the diff: two runs of
+        # different changes on one commit record different revisions.
+        diff = subprocess.run(["git", "diff", "HEAD", "--no-ext-diff", "--binary"], cwd=here,
+                              capture_output=True, timeout=30, check=True).stdout
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
-    return rev + ("-dirty" if dirty else "")
+    return rev + (f"-dirty.{hashlib.sha256(diff).hexdigest()[:12]}" if diff else "")
 
 
 def cpu_name() -> str:

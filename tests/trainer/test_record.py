@@ -1,6 +1,7 @@
 """What a run records of the code that produced it (trainer.record)."""
 
 import importlib.util
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -42,9 +43,15 @@ def test_an_installed_copy_inside_another_repository_records_no_revision(tmp_pat
     repo(user)
     installed = user / ".venv/lib/python3.11/site-packages/scaletune/trainer/record.py"
     assert revision_of_copy_at(installed) is None
-    # A checkout of scaletune (trainer/ at its top) records its commit, dirty once changed.
+    # A checkout of scaletune (trainer/ at its top) records its commit; with uncommitted
+    # changes, a digest of them, so that two different changes on one commit tell apart.
     checkout = tmp_path / "scaletune"
     head = repo(checkout)
-    assert revision_of_copy_at(checkout / "trainer/record.py") == head
-    (checkout / "notes.txt").write_text("changed\n")
-    assert revision_of_copy_at(checkout / "trainer/record.py") == head + "-dirty"
+    module = checkout / "trainer/record.py"
+    assert revision_of_copy_at(module) == head
+    revisions = []
+    for text in ("one change\n", "another\n", "one change\n"):
+        (checkout / "notes.txt").write_text(text)
+        revisions.append(revision_of_copy_at(module))
+    assert all(re.fullmatch(re.escape(head) + r"-dirty\.[0-9a-f]{12}", r) for r in revisions)
+    assert revisions[0] != revisions[1] and revisions[0] == revisions[2]
