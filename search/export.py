@@ -443,7 +443,8 @@ def summary_lines(record: dict[str, Any]) -> list[str]:
         f"study        {record['study']} on {record['storage']}",
         f"trial        {record['trial']}, val loss {record['value']:.4f} "
         f"(of {record['n_complete_trials']} complete trials)",
-        f"fingerprint  {record['fingerprint']}, code revision {record['git_revision']}",
+        f"fingerprint  {record['fingerprint']}, code revision "
+        f"{record['git_revision'] or 'unknown (not run from a git checkout)'}",
         f"exported     {record['exported_at']}",
         f"transfer     {record['transfer']}",
         "",

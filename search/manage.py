@@ -1135,7 +1135,7 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
     provenance = study.user_attrs.get("provenance") or {}
     if provenance:
         rows.append(("ran with", ", ".join(f"{k} {provenance[k]}" for k in
-                                           ("git_revision", "torch", "optuna", "ray")
+                                           ("scaletune", "git_revision", "torch", "optuna", "ray")
                                            if provenance.get(k))))
     _rows(out, rows + [("note", n) for n in notes])
     return 0

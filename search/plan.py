@@ -1141,6 +1141,7 @@ def code_and_machine() -> dict[str, Any]:
 
     return {
         "git_revision": git_revision(),
+        "scaletune": importlib.metadata.version("scaletune"),
         "python": sys.version.split()[0],
         "torch": importlib.metadata.version("torch"),  # not torch.__version__: 1 s to import
         "optuna": optuna.__version__,

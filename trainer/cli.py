@@ -334,7 +334,7 @@ def summary(result: Result, out_dir: str | None = None) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m trainer.cli", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m scaletune.trainer.cli", description=__doc__)
     parser.add_argument("config", help="a TrainConfig YAML file")
     again = parser.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue from out_dir's checkpoint")

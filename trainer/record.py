@@ -37,7 +37,7 @@ def run_metadata(config: TrainConfig, device: torch.device, dtype: torch.dtype,
     import torch  # here, so that `scaletune --version` can ask git_revision without torch
 
     versions = {"python": platform.python_version()}
-    for lib in ("torch", "numpy", "tiktoken", "datasets", "pydantic"):
+    for lib in ("scaletune", "torch", "numpy", "tiktoken", "datasets", "pydantic"):
         try:
             versions[lib] = importlib.metadata.version(lib)
         except importlib.metadata.PackageNotFoundError:

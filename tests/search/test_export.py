@@ -253,7 +253,12 @@ def test_export_records_provenance(finished, tmp_path):
     assert record["trial"] == 1 and record["value"] == pytest.approx(2.2)
     assert record["fingerprint"] == cfg.fingerprint()
     assert record["git_revision"] == "0123abcd"
+    assert "code revision 0123abcd" in text
     assert record["study_file"] == str(path.resolve())
+    # A study run from an installed package (no git checkout) has no revision: said in words.
+    study.set_user_attr("provenance", {"git_revision": None})
+    export_study(cfg, out, source=str(path), tokens=4 * cfg.tokens_per_trial)
+    assert "code revision unknown (not run from a git checkout)" in out.read_text()
     # Rule: both the raw best values and the transferred ones are recorded, with formulas.
     assert record["best"]["lr"] == 4e-3 and record["best"]["tokens"] == cfg.tokens_per_trial
     assert record["final"]["tokens"] == 4 * cfg.tokens_per_trial

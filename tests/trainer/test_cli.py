@@ -398,6 +398,11 @@ def test_torchruns_spelling_of_the_launch_options_is_taken_and_unknown_ones_name
     assert exit_.value.code == 2
     assert "usage: scaletune train [-h]" in err and "scaletune train: error: unrecognized " \
         "arguments: --n-trials 2" in err, err
+    # The trainer's own module names itself as an installed package runs it (there is no
+    # top-level `trainer` module outside the source checkout).
+    module = subprocess.run([sys.executable, "-m", "scaletune.trainer.cli", "--help"],
+                            capture_output=True, text=True, timeout=120)
+    assert module.stdout.startswith("usage: python -m scaletune.trainer.cli "), module.stdout
 
 
 @pytest.mark.parametrize(("name", "says"), [

@@ -1,3 +1,4 @@
+import importlib.metadata
 import json
 import math
 import os
@@ -407,6 +408,8 @@ def test_run_folder_has_metadata_evals_and_no_temporary_files(tiny, tmp_path):
     assert start["event"] == "start"
     assert start["config"]["model"]["n_layer"] == 2
     assert {"torch", "numpy", "python"} <= set(start["versions"]) and start["versions"]["torch"]
+    # scaletune's own version too: outside a git checkout (a wheel) it is what names the code.
+    assert start["versions"]["scaletune"] == importlib.metadata.version("scaletune")
     assert start["hardware"]["device"] == "cpu" and "git" in start
     events = Counter(line["event"] for line in lines)
     assert events == {"start": 1, "eval": 3, "checkpoint": 6, "end": 1}  # one each step
