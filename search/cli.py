@@ -776,7 +776,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "tell trials, edit user attrs (default read-only)")
 
     p = sub.add_parser("train", help="one training run from a training YAML")
-    p.add_argument("config", help="training YAML (its fields: TrainConfig in scaletune.trainer.config)")
+    p.add_argument("config",
+                   help="training YAML (its fields: TrainConfig in scaletune.trainer.config)")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     again.add_argument("--overwrite", action="store_true",

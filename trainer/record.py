@@ -67,7 +67,7 @@ def git_revision() -> str | None:
             return None
         # Uncommitted changes to tracked files, named by a digest of the diff: two runs of
         # different changes on one commit record different revisions.
-        diff = subprocess.run(["git", "diff", "HEAD", "--no-ext-diff", "--binary"], cwd=here,
+        diff = subprocess.run(["git", "diff", "HEAD", "--no-ext-diff", "--no-color", "--binary"], cwd=here,
                               capture_output=True, timeout=30, check=True).stdout
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
