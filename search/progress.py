@@ -67,6 +67,9 @@ class StudyProgress:
         self.counts, self.durations = _tally(study)
         # The most trials seen running at once, for the ETA: the driver fills every slot it has.
         self.slots = 0
+        # For the ETA, the times trials of this run ended (time.time), and the first one began.
+        self.ended_at: list[float] = []
+        self.first_started: float | None = None
         self.best = _best(study)
         self.t0 = time.time()
         self._live: Live | None = None
@@ -90,6 +93,8 @@ class StudyProgress:
 
     def started(self, number: int, params: dict[str, Any]) -> None:
         self.running[number] = {"params": params, "tokens": 0, "value": None, "t0": time.time()}
+        if self.first_started is None:
+            self.first_started = self.running[number]["t0"]
         self.slots = max(self.slots, len(self.running))
         self._log(f"trial {number} started: {fmt_params(params)}")
 
@@ -104,7 +109,10 @@ class StudyProgress:
     def finished(self, number: int, state: str, value: float | None, reason: str | None) -> None:
         """Trial ``number`` ended in ``state``; the study has been told (its storage counts)."""
         self.running.pop(number, None)
+        before = sum(self.counts.values())
         self.counts, self.durations = _tally(self.study)
+        if sum(self.counts.values()) > before:  # not a failure queued again: it runs again
+            self.ended_at.append(time.time())
         if value is not None and (self.best is None or value < self.best[1]):
             self.best = (number, value)
         detail = f"{value:.4f}" if value is not None else (reason or "")
@@ -188,14 +196,22 @@ class StudyProgress:
         return Group(head, table)
 
     def eta(self) -> float | None:
-        """Seconds until ``n_trials`` have finished: the trials still to run (running ones less
-        what they have done) at the mean wall time of the finished ones, spread over the slots.
-        None before any trial has finished."""
+        """Seconds until ``n_trials`` have finished. Once this run has seen ``2 * slots`` trials
+        end: the trials left at the rate the last ``2 * slots`` ended (from the end before them
+        to now), which counts what a trial's wall time leaves out (handing trials to the
+        workers, a study whose later trials are pruned sooner). Before that: the trials still to
+        run (running ones less what they have done) at the mean wall time of the finished ones,
+        spread over the slots. None before any trial has finished."""
         if not self.durations:
             return None
-        mean = sum(self.durations) / len(self.durations)
         now = time.time()
         done = sum(self.counts.values())
+        window = 2 * max(1, self.slots)
+        if len(self.ended_at) >= window and self.first_started is not None:
+            since = (self.ended_at[-window - 1] if len(self.ended_at) > window
+                     else self.first_started)
+            return max(0, self.total - done) * (now - since) / window
+        mean = sum(self.durations) / len(self.durations)
         queued = max(0, self.total - done - len(self.running))
         left = queued * mean + sum(max(0.0, mean - (now - r["t0"])) for r in self.running.values())
         return left / max(1, self.slots)
