@@ -1133,17 +1133,15 @@ def _short(value: Any) -> str:
 
 def code_and_machine() -> dict[str, Any]:
     """What produced a study: code revision, library versions, machine."""
-    import importlib.metadata
-
     import ray
 
-    from scaletune.trainer.record import git_revision
+    from scaletune.trainer.record import git_revision, installed_version
 
     return {
         "git_revision": git_revision(),
-        "scaletune": importlib.metadata.version("scaletune"),
+        "scaletune": installed_version("scaletune"),
         "python": sys.version.split()[0],
-        "torch": importlib.metadata.version("torch"),  # not torch.__version__: 1 s to import
+        "torch": installed_version("torch"),  # not torch.__version__: 1 s to import
         "optuna": optuna.__version__,
         "ray": ray.__version__,
         "platform": platform.platform(),

@@ -38,10 +38,7 @@ def run_metadata(config: TrainConfig, device: torch.device, dtype: torch.dtype,
 
     versions = {"python": platform.python_version()}
     for lib in ("scaletune", "torch", "numpy", "tiktoken", "datasets", "pydantic"):
-        try:
-            versions[lib] = importlib.metadata.version(lib)
-        except importlib.metadata.PackageNotFoundError:
-            versions[lib] = None
+        versions[lib] = installed_version(lib)
     hardware = {"device": str(device), "dtype": str(dtype).removeprefix("torch."),
                 "threads": torch.get_num_threads(), "cpu": cpu_name()}
     if device.type == "cuda":
@@ -49,6 +46,15 @@ def run_metadata(config: TrainConfig, device: torch.device, dtype: torch.dtype,
     hardware.update(cpu_kernels)
     return {"config": config.model_dump(mode="json"), "git": git_revision(),
             "versions": versions, "hardware": hardware}
+
+
+def installed_version(lib: str) -> str | None:
+    """The installed version of package ``lib``; None where it is not installed (scaletune's
+    folders put on the import path by hand have no package metadata)."""
+    try:
+        return importlib.metadata.version(lib)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def git_revision() -> str | None:

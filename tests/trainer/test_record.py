@@ -55,3 +55,10 @@ def test_an_installed_copy_inside_another_repository_records_no_revision(tmp_pat
         revisions.append(revision_of_copy_at(module))
     assert all(re.fullmatch(re.escape(head) + r"-dirty\.[0-9a-f]{12}", r) for r in revisions)
     assert revisions[0] != revisions[1] and revisions[0] == revisions[2]
+
+
+def test_a_package_without_metadata_has_no_version_and_stops_nothing():
+    # scaletune's folders put on the import path by hand (no install) have no package metadata:
+    # a study's record says None for its version instead of failing to start.
+    assert record.installed_version("scaletune-not-installed-here") is None
+    assert record.installed_version("torch")
