@@ -48,7 +48,10 @@ class PriorSampler(BaseSampler):
         base: The model-based sampler that takes over (TPE, GP, CMA-ES, random).
         priors: Prior per parameter name; parameters without one are left to ``base``.
         n_startup_trials: Finished (complete or pruned) trials before ``base`` takes over.
-        seed: Seed of the prior draws.
+        seed: Seed of the prior draws. A parameter's draw in trial k depends on the seed, k and
+            the parameter's place among the priors alone: a resumed study draws trial k as a
+            study run straight through does, and a ladder's rungs draw alike (common random
+            numbers).
         complete_only: Count complete trials only, as GP and CMA-ES count their own start-up (a
             pruned trial that ``base`` sees complete, through PredictionsTeachSampler, counts):
             counted as finished, every pruned trial left them a start-up of their own, drawn
@@ -68,7 +71,8 @@ class PriorSampler(BaseSampler):
         self._base = base
         self._priors = priors
         self._n_startup_trials = n_startup_trials
-        self._rng = np.random.default_rng(seed)
+        self._seed = _seed_or_random(seed)
+        self._place = {name: j for j, name in enumerate(priors)}
         self._startup_of: tuple[tuple[Any, ...] | None, bool] = (None, True)
         self._complete_only = complete_only
 
@@ -89,8 +93,18 @@ class PriorSampler(BaseSampler):
         return self._startup_of[1]
 
     def reseed_rng(self) -> None:
-        self._rng = np.random.default_rng()
+        self._seed = _seed_or_random(None)
         self._base.reseed_rng()
+
+    def _rng(self, trial: FrozenTrial, param_name: str) -> np.random.Generator:
+        """The generator of ``param_name``'s draw in ``trial``: the seed's stream
+        (np.random.default_rng(seed)) at the draw a study takes there when it draws trial 1, 2,
+        ... one after another (trial 0 is the priors' center), one 64-bit draw per parameter,
+        as draw_from_prior takes."""
+        position = max(trial.number - 1, 0) * len(self._place) + self._place[param_name]
+        bits = np.random.PCG64(self._seed)
+        bits.advance(position)
+        return np.random.Generator(bits)
 
     def infer_relative_search_space(
         self, study: Study, trial: FrozenTrial
@@ -115,7 +129,7 @@ class PriorSampler(BaseSampler):
     ) -> Any:
         prior = self._priors.get(param_name)
         if prior is not None and self._in_startup(study, trial):
-            return draw_from_prior(prior, param_distribution, self._rng)
+            return draw_from_prior(prior, param_distribution, self._rng(trial, param_name))
         return self._base.sample_independent(study, trial, param_name, param_distribution)
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
@@ -409,20 +423,26 @@ def _on_grid(dist: FloatDistribution | IntDistribution, value: float, n_points: 
     return int(value) if isinstance(dist, IntDistribution) else float(value)
 
 
+def _seed_or_random(seed: int | None) -> int:
+    return int(np.random.SeedSequence().entropy % SEEDS) if seed is None else seed
+
+
 def resumed_seed(seed: int, n_existing: int) -> int:
-    """The sampler seed of a study that already stores ``n_existing`` trials: shifted, so that a
-    resumed study does not draw its first trials again; within numpy's seeds (SEEDS), where
-    a seed near their top went past them."""
+    """The model-based sampler's seed in a study that already stores ``n_existing`` trials:
+    shifted, so that a resumed study does not draw its first trials again; within numpy's seeds
+    (SEEDS), where a seed near their top went past them. (The prior draws need no shift: each
+    depends on its trial's number, PriorSampler.)"""
     return (seed + 1000 * n_existing) % SEEDS
 
 
 def make_sampler(cfg: StudyConfig, priors: dict[str, Prior], n_existing: int = 0) -> BaseSampler:
-    """The study's sampler, wrapped by PriorSampler unless ``seeding: none``. Its seed is
-    ``sampler.seed`` (default ``cfg.seed``) shifted by resumed_seed for the ``n_existing`` trials
-    already stored."""
+    """The study's sampler, wrapped by PriorSampler unless ``seeding: none``. The model-based
+    sampler's seed is ``sampler.seed`` (default ``cfg.seed``) shifted by resumed_seed for the
+    ``n_existing`` trials already stored; the prior draws' is not shifted."""
     s = cfg.sampler
     n = s.n_startup_trials
-    seed = resumed_seed(cfg.seed if s.seed is None else s.seed, n_existing)
+    study_seed = cfg.seed if s.seed is None else s.seed
+    seed = resumed_seed(study_seed, n_existing)
     weighted = s.name == "tpe" and cfg.seeding != "none" and s.prior_weight > 0
     if weighted:
         base: BaseSampler = PriorWeightedTPESampler(
@@ -449,5 +469,5 @@ def make_sampler(cfg: StudyConfig, priors: dict[str, Prior], n_existing: int = 0
         base = PredictionsTeachSampler(base)
     if cfg.seeding == "none" or s.name == "random":
         return base
-    return PriorSampler(base, priors, n_startup_trials=n, seed=(seed + 1) % SEEDS,
+    return PriorSampler(base, priors, n_startup_trials=n, seed=(study_seed + 1) % SEEDS,
                         complete_only=s.fits_complete_only)

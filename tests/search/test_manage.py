@@ -897,7 +897,7 @@ def test_ctrl_c_in_a_command_is_one_line_and_the_shells_code(finished, tmp_path,
     # pytest-xdist's workers ignore SIGINT; a command run from a shell has Python's own handler.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
-    for delay in (0.3, 0.5, 0.8, 1.1):
+    for delay in (0.3, 0.5, 0.8, 1.1, 0.4, 0.7, 1.4):
         timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
         timer.start()
         try:

@@ -499,6 +499,39 @@ def test_a_resumed_study_does_not_draw_its_first_trials_again():
     assert first_lr(3) != first_lr(0)
 
 
+def test_prior_draws_depend_on_the_trial_alone_resumed_or_in_another_rung():
+    # A ladder rung resumed with more trials drew its start-up trials from a shifted seed, so
+    # its trial k no longer matched the other rungs' (common random numbers), and the fit read
+    # that luck as a trend (tau's exponent +7 on a three-rung ladder).
+    cfg = study_cfg(sampler={"name": "tpe", "n_startup_trials": 6})
+    dims, _ = build_space(cfg, PRIORS)
+    priors = {d.name: d.prior for d in dims if d.prior is not None}
+
+    def trials(launches, priors=priors):
+        """The params of each trial, over launches of these many trials each."""
+        study, params = optuna.create_study(), []
+        study.enqueue_trial(prior_center_params(dims))  # trial 0, as a new study's plan does
+        for n in launches:
+            study.sampler = make_sampler(cfg, priors, n_existing=len(study.trials))
+            for _ in range(n):
+                trial = study.ask()
+                params.append(suggest(trial, dims))
+                study.tell(trial, 1.0)
+        return params
+
+    straight = trials([5])
+    # Rule: a study stopped after 2 trials and resumed draws trial k as one run straight
+    # through; it draws nothing twice.
+    assert trials([2, 3]) == straight
+    assert len({p["lr"] for p in straight}) == 5
+    # Rule: a rung whose lr prior is another (another scale) draws its other parameters as
+    # the first rung does: each parameter's draw is its own.
+    other = trials([5], priors={**priors, "lr": _prior("lr", 1e-2, 1e-3, 1e-1)})
+    assert [p["dropout"] for p in other] == [p["dropout"] for p in straight]
+    assert [p["warmup_frac"] for p in other] == [p["warmup_frac"] for p in straight]
+    assert [p["lr"] for p in other][1:] != [p["lr"] for p in straight][1:]
+
+
 def test_study_file_resolves_local_data_files_but_not_hub_files(tmp_path, shakespeare):
     from scaletune.search.config import load_study
     from tests.search.helpers import tiny_study, write_study
