@@ -361,7 +361,8 @@ def load_ladder(path: str | Path) -> Ladder:
                          "(scale: params)" if cfg.scale == "tokens" and widths else ""))
     tpp = sorted(r.tokens_per_param for r in rungs)
     if len(rungs) >= 2 and tpp[-1] / tpp[0] < 1.5:
-        errors.append(f"rungs: every rung trains {tpp[0]:.3g}-{tpp[-1]:.3g} tokens per parameter; "
+        span = f"{tpp[0]:.3g}" + (f"-{tpp[-1]:.3g}" if f"{tpp[-1]:.3g}" != f"{tpp[0]:.3g}" else "")
+        errors.append(f"rungs: every rung trains {span} tokens per parameter; "
                       "vary it (by 1.5x or more: change tokens_per_trial at a fixed width) so "
                       "that the fit sees how the optimum moves with the horizon, which the "
                       "target's may differ in")
@@ -766,6 +767,8 @@ def _run_ladder(ladder: Ladder, console: Console, repeat_best: int) -> optuna.St
         _has_a_complete_trial(ladder, rung)
         done.append(rung)
         if len({r.scale for r in done}) < 2:
+            if trained and i + 1 < len(ladder.rungs):
+                console.print("no laws yet: a law needs rungs at two scales", highlight=False)
             continue
         fitted = fit_rungs(ladder, done)
         save_laws(fitted, ladder.laws_file, ladder.source, "laws_file",

@@ -140,8 +140,13 @@ def test_bad_ladder_input_names_the_key(tmp_path, shakespeare):
     # Two rungs at one tokens per parameter (and above the target's budget) are refused.
     assert any(e.startswith("rungs: every rung trains") for e in said), said
     assert any(e.startswith("rungs[1]: its tokens (80,000) is not below the target's") for e in said)
-
     rungs = raw["rungs"]
+    # Rungs whose values print alike are given one value (it read "1.22-1.22").
+    raw["rungs"] = [{"tokens_per_trial": 20_000}, {"tokens_per_trial": 20_010}]
+    path.write_text(yaml.safe_dump(raw))
+    said = [e for e in errors_of(path) if e.startswith("rungs: every rung trains")]
+    assert len(said) == 1 and re.match(r"rungs: every rung trains [\d.]+ tokens per", said[0]), said
+
     raw["rungs"] = [{**rungs[0], "n_layer": 1}, *rungs[1:]]  # beside tokens_per_trial
     path.write_text(yaml.safe_dump(raw))
     # It was "unknown key; allowed: tokens_per_trial, model, n_trials", naming no model.
@@ -504,6 +509,8 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     # trial it missed.
     assert counts == {r.cfg.name: 2 for r in ladder.rungs} | {"ladder-target": 2}
     assert "laws fitted on 2 rung(s)" in out and "laws fitted on 3 rung(s)" in out
+    # After the first rung, a line says why there is no fit yet (nothing was said).
+    assert out.count("no laws yet: a law needs rungs at two scales") == 1
     # The plan's notes, as the dry run gives them (a launch said none).
     assert ("note: every rung: sampler.n_startup_trials: n_trials 2 <= n_startup_trials 2: "
             "every trial is a start-up trial") in out, out
@@ -547,6 +554,7 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     assert ladder.laws_file.read_text() == laws_before
     # It prints the fit it ends on, not the one after two finished rungs again.
     assert "laws fitted on 3 rung(s)" in out and "laws fitted on 2 rung(s)" not in out
+    assert "no laws yet" not in out
     assert "ladder 3 rung(s) before the target" in out and "best trial" in out
     # The time of the run is the rungs' and the target's, the training summed the target's.
     assert re.search(r"time \S+( \S+)? this run, rungs and target; .* of training summed over the "
