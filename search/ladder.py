@@ -361,7 +361,8 @@ def load_ladder(path: str | Path) -> Ladder:
                          "(scale: params)" if cfg.scale == "tokens" and widths else ""))
     tpp = sorted(r.tokens_per_param for r in rungs)
     if len(rungs) >= 2 and tpp[-1] / tpp[0] < 1.5:
-        span = f"{tpp[0]:.3g}" + (f"-{tpp[-1]:.3g}" if f"{tpp[-1]:.3g}" != f"{tpp[0]:.3g}" else "")
+        low, high = f"{tpp[0]:.3g}", f"{tpp[-1]:.3g}"
+        span = low if low == high else f"{low}-{high}"
         errors.append(f"rungs: every rung trains {span} tokens per parameter; "
                       "vary it (by 1.5x or more: change tokens_per_trial at a fixed width) so "
                       "that the fit sees how the optimum moves with the horizon, which the "
