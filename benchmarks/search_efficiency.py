@@ -815,16 +815,9 @@ def command_line(parser: argparse.ArgumentParser, argv: list[str] | None) -> str
 
 
 def provenance(bench: Bench) -> dict[str, Any]:
-    import importlib.metadata
+    from scaletune.trainer.record import git_revision, installed_version
 
-    from scaletune.trainer.record import git_revision
-
-    versions = {}
-    for lib in ("torch", "optuna", "numpy", "pandas"):
-        try:
-            versions[lib] = importlib.metadata.version(lib)
-        except importlib.metadata.PackageNotFoundError:
-            versions[lib] = None
+    versions = {lib: installed_version(lib) for lib in ("torch", "optuna", "numpy", "pandas")}
     return {"git": git_revision(), "python": platform.python_version(), "versions": versions,
             "platform": platform.platform(), "cpus": usable_cores(),
             "bench": {k: str(v) for k, v in asdict(bench).items()},

@@ -39,6 +39,7 @@ prediction that stopped them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -579,12 +580,18 @@ def plotly_js(out: Path) -> None:
     """plotly.js in ``out``, whole, for the HTML figures there, which load it from beside them.
     Plotly writes it only where no file of that name is, so one cut short by a full disk stayed,
     and every interactive figure of the reports written there after was broken."""
-    from plotly.offline import get_plotlyjs
-
     path = out / "plotly.min.js"
-    script = get_plotlyjs().encode("utf-8")
+    script = _plotly_script()
     if not path.is_file() or path.stat().st_size != len(script):
         written(path, lambda tmp: tmp.write_bytes(script))
+
+
+@functools.cache
+def _plotly_script() -> bytes:
+    """plotly.min.js as plotly ships it (3.6 MB read from its package: once, not per figure)."""
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs().encode("utf-8")
 
 
 def _finished(study: optuna.Study) -> list[FrozenTrial]:

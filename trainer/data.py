@@ -851,7 +851,8 @@ def _few(paths: list[str]) -> str:
 def _glob_of(cfg: DataConfig, example: str) -> str:
     """A data_files glob for every file under the folder with the suffix of ``example``."""
     name = os.path.basename(example)
-    suffix = os.path.splitext(_uncompressed_name(name))[1] + name[len(_uncompressed_name(name)):]
+    plain = _uncompressed_name(name)
+    suffix = os.path.splitext(plain)[1] + name[len(plain):]
     return f"'{cfg.dataset.rstrip('/')}/**/*{suffix}'"
 
 

@@ -16,12 +16,11 @@ PEER_LOST = 3
 """Exit code of a rank whose run stopped because another process of it stopped or was lost
 (``scaletune train`` on several nodes, one of them signalled alone)."""
 
-
-
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
                      if hasattr(signal, name))
 """Ctrl-C; what Slurm, Kubernetes and systemd send; a closed terminal (unless nohup). Windows
 has no SIGHUP: named outright, it stopped every import of the trainer there."""
+
 
 class Interrupted(KeyboardInterrupt):
     """Stopped by a signal (``signum``: SIGINT for Ctrl-C, SIGTERM, SIGHUP). The shell's exit
