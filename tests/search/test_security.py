@@ -395,10 +395,11 @@ def listening_sockets_of(pids: dict[int, str]) -> list[tuple[str, IPAddress, int
 
 
 # What this Ray (2.60) starts for a local node, each listening on its ports: the driver's core
-# worker, gcs_server, raylet (node and object manager), a worker, the dashboard agent (gRPC, HTTP
-# and its fixed port 52365) and the runtime env agent. Not Ray's API server (dashboard.py), its
-# autoscaler monitor (monitor.py, whose metrics port is a fixed 44217) or its log monitor: a
-# local study starts none of them (search.cluster.SKIPPED).
+# worker, gcs_server, raylet (node and object manager), a worker, the dashboard agent (minimal:
+# its gRPC port alone, search.cluster.MINIMAL_AGENT; else HTTP too, on the fixed port 52365) and
+# the runtime env agent. Not Ray's API server (dashboard.py), its autoscaler monitor
+# (monitor.py, whose metrics port is a fixed 44217) or its log monitor: a local study starts none
+# of them (search.cluster.SKIPPED).
 RAY_LISTENERS = {"driver", "gcs_server", "raylet", "ray::IDLE", "ray::DashboardAgent",
                  "ray::RuntimeEnvAgent"}
 SKIPPED = ("dashboard.py", "monitor.py", "log_monitor.py")
@@ -447,11 +448,12 @@ def test_a_local_study_starts_ray_with_token_authentication_on_loopback_only(tmp
     node = ray._private.node.Node  # put back, for a cluster started otherwise
     assert [getattr(node, name).__name__ for name in scaletune.search.cluster.SKIPPED] == list(
         scaletune.search.cluster.SKIPPED)
-    assert node.__init__.__name__ == "__init__"
-    # The dashboard agent listens on a port of its own, not Ray's default (52365), which a head
-    # that `ray start` starts here meanwhile needs to take jobs (`scaletune run --detach`).
+    assert ray._private.utils.get_dashboard_dependency_error() is None
+    # The dashboard agent runs minimal: its gRPC port alone, no HTTP server, so not on Ray's
+    # default (52365), which a head that `ray start` starts here meanwhile needs to take jobs
+    # (`scaletune run --detach`).
     agents = [s for s in sockets if s[0] == "ray::DashboardAgent"]
-    assert agents and 52365 not in {port for _, _, port in agents}, agents
+    assert len(agents) == 1 and agents[0][2] != 52365, agents
     # ... and every port of every one is on loopback: none on 0.0.0.0, :: or the machine's
     # network address (see search/cluster.py for how, and what Ray does without it).
     assert [s for s in sockets if not is_loopback(s[1])] == []
