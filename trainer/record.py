@@ -59,7 +59,7 @@ def installed_version(lib: str) -> str | None:
 
 def git_revision() -> str | None:
     """The commit of the code, with '-dirty.<digest of the diff>' when it has uncommitted changes
-    to tracked files; None outside git.
+    to tracked files ('-maybe-dirty' where the diff could not be read); None outside git.
 
     Only a checkout of scaletune itself counts: an installed copy inside another git repository
     (a virtual environment in the user's project) would otherwise record that project's commit.
@@ -69,14 +69,23 @@ def git_revision() -> str | None:
         top, rev = subprocess.run(["git", "rev-parse", "--show-toplevel", "HEAD"], cwd=here,
                                   capture_output=True, text=True, timeout=10,
                                   check=True).stdout.splitlines()
-        if Path(top).resolve() != here.parent:  # trainer/ sits at the top of scaletune's checkout
-            return None
-        # Uncommitted changes to tracked files, named by a digest of the diff: two runs of
-        # different changes on one commit record different revisions.
-        diff = subprocess.run(["git", "diff", "HEAD", "--no-ext-diff", "--no-color", "--binary"], cwd=here,
-                              capture_output=True, timeout=30, check=True).stdout
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
+    if Path(top).resolve() != here.parent:  # trainer/ sits at the top of scaletune's checkout
+        return None
+    try:
+        # Uncommitted changes to tracked files, named by a digest of the diff: two runs of
+        # different changes on one commit record different revisions. The whole tree's diff,
+        # in git's own format whatever the user's git config says (diff.relative showed only
+        # trainer/'s changes; noprefix, a textconv or an external diff tool changed the digest
+        # of the same change, and a slow textconv held up every run).
+        diff = subprocess.run(
+            ["git", "-c", "core.quotePath=true", "diff", "HEAD", "--no-relative",
+             "--no-ext-diff", "--no-textconv", "--no-color", "--binary", "--full-index",
+             "--src-prefix=a/", "--dst-prefix=b/", "--", "."],
+            cwd=top, capture_output=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return rev + "-maybe-dirty"  # the commit is known; whether the tree was changed is not
     return rev + (f"-dirty.{hashlib.sha256(diff).hexdigest()[:12]}" if diff else "")
 
 

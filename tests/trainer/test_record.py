@@ -57,6 +57,24 @@ def test_an_installed_copy_inside_another_repository_records_no_revision(tmp_pat
     assert revisions[0] != revisions[1] and revisions[0] == revisions[2]
 
 
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_a_change_is_named_by_git_s_own_diff_whatever_the_user_s_git_config(tmp_path):
+    # With diff.relative set, `git diff` run in trainer/ showed only trainer/'s changes: a run
+    # with a changed file elsewhere recorded the bare commit. noprefix changed the digest of the
+    # same change, and a textconv that fails (here `false`) lost the commit too.
+    checkout = tmp_path / "scaletune"
+    head = repo(checkout)
+    module = checkout / "trainer/record.py"
+    (checkout / "notes.txt").write_text("a change outside trainer/\n")
+    plain = revision_of_copy_at(module)
+    assert re.fullmatch(re.escape(head) + r"-dirty\.[0-9a-f]{12}", plain)
+    (checkout / ".git/info/attributes").write_text("notes.txt diff=conv\n")
+    for key, value in (("diff.relative", "true"), ("diff.noprefix", "true"),
+                       ("diff.mnemonicPrefix", "true"), ("diff.conv.textconv", "false")):
+        subprocess.run(["git", "config", key, value], cwd=checkout, check=True)
+    assert revision_of_copy_at(module) == plain
+
+
 def test_a_package_without_metadata_has_no_version_and_stops_nothing():
     # scaletune's folders put on the import path by hand (no install) have no package metadata:
     # a study's record says None for its version instead of failing to start.
