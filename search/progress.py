@@ -111,8 +111,9 @@ class StudyProgress:
         self.running.pop(number, None)
         before = sum(self.counts.values())
         self.counts, self.durations = _tally(self.study)
-        if sum(self.counts.values()) > before:  # not a failure queued again: it runs again
-            self.ended_at.append(time.time())
+        # An end for each trial the tally gained (not a failure queued again: it runs again):
+        # the storage may hold the ends of trials this is told of next, and counts them now.
+        self.ended_at += [time.time()] * max(0, sum(self.counts.values()) - before)
         if value is not None and (self.best is None or value < self.best[1]):
             self.best = (number, value)
         detail = f"{value:.4f}" if value is not None else (reason or "")

@@ -253,6 +253,27 @@ def test_the_eta_follows_the_rate_trials_end_at_once_enough_have(monkeypatch):
     assert progress.eta() == pytest.approx(10 * 2.8 / 4)
 
 
+def test_trials_stored_before_the_view_hears_of_them_each_count_as_an_end(monkeypatch):
+    # The driver stores results on its own thread and tells the view after: two trials stored
+    # before it heard of the first counted as one end, and the ETA stayed on the trials' wall
+    # times, 10 * 0.2 / 2 = 1 s, where the rate says 4.5 s.
+    cfg = load_study(QUICKSTART)  # 16 trials
+    clock = [1000.0]
+    monkeypatch.setattr("scaletune.search.progress.time.time", lambda: clock[0])
+    study = a_study()
+    progress = StudyProgress(plain_console()[0], cfg, study)
+    for number in range(0, 6, 2):  # two at a time, a pair ending every 0.9 s
+        progress.started(number, {"lr": 0.01})
+        progress.started(number + 1, {"lr": 0.01})
+        clock[0] += 0.9
+        for n in (number, number + 1):
+            study.add_trial(finished_trial(n, TrialState.PRUNED, 0.2, 3.0))
+        progress.finished(number, "PRUNED", 3.0, "median pruner")
+        progress.finished(number + 1, "PRUNED", 3.0, "median pruner")
+    assert len(progress.ended_at) == 6
+    assert progress.eta() == pytest.approx(10 * 1.8 / 4)
+
+
 def test_the_live_view_of_hundreds_of_trials_draws_a_screenful():
     terminal = Console(file=io.StringIO(), force_terminal=True, width=200)
     progress = StudyProgress(terminal, load_study(QUICKSTART), a_study())
