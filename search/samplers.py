@@ -99,11 +99,13 @@ class PriorSampler(BaseSampler):
     def _rng(self, trial: FrozenTrial, param_name: str) -> np.random.Generator:
         """The generator of ``param_name``'s draw in ``trial``: the seed's stream
         (np.random.default_rng(seed)) at the draw a study takes there when it draws trial 1, 2,
-        ... one after another (trial 0 is the priors' center), one 64-bit draw per parameter,
-        as draw_from_prior takes."""
-        position = max(trial.number - 1, 0) * len(self._place) + self._place[param_name]
+        ... one after another (trial 0 is the priors' center, which a study's plan queues), one
+        64-bit draw per parameter, as draw_from_prior takes. A trial 0 that draws (a study that
+        queued no center) draws from the stream jumped ahead, where no later trial draws."""
         bits = np.random.PCG64(self._seed)
-        bits.advance(position)
+        if trial.number == 0:
+            bits = bits.jumped()
+        bits.advance(max(trial.number - 1, 0) * len(self._place) + self._place[param_name])
         return np.random.Generator(bits)
 
     def infer_relative_search_space(

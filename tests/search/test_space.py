@@ -530,6 +530,10 @@ def test_prior_draws_depend_on_the_trial_alone_resumed_or_in_another_rung():
     assert [p["dropout"] for p in other] == [p["dropout"] for p in straight]
     assert [p["warmup_frac"] for p in other] == [p["warmup_frac"] for p in straight]
     assert [p["lr"] for p in other][1:] != [p["lr"] for p in straight][1:]
+    # Rule: where no center was queued, trial 0 draws too, and not trial 1's values (it did).
+    study = optuna.create_study(sampler=make_sampler(cfg, priors, n_existing=0))
+    drawn = [suggest(study.ask(), dims) for _ in range(2)]
+    assert drawn[0]["lr"] != drawn[1]["lr"] and drawn[1] == straight[1]
 
 
 def test_study_file_resolves_local_data_files_but_not_hub_files(tmp_path, shakespeare):
