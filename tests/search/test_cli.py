@@ -226,37 +226,12 @@ def test_the_live_view_shows_an_eta_once_a_trial_has_finished():
     assert "ETA ~10 min" in str(progress.render().renderables[0])
 
 
-def test_the_eta_follows_the_rate_trials_end_at_once_enough_have(monkeypatch):
+@pytest.mark.parametrize("stored", ["one by one", "in pairs"])
+def test_the_eta_follows_the_rate_trials_end_at_once_enough_have(monkeypatch, stored):
     # Trials of 0.2 s each, handed to their workers in 0.25 s more: an ETA from the trials'
     # own wall times alone said "<10 s" with 14 s left (150 short trials on 2 workers).
-    cfg = load_study(QUICKSTART)  # 16 trials
-    clock = [1000.0]
-    monkeypatch.setattr("scaletune.search.progress.time.time", lambda: clock[0])
-    study = a_study()
-    progress = StudyProgress(plain_console()[0], cfg, study)
-    for number in range(6):  # two at a time, a pair ending every 0.9 s
-        if number % 2 == 0:
-            progress.started(number, {"lr": 0.01})
-            progress.started(number + 1, {"lr": 0.01})
-            clock[0] += 0.9
-        study.add_trial(finished_trial(number, TrialState.PRUNED, 0.2, 3.0))
-        progress.finished(number, "PRUNED", 3.0, "median pruner")
-    # Rule: with 2 slots, the last 4 ends (from the end before them: 1.8 s) set the rate, so
-    # the 10 trials left take 10 * 1.8 / 4 = 4.5 s; by their wall times, 10 * 0.2 / 2 = 1 s.
-    assert progress.eta() == pytest.approx(4.5)
-    clock[0] += 1.0  # no trial ended since: the rate falls, the ETA grows
-    assert progress.eta() == pytest.approx(10 * 2.8 / 4)
-    # A failure queued again is not an end that counts: the rate is the same.
-    retried = finished_trial(6, TrialState.FAIL, 0.1, retried=True)
-    study.add_trial(retried)
-    progress.finished(6, "FAIL", None, "worker died (queued again)")
-    assert progress.eta() == pytest.approx(10 * 2.8 / 4)
-
-
-def test_trials_stored_before_the_view_hears_of_them_each_count_as_an_end(monkeypatch):
-    # The driver stores results on its own thread and tells the view after: two trials stored
-    # before it heard of the first counted as one end, and the ETA stayed on the trials' wall
-    # times, 10 * 0.2 / 2 = 1 s, where the rate says 4.5 s.
+    # In pairs: the driver stores results on its own thread and tells the view after; two
+    # trials stored before the view heard of the first counted as one end.
     cfg = load_study(QUICKSTART)  # 16 trials
     clock = [1000.0]
     monkeypatch.setattr("scaletune.search.progress.time.time", lambda: clock[0])
@@ -266,12 +241,24 @@ def test_trials_stored_before_the_view_hears_of_them_each_count_as_an_end(monkey
         progress.started(number, {"lr": 0.01})
         progress.started(number + 1, {"lr": 0.01})
         clock[0] += 0.9
+        if stored == "in pairs":
+            for n in (number, number + 1):
+                study.add_trial(finished_trial(n, TrialState.PRUNED, 0.2, 3.0))
         for n in (number, number + 1):
-            study.add_trial(finished_trial(n, TrialState.PRUNED, 0.2, 3.0))
-        progress.finished(number, "PRUNED", 3.0, "median pruner")
-        progress.finished(number + 1, "PRUNED", 3.0, "median pruner")
+            if stored == "one by one":
+                study.add_trial(finished_trial(n, TrialState.PRUNED, 0.2, 3.0))
+            progress.finished(n, "PRUNED", 3.0, "median pruner")
+    # Rule: with 2 slots, the last 4 ends (from the end before them: 1.8 s) set the rate, so
+    # the 10 trials left take 10 * 1.8 / 4 = 4.5 s; by their wall times, 10 * 0.2 / 2 = 1 s.
     assert len(progress.ended_at) == 6
-    assert progress.eta() == pytest.approx(10 * 1.8 / 4)
+    assert progress.eta() == pytest.approx(4.5)
+    clock[0] += 1.0  # no trial ended since: the rate falls, the ETA grows
+    assert progress.eta() == pytest.approx(10 * 2.8 / 4)
+    # A failure queued again is not an end that counts: the rate is the same.
+    retried = finished_trial(6, TrialState.FAIL, 0.1, retried=True)
+    study.add_trial(retried)
+    progress.finished(6, "FAIL", None, "worker died (queued again)")
+    assert progress.eta() == pytest.approx(10 * 2.8 / 4)
 
 
 def test_the_live_view_of_hundreds_of_trials_draws_a_screenful():
