@@ -1153,15 +1153,22 @@ def _range_errors(key: str, hp: hparams.HParam, p: Param) -> list[str]:
     return errors
 
 
+MAX_BATCH_LOG2 = 40
+"""Batch-size ranges search the powers of two up to 2**MAX_BATCH_LOG2 sequences (they stopped at
+2**19, and a range above that was refused as holding no power of two)."""
+
+
 def batch_sizes_in(low: float, high: float, micro: int | None) -> list[int]:
     """The batch sizes a range searches: the powers of two in [low, high] that micro divides."""
-    return [2**k for k in range(20) if low <= 2**k <= high and 2**k % (micro or 1) == 0]
+    return [2**k for k in range(MAX_BATCH_LOG2 + 1)
+            if low <= 2**k <= high and 2**k % (micro or 1) == 0]
 
 
 def no_batch_sizes(low: float, high: float, micro: int | None) -> str:
     """The error for a batch-size range that batch_sizes_in finds empty."""
     of_micro = f" that is a multiple of trainer.micro_batch_size={micro}" if (micro or 1) > 1 else ""
-    return (f"search.batch_size: no power of two{of_micro} in [{low:g}, {high:g}], and batch sizes "
+    low, high = (f"{v:,.0f}" if float(v).is_integer() else f"{v:g}" for v in (low, high))
+    return (f"search.batch_size: no power of two{of_micro} in [{low}, {high}], and batch sizes "
             "are searched as powers of two: widen the range, or list the sizes as choices")
 
 

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from scaletune.heuristics.priors import ModelShape, Prior, Priors, priors_for
 from scaletune.search import hparams
 from scaletune.search.config import (
+    MAX_BATCH_LOG2,
     TAU_LIKE_LAMBDA,
     Param,
     StudyConfig,
@@ -187,7 +188,7 @@ def trained_batches(cfg: StudyConfig) -> tuple[float, float] | None:
     # only the end given can move the batch the lr is taken at (it had been left at the center,
     # 16, where the study trains 8 at most).
     given_low = param.low if param.low is not None else 1
-    given_high = param.high if param.high is not None else 2**19
+    given_high = param.high if param.high is not None else 2**MAX_BATCH_LOG2
     sizes = batch_sizes_in(given_low, given_high, cfg.trainer.micro_batch_size)
     low, high = (min(sizes), max(sizes)) if sizes else (given_low, given_high)
     return (float(low) if param.low is not None else 0.0,

@@ -78,6 +78,16 @@ def test_batch_sizes_respect_the_micro_batch():
     assert batch.choices == (16, 32, 64)
 
 
+def test_a_batch_range_past_half_a_million_sequences_searches_its_powers_of_two():
+    # Ranges stopped at 2**19: [1,048,576, 4,194,304] was refused as holding no power of two,
+    # written as [1.04858e+06, 4.1943e+06].
+    from scaletune.search.config import batch_sizes_in, no_batch_sizes
+
+    assert batch_sizes_in(2**20, 2**22, None) == [2**20, 2**21, 2**22]
+    assert "no power of two in [1,500,000, 2,000,000]," in no_batch_sizes(1.5e6, 2e6, None)
+    assert "no power of two in [40.5, 60]," in no_batch_sizes(40.5, 60, None)
+
+
 def test_a_prior_center_outside_the_range_is_said_not_silently_snapped():
     cfg = study_cfg(search={
         "weight_decay": {"prior": "auto", "as": "tau", "low": 2.0, "high": 100.0},
