@@ -88,6 +88,15 @@ class Param(_Strict):
     value: Any | None = None
     """A fixed value: not searched."""
 
+    @field_validator("prior", mode="before")
+    @classmethod
+    def _prior_is_auto(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise ValueError(f"prior takes auto, the laws' center (got {value:g}): to train "
+                             f"{value:g} in every trial write {{value: {value:g}}}; to search "
+                             "around it give low and high")
+        return value
+
     @model_validator(mode="after")
     def _one_kind(self) -> Param:
         kinds = [

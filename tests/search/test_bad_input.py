@@ -97,6 +97,9 @@ CASES = [
      "workers.cpus_per_trial)"),
     ("weight decay as what", "search.weight_decay", {"prior": "auto", "as": "gamma"},
      "Input should be 'lambda' or 'tau'"),
+    ("a number as the prior", "search.lr", {"prior": 0.001},
+     "search.lr.prior: prior takes auto, the laws' center (got 0.001): to train 0.001 in every "
+     "trial write {value: 0.001}; to search around it give low and high"),
     ("no CPUs per trial", "workers.cpus_per_trial", 0, "workers.cpus_per_trial"),
     ("an address without a port", "workers.address", "localhost",
      "workers.address: not an address Ray takes (got 'localhost'): give local"),
