@@ -400,6 +400,7 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
             console.print(f"study [bold]{cfg.name}[/] on {mask_url(cfg.storage_url)}: "
                           f"{finished_of(finished, n_done(finished), cfg.n_trials)}")
             _say_nothing_to_run(console, finished, cfg)
+            _remove_empty(new_folders)  # the checks made them; this launch wrote nothing there
             return optuna.load_study(study_name=cfg.name,
                                      storage=make_storage(cfg.storage_url))
         tracker = Tracker(cfg, console)

@@ -923,6 +923,15 @@ def test_a_real_study_through_every_command(tmp_path, capsys):
     study = optuna.load_study(study_name="tiny", storage=make_storage(url))
     assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 2
     assert not cfg.folder.exists()
+    # A launch with nothing to run leaves no folder either: its checks made runs/tiny/ beside
+    # a file whose storage is the default one, runs/studies.db (here, a copy of this one).
+    (tmp_path / "default").mkdir()
+    beside, plain = study_file(tmp_path / "default", study_dir=None, n_trials=2)
+    (tmp_path / "default" / "runs").mkdir()
+    shutil.copy(tmp_path / "elsewhere.db", tmp_path / "default" / "runs" / "studies.db")
+    assert main(["run", str(beside)]) == 0
+    assert "nothing to run" in capsys.readouterr().out
+    assert plain.folder == tmp_path / "default" / "runs" / "tiny" and not plain.folder.exists()
 
     code, out = scaletune(capsys, "studies", "--storage", url)
     assert code == 0 and "tiny 2 complete" in out, out
