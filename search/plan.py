@@ -611,6 +611,10 @@ def failed_for_good(t: FrozenTrial) -> bool:
     return t.state == TrialState.FAIL and not t.user_attrs.get("retried", False)
 
 
+DRIVER_STOPPED = "the driver stopped while this trial ran"
+"""The fail_reason of a trial that a stopped driver left RUNNING (recover)."""
+
+
 def recover(study: optuna.Study, max_retries: int, last_heard: float | None = None
             ) -> list[int]:
     """Trials left RUNNING by a dead driver become FAIL and their params are re-enqueued.
@@ -642,7 +646,7 @@ def recover(study: optuna.Study, max_retries: int, last_heard: float | None = No
                 and "wall_time_s" not in t.user_attrs):
             trial.set_user_attr("wall_time_s",
                                 max(0.0, last_heard - t.datetime_start.timestamp()))
-        fail_and_retry(study, trial, "the driver stopped while this trial ran", max_retries,
+        fail_and_retry(study, trial, DRIVER_STOPPED, max_retries,
                        count_attempt=False)
         recovered.append(t.number)
     return recovered

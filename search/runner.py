@@ -50,6 +50,7 @@ from scaletune.search.noise import (
     trials_asked,
 )
 from scaletune.search.plan import (
+    DRIVER_STOPPED,
     RECORD,
     DriverStudy,
     SearchPlan,
@@ -463,8 +464,7 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
                     console.print(f"note: {changed}", style="yellow", highlight=False,
                                   markup=False)
             if recovered:
-                console.print(f"[yellow]resumed: trials {recovered} were left running by a "
-                              "stopped driver; marked FAIL and queued again[/]")
+                _say_recovered(console, study, recovered)
                 for number in recovered:  # the trackers had no end of them
                     _track_end(tracker, study, number)
             if moved := _queued_outside(study, plan):
@@ -608,6 +608,19 @@ def _missing_folders(folder: Path) -> list[Path]:
         missing.append(folder)
         folder = folder.parent
     return missing
+
+
+def _say_recovered(console: Console, study: optuna.Study, recovered: list[int]) -> None:
+    """What plan.recover did: trials a stopped driver left running, and failed trials whose
+    re-run a driver stopped before it queued (a second Ctrl-C between the two writes)."""
+    trials = study.get_trials(deepcopy=False)
+    left = [n for n in recovered if trials[n].user_attrs.get("fail_reason") == DRIVER_STOPPED]
+    if left:
+        console.print(f"[yellow]resumed: trials {left} were left running by a stopped driver; "
+                      "marked FAIL and queued again[/]")
+    if unqueued := [n for n in recovered if n not in left]:
+        console.print(f"[yellow]resumed: trials {unqueued} were stopped by a driver that "
+                      "ended before it queued them again; queued again now[/]")
 
 
 def _remove_empty(folders: list[Path]) -> None:

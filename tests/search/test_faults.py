@@ -444,6 +444,30 @@ def test_trials_a_stopped_driver_left_running_run_again_even_without_retries(tmp
     assert len(study.get_trials(states=(TrialState.WAITING,))) == 2
 
 
+def test_a_trial_stopped_before_its_rerun_was_queued_is_not_said_to_be_left_running(tmp_path):
+    # A second Ctrl-C between a stopped trial's FAIL and its re-run's queueing: the next run
+    # said the trial "was left running by a stopped driver".
+    from rich.console import Console
+
+    from scaletune.search.runner import _say_recovered
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="s")
+    for _ in range(2):
+        study.ask().suggest_float("lr", 1e-4, 1e-2)
+    study._storage.set_trial_user_attr(study.trials[1]._trial_id, "retried", True)
+    study._storage.set_trial_user_attr(study.trials[1]._trial_id, "fail_reason",
+                                       "interrupted (Ctrl-C)")
+    study.tell(1, state=TrialState.FAIL)
+    recovered = recover(study, max_retries=0)
+    assert recovered == [0, 1]
+    console = Console(record=True, width=300)
+    _say_recovered(console, study, recovered)
+    assert console.export_text().splitlines() == [
+        "resumed: trials [0] were left running by a stopped driver; marked FAIL and queued again",
+        "resumed: trials [1] were stopped by a driver that ended before it queued them again; "
+        "queued again now"]
+
+
 def test_a_trial_a_stopped_driver_left_trained_until_the_driver_was_last_heard(tmp_path):
     from scaletune.search.summary import trial_wall
 
