@@ -178,13 +178,12 @@ MINIMAL_AGENT = ImportError("a study's private cluster runs the dashboard agent 
 (``ray._private.utils.get_dashboard_dependency_error``, asked where the raylet is started):
 given an error, Ray starts the dashboard agent with ``--minimal``, as where those libraries are
 not installed. That agent runs no HTTP server: it serves no jobs (``scaletune run --detach``
-submits to a cluster started with `ray start`) and no metrics. So it holds no HTTP port that a
-head started later on this machine needs (Ray's default, 52365, the same for every
-node: a head that could not bind it took no job for its whole life); the raylet, which waits
-for the agent's metrics port before it registers, waits a little less; and the driver does not
-import those libraries (aiohttp and more) to ask. Measured on a 2-core machine, four
-alternating starts: ``ray.init`` 1.59-1.67 s against 1.75-1.79 s before (one start at 2.59 s),
-and 0.3 s less CPU."""
+submits to a cluster started with `ray start`) and no metrics, so it holds no HTTP port that a
+head started later on this machine needs (Ray's default, 52365, the same for every node: a head
+that could not bind it took no job for its whole life). And the driver does not import those
+libraries (aiohttp and more) to answer the check: ``ray.init`` took 1.59-1.67 s against
+1.75-1.79 s before, on a 2-core machine (benchmarks/results/orchestration_v10/, where a full
+agent without that import starts as fast)."""
 
 
 def _joined(*asked: str) -> None:
