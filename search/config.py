@@ -1112,10 +1112,12 @@ lies below the priors' center."""
 def _range_errors(key: str, hp: hparams.HParam, p: Param) -> list[str]:
     """Values of ``p`` outside the bounds of ``hp``, or outside those of the form it searches."""
     values = [v for v in (p.low, p.high, p.value) if v is not None] + list(p.choices or [])
-    errors = [f"{key}: {v!r} is not allowed, expected {hp.allowed}" for v in values
-              if not hp.accepts(v)]
-    log = p.log if p.log is not None else hp.log
     form = hparams.form_for(hp, getattr(p, "as_", None))
+    # A value the form searched refuses too is named with the form's bounds, below (tau's
+    # low: -1 was told "a weight decay (lambda or tau) >= 0", where tau must be above 0).
+    errors = [f"{key}: {v!r} is not allowed, expected {hp.allowed}" for v in values
+              if not hp.accepts(v) and (form is hp or form.accepts(v))]
+    log = p.log if p.log is not None else hp.log
     if (not errors and form is not hp and "as_" not in p.model_fields_set and form.name == "tau"
             and p.high is not None and p.high <= TAU_LIKE_LAMBDA):
         # The usual AdamW weight decay range, [0, 0.1] say, written under the default as: tau

@@ -97,6 +97,11 @@ CASES = [
      "workers.cpus_per_trial)"),
     ("weight decay as what", "search.weight_decay", {"prior": "auto", "as": "gamma"},
      "Input should be 'lambda' or 'tau'"),
+    ("a negative tau", "search.weight_decay", {"low": -1, "high": 10, "as": "tau", "log": False},
+     "search.weight_decay: with as: tau its values must be an AdamW timescale tau > 0"),
+    ("a negative lambda", "search.weight_decay", {"low": -1, "high": 0.1, "as": "lambda",
+                                                  "log": False},
+     "search.weight_decay: -1 is not allowed, expected a weight decay (lambda or tau) >= 0"),
     ("a number as the prior", "search.lr", {"prior": 0.001},
      "search.lr.prior: prior takes auto, the laws' center (got 0.001): to train 0.001 in every "
      "trial write {value: 0.001}; to search around it give low and high"),
