@@ -98,7 +98,8 @@ CASES = [
     ("weight decay as what", "search.weight_decay", {"prior": "auto", "as": "gamma"},
      "Input should be 'lambda' or 'tau'"),
     ("a negative tau", "search.weight_decay", {"low": -1, "high": 10, "as": "tau", "log": False},
-     "search.weight_decay: with as: tau its values must be an AdamW timescale tau > 0"),
+     "search.weight_decay: with as: tau (the default) its values must be an AdamW timescale "
+     "tau > 0"),
     ("a negative lambda", "search.weight_decay", {"low": -1, "high": 0.1, "as": "lambda",
                                                   "log": False},
      "search.weight_decay: -1 is not allowed, expected a weight decay (lambda or tau) >= 0"),
