@@ -462,6 +462,13 @@ def centers_outside(dims: list[Dim], draws: bool = True) -> list[str]:
         fix = ("add choices toward the center, or give no choices" if
                isinstance(dist, CategoricalDistribution) else
                "widen the range toward the center, or give no low and high")
+        if low == high:  # choices: [32], or a batch range that holds one power of two
+            notes.append(
+                f"{key}: one value is searched, {d.name} = {shown(float(low))}, and every trial "
+                f"trains it, where the priors' center is {shown(float(p.center))}: write "
+                f"{{value: {shown(float(low))}}} to fix it, or search more values toward the "
+                "center")
+            continue
         note = (
             f"{key}: the priors' center {d.name} = {shown(float(p.center))} lies {side} the range "
             f"searched [{shown(float(low))}, {shown(float(high))}], so the first trial starts at "

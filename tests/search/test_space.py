@@ -88,6 +88,15 @@ def test_a_batch_range_past_half_a_million_sequences_searches_its_powers_of_two(
     assert "no power of two in [40.5, 60]," in no_batch_sizes(40.5, 60, None)
 
 
+def test_one_value_searched_away_from_the_center_is_said_to_be_one_value():
+    # choices: [64] was told that its start-up draws "crowd that end" of [64, 64].
+    cfg = study_cfg(search={"lr": {"prior": "auto"}, "batch_size": {"choices": [64]}})
+    notes = centers_outside(build_space(cfg, PRIORS)[0])
+    assert notes == ["search.batch_size: one value is searched, batch_size = 64, and every trial "
+                     "trains it, where the priors' center is 24: write {value: 64} to fix it, "
+                     "or search more values toward the center"]
+
+
 def test_a_prior_center_outside_the_range_is_said_not_silently_snapped():
     cfg = study_cfg(search={
         "weight_decay": {"prior": "auto", "as": "tau", "low": 2.0, "high": 100.0},
