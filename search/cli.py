@@ -264,7 +264,9 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
 def cmd_priors(args: argparse.Namespace, console: Console) -> int:
     from scaletune.heuristics.priors import print_priors
     from scaletune.search.ladder import study_or_target
+    from scaletune.search.plan import memory_problem
     from scaletune.search.space import build_space, planning_priors, searched_ranges, space_problems
+    from scaletune.trainer.data import known_vocab_size
 
     # From the model, the budget and the tokenizer's name: planning a study downloads and
     # tokenizes nothing (`scaletune run` prepares the data; only dropout's epochs need it).
@@ -290,6 +292,10 @@ def cmd_priors(args: argparse.Namespace, console: Console) -> int:
         searched, refused = None, e.errors
     else:
         searched, refused = searched_ranges(dims, fixed), space_problems(cfg, dims, fixed)
+    # A model too big for memory, as validate finds it (the data's size needs the data read).
+    vocab = cfg.model.vocab_size or known_vocab_size(cfg.data.tokenizer) or 256
+    if too_big := memory_problem(cfg, vocab):
+        refused = [*refused, too_big]
     print_priors(priors, json_output=args.json, console=console, searched=searched)
     # A study no trial of which could train (a budget below one step, say) got its priors
     # printed as if it could; said on stderr, which --json leaves clean.

@@ -784,6 +784,12 @@ def test_priors_of_a_study_no_trial_could_train_say_so(tmp_path, shakespeare, ca
         assert "refuses" not in out  # --json's output stays JSON
     assert main(["priors", str(write_study(tmp_path, tiny_study(tmp_path, shakespeare)))]) == 0
     assert "refuses" not in capsys.readouterr().err
+    # A model too big for this machine's memory, as validate says (priors said nothing).
+    huge = tiny_study(tmp_path, shakespeare, model={"n_layer": 80, "n_head": 64, "n_embd": 8192,
+                                                    "block_size": 64})
+    assert main(["priors", str(write_study(tmp_path, huge))]) == 0
+    assert "note: `scaletune run` refuses this study: model: " in " ".join(
+        capsys.readouterr().err.split())
 
 
 def test_a_token_cache_folder_that_cannot_be_made_names_its_setting(tmp_path, shakespeare, capsys,
