@@ -458,10 +458,6 @@ def centers_outside(dims: list[Dim], draws: bool = True) -> list[str]:
         hp = hparams.HPARAMS.get(d.name)
         key = f"search.{hparams.owner(hp).name}" if hp else d.name
         shown = hp.show if hp else str
-        side = "below" if p.center < low else "above"
-        fix = ("add choices toward the center, or give no choices" if
-               isinstance(dist, CategoricalDistribution) else
-               "widen the range toward the center, or give no low and high")
         if low == high:  # choices: [32], or a batch range that holds one power of two
             notes.append(
                 f"{key}: one value is searched, {d.name} = {shown(float(low))}, and every trial "
@@ -469,6 +465,10 @@ def centers_outside(dims: list[Dim], draws: bool = True) -> list[str]:
                 f"{{value: {shown(float(low))}}} to fix it, or search more values toward the "
                 "center")
             continue
+        side = "below" if p.center < low else "above"
+        fix = ("add choices toward the center, or give no choices" if
+               isinstance(dist, CategoricalDistribution) else
+               "widen the range toward the center, or give no low and high")
         note = (
             f"{key}: the priors' center {d.name} = {shown(float(p.center))} lies {side} the range "
             f"searched [{shown(float(low))}, {shown(float(high))}], so the first trial starts at "
