@@ -336,6 +336,11 @@ def _resample(rng: np.random.Generator, groups: list[np.ndarray], min_rungs: int
                            for k in chosen])
 
 
+BLENDED = ("the prior blends this fit half and half with the published laws, no narrower than "
+           "the fit's own interval")
+"""What a prior does with a law that warns (heuristics.priors._blend), said in its warnings."""
+
+
 def _with_warnings(fit: PowerLawFit) -> PowerLawFit:
     """``fit`` with the warnings its numbers call for, each a sentence that says what to do."""
     said = []
@@ -344,7 +349,7 @@ def _with_warnings(fit: PowerLawFit) -> PowerLawFit:
         said.append(
             f"{what}: fitted on {fit.n_rungs} rungs; a line always passes through two points, so "
             "nothing tests the law and its interval reflects only the spread within each rung: "
-            "add a third rung; until then the prior is widened toward the published laws")
+            f"add a third rung; until then {BLENDED}")
     low, high = fit.exponent_interval
     if high - low < DEGENERATE_WIDTH:
         why, do = (("one near-best trial per rung", "run more trials per rung")
@@ -352,9 +357,10 @@ def _with_warnings(fit: PowerLawFit) -> PowerLawFit:
                    ("the near-best trials of each rung share one value",
                     "search more values (more choices, a wider range) or run more trials per rung"))
         said.append(
-            f"{what}: the {fit.level:.0%} interval of the rungs' own exponent [{low:.3f}, "
-            f"{high:.3f}] (before any prior draws it) has zero width because the bootstrap had nothing to vary ({why}), not because the exponent "
-            f"is known: {do}; the prior is widened")
+            f"{what}: the {fit.level:.0%} interval of the rungs' own exponent "
+            f"[{_shown(low, '.3f')}, {_shown(high, '.3f')}] (before any prior draws it) has zero "
+            f"width because the bootstrap had nothing to vary ({why}), not because the exponent "
+            f"is known: {do}; {BLENDED}")
     published = PUBLISHED_EXPONENTS.get((fit.scale_kind, fit.target))
     # An exponent that rounds to zero (rungs that all found one value) has no sign to oppose:
     # it was "-0.000 has the opposite sign".
@@ -363,8 +369,7 @@ def _with_warnings(fit: PowerLawFit) -> PowerLawFit:
         said.append(
             f"{what}: the fitted exponent {fit.data_exponent:+.3f} has the opposite sign to "
             f"{published[1]} ({published[0]:+.3f}); check the rungs (a best value at the edge of "
-            "its range, too few trials) before trusting it; the prior is widened toward the "
-            "published laws")
+            f"its range, too few trials) before trusting it; {BLENDED}")
     return replace(fit, warnings=tuple(said))
 
 
@@ -523,8 +528,9 @@ class CarriedFit:
             raise ValueError(f"scale must be positive and finite, got {scale=}")
         half = _z(self.level) * self.sigma
         extrapolated = not (self.x_min * (1 - 1e-9) <= scale <= self.x_max * (1 + 1e-9))
-        return Prediction(self.value, max(0.0, self.value - half), self.value + half, self.level,
-                          extrapolated)
+        # A fraction (the warmup's): its interval stays within [0, 1].
+        return Prediction(self.value, max(0.0, self.value - half), min(1.0, self.value + half),
+                          self.level, extrapolated)
 
     def describe(self) -> str:
         pred = self.predict(self.x_max)

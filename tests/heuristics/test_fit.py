@@ -508,6 +508,25 @@ def test_identical_warmups_say_nothing_was_measured():
     assert any("nothing measured how much it matters" in w for w in carried.warnings)
 
 
+def test_a_carried_warmup_s_interval_stays_a_fraction():
+    # Rungs whose near-best warmups disagree: the interval reached 1.13, a warmup past the run.
+    carried = fit_carried([1e6, 1e6, 2e6, 2e6, 4e6, 4e6], [0.15, 0.3, 0.7, 0.8, 0.5, 0.85],
+                          "warmup_frac", "fraction of steps", "tokens",
+                          weights=[1.0, 0.5] * 3, n_boot=200)
+    pred = carried.predict(8e6)
+    assert carried.value + 1.96 * carried.sigma > 1  # the interval as it was computed
+    assert 0.0 <= pred.low <= pred.value <= pred.high == 1.0
+
+
+def test_a_zero_width_exponent_is_written_without_a_minus_zero():
+    # Every near-best trial at one batch: the bootstrap's interval is +-1e-29, and the warning
+    # wrote it [-0.000, 0.000] where the law's own line says [0.000, 0.000].
+    fit = fit_power_law([40_960, 40_960, 81_920, 81_920, 163_840, 163_840], [512.0] * 6,
+                        "batch_size", "tokens per step", "tokens", weights=[1, 0.6, 1, 0.7, 1, 0.8])
+    zero = next(w for w in fit.warnings if "zero width" in w)
+    assert "exponent [0.000, 0.000]" in zero and "-0.000" not in " ".join(fit.warnings)
+
+
 def test_a_prior_on_the_exponent_draws_a_noisy_fit_toward_it(tmp_path):
     prior = (SHORT_RUN_LR_EXPONENT, EXPONENT_PRIOR_SD)
     noisy_points = synthetic_points(noise_log10=0.3, n=3, seed=3)
