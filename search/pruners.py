@@ -241,6 +241,8 @@ class PredictedFinalPruner(BasePruner):
         self._curves: dict[tuple, tuple[np.ndarray, np.ndarray] | None] = {}
         self._tabled: _Curves | None = None
         self._minimizes: set[tuple[int, int]] = set()  # studies seen to minimize one value
+        # The study the caches above hold (trial ids and numbers repeat across storages).
+        self._study: tuple[int, int] | None = None
 
     def prune(self, study: Study, trial: FrozenTrial) -> bool:
         # By storage too: every in-memory storage numbers its first study 0.
@@ -252,6 +254,9 @@ class PredictedFinalPruner(BasePruner):
                 "that minimizes one value (direction='minimize'); this study's directions are "
                 f"{[d.name.lower() for d in study.directions]}")
         self._minimizes.add(seen)  # asked once: the storage is read for it
+        if seen != self._study:  # another study's: its curves, floor and stops are not this one's
+            self._study, self._measured, self._tabled = seen, (-1, NOISE_FLOOR), None
+            self._curves, self._stopped, self._against = {}, {}, {}
         step = trial.last_step
         if step is None or step < self._n_warmup_steps or step >= self._budget:
             return False

@@ -101,6 +101,24 @@ def test_a_pruner_used_again_on_another_in_memory_study_still_refuses_maximize()
         trial.should_prune()
 
 
+def test_a_pruner_used_again_on_another_study_judges_it_by_its_own_curves(study):
+    # Its curves were kept by trial id and number, which every in-memory storage repeats: on a
+    # second study the pruner read the first's curves (falling 2x) for the second's (1.2x).
+    run(study, curve(6.0, 2.0))  # judged: the first study's curves are read
+    flat = PredictedFinalPruner(BUDGET, n_startup_trials=3)
+    again = optuna.create_study(pruner=study.pruner)
+    fresh = optuna.create_study(pruner=flat)
+    for one in (again, fresh):
+        for final, drop in ((2.0, 1.2), (2.3, 1.2), (2.1, 1.2)):
+            run(one, curve(final, drop))
+    # A curve 1.5x the best's at its first evaluation: 1.5 * 2.0 * 1.18 = 3.54 is stopped on
+    # curves that fall 1.2x, where the first study's 2x fall kept it.
+    stopped = [run(one, curve(3.0, 1.2)) for one in (again, fresh)]
+    assert [one.trials[t.number].state for one, t in zip((again, fresh), stopped, strict=True)] \
+        == [TrialState.PRUNED, TrialState.PRUNED]
+    assert study.pruner.stopped_on(stopped[0].number) == flat.stopped_on(stopped[1].number)
+
+
 @pytest.mark.parametrize("told", [math.inf, 0.0, -1.0])
 def test_a_complete_trial_told_a_value_that_is_no_loss_is_left_out_of_the_curves(study, told):
     # Told inf, every trial was stopped, the best on its way included (its prediction NaN);
