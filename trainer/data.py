@@ -1229,8 +1229,11 @@ def _intact(cache: Path, meta: dict[str, Any]) -> bool:
     """Is the token file of this cache record there, whole? Its size is kept in the record
     (records written before it was are trusted): a file cut short (a full disk, a copy stopped
     halfway, a hand) is tokenized again, not trained on."""
-    path = _token_path(cache, meta)
-    return path.exists() and meta.get("bytes", path.stat().st_size) == path.stat().st_size
+    try:  # once: another process rebuilding the same cache may remove it between two looks
+        size = _token_path(cache, meta).stat().st_size
+    except FileNotFoundError:
+        return False
+    return meta.get("bytes", size) == size
 
 
 def content_hash(docs: list[str]) -> str:

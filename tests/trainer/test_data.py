@@ -79,6 +79,21 @@ def test_a_token_file_cut_short_under_another_record_is_tokenized_again(shakespe
     assert prepare_data(text_cfg(text, tmp_path), block_size=64).from_cache
 
 
+def test_a_token_file_another_process_removes_meanwhile_is_not_intact(tmp_path, monkeypatch):
+    # Two runs sharing a cache whose token file was cut short: one removed it to rebuild it
+    # between the other's two looks at it (exists, then stat), which raised FileNotFoundError.
+    class Vanishing(type(tmp_path)):
+        def exists(self, *args, **kwargs):
+            return True
+
+        def stat(self, *args, **kwargs):
+            raise FileNotFoundError(2, "No such file or directory", str(self))
+
+    monkeypatch.setattr(scaletune.trainer.data, "_token_path",
+                        lambda cache, meta: Vanishing(tmp_path / "tokens.bin"))
+    assert scaletune.trainer.data._intact(tmp_path, {"bytes": 10}) is False
+
+
 def test_a_cache_record_that_is_no_record_is_read_again(shakespeare, tmp_path):
     first = prepare_data(text_cfg(shakespeare, tmp_path), block_size=64)
     (record,) = (tmp_path / "cache").glob("source-*.json")
