@@ -47,6 +47,22 @@ RUN_OPTIONS = {"progress", "tensorboard", "out_dir", "checkpoint_every_tokens", 
                "provenance"}
 
 
+def other_masks(saved: dict[str, Any], config: TrainConfig) -> str | None:
+    """Why a run resumed under dropout with another micro-batch or compile setting than its
+    checkpoint's goes on with other dropout masks (each micro-batch draws its own; a compiled
+    model draws torch's), so not bit for bit as the run would have: None where it does not."""
+    if not any(config.model.rate(site) for site in ("embd", "attn", "resid", "mlp")):
+        return None
+    changed = [f"{key} {saved.get(key)} -> {value}" for key, value in
+               (("micro_batch_size", config.micro_batch_size), ("compile", config.compile))
+               if saved.get(key) != value]
+    if not changed:
+        return None
+    return (f"resumed with {', '.join(changed)} under dropout: the masks are drawn per "
+            "micro-batch, and by torch's own kernel when compiled, so the run goes on with other "
+            "masks than it would have without the change (the same run in law, not bit for bit)")
+
+
 def run_in_the_way(out_dir: str | None, resume: bool, overwrite: bool,
                    flags: tuple[str, str] = ("resume=True", "overwrite=True"),
                    config: dict[str, Any] | None = None) -> str | None:
@@ -149,15 +165,17 @@ KERNEL_OPTIONS = ("fused", "foreach")
 
 def load_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: torch.nn.Module,
                     optimizers: list[torch.optim.Optimizer], data_rng: torch.Generator,
-                    ) -> tuple[dict[str, Any], dict[str, Any]]:
+                    notes: list[str] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Restore model, optimizers and RNG states from ``path``; the loop's counters come back as
-    saved: (progress, grad_stats).
+    saved: (progress, grad_stats). ``notes`` gets what the user should know of the resume.
 
     Refuses a checkpoint of another config (but for ``RUN_OPTIONS``) or of other data.
     """
+    notes = [] if notes is None else notes
     ckpt = read_checkpoint(path)
     now = config.model_dump(mode="json")
     changed = config_changes(ckpt["config"], now)
+    notes.extend(n for n in [other_masks(ckpt["config"], config)] if n)
     if changed:
         was, is_ = flat_keys(ckpt["config"]), flat_keys(now)
         shown = changes_said(was, is_, changed[:6])

@@ -257,9 +257,11 @@ def _train(config: TrainConfig, run: _Run, report: Report | None, resume: bool,
         # A typo in out_dir must not look like a resumed run.
         print(f"--resume: no checkpoint in {run.out_dir} (no {CHECKPOINT} there): starting a "
               "new run", file=sys.stderr, flush=True)
+    notes: list[str] = []
     if resumed:
         saved_progress, saved_grad_stats = load_checkpoint(
-            run.ckpt_path, config, run.data.fingerprint, run.model, run.optimizers, run.data_rng)
+            run.ckpt_path, config, run.data.fingerprint, run.model, run.optimizers, run.data_rng,
+            notes)
         progress = _Progress(**saved_progress)
         grad_stats.load_state_dict(saved_grad_stats)
     if progress.step >= run.total_steps:  # the checkpoint is of a finished run: nothing to log
@@ -273,6 +275,8 @@ def _train(config: TrainConfig, run: _Run, report: Report | None, resume: bool,
         print(f"resuming at step {progress.step:,} of {run.total_steps:,} "
               f"({progress.step * config.tokens_per_step:,} tokens) from {run.ckpt_path}",
               file=sys.stderr, flush=True)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr, flush=True)
     if run.out_dir and run.lead:
         run.out_dir.mkdir(parents=True, exist_ok=True)
         if resumed:  # the evaluations logged after the checkpoint are done again from it
