@@ -69,6 +69,11 @@ def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
     except OSError as e:  # the metrics log or TensorBoard's in out_dir: a full disk, read-only
         if e.filename is None or not config.out_dir:
             raise
+        if not Path(e.filename).resolve().is_relative_to(Path(config.out_dir).resolve()):
+            # Elsewhere (the token cache, say): not out_dir's, and maybe no write at all.
+            print(f"{path}: {e.filename}: {e.strerror}; {resume_hint(config.out_dir)}",
+                  file=sys.stderr)
+            return 2
         print(f"{path}: out_dir: writing {e.filename} failed ({e.strerror}; a full disk or a "
               f"folder that became read-only?); {resume_hint(config.out_dir)}", file=sys.stderr)
         return 2

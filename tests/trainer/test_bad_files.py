@@ -422,6 +422,17 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line_not_a_traceback(run_fil
         "a full disk or a folder that became read-only?); no checkpoint was written before")
 
 
+def test_a_file_outside_out_dir_that_fails_is_not_called_out_dir_s(run_file, capsys):
+    # A folder where the token cache's file goes: "out_dir: writing ... failed (Is a directory;
+    # a full disk or a folder that became read-only?)", of a file that is no out_dir's.
+    assert train_main(str(run_file)) == 0
+    (tokens,) = (run_file.parent / "cache").glob("*.bin")
+    tokens.unlink()
+    tokens.mkdir()
+    err = train_errors(run_file, capsys, overwrite=True)
+    assert len(err) == 1 and err[0].startswith(f"{run_file}: {tokens}: Is a directory; "), err
+
+
 def test_a_run_without_out_dir_says_it_keeps_nothing(run_file, capsys):
     # It trained to the end and kept nothing, checkpoint_every_tokens set or not, without a word.
     raw = yaml.safe_load(run_file.read_text())
