@@ -136,6 +136,18 @@ def pow2_round(x: float) -> int:
     return 2 ** round(math.log2(x))
 
 
+def _batch_near(law: float, trial_batch: int) -> tuple[int, str]:
+    """The batch nearest (in log space) to the law's ``law`` sequences, and what it was rounded
+    to: the trial's batch times a power of two where that is a whole number (a trial's 12 stays
+    12 for a law of 12.0003, where rounding to a power of two made it 16 for one token more),
+    else a power of two."""
+    if trial_batch & (trial_batch - 1):  # not itself a power of two
+        scaled = trial_batch * 2.0 ** round(math.log2(law / trial_batch))
+        if scaled >= 1 and scaled.is_integer():
+            return int(scaled), f"the trial's {trial_batch} times a power of two"
+    return pow2_round(law), "a power of two"
+
+
 def transfer(
     best: Hparams,
     tokens: int,
@@ -201,17 +213,16 @@ def transfer(
     if batch_size is not None:
         batch = batch_size
         rules.append(Rule("batch_size", f"set to {batch}", "the caller's choice"))
-    elif law == best.batch_size:
-        batch = best.batch_size
     else:
-        batch = pow2_round(law)
-        # The factor is the change made (after rounding), as every other rule's is: the law's
-        # own growth (x1.701 for 4x the tokens) read as the batch's when 2 became 4.
-        rules.append(Rule(
-            "batch_size", f"{batch_rule[0]} = {law:.4g} sequences of {block_size} tokens,"
-            f" rounded to a power of two", batch_rule[1],
-            batch * block_size / best.tokens_per_step,
-        ))
+        batch, to = _batch_near(law, best.batch_size)
+        if batch != best.batch_size:
+            # The factor is the change made (after rounding), as every other rule's is: the
+            # law's own growth (x1.701 for 4x the tokens) read as the batch's when 2 became 4.
+            rules.append(Rule(
+                "batch_size", f"{batch_rule[0]} = {law:.4g} sequences of {block_size} tokens,"
+                f" rounded to {to}", batch_rule[1],
+                batch * block_size / best.tokens_per_step,
+            ))
     if max_batch_size is not None and batch > max_batch_size:
         batch = max_batch_size
         rules.append(Rule("batch_size", f"capped at {max_batch_size}", "--max-batch-size"))

@@ -13,7 +13,6 @@ ignores. It is loaded back with ``load_train_config`` before it replaces any exi
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import textwrap
 from dataclasses import asdict, dataclass, replace
@@ -249,7 +248,7 @@ def export_study(
                      f"beyond the largest batches published ({LARGE_STEP_TOKENS:,} tokens): "
                      "cap it with --max-batch-size")
     epochs_note = repeated_data_note(final.tokens, study.user_attrs.get("data_tokens"),
-                                     final.dropout)
+                                     final.dropout, new_model.dropout != best.dropout)
     if epochs_note is not None:
         notes.append(epochs_note)
     if base.optim.name != "adamw" and not _same_run(moved):
@@ -258,7 +257,7 @@ def export_study(
 
     micro = base.micro_batch_size
     if micro is not None and final.batch_size % micro:
-        micro = math.gcd(final.batch_size, micro)
+        micro = fitting_micro(final.batch_size, micro)
         notes.append(f"micro_batch_size lowered to {micro} so that it divides batch_size "
                      f"{final.batch_size}")
 
@@ -346,8 +345,14 @@ def _replaceable(output: Path, source: str) -> bool:
     return True
 
 
+def fitting_micro(batch: int, micro: int) -> int:
+    """The largest micro-batch that divides ``batch`` and is no larger than ``micro``, the one the
+    trial fitted in memory (the gcd of the two gave 4 for 16 and 12, where 8 fits)."""
+    return max(d for d in range(1, min(batch, micro) + 1) if batch % d == 0)
+
+
 def repeated_data_note(
-    tokens: int, data_tokens: dict[str, int] | None, dropout: float
+    tokens: int, data_tokens: dict[str, int] | None, dropout: float, set_by_model: bool = False
 ) -> str | None:
     """The note for a final run that trains its data for more than one epoch, else None.
 
@@ -360,9 +365,10 @@ def repeated_data_note(
     if not train or tokens <= train:
         return None
     epochs = tokens / train
+    kept = f"set to {dropout:g} by --model" if set_by_model else f"kept at the trial's {dropout:g}"
     return (f"this run trains {tokens:,} tokens, {epochs:.3g} epochs of the {train:,} training "
-            "tokens the study's data holds: repeated data; see dropout (kept at the trial's "
-            f"{dropout:g}; the epochs heuristic gives {laws.dropout_by_epochs(epochs):.2g}) and "
+            f"tokens the study's data holds: repeated data; see dropout ({kept}; the epochs "
+            f"heuristic gives {laws.dropout_by_epochs(epochs):.2g}) and "
             "Muennighoff et al.'s effective data (arXiv 2305.16264: a repeat is worth nearly a new "
             "token up to ~4 epochs, little beyond ~16); and weight decay is carried as tau, a "
             "fraction of the whole run, which is Wang & Aitchison's rule (arXiv 2405.13698: tau "

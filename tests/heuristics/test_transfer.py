@@ -115,6 +115,21 @@ def test_batch_grows_with_the_batch_size_law():
     assert longer.final.batch_size == 8
 
 
+def test_a_batch_that_is_no_power_of_two_moves_by_powers_of_two():
+    # A trial's batch of 12 became 16 for one token more (the law: 12.0003, rounded to a power
+    # of two), and the lr was said not moved with it.
+    best = best_hparams(batch_size=12)
+    one_more = transfer(best, best.tokens + 1)
+    assert one_more.final.batch_size == 12
+    assert "batch_size" not in {rule.value for rule in one_more.rules}
+    # Rule: the trial's batch times the power of two nearest the law's growth (x3.43 for 25x
+    # the tokens: 41.2 -> 48), said so.
+    longer = transfer(best, 25 * best.tokens)
+    assert longer.final.batch_size == 48
+    (rule,) = [r for r in longer.rules if r.value == "batch_size"]
+    assert "rounded to the trial's 12 times a power of two" in rule.formula
+
+
 def test_batch_is_capped_and_at_least_one():
     best = best_hparams(batch_size=16)
     # Rule: --max-batch-size caps the law's batch.

@@ -597,10 +597,22 @@ def test_a_final_run_past_its_data_notes_the_epochs_and_dropout(finished, tmp_pa
     head = " ".join(line[2:] for line in out.read_text().splitlines() if line.startswith("# "))
     assert f"note: {note}" in " ".join(head.split())
     assert note in yaml.safe_load(out.read_text())["provenance"]["notes"]
+    # A dropout --model sets is said to be that, not the trial's (it said "kept at the trial's").
+    dropped = export_study(cfg, tmp_path / "dropped.yaml", source=str(path), tokens=5 * train,
+                           model={"dropout": 0.1})
+    (note,) = [n for n in dropped.notes if n.startswith("this run trains")]
+    assert "see dropout (set to 0.1 by --model; the epochs heuristic gives 0.079)" in note
     # Rule: a run inside the data (the trial's own 40,960 tokens) has no such note.
     within = export_study(cfg, tmp_path / "copy.yaml", source=str(path))
     assert within.config.tokens <= train
     assert not [n for n in within.notes if "epochs" in n]
+
+
+def test_a_micro_batch_that_no_longer_divides_the_batch_is_lowered_no_further_than_needed():
+    from scaletune.search.export import fitting_micro
+
+    # The gcd lowered 12 to 4 for a batch of 16 (and of 64), twice the micro-steps of 8.
+    assert [fitting_micro(b, 12) for b in (16, 64, 48, 6)] == [8, 8, 12, 6]
 
 
 def test_only_fields_at_their_defaults_are_left_out_of_a_written_data_section():
