@@ -93,6 +93,9 @@ class Rule:
 HORIZON_EXPONENTS = {"lr": laws.HORIZON_LR_EXPONENT, "tau": 0.0, "batch_size": 0.383}
 """The published rules' exponents in D at fixed N, as ``transfer`` applies them: Bjorck et al.'s
 lr, tau kept (Wang & Aitchison), Power Lines' batch size."""
+HORIZON_SOURCES = {"lr": "Bjorck et al.", "tau": "tau kept, Wang & Aitchison",
+                   "batch_size": "Power Lines"}
+"""Whose each of HORIZON_EXPONENTS is, as a rule names it."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,8 @@ class FittedExponents:
         """How a rule names the exponent of law ``name``: 'fitted lr law, fitted on 3 rungs
         (laws.json)', or for a blended one what it is the mean of."""
         if name in self.blended:
-            return (f"mean of the fitted {label} law's exponent and the published one (the fit "
+            return (f"mean of the fitted {label} law's exponent and the published horizon "
+                    f"rule's, {HORIZON_EXPONENTS[name]:+.3g} ({HORIZON_SOURCES[name]}; the fit "
                     f"warns), {self.source}")
         return f"fitted {label} law, {self.source}"
 

@@ -153,7 +153,9 @@ def fitted_exponents(cfg: StudyConfig, notes: list[str]) -> FittedExponents | No
     weak = [f.target for f in fitted.fits() if f.weak]
     if weak:
         notes.append(f"the fitted {', '.join(weak)} law(s) warn: their horizon exponents are "
-                     "the mean of the fitted and the published ones")
+                     "the mean of the fitted and the published horizon rules' (" + ", ".join(
+                         f"{name} {HORIZON_EXPONENTS[name]:+.3g}" for name in weak
+                         if name in HORIZON_EXPONENTS) + ")")
     # The file by its path and content: a ladder's later fit rotates it (laws.earlier-N.json).
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     return FittedExponents(**exponents,

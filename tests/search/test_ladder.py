@@ -788,6 +788,9 @@ def test_export_notes_the_warnings_of_the_laws_it_uses_only(tmp_path):
     # and the closing line does not call the laws all published.
     lr_rule = next(r for r in done.transfer.rules if r.value == "lr")
     assert lr_rule.source.startswith("mean of the fitted lr law's exponent and the published")
+    # ... naming the published one, which for tau is the horizon rule's 0, not Power Lines' law.
+    assert "the published horizon rule's, -0.32 (Bjorck et al.; the fit warns)" in lr_rule.source
+    assert any("(lr -0.32" in n for n in done.notes), done.notes
     lines = summary_lines(done.config.provenance)
     assert any("fitted on your rungs, on smaller runs than this one" in line for line in lines)
     assert not any(line.startswith("Scaling laws fitted on far larger") for line in lines)
