@@ -217,16 +217,17 @@ def transfer(
     if batch_size is not None:
         batch = batch_size
         rules.append(Rule("batch_size", f"set to {batch}", "the caller's choice"))
+    elif law == best.batch_size:
+        batch = best.batch_size
     else:
         batch, to = _batch_near(law, best.batch_size)
-        if batch != best.batch_size:
-            # The factor is the change made (after rounding), as every other rule's is: the
-            # law's own growth (x1.701 for 4x the tokens) read as the batch's when 2 became 4.
-            rules.append(Rule(
-                "batch_size", f"{batch_rule[0]} = {law:.4g} sequences of {block_size} tokens,"
-                f" rounded to {to}", batch_rule[1],
-                batch * block_size / best.tokens_per_step,
-            ))
+        # The factor is the change made (after rounding), as every other rule's is: the law's
+        # own growth (x1.701 for 4x the tokens) read as the batch's when 2 became 4.
+        rules.append(Rule(
+            "batch_size", f"{batch_rule[0]} = {law:.4g} sequences of {block_size} tokens,"
+            f" rounded to {to}", batch_rule[1],
+            batch * block_size / best.tokens_per_step,
+        ))
     if max_batch_size is not None and batch > max_batch_size:
         batch = max_batch_size
         rules.append(Rule("batch_size", f"capped at {max_batch_size}", "--max-batch-size"))
