@@ -52,7 +52,12 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:  # another user's process: alive
         return True
-    return True
+    # A zombie (killed, and its parent has not reaped it: a driver started from a program that
+    # never waits for it) answers the signal, and held the study for as long as its parent ran.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] not in "ZX"
+    except (OSError, IndexError):  # no /proc (macOS): the signal's answer
+        return True
 
 
 def _started_at(pid: int) -> float | None:
@@ -96,10 +101,15 @@ def live(lease: dict[str, Any] | None, now: float | None = None) -> bool:
 def describe(lease: dict[str, Any]) -> str:
     """'pid 1234 on host-a, running since ..., last heard from 3 s ago'; a detached driver adds
     its Ray job: 'pid 1234 on head-1 as Ray job scaletune-tiny-0a1b2c3d, ...'."""
-    ago = max(0.0, time.time() - float(lease.get("heartbeat", 0)))
+    ago = time.time() - float(lease.get("heartbeat", 0))
     job = f" as Ray job {lease['job']}" if lease.get("job") else ""
+    # A heartbeat ahead of this clock (it said "0 s ago"): the driver's machine's clock and this
+    # one's disagree, and the lease holds until this clock passes it by LEASE_S.
+    heard = (f"last heard from {ago:.0f} s ago" if ago > -1 else
+             f"its last heartbeat {-ago:.0f} s ahead of this machine's clock (the two clocks "
+             "disagree: set them right)")
     return (f"pid {lease.get('pid')} on {lease.get('host')}{job}, running since "
-            f"{_when(float(lease.get('since', 0)))}, last heard from {ago:.0f} s ago")
+            f"{_when(float(lease.get('since', 0)))}, {heard}")
 
 
 @dataclass

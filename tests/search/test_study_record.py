@@ -269,6 +269,35 @@ def test_a_driver_paused_on_this_host_keeps_its_lease_and_a_pid_taken_over_does_
         paused.wait()
 
 
+def test_a_killed_driver_its_parent_has_not_reaped_holds_no_lease():
+    import subprocess
+    import sys
+
+    # A driver started from a program that never waits for it: killed, it stays a zombie, which
+    # answers os.kill(pid, 0), and the study stayed "being run by another driver" for good.
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    now = time.time()
+    held = {"host": socket.gethostname(), "pid": zombie.pid, "since": now - 5, "heartbeat": now,
+            "token": "x"}
+    try:
+        for _ in range(100):  # until it has exited, unreaped
+            if Path(f"/proc/{zombie.pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z":
+                break
+            time.sleep(0.05)
+        assert not lease.live(held)
+    finally:
+        zombie.wait()
+
+
+def test_a_heartbeat_ahead_of_this_clock_is_said_to_be_one():
+    # It read "last heard from 0 s ago" for a lease an hour ahead, which holds for that hour.
+    ahead = {"host": "node-7", "pid": 1, "since": time.time() - 60,
+             "heartbeat": time.time() + 3600, "token": "x"}
+    assert lease.live(ahead)
+    assert ("its last heartbeat 3600 s ahead of this machine's clock (the two clocks disagree: "
+            "set them right)") in lease.describe(ahead)
+
+
 def test_of_two_drivers_that_write_at_once_the_last_write_holds(cfg, monkeypatch):
     study = optuna.create_study(study_name=cfg.name, storage=make_storage(cfg.storage_url))
     first = lease.DriverLease(study)
