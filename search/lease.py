@@ -54,22 +54,28 @@ def _alive(pid: int) -> bool:
         return True
     # A zombie (killed, and its parent has not reaped it: a driver started from a program that
     # never waits for it) answers the signal, and held the study for as long as its parent ran.
+    fields = _stat_fields(pid)
+    return not fields or fields[0] not in ("Z", "X")  # no /proc (macOS): the signal's answer
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of Linux's /proc/PID/stat after the command's name (the state first, field 3);
+    None elsewhere or where it cannot be read."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] not in "ZX"
-    except (OSError, IndexError):  # no /proc (macOS): the signal's answer
-        return True
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
 
 
 def _started_at(pid: int) -> float | None:
     """When process ``pid`` started (a Unix time, to the clock tick), from Linux's /proc; None
     elsewhere or where it cannot be read."""
+    fields = _stat_fields(pid)
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
         boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
                     if line.startswith("btime "))
-        ticks = int(stat.rpartition(")")[2].split()[19])  # field 22, after the command's name
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: the start time
+    except (OSError, ValueError, IndexError, TypeError, StopIteration):
         return None
 
 
