@@ -1,7 +1,8 @@
 """Time a local study's Ray start (search.cluster.init_ray) and its first two tasks, with the
 dashboard agent minimal (search.cluster.MINIMAL_AGENT, as a study starts it) or full (``full``:
 Ray's check for the dashboard's libraries answered as Ray answers it). Run alternately, with the
-machine's CPU time (/proc/stat) read around each run: bash run.sh"""
+machine's CPU time (/proc/stat) read around each run: bash run.sh. Any other argument only
+labels the line: ab.sh runs it so with search/cluster.py before and after the change."""
 import os
 import sys
 import time
