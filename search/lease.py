@@ -10,12 +10,14 @@ A killed driver cannot clear its lease, so a lease also ends by itself: at once 
 where its process is seen to be gone, and after ``LEASE_S`` without a heartbeat from another host
 (clocks of the two hosts are trusted to within a few seconds).
 
-Acquiring is write, wait ``SETTLE_S``, read back: of two drivers that start at the same moment
-(both read no lease), the one whose write landed last holds it and the other refuses.
+Every write of the lease is a compare-and-set on what was read (``storage.swap_study_user_attr``):
+of two drivers that start at the same moment (both read no lease), the first write holds it and
+the other's finds the lease changed and refuses, however long the storage kept either waiting.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -27,6 +29,7 @@ from typing import Any
 
 import optuna
 
+from scaletune.search.storage import stored_study_user_attr, swap_study_user_attr
 from scaletune.trainer.errors import SetupError
 
 ATTR = "driver"
@@ -35,8 +38,6 @@ HEARTBEAT_S = 10.0
 """How often a running driver refreshes its heartbeat."""
 LEASE_S = 60.0
 """A lease without a heartbeat for this long has ended (the driver is gone)."""
-SETTLE_S = 0.2
-"""Wait between writing a lease and reading it back: far longer than a write takes to be seen."""
 JOB_ENV = "SCALETUNE_JOB"
 """The environment variable that names the Ray job a detached driver runs as (search.jobs sets
 it); the lease records it, so that whoever is refused learns which job to stop."""
@@ -138,20 +139,25 @@ class DriverLease:
                 record["job_server"] = os.environ[JOB_SERVER_ENV]
         return record
 
+    def _read(self) -> tuple[str | None, dict[str, Any] | None]:
+        """The lease as stored (the text a swap compares with) and as read."""
+        stored = stored_study_user_attr(self.study, ATTR)
+        return stored, None if stored is None else json.loads(stored)
+
     def acquire(self) -> None:
         """Take the lease, or raise SetupError naming the driver that holds it."""
-        held = self.study.user_attrs.get(ATTR)
-        if live(held):
-            raise busy(self.study.study_name, held)
-        self.before = held
-        self.token = uuid.uuid4().hex
-        self.since = self.last_beat = time.time()
-        self.study.set_user_attr(ATTR, self._record(self.since))
-        time.sleep(SETTLE_S)
-        held = self.study.user_attrs.get(ATTR)
-        if not held or held.get("token") != self.token:
+        token = uuid.uuid4().hex
+        for _ in range(3):  # a lease released or ended between the read and the write: again
+            stored, held = self._read()
+            if live(held):
+                raise busy(self.study.study_name, held)
+            self.since = self.last_beat = time.time()
+            self.token = token
+            if swap_study_user_attr(self.study, ATTR, stored, self._record(self.since)):
+                self.before = held
+                return
             self.token = ""
-            raise busy(self.study.study_name, held or {})
+        raise busy(self.study.study_name, self._read()[1] or {})
 
     def refresh(self, force: bool = False) -> None:
         """Write a heartbeat if the last one is ``HEARTBEAT_S`` old (cheap to call often).
@@ -161,24 +167,27 @@ class DriverLease:
         """
         now = time.time()
         if self.token and (force or now - self.last_beat >= HEARTBEAT_S):
-            held = self.study.user_attrs.get(ATTR)
-            if held and held.get("token") not in (None, self.token):
-                self.token = ""
-                raise SetupError(
-                    f"study {self.study.study_name!r} was taken over by another driver "
-                    f"({describe(held)}) while this one was silent for {now - self.last_beat:.0f}"
-                    " s; this driver stops and leaves the study to it")
-            self.study.set_user_attr(ATTR, self._record(now))
-            self.last_beat = now
+            stored, held = self._read()
+            ours = not held or held.get("token") in (None, self.token)
+            if ours and swap_study_user_attr(self.study, ATTR, stored, self._record(now)):
+                self.last_beat = now
+                return
+            if ours:  # taken between the read and the write: by whom
+                held = self._read()[1] or {}
+            self.token = ""
+            raise SetupError(
+                f"study {self.study.study_name!r} was taken over by another driver "
+                f"({describe(held)}) while this one was silent for {now - self.last_beat:.0f}"
+                " s; this driver stops and leaves the study to it")
 
     def release(self) -> None:
         """Clear the lease if it is still ours; never raises (the storage may be the problem)."""
         if not self.token:
             return
         try:
-            held = self.study.user_attrs.get(ATTR)
+            stored, held = self._read()
             if held and held.get("token") == self.token:
-                self.study.set_user_attr(ATTR, None)
+                swap_study_user_attr(self.study, ATTR, stored, None)
         except Exception:  # noqa: BLE001 - a lost storage: the lease expires by itself
             pass
         self.token = ""

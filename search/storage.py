@@ -438,6 +438,43 @@ class Storage(optuna.storages.RDBStorage):
             return upsert
         return None
 
+    def stored_study_user_attr(self, study_id: int, key: str) -> str | None:
+        """The JSON text stored for a study user attr, as stored; None where there is none."""
+        from optuna.storages._rdb import models
+        from sqlalchemy import select
+
+        model = models.StudyUserAttributeModel
+        with self.engine.connect() as conn:
+            return conn.execute(select(model.value_json).where(
+                model.study_id == study_id, model.key == key)).scalar_one_or_none()
+
+    def swap_study_user_attr(self, study_id: int, key: str, stored: str | None,
+                             value: Any) -> bool:
+        """Set a study user attr to ``value`` only while the JSON text stored for it is still
+        ``stored`` (None: no such attr); True if it was set.
+
+        One statement, atomic in the database: an UPDATE that matches the stored text (a write
+        between the read and this one leaves it no row), or, for an attr not stored yet, an
+        INSERT that the table's unique (study, key) refuses to a second writer. Optuna's own
+        write reads and writes in two steps, and of two writers both won."""
+        from optuna.storages._rdb import models
+        from sqlalchemy import insert, update
+        from sqlalchemy.exc import IntegrityError
+
+        model = models.StudyUserAttributeModel
+        text = json.dumps(value)
+        try:
+            with self.engine.begin() as conn:
+                if stored is None:
+                    conn.execute(insert(model.__table__).values(
+                        study_id=study_id, key=key, value_json=text))
+                    return True
+                return conn.execute(update(model.__table__).where(
+                    model.study_id == study_id, model.key == key,
+                    model.value_json == stored).values(value_json=text)).rowcount == 1
+        except IntegrityError:  # another writer inserted it first
+            return False
+
     def _set_attr_by_orm(self, session: Any, model: Any, key: str, owner: int, name: str,
                          value_json: str) -> None:
         row = session.query(model).filter(getattr(model, key) == owner,
@@ -474,6 +511,30 @@ def batch(storage: optuna.storages.BaseStorage) -> contextlib.AbstractContextMan
     a cache of its own), or a block that changes nothing for any other storage."""
     backend = getattr(storage, "_backend", storage)
     return backend.batch() if isinstance(backend, Storage) else contextlib.nullcontext()
+
+
+def stored_study_user_attr(study: optuna.Study, key: str) -> str | None:
+    """The JSON text stored for ``study``'s user attr ``key`` (None: not stored), the token to
+    pass to ``swap_study_user_attr``."""
+    backend = getattr(study._storage, "_backend", study._storage)
+    if isinstance(backend, Storage):
+        return backend.stored_study_user_attr(study._study_id, key)
+    attrs = study.user_attrs
+    return json.dumps(attrs[key]) if key in attrs else None
+
+
+def swap_study_user_attr(study: optuna.Study, key: str, stored: str | None, value: Any) -> bool:
+    """Set ``study``'s user attr ``key`` to ``value`` if it still holds what was read as
+    ``stored`` (``stored_study_user_attr``); True if it was set. Atomic on scaletune's storage
+    (``Storage.swap_study_user_attr``); any other storage (one of Optuna's, given in Python) is
+    read and written in two steps."""
+    backend = getattr(study._storage, "_backend", study._storage)
+    if isinstance(backend, Storage):
+        return backend.swap_study_user_attr(study._study_id, key, stored, value)
+    if stored_study_user_attr(study, key) != stored:
+        return False
+    study.set_user_attr(key, value)
+    return True
 
 
 def unusable_url(e: BaseException, url: str) -> str | None:

@@ -262,6 +262,8 @@ def _byte_text_tokens(cfg: DataConfig) -> int | None:
     if cfg.source != "text" or cfg.tokenizer != "byte":
         return None
     sizes = [os.path.getsize(p) for p in _text_paths(cfg)]
+    if not any(sizes):
+        return 0  # what prepare_data finds: no text
     return sum(sizes) + len(DOC_SEPARATOR.encode()) * (len(sizes) - 1)
 
 
@@ -618,7 +620,11 @@ def _read_text_file(cfg: DataConfig, path: str) -> str:
     except FileNotFoundError:
         raise DataError(f"{_key(cfg, 'data.path')}: file not found: {path!r}") from None
     except UnicodeDecodeError as e:
-        raise DataError(f"{_key(cfg, 'data.path')}: {path!r} is not UTF-8 text ({e})") from None
+        kind = COMPRESSED.get(os.path.splitext(path)[1].lower())
+        hint = (f": a {kind} file, which source: text reads as it is; `source: hf, dataset: "
+                f"text, data_files: {path}` reads it through" if kind else "")
+        raise DataError(f"{_key(cfg, 'data.path')}: {path!r} is not UTF-8 text ({e}){hint}") \
+            from None
 
 
 def _offline_advice() -> str:
@@ -970,6 +976,8 @@ def _tokenize_into_cache(cfg: DataConfig, cache: Path) -> dict[str, Any]:
     docs = read_documents(cfg)
     if not docs:
         raise DataError(f"data: the {cfg.source} source yielded no text")
+    if not any(docs):  # empty files, whose separators alone were read as two tokens of text
+        raise DataError(size_problem(0, cfg, 0))
     if problem := _nothing_to_learn(docs, cfg):
         raise DataError(problem)
     fingerprint = _fingerprint(docs, cfg)

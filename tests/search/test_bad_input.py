@@ -4,6 +4,7 @@ nothing written to the storage."""
 from __future__ import annotations
 
 import copy
+import gzip
 import os
 
 import pytest
@@ -703,15 +704,22 @@ def test_the_memory_a_trial_may_use_is_known_without_proc(tmp_path, shakespeare,
     assert what == f"the {whole / 2**30:,.1f} GiB of memory this machine has"
 
 
-def test_an_empty_data_file_names_the_path_and_leaves_nothing(tmp_path, shakespeare, capsys):
+@pytest.mark.parametrize("files", [1, 2])
+def test_an_empty_data_file_names_the_path_and_leaves_nothing(tmp_path, shakespeare, capsys,
+                                                              files):
     study = tiny_study(tmp_path, shakespeare)
-    empty = tmp_path / "empty.txt"
-    empty.write_bytes(b"")
+    for i in range(files):
+        (tmp_path / f"empty{i}.txt").write_bytes(b"")
+    # Two empty files were read as the separator between them, "2 tokens give 2 training and 0
+    # validation tokens: use more text".
+    empty = tmp_path / ("empty0.txt" if files == 1 else "empty*.txt")
     study["data"]["path"] = str(empty)
-    code = main(["run", str(write_study(tmp_path, study))])
-    out = " ".join(capsys.readouterr().err.split())
-    assert code == 2, out
-    assert f"data.path {empty}: the data holds no text (0 tokens)" in out
+    path = str(write_study(tmp_path, study))
+    for command in (["validate", path], ["run", path]):
+        code = main(command)
+        out = " ".join(capsys.readouterr().err.split())
+        assert code == 2, out
+        assert f"data.path {empty}: the data holds no text (0 tokens)" in out, (command, out)
     assert not (tmp_path / "study").exists()
 
 
@@ -979,6 +987,18 @@ def test_validate_finds_text_that_is_not_utf8_and_a_missing_text_column(tmp_path
     for command in (["validate", str(path)], ["run", str(path), "--dry-run"], ["run", str(path)]):
         assert main(command) == 2
         assert f"data.path: {str(latin)!r} is not UTF-8 text" in capsys.readouterr().err
+    # A compressed file is told how to be read through (the README says compressed files are,
+    # of source: hf).
+    packed = tmp_path / "corpus.txt.gz"
+    packed.write_bytes(gzip.compress(shakespeare.read_bytes()))
+    study["data"]["path"] = str(packed)
+    path = write_study(tmp_path, study)
+    for command in (["validate", str(path)], ["run", str(path)]):
+        assert main(command) == 2
+        assert (f"data.path: {str(packed)!r} is not UTF-8 text ('utf-8' codec can't decode byte "
+                f"0x8b in position 1: invalid start byte): a gzip file, which source: text reads "
+                f"as it is; `source: hf, dataset: text, data_files: {packed}` reads it through"
+                ) in " ".join(capsys.readouterr().err.split())
     table = tmp_path / "table.csv"
     table.write_text("title,body\n" + "".join(f"t{i},some text {i}\n" for i in range(2_000)))
     study = tiny_study(tmp_path, shakespeare)

@@ -249,3 +249,40 @@ def test_mlflow_is_not_let_into_the_studys_database_nor_another_ones(tmp_path, s
     out = " ".join(capsys.readouterr().err.split())
     assert "tracking.mlflow: tracking_uri: " in out and "cannot read it" in out, out
     assert "not-the-password" not in out and password not in out
+
+
+RACER = """
+import sys, time
+import optuna
+from scaletune.search import lease
+from scaletune.search.storage import make_storage
+url, name, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+held = lease.DriverLease(optuna.load_study(study_name=name, storage=make_storage(url)))
+time.sleep(max(0.0, start - time.time()))
+try:
+    held.acquire()
+except Exception as e:
+    print("refused", type(e).__name__, flush=True)
+else:
+    print("holds", flush=True)
+    time.sleep(3)  # past the others' tries
+    held.release()
+"""
+
+
+@pytest.mark.parametrize("before", ["none", "a dead driver's"])
+def test_of_drivers_that_start_at_once_one_holds_the_study(pg_url, before):
+    # Each driver's write of the lease is a compare-and-set on what it read: of four processes
+    # that read the same lease at once, one write lands and three find it changed.
+    name = f"pg-{uuid.uuid4().hex[:10]}"
+    study = optuna.create_study(study_name=name, storage=make_storage(pg_url))
+    if before != "none":
+        study.set_user_attr("driver", {"host": "node-gone", "pid": 7, "since": 0.0,
+                                       "heartbeat": 0.0, "token": "dead"})
+    start = time.time() + 4.0  # after the four have imported and opened the study
+    racers = [subprocess.Popen([sys.executable, "-c", RACER, pg_url, name, str(start)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               cwd=REPO) for _ in range(4)]
+    said = sorted(p.communicate(timeout=120)[0].strip().splitlines()[-1] for p in racers)
+    assert said == ["holds"] + ["refused SetupError"] * 3, said
+    assert study.user_attrs["driver"] is None  # released by the one that held it

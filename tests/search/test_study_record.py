@@ -298,16 +298,35 @@ def test_a_heartbeat_ahead_of_this_clock_is_said_to_be_one():
             "set them right)") in lease.describe(ahead)
 
 
-def test_of_two_drivers_that_write_at_once_the_last_write_holds(cfg, monkeypatch):
-    study = optuna.create_study(study_name=cfg.name, storage=make_storage(cfg.storage_url))
-    first = lease.DriverLease(study)
-    # Another driver writes its lease while this one waits to read its own back.
-    other = {"host": "node-7", "pid": 99, "since": time.time(), "heartbeat": time.time(),
-             "token": "other"}
-    monkeypatch.setattr(lease.time, "sleep", lambda s: study.set_user_attr(lease.ATTR, other))
-    with pytest.raises(SetupError, match="pid 99 on node-7"):
-        first.acquire()
-    assert study.user_attrs[lease.ATTR]["token"] == "other"
+def test_a_driver_whose_read_went_stale_while_another_took_the_study_is_refused(cfg,
+                                                                                monkeypatch):
+    # Two drivers start at once; this one read "no lease", and before its write landed (SQLite
+    # busy with another writer for longer than any fixed wait), the other wrote its lease, read
+    # it back and ran. Both held the study: each took the other's trials for a dead driver's.
+    storage = make_storage(cfg.storage_url)
+    study = optuna.create_study(study_name=cfg.name, storage=storage)
+    other = lease.DriverLease(optuna.load_study(study_name=cfg.name, storage=storage))
+    other._record = lambda now: {**lease.DriverLease._record(other, now), "host": "node-7"}
+    mine = lease.DriverLease(study)
+    live, calls = lease.live, []
+
+    def the_other_acquires_now(held, *args):
+        calls.append(held)
+        if len(calls) == 1:  # this driver's read: the other acquires in full before it writes
+            other.acquire()
+        return live(held, *args)
+
+    monkeypatch.setattr(lease, "live", the_other_acquires_now)
+    with pytest.raises(SetupError, match=f"pid {os.getpid()} on node-7"):
+        mine.acquire()
+    assert other.token and not mine.token
+    assert study.user_attrs[lease.ATTR]["token"] == other.token
+    # The holder's heartbeat and release go on; this driver's release touches nothing.
+    other.refresh(force=True)
+    mine.release()
+    assert study.user_attrs[lease.ATTR]["token"] == other.token
+    other.release()
+    assert study.user_attrs[lease.ATTR] is None
 
 
 def test_the_dashboard_names_the_objective(cfg):
@@ -413,7 +432,6 @@ def test_a_study_in_a_folder_whose_name_a_url_would_read_keeps_its_storage_there
 def test_a_driver_paused_past_its_lease_does_not_write_over_the_next_one(cfg, monkeypatch):
     study = optuna.create_study(study_name=cfg.name, storage=make_storage(cfg.storage_url))
     mine = lease.DriverLease(study)
-    monkeypatch.setattr(lease, "SETTLE_S", 0.0)
     mine.acquire()
     # While this driver was suspended, another took the study over.
     other = {"host": "node-7", "pid": 5, "since": time.time(), "heartbeat": time.time(),
