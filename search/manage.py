@@ -1238,10 +1238,14 @@ def delete_study(cfg: StudyConfig, yes: bool, console: Console) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             _printer(console)("not deleted")
             return 1
-        _refuse_while_running(study)  # a driver may have started while we asked
+    # The driver's lease, taken as a driver takes it: a driver that started since the check
+    # (while we asked) keeps the study, and one that starts now is refused until it is gone.
+    held = lease.DriverLease(study)
+    held.acquire()
     try:
         optuna.delete_study(study_name=name, storage=make_storage(cfg.storage_url))
     except optuna.exceptions.StorageInternalError as e:  # a read-only file: a traceback
+        held.release()
         cause = e.__cause__ or e.__context__ or e
         raise SetupError(f"delete: study {name!r} in {shown} was not deleted: "
                          f"{scrub(first_line(cause), cfg.storage_url)}") from None

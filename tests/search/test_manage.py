@@ -25,6 +25,7 @@ import yaml
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
+from scaletune.search import lease
 from scaletune.search.cli import main
 from scaletune.search.config import load_study, validate_study
 from scaletune.search.manage import _failures, plan_notes, pruner_notes, state_words
@@ -605,6 +606,25 @@ def test_delete_refuses_while_a_driver_runs_the_study(finished, capsys):
     assert code == 2, out
     assert f"is being run by another driver (pid {pid}" in out
     assert names_in(cfg.storage_url) == ["tiny"]
+
+
+def test_delete_refuses_a_driver_that_starts_after_its_check(finished, capsys, monkeypatch):
+    # A driver that took the study between delete's check and its delete ran on a study that
+    # was gone. Delete now takes the driver's lease itself: one of the two has the study.
+    path, cfg, study = finished
+    live, pids = lease.live, []
+
+    def a_driver_starts_now(held, *args):
+        if not pids:
+            pids.append(hold_lease(study))
+        return live(held, *args)
+
+    monkeypatch.setattr(lease, "live", a_driver_starts_now)
+    code, out = scaletune(capsys, "delete", str(path), "--yes")
+    assert code == 2, out
+    assert f"is being run by another driver (pid {pids[0]}" in out
+    assert names_in(cfg.storage_url) == ["tiny"]
+    assert study.user_attrs["driver"]["token"] == "a-driver"  # its lease stands
 
 
 # --------------------------------------------------------------------------- fit
