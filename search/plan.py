@@ -27,6 +27,7 @@ import time
 import warnings
 from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -65,6 +66,7 @@ from scaletune.search.space import (
     trial_config,
 )
 from scaletune.search.storage import batch, make_storage, mask_url, sqlite_path
+from scaletune.search.tracking import CREATED
 from scaletune.search.trial import train_trial
 from scaletune.trainer.config import TrainConfig, as_written, flat_keys, usable_cores
 from scaletune.trainer.data import validation_part, vocab_problem, where, where_changed
@@ -739,6 +741,7 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors, data:
         # it is the code and machine, where an exported config's provenance is the study and
         # trial it came from.
         "provenance": code_and_machine(),
+        CREATED: datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     for key, value in record.items():
         if key not in attrs:

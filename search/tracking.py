@@ -49,6 +49,18 @@ the lr column of the HPARAMS table, and the schedule follows from the columns.)"
 TENSORBOARD_PACKAGES = ("tensorboard",)
 
 
+CREATED = "created"
+"""The study user attr that holds when the study was created (search.plan.record_or_check),
+which tags each trial's run in W&B and MLflow: a study deleted and made again under its name
+logs into the same W&B group and MLflow experiment, its trial 0 beside the first one's."""
+
+
+def study_created(study: optuna.Study) -> str | None:
+    """When ``study`` was created (UTC, to the second), or None for a study from before it was
+    recorded."""
+    return study.user_attrs.get(CREATED)
+
+
 class NotReady(Exception):
     """A tracker that could log no trial as things stand (its message says what to do)."""
 
@@ -62,7 +74,9 @@ def _wandb(cfg: WandbConfig, study_name: str) -> Callback:
 
         def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
             # The callback reads its run's tags from these kwargs when it starts a trial's run.
-            self._wandb_kwargs = {**kwargs, "tags": (trial.state.name,)}
+            created = study_created(study)
+            self._wandb_kwargs = {**kwargs, "tags": (trial.state.name, *(
+                [f"study created {created}"] if created else []))}
             super().__call__(study, trial)
 
     # One W&B run per trial (as_multirun), so each trial has its own config panel.
@@ -142,7 +156,16 @@ def _mlflow(cfg: MLflowConfig, study_name: str) -> Callback:
         if uri is not None:
             mlflow.set_tracking_uri(uri)
         mlflow.set_experiment(cfg.experiment)
-    return MLflowCallback(tracking_uri=uri, metric_name=METRIC,
+    class CreationTagged(MLflowCallback):
+        """Optuna's callback, each trial's run tagged with when its study was created."""
+
+        def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+            # The callback reads its run's tags from these kwargs when it starts a trial's run.
+            created = study_created(study)
+            self._mlflow_kwargs = {"tags": {"study_created": created}} if created else {}
+            super().__call__(study, trial)
+
+    return CreationTagged(tracking_uri=uri, metric_name=METRIC,
                           create_experiment=cfg.experiment is None)
 
 

@@ -46,6 +46,18 @@ def test_a_record_cut_short_by_a_kill_is_completed_on_the_next_run(cfg):
     assert attrs["data_fingerprint"] and attrs["config"]["name"] == cfg.name
 
 
+def test_a_new_study_records_when_it_was_created_and_a_resume_keeps_it(cfg):
+    from datetime import datetime, timezone
+
+    from scaletune.search.tracking import CREATED
+
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    created = open_study(cfg).user_attrs[CREATED]
+    assert before <= datetime.fromisoformat(created) <= datetime.now(timezone.utc)
+    time.sleep(1.1)
+    assert open_study(cfg).user_attrs[CREATED] == created
+
+
 def test_a_study_recorded_before_data_train_tokens_existed_resumes(cfg):
     import hashlib
     import json

@@ -539,6 +539,9 @@ def test_the_real_wandb_and_mlflow_log_each_trial_offline_without_optunas_warnin
     # optuna-integration's notice that it deprecated its callbacks is not the study's business.
     assert not [w for w in shown if issubclass(w.category, FutureWarning)], shown
     study = optuna.create_study(study_name="tiny")
+    # A study deleted and made again under its name logs into the same group and experiment,
+    # its trial 0 beside the first one's: each run is tagged with when its study was created.
+    study.set_user_attr(tracking.CREATED, "2026-12-06T00:20:00+00:00")
     for lr, loss in [(3e-3, 2.5), (1e-2, 2.25)]:
         trial = ask(study, lr=lr, tracker=tracker)
         study.tell(trial, loss)
@@ -555,6 +558,7 @@ def test_the_real_wandb_and_mlflow_log_each_trial_offline_without_optunas_warnin
     runs = mlflow.search_runs(experiment_names=["sweeps"]).sort_values("metrics.val_loss")
     assert list(runs["metrics.val_loss"]) == [2.25, 2.5, 4.0]
     assert [float(v) for v in runs["params.lr"]] == [1e-2, 3e-3, 3e-2]
+    assert set(runs["tags.study_created"]) == {"2026-12-06T00:20:00+00:00"}
     # W&B: one offline run per trial, grouped by the study, holding the metric, and tagged
     # with the trial's state (a pruned trial's value is its last report: its run looked
     # complete).
@@ -563,6 +567,7 @@ def test_the_real_wandb_and_mlflow_log_each_trial_offline_without_optunas_warnin
     assert all(b"val_loss" in f.read_bytes() and b"tiny" in f.read_bytes() for f in logs)
     assert [b"PRUNED" in f.read_bytes() for f in logs] == [False, False, True]
     assert all(b"COMPLETE" in f.read_bytes() for f in logs[:2])
+    assert all(b"study created 2026-12-06T00:20:00+00:00" in f.read_bytes() for f in logs)
 
 
 def test_online_wandb_without_an_api_key_is_refused_before_the_study(tmp_path, shakespeare):
