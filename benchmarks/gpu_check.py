@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -161,10 +162,8 @@ def data_parallel(folder: Path, device: str = "cuda", steps: int = 200) -> dict[
     script = folder / "stop_at.py"
     script.write_text(STOP_AT)
     resumed = train_file(folder, "fsdp_resumed_on_one", "fsdp", device, steps)
-    stopped = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                              "--nproc-per-node=2", str(script), str(resumed),
-                              str(64 * 128 * steps // 2)], cwd=REPO, capture_output=True,
-                             text=True)
+    stopped = _run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    "--nproc-per-node=2", str(script), str(resumed), str(64 * 128 * steps // 2)])
     # The stopped run is judged by its checkpoint: the script, unlike `scaletune train`, leaves
     # torch.distributed's teardown to the interpreter, which can abort after a finished run.
     if not (folder / resumed.stem / "checkpoint.pt").exists():
@@ -191,8 +190,30 @@ def _final_loss(out_dir: Path) -> float | None:
 
 
 def _scaletune(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "scaletune.search.cli", *args], cwd=REPO,
-                          capture_output=True, text=True, env={**os.environ, **(env or {})})
+    return _run([sys.executable, "-m", "scaletune.search.cli", *args],
+                env={**os.environ, **(env or {})})
+
+
+RUN_TIMEOUT_S = 240
+"""The longest one of the check's commands may run: a rendezvous or collective that hangs would
+hold the check for torch.distributed's 30-minute timeout, where the whole check takes five."""
+
+
+def _run(command: list[str], env: dict[str, str] | None = None,
+         timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess:
+    """``command`` run from the checkout, its output kept; past ``timeout`` seconds it is killed
+    with every process it started (torchrun's workers) and ends with exit code 124, its output
+    saying so."""
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env, start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        return subprocess.CompletedProcess(command, 124, out, f"{err}\ngpu_check: killed after "
+                                           f"{timeout:.0f} s (RUN_TIMEOUT_S)\n")
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
 
 
 def main(argv: list[str] | None = None) -> int:

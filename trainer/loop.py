@@ -79,7 +79,8 @@ Report = Callable[[int, float, dict], object]
 # as an SXM H100, and its MFU 15% low; an L40 as an L4).
 CUDA_BF16_PEAK_FLOPS = {
     "H100 NVL": 835e12, "H100 PCIe": 756e12, "H100": 989e12,
-    "H800 PCIe": 756e12, "H800": 989e12, "H200": 989e12, "B200": 2250e12,
+    "H800 PCIe": 756e12, "H800": 989e12, "H200 NVL": 835e12, "H200": 989e12,
+    "GB200": 2500e12, "B200": 2250e12,
     "A100": 312e12, "A800": 312e12,
     "L40S": 362e12, "L40": 181e12, "L4": 121e12, "RTX 4090": 165e12,
 }
@@ -718,6 +719,8 @@ def peak_flops(device: torch.device, dtype: torch.dtype) -> float | None:
         return float(os.environ["SCALETUNE_PEAK_FLOPS"])
     if device.type == "cuda" and dtype == torch.bfloat16:
         name = torch.cuda.get_device_name(device)
+        if " MIG " in f"{name} ":  # a slice of the GPU named: its share of the peak is unknown
+            return None
         return next((v for k, v in CUDA_BF16_PEAK_FLOPS.items() if k in name), None)
     return None
 

@@ -3,10 +3,14 @@ files it writes are ones the product accepts."""
 
 from __future__ import annotations
 
+import os
+import sys
+import time
+
 import pytest
 import torch
 
-from benchmarks.gpu_check import all_ok, main, most_at_once, study_file, train_file
+from benchmarks.gpu_check import _run, all_ok, main, most_at_once, study_file, train_file
 from scaletune.search.config import load_study
 from scaletune.trainer.config import load_train_config
 
@@ -54,3 +58,27 @@ def test_the_check_passes_only_when_every_part_did():
     off = {**runs, "fsdp": {"exit_code": 0, "final_val_loss": 3.09}}
     assert not all_ok({**good, "data_parallel": off})
     assert not all_ok({**good, "throughput": [{"error": "out of memory"}]})
+
+
+def test_a_command_that_hangs_is_killed_with_what_it_started(tmp_path):
+    # A hung NCCL rendezvous held the check for torch's 30-minute timeout, not its five minutes.
+    pid_file = tmp_path / "child.pid"
+    hang = ("import subprocess, sys, time; "
+            "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+            f"open({str(pid_file)!r}, 'w').write(str(child.pid)); print('started', flush=True); "
+            "time.sleep(60)")
+    start = time.monotonic()
+    done = _run([sys.executable, "-c", hang], timeout=3)
+    assert time.monotonic() - start < 30
+    assert done.returncode == 124 and done.stdout == "started\n"
+    assert done.stderr.endswith("gpu_check: killed after 3 s (RUN_TIMEOUT_S)\n")
+    child = int(pid_file.read_text())
+    for _ in range(50):  # killed with its parent's process group
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"the hung command's child {child} still runs")
+    assert _run([sys.executable, "-c", "print('ok')"]).stdout == "ok\n"

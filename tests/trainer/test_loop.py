@@ -454,6 +454,10 @@ def test_mfu_uses_the_peak_from_the_environment(tiny, monkeypatch):
     ("NVIDIA GH200 480GB", 989e12), ("NVIDIA A100-SXM4-80GB", 312e12), ("NVIDIA L40S", 362e12),
     ("NVIDIA L40", 181e12), ("NVIDIA L4", 121e12), ("NVIDIA GeForce RTX 4090", 165e12),
     ("Tesla V100-SXM2-32GB", None),
+    # An H200 NVL was read as an SXM H200 (MFU 15% low), a GB200 as a B200 (11% high), and a MIG
+    # slice against its whole GPU's peak.
+    ("NVIDIA H200 NVL", 835e12), ("NVIDIA H200", 989e12), ("NVIDIA GB200", 2500e12),
+    ("NVIDIA B200", 2250e12), ("NVIDIA A100-SXM4-40GB MIG 1g.5gb", None),
 ])
 def test_a_gpus_bf16_peak_is_read_from_its_name_its_variant_first(monkeypatch, name, peak):
     # An H100 NVL was read as an SXM H100 (its MFU 15% low), and an L40S, L4, RTX 4090 had none.
