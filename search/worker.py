@@ -87,21 +87,26 @@ def warm_up() -> None:
 
 
 GPU_SHARE_HEADROOM = 0.95
-"""The part of a trial's share of a GPU that its memory allocator may take: the rest is for what
-the allocator does not count (each process's CUDA context, cuBLAS's workspace)."""
+"""The part of a trial's share of a GPU that its memory allocator may take at most: the rest is
+for what the allocator does not count (each process's CUDA context, the CUDA libraries' own)."""
+CONTEXT_BYTES = 512 * 2**20
+"""What a process holds on its GPU outside torch's allocator, at least (its CUDA context and the
+libraries' kernels: 300-600 MiB): a fixed cost per process, which 5% of a small share does not
+cover (eight trials at 0.125 of a 24 GB GPU kept 150 MB each for it)."""
 
 
 def cap_gpu_memory(share: float) -> float | None:
     """Cap this process's CUDA memory at its ``share`` of the GPU (Ray's fraction of it, 0.25
-    for four trials on a GPU), times GPU_SHARE_HEADROOM; the cap, or None for a whole GPU.
-    Uncapped, a trial's allocator kept its peak for its whole run, and whether a trial ran out
-    of memory depended on the trials beside it: its 'oom' blamed its own micro-batch for another's
-    peak. Capped, each runs out of its own share alone."""
+    for four trials on a GPU), less GPU_SHARE_HEADROOM's part or CONTEXT_BYTES, whichever is
+    more; the cap, or None for a whole GPU. Uncapped, a trial's allocator kept its peak for its
+    whole run, and whether a trial ran out of memory depended on the trials beside it: its 'oom'
+    blamed its own micro-batch for another's peak. Capped, each runs out of its own share alone."""
     if not 0 < share < 1:
         return None
     import torch
 
-    cap = share * GPU_SHARE_HEADROOM
+    total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+    cap = max(min(share * GPU_SHARE_HEADROOM, share - CONTEXT_BYTES / total), share / 2)
     torch.cuda.set_per_process_memory_fraction(cap)
     return cap
 

@@ -457,17 +457,27 @@ def test_no_more_workers_warm_up_than_the_launch_runs_trials(tmp_path, shakespea
 def test_a_trial_sharing_a_gpu_is_held_to_its_share_of_its_memory(monkeypatch):
     # Four trials at 0.25 each kept their allocator's peak on one GPU: one ran out of memory
     # for another's peak, and its 'oom' blamed its own micro-batch.
+    from types import SimpleNamespace
+
     import torch
 
     from scaletune.search.worker import GPU_SHARE_HEADROOM, cap_gpu_memory
 
-    capped = []
+    capped, gib = [], 2**30
     monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction",
                         lambda fraction, device=None: capped.append(fraction))
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    gpu = SimpleNamespace(total_memory=80 * gib)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: gpu)
     assert cap_gpu_memory(0.25) == pytest.approx(0.25 * GPU_SHARE_HEADROOM)
     assert capped == [pytest.approx(0.25 * GPU_SHARE_HEADROOM)]
     assert cap_gpu_memory(1.0) is None and cap_gpu_memory(0.0) is None  # a GPU of its own
     assert len(capped) == 1
+    # Eight trials on a 24 GB GPU: 5% of 3 GB left 150 MB each for its CUDA context (~0.5 GB),
+    # and together they asked for more than the GPU has. Each keeps 512 MiB outside its cap.
+    gpu.total_memory = 24 * gib
+    assert cap_gpu_memory(0.125) == pytest.approx(0.125 - 0.5 / 24)
+    assert 8 * (capped[-1] * 24 * gib + 512 * 2**20) <= 24 * gib
 
 
 def test_fractional_gpus_fit_each_gpu_apart(tmp_path, shakespeare, local_ray):
