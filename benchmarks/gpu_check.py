@@ -75,9 +75,12 @@ def throughput(cache: str, steps: int, micro: int, compile: bool) -> dict[str, A
             "mfu_of_datasheet_peak": fpt * tokens_per_s / datasheet if datasheet else None}
 
 
-def study_file(folder: Path, device: str = "cuda", tokens: int = 4_000_000) -> Path:
+def study_file(folder: Path, device: str = "cuda", tokens: int = 16_000_000) -> Path:
     """The study of the check: 4 trials of the tiny model, a quarter GPU each (on ``device``
-    'cpu', for the tests, one core each and no GPU)."""
+    'cpu', for the tests, one core each and no GPU). Each trains ``tokens``, 2,000-4,000 steps:
+    long enough (seconds each, by estimate: the check has not run on a GPU yet) that the four
+    overlap though their workers start one by one (a trial of 500 steps could end before the
+    last had imported torch, and the check read 3 at once)."""
     path = folder / "gpu-check.yaml"
     path.write_text(yaml.safe_dump({
         "name": "gpu-check", "model": TINY, "data": BUILTIN,
