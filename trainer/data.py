@@ -976,8 +976,6 @@ def _tokenize_into_cache(cfg: DataConfig, cache: Path) -> dict[str, Any]:
     docs = read_documents(cfg)
     if not docs:
         raise DataError(f"data: the {cfg.source} source yielded no text")
-    if not any(docs):  # empty files, whose separators alone were read as two tokens of text
-        raise DataError(size_problem(0, cfg, 0))
     if problem := _nothing_to_learn(docs, cfg):
         raise DataError(problem)
     fingerprint = _fingerprint(docs, cfg)
@@ -1262,6 +1260,8 @@ def content_hash(docs: list[str]) -> str:
 
 
 def _encode(docs: list[str], tokenizer: str) -> np.ndarray:
+    if not any(docs):  # empty files: no text, not the separators between them
+        return np.zeros(0, dtype=np.uint8)
     if tokenizer == "byte":
         return np.frombuffer(DOC_SEPARATOR.join(docs).encode("utf-8"), dtype=np.uint8)
     if is_tokenizer_file(tokenizer):
