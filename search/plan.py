@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -33,7 +34,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import ValidationError
 
@@ -159,6 +160,7 @@ class SearchPlan:
         self.lease.acquire()  # before anything here takes a RUNNING trial for a dead driver's
         try:
             record_or_check(study, self.cfg, self.priors, self.data)
+            self._keep_the_batch_sizes(study)
         except BaseException:
             self.lease.release()
             raise
@@ -169,6 +171,30 @@ class SearchPlan:
         if not study.get_trials(deepcopy=False) and first is not None:
             study.enqueue_trial(first, user_attrs={"source": "prior center"})
         return study, recovered
+
+    def _keep_the_batch_sizes(self, study: optuna.Study) -> None:
+        """A resumed study searches the batch sizes it started with. A range's sizes are the
+        multiples of ``trainer.micro_batch_size`` in it, and the micro-batch may change between
+        launches (what a trial out of memory advises): Optuna refuses other choices for a
+        parameter of the study, and the first ask raised, leaving its trial RUNNING for every
+        later launch. Refused where the new micro-batch does not divide a size searched."""
+        stored = next((t.distributions["batch_size"] for t in
+                       reversed(study.get_trials(deepcopy=False))
+                       if isinstance(t.distributions.get("batch_size"), CategoricalDistribution)),
+                      None)
+        for i, d in enumerate(self.dims):
+            if d.name != "batch_size" or stored is None or d.distribution == stored:
+                continue
+            micro = self.cfg.trainer.micro_batch_size or 1
+            if undivided := [c for c in stored.choices if c % micro]:
+                fits = [2**k for k in range(micro.bit_length())
+                        if all(c % 2**k == 0 for c in stored.choices)]
+                raise ConfigError(self.cfg.source, [
+                    f"trainer.micro_batch_size: {micro} does not divide batch size(s) "
+                    f"{', '.join(map(str, undivided))} of the {list(stored.choices)} this study "
+                    f"searches: give one that divides them all ({', '.join(map(str, fits))}), "
+                    "or leave it out"])
+            self.dims[i] = dataclasses.replace(d, distribution=stored)
 
     def ask(self, study: optuna.Study, num_threads: int | None) -> TrialRun:
         """A new trial: its params, its training config, and the derived values recorded."""

@@ -937,6 +937,13 @@ def test_the_sampler_sees_predicted_trials_complete_and_the_others_pruned():
         user_attrs={"prune_reason": "diverged: training loss 9.99 above max_loss 8.3"}))
     assert view.get_trials(states=(TrialState.COMPLETE,))[-1].value == 3.0
     assert view.study_name == study.study_name and view.directions == study.directions
+    # With one trial complete, the worst loss seen was the best: a diverged trial looked as
+    # good as it. It is seen 5% above the best at least.
+    one = optuna.create_study()
+    for trial in (study.trials[0], study.trials[-1]):
+        one.add_trial(trial)
+    seen = _PredictionsAsFinal(one).get_trials(states=(TrialState.COMPLETE,))
+    assert [t.value for t in seen] == [2.0, pytest.approx(2.1)]
 
 
 @pytest.mark.parametrize("name", ["gp", "cmaes"])
@@ -1005,3 +1012,28 @@ def test_pruner_options_without_a_name_are_the_default_pruners(tmp_path, shakesp
     assert cfg.pruner.name == "predicted" and cfg.pruner.n_startup_trials == 3
     assert validate_study(tiny_study(tmp_path, shakespeare, pruner={"name": "median"})
                           ).pruner.name == "median"
+
+
+def test_cmaes_starts_from_the_best_trial_it_has_seen_not_the_middle_of_the_ranges():
+    # It threw the start-up away: its first generation was centred on the ranges' middle (lr
+    # 10^-3 here, where the start-up had found 10^-4.5 best), losses 10-100x worse.
+    import statistics
+
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    from scaletune.search.samplers import StartFromTheBestCmaEs
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    dist = {"lr": FloatDistribution(1e-5, 1e-1, log=True), "w": FloatDistribution(0, 1)}
+    study = optuna.create_study(sampler=StartFromTheBestCmaEs(n_startup_trials=4, seed=0))
+    for lr, w, value in [(3e-5, 0.1, 1.1), (3e-4, 0.2, 1.3), (1e-3, 0.15, 1.5), (1e-2, 0.1, 2.0)]:
+        study.add_trial(create_trial(params={"lr": lr, "w": w}, distributions=dist, value=value))
+    drawn = []
+    for _ in range(6):
+        trial = study.ask(dist)
+        drawn.append(math.log10(trial.params["lr"]))
+        study.tell(trial, 2.0)
+    # Optuna's spread is a sixth of the narrowest range (w's, 1/6; lr's log range is 4): the
+    # first generation lies about log10 3e-5 = -4.5, not about -3.
+    assert abs(statistics.mean(drawn) + 4.5) < 0.5, drawn

@@ -101,6 +101,43 @@ def test_a_lower_micro_batch_resumes_the_study(cfg, tmp_path, shakespeare):
         open_study(validate_study(raw))
 
 
+@pytest.mark.parametrize("micro", [4, 16])
+def test_a_resume_under_another_micro_batch_searches_the_batch_sizes_it_started_with(
+        tmp_path, shakespeare, micro):
+    # A range's sizes are the micro-batch's multiples in it: under another micro-batch (what a
+    # trial out of memory advises), Optuna refused the new choices at the first ask, which left
+    # that trial RUNNING for every later launch.
+    def plan_for(micro_batch):
+        raw = tiny_study(tmp_path, shakespeare, trainer={"micro_batch_size": micro_batch})
+        raw["search"]["batch_size"] = {"low": 4, "high": 32}
+        return SearchPlan.build(validate_study(raw))
+
+    first = plan_for(8)
+    first.cfg.folder.mkdir(parents=True)
+    study, _ = first.open_study(make_storage(first.cfg.storage_url))
+    for value in (3.0, 2.5):
+        study.tell(first.ask(study, 1).trial, value)
+    first.lease.release()
+    started = study.trials[0].distributions["batch_size"]
+    assert started.choices == (8, 16, 32)
+    again = plan_for(micro)
+    if micro == 16:  # 8 is searched, and 16 does not divide it: refused, nothing written
+        with pytest.raises(ConfigError, match=r"trainer\.micro_batch_size: 16 does not divide "
+                                              r"batch size\(s\) 8 of the \[8, 16, 32\] this "
+                                              r"study searches: give one that divides them all "
+                                              r"\(1, 2, 4, 8\), or leave it out"):
+            again.open_study(make_storage(again.cfg.storage_url))
+        assert [t.state for t in study.get_trials()] == [optuna.trial.TrialState.COMPLETE] * 2
+        assert study.user_attrs[lease.ATTR] is None  # the lease it took is given back
+        return
+    resumed, _ = again.open_study(make_storage(again.cfg.storage_url))
+    run = again.ask(resumed, 1)  # micro 4 alone would search 4, 8, 16, 32
+    assert run.trial.distributions["batch_size"] == started
+    assert run.config.micro_batch_size == 4 and run.config.batch_size in (8, 16, 32)
+    resumed.tell(run.trial, 2.0)
+    again.lease.release()
+
+
 def test_a_study_resumes_under_the_same_search_written_otherwise(cfg, tmp_path, shakespeare):
     # 0 for 0.0, 8.0 for 8, and a log that says what the key does without it: the same values
     # are searched, and the study was refused as changed without naming a key.
