@@ -130,26 +130,37 @@ def best_to_repeat(name: str, trials: Iterable[FrozenTrial]) -> FrozenTrial:
     return best
 
 
+def waiting_repeats(trials: Iterable[FrozenTrial], first: int) -> list[FrozenTrial]:
+    """The repeats of trial ``first``'s config queued and not yet run (a launch stopped before
+    them, or that stopped them and queued them again)."""
+    return [t for t in trials if t.state == TrialState.WAITING
+            and t.user_attrs.get(REPEAT_OF) == first]
+
+
 def queue_repeats(study: optuna.Study, n: int, study_seed: int = 0) -> tuple[int, list[int]]:
-    """Queue ``n`` repeats of the study's best complete trial, each with a training seed its
-    config has not used; returns the repeated trial's number and the seeds.
+    """Have ``n`` repeats of the study's best complete trial run, each with a training seed its
+    config has not used: those an earlier launch queued and did not run count among them (the
+    same command run again after Ctrl-C ran twice the repeats asked for), and the rest are
+    queued; returns the repeated trial's number and the seeds of the ``n``.
 
     Raises SetupError when the study has no complete trial.
     """
     trials = study.get_trials(deepcopy=False)
     best = best_to_repeat(study.study_name, trials)
     first = root(best)
+    waiting = [int(t.user_attrs.get(TRAIN_SEED, study_seed))
+               for t in waiting_repeats(trials, first)][:n]
     used = {int(t.user_attrs.get(TRAIN_SEED, study_seed)) for t in trials
             if root(t) == first and t.state != TrialState.FAIL}
     seeds, seed = [], study_seed
-    while len(seeds) < n:
+    while len(waiting) + len(seeds) < n:
         seed += 1
         if seed not in used:
             seeds.append(seed)
     for s in seeds:
         study.enqueue_trial(best.params, user_attrs={REPEAT_OF: first, TRAIN_SEED: s},
                             skip_if_exists=False)
-    return first, seeds
+    return first, waiting + seeds
 
 
 def n_repeats(trials: Iterable[FrozenTrial]) -> int:

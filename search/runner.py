@@ -47,7 +47,9 @@ from scaletune.search.noise import (
     finished_of,
     n_repeats,
     queue_repeats,
+    root,
     trials_asked,
+    waiting_repeats,
 )
 from scaletune.search.plan import (
     DRIVER_STOPPED,
@@ -539,11 +541,14 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
 def _repeat(study: optuna.Study, n: int, cfg: StudyConfig, console: Console) -> bool:
     """Queue ``n`` repeats of the study's best complete trial with other training seeds
     (search.noise) and say so; False where it has no complete trial."""
-    if best_of(study.get_trials(deepcopy=False)) is None:
+    trials = study.get_trials(deepcopy=False)
+    if (best := best_of(trials)) is None:
         return False
+    earlier = min(n, len(waiting_repeats(trials, root(best))))
     number, seeds = queue_repeats(study, n, cfg.seed)
+    queued = f", {earlier} of them queued by an earlier launch" if earlier else ""
     console.print(f"repeating trial {number} with training seed(s) {', '.join(map(str, seeds))} "
-                  "(never pruned): the noise between seeds is in `scaletune report`")
+                  f"(never pruned{queued}): the noise between seeds is in `scaletune report`")
     return True
 
 

@@ -66,6 +66,23 @@ def test_repeats_of_the_best_get_its_params_and_seeds_it_has_not_used():
     assert n_repeats(study.trials) == 3
 
 
+def test_the_same_command_again_runs_the_repeats_an_earlier_launch_left_waiting():
+    # Ctrl-C during `--repeat-best 2` left a repeat waiting (and one stopped, queued again);
+    # the same command, run again as the driver advises, queued 2 more: 4 ran.
+    study = optuna.create_study()
+    tell(study, 0.2, 2.5)
+    assert queue_repeats(study, 2, study_seed=0) == (0, [1, 2])
+    stopped = study.ask({"x": X})  # seed 1's, stopped by Ctrl-C and queued again
+    stopped.set_user_attr("retried", True)
+    study.tell(stopped, state=TrialState.FAIL)
+    study.enqueue_trial({"x": 0.2}, user_attrs=stopped.user_attrs | {"retried": False},
+                        skip_if_exists=False)
+    assert queue_repeats(study, 2, study_seed=0) == (0, [2, 1])  # the two waiting, no more
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 2
+    assert queue_repeats(study, 3, study_seed=0) == (0, [2, 1, 3])  # one more asked: queued
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 3
+
+
 def test_seeds_skip_the_study_seed_and_a_failed_repeat_frees_its_seed():
     study = optuna.create_study()
     tell(study, 0.2, 2.5)
@@ -75,7 +92,8 @@ def test_seeds_skip_the_study_seed_and_a_failed_repeat_frees_its_seed():
     failed.set_user_attr("retried", True)  # queued again: its re-run counts, not it
     study.tell(failed, state=TrialState.FAIL)  # seed 6 failed: it may be used again
     assert n_repeats(study.trials) == 1  # the failed one does not count; seed 7's does
-    assert queue_repeats(study, 1, study_seed=5) == (0, [6])
+    # Seed 7's repeat still waits and counts among two asked for; seed 6 is free again.
+    assert queue_repeats(study, 2, study_seed=5) == (0, [7, 6])
 
 
 def test_a_repeat_that_failed_for_good_counts_as_asked_as_it_counts_as_finished():
