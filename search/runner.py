@@ -95,6 +95,7 @@ from scaletune.trainer.errors import (
     DataError,
     ScaletuneError,
     StorageError,
+    StudyStateError,
 )
 from scaletune.trainer.interrupt import DeferredInterrupt, Interrupted
 
@@ -395,6 +396,15 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
                 laws_fit_note(cfg, data.fingerprint))
         for note in [n for n in said if n]:
             console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
+        if repeat_best and (done := _nothing_to_run(cfg, data, 0)) is not None and not any(
+                t.state == TrialState.COMPLETE for t in done):
+            # No trial to repeat, and no search left to find one: it started Ray, ran nothing,
+            # said the repeats would follow the search, and exited 0.
+            searched = n_done(done) - n_repeats(done)
+            raise StudyStateError(cfg.source, [
+                f"--repeat-best: study {cfg.name!r} has no complete trial to repeat, and its "
+                f"search has run the {cfg.n_trials} trials it asks for: run more with "
+                f"`--n-trials {searched + cfg.n_trials}`, then repeat its best"])
         finished = _nothing_to_run(cfg, data, repeat_best)
         if finished is not None:
             # Said without starting Ray (2-3.5 s of 2 cores' 4.5-5.6 s), nor taking the lease:

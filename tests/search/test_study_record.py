@@ -138,6 +138,29 @@ def test_a_resume_under_another_micro_batch_searches_the_batch_sizes_it_started_
     again.lease.release()
 
 
+def test_repeat_best_of_a_study_with_no_complete_trial_and_no_search_left_is_refused(
+        tmp_path, shakespeare, capsys):
+    # It started Ray, ran nothing, said the repeats would run after the search, and exited 0.
+    from scaletune.search.cli import main
+    from tests.search.helpers import write_study
+
+    raw = tiny_study(tmp_path, shakespeare, n_trials=2)
+    path = str(write_study(tmp_path, raw))
+    plan = SearchPlan.build(validate_study(raw, path))
+    plan.cfg.folder.mkdir(parents=True)
+    study, _ = plan.open_study(make_storage(plan.cfg.storage_url))
+    for _ in range(2):
+        trial = plan.ask(study, 1).trial
+        trial.report(3.0, 1000)
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    plan.lease.release()
+    assert main(["run", path, "--repeat-best", "2"]) == 2
+    said = " ".join(capsys.readouterr().err.split())
+    assert ("--repeat-best: study 'tiny' has no complete trial to repeat, and its search has run "
+            "the 2 trials it asks for: run more with `--n-trials 4`, then repeat its best") in said
+    assert len(study.get_trials()) == 2  # nothing queued
+
+
 def test_a_study_resumes_under_the_same_search_written_otherwise(cfg, tmp_path, shakespeare):
     # 0 for 0.0, 8.0 for 8, and a log that says what the key does without it: the same values
     # are searched, and the study was refused as changed without naming a key.
