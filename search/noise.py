@@ -37,6 +37,14 @@ class SeedGroup:
     seeds: tuple[int, ...]
     values: tuple[float, ...]
     """Final losses, in the order of ``seeds``."""
+    lost: tuple[tuple[int, str], ...] = ()
+    """(seed, how it ended: 'diverged' or 'failed') of each run of the config that has no final
+    loss: its mean and spread leave them out, and a seed that diverged says the config is less
+    safe than its losses show."""
+
+    def lost_words(self) -> str:
+        """'; seed 1 diverged' for each lost run, else ''."""
+        return "".join(f"; seed {seed} {how}" for seed, how in self.lost)
 
     @property
     def spread(self) -> float:
@@ -52,20 +60,25 @@ def root(trial: FrozenTrial) -> int:
 def seed_groups(trials: Iterable[FrozenTrial], study_seed: int = 0) -> list[SeedGroup]:
     """The configs of ``trials`` that were repeated, each with its complete runs (seed, final
     loss); groups with fewer than two complete runs are left out."""
+    from scaletune.search.summary import diverged
+
     runs: dict[int, list[tuple[int, float]]] = {}
+    lost: dict[int, list[tuple[int, str]]] = {}
     repeated = set()
     for t in trials:
         if REPEAT_OF in t.user_attrs:
             repeated.add(root(t))
+        seed = int(t.user_attrs.get(TRAIN_SEED, study_seed))
         if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value):
-            runs.setdefault(root(t), []).append(
-                (int(t.user_attrs.get(TRAIN_SEED, study_seed)), float(t.value)))
+            runs.setdefault(root(t), []).append((seed, float(t.value)))
+        elif diverged(t) or (t.state == TrialState.FAIL and not t.user_attrs.get("retried")):
+            lost.setdefault(root(t), []).append((seed, "diverged" if diverged(t) else "failed"))
     groups = []
     for number in sorted(repeated):
         pairs = sorted(runs.get(number, []))
         if len(pairs) >= 2:
             seeds, values = zip(*pairs, strict=True)
-            groups.append(SeedGroup(number, seeds, values))
+            groups.append(SeedGroup(number, seeds, values, tuple(sorted(lost.get(number, [])))))
     return groups
 
 
@@ -81,8 +94,9 @@ def seeds_note(trials: list[FrozenTrial], chosen: FrozenTrial, study_seed: int =
              f"{chosen.user_attrs.get(TRAIN_SEED, study_seed)}; " if chosen.number != group.trial
              else "")
     return (f"{which}the config ran with {len(group.values)} training seeds: {runs}, mean "
-            f"{statistics.fmean(group.values):.4f}: one seed's loss is partly luck, so expect "
-            "the final run near the mean (it trains with the seed of this trial)")
+            f"{statistics.fmean(group.values):.4f}{group.lost_words()}: one seed's loss is "
+            "partly luck, so expect the final run near the mean (it trains with the seed of this "
+            "trial)")
 
 
 def measured_floor(groups: Iterable[SeedGroup]) -> float | None:

@@ -363,7 +363,7 @@ def seeds_of_best(trials: list[FrozenTrial], number: int, study_seed: int) -> st
     whose = f"trial {root}'s config, " if root != number else ""
     runs = ", ".join(f"{v:.4f} (seed {s})" for s, v in zip(group.seeds, group.values, strict=True))
     return (f"{whose}training seed {seed}; its {len(group.values)} seeds: {runs}, mean "
-            f"{sum(group.values) / len(group.values):.4f}")
+            f"{sum(group.values) / len(group.values):.4f}{group.lost_words()}")
 
 
 def _near(path: Path) -> Path:

@@ -374,7 +374,7 @@ def seed_noise(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
         floor, where = float(fixed), f"pruner.noise_floor: {fixed:g}, as the study file fixes it"
     return {
         "groups": [{"trial": g.trial, "seeds": list(g.seeds), "values": list(g.values),
-                    "spread": g.spread} for g in groups],
+                    "spread": g.spread, "lost": [list(run) for run in g.lost]} for g in groups],
         "measured_floor": measured_floor(groups),
         "floor": floor,
         "floor_source": where,
@@ -397,7 +397,8 @@ def noise_rows(noise: dict[str, Any] | None, pruner: str) -> list[tuple[str, str
                                                    else ""))]
     rows = [("seed noise" if i == 0 else "",
              f"trial {g['trial']}, seeds {', '.join(map(str, g['seeds']))}: final loss "
-             f"{', '.join(f'{v:.4f}' for v in g['values'])}, spread {g['spread']:.2%}")
+             f"{', '.join(f'{v:.4f}' for v in g['values'])}, spread {g['spread']:.2%}"
+             + "".join(f"; seed {seed} {how}" for seed, how in g.get("lost", [])))
             for i, g in enumerate(noise["groups"])]
     rows.append(("", f"noise floor {noise['measured_floor']:.2%} (2 standard deviations)"
                      + (f"; the predicted pruner uses {noise['floor']:.2%}"

@@ -251,6 +251,15 @@ def test_show_counts_repeats_of_the_best_apart_from_the_search(finished, capsys)
     mean = (best.value + 2.21 + 2.23) / 3
     assert (f"seeds: training seed 0; its 3 seeds: {best.value:.4f} (seed 0), 2.2100 (seed 1), "
             f"2.2300 (seed 2), mean {mean:.4f}") in out
+    # A seed that diverged is named: left out silently, the config looked safe, and the
+    # repeats counted one more than the seeds listed.
+    study.add_trial(optuna.trial.create_trial(
+        params=best.params, distributions=best.distributions, state=TrialState.PRUNED,
+        intermediate_values={1000: 9.0},
+        user_attrs={REPEAT_OF: best.number, TRAIN_SEED: 4,
+                    "prune_reason": "diverged: training loss is nan at step 58"}))
+    code, out = scaletune(capsys, "show", str(path))
+    assert f"2.2300 (seed 2), mean {mean:.4f}; seed 4 diverged" in out, out
     # A repeat that ends best is named as the config's run with that seed.
     study.add_trial(optuna.trial.create_trial(
         params=best.params, distributions=best.distributions, value=best.value - 0.01,
