@@ -249,7 +249,7 @@ def test_the_report_shows_each_repeated_config_and_the_floor(tmp_path, shakespea
     tell(study, 0.2, 2.05, repeat_of=0, train_seed=1)
     noise = seed_noise(study, cfg)
     assert noise["groups"] == [{"trial": 0, "seeds": [0, 1], "values": [2.0, 2.05],
-                                "spread": pytest.approx(0.025)}]
+                                "spread": pytest.approx(0.025), "lost": []}]
     text = "\n".join(v for _, v in noise_rows(noise, "predicted"))
     assert "trial 0, seeds 0, 1: final loss 2.0000, 2.0500, spread 2.50%" in text
     assert f"noise floor {noise['measured_floor']:.2%}" in text
