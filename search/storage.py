@@ -506,19 +506,25 @@ class _Batch:
                     or self.study_attrs)
 
 
-def batch(storage: optuna.storages.BaseStorage) -> contextlib.AbstractContextManager[None]:
-    """``Storage.batch()`` of ``storage`` (a study's ``_storage``: Optuna wraps an RDB storage in
-    a cache of its own), or a block that changes nothing for any other storage."""
+def _ours(storage: optuna.storages.BaseStorage) -> Storage | None:
+    """``storage`` (a study's ``_storage``: Optuna wraps an RDB storage in a cache of its own) as
+    scaletune's Storage, or None for any other storage."""
     backend = getattr(storage, "_backend", storage)
-    return backend.batch() if isinstance(backend, Storage) else contextlib.nullcontext()
+    return backend if isinstance(backend, Storage) else None
+
+
+def batch(storage: optuna.storages.BaseStorage) -> contextlib.AbstractContextManager[None]:
+    """``Storage.batch()`` of ``storage``, or a block that changes nothing for any other
+    storage."""
+    ours = _ours(storage)
+    return ours.batch() if ours is not None else contextlib.nullcontext()
 
 
 def stored_study_user_attr(study: optuna.Study, key: str) -> str | None:
     """The JSON text stored for ``study``'s user attr ``key`` (None: not stored), the token to
     pass to ``swap_study_user_attr``."""
-    backend = getattr(study._storage, "_backend", study._storage)
-    if isinstance(backend, Storage):
-        return backend.stored_study_user_attr(study._study_id, key)
+    if (ours := _ours(study._storage)) is not None:
+        return ours.stored_study_user_attr(study._study_id, key)
     attrs = study.user_attrs
     return json.dumps(attrs[key]) if key in attrs else None
 
@@ -528,9 +534,8 @@ def swap_study_user_attr(study: optuna.Study, key: str, stored: str | None, valu
     ``stored`` (``stored_study_user_attr``); True if it was set. Atomic on scaletune's storage
     (``Storage.swap_study_user_attr``); any other storage (one of Optuna's, given in Python) is
     read and written in two steps."""
-    backend = getattr(study._storage, "_backend", study._storage)
-    if isinstance(backend, Storage):
-        return backend.swap_study_user_attr(study._study_id, key, stored, value)
+    if (ours := _ours(study._storage)) is not None:
+        return ours.swap_study_user_attr(study._study_id, key, stored, value)
     if stored_study_user_attr(study, key) != stored:
         return False
     study.set_user_attr(key, value)
