@@ -727,10 +727,13 @@ def print_plan(cfg: StudyConfig, console: Console, repeat_best: int = 0) -> None
         ("budget", _budget(cfg, priors, repeat_best)),
     ]
     if repeat_best:
+        left = not stored or n_done(stored) < trials_asked(stored, cfg.n_trials)
         when = ("first, or after the search where no trial has completed yet"
                 if sqlite_path(cfg.storage_url) is None  # a server's: not read by a dry run
                 else "first" if any(t.state == TrialState.COMPLETE for t in stored or [])
-                else "after the search (no trial has completed yet)")
+                else "after the search (no trial has completed yet)" if left
+                else "none: run refuses them, with no complete trial to repeat and no search "
+                     "left to find one (`--n-trials N` runs more)")
         rows.append(("repeats", f"the study's best complete trial, {repeat_best} more time(s) "
                                 f"with training seeds it has not used, never pruned, {when}, on "
                                 "top of n_trials"))

@@ -159,6 +159,11 @@ def test_repeat_best_of_a_study_with_no_complete_trial_and_no_search_left_is_ref
     assert ("--repeat-best: study 'tiny' has no complete trial to repeat, and its search has run "
             "the 2 trials it asks for: run more with `--n-trials 4`, then repeat its best") in said
     assert len(study.get_trials()) == 2  # nothing queued
+    # The dry run says so (it budgeted the repeats "after the search").
+    assert main(["run", path, "--repeat-best", "2", "--dry-run"]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert ("more time(s) with training seeds it has not used, never pruned, none: run refuses "
+            "them, with no complete trial to repeat and no search left to find one") in said
 
 
 def test_a_study_resumes_under_the_same_search_written_otherwise(cfg, tmp_path, shakespeare):
