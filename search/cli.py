@@ -839,14 +839,17 @@ def main(argv: list[str] | None = None) -> int:
         # One argparse took as the command's, then said only "required: command".
         if word != "-h" and not (len(word) > 2 and any(
                 option.startswith(word.partition("=")[0]) for option in ("--help", "--version"))):
-            parser.error(f"unrecognized arguments: {word}")
+            from scaletune.search.storage import mask_word
+
+            parser.error(f"unrecognized arguments: {mask_word(word)}")
     args, extra = parser.parse_known_args(argv)
     if extra:  # said with the command's own usage, not the list of commands
-        from scaletune.search.storage import mask_url
+        from scaletune.search.storage import mask_word
 
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        # A storage URL given to a command that takes none: its password is not echoed.
-        said = " ".join(map(mask_url, extra))
+        # A storage URL given to a command that takes none (or to a misspelt --storage=): its
+        # password is not echoed.
+        said = " ".join(map(mask_word, extra))
         sub.choices[args.command].error(f"unrecognized arguments: {said}")
     console = make_console()
     try:

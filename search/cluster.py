@@ -62,7 +62,8 @@ def init_ray(cfg: StudyConfig) -> str | None:
         if address == "auto" and head != "auto" and not _ray_address_given():
             _token_auth_as_ray_auto(cfg.source)
         try:
-            ray.init(address=head, **kwargs)
+            with masked_entrypoint():
+                ray.init(address=head, **kwargs)
         except ConnectionError as e:
             raise ConfigError(cfg.source, [unreachable(address, e, head)]) from None
         _joined(address, head)
@@ -85,7 +86,7 @@ def init_ray(cfg: StudyConfig) -> str | None:
         # Trials exchange only small messages: a small object store spares shared memory.
         # address="local": a cluster of this machine's own, even while another Ray cluster runs
         # here (`ray start`, a job server): without it Ray joins that one, and refuses num_cpus.
-        with lean_head_node():
+        with lean_head_node(), masked_entrypoint():
             ray.init(address="local", num_cpus=usable_cores(),
                      object_store_memory=256 * 1024**2, **kwargs)
         _joined("local")
@@ -325,6 +326,35 @@ def _token_hint() -> str | None:
     return ("A cluster under Ray's token authentication (which `ray start` turns on by default in "
             "Ray 2.60) needs RAY_AUTH_MODE=token here, with its token in RAY_AUTH_TOKEN or in "
             "~/.ray/auth_token.")
+
+
+@contextlib.contextmanager
+def masked_entrypoint() -> Iterator[None]:
+    """While inside the block, the command line Ray records as the driver's job entrypoint
+    (shown by `ray list jobs` and the Ray dashboard to whoever reaches the cluster) has any
+    storage password in it masked: `scaletune run STUDY.yaml --storage postgresql://u:PW@...`
+    was kept whole. A Ray without the function records what it always does."""
+    import subprocess
+
+    from scaletune.search.storage import mask_word
+
+    utils = ray._private.utils
+    recorded = getattr(utils, "get_entrypoint_name", None)
+
+    def masked() -> str:
+        try:  # the psutil Ray ships, as its own function reads it
+            words = utils.psutil.Process().cmdline()
+            return subprocess.list2cmdline([mask_word(w) for w in words])
+        except Exception:  # noqa: BLE001 - as Ray's own: its answer where it cannot read one
+            return "unknown"
+
+    if recorded is not None:
+        utils.get_entrypoint_name = masked
+    try:
+        yield
+    finally:
+        if recorded is not None:
+            utils.get_entrypoint_name = recorded
 
 
 @contextlib.contextmanager

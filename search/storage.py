@@ -23,10 +23,14 @@ from sqlalchemy.engine import make_url
 from scaletune.trainer.errors import ConfigError, ScaletuneError, StorageError, first_line
 from scaletune.trainer.runlock import file_in_the_way
 
-# scheme://user:PASSWORD@host...: the password runs to the last '@' before the host, so that an
-# unescaped '@' in it is hidden too. Parsed by hand: a URL that SQLAlchemy cannot parse (a bad
-# port, say) must not be printed with its password.
-_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][\w+.-]*://[^:@/?#]*:)(?P<password>.*)@(?=[^@/?#]*(?:[/?#]|$))")
+# scheme://user:PASSWORD@host...: the password runs from the first ':' after the user to the
+# last '@' before the host, so that an unescaped '@' in it is hidden too, and a user with an '@'
+# of its own (Azure's user@server) does not hide it. Parsed by hand: a URL that SQLAlchemy
+# cannot parse (a bad port, one or no slash after the scheme, no scheme, a space before it) must
+# not be printed with its password either.
+_PASSWORD = re.compile(
+    r"^(?P<head>\s*(?:[A-Za-z][\w+.-]*:/{0,2}[^:/?#\s]*:|[^:/?#\s]*:(?!/)))"
+    r"(?P<password>.*)@(?=[^@/?#]*(?:[/?#]|$))")
 _QUERY_PASSWORD = re.compile(r"(?i)(?P<key>[?&]password=)[^&#]*")
 
 
@@ -34,6 +38,13 @@ def mask_url(url: str) -> str:
     """The URL with its password replaced by ***, for logs, errors and study attrs."""
     url = _PASSWORD.sub(r"\g<head>***@", url, count=1)
     return _QUERY_PASSWORD.sub(r"\g<key>***", url)
+
+
+def mask_word(word: str) -> str:
+    """A command-line word with any storage URL's password in it masked: the URL itself, or an
+    option's value given as ``--storage=URL``."""
+    key, eq, value = word.partition("=")
+    return f"{key}={mask_url(value)}" if eq and word.startswith("-") else mask_url(word)
 
 
 def login_hint(error: str, url: str) -> str:

@@ -187,6 +187,18 @@ def test_dashboard_on_loopback_gives_no_warning(tmp_path, shakespeare, monkeypat
     ("postgresql://:secret@h/db", "postgresql://:***@h/db"),
     ("postgresql://u@h/db", "postgresql://u@h/db"),
     ("sqlite:////tmp/study.db", "sqlite:////tmp/study.db"),
+    # Each of these was printed whole: a user with an '@' of its own (Azure's user@server), one
+    # slash or none after the scheme, no scheme, a space before it.
+    ("postgresql://u@srv:hunter2@h:5432/db", "postgresql://u@srv:***@h:5432/db"),
+    ("postgresql:/u:hunter2@h/db", "postgresql:/u:***@h/db"),
+    ("postgresql:u:hunter2@h/db", "postgresql:u:***@h/db"),
+    ("u:hunter2@h:5432/db", "u:***@h:5432/db"),
+    (" postgresql://u:hunter2@h/db", " postgresql://u:***@h/db"),
+    ("postgresql://u:/hunter2@h/db", "postgresql://u:***@h/db"),
+    # No password: left whole, a port and a user with an '@' too.
+    ("postgresql://u@srv@h:5432/db", "postgresql://u@srv@h:5432/db"),
+    ("postgresql://u@h:5432/db", "postgresql://u@h:5432/db"),
+    ("sqlite:////tmp/a:b@c/study.db", "sqlite:////tmp/a:b@c/study.db"),
 ])
 def test_storage_urls_are_masked(url, masked):
     # The password never survives masking; the rest of the URL stays readable.
@@ -489,6 +501,19 @@ def test_a_storage_url_given_to_a_command_that_takes_none_is_not_echoed_whole(tm
     err = capsys.readouterr().err
     assert "unrecognized arguments: --storage postgresql://alice:***@127.0.0.1/db" in err, err
     assert "s3cret" not in err
+    # Written with '=', misspelt, or before the command, the option was echoed whole.
+    for argv, said in [
+        (["validate", path, "--storage=postgresql://alice:s3cret@h/db"],
+         "unrecognized arguments: --storage=postgresql://alice:***@h/db"),
+        (["run", path, "--storge=postgresql://alice:s3cret@h/db"],
+         "unrecognized arguments: --storge=postgresql://alice:***@h/db"),
+        (["--storage=postgresql://alice:s3cret@h/db", "run", path],
+         "unrecognized arguments: --storage=postgresql://alice:***@h/db"),
+    ]:
+        with pytest.raises(SystemExit):
+            main(argv)
+        err = capsys.readouterr().err
+        assert said in err and "s3cret" not in err, err
 
 
 def test_an_mlflow_uris_password_stays_out_of_the_trackers_error(tmp_path, shakespeare, capsys,
@@ -510,3 +535,37 @@ def test_an_mlflow_uris_password_stays_out_of_the_trackers_error(tmp_path, shake
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert "tracking.mlflow: MlflowException: " in err and "s3cret" not in err, err
+
+
+ENTRYPOINT = """
+import sys
+import ray
+from scaletune.search.cluster import init_ray
+from scaletune.search.config import load_study
+init_ray(load_study(sys.argv[1]))
+try:
+    print([job["Entrypoint"] for job in ray._private.state.state.job_table()])
+finally:
+    ray.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_ray_records_the_drivers_command_line_with_the_storage_password_masked(tmp_path,
+                                                                               shakespeare):
+    # `ray list jobs` and the Ray dashboard showed `scaletune run ... --storage
+    # postgresql://u:PASSWORD@...` whole to whoever reached the cluster.
+    import ast
+    import subprocess
+    import sys
+
+    path = write_study(tmp_path, tiny_study(tmp_path, shakespeare))
+    done = subprocess.run(
+        [sys.executable, "-c", ENTRYPOINT, str(path), "--storage",
+         "postgresql://alice:s3cret@db/studies", "--storage=postgresql://bob:hunter2@db/x"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    [recorded] = ast.literal_eval(done.stdout.strip().splitlines()[-1])
+    assert ("--storage postgresql://alice:***@db/studies "
+            "--storage=postgresql://bob:***@db/x") in recorded, recorded
+    assert "s3cret" not in recorded and "hunter2" not in recorded
