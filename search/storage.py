@@ -594,8 +594,8 @@ def url_problem(url: str) -> str | None:
     authority, _, path = rest.partition("/")
     if authority.count("@") > 1:
         return (f"storage: cannot open {mask_url(url)}: the URL holds more than one @ before its "
-                "host; a password that holds @ must be percent-encoded (@ as %40, : as %3A, / "
-                "as %2F)")
+                "host; a user name or password that holds @ must be percent-encoded (@ as %40, "
+                ": as %3A, / as %2F)")
     if "@" in path and sqlite_path(url) is None:  # a database's name holds no @
         # The password's / ended the authority: what parses as the host is a piece of it, and
         # so is what mask_url would show after it.

@@ -225,7 +225,7 @@ def test_a_password_with_an_unescaped_at_sign_stays_out_of_the_storage_error(tmp
     # It parses, with the rest of the password taken as the host's name.
     ("postgresql://alice:w0rd@s3cret@127.0.0.1:5432/db",
      "storage: cannot open postgresql://alice:***@127.0.0.1:5432/db: the URL holds more than one "
-     "@ before its host; a password that holds @ must be percent-encoded (@ as %40"),
+     "@ before its host; a user name or password that holds @ must be percent-encoded (@ as %40"),
     ("postgresql://alice:s3cret@127.0.0.1:notaport/db", "must be percent-encoded (@ as %40"),
     # The / ended the authority: "could not translate host name", no hint, and with p@ss/w0rd
     # the host it named was a piece of the password.
