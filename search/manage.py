@@ -1243,15 +1243,21 @@ def delete_study(cfg: StudyConfig, yes: bool, console: Console) -> int:
             return 1
     # The driver's lease, taken as a driver takes it: a driver that started since the check
     # (while we asked) keeps the study, and one that starts now is refused until it is gone.
+    import sqlalchemy.exc
+
     held = lease.DriverLease(study)
-    held.acquire()
     try:
+        held.acquire()
         optuna.delete_study(study_name=name, storage=make_storage(cfg.storage_url))
-    except optuna.exceptions.StorageInternalError as e:  # a read-only file: a traceback
+    except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as e:
+        # A read-only file: a traceback, from Optuna's delete or from the lease's write.
         held.release()
-        cause = e.__cause__ or e.__context__ or e
+        cause = getattr(e, "orig", None) or e.__cause__ or e.__context__ or e
         raise SetupError(f"delete: study {name!r} in {shown} was not deleted: "
                          f"{scrub(first_line(cause), cfg.storage_url)}") from None
+    except BaseException:
+        held.release()
+        raise
     _printer(console)(f"deleted study {name!r} ({n} trials) from {shown}")
     folder = cfg.folder
     if cfg._folder_by_default and folder.is_dir() and not any(folder.iterdir()):

@@ -155,7 +155,8 @@ def queue_repeats(study: optuna.Study, n: int, study_seed: int = 0) -> tuple[int
     """Have ``n`` repeats of the study's best complete trial run, each with a training seed its
     config has not used: those an earlier launch queued and did not run count among them (the
     same command run again after Ctrl-C ran twice the repeats asked for), and the rest are
-    queued; returns the repeated trial's number and the seeds of the ``n``.
+    queued; returns the repeated trial's number and the seeds that run (more than ``n`` where
+    an earlier launch queued more).
 
     Raises SetupError when the study has no complete trial.
     """
@@ -163,7 +164,7 @@ def queue_repeats(study: optuna.Study, n: int, study_seed: int = 0) -> tuple[int
     best = best_to_repeat(study.study_name, trials)
     first = root(best)
     waiting = [int(t.user_attrs.get(TRAIN_SEED, study_seed))
-               for t in waiting_repeats(trials, first)][:n]
+               for t in waiting_repeats(trials, first)]  # all run, more than n or not
     used = {int(t.user_attrs.get(TRAIN_SEED, study_seed)) for t in trials
             if root(t) == first and t.state != TrialState.FAIL}
     seeds, seed = [], study_seed

@@ -554,9 +554,10 @@ def _repeat(study: optuna.Study, n: int, cfg: StudyConfig, console: Console) -> 
     trials = study.get_trials(deepcopy=False)
     if (best := best_of(trials)) is None:
         return False
-    earlier = min(n, len(waiting_repeats(trials, root(best))))
+    earlier = len(waiting_repeats(trials, root(best)))
     number, seeds = queue_repeats(study, n, cfg.seed)
-    queued = f", {earlier} of them queued by an earlier launch" if earlier else ""
+    queued = (f", {earlier} of them queued by an earlier launch"
+              + (f", more than the {n} asked" if earlier > n else "") if earlier else "")
     console.print(f"repeating trial {number} with training seed(s) {', '.join(map(str, seeds))} "
                   f"(never pruned{queued}): the noise between seeds is in `scaletune report`")
     return True

@@ -605,6 +605,21 @@ def test_a_delete_the_storage_refuses_is_said_not_a_traceback(finished, capsys, 
     assert ("delete: study 'tiny' in " + cfg.storage_url + " was not deleted: attempt to write "
             "a readonly database") in " ".join(out.split()), out
     assert names_in(cfg.storage_url) == ["tiny"]
+    # The lease delete takes first is a write too: refused there, it was a traceback.
+    import sqlalchemy.exc
+
+    from scaletune.search.storage import Storage
+
+    def refused(*_):
+        raise sqlalchemy.exc.OperationalError(
+            "INSERT", {}, sqlite3.OperationalError("attempt to write a readonly database"))
+
+    monkeypatch.setattr(Storage, "swap_study_user_attr", refused)
+    code, out = scaletune(capsys, "delete", str(path), "--yes")
+    assert code == 2, out
+    assert ("delete: study 'tiny' in " + cfg.storage_url + " was not deleted: attempt to write "
+            "a readonly database") in " ".join(out.split()), out
+    assert names_in(cfg.storage_url) == ["tiny"]
 
 
 def test_delete_refuses_while_a_driver_runs_the_study(finished, capsys):

@@ -81,6 +81,8 @@ def test_the_same_command_again_runs_the_repeats_an_earlier_launch_left_waiting(
     assert len(study.get_trials(states=(TrialState.WAITING,))) == 2
     assert queue_repeats(study, 3, study_seed=0) == (0, [2, 1, 3])  # one more asked: queued
     assert len(study.get_trials(states=(TrialState.WAITING,))) == 3
+    # Fewer asked than wait: all of those run, and are named.
+    assert queue_repeats(study, 1, study_seed=0) == (0, [2, 1, 3])
 
 
 def test_seeds_skip_the_study_seed_and_a_failed_repeat_frees_its_seed():

@@ -195,6 +195,7 @@ def test_dashboard_on_loopback_gives_no_warning(tmp_path, shakespeare, monkeypat
     ("u:hunter2@h:5432/db", "u:***@h:5432/db"),
     (" postgresql://u:hunter2@h/db", " postgresql://u:***@h/db"),
     ("postgresql://u:/hunter2@h/db", "postgresql://u:***@h/db"),
+    ("postgresql://u:hun\nter2@h/db", "postgresql://u:***@h/db"),
     # No password: left whole, a port and a user with an '@' too.
     ("postgresql://u@srv@h:5432/db", "postgresql://u@srv@h:5432/db"),
     ("postgresql://u@h:5432/db", "postgresql://u@h:5432/db"),
