@@ -45,7 +45,7 @@ from scaletune.search.config import (
     validate_study,
 )
 from scaletune.search.fit import laws_file_problem, laws_fit_note
-from scaletune.search.noise import REPEAT_OF, TRAIN_SEED, finished_of, trials_asked
+from scaletune.search.noise import REPEAT_OF, finished_of, seed_of, trials_asked
 from scaletune.search.plan import (
     LAST_N_TRIALS,
     as_launched,
@@ -1199,7 +1199,7 @@ def print_best(cfg: StudyConfig, json_output: bool, console: Console) -> int:
         raise StudyStateError(cfg.source, [no_complete_trial(study, trials)])
     # A repeat of the best config (--repeat-best) trained with a seed of its own: the values
     # alone, trained with the study's seed, gave another loss (export writes the seed).
-    seed = int(best.user_attrs.get(TRAIN_SEED, ran_with.seed))
+    seed = seed_of(best, ran_with.seed)
     if (repeat := best.user_attrs.get(REPEAT_OF)) is not None:
         notes.append(f"trial {best.number} repeats trial {repeat}'s config with training seed "
                      f"{seed} (--repeat-best); `scaletune show` gives the mean of its seeds")

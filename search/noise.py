@@ -52,6 +52,11 @@ class SeedGroup:
         return (max(self.values) - min(self.values)) / min(self.values)
 
 
+def seed_of(trial: FrozenTrial, study_seed: int = 0) -> int:
+    """The training seed ``trial`` ran with: a repeat's own, else the study's."""
+    return int(trial.user_attrs.get(TRAIN_SEED, study_seed))
+
+
 def root(trial: FrozenTrial) -> int:
     """The number of the first trial of ``trial``'s config: itself unless it is a repeat."""
     return int(trial.user_attrs.get(REPEAT_OF, trial.number))
@@ -68,7 +73,7 @@ def seed_groups(trials: Iterable[FrozenTrial], study_seed: int = 0) -> list[Seed
     for t in trials:
         if REPEAT_OF in t.user_attrs:
             repeated.add(root(t))
-        seed = int(t.user_attrs.get(TRAIN_SEED, study_seed))
+        seed = seed_of(t, study_seed)
         if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value):
             runs.setdefault(root(t), []).append((seed, float(t.value)))
         elif diverged(t) or (t.state == TrialState.FAIL and not t.user_attrs.get("retried")):
@@ -91,7 +96,7 @@ def seeds_note(trials: list[FrozenTrial], chosen: FrozenTrial, study_seed: int =
     runs = ", ".join(f"{v:.4f} (seed {s})" for s, v in zip(group.seeds, group.values,
                                                            strict=True))
     which = (f"trial {chosen.number} repeats trial {group.trial}'s config with training seed "
-             f"{chosen.user_attrs.get(TRAIN_SEED, study_seed)}; " if chosen.number != group.trial
+             f"{seed_of(chosen, study_seed)}; " if chosen.number != group.trial
              else "")
     return (f"{which}the config ran with {len(group.values)} training seeds: {runs}, mean "
             f"{statistics.fmean(group.values):.4f}{group.lost_words()}: one seed's loss is "
@@ -163,9 +168,8 @@ def queue_repeats(study: optuna.Study, n: int, study_seed: int = 0) -> tuple[int
     trials = study.get_trials(deepcopy=False)
     best = best_to_repeat(study.study_name, trials)
     first = root(best)
-    waiting = [int(t.user_attrs.get(TRAIN_SEED, study_seed))
-               for t in waiting_repeats(trials, first)]  # all run, more than n or not
-    used = {int(t.user_attrs.get(TRAIN_SEED, study_seed)) for t in trials
+    waiting = [seed_of(t, study_seed) for t in waiting_repeats(trials, first)]  # all run, more than n or not
+    used = {seed_of(t, study_seed) for t in trials
             if root(t) == first and t.state != TrialState.FAIL}
     seeds, seed = [], study_seed
     while len(waiting) + len(seeds) < n:
