@@ -157,7 +157,12 @@ class DriverLease:
                 self.before = held
                 return
             self.token = ""
-        raise busy(self.study.study_name, self._read()[1] or {})
+        held = self._read()[1]
+        if live(held):
+            raise busy(self.study.study_name, held)
+        raise SetupError(f"study {self.study.study_name!r}: its driver's lease changed at each of "
+                         "this driver's tries to take it (other drivers starting and stopping "
+                         "at once); run the command again")
 
     def refresh(self, force: bool = False) -> None:
         """Write a heartbeat if the last one is ``HEARTBEAT_S`` old (cheap to call often).

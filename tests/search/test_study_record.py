@@ -406,6 +406,15 @@ def test_a_driver_whose_read_went_stale_while_another_took_the_study_is_refused(
     assert study.user_attrs[lease.ATTR] is None
 
 
+def test_a_lease_that_changes_at_every_try_is_said_so(cfg, monkeypatch):
+    # Three tries, each swap losing to a lease that then ended: "pid None on None".
+    study = optuna.create_study(study_name=cfg.name, storage=make_storage(cfg.storage_url))
+    monkeypatch.setattr(lease, "swap_study_user_attr", lambda *_: False)
+    with pytest.raises(SetupError, match="its driver's lease changed at each of this driver's "
+                                         "tries to take it"):
+        lease.DriverLease(study).acquire()
+
+
 def test_the_dashboard_names_the_objective(cfg):
     from scaletune.search.plan import OBJECTIVE
 
