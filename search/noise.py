@@ -42,9 +42,13 @@ class SeedGroup:
     loss: its mean and spread leave them out, and a seed that diverged says the config is less
     safe than its losses show."""
 
-    def lost_words(self) -> str:
-        """'; seed 1 diverged' for each lost run, else ''."""
-        return "".join(f"; seed {seed} {how}" for seed, how in self.lost)
+    def runs_said(self) -> str:
+        """'2.0000 (seed 0), 2.0500 (seed 1), mean 2.0250', then '; seed 2 diverged' for each
+        lost run."""
+        runs = ", ".join(f"{v:.4f} (seed {s})" for s, v in zip(self.seeds, self.values,
+                                                                strict=True))
+        return (f"{runs}, mean {statistics.fmean(self.values):.4f}"
+                + "".join(f"; seed {seed} {how}" for seed, how in self.lost))
 
     @property
     def spread(self) -> float:
@@ -93,15 +97,12 @@ def seeds_note(trials: list[FrozenTrial], chosen: FrozenTrial, study_seed: int =
     group = next((g for g in seed_groups(trials, study_seed) if g.trial == root(chosen)), None)
     if group is None:
         return None
-    runs = ", ".join(f"{v:.4f} (seed {s})" for s, v in zip(group.seeds, group.values,
-                                                           strict=True))
     which = (f"trial {chosen.number} repeats trial {group.trial}'s config with training seed "
              f"{seed_of(chosen, study_seed)}; " if chosen.number != group.trial
              else "")
-    return (f"{which}the config ran with {len(group.values)} training seeds: {runs}, mean "
-            f"{statistics.fmean(group.values):.4f}{group.lost_words()}: one seed's loss is "
-            "partly luck, so expect the final run near the mean (it trains with the seed of this "
-            "trial)")
+    return (f"{which}the config ran with {len(group.values)} training seeds: "
+            f"{group.runs_said()}: one seed's loss is partly luck, so expect the final run near "
+            "the mean (it trains with the seed of this trial)")
 
 
 def measured_floor(groups: Iterable[SeedGroup]) -> float | None:

@@ -352,18 +352,16 @@ def seeds_of_best(trials: list[FrozenTrial], number: int, study_seed: int) -> st
     """Where the best trial (``number``, of a study's ``trials``) had its config run with other
     training seeds (``run --repeat-best``): its runs and their mean, since the best of several
     seeds of one config is partly the luck of its seed. None when its config was not repeated."""
-    from scaletune.search.noise import REPEAT_OF, seed_groups, seed_of
+    from scaletune.search.noise import root, seed_groups, seed_of
 
     best = next(t for t in trials if t.number == number)
-    root = int(best.user_attrs.get(REPEAT_OF, number))
-    group = next((g for g in seed_groups(trials, study_seed) if g.trial == root), None)
+    first = root(best)
+    group = next((g for g in seed_groups(trials, study_seed) if g.trial == first), None)
     if group is None:
         return None
-    seed = seed_of(best, study_seed)
-    whose = f"trial {root}'s config, " if root != number else ""
-    runs = ", ".join(f"{v:.4f} (seed {s})" for s, v in zip(group.seeds, group.values, strict=True))
-    return (f"{whose}training seed {seed}; its {len(group.values)} seeds: {runs}, mean "
-            f"{sum(group.values) / len(group.values):.4f}{group.lost_words()}")
+    whose = f"trial {first}'s config, " if first != number else ""
+    return (f"{whose}training seed {seed_of(best, study_seed)}; its {len(group.values)} seeds: "
+            f"{group.runs_said()}")
 
 
 def _near(path: Path) -> Path:

@@ -396,16 +396,17 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
                 laws_fit_note(cfg, data.fingerprint))
         for note in [n for n in said if n]:
             console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
-        if repeat_best and (done := _nothing_to_run(cfg, data, 0)) is not None and not any(
-                t.state == TrialState.COMPLETE for t in done):
-            # No trial to repeat, and no search left to find one: it started Ray, ran nothing,
-            # said the repeats would follow the search, and exited 0.
-            searched = n_done(done) - n_repeats(done)
-            raise StudyStateError(cfg.source, [
-                f"--repeat-best: study {cfg.name!r} has no complete trial to repeat, and its "
-                f"search has run the {cfg.n_trials} trials it asks for: run more with "
-                f"`--n-trials {searched + cfg.n_trials}`, then repeat its best"])
-        finished = _nothing_to_run(cfg, data, repeat_best)
+        finished = _nothing_to_run(cfg, data)
+        if repeat_best and finished is not None:  # the search is done: the repeats run
+            if not any(t.state == TrialState.COMPLETE for t in finished):
+                # No trial to repeat, and no search left to find one: it started Ray, ran
+                # nothing, said the repeats would follow the search, and exited 0.
+                searched = n_done(finished) - n_repeats(finished)
+                raise StudyStateError(cfg.source, [
+                    f"--repeat-best: study {cfg.name!r} has no complete trial to repeat, and its "
+                    f"search has run the {cfg.n_trials} trials it asks for: run more with "
+                    f"`--n-trials {searched + cfg.n_trials}`, then repeat its best"])
+            finished = None
         if finished is not None:
             # Said without starting Ray (2-3.5 s of 2 cores' 4.5-5.6 s), nor taking the lease:
             # nothing is written (not even this launch's n_trials, sampler and pruner, which
@@ -563,15 +564,15 @@ def _repeat(study: optuna.Study, n: int, cfg: StudyConfig, console: Console) -> 
     return True
 
 
-def _nothing_to_run(cfg: StudyConfig, data: Any, repeat_best: int) -> list[Any] | None:
-    """The trials of a study that has nothing left to run, read from its SQLite storage without
-    opening the study (trials queued again may wait: the line says how to run them); None where
-    a launch may run or write anything: a new study, one whose record is to be completed or
-    whose data changed (the driver says what), trials left running by a stopped driver, repeats
-    asked for, or a storage that is not an SQLite file (the driver looks itself, on a cluster
-    whose start costs little)."""
+def _nothing_to_run(cfg: StudyConfig, data: Any) -> list[Any] | None:
+    """The trials of a study whose search has nothing left to run, read from its SQLite storage
+    without opening the study (trials queued again may wait: the line says how to run them);
+    None where a launch may run or write anything: a new study, one whose record is to be
+    completed or whose data changed (the driver says what), trials left running by a stopped
+    driver, or a storage that is not an SQLite file (the driver looks itself, on a cluster whose
+    start costs little). Repeats asked for (--repeat-best) run on top: the caller's to see."""
     database = sqlite_path(cfg.storage_url)
-    if repeat_best or database is None:
+    if database is None:
         return None
     attrs = stored_study_attrs(database, cfg.name, ("fingerprint", *RECORD))
     recorded = all(key in attrs for key in ("fingerprint", *RECORD))
