@@ -187,6 +187,13 @@ class Counted(distributed.DistributedDataParallel):
 distributed.DistributedDataParallel = Counted
 train(load_train_config(sys.argv[1]))
 pathlib.Path(sys.argv[1]).with_name(f"syncs-{os.environ['RANK']}.txt").write_text(str(len(syncs)))
+import torch.distributed as dist
+if dist.is_initialized():
+    dist.destroy_process_group()
+# As trainer.cli's ranks leave (and SAVED_WEIGHTS above): without the interpreter's teardown,
+# where a C++ thread of the process group still joinable aborted a rank ("terminate called
+# without an active exception") after the run had finished, in a fresh-clone CI run.
+os._exit(0)
 """
 
 
