@@ -98,14 +98,16 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             raise ConfigError(args.study, [problem])
         url = None
         if args.detach:  # refused before the plan, as the run refuses it (the plan came first)
-            from scaletune.search.jobs import job_server
+            from scaletune.search.jobs import check_storage_option, job_server
+            from scaletune.search.storage import mask_url
 
             url = job_server(cfg, args.address)
+            check_storage_option(args.storage)
         print_plan(cfg, console, repeat_best=args.repeat_best)
         if url is not None:
-            console.print(f"detach    the run would submit it as a Ray job to {url} (not "
-                          "reached by this dry run): its driver would run on the cluster, and the "
-                          "command return", markup=False, highlight=False)
+            console.print(f"detach    the run would submit it as a Ray job to {mask_url(url)} "
+                          "(not reached by this dry run): its driver would run on the cluster, and "
+                          "the command return", markup=False, highlight=False)
         return 0
     if args.detach:
         from scaletune.search.jobs import job_server, submit

@@ -29,6 +29,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.table import Table
@@ -55,10 +56,11 @@ START_WAIT_S = 180.0
 """How long ``submit`` waits for the driver to open the study (the cluster imports torch and
 Ray, prepares the data and checks the storage first)."""
 ACTIVE = ("PENDING", "RUNNING")
-STARTED = re.compile(r"^study \S+ on .*: (\d+)/(\d+) trials finished(?:, up to \d+ at once)?[ \t]*$",
-                     re.M)
+STARTED = re.compile(r"^study \S+ on .*: (\d+)/(\d+) trials finished(?: \([^)]*\))?"
+                     r"(?:, up to \d+ at once)?[ \t]*$", re.M)
 """The line a driver prints once it holds the study's lease (search.runner._drive), or once it
-found the study with nothing left to run (then without ``up to``)."""
+found the study with nothing left to run (then without ``up to``); where the study holds
+repeats of its best, the count says so in brackets (search.noise.finished_of)."""
 NOTHING = re.compile(r"^nothing to run: .*$", re.M)
 """The line of a driver that found the trials asked for finished (search.runner)."""
 TALLY = re.compile(
@@ -129,6 +131,13 @@ def client(url: str) -> Any:
                              f"is stored here ({stored}), which Ray presents only under "
                              "RAY_AUTH_MODE=token: export RAY_AUTH_MODE=token (if it is this "
                              "cluster's token) and run the command again") from None
+        if urlsplit(url).username is not None:
+            # The HTTP client sends a user:password of the URL in the Authorization header, in
+            # place of the token: the token was never seen.
+            raise SetupError(f"the Ray job server at {shown} asks for the cluster's token, which "
+                             "the user and password in the address replace (both go in the "
+                             "request's Authorization header): give the address without "
+                             "them") from None
         if presents_token():  # a token went, and was not the cluster's
             where = ("RAY_AUTH_TOKEN" if os.environ.get("RAY_AUTH_TOKEN") else
                      f"the file {stored}" if stored.is_file() else "this machine's settings")
@@ -154,6 +163,16 @@ def entrypoint(path: Path, options: dict[str, Any]) -> str:
     return shlex.join(words)
 
 
+def check_storage_option(storage: str | None) -> None:
+    """SetupError where a job's ``--storage`` holds a password (``run --detach``, and its dry
+    run): it would be part of the job's command line."""
+    if storage and mask_url(storage) != storage:
+        raise SetupError(
+            f"--storage {mask_url(storage)}: a password would be part of the job's command line, "
+            "which `ray job list` shows to anyone who reaches the cluster; keep it in ~/.pgpass "
+            "on the head node and give the URL without it")
+
+
 def submit(cfg: StudyConfig, study_file: str, url: str, options: dict[str, Any],
            console: Console, follow_address: str | None = None) -> int:
     """Submit the study's driver as a Ray job; see the module's docstring. The commands it
@@ -161,11 +180,7 @@ def submit(cfg: StudyConfig, study_file: str, url: str, options: dict[str, Any],
     the study file does not name: ``--address``, or RAY_API_SERVER_ADDRESS)."""
     shown = mask_url(url)  # the address as said: a password in it masked
     storage = options.get("--storage")
-    if storage and mask_url(storage) != storage:
-        raise SetupError(
-            f"--storage {mask_url(storage)}: a password would be part of the job's command line, "
-            "which `ray job list` shows to anyone who reaches the cluster; keep it in ~/.pgpass "
-            "on the head node and give the URL without it")
+    check_storage_option(storage)
     # A driver that runs the study now, not as a job (on this machine, or on any with a
     # PostgreSQL storage): the job was submitted, and failed on the lease. A job's driver is the
     # job server's to name, below.
@@ -191,7 +206,7 @@ def submit(cfg: StudyConfig, study_file: str, url: str, options: dict[str, Any],
             entrypoint=entrypoint(path, options), submission_id=job_id,
             metadata={METADATA: cfg.name, STORAGE: where, "study_file": str(path),
                       "submitted_from": socket.gethostname()},
-            runtime_env={"env_vars": {lease.JOB_ENV: job_id, lease.JOB_SERVER_ENV: url,
+            runtime_env={"env_vars": {lease.JOB_ENV: job_id, lease.JOB_SERVER_ENV: shown,
                                       "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_WAIT_S)}})
     out = _printer(console)
     out(f"submitted study {cfg.name} as Ray job {job_id} to {shown}")
@@ -335,12 +350,14 @@ def find_job(url: str, target: str, storage: str | None = None) -> tuple[Any, st
     if is_job_id(target):
         try:
             jobs.get_job_info(target)
+            return jobs, target
         except RuntimeError as e:  # Ray's "Request failed with status code 404: ..."
             if "404" not in str(e):
                 raise
+        # A study may be named as a job is (scaletune-x): its jobs, where it has some.
+        if not _study_jobs(jobs, target, mask_url(storage) if storage else None):
             raise SetupError(f"no Ray job {target} on {shown}: `scaletune jobs --address {shown}` "
                              "lists the studies' jobs there") from None
-        return jobs, target
     cfg = load_study(target) if is_study_file(target) else None
     name = cfg.name if cfg else target  # a study's name
     where = mask_url(storage or cfg.storage_url) if cfg or storage else None
@@ -452,8 +469,9 @@ def _launch_flags(command: str | None) -> str:
 
 
 def _address_flag(url: str | None) -> str:
-    """`` --address URL`` for a command to print, where the study file does not name ``url``."""
-    return f" --address {shlex.quote(url)}" if url else ""
+    """`` --address URL`` for a command to print, where the study file does not name ``url``; a
+    password in it masked (the person who gave it knows it)."""
+    return f" --address {shlex.quote(mask_url(url))}" if url else ""
 
 
 def _elsewhere(jobs: Any, name: str, storage: str | None) -> str:

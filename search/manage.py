@@ -867,7 +867,7 @@ def _resources(cfg: StudyConfig) -> str:
     each = f"{w.cpus_per_trial:g} CPU and {w.gpus_per_trial:g} GPU per trial"
     cap = f", at most {w.max_concurrent}" if w.max_concurrent else ""
     if w.address not in (None, "local"):
-        where = "this machine belongs to" if w.address == "auto" else f"at {w.address}"
+        where = "this machine belongs to" if w.address == "auto" else f"at {mask_url(w.address)}"
         return (f"the Ray cluster {where}; {each}; concurrency is decided when Ray "
                 f"starts (the cluster's CPUs and GPUs over a trial's){cap}")
     cores = usable_cores()

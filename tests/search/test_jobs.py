@@ -146,6 +146,77 @@ def test_a_storage_password_is_refused_before_it_reaches_the_job_command_line(tm
     assert "~/.pgpass" in out
     assert "s3cret-pw" not in out
     assert "cannot reach" not in out
+    # Its dry run refuses it as well (it printed the plan and "would submit it").
+    assert main(["run", str(path), "--detach", "--storage", url, "--dry-run"]) == 2
+    out = flat(capsys.readouterr().err)
+    assert "--storage postgresql://tuner:***@db.example:5432/studies" in out
+    assert "s3cret-pw" not in out
+
+
+class _JobServer:
+    """Ray's job client to a server that holds ``jobs`` (``submitted`` adds to them), whose
+    drivers have all opened their studies."""
+
+    def __init__(self, jobs=()) -> None:
+        self.jobs, self.submitted = list(jobs), []
+
+    def list_jobs(self):
+        return self.jobs
+
+    def submit_job(self, **job):
+        self.submitted.append(job)
+        return job["submission_id"]
+
+    def get_job_info(self, job_id):
+        raise RuntimeError(f"Request failed with status code 404: Job {job_id} does not exist.")
+
+    def get_job_status(self, job_id):
+        return "RUNNING"
+
+    def get_job_logs(self, job_id):
+        return "study tiny on sqlite:////x/studies.db: 0/2 trials finished, up to 1 at once\n"
+
+
+def test_a_password_in_the_job_servers_address_is_neither_stored_nor_printed(tmp_path, shakespeare,
+                                                                           capsys, monkeypatch):
+    from scaletune.search import jobs
+
+    server = _JobServer()
+    monkeypatch.setattr(jobs, "client", lambda url: server)
+    path = write_study(tmp_path, tiny_study(tmp_path, shakespeare))
+    assert main(["run", str(path), "--detach", "--address",
+                 "http://admin:Sekr1t@127.0.0.1:8265"]) == 0
+    out = flat(capsys.readouterr().out)
+    # The commands that follow the job name the server with the password masked; the job's
+    # environment, which `ray job list` shows and the driver's lease stores, holds it masked.
+    assert f"scaletune stop {path} --address 'http://admin:***@127.0.0.1:8265'" in out, out
+    assert "Sekr1t" not in out
+    (job,) = server.submitted
+    assert job["runtime_env"]["env_vars"][lease.JOB_SERVER_ENV] == (
+        "http://admin:***@127.0.0.1:8265")
+    assert "Sekr1t" not in str(job)
+    # The dry run says where it would submit the study, masked too.
+    assert main(["run", str(path), "--detach", "--dry-run", "--address",
+                 "http://admin:Sekr1t@127.0.0.1:8265"]) == 0
+    out = flat(capsys.readouterr().out)
+    assert "as a Ray job to http://admin:***@127.0.0.1:8265" in out and "Sekr1t" not in out
+
+
+def test_a_study_named_as_a_job_is_found_by_its_name(monkeypatch):
+    # `scaletune logs scaletune-x` of study scaletune-x: "no Ray job scaletune-x", though
+    # `scaletune jobs` listed its job.
+    from types import SimpleNamespace
+
+    from scaletune.search import jobs
+    from scaletune.trainer.errors import SetupError
+
+    job = SimpleNamespace(submission_id="scaletune-scaletune-x-0a1b2c3d", status="RUNNING",
+                          start_time=1, metadata={jobs.METADATA: "scaletune-x"})
+    monkeypatch.setattr(jobs, "client", lambda url: _JobServer([job]))
+    assert jobs.find_job("http://127.0.0.1:8265", "scaletune-x")[1] == job.submission_id
+    # Neither a job nor a study's: the job id named.
+    with pytest.raises(SetupError, match="no Ray job scaletune-y on http://127.0.0.1:8265"):
+        jobs.find_job("http://127.0.0.1:8265", "scaletune-y")
 
 
 def test_detach_refuses_a_study_a_driver_on_this_machine_runs(tmp_path, shakespeare, capsys):
@@ -505,6 +576,12 @@ def test_a_job_server_that_asks_for_a_token_says_where_this_machine_keeps_one(tm
         env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
         assert (f"the Ray job server at {url} refused the token in RAY_AUTH_TOKEN: it is not "
                 "this cluster's") in said(), said()
+        # A user:password in the address goes in the header the token would: it is not the
+        # token that was refused (said so with the token right, as the server cannot tell).
+        code = code.replace(url, url.replace("http://", "http://admin:Sekr1t@"))
+        assert ("asks for the cluster's token, which the user and password in the address "
+                "replace") in said(), said()
+        assert "Sekr1t" not in said()
     finally:
         server.shutdown()
 
@@ -526,6 +603,28 @@ def test_the_progress_of_a_job_before_its_first_trial_ends_is_where_the_study_st
                 "nothing to run: 4 trials have finished\n"
                 "  next     scaletune export tiny.yaml --tokens 6e5 -o final.yaml\n")
     assert _progress(finished, "SUCCEEDED") == "nothing to run: 4 trials have finished"
+
+
+def test_a_drivers_first_line_is_found_in_a_study_that_holds_repeats_of_its_best():
+    # With --repeat-best, the line says which trials are repeats, in brackets: `run --detach`
+    # did not see its driver start and waited for the job's end (up to 180 s), and `jobs` lost
+    # the study's progress.
+    from scaletune.search.jobs import STARTED, _progress
+    from scaletune.search.noise import REPEAT_OF, TRAIN_SEED, finished_of
+
+    study = optuna.create_study()
+    for x in (0.1, 0.2, 0.3, 0.1):
+        trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        if x == 0.1 and trial.number:
+            trial.set_user_attr(REPEAT_OF, 0)
+            trial.set_user_attr(TRAIN_SEED, 1)
+        study.tell(trial, 2.0 + x)
+    finished = finished_of(study.get_trials(deepcopy=False), 3, 3)
+    assert "repeat" in finished
+    line = f"study tiny on sqlite:////tmp/x/studies.db: {finished}, up to 2 at once"
+    started = STARTED.search(f"{line}\ntrial 4 started: lr=0.003\n")
+    assert started and started.groups() == ("3", "4"), line
+    assert _progress(f"{line}\n", "RUNNING") == "3/4 trials finished"
 
 
 def test_a_job_server_that_never_answers_is_said_not_waited_for(monkeypatch):
