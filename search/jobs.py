@@ -440,7 +440,8 @@ def stop(url: str, target: str, console: Console, storage: str | None = None) ->
     out = _printer(console)
     status = str(jobs.get_job_status(job_id))
     if status not in ACTIVE:
-        out(f"Ray job {job_id} is not running ({status}); nothing to stop")
+        out(f"Ray job {job_id} is not running ({status}); nothing to stop"
+            f"{_running_elsewhere(jobs, job_id, url)}")
         return 0
     jobs.stop_job(job_id)
     deadline = time.monotonic() + STOP_WAIT_S + 30
@@ -482,6 +483,23 @@ def _elsewhere(jobs: Any, name: str, storage: str | None) -> str:
         return ""
     return (f" in {storage}; its jobs there are in {', '.join(others)}: give --storage as "
             "`run --detach` was given it")
+
+
+def _running_elsewhere(jobs: Any, job_id: str, url: str) -> str:
+    """Where job ``job_id``'s study runs now as another job in another storage (run --detach
+    --storage), the words that say so and how to stop that one: `stop` of the study file
+    finds the jobs in the file's storage."""
+    ours = next((j for j in jobs.list_jobs() if j.submission_id == job_id), None)
+    if ours is None or not ours.metadata or METADATA not in ours.metadata:
+        return ""
+    name, storage = ours.metadata[METADATA], ours.metadata.get(STORAGE)
+    running = [j for j in _study_jobs(jobs, name)
+               if str(j.status) in ACTIVE and j.metadata.get(STORAGE) != storage]
+    if not running:
+        return ""
+    j = running[0]
+    return (f"; study {name!r} runs as Ray job {j.submission_id} in {j.metadata.get(STORAGE)} "
+            f"(`scaletune stop {j.submission_id}{_address_flag(url)}` stops it)")
 
 
 def _study_jobs(jobs: Any, name: str | None, storage: str | None = None) -> list[Any]:

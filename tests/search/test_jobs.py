@@ -171,7 +171,7 @@ class _JobServer:
         raise RuntimeError(f"Request failed with status code 404: Job {job_id} does not exist.")
 
     def get_job_status(self, job_id):
-        return "RUNNING"
+        return next((j.status for j in self.jobs if j.submission_id == job_id), "RUNNING")
 
     def get_job_logs(self, job_id):
         return "study tiny on sqlite:////x/studies.db: 0/2 trials finished, up to 1 at once\n"
@@ -217,6 +217,31 @@ def test_a_study_named_as_a_job_is_found_by_its_name(monkeypatch):
     # Neither a job nor a study's: the job id named.
     with pytest.raises(SetupError, match="no Ray job scaletune-y on http://127.0.0.1:8265"):
         jobs.find_job("http://127.0.0.1:8265", "scaletune-y")
+
+
+def test_stop_of_a_study_whose_job_ended_names_the_one_running_in_another_storage(monkeypatch,
+                                                                                 capsys):
+    # `stop` of the study found its latest job in the file's storage, ended, and said "nothing
+    # to stop" while the study ran as another job on the cluster (run --detach --storage).
+    from types import SimpleNamespace
+
+    from scaletune.search import jobs
+    from scaletune.trainer.console import make_console
+
+    def job(hex_id, status, storage):
+        return SimpleNamespace(submission_id=f"scaletune-tiny-{hex_id}", status=status,
+                               start_time=1, metadata={jobs.METADATA: "tiny",
+                                                       jobs.STORAGE: storage})
+
+    ended = job("0a1b2c3d", "SUCCEEDED", "sqlite:////a/studies.db")
+    running = job("4e5f6a7b", "RUNNING", "sqlite:////b/studies.db")
+    monkeypatch.setattr(jobs, "client", lambda url: _JobServer([ended, running]))
+    assert jobs.stop("http://127.0.0.1:8265", "tiny", make_console(),
+                     storage="sqlite:////a/studies.db") == 0
+    assert ("Ray job scaletune-tiny-0a1b2c3d is not running (SUCCEEDED); nothing to stop; study "
+            "'tiny' runs as Ray job scaletune-tiny-4e5f6a7b in sqlite:////b/studies.db (`scaletune "
+            "stop scaletune-tiny-4e5f6a7b --address http://127.0.0.1:8265` stops it)"
+            ) in flat(capsys.readouterr().out)
 
 
 def test_detach_refuses_a_study_a_driver_on_this_machine_runs(tmp_path, shakespeare, capsys):
