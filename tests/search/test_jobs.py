@@ -344,19 +344,29 @@ def test_the_lease_of_a_detached_driver_names_its_job(monkeypatch):
 
 
 CLUSTER = """
+import os
+import shutil
 import sys
+import tempfile
 from ray.cluster_utils import Cluster
 
+# A folder of the cluster's own, short (Ray's sockets live under it), in which it records its
+# address as `ray start` does: Ray gives a job's driver the cluster recorded in the head's
+# folder, or where none is, any cluster running on the machine (another test's).
+records = tempfile.mkdtemp(prefix="st-job-")
 cluster = Cluster(initialize_head=True, head_node_args={
     "num_cpus": 2, "object_store_memory": 80 * 1024**2, "node_ip_address": "127.0.0.2",
     "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": int(sys.argv[1]),
     # The job agent's own port (Ray's default, 52365, is every node's: another cluster on this
     # machine, another test's, may hold it, and then no job can be submitted).
-    "dashboard_agent_listen_port": int(sys.argv[2]),
+    "dashboard_agent_listen_port": int(sys.argv[2]), "temp_dir": records,
 })
+with open(os.path.join(records, "ray_current_cluster"), "w") as f:
+    f.write(cluster.address)
 print("http://" + cluster.head_node.address_info["webui_url"], flush=True)
 sys.stdin.read()  # until the test closes it
 cluster.shutdown()
+shutil.rmtree(records, ignore_errors=True)
 """
 """A one-node Ray cluster with its job server (the dashboard) on loopback, in a process of its
 own: Ray reads RAY_AUTH_MODE once, when it is imported, and this test process imported it

@@ -703,10 +703,11 @@ def test_a_trial_silent_far_longer_than_its_reports_took_is_named(tmp_path, shak
     run_study(cfg, console=console, launch=launch)
     said = " ".join(console.export_text().split())
     assert said.count("has sent nothing for") == 1, said  # once, for trial 0
-    # Reports 0.05 s apart read "at most 0 s apart"; the setting it names is the study's own
-    # max_retries (it said workers.max_retries, which validate refuses as an unknown key).
+    # Reports 0.05 s apart read "at most 0 s apart" (on a loaded machine they come up to a few
+    # tenths apart); the setting it names is the study's own max_retries (it said
+    # workers.max_retries, which validate refuses as an unknown key).
     assert re.search(r"trial 0 has sent nothing for [12] s, where its evaluations came at most "
-                     r"0\.[01] s apart: its worker \(pid 4242 on node-7\) may be hung, and the "
+                     r"0\.\d s apart: its worker \(pid 4242 on node-7\) may be hung, and the "
                      r"study waits for it\.", said), said
     assert "(queued again while the study's max_retries allow)" in said
     assert [t.state for t in load(cfg).trials] == [TrialState.COMPLETE] * 2
