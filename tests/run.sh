@@ -26,16 +26,14 @@ run_pytest() {
     return "$code"
 }
 
-# Three tests at a time (pytest-xdist): most of a slow test's time is spent waiting on processes
-# it starts (Ray, trainers, a driver), so three share 2 cores well (the whole suite on a 2-core
-# machine, 2026-12-06: 644 s three at a time, 735 s two at a time the run before, 766 s four
-# at a time, where two load-sensitive tests failed). One session for the fast and the slow
-# tests, the slow ones first (tests/conftest.py), handed out one at a time
+# Two tests at a time (pytest-xdist): most of a slow test's time is spent waiting on processes
+# it starts (Ray, trainers, a driver), so two share 2 cores well. One session for the fast and
+# the slow tests, the slow ones first (tests/conftest.py), handed out one at a time
 # (--maxschedchunk 1; xdist's default hands the first quarter of the list to one worker, every
 # slow test with it): the short tests fill in behind the long ones. A test that reads the whole
 # machine's listening ports, or takes grants away from the test database (marked alone), would
 # see or break the other test's, so it runs by itself.
-run_pytest -m "not alone" -n 3 --maxschedchunk 1 --durations=15  # the slowest, for keeping CI short
+run_pytest -m "not alone" -n 2 --maxschedchunk 1 --durations=15  # the slowest, for keeping CI short
 # Only the files that hold such tests are collected: collecting every file imports the whole
 # project and its libraries (~8 s) for one test.
 run_pytest -m alone $(grep -rl "mark\.alone" tests --include="test_*.py")
