@@ -268,17 +268,18 @@ def _wait_for_driver(jobs: Any, job_id: str) -> tuple[str, str]:
     found nothing to run is waited for to the end, which follows at once, so that its line is
     in the log returned."""
     deadline = time.monotonic() + START_WAIT_S
-    while True:
-        status = str(jobs.get_job_status(job_id))
-        logs = jobs.get_job_logs(job_id)
-        started = STARTED.search(logs)
-        if (status not in ACTIVE or time.monotonic() > deadline
-                or (started and int(started.group(1)) < int(started.group(2)))):
-            return status, logs
-        try:
+    status, logs = "PENDING", ""
+    try:  # Ctrl-C while a request is answered, or between two, leaves the job as it stands
+        while True:
+            status = str(jobs.get_job_status(job_id))
+            logs = jobs.get_job_logs(job_id)
+            started = STARTED.search(logs)
+            if (status not in ACTIVE or time.monotonic() > deadline
+                    or (started and int(started.group(1)) < int(started.group(2)))):
+                return status, logs
             time.sleep(1.0)
-        except KeyboardInterrupt:
-            return status, logs
+    except KeyboardInterrupt:
+        return status, logs
 
 
 def list_jobs(url: str, study: str | None, console: Console, storage: str | None = None) -> int:

@@ -202,6 +202,24 @@ def test_a_password_in_the_job_servers_address_is_neither_stored_nor_printed(tmp
     assert "as a Ray job to http://admin:***@127.0.0.1:8265" in out and "Sekr1t" not in out
 
 
+def test_ctrl_c_while_the_job_server_answers_leaves_the_job_running_and_says_how_to_follow_it(
+        tmp_path, shakespeare, capsys, monkeypatch):
+    # Ctrl-C during a request (not the pause between two) ended in "interrupted; the next run
+    # of the same command recovers", as for a study run here, though the job runs on.
+    from scaletune.search import jobs
+
+    class Interrupted(_JobServer):
+        def get_job_logs(self, job_id):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(jobs, "client", lambda url: Interrupted())
+    path = write_study(tmp_path, tiny_study(tmp_path, shakespeare))
+    assert main(["run", str(path), "--detach", "--address", "http://127.0.0.1:8265"]) == 0
+    out = flat(capsys.readouterr().out)
+    assert "the job is RUNNING; the driver has not opened the study yet" in out, out
+    assert f"scaletune logs {path} --address http://127.0.0.1:8265 --follow" in out
+
+
 def test_a_study_named_as_a_job_is_found_by_its_name(monkeypatch):
     # `scaletune logs scaletune-x` of study scaletune-x: "no Ray job scaletune-x", though
     # `scaletune jobs` listed its job.
