@@ -355,14 +355,14 @@ def find_job(url: str, target: str, storage: str | None = None) -> tuple[Any, st
         except RuntimeError as e:  # Ray's "Request failed with status code 404: ..."
             if "404" not in str(e):
                 raise
-        # A study may be named as a job is (scaletune-x): its jobs, where it has some.
-        if not _study_jobs(jobs, target, mask_url(storage) if storage else None):
-            raise SetupError(f"no Ray job {target} on {shown}: `scaletune jobs --address {shown}` "
-                             "lists the studies' jobs there") from None
+    # No such job: a study may be named as a job is (scaletune-x), so its jobs are looked for.
     cfg = load_study(target) if is_study_file(target) else None
     name = cfg.name if cfg else target  # a study's name
     where = mask_url(storage or cfg.storage_url) if cfg or storage else None
     found = _study_jobs(jobs, name, where)
+    if not found and is_job_id(target):
+        raise SetupError(f"no Ray job {target} on {shown}: `scaletune jobs --address {shown}` "
+                         "lists the studies' jobs there")
     if not found:
         named = f" ({target})" if name != target else ""
         run = target if name != target else "STUDY.yaml"
