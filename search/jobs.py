@@ -490,10 +490,10 @@ def _running_elsewhere(jobs: Any, job_id: str, url: str) -> str:
     """Where job ``job_id``'s study runs now as another job in another storage (run --detach
     --storage), the words that say so and how to stop that one: `stop` of the study file
     finds the jobs in the file's storage."""
-    ours = next((j for j in jobs.list_jobs() if j.submission_id == job_id), None)
-    if ours is None or not ours.metadata or METADATA not in ours.metadata:
+    ours = jobs.get_job_info(job_id).metadata or {}
+    if METADATA not in ours:
         return ""
-    name, storage = ours.metadata[METADATA], ours.metadata.get(STORAGE)
+    name, storage = ours[METADATA], ours.get(STORAGE)
     running = [j for j in _study_jobs(jobs, name)
                if str(j.status) in ACTIVE and j.metadata.get(STORAGE) != storage]
     if not running:

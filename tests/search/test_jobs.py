@@ -168,6 +168,9 @@ class _JobServer:
         return job["submission_id"]
 
     def get_job_info(self, job_id):
+        for job in self.jobs:
+            if job.submission_id == job_id:
+                return job
         raise RuntimeError(f"Request failed with status code 404: Job {job_id} does not exist.")
 
     def get_job_status(self, job_id):
