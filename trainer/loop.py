@@ -648,7 +648,7 @@ def train_step(model: torch.nn.Module, optimizers: list[torch.optim.Optimizer], 
 
 
 def _divergence(loss: float, grad_norm: float, max_loss: float,
-                above_before: float | None = None) -> str | None:
+                above_before: float | None) -> str | None:
     """Why the run diverged at a step of ``loss`` and ``grad_norm``, or None. A loss above
     max_loss diverges where the step before was above it too (``above_before``, its loss): one
     step alone can be that far off in a run that goes on well (in a quickstart trial, 8.64 at
