@@ -138,10 +138,11 @@ def gone(pid: int, timeout: float = 30) -> bool:
 # --------------------------------------------------------------------------- diverged and OOM
 
 
-@pytest.fixture(scope="module")
-def study_with_bad_trials(tmp_path_factory, shakespeare):
-    """One study, run once for the tests below: its first trial explodes (lr=50), its second
-    runs out of memory."""
+@pytest.mark.slow
+def test_a_diverging_and_an_out_of_memory_trial_end_each_as_its_own_and_the_study_goes_on(
+        tmp_path_factory, shakespeare):
+    """One study: its first trial explodes (lr=50), its second runs out of memory. (One test,
+    not a module fixture for two: the two test processes each ran the study.)"""
     tmp = tmp_path_factory.mktemp("bad-trials")
     hook = tmp / "hook"
     hook.mkdir()
@@ -166,12 +167,7 @@ def study_with_bad_trials(tmp_path_factory, shakespeare):
                 run_study(cfg)
         finally:
             ray.shutdown()
-    return cfg, load(cfg)
-
-
-@pytest.mark.slow
-def test_diverging_trial_is_pruned_at_once_and_the_study_goes_on(study_with_bad_trials):
-    cfg, study = study_with_bad_trials
+    study = load(cfg)
     exploded = study.trials[0]
     # (The enqueued trial ran with the exploding learning rate.)
     assert exploded.params["lr"] == 50.0
@@ -186,13 +182,7 @@ def test_diverging_trial_is_pruned_at_once_and_the_study_goes_on(study_with_bad_
     assert exploded.intermediate_values == {}
     # It is not re-run: divergence is a property of the parameters, not a machine failure.
     assert not [t for t in study.trials if t.user_attrs.get("retry_of") == exploded.number]
-    # The study goes on to n_trials finished trials.
-    assert n_finished(study) == cfg.n_trials
 
-
-@pytest.mark.slow
-def test_out_of_memory_trial_fails_once_with_advice_and_the_study_goes_on(study_with_bad_trials):
-    cfg, study = study_with_bad_trials
     oom = study.trials[1]
     # (The enqueued trial ran with the learning rate the simulated OOM picks out.)
     assert oom.params["lr"] == OOM_LR

@@ -91,24 +91,44 @@ def _train(config: Path, *flags: str) -> subprocess.CompletedProcess:
                            *flags], cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
-def _one_and_two_sharded(tmp_path: Path, text: Path, **fields) -> tuple[list[float],
-                                                                         list[float]]:
+SINGLE: dict[str, list[float]] = {}
+"""The validation losses of one-process runs this test process trained, by their fields."""
+
+
+def _single(tmp_path_factory, text: Path, **fields) -> list[float]:
+    """The validation losses of a run of ``fields`` in one process: the run the tests hold
+    their runs of several processes to, trained once per test process (four tests compare
+    with the default config's, two with SGD's)."""
+    tmp = tmp_path_factory.mktemp("single")
+    config = _config(tmp, text, "single", **fields)
+    run = yaml.safe_load(config.read_text())
+    for where, key in (("out_dir", None), ("data", "path"), ("data", "cache_dir")):
+        run.pop(where) if key is None else run[where].pop(key)
+    key = json.dumps(run, sort_keys=True)  # the run, wherever its files are
+    if key not in SINGLE:
+        done = _train(config)
+        assert done.returncode == 0, done.stdout + done.stderr
+        SINGLE[key] = _evals(tmp / "single")
+    return SINGLE[key]
+
+
+def _one_and_two_sharded(tmp_path: Path, tmp_path_factory, text: Path,
+                         **fields) -> tuple[list[float], list[float]]:
     """The validation losses of a run of ``fields`` in one process, and in two sharded ones."""
-    single = _config(tmp_path, text, "single", **fields)
     fsdp = _config(tmp_path, text, "fsdp", parallel="fsdp", **fields)
-    assert _train(single).returncode == 0
     two = _train(fsdp, "--nproc-per-node", "2")
     assert two.returncode == 0, two.stdout + two.stderr
-    return _evals(tmp_path / "single"), _evals(tmp_path / "fsdp")
+    return _single(tmp_path_factory, text, **fields), _evals(tmp_path / "fsdp")
 
 
 @pytest.mark.parametrize("optim", [{"lr": 3e-3, "warmup_frac": 0.1},
                                    {"name": "sgd", "lr": 0.5, "warmup_frac": 0.1}],
                          ids=["adamw", "sgd"])
-def test_two_sharded_processes_learn_as_one_process_does(tmp_path, shakespeare, optim):
+def test_two_sharded_processes_learn_as_one_process_does(tmp_path, tmp_path_factory, shakespeare,
+                                                         optim):
     # SGD's fused kernel has no rule for sharded tensors: every fsdp run of it failed at its
     # first step.
-    a, b = _one_and_two_sharded(tmp_path, shakespeare, optim=optim)
+    a, b = _one_and_two_sharded(tmp_path, tmp_path_factory, shakespeare, optim=optim)
     # FSDP2 gathers each block's weights, and reduce-scatters the gradients as a mean over the
     # ranks: the step is the single-process step on the whole batch, and the loss goes down.
     assert len(b) == 3 and b[-1] < b[0]
@@ -149,8 +169,8 @@ os._exit(0)
 """
 
 
-def test_sharded_bf16_holds_no_block_weights_whole_between_forward_and_backward(tmp_path,
-                                                                               shakespeare):
+def test_sharded_bf16_holds_no_block_weights_whole_between_forward_and_backward(
+        tmp_path, tmp_path_factory, shakespeare):
     # Gathered in float32 and cast by autocast, the casts were saved for the backward pass: every
     # block's weights stayed whole (in bf16) on every rank, 327,680 bytes here, all four blocks'.
     script = tmp_path / "saved.py"
@@ -163,7 +183,7 @@ def test_sharded_bf16_holds_no_block_weights_whole_between_forward_and_backward(
     alive = int(done.stdout.split("alive ")[1].split()[0])
     assert alive <= 256 * 64 * 2  # the head's bf16 cast of the tied embedding alone
     # And a run trains sharded in bf16 as one process does (the norms take float32 input).
-    a, b = _one_and_two_sharded(tmp_path, shakespeare, dtype="bfloat16")
+    a, b = _one_and_two_sharded(tmp_path, tmp_path_factory, shakespeare, dtype="bfloat16")
     assert len(b) == 3 and b[-1] < b[0]
     assert b == pytest.approx(a, abs=5e-3)
 
@@ -226,10 +246,9 @@ train(load_train_config(sys.argv[1]),
 """
 
 
-def test_a_checkpoint_of_two_sharded_processes_resumes_on_one(tmp_path, shakespeare):
-    single = _config(tmp_path, shakespeare, "single")
+def test_a_checkpoint_of_two_sharded_processes_resumes_on_one(tmp_path, tmp_path_factory,
+                                                              shakespeare):
     fsdp = _config(tmp_path, shakespeare, "fsdp", parallel="fsdp")
-    assert _train(single).returncode == 0
     script = tmp_path / "stop_at.py"
     script.write_text(STOP_AT)
     stopped = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
@@ -241,18 +260,17 @@ def test_a_checkpoint_of_two_sharded_processes_resumes_on_one(tmp_path, shakespe
     assert resumed.returncode == 0, resumed.stderr
     # The shards were gathered into one file; one process takes all of it and ends where the
     # uninterrupted single-process run ends.
-    a, b = _evals(tmp_path / "single"), _evals(tmp_path / "fsdp")
+    a, b = _single(tmp_path_factory, shakespeare), _evals(tmp_path / "fsdp")
     assert len(b) == 3 and b[-1] < b[1]
     assert b == pytest.approx(a, abs=2e-4)
 
 
-def test_an_sgd_checkpoint_of_one_process_resumes_on_two_sharded_ones(tmp_path, shakespeare):
+def test_an_sgd_checkpoint_of_one_process_resumes_on_two_sharded_ones(tmp_path, tmp_path_factory,
+                                                                      shakespeare):
     # One process steps SGD with its fused kernel, which has no rule for sharded tensors; the
     # checkpoint's param groups said fused, and the resume under fsdp failed its first step.
     sgd = {"name": "sgd", "lr": 0.5, "warmup_frac": 0.1}
-    single = _config(tmp_path, shakespeare, "single", optim=sgd)
     fsdp = _config(tmp_path, shakespeare, "fsdp", parallel="fsdp", optim=sgd)
-    assert _train(single).returncode == 0
     script = tmp_path / "stop_at.py"
     script.write_text(STOP_AT)
     subprocess.run([sys.executable, str(script), str(fsdp), "2048"], cwd=REPO,
@@ -260,7 +278,7 @@ def test_an_sgd_checkpoint_of_one_process_resumes_on_two_sharded_ones(tmp_path, 
     assert len(_evals(tmp_path / "fsdp")) == 2
     resumed = _train(fsdp, "--resume", "--nproc-per-node", "2")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    a, b = _evals(tmp_path / "single"), _evals(tmp_path / "fsdp")
+    a, b = _single(tmp_path_factory, shakespeare, optim=sgd), _evals(tmp_path / "fsdp")
     assert len(b) == 3 and b[-1] < b[1]
     assert b == pytest.approx(a, abs=2e-4)
 
@@ -310,19 +328,18 @@ def _two_nodes(config: Path, stderr: int) -> tuple[int, list[subprocess.Popen]]:
         cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True) for rank in (0, 1)]
 
 
-def test_two_machines_meet_at_the_rendezvous_endpoint(tmp_path, shakespeare):
+def test_two_machines_meet_at_the_rendezvous_endpoint(tmp_path, tmp_path_factory, shakespeare):
     # Two "machines" on loopback, one process each: what --nnodes 2 runs on every node, with
     # its own --node-rank. Node 0 holds rank 0, which writes the run folder.
-    single = _config(tmp_path, shakespeare, "single")
     nodes = _config(tmp_path, shakespeare, "nodes")
-    assert _train(single).returncode == 0
     port, launches = _two_nodes(nodes, stderr=subprocess.STDOUT)
     outputs = [p.communicate(timeout=300)[0] for p in launches]
     assert [p.returncode for p in launches] == [0, 0], outputs
     assert "--nnodes=2 --node-rank=0 --rdzv-endpoint=127.0.0.1:" in outputs[0]
     # Each node says it waits for the others (torchrun itself is silent until they join).
     assert f"node 1 of 2 waits at 127.0.0.1:{port} until all 2 nodes have joined" in outputs[1]
-    assert _evals(tmp_path / "nodes") == pytest.approx(_evals(tmp_path / "single"), abs=2e-4)
+    assert _evals(tmp_path / "nodes") == pytest.approx(_single(tmp_path_factory, shakespeare),
+                                                       abs=2e-4)
     start = json.loads((tmp_path / "nodes" / "metrics.jsonl").read_text().splitlines()[0])
     assert start["event"] == "start" and start["processes"] == 2
 
