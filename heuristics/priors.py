@@ -761,7 +761,7 @@ def priors_for(
     puts the laws' batch below the target's choices it searches; a batch size fixed elsewhere).
     """
     for name, value in (("tokens", tokens), ("unique_tokens", unique_tokens)):
-        if value is not None and not isinstance(value, numbers.Real):
+        if not isinstance(value, numbers.Real) and (value is not None or name == "tokens"):
             # "2.5B" as a study file writes it: a TypeError of its first comparison
             raise ValueError(f"{name} must be a number of tokens (2.5e9, not the text '2.5e9' "
                              f"or '2.5B' a study file may hold), got {value!r}")

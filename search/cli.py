@@ -331,7 +331,7 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_fit(args: argparse.Namespace, console: Console) -> int:
-    from scaletune.search.fit import fit_from_studies, laws_writable, save_laws
+    from scaletune.search.fit import fit_from_studies, laws_writable, print_laws, save_laws
 
     _quiet_optuna()
     studies = [_study(argparse.Namespace(study=p, storage=args.storage)) for p in args.studies]
@@ -367,20 +367,6 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     console.print(f"wrote {args.output}{replaced}; use it with  priors: {{laws: fitted, fitted_file: "
                   f"{named}}}{where}", highlight=False, markup=False, soft_wrap=True)
     return 0
-
-
-def print_laws(laws: Any, console: Console) -> None:
-    """Each fitted law on a line, then what the fits do not know, in yellow, and the laws left
-    out."""
-    from scaletune.heuristics.fit import missing_laws
-
-    for fit in laws.all_fits():
-        console.print(fit.describe(), highlight=False, markup=False, soft_wrap=True)
-    for warning in laws.warnings:
-        console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False,
-                      soft_wrap=True)
-    for note in missing_laws(laws):
-        console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _tokens(text: str) -> int:
@@ -457,8 +443,12 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
         raise ConfigError(f"-o {out}", [problem])
     with _output_errors(out, f"-o {out}", "the report"):
         if _ladder_file(args.study):
-            return _ladder_report(args, cfg, out, console)
-        make_report(cfg, out, source=args.study, console=console)
+            from scaletune.search.ladder import load_ladder
+            from scaletune.search.ladder_report import make_ladder_report
+
+            make_ladder_report(load_ladder(args.study), out, args.study, console, target=cfg)
+        else:
+            make_report(cfg, out, source=args.study, console=console)
     return 0
 
 
@@ -482,27 +472,6 @@ def _output_errors(folder: Path, where: str, what: str) -> Iterator[None]:
             raise
         raise ConfigError(where, [f"cannot write {what} there: {e.strerror or e} ({failed}): "
                                   "give a path in a writable folder"]) from None
-
-
-def _ladder_report(args: argparse.Namespace, target: StudyConfig, out: Path,
-                   console: Console) -> int:
-    """A ladder's figures, then its target study's report once the target has trials."""
-    from scaletune.heuristics.fit import FittedLaws
-    from scaletune.search.ladder import finished_trials, load_ladder
-    from scaletune.search.ladder_report import make_ladder_figures
-    from scaletune.search.report import make_report
-
-    ladder = load_ladder(args.study)
-    drawn = make_ladder_figures(ladder, out)
-    console.print(f"wrote {len(drawn)} ladder figure(s) to {out}: "
-                  f"{', '.join(d.paths[0].name for d in drawn)}", highlight=False, markup=False)
-    print_laws(FittedLaws.load(ladder.laws_file), console)
-    if finished_trials(target):
-        make_report(target, out, source=args.study, console=console, ladder=drawn)
-    else:
-        console.print(f"the target study {target.name} has not run yet: its report comes once "
-                      f"it has (scaletune ladder {args.study})", highlight=False, markup=False)
-    return 0
 
 
 def _study(args: argparse.Namespace) -> StudyConfig:

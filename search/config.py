@@ -940,6 +940,12 @@ class StudyConfig(_Strict):
         "study" for a config built in code."""
         return self._source or "study"
 
+    @property
+    def from_file(self) -> bool:
+        """Read from a study file (load_study), or from a stored study's record by its name: a
+        source the commands take; False for a config built in code (validate_study)."""
+        return self._source is not None
+
     @field_validator("sampler", "pruner", mode="before")
     @classmethod
     def _name_alone(cls, v: Any) -> Any:
@@ -1250,10 +1256,22 @@ a study file, which holds only the fields the user gave."""
 
 def validate_study(raw: dict[str, Any], source: str = "<study>", *,
                    recorded: bool = False) -> StudyConfig:
-    """``raw`` as a StudyConfig, or a ConfigError naming every bad key. ``recorded``: ``raw``
-    writes out every field (``model_dump``: a study's record of its config, or a config dumped
-    to change some fields), where checks of what the user gave (a field given at all) do not
-    apply."""
+    """``raw`` as a StudyConfig, or a ConfigError naming every bad key; its relative paths
+    (data, study_dir, a fitted-laws file, an SQLite storage) are made absolute against the
+    current folder, as a study file's are against the file's: the study stays the one it is
+    after a change of folder (a notebook's ``%cd``), and its workers, which run in the folder
+    Ray started in, read the same data. ``recorded``: ``raw`` writes out every field
+    (``model_dump``: a study's record of its config, or a config dumped to change some fields),
+    where checks of what the user gave (a field given at all) do not apply, and its paths are
+    taken as they are."""
+    cfg = check_study(raw, source, recorded=recorded)
+    return cfg if recorded else _resolved(cfg, Path.cwd())
+
+
+def check_study(raw: dict[str, Any], source: str = "<study>", *,
+                recorded: bool = False) -> StudyConfig:
+    """validate_study without resolving the paths: those of a study file's text, which
+    resolve against the file's folder (resolve_study)."""
     try:
         context = {RECORDED: True} if recorded else None
         cfg = StudyConfig.model_validate(raw, context=context)
@@ -1399,13 +1417,20 @@ def load_study(path: str | Path) -> StudyConfig:
             f"a training config ({keys}; no n_trials or tokens_per_trial), not a study file: "
             f"train it with `scaletune train {path}`; a study file has name, tokens_per_trial, "
             "search and n_trials"])
-    return resolve_study(validate_study(raw, str(path)), path)
+    return resolve_study(check_study(raw, str(path)), path)
 
 
 def resolve_study(cfg: StudyConfig, path: Path) -> StudyConfig:
     """``cfg`` as read from the file ``path``: its data, fitted laws and study folder resolved
     against the file's folder, and ``path`` the source its errors name."""
-    base = path.resolve().parent
+    cfg = _resolved(cfg, path.resolve().parent)
+    cfg._source = str(path)
+    return cfg
+
+
+def _resolved(cfg: StudyConfig, base: Path) -> StudyConfig:
+    """``cfg`` with its data, fitted laws, study folder and SQLite storage resolved against the
+    folder ``base``."""
     updates: dict[str, Any] = {"data": cfg.data.resolved(base)}
     if cfg.priors.fitted_file:  # ~ too, as data.path and study_dir take it
         updates["priors"] = cfg.priors.model_copy(
@@ -1422,7 +1447,6 @@ def resolve_study(cfg: StudyConfig, path: Path) -> StudyConfig:
             update={"tracking_uri": sqlite_beside(mlflow.tracking_uri, base)})})
     by_default = cfg.study_dir is None
     cfg = cfg.model_copy(update=updates)
-    cfg._source = str(path)
     cfg._folder_by_default = by_default
     return cfg
 

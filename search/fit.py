@@ -10,6 +10,7 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console
 
 from scaletune.heuristics import laws
 from scaletune.heuristics.fit import (
@@ -19,6 +20,7 @@ from scaletune.heuristics.fit import (
     FittedLaws,
     ScalePoint,
     fit_studies,
+    missing_laws,
     near_best_weights,
 )
 from scaletune.search.config import StudyConfig, load_study
@@ -287,6 +289,9 @@ def fit_laws(studies: list[StudyConfig | str | Path], output: str | Path | None 
     if not cfgs:
         raise ConfigError("fit_laws", ["studies: none given; a law needs studies at two or more "
                                        "scales"])
+    if by not in ("tokens", "params"):  # checked as the command's --by is, before any study
+        raise ConfigError("fit_laws", [f"by: {by!r} is not a scale the laws are fitted over: "
+                                       "'tokens' (tokens per trial) or 'params' (model size)"])
     if output is not None:  # before the fit, as the command checks -o ("." was a ValueError)
         laws_writable(Path(output), "fit_laws", "output")
     laws = fit_from_studies(cfgs, scale_kind=by)
@@ -326,3 +331,15 @@ def _cannot_write(path: Path, e: OSError, key: str) -> str:
            if isinstance(e, (FileExistsError, NotADirectoryError)) else e.strerror or str(e))
     return (f"{key + ': ' if key else ''}{path}: cannot write the fitted laws there ({why}): give "
             "a path in a writable folder")
+
+
+def print_laws(laws: FittedLaws, console: Console) -> None:
+    """Each fitted law on a line, then what the fits do not know, in yellow, and the laws left
+    out."""
+    for fit in laws.all_fits():
+        console.print(fit.describe(), highlight=False, markup=False, soft_wrap=True)
+    for warning in laws.warnings:
+        console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False,
+                      soft_wrap=True)
+    for note in missing_laws(laws):
+        console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)

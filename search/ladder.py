@@ -35,8 +35,8 @@ from scaletune.search.config import (
     NAME_PATTERN,
     StudyConfig,
     _Strict,
+    check_study,
     resolve_study,
-    validate_study,
 )
 from scaletune.search.fit import (
     fit_from_studies,
@@ -210,7 +210,7 @@ def _study(raw: dict[str, Any], changes: dict[str, Any], where: str, path: Path,
            errors: list[str]) -> StudyConfig | None:
     """The target's study file with ``changes``, validated; its problems named by ``where``."""
     try:
-        cfg = validate_study({**raw, **changes}, where)
+        cfg = check_study({**raw, **changes}, where)
     except ConfigError as e:
         errors += [f"{where}: {line}" for line in e.errors]
         return None
@@ -237,6 +237,15 @@ def study_or_target(path: str | Path) -> StudyConfig:
     if not is_ladder(path):
         return load_study(path)
     return named_target(load_ladder(path))
+
+
+def as_ladder(cfg: Any) -> Ladder | None:
+    """``cfg`` where it is a ladder (a Ladder, or the path of a ladder file), else None."""
+    if isinstance(cfg, Ladder):
+        return cfg
+    if isinstance(cfg, (str, os.PathLike)) and Path(cfg).is_file() and is_ladder(cfg):
+        return load_ladder(cfg)
+    return None
 
 
 def one_study(cfg: Any, who: str) -> StudyConfig:

@@ -12,15 +12,17 @@ target study's report.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 from matplotlib.figure import Figure
+from rich.console import Console
 
 from scaletune.heuristics.fit import CarriedFit, FittedLaws, PowerLawFit, ScalePoint
 from scaletune.search.config import PriorsConfig, StudyConfig
-from scaletune.search.fit import scale_points, study_scale
-from scaletune.search.ladder import Ladder, finished_trials
+from scaletune.search.fit import print_laws, scale_points, study_scale
+from scaletune.search.ladder import Ladder, finished_trials, named_target
 from scaletune.search.report import (
     FIGSIZE,
     Drawn,
@@ -32,6 +34,8 @@ from scaletune.search.report import (
     _set_axis,
     _span,
     _titles,
+    make_report,
+    report_folder_problem,
 )
 from scaletune.search.space import planning_priors
 from scaletune.search.studies import open_study
@@ -153,3 +157,32 @@ def make_ladder_figures(ladder: Ladder, out: Path, laws_: FittedLaws | None = No
     best, target, centers = target_best(ladder)
     return [plot_fit(ladder, fit, best, out, target, centers.get(fit.target))
             for fit in laws_.all_fits()]
+
+
+def make_ladder_report(ladder: Ladder, out_dir: str | Path, source: str | None = None,
+                       console: Console | None = None,
+                       target: StudyConfig | None = None) -> dict[str, Any]:
+    """What `scaletune report LADDER.yaml` writes into ``out_dir``: a figure per fitted law
+    (make_ladder_figures), then, once the target study has trials, its report
+    (search.report.make_report), whose index.html opens on the figures. Returns the target's
+    summary, or {} before it has run. ``source``: the ladder file the commands name;
+    ``target``: the target study as a command gives it (its --storage), by default the
+    ladder's."""
+    out = Path(out_dir)
+    source = source or ladder.source
+    if problem := report_folder_problem(out, "make_report(ladder, 'report')"):
+        raise ConfigError("out_dir", [problem])
+    laws_ = FittedLaws.load(ladder.laws_file) if ladder.laws_file.is_file() else None
+    drawn = make_ladder_figures(ladder, out, laws_)  # without a laws file: says how to make one
+    if console is not None:
+        console.print(f"wrote {len(drawn)} ladder figure(s) to {out}: "
+                      f"{', '.join(d.paths[0].name for d in drawn)}", highlight=False,
+                      markup=False)
+        print_laws(laws_, console)
+    target = target or named_target(ladder)
+    if finished_trials(target):
+        return make_report(target, out, source=source, console=console, ladder=drawn)
+    if console is not None:
+        console.print(f"the target study {target.name} has not run yet: its report comes once "
+                      f"it has (scaletune ladder {source})", highlight=False, markup=False)
+    return {}

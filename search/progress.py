@@ -289,14 +289,20 @@ def print_run_summary(console: Console, study: optuna.Study, cfg: StudyConfig, s
         f"scaletune report {study_file} -o {report_dir}",
     ] + ([f"scaletune export {study_file} --tokens {_short_tokens(10 * cfg.tokens_per_trial)} "
           "-o final.yaml   # a final run of 10x a trial's tokens"] if best else [])
-    if registered := [f"search.{name}" for name, p in cfg.search.params.items()
-                      if p is not None and name not in hparams.BUILT_IN]:
+    registered = [f"search.{name}" for name, p in cfg.search.params.items()
+                  if p is not None and name not in hparams.BUILT_IN]
+    if registered or not cfg.from_file:
         # The command line knows the built-in hyperparameters only: each command above refused
-        # the study file ("search.beta2: unknown key"). Python, where the entry is registered.
-        commands = [f"make_report(cfg, {str(_near(cfg.folder / 'report'))!r})   # in Python: "
-                    f"the command line does not know {', '.join(registered)}, registered in "
-                    "Python"] + ([f"export_study(cfg, 'final.yaml', tokens="
-                                  f"{10 * cfg.tokens_per_trial:_})"] if best else [])
+        # the study file ("search.beta2: unknown key"); and a config built in code has no file
+        # for them to read (they named a file "study"). Python, then, and the dashboard, which
+        # needs only the storage.
+        why = (f"the command line does not know {', '.join(registered)}, registered in Python"
+               if registered else "the study was built in Python, with no study file")
+        storage_flag, setting = _study_and_storage(None, storage or cfg.storage_url)
+        commands = [*setting, f"make_report(cfg, {str(_near(cfg.folder / 'report'))!r})   # in "
+                    f"Python: {why}"] + ([f"export_study(cfg, 'final.yaml', tokens="
+                                          f"{10 * cfg.tokens_per_trial:_})"] if best else []) + [
+            f"scaletune dashboard {storage_flag}"]
     rows += [("next" if i == 0 else "", command) for i, command in enumerate(commands)]
     for key, text in rows:  # soft: a command a terminal wraps still pastes whole
         console.print(f"  {key:<8} {text}", highlight=False, markup=False, soft_wrap=True)
@@ -334,17 +340,17 @@ STORAGE_VARIABLE = "SCALETUNE_STORAGE"
 summary never prints a password."""
 
 
-def _study_and_storage(source: str, url: str | None) -> tuple[str, list[str]]:
-    """How the next commands name the study: its file, and ``--storage URL`` when it ran on the
-    storage of ``run --storage``; a URL with a password as a shell variable, with the command
-    that sets it (password masked) to go first."""
-    study_file = shlex.quote(source)
+def _study_and_storage(source: str | None, url: str | None) -> tuple[str, list[str]]:
+    """How the next commands name the study: its file (None: no file), and ``--storage URL``
+    when it ran on the storage of ``run --storage``; a URL with a password as a shell variable,
+    with the command that sets it (password masked) to go first."""
+    study_file = "" if source is None else shlex.quote(source) + " "
     if url is None:
-        return study_file, []
+        return study_file.strip(), []
     shown = mask_url(url)
     if shown == url:
-        return f"{study_file} --storage {shlex.quote(url)}", []
-    return (f'{study_file} --storage "${STORAGE_VARIABLE}"',
+        return f"{study_file}--storage {shlex.quote(url)}", []
+    return (f'{study_file}--storage "${STORAGE_VARIABLE}"',
             [f"{STORAGE_VARIABLE}={shlex.quote(shown)}   # with the password in place of ***"])
 
 

@@ -1104,12 +1104,18 @@ def make_report(
     console: Console | None = None, ladder: list[Drawn] | None = None,
 ) -> dict[str, Any]:
     """Write the trials table, the plots, summary.json and index.html into ``out_dir``; return
-    the summary. ``cfg``: the study, or its file's path (a ladder, or its file, for its target);
-    ``source``: the file its errors and commands name (by default the study file);
+    the summary. ``cfg``: the study, or its file's path; or a ladder (a Ladder, or its file),
+    whose figures come first and then its target study's report once the target has run, as
+    `scaletune report LADDER.yaml` writes (search.ladder_report.make_ladder_report: {} before
+    then); ``source``: the file its errors and commands name (by default the study file);
     ``ladder``: the figures of the ladder whose target the study is, drawn into ``out_dir``
     already, which index.html shows first."""
-    from scaletune.search.ladder import one_study
+    from scaletune.search.ladder import as_ladder, one_study
 
+    if ladder is None and (whole := as_ladder(cfg)) is not None:
+        from scaletune.search.ladder_report import make_ladder_report
+
+        return make_ladder_report(whole, out_dir, source, given_console(console, "make_report"))
     cfg = one_study(cfg, "make_report")
     console = given_console(console, "make_report")
     source = source or cfg.source

@@ -135,7 +135,7 @@ def open_study(cfg: StudyConfig, source: str | None = None,
             if problems := sqlite_file_errors(url):  # a folder, an empty file, not a database
                 raise ConfigError(source, problems)
             if database is not None and not database.is_file():
-                key, run_first = _not_run(source)
+                key, run_first = _not_run(source, cfg)
                 there = _held_by_the_file(source, cfg)
                 raise ConfigError(source, [
                     f"{key}no study {cfg.name!r}: its storage {shown} does not exist; "
@@ -145,13 +145,14 @@ def open_study(cfg: StudyConfig, source: str | None = None,
             study = optuna.load_study(study_name=cfg.name, storage=storage)
         except KeyError:
             names = optuna.get_all_study_names(storage)
-            key, run_first = _not_run(source)
+            key, run_first = _not_run(source, cfg)
             there = _held_by_the_file(source, cfg)
+            other = "--storage" if cfg.from_file else "its storage"
             raise ConfigError(source, [
                 f"{key}no study named {cfg.name!r} in {shown}; studies there: "
                 f"{', '.join(names) or 'none'}; "
                 + (f"the study file's own storage, {there}, holds it: leave out --storage" if there
-                   else f"{run_first}, or give the storage it ran on with --storage")
+                   else f"{run_first}, or give the storage it ran on with {other}")
             ]) from None
 
     notes: list[str] = []
@@ -241,12 +242,15 @@ def study_named(name: str, url: str | None) -> tuple[optuna.Study, str]:
         return optuna.load_study(study_name=name, storage=storage), url
 
 
-def _not_run(source: str) -> tuple[str, str]:
+def _not_run(source: str, cfg: StudyConfig) -> tuple[str, str]:
     """(the key a missing study is named by, the command that makes it) for the file
     ``source``: ``name:`` and ``scaletune run``; for a ladder file, whose study is its target
-    and runs after its rungs, no key and ``scaletune ladder`` (one reading of the file)."""
+    and runs after its rungs, no key and ``scaletune ladder`` (one reading of the file); for
+    ``cfg`` built in code, which has no file, run_study."""
     from scaletune.search.ladder import is_ladder  # ladder reads studies through this module
 
+    if not cfg.from_file and source == cfg.source:  # ("study": a file of that name was named)
+        return "name: ", "run it first: run_study(cfg)"
     try:
         ladder = is_ladder(source)
     except ConfigError:  # not a file: the command line, a stored config

@@ -260,7 +260,7 @@ def test_prior_validation_quotes_the_value():
     with pytest.raises(ValueError, match="tokens=0"):
         priors_for(TINY, 0)
     # As a study file writes it: a TypeError of the first comparison, which named neither.
-    for text in ("2.5B", "2.5e9"):
+    for text in ("2.5B", "2.5e9", None):  # None: "'>' not supported between ..."
         with pytest.raises(ValueError, match=re.escape(
                 "tokens must be a number of tokens (2.5e9, not the text '2.5e9' or '2.5B' a "
                 f"study file may hold), got {text!r}")):

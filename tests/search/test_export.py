@@ -193,6 +193,12 @@ def test_the_python_functions_say_what_they_take(finished, tmp_path):
         fit_laws([cfg.model_dump()])
     with pytest.raises(ConfigError, match="studies: none given"):
         fit_laws([])
+    # A scale the laws are not fitted over, refused before the studies are read (a ValueError
+    # of an internal parameter, scale_kind, once they had been).
+    with pytest.raises(ConfigError, match=re.escape("by: 'flops' is not a scale the laws are "
+                                                    "fitted over: 'tokens' (tokens per trial) "
+                                                    "or 'params' (model size)")):
+        fit_laws([path, path], by="flops")
     with pytest.raises(ConfigError, match=r"is a folder; give the file to write"):
         fit_laws([path, path], tmp_path)
     (tmp_path / "a-file").write_text("mine\n")

@@ -17,6 +17,7 @@ from scaletune.heuristics.fit import EXPONENT_PRIOR_SD, SHORT_RUN_LR_EXPONENT
 from scaletune.search.cli import main
 from scaletune.search.config import load_study
 from scaletune.search.ladder import epochs, epochs_warning, load_ladder, run_ladder
+from scaletune.search.report import make_report
 from scaletune.search.runner import run_study
 from scaletune.search.storage import make_storage
 from scaletune.trainer.errors import ConfigError
@@ -595,6 +596,11 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     # ladder.yaml`, which refuses a ladder file), on its target.
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert summary["seed_noise"]["measure"] == f"scaletune ladder {path} --repeat-best 2"
+    # make_report of the ladder file writes what the command writes (it wrote the target's
+    # report alone, without the ladder's figures).
+    python = make_report(path, tmp_path / "python")
+    assert python["files"] == files and python["study"] == "ladder-target"
+    assert (tmp_path / "python" / "ladder_lr.png").is_file()
     assert main(["ladder", str(path), "--repeat-best", "1"]) == 0
     capsys.readouterr()
     target = optuna.load_study(study_name="ladder-target", storage=storage)

@@ -14,7 +14,7 @@ import optuna
 import pytest
 
 from scaletune.search import lease, studies
-from scaletune.search.config import validate_study
+from scaletune.search.config import revalidated, validate_study
 from scaletune.search.plan import RECORD, SearchPlan, priors_note, pruner_note, sampler_note
 from scaletune.search.storage import make_storage
 from scaletune.trainer.errors import ConfigError, SetupError
@@ -708,3 +708,33 @@ def test_validation_text_given_apart_is_part_of_the_data_a_study_resumes_on(tmp_
     with pytest.raises(ConfigError, match="validation changed: it now validates on a part held "
                        "out of the training data, where its trials validated on data given apart"):
         open_study(load_study(str(write_study(tmp_path, raw))))
+
+
+def test_a_study_built_from_a_dict_keeps_its_files_after_a_change_of_folder(tmp_path, shakespeare,
+                                                                            monkeypatch):
+    # In a notebook: validate_study(d) in one folder, `%cd` to another. The config resolved its
+    # relative paths at each use: its storage moved to the new folder's runs/ (the next
+    # run_study started the study afresh there), and its trials' workers, which run in the
+    # folder Ray started in, did not find its data.
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    raw = tiny_study(project, shakespeare)
+    del raw["study_dir"]
+    raw["data"] = {**raw["data"], "path": "corpus.txt"}
+    raw["storage"] = "sqlite:///trials.db"
+    monkeypatch.chdir(project)
+    cfg = validate_study(raw)
+    monkeypatch.chdir(elsewhere)
+    assert cfg.data.path == str(project / "corpus.txt")
+    assert cfg.folder == project / "runs" / "tiny"
+    assert cfg.storage_url == f"sqlite:///{project / 'trials.db'}"
+    # Without a storage, the default one: runs/studies.db, shared by the folder's studies.
+    del raw["storage"]
+    monkeypatch.chdir(project)
+    cfg = validate_study(raw)
+    monkeypatch.chdir(elsewhere)
+    assert cfg.storage_url == f"sqlite:///{project / 'runs' / 'studies.db'}"
+    # Renamed in Python, it follows its folder as a study file's does.
+    renamed = cfg.model_copy(update={"name": "other"})
+    assert revalidated(renamed).folder == project / "runs" / "other"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 from rich.console import Console
@@ -256,3 +257,33 @@ def test_the_next_commands_paste_whole_from_a_narrow_terminal(tmp_path):
     assert len(str(path)) > 40  # a command longer than the terminal is wide
     assert f"scaletune dashboard {path}\n" in out.getvalue()
     assert f"scaletune report {path} -o {cfg.folder / 'report'}\n" in out.getvalue()
+
+
+def test_a_study_built_in_python_is_followed_by_python_calls_not_commands_on_a_file(tmp_path):
+    # A config built from a dict has no file: the summary named one called "study"
+    # (`scaletune report study`, which says "no such study file"), and so did the error of a
+    # study that had not run.
+    from scaletune.search import open_study
+    from scaletune.search.config import validate_study
+    from scaletune.trainer.errors import ConfigError
+
+    path, on_file = study_file(tmp_path)
+    cfg = validate_study(yaml.safe_load(path.read_text()))
+    with pytest.raises(ConfigError) as e:
+        open_study(cfg)
+    assert "run it first: run_study(cfg)" in str(e.value)
+    assert "scaletune run" not in str(e.value)
+    study = make_study(cfg)
+    add_trial(study, cfg, params(2e-3), 2.2)
+    console = Console(record=True, width=400)
+    print_run_summary(console, study, cfg, cfg.source, 10.0)
+    printed = console.export_text()
+    assert "scaletune report" not in printed and "scaletune export" not in printed
+    assert (f"make_report(cfg, '{cfg.folder / 'report'}')   # in Python: the study was built in "
+            "Python, with no study file") in printed
+    assert "export_study(cfg, 'final.yaml', tokens=409_600)" in printed
+    assert f"scaletune dashboard --storage {cfg.storage_url}" in printed
+    # The same study read from its file: the commands name the file.
+    console = Console(record=True, width=400)
+    print_run_summary(console, study, on_file, str(path), 10.0)
+    assert f"scaletune report {path} -o" in console.export_text()
