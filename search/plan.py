@@ -467,6 +467,9 @@ class TrialRun:
     tokens_reported: int = 0
     """The tokens of its last report: what it had trained at least, where it ends without a
     result of its own (stopped, its worker lost) to say what it trained."""
+    final_value: float | None = None
+    """The loss of the trainer's last evaluation, at the end of its budget, once reported: its
+    result's final_val_loss (tell_from_final_report)."""
 
     @property
     def number(self) -> int:
@@ -490,7 +493,7 @@ class TrialRun:
             return "prune"
         self.last_step = step
         if tokens >= self.config.tokens:
-            self.unjudged_step = step
+            self.unjudged_step, self.final_value = step, value
         if not self.prunable or tokens >= self.config.tokens:
             # The trainer's last evaluation (its steps overshoot the budget): nothing is left to
             # save, and a "prune" there would be ignored while the pruner recorded a stop on a
@@ -558,6 +561,19 @@ class TrialRun:
         reason = result.get("reason") or f"trial ended with status {status}"
         trial.set_user_attr("fail_reason", reason)
         return "FAIL", None, reason
+
+    def tell_from_final_report(self, study: optuna.Study, why: str) -> bool:
+        """End the trial COMPLETE with the loss of its trainer's last evaluation, at the end of
+        its budget, where that was reported and its result did not come (``why``: the driver
+        stopped, and the signal that stopped it reached the worker as the trial wrote its
+        result); its whole run was done. The user attr ``result_lost`` says so. False where the
+        last evaluation was not reported (the trial is stopped then)."""
+        if self.final_value is None:
+            return False
+        self.trial.set_user_attr("result_lost", f"{why} after its last evaluation, at "
+                                 f"{self.tokens_reported:,} tokens: recorded from its report")
+        return self.tell(study, {"status": "completed", "final_val_loss": self.final_value,
+                                 "tokens_seen": self.tokens_reported})[0] == "COMPLETE"
 
     def fail(self, study: optuna.Study, reason: str, max_retries: int,
              count_attempt: bool = True) -> bool:

@@ -432,7 +432,7 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
     starting = DeferredInterrupt()
     coordinator = None
     try:
-        with starting, _ray_keeps_our_sigterm():
+        with starting, _stopped_as_ray_starts(starting, cfg, console), _ray_keeps_our_sigterm():
             token_note = init_ray(cfg)  # a cluster that cannot be joined is refused here
             if token_note:
                 console.print(f"note: {token_note}", style="yellow", highlight=False,
@@ -445,16 +445,6 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
             # 0.1 CPU each warmed 20 on 2 cores, and its trials waited behind them.
             coordinator = _start_workers(cfg, min(slots, cfg.n_trials + repeat_best),
                                          warm=launch is None)
-        if starting.requested:
-            signum = starting.signal or signal.SIGINT
-            what = ("interrupted (Ctrl-C)" if signum == signal.SIGINT
-                    else f"stopped ({signal.Signals(signum).name})")
-            database = sqlite_path(cfg.storage_url)
-            again = ("start or resume" if database is None else  # a server: not read here
-                     "resume" if holds_study(database, cfg.name) else "start")
-            console.print(f"[yellow]{what} as Ray started: no trial ran; run the same command "
-                          f"to {again} the study[/]")
-            raise Interrupted(signum, said=True)
     except BaseException:
         if coordinator is not None:
             _release(coordinator)
@@ -499,13 +489,7 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
                                   "trial (--repeat-best) did not run, with no trial to repeat",
                                   style="yellow")
     except KeyboardInterrupt:
-        signum = interrupt.signal or signal.SIGINT
-        what = ("interrupted (Ctrl-C)" if signum == signal.SIGINT
-                else f"stopped ({signal.Signals(signum).name})")
-        _stop_running(plan, running, what, cfg, tracker)
-        console.print(f"[yellow]{what}: {len(running)} running trial(s) stopped and queued "
-                      "again; run the same command to resume[/]")
-        raise Interrupted(signum, said=True) from None
+        raise _stopped_by(interrupt, plan, running, cfg, tracker, console) from None
     except SystemExit as e:
         # How rich ends the program when the output it writes to is closed (`scaletune run ... |
         # head` once head has its lines, a log reader that died): stop the running trials and
@@ -528,6 +512,11 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
             raise
         raise _write_failed(cfg, running, "a write", e) from e
     except Exception as e:
+        if interrupt.requested:
+            # SIGTERM to the driver's process group (Slurm, systemd, `kill -- -PGID`) reaches
+            # Ray's own processes too, and a call to the coordinator failed as they went: "the
+            # driver stopped on an error" (ActorDiedError), exit 1, where the signal was meant.
+            raise _stopped_by(interrupt, plan, running, cfg, tracker, console) from None
         if isinstance(e, KeyError) and _study_deleted(cfg):  # Optuna's "Record does not exist"
             raise _deleted_as_it_ran(cfg, running) from None
         # A bug or a failure of ours must not leave trials RUNNING: stop and queue them again,
@@ -547,6 +536,46 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
         # there (the default storage is runs/studies.db, beside it), it is not left empty.
         _remove_empty(new_folders)
     return study
+
+
+def _signalled(interrupt: DeferredInterrupt) -> tuple[int, str]:
+    """The signal ``interrupt`` took, and how a line says it: interrupted (Ctrl-C), stopped
+    (SIGTERM)."""
+    signum = interrupt.signal or signal.SIGINT
+    return signum, ("interrupted (Ctrl-C)" if signum == signal.SIGINT
+                    else f"stopped ({signal.Signals(signum).name})")
+
+
+def _stopped_by(interrupt: DeferredInterrupt, plan: SearchPlan, running: dict[int, TrialRun],
+                cfg: StudyConfig, tracker: Tracker, console: Console) -> Interrupted:
+    """Stop and queue again the running trials of a driver that took a signal, say so, and
+    return the Interrupted to raise."""
+    signum, what = _signalled(interrupt)
+    _stop_running(plan, running, what, cfg, tracker)
+    console.print(f"[yellow]{what}: {len(running)} running trial(s) stopped and queued "
+                  "again; run the same command to resume[/]")
+    return Interrupted(signum, said=True)
+
+
+@contextlib.contextmanager
+def _stopped_as_ray_starts(starting: DeferredInterrupt, cfg: StudyConfig,
+                           console: Console) -> Iterator[None]:
+    """A signal taken while Ray started (``starting``) ends the launch once Ray is up, or once
+    its start failed: SIGTERM to the driver's process group reaches Ray's own processes too,
+    and the start then failed ("Ray could not start a cluster"), where the signal was meant."""
+    try:
+        yield
+    except Exception:
+        if not starting.requested:
+            raise
+    if starting.requested:
+        signum, what = _signalled(starting)
+        database = sqlite_path(cfg.storage_url)
+        again = ("start or resume" if database is None else  # a server: not read here
+                 "resume" if holds_study(database, cfg.name) else "start")
+        console.print(f"[yellow]{what} as Ray started: no trial ran; run the same command "
+                      f"to {again} the study[/]")
+        raise Interrupted(signum, said=True) from None
 
 
 def _repeat(study: optuna.Study, n: int, cfg: StudyConfig, console: Console) -> bool:
@@ -912,18 +941,24 @@ def _stop_running(plan: SearchPlan, running: dict[int, TrialRun], reason: str,
                   cfg: StudyConfig, tracker: Tracker) -> None:
     """Cancel the running trials' tasks and mark them FAIL, queued again with their params. A
     trial whose task had returned when the driver stopped, and the loop had not yet told, is told
-    as it ended (and taken out of ``running``): its whole run was done. Either way the trackers
-    log how it ended, as for a trial whose worker died (they had no run of it at all)."""
+    as it ended (and taken out of ``running``): its whole run was done; so is one whose last
+    evaluation, at the end of its budget, was reported, with that evaluation's loss
+    (TrialRun.tell_from_final_report: a Ctrl-C to the terminal's process group stops its
+    worker too, as it writes its result). Either way the trackers log how it ended, as for a
+    trial whose worker died (they had no run of it at all)."""
     for number, r in list(running.items()):
-        if _told_as_ended(r):
+        told = _told_as_ended(r)
+        if not told:
+            try:
+                if "ref" in r.extra:  # a trial asked for but not launched has none
+                    ray.cancel(r.extra["ref"], force=True)
+            except Exception:  # noqa: BLE001 - Ray may be going down (SIGTERM to the group)
+                pass
+            told = _told_from_final_report(r, reason)
+        if told:
             del running[number]
             _track_end(tracker, r.trial.study, number)
             continue
-        try:
-            if "ref" in r.extra:  # a trial asked for but not launched has none
-                ray.cancel(r.extra["ref"], force=True)
-        except Exception:  # noqa: BLE001 - Ray itself may be going down (SIGTERM to the group)
-            pass
         try:
             r.fail(r.trial.study, reason, cfg.max_retries, count_attempt=False)
         except optuna.exceptions.UpdateFinishedTrialError:
@@ -961,6 +996,15 @@ def _told_as_ended(r: TrialRun) -> bool:
     except Exception:  # noqa: BLE001 - ended elsewhere, or the storage failed: stop it as the rest
         return False
     return True
+
+
+def _told_from_final_report(r: TrialRun, reason: str) -> bool:
+    """r.tell_from_final_report, False where the storage refuses it (the trial is stopped as
+    the rest)."""
+    try:
+        return r.tell_from_final_report(r.trial.study, reason)
+    except Exception:  # noqa: BLE001 - ended elsewhere, or the storage failed
+        return False
 
 
 ENDS = ("completed", "stopped", "diverged")

@@ -651,6 +651,9 @@ def test_data_that_changes_under_a_running_study_stops_it_and_it_resumes(
 def test_a_trial_that_had_ended_when_the_driver_stopped_is_told_not_run_again(tmp_path):
     # Its final evaluation was in, its task had returned, and SIGTERM came before the driver's
     # loop told it: it was stopped and queued again with the running ones, and ran again whole.
+    # So was one whose last evaluation, at the end of its budget, had been reported and whose
+    # result had not come: Ctrl-C to the terminal's process group reaches its worker too, as
+    # it writes its result, and the signal's result is no end (3 of 7 such signals in a run).
     from types import SimpleNamespace
 
     from scaletune.search.plan import TrialRun
@@ -660,26 +663,36 @@ def test_a_trial_that_had_ended_when_the_driver_stopped_is_told_not_run_again(tm
     try:
         ended = ray.put({"status": "completed", "final_val_loss": 2.5, "steps": 3})
         stopped_itself = ray.put({"status": "interrupted", "reason": "SIGTERM"})
-        still = ray.remote(lambda: time.sleep(60)).remote()
+        still, writing = (ray.remote(lambda: time.sleep(60)).remote() for _ in range(2))
         study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}")
         running = {}
-        for ref in (ended, stopped_itself, still):
+        budget = SimpleNamespace(tokens=250)
+        for ref in (ended, stopped_itself, still, stopped_itself, writing):
             trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
-            running[trial.number] = TrialRun(trial, {}, None, 100, "median", extra={"ref": ref})
+            running[trial.number] = TrialRun(trial, {}, budget, 100, "median", extra={"ref": ref})
+        running[1].report(100, 2.9)  # an evaluation before the end of its budget
+        for number in (3, 4):  # the trainer's last evaluation, past its budget
+            assert running[number].report(100, 2.9) == running[number].report(300, 2.4)
         ray.wait([ended, stopped_itself], num_returns=2)
         logged = []  # what the trackers were told: every trial that ended, as it ended
         tracker = SimpleNamespace(finished=lambda _, number: logged.append(number))
         _stop_running(None, running, "stopped (SIGTERM)", SimpleNamespace(max_retries=2),
                       tracker)
+        with pytest.raises(ray.exceptions.TaskCancelledError):
+            ray.get(writing, timeout=30)  # told from its report, its task was stopped too
     finally:
         ray.shutdown()
     states = [(t.state, t.value, t.user_attrs.get("fail_reason")) for t in study.trials]
     assert states == [(TrialState.COMPLETE, 2.5, None),
                       (TrialState.FAIL, None, "stopped (SIGTERM)"),
                       (TrialState.FAIL, None, "stopped (SIGTERM)"),
+                      (TrialState.COMPLETE, 2.4, None), (TrialState.COMPLETE, 2.4, None),
                       (TrialState.WAITING, None, None), (TrialState.WAITING, None, None)]
+    assert study.trials[3].user_attrs["result_lost"] == (
+        "stopped (SIGTERM) after its last evaluation, at 300 tokens: recorded from its report")
+    assert study.trials[3].user_attrs["tokens_seen"] == 300
     assert sorted(running) == [1, 2]  # the stopped ones, which the driver's line counts
-    assert logged == [0, 1, 2]
+    assert logged == [0, 1, 2, 3, 4]
 
 
 def test_a_database_server_that_went_away_is_not_told_to_free_disk_space(tmp_path, shakespeare):
@@ -773,6 +786,67 @@ def test_a_storage_file_deleted_as_the_study_ran_is_named_not_a_full_disk(tmp_pa
     assert (f"a read failed: database disk image is malformed. The storage file {sqlite_path(local.storage_url)} is damaged: restore it "
             "from a backup, or move it aside") in said
     assert "disk space" not in said
+
+
+AS_A_TERMINAL_STARTS_PYTHON = """
+import os, signal, sys, time
+# As Python starts in a terminal: a disposition the test runner's process holds (SIGINT
+# ignored, or blocked) is inherited across exec, and the signal would never arrive.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+"""
+
+
+def test_sigterm_to_the_process_group_is_a_stop_though_rays_processes_die_of_it(tmp_path,
+                                                                               shakespeare):
+    # `kill -- -PGID` (Slurm, systemd) reaches Ray's own processes too. As trials ran, a call
+    # to the coordinator then failed (ActorDiedError): "the driver stopped on an error", a
+    # traceback and exit 1. As Ray started, its start failed 30 s later: "Ray could not start
+    # a cluster on this machine", exit 2. Both were the signal's stop.
+    raw = tiny_study(tmp_path, shakespeare, n_trials=2, pruner={"name": "none"},
+                     workers={"cpus_per_trial": 1, "max_concurrent": 1})
+    path = write_study(tmp_path, raw)
+    running = AS_A_TERMINAL_STARTS_PYTHON + f"""
+import ray
+from scaletune.search.cli import main
+
+def launch(run, coordinator):  # the trial starts; the signal ends the coordinator's process
+    ref = ray.remote(lambda: time.sleep(60)).remote()
+    ray.kill(coordinator)
+    os.kill(os.getpid(), signal.SIGTERM)
+    return ref
+
+import scaletune.search.runner as runner
+real = runner.run_study
+runner.run_study = lambda cfg, *args, **kwargs: real(cfg, *args, launch=launch, **kwargs)
+sys.exit(main(["run", {str(path)!r}]))
+"""
+    starting = AS_A_TERMINAL_STARTS_PYTHON + f"""
+import scaletune.search.runner as runner
+from scaletune.search.cli import main
+from scaletune.trainer.errors import SetupError
+
+def failed(cfg):  # the signal came, and Ray's processes died of it as they started
+    os.kill(os.getpid(), signal.SIGTERM)
+    raise SetupError("ray", ["Ray could not start a cluster on this machine"])
+
+runner.init_ray = failed
+sys.exit(main(["run", {str(path)!r}]))
+"""
+    for script, said in ((running, "stopped (SIGTERM): 1 running trial(s) stopped and queued "
+                                   "again; run the same command to resume"),
+                         (starting, "stopped (SIGTERM) as Ray started: no trial ran; run the "
+                                    "same command to resume the study")):
+        launch = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                timeout=300, cwd=tmp_path)
+        out = flat(launch.stdout)
+        assert launch.returncode == 128 + signal.SIGTERM, launch.stdout + launch.stderr
+        assert said in out, out
+        assert "Traceback" not in launch.stderr and "error" not in out, launch.stderr
+    study = load(validate_study(raw))
+    assert [(t.state, t.user_attrs.get("fail_reason")) for t in study.trials] == [
+        (TrialState.FAIL, "stopped (SIGTERM)"), (TrialState.WAITING, None)]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
