@@ -528,13 +528,17 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
                           "stopped and queued again[/]")
         raise
     finally:
-        tracker.close()
-        if plan.lease is not None:
-            plan.lease.release()
-        _release(coordinator)
-        # The study's folder, made for its storage and trackers: where nothing was written
-        # there (the default storage is runs/studies.db, beside it), it is not left empty.
-        _remove_empty(new_folders)
+        # A signal here (Ctrl-C as the last trial ended) waits for the study to be released:
+        # taken at once, it skipped the rest (the driver's lease stayed in the study), and a
+        # study that had run to its end said "interrupted" without its summary.
+        with DeferredInterrupt():
+            tracker.close()
+            if plan.lease is not None:
+                plan.lease.release()
+            _release(coordinator)
+            # The study's folder, made for its storage and trackers: where nothing was written
+            # there (the default storage is runs/studies.db, beside it), it is not left empty.
+            _remove_empty(new_folders)
     return study
 
 

@@ -23,6 +23,7 @@ import ray
 from optuna.trial import FrozenTrial, TrialState
 
 import scaletune.search.runner
+from scaletune.search import lease
 from scaletune.search.cli import main
 from scaletune.search.config import validate_study
 from scaletune.search.plan import n_finished, recover
@@ -809,6 +810,7 @@ def test_sigterm_to_the_process_group_is_a_stop_though_rays_processes_die_of_it(
     path = write_study(tmp_path, raw)
     running = AS_A_TERMINAL_STARTS_PYTHON + f"""
 import ray
+from scaletune.search import lease
 from scaletune.search.cli import main
 
 def launch(run, coordinator):  # the trial starts; the signal ends the coordinator's process
@@ -824,6 +826,7 @@ sys.exit(main(["run", {str(path)!r}]))
 """
     starting = AS_A_TERMINAL_STARTS_PYTHON + f"""
 import scaletune.search.runner as runner
+from scaletune.search import lease
 from scaletune.search.cli import main
 from scaletune.trainer.errors import SetupError
 
@@ -849,6 +852,36 @@ sys.exit(main(["run", {str(path)!r}]))
         (TrialState.FAIL, "stopped (SIGTERM)"), (TrialState.WAITING, None)]
 
 
+def test_ctrl_c_as_the_last_trial_ends_leaves_the_study_released_and_summed_up(tmp_path,
+                                                                             shakespeare):
+    # The signal came as the driver closed the study: the lease stayed written, and a study
+    # that had run to its end said "interrupted; the next run ... recovers any trial left
+    # running" without its summary (exit 130).
+    raw = tiny_study(tmp_path, shakespeare, n_trials=1, pruner={"name": "none"})
+    path = write_study(tmp_path, raw)
+    script = AS_A_TERMINAL_STARTS_PYTHON + f"""
+import scaletune.search.runner as runner
+from scaletune.search import lease
+from scaletune.search.cli import main
+
+close = runner.Tracker.close
+def signalled(self):  # Ctrl-C as the study is closed, its last trial told
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.2)
+    close(self)
+
+runner.Tracker.close = signalled
+sys.exit(main(["run", {str(path)!r}]))
+"""
+    launch = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300, cwd=tmp_path)
+    assert launch.returncode == 0, launch.stdout + launch.stderr
+    assert "best trial 0" in launch.stdout and "interrupted" not in launch.stderr
+    study = load(validate_study(raw))
+    assert n_finished(study) == 1
+    assert study.user_attrs.get(lease.ATTR) is None
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_while_ray_starts_stops_the_launch_cleanly(tmp_path, shakespeare, signum):
     # Ctrl-C in the first seconds was raised inside Ray's start-up: lost in a finalizer
@@ -860,6 +893,7 @@ def test_a_signal_while_ray_starts_stops_the_launch_cleanly(tmp_path, shakespear
     script = f"""
 import os, signal, sys, time
 import scaletune.search.runner as runner
+from scaletune.search import lease
 from scaletune.search.cli import main
 
 # As Python starts in a terminal: a disposition the test runner's process holds (SIGINT
