@@ -299,10 +299,15 @@ def launch(path: str, nproc: int, resume: bool = False, overwrite: bool = False,
     # so the same value is given here, without the warning.
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     proc = subprocess.Popen(cmd, env=env, preexec_fn=_own_group_ending_with_parent())
+    taken: list[int] = []
 
     def forward(signum: int, _frame: Any) -> None:
+        taken.append(signum)
         with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signum)
+            if len(taken) == 1:
+                os.kill(proc.pid, signum)
+            else:  # a second: the first did not end it, and the user means it
+                os.killpg(proc.pid, signal.SIGKILL)
 
     handlers = {sig: signal.signal(sig, forward) for sig in PASSED_ON
                 if signal.getsignal(sig) is not signal.SIG_IGN}
@@ -311,6 +316,13 @@ def launch(path: str, nproc: int, resume: bool = False, overwrite: bool = False,
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
+    if len(taken) > 1:
+        # torchrun waiting at its rendezvous for nodes that never came lets a Ctrl-C go
+        # (torch's store client retries through it): two, three, left it waiting for minutes.
+        print("scaletune train: a second signal: torchrun and its ranks were killed; a "
+              "checkpoint written before is kept (run the command again with --resume)",
+              file=sys.stderr, flush=True)
+        return 128 + taken[0]
     return 128 - code if code < 0 else code  # killed by a signal: as a shell reports it
 
 

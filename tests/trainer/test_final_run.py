@@ -372,6 +372,39 @@ def test_a_node_signalled_alone_leaves_the_others_a_line_not_a_traceback(tmp_pat
     assert "Traceback" not in err0, err0
 
 
+def test_a_second_ctrl_c_ends_a_node_that_waits_for_the_others(tmp_path, shakespeare):
+    # Node 0 of 2, and node 1 never comes: torchrun waits at its rendezvous, where torch lets
+    # a SIGINT go. Two, three Ctrl-C left it waiting for minutes.
+    nodes = _config(tmp_path, shakespeare, "nodes")
+    port = _free_port()
+    alone = subprocess.Popen(
+        [sys.executable, "-m", "scaletune.search.cli", "train", str(nodes), "--nnodes", "2",
+         "--node-rank", "0", "--rdzv-endpoint", f"127.0.0.1:{port}"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not _listening(port):  # torchrun holds the rendezvous: it waits for node 1
+            assert alone.poll() is None and time.monotonic() < deadline, alone.communicate()
+            time.sleep(0.2)
+        time.sleep(1)
+        for _ in range(2):
+            alone.send_signal(signal.SIGINT)
+            time.sleep(1)
+        _, err = alone.communicate(timeout=30)
+    finally:
+        if alone.poll() is None:
+            alone.kill()
+    assert alone.returncode == 130, err
+    assert ("scaletune train: a second signal: torchrun and its ranks were killed; a checkpoint "
+            "written before is kept (run the command again with --resume)") in err, err
+    assert "Traceback" not in err, err
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def test_tensorboard_scalars_are_written_per_evaluation(tmp_path, shakespeare):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
