@@ -776,8 +776,11 @@ def test_a_study_stopped_during_an_ask_queues_the_asked_trial_again(tmp_path, sh
     _slow_third_ask(monkeypatch, 2.0, during=lambda: os.kill(os.getpid(), signal.SIGTERM))
 
     def launch(run, coordinator):
-        reports = 60 if run.number == 0 else 1
-        return _reporting_trial.remote(run.number, cfg.eval_interval, reports, 0.1, coordinator)
+        # Trial 0 reports for 6 s, all below its budget: a report at its budget is its
+        # trainer's last evaluation, which a stopped driver records as the trial's end.
+        every, reports = ((cfg.eval_interval // 16, 60) if run.number == 0
+                          else (cfg.eval_interval, 1))
+        return _reporting_trial.remote(run.number, every, reports, 0.1, coordinator)
 
     with pytest.raises(KeyboardInterrupt):
         run_study(cfg, launch=launch)

@@ -377,9 +377,12 @@ def test_a_second_ctrl_c_ends_a_node_that_waits_for_the_others(tmp_path, shakesp
     # a SIGINT go. Two, three Ctrl-C left it waiting for minutes.
     nodes = _config(tmp_path, shakespeare, "nodes")
     port = _free_port()
+    # As from a terminal (SIGINT is ignored in the test processes a background job starts).
     alone = subprocess.Popen(
-        [sys.executable, "-m", "scaletune.search.cli", "train", str(nodes), "--nnodes", "2",
-         "--node-rank", "0", "--rdzv-endpoint", f"127.0.0.1:{port}"],
+        [sys.executable, "-c", "import signal, sys; from scaletune.search.cli import main; "
+         "signal.signal(signal.SIGINT, signal.default_int_handler); sys.exit(main())",
+         "train", str(nodes), "--nnodes", "2", "--node-rank", "0", "--rdzv-endpoint",
+         f"127.0.0.1:{port}"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
