@@ -270,9 +270,7 @@ def print_run_summary(console: Console, study: optuna.Study, cfg: StudyConfig, s
             rows.append(("derived", fmt_params(derived)))
         if seeds := seeds_of_best(study.get_trials(deepcopy=False), best["number"], cfg.seed):
             rows.append(("seeds", seeds))
-    study_file, setting = _study_and_storage(source, storage)
     run_scope, trials_scope = (", rungs and target", "target's ") if ladder else ("", "")
-    report_dir = shlex.quote(str(_near(cfg.folder / "report")))
     rows += [
         ("trials", trials_said(s)),
         ("time", f"{fmt_duration(wall_s)} this run{run_scope}; "
@@ -283,26 +281,30 @@ def print_run_summary(console: Console, study: optuna.Study, cfg: StudyConfig, s
         *(more or []),
         ("study", f"{s['study']} in {s['storage']}"),
     ]
-    commands = [
-        *setting,
-        f"scaletune dashboard {study_file}",
-        f"scaletune report {study_file} -o {report_dir}",
-    ] + ([f"scaletune export {study_file} --tokens {_short_tokens(10 * cfg.tokens_per_trial)} "
-          "-o final.yaml   # a final run of 10x a trial's tokens"] if best else [])
+    report_dir = _near(cfg.folder / "report")
     registered = [f"search.{name}" for name, p in cfg.search.params.items()
                   if p is not None and name not in hparams.BUILT_IN]
     if registered or not cfg.from_file:
-        # The command line knows the built-in hyperparameters only: each command above refused
-        # the study file ("search.beta2: unknown key"); and a config built in code has no file
-        # for them to read (they named a file "study"). Python, then, and the dashboard, which
+        # The command line knows the built-in hyperparameters only: its commands refused the
+        # study file ("search.beta2: unknown key"); and a config built in code has no file for
+        # them to read (they named a file "study"). Python, then, and the dashboard, which
         # needs only the storage.
         why = (f"the command line does not know {', '.join(registered)}, registered in Python"
                if registered else "the study was built in Python, with no study file")
         storage_flag, setting = _study_and_storage(None, storage or cfg.storage_url)
-        commands = [*setting, f"make_report(cfg, {str(_near(cfg.folder / 'report'))!r})   # in "
-                    f"Python: {why}"] + ([f"export_study(cfg, 'final.yaml', tokens="
-                                          f"{10 * cfg.tokens_per_trial:_})"] if best else []) + [
-            f"scaletune dashboard {storage_flag}"]
+        commands = [*setting, f"make_report(cfg, {str(report_dir)!r})   # in Python: {why}",
+                    *([f"export_study(cfg, 'final.yaml', tokens={10 * cfg.tokens_per_trial:_})"]
+                      if best else []),
+                    f"scaletune dashboard {storage_flag}"]
+    else:
+        study_file, setting = _study_and_storage(source, storage)
+        commands = [
+            *setting,
+            f"scaletune dashboard {study_file}",
+            f"scaletune report {study_file} -o {shlex.quote(str(report_dir))}",
+        ] + ([f"scaletune export {study_file} --tokens "
+              f"{_short_tokens(10 * cfg.tokens_per_trial)} -o final.yaml   # a final run of 10x "
+              "a trial's tokens"] if best else [])
     rows += [("next" if i == 0 else "", command) for i, command in enumerate(commands)]
     for key, text in rows:  # soft: a command a terminal wraps still pastes whole
         console.print(f"  {key:<8} {text}", highlight=False, markup=False, soft_wrap=True)
