@@ -810,7 +810,6 @@ def test_sigterm_to_the_process_group_is_a_stop_though_rays_processes_die_of_it(
     path = write_study(tmp_path, raw)
     running = AS_A_TERMINAL_STARTS_PYTHON + f"""
 import ray
-from scaletune.search import lease
 from scaletune.search.cli import main
 
 def launch(run, coordinator):  # the trial starts; the signal ends the coordinator's process
@@ -826,7 +825,6 @@ sys.exit(main(["run", {str(path)!r}]))
 """
     starting = AS_A_TERMINAL_STARTS_PYTHON + f"""
 import scaletune.search.runner as runner
-from scaletune.search import lease
 from scaletune.search.cli import main
 from scaletune.trainer.errors import SetupError
 
@@ -861,7 +859,6 @@ def test_ctrl_c_as_the_last_trial_ends_leaves_the_study_released_and_summed_up(t
     path = write_study(tmp_path, raw)
     script = AS_A_TERMINAL_STARTS_PYTHON + f"""
 import scaletune.search.runner as runner
-from scaletune.search import lease
 from scaletune.search.cli import main
 
 close = runner.Tracker.close
@@ -890,17 +887,10 @@ def test_a_signal_while_ray_starts_stops_the_launch_cleanly(tmp_path, shakespear
     # launch is: a test worker's signal handling is the test runner's.
     raw = tiny_study(tmp_path, shakespeare, n_trials=2, pruner={"name": "none"})
     path = write_study(tmp_path, raw)
-    script = f"""
-import os, signal, sys, time
+    script = AS_A_TERMINAL_STARTS_PYTHON + f"""
 import scaletune.search.runner as runner
-from scaletune.search import lease
 from scaletune.search.cli import main
 
-# As Python starts in a terminal: a disposition the test runner's process holds (SIGINT
-# ignored, or blocked) is inherited across exec, and the signal would never arrive.
-signal.signal(signal.SIGINT, signal.default_int_handler)
-signal.signal(signal.SIGTERM, signal.SIG_DFL)
-signal.pthread_sigmask(signal.SIG_UNBLOCK, {{signal.SIGINT, signal.SIGTERM}})
 real = runner.concurrency
 
 def started_then_signal(cfg):  # the signal arrives while the launch is still starting
