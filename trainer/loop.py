@@ -493,6 +493,9 @@ def _run_steps(config: TrainConfig, report: Report | None, run: _Run, model: tor
             if lines:
                 print(_progress_line(progress, run, paced_from, wall_start, steps_from),
                       file=sys.stderr, flush=True)
+            # The bar shows this evaluation at once: it showed the one before until the next
+            # tenth step, and at the end of the run for good.
+            _postfix(bar, run, progress, progress.history[-1]["train_loss"])
             if progress.status == "diverged":
                 return
             if progress.status == "stopped":
@@ -559,11 +562,19 @@ def _settle(record: tuple[int, torch.Tensor, torch.Tensor], run: _Run, progress:
     progress.loss_sum += loss
     progress.loss_count += 1
     grad_stats.add(norm)
-    if not bar.disable and step % 10 == 0:
-        rate = (bar.format_dict["rate"] or 0) * run.tokens_per_step
-        val = f" | val {progress.history[-1]['val_loss']:.3f}" if progress.history else ""
-        bar.set_postfix_str(f"loss {loss:.3f}{val} | {rate:,.0f} tok/s", refresh=False)
+    if step % 10 == 0:
+        _postfix(bar, run, progress, loss)
     return None
+
+
+def _postfix(bar: tqdm, run: _Run, progress: _Progress, loss: float) -> None:
+    """The bar's ``loss 2.413 | val 2.398 | 25,297 tok/s``: a step's training loss, the latest
+    evaluation's, and the pace."""
+    if bar.disable:
+        return
+    rate = (bar.format_dict["rate"] or 0) * run.tokens_per_step
+    val = f" | val {progress.history[-1]['val_loss']:.3f}" if progress.history else ""
+    bar.set_postfix_str(f"loss {loss:.3f}{val} | {rate:,.0f} tok/s", refresh=False)
 
 
 def _evaluate_and_report(config: TrainConfig, report: Report | None, run: _Run,

@@ -15,13 +15,14 @@ def test_the_bar_shows_the_last_validation_loss(tiny, capsys, monkeypatch):
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # as on a terminal
     result = train(tiny(steps=25, eval_every_tokens=5 * STEP_TOKENS, progress=True))
     bar = capsys.readouterr().err
-    at_step_20 = next(h["val_loss"] for h in result.history if h["step"] == 20)
     # Rule: once the run has a validation loss, the bar shows the last one (3 decimals) between
-    # the train loss and tokens/s. Its text is set every 10 steps, so the bar ends on the
-    # evaluation of step 20.
+    # the train loss and tokens/s, from the evaluation on: the bar ends on the last step's
+    # (it ended on step 20's, the one before, as its text was set only every tenth step).
     shown = re.findall(r"loss \d+\.\d{3} \| val (\d+\.\d{3}) \| [\d,]+ tok/s", bar)
     assert shown, bar
-    assert shown[-1] == f"{at_step_20:.3f}"
+    assert result.history[-1]["step"] == 25
+    assert shown[-1] == f"{result.history[-1]['val_loss']:.3f}"
+    assert f"{result.history[-2]['val_loss']:.3f}" != shown[-1]  # which the old bar ended on
 
 
 def test_off_a_terminal_each_evaluation_is_one_line_and_no_bar(tiny, capsys):
