@@ -25,8 +25,8 @@ from scaletune.search.config import validate_study
 from scaletune.search.plan import SearchPlan
 from scaletune.search.storage import make_storage
 from scaletune.trainer.errors import SetupError
+from tests.ports import free_port
 from tests.search.helpers import dashboard_api, tiny_study, write_study
-from tests.search.test_security import free_port
 
 
 def ran_study(tmp_path: Path, shakespeare: Path) -> tuple[Path, str]:

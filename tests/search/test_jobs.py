@@ -24,14 +24,8 @@ from scaletune.search.cli import main
 from scaletune.search.config import validate_study
 from scaletune.search.jobs import entrypoint
 from scaletune.search.plan import n_finished
+from tests.ports import free_port
 from tests.search.helpers import REPO, flat, tiny_study, trial_attr_rows, write_study
-
-
-def closed_port() -> int:
-    """A port on loopback that nothing listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def scaletune(*args: str) -> subprocess.CompletedProcess:
@@ -42,14 +36,14 @@ def scaletune(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_an_unreachable_job_server_is_one_line_that_names_it(capsys):
-    url = f"http://127.0.0.1:{closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     assert main(["jobs", "--address", url]) == 2
     out = flat(capsys.readouterr().err)
     # One error, naming the address and what to check.
     assert out.startswith(f"error: cannot reach the Ray job server at {url}")
     assert "is the cluster up" in out
     # A job server behind a proxy's basic auth: its password is masked, as a storage's is.
-    port = closed_port()
+    port = free_port()
     for command in (["jobs"], ["logs", "my-study"], ["stop", "my-study"]):
         assert main([*command, "--address", f"http://ju:JobPw9Secret@127.0.0.1:{port}"]) == 2
         out = flat(capsys.readouterr().err)
@@ -86,7 +80,7 @@ def test_a_command_on_a_job_needs_a_job_server(capsys, monkeypatch, tmp_path):
             "study's name") in flat(capsys.readouterr().err)
     # A study's name, as `scaletune jobs` lists it, is looked up on the job server (it was
     # refused as neither a file nor a job's id, so a job had to be named by its id).
-    url = f"http://127.0.0.1:{closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     assert main(["logs", "my-study", "--address", url]) == 2
     assert f"cannot reach the Ray job server at {url}" in flat(capsys.readouterr().err)
     # `jobs` takes it too (it said "file not found").
@@ -136,7 +130,7 @@ def test_detach_names_an_address_that_is_no_job_server(tmp_path, shakespeare, ca
 def test_a_storage_password_is_refused_before_it_reaches_the_job_command_line(tmp_path,
                                                                              shakespeare, capsys):
     study = tiny_study(tmp_path, shakespeare,
-                       workers={"address": f"http://127.0.0.1:{closed_port()}"})
+                       workers={"address": f"http://127.0.0.1:{free_port()}"})
     path = write_study(tmp_path, study)
     url = "postgresql://tuner:s3cret-pw@db.example:5432/studies"
     assert main(["run", str(path), "--detach", "--storage", url]) == 2
@@ -274,7 +268,7 @@ def test_detach_refuses_a_study_a_driver_on_this_machine_runs(tmp_path, shakespe
     from scaletune.search.config import load_study
 
     study = tiny_study(tmp_path, shakespeare,
-                       workers={"address": f"http://127.0.0.1:{closed_port()}"})
+                       workers={"address": f"http://127.0.0.1:{free_port()}"})
     path = write_study(tmp_path, study)
     cfg = load_study(path)
     cfg.folder.mkdir(parents=True)
@@ -402,7 +396,7 @@ def job_server(monkeypatch):
     monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(16))
     # The job's `scaletune run` is found on the PATH the cluster was started with.
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    proc = subprocess.Popen([sys.executable, "-c", CLUSTER, str(closed_port()), str(closed_port())],
+    proc = subprocess.Popen([sys.executable, "-c", CLUSTER, str(free_port()), str(free_port())],
                             cwd=REPO,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                             start_new_session=True)

@@ -19,6 +19,7 @@ from scaletune.search.config import load_study
 from scaletune.search.manage import with_options
 from scaletune.search.progress import print_run_summary
 from scaletune.trainer.errors import ConfigError
+from tests.ports import free_port
 from tests.search.helpers import REPO, flat, tiny_study, write_study
 from tests.search.test_export import add_trial, make_study, params, study_file
 
@@ -356,13 +357,9 @@ def test_the_storage_option_in_a_missing_folder_is_an_error(tmp_path):
 
 @pytest.mark.parametrize("scheme", ["", "ray://"], ids=["host:port", "ray-client"])
 def test_a_cluster_address_where_nothing_listens_is_refused_at_once(tmp_path, capsys, scheme):
-    import socket
-
     import ray
 
-    with socket.socket() as s:  # a port on loopback that nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens on it
     path, cfg = study_file(tmp_path)
     address = f"{scheme}127.0.0.1:{port}"
     code, out = run(capsys, str(path), "--address", address)
@@ -379,13 +376,9 @@ def test_a_cluster_address_where_nothing_listens_is_refused_at_once(tmp_path, ca
 
 def test_auto_with_a_recorded_cluster_that_is_gone_is_refused_at_once(tmp_path, capsys,
                                                                       monkeypatch):
-    import socket
-
     import ray
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     # Where auto looks first; a cluster killed without `ray stop` leaves its address recorded
     # in /tmp/ray/ray_current_cluster the same way, and Ray waited for it without end.
     monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
@@ -488,14 +481,6 @@ def test_the_address_checks_say_what_auto_needs_and_pass_a_listening_port():
             "the host no-such-head.invalid is not known here")
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_auto_joins_a_cluster_started_with_ray_start_under_its_token(tmp_path, shakespeare):
     import os
@@ -520,8 +505,8 @@ def test_auto_joins_a_cluster_started_with_ray_start_under_its_token(tmp_path, s
     (tmp_path / "auth_token").write_text(secrets.token_hex(16))
     head = subprocess.Popen(
         [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block",
-         "--port", str(_free_port()), "--num-cpus", "2", "--include-dashboard", "false",
-         "--disable-usage-stats", "--dashboard-agent-listen-port", str(_free_port())],
+         "--port", str(free_port()), "--num-cpus", "2", "--include-dashboard", "false",
+         "--disable-usage-stats", "--dashboard-agent-listen-port", str(free_port())],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 120

@@ -24,6 +24,7 @@ from scaletune.search.manage import show_study
 from scaletune.search.runner import concurrency, n_finished, run_study
 from scaletune.search.storage import sqlite_path
 from scaletune.trainer.errors import ConfigError, StorageError
+from tests.ports import free_port
 from tests.search.helpers import (
     act_when,
     as_foreground_job,
@@ -857,12 +858,6 @@ def test_resume_after_killing_the_driver_runs_only_the_rest(tmp_path, shakespear
     assert "resumed" in second.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_dashboard_serves_the_study_on_loopback(tmp_path, shakespeare):
     raw = tiny_study(tmp_path, shakespeare)
     cfg = validate_study(raw)
@@ -873,7 +868,7 @@ def test_dashboard_serves_the_study_on_loopback(tmp_path, shakespeare):
     trial.report(2.5, 16384)
     study.tell(trial, 2.4)
     path = write_study(tmp_path, raw)
-    port = _free_port()
+    port = free_port()
     proc = _scaletune("dashboard", str(path), "--port", str(port),
                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:

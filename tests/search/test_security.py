@@ -34,6 +34,7 @@ from scaletune.search.dashboard import serve
 from scaletune.search.space import planning_priors
 from scaletune.search.storage import mask_url, scrub
 from scaletune.trainer.errors import ConfigError, SetupError
+from tests.ports import free_port
 from tests.search.helpers import tiny_study, write_study
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,12 +77,6 @@ def is_loopback(address: IPAddress) -> bool:
     """Loopback, also as an IPv4-mapped IPv6 address (::ffff:127.0.0.1, which Python 3.11 does
     not count as loopback)."""
     return (getattr(address, "ipv4_mapped", None) or address).is_loopback
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def study_file(tmp_path: Path, shakespeare: Path) -> Path:
@@ -520,7 +515,6 @@ def test_a_storage_url_given_to_a_command_that_takes_none_is_not_echoed_whole(tm
 def test_an_mlflow_uris_password_stays_out_of_the_trackers_error(tmp_path, shakespeare, capsys,
                                                                  monkeypatch):
     # MLflow's error quotes the URI it could not reach: validate printed its password.
-    import socket
 
     from scaletune.search import tracking
     from scaletune.search.cli import main

@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.ports import free_port
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
@@ -176,7 +178,7 @@ def test_sharded_bf16_holds_no_block_weights_whole_between_forward_and_backward(
     script = tmp_path / "saved.py"
     script.write_text(SAVED_WEIGHTS)
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                           "--master-port", str(_free_port()), "--master-addr", "127.0.0.1",
+                           "--master-port", str(free_port()), "--master-addr", "127.0.0.1",
                            str(script)],
                           capture_output=True, text=True, timeout=300, cwd=REPO)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -312,16 +314,10 @@ def test_each_process_draws_its_own_dropout_masks_and_resumes_them(tmp_path, sha
     assert b == pytest.approx(a, abs=1e-6)  # each rank went on with its own stream
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _two_nodes(config: Path, stderr: int) -> tuple[int, list[subprocess.Popen]]:
     """`scaletune train --nnodes 2` of ``config`` as two "machines" on loopback (one process
     each, its own --node-rank), meeting at a free port: (the port, the two launches)."""
-    port = _free_port()
+    port = free_port()
     return port, [subprocess.Popen(
         [sys.executable, "-m", "scaletune.search.cli", "train", str(config), "--nnodes", "2",
          "--node-rank", str(rank), "--rdzv-endpoint", f"127.0.0.1:{port}"],
@@ -376,7 +372,7 @@ def test_a_second_ctrl_c_ends_a_node_that_waits_for_the_others(tmp_path, shakesp
     # Node 0 of 2, and node 1 never comes: torchrun waits at its rendezvous, where torch lets
     # a SIGINT go. Two, three Ctrl-C left it waiting for minutes.
     nodes = _config(tmp_path, shakespeare, "nodes")
-    port = _free_port()
+    port = free_port()
     # As from a terminal (SIGINT is ignored in the test processes a background job starts).
     alone = subprocess.Popen(
         [sys.executable, "-c", "import signal, sys; from scaletune.search.cli import main; "
