@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import math
 import os
@@ -80,9 +79,8 @@ def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)
         if int(os.environ.get("RANK", "0")) == 0:
-            what = ("interrupted" if signum == signal.SIGINT
-                    else f"stopped by {signal.Signals(signum).name}")
-            print(f"{path}: {what}; {resume_hint(config.out_dir)}", file=sys.stderr)
+            print(f"{path}: {_stopped_by(signum)}; {resume_hint(config.out_dir)}",
+                  file=sys.stderr)
         return 128 + signum
     except RuntimeError as e:
         if one_process or not peer_lost(e):
@@ -100,6 +98,11 @@ def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
             closed_output_said(f"{path}: the output was closed before the summary (a broken "
                                f"pipe); the run {result.status}")
     return 1 if result.status == "diverged" else 0
+
+
+def _stopped_by(signum: int) -> str:
+    """'interrupted' (Ctrl-C) or 'stopped by SIGTERM'."""
+    return "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
 
 
 def startable(path: str, resume: bool, overwrite: bool, world: int = 1) -> TrainConfig | None:
@@ -192,7 +195,7 @@ def torchrun_command(path: str, nproc: int, nnodes: int = 1, node_rank: int = 0,
     else:
         cmd += [f"--nnodes={nnodes}", f"--node-rank={node_rank}",
                 f"--rdzv-endpoint={rdzv_endpoint}"]
-    return cmd + ["-m", "scaletune.trainer.cli", path]
+    return cmd + ["-m", "scaletune.trainer.rank", path]
 
 
 def check_launch(nproc: int, nnodes: int, node_rank: int, rdzv_endpoint: str | None) -> list[str]:
@@ -278,41 +281,56 @@ def launch(path: str, nproc: int, resume: bool = False, overwrite: bool = False,
         for err in errors:
             print(f"scaletune train: {err}", file=sys.stderr)
         return 2
-    # A file the ranks would refuse is refused here, once, before torchrun starts them: each
-    # would print the same errors and torchrun its own traceback of their exit.
-    if startable(path, resume, overwrite, world=nproc * nnodes) is None:
-        return 2
-    flags = (["--resume"] if resume else []) + (["--overwrite"] if overwrite else [])
-    cmd = torchrun_command(path, nproc, nnodes, node_rank, rdzv_endpoint) + flags
-    print(f"launching: {shlex.join(cmd)}", file=sys.stderr, flush=True)
-    if nnodes > 1:  # torchrun says nothing while it waits for the other machines
-        print(f"node {node_rank} of {nnodes} waits at {rdzv_endpoint} until all {nnodes} nodes "
-              "have joined (each runs this command with its own --node-rank)", file=sys.stderr,
-              flush=True)
     # torchrun runs in a process group of its own, so a Ctrl-C on the terminal reaches it once,
     # from here, and it passes it on to its ranks: they stop where they are and say how to
     # resume. A SIGTERM (a batch system's, a kill) or a SIGHUP (the terminal closed) takes the
     # same road instead of leaving torchrun and its ranks training without this process; a
-    # signal ignored here (nohup) is not passed on.
-    # torchrun sets OMP_NUM_THREADS=1 where it is unset, with a four-line warning to tune it;
-    # each rank sets its own threads (trainer.loop: num_threads, else its share of the cores),
-    # so the same value is given here, without the warning.
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    proc = subprocess.Popen(cmd, env=env, preexec_fn=_own_group_ending_with_parent())
-    taken: list[int] = []
+    # signal ignored here (nohup) is not passed on. The signals are taken from here on: one
+    # that came as the checks below imported torch was lost in its imports, and the run
+    # trained to its end.
+    taken: list[int] = []  # the signals this process got, in order
+    passed: list[int] = []  # how many of them went on to torchrun
+    started: list[subprocess.Popen] = []
+
+    def pass_on() -> None:
+        while started and len(passed) < len(taken):
+            passed.append(taken[len(passed)])
+            with contextlib.suppress(ProcessLookupError):
+                if len(passed) == 1:
+                    os.kill(started[0].pid, passed[0])
+                else:  # a second: the first did not end it, and the user means it
+                    os.killpg(started[0].pid, signal.SIGKILL)
 
     def forward(signum: int, _frame: Any) -> None:
         taken.append(signum)
-        with contextlib.suppress(ProcessLookupError):
-            if len(taken) == 1:
-                os.kill(proc.pid, signum)
-            else:  # a second: the first did not end it, and the user means it
-                os.killpg(proc.pid, signal.SIGKILL)
+        pass_on()
 
     handlers = {sig: signal.signal(sig, forward) for sig in PASSED_ON
                 if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
-        code = proc.wait()
+        # A file the ranks would refuse is refused here, once, before torchrun starts them:
+        # each would print the same errors and torchrun its own traceback of their exit.
+        if startable(path, resume, overwrite, world=nproc * nnodes) is None:
+            return 2
+        if taken:
+            print(f"scaletune train: {_stopped_by(taken[0])} before torchrun started; nothing "
+                  "was written", file=sys.stderr, flush=True)
+            return 128 + taken[0]
+        flags = (["--resume"] if resume else []) + (["--overwrite"] if overwrite else [])
+        cmd = torchrun_command(path, nproc, nnodes, node_rank, rdzv_endpoint) + flags
+        print(f"launching: {shlex.join(cmd)}", file=sys.stderr, flush=True)
+        if nnodes > 1:  # torchrun says nothing while it waits for the other machines
+            print(f"node {node_rank} of {nnodes} waits at {rdzv_endpoint} until all {nnodes} "
+                  "nodes have joined (each runs this command with its own --node-rank)",
+                  file=sys.stderr, flush=True)
+        # torchrun sets OMP_NUM_THREADS=1 where it is unset, with a four-line warning to tune
+        # it; each rank sets its own threads (trainer.loop: num_threads, else its share of the
+        # cores), so the same value is given here, without the warning.
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        started.append(subprocess.Popen(cmd, env=env,
+                                        preexec_fn=_own_group_ending_with_parent()))
+        pass_on()  # a signal that came as it was started
+        code = started[0].wait()
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
@@ -351,23 +369,6 @@ def summary(result: Result, out_dir: str | None = None) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m scaletune.trainer.cli", description=__doc__)
-    parser.add_argument("config", help="a TrainConfig YAML file")
-    again = parser.add_mutually_exclusive_group()
-    again.add_argument("--resume", action="store_true", help="continue from out_dir's checkpoint")
-    again.add_argument("--overwrite", action="store_true",
-                       help="train from scratch even if out_dir holds a checkpoint")
-    args = parser.parse_args()
-    code = train_main(args.config, resume=args.resume, overwrite=args.overwrite)
-    import torch.distributed as dist
+    from scaletune.trainer.rank import main
 
-    if dist.is_initialized():
-        dist.destroy_process_group()
-        # A data-parallel worker leaves without the interpreter's teardown: after a completed,
-        # fully written run, rank 0 sometimes aborted in it ("terminate called without an
-        # active exception", a C++ thread of the process group still joinable; 2 of ~35 test
-        # runs), which failed the whole torchrun. Logs and checkpoints are already closed.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+    sys.exit(main(prog="python -m scaletune.trainer.cli"))

@@ -39,7 +39,8 @@ class DeferredInterrupt:
     second signal raises at once, so that a stuck program can still be stopped.
 
     Only the main thread receives signals; elsewhere this does nothing. A signal that is ignored
-    when the block starts (nohup) stays ignored.
+    when the block starts (nohup) stays ignored. A signal that an enclosing block noted before
+    this one started (a rank's start-up, trainer.rank) is this block's too.
     """
 
     SIGNALS = STOP_SIGNALS
@@ -55,6 +56,9 @@ class DeferredInterrupt:
                 if signal.getsignal(signum) is signal.SIG_IGN:
                     continue  # nohup: the user asked for the program to outlive the terminal
                 self._previous[signum] = signal.signal(signum, self._handle)
+                outer = getattr(self._previous[signum], "__self__", None)
+                if isinstance(outer, DeferredInterrupt) and outer.requested and not self.requested:
+                    self.requested, self.signal = True, outer.signal
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -81,12 +85,25 @@ class DeferredInterrupt:
 
 
 class PromptInterrupt(DeferredInterrupt):
-    """Ctrl-C, SIGTERM or SIGHUP raises ``Interrupted`` at once, wherever the main thread is.
+    """Ctrl-C, SIGTERM or SIGHUP raises ``Interrupted`` at once, wherever the main thread is,
+    once ``prompt()`` has been called (the training steps); before, as DeferredInterrupt.
 
     For torchrun's ranks: a step of one waits for the others in a collective, so a rank cannot
     wait for a safe point that its peers may never reach; torchrun signals them all. Without it,
     a SIGTERM ends a rank without a word (Python's default), where Ctrl-C says how to resume.
+    Before the steps a signal waits for the next ``check()``: raised in the middle of an import
+    (torch's DDP imports its compiler lazily), it left a module half made, and the rank ended
+    on a RecursionError.
     """
 
+    prompt_now = False
+
     def _handle(self, signum: int, frame: Any) -> None:
-        raise Interrupted(signum)
+        if self.prompt_now:
+            raise Interrupted(signum)
+        super()._handle(signum, frame)
+
+    def prompt(self) -> None:
+        """From now on a signal raises at once; one noted before raises here."""
+        self.prompt_now = True
+        self.check()

@@ -55,7 +55,7 @@ from scaletune.trainer.distributed import (
     rank_and_world,
 )
 from scaletune.trainer.errors import DataError, SetupError
-from scaletune.trainer.interrupt import DeferredInterrupt
+from scaletune.trainer.interrupt import DeferredInterrupt, PromptInterrupt
 from scaletune.trainer.model import GPT, flops_per_token
 from scaletune.trainer.optim import build_optimizers, lr_at, set_lr, step_optimizer
 from scaletune.trainer.record import (
@@ -214,9 +214,10 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
     from scratch and replaces that run once its set-up has passed. A checkpoint in ``out_dir``
     with neither is a SetupError, as with ``scaletune train``: a repeated call loses no run. torch.OutOfMemoryError is not
     caught: the caller decides what a run that does not fit means. With ``interrupt``, a signal
-    that arrives during the steps raises its Interrupted between two steps, never in the middle
-    of a checkpoint or a log line (for one process; torchrun's ranks would not stop at the same
-    step). With ``data_fingerprint`` (a study's trial: the data its trials train on), data that
+    that arrives in the set-up raises its Interrupted once the set-up is done, before anything
+    is written (or cleared: ``overwrite``); during the steps, between two steps, never in the
+    middle of a checkpoint or a log line (for one process; a PromptInterrupt, torchrun's ranks',
+    at once). With ``data_fingerprint`` (a study's trial: the data its trials train on), data that
     reads otherwise now is a DataError before any step.
     """
     wall_start = time.perf_counter()
@@ -234,7 +235,9 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
     # dropout draw from them), which left a notebook's next draws on the run's seed. CUDA's
     # where it had started (saving them would start it on a machine training on its CPU).
     cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-    with torch.random.fork_rng(devices=cuda):
+    # A signal in the set-up waits for its end (interrupt.check() below): a KeyboardInterrupt
+    # raised inside an import or a collective left the process half set up.
+    with interrupt or contextlib.nullcontext(), torch.random.fork_rng(devices=cuda):
         run = _set_up(config, resume, data_fingerprint)
         # One run at a time in out_dir (trainer.runlock): a second is refused before it writes.
         with run_lock(run.out_dir if run.lead else None):
@@ -249,6 +252,8 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
 def _train(config: TrainConfig, run: _Run, report: Report | None, resume: bool,
            interrupt: DeferredInterrupt | None, overwrite: bool, wall_start: float) -> Result:
     """``train`` once its set-up is done and out_dir is this run's."""
+    if interrupt is not None:  # stopped in the set-up: before anything is written or cleared
+        interrupt.check()
     if run.out_dir and run.lead:
         if overwrite and not resume:  # only now: a run that failed its set-up loses nothing
             clear_run(run.out_dir)
@@ -321,10 +326,11 @@ def _train(config: TrainConfig, run: _Run, report: Report | None, resume: bool,
               f"a line at each evaluation, {when}", file=sys.stderr, flush=True)
     bar = tqdm(total=run.total_steps, initial=progress.step, unit="step",
                disable=not shown or lines, dynamic_ncols=True, file=sys.stderr)
+    if isinstance(interrupt, PromptInterrupt):
+        interrupt.prompt()
     try:
-        with interrupt or contextlib.nullcontext():
-            _run_steps(config, report, run, compiled, progress, grad_stats, bar, board,
-                       wall_start, lines, interrupt)
+        _run_steps(config, report, run, compiled, progress, grad_stats, bar, board, wall_start,
+                   lines, interrupt)
     finally:
         bar.close()
         if board is not None:

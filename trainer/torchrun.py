@@ -6,23 +6,30 @@ answer by saying where the run can resume (``scaletune train``), and then ends o
 its own SignalException. Here it ends as a process stopped by that signal would, with exit code
 128 + the signal's number, and the workers' message is the last thing printed. Ranks that end
 having said why (a refusal, exit 2; a signal sent to one of them) end it with their exit code,
-not torchrun's ChildFailedError traceback.
+not torchrun's ChildFailedError traceback. A Ctrl-C before torchrun's agent has taken the
+signals over (its first seconds: torch's imports, the rendezvous), when no rank has started, ends
+it the same way, where it printed a KeyboardInterrupt traceback.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
-
-from torch.distributed.elastic.multiprocessing.api import SignalException
-from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-from torch.distributed.run import main as torchrun
 
 from scaletune.trainer.interrupt import PEER_LOST, STOP_SIGNALS
 
 
 def main() -> int:
     try:
+        from torch.distributed.elastic.multiprocessing.api import SignalException
+        from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+        from torch.distributed.run import main as torchrun
+    except KeyboardInterrupt:
+        return _interrupted()
+    try:
         torchrun()
+    except KeyboardInterrupt:  # before the agent's handlers: no rank was started
+        return _interrupted()
     except SignalException as e:  # the agent has shut its workers down and said so
         return 128 + int(e.sigval)
     except ChildFailedError as e:
@@ -37,8 +44,14 @@ def main() -> int:
     return 0
 
 
+def _interrupted() -> int:
+    print("scaletune train: interrupted before the run's processes started; nothing was written",
+          file=sys.stderr, flush=True)
+    return 128 + signal.SIGINT
+
+
 SAID = {2, PEER_LOST, *(128 + s for s in STOP_SIGNALS)}
-"""Exit codes of ranks that said why they ended (trainer.cli.main)."""
+"""Exit codes of ranks that said why they ended (trainer.rank, trainer.cli.train_main)."""
 
 
 if __name__ == "__main__":

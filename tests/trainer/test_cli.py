@@ -353,12 +353,12 @@ def test_parallel_takes_ddp_or_fsdp_and_fsdp_refuses_muon(tmp_path):
 def test_the_torchrun_command_of_one_machine_and_of_several():
     one = torchrun_command("final.yaml", 4)
     assert one[1:] == ["-m", "scaletune.trainer.torchrun", "--nproc-per-node=4", "--standalone", "-m",
-                       "scaletune.trainer.cli", "final.yaml"]
+                       "scaletune.trainer.rank", "final.yaml"]
     # Every node runs the same command but for its node rank; they meet at node 0's host:port.
     node = torchrun_command("final.yaml", 8, nnodes=2, node_rank=1, rdzv_endpoint="node0:29500")
     assert node[1:] == ["-m", "scaletune.trainer.torchrun", "--nproc-per-node=8", "--nnodes=2",
                         "--node-rank=1", "--rdzv-endpoint=node0:29500", "-m",
-                        "scaletune.trainer.cli", "final.yaml"]
+                        "scaletune.trainer.rank", "final.yaml"]
 
 
 @pytest.mark.parametrize(("options", "error"), [

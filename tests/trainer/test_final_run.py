@@ -165,7 +165,7 @@ loss.backward()
 if dist.get_rank() == 0:
     print("alive", alive, "loss", float(loss.detach()), flush=True)
 dist.destroy_process_group()
-# As trainer.cli's ranks leave: without the interpreter's teardown, where a C++ thread of the
+# As trainer.rank's ranks leave: without the interpreter's teardown, where a C++ thread of the
 # process group still joinable aborted a rank ("terminate called without an active exception").
 os._exit(0)
 """
@@ -212,7 +212,7 @@ pathlib.Path(sys.argv[1]).with_name(f"syncs-{os.environ['RANK']}.txt").write_tex
 import torch.distributed as dist
 if dist.is_initialized():
     dist.destroy_process_group()
-# As trainer.cli's ranks leave (and SAVED_WEIGHTS above): without the interpreter's teardown,
+# As trainer.rank's ranks leave (and SAVED_WEIGHTS above): without the interpreter's teardown,
 # where a C++ thread of the process group still joinable aborted a rank ("terminate called
 # without an active exception") after the run had finished, in a fresh-clone CI run.
 os._exit(0)
@@ -456,6 +456,68 @@ def test_a_signal_to_a_launched_run_stops_every_rank_and_says_how_to_resume(
     assert "Traceback" not in err, err
     assert "completed" not in out  # stopped long before its 20,000 steps
     assert _evals(tmp_path / "long")
+
+
+def _processes(*words: str, loading: str | None = None,
+               unless: str | None = None) -> list[int]:
+    """The pids of this machine's processes whose command line holds every one of ``words``
+    (and not ``unless``); with ``loading``, only those that have mapped a file whose name holds
+    it (a library)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            if not (entry.name.isdigit() and all(word in cmdline for word in words)
+                    and (unless is None or unless not in cmdline)):
+                continue
+            if loading is None or loading in (entry / "maps").read_text(errors="replace"):
+                pids.append(int(entry.name))
+        except OSError:  # not a process, or one that just ended
+            continue
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc")
+@pytest.mark.parametrize("ranks", [False, True], ids=["as-torchrun-starts", "as-the-ranks-start"])
+def test_a_ctrl_c_as_a_launched_run_starts_ends_it_in_a_line(tmp_path, shakespeare, ranks):
+    # A Ctrl-C in the first seconds of `scaletune train --nproc-per-node 2`, as torchrun or its
+    # ranks import torch: each printed a KeyboardInterrupt traceback (torchrun's, then one per
+    # rank), and one that reached the launcher as it checked the config was lost in torch's
+    # imports: the run trained to its end and exited 0.
+    path = _config(tmp_path, shakespeare, "early", tokens=8 * 32 * 20_000)
+    launch = subprocess.Popen(
+        [sys.executable, "-c", "import signal, sys; from scaletune.search.cli import main; "
+         "signal.signal(signal.SIGINT, signal.default_int_handler); sys.exit(main())",
+         "train", str(path), "--nproc-per-node", "2"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        # It imports torch (for a second or two after its library is loaded).
+        while not (_processes("-m", str(path), loading="libtorch",
+                              unless="scaletune.trainer.torchrun") if ranks else
+                   _processes("-m", "scaletune.trainer.torchrun", str(path), loading="libtorch")):
+            assert launch.poll() is None and time.monotonic() < deadline, launch.communicate()
+            time.sleep(0.02)
+        launch.send_signal(signal.SIGINT)
+        out, err = launch.communicate(timeout=120)
+    finally:
+        if launch.poll() is None:
+            launch.kill()
+        if shutil.which("pkill"):
+            subprocess.run(["pkill", "-KILL", "-f", str(path)], check=False)
+    assert launch.returncode == 130, out + err
+    assert "Traceback" not in err, err
+    said = [line for line in err.splitlines()
+            if not line.startswith(("launching: ", "W"))]  # W: torchrun's own log lines
+    # One line: before the ranks, torchrun's; as they start, rank 0's (or, where the signal
+    # came after their imports, where the run stands).
+    assert len(said) == 1 and said[0] in (
+        "scaletune train: interrupted before the run's processes started; nothing was written",
+        f"{path}: interrupted as the run started; nothing was written",
+        f"{path}: interrupted; no checkpoint was written yet in {tmp_path / 'early'}; run the "
+        "command again to start over"), err
+    assert not (tmp_path / "early" / "checkpoint.pt").exists()
+    assert not _processes("-m", str(path))  # neither torchrun nor a rank is left
 
 
 def test_a_refusal_of_the_ranks_ends_the_launch_with_2_not_torchruns_traceback(tmp_path,

@@ -14,7 +14,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimi
 
 from scaletune.trainer.checkpoint import CHECKPOINT
 from scaletune.trainer.errors import SetupError
-from scaletune.trainer.interrupt import DeferredInterrupt, Interrupted
+from scaletune.trainer.interrupt import DeferredInterrupt, Interrupted, PromptInterrupt
 from scaletune.trainer.loop import GradNormStats, train
 from scaletune.trainer.model import GPT
 from scaletune.trainer.optim import build_optimizers
@@ -348,6 +348,53 @@ def test_a_signal_during_an_evaluation_stops_the_run_after_its_checkpoint(tiny, 
     assert ckpt["progress"]["step"] == 10
     resumed = train(cfg, resume=True)
     assert resumed.status == "completed" and resumed.history == straight.history
+
+
+@pytest.mark.parametrize("kind", [DeferredInterrupt, PromptInterrupt])
+def test_a_signal_in_the_set_up_stops_the_run_once_set_up_before_it_clears_anything(
+        tiny, tmp_path, monkeypatch, kind):
+    # torchrun passes a Ctrl-C on to ranks that are still setting up: raised at once, inside
+    # an import torch's DDP makes lazily, it left a module half made and the rank ended on a
+    # RecursionError. The signal now waits for the end of the set-up, and the run stops
+    # before it writes or clears anything: the run that --overwrite would replace is kept.
+    import scaletune.trainer.loop as loop
+
+    cfg = tiny(steps=4, out_dir=str(tmp_path / "run"), checkpoint_every_tokens=2 * STEP_TOKENS)
+    train(cfg)
+    kept = (tmp_path / "run" / CHECKPOINT).read_bytes()
+    set_up = []
+
+    def signalled_set_up(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        set_up.append(real(*args, **kwargs))  # reached only if the signal waited
+        return set_up[-1]
+
+    real = loop._set_up
+    monkeypatch.setattr(loop, "_set_up", signalled_set_up)
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    try:
+        with pytest.raises(KeyboardInterrupt) as stopped:
+            train(cfg, overwrite=True, interrupt=kind())
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert isinstance(stopped.value, Interrupted) and stopped.value.signum == signal.SIGINT
+    assert len(set_up) == 1
+    assert (tmp_path / "run" / CHECKPOINT).read_bytes() == kept
+
+
+def test_a_signal_noted_as_a_rank_started_stops_it_where_its_run_takes_the_signals():
+    # A rank notes a signal that comes as it imports the trainer (trainer.rank); the run's own
+    # handling, entered later, stops on it instead of training on.
+    before = signal.getsignal(signal.SIGTERM)
+    with DeferredInterrupt() as starting:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert starting.requested
+        with PromptInterrupt() as running:
+            with pytest.raises(Interrupted) as stopped:
+                running.prompt()
+    assert stopped.value.signum == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_a_checkpoint_of_two_optimizers_resumes_by_name_or_by_position(tiny, tmp_path):
