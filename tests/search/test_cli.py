@@ -250,15 +250,45 @@ def test_the_eta_follows_the_rate_trials_end_at_once_enough_have(monkeypatch, st
             progress.finished(n, "PRUNED", 3.0, "median pruner")
     # Rule: with 2 slots, the last 4 ends (from the end before them: 1.8 s) set the rate, so
     # the 10 trials left take 10 * 1.8 / 4 = 4.5 s; by their wall times, 10 * 0.2 / 2 = 1 s.
+    # Rule: once 2 x slots trials have ended, a trial costs the slot time spent per end where
+    # that is more than the mean wall time: 2 slots x 2.7 s over 6 ends, 0.9 s, so the 10
+    # trials left take 10 * 0.9 / 2 = 4.5 s; by their wall times, 10 * 0.2 / 2 = 1 s.
     assert len(progress.ended_at) == 6
     assert progress.eta() == pytest.approx(4.5)
-    clock[0] += 1.0  # no trial ended since: the rate falls, the ETA grows
-    assert progress.eta() == pytest.approx(10 * 2.8 / 4)
-    # A failure queued again is not an end that counts: the rate is the same.
+    # Rule: the ETA does not grow while no trial ends (from the rate of the last ends, it rose
+    # by the second).
+    clock[0] += 1.0
+    assert progress.eta() == pytest.approx(4.5)
+    # A failure queued again is not an end that counts: the cost is the same.
     retried = finished_trial(6, TrialState.FAIL, 0.1, retried=True)
     study.add_trial(retried)
     progress.finished(6, "FAIL", None, "worker died (queued again)")
-    assert progress.eta() == pytest.approx(10 * 2.8 / 4)
+    assert progress.eta() == pytest.approx(4.5)
+
+
+def test_a_running_trials_eta_follows_its_pace_and_shows_until_it_ends(monkeypatch):
+    cfg = load_study(QUICKSTART)  # 16 trials of 300,000 tokens
+    clock = [1000.0]
+    monkeypatch.setattr("scaletune.search.progress.time.time", lambda: clock[0])
+    study = a_study(*(finished_trial(n, TrialState.PRUNED, 10, 3.0) for n in range(15)))
+    progress = StudyProgress(plain_console()[0], cfg, study)
+    progress.started(15, {"lr": 0.01})
+    clock[0] += 30  # a trial slower than the others: 10 s each
+    progress.reported(15, 100_000, 2.6, {})
+    # Rule: a running trial that has reported has left its pace so far (30 s for 100,000
+    # tokens) times the tokens it has still to train: 60 s.
+    assert progress.eta() == pytest.approx(60)
+    clock[0] += 20  # no report since: it counts down
+    assert progress.eta() == pytest.approx(40)
+    assert progress.headline().endswith("|  ETA ~40 s")
+    # Rule: an ETA is shown until the last trial has ended, even where its estimate has run
+    # out (the line of the last running trial had none).
+    clock[0] += 100
+    assert progress.eta() == 0
+    assert progress.headline().endswith("|  ETA <10 s")
+    study.add_trial(finished_trial(15, TrialState.COMPLETE, 150, 2.5))
+    progress.finished(15, "COMPLETE", 2.5, None)
+    assert "ETA" not in progress.headline()
 
 
 def test_the_live_view_of_hundreds_of_trials_draws_a_screenful():
