@@ -16,6 +16,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
+from rich.text import Text
 
 from scaletune.search import hparams
 from scaletune.search.config import StudyConfig
@@ -39,6 +40,8 @@ def fmt_params(params: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+HEAD_SEP = "  |  "
+"""Between the headline's parts (the tally, the best, the time, the ETA)."""
 SHOWN_ROWS = 24
 """Running trials the live view shows a row for; the others are counted below the table."""
 REDRAW_S = 0.25
@@ -165,22 +168,24 @@ class StudyProgress:
         blown = f"diverged {c['DIVERGED']}  " if c["DIVERGED"] else ""
         head = (
             f"[bold]{self.cfg.name}[/]  done {c['COMPLETE']}  pruned {c['PRUNED']}  "
-            f"failed {c['FAIL']}  {blown}running {len(self.running)}  of {self.total}  |  "
-            f"{best}  |  {time.time() - self.t0:.0f}s"
+            f"failed {c['FAIL']}  {blown}running {len(self.running)}  of {self.total}{HEAD_SEP}"
+            f"{best}{HEAD_SEP}{time.time() - self.t0:.0f}s"
         )
         eta = self.eta()
         if eta is not None and (self.running or sum(c.values()) < self.total):
-            head += f"  |  {fmt_eta(eta)}"  # until the last trial has ended
+            head += f"{HEAD_SEP}{fmt_eta(eta)}"  # until the last trial has ended
         return head
 
     def render(self) -> Group:
-        head = self.headline()
+        head = _fitted(self.headline(), self.console.width)
         table = Table(box=None, pad_edge=False)
         for col in ("trial", "progress", "tokens", "val loss", "tok/s", "params"):
             table.add_column(col)
         total = self.cfg.tokens_per_trial
         # The trials furthest along first: a terminal shows a few dozen rows, and each row drawn
         # costs the driver time that its trials wait for their answers.
+        if not self.running:  # the study's end, or a pause between trials: no empty header
+            return Group(head)
         shown = sorted(self.running.items(), key=lambda kv: (-kv[1]["tokens"], kv[0]))
         for number, row in sorted(shown[:SHOWN_ROWS]):
             value = row["value"]
@@ -227,6 +232,18 @@ class StudyProgress:
                 rest = cost - (now - row["t0"])
             left += max(0.0, rest)
         return left / slots
+
+
+def _fitted(headline: str, width: int) -> Text:
+    """The headline on as many lines as ``width`` needs, broken at its ``|``: the terminal broke
+    it wherever it ran out (``best 2.0585 (trial`` / ``14)``) at 80 columns."""
+    lines: list[str] = []
+    for part in headline.split(HEAD_SEP):
+        if lines and Text.from_markup(lines[-1] + HEAD_SEP + part).cell_len <= width:
+            lines[-1] += HEAD_SEP + part
+        else:
+            lines.append(part)
+    return Text.from_markup("\n".join(lines))
 
 
 def _tally(study: optuna.Study) -> tuple[dict[str, int], list[float]]:

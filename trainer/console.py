@@ -15,12 +15,14 @@ WIDTH_NOT_A_TERMINAL = 200
 
 def make_console(stderr: bool = False) -> Console:
     """rich's console in a terminal; elsewhere (a file, a pipe, a scheduler's log, a notebook's
-    captured output) one whose lines are never wrapped and whose tables are not cut at 80
+    captured output) and in a dumb terminal (TERM=dumb: an editor's shell, which has its own
+    way with long lines) one whose lines are never wrapped and whose tables are not cut at 80
     columns. ``stderr``: one that writes to standard error."""
     console = Console(stderr=stderr)
-    if console.is_terminal:
+    if console.is_terminal and not console.is_dumb_terminal:
         return console
-    return Console(stderr=stderr, soft_wrap=True, width=WIDTH_NOT_A_TERMINAL)
+    # A height with the width: rich takes 80 x 25 for a dumb terminal whatever width it is given.
+    return Console(stderr=stderr, soft_wrap=True, width=WIDTH_NOT_A_TERMINAL, height=25)
 
 
 def given_console(console: Any, where: str) -> Console | None:

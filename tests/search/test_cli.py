@@ -363,6 +363,43 @@ def test_a_dumb_terminal_gets_the_lines_a_pipe_gets(monkeypatch):
     assert "trial 0 at 4,096 tokens: val loss 3.5000" in out.getvalue()
 
 
+def test_a_dumb_terminal_gets_a_console_that_never_wraps_a_line(monkeypatch):
+    # TERM=dumb got rich's terminal console, which broke each line at 80 columns (the README
+    # promises a dumb terminal the lines a pipe gets).
+    from scaletune.trainer.console import WIDTH_NOT_A_TERMINAL, make_console
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    monkeypatch.setenv("TERM", "dumb")
+    console = make_console(stderr=True)
+    assert console.is_dumb_terminal
+    assert console.soft_wrap and console.width == WIDTH_NOT_A_TERMINAL
+    monkeypatch.setenv("TERM", "xterm-256color")
+    assert not make_console(stderr=True).soft_wrap
+
+
+def test_the_live_view_breaks_its_headline_between_parts_and_draws_no_empty_table():
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=80)
+    study = a_study(finished_trial(0, TrialState.COMPLETE, 60, 2.0585))
+    progress = StudyProgress(terminal, load_study(QUICKSTART), study)
+    progress.started(1, {"lr": 0.01})
+    head, table = progress.render().renderables
+    # Rule: a headline wider than the terminal is broken at its "|" (the terminal broke it
+    # inside "best 2.0585 (trial" / "0)").
+    lines = str(head).splitlines()
+    assert len(lines) == 2 and all(len(line) <= 80 for line in lines), lines
+    assert lines[0].startswith("quickstart  done 1  pruned 0") and lines[0].endswith("of 16")
+    assert lines[1].startswith("best 2.0585 (trial 0)  |  ")
+    # Rule: with no trial running (the study's end) the view is the headline alone: the
+    # table's header stayed on screen above the summary, with no row under it.
+    study.add_trial(finished_trial(1, TrialState.PRUNED, 30, 3.0))
+    progress.finished(1, "PRUNED", 3.0, "pruned")
+    assert len(progress.render().renderables) == 1
+
+
 # --------------------------------------------------------------------------- a real study
 
 

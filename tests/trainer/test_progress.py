@@ -23,6 +23,12 @@ def test_the_bar_shows_the_last_validation_loss(tiny, capsys, monkeypatch):
     assert result.history[-1]["step"] == 25
     assert shown[-1] == f"{result.history[-1]['val_loss']:.3f}"
     assert f"{result.history[-2]['val_loss']:.3f}" != shown[-1]  # which the old bar ended on
+    # Rule: the tokens per second are the run's, as its summary says them (tqdm's pace, which
+    # takes the evaluations in, said half as many), and the bar leaves out tqdm's steps per
+    # second, which cut the postfix short on an 80-column terminal.
+    rates = re.findall(r"\| ([\d,]+) tok/s", bar)
+    assert rates[-1] == f"{result.tokens_per_s:,.0f}"
+    assert "step/s" not in bar and "it/s" not in bar
 
 
 def test_off_a_terminal_each_evaluation_is_one_line_and_no_bar(tiny, capsys):
