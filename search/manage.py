@@ -50,7 +50,6 @@ from scaletune.search.plan import (
     LAST_N_TRIALS,
     as_launched,
     changed_studies,
-    elsewhere_note,
     failed_for_good,
     memory_problem,
     mps_problem,
@@ -98,6 +97,7 @@ from scaletune.search.storage import (
 )
 from scaletune.search.studies import (
     by_state,
+    elsewhere_note,
     no_complete_trial,
     open_study,
     running_note,

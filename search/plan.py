@@ -29,7 +29,6 @@ import warnings
 from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -44,9 +43,7 @@ from scaletune.search.config import (
     NOT_FINGERPRINTED,
     StudyConfig,
     canonical_search,
-    holds_study,
     how_many,
-    resolve_study,
     stored_study_attrs,
     stored_trials,
 )
@@ -953,44 +950,6 @@ def optim_note(cfg: StudyConfig) -> str | None:
                   f"{' or '.join(readers)} (here {getattr(owner, key)}): its values train alike"
                   for field, key, readers in owner.unread(searched) if field in searched]
     return "; ".join(notes) or None
-
-
-def elsewhere_note(cfg: StudyConfig) -> str | None:
-    """A study file that names a storage (or a launch's ``--storage``) not holding the study,
-    where the default storage does: the run would start it afresh, trials it has run included,
-    where the user may have meant to move or share it. None otherwise."""
-    if not cfg.storage:
-        return _moved_by_study_dir(cfg)
-    default = cfg.model_copy(update={"storage": None}).storage_url
-    database = sqlite_path(default)
-    if default == cfg.storage or not holds_study(database, cfg.name):
-        return None
-    there = sqlite_path(cfg.storage)
-    if holds_study(there, cfg.name):
-        return None
-    new = "starts it afresh there" if there is not None else ("starts it afresh there if it "
-                                                              "is not there")
-    return (f"storage: study {cfg.name!r} has run in {database}, the default storage, and this "
-            f"launch uses {mask_url(cfg.storage)}: it {new}, and the trials it ran stay in the "
-            "default one; leave storage (or --storage) out to resume it")
-
-
-def _moved_by_study_dir(cfg: StudyConfig) -> str | None:
-    """A study file that sets study_dir (and no storage), whose study has run in the storage the
-    file had without it (runs/studies.db beside it) and not in the one study_dir gives it
-    (study.db there): elsewhere_note's case, where a study_dir added to the file moved the
-    storage. It said nothing, and the study started afresh."""
-    if cfg._folder_by_default or not cfg.study_dir or not Path(cfg.source).is_file():
-        return None
-    before = resolve_study(cfg.model_copy(update={"study_dir": None}), Path(cfg.source))
-    database, here = sqlite_path(before.storage_url), sqlite_path(cfg.storage_url)
-    if (database is None or here is None or database == here
-            or not holds_study(database, cfg.name) or holds_study(here, cfg.name)):
-        return None
-    return (f"study_dir: study {cfg.name!r} has run in {database}, the storage of this file "
-            f"without study_dir, and study_dir puts its storage in {here}: this launch starts "
-            "it afresh there, and the trials it ran stay where they are; leave study_dir out "
-            f"to resume it, or give storage: sqlite:///{database} to keep it there")
 
 
 def _changed_study(cfg: StudyConfig, changes: str,

@@ -57,7 +57,6 @@ from scaletune.search.plan import (
     DriverStudy,
     SearchPlan,
     TrialRun,
-    elsewhere_note,
     failed_for_good,
     mps_problem,
     n_done,
@@ -86,6 +85,7 @@ from scaletune.search.storage import (
     study_folder_problem,
     unreachable,
 )
+from scaletune.search.studies import elsewhere_note
 from scaletune.search.tracking import Tracker
 from scaletune.trainer.console import given_console, make_console
 from scaletune.trainer.data import folder_note, prepare_data, unread_note, validation_note

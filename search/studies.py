@@ -12,7 +12,14 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from scaletune.search.config import NAME_PATTERN, SHARED_DATABASE, StudyConfig, validate_study
+from scaletune.search.config import (
+    NAME_PATTERN,
+    SHARED_DATABASE,
+    StudyConfig,
+    holds_study,
+    resolve_study,
+    validate_study,
+)
 from scaletune.search.storage import (
     in_memory_problem,
     make_storage,
@@ -136,23 +143,20 @@ def open_study(cfg: StudyConfig, source: str | None = None,
                 raise ConfigError(source, problems)
             if database is not None and not database.is_file():
                 key, run_first = _not_run(source, cfg)
-                there = _held_by_the_file(source, cfg)
                 raise ConfigError(source, [
                     f"{key}no study {cfg.name!r}: its storage {shown} does not exist; "
-                    + (f"the study file's own storage, {there}, holds it: leave out --storage"
-                       if there else run_first)])
+                    + (_where_it_ran(source, cfg) or run_first)])
             storage = make_storage(url, create=False)
             study = optuna.load_study(study_name=cfg.name, storage=storage)
         except KeyError:
             names = optuna.get_all_study_names(storage)
             key, run_first = _not_run(source, cfg)
-            there = _held_by_the_file(source, cfg)
             other = "--storage" if cfg.from_file else "its storage"
             raise ConfigError(source, [
                 f"{key}no study named {cfg.name!r} in {shown}; studies there: "
                 f"{', '.join(names) or 'none'}; "
-                + (f"the study file's own storage, {there}, holds it: leave out --storage" if there
-                   else f"{run_first}, or give the storage it ran on with {other}")
+                + (_where_it_ran(source, cfg)
+                   or f"{run_first}, or give the storage it ran on with {other}")
             ]) from None
 
     notes: list[str] = []
@@ -240,6 +244,71 @@ def study_named(name: str, url: str | None) -> tuple[optuna.Study, str]:
                 f"no such study file, and no study of that name in {shown}; studies there: "
                 f"{', '.join(names) or 'none'}"])
         return optuna.load_study(study_name=name, storage=storage), url
+
+
+def moved_from(cfg: StudyConfig) -> tuple[str, Path] | None:
+    """Where a study file's ``storage:`` (or a command's ``--storage``) or a ``study_dir:``
+    added to it points away from the storage its study ran in: ('storage' or 'study_dir', the
+    SQLite file that holds the study), where the storage the file names (or study_dir gives it)
+    does not hold it and the default one (the file's without study_dir) does. None otherwise."""
+    if not cfg.storage:
+        return _moved_by_study_dir(cfg)
+    default = cfg.model_copy(update={"storage": None}).storage_url
+    database = sqlite_path(default)
+    if (default == cfg.storage or not holds_study(database, cfg.name)
+            or holds_study(sqlite_path(cfg.storage), cfg.name)):
+        return None
+    return "storage", database
+
+
+def elsewhere_note(cfg: StudyConfig) -> str | None:
+    """A launch's note where ``moved_from``: the run would start the study afresh, where the
+    user may have meant to move or share it. None otherwise."""
+    moved = moved_from(cfg)
+    if moved is None:
+        return None
+    key, database = moved
+    if key == "study_dir":
+        return (f"study_dir: study {cfg.name!r} has run in {database}, the storage of this file "
+                f"without study_dir, and study_dir puts its storage in "
+                f"{sqlite_path(cfg.storage_url)}: this launch starts it afresh there, and the "
+                "trials it ran stay where they are; leave study_dir out to resume it, or give "
+                f"storage: sqlite:///{database} to keep it there")
+    new = ("starts it afresh there" if sqlite_path(cfg.storage) is not None
+           else "starts it afresh there if it is not there")
+    return (f"storage: study {cfg.name!r} has run in {database}, the default storage, and this "
+            f"launch uses {mask_url(cfg.storage)}: it {new}, and the trials it ran stay in the "
+            "default one; leave storage (or --storage) out to resume it")
+
+
+def _moved_by_study_dir(cfg: StudyConfig) -> tuple[str, Path] | None:
+    """moved_from's case of a file that sets study_dir (and no storage), whose study has run in
+    the storage the file had without it (runs/studies.db beside it) and not in the one
+    study_dir gives it (study.db there): a study_dir added to the file moved the storage. It
+    said nothing, and the study started afresh."""
+    if cfg._folder_by_default or not cfg.study_dir or not Path(cfg.source).is_file():
+        return None
+    before = resolve_study(cfg.model_copy(update={"study_dir": None}), Path(cfg.source))
+    database, here = sqlite_path(before.storage_url), sqlite_path(cfg.storage_url)
+    if (database is None or here is None or database == here
+            or not holds_study(database, cfg.name) or holds_study(here, cfg.name)):
+        return None
+    return "study_dir", database
+
+
+def _where_it_ran(source: str, cfg: StudyConfig) -> str | None:
+    """Where the study of ``cfg``, not in the storage it names, is after all: in the study
+    file's own storage (a --storage that names another), or in the one the file named before
+    its storage: or study_dir: line was added (show, report and export said "run `scaletune run
+    FILE` first", which starts it afresh there). None if in neither."""
+    if there := _held_by_the_file(source, cfg):
+        return f"the study file's own storage, {there}, holds it: leave out --storage"
+    if moved := moved_from(cfg):
+        key, database = moved
+        what = ("the default storage: leave storage (or --storage) out" if key == "storage"
+                else "the file's storage without study_dir: leave study_dir out of the file")
+        return f"it has run in {database}, {what}, or give --storage sqlite:///{database}"
+    return None
 
 
 def _not_run(source: str, cfg: StudyConfig) -> tuple[str, str]:

@@ -314,6 +314,17 @@ def test_a_storage_that_leaves_the_study_behind_is_said(tmp_path, capsys):
             "resume it") in out, out
     code, out = run(capsys, str(path), "--dry-run")  # the default: it resumes, no note
     assert code == 0 and "has run in" not in out
+    # The same storage written into the file: show, report and export said "run `scaletune
+    # run FILE` first", which starts the study afresh there; they say where it is.
+    moved = write_study(tmp_path, {**yaml.safe_load(path.read_text()), "storage": other},
+                        "moved.yaml")
+    default = cfg.storage_url.removeprefix("sqlite:///")
+    for command, *options in (["show"], ["report"], ["export", "-o", "final.yaml"]):
+        assert main([command, str(moved), *options]) == 2
+        assert (f"no study 'tiny': its storage {other} does not exist; it has run in {default}, "
+                "the default storage: leave storage (or --storage) out, or give --storage "
+                f"sqlite:///{default}") in flat(capsys.readouterr().err)
+    assert main(["show", str(moved), "--storage", cfg.storage_url]) == 0
 
 
 def test_a_study_dir_that_leaves_the_study_behind_is_said(tmp_path, capsys):
@@ -335,6 +346,12 @@ def test_a_study_dir_that_leaves_the_study_behind_is_said(tmp_path, capsys):
                 "/study.db: this launch starts it afresh there, and the trials it ran stay where "
                 f"they are; leave study_dir out to resume it, or give storage: sqlite:///{shared} "
                 "to keep it there") in flat(out), out
+    # They said "run `scaletune run FILE` first".
+    for command, *options in (["show"], ["report"], ["export", "-o", "final.yaml"]):
+        assert main([command, str(moved), *options]) == 2
+        assert (f"it has run in {shared}, the file's storage without study_dir: leave study_dir "
+                f"out of the file, or give --storage sqlite:///{shared}"
+                ) in flat(capsys.readouterr().err)
     kept = write_study(tmp_path, {**raw, "study_dir": "runs/tiny",
                                   "storage": f"sqlite:///{shared}"}, "kept.yaml")
     assert main(["validate", str(kept)]) == 0
