@@ -44,8 +44,10 @@ from scaletune.trainer.config import (
     TokensOrZero,
     TrainConfig,
     Whole,
+    as_written,
     every_error,
     file_kind,
+    flat_keys,
     format_errors,
     laws_file_error,
     load_yaml,
@@ -1187,6 +1189,32 @@ def no_batch_sizes(low: float, high: float, micro: int | None) -> str:
     low, high = (f"{v:,.0f}" if float(v).is_integer() else f"{v:g}" for v in (low, high))
     return (f"search.batch_size: no power of two{of_micro} in [{low}, {high}], and batch sizes "
             "are searched as powers of two: widen the range, or list the sizes as choices")
+
+
+def config_changes(stored: dict[str, Any] | None, cfg: StudyConfig, most: int = 6) -> str:
+    """'search.lr.high: 0.03 -> 0.05, tokens_per_trial: 40960 -> 81920': the keys that make up
+    the fingerprint in which ``cfg`` differs from the config a study recorded (``stored``); a
+    general phrase when the study recorded none."""
+    if not isinstance(stored, dict):
+        return "a different model, data, trainer, budget or search space"
+    keep = cfg.model_dump(mode="json", by_alias=True)
+    # The search spaces as the fingerprint compares them: `log: true` on lr, which changes
+    # nothing, is not named as a change.
+    old, new = ({k: (canonical_search(d[k]) if k == "search" and isinstance(d.get(k), dict)
+                     else d.get(k)) for k in FINGERPRINTED} for d in (stored, keep))
+    old, new = flat_keys(old), flat_keys(new)
+    changed = [f"{k}: {_short_value(old.get(k))} -> {_short_value(new.get(k))}"
+               for k in sorted((old.keys() | new.keys()) - set(NOT_FINGERPRINTED))
+               if old.get(k) != new.get(k)]
+    if not changed:
+        return "a different model, data, trainer, budget or search space"
+    more = f" and {len(changed) - most} more" if len(changed) > most else ""
+    return ", ".join(changed[:most]) + more
+
+
+def _short_value(value: Any) -> str:
+    text = as_written(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def canonical_search(search: dict[str, Any]) -> dict[str, Any]:

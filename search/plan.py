@@ -39,10 +39,8 @@ from pydantic import ValidationError
 
 from scaletune.heuristics.priors import Priors
 from scaletune.search.config import (
-    FINGERPRINTED,
-    NOT_FINGERPRINTED,
     StudyConfig,
-    canonical_search,
+    config_changes,
     how_many,
     stored_study_attrs,
     stored_trials,
@@ -66,7 +64,7 @@ from scaletune.search.space import (
 from scaletune.search.storage import batch, make_storage, mask_url, sqlite_path
 from scaletune.search.tracking import CREATED
 from scaletune.search.trial import train_trial
-from scaletune.trainer.config import TrainConfig, as_written, flat_keys, usable_cores
+from scaletune.trainer.config import TrainConfig, usable_cores
 from scaletune.trainer.data import validation_part, vocab_problem, where, where_changed
 from scaletune.trainer.errors import ConfigError
 
@@ -756,7 +754,8 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors, data:
     attrs = study.user_attrs
     stored = attrs.get("fingerprint")
     if stored is not None and not cfg.fingerprint_matches(stored):
-        raise ConfigError(cfg.source, [_changed_study(cfg, _changes(attrs.get("config"), cfg))])
+        raise ConfigError(cfg.source,
+                          [_changed_study(cfg, config_changes(attrs.get("config"), cfg))])
     if stored is not None:
         if change := _changed_data(cfg, attrs, data.fingerprint, data.n_train_tokens):
             raise ConfigError(cfg.source, [change])
@@ -828,7 +827,7 @@ def stored_changes(cfg: StudyConfig) -> str | None:
     attrs = _recorded_attrs(cfg, ("config",))
     if attrs is None or cfg.fingerprint_matches(attrs["fingerprint"]):
         return None
-    return _changes(attrs.get("config"), cfg)
+    return config_changes(attrs.get("config"), cfg)
 
 
 def _recorded_attrs(cfg: StudyConfig, keys: tuple[str, ...]) -> dict[str, Any] | None:
@@ -1112,31 +1111,6 @@ def priors_note(attrs: dict[str, Any], priors: Priors) -> str | None:
             "trials are drawn from the priors of now (a ladder's laws fitted again on more rungs, "
             "a fitted laws file written again, or another version of scaletune's laws); "
             "`scaletune show` lists those it started with")
-
-
-def _changes(stored: dict[str, Any] | None, cfg: StudyConfig, most: int = 6) -> str:
-    """'search.lr.high: 0.03 -> 0.05, tokens_per_trial: 40960 -> 81920' for the keys that make up
-    the fingerprint; a general phrase when the study recorded no config."""
-    if not isinstance(stored, dict):
-        return "a different model, data, trainer, budget or search space"
-    keep = cfg.model_dump(mode="json", by_alias=True)
-    # The search spaces as the fingerprint compares them: `log: true` on lr, which changes
-    # nothing, is not named as a change.
-    old, new = ({k: (canonical_search(d[k]) if k == "search" and isinstance(d.get(k), dict)
-                     else d.get(k)) for k in FINGERPRINTED} for d in (stored, keep))
-    old, new = flat_keys(old), flat_keys(new)
-    changed = [f"{k}: {_short(old.get(k))} -> {_short(new.get(k))}"
-               for k in sorted((old.keys() | new.keys()) - set(NOT_FINGERPRINTED))
-               if old.get(k) != new.get(k)]
-    if not changed:
-        return "a different model, data, trainer, budget or search space"
-    more = f" and {len(changed) - most} more" if len(changed) > most else ""
-    return ", ".join(changed[:most]) + more
-
-
-def _short(value: Any) -> str:
-    text = as_written(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def code_and_machine() -> dict[str, Any]:

@@ -16,6 +16,7 @@ from scaletune.search.config import (
     NAME_PATTERN,
     SHARED_DATABASE,
     StudyConfig,
+    config_changes,
     holds_study,
     resolve_study,
     validate_study,
@@ -174,8 +175,8 @@ def open_study(cfg: StudyConfig, source: str | None = None,
         return study, cfg, notes
     recorded = study.user_attrs.get("fingerprint")
     if recorded is not None and not cfg.fingerprint_matches(recorded):
-        notes.append("the study file changed since the study ran; using the config stored in "
-                     "the study, which its trials trained with")
+        notes.append(f"the study file changed since the study ran ({config_changes(stored, cfg)}); "
+                     "using the config stored in the study, which its trials trained with")
     # Where the study lives is where it was just opened: the stored config's storage has its
     # password masked, and its folder lost whether it was the default (the shared storage).
     ran_with = ran_with.model_copy(update={"storage": cfg.storage, "study_dir": cfg.study_dir})

@@ -1086,7 +1086,9 @@ def test_fit_reads_what_its_studies_trained_and_takes_their_names(tmp_path, caps
     # Rule: the fit reads the config the trials trained with (as show and report do), and says
     # the file changed; it warned of "models of 2 sizes" from the file and recorded the other.
     assert code == 0, out
-    assert f"study 'tiny' ({path}): the study file changed since the study ran" in flat(out)
+    # Rule: the note names what changed, as `scaletune run` does (it said only "changed").
+    assert (f"study 'tiny' ({path}): the study file changed since the study ran (model.n_embd: "
+            "32 -> 64); using the config stored in the study") in flat(out)
     assert "models of 2 sizes" not in out
     assert [s["n_embd"] for s in json.loads(output.read_text())["fitted_on"]] == [32, 32]
     # The file is named as the studies' files read it (it was the path from this folder).
