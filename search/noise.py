@@ -210,6 +210,8 @@ def finished_of(trials: list[FrozenTrial], done: int, n_trials: int) -> str:
     if repeats:
         said += (f" ({total - repeats} of the search and {repeats} repeat"
                  f"{'s' if repeats != 1 else ''} of the best with other seeds)")
+    elif total > n_trials:  # "5/5" read as a study that asks for 5, with n_trials lowered to 2
+        said += f" (n_trials {n_trials}: an earlier launch ran more)"
     return said
 
 

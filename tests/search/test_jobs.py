@@ -675,6 +675,9 @@ def test_a_drivers_first_line_is_found_in_a_study_that_holds_repeats_of_its_best
     started = STARTED.search(f"{line}\ntrial 4 started: lr=0.003\n")
     assert started and started.groups() == ("3", "4"), line
     assert _progress(f"{line}\n", "RUNNING") == "3/4 trials finished"
+    searched = study.get_trials()[:3]  # and n_trials lowered to 2 since they ran
+    lowered = f"study tiny on sqlite:////tmp/x/studies.db: {finished_of(searched, 3, 2)}"
+    assert "earlier launch" in lowered and STARTED.search(lowered).groups() == ("3", "3")
 
 
 def test_a_job_server_that_never_answers_is_said_not_waited_for(monkeypatch):

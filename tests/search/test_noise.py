@@ -336,6 +336,9 @@ def test_the_trials_finished_say_which_are_repeats():
         tell(study, x, 2.0 + x)
     trials = study.get_trials(deepcopy=False)
     assert finished_of(trials, 3, 3) == "3/3 trials finished"
+    # Rule: "3/3" is not read as a study that asks for 3 where its n_trials is lower now.
+    assert finished_of(trials, 3, 2) == (
+        "3/3 trials finished (n_trials 2: an earlier launch ran more)")
     tell(study, 0.1, 2.12, repeat_of=0, train_seed=1)
     tell(study, 0.1, 2.08, repeat_of=0, train_seed=2)
     # Rule: "5/5" read as a study that asks for 5, where n_trials is 3.
