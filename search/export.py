@@ -114,6 +114,28 @@ def _trial_hparams(run: TrainConfig, tau: float | None) -> Hparams:
     )
 
 
+def _data_since(ran_with: StudyConfig, ran_on: Any) -> str | None:
+    """The study's data where it reads otherwise now than when its trials trained on it
+    (``ran_on``, its fingerprint), or cannot be read: the final run trains on the data as it
+    is, and export had said nothing. None where it reads the same, or where that is not known
+    without tokenizing it (trainer.data.read_fingerprint)."""
+    from scaletune.trainer.data import read_fingerprint, where, where_changed
+    from scaletune.trainer.errors import DataError
+
+    if not isinstance(ran_on, str):
+        return None
+    try:
+        now = read_fingerprint(ran_with.data)
+    except (OSError, DataError) as e:
+        return (f"data: {where(ran_with.data)}, which the study's trials trained on, cannot be "
+                f"read here ({e}): the final run needs it")
+    if now is None or now == ran_on:
+        return None
+    return (f"data: the study's trials trained on data {ran_on}, and "
+            f"{where_changed(ran_with.data, ran_on, now)} now reads as {now}: the final run "
+            "trains on the data as it is now (restore it to train on what the trial did)")
+
+
 def fitted_exponents(cfg: StudyConfig, notes: list[str]) -> FittedExponents | None:
     """The exponents in tokens of the laws a study's priors were fitted with (a ladder's
     target), for the horizon transfer; None for published priors, laws in parameters, or a laws
@@ -209,6 +231,9 @@ def export_study(
         # The changes' fault, not the study file's (as parse_model_overrides says of its own).
         raise ConfigError("--model", [f"--model {line}" for line in lines]) from None
     from scaletune.trainer.data import vocab_problem
+
+    notes += [note] if (note := _data_since(ran_with, study.user_attrs.get("data_fingerprint"))
+                        ) else []
 
     # The tokenizer's vocabulary, as the study recorded it: a smaller vocab_size was written,
     # and refused by the run (and validate) only.

@@ -42,6 +42,7 @@ from scaletune.trainer.data import (
     val_windows,
     validation_note,
     where,
+    where_changed,
 )
 from scaletune.trainer.distributed import (
     agree,
@@ -246,7 +247,20 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
                     and (small := validation_note(config.data, config.model.block_size,
                                                   run.data.n_val_tokens))):
                 print(f"note: {small}", file=sys.stderr, flush=True)
+            if run.lead and (other := _other_data(config, run.data.fingerprint)):
+                print(f"note: {other}", file=sys.stderr, flush=True)
             return _train(config, run, report, resume, interrupt, overwrite, wall_start)
+
+
+def _other_data(config: TrainConfig, fingerprint: str) -> str | None:
+    """A config exported from a study (``provenance``) whose trial trained on other data than
+    this run reads (``fingerprint``): the run trains on the data as it is now, said once."""
+    ran_on = (config.provenance or {}).get("data_fingerprint")
+    if not isinstance(ran_on, str) or ran_on == fingerprint:
+        return None
+    return (f"data: the trial this config was exported from trained on data {ran_on}, and "
+            f"{where_changed(config.data, ran_on, fingerprint)} now reads as {fingerprint}: "
+            "this run trains on the data as it is now")
 
 
 def _train(config: TrainConfig, run: _Run, report: Report | None, resume: bool,

@@ -247,6 +247,39 @@ def test_exported_run_options(finished, tmp_path):
     assert list(tmp_path.glob(".final.yaml*")) == []
 
 
+def test_data_changed_since_the_study_is_said_by_export_and_by_the_final_run(finished, tmp_path,
+                                                                            capsys):
+    # The study's text grew after its trials trained: export wrote the config without a word
+    # (with the old data's fingerprint in its provenance) and the final run trained on the new
+    # text without one either; `run` and `validate` refuse the same change.
+    from scaletune.trainer.data import read_fingerprint
+    from scaletune.trainer.loop import train
+
+    path, cfg, study = finished
+    ran_on = read_fingerprint(cfg.data)
+    study.set_user_attr("data_fingerprint", ran_on)
+    out = tmp_path / "final.yaml"
+    assert not [n for n in export_study(cfg, out, source=str(path)).notes if "data" in n]
+    with open(cfg.data.path, "a") as text:
+        text.write("A new chapter. " * 100)
+    now = read_fingerprint(cfg.data)
+    notes = export_study(cfg, out, source=str(path)).notes
+    assert (f"data: the study's trials trained on data {ran_on}, and data.path {cfg.data.path} "
+            f"now reads as {now}: the final run trains on the data as it is now (restore it to train on "
+            "what the trial did)") in notes, notes
+    final = load_train_config(out)
+    assert final.provenance["data_fingerprint"] == ran_on
+    capsys.readouterr()
+    train(final.model_copy(update={"tokens": 4 * final.tokens_per_step, "out_dir": None}))
+    assert (f"note: data: the trial this config was exported from trained on data {ran_on}, and "
+            f"data.path {cfg.data.path} now reads as {now}: this run trains on the data as it is now"
+            ) in capsys.readouterr().err
+    Path(cfg.data.path).unlink()  # elsewhere: on the cluster that ran the study, say
+    notes = export_study(cfg, out, source=str(path)).notes
+    assert any(n.startswith(f"data: data.path {cfg.data.path}, which the study's trials trained on, "
+                            "cannot be read here (") for n in notes), notes
+
+
 def test_export_records_provenance(finished, tmp_path):
     path, cfg, study = finished
     out = tmp_path / "final.yaml"
