@@ -25,7 +25,6 @@ def main(prog: str = "python -m scaletune.trainer.rank") -> int:
     again.add_argument("--overwrite", action="store_true",
                        help="train from scratch even if out_dir holds a checkpoint")
     args = parser.parse_args()
-    lead = int(os.environ.get("RANK", "0")) == 0
     try:
         from scaletune.trainer.interrupt import DeferredInterrupt  # light: no torch
 
@@ -35,16 +34,10 @@ def main(prog: str = "python -m scaletune.trainer.rank") -> int:
             from scaletune.trainer.cli import train_main
 
             if starting.requested:
-                if lead:
-                    print(f"{args.config}: interrupted as the run started; nothing was written",
-                          file=sys.stderr, flush=True)
-                return 128 + (starting.signal or signal.SIGINT)
+                return _stopped_as_it_started(args.config, starting.signal or signal.SIGINT)
             code = train_main(args.config, resume=args.resume, overwrite=args.overwrite)
     except KeyboardInterrupt:  # before the handlers were set, or a second signal at once
-        if lead:
-            print(f"{args.config}: interrupted as the run started; nothing was written",
-                  file=sys.stderr, flush=True)
-        return 128 + signal.SIGINT  # nothing to close, and torch may be half imported
+        return _stopped_as_it_started(args.config, signal.SIGINT)  # torch may be half imported
     import torch.distributed as dist
 
     if dist.is_initialized():
@@ -57,6 +50,15 @@ def main(prog: str = "python -m scaletune.trainer.rank") -> int:
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def _stopped_as_it_started(config: str, signum: int) -> int:
+    """Rank 0 says the run stopped before it wrote anything; the exit code of ``signum``."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+        print(f"{config}: {what} as the run started; nothing was written", file=sys.stderr,
+              flush=True)
+    return 128 + signum
 
 
 if __name__ == "__main__":
