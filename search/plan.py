@@ -760,7 +760,7 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors, data:
         if change := _changed_data(cfg, attrs, data.fingerprint, data.n_train_tokens):
             raise ConfigError(cfg.source, [change])
         if all(key in attrs for key in RECORD):
-            write_note(study, study_note(cfg, attrs["config"], priors), keep=True)
+            _renote(study, cfg, attrs["config"], priors)
             _record_n_trials(study, cfg)
             return
     config = cfg.model_dump(mode="json", by_alias=True)
@@ -828,6 +828,23 @@ def stored_changes(cfg: StudyConfig) -> str | None:
     if attrs is None or cfg.fingerprint_matches(attrs["fingerprint"]):
         return None
     return config_changes(attrs.get("config"), cfg)
+
+
+def _renote(study: optuna.Study, cfg: StudyConfig, config: dict[str, Any],
+            priors: Priors) -> None:
+    """The dashboard's note of a resumed study: written where there is none, and written again
+    with the study file's description where that changed since the note was written (an edit
+    to description was taken and shown nowhere); a note that is not the one the study's driver
+    wrote (a user's, written with --allow-writes) is kept."""
+    from optuna_dashboard import get_note, save_note
+
+    note, current = study_note(cfg, config, priors), get_note(study)
+    if not current:
+        save_note(study, note)
+    elif current != note:
+        before = cfg.model_copy(update={"description": config.get("description") or ""})
+        if current == study_note(before, config, priors):
+            save_note(study, note)
 
 
 def _recorded_attrs(cfg: StudyConfig, keys: tuple[str, ...]) -> dict[str, Any] | None:

@@ -401,6 +401,29 @@ def test_a_note_written_in_the_dashboard_is_kept_on_resume(tmp_path, shakespeare
     assert get_note(resumed) == "lr above 0.01 diverges on this data"
 
 
+def test_a_description_changed_in_the_study_file_heads_the_note_on_resume(tmp_path,
+                                                                          shakespeare):
+    from optuna_dashboard import get_note, save_note
+
+    _, study = opened(tmp_path, shakespeare, description="Baseline.")
+    raw = tiny_study(tmp_path, shakespeare, description="Baseline, with the new tokenizer.")
+    cfg = validate_study(raw)
+    plan = SearchPlan.build(cfg)
+    resumed, _ = plan.open_study(make_storage(cfg.storage_url))
+    plan.lease.release()
+    # Rule: the note is written again with the file's description (the edit was taken, and
+    # shown nowhere), the rest as it was.
+    note = get_note(resumed)
+    assert note.startswith("Baseline, with the new tokenizer.\n\n**Objective**"), note[:80]
+    # Rule: a note a user wrote in the dashboard is not replaced by a description's change.
+    save_note(resumed, "lr above 0.01 diverges on this data")
+    cfg = validate_study({**raw, "description": "Baseline again."})
+    plan = SearchPlan.build(cfg)
+    again, _ = plan.open_study(make_storage(cfg.storage_url))
+    plan.lease.release()
+    assert get_note(again) == "lr above 0.01 diverges on this data"
+
+
 def test_a_new_trials_note_is_stored_as_the_dashboards_own_save_note_stores_it(tmp_path):
     from optuna_dashboard import get_note, save_note
 
