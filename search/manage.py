@@ -894,6 +894,10 @@ def _storage_state(cfg: StudyConfig, stored: list[Any] | None, repeat_best: int 
         there = "not there yet"
     elif names is None:
         there = "the file exists but cannot be read as SQLite: run refuses it"
+    elif name in names and (driver := _driven(database, name)):
+        held = f", {finished_of(stored, n_done(stored), cfg.n_trials)}" if stored else ""
+        there = (f"it holds this study{held}, which a driver runs now ({driver}): the run is "
+                 "refused until that driver ends")
     elif name in names and stored:
         done, total = n_done(stored), trials_asked(stored, cfg.n_trials)
         there = (f"it holds this study, {finished_of(stored, done, cfg.n_trials)}: "
@@ -905,6 +909,14 @@ def _storage_state(cfg: StudyConfig, stored: list[Any] | None, repeat_best: int 
         others = f"{len(names)} other stud{'y' if len(names) == 1 else 'ies'}" if names else "no study"
         there = f"the file exists and holds {others}: the study starts there"
     return f"{mask_url(url)} ({there})"
+
+
+def _driven(database: Path, name: str) -> str | None:
+    """The driver that holds study ``name``'s lease in the SQLite file ``database`` now
+    (lease.describe), read without writing; None where none does. The plan of a study being
+    run said "the run resumes it", and the run was refused."""
+    held = stored_study_attrs(database, name, (lease.ATTR,)).get(lease.ATTR)
+    return lease.describe(held) if lease.live(held) else None
 
 
 def _if_same_data(cfg: StudyConfig) -> str:

@@ -5,13 +5,17 @@ predicted pruner's floor read from them. Real in-memory Optuna studies; the end-
 from __future__ import annotations
 
 import math
+import os
+import socket
 import statistics
+import time
 from types import SimpleNamespace
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
+from scaletune.search import lease
 from scaletune.search.config import NOISE_FLOOR, validate_study
 from scaletune.search.noise import (
     REPEAT_OF,
@@ -310,6 +314,16 @@ def test_run_repeat_best_plans_its_repeats_first_or_after_the_search(tmp_path, c
     assert main(["run", str(path), "--repeat-best", "2", "--dry-run"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "nothing to run" not in out and ": the run resumes it" in out
+    # Rule: while a driver runs the study, the plan says so: it said "the run resumes it", and
+    # the run was refused.
+    now = time.time()  # a live process of this machine (this one's own lease is a leftover)
+    study.set_user_attr(lease.ATTR, {"host": socket.gethostname(), "pid": os.getppid(),
+                                     "since": now, "heartbeat": now, "token": "theirs"})
+    assert main(["run", str(path), "--dry-run"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert (f", which a driver runs now (pid {os.getppid()} on {socket.gethostname()}, running "
+            "since") in out and "the run is refused until that driver ends" in out, out
+    assert "the run resumes it" not in out
 
 
 def test_a_study_without_a_pruner_section_prunes_on_the_prediction_with_the_measured_floor(
