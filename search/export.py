@@ -114,6 +114,21 @@ def _trial_hparams(run: TrainConfig, tau: float | None) -> Hparams:
     )
 
 
+def _short_of_budget(chosen: FrozenTrial, ran_with: StudyConfig) -> str | None:
+    """A complete trial whose curve ends before its token budget (its last report is filed at
+    the grid point at or below it): one told COMPLETE outside the driver (the dashboard with
+    --allow-writes), whose value was set there, not trained to the end; export took it as the
+    best without a word. None for a trial that reported at its budget (or reported nothing,
+    where nothing is known)."""
+    budget, grid = ran_with.tokens_per_trial, ran_with.eval_interval
+    reached = max(chosen.intermediate_values, default=None)
+    if reached is None or reached >= budget // grid * grid:
+        return None
+    return (f"trial {chosen.number} reported up to {reached:,} of its {budget:,} tokens: it was "
+            "ended outside the driver (the dashboard with --allow-writes, or another program), "
+            f"and its value {chosen.value:.4f} is the one set there, not a trained run's")
+
+
 def _data_since(ran_with: StudyConfig, ran_on: Any) -> str | None:
     """The study's data where it reads otherwise now than when its trials trained on it
     (``ran_on``, its fingerprint), or cannot be read: the final run trains on the data as it
@@ -219,6 +234,7 @@ def export_study(
     study, ran_with, notes = open_study(cfg, source)
     notes += [note] if (note := running_note(study)) else []
     chosen = pick_trial(study, trial, source)
+    notes += [note] if (note := _short_of_budget(chosen, ran_with)) else []
     notes += [note] if (note := seeds_note(study.get_trials(deepcopy=False), chosen,
                                             ran_with.seed)) else []
     # A repeat of a config (run --repeat-best) trained with its own seed: the export keeps it.

@@ -120,6 +120,8 @@ class StudyProgress:
         if value is not None and (self.best is None or value < self.best[1]):
             self.best = (number, value)
         detail = f"{value:.4f}" if value is not None else (reason or "")
+        if value is not None and reason:  # a COMPLETE told outside the driver, say
+            detail += f" ({reason})"
         style = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red"}[state]
         self._log(f"trial {number} [{style}]{state.lower()}[/]: {detail}")
         if self._live is None:  # the tally a log reader (`scaletune jobs`) shows as progress

@@ -350,6 +350,18 @@ def test_the_view_drawn_under_an_event_line_is_the_one_after_that_event():
     assert "done 1  pruned 0  failed 0  running 0" in after.splitlines()[1], after
 
 
+def test_the_driver_says_why_a_trial_it_did_not_end_is_complete():
+    console = Console(file=io.StringIO(), width=300, soft_wrap=True)
+    study = optuna.create_study()
+    progress = StudyProgress(console, load_study(QUICKSTART), study)
+    progress.started(3, {"lr": 0.01})
+    study.add_trial(optuna.trial.create_trial(value=1.5))
+    progress.finished(3, "COMPLETE", 1.5, "ended outside the driver as COMPLETE (the dashboard)")
+    # Rule: the reason follows the value (the line said "complete: 1.5000" and nothing more).
+    assert ("trial 3 complete: 1.5000 (ended outside the driver as COMPLETE (the dashboard))"
+            in console.file.getvalue())
+
+
 def test_a_dumb_terminal_gets_the_lines_a_pipe_gets(monkeypatch):
     # TERM=dumb (an editor's shell): rich draws no live view there, and the study showed no
     # evaluation and no tally while it ran.

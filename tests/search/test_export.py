@@ -247,6 +247,21 @@ def test_exported_run_options(finished, tmp_path):
     assert list(tmp_path.glob(".final.yaml*")) == []
 
 
+def test_a_best_trial_told_complete_outside_the_driver_before_its_budget_is_said(finished,
+                                                                                 tmp_path):
+    # Told COMPLETE from the dashboard (--allow-writes) at 90,016 of 120,000 tokens, with a
+    # value typed there: export took it as the best without a word.
+    path, cfg, study = finished
+    assert not [n for n in export_study(cfg, tmp_path / "a.yaml", source=str(path)).notes
+                if "reported up to" in n]
+    told = add_trial(study, cfg, params(5e-3), 1.5, trained=2 * EVAL)
+    notes = export_study(cfg, tmp_path / "b.yaml", source=str(path)).notes
+    assert (f"trial {told.number} reported up to {2 * EVAL:,} of its {cfg.tokens_per_trial:,} "
+            "tokens: it was ended outside the driver (the dashboard with --allow-writes, or "
+            "another program), and its value 1.5000 is the one set there, not a trained run's"
+            ) in notes, notes
+
+
 def test_data_changed_since_the_study_is_said_by_export_and_by_the_final_run(finished, tmp_path,
                                                                             capsys):
     # The study's text grew after its trials trained: export wrote the config without a word
