@@ -18,6 +18,7 @@ import ray._private.services
 import ray._private.utils
 
 from scaletune.search.config import StudyConfig
+from scaletune.search.storage import mask_url
 from scaletune.trainer.config import usable_cores
 from scaletune.trainer.errors import ConfigError, SetupError, first_line
 
@@ -257,6 +258,8 @@ def listening(address: str) -> str | None:
     """None when something accepts connections at the host and port of ``address``
     ('host:port' or 'ray://host:port'), or when it names none ('auto'); else why not."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
+    if "@" in host:  # a user or password: no part of joining Ray, and never printed
+        return "Ray is joined at HOST:PORT or ray://HOST:PORT, with no user or password in it"
     if not host or not port.isdigit():
         return None  # Ray reads it as it may ('auto', a name it resolves)
     try:
@@ -296,7 +299,7 @@ def unreachable(address: str, error: BaseException | str, head: str | None = Non
              "serves it on 10001), open to this machine?" if address.startswith("ray://") else
              "is the head node up, with Ray on that port (`ray start --head --port "
              f"{address.rpartition(':')[2] or 6379}`)?")
-    return (f"workers.address: cannot join the Ray cluster at {address}: {said}; {check}"
+    return (f"workers.address: cannot join the Ray cluster at {mask_url(address)}: {said}; {check}"
             f"{' ' + token if token else ''} Or {alone}")
 
 

@@ -1105,7 +1105,9 @@ def job_server_problem(cfg: StudyConfig) -> str | None:
     `run --detach`), else None."""
     if not cfg.workers.job_server:
         return None
-    return (f"workers.address: {cfg.workers.job_server} is a Ray cluster's job server: "
+    from scaletune.search.storage import mask_url  # with optuna and SQLAlchemy: loaded here
+
+    return (f"workers.address: {mask_url(cfg.workers.job_server)} is a Ray cluster's job server: "
             "`scaletune run --detach` hands the driver to that cluster; to drive the study from "
             "here, give auto, HOST:6379 (the head's address, as `ray start --address` takes "
             "it) or ray://HOST:10001")

@@ -29,6 +29,7 @@ import scaletune.search.cluster
 import scaletune.search.dashboard
 import scaletune.search.plan
 import scaletune.search.runner
+from scaletune.search.cli import main
 from scaletune.search.config import validate_study
 from scaletune.search.dashboard import serve
 from scaletune.search.space import planning_priors
@@ -213,6 +214,17 @@ def test_a_password_with_an_unescaped_at_sign_stays_out_of_the_storage_error(tmp
     assert "tPART" not in text and "s3cr" not in text
     assert scrub('host "tPART@h"; password=p4ssw0rd', "postgresql://u@h/db?password=p4ssw0rd") == (
         'host "tPART@h"; password=***')
+
+
+@pytest.mark.parametrize("address", ["http://u:s3cret@127.0.0.1:1", "ray://u:s3cret@127.0.0.1:1"])
+def test_a_password_in_the_cluster_address_is_not_printed(tmp_path, shakespeare, capsys, address):
+    # `run --address` refused both in the clear (with --detach, and in jobs, logs and stop, it
+    # was masked): a job server's URL, and a Ray client address whose host was "u:s3cret@...".
+    path = write_study(tmp_path, tiny_study(tmp_path, shakespeare))
+    assert main(["run", str(path), "--address", address]) == 2
+    said = capsys.readouterr()
+    assert "s3cret" not in said.out + said.err
+    assert "u:***@127.0.0.1:1" in said.err, said.err
 
 
 @pytest.mark.parametrize("url, said", [
