@@ -165,8 +165,11 @@ def _own_ray() -> Iterator[None]:
 def _repeats_counted(n: int) -> None:
     """--repeat-best N of `run` and `ladder`: a count of repeats. An error of the command line,
     as --n-trials' is (it was said as one in the study file)."""
-    if n < 0:
-        raise ConfigError("the command line", [f"--repeat-best: must be >= 0 repeats (got {n})"])
+    from scaletune.search.config import MAX_TRIALS
+
+    if not 0 <= n <= MAX_TRIALS:
+        raise ConfigError("the command line", [
+            f"--repeat-best: must be from 0 to {MAX_TRIALS:,} repeats (got {n:,})"])
 
 
 def cmd_ladder(args: argparse.Namespace, console: Console) -> int:

@@ -881,6 +881,13 @@ MAX_NAME = 100
 ladder's stages add to it (NAME-rung-20k-2x64): a 256-character name ended on a traceback."""
 
 
+MAX_TRIALS = 1_000_000
+"""The most trials a study (n_trials, --n-trials) or a launch's repeats (--repeat-best) asks
+for: a driver measured at 10,000 finished trials (benchmarks/driver_scale.py) is far below it,
+and a count typed with a few digits too many was taken (an ETA of 2.6e16 h; 1e20 repeats, whose
+seeds the driver drew until it ran out of memory)."""
+
+
 class StudyConfig(_Strict):
     """A hyperparameter search: model, data, per-trial budget, search space, sampler, pruner."""
 
@@ -921,7 +928,7 @@ class StudyConfig(_Strict):
     A random sampler draws uniformly either way: it is the baseline the priors are measured
     against."""
     priors: PriorsConfig = Field(default_factory=PriorsConfig)
-    n_trials: Whole = Field(ge=1, strict=True)
+    n_trials: Whole = Field(ge=1, le=MAX_TRIALS, strict=True)
     """Finished trials the study should have: complete, pruned, and failed ones that were not
     queued again (a trial whose worker died is, up to ``max_retries`` times)."""
     max_retries: Whole = Field(2, ge=0, strict=True)

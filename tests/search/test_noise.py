@@ -281,8 +281,16 @@ def test_run_repeat_best_plans_its_repeats_first_or_after_the_search(tmp_path, c
     path, cfg = study_file(tmp_path)
     assert main(["run", str(path), "--repeat-best", "-1"]) == 2
     # An error of the command line, as --n-trials' is (it was said as one in the study file).
-    assert ("1 error(s) in the command line:\n  --repeat-best: must be >= 0 repeats (got -1)"
-            in capsys.readouterr().err)
+    assert ("1 error(s) in the command line:\n  --repeat-best: must be from 0 to 1,000,000 "
+            "repeats (got -1)") in capsys.readouterr().err
+    # Rule: a count with too many digits is refused at once: 1e20 repeats were taken, and the
+    # driver drew their seeds until it ran out of memory (a hang of 14 minutes, 6 GB).
+    assert main(["run", str(path), "--repeat-best", "99999999999999999999", "--dry-run"]) == 2
+    assert "--repeat-best: must be from 0 to 1,000,000 repeats (got 99,999,999,999,999,999,999)" \
+        in capsys.readouterr().err
+    assert main(["run", str(path), "--n-trials", "99999999999999999999", "--dry-run"]) == 2
+    assert "--n-trials: must be in [1, 1000000] (got 99999999999999999999)" in \
+        capsys.readouterr().err
     # No study yet, or none of its trials complete: the repeats come after the search (it was
     # refused, "run it first": a search and its repeats took two launches).
     assert main(["run", str(path), "--repeat-best", "2", "--dry-run"]) == 0
