@@ -106,7 +106,7 @@ LINES = [
     ("a float that is text", {"model__dropout": "none"},
      "model.dropout: expected a number, such as 0.5 or 3e-4 (got 'none')"),
     ("a bound on both sides", {"model__dropout": 1.5}, "model.dropout: must be in [0, 1) (got 1.5)"),
-    ("a lower bound", {"n_trials": 0}, "n_trials: must be >= 1 (got 0)"),
+    ("a lower bound", {"max_retries": -1}, "max_retries: must be >= 0 (got -1)"),
     ("a strict lower bound", {"workers__cpus_per_trial": 0},
      "workers.cpus_per_trial: must be > 0 (got 0)"),
     ("a yes/no that is neither", {"model__qkv_bias": "maybe"},
