@@ -338,7 +338,7 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
 
     _quiet_optuna()
     studies = [_study(argparse.Namespace(study=p, storage=args.storage)) for p in args.studies]
-    output = Path(args.output)
+    output = _file_to_write(args.output, "laws.json")
     laws_writable(output, f"-o {output}")
     laws = fit_from_studies(studies, scale_kind=args.by)
     try:
@@ -392,12 +392,22 @@ def _at_least_one(text: str) -> int:
     return value
 
 
+def _file_to_write(output: str, example: str) -> Path:
+    """-o OUTPUT as the file a command writes: one that ends in a slash names a folder, and a
+    folder not there yet was written as a file of its name (-o newdir/ wrote the file newdir);
+    one that is there is the command's own refusal."""
+    if output.endswith(("/", os.sep)) and not Path(output).is_dir():
+        raise ConfigError(f"-o {output}", [f"names a folder (it ends in /), and there is none: "
+                                           f"give the file to write, e.g. -o {output}{example}"])
+    return Path(output)
+
+
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.export import export_study, parse_model_overrides, summary_lines
 
     cfg = _study(args)
     _quiet_optuna()
-    output = Path(args.output)
+    output = _file_to_write(args.output, "final.yaml")
     with _output_errors(output.parent, f"-o {output}", "the training config"):
         done = export_study(
             cfg, args.output, source=args.study, trial=args.trial, tokens=args.tokens,

@@ -228,6 +228,9 @@ def serve(study_path: str | None, host: str = "127.0.0.1", port: int = 8080,
     from scaletune.search.studies import looks_like_a_name, open_study, study_named
 
     console = console or make_console()
+    if not host.strip():  # an unset shell variable ($HOST): it served every interface
+        raise ConfigError("--host", ["--host is empty: give an address of this machine, such "
+                                     "as 127.0.0.1 (the default), or 0.0.0.0 for every interface"])
     if study_path is None:  # a storage URL alone: a machine that has no study file
         if storage is None:
             raise ConfigError("dashboard", ["give a study YAML, or the storage to serve with "
@@ -241,7 +244,7 @@ def serve(study_path: str | None, host: str = "127.0.0.1", port: int = 8080,
         study = open_study(cfg, study_path)[0]
         url = cfg.storage_url
     app = dashboard_app(url, allow_writes)
-    if host.strip() in ("", "0"):  # what the socket binds them to: every interface
+    if host.strip() == "0":  # what the socket binds it to: every interface
         host = "0.0.0.0"
     server = bind(app, host, port)  # an address it cannot bind is refused before the warning
     if not is_loopback(host):

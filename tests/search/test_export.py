@@ -247,6 +247,18 @@ def test_exported_run_options(finished, tmp_path):
     assert list(tmp_path.glob(".final.yaml*")) == []
 
 
+def test_an_output_that_ends_in_a_slash_names_a_folder_not_a_file(finished, tmp_path, capsys):
+    # -o newdir/ (a folder not there yet) wrote a file named newdir, for export and fit alike.
+    path, cfg, _ = finished
+    for command, example in ((["export", str(path)], "final.yaml"),
+                             (["fit", str(path), str(path)], "laws.json")):
+        output = f"{tmp_path / 'newdir'}/"
+        assert main([*command, "-o", output]) == 2
+        assert (f"1 error(s) in -o {output}:\n  names a folder (it ends in /), and there is none: "
+                f"give the file to write, e.g. -o {output}{example}") in capsys.readouterr().err
+        assert not (tmp_path / "newdir").exists()
+
+
 def test_a_best_trial_told_complete_outside_the_driver_before_its_budget_is_said(finished,
                                                                                  tmp_path):
     # Told COMPLETE from the dashboard (--allow-writes) at 90,016 of 120,000 tokens, with a

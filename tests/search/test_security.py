@@ -131,13 +131,26 @@ class _Bound:
         pass
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "", "0"])
+def test_an_empty_dashboard_host_is_refused(tmp_path, shakespeare, monkeypatch):
+    # `--host "$HOST"` with the variable unset served every interface (with a warning).
+    binds = []
+    monkeypatch.setattr(scaletune.search.dashboard, "bind",
+                        lambda app, host, port: _Bound(binds, app, host, port))
+    with pytest.raises(ConfigError) as err:
+        serve(str(study_file(tmp_path, shakespeare)), host=" ", port=8123,
+              console=Console(file=io.StringIO()))
+    assert err.value.errors == ["--host is empty: give an address of this machine, such as "
+                                "127.0.0.1 (the default), or 0.0.0.0 for every interface"]
+    assert binds == []
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "0"])
 @pytest.mark.parametrize("allow_writes", [False, True])
 def test_dashboard_warns_when_bound_beyond_loopback(tmp_path, shakespeare, monkeypatch, host,
                                                     allow_writes):
-    # "" and "0" bind every interface, as 0.0.0.0 does: they were named as themselves ("binds
-    # to : anyone ...", "http://:8123/").
-    named = "0.0.0.0" if host in ("", "0") else host
+    # "0" binds every interface, as 0.0.0.0 does: it was named as itself ("binds to 0: anyone
+    # ...", "http://0:8123/").
+    named = "0.0.0.0" if host == "0" else host
     binds = []
     monkeypatch.setattr(scaletune.search.dashboard, "bind",
                         lambda app, host, port: _Bound(binds, app, host, port))
