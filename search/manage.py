@@ -995,8 +995,9 @@ def list_studies(url: str, console: Console) -> int:
                       live or _when(t.last))
     console.print(whole_cells(table))
     here = sqlite_url((Path("runs") / SHARED_DATABASE).resolve())
+    # The SQLite file's URL, to copy; with a password in it (an SQLite URL reads none), URL.
     storage_arg = ("" if url == here else f" --storage {shlex.quote(url)}"
-                   if sqlite_path(url) is not None else " --storage URL")
+                   if sqlite_path(url) is not None and mask_url(url) == url else " --storage URL")
     _printer(console)(f"one study, by its name: scaletune show NAME{storage_arg} (or best, "
                       "report, export)")
     return 0

@@ -1113,6 +1113,11 @@ def test_fit_reads_what_its_studies_trained_and_takes_their_names(tmp_path, caps
     code, out = scaletune(capsys, "studies", "--storage", f"sqlite:///{tmp_path}/a folder/s.db")
     command = flat(out).split("one study, by its name: ")[1].split(" (or")[0]
     assert shlex.split(command)[-2:] == ["--storage", f"sqlite:///{tmp_path}/a folder/s.db"]
+    # A password in the URL (which SQLite does not read) is not printed in the command either.
+    code, out = scaletune(capsys, "studies", "--storage",
+                          f"sqlite:///{tmp_path}/a folder/s.db?password=s3cret")
+    assert code == 0 and "s3cret" not in out, out
+    assert "one study, by its name: scaletune show NAME --storage URL (or" in flat(out)
 
 
 def test_optimizer_fields_that_the_optimizer_or_schedule_does_not_read_are_noted(
