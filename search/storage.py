@@ -173,6 +173,18 @@ def study_folder_problem(folder: Path) -> str | None:
             "move the file, or give study_dir another folder")
 
 
+def _cannot_create_in(folder: Path) -> str | None:
+    """Why no file can be made in ``folder`` (a file made there and removed at once finds it),
+    else None."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return None
+    except OSError as e:
+        return e.strerror or str(e)
+
+
 def storage_problems(given: str | None, url: str) -> list[str]:
     """What `scaletune run` refuses of a study's storage, found without connecting: an
     in-memory SQLite (each connection sees its own empty database), a URL that does not parse or
@@ -190,6 +202,11 @@ def storage_problems(given: str | None, url: str) -> list[str]:
                           "give another path")
         elif not os.access(database.parent, os.W_OK):
             errors.append(f"storage: cannot write to the folder of {database}")
+        elif not database.exists() and (why := _cannot_create_in(database.parent)):
+            # root passes os.access everywhere: /proc and /sys were taken, and the study
+            # stopped after Ray started, saying the file had been deleted while it ran.
+            errors.append(f"storage: cannot create {database} ({why}): give a path in a folder "
+                          "this machine can write")
     elif given is not None and (problem := url_problem(given)):
         errors.append(problem)
     elif given is not None:

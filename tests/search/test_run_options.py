@@ -369,6 +369,17 @@ def test_the_storage_option_in_a_missing_folder_is_an_error(tmp_path):
     assert not db.parent.exists()
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc")
+def test_the_storage_option_in_a_folder_where_no_file_can_be_made_is_an_error(tmp_path):
+    # /proc passes os.access for root: the study stopped after Ray had started, saying the
+    # storage file had been deleted while it ran (there never was one).
+    from scaletune.search.runner import preflight
+
+    _, cfg = study_file(tmp_path)
+    with pytest.raises(ConfigError, match=re.escape("storage: cannot create /proc/x.db (")):
+        preflight(with_options(cfg, storage="sqlite:////proc/x.db"))
+
+
 # --------------------------------------------------------------------------- --address
 
 
