@@ -31,6 +31,7 @@ from rich.console import Console
 from scaletune.search import lease
 from scaletune.search.cluster import init_ray
 from scaletune.search.config import (
+    MAX_TRIALS,
     StudyConfig,
     WorkersConfig,
     check_study_files,
@@ -338,9 +339,10 @@ def run_study(
     # A config changed in place (cfg.n_trials = ...) or by model_copy(update=...) is not
     # validated: what the run reads first is checked here, as the file's would be.
     for name, value, least in (("n_trials", cfg.n_trials, 1), ("repeat_best", repeat_best, 0)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            raise ConfigError(cfg.source, [f"{name}: must be a whole number >= {least}, got "
-                                           f"{value!r}"])
+        if (not isinstance(value, int) or isinstance(value, bool)
+                or not least <= value <= MAX_TRIALS):
+            raise ConfigError(cfg.source, [f"{name}: must be a whole number from {least} to "
+                                           f"{MAX_TRIALS:,}, got {value!r}"])
     cfg = revalidated(cfg)  # the rest, as its file's would be
     with quiet_libraries(cfg):
         study = _run_study(cfg, console, max_consecutive_failures, launch, repeat_best)

@@ -66,7 +66,7 @@ def test_no_option_leaves_the_config_as_it_is(tmp_path):
 
 
 @pytest.mark.parametrize("flag, value, error", [
-    ("--n-trials", "0", "--n-trials: must be >= 1 (got 0)"),
+    ("--n-trials", "0", "--n-trials: must be in [1, 1000000] (got 0)"),
     ("--max-concurrent", "0", "--max-concurrent: must be >= 1 (got 0)"),
 ])
 def test_a_bad_option_is_an_error_that_names_the_flag(tmp_path, capsys, flag, value, error):

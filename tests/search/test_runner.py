@@ -374,9 +374,12 @@ def test_a_finished_study_says_so_without_starting_ray_or_writing(tmp_path, shak
             "a larger n_trials in the study file) runs more") in text
     # A config changed in Python is not validated by pydantic: run_study names the bad count
     # (it said "asks for -3 ... `--n-trials -1` runs more").
-    for bad in (0, -3):
-        with pytest.raises(ConfigError, match=rf"n_trials: must be a whole number >= 1, got {bad}"):
+    for bad in (0, -3, 10**20):
+        with pytest.raises(ConfigError, match=rf"n_trials: must be a whole number from 1 to "
+                                              rf"1,000,000, got {bad}"):
             run_study(cfg.model_copy(update={"n_trials": bad}))
+    with pytest.raises(ConfigError, match=r"repeat_best: must be a whole number from 0 to "):
+        run_study(cfg, repeat_best=10**20)
     # A trial queued again waits: still nothing to run, and the line says how to run it.
     load(cfg).enqueue_trial(study.best_params)
     console = Console(record=True, width=300)
@@ -937,10 +940,11 @@ def test_run_study_checks_what_a_config_changed_in_python_would_run_with(tmp_pat
     # A field set in place is not validated: it failed deep in the run (TypeError: '<' not
     # supported), and a repeat count below 0 queued nothing and said "seed(s)  (never pruned)".
     cfg.n_trials = "four"
-    with pytest.raises(ConfigError, match="n_trials: must be a whole number >= 1, got 'four'"):
+    with pytest.raises(ConfigError, match="n_trials: must be a whole number from 1 to 1,000,000, "
+                                          "got 'four'"):
         run_study(cfg)
     cfg.n_trials = 2
-    with pytest.raises(ConfigError, match="repeat_best: must be a whole number >= 0, got -1"):
+    with pytest.raises(ConfigError, match="repeat_best: must be a whole number from 0 to 1,000,000, got -1"):
         run_study(cfg, repeat_best=-1)
     with pytest.raises(TypeError, match=r"not a dict \(a dict: validate_study\(d\) first\)"):
         run_study(cfg.model_dump())
