@@ -180,14 +180,14 @@ class StudyProgress:
 
     def render(self) -> Group:
         head = _fitted(self.headline(), self.console.width)
+        if not self.running:  # the study's end, or a pause between trials: no empty header
+            return Group(head)
         table = Table(box=None, pad_edge=False)
         for col in ("trial", "progress", "tokens", "val loss", "tok/s", "params"):
             table.add_column(col)
         total = self.cfg.tokens_per_trial
         # The trials furthest along first: a terminal shows a few dozen rows, and each row drawn
         # costs the driver time that its trials wait for their answers.
-        if not self.running:  # the study's end, or a pause between trials: no empty header
-            return Group(head)
         shown = sorted(self.running.items(), key=lambda kv: (-kv[1]["tokens"], kv[0]))
         for number, row in sorted(shown[:SHOWN_ROWS]):
             value = row["value"]

@@ -20,6 +20,7 @@ from scaletune.trainer.interrupt import (
     STOP_SIGNALS,
     DeferredInterrupt,
     PromptInterrupt,
+    stopped_by,
 )
 from scaletune.trainer.loop import Result, train
 from scaletune.trainer.record import last_checkpoint
@@ -79,7 +80,7 @@ def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)
         if int(os.environ.get("RANK", "0")) == 0:
-            print(f"{path}: {_stopped_by(signum)}; {resume_hint(config.out_dir)}",
+            print(f"{path}: {stopped_by(signum)}; {resume_hint(config.out_dir)}",
                   file=sys.stderr)
         return 128 + signum
     except RuntimeError as e:
@@ -98,11 +99,6 @@ def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
             closed_output_said(f"{path}: the output was closed before the summary (a broken "
                                f"pipe); the run {result.status}")
     return 1 if result.status == "diverged" else 0
-
-
-def _stopped_by(signum: int) -> str:
-    """'interrupted' (Ctrl-C) or 'stopped by SIGTERM'."""
-    return "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
 
 
 def startable(path: str, resume: bool, overwrite: bool, world: int = 1) -> TrainConfig | None:
@@ -313,7 +309,7 @@ def launch(path: str, nproc: int, resume: bool = False, overwrite: bool = False,
         if startable(path, resume, overwrite, world=nproc * nnodes) is None:
             return 2
         if taken:
-            print(f"scaletune train: {_stopped_by(taken[0])} before torchrun started; nothing "
+            print(f"scaletune train: {stopped_by(taken[0])} before torchrun started; nothing "
                   "was written", file=sys.stderr, flush=True)
             return 128 + taken[0]
         flags = (["--resume"] if resume else []) + (["--overwrite"] if overwrite else [])

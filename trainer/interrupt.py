@@ -22,6 +22,11 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SI
 has no SIGHUP: named outright, it stopped every import of the trainer there."""
 
 
+def stopped_by(signum: int) -> str:
+    """How a stop by ``signum`` is said: 'interrupted' (Ctrl-C) or 'stopped by SIGTERM'."""
+    return "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+
+
 class Interrupted(KeyboardInterrupt):
     """Stopped by a signal (``signum``: SIGINT for Ctrl-C, SIGTERM, SIGHUP). The shell's exit
     code for it is 128 + signum: 130 for Ctrl-C, 143 for SIGTERM. ``said``: what was stopped

@@ -54,10 +54,11 @@ def main(prog: str = "python -m scaletune.trainer.rank") -> int:
 
 def _stopped_as_it_started(config: str, signum: int) -> int:
     """Rank 0 says the run stopped before it wrote anything; the exit code of ``signum``."""
+    from scaletune.trainer.interrupt import stopped_by  # light: no torch
+
     if int(os.environ.get("RANK", "0")) == 0:
-        what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
-        print(f"{config}: {what} as the run started; nothing was written", file=sys.stderr,
-              flush=True)
+        print(f"{config}: {stopped_by(signum)} as the run started; nothing was written",
+              file=sys.stderr, flush=True)
     return 128 + signum
 
 
