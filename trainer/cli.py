@@ -281,9 +281,9 @@ def launch(path: str, nproc: int, resume: bool = False, overwrite: bool = False,
     # from here, and it passes it on to its ranks: they stop where they are and say how to
     # resume. A SIGTERM (a batch system's, a kill) or a SIGHUP (the terminal closed) takes the
     # same road instead of leaving torchrun and its ranks training without this process; a
-    # signal ignored here (nohup) is not passed on. The signals are taken from here on: one
-    # that came as the checks below imported torch was lost in its imports, and the run
-    # trained to its end.
+    # signal ignored here (nohup) is not passed on. The signals are taken before the checks
+    # below: a signal in them ends the launch in one line, and no moment is left between
+    # torchrun's start and the handlers (one there ended this process alone).
     taken: list[int] = []  # the signals this process got, in order
     passed: list[int] = []  # how many of them went on to torchrun
     started: list[subprocess.Popen] = []

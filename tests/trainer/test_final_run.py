@@ -482,8 +482,8 @@ def _processes(*words: str, loading: str | None = None,
 def test_a_ctrl_c_as_a_launched_run_starts_ends_it_in_a_line(tmp_path, shakespeare, ranks):
     # A Ctrl-C in the first seconds of `scaletune train --nproc-per-node 2`, as torchrun or its
     # ranks import torch: each printed a KeyboardInterrupt traceback (torchrun's, then one per
-    # rank), and one that reached the launcher as it checked the config was lost in torch's
-    # imports: the run trained to its end and exited 0.
+    # rank), and a rank interrupted inside torch's lazy imports of its set-up ended on a
+    # RecursionError.
     path = _config(tmp_path, shakespeare, "early", tokens=8 * 32 * 20_000)
     launch = subprocess.Popen(
         [sys.executable, "-c", "import signal, sys; from scaletune.search.cli import main; "
