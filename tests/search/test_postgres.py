@@ -180,10 +180,10 @@ def test_detach_refuses_a_study_whose_driver_runs_elsewhere(tmp_path, shakespear
                                                             capsys):
     from scaletune.search import lease
     from scaletune.search.cli import main
-    from tests.search.test_jobs import closed_port
+    from tests.ports import free_port
 
     raw = pg_study(tmp_path, shakespeare, pg_url,
-                   workers={"address": f"http://127.0.0.1:{closed_port()}"})
+                   workers={"address": f"http://127.0.0.1:{free_port()}"})
     held = optuna.create_study(study_name=raw["name"], storage=make_storage(pg_url))
     now = time.time()  # a `scaletune run` of the study on another machine, as its lease shows it
     held.set_user_attr(lease.ATTR, {"token": "t", "pid": 4242, "since": now,
