@@ -8,8 +8,10 @@ the exception is printed as "Exception ignored" and lost, so that a run asked to
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 PEER_LOST = 3
@@ -49,6 +51,8 @@ class DeferredInterrupt:
     """
 
     SIGNALS = STOP_SIGNALS
+    at_once_now = False
+    """Whether a signal raises at once (``at_once``, PromptInterrupt.prompt)."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -79,7 +83,7 @@ class DeferredInterrupt:
             signal.signal(signum, self._handle)
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
+        if self.requested or self.at_once_now:
             raise Interrupted(signum)
         self.requested = True
         self.signal = signum
@@ -87,6 +91,18 @@ class DeferredInterrupt:
     def check(self) -> None:
         if self.requested:
             raise Interrupted(self.signal or signal.SIGINT)
+
+    @contextlib.contextmanager
+    def at_once(self) -> Iterator[None]:
+        """A block in which a signal raises at once (one noted before it raises on entry): a
+        long part of a run's set-up with no point to stop at that it should wait for (a corpus
+        tokenized for minutes: a Ctrl-C would have waited for its end)."""
+        self.check()
+        before, self.at_once_now = self.at_once_now, True
+        try:
+            yield
+        finally:
+            self.at_once_now = before
 
 
 class PromptInterrupt(DeferredInterrupt):
@@ -101,14 +117,7 @@ class PromptInterrupt(DeferredInterrupt):
     on a RecursionError.
     """
 
-    prompt_now = False
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.prompt_now:
-            raise Interrupted(signum)
-        super()._handle(signum, frame)
-
     def prompt(self) -> None:
         """From now on a signal raises at once; one noted before raises here."""
-        self.prompt_now = True
+        self.at_once_now = True
         self.check()

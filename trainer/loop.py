@@ -236,10 +236,11 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
     # dropout draw from them), which left a notebook's next draws on the run's seed. CUDA's
     # where it had started (saving them would start it on a machine training on its CPU).
     cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-    # A signal in the set-up waits for its end (interrupt.check() below): a KeyboardInterrupt
-    # raised inside an import or a collective left the process half set up.
+    # A signal in the set-up waits for its end (interrupt.check() below), but in the data's
+    # preparation (_set_up): a KeyboardInterrupt raised inside an import or a collective left
+    # the process half set up.
     with interrupt or contextlib.nullcontext(), torch.random.fork_rng(devices=cuda):
-        run = _set_up(config, resume, data_fingerprint)
+        run = _set_up(config, resume, data_fingerprint, interrupt)
         # One run at a time in out_dir (trainer.runlock): a second is refused before it writes.
         with run_lock(run.out_dir if run.lead else None):
             # A study's driver says it once for all its trials; a run of its own says it here.
@@ -388,8 +389,11 @@ def compiler_missing() -> str | None:
     return None
 
 
-def _set_up(config: TrainConfig, resume: bool, data_fingerprint: str | None = None) -> _Run:
-    """Threads, device and dtype, the data, a freshly initialised model and its optimizers."""
+def _set_up(config: TrainConfig, resume: bool, data_fingerprint: str | None = None,
+            interrupt: DeferredInterrupt | None = None) -> _Run:
+    """Threads, device and dtype, the data, a freshly initialised model and its optimizers.
+    ``interrupt`` (noting the signals of the set-up) lets one stop the data's preparation at
+    once: a corpus may take minutes to tokenize, and reading it writes nothing of the run's."""
     rank, world = rank_and_world(config.device)
     cores = usable_cores()
     torch.set_num_threads(config.num_threads or max(1, cores // local_world(world)))
@@ -404,7 +408,8 @@ def _set_up(config: TrainConfig, resume: bool, data_fingerprint: str | None = No
     block_size, batch_size = config.model.block_size, config.batch_size
     micro = config.micro_batch_size or batch_size
     local = local_batch(batch_size, micro, world)
-    data = prepare_data(config.data, block_size)
+    with interrupt.at_once() if interrupt is not None else contextlib.nullcontext():
+        data = prepare_data(config.data, block_size)
     if data_fingerprint is not None and data.fingerprint != data_fingerprint:
         raise DataError(
             f"{where(config.data)}: the data changed while the study ran: it reads as "

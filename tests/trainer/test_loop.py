@@ -364,13 +364,13 @@ def test_a_signal_in_the_set_up_stops_the_run_once_set_up_before_it_clears_anyth
     kept = (tmp_path / "run" / CHECKPOINT).read_bytes()
     set_up = []
 
-    def signalled_set_up(*args, **kwargs):
+    def signalled_wrap(*args, **kwargs):  # the DDP wrap (a model of its own for one process)
         os.kill(os.getpid(), signal.SIGINT)
         set_up.append(real(*args, **kwargs))  # reached only if the signal waited
         return set_up[-1]
 
-    real = loop._set_up
-    monkeypatch.setattr(loop, "_set_up", signalled_set_up)
+    real = loop.data_parallel
+    monkeypatch.setattr(loop, "data_parallel", signalled_wrap)
     before = signal.getsignal(signal.SIGINT)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
     try:
@@ -381,6 +381,32 @@ def test_a_signal_in_the_set_up_stops_the_run_once_set_up_before_it_clears_anyth
     assert isinstance(stopped.value, Interrupted) and stopped.value.signum == signal.SIGINT
     assert len(set_up) == 1
     assert (tmp_path / "run" / CHECKPOINT).read_bytes() == kept
+
+
+@pytest.mark.parametrize("kind", [DeferredInterrupt, PromptInterrupt])
+def test_a_signal_as_the_data_is_prepared_stops_the_run_at_once(tiny, tmp_path, monkeypatch,
+                                                                 kind):
+    # The set-up waits with a signal for its end, but for the data's preparation: a corpus may
+    # take minutes to tokenize, and a Ctrl-C there would have waited for it.
+    import scaletune.trainer.loop as loop
+
+    went_on = []
+
+    def signalled_prepare(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        went_on.append(True)  # not reached: the signal raised at once
+        return real(*args, **kwargs)
+
+    real = loop.prepare_data
+    monkeypatch.setattr(loop, "prepare_data", signalled_prepare)
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(Interrupted):
+            train(tiny(steps=4), interrupt=kind())
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert went_on == []
 
 
 def test_a_signal_noted_as_a_rank_started_stops_it_where_its_run_takes_the_signals():
