@@ -553,12 +553,19 @@ def _legends(png: Figure, html: go.Figure, axes: list[Axes]) -> None:
 
 
 def _save(png: Figure, html: go.Figure, out: Path, name: str) -> Drawn:
+    from scaletune.trainer.interrupt import DeferredInterrupt
+
     paths = [out / f"{name}.png", out / f"{name}.html"]
-    try:
-        written(paths[0], lambda tmp: png.savefig(tmp, dpi=DPI, bbox_inches="tight",
-                                                  format="png"))
-    finally:
-        plt.close(png)  # Optuna draws on pyplot figures, which pyplot keeps until closed
+    # A Ctrl-C inside matplotlib's rendering left its state half made, and the next figure
+    # failed on it ("ValueError: Invalid bounding box", a traceback): it waits for the end of
+    # this figure's (a second one stops at once).
+    with DeferredInterrupt() as rendering:
+        try:
+            written(paths[0], lambda tmp: png.savefig(tmp, dpi=DPI, bbox_inches="tight",
+                                                      format="png"))
+        finally:
+            plt.close(png)  # Optuna draws on pyplot figures, which pyplot keeps until closed
+    rendering.check()
     plotly_js(out)
     written(paths[1], lambda tmp: html.write_html(tmp, include_plotlyjs="directory",
                                                   full_html=True))

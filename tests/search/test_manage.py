@@ -954,6 +954,30 @@ def test_ctrl_c_in_a_command_is_one_line_and_the_shells_code(finished, tmp_path,
     assert capsys.readouterr().err.strip().endswith("scaletune report: interrupted")
 
 
+def test_ctrl_c_as_a_figure_renders_waits_for_its_end(finished, tmp_path, capsys, request,
+                                                     monkeypatch):
+    # Raised inside matplotlib's rendering, the KeyboardInterrupt left its state half made:
+    # the next figure failed on it ("ValueError: Invalid bounding box", a traceback, exit 1).
+    import signal
+
+    from matplotlib.figure import Figure
+
+    path, _, _ = finished
+    rendered = []
+    real = Figure.savefig
+
+    def signalled(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        rendered.append(real(self, *args, **kwargs))  # reached only if the signal waited
+
+    monkeypatch.setattr(Figure, "savefig", signalled)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a shell
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
+    assert main(["report", str(path), "-o", str(tmp_path / "report")]) == 130
+    assert len(rendered) == 1  # the figure was written, then the command stopped
+    assert capsys.readouterr().err.strip().endswith("scaletune report: interrupted")
+
+
 # --------------------------------------------------------------------------- end to end
 
 
