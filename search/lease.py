@@ -105,6 +105,11 @@ def live(lease: dict[str, Any] | None, now: float | None = None) -> bool:
     return not stale
 
 
+def holder(lease: dict[str, Any] | None) -> str | None:
+    """``describe(lease)`` while the driver that wrote it may still be running, else None."""
+    return describe(lease) if live(lease) else None
+
+
 def describe(lease: dict[str, Any]) -> str:
     """'pid 1234 on host-a, running since ..., last heard from 3 s ago'; a detached driver adds
     its Ray job: 'pid 1234 on head-1 as Ray job scaletune-tiny-0a1b2c3d, ...'."""

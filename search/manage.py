@@ -915,8 +915,7 @@ def _driven(database: Path, name: str) -> str | None:
     """The driver that holds study ``name``'s lease in the SQLite file ``database`` now
     (lease.describe), read without writing; None where none does. The plan of a study being
     run said "the run resumes it", and the run was refused."""
-    held = stored_study_attrs(database, name, (lease.ATTR,)).get(lease.ATTR)
-    return lease.describe(held) if lease.live(held) else None
+    return lease.holder(stored_study_attrs(database, name, (lease.ATTR,)).get(lease.ATTR))
 
 
 def _if_same_data(cfg: StudyConfig) -> str:
@@ -1010,8 +1009,8 @@ def _best(trials: list[FrozenTrial]) -> FrozenTrial | None:
 
 def _running(study: optuna.Study) -> str:
     """``running now (pid 1234 on host-a, ...)`` while a driver holds the study's lease."""
-    held = study.user_attrs.get(lease.ATTR)
-    return f"running now ({lease.describe(held)})" if lease.live(held) else ""
+    held = lease.holder(study.user_attrs.get(lease.ATTR))
+    return f"running now ({held})" if held else ""
 
 
 def _last_activity(trials: list[FrozenTrial]) -> str:
