@@ -432,7 +432,7 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
     # A signal while Ray starts is taken once it has: raised inside Ray's start-up, it was lost
     # in a finalizer ("Exception ignored") and the study went on, or left the driver hung.
     starting = DeferredInterrupt()
-    coordinator = None
+    coordinator, warmed = None, []
     try:
         with starting, _stopped_as_ray_starts(starting, cfg, console), _ray_keeps_our_sigterm():
             token_note = init_ray(cfg)  # a cluster that cannot be joined is refused here
@@ -445,8 +445,8 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
             # warm-up.
             # Warm no more processes than the launch can run trials in: a 2-trial study of
             # 0.1 CPU each warmed 20 on 2 cores, and its trials waited behind them.
-            coordinator = _start_workers(cfg, min(slots, cfg.n_trials + repeat_best),
-                                         warm=launch is None)
+            coordinator, warmed = _start_workers(cfg, min(slots, cfg.n_trials + repeat_best),
+                                                 warm=launch is None)
     except BaseException:
         if coordinator is not None:
             _release(coordinator)
@@ -482,10 +482,10 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
                               "time(s) with other training seeds after the search")
             with _frozen_heap():
                 _drive(plan, study, cfg, console, slots, running, interrupt,
-                       max_consecutive_failures, tracker, coordinator, launch)
+                       max_consecutive_failures, tracker, coordinator, launch, warmed)
                 if after and _repeat(study, repeat_best, cfg, console):
                     _drive(plan, study, cfg, console, slots, running, interrupt,
-                           max_consecutive_failures, tracker, coordinator, launch)
+                           max_consecutive_failures, tracker, coordinator, launch, warmed)
                 elif after:
                     console.print(f"no trial completed: the {repeat_best} repeat(s) of the best "
                                   "trial (--repeat-best) did not run, with no trial to repeat",
@@ -736,8 +736,10 @@ def _drive(
     plan: SearchPlan, study: optuna.Study, cfg: StudyConfig, console: Console, slots: int,
     running: dict[int, TrialRun], interrupt: DeferredInterrupt, max_consecutive_failures: int,
     tracker: Tracker, coordinator: Any, launch: Launch | None = None,
+    warmed: list[Any] | None = None,
 ) -> None:
-    """The driver's loop: start trials while there is room, answer reports, tell endings."""
+    """The driver's loop: start trials while there is room, answer reports, tell endings.
+    ``warmed``: the warm-ups' references (_start_workers), one for each of the first trials."""
     from scaletune.search.worker import run_trial
 
     threads = max(1, int(cfg.workers.cpus_per_trial))
@@ -753,7 +755,7 @@ def _drive(
 
         def launch(run: TrialRun, coordinator: Any) -> Any:
             return remote.remote(run.config.model_dump(mode="json"), run.number, coordinator,
-                                 plan.data.fingerprint)
+                                 plan.data.fingerprint, warmed.pop(0) if warmed else None)
     # Repeats of a config with other seeds (search.noise) run on top of the study's n_trials.
     total = trials_asked(study.get_trials(deepcopy=False), cfg.n_trials)
     progress = StudyProgress(console, cfg, study, total=total)
@@ -915,8 +917,9 @@ def _import_storage_modules() -> None:
     import sqlalchemy.orm  # noqa: F401
 
 
-def _start_workers(cfg: StudyConfig, slots: int, warm: bool = True) -> Any:
-    """The coordinator actor, and on this machine's own cluster, trial workers warming up.
+def _start_workers(cfg: StudyConfig, slots: int, warm: bool = True) -> tuple[Any, list[Any]]:
+    """The coordinator actor, and on this machine's own cluster, trial workers warming up (the
+    warm-ups' references: the first trials wait for them, search.worker.run_trial's ``warmed``).
 
     Started as soon as Ray is up, so that both run while the driver opens the study and draws
     the first trials. A local cluster's first trials then find their worker processes with torch
@@ -938,9 +941,8 @@ def _start_workers(cfg: StudyConfig, slots: int, warm: bool = True) -> Any:
         # for them: a trial queues behind a warm-up as it would behind its own imports.
         warming = ray.remote(warm_up).options(num_cpus=cfg.workers.cpus_per_trial,
                                               num_gpus=cfg.workers.gpus_per_trial, max_retries=0)
-        for _ in range(slots):
-            warming.remote()
-    return coordinator
+        return coordinator, [warming.remote() for _ in range(slots)]
+    return coordinator, []
 
 
 def _stop_running(plan: SearchPlan, running: dict[int, TrialRun], reason: str,

@@ -8,6 +8,9 @@ import json
 import subprocess
 import sys
 
+import optuna
+
+from scaletune.search.config import validate_study
 from tests.search.helpers import REPO, tiny_study, write_study
 
 
@@ -79,3 +82,21 @@ print(json.dumps({{"before": before, "warmed": warmed, "status": result["status"
 """)
     assert got == {"before": False, "warmed": True, "status": "completed", "reports": 2,
                    "dynamo": False}
+
+
+def test_a_study_s_first_trials_run_in_the_processes_that_warmed_up(tmp_path, shakespeare):
+    # A new study's own cluster (scaletune run in a new process): its warm-ups import torch and
+    # the trainer into two worker processes. Launched while the warm-ups ran, the first trials
+    # queued behind them, the raylet started more processes for that queue, and in half of the
+    # runs one of them took a trial and imported torch again (1.5-2.5 s later than a warm one).
+    study = tiny_study(tmp_path, shakespeare, n_trials=2, pruner={"name": "none"},
+                       workers={"cpus_per_trial": 1, "max_concurrent": 2})
+    path = write_study(tmp_path, study)
+    out = subprocess.run([sys.executable, "-m", "scaletune.search.cli", "run", str(path)],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    cfg = validate_study(study)
+    trials = optuna.load_study(study_name=cfg.name, storage=cfg.storage_url).trials
+    got = [(t.user_attrs["worker_pid"], t.user_attrs["worker_warm"]) for t in trials]
+    assert len({pid for pid, _ in got}) == 2, got  # side by side, each in a process of its own
+    assert [warm for _, warm in got] == [True, True], got
