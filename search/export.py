@@ -79,6 +79,9 @@ def parse_model_overrides(items: list[str], source: str = "--model") -> dict[str
         key = key.strip()
         if not sep or not key:
             errors.append(f"--model {item!r}: expected KEY=VALUE, e.g. n_embd=512")
+        elif not text.strip():  # YAML reads nothing as null: "(got None)" named no cause
+            errors.append(f"--model {key}: no value after '='; give one, e.g. {key}=VALUE "
+                          "(null for none, where the key allows it)")
         elif key not in ModelConfig.model_fields:
             close = closest(key, list(ModelConfig.model_fields))
             errors.append(f"--model {key}: unknown model key; allowed: {allowed}"
@@ -277,10 +280,13 @@ def export_study(
             "tokens, a hundred trillion): give the tokens of the final run"])
     step = final.batch_size * new_model.block_size
     if final.tokens < step:
+        # Without --tokens, the trial's budget is short of a step only for a --model block_size.
+        flag = "--tokens" if tokens is not None else f"--model block_size={new_model.block_size}"
         raise ConfigError(source, [
-            f"--tokens: {final.tokens:,} is less than one optimizer step of the run's batch "
-            f"(batch_size {final.batch_size} x block_size {new_model.block_size} = {step:,} "
-            f"tokens): give at least {step:,}"])
+            f"{flag}: one optimizer step of the run's batch (batch_size {final.batch_size} x "
+            f"block_size {new_model.block_size} = {step:,} tokens) is more than its "
+            f"{final.tokens:,} tokens: give --tokens of at least {step:,}"
+            + ("" if tokens is not None else " or a smaller block_size")])
     if final.tokens < base.tokens:
         notes.append(f"--tokens: {final.tokens:,} tokens, fewer than the {base.tokens:,} the "
                      "trial trained: the rules carry its config to a shorter run too, but a final "

@@ -535,6 +535,9 @@ def test_bad_model_keys_are_exit_2(finished, tmp_path, capsys):
     assert printed.startswith("1 error(s) in --model:") and str(path) not in printed, printed
     assert main(["export", str(path), "--model", "n_embd", "-o", str(out)]) == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err
+    # Rule: a key with nothing after '=' says so (it read as null: "got None").
+    assert main(["export", str(path), "--model", "n_embd=", "-o", str(out)]) == 2
+    assert "--model n_embd: no value after '='" in printed_flat(capsys)
     assert not out.exists()
 
 
@@ -549,8 +552,14 @@ def test_bad_tokens_are_exit_2(finished, tmp_path, capsys):
     # Rule: fewer tokens than one step of the run's batch (the batch law carries it down to 1
     # sequence) is refused, naming the step, and nothing is written.
     assert main(["export", str(path), "--tokens", "10", "-o", str(tmp_path / "f.yaml")]) == 2
-    assert ("--tokens: 10 is less than one optimizer step of the run's batch (batch_size 1 x "
-            "block_size 32 = 32 tokens): give at least 32") in capsys.readouterr().err
+    assert ("--tokens: one optimizer step of the run's batch (batch_size 1 x block_size 32 = 32 "
+            "tokens) is more than its 10 tokens: give --tokens of at least 32"
+            ) in printed_flat(capsys)
+    # Without --tokens the run keeps the trial's budget: a --model block_size beyond it is named.
+    assert main(["export", str(path), "--model", "block_size=99999999", "-o",
+                 str(tmp_path / "f.yaml")]) == 2
+    said = printed_flat(capsys)
+    assert "--model block_size=99999999: one optimizer step" in said and "--tokens:" not in said
     assert not (tmp_path / "f.yaml").exists()
 
 
