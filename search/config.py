@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -740,11 +740,20 @@ class WorkersConfig(_Strict):
     @classmethod
     def _an_address(cls, v: str | None) -> str | None:
         # Ray's own "Invalid address format" came as a traceback from `run`, validate said ok.
-        if v is None or v in ("local", "auto") or v.startswith(("ray://", "http://", "https://")):
+        if v is None or v in ("local", "auto"):
             return v
-        host, colon, port = v.rpartition(":")
-        if colon and host and port.isdigit() and 0 < int(port) < 65536:
-            return v
+        if v.startswith(("ray://", "http://", "https://")):
+            # ray://127.0.0.1:-5 waited 30 s for Ray Client's timeout.
+            try:
+                url = urlsplit(v)
+                if url.hostname and (url.port is None or url.port > 0):
+                    return v
+            except ValueError:  # a port that is no number, or beyond 65535
+                pass
+        else:
+            host, colon, port = v.rpartition(":")
+            if colon and host and port.isdigit() and 0 < int(port) < 65536:
+                return v
         raise ValueError(f"not an address Ray takes (got {v!r}): give local (Ray started on "
                          "this machine), auto (the cluster `ray start` started here), HOST:PORT "
                          "(a cluster's head, port 6379 by default), ray://HOST:10001 (Ray "
