@@ -59,14 +59,14 @@ def init_ray(cfg: StudyConfig) -> str | None:
         head = auto_address(cfg) if address == "auto" else address
         silent = listening(head)
         if silent:
-            raise ConfigError(cfg.source, [unreachable(address, silent, head)])
+            raise cfg.refusal([unreachable(address, silent, head)])
         if address == "auto" and head != "auto" and not _ray_address_given():
             _token_auth_as_ray_auto(cfg.source)
         try:
             with masked_entrypoint():
                 ray.init(address=head, **kwargs)
         except ConnectionError as e:
-            raise ConfigError(cfg.source, [unreachable(address, e, head)]) from None
+            raise cfg.refusal([unreachable(address, e, head)]) from None
         _joined(address, head)
         return
     # Ray (2.60) has no bind-address setting. Its gRPC servers (gcs_server, the raylet's node
@@ -233,7 +233,7 @@ def auto_address(cfg: StudyConfig) -> str:
     """
     given = os.environ.get(ray._private.ray_constants.RAY_ADDRESS_ENVIRONMENT_VARIABLE, "")
     if given.startswith(("http://", "https://")):  # Ray's own ValueError, as a traceback
-        raise ConfigError(cfg.source, [
+        raise cfg.refusal([
             f"workers.address: auto joins the cluster in RAY_ADDRESS, and RAY_ADDRESS={given} is "
             "a Ray job server (what `run --detach`, `jobs`, `logs` and `stop` talk to): unset "
             "RAY_ADDRESS to join the cluster `ray start` started here, give the head as "
@@ -245,7 +245,7 @@ def auto_address(cfg: StudyConfig) -> str:
     except AttributeError:  # another Ray: it finds the cluster itself
         return "auto"
     if not recorded:
-        raise ConfigError(cfg.source, [unreachable(
+        raise cfg.refusal([unreachable(
             "auto", ConnectionError("no cluster started with `ray start` is recorded here"))])
     return recorded
 

@@ -951,12 +951,25 @@ class StudyConfig(_Strict):
     _source: str | None = PrivateAttr(None)
     _folder_by_default: bool = PrivateAttr(False)
     """study_dir is the default folder that load_study filled in, not the file's own."""
+    _flags: dict[str, str] = PrivateAttr(default_factory=dict)
+    """Key -> the command-line flag that set it (search.manage.with_options)."""
 
     @property
     def source(self) -> str:
         """The study file this config was read from, for errors to name (set by load_study);
         "study" for a config built in code."""
         return self._source or "study"
+
+    def refusal(self, errors: list[str]) -> ConfigError:
+        """A ConfigError of ``errors`` ("key: problem" lines): a key a command-line flag set is
+        named by its flag, and where every line is a flag's, the error is the command line's,
+        not the study file's, which has no such value."""
+        lines = []
+        for line in errors:
+            key, colon, rest = line.partition(": ")
+            lines.append(f"{self._flags[key]}: {rest}" if colon and key in self._flags else line)
+        flags_only = all(line.partition(": ")[0] in self._flags for line in errors)
+        return ConfigError("the command line" if flags_only and errors else self.source, lines)
 
     @property
     def from_file(self) -> bool:
@@ -1352,6 +1365,7 @@ def revalidated(cfg: StudyConfig) -> StudyConfig:
         raw["study_dir"] = str(Path(cfg.study_dir).parent / cfg.name)  # renamed in Python
     checked = validate_study(raw, cfg.source, recorded=True)
     checked._source, checked._folder_by_default = cfg._source, cfg._folder_by_default
+    checked._flags = dict(cfg._flags)
     _given_as_before(checked, cfg)
     return checked
 

@@ -182,8 +182,10 @@ def with_options(cfg: StudyConfig, **options: Any) -> StudyConfig:
         raise ConfigError("the command line", [f"--storage: {p.removeprefix('storage: ')}"
                                                for p in problems])
     # The fields only: the rest stays as load_study resolved it (data paths, the study file).
-    return cfg.model_copy(update={"n_trials": checked.n_trials, "storage": checked.storage,
-                                  "workers": checked.workers})
+    out = cfg.model_copy(update={"n_trials": checked.n_trials, "storage": checked.storage,
+                                 "workers": checked.workers})
+    out._flags = {**cfg._flags, **{OPTIONS[option][1]: OPTIONS[option][0] for option in given}}
+    return out
 
 
 # --------------------------------------------------------------------------- run --dry-run
@@ -549,11 +551,11 @@ def planned(cfg: StudyConfig) -> tuple[Priors, list, dict[str, Any]]:
     from the file alone: a ConfigError names the files missing, else ``plan_problems``. What
     `run --dry-run` and `validate` both check."""
     if problems := check_study_files(cfg):
-        raise ConfigError(cfg.source, problems)
+        raise cfg.refusal(problems)
     priors = planning_priors(cfg)
     dims, fixed = build_space(cfg, priors)
     if problems := plan_problems(cfg, dims, fixed) + tracker_problems(cfg):
-        raise ConfigError(cfg.source, problems)
+        raise cfg.refusal(problems)
     return priors, dims, fixed
 
 

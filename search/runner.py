@@ -210,7 +210,7 @@ def preflight(cfg: StudyConfig) -> Any:
         if why := compiler_missing():
             errors.append(f"trainer.{why}")
     if errors:
-        raise ConfigError(cfg.source, errors)
+        raise cfg.refusal(errors)
     _refuse_a_second_driver(cfg)
     return data
 

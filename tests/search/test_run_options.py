@@ -364,9 +364,12 @@ def test_the_storage_option_in_a_missing_folder_is_an_error(tmp_path):
     _, cfg = study_file(tmp_path)
     db = tmp_path / "nowhere" / "new.db"
     # Rule: refused before Ray starts, naming the file, rather than failing at the first write.
-    with pytest.raises(ConfigError, match="storage: the folder of .*nowhere/new.db does not exist"):
+    with pytest.raises(ConfigError, match="storage: the folder of .*nowhere/new.db does not exist"
+                       ) as e:
         preflight(with_options(cfg, storage=f"sqlite:///{db}"))
     assert not db.parent.exists()
+    # The flag is named, not the study file, which gives no storage.
+    assert e.value.source == "the command line" and e.value.errors[0].startswith("--storage: ")
 
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc")
@@ -394,8 +397,9 @@ def test_a_cluster_address_where_nothing_listens_is_refused_at_once(tmp_path, ca
     # Rule: refused with what is wrong and the ways on, before Ray is asked: Ray waited without
     # end for a head that was not at host:port, and 30 s for a Ray client server.
     assert code == 2, out
-    assert (f"error(s) in {path}: workers.address: cannot join the Ray cluster at {address}: "
-            "nothing accepts connections there") in out
+    # The flag is named, not the study file, which gives no address.
+    assert ("1 error(s) in the command line: --address: cannot join the Ray cluster at "
+            f"{address}: nothing accepts connections there") in out
     assert "is the head node up" in out and "(`--address local`)" in out
     assert not ray.is_initialized()
     # Rule: a study refused leaves nothing behind: no storage, no study folder.
@@ -413,7 +417,7 @@ def test_auto_with_a_recorded_cluster_that_is_gone_is_refused_at_once(tmp_path, 
     path, cfg = study_file(tmp_path)
     code, out = run(capsys, str(path), "--address", "auto")
     assert code == 2, out
-    assert re.search(rf"workers.address: auto joins the Ray cluster at [\d.]+:{port} "
+    assert re.search(rf"--address: auto joins the Ray cluster at [\d.]+:{port} "
                      r"\(RAY_ADDRESS, else the cluster last started on this machine\), and it "
                      r"does not answer: nothing accepts connections there", out), out
     assert "Start it again (`ray start --head`)" in out
@@ -430,7 +434,7 @@ def test_auto_with_a_job_server_in_ray_address_is_refused_in_a_line(tmp_path, ca
     path, cfg = study_file(tmp_path)
     code, out = run(capsys, str(path), "--address", "auto")
     assert code == 2, out
-    assert ("workers.address: auto joins the cluster in RAY_ADDRESS, and "
+    assert ("--address: auto joins the cluster in RAY_ADDRESS, and "
             "RAY_ADDRESS=http://127.0.0.1:8265 is a Ray job server") in out, out
     assert "Traceback" not in out
     assert not ray.is_initialized() and not cfg.folder.exists()
@@ -463,7 +467,7 @@ def test_auto_never_joins_another_studys_private_cluster(tmp_path, capsys, monke
         other.stdin.close()
         other.wait(timeout=60)
     assert code == 2, out
-    assert ("workers.address: auto joins the Ray cluster started on this machine with `ray "
+    assert ("--address: auto joins the Ray cluster started on this machine with `ray "
             "start` (or the one in RAY_ADDRESS), and none was recorded" in out), out
     # Where it looked: a head started with --temp-dir records itself elsewhere.
     assert f"({tmp_path / 'ray-tmp'}/ray/ray_current_cluster; a head started with --temp-dir " \
