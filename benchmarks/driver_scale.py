@@ -109,9 +109,16 @@ class FakeTrials:
             loss = loss_at(shape, tokens, every, rng)
             losses.append(loss)
             sent = time.time()
-            answer = await coordinator.report.remote(number, tokens, loss,
-                                                     {"train_loss": loss * 0.98,
-                                                      "tokens_per_s": 1e5})
+            try:
+                answer = await coordinator.report.remote(number, tokens, loss,
+                                                         {"train_loss": loss * 0.98,
+                                                          "tokens_per_s": 1e5})
+            except ray.exceptions.RayActorError:
+                # The study stopped (the window's SIGTERM) and released its coordinator: the
+                # trial ends here, as a worker's trial is stopped, without Ray's "Unhandled
+                # error" traceback for a result nobody reads.
+                status = "stopped"
+                break
             self.records.append((sent, time.time() - sent))
             if answer == "prune":
                 status = "stopped"
@@ -474,8 +481,10 @@ def big_study(bench: Bench, label: str, url: str, folder: Path, n: int) -> dict[
     cfg = cfg.model_copy(update={"storage": url})
     build = time.perf_counter() - start
     study_file = folder / f"{name}.yaml"
+    # The fields the study gives, as its file would: every default written out gave tpe the
+    # gp and cmaes sampler's pruned_trials, which `report` refused.
     study_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json", by_alias=True,
-                                                       exclude_none=True)))
+                                                       exclude_unset=True)))
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     exe = [sys.executable, "-m", "scaletune.search.cli"]  # what `scaletune` runs
     row: dict[str, Any] = {"storage": label, "trials": n, "build_s": build}

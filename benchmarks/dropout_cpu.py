@@ -56,14 +56,22 @@ def compare(name: str, ours: Callable[[], torch.Tensor], theirs: Callable[[], to
           f"{statistics.median(ratios):.2f}x (rounds {min(ratios):.2f}-{max(ratios):.2f}x)")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.dropout_cpu",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=30, help="turns per comparison")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (a trial's default: 1)")
+    parser.add_argument("--rounds", type=int, default=30,
+                        help="turns per comparison (default %(default)s)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default %(default)s, a trial's)")
     parser.add_argument("--rate", type=float, default=0.054,
-                        help="dropout rate (the quickstart's best trial drew 0.054)")
-    args = parser.parse_args()
+                        help="dropout rate, in (0, 1) (default %(default)s, the quickstart's "
+                             "best trial's)")
+    args = parser.parse_args(argv)
+    for flag, value in (("--rounds", args.rounds), ("--threads", args.threads)):
+        if value < 1:  # a StatisticsError or torch's RuntimeError
+            parser.error(f"{flag}: must be 1 or more, got {value}")
+    if not 0 < args.rate < 1:  # nan too; 0 and 1 draw no mask to time
+        parser.error(f"--rate: must be a dropout rate in (0, 1), got {args.rate}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     p = args.rate

@@ -72,9 +72,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.repeats < 1:  # a ZeroDivisionError, or a table of nan
         parser.error(f"--repeats: must be 1 or more, got {args.repeats}")
+    if args.output and not args.output.parent.is_dir():  # found after the whole computation
+        parser.error(f"--output: the folder of {args.output} does not exist")
     lines = ["| rungs | rung scatter (dex) | trial noise (dex) | exponent's 95% interval holds "
              "it | prediction interval holds the next optimum | median exponent width |",
              "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+    print("\n".join(lines), flush=True)  # the rows' columns, as the file has them
     for scales, rung_scatter, trial_noise in CASES:
         b, p, width = coverage(scales, rung_scatter, trial_noise, args.repeats)
         lines.append(f"| {len(scales)} | {rung_scatter} | {trial_noise} | {b:.2f} | {p:.2f} | "

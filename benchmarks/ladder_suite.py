@@ -573,10 +573,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="rungs at 1/16, 1/8, 1/4 of the target's tokens per trial (default), or "
                         "of its non-embedding parameters at its tokens per trial (width)")
     args = p.parse_args(argv)
-    picked = [s.strip() for s in args.tasks.split(",") if s.strip()]
-    unknown = [s for s in picked if s not in suite.TASK_NAMES]
-    if unknown:
-        p.error(f"--tasks: unknown {unknown}; choose from {list(suite.TASK_NAMES)}")
+    picked = se.names_given(p, "--tasks", args.tasks, list(suite.TASK_NAMES))
+    for flag, value in (("--seeds", args.seeds), ("--workers", args.workers)):
+        if value < 1:  # --seeds 0 ran nothing and said "no ladder has run"; --workers 0 ran
+            p.error(f"{flag}: must be 1 or more, got {value}")
     tasks = [t for t in suite.TASKS if t.name in picked]
     if missing := suite.missing_data(tasks):
         p.error(missing)

@@ -53,7 +53,7 @@ import platform
 import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -808,6 +808,18 @@ def analyze(bench: Bench, command: str, trials: Any = None) -> str:
     return text
 
 
+def names_given(parser: argparse.ArgumentParser, flag: str, text: str,
+                allowed: Sequence[str]) -> list[str]:
+    """The comma-separated names of ``flag``, each one of ``allowed``, at least one: else the
+    parser's error, naming the flag (an empty --tasks was a traceback or "no ladder has run")."""
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if unknown := [s for s in names if s not in allowed]:
+        parser.error(f"{flag}: unknown {unknown}; choose from {list(allowed)}")
+    if not names:
+        parser.error(f"{flag}: give at least one of {list(allowed)}")
+    return names
+
+
 def command_line(parser: argparse.ArgumentParser, argv: list[str] | None) -> str:
     """The command that ran, as the results record it: the parser's ``prog`` and the arguments,
     each quoted so that the line pastes back into a shell (an empty one as '')."""
@@ -844,10 +856,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--analyze-only", action="store_true",
                    help="write the tables and plot from the stored studies; train nothing")
     args = p.parse_args(argv)
-    strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
-    bad = [s for s in strategies if s not in STRATEGIES]
-    if bad:
-        p.error(f"unknown strategies {bad}; choose from {list(STRATEGIES)}")
+    strategies = tuple(names_given(p, "--strategies", args.strategies, list(STRATEGIES)))
     for flag, value in (("--budget", args.budget), ("--seeds", args.seeds),
                         ("--workers", args.workers)):
         if value < 1:  # --budget 0 was a pydantic ValidationError of n_trials

@@ -166,10 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     for flag, value in (("--repeats", args.repeats), ("--workers", args.workers)):
         if value < 1:  # --repeats 0 ran the studies, then failed to find its seeds
             p.error(f"{flag}: must be 1 or more, got {value}")
-    names = [t.name for t in suite.TASKS]
-    if bad := [n for n in args.tasks.split(",") if n not in names]:
-        p.error(f"--tasks: unknown {bad}; choose from {','.join(names)}")
-    picked = [t for t in suite.TASKS if t.name in args.tasks.split(",")]
+    names = se.names_given(p, "--tasks", args.tasks, [t.name for t in suite.TASKS])
+    picked = [t for t in suite.TASKS if t.name in names]
     if missing := suite.missing_data(picked):
         p.error(missing)
     # Before anything is written (the corpora under --suite, the copies under --out).

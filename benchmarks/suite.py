@@ -601,14 +601,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--analyze-only", action="store_true",
                    help="write the tables from the stored studies; train nothing")
     args = p.parse_args(argv)
-    picked = [s.strip() for s in args.tasks.split(",") if s.strip()]
-    unknown = [s for s in picked if s not in TASK_NAMES]
-    if unknown:
-        p.error(f"--tasks: unknown {unknown}; choose from {list(TASK_NAMES)}")
-    strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
-    bad = [s for s in strategies if s not in se.STRATEGIES]
-    if bad:
-        p.error(f"--strategies: unknown {bad}; choose from {list(se.STRATEGIES)}")
+    picked = se.names_given(p, "--tasks", args.tasks, list(TASK_NAMES))
+    strategies = tuple(se.names_given(p, "--strategies", args.strategies, list(se.STRATEGIES)))
     for flag, value in (("--budget", args.budget), ("--tpe-budget", args.tpe_budget),
                         ("--seeds", args.seeds), ("--workers", args.workers)):
         if value < 1:  # a ValidationError from the study config, or nothing run

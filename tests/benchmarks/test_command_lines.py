@@ -11,8 +11,9 @@ import pytest
 
 from benchmarks.search_efficiency import command_line
 
-SCRIPTS = ("driver_scale", "gpu_check", "ladder_coverage", "ladder_suite", "orchestration",
-           "pruner_replay", "search_efficiency", "seed_noise", "suite", "trainer_throughput")
+SCRIPTS = ("driver_scale", "dropout_cpu", "gpu_check", "ladder_coverage", "ladder_suite",
+           "orchestration", "pruner_replay", "search_efficiency", "seed_noise", "suite",
+           "trainer_throughput")
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -50,3 +51,54 @@ def test_ladder_coverage_refuses_no_repeats(repeats, capsys):
         main(["--repeats", repeats])
     assert e.value.code == 2
     assert f"--repeats: must be 1 or more, got {repeats}" in capsys.readouterr().err
+
+
+def refused(script: str, argv: list[str], capsys) -> str:
+    """What ``script`` says as it refuses ``argv`` (exit 2, before anything runs)."""
+    with pytest.raises(SystemExit) as e:
+        importlib.import_module(f"benchmarks.{script}").main(argv)
+    assert e.value.code == 2
+    return " ".join(capsys.readouterr().err.split())
+
+
+@pytest.mark.parametrize("script, flag", [
+    ("suite", "--tasks"), ("suite", "--strategies"), ("search_efficiency", "--strategies"),
+    ("ladder_suite", "--tasks"), ("seed_noise", "--tasks")])
+def test_an_empty_list_of_names_is_refused_by_its_flag(script, flag, tmp_path, capsys):
+    # suite: "max() arg is an empty sequence"; search_efficiency and ladder_suite ran nothing and
+    # said there were no studies, naming no flag.
+    said = refused(script, [flag, "", "--out", str(tmp_path / "out")], capsys)
+    assert f"{flag}: give at least one of [" in said
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flag", ["--seeds", "--workers"])
+def test_ladder_suite_refuses_no_seeds_or_workers(flag, tmp_path, capsys):
+    # --workers 0 ran a whole ladder; --seeds 0 said "no ladder has run" and wrote its command.
+    said = refused("ladder_suite", ["--tasks", "shakespeare-byte", flag, "0", "--out",
+                                    str(tmp_path / "out")], capsys)
+    assert f"{flag}: must be 1 or more, got 0" in said
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv, error", [
+    (["--rounds", "0"], "--rounds: must be 1 or more, got 0"),
+    (["--threads", "0"], "--threads: must be 1 or more, got 0"),
+    (["--rate", "1.5"], "--rate: must be a dropout rate in (0, 1), got 1.5"),
+    (["--rate", "nan"], "--rate: must be a dropout rate in (0, 1), got nan")])
+def test_dropout_cpu_refuses_what_it_cannot_time(argv, error, capsys):
+    # A StatisticsError, torch's RuntimeError, and torch's ValueError for a rate out of range.
+    assert error in refused("dropout_cpu", argv, capsys)
+
+
+def test_ladder_coverage_prints_its_columns_and_checks_its_file_first(tmp_path, capsys):
+    from benchmarks.ladder_coverage import main
+
+    # Rule: the rows on the terminal come under their header (six bare numbers a row, before).
+    main(["--repeats", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| rungs | rung scatter (dex) |") and len(lines) > 3
+    # Rule: a file it cannot write is refused before the computation, not after it.
+    said = refused("ladder_coverage", ["--repeats", "1", "-o", str(tmp_path / "no" / "t.md")],
+                   capsys)
+    assert "--output: the folder of" in said and "does not exist" in said
