@@ -7,6 +7,7 @@ import contextlib
 import os
 import socket
 import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,10 @@ def init_ray(cfg: StudyConfig) -> str | None:
                 "study where it says")
         return
     _JOINED.clear()
+    # Ray's messages from its raylet (a worker that died) are wrapped in colour codes, into a
+    # file as well: plain where the driver's output is not a terminal, or NO_COLOR is set.
+    if os.environ.get("NO_COLOR") or not (sys.stdout.isatty() and sys.stderr.isatty()):
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     kwargs: dict[str, Any] = dict(
         include_dashboard=False, log_to_driver=False, configure_logging=False
     )

@@ -917,6 +917,13 @@ def _import_storage_modules() -> None:
     import sqlalchemy.orm  # noqa: F401
 
 
+COORDINATOR_RESTARTS = 3
+"""Times the coordinator's process is started again after it dies (killed, or taken by Ray's
+out-of-memory killer, which picks among worker processes): its calls then run again on the new
+one, so a trial's waiting report is answered and the study goes on. Before, one kill of it ended
+the launch with a traceback and stopped every running trial."""
+
+
 def _start_workers(cfg: StudyConfig, slots: int, warm: bool = True) -> tuple[Any, list[Any]]:
     """The coordinator actor, and on this machine's own cluster, trial workers warming up (the
     warm-ups' references: the first trials wait for them, search.worker.run_trial's ``warmed``).
@@ -933,7 +940,8 @@ def _start_workers(cfg: StudyConfig, slots: int, warm: bool = True) -> tuple[Any
     # it takes an idle worker process before the warm-ups do.
     here = ray.get_runtime_context().get_node_id()
     coordinator = Coordinator.options(
-        scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)
+        scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
+        max_restarts=COORDINATOR_RESTARTS, max_task_retries=-1,
     ).remote()
     # A GPU trial's process serves it alone (_drive): nothing to warm for it.
     if warm and cfg.workers.address in (None, "local") and not cfg.workers.gpus_per_trial:

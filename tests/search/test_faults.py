@@ -394,6 +394,36 @@ def test_ctrl_c_stops_requeues_and_the_same_command_resumes(tmp_path, shakespear
     assert rerun[0].state == TrialState.COMPLETE
 
 
+def test_the_coordinator_killed_mid_study_is_started_again_and_no_trial_is_lost(tmp_path,
+                                                                                shakespeare):
+    # The process of the actor that carries the trials' reports to the driver is a Ray worker
+    # like the trials' (Ray's out-of-memory killer picks among them). Killed, it ended the
+    # launch with an ActorDiedError traceback and stopped every running trial.
+    raw = tiny_study(tmp_path, shakespeare, n_trials=3, pruner={"name": "none"},
+                     tokens_per_trial=81_920)
+    path = write_study(tmp_path, raw)
+    cfg = validate_study(raw)
+    db = cfg.folder / "study.db"
+    log = tmp_path / "run.log"
+    with scaletune_run(path, log) as proc:
+        def coordinator_as_a_trial_runs():
+            if not any(r[1] == "RUNNING" and r[2] for r in trial_rows(db)):
+                return None
+            return next((p for p in descendants(proc.pid) if Path(f"/proc/{p}/cmdline").exists()
+                         and Path(f"/proc/{p}/cmdline").read_bytes().startswith(
+                             b"ray::Coordinator")), None)
+
+        coordinator = wait_for(coordinator_as_a_trial_runs, "a trial to run", proc, log)
+        os.kill(coordinator, signal.SIGKILL)
+        code = proc.wait(timeout=240)
+    out = log.read_text()
+    assert code == 0, out
+    assert "Traceback" not in out and "\x1b[" not in out, out  # Ray's note, plain in a file
+    study = load(cfg)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3, out
+    assert gone(coordinator)
+
+
 @pytest.mark.slow
 def test_a_closed_output_stops_the_running_trials_and_queues_them_again(tmp_path, shakespeare):
     # `scaletune run study.yaml | head`: once head has its lines it goes, and the driver's next
