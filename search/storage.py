@@ -198,7 +198,12 @@ def storage_problems(given: str | None, url: str) -> list[str]:
     if given is not None and database is not None:
         # Connecting would create the file: check its folder instead (the file itself below).
         if not database.parent.is_dir():
-            errors.append(f"storage: the folder of {database} does not exist: create it, or "
+            # A file on the way: "create it" could not be done.
+            blocking = next((p for p in (database.parent, *database.parent.parents)
+                             if p.exists() and not p.is_dir()), None)
+            errors.append(f"storage: {blocking} is a file, where {database} needs a folder: "
+                          "give another path" if blocking is not None else
+                          f"storage: the folder of {database} does not exist: create it, or "
                           "give another path")
         elif not os.access(database.parent, os.W_OK):
             errors.append(f"storage: cannot write to the folder of {database}")

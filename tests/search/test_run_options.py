@@ -370,6 +370,12 @@ def test_the_storage_option_in_a_missing_folder_is_an_error(tmp_path):
     assert not db.parent.exists()
     # The flag is named, not the study file, which gives no storage.
     assert e.value.source == "the command line" and e.value.errors[0].startswith("--storage: ")
+    # A file on the way is named as one: "create it" could not be done.
+    (tmp_path / "afile").touch()
+    with pytest.raises(ConfigError) as e:
+        preflight(with_options(cfg, storage=f"sqlite:///{tmp_path}/afile/x/new.db"))
+    assert e.value.errors == [f"--storage: {tmp_path}/afile is a file, where "
+                              f"{tmp_path}/afile/x/new.db needs a folder: give another path"]
 
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc")
