@@ -51,6 +51,10 @@ REDRAW_SHARE = 0.1
 waits ten times as long as the last one took, if that is longer than REDRAW_S."""
 
 
+QUEUED = " (queued again)"
+"""How the reason of a FAIL trial that runs again ends (search.runner._finish)."""
+
+
 class StudyProgress:
     """Counts of trials by state, the best value so far, and one progress row per running trial.
 
@@ -123,7 +127,12 @@ class StudyProgress:
         if value is not None and reason:  # a COMPLETE told outside the driver, say
             detail += f" ({reason})"
         style = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red"}[state]
-        self._log(f"trial {number} [{style}]{state.lower()}[/]: {detail}")
+        said = state.lower()
+        if state == "FAIL" and detail.endswith(QUEUED):
+            # Its worker died: it runs again, and the tally below does not count it as failed
+            # ("trial 3 fail: ... (queued again)" above "failed 0").
+            style, said, detail = "yellow", "interrupted and queued again", detail[:-len(QUEUED)]
+        self._log(f"trial {number} [{style}]{said}[/]: {detail}")
         if self._live is None:  # the tally a log reader (`scaletune jobs`) shows as progress
             self.console.print(self.headline(), highlight=False)
 

@@ -131,7 +131,7 @@ def shown_state(t: FrozenTrial) -> str:
 
 
 def _state_label(state: str) -> str:
-    return "stopped and queued again" if state == "STOPPED" else state.lower()
+    return "interrupted and queued again" if state == "STOPPED" else state.lower()
 LOSS_LABEL = "validation loss (nats/token)"
 DPI = 110
 FIGSIZE = (9.0, 5.5)

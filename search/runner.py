@@ -71,7 +71,7 @@ from scaletune.search.plan import (
     stored_data_change,
     stored_trial_states,
 )
-from scaletune.search.progress import StudyProgress, print_run_summary
+from scaletune.search.progress import QUEUED, StudyProgress, print_run_summary
 from scaletune.search.space import centers_outside, nothing_searched, outside_ranges
 from scaletune.search.storage import (
     DAMAGED_ADVICE,
@@ -818,7 +818,7 @@ def _drive(
                     tracker.finished(study, number)
                     if state == "FAIL" and reason.startswith(DATA_FAILED):
                         raise DataError(
-                            f"{reason.removeprefix(DATA_FAILED).removesuffix(' (queued again)')}"
+                            f"{reason.removeprefix(DATA_FAILED).removesuffix(QUEUED)}"
                             f" (trial {number} could not read the study's data, so no trial "
                             "can: the study stopped, with its trials queued again; put the data "
                             "back and run the same command to resume)")
@@ -1150,13 +1150,13 @@ def _finish_run(study: optuna.Study, r: TrialRun, cfg: StudyConfig
     except RETRYABLE as e:
         reason = f"worker died: {type(e).__name__}: {_last_line(e)}"
         retried = r.fail(study, reason, cfg.max_retries)
-        return "FAIL", None, reason + (" (queued again)" if retried else "")
+        return "FAIL", None, reason + (QUEUED if retried else "")
     except ray.exceptions.RayTaskError as e:
         cause = e.cause if getattr(e, "cause", None) is not None else e
         reason = f"{type(cause).__name__}: {_last_line(cause)}"
         if isinstance(cause, DataError):  # no trial can run: the study stops (_drive), and
             r.fail(study, reason, cfg.max_retries, count_attempt=False)  # this one waits
-            return "FAIL", None, reason + " (queued again)"
+            return "FAIL", None, reason + QUEUED
     except ray.exceptions.OutOfMemoryError as e:  # Ray's memory monitor killed its worker
         # Not a RayTaskError: it stopped the whole study, leaving the trial RUNNING. It would
         # run out again: FAIL, not retried, as torch's own out of memory (search.trial).

@@ -51,7 +51,7 @@ def left_running(running: int, study: optuna.Study) -> str:
 
 
 def by_state(trials: list[FrozenTrial]) -> str:
-    """``6 complete, 10 pruned, 1 diverged, 1 stopped and queued again``; FAIL trials queued again
+    """``6 complete, 10 pruned, 1 diverged, 1 interrupted and queued again``; FAIL trials queued again
     (user attr ``retried``) are counted apart, as ``n_trials`` does not count them, and diverged
     ones apart from the pruner's stops, as the summary does."""
     from collections import Counter

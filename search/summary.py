@@ -263,7 +263,7 @@ STATES = ("COMPLETE", "PRUNED", "DIVERGED", "FAIL", "RUNNING", "WAITING")
 
 
 def state_words(counts: Counter[str], again: int, diverged: int = 0) -> str:
-    """``6 complete, 9 pruned, 1 diverged, 1 stopped and queued again``: trials counted by state,
+    """``6 complete, 9 pruned, 1 diverged, 1 interrupted and queued again``: trials counted by state,
     the FAIL ones queued ``again`` apart from those that failed for good, and the ``diverged``
     ones apart from the pruner's stops; empty for no trial."""
     counts = Counter(counts)
@@ -274,7 +274,8 @@ def state_words(counts: Counter[str], again: int, diverged: int = 0) -> str:
     parts = [f"{counts[s]} {words.get(s, s.lower())}"
              for s in [*STATES, *sorted(counts.keys() - set(STATES))] if counts[s] > 0]
     if again:
-        parts.append(f"{again} stopped and queued again")  # as the report's figures
+        # Stopped with the driver, or their worker lost: they run again (as the report's figures)
+        parts.append(f"{again} interrupted and queued again")
     return ", ".join(parts)
 
 

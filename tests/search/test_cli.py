@@ -192,7 +192,7 @@ def test_failed_trials_queued_again_are_not_counted_as_failed():
         finished_trial(2, TrialState.FAIL, 10, retried=False, fail_reason="out of memory"),
         finished_trial(3, TrialState.PRUNED, 30, 3.1),
     )
-    console, _ = plain_console()
+    console, out = plain_console()
     progress = StudyProgress(console, load_study(QUICKSTART), study)
     # Rule: a resumed study counts as failed only the failures that count toward n_trials;
     # those queued again will run again.
@@ -202,8 +202,10 @@ def test_failed_trials_queued_again_are_not_counted_as_failed():
     trial.set_user_attr("retried", True)
     study.tell(trial, state=TrialState.FAIL)
     progress.finished(trial.number, "FAIL", None, "worker died (queued again)")
-    # The same rule for a failure queued again while the study runs.
+    # The same rule for a failure queued again while the study runs, and its line says what
+    # became of it (it read "trial 3 fail: worker died (queued again)" above "failed 1").
     assert progress.counts["FAIL"] == 1
+    assert f"trial {trial.number} interrupted and queued again: worker died\n" in out.getvalue()
 
 
 def test_the_live_view_shows_an_eta_once_a_trial_has_finished():

@@ -125,7 +125,7 @@ def test_the_listing_counts_in_the_database_what_loading_the_trials_gives(tmp_pa
     assert state_words(Counter(counted.by_state), counted.retried,
                        counted.diverged) == by_state(trials)
     assert by_state(trials) == ("3 complete, 1 pruned, 1 diverged, 1 failed, 1 running, 2 "
-                                "stopped and queued again")
+                                "interrupted and queued again")
     assert counted.best == (study.best_trial.number, study.best_value)
     assert counted.last == max(t.datetime_complete or t.datetime_start for t in trials)
 
@@ -320,7 +320,7 @@ def test_a_trial_left_running_by_a_killed_driver_is_said_to_be_so(finished, caps
         assert ("1 running (no driver runs the study: it was left by a stopped driver, and the "
                 "next `scaletune run` queues it again)") in out, out
         if command == "show":  # the listing's cell wraps within its column
-            assert "queues it again), 1 stopped and queued again;" in out, out
+            assert "queues it again), 1 interrupted and queued again;" in out, out
     # The report too (its trials row read "1 running" alone).
     code, out = scaletune(capsys, "report", str(path), "-o", str(path.parent / "report"))
     assert code == 0 and "1 running (no driver runs the study: it was left by a stopped " \

@@ -194,7 +194,7 @@ def test_a_study_none_of_whose_trials_completed_says_why_and_offers_no_export(tm
     study.add_trial(ended(TrialState.FAIL, 1.0, retried=True))
     console = Console(record=True, width=400)
     print_run_summary(console, study, cfg, str(path), 10.0)
-    said = "1 pruned, 2 diverged, 1 stopped and queued again"
+    said = "1 pruned, 2 diverged, 1 interrupted and queued again"
     assert f"trials   {said}" in console.export_text()
     assert ("trials", said) in summary_rows(summarize(study, cfg))
 
