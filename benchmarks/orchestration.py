@@ -173,7 +173,18 @@ def main(argv: list[str] | None = None) -> None:
         (args.out / "quickstart_time.json").write_text(json.dumps(q, indent=1) + "\n")
     pd.DataFrame(rows).to_csv(args.out / "orchestration.csv", index=False)
     (args.out / "orchestration_command.txt").write_text(
-        command_line(p, argv) + "\n" + json.dumps(provenance(bench), indent=1) + "\n")
+        command_line(p, argv) + "\n" + json.dumps(settings(bench), indent=1) + "\n")
+
+
+def settings(bench: Bench) -> dict:
+    """What the command file records of a run: the machine, the versions and the task's
+    settings, not the search benchmark's budget, seeds, workers and strategies, which this one
+    does not use (its workers are its command line's: "workers": "2" was written for a run of
+    --workers 1)."""
+    recorded = provenance(bench)
+    for unused in ("budget", "tpe_budget", "seeds", "workers", "strategies"):
+        del recorded["bench"][unused]
+    return recorded
 
 
 if __name__ == "__main__":

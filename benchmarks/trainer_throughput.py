@@ -314,6 +314,9 @@ def main(argv: list[str] | None = None) -> None:
         heads = MODEL["n_head"]
         parser.error(f"--n-embd: must be a multiple of the {heads} heads ({heads}, {2 * heads}, "
                      f"...), got {args.n_embd}")
+    if args.reference is not None and not (args.reference / "model.py").is_file():
+        # Said at once: found where its step is built, it came after every other run (~6 min).
+        parser.error(f"--reference: no model.py in {args.reference} (give a nanoGPT checkout)")
     torch.set_num_threads(args.threads)
     MODEL.update(n_layer=args.n_layer, n_embd=args.n_embd)
     if args.peak_size is not None:

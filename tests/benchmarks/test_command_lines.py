@@ -102,3 +102,12 @@ def test_ladder_coverage_prints_its_columns_and_checks_its_file_first(tmp_path, 
     said = refused("ladder_coverage", ["--repeats", "1", "-o", str(tmp_path / "no" / "t.md")],
                    capsys)
     assert "--output: the folder of" in said and "does not exist" in said
+
+
+def test_orchestration_records_the_task_it_ran_not_the_search_benchmarks_settings(tmp_path):
+    from benchmarks.orchestration import settings
+    from benchmarks.search_efficiency import Bench
+
+    recorded = settings(Bench(out=tmp_path))["bench"]
+    assert not {"budget", "tpe_budget", "seeds", "workers", "strategies"} & recorded.keys()
+    assert {"n_layer", "tokens_per_trial", "batch_sizes", "data"} <= recorded.keys()

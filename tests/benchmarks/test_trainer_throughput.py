@@ -72,6 +72,8 @@ def test_a_run_trains_on_the_threads_the_benchmark_was_given(tmp_path):
     (["--threads", "0"], "--threads: must be 1 or more, got 0"),
     (["--rounds", "0"], "--rounds: must be 1 or more, got 0"),
     (["--peak-size", "0"], "--peak-size: must be 1 or more, got 0"),
+    # Found after every other run (~6 minutes of them by default).
+    (["--reference", "/nonexistent"], "--reference: no model.py in /nonexistent"),
 ])
 def test_a_model_the_fixed_heads_cannot_split_is_refused_by_name(capsys, flags, said):
     from benchmarks.trainer_throughput import MODEL, main
