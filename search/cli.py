@@ -31,6 +31,7 @@ from scaletune.trainer.errors import (
     ConfigError,
     DataError,
     ScaletuneError,
+    StorageError,
     StudyStateError,
 )
 
@@ -59,9 +60,13 @@ def _errors(e: ScaletuneError) -> int:
     lines = [_shortened(line) for line in getattr(e, "errors", None) or [str(e)]]
     source = getattr(e, "source", None)  # the file, or the option, at fault; none: the command
     source = _shortened(source) if isinstance(source, str) else source
-    if isinstance(e, StudyStateError):  # the file is right; its study cannot give what is asked
+    if isinstance(e, (StudyStateError, StorageError)):
+        # The file is right; its study cannot give what is asked, or its storage failed (a
+        # stop as the study ran is no list of errors in a file). A line that names its source
+        # already ("storage: ... is not a storage URL") is said as it is.
         for line in lines:
-            console.print(f"{source}: {line}", highlight=False, markup=False, soft_wrap=True)
+            said = line if line.startswith(f"{source}: ") else f"{source}: {line}"
+            console.print(said, highlight=False, markup=False, soft_wrap=True)
         return EXIT_BAD_INPUT
     if not source and len(lines) == 1:  # an option's or the command's own: one line
         console.print(f"[red]error:[/] {escape(lines[0])}", highlight=False, soft_wrap=True)

@@ -1072,10 +1072,13 @@ def _write_failed(
     again = f"; trials {sorted(running)} were stopped and will run again" if running else ""
     database = sqlite_path(cfg.storage_url)
     if database is not None and not database.exists():  # deleted, or its folder, as it ran
+        # The cause first: SQLite's own words ("attempt to write a readonly database") said
+        # the file was read-only.
         return StorageError(mask_url(cfg.storage_url), [
-            f"the study stopped: {what} failed: {detail}. The storage file {database} is no "
-            "longer there (deleted while the study ran?), and the trials it held went with it. "
-            "Restore it to resume the study, or run the same command to start it again."
+            f"the study stopped: the storage file {database} is no longer there (deleted while "
+            f"the study ran?), and the trials it held went with it ({what} failed; SQLite said "
+            f"\"{detail}\"). Restore it to resume the study, or run the same command to start it "
+            "again."
         ])
     if database is not None and "locked" in text:  # not the disk: another process's lock
         fix = (f"Another process held {database} locked for more than "

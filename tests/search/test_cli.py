@@ -663,3 +663,15 @@ def test_options_are_taken_by_a_prefix_and_where_they_go_is_said(tmp_path, capsy
     with pytest.raises(SystemExit) as e:  # a prefix of --version before the command is it
         main(["--vers"])
     assert e.value.code == 0 and capsys.readouterr().out.startswith("scaletune ")
+
+
+def test_a_storage_that_failed_is_said_in_its_own_lines_not_as_errors_in_a_file(capsys):
+    from scaletune.search.cli import _errors
+    from scaletune.trainer.errors import StorageError
+
+    # A study stopped as it ran read "1 error(s) in sqlite:///...:", as a file that does not
+    # validate does.
+    assert _errors(StorageError("sqlite:////x/study.db", ["the study stopped: ..."])) == 2
+    assert capsys.readouterr().err == "sqlite:////x/study.db: the study stopped: ...\n"
+    assert _errors(StorageError("storage", ["storage: foo.db is not a storage URL"])) == 2
+    assert capsys.readouterr().err == "storage: foo.db is not a storage URL\n"

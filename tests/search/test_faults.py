@@ -802,7 +802,8 @@ def test_a_storage_file_deleted_as_the_study_ran_is_named_not_a_full_disk(tmp_pa
     local = validate_study(tiny_study(tmp_path, shakespeare))
     gone = OperationalError("INSERT", {}, Exception("unable to open database file"))
     said = str(_write_failed(local, {}, "a write", gone))
-    assert f"The storage file {sqlite_path(local.storage_url)} is no longer there" in said
+    assert (f"the study stopped: the storage file {sqlite_path(local.storage_url)} is no longer "
+            "there") in said  # the cause first: SQLite's words said "readonly"
     assert "disk space" not in said and "start it again" in said
     # Its pages damaged (a disk's fault, a copy made as it was written): not the disk's space.
     import sqlite3
