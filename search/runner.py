@@ -521,6 +521,9 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
             raise _stopped_by(interrupt, plan, running, cfg, tracker, console) from None
         if isinstance(e, KeyError) and _study_deleted(cfg):  # Optuna's "Record does not exist"
             raise _deleted_as_it_ran(cfg, running) from None
+        if isinstance(e, ray.exceptions.ActorDiedError):  # the driver's one actor is gone
+            _stop_running(plan, running, "the study's coordinator died", cfg, tracker)
+            raise CoordinatorLost(len(running)) from None
         # A bug or a failure of ours must not leave trials RUNNING: stop and queue them again,
         # as for Ctrl-C, then let the error be seen.
         _stop_running(plan, running, f"the driver stopped on an error: {type(e).__name__}: "
@@ -542,6 +545,18 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
             # there (the default storage is runs/studies.db, beside it), it is not left empty.
             _remove_empty(new_folders)
     return study
+
+
+class CoordinatorLost(ScaletuneError):
+    """The coordinator actor died (killed, or Ray's out-of-memory killer's pick): the running
+    trials were stopped and queued again. Before, a traceback of ActorDiedError."""
+
+    def __init__(self, stopped: int):
+        super().__init__(
+            "the study stopped: its coordinator (the Ray actor that carries the trials' reports "
+            "to this driver, `ray::Coordinator`) died, killed or taken by Ray's out-of-memory "
+            f"killer; {stopped} running trial(s) were stopped and queued again. Run the same "
+            "command to resume")
 
 
 def _signalled(interrupt: DeferredInterrupt) -> tuple[int, str]:
@@ -755,7 +770,13 @@ def _drive(
 
         def launch(run: TrialRun, coordinator: Any) -> Any:
             return remote.remote(run.config.model_dump(mode="json"), run.number, coordinator,
-                                 plan.data.fingerprint, warmed.pop(0) if warmed else None)
+                                 plan.data.fingerprint)
+    # The first trials are launched as the warm-ups end, one each: launched while they ran,
+    # the trials queued behind them, the raylet started more processes for that queue, and in
+    # half of the runs one of those took a trial and imported torch again (1.5-2.5 s later
+    # than a warm one; benchmarks/results/orchestration_v12). A warm-up that failed, or whose
+    # process died, ends too: its trial then starts in a process of its own.
+    warmed = list(warmed or [])
     # Repeats of a config with other seeds (search.noise) run on top of the study's n_trials.
     total = trials_asked(study.get_trials(deepcopy=False), cfg.n_trials)
     progress = StudyProgress(console, cfg, study, total=total)
@@ -829,7 +850,9 @@ def _drive(
                 for future in [f for f in writes if f.done()]:
                     writes.remove(future)
                     future.result()  # a failed write is raised here
-                if asking is not None and asking.done():
+                if (asking is not None and asking.done()
+                        and (not warmed or ray.wait(warmed[:1], timeout=0)[0])):
+                    del warmed[:1]  # its warm-up has ended
                     run, asking = asking.result(), None
                     run.extra["ref"] = launch(run, coordinator)
                     run.extra["heard"] = _Heard()
@@ -851,9 +874,9 @@ def _drive(
                 # timeout keeps Ctrl-C and the display lively.
                 if mail is None:
                     mail = coordinator.next.remote(1.0)
-                ready, _ = ray.wait([mail, *(r.extra["ref"] for r in running.values())],
-                                    num_returns=1, timeout=0.2)
-                done = [ref for ref in ready if ref != mail]
+                ready, _ = ray.wait([mail, *(r.extra["ref"] for r in running.values()),
+                                     *warmed[:1]], num_returns=1, timeout=0.2)
+                done = [ref for ref in ready if ref != mail and ref not in warmed[:1]]
                 messages = []
                 if ray.wait([mail], timeout=0)[0]:
                     messages, mail = ray.get(mail), None
@@ -917,16 +940,9 @@ def _import_storage_modules() -> None:
     import sqlalchemy.orm  # noqa: F401
 
 
-COORDINATOR_RESTARTS = 3
-"""Times the coordinator's process is started again after it dies (killed, or taken by Ray's
-out-of-memory killer, which picks among worker processes): its calls then run again on the new
-one, so a trial's waiting report is answered and the study goes on. Before, one kill of it ended
-the launch with a traceback and stopped every running trial."""
-
-
 def _start_workers(cfg: StudyConfig, slots: int, warm: bool = True) -> tuple[Any, list[Any]]:
     """The coordinator actor, and on this machine's own cluster, trial workers warming up (the
-    warm-ups' references: the first trials wait for them, search.worker.run_trial's ``warmed``).
+    warm-ups' references: the driver launches a first trial as each one ends, _drive).
 
     Started as soon as Ray is up, so that both run while the driver opens the study and draws
     the first trials. A local cluster's first trials then find their worker processes with torch
@@ -939,9 +955,11 @@ def _start_workers(cfg: StudyConfig, slots: int, warm: bool = True) -> tuple[Any
     # elsewhere): on a worker node, losing that node would cut every trial off. Created first,
     # it takes an idle worker process before the warm-ups do.
     here = ray.get_runtime_context().get_node_id()
+    # Never restarted: Ray's out-of-memory killer picks retriable workers first, and a
+    # restartable coordinator (it frees next to nothing) was the one it took, the study ending
+    # at its last restart. Its death stops the launch cleanly (CoordinatorLost).
     coordinator = Coordinator.options(
-        scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
-        max_restarts=COORDINATOR_RESTARTS, max_task_retries=-1,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)
     ).remote()
     # A GPU trial's process serves it alone (_drive): nothing to warm for it.
     if warm and cfg.workers.address in (None, "local") and not cfg.workers.gpus_per_trial:

@@ -112,16 +112,9 @@ def cap_gpu_memory(share: float) -> float | None:
 
 
 def run_trial(config: dict[str, Any], number: int, coordinator: Any,
-              data_fingerprint: str | None = None, warmed: Any = None) -> dict[str, Any]:
+              data_fingerprint: str | None = None) -> dict[str, Any]:
     """Train one trial on this worker (search.trial.train_trial), reporting to the driver; on the
-    study's data (``data_fingerprint``) or not at all.
-
-    ``warmed``: a warm-up's reference (search.runner._start_workers), unused here. Ray asks for
-    a worker for the task only once its arguments are ready, so a study's first trials are
-    given the warm processes as their warm-ups end; launched while the warm-ups ran, they were
-    queued behind them, and the raylet started fresh processes for the queue, which took a
-    trial in half of the runs and imported torch again (1.5-2.5 s later than a warm one).
-    """
+    study's data (``data_fingerprint``) or not at all."""
     warm = "scaletune.trainer.loop" in sys.modules  # loaded by warm_up or an earlier trial
     import torch
 
