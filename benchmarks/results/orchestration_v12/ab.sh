@@ -1,4 +1,4 @@
-# The quickstart's first two trials, before (6b65315) and after (dc6ff26) the first trials waited
+# The quickstart's first two trials, before (6b65315) and after (AFTER, default 2a3702c) the first trials waited
 # for their warm-ups; alternating, ROUNDS rounds. Run from the repository root, nothing else
 # running; it puts the two versions of search/runner.py and search/worker.py in the checkout in
 # turn and restores the checkout's own at the end. Each line: when each trial's worker began
@@ -7,7 +7,8 @@ set -e
 ROUNDS=${ROUNDS:-6}
 repo=$(pwd); work=$(mktemp -d); cp -r studies "$work/"
 trap 'git -C "$repo" checkout -q HEAD -- search/runner.py search/worker.py' EXIT
-for i in $(seq "$ROUNDS"); do for commit in 6b65315 dc6ff26; do
+AFTER=${AFTER:-2a3702c}
+for i in $(seq "$ROUNDS"); do for commit in 6b65315 "$AFTER"; do
   git -C "$repo" show "$commit:search/runner.py" > "$repo/search/runner.py"
   git -C "$repo" show "$commit:search/worker.py" > "$repo/search/worker.py"
   rm -rf "$work/studies/runs"
