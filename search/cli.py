@@ -100,7 +100,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         from scaletune.search.manage import print_plan
 
         if not args.detach and (problem := job_server_problem(cfg)):  # as the run refuses it
-            raise ConfigError(args.study, [problem])
+            raise cfg.refusal([problem])
         url = None
         if args.detach:  # refused before the plan, as the run refuses it (the plan came first)
             from scaletune.search.jobs import check_storage_option, job_server

@@ -178,7 +178,9 @@ def test_dry_run_with_a_job_server_says_what_the_run_would_do(tmp_path, capsys):
     server = "http://127.0.0.1:8265"
     # Rule: without --detach, refused as the run refuses it (the dry run printed a plan).
     code, out = run(capsys, str(path), "--dry-run", "--address", server)
-    assert code == 2 and f"workers.address: {server} is a Ray cluster's job server" in out, out
+    # The flag is named, as the run names it: the study file gives no address.
+    assert code == 2 and (f"1 error(s) in the command line: --address: {server} is a Ray "
+                          "cluster's job server") in out, out
     # Rule: with --detach, the plan says the driver goes to the cluster as a Ray job.
     code, out = run(capsys, str(path), "--dry-run", "--detach", "--address", server)
     assert code == 0, out
