@@ -964,12 +964,7 @@ class StudyConfig(_Strict):
         """A ConfigError of ``errors`` ("key: problem" lines): a key a command-line flag set is
         named by its flag, and where every line is a flag's, the error is the command line's,
         not the study file's, which has no such value."""
-        lines = []
-        for line in errors:
-            key, colon, rest = line.partition(": ")
-            lines.append(f"{self._flags[key]}: {rest}" if colon and key in self._flags else line)
-        flags_only = all(line.partition(": ")[0] in self._flags for line in errors)
-        return ConfigError("the command line" if flags_only and errors else self.source, lines)
+        return flags_blamed(errors, self._flags, self.source)
 
     @property
     def from_file(self) -> bool:
@@ -1350,6 +1345,18 @@ def check_study(raw: dict[str, Any], source: str = "<study>", *,
         folder = Path(cfg.study_dir)
         cfg._folder_by_default = folder.name == cfg.name and folder.parent.name == "runs"
     return cfg
+
+
+def flags_blamed(errors: list[str], flags: dict[str, str], source: str) -> ConfigError:
+    """A ConfigError of ``errors`` ("key: problem" lines) where each key of ``flags`` (key ->
+    the command-line flag that set it) is named by its flag; the command line's error where
+    every line is a flag's, else ``source``'s."""
+    lines = []
+    for line in errors:
+        key, colon, rest = line.partition(": ")
+        lines.append(f"{flags[key]}: {rest}" if colon and key in flags else line)
+    flags_only = all(line.partition(": ")[0] in flags for line in errors)
+    return ConfigError("the command line" if flags_only and errors else source, lines)
 
 
 def revalidated(cfg: StudyConfig) -> StudyConfig:

@@ -37,6 +37,7 @@ from scaletune.search.config import (
     SHARED_DATABASE,
     StudyConfig,
     check_study_files,
+    flags_blamed,
     how_many,
     job_server_problem,
     load_study,
@@ -169,12 +170,8 @@ def with_options(cfg: StudyConfig, **options: Any) -> StudyConfig:
     try:
         checked = validate_study(raw, "the command line", recorded=True)  # every field dumped
     except ConfigError as e:
-        flags = {key: flag for flag, key in OPTIONS.values()}
-        lines = []
-        for line in e.errors:
-            key, _, rest = line.partition(": ")
-            lines.append(f"{flags[key]}: {rest}" if key in flags else line)
-        raise ConfigError("the command line", lines) from None
+        raise flags_blamed(e.errors, {key: flag for flag, key in OPTIONS.values()},
+                           "the command line") from None
     if ("storage" in given and sqlite_path(checked.storage) is None
             and (problems := storage_problems(checked.storage, checked.storage))):
         # The URL's own checks (not a URL, no driver), here: they were said as errors of the

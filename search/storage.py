@@ -198,9 +198,7 @@ def storage_problems(given: str | None, url: str) -> list[str]:
     if given is not None and database is not None:
         # Connecting would create the file: check its folder instead (the file itself below).
         if not database.parent.is_dir():
-            # A file on the way: "create it" could not be done.
-            blocking = next((p for p in (database.parent, *database.parent.parents)
-                             if p.exists() and not p.is_dir()), None)
+            blocking = file_in_the_way(database.parent)  # "create it" could not be done
             errors.append(f"storage: {blocking} is a file, where {database} needs a folder: "
                           "give another path" if blocking is not None else
                           f"storage: the folder of {database} does not exist: create it, or "
