@@ -874,9 +874,12 @@ def _drive(
                 # timeout keeps Ctrl-C and the display lively.
                 if mail is None:
                     mail = coordinator.next.remote(1.0)
+                # A trial asked for and waiting for its warm-up wakes the loop as it ends (and
+                # only then: an ended warm-up in the list would keep the loop from waiting).
+                warming = warmed[:1] if asking is not None and asking.done() else []
                 ready, _ = ray.wait([mail, *(r.extra["ref"] for r in running.values()),
-                                     *warmed[:1]], num_returns=1, timeout=0.2)
-                done = [ref for ref in ready if ref != mail and ref not in warmed[:1]]
+                                     *warming], num_returns=1, timeout=0.2)
+                done = [ref for ref in ready if ref != mail and ref not in warming]
                 messages = []
                 if ray.wait([mail], timeout=0)[0]:
                     messages, mail = ray.get(mail), None
