@@ -137,7 +137,7 @@ def _data_since(ran_with: StudyConfig, ran_on: Any) -> str | None:
     (``ran_on``, its fingerprint), or cannot be read: the final run trains on the data as it
     is, and export had said nothing. None where it reads the same, or where that is not known
     without tokenizing it (trainer.data.read_fingerprint)."""
-    from scaletune.trainer.data import read_fingerprint, where, where_changed
+    from scaletune.trainer.data import read_fingerprint, reads_otherwise, where
     from scaletune.trainer.errors import DataError
 
     if not isinstance(ran_on, str):
@@ -149,9 +149,9 @@ def _data_since(ran_with: StudyConfig, ran_on: Any) -> str | None:
                 f"read here ({e}): the final run needs it")
     if now is None or now == ran_on:
         return None
-    return (f"data: the study's trials trained on data {ran_on}, and "
-            f"{where_changed(ran_with.data, ran_on, now)} now reads as {now}: the final run "
-            "trains on the data as it is now (restore it to train on what the trial did)")
+    said = reads_otherwise(ran_with.data, ran_on, now, "the study's trials")
+    return (f"{said}: the final run trains on the data as it is now (restore it to train on what "
+            "the trial did)")
 
 
 def fitted_exponents(cfg: StudyConfig, notes: list[str]) -> FittedExponents | None:

@@ -155,6 +155,13 @@ def _named(cfg: DataConfig) -> str:
     return repr(cfg.dataset)
 
 
+def reads_otherwise(cfg: DataConfig, ran_on: str, now: str, who: str) -> str:
+    """``data: WHO trained on data RAN_ON, and FILE now reads as NOW``: the data ``who`` trained
+    on (its fingerprint ``ran_on``) as it reads now (``now``), for a note on a run of it."""
+    return (f"data: {who} trained on data {ran_on}, and {where_changed(cfg, ran_on, now)} now "
+            f"reads as {now}")
+
+
 def where_changed(cfg: DataConfig, ran_on: str, now: str) -> str:
     """The data as a message about a change names it (``where``): the validation data where it
     is given apart and only its half of the fingerprint (joined_fingerprint) changed."""

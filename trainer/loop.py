@@ -38,11 +38,11 @@ from scaletune.trainer.config import TrainConfig, tensorboard_missing, usable_co
 from scaletune.trainer.data import (
     TokenData,
     prepare_data,
+    reads_otherwise,
     sample_batch,
     val_windows,
     validation_note,
     where,
-    where_changed,
 )
 from scaletune.trainer.distributed import (
     agree,
@@ -259,9 +259,9 @@ def _other_data(config: TrainConfig, fingerprint: str) -> str | None:
     ran_on = (config.provenance or {}).get("data_fingerprint")
     if not isinstance(ran_on, str) or ran_on == fingerprint:
         return None
-    return (f"data: the trial this config was exported from trained on data {ran_on}, and "
-            f"{where_changed(config.data, ran_on, fingerprint)} now reads as {fingerprint}: "
-            "this run trains on the data as it is now")
+    said = reads_otherwise(config.data, ran_on, fingerprint,
+                           "the trial this config was exported from")
+    return f"{said}: this run trains on the data as it is now"
 
 
 def _train(config: TrainConfig, run: _Run, report: Report | None, resume: bool,
