@@ -60,6 +60,7 @@ from typing import Any
 
 import ray
 
+from benchmarks import refuse_below_one
 from benchmarks.search_efficiency import (
     DEFAULT_DATA,
     Bench,
@@ -645,8 +646,7 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"--fast: comma-separated seconds above 0 ('' for none), got {args.fast!r}")
     if args.interval <= 0:
         p.error(f"--interval: must be above 0, got {args.interval:g}")
-    if args.actors < 1:
-        p.error(f"--actors: must be 1 or more, got {args.actors}")
+    refuse_below_one(p, {"--actors": args.actors})
     for flag, value in (("--seconds", args.seconds), ("--history", args.history),
                         ("--big", args.big)):
         if value < 0:

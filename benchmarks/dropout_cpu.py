@@ -26,6 +26,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from benchmarks import refuse_below_one
 from scaletune.trainer import kernels
 
 SHAPES = {
@@ -67,9 +68,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="dropout rate, in (0, 1) (default %(default)s, the quickstart's "
                              "best trial's)")
     args = parser.parse_args(argv)
-    for flag, value in (("--rounds", args.rounds), ("--threads", args.threads)):
-        if value < 1:  # a StatisticsError or torch's RuntimeError
-            parser.error(f"{flag}: must be 1 or more, got {value}")
+    # A StatisticsError or torch's RuntimeError.
+    refuse_below_one(parser, {"--rounds": args.rounds, "--threads": args.threads})
     if not 0 < args.rate < 1:  # nan too; 0 and 1 draw no mask to time
         parser.error(f"--rate: must be a dropout rate in (0, 1), got {args.rate}")
     torch.set_num_threads(args.threads)

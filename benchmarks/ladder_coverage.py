@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import refuse_below_one
 from scaletune.heuristics.fit import ScalePoint, fit_studies
 
 COEF, EXPONENT = 0.1, -0.3
@@ -70,8 +71,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="simulated ladders per case (default %(default)s)")
     parser.add_argument("-o", "--output", type=Path, help="also write the table to this file")
     args = parser.parse_args(argv)
-    if args.repeats < 1:  # a ZeroDivisionError, or a table of nan
-        parser.error(f"--repeats: must be 1 or more, got {args.repeats}")
+    refuse_below_one(parser, {"--repeats": args.repeats})  # a ZeroDivisionError, or nan
     if args.output and not args.output.parent.is_dir():  # found after the whole computation
         parser.error(f"--output: the folder of {args.output} does not exist")
     lines = ["| rungs | rung scatter (dex) | trial noise (dex) | exponent's 95% interval holds "

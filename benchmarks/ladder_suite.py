@@ -36,8 +36,8 @@ from typing import Any
 
 import yaml
 
+from benchmarks import refuse_below_one, suite
 from benchmarks import search_efficiency as se
-from benchmarks import suite
 from scaletune.heuristics import laws
 
 RUNG_FRACTIONS = (1 / 16, 1 / 8, 1 / 4)
@@ -574,9 +574,8 @@ def main(argv: list[str] | None = None) -> None:
                         "of its non-embedding parameters at its tokens per trial (width)")
     args = p.parse_args(argv)
     picked = se.names_given(p, "--tasks", args.tasks, list(suite.TASK_NAMES))
-    for flag, value in (("--seeds", args.seeds), ("--workers", args.workers)):
-        if value < 1:  # --seeds 0 ran nothing and said "no ladder has run"; --workers 0 ran
-            p.error(f"{flag}: must be 1 or more, got {value}")
+    # --seeds 0 ran nothing and said "no ladder has run"; --workers 0 ran.
+    refuse_below_one(p, {"--seeds": args.seeds, "--workers": args.workers})
     tasks = [t for t in suite.TASKS if t.name in picked]
     if missing := suite.missing_data(tasks):
         p.error(missing)

@@ -41,6 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import refuse_below_one
 from benchmarks.search_efficiency import (
     DEFAULT_DATA,
     Bench,
@@ -138,8 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         workers = []
     if not workers or min(workers) < 1:  # a ValueError, or a ZeroDivisionError after a study
         p.error(f"--workers: comma-separated counts of 1 or more, got {args.workers!r}")
-    if args.trials < 1:
-        p.error(f"--trials: must be 1 or more, got {args.trials}")
+    refuse_below_one(p, {"--trials": args.trials})
     if not args.data.is_file():
         p.error(f"--data: file not found: {args.data}")
     if args.address is not None:  # the study's check (the config is copied, not validated)

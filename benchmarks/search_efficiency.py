@@ -58,6 +58,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from benchmarks import refuse_below_one
 from scaletune.trainer.config import usable_cores
 
 REPO = Path(__file__).resolve().parents[1]
@@ -857,10 +858,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="write the tables and plot from the stored studies; train nothing")
     args = p.parse_args(argv)
     strategies = tuple(names_given(p, "--strategies", args.strategies, list(STRATEGIES)))
-    for flag, value in (("--budget", args.budget), ("--seeds", args.seeds),
-                        ("--workers", args.workers)):
-        if value < 1:  # --budget 0 was a pydantic ValidationError of n_trials
-            p.error(f"{flag}: must be 1 or more, got {value}")
+    # --budget 0 was a pydantic ValidationError of n_trials.
+    refuse_below_one(p, {"--budget": args.budget, "--seeds": args.seeds,
+                         "--workers": args.workers})
     if not args.data.is_file():
         p.error(f"--data: file not found: {args.data}")
     bench = replace(Bench(), data=args.data, out=args.out, budget=args.budget, seeds=args.seeds,

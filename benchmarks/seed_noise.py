@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import refuse_below_one, suite
 from benchmarks import search_efficiency as se
-from benchmarks import suite
 from scaletune.trainer.config import usable_cores
 
 STRATEGY = "scaletune"
@@ -163,9 +163,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="results folder: seed_noise.md and the studies' copies (default "
                         "%(default)s)")
     args = p.parse_args(argv)
-    for flag, value in (("--repeats", args.repeats), ("--workers", args.workers)):
-        if value < 1:  # --repeats 0 ran the studies, then failed to find its seeds
-            p.error(f"{flag}: must be 1 or more, got {value}")
+    # --repeats 0 ran the studies, then failed to find its seeds.
+    refuse_below_one(p, {"--repeats": args.repeats, "--workers": args.workers})
     names = se.names_given(p, "--tasks", args.tasks, [t.name for t in suite.TASKS])
     picked = [t for t in suite.TASKS if t.name in names]
     if missing := suite.missing_data(picked):

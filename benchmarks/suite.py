@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks import refuse_below_one
 from benchmarks import search_efficiency as se
 from scaletune.trainer.config import usable_cores
 
@@ -603,10 +604,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     picked = se.names_given(p, "--tasks", args.tasks, list(TASK_NAMES))
     strategies = tuple(se.names_given(p, "--strategies", args.strategies, list(se.STRATEGIES)))
-    for flag, value in (("--budget", args.budget), ("--tpe-budget", args.tpe_budget),
-                        ("--seeds", args.seeds), ("--workers", args.workers)):
-        if value < 1:  # a ValidationError from the study config, or nothing run
-            p.error(f"{flag}: must be 1 or more, got {value}")
+    # A ValidationError from the study config, or nothing run.
+    refuse_below_one(p, {"--budget": args.budget, "--tpe-budget": args.tpe_budget,
+                         "--seeds": args.seeds, "--workers": args.workers})
     if not 0 <= args.first_seed < args.seeds:
         p.error(f"--first-seed: must be in [0, --seeds) = [0, {args.seeds}), got {args.first_seed}")
     tasks = [t for t in TASKS if t.name in picked]

@@ -40,6 +40,7 @@ from typing import Any
 
 import torch
 
+from benchmarks import refuse_below_one
 from scaletune.trainer import TrainConfig, train
 from scaletune.trainer.config import usable_cores
 from scaletune.trainer.kernels import float32_attention, onednn_available, onednn_linear
@@ -304,10 +305,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.steps < 2 * CHUNK_STEPS:  # else no chunk is left to time after the warm-up
         parser.error(f"--steps must be {2 * CHUNK_STEPS} or more (chunks of {CHUNK_STEPS} steps, "
                      f"the first left out as warm-up), got {args.steps}")
-    for flag, value in (("--n-layer", args.n_layer), ("--threads", args.threads),
-                        ("--rounds", args.rounds), ("--breakdown-rounds", args.breakdown_rounds)):
-        if value < 1:
-            parser.error(f"{flag}: must be 1 or more, got {value}")
+    refuse_below_one(parser, {"--n-layer": args.n_layer, "--threads": args.threads,
+                              "--rounds": args.rounds, "--breakdown-rounds": args.breakdown_rounds})
     if args.peak_size is not None and args.peak_size < 1:  # 0 ran the slow default
         parser.error(f"--peak-size: must be 1 or more, got {args.peak_size}")
     if args.n_embd < 1 or args.n_embd % MODEL["n_head"]:
