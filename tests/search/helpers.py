@@ -144,6 +144,12 @@ def scaletune_run(path: Path, log: Path) -> Iterator[subprocess.Popen]:
             proc.wait()
 
 
+def scaletune_run_to_end(path: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`scaletune run PATH` in a new process, waited for: its exit code and output."""
+    return subprocess.run([sys.executable, "-m", "scaletune.search.cli", "run", str(path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
 def flat(text: str) -> str:
     """Output with the console's line wrapping undone."""
     return " ".join(text.split())

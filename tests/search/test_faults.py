@@ -29,7 +29,14 @@ from scaletune.search.config import validate_study
 from scaletune.search.plan import n_finished, recover
 from scaletune.search.runner import run_study
 from scaletune.search.storage import sqlite_path
-from tests.search.helpers import flat, scaletune_run, tiny_study, trial_attr_rows, write_study
+from tests.search.helpers import (
+    flat,
+    scaletune_run,
+    scaletune_run_to_end,
+    tiny_study,
+    trial_attr_rows,
+    write_study,
+)
 from tests.search.test_tracking import board, hparams_row
 
 REPO = Path(__file__).resolve().parents[2]
@@ -316,8 +323,7 @@ def test_disk_full_during_a_study_stops_it_cleanly_and_it_resumes(tmp_path, shak
     stopped = [n for n, state, _ in trial_rows(db) if state == "RUNNING"]
 
     filler.unlink()
-    second = subprocess.run([sys.executable, "-m", "scaletune.search.cli", "run", str(path)], cwd=REPO,
-                            capture_output=True, text=True, timeout=300)
+    second = scaletune_run_to_end(path)
     assert second.returncode == 0, second.stdout + second.stderr
     study = load(validate_study(raw))
     # Once there is room again the same command finishes the study: exactly n_trials finished
@@ -380,8 +386,7 @@ def test_ctrl_c_stops_requeues_and_the_same_command_resumes(tmp_path, shakespear
     # The trackers log how it ended, as for a trial whose worker died (they had no end of it).
     assert hparams_row(board(cfg, number))["state"] == "FAIL"
 
-    second = subprocess.run([sys.executable, "-m", "scaletune.search.cli", "run", str(path)], cwd=REPO,
-                            capture_output=True, text=True, timeout=300)
+    second = scaletune_run_to_end(path)
     assert second.returncode == 0, second.stdout + second.stderr
     study = load(cfg)
     # The same command finishes the study: exactly n_trials finished, no RUNNING trial, and
@@ -427,8 +432,7 @@ def test_the_coordinator_killed_mid_study_stops_it_cleanly_and_it_resumes(tmp_pa
                            for t in stopped)
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
     # The same command finishes the study.
-    second = subprocess.run([sys.executable, "-m", "scaletune.search.cli", "run", str(path)],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    second = scaletune_run_to_end(path)
     assert second.returncode == 0, second.stdout + second.stderr
     assert sum(t.state == TrialState.COMPLETE for t in load(cfg).trials) == 3
 
@@ -600,8 +604,7 @@ def test_a_second_driver_of_a_running_study_is_refused(tmp_path, shakespeare):
     with scaletune_run(path, log) as proc:
         wait_for(lambda: any(r[1] == "RUNNING" and r[2] for r in trial_rows(db)),
                  "a trial to run", proc, log)
-        second = subprocess.run([sys.executable, "-m", "scaletune.search.cli", "run", str(path)],
-                                cwd=REPO, capture_output=True, text=True, timeout=120)
+        second = scaletune_run_to_end(path, timeout=120)
         code = proc.wait(timeout=300)
     said = flat(second.stdout + second.stderr)
     # The second driver refuses, naming the first one, and touches nothing.

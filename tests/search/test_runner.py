@@ -29,6 +29,7 @@ from tests.search.helpers import (
     act_when,
     as_foreground_job,
     scaletune_run,
+    scaletune_run_to_end,
     tiny_study,
     write_study,
 )
@@ -838,10 +839,7 @@ def test_resume_after_killing_the_driver_runs_only_the_rest(tmp_path, shakespear
     done_before = sum(t.state == TrialState.COMPLETE for t in before)
     assert zombies, "the driver was killed while a trial ran"
 
-    second = subprocess.run(
-        [sys.executable, "-m", "scaletune.search.cli", "run", str(path)], cwd=REPO, capture_output=True,
-        text=True, timeout=300,
-    )
+    second = scaletune_run_to_end(path)
     assert second.returncode == 0, second.stdout + second.stderr
     after = load(cfg).trials
     # No RUNNING zombies remain; the zombie is FAIL with a reason and its params ran again.

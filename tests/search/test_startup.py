@@ -11,7 +11,7 @@ import sys
 import optuna
 
 from scaletune.search.config import validate_study
-from tests.search.helpers import REPO, tiny_study, write_study
+from tests.search.helpers import REPO, scaletune_run_to_end, tiny_study, write_study
 
 
 def fresh_python(code: str) -> dict:
@@ -92,8 +92,7 @@ def test_a_study_s_first_trials_run_in_the_processes_that_warmed_up(tmp_path, sh
     study = tiny_study(tmp_path, shakespeare, n_trials=2, pruner={"name": "none"},
                        workers={"cpus_per_trial": 1, "max_concurrent": 2})
     path = write_study(tmp_path, study)
-    out = subprocess.run([sys.executable, "-m", "scaletune.search.cli", "run", str(path)],
-                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    out = scaletune_run_to_end(path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     cfg = validate_study(study)
     trials = optuna.load_study(study_name=cfg.name, storage=cfg.storage_url).trials
