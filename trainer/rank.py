@@ -11,21 +11,27 @@ run can resume.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
 
 
 def main(prog: str = "python -m scaletune.trainer.rank") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description="Train on the TrainConfig CONFIG.")
-    parser.add_argument("config", help="a TrainConfig YAML file")
-    again = parser.add_mutually_exclusive_group()
-    again.add_argument("--resume", action="store_true", help="continue from out_dir's checkpoint")
-    again.add_argument("--overwrite", action="store_true",
-                       help="train from scratch even if out_dir holds a checkpoint")
-    args = parser.parse_args()
+    # The ranks start one after another: a Ctrl-C can find one still building its parser
+    # (argparse compiles regular expressions) while another imports torch.
+    config = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), prog)
     try:
+        import argparse
+
+        parser = argparse.ArgumentParser(prog=prog,
+                                         description="Train on the TrainConfig CONFIG.")
+        parser.add_argument("config", help="a TrainConfig YAML file")
+        again = parser.add_mutually_exclusive_group()
+        again.add_argument("--resume", action="store_true",
+                           help="continue from out_dir's checkpoint")
+        again.add_argument("--overwrite", action="store_true",
+                           help="train from scratch even if out_dir holds a checkpoint")
+        args = parser.parse_args()
         from scaletune.trainer.interrupt import DeferredInterrupt  # light: no torch
 
         # A signal in the imports is noted, not raised inside one (that left torch half
@@ -37,7 +43,7 @@ def main(prog: str = "python -m scaletune.trainer.rank") -> int:
                 return _stopped_as_it_started(args.config, starting.signal or signal.SIGINT)
             code = train_main(args.config, resume=args.resume, overwrite=args.overwrite)
     except KeyboardInterrupt:  # before the handlers were set, or a second signal at once
-        return _stopped_as_it_started(args.config, signal.SIGINT)  # torch may be half imported
+        return _stopped_as_it_started(config, signal.SIGINT)  # torch may be half imported
     import torch.distributed as dist
 
     if dist.is_initialized():

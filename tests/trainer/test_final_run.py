@@ -492,10 +492,13 @@ def test_a_ctrl_c_as_a_launched_run_starts_ends_it_in_a_line(tmp_path, shakespea
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        # It imports torch (for a second or two after its library is loaded).
-        while not (_processes("-m", str(path), loading="libtorch",
-                              unless="scaletune.trainer.torchrun") if ranks else
-                   _processes("-m", "scaletune.trainer.torchrun", str(path), loading="libtorch")):
+        # It imports torch (for a second or two after its library is loaded). The ranks start
+        # one after the other: both are waited for, where a rank still in the interpreter's own
+        # start-up (site's imports, before any of this code runs) prints the traceback of it.
+        while len(_processes("-m", str(path), loading="libtorch",
+                             unless="scaletune.trainer.torchrun") if ranks else
+                  _processes("-m", "scaletune.trainer.torchrun", str(path),
+                             loading="libtorch")) < (2 if ranks else 1):
             assert launch.poll() is None and time.monotonic() < deadline, launch.communicate()
             time.sleep(0.02)
         launch.send_signal(signal.SIGINT)
