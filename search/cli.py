@@ -840,6 +840,14 @@ def main(argv: list[str] | None = None) -> int:
         # password is not echoed.
         said = " ".join(map(mask_word, extra))
         sub.choices[args.command].error(f"unrecognized arguments: {said}")
+    for dest in ("study", "studies", "config"):  # a path "" reads as the current folder
+        given = getattr(args, dest, None)
+        if given == "" or (isinstance(given, list) and "" in given):
+            sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+            command = sub.choices[args.command]
+            named = any(a.dest == dest and "name" in (a.help or "") for a in command._actions)
+            command.error(f"argument {dest}: an empty string (\"\"), where the command reads "
+                          + ("a file's path or a study's name" if named else "a file's path"))
     console = make_console()
     try:
         return args.func(args, console)

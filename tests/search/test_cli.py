@@ -626,6 +626,26 @@ def test_a_misspelt_command_or_option_is_answered_with_the_one_meant(argv, refus
     assert "did you mean" not in capsys.readouterr().err  # nothing close: nothing suggested
 
 
+@pytest.mark.parametrize("argv, said", [
+    (["run", ""], "argument study: an empty string (\"\"), where the command reads a file's path"),
+    (["show", ""], "argument study: an empty string (\"\"), where the command reads a file's "
+     "path or a study's name"),
+    (["validate", "a.yaml", ""], "argument studies: an empty string"),
+    (["train", ""], "argument config: an empty string"),
+])
+def test_an_empty_path_is_refused_by_name(argv, said, capsys, tmp_path, monkeypatch):
+    # An empty argument (a shell variable never set) read as the current folder: "1 error(s)
+    # in .: cannot read the file: Is a directory".
+    from scaletune.search.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = " ".join(capsys.readouterr().err.split())
+    assert e.value.code == 2 and f"scaletune {argv[0]}: error: {said}" in err, err
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
 def test_output_to_a_device_that_takes_nothing_is_one_line(tmp_path, shakespeare):
     # `> /dev/full`: a 29-line traceback from rich, from every command.
     import subprocess
