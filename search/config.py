@@ -972,6 +972,15 @@ class StudyConfig(_Strict):
         source the commands take; False for a config built in code (validate_study)."""
         return self._source is not None
 
+    @field_validator("study_dir", "storage")
+    @classmethod
+    def _not_empty(cls, v: str | None) -> str | None:
+        # `storage: ""` was the default storage for some commands and a path for others
+        # (validate: "the folder of runs/studies.db does not exist").
+        if v is not None and not v.strip():
+            raise ValueError(f"must not be empty (got {v!r}): leave the key out for the default")
+        return v
+
     @field_validator("sampler", "pruner", mode="before")
     @classmethod
     def _name_alone(cls, v: Any) -> Any:

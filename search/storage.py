@@ -598,7 +598,7 @@ def unusable_url(e: BaseException, url: str) -> str | None:
         return f"storage: cannot open {shown}: {scrub(first_line(e), url)}{hint}"
     if isinstance(e, (ValueError, sqlalchemy.exc.ArgumentError)) and not _parses(url):
         if "://" not in url:
-            return (f"storage: {shown} is not a storage URL: give sqlite:///PATH or "
+            return (f"storage: {shown or repr('')} is not a storage URL: give sqlite:///PATH or "
                     "postgresql://USER:PASSWORD@HOST:PORT/DB")
         # SQLAlchemy's message may quote part of a password that holds '@', ':' or '/'.
         return (f"storage: cannot open {shown}: the URL does not parse (its port is not a "

@@ -1286,9 +1286,10 @@ def test_validate_names_a_missing_data_file_beside_the_files_other_errors(tmp_pa
     ("journal:///tmp/j.log", "storage: cannot open journal:///tmp/j.log: Can't load plugin: "
                              "sqlalchemy.dialects:journal; a storage URL is sqlite:///PATH"),
     ("runs.log", "storage: runs.log is not a storage URL: give sqlite:///PATH or postgresql://"),
+    ("", "storage: must not be empty (got ''): leave the key out for the default"),
     ("sqlite:///{tmp}/none/deep/s.db", "storage: the folder of {tmp}/none/deep/s.db does not "
                                        "exist: create it, or give another path"),
-], ids=["in-memory", "unknown dialect", "not a URL", "missing folder"])
+], ids=["in-memory", "unknown dialect", "not a URL", "empty", "missing folder"])
 def test_validate_finds_a_storage_that_run_refuses(tmp_path, shakespeare, capsys, storage, said):
     # validate and the dry run said "ok" to each; run refused them (or, in memory, started the
     # study and stopped at its first write, advising disk space).
