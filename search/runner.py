@@ -1172,6 +1172,12 @@ def _finish_run(study: optuna.Study, r: TrialRun, cfg: StudyConfig
     try:
         result = ray.get(r.extra["ref"])
     except RETRYABLE as e:
+        if isinstance(e, ray.exceptions.RayTaskError) and isinstance(
+                e, ray.exceptions.ActorDiedError):
+            # Raised in the trial's own code: the one actor it calls, the coordinator, died.
+            # The study stops on it (run_study: CoordinatorLost), as when the driver's own
+            # call to it fails first, and the trial is queued again with the others.
+            raise
         reason = f"worker died: {type(e).__name__}: {_last_line(e)}"
         retried = r.fail(study, reason, cfg.max_retries)
         return "FAIL", None, reason + (QUEUED if retried else "")

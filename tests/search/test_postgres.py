@@ -252,20 +252,21 @@ def test_mlflow_is_not_let_into_the_studys_database_nor_another_ones(tmp_path, s
 
 
 RACER = """
-import sys, time
+import sys
 import optuna
 from scaletune.search import lease
 from scaletune.search.storage import make_storage
-url, name, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+url, name = sys.argv[1], sys.argv[2]
 held = lease.DriverLease(optuna.load_study(study_name=name, storage=make_storage(url)))
-time.sleep(max(0.0, start - time.time()))
+print("ready", flush=True)
+sys.stdin.readline()  # "go", written to the four at once
 try:
     held.acquire()
 except Exception as e:
     print("refused", type(e).__name__, flush=True)
 else:
     print("holds", flush=True)
-    time.sleep(3)  # past the others' tries
+    sys.stdin.readline()  # held until the test has read the others' answers
     held.release()
 """
 
@@ -279,10 +280,24 @@ def test_of_drivers_that_start_at_once_one_holds_the_study(pg_url, before):
     if before != "none":
         study.set_user_attr("driver", {"host": "node-gone", "pid": 7, "since": 0.0,
                                        "heartbeat": 0.0, "token": "dead"})
-    start = time.time() + 4.0  # after the four have imported and opened the study
-    racers = [subprocess.Popen([sys.executable, "-c", RACER, pg_url, name, str(start)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               cwd=REPO) for _ in range(4)]
-    said = sorted(p.communicate(timeout=120)[0].strip().splitlines()[-1] for p in racers)
+    racers = [subprocess.Popen([sys.executable, "-c", RACER, pg_url, name],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, cwd=REPO) for _ in range(4)]
+    try:
+        # Go when the four have imported and opened the study (a start time on the clock,
+        # 4 s ahead, was too soon for one of them on a busy machine).
+        for p in racers:
+            assert p.stdout.readline() == "ready\n"
+        for p in racers:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        said = sorted(p.stdout.readline().strip() for p in racers)
+        for p in racers:  # the holder releases the lease
+            p.stdin.close()
+        assert all(p.wait(timeout=120) == 0 for p in racers)
+    finally:
+        for p in racers:
+            if p.poll() is None:
+                p.kill()
     assert said == ["holds"] + ["refused SetupError"] * 3, said
     assert study.user_attrs["driver"] is None  # released by the one that held it
