@@ -978,7 +978,7 @@ class StudyConfig(_Strict):
         # `storage: ""` was the default storage for some commands and a path for others
         # (validate: "the folder of runs/studies.db does not exist").
         if v is not None and not v.strip():
-            raise ValueError(f"must not be empty (got {v!r}): leave the key out for the default")
+            raise ValueError(f"must not be empty (got {v!r}): leave it out for the default")
         return v
 
     @field_validator("sampler", "pruner", mode="before")

@@ -1286,7 +1286,7 @@ def test_validate_names_a_missing_data_file_beside_the_files_other_errors(tmp_pa
     ("journal:///tmp/j.log", "storage: cannot open journal:///tmp/j.log: Can't load plugin: "
                              "sqlalchemy.dialects:journal; a storage URL is sqlite:///PATH"),
     ("runs.log", "storage: runs.log is not a storage URL: give sqlite:///PATH or postgresql://"),
-    ("", "storage: must not be empty (got ''): leave the key out for the default"),
+    ("", "storage: must not be empty (got ''): leave it out for the default"),
     ("sqlite:///{tmp}/none/deep/s.db", "storage: the folder of {tmp}/none/deep/s.db does not "
                                        "exist: create it, or give another path"),
 ], ids=["in-memory", "unknown dialect", "not a URL", "empty", "missing folder"])

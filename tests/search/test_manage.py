@@ -1229,7 +1229,7 @@ def test_empty_options_and_a_node_rank_alone_are_refused(finished, tmp_path, cap
     # `studies --storage ''` was a traceback (TypeError); `report -o ''` wrote over the default
     # report without a word.
     code, out = scaletune(capsys, "studies", "--storage", "")
-    assert code == 2 and "storage: is not a storage URL" in out, out
+    assert code == 2 and "storage: '' is not a storage URL" in out, out
     code, out = scaletune(capsys, "report", str(path), "-o", "")
     assert code == 2 and "an empty path: give the report's folder" in out, out
     assert not report.exists()
