@@ -832,19 +832,20 @@ def main(argv: list[str] | None = None) -> int:
 
             parser.error(f"unrecognized arguments: {mask_word(word)}")
     args, extra = parser.parse_known_args(argv)
-    if extra:  # said with the command's own usage, not the list of commands
+    # What is wrong with the command's arguments is said with its own usage, not the list of
+    # commands.
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    command = sub.choices[args.command]
+    if extra:
         from scaletune.search.storage import mask_word
 
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         # A storage URL given to a command that takes none (or to a misspelt --storage=): its
         # password is not echoed.
         said = " ".join(map(mask_word, extra))
-        sub.choices[args.command].error(f"unrecognized arguments: {said}")
+        command.error(f"unrecognized arguments: {said}")
     for dest in ("study", "studies", "config"):  # a path "" reads as the current folder
         given = getattr(args, dest, None)
         if given == "" or (isinstance(given, list) and "" in given):
-            sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-            command = sub.choices[args.command]
             named = any(a.dest == dest and "name" in (a.help or "") for a in command._actions)
             command.error(f"argument {dest}: an empty string (\"\"), where the command reads "
                           + ("a file's path or a study's name" if named else "a file's path"))
