@@ -883,8 +883,9 @@ UNSET_NOT_FINGERPRINTED = ("data.train_tokens", "data.val_path", "data.val_split
 so that a study recorded before them still resumes."""
 
 
-NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
-"""A study's (or ladder's) name: letters, digits, _ . -, not starting with a dot."""
+NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+"""A study's (or ladder's) name: ASCII letters, digits, _ . -, not starting with a dot or a
+hyphen."""
 MAX_NAME = 100
 """A study's name is a folder's (runs/NAME), at most 255 bytes on most file systems, and a
 ladder's stages add to it (NAME-rung-20k-2x64): a 256-character name ended on a traceback."""
@@ -901,8 +902,9 @@ class StudyConfig(_Strict):
     """A hyperparameter search: model, data, per-trial budget, search space, sampler, pruner."""
 
     name: str = Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN)
-    """Study name (letters, digits, _ . -, not starting with a dot, so that '..' cannot put the
-    study folder above runs/); also the default study folder name."""
+    """Study name (ASCII letters, digits, _ . -, not starting with a dot, so that '..' cannot put
+    the study folder above runs/, nor with a hyphen, which commands read as an option); also the
+    default study folder name."""
     description: str = ""
     """Free text for people: the top of the study's note in the dashboard (written when the
     study is created) and kept in the recorded config; it changes no trial."""

@@ -117,7 +117,8 @@ class LadderConfig(_Strict):
     """A ladder: a target study and the rungs below it."""
 
     name: str = Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN)
-    """The ladder's name: its rungs are studies <name>-rung-..., its target <name>-target."""
+    """The ladder's name (ASCII letters, digits, _ . -, not starting with a dot or a hyphen): its
+    rungs are studies <name>-rung-..., its target <name>-target."""
     target: TargetConfig
     """The target study: {study: FILE, ...}, or the file alone (``target: study.yaml``)."""
     rungs: list[RungConfig]

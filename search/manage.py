@@ -1052,25 +1052,28 @@ def _failures(trials: list[FrozenTrial], run_again: bool = False) -> list[str]:
     return lines
 
 
-def _pruned(trials: list[FrozenTrial]) -> list[str]:
-    """Who stopped the pruned trials, most trials first: ``trials 2, 3: the median pruner``;
-    diverged ones with the first one's reason: ``trials 0, 1: diverged (trial 0: training loss
-    5.51 above max_loss 3 at step 1)``."""
+def _pruned(trials: list[FrozenTrial]) -> list[tuple[str, str]]:
+    """Who stopped the pruned trials, most trials first: ``("pruned", "trials 2, 3: the median
+    pruner")``; then the diverged ones (stored as pruned), with the first one's reason:
+    ``("diverged", "trials 0, 1 (trial 0: training loss 5.51 above max_loss 3 at step 1)")``."""
     by_who: dict[str, list[FrozenTrial]] = {}
+    gone = []
     for t in trials:
-        if t.state == TrialState.PRUNED:
+        if t.state == TrialState.PRUNED and diverged(t):
+            gone.append(t)
+        elif t.state == TrialState.PRUNED:
             reason = str(t.user_attrs.get("prune_reason", ""))
-            who = ("diverged" if diverged(t) else
-                   f"the {reason.split(' at ')[0]}" if " pruner at " in reason else
+            who = (f"the {reason.split(' at ')[0]}" if " pruner at " in reason else
                    "no reason recorded")
             by_who.setdefault(who, []).append(t)
-    lines = []
-    for who, ts in sorted(by_who.items(), key=lambda kv: -len(kv[1])):
-        if who == "diverged":
-            first = ts[0].user_attrs["prune_reason"].removeprefix("diverged:").strip()
-            who = f"diverged ({f'trial {ts[0].number}: ' if len(ts) > 1 else ''}{first})"
-        lines.append(f"trial{'s' if len(ts) > 1 else ''} {_numbers([t.number for t in ts])}: "
-                     f"{who}")
+    lines = [("pruned", f"trial{'s' if len(ts) > 1 else ''} {_numbers([t.number for t in ts])}: "
+                        f"{who}")
+             for who, ts in sorted(by_who.items(), key=lambda kv: -len(kv[1]))]
+    if gone:
+        first = gone[0].user_attrs["prune_reason"].removeprefix("diverged:").strip()
+        lines.append(("diverged", f"trials {_numbers([t.number for t in gone])} (trial "
+                                  f"{gone[0].number}: {first})" if len(gone) > 1 else
+                                  f"trial {gone[0].number}: {first}"))
     return lines
 
 
@@ -1127,7 +1130,7 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
     rows += [("failed" if i == 0 else "", line) for i, line in enumerate(_failures(trials))]
     rows += [("run again" if i == 0 else "", line)
              for i, line in enumerate(_failures(trials, run_again=True))]
-    rows += [("pruned" if i == 0 else "", line) for i, line in enumerate(_pruned(trials))]
+    rows += [(kind, line) for kind, line in _pruned(trials)]
     best = _best(trials)
     if best is not None:
         rows.append(("best", f"trial {best.number}: val loss {best.value:.4f}"))
@@ -1240,7 +1243,7 @@ def delete_study(cfg: StudyConfig, yes: bool, console: Console) -> int:
     _refuse_while_running(study)
     n = len(study.get_trials(deepcopy=False))
     if not yes:
-        if not sys.stdin.isatty():
+        if sys.stdin is None or not sys.stdin.isatty():  # None: closed (`<&-`)
             raise SetupError(f"delete: not deleting study {name!r} ({n} trials) in {shown} "
                              "without a confirmation, and there is no terminal to ask on: "
                              "add --yes")

@@ -1007,7 +1007,8 @@ _SAYS: dict[str, Callable[[dict[str, Any], _Place], str]] = {
         "; put it in quotes" if isinstance(e["input"], int | float) else ""),
     "string_too_short": lambda e, at: ("must not be empty" if e["ctx"]["min_length"] == 1 else
                                        f"needs at least {e['ctx']['min_length']} characters"),
-    "string_pattern_mismatch": lambda e, at: e["msg"] + (f": {at.help}" if at.help else ""),
+    "string_pattern_mismatch": lambda e, at: "not a name this takes" + (
+        f": {at.help}" if at.help else f" ({e['msg']})"),
     "list_type": lambda e, at: "expected a list, such as [a, b]",
     "dict_type": _mapping,
     "model_type": _mapping,

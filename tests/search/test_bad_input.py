@@ -116,7 +116,8 @@ CASES = [
      "workers.address: not an address Ray takes (got 'http://:8265'): give local"),
     ("choices with a range", "search.warmup_frac", {"choices": [0.1], "low": 0.0, "high": 0.2},
      "choices cannot be combined"),
-    ("bad study name", "name", "my study", "name: String should match pattern"),
+    ("bad study name", "name", "my study", "name: not a name this takes: Study name (ASCII"),
+    ("a name read as an option", "name", "-lead", "name: not a name this takes: Study name"),
     ("unknown tokenizer source", "data.source", "web", "data.source: Input should be 'builtin'"),
     ("batch range without a power of two", "search.batch_size", {"low": 40, "high": 60},
      "search.batch_size: no power of two in [40, 60], and batch"),
@@ -151,7 +152,7 @@ CASES = [
      "search.batch_size: choices [2, 2, 4] name 2 more than once: give each value once"),
     ("a fixed value with a prior", "search.lr", {"value": 0.01, "prior": "auto"},
      "search.lr: value (fixed, 0.01) cannot be combined with prior"),
-    ("a name that climbs out of runs/", "name", "..", "name: String should match pattern"),
+    ("a name that climbs out of runs/", "name", "..", "name: not a name this takes"),
     ("cuda for trials that ask for no GPU", "trainer.device", "cuda",
      "trainer.device: cuda, but workers.gpus_per_trial is 0, and Ray gives no GPU to a trial "
      "that asks for none"),

@@ -227,8 +227,9 @@ def test_show_says_which_trials_diverged_and_why_apart_from_the_pruners_stops(fi
                                         "at step 3"}))
     code, out = scaletune(capsys, "show", str(path))
     assert code == 0, out
-    assert ("pruned trials 4, 5: diverged (trial 4: training loss 4.5 above max_loss 8.3 at "
-            "step 3) trial 3: the median pruner") in out
+    # Under their own heading: all-diverged studies read "pruned trials 0, 1, 2: diverged".
+    assert ("pruned trial 3: the median pruner diverged trials 4, 5 (trial 4: training loss 4.5 "
+            "above max_loss 8.3 at step 3)") in out, out
     # Counted as the run's summary and the report count them (it read "3 pruned").
     assert "trials 3 complete, 1 pruned, 2 diverged;" in out, out
 
@@ -566,9 +567,10 @@ def test_delete_with_yes_deletes_the_study_and_no_other(finished, capsys):
                                    f"{sqlite_path(cfg.storage_url)} writes there too")
 
 
-def test_delete_without_a_terminal_refuses_without_yes(finished, capsys, monkeypatch):
+@pytest.mark.parametrize("stdin", [io.StringIO("y\n"), None], ids=["a pipe", "closed"])
+def test_delete_without_a_terminal_refuses_without_yes(finished, capsys, monkeypatch, stdin):
     path, cfg, _ = finished
-    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
+    monkeypatch.setattr("sys.stdin", stdin)  # closed (`<&-`): an AttributeError's traceback
     code, out = scaletune(capsys, "delete", str(path))
     # Rule: no terminal to confirm on (a script, a pipe) and no --yes: nothing is deleted.
     assert code == 2, out

@@ -114,9 +114,9 @@ LINES = [
     ("text given as a number", {"description": 3}, "description: expected text; put it in quotes (got 3)"),
     ("an empty name", {"name": ""}, "name: must not be empty (got '')"),
     ("a name with a space", {"name": "my study"},
-     "name: String should match pattern '^[A-Za-z0-9_-][A-Za-z0-9_.-]*$': Study name (letters, "
-     "digits, _ . -, not starting with a dot, so that '..' cannot put the study folder above "
-     "runs/) (got 'my study')"),
+     "name: not a name this takes: Study name (ASCII letters, digits, _ . -, not starting with a "
+     "dot, so that '..' cannot put the study folder above runs/, nor with a hyphen, which "
+     "commands read as an option) (got 'my study')"),
     ("a number that fits no member of int | float", {"search__lr": {"low": "abc", "high": 1}},
      "search.lr.low: expected a number (got 'abc')"),
     ("text or a list, given neither", {"data": {"source": "hf", "dataset": "json", "data_files": 3}},

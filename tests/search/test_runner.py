@@ -987,7 +987,7 @@ def test_run_study_checks_what_a_config_changed_in_python_would_run_with(tmp_pat
     # model_copy(update=...) validates nothing: a name no file may give stored a study the
     # commands could not open, a section as a dict failed deep in the run, a misspelt key was
     # dropped without a word. Each is said as the file's error would be, before anything runs.
-    for update, says in (({"name": "bad name/x"}, "name: String should match pattern"),
+    for update, says in (({"name": "bad name/x"}, "name: not a name this takes"),
                          ({"n_trails": 5}, "n_trails: unknown key; allowed: name"),
                          ({"model": {**cfg.model.model_dump(), "n_layers": 2}},
                           "model.n_layers: unknown key")):
