@@ -590,8 +590,8 @@ def _published_tau_prior(
         Source(
             "practice weight_decay 0.1", "GPT-3 2005.14165, DeepSeek LLM 2401.02954, seed 002",
             laws.tau_from_lambda(batch_tokens, lr, PRACTICE_WEIGHT_DECAY, tokens), unit,
-            note=f"tau of lambda = 0.1 at the center lr and batch ({tokens / batch_tokens:.4g} "
-            "steps; spread only)",
+            note=f"tau of lambda = 0.1 at lr {lr:.3g} and the batch the lr is taken at "
+            f"({tokens / batch_tokens:.4g} steps; spread only)",
         )
     )
     if laws.below(n_total, laws.POWERLINES_PARAMS_RANGE) and SHORT_RUN_TAU_SHIFT_LOG10:
@@ -609,10 +609,14 @@ def _published_tau_prior(
 
 
 def _weight_decay_prior(
-    tau: Prior, lr: Prior, batch: Prior, at: float, block_size: int, tokens: float, steps: float
+    tau: Prior, lr: Prior, batch: Prior, at: float, block_size: int, tokens: float, steps: float,
+    trained_lr: float | None = None,
 ) -> Prior:
+    """lambda = B/(eta*tau*D) at the tau prior's center and the lr prior's, or at ``trained_lr``,
+    the lr a study fixes (which then adds nothing to the spread)."""
     unit = "AdamW lambda"
-    center = laws.lambda_from_tau(tau.center, at * block_size, lr.center, tokens)
+    eta = lr.center if trained_lr is None else trained_lr
+    center = laws.lambda_from_tau(tau.center, at * block_size, eta, tokens)
     fitted = [p.name for p in (tau, lr, batch)
               if any(s.citation.startswith(FITTED_CITATION) for s in p.sources)]
     corrected = any(s.law == "short-run correction" for s in tau.sources)
@@ -622,7 +626,8 @@ def _weight_decay_prior(
     sources = (
         Source(
             "lambda = B/(eta*tau*D)", citation, center, unit,
-            note=f"at tau {tau.center:.3g}, lr {lr.center:.3g}, batch {at:.0f} "
+            note=f"at tau {tau.center:.3g}, lr {eta:.3g}"
+            f"{'' if trained_lr is None else ' (fixed by the study)'}, batch {at:.0f} "
             f"({steps:.4g} steps)",
             extrapolated=tau.extrapolated or lr.extrapolated or batch.extrapolated,
         ),
@@ -632,7 +637,8 @@ def _weight_decay_prior(
         ),
     )
     # lambda ~ 1/(eta * tau) * B, so its log-spread adds the three in quadrature.
-    sigma = math.sqrt(tau.sigma**2 + lr.sigma**2 + batch.sigma**2)
+    sigma = math.sqrt(tau.sigma**2 + (lr.sigma if trained_lr is None else 0.0)**2
+                      + batch.sigma**2)
     return _log_prior(
         "weight_decay", center, sources, WEIGHT_DECAY_BOUNDS, unit, floor=sigma, sigma=sigma,
         center_margin=2.0,
@@ -743,6 +749,7 @@ def priors_for(
     fitted: FittedLaws | None = None,
     epochs_from: str = "",
     trained_batches: tuple[float, float] | None = None,
+    trained_lr: float | None = None,
 ) -> Priors:
     """Priors for lr, weight decay (lambda and tau), dropout, warmup fraction and batch size.
 
@@ -759,6 +766,9 @@ def priors_for(
     center lies outside them, lr, tau, lambda and warmup are those of the nearest batch trained
     (``batch_of_lr``), since no trial trains at the center (a ladder's rung, whose shorter budget
     puts the laws' batch below the target's choices it searches; a batch size fixed elsewhere).
+    trained_lr: the lr every trial trains, where the study fixes it: lambda and the tau of the
+    practice weight decay are taken at it, not at the lr prior's center (lambda = B/(eta*tau*D)
+    with the eta trained; the center's was 8 times off at a fixed lr of 0.001).
     """
     for name, value in (("tokens", tokens), ("unique_tokens", unique_tokens)):
         if not isinstance(value, numbers.Real) and (value is not None or name == "tokens"):
@@ -777,10 +787,10 @@ def priors_for(
     at = batch_of_lr(batch.center, trained_batches)
     lr = _lr_prior(n, tokens, compute, fitted, scale, at, model.block_size)
     steps = laws.steps_from_tokens(tokens, at, model.block_size)
-    tau = _tau_prior(
-        n, n_total, tokens, unique_tokens, at * model.block_size, lr.center, fitted, scale
-    )
-    weight_decay = _weight_decay_prior(tau, lr, batch, at, model.block_size, tokens, steps)
+    eta = lr.center if trained_lr is None else trained_lr
+    tau = _tau_prior(n, n_total, tokens, unique_tokens, at * model.block_size, eta, fitted, scale)
+    weight_decay = _weight_decay_prior(tau, lr, batch, at, model.block_size, tokens, steps,
+                                       trained_lr)
     warmup = _warmup_prior(n, tokens, steps, beta2, fitted, scale)
     dropout = _dropout_prior(tokens, unique_tokens, epochs_from)
 
@@ -797,6 +807,7 @@ def priors_for(
         "steps_at_center_batch": steps,
         "batch_of_lr": at,
         "beta2": beta2,
+        "lr_of_weight_decay": eta,
     }
     if unique_tokens is None:
         del context["unique_tokens"]
@@ -840,6 +851,9 @@ def priors_table(priors: Priors, searched: dict[str, str] | None = None) -> Tabl
     caption += [f"{name}: the laws put the center at {p.clipped_from:.3g}, beyond a factor 2 inside "
                 f"what scaletune takes as sane; it is held at {p.center:.3g}"
                 for name, p in priors.as_dict().items() if p.clipped_from is not None]
+    eta = ctx.get("lr_of_weight_decay", priors.lr.center)
+    if eta != priors.lr.center:
+        caption.append(f"weight_decay is that of lr {eta:.3g}, the lr this study fixes")
     at = ctx.get("batch_of_lr", priors.batch_size.center)
     if at != priors.batch_size.center:
         caption.append(f"lr, tau, weight_decay and warmup_frac are those of batch {at:g}, the "

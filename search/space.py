@@ -121,7 +121,17 @@ def study_priors(
             fitted=fitted,
             epochs_from=epochs_from,
             trained_batches=trained_batches(cfg),
+            trained_lr=_fixed_lr(cfg),
         )
+
+
+def _fixed_lr(cfg: StudyConfig) -> float | None:
+    """The lr every trial trains, where the study fixes it (the weight decay prior's, not the lr
+    prior's center); None where lr is searched."""
+    param = cfg.search.params.get("lr")
+    if param is None or param.searched or not hparams.is_number(param.value):
+        return None
+    return float(param.value)
 
 
 def _adam_beta2(cfg: StudyConfig) -> float | None:

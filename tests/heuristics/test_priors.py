@@ -315,6 +315,29 @@ def test_lr_tau_and_warmup_are_taken_at_the_nearest_batch_the_study_trains():
     assert "sources (lr: at the batch center)" in console.export_text()
 
 
+def test_weight_decay_is_taken_at_the_lr_a_study_fixes():
+    """lambda = B/(eta*tau*D) with the eta every trial trains: at the lr prior's center, the
+    weight decay prior of a study that fixed lr at 0.001 was 8 times below what its first trial
+    trained (the center tau at lr 0.001). The lr prior itself stays the laws'."""
+    model, tokens, unique = CASES["tiny"]
+    free = priors_for(model, tokens, unique)
+    fixed = priors_for(model, tokens, unique, trained_lr=free.lr.center / 8)
+    assert fixed.lr == free.lr
+    batch_tokens = dict(free.context)["batch_of_lr"] * model.block_size
+    assert fixed.weight_decay.center == pytest.approx(laws.lambda_from_tau(
+        fixed.tau.center, batch_tokens, free.lr.center / 8, tokens))
+    assert fixed.weight_decay.center == pytest.approx(free.weight_decay.center * 8)
+    # The lr adds nothing to the spread: it is not drawn.
+    assert fixed.weight_decay.sigma < free.weight_decay.sigma
+    console = Console(record=True, width=300)
+    console.print(priors_table(fixed))
+    text = " ".join(console.export_text().split())
+    assert f"weight_decay is that of lr {free.lr.center / 8:.3g}, the lr this study fixes" in text
+    assert "(fixed by the study)" not in text  # the sources' notes are for --json
+    assert "(fixed by the study)" in {s.law: s for s in fixed.weight_decay.sources}[
+        "lambda = B/(eta*tau*D)"].note
+
+
 def test_the_table_on_a_narrow_terminal_that_is_not_utf8_keeps_every_value():
     # At 80 columns rich cut cells with "…" (a range read "[0.0023…", a source lost its "*"),
     # and a terminal whose encoding is not UTF-8 could not print it: UnicodeEncodeError.
