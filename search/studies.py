@@ -211,8 +211,14 @@ def study_by_name(name: str, url: str | None) -> StudyConfig:
                                  "under an early scaletune): give its study file"])
     cfg = validate_study(stored, f"{shown} (study {name})", recorded=True)
     update: dict[str, str] = {"storage": url}
-    if cfg.study_dir and not Path(cfg.study_dir).is_dir():  # the folder of another machine
-        update["study_dir"] = str((Path("runs") / name).resolve())
+    # Its folder as recorded, where that is on this machine; else (a storage copied from another
+    # machine, a study that never wrote its folder) runs/<name> beside the storage where that is
+    # a runs/studies.db (it was runs/<name> in the current folder, wherever that was), or here.
+    if cfg.study_dir and not Path(cfg.study_dir).is_dir():
+        database = sqlite_path(url)
+        beside = database is not None and database.name == SHARED_DATABASE
+        update["study_dir"] = str(((database.parent if beside else Path("runs")) / name)
+                                  .resolve())
     cfg = cfg.model_copy(update=update)
     cfg._source = name
     return cfg

@@ -398,6 +398,10 @@ def test_a_study_is_read_by_its_name_without_its_file(finished, tmp_path, capsys
     assert code == 2 and "no runs/studies.db in this folder" in out and "--storage" in out, out
     code, out = scaletune(capsys, "studies", "--storage", url)
     assert f"scaletune show NAME --storage {url}" in out, out
+    # Its report goes beside that storage, runs/NAME as there, not to runs/NAME in this folder.
+    code, out = scaletune(capsys, "report", "tiny", "--storage", url)
+    assert code == 0 and not (elsewhere / "runs").exists(), out
+    assert (here / "runs" / "tiny" / "report" / "index.html").is_file()
     # A relative SQLite path is this folder's, and is shown as the absolute one it is (echoed
     # as given, the next commands it printed broke from another folder).
     code, out = scaletune(capsys, "studies", "--storage", "sqlite:///../colleague/runs/studies.db")
