@@ -378,6 +378,7 @@ def seed_noise(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
         "measured_floor": measured_floor(groups),
         "floor": floor,
         "floor_source": where,
+        "repeatable": any(t.state == TrialState.COMPLETE for t in trials),
         "definition": "spread: (worst - best) / best final loss of one config over training "
                       "seeds; measured floor: twice the pooled relative standard deviation; the "
                       "predicted pruner's floor under noise_floor: auto is that, at least 1%",
@@ -388,6 +389,10 @@ def noise_rows(noise: dict[str, Any] | None, pruner: str) -> list[tuple[str, str
     """The seed noise for people: one row per repeated config, then the floor."""
     if noise is None:
         return []
+    if not noise["groups"] and not noise.get("repeatable", True):
+        # (It named --repeat-best, which says there is no trial to repeat.)
+        return [("seed noise", "not measured: no trial completed, so there is no best config to "
+                               "re-run with other training seeds")]
     if not noise["groups"]:
         measure = noise.get("measure", "scaletune run STUDY.yaml --repeat-best 2")
         return [("seed noise", f"not measured: `{measure}` re-runs the best trial with two other "

@@ -570,7 +570,8 @@ def test_report_leaves_warning_filters_and_matplotlib_style_alone(mixed, tmp_pat
 
 
 @pytest.mark.parametrize("complete", [0, 1])
-def test_a_report_of_a_study_with_few_trials_prints_no_optuna_log_lines(tmp_path, complete):
+def test_a_report_of_a_study_with_few_trials_prints_no_optuna_log_lines(tmp_path, complete,
+                                                                         capsys):
     import logging
 
     path, cfg = study_file(tmp_path)
@@ -590,6 +591,12 @@ def test_a_report_of_a_study_with_few_trials_prints_no_optuna_log_lines(tmp_path
     shown = [r.getMessage() for r in logged if r.levelno >= optuna.logging.WARNING]
     assert shown == []
     assert optuna.logging.get_verbosity() == optuna.logging.WARNING  # as the command set it
+    # With no trial complete there is no best to re-run with other seeds (it named
+    # --repeat-best, which says so).
+    said = " ".join(capsys.readouterr().out.split())
+    assert ("not measured: no trial completed, so there is no best config" in said) \
+        == (complete == 0), said
+    assert ("--repeat-best 2` re-runs the best trial" in said) == (complete == 1), said
 
 
 # --------------------------------------------------------------------------- what to trust
