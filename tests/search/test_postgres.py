@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -271,6 +272,17 @@ else:
 """
 
 
+def _said(racer: subprocess.Popen, *starts: str) -> str:
+    """The racer's next line that starts with one of ``starts``, past any other (a library's
+    warning on its stderr, which goes the same way)."""
+    other = []
+    while line := racer.stdout.readline():
+        if line.startswith(starts):
+            return line.strip()
+        other.append(line)
+    raise AssertionError(f"the racer ended without saying {starts}: {''.join(other)}")
+
+
 @pytest.mark.parametrize("before", ["none", "a dead driver's"])
 def test_of_drivers_that_start_at_once_one_holds_the_study(pg_url, before):
     # Each driver's write of the lease is a compare-and-set on what it read: of four processes
@@ -283,19 +295,23 @@ def test_of_drivers_that_start_at_once_one_holds_the_study(pg_url, before):
     racers = [subprocess.Popen([sys.executable, "-c", RACER, pg_url, name],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, cwd=REPO) for _ in range(4)]
+    # A racer that hangs is killed, and its read ends (readline has no timeout of its own).
+    stuck = threading.Timer(120, lambda: [p.kill() for p in racers])
+    stuck.start()
     try:
         # Go when the four have imported and opened the study (a start time on the clock,
         # 4 s ahead, was too soon for one of them on a busy machine).
         for p in racers:
-            assert p.stdout.readline() == "ready\n"
+            _said(p, "ready")
         for p in racers:
             p.stdin.write("go\n")
             p.stdin.flush()
-        said = sorted(p.stdout.readline().strip() for p in racers)
+        said = sorted(_said(p, "holds", "refused") for p in racers)
         for p in racers:  # the holder releases the lease
             p.stdin.close()
         assert all(p.wait(timeout=120) == 0 for p in racers)
     finally:
+        stuck.cancel()
         for p in racers:
             if p.poll() is None:
                 p.kill()
