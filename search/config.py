@@ -976,10 +976,11 @@ class StudyConfig(_Strict):
 
     @field_validator("study_dir", "storage")
     @classmethod
-    def _not_empty(cls, v: str | None) -> str | None:
+    def _not_empty(cls, v: str | None, info: ValidationInfo) -> str | None:
         # `storage: ""` was the default storage for some commands and a path for others
-        # (validate: "the folder of runs/studies.db does not exist").
-        if v is not None and not v.strip():
+        # (validate: "the folder of runs/studies.db does not exist"). A study's record that
+        # ran so still reads.
+        if v is not None and not v.strip() and not (info.context and info.context.get(RECORDED)):
             raise ValueError(f"must not be empty (got {v!r}): leave it out for the default")
         return v
 

@@ -1303,6 +1303,15 @@ def test_validate_finds_a_storage_that_run_refuses(tmp_path, shakespeare, capsys
     assert not (tmp_path / "none").exists() and not (tmp_path / "study").exists()
 
 
+def test_an_empty_storage_a_study_ran_with_before_it_was_refused_still_reads(tmp_path, shakespeare):
+    # Refused in a file now (above), `storage: ""` ran as the default storage before: the
+    # config such a study recorded reads (show, report and export by its name read it).
+    raw = tiny_study(tmp_path, shakespeare, storage="")
+    with pytest.raises(ConfigError, match="storage: must not be empty"):
+        validate_study(raw)
+    assert validate_study(raw, recorded=True).storage == ""
+
+
 def test_a_storage_or_a_laws_file_given_as_the_study_file_is_named_as_what_it_is(
         tmp_path, shakespeare, capsys):
     # An SQLite storage was "larger than 256 KB" or "not UTF-8 text"; a laws file, a dozen
