@@ -16,6 +16,7 @@ frozen_trial)`` after each trial is told.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import warnings
@@ -66,6 +67,7 @@ class NotReady(Exception):
 
 
 def _wandb(cfg: WandbConfig, study_name: str) -> Callback:
+    import wandb
     from optuna_integration.wandb import WeightsAndBiasesCallback
 
     class StateTagged(WeightsAndBiasesCallback):
@@ -79,8 +81,22 @@ def _wandb(cfg: WandbConfig, study_name: str) -> Callback:
                 [f"study created {created}"] if created else []))}
             super().__call__(study, trial)
 
-    # One W&B run per trial (as_multirun), so each trial has its own config panel.
-    kwargs = {"project": cfg.project, "entity": cfg.entity, "group": study_name}
+        def where(self) -> str:
+            """Where the runs go, for one line at the first (Tracker.finished): the project,
+            and offline the folder and how to upload them."""
+            settings = wandb.setup().settings
+            said = f"each trial a run in W&B project {cfg.project}"
+            if settings.mode != "online":
+                said += (f", kept on disk in {settings.wandb_dir} (W&B is {settings.mode}): "
+                         f"`wandb sync {settings.wandb_dir}/offline-run-*` uploads them")
+            return said
+
+    # One W&B run per trial (as_multirun), so each trial has its own config panel; named
+    # trial/<number>/<study> (the callback puts W&B's own run name after the number, which
+    # offline is None). Silent: W&B's ~26 lines at each trial's end outnumbered the study's
+    # own; where the runs are is said once instead (where).
+    kwargs = {"project": cfg.project, "entity": cfg.entity, "group": study_name,
+              "name": study_name, "settings": wandb.Settings(silent=True)}
     return StateTagged(metric_name=METRIC, wandb_kwargs=kwargs, as_multirun=True)
 
 
@@ -149,6 +165,9 @@ def _mlflow(cfg: MLflowConfig, study_name: str) -> Callback:
 
     for name, value in MLFLOW_PATIENCE.items():
         os.environ.setdefault(name, value)
+    # MLflow's own INFO lines ("Creating initial MLflow database tables...") among the study's.
+    for logger in ("mlflow", "alembic"):
+        logging.getLogger(logger).setLevel(logging.WARNING)
     # A bare postgresql:// names the driver that is installed, as a study's storage does (MLflow
     # asked for psycopg where psycopg2 was there, at every trial's end).
     uri = None if cfg.tracking_uri is None else with_driver(cfg.tracking_uri)
@@ -157,13 +176,18 @@ def _mlflow(cfg: MLflowConfig, study_name: str) -> Callback:
             mlflow.set_tracking_uri(uri)
         mlflow.set_experiment(cfg.experiment)
     class CreationTagged(MLflowCallback):
-        """Optuna's callback, each trial's run tagged with when its study was created."""
+        """Optuna's callback, each trial's run tagged with when its study was created, and the
+        run of a failed trial ended FAILED (the callback ends every run FINISHED; the trial's
+        state is in its ``state`` tag)."""
 
         def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
             # The callback reads its run's tags from these kwargs when it starts a trial's run.
             created = study_created(study)
             self._mlflow_kwargs = {"tags": {"study_created": created}} if created else {}
             super().__call__(study, trial)
+            if trial.state.name == "FAIL" and (
+                    run := mlflow.last_active_run()) is not None:
+                mlflow.MlflowClient().set_terminated(run.info.run_id, status="FAILED")
 
     return CreationTagged(tracking_uri=uri, metric_name=METRIC,
                           create_experiment=cfg.experiment is None)
@@ -377,6 +401,7 @@ class Tracker:
         self._last_tokens: dict[int, int] = {}
         self._config_keys: dict[int, set[str]] = {}
         self.callbacks: dict[str, Callback] = {}
+        self._said_where: set[str] = set()  # the trackers that said where their runs go
 
         def build(name: str, integration: Integration, section: Any) -> None:
             if integration.ready is not None:
@@ -468,6 +493,12 @@ class Tracker:
                 callback(study, trial)
             except Exception as e:  # noqa: BLE001 - an unreachable server must not stop a study
                 self._not_logged(name, number, e)
+            else:
+                # Where a tracker whose own output is silenced keeps the runs: once, at the first.
+                if (where := getattr(callback, "where", None)) and name not in self._said_where:
+                    self._said_where.add(name)
+                    self.console.print(f"tracking.{name}: {where()}", highlight=False,
+                                       markup=False)
 
     def _not_logged(self, name: str, number: int, e: Exception) -> None:
         """Say that a tracker could not log trial ``number``; the study goes on without it."""

@@ -528,7 +528,6 @@ def test_the_real_wandb_and_mlflow_log_each_trial_offline_without_optunas_warnin
     # SQLite database (MLflow 3 refuses a plain folder).
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    monkeypatch.setenv("WANDB_SILENT", "true")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = study_cfg(tmp_path, shakespeare, wandb={"project": "gpt"},
                     mlflow={"tracking_uri": uri, "experiment": "sweeps"})
@@ -550,21 +549,35 @@ def test_the_real_wandb_and_mlflow_log_each_trial_offline_without_optunas_warnin
     pruned.report(4.0, 1000)
     study.tell(pruned, state=TrialState.PRUNED)
     tracker.finished(study, pruned.number)
-    assert out.getvalue() == ""  # no callback failed
+    failed = ask(study, lr=5e-2, tracker=tracker)
+    study.tell(failed, state=TrialState.FAIL)
+    tracker.finished(study, failed.number)
+    # No callback failed, and W&B said nothing of its own (~26 lines at each trial's end, more
+    # than the study's), but where its runs are, once.
+    assert " ".join(out.getvalue().split()) == (
+        f"tracking.wandb: each trial a run in W&B project gpt, kept on disk in "
+        f"{tmp_path / 'wandb'} (W&B is offline): `wandb sync {tmp_path / 'wandb'}/offline-run-*` "
+        "uploads them"), out.getvalue()
 
     import mlflow
 
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["sweeps"]).sort_values("metrics.val_loss")
-    assert list(runs["metrics.val_loss"]) == [2.25, 2.5, 4.0]
-    assert [float(v) for v in runs["params.lr"]] == [1e-2, 3e-3, 3e-2]
+    assert list(runs["metrics.val_loss"])[:3] == [2.25, 2.5, 4.0]
+    assert [float(v) for v in runs["params.lr"]] == [1e-2, 3e-3, 3e-2, 5e-2]
     assert set(runs["tags.study_created"]) == {"2026-12-06T00:20:00+00:00"}
+    # MLflow's own status says which failed (every run was FINISHED; the state tag said FAIL).
+    assert list(runs["status"]) == ["FINISHED"] * 3 + ["FAILED"]
     # W&B: one offline run per trial, grouped by the study, holding the metric, and tagged
     # with the trial's state (a pruned trial's value is its last report: its run looked
     # complete).
     logs = sorted(tmp_path.glob("wandb/offline-run-*/run-*.wandb"), key=lambda f: f.stat().st_mtime)
-    assert len(logs) == 3
+    assert len(logs) == 4
+    logs = logs[:3]
     assert all(b"val_loss" in f.read_bytes() and b"tiny" in f.read_bytes() for f in logs)
+    # Named after the study (W&B's own run name, which the callback puts there, is None offline).
+    assert [f"trial/{n}/tiny".encode() in f.read_bytes() for n, f in enumerate(logs)] == [True] * 3
+    assert b"/None" not in logs[0].read_bytes()
     assert [b"PRUNED" in f.read_bytes() for f in logs] == [False, False, True]
     assert all(b"COMPLETE" in f.read_bytes() for f in logs[:2])
     assert all(b"study created 2026-12-06T00:20:00+00:00" in f.read_bytes() for f in logs)
