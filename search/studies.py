@@ -142,17 +142,20 @@ def open_study(cfg: StudyConfig, source: str | None = None,
             database = sqlite_path(url)
             if problems := sqlite_file_errors(url):  # a folder, an empty file, not a database
                 raise ConfigError(source, problems)
+            # A study run with `run --storage URL` (a PostgreSQL server) is not in the file's
+            # storage: "run it first" alone would start it afresh there.
+            other = "--storage" if cfg.from_file else "its storage"
             if database is not None and not database.is_file():
                 key, run_first = _not_run(source, cfg)
                 raise ConfigError(source, [
                     f"{key}no study {cfg.name!r}: its storage {shown} does not exist; "
-                    + (_where_it_ran(source, cfg) or run_first)])
+                    + (_where_it_ran(source, cfg)
+                       or f"{run_first}, or give the storage it ran on with {other}")])
             storage = make_storage(url, create=False)
             study = optuna.load_study(study_name=cfg.name, storage=storage)
         except KeyError:
             names = optuna.get_all_study_names(storage)
             key, run_first = _not_run(source, cfg)
-            other = "--storage" if cfg.from_file else "its storage"
             raise ConfigError(source, [
                 f"{key}no study named {cfg.name!r} in {shown}; studies there: "
                 f"{', '.join(names) or 'none'}; "

@@ -336,7 +336,9 @@ def test_show_of_a_study_that_never_ran_names_its_file_and_creates_nothing(tmp_p
     code, out = scaletune(capsys, "show", str(path))
     # Rule: a study is read through open_study, which never creates a storage.
     assert code == 2, out
-    assert f"run `scaletune run {path}` first" in out
+    # Or it ran elsewhere (`run --storage` a server): "run it first" alone started it afresh.
+    assert (f"run `scaletune run {path}` first, or give the storage it ran on with --storage"
+            in " ".join(out.split())), out
     assert not cfg.folder.exists()
 
 
