@@ -886,8 +886,9 @@ def _storage_state(cfg: StudyConfig, stored: list[Any] | None, repeat_best: int 
     with repeats (``repeat_best``) has them to run."""
     url, name = cfg.storage_url, cfg.name
     database = sqlite_path(url)
-    if database is None:
-        return mask_url(url)
+    if database is None:  # a server is not asked (the plan above is that of a new study)
+        return (f"{mask_url(url)} (a server: the dry run does not read what it holds; "
+                f"`scaletune show` says whether the run resumes the study)")
     names = stored_study_names(database) if database.is_file() else None
     if not database.is_file():
         there = "not there yet"

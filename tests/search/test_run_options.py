@@ -161,6 +161,20 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
             f"{6 * 12_288 * 163_840:.3g} FLOPs (6ND, N = 12,288 non-embedding params)") in out
 
 
+def test_dry_run_on_a_server_says_it_did_not_read_the_study_there(tmp_path, capsys):
+    # Of a study a PostgreSQL server held with its trials done, the plan read as a new one's
+    # (its first trial, its whole budget), where an SQLite file's says "nothing to run".
+    path, cfg = study_file(tmp_path)
+    code, out = run(capsys, str(path), "--dry-run", "--storage",
+                    "postgresql://scaletune:secret@127.0.0.1:1/studies")
+    assert code == 0, out
+    said = " ".join(out.split())
+    assert ("storage postgresql://scaletune:***@127.0.0.1:1/studies (a server: the dry run does "
+            "not read what it holds; `scaletune show` says whether the run resumes the study)"
+            in said), said
+    assert "secret" not in out
+
+
 def test_a_sampler_without_start_up_trials_is_described_without_them(tmp_path):
     # "draws from the priors until 0 trials have finished (the center among them), then tpe"
     from scaletune.search.config import validate_study
