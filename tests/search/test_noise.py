@@ -240,6 +240,11 @@ def test_the_report_shows_each_repeated_config_and_the_floor(tmp_path, shakespea
     cfg = validate_study(tiny_study(tmp_path, shakespeare,
                                     pruner={"name": "predicted"}))
     study = optuna.create_study()
+    # No trial complete: no best config to re-run (it named --repeat-best, which says so).
+    assert noise_rows(seed_noise(study, cfg), "predicted") == [(
+        "seed noise", "not measured: no trial completed, so there is no best config to re-run "
+                      "with other training seeds")]
+    tell(study, 0.2, 2.00)
     rows = noise_rows(seed_noise(study, cfg), "predicted")
     assert rows == [("seed noise", "not measured: `scaletune run STUDY.yaml --repeat-best 2` "
                                    "re-runs the best trial with two other training seeds")]
@@ -251,7 +256,6 @@ def test_the_report_shows_each_repeated_config_and_the_floor(tmp_path, shakespea
     assert noise_rows({**noise, "file_changed": True}, "predicted")[0][1].endswith(
         "seeds, once the study file is again as the study ran (it changed since, and run refuses "
         "a changed file)")
-    tell(study, 0.2, 2.00)
     tell(study, 0.2, 2.05, repeat_of=0, train_seed=1)
     noise = seed_noise(study, cfg)
     assert noise["groups"] == [{"trial": 0, "seeds": [0, 1], "values": [2.0, 2.05],
