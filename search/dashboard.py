@@ -9,7 +9,8 @@ delete a study, notes, tell a trial, trial user attrs, skip, preferences, the sc
 
 It merges the choices of a study's trials through a Python set, which gives batch sizes in the
 set's order (32, 1, 2, 4, 8, 16) on the study page; numeric choices go back to numeric order, in
-front of its WSGI app too.
+front of its WSGI app too. A request that fails because the storage does not answer (its database
+server down) is said in a line, where optuna-dashboard and bottle printed a traceback for each.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import errno
 import ipaddress
 import json
+import logging
 import re
 import socket
 from collections.abc import Callable, Iterable
@@ -200,6 +202,52 @@ def running_studies_kept(app: WSGIApp, storage: optuna.storages.BaseStorage) -> 
     return guarded
 
 
+STORAGE_DOWN = ("StorageInternalError", "OperationalError", "DatabaseError")
+"""What the traceback of a request holds where the storage did not answer (Optuna wraps the
+database's errors in StorageInternalError; SQLAlchemy's OperationalError for a server that
+refuses connections, DatabaseError for a file that no longer reads as a database)."""
+STORAGE_DOWN_LINE = ("dashboard: a request failed: the storage did not answer (its database "
+                     "server down?); the dashboard answers again once it does")
+
+
+class _StorageDownInALine(logging.Filter):
+    """optuna-dashboard's log of a failed API request (the exception and its stack), in a line
+    where the storage did not answer."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if any(word in record.getMessage() for word in STORAGE_DOWN):
+            record.msg, record.args = STORAGE_DOWN_LINE, ()
+        return True
+
+
+class _ErrorsInALine:
+    """A request's ``wsgi.errors``, where bottle writes the traceback of a page that failed:
+    in a line where the storage did not answer."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> Any:
+        down = any(word in text for word in STORAGE_DOWN)
+        return self.stream.write(STORAGE_DOWN_LINE + "\n" if down else text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def storage_failures_in_a_line(app: WSGIApp) -> WSGIApp:
+    """``app`` (optuna-dashboard's) saying a request that failed on the storage in a line."""
+    logger = logging.getLogger("optuna_dashboard._bottle_util")  # its API views' errors
+    if not any(isinstance(f, _StorageDownInALine) for f in logger.filters):
+        logger.addFilter(_StorageDownInALine())
+
+    def quiet(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        environ["wsgi.errors"] = _ErrorsInALine(environ["wsgi.errors"])
+        return app(environ, start_response)
+
+    return quiet
+
+
 def dashboard_app(url: str, allow_writes: bool = False) -> WSGIApp:
     """optuna-dashboard's WSGI app on the storage ``url``, as ``scaletune dashboard`` serves it:
     numeric choices in order, read-only unless ``allow_writes``, and with writes, no study that
@@ -209,7 +257,7 @@ def dashboard_app(url: str, allow_writes: bool = False) -> WSGIApp:
     from scaletune.search.storage import make_storage
 
     storage = make_storage(url)
-    app = numeric_choices_in_order(wsgi(storage))
+    app = storage_failures_in_a_line(numeric_choices_in_order(wsgi(storage)))
     return running_studies_kept(app, storage) if allow_writes else read_only(app)
 
 

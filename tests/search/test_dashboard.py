@@ -223,6 +223,29 @@ def output_lines(capsys) -> list[str]:
     return [line for line in (captured.out + captured.err).splitlines() if line.strip()]
 
 
+def test_a_storage_that_stops_answering_is_said_in_a_line_per_request(tmp_path, shakespeare,
+                                                                     monkeypatch, capfd, caplog):
+    # A PostgreSQL server stopped under a running dashboard: optuna-dashboard printed the stack
+    # of each failed API request, and bottle a 60-line traceback of each failed page. (Here the
+    # SQLite file is overwritten, which fails the same way: StorageInternalError, and a
+    # DatabaseError where the page reads the schema's version.)
+    import logging
+
+    path, url = ran_study(tmp_path, shakespeare)
+    caplog.set_level(logging.ERROR, logger="optuna_dashboard")
+    with served(path, monkeypatch) as base:
+        assert call("GET", f"{base}/api/studies")[0] == 200
+        with open(url.removeprefix("sqlite:///"), "r+b") as db:  # the open connections' file
+            db.write(b"\0" * 4096)
+        assert call("GET", f"{base}/api/studies")[0] == 500
+        assert call("GET", f"{base}/dashboard/studies/1")[0] == 500
+    err = capfd.readouterr().err
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("optuna_dashboard")]
+    assert logged == [dashboard.STORAGE_DOWN_LINE], logged
+    assert err.count(dashboard.STORAGE_DOWN_LINE) == 1, err  # the page's, from bottle
+    assert "Traceback" not in err and 'File "' not in err, err
+
+
 def test_a_port_in_use_is_one_line(tmp_path, shakespeare, capsys):
     path, _ = ran_study(tmp_path, shakespeare)
     with socket.socket() as taken:
