@@ -210,12 +210,16 @@ STORAGE_DOWN_LINE = ("dashboard: a request failed: the storage did not answer (i
                      "server down?); the dashboard answers again once it does")
 
 
+def _storage_down(text: str) -> bool:
+    return any(word in text for word in STORAGE_DOWN)
+
+
 class _StorageDownInALine(logging.Filter):
     """optuna-dashboard's log of a failed API request (the exception and its stack), in a line
     where the storage did not answer."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if any(word in record.getMessage() for word in STORAGE_DOWN):
+        if _storage_down(record.getMessage()):
             record.msg, record.args = STORAGE_DOWN_LINE, ()
         return True
 
@@ -228,8 +232,7 @@ class _ErrorsInALine:
         self.stream = stream
 
     def write(self, text: str) -> Any:
-        down = any(word in text for word in STORAGE_DOWN)
-        return self.stream.write(STORAGE_DOWN_LINE + "\n" if down else text)
+        return self.stream.write(STORAGE_DOWN_LINE + "\n" if _storage_down(text) else text)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.stream, name)
