@@ -16,6 +16,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -25,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 import scaletune.search.runner
 from scaletune.search import lease
 from scaletune.search.cli import main
-from scaletune.search.config import validate_study
+from scaletune.search.config import StudyConfig, validate_study
 from scaletune.search.plan import n_finished, recover
 from scaletune.search.runner import run_study
 from scaletune.search.storage import sqlite_path
@@ -90,6 +91,21 @@ def load(cfg) -> optuna.Study:
 def trial_rows(db: Path) -> list[tuple[int, str, int | None]]:
     """(number, state, worker pid) of every trial."""
     return trial_attr_rows(db, "worker_pid")
+
+
+def running_on_a_worker(db: Path) -> tuple[int, str, int] | None:
+    """The row of the first trial RUNNING on a worker (its pid recorded), else None."""
+    return next((r for r in trial_rows(db) if r[1] == "RUNNING" and r[2]), None)
+
+
+def unpruned_study(tmp_path: Path, shakespeare: Path, **study: Any
+                   ) -> tuple[Path, StudyConfig, Path]:
+    """A tiny study without a pruner (each trial trains to its end), written to ``tmp_path``:
+    its file, its config and its SQLite storage (study.db in its folder)."""
+    raw = tiny_study(tmp_path, shakespeare, pruner={"name": "none"}, **study)
+    path = write_study(tmp_path, raw)
+    cfg = validate_study(raw)
+    return path, cfg, cfg.folder / "study.db"
 
 
 def wait_for(predicate, what: str, proc: subprocess.Popen, log: Path, timeout: float = 240):
@@ -344,11 +360,8 @@ def test_disk_full_during_a_study_stops_it_cleanly_and_it_resumes(tmp_path, shak
 
 @pytest.mark.slow
 def test_ctrl_c_stops_requeues_and_the_same_command_resumes(tmp_path, shakespeare):
-    raw = tiny_study(tmp_path, shakespeare, n_trials=3, pruner={"name": "none"},
-                     tokens_per_trial=81_920, tracking={"tensorboard": True})
-    path = write_study(tmp_path, raw)
-    cfg = validate_study(raw)
-    db = cfg.folder / "study.db"
+    path, cfg, db = unpruned_study(tmp_path, shakespeare, n_trials=3, tokens_per_trial=81_920,
+                                   tracking={"tensorboard": True})
     log = tmp_path / "first.log"
     with scaletune_run(path, log) as proc:
         def running_worker():
@@ -403,15 +416,11 @@ def test_the_coordinator_killed_mid_study_stops_it_cleanly_and_it_resumes(tmp_pa
     # The process of the actor that carries the trials' reports to the driver is a Ray worker
     # like the trials'. Killed, it ended the launch with a 50-line ActorDiedError traceback.
     # (It is not restarted: Ray's out-of-memory killer takes retriable workers first.)
-    raw = tiny_study(tmp_path, shakespeare, n_trials=3, pruner={"name": "none"},
-                     tokens_per_trial=81_920)
-    path = write_study(tmp_path, raw)
-    cfg = validate_study(raw)
-    db = cfg.folder / "study.db"
+    path, cfg, db = unpruned_study(tmp_path, shakespeare, n_trials=3, tokens_per_trial=81_920)
     log = tmp_path / "run.log"
     with scaletune_run(path, log) as proc:
         def coordinator_as_a_trial_runs():
-            if not any(r[1] == "RUNNING" and r[2] for r in trial_rows(db)):
+            if not running_on_a_worker(db):
                 return None
             return next((p for p in descendants(proc.pid) if Path(f"/proc/{p}/cmdline").exists()
                          and Path(f"/proc/{p}/cmdline").read_bytes().startswith(
@@ -442,10 +451,7 @@ def test_a_closed_output_stops_the_running_trials_and_queues_them_again(tmp_path
     # `scaletune run study.yaml | head`: once head has its lines it goes, and the driver's next
     # line finds no reader. rich then ends the program (SystemExit), which left the running
     # trial RUNNING in the storage until the next run recovered it.
-    raw = tiny_study(tmp_path, shakespeare, n_trials=3, pruner={"name": "none"},
-                     tokens_per_trial=81_920)
-    path = write_study(tmp_path, raw)
-    cfg = validate_study(raw)
+    path, cfg, _ = unpruned_study(tmp_path, shakespeare, n_trials=3, tokens_per_trial=81_920)
     proc = subprocess.Popen([sys.executable, "-m", "scaletune.search.cli", "run", str(path)],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -567,16 +573,10 @@ def test_a_queued_trial_stopped_before_its_params_were_drawn_runs_them_again(tmp
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_sigterm_stops_requeues_and_exits_cleanly(tmp_path, shakespeare, signum):
-    raw = tiny_study(tmp_path, shakespeare, n_trials=3, pruner={"name": "none"},
-                     tokens_per_trial=81_920)
-    path = write_study(tmp_path, raw)
-    cfg = validate_study(raw)
-    db = cfg.folder / "study.db"
+    path, cfg, db = unpruned_study(tmp_path, shakespeare, n_trials=3, tokens_per_trial=81_920)
     log = tmp_path / "run.log"
     with scaletune_run(path, log) as proc:
-        number, _, pid = wait_for(
-            lambda: next((r for r in trial_rows(db) if r[1] == "RUNNING" and r[2]), None),
-            "a trial to run", proc, log)
+        number, _, pid = wait_for(lambda: running_on_a_worker(db), "a trial to run", proc, log)
         # What systemd and Kubernetes do (SIGTERM to the main process), and a closed terminal.
         os.kill(proc.pid, signum)
         code = proc.wait(timeout=120)
@@ -595,15 +595,10 @@ def test_sigterm_stops_requeues_and_exits_cleanly(tmp_path, shakespeare, signum)
 @pytest.mark.slow
 def test_a_second_driver_of_a_running_study_is_refused(tmp_path, shakespeare):
     # Long enough that the first driver still runs when the second has started Ray (seconds).
-    raw = tiny_study(tmp_path, shakespeare, n_trials=6, pruner={"name": "none"},
-                     tokens_per_trial=163_840)
-    path = write_study(tmp_path, raw)
-    cfg = validate_study(raw)
-    db = cfg.folder / "study.db"
+    path, cfg, db = unpruned_study(tmp_path, shakespeare, n_trials=6, tokens_per_trial=163_840)
     log = tmp_path / "first.log"
     with scaletune_run(path, log) as proc:
-        wait_for(lambda: any(r[1] == "RUNNING" and r[2] for r in trial_rows(db)),
-                 "a trial to run", proc, log)
+        wait_for(lambda: running_on_a_worker(db), "a trial to run", proc, log)
         second = scaletune_run_to_end(path, timeout=120)
         code = proc.wait(timeout=300)
     said = flat(second.stdout + second.stderr)
