@@ -133,11 +133,13 @@ def most_at_once(spans: list[tuple[float, float]]) -> int:
 STOP_AT = """
 import sys
 from scaletune.trainer.config import load_train_config
+from scaletune.trainer.distributed import leave
 from scaletune.trainer.loop import train
 
 stop_at = int(sys.argv[2])
 train(load_train_config(sys.argv[1]),
       report=lambda tokens, *_: "stop" if tokens >= stop_at else None)
+leave(0)  # as trainer.rank's ranks do
 """
 
 
@@ -167,8 +169,7 @@ def data_parallel(folder: Path, device: str = "cuda", steps: int = 200) -> dict[
     resumed = train_file(folder, "fsdp_resumed_on_one", "fsdp", device, steps)
     stopped = _run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                     "--nproc-per-node=2", str(script), str(resumed), str(64 * 128 * steps // 2)])
-    # The stopped run is judged by its checkpoint: the script, unlike `scaletune train`, leaves
-    # torch.distributed's teardown to the interpreter, which can abort after a finished run.
+    # The stopped run is judged by its checkpoint, which the resume below needs.
     if not (folder / resumed.stem / "checkpoint.pt").exists():
         out["fsdp_resumed_on_one"] = {**_outcome(stopped, folder / resumed.stem),
                                       "exit_code": stopped.returncode or 1}

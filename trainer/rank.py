@@ -44,18 +44,9 @@ def main(prog: str = "python -m scaletune.trainer.rank") -> int:
             code = train_main(args.config, resume=args.resume, overwrite=args.overwrite)
     except KeyboardInterrupt:  # before the handlers were set, or a second signal at once
         return _stopped_as_it_started(config, signal.SIGINT)  # torch may be half imported
-    import torch.distributed as dist
+    from scaletune.trainer.distributed import leave
 
-    if dist.is_initialized():
-        dist.destroy_process_group()
-        # A data-parallel worker leaves without the interpreter's teardown: after a completed,
-        # fully written run, rank 0 sometimes aborted in it ("terminate called without an
-        # active exception", a C++ thread of the process group still joinable; 2 of ~35 test
-        # runs), which failed the whole torchrun. Logs and checkpoints are already closed.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
+    return leave(code)
 
 
 def _stopped_as_it_started(config: str, signum: int) -> int:

@@ -848,14 +848,16 @@ def _scaletune(*args: str, **kwargs) -> subprocess.Popen:
 
 
 def test_resume_after_killing_the_driver_runs_only_the_rest(tmp_path, shakespeare):
+    # Twenty reports a trial: a fast machine trains one in about 2 s, and the poll below must
+    # find one in the first half of its tokens (with ten, 0.5 s, it missed three in a CI run).
     raw = tiny_study(tmp_path, shakespeare, n_trials=5, pruner={"name": "none"},
-                     tokens_per_trial=81_920)
+                     tokens_per_trial=163_840)
     path = write_study(tmp_path, raw)
     cfg = validate_study(raw)
     with scaletune_run(path, tmp_path / "first.log") as proc:
         deadline = time.time() + 240
         while time.time() < deadline:
-            time.sleep(0.25)
+            time.sleep(0.1)
             study = peek(cfg)
             if study is None:
                 continue
@@ -865,7 +867,7 @@ def test_resume_after_killing_the_driver_runs_only_the_rest(tmp_path, shakespear
             # between this read and the kill below, as one near its end could. One that has
             # reported, so that it trains with its params.
             early = [t for t in trials if t.state == TrialState.RUNNING
-                     and t.intermediate_values and max(t.intermediate_values) <= 40_960]
+                     and t.intermediate_values and max(t.intermediate_values) <= 81_920]
             if done >= 2 and early:
                 break
         else:

@@ -140,7 +140,7 @@ def test_two_sharded_processes_learn_as_one_process_does(tmp_path, tmp_path_fact
 SAVED_WEIGHTS = """
 import os, sys, torch, torch.distributed as dist
 from scaletune.trainer.config import TrainConfig
-from scaletune.trainer.distributed import data_parallel
+from scaletune.trainer.distributed import data_parallel, leave
 from scaletune.trainer.model import GPT
 
 dist.init_process_group("gloo")
@@ -164,10 +164,7 @@ held.clear()
 loss.backward()
 if dist.get_rank() == 0:
     print("alive", alive, "loss", float(loss.detach()), flush=True)
-dist.destroy_process_group()
-# As trainer.rank's ranks leave: without the interpreter's teardown, where a C++ thread of the
-# process group still joinable aborted a rank ("terminate called without an active exception").
-os._exit(0)
+leave(0)  # as trainer.rank's ranks do
 """
 
 
@@ -209,13 +206,7 @@ class Counted(distributed.DistributedDataParallel):
 distributed.DistributedDataParallel = Counted
 train(load_train_config(sys.argv[1]))
 pathlib.Path(sys.argv[1]).with_name(f"syncs-{os.environ['RANK']}.txt").write_text(str(len(syncs)))
-import torch.distributed as dist
-if dist.is_initialized():
-    dist.destroy_process_group()
-# As trainer.rank's ranks leave (and SAVED_WEIGHTS above): without the interpreter's teardown,
-# where a C++ thread of the process group still joinable aborted a rank ("terminate called
-# without an active exception") after the run had finished, in a fresh-clone CI run.
-os._exit(0)
+distributed.leave(0)  # as trainer.rank's ranks do
 """
 
 
@@ -237,15 +228,17 @@ def test_data_parallel_accumulation_averages_gradients_once_per_step(tmp_path, s
     assert len(b) == 3 and b[-1] < b[0]
     assert b == pytest.approx(a, abs=2e-4)
 
-STOP_AT = """
+TRAIN_UNTIL = """
 import sys
 from scaletune.trainer.config import load_train_config
+from scaletune.trainer.distributed import leave
 from scaletune.trainer.loop import train
 
 stop_at = int(sys.argv[2])
 train(load_train_config(sys.argv[1]),
       report=lambda tokens, *_: "stop" if tokens >= stop_at else None)
 """
+STOP_AT = TRAIN_UNTIL + "leave(0)  # as trainer.rank's ranks do\n"
 
 
 def test_a_checkpoint_of_two_sharded_processes_resumes_on_one(tmp_path, tmp_path_factory,
@@ -285,10 +278,11 @@ def test_an_sgd_checkpoint_of_one_process_resumes_on_two_sharded_ones(tmp_path, 
     assert b == pytest.approx(a, abs=2e-4)
 
 
-RNG_AT = STOP_AT + """
+RNG_AT = TRAIN_UNTIL + """
 import os, hashlib, pathlib, torch
 state = hashlib.md5(torch.get_rng_state().numpy().tobytes()).hexdigest()
 pathlib.Path(sys.argv[1]).with_name(f"rng-{os.environ['RANK']}.txt").write_text(state)
+leave(0)
 """
 
 
