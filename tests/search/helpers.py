@@ -113,7 +113,7 @@ def act_when(find: Callable[[], Any], act: Callable[[Any], None], timeout: float
                 act(found)
                 seen["seen"] = found
                 return
-            time.sleep(0.2)
+            time.sleep(0.1)
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()

@@ -116,7 +116,7 @@ def wait_for(predicate, what: str, proc: subprocess.Popen, log: Path, timeout: f
         value = predicate()
         if value:
             return value
-        time.sleep(0.25)
+        time.sleep(0.1)
     pytest.fail(f"timed out waiting for {what}:\n{log.read_text()}")
 
 
@@ -360,7 +360,9 @@ def test_disk_full_during_a_study_stops_it_cleanly_and_it_resumes(tmp_path, shak
 
 @pytest.mark.slow
 def test_ctrl_c_stops_requeues_and_the_same_command_resumes(tmp_path, shakespeare):
-    path, cfg, db = unpruned_study(tmp_path, shakespeare, n_trials=3, tokens_per_trial=81_920,
+    # Trials of 20 reports, which a fast machine trains in about 2 s: the signal must find the
+    # trial still running.
+    path, cfg, db = unpruned_study(tmp_path, shakespeare, n_trials=3, tokens_per_trial=163_840,
                                    tracking={"tensorboard": True})
     log = tmp_path / "first.log"
     with scaletune_run(path, log) as proc:
@@ -573,7 +575,9 @@ def test_a_queued_trial_stopped_before_its_params_were_drawn_runs_them_again(tmp
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_sigterm_stops_requeues_and_exits_cleanly(tmp_path, shakespeare, signum):
-    path, cfg, db = unpruned_study(tmp_path, shakespeare, n_trials=3, tokens_per_trial=81_920)
+    # Trials of 30 reports: the driver must take the signal while its trial runs (one of 10
+    # reports can end first on a fast machine). The stopped trial is the only one trained.
+    path, cfg, db = unpruned_study(tmp_path, shakespeare, n_trials=3, tokens_per_trial=245_760)
     log = tmp_path / "run.log"
     with scaletune_run(path, log) as proc:
         number, _, pid = wait_for(lambda: running_on_a_worker(db), "a trial to run", proc, log)

@@ -333,9 +333,11 @@ def test_a_trial_queued_again_outside_the_moved_range_runs_and_is_said_once(
 
 def test_each_concurrent_trial_gets_its_own_gpu(tmp_path, shakespeare, local_ray):
     local_ray(num_cpus=2, num_gpus=2)
+    # Trials long enough to overlap though each starts a process of its own (its start-up, not
+    # its training, sets when it begins).
     cfg = validate_study(
         tiny_study(tmp_path, shakespeare, n_trials=4, pruner={"name": "none"},
-                   workers={"cpus_per_trial": 1, "gpus_per_trial": 1})
+                   tokens_per_trial=122_880, workers={"cpus_per_trial": 1, "gpus_per_trial": 1})
     )
     run_study(cfg)
     trials = load(cfg).trials
@@ -534,17 +536,22 @@ def test_four_workers_share_sqlite_without_lock_errors(tmp_path, shakespeare, lo
 
 def test_killed_worker_trial_is_failed_and_rerun(tmp_path, shakespeare, local_ray):
     local_ray(num_cpus=2)
+    # Forty reports a trial, killed in the first half of its tokens: the kill must find trial 1
+    # still running (a fast machine trains 163,840 tokens in under a second, and the watcher,
+    # which then waited 0.5 s, killed a worker whose trial had ended).
     raw = tiny_study(tmp_path, shakespeare, n_trials=3, pruner={"name": "none"},
-                     tokens_per_trial=163_840)
+                     tokens_per_trial=327_680)
     cfg = validate_study(raw)
 
     def trial_1_pid():
         study = peek(cfg)
         running = study.get_trials(states=(TrialState.RUNNING,)) if study else []
         return next((t.user_attrs["worker_pid"] for t in running
-                     if t.number == 1 and t.user_attrs.get("worker_pid")), None)
+                     if t.number == 1 and t.user_attrs.get("worker_pid")
+                     and t.intermediate_values and max(t.intermediate_values) <= 163_840), None)
 
-    watcher, killed = act_when(trial_1_pid, lambda pid: os.kill(pid, signal.SIGKILL), timeout=120)
+    watcher, killed = act_when(trial_1_pid, lambda pid: os.kill(pid, signal.SIGKILL), timeout=120,
+                               settle=0)
     run_study(cfg)
     watcher.join(timeout=5)
     assert killed, "the watcher never saw trial 1 running"
