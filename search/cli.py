@@ -60,10 +60,12 @@ def _errors(e: ScaletuneError) -> int:
     lines = [_shortened(line) for line in getattr(e, "errors", None) or [str(e)]]
     source = getattr(e, "source", None)  # the file, or the option, at fault; none: the command
     source = _shortened(source) if isinstance(source, str) else source
-    if isinstance(e, (StudyStateError, StorageError)):
+    named = len(lines) == 1 and bool(source) and lines[0].startswith(f"{source}: ")
+    if named or isinstance(e, (StudyStateError, StorageError)):
         # The file is right; its study cannot give what is asked, or its storage failed (a
         # stop as the study ran is no list of errors in a file). A line that names its source
-        # already ("storage: ... is not a storage URL") is said as it is.
+        # already ("storage: ... is not a storage URL") is said as it is: one error of an
+        # option that names it is that line, not "1 error(s) in storage:" above it.
         for line in lines:
             said = line if line.startswith(f"{source}: ") else f"{source}: {line}"
             console.print(said, highlight=False, markup=False, soft_wrap=True)

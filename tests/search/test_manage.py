@@ -135,7 +135,10 @@ def test_studies_of_a_missing_sqlite_file_is_an_error_and_creates_nothing(tmp_pa
     code, out = scaletune(capsys, "studies", "--storage", f"sqlite:///{missing}")
     # Rule: listing never creates a storage; the error names the file.
     assert code == 2, out
-    assert f"storage: {missing} does not exist" in out
+    # One line: the error names the option already ("1 error(s) in storage:" stood above it).
+    assert out.splitlines() == [f"storage: {missing} does not exist: no study has run there "
+                                "(`scaletune run STUDY.yaml`, or `scaletune ladder LADDER.yaml`,"
+                                " creates it)"]
     assert not missing.exists() and not missing.parent.exists()
 
 
