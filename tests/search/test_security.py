@@ -248,6 +248,10 @@ def test_a_password_in_the_cluster_address_is_not_printed(tmp_path, shakespeare,
      "storage: cannot open postgresql://alice:***@127.0.0.1:5432/db: the URL holds more than one "
      "@ before its host; a user name or password that holds @ must be percent-encoded (@ as %40"),
     ("postgresql://alice:s3cret@127.0.0.1:notaport/db", "must be percent-encoded (@ as %40"),
+    # libpq takes port 0 for 5432, and its refusal named that port, not the one given.
+    ("postgresql://alice:s3cret@127.0.0.1:0/db",
+     "storage: cannot open postgresql://alice:***@127.0.0.1:0/db: port 0 is not a port a server "
+     "can listen on (1 to 65535): give the server's port, or leave it out"),
     # The / ended the authority: "could not translate host name", no hint, and with p@ss/w0rd
     # the host it named was a piece of the password.
     ("postgresql://alice:p@ss/w0rd@127.0.0.1:5432/db",
@@ -256,7 +260,8 @@ def test_a_password_in_the_cluster_address_is_not_printed(tmp_path, shakespeare,
     ("mysql://alice:s3cret@127.0.0.1:1/db", "the Python driver of mysql:// is not installed"),
     ("postgres://alice:s3cret@127.0.0.1:1/db", "sqlalchemy.dialects:postgres; write postgresql://"),
     ("nonsense", "storage: nonsense is not a storage URL: give sqlite:///PATH or postgresql://"),
-], ids=["password with @ and :", "password with @", "port not a number", "password with @ and /",
+], ids=["password with @ and :", "password with @", "port not a number", "port 0",
+        "password with @ and /",
         "driver not installed", "postgres://", "not a URL"])
 def test_a_storage_url_that_cannot_be_used_is_one_line_in_every_command(tmp_path, shakespeare,
                                                                         capsys, url, said):
