@@ -518,6 +518,8 @@ def _pow2_prior(
     if raw_center is None:
         raw_center = _geomean([s.value for s in sources])
     center = min(max(pow2_round(raw_center), 2), max_batch // 2)
+    # Held below the laws' batch, the caption says so (the prior read as the laws' own).
+    held = raw_center if pow2_round(raw_center) > center else None
     if sigma is None:
         sigma = _rms_log10(center, [s.value for s in sources])
     sigma = max(floor, sigma)
@@ -527,7 +529,7 @@ def _pow2_prior(
     high = max(min(max_batch, 2 ** math.ceil(math.log2(high))), center * 2)
     return Prior(
         "batch_size", float(center), float(low), float(high), log=True, sigma=sigma,
-        integer=True, sources=tuple(sources), unit=unit,
+        integer=True, sources=tuple(sources), unit=unit, clipped_from=held,
     )
 
 
@@ -850,7 +852,12 @@ def priors_table(priors: Priors, searched: dict[str, str] | None = None) -> Tabl
                 for name, p in priors.as_dict().items() for s in p.sources if FIT_WARNS in s.note]
     caption += [f"{name}: the laws put the center at {p.clipped_from:.3g}, beyond a factor 2 inside "
                 f"what scaletune takes as sane; it is held at {p.center:.3g}"
-                for name, p in priors.as_dict().items() if p.clipped_from is not None]
+                for name, p in priors.as_dict().items()
+                if p.clipped_from is not None and name != "batch_size"]
+    if (held := priors.batch_size.clipped_from) is not None:
+        caption.append(f"batch_size: the laws put the center at {held:.3g}; it is held at "
+                       f"{priors.batch_size.center:g}, half of {priors.batch_size.high:g}, "
+                       f"the largest batch that leaves a trial {MIN_STEPS} optimizer steps")
     eta = ctx.get("lr_of_weight_decay", priors.lr.center)
     if eta != priors.lr.center:
         caption.append(f"weight_decay is that of lr {eta:.3g}, the lr this study fixes")

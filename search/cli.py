@@ -276,7 +276,7 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
 def cmd_priors(args: argparse.Namespace, console: Console) -> int:
     from scaletune.heuristics.priors import print_priors
     from scaletune.search.ladder import study_or_target
-    from scaletune.search.plan import memory_problem
+    from scaletune.search.plan import memory_problem, optimizer_note
     from scaletune.search.space import build_space, planning_priors, searched_ranges, space_problems
     from scaletune.trainer.data import known_vocab_size
 
@@ -315,6 +315,8 @@ def cmd_priors(args: argparse.Namespace, console: Console) -> int:
     for problem in refused:
         err.print(f"note: `scaletune run` refuses this study: {problem}", highlight=False,
                   markup=False)
+    if note := optimizer_note(cfg):  # sgd or muon: the table's AdamW terms do not hold
+        err.print(f"note: {note}", highlight=False, markup=False)
     return 0
 
 

@@ -281,6 +281,26 @@ def test_steep_law_from_nearby_scales_keeps_its_constant():
     assert priors_for(model, 1e6, fitted=laws).lr.clipped_from is None
 
 
+def test_a_batch_center_held_below_the_laws_is_captioned():
+    # 300k tokens of 64-token sequences: a batch of 32 leaves a trial 146 steps, 64 only 73, so
+    # the laws' 32.4 sequences are held at 16 (half of 32), and the table said nothing of it.
+    from rich.console import Console
+
+    from scaletune.heuristics.priors import priors_table
+
+    model = ModelShape(n_layer=2, n_head=4, n_embd=64, block_size=64, vocab_size=256)
+    p = priors_for(model, 300_000)
+    assert p.batch_size.center == 16 and p.batch_size.high == 32
+    assert p.batch_size.clipped_from == pytest.approx(32.4, abs=0.1)
+    console = Console(record=True, width=400)
+    console.print(priors_table(p))
+    said = " ".join(console.export_text().split())
+    assert ("batch_size: the laws put the center at 32.4; it is held at 16, half of 32, the "
+            "largest batch that leaves a trial 100 optimizer steps") in said, said
+    # With ten times the tokens the largest batch is 256, and the laws' center is kept.
+    assert priors_for(model, 3_000_000).batch_size.clipped_from is None
+
+
 def version_1_file(tmp_path, coef_key="log10_coef"):
     """A laws.json as scaletune wrote it before format 2: bootstrap samples, one best trial per
     study (lr = 0.01 * tokens^-0.3 at three scales)."""

@@ -805,6 +805,21 @@ def test_priors_of_a_study_no_trial_could_train_say_so(tmp_path, shakespeare, ca
         capsys.readouterr().err.split())
 
 
+def test_priors_of_a_study_trained_with_sgd_say_the_laws_are_adamws(tmp_path, shakespeare,
+                                                                    capsys):
+    # The table reads as an AdamW study's (lambda from tau, the Adam square-root rule for lr);
+    # validate and run said the priors were a guess under sgd, priors said nothing.
+    study = tiny_study(tmp_path, shakespeare, trainer={"optim": {"name": "sgd"}})
+    path = str(write_study(tmp_path, study))
+    for json in ([], ["--json"]):
+        assert main(["priors", path, *json]) == 0
+        out, err = capsys.readouterr()
+        assert ("note: trainer.optim.name sgd: the priors are scaling laws fitted on AdamW, so "
+                "their centers are a guess here; under sgd, weight decay is torch's L2 "
+                "penalty") in " ".join(err.split()), err
+        assert "guess" not in out  # --json's output stays JSON
+
+
 def test_a_token_cache_folder_that_cannot_be_made_names_its_setting(tmp_path, shakespeare, capsys,
                                                                       monkeypatch):
     path = str(write_study(tmp_path, tiny_study(tmp_path, shakespeare)))
