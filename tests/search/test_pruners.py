@@ -948,14 +948,31 @@ def test_the_sampler_sees_predicted_trials_complete_and_the_others_pruned():
 
 @pytest.mark.parametrize("name", ["gp", "cmaes"])
 def test_a_study_with_gp_or_cmaes_is_taught_by_its_pruned_trials(name):
-    from scaletune.search.samplers import PredictionsTeachSampler, PriorSampler, make_sampler
+    from scaletune.search.samplers import (
+        PredictionsTeachSampler,
+        PriorSampler,
+        StartFromTheBestCmaEs,
+        _PredictionsAsFinal,
+        make_sampler,
+    )
     from tests.search.test_space import study_cfg
 
+    kind = {"gp": optuna.samplers.GPSampler, "cmaes": StartFromTheBestCmaEs}[name]
     sampler = make_sampler(study_cfg(sampler={"name": name}), {})
     assert isinstance(sampler, PriorSampler)
     assert isinstance(sampler._base, PredictionsTeachSampler)
+    assert type(sampler._base._base) is kind
     bare = make_sampler(study_cfg(seeding="none", sampler={"name": name}), {})
-    assert isinstance(bare, PredictionsTeachSampler)
+    assert isinstance(bare, PredictionsTeachSampler) and type(bare._base) is kind
+    # What the wrapped sampler is handed: a pruned trial with a prediction, as complete at it
+    # (test_cmaes_moves_on_trials_that_were_all_pruned_with_predictions: that it moves CMA-ES).
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.PRUNED, params={"x": 0.5},
+        distributions={"x": optuna.distributions.FloatDistribution(0, 1)},
+        intermediate_values={10_000: 3.0}, user_attrs={PREDICTION_ATTRS[0]: 2.5}))
+    seen = _PredictionsAsFinal(study).get_trials(states=(TrialState.COMPLETE,))
+    assert [(t.state, t.value) for t in seen] == [(TrialState.COMPLETE, 2.5)]
 
 
 def test_cmaes_moves_on_trials_that_were_all_pruned_with_predictions():

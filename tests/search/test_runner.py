@@ -906,7 +906,8 @@ def test_resume_after_killing_the_driver_runs_only_the_rest(tmp_path, shakespear
     assert "resumed" in second.stdout
 
 
-def test_dashboard_serves_the_study_on_loopback(tmp_path, shakespeare):
+def test_dashboard_serves_the_study_of_its_file(tmp_path, shakespeare):
+    # (That it listens on loopback alone: tests/search/test_security.py.)
     raw = tiny_study(tmp_path, shakespeare)
     cfg = validate_study(raw)
     cfg.folder.mkdir(parents=True)

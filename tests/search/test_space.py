@@ -338,6 +338,9 @@ def test_prior_weight_zero_or_seeding_none_is_plain_tpe():
     assert isinstance(weighted._base, PriorWeightedTPESampler)
     off = make_sampler(study_cfg(sampler={"prior_weight": 0}), {"lr": PRIORS.lr})
     assert type(off._base) is optuna.samplers.TPESampler
+    # Without seeding, no prior weighs TPE either (PriorWeightedTPESampler is a TPESampler).
+    unseeded = make_sampler(study_cfg(seeding="none"), {"lr": PRIORS.lr})
+    assert type(unseeded) is optuna.samplers.TPESampler
 
 
 def test_prior_weight_is_refused_for_samplers_without_an_acquisition():
@@ -395,26 +398,35 @@ def test_pruned_trials_ignore_gives_optunas_own_sampler(name):
 
 def test_seeding_none_is_plain_optuna():
     cfg = study_cfg(seeding="none")
-    assert isinstance(make_sampler(cfg, {}), optuna.samplers.TPESampler)
+    assert type(make_sampler(cfg, {})) is optuna.samplers.TPESampler
     assert isinstance(make_sampler(study_cfg(), {}), PriorSampler)
 
 
 @pytest.mark.parametrize(
-    "pruner, cls",
+    "pruner, cls, settings",
     [
-        ({"name": "median"}, optuna.pruners.MedianPruner),
-        ({"name": "percentile", "percentile": 40}, optuna.pruners.PercentilePruner),
-        ({"name": "successive_halving"}, optuna.pruners.SuccessiveHalvingPruner),
-        ({"name": "hyperband"}, optuna.pruners.HyperbandPruner),
-        ({"name": "wilcoxon"}, optuna.pruners.WilcoxonPruner),
+        ({"name": "median"}, optuna.pruners.MedianPruner, {"_percentile": 50.0}),
+        ({"name": "percentile", "percentile": 40}, optuna.pruners.PercentilePruner,
+         {"_percentile": 40.0}),
+        # Resources in tokens: one evaluation is the least a rung trains.
+        ({"name": "successive_halving"}, optuna.pruners.SuccessiveHalvingPruner,
+         {"_min_resource": 10_000, "_reduction_factor": 3}),
+        ({"name": "hyperband"}, optuna.pruners.HyperbandPruner,
+         {"_min_resource": 10_000, "_max_resource": 100_000}),
+        ({"name": "wilcoxon"}, optuna.pruners.WilcoxonPruner, {}),
         ({"name": "patient", "patience": 2, "wrapped": {"name": "median"}},
-         optuna.pruners.PatientPruner),
-        ({"name": "predicted"}, PredictedFinalPruner),
-        ({"name": "none"}, optuna.pruners.NopPruner),
+         optuna.pruners.PatientPruner, {"_patience": 2}),
+        ({"name": "predicted"}, PredictedFinalPruner, {}),
+        ({"name": "none"}, optuna.pruners.NopPruner, {}),
     ],
 )
-def test_every_pruner_is_built(pruner, cls):
-    assert isinstance(study_cfg(pruner=pruner).pruner.build(study_cfg(pruner=pruner)), cls)
+def test_every_pruner_is_built(pruner, cls, settings):
+    built = study_cfg(pruner=pruner).pruner.build(study_cfg(pruner=pruner))
+    assert isinstance(built, cls)
+    # With the values the study gives (Optuna keeps them in private fields).
+    assert {key: getattr(built, key) for key in settings} == settings
+    if cls is optuna.pruners.PatientPruner:
+        assert type(built._wrapped_pruner) is optuna.pruners.MedianPruner
 
 
 def test_median_pruner_compares_at_equal_tokens():
