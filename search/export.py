@@ -300,6 +300,8 @@ def export_study(
                                      final.dropout, new_model.dropout != best.dropout)
     if epochs_note is not None:
         notes.append(epochs_note)
+    if _same_run(moved) and (changed := code_changed(chosen, study)):
+        notes.append(changed)
     if base.optim.name != "adamw" and not _same_run(moved):
         notes.append(f"optimizer {base.optim.name}: the rules are for AdamW's lr and weight decay"
                      + ("; muon_lr is kept" if base.optim.name == "muon" else ""))
@@ -457,7 +459,9 @@ def provenance(
         "n_complete_trials": len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))),
         "fingerprint": study.user_attrs.get("fingerprint"),
         "data_fingerprint": study.user_attrs.get("data_fingerprint"),
-        "git_revision": study_prov.get("git_revision"),
+        # The code that trained the trial (a trial from before each recorded its own: the
+        # study's first launch's).
+        "git_revision": trial.user_attrs.get("worker_code") or study_prov.get("git_revision"),
         "study_provenance": study_prov,
         "trial_params": dict(trial.params),
         "transfer": (f"none: the trial's config; num_threads is left to the machine, and "
@@ -475,6 +479,31 @@ def provenance(
         "rules": [asdict(r) for r in moved.rules],
         "notes": list(notes),
     }
+
+
+def code_changed(trial: FrozenTrial, study: optuna.Study) -> str | None:
+    """The note for a trial trained by other code than this (``worker_code``; for a trial from
+    before trials recorded it, the study's first launch's), which a run of its config may not
+    repeat: a study resumed after an upgrade holds trials of both versions. None where the code
+    is the same or unknown."""
+    from scaletune.trainer.record import code_revision
+
+    now = code_revision()
+    ran = trial.user_attrs.get("worker_code")
+    if ran is None:
+        first = study.user_attrs.get("provenance") or {}
+        ran = first.get("git_revision") or (f"scaletune {first['scaletune']}"
+                                            if first.get("scaletune") else None)
+        if ran is None or now is None or ran == now:
+            return None
+        return (f"trial {trial.number} records no code revision (it trained before scaletune "
+                f"recorded each trial's); the study's first launch ran {ran}, and this is "
+                f"{now}: where the trainer changed between them (CPU dropout's masks did on "
+                "2026-12-05), this run does not repeat the trial's loss")
+    if now is None or ran == now:
+        return None
+    return (f"trial {trial.number} was trained by {ran}, and this is {now}: where the trainer "
+            "changed between them, this run does not repeat the trial's loss")
 
 
 def _trial_threads(cfg: StudyConfig) -> int:

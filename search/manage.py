@@ -1155,8 +1155,35 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
         rows.append(("ran with", ", ".join(f"{k} {provenance[k]}" for k in
                                            ("scaletune", "git_revision", "torch", "optuna", "ray")
                                            if provenance.get(k))))
+    if codes := _trial_codes(trials):
+        rows.append(("trained by", codes))
     _rows(out, rows + [("note", n) for n in notes])
     return 0
+
+
+def _trial_codes(trials: list[FrozenTrial]) -> str | None:
+    """Which code trained which trials (user attr ``worker_code``), where the study's trials
+    were trained by more than one (a study resumed after an upgrade); else None."""
+    by_code: dict[str, list[int]] = {}
+    for t in trials:
+        if "worker_started_at" in t.user_attrs:  # trained on a worker, not only asked
+            by_code.setdefault(t.user_attrs.get("worker_code") or "unrecorded",
+                               []).append(t.number)
+    if len(by_code) < 2:
+        return None
+    return "; ".join(f"{code} (trial{'s' if len(numbers) > 1 else ''} {_spans(numbers)})"
+                     for code, numbers in by_code.items())
+
+
+def _spans(numbers: list[int]) -> str:
+    """Sorted trial numbers as runs: [0, 1, 2, 5, 7, 8] is "0-2, 5, 7-8"."""
+    runs: list[tuple[int, int]] = []
+    for n in sorted(numbers):
+        if runs and n == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], n)
+        else:
+            runs.append((n, n))
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def _config_rows(cfg: StudyConfig) -> list[tuple[str, str]]:

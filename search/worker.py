@@ -82,6 +82,9 @@ def warm_up() -> None:
     """
     try:
         import scaletune.trainer.loop  # noqa: F401
+        from scaletune.trainer.record import code_revision
+
+        code_revision()  # found once per process (git), before the first trial asks
     except Exception:  # noqa: BLE001 - the trial reports it, with its own traceback
         pass
 
@@ -120,6 +123,7 @@ def run_trial(config: dict[str, Any], number: int, coordinator: Any,
 
     from scaletune.search.trial import train_trial
     from scaletune.trainer import TrainConfig
+    from scaletune.trainer.record import code_revision
 
     cfg = TrainConfig.model_validate(config)
     gpu_ids = [str(g) for g in ray.get_gpu_ids()]
@@ -139,6 +143,7 @@ def run_trial(config: dict[str, Any], number: int, coordinator: Any,
         "device": cfg.device,
         "started_at": time.time(),  # when the worker began, as the driver learns it only later
         "warm": warm,  # False: this trial paid for importing torch and the trainer (~2 s)
+        "code": code_revision(),  # the code that trains it (a study outlives upgrades)
     }
     ray.get(coordinator.started.remote(number, info))
 

@@ -9,6 +9,7 @@ rather than asking git themselves, and every record spells the revision the same
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -55,6 +56,18 @@ def installed_version(lib: str) -> str | None:
         return importlib.metadata.version(lib)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+@functools.cache
+def code_revision() -> str | None:
+    """The code this process runs, found once: its git revision (``git_revision``), or outside a
+    checkout of scaletune the installed version ("scaletune 0.1.0"); None where neither is known.
+    Each trial records its worker's (user attr ``worker_code``): a study resumed after an upgrade
+    holds trials of both versions."""
+    if revision := git_revision():
+        return revision
+    version = installed_version("scaletune")
+    return f"scaletune {version}" if version else None
 
 
 def git_revision() -> str | None:

@@ -28,6 +28,7 @@ from scaletune.search.space import fixed_values, study_priors, trial_config
 from scaletune.search.storage import mask_url
 from scaletune.trainer.config import DataConfig, load_train_config
 from scaletune.trainer.errors import ConfigError
+from scaletune.trainer.record import code_revision
 from tests.search.helpers import tiny_study, write_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -71,6 +72,7 @@ def add_trial(
     state: TrialState = TrialState.COMPLETE,
     trained: int | None = None,
     prune_reason: str = "median pruner at 16,384 tokens",
+    code: str | None = "this",
 ) -> optuna.trial.FrozenTrial:
     """One trial as the runner leaves it: derived attrs, a loss per token checkpoint, the end."""
     study.enqueue_trial(params)
@@ -84,6 +86,9 @@ def add_trial(
         trial.report(value + 2.0 * (1 - tokens / budget), tokens)
     trial.set_user_attr("tokens_seen", trained)
     trial.set_user_attr("wall_time_s", 2.0)
+    trial.set_user_attr("worker_started_at", 1.0)
+    if code is not None:  # the code that trained it: this one's, unless given
+        trial.set_user_attr("worker_code", code_revision() if code == "this" else code)
     if state == TrialState.COMPLETE:
         trial.set_user_attr("final_val_loss", value)
         study.tell(trial, value)
@@ -113,6 +118,44 @@ def finished(tmp_path) -> tuple[Path, StudyConfig, optuna.Study]:
 
 
 # --------------------------------------------------------------------------- exact copy
+
+
+@pytest.mark.parametrize("code", ["0123abcd", None, "this"])
+def test_a_trial_trained_by_other_code_is_said_not_to_repeat(tmp_path, capsys, code):
+    # A study resumed after an upgrade: its trials from before were trained by the old code, and
+    # the export said that the run repeats the trial's loss, and named the study's first code.
+    (tmp_path / "study").mkdir()
+    path, cfg = study_file(tmp_path / "study")
+    study = make_study(cfg)  # its first launch ran 0123abcd
+    add_trial(study, cfg, params(1e-3, tau=0.3), 2.6)
+    add_trial(study, cfg, params(4e-3, tau=0.8), 2.2,  # the best
+              code=code_revision() if code == "this" else code)
+    add_trial(study, cfg, params(2e-2, tau=0.1), 2.9)
+    out = tmp_path / "final.yaml"
+    assert main(["export", str(path), "-o", str(out)]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert main(["show", str(path)]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    record = load_train_config(out).provenance
+    if code == "0123abcd":
+        assert (f"trial 1 was trained by 0123abcd, and this is {code_revision()}: where the "
+                "trainer changed between them, this run does not repeat the trial's loss") in said
+        assert record["git_revision"] == "0123abcd" and "code revision 0123abcd" in said
+        # `show` says which code trained which trials.
+        assert f"trained by {code_revision()} (trials 0, 2); 0123abcd (trial 1)" in shown, shown
+    elif code is None:  # a trial from before trials recorded their code: the study's is named
+        assert ("trial 1 records no code revision (it trained before scaletune recorded each "
+                "trial's); the study's first launch ran 0123abcd, and this is") in said, said
+        assert f"trained by {code_revision()} (trials 0, 2); unrecorded (trial 1)" in shown
+        # And run from an installed package (no git checkout), no revision: said in words.
+        study.set_user_attr("provenance", {"git_revision": None})
+        assert main(["export", str(path), "-o", str(out)]) == 0
+        said = " ".join(capsys.readouterr().out.split())
+        assert "code revision unknown (not run from a git checkout)" in said
+        assert "records no code revision" not in said
+    else:  # trained by this code: neither note nor row
+        assert "does not repeat" not in said and "trained by" not in shown
+        assert record["git_revision"] == code_revision()
 
 
 def test_export_copies_the_best_trial_exactly(finished, tmp_path):
@@ -318,13 +361,10 @@ def test_export_records_provenance(finished, tmp_path):
     assert record["storage"] == mask_url(cfg.storage_url)
     assert record["trial"] == 1 and record["value"] == pytest.approx(2.2)
     assert record["fingerprint"] == cfg.fingerprint()
-    assert record["git_revision"] == "0123abcd"
-    assert "code revision 0123abcd" in text
+    # The code that trained the trial (test_a_trial_trained_by_other_code_is_said_not_to_repeat).
+    assert record["git_revision"] == code_revision()
+    assert f"code revision {code_revision()}" in text
     assert record["study_file"] == str(path.resolve())
-    # A study run from an installed package (no git checkout) has no revision: said in words.
-    study.set_user_attr("provenance", {"git_revision": None})
-    export_study(cfg, out, source=str(path), tokens=4 * cfg.tokens_per_trial)
-    assert "code revision unknown (not run from a git checkout)" in out.read_text()
     # Rule: both the raw best values and the transferred ones are recorded, with formulas.
     assert record["best"]["lr"] == 4e-3 and record["best"]["tokens"] == cfg.tokens_per_trial
     assert record["final"]["tokens"] == 4 * cfg.tokens_per_trial

@@ -99,3 +99,7 @@ def test_a_study_s_first_trials_run_in_the_processes_that_warmed_up(tmp_path, sh
     got = [(t.user_attrs["worker_pid"], t.user_attrs["worker_warm"]) for t in trials]
     assert len({pid for pid, _ in got}) == 2, got  # side by side, each in a process of its own
     assert [warm for _, warm in got] == [True, True], got
+    # Each records the code that trained it (a study outlives upgrades): this checkout's.
+    from scaletune.trainer.record import code_revision
+
+    assert [t.user_attrs["worker_code"] for t in trials] == [code_revision()] * 2
