@@ -486,14 +486,13 @@ def code_changed(trial: FrozenTrial, study: optuna.Study) -> str | None:
     before trials recorded it, the study's first launch's), which a run of its config may not
     repeat: a study resumed after an upgrade holds trials of both versions. None where the code
     is the same or unknown."""
-    from scaletune.trainer.record import code_revision
+    from scaletune.trainer.record import code_name, code_revision
 
     now = code_revision()
     ran = trial.user_attrs.get("worker_code")
     if ran is None:
         first = study.user_attrs.get("provenance") or {}
-        ran = first.get("git_revision") or (f"scaletune {first['scaletune']}"
-                                            if first.get("scaletune") else None)
+        ran = code_name(first.get("git_revision"), first.get("scaletune"))
         if ran is None or now is None or ran == now:
             return None
         return (f"trial {trial.number} records no code revision (it trained before scaletune "

@@ -64,10 +64,13 @@ def code_revision() -> str | None:
     checkout of scaletune the installed version ("scaletune 0.1.0"); None where neither is known.
     Each trial records its worker's (user attr ``worker_code``): a study resumed after an upgrade
     holds trials of both versions."""
-    if revision := git_revision():
-        return revision
-    version = installed_version("scaletune")
-    return f"scaletune {version}" if version else None
+    return code_name(git_revision(), installed_version("scaletune"))
+
+
+def code_name(revision: str | None, version: str | None) -> str | None:
+    """The code of a git ``revision``, else of scaletune's installed ``version``, as
+    ``code_revision`` names it (and a study's ``provenance`` records both)."""
+    return revision or (f"scaletune {version}" if version else None)
 
 
 def git_revision() -> str | None:
