@@ -300,7 +300,8 @@ def export_study(
                                      final.dropout, new_model.dropout != best.dropout)
     if epochs_note is not None:
         notes.append(epochs_note)
-    if _same_run(moved) and (changed := code_changed(chosen, study)):
+    changed = code_changed(chosen, study) if _same_run(moved) else None
+    if changed:
         notes.append(changed)
     if base.optim.name != "adamw" and not _same_run(moved):
         notes.append(f"optimizer {base.optim.name}: the rules are for AdamW's lr and weight decay"
@@ -328,7 +329,8 @@ def export_study(
         "checkpoint_every_tokens": max(1, int(final.tokens * CHECKPOINT_FRACTION)),
         "data": _absolute_data(base),
     })
-    record = provenance(study, cfg, source, chosen, moved, notes, ran_with)
+    record = provenance(study, cfg, source, chosen, moved, notes, ran_with,
+                        other_code=changed is not None)
     config = TrainConfig.model_validate({**config.model_dump(), "provenance": record})
     config = _write_checked(output, config, header(record))  # as `scaletune train` reads it
     return Export(path=output, config=config, transfer=moved, trial=chosen, notes=tuple(notes),
@@ -445,9 +447,11 @@ def provenance(
     moved: Transfer,
     notes: list[str],
     ran_with: StudyConfig,
+    other_code: bool = False,
 ) -> dict[str, Any]:
     """The machine-readable record of where an exported config came from. ``ran_with``: the
-    config the study's trials ran with, whose threads an exact copy needs."""
+    config the study's trials ran with, whose threads an exact copy needs; ``other_code``: the
+    trial was trained by other code than this (``code_changed``)."""
     study_prov = study.user_attrs.get("provenance") or {}
     return {
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -464,7 +468,10 @@ def provenance(
         "git_revision": trial.user_attrs.get("worker_code") or study_prov.get("git_revision"),
         "study_provenance": study_prov,
         "trial_params": dict(trial.params),
-        "transfer": (f"none: the trial's config; num_threads is left to the machine, and "
+        "transfer": ("none: the trial's config, trained by other code than this (the note "
+                     "below): the run may not repeat its loss"
+                     if moved.exact_copy and not _model_set(moved) and other_code else
+                     f"none: the trial's config; num_threads is left to the machine, and "
                      f"only with num_threads: {_trial_threads(ran_with)}, as the trial "
                      "had, does the run repeat its loss exactly (other thread counts round sums "
                      "differently)"

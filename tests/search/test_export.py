@@ -141,6 +141,9 @@ def test_a_trial_trained_by_other_code_is_said_not_to_repeat(tmp_path, capsys, c
         assert (f"trial 1 was trained by 0123abcd, and this is {code_revision()}: where the "
                 "trainer changed between them, this run does not repeat the trial's loss") in said
         assert record["git_revision"] == "0123abcd" and "code revision 0123abcd" in said
+        # and the transfer line no longer says that the run repeats the loss.
+        assert record["transfer"] == ("none: the trial's config, trained by other code than "
+                                      "this (the note below): the run may not repeat its loss")
         # `show` says which code trained which trials.
         assert f"trained by {code_revision()} (trials 0, 2); 0123abcd (trial 1)" in shown, shown
     elif code is None:  # a trial from before trials recorded their code: the study's is named
