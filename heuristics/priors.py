@@ -855,9 +855,15 @@ def priors_table(priors: Priors, searched: dict[str, str] | None = None) -> Tabl
                 for name, p in priors.as_dict().items()
                 if p.clipped_from is not None and name != "batch_size"]
     if (held := priors.batch_size.clipped_from) is not None:
+        high = priors.batch_size.high
+        why = f"the largest batch that leaves a trial {MIN_STEPS} optimizer steps"
+        if "steps_at_center_batch" in ctx:  # the range never ends below 4, whatever the steps
+            steps = ctx["steps_at_center_batch"] * ctx["batch_of_lr"] / high
+            if steps < MIN_STEPS:
+                why = (f"the least top of a range (a trial trains {steps:.0f} optimizer steps at "
+                       f"it, fewer than the {MIN_STEPS} the range keeps where it can)")
         caption.append(f"batch_size: the laws put the center at {held:.3g}; it is held at "
-                       f"{priors.batch_size.center:g}, half of {priors.batch_size.high:g}, "
-                       f"the largest batch that leaves a trial {MIN_STEPS} optimizer steps")
+                       f"{priors.batch_size.center:g}, half of {high:g}, {why}")
     eta = ctx.get("lr_of_weight_decay", priors.lr.center)
     if eta != priors.lr.center:
         caption.append(f"weight_decay is that of lr {eta:.3g}, the lr this study fixes")

@@ -469,7 +469,8 @@ def provenance(
         "study_provenance": study_prov,
         "trial_params": dict(trial.params),
         "transfer": ("none: the trial's config, trained by other code than this (the note "
-                     "below): the run may not repeat its loss"
+                     "below): the run may not repeat its loss, and repeats it at most with "
+                     f"num_threads: {_trial_threads(ran_with)}, as the trial had"
                      if moved.exact_copy and not _model_set(moved) and other_code else
                      f"none: the trial's config; num_threads is left to the machine, and "
                      f"only with num_threads: {_trial_threads(ran_with)}, as the trial "

@@ -1175,15 +1175,19 @@ def _trial_codes(trials: list[FrozenTrial]) -> str | None:
                      for code, numbers in by_code.items())
 
 
-def _spans(numbers: list[int]) -> str:
-    """Sorted trial numbers as runs: [0, 1, 2, 5, 7, 8] is "0-2, 5, 7-8"."""
+def _spans(numbers: list[int], most: int = 6) -> str:
+    """Sorted trial numbers as runs, the first ``most`` of them: [0, 1, 2, 5, 7, 8] is
+    "0-2, 5, 7-8"; a study whose nodes ran two codes turn about is not a row of 10,000 characters
+    ("0-3, 5, 7, 9, 11, 13 and 994 more")."""
     runs: list[tuple[int, int]] = []
     for n in sorted(numbers):
         if runs and n == runs[-1][1] + 1:
             runs[-1] = (runs[-1][0], n)
         else:
             runs.append((n, n))
-    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+    shown = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs[:most])
+    rest = sum(b - a + 1 for a, b in runs[most:])
+    return shown + (f" and {rest} more" if rest else "")
 
 
 def _config_rows(cfg: StudyConfig) -> list[tuple[str, str]]:

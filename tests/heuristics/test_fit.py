@@ -299,6 +299,15 @@ def test_a_batch_center_held_below_the_laws_is_captioned():
             "largest batch that leaves a trial 100 optimizer steps") in said, said
     # With ten times the tokens the largest batch is 256, and the laws' center is kept.
     assert priors_for(model, 3_000_000).batch_size.clipped_from is None
+    # The range never ends below 4: at 10,000 tokens a trial trains 39 steps at batch 4, and the
+    # caption said 4 left it 100.
+    few = priors_for(model, 10_000)
+    assert few.batch_size.center == 2 and few.batch_size.high == 4
+    console = Console(record=True, width=400)
+    console.print(priors_table(few))
+    said = " ".join(console.export_text().split())
+    assert ("it is held at 2, half of 4, the least top of a range (a trial trains 39 optimizer "
+            "steps at it, fewer than the 100 the range keeps where it can)") in said, said
 
 
 def version_1_file(tmp_path, coef_key="log10_coef"):

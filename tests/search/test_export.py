@@ -143,7 +143,9 @@ def test_a_trial_trained_by_other_code_is_said_not_to_repeat(tmp_path, capsys, c
         assert record["git_revision"] == "0123abcd" and "code revision 0123abcd" in said
         # and the transfer line no longer says that the run repeats the loss.
         assert record["transfer"] == ("none: the trial's config, trained by other code than "
-                                      "this (the note below): the run may not repeat its loss")
+                                      "this (the note below): the run may not repeat its loss, "
+                                      "and repeats it at most with num_threads: 1, as the trial "
+                                      "had")
         # `show` says which code trained which trials.
         assert f"trained by {code_revision()} (trials 0, 2); 0123abcd (trial 1)" in shown, shown
     elif code is None:  # a trial from before trials recorded their code: the study's is named
@@ -159,6 +161,14 @@ def test_a_trial_trained_by_other_code_is_said_not_to_repeat(tmp_path, capsys, c
     else:  # trained by this code: neither note nor row
         assert "does not repeat" not in said and "trained by" not in shown
         assert record["git_revision"] == code_revision()
+
+
+def test_the_trials_each_code_trained_are_listed_in_a_few_runs():
+    from scaletune.search.manage import _spans
+
+    assert _spans([8, 0, 1, 2, 5, 7]) == "0-2, 5, 7-8"
+    # Two codes turn about on a cluster of mixed nodes: one row held 11,032 characters.
+    assert _spans(list(range(0, 2000, 2))) == "0, 2, 4, 6, 8, 10 and 994 more"
 
 
 def test_export_copies_the_best_trial_exactly(finished, tmp_path):

@@ -260,9 +260,12 @@ def test_a_password_in_the_cluster_address_is_not_printed(tmp_path, shakespeare,
     ("mysql://alice:s3cret@127.0.0.1:1/db", "the Python driver of mysql:// is not installed"),
     ("postgres://alice:s3cret@127.0.0.1:1/db", "sqlalchemy.dialects:postgres; write postgresql://"),
     ("nonsense", "storage: nonsense is not a storage URL: give sqlite:///PATH or postgresql://"),
+    # A digit Python's isdigit takes and int does not: a ValueError traceback.
+    ("postgresql://alice:s3cret@127.0.0.1:²/db", "the URL does not parse (its port is not a "
+     "number?)"),
 ], ids=["password with @ and :", "password with @", "port not a number", "port 0",
         "password with @ and /",
-        "driver not installed", "postgres://", "not a URL"])
+        "driver not installed", "postgres://", "not a URL", "port a superscript digit"])
 def test_a_storage_url_that_cannot_be_used_is_one_line_in_every_command(tmp_path, shakespeare,
                                                                         capsys, url, said):
     from scaletune.search.cli import main
