@@ -239,6 +239,8 @@ def trials_frame(study: optuna.Study, cfg: StudyConfig) -> pd.DataFrame:
             "prune_reason": t.user_attrs.get("prune_reason"),
             **{k: t.user_attrs.get(k) for k in PREDICTION_ATTRS},
             "fail_reason": t.user_attrs.get("fail_reason"),
+            # The code that trained it: a study resumed after an upgrade holds two.
+            "code": t.user_attrs.get("worker_code"),
         })
         rows.append(row)
     frame = pd.DataFrame(rows)

@@ -41,6 +41,7 @@ from scaletune.search.report import (
     write_index,
 )
 from scaletune.search.storage import mask_url
+from scaletune.trainer.record import code_revision
 from tests.search.test_export import (
     DISTRIBUTIONS,
     EVAL,
@@ -64,6 +65,18 @@ def mixed(tmp_path):
     add_trial(study, cfg, params(9e-3, tau=3.0), 3.5, TrialState.PRUNED, trained=2 * EVAL)
     add_trial(study, cfg, params(3e-2, tau=0.02), 4.0, TrialState.FAIL, trained=EVAL)
     return path, cfg, study
+
+
+def test_trials_csv_names_the_code_that_trained_each_trial(tmp_path):
+    # A study resumed after an upgrade: its table mixed both codes' trials without a word.
+    path, cfg = study_file(tmp_path)
+    study = make_study(cfg)
+    add_trial(study, cfg, params(1e-3, tau=0.3), 2.6, code="0123abcd")
+    add_trial(study, cfg, params(4e-3, tau=0.8), 2.2)
+    add_trial(study, cfg, params(2e-2, tau=0.1), 2.9, code=None)  # from before trials said
+    frame = report.trials_frame(study, cfg)
+    assert list(frame["code"][:2]) == ["0123abcd", code_revision()]
+    assert pd.isna(frame["code"][2])
 
 
 def test_trials_csv_counts_a_diverged_trial_apart_as_the_summary_does(mixed):
