@@ -134,8 +134,9 @@ def test_study_survives_its_server_connections_being_dropped(tmp_path, shakespea
                 # during a long trial: the server side of each is ended. Only idle ones: a
                 # connection in the middle of a query fails that query, which is another fault.
                 # And idle for a while: one the driver has just taken from its pool is idle too,
-                # between the pool's ping and the driver's query, and ended there it failed the
-                # query (CI, once).
+                # between the pool's ping and the driver's query, and ended there it would fail
+                # the query (the likely cause of a "server closed the connection unexpectedly"
+                # at the study's first trial, in CI once).
                 cur.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
                     "current_database() AND usename = current_user AND pid <> pg_backend_pid() "
