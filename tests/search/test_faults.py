@@ -614,12 +614,12 @@ def test_a_second_driver_of_a_running_study_is_refused(tmp_path, shakespeare):
     assert second.returncode == 2, said
     assert f"being run by another driver (pid {proc.pid} on " in said
     # The first driver was not disturbed: it ran until stopped, every trial it ended complete
-    # but the one the stop found running.
+    # but the one the stop found running (the second driver can be refused before the first
+    # trial ends: none complete then).
     assert code == 128 + signal.SIGTERM, log.read_text()
     study = load(cfg)
     failed = [t.user_attrs["fail_reason"] for t in study.trials if t.state == TrialState.FAIL]
     assert failed in ([], ["stopped (SIGTERM)"])
-    assert sum(t.state == TrialState.COMPLETE for t in study.trials) >= 1
     assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.PRUNED)]
 
 
