@@ -14,6 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from scaletune.search.config import (
     NAME_PATTERN,
+    NOT_FINGERPRINTED,
     SHARED_DATABASE,
     StudyConfig,
     config_changes,
@@ -123,6 +124,12 @@ class Snapshot(optuna.Study):
         return copy.deepcopy(best) if deepcopy else best
 
 
+DATA_LOCATION = tuple(key.removeprefix("data.") for key in NOT_FINGERPRINTED
+                      if key.startswith("data."))
+"""Where a study's data lies (``data.path``, its token cache ...): taken from the study file
+that opens the study, not from the config its first launch recorded."""
+
+
 def open_study(cfg: StudyConfig, source: str | None = None,
                ) -> tuple[optuna.Study, StudyConfig, list[str]]:
     """The study of ``cfg`` and the config it ran with, plus notes for the user; errors name
@@ -182,7 +189,15 @@ def open_study(cfg: StudyConfig, source: str | None = None,
                      "using the config stored in the study, which its trials trained with")
     # Where the study lives is where it was just opened: the stored config's storage has its
     # password masked, and its folder lost whether it was the default (the shared storage).
-    ran_with = ran_with.model_copy(update={"storage": cfg.storage, "study_dir": cfg.study_dir})
+    update: dict[str, Any] = {"storage": cfg.storage, "study_dir": cfg.study_dir}
+    if recorded is not None and cfg.fingerprint_matches(recorded):
+        # And the data is where the file says: its location is not what the trials trained on
+        # (the data's own fingerprint is, checked where it is read), and a study folder moved or
+        # copied with its data resumes from the file. Show named the first folder's data, export
+        # wrote it (gone after a move; after a copy, the original's, without a word).
+        update["data"] = ran_with.data.model_copy(update={
+            key: getattr(cfg.data, key) for key in DATA_LOCATION})
+    ran_with = ran_with.model_copy(update=update)
     ran_with._source, ran_with._folder_by_default = cfg._source, cfg._folder_by_default
     return study, ran_with, notes
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -361,6 +362,37 @@ def test_data_changed_since_the_study_is_said_by_export_and_by_the_final_run(fin
     notes = export_study(cfg, out, source=str(path)).notes
     assert any(n.startswith(f"data: data.path {cfg.data.path}, which the study's trials trained on, "
                             "cannot be read here (") for n in notes), notes
+
+
+def test_a_study_folder_moved_or_copied_reads_its_data_where_its_file_now_says(tmp_path, capsys):
+    # The study records the config of its first launch, data path and all: after `mv A B`,
+    # show named A's data and export wrote A's path (gone: the final run refused it); in a
+    # `cp -r A C`, C's export trained on A's data without a word.
+    from scaletune.trainer.data import read_fingerprint
+
+    first = tmp_path / "A"
+    first.mkdir()
+    data = {"source": "text", "path": "corpus.txt", "tokenizer": "byte", "val_windows": 16}
+    path, cfg = study_file(first, study_dir="study", data=data)
+    study = make_study(cfg)
+    study.set_user_attr("data_fingerprint", read_fingerprint(cfg.data))
+    add_trial(study, cfg, params(4e-3, tau=0.8), 2.2)
+    copied, moved = tmp_path / "C", tmp_path / "B"
+    shutil.copytree(first, copied)
+    first.rename(moved)
+    for folder in (moved, copied):
+        out = folder / "final.yaml"
+        assert main(["export", str(folder / path.name), "-o", str(out)]) == 0
+        said = capsys.readouterr().out
+        assert "data" not in said.replace("data_fingerprint", ""), said  # no note on the data
+        assert load_train_config(out).data.path == str(folder / "corpus.txt")
+        assert main(["show", str(folder / path.name)]) == 0
+        shown = capsys.readouterr().out
+        assert str(folder / "corpus.txt") in shown and str(first) not in shown, shown
+    # Data the file names that is not what the trials trained on is still said.
+    (copied / "corpus.txt").write_text("Another text altogether. " * 4_000)
+    assert main(["export", str(copied / path.name), "-o", str(copied / "final.yaml")]) == 0
+    assert "the study's trials trained on data" in " ".join(capsys.readouterr().out.split())
 
 
 def test_export_records_provenance(finished, tmp_path):
