@@ -178,6 +178,7 @@ def running_studies_kept(app: WSGIApp, storage: optuna.storages.BaseStorage) -> 
     write with two tracebacks. Its trials may still be told from the dashboard (the driver
     stops such a trial's worker and goes on), and notes written."""
     from scaletune.search import lease
+    from scaletune.search.storage import storage_url
 
     def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         route = STUDY_DELETES.get(environ.get("REQUEST_METHOD", "GET").upper())
@@ -189,7 +190,7 @@ def running_studies_kept(app: WSGIApp, storage: optuna.storages.BaseStorage) -> 
             name = storage.get_study_name_from_id(study_id)
         except KeyError:  # no such study: the dashboard says so itself
             return app(environ, start_response)
-        if not lease.live(held):
+        if not lease.live(held, url=storage_url(storage)):
             return app(environ, start_response)
         body = json.dumps({"reason": f"study {name!r} is being run by a driver "
                                      f"({lease.describe(held)}); stop it first: a study is "

@@ -185,7 +185,7 @@ def submit(cfg: StudyConfig, study_file: str, url: str, options: dict[str, Any],
     # PostgreSQL storage): the job was submitted, and failed on the lease. A job's driver is the
     # job server's to name, below.
     held = study_attrs(storage or cfg.storage_url, cfg.name, (lease.ATTR,)).get(lease.ATTR)
-    if lease.live(held) and not held.get("job"):
+    if lease.live(held, url=storage or cfg.storage_url) and not held.get("job"):
         raise lease.busy(cfg.name, held)
     jobs = client(url)
     path = Path(study_file).resolve()

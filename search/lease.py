@@ -8,7 +8,9 @@ leftovers of a dead driver, mark them FAIL and queue them again.
 
 A killed driver cannot clear its lease, so a lease also ends by itself: at once on the same host,
 where its process is seen to be gone, and after ``LEASE_S`` without a heartbeat from another host
-(clocks of the two hosts are trusted to within a few seconds).
+(clocks of the two hosts are trusted to within a few seconds). A lease in an SQLite file records
+the file; found on this host in another file (a study folder copied while its study ran), it is
+the original's driver's, which runs the original: the copy is free.
 
 Every write of the lease is a compare-and-set on what was read (``storage.swap_study_user_attr``):
 of two drivers that start at the same moment (both read no lease), the first write holds it and
@@ -29,7 +31,12 @@ from typing import Any
 
 import optuna
 
-from scaletune.search.storage import stored_study_user_attr, swap_study_user_attr
+from scaletune.search.storage import (
+    sqlite_path,
+    storage_url,
+    stored_study_user_attr,
+    swap_study_user_attr,
+)
 from scaletune.trainer.errors import SetupError
 
 ATTR = "driver"
@@ -84,13 +91,36 @@ def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
 
 
-def live(lease: dict[str, Any] | None, now: float | None = None) -> bool:
-    """True while the driver that wrote ``lease`` may still be running."""
+def database(url: str | None) -> dict[str, Any] | None:
+    """The SQLite file of the storage ``url`` as a lease records it (its path and inode); None
+    for another storage, or a file that cannot be read."""
+    path = sqlite_path(url) if url else None
+    try:
+        return None if path is None else {"path": str(path.resolve()),
+                                          "inode": path.stat().st_ino}
+    except OSError:
+        return None
+
+
+def _another_file(recorded: Any, url: str | None) -> bool:
+    """Was a lease found in the SQLite storage ``url`` written in another file, one this was
+    copied from? Its path and its inode both differ: the same file renamed (its inode) or
+    replaced in place (its path) is the same study's."""
+    here = database(url)
+    return (isinstance(recorded, dict) and here is not None
+            and recorded.get("path") != here["path"] and recorded.get("inode") != here["inode"])
+
+
+def live(lease: dict[str, Any] | None, now: float | None = None, url: str | None = None) -> bool:
+    """True while the driver that wrote ``lease`` may still be running; ``url``, the storage the
+    lease was read from, tells a lease copied with an SQLite file from the original's."""
     if not lease or not lease.get("token"):
         return False
     now = time.time() if now is None else now
     stale = now - float(lease.get("heartbeat", 0)) > LEASE_S
     if lease.get("host") == socket.gethostname():
+        if _another_file(lease.get("database"), url):
+            return False
         pid = int(lease.get("pid", 0))
         # This very process: a run of it that ended without releasing (a notebook's interrupted
         # cell, a storage that failed); its study loop is over.
@@ -105,9 +135,9 @@ def live(lease: dict[str, Any] | None, now: float | None = None) -> bool:
     return not stale
 
 
-def holder(lease: dict[str, Any] | None) -> str | None:
+def holder(lease: dict[str, Any] | None, url: str | None = None) -> str | None:
     """``describe(lease)`` while the driver that wrote it may still be running, else None."""
-    return describe(lease) if live(lease) else None
+    return describe(lease) if live(lease, url=url) else None
 
 
 def describe(lease: dict[str, Any]) -> str:
@@ -138,6 +168,8 @@ class DriverLease:
     def _record(self, now: float) -> dict[str, Any]:
         record = {"host": socket.gethostname(), "pid": os.getpid(), "since": self.since,
                   "heartbeat": now, "token": self.token}
+        if where := database(storage_url(self.study._storage)):
+            record["database"] = where
         if os.environ.get(JOB_ENV):
             record["job"] = os.environ[JOB_ENV]
             if os.environ.get(JOB_SERVER_ENV):
@@ -154,7 +186,7 @@ class DriverLease:
         token = uuid.uuid4().hex
         for _ in range(3):  # a lease released or ended between the read and the write: again
             stored, held = self._read()
-            if live(held):
+            if live(held, url=storage_url(self.study._storage)):
                 raise busy(self.study.study_name, held)
             self.since = self.last_beat = time.time()
             self.token = token
@@ -163,7 +195,7 @@ class DriverLease:
                 return
             self.token = ""
         held = self._read()[1]
-        if live(held):
+        if live(held, url=storage_url(self.study._storage)):
             raise busy(self.study.study_name, held)
         raise SetupError(f"study {self.study.study_name!r}: its driver's lease changed at each of "
                          "this driver's tries to take it (other drivers starting and stopping "

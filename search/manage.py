@@ -90,6 +90,7 @@ from scaletune.search.storage import (
     sqlite_file_errors,
     sqlite_path,
     storage_problems,
+    storage_url,
     study_folder_problem,
     tally,
     unreachable,
@@ -915,7 +916,8 @@ def _driven(database: Path, name: str) -> str | None:
     """The driver that holds study ``name``'s lease in the SQLite file ``database`` now
     (lease.describe), read without writing; None where none does. The plan of a study being
     run said "the run resumes it", and the run was refused."""
-    return lease.holder(stored_study_attrs(database, name, (lease.ATTR,)).get(lease.ATTR))
+    return lease.holder(stored_study_attrs(database, name, (lease.ATTR,)).get(lease.ATTR),
+                        url=sqlite_url(database))
 
 
 def _if_same_data(cfg: StudyConfig) -> str:
@@ -1009,7 +1011,7 @@ def _best(trials: list[FrozenTrial]) -> FrozenTrial | None:
 
 def _running(study: optuna.Study) -> str:
     """``running now (pid 1234 on host-a, ...)`` while a driver holds the study's lease."""
-    held = lease.holder(study.user_attrs.get(lease.ATTR))
+    held = lease.holder(study.user_attrs.get(lease.ATTR), url=storage_url(study._storage))
     return f"running now ({held})" if held else ""
 
 
@@ -1337,7 +1339,7 @@ def _folder_left(cfg: StudyConfig) -> str | None:
 
 def _refuse_while_running(study: optuna.Study) -> None:
     held = study.user_attrs.get(lease.ATTR)
-    if lease.live(held):
+    if lease.live(held, url=storage_url(study._storage)):
         raise lease.busy(study.study_name, held)
 
 

@@ -228,7 +228,7 @@ def _refuse_a_second_driver(cfg: StudyConfig) -> None:
         except KeyError:  # no such study yet
             return
     held = study.user_attrs.get(lease.ATTR)
-    if lease.live(held):
+    if lease.live(held, url=cfg.storage_url):
         raise lease.busy(cfg.name, held)
 
 

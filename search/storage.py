@@ -552,6 +552,13 @@ def batch(storage: optuna.storages.BaseStorage) -> contextlib.AbstractContextMan
     return ours.batch() if ours is not None else contextlib.nullcontext()
 
 
+def storage_url(storage: optuna.storages.BaseStorage) -> str | None:
+    """The URL of ``storage`` (a study's ``_storage``) where it is scaletune's; None for any
+    other storage."""
+    ours = _ours(storage)
+    return None if ours is None else ours.url
+
+
 def stored_study_user_attr(study: optuna.Study, key: str) -> str | None:
     """The JSON text stored for ``study``'s user attr ``key`` (None: not stored), the token to
     pass to ``swap_study_user_attr``."""

@@ -29,6 +29,7 @@ from scaletune.search.storage import (
     opened_to_read,
     sqlite_file_errors,
     sqlite_path,
+    storage_url,
 )
 from scaletune.trainer.config import sqlite_url
 from scaletune.trainer.errors import ConfigError, StudyStateError
@@ -41,7 +42,7 @@ def left_running(running: int, study: optuna.Study) -> str:
     from scaletune.search import lease
 
     attrs = study.user_attrs
-    if running == 0 or lease.live(attrs.get(lease.ATTR)):
+    if running == 0 or lease.live(attrs.get(lease.ATTR), url=storage_url(study._storage)):
         return ""
     it, was = ("it", "it was") if running == 1 else ("them", "they were")
     left = f"{was} left by a stopped driver, and the next `scaletune run` queues {it} again"
@@ -86,7 +87,7 @@ def running_note(study: optuna.Study) -> str | None:
     from scaletune.search import lease
 
     held = study.user_attrs.get(lease.ATTR)
-    if not lease.live(held):
+    if not lease.live(held, url=storage_url(study._storage)):
         return None
     running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
     return (f"the study is running now ({lease.describe(held)}; {running} trial(s) running): "

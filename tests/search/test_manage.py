@@ -649,10 +649,10 @@ def test_delete_refuses_a_driver_that_starts_after_its_check(finished, capsys, m
     path, cfg, study = finished
     live, pids = lease.live, []
 
-    def a_driver_starts_now(held, *args):
+    def a_driver_starts_now(held, *args, **kwargs):
         if not pids:
             pids.append(hold_lease(study))
-        return live(held, *args)
+        return live(held, *args, **kwargs)
 
     monkeypatch.setattr(lease, "live", a_driver_starts_now)
     code, out = scaletune(capsys, "delete", str(path), "--yes")

@@ -346,6 +346,45 @@ def test_a_driver_paused_on_this_host_keeps_its_lease_and_a_pid_taken_over_does_
         paused.wait()
 
 
+def test_a_lease_copied_with_its_sqlite_file_holds_only_the_original(cfg, tmp_path, shakespeare):
+    import shutil
+    import subprocess
+    import sys
+
+    from scaletune.trainer.config import sqlite_url
+
+    # A study folder copied while its study ran: the copy's lease named the original's driver,
+    # alive on this host, so the copy was "running now" and a resume of it was refused until
+    # that driver ended (stopping it, as the refusal said to, stopped the original).
+    driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        study = optuna.create_study(study_name=cfg.name, storage=make_storage(cfg.storage_url))
+        now = time.time()
+        held = {**lease.DriverLease(study)._record(now), "pid": driver.pid, "since": now,
+                "token": "x"}
+        database = Path(cfg.storage_url.removeprefix("sqlite:///"))
+        assert held["database"] == {"path": str(database.resolve()),
+                                    "inode": database.stat().st_ino}
+        study.set_user_attr(lease.ATTR, held)
+        copied = validate_study({**tiny_study(tmp_path, shakespeare),
+                                 "study_dir": str(tmp_path / "copy")})
+        shutil.copytree(cfg.folder, copied.folder)
+        copy = optuna.load_study(study_name=cfg.name, storage=make_storage(copied.storage_url))
+        assert studies.running_note(study) and not studies.running_note(copy)
+        # The copy is free to resume; the original is still its driver's.
+        open_study(copied)
+        with pytest.raises(SetupError, match=f"pid {driver.pid} on "):
+            open_study(cfg)
+        # The original file renamed, or replaced by a file of its own path, is still its.
+        renamed = database.rename(database.with_name("renamed.db"))
+        assert lease.live(held, url=sqlite_url(renamed))
+        shutil.copy(renamed, database)
+        assert lease.live(held, url=cfg.storage_url)
+    finally:
+        driver.kill()
+        driver.wait()
+
+
 def test_a_killed_driver_its_parent_has_not_reaped_holds_no_lease():
     import subprocess
     import sys
@@ -387,11 +426,11 @@ def test_a_driver_whose_read_went_stale_while_another_took_the_study_is_refused(
     mine = lease.DriverLease(study)
     live, calls = lease.live, []
 
-    def the_other_acquires_now(held, *args):
+    def the_other_acquires_now(held, *args, **kwargs):
         calls.append(held)
         if len(calls) == 1:  # this driver's read: the other acquires in full before it writes
             other.acquire()
-        return live(held, *args)
+        return live(held, *args, **kwargs)
 
     monkeypatch.setattr(lease, "live", the_other_acquires_now)
     with pytest.raises(SetupError, match=f"pid {os.getpid()} on node-7"):
