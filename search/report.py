@@ -671,8 +671,12 @@ def plot_history(study: optuna.Study, out: Path, notes: list[str] | None = None)
 def importance_evaluator() -> optuna.importance.BaseImportanceEvaluator:
     """PED-ANOVA (Watanabe et al. 2023, arXiv 2304.10255): how much each parameter decides
     whether a trial reaches the best 10% of complete trials. Deterministic, so the PNG and the
-    HTML, each computing it, show the same numbers; unlike fANOVA it needs no scikit-learn."""
-    return optuna.importance.PedAnovaImportanceEvaluator(target_quantile=IMPORTANCE_QUANTILE)
+    HTML, each computing it, show the same numbers; unlike fANOVA it needs no scikit-learn.
+    Experimental in Optuna before 5.0, which warned at each report."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.importance.PedAnovaImportanceEvaluator(
+            target_quantile=IMPORTANCE_QUANTILE)
 
 
 def importance_caution(n_complete: int) -> str | None:
