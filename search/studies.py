@@ -31,8 +31,8 @@ from scaletune.search.storage import (
     sqlite_path,
     storage_url,
 )
-from scaletune.trainer.config import sqlite_url
-from scaletune.trainer.errors import ConfigError, StudyStateError
+from scaletune.trainer.config import DataConfig, sqlite_url
+from scaletune.trainer.errors import ConfigError, DataError, StudyStateError
 
 
 def left_running(running: int, study: optuna.Study) -> str:
@@ -191,16 +191,43 @@ def open_study(cfg: StudyConfig, source: str | None = None,
     # Where the study lives is where it was just opened: the stored config's storage has its
     # password masked, and its folder lost whether it was the default (the shared storage).
     update: dict[str, Any] = {"storage": cfg.storage, "study_dir": cfg.study_dir}
-    if recorded is not None and cfg.fingerprint_matches(recorded):
-        # And the data is where the file says: its location is not what the trials trained on
-        # (the data's own fingerprint is, checked where it is read), and a study folder moved or
-        # copied with its data resumes from the file. Show named the first folder's data, export
-        # wrote it (gone after a move; after a copy, the original's, without a word).
-        update["data"] = ran_with.data.model_copy(update={
-            key: getattr(cfg.data, key) for key in DATA_LOCATION})
+    # And the data is where the file says, when it is the data the trials trained on: a study
+    # folder moved or copied with its data. Show named the first folder's data, and export
+    # wrote it (gone after a move; after a copy, the original's, without a word).
+    moved, other = _moved_data(ran_with.data, cfg.data, study.user_attrs.get("data_fingerprint"))
+    if moved:
+        update["data"] = cfg.data
+    notes += [other] if other else []
+    fitted = cfg.priors.fitted_file
+    if (ran_with.priors.fitted_file and fitted and Path(fitted).is_file()
+            and ran_with.priors.model_copy(update={"fitted_file": fitted}) == cfg.priors):
+        update["priors"] = cfg.priors  # a ladder's laws file, moved with its ladder's folder
     ran_with = ran_with.model_copy(update=update)
     ran_with._source, ran_with._folder_by_default = cfg._source, cfg._folder_by_default
     return study, ran_with, notes
+
+
+def _moved_data(ran: DataConfig, now: DataConfig, trained_on: str | None,
+                ) -> tuple[bool, str | None]:
+    """Is ``now``, a study file's data, the data the study's trials trained on (``ran``, as
+    recorded) found elsewhere: the same but for where it lies (``DATA_LOCATION``), and read
+    there as the fingerprint they trained on (``trained_on``)? Other data, or data whose
+    fingerprint is not known without preparing it, is not taken for it: the recorded config
+    names what the trials trained on. Second, a note where the file's data reads otherwise."""
+    location = {key: getattr(now, key) for key in DATA_LOCATION}
+    if trained_on is None or now == ran or ran.model_copy(update=location) != now:
+        return False, None
+    from scaletune.trainer.data import read_fingerprint, where
+
+    try:
+        fingerprint = read_fingerprint(now)
+    except (OSError, DataError):
+        return False, None
+    if fingerprint is None or fingerprint == trained_on:
+        return fingerprint == trained_on, None
+    return False, (f"the study file's {where(now)} reads as {fingerprint}, not as the data the "
+                   f"study's trials trained on ({trained_on}, {where(ran)}); using the config "
+                   "stored in the study")
 
 
 def looks_like_a_name(arg: str) -> bool:

@@ -389,10 +389,40 @@ def test_a_study_folder_moved_or_copied_reads_its_data_where_its_file_now_says(t
         assert main(["show", str(folder / path.name)]) == 0
         shown = capsys.readouterr().out
         assert str(folder / "corpus.txt") in shown and str(first) not in shown, shown
-    # Data the file names that is not what the trials trained on is still said.
+    # Data the file names that is not what the trials trained on is not taken for it: the
+    # commands say so, and go by the study's record (here a path gone since, which export says).
     (copied / "corpus.txt").write_text("Another text altogether. " * 4_000)
+    now = read_fingerprint(load_study(copied / path.name).data)
     assert main(["export", str(copied / path.name), "-o", str(copied / "final.yaml")]) == 0
-    assert "the study's trials trained on data" in " ".join(capsys.readouterr().out.split())
+    said = "".join(capsys.readouterr().out.split())  # paths wrapped at a hyphen: no spaces
+    note = (f"note: the study file's data.path {copied / 'corpus.txt'} reads as {now}, not as the "
+            f"data the study's trials trained on ({study.user_attrs['data_fingerprint']}, "
+            f"data.path {first / 'corpus.txt'}); using the config stored in the study")
+    gone = f"data: data.path {first / 'corpus.txt'}, which the study's trials trained on, cannot"
+    assert "".join(note.split()) in said and "".join(gone.split()) in said, said
+
+
+def test_a_ladder_target_moved_with_its_laws_file_reads_the_file_where_it_now_lies(tmp_path):
+    # The target of a ladder moved to another folder: export read the laws fitted in the first
+    # folder (gone: it fell back to the published rules without a word of why, but a note).
+    from scaletune.search.studies import open_study
+    from tests.conftest import REPO
+
+    laws = REPO / "benchmarks/results/ladder_warmup/pydoc-byte/s0/laws.json"
+    first = tmp_path / "A"
+    first.mkdir()
+    shutil.copy(laws, first / "laws.json")
+    fitted = {"laws": "fitted", "fitted_file": "laws.json"}
+    path, cfg = study_file(first, study_dir="study", priors=fitted,
+                           data={"source": "text", "path": "corpus.txt", "tokenizer": "byte"})
+    from scaletune.trainer.data import read_fingerprint
+
+    make_study(cfg).set_user_attr("data_fingerprint", read_fingerprint(cfg.data))
+    moved = tmp_path / "B"
+    first.rename(moved)
+    _, ran_with, notes = open_study(load_study(moved / path.name))
+    assert ran_with.priors.fitted_file == str(moved / "laws.json"), notes
+    assert ran_with.data.path == str(moved / "corpus.txt")
 
 
 def test_export_records_provenance(finished, tmp_path):
