@@ -106,8 +106,7 @@ def _another_file(recorded: Any, url: str | None) -> bool:
     """Was a lease found in the SQLite storage ``url`` written in another file, one this was
     copied from? Its path and its inode both differ: the same file renamed (its inode) or
     replaced in place (its path) is the same study's."""
-    here = database(url)
-    return (isinstance(recorded, dict) and here is not None
+    return (isinstance(recorded, dict) and (here := database(url)) is not None
             and recorded.get("path") != here["path"] and recorded.get("inode") != here["inode"])
 
 
@@ -168,13 +167,16 @@ class DriverLease:
     def _record(self, now: float) -> dict[str, Any]:
         record = {"host": socket.gethostname(), "pid": os.getpid(), "since": self.since,
                   "heartbeat": now, "token": self.token}
-        if where := database(storage_url(self.study._storage)):
+        if where := database(self._url()):
             record["database"] = where
         if os.environ.get(JOB_ENV):
             record["job"] = os.environ[JOB_ENV]
             if os.environ.get(JOB_SERVER_ENV):
                 record["job_server"] = os.environ[JOB_SERVER_ENV]
         return record
+
+    def _url(self) -> str | None:
+        return storage_url(self.study._storage)
 
     def _read(self) -> tuple[str | None, dict[str, Any] | None]:
         """The lease as stored (the text a swap compares with) and as read."""
@@ -186,7 +188,7 @@ class DriverLease:
         token = uuid.uuid4().hex
         for _ in range(3):  # a lease released or ended between the read and the write: again
             stored, held = self._read()
-            if live(held, url=storage_url(self.study._storage)):
+            if live(held, url=self._url()):
                 raise busy(self.study.study_name, held)
             self.since = self.last_beat = time.time()
             self.token = token
@@ -195,7 +197,7 @@ class DriverLease:
                 return
             self.token = ""
         held = self._read()[1]
-        if live(held, url=storage_url(self.study._storage)):
+        if live(held, url=self._url()):
             raise busy(self.study.study_name, held)
         raise SetupError(f"study {self.study.study_name!r}: its driver's lease changed at each of "
                          "this driver's tries to take it (other drivers starting and stopping "

@@ -128,7 +128,8 @@ class Snapshot(optuna.Study):
 DATA_LOCATION = tuple(key.removeprefix("data.") for key in NOT_FINGERPRINTED
                       if key.startswith("data."))
 """Where a study's data lies (``data.path``, its token cache ...): taken from the study file
-that opens the study, not from the config its first launch recorded."""
+that opens the study where the data there is the trials' (``_moved_data``), not from the config
+its first launch recorded."""
 
 
 def open_study(cfg: StudyConfig, source: str | None = None,
