@@ -7,7 +7,7 @@ benchmarks/results/trainer_throughput.txt).
 
 Trains the reference model of DESIGN.md (6 layers, 8 heads, width 256, block 128, batch 32)
 with the real trainer: fp32 with its default oneDNN matmuls (trainer.kernels), fp32 with torch's
-default matmul for comparison, then bf16 autocast (attention in float32 on CPUs without AMX, as
+default matmul for comparison, then bf16 autocast (attention in float32 on CPU, as
 train() does; see trainer.kernels.float32_attention). MFU = model FLOPs per token
 (trainer.model.flops_per_token, the nanoGPT/PaLM count) x tokens/s / the matmul peak. The fp32
 peak is the better of torch's matmul and oneDNN's (on this AMD host oneDNN's, ~12% higher), so

@@ -624,7 +624,7 @@ class TrainConfig(_Strict):
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     """Autocast dtype: auto is bfloat16 on a GPU that computes in it (Ampere and later; one
     that only emulates it, V100 or T4, gets float32), float32 elsewhere. With
-    bfloat16 on a CPU without AMX, attention runs in float32 (faster there, see
+    bfloat16 on a CPU, attention runs in float32 (faster there, see
     trainer.kernels.float32_attention); the linear layers run in bfloat16."""
     compile: bool = False
     """Wrap the model in torch.compile."""

@@ -1,5 +1,5 @@
 """CPU kernel choices: oneDNN for the linear layers' forward and input-gradient products,
-float32 attention under bfloat16 autocast on CPUs without AMX (float32_attention), and dropout
+float32 attention under bfloat16 autocast on CPU (float32_attention), and dropout
 masks drawn 16 bits at a time (dropout and causal_attention, at the end).
 
 On CPU, torch's matmul goes to its default BLAS (MKL on x86). On AMD CPUs MKL runs float32
@@ -115,20 +115,18 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> 
 
 
 def float32_attention() -> bool:
-    """Under bfloat16 autocast on CPU, should attention run in float32? Yes on CPUs without AMX.
+    """Under bfloat16 autocast on CPU, should attention run in float32? Yes, on every CPU measured.
 
-    torch's CPU flash attention backward is slow in bfloat16 where the CPU has no AMX tiles.
-    Measured on a 2-core AVX-512 EPYC (avx512_bf16, no AMX), 6L/8H/256d, batch 32 x 128: its
-    backward took 229 ms per step in bfloat16 against 86 ms in float32 (forward 41 against 48 ms),
-    and the bfloat16 training step ran 1.22x and 1.31x as fast with float32 attention in two
-    side-by-side measurements (benchmarks/trainer_throughput.py prints it). The float32 product
-    of the bfloat16 q, k, v is also the more precise one. CPUs with AMX
-    run the bfloat16 kernels on tile matmuls; not measured, so they keep bfloat16 attention.
+    torch's CPU flash attention backward is slow in bfloat16. 6L/8H/256d, batch 32 x 128,
+    side by side (benchmarks/trainer_throughput.py prints it): on a 2-core AVX-512 EPYC
+    (avx512_bf16, no AMX) its backward took 229 ms per step in bfloat16 against 86 ms in float32
+    (forward 41 against 48 ms), and the bfloat16 training step ran 1.22x and 1.31x as fast with
+    float32 attention; on a 2-core Intel Xeon with AMX tiles, where bfloat16 attention had been
+    kept unmeasured, 2.00x and 1.98x (benchmarks/results/attention_amx/). The float32 product of
+    the bfloat16 q, k, v is also the more precise one. One place to decide it, should a CPU
+    be found where bfloat16 attention wins.
     """
-    try:
-        return not torch.cpu._is_amx_tile_supported()
-    except AttributeError:  # a torch without the probe: no AMX support compiled in either
-        return True
+    return True
 
 
 # Dropout on CPU. torch draws each element of a CPU dropout mask as its own double from mt19937
