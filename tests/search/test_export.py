@@ -375,7 +375,8 @@ def test_a_study_folder_moved_or_copied_reads_its_data_where_its_file_now_says(t
     data = {"source": "text", "path": "corpus.txt", "tokenizer": "byte", "val_windows": 16}
     path, cfg = study_file(first, study_dir="study", data=data)
     study = make_study(cfg)
-    study.set_user_attr("data_fingerprint", read_fingerprint(cfg.data))
+    trained_on = read_fingerprint(cfg.data)
+    study.set_user_attr("data_fingerprint", trained_on)
     add_trial(study, cfg, params(4e-3, tau=0.8), 2.2)
     copied, moved = tmp_path / "C", tmp_path / "B"
     shutil.copytree(first, copied)
@@ -396,7 +397,7 @@ def test_a_study_folder_moved_or_copied_reads_its_data_where_its_file_now_says(t
     assert main(["export", str(copied / path.name), "-o", str(copied / "final.yaml")]) == 0
     said = "".join(capsys.readouterr().out.split())  # paths wrapped at a hyphen: no spaces
     note = (f"note: the study file's data.path {copied / 'corpus.txt'} reads as {now}, not as the "
-            f"data the study's trials trained on ({study.user_attrs['data_fingerprint']}, "
+            f"data the study's trials trained on ({trained_on}, "
             f"data.path {first / 'corpus.txt'}); using the config stored in the study")
     gone = f"data: data.path {first / 'corpus.txt'}, which the study's trials trained on, cannot"
     assert "".join(note.split()) in said and "".join(gone.split()) in said, said
@@ -404,8 +405,9 @@ def test_a_study_folder_moved_or_copied_reads_its_data_where_its_file_now_says(t
 
 def test_a_ladder_target_moved_with_its_laws_file_reads_the_file_where_it_now_lies(tmp_path):
     # The target of a ladder moved to another folder: export read the laws fitted in the first
-    # folder (gone: it fell back to the published rules without a word of why, but a note).
+    # folder, gone, and fell back to the published rules (with a note that it could not read them).
     from scaletune.search.studies import open_study
+    from scaletune.trainer.data import read_fingerprint
     from tests.conftest import REPO
 
     laws = REPO / "benchmarks/results/ladder_warmup/pydoc-byte/s0/laws.json"
@@ -415,8 +417,6 @@ def test_a_ladder_target_moved_with_its_laws_file_reads_the_file_where_it_now_li
     fitted = {"laws": "fitted", "fitted_file": "laws.json"}
     path, cfg = study_file(first, study_dir="study", priors=fitted,
                            data={"source": "text", "path": "corpus.txt", "tokenizer": "byte"})
-    from scaletune.trainer.data import read_fingerprint
-
     make_study(cfg).set_user_attr("data_fingerprint", read_fingerprint(cfg.data))
     moved = tmp_path / "B"
     first.rename(moved)
