@@ -633,7 +633,8 @@ def url_problem(url: str) -> str | None:
                 "holds / (or @) reads; such a password must be percent-encoded (/ as %2F, @ as "
                 "%40, : as %3A)")
     port = authority.rpartition("@")[2].rpartition("]")[2].partition(":")[2]
-    if port.isascii() and port.isdigit() and not 0 < int(port) < 65536:  # libpq takes port 0 for its default
+    # libpq takes port 0 for its default; a digit of another script is no port either
+    if port.isascii() and port.isdigit() and not 0 < int(port) < 65536:
         return (f"storage: cannot open {mask_url(url)}: port {port} is not a port a server can "
                 "listen on (1 to 65535): give the server's port, or leave it out for the "
                 "driver's default (PostgreSQL's is 5432)")
