@@ -152,11 +152,6 @@ def form_param(words: tuple[str, ...]) -> type[Param]:
     )
 
 
-WeightDecayParam = form_param(tuple(w for w, _ in hparams.HPARAMS["weight_decay"].forms))
-"""How weight decay is searched: as the AdamW timescale tau (default, ``as: tau``) with lambda
-derived, or as lambda itself (``as: lambda``)."""
-
-
 def _as_numbers(given: dict[str, Any]) -> dict[str, Any]:
     """A searched field's ``value`` and ``choices`` read as numbers where written as text, as
     ``low`` and ``high`` are: YAML reads 3e-3 as a string (3.0e-3 is a number). Text that is no

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import TYPE_CHECKING, Literal
 
+from scaletune.heuristics import laws
+
 if TYPE_CHECKING:
     from scaletune.heuristics.priors import Prior, Priors
     from scaletune.trainer.config import TrainConfig
@@ -116,14 +118,15 @@ def is_number(value: object) -> bool:
 
 
 def _lambda_from_tau(tau: float, run: TrainConfig) -> float:
-    # Power Lines (arXiv 2505.13738): tau = B / (lr * lambda * D) with B and D both in tokens.
-    return run.tokens_per_step / (run.optim.lr * tau * run.tokens)
+    # B and D both in tokens.
+    return laws.lambda_from_tau(tau, run.tokens_per_step, run.optim.lr, run.tokens)
 
 
 def _tau_of(run: TrainConfig) -> float | None:
     if run.optim.weight_decay <= 0:
         return None
-    return run.tokens_per_step / (run.optim.lr * run.optim.weight_decay * run.tokens)
+    return laws.tau_from_lambda(run.tokens_per_step, run.optim.lr, run.optim.weight_decay,
+                                run.tokens)
 
 
 HPARAMS: dict[str, HParam] = {}

@@ -105,7 +105,7 @@ from scaletune.search.studies import (
     running_note,
     with_left_running,
 )
-from scaletune.search.summary import DERIVED, at_edges, diverged, state_words
+from scaletune.search.summary import DERIVED, at_edges, best_trial, diverged, state_words
 from scaletune.search.tracking import tracker_problems
 from scaletune.trainer.config import sqlite_url, usable_cores
 from scaletune.trainer.console import make_console, whole_cells
@@ -1004,11 +1004,6 @@ def list_studies(url: str, console: Console) -> int:
     return 0
 
 
-def _best(trials: list[FrozenTrial]) -> FrozenTrial | None:
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    return min(complete, key=lambda t: t.value) if complete else None
-
-
 def _running(study: optuna.Study) -> str:
     """``running now (pid 1234 on host-a, ...)`` while a driver holds the study's lease."""
     held = lease.holder(study.user_attrs.get(lease.ATTR), url=storage_url(study._storage))
@@ -1134,7 +1129,7 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
     rows += [("run again" if i == 0 else "", line)
              for i, line in enumerate(_failures(trials, run_again=True))]
     rows += [(kind, line) for kind, line in _pruned(trials)]
-    best = _best(trials)
+    best = best_trial(trials)
     if best is not None:
         rows.append(("best", f"trial {best.number}: val loss {best.value:.4f}"))
         rows.append(("", fmt_params(best.params)))
@@ -1242,7 +1237,7 @@ def print_best(cfg: StudyConfig, json_output: bool, console: Console) -> int:
     study, ran_with, notes = open_study(cfg, cfg.source)
     notes += [note] if (note := running_note(study)) else []
     trials = study.get_trials(deepcopy=False)
-    best = _best(trials)
+    best = best_trial(trials)
     if best is None:
         raise StudyStateError(cfg.source, [no_complete_trial(study, trials)])
     # A repeat of the best config (--repeat-best) trained with a seed of its own: the values

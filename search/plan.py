@@ -4,9 +4,9 @@
 trial: the data, the priors, the search space, the sampler, the pruner and the first trial.
 ``plan.open_study(storage)`` creates or resumes the Optuna study on a storage (recording or
 checking what it ran with, recovering trials a stopped driver left running). Then each trial is
-``plan.ask(study)`` -> ``TrialRun``: its params and training config; ``run.report(tokens, loss)``
-puts each evaluation on the study's token grid and asks the pruner; ``run.tell(study, result)``
-ends it from the trainer's result. ``train_trial`` (search.trial) is the training itself.
+``plan.ask(study, num_threads)`` -> ``TrialRun``: its params and training config;
+``run.report(tokens, loss)`` puts each evaluation on the study's token grid and asks the pruner;
+``run.tell(study, result)`` ends it from the trainer's result. ``train_trial`` (search.trial) is the training itself.
 
 ``scaletune run`` (search.runner: trials on Ray workers, one driver writing the storage) and
 every benchmark (trials in one process) use exactly these, so a published figure measures the
@@ -637,11 +637,7 @@ def _memory_for_a_trial(cfg: StudyConfig) -> tuple[float, str] | None:
 
 def n_finished(study: optuna.Study) -> int:
     """Trials that count toward n_trials: complete, pruned, and failures that were not retried."""
-    count = 0
-    for t in study.get_trials(deepcopy=False, states=ENDED):  # the driver's study keeps these
-        if t.state in FINISHED or failed_for_good(t):
-            count += 1
-    return count
+    return n_done(study.get_trials(deepcopy=False, states=ENDED))  # the driver's study keeps these
 
 
 def failed_for_good(t: FrozenTrial) -> bool:
@@ -970,7 +966,7 @@ def optim_note(cfg: StudyConfig) -> str | None:
 
 def _changed_study(cfg: StudyConfig, changes: str,
                    rename: str = "give this study a new name") -> str:
-    """Why a stored study cannot resume under ``cfg``, which ``changes`` (``_changes``) what its
+    """Why a stored study cannot resume under ``cfg``, which ``changes`` (``config_changes``) what its
     trials trained with; ``rename``: how to start a new one."""
     return changed_studies([cfg.name], cfg.storage_url, changes, rename,
                            "this file changes what its")

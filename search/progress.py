@@ -22,7 +22,7 @@ from scaletune.search import hparams
 from scaletune.search.config import StudyConfig
 from scaletune.search.plan import ENDED
 from scaletune.search.storage import mask_url
-from scaletune.search.summary import diverged, pruning_saved, summarize, trials_said
+from scaletune.search.summary import best_trial, diverged, pruning_saved, summarize, trials_said
 from scaletune.trainer.record import fmt_duration, fmt_eta
 
 
@@ -274,11 +274,8 @@ def _tally(study: optuna.Study) -> tuple[dict[str, int], list[float]]:
 
 
 def _best(study: optuna.Study) -> tuple[int, float] | None:
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-    if not done:
-        return None
-    t = min(done, key=lambda t: t.value)
-    return (t.number, t.value)
+    t = best_trial(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    return None if t is None else (t.number, t.value)
 
 
 def print_run_summary(console: Console, study: optuna.Study, cfg: StudyConfig, source: str,

@@ -50,6 +50,8 @@ from scaletune.search.config import (
 
 PREDICTION_ATTRS = ("predicted_final_loss", "predicted_final_loss_low",
                     "predicted_final_loss_high", "predicted_at_tokens")
+"""User attrs a pruned trial gets from PredictedFinalPruner: the predicted final loss, its
+interval, and the tokens seen when it was stopped."""
 UNJUDGED_STEP = "final_eval_step"
 """User attr of a trial: the grid point its last evaluation was stored at, where that evaluation
 reached the budget and the driver asked no pruner (search.plan.TrialRun.report). With a budget
@@ -57,8 +59,6 @@ off the grid it is a grid point below the budget, which a replay would otherwise
 STOPPED_AGAINST = ("stopped_against_best", "stopped_with_noise_floor")
 """User attrs of a trial PredictedFinalPruner stopped: the k-th best final loss of the complete
 trials then, and the noise floor in force (the stop: low end > best x (1 + floor))."""
-"""User attrs a pruned trial gets from PredictedFinalPruner: the predicted final loss, its
-interval, and the tokens seen when it was stopped."""
 
 @dataclass(frozen=True)
 class Prediction:

@@ -461,7 +461,8 @@ class StartFromTheBestCmaEs(optuna.samplers.CmaEsSampler):
 
 
 def make_sampler(cfg: StudyConfig, priors: dict[str, Prior], n_existing: int = 0) -> BaseSampler:
-    """The study's sampler, wrapped by PriorSampler unless ``seeding: none``. The model-based
+    """The study's sampler, wrapped by PriorSampler unless ``seeding: none`` or ``sampler.name:
+    random`` (a random sampler draws uniformly either way). The model-based
     sampler's seed is ``sampler.seed`` (default ``cfg.seed``) shifted by resumed_seed for the
     ``n_existing`` trials already stored; the prior draws' is not shifted."""
     s = cfg.sampler

@@ -192,7 +192,7 @@ def trained_batches(cfg: StudyConfig) -> tuple[float, float] | None:
         return (min(numeric), max(numeric)) if numeric else None
     if param.low is None and param.high is None:
         return None  # the prior's own range: it holds the center
-    # A range trains the powers of two in it (batch_distribution): [192, 512] trains 256 and 512,
+    # A range trains the powers of two in it (_batch_distribution): [192, 512] trains 256 and 512,
     # and the priors taken at 192 gave the first trial, at 256, the lr of a batch never trained.
     # One end given (prior: auto, high: 8): the other is the prior's, which holds its center, so
     # only the end given can move the batch the lr is taken at (it had been left at the center,
