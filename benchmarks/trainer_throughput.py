@@ -125,6 +125,7 @@ def run(dtype: str, steps: int, compile: bool, cache: str, cpu_matmul: str = "on
 
 
 def bare_step(onednn: bool, gelu: bool = True, bf16_attention: bool | None = None,
+              model: dict[str, int] = MODEL, batch: int = BATCH,
               ) -> tuple[Callable[[], None], torch.Tensor, torch.Tensor]:
     """A bare training step of a fresh model on one fixed batch, and that batch (x, y).
 
@@ -141,20 +142,20 @@ def bare_step(onednn: bool, gelu: bool = True, bf16_attention: bool | None = Non
 
     keep_freed_memory()
     torch.manual_seed(0)
-    x = torch.randint(0, 256, (BATCH, MODEL["block_size"]))
-    y = torch.randint(0, 256, (BATCH, MODEL["block_size"]))
+    x = torch.randint(0, 256, (batch, model["block_size"]))
+    y = torch.randint(0, 256, (batch, model["block_size"]))
     cpu = torch.device("cpu")
-    cfg = TrainConfig.model_validate({"model": MODEL, "optim": {"name": "adamw", "lr": 3e-4}})
-    model = GPT(cfg.model, 256)
-    model.use_onednn(onednn and onednn_available())
-    model.use_float32_attention(bf16_attention is False)
+    cfg = TrainConfig.model_validate({"model": model, "optim": {"name": "adamw", "lr": 3e-4}})
+    gpt = GPT(cfg.model, 256)
+    gpt.use_onednn(onednn and onednn_available())
+    gpt.use_float32_attention(bf16_attention is False)
     if not gelu:
-        for block in model.h:
+        for block in gpt.h:
             block.mlp.gelu = torch.nn.Identity()
-    opts = build_optimizers(model, cfg.optim, cpu)
+    opts = build_optimizers(gpt, cfg.optim, cpu)
     autocast = (contextlib.nullcontext() if bf16_attention is None
                 else torch.autocast("cpu", dtype=torch.bfloat16))
-    step = functools.partial(train_step, model, opts, x, y, BATCH, 1.0, 0.0, autocast, cpu)
+    step = functools.partial(train_step, gpt, opts, x, y, batch, 1.0, 0.0, autocast, cpu)
     return step, x, y
 
 

@@ -34,6 +34,7 @@ from scaletune.trainer.errors import (
     StorageError,
     StudyStateError,
 )
+from scaletune.trainer.threads import quiet_waits
 
 if TYPE_CHECKING:
     from scaletune.search.config import StudyConfig
@@ -910,6 +911,7 @@ def entry() -> int:
     printed a KeyboardInterrupt traceback from the threading module. On a terminal whose
     encoding is not UTF-8 (PYTHONIOENCODING=ascii, a latin-1 locale), a character it cannot
     print is replaced, where it crashed the command with UnicodeEncodeError."""
+    quiet_waits()  # before torch loads OpenMP, here or in the processes this one starts
     for stream in (sys.stdout, sys.stderr):
         encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
         if encoding != "utf8" and hasattr(stream, "reconfigure"):

@@ -81,6 +81,9 @@ def warm_up() -> None:
     optimizers run without it (trainer/optim.py).
     """
     try:
+        from scaletune.trainer.threads import quiet_waits
+
+        quiet_waits()  # before torch: a worker of a cluster started apart from the study
         import scaletune.trainer.loop  # noqa: F401
         from scaletune.trainer.record import code_revision
 
@@ -119,6 +122,9 @@ def run_trial(config: dict[str, Any], number: int, coordinator: Any,
     """Train one trial on this worker (search.trial.train_trial), reporting to the driver; on the
     study's data (``data_fingerprint``) or not at all."""
     warm = "scaletune.trainer.loop" in sys.modules  # loaded by warm_up or an earlier trial
+    from scaletune.trainer.threads import quiet_waits
+
+    quiet_waits()
     import torch
 
     from scaletune.search.trial import train_trial

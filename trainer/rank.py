@@ -33,6 +33,9 @@ def main(prog: str = "python -m scaletune.trainer.rank") -> int:
                            help="train from scratch even if out_dir holds a checkpoint")
         args = parser.parse_args()
         from scaletune.trainer.interrupt import DeferredInterrupt  # light: no torch
+        from scaletune.trainer.threads import quiet_waits
+
+        quiet_waits()  # a rank started by a torchrun of one's own
 
         # A signal in the imports is noted, not raised inside one (that left torch half
         # imported); the run's own handling takes it over (trainer.loop.train).
