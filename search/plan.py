@@ -872,7 +872,7 @@ def stored_data_change(cfg: StudyConfig, fingerprint: str,
     (trainer.data.read_fingerprint), found without opening the study: the SQLite storage holds
     a study of this name, with this file's config, whose trials trained on other data. For
     `scaletune validate` and `run --dry-run`; None otherwise."""
-    attrs = _recorded_attrs(cfg, ("data_fingerprint", "data_tokens"))
+    attrs = _recorded_attrs(cfg, ("data_fingerprint", "data_tokens", "provenance"))
     if attrs is None or not cfg.fingerprint_matches(attrs["fingerprint"]):
         return None  # a new study, or one stored_change names
     return _changed_data(cfg, attrs, fingerprint, None, rename)
@@ -898,13 +898,20 @@ def _changed_data(cfg: StudyConfig, attrs: dict[str, Any], fingerprint: str,
                 f"not compare with the new ones: undo the change, or {rename}")
     tokens = attrs.get("data_tokens")
     before = tokens.get("train") if isinstance(tokens, dict) else None
-    return (f"data: the study's trials trained on data {ran_on}"
+    said = (f"data: the study's trials trained on data {ran_on}"
             + (f" ({before:,} training tokens)" if before else "")
             + f", but the data now reads as {fingerprint} ("
             + (f"{n_train:,} training tokens, " if n_train is not None else "")
-            + f"{where_changed(cfg.data, ran_on, fingerprint)}): its text or tokenizer "
-            "changed, and one study must not mix "
-            f"trials on different data; restore the data, or {rename}")
+            + f"{where_changed(cfg.data, ran_on, fingerprint)}): ")
+    began = (attrs.get("provenance") or {}).get("python")
+    if cfg.data.source == "builtin" and began and began != sys.version.split()[0]:
+        # Python's own text: another in each version (pydoc_data.topics: 458,917 characters in
+        # 3.10, 510,586 in 3.13).
+        return (f"{said}the built-in corpus is read from the Python that runs the study, and the "
+                f"study began under Python {began}, where this is Python "
+                f"{sys.version.split()[0]}; run it with that Python, or {rename}")
+    return (f"{said}its text or tokenizer changed, and one study must not mix trials on "
+            f"different data; restore the data, or {rename}")
 
 
 def mps_problem(cfg: StudyConfig) -> str | None:

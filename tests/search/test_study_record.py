@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from scaletune.search.config import revalidated, validate_study
 from scaletune.search.plan import RECORD, SearchPlan, priors_note, pruner_note, sampler_note
 from scaletune.search.storage import make_storage
 from scaletune.trainer.errors import ConfigError, SetupError
-from tests.search.helpers import tiny_study
+from tests.search.helpers import tiny_study, write_study
 
 
 @pytest.fixture
@@ -292,6 +293,37 @@ def test_a_study_moved_with_its_data_or_its_cache_moved_resumes(cfg, tmp_path, s
     # Naming the data as the file gives it, not by its fingerprint alone.
     assert f"training tokens, data.path {moved / 'corpus.txt'}): its text or tokenizer changed" \
         in str(e.value)
+
+
+def test_a_study_of_pythons_own_text_resumed_under_another_python_names_both(tmp_path,
+                                                                              shakespeare, capsys):
+    from scaletune.search.cli import main
+
+    # pydoc_data.topics is another text in each Python version: a study begun under 3.10 read
+    # 458,917 characters where 3.13 reads 510,586. The record such a study left: another
+    # fingerprint of the data, and its Python.
+    raw = tiny_study(tmp_path, shakespeare, data={
+        "source": "builtin", "builtin": "pydoc_topics", "tokenizer": "byte",
+        "cache_dir": str(tmp_path / "cache")})
+    cfg = validate_study(raw)
+    cfg.folder.mkdir(parents=True)
+    study = open_study(cfg)
+    study.set_user_attr("data_fingerprint", "186670d0cb960e29-byte")
+    study.set_user_attr("provenance", {**study.user_attrs["provenance"], "python": "3.10.13"})
+    with pytest.raises(ConfigError) as e:
+        open_study(cfg)
+    now = sys.version.split()[0]
+    assert (f"the built-in corpus is read from the Python that runs the study, and the study "
+            f"began under Python 3.10.13, where this is Python {now}; run it with that Python, "
+            "or give this study a new name") in str(e.value)
+    # Said before a run, too.
+    assert main(["run", str(write_study(tmp_path, raw)), "--dry-run"]) == 2
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"the study began under Python 3.10.13, where this is Python {now}" in said, said
+    # Under the Python it began with, other text is what changed.
+    study.set_user_attr("provenance", {**study.user_attrs["provenance"], "python": now})
+    with pytest.raises(ConfigError, match="its text or tokenizer changed"):
+        open_study(cfg)
 
 
 def test_a_second_driver_is_refused_while_the_first_lives(cfg):
