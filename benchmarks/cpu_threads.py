@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> None:
         runners = {name: Runner(model, threads, env) for name, (threads, env) in chosen.items()}
         try:
             # Steps for a turn of about --seconds on the quiet machine, from one timed step each.
-            steps = {name: max(1, math.ceil(args.seconds / r.time(1))) for name, r in runners.items()}
+            steps = {name: max(1, math.ceil(args.seconds / r.time(1)))
+                     for name, r in runners.items()}
             report("quiet", compare(runners, steps, args.rounds, tokens_per_step), base)
             if args.busy:
                 with busy(args.busy):

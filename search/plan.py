@@ -6,7 +6,8 @@ trial: the data, the priors, the search space, the sampler, the pruner and the f
 checking what it ran with, recovering trials a stopped driver left running). Then each trial is
 ``plan.ask(study, num_threads)`` -> ``TrialRun``: its params and training config;
 ``run.report(tokens, loss)`` puts each evaluation on the study's token grid and asks the pruner;
-``run.tell(study, result)`` ends it from the trainer's result. ``train_trial`` (search.trial) is the training itself.
+``run.tell(study, result)`` ends it from the trainer's result. ``train_trial`` (search.trial) is
+the training itself.
 
 ``scaletune run`` (search.runner: trials on Ray workers, one driver writing the storage) and
 every benchmark (trials in one process) use exactly these, so a published figure measures the
@@ -637,7 +638,8 @@ def _memory_for_a_trial(cfg: StudyConfig) -> tuple[float, str] | None:
 
 def n_finished(study: optuna.Study) -> int:
     """Trials that count toward n_trials: complete, pruned, and failures that were not retried."""
-    return n_done(study.get_trials(deepcopy=False, states=ENDED))  # the driver's study keeps these
+    # The driver's study keeps these.
+    return n_done(study.get_trials(deepcopy=False, states=ENDED))
 
 
 def failed_for_good(t: FrozenTrial) -> bool:
@@ -903,13 +905,13 @@ def _changed_data(cfg: StudyConfig, attrs: dict[str, Any], fingerprint: str,
             + f", but the data now reads as {fingerprint} ("
             + (f"{n_train:,} training tokens, " if n_train is not None else "")
             + f"{where_changed(cfg.data, ran_on, fingerprint)}): ")
-    began = (attrs.get("provenance") or {}).get("python")
-    if cfg.data.source == "builtin" and began and began != sys.version.split()[0]:
+    began, now = (attrs.get("provenance") or {}).get("python"), sys.version.split()[0]
+    if cfg.data.source == "builtin" and began and began != now:
         # Python's own text: another in each version (pydoc_data.topics: 458,917 characters in
         # 3.10, 510,586 in 3.13).
         return (f"{said}the built-in corpus is read from the Python that runs the study, and the "
-                f"study began under Python {began}, where this is Python "
-                f"{sys.version.split()[0]}; run it with that Python, or {rename}")
+                f"study began under Python {began}, where this is Python {now}; run it with that "
+                f"Python, or {rename}")
     return (f"{said}its text or tokenizer changed, and one study must not mix trials on "
             f"different data; restore the data, or {rename}")
 
@@ -973,8 +975,8 @@ def optim_note(cfg: StudyConfig) -> str | None:
 
 def _changed_study(cfg: StudyConfig, changes: str,
                    rename: str = "give this study a new name") -> str:
-    """Why a stored study cannot resume under ``cfg``, which ``changes`` (``config_changes``) what its
-    trials trained with; ``rename``: how to start a new one."""
+    """Why a stored study cannot resume under ``cfg``, which ``changes`` (``config_changes``) what
+    its trials trained with; ``rename``: how to start a new one."""
     return changed_studies([cfg.name], cfg.storage_url, changes, rename,
                            "this file changes what its")
 

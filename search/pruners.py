@@ -60,6 +60,7 @@ STOPPED_AGAINST = ("stopped_against_best", "stopped_with_noise_floor")
 """User attrs of a trial PredictedFinalPruner stopped: the k-th best final loss of the complete
 trials then, and the noise floor in force (the stop: low end > best x (1 + floor))."""
 
+
 @dataclass(frozen=True)
 class Prediction:
     """A running trial's predicted final loss and the interval around it."""

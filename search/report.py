@@ -939,8 +939,8 @@ fitted."""
 
 
 def prior_is_fitted(prior: dict[str, Any]) -> bool:
-    """Whether a recorded prior (an entry of heuristics.priors.Priors.to_json) rests on laws fitted to the
-    user's studies: what its sources cite, not what the study file says now."""
+    """Whether a recorded prior (an entry of heuristics.priors.Priors.to_json) rests on laws
+    fitted to the user's studies: what its sources cite, not what the study file says now."""
     return any(FITTED_CITATION in str(s.get("citation", "")) for s in prior.get("sources", []))
 
 
