@@ -30,6 +30,7 @@ import argparse
 import contextlib
 import math
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -145,6 +146,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         return child(args.child[0], int(args.child[1]))
     refuse_below_one(parser, {"--rounds": args.rounds})
+    if args.busy < 0:
+        parser.error(f"--busy: must be 0 or more, got {args.busy}")
+    # A kill of this process alone (not its group) ends it through the finally blocks below,
+    # which stop the busy processes and the settings' processes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     bad = [e for e in args.extra if "=" not in e or not e.split("=", 1)[0]]
     if bad:
         parser.error(f"--extra: {bad[0]!r} is not NAME=VALUE")

@@ -906,7 +906,10 @@ def _changed_data(cfg: StudyConfig, attrs: dict[str, Any], fingerprint: str,
             + (f"{n_train:,} training tokens, " if n_train is not None else "")
             + f"{where_changed(cfg.data, ran_on, fingerprint)}): ")
     began, now = (attrs.get("provenance") or {}).get("python"), sys.version.split()[0]
-    if cfg.data.source == "builtin" and began and began != now:
+    (text_then, _, tokenizer_then), (text_now, _, tokenizer_now) = (train_then.partition("-"),
+                                                                    train_now.partition("-"))
+    if (cfg.data.source == "builtin" and began and began != now and text_then != text_now
+            and tokenizer_then == tokenizer_now):
         # Python's own text: another in each version (pydoc_data.topics: 458,917 characters in
         # 3.10, 510,586 in 3.13).
         return (f"{said}the built-in corpus is read from the Python that runs the study, and the "

@@ -1,6 +1,8 @@
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -36,3 +38,48 @@ def test_a_bad_extra_setting_is_refused_with_what_it_takes():
                           cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "--extra: 'SPIN' is not NAME=VALUE" in done.stderr
+
+
+def children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:  # ended since
+        return b""
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(usable_cores() < 2 or not Path("/proc/self/task").is_dir(),
+                    reason="one core, or no /proc to find the benchmark's processes in")
+def test_a_sigterm_to_the_benchmark_alone_stops_its_busy_processes_too():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.cpu_threads", "--models", "tiny", "--rounds", "200",
+         "--seconds", "0.02"], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:  # the quiet table ends, and the busy processes start
+            if line.strip().startswith(f"{usable_cores()} threads, passive"):
+                break
+        deadline = time.time() + 30
+        while len(spinners := [c for c in children(proc.pid) if b"while True" in
+                               cmdline(c)]) < 1:
+            assert time.time() < deadline, "no busy process started"
+            time.sleep(0.1)
+        started = children(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 143
+        deadline = time.time() + 10
+        while any(alive(c) for c in started) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not [c for c in started if alive(c)], spinners
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -308,6 +308,7 @@ def test_a_study_of_pythons_own_text_resumed_under_another_python_names_both(tmp
     cfg = validate_study(raw)
     cfg.folder.mkdir(parents=True)
     study = open_study(cfg)
+    reads_as = study.user_attrs["data_fingerprint"]
     study.set_user_attr("data_fingerprint", "186670d0cb960e29-byte")
     study.set_user_attr("provenance", {**study.user_attrs["provenance"], "python": "3.10.13"})
     with pytest.raises(ConfigError) as e:
@@ -322,6 +323,12 @@ def test_a_study_of_pythons_own_text_resumed_under_another_python_names_both(tmp
     assert f"the study began under Python 3.10.13, where this is Python {now}" in said, said
     # Under the Python it began with, other text is what changed.
     study.set_user_attr("provenance", {**study.user_attrs["provenance"], "python": now})
+    with pytest.raises(ConfigError, match="its text or tokenizer changed"):
+        open_study(cfg)
+    # The same text under another tokenizer: not the Python's doing, whichever it began under.
+    text_now = reads_as.partition("-")[0]
+    study.set_user_attr("provenance", {**study.user_attrs["provenance"], "python": "3.10.13"})
+    study.set_user_attr("data_fingerprint", f"{text_now}-file-0123456789abcdef")
     with pytest.raises(ConfigError, match="its text or tokenizer changed"):
         open_study(cfg)
 
