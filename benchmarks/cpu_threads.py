@@ -171,8 +171,10 @@ def main(argv: list[str] | None = None) -> None:
         tokens_per_step = batch * shape["block_size"]
         print(f"{model}: {shape['n_layer']} layers x {shape['n_embd']}, block "
               f"{shape['block_size']}, batch {batch}")
-        runners = {name: Runner(model, threads, env) for name, (threads, env) in chosen.items()}
+        runners: dict[str, Runner] = {}
         try:
+            for name, (threads, env) in chosen.items():
+                runners[name] = Runner(model, threads, env)
             # Steps for a turn of about --seconds on the quiet machine, from one timed step each.
             steps = {name: max(1, math.ceil(args.seconds / r.time(1)))
                      for name, r in runners.items()}
