@@ -132,12 +132,12 @@ def _short_of_budget(chosen: FrozenTrial, ran_with: StudyConfig) -> str | None:
             f"and its value {chosen.value:.4f} is the one set there, not a trained run's")
 
 
-def _data_since(ran_with: StudyConfig, ran_on: Any) -> str | None:
+def _data_since(ran_with: StudyConfig, ran_on: Any, began: str | None) -> str | None:
     """The study's data where it reads otherwise now than when its trials trained on it
-    (``ran_on``, its fingerprint), or cannot be read: the final run trains on the data as it
-    is, and export had said nothing. None where it reads the same, or where that is not known
-    without tokenizing it (trainer.data.read_fingerprint)."""
-    from scaletune.trainer.data import read_fingerprint, reads_otherwise, where
+    (``ran_on``, its fingerprint, under Python ``began``), or cannot be read: the final run
+    trains on the data as it is, and export had said nothing. None where it reads the same, or
+    where that is not known without tokenizing it (trainer.data.read_fingerprint)."""
+    from scaletune.trainer.data import another_python, read_fingerprint, reads_otherwise, where
     from scaletune.trainer.errors import DataError
 
     if not isinstance(ran_on, str):
@@ -150,6 +150,9 @@ def _data_since(ran_with: StudyConfig, ran_on: Any) -> str | None:
     if now is None or now == ran_on:
         return None
     said = reads_otherwise(ran_with.data, ran_on, now, "the study's trials")
+    if why := another_python(ran_with.data, ran_on, now, began, "the study ran"):
+        return (f"{said}: the final run trains on the data as it is now ({why}; train it under "
+                "that Python to train on what the trial did)")
     return (f"{said}: the final run trains on the data as it is now (restore it to train on what "
             "the trial did)")
 
@@ -251,8 +254,9 @@ def export_study(
         raise ConfigError("--model", [f"--model {line}" for line in lines]) from None
     from scaletune.trainer.data import vocab_problem
 
-    notes += [note] if (note := _data_since(ran_with, study.user_attrs.get("data_fingerprint"))
-                        ) else []
+    began = (study.user_attrs.get("provenance") or {}).get("python")
+    if note := _data_since(ran_with, study.user_attrs.get("data_fingerprint"), began):
+        notes.append(note)
 
     # The tokenizer's vocabulary, as the study recorded it: a smaller vocab_size was written,
     # and refused by the run (and validate) only.

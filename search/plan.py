@@ -66,7 +66,13 @@ from scaletune.search.storage import batch, make_storage, mask_url, sqlite_path
 from scaletune.search.tracking import CREATED
 from scaletune.search.trial import train_trial
 from scaletune.trainer.config import TrainConfig, usable_cores
-from scaletune.trainer.data import validation_part, vocab_problem, where, where_changed
+from scaletune.trainer.data import (
+    another_python,
+    validation_part,
+    vocab_problem,
+    where,
+    where_changed,
+)
 from scaletune.trainer.errors import ConfigError
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -905,16 +911,9 @@ def _changed_data(cfg: StudyConfig, attrs: dict[str, Any], fingerprint: str,
             + f", but the data now reads as {fingerprint} ("
             + (f"{n_train:,} training tokens, " if n_train is not None else "")
             + f"{where_changed(cfg.data, ran_on, fingerprint)}): ")
-    began, now = (attrs.get("provenance") or {}).get("python"), sys.version.split()[0]
-    (text_then, _, tokenizer_then), (text_now, _, tokenizer_now) = (train_then.partition("-"),
-                                                                    train_now.partition("-"))
-    if (cfg.data.source == "builtin" and began and began != now and text_then != text_now
-            and tokenizer_then == tokenizer_now):
-        # Python's own text: another in each version (pydoc_data.topics: 458,917 characters in
-        # 3.10, 510,586 in 3.13).
-        return (f"{said}the built-in corpus is read from the Python that runs the study, and the "
-                f"study began under Python {began}, where this is Python {now}; run it with that "
-                f"Python, or {rename}")
+    began = (attrs.get("provenance") or {}).get("python")
+    if why := another_python(cfg.data, ran_on, fingerprint, began, "the study began"):
+        return f"{said}{why}; run it with that Python, or {rename}"
     return (f"{said}its text or tokenizer changed, and one study must not mix trials on "
             f"different data; restore the data, or {rename}")
 

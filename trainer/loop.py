@@ -37,6 +37,7 @@ from scaletune.trainer.checkpoint import (
 from scaletune.trainer.config import TrainConfig, tensorboard_missing, usable_cores
 from scaletune.trainer.data import (
     TokenData,
+    another_python,
     prepare_data,
     reads_otherwise,
     sample_batch,
@@ -256,12 +257,15 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
 def _other_data(config: TrainConfig, fingerprint: str) -> str | None:
     """A config exported from a study (``provenance``) whose trial trained on other data than
     this run reads (``fingerprint``): the run trains on the data as it is now, said once."""
-    ran_on = (config.provenance or {}).get("data_fingerprint")
+    provenance = config.provenance or {}
+    ran_on = provenance.get("data_fingerprint")
     if not isinstance(ran_on, str) or ran_on == fingerprint:
         return None
     said = reads_otherwise(config.data, ran_on, fingerprint,
                            "the trial this config was exported from")
-    return f"{said}: this run trains on the data as it is now"
+    began = (provenance.get("study_provenance") or {}).get("python")
+    why = another_python(config.data, ran_on, fingerprint, began, "its study ran")
+    return f"{said}: this run trains on the data as it is now" + (f" ({why})" if why else "")
 
 
 def _train(config: TrainConfig, run: _Run, report: Report | None, resume: bool,

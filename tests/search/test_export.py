@@ -331,6 +331,40 @@ def test_a_best_trial_told_complete_outside_the_driver_before_its_budget_is_said
             ) in notes, notes
 
 
+def test_a_study_of_pythons_own_text_exported_under_another_python_says_so(tmp_path, capsys):
+    # pydoc_data.topics is another text in each Python version: a study whose trials read it
+    # under 3.10 (another fingerprint of its text) exported and trained here.
+    import sys
+
+    from scaletune.trainer.data import prepare_data, read_fingerprint
+    from scaletune.trainer.loop import train
+
+    path, cfg = study_file(tmp_path, data={"source": "builtin", "builtin": "pydoc_topics",
+                                           "tokenizer": "byte",
+                                           "cache_dir": str(tmp_path / "cache")})
+    study = make_study(cfg)
+    add_trial(study, cfg, params(4e-3), 2.2)
+    # Cached, as the study's driver leaves it: export reads its fingerprint without tokenizing.
+    now = prepare_data(cfg.data, cfg.model.block_size).fingerprint
+    assert read_fingerprint(cfg.data) == now
+    ran_on = f"186670d0cb960e29-{now.partition('-')[2]}"
+    study.set_user_attr("data_fingerprint", ran_on)
+    study.set_user_attr("provenance", {**study.user_attrs["provenance"], "python": "3.10.13"})
+    out = tmp_path / "final.yaml"
+    notes = " ".join(export_study(cfg, out, source=str(path)).notes)
+    here = sys.version.split()[0]
+    assert ("the final run trains on the data as it is now (the built-in corpus is read from the "
+            f"Python that runs it, and the study ran under Python 3.10.13, where this is Python "
+            f"{here}; train it under that Python to train on what the trial did)") in notes, notes
+    final = load_train_config(out)
+    capsys.readouterr()
+    train(final.model_copy(update={"tokens": 4 * final.tokens_per_step, "out_dir": None}))
+    said = " ".join(capsys.readouterr().err.split())
+    assert (f"now reads as {now}: this run trains on the data as it is now (the built-in corpus "
+            "is read from the Python that runs it, and its study ran under Python 3.10.13, where "
+            f"this is Python {here})") in said, said
+
+
 def test_data_changed_since_the_study_is_said_by_export_and_by_the_final_run(finished, tmp_path,
                                                                             capsys):
     # The study's text grew after its trials trained: export wrote the config without a word

@@ -314,9 +314,9 @@ def test_a_study_of_pythons_own_text_resumed_under_another_python_names_both(tmp
     with pytest.raises(ConfigError) as e:
         open_study(cfg)
     now = sys.version.split()[0]
-    assert (f"the built-in corpus is read from the Python that runs the study, and the study "
-            f"began under Python 3.10.13, where this is Python {now}; run it with that Python, "
-            "or give this study a new name") in str(e.value)
+    assert (f"the built-in corpus is read from the Python that runs it, and the study began "
+            f"under Python 3.10.13, where this is Python {now}; run it with that Python, or give "
+            "this study a new name") in str(e.value)
     # Said before a run, too.
     assert main(["run", str(write_study(tmp_path, raw)), "--dry-run"]) == 2
     said = " ".join(capsys.readouterr().err.split())
