@@ -263,7 +263,8 @@ def _other_data(config: TrainConfig, fingerprint: str) -> str | None:
         return None
     said = reads_otherwise(config.data, ran_on, fingerprint,
                            "the trial this config was exported from")
-    began = (provenance.get("study_provenance") or {}).get("python")
+    study = provenance.get("study_provenance")  # a mapping, unless the file was edited
+    began = study.get("python") if isinstance(study, dict) else None
     why = another_python(config.data, ran_on, fingerprint, began, "its study ran")
     return f"{said}: this run trains on the data as it is now" + (f" ({why})" if why else "")
 
