@@ -99,10 +99,15 @@ class Runner:
         self.proc.wait()
 
 
+SPIN = "import os\nparent = os.getppid()\nwhile os.getppid() == parent: pass"
+"""A busy process: it spins until its parent is gone, also one killed before it could stop it
+(a kill that lands while the spinner starts, before busy() holds it)."""
+
+
 @contextlib.contextmanager
 def busy(n: int) -> Iterator[None]:
     """``n`` processes that spin a core each while the block runs."""
-    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    spinners = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(n)]
     try:
         time.sleep(0.5)  # they run before the first timing
         yield
