@@ -99,15 +99,17 @@ class Runner:
         self.proc.wait()
 
 
-SPIN = "import os\nparent = os.getppid()\nwhile os.getppid() == parent: pass"
-"""A busy process: it spins until its parent is gone, also one killed before it could stop it
-(a kill that lands while the spinner starts, before busy() holds it)."""
+SPIN = "import os, sys\nparent = int(sys.argv[1])\nwhile os.getppid() == parent: pass"
+"""A busy process (``python -c SPIN PID``): it spins while its parent PID lives, so that a kill of
+the benchmark that lands while a spinner starts, before busy() holds it, leaves none behind. The
+PID is given, not read at its start: the parent may be gone by then."""
 
 
 @contextlib.contextmanager
 def busy(n: int) -> Iterator[None]:
     """``n`` processes that spin a core each while the block runs."""
-    spinners = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(n)]
+    spinners = [subprocess.Popen([sys.executable, "-c", SPIN, str(os.getpid())])
+                for _ in range(n)]
     try:
         time.sleep(0.5)  # they run before the first timing
         yield

@@ -85,3 +85,17 @@ def test_a_kill_of_the_benchmark_alone_stops_its_busy_processes_too(kill):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_busy_process_whose_parent_is_already_gone_ends_at_once():
+    # A kill of the benchmark that lands while a spinner starts: its parent is gone before it
+    # runs a line (it had read its parent then, init, and spun on).
+    from benchmarks.cpu_threads import SPIN
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    spinner = subprocess.Popen([sys.executable, "-c", SPIN, str(gone.pid)])
+    try:
+        assert spinner.wait(timeout=60) == 0
+    finally:
+        spinner.kill()
