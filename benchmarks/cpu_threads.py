@@ -1,7 +1,7 @@
 """CPU threads of a training run, on a quiet machine and beside a busy process.
 
     python -m benchmarks.cpu_threads [--rounds 6] [--busy 1] [--seconds 0.5]
-        [--models tiny,mid,reference] [--extra NAME=VALUE ...]
+        [--models tiny,mid,reference] [--extra NAME=VALUE ...] [--no-quiet]
 
 A CPU run trains with every core it may use (``num_threads: null``, the default of a final
 run). OpenMP, which runs torch's threads, makes a thread that waits for the others spin before it
@@ -148,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--extra", action="append", default=[], metavar="NAME=VALUE",
                         help="one more setting: every core, with this environment variable "
                              "(e.g. GOMP_SPINCOUNT=10000); may be given again")
+    parser.add_argument("--no-quiet", action="store_true",
+                        help="time beside the busy processes only, not on the quiet machine")
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "THREADS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -155,6 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     refuse_below_one(parser, {"--rounds": args.rounds})
     if args.busy < 0:
         parser.error(f"--busy: must be 0 or more, got {args.busy}")
+    if args.no_quiet and not args.busy:
+        parser.error("--no-quiet with --busy 0 leaves nothing to time")
     # A kill of this process alone (not its group) ends it through the finally blocks below,
     # which stop the busy processes and the settings' processes.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -185,7 +189,8 @@ def main(argv: list[str] | None = None) -> None:
             # Steps for a turn of about --seconds on the quiet machine, from one timed step each.
             steps = {name: max(1, math.ceil(args.seconds / r.time(1)))
                      for name, r in runners.items()}
-            report("quiet", compare(runners, steps, args.rounds, tokens_per_step), base)
+            if not args.no_quiet:
+                report("quiet", compare(runners, steps, args.rounds, tokens_per_step), base)
             if args.busy:
                 with busy(args.busy):
                     speeds = compare(runners, steps, args.rounds, tokens_per_step)
