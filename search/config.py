@@ -49,6 +49,7 @@ from scaletune.trainer.config import (
     file_kind,
     flat_keys,
     format_errors,
+    is_tokenizer_file,
     laws_file_error,
     load_yaml,
     parse_number,
@@ -873,6 +874,16 @@ NOT_FINGERPRINTED_BEFORE = (
 recorded (StudyConfig.fingerprint_matches)."""
 
 
+TOKENIZER_FILE = "a tokenizer file"
+"""data.tokenizer as the fingerprint hashes the path of a tokenizer file: where the file lies is
+left out, as data.path is, since the data's own fingerprint holds the hash of its content
+(trainer.data.tokenizer_key). A study moved with its tokenizer file resumes; one whose file
+changed is refused by what its data reads as. Studies recorded before 2026-12-07 hashed the path
+(StudyConfig.fingerprint_matches)."""
+
+TOKENIZER = "data.tokenizer"
+
+
 UNSET_NOT_FINGERPRINTED = ("data.train_tokens", "data.val_path", "data.val_split")
 """Keys added after studies were first recorded, left out of the fingerprint while unset (None),
 so that a study recorded before them still resumes."""
@@ -1101,15 +1112,18 @@ class StudyConfig(_Strict):
                 else {self.trainer.optim.name})
 
     def fingerprint(self, leave_out: tuple[str, ...] = NOT_FINGERPRINTED,
-                    canonical: bool = True) -> str:
+                    canonical: bool = True, tokenizer_path: bool = False) -> str:
         """Hash of what decides trial results; a resumed study must match it
         (``fingerprint_matches``). ``canonical``: the search space as ``canonical_search``
-        writes it (studies recorded before 2026-12-05 hashed it as the file wrote it)."""
+        writes it (studies recorded before 2026-12-05 hashed it as the file wrote it);
+        ``tokenizer_path``: a tokenizer file's path hashed (before 2026-12-07; TOKENIZER_FILE)."""
         keep = self.model_dump(
             mode="json",
             include=set(FINGERPRINTED),
             exclude=_nested(leave_out),
         )
+        if not tokenizer_path and is_tokenizer_file(self.data.tokenizer):
+            keep["data"]["tokenizer"] = TOKENIZER_FILE
         for section, keys in _nested(UNSET_NOT_FINGERPRINTED).items():
             for key in keys:
                 if keep[section].get(key) is None:  # as before the key existed: studies resume
@@ -1118,17 +1132,33 @@ class StudyConfig(_Strict):
             keep["search"] = canonical_search(keep["search"])
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
-    def fingerprint_matches(self, stored: str) -> bool:
+    def fingerprint_matches(self, stored: str, recorded: Any = None) -> bool:
         """Is ``stored``, a study's recorded fingerprint, this config's: as fingerprinted now,
-        or as a study recorded before was (its search space hashed as written; before that,
-        with the data's location or the micro-batch in, and with the micro-batch it recorded,
-        nearly always unset, or this one)?"""
-        if stored in (self.fingerprint(), self.fingerprint(canonical=False)):
+        or as a study recorded before was (with a tokenizer file's path in; before that, its
+        search space hashed as written; before that, with the data's location or the
+        micro-batch in, and with the micro-batch it recorded, nearly always unset, or this
+        one)? ``recorded``, the config the study recorded: its tokenizer file's path stands for
+        this one's in the forms that hashed the path (a study moved with its file resumes)."""
+        if stored == self.fingerprint():
             return True
-        trainer = self.trainer.model_copy(update={"micro_batch_size": None})
-        unset = self.model_copy(update={"trainer": trainer})
-        return any(stored == cfg.fingerprint(leave_out, canonical=False)
-                   for leave_out in NOT_FINGERPRINTED_BEFORE for cfg in (self, unset))
+        then = self._recorded_tokenizer(recorded)
+        if stored in (then.fingerprint(tokenizer_path=True),
+                      then.fingerprint(canonical=False, tokenizer_path=True)):
+            return True
+        trainer = then.trainer.model_copy(update={"micro_batch_size": None})
+        unset = then.model_copy(update={"trainer": trainer})
+        return any(stored == cfg.fingerprint(leave_out, canonical=False, tokenizer_path=True)
+                   for leave_out in NOT_FINGERPRINTED_BEFORE for cfg in (then, unset))
+
+    def _recorded_tokenizer(self, recorded: Any) -> StudyConfig:
+        """This config with the tokenizer file of ``recorded`` (a study's recorded config) where
+        both name one; else this config."""
+        data = recorded.get("data") if isinstance(recorded, dict) else None
+        path = data.get("tokenizer") if isinstance(data, dict) else None
+        if not (isinstance(path, str) and is_tokenizer_file(path)
+                and is_tokenizer_file(self.data.tokenizer)):
+            return self
+        return self.model_copy(update={"data": self.data.model_copy(update={"tokenizer": path})})
 
 
 def job_server_problem(cfg: StudyConfig) -> str | None:
@@ -1236,6 +1266,10 @@ def config_changes(stored: dict[str, Any] | None, cfg: StudyConfig, most: int = 
     old, new = ({k: (canonical_search(d[k]) if k == "search" and isinstance(d.get(k), dict)
                      else d.get(k)) for k in FINGERPRINTED} for d in (stored, keep))
     old, new = flat_keys(old), flat_keys(new)
+    # Nor is a tokenizer file that lies elsewhere (TOKENIZER_FILE).
+    if all(isinstance(d.get(TOKENIZER), str) and is_tokenizer_file(d[TOKENIZER])
+           for d in (old, new)):
+        del old[TOKENIZER], new[TOKENIZER]
     changed = [f"{k}: {_short_value(old.get(k))} -> {_short_value(new.get(k))}"
                for k in sorted((old.keys() | new.keys()) - set(NOT_FINGERPRINTED))
                if old.get(k) != new.get(k)]

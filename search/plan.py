@@ -757,7 +757,7 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors, data:
     """
     attrs = study.user_attrs
     stored = attrs.get("fingerprint")
-    if stored is not None and not cfg.fingerprint_matches(stored):
+    if stored is not None and not cfg.fingerprint_matches(stored, attrs.get("config")):
         raise ConfigError(cfg.source,
                           [_changed_study(cfg, config_changes(attrs.get("config"), cfg))])
     if stored is not None:
@@ -829,7 +829,7 @@ def stored_changes(cfg: StudyConfig) -> str | None:
     """What ``cfg`` changes of the stored study of its name (``search.batch_size.choices: [4,
     8] -> [2, 4, 8]``), as ``stored_change`` finds it; None where it resumes."""
     attrs = _recorded_attrs(cfg, ("config",))
-    if attrs is None or cfg.fingerprint_matches(attrs["fingerprint"]):
+    if attrs is None or cfg.fingerprint_matches(attrs["fingerprint"], attrs.get("config")):
         return None
     return config_changes(attrs.get("config"), cfg)
 
@@ -880,8 +880,8 @@ def stored_data_change(cfg: StudyConfig, fingerprint: str,
     (trainer.data.read_fingerprint), found without opening the study: the SQLite storage holds
     a study of this name, with this file's config, whose trials trained on other data. For
     `scaletune validate` and `run --dry-run`; None otherwise."""
-    attrs = _recorded_attrs(cfg, ("data_fingerprint", "data_tokens", "provenance"))
-    if attrs is None or not cfg.fingerprint_matches(attrs["fingerprint"]):
+    attrs = _recorded_attrs(cfg, ("data_fingerprint", "data_tokens", "provenance", "config"))
+    if attrs is None or not cfg.fingerprint_matches(attrs["fingerprint"], attrs.get("config")):
         return None  # a new study, or one stored_change names
     return _changed_data(cfg, attrs, fingerprint, None, rename)
 

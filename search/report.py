@@ -1179,7 +1179,8 @@ def make_report(
     summary["seed_noise"]["measure"] = f"scaletune {command} {runs} --repeat-best 2"
     recorded = study.user_attrs.get("fingerprint")  # a changed file: run refuses the command
     summary["seed_noise"]["file_changed"] = (recorded is not None
-                                             and not cfg.fingerprint_matches(recorded))
+                                             and not cfg.fingerprint_matches(
+                                                 recorded, study.user_attrs.get("config")))
     summary["pruner"] = ran_with.pruner.name
     summary["files"] = [p.name for p in files]
     for name in earlier - set(summary["files"]):  # an earlier report's, which would mislead

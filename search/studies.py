@@ -31,7 +31,7 @@ from scaletune.search.storage import (
     sqlite_path,
     storage_url,
 )
-from scaletune.trainer.config import DataConfig, sqlite_url
+from scaletune.trainer.config import DataConfig, is_tokenizer_file, sqlite_url
 from scaletune.trainer.errors import ConfigError, DataError, StudyStateError
 
 
@@ -186,7 +186,7 @@ def open_study(cfg: StudyConfig, source: str | None = None,
                      "using the study file as it is now")
         return study, cfg, notes
     recorded = study.user_attrs.get("fingerprint")
-    if recorded is not None and not cfg.fingerprint_matches(recorded):
+    if recorded is not None and not cfg.fingerprint_matches(recorded, stored):
         notes.append(f"the study file changed since the study ran ({config_changes(stored, cfg)}); "
                      "using the config stored in the study, which its trials trained with")
     # Where the study lives is where it was just opened: the stored config's storage has its
@@ -211,11 +211,14 @@ def open_study(cfg: StudyConfig, source: str | None = None,
 def _moved_data(ran: DataConfig, now: DataConfig, trained_on: str | None,
                 ) -> tuple[bool, str | None]:
     """Is ``now``, a study file's data, the data the study's trials trained on (``ran``, as
-    recorded) found elsewhere: the same but for where it lies (``DATA_LOCATION``), and read
-    there as the fingerprint they trained on (``trained_on``)? Other data, or data whose
-    fingerprint is not known without preparing it, is not taken for it: the recorded config
-    names what the trials trained on. Second, a note where the file's data reads otherwise."""
+    recorded) found elsewhere: the same but for where it lies (``DATA_LOCATION``, and where a
+    tokenizer file lies), and read there as the fingerprint they trained on (``trained_on``)?
+    Other data, or data whose fingerprint is not known without preparing it, is not taken for
+    it: the recorded config names what the trials trained on. Second, a note where the file's
+    data reads otherwise."""
     location = {key: getattr(now, key) for key in DATA_LOCATION}
+    if is_tokenizer_file(ran.tokenizer) and is_tokenizer_file(now.tokenizer):
+        location["tokenizer"] = now.tokenizer  # a file, known by its content (TOKENIZER_FILE)
     if trained_on is None or now == ran or ran.model_copy(update=location) != now:
         return False, None
     from scaletune.trainer.data import read_fingerprint, where

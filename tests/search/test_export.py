@@ -437,6 +437,30 @@ def test_a_study_folder_moved_or_copied_reads_its_data_where_its_file_now_says(t
     assert "".join(note.split()) in said and "".join(gone.split()) in said, said
 
 
+def test_a_study_folder_moved_with_its_tokenizer_file_reads_the_file_where_it_now_lies(
+        tmp_path, capsys):
+    from scaletune.trainer.data import read_fingerprint
+    from tests.trainer.test_tokenizer_files import byte_level_bpe
+
+    # After `mv A B`, export wrote A's tokenizer path (gone) into the final run's config.
+    first, moved = tmp_path / "A", tmp_path / "B"
+    byte_level_bpe(first / "tok.json", "It is a truth universally acknowledged. " * 500)
+    data = {"source": "text", "path": "corpus.txt", "tokenizer": "tok.json", "val_windows": 16}
+    path, cfg = study_file(first, study_dir="study", data=data)
+    study = make_study(cfg)
+    study.set_user_attr("data_fingerprint", read_fingerprint(cfg.data))
+    add_trial(study, cfg, params(4e-3, tau=0.8), 2.2)
+    first.rename(moved)
+    out = moved / "final.yaml"
+    assert main(["export", str(moved / path.name), "-o", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "note" not in said, said
+    assert load_train_config(out).data.tokenizer == str(moved / "tok.json")
+    assert main(["show", str(moved / path.name)]) == 0
+    shown = capsys.readouterr().out
+    assert str(moved / "tok.json") in shown and str(first) not in shown, shown
+
+
 def test_a_ladder_target_moved_with_its_laws_file_reads_the_file_where_it_now_lies(tmp_path):
     # The target of a ladder moved to another folder: export read the laws fitted in the first
     # folder, gone, and fell back to the published rules (with a note that it could not read them).

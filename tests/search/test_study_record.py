@@ -6,6 +6,7 @@ tests/search/test_faults.py has the ones with real processes)."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
 import time
@@ -293,6 +294,47 @@ def test_a_study_moved_with_its_data_or_its_cache_moved_resumes(cfg, tmp_path, s
     # Naming the data as the file gives it, not by its fingerprint alone.
     assert f"training tokens, data.path {moved / 'corpus.txt'}): its text or tokenizer changed" \
         in str(e.value)
+
+
+def test_a_study_moved_with_its_tokenizer_file_resumes_and_another_file_is_refused(
+        tmp_path, shakespeare):
+    from tests.trainer.test_tokenizer_files import byte_level_bpe
+
+    # The study's fingerprint hashed the tokenizer file's path: a project folder moved with its
+    # tokenizer.json was refused ("data.tokenizer: '/A/tok.json' -> '/B/tok.json'").
+    text = shakespeare.read_text()[:100_000]
+    first, moved = tmp_path / "A", tmp_path / "B"
+    byte_level_bpe(first / "tok.json", text)
+    data = {"source": "text", "path": str(tmp_path / "corpus.txt"), "val_windows": 16,
+            "cache_dir": str(tmp_path / "cache")}
+
+    def study_with(tokenizer, **overrides):
+        raw = tiny_study(tmp_path, shakespeare, data={**data, "tokenizer": str(tokenizer)},
+                         **overrides)
+        cfg = validate_study(raw)
+        cfg.folder.mkdir(parents=True, exist_ok=True)
+        return cfg
+
+    study = open_study(study_with(first / "tok.json"))
+    first.rename(moved)
+    assert open_study(study_with(moved / "tok.json")).user_attrs["config"]["data"][
+        "tokenizer"] == str(first / "tok.json")  # the record of its first launch is kept
+    # A study recorded before, whose fingerprint hashed the path, resumes as well.
+    study.set_user_attr("fingerprint", study_with(first / "tok.json").fingerprint(
+        tokenizer_path=True))
+    open_study(study_with(moved / "tok.json"))
+    # Another change is named without the tokenizer's new place.
+    with pytest.raises(ConfigError) as e:
+        open_study(study_with(moved / "tok.json", tokens_per_trial=81_920))
+    assert "trained with: tokens_per_trial: 40960 -> 81920; give" in str(e.value)
+    # Not a tokenizer file any more: named as the change.
+    with pytest.raises(ConfigError) as e:
+        open_study(study_with("byte"))
+    assert re.search(r"trained with: data.tokenizer: '/\S+ -> 'byte'; give", str(e.value))
+    # Another tokenizer in the file: other tokens, refused by the data's fingerprint.
+    byte_level_bpe(moved / "tok.json", text, vocab_size=280)
+    with pytest.raises(ConfigError, match="its text or tokenizer changed"):
+        open_study(study_with(moved / "tok.json"))
 
 
 def test_a_study_of_pythons_own_text_resumed_under_another_python_names_both(tmp_path,
