@@ -874,14 +874,24 @@ NOT_FINGERPRINTED_BEFORE = (
 recorded (StudyConfig.fingerprint_matches)."""
 
 
-TOKENIZER_FILE = "a tokenizer file"
-"""data.tokenizer as the fingerprint hashes the path of a tokenizer file: where the file lies is
-left out, as data.path is, since the data's own fingerprint holds the hash of its content
-(trainer.data.tokenizer_key). A study moved with its tokenizer file resumes; one whose file
-changed is refused by what its data reads as. Studies recorded before 2026-12-07 hashed the path
-(StudyConfig.fingerprint_matches)."""
+LOCATED = {"tokenizer": "a tokenizer file", "dataset": "a local dataset folder"}
+"""Keys of data that name a file or a folder or something else (a tiktoken encoding, a hub
+dataset), and what the fingerprint hashes for the file or folder (``located``): where it lies
+is left out, as data.path is, since the data's own fingerprint holds the hash of its content
+(trainer.data.tokenizer_key, the text's hash). A study moved with them resumes; one whose file or
+folder changed is refused by what its data reads as. Studies recorded before 2026-12-07 hashed
+the path (StudyConfig.fingerprint_matches)."""
 
-TOKENIZER = "data.tokenizer"
+
+def located(data: dict[str, Any], key: str) -> bool:
+    """Does ``data`` (a data section as dumped) name a file or folder by ``key`` (LOCATED): a
+    tokenizer file, or a local dataset (resolved to an absolute path; a hub id never is)?"""
+    value = data.get(key)
+    if not isinstance(value, str):
+        return False
+    if key == "tokenizer":
+        return is_tokenizer_file(value)
+    return data.get("source") == "hf" and Path(value).is_absolute()
 
 
 UNSET_NOT_FINGERPRINTED = ("data.train_tokens", "data.val_path", "data.val_split")
@@ -1112,18 +1122,20 @@ class StudyConfig(_Strict):
                 else {self.trainer.optim.name})
 
     def fingerprint(self, leave_out: tuple[str, ...] = NOT_FINGERPRINTED,
-                    canonical: bool = True, tokenizer_path: bool = False) -> str:
+                    canonical: bool = True, paths: bool = False) -> str:
         """Hash of what decides trial results; a resumed study must match it
         (``fingerprint_matches``). ``canonical``: the search space as ``canonical_search``
         writes it (studies recorded before 2026-12-05 hashed it as the file wrote it);
-        ``tokenizer_path``: a tokenizer file's path hashed (before 2026-12-07; TOKENIZER_FILE)."""
+        ``paths``: the paths of a tokenizer file and a local dataset hashed (before 2026-12-07;
+        LOCATED)."""
         keep = self.model_dump(
             mode="json",
             include=set(FINGERPRINTED),
             exclude=_nested(leave_out),
         )
-        if not tokenizer_path and is_tokenizer_file(self.data.tokenizer):
-            keep["data"]["tokenizer"] = TOKENIZER_FILE
+        if not paths:
+            keep["data"].update({key: what for key, what in LOCATED.items()
+                                 if located(keep["data"], key)})
         for section, keys in _nested(UNSET_NOT_FINGERPRINTED).items():
             for key in keys:
                 if keep[section].get(key) is None:  # as before the key existed: studies resume
@@ -1137,28 +1149,29 @@ class StudyConfig(_Strict):
         or as a study recorded before was (with a tokenizer file's path in; before that, its
         search space hashed as written; before that, with the data's location or the
         micro-batch in, and with the micro-batch it recorded, nearly always unset, or this
-        one)? ``recorded``, the config the study recorded: its tokenizer file's path stands for
-        this one's in the forms that hashed the path (a study moved with its file resumes)."""
+        one)? ``recorded``, the config the study recorded: the paths of its tokenizer file and
+        local dataset (LOCATED) stand for this one's in the forms that hashed them (a study moved
+        with them resumes)."""
         if stored == self.fingerprint():
             return True
-        then = self._recorded_tokenizer(recorded)
-        if stored in (then.fingerprint(tokenizer_path=True),
-                      then.fingerprint(canonical=False, tokenizer_path=True)):
+        then = self._recorded_paths(recorded)
+        if stored in (then.fingerprint(paths=True),
+                      then.fingerprint(canonical=False, paths=True)):
             return True
         trainer = then.trainer.model_copy(update={"micro_batch_size": None})
         unset = then.model_copy(update={"trainer": trainer})
-        return any(stored == cfg.fingerprint(leave_out, canonical=False, tokenizer_path=True)
+        return any(stored == cfg.fingerprint(leave_out, canonical=False, paths=True)
                    for leave_out in NOT_FINGERPRINTED_BEFORE for cfg in (then, unset))
 
-    def _recorded_tokenizer(self, recorded: Any) -> StudyConfig:
-        """This config with the tokenizer file of ``recorded`` (a study's recorded config) where
-        both name one; else this config."""
-        data = recorded.get("data") if isinstance(recorded, dict) else None
-        path = data.get("tokenizer") if isinstance(data, dict) else None
-        if not (isinstance(path, str) and is_tokenizer_file(path)
-                and is_tokenizer_file(self.data.tokenizer)):
+    def _recorded_paths(self, recorded: Any) -> StudyConfig:
+        """This config with the tokenizer file and local dataset of ``recorded`` (a study's
+        recorded config) where both name one (LOCATED)."""
+        then = recorded.get("data") if isinstance(recorded, dict) else None
+        if not isinstance(then, dict):
             return self
-        return self.model_copy(update={"data": self.data.model_copy(update={"tokenizer": path})})
+        now = self.data.model_dump(mode="json")
+        update = {key: then[key] for key in LOCATED if located(then, key) and located(now, key)}
+        return self.model_copy(update={"data": self.data.model_copy(update=update)})
 
 
 def job_server_problem(cfg: StudyConfig) -> str | None:
@@ -1266,10 +1279,10 @@ def config_changes(stored: dict[str, Any] | None, cfg: StudyConfig, most: int = 
     old, new = ({k: (canonical_search(d[k]) if k == "search" and isinstance(d.get(k), dict)
                      else d.get(k)) for k in FINGERPRINTED} for d in (stored, keep))
     old, new = flat_keys(old), flat_keys(new)
-    # Nor is a tokenizer file that lies elsewhere (TOKENIZER_FILE).
-    if all(isinstance(d.get(TOKENIZER), str) and is_tokenizer_file(d[TOKENIZER])
-           for d in (old, new)):
-        del old[TOKENIZER], new[TOKENIZER]
+    # Nor is a tokenizer file or a local dataset that lies elsewhere (LOCATED).
+    for key in LOCATED:
+        if all(isinstance(d.get("data"), dict) and located(d["data"], key) for d in (stored, keep)):
+            del old[f"data.{key}"], new[f"data.{key}"]
     changed = [f"{k}: {_short_value(old.get(k))} -> {_short_value(new.get(k))}"
                for k in sorted((old.keys() | new.keys()) - set(NOT_FINGERPRINTED))
                if old.get(k) != new.get(k)]

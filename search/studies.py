@@ -13,12 +13,14 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from scaletune.search.config import (
+    LOCATED,
     NAME_PATTERN,
     NOT_FINGERPRINTED,
     SHARED_DATABASE,
     StudyConfig,
     config_changes,
     holds_study,
+    located,
     resolve_study,
     validate_study,
 )
@@ -31,7 +33,7 @@ from scaletune.search.storage import (
     sqlite_path,
     storage_url,
 )
-from scaletune.trainer.config import DataConfig, is_tokenizer_file, sqlite_url
+from scaletune.trainer.config import DataConfig, sqlite_url
 from scaletune.trainer.errors import ConfigError, DataError, StudyStateError
 
 
@@ -212,13 +214,14 @@ def _moved_data(ran: DataConfig, now: DataConfig, trained_on: str | None,
                 ) -> tuple[bool, str | None]:
     """Is ``now``, a study file's data, the data the study's trials trained on (``ran``, as
     recorded) found elsewhere: the same but for where it lies (``DATA_LOCATION``, and where a
-    tokenizer file lies), and read there as the fingerprint they trained on (``trained_on``)?
-    Other data, or data whose fingerprint is not known without preparing it, is not taken for
-    it: the recorded config names what the trials trained on. Second, a note where the file's
-    data reads otherwise."""
+    tokenizer file or local dataset lies, LOCATED), and read there as the fingerprint they
+    trained on (``trained_on``)? Other data, or data whose fingerprint is not known without
+    preparing it, is not taken for it: the recorded config names what the trials trained on.
+    Second, a note where the file's data reads otherwise."""
     location = {key: getattr(now, key) for key in DATA_LOCATION}
-    if is_tokenizer_file(ran.tokenizer) and is_tokenizer_file(now.tokenizer):
-        location["tokenizer"] = now.tokenizer  # a file, known by its content (TOKENIZER_FILE)
+    then, dumped = ran.model_dump(mode="json"), now.model_dump(mode="json")
+    location |= {key: dumped[key] for key in LOCATED  # known by their content
+                 if located(then, key) and located(dumped, key)}
     if trained_on is None or now == ran or ran.model_copy(update=location) != now:
         return False, None
     from scaletune.trainer.data import read_fingerprint, where

@@ -321,7 +321,7 @@ def test_a_study_moved_with_its_tokenizer_file_resumes_and_another_file_is_refus
         "tokenizer"] == str(first / "tok.json")  # the record of its first launch is kept
     # A study recorded before, whose fingerprint hashed the path, resumes as well.
     study.set_user_attr("fingerprint", study_with(first / "tok.json").fingerprint(
-        tokenizer_path=True))
+        paths=True))
     open_study(study_with(moved / "tok.json"))
     # Another change is named without the tokenizer's new place.
     with pytest.raises(ConfigError) as e:
@@ -335,6 +335,32 @@ def test_a_study_moved_with_its_tokenizer_file_resumes_and_another_file_is_refus
     byte_level_bpe(moved / "tok.json", text, vocab_size=280)
     with pytest.raises(ConfigError, match="its text or tokenizer changed"):
         open_study(study_with(moved / "tok.json"))
+
+
+def test_a_study_moved_with_its_saved_dataset_folder_resumes(tmp_path, shakespeare, monkeypatch):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    text = shakespeare.read_text()[:200_000]
+    first, moved = tmp_path / "A", tmp_path / "B"
+    datasets.Dataset.from_dict({"body": [text[i:i + 4_000] for i in range(0, len(text), 4_000)]}
+                               ).save_to_disk(str(first / "corpus"))
+
+    def study_with(folder):
+        cfg = validate_study(tiny_study(tmp_path, shakespeare, data={
+            "source": "hf", "dataset": str(folder), "text_column": "body", "val_windows": 16,
+            "cache_dir": str(tmp_path / "cache")}))
+        cfg.folder.mkdir(parents=True, exist_ok=True)
+        return cfg
+
+    open_study(study_with(first / "corpus"))
+    first.rename(moved)
+    # It was refused: "data.dataset: '/.../A/corpus' -> '/.../B/corpus'".
+    assert open_study(study_with(moved / "corpus")).user_attrs["data_fingerprint"]
+    # Another text in the folder is refused by the data's fingerprint.
+    datasets.Dataset.from_dict({"body": [text[:100_000]]}).save_to_disk(str(moved / "corpus"))
+    with pytest.raises(ConfigError, match="its text or tokenizer changed"):
+        open_study(study_with(moved / "corpus"))
 
 
 def test_a_study_of_pythons_own_text_resumed_under_another_python_names_both(tmp_path,
