@@ -227,7 +227,7 @@ def _moved_data(ran: DataConfig, now: DataConfig, trained_on: str | None,
     from scaletune.trainer.data import read_fingerprint, where
 
     try:
-        fingerprint = read_fingerprint(now)
+        fingerprint = read_fingerprint(now, local_datasets=True)
     except (OSError, DataError):
         return False, None
     if fingerprint is None or fingerprint == trained_on:

@@ -1037,27 +1037,50 @@ CHECK_READ_LIMIT = 512 * 2**20
 is left to the run, which reads it anyway."""
 
 
-def read_fingerprint(cfg: DataConfig) -> str | None:
+def read_fingerprint(cfg: DataConfig, local_datasets: bool = False) -> str | None:
     """The fingerprint this data will read as (``PreparedData.fingerprint``), found without
     tokenizing, for `scaletune validate`: the token cache's where prepare_data ran, else, for
     ``source: text`` of at most CHECK_READ_LIMIT bytes, from reading the files. None where it
-    is not known so (a dataset, the built-in corpus, a larger corpus). Raises DataError for what
-    prepare_data refuses on reading the text (a file that is not UTF-8, whitespace only, one
-    character repeated), OSError where a path is missing."""
+    is not known so (a dataset, the built-in corpus, a larger corpus). ``local_datasets``: a
+    local dataset of at most CHECK_READ_LIMIT bytes on disk is read too (through `datasets`,
+    seconds where text files take one; for a study moved with its data, whose record names its
+    old place). Raises DataError for what prepare_data refuses on reading the text (a file that
+    is not UTF-8, whitespace only, one character repeated), OSError where a path is missing."""
     if held := validation_part(cfg):
-        train = read_fingerprint(_training_part(cfg))
-        val = read_fingerprint(held) if train else None
+        train = read_fingerprint(_training_part(cfg), local_datasets)
+        val = read_fingerprint(held, local_datasets) if train else None
         return joined_fingerprint(train, val) if train and val else None
     cached = _cached_tokens(cfg)
     if cached:
         return cached[1]["fingerprint"]
     paths = _text_to_read(cfg)
     if paths is None:
-        return None
-    docs = [_read_text_file(cfg, p) for p in paths]
+        size = _local_dataset_bytes(cfg) if local_datasets else None
+        if size is None or size > CHECK_READ_LIMIT:
+            return None
+        docs = read_documents(cfg)
+    else:
+        docs = [_read_text_file(cfg, p) for p in paths]
     if problem := _nothing_to_learn(docs, cfg):
         raise DataError(problem)
     return _fingerprint(docs, cfg) if any(docs) else None
+
+
+def _local_dataset_bytes(cfg: DataConfig) -> int | None:
+    """Bytes on disk of a local dataset (source hf: a folder, or the local builders' data_files);
+    None for a hub dataset, or data_files not all local."""
+    if cfg.source != "hf" or not cfg.dataset:
+        return None
+    if cfg.dataset in LOCAL_BUILDERS and cfg.data_files:
+        entries = [cfg.data_files] if isinstance(cfg.data_files, str) else cfg.data_files
+    elif os.path.isdir(os.path.expanduser(cfg.dataset)):
+        entries = [os.path.expanduser(cfg.dataset)]
+    else:
+        return None
+    stats = [stat for entry in entries for stat in _local_stats(entry)]
+    if any(not isinstance(stat, list) for stat in stats):  # a remote file, or one not there
+        return None
+    return sum(size for _, size, _ in stats)
 
 
 def fingerprint_known(cfg: DataConfig) -> bool:

@@ -461,6 +461,35 @@ def test_a_study_folder_moved_with_its_tokenizer_file_reads_the_file_where_it_no
     assert str(moved / "tok.json") in shown and str(first) not in shown, shown
 
 
+def test_a_study_folder_copied_with_its_saved_dataset_reads_the_copy(tmp_path, capsys,
+                                                                      monkeypatch):
+    import datasets
+
+    from scaletune.trainer.data import read_fingerprint
+
+    # A dataset's fingerprint was not known without preparing it, so after `cp -r A C` the
+    # copy's show and export named A's dataset (and a ladder's report failed once A was gone).
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    first, copied = tmp_path / "A", tmp_path / "C"
+    first.mkdir()
+    datasets.Dataset.from_dict({"text": ["It is a truth universally acknowledged. " * 100] * 50}
+                               ).save_to_disk(str(first / "corpus"))
+    data = {"source": "hf", "dataset": "corpus", "tokenizer": "byte", "val_windows": 16,
+            "cache_dir": str(tmp_path / "cache")}
+    path, cfg = study_file(first, study_dir="study", data=data)
+    study = make_study(cfg)
+    study.set_user_attr("data_fingerprint", read_fingerprint(cfg.data, local_datasets=True))
+    add_trial(study, cfg, params(4e-3, tau=0.8), 2.2)
+    shutil.copytree(first, copied)
+    out = copied / "final.yaml"
+    assert main(["export", str(copied / path.name), "-o", str(out)]) == 0
+    assert "note" not in capsys.readouterr().out
+    assert load_train_config(out).data.dataset == str(copied / "corpus")
+    assert main(["show", str(copied / path.name)]) == 0
+    shown = capsys.readouterr().out
+    assert str(copied / "corpus") in shown and str(first) not in shown, shown
+
+
 def test_a_ladder_target_moved_with_its_laws_file_reads_the_file_where_it_now_lies(tmp_path):
     # The target of a ladder moved to another folder: export read the laws fitted in the first
     # folder, gone, and fell back to the published rules (with a note that it could not read them).

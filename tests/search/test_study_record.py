@@ -331,10 +331,13 @@ def test_a_study_moved_with_its_tokenizer_file_resumes_and_another_file_is_refus
     with pytest.raises(ConfigError) as e:
         open_study(study_with("byte"))
     assert re.search(r"trained with: data.tokenizer: '/\S+ -> 'byte'; give", str(e.value))
-    # Another tokenizer in the file: other tokens, refused by the data's fingerprint.
+    # Another tokenizer in the file: other tokens, refused by the data's fingerprint, which
+    # names the tokenizer (the text's place was named).
     byte_level_bpe(moved / "tok.json", text, vocab_size=280)
-    with pytest.raises(ConfigError, match="its text or tokenizer changed"):
+    with pytest.raises(ConfigError) as e:
         open_study(study_with(moved / "tok.json"))
+    assert (f"training tokens, data.tokenizer {moved / 'tok.json'}): its tokenizer changed, and "
+            "one study must not mix trials on different data") in str(e.value)
 
 
 def test_a_study_moved_with_its_saved_dataset_folder_resumes(tmp_path, shakespeare, monkeypatch):
@@ -397,7 +400,7 @@ def test_a_study_of_pythons_own_text_resumed_under_another_python_names_both(tmp
     text_now = reads_as.partition("-")[0]
     study.set_user_attr("provenance", {**study.user_attrs["provenance"], "python": "3.10.13"})
     study.set_user_attr("data_fingerprint", f"{text_now}-file-0123456789abcdef")
-    with pytest.raises(ConfigError, match="its text or tokenizer changed"):
+    with pytest.raises(ConfigError, match="data.tokenizer byte\\): its tokenizer changed"):
         open_study(cfg)
 
 

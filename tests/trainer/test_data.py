@@ -688,6 +688,36 @@ def test_a_folder_saved_with_save_to_disk_is_read_and_its_edits_make_new_tokens(
         read_documents(held.model_copy(update={"split": "test"}))
 
 
+def test_a_local_dataset_s_fingerprint_is_read_as_the_run_will_find_it(tmp_path, monkeypatch):
+    import datasets
+
+    from scaletune.trainer.data import read_fingerprint
+
+    # A study moved with its saved dataset: the commands that read it compare the fingerprint
+    # of the data where the study file now says with the one its trials trained on; a dataset
+    # read as not known, and the record's old place was used (export wrote the gone path).
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    datasets.Dataset.from_dict({"body": [f"document {i} " * 30 for i in range(8)]}).save_to_disk(
+        str(tmp_path / "saved"))
+    (tmp_path / "docs.jsonl").write_text("".join(f'{{"body": "line {i} of the file"}}\n'
+                                                 for i in range(40)))
+    saved = DataConfig(source="hf", dataset=str(tmp_path / "saved"), text_column="body",
+                       cache_dir=str(tmp_path / "cache"))
+    files = DataConfig(source="hf", dataset="json", data_files=str(tmp_path / "docs.jsonl"),
+                       text_column="body", cache_dir=str(tmp_path / "cache"))
+    for cfg in (saved, files):
+        assert read_fingerprint(cfg) is None  # validate leaves a dataset to the run
+        found = read_fingerprint(cfg, local_datasets=True)
+        assert found == prepare_data(cfg, block_size=8).fingerprint
+    # Not a local dataset, or one larger than the read is allowed: not known.
+    hub = DataConfig(source="hf", dataset="org/corpus", cache_dir=str(tmp_path / "cache"))
+    assert read_fingerprint(hub, local_datasets=True) is None
+    monkeypatch.setattr(scaletune.trainer.data, "CHECK_READ_LIMIT", 100)
+    moved = saved.model_copy(update={"dataset": str(tmp_path / "saved-too")})
+    os.rename(tmp_path / "saved", tmp_path / "saved-too")  # out of the cache's record
+    assert read_fingerprint(moved, local_datasets=True) is None
+
+
 def test_a_dataset_folder_and_the_cache_are_taken_from_the_config_files_folder(tmp_path):
     (tmp_path / "corpus").mkdir()
     cfg = DataConfig(source="hf", dataset="corpus", cache_dir="tokens").resolved(tmp_path)
