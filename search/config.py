@@ -1146,7 +1146,7 @@ class StudyConfig(_Strict):
 
     def fingerprint_matches(self, stored: str, recorded: Any = None) -> bool:
         """Is ``stored``, a study's recorded fingerprint, this config's: as fingerprinted now,
-        or as a study recorded before was (with a tokenizer file's path in; before that, its
+        or as a study recorded before was (with the paths of LOCATED in; before that, its
         search space hashed as written; before that, with the data's location or the
         micro-batch in, and with the micro-batch it recorded, nearly always unset, or this
         one)? ``recorded``, the config the study recorded: the paths of its tokenizer file and
