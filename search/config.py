@@ -864,7 +864,8 @@ micro-batch, which splits each step's batch for gradient accumulation (the same 
 update, up to summation order and which dropout masks are drawn), and which a trial that ran out
 of memory tells the study to lower; and where the data and its token cache lie, since the data's
 own fingerprint (its text's hash and the tokenizer, search.plan.record_or_check) says what the
-trials trained on: a study moved with its data, or its cache moved, resumes."""
+trials trained on: a study moved with its data, or its cache moved, resumes (so does one
+moved with its tokenizer file or local dataset: LOCATED)."""
 NOT_FINGERPRINTED_BEFORE = (
     ("trainer.cpu_matmul", "data.path", "data.data_files", "data.cache_dir"),
     ("trainer.cpu_matmul",),
