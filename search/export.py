@@ -136,14 +136,15 @@ def _data_since(ran_with: StudyConfig, ran_on: Any, began: str | None) -> str | 
     """The study's data where it reads otherwise now than when its trials trained on it
     (``ran_on``, its fingerprint, under Python ``began``), or cannot be read: the final run
     trains on the data as it is, and export had said nothing. None where it reads the same, or
-    where that is not known without tokenizing it (trainer.data.read_fingerprint)."""
+    where that is not known without tokenizing it (trainer.data.read_fingerprint; a local
+    dataset of at most 512 MB is read for it)."""
     from scaletune.trainer.data import another_python, read_fingerprint, reads_otherwise, where
     from scaletune.trainer.errors import DataError
 
     if not isinstance(ran_on, str):
         return None
     try:
-        now = read_fingerprint(ran_with.data)
+        now = read_fingerprint(ran_with.data, local_datasets=True)
     except (OSError, DataError) as e:
         return (f"data: {where(ran_with.data)}, which the study's trials trained on, cannot be "
                 f"read here ({e}): the final run needs it")

@@ -238,6 +238,8 @@ def where(cfg: DataConfig) -> str:
         return f"data.val_split {cfg.split!r} of {cfg.dataset}"
     if cfg.source == "text":
         return f"data.path {cfg.path}"
+    if cfg.source == "hf" and cfg.dataset in LOCAL_BUILDERS and cfg.data_files:
+        return f"data.data_files {cfg.data_files}"  # 'data.dataset json' said nothing of them
     if cfg.source == "hf":
         return f"data.dataset {cfg.dataset}"
     return f"data.builtin {cfg.builtin}"
@@ -1068,19 +1070,26 @@ def read_fingerprint(cfg: DataConfig, local_datasets: bool = False) -> str | Non
 
 def _local_dataset_bytes(cfg: DataConfig) -> int | None:
     """Bytes on disk of a local dataset (source hf: a folder, or the local builders' data_files);
-    None for a hub dataset, or data_files not all local."""
+    None for a hub dataset, or data_files of which one is remote. Raises DataError where a local
+    dataset is not there (a study's record naming a folder moved since)."""
     if cfg.source != "hf" or not cfg.dataset:
         return None
     if cfg.dataset in LOCAL_BUILDERS and cfg.data_files:
         entries = [cfg.data_files] if isinstance(cfg.data_files, str) else cfg.data_files
-    elif os.path.isdir(os.path.expanduser(cfg.dataset)):
-        entries = [os.path.expanduser(cfg.dataset)]
+        if any("://" in entry for entry in entries):
+            return None
+        missing = f"{_key(cfg, 'data.data_files')}: file not found:"
+    elif Path(os.path.expanduser(cfg.dataset)).is_absolute():  # a folder (a hub id never is)
+        entries, missing = [os.path.expanduser(cfg.dataset)], "data.dataset: no folder"
     else:
         return None
-    stats = [stat for entry in entries for stat in _local_stats(entry)]
-    if any(not isinstance(stat, list) for stat in stats):  # a remote file, or one not there
-        return None
-    return sum(size for _, size, _ in stats)
+    total = 0
+    for entry in entries:
+        stats = _local_stats(entry)
+        if not isinstance(stats[0], list):  # the entry itself: it names no file
+            raise DataError(f"{missing} {entry!r}")
+        total += sum(size for _, size, _ in stats)
+    return total
 
 
 def fingerprint_known(cfg: DataConfig) -> bool:

@@ -490,6 +490,42 @@ def test_a_study_folder_copied_with_its_saved_dataset_reads_the_copy(tmp_path, c
     assert str(copied / "corpus") in shown and str(first) not in shown, shown
 
 
+def test_export_says_when_a_local_dataset_changed_or_is_gone(tmp_path, capsys, monkeypatch):
+    import datasets
+
+    from scaletune.trainer.data import read_fingerprint
+
+    # A json dataset's fingerprint was not known without preparing it: export of a study whose
+    # docs.jsonl was edited said nothing (a text file's study got a note), and after the data
+    # was copied away and its first place removed, export wrote the gone path without a word.
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    first = tmp_path / "A"
+    first.mkdir()
+    rows = first / "docs.jsonl"
+    rows.write_text("".join(f'{{"body": "It is a truth universally acknowledged, {i}."}}\n'
+                            for i in range(3_000)))
+    data = {"source": "hf", "dataset": "json", "data_files": "docs.jsonl", "text_column": "body",
+            "tokenizer": "byte", "val_windows": 16, "cache_dir": str(tmp_path / "cache")}
+    path, cfg = study_file(first, study_dir="study", data=data)
+    study = make_study(cfg)
+    trained_on = read_fingerprint(cfg.data, local_datasets=True)
+    study.set_user_attr("data_fingerprint", trained_on)
+    add_trial(study, cfg, params(4e-3, tau=0.8), 2.2)
+    with rows.open("a") as f:
+        f.write('{"body": "A row added since."}\n')
+    assert main(["export", str(path), "-o", str(first / "final.yaml")]) == 0
+    said = "".join(capsys.readouterr().out.split())
+    edited = (f"note: data: the study's trials trained on data {trained_on}, and data.data_files "
+              f"{rows} now reads as ")
+    assert "".join(edited.split()) in said, said
+    first.rename(tmp_path / "B")
+    assert main(["export", str(tmp_path / "B" / path.name), "-o", str(tmp_path / "f.yaml")]) == 0
+    said = "".join(capsys.readouterr().out.split())  # paths wrapped at a hyphen: no spaces
+    gone = (f"note: data: data.data_files {rows}, which the study's trials trained on, cannot be "
+            f"read here (data.data_files: file not found: '{rows}'): the final run needs it")
+    assert "".join(gone.split()) in said, said
+
+
 def test_a_ladder_target_moved_with_its_laws_file_reads_the_file_where_it_now_lies(tmp_path):
     # The target of a ladder moved to another folder: export read the laws fitted in the first
     # folder, gone, and fell back to the published rules (with a note that it could not read them).
