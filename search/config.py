@@ -895,6 +895,12 @@ def located(data: dict[str, Any], key: str) -> bool:
     return data.get("source") == "hf" and Path(value).is_absolute()
 
 
+def located_in_both(then: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The LOCATED keys that name a file or folder in both data sections (as dumped): where
+    they lie may differ, what they hold the data's fingerprint compares."""
+    return [key for key in LOCATED if located(then, key) and located(now, key)]
+
+
 UNSET_NOT_FINGERPRINTED = ("data.train_tokens", "data.val_path", "data.val_split")
 """Keys added after studies were first recorded, left out of the fingerprint while unset (None),
 so that a study recorded before them still resumes."""
@@ -1170,8 +1176,8 @@ class StudyConfig(_Strict):
         then = recorded.get("data") if isinstance(recorded, dict) else None
         if not isinstance(then, dict):
             return self
-        now = self.data.model_dump(mode="json")
-        update = {key: then[key] for key in LOCATED if located(then, key) and located(now, key)}
+        update = {key: then[key]
+                  for key in located_in_both(then, self.data.model_dump(mode="json"))}
         return self.model_copy(update={"data": self.data.model_copy(update=update)})
 
 
@@ -1281,8 +1287,8 @@ def config_changes(stored: dict[str, Any] | None, cfg: StudyConfig, most: int = 
                      else d.get(k)) for k in FINGERPRINTED} for d in (stored, keep))
     old, new = flat_keys(old), flat_keys(new)
     # Nor is a tokenizer file or a local dataset that lies elsewhere (LOCATED).
-    for key in LOCATED:
-        if all(isinstance(d.get("data"), dict) and located(d["data"], key) for d in (stored, keep)):
+    if isinstance(stored.get("data"), dict):
+        for key in located_in_both(stored["data"], keep["data"]):
             del old[f"data.{key}"], new[f"data.{key}"]
     changed = [f"{k}: {_short_value(old.get(k))} -> {_short_value(new.get(k))}"
                for k in sorted((old.keys() | new.keys()) - set(NOT_FINGERPRINTED))

@@ -13,14 +13,13 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from scaletune.search.config import (
-    LOCATED,
     NAME_PATTERN,
     NOT_FINGERPRINTED,
     SHARED_DATABASE,
     StudyConfig,
     config_changes,
     holds_study,
-    located,
+    located_in_both,
     resolve_study,
     validate_study,
 )
@@ -219,9 +218,9 @@ def _moved_data(ran: DataConfig, now: DataConfig, trained_on: str | None,
     preparing it, is not taken for it: the recorded config names what the trials trained on.
     Second, a note where the file's data reads otherwise."""
     location = {key: getattr(now, key) for key in DATA_LOCATION}
-    then, dumped = ran.model_dump(mode="json"), now.model_dump(mode="json")
-    location |= {key: dumped[key] for key in LOCATED  # known by their content
-                 if located(then, key) and located(dumped, key)}
+    dumped = now.model_dump(mode="json")
+    location |= {key: dumped[key]  # known by their content
+                 for key in located_in_both(ran.model_dump(mode="json"), dumped)}
     if trained_on is None or now == ran or ran.model_copy(update=location) != now:
         return False, None
     from scaletune.trainer.data import read_fingerprint, where
