@@ -227,8 +227,10 @@ def _moved_data(ran: DataConfig, now: DataConfig, trained_on: str | None,
 
     try:
         fingerprint = read_fingerprint(now, local_datasets=True)
-    except (OSError, DataError):
-        return False, None
+    except (OSError, DataError) as e:  # a copy without its data, a cache it cannot write
+        return False, (f"the study file's {where(now)} cannot be read to compare it with the "
+                       f"data the study's trials trained on ({e}); using the config stored in "
+                       "the study")
     if fingerprint is None or fingerprint == trained_on:
         return fingerprint == trained_on, None
     return False, (f"the study file's {where(now)} reads as {fingerprint}, not as the data the "

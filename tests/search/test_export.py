@@ -520,6 +520,16 @@ def test_export_says_when_a_local_dataset_changed_or_is_gone(tmp_path, capsys, m
     edited = (f"note: data: the study's trials trained on data {trained_on}, and data.data_files "
               f"{rows} now reads as ")
     assert "".join(edited.split()) in said, said
+    # A copy without its data: the commands go by the record, and say why.
+    copied = tmp_path / "C"
+    shutil.copytree(first, copied)
+    (copied / "docs.jsonl").unlink()
+    assert main(["show", str(copied / path.name)]) == 0
+    said = "".join(capsys.readouterr().out.split())
+    why = (f"the study file's data.data_files {copied / 'docs.jsonl'} cannot be read to "
+           "compare it with the data the study's trials trained on (data.data_files: file not "
+           f"found: '{copied / 'docs.jsonl'}'); using the config stored in the study")
+    assert "".join(why.split()) in said, said
     first.rename(tmp_path / "B")
     assert main(["export", str(tmp_path / "B" / path.name), "-o", str(tmp_path / "f.yaml")]) == 0
     said = "".join(capsys.readouterr().out.split())  # paths wrapped at a hyphen: no spaces
