@@ -68,6 +68,7 @@ from scaletune.search.trial import train_trial
 from scaletune.trainer.config import TrainConfig, usable_cores
 from scaletune.trainer.data import (
     another_python,
+    tokenizer_alone_changed,
     validation_part,
     vocab_problem,
     where,
@@ -906,23 +907,17 @@ def _changed_data(cfg: StudyConfig, attrs: dict[str, Any], fingerprint: str,
                 f"not compare with the new ones: undo the change, or {rename}")
     tokens = attrs.get("data_tokens")
     before = tokens.get("train") if isinstance(tokens, dict) else None
-    # '<text's hash>-<tokenizer>' each part: the same texts under another tokenizer are named
-    # by the tokenizer (the text's place said nothing of what changed).
-    halves = [[part.partition("-") for part in f.split("+")] for f in (ran_on, fingerprint)]
-    tokenizer_only = (len(halves[0]) == len(halves[1])
-                      and all(a[0] == b[0] for a, b in zip(*halves, strict=True))
-                      and any(a[2] != b[2] for a, b in zip(*halves, strict=True)))
     said = (f"data: the study's trials trained on data {ran_on}"
             + (f" ({before:,} training tokens)" if before else "")
             + f", but the data now reads as {fingerprint} ("
             + (f"{n_train:,} training tokens, " if n_train is not None else "")
-            + (f"data.tokenizer {cfg.data.tokenizer}" if tokenizer_only
-               else where_changed(cfg.data, ran_on, fingerprint)) + "): ")
+            + f"{where_changed(cfg.data, ran_on, fingerprint)}): ")
     began = (attrs.get("provenance") or {}).get("python")
     if why := another_python(cfg.data, ran_on, fingerprint, began, "the study began"):
         return f"{said}{why}; run it with that Python, or {rename}"
-    return (f"{said}its {'tokenizer' if tokenizer_only else 'text or tokenizer'} changed, and "
-            f"one study must not mix trials on different data; restore the data, or {rename}")
+    what = "tokenizer" if tokenizer_alone_changed(ran_on, fingerprint) else "text or tokenizer"
+    return (f"{said}its {what} changed, and one study must not mix trials on different data; "
+            f"restore the data, or {rename}")
 
 
 def mps_problem(cfg: StudyConfig) -> str | None:

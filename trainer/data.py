@@ -169,8 +169,7 @@ def another_python(cfg: DataConfig, ran_on: str, now: str, began: str | None, wh
     (pydoc_data.topics: 458,917 characters in 3.10, 510,586 in 3.13). Said only where the
     text's half of the fingerprint changed and the tokenizer's did not; None otherwise."""
     this = sys.version.split()[0]
-    (text_then, _, tokenizer_then), (text_now, _, tokenizer_now) = (
-        ran_on.partition("+")[0].partition("-"), now.partition("+")[0].partition("-"))
+    (text_then, tokenizer_then), (text_now, tokenizer_now) = _parts(ran_on)[0], _parts(now)[0]
     if (cfg.source != "builtin" or not began or began == this or text_then == text_now
             or tokenizer_then != tokenizer_now):
         return None
@@ -178,9 +177,27 @@ def another_python(cfg: DataConfig, ran_on: str, now: str, began: str | None, wh
             f"{began}, where this is Python {this}")
 
 
+def _parts(fingerprint: str) -> list[tuple[str, str]]:
+    """(text's hash, tokenizer) of each part of a data fingerprint ('<hash>-<tokenizer>'; the
+    training and validation data given apart joined by '+', joined_fingerprint)."""
+    return [(text, tokenizer) for text, _, tokenizer in
+            (part.partition("-") for part in fingerprint.split("+"))]
+
+
+def tokenizer_alone_changed(ran_on: str, now: str) -> bool:
+    """Do fingerprints ``ran_on`` and ``now`` hold the same texts under another tokenizer?"""
+    then, later = _parts(ran_on), _parts(now)
+    return (len(then) == len(later) and then != later
+            and all(a[0] == b[0] for a, b in zip(then, later, strict=True)))
+
+
 def where_changed(cfg: DataConfig, ran_on: str, now: str) -> str:
-    """The data as a message about a change names it (``where``): the validation data where it
-    is given apart and only its half of the fingerprint (joined_fingerprint) changed."""
+    """The data as a message about a change names it (``where``): data.tokenizer where the same
+    texts read under another tokenizer (the text's place says nothing of what changed); the
+    validation data where it is given apart and only its half of the fingerprint
+    (joined_fingerprint) changed."""
+    if tokenizer_alone_changed(ran_on, now):
+        return f"data.tokenizer {cfg.tokenizer}"
     train, _, val = ran_on.partition("+")
     if (held := validation_part(cfg)) and val and now.startswith(train + "+"):
         return where(held)
