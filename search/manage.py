@@ -107,7 +107,7 @@ from scaletune.search.studies import (
 )
 from scaletune.search.summary import DERIVED, at_edges, best_trial, diverged, state_words
 from scaletune.search.tracking import tracker_problems
-from scaletune.trainer.config import sqlite_url, usable_cores
+from scaletune.trainer.config import TrainConfig, sqlite_url, usable_cores
 from scaletune.trainer.console import make_console, whole_cells
 from scaletune.trainer.data import (
     BYTE_VOCAB,
@@ -216,8 +216,8 @@ def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
     notes += [note] if (note := searched_size_note(cfg)) else []
     if cfg.workers.address in (None, "local"):  # trials run here
         notes += compile_note(cfg.trainer.compile, "run", "trainer.")
-    notes += [note for note in (cpu_note(cfg), gpu_note(cfg), mps_problem(cfg), auto_note(cfg))
-              if note]
+    notes += [note for note in (cpu_note(cfg), gpu_note(cfg), mps_problem(cfg), auto_note(cfg),
+                                bf16_note(cfg)) if note]
     notes += [note] if (note := table_as_text_note(cfg)) else []
     if cfg.priors.laws == "published" and cfg.priors.fitted_file:  # named for later, say
         notes.append(f"priors.fitted_file: {cfg.priors.fitted_file} is not read: laws "
@@ -303,6 +303,29 @@ def gpu_note(cfg: StudyConfig) -> str | None:
     return (f"workers.gpus_per_trial: {w.gpus_per_trial:g}, and this machine has {have} GPU(s) "
             "that Ray would count: `scaletune run` refuses it here; give 0 to train on CPUs, or "
             "run it where the GPUs are (workers.address joins a cluster)")
+
+
+def bf16_note(cfg: StudyConfig) -> str | None:
+    """``trainer.dtype: bfloat16`` for trials on this machine's CPU (Ray of this machine, no
+    GPU per trial) where the CPU has no bfloat16 arithmetic: they trained several times slower
+    than in float32, without a word (trainer.kernels.cpu_bf16_note)."""
+    t, w = cfg.trainer, cfg.workers
+    if (t.dtype != "bfloat16" or t.device not in ("auto", "cpu") or w.gpus_per_trial
+            or w.address not in (None, "local")):
+        return None
+    from scaletune.trainer.kernels import cpu_bf16_note  # imports torch: for bfloat16 alone
+
+    return cpu_bf16_note("trainer.dtype")
+
+
+def bf16_note_of_run(config: TrainConfig) -> list[str]:
+    """bf16_note's for a training config (`scaletune train` says it too); torch is imported
+    only for a bfloat16 run."""
+    if config.dtype != "bfloat16" or config.device not in ("auto", "cpu"):
+        return []
+    from scaletune.trainer.kernels import cpu_bf16_note
+
+    return [note] if (note := cpu_bf16_note("dtype", config.device)) else []
 
 
 def auto_note(cfg: StudyConfig) -> str | None:
@@ -639,7 +662,8 @@ def validate_file(path: str) -> tuple[str, list[str]]:
             if problems := readable_data_problems(config.data, config.model.block_size)[0]:
                 raise ConfigError(path, problems)  # train refused them once it read the data
             return "training config", (download_notes(config.data) + config.notes()
-                                       + compile_note(config.compile, "train"))
+                                       + compile_note(config.compile, "train")
+                                       + bf16_note_of_run(config))
         from scaletune.search.ladder import LADDER_KEYS
 
         if isinstance(raw, dict) and LADDER_KEYS & raw.keys():

@@ -94,6 +94,32 @@ def cpu_vendor(cpuinfo: str | None = None) -> str:
     return cpuinfo_field("vendor_id", cpuinfo)
 
 
+def cpu_bf16_arithmetic(cpuinfo: str | None = None) -> bool | None:
+    """Does this machine's x86 CPU compute in bfloat16 (avx512_bf16 or AMX tiles)? None where
+    that is not known (no /proc/cpuinfo, another architecture)."""
+    if cpuinfo is None and platform.machine().lower() not in ("x86_64", "amd64"):
+        return None
+    flags = cpuinfo_field("flags", cpuinfo).split()
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags)) if flags else None
+
+
+def cpu_bf16_note(key: str, device: str = "cpu", cpuinfo: str | None = None) -> str | None:
+    """The note for bfloat16 autocast (``key``: its dtype field) of a run on ``device`` ('auto':
+    the CPU where torch sees no CUDA GPU), where this machine's CPU trains it and has no
+    bfloat16 arithmetic: torch emulates it, and a run trained several times slower than in
+    float32 without a word (5.6x fewer tokens/s, `scaletune train` of a 2-layer, 64-wide
+    byte-level model, batch 16, on a 2-core AVX2 AMD EPYC; its bfloat16 matmuls of 256-squares
+    reached 1.4 GFLOP/s against float32's 111, benchmarks/trainer_throughput.py)."""
+    if device not in ("auto", "cpu") or (device == "auto" and torch.cuda.is_available()):
+        return None
+    if cpu_bf16_arithmetic(cpuinfo) is not False:
+        return None
+    return (f"{key}: bfloat16 on this machine's CPU, which has no bfloat16 arithmetic (its flags "
+            "name neither avx512_bf16 nor amx_bf16): torch emulates it, and training runs "
+            "several times slower than in float32 (5.6x on a 2-layer, 64-wide model); dtype: "
+            "auto trains in float32 on a CPU")
+
+
 def resolve(choice: str) -> str:
     """'onednn' or 'torch': what TrainConfig.cpu_matmul means on this machine.
 

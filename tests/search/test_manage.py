@@ -1234,6 +1234,23 @@ def test_a_study_that_trains_with_sgd_or_muon_or_on_mps_here_is_told_what_that_m
         preflight(on_mps)
 
 
+def test_a_study_of_bfloat16_trials_on_a_cpu_without_bfloat16_arithmetic_is_noted(
+        tmp_path, shakespeare, monkeypatch):
+    from scaletune.trainer import kernels
+
+    # Its trials trained several times slower than in float32, without a word. The CPU under
+    # test may compute in bfloat16: here it does not (its flags: test_kernels.py).
+    monkeypatch.setattr(kernels, "cpu_bf16_arithmetic", lambda cpuinfo=None: False)
+    said = "trainer.dtype: bfloat16 on this machine's CPU, which has no bfloat16 arithmetic"
+    bf16 = tiny_study(tmp_path, shakespeare, trainer={"dtype": "bfloat16"})
+    assert any(n.startswith(said) for n in plan_notes(validate_study(bf16)))
+    # Not for trials on GPUs, nor on a cluster's CPUs, nor in float32.
+    for other in ({"workers": {**bf16["workers"], "gpus_per_trial": 1}},
+                  {"workers": {**bf16["workers"], "address": "auto"}},
+                  {"trainer": {"dtype": "auto"}}):
+        assert not [n for n in plan_notes(validate_study(bf16 | other)) if said in n], other
+
+
 def test_empty_options_and_a_node_rank_alone_are_refused(finished, tmp_path, capsys):
     path, cfg, _ = finished
     report = cfg.folder / "report"

@@ -118,6 +118,31 @@ def test_train_notes_data_fields_its_source_does_not_read(tmp_path, shakespeare,
     assert "note: data.dataset: read only when data.source is 'hf'" in err, err
 
 
+def test_bfloat16_on_a_cpu_without_bfloat16_arithmetic_is_noted_by_train_and_validate(
+        tmp_path, shakespeare, capsys, monkeypatch):
+    from scaletune.search.manage import validate_file
+    from scaletune.trainer import kernels
+
+    # It trained 5.6x slower than float32 on an AVX2 CPU without a word. The CPU under test
+    # may compute in bfloat16: here it does not (its flags: test_kernels.py).
+    monkeypatch.setattr(kernels, "cpu_bf16_arithmetic", lambda cpuinfo=None: False)
+    raw = {"model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16},
+           "data": {"source": "text", "path": str(shakespeare),
+                    "cache_dir": str(tmp_path / "cache")},
+           "batch_size": 4, "tokens": 4 * 4 * 16, "progress": False, "num_threads": 1,
+           "device": "cpu", "dtype": "bfloat16"}
+    said = ("dtype: bfloat16 on this machine's CPU, which has no bfloat16 arithmetic (its flags "
+            "name neither avx512_bf16 nor amx_bf16): torch emulates it")
+    path = write(tmp_path, raw)
+    assert train_main(str(path)) == 0
+    assert f"note: {said}" in " ".join(capsys.readouterr().err.split())
+    assert said in " ".join(validate_file(str(path))[1])
+    # float32, or a run on a GPU, is not noted.
+    for other in ({"dtype": "float32"}, {"dtype": "auto"}, {"device": "cuda"}):
+        assert not [n for n in validate_file(str(write(tmp_path, raw | other)))[1]
+                    if "bfloat16" in n], other
+
+
 def test_train_notes_a_validation_split_too_small_for_its_windows(tmp_path, shakespeare,
                                                                    capsys):
     # A study's run and validate said it; `scaletune train` trained on 70 tokens of validation

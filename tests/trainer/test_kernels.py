@@ -110,6 +110,19 @@ def test_cpu_vendor_is_read_from_cpuinfo():
     assert kernels.cpuinfo_field("model name", amd + "model name\t: AMD EPYC 9R14\n") == "AMD EPYC 9R14"
 
 
+def test_bfloat16_arithmetic_is_read_from_the_cpus_flags():
+    flags = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma {}\n"
+    assert kernels.cpu_bf16_arithmetic(flags.format("avx512f")) is False
+    assert kernels.cpu_bf16_arithmetic(flags.format("avx512f avx512_bf16")) is True
+    assert kernels.cpu_bf16_arithmetic(flags.format("amx_tile amx_bf16")) is True
+    assert kernels.cpu_bf16_arithmetic("processor : 0\n") is None  # not known: never noted
+    avx2 = flags.format("")
+    assert kernels.cpu_bf16_note("dtype", "cpu", avx2).startswith(
+        "dtype: bfloat16 on this machine's CPU, which has no bfloat16 arithmetic")
+    assert kernels.cpu_bf16_note("dtype", "cuda", avx2) is None
+    assert kernels.cpu_bf16_note("dtype", "cpu", flags.format("amx_bf16")) is None
+
+
 def test_auto_picks_onednn_exactly_on_amd_x86():
     import platform
 
