@@ -205,6 +205,13 @@ def _row(t: Any, tokens_per_trial: int, block_size: int) -> dict[str, Any]:
             else tau_of(lr, lam, batch, tokens_per_trial, block_size)}
 
 
+def suite_studied(task: suite.Task, suite_root: Path) -> bool:
+    """Whether ``suite_root`` holds the suite's studies of ``task`` (or their trials' table),
+    as suite_trials reads them."""
+    folder = suite_root / task.name
+    return any((folder / "studies").glob("*-s[0-9].db")) or (folder / TRIALS_CSV).is_file()
+
+
 def suite_trials(task: suite.Task, suite_root: Path) -> Any:
     """The suite's trials of ``task`` (strategies that search lr, tau or lambda and batch; every
     seed; in run order), each study cut at its strategy's budget as the suite's tables are: read
@@ -577,8 +584,14 @@ def main(argv: list[str] | None = None) -> None:
     # --seeds 0 ran nothing and said "no ladder has run"; --workers 0 ran.
     refuse_below_one(p, {"--seeds": args.seeds, "--workers": args.workers})
     tasks = [t for t in suite.TASKS if t.name in picked]
-    if missing := suite.missing_data(tasks):
-        p.error(missing)
+    if problem := suite.task_problems(tasks):
+        p.error(problem)
+    # Before the ladders train: the tables compare them with the suite's studies, and a
+    # mistyped --suite was found after every ladder had trained.
+    if absent := [t for t in tasks if not suite_studied(t, args.suite)]:
+        p.error(f"--suite: no suite studies of {', '.join(t.name for t in absent)} under "
+                f"{args.suite} (<task>/studies/*-s<seed>.db, or <task>/{TRIALS_CSV}): run python "
+                "-m benchmarks.suite first, or give --suite the folder that holds its studies")
     args.out.mkdir(parents=True, exist_ok=True)
     command = se.command_line(p, argv)
     if not args.analyze_only:

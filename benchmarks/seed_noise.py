@@ -167,8 +167,8 @@ def main(argv: list[str] | None = None) -> None:
     refuse_below_one(p, {"--repeats": args.repeats, "--workers": args.workers})
     names = se.names_given(p, "--tasks", args.tasks, [t.name for t in suite.TASKS])
     picked = [t for t in suite.TASKS if t.name in names]
-    if missing := suite.missing_data(picked):
-        p.error(missing)
+    if problem := suite.task_problems(picked):
+        p.error(problem)
     # Before anything is written (the corpora under --suite, the copies under --out).
     if missing := [str(suite_study(t, args.suite)) for t in picked
                    if not suite_study(t, args.suite).is_file()]:

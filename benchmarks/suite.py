@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import ast
 import math
+import re
 import statistics
 import sysconfig
 import time
@@ -124,6 +125,8 @@ TASKS = (
          "4x the tokens: 1.6 epochs of a small corpus (dropout and weight decay matter)"),
 )
 TASK_NAMES = tuple(t.name for t in TASKS)
+MIN_BPE = 257
+"""The smallest byte-level BPE: its 256 bytes and the end-of-text token."""
 SUITE_STRATEGIES = ("defaults", "random", "tpe_median", "scaletune")
 
 
@@ -209,6 +212,13 @@ def corpus_file(corpus: str, root: Path) -> Path:
     return path
 
 
+def _place_hash(corpus: str) -> str:
+    """8 hex digits of where a corpus given as a path lies (resolved)."""
+    import hashlib
+
+    return hashlib.sha256(str(_read_in_place(corpus)).encode()).hexdigest()[:8]
+
+
 def bpe_file(corpus: str, vocab: int, root: Path) -> Path:
     """A byte-level BPE of ``vocab`` tokens trained on the corpus, saved as tokenizer.json.
 
@@ -218,7 +228,9 @@ def bpe_file(corpus: str, vocab: int, root: Path) -> Path:
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    key = corpus if corpus in CORPORA else Path(corpus).stem  # a path: the file's name
+    # A path: the file's name and a hash of its place (two corpora named alike, in two folders,
+    # had one tokenizer file, trained on whichever was built last, without a word).
+    key = corpus if corpus in CORPORA else f"{Path(corpus).stem}-{_place_hash(corpus)}"
     path = root / "corpora" / f"{key}-bpe{vocab}.json"
     text = corpus_file(corpus, root).read_text(encoding="utf-8")
     tok = Tokenizer(models.BPE())
@@ -235,18 +247,57 @@ def bpe_file(corpus: str, vocab: int, root: Path) -> Path:
 def missing_data(tasks: list[Task]) -> str | None:
     """What the tasks read that is not there (Tiny Shakespeare beside the checkout, a corpus
     given as a path), said before anything runs: else each study fails with a traceback."""
-    gone = [f"{t.name} reads {path}" for t in tasks
+    gone = [t for t in tasks
             if (path := _read_in_place(t.corpus)) is not None and not path.is_file()]
     if not gone:
         return None
-    return (f"{'; '.join(gone)}: file not found (Tiny Shakespeare is ../shared/data/"
-            "tinyshakespeare.txt beside the checkout); leave such tasks out with --tasks")
+    hint = (" (Tiny Shakespeare is ../shared/data/tinyshakespeare.txt beside the checkout)"
+            if any(t.corpus == "shakespeare" for t in gone) else "")
+    return (f"{'; '.join(f'{t.name} reads {_read_in_place(t.corpus)}' for t in gone)}: file not "
+            f"found{hint}; leave such tasks out with --tasks")
+
+
+def task_problems(tasks: list[Task]) -> str | None:
+    """What is wrong with the tasks' lines in TASKS (a task of your own) and the files they read,
+    said before anything runs: a BPE vocabulary below its byte alphabet ran under another size
+    than its tables said, a horizon of 0 was a traceback, heads that do not divide the width a
+    traceback from every study."""
+    from pydantic import ValidationError
+
+    from scaletune.trainer.config import TrainConfig
+
+    said = []
+    for t in tasks:
+        problems = []
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", t.name):
+            problems.append(f"name {t.name!r}: a folder's name of ASCII letters, digits, _ . -")
+        if TASK_NAMES.count(t.name) > 1:
+            problems.append("another task in TASKS has this name: give each its own")
+        if not (isinstance(t.bpe_vocab, int) and (t.bpe_vocab == 0 or t.bpe_vocab >= MIN_BPE)):
+            problems.append(f"bpe_vocab {t.bpe_vocab!r}: 0 (bytes) or a BPE vocabulary of at "
+                            f"least {MIN_BPE} (its 256 bytes and the end-of-text token)")
+        if not (isinstance(t.horizon, (int, float)) and t.horizon > 0):
+            problems.append(f"horizon {t.horizon!r}: tokens per trial in multiples of "
+                            f"{BASE_TOKENS:,}, more than 0")
+        model = {"n_layer": t.n_layer, "n_head": t.n_head, "n_embd": t.n_embd,
+                 "block_size": t.block_size}
+        try:
+            TrainConfig.model_validate({"model": model})
+        except ValidationError as e:
+            problems += [f"{'.'.join(map(str, err['loc'][1:])) or 'model'}: "
+                         f"{err['msg'].removeprefix('Value error, ')}" for err in e.errors()]
+        said += [f"{t.name}: {p}" for p in problems]
+    if said:
+        return ("a task's line in TASKS (benchmarks/suite.py): " + "; ".join(said)
+                + (f"; and {missing}" if (missing := missing_data(tasks)) else ""))
+    return missing_data(tasks)
 
 
 def batch_choices(tokens: int, block_size: int) -> tuple[int, ...]:
     """Four powers of two from the batch giving at most STEPS_RANGE[1] optimizer steps up to
-    the one giving STEPS_RANGE[0]: the same span of steps for every task."""
-    low = 2 ** math.ceil(math.log2(tokens / (block_size * STEPS_RANGE[1])))
+    the one giving STEPS_RANGE[0]: the same span of steps for every task; from 1 for a task of
+    too few tokens for that (batch 1 takes fewer steps)."""
+    low = 2 ** max(0, math.ceil(math.log2(tokens / (block_size * STEPS_RANGE[1]))))
     return tuple(low * 2**k for k in range(4))
 
 
@@ -562,7 +613,8 @@ def suite_markdown(tasks: list[Task], benches: list[se.Bench], summary: Any, cal
                   "as published. The shift is fitted on the other tasks and applied to the "
                   "held-out one; inside 2 sigma uses the prior's sigma. applied: the correction "
                   "heuristics/priors.py makes (0: none).", "",
-                  "| hyperparameter | shift fitted on 5 tasks (range) | applied | held-out mean "
+                  f"| hyperparameter | shift fitted on {loto['task'].nunique() - 1} tasks (range) "
+                  "| applied | held-out mean "
                   "abs gap before -> after | held-out inside 2 sigma before -> after |",
                   "| --- | --- | ---: | --- | --- |"]
         for param, c in loto.groupby("param", sort=False):
@@ -610,8 +662,8 @@ def main(argv: list[str] | None = None) -> None:
     if not 0 <= args.first_seed < args.seeds:
         p.error(f"--first-seed: must be in [0, --seeds) = [0, {args.seeds}), got {args.first_seed}")
     tasks = [t for t in TASKS if t.name in picked]
-    if missing := missing_data(tasks):
-        p.error(missing)
+    if problem := task_problems(tasks):
+        p.error(problem)
     benches = [bench_of(t, args.out, budget=args.budget, tpe_budget=args.tpe_budget,
                         seeds=args.seeds, workers=args.workers, strategies=strategies)
                for t in tasks]

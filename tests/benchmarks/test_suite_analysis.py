@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -73,7 +74,16 @@ def test_a_task_on_a_text_file_of_ones_own_is_one_line(tmp_path, monkeypatch, ca
     bench = suite.bench_of(task, tmp_path / "out", budget=2, seeds=1, workers=1)
     # Read in place, named by its file; its BPE lands in the results' corpora/, not beside it.
     assert bench.data == text and bench.corpus == "mine.txt" == task.corpus_label
-    assert Path(bench.tokenizer) == tmp_path / "out" / "corpora" / "mine-bpe300.json"
+    tokenizer = Path(bench.tokenizer)
+    assert tokenizer.parent == tmp_path / "out" / "corpora"
+    assert re.fullmatch(r"mine-[0-9a-f]{8}-bpe300\.json", tokenizer.name), tokenizer.name
+    # Another corpus of the same file name, in another folder, gets a tokenizer of its own
+    # (both had mine-bpe300.json, trained on whichever was built last).
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "mine.txt").write_text("To be, or not to be: that is the question.\n" * 200)
+    twin = suite.Task("twin-bpe", str(tmp_path / "sub" / "mine.txt"), 300, 1, 2, 32, 32, 0.125, "")
+    other = Path(suite.bench_of(twin, tmp_path / "out", budget=2, seeds=1, workers=1).tokenizer)
+    assert other != tokenizer and tokenizer.read_text() != other.read_text()
     # A task whose file is not there is refused before anything runs (each study failed with a
     # traceback), as is Tiny Shakespeare missing beside the checkout.
     gone = suite.Task("gone-byte", str(tmp_path / "gone.txt"), 0, 1, 2, 32, 32, 0.125, "")
@@ -87,3 +97,39 @@ def test_a_task_on_a_text_file_of_ones_own_is_one_line(tmp_path, monkeypatch, ca
     assert "mine-bpe" not in err.split("error:")[1]
     monkeypatch.setattr(suite.se, "DEFAULT_DATA", tmp_path / "no-shared" / "tinyshakespeare.txt")
     assert "shakespeare-byte reads " in suite.missing_data(list(suite.TASKS))
+    # The Tiny Shakespeare hint is for its file alone.
+    assert "Tiny Shakespeare" in suite.missing_data(list(suite.TASKS))
+    assert "Tiny Shakespeare" not in suite.missing_data([gone])
+
+
+def test_a_bad_task_line_is_refused_by_field_before_anything_runs(tmp_path, monkeypatch, capsys):
+    from benchmarks import ladder_suite, seed_noise, suite
+
+    text = tmp_path / "mine.txt"
+    text.write_text("some text of my own\n" * 500)
+    # A vocabulary below the byte alphabet ran as 257 tokens while the tables said 100; a
+    # horizon of 0 and heads that do not divide the width were tracebacks.
+    bad = [suite.Task("small-bpe", str(text), 100, 1, 2, 32, 32, 1, ""),
+           suite.Task("flat", str(text), 0, 1, 2, 32, 32, 0, ""),
+           suite.Task("odd-heads", str(text), 0, 1, 4, 66, 32, 1, ""),
+           suite.Task("bad/name", str(text), 0, 1, 2, 32, 32, 1, "")]
+    good = suite.Task("mine-byte", str(text), 0, 1, 2, 32, 32, 1, "")
+    monkeypatch.setattr(suite, "TASKS", (*suite.TASKS, *bad, good))
+    monkeypatch.setattr(suite, "TASK_NAMES", tuple(t.name for t in suite.TASKS))
+    said = suite.task_problems([*bad, good])
+    for part in ("small-bpe: bpe_vocab 100: 0 (bytes) or a BPE vocabulary of at least 257",
+                 "flat: horizon 0: tokens per trial in multiples of 163,840, more than 0",
+                 "odd-heads: model: n_head must divide n_embd, got n_embd=66, n_head=4",
+                 "bad/name: name 'bad/name': a folder's name"):
+        assert part in said, said
+    assert "mine-byte" not in said and suite.task_problems([good]) is None
+    for main, argv in ((suite.main, ["--strategies", "random"]), (ladder_suite.main, []),
+                       (seed_noise.main, [])):
+        out = tmp_path / "out"
+        with pytest.raises(SystemExit) as e:
+            main(["--tasks", "small-bpe,mine-byte", "--out", str(out), *argv])
+        assert e.value.code == 2
+        assert "small-bpe: bpe_vocab 100" in " ".join(capsys.readouterr().err.split())
+        assert not out.exists()
+    # A task of few tokens for its block gets batches from 1 (they were 0.5 and up).
+    assert suite.batch_choices(4_096, 64) == (1, 2, 4, 8)
