@@ -586,7 +586,10 @@ def suite_markdown(tasks: list[Task], benches: list[se.Bench], summary: Any, cal
         lines += ["", "## Prior calibration: the best value found against the task's prior", "",
                   "z: signed distance of the best value from the prior's center, in sigmas (log10 "
                   "for lr, tau and batch size). edge: the best value lies at the end of the "
-                  "benchmark's range, so the optimum may lie beyond it.", "",
+                  "benchmark's range, so the optimum may lie beyond it. center: the best trial "
+                  "is scaletune's at the prior's center, so its z are 0 by construction and say "
+                  "only that no search found better; where the unsteered searches found their "
+                  "best is the leave-one-task-out table's evidence.", "",
                   "| task | " + " | ".join(CALIBRATED) + " |",
                   "| --- | " + " | ".join("---:" for _ in CALIBRATED) + " |"]
         for name, c in calib.groupby("task", sort=False):
@@ -594,7 +597,10 @@ def suite_markdown(tasks: list[Task], benches: list[se.Bench], summary: Any, cal
             for p in CALIBRATED:
                 r = c[c["param"] == p].iloc[0]
                 cells.append(f"{r['z']:+.1f}{' edge' if r['at_range_edge'] else ''}")
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            centered = (c["best_strategy"].iloc[0] == "scaletune"
+                        and bool((c["z"].abs() < 1e-9).all()))
+            lines.append(f"| {name}{' (center)' if centered else ''} | " + " | ".join(cells)
+                         + " |")
         g = calib.groupby("param")
         lines += ["", "| hyperparameter | inside 1 sigma | inside 2 sigma | mean z | mean gap |",
                   "| --- | ---: | ---: | ---: | ---: |"]

@@ -50,6 +50,11 @@ def test_tiny_suite_runs_every_task_and_writes_the_tables(tmp_path):
     lr_rows = calib[calib["param"] == "lr"]
     assert lr_rows["correction"].tolist() == pytest.approx([SHORT_RUN_LR_SHIFT_LOG10] * 2)
     assert lr_rows["baseline_near_best_n"].min() >= 1
+    # A task whose best trial is scaletune's at the prior's center has z of 0 by construction:
+    # its row says so (a new task read "all inside 1 sigma" from it).
+    for name, c in calib.groupby("task"):
+        centered = c["best_strategy"].iloc[0] == "scaletune" and (c["z"].abs() < 1e-9).all()
+        assert (f"| {name} (center) |" in text) == centered, text
     # Two tasks are too few to leave one out and fit on the others: no shift is claimed.
     assert "Leave-one-task-out" not in (tmp_path / "suite.md").read_text()
     for heading in ("Best validation loss at 8", "Compute to within 1%", "Prior calibration",
