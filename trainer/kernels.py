@@ -115,9 +115,9 @@ def cpu_bf16_note(key: str, device: str = "cpu", cpuinfo: str | None = None) -> 
     if cpu_bf16_arithmetic(cpuinfo) is not False:
         return None
     return (f"{key}: bfloat16 on this machine's CPU, which has no bfloat16 arithmetic (its flags "
-            "name neither avx512_bf16 nor amx_bf16): torch emulates it, and training runs "
-            "several times slower than in float32 (5.6x on a 2-layer, 64-wide model); dtype: "
-            "auto trains in float32 on a CPU")
+            "name neither avx512_bf16 nor amx_bf16): torch emulates it, and training may run "
+            "several times slower than in float32 (5.6x for a 2-layer, 64-wide model on an AVX2 "
+            "CPU); dtype: auto trains in float32 on a CPU")
 
 
 def resolve(choice: str) -> str:
