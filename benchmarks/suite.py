@@ -253,8 +253,11 @@ def missing_data(tasks: list[Task]) -> str | None:
         return None
     hint = (" (Tiny Shakespeare is ../shared/data/tinyshakespeare.txt beside the checkout)"
             if any(t.corpus == "shakespeare" for t in gone) else "")
+    # A word that is no file, such as a misspelt key of CORPORA: the keys are what it meant.
+    keys = (f" (a corpus is a file's path or one of {', '.join(CORPORA)})"
+            if any("/" not in t.corpus and "." not in t.corpus for t in gone) else "")
     return (f"{'; '.join(f'{t.name} reads {_read_in_place(t.corpus)}' for t in gone)}: file not "
-            f"found{hint}; leave such tasks out with --tasks")
+            f"found{hint}{keys}; leave such tasks out with --tasks")
 
 
 def task_problems(tasks: list[Task]) -> str | None:

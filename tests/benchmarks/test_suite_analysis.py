@@ -100,6 +100,11 @@ def test_a_task_on_a_text_file_of_ones_own_is_one_line(tmp_path, monkeypatch, ca
     # The Tiny Shakespeare hint is for its file alone.
     assert "Tiny Shakespeare" in suite.missing_data(list(suite.TASKS))
     assert "Tiny Shakespeare" not in suite.missing_data([gone])
+    # A misspelt corpus key was read as a file of that name in the current folder.
+    typo = suite.Task("typo-byte", "shakespear", 0, 1, 2, 32, 32, 1, "")
+    assert ("file not found (a corpus is a file's path or one of shakespeare, pydoc, docstrings, "
+            "stdlib_code)") in suite.missing_data([typo])
+    assert "one of shakespeare" not in suite.missing_data([gone])
 
 
 def test_a_bad_task_line_is_refused_by_field_before_anything_runs(tmp_path, monkeypatch, capsys):
