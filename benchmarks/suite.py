@@ -255,7 +255,8 @@ def missing_data(tasks: list[Task]) -> str | None:
             if any(t.corpus == "shakespeare" for t in gone) else "")
     # A word that is no file, such as a misspelt key of CORPORA: the keys are what it meant.
     keys = (f" (a corpus is a file's path or one of {', '.join(CORPORA)})"
-            if any("/" not in t.corpus and "." not in t.corpus for t in gone) else "")
+            if any("/" not in t.corpus and "." not in t.corpus and t.corpus not in CORPORA
+                   for t in gone) else "")
     return (f"{'; '.join(f'{t.name} reads {_read_in_place(t.corpus)}' for t in gone)}: file not "
             f"found{hint}{keys}; leave such tasks out with --tasks")
 
@@ -282,6 +283,9 @@ def task_problems(tasks: list[Task]) -> str | None:
         if not (isinstance(t.horizon, (int, float)) and t.horizon > 0):
             problems.append(f"horizon {t.horizon!r}: tokens per trial in multiples of "
                             f"{BASE_TOKENS:,}, more than 0")
+        elif isinstance(t.block_size, int) and t.tokens_per_trial < t.block_size:
+            problems.append(f"horizon {t.horizon!r}: {t.tokens_per_trial:,} tokens per trial, "
+                            f"less than one window of block_size {t.block_size}")
         model = {"n_layer": t.n_layer, "n_head": t.n_head, "n_embd": t.n_embd,
                  "block_size": t.block_size}
         try:

@@ -310,12 +310,15 @@ def bf16_note(cfg: StudyConfig) -> str | None:
     GPU per trial) where the CPU has no bfloat16 arithmetic: they trained several times slower
     than in float32, without a word (trainer.kernels.cpu_bf16_note)."""
     t, w = cfg.trainer, cfg.workers
-    if (t.dtype != "bfloat16" or t.device not in ("auto", "cpu") or w.gpus_per_trial
-            or w.address not in (None, "local")):
+    other = cfg.search.other.get("dtype")  # search.other sets it in every trial instead
+    dtypes = set(other.choices or [other.value]) if other is not None else {t.dtype}
+    # device cpu trains on the CPU whatever GPU Ray gives the trial; auto only without one.
+    on_cpu = t.device == "cpu" or (t.device == "auto" and not w.gpus_per_trial)
+    if "bfloat16" not in dtypes or not on_cpu or w.address not in (None, "local"):
         return None
     from scaletune.trainer.kernels import cpu_bf16_note  # imports torch: for bfloat16 alone
 
-    return cpu_bf16_note("trainer.dtype")
+    return cpu_bf16_note("search.other.dtype" if other is not None else "trainer.dtype")
 
 
 def bf16_note_of_run(config: TrainConfig) -> list[str]:

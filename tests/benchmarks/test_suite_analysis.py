@@ -105,6 +105,7 @@ def test_a_task_on_a_text_file_of_ones_own_is_one_line(tmp_path, monkeypatch, ca
     assert ("file not found (a corpus is a file's path or one of shakespeare, pydoc, docstrings, "
             "stdlib_code)") in suite.missing_data([typo])
     assert "one of shakespeare" not in suite.missing_data([gone])
+    assert "one of shakespeare" not in suite.missing_data(list(suite.TASKS))  # the key is right
 
 
 def test_a_bad_task_line_is_refused_by_field_before_anything_runs(tmp_path, monkeypatch, capsys):
@@ -128,6 +129,11 @@ def test_a_bad_task_line_is_refused_by_field_before_anything_runs(tmp_path, monk
                  "bad/name: name 'bad/name': a folder's name"):
         assert part in said, said
     assert "mine-byte" not in said and suite.task_problems([good]) is None
+    # A horizon above 0 that rounds to less than one window was the same traceback.
+    tiny = suite.Task("tiny-byte", str(text), 0, 1, 2, 32, 32, 1e-6, "")
+    assert ("tiny-byte: horizon 1e-06: 0 tokens per trial, less than one window of block_size "
+            "32") in suite.task_problems([tiny])
+    assert suite.task_problems([suite.Task("short", str(text), 0, 1, 2, 32, 32, 0.125, "")]) is None
     for main, argv in ((suite.main, ["--strategies", "random"]), (ladder_suite.main, []),
                        (seed_noise.main, [])):
         out = tmp_path / "out"

@@ -1245,10 +1245,21 @@ def test_a_study_of_bfloat16_trials_on_a_cpu_without_bfloat16_arithmetic_is_note
     bf16 = tiny_study(tmp_path, shakespeare, trainer={"dtype": "bfloat16"})
     assert any(n.startswith(said) for n in plan_notes(validate_study(bf16)))
     # Not for trials on GPUs, nor on a cluster's CPUs, nor in float32.
-    for other in ({"workers": {**bf16["workers"], "gpus_per_trial": 1}},
-                  {"workers": {**bf16["workers"], "address": "auto"}},
+    on_gpus = {"workers": {**bf16["workers"], "gpus_per_trial": 1}}
+    for other in (on_gpus, {"workers": {**bf16["workers"], "address": "auto"}},
                   {"trainer": {"dtype": "auto"}}):
         assert not [n for n in plan_notes(validate_study(bf16 | other)) if said in n], other
+    # device: cpu trains on the CPU though Ray gives each trial a GPU.
+    on_cpu = bf16 | on_gpus | {"trainer": {"dtype": "bfloat16", "device": "cpu"}}
+    assert any(n.startswith(said) for n in plan_notes(validate_study(on_cpu)))
+    # search.other's dtype is what the trials train with: its bfloat16 is noted, and
+    # trainer.dtype's is not where it fixes float32 (the note contradicted the one above it).
+    searched = tiny_study(tmp_path, shakespeare)
+    searched["search"]["other"] = {"dtype": {"choices": ["bfloat16", "float32"]}}
+    assert any(n.startswith("search.other.dtype: bfloat16 on this machine's CPU")
+               for n in plan_notes(validate_study(searched)))
+    bf16["search"]["other"] = {"dtype": {"value": "float32"}}
+    assert not [n for n in plan_notes(validate_study(bf16)) if "no bfloat16 arithmetic" in n]
 
 
 def test_empty_options_and_a_node_rank_alone_are_refused(finished, tmp_path, capsys):
