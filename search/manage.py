@@ -107,7 +107,7 @@ from scaletune.search.studies import (
 )
 from scaletune.search.summary import DERIVED, at_edges, best_trial, diverged, state_words
 from scaletune.search.tracking import tracker_problems
-from scaletune.trainer.config import TrainConfig, sqlite_url, usable_cores
+from scaletune.trainer.config import sqlite_url, usable_cores
 from scaletune.trainer.console import make_console, whole_cells
 from scaletune.trainer.data import (
     BYTE_VOCAB,
@@ -319,16 +319,6 @@ def bf16_note(cfg: StudyConfig) -> str | None:
     from scaletune.trainer.kernels import cpu_bf16_note  # imports torch: for bfloat16 alone
 
     return cpu_bf16_note("search.other.dtype" if other is not None else "trainer.dtype")
-
-
-def bf16_note_of_run(config: TrainConfig) -> list[str]:
-    """bf16_note's for a training config (`scaletune train` says it too); torch is imported
-    only for a bfloat16 run."""
-    if config.dtype != "bfloat16" or config.device not in ("auto", "cpu"):
-        return []
-    from scaletune.trainer.kernels import cpu_bf16_note
-
-    return [note] if (note := cpu_bf16_note("dtype", config.device)) else []
 
 
 def auto_note(cfg: StudyConfig) -> str | None:
@@ -665,8 +655,7 @@ def validate_file(path: str) -> tuple[str, list[str]]:
             if problems := readable_data_problems(config.data, config.model.block_size)[0]:
                 raise ConfigError(path, problems)  # train refused them once it read the data
             return "training config", (download_notes(config.data) + config.notes()
-                                       + compile_note(config.compile, "train")
-                                       + bf16_note_of_run(config))
+                                       + compile_note(config.compile, "train"))
         from scaletune.search.ladder import LADDER_KEYS
 
         if isinstance(raw, dict) and LADDER_KEYS & raw.keys():

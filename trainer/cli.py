@@ -43,11 +43,9 @@ def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
         return 2
     if int(os.environ.get("RANK", "0")) == 0:
         from scaletune.trainer.data import unread_note
-        from scaletune.trainer.kernels import cpu_bf16_note
 
         # validate gave the note of data fields the source does not read; train trained silently
-        bf16 = cpu_bf16_note("dtype", config.device) if config.dtype == "bfloat16" else None
-        for note in [*config.notes(), unread_note(config.data), bf16]:
+        for note in [*config.notes(), unread_note(config.data)]:
             if note:
                 print(f"note: {note}", file=sys.stderr, flush=True)
     # One process stops between two steps, wherever the signal came; torchrun's processes stop

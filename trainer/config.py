@@ -663,8 +663,9 @@ class TrainConfig(_Strict):
     def notes(self) -> list[str]:
         """What validate and `scaletune train` say of a valid config before it trains: a run
         without an out_dir keeps nothing it trained (a study's trials are such runs), a
-        budget far from whole steps trains noticeably more than it says, and model and
-        optimizer fields given that it does not read (_SomeFieldsRead.unread_note)."""
+        budget far from whole steps trains noticeably more than it says, bfloat16 on a CPU
+        without bfloat16 arithmetic (trainer.kernels.cpu_bf16_note), and model and optimizer
+        fields given that it does not read (_SomeFieldsRead.unread_note)."""
         notes = []
         if not self.out_dir:
             ignored = [k for k in ("checkpoint_every_tokens", "tensorboard") if getattr(self, k)]
@@ -686,6 +687,10 @@ class TrainConfig(_Strict):
             notes.append(
                 f"eval_every_tokens: {self.eval_every_tokens:,} is the whole run or more "
                 f"({trained:,} tokens): it is evaluated once, at its end")
+        if self.dtype == "bfloat16":  # torch is imported for a bfloat16 run alone
+            from scaletune.trainer.kernels import cpu_bf16_note
+
+            notes += [note] if (note := cpu_bf16_note("dtype", self.device)) else []
         return notes + [note for note in (self.model.unread_note("model"),
                                           self.optim.unread_note("optim")) if note]
 
