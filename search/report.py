@@ -253,18 +253,35 @@ def trials_frame(study: optuna.Study, cfg: StudyConfig) -> pd.DataFrame:
     return frame[head + params + derived + rest]
 
 
-def whole_numbers(frame: pd.DataFrame) -> pd.DataFrame:
+def whole_numbers(frame: pd.DataFrame, study: optuna.Study | None = None) -> pd.DataFrame:
     """``frame`` with the columns of counts that some trials leave empty (the attempt of a
     retried trial, steps of one that failed before its first) as integers with blanks: pandas
-    reads them as floats, and the CSV would say "trial 2.0"."""
+    reads them as floats, and the CSV would say "trial 2.0". So too the parameters ``study``
+    searches as integers (a batch size), which a trial queued again leaves empty: "8.0"."""
     out = frame.copy()
+    integer = integer_params(study) if study is not None else set()
     for column in out.columns:
         values = out[column].dropna()
         if (out[column].dtype.kind == "f" and len(values) and out[column].isna().any()
                 and (values == values.round()).all()
-                and column not in FLOAT_COLUMNS and not column.startswith("param_")):
+                and column not in FLOAT_COLUMNS
+                and (not column.startswith("param_") or column in integer)):
             out[column] = out[column].astype("Int64")
     return out
+
+
+def integer_params(study: optuna.Study) -> set[str]:
+    """The trials-table columns (``param_<name>``) of the parameters that ``study``'s trials
+    drew as integers: from an integer range, or from choices that are all integers."""
+    columns = set()
+    for t in study.get_trials(deepcopy=False):
+        for name, dist in t.distributions.items():
+            if isinstance(dist, IntDistribution) or (
+                    isinstance(dist, CategoricalDistribution)
+                    and all(isinstance(c, int) and not isinstance(c, bool)
+                            for c in dist.choices)):
+                columns.add(f"param_{name}")
+    return columns
 
 
 FLOAT_COLUMNS = {"value", "best_val_loss", "final_val_loss", "wall_time_s", "train_time_s",
@@ -1160,7 +1177,7 @@ def make_report(
     if ladder:  # drawn there by this command, just before (with their plotly.min.js)
         before -= {path.name for d in ladder for path in d.paths} | {"plotly.min.js"}
     frame = trials_frame(study, ran_with)
-    written(out / "trials.csv", lambda tmp: whole_numbers(frame).to_csv(tmp, index=False))
+    written(out / "trials.csv", lambda tmp: whole_numbers(frame, study).to_csv(tmp, index=False))
     drawn = {
         "history": plot_history(study, out, notes),
         "importances": plot_importances(study, out, notes),

@@ -146,6 +146,11 @@ def test_counts_some_trials_leave_empty_stay_whole_numbers_in_the_csv(mixed, tmp
     assert (rerun["retry_of"], rerun["attempt"]) == ("4", "2")
     assert text.iloc[0]["retry_of"] == ""
     assert "." not in rerun["steps_planned"] and "." in rerun["value"]
+    # A batch size, drawn from choices of integers, that the waiting trial (the enqueued one)
+    # leaves empty: "8", not "8.0"; lr stays a float.
+    assert list(text["state"])[-1] == "WAITING"
+    assert list(text["param_batch_size"]) == ["8", "16", "8", "16", "16", "16", ""]
+    assert "." in text.iloc[0]["param_lr"]
 
 
 def test_compute_spent_and_saved_by_pruning(mixed):
