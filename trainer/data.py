@@ -20,7 +20,6 @@ import contextlib
 import glob
 import hashlib
 import io
-import itertools
 import json
 import lzma
 import os
@@ -1025,7 +1024,7 @@ def _tokenize_into_cache(cfg: DataConfig, cache: Path) -> dict[str, Any]:
     dtype = "uint16" if vocab <= 2**16 else "uint32"
     meta = {"fingerprint": fingerprint, "dtype": dtype, "vocab_size": vocab, "tokenizer": cfg.tokenizer}
     path = _token_path(cache, meta)
-    tokens = _encode(docs, cfg.tokenizer).astype(dtype)
+    tokens = _encode(docs, cfg.tokenizer, dtype).astype(dtype, copy=False)
     # Another record's tokens of the same text may be there (the data touched or moved since):
     # kept where whole, written again where cut short, since this record trusts their size.
     if not (path.exists() and path.stat().st_size == tokens.nbytes):
@@ -1331,21 +1330,97 @@ def content_hash(docs: list[str]) -> str:
     return content.hexdigest()
 
 
-def _encode(docs: list[str], tokenizer: str) -> np.ndarray:
+def _encode(docs: list[str], tokenizer: str, dtype: Any = np.int64) -> np.ndarray:
+    """The tokens of ``docs``, documents joined by the tokenizer's end of text (``dtype``: that
+    of the ids, big enough for the vocabulary)."""
     if not any(docs):  # empty files: no text, not the separators between them
         return np.zeros(0, dtype=np.uint8)
     if tokenizer == "byte":
         return np.frombuffer(DOC_SEPARATOR.join(docs).encode("utf-8"), dtype=np.uint8)
     if is_tokenizer_file(tokenizer):
-        return _encode_with_file(docs, load_tokenizer_file(tokenizer))
+        return _encode_with_file(docs, load_tokenizer_file(tokenizer), dtype)
     enc = load_tiktoken(tokenizer)
-    pieces = enc.encode_ordinary_batch(docs, num_threads=usable_cores())
-    out: list[int] = []
-    for i, ids in enumerate(pieces):
-        if i:
-            out.append(enc.eot_token)
-        out.extend(ids)
-    return np.asarray(out, dtype=np.int64)
+
+    def encode(texts: list[str]) -> list[list[int]]:
+        return enc.encode_ordinary_batch(texts, num_threads=usable_cores())
+
+    return _encode_in_pieces(docs, encode, [enc.eot_token], dtype)
+
+
+PIECE_CHARS = 1 << 20
+"""Characters of a document encoded at a time, and about the most in one call of a tokenizer. A
+tokenizer file's Encoding holds offsets and token strings beside each id: a text file of 32 MB,
+one document, took 5.3 GB to encode whole, where its pieces take a few hundred MB; tiktoken's
+ids are Python ints (36 bytes each) until they are an array."""
+
+CUT_CONTEXT = 256
+"""Characters each side of a cut that are encoded whole and apart to check it (``_cut``)."""
+
+
+def _cut(doc: str, at: int, encode: Any, tries: int = 16) -> int | None:
+    """A place at or after ``at`` where ``doc`` can be cut without changing its tokens: just after
+    a line end that a character other than white space follows (every pre-tokenizer of GPT-style
+    BPEs, tiktoken's and byte-level ones', ends a piece there), where the text around it encodes
+    as its two sides do. None where no such place is found in ``tries`` line ends, or none is
+    left: the document is then encoded whole from its last cut on."""
+    pos = at
+    for _ in range(tries):
+        i = doc.find("\n", pos)
+        while i != -1 and (i + 1 == len(doc) or doc[i + 1].isspace()):
+            i = doc.find("\n", i + 1)
+        if i == -1:
+            return None
+        cut = i + 1
+        left, right = doc[max(0, cut - CUT_CONTEXT):cut], doc[cut:cut + CUT_CONTEXT]
+        both, alone, after = encode([left + right, left, right])
+        if list(both) == list(alone) + list(after):
+            return cut
+        pos = cut  # a tokenizer that reads a text's start apart (SentencePiece's leading space)
+    return None
+
+
+def _pieces(doc: str, encode: Any) -> list[str]:
+    """``doc`` in pieces of about PIECE_CHARS characters whose tokens, one after the other, are
+    the document's (``_cut``)."""
+    pieces, start = [], 0
+    while len(doc) - start > PIECE_CHARS:
+        cut = _cut(doc, start + PIECE_CHARS, encode)
+        if cut is None or cut >= len(doc):
+            break
+        pieces.append(doc[start:cut])
+        start = cut
+    pieces.append(doc[start:])
+    return pieces
+
+
+def _encode_in_pieces(docs: list[str], encode: Any, sep: list[int], dtype: Any) -> np.ndarray:
+    """``docs`` through ``encode`` (texts to lists of ids), joined by ``sep``: long documents cut
+    into pieces (``_pieces``), and the pieces encoded some at a time (up to 256, or about
+    4 x PIECE_CHARS characters), each piece's ids an array of ``dtype`` at once."""
+    arrays: list[np.ndarray] = []
+    batch: list[str] = []
+    joined: list[bool] = []  # whether the separator goes before the batch's piece
+    joiner = np.asarray(sep, dtype=dtype)
+
+    def flush() -> None:
+        for ids, after_sep in zip(encode(batch), joined, strict=True):
+            if after_sep and len(joiner):
+                arrays.append(joiner)
+            arrays.append(np.asarray(ids, dtype=dtype))
+        batch.clear()
+        joined.clear()
+
+    size = 0
+    for i, doc in enumerate(docs):
+        for j, piece in enumerate(_pieces(doc, encode)):
+            batch.append(piece)
+            joined.append(i > 0 and j == 0)
+            size += len(piece)
+            if len(batch) >= 256 or size >= 4 * PIECE_CHARS:
+                flush()
+                size = 0
+    flush()
+    return np.concatenate(arrays) if arrays else np.zeros(0, dtype=dtype)
 
 
 NO_SEPARATOR = (f"data.tokenizer: nothing marks where one document ends: the file has none of "
@@ -1376,7 +1451,7 @@ def separator_problem(cfg: DataConfig) -> str | None:
         return None
 
 
-def _encode_with_file(docs: list[str], tok: Any) -> np.ndarray:
+def _encode_with_file(docs: list[str], tok: Any, dtype: Any = np.int64) -> np.ndarray:
     """Documents through a tokenizer file, joined by its end-of-text token, else by the tokens of
     DOC_SEPARATOR. add_special_tokens=False leaves out the file's post-processor (a BOS/EOS
     template per text): the join alone marks where documents end, as for tiktoken. A special
@@ -1387,12 +1462,11 @@ def _encode_with_file(docs: list[str], tok: Any) -> np.ndarray:
     if not sep and len(docs) > 1:  # a tokenizer that drops whitespace: documents would run on
         raise DataError(NO_SEPARATOR)
     tok.encode_special_tokens = True
-    pieces: list[list[int]] = []
-    batch = 256  # documents at a time: an Encoding holds offsets and token strings beside its ids
-    for start in range(0, len(docs), batch):
-        for i, enc in enumerate(tok.encode_batch(docs[start:start + batch], add_special_tokens=False)):
-            pieces += [sep, enc.ids] if start + i else [enc.ids]
-    return np.fromiter(itertools.chain.from_iterable(pieces), dtype=np.int64)
+
+    def encode(texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in tok.encode_batch(texts, add_special_tokens=False)]
+
+    return _encode_in_pieces(docs, encode, sep, dtype)
 
 
 TOKEN_FILE_SUFFIXES = {"uint16": "u16", "uint32": "u32"}

@@ -13,6 +13,7 @@ import torch
 import yaml
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+import scaletune.trainer.data as data_module
 from scaletune.trainer.checkpoint import CHECKPOINT
 from scaletune.trainer.cli import train_main
 from scaletune.trainer.config import DataConfig, load_train_config
@@ -215,3 +216,65 @@ def test_a_tiny_run_trains_on_a_tokenizer_file_and_resumes_where_it_moved(tiny, 
     byte_level_bpe(moved, play, vocab_size=400)
     with pytest.raises(ValueError, match="trained on data"):
         train(at_new_place, resume=True)
+
+
+def test_a_long_document_is_encoded_in_pieces_to_the_same_tokens(tmp_path, play, monkeypatch):
+    # One text file is one document, and encoded whole a 32 MB file took 5.3 GB (an Encoding
+    # holds offsets and token strings beside each id). Now it is cut into pieces at line ends,
+    # here of 2,000 characters: the tokens are the whole text's.
+    monkeypatch.setattr(data_module, "PIECE_CHARS", 2_000)
+    tok = byte_level_bpe(tmp_path / "eot.json", play)
+    (tmp_path / "a.txt").write_text(play[:40_000])
+    (tmp_path / "b.txt").write_text(play[40_000:70_000])
+    data = prepare_data(text_cfg(tmp_path / "a.txt", tmp_path, tmp_path / "eot.json"),
+                        block_size=16)
+    assert all_tokens(data).tolist() == tok.encode(play[:40_000]).ids
+    assert len(data_module._pieces(play[:40_000], lambda texts: [
+        e.ids for e in tok.encode_batch(texts)])) == 20
+    # Two documents, each in pieces, joined by the end of text between them alone.
+    data = prepare_data(text_cfg(tmp_path / "*.txt", tmp_path, tmp_path / "eot.json"),
+                        block_size=16)
+    eot = tok.token_to_id("<|endoftext|>")
+    assert all_tokens(data).tolist() == (tok.encode(play[:40_000]).ids + [eot]
+                                         + tok.encode(play[40_000:70_000]).ids)
+
+
+def test_a_tokenizer_whose_pieces_would_read_otherwise_is_not_cut(tmp_path, play, monkeypatch):
+    # SentencePiece's layout reads a line end and the word after it as one piece, and a text's
+    # start with a leading space: no place cuts it to the same tokens, and it is encoded whole.
+    monkeypatch.setattr(data_module, "PIECE_CHARS", 2_000)
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first")
+    tok.decoder = decoders.Metaspace(prepend_scheme="first")
+    tok.train_from_iterator([play], trainers.BpeTrainer(
+        vocab_size=400, show_progress=False, special_tokens=["<unk>", "</s>"]))
+    tok.save(str(tmp_path / "sp.json"))
+    (tmp_path / "a.txt").write_text(play[:20_000])
+    data = prepare_data(text_cfg(tmp_path / "a.txt", tmp_path, tmp_path / "sp.json"),
+                        block_size=16)
+    assert all_tokens(data).tolist() == tok.encode(play[:20_000]).ids
+
+
+@pytest.mark.parametrize("name", ["gpt2", "cl100k_base", "o200k_base"])
+def test_tiktoken_ids_are_encoded_in_pieces_to_the_same_tokens(monkeypatch, play, name):
+    # The encoding's own pattern (its merges cannot be downloaded here: a few of our own), through
+    # the same pieces: its ids were a list of Python ints, 36 bytes each, before an array.
+    import tiktoken
+    from tiktoken_ext import openai_public
+
+    ranks = {bytes([i]): i for i in range(256)}
+    for pair in (b"\n\n", b"th", b"e ", b"the", b"\nK", b"  ", b".\n", b":\n"):
+        ranks[pair] = len(ranks)
+    monkeypatch.setattr(openai_public, "load_tiktoken_bpe", lambda *a, **k: ranks)
+    monkeypatch.setattr(openai_public, "data_gym_to_mergeable_bpe_ranks", lambda *a, **k: ranks)
+    pattern = getattr(openai_public, name)()["pat_str"]
+    enc = tiktoken.Encoding(name, pat_str=pattern, mergeable_ranks=ranks,
+                            special_tokens={"<|endoftext|>": len(ranks)})
+    monkeypatch.setattr(data_module, "load_tiktoken", lambda _: enc)
+    monkeypatch.setattr(data_module, "PIECE_CHARS", 1_500)
+    docs = [play[:30_000], play[30_000:45_000]]
+    tokens = data_module._encode(docs, name, np.uint16)
+    assert tokens.dtype == np.uint16
+    assert tokens.tolist() == (enc.encode_ordinary(docs[0]) + [enc.eot_token]
+                               + enc.encode_ordinary(docs[1]))
+    assert len(data_module._pieces(docs[0], enc.encode_ordinary_batch)) == 20
