@@ -431,7 +431,9 @@ def main(argv: list[str] | None = None) -> None:
         studies = load(args.suite, Path(workdir), tasks) or load_tables(args.suite, tasks)
         if not studies:
             sys.exit(f"no random-search studies under {args.suite}/<task>/studies/ and no "
-                     f"{args.suite}/<task>/search_efficiency_trials.csv")
+                     f"random-search trials in {args.suite}/<task>/search_efficiency_trials.csv "
+                     f"of {', '.join(tasks)}: the replay reads random search's trials (the suite "
+                     "with --strategies random)")
         if absent := sorted(set(tasks) - {task for task, _ in studies}):
             print(f"no random-search studies of {', '.join(absent)} under {args.suite}: "
                   "replayed without them", file=sys.stderr, flush=True)

@@ -130,17 +130,23 @@ def table(groups: list[dict[str, Any]], command: str) -> str:
             f"{'yes' if sd2 <= NOISE_FLOOR else 'no'} | {lucky(g):+.2%} | "
             f"{'; '.join(lost[name]) or 'none'} |")
     pooled = measured_floor(seed_groups.values())
+    n_tasks = len(seed_groups)
     lines += ["", "Seed 0 is the study's own run, picked as the best of its study; the other seeds' "
               "mean above it is what that pick owes to a lucky seed.",
-              "", f"Pooled over the {len(seed_groups)} tasks (each task's deviations from its own "
-                  f"mean): 2 sd = {pooled:.2%}; the default floor is {NOISE_FLOOR:.0%}.", "",
-              "Left one task out: the floor pooled on the other tasks, and the task's own 2 sd.",
+              "", f"Pooled over the {n_tasks} task{'s' if n_tasks != 1 else ''} (each task's "
+                  f"deviations from its own mean): 2 sd = {pooled:.2%}; the default floor is "
+                  f"{NOISE_FLOOR:.0%}.",
+              ""]
+    if n_tasks < 2:  # nothing to pool on once the one task is left out: no table, not an empty one
+        return "\n".join(lines + ["Left one task out: skipped, the run measured one task (it "
+                                   "needs two or more)."]) + "\n"
+    lines += ["Left one task out: the floor pooled on the other tasks, and the task's own 2 sd.",
               "", "| task left out | 2 sd pooled on the others | the task's 2 sd | covered |",
               "| --- | ---: | ---: | --- |"]
     for name, g in seed_groups.items():
         others = measured_floor(h for n, h in seed_groups.items() if n != name)
-        if others is None:  # one task: nothing to leave out
-            break
+        if others is None:  # no task beside it with repeats that completed
+            continue
         own = measured_floor([g])
         lines.append(f"| {name} | {others:.2%} | {own:.2%} | "
                      f"{'yes' if own <= others else 'no'} |")

@@ -110,6 +110,21 @@ def test_a_task_added_to_the_suite_and_a_fourth_seed_are_replayed(tmp_path, monk
     assert "--tasks: unknown ['nope']" in capsys.readouterr().err
 
 
+def test_a_suite_of_scaletune_trials_alone_is_told_what_the_replay_reads(tmp_path):
+    # Its trial table was there, of scaletune's trials alone: "no search_efficiency_trials.csv".
+    task = tmp_path / "suite" / "code-bpe"
+    task.mkdir(parents=True)
+    pd.DataFrame({"strategy": ["scaletune"], "seed": [0], "trial": [0]}).to_csv(
+        task / "search_efficiency_trials.csv", index=False)
+    with pytest.raises(SystemExit) as e:
+        pruner_replay.main(["--suite", str(tmp_path / "suite"), "--tasks", "code-bpe",
+                            "--out", str(tmp_path / "out")])
+    assert ("no random-search trials in " in str(e.value)
+            and "of code-bpe: the replay reads random search's trials (the suite with "
+                "--strategies random)" in str(e.value)), e.value
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_suite_is_read_next_to_the_script_from_any_folder(tmp_path, monkeypatch, capsys):
     # It was benchmarks/results/suite under the current folder, while --out was next to the
     # script.

@@ -33,6 +33,14 @@ def test_the_table_says_which_tasks_the_default_floor_covers_and_pools_the_rest(
     assert len(rows) == 4  # a row each in both tables
 
 
+def test_one_task_says_the_left_out_table_is_skipped_not_an_empty_one():
+    # A run of a task of one's own printed the header of an empty table, "over the 1 tasks".
+    text = seed_noise.table([group("mine", [2.00, 2.01, 2.005])], "python -m benchmarks.seed_noise")
+    assert "Pooled over the 1 task (each" in text
+    assert "Left one task out: skipped, the run measured one task (it needs two or more)." in text
+    assert "| task left out |" not in text
+
+
 def test_an_unknown_task_is_refused_by_name(tmp_path, capsys):
     # It was dropped in silence, or a TypeError from the table when none was left.
     with pytest.raises(SystemExit) as e:

@@ -144,3 +144,28 @@ def test_a_bad_task_line_is_refused_by_field_before_anything_runs(tmp_path, monk
         assert not out.exists()
     # A task of few tokens for its block gets batches from 1 (they were 0.5 and up).
     assert suite.batch_choices(4_096, 64) == (1, 2, 4, 8)
+
+
+def test_a_bpe_is_trained_once_per_corpus_and_again_when_the_text_changes(tmp_path, monkeypatch,
+                                                                          shakespeare):
+    # Every run trained the task's BPE again (14-23 s on a 32 MB corpus), --analyze-only too.
+    import tokenizers
+
+    from benchmarks import suite
+
+    play_text = shakespeare.read_text()[:60_000]
+    corpus = tmp_path / "mine.txt"
+    corpus.write_text(play_text)
+    first = suite.bpe_file(str(corpus), 300, tmp_path / "out")
+    trained = first.read_text()
+    calls = []
+    real = tokenizers.Tokenizer.train_from_iterator
+    monkeypatch.setattr(tokenizers.Tokenizer, "train_from_iterator",
+                        lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    assert suite.bpe_file(str(corpus), 300, tmp_path / "out") == first and calls == []
+    assert first.read_text() == trained
+    # Other text, or another vocabulary: trained again, to another file.
+    corpus.write_text(play_text[: len(play_text) // 2])
+    assert suite.bpe_file(str(corpus), 300, tmp_path / "out") == first and calls == [1]
+    assert first.read_text() != trained
+    assert suite.bpe_file(str(corpus), 280, tmp_path / "out") != first and calls == [1, 1]
