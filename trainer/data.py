@@ -151,6 +151,9 @@ def _named(cfg: DataConfig) -> str:
         return f"the split {cfg.split!r} of {cfg.dataset!r} (data.val_split)"
     if cfg._validation_key == "data.val_path":
         return f"{cfg.data_files!r} (data.val_path)"
+    if cfg.data_files and cfg.dataset in LOCAL_BUILDERS:
+        # Local files read by a builder ('json', 'csv'): the files, which 'json' did not name.
+        return f"{cfg.data_files!r} (data.data_files, read as {cfg.dataset})"
     return repr(cfg.dataset)
 
 

@@ -1029,8 +1029,9 @@ def test_validate_finds_text_that_is_not_utf8_and_a_missing_text_column(tmp_path
                      "tokenizer": "byte"}
     path = write_study(tmp_path, study)
     assert main(["validate", str(path)]) == 2
-    assert ("data.text_column: 'text' is not a column of 'csv', which has ['title', 'body']"
-            in capsys.readouterr().err)
+    # It named the builder, 'csv', where the file is what the user wrote.
+    assert (f"data.text_column: 'text' is not a column of {str(table)!r} (data.data_files, read "
+            "as csv), which has ['title', 'body']" in flat(capsys.readouterr().err))
     study["data"]["text_column"] = "body"
     assert main(["validate", str(write_study(tmp_path, study))]) == 0
     records = tmp_path / "records.jsonl"
@@ -1079,7 +1080,8 @@ def test_validate_finds_a_text_column_of_numbers(tmp_path, shakespeare, capsys):
                          "text_column": column, "tokenizer": "byte"}
         assert main(["validate", str(write_study(tmp_path, study))]) == 2
         out = " ".join(capsys.readouterr().err.split())
-        assert (f"data.text_column: {column!r} of {builder!r} holds {kind} values" in out
+        assert (f"data.text_column: {column!r} of {str(path)!r} (data.data_files, read as "
+                f"{builder}) holds {kind} values" in out
                 and "not text: name a column of text (the columns: [" in out), out
         study["data"]["text_column"] = "body"
         assert main(["validate", str(write_study(tmp_path, study))]) == 0, capsys.readouterr()

@@ -489,7 +489,8 @@ def test_a_budget_far_from_whole_steps_says_what_the_run_trains(run_file, capsys
     ({"source": "text", "path": "empty.txt"}, "the data holds no text (0 tokens)"),
     ({"source": "text", "path": "latin1.txt"}, "is not UTF-8 text"),
     ({"source": "hf", "dataset": "json", "data_files": "d.jsonl"},
-     "data.text_column: 'text' is not a column of 'json', which has ['body']"),
+     "data.text_column: 'text' is not a column of '{dir}/d.jsonl' (data.data_files, read as "
+     "json), which has ['body']"),
 ])
 def test_validate_of_a_training_file_reads_its_data_as_train_would(run_file, capsys, data,
                                                                    message):
@@ -502,6 +503,7 @@ def test_validate_of_a_training_file_reads_its_data_as_train_would(run_file, cap
     raw["data"] = {**data, "cache_dir": str(folder / "cache")}
     run_file.write_text(yaml.safe_dump(raw))
     assert main(["validate", str(run_file)]) == 2
+    message = message.format(dir=folder)
     out = " ".join(capsys.readouterr().err.split())
     assert "1 error(s)" in out and message in out, out
     assert train_main(str(run_file)) == 2

@@ -226,7 +226,8 @@ def test_compressed_data_files_are_checked_as_the_run_reads_them(tmp_path):
     assert read_documents(gz) == ["some prose", "more prose"]
     # What it checks, it checks in the decompressed text: the column.
     assert column_problem(gz.model_copy(update={"text_column": "body"})) == (
-        "data.text_column: 'body' is not a column of 'json', which has ['text']")
+        f"data.text_column: 'body' is not a column of {str(tmp_path / 'c.jsonl.gz')!r} "
+        "(data.data_files, read as json), which has ['text']")
     xz = DataConfig(source="hf", dataset="text", data_files=str(tmp_path / "t.txt.xz"),
                     cache_dir=str(tmp_path / "cache"))
     assert column_problem(xz) is None
@@ -529,7 +530,8 @@ def test_hf_json_builder_reads_documents_from_the_text_column(tmp_path, monkeypa
         path.write_text("".join(f'{{"body": "doc {i}", "id": {i}, "meta": {{"a": "x"}}}}\n'
                                 for i in range(5)))
         for streamed in (None, 3):
-            with pytest.raises(DataError, match=rf"data.text_column: '{column}' of 'json' holds "
+            with pytest.raises(DataError, match=rf"data.text_column: '{column}' of '.*docs.jsonl' "
+                                                r"\(data.data_files, read as json\) holds "
                                                 rf"{kind} values .*not text: name a column of "
                                                 r"text \(the columns: \['body', 'id', 'meta'\]\)"):
                 read_documents(cfg.model_copy(update={"text_column": column,
@@ -539,7 +541,8 @@ def test_hf_json_builder_reads_documents_from_the_text_column(tmp_path, monkeypa
     for odd, said in (("0", "the int 0"), ("false", "the bool False"), ("42", "the int 42")):
         path.write_text('{"body": "doc 0"}\n{"body": ""}\n{"body": null}\n'
                         f'{{"body": {odd}}}\n{{"body": "doc 4"}}\n')
-        with pytest.raises(DataError, match=rf"data.text_column: 'body' of 'json' holds text, but "
+        with pytest.raises(DataError, match=rf"data.text_column: 'body' of '.*docs.jsonl' "
+                                            r"\(data.data_files, read as json\) holds text, but "
                                             rf"its row 4 holds {said}: every value must be text "
                                             r"\(or empty\)"):
             read_documents(cfg.model_copy(update={"max_documents": None}))
