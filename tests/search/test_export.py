@@ -849,7 +849,7 @@ def test_bad_arguments_through_the_api_name_their_flag(finished, tmp_path, capsy
 
 
 @pytest.mark.slow
-def test_real_study_export_and_train(tmp_path, shakespeare):
+def test_real_study_export_and_train(tmp_path, shakespeare, capsys):
     import ray
 
     from scaletune.search.runner import run_study
@@ -885,6 +885,15 @@ def test_real_study_export_and_train(tmp_path, shakespeare):
     # Rule: the run's own record keeps the export's provenance.
     start = next(r for r in records if r["event"] == "start")
     assert start["config"]["provenance"]["trial"] == best.number
+    # Exported again to the same file, for more tokens: its out_dir holds the run above, which
+    # train refuses; the export said nothing, and named the command as if it would train.
+    capsys.readouterr()
+    assert main(["export", str(path), "--tokens", str(2 * tokens), "-o", str(out)]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert (f"note: out_dir {exported.out_dir} holds the checkpoint of a run of another config "
+            "(") in said and f"tokens: {tokens} -> {2 * tokens})" in said, said
+    assert "set another out_dir for this run (--overwrite would replace that run)" in said
+    assert said.index("note: out_dir") < said.index("train it with:")
 
 
 def test_an_export_to_more_tokens_than_any_corpus_is_refused(finished, tmp_path, capsys):
