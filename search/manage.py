@@ -1004,7 +1004,7 @@ def list_studies(url: str, console: Console) -> int:
     for study in studies:
         # Counted by the database: loading 10,000 trials to count them took half a minute.
         t = tally(storage, study.study_name, study.direction == StudyDirection.MINIMIZE)
-        words = state_words(Counter(t.by_state), t.retried, t.diverged) or "none"
+        words = state_words(Counter(t.by_state), t.retried, t.diverged, t.reruns_started) or "none"
         live = _running(study)
         table.add_row(study.study_name, with_left_running(words, t.by_state.get("RUNNING", 0),
                                                           study),

@@ -59,10 +59,11 @@ def by_state(trials: list[FrozenTrial]) -> str:
     ones apart from the pruner's stops, as the summary does."""
     from collections import Counter
 
-    from scaletune.search.summary import diverged, state_words
+    from scaletune.search.summary import diverged, reruns_started, state_words
 
     again = sum(1 for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("retried"))
-    return state_words(Counter(t.state.name for t in trials), again, sum(map(diverged, trials)))
+    return state_words(Counter(t.state.name for t in trials), again, sum(map(diverged, trials)),
+                       reruns_started(trials))
 
 
 def no_complete_trial(study: optuna.Study, trials: list[FrozenTrial], what: str = "") -> str:

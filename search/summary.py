@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
@@ -226,6 +227,8 @@ def summarize(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
         # FAIL trials queued again (their re-runs are counted): n_trials does not count them
         "trials_run_again": sum(1 for t in trials if t.state == TrialState.FAIL
                                 and t.user_attrs.get("retried", False)),
+        # Of those, the ones whose re-run has started (the others' wait)
+        "reruns_started": reruns_started(trials),
         "best": None if best is None else {
             "number": best.number,
             "value": best.value,
@@ -262,10 +265,12 @@ STATES = ("COMPLETE", "PRUNED", "DIVERGED", "FAIL", "RUNNING", "WAITING")
 """The order trials by state are said in; DIVERGED: PRUNED in Optuna, stopped by the loss guard."""
 
 
-def state_words(counts: Counter[str], again: int, diverged: int = 0) -> str:
+def state_words(counts: Counter[str], again: int, diverged: int = 0, ran: int = 0) -> str:
     """``6 complete, 9 pruned, 1 diverged, 1 interrupted and queued again``: trials counted by state,
     the FAIL ones queued ``again`` apart from those that failed for good, and the ``diverged``
-    ones apart from the pruner's stops; empty for no trial."""
+    ones apart from the pruner's stops; empty for no trial. ``ran``: how many of the ``again``
+    have had their re-run start (``reruns_started``), said as ``interrupted and run again``: all
+    were "queued again", which read as still to run, beside the trials that had re-run them."""
     counts = Counter(counts)
     counts["FAIL"] -= again
     counts["PRUNED"] -= diverged
@@ -273,16 +278,27 @@ def state_words(counts: Counter[str], again: int, diverged: int = 0) -> str:
     words = {"FAIL": "failed"}
     parts = [f"{counts[s]} {words.get(s, s.lower())}"
              for s in [*STATES, *sorted(counts.keys() - set(STATES))] if counts[s] > 0]
-    if again:
-        # Stopped with the driver, or their worker lost: they run again (as the report's figures)
-        parts.append(f"{again} interrupted and queued again")
+    # Stopped with the driver, or their worker lost: they run again (as the report's figures)
+    queued = again - min(again, ran)
+    if again - queued:
+        parts.append(f"{again - queued} interrupted and run again")
+    if queued:
+        parts.append(f"{queued} interrupted and queued again")
     return ", ".join(parts)
+
+
+def reruns_started(trials: Sequence[FrozenTrial]) -> int:
+    """The trials, started, that re-run an interrupted one (user attr ``retry_of``): its re-run
+    waits as a WAITING trial until a worker takes it."""
+    return sum(1 for t in trials
+               if t.state != TrialState.WAITING and t.user_attrs.get("retry_of") is not None)
 
 
 def trials_said(summary: dict[str, Any]) -> str:
     """A summary's trials by state as run's summary and the report say them (``state_words``)."""
     return state_words(Counter(summary["trials"]), summary.get("trials_run_again", 0),
-                       summary["pruning"].get("diverged_trials", 0)) or "none"
+                       summary["pruning"].get("diverged_trials", 0),
+                       summary.get("reruns_started", 0)) or "none"
 
 
 def pruning_saved(pruning: dict[str, Any]) -> str:

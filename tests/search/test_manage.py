@@ -118,16 +118,22 @@ def test_the_listing_counts_in_the_database_what_loading_the_trials_gives(tmp_pa
     for retried in (True, True, False):
         study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL,
                                                   user_attrs={"retried": retried}))
+    # The first interrupted trial's re-run ended; the second's waits: "2 interrupted and queued
+    # again" read as two still to run, beside the waiting one that is the second's re-run.
+    study.add_trial(optuna.trial.create_trial(value=4.5, user_attrs={"retry_of": 5}))
     study.ask()  # running
+    study.enqueue_trial({}, user_attrs={"retry_of": 6})
     trials = study.get_trials(deepcopy=False)
     counted = tally(make_storage(url), "t", minimize=direction == "minimize")
     # Rule: the listing's counts, best trial and last activity are those of the loaded trials.
-    assert state_words(Counter(counted.by_state), counted.retried,
-                       counted.diverged) == by_state(trials)
-    assert by_state(trials) == ("3 complete, 1 pruned, 1 diverged, 1 failed, 1 running, 2 "
-                                "interrupted and queued again")
+    assert state_words(Counter(counted.by_state), counted.retried, counted.diverged,
+                       counted.reruns_started) == by_state(trials)
+    assert by_state(trials) == ("4 complete, 1 pruned, 1 diverged, 1 failed, 1 running, 1 "
+                                "waiting, 1 interrupted and run again, 1 interrupted and queued "
+                                "again")
     assert counted.best == (study.best_trial.number, study.best_value)
-    assert counted.last == max(t.datetime_complete or t.datetime_start for t in trials)
+    assert counted.last == max(t.datetime_complete or t.datetime_start for t in trials
+                               if t.state != TrialState.WAITING)
 
 
 def test_studies_of_a_missing_sqlite_file_is_an_error_and_creates_nothing(tmp_path, capsys):

@@ -197,6 +197,13 @@ def test_a_study_none_of_whose_trials_completed_says_why_and_offers_no_export(tm
     said = "1 pruned, 2 diverged, 1 interrupted and queued again"
     assert f"trials   {said}" in console.export_text()
     assert ("trials", said) in summary_rows(summarize(study, cfg))
+    # Once its re-run has run, it is not said queued again (it read as a trial still to run).
+    study.add_trial(ended(TrialState.PRUNED, 1.0, retry_of=study.trials[-1].number))
+    console = Console(record=True, width=400)
+    print_run_summary(console, study, cfg, str(path), 10.0)
+    said = "2 pruned, 2 diverged, 1 interrupted and run again"
+    assert f"trials   {said}" in console.export_text()
+    assert ("trials", said) in summary_rows(summarize(study, cfg))
 
 
 def test_a_study_whose_trials_all_failed_points_to_their_reasons(tmp_path):
