@@ -1129,9 +1129,12 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
     notes += [changed] if changed else []
     trials = study.get_trials(deepcopy=False)
     out = _printer(console)
-    out(f"study {study.study_name} ({cfg.source})")
     running = _running(study)
     from_file = Path(cfg.source).is_file()  # else read by its name: the record alone
+    # Read by its name: "study tiny (tiny)" said the name twice; where it was read from is said.
+    by_name = not from_file and cfg.source == study.study_name
+    out(f"study {study.study_name} "
+        f"({'read by its name: its record alone' if by_name else cfg.source})")
     # n_trials as the file (or `--n-trials`) says now: the stored config is that of the first run.
     rows = [
         ("storage", mask_url(cfg.storage_url)),

@@ -382,6 +382,7 @@ def test_a_study_is_read_by_its_name_without_its_file(finished, tmp_path, capsys
     assert code == 0, out
     assert "best trial 1: val loss 2.2000" in out and "model 1 layer, 2 heads, width 32" in out
     assert "4 finished of n_trials 4; last activity" in out, out
+    assert "study tiny (read by its name: its record alone)" in out  # it said "tiny (tiny)"
     # Its last run asked for 9 (--n-trials, or a ladder's rung_trials raised): read by its name
     # there is no study file to tell apart from that run (it said "in the study file", of the
     # first run's record).
