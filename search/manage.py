@@ -118,6 +118,7 @@ from scaletune.trainer.data import (
     holds_tokens,
     known_tokens,
     known_vocab_size,
+    lossy_tokenizer_note,
     read_fingerprint,
     separator_problem,
     size_problem,
@@ -219,6 +220,7 @@ def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
     notes += [note for note in (cpu_note(cfg), gpu_note(cfg), mps_problem(cfg), auto_note(cfg),
                                 bf16_note(cfg)) if note]
     notes += [note] if (note := table_as_text_note(cfg)) else []
+    notes += [note] if (note := lossy_tokenizer_note(cfg.data)) else []
     if cfg.priors.laws == "published" and cfg.priors.fitted_file:  # named for later, say
         notes.append(f"priors.fitted_file: {cfg.priors.fitted_file} is not read: laws "
                      "is published (the default), and laws: fitted uses the file")

@@ -691,7 +691,10 @@ class TrainConfig(_Strict):
             from scaletune.trainer.kernels import cpu_bf16_note
 
             notes += [note] if (note := cpu_bf16_note("dtype", self.device)) else []
-        return notes + [note for note in (self.model.unread_note("model"),
+        from scaletune.trainer.data import lossy_tokenizer_note
+
+        return notes + [note for note in (lossy_tokenizer_note(self.data),
+                                          self.model.unread_note("model"),
                                           self.optim.unread_note("optim")) if note]
 
     @model_validator(mode="after")

@@ -434,6 +434,32 @@ def load_tokenizer_file(path: str) -> Any:
                         ) from None
 
 
+LOSSY_PROBE = "Two words,\n\tthen Mixed Case and 4 spaces    here."
+"""A text that a lossless tokenizer (byte-level BPE, tiktoken's, bytes) gives back as it is:
+line ends, tabs, runs of spaces and capitals are what a lossy one drops or changes."""
+
+
+def lossy_tokenizer_note(cfg: DataConfig) -> str | None:
+    """A tokenizer file that does not give back the text it encodes: a BPE with the Whitespace
+    pre-tokenizer of the Hugging Face tokenizers quick tour trains the model on text without its
+    spaces and line ends, and said nothing. None for a lossless one, bytes and tiktoken's
+    encodings, or a file that cannot be read (its own check says why)."""
+    if not is_tokenizer_file(cfg.tokenizer):
+        return None
+    try:
+        tok = load_tokenizer_file(cfg.tokenizer)
+        back = tok.decode(tok.encode(LOSSY_PROBE, add_special_tokens=False).ids,
+                          skip_special_tokens=False)
+    except Exception:  # an odd file: the run's own checks say what is wrong
+        return None
+    if back == LOSSY_PROBE:
+        return None
+    return (f"data.tokenizer: {cfg.tokenizer} does not give back the text it encodes "
+            f"({LOSSY_PROBE!r} decodes as {back!r}): what it drops or changes (spaces, line ends, "
+            "case) the model never sees; a byte-level BPE (pre-tokenizer and decoder ByteLevel) "
+            "keeps every byte")
+
+
 def cache_dir(cfg: DataConfig) -> Path:
     """data.cache_dir, else $SCALETUNE_CACHE, else ~/.cache/scaletune."""
     path = cfg.cache_dir or os.environ.get("SCALETUNE_CACHE") or Path.home() / ".cache" / "scaletune"

@@ -278,3 +278,45 @@ def test_tiktoken_ids_are_encoded_in_pieces_to_the_same_tokens(monkeypatch, play
     assert tokens.tolist() == (enc.encode_ordinary(docs[0]) + [enc.eot_token]
                                + enc.encode_ordinary(docs[1]))
     assert len(data_module._pieces(docs[0], enc.encode_ordinary_batch)) == 20
+
+
+def test_a_tokenizer_that_drops_spaces_and_line_ends_is_noted(tmp_path, play, capsys):
+    # The tokenizers quick tour's BPE: the Whitespace pre-tokenizer, no decoder. A run trained on
+    # the text without its spaces and line ends, and validate said ok without a word.
+    from scaletune.search.cli import main
+    from scaletune.trainer.data import LOSSY_PROBE, lossy_tokenizer_note
+
+    quick = Tokenizer(models.BPE(unk_token="[UNK]"))
+    quick.pre_tokenizer = pre_tokenizers.Whitespace()
+    quick.train_from_iterator([play], trainers.BpeTrainer(vocab_size=300, show_progress=False,
+                                                          special_tokens=["[UNK]"]))
+    quick.save(str(tmp_path / "quick.json"))
+    byte_level_bpe(tmp_path / "bytes.json", play)
+    (tmp_path / "play.txt").write_text(play)
+    cfg = text_cfg(tmp_path / "play.txt", tmp_path, tmp_path / "quick.json")
+    note = lossy_tokenizer_note(cfg)
+    assert note.startswith(f"data.tokenizer: {tmp_path / 'quick.json'} does not give back the "
+                           f"text it encodes ({LOSSY_PROBE!r} decodes as ")
+    assert "the model never sees; a byte-level BPE" in note
+    # A lossless one says nothing.
+    assert lossy_tokenizer_note(cfg.model_copy(update={"tokenizer": str(tmp_path / "bytes.json")}))\
+        is None
+    assert lossy_tokenizer_note(cfg.model_copy(update={"tokenizer": "byte"})) is None
+    # validate of a training file says it, as a note: the file is valid.
+    run = tmp_path / "run.yaml"
+    run.write_text(yaml.safe_dump({
+        "model": {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 32},
+        "data": {"source": "text", "path": "play.txt", "tokenizer": "quick.json",
+                 "cache_dir": str(tmp_path / "cache")},
+        "tokens": 8_192, "batch_size": 8}))
+    assert main(["validate", str(run)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "does not give back the text it encodes" in out, out
+    # And of a study file, among the plan's notes.
+    from tests.search.helpers import tiny_study, write_study
+
+    study = tiny_study(tmp_path, tmp_path / "play.txt")
+    study["data"]["tokenizer"] = str(tmp_path / "quick.json")
+    assert main(["validate", str(write_study(tmp_path, study))]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "does not give back the text it encodes" in out, out
