@@ -428,15 +428,11 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
     replaced = " (it replaces the training config that was there)" if done.replaced else ""
     console.print(f"wrote {done.path}{replaced}", highlight=False, markup=False)
     # A file exported again to the same name trains in the same out_dir, where the run of the
-    # earlier export may be: train refuses it, which the commands below did not say. (Asked
-    # only where out_dir is there: what answers imports torch.)
-    if done.config.out_dir and Path(done.config.out_dir).is_dir():
-        from scaletune.trainer.checkpoint import run_in_the_way
-        from scaletune.trainer.cli import FLAGS
+    # earlier export may be: train refuses it, which the commands below did not say.
+    from scaletune.search.manage import out_dir_note
 
-        if why := run_in_the_way(done.config.out_dir, False, False, FLAGS,
-                                 config=done.config.model_dump(mode="json")):
-            console.print(f"note: {why}", highlight=False, markup=False, soft_wrap=True)
+    for note in out_dir_note(done.config):
+        console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
     for line in run_commands(str(done.path), done.config.batch_size):
         console.print(line, highlight=False, markup=False, soft_wrap=True)
     return 0

@@ -618,6 +618,21 @@ def readable_data_problems(data: Any, block_size: int) -> tuple[list[str], str |
     return [p for p in problems if p], fingerprint
 
 
+def out_dir_note(config: Any) -> list[str]:
+    """What `scaletune train` (without --resume or --overwrite) says of a checkpoint in the
+    training config's out_dir: a run there, of this config or another (a file exported again
+    to the same name: validate said ok, and train refused it). torch is imported only where
+    out_dir is there."""
+    if not (config.out_dir and Path(config.out_dir).is_dir()):
+        return []
+    from scaletune.trainer.checkpoint import run_in_the_way
+    from scaletune.trainer.cli import FLAGS
+
+    why = run_in_the_way(config.out_dir, False, False, FLAGS,
+                         config=config.model_dump(mode="json"))
+    return [f"{why} (`scaletune train` as it is refuses it)"] if why else []
+
+
 def compile_note(compile: bool, command: str, section: str = "") -> list[str]:
     """``compile: true`` where no C++ compiler works: `scaletune COMMAND` refuses it on this
     machine (validate said ok); ``section`` is the key's (``trainer.`` in a study file). torch
@@ -657,7 +672,8 @@ def validate_file(path: str) -> tuple[str, list[str]]:
             if problems := readable_data_problems(config.data, config.model.block_size)[0]:
                 raise ConfigError(path, problems)  # train refused them once it read the data
             return "training config", (download_notes(config.data) + config.notes()
-                                       + compile_note(config.compile, "train"))
+                                       + compile_note(config.compile, "train")
+                                       + out_dir_note(config))
         from scaletune.search.ladder import LADDER_KEYS
 
         if isinstance(raw, dict) and LADDER_KEYS & raw.keys():

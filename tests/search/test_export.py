@@ -894,6 +894,11 @@ def test_real_study_export_and_train(tmp_path, shakespeare, capsys):
             "(") in said and f"tokens: {tokens} -> {2 * tokens})" in said, said
     assert "set another out_dir for this run (--overwrite would replace that run)" in said
     assert said.index("note: out_dir") < said.index("train it with:")
+    # validate of the file says it too (it said ok).
+    assert main(["validate", str(out)]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert (f"note: out_dir {exported.out_dir} holds the checkpoint of a run of another config "
+            "(") in said and "(`scaletune train` as it is refuses it)" in said, said
 
 
 def test_an_export_to_more_tokens_than_any_corpus_is_refused(finished, tmp_path, capsys):
