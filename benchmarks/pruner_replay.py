@@ -430,10 +430,14 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as workdir:
         studies = load(args.suite, Path(workdir), tasks) or load_tables(args.suite, tasks)
         if not studies:
-            sys.exit(f"no random-search studies under {args.suite}/<task>/studies/ and no "
-                     f"random-search trials in {args.suite}/<task>/search_efficiency_trials.csv "
-                     f"of {', '.join(tasks)}: the replay reads random search's trials (the suite "
-                     "with --strategies random)")
+            tables = [t for t in tasks
+                      if (args.suite / t / "search_efficiency_trials.csv").is_file()]
+            # A suite run without random search has its trial tables: they lack its trials.
+            held = (f"random-search trials in the trial tables of {', '.join(tables)} "
+                    f"({args.suite}/<task>/search_efficiency_trials.csv): the replay reads "
+                    "random search's trials (the suite with --strategies random)" if tables else
+                    f"{args.suite}/<task>/search_efficiency_trials.csv of {', '.join(tasks)}")
+            sys.exit(f"no random-search studies under {args.suite}/<task>/studies/ and no {held}")
         if absent := sorted(set(tasks) - {task for task, _ in studies}):
             print(f"no random-search studies of {', '.join(absent)} under {args.suite}: "
                   "replayed without them", file=sys.stderr, flush=True)

@@ -243,6 +243,7 @@ def bpe_file(corpus: str, vocab: int, root: Path) -> Path:
     record = path.with_name(path.name + ".source")
     if path.is_file() and record.is_file() and record.read_text() == source:
         return path
+    record.unlink(missing_ok=True)  # until the file it stands for is written
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()

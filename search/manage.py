@@ -623,13 +623,21 @@ def out_dir_note(config: Any) -> list[str]:
     training config's out_dir: a run there, of this config or another (a file exported again
     to the same name: validate said ok, and train refused it). torch is imported only where
     out_dir is there."""
-    if not (config.out_dir and Path(config.out_dir).is_dir()):
+    if not config.out_dir:
         return []
-    from scaletune.trainer.checkpoint import run_in_the_way
-    from scaletune.trainer.cli import FLAGS
+    from scaletune.trainer.runlock import out_dir_problem
 
-    why = run_in_the_way(config.out_dir, False, False, FLAGS,
-                         config=config.model_dump(mode="json"))
+    out_dir = Path(os.path.normpath(config.out_dir))
+    try:
+        why = (f"out_dir {out_dir}: {problem}" if (problem := out_dir_problem(out_dir)) else None)
+        if why is None and out_dir.is_dir():
+            from scaletune.trainer.checkpoint import run_in_the_way
+            from scaletune.trainer.cli import FLAGS
+
+            why = run_in_the_way(config.out_dir, False, False, FLAGS,
+                                 config=config.model_dump(mode="json"))
+    except OSError as e:  # a folder it may not read: train says why
+        why = f"out_dir {out_dir}: cannot read it ({e.strerror or e})"
     return [f"{why} (`scaletune train` as it is refuses it)"] if why else []
 
 

@@ -131,7 +131,9 @@ def shown_state(t: FrozenTrial) -> str:
 
 
 def _state_label(state: str) -> str:
-    return "interrupted and queued again" if state == "STOPPED" else state.lower()
+    # "interrupted", not "... and queued again": once its re-run has run, that read as a trial
+    # still to run (the report's text counts the two apart, search.summary.state_words).
+    return "interrupted" if state == "STOPPED" else state.lower()
 LOSS_LABEL = "validation loss (nats/token)"
 DPI = 110
 FIGSIZE = (9.0, 5.5)

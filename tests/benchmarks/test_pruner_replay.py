@@ -119,10 +119,15 @@ def test_a_suite_of_scaletune_trials_alone_is_told_what_the_replay_reads(tmp_pat
     with pytest.raises(SystemExit) as e:
         pruner_replay.main(["--suite", str(tmp_path / "suite"), "--tasks", "code-bpe",
                             "--out", str(tmp_path / "out")])
-    assert ("no random-search trials in " in str(e.value)
-            and "of code-bpe: the replay reads random search's trials (the suite with "
-                "--strategies random)" in str(e.value)), e.value
+    assert ("no random-search trials in the trial tables of code-bpe (" in str(e.value)
+            and "the replay reads random search's trials (the suite with --strategies random)"
+            in str(e.value)), e.value
     assert not (tmp_path / "out").exists()
+    # A suite folder that is not there is told its tables are missing.
+    with pytest.raises(SystemExit) as e:
+        pruner_replay.main(["--suite", str(tmp_path / "nope"), "--tasks", "code-bpe"])
+    assert str(e.value).endswith(f"and no {tmp_path / 'nope'}/<task>/search_efficiency_trials"
+                                 ".csv of code-bpe"), e.value
 
 
 def test_the_suite_is_read_next_to_the_script_from_any_folder(tmp_path, monkeypatch, capsys):

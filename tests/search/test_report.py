@@ -451,11 +451,11 @@ def test_a_trial_stopped_and_run_again_is_not_drawn_as_a_failure(tmp_path):
     drawn = plot_curves(study, tmp_path, [])
     labels = sorted({line.get_label() for line in drawn.png.axes[0].get_lines()})
     assert labels == ["best: trial 0 (2.2000)", "complete (2)", "diverged (1)", "fail (1)",
-                      "interrupted and queued again (1)"]
+                      "interrupted (1)"]
     assert {t.name for t in drawn.html.data} == set(labels)
     drawn = plot_lr_tau(study, cfg, tmp_path, [])
     shown = [c.get_label() for c in drawn.png.axes[0].collections]
-    assert "interrupted and queued again" in shown
+    assert "interrupted" in shown
     assert any(label.startswith("diverged") for label in shown), shown
     assert not any(label.startswith("pruned") for label in shown), shown
 

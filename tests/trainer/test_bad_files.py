@@ -628,3 +628,19 @@ def test_the_readmes_way_to_load_a_trained_model_works(run_file, capsys):
     exec(code.replace("final-run/checkpoint.pt", str(ckpt)), scope)  # noqa: S102
     assert scope["logits"].shape == (1, 6, 256)
     assert torch.isfinite(scope["logits"]).all()
+
+
+def test_validate_notes_an_out_dir_that_train_refuses(run_file, capsys):
+    # validate said ok of a file whose out_dir train refused: a file there, or a finished run.
+    out = run_file.parent / "out"
+    out.write_text("not a folder")
+    assert main(["validate", str(run_file)]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert (f"note: out_dir {out}: {out} is a file, and a run writes its checkpoint and logs "
+            "into a folder") in said and "(`scaletune train` as it is refuses it)" in said, said
+    out.unlink()
+    assert train_main(str(run_file)) == 0
+    capsys.readouterr()
+    assert main(["validate", str(run_file)]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"note: out_dir {out} already holds a run's checkpoint; add --resume" in said, said

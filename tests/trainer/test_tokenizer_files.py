@@ -284,7 +284,7 @@ def test_a_tokenizer_that_drops_spaces_and_line_ends_is_noted(tmp_path, play, ca
     # The tokenizers quick tour's BPE: the Whitespace pre-tokenizer, no decoder. A run trained on
     # the text without its spaces and line ends, and validate said ok without a word.
     from scaletune.search.cli import main
-    from scaletune.trainer.data import LOSSY_PROBE, lossy_tokenizer_note
+    from scaletune.trainer.data import LOSSY_PROBE, LOSSY_VARIANTS, lossy_tokenizer_note
 
     quick = Tokenizer(models.BPE(unk_token="[UNK]"))
     quick.pre_tokenizer = pre_tokenizers.Whitespace()
@@ -295,11 +295,20 @@ def test_a_tokenizer_that_drops_spaces_and_line_ends_is_noted(tmp_path, play, ca
     (tmp_path / "play.txt").write_text(play)
     cfg = text_cfg(tmp_path / "play.txt", tmp_path, tmp_path / "quick.json")
     note = lossy_tokenizer_note(cfg)
-    assert note.startswith(f"data.tokenizer: {tmp_path / 'quick.json'} does not give back the "
-                           f"text it encodes ({LOSSY_PROBE!r} decodes as ")
-    assert "the model never sees; a byte-level BPE" in note
-    # A lossless one says nothing.
+    assert note == (f"data.tokenizer: {tmp_path / 'quick.json'} encodes text alike that differs "
+                    f"in line ends and tabs or runs of spaces ({LOSSY_PROBE!r} and "
+                    f"{LOSSY_VARIANTS['line ends and tabs']!r} are the same tokens): what it "
+                    "drops the model never sees; a byte-level BPE (pre-tokenizer and decoder "
+                    "ByteLevel) keeps every byte")
+    # A lossless one says nothing: byte-level, with a prefix space or no decoder too (they
+    # decode otherwise, and lose nothing).
     assert lossy_tokenizer_note(cfg.model_copy(update={"tokenizer": str(tmp_path / "bytes.json")}))\
+        is None
+    odd = byte_level_bpe(tmp_path / "odd.json", play)
+    odd.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    odd.decoder = None
+    odd.save(str(tmp_path / "odd.json"))
+    assert lossy_tokenizer_note(cfg.model_copy(update={"tokenizer": str(tmp_path / "odd.json")}))\
         is None
     assert lossy_tokenizer_note(cfg.model_copy(update={"tokenizer": "byte"})) is None
     # validate of a training file says it, as a note: the file is valid.
@@ -311,7 +320,7 @@ def test_a_tokenizer_that_drops_spaces_and_line_ends_is_noted(tmp_path, play, ca
         "tokens": 8_192, "batch_size": 8}))
     assert main(["validate", str(run)]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "does not give back the text it encodes" in out, out
+    assert "encodes text alike that differs in line ends and tabs" in out, out
     # And of a study file, among the plan's notes.
     from tests.search.helpers import tiny_study, write_study
 
@@ -319,4 +328,18 @@ def test_a_tokenizer_that_drops_spaces_and_line_ends_is_noted(tmp_path, play, ca
     study["data"]["tokenizer"] = str(tmp_path / "quick.json")
     assert main(["validate", str(write_study(tmp_path, study))]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "does not give back the text it encodes" in out, out
+    assert "encodes text alike that differs in line ends and tabs" in out, out
+
+
+def test_a_tokenizer_without_a_pre_tokenizer_is_not_cut(tmp_path, monkeypatch):
+    # Merges over the whole text: the parity of a run of 300 'a's decides whether "\nB" merges,
+    # which 256 characters each side of a cut do not show (a review's case): cut, the tokens
+    # differed from the whole document's.
+    vocab = {"a": 0, "\n": 1, "B": 2, "c": 3, "aa": 4, "a\n": 5, "\nB": 6, "<|endoftext|>": 7}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[("a", "a"), ("a", "\n"), ("\n", "B")]))
+    tok.add_special_tokens(["<|endoftext|>"])
+    tok.save(str(tmp_path / "whole.json"))
+    monkeypatch.setattr(data_module, "PIECE_CHARS", 100)
+    doc = "c" * 50 + "a" * 300 + "\nB" + "c" * 200
+    tokens = data_module._encode([doc], str(tmp_path / "whole.json"), np.uint16)
+    assert tokens.tolist() == tok.encode(doc, add_special_tokens=False).ids
