@@ -1408,27 +1408,34 @@ CUT_CONTEXT = 256
 
 
 def _cut(doc: str, at: int, encode: Any, splits: Any = None, tries: int = 16) -> int | None:
-    """A place at or after ``at`` where ``doc`` can be cut without changing its tokens: just after
-    a line end that a character other than white space follows (every pre-tokenizer of GPT-style
-    BPEs, tiktoken's and byte-level ones', ends a piece there), where the text around it encodes
-    as its two sides do, and where ``splits(left, right)`` (if given) says the tokenizer's
-    pre-tokenizer ends a piece (merges never cross it: without one, text far before the cut can
-    change the tokens at it). None where no such place is found in ``tries`` line ends, or none
-    is left: the document is then encoded whole from its last cut on."""
+    """A place at or after ``at`` where ``doc`` can be cut without changing its tokens: at a
+    line end (\\n or \\r\\n) between two characters other than white space, just after it,
+    else just before it (GPT-2's pattern reads a \\r\\n that ends a text as one piece, and as
+    two before a line), where the text around it encodes as its two sides do, and where
+    ``splits(left, right)`` (if given) says the tokenizer's pre-tokenizer ends a piece (merges
+    never cross it: without one, text far before the cut can change the tokens at it). White
+    space on either side is not cut beside: a run of it longer than the text checked around the
+    cut (CUT_CONTEXT) could merge otherwise. None where no such place is found at ``tries`` line
+    ends, or none is left: the document is then encoded whole from its last cut on."""
     pos = at
     for _ in range(tries):
         i = doc.find("\n", pos)
-        while i != -1 and (i + 1 == len(doc) or doc[i + 1].isspace()):
+        while i != -1:
+            start = i - 1 if i and doc[i - 1] == "\r" else i
+            if (0 < start and i + 1 < len(doc) and not doc[start - 1].isspace()
+                    and not doc[i + 1].isspace()):
+                break
             i = doc.find("\n", i + 1)
         if i == -1:
             return None
-        cut = i + 1
-        left, right = doc[max(0, cut - CUT_CONTEXT):cut], doc[cut:cut + CUT_CONTEXT]
-        if splits is None or splits(left, right):
-            both, alone, after = encode([left + right, left, right])
-            if list(both) == list(alone) + list(after):
-                return cut
-        pos = cut  # a tokenizer that reads a text's start apart (SentencePiece's leading space)
+        pos = i + 1
+        for cut in (i + 1, start):
+            left, right = doc[max(0, cut - CUT_CONTEXT):cut], doc[cut:cut + CUT_CONTEXT]
+            if splits is None or splits(left, right):
+                both, alone, after = encode([left + right, left, right])
+                if list(both) == list(alone) + list(after):
+                    return cut
+        # None: a tokenizer that reads a text's start apart (SentencePiece's leading space)
     return None
 
 
