@@ -226,6 +226,7 @@ def bpe_file(corpus: str, vocab: int, root: Path) -> Path:
     separates documents. Trained on the whole corpus, validation tail included: the tokenizer
     sees the text, the model never trains on it.
     """
+    import tokenizers
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     # A path: the file's name and a hash of its place (two corpora named alike, in two folders,
@@ -236,8 +237,6 @@ def bpe_file(corpus: str, vocab: int, root: Path) -> Path:
     # What it was trained from, beside it: the same text, vocabulary and library train the same
     # file, so a second run (--analyze-only, seed_noise, ladder_suite) reads it instead of
     # training it again (14-23 s on a 32 MB corpus, every time).
-    import tokenizers
-
     source = json.dumps({"corpus_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
                          "vocab": vocab, "tokenizers": tokenizers.__version__}, indent=1)
     record = path.with_name(path.name + ".source")

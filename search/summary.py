@@ -279,11 +279,11 @@ def state_words(counts: Counter[str], again: int, diverged: int = 0, ran: int = 
     parts = [f"{counts[s]} {words.get(s, s.lower())}"
              for s in [*STATES, *sorted(counts.keys() - set(STATES))] if counts[s] > 0]
     # Stopped with the driver, or their worker lost: they run again (as the report's figures)
-    queued = again - min(again, ran)
-    if again - queued:
-        parts.append(f"{again - queued} interrupted and run again")
-    if queued:
-        parts.append(f"{queued} interrupted and queued again")
+    rerun = min(again, ran)
+    if rerun:
+        parts.append(f"{rerun} interrupted and run again")
+    if again - rerun:
+        parts.append(f"{again - rerun} interrupted and queued again")
     return ", ".join(parts)
 
 

@@ -1435,7 +1435,8 @@ def _cut(doc: str, at: int, encode: Any, splits: Any = None, tries: int = 16) ->
                 both, alone, after = encode([left + right, left, right])
                 if list(both) == list(alone) + list(after):
                     return cut
-        # None: a tokenizer that reads a text's start apart (SentencePiece's leading space)
+        # Neither side of this line end: the next one (a tokenizer that reads a text's start
+        # apart, SentencePiece's leading space, fails at every one)
     return None
 
 
@@ -1445,7 +1446,7 @@ def _pieces(doc: str, encode: Any, splits: Any = None) -> list[str]:
     pieces, start = [], 0
     while len(doc) - start > PIECE_CHARS:
         cut = _cut(doc, start + PIECE_CHARS, encode, splits)
-        if cut is None or cut >= len(doc):
+        if cut is None:
             break
         pieces.append(doc[start:cut])
         start = cut
