@@ -20,8 +20,8 @@ The three processes stay up and take turns, each timing ``--seconds`` of steps p
 machine's drift falls on all of them alike; then the same with ``--busy`` processes beside them
 that spin a core each. Figures: tokens/s (median over rounds, with the range) and each setting's
 speed against ``N threads`` (median of the per-round ratios). Models: the quickstart's (2 layers,
-width 64, block 64, batch 8), one between (4 x 128, block 128, batch 16) and DESIGN.md's reference
-(6 x 256, block 128, batch 32). About 5 minutes on 2 cores. Not part of CI.
+width 64, block 64, batch 8), one between (4 x 128, block 128, batch 16) and the throughput
+benchmark's reference (6 x 256, block 128, batch 32). About 5 minutes on 2 cores. Not part of CI.
 """
 
 from __future__ import annotations

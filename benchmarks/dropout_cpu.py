@@ -3,7 +3,8 @@
     python -m benchmarks.dropout_cpu [--rounds 30] [--threads 1] [--rate 0.054]
 
 Times, side by side in one process and taking turns, at the quickstart's shapes (batch 4 x 64
-tokens, 4 heads of 16) and at the reference model's of DESIGN.md (batch 32 x 128, 8 heads of 32):
+tokens, 4 heads of 16) and at the throughput benchmark's reference model's (batch 32 x 128, 8
+heads of 32):
 
 - dropout of a (B, T, 4C) activation: F.dropout against kernels.dropout;
 - causal attention with dropout on its weights: SDPA with dropout_p against

@@ -5,9 +5,9 @@ benchmarks/results/trainer_throughput.txt).
     python -m benchmarks.trainer_throughput [--steps 50] [--threads N] [--compile] [--reference DIR]
         [--rounds 30] [--breakdown [--breakdown-rounds 10]]
 
-Trains the reference model of DESIGN.md (6 layers, 8 heads, width 256, block 128, batch 32)
-with the real trainer: fp32 with its default oneDNN matmuls (trainer.kernels), fp32 with torch's
-default matmul for comparison, then bf16 autocast (attention in float32 on CPU, as
+Trains the reference model of the project's design notes (6 layers, 8 heads, width 256, block
+128, batch 32) with the real trainer: fp32 with its default oneDNN matmuls (trainer.kernels),
+fp32 with torch's default matmul for comparison, then bf16 autocast (attention in float32 on CPU, as
 train() does; see trainer.kernels.float32_attention). MFU = model FLOPs per token
 (trainer.model.flops_per_token, the nanoGPT/PaLM count) x tokens/s / the matmul peak. The fp32
 peak is the better of torch's matmul and oneDNN's (on this AMD host oneDNN's, ~12% higher), so
@@ -22,8 +22,8 @@ out; the figure is the median over the others, with their range.
 
 Then it times bare training steps side by side in one process, taking turns: our model with
 oneDNN matmuls against the same model with torch's, and with ``--reference DIR`` (a checkout of
-nanoGPT, the reference trainer of DESIGN.md) nanoGPT's model and optimizer too; the figure is the
-median of the per-round speed ratios. Then the same for bf16 autocast steps with attention in
+nanoGPT, the reference trainer of the design notes) nanoGPT's model and optimizer too; the figure
+is the median of the per-round speed ratios. Then the same for bf16 autocast steps with attention in
 float32 against attention in bf16.
 """
 

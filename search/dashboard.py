@@ -320,10 +320,12 @@ def serve(study_path: str | None, host: str = "127.0.0.1", port: int = 8080,
 # --------------------------------------------------------------------------- notes
 
 
-def study_note(cfg: StudyConfig, config: dict[str, Any], priors: Priors) -> str:
+def study_note(cfg: StudyConfig, config: dict[str, Any], priors: Priors,
+               widened: list[dict[str, Any]] | None = None) -> str:
     """The study's note (Markdown) in the dashboard: what its axes mean where the dashboard's
     own labels cannot say it, the config every trial shares (``config``, the recorded dump with
-    passwords masked) and the priors' centers and ranges.
+    passwords masked) and the priors' centers and ranges; ``widened``: the launches that widened
+    its search since (search.plan.WIDENED), whose ranges ``config`` holds.
 
     optuna-dashboard (0.21) titles the intermediate values' x axis "Step", whatever a step is.
     Its slice and parallel-coordinate plots and its trial table follow the order of the choices
@@ -367,8 +369,13 @@ def study_note(cfg: StudyConfig, config: dict[str, Any], priors: Priors) -> str:
         lines.append(f"| {name} | {show(prior.center)} | {show(prior.low)} to "
                      f"{show(prior.high)} | {searched.get(name, '')} |")
     lines += ["", f"### Config as the study was first launched ({cfg.source}, with that launch's "
-              "command-line options such as --n-trials; unset keys left out)",
-              "", "```yaml", yaml.safe_dump(_set_keys(config), sort_keys=False).rstrip(), "```"]
+              "command-line options such as --n-trials; unset keys left out)"]
+    if widened:
+        lines += ["", "Its search was widened since (the search below is the wider one; the "
+                  "trials before drew from the narrower ranges): " + "; ".join(
+                      f"{', '.join(w.get('changes') or ['the same ranges'])} on {w.get('at')}"
+                      for w in widened) + "."]
+    lines += ["", "```yaml", yaml.safe_dump(_set_keys(config), sort_keys=False).rstrip(), "```"]
     return "\n".join(lines) + "\n"
 
 

@@ -49,6 +49,7 @@ from scaletune.search.fit import laws_file_problem, laws_fit_note
 from scaletune.search.noise import REPEAT_OF, finished_of, seed_of, trials_asked
 from scaletune.search.plan import (
     LAST_N_TRIALS,
+    WIDENED,
     as_launched,
     changed_studies,
     failed_for_good,
@@ -65,6 +66,8 @@ from scaletune.search.plan import (
     stored_changes,
     stored_data_change,
     stored_trial_states,
+    stored_widening,
+    widening_note,
 )
 from scaletune.search.progress import fmt_params, seeds_of_best
 from scaletune.search.space import (
@@ -105,7 +108,14 @@ from scaletune.search.studies import (
     running_note,
     with_left_running,
 )
-from scaletune.search.summary import DERIVED, at_edges, best_trial, diverged, state_words
+from scaletune.search.summary import (
+    DERIVED,
+    at_edges,
+    best_trial,
+    diverged,
+    state_words,
+    widest,
+)
 from scaletune.search.tracking import tracker_problems
 from scaletune.trainer.config import sqlite_url, usable_cores
 from scaletune.trainer.console import make_console, whole_cells
@@ -712,9 +722,10 @@ def validate_file(path: str) -> tuple[str, list[str]]:
             raise unreached
         # A job server's address is for `run --detach` alone: validate said ok, run refused it.
         detach_only = job_server_problem(cfg)
+        widened = stored_widening(cfg)
         return "study", plan_notes(cfg, dims) + (
             [f"{detach_only} (`scaletune run` without --detach refuses it)"] if detach_only
-            else [])
+            else []) + ([widening_note(widened)] if widened is not None else [])
     except ConfigError:
         raise
     except ScaletuneError as e:  # a data or tokenizer error found while planning: the file's
@@ -794,8 +805,10 @@ def _resumed_notes(cfg: StudyConfig, priors: Priors) -> list[str]:
     stored = attrs.get("priors")
     if isinstance(stored, dict) and "dropout" in stored:
         attrs = {**attrs, "priors": {k: v for k, v in stored.items() if k != "dropout"}}
+    widened = stored_widening(cfg)
     return [note for note in (sampler_note(attrs, cfg), pruner_note(attrs, cfg),
-                              priors_note(attrs, priors)) if note]
+                              priors_note(attrs, priors),
+                              None if widened is None else widening_note(widened)) if note]
 
 
 def _space_table(dims: list[Any], fixed: dict[str, Any], seeded: bool) -> Table:
@@ -1067,6 +1080,15 @@ def _when(last: datetime | None) -> str:
     return f"{last:%Y-%m-%d %H:%M} ({ago} ago)"
 
 
+def _when_recorded(at: Any) -> str:
+    """An ISO time a study recorded (UTC), as ``_when`` says a trial's (local time); the text
+    as it is where it is not one."""
+    try:
+        return _when(datetime.fromisoformat(at).astimezone().replace(tzinfo=None))
+    except (TypeError, ValueError):
+        return str(at)
+
+
 # --------------------------------------------------------------------------- one study
 
 
@@ -1184,8 +1206,12 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
             rows.append(("", f"derived {fmt_params(derived)}"))
         if seeds := seeds_of_best(trials, best.number, ran_with.seed):
             rows.append(("", f"seeds: {seeds}"))
-        rows += [("", f"note: {note}") for note in at_edges(best)]
+        rows += [("", f"note: {note}") for note in at_edges(best, widest(trials))]
     rows += _config_rows(ran_with)
+    rows += [("widened" if i == 0 else "", f"{', '.join(w.get('changes') or ['the same ranges'])}"
+              f", by the launch of {_when_recorded(w.get('at'))}; the trials before it drew "
+              "from the narrower ranges")
+             for i, w in enumerate(study.user_attrs.get(WIDENED) or [])]
     centers = _prior_centers(study.user_attrs.get("priors"))
     if centers:
         laws_used = ran_with.priors

@@ -39,23 +39,26 @@ from optuna.trial import FrozenTrial, TrialState
 from pydantic import ValidationError
 
 from scaletune.heuristics.priors import Priors
+from scaletune.search import hparams
 from scaletune.search.config import (
     StudyConfig,
     config_changes,
     how_many,
     stored_study_attrs,
     stored_trials,
+    validate_study,
 )
 from scaletune.search.dashboard import study_note, trial_note, write_first_note, write_note
 from scaletune.search.lease import DriverLease
 from scaletune.search.noise import REPEAT_OF, TRAIN_SEED
 from scaletune.search.pruners import UNJUDGED_STEP, held_against
-from scaletune.search.samplers import make_sampler
+from scaletune.search.samplers import SearchedAs, make_sampler
 from scaletune.search.space import (
     Dim,
     build_space,
     config_problems,
     largest_shape,
+    planning_priors,
     prior_center_params,
     space_problems,
     study_priors,
@@ -63,6 +66,7 @@ from scaletune.search.space import (
     trial_config,
 )
 from scaletune.search.storage import batch, make_storage, mask_url, sqlite_path
+from scaletune.search.summary import holds
 from scaletune.search.tracking import CREATED
 from scaletune.search.trial import train_trial
 from scaletune.trainer.config import TrainConfig, usable_cores
@@ -102,6 +106,9 @@ class SearchPlan:
     """Values the study fixes instead of searching, keyed as ``dims`` are named."""
     lease: DriverLease | None = None
     """This process's lease on the study, once ``open_study`` took it."""
+    widened: list[str] | None = None
+    """The ranges this launch widened of the study's search, once ``open_study`` opened it
+    (``search_widening``); None where it searches as recorded."""
 
     @classmethod
     def build(cls, cfg: StudyConfig, data: Any = None) -> SearchPlan:
@@ -162,12 +169,17 @@ class SearchPlan:
         self.lease = DriverLease(study)
         self.lease.acquire()  # before anything here takes a RUNNING trial for a dead driver's
         try:
-            record_or_check(study, self.cfg, self.priors, self.data)
+            self.widened = record_or_check(study, self.cfg, self.priors, self.data)
             self._keep_the_batch_sizes(study)
         except BaseException:
             self.lease.release()
             raise
         study.sampler = self.sampler(n_existing=len(study.get_trials(deepcopy=False)))
+        if study.user_attrs.get(WIDENED):
+            # Trials drawn from the narrower ranges are seen as drawn from the study's ranges:
+            # a model-based sampler's search space is the ranges every trial shares, and the
+            # widened hyperparameters left it (drawn one at a time, without the others).
+            study.sampler = SearchedAs(study.sampler, self.distributions())
         recovered = recover(study, self.cfg.max_retries,
                             last_heard=(self.lease.before or {}).get("heartbeat"))
         first = self.first_trial
@@ -749,8 +761,12 @@ which `scaletune show` names: a study resumes under a changed sampler or pruner,
 it records is that of its first launch."""
 
 
-def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors, data: Any) -> None:
-    """A new study records what it runs with; a resumed one must run with the same.
+def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors,
+                    data: Any) -> list[str] | None:
+    """A new study records what it runs with; a resumed one must run with the same, or with
+    wider ranges of its search (``search_widening``): then the widened search becomes its
+    recorded config, and the change is returned ('search.lr.high: 0.03 -> 0.1', ...; None where
+    the search is as recorded).
 
     The fingerprint is written last: a driver killed while it wrote the record leaves no
     fingerprint, or (a record from before that order) a fingerprint without the rest, and the next
@@ -758,22 +774,26 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors, data:
     """
     attrs = study.user_attrs
     stored = attrs.get("fingerprint")
+    widened = None
     if stored is not None and not cfg.fingerprint_matches(stored, attrs.get("config")):
-        raise ConfigError(cfg.source,
-                          [_changed_study(cfg, config_changes(attrs.get("config"), cfg))])
+        widened = search_widening(cfg, attrs.get("config"), stored, priors)
+        if widened is None:
+            raise ConfigError(cfg.source,
+                              [_changed_study(cfg, config_changes(attrs.get("config"), cfg))])
     if stored is not None:
         if change := _changed_data(cfg, attrs, data.fingerprint, data.n_train_tokens):
             raise ConfigError(cfg.source, [change])
+        if widened is not None:
+            _record_widening(study, cfg, widened, priors)
+        elif attrs.get(WIDENED) and (attrs.get("config") or {}).get("search") != \
+                _recorded_config(cfg)["search"]:
+            # A driver stopped as it recorded a widened search: the config's search is written.
+            _record_widening(study, cfg, None, priors)
         if all(key in attrs for key in RECORD):
-            _renote(study, cfg, attrs["config"], priors)
+            _renote(study, cfg, study.user_attrs["config"], priors)
             _record_n_trials(study, cfg)
-            return
-    config = cfg.model_dump(mode="json", by_alias=True)
-    if config.get("storage"):
-        config["storage"] = mask_url(config["storage"])
-    mlflow = (config.get("tracking") or {}).get("mlflow") or {}
-    if mlflow.get("tracking_uri"):  # may carry a password too
-        mlflow["tracking_uri"] = mask_url(mlflow["tracking_uri"])
+            return widened
+    config = _recorded_config(cfg)
     record = {
         "config": config,
         "data_fingerprint": data.fingerprint,
@@ -796,6 +816,105 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors, data:
             study.set_metric_names([OBJECTIVE])
     _record_n_trials(study, cfg)
     study.set_user_attr("fingerprint", cfg.fingerprint())
+    return widened
+
+
+WIDENED = "search_widened"
+"""Study user attr: the launches that widened ranges of its search, oldest first, each as
+{"at": ISO time, "changes": ["search.lr.high: 0.03 -> 0.1", ...]} (``search_widening``)."""
+
+
+def _recorded_config(cfg: StudyConfig) -> dict[str, Any]:
+    """``cfg`` as a study records it: every field, passwords masked."""
+    config = cfg.model_dump(mode="json", by_alias=True)
+    if config.get("storage"):
+        config["storage"] = mask_url(config["storage"])
+    mlflow = (config.get("tracking") or {}).get("mlflow") or {}
+    if mlflow.get("tracking_uri"):  # may carry a password too
+        mlflow["tracking_uri"] = mask_url(mlflow["tracking_uri"])
+    return config
+
+
+def _record_widening(study: optuna.Study, cfg: StudyConfig, changes: list[str] | None,
+                     priors: Priors) -> None:
+    """The study searches ``cfg``'s ranges from this launch on: the launch that widened them
+    (``changes``; None: one recorded already) is added to WIDENED, the fingerprint becomes
+    ``cfg``'s, then the recorded config's search (the rest stays as recorded: the paths a moved
+    study recorded, say) and the dashboard's note where it is the one its driver wrote. In that
+    order, one write each: a driver stopped between them leaves a study that resumes under the
+    widened file, whose next launch writes the rest (``record_or_check``)."""
+    from optuna_dashboard import get_note, save_note
+
+    history = list(study.user_attrs.get(WIDENED) or [])
+    if changes is not None:
+        history.append({"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        "changes": changes})
+        study.set_user_attr(WIDENED, history)
+        study.set_user_attr("fingerprint", cfg.fingerprint())
+    recorded = study.user_attrs["config"]
+    config = copy.deepcopy(recorded)
+    config["search"] = _recorded_config(cfg)["search"]
+    study.set_user_attr("config", config)
+    try:
+        ran = validate_study(recorded, cfg.source, recorded=True)
+    except ConfigError:  # a record of another version: its note is left as it is
+        return
+    before = cfg.model_copy(update={"search": ran.search,
+                                    "description": recorded.get("description") or ""})
+    if get_note(study) == study_note(before, recorded, priors, history[:-1]):
+        save_note(study, study_note(cfg, config, priors, history))
+
+
+def widening_note(changes: list[str]) -> str:
+    """What a launch that widens ranges of a stored study's search (``changes``) does."""
+    what = ", ".join(changes) if changes else "written otherwise, the same ranges"
+    return (f"the stored study resumes with its search widened ({what}): its trials so far, "
+            "drawn from the narrower ranges, are kept and the sampler learns from them; "
+            "new trials are drawn from the wider ranges")
+
+
+def search_widening(cfg: StudyConfig, recorded: Any, fingerprint: Any,
+                    priors: Priors | None = None) -> list[str] | None:
+    """How ``cfg`` widens the search of a stored study whose recorded config is ``recorded`` and
+    fingerprint ``fingerprint``, where that is all it changes of what the trials trained with:
+    the same hyperparameters searched, each over a range that holds the one the study searched
+    (on the same scale, log or linear, and step), the same choices and fixed values, every other
+    key as recorded. Each end that moved out is named: 'search.lr.high: 0.03 -> 0.1'; [] where
+    the file writes the same ranges otherwise (a range given as the priors make it). None where
+    it changes anything else, narrows a range, changes choices (Optuna keeps one set of choices
+    per parameter of a study) or the record cannot be read. ``priors``: the study's, which make
+    the ranges of ``prior: auto``; the planning priors where not given."""
+    if not isinstance(recorded, dict) or not isinstance(fingerprint, str):
+        return None
+    try:
+        ran = validate_study(recorded, cfg.source, recorded=True)
+    except ConfigError:
+        return None
+    back = cfg.model_copy(update={"search": ran.search})
+    if not back.fingerprint_matches(fingerprint, recorded):
+        return None
+    try:
+        if priors is None:
+            priors = planning_priors(cfg)
+        (was, fixed_was), (now, fixed_now) = build_space(back, priors), build_space(cfg, priors)
+    except (ConfigError, ValueError):
+        return None
+    if fixed_was != fixed_now or [d.name for d in was] != [d.name for d in now]:
+        return None
+    changes = []
+    for old, new in zip(was, now, strict=True):
+        a, b = old.distribution, new.distribution
+        if a == b:
+            continue
+        if not holds(b, a):
+            return None
+        hp = hparams.get(new.name)
+        show = hp.show if hp is not None else (lambda v: format(v, ".3g"))
+        key = (f"search.{hparams.owner(hp).name}" if hp is not None
+               else f"search.other.{new.name}")
+        changes += [f"{key}.{end}: {show(getattr(a, end))} -> {show(getattr(b, end))}"
+                    for end in ("low", "high") if getattr(a, end) != getattr(b, end)]
+    return changes
 
 
 def stored_trial_states(cfg: StudyConfig) -> list[Any] | None:
@@ -830,9 +949,25 @@ def stored_changes(cfg: StudyConfig) -> str | None:
     """What ``cfg`` changes of the stored study of its name (``search.batch_size.choices: [4,
     8] -> [2, 4, 8]``), as ``stored_change`` finds it; None where it resumes."""
     attrs = _recorded_attrs(cfg, ("config",))
-    if attrs is None or cfg.fingerprint_matches(attrs["fingerprint"], attrs.get("config")):
+    if attrs is None or resumes_under(cfg, attrs):
         return None
     return config_changes(attrs.get("config"), cfg)
+
+
+def resumes_under(cfg: StudyConfig, attrs: dict[str, Any]) -> bool:
+    """Does a stored study with these user attrs (its ``fingerprint`` and ``config``) resume
+    under ``cfg``: its config, or wider ranges of its search?"""
+    return (cfg.fingerprint_matches(attrs["fingerprint"], attrs.get("config"))
+            or search_widening(cfg, attrs.get("config"), attrs["fingerprint"]) is not None)
+
+
+def stored_widening(cfg: StudyConfig) -> list[str] | None:
+    """The ranges ``cfg`` widens of the stored study of its name (``search_widening``), found
+    without opening it; None where the study is new, resumes as it is, or cannot resume."""
+    attrs = _recorded_attrs(cfg, ("config",))
+    if attrs is None or cfg.fingerprint_matches(attrs["fingerprint"], attrs.get("config")):
+        return None
+    return search_widening(cfg, attrs.get("config"), attrs["fingerprint"])
 
 
 def _renote(study: optuna.Study, cfg: StudyConfig, config: dict[str, Any],
@@ -843,12 +978,13 @@ def _renote(study: optuna.Study, cfg: StudyConfig, config: dict[str, Any],
     wrote (a user's, written with --allow-writes) is kept."""
     from optuna_dashboard import get_note, save_note
 
-    note, current = study_note(cfg, config, priors), get_note(study)
+    widened = study.user_attrs.get(WIDENED)
+    note, current = study_note(cfg, config, priors, widened), get_note(study)
     if not current:
         save_note(study, note)
     elif current != note:
         before = cfg.model_copy(update={"description": config.get("description") or ""})
-        if current == study_note(before, config, priors):
+        if current == study_note(before, config, priors, widened):
             save_note(study, note)
 
 
@@ -882,7 +1018,7 @@ def stored_data_change(cfg: StudyConfig, fingerprint: str,
     a study of this name, with this file's config, whose trials trained on other data. For
     `scaletune validate` and `run --dry-run`; None otherwise."""
     attrs = _recorded_attrs(cfg, ("data_fingerprint", "data_tokens", "provenance", "config"))
-    if attrs is None or not cfg.fingerprint_matches(attrs["fingerprint"], attrs.get("config")):
+    if attrs is None or not resumes_under(cfg, attrs):
         return None  # a new study, or one stored_change names
     return _changed_data(cfg, attrs, fingerprint, None, rename)
 
@@ -993,7 +1129,7 @@ def changed_studies(names: list[str], storage_url: str, changes: str, rename: st
                f"studies named {', '.join(map(repr, names))} already exist")
     return (f"name: {studies} in {mask_url(storage_url)} and {who} trials trained with: "
             f"{changes}; {rename}, or undo the change (changing only n_trials, workers, sampler, "
-            "pruner or trainer.micro_batch_size resumes it)")
+            "pruner or trainer.micro_batch_size, or widening ranges of the search, resumes it)")
 
 
 def _record_n_trials(study: optuna.Study, cfg: StudyConfig) -> None:

@@ -77,7 +77,7 @@ from scaletune.heuristics.priors import FITTED_CITATION
 from scaletune.search import hparams
 from scaletune.search.config import MedianPrunerConfig, Param, StudyConfig
 from scaletune.search.noise import REPEAT_OF, TRAIN_SEED, floor_of, measured_floor, seed_groups
-from scaletune.search.plan import as_launched
+from scaletune.search.plan import as_launched, resumes_under
 from scaletune.search.pruners import (
     PREDICTION_ATTRS,
     STOPPED_AGAINST,
@@ -1196,10 +1196,10 @@ def make_report(
     command = "ladder" if ladder is not None else "run"  # a ladder's target runs by its file
     runs = shlex.quote(source) if Path(source).is_file() else "STUDY.yaml"  # not by its name
     summary["seed_noise"]["measure"] = f"scaletune {command} {runs} --repeat-best 2"
-    recorded = study.user_attrs.get("fingerprint")  # a changed file: run refuses the command
-    summary["seed_noise"]["file_changed"] = (recorded is not None
-                                             and not cfg.fingerprint_matches(
-                                                 recorded, study.user_attrs.get("config")))
+    # A changed file (other than in ranges that widen): run refuses the command.
+    attrs = study.user_attrs
+    summary["seed_noise"]["file_changed"] = (attrs.get("fingerprint") is not None
+                                             and not resumes_under(cfg, attrs))
     summary["pruner"] = ran_with.pruner.name
     summary["files"] = [p.name for p in files]
     for name in earlier - set(summary["files"]):  # an earlier report's, which would mislead

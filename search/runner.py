@@ -70,6 +70,7 @@ from scaletune.search.plan import (
     stored_change,
     stored_data_change,
     stored_trial_states,
+    widening_note,
 )
 from scaletune.search.progress import QUEUED, StudyProgress, print_run_summary
 from scaletune.search.space import centers_outside, nothing_searched, outside_ranges
@@ -464,7 +465,8 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
             tracker.opened(study)
             for changed in (sampler_note(study.user_attrs, cfg),
                             pruner_note(study.user_attrs, cfg),
-                            priors_note(study.user_attrs, plan.priors)):
+                            priors_note(study.user_attrs, plan.priors),
+                            None if plan.widened is None else widening_note(plan.widened)):
                 if changed:
                     console.print(f"note: {changed}", style="yellow", highlight=False,
                                   markup=False)

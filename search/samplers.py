@@ -38,7 +38,7 @@ from scaletune.search.config import (
     StudyConfig,
 )
 from scaletune.search.pruners import PREDICTION_ATTRS
-from scaletune.search.summary import diverged
+from scaletune.search.summary import diverged, holds
 
 
 class PriorSampler(BaseSampler):
@@ -148,17 +148,33 @@ class PriorSampler(BaseSampler):
         self._base.after_trial(study, trial, state, values)
 
 
-class _PredictionsAsFinal:
-    """A study as a sampler that learns only from complete trials should see it: every pruned
-    trial with a predicted final loss is a complete trial at that loss, and every trial that
-    diverged a complete trial at the worst loss of those. Anything else is the study's own
-    (attribute access is passed through)."""
+class _StudyView:
+    """A study as a sampler sees it: its trials as ``_get_trials`` gives them; anything else
+    is the study's own (attribute access is passed through)."""
 
     def __init__(self, study: Study) -> None:
         self._study = study
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._study, name)
+
+    def _get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None,
+                    use_cache: bool = False) -> list[FrozenTrial]:
+        return self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
+
+    def get_trials(self, deepcopy: bool = True,
+                   states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+        return self._get_trials(deepcopy=deepcopy, states=states)
+
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        return self.get_trials()
+
+
+class _PredictionsAsFinal(_StudyView):
+    """A study as a sampler that learns only from complete trials should see it: every pruned
+    trial with a predicted final loss is a complete trial at that loss, and every trial that
+    diverged a complete trial at the worst loss of those."""
 
     def _get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None,
                     use_cache: bool = False) -> list[FrozenTrial]:
@@ -170,14 +186,6 @@ class _PredictionsAsFinal:
         if len(self._study.directions) == 1:
             trials = _seen_complete(trials)
         return [t for t in trials if asked is None or t.state in asked]
-
-    def get_trials(self, deepcopy: bool = True,
-                   states: Container[TrialState] | None = None) -> list[FrozenTrial]:
-        return self._get_trials(deepcopy=deepcopy, states=states)
-
-    @property
-    def trials(self) -> list[FrozenTrial]:
-        return self.get_trials()
 
 
 def _as_complete(trial: FrozenTrial, value: float) -> FrozenTrial:
@@ -212,7 +220,52 @@ def _seen_complete(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     return [_as_complete(t, worst) if diverged(t) else t for t in out]
 
 
-class PredictionsTeachSampler(BaseSampler):
+class _SeenThrough(BaseSampler):
+    """``base`` seeing every study through ``_view`` (a study view: a ``_StudyView``)."""
+
+    def __init__(self, base: BaseSampler) -> None:
+        self._base = base
+
+    def _view(self, study: Study) -> Any:
+        raise NotImplementedError
+
+    def reseed_rng(self) -> None:
+        self._base.reseed_rng()
+
+    def infer_relative_search_space(
+        self, study: Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return self._base.infer_relative_search_space(self._view(study), trial)
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return self._base.sample_relative(self._view(study), trial, search_space)
+
+    def sample_independent(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self._base.sample_independent(self._view(study), trial, param_name,
+                                             param_distribution)
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        self._base.before_trial(self._view(study), trial)
+
+    def after_trial(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._base.after_trial(self._view(study), trial, state, values)
+
+
+class PredictionsTeachSampler(_SeenThrough):
     """``base`` learning from pruned trials at their predicted final loss.
 
     GP and CMA-ES fit only complete trials (Optuna 5: ``GPSampler`` reads complete and running
@@ -229,43 +282,49 @@ class PredictionsTeachSampler(BaseSampler):
     that diverged before any evaluation last (search/pruners.py's docstring).
     """
 
-    def __init__(self, base: BaseSampler) -> None:
-        self._base = base
+    def _view(self, study: Study) -> Any:
+        return _PredictionsAsFinal(study)
 
-    def reseed_rng(self) -> None:
-        self._base.reseed_rng()
 
-    def infer_relative_search_space(
-        self, study: Study, trial: FrozenTrial
-    ) -> dict[str, BaseDistribution]:
-        return self._base.infer_relative_search_space(_PredictionsAsFinal(study), trial)
+class SearchedAs(_SeenThrough):
+    """``base`` seeing each trial as drawn from ``space`` (the study's search space now) where
+    that holds the range the trial was drawn from.
 
-    def sample_relative(
-        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
-    ) -> dict[str, Any]:
-        return self._base.sample_relative(_PredictionsAsFinal(study), trial, search_space)
+    A study whose ranges were widened (search.plan.search_widening) holds trials drawn from two
+    ranges of a hyperparameter. Optuna's model-based samplers search jointly only the
+    parameters that every trial drew from one distribution (``IntersectionSearchSpace``): a
+    widened hyperparameter left that space, and multivariate TPE, GP and CMA-ES drew it alone,
+    without regard to the others, for the rest of the study. The storage is not changed."""
 
-    def sample_independent(
-        self,
-        study: Study,
-        trial: FrozenTrial,
-        param_name: str,
-        param_distribution: BaseDistribution,
-    ) -> Any:
-        return self._base.sample_independent(_PredictionsAsFinal(study), trial, param_name,
-                                             param_distribution)
+    def __init__(self, base: BaseSampler, space: dict[str, BaseDistribution]) -> None:
+        super().__init__(base)
+        self._space = space
 
-    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
-        self._base.before_trial(_PredictionsAsFinal(study), trial)
+    def _view(self, study: Study) -> Any:
+        return _Searched(study, self._space)
 
-    def after_trial(
-        self,
-        study: Study,
-        trial: FrozenTrial,
-        state: TrialState,
-        values: Sequence[float] | None,
-    ) -> None:
-        self._base.after_trial(_PredictionsAsFinal(study), trial, state, values)
+
+class _Searched(_StudyView):
+    """A study whose trials are seen with ``space``'s distribution for each parameter whose
+    range ``space`` holds (``SearchedAs``)."""
+
+    def __init__(self, study: Study, space: dict[str, BaseDistribution]) -> None:
+        super().__init__(study)
+        self._space = space
+
+    def _get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None,
+                    use_cache: bool = False) -> list[FrozenTrial]:
+        return [self._seen(t) for t in super()._get_trials(deepcopy, states, use_cache)]
+
+    def _seen(self, trial: FrozenTrial) -> FrozenTrial:
+        wider = {name: self._space[name] for name, dist in trial.distributions.items()
+                 if name in self._space and self._space[name] != dist
+                 and holds(self._space[name], dist)}
+        if not wider:
+            return trial
+        seen = copy.copy(trial)  # the stored trial keeps its distributions; only this view
+        seen.distributions = {**trial.distributions, **wider}
+        return seen
 
 
 class PriorWeightedTPESampler(optuna.samplers.TPESampler):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import optuna
@@ -98,14 +98,40 @@ EDGE = 0.05
 the range searched lies at that end."""
 
 
-def at_edges(trial: FrozenTrial) -> list[str]:
+def holds(wide: Any, narrow: Any) -> bool:
+    """Is distribution ``wide`` a range of the same kind, scale and step as ``narrow`` that holds
+    all of it (or the same distribution)? Optuna lets a parameter's range change between trials
+    of a study, not its kind nor a categorical's choices (search.plan.search_widening)."""
+    if wide == narrow:
+        return True
+    if isinstance(narrow, CategoricalDistribution) or type(wide) is not type(narrow):
+        return False
+    return (wide.log == narrow.log and wide.step == narrow.step
+            and wide.low <= narrow.low and wide.high >= narrow.high)
+
+
+def widest(trials: Iterable[FrozenTrial]) -> dict[str, Any]:
+    """Each parameter's widest distribution among ``trials``: the range a study whose search
+    was widened searches now (the latest trials'), where its first trials drew from less."""
+    out: dict[str, Any] = {}
+    for t in trials:
+        for name, dist in t.distributions.items():
+            if name not in out or (dist != out[name] and holds(dist, out[name])):
+                out[name] = dist
+    return out
+
+
+def at_edges(trial: FrozenTrial, searched: dict[str, Any] | None = None) -> list[str]:
     """What the user should hear when ``trial`` (the best) took a value at an end of the range
     searched, where the optimum may lie beyond: one sentence per parameter. Ends that are the
     hyperparameter's own limits (dropout 0, warmup 0, a batch of 1 sequence) are left out, and
     so are choices that are not numbers or fewer than three (a best of two is always at an end).
-    """
+    ``searched``: the study's ranges now (``widest``), where a widened study searched more than
+    its best trial was drawn from."""
     notes = []
     for name, dist in trial.distributions.items():
+        if searched is not None and holds(searched.get(name), dist):
+            dist = searched[name]
         value = trial.params.get(name)
         hp = hparams.get(name)
         side = _edge(value, dist, hp, name)
@@ -129,15 +155,16 @@ def at_edges(trial: FrozenTrial) -> list[str]:
                      f"{', '.join(map(show, sorted(dist.choices)))}")
             # Batch sizes are choices however the file gave them: a range too.
             end = f" or {'high' if up else 'low'}" if hp is not None and hp.powers_of_two else ""
-            wider = f"add {'larger' if up else 'smaller'} choices ({key}: choices{end})"
+            wider = (f"add {'larger' if up else 'smaller'} choices ({key}: choices{end}) in a "
+                     "new study, as the choices of a study cannot change")
         else:
             where = (f"the {'top' if up else 'bottom'} of the range searched "
                      f"[{show(dist.low)}, {show(dist.high)}]")
-            wider = f"search a range that reaches {'higher' if up else 'lower'} ({key}: " \
-                    f"{'high' if up else 'low'})"
+            wider = (f"widen the range {'upward' if up else 'downward'} ({key}: "
+                     f"{'high' if up else 'low'}) and run the study again: a widened range "
+                     "resumes it, its trials kept")
         notes.append(f"{name} = {show(value)}, the best trial's, is at {where}: the optimum may "
-                     f"lie {'above' if up else 'below'} it; {wider} in a new study, as a "
-                     "changed search space needs a new name")
+                     f"lie {'above' if up else 'below'} it; {wider}")
     return notes
 
 
@@ -235,7 +262,7 @@ def summarize(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
             "params": dict(best.params),
             "derived": {k: best.user_attrs[k] for k in DERIVED if k in best.user_attrs},
             "tokens_trained": tokens_trained(best),
-            "at_edges": at_edges(best),
+            "at_edges": at_edges(best, widest(trials)),
         },
         "compute": {
             "tokens_trained": int(spent_tokens),

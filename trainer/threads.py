@@ -18,8 +18,8 @@ def quiet_waits() -> None:
     OpenMP's own default spins a waiting thread for a while before it sleeps. When other
     processes take the cores, each parallel region then waits for a thread pushed off its core:
     on 2 cores beside two busy processes a run on 2 threads trained 22x as fast with its threads
-    asleep (the quickstart's model; 1.6x DESIGN.md's reference), beside one 1.5-1.8x; on the
-    quiet machine it cost 0-23% (benchmarks/cpu_threads.py, benchmarks/results/cpu_threads/). A
-    run on one thread (a trial, by default) never waits.
+    asleep (the quickstart's model; 1.6x the throughput benchmark's reference), beside one
+    1.5-1.8x; on the quiet machine it cost 0-23% (benchmarks/cpu_threads.py,
+    benchmarks/results/cpu_threads/). A run on one thread (a trial, by default) never waits.
     """
     os.environ.setdefault("OMP_WAIT_POLICY", OPENMP_WAIT)

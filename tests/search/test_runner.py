@@ -294,6 +294,25 @@ def test_predicted_pruner_stops_a_hopeless_trial_in_a_real_study(tmp_path, shake
     assert shown == [attrs["prune_reason"].replace("predicted pruner at", f"trial {slow.number} at")]
 
 
+def test_a_study_run_again_with_a_widened_range_goes_on_with_its_trials(tmp_path, shakespeare,
+                                                                        local_ray):
+    local_ray(num_cpus=2)
+    raw = tiny_study(tmp_path, shakespeare, n_trials=2, pruner={"name": "none"})
+    raw["search"]["lr"]["high"] = 3e-3
+    run_study(validate_study(raw))
+    # The summary's note said to widen lr in a new study: the 2 trials were lost to it.
+    raw["search"]["lr"]["high"], raw["n_trials"] = 3e-2, 4
+    wide = validate_study(raw)
+    console = Console(record=True, width=400)
+    run_study(wide, console=console)
+    assert ("note: the stored study resumes with its search widened (search.lr.high: 0.003 -> "
+            "0.03)") in console.export_text()
+    trials = load(wide).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    assert [t.distributions["lr"].high for t in trials] == [3e-3, 3e-3, 3e-2, 3e-2]
+    assert load(wide).user_attrs["config"]["search"]["lr"]["high"] == 3e-2
+
+
 def test_prior_center_is_the_first_trial(tmp_path, shakespeare, local_ray):
     local_ray(num_cpus=2)
     raw = tiny_study(tmp_path, shakespeare, n_trials=2, pruner={"name": "none"})

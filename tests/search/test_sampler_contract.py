@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 
 from scaletune.heuristics.priors import Prior
 from scaletune.search.config import SamplerConfig
-from scaletune.search.samplers import make_sampler
+from scaletune.search.samplers import SearchedAs, make_sampler
 from scaletune.search.space import build_space, suggest
 from tests.search.test_space import PRIORS, study_cfg
 
@@ -60,6 +60,10 @@ def _build(name: str, wrapped: str | None, n_startup: int) -> optuna.samplers.Ba
     around Optuna's TPE; on gp and cmaes: PriorSampler counting complete trials, around the base
     that pruned trials' predictions teach), or bare for ``seeding: none`` (``wrapped=None``)."""
     section = _sampler(name, n_startup)
+    if wrapped == "widened":
+        # What a study whose ranges widened gets (search.plan.SearchPlan.open_study), here
+        # with no range of its own to see trials in: every call passes through its view.
+        return SearchedAs(_build(name, "pibo-natural", n_startup), {})
     if wrapped is None:
         return make_sampler(study_cfg(seeding="none", sampler=section), {})
     if name == "tpe" and not wrapped.startswith("pibo-"):
@@ -75,7 +79,8 @@ def _cases(names: tuple[str, ...]) -> list:
     if "tpe" in names:
         cases += [pytest.param(("tpe", "log"), id="prior-tpe-log"),
                   pytest.param(("tpe", "pibo-natural"), id="pibo-tpe"),
-                  pytest.param(("tpe", "pibo-log"), id="pibo-tpe-log")]
+                  pytest.param(("tpe", "pibo-log"), id="pibo-tpe-log"),
+                  pytest.param(("tpe", "widened"), id="widened-pibo-tpe")]
     return cases + [pytest.param((n, None), id=f"bare-{n}") for n in names]
 
 

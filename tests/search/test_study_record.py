@@ -189,6 +189,119 @@ def test_a_study_resumes_under_the_same_search_written_otherwise(cfg, tmp_path, 
         open_study(validate_study(raw))
 
 
+def done_trials(study, dists, lrs):
+    """Complete trials of ``study`` drawn from ``dists`` at each of ``lrs``."""
+    for i, lr in enumerate(lrs):
+        study.add_trial(optuna.trial.create_trial(
+            params={"lr": lr, "tau": 10.0, "warmup_frac": 0.1, "batch_size": 8},
+            distributions={k: dists[k] for k in ("lr", "tau", "warmup_frac", "batch_size")},
+            value=3.0 - 0.1 * i))
+
+
+def test_a_widened_range_resumes_the_study_and_becomes_its_search(cfg, tmp_path, shakespeare):
+    from optuna_dashboard import get_note
+
+    from scaletune.search.plan import WIDENED
+
+    plan = SearchPlan.build(cfg)
+    done_trials(open_study(cfg), plan.distributions(), [1e-3, 2e-3, 3e-3, 2.9e-2])
+    raw = tiny_study(tmp_path, shakespeare)
+    raw["search"]["lr"].update(low=1e-5, high=0.1)
+    raw["search"]["warmup_frac"]["high"] = 0.3
+    wide = validate_study(raw)
+    # Rule: a search whose ranges hold the ones the trials drew from resumes the study, and
+    # the launch says what widened.
+    widened = SearchPlan.build(wide)
+    study, _ = widened.open_study(make_storage(wide.storage_url))
+    widened.lease.release()
+    changes = ["search.lr.low: 0.0001 -> 1e-05", "search.lr.high: 0.03 -> 0.1",
+               "search.warmup_frac.high: 0.2 -> 0.3"]
+    assert widened.widened == changes
+    attrs = study.user_attrs
+    assert [w["changes"] for w in attrs[WIDENED]] == [changes]
+    # The record is the wider search from now on: the file resumes it as it is, and the
+    # dashboard's note shows the ranges searched now and when they widened.
+    assert attrs["fingerprint"] == wide.fingerprint()
+    assert attrs["config"]["search"]["lr"]["high"] == 0.1
+    assert attrs["config"]["tokens_per_trial"] == cfg.tokens_per_trial
+    note = get_note(study)
+    assert "| [1e-05, 0.1] |" in note and "Its search was widened since" in note
+    again = SearchPlan.build(wide)
+    again.open_study(make_storage(wide.storage_url))
+    again.lease.release()
+    assert again.widened is None and len(open_study(wide).user_attrs[WIDENED]) == 1
+    # Rule: the sampler learns from both ranges' trials at once. Optuna's multivariate TPE
+    # searches jointly only what every trial drew from one distribution: lr had left it.
+    done_trials(study, widened.distributions(), [5e-2])
+    trial = study.ask()
+    assert "lr" in study.sampler.infer_relative_search_space(study, trial)
+    base = optuna.samplers.TPESampler(multivariate=True)
+    assert "lr" not in base.infer_relative_search_space(study, trial)
+    assert 1e-5 <= trial.suggest_float("lr", 1e-5, 0.1, log=True) <= 0.1
+    # Rule: a narrower range, other choices, or a widening beside another change is refused
+    # and named, as any change of what the trials trained with.
+    for key, value, said in [
+            ("lr", {"low": 1e-5, "high": 1e-2, "log": True}, "search.lr.high: 0.1 -> 0.01"),
+            ("batch_size", {"choices": [8, 16, 32]},
+             "search.batch_size.choices: [8, 16] -> [8, 16, 32]")]:
+        changed = {**raw, "search": {**raw["search"], key: value}}
+        with pytest.raises(ConfigError, match=re.escape(said)):
+            open_study(validate_study(changed))
+    longer = {**raw, "tokens_per_trial": 81_920,
+              "search": {**raw["search"], "lr": {"low": 1e-6, "high": 0.1, "log": True}}}
+    with pytest.raises(ConfigError) as err:
+        open_study(validate_study(longer))
+    assert "tokens_per_trial: 40960 -> 81920" in err.value.errors[0]
+    assert "widening ranges of the search, resumes it" in err.value.errors[0]
+
+
+def test_a_driver_stopped_as_it_recorded_a_widened_search_leaves_a_study_that_resumes(
+        cfg, tmp_path, shakespeare, monkeypatch):
+    open_study(cfg)
+    raw = tiny_study(tmp_path, shakespeare)
+    raw["search"]["lr"]["high"] = 0.1
+    wide = validate_study(raw)
+    real = optuna.Study.set_user_attr
+
+    def set_user_attr(self, key, value):
+        if key == "config":
+            raise KeyboardInterrupt  # stopped after the fingerprint, before the config
+        real(self, key, value)
+
+    monkeypatch.setattr(optuna.Study, "set_user_attr", set_user_attr)
+    with pytest.raises(KeyboardInterrupt):
+        open_study(wide)
+    monkeypatch.setattr(optuna.Study, "set_user_attr", real)
+    # The next launch of the widened file resumes it and writes the rest of the record.
+    attrs = open_study(wide).user_attrs
+    assert attrs["config"]["search"]["lr"]["high"] == 0.1
+    assert attrs["fingerprint"] == wide.fingerprint()
+
+
+def test_validate_and_the_dry_run_say_a_widened_search_resumes_the_study(cfg, tmp_path,
+                                                                       shakespeare, capsys):
+    from scaletune.search.cli import main
+
+    open_study(cfg)
+    raw = tiny_study(tmp_path, shakespeare)
+    raw["search"]["lr"]["high"] = 0.1
+    path = str(write_study(tmp_path, raw))
+    for command in (["validate", path], ["run", path, "--dry-run"]):
+        assert main(command) == 0
+        out = " ".join(capsys.readouterr().out.split())
+        assert ("the stored study resumes with its search widened (search.lr.high: 0.03 -> "
+                "0.1): its trials so far") in out, out
+    # Once a launch has widened it, show says so, and validate has nothing more to say of it.
+    open_study(validate_study(raw))
+    assert main(["show", path]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert re.search(r"widened search\.lr\.high: 0\.03 -> 0\.1, by the launch of \d{4}-\d\d-\d\d "
+                     r"\d\d:\d\d \(.* ago\); the trials before it drew from the narrower ranges",
+                     out), out
+    assert main(["validate", path]) == 0
+    assert "widened" not in capsys.readouterr().out
+
+
 def test_the_fingerprint_is_written_last(cfg, monkeypatch):
     # A kill between two writes of a new record leaves no fingerprint: the study is not taken as
     # recorded, and the next run writes the record again.

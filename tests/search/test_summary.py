@@ -17,7 +17,7 @@ from rich.console import Console
 
 from scaletune.search.cli import main
 from scaletune.search.progress import print_run_summary
-from scaletune.search.summary import at_edges
+from scaletune.search.summary import at_edges, widest
 from tests.search.test_export import add_trial, make_study, params, study_file
 
 
@@ -35,7 +35,20 @@ def test_a_best_lr_at_the_top_of_its_range_is_named_with_the_key_to_widen():
     assert note.startswith("lr = 0.029, the best trial's, is at the top of the range searched "
                            "[0.0001, 0.03]: the optimum may lie above it")
     assert "(search.lr: high)" in note
-    assert "a changed search space needs a new name" in note
+    assert "and run the study again: a widened range resumes it, its trials kept" in note
+
+
+def test_a_best_trial_drawn_before_its_range_widened_is_judged_on_the_range_searched_now():
+    # Rule: at the top of the range it was drawn from, below the top of the widened one: the
+    # note said to widen what was widened already.
+    old = best(lr=(2.9e-2, LR))
+    later = best(lr=(5e-2, FloatDistribution(1e-4, 0.3, log=True)))
+    assert widest([old, later]) == {"lr": later.distributions["lr"]}
+    assert at_edges(old) and not at_edges(old, widest([old, later]))
+    # Choices cannot widen: a best batch at the largest of the study's choices is named.
+    batch = best(batch_size=(32, CategoricalDistribution([8, 16, 32])))
+    [note] = at_edges(batch, widest([batch]))
+    assert "in a new study, as the choices of a study cannot change" in note
 
 
 def test_the_bottom_of_a_range_names_the_form_searched():
