@@ -321,11 +321,12 @@ def serve(study_path: str | None, host: str = "127.0.0.1", port: int = 8080,
 
 
 def study_note(cfg: StudyConfig, config: dict[str, Any], priors: Priors,
-               widened: list[dict[str, Any]] | None = None) -> str:
+               widened: list[dict[str, Any]] | None = None, source: str | None = None) -> str:
     """The study's note (Markdown) in the dashboard: what its axes mean where the dashboard's
     own labels cannot say it, the config every trial shares (``config``, the recorded dump with
     passwords masked) and the priors' centers and ranges; ``widened``: the launches that widened
-    its search since (search.plan.WIDENED), whose ranges ``config`` holds.
+    its search since (search.plan.WIDENED), whose ranges ``config`` holds; ``source``: the file
+    of its first launch, where that is not ``cfg``'s (``noted_source``).
 
     optuna-dashboard (0.21) titles the intermediate values' x axis "Step", whatever a step is.
     Its slice and parallel-coordinate plots and its trial table follow the order of the choices
@@ -368,7 +369,7 @@ def study_note(cfg: StudyConfig, config: dict[str, Any], priors: Priors,
         show = hparams.HPARAMS[name].show
         lines.append(f"| {name} | {show(prior.center)} | {show(prior.low)} to "
                      f"{show(prior.high)} | {searched.get(name, '')} |")
-    lines += ["", f"### Config as the study was first launched ({cfg.source}, with that launch's "
+    lines += ["", f"{FIRST_LAUNCH}{source or cfg.source}, with that launch's "
               "command-line options such as --n-trials; unset keys left out)"]
     if widened:
         lines += ["", "Its search was widened since (the search below is the wider one; the "
@@ -377,6 +378,19 @@ def study_note(cfg: StudyConfig, config: dict[str, Any], priors: Priors,
                       for w in widened) + "."]
     lines += ["", "```yaml", yaml.safe_dump(_set_keys(config), sort_keys=False).rstrip(), "```"]
     return "\n".join(lines) + "\n"
+
+
+FIRST_LAUNCH = "### Config as the study was first launched ("
+"""The start of the heading of the study note's config, which names the file it was read from."""
+
+
+def noted_source(note: str | None) -> str | None:
+    """The study file that a study note (``study_note``) names as its first launch's; None
+    where ``note`` is not such a note."""
+    for line in (note or "").splitlines():
+        if line.startswith(FIRST_LAUNCH):
+            return line[len(FIRST_LAUNCH):].rpartition(", with that launch's")[0] or None
+    return None
 
 
 def _set_keys(node: Any) -> Any:

@@ -561,6 +561,9 @@ def ladder_notes(ladder: Any) -> list[str]:
         dims, _ = build_space(rung.cfg, planning_priors(rung.cfg))
         for note in plan_notes(rung.cfg, dims):
             by_note.setdefault(note, []).append(rung.cfg.name)
+    for cfg in (*(r.cfg for r in ladder.rungs), ladder.target):  # stored stages widened
+        if (widened := stored_widening(cfg)) is not None:
+            by_note.setdefault(widening_note(widened), []).append(cfg.name)
     every = len(ladder.rungs)
     notes = [f"{'every rung' if len(names) == every > 1 else ', '.join(names)}: {note}"
              for note, names in by_note.items()]

@@ -42,13 +42,20 @@ from scaletune.heuristics.priors import Priors
 from scaletune.search import hparams
 from scaletune.search.config import (
     StudyConfig,
+    canonical_search,
     config_changes,
     how_many,
     stored_study_attrs,
     stored_trials,
     validate_study,
 )
-from scaletune.search.dashboard import study_note, trial_note, write_first_note, write_note
+from scaletune.search.dashboard import (
+    noted_source,
+    study_note,
+    trial_note,
+    write_first_note,
+    write_note,
+)
 from scaletune.search.lease import DriverLease
 from scaletune.search.noise import REPEAT_OF, TRAIN_SEED
 from scaletune.search.pruners import UNJUDGED_STEP, held_against
@@ -785,14 +792,12 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors,
             raise ConfigError(cfg.source, [change])
         if widened is not None:
             _record_widening(study, cfg, widened, priors)
-        elif attrs.get(WIDENED) and (attrs.get("config") or {}).get("search") != \
-                _recorded_config(cfg)["search"]:
-            # A driver stopped as it recorded a widened search: the config's search is written.
-            _record_widening(study, cfg, None, priors)
+        else:
+            _finish_widening(study, cfg, priors)
         if all(key in attrs for key in RECORD):
             _renote(study, cfg, study.user_attrs["config"], priors)
             _record_n_trials(study, cfg)
-            return widened
+            return widened or None  # [], the same ranges written otherwise: nothing to say
     config = _recorded_config(cfg)
     record = {
         "config": config,
@@ -816,7 +821,7 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors,
             study.set_metric_names([OBJECTIVE])
     _record_n_trials(study, cfg)
     study.set_user_attr("fingerprint", cfg.fingerprint())
-    return widened
+    return widened or None
 
 
 WIDENED = "search_widened"
@@ -835,42 +840,80 @@ def _recorded_config(cfg: StudyConfig) -> dict[str, Any]:
     return config
 
 
-def _record_widening(study: optuna.Study, cfg: StudyConfig, changes: list[str] | None,
+def _record_widening(study: optuna.Study, cfg: StudyConfig, changes: list[str],
                      priors: Priors) -> None:
-    """The study searches ``cfg``'s ranges from this launch on: the launch that widened them
-    (``changes``; None: one recorded already) is added to WIDENED, the fingerprint becomes
-    ``cfg``'s, then the recorded config's search (the rest stays as recorded: the paths a moved
-    study recorded, say) and the dashboard's note where it is the one its driver wrote. In that
-    order, one write each: a driver stopped between them leaves a study that resumes under the
-    widened file, whose next launch writes the rest (``record_or_check``)."""
+    """The study searches ``cfg``'s ranges from this launch on, which widen its search by
+    ``changes`` ([]: the same ranges, written otherwise). One write each, in this order: the
+    launch in WIDENED (with the search it widens to; not where the last entry is that search
+    already, from a launch stopped before it had recorded the rest), the fingerprint, the
+    dashboard's note where it is the one its driver wrote, then the recorded config's search.
+    A driver stopped between two of them leaves a study that resumes under the widened file,
+    and its next launch writes the rest (``_finish_widening``)."""
+    search = _recorded_config(cfg)["search"]
+    entries = list(study.user_attrs.get(WIDENED) or [])
+    before = entries
+    if changes:
+        if not (entries and _same_search(entries[-1].get("search"), search)):
+            entries = [*entries, {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                  "changes": changes, "search": search}]
+            study.set_user_attr(WIDENED, entries)
+        before = entries[:-1]
+    study.set_user_attr("fingerprint", cfg.fingerprint())
+    _write_search(study, cfg, priors, entries, before)
+
+
+def _finish_widening(study: optuna.Study, cfg: StudyConfig, priors: Priors) -> None:
+    """A study whose fingerprint is ``cfg``'s, resumed after a launch that widened its search
+    stopped part way (``_record_widening``): the config and note it had not written are
+    written; an entry of WIDENED whose widening never took (its launch stopped before the
+    fingerprint, and the study resumes under its earlier file) is taken back."""
+    entries = list(study.user_attrs.get(WIDENED) or [])
+    if not entries or not isinstance(entries[-1].get("search"), dict):
+        return
+    last, recorded = entries[-1]["search"], (study.user_attrs.get("config") or {}).get("search")
+    now = _recorded_config(cfg)["search"]
+    if _same_search(last, now) and not _same_search(recorded, now):
+        _write_search(study, cfg, priors, entries, entries[:-1])
+    elif not _same_search(last, recorded) and _same_search(recorded, now):
+        study.set_user_attr(WIDENED, entries[:-1])
+
+
+def _same_search(a: Any, b: Any) -> bool:
+    """Are ``a`` and ``b``, search sections as a study records them, the same search?"""
+    return (isinstance(a, dict) and isinstance(b, dict)
+            and canonical_search(a) == canonical_search(b))
+
+
+def _write_search(study: optuna.Study, cfg: StudyConfig, priors: Priors,
+                  entries: list[dict[str, Any]], before: list[dict[str, Any]]) -> None:
+    """``cfg``'s search into the study's record: its dashboard note first, where that is the
+    one its driver wrote for the recorded config (with the widenings ``before``), then the
+    config (the rest stays as recorded: the paths a moved study recorded, say)."""
     from optuna_dashboard import get_note, save_note
 
-    history = list(study.user_attrs.get(WIDENED) or [])
-    if changes is not None:
-        history.append({"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                        "changes": changes})
-        study.set_user_attr(WIDENED, history)
-        study.set_user_attr("fingerprint", cfg.fingerprint())
     recorded = study.user_attrs["config"]
     config = copy.deepcopy(recorded)
     config["search"] = _recorded_config(cfg)["search"]
-    study.set_user_attr("config", config)
     try:
         ran = validate_study(recorded, cfg.source, recorded=True)
     except ConfigError:  # a record of another version: its note is left as it is
-        return
-    before = cfg.model_copy(update={"search": ran.search,
-                                    "description": recorded.get("description") or ""})
-    if get_note(study) == study_note(before, recorded, priors, history[:-1]):
-        save_note(study, study_note(cfg, config, priors, history))
+        ran = None
+    if ran is not None:
+        then = cfg.model_copy(update={"search": ran.search,
+                                      "description": recorded.get("description") or ""})
+        current = get_note(study)
+        first = noted_source(current)  # the file of the first launch, whatever runs it now
+        if current == study_note(then, recorded, priors, before, first):
+            save_note(study, study_note(cfg, config, priors, entries, first))
+    study.set_user_attr("config", config)
 
 
 def widening_note(changes: list[str]) -> str:
     """What a launch that widens ranges of a stored study's search (``changes``) does."""
-    what = ", ".join(changes) if changes else "written otherwise, the same ranges"
-    return (f"the stored study resumes with its search widened ({what}): its trials so far, "
-            "drawn from the narrower ranges, are kept and the sampler learns from them; "
-            "new trials are drawn from the wider ranges")
+    return (f"the stored study resumes with its search widened ({', '.join(changes)}): its "
+            "trials so far, drawn from the narrower ranges, are kept and the sampler learns "
+            "from them; the trials it runs from now on (where n_trials asks for more than have "
+            "finished) are drawn from the wider ranges")
 
 
 def search_widening(cfg: StudyConfig, recorded: Any, fingerprint: Any,
@@ -912,9 +955,18 @@ def search_widening(cfg: StudyConfig, recorded: Any, fingerprint: Any,
         show = hp.show if hp is not None else (lambda v: format(v, ".3g"))
         key = (f"search.{hparams.owner(hp).name}" if hp is not None
                else f"search.other.{new.name}")
-        changes += [f"{key}.{end}: {show(getattr(a, end))} -> {show(getattr(b, end))}"
+        changes += [f"{key}.{end}: {' -> '.join(_apart(show, getattr(a, end), getattr(b, end)))}"
                     for end in ("low", "high") if getattr(a, end) != getattr(b, end)]
     return changes
+
+
+def _apart(show: Any, a: float, b: float) -> tuple[str, str]:
+    """``a`` and ``b`` as ``show`` writes them, or with as many more digits as tell them apart
+    (an end the priors gave, 0.0608948, widened to 0.0609 read '0.0609 -> 0.0609')."""
+    for shown in (show, lambda v: format(v, ".6g"), repr):
+        if shown(a) != shown(b):
+            return shown(a), shown(b)
+    return repr(a), repr(b)
 
 
 def stored_trial_states(cfg: StudyConfig) -> list[Any] | None:
@@ -963,11 +1015,12 @@ def resumes_under(cfg: StudyConfig, attrs: dict[str, Any]) -> bool:
 
 def stored_widening(cfg: StudyConfig) -> list[str] | None:
     """The ranges ``cfg`` widens of the stored study of its name (``search_widening``), found
-    without opening it; None where the study is new, resumes as it is, or cannot resume."""
+    without opening it; None where the study is new, resumes as it is (its ranges written
+    otherwise among that), or cannot resume."""
     attrs = _recorded_attrs(cfg, ("config",))
     if attrs is None or cfg.fingerprint_matches(attrs["fingerprint"], attrs.get("config")):
         return None
-    return search_widening(cfg, attrs.get("config"), attrs["fingerprint"])
+    return search_widening(cfg, attrs.get("config"), attrs["fingerprint"]) or None
 
 
 def _renote(study: optuna.Study, cfg: StudyConfig, config: dict[str, Any],
@@ -978,13 +1031,14 @@ def _renote(study: optuna.Study, cfg: StudyConfig, config: dict[str, Any],
     wrote (a user's, written with --allow-writes) is kept."""
     from optuna_dashboard import get_note, save_note
 
-    widened = study.user_attrs.get(WIDENED)
-    note, current = study_note(cfg, config, priors, widened), get_note(study)
+    widened, current = study.user_attrs.get(WIDENED), get_note(study)
+    first = noted_source(current)  # the file of the first launch, whatever runs it now
+    note = study_note(cfg, config, priors, widened, first)
     if not current:
         save_note(study, note)
     elif current != note:
         before = cfg.model_copy(update={"description": config.get("description") or ""})
-        if current == study_note(before, config, priors, widened):
+        if current == study_note(before, config, priors, widened, first):
             save_note(study, note)
 
 
@@ -1129,7 +1183,8 @@ def changed_studies(names: list[str], storage_url: str, changes: str, rename: st
                f"studies named {', '.join(map(repr, names))} already exist")
     return (f"name: {studies} in {mask_url(storage_url)} and {who} trials trained with: "
             f"{changes}; {rename}, or undo the change (changing only n_trials, workers, sampler, "
-            "pruner or trainer.micro_batch_size, or widening ranges of the search, resumes it)")
+            "pruner or trainer.micro_batch_size, or widening ranges of the search, resumes it; "
+            "batch sizes are choices, which a study keeps)")
 
 
 def _record_n_trials(study: optuna.Study, cfg: StudyConfig) -> None:

@@ -97,6 +97,7 @@ from scaletune.search.summary import (
     token_budget,
     tokens_trained,
     trials_said,
+    widest,
 )
 from scaletune.trainer.console import given_console, whole_cells
 from scaletune.trainer.errors import ConfigError
@@ -641,8 +642,9 @@ def _last_value(t: FrozenTrial) -> float | None:
 
 
 def _distribution(trials: list[FrozenTrial], name: str) -> BaseDistribution | None:
-    """The distribution parameter ``name`` was searched with; None: it was not searched."""
-    return next((t.distributions[name] for t in trials if name in t.distributions), None)
+    """The distribution parameter ``name`` is searched with (the widened one, where a study's
+    search widened: summary.widest); None: it was not searched."""
+    return widest(trials).get(name)
 
 
 def _is_log(dist: BaseDistribution | None) -> bool:

@@ -299,32 +299,50 @@ class SearchedAs(_SeenThrough):
     def __init__(self, base: BaseSampler, space: dict[str, BaseDistribution]) -> None:
         super().__init__(base)
         self._space = space
+        self._seen: dict[int, tuple[FrozenTrial, FrozenTrial]] = {}
 
     def _view(self, study: Study) -> Any:
-        return _Searched(study, self._space)
+        return _Searched(study, self._space, self._seen)
 
 
 class _Searched(_StudyView):
     """A study whose trials are seen with ``space``'s distribution for each parameter whose
-    range ``space`` holds (``SearchedAs``)."""
+    range ``space`` holds (``SearchedAs``), and without the state a sampler kept in such a
+    trial's system attrs: CMA-ES keeps its search distribution there, in each range's 0-1
+    span, and read against the wider ranges its mean and step moved to where the study never
+    searched; it starts a new generation instead. ``seen``: the view of each finished trial
+    (which no longer changes) by trial id, with the trial it was made of."""
 
-    def __init__(self, study: Study, space: dict[str, BaseDistribution]) -> None:
+    def __init__(self, study: Study, space: dict[str, BaseDistribution],
+                 seen: dict[int, tuple[FrozenTrial, FrozenTrial]]) -> None:
         super().__init__(study)
-        self._space = space
+        self._space, self._kept = space, seen
 
     def _get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None,
                     use_cache: bool = False) -> list[FrozenTrial]:
         return [self._seen(t) for t in super()._get_trials(deepcopy, states, use_cache)]
 
     def _seen(self, trial: FrozenTrial) -> FrozenTrial:
+        kept = self._kept.get(trial._trial_id)
+        if kept is not None and kept[0] is trial:
+            return kept[1]
         wider = {name: self._space[name] for name, dist in trial.distributions.items()
                  if name in self._space and self._space[name] != dist
                  and holds(self._space[name], dist)}
-        if not wider:
-            return trial
-        seen = copy.copy(trial)  # the stored trial keeps its distributions; only this view
-        seen.distributions = {**trial.distributions, **wider}
+        seen = trial
+        if wider:
+            seen = copy.copy(trial)  # the stored trial keeps its own; only this view changes
+            seen.distributions = {**trial.distributions, **wider}
+            seen.system_attrs = {k: v for k, v in trial.system_attrs.items()
+                                 if not k.startswith(SAMPLER_STATE)}
+        if trial.state.is_finished():
+            self._kept[trial._trial_id] = (trial, seen)
         return seen
+
+
+SAMPLER_STATE = ("cma:", "cmawm:", "sepcma:")
+"""The prefixes of the trial system attrs in which Optuna's CMA-ES (5.x; with margin,
+separable) keeps its search state."""
 
 
 class PriorWeightedTPESampler(optuna.samplers.TPESampler):

@@ -189,8 +189,17 @@ def open_study(cfg: StudyConfig, source: str | None = None,
         return study, cfg, notes
     recorded = study.user_attrs.get("fingerprint")
     if recorded is not None and not cfg.fingerprint_matches(recorded, stored):
-        notes.append(f"the study file changed since the study ran ({config_changes(stored, cfg)}); "
-                     "using the config stored in the study, which its trials trained with")
+        from scaletune.search.plan import search_widening
+
+        widened = search_widening(cfg, stored, recorded)
+        if widened:  # what run resumes, and records at its next launch
+            notes.append(f"the study file widens the study's search ({', '.join(widened)}), "
+                         "which its next launch records; using the config stored in the study, "
+                         "which its trials trained with")
+        elif widened is None:
+            notes.append(f"the study file changed since the study ran "
+                         f"({config_changes(stored, cfg)}); using the config stored in the "
+                         "study, which its trials trained with")
     # Where the study lives is where it was just opened: the stored config's storage has its
     # password masked, and its folder lost whether it was the default (the shared storage).
     update: dict[str, Any] = {"storage": cfg.storage, "study_dir": cfg.study_dir}

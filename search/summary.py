@@ -111,12 +111,14 @@ def holds(wide: Any, narrow: Any) -> bool:
 
 
 def widest(trials: Iterable[FrozenTrial]) -> dict[str, Any]:
-    """Each parameter's widest distribution among ``trials``: the range a study whose search
-    was widened searches now (the latest trials'), where its first trials drew from less."""
+    """Each parameter's range searched now, from ``trials`` in order: a later trial's where it
+    is not one that an earlier trial's holds (a study whose search widened drew its first
+    trials from less; a range that moved, as the ranges of a ladder's target may, is the
+    later trial's)."""
     out: dict[str, Any] = {}
     for t in trials:
         for name, dist in t.distributions.items():
-            if name not in out or (dist != out[name] and holds(dist, out[name])):
+            if name not in out or not holds(out[name], dist):
                 out[name] = dist
     return out
 
@@ -161,8 +163,8 @@ def at_edges(trial: FrozenTrial, searched: dict[str, Any] | None = None) -> list
             where = (f"the {'top' if up else 'bottom'} of the range searched "
                      f"[{show(dist.low)}, {show(dist.high)}]")
             wider = (f"widen the range {'upward' if up else 'downward'} ({key}: "
-                     f"{'high' if up else 'low'}) and run the study again: a widened range "
-                     "resumes it, its trials kept")
+                     f"{'high' if up else 'low'}) and run the study again for more trials "
+                     "(n_trials, or --n-trials): a widened range resumes it, its trials kept")
         notes.append(f"{name} = {show(value)}, the best trial's, is at {where}: the optimum may "
                      f"lie {'above' if up else 'below'} it; {wider}")
     return notes

@@ -629,6 +629,19 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
         assert ("and the ladder's files change what their trials trained with: "
                 "search.batch_size.choices: [4, 8] -> [2, 4, 8]; give the ladder a new name "
                 "(name: in ladder.yaml; its rungs and target are new studies then") in out, out
+    # A wider lr range resumes every stage: validate says so of each, as of a study.
+    raw = yaml.safe_load(before)
+    raw["search"]["lr"]["high"] = 0.5
+    study_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert main(["validate", str(path)]) == 0
+    out = flat(capsys.readouterr().out)
+    widened = re.findall(r"note: (\S+): the stored study resumes with its search widened "
+                         r"\(search\.lr\.high: \S+ -> 0\.5\)", out)
+    assert widened == [*(r.cfg.name for r in ladder.rungs), "ladder-target"], out
+    study_file.write_text(before)
+    raw = yaml.safe_load(before)
+    raw["search"]["batch_size"]["choices"] = [2, 4, 8]
+    study_file.write_text(yaml.safe_dump(raw, sort_keys=False))
     # From Python too: run_ladder checked nothing before its rungs (here: all finished, it
     # said so and returned the target as it was).
     with pytest.raises(ConfigError, match=re.escape("search.batch_size.choices: [4, 8] -> [2, 4")):

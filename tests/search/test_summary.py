@@ -35,7 +35,8 @@ def test_a_best_lr_at_the_top_of_its_range_is_named_with_the_key_to_widen():
     assert note.startswith("lr = 0.029, the best trial's, is at the top of the range searched "
                            "[0.0001, 0.03]: the optimum may lie above it")
     assert "(search.lr: high)" in note
-    assert "and run the study again: a widened range resumes it, its trials kept" in note
+    assert ("and run the study again for more trials (n_trials, or --n-trials): a widened range "
+            "resumes it, its trials kept") in note
 
 
 def test_a_best_trial_drawn_before_its_range_widened_is_judged_on_the_range_searched_now():
@@ -43,8 +44,12 @@ def test_a_best_trial_drawn_before_its_range_widened_is_judged_on_the_range_sear
     # note said to widen what was widened already.
     old = best(lr=(2.9e-2, LR))
     later = best(lr=(5e-2, FloatDistribution(1e-4, 0.3, log=True)))
-    assert widest([old, later]) == {"lr": later.distributions["lr"]}
+    assert widest([old, later]) == widest([later, old]) == {"lr": later.distributions["lr"]}
     assert at_edges(old) and not at_edges(old, widest([old, later]))
+    # The report's figures draw the range searched now, not the first trial's.
+    from scaletune.search.report import _distribution
+
+    assert _distribution([old, later], "lr") == later.distributions["lr"]
     # Choices cannot widen: a best batch at the largest of the study's choices is named.
     batch = best(batch_size=(32, CategoricalDistribution([8, 16, 32])))
     [note] = at_edges(batch, widest([batch]))
