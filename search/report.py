@@ -101,6 +101,7 @@ from scaletune.search.summary import (
 )
 from scaletune.trainer.console import given_console, whole_cells
 from scaletune.trainer.errors import ConfigError
+from scaletune.trainer.record import fmt_duration
 from scaletune.trainer.runlock import file_in_the_way
 
 STATE_COLOURS = {
@@ -1260,7 +1261,11 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     rows += noise_rows(summary.get("seed_noise"), summary.get("pruner", ""))
     rows.append(("trial time", f"{c['trial_wall_time_s']:.1f} s"))
     if c["study_wall_time_s"] is not None:
-        rows.append(("study time", f"{c['study_wall_time_s']:.1f} s, first start to last end"))
+        busy = c.get("study_busy_time_s")
+        idle = (f"; {fmt_duration(busy)} of it with a trial running (the time between launches "
+                "left out)" if busy is not None and busy < 0.99 * c["study_wall_time_s"] else "")
+        rows.append(("study time", f"{fmt_duration(c['study_wall_time_s'])}, first start to last "
+                                   f"end{idle}"))
     return rows
 
 

@@ -220,6 +220,23 @@ def _field_limits(dotted: str) -> tuple[float | None, float | None]:
     return low, high
 
 
+def busy_seconds(trials: Iterable[FrozenTrial]) -> float | None:
+    """The seconds in which at least one of ``trials`` ran (the union of each ended trial's
+    start to end); None where none has ended."""
+    spans = sorted((t.datetime_start, t.datetime_complete) for t in trials
+                   if t.datetime_start is not None and t.datetime_complete is not None)
+    if not spans:
+        return None
+    total, (start, end) = 0.0, spans[0]
+    for s, e in spans[1:]:
+        if s > end:
+            total += (end - start).total_seconds()
+            start, end = s, e
+        else:
+            end = max(end, e)
+    return total + (end - start).total_seconds()
+
+
 def summarize(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
     """Best trial, trials by state, compute spent and compute saved by pruning."""
     trials = study.get_trials(deepcopy=False)
@@ -273,6 +290,8 @@ def summarize(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
             "trial_wall_time_s": float(sum(wall)),
             "study_wall_time_s": (max(ends) - min(starts)).total_seconds() if starts and ends
             else None,
+            # The time some trial ran: the hours between two launches left out.
+            "study_busy_time_s": busy_seconds(trials),
             "convention": "C = 6*N*D; N non-embedding = 12*n_layer*n_embd^2 (Kaplan, "
                           "arXiv 2001.08361); D the tokens each trial trained",
         },

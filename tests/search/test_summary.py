@@ -312,3 +312,31 @@ def test_a_study_built_in_python_is_followed_by_python_calls_not_commands_on_a_f
     console = Console(record=True, width=400)
     print_run_summary(console, study, on_file, str(path), 10.0)
     assert f"scaletune report {path} -o" in console.export_text()
+
+
+def test_the_study_time_of_a_study_run_in_two_launches_leaves_out_the_time_between(tmp_path):
+    from datetime import datetime, timedelta
+
+    from scaletune.search.report import summary_rows
+    from scaletune.search.summary import busy_seconds, summarize
+    from tests.search.test_export import DISTRIBUTIONS
+
+    _, cfg = study_file(tmp_path)
+    study = make_study(cfg)
+    t0 = datetime(2026, 12, 1, 9, 0, 0)
+    spans = [(0, 60), (30, 90), (120, 150),  # a launch: two trials at once, then one
+             (86_400, 86_460)]  # the next day, a launch of one trial
+    for i, (a, b) in enumerate(spans):
+        trial = create_trial(params=params(1e-3), distributions=DISTRIBUTIONS, value=3.0 - i,
+                             intermediate_values={40_960: 3.0 - i})
+        trial.datetime_start, trial.datetime_complete = (t0 + timedelta(seconds=a),
+                                                         t0 + timedelta(seconds=b))
+        study.add_trial(trial)
+    assert busy_seconds(study.trials) == 90 + 30 + 60
+    summary = summarize(study, cfg)
+    assert summary["compute"]["study_busy_time_s"] == 180
+    rows = dict(summary_rows(summary))
+    # Rule: it said "86460.0 s, first start to last end", a day of nothing counted as the study's.
+    assert rows["study time"] == ("24 h 1 min, first start to last end; 3 min 0 s of it with a "
+                                  "trial running (the time between launches left out)")
+
