@@ -785,8 +785,7 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors,
     if stored is not None and not cfg.fingerprint_matches(stored, attrs.get("config")):
         widened = search_widening(cfg, attrs.get("config"), stored, priors)
         if widened is None:
-            raise ConfigError(cfg.source,
-                              [_changed_study(cfg, config_changes(attrs.get("config"), cfg))])
+            raise ConfigError(cfg.source, [_changed_study(cfg, recorded_changes(attrs, cfg))])
     if stored is not None:
         if change := _changed_data(cfg, attrs, data.fingerprint, data.n_train_tokens):
             raise ConfigError(cfg.source, [change])
@@ -1000,10 +999,21 @@ def stored_change(cfg: StudyConfig, rename: str = "give this study a new name") 
 def stored_changes(cfg: StudyConfig) -> str | None:
     """What ``cfg`` changes of the stored study of its name (``search.batch_size.choices: [4,
     8] -> [2, 4, 8]``), as ``stored_change`` finds it; None where it resumes."""
-    attrs = _recorded_attrs(cfg, ("config",))
+    attrs = _recorded_attrs(cfg, ("config", WIDENED))
     if attrs is None or resumes_under(cfg, attrs):
         return None
-    return config_changes(attrs.get("config"), cfg)
+    return recorded_changes(attrs, cfg)
+
+
+def recorded_changes(attrs: dict[str, Any], cfg: StudyConfig) -> str:
+    """``config_changes`` of a stored study with these user attrs, saying where its recorded
+    search is one a launch widened (a file that narrows it again read 'search.lr.high: 0.03 ->
+    0.003', though its first trials drew from 0.003)."""
+    changes = config_changes(attrs.get("config"), cfg)
+    if attrs.get(WIDENED) and "search." in changes:
+        changes += (" (the study's search as a launch widened it: its trials before that drew "
+                    "from narrower ranges, and a range widened cannot narrow again)")
+    return changes
 
 
 def resumes_under(cfg: StudyConfig, attrs: dict[str, Any]) -> bool:

@@ -246,8 +246,11 @@ def test_a_widened_range_resumes_the_study_and_becomes_its_search(cfg, tmp_path,
              "search.batch_size.choices: [8, 16] -> [8, 16, 32]"),
             ("dropout", {"value": 0.1}, "search.dropout.value: 0 -> 0.1")]:
         changed = {**raw, "search": {**raw["search"], key: value}}
-        with pytest.raises(ConfigError, match=re.escape(said)):
+        with pytest.raises(ConfigError, match=re.escape(said)) as err:
             open_study(validate_study(changed))
+        # The values named are the widened search's, which the first trials never drew from.
+        assert ("(the study's search as a launch widened it: its trials before that drew from "
+                "narrower ranges, and a range widened cannot narrow again)") in err.value.errors[0]
     longer = {**raw, "tokens_per_trial": 81_920,
               "search": {**raw["search"], "lr": {"low": 1e-6, "high": 0.1, "log": True}}}
     with pytest.raises(ConfigError) as err:
