@@ -1176,12 +1176,12 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
     """One study: where it lives, its driver, trials by state, the best trial, the config it
     ran with and its priors' centers."""
     study, ran_with, notes = open_study(cfg, cfg.source)
-    ran_with, changed = as_launched(study, cfg, ran_with)
+    from_file = Path(cfg.source).is_file()  # else read by its name: the record alone
+    ran_with, changed = as_launched(study, cfg, ran_with, from_file)
     notes += [changed] if changed else []
     trials = study.get_trials(deepcopy=False)
     out = _printer(console)
     running = _running(study)
-    from_file = Path(cfg.source).is_file()  # else read by its name: the record alone
     # Read by its name: "study tiny (tiny)" said the name twice; where it was read from is said.
     by_name = not from_file and cfg.source == study.study_name
     out(f"study {study.study_name} "

@@ -1010,7 +1010,9 @@ def recorded_changes(attrs: dict[str, Any], cfg: StudyConfig) -> str:
     search is one a launch widened (a file that narrows it again read 'search.lr.high: 0.03 ->
     0.003', though its first trials drew from 0.003)."""
     changes = config_changes(attrs.get("config"), cfg)
-    if attrs.get(WIDENED) and "search." in changes:
+    widened = {change.partition(":")[0] for entry in attrs.get(WIDENED) or []
+               if isinstance(entry, dict) for change in entry.get("changes") or []}
+    if any(f"{key}:" in changes for key in widened):
         changes += (" (the study's search as a launch widened it: its trials before that drew "
                     "from narrower ranges, and a range widened cannot narrow again)")
     return changes
@@ -1208,12 +1210,13 @@ def _record_n_trials(study: optuna.Study, cfg: StudyConfig) -> None:
         study.set_user_attr(LAST_RUN, last)
 
 
-def as_launched(study: optuna.Study, cfg: StudyConfig,
-                ran_with: StudyConfig) -> tuple[StudyConfig, str | None]:
+def as_launched(study: optuna.Study, cfg: StudyConfig, ran_with: StudyConfig,
+                file: bool = True) -> tuple[StudyConfig, str | None]:
     """``ran_with`` with the n_trials, sampler and pruner of the study's last launch (for a
     study that did not record them: the study file's pruner, ``cfg``'s), and the note of a
     pruner or a sampler other than the one it started with (``pruner_note``). For show and
-    report."""
+    report; ``file``: ``cfg`` is a study file's, not a study's record read by its name (which
+    says nothing of what a file names)."""
     if LAST_RUN not in study.user_attrs:
         if pruner_note(study.user_attrs, cfg):
             ran_with = ran_with.model_copy(update={"pruner": cfg.pruner})
@@ -1223,7 +1226,7 @@ def as_launched(study: optuna.Study, cfg: StudyConfig,
     said = [note for kind, kept in (("pruner", "trials already stopped keep their decisions"),
                                     ("sampler", "trials already drawn keep their values"))
             if (note := _launched_under(kind, kept, stored, getattr(ran_with, kind).name,
-                                        getattr(cfg, kind).name))]
+                                        getattr(cfg if file else ran_with, kind).name))]
     return ran_with, ". ".join(said) or None
 
 

@@ -92,6 +92,7 @@ from scaletune.search.summary import (
     best_trial,
     diverged,
     flops,
+    holds,
     non_embedding_params,
     summarize,
     token_budget,
@@ -470,6 +471,11 @@ class Layer:
     """Hover text of each point in the HTML (a PNG has no hover)."""
 
 
+PED_ANOVA_FEW = "Some regimes for parameter"
+"""The start of PED-ANOVA's warning (Optuna 5) on a study with few complete trials, one per
+parameter and call, which the report's note on importances says in its words."""
+
+
 @contextlib.contextmanager
 def _matplotlib_style() -> Iterator[None]:
     """Optuna's matplotlib functions switch pyplot to the ggplot style for the whole process and
@@ -484,6 +490,7 @@ def _matplotlib_style() -> Iterator[None]:
         # matplotlib widens with a warning; the report sets its axes itself afterwards.
         warnings.filterwarnings("ignore", "Attempting to set identical low and high",
                                 UserWarning)
+        warnings.filterwarnings("ignore", PED_ANOVA_FEW, UserWarning)
         # Their log lines on a study with few trials ("There are no complete trials.", "Param
         # lr unique value length is less than 2.") say what the report's notes say in its words.
         verbosity = optuna.logging.get_verbosity()
@@ -717,16 +724,37 @@ def importance_caution(n_complete: int) -> str | None:
             f"{IMPORTANCE_QUANTILE:.0%} that PED-ANOVA weighs against the rest is {top} trial)")
 
 
+def searched_now(study: optuna.Study) -> optuna.Study:
+    """The study as Optuna's importances should see it: every trial drawn from the range its
+    parameters are searched over now (summary.widest), in a copy in memory, where a widened
+    search (search.plan.search_widening) left the first trials with narrower ranges. PED-ANOVA
+    takes each range of a parameter for a regime of its own, leaves out a regime of fewer than
+    2 trials, and warns. A study searched in one range per parameter comes back as it is."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    now = widest(trials)
+    if all(now[name] == dist for t in trials for name, dist in t.distributions.items()):
+        return study
+    view = optuna.create_study(study_name=study.study_name, directions=study.directions)
+    for t in study.get_trials(deepcopy=True, states=(TrialState.COMPLETE,)):
+        t.distributions = {name: now[name] if holds(now[name], dist) else dist
+                           for name, dist in t.distributions.items()}
+        view.add_trial(t)
+    return view
+
+
 def plot_importances(study: optuna.Study, out: Path, notes: list[str]) -> Drawn | None:
+    study = searched_now(study)
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(complete) < 2:
         notes.append(f"importances skipped: needs at least 2 complete trials, the study has "
                      f"{len(complete)}")
         return None
     try:
-        importances = optuna.importance.get_param_importances(
-            study, evaluator=importance_evaluator()
-        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", PED_ANOVA_FEW, UserWarning)
+            importances = optuna.importance.get_param_importances(
+                study, evaluator=importance_evaluator()
+            )
     except (ValueError, RuntimeError) as e:
         notes.append(f"importances skipped: {e}")
         return None
@@ -1163,7 +1191,7 @@ def make_report(
     study = Snapshot(study)  # every table and figure of one moment of a study that runs
     # The pruner of the study's last launch (what the trials trained with does not depend on
     # it): the audit replays that one, beside the median pruner.
-    ran_with, changed = as_launched(study, cfg, ran_with)
+    ran_with, changed = as_launched(study, cfg, ran_with, Path(source).is_file())
     notes += [changed] if changed else []
     running = running_note(study)
     notes += [running] if running else []

@@ -85,10 +85,31 @@ def run_in_the_way(out_dir: str | None, resume: bool, overwrite: bool,
             return (f"out_dir {shown} holds the checkpoint of a run of another config ({diff}"
                     f"{more}): set another out_dir for this run ({flags[1]} would replace that "
                     "run)")
+        if config is not None and _ended_completed(Path(out_dir)):
+            return (f"out_dir {shown} holds this config's run, finished: nothing is left to "
+                    f"train ({flags[0]} says so); {flags[1]} trains it again from scratch and "
+                    "replaces it, or set another out_dir to keep it")
         return (f"out_dir {shown} already holds a run's checkpoint; add "
                 f"{flags[0]} to continue that run, or {flags[1]} to train from scratch and "
                 "replace it (or set another out_dir)")
     return None
+
+
+def _ended_completed(out_dir: Path) -> bool:
+    """Did the last run started in ``out_dir`` end completed (its metrics log's last start
+    followed by an end event of status 'completed')?"""
+    ended = False
+    try:
+        with open(out_dir / METRICS, encoding="utf-8") as f:
+            for line in f:
+                if '"event": "start"' in line:
+                    ended = False
+                elif '"event": "end"' in line:
+                    with contextlib.suppress(ValueError, AttributeError):
+                        ended = json.loads(line).get("status") == "completed"
+    except OSError:
+        return False
+    return ended
 
 
 def _started_with(out_dir: Path) -> dict[str, Any] | None:

@@ -248,9 +248,11 @@ def test_a_widened_range_resumes_the_study_and_becomes_its_search(cfg, tmp_path,
         changed = {**raw, "search": {**raw["search"], key: value}}
         with pytest.raises(ConfigError, match=re.escape(said)) as err:
             open_study(validate_study(changed))
-        # The values named are the widened search's, which the first trials never drew from.
-        assert ("(the study's search as a launch widened it: its trials before that drew from "
-                "narrower ranges, and a range widened cannot narrow again)") in err.value.errors[0]
+        # The values named are the widened search's, which the first trials never drew from;
+        # said of a range widened, not of choices or a value.
+        assert (("(the study's search as a launch widened it: its trials before that drew from "
+                 "narrower ranges, and a range widened cannot narrow again)")
+                in err.value.errors[0]) == (key == "lr")
     longer = {**raw, "tokens_per_trial": 81_920,
               "search": {**raw["search"], "lr": {"low": 1e-6, "high": 0.1, "log": True}}}
     with pytest.raises(ConfigError) as err:
@@ -994,6 +996,13 @@ def test_show_names_the_sampler_and_pruner_of_the_last_launch(tmp_path, shakespe
     out = flat(capsys.readouterr().out)
     assert ("`sampler: {name: tpe, n_startup_trials: 3}` in the study file returns to the one it "
             "started with") in out, out
+    # Read by its name there is no study file: it said the file named the first launch's tpe
+    # and median, which the next launch would run under, beside the rows of random and none.
+    storage = f"sqlite:///{cfg.storage_url.removeprefix('sqlite:///')}"
+    assert main(["show", "tiny", "--storage", storage]) == 0
+    out = flat(capsys.readouterr().out)
+    assert "read by its name" in out and "its last launch ran under the none pruner" in out, out
+    assert "the study file names" not in out, out
 
 
 def test_the_dry_run_of_a_resumed_study_gives_runs_notes(tmp_path, shakespeare, capsys):

@@ -340,3 +340,34 @@ def test_the_study_time_of_a_study_run_in_two_launches_leaves_out_the_time_betwe
     assert rows["study time"] == ("24 h 1 min, first start to last end; 3 min 0 s of it with a "
                                   "trial running (the time between launches left out)")
 
+
+def test_importances_see_every_trial_of_a_widened_study_in_its_range_now(tmp_path):
+    import warnings
+
+    import optuna
+
+    from scaletune.search.report import plot_importances, searched_now
+    from tests.search.test_export import DISTRIBUTIONS
+
+    _, cfg = study_file(tmp_path)
+    study = make_study(cfg)
+    wide = {**DISTRIBUTIONS, "lr": FloatDistribution(1e-5, 0.1, log=True)}
+    for i, lr in enumerate([1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2]):
+        study.add_trial(create_trial(params=params(lr, warmup_frac=0.03 * i),
+                                     distributions=wide if lr > 3e-2 else DISTRIBUTIONS,
+                                     value=3.0 - 0.1 * i))
+    seen = searched_now(study)
+    # Rule: PED-ANOVA took each range of lr for a regime of its own and left out the one of a
+    # single trial (the widened range's), with a warning on every report.
+    assert {t.distributions["lr"] for t in seen.trials} == {wide["lr"]}
+    assert [t.params for t in seen.trials] == [t.params for t in study.trials]
+    unwidened = optuna.create_study()
+    unwidened.add_trial(create_trial(params=params(1e-3), distributions=DISTRIBUTIONS, value=3.0))
+    assert searched_now(unwidened) is unwidened
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        optuna.importance.get_param_importances(
+            seen, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+    assert not [w for w in caught if "Some regimes" in str(w.message)]
+    assert plot_importances(study, tmp_path, []) is not None
+

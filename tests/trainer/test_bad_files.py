@@ -643,4 +643,5 @@ def test_validate_notes_an_out_dir_that_train_refuses(run_file, capsys):
     capsys.readouterr()
     assert main(["validate", str(run_file)]) == 0
     said = " ".join(capsys.readouterr().out.split())
-    assert f"note: out_dir {out} already holds a run's checkpoint; add --resume" in said, said
+    assert (f"note: out_dir {out} holds this config's run, finished: nothing is left to train "
+            "(--resume says so)") in said, said

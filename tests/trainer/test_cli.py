@@ -199,7 +199,11 @@ def test_train_main_trains_and_resumes(tmp_path, shakespeare, capsys):
     capsys.readouterr()
     assert train_main(str(path)) == 2
     err = capsys.readouterr().err
-    assert "already holds a run's checkpoint" in err and "--resume" in err and "--overwrite" in err
+    # Rule: said to be this config's finished run (it said "add --resume to continue that run",
+    # and --resume had nothing to train).
+    assert (f"out_dir {tmp_path / 'out'} holds this config's run, finished: nothing is left to "
+            "train (--resume says so); --overwrite trains it again from scratch and replaces "
+            "it, or set another out_dir to keep it") in " ".join(err.split()), err
     assert ckpt.read_bytes() == kept
     # A copy of the file with another lr, the same out_dir: it suggested --overwrite, which
     # would have replaced the first run; it is said to be another config's run.

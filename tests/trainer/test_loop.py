@@ -212,8 +212,8 @@ def test_a_repeated_call_keeps_the_finished_run(tiny, tmp_path):
     cfg = tiny(steps=4, out_dir=str(tmp_path / "run"))
     assert train(cfg).status == "completed"
     saved = (tmp_path / "run" / CHECKPOINT).read_bytes()
-    with pytest.raises(SetupError, match=r"already holds a run's checkpoint; add resume=True to "
-                                         r"continue that run, or overwrite=True"):
+    with pytest.raises(SetupError, match=r"holds this config's run, finished: nothing is left to "
+                                         r"train \(resume=True says so\); overwrite=True"):
         train(cfg)
     with pytest.raises(SetupError, match="exclude each other"):
         train(cfg, resume=True, overwrite=True)
