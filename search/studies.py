@@ -3,6 +3,7 @@ trained with, one trial picked, and the values the study fixed instead of search
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
 import shlex
@@ -283,9 +284,20 @@ def study_by_name(name: str, url: str | None) -> StudyConfig:
         beside = database is not None and database.name == SHARED_DATABASE
         update["study_dir"] = str(((database.parent if beside else Path("runs")) / name)
                                   .resolve())
+    # Its data where its last launch found it (a study folder moved with its data, resumed from
+    # there): open_study takes it where it reads as the data the trials trained on.
+    if isinstance(last := study.user_attrs.get(LAST_DATA), dict):
+        with contextlib.suppress(ValueError):  # a record it cannot read: the config's own
+            update["data"] = DataConfig.model_validate(last)
     cfg = cfg.model_copy(update=update)
     cfg._source = name
     return cfg
+
+
+LAST_DATA = "last_data"
+"""Study user attr: the data section of its last launch (search.plan), where that differs from
+the config it recorded: a study moved with its data resumes from the new place (the data's
+fingerprint says it is the same), and a study read by its name finds it there."""
 
 
 def study_named(name: str, url: str | None) -> tuple[optuna.Study, str]:

@@ -520,6 +520,17 @@ def test_a_study_moved_with_its_data_or_its_cache_moved_resumes(cfg, tmp_path, s
     data = cfg.data.model_copy(update={"path": str(moved / "corpus.txt"),
                                        "cache_dir": str(tmp_path / "other-cache")})
     assert open_study(cfg.model_copy(update={"data": data})).user_attrs["data_fingerprint"]
+    # Read by its name, the study's data is where its last launch found it (show named, and
+    # export wrote, the first launch's path, gone after a move).
+    from scaletune.search.plan import LAST_DATA
+
+    by_name = studies.study_by_name(cfg.name, cfg.storage_url)
+    _, ran_with, notes = studies.open_study(by_name)
+    assert ran_with.data.path == str(moved / "corpus.txt") and not notes, notes
+    # A launch from the first place again: the record follows it there.
+    assert open_study(cfg).user_attrs[LAST_DATA]["path"] == cfg.data.path
+    assert studies.open_study(studies.study_by_name(cfg.name, cfg.storage_url))[1].data.path \
+        == cfg.data.path
     # Other text there is refused, by the data's fingerprint.
     (moved / "corpus.txt").write_bytes(Path(cfg.data.path).read_bytes()[:100_000])
     with pytest.raises(ConfigError, match="one study must not mix trials on different data") as e:
