@@ -1274,12 +1274,16 @@ def no_batch_sizes(low: float, high: float, micro: int | None) -> str:
             "are searched as powers of two: widen the range, or list the sizes as choices")
 
 
+CHANGED_UNSAID = "a different model, data, trainer, budget or search space"
+"""What ``config_changes`` says where no key tells the change."""
+
+
 def config_changes(stored: dict[str, Any] | None, cfg: StudyConfig, most: int = 6) -> str:
     """'search.lr.high: 0.03 -> 0.05, tokens_per_trial: 40960 -> 81920': the keys that make up
     the fingerprint in which ``cfg`` differs from the config a study recorded (``stored``); a
     general phrase when the study recorded none."""
     if not isinstance(stored, dict):
-        return "a different model, data, trainer, budget or search space"
+        return CHANGED_UNSAID
     keep = cfg.model_dump(mode="json", by_alias=True)
     # The search spaces as the fingerprint compares them: `log: true` on lr, which changes
     # nothing, is not named as a change.
@@ -1294,7 +1298,7 @@ def config_changes(stored: dict[str, Any] | None, cfg: StudyConfig, most: int = 
                for k in sorted((old.keys() | new.keys()) - set(NOT_FINGERPRINTED))
                if old.get(k) != new.get(k)]
     if not changed:
-        return "a different model, data, trainer, budget or search space"
+        return CHANGED_UNSAID
     more = f" and {len(changed) - most} more" if len(changed) > most else ""
     return ", ".join(changed[:most]) + more
 

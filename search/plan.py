@@ -41,6 +41,7 @@ from pydantic import ValidationError
 from scaletune.heuristics.priors import Priors
 from scaletune.search import hparams
 from scaletune.search.config import (
+    CHANGED_UNSAID,
     StudyConfig,
     canonical_search,
     config_changes,
@@ -826,7 +827,8 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors,
 
 WIDENED = "search_widened"
 """Study user attr: the launches that widened ranges of its search, oldest first, each as
-{"at": ISO time, "changes": ["search.lr.high: 0.03 -> 0.1", ...]} (``search_widening``)."""
+{"at": ISO time, "changes": ["search.lr.high: 0.03 -> 0.1", ...], "search": the search section
+it widened to, as the config records it} (``search_widening``)."""
 
 
 def _recorded_config(cfg: StudyConfig) -> dict[str, Any]:
@@ -844,38 +846,42 @@ def _record_widening(study: optuna.Study, cfg: StudyConfig, changes: list[str],
                      priors: Priors) -> None:
     """The study searches ``cfg``'s ranges from this launch on, which widen its search by
     ``changes`` ([]: the same ranges, written otherwise). One write each, in this order: the
-    launch in WIDENED (with the search it widens to; not where the last entry is that search
-    already, from a launch stopped before it had recorded the rest), the fingerprint, the
-    dashboard's note where it is the one its driver wrote, then the recorded config's search.
-    A driver stopped between two of them leaves a study that resumes under the widened file,
-    and its next launch writes the rest (``_finish_widening``)."""
-    search = _recorded_config(cfg)["search"]
-    entries = list(study.user_attrs.get(WIDENED) or [])
-    before = entries
+    fingerprint, the launch in WIDENED, the dashboard's note where it is the one its driver
+    wrote, then the recorded config's search. A driver stopped between two of them leaves a
+    study that resumes under the widened file, whose next launch writes the rest
+    (``_finish_widening``); the file before is refused from the first write on, as a file
+    that narrows the search."""
+    study.set_user_attr("fingerprint", cfg.fingerprint())
+    _finish_widening(study, cfg, priors, changes)
+
+
+def _finish_widening(study: optuna.Study, cfg: StudyConfig, priors: Priors,
+                     changes: list[str] | None = None) -> None:
+    """The widening of the study's search to ``cfg``'s (whose fingerprint it has) recorded:
+    WIDENED (once: not where its last entry is this search, from a launch stopped part way),
+    the note and the config. Nothing where the recorded config's search is ``cfg``'s.
+    ``changes``: the widening (``search_widening``); None: found here, from the search the
+    config records (a launch that stopped after the fingerprint)."""
+    recorded = study.user_attrs.get("config") or {}
+    now = _recorded_config(cfg)["search"]
+    if not isinstance(recorded.get("search"), dict) or _same_search(recorded["search"], now):
+        return
+    if changes is None:
+        try:
+            ran = validate_study(recorded, cfg.source, recorded=True)
+        except ConfigError:  # a record of another version: left as it is
+            return
+        changes = _widening(cfg.model_copy(update={"search": ran.search}), cfg, priors)
+        if changes is None:
+            return
+    entries = before = list(study.user_attrs.get(WIDENED) or [])
     if changes:
-        if not (entries and _same_search(entries[-1].get("search"), search)):
+        if not (entries and _same_search(entries[-1].get("search"), now)):
             entries = [*entries, {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                  "changes": changes, "search": search}]
+                                  "changes": changes, "search": now}]
             study.set_user_attr(WIDENED, entries)
         before = entries[:-1]
-    study.set_user_attr("fingerprint", cfg.fingerprint())
     _write_search(study, cfg, priors, entries, before)
-
-
-def _finish_widening(study: optuna.Study, cfg: StudyConfig, priors: Priors) -> None:
-    """A study whose fingerprint is ``cfg``'s, resumed after a launch that widened its search
-    stopped part way (``_record_widening``): the config and note it had not written are
-    written; an entry of WIDENED whose widening never took (its launch stopped before the
-    fingerprint, and the study resumes under its earlier file) is taken back."""
-    entries = list(study.user_attrs.get(WIDENED) or [])
-    if not entries or not isinstance(entries[-1].get("search"), dict):
-        return
-    last, recorded = entries[-1]["search"], (study.user_attrs.get("config") or {}).get("search")
-    now = _recorded_config(cfg)["search"]
-    if _same_search(last, now) and not _same_search(recorded, now):
-        _write_search(study, cfg, priors, entries, entries[:-1])
-    elif not _same_search(last, recorded) and _same_search(recorded, now):
-        study.set_user_attr(WIDENED, entries[:-1])
 
 
 def _same_search(a: Any, b: Any) -> bool:
@@ -936,6 +942,13 @@ def search_widening(cfg: StudyConfig, recorded: Any, fingerprint: Any,
     back = cfg.model_copy(update={"search": ran.search})
     if not back.fingerprint_matches(fingerprint, recorded):
         return None
+    return _widening(back, cfg, priors)
+
+
+def _widening(back: StudyConfig, cfg: StudyConfig,
+              priors: Priors | None = None) -> list[str] | None:
+    """``search_widening`` of two configs that differ only in their search: ``back``'s, the
+    one the study searched, and ``cfg``'s."""
     try:
         if priors is None:
             priors = planning_priors(cfg)
@@ -1011,6 +1024,12 @@ def recorded_changes(attrs: dict[str, Any], cfg: StudyConfig) -> str:
     search is one a launch widened (a file that narrows it again read 'search.lr.high: 0.03 ->
     0.003', though its first trials drew from 0.003)."""
     changes = config_changes(attrs.get("config"), cfg)
+    recorded = (attrs.get("config") or {}).get("search")
+    if changes == CHANGED_UNSAID and _same_search(recorded, _recorded_config(cfg)["search"]):
+        # A launch that widened the search stopped after its first write (_record_widening).
+        return ("the study's last launch widened its search and stopped before it had "
+                "recorded all of it (its fingerprint is the wider search's): run the study file "
+                "with the wider ranges again, which records the rest")
     widened = {change.partition(":")[0] for entry in attrs.get(WIDENED) or []
                if isinstance(entry, dict) for change in entry.get("changes") or []}
     if any(f"{key}:" in changes for key in widened):

@@ -301,31 +301,40 @@ def test_a_driver_stopped_as_it_recorded_a_widened_search_leaves_a_study_that_re
     assert "| [0.0001, 0.1] |" in get_note(study) and "widened since" in get_note(study)
 
 
-def test_a_widening_whose_launch_stopped_before_it_took_is_taken_back(cfg, tmp_path, shakespeare,
-                                                                     monkeypatch):
+def test_a_widening_stopped_after_its_first_write_holds_the_study_to_the_wider_search(
+        cfg, tmp_path, shakespeare, monkeypatch):
     from scaletune.search.plan import WIDENED
     from scaletune.search.samplers import SearchedAs
 
     open_study(cfg)
     raw = tiny_study(tmp_path, shakespeare)
     raw["search"]["lr"]["high"] = 0.1
+    wide = validate_study(raw)
     real = optuna.Study.set_user_attr
 
     def set_user_attr(self, key, value):
-        if key == "fingerprint":
-            raise KeyboardInterrupt
+        if key == WIDENED:
+            raise KeyboardInterrupt  # after the fingerprint, its first write
         real(self, key, value)
 
     monkeypatch.setattr(optuna.Study, "set_user_attr", set_user_attr)
     with pytest.raises(KeyboardInterrupt):
-        open_study(validate_study(raw))
+        open_study(wide)
     monkeypatch.setattr(optuna.Study, "set_user_attr", real)
-    # Run again under its first file, the study never searched the wider range: show had named
-    # a widening, and its sampler viewed the trials through it.
-    plan = SearchPlan.build(cfg)
-    study, _ = plan.open_study(make_storage(cfg.storage_url))
+    # The file before is refused, saying how to go on (it named no key); no widening entry
+    # stands for a widening the study does not hold (show named one, and the sampler viewed
+    # the trials through it).
+    with pytest.raises(ConfigError, match=re.escape(
+            "the study's last launch widened its search and stopped before it had recorded all "
+            "of it (its fingerprint is the wider search's): run the study file with the wider "
+            "ranges again, which records the rest")):
+        open_study(cfg)
+    assert WIDENED not in studies.open_study(cfg)[0].user_attrs
+    plan = SearchPlan.build(wide)
+    study, _ = plan.open_study(make_storage(wide.storage_url))
     plan.lease.release()
-    assert study.user_attrs[WIDENED] == [] and not isinstance(study.sampler, SearchedAs)
+    assert [w["changes"] for w in study.user_attrs[WIDENED]] == [["search.lr.high: 0.03 -> 0.1"]]
+    assert isinstance(study.sampler, SearchedAs)
 
 
 def test_the_same_ranges_written_otherwise_resume_the_study_without_a_word(cfg, tmp_path,
