@@ -293,8 +293,9 @@ class SearchedAs(_SeenThrough):
     A study whose ranges were widened (search.plan.search_widening) holds trials drawn from two
     ranges of a hyperparameter. Optuna's model-based samplers search jointly only the
     parameters that every trial drew from one distribution (``IntersectionSearchSpace``): a
-    widened hyperparameter left that space, and multivariate TPE, GP and CMA-ES drew it alone,
-    without regard to the others, for the rest of the study. The storage is not changed."""
+    widened hyperparameter left that space, and multivariate TPE and GP drew it alone, without
+    regard to the others, for the rest of the study (CMA-ES: ``_Searched``). The storage is not
+    changed."""
 
     def __init__(self, base: BaseSampler, space: dict[str, BaseDistribution]) -> None:
         super().__init__(base)

@@ -288,7 +288,9 @@ def study_by_name(name: str, url: str | None) -> StudyConfig:
     # there): open_study takes it where it reads as the data the trials trained on.
     if isinstance(last := study.user_attrs.get(LAST_DATA), dict):
         with contextlib.suppress(ValueError):  # a record it cannot read: the config's own
-            update["data"] = DataConfig.model_validate(last)
+            found = DataConfig.model_validate(last)
+            if not found.file_errors():  # gone from there too: the record's, as before
+                update["data"] = found
     cfg = cfg.model_copy(update=update)
     cfg._source = name
     return cfg

@@ -536,6 +536,11 @@ def test_a_study_moved_with_its_data_or_its_cache_moved_resumes(cfg, tmp_path, s
     by_name = studies.study_by_name(cfg.name, cfg.storage_url)
     _, ran_with, notes = studies.open_study(by_name)
     assert ran_with.data.path == str(moved / "corpus.txt") and not notes, notes
+    # Gone from there too: the record's, as before, without a word of a study file.
+    (moved / "corpus.txt").rename(moved / "away.txt")
+    _, ran_with, notes = studies.open_study(studies.study_by_name(cfg.name, cfg.storage_url))
+    assert ran_with.data.path == cfg.data.path and not notes, notes
+    (moved / "away.txt").rename(moved / "corpus.txt")
     # A launch from the first place again: the record follows it there.
     assert open_study(cfg).user_attrs[LAST_DATA]["path"] == cfg.data.path
     assert studies.open_study(studies.study_by_name(cfg.name, cfg.storage_url))[1].data.path \
