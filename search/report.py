@@ -472,8 +472,10 @@ class Layer:
 
 
 PED_ANOVA_FEW = "Some regimes for parameter"
-"""The start of PED-ANOVA's warning (Optuna 5) on a study with few complete trials, one per
-parameter and call, which the report's note on importances says in its words."""
+"""The start of PED-ANOVA's warning (Optuna 5) where fewer than 2 complete trials drew a
+parameter from one of its ranges (a regime each; ``searched_now`` makes a widened study's one),
+whose importance then rests on fewer trials: a raw warning per parameter and call in the
+report's output, which its note on importances already cautions about."""
 
 
 @contextlib.contextmanager
