@@ -812,10 +812,15 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors,
         "provenance": code_and_machine(),
         CREATED: datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    # A record without a fingerprint is one a driver stopped while it wrote it: no trial ran
+    # under it, and this launch's config and data are the study's (a wider file run next was
+    # taken for a widening of the first file's config, kept beside its fingerprint). One with a
+    # fingerprint (written first by early versions) keeps what it has.
     for key, value in record.items():
-        if key not in attrs:
+        if key not in attrs or (stored is None and key != CREATED):
             study.set_user_attr(key, value)
-    write_note(study, study_note(cfg, attrs.get("config", config), priors), keep=True)
+    recorded = config if stored is None else attrs.get("config", config)
+    write_note(study, study_note(cfg, recorded, priors), keep=True)
     if study.metric_names is None:  # what the dashboard calls the objective ("Objective 0")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -1025,13 +1030,20 @@ def recorded_changes(attrs: dict[str, Any], cfg: StudyConfig) -> str:
     0.003', though its first trials drew from 0.003)."""
     changes = config_changes(attrs.get("config"), cfg)
     recorded = (attrs.get("config") or {}).get("search")
+    entries = [e for e in attrs.get(WIDENED) or [] if isinstance(e, dict)]
+    if entries and isinstance(entries[-1].get("search"), dict) \
+            and not _same_search(entries[-1]["search"], recorded):
+        # A launch that widened the search stopped before it wrote the config (_record_widening).
+        return (f"{changes} (the study's last launch widened its search, "
+                f"{', '.join(entries[-1].get('changes') or [])}, and stopped before it had "
+                "recorded all of it: run the study file with those ranges again, which records "
+                "the rest)")
     if changes == CHANGED_UNSAID and _same_search(recorded, _recorded_config(cfg)["search"]):
-        # A launch that widened the search stopped after its first write (_record_widening).
-        return ("the study's last launch widened its search and stopped before it had "
-                "recorded all of it (its fingerprint is the wider search's): run the study file "
-                "with the wider ranges again, which records the rest")
-    widened = {change.partition(":")[0] for entry in attrs.get(WIDENED) or []
-               if isinstance(entry, dict) for change in entry.get("changes") or []}
+        # Perhaps a launch that widened the search stopped after its first write.
+        return (f"{changes} (or, where the study's last launch widened its search and stopped "
+                "before it had recorded it, run the study file with the wider ranges again)")
+    widened = {change.partition(":")[0] for entry in entries
+               for change in entry.get("changes") or []}
     if any(f"{key}:" in changes for key in widened):
         changes += (" (the study's search as a launch widened it: its trials before that drew "
                     "from narrower ranges, and a range widened cannot narrow again)")

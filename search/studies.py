@@ -210,7 +210,10 @@ def open_study(cfg: StudyConfig, source: str | None = None,
     moved, other = _moved_data(ran_with.data, cfg.data, study.user_attrs.get("data_fingerprint"))
     if moved:
         update["data"] = cfg.data
-    notes += [other] if other else []
+    # Read by its name, the data is its last launch's (study_by_name), not a study file's: where
+    # that reads otherwise now, the record's is used, as before there was a last launch's.
+    by_name = cfg.source == cfg.name and not Path(cfg.source).is_file()
+    notes += [other] if other and not by_name else []
     fitted = cfg.priors.fitted_file
     if (ran_with.priors.fitted_file and fitted and Path(fitted).is_file()
             and ran_with.priors.model_copy(update={"fitted_file": fitted}) == cfg.priors):

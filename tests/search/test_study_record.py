@@ -291,6 +291,15 @@ def test_a_driver_stopped_as_it_recorded_a_widened_search_leaves_a_study_that_re
         open_study(wide)
     monkeypatch.setattr(optuna.Study, "set_user_attr", real)
     monkeypatch.setattr(optuna_dashboard, "save_note", real_note)
+    if stopped_at in ("note", "config"):
+        # A file between the two is told which launch stopped part way, and what it widened (it
+        # said a key that widens could not narrow again).
+        raw["search"]["lr"]["high"] = 0.05
+        with pytest.raises(ConfigError, match=re.escape(
+                "search.lr.high: 0.03 -> 0.05 (the study's last launch widened its search, "
+                "search.lr.high: 0.03 -> 0.1, and stopped before it had recorded all of it: run "
+                "the study file with those ranges again, which records the rest)")):
+            open_study(validate_study(raw))
     # Rule: the next launch of the widened file resumes it and writes the rest of the record:
     # the widening once, the fingerprint, the config and the dashboard's note.
     study = open_study(wide)
@@ -325,9 +334,9 @@ def test_a_widening_stopped_after_its_first_write_holds_the_study_to_the_wider_s
     # stands for a widening the study does not hold (show named one, and the sampler viewed
     # the trials through it).
     with pytest.raises(ConfigError, match=re.escape(
-            "the study's last launch widened its search and stopped before it had recorded all "
-            "of it (its fingerprint is the wider search's): run the study file with the wider "
-            "ranges again, which records the rest")):
+            "a different model, data, trainer, budget or search space (or, where the study's "
+            "last launch widened its search and stopped before it had recorded it, run the "
+            "study file with the wider ranges again)")):
         open_study(cfg)
     assert WIDENED not in studies.open_study(cfg)[0].user_attrs
     plan = SearchPlan.build(wide)
@@ -335,6 +344,32 @@ def test_a_widening_stopped_after_its_first_write_holds_the_study_to_the_wider_s
     plan.lease.release()
     assert [w["changes"] for w in study.user_attrs[WIDENED]] == [["search.lr.high: 0.03 -> 0.1"]]
     assert isinstance(study.sampler, SearchedAs)
+
+
+def test_a_record_cut_short_then_completed_by_a_wider_file_is_that_files(cfg, tmp_path,
+                                                                         shakespeare,
+                                                                         monkeypatch):
+    from scaletune.search.plan import WIDENED
+
+    real = optuna.Study.set_user_attr
+
+    def set_user_attr(self, key, value):
+        if key == "fingerprint":
+            raise KeyboardInterrupt  # the new study's record written but its fingerprint
+        real(self, key, value)
+
+    monkeypatch.setattr(optuna.Study, "set_user_attr", set_user_attr)
+    with pytest.raises(KeyboardInterrupt):
+        open_study(cfg)
+    monkeypatch.setattr(optuna.Study, "set_user_attr", real)
+    raw = tiny_study(tmp_path, shakespeare)
+    raw["search"]["lr"]["high"] = 0.1
+    wide = validate_study(raw)
+    open_study(wide)
+    # Rule: no trial ran under the first file's record: the study is the wider file's, and no
+    # launch widened it (the next one recorded 'search.lr.high: 0.03 -> 0.1' as a widening).
+    attrs = open_study(wide).user_attrs
+    assert attrs["config"]["search"]["lr"]["high"] == 0.1 and WIDENED not in attrs
 
 
 def test_the_same_ranges_written_otherwise_resume_the_study_without_a_word(cfg, tmp_path,
@@ -541,6 +576,12 @@ def test_a_study_moved_with_its_data_or_its_cache_moved_resumes(cfg, tmp_path, s
     _, ran_with, notes = studies.open_study(studies.study_by_name(cfg.name, cfg.storage_url))
     assert ran_with.data.path == cfg.data.path and not notes, notes
     (moved / "away.txt").rename(moved / "corpus.txt")
+    # Other text there: the record's too, without a note of a study file's data (there is none).
+    real_text = (moved / "corpus.txt").read_bytes()
+    (moved / "corpus.txt").write_bytes(real_text[:50_000])
+    _, ran_with, notes = studies.open_study(studies.study_by_name(cfg.name, cfg.storage_url))
+    assert ran_with.data.path == cfg.data.path and not notes, notes
+    (moved / "corpus.txt").write_bytes(real_text)
     # A launch from the first place again: the record follows it there.
     assert open_study(cfg).user_attrs[LAST_DATA]["path"] == cfg.data.path
     assert studies.open_study(studies.study_by_name(cfg.name, cfg.storage_url))[1].data.path \
