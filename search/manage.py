@@ -105,6 +105,7 @@ from scaletune.search.studies import (
     elsewhere_note,
     no_complete_trial,
     open_study,
+    read_by_name,
     running_note,
     with_left_running,
 )
@@ -1176,14 +1177,14 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
     """One study: where it lives, its driver, trials by state, the best trial, the config it
     ran with and its priors' centers."""
     study, ran_with, notes = open_study(cfg, cfg.source)
-    from_file = Path(cfg.source).is_file()  # else read by its name: the record alone
-    ran_with, changed = as_launched(study, cfg, ran_with, from_file)
+    from_file = Path(cfg.source).is_file()
+    by_name = read_by_name(cfg)  # the record alone
+    ran_with, changed = as_launched(study, cfg, ran_with, not by_name)
     notes += [changed] if changed else []
     trials = study.get_trials(deepcopy=False)
     out = _printer(console)
     running = _running(study)
     # Read by its name: "study tiny (tiny)" said the name twice; where it was read from is said.
-    by_name = not from_file and cfg.source == study.study_name
     out(f"study {study.study_name} "
         f"({'read by its name: its record alone' if by_name else cfg.source})")
     # n_trials as the file (or `--n-trials`) says now: the stored config is that of the first run.

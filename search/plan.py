@@ -1234,14 +1234,15 @@ def changed_studies(names: list[str], storage_url: str, changes: str, rename: st
 def _record_n_trials(study: optuna.Study, cfg: StudyConfig) -> None:
     """What this launch runs with that may change from one launch to the next: the n_trials it
     asks for, its sampler and pruner (LAST_RUN), and where it found the data (LAST_DATA)."""
-    if study.user_attrs.get(LAST_N_TRIALS) != cfg.n_trials:
+    attrs = study.user_attrs  # one read: each is a query of every user attr and a deep copy
+    if attrs.get(LAST_N_TRIALS) != cfg.n_trials:
         study.set_user_attr(LAST_N_TRIALS, cfg.n_trials)
     data = cfg.data.model_dump(mode="json", by_alias=True)
-    if study.user_attrs.get(LAST_DATA, (study.user_attrs.get("config") or {}).get("data")) != data:
+    if attrs.get(LAST_DATA, (attrs.get("config") or {}).get("data")) != data:
         study.set_user_attr(LAST_DATA, data)
     last = {key: getattr(cfg, key).model_dump(mode="json", by_alias=True)
             for key in ("sampler", "pruner")}
-    if study.user_attrs.get(LAST_RUN) != last:
+    if attrs.get(LAST_RUN) != last:
         study.set_user_attr(LAST_RUN, last)
 
 

@@ -86,7 +86,13 @@ from scaletune.search.pruners import (
     replay,
     shuffled,
 )
-from scaletune.search.studies import Snapshot, left_running, open_study, running_note
+from scaletune.search.studies import (
+    Snapshot,
+    left_running,
+    open_study,
+    read_by_name,
+    running_note,
+)
 from scaletune.search.summary import (
     DERIVED,
     best_trial,
@@ -1193,7 +1199,7 @@ def make_report(
     study = Snapshot(study)  # every table and figure of one moment of a study that runs
     # The pruner of the study's last launch (what the trials trained with does not depend on
     # it): the audit replays that one, beside the median pruner.
-    ran_with, changed = as_launched(study, cfg, ran_with, Path(source).is_file())
+    ran_with, changed = as_launched(study, cfg, ran_with, not read_by_name(cfg))
     notes += [changed] if changed else []
     running = running_note(study)
     notes += [running] if running else []

@@ -212,8 +212,7 @@ def open_study(cfg: StudyConfig, source: str | None = None,
         update["data"] = cfg.data
     # Read by its name, the data is its last launch's (study_by_name), not a study file's: where
     # that reads otherwise now, the record's is used, as before there was a last launch's.
-    by_name = cfg.source == cfg.name and not Path(cfg.source).is_file()
-    notes += [other] if other and not by_name else []
+    notes += [other] if other and not read_by_name(cfg) else []
     fitted = cfg.priors.fitted_file
     if (ran_with.priors.fitted_file and fitted and Path(fitted).is_file()
             and ran_with.priors.model_copy(update={"fitted_file": fitted}) == cfg.priors):
@@ -297,6 +296,11 @@ def study_by_name(name: str, url: str | None) -> StudyConfig:
     cfg = cfg.model_copy(update=update)
     cfg._source = name
     return cfg
+
+
+def read_by_name(cfg: StudyConfig) -> bool:
+    """Is ``cfg`` a study's record read by its name (``study_by_name``), with no study file?"""
+    return cfg.source == cfg.name and not Path(cfg.source).is_file()
 
 
 LAST_DATA = "last_data"

@@ -76,7 +76,7 @@ def run_in_the_way(out_dir: str | None, resume: bool, overwrite: bool,
                 f"in out_dir, {flags[1]} starts it again")
     if out_dir and (Path(out_dir) / CHECKPOINT).exists() and not (resume or overwrite):
         shown = os.path.normpath(out_dir)
-        was = None if config is None else _started_with(Path(out_dir))
+        was, completed = _last_run(Path(out_dir)) if config is not None else (None, False)
         if changed := (config_changes(was, config) if was is not None else []):
             # A copy of a config edited to try a variant: --overwrite would lose the other run.
             old, new = flat_keys(was), flat_keys(config)
@@ -85,7 +85,7 @@ def run_in_the_way(out_dir: str | None, resume: bool, overwrite: bool,
             return (f"out_dir {shown} holds the checkpoint of a run of another config ({diff}"
                     f"{more}): set another out_dir for this run ({flags[1]} would replace that "
                     "run)")
-        if config is not None and _ended_completed(Path(out_dir)):
+        if completed:
             return (f"out_dir {shown} holds this config's run, finished: nothing is left to "
                     f"train ({flags[0]} says so); {flags[1]} trains it again from scratch and "
                     "replaces it, or set another out_dir to keep it")
@@ -95,36 +95,24 @@ def run_in_the_way(out_dir: str | None, resume: bool, overwrite: bool,
     return None
 
 
-def _ended_completed(out_dir: Path) -> bool:
-    """Did the last run started in ``out_dir`` end completed (its metrics log's last start
-    followed by an end event of status 'completed')?"""
-    ended = False
+def _last_run(out_dir: Path) -> tuple[dict[str, Any] | None, bool]:
+    """The config of the last run started in ``out_dir`` (None where the log is missing or
+    unreadable), and whether that run ended completed (an end event of status 'completed'
+    after its start), from one read of its metrics log."""
+    config, completed = None, False
     try:
         with open(out_dir / METRICS, encoding="utf-8") as f:
             for line in f:
                 if '"event": "start"' in line:
-                    ended = False
-                elif '"event": "end"' in line:
-                    with contextlib.suppress(ValueError, AttributeError):
-                        ended = json.loads(line).get("status") == "completed"
-    except OSError:
-        return False
-    return ended
-
-
-def _started_with(out_dir: Path) -> dict[str, Any] | None:
-    """The config of the last run started in ``out_dir``, from its metrics log; None where the
-    log is missing or unreadable."""
-    config = None
-    try:
-        with open(out_dir / METRICS, encoding="utf-8") as f:
-            for line in f:
-                if '"event": "start"' in line:
+                    completed = False
                     with contextlib.suppress(ValueError):
                         config = json.loads(line).get("config", config)
+                elif '"event": "end"' in line:
+                    with contextlib.suppress(ValueError, AttributeError):
+                        completed = json.loads(line).get("status") == "completed"
     except OSError:
-        return None
-    return config if isinstance(config, dict) else None
+        return None, False
+    return (config if isinstance(config, dict) else None), completed
 
 
 def save_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: torch.nn.Module,
