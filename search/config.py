@@ -249,8 +249,11 @@ class SearchSpace(_Strict):
                      for k, v in other.items() if isinstance(v, searches)}
             # The trainer field each key names, here with the file's other errors (it came in a
             # round of its own, once the rest of the study had validated).
-            errors += [f"search.other.{k}: {problem}" for k in other
-                       if (problem := check_target(k))]
+            targets = {k: problem for k in other if (problem := check_target(k))}
+            errors += [f"search.other.{k}: {problem}" for k, problem in targets.items()]
+            # Its search is not read as one where the key names no field to search: a section
+            # written as a mapping ({model: {norm: ..}}) also drew "norm: unknown key".
+            other = {k: v for k, v in other.items() if k not in targets}
         try:
             space = handler({"params": {}, "other": other})
         except ValidationError as e:  # reported with the others, all at once

@@ -205,15 +205,27 @@ def field_problem(dotted: str) -> str | None:
             node = ann
         elif section:  # a whole section replaced the trial's lr, warmup and the file's settings
             own = set(targets().values())  # the registered hyperparameters' (lr...): not these
-            fields = [f"{dotted}.{f}" for f in ann.model_fields if f"{dotted}.{f}" not in own]
+            fields = [f"{dotted}.{f}" for f in ann.model_fields if f"{dotted}.{f}" not in own
+                      and not _set_by_the_study(f"{dotted}.{f}")]
             return (f"{part!r} is a section, not a field: search its fields one by one, such as "
                     f"{', '.join(fields[:4])}")
     if dotted in RUN_FIELDS:  # a trial's own: a shared out_dir failed every trial after the first
         return (f"this field is set for each trial by the study ({RUN_FIELDS[dotted]}) and "
                 "cannot be searched")
+    if dotted in STUDY_WIDE:
+        return STUDY_WIDE[dotted]
     if _set_by_the_study(dotted):
         return "this field is set by the study itself and cannot be searched"
     return None
+
+
+STUDY_WIDE = {
+    "model.block_size": "every trial trains and is judged on the same windows of the data, cut "
+                        "at model.block_size: set it under model: (a study per block size)",
+    "model.vocab_size": "the embedding's rows follow the tokenizer (data.tokenizer), the same "
+                        "for every trial: set a padded size under model:",
+}
+"""Why a model field that the study's data fixes for all its trials cannot be searched."""
 
 
 def _set_by_the_study(dotted: str) -> bool:

@@ -131,6 +131,7 @@ from scaletune.trainer.data import (
     known_vocab_size,
     lossy_tokenizer_note,
     read_fingerprint,
+    saved_dataset,
     separator_problem,
     size_problem,
     split_sizes,
@@ -1265,7 +1266,7 @@ def _spans(numbers: list[int], most: int = 6) -> str:
 def _config_rows(cfg: StudyConfig) -> list[tuple[str, str]]:
     m, d = cfg.model, cfg.data
     where = {"builtin": d.builtin, "text": d.path, "hf": d.dataset}.get(d.source, "")
-    if d.source == "hf" and d.data_files:  # a local builder (json, parquet): its files
+    if d.source == "hf" and d.data_files and not saved_dataset(d.dataset):  # a builder's files
         files = [d.data_files] if isinstance(d.data_files, str) else d.data_files
         where += f" of {', '.join(files)}"
     searched = [f"{name}{f' as {p.as_}' if getattr(p, 'as_', None) else ''} ({_how(p)})"

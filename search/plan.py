@@ -1208,7 +1208,35 @@ def optim_note(cfg: StudyConfig) -> str | None:
         notes += [f"search.other.{section}.{field} is read only when {prefix}.{key} is "
                   f"{' or '.join(readers)} (here {getattr(owner, key)}): its values train alike"
                   for field, key, readers in owner.unread(searched) if field in searched]
+    notes += [note] if (note := _dropout_note(cfg)) else []
     return "; ".join(notes) or None
+
+
+DROPOUT_SITES = ("embd", "attn", "resid", "mlp")
+"""The model's dropout sites; each reads ``model.dropout`` only where its own rate is unset."""
+
+
+def _dropout_note(cfg: StudyConfig) -> str | None:
+    """The note for a searched dropout that sites with a rate of their own (in ``model:`` or
+    searched under search.other) do not read: where every site has one, its values train alike
+    (a study drew them without a word, every trial's loss the same)."""
+    param = cfg.search.params.get("dropout")
+    if param is None or not param.searched:
+        return None
+    own = [site for site in DROPOUT_SITES
+           if getattr(cfg.model, f"{site}_dropout") is not None
+           or f"model.{site}_dropout" in cfg.search.other]
+    if not own:
+        return None
+    given = ", ".join(f"model.{site}_dropout" for site in own)
+    if len(own) == len(DROPOUT_SITES):
+        return (f"search.dropout sets model.dropout, which no dropout site reads here ({given} "
+                "each give their own rate): its values train alike; drop those four, or fix "
+                "search.dropout with {value: ..}")
+    rest = ", ".join(site for site in DROPOUT_SITES if site not in own)
+    keep = "keeps its" if len(own) == 1 else "keep their"
+    return (f"search.dropout sets the rate of the dropout sites that give none of their own "
+            f"({rest}) only: {given} {keep} own")
 
 
 def _changed_study(cfg: StudyConfig, changes: str,

@@ -560,6 +560,26 @@ class DataConfig(_Strict):
                              "names both, and no source")
         return {**raw, "source": named[0]} if named else raw
 
+    def _other_kind(self) -> str | None:
+        """The error of a file in data_files or val_path whose name says it is read by another
+        builder than ``dataset`` (a .csv file under dataset: json failed at the run, "JSON parse
+        error"). A builder reads files of any name, so only a name of another table's kind is
+        refused (a .txt file of comma-separated rows is csv's)."""
+        if self.dataset == "text":
+            return None
+        for key, given in (("data_files", self.data_files), ("val_path", self.val_path)):
+            for name in [given] if isinstance(given, str) else given or []:
+                root, suffix = os.path.splitext(name)
+                if suffix.lower() in (".gz", ".bz2", ".xz"):  # c.jsonl.gz: json
+                    suffix = os.path.splitext(root)[1]
+                builder = FILE_BUILDERS.get(suffix.lower().lstrip("."))
+                if builder not in (None, "text", self.dataset):
+                    return (f"data.{key}: {name} is a {builder} file by its name, and dataset: "
+                            f"{self.dataset} reads data_files and val_path with the "
+                            f"{self.dataset} builder: give {self.dataset} files, or "
+                            f"dataset: {builder} for {builder} files")
+        return None
+
     @model_validator(mode="after")
     def _source_fields(self) -> DataConfig:
         if self.source == "text" and not self.path:
@@ -582,6 +602,13 @@ class DataConfig(_Strict):
                 raise ValueError(f"data.data_files is required with dataset: {self.dataset}, which "
                                  "reads the files it names (without them `datasets` reads every "
                                  f"{self.dataset} file of the folder the run starts in)")
+            if self.dataset in LOCAL_BUILDERS and self.split != "train":
+                # `datasets` said: Unknown split "test". Should be one of ['train'], at the run.
+                raise ValueError(f"data.split: dataset: {self.dataset} reads its data_files as "
+                                 f"one split, train, which has no split {self.split!r}: leave "
+                                 "split out, and name the files to train on in data_files")
+            if self.dataset in LOCAL_BUILDERS and (other := self._other_kind()):
+                raise ValueError(other)
             if self.val_split and self.dataset in LOCAL_BUILDERS:
                 raise ValueError(f"data.val_split: dataset: {self.dataset} reads its data_files as "
                                  "one split (train), which has no other: give the validation "

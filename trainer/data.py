@@ -645,6 +645,16 @@ def unread_note(cfg: DataConfig) -> str | None:
              and cfg.val_fraction != type(cfg).model_fields["val_fraction"].default)
     said = ("data.val_fraction: not used, as the validation data is given apart "
             f"({'data.val_path' if cfg.val_path else 'data.val_split'})") if apart else None
+    if cfg.source == "hf" and (saved := saved_dataset(cfg.dataset)):
+        # A save_to_disk folder is loaded as it was saved: a file named in data_files (missing,
+        # even) and a config name went unread without a word.
+        given = [f"data.{name}" for name in ("data_files", "name") if getattr(cfg, name)]
+        if given:
+            picks = " (data.split picks one of its splits)" if saved == "splits" else ""
+            said = "; ".join(n for n in (
+                f"{', '.join(given)}: not read, as {cfg.dataset} is a dataset saved with "
+                f"save_to_disk, loaded as it was saved{picks}: "
+                f"{'it is' if len(given) == 1 else 'they are'} ignored", said) if n)
     if not unread:
         return said
     readers = {repr(source) for source, names in cfg.SOURCE_FIELDS.items()
@@ -740,8 +750,19 @@ def _reason(error: BaseException) -> str:
         text += " (no rows: is the file empty?)"
     cause = error.__cause__ or error.__context__
     if cause is not None and str(cause) and str(cause) not in text:
-        text += f", caused by {type(cause).__name__}: {str(cause).splitlines()[0]}"
+        text += f", caused by {type(cause).__name__}: {_lines(str(cause))}"
+        if "column names don't match" in str(cause):  # its lines were cut at "Couldn't cast"
+            text += (" (the data files do not all have the same columns, and datasets reads "
+                     "them as one table: give data_files files with the same columns)")
     return text
+
+
+def _lines(said: str, most: int = 400) -> str:
+    """An error's lines on one line (a CastError names the columns on the lines after its
+    first); its first and last lines where that is longer than ``most`` characters."""
+    lines = [line.strip() for line in said.splitlines() if line.strip()]
+    joined = " ".join(lines)
+    return joined if len(joined) <= most or len(lines) < 2 else f"{lines[0]} ... {lines[-1]}"
 
 
 def _unreachable(error: BaseException) -> bool:
@@ -1066,6 +1087,9 @@ def _stats(paths: list[str]) -> list[list[Any]]:
 def _tokenize_into_cache(cfg: DataConfig, cache: Path) -> dict[str, Any]:
     docs = read_documents(cfg)
     if not docs:
+        if cfg.source == "hf":  # it named neither the files nor the column
+            raise DataError(f"data.text_column: every {cfg.text_column!r} value of {_named(cfg)} "
+                            "is empty: it holds no text to train on")
         raise DataError(f"data: the {cfg.source} source yielded no text")
     if problem := _nothing_to_learn(docs, cfg):
         raise DataError(problem)

@@ -90,6 +90,19 @@ CASES = [
      {"optim": {"choices": [{"name": "sgd"}, {"name": "adamw"}]}},
      "search.other.optim: 'optim' is a section, not a field: search its fields one by one, such "
      "as optim.name, optim.beta1"),
+    # The README said it could be searched; refused as "set by the study itself".
+    ("searching the block size", "search.other", {"model.block_size": {"choices": [32, 64]}},
+     "search.other.model.block_size: every trial trains and is judged on the same windows of "
+     "the data, cut at model.block_size: set it under model:"),
+    # A section written as a mapping: the hint named model.block_size, which is refused, and a
+    # second error called the section's field an unknown key of a search.
+    ("a section as a mapping", "search.other",
+     {"model": {"norm": {"choices": ["layernorm", "rmsnorm"]}}},
+     "1 error(s) in"),
+    ("a section as a mapping's hint", "search.other",
+     {"model": {"norm": {"choices": ["layernorm", "rmsnorm"]}}},
+     "search.other.model: 'model' is a section, not a field: search its fields one by one, such "
+     "as model.n_layer, model.n_head, model.n_embd, model.positions"),
     ("fixing a trial's run folder", "search.other", {"out_dir": {"value": "shared"}},
      "search.other.out_dir: this field is set for each trial by the study (trials keep no run "
      "folder; the storage holds their results) and cannot be searched"),
@@ -167,6 +180,16 @@ CASES = [
     ("a file given as the dataset", "data", {"source": "hf", "dataset": "my.jsonl"},
      "data.dataset: 'my.jsonl' names a file, where dataset names a Hub dataset or a builder of "
      "`datasets`: give dataset: json, data_files: my.jsonl"),
+    # Each passed validate; the run failed, on `datasets`' Unknown split "test" and on a JSON
+    # parse error of the csv file.
+    ("a split of a files builder", "data", {"source": "hf", "dataset": "json",
+                                            "data_files": "a.jsonl", "split": "test"},
+     "data.split: dataset: json reads its data_files as one split, train, which has no split "
+     "'test': leave split out"),
+    ("a csv file read as json", "data", {"source": "hf", "dataset": "json",
+                                         "data_files": "a.jsonl", "val_path": "held.csv.gz"},
+     "data.val_path: held.csv.gz is a csv file by its name, and dataset: json reads data_files "
+     "and val_path with the json builder: give json files, or dataset: csv for csv files"),
     ("an extension given as the builder", "data", {"source": "hf", "dataset": "jsonl"},
      "data.dataset: 'jsonl' is not a builder of `datasets`; json reads jsonl files"),
     ("a path and a dataset and no source", "data", {"path": "a.txt", "dataset": "json"},
@@ -510,7 +533,10 @@ def test_fit_on_a_study_that_never_ran_names_it(tmp_path, shakespeare, capsys):
                          ids=["shared", "own-of-0.1", "in-study_dir"])
 @pytest.mark.parametrize("content, expected", [
     (b"", "is empty (0 bytes): it holds no study"),
-    (b"not a database, some other file" * 100, "is not an SQLite database"),
+    # Told first that the path may be wrong: a corpus given as the storage was to be moved aside.
+    (b"not a database, some other file" * 100,
+     "is not an SQLite database: nothing was written to it. If the path is wrong, give the "
+     "study's database"),
 ], ids=["zero-length", "corrupt"])
 def test_an_empty_or_corrupt_study_file_is_refused_and_kept(tmp_path, shakespeare, capsys,
                                                             content, expected, file):

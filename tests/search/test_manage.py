@@ -1214,6 +1214,32 @@ def test_a_field_searched_that_no_trial_reads_is_noted(tmp_path, shakespeare):
     assert "muon_lr is read only" not in " ".join(plan_notes(validate_study(raw)))
 
 
+def test_a_dropout_searched_that_the_model_s_own_site_rates_override_is_noted(tmp_path,
+                                                                            shakespeare):
+    # With a rate at every site, the searched dropout set model.dropout, which no site read:
+    # three trials drew three rates and ended on one loss, and validate said "ok".
+    sites = {f"{site}_dropout": 0.0 for site in ("embd", "attn", "resid", "mlp")}
+    raw = tiny_study(tmp_path, shakespeare)
+    raw["model"] = {**raw["model"], **sites}
+    raw["search"]["dropout"] = {"low": 0.0, "high": 0.5}
+    said = " ".join(plan_notes(validate_study(raw)))
+    assert ("search.dropout sets model.dropout, which no dropout site reads here "
+            "(model.embd_dropout, model.attn_dropout, model.resid_dropout, model.mlp_dropout "
+            "each give their own rate): its values train alike") in said, said
+    # Some sites of their own (one searched under search.other): the note names the rest.
+    del raw["model"]["embd_dropout"], raw["model"]["resid_dropout"], raw["model"]["mlp_dropout"]
+    raw["search"]["other"] = {"model.mlp_dropout": {"low": 0.0, "high": 0.2}}
+    said = " ".join(plan_notes(validate_study(raw)))
+    assert ("search.dropout sets the rate of the dropout sites that give none of their own "
+            "(embd, resid) only: model.attn_dropout, model.mlp_dropout keep their own") in said
+    # A dropout fixed, or sites left to it: nothing to say.
+    raw["search"]["dropout"] = {"value": 0.1}
+    assert "search.dropout" not in " ".join(plan_notes(validate_study(raw)))
+    raw["search"]["dropout"] = {"low": 0.0, "high": 0.5}
+    del raw["model"]["attn_dropout"], raw["search"]["other"]
+    assert "search.dropout" not in " ".join(plan_notes(validate_study(raw)))
+
+
 def test_a_study_that_trains_with_sgd_or_muon_or_on_mps_here_is_told_what_that_means(
         tmp_path, shakespeare):
     from scaletune.search.runner import preflight

@@ -438,6 +438,25 @@ def test_hf_text_builder_on_a_local_file(shakespeare, tmp_path, monkeypatch):
     with pytest.raises(DataError, match="text builder could not read .*split='validation'") as e:
         prepare_data(no_split, block_size=64)
     assert "cache" not in str(e.value)  # a missing split is no network problem
+    # Files whose columns differ: the reason named no column, cut at its first line.
+    (tmp_path / "j").mkdir()
+    (tmp_path / "j" / "a.jsonl").write_text('{"id": 1, "content": "some text"}\n' * 3)
+    (tmp_path / "j" / "b.jsonl").write_text('{"id": 2, "text": "other text"}\n' * 3)
+    mixed = DataConfig(source="hf", dataset="json", data_files=str(tmp_path / "j" / "*.jsonl"),
+                       text_column="content", cache_dir=str(tmp_path / "c4"))
+    with pytest.raises(DataError) as e:
+        prepare_data(mixed, block_size=64)
+    said = " ".join(str(e.value).split())
+    assert "Couldn't cast id: int64 text: string" in said, said
+    assert ("because column names don't match (the data files do not all have the same columns, "
+            "and datasets reads them as one table") in said, said
+    # Every value empty: "the hf source yielded no text" named neither the files nor the column.
+    (tmp_path / "blank.jsonl").write_text('{"text": ""}\n' * 3)
+    blank = DataConfig(source="hf", dataset="json", data_files=str(tmp_path / "blank.jsonl"),
+                       cache_dir=str(tmp_path / "c5"))
+    with pytest.raises(DataError, match=r"data.text_column: every 'text' value of '.*blank.jsonl' "
+                                        r"\(data.data_files, read as json\) is empty"):
+        prepare_data(blank, block_size=64)
 
 
 def test_datasets_progress_bars_stay_out_of_a_log(tmp_path, monkeypatch, capsys):
@@ -689,6 +708,17 @@ def test_a_folder_saved_with_save_to_disk_is_read_and_its_edits_make_new_tokens(
     with pytest.raises(DataError, match=r"data.split: 'test' is not a split of the saved "
                                         r"dataset .*splits'; its splits: train, held"):
         read_documents(held.model_copy(update={"split": "test"}))
+    # Files and a config name are not read from such a folder: said (a missing file named in
+    # data_files trained the saved rows without a word, and `show` named the file).
+    from scaletune.trainer.data import unread_note
+
+    named = held.model_copy(update={"data_files": "x.jsonl", "name": "foo"})
+    assert unread_note(named) == (
+        f"data.data_files, data.name: not read, as {named.dataset} is a dataset saved with "
+        "save_to_disk, loaded as it was saved (data.split picks one of its splits): they are "
+        "ignored")
+    assert read_documents(named) == read_documents(held)
+    assert unread_note(cfg) is None
 
 
 def test_a_local_dataset_s_fingerprint_is_read_as_the_run_will_find_it(tmp_path, monkeypatch):
