@@ -312,7 +312,10 @@ def load_ladder(path: str | Path) -> Ladder:
     errors: list[str] = []
     laws_file = (path.resolve().parent / Path(cfg.laws_file).expanduser() if cfg.laws_file
                  else path.resolve().parent / "runs" / cfg.name / "laws.json")
-    if problem := laws_file_problem(laws_file):
+    # Where no laws file can be: a folder, a path no file can take. A file there that is not
+    # laws (damaged) is refused where laws are written (manage.ladder_problems), not by the
+    # commands that only read the ladder.
+    if not laws_file.is_file() and (problem := laws_file_problem(laws_file)):
         errors.append(f"laws_file: {problem}")
     target_changes: dict[str, Any] = {
         "name": f"{cfg.name}-target",
@@ -667,6 +670,17 @@ def _laws_at_launch(path: Path, scale: float) -> tuple[bytes, dict[str, float]] 
         return None
 
 
+def _fitted_scales(text: bytes) -> set[float] | None:
+    """The scales of the rungs that a laws file's laws were fitted on; None where it does not
+    say (a file of `scaletune fit`, or of another version)."""
+    try:
+        laws = json.loads(text)
+        return {float(r["scale"]) for key in ("lr", "tau", "batch_size")
+                if isinstance(laws.get(key), dict) for r in laws[key].get("rungs") or []}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def _refitted(path: Path, earlier: tuple[bytes, dict[str, float]] | None, scale: float,
               seeded: tuple[str, int] | None, trained: bool) -> str | None:
     """Where this launch's fit moved the predictions at the target from the file it found:
@@ -683,10 +697,20 @@ def _refitted(path: Path, earlier: tuple[bytes, dict[str, float]] | None, scale:
         return None
     kept = earlier_name(path)
     kept.write_bytes(earlier[0])
-    whys = [] if trained else [
-        "though no rung trained in this launch: the ladder file's near_best or scale changed, "
-        f"another version of scaletune wrote {path.name}, it was written by hand or by "
-        "`scaletune fit`, or trials were run on a rung's study apart"]
+    before, after = _fitted_scales(earlier[0]), _fitted_scales(now[0])
+    if trained:
+        whys = []
+    elif before is not None and after is not None and before != after:
+        # A rung taken out of the ladder file was not among the causes named.
+        said = [f"{what} {', '.join(f'{x:,.6g}' for x in sorted(xs))}"
+                for what, xs in (("without the rung(s) at", before - after),
+                                 ("with the rung(s) at", after - before)) if xs]
+        whys = [f"though no rung trained in this launch: the ladder file's rungs changed, and "
+                f"the laws are fitted {' and '.join(said)}"]
+    else:
+        whys = ["though no rung trained in this launch: the ladder file's near_best or scale "
+                f"changed, another version of scaletune wrote {path.name}, it was written by "
+                "hand or by `scaletune fit`, or trials were run on a rung's study apart"]
     if seeded is not None:
         whys.append(f"after the target study {seeded[0]} had finished {seeded[1]} trial(s) "
                     "seeded from the laws before")
@@ -739,7 +763,9 @@ def print_ladder_summary(ladder: Ladder, study: optuna.Study, console: Console,
     from scaletune.search.summary import summarize
 
     rungs = rungs_compute(ladder)
-    target = summarize(study, ladder.target)  # read once: the summary below prints it
+    # Read once: the summary below prints it. Named as the ladder's (its advice on more trials
+    # is the ladder file's).
+    target = summarize(study, named_target(ladder))
     cost = (f"{rungs['rungs']} rung(s) before the target: {rungs['trials']} trials, "
             f"{rungs['tokens']:,} tokens, {rungs['flops']:.3g} FLOPs (6ND); "
             f"{rungs['flops'] + target['compute']['flops_6nd']:.3g} FLOPs with the target's")
@@ -766,8 +792,16 @@ def _run_ladder(ladder: Ladder, console: Console, repeat_best: int) -> optuna.St
     # Rungs finished before this launch: the fit after one that a finished rung follows is not
     # printed again (a ladder run again prints the fit it ends on, not every step to it).
     finished = [finished_trials(rung.cfg) >= rung.cfg.n_trials for rung in ladder.rungs]
+    # Once the laws settle, the rungs not trained yet are skipped; a finished rung is fitted
+    # still (one added below finished ones settled before them, and the rung nearest the target
+    # was left out of the fit that export then carried).
+    settled_at: int | None = None
+    skipped = 0
     for i, rung in enumerate(ladder.rungs):
         have = finished_trials(rung.cfg)
+        if settled_at is not None and not finished[i]:
+            skipped += 1
+            continue
         if have >= rung.cfg.n_trials:
             console.print(f"rung {i + 1}/{len(ladder.rungs)} {rung.cfg.name}: {have}/"
                           f"{rung.cfg.n_trials} trials finished", highlight=False)
@@ -784,17 +818,21 @@ def _run_ladder(ladder: Ladder, console: Console, repeat_best: int) -> optuna.St
         fitted = fit_rungs(ladder, done)
         save_laws(fitted, ladder.laws_file, ladder.source, "laws_file",
                   predict_at={"target": ladder.target_scale})
-        stop = settled(ladder, before, fitted, len(done)) and i + 1 < len(ladder.rungs)
-        if stop or i + 1 == len(ladder.rungs) or not finished[i + 1]:
+        if (settled_at is None and i + 1 < len(ladder.rungs)
+                and settled(ladder, before, fitted, len(done))):
+            settled_at = len(done)
+        # The fit is printed where the next rung trains, or where no rung is fitted after it.
+        later = [j for j in range(i + 1, len(ladder.rungs))
+                 if finished[j] or settled_at is None]
+        if not later or not finished[later[0]]:
             console.print(f"laws fitted on {len(done)} rung(s), written to {ladder.laws_file}:",
                           highlight=False, markup=False)
             print_fit(ladder, fitted, console)
-        if stop:
-            console.print(f"the target's predictions moved less than {ladder.cfg.settle_log10} "
-                          f"dex with the last rung: {len(ladder.rungs) - i - 1} rung(s) skipped",
-                          highlight=False)
-            break
         before = fitted
+    if skipped:
+        console.print(f"the target's predictions moved less than {ladder.cfg.settle_log10} dex "
+                      f"once {settled_at} rungs were fitted: {skipped} rung(s) not trained yet "
+                      "skipped", highlight=False)
     if fitted is not None and (not trained or seeded) and (note := _refitted(
             ladder.laws_file, earlier, ladder.target_scale,
             (target.name, seeded) if seeded else None, trained)):

@@ -145,14 +145,27 @@ def plot_fit(ladder: Ladder, fit: PowerLawFit | CarriedFit, best: ScalePoint | N
         return _save(png, html, out, f"ladder_{fit.target}")
 
 
+def read_laws(ladder: Ladder) -> FittedLaws:
+    """The ladder's laws file, read; a file that is not fitted laws (damaged, cut short) is a
+    ConfigError that says how to make it again (a traceback of json's error)."""
+    try:
+        return FittedLaws.load(ladder.laws_file)
+    except (OSError, ValueError) as e:
+        why = str(e).removeprefix(f"{ladder.laws_file}: ")
+        raise ConfigError(ladder.source, [
+            f"laws_file: {ladder.laws_file} cannot be read ({why}): delete it, and `scaletune "
+            f"ladder {ladder.source}` fits the laws again from the finished rungs"]) from None
+
+
 def make_ladder_figures(ladder: Ladder, out: Path, laws_: FittedLaws | None = None) -> list[Drawn]:
     """A figure per fitted law and carried value into ``out``, from the ladder's laws file."""
     if laws_ is None:
         if not ladder.laws_file.is_file():
             raise ConfigError(ladder.source, [
-                f"laws_file: {ladder.laws_file} does not exist yet: `scaletune ladder "
-                f"{ladder.source}` writes it once two rungs have finished"])
-        laws_ = FittedLaws.load(ladder.laws_file)
+                f"laws_file: {ladder.laws_file} does not exist: `scaletune ladder "
+                f"{ladder.source}` writes it once two rungs have finished (and again from the "
+                "finished rungs, where it was deleted)"])
+        laws_ = read_laws(ladder)
     out.mkdir(parents=True, exist_ok=True)
     best, target, centers = target_best(ladder)
     return [plot_fit(ladder, fit, best, out, target, centers.get(fit.target))
@@ -172,7 +185,7 @@ def make_ladder_report(ladder: Ladder, out_dir: str | Path, source: str | None =
     source = source or ladder.source
     if problem := report_folder_problem(out, "make_report(ladder, 'report')"):
         raise ConfigError("out_dir", [problem])
-    laws_ = FittedLaws.load(ladder.laws_file) if ladder.laws_file.is_file() else None
+    laws_ = read_laws(ladder) if ladder.laws_file.is_file() else None
     drawn = make_ladder_figures(ladder, out, laws_)  # without a laws file: says how to make one
     if console is not None:
         console.print(f"wrote {len(drawn)} ladder figure(s) to {out}: "

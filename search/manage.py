@@ -62,6 +62,7 @@ from scaletune.search.plan import (
     priors_note,
     pruner_note,
     sampler_note,
+    started_apart,
     stored_change,
     stored_changes,
     stored_data_change,
@@ -114,6 +115,7 @@ from scaletune.search.summary import (
     at_edges,
     best_trial,
     diverged,
+    more_trials,
     state_words,
     widest,
 )
@@ -552,6 +554,9 @@ def ladder_problems(ladder: Any) -> list[str]:
             changed.setdefault(changes, []).append(cfg.name)
     problems += [changed_studies(names, first.storage_url, changes, rename)
                  for changes, names in changed.items()]
+    if ladder.target.name not in sum(changed.values(), []) and (
+            apart := started_apart(ladder.target, rename)):
+        problems.append(apart)
     return problems
 
 
@@ -1211,7 +1216,8 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
             rows.append(("", f"derived {fmt_params(derived)}"))
         if seeds := seeds_of_best(trials, best.number, ran_with.seed):
             rows.append(("", f"seeds: {seeds}"))
-        rows += [("", f"note: {note}") for note in at_edges(best, widest(trials))]
+        rows += [("", f"note: {note}")
+                 for note in at_edges(best, widest(trials), more_trials(cfg))]
     rows += _config_rows(ran_with)
     rows += [("widened" if i == 0 else "", f"{', '.join(w.get('changes') or ['the same ranges'])}"
               f", by the launch of {_when_recorded(w.get('at'))}; the trials before it drew "

@@ -1024,6 +1024,22 @@ def stored_changes(cfg: StudyConfig) -> str | None:
     return recorded_changes(attrs, cfg)
 
 
+def started_apart(target: StudyConfig, rename: str) -> str | None:
+    """The error of a stored study of a ladder target's name that no ladder started: a study
+    file run by itself under that name, whose record has the published laws' priors (a ladder's
+    target has its fitted laws'). The ladder resumed it as its target without a word, and its
+    first trial was never the laws' center. ``rename``: how to start the ladder afresh."""
+    attrs = _recorded_attrs(target, ("config",))
+    priors = ((attrs or {}).get("config") or {}).get("priors")
+    if attrs is None or not isinstance(priors, dict) or priors.get("laws") == "fitted":
+        return None
+    return (f"name: a study named {target.name!r} already exists in "
+            f"{mask_url(target.storage_url)}, run apart from this ladder (its priors are the "
+            f"{priors.get('laws')} laws, where the ladder's target takes the laws its rungs "
+            f"fit): {rename}, or delete that study (scaletune delete {target.name} --storage "
+            f"{mask_url(target.storage_url)})")
+
+
 def recorded_changes(attrs: dict[str, Any], cfg: StudyConfig) -> str:
     """``config_changes`` of a stored study with these user attrs, saying where its recorded
     search is one a launch widened (a file that narrows it again read 'search.lr.high: 0.03 ->

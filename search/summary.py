@@ -123,7 +123,31 @@ def widest(trials: Iterable[FrozenTrial]) -> dict[str, Any]:
     return out
 
 
-def at_edges(trial: FrozenTrial, searched: dict[str, Any] | None = None) -> list[str]:
+MORE_TRIALS = "run the study again for more trials (n_trials, or --n-trials)"
+"""How a study runs more trials (at_edges' advice)."""
+
+
+def more_trials(cfg: StudyConfig | None) -> str:
+    """How the study of ``cfg`` runs more trials: a ladder's target (its config's file is the
+    ladder's) takes target.n_trials of the ladder file, which overrides the study file's, and
+    `scaletune ladder` takes no --n-trials."""
+    source = getattr(cfg, "source", None)
+    if source:
+        from scaletune.trainer.config import load_yaml
+        from scaletune.trainer.errors import ConfigError
+
+        try:
+            raw = load_yaml(source)
+        except (ConfigError, OSError):
+            raw = None
+        if isinstance(raw, dict) and "rungs" in raw and "target" in raw:
+            return (f"run the ladder again for more trials of its target (target.n_trials in "
+                    f"{source}, then scaletune ladder)")
+    return MORE_TRIALS
+
+
+def at_edges(trial: FrozenTrial, searched: dict[str, Any] | None = None,
+             more: str = MORE_TRIALS) -> list[str]:
     """What the user should hear when ``trial`` (the best) took a value at an end of the range
     searched, where the optimum may lie beyond: one sentence per parameter. Ends that are the
     hyperparameter's own limits (dropout 0, warmup 0, a batch of 1 sequence) are left out, and
@@ -163,8 +187,8 @@ def at_edges(trial: FrozenTrial, searched: dict[str, Any] | None = None) -> list
             where = (f"the {'top' if up else 'bottom'} of the range searched "
                      f"[{show(dist.low)}, {show(dist.high)}]")
             wider = (f"widen the range {'upward' if up else 'downward'} ({key}: "
-                     f"{'high' if up else 'low'}) and run the study again for more trials "
-                     "(n_trials, or --n-trials): a widened range resumes it, its trials kept")
+                     f"{'high' if up else 'low'}) and {more}: a widened range resumes it, its "
+                     "trials kept")
         notes.append(f"{name} = {show(value)}, the best trial's, is at {where}: the optimum may "
                      f"lie {'above' if up else 'below'} it; {wider}")
     return notes
@@ -281,7 +305,7 @@ def summarize(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
             "params": dict(best.params),
             "derived": {k: best.user_attrs[k] for k in DERIVED if k in best.user_attrs},
             "tokens_trained": tokens_trained(best),
-            "at_edges": at_edges(best, widest(trials)),
+            "at_edges": at_edges(best, widest(trials), more_trials(cfg)),
         },
         "compute": {
             "tokens_trained": int(spent_tokens),

@@ -13,13 +13,21 @@ import optuna
 import pytest
 import yaml
 
+import scaletune.search.ladder
 from scaletune.heuristics.fit import EXPONENT_PRIOR_SD, SHORT_RUN_LR_EXPONENT
 from scaletune.search.cli import main
 from scaletune.search.config import load_study
-from scaletune.search.ladder import epochs, epochs_warning, load_ladder, run_ladder
+from scaletune.search.ladder import (
+    epochs,
+    epochs_warning,
+    load_ladder,
+    named_target,
+    run_ladder,
+)
 from scaletune.search.report import make_report
 from scaletune.search.runner import run_study
 from scaletune.search.storage import make_storage
+from scaletune.search.summary import MORE_TRIALS, more_trials
 from scaletune.trainer.errors import ConfigError
 from tests.search.helpers import flat, tiny_study, write_study
 
@@ -63,6 +71,13 @@ def test_a_ladder_runs_its_rungs_cheapest_first_under_names_of_their_own(tmp_pat
     assert ladder.target.priors.fitted_file == str(ladder.laws_file)
     # A rung evaluates a tenth of its own budget at a time, not the target's cadence.
     assert [r.cfg.eval_interval for r in ladder.rungs] == [409, 819, 1638]
+    # More trials of the target are the ladder file's target.n_trials, run by `scaletune ladder`
+    # (the best-at-an-edge note said n_trials or --n-trials, which `ladder` refuses and which the
+    # ladder file's target.n_trials overrides in the study file).
+    assert more_trials(named_target(ladder)) == (
+        "run the ladder again for more trials of its target (target.n_trials in "
+        f"{ladder.source}, then scaletune ladder)")
+    assert more_trials(load_study(tmp_path / "target.yaml")) == MORE_TRIALS
 
 
 def test_rungs_along_width_take_the_targets_tokens_unless_they_name_their_own(
@@ -245,6 +260,16 @@ def test_a_laws_file_that_would_replace_another_file_or_cannot_be_written_is_ref
             "quotes: line 1 column 47 (char 46))") in out, out
     assert ("delete the file if it is such laws, damaged (a ladder fits them again from its "
             "finished rungs)") in out, out
+    # The commands that only read the ladder were refused alike ("which writing the laws would
+    # replace"); report, which draws the laws, ended on json's traceback.
+    from scaletune.search.ladder_report import make_ladder_figures
+
+    assert load_ladder(damaged).laws_file == tmp_path / "laws.json"
+    with pytest.raises(ConfigError, match=re.escape(
+            f"laws_file: {tmp_path / 'laws.json'} cannot be read (not a fitted-laws file this "
+            "scaletune reads: Expecting property name")) as e:
+        make_ladder_figures(load_ladder(damaged), tmp_path / "figures")
+    assert f"delete it, and `scaletune ladder {damaged}` fits the laws again" in str(e.value)
     # A folder that cannot hold the file: refused before the first rung trains, not after the
     # rungs with a traceback.
     blocker = tmp_path / "a-file"
@@ -495,7 +520,7 @@ def finished_counts(url: str) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys):
+def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys, monkeypatch):
     path = ladder_files(tmp_path, shakespeare, settle_log10=None)
     ladder = load_ladder(path)
     # A ladder cut short: its cheapest rung ran one of its two trials.
@@ -545,10 +570,15 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     assert recorded["lr"]["sources"][0]["law"] == "fitted lr"
     assert target.user_attrs["config"]["priors"]["laws"] == "fitted"
 
-    # Rule: running it again trains nothing: every rung and the target are finished.
+    # Rule: running it again trains nothing: every rung and the target are finished. Laws that
+    # settle before the last rung (as with a cheaper rung added below finished ones) still fit
+    # every finished rung: the rung nearest the target was dropped from the fit, "skipped".
     laws_before = ladder.laws_file.read_text()
-    assert main(["ladder", str(path)]) == 0
+    with monkeypatch.context() as m:
+        m.setattr(scaletune.search.ladder, "settled", lambda *args: True)
+        assert main(["ladder", str(path)]) == 0
     out = flat(capsys.readouterr().out)
+    assert "skipped" not in out, out
     assert finished_counts(first.storage_url) == counts
     assert len(re.findall(r"rung \d/3 \S+: 2/2 trials finished", out)) == 3
     assert "target ladder-target: 2/2 trials finished" in out
@@ -700,6 +730,35 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
             "trial(s) seeded from the laws before; the earlier file is kept as") in out, out
     assert json.loads(ladder.laws_file.with_name("laws.earlier-3.json").read_text()) == \
         json.loads(laws_before)
+    # A rung taken out of the ladder file: the note named every cause but that one.
+    raw = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**raw, "rungs": raw["rungs"][1:]}, sort_keys=False))
+    assert main(["ladder", str(path)]) == 0
+    out = flat(capsys.readouterr().out)
+    assert (f"{moved} (" in out and "though no rung trained in this launch: the ladder file's "
+            "rungs changed, and the laws are fitted without the rung(s) at 16,384;") in out, out
+
+
+@pytest.mark.slow
+def test_a_study_of_the_target_s_name_run_apart_is_not_taken_for_the_target(tmp_path, shakespeare,
+                                                                           capsys):
+    # A study file named ladder-target, run by itself: the ladder resumed it as its target
+    # without a word (its priors the published laws', its first trial never the laws' center).
+    path = ladder_files(tmp_path, shakespeare)
+    ladder = load_ladder(path)
+    apart = load_study(tmp_path / "target.yaml").model_copy(
+        update={"name": "ladder-target", "n_trials": 1})
+    run_study(apart, summary=False)
+    for command in (["ladder", str(path), "--dry-run"], ["validate", str(path)]):
+        assert main(command) == 2
+        out = flat(capsys.readouterr().err)
+        assert ("name: a study named 'ladder-target' already exists in sqlite:///" in out
+                and "run apart from this ladder (its priors are the published laws, where the "
+                "ladder's target takes the laws its rungs fit): give the ladder a new name "
+                "(name: in ladder.yaml" in out), out
+        assert "scaletune delete ladder-target --storage sqlite:///" in out
+    # Nothing of the ladder ran.
+    assert finished_counts(ladder.target.storage_url) == {"ladder-target": 1}
 
 
 def _first(study: optuna.Study) -> int:
@@ -747,6 +806,32 @@ def exported_with_laws(tmp_path, tau_spread: tuple[float, float]):
     add_trial(study, cfg, params(4e-3, tau=0.8, batch_size=16), 2.2)
     return export_study(cfg, tmp_path / "final.yaml", source=str(path),
                         tokens=16 * cfg.tokens_per_trial)
+
+
+def test_export_to_another_model_says_its_laws_in_parameters_are_not_carried(tmp_path):
+    # A ladder along width fits laws in parameters; export --model took the published width
+    # rules without a word of the laws the study was seeded with.
+    from scaletune.heuristics.fit import ScalePoint, fit_studies
+    from scaletune.search.export import export_study
+    from tests.search.test_export import add_trial, make_study, params, study_file
+
+    points = [ScalePoint(x, "params", 0.3 * x**-0.3 * j, 50 * x**0.3 * j, 16.0, 3.0)
+              for x in (3e3, 1e4, 3e4) for j in (0.95, 1 / 0.95)]
+    fit_studies(points, n_boot=100).save(tmp_path / "laws.json")
+    path, cfg = study_file(tmp_path, priors={"laws": "fitted",
+                                             "fitted_file": str(tmp_path / "laws.json")})
+    study = make_study(cfg)
+    add_trial(study, cfg, params(4e-3, tau=0.8, batch_size=16), 2.2)
+    done = export_study(cfg, tmp_path / "final.yaml", source=str(path),
+                        model={"n_embd": 2 * cfg.model.n_embd})
+    said = " ".join(done.config.provenance["notes"])
+    assert ("the study's priors are laws fitted in parameters (" in said and "--model is carried "
+            "with the published width rules below, not with those laws, which from 12,288 to "
+            "49,152 non-embedding parameters give lr x0.66, tau x1.52: set those in the written "
+            "file to follow them") in said, said
+    # The same width: nothing carried, nothing said.
+    same = export_study(cfg, tmp_path / "same.yaml", source=str(path))
+    assert "laws fitted in parameters" not in " ".join(same.config.provenance["notes"])
 
 
 def test_export_carries_the_horizon_with_the_fitted_exponents(tmp_path):
