@@ -101,6 +101,11 @@ libraries' kernels: 300-600 MiB): a fixed cost per process, which 5% of a small 
 cover (eight trials at 0.125 of a 24 GB GPU kept 150 MB each for it)."""
 
 
+TORCHRUN_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK",
+                      "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID")
+"""The variables torchrun gives its ranks, which a trial's process must not read as its own."""
+
+
 def cap_gpu_memory(share: float) -> float | None:
     """Cap this process's CUDA memory at its ``share`` of the GPU (Ray's fraction of it, 0.25
     for four trials on a GPU), less GPU_SHARE_HEADROOM's part or CONTEXT_BYTES, whichever is
@@ -132,6 +137,11 @@ def run_trial(config: dict[str, Any], number: int, coordinator: Any,
     from scaletune.trainer.record import code_revision
 
     cfg = TrainConfig.model_validate(config)
+    # A trial is one process: torchrun's variables, inherited where Ray's node was started under
+    # torchrun or on a PyTorch job's pod, made every trial wait at init_process_group for peers
+    # that never come (trainer.distributed.rank_and_world reads WORLD_SIZE).
+    for name in TORCHRUN_VARIABLES:
+        os.environ.pop(name, None)
     gpu_ids = [str(g) for g in ray.get_gpu_ids()]
     if gpu_ids and torch.cuda.is_available() and cfg.device in ("auto", "cuda"):
         cfg = cfg.model_copy(update={"device": "cuda"})

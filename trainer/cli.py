@@ -126,6 +126,13 @@ def startable(path: str, resume: bool, overwrite: bool, world: int = 1) -> Train
         except SetupError as e:
             print(f"{path}: {e}", file=sys.stderr)
             return None
+    if world > 1 and config.device == "mps":
+        # gloo, the backend of a run without CUDA, has no MPS tensors: the ranks failed at
+        # their first collective (DDP's broadcast of the weights).
+        print(f"{path}: device: mps trains in one process: torch's process groups (gloo, nccl) "
+              "take no MPS tensors; run it without --nproc-per-node, or give device: cpu for "
+              f"{world} gloo processes", file=sys.stderr)
+        return None
     if world > 1:
         try:
             local_batch(config.batch_size, config.micro_batch_size or config.batch_size, world)

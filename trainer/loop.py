@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import math
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -81,11 +82,21 @@ Report = Callable[[int, float, dict], object]
 # as an SXM H100, and its MFU 15% low; an L40 as an L4).
 CUDA_BF16_PEAK_FLOPS = {
     "H100 NVL": 835e12, "H100 PCIe": 756e12, "H100": 989e12,
-    "H800 PCIe": 756e12, "H800": 989e12, "H200 NVL": 835e12, "H200": 989e12,
+    "H800 PCIe": 756e12, "H800": 989e12, "H200 NVL": 835e12, "H200": 989e12, "GH200": 989e12,
     "GB200": 2500e12, "B200": 2250e12,
     "A100": 312e12, "A800": 312e12,
     "L40S": 362e12, "L40": 181e12, "L4": 121e12, "RTX 4090": 165e12,
 }
+
+
+def cuda_peak(name: str) -> float | None:
+    """The bf16 datasheet peak of the GPU that torch names ``name``: the first entry of
+    CUDA_BF16_PEAK_FLOPS found in it as whole words (a substring took an "RTX A1000" for an
+    A100); None for a laptop's GPU (its peak is not the desktop card's) or one not listed."""
+    if "laptop" in name.lower():
+        return None
+    return next((v for k, v in CUDA_BF16_PEAK_FLOPS.items()
+                 if re.search(rf"(?<!\w){re.escape(k)}(?!\w)", name)), None)
 
 
 @dataclass
@@ -406,6 +417,12 @@ def _set_up(config: TrainConfig, resume: bool, data_fingerprint: str | None = No
     dtype = _dtype(config.dtype, device)
     if device.type == "cpu":
         keep_freed_memory()
+    elif device.type == "cuda":
+        # float32 matmuls (a float32 run's, and autocast's float32 ops) on TF32 tensor cores,
+        # as nanoGPT and litgpt do: torch's default keeps them full float32 on an A100 or H100,
+        # several times slower, for precision pretraining does not need.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     out_dir = Path(config.out_dir) if config.out_dir else None
     if resume and out_dir is None:
         raise SetupError("resume needs out_dir: the checkpoint lives there")
@@ -685,7 +702,10 @@ def train_step(model: torch.nn.Module, optimizers: list[torch.optim.Optimizer], 
         loss_sum += loss.detach()
     params = [p for opt in optimizers for g in opt.param_groups for p in g["params"]]
     if grad_clip is not None:
-        norm = torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)
+        # foreach on CPU and CUDA; MPS has no foreach kernels, where foreach=True is a
+        # RuntimeError at the first step (None: torch's per-tensor loop there).
+        norm = torch.nn.utils.clip_grad_norm_(
+            params, grad_clip, foreach=None if params[0].device.type == "mps" else True)
     else:
         norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
     for opt in optimizers:
@@ -778,7 +798,7 @@ def peak_flops(device: torch.device, dtype: torch.dtype) -> float | None:
         name = torch.cuda.get_device_name(device)
         if " MIG " in f"{name} ":  # a slice of the GPU named: its share of the peak is unknown
             return None
-        return next((v for k, v in CUDA_BF16_PEAK_FLOPS.items() if k in name), None)
+        return cuda_peak(name)
     return None
 
 

@@ -118,6 +118,19 @@ def test_coordinator_hands_the_driver_each_message_as_it_comes(local_ray):
     assert ray.get(box.next.remote(0.1), timeout=10) == []  # empty once its timeout is up
 
 
+def test_a_trial_does_not_take_torchrun_s_variables_for_its_own(tmp_path, shakespeare,
+                                                               monkeypatch):
+    # A study started where torchrun's variables are set (under torchrun, on a PyTorch job's
+    # pod): its Ray workers inherit them, and each trial joined a process group of 2 as rank 1
+    # (here it fails at once, without torchrun's MASTER_ADDR; with it, it waited 30 minutes).
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=1))
+    study = run_study(cfg, summary=False)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE], [
+        t.user_attrs.get("fail_reason") for t in study.trials]
+
+
 def test_study_runs_prunes_and_records(tmp_path, shakespeare, local_ray):
     local_ray(num_cpus=2)
     cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=5))

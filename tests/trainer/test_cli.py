@@ -577,6 +577,14 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused_before_torchr
     assert ("batch_size=3 must split into 2 equal parts, one for each process: give a multiple "
             "of 2 (the 2 processes of this launch)") in err
     assert "launching" not in err and len(err.splitlines()) == 1
+    # MPS on more than one process: gloo takes no MPS tensors, and every rank failed at DDP's
+    # first broadcast.
+    path = write(tmp_path, {"tokens": 4096, "batch_size": 4, "device": "mps"})
+    assert main(["train", str(path), "--nproc-per-node", "2"]) == 2
+    err = capsys.readouterr().err
+    assert ("device: mps trains in one process: torch's process groups (gloo, nccl) take no MPS "
+            "tensors") in err, err
+    assert "launching" not in err
     # A batch that splits, into parts the micro-batch does not divide, names the micro-batch.
     path = write(tmp_path, {"tokens": 4096, "batch_size": 12, "micro_batch_size": 4})
     assert main(["train", str(path), "--nproc-per-node", "2"]) == 2

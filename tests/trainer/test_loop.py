@@ -548,6 +548,10 @@ def test_mfu_uses_the_peak_from_the_environment(tiny, monkeypatch):
     # slice against its whole GPU's peak.
     ("NVIDIA H200 NVL", 835e12), ("NVIDIA H200", 989e12), ("NVIDIA GB200", 2500e12),
     ("NVIDIA B200", 2250e12), ("NVIDIA A100-SXM4-40GB MIG 1g.5gb", None),
+    # Read by substring, an RTX A1000 was an A100 (312 TFLOP/s), and a laptop's RTX 4090 the
+    # desktop card.
+    ("NVIDIA RTX A1000 6GB Laptop GPU", None), ("NVIDIA RTX A1000", None),
+    ("NVIDIA GeForce RTX 4090 Laptop GPU", None),
 ])
 def test_a_gpus_bf16_peak_is_read_from_its_name_its_variant_first(monkeypatch, name, peak):
     # An H100 NVL was read as an SXM H100 (its MFU 15% low), and an L40S, L4, RTX 4090 had none.
