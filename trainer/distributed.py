@@ -176,6 +176,16 @@ def mean_over_ranks(t: torch.Tensor, world: int) -> torch.Tensor:
     return t / world
 
 
+def ranks_without(flag: bool, world: int, device: torch.device) -> int:
+    """How many ranks hold ``flag`` False (0 on every rank where all hold it True), the same
+    number on every rank: what one rank sees of a shared file that another does not."""
+    if world == 1:
+        return int(not flag)
+    t = torch.tensor([int(not flag)], device=device)
+    dist.all_reduce(t)
+    return int(t.item())
+
+
 def agree(flag: bool, world: int, device: torch.device) -> bool:
     """Rank 0's decision, on every rank (the report callback runs on rank 0 only).
 

@@ -56,6 +56,7 @@ from scaletune.trainer.distributed import (
     local_world,
     mean_over_ranks,
     rank_and_world,
+    ranks_without,
 )
 from scaletune.trainer.errors import DataError, SetupError
 from scaletune.trainer.interrupt import DeferredInterrupt, PromptInterrupt
@@ -291,6 +292,14 @@ def _train(config: TrainConfig, run: _Run, report: Report | None, resume: bool,
         remove_leftover_writes(run.out_dir)
     progress, grad_stats = _Progress(), GradNormStats()
     resumed = resume and run.ckpt_path.exists()
+    if resume and run.world > 1 and 0 < (blind := ranks_without(resumed, run.world, run.device)) \
+            < run.world:
+        # Decided rank by rank, a node that did not see the checkpoint started afresh beside
+        # the resumed ones: they trained other weights, and hung at the end (or at FSDP's load).
+        raise SetupError(
+            f"--resume: {blind} of the {run.world} processes find no {CHECKPOINT} in out_dir "
+            f"{run.out_dir}, which the others resume from: out_dir must be a folder every node "
+            "shares (the same path on a shared file system)")
     if resume and not resumed and run.out_dir and run.lead and config.progress:
         # A typo in out_dir must not look like a resumed run.
         print(f"--resume: no checkpoint in {run.out_dir} (no {CHECKPOINT} there): starting a "

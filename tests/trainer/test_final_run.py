@@ -594,3 +594,33 @@ def test_ranks_wait_for_each_other_as_long_on_nccl_as_on_gloo(monkeypatch):
     monkeypatch.setattr(distributed.torch.cuda, "is_available", lambda: True)
     assert distributed.rank_and_world("auto") == (1, 2)
     assert joined == [("nccl", datetime.timedelta(minutes=30))]
+
+
+def _count_blind(rank: int, store_path: str, sees: bool, out) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from scaletune.trainer.distributed import ranks_without
+
+    store = dist.FileStore(store_path, 2)
+    dist.init_process_group("gloo", store=store, rank=rank, world_size=2)
+    out.put((rank, ranks_without(sees, 2, torch.device("cpu"))))
+    dist.destroy_process_group()
+
+
+def test_ranks_count_alike_those_that_do_not_see_a_shared_file(tmp_path):
+    # A resume was decided rank by rank: a node that saw no checkpoint in an out_dir it did not
+    # share started afresh beside the resumed ones. Every rank now counts the ranks that see no
+    # checkpoint, the same number on each (trainer.loop refuses the resume where it is not 0).
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")  # torch imported once, in this process
+    out = ctx.Queue()
+    ranks = [ctx.Process(target=_count_blind, args=(rank, str(tmp_path / "store"), rank == 0,
+                                                     out)) for rank in (0, 1)]
+    for p in ranks:
+        p.start()
+    for p in ranks:
+        p.join(60)
+    assert sorted(out.get(timeout=10) for _ in ranks) == [(0, 1), (1, 1)]
+    assert [p.exitcode for p in ranks] == [0, 0]
