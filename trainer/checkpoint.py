@@ -237,6 +237,8 @@ def load_checkpoint(path: Path, config: TrainConfig, fingerprint: str, model: to
         torch.set_rng_state(ranks[rank]["torch"])
         if ranks[rank]["cuda"] and torch.cuda.is_available():
             _set_cuda_rng(ranks[rank]["cuda"])
+        if ranks[rank].get("mps") is not None and torch.backends.mps.is_available():
+            torch.mps.set_rng_state(ranks[rank]["mps"])
     else:  # written by fewer processes than resume it
         draw_apart(config.seed, rank, ckpt["progress"]["step"])
     return ckpt["progress"], ckpt["grad_stats"]
@@ -248,7 +250,10 @@ def _own_rng() -> dict[str, Any]:
     visible, a smaller node or a one-GPU allocation, failed with IndexError)."""
     cuda = ([torch.cuda.get_rng_state(torch.cuda.current_device())]
             if torch.cuda.is_available() and torch.cuda.is_initialized() else [])
-    return {"torch": torch.get_rng_state(), "cuda": cuda}
+    own = {"torch": torch.get_rng_state(), "cuda": cuda}
+    if torch.backends.mps.is_available():  # an MPS run's dropout draws from the MPS generator
+        own["mps"] = torch.mps.get_rng_state()
+    return own
 
 
 def _set_cuda_rng(states: list[torch.Tensor]) -> None:
