@@ -106,6 +106,21 @@ TORCHRUN_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "G
 """The variables torchrun gives its ranks, which a trial's process must not read as its own."""
 
 
+def _own_gpu(gpu_ids: list[str]) -> None:
+    """Make the trial's GPU this process's current device where Ray did not narrow the GPUs it
+    sees to it (RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES): every trial trained on device 0,
+    whichever GPU Ray gave it. Ray's ids are then of the GPUs CUDA_VISIBLE_DEVICES names, where
+    it is set, else the machine's."""
+    if not gpu_ids or not os.environ.get("RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"):
+        return
+    import torch
+
+    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+               if d.strip()]
+    torch.cuda.set_device(visible.index(gpu_ids[0]) if gpu_ids[0] in visible
+                          else int(gpu_ids[0]))
+
+
 def cap_gpu_memory(share: float) -> float | None:
     """Cap this process's CUDA memory at its ``share`` of the GPU (Ray's fraction of it, 0.25
     for four trials on a GPU), less GPU_SHARE_HEADROOM's part or CONTEXT_BYTES, whichever is
@@ -149,6 +164,7 @@ def run_trial(config: dict[str, Any], number: int, coordinator: Any,
         cfg = cfg.model_copy(update={"device": "cpu"})
     share = ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0)
     if cfg.device == "cuda":
+        _own_gpu(gpu_ids)
         cap_gpu_memory(share)
     info = {
         "pid": os.getpid(),

@@ -131,6 +131,27 @@ def test_a_trial_does_not_take_torchrun_s_variables_for_its_own(tmp_path, shakes
         t.user_attrs.get("fail_reason") for t in study.trials]
 
 
+def test_a_trial_takes_its_own_gpu_where_ray_leaves_every_gpu_visible(monkeypatch):
+    # With RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES, Ray leaves CUDA_VISIBLE_DEVICES alone and
+    # every trial trained on the current device, 0, whichever GPU Ray gave it.
+    import torch
+
+    from scaletune.search.worker import _own_gpu
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.delenv("RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES", raising=False)
+    _own_gpu(["3"])  # Ray narrowed the GPUs this process sees: its one is the current device
+    assert chosen == []
+    monkeypatch.setenv("RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES", "1")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    _own_gpu(["3"])
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")  # Ray's ids name the visible GPUs
+    _own_gpu(["3"])
+    _own_gpu([])  # a CPU trial
+    assert chosen == [3, 1]
+
+
 def test_study_runs_prunes_and_records(tmp_path, shakespeare, local_ray):
     local_ray(num_cpus=2)
     cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=5))
