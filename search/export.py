@@ -158,11 +158,11 @@ def _data_since(ran_with: StudyConfig, ran_on: Any, began: str | None) -> str | 
             "the trial did)")
 
 
-def _params_laws_unused(cfg: StudyConfig, old: Any, new: Any) -> str | None:
+def _params_laws_unused(cfg: StudyConfig, old: Hparams, new: Any) -> str | None:
     """The note of a study seeded by laws in parameters (a ladder along width, ``scale:
     params``) exported to another model (--model): the transfer takes the published width
-    rules, not those laws, which it said nothing of. The laws' own ratios at the new model are
-    given, for a user who would follow them."""
+    rules, not those laws, which it said nothing of. The trial's lr and tau moved by the laws'
+    ratios to the new model are given, for a user who would follow them."""
     from scaletune.heuristics.fit import FittedLaws
 
     if cfg.priors.laws != "fitted" or not cfg.priors.fitted_file:
@@ -177,13 +177,16 @@ def _params_laws_unused(cfg: StudyConfig, old: Any, new: Any) -> str | None:
         return None
     if fitted.scale_kind != "params":
         return None
-    ratios = [f"{name} x{fit.predict(n_new).value / fit.predict(n_old).value:.3g}"
-              for name in ("lr", "tau") if (fit := getattr(fitted, name)) is not None]
+    # The trial's values moved by the laws' ratios: the written file holds the width rules'.
+    moved = [f"{name} {value * fit.predict(n_new).value / fit.predict(n_old).value:.4g} (x"
+             f"{fit.predict(n_new).value / fit.predict(n_old).value:.3g} of the trial's)"
+             for name, value in (("lr", old.lr), ("tau", old.tau))
+             if value is not None and (fit := getattr(fitted, name)) is not None]
     return (f"the study's priors are laws fitted in parameters ({cfg.priors.fitted_file}); "
             "--model is carried with the published width rules below, not with those laws"
             + (f", which from {n_old:,} to {n_new:,} non-embedding parameters give "
-               f"{', '.join(ratios)}: set those in the written file to follow them"
-               if ratios else ""))
+               f"{', '.join(moved)}: set those in the written file to follow them"
+               if moved else ""))
 
 
 def fitted_exponents(cfg: StudyConfig, notes: list[str]) -> FittedExponents | None:
@@ -297,7 +300,7 @@ def export_study(
     # The fitted laws' notes are of the horizon transfer: none where the run keeps the horizon.
     horizon = tokens is not None and tokens != base.tokens
     fitted = fitted_exponents(ran_with, notes if horizon else [])
-    notes += [note] if (note := _params_laws_unused(ran_with, base.model, new_model)) else []
+    notes += [note] if (note := _params_laws_unused(ran_with, best, new_model)) else []
     try:
         moved = transfer(best, base.tokens if tokens is None else tokens, n_embd=new_model.n_embd,
                          n_layer=new_model.n_layer, block_size=new_model.block_size,

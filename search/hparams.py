@@ -207,6 +207,9 @@ def field_problem(dotted: str) -> str | None:
             own = set(targets().values())  # the registered hyperparameters' (lr...): not these
             fields = [f"{dotted}.{f}" for f in ann.model_fields if f"{dotted}.{f}" not in own
                       and not _set_by_the_study(f"{dotted}.{f}")]
+            if not fields:  # data: every field of it is the study's
+                return (f"{part!r} is a section the study sets for every trial: none of its "
+                        "fields can be searched")
             return (f"{part!r} is a section, not a field: search its fields one by one, such as "
                     f"{', '.join(fields[:4])}")
     if dotted in RUN_FIELDS:  # a trial's own: a shared out_dir failed every trial after the first

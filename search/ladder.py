@@ -18,6 +18,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -682,11 +683,14 @@ def _fitted_scales(text: bytes) -> set[float] | None:
 
 
 def _refitted(path: Path, earlier: tuple[bytes, dict[str, float]] | None, scale: float,
-              seeded: tuple[str, int] | None, trained: bool) -> str | None:
+              seeded: tuple[str, int] | None, trained: bool,
+              scales: Iterable[float] = ()) -> str | None:
     """Where this launch's fit moved the predictions at the target from the file it found:
-    keep the file it replaced and say so. Said where no rung trained (the same rungs fitted
-    again: another version of scaletune fits otherwise, or the file was written by hand or by
-    `scaletune fit`), and where the target study (``seeded``: its name and finished trials) ran
+    keep the file it replaced and say so (``scales``: the ladder's rungs' now, against which the
+    rungs the earlier laws were fitted on tell a rung taken out of the file). Said where no
+    rung trained (the same rungs fitted again: another version of scaletune fits otherwise, or
+    the file was written by hand or by `scaletune fit`), and where the target study
+    (``seeded``: its name and finished trials) ran
     from the earlier laws. The target's new trials and `scaletune export` read the laws file."""
     now = _laws_at_launch(path, scale)
     if earlier is None or now is None:
@@ -697,16 +701,14 @@ def _refitted(path: Path, earlier: tuple[bytes, dict[str, float]] | None, scale:
         return None
     kept = earlier_name(path)
     kept.write_bytes(earlier[0])
-    before, after = _fitted_scales(earlier[0]), _fitted_scales(now[0])
+    gone = (_fitted_scales(earlier[0]) or set()) - set(scales)
     if trained:
         whys = []
-    elif before is not None and after is not None and before != after:
+    elif gone:
         # A rung taken out of the ladder file was not among the causes named.
-        said = [f"{what} {', '.join(f'{x:,.6g}' for x in sorted(xs))}"
-                for what, xs in (("without the rung(s) at", before - after),
-                                 ("with the rung(s) at", after - before)) if xs]
-        whys = [f"though no rung trained in this launch: the ladder file's rungs changed, and "
-                f"the laws are fitted {' and '.join(said)}"]
+        whys = ["though no rung trained in this launch: the ladder file's rungs changed, and "
+                "the laws are fitted without the rung(s) at "
+                f"{', '.join(f'{x:,.6g}' for x in sorted(gone))}"]
     else:
         whys = ["though no rung trained in this launch: the ladder file's near_best or scale "
                 f"changed, another version of scaletune wrote {path.name}, it was written by "
@@ -835,7 +837,8 @@ def _run_ladder(ladder: Ladder, console: Console, repeat_best: int) -> optuna.St
                       "skipped", highlight=False)
     if fitted is not None and (not trained or seeded) and (note := _refitted(
             ladder.laws_file, earlier, ladder.target_scale,
-            (target.name, seeded) if seeded else None, trained)):
+            (target.name, seeded) if seeded else None, trained,
+            [r.scale for r in ladder.rungs])):
         console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
     study = stored_study(target)
     have = 0 if study is None else n_finished(study)

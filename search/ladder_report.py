@@ -152,9 +152,14 @@ def read_laws(ladder: Ladder) -> FittedLaws:
         return FittedLaws.load(ladder.laws_file)
     except (OSError, ValueError) as e:
         why = str(e).removeprefix(f"{ladder.laws_file}: ")
+        head = ladder.laws_file.read_bytes()[:4096] if ladder.laws_file.is_file() else b""
+        if b'"format_version"' in head or b'"scale_kind"' in head:  # laws, damaged
+            todo = (f"delete it, and `scaletune ladder {ladder.source}` fits the laws again "
+                    "from the finished rungs")
+        else:  # another file named as the laws file (a study file): not the user's to delete
+            todo = "give the ladder's laws file as laws_file (by default runs/NAME/laws.json)"
         raise ConfigError(ladder.source, [
-            f"laws_file: {ladder.laws_file} cannot be read ({why}): delete it, and `scaletune "
-            f"ladder {ladder.source}` fits the laws again from the finished rungs"]) from None
+            f"laws_file: {ladder.laws_file} cannot be read ({why}): {todo}"]) from None
 
 
 def make_ladder_figures(ladder: Ladder, out: Path, laws_: FittedLaws | None = None) -> list[Drawn]:

@@ -271,9 +271,9 @@ def sqlite_file_errors(url: str) -> list[str]:
     if head != SQLITE_HEADER:
         # Another kind of file first: a corpus given as the storage was told to be moved aside.
         return [f"storage: {path} is not an SQLite database: nothing was written to it. If the "
-                "path is wrong, give the study's database (storage, or study_dir, which holds "
-                "studies.db); if it is the study's and was damaged, restore it from a backup, or "
-                "move it aside to start the study afresh"]
+                "path is wrong, give the study's database (storage; study_dir holds study.db, "
+                "runs/studies.db by default); if it is the study's and was damaged, restore it "
+                "from a backup, or move it aside to start the study afresh"]
     if damage := sqlite_damage(path):
         return [f"storage: {path} is damaged (SQLite's quick_check: {damage}): "
                 f"{DAMAGED_ADVICE.format(path=path)}; nothing was written to it"]

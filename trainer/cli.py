@@ -130,8 +130,8 @@ def startable(path: str, resume: bool, overwrite: bool, world: int = 1) -> Train
         # gloo, the backend of a run without CUDA, has no MPS tensors: the ranks failed at
         # their first collective (DDP's broadcast of the weights).
         print(f"{path}: device: mps trains in one process: torch's process groups (gloo, nccl) "
-              "take no MPS tensors; run it without --nproc-per-node, or give device: cpu for "
-              f"{world} gloo processes", file=sys.stderr)
+              "take no MPS tensors; run it in one process (no --nproc-per-node or --nnodes), or "
+              f"give device: cpu for {world} gloo processes", file=sys.stderr)
         return None
     if world > 1:
         try:

@@ -602,7 +602,8 @@ class DataConfig(_Strict):
                 raise ValueError(f"data.data_files is required with dataset: {self.dataset}, which "
                                  "reads the files it names (without them `datasets` reads every "
                                  f"{self.dataset} file of the folder the run starts in)")
-            if self.dataset in LOCAL_BUILDERS and self.split != "train":
+            if self.dataset in LOCAL_BUILDERS and re.split(r"[\[+]", self.split)[0].strip() \
+                    != "train":  # a slice of it (train[:50%]) is datasets' to read
                 # `datasets` said: Unknown split "test". Should be one of ['train'], at the run.
                 raise ValueError(f"data.split: dataset: {self.dataset} reads its data_files as "
                                  f"one split, train, which has no split {self.split!r}: leave "

@@ -752,8 +752,10 @@ def _reason(error: BaseException) -> str:
     if cause is not None and str(cause) and str(cause) not in text:
         text += f", caused by {type(cause).__name__}: {_lines(str(cause))}"
         if "column names don't match" in str(cause):  # its lines were cut at "Couldn't cast"
-            text += (" (the data files do not all have the same columns, and datasets reads "
-                     "them as one table: give data_files files with the same columns)")
+            details = getattr(cause, "details", None)
+            said = f"{details()}; " if callable(details) else ""  # the columns, by name
+            text += (f" ({said}the data files do not all have the same columns, and datasets "
+                     "reads them as one table: give data_files files with the same columns)")
     return text
 
 
@@ -1087,6 +1089,8 @@ def _stats(paths: list[str]) -> list[list[Any]]:
 def _tokenize_into_cache(cfg: DataConfig, cache: Path) -> dict[str, Any]:
     docs = read_documents(cfg)
     if not docs:
+        if cfg.source == "hf" and _text_builder(cfg):  # files of text: no column to blame
+            raise DataError(f"{_key(cfg, 'data.data_files')}: {_named(cfg)} holds no text")
         if cfg.source == "hf":  # it named neither the files nor the column
             raise DataError(f"data.text_column: every {cfg.text_column!r} value of {_named(cfg)} "
                             "is empty: it holds no text to train on")

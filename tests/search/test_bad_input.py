@@ -103,6 +103,10 @@ CASES = [
      {"model": {"norm": {"choices": ["layernorm", "rmsnorm"]}}},
      "search.other.model: 'model' is a section, not a field: search its fields one by one, such "
      "as model.n_layer, model.n_head, model.n_embd, model.positions"),
+    # Every field of data is the study's: the hint listed none ("such as " and nothing).
+    ("the data section", "search.other", {"data": {"choices": [{"path": "a.txt"}]}},
+     "search.other.data: 'data' is a section the study sets for every trial: none of its fields "
+     "can be searched"),
     ("fixing a trial's run folder", "search.other", {"out_dir": {"value": "shared"}},
      "search.other.out_dir: this field is set for each trial by the study (trials keep no run "
      "folder; the storage holds their results) and cannot be searched"),

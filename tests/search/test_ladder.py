@@ -250,6 +250,14 @@ def test_a_laws_file_that_would_replace_another_file_or_cannot_be_written_is_ref
                 "(Expecting value: line 1 column 1 (char 0)), which writing the laws would "
                 "replace") in out, out
     assert (tmp_path / "target.yaml").read_bytes() == target
+    # The report, which reads the laws file alone, does not tell the user to delete a study file.
+    from scaletune.search.ladder_report import make_ladder_figures
+
+    with pytest.raises(ConfigError) as e:
+        make_ladder_figures(load_ladder(path), tmp_path / "figures")
+    assert "delete" not in str(e.value) and "give the ladder's laws file as laws_file" in str(
+        e.value), str(e.value)
+    assert (tmp_path / "target.yaml").read_bytes() == target
     # Laws cut short (a disk that filled, a copy stopped): the message said only "give another
     # path", where deleting them lets the ladder fit them again.
     damaged = ladder_files(tmp_path, shakespeare, laws_file="laws.json")
@@ -262,8 +270,6 @@ def test_a_laws_file_that_would_replace_another_file_or_cannot_be_written_is_ref
             "finished rungs)") in out, out
     # The commands that only read the ladder were refused alike ("which writing the laws would
     # replace"); report, which draws the laws, ended on json's traceback.
-    from scaletune.search.ladder_report import make_ladder_figures
-
     assert load_ladder(damaged).laws_file == tmp_path / "laws.json"
     with pytest.raises(ConfigError, match=re.escape(
             f"laws_file: {tmp_path / 'laws.json'} cannot be read (not a fitted-laws file this "
@@ -827,8 +833,8 @@ def test_export_to_another_model_says_its_laws_in_parameters_are_not_carried(tmp
     said = " ".join(done.config.provenance["notes"])
     assert ("the study's priors are laws fitted in parameters (" in said and "--model is carried "
             "with the published width rules below, not with those laws, which from 12,288 to "
-            "49,152 non-embedding parameters give lr x0.66, tau x1.52: set those in the written "
-            "file to follow them") in said, said
+            "49,152 non-embedding parameters give lr 0.002639 (x0.66 of the trial's), tau 1.213 "
+            "(x1.52 of the trial's): set those in the written file to follow them") in said, said
     # The same width: nothing carried, nothing said.
     same = export_study(cfg, tmp_path / "same.yaml", source=str(path))
     assert "laws fitted in parameters" not in " ".join(same.config.provenance["notes"])

@@ -448,8 +448,9 @@ def test_hf_text_builder_on_a_local_file(shakespeare, tmp_path, monkeypatch):
         prepare_data(mixed, block_size=64)
     said = " ".join(str(e.value).split())
     assert "Couldn't cast id: int64 text: string" in said, said
-    assert ("because column names don't match (the data files do not all have the same columns, "
-            "and datasets reads them as one table") in said, said
+    assert ("because column names don't match (there are 1 new columns ({'text'}); the data "
+            "files do not all have the same columns, and datasets reads them as one table") \
+        in said, said
     # Every value empty: "the hf source yielded no text" named neither the files nor the column.
     (tmp_path / "blank.jsonl").write_text('{"text": ""}\n' * 3)
     blank = DataConfig(source="hf", dataset="json", data_files=str(tmp_path / "blank.jsonl"),
@@ -457,6 +458,17 @@ def test_hf_text_builder_on_a_local_file(shakespeare, tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r"data.text_column: every 'text' value of '.*blank.jsonl' "
                                         r"\(data.data_files, read as json\) is empty"):
         prepare_data(blank, block_size=64)
+    # An empty file of the text builder has no column to blame: the file is named.
+    (tmp_path / "empty.txt").write_text("")
+    empty = hf.model_copy(update={"data_files": str(tmp_path / "empty.txt"),
+                                  "cache_dir": str(tmp_path / "c6")})
+    with pytest.raises(DataError) as e:
+        prepare_data(empty, block_size=64)
+    assert "text_column" not in str(e.value) and "empty.txt" in str(e.value), str(e.value)
+    # A slice of the one split of a files builder is datasets' to read (refused as a split).
+    sliced = DataConfig(source="hf", dataset="json", data_files=str(tmp_path / "blank.jsonl"),
+                        split="train[:50%]")
+    assert sliced.split == "train[:50%]"
 
 
 def test_datasets_progress_bars_stay_out_of_a_log(tmp_path, monkeypatch, capsys):
