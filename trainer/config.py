@@ -653,7 +653,8 @@ class TrainConfig(_Strict):
     """Autocast dtype: auto is bfloat16 on a GPU that computes in it (Ampere and later; one
     that only emulates it, V100 or T4, gets float32), float32 elsewhere. With
     bfloat16 on a CPU, attention runs in float32 (faster there, see
-    trainer.kernels.float32_attention); the linear layers run in bfloat16."""
+    trainer.kernels.float32_attention); the linear layers run in bfloat16. On CUDA, float32
+    matmuls run on TF32 tensor cores (trainer.loop's set-up)."""
     compile: bool = False
     """Wrap the model in torch.compile."""
     parallel: Literal["ddp", "fsdp"] = "ddp"
