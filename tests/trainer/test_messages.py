@@ -123,7 +123,8 @@ def test_file_errors_name_each_missing_file_once_with_its_key(tmp_path: Path):
     (tmp_path / "here.json").write_text("{}")
     text = DataConfig(source="text", path="nowhere.txt").resolved(tmp_path)
     assert text.file_errors() == [f"data.path: file not found: '{tmp_path}/nowhere.txt'"]
-    local = DataConfig(source="hf", dataset="json", data_files=["here.json", "gone.json", "*.jsonl"])
+    local = DataConfig(source="hf", dataset="json",
+                       data_files=["here.json", "gone.json", "*.jsonl"])
     assert local.resolved(tmp_path).file_errors() == [
         f"data.data_files: file not found: '{tmp_path}/gone.json'",
         f"data.data_files: no file matches '{tmp_path}/*.jsonl'",
