@@ -254,6 +254,13 @@ def main(argv: list[str] | None = None) -> int:
                       f"--micro-batch-size {args.micro_batch_size}; run again with a smaller one")
                 results["throughput"].append({"compile": compile, "error": "out of memory"})
                 continue
+            except Exception as e:  # noqa: BLE001 - a compile that fails: the rest still runs
+                # (a failure here ended the whole check, and the results gathered before it)
+                said = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
+                print(f"GPT-2 small, bf16{' compiled' if compile else ''}: failed ({said}); the "
+                      "check goes on")
+                results["throughput"].append({"compile": compile, "error": said})
+                continue
             finally:  # the study and the torchrun runs after it have GPU 0 to themselves
                 torch.cuda.empty_cache()
             results["throughput"].append(r)

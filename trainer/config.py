@@ -341,8 +341,13 @@ def tiktoken_name_error(name: str) -> str | None:
     known = tiktoken.list_encoding_names()
     if name in known:
         return None
+    # A folder or file of that name, written without ./ (tokenizer: tok), is read as a name.
+    path = (f"; {name!r} is here as a {'folder' if os.path.isdir(name) else 'file'}: a tokenizer "
+            f"file is given by a path with a / or ending in .json, such as "
+            f"./{name}{'/tokenizer.json' if os.path.isdir(name) else ''}"
+            if os.path.exists(name) else "")
     return (f"data.tokenizer: unknown tokenizer {name!r}: it takes {TOKENIZERS_ALLOWED} "
-            f"(tiktoken's encodings: {', '.join(known)})")
+            f"(tiktoken's encodings: {', '.join(known)}){path}")
 
 
 def tokenizer_file_error(path: str) -> str | None:

@@ -648,9 +648,15 @@ def test_unloadable_tiktoken_encoding_names_the_alternatives(tmp_path, monkeypat
         vocab_size_of("gpt2")
 
 
-def test_unknown_tokenizer_lists_the_choices():
+def test_unknown_tokenizer_lists_the_choices(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r"unknown tokenizer 'gpt5'.*'byte'.*gpt2"):
         vocab_size_of("gpt5")
+    # A tokenizer's folder named without ./ is read as an encoding's name: said so.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tok dir").mkdir()
+    said = DataConfig(source="text", path="a.txt", tokenizer="tok dir").file_errors()
+    assert ("'tok dir' is here as a folder: a tokenizer file is given by a path with a / or "
+            "ending in .json, such as ./tok dir/tokenizer.json") in " ".join(said), said
 
 
 def test_real_gpt2_encoding_when_it_is_available():
