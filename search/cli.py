@@ -517,7 +517,7 @@ def _study(args: argparse.Namespace) -> StudyConfig:
 
 def _ladder_file(arg: str) -> bool:
     """Is ``arg`` a ladder file (not a study file, nor a study's name)?"""
-    from scaletune.search.ladder import is_ladder
+    from scaletune.search.config import is_ladder
 
     return Path(arg).is_file() and is_ladder(arg)
 

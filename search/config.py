@@ -1532,6 +1532,18 @@ def study_errors(err: ValidationError) -> list[str]:
     return lines
 
 
+LADDER_KEYS = {"rungs", "target"}
+"""The keys that make a file a ladder file (is_ladder; validate reads it so)."""
+
+
+def is_ladder(path: str | Path) -> bool:
+    """True for a ladder file (it has rungs, or a target: a ladder missing its rungs is told
+    so, not that a study file has an unknown key), False for a study file. Here, not in
+    search.ladder, so that the end of a run asks it without importing the ladder's fitting."""
+    raw = load_yaml(path)
+    return isinstance(raw, dict) and bool(LADDER_KEYS & raw.keys())
+
+
 def load_study(path: str | Path) -> StudyConfig:
     """Read and validate a study file; relative paths resolve against the file's folder. The
     files it names are not looked at here: see check_study_files."""

@@ -18,7 +18,7 @@ import textwrap
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import yaml
@@ -50,6 +50,9 @@ from scaletune.trainer.config import (
     whole_count,
 )
 from scaletune.trainer.errors import ConfigError
+
+if TYPE_CHECKING:  # read where a study's priors are fitted laws alone
+    from scaletune.heuristics.fit import FittedLaws
 
 CHECKPOINT_FRACTION = 0.05
 """A final run writes a checkpoint every 5% of its tokens."""
@@ -158,24 +161,18 @@ def _data_since(ran_with: StudyConfig, ran_on: Any, began: str | None) -> str | 
             "the trial did)")
 
 
-def _params_laws_unused(cfg: StudyConfig, old: Hparams, new: Any) -> str | None:
+def _params_laws_unused(cfg: StudyConfig, fitted: FittedLaws | None, old: Hparams,
+                        new: Any) -> str | None:
     """The note of a study seeded by laws in parameters (a ladder along width, ``scale:
     params``) exported to another model (--model): the transfer takes the published width
     rules, not those laws, which it said nothing of. The trial's lr and tau moved by the laws'
-    ratios to the new model are given, for a user who would follow them."""
-    from scaletune.heuristics.fit import FittedLaws
-
-    if cfg.priors.laws != "fitted" or not cfg.priors.fitted_file:
+    ratios to the new model are given, for a user who would follow them. ``fitted``: the
+    study's laws (``_fitted_laws``)."""
+    if fitted is None or fitted.scale_kind != "params":
         return None
     n_old = laws.non_embedding_params(old.n_layer, old.n_embd)
     n_new = laws.non_embedding_params(new.n_layer, new.n_embd)
     if n_old == n_new:
-        return None
-    try:
-        fitted = FittedLaws.load(Path(cfg.priors.fitted_file))
-    except (OSError, ValueError):
-        return None
-    if fitted.scale_kind != "params":
         return None
     # The trial's values moved by the laws' ratios: the written file holds the width rules'.
     moved = [f"{name} {value * fit.predict(n_new).value / fit.predict(n_old).value:.4g} (x"
@@ -189,23 +186,29 @@ def _params_laws_unused(cfg: StudyConfig, old: Hparams, new: Any) -> str | None:
                if moved else ""))
 
 
-def fitted_exponents(cfg: StudyConfig, notes: list[str]) -> FittedExponents | None:
-    """The exponents in tokens of the laws a study's priors were fitted with (a ladder's
-    target), for the horizon transfer; None for published priors, laws in parameters, or a laws
-    file that is gone (a note says so). The fit's warnings become notes."""
+def _fitted_laws(cfg: StudyConfig, notes: list[str]) -> FittedLaws | None:
+    """The laws a study's priors were fitted with (a ladder's target), read once for export;
+    None for published priors, or a laws file that is gone (a note says so)."""
     from scaletune.heuristics.fit import FittedLaws
 
     if cfg.priors.laws != "fitted" or not cfg.priors.fitted_file:
         return None
-    path = Path(cfg.priors.fitted_file)
     try:
-        fitted = FittedLaws.load(path)
+        return FittedLaws.load(Path(cfg.priors.fitted_file))
     except (OSError, ValueError) as e:
         notes.append(f"the study's fitted laws cannot be read ({e}); the published horizon "
                      "rules are used")
         return None
-    if fitted.scale_kind != "tokens":
+
+
+def fitted_exponents(cfg: StudyConfig, fitted: FittedLaws | None,
+                     notes: list[str]) -> FittedExponents | None:
+    """The exponents in tokens of the laws a study's priors were fitted with (``fitted``, read
+    by ``_fitted_laws``), for the horizon transfer; None without them, or for laws in
+    parameters. The fit's warnings become notes."""
+    if fitted is None or fitted.scale_kind != "tokens":
         return None
+    path = Path(cfg.priors.fitted_file)
     # The laws the horizon transfer uses; the carried warmup is kept as the trial had it.
     notes += [f"fitted laws: {w}" for w in fitted.study_warnings]
     notes += [f"fitted laws: {w}" for f in fitted.fits() for w in f.warnings]
@@ -299,8 +302,9 @@ def export_study(
     best = _trial_hparams(base, chosen.params.get("tau", derived.get("tau")))
     # The fitted laws' notes are of the horizon transfer: none where the run keeps the horizon.
     horizon = tokens is not None and tokens != base.tokens
-    fitted = fitted_exponents(ran_with, notes if horizon else [])
-    notes += [note] if (note := _params_laws_unused(ran_with, best, new_model)) else []
+    laws_ = _fitted_laws(ran_with, notes if horizon else [])  # read once for both below
+    fitted = fitted_exponents(ran_with, laws_, notes if horizon else [])
+    notes += [note] if (note := _params_laws_unused(ran_with, laws_, best, new_model)) else []
     try:
         moved = transfer(best, base.tokens if tokens is None else tokens, n_embd=new_model.n_embd,
                          n_layer=new_model.n_layer, block_size=new_model.block_size,

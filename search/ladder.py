@@ -37,6 +37,7 @@ from scaletune.search.config import (
     StudyConfig,
     _Strict,
     check_study,
+    is_ladder,
     resolve_study,
 )
 from scaletune.search.fit import (
@@ -217,17 +218,6 @@ def _study(raw: dict[str, Any], changes: dict[str, Any], where: str, path: Path,
         errors += [f"{where}: {line}" for line in e.errors]
         return None
     return resolve_study(cfg, path)
-
-
-def is_ladder(path: str | Path) -> bool:
-    """True for a ladder file (it has rungs, or a target: a ladder missing its rungs is told
-    so, not that a study file has an unknown key), False for a study file."""
-    raw = load_yaml(path)
-    return isinstance(raw, dict) and bool(LADDER_KEYS & raw.keys())
-
-
-LADDER_KEYS = {"rungs", "target"}
-"""The keys that make a file a ladder file (is_ladder; validate reads it so)."""
 
 
 def study_or_target(path: str | Path) -> StudyConfig:

@@ -34,6 +34,7 @@ from scaletune.heuristics import laws
 from scaletune.heuristics.priors import Priors, priors_table
 from scaletune.search import hparams, lease
 from scaletune.search.config import (
+    LADDER_KEYS,
     SHARED_DATABASE,
     StudyConfig,
     check_study_files,
@@ -115,7 +116,6 @@ from scaletune.search.summary import (
     at_edges,
     best_trial,
     diverged,
-    more_trials,
     state_words,
     widest,
 )
@@ -702,8 +702,6 @@ def validate_file(path: str) -> tuple[str, list[str]]:
             return "training config", (download_notes(config.data) + config.notes()
                                        + compile_note(config.compile, "train")
                                        + out_dir_note(config))
-        from scaletune.search.ladder import LADDER_KEYS
-
         if isinstance(raw, dict) and LADDER_KEYS & raw.keys():
             from scaletune.search.ladder import load_ladder
 
@@ -1216,8 +1214,7 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
             rows.append(("", f"derived {fmt_params(derived)}"))
         if seeds := seeds_of_best(trials, best.number, ran_with.seed):
             rows.append(("", f"seeds: {seeds}"))
-        rows += [("", f"note: {note}")
-                 for note in at_edges(best, widest(trials), more_trials(cfg))]
+        rows += [("", f"note: {note}") for note in at_edges(best, widest(trials), cfg)]
     rows += _config_rows(ran_with)
     rows += [("widened" if i == 0 else "", f"{', '.join(w.get('changes') or ['the same ranges'])}"
               f", by the launch of {_when_recorded(w.get('at'))}; the trials before it drew "

@@ -78,7 +78,7 @@ from scaletune.search.studies import LAST_DATA
 from scaletune.search.summary import holds
 from scaletune.search.tracking import CREATED
 from scaletune.search.trial import train_trial
-from scaletune.trainer.config import TrainConfig, usable_cores
+from scaletune.trainer.config import DROPOUT_SITES, TrainConfig, usable_cores
 from scaletune.trainer.data import (
     another_python,
     tokenizer_alone_changed,
@@ -1226,10 +1226,6 @@ def optim_note(cfg: StudyConfig) -> str | None:
                   for field, key, readers in owner.unread(searched) if field in searched]
     notes += [note] if (note := _dropout_note(cfg)) else []
     return "; ".join(notes) or None
-
-
-DROPOUT_SITES = ("embd", "attn", "resid", "mlp")
-"""The model's dropout sites; each reads ``model.dropout`` only where its own rate is unset."""
 
 
 def _dropout_note(cfg: StudyConfig) -> str | None:

@@ -20,6 +20,7 @@ from scaletune.search.config import (
     StudyConfig,
     config_changes,
     holds_study,
+    is_ladder,
     located_in_both,
     resolve_study,
     validate_study,
@@ -408,7 +409,6 @@ def _not_run(source: str, cfg: StudyConfig) -> tuple[str, str]:
     ``source``: ``name:`` and ``scaletune run``; for a ladder file, whose study is its target
     and runs after its rungs, no key and ``scaletune ladder`` (one reading of the file); for
     ``cfg`` built in code, which has no file, run_study."""
-    from scaletune.search.ladder import is_ladder  # ladder reads studies through this module
 
     if not cfg.from_file and source == cfg.source:  # ("study": a file of that name was named)
         return "name: ", "run it first: run_study(cfg)"

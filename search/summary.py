@@ -23,8 +23,9 @@ from optuna.trial import FrozenTrial, TrialState
 from scaletune.heuristics import laws
 from scaletune.heuristics.priors import TAU_BOUNDS
 from scaletune.search import hparams
-from scaletune.search.config import StudyConfig
+from scaletune.search.config import StudyConfig, is_ladder
 from scaletune.search.storage import mask_url
+from scaletune.trainer.errors import ConfigError
 
 DERIVED = ("weight_decay", "tau", "warmup_steps", "tokens_per_step")
 """Trial user attrs computed from the sampled parameters (search.space.trial_config). Its
@@ -132,29 +133,27 @@ def more_trials(cfg: StudyConfig | None) -> str:
     ladder's) takes target.n_trials of the ladder file, which overrides the study file's, and
     `scaletune ladder` takes no --n-trials."""
     source = getattr(cfg, "source", None)
-    if source:
-        from scaletune.trainer.config import load_yaml
-        from scaletune.trainer.errors import ConfigError
-
-        try:
-            raw = load_yaml(source)
-        except (ConfigError, OSError):
-            raw = None
-        if isinstance(raw, dict) and "rungs" in raw and "target" in raw:
-            return (f"run the ladder again for more trials of its target (target.n_trials in "
-                    f"{source}, then scaletune ladder)")
+    try:
+        ladder = bool(source) and is_ladder(source)
+    except ConfigError:  # no such file: a config built in code, a study read by its name
+        ladder = False
+    if ladder:
+        return (f"run the ladder again for more trials of its target (target.n_trials in "
+                f"{source}, then scaletune ladder)")
     return MORE_TRIALS
 
 
 def at_edges(trial: FrozenTrial, searched: dict[str, Any] | None = None,
-             more: str = MORE_TRIALS) -> list[str]:
+             cfg: StudyConfig | None = None) -> list[str]:
     """What the user should hear when ``trial`` (the best) took a value at an end of the range
     searched, where the optimum may lie beyond: one sentence per parameter. Ends that are the
     hyperparameter's own limits (dropout 0, warmup 0, a batch of 1 sequence) are left out, and
     so are choices that are not numbers or fewer than three (a best of two is always at an end).
     ``searched``: the study's ranges now (``widest``), where a widened study searched more than
-    its best trial was drawn from."""
+    its best trial was drawn from; ``cfg``: the study's config, whose file says how it runs more
+    trials (``more_trials``, read once, for the first note that needs it)."""
     notes = []
+    more = ""
     for name, dist in trial.distributions.items():
         if searched is not None and holds(searched.get(name), dist):
             dist = searched[name]
@@ -187,8 +186,8 @@ def at_edges(trial: FrozenTrial, searched: dict[str, Any] | None = None,
             where = (f"the {'top' if up else 'bottom'} of the range searched "
                      f"[{show(dist.low)}, {show(dist.high)}]")
             wider = (f"widen the range {'upward' if up else 'downward'} ({key}: "
-                     f"{'high' if up else 'low'}) and {more}: a widened range resumes it, its "
-                     "trials kept")
+                     f"{'high' if up else 'low'}) and {more or (more := more_trials(cfg))}: a "
+                     "widened range resumes it, its trials kept")
         notes.append(f"{name} = {show(value)}, the best trial's, is at {where}: the optimum may "
                      f"lie {'above' if up else 'below'} it; {wider}")
     return notes
@@ -305,7 +304,7 @@ def summarize(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
             "params": dict(best.params),
             "derived": {k: best.user_attrs[k] for k in DERIVED if k in best.user_attrs},
             "tokens_trained": tokens_trained(best),
-            "at_edges": at_edges(best, widest(trials), more_trials(cfg)),
+            "at_edges": at_edges(best, widest(trials), cfg),
         },
         "compute": {
             "tokens_trained": int(spent_tokens),

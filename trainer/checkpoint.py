@@ -27,7 +27,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from scaletune.trainer.config import TrainConfig, changes_said, flat_keys
+from scaletune.trainer.config import DROPOUT_SITES, TrainConfig, changes_said, flat_keys
 from scaletune.trainer.distributed import draw_apart
 from scaletune.trainer.errors import SetupError
 from scaletune.trainer.record import METRICS
@@ -51,7 +51,7 @@ def other_masks(saved: dict[str, Any], config: TrainConfig) -> str | None:
     """Why a run resumed under dropout with another micro-batch or compile setting than its
     checkpoint's goes on with other dropout masks (each micro-batch draws its own; a compiled
     model draws torch's), so not bit for bit as the run would have: None where it does not."""
-    if not any(config.model.rate(site) for site in ("embd", "attn", "resid", "mlp")):
+    if not any(config.model.rate(site) for site in DROPOUT_SITES):
         return None
     changed = [f"{key} {saved.get(key)} -> {value}" for key, value in
                (("micro_batch_size", config.micro_batch_size), ("compile", config.compile))

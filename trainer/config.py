@@ -162,6 +162,11 @@ class _SomeFieldsRead(_Strict):
                 if key not in searched and getattr(self, key) not in readers]
 
 
+DropoutSite = Literal["embd", "attn", "resid", "mlp"]
+DROPOUT_SITES: tuple[str, ...] = get_args(DropoutSite)
+"""The model's dropout sites; each reads ``model.dropout`` where its own rate is unset."""
+
+
 class ModelConfig(_SomeFieldsRead):
     """A GPT decoder (nanoGPT layout) with the switches the seeds discuss."""
 
@@ -211,7 +216,7 @@ class ModelConfig(_SomeFieldsRead):
             raise ValueError(f"rope needs an even head size, got head size {self.n_embd // self.n_head}")
         return self
 
-    def rate(self, site: Literal["embd", "attn", "resid", "mlp"]) -> float:
+    def rate(self, site: DropoutSite) -> float:
         """The dropout rate at one of the four sites."""
         value = getattr(self, f"{site}_dropout")
         return self.dropout if value is None else value
@@ -295,6 +300,21 @@ LOCAL_BUILDERS = ("text", "json", "csv", "parquet", "arrow")
 FILE_BUILDERS = {"txt": "text", "json": "json", "jsonl": "json", "csv": "csv", "tsv": "csv",
                  "parquet": "parquet", "arrow": "arrow"}
 """The builder of LOCAL_BUILDERS that reads files of each extension."""
+
+COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
+"""The compressions of a data file that `datasets` reads through (by the file's suffix), with
+the standard module that reads each, for validate's look at a file's first lines."""
+
+
+def uncompressed_name(path: str) -> str:
+    """``path`` without a suffix of COMPRESSED: c.jsonl.gz -> c.jsonl."""
+    root, suffix = os.path.splitext(path)
+    return root if suffix.lower() in COMPRESSED else path
+
+
+def file_builder(name: str) -> str | None:
+    """The local builder that reads a file of this name (c.jsonl.gz: json), else None."""
+    return FILE_BUILDERS.get(os.path.splitext(uncompressed_name(name))[1].lower().lstrip("."))
 
 
 def is_glob(pattern: str) -> bool:
@@ -574,10 +594,7 @@ class DataConfig(_Strict):
             return None
         for key, given in (("data_files", self.data_files), ("val_path", self.val_path)):
             for name in [given] if isinstance(given, str) else given or []:
-                root, suffix = os.path.splitext(name)
-                if suffix.lower() in (".gz", ".bz2", ".xz"):  # c.jsonl.gz: json
-                    suffix = os.path.splitext(root)[1]
-                builder = FILE_BUILDERS.get(suffix.lower().lstrip("."))
+                builder = file_builder(name)  # c.jsonl.gz: json
                 if builder not in (None, "text", self.dataset):
                     return (f"data.{key}: {name} is a {builder} file by its name, and dataset: "
                             f"{self.dataset} reads data_files and val_path with the "

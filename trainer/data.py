@@ -35,14 +35,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from scaletune.trainer.config import (
-    FILE_BUILDERS,
+    COMPRESSED,
     LOCAL_BUILDERS,
     TOKENIZERS_ALLOWED,
     DataConfig,
+    file_builder,
     is_glob,
     is_tokenizer_file,
     text_files,
     tokenizer_file_error,
+    uncompressed_name,
     usable_cores,
 )
 from scaletune.trainer.errors import DataError, first_line, naming
@@ -941,11 +943,11 @@ def folder_note(cfg: DataConfig) -> str | None:
     taken = {os.path.realpath(f) for paths in splits.values() for f in paths}
     left = sorted(str(f) for f in Path(os.path.expanduser(cfg.dataset)).rglob("*")
                   if f.is_file() and not any(part.startswith(".") for part in f.parts)
-                  and _data_suffix(f.name) and os.path.realpath(f) not in taken)
+                  and file_builder(f.name) and os.path.realpath(f) not in taken)
     if not left:
         return None
-    other = [f for f in left if _data_suffix(f) != builder]
-    unsplit = [f for f in left if _data_suffix(f) == builder]
+    other = [f for f in left if file_builder(f) != builder]
+    unsplit = [f for f in left if file_builder(f) == builder]
     why = "; ".join(
         [f"{_few(other)}: it reads one kind of file, {builder}, the folder's most common"]
         * bool(other)
@@ -954,11 +956,6 @@ def folder_note(cfg: DataConfig) -> str | None:
             f"from {_few(splits[cfg.split])}, and leaves out {len(left)} of its data files "
             f"({why}); to choose the files: dataset: {builder}, data_files: [FILE, ...] or a "
             f"glob such as {_glob_of(cfg, splits[cfg.split][0])}")
-
-
-def _data_suffix(name: str) -> str | None:
-    """The local builder that reads a file of this name (c.jsonl.gz: json), else None."""
-    return FILE_BUILDERS.get(os.path.splitext(_uncompressed_name(name))[1].lower().lstrip("."))
 
 
 def _few(paths: list[str]) -> str:
@@ -971,7 +968,7 @@ def _few(paths: list[str]) -> str:
 def _glob_of(cfg: DataConfig, example: str) -> str:
     """A data_files glob for every file under the folder with the suffix of ``example``."""
     name = os.path.basename(example)
-    plain = _uncompressed_name(name)
+    plain = uncompressed_name(name)
     suffix = os.path.splitext(plain)[1] + name[len(plain):]
     return f"'{cfg.dataset.rstrip('/')}/**/*{suffix}'"
 
@@ -1331,7 +1328,7 @@ def _head(builder: str, path: str, column: str) -> tuple[list[str] | None, tuple
                 record = json.loads(line)
             except json.JSONDecodeError as e:
                 # A .json file may be one document over many lines; a .jsonl file may not.
-                if _uncompressed_name(path).lower().endswith(".jsonl") and line:
+                if uncompressed_name(path).lower().endswith(".jsonl") and line:
                     raise _NotJsonLines(e.msg) from None
                 return None, None
             if not isinstance(record, dict):
@@ -1357,17 +1354,6 @@ def _head(builder: str, path: str, column: str) -> tuple[list[str] | None, tuple
         return columns, None
     whole = all(v.strip().lstrip("+-").isdigit() for v in values)
     return columns, (("int64" if whole else "float64"), values[0])
-
-
-COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
-"""The compressions of a data file that `datasets` reads through (by the file's suffix), with
-the standard module that reads each, for validate's look at a file's first lines."""
-
-
-def _uncompressed_name(path: str) -> str:
-    """``path`` without a suffix of COMPRESSED: c.jsonl.gz -> c.jsonl."""
-    root, suffix = os.path.splitext(path)
-    return root if suffix.lower() in COMPRESSED else path
 
 
 def _open_data_file(path: str) -> Any:
