@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from tests import forked
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -145,9 +147,9 @@ def scaletune_run(path: Path, log: Path) -> Iterator[subprocess.Popen]:
 
 
 def scaletune_run_to_end(path: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`scaletune run PATH` in a new process, waited for: its exit code and output."""
-    return subprocess.run([sys.executable, "-m", "scaletune.search.cli", "run", str(path)],
-                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    """`scaletune run PATH` in a new process (forked: tests/forked.py), waited for: its exit
+    code and output."""
+    return forked.run("-m", "scaletune.search.cli", "run", str(path), cwd=REPO, timeout=timeout)
 
 
 def flat(text: str) -> str:

@@ -11,8 +11,6 @@ import json
 import math
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from scaletune.search.storage import mask_url
 from scaletune.trainer.config import DataConfig, load_train_config
 from scaletune.trainer.errors import ConfigError
 from scaletune.trainer.record import code_revision
+from tests import forked
 from tests.search.helpers import tiny_study, write_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -852,13 +851,15 @@ def test_bad_arguments_through_the_api_name_their_flag(finished, tmp_path, capsy
 def test_real_study_export_and_train(tmp_path, shakespeare, capsys):
     import ray
 
+    from scaletune.search.cluster import lean_head_node
     from scaletune.search.runner import run_study
 
     raw = tiny_study(tmp_path, shakespeare, n_trials=2)
     path = write_study(tmp_path, raw)
     cfg = load_study(path)
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             configure_logging=False, object_store_memory=100 * 1024**2)
+    with lean_head_node():  # as a study's own cluster starts (search.cluster)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False, object_store_memory=100 * 1024**2)
     try:
         study = run_study(cfg)
     finally:
@@ -871,9 +872,7 @@ def test_real_study_export_and_train(tmp_path, shakespeare, capsys):
     # Rule: the horizon rule applied to the real best trial.
     assert exported.optim.lr == pytest.approx(best.params["lr"] * 2**-0.32)
 
-    run = subprocess.run([sys.executable, "-m", "scaletune.search.cli", "train", str(out)],
-                         capture_output=True, text=True, timeout=300,
-                         cwd=Path(__file__).resolve().parents[2])
+    run = forked.run("-m", "scaletune.search.cli", "train", str(out))  # tests/forked.py
     # Rule: `scaletune train final.yaml` trains the exported config to its end.
     assert run.returncode == 0, run.stderr[-2000:]
     assert "status          completed" in run.stdout

@@ -26,6 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 import scaletune.search.runner
 from scaletune.search import lease
 from scaletune.search.cli import main
+from scaletune.search.cluster import lean_head_node
 from scaletune.search.config import StudyConfig, validate_study
 from scaletune.search.plan import n_finished, recover
 from scaletune.search.runner import run_study
@@ -182,8 +183,9 @@ def test_a_diverging_and_an_out_of_memory_trial_end_each_as_its_own_and_the_stud
             p for p in (str(hook), os.environ.get("PYTHONPATH")) if p))
         mp.setenv("SCALETUNE_TEST_OOM_LR", repr(OOM_LR))
         mp.setenv("SCALETUNE_CACHE", str(tmp_path_factory.getbasetemp() / "token-cache"))
-        ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False, object_store_memory=100 * 1024**2)
+        with lean_head_node():  # as a study's own cluster starts (search.cluster)
+            ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False, object_store_memory=100 * 1024**2)
         try:
             with warnings.catch_warnings():
                 # lr=50 lies outside the searched range on purpose.
@@ -709,7 +711,8 @@ def test_a_trial_that_had_ended_when_the_driver_stopped_is_told_not_run_again(tm
     from scaletune.search.plan import TrialRun
     from scaletune.search.runner import _stop_running
 
-    ray.init(address="local", num_cpus=1, include_dashboard=False)
+    with lean_head_node():
+        ray.init(address="local", num_cpus=1, include_dashboard=False)
     try:
         ended = ray.put({"status": "completed", "final_val_loss": 2.5, "steps": 3})
         stopped_itself = ray.put({"status": "interrupted", "reason": "SIGTERM"})

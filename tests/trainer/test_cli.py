@@ -12,6 +12,7 @@ import yaml
 from scaletune.trainer.cli import check_launch, torchrun_command, train_main
 from scaletune.trainer.config import load_train_config
 from scaletune.trainer.errors import ConfigError
+from tests import forked
 
 REPO = Path(__file__).resolve().parents[2]
 SEED_STUDIES = sorted((REPO / "studies").glob("seed000_*.yaml"))
@@ -92,8 +93,7 @@ def test_a_closed_output_stops_the_run_without_a_traceback_and_it_resumes(tmp_pa
             proc.kill()
     assert code == 1
     # What it trained is kept: the same command with --resume ends it.
-    done = subprocess.run([*command, "--resume"], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
+    done = forked.run(*command[1:], "--resume", timeout=120)  # tests/forked.py
     assert done.returncode == 0, done.stderr
     assert "completed" in done.stdout and "Traceback" not in done.stderr
     # Stdout closed before the summary, stderr open: said there, exit code of the run.

@@ -3,7 +3,10 @@ process, replicated (DDP) or sharded (FSDP2), on one machine or several; checkpo
 on another number of processes; and TensorBoard scalars.
 
 Every run here is on the CPU with gloo. NCCL on GPUs, and machines that are really apart, are
-left to benchmarks/gpu_check.py and to the person running it."""
+left to benchmarks/gpu_check.py and to the person running it. The tests of a run's numbers start
+its processes forked from one that imported torch once (tests/forked.py, ~2 CPU seconds saved per
+process); the tests of the launch (`scaletune train --nproc-per-node`, torchrun, signals, the
+rendezvous) start them for real."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests import forked
 from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
@@ -60,8 +64,7 @@ def test_two_process_data_parallel_matches_one_process(tmp_path, shakespeare):
     single = _config(tmp_path, shakespeare, "single")
     ddp = _config(tmp_path, shakespeare, "ddp")
     env = {**os.environ, "SCALETUNE_PEAK_FLOPS": "1e9"}  # one device's
-    one = subprocess.run([sys.executable, "-m", "scaletune.search.cli", "train", str(single)], cwd=REPO,
-                         capture_output=True, text=True, timeout=300, env=env)
+    one = forked.run("-m", "scaletune.search.cli", "train", str(single), env=env)
     assert one.returncode == 0, one.stderr
     two = subprocess.run(
         [sys.executable, "-m", "scaletune.search.cli", "train", str(ddp), "--nproc-per-node", "2"],
@@ -93,6 +96,17 @@ def _train(config: Path, *flags: str) -> subprocess.CompletedProcess:
                            *flags], cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
+def _forked(config: Path, *flags: str, nproc: int = 1) -> subprocess.CompletedProcess:
+    """`scaletune train CONFIG FLAGS` in one process, or its ``nproc`` ranks as `--nproc-per-node`
+    starts them (``python -m scaletune.trainer.rank``), forked (tests/forked.py): the output of
+    every process in ``stdout``."""
+    if nproc == 1:
+        return forked.run("-m", "scaletune.search.cli", "train", str(config), *flags,
+                          merged=True)
+    return forked.run("-m", "scaletune.trainer.rank", str(config), *flags, nproc=nproc,
+                      merged=True)
+
+
 SINGLE: dict[str, list[float]] = {}
 """The validation losses of one-process runs this test process trained, by their fields."""
 
@@ -108,8 +122,8 @@ def _single(tmp_path_factory, text: Path, **fields) -> list[float]:
         run.pop(where) if key is None else run[where].pop(key)
     key = json.dumps(run, sort_keys=True)  # the run, wherever its files are
     if key not in SINGLE:
-        done = _train(config)
-        assert done.returncode == 0, done.stdout + done.stderr
+        done = _forked(config)
+        assert done.returncode == 0, done.stdout
         SINGLE[key] = _evals(tmp / "single")
     return SINGLE[key]
 
@@ -118,8 +132,8 @@ def _one_and_two_sharded(tmp_path: Path, tmp_path_factory, text: Path,
                          **fields) -> tuple[list[float], list[float]]:
     """The validation losses of a run of ``fields`` in one process, and in two sharded ones."""
     fsdp = _config(tmp_path, text, "fsdp", parallel="fsdp", **fields)
-    two = _train(fsdp, "--nproc-per-node", "2")
-    assert two.returncode == 0, two.stdout + two.stderr
+    two = _forked(fsdp, nproc=2)
+    assert two.returncode == 0, two.stdout
     return _single(tmp_path_factory, text, **fields), _evals(tmp_path / "fsdp")
 
 
@@ -174,11 +188,8 @@ def test_sharded_bf16_holds_no_block_weights_whole_between_forward_and_backward(
     # block's weights stayed whole (in bf16) on every rank, 327,680 bytes here, all four blocks'.
     script = tmp_path / "saved.py"
     script.write_text(SAVED_WEIGHTS)
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                           "--master-port", str(free_port()), "--master-addr", "127.0.0.1",
-                           str(script)],
-                          capture_output=True, text=True, timeout=300, cwd=REPO)
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = forked.run(str(script), nproc=2, merged=True)
+    assert done.returncode == 0, done.stdout
     alive = int(done.stdout.split("alive ")[1].split()[0])
     assert alive <= 256 * 64 * 2  # the head's bf16 cast of the tied embedding alone
     # And a run trains sharded in bf16 as one process does (the norms take float32 input).
@@ -215,13 +226,11 @@ def test_data_parallel_accumulation_averages_gradients_once_per_step(tmp_path, s
     # backward, twice the traffic of one average per optimizer step (with 8 micro-batches, 8x).
     single = _config(tmp_path, shakespeare, "single", micro_batch_size=2)
     ddp = _config(tmp_path, shakespeare, "ddp", micro_batch_size=2)
-    assert _train(single).returncode == 0
+    assert _forked(single).returncode == 0
     script = tmp_path / "count_syncs.py"
     script.write_text(COUNT_SYNCS)
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                          "--nproc-per-node=2", str(script), str(ddp)],
-                         cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert two.returncode == 0, two.stdout + two.stderr
+    two = forked.run(str(script), str(ddp), nproc=2, merged=True)
+    assert two.returncode == 0, two.stdout
     # 12 steps of a model small enough for one bucket of gradients: one average per step.
     assert [(tmp_path / f"syncs-{rank}.txt").read_text() for rank in (0, 1)] == ["12", "12"]
     a, b = _evals(tmp_path / "single"), _evals(tmp_path / "ddp")
@@ -246,13 +255,11 @@ def test_a_checkpoint_of_two_sharded_processes_resumes_on_one(tmp_path, tmp_path
     fsdp = _config(tmp_path, shakespeare, "fsdp", parallel="fsdp")
     script = tmp_path / "stop_at.py"
     script.write_text(STOP_AT)
-    stopped = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                              "--nproc-per-node=2", str(script), str(fsdp), "2048"],
-                             cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert (tmp_path / "fsdp" / "checkpoint.pt").exists(), stopped.stdout + stopped.stderr
+    stopped = forked.run(str(script), str(fsdp), "2048", nproc=2, merged=True)
+    assert (tmp_path / "fsdp" / "checkpoint.pt").exists(), stopped.stdout
     assert len(_evals(tmp_path / "fsdp")) == 2
-    resumed = _train(fsdp, "--resume")  # one process, not sharded
-    assert resumed.returncode == 0, resumed.stderr
+    resumed = _forked(fsdp, "--resume")  # one process, not sharded
+    assert resumed.returncode == 0, resumed.stdout
     # The shards were gathered into one file; one process takes all of it and ends where the
     # uninterrupted single-process run ends.
     a, b = _single(tmp_path_factory, shakespeare), _evals(tmp_path / "fsdp")
@@ -268,41 +275,36 @@ def test_an_sgd_checkpoint_of_one_process_resumes_on_two_sharded_ones(tmp_path, 
     fsdp = _config(tmp_path, shakespeare, "fsdp", parallel="fsdp", optim=sgd)
     script = tmp_path / "stop_at.py"
     script.write_text(STOP_AT)
-    subprocess.run([sys.executable, str(script), str(fsdp), "2048"], cwd=REPO,
-                   capture_output=True, text=True, timeout=300)
+    forked.run(str(script), str(fsdp), "2048", merged=True)
     assert len(_evals(tmp_path / "fsdp")) == 2
-    resumed = _train(fsdp, "--resume", "--nproc-per-node", "2")
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    resumed = _forked(fsdp, "--resume", nproc=2)
+    assert resumed.returncode == 0, resumed.stdout
     a, b = _single(tmp_path_factory, shakespeare, optim=sgd), _evals(tmp_path / "fsdp")
     assert len(b) == 3 and b[-1] < b[1]
     assert b == pytest.approx(a, abs=2e-4)
 
 
-RNG_AT = TRAIN_UNTIL + """
-import os, hashlib, pathlib, torch
-state = hashlib.md5(torch.get_rng_state().numpy().tobytes()).hexdigest()
-pathlib.Path(sys.argv[1]).with_name(f"rng-{os.environ['RANK']}.txt").write_text(state)
-leave(0)
-"""
-
-
 def test_each_process_draws_its_own_dropout_masks_and_resumes_them(tmp_path, shakespeare):
+    import torch
+
+    from scaletune.trainer.checkpoint import read_checkpoint
+
     # Every process drew the same masks, each on its own slice of the batch: one mask where
     # there should be two. And a resume restored rank 0's RNG state on every rank.
     model = {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 32, "dropout": 0.2}
     whole = _config(tmp_path, shakespeare, "whole", model=model)
-    assert _train(whole, "--nproc-per-node", "2").returncode == 0
+    assert _forked(whole, nproc=2).returncode == 0
     parts = _config(tmp_path, shakespeare, "parts", model=model)
-    script = tmp_path / "rng_at.py"
-    script.write_text(RNG_AT)
-    stopped = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                              "--nproc-per-node=2", str(script), str(parts), "2048"],
-                             cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-    drawn = [(tmp_path / f"rng-{rank}.txt").read_text() for rank in (0, 1)]
-    assert drawn[0] != drawn[1]  # the two processes' streams after the same steps
-    resumed = _train(parts, "--resume", "--nproc-per-node", "2")
-    assert resumed.returncode == 0, resumed.stderr
+    script = tmp_path / "stop_at.py"
+    script.write_text(STOP_AT)
+    stopped = forked.run(str(script), str(parts), "2048", nproc=2, merged=True)
+    assert stopped.returncode == 0, stopped.stdout
+    # The two processes' streams after the same steps, as the checkpoint keeps them. (The state
+    # after train() returns is the caller's again: torch.random.fork_rng.)
+    ranks = read_checkpoint(tmp_path / "parts" / "checkpoint.pt")["rng"]["ranks"]
+    assert len(ranks) == 2 and not torch.equal(ranks[0]["torch"], ranks[1]["torch"])
+    resumed = _forked(parts, "--resume", nproc=2)
+    assert resumed.returncode == 0, resumed.stdout
     a, b = _evals(tmp_path / "whole"), _evals(tmp_path / "parts")
     assert len(a) == len(b) == 3 and a[-1] < a[0]
     assert b == pytest.approx(a, abs=1e-6)  # each rank went on with its own stream
@@ -523,12 +525,12 @@ def test_a_refusal_of_the_ranks_ends_the_launch_with_2_not_torchruns_traceback(t
     # refused by every rank, after torchrun started them: the launch ended with exit 1 and
     # torchrun's ChildFailedError traceback, where one process says it in a line, exit 2.
     path = _config(tmp_path, shakespeare, "run")
-    assert _train(path).returncode == 0
+    assert _forked(path).returncode == 0
     checkpoint = tmp_path / "run" / "checkpoint.pt"
     data = bytearray(checkpoint.read_bytes())
     data[len(data) // 2] ^= 0xFF
     checkpoint.write_bytes(bytes(data))
-    one = _train(path, "--resume")
+    one = forked.run("-m", "scaletune.search.cli", "train", str(path), "--resume")
     two = _train(path, "--resume", "--nproc-per-node", "2")
     assert one.returncode == two.returncode == 2, two.stdout + two.stderr
     assert "is damaged" in one.stderr and "is damaged" in two.stderr
