@@ -40,6 +40,11 @@ PRELOAD = ["torch", "torch.distributed", "torch.distributed.checkpoint.state_dic
 READ_AT_IMPORT = ("RAY_", "TORCH", "OMP_", "MKL_", "CUDA_", "PYTHON")
 """Prefixes of the variables that a call may not change from the server's: read as the libraries
 are imported (ray_constants, torch's and OpenMP's settings, the interpreter's own)."""
+SET_BY_SCALETUNE = ("OMP_WAIT_POLICY", "RAY_COLOR_PREFIX")
+"""Variables of that kind that scaletune sets in a test's own process (trainer.threads.quiet_waits,
+search.cluster.start), which then stay set for the later tests of that process: how OpenMP's
+idle threads wait and whether Ray colours its log lines, nothing a forked process's test checks.
+Compared, they made every call after an in-process study or run start afresh."""
 SERVER_ENV: dict[str, str] = {}
 """The environment the server started with (it starts at the first call, with this process's)."""
 
@@ -92,22 +97,22 @@ def forkable(env: dict[str, str]) -> bool:
     """Whether a process of environment ``env`` may be forked from the server: the variables
     read at import are the server's."""
     server = SERVER_ENV or os.environ
-    return not any(key.startswith(READ_AT_IMPORT) and env.get(key) != server.get(key)
-                   for key in {*env, *server})
+    return not any(key.startswith(READ_AT_IMPORT) and key not in SET_BY_SCALETUNE
+                   and env.get(key) != server.get(key) for key in {*env, *server})
 
 
 def run(*argv: str, nproc: int = 1, env: dict[str, str] | None = None, cwd: Path = REPO,
         timeout: float = 300, merged: bool = False) -> subprocess.CompletedProcess:
     """``python *argv`` (``nproc`` 1), or ``torchrun --nproc-per-node nproc *argv`` on one
-    machine, waited for: the first exit code that is not 0 (else 0), and the processes'
-    stdout and stderr, rank after rank (with ``merged``, both in ``stdout``, as
-    ``stderr=subprocess.STDOUT`` gives them). A call whose ``env`` ``forkable`` refuses runs in
-    a fresh process (one, ``nproc`` 1)."""
+    machine, waited for: the exit code (of ranks, torchrun's: 1 where any failed, else 0), and
+    the processes' stdout and stderr, rank after rank (with ``merged``, both in ``stdout``, as
+    ``stderr=subprocess.STDOUT`` gives them). An environment that ``forkable`` refuses runs
+    in fresh processes, started by ``python`` or by torchrun."""
     base = {**os.environ, **(env or {})}
     if not forkable(base):
-        if nproc != 1:
-            raise ValueError(f"forked.run: ranks with {env} need torchrun")
-        return subprocess.run([sys.executable, *argv], cwd=cwd, env=base,
+        launch = [] if nproc == 1 else ["-m", "torch.distributed.run", "--standalone",
+                                        f"--nproc-per-node={nproc}"]
+        return subprocess.run([sys.executable, *launch, *argv], cwd=cwd, env=base,
                               capture_output=not merged, text=True, timeout=timeout,
                               **({"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT}
                                  if merged else {}))
@@ -145,6 +150,5 @@ def run(*argv: str, nproc: int = 1, env: dict[str, str] | None = None, cwd: Path
         stderr = "" if merged else "".join(err.read_text(errors="replace") for _, err in files)
     if timed_out:
         raise subprocess.TimeoutExpired(list(argv), timeout, stdout, stderr)
-    codes = [p.exitcode for p in processes]
-    return subprocess.CompletedProcess(list(argv), next((c for c in codes if c), 0), stdout,
-                                       stderr)
+    code = processes[0].exitcode if nproc == 1 else int(any(p.exitcode for p in processes))
+    return subprocess.CompletedProcess(list(argv), code, stdout, stderr)
