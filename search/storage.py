@@ -534,7 +534,9 @@ class Storage(optuna.storages.RDBStorage):
 
 
 _BATCHES = threading.local()
+"""The batches open on this thread: {id(storage): _Batch}."""
 _HEAD: dict[str, str] = {}
+"""The newest revision of Optuna's RDB schema, once read: {"head": revision}."""
 
 
 def _schema_head(versions: Any) -> str:
@@ -543,7 +545,6 @@ def _schema_head(versions: Any) -> str:
     if "head" not in _HEAD:
         _HEAD["head"] = versions.get_head_version()
     return _HEAD["head"]
-"""The batches open on this thread: {id(storage): _Batch}."""
 
 
 @dataclass
