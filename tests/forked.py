@@ -80,8 +80,10 @@ def _main(env: dict[str, str], cwd: str, out: str, err: str, argv: list[str]) ->
         else:
             sys.argv = list(argv)
             runpy.run_path(argv[0], run_name="__main__")
-    except SystemExit as e:
+    except SystemExit as e:  # as the interpreter: SystemExit("a message") prints it, exit 1
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if e.code is not None and not isinstance(e.code, int):
+            print(e.code, file=sys.stderr)
     except BaseException:  # as the interpreter: the traceback, exit code 1
         import traceback
 

@@ -47,3 +47,11 @@ def test_a_command_runs_as_its_module_and_its_atexit_functions_run(tmp_path):
     # A module of the project, as `python -m` runs it.
     done = forked.run("-m", "scaletune.search.cli", "validate", str(tmp_path / "missing.yaml"))
     assert done.returncode == 2 and "missing.yaml" in done.stderr, done
+
+
+def test_an_exit_with_a_message_prints_it_and_ends_with_1(tmp_path):
+    script = tmp_path / "says.py"
+    script.write_text("raise SystemExit('no such study')\n")
+    done = forked.run(str(script))
+    assert done.returncode == 1
+    assert done.stderr.strip() == "no such study", done.stderr
