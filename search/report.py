@@ -732,6 +732,17 @@ def importance_caution(n_complete: int) -> str | None:
             f"{IMPORTANCE_QUANTILE:.0%} that PED-ANOVA weighs against the rest is {top} trial)")
 
 
+def _in_memory(study: optuna.Study) -> optuna.Study:
+    """An empty study in memory named and directed as ``study``, made without Optuna's "A new
+    study created in memory" line (which ``make_report`` printed, called from Python)."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.create_study(study_name=study.study_name, directions=study.directions)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
 def searched_now(study: optuna.Study) -> optuna.Study:
     """The study as Optuna's importances should see it: every trial drawn from the range its
     parameters are searched over now (summary.widest), in a copy in memory, where a widened
@@ -742,7 +753,7 @@ def searched_now(study: optuna.Study) -> optuna.Study:
     now = widest(trials)
     if all(now[name] == dist for t in trials for name, dist in t.distributions.items()):
         return study
-    view = optuna.create_study(study_name=study.study_name, directions=study.directions)
+    view = _in_memory(study)
     for t in study.get_trials(deepcopy=True, states=(TrialState.COMPLETE,)):
         t.distributions = {name: now[name] if holds(now[name], dist) else dist
                            for name, dist in t.distributions.items()}
@@ -881,7 +892,7 @@ def numeric_choices(study: optuna.Study, names: list[str]) -> optuna.Study:
             numeric[name] = FloatDistribution(*span, log=span[0] > 0 and bool(hp and hp.log))
     if not numeric:
         return study
-    view = optuna.create_study(study_name=study.study_name, directions=study.directions)
+    view = _in_memory(study)
     for t in study.get_trials(deepcopy=True):  # in order: the copies keep their numbers
         t.distributions = {**t.distributions, **{n: d for n, d in numeric.items()
                                                    if n in t.distributions}}

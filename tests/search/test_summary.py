@@ -342,6 +342,7 @@ def test_the_study_time_of_a_study_run_in_two_launches_leaves_out_the_time_betwe
 
 
 def test_importances_see_every_trial_of_a_widened_study_in_its_range_now(tmp_path):
+    import logging
     import warnings
 
     import optuna
@@ -356,7 +357,20 @@ def test_importances_see_every_trial_of_a_widened_study_in_its_range_now(tmp_pat
         study.add_trial(create_trial(params=params(lr, warmup_frac=0.03 * i),
                                      distributions=wide if lr > 3e-2 else DISTRIBUTIONS,
                                      value=3.0 - 0.1 * i))
-    seen = searched_now(study)
+    lines: list[str] = []  # Optuna's lines at the INFO verbosity a Python caller has
+    heard = logging.Handler()
+    heard.emit = lambda record: lines.append(record.getMessage())
+    logging.getLogger("optuna").addHandler(heard)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    try:
+        seen = searched_now(study)
+        assert optuna.logging.get_verbosity() == optuna.logging.INFO
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+        logging.getLogger("optuna").removeHandler(heard)
+    # make_report, called from Python, printed "A new study created in memory with name: ...".
+    assert lines == []
     # Rule: PED-ANOVA took each range of lr for a regime of its own and left out the one of a
     # single trial (the widened range's), with a warning on every report.
     assert {t.distributions["lr"] for t in seen.trials} == {wide["lr"]}
