@@ -910,6 +910,26 @@ def _output_refused() -> bool:
     return refused
 
 
+def mask_command_line() -> None:
+    """This process's command line, as ``ps`` and Ray's dashboard (its node view lists a
+    driver's command line to whoever reaches the cluster) read it, with any password of a URL in
+    it masked: ``run STUDY.yaml --storage postgresql://user:PW@host/db`` showed PW there for as
+    long as the study ran. Only the first moments of the process, before this runs, show it."""
+    from scaletune.search.urls import mask_word  # light: no SQLAlchemy yet
+
+    try:
+        with open("/proc/self/cmdline", "rb") as f:  # Linux: the interpreter's words too
+            words = [w.decode(errors="surrogateescape") for w in f.read().split(b"\0")[:-1]]
+    except OSError:
+        words = [sys.executable, *sys.argv]
+    masked = [mask_word(w) for w in words]
+    if masked != words:
+        with contextlib.suppress(ImportError):
+            import setproctitle
+
+            setproctitle.setproctitle(" ".join(masked))
+
+
 def entry() -> int:
     """The ``scaletune`` command: ``main``, then a Ctrl-C (or SIGTERM) while the interpreter
     exits ends the process at once, as the signal does by default. The exit joins the threads a
@@ -917,6 +937,7 @@ def entry() -> int:
     printed a KeyboardInterrupt traceback from the threading module. On a terminal whose
     encoding is not UTF-8 (PYTHONIOENCODING=ascii, a latin-1 locale), a character it cannot
     print is replaced, where it crashed the command with UnicodeEncodeError."""
+    mask_command_line()
     quiet_waits()  # before torch loads OpenMP, here or in the processes this one starts
     for stream in (sys.stdout, sys.stderr):
         encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")

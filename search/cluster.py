@@ -350,11 +350,10 @@ def masked_entrypoint() -> Iterator[None]:
     recorded = getattr(utils, "get_entrypoint_name", None)
 
     def masked() -> str:
-        try:  # the psutil Ray ships, as its own function reads it
-            words = utils.psutil.Process().cmdline()
-            return subprocess.list2cmdline([mask_word(w) for w in words])
-        except Exception:  # noqa: BLE001 - as Ray's own: its answer where it cannot read one
-            return "unknown"
+        # The words Ray reads from the process (psutil's cmdline), but from sys.argv: the
+        # command line itself may be masked already (search.cli.mask_command_line), one word
+        # padded with hundreds of empty ones, which Ray would record quoted.
+        return subprocess.list2cmdline([mask_word(w) for w in [sys.executable, *sys.argv]])
 
     if recorded is not None:
         utils.get_entrypoint_name = masked
