@@ -189,6 +189,10 @@ def _not_a_search(key: str, given: Any, with_prior: bool) -> str:
     if isinstance(given, list):
         return (f"{key}: give {{choices: {shown_value(given)}}} to search these values, or "
                 f"{{low: .., high: ..}}{prior} to search a range, {{value: ..}} to fix it")
+    if with_prior and isinstance(given, str) and given.strip().lower() in ("auto", "prior"):
+        # `lr: auto` is a search from the priors written short; {value: auto} is refused.
+        return (f"{key}: give {{prior: auto}} to search it around the scaling laws' value, or "
+                "{low: .., high: ..}, {choices: [..]} to search it, {value: ..} to fix it")
     value = ".." if given is None else shown_value(given)
     return (f"{key}: give {{value: {value}}} to fix it, or {{low: .., high: ..}}, "
             f"{{choices: [..]}}{prior} to search it")

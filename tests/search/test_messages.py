@@ -54,6 +54,10 @@ LINES = [
     ("a bare value under search", {"search__dropout": 0.0},
      "search.dropout: give {value: 0.0} to fix it, or {low: .., high: ..}, {choices: [..]}, "
      "{prior: auto} to search it"),
+    ("a search from the priors written short: {prior: auto}, not {value: 'auto'}, refused",
+     {"search__warmup_frac": "auto"},
+     "search.warmup_frac: give {prior: auto} to search it around the scaling laws' value, or "
+     "{low: .., high: ..}, {choices: [..]} to search it, {value: ..} to fix it"),
     ("a bare list of two numbers under search: a range, as Optuna's users write it",
      {"search__lr": [1e-4, 1e-2]},
      "search.lr: give {low: 0.0001, high: 0.01}, {prior: auto} to search that range, or "
