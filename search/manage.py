@@ -225,6 +225,17 @@ def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
             f"smallest batch searched ({step:,} tokens): trials evaluate after every step "
             f"({cfg.tokens_per_trial // step:,} evaluations at that batch), which may take "
             f"longer than training; {step:,} or more evaluates less often")
+    elif cfg.eval_interval < (top := max(batches, default=0) * cfg.model.block_size):
+        # A trial whose step passes a point of the grid files the loss measured after it there:
+        # at batch 16 x 32 against a grid of 300, the loss at 512 tokens as the one at 300.
+        over = [b for b in sorted(batches) if b * cfg.model.block_size > cfg.eval_interval]
+        notes.append(
+            f"eval_every_tokens: {cfg.eval_interval:,} is less than one optimizer step of "
+            f"batch_size {', '.join(map(str, over))} (up to {top:,} tokens): those trials "
+            f"evaluate after every step and file each loss at the last multiple of "
+            f"{cfg.eval_interval:,} it passed, up to a step after it, so the pruner compares "
+            f"them with the other batches' losses at fewer tokens; {top:,} or more keeps every "
+            "batch on the grid")
     notes += pruner_notes(cfg)
     notes += sampler_notes(cfg, dims)
     notes += overridden_notes(cfg)
