@@ -1533,7 +1533,19 @@ def study_errors(err: ValidationError) -> list[str]:
             lines[i] = (f"trainer.{name}: unknown key; a study sets {name} under search: (searched "
                         f"with its prior where search: leaves it out): to train every trial with "
                         f"it, give search.{name}: {{value: {value}{as_lambda}}}")
+        elif line.startswith("trainer.") and name in given and name in TOP_LEVEL:
+            lines[i] = (f"trainer.{name}: unknown key; a training file's {name} is the study "
+                        f"file's {TOP_LEVEL[name]}, at its top level, for every trial")
+        elif line.startswith("trainer.") and name in given and name in hparams.RUN_FIELDS:
+            lines[i] = (f"trainer.{name}: unknown key; a study sets {name} for each trial "
+                        f"itself ({hparams.RUN_FIELDS[name]})")
     return lines
+
+
+TOP_LEVEL = {"tokens": "tokens_per_trial", "model": "model", "data": "data",
+             "eval_every_tokens": "eval_every_tokens"}
+"""Training-file fields that a study file gives at its top level, for every trial: what
+``trainer.tokens`` (a training file's word) is told to write."""
 
 
 LADDER_KEYS = {"rungs", "target"}

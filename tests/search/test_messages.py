@@ -54,6 +54,14 @@ LINES = [
     ("a bare value under search", {"search__dropout": 0.0},
      "search.dropout: give {value: 0.0} to fix it, or {low: .., high: ..}, {choices: [..]}, "
      "{prior: auto} to search it"),
+    ("a training file's tokens under trainer: where a study file gives it",
+     {"trainer__tokens": 1000},
+     "trainer.tokens: unknown key; a training file's tokens is the study file's "
+     "tokens_per_trial, at its top level, for every trial"),
+    ("a training file's out_dir under trainer:, which a study sets itself",
+     {"trainer__out_dir": "x"},
+     "trainer.out_dir: unknown key; a study sets out_dir for each trial itself (trials keep no "
+     "run folder; the storage holds their results)"),
     ("a search from the priors written short: {prior: auto}, not {value: 'auto'}, refused",
      {"search__warmup_frac": "auto"},
      "search.warmup_frac: give {prior: auto} to search it around the scaling laws' value, or "
