@@ -528,11 +528,11 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
             raise CoordinatorLost(len(running)) from None
         # A bug or a failure of ours must not leave trials RUNNING: stop and queue them again,
         # as for Ctrl-C, then let the error be seen.
-        _stop_running(plan, running, f"the driver stopped on an error: {type(e).__name__}: "
-                                     f"{_last_line(e)}", cfg, tracker)
+        why = stopped_on(e)
+        _stop_running(plan, running, f"{why}: {type(e).__name__}: {_last_line(e)}", cfg, tracker)
         if running:
-            console.print(f"[red]the driver stopped on an error; {len(running)} running trial(s) "
-                          "stopped and queued again[/]")
+            console.print(f"[red]{why}; {len(running)} running trial(s) stopped and queued "
+                          "again[/]")
         raise
     finally:
         # A signal here (Ctrl-C as the last trial ended) waits for the study to be released:
@@ -547,6 +547,15 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
             # there (the default storage is runs/studies.db, beside it), it is not left empty.
             _remove_empty(new_folders)
     return study
+
+
+def stopped_on(e: BaseException) -> str:
+    """What a study stopped by ``e``, raised in its driver, says of its running trials: an error
+    of the user's (data that went missing, a config: a ScaletuneError, which says what to do)
+    stopped the study; any other is an error of the driver's, which README says to report. Data
+    deleted under a running study was told as "the driver stopped on an error"."""
+    return ("the study stopped on an error of its input" if isinstance(e, ScaletuneError)
+            else "the driver stopped on an error")
 
 
 class CoordinatorLost(ScaletuneError):

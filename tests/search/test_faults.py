@@ -625,6 +625,17 @@ def test_a_second_driver_of_a_running_study_is_refused(tmp_path, shakespeare):
     assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.PRUNED)]
 
 
+def test_an_error_of_the_studys_input_in_the_driver_is_not_called_the_drivers():
+    # Data deleted under a running study stopped it as "the driver stopped on an error" (the
+    # running trials' reason, and a red line), which README's table of failures says to report.
+    from scaletune.search.runner import stopped_on
+    from scaletune.trainer.errors import DataError
+
+    assert stopped_on(DataError("data.path: file not found")) == (
+        "the study stopped on an error of its input")
+    assert stopped_on(RuntimeError("a bug in the driver")) == "the driver stopped on an error"
+
+
 @pytest.mark.slow
 def test_an_error_in_the_driver_requeues_the_running_trials(tmp_path, shakespeare, monkeypatch):
     cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=3, pruner={"name": "none"}))
