@@ -201,6 +201,11 @@ def submit(cfg: StudyConfig, study_file: str, url: str, options: dict[str, Any],
             f"{_when(j.start_time)}); one study has one driver at a time. Wait for it to "
             f"finish or stop it (`scaletune stop {shlex.quote(study_file)}{flags}`), then run "
             "this command again.")
+    if lease.live(held, url=storage or cfg.storage_url):
+        # A job's driver holds the study, though no job of this server names the study in its
+        # storage so written: the same database written otherwise (localhost for 127.0.0.1), or
+        # a job of another cluster. It was submitted, and failed on the lease.
+        raise lease.busy(cfg.name, held)
     job_id = f"{PREFIX}{re.sub(r'[^A-Za-z0-9_.-]', '-', cfg.name)}-{uuid.uuid4().hex[:8]}"
     _submit(jobs, url,
             entrypoint=entrypoint(path, options), submission_id=job_id,

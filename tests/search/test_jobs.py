@@ -288,6 +288,38 @@ def test_detach_refuses_a_study_a_driver_on_this_machine_runs(tmp_path, shakespe
     assert "cannot reach" not in out
 
 
+def test_detach_refuses_a_study_whose_job_names_its_storage_otherwise(tmp_path, shakespeare,
+                                                                     monkeypatch, capsys):
+    # The same database as localhost and as 127.0.0.1: the job of one spelling was not found
+    # by the other's --detach, which was submitted and failed on the lease.
+    from scaletune.search import jobs
+    from scaletune.search.config import load_study
+
+    server = _JobServer()
+    monkeypatch.setattr(jobs, "client", lambda url: server)
+    study = tiny_study(tmp_path, shakespeare,
+                       workers={"address": f"http://127.0.0.1:{free_port()}"})
+    path = write_study(tmp_path, study)
+    cfg = load_study(path)
+    cfg.folder.mkdir(parents=True)
+    held = optuna.create_study(study_name=cfg.name, storage=cfg.storage_url)
+    driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:  # the job's driver, as its lease shows it
+        now = time.time()
+        held.set_user_attr(lease.ATTR, {"token": "t", "pid": driver.pid, "since": now,
+                                        "host": socket.gethostname(), "heartbeat": now,
+                                        "job": "scaletune-tiny-4e5f6a7b",
+                                        "job_server": "http://127.0.0.1:8265"})
+        assert main(["run", str(path), "--detach"]) == 2
+        out = flat(capsys.readouterr().err)
+    finally:
+        driver.kill()
+        driver.wait()
+    assert "study 'tiny' is being run by another driver (" in out, out
+    assert "scaletune stop scaletune-tiny-4e5f6a7b --address http://127.0.0.1:8265" in out, out
+    assert server.submitted == []
+
+
 def test_the_job_runs_the_study_file_at_its_path_joined_to_its_cluster():
     command = entrypoint(Path("/shared/my studies/s.yaml"),
                          {"--n-trials": 6, "--max-concurrent": None, "--storage": None})
