@@ -294,7 +294,10 @@ def list_jobs(url: str, study: str | None, console: Console, storage: str | None
     jobs = client(url)
     found = _study_jobs(jobs, study, storage)
     if not found:
-        _printer(console)(f"no scaletune jobs{f' of study {study}' if study else ''} on {shown}")
+        # A study run with `--detach --storage` is found with that --storage, as stop says.
+        elsewhere = _elsewhere(jobs, study, storage) if study else ""
+        _printer(console)(f"no scaletune jobs{f' of study {study}' if study else ''} on "
+                          f"{shown}{elsewhere}")
         return 0
     table = Table(title=f"Studies run as Ray jobs on {shown}")
     for column in ("job", "study", "status", "started", "progress"):

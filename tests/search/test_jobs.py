@@ -259,6 +259,25 @@ def test_stop_of_a_study_whose_job_ended_names_the_one_running_in_another_storag
             ) in flat(capsys.readouterr().out)
 
 
+def test_jobs_of_a_study_run_in_another_storage_says_where_they_are(monkeypatch, capsys):
+    # `jobs STUDY.yaml` said "no scaletune jobs of study tiny" of a study running as a job with
+    # --storage, where `stop` said to give that --storage.
+    from types import SimpleNamespace
+
+    from scaletune.search import jobs
+    from scaletune.trainer.console import make_console
+
+    running = SimpleNamespace(submission_id="scaletune-tiny-4e5f6a7b", status="RUNNING",
+                              start_time=1, metadata={jobs.METADATA: "tiny",
+                                                      jobs.STORAGE: "postgresql://u@h/db"})
+    monkeypatch.setattr(jobs, "client", lambda url: _JobServer([running]))
+    assert jobs.list_jobs("http://127.0.0.1:8265", "tiny", make_console(),
+                          storage="sqlite:////a/studies.db") == 0
+    assert ("no scaletune jobs of study tiny on http://127.0.0.1:8265 in sqlite:////a/studies.db; "
+            "its jobs there are in postgresql://u@h/db: give --storage as `run --detach` was "
+            "given it") in flat(capsys.readouterr().out)
+
+
 def test_detach_refuses_a_study_a_driver_on_this_machine_runs(tmp_path, shakespeare, capsys):
     import socket
     import subprocess
