@@ -73,7 +73,14 @@ from scaletune.search.space import (
     suggest,
     trial_config,
 )
-from scaletune.search.storage import batch, make_storage, mask_url, sqlite_path
+from scaletune.search.storage import (
+    batch,
+    make_storage,
+    mask_url,
+    not_connected,
+    sqlite_path,
+    unreached_lately,
+)
 from scaletune.search.studies import LAST_DATA
 from scaletune.search.summary import holds
 from scaletune.search.tracking import CREATED
@@ -1118,9 +1125,12 @@ def study_attrs(url: str, name: str, keys: tuple[str, ...]) -> dict[str, Any]:
     database = sqlite_path(url)
     if database is not None:
         return stored_study_attrs(database, name, keys)
+    if unreached_lately(url):  # each try waits for the server's timeout, to learn it again
+        return {}
     try:
         stored = optuna.load_study(study_name=name, storage=make_storage(url, create=False))
-    except Exception:  # noqa: BLE001 - no such study, or no storage to read: nothing known
+    except Exception as e:  # noqa: BLE001 - no such study, or no storage to read: nothing known
+        not_connected(e, url)
         return {}
     return {k: stored.user_attrs[k] for k in keys if k in stored.user_attrs}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import math
 import os
 import re
 import sqlite3
@@ -137,11 +138,39 @@ def unreachable(url: str) -> str | None:
     opens, and for an SQLite file (storage_problems checks that)."""
     if url.startswith("sqlite"):
         return None
+    if (said := unreached_lately(url)) is not None:
+        return said
     try:
         check_storage(url)
     except Exception as e:  # noqa: BLE001 - any driver error means unreachable
+        not_connected(e, url)
         return cannot_read(e, url, "cannot open")
     return None
+
+
+UNREACHED: dict[str, tuple[float, str]] = {}
+"""Server storages that did not answer in CONNECT_TIMEOUT_S in this process: when
+(time.monotonic) and why (``unreachable``'s line). Such a server made `validate` and `run` wait
+three times, once for each read of the study before the check that says so; for UNREACHED_S
+they take the answer they had."""
+UNREACHED_S = 60.0
+
+
+def not_connected(e: BaseException, url: str) -> None:
+    """Record, in UNREACHED, that the server storage ``url`` did not answer in time, where ``e``
+    (a read of it) says so: the driver's OperationalError, "timeout expired". A refusal is said
+    at once, and asked again."""
+    chain: list[BaseException | None] = [e, e.__cause__, e.__context__]
+    if sqlite_path(url) is None and any(isinstance(c, sqlalchemy.exc.OperationalError)
+                                        and "timeout expired" in str(c) for c in chain):
+        UNREACHED[url] = (time.monotonic(), cannot_read(e, url, "cannot open"))
+
+
+def unreached_lately(url: str) -> str | None:
+    """Why the server storage ``url`` could not be connected to, where it could not in the last
+    UNREACHED_S seconds; else None."""
+    when, why = UNREACHED.get(url, (-math.inf, ""))
+    return why if time.monotonic() - when < UNREACHED_S else None
 
 
 def study_folder_problem(folder: Path) -> str | None:
@@ -692,6 +721,9 @@ def cannot_read(e: BaseException, url: str, what: str) -> str:
     hint = (f" (a write to it failed and left {sqlite_path(url)}-journal, which SQLite must "
             "roll back before it reads the file: make the file and its folder writable)"
             if journal else "")
+    if unreachable and "timeout expired" in why:  # libpq's words for a server that never answered
+        hint = (f" (no answer in {CONNECT_TIMEOUT_S} s: is the database server up, and is this "
+                "its host and port, reachable from here through any firewall?)")
     return f"storage: {what} {mask_url(url)}{question}: {why}{hint}{login_hint(why, url)}"
 
 

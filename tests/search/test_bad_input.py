@@ -391,6 +391,45 @@ def test_unreachable_storage_is_named_without_its_password(tmp_path, shakespeare
     assert "note: search.warmup_frac: the priors' center warmup_frac" in captured.out
 
 
+def test_a_storage_server_that_never_answers_is_waited_for_once(tmp_path, shakespeare, capsys,
+                                                               monkeypatch):
+    # A host that accepts the connection and never answers: validate and run waited for
+    # libpq's timeout three times (31 s), and said "timeout expired" without what to check.
+    import socket
+    import threading
+
+    import scaletune.search.storage
+
+    monkeypatch.setattr(scaletune.search.storage, "CONNECT_TIMEOUT_S", 2)  # libpq's least
+    for command in ("validate", "run"):
+        tries: list[socket.socket] = []
+        with socket.socket() as server:  # a server of its own: what validate learnt is not run's
+            server.bind(("127.0.0.1", 0))
+            server.listen()
+            server.settimeout(0.2)
+
+            def count(server=server, tries=tries) -> None:
+                while True:
+                    try:
+                        tries.append(server.accept()[0])
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        return
+
+            threading.Thread(target=count, daemon=True).start()
+            study = tiny_study(tmp_path, shakespeare)
+            study["storage"] = f"postgresql://u:hunter2@127.0.0.1:{server.getsockname()[1]}/db"
+            assert main([command, str(write_study(tmp_path, study))]) == 2
+            out = flat(capsys.readouterr().err)
+            assert ("failed: timeout expired (no answer in 2 s: is the database server up, and "
+                    "is this its host and port, reachable from here through any firewall?)"
+                    ) in out, out
+            assert len(tries) == 1, command
+        for peer in tries:
+            peer.close()
+
+
 def test_yaml_syntax_error_and_non_mapping(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [unclosed\n")
