@@ -262,7 +262,7 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     status = 0
     for path in args.studies:
         try:
-            kind, notes = validate_file(path)
+            kind, notes = validate_file(path, storage=args.storage)
         except ConfigError as e:  # the next files are checked all the same
             status = _errors(e)
             for note in getattr(e, "notes", []):  # a valid file its storage's error is of
@@ -755,6 +755,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check study (or training) files; every error at once")
     p.add_argument("studies", nargs="+", help="study YAML files, ladder files or training "
                    "files (final.yaml)")
+    p.add_argument("--storage", metavar="URL", type=_storage_url,
+                   help="check the study files with this storage, as `run --storage URL` runs "
+                        "them (a PostgreSQL login is tried, read-only)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("priors", help="print the scaling-law priors of a study and their sources")

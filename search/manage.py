@@ -684,11 +684,13 @@ def compile_note(compile: bool, command: str, section: str = "") -> list[str]:
     return [f"{section}{why} (`scaletune {command}` refuses it on this machine)"] if why else []
 
 
-def validate_file(path: str) -> tuple[str, list[str]]:
+def validate_file(path: str, storage: str | None = None) -> tuple[str, list[str]]:
     """What `scaletune validate` checks of one file, from the file (and a study's storage,
-    read; a server's connected to) alone: nothing is prepared, started or written. Returns its kind ("study",
-    "ladder" or "training config") and the notes the plan would warn of; raises a ConfigError
-    that lists every problem found (a data or tokenizer error found while planning included)."""
+    read; a server's connected to) alone: nothing is prepared, started or written. Returns its
+    kind ("study", "ladder" or "training config") and the notes the plan would warn of; raises a
+    ConfigError that lists every problem found (a data or tokenizer error found while planning
+    included). ``storage``: a study's storage in place of its file's, as `run --storage` gives
+    it (a study file only)."""
     from scaletune.trainer.config import (
         file_kind,
         load_train_config,
@@ -698,6 +700,11 @@ def validate_file(path: str) -> tuple[str, list[str]]:
 
     try:
         raw = load_yaml(path)
+        if storage is not None and (file_kind(raw) == "training"
+                                    or isinstance(raw, dict) and LADDER_KEYS & raw.keys()):
+            kind = "training config" if file_kind(raw) == "training" else "ladder"
+            raise ConfigError(path, [f"--storage: a study file's storage, and {path} is a {kind}, "
+                                     "whose storage it does not set"])
         if file_kind(raw) == "training":  # for `scaletune train`: a token budget, no trials
             config = load_train_config(path)
             if missing := config.data.file_errors():
@@ -722,7 +729,7 @@ def validate_file(path: str) -> tuple[str, list[str]]:
                 raise ConfigError(path, problems)
             return "ladder", ladder_notes(ladder)
         try:
-            cfg = load_study(path)
+            cfg = with_options(load_study(path), storage=storage)
         except ConfigError as e:
             raise ConfigError(e.source, e.errors + _data_file_errors(raw, path, e.errors)) from None
         # A server storage that refuses the login or does not answer: validate connects to it

@@ -1401,6 +1401,25 @@ def test_validate_finds_a_storage_that_run_refuses(tmp_path, shakespeare, capsys
     assert not (tmp_path / "none").exists() and not (tmp_path / "study").exists()
 
 
+def test_validate_checks_the_storage_given_as_run_is_given_it(tmp_path, shakespeare, capsys):
+    # `run --storage "$SCALETUNE_STORAGE"` is the README's way with a password: validate could
+    # not check that storage (no --storage), only the file's.
+    path = str(write_study(tmp_path, tiny_study(tmp_path, shakespeare)))
+    assert main(["validate", path, "--storage", "postgresql://u:hunter2@127.0.0.1:1/db"]) == 2
+    out = flat(capsys.readouterr().err)
+    assert "storage: cannot open postgresql://u:***@127.0.0.1:1/db" in out and "hunter2" not in out
+    missing = f"sqlite:///{tmp_path}/none/deep/s.db"
+    assert main(["validate", path, "--storage", missing]) == 2
+    assert "the folder of" in capsys.readouterr().err
+    assert main(["validate", path]) == 0  # the file's own storage, by default
+    # A ladder or a training file sets no study's storage: said, not ignored.
+    ladder = tmp_path / "ladder.yaml"
+    ladder.write_text("target: study.yaml\nrungs: [{tokens: 0.25}, {tokens: 0.5}]\n")
+    assert main(["validate", str(ladder), "--storage", f"sqlite:///{tmp_path}/s.db"]) == 2
+    assert "is a ladder, whose storage it does not set" in flat(capsys.readouterr().err)
+    assert not (tmp_path / "none").exists() and not (tmp_path / "s.db").exists()
+
+
 def test_an_empty_storage_a_study_ran_with_before_it_was_refused_still_reads(tmp_path, shakespeare):
     # Refused in a file now (above), `storage: ""` ran as the default storage before: the
     # config such a study recorded reads (show, report and export by its name read it).
