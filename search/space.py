@@ -247,20 +247,32 @@ def build_space(cfg: StudyConfig, priors: Priors) -> tuple[list[Dim], dict[str, 
 
 def _build_space(cfg: StudyConfig, priors: Priors) -> tuple[list[Dim], dict[str, Any]]:
     dims: list[Dim] = []
+    errors: list[str] = []  # every dimension's at once (validate gave one per fix)
     micro = cfg.trainer.micro_batch_size or 1
     for name, param in cfg.search.params.items():
         form = hparams.form_for(hparams.HPARAMS[name], getattr(param, "as_", None))
         if not param.searched:
             continue
         prior = form.prior(priors) if form.prior is not None else None
-        if form.powers_of_two:
-            dist = _batch_distribution(form, param, prior, micro)
-        else:
-            dist = _distribution(f"search.{name}", form, param, prior)
+        try:
+            if form.powers_of_two:
+                dist = _batch_distribution(form, param, prior, micro)
+            else:
+                dist = _distribution(f"search.{name}", form, param, prior)
+        except ConfigError as e:
+            errors += e.errors
+            continue
         dims.append(Dim(form.name, dist, prior))
     for dotted, param in cfg.search.other.items():
         if param.searched:
-            dims.append(Dim(dotted, _distribution(f"search.other.{dotted}", None, param, None)))
+            try:
+                dist = _distribution(f"search.other.{dotted}", None, param, None)
+            except ConfigError as e:
+                errors += e.errors
+                continue
+            dims.append(Dim(dotted, dist))
+    if errors:
+        raise ConfigError("study", errors)
     return dims, fixed_values(cfg)
 
 

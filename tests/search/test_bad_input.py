@@ -430,6 +430,17 @@ def test_a_storage_server_that_never_answers_is_waited_for_once(tmp_path, shakes
             peer.close()
 
 
+def test_every_range_outside_its_prior_is_named_at_once(tmp_path, shakespeare, capsys):
+    # Checked as the space was built, the first stopped it: validate named one per fix.
+    study = tiny_study(tmp_path, shakespeare)
+    study["search"]["lr"] = {"prior": "auto", "high": 1e-6}
+    study["search"]["warmup_frac"] = {"prior": "auto", "low": 0.98}
+    assert main(["validate", str(write_study(tmp_path, study))]) == 2
+    out = flat(capsys.readouterr().err)
+    assert "2 error(s)" in out, out
+    assert "search.lr: low=" in out and "search.warmup_frac: low=0.98, high=" in out, out
+
+
 def test_yaml_syntax_error_and_non_mapping(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [unclosed\n")
