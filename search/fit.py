@@ -244,6 +244,22 @@ def _mixed_scales(cfgs: list[StudyConfig], scale_kind: str) -> tuple[str, ...]:
             "--by tokens) studies of one model",)
 
 
+def _yaml_kind(path: Path) -> str | None:
+    """"a ladder file" or "a study or training file" for a YAML file of a mapping, else None."""
+    if path.suffix not in (".yaml", ".yml"):
+        return None
+    from scaletune.search.config import LADDER_KEYS
+    from scaletune.trainer.config import load_yaml
+
+    try:
+        raw = load_yaml(path)
+    except Exception:  # noqa: BLE001 - not YAML that reads: the caller says what it is not
+        return None
+    if not isinstance(raw, dict):
+        return None
+    return "a ladder file" if LADDER_KEYS & raw.keys() else "a study or training file"
+
+
 def laws_file_problem(path: Path) -> str | None:
     """Why fitted laws may not be written at ``path``, else None: a folder, or a file there that
     is not fitted laws (a study file given by mistake), which saving would replace. Laws that an
@@ -254,6 +270,9 @@ def laws_file_problem(path: Path) -> str | None:
         try:
             FittedLaws.load(path)
         except (ValueError, OSError) as e:
+            if kind := _yaml_kind(path):  # said without the JSON parser's words
+                return (f"{path} is {kind}, not fitted laws, which writing the laws would "
+                        "replace: give another path (laws are JSON: laws.json)")
             why = str(e).removeprefix(f"{path}: ").removeprefix(
                 "not a fitted-laws file this scaletune reads: ")
             return (f"{path} holds a file that is not fitted laws ({why}), which writing the "

@@ -616,7 +616,7 @@ def rungs_compute(ladder: Ladder) -> dict[str, float]:
     from scaletune.search.plan import n_finished
     from scaletune.search.summary import summarize
 
-    out = {"rungs": 0, "trials": 0, "tokens": 0, "flops": 0.0}
+    out = {"rungs": 0, "trials": 0, "tokens": 0, "flops": 0.0, "stopped": 0}
     for rung in ladder.rungs:
         study = stored_study(rung.cfg)
         if study is None:
@@ -624,6 +624,9 @@ def rungs_compute(ladder: Ladder) -> dict[str, float]:
         summary = summarize(study, rung.cfg)
         out["rungs"] += 1
         out["trials"] += n_finished(study)  # a failure run again is counted by its re-run
+        # Trials that failed or were stopped (Ctrl-C, a killed worker; run again): the tokens
+        # above count what they trained.
+        out["stopped"] += summary["trials"].get("FAIL", 0)
         out["tokens"] += summary["compute"]["tokens_trained"]
         out["flops"] += summary["compute"]["flops_6nd"]
     return out
@@ -758,7 +761,9 @@ def print_ladder_summary(ladder: Ladder, study: optuna.Study, console: Console,
     # Read once: the summary below prints it. Named as the ladder's (its advice on more trials
     # is the ladder file's).
     target = summarize(study, named_target(ladder))
-    cost = (f"{rungs['rungs']} rung(s) before the target: {rungs['trials']} trials, "
+    stopped = (f" (and {rungs['stopped']} failed or stopped, whose tokens count too)"
+               if rungs["stopped"] else "")
+    cost = (f"{rungs['rungs']} rung(s) before the target: {rungs['trials']} trials{stopped}, "
             f"{rungs['tokens']:,} tokens, {rungs['flops']:.3g} FLOPs (6ND); "
             f"{rungs['flops'] + target['compute']['flops_6nd']:.3g} FLOPs with the target's")
     return print_run_summary(console, study, ladder.target, ladder.source, wall_s,

@@ -22,7 +22,7 @@ from rich.console import Console
 from scaletune.heuristics.fit import CarriedFit, FittedLaws, PowerLawFit, ScalePoint
 from scaletune.search.config import PriorsConfig, StudyConfig
 from scaletune.search.fit import print_laws, scale_points, study_scale
-from scaletune.search.ladder import Ladder, finished_trials, named_target
+from scaletune.search.ladder import Ladder, finished_trials, named_target, stored_study
 from scaletune.search.report import (
     FIGSIZE,
     Drawn,
@@ -201,6 +201,10 @@ def make_ladder_report(ladder: Ladder, out_dir: str | Path, source: str | None =
     if finished_trials(target):
         return make_report(target, out, source=source, console=console, ladder=drawn)
     if console is not None:
-        console.print(f"the target study {target.name} has not run yet: its report comes once "
-                      f"it has (scaletune ladder {source})", highlight=False, markup=False)
+        started = stored_study(target)  # interrupted before a trial ended: it has run
+        state = ("has no finished trial yet" if started is not None and started.trials
+                 else "has not run yet")
+        console.print(f"the target study {target.name} {state}: its report comes once a trial "
+                      f"of it has finished (scaletune ladder {source})", highlight=False,
+                      markup=False)
     return {}

@@ -246,9 +246,9 @@ def test_a_laws_file_that_would_replace_another_file_or_cannot_be_written_is_ref
                     ["ladder", str(path)]):
         assert main(command) == 2, command
         out = " ".join(capsys.readouterr().err.split())
-        assert (f"laws_file: {tmp_path / 'target.yaml'} holds a file that is not fitted laws "
-                "(Expecting value: line 1 column 1 (char 0)), which writing the laws would "
-                "replace") in out, out
+        # Named as what it is, not by the JSON parser's words ("Expecting value: line 1...").
+        assert (f"laws_file: {tmp_path / 'target.yaml'} is a study or training file, not fitted "
+                "laws, which writing the laws would replace") in out, out
     assert (tmp_path / "target.yaml").read_bytes() == target
     # The report, which reads the laws file alone, does not tell the user to delete a study file.
     from scaletune.search.ladder_report import make_ladder_figures
@@ -791,7 +791,11 @@ def test_the_rungs_cost_counts_a_failure_run_again_once(tmp_path, shakespeare):
             state=state, value=2.0 if state == TrialState.COMPLETE else None,
             params={"lr": 1e-3}, distributions=lr, user_attrs={**attrs, **more}))
     # Rule: a trial stopped with its driver and run again is one trial of the rung, not two.
-    assert rungs_compute(ladder)["trials"] == 2
+    cost = rungs_compute(ladder)
+    assert cost["trials"] == 2
+    # Its tokens count (3 x 4,096), and the summary's line says so: "24 trials" beside tokens
+    # that held 4 stopped trials' read as if those were all.
+    assert cost["tokens"] == 3 * 4_096 and cost["stopped"] == 1
 
 
 def exported_with_laws(tmp_path, tau_spread: tuple[float, float]):

@@ -846,7 +846,8 @@ def test_fit_replaces_only_laws_it_wrote(finished, tmp_path, capsys):
     notes.write_text("my notes\n")
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    for target, says in [(ran, "holds a file that is not fitted laws"),
+    for target, says in [(ran, "is a study or training file, not fitted laws, which writing "
+                               "the laws would replace: give another path"),
                          (notes, "holds a file that is not fitted laws"),
                          (tmp_path, "is a folder; give the file to write"),
                          (blocker / "laws.json", "cannot write the fitted laws there (a file "
