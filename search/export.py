@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from scaletune.heuristics import laws
 from scaletune.heuristics.transfer import (
     HORIZON_EXPONENTS,
+    HORIZON_SOURCES,
     FittedExponents,
     Hparams,
     Rule,
@@ -226,8 +227,10 @@ def fitted_exponents(cfg: StudyConfig, fitted: FittedLaws | None,
             # exponent of -0.912 in [-2.950, 1.038] moved tau x0.12 for 10x the tokens, unsaid.
             notes.append(f"the fitted {name} law's exponent {fit.exponent:+.3f} has a "
                          f"{fit.level:.0%} interval [{low:+.3f}, {high:+.3f}] that holds the "
-                         f"published rule's {published:+.3g}: the rungs do not tell the two "
-                         f"apart, and the transfer applies the fitted one")
+                         f"published horizon rule's {published:+.3g} ({HORIZON_SOURCES[name]}: "
+                         f"how {name} moves as the run lengthens at a fixed model, not the "
+                         f"priors' law): the rungs do not tell the two apart, and the transfer "
+                         f"applies the fitted one")
     weak = [f.target for f in fitted.fits() if f.weak]
     if weak:
         notes.append(f"the fitted {', '.join(weak)} law(s) warn: their horizon exponents are "

@@ -872,7 +872,8 @@ def test_export_says_where_a_fitted_exponent_does_not_exclude_the_published_one(
     said = [n for n in notes if "the rungs do not tell the two apart" in n]
     assert len(said) == 1 and said[0].startswith(
         "the fitted tau law's exponent -0.200 has a 95% interval [-2.103, +1.703] that holds the "
-        "published rule's +0"), notes
+        "published horizon rule's +0 (tau kept, Wang & Aitchison: how tau moves as the run "
+        "lengthens at a fixed model, not the priors' law)"), notes
 
 
 def test_export_notes_the_warnings_of_the_laws_it_uses_only(tmp_path):
