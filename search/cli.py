@@ -347,7 +347,21 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     from scaletune.search.fit import fit_from_studies, laws_writable, print_laws, save_laws
 
     _quiet_optuna()
-    studies = [_study(argparse.Namespace(study=p, storage=args.storage)) for p in args.studies]
+    studies = []
+    for p in args.studies:
+        if _ladder_file(p):
+            # Its rungs' studies, whose laws the ladder fits: it was taken for its target alone,
+            # one study at one scale, and a fit of it "needs studies at two or more".
+            from scaletune.search.ladder import finished_trials, load_ladder
+
+            ladder = load_ladder(p)
+            ran = [r.cfg for r in ladder.rungs if finished_trials(r.cfg)]
+            console.print(f"{p}: a ladder file: its {len(ran)} rung(s) that have run "
+                          f"(`scaletune ladder {p}` fits them into {ladder.laws_file} itself)",
+                          highlight=False, markup=False, soft_wrap=True)
+            studies += ran
+        else:
+            studies.append(_study(argparse.Namespace(study=p, storage=args.storage)))
     output = _file_to_write(args.output, "laws.json")
     laws_writable(output, f"-o {output}")
     laws = fit_from_studies(studies, scale_kind=args.by)

@@ -1571,8 +1571,8 @@ def load_study(path: str | Path) -> StudyConfig:
     if kind == "ladder":
         raise ConfigError(str(path), [
             f"a ladder file (target, rungs), not a study file: run it with `scaletune ladder "
-            f"{path}`; `report`, `export`, `show`, `best`, `studies`, `dashboard` and `priors` "
-            "take it for its target study"])
+            f"{path}`; `report`, `export`, `show`, `best`, `studies`, `dashboard`, `delete` and "
+            "`priors` take it for its target study, and `fit` for its rungs"])
     if kind == "training":
         # As `scaletune export` writes: one line that says so, not every study key it lacks.
         keys = ", ".join(k for k in raw if k in TRAINING_ONLY)

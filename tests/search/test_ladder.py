@@ -616,6 +616,12 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     # show names the file it was given, not the target's study file.
     assert main(["show", str(path)]) == 0
     assert f"study ladder-target ({path})" in capsys.readouterr().out
+    # fit of the ladder file fits its rungs, as the ladder does (it took the target alone, one
+    # study at one scale, and refused: "a law needs studies at two or more tokens per trial").
+    assert main(["fit", str(path), "-o", str(tmp_path / "mine.json")]) == 0
+    out = flat(capsys.readouterr().out)
+    assert f"{path}: a ladder file: its 3 rung(s) that have run" in out and (
+        "fitted on 3 studies") in out, out
     assert load_study(tmp_path / "target.yaml").name == "tiny"
     # Rule: the report of a ladder opens on its figures: index.html shows each law's figure
     # and summary.json lists them with the target study's files.
