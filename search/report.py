@@ -1169,12 +1169,16 @@ def plot_priors(study: optuna.Study, cfg: StudyConfig, out: Path,
 # --------------------------------------------------------------------------- the report
 
 
-LADDER_FIGURE = ("the optimum each rung found (the spread of its near-best trials), the law "
-                 "fitted to them (the warmup fraction: their weighted mean, carried over) with "
-                 "its 95% prediction interval, the published laws' prior "
-                 "center at each rung, the prediction at the target and what the target study "
-                 "found there")
-"""The line index.html shows under each of a ladder's figures (search.ladder_report)."""
+def ladder_figure(name: str) -> str:
+    """The line index.html shows under a ladder's figure ``name`` (ladder_lr, ladder_warmup_frac;
+    search.ladder_report): the warmup fraction's is a carried value, the others' a law (each
+    said the warmup's words, under lr too)."""
+    fitted = ("the value carried to the target, their weighted mean (no trend fitted)"
+              if name == "ladder_warmup_frac" else "the law fitted to them")
+    return (f"the optimum each rung found (the spread of its near-best trials), {fitted} with "
+            "its 95% prediction interval, the published laws' prior center at each rung and at "
+            "the target, the prediction at the target, and the center of the prior the target "
+            "study searched around and its best trial, once it has run")
 
 
 def report_folder_problem(out: Path, example: str) -> str | None:
@@ -1423,7 +1427,7 @@ def write_index(summary: dict[str, Any], out: Path, drawn: dict[str, Drawn | Non
         parts.append(f"<h2>Notes</h2>\n<ul>\n{notes}</ul>")
     if ladder:
         parts.append("<h2>The ladder</h2>")
-        parts += [section(d, d.paths[0].stem, LADDER_FIGURE) for d in ladder]
+        parts += [section(d, d.paths[0].stem, ladder_figure(d.paths[0].stem)) for d in ladder]
     parts.append("<h2>Figures</h2>")
     for name, about in FIGURES.items():
         d = drawn.get(name)

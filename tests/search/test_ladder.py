@@ -634,6 +634,11 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     for name in ("ladder_lr", "ladder_tau"):
         assert f'<img src="{name}.png"' in index and {f"{name}.png", f"{name}.html"} <= set(files)
     assert index.index("The ladder") < index.index("<h2>Figures</h2>")
+    # Each figure's own caption: lr's spoke of the warmup fraction's weighted mean.
+    carried = "their weighted mean (no trend fitted)"
+    assert index.count(carried) == int("ladder_warmup_frac.png" in files), index
+    assert index.count("the law fitted to them") == len(
+        [f for f in files if f.startswith("ladder_") and f.endswith(".png")]) - index.count(carried)
     # The seed noise is measured by the ladder's own command (the report named `scaletune run
     # ladder.yaml`, which refuses a ladder file), on its target.
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
