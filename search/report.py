@@ -73,7 +73,7 @@ from plotly.subplots import make_subplots
 from rich.console import Console
 from rich.table import Table
 
-from scaletune.heuristics.priors import FITTED_CITATION
+from scaletune.heuristics.priors import FIT_WARNS, FITTED_CITATION
 from scaletune.search import hparams
 from scaletune.search.config import MedianPrunerConfig, Param, StudyConfig
 from scaletune.search.noise import REPEAT_OF, TRAIN_SEED, floor_of, measured_floor, seed_groups
@@ -1082,8 +1082,11 @@ def prior_rows(study: optuna.Study, cfg: StudyConfig) -> list[PriorRow]:
                 first = prior["sources"][0] if prior["sources"] else {}
                 heuristic = (not prior_is_fitted(prior)
                              and "no published law" in first.get("citation", ""))
-                how += ", prior from a heuristic (no published law)" if heuristic \
-                    else f", {look.words}"
+                blended = prior_is_fitted(prior) and any(
+                    FIT_WARNS in str(s.get("note", "")) for s in prior["sources"])
+                how += (", prior from a heuristic (no published law)" if heuristic else
+                        ", prior blending your studies' fit half and half with the published "
+                        "laws (the fit warns)" if blended else f", {look.words}")
             else:
                 how += ", no prior"
             searched_range = _range(dist)

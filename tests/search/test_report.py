@@ -726,8 +726,12 @@ def test_priors_fitted_to_your_studies_say_so_in_both_versions(tmp_path):
     # Rule: each row says where its prior came from; fitted ones have entries of their own in
     # both versions' legends.
     rows = {row.name: row for row in prior_rows(study, cfg)}
+    # These laws warn (one near-best trial per rung): each prior is half fit, half published
+    # laws, which the row says (it said "prior fitted to your studies").
     for name in ("lr", "tau", "batch_size"):
-        assert rows[name].label.endswith(", prior fitted to your studies"), name
+        assert rows[name].label.endswith(
+            ", prior blending your studies' fit half and half with the published laws (the fit "
+            "warns)"), name
         layers = {layer.name for layer in rows[name].layers}
         assert {"fitted prior range", "fitted prior center"} <= layers, name
     assert rows["warmup_frac"].label.endswith(", prior from the published laws")
