@@ -20,7 +20,8 @@ from matplotlib.figure import Figure
 from rich.console import Console
 
 from scaletune.heuristics.fit import CarriedFit, FittedLaws, PowerLawFit, ScalePoint
-from scaletune.search.config import PriorsConfig, StudyConfig
+from scaletune.heuristics.priors import batch_of_lr
+from scaletune.search.config import Param, PriorsConfig, StudyConfig
 from scaletune.search.fit import print_laws, scale_points, study_scale
 from scaletune.search.ladder import Ladder, finished_trials, named_target, stored_study
 from scaletune.search.report import (
@@ -37,7 +38,7 @@ from scaletune.search.report import (
     make_report,
     report_folder_problem,
 )
-from scaletune.search.space import planning_priors
+from scaletune.search.space import planning_priors, trained_batches
 from scaletune.search.studies import open_study
 from scaletune.trainer.errors import ConfigError
 
@@ -46,12 +47,30 @@ LABELS = {"lr": "peak learning rate", "tau": "AdamW timescale tau = B/(eta*lambd
           "batch_size": "batch (tokens per step)", "warmup_frac": "warmup (fraction of steps)"}
 
 
-def published_center(cfg: StudyConfig, target: str) -> float:
+def published_center(cfg: StudyConfig, target: str, batch: float | None = None) -> float:
     """The published laws' prior center of ``target`` for the study ``cfg`` (batch in tokens
-    per step, as the fit counts it)."""
-    priors = planning_priors(cfg.model_copy(update={"priors": PriorsConfig()}))
+    per step, as the fit counts it). ``batch``: the batch (sequences) lr, tau and warmup are
+    taken at, in place of the published batch law's: a target study's prior is taken at the
+    fitted batch's, and a fit that warns is blended with the published laws there (drawn at
+    the published batch, the blend lay below both values the figure drew)."""
+    update: dict[str, Any] = {"priors": PriorsConfig()}
+    if batch is not None and target != "batch_size":
+        # A batch the study fixes is the one its priors are taken at (space.trained_batches).
+        fixed = Param(value=int(batch) if float(batch).is_integer() else batch)
+        update["search"] = cfg.search.model_copy(
+            update={"params": {**cfg.search.params, "batch_size": fixed}})
+    priors = planning_priors(cfg.model_copy(update=update))
     prior = getattr(priors, target)
     return prior.center * (cfg.model.block_size if target == "batch_size" else 1)
+
+
+def prior_batch(cfg: StudyConfig, centers: dict[str, float]) -> float | None:
+    """The batch (sequences) a study's lr, tau and warmup priors were taken at, from the
+    centers it recorded (``target_best``; batch in tokens per step): its batch prior's center,
+    or the nearest batch it trains (heuristics.priors.batch_of_lr). None before it ran."""
+    if "batch_size" not in centers:
+        return None
+    return batch_of_lr(centers["batch_size"] / cfg.model.block_size, trained_batches(cfg))
 
 
 def target_best(ladder: Ladder) -> tuple[ScalePoint | None, StudyConfig, dict[str, float]]:
@@ -74,11 +93,13 @@ def target_best(ladder: Ladder) -> tuple[ScalePoint | None, StudyConfig, dict[st
 
 def plot_fit(ladder: Ladder, fit: PowerLawFit | CarriedFit, best: ScalePoint | None,
              out: Path, target: StudyConfig | None = None,
-             searched_at: float | None = None) -> Drawn:
+             searched_at: float | None = None, batch: float | None = None) -> Drawn:
     """The figure of one fitted law or carried value (see the module); ``target``: the config
     the target study ran with (default the ladder's study file), whose scale is the target's;
     ``searched_at``: the center of the prior the target study searched around, where it ran
-    (the prediction, or its blend with the published laws where the fit is weak)."""
+    (the prediction, or its blend with the published laws where the fit is weak); ``batch``:
+    the batch (sequences) that prior was taken at, where the published laws' center at the
+    target is drawn (``prior_batch``)."""
     law = isinstance(fit, PowerLawFit)
     target = target or ladder.target
     top = study_scale(target, ladder.cfg.scale)
@@ -105,11 +126,14 @@ def plot_fit(ladder: Ladder, fit: PowerLawFit | CarriedFit, best: ScalePoint | N
                         [r.scale for r in fit.rungs], [r.value for r in fit.rungs],
                         COLOURS["rung"], text=[f"{r.n_trials} near-best trials"
                                                for r in fit.rungs]))
-    cfgs = [r.cfg for r in ladder.rungs] + [target]
-    published = sorted((s, published_center(c, fit.target)) for s, c in
-                       zip([r.scale for r in ladder.rungs] + [top], cfgs, strict=True))
+    published = sorted([(r.scale, published_center(r.cfg, fit.target), "")
+                        for r in ladder.rungs]
+                       + [(top, published_center(target, fit.target, batch),
+                           "" if batch is None or fit.target == "batch_size" else
+                           f"at the batch of the target's prior, {batch:g} sequences")])
     layers.append(Layer("published laws' prior center", [p[0] for p in published],
-                        [p[1] for p in published], COLOURS["published"], marker="x", line=1.0))
+                        [p[1] for p in published], COLOURS["published"], marker="x", line=1.0,
+                        text=[p[2] for p in published]))
     layers.append(Layer("prediction at the target", [top, top], [at_target.low, at_target.high],
                         COLOURS["fit"], marker=None, line=3.0))
     layers.append(Layer("prediction at the target", [top], [at_target.value], COLOURS["fit"],
@@ -173,7 +197,8 @@ def make_ladder_figures(ladder: Ladder, out: Path, laws_: FittedLaws | None = No
         laws_ = read_laws(ladder)
     out.mkdir(parents=True, exist_ok=True)
     best, target, centers = target_best(ladder)
-    return [plot_fit(ladder, fit, best, out, target, centers.get(fit.target))
+    batch = prior_batch(target, centers)
+    return [plot_fit(ladder, fit, best, out, target, centers.get(fit.target), batch)
             for fit in laws_.all_fits()]
 
 

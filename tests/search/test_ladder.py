@@ -721,6 +721,15 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
         # Beside the prediction, the center the target searched around (a blend where the fit
         # is weak, which the star alone left unexplained).
         assert shown["target study's prior center"] == (trained,), shown
+        # The published center drawn at the target is the one the prior was blended with (at
+        # the batch of the target's prior): the blend lay below both values drawn.
+        ys = {t.name: t.y for t in drawn.html.data}
+        if drawn.paths[0].stem in ("ladder_lr", "ladder_tau"):
+            center = ys["target study's prior center"][0]
+            published = ys["published laws' prior center"][-1]
+            predicted = ys["prediction at the target"][-1]
+            assert (min(published, predicted) * (1 - 1e-9) <= center
+                    <= max(published, predicted) * (1 + 1e-9)), (drawn.paths[0].stem, ys)
     study_file.write_text(before)
 
     # Rule: a launch whose fit replaces laws that differ at the target keeps the file it
@@ -963,6 +972,22 @@ def test_the_ladder_figure_shows_rungs_law_published_prior_and_prediction(tmp_pa
     assert (f"fitted law, exponent drawn toward the prior +0.10 (the rungs alone: "
             f"{pulled.lr.data_exponent:+.3f})") in names
     assert pulled.lr.data_exponent == pytest.approx(-0.3, abs=0.01)
+
+
+def test_the_published_center_at_the_target_is_taken_at_the_batch_of_its_prior(tmp_path,
+                                                                               shakespeare):
+    # The target's lr prior is taken at the fitted batch's, and a fit that warns is blended
+    # there with the published laws; the figure drew the published lr at the published batch,
+    # and the blend lay below both values drawn (0.00608 between 0.00632 and 0.00828).
+    from scaletune.search.ladder_report import published_center
+    from scaletune.search.space import trained_batches
+
+    target = load_ladder(ladder_files(tmp_path, shakespeare)).target
+    low, high = trained_batches(target)
+    assert low < high
+    at_low, at_high = (published_center(target, "lr", b) for b in (low, high))
+    assert at_high / at_low == pytest.approx(math.sqrt(high / low))  # Adam's square-root rule
+    assert published_center(target, "batch_size", low) == published_center(target, "batch_size")
 
 
 def test_the_carried_warmup_gets_a_figure_of_its_own(tmp_path, shakespeare):
