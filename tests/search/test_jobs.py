@@ -278,44 +278,20 @@ def test_jobs_of_a_study_run_in_another_storage_says_where_they_are(monkeypatch,
             "given it") in flat(capsys.readouterr().out)
 
 
-def test_detach_refuses_a_study_a_driver_on_this_machine_runs(tmp_path, shakespeare, capsys):
-    import socket
-    import subprocess
-    import sys
-    import time
-
-    from scaletune.search.config import load_study
-
-    study = tiny_study(tmp_path, shakespeare,
-                       workers={"address": f"http://127.0.0.1:{free_port()}"})
-    path = write_study(tmp_path, study)
-    cfg = load_study(path)
-    cfg.folder.mkdir(parents=True)
-    held = optuna.create_study(study_name=cfg.name, storage=cfg.storage_url)
-    driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:  # a local `scaletune run` of the study, as its lease shows it
-        now = time.time()
-        held.set_user_attr(lease.ATTR, {"token": "t", "pid": driver.pid, "since": now,
-                                        "host": socket.gethostname(), "heartbeat": now})
-        assert main(["run", str(path), "--detach"]) == 2
-        out = flat(capsys.readouterr().err)
-    finally:
-        driver.kill()
-        driver.wait()
-    # Refused before the job server is asked (it was submitted, and the job failed on the lease).
-    assert f"study 'tiny' is being run by another driver (pid {driver.pid} on " in out, out
-    assert "cannot reach" not in out
-
-
-def test_detach_refuses_a_study_whose_job_names_its_storage_otherwise(tmp_path, shakespeare,
-                                                                     monkeypatch, capsys):
-    # The same database as localhost and as 127.0.0.1: the job of one spelling was not found
-    # by the other's --detach, which was submitted and failed on the lease.
+@pytest.mark.parametrize("job", [None, "scaletune-tiny-4e5f6a7b"],
+                         ids=["a local driver", "a job's driver, its storage written otherwise"])
+def test_detach_refuses_a_study_another_driver_holds(tmp_path, shakespeare, monkeypatch, capsys,
+                                                     job):
+    # A local `scaletune run` of the study: refused before the job server is asked (it was
+    # submitted, and the job failed on the lease). A job's driver whose storage this server's
+    # jobs name otherwise (localhost for 127.0.0.1, the same database): the job of one spelling
+    # was not found by the other's --detach, which was submitted and failed on the lease.
     from scaletune.search import jobs
     from scaletune.search.config import load_study
 
     server = _JobServer()
-    monkeypatch.setattr(jobs, "client", lambda url: server)
+    if job:
+        monkeypatch.setattr(jobs, "client", lambda url: server)
     study = tiny_study(tmp_path, shakespeare,
                        workers={"address": f"http://127.0.0.1:{free_port()}"})
     path = write_study(tmp_path, study)
@@ -323,20 +299,21 @@ def test_detach_refuses_a_study_whose_job_names_its_storage_otherwise(tmp_path, 
     cfg.folder.mkdir(parents=True)
     held = optuna.create_study(study_name=cfg.name, storage=cfg.storage_url)
     driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:  # the job's driver, as its lease shows it
+    try:  # the driver, as its lease shows it
         now = time.time()
         held.set_user_attr(lease.ATTR, {"token": "t", "pid": driver.pid, "since": now,
                                         "host": socket.gethostname(), "heartbeat": now,
-                                        "job": "scaletune-tiny-4e5f6a7b",
-                                        "job_server": "http://127.0.0.1:8265"})
+                                        **({"job": job, "job_server": "http://127.0.0.1:8265"}
+                                           if job else {})})
         assert main(["run", str(path), "--detach"]) == 2
         out = flat(capsys.readouterr().err)
     finally:
         driver.kill()
         driver.wait()
-    assert "study 'tiny' is being run by another driver (" in out, out
-    assert "scaletune stop scaletune-tiny-4e5f6a7b --address http://127.0.0.1:8265" in out, out
-    assert server.submitted == []
+    assert f"study 'tiny' is being run by another driver (pid {driver.pid} on " in out, out
+    assert "cannot reach" not in out and server.submitted == []
+    if job:
+        assert f"scaletune stop {job} --address http://127.0.0.1:8265" in out, out
 
 
 def test_the_job_runs_the_study_file_at_its_path_joined_to_its_cluster():
