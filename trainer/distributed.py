@@ -186,6 +186,15 @@ def ranks_without(flag: bool, world: int, device: torch.device) -> int:
     return int(t.item())
 
 
+def as_rank_zero(digest: int, world: int, device: torch.device) -> bool:
+    """Whether ``digest`` (a 63-bit number, say a config's hash) is rank 0's, on each rank."""
+    if world == 1:
+        return True
+    t = torch.tensor([digest], dtype=torch.int64, device=device)
+    dist.broadcast(t, src=0)
+    return int(t.item()) == digest
+
+
 def agree(flag: bool, world: int, device: torch.device) -> bool:
     """Rank 0's decision, on every rank (the report callback runs on rank 0 only).
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
+import json
 import math
 import os
 import re
@@ -48,6 +50,7 @@ from scaletune.trainer.data import (
 )
 from scaletune.trainer.distributed import (
     agree,
+    as_rank_zero,
     data_parallel,
     device_for,
     draw_apart,
@@ -281,11 +284,32 @@ def _other_data(config: TrainConfig, fingerprint: str) -> str | None:
     return f"{said}: this run trains on the data as it is now" + (f" ({why})" if why else "")
 
 
+PER_NODE = frozenset({"num_threads", "progress"})
+"""Training-config fields a node may set for itself: left out of ``config_digest``."""
+
+
+def config_digest(config: TrainConfig) -> int:
+    """A 63-bit hash of what ``config`` trains (its fields but PER_NODE), the same on every
+    node that read the same file."""
+    fields = {k: v for k, v in config.model_dump(mode="json").items() if k not in PER_NODE}
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
 def _train(config: TrainConfig, run: _Run, report: Report | None, resume: bool,
            interrupt: DeferredInterrupt | None, overwrite: bool, wall_start: float) -> Result:
     """``train`` once its set-up is done and out_dir is this run's."""
     if interrupt is not None:  # stopped in the set-up: before anything is written or cleared
         interrupt.check()
+    if run.world > 1 and (apart := ranks_without(
+            as_rank_zero(config_digest(config), run.world, run.device), run.world, run.device)):
+        # Each node reads its own copy of the file: one edited, or stale, trained beside the
+        # others with its own values (lr 0.001 on one node, 0.0149 on the other), and the run
+        # recorded rank 0's config alone.
+        raise SetupError(
+            f"{apart} of the {run.world} processes of this run read a training config other "
+            "than the first process's (each node reads its own copy of the file): give every "
+            "node the same file, copied to each or on a file system they share")
     if run.out_dir and run.lead:
         if overwrite and not resume:  # only now: a run that failed its set-up loses nothing
             clear_run(run.out_dir)

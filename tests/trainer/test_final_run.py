@@ -310,14 +310,17 @@ def test_each_process_draws_its_own_dropout_masks_and_resumes_them(tmp_path, sha
     assert b == pytest.approx(a, abs=1e-6)  # each rank went on with its own stream
 
 
-def _two_nodes(config: Path, stderr: int) -> tuple[int, list[subprocess.Popen]]:
+def _two_nodes(config: Path, stderr: int, second: Path | None = None
+               ) -> tuple[int, list[subprocess.Popen]]:
     """`scaletune train --nnodes 2` of ``config`` as two "machines" on loopback (one process
-    each, its own --node-rank), meeting at a free port: (the port, the two launches)."""
+    each, its own --node-rank), meeting at a free port: (the port, the two launches).
+    ``second``: the file node 1 reads, where it is another (each node reads its own copy)."""
     port = free_port()
     return port, [subprocess.Popen(
-        [sys.executable, "-m", "scaletune.search.cli", "train", str(config), "--nnodes", "2",
+        [sys.executable, "-m", "scaletune.search.cli", "train", str(path), "--nnodes", "2",
          "--node-rank", str(rank), "--rdzv-endpoint", f"127.0.0.1:{port}"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True) for rank in (0, 1)]
+        cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        for rank, path in ((0, config), (1, second or config))]
 
 
 def test_two_machines_meet_at_the_rendezvous_endpoint(tmp_path, tmp_path_factory, shakespeare):
@@ -334,6 +337,32 @@ def test_two_machines_meet_at_the_rendezvous_endpoint(tmp_path, tmp_path_factory
                                                        abs=2e-4)
     start = json.loads((tmp_path / "nodes" / "metrics.jsonl").read_text().splitlines()[0])
     assert start["event"] == "start" and start["processes"] == 2
+
+
+def test_nodes_that_read_other_configs_are_refused_before_they_train(tmp_path, shakespeare):
+    # One node's copy of the file edited (lr 0.001 there): the nodes trained together, each
+    # with its own lr, both ended 0, and the run recorded rank 0's config alone.
+    nodes = _config(tmp_path, shakespeare, "nodes")
+    edited = yaml.safe_load(nodes.read_text())
+    edited["optim"]["lr"] = 1e-3
+    edited["num_threads"] = 2  # a node's own: not a difference
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(edited))
+    _, launches = _two_nodes(nodes, stderr=subprocess.STDOUT, second=other)
+    outputs = [" ".join(p.communicate(timeout=300)[0].split()) for p in launches]
+    assert [p.returncode for p in launches] == [2, 2], outputs
+    for out in outputs:
+        assert ("1 of the 2 processes of this run read a training config other than the first "
+                "process's (each node reads its own copy of the file): give every node the same "
+                "file") in out, out
+        assert "Traceback" not in out, out
+    assert not (tmp_path / "nodes" / "metrics.jsonl").exists()
+    # A node's own threads are no difference: the same file but num_threads trains.
+    edited["optim"]["lr"] = yaml.safe_load(nodes.read_text())["optim"]["lr"]
+    other.write_text(yaml.safe_dump(edited))
+    _, launches = _two_nodes(nodes, stderr=subprocess.STDOUT, second=other)
+    outputs = [p.communicate(timeout=300)[0] for p in launches]
+    assert [p.returncode for p in launches] == [0, 0], outputs
 
 
 def test_a_node_signalled_alone_leaves_the_others_a_line_not_a_traceback(tmp_path, shakespeare):
