@@ -239,6 +239,29 @@ def unknown_host(rdzv_endpoint: str) -> list[str]:
     return []
 
 
+def port_taken(rdzv_endpoint: str) -> list[str]:
+    """The error of node 0's rendezvous port in use on this machine (another node 0 waits there,
+    or a second machine started without its --node-rank, which is 0 then): torchrun failed on
+    EADDRINUSE in a traceback of 46 lines, exit 1. A port that a run closed a moment ago is free
+    to take (SO_REUSEADDR, as torch's store binds)."""
+    import errno
+    import socket
+
+    port = rdzv_endpoint.rpartition(":")[2]
+    try:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(("", int(port)))
+    except OSError as e:
+        if e.errno != errno.EADDRINUSE:
+            return []
+        return [f"--rdzv-endpoint: port {port} is in use on this machine, where this node 0 "
+                "listens for the others: another node 0 waits there (a machine started without "
+                "its own --node-rank is node 0), or another program holds it; give each other "
+                "machine its --node-rank, or every node another free port"]
+    return []
+
+
 def _own_group_ending_with_parent() -> Callable[[], None]:
     """What torchrun's process runs before it starts: a process group of its own (a Ctrl-C on
     the terminal reaches it once, from ``launch``), and on Linux a SIGTERM when ``launch``'s
@@ -279,7 +302,8 @@ def launch(path: str, nproc: int, resume: bool = False, overwrite: bool = False,
 
     errors = check_launch(nproc, nnodes, node_rank, rdzv_endpoint)
     if not errors and rdzv_endpoint is not None:
-        errors = unknown_host(rdzv_endpoint)
+        errors = unknown_host(rdzv_endpoint) or (port_taken(rdzv_endpoint) if node_rank == 0
+                                                 else [])
     if errors:
         for err in errors:
             print(f"scaletune train: {err}", file=sys.stderr)

@@ -486,6 +486,25 @@ def test_a_rendezvous_host_that_does_not_resolve_is_refused_before_torchrun(tmp_
     assert "launching" not in err
 
 
+def test_a_rendezvous_port_in_use_is_refused_before_torchrun_on_node_0(tmp_path, capsys):
+    # Another node 0 waits there (a second machine started without its --node-rank): torchrun
+    # failed on EADDRINUSE in a traceback of 46 lines, exit 1.
+    import socket
+
+    from scaletune.search.cli import main
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        endpoint = f"127.0.0.1:{held.getsockname()[1]}"
+        assert main(["train", str(write(tmp_path, {})), "--nnodes", "2",
+                     "--rdzv-endpoint", endpoint]) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert (f"--rdzv-endpoint: port {endpoint.rpartition(':')[2]} is in use on this machine, "
+                "where this node 0 listens for the others") in err, err
+        assert "launching" not in err
+
+
 def test_a_process_without_a_gpu_of_its_own_is_refused(monkeypatch):
     from scaletune.trainer.distributed import device_for
     from scaletune.trainer.errors import SetupError
