@@ -87,6 +87,18 @@ def local_world(world: int) -> int:
     return int(os.environ.get("LOCAL_WORLD_SIZE", world))
 
 
+def uneven_nodes(world: int) -> str | None:
+    """Why the nodes of a run disagree on their processes (torchrun's environment: a node's own,
+    LOCAL_WORLD_SIZE, times the nodes, GROUP_WORLD_SIZE, is not the world), else None. One node
+    at --nproc-per-node 2 beside one at 1 was told its batch must split into 3 equal parts."""
+    nodes = int(os.environ.get("GROUP_WORLD_SIZE", "1"))
+    here = local_world(world)
+    if nodes > 1 and here * nodes != world:
+        return (f"the {nodes} nodes of this run start different numbers of processes ({world} in "
+                f"all, {here} on this one): give every node the same --nproc-per-node")
+    return None
+
+
 def local_batch(batch_size: int, micro: int, world: int) -> int:
     """Sequences per rank; the global batch must split evenly into micro-batches on every rank."""
     if batch_size % world or (batch_size // world) % min(micro, batch_size // world):

@@ -60,6 +60,7 @@ from scaletune.trainer.distributed import (
     mean_over_ranks,
     rank_and_world,
     ranks_without,
+    uneven_nodes,
 )
 from scaletune.trainer.errors import DataError, SetupError
 from scaletune.trainer.interrupt import DeferredInterrupt, PromptInterrupt
@@ -444,6 +445,8 @@ def _set_up(config: TrainConfig, resume: bool, data_fingerprint: str | None = No
     ``interrupt`` (noting the signals of the set-up) lets one stop the data's preparation at
     once: a corpus may take minutes to tokenize, and reading it writes nothing of the run's."""
     rank, world = rank_and_world(config.device)
+    if why := uneven_nodes(world):
+        raise SetupError(why)
     cores = usable_cores()
     torch.set_num_threads(config.num_threads or max(1, cores // local_world(world)))
     device = device_for(config.device, world)

@@ -505,6 +505,23 @@ def test_a_rendezvous_port_in_use_is_refused_before_torchrun_on_node_0(tmp_path,
         assert "launching" not in err
 
 
+def test_nodes_that_start_different_numbers_of_processes_are_told_so(monkeypatch):
+    # --nproc-per-node 2 on one node, 1 on the other: the ranks said batch_size=16 must split
+    # into 3 equal parts, and a user would change the batch.
+    from scaletune.trainer.distributed import uneven_nodes
+
+    for local, world, said in ((2, 3, "3 in all, 2 on this one"), (1, 3, "3 in all, 1 on this one"),
+                               (2, 4, None)):
+        monkeypatch.setenv("GROUP_WORLD_SIZE", "2")  # torchrun's count of the nodes
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", str(local))
+        why = uneven_nodes(world)
+        assert (why is None) if said is None else (
+            f"the 2 nodes of this run start different numbers of processes ({said}): give every "
+            "node the same --nproc-per-node") == why, why
+    monkeypatch.setenv("GROUP_WORLD_SIZE", "1")
+    assert uneven_nodes(2) is None  # one node
+
+
 def test_a_process_without_a_gpu_of_its_own_is_refused(monkeypatch):
     from scaletune.trainer.distributed import device_for
     from scaletune.trainer.errors import SetupError
