@@ -348,23 +348,31 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
 
     _quiet_optuna()
     studies = []
+    scale_kind, near = args.by, None
     for p in args.studies:
         if _ladder_file(p):
-            # Its rungs' studies, whose laws the ladder fits: it was taken for its target alone,
-            # one study at one scale, and a fit of it "needs studies at two or more".
+            # Its rungs' studies, fitted as the ladder fits them (its scale, its near_best): it
+            # was taken for its target alone, one study at one scale, and a fit of it "needs
+            # studies at two or more".
             from scaletune.search.ladder import finished_trials, load_ladder
 
             ladder = load_ladder(p)
+            if args.storage is not None:
+                raise ConfigError("--storage", [
+                    f"--storage: {p} is a ladder file, whose rungs are in the storages its "
+                    "files name; --storage is for studies given by file or name"])
             ran = [r.cfg for r in ladder.rungs if finished_trials(r.cfg)]
-            console.print(f"{p}: a ladder file: its {len(ran)} rung(s) that have run "
-                          f"(`scaletune ladder {p}` fits them into {ladder.laws_file} itself)",
-                          highlight=False, markup=False, soft_wrap=True)
+            console.print(f"{p}: a ladder file: its {len(ran)} rung(s) that have run, fitted "
+                          f"along {ladder.cfg.scale} as `scaletune ladder {p}` fits them into "
+                          f"{ladder.laws_file}", highlight=False, markup=False, soft_wrap=True)
             studies += ran
+            scale_kind, near = ladder.cfg.scale, ladder.cfg.near_best
         else:
             studies.append(_study(argparse.Namespace(study=p, storage=args.storage)))
     output = _file_to_write(args.output, "laws.json")
     laws_writable(output, f"-o {output}")
-    laws = fit_from_studies(studies, scale_kind=args.by)
+    laws = fit_from_studies(studies, scale_kind=scale_kind,
+                            **({"near": near} if near is not None else {}))
     try:
         earlier = output.read_bytes()
     except OSError:
@@ -936,9 +944,12 @@ def mask_command_line() -> None:
 
     try:
         with open("/proc/self/cmdline", "rb") as f:  # Linux: the interpreter's words too
-            words = [w.decode(errors="surrogateescape") for w in f.read().split(b"\0")[:-1]]
+            # A title is shown, not parsed: a name that is not UTF-8 shows as U+FFFD (kept as
+            # surrogates, setproctitle could not encode it, and the command ended in a traceback).
+            words = [w.decode(errors="replace") for w in f.read().split(b"\0")[:-1]]
     except OSError:
-        words = [sys.executable, *sys.argv]
+        words = [w.encode(errors="surrogateescape").decode(errors="replace")
+                 for w in (sys.executable, *sys.argv)]
     masked = [mask_word(w) for w in words]
     if masked != words:
         with contextlib.suppress(ImportError):

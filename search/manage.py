@@ -13,6 +13,7 @@ creates a storage.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shlex
@@ -204,6 +205,14 @@ def with_options(cfg: StudyConfig, **options: Any) -> StudyConfig:
 # --------------------------------------------------------------------------- run --dry-run
 
 
+def _filed_late(step: int, every: int) -> bool:
+    """Whether a trial of ``step`` tokens a step files losses measured well past the multiple of
+    ``every`` it files them at: the two do not divide each other, and a loss may be filed more
+    than a quarter of the grid late (a step of 512 tokens on a grid of 30,000 files each loss at
+    most 496 tokens late, 1.7%: said of no study)."""
+    return bool(every % step and step % every and step - math.gcd(step, every) > every / 4)
+
+
 def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
     """What the plan of ``cfg`` warns of before anything runs: priors' centers outside the
     ranges searched (``centers_outside``), a validation split too small for its windows where
@@ -225,17 +234,25 @@ def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
             f"smallest batch searched ({step:,} tokens): trials evaluate after every step "
             f"({cfg.tokens_per_trial // step:,} evaluations at that batch), which may take "
             f"longer than training; {step:,} or more evaluates less often")
-    elif cfg.eval_interval < (top := max(batches, default=0) * cfg.model.block_size):
-        # A trial whose step passes a point of the grid files the loss measured after it there:
-        # at batch 16 x 32 against a grid of 300, the loss at 512 tokens as the one at 300.
-        over = [b for b in sorted(batches) if b * cfg.model.block_size > cfg.eval_interval]
+    elif late := [(b, b * cfg.model.block_size - math.gcd(b * cfg.model.block_size,
+                                                         cfg.eval_interval))
+                  for b in sorted(batches) if _filed_late(b * cfg.model.block_size,
+                                                          cfg.eval_interval)]:
+        # A trial evaluates at its first step past each multiple of eval_every_tokens and
+        # files the loss at that multiple (search.plan.TrialRun.report): where the two do not
+        # divide each other, up to a step later than filed, which the pruner compares with the
+        # other trials' as if at equal tokens (batch 16 x 32 against a grid of 300: the loss at
+        # 512 tokens filed at 300).
+        steps = [b * cfg.model.block_size for b in batches]
+        fits = max(steps)
+        even = max(fits, cfg.eval_interval // fits * fits)
         notes.append(
-            f"eval_every_tokens: {cfg.eval_interval:,} is less than one optimizer step of "
-            f"batch_size {', '.join(map(str, over))} (up to {top:,} tokens): those trials "
-            f"evaluate after every step and file each loss at the last multiple of "
-            f"{cfg.eval_interval:,} it passed, up to a step after it, so the pruner compares "
-            f"them with the other batches' losses at fewer tokens; {top:,} or more keeps every "
-            "batch on the grid")
+            f"eval_every_tokens: {cfg.eval_interval:,} and one optimizer step of batch_size "
+            f"{', '.join(str(b) for b, _ in late)} do not divide each other: those trials "
+            f"evaluate at the first step past each multiple of {cfg.eval_interval:,} and file "
+            f"the loss there, measured up to {max(t for _, t in late):,} tokens later, which the "
+            f"pruner compares with other trials' as if at equal tokens; a multiple of every "
+            f"batch's step ({even:,}, say) files each loss where it was measured")
     notes += pruner_notes(cfg)
     notes += sampler_notes(cfg, dims)
     notes += overridden_notes(cfg)

@@ -88,14 +88,17 @@ def local_world(world: int) -> int:
 
 
 def uneven_nodes(world: int) -> str | None:
-    """Why the nodes of a run disagree on their processes (torchrun's environment: a node's own,
-    LOCAL_WORLD_SIZE, times the nodes, GROUP_WORLD_SIZE, is not the world), else None. One node
-    at --nproc-per-node 2 beside one at 1 was told its batch must split into 3 equal parts."""
+    """Where the nodes of a run start different numbers of processes (torchrun's environment: a
+    node's own, LOCAL_WORLD_SIZE, times the nodes, GROUP_WORLD_SIZE, is not the world), what to
+    add to the error of a batch that does not split over them; else None. One node at
+    --nproc-per-node 2 beside one at 1 was told its batch must split into 3 equal parts, where
+    the user meant 2 or 4. Such nodes train together where the batch splits."""
     nodes = int(os.environ.get("GROUP_WORLD_SIZE", "1"))
     here = local_world(world)
     if nodes > 1 and here * nodes != world:
         return (f"the {nodes} nodes of this run start different numbers of processes ({world} in "
-                f"all, {here} on this one): give every node the same --nproc-per-node")
+                f"all, {here} on this one): the same --nproc-per-node on every node, or a "
+                f"batch_size that splits into {world}")
     return None
 
 

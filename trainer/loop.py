@@ -285,14 +285,24 @@ def _other_data(config: TrainConfig, fingerprint: str) -> str | None:
     return f"{said}: this run trains on the data as it is now" + (f" ({why})" if why else "")
 
 
-PER_NODE = frozenset({"num_threads", "progress"})
-"""Training-config fields a node may set for itself: left out of ``config_digest``."""
+PER_NODE = frozenset({"num_threads", "progress", "out_dir"})
+"""Training-config fields a node may set for itself, or that name a place on it (out_dir, a
+shared folder, may be mounted elsewhere on each): left out of ``config_digest``."""
 
 
 def config_digest(config: TrainConfig) -> int:
     """A 63-bit hash of what ``config`` trains (its fields but PER_NODE), the same on every
-    node that read the same file."""
+    node that read the same file, wherever its copy lies: the data's local paths, made absolute
+    against each copy's folder as the file was read, count by their last part."""
     fields = {k: v for k, v in config.model_dump(mode="json").items() if k not in PER_NODE}
+
+    def placeless(value: Any) -> Any:
+        if isinstance(value, list):
+            return [placeless(v) for v in value]
+        return os.path.basename(value) if isinstance(value, str) and os.path.isabs(value) \
+            else value
+
+    fields["data"] = {k: placeless(v) for k, v in fields["data"].items()}
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
 
@@ -445,8 +455,6 @@ def _set_up(config: TrainConfig, resume: bool, data_fingerprint: str | None = No
     ``interrupt`` (noting the signals of the set-up) lets one stop the data's preparation at
     once: a corpus may take minutes to tokenize, and reading it writes nothing of the run's."""
     rank, world = rank_and_world(config.device)
-    if why := uneven_nodes(world):
-        raise SetupError(why)
     cores = usable_cores()
     torch.set_num_threads(config.num_threads or max(1, cores // local_world(world)))
     device = device_for(config.device, world)
@@ -465,7 +473,12 @@ def _set_up(config: TrainConfig, resume: bool, data_fingerprint: str | None = No
 
     block_size, batch_size = config.model.block_size, config.batch_size
     micro = config.micro_batch_size or batch_size
-    local = local_batch(batch_size, micro, world)
+    try:
+        local = local_batch(batch_size, micro, world)
+    except SetupError as e:
+        if why := uneven_nodes(world):  # the batch is not what the user would change
+            raise SetupError(f"{e}; {why}") from None
+        raise
     with interrupt.at_once() if interrupt is not None else contextlib.nullcontext():
         data = prepare_data(config.data, block_size)
     if data_fingerprint is not None and data.fingerprint != data_fingerprint:

@@ -341,9 +341,9 @@ def test_a_study_that_searches_nothing_is_a_note_of_validate_and_the_plan(tmp_pa
 def test_evaluations_finer_than_a_step_are_a_note_of_validate_and_the_plan(tmp_path, shakespeare,
                                                                            capsys):
     # batch choices 8 and 16 of 32 tokens: one step of the smallest is 256 tokens.
-    fine = str(write_study(tmp_path, tiny_study(tmp_path, shakespeare, eval_every_tokens=512),
+    fine = str(write_study(tmp_path, tiny_study(tmp_path, shakespeare, eval_every_tokens=256),
                            "fine.yaml"))
-    between = str(write_study(tmp_path, tiny_study(tmp_path, shakespeare, eval_every_tokens=256),
+    between = str(write_study(tmp_path, tiny_study(tmp_path, shakespeare, eval_every_tokens=600),
                               "between.yaml"))
     path = str(write_study(tmp_path, tiny_study(tmp_path, shakespeare, eval_every_tokens=100)))
     for command in (["validate", path], ["run", path, "--dry-run"]):
@@ -353,13 +353,15 @@ def test_evaluations_finer_than_a_step_are_a_note_of_validate_and_the_plan(tmp_p
         assert ("eval_every_tokens: 100 is less than one optimizer step of the smallest batch "
                 "searched (256 tokens): trials evaluate after every step (160 evaluations at "
                 "that batch)") in out, out
-    # Rule: a step of the largest batch past a point of the grid is a note too: its trials file
-    # the loss measured at 512 tokens as the one at 256 (it said nothing).
+    # Rule: steps that do not divide the grid, nor it them, file losses measured well after
+    # the point they are filed at: batch 16's loss at 1,024 tokens filed at 600 (it said
+    # nothing). A grid of 256 against steps of 256 and 512 files every loss where measured.
     assert main(["validate", between]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert ("eval_every_tokens: 256 is less than one optimizer step of batch_size 16 (up to 512 "
-            "tokens): those trials evaluate after every step and file each loss at the last "
-            "multiple of 256 it passed") in out, out
+    assert ("eval_every_tokens: 600 and one optimizer step of batch_size 8, 16 do not divide "
+            "each other: those trials evaluate at the first step past each multiple of 600 and "
+            "file the loss there, measured up to 504 tokens later") in out, out
+    assert "a multiple of every batch's step (512, say)" in out, out
     assert main(["validate", fine]) == 0
     assert "eval_every_tokens" not in capsys.readouterr().out
 

@@ -620,8 +620,10 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     # study at one scale, and refused: "a law needs studies at two or more tokens per trial").
     assert main(["fit", str(path), "-o", str(tmp_path / "mine.json")]) == 0
     out = flat(capsys.readouterr().out)
-    assert f"{path}: a ladder file: its 3 rung(s) that have run" in out and (
+    assert f"{path}: a ladder file: its 3 rung(s) that have run, fitted along tokens" in out and (
         "fitted on 3 studies") in out, out
+    mine = json.loads((tmp_path / "mine.json").read_text())
+    assert mine["lr"] == json.loads(ladder.laws_file.read_text())["lr"]  # the ladder's own fit
     assert load_study(tmp_path / "target.yaml").name == "tiny"
     # Rule: the report of a ladder opens on its figures: index.html shows each law's figure
     # and summary.json lists them with the target study's files.

@@ -257,6 +257,13 @@ def test_a_password_given_on_the_command_line_is_masked_in_the_processs_own(tmp_
     assert words[-4:] == ["scaletune.search.cli", "studies", "--storage",
                           url.replace("hunter2", "***")], seen
     assert b"hunter2" not in seen
+    # A word that is not UTF-8 beside it (a file's name): the title could not be encoded, and
+    # the command ended in a traceback before it began.
+    done = subprocess.run([sys.executable.encode(), b"-m", b"scaletune.search.cli", b"validate",
+                           b"caf\xe9.yaml", b"--storage", url.encode()],
+                          capture_output=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 2 and b"Traceback" not in done.stderr, done.stderr
+    assert b"file not found" in done.stderr, done.stderr
     # The job's entrypoint Ray records (`ray list jobs`) is masked from the words as given.
     from ray._private.utils import get_entrypoint_name
 

@@ -505,9 +505,28 @@ def test_a_rendezvous_port_in_use_is_refused_before_torchrun_on_node_0(tmp_path,
         assert "launching" not in err
 
 
+def test_copies_of_one_file_in_other_folders_are_one_config_to_the_nodes(tmp_path):
+    # The nodes compare what their files train (test_final_run: nodes that read other configs
+    # are refused): the same file copied to another folder on each machine made its data path
+    # and out_dir absolute against that folder, and the run was refused.
+    from scaletune.trainer.loop import config_digest
+
+    raw = {"data": {"source": "text", "path": "data/input.txt", "tokenizer": "byte"},
+           "out_dir": "run", "optim": {"lr": 3e-3}}
+    digests = []
+    for folder, lr in (("home", 3e-3), ("scratch", 3e-3), ("edited", 1e-3)):
+        (tmp_path / folder / "data").mkdir(parents=True)
+        (tmp_path / folder / "data" / "input.txt").write_text("to be or not to be " * 200)
+        path = tmp_path / folder / "final.yaml"
+        path.write_text(yaml.safe_dump({**raw, "optim": {"lr": lr}}))
+        digests.append(config_digest(load_train_config(path)))
+    assert digests[0] == digests[1] != digests[2]
+
+
 def test_nodes_that_start_different_numbers_of_processes_are_told_so(monkeypatch):
-    # --nproc-per-node 2 on one node, 1 on the other: the ranks said batch_size=16 must split
-    # into 3 equal parts, and a user would change the batch.
+    # --nproc-per-node 2 on one node, 1 on the other, and a batch of 16: the ranks said
+    # batch_size=16 must split into 3 equal parts, and a user would change the batch (such
+    # nodes train together where it splits: said where it does not).
     from scaletune.trainer.distributed import uneven_nodes
 
     for local, world, said in ((2, 3, "3 in all, 2 on this one"), (1, 3, "3 in all, 1 on this one"),
@@ -516,8 +535,8 @@ def test_nodes_that_start_different_numbers_of_processes_are_told_so(monkeypatch
         monkeypatch.setenv("LOCAL_WORLD_SIZE", str(local))
         why = uneven_nodes(world)
         assert (why is None) if said is None else (
-            f"the 2 nodes of this run start different numbers of processes ({said}): give every "
-            "node the same --nproc-per-node") == why, why
+            f"the 2 nodes of this run start different numbers of processes ({said}): the same "
+            "--nproc-per-node on every node, or a batch_size that splits into 3") == why, why
     monkeypatch.setenv("GROUP_WORLD_SIZE", "1")
     assert uneven_nodes(2) is None  # one node
 
