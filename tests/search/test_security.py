@@ -574,13 +574,13 @@ def test_a_storage_url_given_to_a_command_that_takes_none_is_not_echoed_whole(tm
 
     path = str(write_study(tmp_path, tiny_study(tmp_path, shakespeare)))
     with pytest.raises(SystemExit):
-        main(["validate", path, "--storage", "postgresql://alice:s3cret@127.0.0.1/db"])
+        main(["priors", path, "--storage", "postgresql://alice:s3cret@127.0.0.1/db"])
     err = capsys.readouterr().err
     assert "unrecognized arguments: --storage postgresql://alice:***@127.0.0.1/db" in err, err
     assert "s3cret" not in err
     # Written with '=', misspelt, or before the command, the option was echoed whole.
     for argv, said in [
-        (["validate", path, "--storage=postgresql://alice:s3cret@h/db"],
+        (["priors", path, "--storage=postgresql://alice:s3cret@h/db"],
          "unrecognized arguments: --storage=postgresql://alice:***@h/db"),
         (["run", path, "--storge=postgresql://alice:s3cret@h/db"],
          "unrecognized arguments: --storge=postgresql://alice:***@h/db"),
