@@ -344,11 +344,12 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_fit(args: argparse.Namespace, console: Console) -> int:
+    from scaletune.heuristics.fit import NEAR_BEST
     from scaletune.search.fit import fit_from_studies, laws_writable, print_laws, save_laws
 
     _quiet_optuna()
     studies = []
-    scale_kind, near = args.by, None
+    scale_kind, near = args.by, NEAR_BEST
     for p in args.studies:
         if _ladder_file(p):
             # Its rungs' studies, fitted as the ladder fits them (its scale, its near_best): it
@@ -371,8 +372,7 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
             studies.append(_study(argparse.Namespace(study=p, storage=args.storage)))
     output = _file_to_write(args.output, "laws.json")
     laws_writable(output, f"-o {output}")
-    laws = fit_from_studies(studies, scale_kind=scale_kind,
-                            **({"near": near} if near is not None else {}))
+    laws = fit_from_studies(studies, scale_kind=scale_kind, near=near)
     try:
         earlier = output.read_bytes()
     except OSError:

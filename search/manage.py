@@ -205,12 +205,10 @@ def with_options(cfg: StudyConfig, **options: Any) -> StudyConfig:
 # --------------------------------------------------------------------------- run --dry-run
 
 
-def _filed_late(step: int, every: int) -> bool:
-    """Whether a trial of ``step`` tokens a step files losses measured well past the multiple of
-    ``every`` it files them at: the two do not divide each other, and a loss may be filed more
-    than a quarter of the grid late (a step of 512 tokens on a grid of 30,000 files each loss at
-    most 496 tokens late, 1.7%: said of no study)."""
-    return bool(every % step and step % every and step - math.gcd(step, every) > every / 4)
+def _filed_late_by(step: int, every: int) -> int:
+    """How many tokens after the multiple of ``every`` it files a loss at a trial of ``step``
+    tokens a step may have measured it: 0 where one divides the other, else up to a step."""
+    return 0 if every % step == 0 or step % every == 0 else step - math.gcd(step, every)
 
 
 def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
@@ -234,25 +232,24 @@ def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
             f"smallest batch searched ({step:,} tokens): trials evaluate after every step "
             f"({cfg.tokens_per_trial // step:,} evaluations at that batch), which may take "
             f"longer than training; {step:,} or more evaluates less often")
-    elif late := [(b, b * cfg.model.block_size - math.gcd(b * cfg.model.block_size,
-                                                         cfg.eval_interval))
-                  for b in sorted(batches) if _filed_late(b * cfg.model.block_size,
-                                                          cfg.eval_interval)]:
+    elif late := {b: t for b in sorted(batches)
+                  if (t := _filed_late_by(b * cfg.model.block_size, cfg.eval_interval))
+                  > cfg.eval_interval / 4}:
         # A trial evaluates at its first step past each multiple of eval_every_tokens and
         # files the loss at that multiple (search.plan.TrialRun.report): where the two do not
         # divide each other, up to a step later than filed, which the pruner compares with the
         # other trials' as if at equal tokens (batch 16 x 32 against a grid of 300: the loss at
-        # 512 tokens filed at 300).
-        steps = [b * cfg.model.block_size for b in batches]
-        fits = max(steps)
-        even = max(fits, cfg.eval_interval // fits * fits)
+        # 512 tokens filed at 300). More than a quarter of the grid late is said: a step of 512
+        # tokens on a grid of 30,000 files each loss at most 496 tokens late, 1.7%.
+        top = max(batches) * cfg.model.block_size
+        even = max(top, cfg.eval_interval // top * top)
         notes.append(
             f"eval_every_tokens: {cfg.eval_interval:,} and one optimizer step of batch_size "
-            f"{', '.join(str(b) for b, _ in late)} do not divide each other: those trials "
-            f"evaluate at the first step past each multiple of {cfg.eval_interval:,} and file "
-            f"the loss there, measured up to {max(t for _, t in late):,} tokens later, which the "
-            f"pruner compares with other trials' as if at equal tokens; a multiple of every "
-            f"batch's step ({even:,}, say) files each loss where it was measured")
+            f"{', '.join(map(str, late))} do not divide each other: those trials evaluate at "
+            f"the first step past each multiple of {cfg.eval_interval:,} and file the loss "
+            f"there, measured up to {max(late.values()):,} tokens later, which the pruner "
+            f"compares with other trials' as if at equal tokens; a multiple of every batch's "
+            f"step ({even:,}, say) files each loss where it was measured")
     notes += pruner_notes(cfg)
     notes += sampler_notes(cfg, dims)
     notes += overridden_notes(cfg)
@@ -717,12 +714,12 @@ def validate_file(path: str, storage: str | None = None) -> tuple[str, list[str]
 
     try:
         raw = load_yaml(path)
-        if storage is not None and (file_kind(raw) == "training"
-                                    or isinstance(raw, dict) and LADDER_KEYS & raw.keys()):
-            kind = "training config" if file_kind(raw) == "training" else "ladder"
+        kind = ("training config" if file_kind(raw) == "training" else
+                "ladder" if isinstance(raw, dict) and LADDER_KEYS & raw.keys() else "study")
+        if storage is not None and kind != "study":
             raise ConfigError(path, [f"--storage: a study file's storage, and {path} is a {kind}, "
                                      "whose storage it does not set"])
-        if file_kind(raw) == "training":  # for `scaletune train`: a token budget, no trials
+        if kind == "training config":  # for `scaletune train`: a token budget, no trials
             config = load_train_config(path)
             if missing := config.data.file_errors():
                 raise ConfigError(path, missing)
@@ -737,7 +734,7 @@ def validate_file(path: str, storage: str | None = None) -> tuple[str, list[str]
             return "training config", (download_notes(config.data) + config.notes()
                                        + compile_note(config.compile, "train")
                                        + out_dir_note(config))
-        if isinstance(raw, dict) and LADDER_KEYS & raw.keys():
+        if kind == "ladder":
             from scaletune.search.ladder import load_ladder
 
             # The laws file is the ladder's to write: only the rungs' files must be there.

@@ -154,6 +154,8 @@ UNREACHED: dict[str, tuple[float, str]] = {}
 three times, once for each read of the study before the check that says so; for UNREACHED_S
 they take the answer they had."""
 UNREACHED_S = 60.0
+TIMED_OUT = "timeout expired"
+"""libpq's words for a server that did not answer in its connect_timeout."""
 
 
 def not_connected(e: BaseException, url: str) -> None:
@@ -162,7 +164,7 @@ def not_connected(e: BaseException, url: str) -> None:
     at once, and asked again."""
     chain: list[BaseException | None] = [e, e.__cause__, e.__context__]
     if sqlite_path(url) is None and any(isinstance(c, sqlalchemy.exc.OperationalError)
-                                        and "timeout expired" in str(c) for c in chain):
+                                        and TIMED_OUT in str(c) for c in chain):
         UNREACHED[url] = (time.monotonic(), cannot_read(e, url, "cannot open"))
 
 
@@ -721,7 +723,7 @@ def cannot_read(e: BaseException, url: str, what: str) -> str:
     hint = (f" (a write to it failed and left {sqlite_path(url)}-journal, which SQLite must "
             "roll back before it reads the file: make the file and its folder writable)"
             if journal else "")
-    if unreachable and "timeout expired" in why:  # libpq's words for a server that never answered
+    if unreachable and TIMED_OUT in why:
         hint = (f" (no answer in {CONNECT_TIMEOUT_S} s: is the database server up, and is this "
                 "its host and port, reachable from here through any firewall?)")
     return f"storage: {what} {mask_url(url)}{question}: {why}{hint}{login_hint(why, url)}"
