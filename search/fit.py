@@ -26,7 +26,7 @@ from scaletune.heuristics.fit import (
 from scaletune.search.config import StudyConfig, load_study
 from scaletune.search.space import fixed_values
 from scaletune.search.storage import mask_url
-from scaletune.search.studies import open_study
+from scaletune.search.studies import UNIGRAM, open_study
 from scaletune.trainer.data import read_fingerprint
 from scaletune.trainer.errors import ConfigError, DataError
 
@@ -104,6 +104,7 @@ def fit_from_studies(
     if mixed:
         raise ConfigError("fit", mixed)
     points, fitted_on, ran, changed = [], [], [], []
+    bests: list[tuple[str, int, float, float | None]] = []
     short = True
     for cfg in cfgs:
         # The config its trials trained with, as recorded (show and report read it so): a file
@@ -111,11 +112,14 @@ def fit_from_studies(
         study, ran_with, notes = open_study(cfg, cfg.source)  # names a missing storage or study
         ran.append(ran_with)
         changed += [f"study {cfg.name!r} ({cfg.source}): {note}" for note in notes]
-        points += scale_points(ran_with, study, scale_kind, near)
+        at = scale_points(ran_with, study, scale_kind, near)
+        points += at
+        attrs = study.user_attrs
+        bests.append((cfg.name, ran_with.tokens_per_trial, at[0].value, attrs.get(UNIGRAM)))
         fitted_on.append({"study": cfg.name, "n_layer": ran_with.model.n_layer,
                           "n_embd": ran_with.model.n_embd,
                           "tokens_per_trial": ran_with.tokens_per_trial,
-                          "data": study.user_attrs.get("data_fingerprint")})
+                          "data": attrs.get("data_fingerprint")})
         m = ran_with.model
         compute = laws.deepseek_compute_flops(m.n_layer, m.n_embd, m.block_size,
                                               ran_with.tokens_per_trial)
@@ -143,9 +147,45 @@ def fit_from_studies(
     prior = ((SHORT_RUN_LR_EXPONENT, EXPONENT_PRIOR_SD) if short and scale_kind == "tokens"
              else None)
     fitted = fit_studies(points, n_boot=n_boot, lr_exponent_prior=prior)
+    short = frequencies_only(bests, near)
     return replace(fitted, study_warnings=(*changed, *_mixed_scales(ran, scale_kind),
-                                           *_mixed_data(fitted_on)),
+                                           *_mixed_data(fitted_on), *([short] if short else [])),
                    fitted_on=tuple(fitted_on))
+
+
+def frequencies_only(studies: list[tuple[str, int, float, float | None]],
+                     near: float = NEAR_BEST) -> str | None:
+    """A warning naming the studies (name, tokens per trial, best loss, unigram loss) whose best
+    loss is no more than ``near`` (the near-best band) below what a model of their data's token
+    frequencies alone scores (the study's record, ``UNIGRAM``; None, from before scaletune
+    recorded it: nothing said). Such a study is too short to have learned much more: its trials'
+    losses differ by little, and by their luck more than by their hyperparameters, so where its
+    optima lie says little of a longer run's."""
+    short = [(name, tokens, best, unigram) for name, tokens, best, unigram in studies
+             if unigram is not None and best * (1 + near) >= unigram]
+    if not short:
+        return None
+
+    def where(best: float, unigram: float) -> str:
+        return (f"above the {unigram:.4g}" if best >= unigram else
+                f"only {1 - best / unigram:.1%} below the {unigram:.4g}")
+
+    why = ("learned little beyond how often each token occurs, and a loss that hyperparameters "
+           "barely move locates no optimum (lr, tau, batch size); give {0} more tokens per "
+           "trial, until {1} best loss is well below that, before trusting a law that {2} up")
+    if len(short) == 1:
+        name, tokens, best, unigram = short[0]
+        return (f"study {name!r} ({tokens:,} tokens per trial): its best loss {best:.4g} is "
+                f"{where(best, unigram)} that a model of its data's token frequencies alone "
+                "scores: its trials have " + why.format("it", "its", "it holds"))
+    name, tokens, best, unigram = short[0]
+    listed = [f"{name!r} ({tokens:,} tokens per trial: best loss {best:.4g}, "
+              f"{where(best, unigram)} that a model of its data's token frequencies alone "
+              "scores)"]
+    listed += [f"{name!r} ({tokens:,}: {best:.4g}, {where(best, unigram)})"
+               for name, tokens, best, unigram in short[1:]]
+    return (f"studies {', '.join(listed[:-1])} and {listed[-1]}: their trials have "
+            + why.format("them", "their", "they hold"))
 
 
 def _mixed_data(fitted_on: list[dict[str, Any]]) -> tuple[str, ...]:

@@ -5,8 +5,8 @@ A ladder file names a target study file and the rungs below it. Each rung is an 
 `scaletune run`, in the same storage, cheapest first. After each rung the lr, tau and batch-size
 laws are fitted on every rung so far (``search.fit``) and written to the ladder's laws file;
 once three rungs agree on the target (the last one moved no prediction by more than
-``settle_log10``) and no law warns, the rest are skipped. The target study then runs with
-``priors: {laws: fitted}`` on that file. Running the command again resumes: finished rungs are
+``settle_log10``) and the fit gives no warning, the rest are skipped. The target study then
+runs with ``priors: {laws: fitted}`` on that file. Running the command again resumes: finished rungs are
 skipped, a rung cut short runs its missing trials.
 
     scaletune ladder studies/quickstart-ladder.yaml
@@ -139,7 +139,7 @@ class LadderConfig(_Strict):
     """Trials within this fraction of their rung's best loss enter the fit, weighted by the gap."""
     settle_log10: float | None = Field(SETTLE_LOG10, gt=0)
     """Skip the remaining rungs once, from the third rung on, the last rung moved each predicted
-    target value by less than this (log10) and no law warns; null runs every rung."""
+    target value by less than this (log10) and the fit gives no warning; null runs every rung."""
     laws_file: str | None = None
     """Where the fitted laws are written; default runs/<name>/laws.json beside the ladder file."""
     hold_epochs: bool = False
@@ -492,8 +492,9 @@ def predictions(laws_: FittedLaws, scale: float) -> dict[str, float]:
 
 def settled(ladder: Ladder, before: FittedLaws | None, now: FittedLaws, n_rungs: int) -> bool:
     """True when the last rung moved no prediction of a law (lr, tau, batch size) for the
-    target by settle_log10 or more, from the third rung on, and no law warns. The carried
-    warmup is not one: it has no trend with scale to settle."""
+    target by settle_log10 or more, from the third rung on, and the fit gives no warning (of a
+    law, or of the studies). The carried warmup is not one: it has no trend with scale to
+    settle."""
     limit = ladder.cfg.settle_log10
     if limit is None or before is None or n_rungs < MIN_SETTLE_RUNGS or now.warnings:
         return False

@@ -81,7 +81,7 @@ from scaletune.search.storage import (
     sqlite_path,
     unreached_lately,
 )
-from scaletune.search.studies import LAST_DATA
+from scaletune.search.studies import LAST_DATA, UNIGRAM
 from scaletune.search.summary import holds
 from scaletune.search.tracking import CREATED
 from scaletune.search.trial import train_trial
@@ -89,6 +89,7 @@ from scaletune.trainer.config import DROPOUT_SITES, TrainConfig, usable_cores
 from scaletune.trainer.data import (
     another_python,
     tokenizer_alone_changed,
+    unigram_loss,
     validation_part,
     vocab_problem,
     where,
@@ -798,6 +799,7 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors,
     if stored is not None:
         if change := _changed_data(cfg, attrs, data.fingerprint, data.n_train_tokens):
             raise ConfigError(cfg.source, [change])
+        _record_unigram(study, cfg, data)  # studies from before it get it at their next launch
         if widened is not None:
             _record_widening(study, cfg, widened, priors)
         else:
@@ -833,8 +835,16 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors,
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([OBJECTIVE])
     _record_n_trials(study, cfg)
+    _record_unigram(study, cfg, data)
     study.set_user_attr("fingerprint", cfg.fingerprint())
     return widened or None
+
+
+def _record_unigram(study: optuna.Study, cfg: StudyConfig, data: Any) -> None:
+    """Record what token frequencies alone score on the study's data (``UNIGRAM``), once."""
+    if UNIGRAM not in study.user_attrs:
+        study.set_user_attr(UNIGRAM, unigram_loss(data, cfg.model.block_size,
+                                                  cfg.data.val_windows))
 
 
 WIDENED = "search_widened"

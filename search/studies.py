@@ -304,6 +304,11 @@ def read_by_name(cfg: StudyConfig) -> bool:
     return cfg.source == cfg.name and not Path(cfg.source).is_file()
 
 
+UNIGRAM = "unigram_loss"
+"""Study user attr: the validation loss of a model of its data's token frequencies alone
+(``trainer.data.unigram_loss``), which a fit of laws compares each study's best loss with
+(``search.fit``)."""
+
 LAST_DATA = "last_data"
 """Study user attr: the data section of its last launch (search.plan), where that differs from
 the config it recorded: a study moved with its data resumes from the new place (the data's

@@ -540,6 +540,30 @@ def val_windows(tokens: np.ndarray, block_size: int, n_windows: int) -> torch.Te
     return torch.from_numpy(rows)  # (n_windows, T + 1)
 
 
+UNIGRAM_SAMPLE = 1 << 24
+"""Training tokens counted for ``unigram_loss`` at most (evenly spaced stretches of a longer
+split): 16M tokens give each token's frequency to well under 1% where it matters to the loss."""
+
+
+def unigram_loss(data: TokenData, block_size: int, n_windows: int) -> float:
+    """The validation loss (nats per token) of a model that knows how often each token occurs
+    in the training split and nothing else, on the windows every trial is scored on
+    (``val_windows``): what a run that has learned only token frequencies scores. A study whose
+    best loss is about this has learned little that its hyperparameters could matter to
+    (``search.fit``). Counts start at 1/2, so a token the training split lacks costs a finite
+    loss."""
+    train = data.train
+    if len(train) > UNIGRAM_SAMPLE:
+        stretch = 4096
+        starts = np.linspace(0, len(train) - stretch, UNIGRAM_SAMPLE // stretch).astype(np.int64)
+        train = train[starts[:, None] + np.arange(stretch)].ravel()
+    offsets = np.linspace(0, len(data.val) - (block_size + 1), n_windows).round().astype(np.int64)
+    targets = np.asarray(data.val[offsets[:, None] + np.arange(1, block_size + 1)], dtype=np.int64)
+    size = max(data.vocab_size, int(targets.max()) + 1)
+    counts = np.bincount(np.asarray(train, dtype=np.int64), minlength=size)[:size] + 0.5
+    return float(-np.log(counts[targets] / counts.sum()).mean())
+
+
 def load_tiktoken(name: str) -> Any:
     """A tiktoken Encoding by name, with errors that say what to do when it cannot be loaded."""
     import tiktoken

@@ -881,6 +881,34 @@ def two_scales(tmp_path: Path) -> tuple[Path, object, Path]:
     return path, cfg, longer
 
 
+def test_fit_says_which_study_has_learned_little_beyond_token_frequencies(tmp_path, capsys):
+    path, cfg, longer = two_scales(tmp_path)  # the best loss of each: 2.4
+    output = tmp_path / "laws.json"
+    code, out = scaletune(capsys, "fit", str(path), str(longer), "-o", str(output))
+    assert code == 0 and "token frequencies" not in out  # studies that recorded nothing
+    storage = make_storage(cfg.storage_url)
+    # What a model of the data's token frequencies alone scores, as `scaletune run` records it:
+    # the short study's best is 2% below it (within its near-best band of 3%), the long one's 20%.
+    optuna.load_study(study_name="tiny", storage=storage).set_user_attr("unigram_loss", 2.45)
+    optuna.load_study(study_name="tiny-long", storage=storage).set_user_attr("unigram_loss", 3.0)
+    code, out = scaletune(capsys, "fit", str(path), str(longer), "-o", str(output))
+    # Rule: a study whose best is about what token frequencies score locates no optimum, and
+    # the fit says which and what to do (its optimum was fitted as any other, unsaid).
+    warning = ("study 'tiny' (40,960 tokens per trial): its best loss 2.4 is only 2.0% below the "
+               "2.45 that a model of its data's token frequencies alone scores: its trials have "
+               "learned little beyond how often each token occurs")
+    assert code == 0 and warning in flat(out), out
+    saved = json.loads(output.read_text())
+    assert [w.startswith("study 'tiny' (40,960") for w in saved["study_warnings"]] == [True]
+    # Several are named in one warning; one above it is said to be above it.
+    optuna.load_study(study_name="tiny-long", storage=storage).set_user_attr("unigram_loss", 2.3)
+    code, out = scaletune(capsys, "fit", str(path), str(longer), "-o", str(output))
+    assert ("studies 'tiny' (40,960 tokens per trial: best loss 2.4, only 2.0% below the 2.45 "
+            "that a model of its data's token frequencies alone scores) and 'tiny-long' (81,920: "
+            "2.4, above the 2.3): their trials have learned little") in flat(out), out
+    assert len(json.loads(output.read_text())["study_warnings"]) == 1
+
+
 def test_fit_over_other_laws_keeps_them_and_says_so(tmp_path, capsys):
     from tests.search.test_report import laws_file
 

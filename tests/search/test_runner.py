@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -23,6 +24,7 @@ from scaletune.search.config import load_study, validate_study
 from scaletune.search.manage import show_study
 from scaletune.search.runner import concurrency, n_finished, run_study
 from scaletune.search.storage import sqlite_path
+from scaletune.trainer.data import prepare_data, unigram_loss
 from scaletune.trainer.errors import ConfigError, StorageError
 from tests.ports import free_port
 from tests.search.helpers import (
@@ -198,6 +200,11 @@ def test_study_runs_prunes_and_records(tmp_path, shakespeare, local_ray):
     assert attrs["fingerprint"] == cfg.fingerprint()
     assert {"lr", "tau", "batch_size"} <= set(attrs["priors"])
     assert attrs["provenance"]["torch"]
+    # And what token frequencies alone score on its validation windows, which its trials beat.
+    data = prepare_data(cfg.data, cfg.model.block_size)
+    assert attrs["unigram_loss"] == pytest.approx(
+        unigram_loss(data, cfg.model.block_size, cfg.data.val_windows))
+    assert study.best_value < attrs["unigram_loss"] < math.log(256)
 
 
 def test_repeat_best_says_so_where_no_trial_completed_to_repeat(tmp_path, shakespeare,

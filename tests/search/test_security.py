@@ -17,7 +17,6 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -34,6 +33,7 @@ from scaletune.search.config import validate_study
 from scaletune.search.dashboard import serve
 from scaletune.search.space import planning_priors
 from scaletune.search.storage import mask_url, scrub
+from scaletune.trainer.data import prepare_data
 from scaletune.trainer.errors import ConfigError, SetupError
 from tests.ports import free_port
 from tests.search.helpers import tiny_study, write_study
@@ -334,7 +334,7 @@ def test_study_attrs_record_the_storage_without_its_password(tmp_path, shakespea
     url = "postgresql://scaletune:hunter2@127.0.0.1:1/studies"
     cfg = validate_study(tiny_study(tmp_path, shakespeare, storage=url))
     study = optuna.create_study()
-    data = SimpleNamespace(fingerprint="f", n_train_tokens=1, n_val_tokens=1, vocab_size=256)
+    data = prepare_data(cfg.data, cfg.model.block_size)
     priors = planning_priors(cfg)  # the study's note tabulates them beside its own ranges
     scaletune.search.plan.record_or_check(study, cfg, priors, data)
     # The study records where it lives, masked: user attrs and the study's note are shown by the

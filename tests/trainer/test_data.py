@@ -1,3 +1,4 @@
+import math
 import os
 import re
 from pathlib import Path
@@ -18,6 +19,7 @@ from scaletune.trainer.data import (
     read_documents,
     sample_batch,
     split_sizes,
+    unigram_loss,
     val_windows,
     vocab_size_of,
 )
@@ -48,6 +50,29 @@ def test_tokens_are_cached_and_equal_the_tokenization(shakespeare, tmp_path, mon
     assert second.from_cache and second.fingerprint == first.fingerprint and second.path == first.path
     assert isinstance(second.train, np.memmap) and np.array_equal(second.val, first.val)
     assert not list((tmp_path / "cache").glob("*.tmp"))
+
+
+def test_the_unigram_loss_is_what_token_frequencies_alone_score_on_the_validation_windows(
+        tmp_path, monkeypatch):
+    path = tmp_path / "aaab.txt"
+    path.write_text("aaab" * 20_000)  # bytes: a three times in four, b once
+    data = prepare_data(text_cfg(path, tmp_path), 32)
+    # The entropy of (3/4, 1/4) in nats (each window of 32 holds 24 a and 8 b), with every
+    # byte counted from 1/2.
+    n = data.n_train_tokens
+    expected = -(0.75 * math.log((0.75 * n + 0.5) / (n + 128))
+                 + 0.25 * math.log((0.25 * n + 0.5) / (n + 128)))
+    assert unigram_loss(data, 32, 16) == pytest.approx(expected)
+    # A split longer than the sample is counted in evenly spaced stretches, to about the same.
+    with monkeypatch.context() as m:
+        m.setattr("scaletune.trainer.data.UNIGRAM_SAMPLE", 4096 * 4)
+        assert unigram_loss(data, 32, 16) == pytest.approx(expected, abs=0.01)
+    # Scored on the windows every trial is: a validation split whose windows hold only "a"
+    # costs -log(3/4) per token, not the whole split's mix.
+    path.write_text("aaab" * 20_000 + "a" * 20_000)
+    data = prepare_data(text_cfg(path, tmp_path), 32)
+    counts = np.bincount(np.asarray(data.train), minlength=256) + 0.5
+    assert unigram_loss(data, 32, 16) == pytest.approx(-math.log(counts[97] / counts.sum()))
 
 
 def test_a_token_file_cut_short_is_tokenized_again_not_trained_on(shakespeare, tmp_path):
