@@ -27,7 +27,8 @@ from scaletune.search.config import StudyConfig, load_study
 from scaletune.search.space import fixed_values
 from scaletune.search.storage import mask_url
 from scaletune.search.studies import UNIGRAM, open_study
-from scaletune.trainer.data import read_fingerprint
+from scaletune.search.summary import against_frequencies, frequencies_only
+from scaletune.trainer.data import holds_tokens, prepare_data, read_fingerprint, unigram_loss
 from scaletune.trainer.errors import ConfigError, DataError
 
 
@@ -115,7 +116,8 @@ def fit_from_studies(
         at = scale_points(ran_with, study, scale_kind, near)
         points += at
         attrs = study.user_attrs
-        bests.append((cfg.name, ran_with.tokens_per_trial, at[0].value, attrs.get(UNIGRAM)))
+        bests.append((cfg.name, ran_with.tokens_per_trial, at[0].value,
+                      study_unigram(attrs, ran_with)))
         fitted_on.append({"study": cfg.name, "n_layer": ran_with.model.n_layer,
                           "n_embd": ran_with.model.n_embd,
                           "tokens_per_trial": ran_with.tokens_per_trial,
@@ -147,45 +149,58 @@ def fit_from_studies(
     prior = ((SHORT_RUN_LR_EXPONENT, EXPONENT_PRIOR_SD) if short and scale_kind == "tokens"
              else None)
     fitted = fit_studies(points, n_boot=n_boot, lr_exponent_prior=prior)
-    short = frequencies_only(bests, near)
+    learned_little = frequencies_warning(bests, near)
     return replace(fitted, study_warnings=(*changed, *_mixed_scales(ran, scale_kind),
-                                           *_mixed_data(fitted_on), *([short] if short else [])),
+                                           *_mixed_data(fitted_on),
+                                           *([learned_little] if learned_little else [])),
                    fitted_on=tuple(fitted_on))
 
 
-def frequencies_only(studies: list[tuple[str, int, float, float | None]],
-                     near: float = NEAR_BEST) -> str | None:
+def frequencies_warning(studies: list[tuple[str, int, float, float | None]],
+                        near: float = NEAR_BEST) -> str | None:
     """A warning naming the studies (name, tokens per trial, best loss, unigram loss) whose best
     loss is no more than ``near`` (the near-best band) below what a model of their data's token
-    frequencies alone scores (the study's record, ``UNIGRAM``; None, from before scaletune
-    recorded it: nothing said). Such a study is too short to have learned much more: its trials'
-    losses differ by little, and by their luck more than by their hyperparameters, so where its
-    optima lie says little of a longer run's."""
+    frequencies alone scores (``study_unigram``; None, not known: nothing said). Such a study is
+    too short to have learned much more: its trials' losses differ by little, and by their luck
+    more than by their hyperparameters, so where its optima lie says little of a longer run's."""
     short = [(name, tokens, best, unigram) for name, tokens, best, unigram in studies
-             if unigram is not None and best * (1 + near) >= unigram]
+             if unigram is not None and frequencies_only(best, unigram, near)]
     if not short:
         return None
-
-    def where(best: float, unigram: float) -> str:
-        return (f"above the {unigram:.4g}" if best >= unigram else
-                f"only {1 - best / unigram:.1%} below the {unigram:.4g}")
-
     why = ("learned little beyond how often each token occurs, and a loss that hyperparameters "
            "barely move locates no optimum (lr, tau, batch size); give {0} more tokens per "
-           "trial, until {1} best loss is well below that, before trusting a law that {2} up")
+           "trial, until {1} best loss is well below that, before trusting a law fitted on {0}")
     if len(short) == 1:
         name, tokens, best, unigram = short[0]
-        return (f"study {name!r} ({tokens:,} tokens per trial): its best loss {best:.4g} is "
-                f"{where(best, unigram)} that a model of its data's token frequencies alone "
-                "scores: its trials have " + why.format("it", "its", "it holds"))
+        return (f"study {name!r} ({tokens:,} tokens per trial): its best loss is "
+                f"{against_frequencies(best, unigram)} that a model of its data's token "
+                "frequencies alone scores: its trials have " + why.format("it", "its"))
     name, tokens, best, unigram = short[0]
-    listed = [f"{name!r} ({tokens:,} tokens per trial: best loss {best:.4g}, "
-              f"{where(best, unigram)} that a model of its data's token frequencies alone "
-              "scores)"]
-    listed += [f"{name!r} ({tokens:,}: {best:.4g}, {where(best, unigram)})"
+    listed = [f"{name!r} ({tokens:,} tokens per trial: best loss "
+              f"{against_frequencies(best, unigram)} that a model of its data's token "
+              "frequencies alone scores)"]
+    listed += [f"{name!r} ({tokens:,}: {against_frequencies(best, unigram)})"
                for name, tokens, best, unigram in short[1:]]
     return (f"studies {', '.join(listed[:-1])} and {listed[-1]}: their trials have "
-            + why.format("them", "their", "they hold"))
+            + why.format("them", "their"))
+
+
+def study_unigram(attrs: dict[str, Any], cfg: StudyConfig) -> float | None:
+    """What a model of the study's data's token frequencies alone scores: as the study recorded
+    it (``UNIGRAM``), or, for one that has not launched since scaletune records it (a study
+    finished before, a finished rung of a ladder run again), computed from its data where this
+    machine's token cache holds them as its trials trained on them; None otherwise."""
+    if (recorded := attrs.get(UNIGRAM)) is not None:
+        return float(recorded)
+    try:
+        if not holds_tokens(cfg.data, None):
+            return None
+        data = prepare_data(cfg.data, cfg.model.block_size)
+    except (DataError, ConfigError, OSError, ValueError):
+        return None
+    if data.fingerprint != attrs.get("data_fingerprint"):
+        return None
+    return unigram_loss(data, cfg.model.block_size, cfg.data.val_windows)
 
 
 def _mixed_data(fitted_on: list[dict[str, Any]]) -> tuple[str, ...]:

@@ -104,6 +104,7 @@ from scaletune.search.storage import (
     url_problem,
 )
 from scaletune.search.studies import (
+    UNIGRAM,
     by_state,
     elsewhere_note,
     no_complete_trial,
@@ -117,6 +118,7 @@ from scaletune.search.summary import (
     at_edges,
     best_trial,
     diverged,
+    frequencies_note,
     state_words,
     widest,
 )
@@ -1238,7 +1240,9 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
     rows += [(kind, line) for kind, line in _pruned(trials)]
     best = best_trial(trials)
     if best is not None:
-        rows.append(("best", f"trial {best.number}: val loss {best.value:.4f}"))
+        unigram = study.user_attrs.get(UNIGRAM)
+        rows.append(("best", f"trial {best.number}: val loss {best.value:.4f}"
+                     + (f" (token frequencies alone: {unigram:.4f})" if unigram else "")))
         rows.append(("", fmt_params(best.params)))
         derived = {k: best.user_attrs[k] for k in DERIVED
                    if k in best.user_attrs and k not in best.params}
@@ -1246,7 +1250,8 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
             rows.append(("", f"derived {fmt_params(derived)}"))
         if seeds := seeds_of_best(trials, best.number, ran_with.seed):
             rows.append(("", f"seeds: {seeds}"))
-        rows += [("", f"note: {note}") for note in at_edges(best, widest(trials), cfg)]
+        rows += [("", f"note: {note}") for note in (*at_edges(best, widest(trials), cfg),
+                                                     frequencies_note(best.value, unigram)) if note]
     rows += _config_rows(ran_with)
     rows += [("widened" if i == 0 else "", f"{', '.join(w.get('changes') or ['the same ranges'])}"
               f", by the launch of {_when_recorded(w.get('at'))}; the trials before it drew "

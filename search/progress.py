@@ -22,7 +22,14 @@ from scaletune.search import hparams
 from scaletune.search.config import StudyConfig
 from scaletune.search.plan import ENDED
 from scaletune.search.storage import mask_url
-from scaletune.search.summary import best_trial, diverged, pruning_saved, summarize, trials_said
+from scaletune.search.summary import (
+    best_trial,
+    diverged,
+    frequencies_note,
+    pruning_saved,
+    summarize,
+    trials_said,
+)
 from scaletune.trainer.record import fmt_duration, fmt_eta
 
 
@@ -299,7 +306,9 @@ def print_run_summary(console: Console, study: optuna.Study, cfg: StudyConfig, s
         if why := _why_none_completed(study):
             console.print(f"note: {why}", style="yellow", highlight=False, markup=False)
     else:
-        console.print(f"[bold green]best trial {best['number']}[/]: val loss {best['value']:.4f}")
+        unigram = s.get("unigram_loss")
+        console.print(f"[bold green]best trial {best['number']}[/]: val loss {best['value']:.4f}"
+                      + (f" (token frequencies alone: {unigram:.4f})" if unigram else ""))
         derived = {k: v for k, v in best["derived"].items() if k not in best["params"]}
         rows.append(("params", fmt_params(best["params"])))
         if derived:
@@ -344,7 +353,9 @@ def print_run_summary(console: Console, study: optuna.Study, cfg: StudyConfig, s
     rows += [("next" if i == 0 else "", command) for i, command in enumerate(commands)]
     for key, text in rows:  # soft: a command a terminal wraps still pastes whole
         console.print(f"  {key:<8} {text}", highlight=False, markup=False, soft_wrap=True)
-    for note in best["at_edges"] if best else []:
+    notes = [*best["at_edges"], frequencies_note(best["value"], s.get("unigram_loss"))] \
+        if best else []
+    for note in filter(None, notes):
         console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
     return s
 

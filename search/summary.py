@@ -21,10 +21,12 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import FrozenTrial, TrialState
 
 from scaletune.heuristics import laws
+from scaletune.heuristics.fit import NEAR_BEST
 from scaletune.heuristics.priors import TAU_BOUNDS
 from scaletune.search import hparams
 from scaletune.search.config import StudyConfig, is_ladder
 from scaletune.search.storage import mask_url
+from scaletune.search.studies import UNIGRAM
 from scaletune.trainer.errors import ConfigError
 
 DERIVED = ("weight_decay", "tau", "warmup_steps", "tokens_per_step")
@@ -260,6 +262,35 @@ def busy_seconds(trials: Iterable[FrozenTrial]) -> float | None:
     return total + (end - start).total_seconds()
 
 
+def frequencies_only(best: float, unigram: float | None, near: float = NEAR_BEST) -> bool:
+    """Whether a best loss is no more than ``near`` (a fraction) below ``unigram``, what a model
+    of the data's token frequencies alone scores (None, not known: False)."""
+    return unigram is not None and best >= unigram * (1 - near)
+
+
+def against_frequencies(best: float, unigram: float) -> str:
+    """'above the 5.736', 'only 1.8% below the 5.736': a best loss against ``unigram``, with the
+    digits that tell the two apart."""
+    digits = next((d for d in range(4, 9) if f"{best:.{d}g}" != f"{unigram:.{d}g}"), 9)
+    if abs(best - unigram) < 5e-4 * unigram:
+        return f"{best:.{digits}g}, about the {unigram:.{digits}g}"
+    where = "above" if best > unigram else f"only {1 - best / unigram:.1%} below"
+    return f"{best:.{digits}g}, {where} the {unigram:.{digits}g}"
+
+
+def frequencies_note(best: float, unigram: float | None, near: float = NEAR_BEST) -> str | None:
+    """What a study whose best loss is no more than ``near`` below what a model of its data's
+    token frequencies alone scores (``unigram``; None, not recorded: nothing) should be told: its
+    trials learned little more, so what told them apart was luck more than hyperparameters."""
+    if not frequencies_only(best, unigram, near):
+        return None
+    return (f"the best loss is {against_frequencies(best, unigram)} that a model of the data's "
+            "token frequencies alone scores: the trials learned little beyond how often each "
+            "token occurs, and their losses differ by their luck more than by their "
+            "hyperparameters; give each trial more tokens (tokens_per_trial) before reading the "
+            "search")
+
+
 def summarize(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
     """Best trial, trials by state, compute spent and compute saved by pruning."""
     trials = study.get_trials(deepcopy=False)
@@ -292,6 +323,8 @@ def summarize(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
         "study": study.study_name,
         "storage": mask_url(cfg.storage_url),
         "tokens_per_trial": cfg.tokens_per_trial,
+        # What a model of the data's token frequencies alone scores (None: not recorded)
+        "unigram_loss": study.user_attrs.get(UNIGRAM),
         "trials": {state: int(e["trials"]) for state, e in by_state.items()},
         # FAIL trials queued again (their re-runs are counted): n_trials does not count them
         "trials_run_again": sum(1 for t in trials if t.state == TrialState.FAIL

@@ -447,7 +447,10 @@ def test_a_study_ends_with_a_summary_through_a_pipe(tmp_path, shakespeare):
     # Rule: the summary names the best trial (the line the README shows), its params as the
     # hyperparameter table prints them, the trials by state, compute and what pruning saved,
     # where the study lives (masked) and the commands that come next; no 16-digit floats.
-    assert f"best trial {best.number}: val loss {best.value:.4f}" in lines
+    # And what token frequencies alone score, which the trials beat: a loss to read it against.
+    assert (f"best trial {best.number}: val loss {best.value:.4f} (token frequencies alone: "
+            f"{summary['unigram_loss']:.4f})") in lines
+    assert best.value < summary["unigram_loss"] and "note: the best loss is" not in out
     assert f"  params   {fmt_params(best.params)}" in lines
     n_complete = sum(t.state == TrialState.COMPLETE for t in study.trials)
     assert any(ln.startswith(f"  trials   {n_complete} complete") for ln in lines), out

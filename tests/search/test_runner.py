@@ -21,6 +21,7 @@ from rich.console import Console
 
 from scaletune.search.cluster import lean_head_node
 from scaletune.search.config import load_study, validate_study
+from scaletune.search.fit import study_unigram
 from scaletune.search.manage import show_study
 from scaletune.search.runner import concurrency, n_finished, run_study
 from scaletune.search.storage import sqlite_path
@@ -205,6 +206,37 @@ def test_study_runs_prunes_and_records(tmp_path, shakespeare, local_ray):
     assert attrs["unigram_loss"] == pytest.approx(
         unigram_loss(data, cfg.model.block_size, cfg.data.val_windows))
     assert study.best_value < attrs["unigram_loss"] < math.log(256)
+
+
+def test_a_study_too_short_to_learn_more_than_token_frequencies_is_told_so(tmp_path, shakespeare,
+                                                                           local_ray):
+    local_ray(num_cpus=1)
+    # A few steps at a learning rate that barely moves the weights: every trial ends about
+    # where the untrained model starts, above what token frequencies alone score.
+    search = {**tiny_study(tmp_path, shakespeare)["search"], "lr": {"low": 1e-6, "high": 2e-6}}
+    cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=1, search=search,
+                                    tokens_per_trial=4_096, eval_every_tokens=2_048))
+    console = Console(record=True, width=400)
+    run_study(cfg, console=console)
+    said = console.export_text()
+    study = load(cfg)
+    unigram = study.user_attrs["unigram_loss"]
+    assert study.best_value > unigram
+    # Rule: the summary reads the loss against it and says the search had little to go on
+    # (a loss of 5.5 said nothing to one who does not know what 5.5 means for this data).
+    assert (f"best trial 0: val loss {study.best_value:.4f} (token frequencies alone: "
+            f"{unigram:.4f})") in said
+    assert (f"note: the best loss is {study.best_value:.4g}, above the {unigram:.4g} that a "
+            "model of the data's token frequencies alone scores: the trials learned little "
+            "beyond how often each token occurs") in said
+    # `scaletune show` says the same.
+    show_study(cfg, console := Console(record=True, width=400))
+    shown = console.export_text()
+    assert "(token frequencies alone: " in shown and "note: the best loss is " in shown
+    # A fit of laws takes it from the study's data where the study has not recorded it (a study
+    # finished before scaletune recorded it, which no launch opens again).
+    study.set_user_attr("unigram_loss", None)
+    assert study_unigram(load(cfg).user_attrs, cfg) == pytest.approx(unigram)
 
 
 def test_repeat_best_says_so_where_no_trial_completed_to_repeat(tmp_path, shakespeare,

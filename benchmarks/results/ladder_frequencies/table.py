@@ -4,7 +4,7 @@ The rungs are ladder_v5_prior's (1/16, 1/8 and 1/4 of the target's tokens, 8 tri
 again by run_rungs.py into ROOT (their studies are not kept in git); this reads their studies,
 computes each rung's unigram loss (``trainer.data.unigram_loss``, as `scaletune run` records it
 now), records it in the rung's study as a run would, and prints each rung's best loss against it
-and whether ``search.fit.frequencies_only`` warns.
+and whether ``search.fit.frequencies_warning`` warns.
 
     PYTHONPATH=. python benchmarks/results/ladder_frequencies/table.py /tmp/rungs > table.txt
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import optuna
 
-from scaletune.search.fit import frequencies_only
+from scaletune.search.fit import frequencies_warning
 from scaletune.search.ladder import load_ladder, stored_study, with_data_sized
 from scaletune.search.studies import UNIGRAM
 from scaletune.trainer.data import prepare_data, unigram_loss
@@ -40,7 +40,7 @@ for task in TASKS:
                 print(f"{task:16s} {seed:4d}  {cfg.tokens_per_trial:13,d}  (no trial completed)")
                 continue
             best = min(done)
-            warns = frequencies_only([(cfg.name, cfg.tokens_per_trial, best, unigram)]) is not None
+            warns = frequencies_warning([(cfg.name, cfg.tokens_per_trial, best, unigram)]) is not None
             warned += warns
             total += 1
             print(f"{task:16s} {seed:4d}  {cfg.tokens_per_trial:13,d}  {best:9.4f}  "
