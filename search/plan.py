@@ -842,7 +842,7 @@ def record_or_check(study: optuna.Study, cfg: StudyConfig, priors: Priors,
 
 def _record_unigram(study: optuna.Study, cfg: StudyConfig, data: Any) -> None:
     """Record what token frequencies alone score on the study's data (``UNIGRAM``), once."""
-    if UNIGRAM not in study.user_attrs:
+    if study.user_attrs.get(UNIGRAM) is None:
         study.set_user_attr(UNIGRAM, unigram_loss(data, cfg.model.block_size,
                                                   cfg.data.val_windows))
 

@@ -201,11 +201,12 @@ def test_study_runs_prunes_and_records(tmp_path, shakespeare, local_ray):
     assert attrs["fingerprint"] == cfg.fingerprint()
     assert {"lr", "tau", "batch_size"} <= set(attrs["priors"])
     assert attrs["provenance"]["torch"]
-    # And what token frequencies alone score on its validation windows, which its trials beat.
+    # And what token frequencies alone score on its validation windows: below the untrained
+    # model's loss (a uniform guess over 256 bytes).
     data = prepare_data(cfg.data, cfg.model.block_size)
     assert attrs["unigram_loss"] == pytest.approx(
         unigram_loss(data, cfg.model.block_size, cfg.data.val_windows))
-    assert study.best_value < attrs["unigram_loss"] < math.log(256)
+    assert attrs["unigram_loss"] < math.log(256) - 1
 
 
 def test_a_study_too_short_to_learn_more_than_token_frequencies_is_told_so(tmp_path, shakespeare,
@@ -237,6 +238,9 @@ def test_a_study_too_short_to_learn_more_than_token_frequencies_is_told_so(tmp_p
     # finished before scaletune recorded it, which no launch opens again).
     study.set_user_attr("unigram_loss", None)
     assert study_unigram(load(cfg).user_attrs, cfg) == pytest.approx(unigram)
+    # And such a study records it at its next launch.
+    run_study(cfg.model_copy(update={"n_trials": 2}), console=Console(quiet=True))
+    assert load(cfg).user_attrs["unigram_loss"] == pytest.approx(unigram)
 
 
 def test_repeat_best_says_so_where_no_trial_completed_to_repeat(tmp_path, shakespeare,
