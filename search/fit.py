@@ -28,7 +28,13 @@ from scaletune.search.space import fixed_values
 from scaletune.search.storage import mask_url
 from scaletune.search.studies import UNIGRAM, open_study
 from scaletune.search.summary import against_frequencies, frequencies_only
-from scaletune.trainer.data import holds_tokens, prepare_data, read_fingerprint, unigram_loss
+from scaletune.trainer.data import (
+    cache_folder,
+    holds_tokens,
+    prepare_data,
+    read_fingerprint,
+    unigram_loss,
+)
 from scaletune.trainer.errors import ConfigError, DataError
 
 
@@ -167,9 +173,10 @@ def frequencies_warning(studies: list[tuple[str, int, float, float | None]],
              if unigram is not None and frequencies_only(best, unigram, near)]
     if not short:
         return None
-    why = ("learned little beyond how often each token occurs, and a loss that hyperparameters "
-           "barely move locates no optimum (lr, tau, batch size); give {0} more tokens per "
-           "trial, until {1} best loss is well below that, before trusting a law fitted on {0}")
+    why = ("learned little beyond how often each token occurs (or not even that, above it), "
+           "and losses this close to it locate the optima (lr, tau, batch size) poorly; give "
+           "{0} more tokens per trial, until {1} best loss is well below that, before trusting "
+           "a law fitted on {0}")
     if len(short) == 1:
         name, tokens, best, unigram = short[0]
         return (f"study {name!r} ({tokens:,} tokens per trial): its best loss is "
@@ -189,14 +196,20 @@ def study_unigram(attrs: dict[str, Any], cfg: StudyConfig) -> float | None:
     """What a model of the study's data's token frequencies alone scores: as the study recorded
     it (``UNIGRAM``), or, for one that has not launched since scaletune records it (a study
     finished before, a finished rung of a ladder run again), computed from its data where this
-    machine's token cache holds them as its trials trained on them; None otherwise."""
+    machine's token cache holds them as its trials trained on them (by the cache's record of
+    the files as they are: a file touched since reads as not held, which a read-only command
+    does not tokenize again); None otherwise."""
     if (recorded := attrs.get(UNIGRAM)) is not None:
         return float(recorded)
+    if attrs.get("data_fingerprint") is None:
+        return None
     try:
-        if not holds_tokens(cfg.data, None):
+        # The cache's folder as the study recorded it, where it exists: finding it made it
+        # (a folder of another machine's config, made by a command that writes nothing).
+        if not cache_folder(cfg.data).is_dir() or not holds_tokens(cfg.data, None):
             return None
         data = prepare_data(cfg.data, cfg.model.block_size)
-    except (DataError, ConfigError, OSError, ValueError):
+    except (DataError, ConfigError, OSError, ValueError, KeyError):
         return None
     if data.fingerprint != attrs.get("data_fingerprint"):
         return None

@@ -6,8 +6,8 @@ A ladder file names a target study file and the rungs below it. Each rung is an 
 laws are fitted on every rung so far (``search.fit``) and written to the ladder's laws file;
 once three rungs agree on the target (the last one moved no prediction by more than
 ``settle_log10``) and the fit gives no warning, the rest are skipped. The target study then
-runs with ``priors: {laws: fitted}`` on that file. Running the command again resumes: finished rungs are
-skipped, a rung cut short runs its missing trials.
+runs with ``priors: {laws: fitted}`` on that file. Running the command again resumes: finished
+rungs are skipped, a rung cut short runs its missing trials.
 
     scaletune ladder studies/quickstart-ladder.yaml
 """

@@ -1250,8 +1250,8 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
             rows.append(("", f"derived {fmt_params(derived)}"))
         if seeds := seeds_of_best(trials, best.number, ran_with.seed):
             rows.append(("", f"seeds: {seeds}"))
-        rows += [("", f"note: {note}") for note in (*at_edges(best, widest(trials), cfg),
-                                                     frequencies_note(best.value, unigram)) if note]
+        rows += [("", f"note: {note}") for note in (frequencies_note(best.value, unigram),
+                                                     *at_edges(best, widest(trials), cfg)) if note]
     rows += _config_rows(ran_with)
     rows += [("widened" if i == 0 else "", f"{', '.join(w.get('changes') or ['the same ranges'])}"
               f", by the launch of {_when_recorded(w.get('at'))}; the trials before it drew "

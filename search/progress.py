@@ -353,7 +353,7 @@ def print_run_summary(console: Console, study: optuna.Study, cfg: StudyConfig, s
     rows += [("next" if i == 0 else "", command) for i, command in enumerate(commands)]
     for key, text in rows:  # soft: a command a terminal wraps still pastes whole
         console.print(f"  {key:<8} {text}", highlight=False, markup=False, soft_wrap=True)
-    notes = [*best["at_edges"], frequencies_note(best["value"], s.get("unigram_loss"))] \
+    notes = [frequencies_note(best["value"], s.get("unigram_loss")), *best["at_edges"]] \
         if best else []
     for note in filter(None, notes):
         console.print(f"note: {note}", style="yellow", highlight=False, markup=False)

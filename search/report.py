@@ -98,6 +98,7 @@ from scaletune.search.summary import (
     best_trial,
     diverged,
     flops,
+    frequencies_note,
     holds,
     non_embedding_params,
     summarize,
@@ -1298,8 +1299,12 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     rows = [("storage", summary["storage"]), ("trials", trials_said(summary))]
     best = summary["best"]
     if best:
-        rows.append(("best", f"trial {best['number']}: val loss {best['value']:.4f}"))
+        unigram = summary.get("unigram_loss")  # summaries written before it: none
+        rows.append(("best", f"trial {best['number']}: val loss {best['value']:.4f}"
+                     + (f" (token frequencies alone: {unigram:.4f})" if unigram else "")))
         rows.append(("", ", ".join(f"{k}={_short(v)}" for k, v in best["params"].items())))
+        if note := frequencies_note(best["value"], unigram):
+            rows.append(("note", note))
         rows += [("at an end" if i == 0 else "", note)
                  for i, note in enumerate(best.get("at_edges", []))]
     c, p = summary["compute"], summary["pruning"]

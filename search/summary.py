@@ -269,26 +269,30 @@ def frequencies_only(best: float, unigram: float | None, near: float = NEAR_BEST
 
 
 def against_frequencies(best: float, unigram: float) -> str:
-    """'above the 5.736', 'only 1.8% below the 5.736': a best loss against ``unigram``, with the
-    digits that tell the two apart."""
-    digits = next((d for d in range(4, 9) if f"{best:.{d}g}" != f"{unigram:.{d}g}"), 9)
+    """'5.792, above the 5.736', '5.630, only 1.8% below the 5.736': a best loss against
+    ``unigram``, with as many decimals as tell the two apart (3 to 6)."""
+    d = next((d for d in range(3, 7) if f"{best:.{d}f}" != f"{unigram:.{d}f}"), 4)
     if abs(best - unigram) < 5e-4 * unigram:
-        return f"{best:.{digits}g}, about the {unigram:.{digits}g}"
+        return f"{best:.{d}f}, about the {unigram:.{d}f}"
     where = "above" if best > unigram else f"only {1 - best / unigram:.1%} below"
-    return f"{best:.{digits}g}, {where} the {unigram:.{digits}g}"
+    return f"{best:.{d}f}, {where} the {unigram:.{d}f}"
 
 
 def frequencies_note(best: float, unigram: float | None, near: float = NEAR_BEST) -> str | None:
     """What a study whose best loss is no more than ``near`` below what a model of its data's
-    token frequencies alone scores (``unigram``; None, not recorded: nothing) should be told: its
-    trials learned little more, so what told them apart was luck more than hyperparameters."""
+    token frequencies alone scores (``unigram``; None, not recorded: nothing) should be told:
+    its trials learned little more (or not even that: above it), so their losses tell its
+    hyperparameters apart poorly."""
     if not frequencies_only(best, unigram, near):
         return None
+    learned = ("the trials have not learned even how often each token occurs"
+               if best > unigram else
+               "the trials learned little beyond how often each token occurs")
     return (f"the best loss is {against_frequencies(best, unigram)} that a model of the data's "
-            "token frequencies alone scores: the trials learned little beyond how often each "
-            "token occurs, and their losses differ by their luck more than by their "
-            "hyperparameters; give each trial more tokens (tokens_per_trial) before reading the "
-            "search")
+            f"token frequencies alone scores: {learned}, so their losses tell the "
+            "hyperparameters apart poorly; give each trial more tokens (tokens_per_trial), or "
+            "search higher learning rates if the ones searched are far below the priors' "
+            "(scaletune priors), before reading the search")
 
 
 def summarize(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:

@@ -483,10 +483,15 @@ def lossy_tokenizer_note(cfg: DataConfig) -> str | None:
             "decoder ByteLevel) keeps every byte")
 
 
-def cache_dir(cfg: DataConfig) -> Path:
-    """data.cache_dir, else $SCALETUNE_CACHE, else ~/.cache/scaletune."""
+def cache_folder(cfg: DataConfig) -> Path:
+    """data.cache_dir, else $SCALETUNE_CACHE, else ~/.cache/scaletune; not made (cache_dir)."""
     path = cfg.cache_dir or os.environ.get("SCALETUNE_CACHE") or Path.home() / ".cache" / "scaletune"
-    path = Path(path).expanduser()
+    return Path(path).expanduser()
+
+
+def cache_dir(cfg: DataConfig) -> Path:
+    """The token cache's folder (``cache_folder``), made where it is not there yet."""
+    path = cache_folder(cfg)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # a file there, a folder that cannot be made or written

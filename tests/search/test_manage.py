@@ -894,8 +894,8 @@ def test_fit_says_which_study_has_learned_little_beyond_token_frequencies(tmp_pa
     code, out = scaletune(capsys, "fit", str(path), str(longer), "-o", str(output))
     # Rule: a study whose best is about what token frequencies score locates no optimum, and
     # the fit says which and what to do (its optimum was fitted as any other, unsaid).
-    warning = ("study 'tiny' (40,960 tokens per trial): its best loss is 2.4, only 2.0% below "
-               "the 2.45 that a model of its data's token frequencies alone scores: its trials "
+    warning = ("study 'tiny' (40,960 tokens per trial): its best loss is 2.400, only 2.0% below "
+               "the 2.450 that a model of its data's token frequencies alone scores: its trials "
                "have learned little beyond how often each token occurs")
     assert code == 0 and warning in flat(out), out
     saved = json.loads(output.read_text())
@@ -903,9 +903,9 @@ def test_fit_says_which_study_has_learned_little_beyond_token_frequencies(tmp_pa
     # Several are named in one warning; one above it is said to be above it.
     optuna.load_study(study_name="tiny-long", storage=storage).set_user_attr("unigram_loss", 2.3)
     code, out = scaletune(capsys, "fit", str(path), str(longer), "-o", str(output))
-    assert ("studies 'tiny' (40,960 tokens per trial: best loss 2.4, only 2.0% below the 2.45 "
-            "that a model of its data's token frequencies alone scores) and 'tiny-long' (81,920: "
-            "2.4, above the 2.3): their trials have learned little") in flat(out), out
+    assert ("studies 'tiny' (40,960 tokens per trial: best loss 2.400, only 2.0% below the "
+            "2.450 that a model of its data's token frequencies alone scores) and 'tiny-long' "
+            "(81,920: 2.400, above the 2.300): their trials have learned little") in flat(out), out
     assert len(json.loads(output.read_text())["study_warnings"]) == 1
 
 
@@ -916,8 +916,10 @@ def test_a_loss_against_token_frequencies_is_said_with_the_digits_that_tell_them
     # (2.92% below did not warn: the band was taken as 3% of the best loss).
     assert frequencies_only(3.168, 3.2634) and not frequencies_only(3.16, 3.2634)
     assert against_frequencies(3.168, 3.2634) == "3.168, only 2.9% below the 3.263"
-    # Two losses that round alike are not "5.736, above the 5.736" or "only 0.0% below".
-    assert against_frequencies(5.7358, 5.73579) == "5.7358, about the 5.73579"
+    # Two losses that round alike are not "5.736, above the 5.736" or "only 0.0% below", and
+    # both are given to as many decimals ("3.26, about the 3.261").
+    assert against_frequencies(5.7358, 5.73579) == "5.73580, about the 5.73579"
+    assert against_frequencies(3.26, 3.2612) == "3.260, about the 3.261"
     assert against_frequencies(5.7917, 5.7358) == "5.792, above the 5.736"
 
 

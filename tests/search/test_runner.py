@@ -227,17 +227,34 @@ def test_a_study_too_short_to_learn_more_than_token_frequencies_is_told_so(tmp_p
     # (a loss of 5.5 said nothing to one who does not know what 5.5 means for this data).
     assert (f"best trial 0: val loss {study.best_value:.4f} (token frequencies alone: "
             f"{unigram:.4f})") in said
-    assert (f"note: the best loss is {study.best_value:.4g}, above the {unigram:.4g} that a "
-            "model of the data's token frequencies alone scores: the trials learned little "
-            "beyond how often each token occurs") in said
+    assert (f"note: the best loss is {study.best_value:.3f}, above the {unigram:.3f} that a "
+            "model of the data's token frequencies alone scores: the trials have not learned "
+            "even how often each token occurs") in said
+    # Said before the notes of ranges to widen, which assume a search worth reading.
+    notes = [line for line in said.split("best trial 0:")[1].splitlines()
+             if line.startswith("note: ")]
+    assert notes[0].startswith("note: the best loss is"), notes
     # `scaletune show` says the same.
     show_study(cfg, console := Console(record=True, width=400))
     shown = console.export_text()
     assert "(token frequencies alone: " in shown and "note: the best loss is " in shown
+    # And the report (its page and console table).
+    from scaletune.search.report import make_report
+
+    report = make_report(cfg, tmp_path / "report")
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "token frequencies alone: " in page and "the trials have not learned even" in page
+    assert report["unigram_loss"] == pytest.approx(unigram)
     # A fit of laws takes it from the study's data where the study has not recorded it (a study
     # finished before scaletune recorded it, which no launch opens again).
     study.set_user_attr("unigram_loss", None)
     assert study_unigram(load(cfg).user_attrs, cfg) == pytest.approx(unigram)
+    # Not where the study's data are not cached here, and without making a cache folder for it
+    # (a fit writes nothing).
+    elsewhere = cfg.model_copy(update={"data": cfg.data.model_copy(
+        update={"cache_dir": str(tmp_path / "other" / "cache")})})
+    assert study_unigram(load(cfg).user_attrs, elsewhere) is None
+    assert not (tmp_path / "other").exists()
     # And such a study records it at its next launch.
     run_study(cfg.model_copy(update={"n_trials": 2}), console=Console(quiet=True))
     assert load(cfg).user_attrs["unigram_loss"] == pytest.approx(unigram)

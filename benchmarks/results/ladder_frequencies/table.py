@@ -40,7 +40,8 @@ for task in TASKS:
                 print(f"{task:16s} {seed:4d}  {cfg.tokens_per_trial:13,d}  (no trial completed)")
                 continue
             best = min(done)
-            warns = frequencies_warning([(cfg.name, cfg.tokens_per_trial, best, unigram)]) is not None
+            said = frequencies_warning([(cfg.name, cfg.tokens_per_trial, best, unigram)])
+            warns = said is not None
             warned += warns
             total += 1
             print(f"{task:16s} {seed:4d}  {cfg.tokens_per_trial:13,d}  {best:9.4f}  "
