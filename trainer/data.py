@@ -559,13 +559,15 @@ def unigram_loss(data: TokenData, block_size: int, n_windows: int) -> float:
     loss."""
     train = data.train
     if len(train) > UNIGRAM_SAMPLE:
+        # Slices, not an index array of 16M int64 offsets: 0.09 s against 0.23 s on 190M
+        # uint16 tokens, with 128 MiB less of the driver's memory.
         stretch = 4096
         starts = np.linspace(0, len(train) - stretch, UNIGRAM_SAMPLE // stretch).astype(np.int64)
-        train = train[starts[:, None] + np.arange(stretch)].ravel()
+        train = np.concatenate([train[s:s + stretch] for s in starts])
     offsets = np.linspace(0, len(data.val) - (block_size + 1), n_windows).round().astype(np.int64)
     targets = np.asarray(data.val[offsets[:, None] + np.arange(1, block_size + 1)], dtype=np.int64)
     size = max(data.vocab_size, int(targets.max()) + 1)
-    counts = np.bincount(np.asarray(train, dtype=np.int64), minlength=size)[:size] + 0.5
+    counts = np.bincount(np.asarray(train), minlength=size)[:size] + 0.5
     return float(-np.log(counts[targets] / counts.sum()).mean())
 
 
