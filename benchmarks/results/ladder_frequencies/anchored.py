@@ -12,44 +12,30 @@ rungs at 1/16-1/4 (the ladder as run) and with the 1/2 rung added, against the b
 """
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
-import optuna
 import pandas as pd
+from common import gap, ladders, root
 
-from scaletune.search.ladder import fit_rungs, load_ladder, stored_study, with_data_sized
+from scaletune.search.ladder import fit_rungs, stored_study
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-ROOT = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/rungs")
-HERE = Path(__file__).resolve().parent
-BEST = pd.read_csv(HERE.parent / "ladder_v5_prior" / "ladder_suite.csv").set_index(
-    ["task", "ladder_seed"])
-TASKS = ("shakespeare-byte", "pydoc-byte", "docstrings-byte", "code-bpe", "shakespeare-bpe",
-         "pydoc-long")
-
-rungs, ladders = [], []
-for task in TASKS:
-    for seed in range(3):
-        path = ROOT / task / f"s{seed}" / "ladder-half.yaml"
-        ladder = with_data_sized(load_ladder(path))
-        have = [r for r in ladder.rungs if stored_study(r.cfg) is not None]
-        full = fit_rungs(ladder, have)
-        for rung, opt in zip(have, full.lr.rungs, strict=True):
-            study = stored_study(rung.cfg)
-            center = study.user_attrs["priors"]["lr"]["center"]
-            drawn = np.log10([t.params["lr"] for t in study.trials if "lr" in t.params])
-            rungs.append({"task": task, "seed": seed, "tokens": rung.cfg.tokens_per_trial,
-                          "center": center, "drawn_low": drawn.min() - math.log10(center),
-                          "drawn_high": drawn.max() - math.log10(center),
-                          "optimum_vs_center": math.log10(opt.value / center)})
-        best = BEST.loc[(task, seed), "best_lr"]
-        row = {"task": task, "seed": seed}
-        for name, chosen in (("1/16-1/4", have[:3]), ("1/16-1/2", have)):
-            law = fit_rungs(ladder, chosen).lr.predict(ladder.target_scale).value
-            row[f"gap {name}"] = math.log10(law / best)
-        ladders.append(row)
+rungs, laws = [], []
+for task, seed, ladder in ladders(root(), "ladder-half.yaml"):
+    have = [r for r in ladder.rungs if stored_study(r.cfg) is not None]
+    full = fit_rungs(ladder, have)
+    for rung, opt in zip(have, full.lr.rungs, strict=True):
+        study = stored_study(rung.cfg)
+        center = study.user_attrs["priors"]["lr"]["center"]
+        drawn = np.log10([t.params["lr"] for t in study.trials if "lr" in t.params])
+        rungs.append({"task": task, "seed": seed, "tokens": rung.cfg.tokens_per_trial,
+                      "center": center, "drawn_low": drawn.min() - math.log10(center),
+                      "drawn_high": drawn.max() - math.log10(center),
+                      "optimum_vs_center": math.log10(opt.value / center)})
+    row = {"task": task, "seed": seed}
+    for name, chosen in (("1/16-1/4", have[:3]), ("1/16-1/2", have)):
+        row[f"gap {name}"] = gap(fit_rungs(ladder, chosen).lr.predict(ladder.target_scale).value,
+                                 task, seed)
+    laws.append(row)
 
 pd.set_option("display.width", 200)
 r = pd.DataFrame(rungs)
@@ -59,7 +45,7 @@ off = r.optimum_vs_center.abs()
 print(f"\nrung optimum within 0.1 dex of its prior's center: {(off <= 0.1).sum()} of {len(r)}; "
       f"within 0.2: {(off <= 0.2).sum()}; median |offset| {off.median():.3f} dex; the trials "
       f"drew from {r.drawn_low.median():+.2f} to {r.drawn_high.median():+.2f} dex (medians)")
-d = pd.DataFrame(ladders)
+d = pd.DataFrame(laws)
 print("\nThe law's lr at the target against the best trial's (dex)")
 print(d.round(3).to_string(index=False))
 for c in ("gap 1/16-1/4", "gap 1/16-1/2"):

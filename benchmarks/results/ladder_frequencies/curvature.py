@@ -8,24 +8,12 @@ against the best trial's lr; on the rungs of run_rungs.py (ROOT) and of run_spre
         > curvature.txt
 """
 
-import math
-import sys
-from pathlib import Path
-
 import numpy as np
-import optuna
 import pandas as pd
+from common import gap, ladders, root, spread_root
 
 from scaletune.heuristics.fit import EXPONENT_PRIOR_SD, SHORT_RUN_LR_EXPONENT, fit_power_law
-from scaletune.search.ladder import fit_rungs, load_ladder, stored_study, with_data_sized
-
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-ROOT = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/rungs")
-HERE = Path(__file__).resolve().parent
-BEST = pd.read_csv(HERE.parent / "ladder_v5_prior" / "ladder_suite.csv").set_index(
-    ["task", "ladder_seed"])
-TASKS = ("shakespeare-byte", "pydoc-byte", "docstrings-byte", "code-bpe", "shakespeare-bpe",
-         "pydoc-long")
+from scaletune.search.ladder import fit_rungs, stored_study
 
 
 def vertex(xs: np.ndarray, ys: np.ndarray) -> float | None:
@@ -37,27 +25,23 @@ def vertex(xs: np.ndarray, ys: np.ndarray) -> float | None:
 
 
 rows = []
-for label, root in (("sigma 0.3", ROOT), ("sigma 0.6", ROOT.with_name(ROOT.name + "-spread2"))):
-    for task in TASKS:
-        for seed in range(3):
-            ladder = with_data_sized(load_ladder(root / task / f"s{seed}" / "ladder.yaml"))
-            scales, optima = [], []
-            for rung in ladder.rungs:
-                done = [t for t in stored_study(rung.cfg).trials if t.state.name == "COMPLETE"]
-                v = vertex(np.log10([t.params["lr"] for t in done]),
-                           np.log([t.value for t in done]))
-                if v is not None:
-                    scales.append(rung.cfg.tokens_per_trial)
-                    optima.append(10**v)
-            best = BEST.loc[(task, seed), "best_lr"]
-            near = fit_rungs(ladder, ladder.rungs).lr.predict(ladder.target_scale).value
-            row = {"rungs": label, "task": task, "seed": seed,
-                   "near-best mean": math.log10(near / best), "rungs that curve": len(scales)}
-            if len(set(scales)) >= 2:
-                law = fit_power_law(scales, optima, "lr", "", "tokens", n_boot=200,
-                                    exponent_prior=(SHORT_RUN_LR_EXPONENT, EXPONENT_PRIOR_SD))
-                row["curvature"] = math.log10(law.predict(ladder.target_scale).value / best)
-            rows.append(row)
+for label, folder in (("sigma 0.3", root()), ("sigma 0.6", spread_root(root()))):
+    for task, seed, ladder in ladders(folder):
+        scales, optima = [], []
+        for rung in ladder.rungs:
+            done = [t for t in stored_study(rung.cfg).trials if t.state.name == "COMPLETE"]
+            v = vertex(np.log10([t.params["lr"] for t in done]), np.log([t.value for t in done]))
+            if v is not None:
+                scales.append(rung.cfg.tokens_per_trial)
+                optima.append(10**v)
+        near = fit_rungs(ladder, ladder.rungs).lr.predict(ladder.target_scale).value
+        row = {"rungs": label, "task": task, "seed": seed, "near-best mean": gap(near, task, seed),
+               "rungs that curve": len(scales)}
+        if len(set(scales)) >= 2:
+            law = fit_power_law(scales, optima, "lr", "", "tokens", n_boot=200,
+                                exponent_prior=(SHORT_RUN_LR_EXPONENT, EXPONENT_PRIOR_SD))
+            row["curvature"] = gap(law.predict(ladder.target_scale).value, task, seed)
+        rows.append(row)
 pd.set_option("display.width", 200)
 df = pd.DataFrame(rows)
 print(df.round(3).to_string(index=False))

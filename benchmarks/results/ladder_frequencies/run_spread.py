@@ -13,6 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from common import spread_root
 from rich.console import Console
 
 import scaletune.heuristics.priors as priors
@@ -30,7 +31,7 @@ def _wider(*args, **kwargs):
 
 priors._published_lr_prior = _wider
 SRC = Path(sys.argv[2] if len(sys.argv) > 2 else "/tmp/rungs")
-OUT = SRC.with_name(SRC.name + "-spread2")
+OUT = spread_root(SRC)
 for key in sys.argv[1].split(","):
     task, seed = key.split(":")
     d = OUT / task / f"s{seed}"

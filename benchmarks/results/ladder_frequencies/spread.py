@@ -5,35 +5,21 @@ trial's lr (benchmarks/results/ladder_v5_prior/ladder_suite.csv); each rung's op
     PYTHONPATH=. python benchmarks/results/ladder_frequencies/spread.py /tmp/rungs > spread.txt
 """
 
-import math
-import sys
-from pathlib import Path
-
-import optuna
 import pandas as pd
+from common import gap, ladders, root, spread_root
 
-from scaletune.search.ladder import fit_rungs, load_ladder, with_data_sized
+from scaletune.search.ladder import fit_rungs
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-ROOT = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/rungs")
-HERE = Path(__file__).resolve().parent
-BEST = pd.read_csv(HERE.parent / "ladder_v5_prior" / "ladder_suite.csv").set_index(
-    ["task", "ladder_seed"])
-TASKS = ("shakespeare-byte", "pydoc-byte", "docstrings-byte", "code-bpe", "shakespeare-bpe",
-         "pydoc-long")
-ROOTS = {"sigma 0.3": ROOT, "sigma 0.6": ROOT.with_name(ROOT.name + "-spread2")}
-
+ROOTS = {"sigma 0.3": root(), "sigma 0.6": spread_root(root())}
 rows = []
-for task in TASKS:
-    for seed in range(3):
-        row = {"task": task, "seed": seed}
-        for name, root in ROOTS.items():
-            ladder = with_data_sized(load_ladder(root / task / f"s{seed}" / "ladder.yaml"))
-            fitted = fit_rungs(ladder, ladder.rungs)
-            law = fitted.lr.predict(ladder.target_scale).value
-            row[f"gap, {name}"] = math.log10(law / BEST.loc[(task, seed), "best_lr"])
-            row[f"rung optima, {name}"] = " ".join(f"{r.value:.4f}" for r in fitted.lr.rungs)
-        rows.append(row)
+for pair in zip(*(ladders(folder) for folder in ROOTS.values()), strict=True):
+    task, seed, _ = pair[0]
+    row = {"task": task, "seed": seed}
+    for name, (_, _, ladder) in zip(ROOTS, pair, strict=True):
+        fitted = fit_rungs(ladder, ladder.rungs)
+        row[f"gap, {name}"] = gap(fitted.lr.predict(ladder.target_scale).value, task, seed)
+        row[f"rung optima, {name}"] = " ".join(f"{r.value:.4f}" for r in fitted.lr.rungs)
+    rows.append(row)
 pd.set_option("display.width", 250)
 df = pd.DataFrame(rows)
 print(df.round(3).to_string(index=False))

@@ -9,41 +9,32 @@ and whether ``search.fit.frequencies_warning`` warns.
     PYTHONPATH=. python benchmarks/results/ladder_frequencies/table.py /tmp/rungs > table.txt
 """
 
-import sys
-from pathlib import Path
-
 import optuna
+from common import ladders, root
 
 from scaletune.search.fit import frequencies_warning
-from scaletune.search.ladder import load_ladder, stored_study, with_data_sized
+from scaletune.search.ladder import stored_study
 from scaletune.search.studies import UNIGRAM
 from scaletune.trainer.data import prepare_data, unigram_loss
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-ROOT = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/rungs")
-TASKS = ("shakespeare-byte", "pydoc-byte", "docstrings-byte", "code-bpe", "shakespeare-bpe",
-         "pydoc-long")
 warned = total = 0
 print("task             seed  rung (tokens)  best loss  unigram  best vs unigram  warns")
-for task in TASKS:
-    for seed in range(3):
-        ladder = with_data_sized(load_ladder(ROOT / task / f"s{seed}" / "ladder.yaml"))
-        for rung in ladder.rungs:
-            cfg = rung.cfg
-            study = stored_study(cfg)
-            done = [t.value for t in study.get_trials(deepcopy=False)
-                    if t.state == optuna.trial.TrialState.COMPLETE]
-            data = prepare_data(cfg.data, cfg.model.block_size)
-            unigram = unigram_loss(data, cfg.model.block_size, cfg.data.val_windows)
-            study.set_user_attr(UNIGRAM, unigram)
-            if not done:
-                print(f"{task:16s} {seed:4d}  {cfg.tokens_per_trial:13,d}  (no trial completed)")
-                continue
-            best = min(done)
-            said = frequencies_warning([(cfg.name, cfg.tokens_per_trial, best, unigram)])
-            warns = said is not None
-            warned += warns
-            total += 1
-            print(f"{task:16s} {seed:4d}  {cfg.tokens_per_trial:13,d}  {best:9.4f}  "
-                  f"{unigram:7.4f}  {best / unigram - 1:+15.1%}  {'yes' if warns else ''}")
+for task, seed, ladder in ladders(root()):
+    for rung in ladder.rungs:
+        cfg = rung.cfg
+        study = stored_study(cfg)
+        done = [t.value for t in study.get_trials(deepcopy=False)
+                if t.state == optuna.trial.TrialState.COMPLETE]
+        data = prepare_data(cfg.data, cfg.model.block_size)
+        unigram = unigram_loss(data, cfg.model.block_size, cfg.data.val_windows)
+        study.set_user_attr(UNIGRAM, unigram)
+        if not done:
+            print(f"{task:16s} {seed:4d}  {cfg.tokens_per_trial:13,d}  (no trial completed)")
+            continue
+        best = min(done)
+        warns = frequencies_warning([(cfg.name, cfg.tokens_per_trial, best, unigram)]) is not None
+        warned += warns
+        total += 1
+        print(f"{task:16s} {seed:4d}  {cfg.tokens_per_trial:13,d}  {best:9.4f}  "
+              f"{unigram:7.4f}  {best / unigram - 1:+15.1%}  {'yes' if warns else ''}")
 print(f"\n{warned} of {total} rungs with a completed trial warn")
