@@ -170,7 +170,7 @@ def frequencies_warning(studies: list[tuple[str, int, float, float | None]],
     too short to have learned much more: its trials' losses differ by little, and by their luck
     more than by their hyperparameters, so where its optima lie says little of a longer run's."""
     short = [(name, tokens, best, unigram) for name, tokens, best, unigram in studies
-             if unigram is not None and frequencies_only(best, unigram, near)]
+             if frequencies_only(best, unigram, near)]
     if not short:
         return None
     why = ("learned little beyond how often each token occurs (or not even that, above it), "

@@ -119,6 +119,7 @@ from scaletune.search.summary import (
     best_trial,
     diverged,
     frequencies_note,
+    loss_said,
     state_words,
     widest,
 )
@@ -1241,8 +1242,7 @@ def show_study(cfg: StudyConfig, console: Console) -> int:
     best = best_trial(trials)
     if best is not None:
         unigram = study.user_attrs.get(UNIGRAM)
-        rows.append(("best", f"trial {best.number}: val loss {best.value:.4f}"
-                     + (f" (token frequencies alone: {unigram:.4f})" if unigram else "")))
+        rows.append(("best", f"trial {best.number}: {loss_said(best.value, unigram)}"))
         rows.append(("", fmt_params(best.params)))
         derived = {k: best.user_attrs[k] for k in DERIVED
                    if k in best.user_attrs and k not in best.params}

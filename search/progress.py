@@ -26,6 +26,7 @@ from scaletune.search.summary import (
     best_trial,
     diverged,
     frequencies_note,
+    loss_said,
     pruning_saved,
     summarize,
     trials_said,
@@ -306,9 +307,8 @@ def print_run_summary(console: Console, study: optuna.Study, cfg: StudyConfig, s
         if why := _why_none_completed(study):
             console.print(f"note: {why}", style="yellow", highlight=False, markup=False)
     else:
-        unigram = s.get("unigram_loss")
-        console.print(f"[bold green]best trial {best['number']}[/]: val loss {best['value']:.4f}"
-                      + (f" (token frequencies alone: {unigram:.4f})" if unigram else ""))
+        console.print(f"[bold green]best trial {best['number']}[/]: "
+                      f"{loss_said(best['value'], s.get('unigram_loss'))}")
         derived = {k: v for k, v in best["derived"].items() if k not in best["params"]}
         rows.append(("params", fmt_params(best["params"])))
         if derived:

@@ -100,6 +100,7 @@ from scaletune.search.summary import (
     flops,
     frequencies_note,
     holds,
+    loss_said,
     non_embedding_params,
     summarize,
     token_budget,
@@ -1300,8 +1301,7 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     best = summary["best"]
     if best:
         unigram = summary.get("unigram_loss")  # summaries written before it: none
-        rows.append(("best", f"trial {best['number']}: val loss {best['value']:.4f}"
-                     + (f" (token frequencies alone: {unigram:.4f})" if unigram else "")))
+        rows.append(("best", f"trial {best['number']}: {loss_said(best['value'], unigram)}"))
         rows.append(("", ", ".join(f"{k}={_short(v)}" for k, v in best["params"].items())))
         if note := frequencies_note(best["value"], unigram):
             rows.append(("note", note))

@@ -278,6 +278,13 @@ def against_frequencies(best: float, unigram: float) -> str:
     return f"{best:.{d}f}, {where} the {unigram:.{d}f}"
 
 
+def loss_said(value: float, unigram: float | None) -> str:
+    """'val loss 2.0563 (token frequencies alone: 3.2612)': a best loss as the summary, show and
+    report give it, beside what token frequencies alone score where that is known."""
+    return f"val loss {value:.4f}" + (f" (token frequencies alone: {unigram:.4f})"
+                                      if unigram else "")
+
+
 def frequencies_note(best: float, unigram: float | None, near: float = NEAR_BEST) -> str | None:
     """What a study whose best loss is no more than ``near`` below what a model of its data's
     token frequencies alone scores (``unigram``; None, not recorded: nothing) should be told:
