@@ -109,18 +109,24 @@ Whole = Annotated[int, BeforeValidator(parse_number), BeforeValidator(not_a_bool
 """A whole number, written as 1e3, 1_000 or 1000 (n_trials, n_layer), as a count of tokens is."""
 
 
-class NumbersNotBools(BaseModel):
-    """A schema whose fields of numbers refuse a YAML true or false (``not_a_bool``)."""
+_NOT_A_BOOL = BeforeValidator(not_a_bool)
 
-    @model_validator(mode="before")
+
+class NumbersNotBools(BaseModel):
+    """A schema whose fields of numbers refuse a YAML true or false (``not_a_bool``), each under
+    its own key: a check of the whole section stopped at the first, and hid the section's other
+    errors behind it."""
+
     @classmethod
-    def _no_bool_as_number(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for name, field in cls.model_fields.items():
-                value = data.get(field.alias or name, data.get(name))
-                if isinstance(value, bool) and holds_numbers_only(field.annotation):
-                    raise ValueError(f"{name}: expected a number, got {str(value).lower()}")
-        return data
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        added = False
+        for field in cls.model_fields.values():
+            if holds_numbers_only(field.annotation) and _NOT_A_BOOL not in field.metadata:
+                field.metadata.append(_NOT_A_BOOL)  # the last one added runs first
+                added = True
+        if added:
+            cls.model_rebuild(force=True)
 
 
 class _Strict(NumbersNotBools):

@@ -160,9 +160,9 @@ CASES = [
     ("concurrency as a yes", "workers.max_concurrent", True,
      "workers.max_concurrent: expected a number, got true"),
     # Read as 1 or 0 where a field was not strict: one layer trained, gradients clipped at 1.
-    ("layers as a yes", "model.n_layer", True, "model: n_layer: expected a number, got true"),
+    ("layers as a yes", "model.n_layer", True, "model.n_layer: expected a number, got true"),
     ("gradient clipping as a yes", "trainer.optim.grad_clip", True,
-     "trainer.optim: grad_clip: expected a number, got true"),
+     "trainer.optim.grad_clip: expected a number, got true"),
     ("a range's end as a no", "search.lr", {"low": False, "high": 0.01},
      "search.lr.low: expected a number, got false"),
     ("a repeated choice", "search.batch_size", {"choices": [2, 2, 4]},
@@ -250,6 +250,22 @@ def test_all_errors_are_reported_at_once(tmp_path, shakespeare, capsys):
     assert "3 error(s)" in out
     for key in ("epochs", "n_trials", "search.dropout"):
         assert key in out
+
+
+def test_yes_and_no_in_number_fields_are_each_said_beside_the_sections_other_errors(
+        tmp_path, shakespeare, capsys):
+    # The check ran on the whole section and stopped at its first yes: "model: n_layer: expected
+    # a number, got true", with the section's other errors said only once it was fixed.
+    study = tiny_study(tmp_path, shakespeare)
+    study["model"].update(n_layer=True, n_embd=False, n_head="four")
+    study["trainer"] = {"optim": {"grad_clip": True, "beta2": "high"}}
+    assert main(["validate", str(write_study(tmp_path, study))]) == 2
+    out = flat(capsys.readouterr().err)
+    assert "5 error(s)" in out, out
+    for said in ("model.n_layer: expected a number, got true",
+                 "model.n_embd: expected a number, got false", "model.n_head:",
+                 "trainer.optim.grad_clip: expected a number, got true", "trainer.optim.beta2:"):
+        assert said in out, out
 
 
 @pytest.mark.parametrize("also", [{"n_trials": 0}, {"epochs": 3},
