@@ -262,6 +262,31 @@ def named_target(ladder: Ladder) -> StudyConfig:
     return target
 
 
+def _target_file(path: Path, study: str) -> tuple[Path, list[str], dict[str, Any] | None]:
+    """The target's study file, named by ``study`` in the ladder file at ``path``: its path,
+    what is wrong with it as a file (it is missing, unreadable, a ladder, a training config or
+    laws), and its contents where nothing is."""
+    # ~ as every path of a study file takes it (a laws_file of ~/laws.json made a folder ~ here).
+    study_path = path.resolve().parent / Path(study).expanduser()
+    try:
+        target_raw = load_yaml(study_path)
+    except ConfigError as e:
+        return study_path, [f"target.study: {line}" + (
+            f": {str(study_path)!r} (taken from the ladder file's folder)"
+            if line == "file not found" else "") for line in e.errors], None
+    if "rungs" in target_raw:
+        return study_path, [
+            f"target.study: {study_path} is a ladder file (it has rungs), not a study file: name "
+            "the study file whose model and budget the ladder's target runs"], None
+    if (kind := file_kind(target_raw)) in ("training", "laws"):
+        what = ("a training config (tokens, no n_trials)" if kind == "training"
+                else "a fitted-laws file")
+        return study_path, [
+            f"target.study: {study_path} is {what}, not a study file: name the study file whose "
+            "model and budget the ladder's target runs"], None
+    return study_path, [], target_raw
+
+
 def load_ladder(path: str | Path) -> Ladder:
     """Read and validate a ladder file and the target study it names; every problem at once,
     each naming its key (a rung's problems name the rung: ``rungs[1]: model.n_head: ...``)."""
@@ -281,25 +306,18 @@ def load_ladder(path: str | Path) -> Ladder:
     try:
         cfg = LadderConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(str(path), format_errors(e, LadderConfig)) from None
-    # ~ as every path of a study file takes it (a laws_file of ~/laws.json made a folder ~ here).
-    study_path = path.resolve().parent / Path(cfg.target.study).expanduser()
-    try:
-        target_raw = load_yaml(study_path)
-    except ConfigError as e:
-        raise ConfigError(str(path), [f"target.study: {line}" + (
-            f": {str(study_path)!r} (taken from the ladder file's folder)"
-            if line == "file not found" else "") for line in e.errors]) from None
-    if "rungs" in target_raw:
-        raise ConfigError(str(path), [
-            f"target.study: {study_path} is a ladder file (it has rungs), not a study file: name "
-            "the study file whose model and budget the ladder's target runs"])
-    if (kind := file_kind(target_raw)) in ("training", "laws"):
-        what = ("a training config (tokens, no n_trials)" if kind == "training"
-                else "a fitted-laws file")
-        raise ConfigError(str(path), [
-            f"target.study: {study_path} is {what}, not a study file: name the study file whose "
-            "model and budget the ladder's target runs"])
+        errors = format_errors(e, LadderConfig)
+        # The target's file is said beside the ladder's own errors (a missing one came to light
+        # only once they were fixed).
+        given = raw.get("target")
+        given = given.get("study") if isinstance(given, dict) else given
+        if isinstance(given, str) and given and not any(
+                line.startswith("target") for line in errors):
+            errors += _target_file(path, given)[1]
+        raise ConfigError(str(path), errors) from None
+    study_path, problems, target_raw = _target_file(path, cfg.target.study)
+    if target_raw is None:
+        raise ConfigError(str(path), problems)
     errors: list[str] = []
     laws_file = (path.resolve().parent / Path(cfg.laws_file).expanduser() if cfg.laws_file
                  else path.resolve().parent / "runs" / cfg.name / "laws.json")

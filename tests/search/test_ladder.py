@@ -174,6 +174,13 @@ def test_bad_ladder_input_names_the_key(tmp_path, shakespeare):
     # The path looked for, as it was taken from the ladder file's folder (it said no path).
     assert errors_of(path)[0] == (f"target.study: file not found: {str(tmp_path / 'missing.yaml')!r}"
                                   " (taken from the ladder file's folder)")
+    raw["rungs"] = rungs[:1]
+    path.write_text(yaml.safe_dump(raw))
+    # Beside the ladder's own errors: it came to light only once the second rung was given.
+    said = errors_of(path)
+    assert said[0].startswith("rungs: a ladder needs at least two rungs"), said
+    assert said[1:] == [f"target.study: file not found: {str(tmp_path / 'missing.yaml')!r} "
+                        "(taken from the ladder file's folder)"]
 
 
 def test_a_rung_at_the_targets_scale_is_refused_and_what_the_ladder_drops_is_noted(
