@@ -191,6 +191,13 @@ def mean_over_ranks(t: torch.Tensor, world: int) -> torch.Tensor:
     return t / world
 
 
+def sum_over_ranks(t: torch.Tensor, world: int) -> torch.Tensor:
+    """The sum of ``t`` over the ranks, in place: the validation loss from each rank's share."""
+    if world > 1:
+        dist.all_reduce(t)
+    return t
+
+
 def ranks_without(flag: bool, world: int, device: torch.device) -> int:
     """How many ranks hold ``flag`` False (0 on every rank where all hold it True), the same
     number on every rank: what one rank sees of a shared file that another does not."""

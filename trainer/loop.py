@@ -60,6 +60,7 @@ from scaletune.trainer.distributed import (
     mean_over_ranks,
     rank_and_world,
     ranks_without,
+    sum_over_ranks,
     uneven_nodes,
 )
 from scaletune.trainer.errors import DataError, SetupError
@@ -686,7 +687,7 @@ def _evaluate_and_report(config: TrainConfig, report: Report | None, run: _Run,
     """Evaluate, log, and ask ``report``; sets ``progress.status`` to 'diverged' (non-finite
     validation loss) or 'stopped' (the report said so, before the last step)."""
     tokens = progress.step * run.tokens_per_step
-    val_loss = evaluate(model, run.val, run.micro, run.device, run.autocast)
+    val_loss = evaluate(model, run.val, run.micro, run.device, run.autocast, run.rank, run.world)
     entry = {"tokens": tokens, "step": progress.step, "val_loss": val_loss,
              "train_loss": progress.loss_sum / max(1, progress.loss_count),
              "lr": config.optim.lr * lr_mult, "grad_norm": grad_stats.recent[-1]}
@@ -783,17 +784,38 @@ def _divergence(loss: float, grad_norm: float, max_loss: float,
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, windows: torch.Tensor, micro: int, device: torch.device,
-             autocast: contextlib.AbstractContextManager) -> float:
-    """Mean next-token cross-entropy over the fixed validation windows (no dropout, no smoothing)."""
+             autocast: contextlib.AbstractContextManager, rank: int = 0,
+             world: int = 1) -> float:
+    """Mean next-token cross-entropy over the fixed validation windows (no dropout, no smoothing).
+
+    With ``world`` processes each evaluates its own share of the windows (``eval_chunks``) and
+    the sums meet in one all-reduce: every process evaluated all of them, ``world`` times the
+    work for the same number."""
     model.eval()
-    total = torch.zeros((), device=device)
-    for chunk in windows.split(micro):
+    total, count = torch.zeros((), device=device), 0
+    for chunk, counts in eval_chunks(windows, micro, rank, world):
         chunk = chunk.to(device, non_blocking=True)
         with autocast:
             _, loss = model(chunk[:, :-1], chunk[:, 1:])
-        total += loss.float() * len(chunk)  # every window has block_size targets
+        if counts:  # every window has block_size targets
+            total += loss.float() * len(chunk)
+            count += len(chunk)
     model.train()
-    return (total / len(windows)).item()
+    both = sum_over_ranks(torch.stack([total, torch.tensor(float(count), device=device)]), world)
+    return (both[0] / both[1]).item()
+
+
+def eval_chunks(windows: torch.Tensor, micro: int, rank: int,
+                world: int) -> list[tuple[torch.Tensor, bool]]:
+    """The micro-batches of validation windows that process ``rank`` of ``world`` evaluates,
+    each with whether it counts: a contiguous share of ceil(n / world) windows (the last
+    processes' shares shorter or empty), in as many micro-batches on every process, since a
+    sharded model's forward pass gathers its weights from all of them. A process whose share
+    has run out evaluates the first window again, not counted."""
+    share = -(-len(windows) // world)
+    mine = windows[rank * share:(rank + 1) * share]
+    return [(chunk, True) if len(chunk := mine[i:i + micro]) else (windows[:1], False)
+            for i in range(0, share, micro)]
 
 
 def _crossed(tokens: int, tokens_per_step: int, every: int) -> bool:

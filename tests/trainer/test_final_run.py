@@ -151,6 +151,48 @@ def test_two_sharded_processes_learn_as_one_process_does(tmp_path, tmp_path_fact
     assert b == pytest.approx(a, abs=2e-4)
 
 
+EVAL_SHARES = """
+import torch, torch.distributed as dist
+from scaletune.trainer.config import TrainConfig
+from scaletune.trainer.distributed import data_parallel, leave
+from scaletune.trainer.loop import evaluate
+from scaletune.trainer.model import GPT
+
+dist.init_process_group("gloo")
+torch.set_num_threads(1)
+torch.manual_seed(0)
+cfg = TrainConfig.model_validate({"model": {"n_layer": 2, "n_head": 2, "n_embd": 32,
+                                            "block_size": 16}})
+model = GPT(cfg.model, 256)
+windows = torch.randint(0, 256, (5, 17), generator=torch.Generator().manual_seed(1))
+args = (torch.device("cpu"), torch.autocast("cpu", enabled=False))
+alone = evaluate(model, windows, 2, *args)  # this process, every window
+model = data_parallel(model, 2, "fsdp")
+seen = []  # the windows of each forward pass
+model.register_forward_pre_hook(lambda m, inputs: seen.append(len(inputs[0])))
+rank = dist.get_rank()
+shared = evaluate(model, windows, 2, *args, rank, 2)
+print(f"rank {rank} forwards {seen} loss {shared!r} alone {alone!r}", flush=True)
+leave(0)
+"""
+
+
+def test_the_ranks_share_the_validation_windows_and_agree_on_their_loss(tmp_path):
+    # Every rank evaluated every window: 8 processes did 8 times the work for one number.
+    script = tmp_path / "shares.py"
+    script.write_text(EVAL_SHARES)
+    done = forked.run(str(script), nproc=2, merged=True)
+    assert done.returncode == 0, done.stdout
+    said = {int(line.split()[1]): line.split() for line in done.stdout.splitlines()
+            if line.startswith("rank ")}
+    # 5 windows, micro-batches of 2: rank 0 evaluates 3 (2 + 1), rank 1 the other 2, and then
+    # the first window again, not counted, so that both take as many sharded forward passes.
+    assert " ".join(said[0][3:5]) == "[2, 1]" and " ".join(said[1][3:5]) == "[2, 1]", said
+    loss = [float(said[rank][said[rank].index("loss") + 1]) for rank in (0, 1)]
+    alone = float(said[0][said[0].index("alone") + 1])
+    assert loss[0] == loss[1] == pytest.approx(alone, rel=1e-5), said
+
+
 SAVED_WEIGHTS = """
 import os, sys, torch, torch.distributed as dist
 from scaletune.trainer.config import TrainConfig
