@@ -590,6 +590,41 @@ def test_a_ctrl_c_as_a_launched_run_starts_ends_it_in_a_line(tmp_path, shakespea
     assert not _processes("-m", str(path))  # neither torchrun nor a rank is left
 
 
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc")
+def test_a_rank_killed_from_outside_is_one_line_and_where_to_resume_not_a_traceback(
+        tmp_path, shakespeare):
+    # SIGKILL to rank 0 (the out-of-memory killer's): the launch ended on torchrun's
+    # ChildFailedError traceback, exit 1, and nothing said where the run could resume.
+    path = _config(tmp_path, shakespeare, "long", tokens=8 * 32 * 20_000,
+                   checkpoint_every_tokens=8 * 32 * 4)
+    launch = subprocess.Popen([sys.executable, "-m", "scaletune.search.cli", "train", str(path),
+                               "--nproc-per-node", "2"], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "long" / "checkpoint.pt").exists():
+            assert launch.poll() is None and time.monotonic() < deadline, launch.communicate()
+            time.sleep(0.2)
+        lead = [pid for pid in _processes("scaletune.trainer.rank", str(path),
+                                          unless="scaletune.trainer.torchrun")
+                if b"\0RANK=0\0" in b"\0" + Path(f"/proc/{pid}/environ").read_bytes()]
+        assert len(lead) == 1, lead
+        os.kill(lead[0], signal.SIGKILL)
+        out, err = launch.communicate(timeout=120)
+    finally:
+        if launch.poll() is None:
+            launch.kill()
+        if shutil.which("pkill"):
+            subprocess.run(["pkill", "-KILL", "-f", str(path)], check=False)
+    assert launch.returncode == 128 + signal.SIGKILL, err
+    assert "Traceback" not in err and "ChildFailedError" not in err, err
+    assert (f"scaletune train: process 0 of the run (pid {lead[0]}) was killed by SIGKILL (the "
+            "kernel's out-of-memory killer sends it") in err, err
+    assert (f"scaletune train: the last checkpoint is {tmp_path / 'long' / 'checkpoint.pt'} "
+            "(step ") in err, err
+    assert err.count("the last checkpoint is") == 1, err
+
+
 def test_a_refusal_of_the_ranks_ends_the_launch_with_2_not_torchruns_traceback(tmp_path,
                                                                                shakespeare):
     # A damaged checkpoint (as a changed config on resume, or a device the machine lacks) is
