@@ -694,25 +694,35 @@ def _fitted_scales(text: bytes) -> set[float] | None:
         return None
 
 
+def _moved(earlier: dict[str, float], now: dict[str, float] | FittedLaws,
+           scale: float) -> list[str]:
+    """The predictions at the target (at ``scale``) that ``now`` (predictions, or laws) moves
+    from ``earlier``'s, as 'lr 0.0012 -> 0.0015'."""
+    if isinstance(now, FittedLaws):
+        now = {f.target: f.predict(scale).value for f in now.all_fits()}
+    return [f"{k} {a:.3g} -> {now[k]:.3g}" for k, a in earlier.items()
+            if a > 0 and now.get(k, 0) > 0 and abs(math.log10(now[k] / a)) > 1e-3]
+
+
 def _refitted(path: Path, earlier: tuple[bytes, dict[str, float]] | None, scale: float,
               seeded: tuple[str, int] | None, trained: bool,
-              scales: Iterable[float] = ()) -> str | None:
+              scales: Iterable[float] = (), kept: Path | None = None) -> str | None:
     """Where this launch's fit moved the predictions at the target from the file it found:
-    keep the file it replaced and say so (``scales``: the ladder's rungs' now, against which the
-    rungs the earlier laws were fitted on tell a rung taken out of the file). Said where no
-    rung trained (the same rungs fitted again: another version of scaletune fits otherwise, or
-    the file was written by hand or by `scaletune fit`), and where the target study
-    (``seeded``: its name and finished trials) ran
+    keep the file it replaced (unless the launch has, at ``kept``) and say so (``scales``: the
+    ladder's rungs' now, against which the rungs the earlier laws were fitted on tell a rung
+    taken out of the file). Said where no rung trained (the same rungs fitted again: another
+    version of scaletune fits otherwise, or the file was written by hand or by `scaletune
+    fit`), and where the target study (``seeded``: its name and finished trials) ran
     from the earlier laws. The target's new trials and `scaletune export` read the laws file."""
     now = _laws_at_launch(path, scale)
     if earlier is None or now is None:
         return None
-    moved = [f"{k} {a:.3g} -> {now[1][k]:.3g}" for k, a in earlier[1].items()
-             if a > 0 and now[1].get(k, 0) > 0 and abs(math.log10(now[1][k] / a)) > 1e-3]
+    moved = _moved(earlier[1], now[1], scale)
     if not moved:
         return None
-    kept = earlier_name(path)
-    kept.write_bytes(earlier[0])
+    if kept is None:
+        kept = earlier_name(path)
+        kept.write_bytes(earlier[0])
     gone = (_fitted_scales(earlier[0]) or set()) - set(scales)
     if trained:
         whys = []
@@ -805,6 +815,7 @@ def _run_ladder(ladder: Ladder, console: Console, repeat_best: int) -> optuna.St
     done: list[Rung] = []
     before: FittedLaws | None = None
     fitted: FittedLaws | None = None
+    kept: Path | None = None  # where this launch kept the laws file it found
     # Rungs finished before this launch: the fit after one that a finished rung follows is not
     # printed again (a ladder run again prints the fit it ends on, not every step to it).
     finished = [finished_trials(rung.cfg) >= rung.cfg.n_trials for rung in ladder.rungs]
@@ -832,7 +843,18 @@ def _run_ladder(ladder: Ladder, console: Console, repeat_best: int) -> optuna.St
                 console.print("no laws yet: a law needs rungs at two scales", highlight=False)
             continue
         fitted = fit_rungs(ladder, done)
-        save_laws(fitted, ladder.laws_file, ladder.source, "laws_file",
+        # What the file holds: every rung finished so far, those above this one too. Fitted on
+        # the rungs up to this one alone, a launch stopped in a rung added below finished ones
+        # left a file without the finished rung nearest the target, which export carried.
+        above = [r for j, r in enumerate(ladder.rungs) if j > i and finished[j]]
+        written = fit_rungs(ladder, done + above) if above else fitted
+        if kept is None and earlier is not None and seeded and _moved(
+                earlier[1], written, ladder.target_scale):
+            # Kept before the file changes: a launch stopped after this lost the laws the
+            # target's trials were seeded from.
+            kept = earlier_name(ladder.laws_file)
+            kept.write_bytes(earlier[0])
+        save_laws(written, ladder.laws_file, ladder.source, "laws_file",
                   predict_at={"target": ladder.target_scale})
         if (settled_at is None and i + 1 < len(ladder.rungs)
                 and settled(ladder, before, fitted, len(done))):
@@ -841,9 +863,9 @@ def _run_ladder(ladder: Ladder, console: Console, repeat_best: int) -> optuna.St
         later = [j for j in range(i + 1, len(ladder.rungs))
                  if finished[j] or settled_at is None]
         if not later or not finished[later[0]]:
-            console.print(f"laws fitted on {len(done)} rung(s), written to {ladder.laws_file}:",
-                          highlight=False, markup=False)
-            print_fit(ladder, fitted, console)
+            console.print(f"laws fitted on {len(done) + len(above)} rung(s), written to "
+                          f"{ladder.laws_file}:", highlight=False, markup=False)
+            print_fit(ladder, written, console)
         before = fitted
     if skipped:
         console.print(f"the target's predictions moved less than {ladder.cfg.settle_log10} dex "
@@ -852,7 +874,7 @@ def _run_ladder(ladder: Ladder, console: Console, repeat_best: int) -> optuna.St
     if fitted is not None and (not trained or seeded) and (note := _refitted(
             ladder.laws_file, earlier, ladder.target_scale,
             (target.name, seeded) if seeded else None, trained,
-            [r.scale for r in ladder.rungs])):
+            [r.scale for r in ladder.rungs], kept)):
         console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
     study = stored_study(target)
     have = 0 if study is None else n_finished(study)

@@ -616,6 +616,26 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     kept = ladder.laws_file.with_name("laws.earlier-1.json")
     assert f"the earlier file is kept as {kept}" in out
     assert json.loads(kept.read_text()) == other and ladder.laws_file.read_text() == laws_before
+    # A rung added below finished ones, and the launch stopped in it: the file was left fitted
+    # on the rungs below it alone (without the finished one nearest the target, which export
+    # then carried), and the laws the target's trials were seeded from were lost.
+    ladder.laws_file.write_text(json.dumps(other))
+    rungs_file = path.read_text()
+    path.write_text(rungs_file.replace("- tokens_per_trial: 8192",
+                                       "- tokens_per_trial: 8192\n- tokens_per_trial: 12288"))
+    assert len(load_ladder(path).rungs) == 4
+
+    def stopped(cfg, *args, **kwargs):
+        raise KeyboardInterrupt  # as a Ctrl-C in the new rung does, before it writes
+
+    with monkeypatch.context() as m:
+        m.setattr(scaletune.search.runner, "run_study", stopped)
+        assert main(["ladder", str(path)]) == 130
+    capsys.readouterr()
+    assert json.loads(ladder.laws_file.read_text())["lr"]["n_rungs"] == 3
+    assert ladder.laws_file.read_text() == laws_before
+    assert json.loads(ladder.laws_file.with_name("laws.earlier-2.json").read_text()) == other
+    path.write_text(rungs_file)
     # The ladder file stands for its target study in the commands that read a study.
     assert main(["best", str(path), "--json"]) == 0
     best = json.loads(capsys.readouterr().out)
@@ -752,7 +772,7 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     out = flat(capsys.readouterr().out)
     assert "note: the laws fitted again moved at the target (lr " in out, out
     assert "written by hand or by `scaletune fit`" in out
-    kept = ladder.laws_file.with_name("laws.earlier-2.json")
+    kept = ladder.laws_file.with_name("laws.earlier-3.json")
     assert f"the earlier file is kept as {kept}" in out and json.loads(kept.read_text()) == hand
     # More trials on each rung, after the target ran from the laws of the rungs' first two:
     # the target's new trials take other laws, said once the rungs have trained.
@@ -763,8 +783,9 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     moved = "note: the laws fitted again moved at the target"
     assert (f"{moved} (" in out and "after the target study ladder-target had finished 3 "
             "trial(s) seeded from the laws before; the earlier file is kept as") in out, out
-    assert json.loads(ladder.laws_file.with_name("laws.earlier-3.json").read_text()) == \
+    assert json.loads(ladder.laws_file.with_name("laws.earlier-4.json").read_text()) == \
         json.loads(laws_before)
+    assert not ladder.laws_file.with_name("laws.earlier-5.json").exists()  # kept once
     # A rung taken out of the ladder file: the note named every cause but that one.
     raw = yaml.safe_load(path.read_text())
     path.write_text(yaml.safe_dump({**raw, "rungs": raw["rungs"][1:]}, sort_keys=False))
