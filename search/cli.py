@@ -349,7 +349,7 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
 
     _quiet_optuna()
     studies = []
-    scale_kind, near = args.by, NEAR_BEST
+    scale_kind, near = args.by or "tokens", NEAR_BEST
     for p in args.studies:
         if _ladder_file(p):
             # Its rungs' studies, fitted as the ladder fits them (its scale, its near_best): it
@@ -362,7 +362,18 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
                 raise ConfigError("--storage", [
                     f"--storage: {p} is a ladder file, whose rungs are in the storages its "
                     "files name; --storage is for studies given by file or name"])
+            if args.by not in (None, ladder.cfg.scale):
+                # It was dropped without a word: the rungs were fitted along the ladder's scale.
+                raise ConfigError("--by", [
+                    f"--by {args.by}: {p} is a ladder whose laws are fitted along "
+                    f"{ladder.cfg.scale} (its scale: {ladder.cfg.scale}): leave --by out, or "
+                    "change the ladder's scale"])
             ran = [r.cfg for r in ladder.rungs if finished_trials(r.cfg)]
+            if len(ran) < 2 and len(args.studies) == 1:
+                # It ended on an IndexError traceback with none.
+                raise ConfigError(p, [
+                    f"{len(ran)} of its {len(ladder.rungs)} rungs have run trials: a law needs "
+                    f"rungs at two or more scales; `scaletune ladder {p}` runs them"])
             console.print(f"{p}: a ladder file: its {len(ran)} rung(s) that have run, fitted "
                           f"along {ladder.cfg.scale} as `scaletune ladder {p}` fits them into "
                           f"{ladder.laws_file}", highlight=False, markup=False, soft_wrap=True)
@@ -830,8 +841,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit", help="fit lr, tau and batch-size laws to finished studies")
     p.add_argument("studies", nargs="+", help="study YAML files at two or more scales, or "
                    "studies' names as `scaletune studies` lists them (a ladder's rungs)")
-    p.add_argument("--by", choices=["tokens", "params"], default="tokens",
-                   help="the scale the laws are a function of (default tokens per trial)")
+    p.add_argument("--by", choices=["tokens", "params"],
+                   help="the scale the laws are a function of (default tokens per trial; a "
+                        "ladder file's own scale for its rungs)")
     p.add_argument("-o", "--output", required=True, help="JSON file to write")
     p.add_argument("--storage", metavar="URL", type=_storage_url,
                    help="the storage the studies ran on, where `run --storage` gave another")

@@ -110,6 +110,8 @@ def fit_from_studies(
               for cfg in cfgs if "lr" in fixed_values(cfg)]
     if mixed:
         raise ConfigError("fit", mixed)
+    if not cfgs:
+        raise ConfigError("fit", ["no study given: a law needs studies at two or more scales"])
     points, fitted_on, ran, changed = [], [], [], []
     bests: list[tuple[str, int, float, float | None]] = []
     short = True

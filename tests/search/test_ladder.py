@@ -244,6 +244,20 @@ def test_a_ladder_interrupted_before_its_trials_says_so(tmp_path, shakespeare, c
                                        "command recovers any trial left running\n")
 
 
+def test_fit_of_a_ladder_says_what_it_lacks_and_refuses_another_scale(tmp_path, shakespeare,
+                                                                      capsys):
+    path = ladder_files(tmp_path, shakespeare)
+    # No rung has run: it ended on an IndexError traceback.
+    assert main(["fit", str(path), "-o", str(tmp_path / "laws.json")]) == 2
+    assert ("0 of its 3 rungs have run trials: a law needs rungs at two or more scales; "
+            f"`scaletune ladder {path}` runs them") in flat(capsys.readouterr().err)
+    # --by params was dropped without a word: the rungs were fitted along tokens.
+    assert main(["fit", str(path), "--by", "params", "-o", str(tmp_path / "laws.json")]) == 2
+    assert (f"--by params: {path} is a ladder whose laws are fitted along tokens (its scale: "
+            "tokens): leave --by out") in flat(capsys.readouterr().err)
+    assert not (tmp_path / "laws.json").exists()
+
+
 def test_a_laws_file_that_would_replace_another_file_or_cannot_be_written_is_refused(
         tmp_path, shakespeare, capsys):
     path = ladder_files(tmp_path, shakespeare, laws_file="target.yaml")
