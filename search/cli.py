@@ -417,10 +417,25 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
 
 def _tokens(text: str) -> int:
     """A token count as argparse sees it: 2e9, 2_000_000_000, 2000000000 or 2B."""
-    from scaletune.trainer.config import whole_count
+    from scaletune.trainer.config import shown_value, whole_count
 
     if (value := whole_count(text)) is None:
-        raise argparse.ArgumentTypeError(f"expected a whole number of tokens >= 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a whole number of tokens >= 1, got "
+                                         f"{shown_value(text)}")
+    return value
+
+
+def _whole(text: str) -> int:
+    """A whole number as argparse sees it, written as a study file takes it: 16, 1e3, 1_000
+    (``--n-trials 1e1`` was "invalid int value")."""
+    from scaletune.trainer.config import parse_number, shown_value
+
+    value = parse_number(text)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int):
+        raise argparse.ArgumentTypeError(f"expected a whole number (16, 1e3 or 1_000), got "
+                                         f"{shown_value(text)}")
     return value
 
 
@@ -698,18 +713,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run or resume a study")
     p.add_argument("study", help="study YAML")
-    p.add_argument("--n-trials", type=int, metavar="N",
+    p.add_argument("--n-trials", type=_whole, metavar="N",
                    help="the study's n_trials for this launch: finished trials it should have in "
                         "all (a resumed study runs the missing ones)")
     p.add_argument("--address", metavar="ADDR",
                    help="workers.address: 'auto' or ray://host:10001 joins a cluster, 'local' "
                         "starts Ray on this machine, http://HEAD:8265 is a cluster's job server "
                         "(with --detach)")
-    p.add_argument("--max-concurrent", type=int, metavar="N",
+    p.add_argument("--max-concurrent", type=_whole, metavar="N",
                    help="workers.max_concurrent: trials running at once at most")
     p.add_argument("--storage", metavar="URL", type=_storage_url,
                    help="storage: the Optuna storage URL (sqlite:///..., postgresql://...)")
-    p.add_argument("--repeat-best", type=int, metavar="N", default=0,
+    p.add_argument("--repeat-best", type=_whole, metavar="N", default=0,
                    help="queue N repeats of the best trial with training seeds its config has not "
                         "used and run them (never pruned; on top of n_trials): the noise between "
                         "seeds, shown by `scaletune report`, sets the predicted pruner's floor")
@@ -726,7 +741,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "first, laws fitted after each, then the target study "
                                       "seeded from them (resumable)")
     p.add_argument("ladder", help="ladder YAML (a target study file and its rungs)")
-    p.add_argument("--repeat-best", type=int, metavar="N", default=0,
+    p.add_argument("--repeat-best", type=_whole, metavar="N", default=0,
                    help="as run's: once the target study has run, queue N repeats of its best "
                         "trial with other training seeds and run them")
     p.add_argument("--dry-run", action="store_true",

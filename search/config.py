@@ -293,7 +293,7 @@ class SearchSpace(_Strict):
 class SamplerConfig(_Strict):
     name: Literal["tpe", "random", "gp", "cmaes"] = "tpe"
     """tpe (multivariate, constant liar), random, gp (Gaussian process) or cmaes."""
-    n_startup_trials: Whole = Field(8, ge=0, strict=True)
+    n_startup_trials: Whole = Field(8, ge=0)
     """Trials drawn before the model-based sampler takes over (from the priors when seeding: prior)."""
     multivariate: bool = True
     """TPE: model the joint distribution of parameters."""
@@ -349,7 +349,7 @@ class SamplerConfig(_Strict):
 
 
 class _PrunerBase(_Strict):
-    n_startup_trials: Whole = Field(4, ge=0, strict=True)
+    n_startup_trials: Whole = Field(4, ge=0)
     """Trials that finish before any pruning happens."""
     n_warmup_steps: TokensOrZero | None = None
     """Tokens a trial trains before it may be pruned (steps are tokens here); default 25% of a trial."""
@@ -533,13 +533,13 @@ class PredictedPrunerConfig(_Strict):
     study's k-th best final loss by more than the noise between training seeds."""
 
     name: Literal["predicted"]
-    n_startup_trials: Whole = Field(PREDICTED_STARTUP, ge=0, strict=True)
+    n_startup_trials: Whole = Field(PREDICTED_STARTUP, ge=0)
     """Complete trials before any pruning; also the fewest complete curves a prediction uses
     (at least 2)."""
     n_warmup_steps: TokensOrZero = 0
     """Tokens a trial trains before it may be stopped (the prediction's interval already
     widens early, where the curves say less)."""
-    rank: Whole = Field(1, ge=1, strict=True)
+    rank: Whole = Field(1, ge=1)
     """Compare with the rank-th best final loss of the complete trials (1: the best); a larger
     rank stops fewer trials."""
     noise_floor: float | Literal["auto"] = "auto"
@@ -729,7 +729,7 @@ class WorkersConfig(_Strict):
     cpus_per_trial: Annotated[float, BeforeValidator(parse_number)] = Field(1.0, gt=0,
                                                                             strict=True)
     """CPU cores each trial asks Ray for; torch uses that many threads."""
-    max_concurrent: Whole | None = Field(None, ge=1, strict=True)
+    max_concurrent: Whole | None = Field(None, ge=1)
     """Cap on trials running at once; default what the cluster can hold."""
 
     @property
@@ -969,15 +969,15 @@ class StudyConfig(_Strict):
     A random sampler draws uniformly either way: it is the baseline the priors are measured
     against."""
     priors: PriorsConfig = Field(default_factory=PriorsConfig)
-    n_trials: Whole = Field(ge=1, le=MAX_TRIALS, strict=True)
+    n_trials: Whole = Field(ge=1, le=MAX_TRIALS)
     """Finished trials the study should have: complete, pruned, and failed ones that were not
     queued again (a trial whose worker died is, up to ``max_retries`` times)."""
-    max_retries: Whole = Field(2, ge=0, strict=True)
+    max_retries: Whole = Field(2, ge=0)
     """Times a trial whose worker died is re-run with the same parameters."""
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     """TensorBoard, Weights & Biases or MLflow logs of every trial, written by the driver."""
-    seed: Whole = Field(0, strict=True, ge=0, le=SEEDS - 1)
+    seed: Whole = Field(0, ge=0, le=SEEDS - 1)
     """Seed of the sampler and of every trial's training run."""
 
     _source: str | None = PrivateAttr(None)

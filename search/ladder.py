@@ -87,7 +87,7 @@ class RungConfig(_Strict):
     """Training tokens of each trial of this rung; default the target's (a rung along width)."""
     model: RungModel = Field(default_factory=RungModel)
     """Model fields that differ from the target's (n_layer, n_head, n_embd)."""
-    n_trials: Whole | None = Field(None, ge=1, strict=True)
+    n_trials: Whole | None = Field(None, ge=1)
     """Finished trials of this rung; default the ladder's rung_trials."""
 
     @model_validator(mode="before")
@@ -111,7 +111,7 @@ class TargetConfig(_Strict):
     sampler, pruner and workers of every rung and of the target."""
     tokens_per_trial: Tokens | None = None
     """Tokens per trial of the target; default the study file's."""
-    n_trials: Whole | None = Field(None, ge=1, strict=True)
+    n_trials: Whole | None = Field(None, ge=1)
     """Finished trials of the target study; default the study file's."""
 
 
@@ -131,7 +131,7 @@ class LadderConfig(_Strict):
     @classmethod
     def _file_alone(cls, v: Any) -> Any:
         return {"study": v} if isinstance(v, str) else v
-    rung_trials: Whole = Field(8, ge=1, strict=True)
+    rung_trials: Whole = Field(8, ge=1)
     """Finished trials of each rung that sets no n_trials."""
     scale: Literal["tokens", "params"] = "tokens"
     """What the laws are a function of: tokens per trial, or non-embedding parameters."""

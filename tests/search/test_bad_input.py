@@ -301,6 +301,17 @@ def test_whole_numbers_are_written_as_counts_of_tokens_are(tmp_path, shakespeare
                    {"name": "hyperband", "reduction_factor": "3e0"},
                    {"name": "patient", "patience": "2e0"}):
         assert validate_study({**study, "pruner": pruner}).pruner.name == pruner["name"]
+    # 1.0e1 is how YAML writes 1e1 as a number: n_layer took it, n_trials, seed and the
+    # sampler's and pruner's counts refused it ("a whole number ... (got 10.0)").
+    floats = {**study, "n_trials": 10.0, "seed": 0.0, "max_retries": 1.0,
+              "workers": {**study["workers"], "max_concurrent": 1.0},
+              "sampler": {"name": "tpe", "n_startup_trials": 2.0},
+              "pruner": {"name": "predicted", "n_startup_trials": 2.0, "rank": 1.0}}
+    cfg = validate_study(floats)
+    assert (cfg.n_trials, cfg.seed, cfg.max_retries, cfg.workers.max_concurrent,
+            cfg.sampler.n_startup_trials, cfg.pruner.n_startup_trials, cfg.pruner.rank) == (
+        10, 0, 1, 1, 2, 2, 1)
+    assert all(type(n) is int for n in (cfg.n_trials, cfg.seed, cfg.sampler.n_startup_trials))
     bad = tiny_study(tmp_path, shakespeare, n_trials=3.5, seed="lots")
     assert main(["validate", str(write_study(tmp_path, bad))]) == 2
     out = flat(capsys.readouterr().err)
@@ -1615,4 +1626,8 @@ def test_a_huge_value_is_cut_in_the_errors_that_quote_it(tmp_path, shakespeare, 
     with pytest.raises(SystemExit):
         main(["run", "--n-trials", "z" * 10_000, "study.yaml"])
     err = capsys.readouterr().err
-    assert len(err) < 1_000 and "argument --n-trials: invalid int value" in err, len(err)
+    assert len(err) < 1_000 and "argument --n-trials: expected a whole number" in err, len(err)
+    with pytest.raises(SystemExit):  # the same for a count of tokens
+        main(["export", "study.yaml", "--tokens", "z" * 10_000, "-o", "final.yaml"])
+    err = capsys.readouterr().err
+    assert len(err) < 1_000 and "argument --tokens: expected a whole number of tokens" in err
