@@ -1301,7 +1301,7 @@ def config_changes(stored: dict[str, Any] | None, cfg: StudyConfig, most: int = 
     if isinstance(stored.get("data"), dict):
         for key in located_in_both(stored["data"], keep["data"]):
             del old[f"data.{key}"], new[f"data.{key}"]
-    changed = [f"{k}: {_short_value(old.get(k))} -> {_short_value(new.get(k))}"
+    changed = [f"{k}: {_short_value(old.get(k), k)} -> {_short_value(new.get(k), k)}"
                for k in sorted((old.keys() | new.keys()) - set(NOT_FINGERPRINTED))
                if old.get(k) != new.get(k)]
     if not changed:
@@ -1310,7 +1310,10 @@ def config_changes(stored: dict[str, Any] | None, cfg: StudyConfig, most: int = 
     return ", ".join(changed[:most]) + more
 
 
-def _short_value(value: Any) -> str:
+def _short_value(value: Any, key: str = "") -> str:
+    parts = key.split(".")
+    if value is None and len(parts) == 3 and parts[0] == "search" and parts[2] in ("low", "high"):
+        return "unset (the prior's own)"  # it read 'search.lr.high: 0.1 -> null'
     text = as_written(value)
     return text if len(text) <= 40 else text[:37] + "..."
 

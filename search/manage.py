@@ -517,8 +517,11 @@ def pruner_notes(cfg: StudyConfig) -> list[str]:
                              "give fewer, or pruner: none")
         for key in ("n_startup_trials", "rank"):  # the predicted pruner waits for max of the two
             wait = getattr(p, key, None)
-            if key in p.model_fields_set and wait >= cfg.n_trials:
-                notes.append(f"{name}.{key}: {wait}, and the study runs {cfg.n_trials} "
+            # Its default too: `pruner: {name: median}` in a study of 3 trials never stopped one,
+            # and nothing said so.
+            if wait is not None and wait >= cfg.n_trials:
+                default = "" if key in p.model_fields_set else " (its default)"
+                notes.append(f"{name}.{key}: {wait}{default}, and the study runs {cfg.n_trials} "
                              f"trial{'' if cfg.n_trials == 1 else 's'}: the {p.name} pruner "
                              f"waits for that many complete trials, so it never stops one; give "
                              f"a smaller {key}, or pruner: none")
@@ -1053,9 +1056,13 @@ def stored_studies(url: str) -> tuple[optuna.storages.RDBStorage, list[optuna.St
     if problems := sqlite_file_errors(url):  # a folder, an empty file, not a database
         raise ConfigError("storage", problems)
     if database is not None and not database.is_file():
+        # run makes the folder of its default storage (runs/studies.db) only.
+        default = database.name == "studies.db" and database.parent.name == "runs"
+        where = ("" if database.parent.is_dir() or default else
+                 f", in a folder that exists: make {database.parent.resolve()} first")
         raise ConfigError("storage", [f"storage: {database.resolve()} does not exist: no study has run "
                                       "there (`scaletune run STUDY.yaml`, or `scaletune "
-                                      "ladder LADDER.yaml`, creates it)"])
+                                      f"ladder LADDER.yaml`, creates it{where})"])
     if problem := url_problem(url):
         raise ConfigError("storage", [problem])
     try:

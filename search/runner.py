@@ -1110,7 +1110,9 @@ def _write_failed(
             f"the study stopped: the storage file {database} is no longer there (deleted while "
             f"the study ran?), and the trials it held went with it ({what} failed; SQLite said "
             f"\"{detail}\"). Restore it to resume the study, or run the same command to start it "
-            "again."
+            "again" + ("." if database.parent.is_dir() or cfg.storage is None else
+                       f" once its folder {database.parent} is made again (run makes the "
+                       "default runs/ folder only).")
         ])
     if database is not None and "locked" in text:  # not the disk: another process's lock
         fix = (f"Another process held {database} locked for more than "

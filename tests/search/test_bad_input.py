@@ -1614,6 +1614,24 @@ def test_a_path_too_long_for_the_file_system_is_an_error_not_a_traceback(tmp_pat
     assert len(err) < 400  # the path cut to a line
 
 
+def test_a_storage_deleted_as_the_study_ran_says_how_to_start_again(tmp_path, shakespeare):
+    from scaletune.search.runner import _write_failed
+
+    # Its folder gone too, where the file named it: "run the same command to start it again"
+    # was refused, since run makes no folder but the default runs/.
+    for storage, said in ((tmp_path / "gone" / "s.db", "run the same command to start it again "
+                           f"once its folder {tmp_path / 'gone'} is made again (run makes the "
+                           "default runs/ folder only)."),
+                          (None, "run the same command to start it again.")):
+        study = tiny_study(tmp_path, shakespeare)
+        if storage is not None:
+            study["storage"] = f"sqlite:///{storage}"
+        cfg = validate_study(study)
+        error = _write_failed(cfg, {}, "a trial's report", Exception("disk I/O error"))
+        assert "is no longer there (deleted while the study ran?)" in error.errors[0]
+        assert error.errors[0].endswith(said), error.errors[0]
+
+
 def test_a_huge_value_is_cut_in_the_errors_that_quote_it(tmp_path, shakespeare, capsys):
     # A 10 KB tokenizer name, or option value, was echoed whole by the errors that quote it
     # (where the schema's own errors cut it to a line); the advice around it stays.

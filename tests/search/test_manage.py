@@ -142,9 +142,11 @@ def test_studies_of_a_missing_sqlite_file_is_an_error_and_creates_nothing(tmp_pa
     # Rule: listing never creates a storage; the error names the file.
     assert code == 2, out
     # One line: the error names the option already ("1 error(s) in storage:" stood above it).
+    # Its folder is not run's default (runs/), which run makes: it said run would create it.
     assert out.splitlines() == [f"storage: {missing} does not exist: no study has run there "
                                 "(`scaletune run STUDY.yaml`, or `scaletune ladder LADDER.yaml`,"
-                                " creates it)"]
+                                f" creates it, in a folder that exists: make {missing.parent} "
+                                "first)"]
     assert not missing.exists() and not missing.parent.exists()
 
 
@@ -1104,10 +1106,10 @@ four evaluations (not at the fifth, the budget, which ends it)."""
 
 
 @pytest.mark.parametrize(("pruner", "expected"), [
-    ({"name": "median", "n_warmup_steps": "2M"},
+    ({"name": "median", "n_warmup_steps": "2M", "n_startup_trials": 1},
      f"pruner.n_warmup_steps: 2,000,000 tokens: the median {ASKED}"),
     # Within the budget, past the last evaluation the pruner is asked at: it said nothing.
-    ({"name": "median", "n_warmup_steps": 36_000},
+    ({"name": "median", "n_warmup_steps": 36_000, "n_startup_trials": 1},
      f"pruner.n_warmup_steps: 36,000 tokens: the median {ASKED}"),
     ({"name": "hyperband", "min_resource": "1M"},
      "pruner.min_resource: its first rung is at 1,000,000 tokens: the hyperband pruner"),
@@ -1123,15 +1125,19 @@ four evaluations (not at the fifth, the budget, which ends it)."""
      f"pruner.n_startup_steps: 5 needs 5 evaluations: the wilcoxon {ASKED}"),
     ({"name": "patient", "patience": 3},
      f"pruner.patience: 3 needs 5 evaluations: the patient {ASKED}"),
-    ({"name": "patient", "wrapped": {"name": "median", "n_warmup_steps": 40_000}},
+    ({"name": "patient", "wrapped": {"name": "median", "n_warmup_steps": 40_000,
+                                     "n_startup_trials": 1}},
      f"pruner.wrapped (median).n_warmup_steps: 40,000 tokens: the median {ASKED}"),
     ({"name": "median"}, "eval_every_tokens: 40,960 of a trial's 40,960 tokens: the pruner is "
      "asked at no evaluation"),
+    # Its default, as a pruner named alone gets it: nothing was said.
+    ({"name": "median", "n_warmup_steps": 0}, "pruner.n_startup_trials: 4 (its default), and the "
+     "study runs 4 trials: the median pruner waits for that many complete trials"),
 ], ids=["warmup past the budget", "warmup past the last evaluation asked",
         "first rung past the budget", "first rung past the evaluations by its rate",
         "start-up of every trial", "rank past the trials", "wilcoxon start-up past the evaluations",
         "patience past the evaluations", "a wrapped pruner's warmup",
-        "one evaluation, at the budget"])
+        "one evaluation, at the budget", "start-up of every trial by default"])
 def test_a_pruner_that_can_stop_no_trial_is_noted(tmp_path, shakespeare, pruner, expected):
     # Each ran its study to the end, pruning nothing, without a word.
     every = 40_960 if expected.startswith("eval_every_tokens") else 8_192
@@ -1146,7 +1152,7 @@ def test_a_pruner_that_can_stop_no_trial_is_noted(tmp_path, shakespeare, pruner,
                   {"name": "median", "n_warmup_steps": 32_768},
                   {"name": "successive_halving", "min_early_stopping_rate": 1}):
         assert pruner_notes(validate_study(tiny_study(tmp_path, shakespeare, pruner=quiet,
-                                                      n_trials=2))) == []
+                                                      n_trials=6))) == []
 
 
 def test_show_names_the_files_a_local_dataset_reads(tmp_path, shakespeare):

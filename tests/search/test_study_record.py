@@ -242,6 +242,8 @@ def test_a_widened_range_resumes_the_study_and_becomes_its_search(cfg, tmp_path,
     # and named, as any change of what the trials trained with.
     for key, value, said in [
             ("lr", {"low": 1e-5, "high": 1e-2, "log": True}, "search.lr.high: 0.1 -> 0.01"),
+            # The prior's own range, where the file gives no bound: it read "0.1 -> null".
+            ("lr", {"prior": "auto"}, "search.lr.high: 0.1 -> unset (the prior's own)"),
             ("batch_size", {"choices": [8, 16, 32]},
              "search.batch_size.choices: [8, 16] -> [8, 16, 32]"),
             ("dropout", {"value": 0.1}, "search.dropout.value: 0 -> 0.1")]:
