@@ -30,6 +30,11 @@ def spread_root(folder: Path) -> Path:
     return folder.with_name(folder.name + "-spread2")
 
 
+def seeds_root(folder: Path) -> Path:
+    """Where run_seeds.py runs the rungs of ``folder`` again, each rung's sampler seeded apart."""
+    return folder.with_name(folder.name + "-seeds")
+
+
 def ladders(folder: Path, name: str = "ladder.yaml") -> Iterator[tuple[str, int, Ladder]]:
     """(task, seed, ladder) of every ladder file ``name`` under ``folder``, the suite's order."""
     for task in TASK_NAMES:
