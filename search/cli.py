@@ -355,30 +355,18 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
             # Its rungs' studies, fitted as the ladder fits them (its scale, its near_best): it
             # was taken for its target alone, one study at one scale, and a fit of it "needs
             # studies at two or more".
-            from scaletune.search.ladder import finished_trials, load_ladder
+            from scaletune.search.fit import ladder_rungs
 
-            ladder = load_ladder(p)
             if args.storage is not None:
                 raise ConfigError("--storage", [
                     f"--storage: {p} is a ladder file, whose rungs are in the storages its "
                     "files name; --storage is for studies given by file or name"])
-            if args.by not in (None, ladder.cfg.scale):
-                # It was dropped without a word: the rungs were fitted along the ladder's scale.
-                raise ConfigError("--by", [
-                    f"--by {args.by}: {p} is a ladder whose laws are fitted along "
-                    f"{ladder.cfg.scale} (its scale: {ladder.cfg.scale}): leave --by out, or "
-                    "change the ladder's scale"])
-            ran = [r.cfg for r in ladder.rungs if finished_trials(r.cfg)]
-            if len(ran) < 2 and len(args.studies) == 1:
-                # It ended on an IndexError traceback with none.
-                raise ConfigError(p, [
-                    f"{len(ran)} of its {len(ladder.rungs)} rungs have run trials: a law needs "
-                    f"rungs at two or more scales; `scaletune ladder {p}` runs them"])
+            ran, ladder = ladder_rungs(p, args.by, alone=len(args.studies) == 1)
+            scale_kind, near = ladder.cfg.scale, ladder.cfg.near_best
             console.print(f"{p}: a ladder file: its {len(ran)} rung(s) that have run, fitted "
-                          f"along {ladder.cfg.scale} as `scaletune ladder {p}` fits them into "
+                          f"along {scale_kind} as `scaletune ladder {p}` fits them into "
                           f"{ladder.laws_file}", highlight=False, markup=False, soft_wrap=True)
             studies += ran
-            scale_kind, near = ladder.cfg.scale, ladder.cfg.near_best
         else:
             studies.append(_study(argparse.Namespace(study=p, storage=args.storage)))
     output = _file_to_write(args.output, "laws.json")

@@ -23,7 +23,7 @@ from scaletune.heuristics.fit import (
     missing_laws,
     near_best_weights,
 )
-from scaletune.search.config import StudyConfig, load_study
+from scaletune.search.config import StudyConfig, is_ladder, load_study
 from scaletune.search.space import fixed_values
 from scaletune.search.storage import mask_url
 from scaletune.search.studies import UNIGRAM, open_study
@@ -360,17 +360,49 @@ def laws_file_problem(path: Path) -> str | None:
     return None
 
 
+def ladder_rungs(path: str | Path, by: str | None, alone: bool) -> tuple[list[StudyConfig], Any]:
+    """The rung studies of the ladder file at ``path`` that have run trials, and the ladder
+    (its scale and near_best, to fit them as `scaletune ladder` does); ``by``, a scale asked for, is
+    refused where it is another (it was dropped without a word). ``alone``: the ladder is all
+    that is fitted, so fewer than two rungs run is an error here, that names the ladder."""
+    from scaletune.search.ladder import finished_trials, load_ladder
+
+    ladder = load_ladder(path)
+    if by not in (None, ladder.cfg.scale):
+        raise ConfigError("--by", [
+            f"--by {by}: {path} is a ladder whose laws are fitted along {ladder.cfg.scale} (its "
+            f"scale: {ladder.cfg.scale}): leave --by out, or change the ladder's scale"])
+    ran = [r.cfg for r in ladder.rungs if finished_trials(r.cfg)]
+    if len(ran) < 2 and alone:  # none ended on an IndexError traceback
+        raise ConfigError(str(path), [
+            f"{len(ran)} of its {len(ladder.rungs)} rungs have run trials: a law needs rungs at "
+            f"two or more scales; `scaletune ladder {path}` runs them"])
+    return ran, ladder
+
+
 def fit_laws(studies: list[StudyConfig | str | Path], output: str | Path | None = None,
-             by: str = "tokens") -> FittedLaws:
+             by: str | None = None) -> FittedLaws:
     """`scaletune fit` from Python: lr, tau and batch-size laws fitted on finished studies at
-    several scales (configs, or study files' paths), ``by`` tokens per trial or model size
-    (params); written to ``output`` (a laws.json, for ``priors: {laws: fitted, fitted_file:
-    ...}``) when given."""
+    several scales (configs, or study files' paths), ``by`` tokens per trial (the default) or
+    model size (params); a ladder file's path stands for its rungs that have run, fitted along
+    its scale as the ladder fits them. Written to ``output`` (a laws.json, for ``priors: {laws:
+    fitted, fitted_file: ...}``) when given."""
     if isinstance(studies, (str, os.PathLike)):  # its letters were read as files: "t" not found
         raise TypeError(f"fit_laws takes a list of two or more studies (configs or study files' "
                         f"paths), not one {type(studies).__name__}: fit_laws([{str(studies)!r}, "
                         "...])")
-    cfgs = [load_study(s) if isinstance(s, (str, os.PathLike)) else s for s in studies]
+    if by not in (None, "tokens", "params"):  # checked as the command's --by is, before any study
+        raise ConfigError("fit_laws", [f"by: {by!r} is not a scale the laws are fitted over: "
+                                       "'tokens' (tokens per trial) or 'params' (model size)"])
+    cfgs, near = [], NEAR_BEST
+    for s in studies:
+        if isinstance(s, (str, os.PathLike)) and Path(s).is_file() and is_ladder(s):
+            # It was refused, pointing to `scaletune fit`, which takes it.
+            rungs, ladder = ladder_rungs(s, by, alone=len(studies) == 1)
+            cfgs += rungs
+            by, near = ladder.cfg.scale, ladder.cfg.near_best
+        else:
+            cfgs.append(load_study(s) if isinstance(s, (str, os.PathLike)) else s)
     for cfg in cfgs:
         if not isinstance(cfg, StudyConfig):
             raise TypeError(f"fit_laws takes StudyConfigs or study files' paths, not a "
@@ -378,12 +410,9 @@ def fit_laws(studies: list[StudyConfig | str | Path], output: str | Path | None 
     if not cfgs:
         raise ConfigError("fit_laws", ["studies: none given; a law needs studies at two or more "
                                        "scales"])
-    if by not in ("tokens", "params"):  # checked as the command's --by is, before any study
-        raise ConfigError("fit_laws", [f"by: {by!r} is not a scale the laws are fitted over: "
-                                       "'tokens' (tokens per trial) or 'params' (model size)"])
     if output is not None:  # before the fit, as the command checks -o ("." was a ValueError)
         laws_writable(Path(output), "fit_laws", "output")
-    laws = fit_from_studies(cfgs, scale_kind=by)
+    laws = fit_from_studies(cfgs, scale_kind=by or "tokens", near=near)
     if output is not None:
         save_laws(laws, Path(output), "fit_laws", "output")
     return laws

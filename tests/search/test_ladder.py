@@ -17,6 +17,7 @@ import scaletune.search.ladder
 from scaletune.heuristics.fit import EXPONENT_PRIOR_SD, SHORT_RUN_LR_EXPONENT
 from scaletune.search.cli import main
 from scaletune.search.config import load_study
+from scaletune.search.fit import fit_laws
 from scaletune.search.ladder import (
     epochs,
     epochs_warning,
@@ -665,6 +666,8 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
         "fitted on 3 studies") in out, out
     mine = json.loads((tmp_path / "mine.json").read_text())
     assert mine["lr"] == json.loads(ladder.laws_file.read_text())["lr"]  # the ladder's own fit
+    # So does fit_laws, which `scaletune fit` is (it refused a ladder file, pointing to fit).
+    assert json.loads(json.dumps(fit_laws([path]).lr.to_json())) == mine["lr"]
     assert load_study(tmp_path / "target.yaml").name == "tiny"
     # Rule: the report of a ladder opens on its figures: index.html shows each law's figure
     # and summary.json lists them with the target study's files.
