@@ -826,14 +826,21 @@ def closest(given: str, allowed: Sequence[Any]) -> Any | None:
     """The allowed word a misspelt one most likely meant (case aside), or None if none is close:
     'nlayer' -> 'n_layer', 'medain' -> 'median', but not 'bayes' -> 'cmaes'; or the one allowed
     word that it begins, as a whole word: 'tokens' -> 'tokens_per_trial', 'batch' ->
-    'batch_size' (not where two words begin so)."""
+    'batch_size' (not where two words begin so); or else the one single word it shortens: 'hi'
+    -> 'high'."""
     by_lower = {a.lower(): a for a in allowed if isinstance(a, str)}
     word = given[:SHOWN_CHARS].lower()
     close = difflib.get_close_matches(word, list(by_lower), n=1, cutoff=0.7)
     if close:
         return by_lower[close[0]]
     longer = [a for lower, a in by_lower.items() if word and lower.startswith(word + "_")]
-    return longer[0] if len(longer) == 1 else None
+    if len(longer) == 1:
+        return longer[0]
+    # Or the one single word that it shortens: 'hi' -> 'high' (not 'lo', which low and log
+    # begin, nor 'bat' -> 'batch_size').
+    shortened = [a for lower, a in by_lower.items()
+                 if len(word) >= 2 and "_" not in lower and lower.startswith(word)]
+    return shortened[0] if len(shortened) == 1 and not longer else None
 
 
 def format_errors(err: ValidationError, root: type[BaseModel] | None = None,

@@ -178,15 +178,17 @@ def test_a_key_names_what_the_file_has_without_the_pruner_tag(pruner, key):
      "search.weight_decay.ass: unknown key; allowed: prior, low, high, log, choices, value, as;"),
     ({"tokens": 40_960}, "tokens: unknown key; allowed: name, description, "),
     ({"search__batch": {"choices": [8, 16]}}, "search.batch: unknown key; allowed: lr, "),
+    # No guess came: too short for a close match, and no word of its own in high.
+    ({"search__lr": {"prior": "auto", "hi": 0.1}}, "search.lr.hi: unknown key; allowed: prior, "),
 ], ids=["top level", "model", "search", "a wrapped pruner", "an alias",
-        "a key that begins the meant one", "the same in search"])
+        "a key that begins the meant one", "the same in search", "a key cut short"])
 def test_a_misspelt_key_suggests_the_closest_allowed_one(changes, expected):
     (line,) = errors_of(**changes)
     # "unknown key; allowed:" stays as it was; the guess comes after the list.
     assert line.startswith(expected), line
     meant = {"n_trial": "n_trials", "model.nlayer": "n_layer", "search.lrr": "lr",
              "pruner.wrapped.n_warmup_step": "n_warmup_steps", "search.weight_decay.ass": "as",
-             "tokens": "tokens_per_trial", "search.batch": "batch_size"}
+             "tokens": "tokens_per_trial", "search.batch": "batch_size", "search.lr.hi": "high"}
     assert line.endswith(f"; did you mean {meant[line.split(':')[0]]}?"), line
 
 
