@@ -567,9 +567,22 @@ def plan_table(ladder: Ladder, passes: list[float | None]) -> Table:
         table.add_row(cfg.name, f"{cfg.tokens_per_trial:,}", f"{m.n_layer}x{m.n_embd}",
                       f"{n:,}", f"{cfg.tokens_per_trial / n:.3g}",
                       "?" if epochs_ is None else f"{epochs_:.2g}", str(cfg.n_trials),
-                      f"{planned_flops(cfg):.3g}",
-                      f"{finished_trials(cfg)}/{cfg.n_trials}")
+                      f"{planned_flops(cfg):.3g}", _finished_cell(cfg))
     return whole_cells(table)
+
+
+def _finished_cell(cfg: StudyConfig) -> str:
+    """A study's finished trials of those it runs to, as the plan's table shows them: with its
+    repeats of the best (--repeat-best) said apart, where the target read '4/3'."""
+    from scaletune.search.noise import n_repeats, trials_asked
+
+    study = stored_study(cfg)
+    trials = [] if study is None else study.get_trials(deepcopy=False)
+    done = 0 if study is None else n_finished(study)
+    repeats = n_repeats(trials)
+    if not repeats:
+        return f"{done}/{cfg.n_trials}"
+    return f"{done}/{trials_asked(trials, cfg.n_trials)} ({repeats} repeat{'s' * (repeats > 1)})"
 
 
 def print_plan(ladder: Ladder, console: Console, notes: list[str] | None = None,

@@ -153,7 +153,7 @@ def plot_fit(ladder: Ladder, fit: PowerLawFit | CarriedFit, best: ScalePoint | N
         title = (f"{fit.target} {fit.value:.3g}: the mean of {fit.n_rungs} rungs, carried to the "
                  "target (no trend fitted)")
     if fit.warnings:
-        title += f"; {len(fit.warnings)} warning(s) in laws.json"
+        title += f"; {len(fit.warnings)} warning(s) of this law in laws.json"
     ys = [v for layer in layers for v in layer.y]
     with _matplotlib_style():
         png = Figure(figsize=FIGSIZE)

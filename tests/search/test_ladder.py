@@ -701,8 +701,10 @@ def test_a_tiny_ladder_runs_end_to_end_and_resumes(tmp_path, shakespeare, capsys
     counts["ladder-target"] += 1
     assert finished_counts(first.storage_url) == counts
     assert main(["ladder", str(path)]) == 0  # the repeat is said apart: it read "(3/2 trials)"
+    out = flat(capsys.readouterr().out)
     assert ("target ladder-target: 3/3 trials finished (2 of the search and 1 repeat of the best "
-            "with other seeds)") in flat(capsys.readouterr().out)
+            "with other seeds)") in out
+    assert "3/3 (1 repeat)" in out, out  # and so in the plan's table, where it read 3/2
 
     # Rule: a change to the target study that its stored rungs did not train with is refused
     # before the first rung, naming the ladder's name as what to change; the run said every
