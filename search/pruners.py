@@ -671,13 +671,20 @@ def _replay(pruner: BasePruner, trials: Sequence[FrozenTrial],
 
 
 def shuffled(trials: Sequence[FrozenTrial], seed: str, n: int) -> list[list[FrozenTrial]]:
-    """``n`` shuffles of ``trials``, each seeded by ``seed`` and its number (a string seed: the
-    same shuffles in every process)."""
-    out = []
-    for k in range(1, n + 1):
-        order = list(trials)
+    """``n`` orders of ``trials`` other than theirs and than each other (all there are, where
+    fewer: 5 of three trials), each a shuffle seeded by ``seed`` and its number (a string seed:
+    the same shuffles in every process). A shuffle that repeats one is drawn again: of three
+    trials, 3 of "10 other orders" had been the trials' own, and 5 distinct."""
+    out: list[list[FrozenTrial]] = []
+    seen = {tuple(range(len(trials)))}
+    k = 0
+    while len(out) < min(n, math.factorial(len(trials)) - 1):
+        k += 1
+        order = list(range(len(trials)))  # shuffled as the trials themselves were
         random.Random(f"{seed}/{k}").shuffle(order)
-        out.append(order)
+        if tuple(order) not in seen:
+            seen.add(tuple(order))
+            out.append([trials[i] for i in order])
     return out
 
 

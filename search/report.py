@@ -1321,10 +1321,13 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     rows.append(("trial time", f"{c['trial_wall_time_s']:.1f} s"))
     if c["study_wall_time_s"] is not None:
         busy = c.get("study_busy_time_s")
-        idle = (f"; {fmt_duration(busy)} of it with a trial running (the time between launches "
-                "left out)" if busy is not None and busy < 0.99 * c["study_wall_time_s"] else "")
-        rows.append(("study time", f"{fmt_duration(c['study_wall_time_s'])}, first start to last "
-                                   f"end{idle}"))
+        # Said where it tells: "9 s ... 9 s of it with a trial running (the time between
+        # launches left out)" was said of one launch's gaps of milliseconds between trials.
+        wall, idle = c["study_wall_time_s"], ""
+        if busy is not None and busy < 0.99 * wall and fmt_duration(busy) != fmt_duration(wall):
+            idle = (f"; {fmt_duration(busy)} of it with a trial running (the time with none, as "
+                    "between launches, left out)")
+        rows.append(("study time", f"{fmt_duration(wall)}, first start to last end{idle}"))
     return rows
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import random
 import re
 
 import numpy as np
@@ -22,6 +23,7 @@ from scaletune.search.pruners import (
     beyond,
     lr_area_progress,
     replay,
+    shuffled,
 )
 from scaletune.search.report import audit_rows, evenly_spaced, pruner_audit
 from scaletune.trainer.config import OptimConfig
@@ -1054,3 +1056,19 @@ def test_cmaes_starts_from_the_best_trial_it_has_seen_not_the_middle_of_the_rang
     # Optuna's spread is a sixth of the narrowest range (w's, 1/6; lr's log range is 4): the
     # first generation lies about log10 3e-5 = -4.5, not about -3.
     assert abs(statistics.mean(drawn) + 4.5) < 0.5, drawn
+
+
+def test_the_audits_other_orders_are_other_than_the_trials_own_and_each_other():
+    # Of three trials, 3 of the "10 other orders" were the trials' own, and 5 were distinct.
+    three = shuffled(["a", "b", "c"], "tinymed", 10)
+    assert len(three) == 5 and len({tuple(o) for o in three}) == 5
+    assert ["a", "b", "c"] not in three and all(sorted(o) == ["a", "b", "c"] for o in three)
+    # Where there are many, the orders are the first shuffles as before, one by one (the suite's
+    # replays read them so).
+    many = list(range(12))
+    before = []
+    for k in range(1, 11):
+        order = list(many)
+        random.Random(f"task/0/{k}").shuffle(order)
+        before.append(order)
+    assert shuffled(many, "task/0", 10) == before

@@ -338,7 +338,11 @@ def test_the_study_time_of_a_study_run_in_two_launches_leaves_out_the_time_betwe
     rows = dict(summary_rows(summary))
     # Rule: it said "86460.0 s, first start to last end", a day of nothing counted as the study's.
     assert rows["study time"] == ("24 h 1 min, first start to last end; 3 min 0 s of it with a "
-                                  "trial running (the time between launches left out)")
+                                  "trial running (the time with none, as between launches, left "
+                                  "out)")
+    # One launch's gaps between trials, milliseconds: "9 s ... 9 s of it" was said with them.
+    summary["compute"].update(study_wall_time_s=9.16, study_busy_time_s=9.06)
+    assert dict(summary_rows(summary))["study time"] == "9 s, first start to last end"
 
 
 def test_importances_see_every_trial_of_a_widened_study_in_its_range_now(tmp_path):
