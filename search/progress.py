@@ -111,7 +111,9 @@ class StudyProgress:
         if self.first_started is None:
             self.first_started = self.running[number]["t0"]
         self.slots = max(self.slots, len(self.running))
-        self._log(f"trial {number} started: {fmt_params(params)}")
+        # A study that fixes every hyperparameter draws none: it read "trial 0 started: ".
+        self._log(f"trial {number} started: {fmt_params(params)}" if params else
+                  f"trial {number} started (nothing searched: the study fixes every value)")
 
     def reported(self, number: int, tokens: int, value: float, metrics: dict) -> None:
         row = self.running.get(number)

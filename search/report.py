@@ -1268,7 +1268,12 @@ def make_report(
                      f"there: {', '.join(replaced)}")
     summary["notes"] = notes
     summary["running"] = running is not None  # a driver runs the study: a report of a moment
-    text = json.dumps(summary, indent=2, default=str) + "\n"
+    # Every note the report shows: the console and index.html give the one on token
+    # frequencies beside the best loss (summary_rows), and summary.json had it nowhere.
+    best = summary["best"]
+    said = best and frequencies_note(best["value"], summary.get("unigram_loss"))
+    text = json.dumps({**summary, "notes": [said, *notes] if said else notes}, indent=2,
+                      default=str) + "\n"
     written(out / "summary.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
     index = write_index(summary, out, drawn, ladder or [])
     if console is not None:

@@ -183,6 +183,9 @@ def test_plain_output_has_a_line_per_evaluation():
         progress.reported(3, 40_960, 2.87301, {"tokens_per_s": 5000.0})
     # Rule: without a terminal every evaluation is one line: trial, tokens seen, val loss.
     assert "trial 3 at 40,960 tokens: val loss 2.8730\n" in out.getvalue()
+    progress.started(4, {})  # a study that fixes every value: it read "trial 4 started: "
+    assert ("trial 4 started (nothing searched: the study fixes every value)\n"
+            in out.getvalue()), out.getvalue()
 
 
 def test_failed_trials_queued_again_are_not_counted_as_failed():

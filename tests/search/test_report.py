@@ -132,6 +132,15 @@ def test_report_writes_every_file(mixed, tmp_path, capsys):
     assert "trial 1: val loss 2.2000" in printed and "pruning saved" in printed
     # It counts every file it wrote (summary.json, index.html and plotly.min.js were left out).
     assert f"wrote {len(list(out.iterdir()))} files to {out}" in printed
+    # A best loss about what token frequencies alone score: the console and index.html say so
+    # beside the best, once; summary.json's notes had it nowhere.
+    study.set_user_attr("unigram_loss", 2.25)
+    assert main(["report", str(path), "-o", str(out)]) == 0
+    notes = json.loads((out / "summary.json").read_text())["notes"]
+    assert notes[0].startswith("the best loss is 2.200, only 2.2% below the 2.250") and notes[
+        1:] == [importance_caution(3)], notes
+    assert capsys.readouterr().out.count("only 2.2% below the 2.250") == 1
+    assert (out / "index.html").read_text().count("only 2.2% below the 2.250") == 1
 
 
 def test_counts_some_trials_leave_empty_stay_whole_numbers_in_the_csv(mixed, tmp_path):
