@@ -344,12 +344,16 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_fit(args: argparse.Namespace, console: Console) -> int:
-    from scaletune.heuristics.fit import NEAR_BEST
-    from scaletune.search.fit import fit_from_studies, laws_writable, print_laws, save_laws
+    from scaletune.search.fit import (
+        fit_from_studies,
+        fitted_as,
+        laws_writable,
+        print_laws,
+        save_laws,
+    )
 
     _quiet_optuna()
-    studies = []
-    scale_kind, near = args.by or "tokens", NEAR_BEST
+    studies, ladders = [], []
     for p in args.studies:
         if _ladder_file(p):
             # Its rungs' studies, fitted as the ladder fits them (its scale, its near_best): it
@@ -362,13 +366,14 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
                     f"--storage: {p} is a ladder file, whose rungs are in the storages its "
                     "files name; --storage is for studies given by file or name"])
             ran, ladder = ladder_rungs(p, args.by, alone=len(args.studies) == 1)
-            scale_kind, near = ladder.cfg.scale, ladder.cfg.near_best
             console.print(f"{p}: a ladder file: its {len(ran)} rung(s) that have run, fitted "
-                          f"along {scale_kind} as `scaletune ladder {p}` fits them into "
+                          f"along {ladder.cfg.scale} as `scaletune ladder {p}` fits them into "
                           f"{ladder.laws_file}", highlight=False, markup=False, soft_wrap=True)
             studies += ran
+            ladders.append(ladder)
         else:
             studies.append(_study(argparse.Namespace(study=p, storage=args.storage)))
+    scale_kind, near = fitted_as(ladders, args.by)
     output = _file_to_write(args.output, "laws.json")
     laws_writable(output, f"-o {output}")
     laws = fit_from_studies(studies, scale_kind=scale_kind, near=near)

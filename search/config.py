@@ -1301,7 +1301,7 @@ def config_changes(stored: dict[str, Any] | None, cfg: StudyConfig, most: int = 
     if isinstance(stored.get("data"), dict):
         for key in located_in_both(stored["data"], keep["data"]):
             del old[f"data.{key}"], new[f"data.{key}"]
-    changed = [f"{k}: {_short_value(old.get(k), k)} -> {_short_value(new.get(k), k)}"
+    changed = [f"{k}: {_short_value(old.get(k), k, old)} -> {_short_value(new.get(k), k, new)}"
                for k in sorted((old.keys() | new.keys()) - set(NOT_FINGERPRINTED))
                if old.get(k) != new.get(k)]
     if not changed:
@@ -1310,9 +1310,11 @@ def config_changes(stored: dict[str, Any] | None, cfg: StudyConfig, most: int = 
     return ", ".join(changed[:most]) + more
 
 
-def _short_value(value: Any, key: str = "") -> str:
+def _short_value(value: Any, key: str = "", config: dict[str, Any] | None = None) -> str:
+    """``value`` of ``key`` in ``config`` (flat keys) as a change names it."""
     parts = key.split(".")
-    if value is None and len(parts) == 3 and parts[0] == "search" and parts[2] in ("low", "high"):
+    if (value is None and len(parts) == 3 and parts[0] == "search" and parts[2] in ("low", "high")
+            and (config or {}).get(f"search.{parts[1]}.prior") is not None):
         return "unset (the prior's own)"  # it read 'search.lr.high: 0.1 -> null'
     text = as_written(value)
     return text if len(text) <= 40 else text[:37] + "..."

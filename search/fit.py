@@ -360,7 +360,8 @@ def laws_file_problem(path: Path) -> str | None:
     return None
 
 
-def ladder_rungs(path: str | Path, by: str | None, alone: bool) -> tuple[list[StudyConfig], Any]:
+def ladder_rungs(path: str | Path, by: str | None, alone: bool, key: str = "--by"
+                 ) -> tuple[list[StudyConfig], Any]:
     """The rung studies of the ladder file at ``path`` that have run trials, and the ladder
     (its scale and near_best, to fit them as `scaletune ladder` does); ``by``, a scale asked for, is
     refused where it is another (it was dropped without a word). ``alone``: the ladder is all
@@ -369,15 +370,28 @@ def ladder_rungs(path: str | Path, by: str | None, alone: bool) -> tuple[list[St
 
     ladder = load_ladder(path)
     if by not in (None, ladder.cfg.scale):
-        raise ConfigError("--by", [
-            f"--by {by}: {path} is a ladder whose laws are fitted along {ladder.cfg.scale} (its "
-            f"scale: {ladder.cfg.scale}): leave --by out, or change the ladder's scale"])
+        raise ConfigError(key, [
+            f"{key} {by}: {path} is a ladder whose laws are fitted along {ladder.cfg.scale} (its "
+            f"scale: {ladder.cfg.scale}): leave {key} out, or change the ladder's scale"])
     ran = [r.cfg for r in ladder.rungs if finished_trials(r.cfg)]
     if len(ran) < 2 and alone:  # none ended on an IndexError traceback
         raise ConfigError(str(path), [
             f"{len(ran)} of its {len(ladder.rungs)} rungs have run trials: a law needs rungs at "
             f"two or more scales; `scaletune ladder {path}` runs them"])
     return ran, ladder
+
+
+def fitted_as(ladders: list[Any], by: str | None) -> tuple[str, float]:
+    """The scale and near_best of a fit: the ladders' (given as ladder files, ``ladders``), where
+    they agree, else ``by`` (default tokens) and NEAR_BEST. Ladders of two scales are refused:
+    their rungs were fitted along the last one's without a word."""
+    kinds = {(ladder.cfg.scale, ladder.cfg.near_best) for ladder in ladders}
+    if len(kinds) > 1:
+        raise ConfigError("fit", [
+            "the ladders given are fitted along other scales or near_best ("
+            + ", ".join(f"{ladder.source}: {ladder.cfg.scale}, near_best {ladder.cfg.near_best:g}"
+                        for ladder in ladders) + "): fit each apart"])
+    return next(iter(kinds), (by or "tokens", NEAR_BEST))
 
 
 def fit_laws(studies: list[StudyConfig | str | Path], output: str | Path | None = None,
@@ -394,15 +408,16 @@ def fit_laws(studies: list[StudyConfig | str | Path], output: str | Path | None 
     if by not in (None, "tokens", "params"):  # checked as the command's --by is, before any study
         raise ConfigError("fit_laws", [f"by: {by!r} is not a scale the laws are fitted over: "
                                        "'tokens' (tokens per trial) or 'params' (model size)"])
-    cfgs, near = [], NEAR_BEST
+    cfgs, ladders = [], []
     for s in studies:
         if isinstance(s, (str, os.PathLike)) and Path(s).is_file() and is_ladder(s):
             # It was refused, pointing to `scaletune fit`, which takes it.
-            rungs, ladder = ladder_rungs(s, by, alone=len(studies) == 1)
+            rungs, ladder = ladder_rungs(s, by, alone=len(studies) == 1, key="by")
             cfgs += rungs
-            by, near = ladder.cfg.scale, ladder.cfg.near_best
+            ladders.append(ladder)
         else:
             cfgs.append(load_study(s) if isinstance(s, (str, os.PathLike)) else s)
+    by, near = fitted_as(ladders, by)
     for cfg in cfgs:
         if not isinstance(cfg, StudyConfig):
             raise TypeError(f"fit_laws takes StudyConfigs or study files' paths, not a "
@@ -412,7 +427,7 @@ def fit_laws(studies: list[StudyConfig | str | Path], output: str | Path | None 
                                        "scales"])
     if output is not None:  # before the fit, as the command checks -o ("." was a ValueError)
         laws_writable(Path(output), "fit_laws", "output")
-    laws = fit_from_studies(cfgs, scale_kind=by or "tokens", near=near)
+    laws = fit_from_studies(cfgs, scale_kind=by, near=near)
     if output is not None:
         save_laws(laws, Path(output), "fit_laws", "output")
     return laws

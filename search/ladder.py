@@ -860,6 +860,8 @@ def _run_ladder(ladder: Ladder, console: Console, repeat_best: int) -> optuna.St
         # the rungs up to this one alone, a launch stopped in a rung added below finished ones
         # left a file without the finished rung nearest the target, which export carried.
         above = [r for j, r in enumerate(ladder.rungs) if j > i and finished[j]]
+        for rung_above in above:  # one with nothing to fit says what to do, as when reached
+            _has_a_complete_trial(ladder, rung_above)
         written = fit_rungs(ladder, done + above) if above else fitted
         if kept is None and earlier is not None and seeded and _moved(
                 earlier[1], written, ladder.target_scale):

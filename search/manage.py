@@ -477,7 +477,8 @@ def pruner_notes(cfg: StudyConfig) -> list[str]:
     """A line where the study's pruner can stop no trial: it waits past the last evaluation it
     is asked about (``n_warmup_steps``, a first rung's ``min_resource``, more evaluations than a
     trial makes), or for as many complete trials as the study runs (``n_startup_trials``,
-    where the file gives it); the pruner a ``patient`` one wraps too. Such a pruner was
+    where the file gives it or, for Optuna's median and percentile pruners, by default); the
+    pruner a ``patient`` one wraps too. Such a pruner was
     accepted and ran silently.
 
     The driver asks a pruner at each evaluation before the budget, not at the last one
@@ -517,10 +518,13 @@ def pruner_notes(cfg: StudyConfig) -> list[str]:
                              "give fewer, or pruner: none")
         for key in ("n_startup_trials", "rank"):  # the predicted pruner waits for max of the two
             wait = getattr(p, key, None)
-            # Its default too: `pruner: {name: median}` in a study of 3 trials never stopped one,
-            # and nothing said so.
-            if wait is not None and wait >= cfg.n_trials:
-                default = "" if key in p.model_fields_set else " (its default)"
+            # Optuna's median and percentile pruners at their default too: `pruner: {name:
+            # median}` in a study of 3 trials never stopped one, and nothing said so. (The
+            # predicted pruner's defaults, 2 and 1, are its least: no smaller one to give.)
+            given = key in p.model_fields_set
+            if wait is not None and wait >= cfg.n_trials and (
+                    given or p.name in ("median", "percentile")):
+                default = "" if given else " (its default)"
                 notes.append(f"{name}.{key}: {wait}{default}, and the study runs {cfg.n_trials} "
                              f"trial{'' if cfg.n_trials == 1 else 's'}: the {p.name} pruner "
                              f"waits for that many complete trials, so it never stops one; give "
@@ -1056,10 +1060,11 @@ def stored_studies(url: str) -> tuple[optuna.storages.RDBStorage, list[optuna.St
     if problems := sqlite_file_errors(url):  # a folder, an empty file, not a database
         raise ConfigError("storage", problems)
     if database is not None and not database.is_file():
-        # run makes the folder of its default storage (runs/studies.db) only.
-        default = database.name == "studies.db" and database.parent.name == "runs"
-        where = ("" if database.parent.is_dir() or default else
-                 f", in a folder that exists: make {database.parent.resolve()} first")
+        # run makes a study's own folder (runs/, its study_dir), not that of a storage its file
+        # names: "creates it" was refused there.
+        where = ("" if database.parent.is_dir() else
+                 f"; where a study file names this storage, make its folder "
+                 f"{database.parent.resolve()} first")
         raise ConfigError("storage", [f"storage: {database.resolve()} does not exist: no study has run "
                                       "there (`scaletune run STUDY.yaml`, or `scaletune "
                                       f"ladder LADDER.yaml`, creates it{where})"])

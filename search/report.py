@@ -389,9 +389,9 @@ def pruner_audit(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
                       "the best"
                       + (f"; replayed on {len(sample)} of the {len(complete)} complete trials, "
                          "evenly spaced in trial order" if len(sample) < len(complete) else "")
-                      + (f"; orders: the same, in {AUDIT_ORDERS} shuffled orders of those "
-                         "trials (compute saved: the mean; false prunes: the sum, and the "
-                         "replays with one)" if orders else ""),
+                      + (f"; orders: the same, in {AUDIT_ORDERS} other orders of those "
+                         "trials, all there are where fewer (compute saved: the mean; false "
+                         "prunes: the sum, and the replays with one)" if orders else ""),
     }
 
 

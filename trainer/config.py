@@ -125,8 +125,8 @@ class NumbersNotBools(BaseModel):
             if holds_numbers_only(field.annotation) and _NOT_A_BOOL not in field.metadata:
                 field.metadata.append(_NOT_A_BOOL)  # the last one added runs first
                 added = True
-        if added:
-            cls.model_rebuild(force=True)
+        if added:  # a model of names not defined yet is built once they are, with the checks
+            cls.model_rebuild(force=True, raise_errors=False)
 
 
 class _Strict(NumbersNotBools):

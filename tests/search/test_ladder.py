@@ -257,6 +257,20 @@ def test_fit_of_a_ladder_says_what_it_lacks_and_refuses_another_scale(tmp_path, 
     assert (f"--by params: {path} is a ladder whose laws are fitted along tokens (its scale: "
             "tokens): leave --by out") in flat(capsys.readouterr().err)
     assert not (tmp_path / "laws.json").exists()
+    # Two ladders along two scales: the rungs were fitted along the last one's, unsaid.
+    raw = yaml.safe_load(path.read_text())
+    widths = tmp_path / "widths.yaml"
+    widths.write_text(yaml.safe_dump({**raw, "scale": "params", "rungs": [
+        {"model": {"n_embd": 8}}, {"model": {"n_embd": 16}}]}))
+    assert main(["fit", str(path), str(widths), "-o", str(tmp_path / "laws.json")]) == 2
+    assert (f"the ladders given are fitted along other scales or near_best ({path}: tokens, "
+            f"near_best 0.03, {widths}: params, near_best 0.03): fit each apart"
+            ) in flat(capsys.readouterr().err)
+    with pytest.raises(ConfigError, match="fit each apart"):
+        fit_laws([path, widths])
+    # From Python, the argument is by (it named --by).
+    with pytest.raises(ConfigError, match=r"by params: .* leave by out"):
+        fit_laws([path], by="params")
 
 
 def test_a_laws_file_that_would_replace_another_file_or_cannot_be_written_is_refused(

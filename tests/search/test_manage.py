@@ -142,11 +142,12 @@ def test_studies_of_a_missing_sqlite_file_is_an_error_and_creates_nothing(tmp_pa
     # Rule: listing never creates a storage; the error names the file.
     assert code == 2, out
     # One line: the error names the option already ("1 error(s) in storage:" stood above it).
-    # Its folder is not run's default (runs/), which run makes: it said run would create it.
+    # Its folder is missing: run makes a study's own folder, not that of a storage its file
+    # names, and "creates it" was refused there.
     assert out.splitlines() == [f"storage: {missing} does not exist: no study has run there "
                                 "(`scaletune run STUDY.yaml`, or `scaletune ladder LADDER.yaml`,"
-                                f" creates it, in a folder that exists: make {missing.parent} "
-                                "first)"]
+                                " creates it; where a study file names this storage, make its "
+                                f"folder {missing.parent} first)"]
     assert not missing.exists() and not missing.parent.exists()
 
 
@@ -1153,6 +1154,11 @@ def test_a_pruner_that_can_stop_no_trial_is_noted(tmp_path, shakespeare, pruner,
                   {"name": "successive_halving", "min_early_stopping_rate": 1}):
         assert pruner_notes(validate_study(tiny_study(tmp_path, shakespeare, pruner=quiet,
                                                       n_trials=6))) == []
+    # The predicted pruner's defaults (2 start-up trials, rank 1) are its least: a study of one
+    # or two trials was told to give "a smaller rank", which none is.
+    for n in (1, 2):
+        assert pruner_notes(validate_study(tiny_study(tmp_path, shakespeare, n_trials=n,
+                                                      pruner={"name": "predicted"}))) == []
 
 
 def test_show_names_the_files_a_local_dataset_reads(tmp_path, shakespeare):

@@ -255,6 +255,8 @@ def test_a_widened_range_resumes_the_study_and_becomes_its_search(cfg, tmp_path,
         assert (("(the study's search as a launch widened it: its trials before that drew from "
                  "narrower ranges, and a range widened cannot narrow again)")
                 in err.value.errors[0]) == (key == "lr")
+        # A bound left unset is the prior's only where a prior gives the range.
+        assert ("unset (the prior's own)" in err.value.errors[0]) == ("prior" in value)
     longer = {**raw, "tokens_per_trial": 81_920,
               "search": {**raw["search"], "lr": {"low": 1e-6, "high": 0.1, "log": True}}}
     with pytest.raises(ConfigError) as err:
@@ -1195,3 +1197,15 @@ def test_a_study_built_from_a_dict_keeps_its_files_after_a_change_of_folder(tmp_
     # Renamed in Python, it follows its folder as a study file's does.
     renamed = cfg.model_copy(update={"name": "other"})
     assert revalidated(renamed).folder == project / "runs" / "other"
+
+
+def test_a_bound_left_unset_is_said_to_be_the_priors_only_under_a_prior(tmp_path, shakespeare):
+    from scaletune.search.config import config_changes
+
+    raw = tiny_study(tmp_path, shakespeare)
+    raw["search"]["dropout"] = {"low": 0.0, "high": 0.2}
+    stored = validate_study(raw).model_dump(mode="json", by_alias=True)
+    for spec, said in (({"prior": "auto"}, "search.dropout.high: 0.2 -> unset (the prior's own)"),
+                       ({"value": 0.1}, "search.dropout.high: 0.2 -> null")):
+        cfg = validate_study({**raw, "search": {**raw["search"], "dropout": spec}})
+        assert said in config_changes(stored, cfg), config_changes(stored, cfg)
