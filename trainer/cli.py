@@ -101,11 +101,13 @@ def train_main(path: str, resume: bool = False, overwrite: bool = False) -> int:
     return 1 if result.status == "diverged" else 0
 
 
-def startable(path: str, resume: bool, overwrite: bool, world: int = 1) -> TrainConfig | None:
+def startable(path: str, resume: bool, overwrite: bool, world: int = 1,
+              nodes: int = 1) -> TrainConfig | None:
     """The run's config, or None once it has printed why the run cannot start: an error in the
     file, an out_dir that is a file (or lies under one), a batch that does not split over the
-    ``world`` processes of a launch, or a checkpoint in out_dir that neither ``resume`` nor
-    ``overwrite`` says what to do with (a repeated command never loses a run)."""
+    ``world`` processes of a launch on one node (of ``nodes``), or a checkpoint in out_dir that
+    neither ``resume`` nor ``overwrite`` says what to do with (a repeated command never loses a
+    run)."""
     try:
         config = load_train_config(path)
     except ConfigError as e:
@@ -133,7 +135,9 @@ def startable(path: str, resume: bool, overwrite: bool, world: int = 1) -> Train
               "take no MPS tensors; run it in one process (no --nproc-per-node or --nnodes), or "
               f"give device: cpu for {world} gloo processes", file=sys.stderr)
         return None
-    if world > 1:
+    # On one node of several, the others' processes are not known before they meet (a node may
+    # start more than another: 1 + 2 split a batch of 6, refused as one of 4); the ranks check.
+    if world > 1 and nodes == 1:
         try:
             local_batch(config.batch_size, config.micro_batch_size or config.batch_size, world)
         except SetupError as e:
@@ -337,7 +341,7 @@ def launch(path: str, nproc: int, resume: bool = False, overwrite: bool = False,
     try:
         # A file the ranks would refuse is refused here, once, before torchrun starts them:
         # each would print the same errors and torchrun its own traceback of their exit.
-        if startable(path, resume, overwrite, world=nproc * nnodes) is None:
+        if startable(path, resume, overwrite, world=nproc * nnodes, nodes=nnodes) is None:
             return 2
         if taken:
             print(f"scaletune train: {stopped_by(taken[0])} before torchrun started; nothing "

@@ -48,8 +48,9 @@ def main(prog: str = "python -m scaletune.trainer.rank") -> int:
     except KeyboardInterrupt:  # before the handlers were set, or a second signal at once
         return _stopped_as_it_started(config, signal.SIGINT)  # torch may be half imported
     from scaletune.trainer.distributed import leave
+    from scaletune.trainer.torchrun import DIVERGED
 
-    return leave(code)
+    return leave(DIVERGED if code == 1 else code)  # 1: diverged, said (a crash raised)
 
 
 def _stopped_as_it_started(config: str, signum: int) -> int:

@@ -45,7 +45,8 @@ def main() -> int:
         # another node's processes gone. Their exit code, not torchrun's traceback of each.
         codes = {f.exitcode for f in e.failures.values()}
         if codes <= SAID:  # the one that stopped or refused, where others lost it
-            return max(codes - {PEER_LOST}, default=PEER_LOST)
+            code = max(codes - {PEER_LOST}, default=PEER_LOST)
+            return 1 if code == DIVERGED else code  # as `scaletune train` in one process
         return _unsaid(e)
     return 0
 
@@ -93,7 +94,10 @@ def _interrupted() -> int:
     return 128 + signal.SIGINT
 
 
-SAID = {2, PEER_LOST, *(128 + s for s in STOP_SIGNALS)}
+DIVERGED = 4
+"""The exit code of a rank whose run diverged (trainer.rank): `scaletune train` exits 1 then, as
+a crash's traceback does, and the launch took the ranks' 1 for a crash ("its error is above")."""
+SAID = {2, PEER_LOST, DIVERGED, *(128 + s for s in STOP_SIGNALS)}
 """Exit codes of ranks that said why they ended (trainer.rank, trainer.cli.train_main)."""
 
 

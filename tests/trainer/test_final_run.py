@@ -625,6 +625,27 @@ def test_a_rank_killed_from_outside_is_one_line_and_where_to_resume_not_a_traceb
     assert err.count("the last checkpoint is") == 1, err
 
 
+def test_a_diverged_run_of_two_processes_ends_as_one_process_does(tmp_path, shakespeare):
+    # Each rank exits 1 on a divergence, as a crash's traceback does: the launch said "process
+    # 0 of the run ended with exit code 1 (its error is above)" under the run's own summary.
+    path = _config(tmp_path, shakespeare, "blown", optim={"lr": 50.0, "warmup_frac": 0.0})
+    two = _train(path, "--nproc-per-node", "2")
+    assert two.returncode == 1, two.stdout + two.stderr
+    assert "status          diverged" in two.stdout, two.stdout
+    assert "ended with exit code" not in two.stderr and "Traceback" not in two.stderr, two.stderr
+
+
+def test_nodes_may_start_different_numbers_of_processes(tmp_path, shakespeare, capsys):
+    from scaletune.trainer.cli import startable
+
+    # 1 + 2 processes split a batch of 6: each node refused it as one of 2 x 2 = 4 processes
+    # (and the other waited at the rendezvous for it).
+    path = _config(tmp_path, shakespeare, "uneven", batch_size=6, micro_batch_size=None)
+    assert startable(str(path), False, False, world=2 * 2, nodes=2) is not None
+    assert startable(str(path), False, False, world=4) is None  # on one node: 4 processes
+    assert "batch_size=6 must split into 4 equal parts" in capsys.readouterr().err
+
+
 def test_a_refusal_of_the_ranks_ends_the_launch_with_2_not_torchruns_traceback(tmp_path,
                                                                                shakespeare):
     # A damaged checkpoint (as a changed config on resume, or a device the machine lacks) is
