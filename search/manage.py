@@ -708,6 +708,33 @@ def compile_note(compile: bool, command: str, section: str = "") -> list[str]:
     return [f"{section}{why} (`scaletune {command}` refuses it on this machine)"] if why else []
 
 
+def device_note(device: str, command: str, section: str = "") -> list[str]:
+    """A ``device`` this machine does not have (cuda without a CUDA GPU, mps without an Apple
+    one): `scaletune COMMAND` refuses it here (validate said ok). torch is imported only for a
+    device named."""
+    if device in ("auto", "cpu"):
+        return []
+    from scaletune.trainer.distributed import device_for
+    from scaletune.trainer.errors import SetupError
+
+    try:
+        device_for(device)
+    except SetupError as e:
+        return [f"{section}{e} (`scaletune {command}` refuses it on this machine)"]
+    return []
+
+
+def run_validation_note(config: Any) -> list[str]:
+    """A training config's validation split too small for its windows, where the data's size
+    is known without preparing it (train said it; validate did not)."""
+    try:
+        sizes = split_sizes(config.data)
+    except (DataError, OSError):  # a file the checks above name
+        return []
+    note = sizes and validation_note(config.data, config.model.block_size, sizes[1], study=False)
+    return [note] if note else []
+
+
 def validate_file(path: str, storage: str | None = None) -> tuple[str, list[str]]:
     """What `scaletune validate` checks of one file, from the file (and a study's storage,
     read; a server's connected to) alone: nothing is prepared, started or written. Returns its
@@ -743,6 +770,8 @@ def validate_file(path: str, storage: str | None = None) -> tuple[str, list[str]
                 raise ConfigError(path, problems)  # train refused them once it read the data
             return "training config", (download_notes(config.data) + config.notes()
                                        + compile_note(config.compile, "train")
+                                       + device_note(config.device, "train")
+                                       + run_validation_note(config)
                                        + out_dir_note(config))
         if kind == "ladder":
             from scaletune.search.ladder import load_ladder

@@ -13,7 +13,7 @@ from typing import Any
 
 from scaletune.trainer.checkpoint import CHECKPOINT, run_in_the_way
 from scaletune.trainer.config import TrainConfig, load_train_config
-from scaletune.trainer.distributed import local_batch
+from scaletune.trainer.distributed import device_for, local_batch
 from scaletune.trainer.errors import ConfigError, DataError, SetupError
 from scaletune.trainer.interrupt import (
     PEER_LOST,
@@ -135,6 +135,18 @@ def startable(path: str, resume: bool, overwrite: bool, world: int = 1,
               "take no MPS tensors; run it in one process (no --nproc-per-node or --nnodes), or "
               f"give device: cpu for {world} gloo processes", file=sys.stderr)
         return None
+    if world > 1:
+        # What every rank would refuse as it sets up, said once here: each printed it, and
+        # torchrun a line of each one's exit.
+        problems = config.data.file_errors()
+        try:
+            device_for(config.device)
+        except SetupError as e:
+            problems.append(str(e))
+        if problems:
+            for problem in problems:
+                print(f"{path}: {problem}", file=sys.stderr)
+            return None
     # On one node of several, the others' processes are not known before they meet (a node may
     # start more than another: 1 + 2 split a batch of 6, refused as one of 4); the ranks check.
     if world > 1 and nodes == 1:

@@ -327,10 +327,12 @@ def split_sizes(cfg: DataConfig) -> tuple[int, int] | None:
     return _n_train(n_tokens, cfg), _n_val(n_tokens, cfg)
 
 
-def validation_note(cfg: DataConfig, block_size: int, n_val: int) -> str | None:
+def validation_note(cfg: DataConfig, block_size: int, n_val: int,
+                    study: bool = True) -> str | None:
     """The note for a validation split too small for its windows, else None: with fewer tokens
     than ``val_windows`` windows of ``block_size`` + 1 would cover, the windows overlap and
-    every evaluation (which ranks and prunes a study's trials) rests on those few tokens."""
+    every evaluation (which ranks and prunes a study's trials; ``study`` False: of one run)
+    rests on those few tokens."""
     cover = cfg.val_windows * (block_size + 1)
     if n_val >= cover:
         return None
@@ -340,8 +342,10 @@ def validation_note(cfg: DataConfig, block_size: int, n_val: int) -> str | None:
             ) if validation_part(cfg) else f"val_fraction {cfg.val_fraction:g} of the data"
     return (f"data: the validation split holds {n_val:,} tokens ({held}), fewer than its {cfg.val_windows} windows of block_size + 1 = "
             f"{block_size + 1} tokens would cover ({cover:,}): they overlap, and the val loss "
-            f"that ranks and prunes the trials rests on those {n_val:,} tokens alone, where "
-            f"small differences between trials are noise; use more text{more}")
+            + (f"that ranks and prunes the trials rests on those {n_val:,} tokens alone, where "
+               "small differences between trials are noise" if study else
+               f"of each evaluation rests on those {n_val:,} tokens alone")
+            + f"; use more text{more}")
 
 
 def train_tokens_note(cfg: DataConfig, n_train: int) -> str | None:

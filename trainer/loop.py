@@ -264,7 +264,7 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
             # A study's driver says it once for all its trials; a run of its own says it here.
             if (run.lead and data_fingerprint is None
                     and (small := validation_note(config.data, config.model.block_size,
-                                                  run.data.n_val_tokens))):
+                                                  run.data.n_val_tokens, study=False))):
                 print(f"note: {small}", file=sys.stderr, flush=True)
             if run.lead and (other := _other_data(config, run.data.fingerprint)):
                 print(f"note: {other}", file=sys.stderr, flush=True)

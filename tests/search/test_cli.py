@@ -704,3 +704,27 @@ def test_a_storage_that_failed_is_said_in_its_own_lines_not_as_errors_in_a_file(
     assert capsys.readouterr().err == "sqlite:////x/study.db: the study stopped: ...\n"
     assert _errors(StorageError("storage", ["storage: foo.db is not a storage URL"])) == 2
     assert capsys.readouterr().err == "storage: foo.db is not a storage URL\n"
+
+
+def test_validate_says_of_a_training_config_what_train_refuses_or_notes(tmp_path, shakespeare,
+                                                                        capsys):
+    import torch
+
+    from scaletune.search.cli import main
+
+    corpus = tmp_path / "small.txt"
+    corpus.write_bytes(shakespeare.read_bytes()[:20_000])
+    path = tmp_path / "final.yaml"
+    path.write_text("model: {n_layer: 1, n_head: 2, n_embd: 32, block_size: 32}\n"
+                    f"data: {{source: text, path: {corpus}, tokenizer: byte, val_windows: 5000}}\n"
+                    "optim: {lr: 0.003}\ntokens: 2M\nbatch_size: 8\n"
+                    + ("device: cuda\n" if not torch.cuda.is_available() else ""))
+    # Each said "ok" alone: train then refused the device, and noted the split.
+    assert main(["validate", str(path)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("note: data: the validation split holds 2,000 tokens (val_fraction 0.1 of the data), "
+            "fewer than its 5000 windows") in out, out
+    assert "the val loss of each evaluation rests on those 2,000 tokens alone" in out
+    if not torch.cuda.is_available():
+        assert ("note: device: cuda, but torch sees no CUDA GPU here" in out
+                and "(`scaletune train` refuses it on this machine)" in out), out

@@ -635,6 +635,18 @@ def test_a_diverged_run_of_two_processes_ends_as_one_process_does(tmp_path, shak
     assert "ended with exit code" not in two.stderr and "Traceback" not in two.stderr, two.stderr
 
 
+def test_data_every_rank_would_refuse_is_refused_once_before_they_start(tmp_path, shakespeare):
+    # Each rank said it, and torchrun a line of each one's exit (8 copies on 8 GPUs).
+    path = _config(tmp_path, shakespeare, "gone")
+    raw = yaml.safe_load(path.read_text())
+    raw["data"]["path"] = str(tmp_path / "nothere.txt")
+    path.write_text(yaml.safe_dump(raw))
+    two = _train(path, "--nproc-per-node", "2")
+    assert two.returncode == 2, two.stdout + two.stderr
+    assert two.stderr.count("file not found") == 1, two.stderr
+    assert "launching:" not in two.stderr and "exitcode" not in two.stderr, two.stderr
+
+
 def test_nodes_may_start_different_numbers_of_processes(tmp_path, shakespeare, capsys):
     from scaletune.trainer.cli import startable
 
