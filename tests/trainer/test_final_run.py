@@ -151,16 +151,21 @@ def test_two_sharded_processes_learn_as_one_process_does(tmp_path, tmp_path_fact
     assert b == pytest.approx(a, abs=2e-4)
 
 
-EVAL_SHARES = """
+ON_GLOO = """
 import torch, torch.distributed as dist
 from scaletune.trainer.config import TrainConfig
 from scaletune.trainer.distributed import data_parallel, leave
-from scaletune.trainer.loop import evaluate
 from scaletune.trainer.model import GPT
 
 dist.init_process_group("gloo")
 torch.set_num_threads(1)
 torch.manual_seed(0)
+"""
+"""What the scripts below, each a rank of two, start with."""
+
+EVAL_SHARES = ON_GLOO + """
+from scaletune.trainer.loop import evaluate
+
 cfg = TrainConfig.model_validate({"model": {"n_layer": 2, "n_head": 2, "n_embd": 32,
                                             "block_size": 16}})
 model = GPT(cfg.model, 256)
@@ -193,15 +198,7 @@ def test_the_ranks_share_the_validation_windows_and_agree_on_their_loss(tmp_path
     assert loss[0] == loss[1] == pytest.approx(alone, rel=1e-5), said
 
 
-SAVED_WEIGHTS = """
-import os, sys, torch, torch.distributed as dist
-from scaletune.trainer.config import TrainConfig
-from scaletune.trainer.distributed import data_parallel, leave
-from scaletune.trainer.model import GPT
-
-dist.init_process_group("gloo")
-torch.set_num_threads(1)
-torch.manual_seed(0)
+SAVED_WEIGHTS = ON_GLOO + """
 cfg = TrainConfig.model_validate({"model": {"n_layer": 4, "n_head": 2, "n_embd": 64,
                                             "block_size": 32}})
 model = data_parallel(GPT(cfg.model, 256), 2, "fsdp", torch.bfloat16)

@@ -9,16 +9,12 @@ rungs' priors are made). argv[1] lists task:seed pairs.
 """
 
 import dataclasses
-import shutil
 import sys
 from pathlib import Path
 
-from common import spread_root
-from rich.console import Console
+from common import run_again, spread_root
 
 import scaletune.heuristics.priors as priors
-from scaletune.search.ladder import load_ladder, with_data_sized
-from scaletune.search.runner import run_study
 
 SPREAD = 2.0
 published = priors._published_lr_prior
@@ -31,15 +27,4 @@ def _wider(*args, **kwargs):
 
 priors._published_lr_prior = _wider
 SRC = Path(sys.argv[2] if len(sys.argv) > 2 else "/tmp/rungs")
-OUT = spread_root(SRC)
-for key in sys.argv[1].split(","):
-    task, seed = key.split(":")
-    d = OUT / task / f"s{seed}"
-    d.mkdir(parents=True, exist_ok=True)
-    shutil.copy(SRC / task / f"s{seed}" / "ladder.yaml", d / "ladder.yaml")
-    text = (SRC / task / f"s{seed}" / "target.yaml").read_text()
-    (d / "target.yaml").write_text(text.replace(str(SRC / task / f"s{seed}"), str(d)))
-    ladder = with_data_sized(load_ladder(d / "ladder.yaml"))
-    for rung in ladder.rungs:
-        run_study(rung.cfg, Console(quiet=True), summary=False)
-    print("done", task, seed, flush=True)
+run_again(sys.argv[1], SRC, spread_root(SRC))
