@@ -522,6 +522,14 @@ def test_a_signal_to_a_launched_run_stops_every_rank_and_says_how_to_resume(
     assert _evals(tmp_path / "long")
 
 
+def _end(launch: subprocess.Popen, path: Path) -> None:
+    """Kill ``launch`` where it still runs, and every process of the run of ``path``."""
+    if launch.poll() is None:
+        launch.kill()
+    if shutil.which("pkill"):
+        subprocess.run(["pkill", "-KILL", "-f", str(path)], check=False)
+
+
 def _processes(*words: str, loading: str | None = None,
                unless: str | None = None) -> list[int]:
     """The pids of this machine's processes whose command line holds every one of ``words``
@@ -568,10 +576,7 @@ def test_a_ctrl_c_as_a_launched_run_starts_ends_it_in_a_line(tmp_path, shakespea
         launch.send_signal(signal.SIGINT)
         out, err = launch.communicate(timeout=120)
     finally:
-        if launch.poll() is None:
-            launch.kill()
-        if shutil.which("pkill"):
-            subprocess.run(["pkill", "-KILL", "-f", str(path)], check=False)
+        _end(launch, path)
     assert launch.returncode == 130, out + err
     assert "Traceback" not in err, err
     said = [line for line in err.splitlines()
@@ -609,10 +614,7 @@ def test_a_rank_killed_from_outside_is_one_line_and_where_to_resume_not_a_traceb
         os.kill(lead[0], signal.SIGKILL)
         out, err = launch.communicate(timeout=120)
     finally:
-        if launch.poll() is None:
-            launch.kill()
-        if shutil.which("pkill"):
-            subprocess.run(["pkill", "-KILL", "-f", str(path)], check=False)
+        _end(launch, path)
     assert launch.returncode == 128 + signal.SIGKILL, err
     assert "Traceback" not in err and "ChildFailedError" not in err, err
     assert (f"scaletune train: process 0 of the run (pid {lead[0]}) was killed by SIGKILL (the "
