@@ -516,19 +516,27 @@ def pruner_notes(cfg: StudyConfig) -> list[str]:
             if wait is not None and needs(wait) > asked:
                 notes.append(f"{name}.{key}: {wait} needs {needs(wait)} evaluations: {never}; "
                              "give fewer, or pruner: none")
+        from scaletune.search.pruners import LEAST_CURVES
+
+        trials = f"{cfg.n_trials} trial{'' if cfg.n_trials == 1 else 's'}"
+        # The predicted pruner needs LEAST_CURVES complete trials whatever it is given: where
+        # the study runs no more, no smaller value of its keys helps.
+        least = LEAST_CURVES if p.name == "predicted" else 0
+        if least >= cfg.n_trials:
+            notes.append(f"{name}: the {p.name} pruner needs {least} complete trials at least "
+                         f"before it stops one, and the study runs {trials}: it never stops "
+                         "one; run more trials, or pruner: none")
         for key in ("n_startup_trials", "rank"):  # the predicted pruner waits for max of the two
             wait = getattr(p, key, None)
             # Optuna's median and percentile pruners at their default too: `pruner: {name:
-            # median}` in a study of 3 trials never stopped one, and nothing said so. (The
-            # predicted pruner's defaults, 2 and 1, are its least: no smaller one to give.)
+            # median}` in a study of 3 trials never stopped one, and nothing said so.
             given = key in p.model_fields_set
-            if wait is not None and wait >= cfg.n_trials and (
+            if wait is not None and least < cfg.n_trials <= wait and (
                     given or p.name in ("median", "percentile")):
                 default = "" if given else " (its default)"
-                notes.append(f"{name}.{key}: {wait}{default}, and the study runs {cfg.n_trials} "
-                             f"trial{'' if cfg.n_trials == 1 else 's'}: the {p.name} pruner "
-                             f"waits for that many complete trials, so it never stops one; give "
-                             f"a smaller {key}, or pruner: none")
+                notes.append(f"{name}.{key}: {wait}{default}, and the study runs {trials}: the "
+                             f"{p.name} pruner waits for that many complete trials, so it never "
+                             f"stops one; give a smaller {key}, or pruner: none")
         p = getattr(p, "wrapped", None)
     return notes
 

@@ -106,6 +106,9 @@ MAX_LOG = 700.0
 
 CONDITION_ON = "lr"
 """The parameter PredictedFinalPruner regresses the drops on by default."""
+LEAST_CURVES = 2
+"""Complete curves the predicted pruner needs at least before it stops a trial, whatever its
+n_startup_trials: the drops of one curve give no spread."""
 FIT_MIN_CURVES = 4
 """Complete curves the regression of the drop on the learning rate needs; with fewer, the drops
 are taken as they are."""
@@ -374,7 +377,7 @@ class PredictedFinalPruner(BasePruner):
         here = self._progress(trial, step)
         # The complete trials whose curve reaches back to this point of the schedule.
         use = table.at[:, 0] <= here + 1e-12
-        if int(use.sum()) < max(2, self._n_startup_trials):
+        if int(use.sum()) < max(LEAST_CURVES, self._n_startup_trials):
             return None
         d = table.log_final[use] - _interp_rows(here, table.at[use], table.log_loss[use],
                                                 table.last[use])

@@ -135,10 +135,11 @@ def startable(path: str, resume: bool, overwrite: bool, world: int = 1,
               "take no MPS tensors; run it in one process (no --nproc-per-node or --nnodes), or "
               f"give device: cpu for {world} gloo processes", file=sys.stderr)
         return None
-    if world > 1:
+    if world > 1 and nodes == 1:
         # What every rank would refuse as it sets up, said once here: each printed it, and
-        # torchrun a line of each one's exit.
-        problems = config.data.file_errors()
+        # torchrun a line of each one's exit. (Not on one node of several: refused before the
+        # rendezvous, it would leave the others waiting there; its ranks refuse it after.)
+        problems = config.data.missing_files()
         try:
             device_for(config.device)
         except SetupError as e:

@@ -488,11 +488,15 @@ class DataConfig(_Strict):
             update["cache_dir"] = absolute(self.cache_dir)
         return self.model_copy(update=update)
 
-    def file_errors(self) -> list[str]:
-        """The local files this config names that are not there, one error each: ``path`` of a
-        text source, ``data_files`` of a local-file builder, a tokenizer file; and a tokenizer
-        name that is no tiktoken encoding. Nothing is read (no tokenizing, no download), so a
-        file is checked before any run needs it."""
+    def missing_files(self) -> list[str]:
+        """The local files this config names that are not there (what a run refuses as it sets
+        up), one error each: ``path`` of a text source, ``data_files`` of a local-file builder,
+        ``val_path``. Nothing is read."""
+        return self._named_files()[0]
+
+    def _named_files(self) -> tuple[list[str], dict[str, set[str]]]:
+        """The errors of the local files this config names that are not there, and the real
+        paths of the files each key names."""
         if self.source == "text" and self.path:
             keyed = [("data.path", self.path)] + ([("data.val_path", self.val_path)]
                                                   if self.val_path else [])
@@ -513,6 +517,15 @@ class DataConfig(_Strict):
                                                         text_files(pattern, suffix)))
             except ValueError as e:
                 errors.append(f"{key}: {e}")
+        return errors, files
+
+    def file_errors(self) -> list[str]:
+        """The local files this config names that are not there, one error each (``path`` of a
+        text source, ``data_files`` of a local-file builder, ``val_path``), validation files
+        among the training files, and a dataset folder that is not where it is looked for.
+        Nothing is read (no tokenizing, no download), so a file is checked before any run needs
+        it."""
+        errors, files = self._named_files()
         held = files.pop("data.val_path", set())
         trained = set().union(*files.values())
         if both := sorted(held & trained):

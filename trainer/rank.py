@@ -50,7 +50,10 @@ def main(prog: str = "python -m scaletune.trainer.rank") -> int:
     from scaletune.trainer.distributed import leave
     from scaletune.trainer.torchrun import DIVERGED
 
-    return leave(DIVERGED if code == 1 else code)  # 1: diverged, said (a crash raised)
+    # 1: diverged (a crash raised), said apart for torchrun (trainer.torchrun); a process of
+    # its own (python -m scaletune.trainer.cli) ends with 1, as `scaletune train` does.
+    ranked = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return leave(DIVERGED if code == 1 and ranked else code)
 
 
 def _stopped_as_it_started(config: str, signum: int) -> int:

@@ -46,6 +46,9 @@ def main() -> int:
         codes = {f.exitcode for f in e.failures.values()}
         if codes <= SAID:  # the one that stopped or refused, where others lost it
             code = max(codes - {PEER_LOST}, default=PEER_LOST)
+            if code == DIVERGED and 0 not in e.failures:  # rank 0, on another node, said it
+                print("scaletune train: the run diverged (node 0's output says where)",
+                      file=sys.stderr, flush=True)
             return 1 if code == DIVERGED else code  # as `scaletune train` in one process
         return _unsaid(e)
     return 0

@@ -1154,11 +1154,16 @@ def test_a_pruner_that_can_stop_no_trial_is_noted(tmp_path, shakespeare, pruner,
                   {"name": "successive_halving", "min_early_stopping_rate": 1}):
         assert pruner_notes(validate_study(tiny_study(tmp_path, shakespeare, pruner=quiet,
                                                       n_trials=6))) == []
-    # The predicted pruner's defaults (2 start-up trials, rank 1) are its least: a study of one
-    # or two trials was told to give "a smaller rank", which none is.
+    # The predicted pruner needs 2 complete trials whatever it is given: a study of one or two
+    # was told to give "a smaller rank" (none is), or nothing (n_startup_trials 0 or 1).
     for n in (1, 2):
-        assert pruner_notes(validate_study(tiny_study(tmp_path, shakespeare, n_trials=n,
-                                                      pruner={"name": "predicted"}))) == []
+        for pruner in ({"name": "predicted"}, {"name": "predicted", "n_startup_trials": 0},
+                       {"name": "predicted", "n_startup_trials": 2}):
+            cfg = validate_study(tiny_study(tmp_path, shakespeare, n_trials=n, pruner=pruner))
+            assert pruner_notes(cfg) == [
+                f"pruner: the predicted pruner needs 2 complete trials at least before it stops "
+                f"one, and the study runs {n} trial{'s' * (n > 1)}: it never stops one; run more "
+                "trials, or pruner: none"]
 
 
 def test_show_names_the_files_a_local_dataset_reads(tmp_path, shakespeare):

@@ -632,6 +632,10 @@ def test_a_diverged_run_of_two_processes_ends_as_one_process_does(tmp_path, shak
     assert two.returncode == 1, two.stdout + two.stderr
     assert "status          diverged" in two.stdout, two.stdout
     assert "ended with exit code" not in two.stderr and "Traceback" not in two.stderr, two.stderr
+    # The ranks' program run as a process of its own ends as `scaletune train` does: 1 (it
+    # gave the ranks' 4).
+    one = forked.run("-m", "scaletune.trainer.cli", str(path), "--overwrite")
+    assert one.returncode == 1 and "status          diverged" in one.stdout, one.stdout
 
 
 def test_data_every_rank_would_refuse_is_refused_once_before_they_start(tmp_path, shakespeare):
@@ -644,6 +648,19 @@ def test_data_every_rank_would_refuse_is_refused_once_before_they_start(tmp_path
     assert two.returncode == 2, two.stdout + two.stderr
     assert two.stderr.count("file not found") == 1, two.stderr
     assert "launching:" not in two.stderr and "exitcode" not in two.stderr, two.stderr
+    from scaletune.trainer.cli import startable
+
+    # Not on one node of several: refused before the rendezvous, it left the others waiting.
+    assert startable(str(path), False, False, world=4, nodes=2) is not None
+    # Validation files among the training ones: a run's set-up does not refuse them (one process
+    # trained), and neither does the launch (it did, in a study's words).
+    (tmp_path / "texts").mkdir()
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / "texts" / name).write_bytes(shakespeare.read_bytes()[:50_000])
+    raw["data"].update(path=str(tmp_path / "texts" / "*.txt"),
+                       val_path=str(tmp_path / "texts" / "b.txt"))
+    path.write_text(yaml.safe_dump(raw))
+    assert startable(str(path), False, False, world=2) is not None
 
 
 def test_nodes_may_start_different_numbers_of_processes(tmp_path, shakespeare, capsys):
