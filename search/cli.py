@@ -423,7 +423,10 @@ def _whole(text: str) -> int:
     (``--n-trials 1e1`` was "invalid int value")."""
     from scaletune.trainer.config import parse_number, shown_value
 
-    value = parse_number(text)
+    try:
+        return int(text)  # exactly, digits and underscores (a float rounds 99999999999999999999)
+    except ValueError:
+        value = parse_number(text)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, int):
