@@ -135,26 +135,23 @@ def startable(path: str, resume: bool, overwrite: bool, world: int = 1,
               "take no MPS tensors; run it in one process (no --nproc-per-node or --nnodes), or "
               f"give device: cpu for {world} gloo processes", file=sys.stderr)
         return None
+    # What every rank would refuse as it sets up, said once here: each printed it, and torchrun
+    # a line of each one's exit. Not on one node of several: refused before the rendezvous, it
+    # left the others waiting there, and the others' processes are not known before they meet
+    # (1 + 2 split a batch of 6, refused as one of 4); the ranks check it after.
     if world > 1 and nodes == 1:
-        # What every rank would refuse as it sets up, said once here: each printed it, and
-        # torchrun a line of each one's exit. (Not on one node of several: refused before the
-        # rendezvous, it would leave the others waiting there; its ranks refuse it after.)
         problems = config.data.missing_files()
         try:
             device_for(config.device)
         except SetupError as e:
             problems.append(str(e))
-        if problems:
-            for problem in problems:
-                print(f"{path}: {problem}", file=sys.stderr)
-            return None
-    # On one node of several, the others' processes are not known before they meet (a node may
-    # start more than another: 1 + 2 split a batch of 6, refused as one of 4); the ranks check.
-    if world > 1 and nodes == 1:
         try:
             local_batch(config.batch_size, config.micro_batch_size or config.batch_size, world)
         except SetupError as e:
-            print(f"{path}: {e} (the {world} processes of this launch)", file=sys.stderr)
+            problems.append(f"{e} (the {world} processes of this launch)")
+        if problems:
+            for problem in problems:
+                print(f"{path}: {problem}", file=sys.stderr)
             return None
     if why := run_in_the_way(config.out_dir, resume, overwrite, FLAGS,
                              config=config.model_dump(mode="json")):
