@@ -12,9 +12,11 @@ from tests import forked
 
 RANKS = """
 import os, sys
-print("rank", os.environ["RANK"], "of", os.environ["WORLD_SIZE"], os.environ.get("CALLER"),
-      os.getcwd())
-print("to stderr", os.environ["RANK"], file=sys.stderr)
+# One write each: under torchrun the ranks share its output, and print's pieces, written apart
+# where the output is unbuffered, came interleaved ("rankrank 1 of 2 ... 0 of 2 ...").
+sys.stdout.write(f"rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']} "
+                 f"{os.environ.get('CALLER')} {os.getcwd()}\\n")
+sys.stderr.write(f"to stderr {os.environ['RANK']}\\n")
 sys.exit(3 if os.environ["RANK"] == "1" else 0)
 """
 
