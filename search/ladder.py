@@ -691,7 +691,7 @@ def _laws_at_launch(path: Path, scale: float) -> tuple[bytes, dict[str, float]] 
         pass
     try:
         laws = FittedLaws.from_json(json.loads(text))
-        return text, {f.target: f.predict(scale).value for f in laws.all_fits()}
+        return text, _predictions(laws, scale)
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -707,12 +707,14 @@ def _fitted_scales(text: bytes) -> set[float] | None:
         return None
 
 
-def _moved(earlier: dict[str, float], now: dict[str, float] | FittedLaws,
-           scale: float) -> list[str]:
-    """The predictions at the target (at ``scale``) that ``now`` (predictions, or laws) moves
-    from ``earlier``'s, as 'lr 0.0012 -> 0.0015'."""
-    if isinstance(now, FittedLaws):
-        now = {f.target: f.predict(scale).value for f in now.all_fits()}
+def _predictions(laws: FittedLaws, scale: float) -> dict[str, float]:
+    """Each law's prediction at ``scale`` (the target's), by what it predicts."""
+    return {f.target: f.predict(scale).value for f in laws.all_fits()}
+
+
+def _moved(earlier: dict[str, float], now: dict[str, float]) -> list[str]:
+    """The predictions at the target that ``now`` moves from ``earlier``'s, as 'lr 0.0012 ->
+    0.0015'."""
     return [f"{k} {a:.3g} -> {now[k]:.3g}" for k, a in earlier.items()
             if a > 0 and now.get(k, 0) > 0 and abs(math.log10(now[k] / a)) > 1e-3]
 
@@ -730,7 +732,7 @@ def _refitted(path: Path, earlier: tuple[bytes, dict[str, float]] | None, scale:
     now = _laws_at_launch(path, scale)
     if earlier is None or now is None:
         return None
-    moved = _moved(earlier[1], now[1], scale)
+    moved = _moved(earlier[1], now[1])
     if not moved:
         return None
     if kept is None:
@@ -864,7 +866,7 @@ def _run_ladder(ladder: Ladder, console: Console, repeat_best: int) -> optuna.St
             _has_a_complete_trial(ladder, rung_above)
         written = fit_rungs(ladder, done + above) if above else fitted
         if kept is None and earlier is not None and seeded and _moved(
-                earlier[1], written, ladder.target_scale):
+                earlier[1], _predictions(written, ladder.target_scale)):
             # Kept before the file changes: a launch stopped after this lost the laws the
             # target's trials were seeded from.
             kept = earlier_name(ladder.laws_file)

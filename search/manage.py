@@ -491,6 +491,8 @@ def pruner_notes(cfg: StudyConfig) -> list[str]:
         return [f"eval_every_tokens: {every:,} of a trial's {budget:,} tokens: the pruner is "
                 "asked at no evaluation (not at the last, which ends the trial), so it never "
                 "stops one; evaluate more often, or pruner: none"]
+    from scaletune.search.pruners import LEAST_CURVES
+
     notes = []
     p = cfg.pruner
     while p is not None:
@@ -516,8 +518,6 @@ def pruner_notes(cfg: StudyConfig) -> list[str]:
             if wait is not None and needs(wait) > asked:
                 notes.append(f"{name}.{key}: {wait} needs {needs(wait)} evaluations: {never}; "
                              "give fewer, or pruner: none")
-        from scaletune.search.pruners import LEAST_CURVES
-
         trials = f"{cfg.n_trials} trial{'' if cfg.n_trials == 1 else 's'}"
         # The predicted pruner needs LEAST_CURVES complete trials whatever it is given: where
         # the study runs no more, no smaller value of its keys helps.

@@ -183,19 +183,16 @@ def full_tensor(t: torch.Tensor) -> torch.Tensor:
     return t.full_tensor() if hasattr(t, "full_tensor") else t
 
 
-def mean_over_ranks(t: torch.Tensor, world: int) -> torch.Tensor:
-    """The mean of ``t`` over the ranks: the batch's loss from the ranks' losses."""
-    if world == 1:
-        return t
-    dist.all_reduce(t)
-    return t / world
-
-
 def sum_over_ranks(t: torch.Tensor, world: int) -> torch.Tensor:
     """The sum of ``t`` over the ranks, in place: the validation loss from each rank's share."""
     if world > 1:
         dist.all_reduce(t)
     return t
+
+
+def mean_over_ranks(t: torch.Tensor, world: int) -> torch.Tensor:
+    """The mean of ``t`` over the ranks: the batch's loss from the ranks' losses."""
+    return t if world == 1 else sum_over_ranks(t, world) / world
 
 
 def ranks_without(flag: bool, world: int, device: torch.device) -> int:
