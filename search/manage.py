@@ -766,7 +766,7 @@ def validate_file(path: str, storage: str | None = None) -> tuple[str, list[str]
                                      "whose storage it does not set"])
         if kind == "training config":  # for `scaletune train`: a token budget, no trials
             config = load_train_config(path)
-            if missing := config.data.file_errors():
+            if missing := config.data.file_errors(study=False):  # train trains on the overlap
                 raise ConfigError(path, missing)
             if no_board := tensorboard_missing(config):
                 raise ConfigError(path, [no_board])

@@ -488,6 +488,26 @@ class DataConfig(_Strict):
             update["cache_dir"] = absolute(self.cache_dir)
         return self.model_copy(update=update)
 
+    def held_out_note(self) -> str | None:
+        """A training run's note of validation files among its training files (a study refuses
+        them, ``file_errors``): its validation loss is measured on text it trains on."""
+        overlap = self._among_training(self._named_files()[1])
+        return (f"{overlap}: the run's validation loss is measured on text it trains on, and "
+                "says little of how it does on text it has not seen; give training files that "
+                "leave the validation files out") if overlap else None
+
+    @staticmethod
+    def _among_training(files: dict[str, set[str]]) -> str | None:
+        """``data.val_path: FILE is also among the training files (KEY matches it)``, where the
+        validation files in ``files`` (the real paths of each key's, ``_named_files``) are."""
+        files = dict(files)
+        held = files.pop("data.val_path", set())
+        if both := sorted(held & set().union(*files.values())):
+            more = f" (and {len(both) - 1} more)" if len(both) > 1 else ""
+            return (f"data.val_path: {both[0]}{more} is also among the training files "
+                    f"({', '.join(files)} matches it)")
+        return None
+
     def missing_files(self) -> list[str]:
         """The local files this config names that are not there (what a run refuses as it sets
         up), one error each: ``path`` of a text source, ``data_files`` of a local-file builder,
@@ -519,21 +539,18 @@ class DataConfig(_Strict):
                 errors.append(f"{key}: {e}")
         return errors, files
 
-    def file_errors(self) -> list[str]:
+    def file_errors(self, study: bool = True) -> list[str]:
         """The local files this config names that are not there, one error each (``path`` of a
         text source, ``data_files`` of a local-file builder, ``val_path``), validation files
-        among the training files, and a dataset folder that is not where it is looked for.
-        Nothing is read (no tokenizing, no download), so a file is checked before any run needs
-        it."""
+        among the training files (of a ``study``'s trials, whose validation loss ranks them; a
+        training run's config notes it, ``held_out_note``), and a dataset folder that is not
+        where it is looked for. Nothing is read (no tokenizing, no download), so a file is
+        checked before any run needs it."""
         errors, files = self._named_files()
-        held = files.pop("data.val_path", set())
-        trained = set().union(*files.values())
-        if both := sorted(held & trained):
-            errors.append(
-                f"data.val_path: {both[0]}{f' (and {len(both) - 1} more)' if len(both) > 1 else ''}"
-                f" is also among the training files ({', '.join(files)} matches it), so the val "
-                "loss that ranks the trials would be measured on text they trained on: give "
-                "training files that leave the validation files out")
+        if study and (overlap := self._among_training(files)):
+            errors.append(f"{overlap}, so the val loss that ranks the trials would be measured on "
+                          "text they trained on: give training files that leave the validation "
+                          "files out")
         if (self.source == "hf" and self.dataset and Path(self.dataset).is_absolute()
                 and not os.path.exists(self.dataset)):  # a path, not a hub id (resolved)
             errors.append(f"data.dataset: no folder {self.dataset!r} (a local dataset: a folder "
@@ -734,8 +751,9 @@ class TrainConfig(_Strict):
         """What validate and `scaletune train` say of a valid config before it trains: a run
         without an out_dir keeps nothing it trained (a study's trials are such runs), a
         budget far from whole steps trains noticeably more than it says, bfloat16 on a CPU
-        without bfloat16 arithmetic (trainer.kernels.cpu_bf16_note), and model and optimizer
-        fields given that it does not read (_SomeFieldsRead.unread_note)."""
+        without bfloat16 arithmetic (trainer.kernels.cpu_bf16_note), validation files among
+        the training files (DataConfig.held_out_note), and model and optimizer fields given that
+        it does not read (_SomeFieldsRead.unread_note)."""
         notes = []
         if not self.out_dir:
             ignored = [k for k in ("checkpoint_every_tokens", "tensorboard") if getattr(self, k)]
@@ -764,6 +782,7 @@ class TrainConfig(_Strict):
         from scaletune.trainer.data import lossy_tokenizer_note
 
         return notes + [note for note in (lossy_tokenizer_note(self.data),
+                                          self.data.held_out_note(),
                                           self.model.unread_note("model"),
                                           self.optim.unread_note("optim")) if note]
 

@@ -645,3 +645,24 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused_before_torchr
     assert main(["train", str(path), "--nproc-per-node", "2"]) == 2
     assert ("batch_size=12 must split into 2 equal parts that are multiples of "
             "micro_batch_size=4") in capsys.readouterr().err
+
+
+def test_a_run_whose_validation_file_it_also_trains_on_is_noted_not_refused(tmp_path, capsys):
+    # A study refuses it (the validation loss ranks its trials); validate refused a training
+    # config's too, which `scaletune train` trained without a word.
+    from scaletune.search.cli import main
+
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / name).write_text(f"{name} text to learn from. " * 200)
+    path = write(tmp_path, {
+        "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16},
+        "data": {"source": "text", "path": str(tmp_path / "*.txt"),
+                 "val_path": str(tmp_path / "b.txt"), "cache_dir": str(tmp_path / "cache")},
+        "batch_size": 4, "tokens": 4 * 4 * 16, "progress": False, "num_threads": 1})
+    said = (f"data.val_path: {tmp_path / 'b.txt'} is also among the training files (data.path "
+            "matches it): the run's validation loss is measured on text it trains on")
+    assert main(["validate", str(path)]) == 0
+    assert said in " ".join(capsys.readouterr().out.split())
+    assert train_main(str(path)) == 0
+    out = capsys.readouterr()
+    assert said in " ".join(out.err.split()) and "completed" in out.out
