@@ -820,6 +820,9 @@ def fit_studies(
     points = tuple(points)
     if not points:
         raise ValueError("fit_studies needs at least one ScalePoint, got none")
+    if others := [p for p in points if not isinstance(p, ScalePoint)]:  # {} is falsy
+        raise TypeError(f"fit_studies takes ScalePoints, not a {type(others[0]).__name__} (of "
+                        "studies: scaletune.search.fit_laws)")
     kinds = {p.scale_kind for p in points}
     if len(kinds) != 1:
         raise ValueError(f"all points must share one scale_kind, got {sorted(kinds)}")

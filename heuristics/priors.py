@@ -772,6 +772,13 @@ def priors_for(
     practice weight decay are taken at it, not at the lr prior's center (lambda = B/(eta*tau*D)
     with the eta trained; the center's was 8 times off at a fixed lr of 0.001).
     """
+    if not isinstance(model, ModelShape):  # "'dict' object has no attribute ..."
+        raise TypeError(f"priors_for takes a ModelShape, not a {type(model).__name__}: "
+                        "ModelShape(n_layer=..., n_head=..., n_embd=..., block_size=..., "
+                        "vocab_size=...) (a study's priors: `scaletune priors STUDY.yaml`)")
+    if fitted is not None and not hasattr(fitted, "scale_of"):  # FittedLaws, or a ladder's
+        raise TypeError(f"priors_for: fitted takes fitted laws, not a {type(fitted).__name__}: "
+                        "FittedLaws.load(path) for a laws file (from scaletune.heuristics import FittedLaws)")
     for name, value in (("tokens", tokens), ("unique_tokens", unique_tokens)):
         if not isinstance(value, numbers.Real) and (value is not None or name == "tokens"):
             # "2.5B" as a study file writes it: a TypeError of its first comparison
@@ -904,6 +911,9 @@ def print_priors(priors: Priors, json_output: bool = False, console: Console | N
                  searched: dict[str, str] | None = None) -> None:
     """Print the priors as a table (default; ``searched`` as priors_table's) or as JSON on stdout
     (``json_output=True``)."""
+    if not isinstance(priors, Priors):  # "'dict' object has no attribute 'context'"
+        raise TypeError(f"print_priors takes the Priors that priors_for returns, not a "
+                        f"{type(priors).__name__}")
     if json_output:
         sys.stdout.write(json.dumps(priors.to_json(), indent=2) + "\n")
         return

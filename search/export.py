@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import textwrap
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -273,6 +274,10 @@ def export_study(
         # "8": a TypeError of the transfer; 2.5: pydantic's error about TrainConfig.batch_size
         raise ConfigError(source, [f"max_batch_size: expected a whole number of sequences >= 1, "
                                    f"got {max_batch_size!r}"])
+    if model is not None and not isinstance(model, Mapping):  # 'str' object is not a mapping
+        raise TypeError(f"export_study: model takes a dict of the model's fields to change "
+                        f"(model={{'n_embd': 128}}, as `--model n_embd=128` gives), not a "
+                        f"{type(model).__name__}")
     output = Path(output).resolve()
     replaces = _replaceable(output, source)
     study, ran_with, notes = open_study(cfg, source)

@@ -26,7 +26,7 @@ from scaletune.heuristics.fit import (
 from scaletune.search.config import StudyConfig, is_ladder, load_study
 from scaletune.search.space import fixed_values
 from scaletune.search.storage import mask_url
-from scaletune.search.studies import UNIGRAM, open_study
+from scaletune.search.studies import UNIGRAM, open_study, running_note
 from scaletune.search.summary import against_frequencies, frequencies_only
 from scaletune.trainer.data import (
     cache_folder,
@@ -120,6 +120,8 @@ def fit_from_studies(
         # edited since is noted, and its edits are not what the fit reads as the study's scale.
         study, ran_with, notes = open_study(cfg, cfg.source)  # names a missing storage or study
         ran.append(ran_with)
+        # A study a driver runs now is fitted as it stands (export and report say so; fit did not).
+        notes += [note] if (note := running_note(study)) else []
         changed += [f"study {cfg.name!r} ({cfg.source}): {note}" for note in notes]
         at = scale_points(ran_with, study, scale_kind, near)
         points += at

@@ -1520,6 +1520,32 @@ def validate_train_config(raw: dict[str, Any], source: str = "<training config>"
     return resolve_paths(cfg, Path(base if base is not None else Path.cwd()).resolve())
 
 
+def revalidated(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` validated again: a config changed by ``model_copy(update=...)`` or in place, which
+    pydantic does not validate (``tokens: 0`` trained nothing and said a resume had finished,
+    ``batch_size: 0`` was a ZeroDivisionError), is checked as a file's is, a ConfigError naming
+    every bad key. The fields it was given stay the given ones (notes of fields a run does not
+    read go by them); its paths stay as they are."""
+    import warnings
+
+    def unknown_keys_into(dumped: dict[str, Any], model: BaseModel) -> None:
+        for key, value in model.__dict__.items():  # a dump leaves out keys that are no field
+            if key not in type(model).model_fields:
+                dumped[key] = value
+            elif isinstance(value, BaseModel) and isinstance(dumped.get(key), dict):
+                unknown_keys_into(dumped[key], value)
+
+    with warnings.catch_warnings():  # a section model_copy set to a dict: validated below
+        warnings.simplefilter("ignore")
+        raw = cfg.model_dump(exclude_unset=True)
+    unknown_keys_into(raw, cfg)
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError("the training config", every_error(
+            e, TrainConfig, raw, lambda err: format_errors(err, TrainConfig))) from None
+
+
 def resolve_paths(cfg: TrainConfig, base: Path) -> TrainConfig:
     """Make the local data paths and out_dir absolute, relative to ``base``."""
     updates: dict[str, Any] = {"data": cfg.data.resolved(base)}

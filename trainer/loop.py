@@ -37,7 +37,7 @@ from scaletune.trainer.checkpoint import (
     run_in_the_way,
     save_checkpoint,
 )
-from scaletune.trainer.config import TrainConfig, tensorboard_missing, usable_cores
+from scaletune.trainer.config import TrainConfig, revalidated, tensorboard_missing, usable_cores
 from scaletune.trainer.data import (
     TokenData,
     another_python,
@@ -243,6 +243,7 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
     if not isinstance(config, TrainConfig):  # a path: "'str' object has no attribute 'out_dir'"
         raise TypeError(f"train takes a TrainConfig, not a {type(config).__name__}: "
                         "train(load_train_config(path)), or validate_train_config(d) for a dict")
+    config = revalidated(config)  # one changed by model_copy(update=...) is checked as a file's
     if why := run_in_the_way(config.out_dir, resume, overwrite,  # a repeated call loses no run
                              config=config.model_dump(mode="json")):
         raise SetupError(why)

@@ -265,6 +265,20 @@ def test_prior_validation_quotes_the_value():
                 "tokens must be a number of tokens (2.5e9, not the text '2.5e9' or '2.5B' a "
                 f"study file may hold), got {text!r}")):
             priors_for(TINY, text)
+    # What a notebook passes first: a laws file's path, a dict of the model (each "'str'
+    # object has no attribute 'scale_of'" and the like), and the same to the functions around.
+    from scaletune.heuristics import fit_studies, print_priors
+
+    with pytest.raises(TypeError, match=r"fitted takes fitted laws, not a str: FittedLaws.load"):
+        priors_for(TINY, 2e6, fitted="laws.json")
+    with pytest.raises(TypeError, match=r"priors_for takes a ModelShape, not a dict: ModelShape"):
+        priors_for({"n_layer": 2}, 2e6)
+    with pytest.raises(TypeError, match="print_priors takes the Priors that priors_for returns, "
+                                        "not a dict"):
+        print_priors({})
+    with pytest.raises(TypeError, match=r"fit_studies takes ScalePoints, not a dict \(of studies: "
+                                        r"scaletune.search.fit_laws\)"):
+        fit_studies([{}])
 
 
 def test_as_dict_lists_the_six_priors():

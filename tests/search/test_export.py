@@ -231,6 +231,10 @@ def test_the_python_functions_say_what_they_take(finished, tmp_path):
         with pytest.raises(ConfigError, match=rf"max_batch_size: expected a whole number of "
                                               rf"sequences >= 1, got {bad!r}"):
             export_study(cfg, tmp_path / "c.yaml", max_batch_size=bad)
+    for bad in ("n_embd=64", ["n_embd=64"]):  # the command line's form: "'str' object is not
+        with pytest.raises(TypeError, match=r"export_study: model takes a dict of the model's "
+                                            r"fields to change \(model=\{'n_embd': 128\}"):
+            export_study(cfg, tmp_path / "d.yaml", model=bad)  # a mapping"
     with pytest.raises(TypeError, match="pick_trial: the trial's number is an int"):
         pick_trial(study, "1", str(path))
     assert pick_trial(study, 1, str(path)).number == 1

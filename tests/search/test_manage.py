@@ -912,6 +912,23 @@ def test_fit_says_which_study_has_learned_little_beyond_token_frequencies(tmp_pa
     assert len(json.loads(output.read_text())["study_warnings"]) == 1
 
 
+def test_fit_of_a_study_a_driver_runs_says_it_is_running(tmp_path, capsys):
+    # export, report and best said so of a study being run; fit fitted its trials of the moment
+    # without a word.
+    path, cfg, longer = two_scales(tmp_path)
+    output = tmp_path / "laws.json"
+    code, out = scaletune(capsys, "fit", str(path), str(longer), "-o", str(output))
+    assert code == 0 and "running now" not in out, out
+    pid = hold_lease(optuna.load_study(study_name="tiny-long",
+                                       storage=make_storage(cfg.storage_url)))
+    code, out = scaletune(capsys, "fit", str(path), str(longer), "-o", str(output))
+    said = (f"study 'tiny-long' ({longer}): the study is running now (pid {pid} on "
+            f"{socket.gethostname()}")
+    assert code == 0 and said in out and "its best may still change" in out, out
+    assert [w.startswith(said) for w in json.loads(output.read_text())["study_warnings"]] == [
+        True]
+
+
 def test_a_loss_against_token_frequencies_is_said_with_the_digits_that_tell_them_apart():
     from scaletune.search.summary import against_frequencies, frequencies_only
 

@@ -650,3 +650,25 @@ def test_a_checkpoints_cuda_rng_resumes_where_other_gpus_are_visible(monkeypatch
     monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, dev: calls.append((state, dev)))
     _set_cuda_rng(saved)
     assert calls == ([] if restored is None else [(restored, device)])
+
+
+def test_a_config_changed_in_python_is_checked_as_a_files_is(tiny, tmp_path):
+    # model_copy(update=...) validates nothing: tokens 0 said "--resume: the run in None had
+    # finished" and returned a run still 'running'; batch_size 0 was a ZeroDivisionError; a
+    # misspelt key was dropped without a word.
+    from scaletune.trainer.errors import ConfigError
+
+    cfg = tiny(steps=2, out_dir=str(tmp_path / "run"))
+    for update, said in (({"tokens": 0}, "tokens: must be >= 1 (got 0)"),
+                         ({"batch_size": 0}, "batch_size: must be >= 1 (got 0)"),
+                         ({"eval_every_tokens": -1}, "eval_every_tokens: must be >= 1 (got -1)"),
+                         ({"tokenz": 5}, "tokenz: unknown key"),
+                         ({"model": cfg.model.model_copy(update={"n_layerz": 1})},
+                          "model.n_layerz: unknown key")):
+        with pytest.raises(ConfigError) as err:
+            train(cfg.model_copy(update=update))
+        assert err.value.errors[0].startswith(said), err.value.errors
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+    # A change that makes a valid config trains it; the fields it was given stay the given ones.
+    result = train(cfg.model_copy(update={"tokens": 4 * 8 * 32}))
+    assert (result.status, result.tokens_seen) == ("completed", 4 * 8 * 32)
