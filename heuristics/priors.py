@@ -778,7 +778,8 @@ def priors_for(
                         "vocab_size=...) (a study's priors: `scaletune priors STUDY.yaml`)")
     if fitted is not None and not hasattr(fitted, "scale_of"):  # FittedLaws, or a ladder's
         raise TypeError(f"priors_for: fitted takes fitted laws, not a {type(fitted).__name__}: "
-                        "FittedLaws.load(path) for a laws file (from scaletune.heuristics import FittedLaws)")
+                        "FittedLaws.load(path) for a laws file (from scaletune.heuristics "
+                        "import FittedLaws)")
     for name, value in (("tokens", tokens), ("unique_tokens", unique_tokens)):
         if not isinstance(value, numbers.Real) and (value is not None or name == "tokens"):
             # "2.5B" as a study file writes it: a TypeError of its first comparison
