@@ -994,7 +994,15 @@ def entry() -> int:
         encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
         if encoding != "utf8" and hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="replace")
-    code = main()
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        # Ctrl-C as the command reads its arguments (the imports that builds its parser), before
+        # the command handles one: a line, not a traceback of the import it landed in.
+        command = next((w for w in sys.argv[1:] if not w.startswith("-")), "")
+        print(f"scaletune{' ' + command if command else ''}: interrupted as it started",
+              file=sys.stderr, flush=True)
+        code = 128 + signal.SIGINT
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_DFL)
     # The interpreter's last collections walk every object torch, Ray and optuna made: ~0.45 s

@@ -65,6 +65,8 @@ def init_ray(cfg: StudyConfig) -> str | None:
         silent = listening(head)
         if silent:
             raise cfg.refusal([unreachable(address, silent, head)])
+        if web := web_server_at(head):
+            raise cfg.refusal([web])
         if address == "auto" and head != "auto" and not _ray_address_given():
             _token_auth_as_ray_auto(cfg.source)
         try:
@@ -276,6 +278,31 @@ def listening(address: str) -> str | None:
         return f"no answer within {PROBE_TIMEOUT_S:g} s"
     except OSError as e:
         return f"nothing accepts connections there ({e.strerror or e})"
+
+
+def web_server_at(address: str) -> str | None:
+    """Why ``address`` ('host:port' or 'ray://host:port') is no cluster to join, where a web
+    server answers there: the Ray dashboard and job server, whose address is one to mistake for
+    the head's. ray.init waited there without end (the port accepts the connection and never
+    speaks Ray's gRPC), and neither Ctrl-C nor SIGTERM stopped it. None otherwise: Ray's ports
+    answer an HTTP/1 request with HTTP/2's binary frames, or not at all."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT_S) as s:
+            s.settimeout(PROBE_TIMEOUT_S)
+            s.sendall(b"HEAD / HTTP/1.0\r\n\r\n")
+            answer = s.recv(5)
+    except OSError:  # no answer in time, or the connection closed: left to Ray
+        return None
+    if answer != b"HTTP/":
+        return None
+    return (f"workers.address: {address} is a web server's port, as the Ray dashboard and job "
+            f"server's is (http://{host}:{port}, the address that `run --detach`, `jobs`, "
+            "`logs` and `stop` take), not the head's, where a study joins the cluster: give the "
+            "head's HOST:PORT (`ray start --head --port`, 6379 by default), ray://HOST:10001 "
+            "(Ray's client server), or auto on a machine of the cluster")
 
 
 def unreachable(address: str, error: BaseException | str, head: str | None = None) -> str:

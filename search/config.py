@@ -132,8 +132,13 @@ class Param(_Strict):
         if self.prior is None and self.choices is None and self.value is None:
             if self.low is None or self.high is None:
                 raise ValueError("a range needs both low and high")
-        if self.low is not None and self.high is not None and not self.low < self.high:
-            raise ValueError(f"low must be < high, got low={self.low}, high={self.high}")
+        if self.low is not None and self.high is not None:
+            if nan := [end for end in ("low", "high") if getattr(self, end) != getattr(self, end)]:
+                # It said "low must be < high, got low=nan, high=0.1", of a range in order.
+                raise ValueError(f"{' and '.join(nan)}: nan is not a number; a range's ends are "
+                                 "two numbers, low < high")
+            if not self.low < self.high:
+                raise ValueError(f"low must be < high, got low={self.low}, high={self.high}")
         if self.log and self.low is not None and self.low <= 0:
             raise ValueError(f"a log range must have low > 0, got low={self.low}")
         return self

@@ -100,6 +100,7 @@ JOB_SERVER_TIMEOUT_S = 15.0
 def client(url: str) -> Any:
     """Ray's JobSubmissionClient for ``url``, or SetupError naming the address."""
     shown = mask_url(url)  # the address as said: a password in it masked
+    import http.client
     import urllib.error
     import urllib.request
 
@@ -117,6 +118,10 @@ def client(url: str) -> Any:
             raise SetupError(f"the Ray job server at {shown} did not answer within "
                              f"{JOB_SERVER_TIMEOUT_S:g} s: is its dashboard stuck, or the "
                              "tunnel to it down?") from None
+    except http.client.HTTPException:  # BadStatusLine: a port of Ray's own, not HTTP/1's
+        raise SetupError(f"{shown} does not answer as a Ray job server (no HTTP there): the "
+                         "head's own port (6379) or Ray's client server (10001)? The job server "
+                         "is the dashboard's address, http://HEAD:8265") from None
     except (OSError, ValueError):
         pass
     try:

@@ -507,10 +507,11 @@ def pruner_notes(cfg: StudyConfig) -> list[str]:
         if hasattr(p, "min_resource"):
             rung = (p.min_resource or every) * p.reduction_factor ** getattr(
                 p, "min_early_stopping_rate", 0)
-            if rung > last:
+            if rung > last:  # hyperband has no min_early_stopping_rate to give
+                rate = (" (or min_early_stopping_rate)"
+                        if hasattr(p, "min_early_stopping_rate") else "")
                 notes.append(f"{name}.min_resource: its first rung is at {rung:,} tokens: "
-                             f"{never}; give a smaller min_resource (or min_early_stopping_rate), "
-                             "or pruner: none")
+                             f"{never}; give a smaller min_resource{rate}, or pruner: none")
         # Optuna's patient pruner compares patience + 1 evaluations with one before them; its
         # Wilcoxon pruner needs max(2, n_startup_steps) evaluations.
         for key, needs in (("patience", lambda n: n + 2), ("n_startup_steps", lambda n: max(2, n))):
@@ -1353,18 +1354,42 @@ def _spans(numbers: list[int], most: int = 6) -> str:
 
 
 def _config_rows(cfg: StudyConfig) -> list[tuple[str, str]]:
-    m, d = cfg.model, cfg.data
+    d = cfg.data
     where = {"builtin": d.builtin, "text": d.path, "hf": d.dataset}.get(d.source, "")
     if d.source == "hf" and d.data_files and not saved_dataset(d.dataset):  # a builder's files
         files = [d.data_files] if isinstance(d.data_files, str) else d.data_files
         where += f" of {', '.join(files)}"
     searched = [f"{name}{f' as {p.as_}' if getattr(p, 'as_', None) else ''} ({_how(p)})"
                 for name, p in {**cfg.search.params, **cfg.search.other}.items()]
+
+    def at(dotted: str) -> Any:
+        """What every trial trains with at ``dotted``: the file's, or what search: fixes there
+        (the file's model: line said width 32 of trials that trained at 64); None if searched."""
+        set_by = cfg.setting(dotted)
+        return None if set_by is not None and set_by[1].searched else cfg.fixed_field(dotted)
+
+    def count(dotted: str, word: str) -> str:
+        n = at(dotted)
+        return f"{word}s searched" if n is None else f"{n} {word}{'s' if n != 1 else ''}"
+
+    positions, norm = at("model.positions"), at("model.norm")
+    optim, schedule = at("optim.name"), at("optim.schedule")
+    t = cfg.trainer
     return [
-        ("model", f"{m.n_layer} layer{'s' if m.n_layer > 1 else ''}, {m.n_head} "
-                  f"head{'s' if m.n_head > 1 else ''}, width {m.n_embd}, block {m.block_size} "
-                  f"({m.positions} positions, {m.norm})"),
-        ("data", f"{d.source} {where}, tokenizer {d.tokenizer}; validation: "
+        ("model", f"{count('model.n_layer', 'layer')}, {count('model.n_head', 'head')}, width "
+                  f"{at('model.n_embd') or 'searched'}, block "
+                  f"{at('model.block_size') or 'searched'} ({positions or 'searched'} positions, "
+                  f"{norm or 'norm searched'})"),
+        ("trainer", f"{optim or 'optimizer searched'}, "
+                    f"{f'{schedule} schedule' if schedule else 'schedule searched'}, dtype "
+                    f"{t.dtype}" + (f", micro-batches of {t.micro_batch_size}"
+                                    if t.micro_batch_size else "")
+                    + (", compiled" if t.compile else "")
+                    + (f", max_loss {t.max_loss:g}" if t.max_loss is not None else "")),
+        ("data", f"{d.source} {where}, tokenizer {d.tokenizer}"
+                 + (f", first {d.max_documents:,} documents" if d.max_documents else "")
+                 + (f", trains on its first {d.train_tokens:,} tokens" if d.train_tokens else "")
+                 + "; validation: "
                  + (f"{d.val_path}" if d.val_path else f"the split {d.val_split!r}"
                     if d.val_split else f"its last {d.val_fraction:g}")),
         ("budget", f"{cfg.tokens_per_trial:,} tokens per trial, evaluated every "

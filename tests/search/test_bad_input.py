@@ -39,6 +39,9 @@ CASES = [
      "name: String should have at most 100 characters"),
     ("missing required key", "tokens_per_trial", _DELETE, "tokens_per_trial: Field required"),
     ("low above high", "search.lr", {"low": 1e-2, "high": 1e-3}, "low must be < high"),
+    # "low must be < high, got low=nan, high=0.1": of a range in order.
+    ("an end of a range that is nan", "search.dropout", {"low": float("nan"), "high": 0.1},
+     "search.dropout: low: nan is not a number; a range's ends are two numbers, low < high"),
     ("log range touching zero", "search.lr", {"low": 0.0, "high": 1e-3, "log": True},
      "log range must have low > 0"),
     ("log range from zero by default", "search.lr", {"low": 0.0, "high": 1e-3},

@@ -576,6 +576,27 @@ def test_a_ctrl_c_after_the_command_is_done_quits_at_once_without_a_traceback(tm
     assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr, done.stderr
 
 
+def test_a_ctrl_c_as_the_command_starts_is_a_line_not_a_traceback(tmp_path):
+    # A Ctrl-C in the first half second, as the parser's imports ran, printed the traceback of
+    # the import it landed in (45 lines), the process killed by SIGINT.
+    import subprocess
+
+    code = (
+        "import os, signal, sys\n"
+        "import scaletune.search.cli as cli\n"
+        "def build_parser():\n"
+        "    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, as its imports run\n"
+        "    import json  # noqa\n"
+        "cli.build_parser = build_parser\n"
+        f"sys.argv = ['scaletune', 'run', {str(tmp_path / 'study.yaml')!r}]\n"
+        "sys.exit(cli.entry())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr == "scaletune run: interrupted as it started\n", done.stderr
+
+
 def test_the_exit_leaves_the_commands_objects_to_the_process_end(tmp_path):
     # The interpreter's last garbage collections walked every object torch, Ray and optuna had
     # made: 0.5 s at the end of `scaletune run`. The command's output still arrives whole.

@@ -127,6 +127,37 @@ def test_detach_names_an_address_that_is_no_job_server(tmp_path, shakespeare, ca
     assert not (tmp_path / "study").exists()
 
 
+def test_a_port_of_rays_own_given_as_the_job_server_is_said_not_a_traceback(capsys):
+    # http:// in front of the head's port: a BadStatusLine traceback, exit 1, of every command.
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def answer_as_grpc() -> None:  # the HTTP/2 settings frame a gRPC port sends back
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(1024)
+                conn.sendall(b"\x00\x00\x18\x04\x00\x00\x00\x00\x00\x00\x04\x00@\x00\x00")
+
+    threading.Thread(target=answer_as_grpc, daemon=True).start()
+    address = f"http://127.0.0.1:{server.getsockname()[1]}"
+    try:
+        for command in (["jobs"], ["logs", "some-study"], ["stop", "some-study"]):
+            assert main([*command, "--address", address]) == 2
+            out = flat(capsys.readouterr().err)
+            assert (f"{address} does not answer as a Ray job server (no HTTP there): the head's "
+                    "own port (6379) or Ray's client server (10001)? The job server is the "
+                    "dashboard's address, http://HEAD:8265") in out, out
+            assert "Traceback" not in out
+    finally:
+        server.close()
+
+
 def test_a_storage_password_is_refused_before_it_reaches_the_job_command_line(tmp_path,
                                                                              shakespeare, capsys):
     study = tiny_study(tmp_path, shakespeare,

@@ -1164,6 +1164,10 @@ def test_a_pruner_that_can_stop_no_trial_is_noted(tmp_path, shakespeare, pruner,
     assert [n for n in plan_notes(cfg) if n.startswith(("pruner.", "eval_every_tokens:"))] == [
         next(n for n in pruner_notes(cfg) if n.startswith(expected))]
     assert expected in " ".join(plan_notes(cfg))
+    # The advice is what the pruner takes: hyperband has no min_early_stopping_rate (it refused
+    # the key its note advised).
+    said = " ".join(pruner_notes(cfg))
+    assert ("min_early_stopping_rate" in said) == (pruner["name"] == "successive_halving"), said
     # The defaults say nothing, nor does a pruner that can stop trials.
     for quiet in ({"name": "median"}, {"name": "predicted"}, {"name": "hyperband"},
                   {"name": "wilcoxon"}, {"name": "patient"}, {"name": "patient", "patience": 2},
@@ -1193,6 +1197,30 @@ def test_show_names_the_files_a_local_dataset_reads(tmp_path, shakespeare):
     # It said "hf json, tokenizer byte": which files, it did not say.
     assert dict(_config_rows(cfg))["data"] == (f"hf json of {docs}, tokenizer byte; validation: "
                                                "its last 0.1")
+
+
+def test_show_gives_the_model_and_trainer_the_trials_train_with(tmp_path, shakespeare):
+    from scaletune.search.manage import _config_rows
+
+    raw = tiny_study(tmp_path, shakespeare)
+    raw["model"] = {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 32}
+    raw["search"]["other"] = {"model.norm": {"value": "rmsnorm"},
+                              "model.n_embd": {"value": 64},
+                              "model.n_layer": {"choices": [1, 2]}}
+    raw["trainer"] = {"optim": {"name": "sgd", "schedule": "linear"}, "micro_batch_size": 2}
+    raw["data"] = {**raw["data"], "train_tokens": 20_000}
+    rows = dict(_config_rows(validate_study(raw)))
+    # It said "1 layer, 2 heads, width 32 ... layernorm": the file's model:, of trials that
+    # trained at width 64 with rmsnorm; and nothing of the optimizer, or of train_tokens.
+    assert rows["model"] == "layers searched, 2 heads, width 64, block 32 (learned positions, " \
+                            "rmsnorm)"
+    assert rows["trainer"] == "sgd, linear schedule, dtype auto, micro-batches of 2"
+    assert rows["data"].endswith(", tokenizer byte, trains on its first 20,000 tokens; "
+                                 "validation: its last 0.1")
+    raw["search"]["other"] = {"optim.schedule": {"choices": ["cosine", "wsd"]}}
+    rows = dict(_config_rows(validate_study(raw)))
+    assert rows["model"] == "1 layer, 2 heads, width 32, block 32 (learned positions, layernorm)"
+    assert rows["trainer"].startswith("sgd, schedule searched, dtype auto")
 
 
 def test_fit_reads_what_its_studies_trained_and_takes_their_names(tmp_path, capsys):

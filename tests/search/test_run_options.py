@@ -409,6 +409,31 @@ def test_the_storage_option_in_a_folder_where_no_file_can_be_made_is_an_error(tm
 
 
 @pytest.mark.parametrize("scheme", ["", "ray://"], ids=["host:port", "ray-client"])
+def test_a_web_server_given_as_the_cluster_is_refused_at_once(tmp_path, capsys, scheme):
+    # The job server's address (the dashboard's port, http:// left out) where the head's goes:
+    # the port accepts the connection, and ray.init waited there for good, deaf to Ctrl-C.
+    import http.server
+    import threading
+
+    import ray
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        path, cfg = study_file(tmp_path)
+        address = f"{scheme}127.0.0.1:{server.server_port}"
+        code, out = run(capsys, str(path), "--address", address)
+    finally:
+        server.shutdown()
+    assert code == 2, out
+    assert (f"--address: {address} is a web server's port, as the Ray dashboard and job "
+            f"server's is (http://127.0.0.1:{server.server_port}, the address that `run "
+            "--detach`") in out, out
+    assert "give the head's HOST:PORT (`ray start --head --port`, 6379 by default)" in out
+    assert not ray.is_initialized() and not cfg.folder.exists()
+
+
+@pytest.mark.parametrize("scheme", ["", "ray://"], ids=["host:port", "ray-client"])
 def test_a_cluster_address_where_nothing_listens_is_refused_at_once(tmp_path, capsys, scheme):
     import ray
 
