@@ -915,7 +915,8 @@ def main(argv: list[str] | None = None) -> int:
         # Ctrl-C where no command handles it (a study's start-up, a report), or a second one
         # while a study stops its trials, which quits at once: a line, not a traceback.
         recovered = ("; the next run of the same command recovers any trial left running"
-                     if args.command in ("run", "ladder") else "")
+                     if args.command in ("run", "ladder")
+                     and not getattr(args, "dry_run", False) else "")  # a dry run runs none
         print(f"scaletune {args.command}: interrupted{recovered}", file=sys.stderr, flush=True)
         return 128 + getattr(e, "signum", signal.SIGINT)
     except DataError as e:  # the data of the file the command was given

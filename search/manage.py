@@ -433,7 +433,8 @@ def searched_size_note(cfg: StudyConfig) -> str | None:
         return None
     at = ", ".join(f"{d} {cfg.fixed_field(d)}" for d in searched)
     them = "it" if len(searched) == 1 else "them"
-    return (f"priors: taken at {at}, as the file's model: and trainer: give {them}, while "
+    return (f"priors: taken at {at}, the file's (model: and trainer:, or the default of a "
+            f"field it leaves out), while "
             f"search: searches {them}: the laws' lr, tau, batch and warmup move with {them}, so "
             f"the priors fit trials at those values alone; set {them} in the file to what the "
             "study centers on, or search each value in a study of its own")
@@ -1010,7 +1011,9 @@ def _resources(cfg: StudyConfig) -> str:
     each = f"{w.cpus_per_trial:g} CPU and {w.gpus_per_trial:g} GPU per trial"
     cap = f", at most {w.max_concurrent}" if w.max_concurrent else ""
     if w.address not in (None, "local"):
-        where = "this machine belongs to" if w.address == "auto" else f"at {mask_url(w.address)}"
+        where = ("this machine belongs to" if w.address == "auto" else
+                 f"whose job server is at {mask_url(w.address)} (the driver runs there, a Ray "
+                 "job)" if w.job_server else f"at {mask_url(w.address)}")
         return (f"the Ray cluster {where}; {each}; concurrency is decided when Ray "
                 f"starts (the cluster's CPUs and GPUs over a trial's){cap}")
     cores = usable_cores()

@@ -584,8 +584,12 @@ def _stopped_by(interrupt: DeferredInterrupt, plan: SearchPlan, running: dict[in
     return the Interrupted to raise."""
     signum, what = _signalled(interrupt)
     _stop_running(plan, running, what, cfg, tracker)
+    # A driver run as a Ray job was launched by `run --detach`, which resumes it (the same
+    # command, the job's own, would drive the study from the cluster's head).
+    resume = ("resume it with `scaletune run --detach`, as `scaletune stop` says"
+              if os.environ.get(lease.JOB_SERVER_ENV) else "run the same command to resume")
     console.print(f"[yellow]{what}: {len(running)} running trial(s) stopped and queued "
-                  "again; run the same command to resume[/]")
+                  f"again; {resume}[/]")
     return Interrupted(signum, said=True)
 
 

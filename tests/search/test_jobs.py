@@ -228,6 +228,9 @@ def test_a_password_in_the_job_servers_address_is_neither_stored_nor_printed(tmp
                  "http://admin:Sekr1t@127.0.0.1:8265"]) == 0
     out = flat(capsys.readouterr().out)
     assert "as a Ray job to http://admin:***@127.0.0.1:8265" in out and "Sekr1t" not in out
+    # Its workers line names the job server as one (it read "the Ray cluster at http://...").
+    assert ("workers the Ray cluster whose job server is at http://admin:***@127.0.0.1:8265 "
+            "(the driver runs there, a Ray job)") in out, out
 
 
 def test_ctrl_c_while_the_job_server_answers_leaves_the_job_running_and_says_how_to_follow_it(
@@ -565,6 +568,10 @@ def test_a_detached_study_is_followed_stopped_and_resumed_from_outside(tmp_path,
     assert study.user_attrs.get(lease.ATTR) is None
     logs = scaletune("logs", job, "--address", job_server)
     assert "stopped (SIGTERM)" in logs.stdout
+    # The driver's own line says how a job is resumed: its "run the same command" was the
+    # job's command, which drives the study from the cluster's head.
+    assert "queued again; resume it with `scaletune run --detach`, as `scaletune stop` says" in \
+        flat(logs.stdout), logs.stdout
     # By the study's name, as `scaletune jobs` lists it: its latest job.
     assert scaletune("logs", raw["name"], "--address", job_server).stdout == logs.stdout
     # Followed, the log of an ended job is the driver's, to its end: Ray's "WebSocket closed"

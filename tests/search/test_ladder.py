@@ -243,6 +243,9 @@ def test_a_ladder_interrupted_before_its_trials_says_so(tmp_path, shakespeare, c
     assert main(["ladder", str(ladder_files(tmp_path, shakespeare))]) == 130
     assert capsys.readouterr().err == ("scaletune ladder: interrupted; the next run of the same "
                                        "command recovers any trial left running\n")
+    # A dry run runs no trial to recover.
+    assert main(["ladder", str(tmp_path / "ladder.yaml"), "--dry-run"]) == 130
+    assert capsys.readouterr().err == "scaletune ladder: interrupted\n"
 
 
 def test_fit_of_a_ladder_says_what_it_lacks_and_refuses_another_scale(tmp_path, shakespeare,
