@@ -226,7 +226,7 @@ def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
         dims, fixed = build_space(cfg, planning_priors(cfg))
     if cfg.seeding == "prior":
         notes += centers_outside(dims, draws=cfg.sampler.name != "random")
-    notes += nothing_searched(dims, cfg.n_trials)
+    notes += nothing_searched(dims, cfg)
     batches = _batch_sizes(dims, fixed)
     step = min(batches, default=0) * cfg.model.block_size
     if cfg.eval_interval < step:

@@ -392,7 +392,7 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
             raise ConfigError(cfg.source, problems)
         notes = (centers_outside(plan.dims, draws=cfg.sampler.name != "random")
                  if cfg.seeding == "prior" else [])
-        notes += nothing_searched(plan.dims, cfg.n_trials)
+        notes += nothing_searched(plan.dims, cfg)
         small = validation_note(cfg.data, cfg.model.block_size, data.n_val_tokens)
         said = (unread_note(cfg.data), folder_note(cfg.data), optim_note(cfg),
                 optimizer_note(cfg), *notes, small, elsewhere_note(cfg),

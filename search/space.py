@@ -445,15 +445,22 @@ def _batch_distribution(
     return CategoricalDistribution(sizes)
 
 
-def nothing_searched(dims: list[Dim], n_trials: int) -> list[str]:
+def nothing_searched(dims: list[Dim], cfg: StudyConfig) -> list[str]:
     """A note where the study searches nothing (every hyperparameter given a value) and runs
-    more than one trial: each trains the same config with the same seed, to the same loss."""
-    if dims or n_trials < 2:
-        return []
+    more than one trial: each trains the same config with the same seed, to the same loss; and
+    where a batch-size range holds one power of two ({low: 3, high: 5} searched 4 alone)."""
+    batch = cfg.search.params.get("batch_size")
+    one = [f"search.batch_size: [{batch.low:g}, {batch.high:g}] holds one batch size, "
+           f"{d.distribution.choices[0]} (a range searches its powers of two), so every trial "
+           "trains it: widen the range, or give choices" for d in dims
+           if d.name == "batch_size" and batch is not None and batch.low is not None
+           and batch.high is not None and len(d.distribution.choices) == 1]
+    if dims or cfg.n_trials < 2:
+        return one
     return [f"search: every hyperparameter has a value, so nothing is searched: each of the "
-            f"{n_trials} trials trains the same config with the same seed, to the same loss; "
-            "n_trials: 1 trains it once, `scaletune run --repeat-best N` trains it again with "
-            "other seeds, and a range or choices (or prior: auto) searches a hyperparameter"]
+            f"{cfg.n_trials} trials trains the same config with the same seed, to the same "
+            "loss; n_trials: 1 trains it once, `scaletune run --repeat-best N` trains it again "
+            "with other seeds, and a range or choices (or prior: auto) searches a hyperparameter"]
 
 
 def centers_outside(dims: list[Dim], draws: bool = True) -> list[str]:

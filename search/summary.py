@@ -298,8 +298,8 @@ def frequencies_note(best: float, unigram: float | None, near: float = NEAR_BEST
     return (f"the best loss is {against_frequencies(best, unigram)} that a model of the data's "
             f"token frequencies alone scores: {learned}, so their losses tell the "
             "hyperparameters apart poorly; give each trial more tokens (tokens_per_trial), or "
-            "search higher learning rates if the ones searched are far below the priors' "
-            "(scaletune priors), before reading the search")
+            "search learning rates nearer the priors' (scaletune priors) if the ones searched "
+            "lie far from them, before reading the search")
 
 
 def summarize(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:

@@ -366,6 +366,20 @@ def test_a_study_that_searches_nothing_is_a_note_of_validate_and_the_plan(tmp_pa
     for path in (once, searched):
         assert main(["validate", path]) == 0
         assert "nothing is searched" not in capsys.readouterr().out
+    # A batch-size range that holds one power of two searched it alone, unsaid.
+    narrow = str(write_study(tmp_path, tiny_study(
+        tmp_path, shakespeare, search={**fixed, "batch_size": {"low": 3, "high": 5},
+                                       "lr": {"low": 1e-3, "high": 1e-2}}), "narrow.yaml"))
+    for command in (["validate", narrow], ["run", narrow, "--dry-run"]):
+        assert main(command) == 0
+        assert ("search.batch_size: [3, 5] holds one batch size, 4 (a range searches its powers "
+                "of two), so every trial trains it: widen the range, or give choices") in flat(
+            capsys.readouterr().out)
+    wide = str(write_study(tmp_path, tiny_study(
+        tmp_path, shakespeare, search={**fixed, "batch_size": {"low": 3, "high": 9}}),
+        "wide.yaml"))
+    assert main(["validate", wide]) == 0  # 4 and 8: nothing said
+    assert "holds one batch size" not in capsys.readouterr().out
 
 
 def test_evaluations_finer_than_a_step_are_a_note_of_validate_and_the_plan(tmp_path, shakespeare,
