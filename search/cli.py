@@ -391,9 +391,9 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
         kept = earlier_name(output)
         kept.write_bytes(earlier)
         replaced = f" (it replaces the laws that were there, kept as {kept})"
-    scale = "tokens per trial" if laws.scale_kind == "tokens" else "model size"
-    console.print(f"fitted on {len(studies)} studies; a rung below is the studies at one "
-                  f"{scale}, as a scale ladder's rungs are", highlight=False, markup=False)
+    scale = "number of tokens per trial" if laws.scale_kind == "tokens" else "model size"
+    console.print(f"fitted on {len(studies)} studies; below, a rung is the studies at one "
+                  f"{scale} (a scale ladder's rung is one study)", highlight=False, markup=False)
     print_laws(laws, console)
     # fitted_file is read from the folder of the study file that names it: the studies' own,
     # where they share one, else the whole path.

@@ -948,7 +948,8 @@ def describe_sampler(cfg: StudyConfig) -> str:
     if not s.n_startup_trials:  # "draws from the priors until 0 trials have finished"
         return f"{head}: {center}{then}{_pruned_seen(cfg)}"
     finished = "trial has" if s.n_startup_trials == 1 else "trials have"
-    ended = ("completed (pruned ones counted where the sampler sees them at their prediction)"
+    ended = ("completed" + (" (pruned ones counted where the sampler sees them at their "
+                           "prediction)" if s.pruned_trials != "ignore" else "")
              if s.fits_complete_only else "finished")
     return (f"{head}: {center}draws from the priors until {s.n_startup_trials} {finished} "
             f"{ended} (the center among them), then {then}{_pruned_seen(cfg)}")

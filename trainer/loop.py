@@ -243,6 +243,9 @@ def train(config: TrainConfig, report: Report | None = None, resume: bool = Fals
     if not isinstance(config, TrainConfig):  # a path: "'str' object has no attribute 'out_dir'"
         raise TypeError(f"train takes a TrainConfig, not a {type(config).__name__}: "
                         "train(load_train_config(path)), or validate_train_config(d) for a dict")
+    if report is not None and not callable(report):  # it failed at the first evaluation
+        raise TypeError(f"train: report takes a function report(tokens, val_loss, metrics) "
+                        f"that may answer 'stop', not a {type(report).__name__}")
     config = revalidated(config)  # one changed by model_copy(update=...) is checked as a file's
     if why := run_in_the_way(config.out_dir, resume, overwrite,  # a repeated call loses no run
                              config=config.model_dump(mode="json")):

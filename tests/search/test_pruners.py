@@ -1015,6 +1015,8 @@ def test_the_plan_says_whether_gp_or_cmaes_sees_pruned_trials():
     ignored = describe_sampler(study_cfg(sampler={"name": "gp", "pruned_trials": "ignore"},
                                          pruner={"name": "predicted"}, n_trials=40))
     assert ignored.endswith("; it does not see pruned or diverged trials (pruned_trials: ignore)")
+    # Its start-up counts no pruned trial either (it said "pruned ones counted", then that).
+    assert "trials have completed (the center among them), then gp" in ignored, ignored
     # TPE ranks pruned trials itself.
     assert not [k for k, v in said.items() if "; it " in v and k[0] == "tpe"]
     # GP and CMA-ES count their start-up in the trials they see as complete: one pruned

@@ -668,6 +668,8 @@ def test_a_config_changed_in_python_is_checked_as_a_files_is(tiny, tmp_path):
         with pytest.raises(ConfigError) as err:
             train(cfg.model_copy(update=update))
         assert err.value.errors[0].startswith(said), err.value.errors
+    with pytest.raises(TypeError, match="train: report takes a function report"):
+        train(cfg, report=5)  # it trained to the first evaluation, then failed
     assert not (tmp_path / "run").exists()  # refused before anything was written
     # A change that makes a valid config trains it; the fields it was given stay the given ones.
     result = train(cfg.model_copy(update={"tokens": 4 * 8 * 32}))
