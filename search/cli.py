@@ -58,9 +58,15 @@ def _errors(e: ScaletuneError) -> int:
     """Print any error of ours as its lines alone (no traceback), to standard error, so that
     what a command prints for scripts (``best --json > file``) never holds one; exit code 2."""
     console = make_console(stderr=True)
+    from scaletune.search.urls import mask_url
+
     lines = [_shortened(line) for line in getattr(e, "errors", None) or [str(e)]]
     source = getattr(e, "source", None)  # the file, or the option, at fault; none: the command
-    source = _shortened(source) if isinstance(source, str) else source
+    if isinstance(source, str):  # a storage URL given where a file goes: its password masked
+        if lines == ["file not found"] and re.match(r"[A-Za-z][\w+.-]*:/", source):
+            lines = ["file not found; a storage's URL goes after --storage (`scaletune studies "
+                     "--storage URL`, `scaletune show NAME --storage URL`)"]
+        source = _shortened(mask_url(source))
     named = len(lines) == 1 and bool(source) and lines[0].startswith(f"{source}: ")
     if named or isinstance(e, (StudyStateError, StorageError)):
         # The file is right; its study cannot give what is asked, or its storage failed (a

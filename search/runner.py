@@ -1132,6 +1132,9 @@ def _write_failed(
     elif database is not None and "disk I/O error" in text:
         fix = (f"Free some disk space, or make {database} and its folder writable (a file made "
                "read-only as the study ran fails so)")
+    elif database is None and "permission denied" in text:  # the server is up: a grant
+        fix = ("The server refused this login a right the study needs (`scaletune validate` "
+               "of the study names which): grant it")
     else:
         fix = ("Free some disk space" if database is not None or what == "a write" else
                "Bring the database server back (is it up, and reachable from here?)")

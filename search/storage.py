@@ -35,6 +35,9 @@ def login_hint(error: str, url: str) -> str:
     error, or a URL with its password."""
     if "password" not in error or _PASSWORD.match(url) or _QUERY_PASSWORD.search(url):
         return ""
+    if os.environ.get("PGPASSWORD"):  # libpq reads it before the password file
+        return ("; a password the URL leaves out is read from PGPASSWORD, which is set here "
+                "(unset, ~/.pgpass is read)")
     return ("; a password the URL leaves out is read from ~/.pgpass on this machine "
             "(HOST:PORT:DB:USER:PASSWORD, mode 600; PGPASSFILE names another file)")
 
@@ -128,8 +131,46 @@ def check_storage(url: str) -> None:
                                           f"{', '.join(barred[:3])}"
                                           + (f" and {len(barred) - 3} more" if len(barred) > 3
                                              else ""))
+                _check_postgresql_rights(conn, tables)
     finally:
         engine.dispose()
+
+
+def _check_postgresql_rights(conn: Any, tables: list[str]) -> None:
+    """PermissionError where this login may write Optuna's tables but cannot add their rows (no
+    USAGE of their id sequences), or where there are none and it may not create them: validate
+    said ok of both, and run refused them, the second after Ray had started ("permission
+    denied for sequence studies_study_id_seq")."""
+    from sqlalchemy import text
+
+    schema = conn.execute(text("SELECT current_schema()")).scalar()
+    if schema is None:  # a search_path of no schema: the driver's own error says it
+        return
+    if not tables:
+        if not conn.execute(text("SELECT has_schema_privilege(current_schema(), 'CREATE')")
+                            ).scalar():
+            raise PermissionError(
+                f"the database holds no study tables yet, and this login may not create them "
+                f"in schema {schema}, as the first run does: GRANT CREATE ON SCHEMA {schema} to "
+                "it, or have a login that may run the first study there")
+        return
+    # The sequences first, their rights after: PostgreSQL may evaluate a WHERE's conditions in
+    # any order, and has_sequence_privilege of a table's TOAST relation is an error.
+    sequences = conn.execute(text(
+        "SELECT DISTINCT s.oid, s.relname FROM pg_class s JOIN pg_depend d ON d.objid = s.oid "
+        "JOIN pg_class t ON t.oid = d.refobjid WHERE s.relkind = 'S' "
+        "AND t.relname = ANY(:tables) AND t.relnamespace = s.relnamespace "
+        "AND s.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) "
+        "ORDER BY s.relname"), {"tables": tables}).all()
+    may_use = text("SELECT has_sequence_privilege(CAST(:oid AS oid), 'USAGE')")
+    unusable = [name for oid, name in sequences
+                if not conn.execute(may_use, {"oid": oid}).scalar()]
+    if unusable:
+        more = f" and {len(unusable) - 3} more" if len(unusable) > 3 else ""
+        raise PermissionError(
+            f"this login may write the study tables but not use sequence "
+            f"{', '.join(unusable[:3])}{more}, which numbers their new rows: GRANT USAGE ON ALL "
+            f"SEQUENCES IN SCHEMA {schema} to it")
 
 
 def unreachable(url: str) -> str | None:

@@ -9,11 +9,11 @@ import re
 # scheme://user:PASSWORD@host...: the password runs from the first ':' after the user to the
 # last '@' before the host, so that an unescaped '@' in it is hidden too, and a user with an '@'
 # of its own (Azure's user@server) does not hide it. Parsed by hand: a URL that SQLAlchemy
-# cannot parse (a bad port, one or no slash after the scheme, no scheme, a space before it) must
-# not be printed with its password either. Greedy, to the last such '@': a password holding '/'
+# cannot parse (a bad port, one or no slash after the scheme, no scheme, a space before it, a
+# scheme without its ':', a space after the '//') must not be printed with its password either. Greedy, to the last such '@': a password holding '/'
 # and '@' is hidden whole, at the cost of hiding the host too where the query holds an '@'.
 PASSWORD = re.compile(
-    r"^(?P<head>\s*(?:[A-Za-z][\w+.-]*:/{0,2}[^:/?#\s]*:|[^:/?#\s]*:(?!/)))"
+    r"^(?P<head>\s*(?:[A-Za-z][\w+.-]*(?::/{0,2}|/{1,2})\s*[^:/?#\s]*:|[^:/?#\s]*:(?!/)))"
     r"(?P<password>.*)@(?=[^@/?#]*(?:[/?#]|$))", re.S)
 QUERY_PASSWORD = re.compile(r"(?i)(?P<key>[?&]password=)[^&#]*")
 

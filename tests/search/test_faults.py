@@ -772,6 +772,13 @@ def test_a_database_server_that_went_away_is_not_told_to_free_disk_space(tmp_pat
     said = str(_write_failed(server, {}, "using the storage", down))
     assert "Bring the database server back (is it up, and reachable from here?), then run the " \
            "same command to resume" in said and "disk" not in said and "s3cret" not in said
+    # A right the server refused this login is no outage: it said to bring the server back.
+    refused = OperationalError("INSERT", {}, Exception(
+        "permission denied for sequence studies_study_id_seq"))
+    said = str(_write_failed(server, {}, "using the storage", refused))
+    assert "The server refused this login a right the study needs (`scaletune validate` of the " \
+           "study names which): grant it, then run the same command" in said, said
+    assert "Bring the database server back" not in said
     full = OperationalError("INSERT", {}, Exception("database or disk is full"))
     local = validate_study(tiny_study(tmp_path, shakespeare))
     database = sqlite_path(local.storage_url)

@@ -175,10 +175,17 @@ def test_a_refused_login_is_said_as_the_server_says_it(tmp_path, capsys, pg_url,
     study = tmp_path / "study.yaml"
     study.write_text(f"name: no-password\nstorage: {nopass}\ntokens_per_trial: 4096\n"
                      "n_trials: 1\nmodel: {n_layer: 1, n_head: 2, n_embd: 16, block_size: 16}\n")
+    monkeypatch.delenv("PGPASSWORD", raising=False)
     for command in ("run", "validate"):  # validate opened no server storage: "ok"
         assert main([command, str(study)]) == 2
         out = " ".join(capsys.readouterr().err.split())
         assert "no password supplied" in out and hint in out, (command, out)
+    # A wrong PGPASSWORD, which libpq reads first: it pointed to ~/.pgpass alone.
+    monkeypatch.setenv("PGPASSWORD", "not-the-password")
+    assert main(["validate", str(study)]) == 2
+    out = " ".join(capsys.readouterr().err.split())
+    assert "password authentication failed" in out and (
+        "a password the URL leaves out is read from PGPASSWORD, which is set here") in out, out
 
 
 def test_detach_refuses_a_study_whose_driver_runs_elsewhere(tmp_path, shakespeare, pg_url,
@@ -223,9 +230,35 @@ def test_validate_reads_and_checks_writes_as_run_does(tmp_path, shakespeare, pg_
             out = " ".join(capsys.readouterr().err.split())
             assert "permission denied for table trial_heartbeats" in out, out
             assert "Optuna storage?" not in out and make_url(pg_url).password not in out
+            cur.execute("GRANT ALL ON trial_heartbeats TO CURRENT_USER")
+            # The tables, and not the sequences that number their rows: validate said ok, and
+            # run stopped after Ray had started, saying to bring the server back.
+            cur.execute("REVOKE USAGE, UPDATE ON SEQUENCE studies_study_id_seq FROM CURRENT_USER")
+            assert main(["validate", path]) == 2
+            out = " ".join(capsys.readouterr().err.split())
+            assert ("this login may write the study tables but not use sequence "
+                    "studies_study_id_seq, which numbers their new rows: GRANT USAGE ON ALL "
+                    "SEQUENCES IN SCHEMA public to it") in out, out
         finally:
             cur.execute("GRANT ALL ON trial_heartbeats TO CURRENT_USER")
+            cur.execute("GRANT ALL ON SEQUENCE studies_study_id_seq TO CURRENT_USER")
     assert main(["validate", path]) == 0
+
+
+def test_validate_refuses_a_login_that_may_not_create_the_study_tables(tmp_path, shakespeare,
+                                                                       pg_url, capsys):
+    # No study tables yet, where this login may not create them: validate said ok, and run
+    # refused ("permission denied for schema public"). A search_path of a schema the test's
+    # login may not create in stands for another login's database.
+    from scaletune.search.cli import main
+
+    url = f"{pg_url}?options=-csearch_path%3Dinformation_schema"
+    assert main(["validate", str(write_study(tmp_path, pg_study(tmp_path, shakespeare, url)))]) == 2
+    out = " ".join(capsys.readouterr().err.split())
+    assert ("the database holds no study tables yet, and this login may not create them in "
+            "schema information_schema, as the first run does: GRANT CREATE ON SCHEMA "
+            "information_schema to it") in out, out
+    assert make_url(pg_url).password not in out
 
 
 def test_mlflow_is_not_let_into_the_studys_database_nor_another_ones(tmp_path, shakespeare,

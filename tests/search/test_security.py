@@ -205,6 +205,9 @@ def test_dashboard_on_loopback_gives_no_warning(tmp_path, shakespeare, monkeypat
     (" postgresql://u:hunter2@h/db", " postgresql://u:***@h/db"),
     ("postgresql://u:/hunter2@h/db", "postgresql://u:***@h/db"),
     ("postgresql://u:hun\nter2@h/db", "postgresql://u:***@h/db"),
+    # A scheme without its ':', a space after the '//' (each printed whole).
+    ("postgresql//u:hunter2@h:5432/db", "postgresql//u:***@h:5432/db"),
+    ("postgresql:// u:hunter2@h/db", "postgresql:// u:***@h/db"),
     # No password: left whole, a port and a user with an '@' too.
     ("postgresql://u@srv@h:5432/db", "postgresql://u@srv@h:5432/db"),
     ("postgresql://u@h:5432/db", "postgresql://u@h:5432/db"),
@@ -213,6 +216,20 @@ def test_dashboard_on_loopback_gives_no_warning(tmp_path, shakespeare, monkeypat
 def test_storage_urls_are_masked(url, masked):
     # The password never survives masking; the rest of the URL stays readable.
     assert mask_url(url) == masked
+
+
+@pytest.mark.parametrize("command", ["studies", "show", "validate", "report"])
+def test_a_storage_url_given_where_a_file_goes_is_said_masked_with_where_it_goes(command,
+                                                                                 capsys):
+    # `scaletune studies postgresql://u:PW@...` (no --storage): "1 error(s) in
+    # postgresql:/u:PW@...: file not found", the password whole, and no word of --storage.
+    from scaletune.search.cli import main
+
+    assert main([command, "postgresql://alice:hunter2@127.0.0.1:1/studies"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "hunter2" not in err, err
+    assert ("1 error(s) in postgresql:/alice:***@127.0.0.1:1/studies: file not found; a "
+            "storage's URL goes after --storage") in err, err
 
 
 def test_a_password_with_an_unescaped_at_sign_stays_out_of_the_storage_error(tmp_path,
