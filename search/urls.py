@@ -10,8 +10,9 @@ import re
 # last '@' before the host, so that an unescaped '@' in it is hidden too, and a user with an '@'
 # of its own (Azure's user@server) does not hide it. Parsed by hand: a URL that SQLAlchemy
 # cannot parse (a bad port, one or no slash after the scheme, no scheme, a space before it, a
-# scheme without its ':', a space after the '//') must not be printed with its password either. Greedy, to the last such '@': a password holding '/'
-# and '@' is hidden whole, at the cost of hiding the host too where the query holds an '@'.
+# scheme without its ':', a space after the '//') must not be printed with its password either.
+# Greedy, to the last such '@': a password holding '/' and '@' is hidden whole, at the cost of
+# hiding the host too where the query holds an '@'.
 PASSWORD = re.compile(
     r"^(?P<head>\s*(?:[A-Za-z][\w+.-]*(?::/{0,2}|/{1,2})\s*[^:/?#\s]*:|[^:/?#\s]*:(?!/)))"
     r"(?P<password>.*)@(?=[^@/?#]*(?:[/?#]|$))", re.S)
