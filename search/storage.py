@@ -750,7 +750,8 @@ def cannot_read(e: BaseException, url: str, what: str) -> str:
     if sqlite_path(url) is None and 'relation "version_info" does not exist' in why:
         # A database made for the study (createdb) that no study has run in yet.
         return (f"storage: {what} {mask_url(url)}: it holds no Optuna tables: no study has run "
-                "there (`scaletune run STUDY.yaml` creates them)")
+                "there (`scaletune run STUDY.yaml` of a study stored there creates them: its "
+                "file's storage, or --storage)")
     # A locked SQLite file is an Optuna storage another process writes; one the login may not
     # read or write is the server's to grant.
     known = (unreachable or isinstance(chain[-1], PermissionError)

@@ -424,7 +424,10 @@ def _not_run(source: str, cfg: StudyConfig) -> tuple[str, str]:
     if ladder:
         return "", (f"the ladder's target runs after its rungs: run `scaletune ladder "
                     f"{shlex.quote(source)}` first")
-    return "name: ", f"run `scaletune run {shlex.quote(source)}` first"
+    # A storage given on the command line goes with the command (it named the file's).
+    storage = (f" --storage {shlex.quote(mask_url(cfg.storage_url))}"
+               if "storage" in cfg._flags else "")
+    return "name: ", f"run `scaletune run {shlex.quote(source)}{storage}` first"
 
 
 def _held_by_the_file(source: str, cfg: StudyConfig) -> str | None:

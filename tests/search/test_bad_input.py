@@ -1601,7 +1601,8 @@ def test_an_empty_server_database_says_no_study_ran_there():
     empty.__cause__ = RuntimeError('relation "version_info" does not exist')
     assert cannot_read(empty, url, "cannot list the studies in") == (
         "storage: cannot list the studies in postgresql://me:***@127.0.0.1:5432/studies: it "
-        "holds no Optuna tables: no study has run there (`scaletune run STUDY.yaml` creates them)")
+        "holds no Optuna tables: no study has run there (`scaletune run STUDY.yaml` of a study "
+        "stored there creates them: its file's storage, or --storage)")
 
 
 def test_a_postgresql_driver_the_extra_does_not_install_is_named(capsys):

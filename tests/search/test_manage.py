@@ -352,6 +352,10 @@ def test_show_of_a_study_that_never_ran_names_its_file_and_creates_nothing(tmp_p
     assert (f"run `scaletune run {path}` first, or give the storage it ran on with --storage"
             in " ".join(out.split())), out
     assert not cfg.folder.exists()
+    # Given --storage, the command to run it names it too (it named the file's storage).
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    code, out = scaletune(capsys, "show", str(path), "--storage", other)
+    assert code == 2 and f"run `scaletune run {path} --storage {other}` first" in out, out
 
 
 def test_show_reads_the_storage_given_on_the_command_line(tmp_path, capsys):
