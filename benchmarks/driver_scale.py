@@ -284,8 +284,9 @@ def measure(bench: Bench, point: Point, url: str, folder: Path, seconds: float, 
         profiler.enable()
     try:
         run_study(cfg, console=console, launch=launch, summary=False)
-    except Interrupted:
-        pass
+    except Interrupted as e:
+        if e.signum != signal.SIGTERM:  # a person's Ctrl-C, not the window's end: it stops all
+            raise  # (taken as the window's end, the run wrote a cut point over the tables)
     finally:
         if profiler is not None:
             profiler.disable()
@@ -740,4 +741,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # a Ctrl-C: the run stops, and no table of it is written
+        print("benchmarks.driver_scale: interrupted; its tables are written at the end of a "
+              "run, so this one wrote none", file=sys.stderr)
+        sys.exit(130)

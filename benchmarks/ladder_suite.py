@@ -403,10 +403,14 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
     ratios = [r["ratio_to_tpe"] for r in rows]
     censored = rows[0]["tpe_median_censored"]
     met = sum(x <= 1 / 3 for x in ratios)
-    never = sum(math.isnan(x) for x in ratios)
-    above = n - met - never
+    # A ladder that never got within 1% has no ratio; nor has one where the suite's folder holds
+    # no TPE + median studies, which was counted as never within 1%.
+    never = sum(math.isnan(r["ladder_to_1pct"]) for r in rows)
+    unrun = sum(math.isnan(x) for x in ratios) - never
+    above = n - met - never - unrun
     rest = ([f"{above} {'undecided' if censored else 'missed'}"] if above else []) + (
-        [f"{never} never within 1%"] if never else [])
+        [f"{never} never within 1%"] if never else []) + (
+        [f"{unrun} without TPE + median studies to compare"] if unrun else [])
     bound = "; TPE + median's need is a lower bound, so each ratio an upper one" if censored else ""
     return [f"first target trial within 1% of the best: {sum(f <= 100 * WITHIN for f in first)}"
             f"/{n} seeds (" + ", ".join(f"{f:+.2f}%" for f in first) + ")",
@@ -416,7 +420,9 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
             + ", ".join(f"{r['gap_lr_near_best']:+.2f}" for r in rows) + ")",
             f"ladder + target within 1% at <= 1/3 of TPE + median's compute: {met}/{n} seeds"
             + (f", {', '.join(rest)}" if rest else "") + " (ratio "
-            + ", ".join("never" if math.isnan(x) else f"{x:.2f}" for x in ratios) + f"{bound})"]
+            + ", ".join(("never" if math.isnan(r["ladder_to_1pct"]) else "-")
+                        if math.isnan(x) else f"{x:.2f}" for x, r in zip(ratios, rows, strict=True))
+            + f"{bound})"]
 
 
 def markdown(rows: list[dict[str, Any]], command: str, along: str = "tokens") -> str:
@@ -455,15 +461,16 @@ def markdown(rows: list[dict[str, Any]], command: str, along: str = "tokens") ->
               "TPE + median |",
               "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        seeds = {s: f" ({r[f'{s}_seeds']} seeds)" for s in COMPARED}
+        # A strategy the suite's folder holds no studies of was not run ("not reached (0 seeds)").
+        cells = {s: (f"{_need_cell(r[f'{s}_to_1pct'], r[f'{s}_censored'])} "
+                     f"({r[f'{s}_seeds']} seeds)" if r[f"{s}_seeds"] else "not run")
+                 for s in COMPARED}
         lines.append(
             f"| {r['task']} | {r['ladder_seed']} | {r['best_loss']:.4f} | {r['first_loss']:.4f} | "
             f"{r['first_vs_best_pct']:+.2f}% | {r['ladder_best_loss']:.4f} | "
             f"{r['rung_compute']:.2f} | {r['total_compute']:.2f} | "
-            f"{_need_cell(r['ladder_to_1pct'], False)} | "
-            f"{_need_cell(r['scaletune_to_1pct'], r['scaletune_censored'])}{seeds['scaletune']} | "
-            f"{_need_cell(r['tpe_median_to_1pct'], r['tpe_median_censored'])}"
-            f"{seeds['tpe_median']} | {_ratio_cell(r['ratio_to_tpe'])} |")
+            f"{_need_cell(r['ladder_to_1pct'], False)} | {cells['scaletune']} | "
+            f"{cells['tpe_median']} | {_ratio_cell(r['ratio_to_tpe'])} |")
     lines += ["", ">=: some seed never got within 1% in its budget; the mean counts the compute "
               "it used there, a lower bound.", "", "## Targets", ""]
     by_task: dict[str, list[dict[str, Any]]] = {}

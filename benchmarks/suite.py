@@ -250,6 +250,10 @@ def bpe_file(corpus: str, vocab: int, root: Path) -> Path:
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
     tok.train_from_iterator(text.splitlines(keepends=True), trainer=trainer)
+    if (learned := tok.get_vocab_size()) < vocab:  # ran at that size, its tables saying vocab
+        raise SystemExit(f"bpe_vocab {vocab} of corpus {corpus}: a BPE trained on it learns "
+                         f"{learned:,} tokens, its text too short for more merges: give a "
+                         f"bpe_vocab of {learned:,} or less, or more text")
     _write_if_changed(path, tok.to_str(pretty=True))
     _write_if_changed(record, source)
     return path

@@ -334,10 +334,12 @@ def main(argv: list[str] | None = None) -> None:
           f"GFLOP/s (best of {start_sizes} squares)")
     print("MFU divides by the best peak of the libraries, measured at every pause; for float32 it "
           "is also given against torch's matmul peak alone")
-    if kernels.cpu_bf16_arithmetic() is False:  # it printed 422% of a 1.4 GFLOP/s peak
+    emulated = kernels.cpu_bf16_arithmetic() is False
+    if emulated:  # it printed 422% (and 487-650%) of a 1.4 GFLOP/s peak
         print("note: this CPU has no bfloat16 arithmetic (its flags name neither avx512_bf16 nor "
-              "amx_bf16): torch emulates it, so the bfloat16 run is slow, and its MFU, against "
-              "a peak that emulation sets, says little")
+              "amx_bf16): torch emulates it, so the bfloat16 run is slow, and no MFU is given "
+              "for it: the peak it would divide by is emulation's, below what the run's float32 "
+              "attention and small products reach")
     runs = [("float32", False, "onednn"), ("float32", False, "torch"), ("bfloat16", False, "onednn")]
     runs += [("float32", True, "onednn")] if args.compile else []
     with tempfile.TemporaryDirectory() as cache:
@@ -348,11 +350,13 @@ def main(argv: list[str] | None = None) -> None:
             mfus = [r * fpt / p for r, p in zip(rates, best, strict=True)]
             label = dtype + (" compiled" if compile else "") + (
                 f" {cpu_matmul} matmul" if dtype == "float32" and not compile else "")
+            mfu = (f"MFU n/a (bfloat16 emulated; median of {len(chunks)} chunks of "
+                   f"{CHUNK_STEPS} steps)" if emulated and dtype == "bfloat16" else
+                   f"MFU {statistics.median(mfus):.1%} of the {dtype} peak ({min(mfus):.1%}-"
+                   f"{max(mfus):.1%}; peak {min(best) / 1e9:.0f}-{max(best) / 1e9:.0f} GFLOP/s; "
+                   f"median of {len(chunks)} chunks of {CHUNK_STEPS} steps)")
             line = (f"train {label:23s} {statistics.median(rates):7.0f} tokens/s "
-                    f"({min(rates):.0f}-{max(rates):.0f})  MFU {statistics.median(mfus):.1%} of the "
-                    f"{dtype} peak ({min(mfus):.1%}-{max(mfus):.1%}; peak {min(best) / 1e9:.0f}-"
-                    f"{max(best) / 1e9:.0f} GFLOP/s; median of {len(chunks)} chunks of "
-                    f"{CHUNK_STEPS} steps)")
+                    f"({min(rates):.0f}-{max(rates):.0f})  {mfu}")
             if len(chunks[0][1]) > 1:
                 vs_torch = [r * fpt / p["torch"] for r, p in chunks]
                 line += f"; {statistics.median(vs_torch):.1%} of torch's matmul peak"

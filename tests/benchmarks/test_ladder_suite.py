@@ -65,6 +65,20 @@ def test_measure_gives_gaps_first_trial_and_compute_against_the_best_of_all():
     assert "0/1 seeds, 1 undecided (ratio 1.60;" in ratio and "lower bound" in ratio
 
 
+def test_a_suite_folder_without_tpe_median_studies_is_not_a_ladder_that_never_got_there():
+    # Only random search in the suite's folder: the ratio to TPE + median is unknown, and it
+    # was counted as the ladder "never within 1%" though it got there (at 3.5).
+    base = trials([2.10, 2.05], strategy="random", seed=[0, 0])
+    ladder = trials([2.015, 2.001], lr=2e-3)
+    (row,) = measure("toy", base, [(0, ladder, 3.0, {"lr": 2e-3})])
+    assert row["ladder_to_1pct"] == pytest.approx(4.0) and row["tpe_median_seeds"] == 0
+    *_, ratio = verdicts([row])
+    assert "0/1 seeds, 1 without TPE + median studies to compare (ratio -)" in ratio, ratio
+    assert "never" not in ratio
+    never = dict(row, ladder_to_1pct=math.nan)
+    assert "1 never within 1% (ratio never)" in verdicts([never])[2]
+
+
 def test_a_better_ladder_trial_becomes_the_best_known():
     base = trials([2.0], strategy="tpe_median", seed=[0])
     ladder = trials([2.1, 1.9], lr=3e-3)

@@ -169,3 +169,9 @@ def test_a_bpe_is_trained_once_per_corpus_and_again_when_the_text_changes(tmp_pa
     assert suite.bpe_file(str(corpus), 300, tmp_path / "out") == first and calls == [1]
     assert first.read_text() != trained
     assert suite.bpe_file(str(corpus), 280, tmp_path / "out") != first and calls == [1, 1]
+    # A vocabulary the text cannot fill ran at the size it learned (932 of 2,048 on 3 kB),
+    # its tables saying 2,048.
+    corpus.write_text(play_text[:3000])
+    with pytest.raises(SystemExit, match=r"bpe_vocab 2048 of corpus .*mine.txt: a BPE trained "
+                                         r"on it learns [\d,]+ tokens"):
+        suite.bpe_file(str(corpus), 2048, tmp_path / "out")
