@@ -233,6 +233,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps < 2 * CHUNK_STEPS:  # a StatisticsError on the GPU, minutes in, before
         parser.error(f"--steps must be {2 * CHUNK_STEPS} or more (chunks of {CHUNK_STEPS} steps, "
                      f"the first left out as warm-up), got {args.steps}")
+    if args.micro_batch_size < 1:
+        parser.error(f"--micro-batch-size must be 1 or more, got {args.micro_batch_size}")
+    if args.output is not None:  # refused at the end, after minutes on the GPUs, it lost them
+        folder = args.output.resolve().parent
+        if args.output.is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
+            parser.error(f"-o {args.output}: cannot write a file there (a folder, or a folder "
+                         "that is missing or read-only)")
     why_not = no_cuda_message()
     if why_not:
         print(why_not, file=sys.stderr)

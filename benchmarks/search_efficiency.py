@@ -863,6 +863,8 @@ def main(argv: list[str] | None = None) -> None:
                          "--workers": args.workers})
     if not args.data.is_file():
         p.error(f"--data: file not found: {args.data}")
+    if args.out.exists() and not args.out.is_dir():  # a FileExistsError traceback
+        p.error(f"--out: {args.out} is a file; give a folder (made if missing)")
     bench = replace(Bench(), data=args.data, out=args.out, budget=args.budget, seeds=args.seeds,
                     workers=args.workers, strategies=strategies)
     bench.out.mkdir(parents=True, exist_ok=True)

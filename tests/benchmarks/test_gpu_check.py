@@ -32,6 +32,18 @@ def test_too_few_steps_to_time_are_refused_before_any_gpu_work(capsys):
         in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flags, said", [
+    (["-o", "/nonexistent-folder/r.json"], "-o /nonexistent-folder/r.json: cannot write a file "
+     "there"),
+    (["--micro-batch-size", "0"], "--micro-batch-size must be 1 or more, got 0"),
+])
+def test_a_bad_output_or_micro_batch_is_refused_before_any_gpu_work(flags, said, capsys):
+    # -o of a missing folder failed at the very end, after the minutes on the GPUs.
+    with pytest.raises(SystemExit) as e:
+        main(flags)
+    assert e.value.code == 2 and said in capsys.readouterr().err
+
+
 def test_the_study_and_the_runs_it_writes_are_valid(tmp_path):
     study = load_study(study_file(tmp_path))
     assert (study.n_trials, study.workers.gpus_per_trial, study.trainer.device) == (4, 0.25, "cuda")

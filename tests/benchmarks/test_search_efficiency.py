@@ -75,3 +75,14 @@ def test_a_bad_count_is_refused_by_name_before_anything_runs(tmp_path, capsys, m
     assert e.value.code == 2
     assert said in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_an_out_that_is_a_file_is_refused_by_name(tmp_path, capsys):
+    from benchmarks.search_efficiency import main
+
+    (tmp_path / "afile").write_text("kept")
+    with pytest.raises(SystemExit) as e:  # a FileExistsError traceback
+        main(["--out", str(tmp_path / "afile")])
+    assert e.value.code == 2
+    assert f"--out: {tmp_path / 'afile'} is a file; give a folder" in capsys.readouterr().err
+    assert (tmp_path / "afile").read_text() == "kept"
