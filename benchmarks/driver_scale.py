@@ -60,7 +60,7 @@ from typing import Any
 
 import ray
 
-from benchmarks import refuse_below_one
+from benchmarks import refuse_below_one, run_main
 from benchmarks.search_efficiency import (
     DEFAULT_DATA,
     Bench,
@@ -741,9 +741,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:  # a Ctrl-C: the run stops, and no table of it is written
-        print("benchmarks.driver_scale: interrupted; its tables are written at the end of a "
-              "run, so this one wrote none", file=sys.stderr)
-        sys.exit(130)
+    run_main(main, "driver_scale", "its tables are written at the end of a run, so this one "
+             "wrote none")

@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from benchmarks import refuse_below_one, suite
+from benchmarks import refuse_below_one, run_main, suite
 from benchmarks import search_efficiency as se
 from scaletune.heuristics import laws
 
@@ -614,4 +614,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, "ladder_suite", "the same command resumes where it stopped")

@@ -41,7 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import refuse_below_one
+from benchmarks import refuse_below_one, run_main
 from benchmarks.search_efficiency import (
     DEFAULT_DATA,
     Bench,
@@ -188,4 +188,4 @@ def settings(bench: Bench) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, "orchestration")

@@ -53,6 +53,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from benchmarks import run_main
 from benchmarks.search_efficiency import command_line, strategy_seed
 from benchmarks.suite import TASK_NAMES
 
@@ -457,4 +458,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, "pruner_replay")

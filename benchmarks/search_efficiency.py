@@ -58,7 +58,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks import refuse_below_one
+from benchmarks import refuse_below_one, run_main
 from scaletune.trainer.config import usable_cores
 
 REPO = Path(__file__).resolve().parents[1]
@@ -881,4 +881,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, "search_efficiency", "the same command resumes where it stopped")

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import refuse_below_one, suite
+from benchmarks import refuse_below_one, run_main, suite
 from benchmarks import search_efficiency as se
 from scaletune.trainer.config import usable_cores
 
@@ -191,4 +191,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, "seed_noise", "the same command resumes where it stopped")

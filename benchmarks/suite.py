@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks import refuse_below_one
+from benchmarks import refuse_below_one, run_main
 from benchmarks import search_efficiency as se
 from scaletune.trainer.config import usable_cores
 
@@ -709,4 +709,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, "suite", "the same command resumes where it stopped")
