@@ -63,7 +63,7 @@ def _errors(e: ScaletuneError) -> int:
     lines = [_shortened(line) for line in getattr(e, "errors", None) or [str(e)]]
     source = getattr(e, "source", None)  # the file, or the option, at fault; none: the command
     if isinstance(source, str):  # a storage URL given where a file goes: its password masked
-        if lines == ["file not found"] and re.match(r"[A-Za-z][\w+.-]*:/", source):
+        if lines == ["file not found"] and re.match(r"[A-Za-z][\w+.-]+:/", source):  # not C:/
             lines = ["file not found; a storage's URL goes after --storage (`scaletune studies "
                      "--storage URL`, `scaletune show NAME --storage URL`)"]
         source = _shortened(mask_url(source))
@@ -1007,8 +1007,8 @@ def entry() -> int:
         # Ctrl-C as the command reads its arguments (the imports that builds its parser), before
         # the command handles one: a line, not a traceback of the import it landed in.
         command = next((w for w in sys.argv[1:] if not w.startswith("-")), "")
-        print(f"scaletune{' ' + command if command else ''}: interrupted as it started",
-              file=sys.stderr, flush=True)
+        print(f"scaletune{' ' + command if command else ''}: interrupted", file=sys.stderr,
+              flush=True)
         code = 128 + signal.SIGINT
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_DFL)

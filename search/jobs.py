@@ -118,10 +118,13 @@ def client(url: str) -> Any:
             raise SetupError(f"the Ray job server at {shown} did not answer within "
                              f"{JOB_SERVER_TIMEOUT_S:g} s: is its dashboard stuck, or the "
                              "tunnel to it down?") from None
-    except http.client.HTTPException:  # BadStatusLine: a port of Ray's own, not HTTP/1's
-        raise SetupError(f"{shown} does not answer as a Ray job server (no HTTP there): the "
-                         "head's own port (6379) or Ray's client server (10001)? The job server "
-                         "is the dashboard's address, http://HEAD:8265") from None
+    except http.client.HTTPException as e:  # BadStatusLine: a port of Ray's own, not HTTP/1's
+        # Closed unanswered (RemoteDisconnected: a tunnel to a dashboard that is down) is left
+        # to the client, which says it cannot reach the server.
+        if not isinstance(e, ConnectionError):
+            raise SetupError(f"{shown} does not answer as a Ray job server (no HTTP there): the "
+                             "head's own port (6379) or Ray's client server (10001)? The job "
+                             "server is the dashboard's address, http://HEAD:8265") from None
     except (OSError, ValueError):
         pass
     try:

@@ -1368,28 +1368,24 @@ def _config_rows(cfg: StudyConfig) -> list[tuple[str, str]]:
 
     def at(dotted: str) -> Any:
         """What every trial trains with at ``dotted``: the file's, or what search: fixes there
-        (the file's model: line said width 32 of trials that trained at 64); None if searched."""
+        (the file's model: line said width 32 of trials that trained at 64); "searched"."""
         set_by = cfg.setting(dotted)
-        return None if set_by is not None and set_by[1].searched else cfg.fixed_field(dotted)
+        return "searched" if set_by is not None and set_by[1].searched else cfg.fixed_field(dotted)
 
     def count(dotted: str, word: str) -> str:
         n = at(dotted)
-        return f"{word}s searched" if n is None else f"{n} {word}{'s' if n != 1 else ''}"
+        return f"{word}s {n}" if n == "searched" else f"{n} {word}{'s' if n != 1 else ''}"
 
-    positions, norm = at("model.positions"), at("model.norm")
-    optim, schedule = at("optim.name"), at("optim.schedule")
-    t = cfg.trainer
+    micro, compiled, max_loss = at("micro_batch_size"), at("compile"), at("max_loss")
     return [
         ("model", f"{count('model.n_layer', 'layer')}, {count('model.n_head', 'head')}, width "
-                  f"{at('model.n_embd') or 'searched'}, block "
-                  f"{at('model.block_size') or 'searched'} ({positions or 'searched'} positions, "
-                  f"{norm or 'norm searched'})"),
-        ("trainer", f"{optim or 'optimizer searched'}, "
-                    f"{f'{schedule} schedule' if schedule else 'schedule searched'}, dtype "
-                    f"{t.dtype}" + (f", micro-batches of {t.micro_batch_size}"
-                                    if t.micro_batch_size else "")
-                    + (", compiled" if t.compile else "")
-                    + (f", max_loss {t.max_loss:g}" if t.max_loss is not None else "")),
+                  f"{at('model.n_embd')}, block {at('model.block_size')} ({at('model.positions')} "
+                  f"positions, norm {at('model.norm')})"),
+        ("trainer", f"optimizer {at('optim.name')}, schedule {at('optim.schedule')}, dtype "
+                    f"{at('dtype')}" + (f", micro-batches of {micro}" if micro else "")
+                    + (f", compile {compiled}" if compiled == "searched" else
+                       ", compiled" if compiled else "")
+                    + (f", max_loss {max_loss}" if max_loss is not None else "")),
         ("data", f"{d.source} {where}, tokenizer {d.tokenizer}"
                  + (f", first {d.max_documents:,} documents" if d.max_documents else "")
                  + (f", trains on its first {d.train_tokens:,} tokens" if d.train_tokens else "")

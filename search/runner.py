@@ -1134,7 +1134,7 @@ def _write_failed(
                "read-only as the study ran fails so)")
     elif database is None and "permission denied" in text:  # the server is up: a grant
         fix = ("The server refused this login a right the study needs (`scaletune validate` "
-               "of the study names which): grant it")
+               "of the study checks those of its tables and their sequences): grant it")
     else:
         fix = ("Free some disk space" if database is not None or what == "a write" else
                "Bring the database server back (is it up, and reachable from here?)")

@@ -450,11 +450,14 @@ def nothing_searched(dims: list[Dim], cfg: StudyConfig) -> list[str]:
     more than one trial: each trains the same config with the same seed, to the same loss; and
     where a batch-size range holds one power of two ({low: 3, high: 5} searched 4 alone)."""
     batch = cfg.search.params.get("batch_size")
+    # (Where its prior's center lies beyond it, centers_outside says so of a study seeded by
+    # the priors: "one value is searched".)
     one = [f"search.batch_size: [{batch.low:g}, {batch.high:g}] holds one batch size, "
            f"{d.distribution.choices[0]} (a range searches its powers of two), so every trial "
            "trains it: widen the range, or give choices" for d in dims
            if d.name == "batch_size" and batch is not None and batch.low is not None
-           and batch.high is not None and len(d.distribution.choices) == 1]
+           and batch.high is not None and len(d.distribution.choices) == 1
+           and not (cfg.seeding == "prior" and centers_outside([d]))]
     if dims or cfg.n_trials < 2:
         return one
     return [f"search: every hyperparameter has a value, so nothing is searched: each of the "

@@ -143,7 +143,7 @@ def _check_postgresql_rights(conn: Any, tables: list[str]) -> None:
     denied for sequence studies_study_id_seq")."""
     from sqlalchemy import text
 
-    schema = conn.execute(text("SELECT current_schema()")).scalar()
+    schema = conn.execute(text("SELECT quote_ident(current_schema())")).scalar()  # to paste
     if schema is None:  # a search_path of no schema: the driver's own error says it
         return
     if not tables:
@@ -154,11 +154,12 @@ def _check_postgresql_rights(conn: Any, tables: list[str]) -> None:
                 f"in schema {schema}, as the first run does: GRANT CREATE ON SCHEMA {schema} to "
                 "it, or have a login that may run the first study there")
         return
-    # The sequences first, their rights after: PostgreSQL may evaluate a WHERE's conditions in
-    # any order, and has_sequence_privilege of a table's TOAST relation is an error.
+    # A serial column's sequence (deptype 'a'; an identity column's, 'i', needs no grant of
+    # its own). The sequences first, their rights after: PostgreSQL may evaluate a WHERE's
+    # conditions in any order, and has_sequence_privilege of a TOAST relation is an error.
     sequences = conn.execute(text(
         "SELECT DISTINCT s.oid, s.relname FROM pg_class s JOIN pg_depend d ON d.objid = s.oid "
-        "JOIN pg_class t ON t.oid = d.refobjid WHERE s.relkind = 'S' "
+        "JOIN pg_class t ON t.oid = d.refobjid WHERE s.relkind = 'S' AND d.deptype = 'a' "
         "AND t.relname = ANY(:tables) AND t.relnamespace = s.relnamespace "
         "AND s.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) "
         "ORDER BY s.relname"), {"tables": tables}).all()

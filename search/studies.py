@@ -425,8 +425,10 @@ def _not_run(source: str, cfg: StudyConfig) -> tuple[str, str]:
         return "", (f"the ladder's target runs after its rungs: run `scaletune ladder "
                     f"{shlex.quote(source)}` first")
     # A storage given on the command line goes with the command (it named the file's).
-    storage = (f" --storage {shlex.quote(mask_url(cfg.storage_url))}"
-               if "storage" in cfg._flags else "")
+    # (A URL with a password, masked, would not run pasted: the flag and URL are named then.)
+    url = cfg.storage_url
+    storage = ("" if "storage" not in cfg._flags else f" --storage {shlex.quote(url)}"
+               if mask_url(url) == url else " --storage URL")
     return "name: ", f"run `scaletune run {shlex.quote(source)}{storage}` first"
 
 

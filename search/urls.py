@@ -14,7 +14,7 @@ import re
 # Greedy, to the last such '@': a password holding '/' and '@' is hidden whole, at the cost of
 # hiding the host too where the query holds an '@'.
 PASSWORD = re.compile(
-    r"^(?P<head>\s*(?:[A-Za-z][\w+.-]*(?::/{0,2}|/{1,2})\s*[^:/?#\s]*:|[^:/?#\s]*:(?!/)))"
+    r"^(?P<head>\s*(?:[A-Za-z][\w+.-]*(?::/{0,2}|//)\s*[^:/?#\s]*:|[^:/?#\s]*:(?!/)))"
     r"(?P<password>.*)@(?=[^@/?#]*(?:[/?#]|$))", re.S)
 QUERY_PASSWORD = re.compile(r"(?i)(?P<key>[?&]password=)[^&#]*")
 

@@ -684,8 +684,8 @@ class DataConfig(_Strict):
         if same:
             key = "data.val_split" if self.val_split else "data.val_path"
             raise ValueError(f"{key}: the validation data is the training data, so the val loss "
-                             "that ranks the trials would be measured on text they trained on: "
-                             "give data held out from training")
+                             "(which ranks a study's trials) would be measured on text trained "
+                             "on: give data held out from training")
         return self
 
 

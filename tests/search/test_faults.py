@@ -777,7 +777,8 @@ def test_a_database_server_that_went_away_is_not_told_to_free_disk_space(tmp_pat
         "permission denied for sequence studies_study_id_seq"))
     said = str(_write_failed(server, {}, "using the storage", refused))
     assert "The server refused this login a right the study needs (`scaletune validate` of the " \
-           "study names which): grant it, then run the same command" in said, said
+           "study checks those of its tables and their sequences): grant it, then run the same " \
+           "command" in said, said
     assert "Bring the database server back" not in said
     full = OperationalError("INSERT", {}, Exception("database or disk is full"))
     local = validate_study(tiny_study(tmp_path, shakespeare))

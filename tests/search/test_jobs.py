@@ -156,6 +156,25 @@ def test_a_port_of_rays_own_given_as_the_job_server_is_said_not_a_traceback(caps
             assert "Traceback" not in out
     finally:
         server.close()
+    # One that accepts and closes unanswered (a tunnel to a dashboard that is down) is no port
+    # of Ray's own: it was told it was.
+    closing = socket.create_server(("127.0.0.1", 0))
+
+    def close_at_once() -> None:
+        while True:
+            try:
+                conn, _ = closing.accept()
+            except OSError:
+                return
+            conn.close()
+
+    threading.Thread(target=close_at_once, daemon=True).start()
+    try:
+        assert main(["jobs", "--address", f"http://127.0.0.1:{closing.getsockname()[1]}"]) == 2
+        out = flat(capsys.readouterr().err)
+        assert "cannot reach the Ray job server at" in out and "no HTTP there" not in out, out
+    finally:
+        closing.close()
 
 
 def test_a_storage_password_is_refused_before_it_reaches_the_job_command_line(tmp_path,

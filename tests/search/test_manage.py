@@ -1217,14 +1217,19 @@ def test_show_gives_the_model_and_trainer_the_trials_train_with(tmp_path, shakes
     # It said "1 layer, 2 heads, width 32 ... layernorm": the file's model:, of trials that
     # trained at width 64 with rmsnorm; and nothing of the optimizer, or of train_tokens.
     assert rows["model"] == "layers searched, 2 heads, width 64, block 32 (learned positions, " \
-                            "rmsnorm)"
-    assert rows["trainer"] == "sgd, linear schedule, dtype auto, micro-batches of 2"
+                            "norm rmsnorm)"
+    assert rows["trainer"] == "optimizer sgd, schedule linear, dtype auto, micro-batches of 2"
     assert rows["data"].endswith(", tokenizer byte, trains on its first 20,000 tokens; "
                                  "validation: its last 0.1")
-    raw["search"]["other"] = {"optim.schedule": {"choices": ["cosine", "wsd"]}}
+    # What search.other sets of the trainer: every trial's too (the trainer: line said other).
+    raw["search"]["other"] = {"optim.schedule": {"choices": ["cosine", "wsd"]},
+                              "dtype": {"choices": ["float32", "bfloat16"]},
+                              "micro_batch_size": {"value": 4}, "max_loss": {"value": 9.0}}
     rows = dict(_config_rows(validate_study(raw)))
-    assert rows["model"] == "1 layer, 2 heads, width 32, block 32 (learned positions, layernorm)"
-    assert rows["trainer"].startswith("sgd, schedule searched, dtype auto")
+    assert rows["model"] == "1 layer, 2 heads, width 32, block 32 (learned positions, norm " \
+                            "layernorm)"
+    assert rows["trainer"] == ("optimizer sgd, schedule searched, dtype searched, micro-batches "
+                               "of 4, max_loss 9.0")
 
 
 def test_fit_reads_what_its_studies_trained_and_takes_their_names(tmp_path, capsys):

@@ -208,6 +208,8 @@ def test_dashboard_on_loopback_gives_no_warning(tmp_path, shakespeare, monkeypat
     # A scheme without its ':', a space after the '//' (each printed whole).
     ("postgresql//u:hunter2@h:5432/db", "postgresql//u:***@h:5432/db"),
     ("postgresql:// u:hunter2@h/db", "postgresql:// u:***@h/db"),
+    # A relative path with a ':' and an '@' in it is no URL: left whole.
+    ("runs/t10:00@gpu/study.yaml", "runs/t10:00@gpu/study.yaml"),
     # No password: left whole, a port and a user with an '@' too.
     ("postgresql://u@srv@h:5432/db", "postgresql://u@srv@h:5432/db"),
     ("postgresql://u@h:5432/db", "postgresql://u@h:5432/db"),
