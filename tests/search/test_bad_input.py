@@ -380,6 +380,14 @@ def test_a_study_that_searches_nothing_is_a_note_of_validate_and_the_plan(tmp_pa
         "wide.yaml"))
     assert main(["validate", wide]) == 0  # 4 and 8: nothing said
     assert "holds one batch size" not in capsys.readouterr().out
+    # Far from the priors' center, the note of centers outside their range says it: once.
+    far = str(write_study(tmp_path, tiny_study(
+        tmp_path, shakespeare, search={**fixed, "batch_size": {"low": 100, "high": 130},
+                                       "lr": {"low": 1e-3, "high": 1e-2}}), "far.yaml"))
+    assert main(["validate", far]) == 0
+    out = flat(capsys.readouterr().out)
+    assert "search.batch_size: one value is searched, batch_size = 128" in out, out
+    assert "holds one batch size" not in out
 
 
 def test_evaluations_finer_than_a_step_are_a_note_of_validate_and_the_plan(tmp_path, shakespeare,
