@@ -50,7 +50,7 @@ def test_a_ctrl_c_stops_the_run_and_writes_no_table(tmp_path, shakespeare):
          "--data", str(shakespeare), "--out", str(tmp_path)],
         cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True)
-    time.sleep(12)  # in the first point's 60 s, or in Ray's start under load
+    time.sleep(6)  # in the first point's 60 s, or in Ray's start under load
     run.send_signal(signal.SIGINT)
     out, err = run.communicate(timeout=120)
     assert run.returncode == 130, out + err
