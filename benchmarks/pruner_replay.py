@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import run_main
-from benchmarks.search_efficiency import command_line, strategy_seed
+from benchmarks.search_efficiency import command_line, names_given, strategy_seed
 from benchmarks.suite import TASK_NAMES
 
 PRUNERS = {
@@ -425,9 +425,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.orders < 0 or args.jobs < 1:
         parser.error("--orders must be >= 0 and --jobs >= 1")
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    if unknown := [t for t in tasks if t not in TASK_NAMES]:
-        parser.error(f"--tasks: unknown {unknown}; choose from {list(TASK_NAMES)}")
+    tasks = names_given(parser, "--tasks", args.tasks, TASK_NAMES)  # '' ran on no task
     with tempfile.TemporaryDirectory() as workdir:
         studies = load(args.suite, Path(workdir), tasks) or load_tables(args.suite, tasks)
         if not studies:

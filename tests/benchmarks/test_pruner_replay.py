@@ -108,6 +108,9 @@ def test_a_task_added_to_the_suite_and_a_fourth_seed_are_replayed(tmp_path, monk
     with pytest.raises(SystemExit):
         pruner_replay.main(["--suite", str(tmp_path / "suite"), "--tasks", "nope"])
     assert "--tasks: unknown ['nope']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # an empty list: "no random-search studies ... of " (none)
+        pruner_replay.main(["--suite", str(tmp_path / "suite"), "--tasks", " , "])
+    assert "--tasks: give at least one of" in capsys.readouterr().err
 
 
 def test_a_suite_of_scaletune_trials_alone_is_told_what_the_replay_reads(tmp_path):
