@@ -546,7 +546,8 @@ def write_tables(out: Path, tag: str, csvs: list[Path]) -> Path:
                          f"{o_ask:.1f} | {d_ask:.1f} | {o_ask / d_ask:.1f}x |")
         for r in df[df["storage"] == "terminal"].itertuples():
             lines.append(f"\nOne redraw of the live view of {r.running} running trials: every row "
-                         f"{r.every_row_ms:.1f} ms, the {SHOWN_ROWS} rows shown now "
+                         f"{r.every_row_ms:.1f} ms, the {min(SHOWN_ROWS, r.running)} rows "
+                         "shown now "
                          f"{r.shown_rows_ms:.1f} ms ({r.every_row_ms / r.shown_rows_ms:.1f}x).")
         parts.append("## One report, one ask and one redraw, before and after, side by side\n\n"
                      + "\n".join(lines))
