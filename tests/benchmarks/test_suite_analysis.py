@@ -70,18 +70,19 @@ def test_a_task_on_a_text_file_of_ones_own_is_one_line(tmp_path, monkeypatch, ca
 
     text = tmp_path / "mine.txt"
     text.write_text("def f(x):\n    return x + 1\n" * 200)
-    task = suite.Task("mine-bpe", str(text), 300, 1, 2, 32, 32, 0.125, "a corpus of my own")
+    task = suite.Task("mine-bpe", str(text), 260, 1, 2, 32, 32, 0.125, "a corpus of my own")
     bench = suite.bench_of(task, tmp_path / "out", budget=2, seeds=1, workers=1)
     # Read in place, named by its file; its BPE lands in the results' corpora/, not beside it.
     assert bench.data == text and bench.corpus == "mine.txt" == task.corpus_label
     tokenizer = Path(bench.tokenizer)
     assert tokenizer.parent == tmp_path / "out" / "corpora"
-    assert re.fullmatch(r"mine-[0-9a-f]{8}-bpe300\.json", tokenizer.name), tokenizer.name
+    assert re.fullmatch(r"mine-[0-9a-f]{8}-bpe260\.json", tokenizer.name), tokenizer.name
     # Another corpus of the same file name, in another folder, gets a tokenizer of its own
-    # (both had mine-bpe300.json, trained on whichever was built last).
+    # (both had mine-bpe260.json, trained on whichever was built last). A vocabulary of
+    # 260: these repeated lines give a BPE of 272 tokens at most (a larger one is refused).
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "mine.txt").write_text("To be, or not to be: that is the question.\n" * 200)
-    twin = suite.Task("twin-bpe", str(tmp_path / "sub" / "mine.txt"), 300, 1, 2, 32, 32, 0.125, "")
+    twin = suite.Task("twin-bpe", str(tmp_path / "sub" / "mine.txt"), 260, 1, 2, 32, 32, 0.125, "")
     other = Path(suite.bench_of(twin, tmp_path / "out", budget=2, seeds=1, workers=1).tokenizer)
     assert other != tokenizer and tokenizer.read_text() != other.read_text()
     # A task whose file is not there is refused before anything runs (each study failed with a
