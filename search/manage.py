@@ -79,6 +79,7 @@ from scaletune.search.space import (
     fixed_values,
     largest_shape,
     nothing_searched,
+    one_batch_size,
     plain,
     planning_priors,
     prior_center_params,
@@ -226,7 +227,7 @@ def plan_notes(cfg: StudyConfig, dims: list | None = None) -> list[str]:
         dims, fixed = build_space(cfg, planning_priors(cfg))
     if cfg.seeding == "prior":
         notes += centers_outside(dims, draws=cfg.sampler.name != "random")
-    notes += nothing_searched(dims, cfg)
+    notes += nothing_searched(dims, cfg.n_trials) + one_batch_size(dims, cfg)
     batches = _batch_sizes(dims, fixed)
     step = min(batches, default=0) * cfg.model.block_size
     if cfg.eval_interval < step:

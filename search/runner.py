@@ -73,7 +73,12 @@ from scaletune.search.plan import (
     widening_note,
 )
 from scaletune.search.progress import QUEUED, StudyProgress, print_run_summary
-from scaletune.search.space import centers_outside, nothing_searched, outside_ranges
+from scaletune.search.space import (
+    centers_outside,
+    nothing_searched,
+    one_batch_size,
+    outside_ranges,
+)
 from scaletune.search.storage import (
     DAMAGED_ADVICE,
     SQLITE_BUSY_TIMEOUT_S,
@@ -392,7 +397,8 @@ def _run_study(cfg: StudyConfig, console: Console, max_consecutive_failures: int
             raise ConfigError(cfg.source, problems)
         notes = (centers_outside(plan.dims, draws=cfg.sampler.name != "random")
                  if cfg.seeding == "prior" else [])
-        notes += nothing_searched(plan.dims, cfg)
+        notes += nothing_searched(plan.dims, cfg.n_trials)
+        notes += one_batch_size(plan.dims, cfg)
         small = validation_note(cfg.data, cfg.model.block_size, data.n_val_tokens)
         said = (unread_note(cfg.data), folder_note(cfg.data), optim_note(cfg),
                 optimizer_note(cfg), *notes, small, elsewhere_note(cfg),

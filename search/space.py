@@ -445,25 +445,29 @@ def _batch_distribution(
     return CategoricalDistribution(sizes)
 
 
-def nothing_searched(dims: list[Dim], cfg: StudyConfig) -> list[str]:
+def nothing_searched(dims: list[Dim], n_trials: int) -> list[str]:
     """A note where the study searches nothing (every hyperparameter given a value) and runs
-    more than one trial: each trains the same config with the same seed, to the same loss; and
-    where a batch-size range holds one power of two ({low: 3, high: 5} searched 4 alone)."""
-    batch = cfg.search.params.get("batch_size")
-    # (Where its prior's center lies beyond it, centers_outside says so of a study seeded by
-    # the priors: "one value is searched".)
-    one = [f"search.batch_size: [{batch.low:g}, {batch.high:g}] holds one batch size, "
-           f"{d.distribution.choices[0]} (a range searches its powers of two), so every trial "
-           "trains it: widen the range, or give choices" for d in dims
-           if d.name == "batch_size" and batch is not None and batch.low is not None
-           and batch.high is not None and len(d.distribution.choices) == 1
-           and not (cfg.seeding == "prior" and centers_outside([d]))]
-    if dims or cfg.n_trials < 2:
-        return one
+    more than one trial: each trains the same config with the same seed, to the same loss."""
+    if dims or n_trials < 2:
+        return []
     return [f"search: every hyperparameter has a value, so nothing is searched: each of the "
-            f"{cfg.n_trials} trials trains the same config with the same seed, to the same "
-            "loss; n_trials: 1 trains it once, `scaletune run --repeat-best N` trains it again "
-            "with other seeds, and a range or choices (or prior: auto) searches a hyperparameter"]
+            f"{n_trials} trials trains the same config with the same seed, to the same loss; "
+            "n_trials: 1 trains it once, `scaletune run --repeat-best N` trains it again with "
+            "other seeds, and a range or choices (or prior: auto) searches a hyperparameter"]
+
+
+def one_batch_size(dims: list[Dim], cfg: StudyConfig) -> list[str]:
+    """A note where a batch-size range holds one power of two ({low: 3, high: 5} searched 4
+    alone, unsaid). Where its prior's center lies beyond it, centers_outside says so of a study
+    seeded by the priors ("one value is searched"), and this says nothing."""
+    batch = cfg.search.params.get("batch_size")
+    if batch is None or batch.low is None or batch.high is None:
+        return []
+    return [f"search.batch_size: [{batch.low:g}, {batch.high:g}] holds one batch size, "
+            f"{d.distribution.choices[0]} (a range searches its powers of two), so every trial "
+            "trains it: widen the range, or give choices" for d in dims
+            if d.name == "batch_size" and len(d.distribution.choices) == 1
+            and not (cfg.seeding == "prior" and centers_outside([d]))]
 
 
 def centers_outside(dims: list[Dim], draws: bool = True) -> list[str]:

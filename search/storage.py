@@ -110,7 +110,8 @@ def check_storage(url: str) -> None:
     """Connect to the database of ``url``, read a row of each of Optuna's tables where it has
     them, and disconnect, creating nothing; raises the driver's error when it cannot be reached
     or read (a role that may log in but not read the study's tables: validate said ok, and run
-    refused), and PermissionError where PostgreSQL says the role may not write them."""
+    refused), and PermissionError where PostgreSQL says the role may not write them, add their
+    rows or, where there are none, create them (``_check_postgresql_rights``)."""
     from optuna.storages._rdb.models import BaseModel
     from sqlalchemy import create_engine, inspect, text
 
@@ -123,25 +124,25 @@ def check_storage(url: str) -> None:
             for table in tables:
                 conn.execute(text(f"SELECT 1 FROM {table} LIMIT 1")).fetchall()
             if engine.dialect.name == "postgresql":
-                may_write = text("SELECT has_table_privilege(:t, 'INSERT') AND "
-                                 "has_table_privilege(:t, 'UPDATE')")
-                barred = [t for t in tables if not conn.execute(may_write, {"t": t}).scalar()]
-                if barred:
-                    raise PermissionError(f"this login may read but not write table "
-                                          f"{', '.join(barred[:3])}"
-                                          + (f" and {len(barred) - 3} more" if len(barred) > 3
-                                             else ""))
                 _check_postgresql_rights(conn, tables)
     finally:
         engine.dispose()
 
 
 def _check_postgresql_rights(conn: Any, tables: list[str]) -> None:
-    """PermissionError where this login may write Optuna's tables but cannot add their rows (no
-    USAGE of their id sequences), or where there are none and it may not create them: validate
-    said ok of both, and run refused them, the second after Ray had started ("permission
-    denied for sequence studies_study_id_seq")."""
+    """PermissionError where this login may read Optuna's ``tables`` but not write them, may
+    write them but not add their rows (no USAGE of their id sequences), or where there are none
+    and it may not create them: validate said ok of these, and run refused them, the last two
+    after Ray had started ("permission denied for sequence studies_study_id_seq")."""
     from sqlalchemy import text
+
+    def named(names: list[str]) -> str:
+        return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+    may_write = text("SELECT has_table_privilege(:t, 'INSERT') AND "
+                     "has_table_privilege(:t, 'UPDATE')")
+    if barred := [t for t in tables if not conn.execute(may_write, {"t": t}).scalar()]:
+        raise PermissionError(f"this login may read but not write table {named(barred)}")
 
     schema = conn.execute(text("SELECT quote_ident(current_schema())")).scalar()  # to paste
     if schema is None:  # a search_path of no schema: the driver's own error says it
@@ -167,11 +168,10 @@ def _check_postgresql_rights(conn: Any, tables: list[str]) -> None:
     unusable = [name for oid, name in sequences
                 if not conn.execute(may_use, {"oid": oid}).scalar()]
     if unusable:
-        more = f" and {len(unusable) - 3} more" if len(unusable) > 3 else ""
         raise PermissionError(
-            f"this login may write the study tables but not use sequence "
-            f"{', '.join(unusable[:3])}{more}, which numbers their new rows: GRANT USAGE ON ALL "
-            f"SEQUENCES IN SCHEMA {schema} to it")
+            f"this login may write the study tables but not use sequence {named(unusable)}, "
+            f"which numbers their new rows: GRANT USAGE ON ALL SEQUENCES IN SCHEMA {schema} to "
+            "it")
 
 
 def unreachable(url: str) -> str | None:
